@@ -1,0 +1,49 @@
+"""The engine's exception family.
+
+Every error a user can cause derives from :class:`HostplugError`; its message is one line that says what is
+wrong and what to do, so the command line can print it as it is.
+"""
+
+from __future__ import annotations
+
+
+class HostplugError(Exception):
+    """Base class of every error the engine reports to a user."""
+
+    exit_code = 1
+
+
+class InputNotFoundError(HostplugError):
+    """The input file does not exist or cannot be read."""
+
+    exit_code = 2
+
+
+class UnsupportedInputError(HostplugError):
+    """The file is not an image format the engine can decode (for example a VC-5 compressed GoPro raw)."""
+
+    exit_code = 3
+
+
+class CorruptInputError(HostplugError):
+    """The file claims a supported format but its data is damaged or truncated."""
+
+    exit_code = 3
+
+
+class RecipeError(HostplugError):
+    """A recipe (from the command line, a JSON file or a sidecar) has an invalid value."""
+
+    exit_code = 4
+
+
+class OutputError(HostplugError):
+    """The output cannot be written (folder missing or read-only, file exists, bad format)."""
+
+    exit_code = 5
+
+
+class ModelError(HostplugError):
+    """A model's weights are missing, corrupt or do not match their manifest."""
+
+    exit_code = 6

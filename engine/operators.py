@@ -1,0 +1,122 @@
+"""The fixed, differentiable photofinishing operators (after Afifi et al., "Modular Neural ISP").
+
+Each operator is a pure torch function of an image batch ``x`` (N x 3 x H x W, linear RGB unless noted) and
+its parameters (tensors with a leading batch dimension), so the same code serves rendering, where parameters
+come from presets, the user or an automatic default, and training, where a network predicts them and gradients
+flow back through the operators.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LUMA = (0.2126, 0.7152, 0.0722)
+EPS = 1e-6
+CHROMA_RANGE = 2.5  # chroma tables cover log-chromaticities in [-2.5, 2.5]
+
+
+def _per_image(p: torch.Tensor) -> torch.Tensor:
+    """Shape a per-image parameter (N,) for broadcasting over N x C x H x W."""
+    return p.reshape(-1, 1, 1, 1)
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """Rec.709 luminance, N x 1 x H x W."""
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def digital_gain(x: torch.Tensor, ev: torch.Tensor) -> torch.Tensor:
+    """Multiply by ``2**ev`` (exposure in stops)."""
+    return x * torch.exp2(_per_image(ev))
+
+
+def highlight_shoulder(x: torch.Tensor, knee: torch.Tensor) -> torch.Tensor:
+    """Compress [0, inf) into [0, 1): identity below ``knee``, a smooth tanh roll-off above it.
+
+    This is where scene highlights above the sensor's white (kept as headroom so far) are finally decided.
+    """
+    k = _per_image(knee).clamp(0.05, 0.99)
+    x = x.clamp(min=0.0)
+    over = (x - k).clamp(min=0.0)
+    return torch.where(x < k, x, k + (1.0 - k) * torch.tanh(over / (1.0 - k)))
+
+
+def tone_curve(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Global tone curve ``y = x^a / (x^a + (c (1 - x))^b)`` on [0, 1].
+
+    ``a`` sets the toe (shadow contrast), ``b`` the shoulder, ``c`` where the curve crosses 0.5.
+    """
+    x = x.clamp(EPS, 1.0 - EPS)
+    xa = x ** _per_image(a)
+    return xa / (xa + (_per_image(c) * (1.0 - x)) ** _per_image(b))
+
+
+def tone_curve_midpoint(a: float, b: float, pivot: float = 0.18) -> float:
+    """The ``c`` that makes :func:`tone_curve` map ``pivot`` onto itself (so contrast keeps mid-grey)."""
+    return ((pivot**a) * (1.0 - pivot) / pivot) ** (1.0 / b) / (1.0 - pivot)
+
+
+def guide_coordinate(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel intensity coordinate in [0, 1] used to index bilateral grids: log2 luminance over 12 stops."""
+    return ((torch.log2(luminance(x).clamp(min=2.0**-12)) + 12.0) / 12.0).clamp(0.0, 1.0)
+
+
+def slice_grid(grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """Trilinearly sample a bilateral grid (N x C x D x GH x GW) at every pixel's (x, y, guide) position."""
+    n, _, h, w = guide.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=guide.device, dtype=guide.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=guide.device, dtype=guide.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    coords = torch.stack(
+        [gx.expand(n, h, w), gy.expand(n, h, w), guide[:, 0] * 2.0 - 1.0], dim=-1
+    ).unsqueeze(1)
+    return F.grid_sample(grid, coords, mode="bilinear", padding_mode="border", align_corners=True)[:, :, 0]
+
+
+def local_tone_map(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Multiply each pixel by ``2**g``, where ``g`` is sliced from a bilateral grid of log2 gains (N x 1 x D x GH x GW).
+
+    Because the grid is indexed by intensity as well as position, gains follow edges without halos.
+    """
+    return x * torch.exp2(slice_grid(grid, guide_coordinate(x)))
+
+
+def log_chroma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split linear RGB into luminance and log-chromaticities u = log(B/G), v = log(R/G)."""
+    x = x.clamp(min=EPS)
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return luminance(x), torch.log(b / g), torch.log(r / g)
+
+
+def from_log_chroma(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`log_chroma`: RGB with luminance ``y`` and the given chromaticities."""
+    rg, bg = torch.exp(v), torch.exp(u)
+    g = y / (LUMA[0] * rg + LUMA[1] + LUMA[2] * bg)
+    return torch.cat([rg * g, g, bg * g], dim=1)
+
+
+def chroma_map(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Remap chromaticity through a table of offsets (N x 2 x T x T over u, v in +-CHROMA_RANGE), keeping luminance.
+
+    A zero table is the identity; saturation, vibrance, hue shifts and colour grades are all such tables.
+    """
+    y, u, v = log_chroma(x)
+    coords = torch.cat([v, u], dim=1).permute(0, 2, 3, 1) / CHROMA_RANGE  # grid_sample wants (x=v, y=u)
+    offsets = F.grid_sample(table, coords, mode="bilinear", padding_mode="border", align_corners=True)
+    return from_log_chroma(y, u + offsets[:, 0:1], v + offsets[:, 1:2])
+
+
+def chroma_table_grid(size: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The (u, v) log-chromaticity at each node of a ``size`` x ``size`` chroma table."""
+    axis = torch.linspace(-CHROMA_RANGE, CHROMA_RANGE, size, device=device)
+    u, v = torch.meshgrid(axis, axis, indexing="ij")
+    return u, v
+
+
+def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Display encoding: the sRGB transfer curve, then a power ``2.2 / g`` (``g = 2.2`` is exactly sRGB)."""
+    x = x.clamp(0.0, 1.0)
+    encoded = torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+    return encoded.clamp(min=EPS) ** (2.2 / _per_image(g))

@@ -1,0 +1,198 @@
+"""Writing a rendered image: colour space conversion, resizing, quantising, encoding and metadata.
+
+:func:`write_image` writes TIFF (tifffile), PNG (OpenCV, which unlike Pillow writes 16-bit RGB) or JPEG
+(Pillow), embeds the output space's ICC profile, then adds EXIF and XMP with pyexiv2. Everything goes to a
+hidden ``.part`` file beside the target that replaces the target only once it is complete, so a failure never
+leaves a half-written image behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyexiv2
+import tifffile
+from PIL import Image
+
+from engine.colour import SPACES, SRGB, RGBSpace, encode, srgb_decode, srgb_to_space_matrix
+from engine.errors import OutputError
+from engine.icc import icc_profile
+from engine.metadata import register_namespace
+
+_SUFFIX_FORMATS = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+_DEFAULT_BITS = {"tiff": 16, "png": 16, "jpeg": 8}
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How to write an output image.
+
+    ``format`` is "tiff", "png" or "jpeg" (None: from the file suffix); ``bits`` is 8 or 16 (None: 16 for TIFF
+    and PNG, 8 for JPEG); ``quality`` is the JPEG quality (1-100); ``space`` is a key of
+    :data:`engine.colour.SPACES`; ``long_edge`` shrinks the image so its longer side has that many pixels
+    (never enlarges); ``overwrite`` allows replacing an existing file.
+    """
+
+    format: str | None = None
+    bits: int | None = None
+    quality: int = 92
+    space: str = "srgb"
+    long_edge: int | None = None
+    overwrite: bool = False
+
+
+def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
+    """The format and bit depth to write ``path`` with; OutputError for a combination that cannot be written."""
+    fmt = options.format.lower() if options.format else _SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(
+            f"cannot tell the output format from {path.name!r}; use .tif, .png or .jpg, or --format"
+        )
+    if fmt not in _DEFAULT_BITS:
+        raise OutputError(f"unknown output format {fmt!r}; choose tiff, png or jpeg")
+    bits = options.bits or _DEFAULT_BITS[fmt]
+    if bits not in (8, 16):
+        raise OutputError(f"cannot write {bits} bits per channel; choose 8 or 16")
+    if fmt == "jpeg" and bits != 8:
+        raise OutputError("JPEG holds only 8 bits per channel; choose TIFF or PNG for 16 bits")
+    if not 1 <= options.quality <= 100:
+        raise OutputError(f"JPEG quality must be between 1 and 100, not {options.quality}")
+    return fmt, bits
+
+
+def to_output_space(pixels: np.ndarray, space: RGBSpace, long_edge: int | None = None) -> np.ndarray:
+    """Display-referred sRGB-encoded pixels, resized in linear light and re-encoded in ``space``, in [0, 1]."""
+    pixels = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
+    height, width = pixels.shape[:2]
+    scale = long_edge / max(height, width) if long_edge else 1.0
+    if space == SRGB and scale >= 1.0:
+        return pixels
+    linear = srgb_decode(pixels)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        linear = cv2.resize(linear, size, interpolation=cv2.INTER_AREA)
+    if space != SRGB:
+        linear = linear @ srgb_to_space_matrix(space).T.astype(np.float32)
+    return encode(linear, space.transfer)
+
+
+def quantise(encoded: np.ndarray, bits: int) -> np.ndarray:
+    """Values in [0, 1] rounded to 8- or 16-bit integers."""
+    top, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
+    return np.round(np.clip(encoded, 0.0, 1.0) * top).astype(dtype)
+
+
+def _write_tiff(path: Path, data: np.ndarray, profile: bytes, quality: int) -> None:
+    """Deflate-compressed RGB TIFF with a horizontal predictor and the ICC profile in tag 34675."""
+    tifffile.imwrite(
+        path, data, photometric="rgb", compression="zlib", predictor=True, iccprofile=profile, metadata=None
+    )
+
+
+def _with_iccp(png: bytes, profile: bytes) -> bytes:
+    """PNG bytes with an iCCP chunk right after IHDR (exiv2's own iCCP has an empty name, which libpng rejects)."""
+    body = b"iCCP" + b"ICC profile\0\0" + zlib.compress(profile)
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length and type, IHDR data, CRC
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+
+
+def _write_png(path: Path, data: np.ndarray, profile: bytes, quality: int) -> None:
+    """PNG via OpenCV (BGR order), with the ICC profile as iCCP."""
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(data[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise OutputError(f"OpenCV could not encode {path.name} as PNG")
+    path.write_bytes(_with_iccp(buffer.tobytes(), profile))
+
+
+def _write_jpeg(path: Path, data: np.ndarray, profile: bytes, quality: int) -> None:
+    """Baseline JPEG; chroma is not subsampled from quality 90 up.
+
+    No ``optimize``: Pillow then encodes into a buffer of one byte per pixel, which noisy 4:4:4 images overflow.
+    """
+    subsampling = 0 if quality >= 90 else 2  # 4:4:4 or 4:2:0
+    Image.fromarray(data).save(
+        path, format="JPEG", quality=quality, subsampling=subsampling, icc_profile=profile
+    )
+
+
+_ENCODERS: dict[str, Callable[[Path, np.ndarray, bytes, int], None]] = {
+    "tiff": _write_tiff,
+    "png": _write_png,
+    "jpeg": _write_jpeg,
+}
+
+
+def _write_metadata(
+    path: Path, target: Path, exif: dict[str, str] | None, xmp: dict[str, str] | None, space: RGBSpace
+) -> None:
+    """Add EXIF (upright, with the output's size and colour space) and XMP to the image at ``path`` in place.
+
+    pyexiv2 keeps the embedded ICC profile. ``target`` is the file's final name, for messages.
+    """
+    if exif is None and not xmp:
+        return
+    register_namespace()
+    try:
+        with pyexiv2.Image(str(path)) as image:
+            if exif is not None:
+                image.modify_exif(
+                    exif
+                    | {
+                        "Exif.Image.Orientation": "1",  # the pixels are already turned upright
+                        "Exif.Photo.PixelXDimension": str(image.get_pixel_width()),
+                        "Exif.Photo.PixelYDimension": str(image.get_pixel_height()),
+                        "Exif.Photo.ColorSpace": "1" if space == SRGB else "65535",  # 65535: see the ICC
+                    }
+                )
+            if xmp:
+                image.modify_xmp(xmp)
+    except RuntimeError as error:  # how pyexiv2 reports exiv2's errors (a bad EXIF or XMP key or value)
+        raise OutputError(f"cannot write metadata to {target}: {' '.join(str(error).split())}") from error
+
+
+def write_image(
+    pixels: np.ndarray,
+    path: str | Path,
+    options: OutputOptions = OutputOptions(),
+    *,
+    exif: dict[str, str] | None = None,
+    xmp: dict[str, str] | None = None,
+) -> Path:
+    """Write display-referred sRGB-encoded float pixels (H x W x 3) to ``path``; returns the path written.
+
+    ``exif`` holds pyexiv2 EXIF keys and values (see :func:`engine.metadata.read_exif`); the orientation is
+    written as 1. ``xmp`` holds fully qualified XMP keys such as 'Xmp.hostplug.recipe'. The file appears at
+    ``path`` only once complete.
+    """
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected H x W x 3 pixels, got shape {pixels.shape}")
+    path = Path(path)
+    fmt, bits = resolve_format(path, options)
+    space = SPACES.get(options.space)
+    if space is None:
+        raise OutputError(f"unknown colour space {options.space!r}; choose one of {', '.join(SPACES)}")
+    if path.exists() and not options.overwrite:
+        raise OutputError(f"{path} exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+    data = quantise(to_output_space(pixels, space, options.long_edge), bits)
+    profile = icc_profile(space)
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    try:
+        _ENCODERS[fmt](partial, data, profile, options.quality)
+        _write_metadata(partial, path, exif, xmp, space)
+        os.replace(partial, path)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,164 @@
+"""The pipeline: the stages in order, at the resolution each one needs.
+
+demosaic -> denoise -> white_balance -> colour   (full resolution, linear)
+         -> photofinish                          (reduced resolution, differentiable operators)
+         -> upsample -> detail                   (full resolution, display-referred)
+
+It owns what no stage should: resolution changes, which implementation runs, stages switched off, progress,
+saving intermediate results, and orientation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from engine.errors import RecipeError
+from engine.recipe import Recipe
+from engine.source import Source
+from engine.stages.base import Context, Stage, params_dict
+from engine.stages.colour_matrix import ColourMatrix
+from engine.stages.demosaic import Demosaic
+from engine.stages.denoise import ClassicalDenoise
+from engine.stages.detail import UnsharpMask
+from engine.stages.photofinish import Photofinish
+from engine.stages.upsample import BilateralGuidedUpsample, BilinearUpsample
+from engine.stages.white_balance import WhiteBalance
+
+STAGE_ORDER = ("demosaic", "denoise", "white_balance", "colour", "photofinish", "upsample", "detail")
+LOW_RES_LONG_EDGE = 1024
+
+# Every implementation of every stage; the first one listed is the default.
+IMPLEMENTATIONS: dict[str, dict[str, type[Stage]]] = {}
+
+
+def register(stage: type[Stage]) -> type[Stage]:
+    """Add a stage implementation to the registry (usable as a class decorator)."""
+    IMPLEMENTATIONS.setdefault(stage.name, {})[stage.implementation] = stage
+    return stage
+
+
+for _stage in (Demosaic, ClassicalDenoise, WhiteBalance, ColourMatrix, Photofinish,
+               BilateralGuidedUpsample, BilinearUpsample, UnsharpMask):
+    register(_stage)
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class Rendered:
+    """A finished render: display-referred, sRGB-encoded float32 pixels (H x W x 3), oriented for viewing."""
+
+    pixels: np.ndarray
+    recipe: Recipe
+    source: Source
+    notes: dict[str, Any] = field(default_factory=dict)  # what each stage decided (pinnable parameters)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def stage_for(name: str, recipe: Recipe) -> Stage:
+    """The implementation of stage ``name`` that the recipe asks for."""
+    choices = IMPLEMENTATIONS[name]
+    wanted = recipe.stage(name).implementation
+    if wanted is None:
+        return next(iter(choices.values()))()
+    if wanted not in choices:
+        raise RecipeError(f"stage {name!r} has no implementation {wanted!r} (known: {', '.join(choices)})")
+    return choices[wanted]()
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Refuse stage settings that name an unknown stage or switch off one that cannot be switched off."""
+    for name, settings in recipe.stages.items():
+        if name not in IMPLEMENTATIONS:
+            raise RecipeError(f"unknown stage {name!r} (stages: {', '.join(STAGE_ORDER)})")
+        if not settings.enabled and not stage_for(name, recipe).can_disable:
+            raise RecipeError(f"stage {name!r} cannot be switched off")
+
+
+def render(
+    source: Source,
+    recipe: Recipe | None = None,
+    *,
+    device: str = "cpu",
+    stages_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> Rendered:
+    """Render an opened source with a recipe. ``stages_dir`` receives every stage's output and params."""
+    recipe = recipe or Recipe()
+    check_recipe(recipe)
+    ctx = Context(source=source, recipe=recipe, device=device)
+    stages = [stage_for(name, recipe) for name in STAGE_ORDER]
+    datas = {stage.name: stage.prepare(stage.resolve_params(recipe), ctx) for stage in stages}
+    timings: dict[str, float] = {}
+    image = np.empty((0, 0, 3), dtype=np.float32)
+    for index, stage in enumerate(stages):
+        if progress:
+            progress(stage.name, index, len(stages))
+        start = time.perf_counter()
+        if stage.name == "photofinish":
+            ctx.full_input = image
+            ctx.low_input = image = downsample(image, LOW_RES_LONG_EDGE)
+        if recipe.stage(stage.name).enabled:
+            image = stage.process(image, datas[stage.name], ctx)
+        timings[stage.name] = time.perf_counter() - start
+        if stages_dir is not None:
+            save_stage(stages_dir, index, stage, image, recipe, ctx)
+    if progress:
+        progress("done", len(stages), len(stages))
+    pixels = apply_orientation(np.clip(image, 0.0, 1.0, out=image), source.orientation)
+    return Rendered(pixels=pixels, recipe=recipe, source=source, notes=ctx.notes, timings=timings)
+
+
+def downsample(image: np.ndarray, long_edge: int) -> np.ndarray:
+    """Area-averaged copy whose long side is at most ``long_edge`` pixels."""
+    h, w = image.shape[:2]
+    scale = long_edge / max(h, w)
+    if scale >= 1.0:
+        return image.copy()
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda im: im[:, ::-1],
+    3: lambda im: im[::-1, ::-1],
+    4: lambda im: im[::-1],
+    5: lambda im: im.transpose(1, 0, 2),
+    6: lambda im: np.rot90(im, -1),
+    7: lambda im: np.rot90(im.transpose(1, 0, 2), 2),
+    8: lambda im: np.rot90(im, 1),
+}
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/mirror pixels as the EXIF orientation tag (1-8) says, so viewers need no tag."""
+    turn = _ORIENT.get(orientation)
+    return np.ascontiguousarray(turn(image)) if turn else image
+
+
+def save_stage(folder: Path, index: int, stage: Stage, image: np.ndarray, recipe: Recipe, ctx: Context) -> None:
+    """Write a stage's output as an 8-bit PNG (linear stages shown sRGB-encoded) and its params as JSON."""
+    from engine.colour import srgb_encode
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"{index + 1}_{stage.name}"
+    display = image if stage.name in ("photofinish", "upsample", "detail") else srgb_encode(image)
+    bgr = (np.clip(display, 0.0, 1.0)[..., ::-1] * 255.0 + 0.5).astype(np.uint8)
+    cv2.imwrite(str(stem) + ".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    info = {
+        "stage": stage.name,
+        "implementation": stage.implementation,
+        "enabled": recipe.stage(stage.name).enabled,
+        "params": params_dict(stage.resolve_params(recipe)),
+        "decided": ctx.notes.get(stage.name),
+        "size": [int(image.shape[1]), int(image.shape[0])],
+    }
+    stem.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))

@@ -1,0 +1,172 @@
+"""The recipe: everything a user decided about a render, versioned and serialisable.
+
+A recipe holds only what the user set (like darktable's module params); what the engine derives from it
+(matrices, predicted operator parameters) is computed by each stage's ``prepare``. Stages can additionally be
+switched off, given another implementation, or given fixed parameters through :attr:`Recipe.stages`.
+
+JSON form (version 1)::
+
+    {"version": 1, "style": "natural", "exposure": 0.3, ..., "stages": {"denoise": {"enabled": false}}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import RecipeError
+
+RECIPE_VERSION = 1
+WB_MODES = ("as-shot", "auto", "custom")
+
+# Allowed range of each numeric setting: (low, high). Lightroom-style -100..100 sliders for the tone and
+# colour adjustments, so a photographer can carry numbers over.
+RANGES: dict[str, tuple[float, float]] = {
+    "style_strength": (0.0, 2.0),
+    "exposure": (-6.0, 6.0),
+    "temperature": (1700.0, 25000.0),
+    "tint": (-150.0, 150.0),
+    "contrast": (-100.0, 100.0),
+    "highlights": (-100.0, 100.0),
+    "shadows": (-100.0, 100.0),
+    "saturation": (-100.0, 100.0),
+    "vibrance": (-100.0, 100.0),
+    "sharpening": (0.0, 100.0),
+    "denoise": (0.0, 100.0),
+}
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """How the pipeline treats one stage: on or off, which implementation, and fixed parameters."""
+
+    enabled: bool = True
+    implementation: str | None = None  # None: the stage's default implementation
+    params: Mapping[str, Any] = field(default_factory=dict)  # fixed values that override derived ones
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A complete, versioned description of a render's look. Immutable; use :meth:`replace` to change it."""
+
+    style: str = "natural"
+    style_strength: float = 1.0
+    exposure: float = 0.0  # EV on top of the automatic exposure
+    wb: str = "as-shot"  # "as-shot", "auto" (estimated) or "custom" (temperature/tint)
+    temperature: float | None = None  # Kelvin; setting it implies wb="custom"
+    tint: float | None = None
+    contrast: float = 0.0
+    highlights: float = 0.0
+    shadows: float = 0.0
+    saturation: float = 0.0
+    vibrance: float = 0.0
+    sharpening: float | None = None  # None: the style's default
+    denoise: float | None = None  # None: automatic, from the file's ISO / noise profile
+    stages: Mapping[str, StageSettings] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with some settings changed (``None`` values in ``changes`` are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if ("temperature" in changes or "tint" in changes) and "wb" not in changes:
+            changes["wb"] = "custom"
+        return dataclasses.replace(self, **changes)
+
+    def stage(self, name: str) -> StageSettings:
+        """Settings of one stage (defaults when the recipe says nothing about it)."""
+        return self.stages.get(name, StageSettings())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the schema version; settings at their default are kept for clarity."""
+        data: dict[str, Any] = {"version": RECIPE_VERSION}
+        for f in dataclasses.fields(self):
+            if f.name == "stages":
+                continue
+            data[f.name] = getattr(self, f.name)
+        if self.stages:
+            data["stages"] = {
+                name: {k: v for k, v in dataclasses.asdict(s).items() if v not in (None, {})}
+                for name, s in sorted(self.stages.items())
+            }
+        return data
+
+    def to_json(self) -> str:
+        """Compact, key-sorted JSON (stable, so equal recipes give equal strings)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        """Build a recipe from its JSON form, migrating older versions. Raises :class:`RecipeError`."""
+        if not isinstance(data, Mapping):
+            raise RecipeError("a recipe must be a JSON object")
+        version = data.get("version", RECIPE_VERSION)
+        if not isinstance(version, int) or version < 1:
+            raise RecipeError(f"recipe version {version!r} is not valid")
+        if version > RECIPE_VERSION:
+            raise RecipeError(f"recipe version {version} is newer than this hostplug understands "
+                              f"(up to {RECIPE_VERSION}); upgrade hostplug")
+        values = dict(data)
+        values.pop("version", None)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise RecipeError(f"unknown recipe setting {unknown[0]!r}")
+        stages = values.pop("stages", {}) or {}
+        if not isinstance(stages, Mapping):
+            raise RecipeError("recipe 'stages' must be an object")
+        values["stages"] = {str(k): _stage_settings(str(k), v) for k, v in stages.items()}
+        try:
+            return cls(**values)
+        except TypeError as e:
+            raise RecipeError(f"invalid recipe: {e}") from e
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        """Parse a recipe from JSON text."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RecipeError(f"recipe is not valid JSON ({e.msg} at line {e.lineno})") from e
+        return cls.from_dict(data)
+
+
+def _stage_settings(name: str, value: Any) -> StageSettings:
+    if not isinstance(value, Mapping):
+        raise RecipeError(f"recipe stage {name!r} must be an object")
+    unknown = set(value) - {"enabled", "implementation", "params"}
+    if unknown:
+        raise RecipeError(f"recipe stage {name!r} has unknown key {sorted(unknown)[0]!r}")
+    enabled = value.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise RecipeError(f"recipe stage {name!r}: 'enabled' must be true or false")
+    params = value.get("params", {}) or {}
+    if not isinstance(params, Mapping):
+        raise RecipeError(f"recipe stage {name!r}: 'params' must be an object")
+    implementation = value.get("implementation")
+    if implementation is not None and not isinstance(implementation, str):
+        raise RecipeError(f"recipe stage {name!r}: 'implementation' must be a name")
+    return StageSettings(enabled=enabled, implementation=implementation, params=dict(params))
+
+
+def validate(recipe: Recipe) -> None:
+    """Raise :class:`RecipeError` for a value out of range or of the wrong type."""
+    if not isinstance(recipe.style, str) or not recipe.style:
+        raise RecipeError("style must be a non-empty name")
+    if recipe.wb not in WB_MODES:
+        raise RecipeError(f"white balance {recipe.wb!r} is not one of {', '.join(WB_MODES)}")
+    if recipe.wb == "custom" and recipe.temperature is None:
+        raise RecipeError("custom white balance needs a temperature (for example --temperature 5200)")
+    for name, (low, high) in RANGES.items():
+        value = getattr(recipe, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RecipeError(f"{name} must be a number, not {value!r}")
+        if not low <= value <= high:
+            raise RecipeError(f"{name} {value:g} is out of range ({low:g} to {high:g})")

@@ -1,0 +1,302 @@
+"""Opening an input: a camera raw through rawpy/LibRaw (plus the DNG tags it misses), or an sRGB image.
+
+:func:`open_source` reads everything the pipeline needs up front: sensor data and levels, white balance,
+colour calibration and where each came from, orientation and shooting information. Nothing is rendered here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rawpy
+
+from engine.dng import DngTags, read_dng_tags, read_linear_raw
+from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
+
+RGB_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+
+# LibRaw's "flip" code to the EXIF orientation it stands for.
+_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+
+
+@dataclass
+class CameraInfo:
+    """What the camera recorded about the shot."""
+
+    make: str = ""
+    model: str = ""
+    lens: str = ""
+    iso: float = 0.0
+    exposure_time: float = 0.0
+    f_number: float = 0.0
+    focal_length: float = 0.0
+    timestamp: _dt.datetime | None = None
+
+
+@dataclass
+class Calibration:
+    """Colour calibration of the sensor, as the DNG specification describes it.
+
+    ``color_matrices`` map XYZ to camera RGB, one per calibration illuminant (``illuminants`` gives their
+    EXIF LightSource codes); ``forward_matrices`` map white-balanced camera RGB to D50 XYZ.
+    """
+
+    color_matrices: list[np.ndarray]
+    illuminants: list[int]
+    forward_matrices: list[np.ndarray] = field(default_factory=list)
+    camera_calibrations: list[np.ndarray] = field(default_factory=list)
+    analog_balance: np.ndarray = field(default_factory=lambda: np.ones(3))
+    origin: str = ""
+
+
+@dataclass
+class Source:
+    """An opened input, ready for the pipeline.
+
+    For a raw, ``sensor`` holds the visible sensor data as stored (uint16, H x W for a mosaic or H x W x 3 for
+    LinearRaw) and ``black``/``white`` its levels per colour channel; for an sRGB image it holds encoded
+    float32 RGB in [0, 1] and ``kind`` is ``"rgb"``.
+    """
+
+    path: Path
+    kind: str  # "raw" or "rgb"
+    sensor: np.ndarray
+    black: np.ndarray  # per channel R, G, B (G averaged over G1/G2 is not done: see ``cfa``)
+    white: np.ndarray
+    cfa: np.ndarray | None  # Bayer: 2x2 channel indices (0=R, 1=G, 2=B); None: not a Bayer mosaic
+    as_shot_neutral: np.ndarray  # camera response to the shot's white, green = 1
+    neutral_origin: str
+    calibration: Calibration | None
+    orientation: int = 1
+    baseline_exposure: float = 0.0
+    noise_profile: np.ndarray | None = None
+    camera: CameraInfo = field(default_factory=CameraInfo)
+    format: str = ""
+    polynomial_maps: list = field(default_factory=list)
+    needs_libraw_demosaic: bool = False  # X-Trans and 4-colour sensors
+    exif: dict[str, str] = field(default_factory=dict)  # carried over to outputs
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Visible (height, width) before orientation is applied."""
+        return self.sensor.shape[0], self.sensor.shape[1]
+
+
+def open_source(path: str | Path) -> Source:
+    """Open a camera raw or an sRGB image. Raises one of the :mod:`engine.errors` exceptions."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: no such file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise InputNotFoundError(f"{path}: cannot read ({e.strerror})") from e
+    if not head:
+        raise CorruptInputError(f"{path}: the file is empty")
+    try:
+        raw = rawpy.imread(str(path))
+    except rawpy.LibRawFileUnsupportedError:
+        return _open_rgb_or_refuse(path)
+    except (rawpy.LibRawIOError, rawpy.LibRawDataError, rawpy.LibRawError) as e:
+        raise CorruptInputError(f"{path}: the raw data cannot be read ({_libraw_message(e)}); the file may "
+                                "be truncated or damaged") from e
+    with raw:
+        return _open_raw(path, raw)
+
+
+def _libraw_message(e: Exception) -> str:
+    text = e.args[0] if e.args else str(e)
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+
+
+def _open_raw(path: Path, raw: rawpy.RawPy) -> Source:
+    dng = read_dng_tags(path)
+    try:
+        if raw.raw_type == rawpy.RawType.Stack:
+            sensor = _linear_raw_data(path, raw, dng)
+        else:
+            sensor = raw.raw_image_visible.copy()
+    except rawpy.LibRawFileUnsupportedError as e:
+        raise _unsupported(path, dng) from e
+    except (rawpy.LibRawError, ValueError, OSError) as e:
+        raise CorruptInputError(f"{path}: the raw data cannot be decoded ({_libraw_message(e)}); the file "
+                                "may be truncated or damaged") from e
+    cfa = _bayer_pattern(raw)
+    black, white = _levels(raw, dng, stacked=sensor.ndim == 3)
+    neutral, neutral_origin = _as_shot_neutral(raw, dng)
+    other = raw.other
+    lens = raw.lens
+    source = Source(
+        path=path,
+        kind="raw",
+        sensor=sensor,
+        black=black,
+        white=white,
+        cfa=cfa,
+        as_shot_neutral=neutral,
+        neutral_origin=neutral_origin,
+        calibration=_calibration(raw, dng),
+        orientation=_FLIP_TO_ORIENTATION.get(raw.sizes.flip, 1),
+        baseline_exposure=dng.baseline_exposure if dng else 0.0,
+        noise_profile=dng.noise_profile if dng else None,
+        camera=CameraInfo(
+            lens=lens.model.strip(),
+            iso=float(other.iso_speed),
+            exposure_time=float(other.shutter_speed),
+            f_number=float(other.aperture),
+            focal_length=float(other.focal_length),
+            timestamp=other.timestamp if other.timestamp.year > 1970 else None,
+        ),
+        format=path.suffix.lstrip(".").upper(),
+        polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
+        needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
+    )
+    _fill_make_model(source)
+    _check_plausible(source)
+    return source
+
+
+def _linear_raw_data(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> np.ndarray:
+    """LinearRaw pixels: read by tifffile where possible, since LibRaw pre-subtracts black on some files."""
+    if dng is not None:
+        try:
+            data = read_linear_raw(path)
+            if data.ndim == 3 and data.shape[2] >= 3:
+                return data[..., :3]
+        except Exception:  # noqa: BLE001 - any codec failure falls back to LibRaw's own decoding
+            pass
+    return raw.raw_image_visible[..., :3].copy()
+
+
+def _bayer_pattern(raw: rawpy.RawPy) -> np.ndarray | None:
+    """The 2x2 Bayer pattern as channel indices R=0, G=1, B=2, or None for X-Trans, 4-colour or LinearRaw."""
+    pattern = raw.raw_pattern
+    if pattern is None or pattern.shape != (2, 2) or raw.num_colors != 3:
+        return None
+    desc = raw.color_desc.decode()
+    channels = np.array([[ "RGB".index(desc[i]) for i in row] for row in pattern])
+    if sorted(channels.ravel().tolist()) != [0, 1, 1, 2]:
+        return None
+    return channels
+
+
+def _levels(raw: rawpy.RawPy, dng: DngTags | None, stacked: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Black and white level per R, G, B. DNG tags win over LibRaw, whose white level is wrong on some DNGs."""
+    libraw_black = np.array(raw.black_level_per_channel, dtype=np.float64)
+    if stacked:
+        black = libraw_black[:3]
+    else:
+        # LibRaw indexes blacks by colour (R, G, B, G2); average the two greens.
+        black = np.array([libraw_black[0], (libraw_black[1] + libraw_black[3]) / 2 if raw.num_colors == 3
+                          and libraw_black[3] else libraw_black[1], libraw_black[2]])
+    white = np.full(3, float(raw.white_level))
+    if dng is not None:
+        if dng.black_level is not None and dng.black_level.size:
+            b = dng.black_level
+            black = np.full(3, float(b.mean())) if b.size not in (3,) else b.astype(np.float64)
+        if dng.white_level is not None and dng.white_level.size:
+            w = dng.white_level
+            white = np.full(3, float(w[0])) if w.size < 3 else w[:3].astype(np.float64)
+    return black, white
+
+
+def _as_shot_neutral(raw: rawpy.RawPy, dng: DngTags | None) -> tuple[np.ndarray, str]:
+    """Camera response to the as-shot white, normalised to green = 1."""
+    if dng is not None and dng.as_shot_neutral is not None and np.all(dng.as_shot_neutral > 0):
+        n = dng.as_shot_neutral
+        return n / n[1], "DNG AsShotNeutral"
+    wb = np.array(raw.camera_whitebalance[:3], dtype=np.float64)
+    if np.all(wb > 0):
+        neutral = 1.0 / wb
+        return neutral / neutral[1], "camera white balance (LibRaw)"
+    wb = np.array(raw.daylight_whitebalance[:3], dtype=np.float64)
+    if np.all(wb > 0):
+        neutral = 1.0 / wb
+        return neutral / neutral[1], "daylight white balance (LibRaw, no as-shot value in the file)"
+    return np.ones(3), "none in the file (assumed neutral)"
+
+
+def _calibration(raw: rawpy.RawPy, dng: DngTags | None) -> Calibration | None:
+    if dng is not None and dng.color_matrix:
+        return Calibration(
+            color_matrices=dng.color_matrix,
+            illuminants=dng.illuminants,
+            forward_matrices=dng.forward_matrix,
+            camera_calibrations=dng.camera_calibration,
+            analog_balance=dng.analog_balance if dng.analog_balance is not None else np.ones(3),
+            origin="DNG tags (ColorMatrix" + ("/ForwardMatrix" if dng.forward_matrix else "") + ")",
+        )
+    matrix = np.array(raw.rgb_xyz_matrix[:3], dtype=np.float64)
+    if np.any(matrix):
+        # LibRaw's table (from Adobe's DNG converter) is a D65 ColorMatrix2.
+        return Calibration(color_matrices=[matrix], illuminants=[21], origin="LibRaw camera table (D65)")
+    return None
+
+
+def _fill_make_model(source: Source) -> None:
+    """Make and model from EXIF (rawpy does not expose them)."""
+    from engine.metadata import read_exif
+
+    exif = read_exif(source.path)
+    source.exif = exif
+    source.camera.make = exif.get("Exif.Image.Make", "").strip()
+    model = exif.get("Exif.Image.Model", "").strip()
+    # Canon and others repeat the make in the model ("Canon" + "Canon EOS 550D")
+    source.camera.model = model[len(source.camera.make):].strip() if model.startswith(
+        source.camera.make) and source.camera.make else model
+    if not source.camera.lens:
+        source.camera.lens = exif.get("Exif.Photo.LensModel", "").strip()
+
+
+def _check_plausible(source: Source) -> None:
+    """Refuse data that decoded but cannot be an image (LibRaw fills truncated files with zeros)."""
+    if source.sensor.size == 0:
+        raise CorruptInputError(f"{source.path}: the raw holds no pixels")
+    rows = source.sensor[-max(1, source.sensor.shape[0] // 8) :]
+    if not np.any(rows) and np.any(source.sensor):
+        raise CorruptInputError(f"{source.path}: the raw data ends early (the last rows are empty); the file is "
+                                "probably truncated")
+
+
+_COMPRESSION_NAMES = {9: "VC-5 (GoPro)", 52546: "JPEG XL", 34892: "lossy JPEG"}
+
+
+def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError:
+    """The error for a raw LibRaw recognises but cannot decode."""
+    if dng is not None:
+        name = _COMPRESSION_NAMES.get(dng.compression, f"code {dng.compression}")
+        return UnsupportedInputError(f"{path}: unsupported raw: this DNG uses {name} compression, which LibRaw "
+                                     "cannot decode; convert it to a standard DNG (e.g. with Adobe DNG "
+                                     "Converter or the vendor's tool) and try again")
+    return UnsupportedInputError(f"{path}: unsupported raw: LibRaw cannot decode this file's format")
+
+
+def _open_rgb_or_refuse(path: Path) -> Source:
+    """An sRGB image (JPEG, PNG, TIFF), or a clear refusal for a raw LibRaw cannot decode."""
+    dng = read_dng_tags(path)
+    if dng is not None:
+        raise _unsupported(path, dng)
+    if path.suffix.lower() not in RGB_SUFFIXES:
+        raise UnsupportedInputError(f"{path}: not a raw format LibRaw reads, nor a JPEG, PNG or TIFF image")
+    from engine.rgb_input import read_rgb_image
+
+    pixels, orientation = read_rgb_image(path)
+    source = Source(
+        path=path,
+        kind="rgb",
+        sensor=pixels,
+        black=np.zeros(3),
+        white=np.ones(3),
+        cfa=None,
+        as_shot_neutral=np.ones(3),
+        neutral_origin="sRGB image (already white balanced)",
+        calibration=None,
+        orientation=orientation,
+        format=path.suffix.lstrip(".").upper(),
+    )
+    _fill_make_model(source)
+    return source

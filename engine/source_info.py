@@ -1,0 +1,79 @@
+"""A plain description of what the engine read from a file (for ``hostplug info`` and scripts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.calibration import neutral_to_xy, srgb_calibration
+from engine.colour import xy_to_temperature_tint
+from engine.dng import ILLUMINANT_TEMPERATURE
+from engine.source import Source
+
+_ORIENTATION_NAMES = {1: "normal", 2: "mirrored", 3: "rotated 180", 4: "flipped", 5: "transposed",
+                      6: "rotated 90 CW", 7: "transversed", 8: "rotated 90 CCW"}
+
+
+def _rounded(values: np.ndarray, digits: int = 4) -> list:
+    return np.round(np.asarray(values, dtype=float), digits).tolist()
+
+
+def describe(source: Source) -> dict[str, Any]:
+    """Camera, exposure, sensor layout, levels, white balance and colour calibration, with their origins."""
+    cam = source.camera
+    height, width = source.size
+    info: dict[str, Any] = {
+        "file": str(source.path),
+        "format": source.format,
+        "kind": source.kind,
+        "camera": " ".join(p for p in (cam.make, cam.model) if p) or "unknown",
+        "lens": cam.lens or "unknown",
+        "exposure": {
+            "iso": cam.iso or None,
+            "exposure_time": cam.exposure_time or None,
+            "f_number": cam.f_number or None,
+            "focal_length": cam.focal_length or None,
+            "taken": cam.timestamp.isoformat() if cam.timestamp else None,
+        },
+        "size": {"width": width, "height": height},
+        "orientation": {"exif": source.orientation, "meaning": _ORIENTATION_NAMES.get(source.orientation, "?")},
+    }
+    if source.kind != "raw":
+        return info
+    info["sensor"] = {
+        "layout": _layout(source),
+        "black_level": _rounded(source.black, 2),
+        "white_level": _rounded(source.white, 2),
+        "baseline_exposure": source.baseline_exposure,
+        "noise_profile": _rounded(source.noise_profile, 10) if source.noise_profile is not None else None,
+    }
+    cal = source.calibration
+    xy = neutral_to_xy(cal or srgb_calibration(), source.as_shot_neutral)
+    temperature, tint = xy_to_temperature_tint(xy)
+    info["white_balance"] = {
+        "as_shot_neutral": _rounded(source.as_shot_neutral),
+        "multipliers": _rounded(1.0 / source.as_shot_neutral),
+        "temperature": round(temperature),
+        "tint": round(tint, 1),
+        "origin": source.neutral_origin,
+    }
+    info["colour"] = {
+        "origin": cal.origin if cal else "none: camera RGB is used as it is",
+        "matrices": [
+            {"illuminant": code, "temperature": ILLUMINANT_TEMPERATURE.get(code),
+             "color_matrix": _rounded(cm),
+             "forward_matrix": _rounded(cal.forward_matrices[i]) if cal.forward_matrices else None}
+            for i, (code, cm) in enumerate(zip(cal.illuminants, cal.color_matrices, strict=False))
+        ] if cal else [],
+    }
+    return info
+
+
+def _layout(source: Source) -> str:
+    if source.sensor.ndim == 3:
+        return "LinearRaw (already demosaiced, 3 channels)"
+    if source.cfa is None:
+        return "non-Bayer mosaic (X-Trans or 4-colour; LibRaw demosaics it)"
+    names = "".join("RGB"[c] for c in source.cfa.ravel())
+    return f"Bayer {names}"

@@ -1,0 +1,54 @@
+"""Stage 3b: white-balanced camera RGB to the linear working space (linear sRGB primaries, D65).
+
+The matrix follows the DNG specification: colour matrices (or forward matrices) interpolated in inverse colour
+temperature at the white the previous stage chose. Values outside [0, 1] are kept: the tone stage decides
+what to do with highlight headroom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from engine.calibration import balanced_camera_to_linear_srgb
+from engine.stages.base import Context, Stage
+from engine.stages.white_balance import calibration_of
+
+
+@dataclass(frozen=True)
+class ColourParams:
+    """``matrix`` (3x3, row-major) pins the camera-to-working-space matrix instead of deriving it."""
+
+    VERSION: ClassVar[int] = 1
+    matrix: tuple[tuple[float, float, float], ...] | None = None
+
+
+class ColourMatrix(Stage):
+    """Apply the interpolated camera matrix; the baseline exposure of DNGs is applied here too."""
+
+    name = "colour"
+    implementation = "dng"
+    Params = ColourParams
+
+    def prepare(self, params: ColourParams, ctx: Context) -> dict[str, Any]:
+        return {"params": params}
+
+    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+        params: ColourParams = data["params"]
+        if params.matrix is not None:
+            matrix = np.asarray(params.matrix, dtype=np.float64)
+        else:
+            wb = ctx.notes["white_balance"]
+            matrix = balanced_camera_to_linear_srgb(
+                calibration_of(ctx), np.asarray(wb["neutral"]), np.asarray(wb["white_xy"])
+            )
+        ctx.notes["colour"] = {
+            "matrix": [[round(float(v), 6) for v in row] for row in matrix],
+            "origin": calibration_of(ctx).origin,
+            "baseline_exposure": ctx.source.baseline_exposure,
+        }
+        matrix = matrix * 2.0 ** ctx.source.baseline_exposure
+        return cv2.transform(image, matrix.astype(np.float32))

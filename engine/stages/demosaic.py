@@ -1,0 +1,122 @@
+"""Stage 1: sensor data to linear camera RGB.
+
+Bayer mosaics are black-subtracted, normalised by (white - black) and demosaiced with Malvar-He-Cutler's
+gradient-corrected interpolation, pre-scaled by the as-shot white balance so the colour planes line up (the
+scaling is taken out again afterwards: white balance is the next stage's decision). X-Trans and 4-colour
+sensors use LibRaw's own demosaic; LinearRaw DNGs need none; sRGB images are linearised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import rawpy
+
+from engine import kernels
+from engine.colour import srgb_decode
+from engine.stages.base import Context, Stage
+
+
+@dataclass(frozen=True)
+class DemosaicParams:
+    """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"."""
+
+    VERSION: ClassVar[int] = 1
+    algorithm: str = "mhc"
+
+
+_LIBRAW_ALGORITHMS = {
+    "ahd": rawpy.DemosaicAlgorithm.AHD,
+    "dcb": rawpy.DemosaicAlgorithm.DCB,
+    "aahd": rawpy.DemosaicAlgorithm.AAHD,
+    "vng": rawpy.DemosaicAlgorithm.VNG,
+}
+
+
+class Demosaic(Stage):
+    """Decode and demosaic into linear camera RGB, 1.0 = sensor white, not yet white balanced."""
+
+    name = "demosaic"
+    implementation = "mhc"
+    Params = DemosaicParams
+    can_disable = False
+
+    def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
+        source = ctx.source
+        if source.kind == "rgb":
+            method = "linearise sRGB"
+        elif source.sensor.ndim == 3:
+            method = "none (LinearRaw)"
+        elif source.needs_libraw_demosaic or params.algorithm != "mhc" or source.cfa is None:
+            method = f"libraw-{params.algorithm if params.algorithm in _LIBRAW_ALGORITHMS else 'ahd'}"
+        else:
+            method = "mhc"
+        ctx.notes["demosaic"] = method
+        return {"method": method}
+
+    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+        source = ctx.source
+        method = data["method"]
+        if method == "linearise sRGB":
+            return srgb_decode(source.sensor)
+        if method == "none (LinearRaw)":
+            return linear_raw_to_rgb(source)
+        if method == "mhc":
+            return bayer_to_rgb(source)
+        return libraw_demosaic(source, method.removeprefix("libraw-"))
+
+
+def _prescale(source) -> np.ndarray:
+    """As-shot white-balance multipliers (green = 1): they make the colour planes comparable for demosaicing."""
+    return (1.0 / source.as_shot_neutral).astype(np.float32)
+
+
+def bayer_to_rgb(source) -> np.ndarray:
+    """Malvar-He-Cutler demosaic of a Bayer source into normalised, un-white-balanced camera RGB."""
+    h, w = source.sensor.shape
+    wb = _prescale(source)
+    scale = (wb / (source.white - source.black)).astype(np.float32)
+    padded = np.empty((h + 4, w + 4), dtype=np.float32)
+    cfa = source.cfa.astype(np.int64)
+    kernels.normalize_mosaic(source.sensor, cfa, source.black.astype(np.float32), scale, padded)
+    rgb = np.empty((h, w, 3), dtype=np.float32)
+    kernels.demosaic_mhc(padded, cfa, (1.0 / wb).astype(np.float32), rgb)
+    return rgb
+
+
+def linear_raw_to_rgb(source) -> np.ndarray:
+    """Normalise LinearRaw data and apply its DNG MapPolynomial opcodes (lossy DNGs store a curve there)."""
+    data = source.sensor.astype(np.float32)
+    rgb = (data - source.black.astype(np.float32)) / (source.white - source.black).astype(np.float32)
+    for pmap in source.polynomial_maps:
+        for plane in range(pmap.plane, min(pmap.plane + pmap.planes, 3)):
+            x = rgb[..., plane]
+            rgb[..., plane] = sum(c * x**k for k, c in enumerate(pmap.coefficients))
+    return rgb
+
+
+def libraw_demosaic(source, algorithm: str) -> np.ndarray:
+    """LibRaw's demosaic (X-Trans, 4-colour or on request), with our levels and no colour conversion."""
+    wb = _prescale(source)
+    user_wb = (wb / wb.min()).tolist()
+    with rawpy.imread(str(source.path)) as raw:
+        rgb16 = raw.postprocess(
+            demosaic_algorithm=_LIBRAW_ALGORITHMS.get(algorithm, rawpy.DemosaicAlgorithm.AHD),
+            use_camera_wb=False,
+            use_auto_wb=False,
+            user_wb=[user_wb[0], user_wb[1], user_wb[2], user_wb[1]],
+            output_color=rawpy.ColorSpace.raw,
+            gamma=(1, 1),
+            no_auto_bright=True,
+            no_auto_scale=False,
+            output_bps=16,
+            user_flip=0,
+            user_black=int(round(float(source.black.mean()))),
+            user_sat=int(round(float(source.white.max()))),
+            highlight_mode=rawpy.HighlightMode.Clip,
+        )
+    rgb = rgb16.astype(np.float32) / 65535.0
+    rgb /= (np.array(user_wb, dtype=np.float32))
+    return rgb

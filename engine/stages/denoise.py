@@ -1,0 +1,74 @@
+"""Stage 2: raw enhancement (noise reduction) on linear camera RGB.
+
+The classical implementation smooths chroma strongly (noise there is ugly and detail carries little colour)
+and luminance lightly, at a strength that follows the file's noise level. The learned denoiser is another
+implementation of this same stage.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from engine import kernels
+from engine.recipe import Recipe
+from engine.stages.base import Context, Stage
+
+# Camera RGB to a luminance / two colour-difference basis, and back.
+_TO_OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.0, -0.5], [-0.25, 0.5, -0.25]], dtype=np.float32)
+_FROM_OPPONENT = np.linalg.inv(_TO_OPPONENT).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DenoiseParams:
+    """Noise reduction strength 0..100; ``None`` picks it from the file's ISO or DNG noise profile."""
+
+    VERSION: ClassVar[int] = 1
+    strength: float | None = None
+
+
+def auto_strength(iso: float, noise_profile: np.ndarray | None) -> float:
+    """A strength (0..100) for the file's noise: none at base ISO, rising with each stop of gain."""
+    if noise_profile is not None and noise_profile.size >= 2 and noise_profile[0] > 0:
+        # NoiseProfile S is the shot-noise scale per unit signal; ISO 100 on a typical sensor is ~4e-5.
+        stops = math.log2(max(float(noise_profile[0]) / 4e-5, 1.0))
+    elif iso > 0:
+        stops = math.log2(max(iso / 100.0, 1.0))
+    else:
+        stops = 0.0
+    return float(np.clip((stops - 1.0) * 15.0, 0.0, 100.0))
+
+
+class ClassicalDenoise(Stage):
+    """Chroma smoothing at reduced resolution plus a light luminance blur, in camera RGB."""
+
+    name = "denoise"
+    implementation = "classical"
+    Params = DenoiseParams
+
+    def params_from(self, recipe: Recipe) -> DenoiseParams:
+        return DenoiseParams(strength=recipe.denoise)
+
+    def prepare(self, params: DenoiseParams, ctx: Context) -> dict[str, Any]:
+        source = ctx.source
+        strength = params.strength
+        if strength is None:
+            strength = 0.0 if source.kind == "rgb" else auto_strength(source.camera.iso, source.noise_profile)
+        ctx.notes["denoise"] = {"strength": round(strength, 1)}
+        return {"strength": strength / 100.0}
+
+    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+        s = data["strength"]
+        if s <= 0.0:
+            return image
+        h, w = image.shape[:2]
+        # Chroma: a wide blur of a quarter-size copy (cheap), sampled back per pixel by the kernel.
+        small = cv2.resize(image, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+        small = cv2.GaussianBlur(cv2.transform(small, _TO_OPPONENT), (0, 0), 0.5 + 2.0 * s)
+        out = np.empty_like(image)
+        kernels.denoise_opponent(image, np.ascontiguousarray(small[..., 1:]), _FROM_OPPONENT, 0.5 * s, out)
+        return out

@@ -1,0 +1,52 @@
+"""Stage 6: detail enhancement at full resolution, on the display-encoded image.
+
+The classical implementation is an unsharp mask whose amount follows the recipe's sharpening (0..100) or the
+style's default; the learned implementation is a tiny full-resolution network blended by the same strength.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from engine.recipe import Recipe
+from engine.stages.base import Context, Stage
+from engine.stages.photofinish import CLASSICAL_LOOKS
+
+
+@dataclass(frozen=True)
+class DetailParams:
+    """Sharpening amount 0..100 (``None``: the style's default) and the blur radius in pixels."""
+
+    VERSION: ClassVar[int] = 1
+    amount: float | None = None
+    radius: float = 1.0
+
+
+class UnsharpMask(Stage):
+    """``out = x + amount * (x - blur(x))``."""
+
+    name = "detail"
+    implementation = "classical"
+    Params = DetailParams
+
+    def params_from(self, recipe: Recipe) -> DetailParams:
+        return DetailParams(amount=recipe.sharpening)
+
+    def prepare(self, params: DetailParams, ctx: Context) -> dict[str, Any]:
+        amount = params.amount
+        if amount is None:
+            look = CLASSICAL_LOOKS.get(ctx.recipe.style, CLASSICAL_LOOKS["natural"])
+            amount = look.sharpening
+        ctx.notes["detail"] = {"amount": amount, "radius": params.radius}
+        return {"amount": amount / 100.0, "radius": params.radius}
+
+    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+        amount = data["amount"]
+        if amount <= 0.0:
+            return image
+        blurred = cv2.GaussianBlur(image, (0, 0), data["radius"])
+        return cv2.addWeighted(image, 1.0 + amount, blurred, -amount, 0.0)

@@ -1,0 +1,164 @@
+"""Stage 4: photofinishing at reduced resolution.
+
+Parameters of the fixed operators (digital gain, highlight shoulder, global tone curve, local tone map, chroma
+mapping, gamma) come from a pinned set (re-renders), or are computed from the image and the user's
+adjustments. The learned implementation predicts the same parameters with small networks per picture style.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from engine import operators as ops
+from engine.errors import RecipeError
+from engine.recipe import Recipe
+from engine.stages.base import Context, Stage
+
+LTM_BINS, LTM_CELLS = 8, 8
+CHROMA_SIZE = 17
+
+
+@dataclass(frozen=True)
+class PhotofinishParams:
+    """The user's look: style and Lightroom-style adjustments (-100..100); ``operators`` pins the result."""
+
+    VERSION: ClassVar[int] = 1
+    style: str = "natural"
+    strength: float = 1.0
+    exposure: float = 0.0
+    contrast: float = 0.0
+    highlights: float = 0.0
+    shadows: float = 0.0
+    saturation: float = 0.0
+    vibrance: float = 0.0
+    operators: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a classical style adds to the user's adjustments."""
+
+    contrast: float = 0.0
+    highlights: float = 0.0
+    shadows: float = 0.0
+    saturation: float = 0.0
+    vibrance: float = 0.0
+    sharpening: float = 25.0
+
+
+CLASSICAL_LOOKS = {"natural": Look(contrast=10.0, highlights=-10.0, shadows=15.0, vibrance=10.0)}
+
+
+def _tensor(x: np.ndarray, device: str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)
+
+
+def auto_exposure(y: np.ndarray) -> float:
+    """Stops of gain that bring the scene's log-average luminance towards mid-grey, three-quarters of the way.
+
+    A full correction would turn night into day; the camera's own exposure is partly a decision to respect.
+    """
+    y = y[np.isfinite(y)].ravel()
+    lo, hi = np.percentile(y, [1.0, 99.0])
+    y = y[(y >= lo) & (y <= hi)]
+    key = float(np.exp(np.mean(np.log(np.maximum(y, 1e-5)))))
+    return float(np.clip(0.75 * math.log2(0.16 / max(key, 1e-6)), -3.0, 6.0))
+
+
+def local_tone_grid(y: np.ndarray, shadows: float, highlights: float) -> np.ndarray:
+    """Bilateral grid (1 x 1 x D x GH x GW) of log2 gains: shadows lift, highlights pull, large-scale
+    contrast eases by a quarter, each following the pixel's own intensity so edges keep no halo."""
+    import cv2
+
+    log_y = np.log2(np.maximum(y, 2.0**-12)).astype(np.float32)
+    cells = cv2.resize(log_y, (LTM_CELLS, LTM_CELLS), interpolation=cv2.INTER_AREA)
+    bins = np.linspace(0.0, 1.0, LTM_BINS) * 12.0 - 12.0  # the log2 level of each intensity bin
+    shadow_w = 1.0 / (1.0 + np.exp(-(-4.0 - bins) / 1.0))
+    highlight_w = 1.0 / (1.0 + np.exp(-(bins + 1.5) / 0.7))
+    ease = -0.25 * (cells - float(np.mean(log_y)))
+    grid = (
+        ease[None]
+        + (shadows / 100.0) * 1.5 * shadow_w[:, None, None]
+        + (highlights / 100.0) * 1.0 * highlight_w[:, None, None]
+    )
+    return grid[None, None].astype(np.float32)
+
+
+def chroma_table(saturation: float, vibrance: float) -> np.ndarray:
+    """Chroma table (1 x 2 x T x T) scaling chromaticity: uniformly (saturation) and mostly where it is low
+    (vibrance)."""
+    u, v = (t.numpy() for t in ops.chroma_table_grid(CHROMA_SIZE))
+    radius = np.hypot(u, v)
+    scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * 0.6 * np.exp(-radius / 0.5))
+    scale = np.maximum(scale, 0.0)
+    return np.stack([(scale - 1.0) * u, (scale - 1.0) * v])[None].astype(np.float32)
+
+
+class Photofinish(Stage):
+    """Fixed differentiable operators with parameters from the image and the user's adjustments."""
+
+    name = "photofinish"
+    implementation = "classical"
+    Params = PhotofinishParams
+
+    def params_from(self, recipe: Recipe) -> PhotofinishParams:
+        return PhotofinishParams(
+            style=recipe.style, strength=recipe.style_strength, exposure=recipe.exposure,
+            contrast=recipe.contrast, highlights=recipe.highlights, shadows=recipe.shadows,
+            saturation=recipe.saturation, vibrance=recipe.vibrance,
+        )
+
+    def prepare(self, params: PhotofinishParams, ctx: Context) -> dict[str, Any]:
+        if params.operators is None and params.style not in CLASSICAL_LOOKS:
+            raise RecipeError(f"unknown style {params.style!r}; known styles: {', '.join(sorted(CLASSICAL_LOOKS))}")
+        return {"params": params}
+
+    def operators_for(self, params: PhotofinishParams, low: np.ndarray) -> dict[str, Any]:
+        """Operator parameters for this image (JSON-ready)."""
+        look = CLASSICAL_LOOKS.get(params.style, CLASSICAL_LOOKS["natural"])
+        k = params.strength
+
+        def adj(name: str) -> float:
+            return float(np.clip(getattr(params, name) + k * getattr(look, name), -100.0, 100.0))
+
+        y = low @ np.array(ops.LUMA, dtype=np.float32)
+        ev = auto_exposure(y) + params.exposure
+        contrast = 1.0 + 0.35 * adj("contrast") / 100.0
+        a, b = 1.0 * contrast, 1.15 * contrast
+        knee = float(np.clip(0.75 + 0.2 * adj("highlights") / 100.0, 0.4, 0.95))
+        return {
+            "gain_ev": round(ev, 4),
+            "knee": round(knee, 4),
+            "tone": [round(a, 4), round(b, 4), round(ops.tone_curve_midpoint(a, b), 6)],
+            "local_tone": local_tone_grid(y * 2.0**ev, adj("shadows"), adj("highlights")).round(4).tolist(),
+            "chroma": chroma_table(adj("saturation"), adj("vibrance")).round(4).tolist(),
+            "gamma": 2.2,
+        }
+
+    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+        params: PhotofinishParams = data["params"]
+        operators = params.operators if params.operators is not None else self.operators_for(params, image)
+        ctx.notes["photofinish"] = {"style": params.style, "operators": operators}
+        with torch.no_grad():
+            out = apply_operators(_tensor(image, ctx.device), operators, ctx.device)
+        return out[0].permute(1, 2, 0).cpu().numpy()
+
+
+def apply_operators(x: torch.Tensor, operators: dict[str, Any], device: str = "cpu") -> torch.Tensor:
+    """Run the operator chain on N x 3 x H x W linear RGB with one set of (JSON-form) parameters."""
+
+    def scalar(v: float) -> torch.Tensor:
+        return torch.tensor([float(v)], device=device)
+
+    a, b, c = operators["tone"]
+    x = ops.digital_gain(x, scalar(operators["gain_ev"]))
+    x = ops.highlight_shoulder(x, scalar(operators["knee"]))
+    x = ops.tone_curve(x, scalar(a), scalar(b), scalar(c))
+    x = ops.local_tone_map(x, torch.tensor(operators["local_tone"], device=device))
+    x = ops.chroma_map(x, torch.tensor(operators["chroma"], device=device))
+    return ops.gamma(x, scalar(operators["gamma"]))

@@ -1,0 +1,99 @@
+"""Stage 3a: white balance, as-shot, estimated from the image, or from a temperature and tint.
+
+The result is a camera *neutral* (the camera's response to the scene's white, green = 1); dividing by it
+balances the image. Pixels the sensor clipped are clipped to the balanced white so they stay neutral.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from engine.calibration import neutral_to_xy, srgb_calibration, xy_to_neutral
+from engine.colour import temperature_tint_to_xy, xy_to_temperature_tint
+from engine.errors import RecipeError
+from engine.recipe import Recipe
+from engine.stages.base import Context, Stage
+
+
+@dataclass(frozen=True)
+class WhiteBalanceParams:
+    """``mode`` is "as-shot", "auto" or "custom" (``temperature`` K and ``tint``); ``neutral`` pins a result."""
+
+    VERSION: ClassVar[int] = 1
+    mode: str = "as-shot"
+    temperature: float | None = None
+    tint: float | None = None
+    neutral: tuple[float, float, float] | None = None
+
+
+def calibration_of(ctx: Context):
+    """The source's colour calibration (sRGB images are their own calibration)."""
+    return ctx.source.calibration if ctx.source.calibration is not None else srgb_calibration()
+
+
+def estimate_neutral(camera_rgb: np.ndarray) -> np.ndarray:
+    """Classical illuminant estimate: shades-of-grey (p = 6) over unclipped, not-too-dark pixels."""
+    small = cv2.resize(camera_rgb, (256, max(1, round(256 * camera_rgb.shape[0] / camera_rgb.shape[1]))),
+                       interpolation=cv2.INTER_AREA).reshape(-1, 3).astype(np.float64)
+    brightest = small.max(axis=1)
+    usable = small[(brightest < 0.95 * brightest.max()) & (small.min(axis=1) > 1e-4)]
+    if len(usable) < 16:
+        usable = small
+    neutral = np.power(np.mean(np.power(np.clip(usable, 0, None), 6.0), axis=0), 1.0 / 6.0)
+    neutral = np.maximum(neutral, 1e-6)
+    return neutral / neutral[1]
+
+
+class WhiteBalance(Stage):
+    """Divide camera RGB by the chosen neutral; clip sensor-saturated pixels to white."""
+
+    name = "white_balance"
+    implementation = "classical"
+    Params = WhiteBalanceParams
+    can_disable = False
+
+    def params_from(self, recipe: Recipe) -> WhiteBalanceParams:
+        return WhiteBalanceParams(mode=recipe.wb, temperature=recipe.temperature, tint=recipe.tint)
+
+    def prepare(self, params: WhiteBalanceParams, ctx: Context) -> dict[str, Any]:
+        return {"params": params}
+
+    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+        params: WhiteBalanceParams = data["params"]
+        neutral = self.neutral(params, image, ctx)
+        cal = calibration_of(ctx)
+        white_xy = neutral_to_xy(cal, neutral)
+        temperature, tint = xy_to_temperature_tint(white_xy)
+        ctx.notes["white_balance"] = {
+            "mode": params.mode,
+            "neutral": [round(float(v), 6) for v in neutral],
+            "white_xy": [round(float(v), 6) for v in white_xy],
+            "temperature": round(temperature),
+            "tint": round(tint, 1),
+        }
+        gains = (1.0 / neutral).astype(np.float32)
+        balanced = np.multiply(image, gains, out=image)  # the pipeline hands each stage its input to keep
+        if ctx.source.kind == "raw":
+            # The sensor saturates at 1.0 in every channel; after balancing, the lowest channel's ceiling is
+            # where all three are still trustworthy. Above it, clipped pixels would turn pink.
+            np.minimum(balanced, float(gains.min()), out=balanced)
+        return balanced
+
+    def neutral(self, params: WhiteBalanceParams, image: np.ndarray, ctx: Context) -> np.ndarray:
+        """The camera neutral this stage balances to."""
+        if params.neutral is not None:
+            return np.asarray(params.neutral, dtype=np.float64)
+        if params.mode == "as-shot":
+            return ctx.source.as_shot_neutral.astype(np.float64)
+        if params.mode == "auto":
+            return estimate_neutral(image)
+        if params.mode == "custom":
+            if params.temperature is None:
+                raise RecipeError("custom white balance needs a temperature")
+            xy = temperature_tint_to_xy(params.temperature, params.tint or 0.0)
+            return xy_to_neutral(calibration_of(ctx), xy)
+        raise RecipeError(f"unknown white balance mode {params.mode!r}")

@@ -1,0 +1,237 @@
+"""Writing outputs: real 16-bit data, embedded profiles, carried metadata, resizing and atomic replacement."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyexiv2
+import pytest
+import tifffile
+from PIL import Image, ImageCms
+
+import engine.output
+from engine.colour import SPACES
+from engine.errors import OutputError
+from engine.icc import icc_profile
+from engine.metadata import read_exif
+from engine.output import OutputOptions, write_image
+
+RAWSAMPLES = Path(__file__).resolve().parents[2] / "shared" / "rawsamples"
+
+
+def gradient(height: int = 16, width: int = 1024) -> np.ndarray:
+    """A horizontal grey ramp from 0 to 1, slightly overshooting at both ends as renders may."""
+    ramp = np.linspace(-0.01, 1.01, width, dtype=np.float32)
+    return np.repeat(np.tile(ramp, (height, 1))[..., None], 3, axis=2)
+
+
+def colour_patch() -> np.ndarray:
+    """Random in-range colours, reproducible."""
+    return np.random.default_rng(1).random((24, 32, 3), dtype=np.float32)
+
+
+def files_in(folder: Path) -> list[str]:
+    """Every name in a folder, hidden ones included."""
+    return sorted(os.listdir(folder))
+
+
+def test_16_bit_tiff_holds_every_level_of_a_gradient(tmp_path: Path) -> None:
+    pixels = gradient()
+    path = write_image(pixels, tmp_path / "ramp.tif")
+    data = tifffile.imread(path)
+    assert data.dtype == np.uint16 and data.shape == pixels.shape
+    assert len(np.unique(data)) > 256
+    assert np.abs(data / 65535 - np.clip(pixels, 0, 1)).max() <= 1 / 65535
+
+
+def test_16_bit_png_holds_every_level_of_a_gradient(tmp_path: Path) -> None:
+    pixels = gradient()
+    pixels[..., 0] *= 0.5  # tells the channel order apart
+    data = cv2.imread(str(write_image(pixels, tmp_path / "ramp.png")), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert data.dtype == np.uint16 and len(np.unique(data)) > 256
+    assert np.abs(data / 65535 - np.clip(pixels, 0, 1)).max() <= 1 / 65535
+
+
+def test_8_bit_png_and_tiff_on_request(tmp_path: Path) -> None:
+    options = OutputOptions(bits=8)
+    assert tifffile.imread(write_image(gradient(), tmp_path / "a.tif", options)).dtype == np.uint8
+    assert cv2.imread(str(write_image(gradient(), tmp_path / "a.png", options)), -1).dtype == np.uint8
+
+
+def test_jpeg_quality_is_honoured(tmp_path: Path) -> None:
+    pixels = colour_patch()
+    low = write_image(pixels, tmp_path / "low.jpg", OutputOptions(quality=30))
+    high = write_image(pixels, tmp_path / "high.jpg", OutputOptions(quality=98))
+    assert low.stat().st_size < high.stat().st_size
+    error = np.abs(np.asarray(Image.open(high)) / 255 - pixels).mean()
+    assert error < 0.02
+
+
+def test_jpeg_refuses_16_bits(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="8 bits"):
+        write_image(colour_patch(), tmp_path / "a.jpg", OutputOptions(bits=16))
+    assert files_in(tmp_path) == []
+
+
+def _embedded_profile(path: Path) -> bytes:
+    """The ICC profile a TIFF (tag 34675) or a PNG or JPEG (through Pillow) carries."""
+    if path.suffix == ".tif":
+        with tifffile.TiffFile(path) as tif:
+            return bytes(tif.pages[0].tags[34675].value)
+    return Image.open(path).info["icc_profile"]
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png", ".jpg"])
+@pytest.mark.parametrize("key", ["srgb", "display-p3"])
+def test_each_format_embeds_the_chosen_profile(tmp_path: Path, suffix: str, key: str) -> None:
+    path = write_image(colour_patch(), tmp_path / f"out{suffix}", OutputOptions(space=key), exif={}, xmp={})
+    profile = _embedded_profile(path)
+    assert profile == icc_profile(SPACES[key])
+    assert (
+        ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile))).strip()
+        == SPACES[key].name
+    )
+
+
+def test_wide_gamut_output_converts_back_to_the_render(tmp_path: Path) -> None:
+    pixels = 0.2 + 0.6 * colour_patch()  # no channel near black, where 8-bit P3 cannot hold sRGB to 1/255
+    path = write_image(pixels, tmp_path / "p3.png", OutputOptions(space="display-p3", bits=8))
+    with Image.open(path) as image:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
+        srgb = ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"))
+    assert np.abs(np.asarray(srgb) / 255 - pixels).max() <= 2 / 255
+
+
+EXIF = {
+    "Exif.Image.Make": "NIKON CORPORATION",
+    "Exif.Image.Model": "NIKON D500",
+    "Exif.Image.Orientation": "6",
+    "Exif.Photo.ISOSpeedRatings": "400",
+    "Exif.GPSInfo.GPSLatitudeRef": "N",
+    "Exif.GPSInfo.GPSLatitude": "51/1 30/1 0/1",
+}
+XMP = {"Xmp.hostplug.recipe": '{"exposure": 0.5}', "Xmp.xmpMM.DerivedFrom": "DSC_0001.NEF"}
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png", ".jpg"])
+def test_exif_and_xmp_survive_and_orientation_is_upright(tmp_path: Path, suffix: str) -> None:
+    path = write_image(colour_patch(), tmp_path / f"out{suffix}", exif=EXIF, xmp=XMP)
+    with pyexiv2.Image(str(path)) as image:
+        exif, xmp, profile = image.read_exif(), image.read_xmp(), image.read_icc()
+    for key in (
+        "Exif.Image.Make",
+        "Exif.Image.Model",
+        "Exif.GPSInfo.GPSLatitude",
+        "Exif.Photo.ISOSpeedRatings",
+    ):
+        assert exif[key] == EXIF[key]
+    assert exif["Exif.Image.Orientation"] == "1"
+    assert exif["Exif.Photo.PixelXDimension"] == "32"
+    assert {key: xmp[key] for key in XMP} == XMP
+    assert profile == icc_profile(SPACES["srgb"])
+
+
+@pytest.mark.skipif(not RAWSAMPLES.is_dir(), reason="shared raw samples not present")
+def test_a_raw_files_exif_is_carried_without_raw_structure(tmp_path: Path) -> None:
+    exif = read_exif(RAWSAMPLES / "nikon_d500_adobedngconv_lossylinear__magicknet_DSC8695.dng")
+    assert exif["Exif.Image.Model"] == "NIKON D500" and exif["Exif.Photo.LensModel"]
+    assert not any(
+        name in key for key in exif for name in ("ColorMatrix", "DNGVersion", "SubImage", "StripOff")
+    )
+    path = write_image(colour_patch(), tmp_path / "out.jpg", exif=exif)
+    with pyexiv2.Image(str(path)) as image:
+        assert image.read_exif()["Exif.Photo.LensModel"] == exif["Exif.Photo.LensModel"]
+
+
+def test_exif_of_a_file_without_any_is_empty(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert read_exif(tmp_path / "notes.txt") == {}
+    assert read_exif(tmp_path / "missing.dng") == {}
+
+
+def test_long_edge_shrinks_and_keeps_the_aspect_ratio(tmp_path: Path) -> None:
+    pixels = np.full((300, 400, 3), 0.5, dtype=np.float32)
+    data = tifffile.imread(write_image(pixels, tmp_path / "small.tif", OutputOptions(long_edge=100)))
+    assert data.shape == (75, 100, 3)
+    assert np.abs(data / 65535 - 0.5).max() < 1e-3  # flat grey stays the same grey
+    same = tifffile.imread(write_image(pixels, tmp_path / "same.tif", OutputOptions(long_edge=1000)))
+    assert same.shape == pixels.shape
+
+
+def test_an_existing_file_is_kept_without_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "out.png"
+    target.write_bytes(b"precious")
+    with pytest.raises(OutputError, match="--overwrite"):
+        write_image(colour_patch(), target)
+    assert target.read_bytes() == b"precious"
+    write_image(colour_patch(), target, OutputOptions(overwrite=True))
+    assert cv2.imread(str(target), cv2.IMREAD_UNCHANGED).shape == (24, 32, 3)
+
+
+def test_a_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_imwrite(path: Path, data: np.ndarray, **kwargs: object) -> None:
+        Path(path).write_bytes(b"half a tiff")
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(engine.output.tifffile, "imwrite", broken_imwrite)
+    with pytest.raises(RuntimeError):
+        write_image(colour_patch(), tmp_path / "out.tif")
+    assert files_in(tmp_path) == []
+
+
+def test_bad_metadata_is_an_output_error_and_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="metadata"):
+        write_image(colour_patch(), tmp_path / "out.jpg", xmp={"Xmp.nosuchprefix.key": "1"})
+    assert files_in(tmp_path) == []
+
+
+def test_a_missing_folder_is_an_output_error(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="does not exist"):
+        write_image(colour_patch(), tmp_path / "nowhere" / "out.tif")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_an_output_error(tmp_path: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o500)
+    with pytest.raises(OutputError, match="cannot write"):
+        write_image(colour_patch(), folder / "out.tif")
+    assert files_in(folder) == []
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder no one can create files in")
+def test_an_unwritable_folder_is_an_output_error_even_for_root() -> None:
+    with pytest.raises(OutputError, match="cannot write"):
+        write_image(colour_patch(), "/proc/out.tif")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("out.bmp", OutputOptions(), "output format"),
+        ("out.tif", OutputOptions(bits=12), "8 or 16"),
+        ("out.tif", OutputOptions(space="rec2020"), "colour space"),
+        ("out.jpg", OutputOptions(quality=0), "quality"),
+    ],
+)
+def test_bad_options_are_refused_before_writing(
+    tmp_path: Path, name: str, options: OutputOptions, message: str
+) -> None:
+    with pytest.raises(OutputError, match=message):
+        write_image(colour_patch(), tmp_path / name, options)
+    assert files_in(tmp_path) == []
+
+
+def test_format_option_overrides_the_suffix(tmp_path: Path) -> None:
+    path = write_image(colour_patch(), tmp_path / "out.img", OutputOptions(format="png"))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_noisy_jpeg_larger_than_one_byte_per_pixel_is_written(tmp_path: Path) -> None:
+    noise = np.random.default_rng(2).random((256, 256, 3), dtype=np.float32)
+    path = write_image(noise, tmp_path / "noise.jpg", OutputOptions(quality=100))
+    assert path.stat().st_size > 256 * 256
