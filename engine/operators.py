@@ -105,7 +105,21 @@ def chroma_map(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     y, u, v = log_chroma(x)
     coords = torch.cat([v, u], dim=1).permute(0, 2, 3, 1) / CHROMA_RANGE  # grid_sample wants (x=v, y=u)
     offsets = F.grid_sample(table, coords, mode="bilinear", padding_mode="border", align_corners=True)
-    return from_log_chroma(y, u + offsets[:, 0:1], v + offsets[:, 1:2])
+    return compress_gamut(from_log_chroma(y, u + offsets[:, 0:1], v + offsets[:, 1:2]))
+
+
+def compress_gamut(x: torch.Tensor) -> torch.Tensor:
+    """Pull colours that leave [0, 1] towards their own luminance, keeping hue, instead of clipping channels.
+
+    Per-channel clipping turns a saturated stage light into a flat primary; desaturating keeps its hue and
+    the gradation inside it, as cameras do.
+    """
+    y = luminance(x).clamp(0.0, 1.0)
+    chroma = x - y
+    high = (x.amax(dim=1, keepdim=True) - y).clamp(min=EPS)
+    low = (y - x.amin(dim=1, keepdim=True)).clamp(min=EPS)
+    scale = torch.minimum((1.0 - y) / high, y / low).clamp(max=1.0)
+    return y + chroma * scale
 
 
 def chroma_table_grid(size: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -59,7 +59,7 @@ def _tensor(x: np.ndarray, device: str) -> torch.Tensor:
 
 
 def auto_exposure(y: np.ndarray) -> float:
-    """Stops of gain that bring the scene's log-average luminance towards mid-grey, three-quarters of the way.
+    """Stops of gain that bring the scene's log-average luminance half-way (in stops) to mid-grey.
 
     A full correction would turn night into day; the camera's own exposure is partly a decision to respect.
     """
@@ -67,7 +67,7 @@ def auto_exposure(y: np.ndarray) -> float:
     lo, hi = np.percentile(y, [1.0, 99.0])
     y = y[(y >= lo) & (y <= hi)]
     key = float(np.exp(np.mean(np.log(np.maximum(y, 1e-5)))))
-    return float(np.clip(0.75 * math.log2(0.16 / max(key, 1e-6)), -3.0, 6.0))
+    return float(np.clip(0.5 * math.log2(0.18 / max(key, 1e-6)), -3.0, 10.0))
 
 
 def local_tone_grid(y: np.ndarray, shadows: float, highlights: float) -> np.ndarray:
@@ -127,7 +127,9 @@ class Photofinish(Stage):
             return float(np.clip(getattr(params, name) + k * getattr(look, name), -100.0, 100.0))
 
         y = low @ np.array(ops.LUMA, dtype=np.float32)
-        ev = auto_exposure(y) + params.exposure
+        # Exposure follows the brightest channel, not luminance: a saturated stage light is bright in its own
+        # channel even where its luminance is low, and would otherwise be pushed into clipping.
+        ev = auto_exposure(low.max(axis=2)) + params.exposure
         contrast = 1.0 + 0.35 * adj("contrast") / 100.0
         a, b = 1.0 * contrast, 1.15 * contrast
         knee = float(np.clip(0.75 + 0.2 * adj("highlights") / 100.0, 0.4, 0.95))
