@@ -1,0 +1,101 @@
+"""Learned models: their weights files, manifest and safe loading.
+
+Weights live in ``engine/weights/`` as safetensors files (tensors only: loading never unpickles code and never
+downloads anything). ``engine/weights/manifest.json`` lists each model with its file, SHA-256, architecture
+settings, training recipe and measured metrics. A missing or altered file is an error naming the file and its
+expected hash, never a silent fallback to random weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ModelError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model in the manifest."""
+
+    name: str  # e.g. "denoise-lite", "wb-c5", "photofinish-natural"
+    file: str  # relative to WEIGHTS_DIR
+    sha256: str
+    architecture: dict[str, Any] = field(default_factory=dict)  # constructor arguments
+    training: dict[str, Any] = field(default_factory=dict)  # how it was trained (data, steps, seed, command)
+    metrics: dict[str, Any] = field(default_factory=dict)  # measured on held-out data
+
+    @property
+    def path(self) -> Path:
+        """Where the weights file lives."""
+        return WEIGHTS_DIR / self.file
+
+
+def read_manifest(path: Path = MANIFEST) -> dict[str, ModelEntry]:
+    """All models in the manifest, by name (empty when no model has been shipped)."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return {name: ModelEntry(name=name, **entry) for name, entry in data["models"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{path}: the model manifest cannot be read ({e}); reinstall hostplug") from e
+
+
+def write_manifest(entries: dict[str, ModelEntry], path: Path = MANIFEST) -> None:
+    """Write the manifest (sorted, stable) — used by ``hostplug train``."""
+    models = {
+        name: {"file": e.file, "sha256": e.sha256, "architecture": e.architecture, "training": e.training,
+               "metrics": e.metrics}
+        for name, e in sorted(entries.items())
+    }
+    path.write_text(json.dumps({"models": models}, indent=2, sort_keys=True) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def entry(name: str) -> ModelEntry:
+    """The manifest entry of a model; ModelError listing the known models if there is none."""
+    entries = read_manifest()
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ModelError(f"no model named {name!r} is installed (known models: {known})")
+    return entries[name]
+
+
+@cache
+def load_state(name: str) -> dict[str, Any]:
+    """The verified tensors of a model (cached: a daemon loads each model once)."""
+    from safetensors.torch import load_file
+
+    e = entry(name)
+    if not e.path.is_file():
+        raise ModelError(f"{e.path}: weights file of model {name!r} is missing (expected sha256 {e.sha256}); "
+                         "reinstall hostplug or retrain it with 'hostplug train'")
+    actual = file_sha256(e.path)
+    if actual != e.sha256:
+        raise ModelError(f"{e.path}: weights file of model {name!r} is corrupt or was changed (sha256 "
+                         f"{actual[:16]}..., expected {e.sha256}); reinstall hostplug or retrain it")
+    try:
+        return load_file(str(e.path))
+    except Exception as ex:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise ModelError(f"{e.path}: weights of model {name!r} cannot be read ({ex})") from ex
+
+
+def model_hashes() -> dict[str, str]:
+    """Name -> sha256 of every shipped model (recorded in outputs so re-renders can tell what changed)."""
+    return {name: e.sha256 for name, e in read_manifest().items()}
