@@ -177,3 +177,14 @@ def info(inputs: tuple[Path, ...], as_json: bool) -> None:
         click.echo(json.dumps(description, indent=2) if as_json else format_description(description))
     if failures:
         sys.exit(1)
+
+
+def _register_model_commands() -> None:
+    from hostplug.models_cli import evaluate, register_subcommands, train
+
+    register_subcommands()
+    main.add_command(train)
+    main.add_command(evaluate)
+
+
+_register_model_commands()
