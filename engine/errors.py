@@ -37,6 +37,10 @@ class RecipeError(HostplugError):
     exit_code = 4
 
 
+class SidecarError(RecipeError):
+    """An XMP sidecar or preset file is malformed, unsafe or from a newer hostplug; it is left untouched."""
+
+
 class OutputError(HostplugError):
     """The output cannot be written (folder missing or read-only, file exists, bad format)."""
 

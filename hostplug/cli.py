@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from engine.errors import HostplugError, OutputError
+from hostplug import sidecar_cli
 from hostplug.recipe_options import build_recipe, pop_recipe_options, recipe_options
 
 OUTPUT_SUFFIX = {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}
@@ -87,7 +88,8 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
     """Render camera raws (or JPEG/PNG/TIFF images) to finished images."""
     from engine.output import OutputOptions
 
-    recipe = build_recipe(pop_recipe_options(kwargs))
+    recipe_settings = pop_recipe_options(kwargs)
+    build_recipe(recipe_settings)  # refuse bad options before any work
     if output is not None and len(inputs) > 1:
         raise OutputError("-o names one output file; for several inputs use --out-dir")
     if out_dir is not None and not out_dir.is_dir():
@@ -101,7 +103,8 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
             target = _output_path(path, output, out_dir, fmt)
             stage_folder = stages_dir / path.stem if stages_dir and len(inputs) > 1 else stages_dir
             try:
-                result = render_one(path, target, recipe, options, device, stage_folder, bar)
+                recipe, catalogue = sidecar_cli.sidecar_recipe(path, recipe_settings)
+                result = render_one(path, target, recipe, options, device, stage_folder, bar, extra_xmp=catalogue)
             except HostplugError as e:
                 failures += 1
                 bar.clear()
@@ -128,8 +131,8 @@ def _progress(total: int):
 
 
 def render_one(path: Path, target: Path, recipe, options, device: str, stages_dir: Path | None,
-               bar=None) -> dict[str, Any]:
-    """Open, render and save one file; returns what ``--json`` prints."""
+               bar=None, extra_xmp: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Open, render and save one file (``extra_xmp`` joins its XMP); returns what ``--json`` prints."""
     import engine
     from engine.export import save
     from engine.output import resolve_format
@@ -147,7 +150,7 @@ def render_one(path: Path, target: Path, recipe, options, device: str, stages_di
 
     source = engine.open(path)
     rendered = engine.render(source, recipe, device=device, stages_dir=stages_dir, progress=progress)
-    written = save(rendered, target, options)
+    written = save(rendered, target, options, extra_xmp)
     return {
         "input": str(path),
         "output": str(written),
@@ -188,3 +191,9 @@ def _register_model_commands() -> None:
 
 
 _register_model_commands()
+
+
+main.add_command(sidecar_cli.edit)
+main.add_command(sidecar_cli.show)
+main.add_command(sidecar_cli.presets)
+main.add_command(sidecar_cli.rerender)

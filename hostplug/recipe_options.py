@@ -26,6 +26,8 @@ _OPTIONS = [
     click.option("--vibrance", type=float, help="Vibrance, -100 to 100."),
     click.option("--sharpening", type=float, help="Sharpening amount, 0 to 100."),
     click.option("--denoise", type=float, help="Noise reduction strength, 0 to 100 (default: from ISO)."),
+    click.option("--preset", "presets", multiple=True, metavar="NAME",
+                 help="Apply a preset (see 'hostplug presets'); repeat to stack them, the last wins per setting."),
     click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, path_type=Path),
                  help="Start from a recipe JSON file; options given here override it."),
     click.option("--disable", "disabled", multiple=True, metavar="STAGE", help="Switch a stage off."),
@@ -48,12 +50,15 @@ def recipe_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def pop_recipe_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Remove the recipe options from a command's keyword arguments and return them."""
-    names = (*RECIPE_KEYS, "recipe_file", "disabled", "implementations", "fixed")
+    names = (*RECIPE_KEYS, "presets", "recipe_file", "disabled", "implementations", "fixed")
     return {name: kwargs.pop(name) for name in names}
 
 
 def build_recipe(options: dict[str, Any], base: Recipe | None = None) -> Recipe:
-    """Apply command-line recipe options on top of ``base`` (or a recipe file, or the defaults)."""
+    """Apply command-line recipe options on top of ``base`` (or a recipe file, or the defaults).
+
+    Order: the base, then the presets in the order given, then the individual settings.
+    """
     recipe = base or Recipe()
     if options.get("recipe_file"):
         path: Path = options["recipe_file"]
@@ -61,6 +66,10 @@ def build_recipe(options: dict[str, Any], base: Recipe | None = None) -> Recipe:
             recipe = Recipe.from_json(path.read_text())
         except OSError as e:
             raise RecipeError(f"{path}: cannot read the recipe file ({e.strerror})") from e
+    if options.get("presets"):
+        from engine.presets import apply_presets
+
+        recipe = apply_presets(recipe, options["presets"])
     recipe = recipe.replace(**{k: options.get(k) for k in RECIPE_KEYS})
     stages = {name: settings for name, settings in recipe.stages.items()}
     for name in options.get("disabled") or ():

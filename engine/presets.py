@@ -1,0 +1,121 @@
+"""Presets: named sets of recipe settings, stored as XMP files in hostplug's namespace.
+
+A preset file holds only the settings it changes (see :mod:`engine.recipe_xmp` for the layout), so presets
+stack: applied in order, the last one wins for each setting it sets. A *style* preset sets ``style`` (one per
+picture style the engine knows); the others are adjustments.
+
+Where presets come from, later folders overriding earlier ones by name (case-insensitive):
+
+1. the presets shipped with hostplug: the repository's top-level ``presets/``, packaged as
+   ``engine/shipped_presets/`` (a link to it), so a source checkout, an editable install and a wheel all read the
+   same files;
+2. the user's folder: ``$XDG_CONFIG_HOME/hostplug/presets`` (default ``~/.config/hostplug/presets``), where a
+   copied and edited preset can be dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from engine.errors import SidecarError
+from engine.metadata import XMP_NS_URI
+from engine.recipe import Recipe, StageSettings
+from engine.recipe_xmp import properties_to_settings
+from engine.xmp_document import parse_packet, simple_properties
+
+PRESET_SUFFIX = ".xmp"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of recipe settings read from one XMP file."""
+
+    name: str
+    path: Path
+    settings: dict[str, Any]  # recipe settings, only those the file sets
+    stages: dict[str, Any] = field(default_factory=dict)  # stage settings, in the recipe's JSON form
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        """"style" for a picture style preset, else "adjustment"."""
+        return "style" if "style" in self.settings else "adjustment"
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        """``recipe`` with this preset's settings (and stage settings) replacing its own."""
+        changed = recipe.replace(**self.settings)  # a temperature implies custom white balance
+        if not self.stages:
+            return changed
+        stages = dict(changed.stages)
+        overrides = Recipe.from_dict({"stages": self.stages}).stages
+        stages.update({name: _merged(stages.get(name), s) for name, s in overrides.items()})
+        return changed.replace(stages=stages)
+
+
+def _merged(current: StageSettings | None, preset: StageSettings) -> StageSettings:
+    """A stage's settings with the preset's on top (fixed params merge key by key)."""
+    if current is None:
+        return preset
+    return StageSettings(enabled=preset.enabled, implementation=preset.implementation or current.implementation,
+                         params={**current.params, **preset.params})
+
+
+def shipped_folder() -> Path:
+    """The folder of the presets that come with hostplug."""
+    return Path(str(resources.files("engine") / "shipped_presets"))
+
+
+def user_folder() -> Path:
+    """The user's preset folder (it may not exist)."""
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "hostplug" / "presets"
+
+
+def read_preset(path: Path) -> Preset:
+    """Read one preset file; :class:`SidecarError` when it is malformed or sets no setting of ours."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SidecarError(f"{path}: cannot read the preset ({e.strerror})") from e
+    properties = simple_properties(parse_packet(data, str(path)), XMP_NS_URI)
+    if not properties:
+        raise SidecarError(f"{path}: not a hostplug preset (no properties in {XMP_NS_URI})")
+    settings, stages = properties_to_settings(properties, str(path))
+    return Preset(name=path.stem.lower(), path=path, settings=settings, stages=stages,
+                  description=properties.get("description", ""))
+
+
+def _preset_files() -> dict[str, Path]:
+    """Preset name -> file, user presets overriding shipped ones of the same name."""
+    files: dict[str, Path] = {}
+    for folder in (shipped_folder(), user_folder()):
+        if folder.is_dir():
+            for path in sorted(folder.glob(f"*{PRESET_SUFFIX}")):
+                files[path.stem.lower()] = path
+    return files
+
+
+def list_presets() -> list[Preset]:
+    """Every preset, by name; a malformed file raises :class:`SidecarError` naming it."""
+    return [read_preset(path) for _, path in sorted(_preset_files().items())]
+
+
+def load_preset(name: str) -> Preset:
+    """The preset called ``name``; :class:`SidecarError` listing the known names when there is none."""
+    files = _preset_files()
+    path = files.get(name.lower())
+    if path is None:
+        known = ", ".join(sorted(files)) or "none"
+        raise SidecarError(f"no preset named {name!r}; known presets: {known} (user presets go in {user_folder()})")
+    return read_preset(path)
+
+
+def apply_presets(recipe: Recipe, names: list[str] | tuple[str, ...]) -> Recipe:
+    """``recipe`` with the named presets applied in order (the last wins per setting)."""
+    for name in names:
+        recipe = load_preset(name).apply(recipe)
+    return recipe

@@ -1,0 +1,145 @@
+"""Where an output came from: reading its provenance XMP and finding its source raw again.
+
+Every output hostplug writes records its source (see :func:`engine.export.provenance_xmp`): the raw's name in
+``xmpMM:DerivedFrom``, its absolute path and its SHA-256. Other editors leave less: Lightroom's "Edit in" TIFF
+(``IMG_0001-Edit.tif``) names the raw in ``crs:RawFileName``, or only by its own file name. :func:`find_source`
+tries, in order: the recorded path; the recorded names, beside the output and in the search folders; the
+output's own name with editors' suffixes taken off (``-Edit``, ``_hostplug``, `` copy``...); and last, any raw in
+those folders whose content hash is the recorded one. When a hash is recorded, a candidate must match it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import InputNotFoundError, RecipeError
+from engine.metadata import XMP_PREFIX, register_namespace
+from engine.raw_formats import is_raw_name
+from engine.recipe import Recipe
+
+# Suffixes editors add to the name of a file they rendered from a raw: Lightroom "-Edit", "-Edit-2"; ours
+# "_hostplug", "_hostplug-2"; Finder/Explorer " copy", " (2)"; darktable's duplicate "_01".
+_EDITOR_SUFFIX = re.compile(
+    r"(?:[-_ ](?:edit|edited|hostplug|copy|bearbeitet)(?:[-_ ]?\d+)?|\s*\(\d+\)|_\d{2})$", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What an image file says about its source (every field may be missing)."""
+
+    names: tuple[str, ...] = ()  # source file names recorded (DerivedFrom, crs:RawFileName...)
+    path: Path | None = None  # the absolute source path hostplug recorded
+    sha256: str | None = None  # the source's content hash hostplug recorded
+    recipe: Recipe | None = None  # the recipe the file was rendered with (hostplug outputs only)
+
+
+def read_provenance(image: Path) -> Provenance:
+    """The provenance XMP of ``image``; an empty :class:`Provenance` when it has none or cannot be read."""
+    import pyexiv2
+
+    register_namespace()
+    try:
+        with pyexiv2.Image(str(image)) as handle:
+            xmp = handle.read_xmp()
+    except Exception:  # noqa: BLE001 - pyexiv2 raises RuntimeError or its own types; no XMP is not an error
+        return Provenance()
+    names = []
+    for key in ("Xmp.xmpMM.DerivedFrom", "Xmp.xmpMM.DerivedFrom/stRef:filePath", "Xmp.crs.RawFileName",
+                "Xmp.xmpMM.PreservedFileName"):
+        value = xmp.get(key)
+        if isinstance(value, str) and value.strip():
+            name = Path(value.strip()).name
+            if name and name not in names:
+                names.append(name)
+    recorded = xmp.get(f"Xmp.{XMP_PREFIX}.sourcePath")
+    sha = xmp.get(f"Xmp.{XMP_PREFIX}.sourceSHA256")
+    return Provenance(
+        names=tuple(names),
+        path=Path(recorded) if isinstance(recorded, str) and recorded else None,
+        sha256=sha.lower() if isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha) else None,
+        recipe=_recipe(xmp.get(f"Xmp.{XMP_PREFIX}.recipe")),
+    )
+
+
+def _recipe(text: object) -> Recipe | None:
+    """The recipe stored in an output, or None when there is none or it no longer parses."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        return Recipe.from_json(text)
+    except (RecipeError, json.JSONDecodeError):
+        return None
+
+
+def stem_candidates(name: str) -> list[str]:
+    """The raw names an editor's output name may come from: ``IMG_0001-Edit-2`` -> [IMG_0001-Edit-2, IMG_0001]."""
+    stems = [Path(name).stem]
+    while True:
+        shorter = _EDITOR_SUFFIX.sub("", stems[-1])
+        if not shorter or shorter == stems[-1]:
+            return stems
+        stems.append(shorter)
+
+
+def _raws_in(folder: Path) -> list[Path]:
+    """The camera raw files in ``folder`` (not recursive), sorted; [] for a missing or unreadable folder."""
+    try:
+        return sorted(p for p in folder.iterdir() if is_raw_name(p) and p.is_file())
+    except OSError:
+        return []
+
+
+def _candidates(output: Path, provenance: Provenance, folders: list[Path]) -> Iterator[Path]:
+    """Possible sources of ``output``, most likely first (may repeat)."""
+    if provenance.path is not None:
+        yield provenance.path
+    for folder in folders:
+        for name in provenance.names:
+            yield folder / name
+    for stem in stem_candidates(output.name):
+        for folder in folders:
+            yield from (p for p in _raws_in(folder) if p.stem.casefold() == stem.casefold())
+    if provenance.sha256 is not None:
+        for folder in folders:
+            yield from _raws_in(folder)
+
+
+def _matches(candidate: Path, sha256: str | None) -> bool:
+    """Whether ``candidate`` is a readable file with the recorded content hash (any file when none is)."""
+    from engine.export import file_sha256
+
+    try:
+        if not candidate.is_file():
+            return False
+        return sha256 is None or file_sha256(candidate.resolve()) == sha256
+    except OSError:
+        return False
+
+
+def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
+    """The source raw of ``output`` (see the module docstring); :class:`InputNotFoundError` saying where it looked.
+
+    ``search`` adds folders to look in after the output's own folder.
+    """
+    output = Path(output)
+    provenance = read_provenance(output)
+    folders = list(dict.fromkeys([output.resolve().parent, *(Path(s).resolve() for s in search)]))
+    seen: set[Path] = set()
+    for candidate in _candidates(output, provenance, folders):
+        if candidate in seen or candidate.resolve() == output.resolve():
+            continue
+        seen.add(candidate)
+        if _matches(candidate, provenance.sha256):
+            return candidate
+    looked = ", ".join(str(f) for f in folders)
+    if provenance.path is not None:
+        looked = f"{provenance.path}, {looked}"
+    what = f"the raw {provenance.names[0]}" if provenance.names else "a raw with a matching name"
+    check = " with the recorded SHA-256" if provenance.sha256 else ""
+    raise InputNotFoundError(f"{output}: cannot find its source raw: looked for {what}{check} in {looked}; "
+                             "pass the raw's folder with --search")

@@ -1,0 +1,123 @@
+"""A recipe as properties in hostplug's XMP namespace: one readable property per setting.
+
+Sidecars and preset files share this form, so a user can read and edit either in a text editor::
+
+    <rdf:Description rdf:about="" xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/"
+        hostplug:schemaVersion="1" hostplug:style="natural" hostplug:exposure="0.3"
+        hostplug:stages='{"denoise":{"enabled":false}}'/>
+
+``schemaVersion`` says which layout wrote the properties; older layouts are upgraded on read by the functions
+in :data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused.
+Version 1 is the first and current layout. ``description`` is a free-text note (presets use it). A preset holds
+only the settings it changes; a sidecar holds the whole recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.errors import RecipeError, SidecarError
+from engine.recipe import Recipe
+
+SCHEMA_VERSION = 1
+SETTINGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
+TEXT_SETTINGS = frozenset({"style", "wb"})
+META_PROPERTIES = ("schemaVersion", "description", "stages")
+
+# MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
+MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {}
+
+
+def format_number(value: float) -> str:
+    """The shortest text that reads back as exactly ``value`` ("0.3", "5200", "-1.5")."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def settings_to_properties(settings: Mapping[str, Any], stages: Mapping[str, Any] | None = None,
+                           description: str | None = None) -> dict[str, str]:
+    """Our XMP properties (local name -> text) for some recipe settings, in recipe order."""
+    properties = {"schemaVersion": str(SCHEMA_VERSION)}
+    if description:
+        properties["description"] = description
+    for name in SETTINGS:
+        value = settings.get(name)
+        if value is not None:
+            properties[name] = value if name in TEXT_SETTINGS else format_number(value)
+    if stages:
+        properties["stages"] = json.dumps(stages, sort_keys=True, separators=(",", ":"))
+    return properties
+
+
+def recipe_to_properties(recipe: Recipe) -> dict[str, str]:
+    """Every setting of ``recipe`` (those not at None) as our XMP properties."""
+    data = recipe.to_dict()
+    return settings_to_properties(data, data.get("stages"))
+
+
+def _migrate(properties: dict[str, str], where: str) -> dict[str, str]:
+    text = properties.get("schemaVersion")
+    if text is None:
+        raise SidecarError(f"{where}: hostplug properties without hostplug:schemaVersion")
+    try:
+        version = int(text)
+    except ValueError:
+        raise SidecarError(f"{where}: hostplug:schemaVersion {text!r} is not a number") from None
+    if version > SCHEMA_VERSION:
+        raise SidecarError(f"{where}: written by a newer hostplug (schema version {version}; this one reads up "
+                           f"to {SCHEMA_VERSION}); upgrade hostplug")
+    if version < 1:
+        raise SidecarError(f"{where}: hostplug:schemaVersion {version} is not valid")
+    for step in range(version, SCHEMA_VERSION):
+        properties = MIGRATIONS[step](dict(properties))
+    return properties
+
+
+def _setting(name: str, text: str, where: str) -> Any:
+    if name in TEXT_SETTINGS:
+        return text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        raise SidecarError(f"{where}: hostplug:{name} {text!r} is not a number") from None
+
+
+def properties_to_settings(properties: Mapping[str, str], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validated settings and stage settings from our properties; :class:`SidecarError` naming ``where``.
+
+    Only the settings present are returned (a preset changes just those); each is checked against the
+    recipe's ranges.
+    """
+    properties = _migrate(dict(properties), where)
+    settings: dict[str, Any] = {}
+    for name, text in properties.items():
+        if name in META_PROPERTIES:
+            continue
+        if name not in SETTINGS:
+            raise SidecarError(f"{where}: unknown setting hostplug:{name}")
+        settings[name] = _setting(name, text, where)
+    stages: dict[str, Any] = {}
+    if "stages" in properties:
+        try:
+            stages = json.loads(properties["stages"])
+        except json.JSONDecodeError as e:
+            raise SidecarError(f"{where}: hostplug:stages is not valid JSON ({e.msg})") from None
+    try:
+        Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)})
+    except RecipeError as e:
+        raise SidecarError(f"{where}: {e}") from None
+    return settings, stages
+
+
+def _wb_for(settings: Mapping[str, Any]) -> dict[str, str]:
+    """A temperature alone implies custom white balance (as on the command line)."""
+    return {"wb": "custom"} if "temperature" in settings and "wb" not in settings else {}
+
+
+def properties_to_recipe(properties: Mapping[str, str], where: str) -> Recipe:
+    """The complete recipe our properties describe (settings they omit keep their defaults)."""
+    settings, stages = properties_to_settings(properties, where)
+    return Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)})

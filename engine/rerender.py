@@ -1,0 +1,151 @@
+"""Re-rendering an output: what it records about its making, and which recipe and format to use again.
+
+Every output carries its recipe, what the stages decided, its source's name, path and sha256, the engine
+version and the model hashes (see :mod:`engine.export`); :func:`engine.provenance.find_source` locates the raw
+again from those. :func:`plan_rerender` decides the recipe: the stored one plus the user's changes.
+When the engine or its models changed since the output was made and the user changed nothing, the stored
+photofinish operator parameters are pinned in the recipe, so the look is reproduced (like Capture One's
+process versions); when the user changed settings, the look is derived afresh and the notice says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pyexiv2
+
+from engine.errors import InputNotFoundError, OutputError, RecipeError
+from engine.metadata import XMP_PREFIX, register_namespace
+from engine.recipe import Recipe, StageSettings
+
+_MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
+CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.dc.subject")
+
+
+@dataclass(frozen=True)
+class RenderRecord:
+    """What an output says about how it was made (its source is found by :mod:`engine.provenance`)."""
+
+    path: Path
+    recipe: Recipe
+    decided: dict[str, Any]
+    engine_version: str
+    models: dict[str, str]
+    output: dict[str, Any] = field(default_factory=dict)  # colour space, long edge, JPEG quality
+    catalogue: dict[str, Any] = field(default_factory=dict)  # rating, label, keywords, to carry over
+
+
+def _json(xmp: dict[str, Any], name: str, path: Path, default: Any = None) -> Any:
+    text = xmp.get(f"Xmp.{XMP_PREFIX}.{name}")
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        raise RecipeError(f"{path}: its hostplug:{name} is not valid JSON") from None
+
+
+def read_record(path: Path) -> RenderRecord:
+    """Read how an output was made from its XMP; a clear error when it is not a hostplug output."""
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: no such file")
+    register_namespace()
+    try:
+        with pyexiv2.Image(str(path)) as image:
+            xmp = image.read_xmp()
+    except RuntimeError as e:
+        raise InputNotFoundError(f"{path}: cannot read its metadata ({' '.join(str(e).split())})") from e
+    stored = xmp.get(f"Xmp.{XMP_PREFIX}.recipe")
+    if not stored:
+        raise RecipeError(f"{path}: records no hostplug recipe; only hostplug outputs can be re-rendered")
+    return RenderRecord(
+        path=path,
+        recipe=Recipe.from_json(stored),
+        decided=_json(xmp, "decided", path, {}),
+        engine_version=xmp.get(f"Xmp.{XMP_PREFIX}.engineVersion", ""),
+        models=_json(xmp, "models", path, {}),
+        output=_json(xmp, "output", path, {}),
+        catalogue={key: xmp[key] for key in CATALOGUE_KEYS if key in xmp},
+    )
+
+
+def _without_pin(recipe: Recipe) -> Recipe:
+    """``recipe`` with any pinned photofinish operators removed, so the look is derived afresh."""
+    settings = recipe.stage("photofinish")
+    if "operators" not in settings.params:
+        return recipe
+    params = {k: v for k, v in settings.params.items() if k != "operators"}
+    stages = dict(recipe.stages)
+    stages["photofinish"] = replace(settings, params=params)
+    if stages["photofinish"] == StageSettings():
+        del stages["photofinish"]
+    return recipe.replace(stages=stages)
+
+
+def _with_pin(recipe: Recipe, operators: dict[str, Any]) -> Recipe:
+    """``recipe`` with the photofinish operator parameters fixed to ``operators``."""
+    settings = recipe.stage("photofinish")
+    stages = {**recipe.stages, "photofinish": replace(settings, params={**settings.params, "operators": operators})}
+    return recipe.replace(stages=stages)
+
+
+def plan_rerender(record: RenderRecord, changed: Recipe, engine_version: str,
+                  models: dict[str, str]) -> tuple[Recipe, str | None]:
+    """The recipe to re-render with, and a one-line notice when the engine or models changed (else None).
+
+    ``changed`` is the stored recipe with the user's changes applied (equal to it when there are none).
+    """
+    unchanged = changed.to_json() == record.recipe.to_json()
+    what = []
+    if record.engine_version != engine_version:
+        what.append(f"engine {record.engine_version or 'unknown'} -> {engine_version}")
+    if record.models != models:
+        what.append("models changed")
+    if unchanged and not what:
+        return changed, None
+    if not unchanged:
+        fixed_by_user = changed.stage("photofinish").params.get("operators") != \
+            record.recipe.stage("photofinish").params.get("operators")
+        recipe = changed if fixed_by_user else _without_pin(changed)
+        if not what:
+            return recipe, None
+        return recipe, (f"since {record.path.name} was made: {', '.join(what)}; the look is derived afresh "
+                        "from the changed settings, so it may differ from the original beyond your changes")
+    operators = record.decided.get("photofinish", {}).get("operators")
+    if operators is None:
+        return changed, (f"since {record.path.name} was made: {', '.join(what)}; it recorded no photofinish "
+                         "parameters to pin, so the look may differ")
+    return _with_pin(changed, operators), (
+        f"since {record.path.name} was made: {', '.join(what)}; kept its stored photofinish operator "
+        "parameters (tone, local tone, colour) so the look is reproduced; other stages use the current engine")
+
+
+def image_format(path: Path) -> tuple[str, int]:
+    """The format ("tiff", "png", "jpeg") and bits per channel of an image file, read from the file."""
+    with path.open("rb") as f:
+        head = f.read(32)
+    fmt = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    if fmt is None:
+        raise OutputError(f"{path}: not a TIFF, PNG or JPEG file")
+    if fmt == "jpeg":
+        return fmt, 8
+    if fmt == "png":
+        return fmt, head[24]  # IHDR bit depth
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        return fmt, int(tiff.pages[0].bitspersample)
+
+
+def rerender_target(output: Path, fmt: str) -> Path:
+    """A free name beside ``output``: ``NAME_rerender.EXT``, then ``NAME_rerender2.EXT``, ..."""
+    suffix = output.suffix or {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}[fmt]
+    candidate = output.with_name(f"{output.stem}_rerender{suffix}")
+    number = 2
+    while candidate.exists():
+        candidate = output.with_name(f"{output.stem}_rerender{number}{suffix}")
+        number += 1
+    return candidate

@@ -1,0 +1,209 @@
+"""XMP sidecars: where a photographer's edit of a raw lives, next to the raw, shared with other programs.
+
+hostplug writes ``IMG_0001.CR2.xmp`` (the darktable and digiKam name) and also reads ``IMG_0001.xmp`` (Adobe's).
+darktable's duplicates (``IMG_0001_01.CR2.xmp``) are listed by :func:`find_duplicates`. Our recipe is stored in
+hostplug's namespace (see :mod:`engine.recipe_xmp`); every other namespace is left exactly as it was (see
+:mod:`engine.xmp_document`). When no recipe of ours exists, Adobe's basic settings become hints for one.
+
+Writes go to a temporary file that replaces the sidecar in one step, under an exclusive ``fcntl`` lock on a
+hidden lock file beside it (``.IMG_0001.CR2.xmp.lock``, left in place: removing it would race another writer),
+and the sidecar is read again under the lock, so two writers at once each keep the other's changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import SidecarError
+from engine.metadata import XMP_NS_URI, XMP_PREFIX
+from engine.recipe import Recipe
+from engine.recipe_xmp import properties_to_recipe, recipe_to_properties
+from engine.sidecar_hints import adobe_hints, adobe_settings, colour_labels, keywords, rating
+from engine.xmp_document import empty_packet, parse_packet, replace_namespace, serialise, simple_properties
+
+
+@dataclass(frozen=True)
+class SidecarInfo:
+    """What a raw's sidecars say: our recipe, hints from Adobe, and the photographer's catalogue data."""
+
+    path: Path  # the sidecar read first (ours when there is one)
+    recipe: Recipe | None = None  # hostplug's stored recipe
+    hints: dict[str, Any] = field(default_factory=dict)  # recipe settings from Adobe crs (when no recipe of ours)
+    adobe: dict[str, str] = field(default_factory=dict)  # the crs values the hints came from, as written
+    rating: int | None = None
+    labels: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)  # every sidecar read, in order
+
+
+def sidecar_path(raw: Path) -> Path:
+    """Where hostplug writes the sidecar of ``raw``: ``IMG_0001.CR2.xmp`` (an existing ``.XMP`` is kept)."""
+    lower, upper = raw.with_name(raw.name + ".xmp"), raw.with_name(raw.name + ".XMP")
+    return upper if upper.is_file() and not lower.is_file() else lower
+
+
+def find_sidecars(raw: Path) -> list[Path]:
+    """The sidecars of ``raw`` that exist: ``IMG_0001.CR2.xmp`` first, then Adobe's ``IMG_0001.xmp``."""
+    raw = Path(raw)
+    names = (raw.name + ".xmp", raw.name + ".XMP", raw.stem + ".xmp", raw.stem + ".XMP")
+    found: list[Path] = []
+    for name in names:
+        candidate = raw.with_name(name)
+        if candidate.is_file() and not any(candidate.samefile(p) for p in found):
+            found.append(candidate)
+    return found
+
+
+def find_sidecar(raw: Path) -> Path | None:
+    """The sidecar to read for ``raw`` (see :func:`find_sidecars`), or None."""
+    found = find_sidecars(raw)
+    return found[0] if found else None
+
+
+def find_duplicates(raw: Path) -> list[Path]:
+    """darktable's duplicate versions of ``raw``: ``IMG_0001_01.CR2.xmp``, ``IMG_0001_02.CR2.xmp``, ..."""
+    raw = Path(raw)
+    pattern = re.compile(re.escape(raw.stem) + r"_(\d{2,})" + re.escape(raw.suffix) + r"\.xmp", re.IGNORECASE)
+    if not raw.parent.is_dir():
+        return []
+    matches = (p for p in raw.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file())
+    return sorted(matches, key=lambda p: int(pattern.fullmatch(p.name).group(1)))
+
+
+def _read_packet(path: Path):
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SidecarError(f"{path}: cannot read the sidecar ({e.strerror})") from e
+    return parse_packet(data, str(path)), data
+
+
+def read_sidecar(raw: Path) -> SidecarInfo | None:
+    """Everything the sidecars of ``raw`` say, or None without one; :class:`SidecarError` for a bad one.
+
+    Our recipe comes from the first sidecar holding one; rating, labels and keywords from the first that has
+    each; Adobe's hints are read only when no recipe of ours exists.
+    """
+    paths = find_sidecars(Path(raw))
+    if not paths:
+        return None
+    primary, recipe, adobe, hints = paths[0], None, {}, {}
+    stars, labels, words = None, [], []
+    for path in paths:
+        tree, _ = _read_packet(path)
+        ours = simple_properties(tree, XMP_NS_URI)
+        if ours and recipe is None:
+            primary, recipe = path, properties_to_recipe(ours, str(path))
+        if not adobe:
+            adobe = adobe_settings(tree)
+            hints = adobe_hints(adobe, str(path))
+        stars = stars if stars is not None else rating(tree)
+        labels = labels or colour_labels(tree)
+        words = words or keywords(tree)
+    return SidecarInfo(path=primary, recipe=recipe, hints={} if recipe else hints, adobe=adobe, rating=stars,
+                       labels=labels, keywords=words, paths=paths)
+
+
+def apply_hints(recipe: Recipe, hints: dict[str, Any]) -> Recipe:
+    """``recipe`` with Adobe's hints applied (as-shot white balance drops a hinted temperature)."""
+    return recipe.replace(**hints)
+
+
+def recipe_for(raw: Path, base: Recipe | None = None) -> Recipe:
+    """The recipe to render ``raw`` with: ours if stored; else ``base`` (or defaults) with Adobe's hints."""
+    base = base or Recipe()
+    info = read_sidecar(Path(raw))
+    if info is None:
+        return base
+    if info.recipe is not None:
+        return info.recipe
+    return apply_hints(base, info.hints)
+
+
+@contextlib.contextmanager
+def _locked(sidecar: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the hidden lock file beside ``sidecar``."""
+    lock_path = sidecar.with_name(f".{sidecar.name}.lock")
+    try:
+        handle = lock_path.open("a")
+    except OSError as e:
+        raise SidecarError(f"{sidecar}: cannot write the sidecar ({e.strerror})") from e
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path`` in one step."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.chmod(temporary, path.stat().st_mode & 0o7777)
+        os.replace(temporary, path)
+    except OSError as e:
+        raise SidecarError(f"{path}: cannot write the sidecar ({e.strerror})") from e
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _store(sidecar: Path, recipe: Recipe) -> None:
+    """Merge ``recipe`` into ``sidecar`` (created when missing), leaving every other namespace as it was."""
+    if sidecar.exists():
+        tree, original = _read_packet(sidecar)
+    else:
+        tree, original = empty_packet(), None
+    replace_namespace(tree, XMP_NS_URI, XMP_PREFIX, recipe_to_properties(recipe))
+    _replace_atomically(sidecar, serialise(tree, original))
+
+
+def update_recipe(raw: Path, change: Callable[[Recipe], Recipe]) -> Recipe:
+    """Read the recipe of ``raw`` (see :func:`recipe_for`), change it and store it, all under the lock.
+
+    Concurrent updates are serialised, so each sees the other's result. Returns the recipe stored.
+    """
+    sidecar = sidecar_path(Path(raw))
+    if not sidecar.parent.is_dir():
+        raise SidecarError(f"{sidecar.parent}: no such folder")
+    with _locked(sidecar):
+        recipe = change(recipe_for(Path(raw)))
+        _store(sidecar, recipe)
+    return recipe
+
+
+def write_recipe(raw: Path, recipe: Recipe) -> Path:
+    """Store ``recipe`` as the recipe of ``raw`` in ``IMG_0001.CR2.xmp``; returns the sidecar's path.
+
+    Other programs' data in the sidecar is kept exactly; a malformed sidecar is refused and left untouched.
+    """
+    update_recipe(raw, lambda _current: recipe)
+    return sidecar_path(Path(raw))
+
+
+def catalogue_xmp(info: SidecarInfo | None) -> dict[str, Any]:
+    """The rating, colour labels and keywords of a sidecar as output XMP (pyexiv2 keys)."""
+    if info is None:
+        return {}
+    xmp: dict[str, Any] = {}
+    if info.rating is not None:
+        xmp["Xmp.xmp.Rating"] = str(info.rating)
+    if info.labels:
+        xmp["Xmp.xmp.Label"] = ", ".join(label.capitalize() for label in info.labels)
+    if info.keywords:
+        xmp["Xmp.dc.subject"] = list(info.keywords)
+    return xmp

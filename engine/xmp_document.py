@@ -1,0 +1,177 @@
+"""XMP packets as documents: parsed safely, read by namespace, and edited without disturbing anyone else's data.
+
+Two libraries share the work. defusedxml is the gate: a packet with a DOCTYPE (so any entity declaration, the
+"billion laughs" expansion, an external entity) or broken XML is refused before anything else reads it. lxml
+then holds the document, because it keeps what other programs wrote as they wrote it: namespace prefixes and
+where they are declared, attribute order, text and whitespace between elements, comments and the ``<?xpacket?>``
+wrapper. Editing only ever touches the properties of one namespace, so darktable's history, Adobe's ``crs:``
+settings and every other value serialise back unchanged; the only bytes that can change are line breaks inside
+a start tag (which become spaces), the order of ``xmlns`` declarations relative to other attributes, and the
+whitespace outside the root element.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as StdET
+from collections.abc import Iterator, Mapping
+
+import defusedxml
+import defusedxml.ElementTree
+from lxml import etree
+
+from engine.errors import SidecarError
+
+RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+X_NS = "adobe:ns:meta/"
+MAX_PACKET_BYTES = 16 << 20  # sidecars are kilobytes; anything this large is not one
+
+_EMPTY_PACKET = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+    f'<x:xmpmeta xmlns:x="{X_NS}">\n'
+    f' <rdf:RDF xmlns:rdf="{RDF_NS}"/>\n'
+    "</x:xmpmeta>\n"
+    '<?xpacket end="w"?>\n'
+).encode()
+
+
+def _rdf(name: str) -> str:
+    return f"{{{RDF_NS}}}{name}"
+
+
+def parse_packet(data: bytes, name: str) -> etree._ElementTree:
+    """Parse an XMP packet; :class:`SidecarError` (one line naming ``name``) for anything unsafe or broken."""
+    if len(data) > MAX_PACKET_BYTES:
+        raise SidecarError(f"{name}: refused, {len(data)} bytes is far too large for an XMP sidecar")
+    try:
+        defusedxml.ElementTree.fromstring(data, forbid_dtd=True)
+    except defusedxml.DTDForbidden as e:
+        raise SidecarError(f"{name}: refused, it declares a DOCTYPE (XMP never needs one; entity declarations "
+                           "can expand without bound or read other files)") from e
+    except (defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden) as e:
+        raise SidecarError(f"{name}: refused, it declares XML entities") from e
+    except StdET.ParseError as e:
+        raise SidecarError(f"{name}: not valid XML ({e})") from e
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                             remove_blank_text=False, remove_comments=False, remove_pis=False)
+    try:
+        tree = etree.ElementTree(etree.fromstring(data, parser))
+    except etree.XMLSyntaxError as e:
+        raise SidecarError(f"{name}: not valid XML ({e})") from e
+    if rdf_root(tree) is None:
+        raise SidecarError(f"{name}: not an XMP packet (no rdf:RDF element)")
+    return tree
+
+
+def empty_packet() -> etree._ElementTree:
+    """A new XMP packet with an empty rdf:RDF."""
+    return parse_packet(_EMPTY_PACKET, "new packet")
+
+
+def rdf_root(tree: etree._ElementTree) -> etree._Element | None:
+    """The packet's rdf:RDF element (the document root or inside x:xmpmeta)."""
+    root = tree.getroot()
+    if root.tag == _rdf("RDF"):
+        return root
+    return next(root.iter(_rdf("RDF")), None)
+
+
+def descriptions(tree: etree._ElementTree) -> list[etree._Element]:
+    """Every top-level rdf:Description (XMP may spread properties over several)."""
+    rdf = rdf_root(tree)
+    return [] if rdf is None else list(rdf.iterchildren(_rdf("Description")))
+
+
+def _local(tag: str) -> tuple[str, str]:
+    namespace, _, local = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
+    return namespace, local
+
+
+def simple_properties(tree: etree._ElementTree, namespace: str) -> dict[str, str]:
+    """Simple (text) properties of ``namespace``, by local name, in attribute or element form."""
+    values: dict[str, str] = {}
+    for description in descriptions(tree):
+        for key, value in description.attrib.items():
+            ns, local = _local(key)
+            if ns == namespace:
+                values[local] = value
+        for child in description.iterchildren(etree.Element):
+            ns, local = _local(child.tag)
+            if ns == namespace and len(child) == 0:
+                values[local] = child.text or ""
+    return values
+
+
+def array_items(tree: etree._ElementTree, namespace: str, name: str) -> list[str]:
+    """The items of an array property (rdf:Bag, rdf:Seq or rdf:Alt), or [] when it is absent."""
+    tag = f"{{{namespace}}}{name}"
+    for description in descriptions(tree):
+        for prop in description.iterchildren(tag):
+            return [(li.text or "").strip() for li in prop.iter(_rdf("li"))]
+    return []
+
+
+def _owned(description: etree._Element, namespace: str) -> Iterator[str | etree._Element]:
+    """Attributes (names) and child elements of ``description`` in ``namespace``."""
+    yield from (key for key in description.attrib if _local(key)[0] == namespace)
+    yield from (child for child in description.iterchildren(etree.Element) if _local(child.tag)[0] == namespace)
+
+
+def _remove(description: etree._Element, owned: str | etree._Element) -> None:
+    if isinstance(owned, str):
+        del description.attrib[owned]
+        return
+    previous = owned.getprevious()
+    if previous is None:
+        description.text = owned.tail
+    else:
+        previous.tail = owned.tail
+    description.remove(owned)
+
+
+def _new_description(rdf: etree._Element, namespace: str, prefix: str) -> etree._Element:
+    """An empty rdf:Description appended to rdf:RDF, indented like its siblings."""
+    siblings = list(rdf.iterchildren(_rdf("Description")))
+    about = siblings[0].get(_rdf("about"), "") if siblings else ""
+    last = rdf[-1] if len(rdf) else None
+    element = etree.SubElement(rdf, _rdf("Description"), nsmap={prefix: namespace})
+    element.set(_rdf("about"), about)
+    if last is None:
+        rdf.text, element.tail = "\n  ", "\n "
+    else:
+        element.tail, last.tail = last.tail, rdf.text or "\n  "
+    return element
+
+
+def replace_namespace(tree: etree._ElementTree, namespace: str, prefix: str, values: Mapping[str, str]) -> None:
+    """Make ``values`` the only properties of ``namespace`` in the packet; nothing else changes.
+
+    Our properties are removed wherever they are (another program may have merged them into its own
+    rdf:Description) and written as attributes of the first description that declares the namespace, or of a
+    new rdf:Description of their own.
+    """
+    rdf = rdf_root(tree)
+    if rdf is None:
+        raise SidecarError("not an XMP packet (no rdf:RDF element)")
+    target = None
+    for description in descriptions(tree):
+        owned = list(_owned(description, namespace))
+        if owned and target is None and description.nsmap.get(prefix) == namespace:
+            target = description
+        for item in owned:
+            _remove(description, item)
+    if target is None:
+        target = _new_description(rdf, namespace, prefix)
+    for local, value in values.items():
+        target.set(f"{{{namespace}}}{local}", value)
+
+
+def serialise(tree: etree._ElementTree, original: bytes | None = None) -> bytes:
+    """The packet as UTF-8 bytes, keeping the original's XML declaration (if it had one) verbatim."""
+    body = etree.tostring(tree, encoding="UTF-8", xml_declaration=False)
+    # lxml drops the whitespace between top-level nodes; put the xpacket wrapper back on lines of its own.
+    body = body.replace(b"?><", b"?>\n<").replace(b"><?xpacket end", b">\n<?xpacket end")
+    if original is not None and original.lstrip().startswith(b"<?xml"):
+        start = original.index(b"<?xml")
+        declaration = original[start:original.index(b"?>", start) + 2]
+        return declaration + b"\n" + body + b"\n"
+    return body + b"\n"

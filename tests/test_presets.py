@@ -1,0 +1,97 @@
+"""Presets: XMP files in hostplug's namespace, shipped and per user, that stack with the last one winning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import Recipe, StageSettings
+from engine.errors import SidecarError
+from engine.presets import apply_presets, list_presets, load_preset, shipped_folder, user_folder
+from engine.stages.photofinish import CLASSICAL_LOOKS
+
+REPO = Path(__file__).resolve().parents[1]
+ADJUSTMENTS = ("bright", "punchy", "soft-contrast", "monochrome", "warm-5200")
+
+
+@pytest.fixture(autouse=True)
+def user_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty user preset folder for every test (never the real ~/.config)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    folder = tmp_path / "config" / "hostplug" / "presets"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _preset_file(folder: Path, name: str, properties: str) -> Path:
+    path = folder / f"{name}.xmp"
+    path.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/" {properties}/>'
+        "</rdf:RDF></x:xmpmeta>"
+    )
+    return path
+
+
+def test_shipped_presets_include_adjustments_and_one_per_style(user_presets: Path) -> None:
+    assert user_folder() == user_presets
+    presets = {p.name: p for p in list_presets()}
+    assert set(ADJUSTMENTS) | set(CLASSICAL_LOOKS) <= set(presets)
+    for style in CLASSICAL_LOOKS:
+        assert presets[style].kind == "style" and presets[style].settings["style"] == style
+    for name in ADJUSTMENTS:
+        assert presets[name].kind == "adjustment" and presets[name].description
+        assert presets[name].path.parent == shipped_folder()
+
+
+def test_repository_presets_folder_is_the_shipped_one() -> None:
+    assert (REPO / "presets").resolve() == shipped_folder().resolve()
+    assert sorted(p.name for p in (REPO / "presets").glob("*.xmp")) == sorted(
+        p.name for p in shipped_folder().glob("*.xmp"))
+
+
+def test_a_preset_sets_only_its_own_settings() -> None:
+    start = Recipe(exposure=1.0, contrast=40, sharpening=70)
+    recipe = load_preset("monochrome").apply(start)
+    assert recipe == start.replace(saturation=-100.0, vibrance=0.0)
+    warm = load_preset("warm-5200").apply(Recipe())
+    assert (warm.wb, warm.temperature) == ("custom", 5200.0)
+
+
+def test_presets_stack_and_the_last_one_wins() -> None:
+    punchy_then_soft = apply_presets(Recipe(), ["punchy", "soft-contrast"])
+    soft_then_punchy = apply_presets(Recipe(), ["soft-contrast", "punchy"])
+    assert punchy_then_soft.contrast == -25.0 and soft_then_punchy.contrast == 30.0
+    assert punchy_then_soft.vibrance == 25.0 and soft_then_punchy.shadows == 20.0  # the rest accumulates
+
+
+def test_user_preset_overrides_a_shipped_one_by_name(user_presets: Path) -> None:
+    path = _preset_file(user_presets, "Bright", 'hostplug:schemaVersion="1" hostplug:exposure="1.5"')
+    preset = load_preset("bright")
+    assert preset.path == path and preset.settings == {"exposure": 1.5}
+    assert [p.path for p in list_presets() if p.name == "bright"] == [path]
+
+
+def test_user_preset_with_stage_settings(user_presets: Path) -> None:
+    _preset_file(user_presets, "no-denoise",
+                 """hostplug:schemaVersion="1" hostplug:stages='{"denoise":{"enabled":false}}'""")
+    recipe = apply_presets(Recipe(stages={"detail": StageSettings(params={"amount": 1})}), ["no-denoise"])
+    assert recipe.stages == {"detail": StageSettings(params={"amount": 1}), "denoise": StageSettings(enabled=False)}
+
+
+def test_unknown_preset_names_the_known_ones() -> None:
+    with pytest.raises(SidecarError, match=r"no preset named 'sepia'; known presets: bright, .*warm-5200"):
+        load_preset("sepia")
+
+
+@pytest.mark.parametrize("properties", [
+    'hostplug:schemaVersion="1" hostplug:saturation="-300"',
+    'hostplug:schemaVersion="7" hostplug:exposure="1"',
+    'hostplug:exposure="1"',
+])
+def test_malformed_user_preset_is_refused_with_its_path(user_presets: Path, properties: str) -> None:
+    path = _preset_file(user_presets, "broken", properties)
+    with pytest.raises(SidecarError) as error:
+        load_preset("broken")
+    assert str(path) in str(error.value) and "\n" not in str(error.value)

@@ -1,0 +1,287 @@
+"""XMP sidecars: found by darktable's and Adobe's names, read safely, merged without harming anyone's data."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lxml import etree
+
+from engine import Recipe, StageSettings, recipe_xmp
+from engine.errors import RecipeError, SidecarError
+from engine.metadata import XMP_NS_URI
+from engine.sidecar import (
+    catalogue_xmp,
+    find_duplicates,
+    find_sidecar,
+    read_sidecar,
+    recipe_for,
+    sidecar_path,
+    update_recipe,
+    write_recipe,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+SHARED = REPO.parent / "shared"
+CANON = SHARED / "rawsamples" / "canon_eos550d_magiclantern__tinydng_colorchart.dng"
+DARKTABLE_XMP = SHARED / "sidecars" / "darktable-4.2.1-colorchart.dng.xmp"
+ADOBE_XMP = DATA / "adobe-camera-raw.xmp"
+V1_XMP = DATA / "hostplug-schema-v1.xmp"
+
+MALFORMED = {p.stem: p.read_bytes() for p in sorted((DATA / "malformed").glob("*.xmp"))}
+
+
+def _raw(folder: Path, name: str = "IMG_0001.CR2") -> Path:
+    """An (empty) raw file: sidecar code never reads the raw itself."""
+    raw = folder / name
+    raw.write_bytes(b"")
+    return raw
+
+
+def _between(text: bytes, start: bytes, end: bytes) -> bytes:
+    return text[text.index(start):text.index(end) + len(end)]
+
+
+def _other_namespaces(data: bytes) -> list[tuple[str, dict[str, str], str]]:
+    """Every element outside hostplug's namespace, with its non-hostplug attributes and its text, in order."""
+    root = etree.fromstring(data)
+    found = []
+    for element in root.iter(etree.Element):
+        if element.tag.startswith(f"{{{XMP_NS_URI}}}"):
+            continue
+        attributes = {k: v for k, v in element.attrib.items() if not k.startswith(f"{{{XMP_NS_URI}}}")}
+        if element.tag.endswith("}Description") and set(attributes) <= {"{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about"}:
+            continue  # our own rdf:Description
+        found.append((element.tag, attributes, (element.text or "").strip()))
+    return found
+
+
+def test_sidecar_prefers_the_darktable_name_and_reads_adobes(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    assert find_sidecar(raw) is None and read_sidecar(raw) is None
+    (tmp_path / "IMG_0001.xmp").write_bytes(ADOBE_XMP.read_bytes())
+    assert find_sidecar(raw) == tmp_path / "IMG_0001.xmp"
+    (tmp_path / "IMG_0001.CR2.xmp").write_bytes(V1_XMP.read_bytes())
+    assert find_sidecar(raw) == tmp_path / "IMG_0001.CR2.xmp"
+    assert sidecar_path(raw) == tmp_path / "IMG_0001.CR2.xmp"
+
+
+def test_darktable_duplicates_are_recognised(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    for name in ("IMG_0001_02.CR2.xmp", "IMG_0001_01.CR2.xmp", "IMG_0001.CR2.xmp", "IMG_0002_01.CR2.xmp",
+                 "IMG_0001_01.NEF.xmp"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in find_duplicates(raw)] == ["IMG_0001_01.CR2.xmp", "IMG_0001_02.CR2.xmp"]
+
+
+def test_recipe_round_trips_through_a_new_sidecar(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    recipe = Recipe(exposure=0.3, temperature=5200, wb="custom", contrast=-12.5, sharpening=40,
+                    stages={"denoise": StageSettings(enabled=False),
+                            "photofinish": StageSettings(params={"operators": {"gain_ev": 0.1}})})
+    path = write_recipe(raw, recipe)
+    assert path == tmp_path / "IMG_0001.CR2.xmp"
+    assert read_sidecar(raw).recipe == recipe
+    text = path.read_text()
+    assert 'hostplug:schemaVersion="1"' in text and 'hostplug:exposure="0.3"' in text  # readable, one per setting
+    assert 'hostplug:temperature="5200"' in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".IMG_0001.CR2.xmp.lock", "IMG_0001.CR2", path.name]
+
+
+def test_writing_again_replaces_our_recipe_instead_of_adding_one(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    write_recipe(raw, Recipe(exposure=1.0, sharpening=10))
+    write_recipe(raw, Recipe(exposure=-0.5))
+    text = sidecar_path(raw).read_text()
+    assert text.count("schemaVersion") == 1 and "sharpening" not in text
+    assert read_sidecar(raw).recipe == Recipe(exposure=-0.5)
+
+
+def test_sidecar_keeps_darktable_history_and_tags(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, "colorchart.dng")
+    sidecar = tmp_path / "colorchart.dng.xmp"
+    original = DARKTABLE_XMP.read_bytes()
+    sidecar.write_bytes(original)
+    info = read_sidecar(raw)
+    assert (info.recipe, info.rating, info.labels, info.keywords) == (None, 4, ["red"], ["client-a", "studio"])
+    write_recipe(raw, Recipe(exposure=0.3))
+    written = sidecar.read_bytes()
+    for start, end in ((b"<darktable:history>", b"</darktable:history>"),
+                       (b"<darktable:colorlabels>", b"</darktable:masks_history>")):
+        assert _between(written, start, end) == _between(original, start, end)  # byte for byte
+    assert _other_namespaces(written) == _other_namespaces(original)
+    assert read_sidecar(raw).recipe == Recipe(exposure=0.3)
+    assert read_sidecar(raw).rating == 4
+
+
+def test_sidecar_keeps_adobe_lightroom_and_digikam_data(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    original = ADOBE_XMP.read_bytes()
+    sidecar = tmp_path / "IMG_0001.CR2.xmp"  # Adobe data in the file we write, so ours is merged into it
+    sidecar.write_bytes(original)
+    write_recipe(raw, Recipe(style_strength=0.5))
+    written = sidecar.read_bytes()
+    assert _between(written, b"<dc:subject>", b"</crs:ToneCurvePV2012>") == \
+        _between(original, b"<dc:subject>", b"</crs:ToneCurvePV2012>")  # byte for byte
+    assert _other_namespaces(written) == _other_namespaces(original)
+    for attribute in re.findall(rb'(?:crs|xmp|tiff|exif|aux):\w+="[^"]*"', original):
+        assert attribute in written
+
+
+def test_our_properties_merged_into_another_description_are_replaced_in_place(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    merged = V1_XMP.read_bytes().replace(
+        b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="2"/>', b""
+    ).replace(b'xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/"',
+              b'xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+              b'xmp:Rating="2"')  # as exiv2 writes it after darktable rewrote the file: one description
+    (tmp_path / "IMG_0001.CR2.xmp").write_bytes(merged)
+    write_recipe(raw, Recipe(exposure=1.5))
+    written = (tmp_path / "IMG_0001.CR2.xmp").read_bytes()
+    assert written.count(b"rdf:Description ") == 1 and written.count(b"schemaVersion") == 1
+    assert read_sidecar(raw).recipe == Recipe(exposure=1.5) and read_sidecar(raw).rating == 2
+
+
+def test_adobe_basic_settings_become_hints(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    (tmp_path / "IMG_0001.xmp").write_bytes(ADOBE_XMP.read_bytes())
+    info = read_sidecar(raw)
+    assert info.recipe is None
+    assert info.hints == {
+        "exposure": 0.45, "contrast": 18.0, "highlights": -42 + 0.5 * 10, "shadows": 35 + 0.5 * -8,
+        "vibrance": 20.0, "saturation": -5.0, "wb": "custom", "temperature": 5600.0, "tint": 12.0,
+    }
+    assert (info.rating, info.labels, info.keywords) == (3, ["green"], ["wedding", "Anna & Ben"])
+    recipe = recipe_for(raw, Recipe(style_strength=0.7, exposure=2.0))
+    assert (recipe.style_strength, recipe.exposure, recipe.temperature, recipe.wb) == (0.7, 0.45, 5600.0, "custom")
+
+
+@pytest.mark.parametrize(("balance", "expected"), [("As Shot", "as-shot"), ("Auto", "auto"), ("Daylight", "custom")])
+def test_adobe_white_balance_modes(tmp_path: Path, balance: str, expected: str) -> None:
+    raw = _raw(tmp_path)
+    (tmp_path / "IMG_0001.xmp").write_bytes(ADOBE_XMP.read_bytes().replace(b'"Custom"', f'"{balance}"'.encode()))
+    recipe = recipe_for(raw)
+    assert recipe.wb == expected
+    assert (recipe.temperature is not None) == (expected == "custom")
+
+
+def test_writing_beside_an_adobe_sidecar_leaves_it_alone(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    adobe = tmp_path / "IMG_0001.xmp"
+    adobe.write_bytes(ADOBE_XMP.read_bytes())
+    stored = update_recipe(raw, lambda current: current.replace(exposure=1.0))
+    assert stored.exposure == 1.0 and stored.temperature == 5600.0  # started from Adobe's hints
+    assert adobe.read_bytes() == ADOBE_XMP.read_bytes()
+    info = read_sidecar(raw)
+    assert info.path == tmp_path / "IMG_0001.CR2.xmp" and info.recipe == stored and info.hints == {}
+    assert (info.rating, info.keywords) == (3, ["wedding", "Anna & Ben"])  # still read from Adobe's file
+
+
+def test_version_1_sidecar_reads(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    shutil.copy(V1_XMP, tmp_path / "IMG_0001.CR2.xmp")
+    assert read_sidecar(raw).recipe == Recipe(
+        style="natural", style_strength=0.8, exposure=0.3, wb="custom", temperature=5200, tint=-4, contrast=12,
+        highlights=-30, shadows=25, saturation=-10, vibrance=15, sharpening=40,
+        stages={"denoise": StageSettings(enabled=False), "upsample": StageSettings(implementation="bilinear")},
+    )
+    assert read_sidecar(raw).rating == 2
+
+
+def test_older_schema_versions_migrate_step_by_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The migration chain a future schema version 2 would use: version 1 files are upgraded on read."""
+
+    def rename_sharpening(properties: dict[str, str]) -> dict[str, str]:
+        properties["denoise"] = properties.pop("sharpening")  # a made-up change of meaning, to see it run
+        return properties | {"schemaVersion": "2"}
+
+    monkeypatch.setattr(recipe_xmp, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(recipe_xmp.MIGRATIONS, 1, rename_sharpening)
+    raw = _raw(tmp_path)
+    shutil.copy(V1_XMP, tmp_path / "IMG_0001.CR2.xmp")
+    recipe = read_sidecar(raw).recipe
+    assert (recipe.sharpening, recipe.denoise, recipe.exposure) == (None, 40.0, 0.3)
+
+
+@pytest.mark.parametrize("kind", list(MALFORMED))
+def test_malformed_sidecar_is_refused_and_left_untouched(tmp_path: Path, kind: str) -> None:
+    raw = _raw(tmp_path)
+    sidecar = tmp_path / "IMG_0001.CR2.xmp"
+    sidecar.write_bytes(MALFORMED[kind])
+    for action in (lambda: read_sidecar(raw), lambda: recipe_for(raw), lambda: write_recipe(raw, Recipe())):
+        with pytest.raises(SidecarError) as error:
+            action()
+        message = str(error.value)
+        assert "\n" not in message and str(sidecar) in message
+        assert "root:" not in message  # the external entity was never read
+    assert isinstance(error.value, RecipeError)
+    assert sidecar.read_bytes() == MALFORMED[kind]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [raw.name, sidecar.name]
+
+
+def test_catalogue_data_becomes_output_xmp(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, "colorchart.dng")
+    (tmp_path / "colorchart.dng.xmp").write_bytes(DARKTABLE_XMP.read_bytes())
+    assert catalogue_xmp(read_sidecar(raw)) == {
+        "Xmp.xmp.Rating": "4", "Xmp.xmp.Label": "Red", "Xmp.dc.subject": ["client-a", "studio"],
+    }
+    assert catalogue_xmp(None) == {}
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from engine.sidecar import update_recipe
+raw, setting, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+time.sleep(max(0.0, start - time.time()))  # both writers begin together, after their imports
+for step in range(1, 41):
+    update_recipe(raw, lambda r: r.replace(**{setting: float(step)}))
+"""
+
+
+def test_two_writers_at_once_keep_each_others_settings(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    (tmp_path / "IMG_0001.CR2.xmp").write_bytes(DARKTABLE_XMP.read_bytes())
+    start = str(time.time() + 6.0)  # after both have imported the engine
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(raw), setting, start], stderr=subprocess.PIPE)
+               for setting in ("contrast", "shadows")]
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0, writer.stderr.read().decode()
+    recipe = read_sidecar(raw).recipe
+    assert (recipe.contrast, recipe.shadows) == (40.0, 40.0)
+    assert read_sidecar(raw).keywords == ["client-a", "studio"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _darktable(raw: Path, sidecar: Path, out: Path, config: Path) -> np.ndarray:
+    import cv2
+
+    command = ["darktable-cli", str(raw), str(sidecar), str(out), "--width", "240", "--height", "240",
+               "--core", "--configdir", str(config), "--library", ":memory:"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and out.is_file(), done.stdout + done.stderr
+    return cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+
+
+@pytest.mark.skipif(shutil.which("darktable-cli") is None,
+                    reason="darktable-cli is not installed (tests/setup-system.sh installs it)")
+def test_darktable_renders_identically_after_we_wrote_our_recipe(tmp_path: Path) -> None:
+    if not CANON.is_file() or not DARKTABLE_XMP.is_file():
+        pytest.skip(f"shared test data not present: {CANON} and {DARKTABLE_XMP}")
+    raw = tmp_path / CANON.name
+    shutil.copy(CANON, raw)
+    sidecar = tmp_path / f"{CANON.name}.xmp"
+    sidecar.write_bytes(DARKTABLE_XMP.read_bytes())
+    before = _darktable(raw, sidecar, tmp_path / "before.png", tmp_path / "config-before")
+    write_recipe(raw, Recipe(exposure=0.7, contrast=20, stages={"denoise": StageSettings(enabled=False)}))
+    assert b"hostplug:exposure" in sidecar.read_bytes()
+    after = _darktable(raw, sidecar, tmp_path / "after.png", tmp_path / "config-after")
+    assert before.shape == after.shape and np.array_equal(before, after)
+    assert read_sidecar(raw).recipe.exposure == 0.7

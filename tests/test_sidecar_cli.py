@@ -1,0 +1,209 @@
+"""The edit -> render -> rerender cycle on the command line: sidecars drive renders, outputs can be re-rendered."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyexiv2
+import pytest
+from click.testing import CliRunner, Result
+
+from engine import Recipe
+from engine.metadata import register_namespace
+from engine.sidecar import read_sidecar
+from hostplug.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE = REPO / "engine" / "samples" / "hostplug_colorchecker.dng"
+DARKTABLE_XMP = REPO.parent / "shared" / "sidecars" / "darktable-4.2.1-colorchart.dng.xmp"
+MALFORMED = sorted((DATA / "malformed").glob("*.xmp"))
+
+
+def hostplug(*args: object) -> Result:
+    """Run ``hostplug ARGS`` in-process."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def xmp_of(path: Path) -> dict[str, object]:
+    register_namespace()
+    with pyexiv2.Image(str(path)) as image:
+        return image.read_xmp()
+
+
+def pixels(path: Path) -> np.ndarray:
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    """A copy of the bundled sample raw in its own folder."""
+    path = tmp_path / "shots" / "IMG_0001.dng"
+    path.parent.mkdir()
+    shutil.copy(SAMPLE, path)
+    return path
+
+
+@pytest.fixture
+def user_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+def test_edit_stores_the_recipe_without_rendering_and_merges(raw: Path, user_presets: None) -> None:
+    result = hostplug("edit", raw, "--exposure", "0.3", "--preset", "punchy")
+    assert result.exit_code == 0, result.output
+    assert "IMG_0001.dng.xmp" in result.output
+    assert hostplug("edit", raw, "--temperature", "5200", "--preset", "soft-contrast").exit_code == 0
+    recipe = read_sidecar(raw).recipe
+    assert (recipe.exposure, recipe.temperature, recipe.wb) == (0.3, 5200.0, "custom")
+    assert (recipe.contrast, recipe.vibrance) == (-25.0, 25.0)  # the later preset wins where both set a value
+    assert sorted(p.name for p in raw.parent.iterdir() if not p.name.startswith(".")) == [raw.name, raw.name + ".xmp"]
+
+
+@pytest.mark.parametrize("options", [["--exposure", "9"], ["--style", "Moody"], ["--preset", "sepia"]])
+def test_edit_refuses_a_bad_value_and_keeps_the_sidecar(raw: Path, options: list[str], user_presets: None) -> None:
+    assert hostplug("edit", raw, "--exposure", "1").exit_code == 0
+    before = (raw.parent / "IMG_0001.dng.xmp").read_bytes()
+    result = hostplug("edit", raw, *options)
+    assert result.exit_code != 0
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("hostplug: error: ")
+    assert (raw.parent / "IMG_0001.dng.xmp").read_bytes() == before
+
+
+def test_show_prints_recipe_catalogue_and_duplicates(raw: Path) -> None:
+    if not DARKTABLE_XMP.is_file():
+        pytest.skip(f"shared test data not present: {DARKTABLE_XMP}")
+    shutil.copy(DARKTABLE_XMP, raw.parent / "IMG_0001.dng.xmp")
+    (raw.parent / "IMG_0001_01.dng.xmp").write_bytes(DARKTABLE_XMP.read_bytes())
+    text = hostplug("show", raw)
+    assert text.exit_code == 0
+    assert "recipe:     none stored" in text.output and "rating:     4" in text.output
+    assert "keywords:   client-a, studio" in text.output and "IMG_0001_01.dng.xmp" in text.output
+    hostplug("edit", raw, "--shadows", "20")
+    data = json.loads(hostplug("show", raw, "--json").output)
+    assert data["recipe"]["shadows"] == 20.0 and data["changed"] == {"shadows": 20.0}
+    assert (data["rating"], data["labels"], data["keywords"]) == (4, ["red"], ["client-a", "studio"])
+    nothing = hostplug("show", raw.with_name("IMG_0002.dng"))
+    assert nothing.exit_code != 0 and "no such file" in nothing.stderr
+
+
+def test_show_reads_adobe_hints(raw: Path) -> None:
+    shutil.copy(DATA / "adobe-camera-raw.xmp", raw.with_suffix(".xmp"))
+    data = json.loads(hostplug("show", raw, "--json").output)
+    assert data["recipe"] is None and data["hints"]["temperature"] == 5600.0 and data["adobe"]["Tint"] == "+12"
+
+
+def test_presets_command_lists_files_and_settings(user_presets: None) -> None:
+    listed = {p["name"]: p for p in json.loads(hostplug("presets", "--json").output)}
+    assert listed["monochrome"]["settings"] == {"saturation": -100.0, "vibrance": 0.0}
+    assert listed["natural"]["kind"] == "style" and Path(listed["natural"]["file"]).is_file()
+    text = hostplug("presets").output
+    assert "warm-5200" in text and "temperature 5200" in text
+
+
+def test_render_uses_the_sidecar_and_carries_catalogue_data(raw: Path, user_presets: None) -> None:
+    if DARKTABLE_XMP.is_file():
+        shutil.copy(DARKTABLE_XMP, raw.parent / "IMG_0001.dng.xmp")
+    assert hostplug("edit", raw, "--exposure", "0.5", "--preset", "monochrome").exit_code == 0
+    out = raw.parent / "out.png"
+    result = hostplug("render", raw, "-o", out, "--contrast", "10")
+    assert result.exit_code == 0, result.stderr
+    xmp = xmp_of(out)
+    recipe = Recipe.from_json(xmp["Xmp.hostplug.recipe"])
+    assert (recipe.exposure, recipe.saturation, recipe.contrast) == (0.5, -100.0, 10.0)  # command line on top
+    assert isinstance(json.loads(xmp["Xmp.hostplug.models"]), dict)  # {} while every stage is classical
+    assert xmp["Xmp.hostplug.engineVersion"] and len(xmp["Xmp.hostplug.sourceSHA256"]) == 64
+    assert "operators" in json.loads(xmp["Xmp.hostplug.decided"])["photofinish"]
+    if DARKTABLE_XMP.is_file():
+        assert (xmp["Xmp.xmp.Rating"], xmp["Xmp.xmp.Label"], xmp["Xmp.dc.subject"]) == ("4", "Red",
+                                                                                     ["client-a", "studio"])
+    grey = pixels(out).astype(np.float64)
+    assert np.abs(grey[..., 0] - grey[..., 2]).mean() < 0.05 * 65535  # nearly grey: the sidecar's monochrome
+
+
+@pytest.mark.parametrize("sidecar", MALFORMED, ids=[p.stem for p in MALFORMED])
+def test_render_refuses_a_malformed_sidecar(raw: Path, sidecar: Path) -> None:
+    name = "IMG_0001.xmp" if sidecar.stem.startswith("adobe") else "IMG_0001.dng.xmp"
+    shutil.copy(sidecar, raw.parent / name)
+    for command in (["render", raw, "-o", raw.parent / "out.tif"], ["edit", raw, "--exposure", "1"], ["show", raw]):
+        result = hostplug(*command)
+        assert result.exit_code != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0], result.stderr
+    assert (raw.parent / name).read_bytes() == sidecar.read_bytes()
+    assert sorted(p.name for p in raw.parent.iterdir() if not p.name.startswith(".")) == sorted([raw.name, name])
+
+
+def test_rerender_unchanged_gives_identical_pixels_and_format(raw: Path) -> None:
+    out = raw.parent / "IMG_0001.png"
+    assert hostplug("render", raw, "-o", out, "--exposure", "0.2", "--colour-space", "display-p3").exit_code == 0
+    first = hostplug("rerender", out)
+    assert first.exit_code == 0, first.stderr
+    again = raw.parent / "IMG_0001_rerender.png"
+    assert pixels(again).dtype == np.uint16 and np.array_equal(pixels(again), pixels(out))
+    assert xmp_of(again)["Xmp.hostplug.recipe"] == xmp_of(out)["Xmp.hostplug.recipe"]
+    assert "note" not in first.stderr
+    second = hostplug("rerender", out, "--exposure", "1.2")
+    assert second.exit_code == 0 and (raw.parent / "IMG_0001_rerender2.png").is_file()  # never overwrites
+    changed = pixels(raw.parent / "IMG_0001_rerender2.png")
+    assert changed.mean() > pixels(out).mean()
+    taken = hostplug("rerender", out, "--out", again)
+    assert taken.exit_code != 0 and "exists" in taken.stderr
+
+
+def test_rerender_jpeg_stays_jpeg_at_its_size(raw: Path) -> None:
+    out = raw.parent / "small.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "300", "--quality", "80").exit_code == 0
+    assert hostplug("rerender", out, "--out", raw.parent / "again.jpg").exit_code == 0
+    assert np.array_equal(pixels(raw.parent / "again.jpg"), pixels(out))
+    wrong = hostplug("rerender", out, "--out", raw.parent / "again.png")
+    assert wrong.exit_code != 0 and "JPEG" in wrong.stderr
+
+
+def test_rerender_finds_a_moved_raw_by_hash_and_says_where_it_looked(raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    assert hostplug("render", raw, "-o", out).exit_code == 0
+    moved = tmp_path / "archive" / raw.name
+    moved.parent.mkdir()
+    raw.rename(moved)
+    missing = hostplug("rerender", out)
+    assert missing.exit_code != 0
+    lines = missing.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(raw) in lines[0] and "--search" in lines[0]
+    assert not list(tmp_path.glob("out_rerender*"))
+    found = hostplug("rerender", out, "--search", moved.parent)
+    assert found.exit_code == 0 and str(moved) in found.output
+
+
+def _set_xmp(path: Path, values: dict[str, str]) -> None:
+    register_namespace()
+    with pyexiv2.Image(str(path)) as image:
+        image.modify_xmp(values)
+
+
+def test_rerender_after_an_engine_change_pins_the_stored_look(raw: Path) -> None:
+    out = raw.parent / "IMG_0001.png"
+    assert hostplug("render", raw, "-o", out).exit_code == 0
+    _set_xmp(out, {"Xmp.hostplug.engineVersion": "0.0.1", "Xmp.hostplug.models": '{"old-model":"ab12"}'})
+    kept = hostplug("rerender", out, "--out", raw.parent / "kept.png")
+    assert kept.exit_code == 0
+    assert "engine 0.0.1 -> " in kept.stderr and "models changed" in kept.stderr and "kept" in kept.stderr
+    assert np.array_equal(pixels(raw.parent / "kept.png"), pixels(out))
+    pinned = Recipe.from_json(xmp_of(raw.parent / "kept.png")["Xmp.hostplug.recipe"])
+    assert pinned.stage("photofinish").params["operators"] == json.loads(
+        xmp_of(out)["Xmp.hostplug.decided"])["photofinish"]["operators"]
+    changed = hostplug("rerender", out, "--out", raw.parent / "changed.png", "--exposure", "1")
+    assert changed.exit_code == 0 and "derived afresh" in changed.stderr
+    assert "operators" not in Recipe.from_json(xmp_of(raw.parent / "changed.png")["Xmp.hostplug.recipe"]).stage(
+        "photofinish").params
+
+
+def test_rerender_refuses_a_file_hostplug_did_not_make(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.png"
+    cv2.imwrite(str(plain), np.zeros((8, 8, 3), np.uint8))
+    result = hostplug("rerender", plain)
+    assert result.exit_code != 0 and "no hostplug recipe" in result.stderr
