@@ -197,3 +197,14 @@ main.add_command(sidecar_cli.edit)
 main.add_command(sidecar_cli.show)
 main.add_command(sidecar_cli.presets)
 main.add_command(sidecar_cli.rerender)
+
+def _register_host_commands() -> None:
+    from hostplug.integrate_cli import integrate
+    from hostplug.open_cli import open_command, thumbnail
+
+    main.add_command(open_command)
+    main.add_command(thumbnail)
+    main.add_command(integrate)
+
+
+_register_host_commands()

@@ -1,0 +1,1 @@
+../../integrations/gimp/hostplug-raw/hostplug-raw.py

@@ -1,0 +1,188 @@
+"""``hostplug open``: the one command editors' "Edit in" / "Open with" slots call, and ``hostplug thumbnail``.
+
+Given a raw, ``open`` renders a 16-bit TIFF beside it (``IMG_0001_hostplug.tif``; an unrelated file of that name
+is never replaced: the next free ``IMG_0001_hostplug-2.tif`` is used) and prints its path. Given an image an
+editor rendered from a raw (Lightroom hands over ``IMG_0001-Edit.tif``), it finds the source raw (see
+:func:`engine.provenance.find_source`) and re-renders it in place, atomically, keeping the file name, format, bit
+depth and colour space the editor expects. The recipe is the raw's sidecar recipe when it has one, else the one
+the image was rendered with, else the defaults; recipe options on the command line change it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.errors import InputNotFoundError, OutputError
+from hostplug.recipe_options import build_recipe, pop_recipe_options, recipe_options
+
+RENDERED_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+OUTPUT_TAG = "_hostplug"
+
+
+@dataclass(frozen=True)
+class OpenPlan:
+    """What ``hostplug open`` will do: render ``source`` into ``target`` with ``recipe`` and these settings."""
+
+    mode: str  # "render" (a raw: new TIFF beside it) or "rerender" (an editor's image, replaced in place)
+    source: Path
+    target: Path
+    recipe: Any  # engine.Recipe
+    catalogue: dict[str, Any]  # rating, labels and keywords from the raw's sidecar, for the output's XMP
+    bits: int
+    space: str
+    replace: bool
+
+
+def check_readable(path: Path) -> None:
+    """InputNotFoundError unless ``path`` is a file this process can read."""
+    if not path.exists():
+        raise InputNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: not a file")
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise InputNotFoundError(f"{path}: cannot read ({e.strerror})") from e
+
+
+def rendered_from(image: Path, raw: Path) -> bool:
+    """Whether ``image`` is a hostplug render of ``raw`` (by its recorded hash, else its recorded path)."""
+    from engine.export import file_sha256
+    from engine.provenance import read_provenance
+
+    provenance = read_provenance(image)
+    if provenance.sha256 is not None:
+        return provenance.sha256 == file_sha256(raw.resolve())
+    return provenance.path is not None and provenance.path == raw.resolve()
+
+
+def output_for_raw(raw: Path) -> tuple[Path, bool]:
+    """Where to render ``raw``: (path, whether it replaces an earlier render of the same raw)."""
+    index = 1
+    while True:
+        name = f"{raw.stem}{OUTPUT_TAG}{'' if index == 1 else f'-{index}'}.tif"
+        target = raw.with_name(name)
+        if not target.exists():
+            return target, False
+        if rendered_from(target, raw):
+            return target, True
+        index += 1
+
+
+def colour_space(path: Path) -> str:
+    """The colour space key of an existing image, from its ICC profile ("srgb" without a known one), so a
+    re-render keeps what the editor chose (Lightroom's "Edit in" may ask for ProPhoto RGB or Adobe RGB)."""
+    from engine.colour import SPACES
+
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tiff:
+                tag = tiff.pages[0].tags.get(34675)
+                profile = bytes(tag.value) if tag is not None else None
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                profile = image.info.get("icc_profile")
+    except Exception:  # noqa: BLE001 - an unreadable profile gets the default
+        return "srgb"
+    return _space_of(profile, SPACES)
+
+
+def _space_of(profile: bytes | None, spaces: dict) -> str:
+    """The key of the colour space an ICC profile describes (by its description); "srgb" when unknown."""
+    if not profile:
+        return "srgb"
+    from PIL import ImageCms
+
+    try:
+        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile))).strip()
+    except Exception:  # noqa: BLE001 - littlecms raises its own types for a damaged profile
+        return "srgb"
+    folded = description.casefold()
+    for key, space in spaces.items():
+        if space.name.casefold() in folded or key.replace("-", " ") in folded.replace("-", " "):
+            return key
+    return "srgb"
+
+
+def plan(path: Path, search: tuple[Path, ...], options: dict[str, Any]) -> OpenPlan:
+    """Decide what ``hostplug open PATH`` does with the command line's recipe ``options`` (nothing is written)."""
+    from engine.provenance import find_source, read_provenance
+    from engine.rerender import image_format
+    from engine.sidecar import read_sidecar
+    from hostplug.sidecar_cli import sidecar_recipe
+
+    check_readable(path)
+    if path.suffix.lower() not in RENDERED_SUFFIXES:
+        target, replace = output_for_raw(path)
+        recipe, catalogue = sidecar_recipe(path, options)
+        return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace)
+    _fmt, bits = image_format(path)  # refuses a file that is no image before anything else
+    raw = find_source(path, search)
+    check_readable(raw)
+    recipe, catalogue = sidecar_recipe(raw, options)
+    info = read_sidecar(raw)
+    stored = read_provenance(path).recipe
+    if (info is None or info.recipe is None) and stored is not None:
+        recipe = build_recipe(options, stored)
+    return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
+                    True)
+
+
+@click.command("open")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--search", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Also look for the source raw in this folder (repeatable).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the output path, recipe and timings as JSON.")
+@recipe_options
+def open_command(file: Path, search: tuple[Path, ...], device: str, as_json: bool, **kwargs: Any) -> None:
+    """Render a raw to a 16-bit TIFF beside it, or re-render an editor's TIFF of a raw in place.
+
+    Prints the path of the image written (the one to open in the editor).
+    """
+    from engine.output import OutputOptions
+    from hostplug.cli import _device, render_one
+
+    start = time.perf_counter()
+    options = pop_recipe_options(kwargs)
+    decided = plan(file, search, options)
+    if decided.replace and not os.access(decided.target.parent, os.W_OK):
+        raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable")
+    output_options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
+    result = render_one(decided.source, decided.target, decided.recipe, output_options, _device(device), None,
+                        extra_xmp=decided.catalogue)
+    if as_json:
+        result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
+                      bits=decided.bits, colour_space=decided.space)
+        click.echo(json.dumps(result))
+    else:
+        click.echo(str(decided.target))
+
+
+@click.command("thumbnail")
+@click.argument("raw", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The JPEG to write.")
+@click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True,
+              help="Longest side of the thumbnail in pixels.")
+def thumbnail(raw: Path, output: Path, size: int) -> None:
+    """Write a raw's embedded preview as a small JPEG; prints the full image size as JSON."""
+    from hostplug.thumbnail import ThumbnailError, write_thumbnail
+
+    try:
+        click.echo(json.dumps(write_thumbnail(raw, output, size)))
+    except ThumbnailError as e:
+        raise InputNotFoundError(str(e)) from e

@@ -1,0 +1,106 @@
+"""A raw's embedded preview as a small JPEG, fast: for file browsers and GIMP's thumbnail loader.
+
+This module imports only rawpy and Pillow (not the engine and torch), so ``python -m hostplug.thumbnail RAW OUT
+SIZE`` answers in a fraction of a second; ``hostplug thumbnail`` is the same from the command line. When a raw
+has no embedded preview, LibRaw's quick half-size render stands in. The JSON line printed gives the full
+image's size, which thumbnail consumers show next to the preview.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+# EXIF orientation -> Pillow transpose operations that turn the image upright.
+_UPRIGHT = {2: ("FLIP_LEFT_RIGHT",), 3: ("ROTATE_180",), 4: ("FLIP_TOP_BOTTOM",), 5: ("TRANSPOSE",),
+            6: ("ROTATE_270",), 7: ("TRANSVERSE",), 8: ("ROTATE_90",)}
+_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+
+
+class ThumbnailError(Exception):
+    """The raw cannot be read or has nothing to preview; the message is one line for the user."""
+
+
+def _preview(raw_path: Path):
+    """(Pillow image, full width, full height) of the raw's embedded preview, or of a quick render."""
+    import numpy as np
+    import rawpy
+    from PIL import Image
+
+    try:
+        with rawpy.imread(str(raw_path)) as raw:
+            sizes = raw.sizes
+            orientation = _FLIP_TO_ORIENTATION.get(sizes.flip, 1)
+            width, height = (sizes.height, sizes.width) if orientation >= 5 else (sizes.width, sizes.height)
+            try:
+                thumb = raw.extract_thumb()
+            except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+                thumb = None
+            if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
+                image = Image.open(io.BytesIO(thumb.data))
+                image.load()
+                return _upright_jpeg(image), width, height
+            if thumb is not None and thumb.format == rawpy.ThumbFormat.BITMAP:
+                return Image.fromarray(np.asarray(thumb.data)), width, height
+            rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+            return Image.fromarray(rgb), width, height
+    except FileNotFoundError as e:
+        raise ThumbnailError(f"{raw_path}: no such file") from e
+    except rawpy.LibRawFileUnsupportedError as e:
+        raise ThumbnailError(f"{raw_path}: not a camera raw LibRaw can read") from e
+    except (rawpy.LibRawError, OSError) as e:
+        raise ThumbnailError(f"{raw_path}: cannot read a preview ({e})") from e
+
+
+def _upright_jpeg(image):
+    """A decoded JPEG preview turned upright by its own EXIF orientation (most cameras write one)."""
+    from PIL import Image
+
+    orientation = image.getexif().get(0x0112, 1)
+    for name in _UPRIGHT.get(orientation, ()):
+        image = image.transpose(getattr(Image.Transpose, name))
+    return image
+
+
+def write_thumbnail(raw_path: Path, output: Path, size: int = 256) -> dict[str, int | str]:
+    """Write the preview of ``raw_path`` as a JPEG fitting ``size`` x ``size`` to ``output`` (atomically).
+
+    Returns {"output", "width", "height"} where width and height are the full image's. Raises
+    :class:`ThumbnailError`.
+    """
+    image, width, height = _preview(Path(raw_path))
+    image = image.convert("RGB")
+    image.thumbnail((size, size))
+    output = Path(output)
+    partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
+    try:
+        image.save(partial, format="JPEG", quality=90)
+        os.replace(partial, output)
+    except OSError as e:
+        raise ThumbnailError(f"cannot write {output}: {e.strerror or e}") from e
+    finally:
+        partial.unlink(missing_ok=True)
+    return {"output": str(output), "width": int(width), "height": int(height)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hostplug.thumbnail RAW OUTPUT [SIZE]``: write the preview, print one JSON line."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 3):
+        print("usage: python -m hostplug.thumbnail RAW OUTPUT.jpg [SIZE]", file=sys.stderr)
+        return 2
+    try:
+        result = write_thumbnail(Path(args[0]), Path(args[1]), int(args[2]) if len(args) == 3 else 256)
+    except (ThumbnailError, ValueError) as e:
+        print(f"hostplug: error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""hostplug for GIMP 3: open camera raws through hostplug's ISP, and re-render them later.
+
+Installed by ``hostplug integrate gimp`` into GIMP's plug-in folder as ``hostplug-raw/hostplug-raw.py``, with
+``hostplug-raw.json`` beside it naming the ``hostplug`` command and Python interpreter to run: GIMP's own Python
+has no torch, so every render happens in a ``hostplug`` process and comes back as a 16-bit TIFF, which GIMP's own
+TIFF loader reads (16-bit precision, embedded ICC profile honoured).
+
+Procedures:
+- ``file-hostplug-raw-load``: a raw loader (GIMP's Preferences > Import & Export > Raw Image Importer lists it);
+  the opened image keeps its raw and recipe in the persistent parasite ``hostplug-recipe`` (saved in XCF).
+- ``file-hostplug-raw-load-thumb``: the raw's embedded preview, for GIMP's file dialog.
+- ``plug-in-hostplug-rerender``: Image > Re-render with hostplug..., which renders the raw again with another
+  style or adjustments and adds the result as a new layer.
+Errors go to GIMP's message console and the procedure's return values; the plug-in never crashes GIMP.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp  # noqa: E402
+
+gi.require_version("GimpUi", "3.0")
+from gi.repository import GimpUi, Gio, GLib, GObject  # noqa: E402
+
+LOAD_PROC = "file-hostplug-raw-load"
+THUMB_PROC = "file-hostplug-raw-load-thumb"
+RERENDER_PROC = "plug-in-hostplug-rerender"
+PARASITE = "hostplug-recipe"
+CONFIG_NAME = "hostplug-raw.json"
+RENDER_TIMEOUT_S = 600
+
+# Suffix -> MIME type of every raw format LibRaw reads (kept equal to engine/raw_formats.py by a test).
+RAW_FORMATS = {
+    "3fr": "image/x-hasselblad-3fr",
+    "ari": "image/x-arri-ari",
+    "arw": "image/x-sony-arw",
+    "bay": "image/x-casio-bay",
+    "cap": "image/x-phaseone-cap",
+    "cr2": "image/x-canon-cr2",
+    "cr3": "image/x-canon-cr3",
+    "crw": "image/x-canon-crw",
+    "dcr": "image/x-kodak-dcr",
+    "dcs": "image/x-kodak-dcs",
+    "dng": "image/x-adobe-dng",
+    "drf": "image/x-kodak-drf",
+    "eip": "image/x-phaseone-eip",
+    "erf": "image/x-epson-erf",
+    "fff": "image/x-hasselblad-fff",
+    "gpr": "image/x-gopro-gpr",
+    "iiq": "image/x-phaseone-iiq",
+    "k25": "image/x-kodak-k25",
+    "kdc": "image/x-kodak-kdc",
+    "mdc": "image/x-minolta-mdc",
+    "mef": "image/x-mamiya-mef",
+    "mos": "image/x-leaf-mos",
+    "mrw": "image/x-minolta-mrw",
+    "nef": "image/x-nikon-nef",
+    "nrw": "image/x-nikon-nrw",
+    "orf": "image/x-olympus-orf",
+    "ori": "image/x-olympus-ori",
+    "pef": "image/x-pentax-pef",
+    "ptx": "image/x-pentax-ptx",
+    "raf": "image/x-fuji-raf",
+    "raw": "image/x-panasonic-raw",
+    "rw2": "image/x-panasonic-rw2",
+    "rwl": "image/x-leica-rwl",
+    "rwz": "image/x-rawzor",
+    "sr2": "image/x-sony-sr2",
+    "srf": "image/x-sony-srf",
+    "srw": "image/x-samsung-srw",
+    "sti": "image/x-sinar-sti",
+    "x3f": "image/x-sigma-x3f",
+}
+
+# The adjustments the re-render dialog offers: (name, label, low, high, default). Names are recipe keys.
+ADJUSTMENTS = (
+    ("exposure", "_Exposure (EV)", -6.0, 6.0, 0.0),
+    ("contrast", "_Contrast", -100.0, 100.0, 0.0),
+    ("highlights", "_Highlights", -100.0, 100.0, 0.0),
+    ("shadows", "_Shadows", -100.0, 100.0, 0.0),
+    ("saturation", "Satu_ration", -100.0, 100.0, 0.0),
+    ("vibrance", "_Vibrance", -100.0, 100.0, 0.0),
+)
+WB_CHOICES = (("as-shot", "As shot"), ("auto", "Automatic"), ("custom", "Temperature and tint"))
+
+
+class PluginError(Exception):
+    """A render or a setting failed; the message is what the user reads in GIMP's console."""
+
+
+# ----- talking to hostplug -------------------------------------------------------------------------------
+
+
+def plugin_config():
+    """The settings ``hostplug integrate gimp`` wrote beside this file: {"hostplug": path, "python": path}."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), CONFIG_NAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise PluginError(f"hostplug: cannot read {path} ({e}); run 'hostplug integrate gimp' again") from e
+    if not isinstance(config, dict) or not config.get("hostplug"):
+        raise PluginError(f"hostplug: {path} names no hostplug command; run 'hostplug integrate gimp' again")
+    return config
+
+
+def child_environment():
+    """GIMP's environment without the Python settings of GIMP's own interpreter."""
+    env = dict(os.environ)
+    for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
+        env.pop(name, None)
+    return env
+
+
+def run_command(args):
+    """Run a hostplug command; its stdout, or PluginError with hostplug's own one-line error."""
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S,
+                              env=child_environment(), stdin=subprocess.DEVNULL)
+    except FileNotFoundError as e:
+        raise PluginError(f"hostplug: {args[0]} is not there any more; run 'hostplug integrate gimp' "
+                              "again") from e
+    except subprocess.TimeoutExpired as e:
+        raise PluginError(f"hostplug: the render took longer than {RENDER_TIMEOUT_S} s and was stopped") from e
+    except OSError as e:
+        raise PluginError(f"hostplug: cannot run {args[0]} ({e.strerror})") from e
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("hostplug: error:")]
+        message = (errors or lines or [f"{args[0]} failed with exit status {done.returncode}"])[-1]
+        raise PluginError(message if message.startswith("hostplug") else "hostplug: " + message)
+    return done.stdout
+
+
+def last_json_line(text):
+    """The last JSON object hostplug printed on stdout."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    raise PluginError("hostplug: the render printed no result")
+
+
+def render_raw(raw_path, folder, recipe=None):
+    """Render ``raw_path`` to a 16-bit TIFF in ``folder``; returns (tiff path, hostplug's JSON result)."""
+    config = plugin_config()
+    output = os.path.join(folder, "render.tif")
+    args = [config["hostplug"], "render", raw_path, "-o", output, "--format", "tiff", "--bits", "16", "--json"]
+    if recipe is not None:
+        recipe_file = os.path.join(folder, "recipe.json")
+        with open(recipe_file, "w", encoding="utf-8") as f:
+            json.dump(recipe, f)
+        args += ["--recipe", recipe_file]
+    result = last_json_line(run_command(args))
+    if not os.path.isfile(output):
+        raise PluginError(f"hostplug: the render of {raw_path} wrote no image")
+    return output, result
+
+
+def write_thumbnail(raw_path, folder, size):
+    """The raw's embedded preview as a JPEG in ``folder``; returns (jpeg path, full width, full height)."""
+    config = plugin_config()
+    python = config.get("python") or sys.executable
+    output = os.path.join(folder, "thumbnail.jpg")
+    result = last_json_line(run_command([python, "-m", "hostplug.thumbnail", raw_path, output, str(size)]))
+    return output, int(result.get("width", 0)), int(result.get("height", 0))
+
+
+# ----- the image's memory of its raw ---------------------------------------------------------------------
+
+
+def attach_recipe(image, raw_path, recipe):
+    """Store the raw's path and recipe in the image (persistent: saved with XCF files)."""
+    data = json.dumps({"raw": raw_path, "recipe": recipe}, sort_keys=True).encode("utf-8")
+    image.attach_parasite(Gimp.Parasite.new(PARASITE, Gimp.PARASITE_PERSISTENT, list(data)))
+
+
+def read_recipe(image):
+    """(raw path, recipe dict) stored in the image; PluginError when it has none."""
+    parasite = image.get_parasite(PARASITE)
+    if parasite is None:
+        raise PluginError("hostplug: this image was not opened from a raw through hostplug "
+                              "(it has no hostplug-recipe parasite)")
+    try:
+        stored = json.loads(bytes(parasite.get_data()).decode("utf-8"))
+        return stored["raw"], dict(stored.get("recipe") or {})
+    except (ValueError, KeyError, TypeError) as e:
+        raise PluginError("hostplug: the image's hostplug-recipe parasite is damaged") from e
+
+
+# ----- procedures ----------------------------------------------------------------------------------------
+
+
+def failure(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
+    """The procedure's error return: GIMP shows ``message`` in its error console (or dialog) and the caller
+    gets it with the status, so a failed render never takes GIMP down."""
+    return procedure.new_return_values(status, GLib.Error(message))
+
+
+def load_raw(procedure, run_mode, file, metadata, flags, config, data):
+    """Load procedure: render the raw with hostplug and open the TIFF as a 16-bit image."""
+    folder = None
+    try:
+        raw_path = file.get_path()
+        if raw_path is None:
+            return failure(procedure, "hostplug: can only open local files"), flags
+        folder = tempfile.mkdtemp(prefix="hostplug-gimp-")
+        Gimp.progress_init(f"Rendering {os.path.basename(raw_path)} with hostplug")
+        tiff, result = render_raw(raw_path, folder)
+        image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(tiff))
+        if image is None:
+            return failure(procedure, f"hostplug: GIMP could not read the render of {raw_path}"), flags
+        attach_recipe(image, raw_path, result.get("recipe") or {})
+        Gimp.progress_end()
+        # The pixels are upright and in the TIFF's profile already: GIMP must not rotate them by the raw's EXIF.
+        keep = int(flags) & ~int(Gimp.MetadataLoadFlags.ORIENTATION) & ~int(Gimp.MetadataLoadFlags.COLORSPACE)
+        values = Gimp.ValueArray.new_from_values([
+            GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
+            GObject.Value(Gimp.Image, image),
+        ])
+        return values, Gimp.MetadataLoadFlags(keep)
+    except PluginError as e:
+        return failure(procedure, str(e)), flags
+    except Exception as e:  # noqa: BLE001 - a plug-in error must reach the console, not crash GIMP
+        return failure(procedure, f"hostplug: unexpected error while opening the raw: {e!r}"), flags
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_thumbnail(procedure, file, size, config, data):
+    """Thumbnail procedure: the raw's embedded preview, with the full image's size."""
+    folder = None
+    try:
+        folder = tempfile.mkdtemp(prefix="hostplug-gimp-thumb-")
+        jpeg, width, height = write_thumbnail(file.get_path(), folder, size)
+        image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(jpeg))
+        return Gimp.ValueArray.new_from_values([
+            GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
+            GObject.Value(Gimp.Image, image),
+            GObject.Value(GObject.TYPE_INT, width),
+            GObject.Value(GObject.TYPE_INT, height),
+            GObject.Value(Gimp.ImageType, Gimp.ImageType.RGB_IMAGE),
+            GObject.Value(GObject.TYPE_INT, 1),
+        ])
+    except PluginError as e:
+        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(str(e)))
+    except Exception as e:  # noqa: BLE001 - a missing preview is not worth a crash
+        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(repr(e)))
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def show_recipe_in_config(config, recipe):
+    """Put the image's current recipe into the dialog's fields."""
+    if isinstance(recipe.get("style"), str):
+        config.set_property("style", recipe["style"])
+    wb = recipe.get("wb", "as-shot")
+    config.set_property("white-balance", wb if wb in dict(WB_CHOICES) else "as-shot")
+    for name, _label, low, high, _default in ADJUSTMENTS:
+        value = recipe.get(name)
+        if isinstance(value, (int, float)):
+            config.set_property(name, min(max(float(value), low), high))
+    for name, low, high in (("temperature", 1700.0, 25000.0), ("tint", -150.0, 150.0)):
+        value = recipe.get(name)
+        if isinstance(value, (int, float)):
+            config.set_property(name, min(max(float(value), low), high))
+
+
+def recipe_from_config(config, recipe):
+    """``recipe`` with the dialog's (or the caller's) settings applied."""
+    changed = dict(recipe)
+    style = (config.get_property("style") or "").strip()
+    if style:
+        changed["style"] = style
+    for name, *_range in ADJUSTMENTS:
+        changed[name] = float(config.get_property(name))
+    wb = config.get_property("white-balance")
+    changed["wb"] = wb
+    if wb == "custom":
+        changed["temperature"] = float(config.get_property("temperature"))
+        changed["tint"] = float(config.get_property("tint"))
+    else:
+        changed["temperature"] = None
+        changed["tint"] = None
+    return changed
+
+
+def run_dialog(procedure, config):
+    """Show the re-render dialog; False when the user cancels."""
+    GimpUi.init(RERENDER_PROC)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Re-render with hostplug")
+    dialog.fill(None)
+    accepted = dialog.run()
+    dialog.destroy()
+    return accepted
+
+
+def rerender(procedure, run_mode, image, drawables, config, data):
+    """Image procedure: render the image's raw again with changed settings, as a new layer on top."""
+    folder = None
+    try:
+        raw_path, recipe = read_recipe(image)
+        if not os.path.isfile(raw_path):
+            return failure(procedure, f"hostplug: the raw {raw_path} is not there any more")
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            show_recipe_in_config(config, recipe)
+            if not run_dialog(procedure, config):
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        changed = recipe_from_config(config, recipe)
+        folder = tempfile.mkdtemp(prefix="hostplug-gimp-")
+        Gimp.progress_init(f"Re-rendering {os.path.basename(raw_path)} with hostplug")
+        tiff, result = render_raw(raw_path, folder, changed)
+        image.undo_group_start()
+        try:
+            layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(tiff))
+            layer.set_name(f"hostplug: {changed.get('style', 'natural')}")
+            image.insert_layer(layer, None, 0)
+            attach_recipe(image, raw_path, result.get("recipe") or changed)
+        finally:
+            image.undo_group_end()
+        Gimp.progress_end()
+        Gimp.displays_flush()
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    except PluginError as e:
+        return failure(procedure, str(e))
+    except Exception as e:  # noqa: BLE001 - a plug-in error must reach the console, not crash GIMP
+        return failure(procedure, f"hostplug: unexpected error while re-rendering: {e!r}")
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----- registration --------------------------------------------------------------------------------------
+
+
+def create_load(plugin, name):
+    """The raw load procedure."""
+    procedure = Gimp.LoadProcedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, load_raw, None)
+    procedure.set_menu_label("Camera raw (hostplug)")
+    procedure.set_documentation("Open a camera raw rendered by hostplug",
+                                "Renders the raw with hostplug's neural ISP into a 16-bit image, using the "
+                                "raw's sidecar recipe when it has one.", name)
+    procedure.set_handles_raw(True)
+    procedure.set_mime_types(",".join(sorted(set(RAW_FORMATS.values()))))
+    procedure.set_extensions(",".join(sorted(RAW_FORMATS)))
+    procedure.set_thumbnail_loader(THUMB_PROC)
+    return procedure
+
+
+def create_thumbnail(plugin, name):
+    """The thumbnail procedure."""
+    procedure = Gimp.ThumbnailProcedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, load_thumbnail, None)
+    procedure.set_documentation("Preview of a camera raw", "The raw's embedded preview image.", name)
+    return procedure
+
+
+def create_rerender(plugin, name):
+    """The Re-render with hostplug... image procedure and its dialog's arguments."""
+    procedure = Gimp.ImageProcedure.new(plugin, name, Gimp.PDBProcType.PLUGIN, rerender, None)
+    procedure.set_image_types("*")
+    procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE
+                                   | Gimp.ProcedureSensitivityMask.DRAWABLES
+                                   | Gimp.ProcedureSensitivityMask.NO_DRAWABLES)
+    procedure.set_menu_label("Re-render with hostplug...")
+    procedure.add_menu_path("<Image>/Image")
+    procedure.set_documentation("Render the image's raw again with hostplug",
+                                "Renders the camera raw this image was opened from with another style or "
+                                "adjustments, and adds the result as a new layer.", name)
+    flags = GObject.ParamFlags.READWRITE
+    procedure.add_string_argument("style", "St_yle", "Picture style (a hostplug style or preset name)",
+                                  "natural", flags)
+    wb = Gimp.Choice.new()
+    for index, (key, label) in enumerate(WB_CHOICES):
+        wb.add(key, index, label, "")
+    procedure.add_choice_argument("white-balance", "_White balance", "White balance", wb, "as-shot", flags)
+    procedure.add_double_argument("temperature", "_Temperature (K)", "White balance temperature in Kelvin",
+                                  1700.0, 25000.0, 5500.0, flags)
+    procedure.add_double_argument("tint", "T_int", "White balance tint, green (-) to magenta (+)",
+                                  -150.0, 150.0, 0.0, flags)
+    for key, label, low, high, default in ADJUSTMENTS:
+        procedure.add_double_argument(key, label, label.replace("_", ""), low, high, default, flags)
+    procedure.set_attribution("hostplug", "hostplug", "2025")
+    return procedure
+
+
+class HostplugRaw(Gimp.PlugIn):
+    """hostplug's GIMP plug-in: raw loader, thumbnail loader and re-render command."""
+
+    def do_set_i18n(self, procname):
+        return False  # English only: no message catalogue to look for
+
+    def do_query_procedures(self):
+        return [THUMB_PROC, LOAD_PROC, RERENDER_PROC]
+
+    def do_create_procedure(self, name):
+        if name == LOAD_PROC:
+            procedure = create_load(self, name)
+        elif name == THUMB_PROC:
+            procedure = create_thumbnail(self, name)
+        else:
+            procedure = create_rerender(self, name)
+        if name != RERENDER_PROC:
+            procedure.set_attribution("hostplug", "hostplug", "2025")
+        return procedure
+
+
+if __name__ == "__main__":
+    Gimp.main(HostplugRaw.__gtype__, sys.argv)

@@ -1,0 +1,198 @@
+"""``hostplug open``: the editors' hand-off. A raw becomes a 16-bit TIFF beside it; an editor's TIFF of a raw is
+re-rendered in place; names with spaces and non-ASCII characters work; bad input is one line and nothing written.
+
+Renders use copies of the bundled 900 x 600 synthetic DNG; finding sources is tested on tiny TIFFs with XMP.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyexiv2
+import pytest
+import tifffile
+
+from engine.errors import InputNotFoundError
+from engine.export import file_sha256
+from engine.metadata import register_namespace
+from engine.provenance import find_source, read_provenance, stem_candidates
+from tests.conftest import error_lines, hostplug, hostplug_process
+
+NAME = "Été 2024 — IMG 0001"  # spaces, accents and a non-Latin-1 dash
+
+
+@pytest.fixture
+def raw(tmp_path: Path, sample_dng: Path) -> Path:
+    """A copy of the bundled DNG under an awkward name, in a folder with a space and an accent."""
+    folder = tmp_path / "Photos à trier"
+    folder.mkdir()
+    return Path(shutil.copy(sample_dng, folder / f"{NAME}.dng"))
+
+
+def open_json(*args: object) -> dict:
+    result = hostplug("open", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def tiny_tiff(path: Path, xmp: dict[str, str] | None = None, bits: int = 16) -> Path:
+    """A small RGB TIFF, like one an editor writes, optionally with XMP."""
+    dtype = np.uint16 if bits == 16 else np.uint8
+    tifffile.imwrite(path, np.full((8, 12, 3), 7, dtype=dtype), photometric="rgb")
+    if xmp:
+        register_namespace()
+        with pyexiv2.Image(str(path)) as image:
+            image.modify_xmp(xmp)
+    return path
+
+
+def no_leftovers(folder: Path) -> None:
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".part"]
+
+
+def test_open_raw_writes_a_16_bit_tiff_beside_it_and_prints_its_path(raw: Path) -> None:
+    result = hostplug("open", raw)
+    assert result.exit_code == 0, result.stderr
+    output = raw.with_name(f"{NAME}_hostplug.tif")
+    assert result.stdout.strip() == str(output)
+    with tifffile.TiffFile(output) as tif:
+        page = tif.pages[0]
+        assert page.bitspersample == 16 and page.shape == (600, 900, 3)
+    provenance = read_provenance(output)
+    assert provenance.sha256 == file_sha256(raw.resolve()) and provenance.names == (raw.name,)
+    no_leftovers(raw.parent)
+
+
+def test_open_raw_never_replaces_an_unrelated_file_but_replaces_its_own_render(raw: Path) -> None:
+    unrelated = raw.with_name(f"{NAME}_hostplug.tif")
+    unrelated.write_bytes(b"somebody else's file")
+    first = open_json(raw)
+    assert first["output"] == str(raw.with_name(f"{NAME}_hostplug-2.tif")) and first["mode"] == "render"
+    assert unrelated.read_bytes() == b"somebody else's file"
+    second = open_json(raw, "--exposure", "0.5")
+    assert second["output"] == first["output"]
+    assert read_provenance(Path(second["output"])).recipe.exposure == 0.5
+    assert {"recipe", "timings", "seconds", "source"} <= set(second)
+
+
+def test_open_rerenders_an_editors_tiff_in_place_found_by_name(raw: Path) -> None:
+    edit = tiny_tiff(raw.with_name(f"{NAME}-Edit.tif"))  # what Lightroom's "Edit in" hands over: no hostplug XMP
+    result = open_json(edit)
+    assert result["output"] == str(edit) and result["mode"] == "rerender"
+    assert Path(result["source"]) == raw
+    with tifffile.TiffFile(edit) as tif:
+        assert tif.pages[0].bitspersample == 16 and tif.pages[0].shape == (600, 900, 3)
+    assert read_provenance(edit).sha256 == file_sha256(raw.resolve())
+    assert sorted(p.name for p in raw.parent.iterdir()) == sorted([raw.name, edit.name])
+
+
+def test_open_rerender_uses_the_raws_sidecar_recipe(raw: Path) -> None:
+    assert hostplug("edit", raw, "--exposure", "0.7").exit_code == 0
+    edit = tiny_tiff(raw.with_name(f"{NAME}-Edit-2.tif"), bits=8)
+    result = open_json(edit)
+    assert result["recipe"]["exposure"] == 0.7 and result["bits"] == 8
+    with tifffile.TiffFile(edit) as tif:
+        assert tif.pages[0].bitspersample == 8  # the editor asked for 8 bits: it keeps them
+
+
+def test_find_source_by_recorded_hash_after_both_were_renamed(tmp_path: Path, sample_dng: Path) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    moved = Path(shutil.copy(sample_dng, library / "renamed raw.dng"))
+    (tmp_path / "other.dng").write_bytes(b"not the raw")
+    output = tiny_tiff(tmp_path / "final print.tif", {
+        "Xmp.xmpMM.DerivedFrom": "IMG_9999.dng",
+        "Xmp.hostplug.sourcePath": "/nowhere/IMG_9999.dng",
+        "Xmp.hostplug.sourceSHA256": file_sha256(sample_dng.resolve()),
+    })
+    found = find_source(output, [library])
+    assert found == moved.resolve()
+
+
+def test_find_source_checks_the_recorded_hash(tmp_path: Path) -> None:
+    (tmp_path / "IMG_0001.CR2").write_bytes(b"a different raw with the same name")
+    output = tiny_tiff(tmp_path / "IMG_0001-Edit.tif", {
+        "Xmp.xmpMM.DerivedFrom": "IMG_0001.CR2",
+        "Xmp.hostplug.sourceSHA256": "0" * 64,
+    })
+    with pytest.raises(InputNotFoundError, match="cannot find its source raw.*IMG_0001.CR2.*SHA-256"):
+        find_source(output, [])
+
+
+def test_find_source_reads_lightrooms_raw_file_name(tmp_path: Path) -> None:
+    raw = tmp_path / "DSC_1234.NEF"
+    raw.write_bytes(b"raw")
+    output = tiny_tiff(tmp_path / "Exported from Lightroom.tif", {"Xmp.crs.RawFileName": "DSC_1234.NEF"})
+    assert find_source(output, []) == raw
+
+
+def test_editor_suffixes_are_taken_off_to_find_the_raw_name() -> None:
+    assert stem_candidates("IMG_0001-Edit-2.tif")[-1] == "IMG_0001"
+    assert stem_candidates("IMG_0001_hostplug.tif")[-1] == "IMG_0001"
+    assert stem_candidates("IMG_0001 copy.tiff")[-1] == "IMG_0001"
+    assert stem_candidates("IMG_0001.tif") == ["IMG_0001"]
+
+
+def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = hostplug("open", tmp_path / "nowhere é.CR3")
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == [f"hostplug: error: {tmp_path / 'nowhere é.CR3'}: no such file"]
+
+
+def test_undecodable_raw_writes_nothing(tmp_path: Path, sample_dng: Path) -> None:
+    broken = tmp_path / "broken raw.dng"
+    broken.write_bytes(sample_dng.read_bytes()[:4096])
+    result = hostplug("open", broken)
+    assert result.exit_code != 0 and result.stdout == ""
+    assert len(error_lines(result.stderr)) == 1 and error_lines(result.stderr)[0].startswith("hostplug: error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken raw.dng"]
+
+
+def test_tiff_without_a_findable_raw_is_left_untouched(tmp_path: Path) -> None:
+    edit = tiny_tiff(tmp_path / "orphan-Edit.tif")
+    before = edit.read_bytes()
+    result = hostplug("open", edit)
+    assert result.exit_code == 2
+    assert "cannot find its source raw" in result.stderr and len(error_lines(result.stderr)) == 1
+    assert edit.read_bytes() == before
+
+
+def test_a_file_that_is_no_image_is_refused(tmp_path: Path, sample_dng: Path) -> None:
+    shutil.copy(sample_dng, tmp_path / "IMG_0002.dng")
+    fake = tmp_path / "IMG_0002-Edit.tif"
+    fake.write_text("not a tiff")
+    result = hostplug("open", fake)
+    assert result.exit_code != 0 and "not a TIFF, PNG or JPEG" in result.stderr
+    assert fake.read_text() == "not a tiff"
+
+
+def test_thumbnail_is_fast_and_gives_the_full_size(tmp_path: Path, raw: Path) -> None:
+    output = tmp_path / "thumb é.jpg"
+    done = subprocess.run([sys.executable, "-m", "hostplug.thumbnail", str(raw), str(output), "128"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert (info["width"], info["height"]) == (900, 600)
+    from PIL import Image
+
+    with Image.open(output) as image:
+        assert max(image.size) <= 128
+
+
+def test_thumbnail_of_a_non_raw_is_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.cr2"
+    fake.write_text("hello")
+    result = hostplug("thumbnail", fake, "-o", tmp_path / "t.jpg")
+    assert result.exit_code != 0 and len(error_lines(result.stderr)) == 1
+    assert not (tmp_path / "t.jpg").exists()
+
+
+def test_open_as_a_process_prints_only_the_path(raw: Path) -> None:
+    done = hostplug_process("open", raw)  # how an editor calls it
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(raw.with_name(f"{NAME}_hostplug.tif"))]
