@@ -113,7 +113,11 @@ def encode(linear: np.ndarray, transfer: str) -> np.ndarray:
     raise ValueError(f"unknown transfer function {transfer!r}")
 
 
-_TINT_SCALE = -3000.0  # the DNG SDK's scale between a uv offset from the Planckian locus and Adobe's tint
+# The DNG SDK's scale between a uv offset from the Planckian locus and Adobe's tint (kTintScale = -3000 there,
+# applied along the isotherm pointing to the magenta side). colour-science's Duv is positive on the green side, so
+# the same convention is +3000 here: whites greener than the locus (daylight, fluorescent) have a positive tint,
+# and a positive tint setting turns the image magenta, as in Adobe Camera Raw.
+_TINT_SCALE = 3000.0
 
 
 def _colour_science():

@@ -6,7 +6,11 @@ colour calibration and where each came from, orientation and shooting informatio
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,14 +102,34 @@ def open_source(path: str | Path) -> Source:
     if not head:
         raise CorruptInputError(f"{path}: the file is empty")
     try:
-        raw = rawpy.imread(str(path))
+        with _quiet_libraw():
+            raw = rawpy.imread(str(path))
     except rawpy.LibRawFileUnsupportedError:
         return _open_rgb_or_refuse(path)
     except (rawpy.LibRawIOError, rawpy.LibRawDataError, rawpy.LibRawError) as e:
         raise CorruptInputError(f"{path}: the raw data cannot be read ({_libraw_message(e)}); the file may "
                                 "be truncated or damaged") from e
-    with raw:
+    with raw, _quiet_libraw():  # LibRaw decodes lazily, on first access to the data
         return _open_raw(path, raw)
+
+
+@contextlib.contextmanager
+def _quiet_libraw() -> Iterator[None]:
+    """Silence what LibRaw prints itself on the process's stderr (e.g. "Unexpected end of file" for a
+    truncated file): the engine reports the failure as one exception, and the CLI prints one line for it."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _libraw_message(e: Exception) -> str:
@@ -260,6 +284,10 @@ def _check_plausible(source: Source) -> None:
     if not np.any(rows) and np.any(source.sensor):
         raise CorruptInputError(f"{source.path}: the raw data ends early (the last rows are empty); the file is "
                                 "probably truncated")
+    # LibRaw repeats the last row it could decode of some compressed raws (Sony ARW) down to the bottom.
+    if rows.shape[0] >= 16 and np.ptp(rows[-1]) > 0 and np.array_equal(rows, np.broadcast_to(rows[-1], rows.shape)):
+        raise CorruptInputError(f"{source.path}: the raw data ends early (the last rows repeat one row); the file "
+                                "is probably truncated")
 
 
 _COMPRESSION_NAMES = {9: "VC-5 (GoPro)", 52546: "JPEG XL", 34892: "lossy JPEG"}

@@ -1,0 +1,81 @@
+"""Shared helpers: where the test data lives, running the CLI, and reading back what it wrote."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyexiv2
+import pytest
+import tifffile
+from click.testing import CliRunner, Result
+from PIL import ImageCms
+
+from engine.colour import SRGB, srgb_decode
+from engine.metadata import register_namespace
+from hostplug.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+RAWSAMPLES = SHARED / "rawsamples"
+SAMPLE_DNG = REPO / "engine" / "samples" / "hostplug_colorchecker.dng"  # 900 x 600, bundled
+
+CANON = RAWSAMPLES / "canon_eos550d_magiclantern__tinydng_colorchart.dng"
+NIKON = RAWSAMPLES / "nikon_d500_adobedngconv_lossylinear__magicknet_DSC8695.dng"
+SONY = RAWSAMPLES / "sony_ilce7rm3__libraw-cffi_DSC2164.ARW"
+GOPRO = RAWSAMPLES / "unsupported" / "gopro_hero6__gpr_GOPR0024.GPR"
+
+
+def need(path: Path) -> Path:
+    """``path``, or skip the test when the shared test data is absent (a fresh clone has no ../shared)."""
+    if not path.is_file():
+        pytest.skip(f"shared test data not present: {path} (see ../shared/rawsamples/PROVENANCE.md)")
+    return path
+
+
+def hostplug(*args: object) -> Result:
+    """Run ``hostplug ARGS`` in-process; stdout and stderr are kept apart."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def hostplug_process(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``hostplug ARGS`` as a real process: also captures what C libraries print on fd 2."""
+    command = [sys.executable, "-c", "from hostplug.cli import main; main()", *(str(a) for a in args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """Non-empty lines of stderr."""
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def read_metadata(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """EXIF and XMP of an image file."""
+    register_namespace()
+    with pyexiv2.Image(str(path)) as image:
+        return image.read_exif(), image.read_xmp()
+
+
+def tiff_icc_description(path: Path) -> str:
+    """The description of the ICC profile embedded in a TIFF (tag 34675); it must load in LittleCMS."""
+    with tifffile.TiffFile(path) as tif:
+        profile = tif.pages[0].tags[34675].value
+    return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(bytes(profile))))
+
+
+def srgb_to_lab(encoded: np.ndarray) -> np.ndarray:
+    """CIELAB (D65 white) of sRGB-encoded values in [0, 1], (..., 3)."""
+    xyz = srgb_decode(np.asarray(encoded, dtype=np.float32)).astype(np.float64) @ SRGB.rgb_to_xyz.T
+    t = xyz / (SRGB.rgb_to_xyz @ np.ones(3))
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+@pytest.fixture(scope="session")
+def sample_dng() -> Path:
+    """The bundled synthetic ColorChecker DNG (always present)."""
+    assert SAMPLE_DNG.is_file(), "the bundled sample DNG is missing from the repository"
+    return SAMPLE_DNG

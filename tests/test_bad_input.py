@@ -1,0 +1,135 @@
+"""Bad inputs and unwritable outputs: one clear line each, a non-zero exit, nothing half-written, and in a batch
+the good files still render."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import CANON, GOPRO, SONY, error_lines, hostplug, hostplug_process, need
+
+
+def names(folder: Path) -> list[str]:
+    """Every name in a folder, hidden ``.part`` files included."""
+    return sorted(os.listdir(folder))
+
+
+def truncated_copy(source: Path, folder: Path, fraction: float = 0.5) -> Path:
+    data = need(source).read_bytes()
+    copy = folder / f"truncated_{source.name}"
+    copy.write_bytes(data[: int(len(data) * fraction)])
+    return copy
+
+
+def assert_one_line_refusal(result, words: str, out_dir: Path, expected: list[str]) -> str:
+    assert result.exit_code != 0
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hostplug: error:") and words in lines[0].lower(), lines[0]
+    assert names(out_dir) == expected  # no output, no .part left behind
+    return lines[0]
+
+
+def test_unsupported_gopro_raw_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = hostplug("render", need(GOPRO), "-o", tmp_path / "gopro.tif")
+    line = assert_one_line_refusal(result, "unsupported", tmp_path, [])
+    assert "VC-5" in line
+
+
+def test_truncated_dng_is_refused_in_one_line(tmp_path: Path) -> None:
+    bad = truncated_copy(CANON, tmp_path)
+    result = hostplug("render", bad, "-o", tmp_path / "out.tif")
+    assert_one_line_refusal(result, "truncated", tmp_path, [bad.name])
+
+
+def test_truncated_sony_arw_is_refused_in_one_line(tmp_path: Path) -> None:
+    # LibRaw decodes half an ARW without an error and repeats its last row down to the bottom.
+    bad = truncated_copy(SONY, tmp_path)
+    result = hostplug("render", bad, "-o", tmp_path / "out.tif")
+    assert_one_line_refusal(result, "truncated", tmp_path, [bad.name])
+
+
+def test_text_file_named_like_a_raw_is_refused_in_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "IMG_0001.CR2"
+    fake.write_text("this is not a photograph\n" * 20)
+    result = hostplug("render", fake, "-o", tmp_path / "out.tif")
+    assert_one_line_refusal(result, "not a raw format", tmp_path, [fake.name])
+
+
+def test_empty_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "IMG_0002.NEF"
+    empty.touch()
+    result = hostplug("render", empty, "-o", tmp_path / "out.tif")
+    assert_one_line_refusal(result, "empty", tmp_path, [empty.name])
+
+
+def test_missing_input_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = hostplug("render", tmp_path / "nowhere.ARW", "-o", tmp_path / "out.tif")
+    assert_one_line_refusal(result, "no such file", tmp_path, [])
+
+
+def test_missing_output_folder_is_refused_in_one_line(tmp_path: Path, sample_dng: Path) -> None:
+    result = hostplug("render", sample_dng, "-o", tmp_path / "no" / "such" / "out.tif")
+    assert_one_line_refusal(result, "does not exist", tmp_path, [])
+    result = hostplug("render", sample_dng, "--out-dir", tmp_path / "nofolder")
+    assert_one_line_refusal(result, "does not exist", tmp_path, [])
+
+
+def test_output_under_a_regular_file_is_refused_in_one_line(tmp_path: Path, sample_dng: Path) -> None:
+    # Tests may run as root, who can write into read-only folders; nobody can create a file inside a file.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    result = hostplug("render", sample_dng, "-o", blocker / "out.tif")
+    assert_one_line_refusal(result, "blocker", tmp_path, ["blocker"])
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path: Path, sample_dng: Path) -> None:
+    out = tmp_path / "out.png"
+    out.write_bytes(b"my earlier render")
+    result = hostplug("render", sample_dng, "-o", out)
+    assert_one_line_refusal(result, "--overwrite", tmp_path, ["out.png"])
+    assert out.read_bytes() == b"my earlier render"
+    result = hostplug("render", sample_dng, "-o", out, "--overwrite", "--long-edge", 100)
+    assert result.exit_code == 0, result.stderr
+    assert cv2.imread(str(out)).shape == (67, 100, 3)
+    assert names(tmp_path) == ["out.png"]
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory, sample_dng: Path):
+    """One real ``hostplug`` process rendering two good and five bad files (it also sees what LibRaw prints)."""
+    folder = tmp_path_factory.mktemp("batch")
+    inputs = folder / "in"
+    inputs.mkdir()
+    out = folder / "out"
+    out.mkdir()
+    good_raw = inputs / "good.dng"
+    shutil.copyfile(sample_dng, good_raw)
+    good_png = inputs / "good_photo.png"
+    cv2.imwrite(str(good_png), np.full((30, 40, 3), (40, 120, 200), dtype=np.uint8))
+    fake = inputs / "fake.CR2"
+    fake.write_text("not a raw\n")
+    bad = [truncated_copy(CANON, inputs), need(GOPRO), fake, inputs / "missing.ARW"]
+    result = hostplug_process("render", good_raw, *bad, good_png, "--out-dir", out, "--long-edge", 120)
+    return result, out, bad
+
+
+def test_batch_renders_the_good_files_despite_bad_ones(batch) -> None:
+    result, out, _ = batch
+    assert names(out) == ["good.tif", "good_photo.tif"]
+    assert result.returncode != 0
+
+
+def test_batch_reports_exactly_one_line_per_bad_file_and_a_summary(batch) -> None:
+    result, _, bad = batch
+    lines = error_lines(result.stderr)
+    assert len(lines) == len(bad) + 1, result.stderr
+    for path, line in zip(bad, lines[:-1], strict=True):
+        assert line.startswith("hostplug: error:") and path.name in line
+    assert lines[-1] == f"hostplug: error: {len(bad)} of {len(bad) + 2} files failed"

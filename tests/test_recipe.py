@@ -1,0 +1,103 @@
+"""The recipe: one versioned, validated description of a render that survives JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine import Recipe, RecipeError, StageSettings
+from engine.recipe import RECIPE_VERSION
+
+
+def full_recipe() -> Recipe:
+    return Recipe(
+        style="natural", style_strength=1.5, exposure=-0.7, temperature=4300.0, tint=12.0, wb="custom",
+        contrast=20.0, highlights=-40.0, shadows=35.0, saturation=-10.0, vibrance=25.0, sharpening=60.0,
+        denoise=30.0,
+        stages={"denoise": StageSettings(enabled=False),
+                "upsample": StageSettings(implementation="bilinear"),
+                "detail": StageSettings(params={"radius": 1.5})},
+    )
+
+
+def test_json_round_trip_keeps_every_setting() -> None:
+    recipe = full_recipe()
+    text = recipe.to_json()
+    assert Recipe.from_json(text) == recipe
+    assert json.loads(text)["version"] == RECIPE_VERSION
+
+
+def test_default_recipe_round_trips_and_equal_recipes_give_equal_json() -> None:
+    assert Recipe.from_json(Recipe().to_json()) == Recipe()
+    assert full_recipe().to_json() == full_recipe().to_json()
+
+
+def test_a_recipe_without_version_is_read_as_the_current_one() -> None:
+    assert Recipe.from_dict({"exposure": 1.0}) == Recipe(exposure=1.0)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"exposure": 7.0}, "exposure 7 is out of range"),
+        ({"saturation": -101}, "saturation"),
+        ({"temperature": 1000.0, "wb": "custom"}, "temperature"),
+        ({"sharpening": -1}, "sharpening"),
+        ({"exposure": "bright"}, "exposure must be a number"),
+        ({"contrast": True}, "contrast must be a number"),
+        ({"exposure": float("nan")}, "exposure must be a number"),
+        ({"wb": "daylight"}, "white balance 'daylight'"),
+        ({"wb": "custom"}, "needs a temperature"),
+        ({"style": ""}, "style"),
+        ({"brightness": 1}, "unknown recipe setting 'brightness'"),
+        ({"version": RECIPE_VERSION + 1}, "newer than this hostplug"),
+        ({"version": "1"}, "version"),
+        ({"version": 0}, "version"),
+        ({"stages": "denoise"}, "'stages' must be an object"),
+        ({"stages": {"denoise": {"enabled": "no"}}}, "'enabled' must be true or false"),
+        ({"stages": {"denoise": {"colour": 1}}}, "unknown key 'colour'"),
+        ({"stages": {"denoise": {"params": [1]}}}, "'params' must be an object"),
+        ({"stages": {"denoise": {"implementation": 3}}}, "'implementation' must be a name"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_invalid_recipes_are_refused_with_a_clear_message(data: object, words: str) -> None:
+    with pytest.raises(RecipeError, match=words.replace("(", r"\(")) as info:
+        Recipe.from_dict(data)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+
+
+def test_malformed_json_is_a_recipe_error() -> None:
+    with pytest.raises(RecipeError, match="not valid JSON"):
+        Recipe.from_json("{exposure: 1")
+
+
+def test_constructing_an_invalid_recipe_directly_is_refused_too() -> None:
+    with pytest.raises(RecipeError):
+        Recipe(exposure=-6.5)
+    with pytest.raises(RecipeError):
+        Recipe().replace(vibrance=150)
+
+
+def test_setting_a_temperature_implies_custom_white_balance() -> None:
+    recipe = Recipe().replace(temperature=3200.0)
+    assert recipe.wb == "custom" and recipe.temperature == 3200.0
+    assert Recipe().replace(tint=10.0, temperature=5000.0).wb == "custom"
+
+
+def test_replace_keeps_an_explicit_white_balance_mode_and_ignores_none() -> None:
+    recipe = Recipe(exposure=0.5)
+    assert recipe.replace(exposure=None, contrast=None) == recipe
+    assert recipe.replace(wb="auto").wb == "auto"
+
+
+def test_a_recipe_is_immutable() -> None:
+    recipe = Recipe()
+    with pytest.raises(AttributeError):
+        recipe.exposure = 1.0  # type: ignore[misc]
+
+
+def test_stage_settings_default_when_the_recipe_says_nothing() -> None:
+    assert Recipe().stage("denoise") == StageSettings()
+    assert full_recipe().stage("denoise").enabled is False

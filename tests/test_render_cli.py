@@ -1,0 +1,231 @@
+"""``hostplug render``: output formats, colour spaces, resizing, stage dumps, JSON, devices and recipe options.
+
+Renders use the bundled 900 x 600 synthetic DNG (about a second each) and tiny sRGB images.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image, ImageCms
+
+from engine import STAGE_ORDER, Recipe
+from tests.conftest import error_lines, hostplug, read_metadata, tiff_icc_description
+
+
+def render(*args: object) -> None:
+    result = hostplug("render", *args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+
+
+def recipe_of(path: Path) -> Recipe:
+    return Recipe.from_json(read_metadata(path)[1]["Xmp.hostplug.recipe"])
+
+
+def decided(path: Path) -> dict:
+    return json.loads(read_metadata(path)[1]["Xmp.hostplug.decided"])
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Pixels of a PNG or TIFF in RGB order, at their stored depth."""
+    if path.suffix == ".tif":
+        return tifffile.imread(path)
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1]
+
+
+# --- output formats -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("suffix", "bits", "dtype", "pil_format"),
+    [(".tif", None, np.uint16, "TIFF"), (".png", None, np.uint16, "PNG"), (".jpg", None, np.uint8, "JPEG"),
+     (".tif", 8, np.uint8, "TIFF"), (".png", 8, np.uint8, "PNG")],
+)
+def test_output_suffix_picks_the_format_and_bits_picks_the_depth(
+    tmp_path: Path, sample_dng: Path, suffix: str, bits: int | None, dtype: type, pil_format: str
+) -> None:
+    out = tmp_path / f"out{suffix}"
+    render(sample_dng, "-o", out, *(["--bits", bits] if bits else []))
+    with Image.open(out) as im:
+        assert im.format == pil_format and im.size == (900, 600)
+        assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"])))
+    if suffix != ".jpg":
+        data = read_rgb(out)
+        assert data.dtype == dtype and data.shape == (600, 900, 3)
+        if dtype == np.uint16:
+            assert len(np.unique(data)) > 2000
+
+
+def test_16bit_and_8bit_outputs_show_the_same_picture(tmp_path: Path, sample_dng: Path) -> None:
+    render(sample_dng, "-o", tmp_path / "a.png")
+    render(sample_dng, "-o", tmp_path / "b.png", "--bits", 8)
+    wide, narrow = read_rgb(tmp_path / "a.png") / 65535.0, read_rgb(tmp_path / "b.png") / 255.0
+    assert np.abs(wide - narrow).max() <= 0.5 / 255 + 1e-6
+
+
+def test_jpeg_quality_option_changes_the_file_size(tmp_path: Path, sample_dng: Path) -> None:
+    render(sample_dng, "-o", tmp_path / "low.jpg", "--quality", 30)
+    render(sample_dng, "-o", tmp_path / "high.jpg", "--quality", 98)
+    assert (tmp_path / "low.jpg").stat().st_size < 0.6 * (tmp_path / "high.jpg").stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("space", "name"), [("display-p3", "Display P3"), ("adobe-rgb", "Adobe RGB"), ("prophoto", "ProPhoto")]
+)
+def test_colour_space_option_embeds_the_matching_profile(
+    tmp_path: Path, sample_dng: Path, space: str, name: str
+) -> None:
+    out = tmp_path / "wide.tif"
+    render(sample_dng, "-o", out, "--colour-space", space, "--long-edge", 300)
+    assert name in tiff_icc_description(out)
+    exif, _ = read_metadata(out)
+    assert exif["Exif.Photo.ColorSpace"] == "65535"  # "uncalibrated": the ICC profile says what it is
+
+
+def test_long_edge_resizes_keeping_the_aspect_ratio(tmp_path: Path, sample_dng: Path) -> None:
+    out = tmp_path / "small.png"
+    render(sample_dng, "-o", out, "--long-edge", 300)
+    assert read_rgb(out).shape == (200, 300, 3)
+    exif, _ = read_metadata(out)
+    assert (exif["Exif.Photo.PixelXDimension"], exif["Exif.Photo.PixelYDimension"]) == ("300", "200")
+
+
+def test_out_dir_names_outputs_after_their_inputs(tmp_path: Path, sample_dng: Path) -> None:
+    render(sample_dng, "--out-dir", tmp_path, "--format", "png", "--long-edge", 100)
+    assert (tmp_path / "hostplug_colorchecker.png").is_file()
+
+
+# --- diagnostics and scripting --------------------------------------------------------------------------------
+
+def test_stages_option_writes_an_image_and_parameters_for_every_stage(tmp_path: Path, sample_dng: Path) -> None:
+    stages = tmp_path / "stages"
+    render(sample_dng, "-o", tmp_path / "out.jpg", "--stages", stages)
+    assert len(STAGE_ORDER) == 7
+    for index, name in enumerate(STAGE_ORDER, start=1):
+        image = cv2.imread(str(stages / f"{index}_{name}.png"))
+        assert image is not None and image.shape[2] == 3, name
+        info = json.loads((stages / f"{index}_{name}.json").read_text())
+        assert info["stage"] == name and "params" in info and info["enabled"] is True
+    assert sorted(p.suffix for p in stages.iterdir()) == [".json"] * 7 + [".png"] * 7
+
+
+def test_json_option_prints_a_parseable_report_with_the_output_path(tmp_path: Path, sample_dng: Path) -> None:
+    out = tmp_path / "out.jpg"
+    result = hostplug("render", sample_dng, "-o", out, "--json", "--exposure", 0.5)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert Path(report["output"]) == out and out.is_file()
+    assert report["recipe"]["exposure"] == 0.5
+    assert set(report["timings"]) == set(STAGE_ORDER)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_device_cuda_without_a_gpu_is_one_clear_line(tmp_path: Path, sample_dng: Path) -> None:
+    out = tmp_path / "out.tif"
+    result = hostplug("render", sample_dng, "-o", out, "--device", "cuda")
+    assert result.exit_code != 0
+    assert len(error_lines(result.stderr)) == 1 and "CUDA" in result.stderr and "--device cpu" in result.stderr
+    assert not out.exists()
+
+
+# --- recipe options -------------------------------------------------------------------------------------------
+
+def test_recipe_options_land_in_the_outputs_recipe(tmp_path: Path, sample_dng: Path) -> None:
+    out = tmp_path / "out.jpg"
+    render(sample_dng, "-o", out, "--exposure", 0.5, "--style", "natural", "--contrast", 20, "--temperature",
+           4800, "--long-edge", 200)
+    recipe = recipe_of(out)
+    assert (recipe.exposure, recipe.style, recipe.contrast) == (0.5, "natural", 20.0)
+    assert (recipe.wb, recipe.temperature) == ("custom", 4800.0)
+    assert decided(out)["white_balance"]["temperature"] == pytest.approx(4800, abs=5)
+
+
+def test_a_recipe_file_is_the_starting_point_and_options_override_it(tmp_path: Path, sample_dng: Path) -> None:
+    recipe_file = tmp_path / "look.json"
+    recipe_file.write_text(Recipe(exposure=-1.0, saturation=30).to_json())
+    out = tmp_path / "out.jpg"
+    render(sample_dng, "-o", out, "--recipe", recipe_file, "--exposure", 0.3, "--long-edge", 200)
+    recipe = recipe_of(out)
+    assert (recipe.exposure, recipe.saturation) == (0.3, 30.0)
+
+
+def test_disable_switches_a_stage_off(tmp_path: Path, sample_dng: Path) -> None:
+    stages = tmp_path / "stages"
+    out = tmp_path / "out.jpg"
+    render(sample_dng, "-o", out, "--disable", "denoise", "--stages", stages)
+    assert recipe_of(out).stage("denoise").enabled is False
+    assert json.loads((stages / "2_denoise.json").read_text())["enabled"] is False
+    before, after = cv2.imread(str(stages / "1_demosaic.png")), cv2.imread(str(stages / "2_denoise.png"))
+    assert np.array_equal(before, after)  # nothing happened in the switched-off stage
+
+
+def test_use_picks_another_implementation(tmp_path: Path, sample_dng: Path) -> None:
+    stages = tmp_path / "stages"
+    render(sample_dng, "-o", tmp_path / "out.jpg", "--use", "upsample=bilinear", "--stages", stages)
+    assert json.loads((stages / "6_upsample.json").read_text())["implementation"] == "bilinear"
+    assert recipe_of(tmp_path / "out.jpg").stage("upsample").implementation == "bilinear"
+
+
+def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
+    out = tmp_path / "out.jpg"
+    render(sample_dng, "-o", out, "--set", "denoise.strength=0", "--long-edge", 200)
+    assert recipe_of(out).stage("denoise").params == {"strength": 0}
+    assert decided(out)["denoise"]["strength"] == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--disable", "demosaic"], "cannot be switched off"),
+        (["--disable", "nosuchstage"], "unknown stage"),
+        (["--use", "upsample=nope"], "no implementation 'nope'"),
+        (["--use", "upsample"], "STAGE=IMPLEMENTATION"),
+        (["--set", "denoise.nope=1"], "no parameter 'nope'"),
+        (["--set", "denoise"], "STAGE.PARAM=VALUE"),
+        (["--exposure", 99], "exposure 99 is out of range"),
+        (["--saturation", -300], "saturation"),
+        (["--style", "nosuch"], "unknown style 'nosuch'"),
+        (["--temperature", 500], "temperature"),
+    ],
+)
+def test_bad_recipe_options_are_one_clear_line(tmp_path: Path, sample_dng: Path, options: list, words: str) -> None:
+    out = tmp_path / "out.tif"
+    result = hostplug("render", sample_dng, "-o", out, *options)
+    assert result.exit_code != 0
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hostplug: error:") and words in lines[0]
+    assert not out.exists()
+
+
+# --- sRGB inputs ----------------------------------------------------------------------------------------------
+
+def write_srgb_image(path: Path) -> None:
+    """A small colourful image: a gradient with a few patches, as 8-bit JPEG/PNG or 16-bit TIFF."""
+    y, x = np.mgrid[0:48, 0:64].astype(np.float32)
+    rgb = np.stack([0.15 + 0.6 * x / 64, 0.2 + 0.5 * y / 48, 0.5 - 0.3 * x / 64], axis=-1)
+    rgb[8:20, 8:24] = (0.8, 0.3, 0.2)
+    if path.suffix == ".tif":
+        tifffile.imwrite(path, np.round(rgb * 65535).astype(np.uint16), photometric="rgb")
+    else:
+        Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(path, quality=95)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif"])
+def test_srgb_images_render_and_exposure_brightens_them(tmp_path: Path, suffix: str) -> None:
+    source = tmp_path / f"photo{suffix}"
+    write_srgb_image(source)
+    render(source, "-o", tmp_path / "base.png")
+    render(source, "-o", tmp_path / "bright.png", "--exposure", "+1")
+    base, bright = read_rgb(tmp_path / "base.png") / 65535.0, read_rgb(tmp_path / "bright.png") / 65535.0
+    assert base.shape == (48, 64, 3)
+    assert 0.1 < base.mean() < 0.9 and base.std() > 0.05
+    assert bright.mean() > base.mean() + 0.05
+    assert recipe_of(tmp_path / "bright.png").exposure == 1.0

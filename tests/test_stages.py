@@ -1,0 +1,240 @@
+"""Properties of the pipeline's stages and operators that a user relies on, checked on exact inputs."""
+
+from __future__ import annotations
+
+import json
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import engine
+from engine import Recipe, RecipeError, StageSettings
+from engine import operators as ops
+from engine.colour import D65_XY, xy_to_temperature_tint
+from engine.pipeline import downsample
+from engine.stages.base import Context, Stage
+from engine.stages.demosaic import bayer_to_rgb
+from engine.stages.photofinish import Photofinish, PhotofinishParams, chroma_table
+from engine.stages.upsample import BilateralGuidedUpsample, UpsampleParams
+from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
+from engine.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
+
+
+def nchw(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))[None]
+
+
+def colours(n: int = 500, seed: int = 0) -> np.ndarray:
+    """Random linear RGB colours in (0.1, 0.9), as an n x 1 image: their log-chromaticities stay inside the
+    +-2.5 that chroma tables cover."""
+    return np.random.default_rng(seed).uniform(0.1, 0.9, (n, 1, 3)).astype(np.float32)
+
+
+# --- photofinishing operators ---------------------------------------------------------------------------------
+
+def test_exposure_plus_one_ev_doubles_linear_values() -> None:
+    x = nchw(colours())
+    assert torch.allclose(ops.digital_gain(x, torch.tensor([1.0])), 2.0 * x, rtol=1e-6)
+    assert torch.allclose(ops.digital_gain(x, torch.tensor([-2.0])), 0.25 * x, rtol=1e-6)
+
+
+def test_exposure_setting_adds_to_the_automatic_gain() -> None:
+    low = colours()
+    stage = Photofinish()
+    base = stage.operators_for(PhotofinishParams(), low)["gain_ev"]
+    brighter = stage.operators_for(PhotofinishParams(exposure=1.0), low)["gain_ev"]
+    assert brighter - base == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(("a", "b"), [(1.0, 1.15), (1.35, 1.55), (0.7, 0.9)])
+def test_tone_curve_keeps_mid_grey(a: float, b: float) -> None:
+    c = ops.tone_curve_midpoint(a, b)
+    grey = torch.full((1, 3, 1, 1), 0.18)
+    out = ops.tone_curve(grey, torch.tensor([a]), torch.tensor([b]), torch.tensor([c]))
+    assert out.flatten()[0].item() == pytest.approx(0.18, abs=1e-5)
+
+
+def test_zero_chroma_table_is_the_identity() -> None:
+    x = nchw(colours())
+    out = ops.chroma_map(x, torch.zeros(1, 2, 17, 17))
+    assert torch.allclose(out, x, rtol=1e-4, atol=1e-6)
+
+
+def test_saturation_minus_100_gives_grey_of_the_same_luminance() -> None:
+    x = nchw(colours())
+    out = ops.chroma_map(x, torch.from_numpy(chroma_table(saturation=-100.0, vibrance=0.0)))
+    spread = (out.max(dim=1).values - out.min(dim=1).values).max().item()
+    assert spread < 1e-4
+    assert torch.allclose(ops.luminance(out), ops.luminance(x), rtol=1e-4)
+
+
+def test_gamma_2_2_is_the_srgb_curve() -> None:
+    from engine.colour import srgb_encode
+
+    x = colours()
+    out = ops.gamma(nchw(x), torch.tensor([2.2]))[0].permute(1, 2, 0).numpy()
+    assert np.abs(out - srgb_encode(x)).max() < 1e-5
+
+
+# --- demosaic -------------------------------------------------------------------------------------------------
+
+def bayer_source(rgb: np.ndarray) -> types.SimpleNamespace:
+    """A 16-bit RGGB mosaic sampled from ``rgb`` (levels 0..65535), with a non-trivial as-shot neutral."""
+    h, w = rgb.shape[:2]
+    cfa = np.array([[0, 1], [1, 2]])
+    channel = np.tile(cfa, (h // 2, w // 2))
+    mosaic = np.take_along_axis(rgb, channel[..., None], axis=2)[..., 0]
+    return types.SimpleNamespace(sensor=np.round(mosaic * 65535).astype(np.uint16), cfa=cfa,
+                                 as_shot_neutral=np.array([0.6, 1.0, 0.7]), black=np.zeros(3),
+                                 white=np.full(3, 65535.0))
+
+
+def test_demosaic_of_a_flat_colour_is_that_colour_everywhere() -> None:
+    flat = np.broadcast_to(np.array([0.5, 0.3, 0.2]), (64, 96, 3)).copy()
+    out = bayer_to_rgb(bayer_source(flat))
+    assert np.abs(out - flat).max() < 2e-5  # quantisation only, borders included
+
+
+def test_demosaic_of_a_smooth_gradient_is_accurate_away_from_borders() -> None:
+    y, x = np.mgrid[0:64, 0:96].astype(np.float64)
+    gradient = np.stack([0.2 + 0.5 * x / 96, 0.3 + 0.3 * y / 64, 0.1 + 0.4 * (x + y) / 160], axis=-1)
+    out = bayer_to_rgb(bayer_source(gradient))
+    assert np.abs(out - gradient)[4:-4, 4:-4].max() < 1e-3
+    waves = np.stack([0.3 + 0.2 * np.sin(x / 15) * np.cos(y / 20), 0.4 + 0.2 * np.sin(y / 13),
+                      0.3 + 0.2 * np.cos((x + y) / 17)], axis=-1)
+    assert np.abs(bayer_to_rgb(bayer_source(waves)) - waves)[4:-4, 4:-4].max() < 3e-3
+
+
+# --- guided upsampling ----------------------------------------------------------------------------------------
+
+def test_guided_upsampling_of_an_identity_finish_reproduces_the_full_resolution_input() -> None:
+    # The upsampler fits affine models in square-root encoded linear RGB; a photofinish that outputs exactly
+    # that encoding is an identity there, so the full-resolution result must equal the encoded full input,
+    # sharp edge included, although the finish only ever saw a 150 px copy.
+    y, x = np.mgrid[0:400, 0:600].astype(np.float32)
+    full = np.stack([0.2 + 0.15 * np.sin(x / 40), 0.3 + 0.2 * np.cos(y / 50), 0.25 + 0.1 * np.sin((x + y) / 60)],
+                    axis=-1).astype(np.float32)
+    full[100:250, 200:400] *= 3.0
+    low = downsample(full, 150)
+    ctx = types.SimpleNamespace(low_input=low, full_input=full)
+    out = BilateralGuidedUpsample().process(np.sqrt(low), {"params": UpsampleParams()}, ctx)
+    assert out.shape == full.shape
+    assert np.abs(out - np.sqrt(full)).max() < 1e-4
+
+
+# --- white balance --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def srgb_source(tmp_path_factory: pytest.TempPathFactory) -> engine.Source:
+    path = tmp_path_factory.mktemp("wb") / "colours.png"
+    rgb = (np.random.default_rng(3).uniform(0.05, 0.95, (24, 32, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(path), rgb[..., ::-1])
+    return engine.open(path)
+
+
+def balance(source: engine.Source, temperature: float, tint: float) -> np.ndarray:
+    """The gains a custom white balance applies to an image (output / input)."""
+    ctx = Context(source=source, recipe=Recipe())
+    image = np.full((4, 4, 3), 0.5, dtype=np.float32)
+    params = WhiteBalanceParams(mode="custom", temperature=temperature, tint=tint)
+    return WhiteBalance().process(image, {"params": params}, ctx)[0, 0] / 0.5
+
+
+def test_white_balance_at_d65_leaves_an_srgb_image_unchanged(srgb_source) -> None:
+    temperature, tint = xy_to_temperature_tint(D65_XY)  # 6504 K, tint +9.8
+    assert balance(srgb_source, temperature, tint) == pytest.approx(np.ones(3), abs=1e-3)
+    # 6504 K with tint 0 is on the Planckian locus, a touch magenta of D65: nearly the identity, a touch green.
+    gains = balance(srgb_source, 6504, 0)
+    assert gains == pytest.approx(np.ones(3), abs=0.08)
+    assert gains[1] > max(gains[0], gains[2])
+
+
+def test_lower_temperature_setting_cools_and_positive_tint_turns_magenta(srgb_source) -> None:
+    warm_light = balance(srgb_source, 3200, 9.8)
+    assert warm_light[2] > 1.2 * warm_light[0]  # blue boosted against tungsten light
+    magenta = balance(srgb_source, 6504, 60)
+    assert magenta[1] < 0.95 * min(magenta[0], magenta[2])
+
+
+# --- pinned parameters and re-renders -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_dng(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    raw = render_raw(camera_from_colour(), illuminant("D55"), scene_colorchecker(120, 180), iso=400)
+    path = tmp_path_factory.mktemp("pin") / "small.dng"
+    write_dng(path, raw, make="hostplug", model="Small", iso=400, exposure_time=0.01, f_number=5.6,
+              noise_profile=raw.noise_profile)
+    return path
+
+
+def test_a_rerender_equals_the_render(small_dng: Path) -> None:
+    source = engine.open(small_dng)
+    assert np.array_equal(engine.render(source).pixels, engine.render(source).pixels)
+
+
+def test_pinned_operator_parameters_reproduce_the_same_pixels(small_dng: Path) -> None:
+    source = engine.open(small_dng)
+    first = engine.render(source, Recipe(exposure=0.4, contrast=20))
+    # What the photofinish stage decided, through JSON as a sidecar stores it.
+    operators = json.loads(json.dumps(first.notes["photofinish"]["operators"]))
+    pinned = Recipe(exposure=0.4, contrast=20,
+                    stages={"photofinish": StageSettings(params={"operators": operators})})
+    again = engine.render(engine.open(small_dng), pinned)
+    assert np.array_equal(again.pixels, first.pixels)
+    # Pinned, the decision no longer follows the adjustments: the operators win.
+    assert np.array_equal(engine.render(source, pinned.replace(exposure=2.0)).pixels, first.pixels)
+
+
+# --- stage parameters and their versions ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GlowParams:
+    VERSION: ClassVar[int] = 2
+    amount: float = 0.0  # was "strength" (0..1) in version 1; now 0..100
+    radius: float = 2.0
+
+
+class Glow(Stage):
+    name = "detail"
+    implementation = "glow"
+    Params = GlowParams
+
+    @classmethod
+    def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        if version == 1:
+            params = dict(params)
+            params["amount"] = 100.0 * params.pop("strength")
+        return params
+
+    def prepare(self, params: Any, ctx: Context) -> Any:
+        return params
+
+    def process(self, image: np.ndarray, data: Any, ctx: Context) -> np.ndarray:
+        return image
+
+
+def recipe_with(params: dict[str, Any]) -> Recipe:
+    return Recipe(stages={"detail": StageSettings(params=params)})
+
+
+def test_params_of_an_older_version_are_migrated() -> None:
+    params = Glow().resolve_params(recipe_with({"version": 1, "strength": 0.25, "radius": 3}))
+    assert params == GlowParams(amount=25.0, radius=3)
+
+
+def test_current_params_are_used_as_they_are() -> None:
+    assert Glow().resolve_params(recipe_with({"amount": 5.0})) == GlowParams(amount=5.0)
+    assert Glow().resolve_params(Recipe()) == GlowParams()
+
+
+def test_params_from_a_newer_version_or_unknown_names_are_refused() -> None:
+    with pytest.raises(RecipeError, match="newer"):
+        Glow().resolve_params(recipe_with({"version": 3, "amount": 1.0}))
+    with pytest.raises(RecipeError, match="no parameter 'strength'"):
+        Glow().resolve_params(recipe_with({"strength": 1.0}))
