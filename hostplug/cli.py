@@ -198,6 +198,12 @@ main.add_command(sidecar_cli.show)
 main.add_command(sidecar_cli.presets)
 main.add_command(sidecar_cli.rerender)
 
+from hostplug import daemon_cli  # noqa: E402  (the watch daemon's commands)
+
+main.add_command(daemon_cli.watch)
+main.add_command(daemon_cli.queue)
+
+
 def _register_host_commands() -> None:
     from hostplug.integrate_cli import integrate
     from hostplug.open_cli import open_command, thumbnail

@@ -1,0 +1,328 @@
+"""The daemon's loop: find settled raws, queue them in the journal, feed the workers, record what happened.
+
+Every decision goes through the journal first, so a ``kill -9`` at any moment loses nothing: on restart rows
+left ``rendering`` are queued again, temporary output files of killed renders are removed, and a full scan finds
+files that arrived meanwhile. Outputs have deterministic names and are replaced atomically, so a render repeated
+after a crash leaves exactly one set.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from hostplug.daemon import originals
+from hostplug.daemon.config import DaemonConfig, FolderConfig
+from hostplug.daemon.errors import JournalError
+from hostplug.daemon.job import Job, Outcome
+from hostplug.daemon.journal import Entry, Journal
+from hostplug.daemon.logs import StatusLine
+from hostplug.daemon.progress import Throughput
+from hostplug.daemon.scanner import Scanner
+from hostplug.daemon.systemd import notify, watchdog_interval
+from hostplug.daemon.workers import Event, WorkerPool
+
+log = logging.getLogger("hostplug.watch")
+TICK_SECONDS = 0.25
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def lock_journal(journal: Path) -> int:
+    """Hold an exclusive lock beside the journal for the daemon's lifetime; refuse if another daemon has it."""
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(journal.with_name(journal.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise JournalError(f"another hostplug watch (pid {holder}) is using {journal}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def running_pid(journal: Path) -> int | None:
+    """The pid of the daemon that holds the journal's lock, or None when no daemon runs."""
+    lock = journal.with_name(journal.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)
+    return None
+
+
+def _event(message: str, event: str, level: int = logging.INFO, **fields: Any) -> None:
+    log.log(level, message, extra={"event": event, "fields": fields})
+
+
+class Daemon:
+    """``hostplug watch`` itself."""
+
+    def __init__(self, config: DaemonConfig, *, scanner: Scanner | None = None,
+                 status: StatusLine | None = None) -> None:
+        self.config = config
+        self.scanner = scanner or Scanner(config.folders, settle_seconds=config.settle_seconds,
+                                          rescan_seconds=config.rescan_seconds, poll_seconds=config.poll_seconds,
+                                          watcher=config.watcher)
+        self.status = status or StatusLine()
+        self.pool = WorkerPool(config)
+        self.throughput = Throughput()
+        self.stop_requested = 0
+        self.journal: Journal | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM or SIGINT; returns the exit status (0 after a clean stop)."""
+        lock = lock_journal(self.config.journal)
+        self.journal = Journal(self.config.journal)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._start()
+            while not self.stop_requested:
+                self._tick()
+            self._shutdown()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.scanner.stop()
+            self.pool.close()
+            self.status.clear()
+            self.journal.close()
+            os.close(lock)
+        return 0
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop_requested += 1
+        if self.stop_requested == 1:
+            notify("STOPPING=1")
+
+    def _start(self) -> None:
+        assert self.journal is not None
+        recovered = self.journal.recover()
+        removed = sum(originals.remove_partials(t) for t in self.journal.claimed())
+        modes = self.scanner.start()
+        self.pool.start()
+        _event(f"watching {', '.join(f'{p} ({m})' for p, m in modes.items())} with {self.config.workers} "
+               f"worker(s); journal {self.config.journal}", "start", recovered=recovered,
+               removed_partials=removed, folders={str(p): m for p, m in modes.items()},
+               workers=self.config.workers, journal=str(self.config.journal))
+        if recovered:
+            _event(f"{recovered} file(s) were being rendered when the daemon last stopped: queued again",
+                   "recovered", count=recovered)
+        self.watchdog_every = watchdog_interval()
+        self.next_watchdog = self.next_progress = time.monotonic()
+        self.progress_logged = -1
+        notify("READY=1\nSTATUS=watching")
+
+    def _shutdown(self) -> None:
+        """Take no new work; let running renders finish within the grace period, else abandon them to the queue."""
+        self.scanner.stop()
+        busy = len(self.pool.busy())
+        _event(f"stopping: {busy} render(s) running, waiting up to {self.config.grace_seconds:g} s", "stopping",
+               running=busy)
+        deadline = time.monotonic() + self.config.grace_seconds
+        while self.pool.busy() and time.monotonic() < deadline and self.stop_requested < 2:
+            for event in self.pool.poll(TICK_SECONDS):
+                self._handle(event)
+            self._heartbeat()
+        for event in self.pool.abandon():
+            self._handle(event)
+        counts = self.journal.counts() if self.journal else {}
+        _event("stopped", "stopped", **counts)
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        for path in self.scanner.poll(self._needs_work):
+            self._settled(path)
+        self._dispatch()
+        for event in self.pool.poll(TICK_SECONDS):
+            self._handle(event)
+        self._heartbeat()
+
+    def _needs_work(self, path: Path, st: os.stat_result) -> bool:
+        """Whether a complete-looking file must be settled and queued (the journal does not have it as it is)."""
+        assert self.journal is not None
+        entry = self.journal.lookup(path)
+        if entry is None or not entry.same_stat(st.st_size, st.st_mtime_ns):
+            return True
+        if entry.state == "done":
+            self._archive(entry)  # rendered, but the daemon stopped before it could move the original
+        return False
+
+    def _settled(self, path: Path) -> None:
+        """A file stopped changing: record it in the journal's queue (unless it is byte-for-byte what was there)."""
+        assert self.journal is not None
+        folder = self.config.folder_of(path)
+        if folder is None:
+            return
+        try:
+            st = path.stat()
+            digest = content_hash(path)
+        except OSError:
+            return
+        entry = self.journal.lookup(path)
+        if entry and entry.state in ("queued", "rendering") and entry.content_hash == digest:
+            self.journal.update_stat(entry.id, st.st_size, st.st_mtime_ns)
+            return
+        entry = self.journal.enqueue(path, folder.path, st.st_size, st.st_mtime_ns, digest)
+        _event(f"queued {path}", "queued", path=str(path), id=entry.id, size=st.st_size)
+
+    def _dispatch(self) -> None:
+        if self.stop_requested:
+            return
+        idle = self.pool.idle()
+        if not idle:
+            return
+        assert self.journal is not None
+        running = {s.job.id for s in self.pool.busy() if s.job}
+        for slot, entry in zip(idle, self.journal.due(len(idle), running), strict=False):
+            job = Job(id=entry.id, path=entry.path, folder=entry.folder, size=entry.size or 0,
+                      mtime_ns=entry.mtime_ns or 0, content_hash=entry.content_hash or "",
+                      previous_content_hash=entry.rendered_hash,
+                      previous_recipe_hash=entry.recipe_hash, previous_outputs=entry.outputs)
+            self.journal.start(entry.id)
+            self.pool.submit(slot, job)
+            _event(f"rendering {entry.path}", "rendering", logging.DEBUG, path=str(entry.path), id=entry.id,
+                   worker=slot.process.pid, attempt=entry.attempts + 1)
+
+    # -- outcomes -----------------------------------------------------------------------------------------------
+
+    def _handle(self, event: Event) -> None:
+        assert self.journal is not None
+        job = event.job
+        if job is None:
+            return
+        entry = self.journal.get(job.id)
+        if entry is None:
+            return
+        if event.kind == "outcome" and event.outcome is not None:
+            self._outcome(entry, event.outcome)
+            return
+        for target in event.targets:
+            originals.remove_partials(Path(target))
+        if event.kind == "abandoned":
+            self.journal.requeue(entry.id, refund=True)
+            _event(f"abandoned {entry.path} at shutdown; it stays queued", "abandoned", path=str(entry.path))
+            return
+        self._temporary(entry, f"{event.kind}: {event.detail}")
+
+    def _outcome(self, entry: Entry, outcome: Outcome) -> None:
+        assert self.journal is not None
+        fields = {"path": str(entry.path), "id": entry.id, "seconds": outcome.seconds}
+        if outcome.kind in ("done", "unchanged"):
+            self.journal.finish(entry.id, outcome.recipe_hash or "", list(outcome.outputs))
+            if outcome.kind == "done":
+                self.throughput.add(True)
+                _event(f"rendered {entry.path} -> {', '.join(outcome.outputs)} ({outcome.seconds:.1f} s)", "done",
+                       outputs=list(outcome.outputs), timings=outcome.timings, **fields)
+            else:
+                _event(f"{entry.path}: identical to its last render (same content and recipe); not rendered again",
+                       "unchanged", **fields)
+            refreshed = self.journal.get(entry.id)
+            if refreshed:
+                self._archive(refreshed)
+        elif outcome.kind == "changed":
+            self.journal.requeue(entry.id, delay=self.config.settle_seconds, refund=True)
+            self.scanner.rescan_soon()
+            _event(f"{entry.path} is still changing; waiting for it to settle", "changed", **fields)
+        elif outcome.kind in ("failed", "gone"):
+            self._give_up(entry, outcome.message, outcome.kind)
+        else:
+            self._temporary(entry, outcome.message)
+
+    def _temporary(self, entry: Entry, reason: str) -> None:
+        """A cause that may pass: retry later, a bounded number of times."""
+        assert self.journal is not None
+        if entry.attempts >= self.config.max_attempts:
+            self._give_up(entry, f"gave up after {entry.attempts} attempts; last: {reason}", "temporary")
+            return
+        delay = self.config.retry_seconds * 2 ** max(0, entry.attempts - 1)
+        self.journal.requeue(entry.id, reason, delay=delay)
+        _event(f"{entry.path}: {reason}; retrying in {delay:g} s (attempt {entry.attempts} of "
+               f"{self.config.max_attempts})", "retry", logging.WARNING, path=str(entry.path), id=entry.id,
+               error=reason, attempts=entry.attempts)
+
+    def _give_up(self, entry: Entry, reason: str, kind: str) -> None:
+        """The file failed for good: set it aside with a report, record why, keep going."""
+        assert self.journal is not None
+        folder = self._folder(entry)
+        moved_to = None
+        if kind != "gone" and folder is not None:
+            report = originals.failure_report(entry.path, reason, kind, entry.attempts)
+            try:
+                moved_to = originals.set_aside(entry.path, folder, report)
+            except OSError as e:
+                _event(f"cannot set {entry.path} aside: {e}", "set_aside_failed", logging.ERROR,
+                       path=str(entry.path))
+        self.journal.fail(entry.id, reason, kind, moved_to)
+        self.throughput.add(False)
+        _event(f"failed {entry.path}: {reason}", "failed", logging.ERROR, path=str(entry.path), id=entry.id,
+               error=reason, kind=kind, moved_to=str(moved_to) if moved_to else None)
+
+    def _archive(self, entry: Entry) -> None:
+        """Move a rendered original to its archive when the hot folder says so."""
+        folder = self._folder(entry)
+        if folder is None or folder.originals != "move" or not entry.path.exists():
+            return
+        try:
+            moved = originals.archive(entry.path, folder)
+        except OSError as e:
+            _event(f"cannot archive {entry.path}: {e}; will try again", "archive_failed", logging.WARNING,
+                   path=str(entry.path))
+            return
+        assert self.journal is not None
+        self.journal.set_moved(entry.id, moved)
+        _event(f"archived {entry.path} -> {moved}", "archived", logging.DEBUG, path=str(entry.path),
+               moved_to=str(moved))
+
+    def _folder(self, entry: Entry) -> FolderConfig | None:
+        return next((f for f in self.config.folders if f.path == entry.folder), None)
+
+    # -- progress -----------------------------------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        """Watchdog pings, the status line and the periodic progress log."""
+        now = time.monotonic()
+        if self.watchdog_every and now >= self.next_watchdog:
+            notify("WATCHDOG=1")
+            self.next_watchdog = now + self.watchdog_every
+        if now < getattr(self, "next_status", 0.0):
+            return
+        self.next_status = now + 1.0
+        assert self.journal is not None
+        counts = self.journal.counts()
+        rate = self.throughput.per_minute(now)
+        waiting = len(self.scanner.tracker)
+        text = (f"queued {counts['queued']}  rendering {counts['rendering']}  done {counts['done']}  "
+                f"failed {counts['failed']}  settling {waiting}  {rate:.1f} files/min")
+        self.status.show(text)
+        notify(f"STATUS={text}")
+        total = self.throughput.rendered + self.throughput.failed
+        if now >= self.next_progress and total != self.progress_logged:
+            self.next_progress = now + self.config.progress_seconds
+            self.progress_logged = total
+            _event(text, "progress", files_per_minute=round(rate, 2), settling=waiting, **counts)

@@ -1,0 +1,17 @@
+"""The daemon's own errors, in the engine's family so the command line prints them as one line."""
+
+from __future__ import annotations
+
+from engine.errors import HostplugError
+
+
+class ConfigError(HostplugError):
+    """The watch configuration is invalid; the daemon refuses to start."""
+
+    exit_code = 2
+
+
+class JournalError(HostplugError):
+    """The journal cannot be opened, or another daemon holds it."""
+
+    exit_code = 7

@@ -1,0 +1,144 @@
+"""What a worker does with one raw: pick its recipe, skip it if its outputs are current, render, write outputs.
+
+The outcome is a :class:`Outcome` whose ``kind`` tells the daemon what to do next:
+
+``done``       every output written (atomically, replacing any earlier render of the same raw)
+``unchanged``  content and recipe are those of the last render and its outputs exist: nothing rendered
+``changed``    the file changed while it was being opened: it is still being written, settle it again
+``gone``       the file disappeared before it was rendered
+``failed``     the file can never render as it is (unsupported, corrupt, a bad sidecar): no retry
+``retry``      a temporary cause (output folder, memory, a model missing, an unexpected error): retried a bounded
+               number of times
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import (
+    CorruptInputError,
+    HostplugError,
+    InputNotFoundError,
+    ModelError,
+    OutputError,
+    UnsupportedInputError,
+)
+from engine.recipe import Recipe
+from hostplug.daemon.config import FolderConfig, OutputSpec
+from hostplug.daemon.journal import Journal
+from hostplug.daemon.recipes import recipe_for_file, recipe_hash
+from hostplug.daemon.templates import TokenValues, output_path
+
+PERMANENT_KINDS = ("failed", "gone")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One raw to render, as the daemon hands it to a worker."""
+
+    id: int
+    path: Path
+    folder: Path
+    size: int
+    mtime_ns: int
+    content_hash: str
+    previous_content_hash: str | None = None  # of the last successful render
+    previous_recipe_hash: str | None = None
+    previous_outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a job."""
+
+    job_id: int
+    kind: str
+    message: str = ""
+    recipe_hash: str | None = None
+    outputs: tuple[str, ...] = ()
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def token_values(job: Job, folder: FolderConfig, recipe: Recipe, source: object) -> TokenValues:
+    """What a template's tokens stand for, for this raw."""
+    camera = getattr(source, "camera", None)
+    taken = getattr(camera, "timestamp", None) or _dt.datetime.fromtimestamp(job.mtime_ns / 1e9)
+    model = " ".join(p for p in (getattr(camera, "make", ""), getattr(camera, "model", "")) if p)
+    relative = job.path.parent.relative_to(folder.path)
+    return TokenValues(name=job.path.stem, ext=job.path.suffix.lstrip("."), dir=relative.as_posix(),
+                       date=taken.strftime("%Y-%m-%d"), camera=model or "unknown", style=recipe.style, seq=job.id)
+
+
+def output_options(spec: OutputSpec):
+    """The engine's options for one output (always replacing: the name is this raw's own)."""
+    from engine.output import OutputOptions
+
+    return OutputOptions(format=spec.format, bits=spec.bits, quality=spec.quality, space=spec.space,
+                         long_edge=spec.long_edge, overwrite=True)
+
+
+def _stat_changed(job: Job) -> bool:
+    try:
+        st = job.path.stat()
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns) != (job.size, job.mtime_ns)
+
+
+def _current(job: Job, digest: str) -> bool:
+    """Whether the last render used this very content and recipe and all its outputs still exist."""
+    return (job.previous_content_hash == job.content_hash and job.previous_recipe_hash == digest
+            and bool(job.previous_outputs) and all(os.path.exists(p) for p in job.previous_outputs))
+
+
+def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, device: str = "cpu",
+            announce: Callable[[list[str]], None] = lambda targets: None) -> Outcome:
+    """Render one raw into every output of its hot folder. Never raises for a problem with the file."""
+    import engine
+    from engine.export import save
+
+    if not job.path.is_file():
+        return Outcome(job.id, "gone", f"{job.path} disappeared before it was rendered")
+    if _stat_changed(job):
+        return Outcome(job.id, "changed", "the file changed after it settled")
+    try:
+        recipe, catalogue = recipe_for_file(job.path, base)
+    except HostplugError as e:
+        return Outcome(job.id, "failed", f"sidecar: {e}")
+    digest = recipe_hash(recipe, folder, catalogue)
+    if _current(job, digest):
+        return Outcome(job.id, "unchanged", "same content and recipe as its last render", digest,
+                       job.previous_outputs)
+    try:
+        source = engine.open(job.path)
+    except (CorruptInputError, UnsupportedInputError) as e:
+        if _stat_changed(job):
+            return Outcome(job.id, "changed", "the file changed while it was being read")
+        return Outcome(job.id, "failed", str(e))
+    except InputNotFoundError as e:
+        return Outcome(job.id, "gone", str(e))
+    targets = [str(output_path(s.folder, s.template, token_values(job, folder, recipe, source), s.suffix))
+               for s in folder.outputs]
+    if len(set(targets)) < len(targets):
+        return Outcome(job.id, "failed", f"two outputs of this hot folder would both be {targets}")
+    conflict = journal.claim(job.id, targets)
+    if conflict:
+        return Outcome(job.id, "failed", f"output {conflict}; put {{dir}} or {{seq}} in the template")
+    announce(targets)
+    try:
+        rendered = engine.render(source, recipe, device=device)
+        for spec, target in zip(folder.outputs, targets, strict=True):
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            save(rendered, target, output_options(spec), **({"extra_xmp": catalogue} if catalogue else {}))
+    except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file
+        return Outcome(job.id, "retry", f"{type(e).__name__}: {e}" if isinstance(e, MemoryError) else str(e))
+    except (CorruptInputError, UnsupportedInputError) as e:
+        return Outcome(job.id, "failed", str(e))
+    except HostplugError as e:  # a recipe the engine refuses (from a sidecar): rendering again will not help
+        return Outcome(job.id, "failed", str(e))
+    return Outcome(job.id, "done", "", digest, tuple(targets), timings=dict(rendered.timings))

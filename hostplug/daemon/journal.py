@@ -1,0 +1,233 @@
+"""The journal: a SQLite file recording every dropped raw's state, so nothing is lost or rendered twice.
+
+One row a raw (keyed by its absolute path): ``queued`` -> ``rendering`` -> ``done`` or ``failed``, with its
+attempts, size and modification time when it settled, content hash, the hash of the recipe its outputs were
+rendered with (and the content hash they were rendered from), the outputs themselves and the last error. A
+second table maps every output path to the raw that owns it, so two raws can never write the same output. The
+journal is the daemon's queue: ``hostplug queue --retry`` changes rows and the running daemon picks them up. WAL
+mode keeps readers and the daemon apart; a write is committed before the daemon acts on it, so after ``kill -9``
+a restart sees the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hostplug.daemon.errors import JournalError
+
+STATES = ("queued", "rendering", "done", "failed")
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT UNIQUE NOT NULL,
+    folder TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'rendering', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    size INTEGER,
+    mtime_ns INTEGER,
+    content_hash TEXT,
+    recipe_hash TEXT,
+    rendered_hash TEXT,
+    outputs TEXT NOT NULL DEFAULT '[]',
+    error TEXT,
+    error_kind TEXT,
+    moved_to TEXT,
+    not_before REAL NOT NULL DEFAULT 0,
+    queued_at REAL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS files_state ON files (state, not_before);
+CREATE TABLE IF NOT EXISTS outputs (target TEXT PRIMARY KEY, file_id INTEGER NOT NULL REFERENCES files (id));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One raw's row."""
+
+    id: int
+    path: Path
+    folder: Path
+    state: str
+    attempts: int
+    size: int | None
+    mtime_ns: int | None
+    content_hash: str | None
+    recipe_hash: str | None
+    rendered_hash: str | None  # content hash the outputs were rendered from
+    outputs: tuple[str, ...]
+    error: str | None
+    error_kind: str | None
+    moved_to: Path | None
+    not_before: float
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Entry:
+        """Build from a ``SELECT * FROM files`` row."""
+        return cls(
+            id=row["id"], path=Path(row["path"]), folder=Path(row["folder"]), state=row["state"],
+            attempts=row["attempts"], size=row["size"], mtime_ns=row["mtime_ns"],
+            content_hash=row["content_hash"], recipe_hash=row["recipe_hash"], rendered_hash=row["rendered_hash"],
+            outputs=tuple(json.loads(row["outputs"])), error=row["error"], error_kind=row["error_kind"],
+            moved_to=Path(row["moved_to"]) if row["moved_to"] else None, not_before=row["not_before"],
+            finished_at=row["finished_at"],
+        )
+
+    def same_stat(self, size: int, mtime_ns: int) -> bool:
+        """Whether the file on disk is the one this row settled on."""
+        return self.size == size and self.mtime_ns == mtime_ns
+
+
+class Journal:
+    """A connection to the journal file (one per process)."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        if not create and not path.is_file():
+            raise JournalError(f"{path}: no journal here (has the daemon run with this configuration?)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        except (OSError, sqlite3.Error) as e:
+            raise JournalError(f"{path}: cannot open the journal ({e})") from e
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Entry | None:
+        row = self.db.execute(sql, args).fetchone()
+        return Entry.from_row(row) if row else None
+
+    def get(self, file_id: int) -> Entry | None:
+        """The row with this id."""
+        return self._one("SELECT * FROM files WHERE id = ?", (file_id,))
+
+    def lookup(self, path: Path) -> Entry | None:
+        """The row of the raw at ``path``, if it was ever seen."""
+        return self._one("SELECT * FROM files WHERE path = ?", (str(path),))
+
+    def enqueue(self, path: Path, folder: Path, size: int, mtime_ns: int, content_hash: str) -> Entry:
+        """Queue a settled raw (a new row, or an old one reset); the previous render's hashes stay for comparison."""
+        now = time.time()
+        self.db.execute(
+            """INSERT INTO files (path, folder, state, size, mtime_ns, content_hash, queued_at)
+               VALUES (?, ?, 'queued', ?, ?, ?, ?)
+               ON CONFLICT (path) DO UPDATE SET state = 'queued', attempts = 0, size = excluded.size,
+                   mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, error = NULL,
+                   error_kind = NULL, moved_to = NULL, not_before = 0, queued_at = excluded.queued_at""",
+            (str(path), str(folder), size, mtime_ns, content_hash, now),
+        )
+        entry = self.lookup(path)
+        assert entry is not None
+        return entry
+
+    def update_stat(self, file_id: int, size: int, mtime_ns: int) -> None:
+        """Record a new size and mtime for a raw whose content did not change (for example after ``touch``)."""
+        self.db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
+
+    def due(self, limit: int, exclude: set[int], now: float | None = None) -> list[Entry]:
+        """Queued rows whose retry time has come, oldest first, not counting those in ``exclude``."""
+        rows = self.db.execute(
+            "SELECT * FROM files WHERE state = 'queued' AND not_before <= ? ORDER BY id LIMIT ?",
+            (now or time.time(), limit + len(exclude)),
+        ).fetchall()
+        return [e for e in map(Entry.from_row, rows) if e.id not in exclude][:limit]
+
+    def start(self, file_id: int) -> None:
+        """A worker took the raw: it is rendering, and this is one more attempt."""
+        self.db.execute("UPDATE files SET state = 'rendering', attempts = attempts + 1, started_at = ? WHERE id = ?",
+                        (time.time(), file_id))
+
+    def finish(self, file_id: int, recipe_hash: str, outputs: list[str]) -> None:
+        """The raw's outputs are all written."""
+        self.db.execute(
+            """UPDATE files SET state = 'done', recipe_hash = ?, rendered_hash = content_hash, outputs = ?,
+                   error = NULL, error_kind = NULL, finished_at = ? WHERE id = ?""",
+            (recipe_hash, json.dumps(outputs), time.time(), file_id),
+        )
+
+    def fail(self, file_id: int, error: str, kind: str, moved_to: Path | None = None) -> None:
+        """The raw failed for good (until someone retries it)."""
+        self.db.execute(
+            "UPDATE files SET state = 'failed', error = ?, error_kind = ?, moved_to = ?, finished_at = ? WHERE id = ?",
+            (error, kind, str(moved_to) if moved_to else None, time.time(), file_id),
+        )
+
+    def requeue(self, file_id: int, error: str | None = None, delay: float = 0.0, refund: bool = False) -> None:
+        """Put a raw back in the queue, after ``delay`` seconds; ``refund`` takes back the attempt it used."""
+        self.db.execute(
+            """UPDATE files SET state = 'queued', error = COALESCE(?, error), not_before = ?,
+                   attempts = MAX(0, attempts - ?) WHERE id = ?""",
+            (error, time.time() + delay, int(refund), file_id),
+        )
+
+    def retry(self, file_id: int) -> None:
+        """Queue a failed raw again with fresh attempts (``hostplug queue --retry``)."""
+        self.db.execute(
+            """UPDATE files SET state = 'queued', attempts = 0, error = NULL, error_kind = NULL, moved_to = NULL,
+                   not_before = 0, queued_at = ? WHERE id = ? AND state = 'failed'""", (time.time(), file_id))
+
+    def set_moved(self, file_id: int, moved_to: Path | None) -> None:
+        """Record where the raw now lives (archive or ``_failed/``), or that it is back in place."""
+        self.db.execute("UPDATE files SET moved_to = ? WHERE id = ?", (str(moved_to) if moved_to else None, file_id))
+
+    def recover(self) -> int:
+        """After a crash: rows left 'rendering' go back to the queue. Returns how many."""
+        return self.db.execute("UPDATE files SET state = 'queued' WHERE state = 'rendering'").rowcount
+
+    def claim(self, file_id: int, targets: list[str]) -> str | None:
+        """Reserve output paths for a raw; returns a path that another raw already owns, else None."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            for target in targets:
+                row = self.db.execute("SELECT file_id FROM outputs WHERE target = ?", (target,)).fetchone()
+                if row and row[0] != file_id:
+                    self.db.execute("ROLLBACK")
+                    owner = self.get(row[0])
+                    return f"{target} (already the output of {owner.path if owner else row[0]})"
+                self.db.execute("INSERT OR IGNORE INTO outputs VALUES (?, ?)", (target, file_id))
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        return None
+
+    def claimed(self) -> list[Path]:
+        """Every output path any raw ever reserved."""
+        return [Path(row[0]) for row in self.db.execute("SELECT target FROM outputs")]
+
+    def counts(self) -> dict[str, int]:
+        """How many raws are in each state."""
+        counts = dict.fromkeys(STATES, 0)
+        for state, count in self.db.execute("SELECT state, COUNT(*) FROM files GROUP BY state"):
+            counts[state] = count
+        return counts
+
+    def entries(self, state: str | None = None) -> list[Entry]:
+        """All rows, or those in one state, oldest first."""
+        sql, args = ("SELECT * FROM files WHERE state = ? ORDER BY id", (state,)) if state else (
+            "SELECT * FROM files ORDER BY id", ())
+        return [Entry.from_row(r) for r in self.db.execute(sql, args)]
+
+    def recent_errors(self, limit: int = 10) -> list[Entry]:
+        """The rows with an error, most recent first."""
+        rows = self.db.execute(
+            "SELECT * FROM files WHERE error IS NOT NULL ORDER BY COALESCE(finished_at, queued_at) DESC, id DESC "
+            "LIMIT ?", (limit,)).fetchall()
+        return [Entry.from_row(r) for r in rows]

@@ -1,0 +1,103 @@
+"""The daemon's logs: readable lines on stderr, one JSON object a line in a file, and a status line on a TTY.
+
+Log calls may carry structured fields with ``extra={"event": "done", "fields": {...}}``; the JSON log keeps
+them as keys, the readable log shows only the message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+LOGGER = "hostplug.watch"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, event, message and the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": round(record.created, 3),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created)),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "log"),
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+class StatusLine:
+    """A single self-overwriting line at the bottom of a terminal (nothing when the stream is not a TTY)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.text = ""
+
+    def show(self, text: str) -> None:
+        """Replace the status line."""
+        if self.enabled:
+            self.text = text
+            self.stream.write("\r\x1b[K" + text)
+            self.stream.flush()
+
+    def clear(self) -> None:
+        """Remove it (before a log line is printed)."""
+        if self.enabled and self.text:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+    def redraw(self) -> None:
+        """Put it back after a log line."""
+        if self.enabled and self.text:
+            self.stream.write(self.text)
+            self.stream.flush()
+
+
+class _TerminalHandler(logging.StreamHandler):
+    """stderr lines that keep out of the status line's way."""
+
+    def __init__(self, status: StatusLine) -> None:
+        super().__init__(status.stream)
+        self.status = status
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.status.clear()
+        super().emit(record)
+        self.status.redraw()
+
+
+def setup_logging(json_path: Path | None, status: StatusLine, level: int = logging.INFO) -> logging.Logger:
+    """Configure the daemon's logger: readable on stderr from ``level`` up, and every record as JSON lines in
+    ``json_path`` when given."""
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    terminal = _TerminalHandler(status)
+    terminal.setLevel(level)
+    terminal.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    logger.addHandler(terminal)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(json_path, encoding="utf-8")
+        file_handler.setFormatter(JsonFormatter())
+        logger.addHandler(file_handler)
+    return logger
+
+
+def close_logging() -> None:
+    """Flush and close the daemon's handlers."""
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,115 @@
+"""What happens to the dropped files themselves: archived once rendered, set aside with a report when they fail.
+
+A raw travels with its sidecars (``IMG_0001.CR2.xmp``, ``IMG_0001.xmp``). Moves never overwrite a different
+file: a name already taken gets ``-2``, ``-3``... (an identical file there is simply replaced).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from hostplug.daemon.config import FolderConfig
+
+_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.part$")  # engine.output's temporary names
+
+
+def sidecars_of(raw: Path) -> list[Path]:
+    """The sidecar files that belong to a raw and exist."""
+    names = [raw.name + ".xmp", raw.name + ".XMP", raw.stem + ".xmp", raw.stem + ".XMP"]
+    found: list[Path] = []
+    for name in names:
+        path = raw.with_name(name)
+        if path.is_file() and not any(path.samefile(p) for p in found):
+            found.append(path)
+    return found
+
+
+def free_name(target: Path, source: Path) -> Path:
+    """``target``, or ``target`` with ``-2``, ``-3``... when a different file already has that name."""
+    candidate, n = target, 1
+    while candidate.exists() and not (candidate.is_file() and filecmp.cmp(candidate, source, shallow=False)):
+        n += 1
+        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
+    return candidate
+
+
+def move_with_sidecars(raw: Path, folder: Path) -> Path:
+    """Move a raw and its sidecars into ``folder`` (created if needed); returns the raw's new path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = free_name(folder / raw.name, raw)
+    sidecars = sidecars_of(raw)
+    shutil.move(raw, target)
+    for sidecar in sidecars:
+        shutil.move(sidecar, free_name(folder / sidecar.name.replace(raw.name, target.name, 1), sidecar))
+    return target
+
+
+def archive(raw: Path, folder: FolderConfig) -> Path:
+    """Move a rendered raw into the hot folder's archive, keeping its sub-folder."""
+    assert folder.archive is not None
+    return move_with_sidecars(raw, folder.archive / raw.parent.relative_to(folder.path))
+
+
+def failure_report(raw: Path, reason: str, kind: str, attempts: int) -> str:
+    """The text of ``NAME.failed.txt``."""
+    from hostplug.daemon import __version__
+
+    return (f"hostplug could not render {raw.name}\n\n"
+            f"reason:   {reason}\n"
+            f"kind:     {'permanent (the file itself)' if kind == 'failed' else 'temporary, retries used up'}\n"
+            f"attempts: {attempts}\n"
+            f"file:     {raw}\n"
+            f"when:     {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n"
+            f"hostplug: {__version__}\n\n"
+            "To try again, fix the cause and run `hostplug queue --retry` (or drop the file in again).\n")
+
+
+def set_aside(raw: Path, folder: FolderConfig, report: str) -> Path:
+    """Move a failed raw to ``<hot folder>/_failed/`` (or leave it, if the folder says "mark") with its report.
+
+    Returns where the raw now is.
+    """
+    where = raw
+    if folder.failed == "move" and raw.exists():
+        where = move_with_sidecars(raw, folder.failed_dir / raw.parent.relative_to(folder.path))
+    where.with_name(where.name + ".failed.txt").write_text(report, encoding="utf-8")
+    return where
+
+
+def restore(raw: Path, moved_to: Path) -> bool:
+    """Put a failed raw back where it was dropped (for ``--retry``); False when that is impossible."""
+    moved_to.with_name(moved_to.name + ".failed.txt").unlink(missing_ok=True)
+    if moved_to == raw:
+        return raw.exists()
+    if not moved_to.exists() or raw.exists():
+        return False
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    sidecars = sidecars_of(moved_to)
+    os.replace(moved_to, raw)
+    for sidecar in sidecars:
+        target = raw.with_name(sidecar.name.replace(moved_to.name, raw.name, 1))
+        if not target.exists():
+            os.replace(sidecar, target)
+    return True
+
+
+def remove_partials(target: Path) -> int:
+    """Delete the temporary files a killed render of ``target`` left beside it; returns how many."""
+    removed = 0
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith(f".{target.name}.") and _PARTIAL.match(name):
+            try:
+                (target.parent / name).unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed

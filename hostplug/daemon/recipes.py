@@ -1,0 +1,79 @@
+"""Which recipe a dropped raw gets, and the hash that says whether its outputs are up to date.
+
+A hot folder's look is its presets, applied in order, then its ``recipe`` settings. A raw's own sidecar wins:
+its stored recipe replaces the folder's look, and Adobe/darktable sidecars add their settings as hints
+(:func:`engine.sidecar.recipe_for`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.errors import HostplugError
+from engine.recipe import Recipe
+from hostplug.daemon.config import FolderConfig
+from hostplug.daemon.errors import ConfigError
+
+
+def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
+    """``recipe`` with some settings (the recipe JSON's keys) replaced; stage settings merge by stage."""
+    data = recipe.to_dict()
+    changes = dict(settings)
+    stages = {**data.get("stages", {}), **changes.pop("stages", {})}
+    if ("temperature" in changes or "tint" in changes) and "wb" not in changes:
+        changes["wb"] = "custom"
+    return Recipe.from_dict({**data, **changes, "stages": stages})
+
+
+def apply_presets(recipe: Recipe, names: Iterable[str]) -> Recipe:
+    """``recipe`` with the named presets applied in order (:mod:`engine.presets`)."""
+    names = list(names)
+    if not names:
+        return recipe
+    try:
+        from engine.presets import load_preset
+    except ImportError as e:
+        raise ConfigError(f"presets {', '.join(names)}: this hostplug has no preset support") from e
+    for name in names:
+        recipe = load_preset(name).apply(recipe)
+    return recipe
+
+
+def folder_recipe(folder: FolderConfig) -> Recipe:
+    """The look a hot folder gives every raw without a recipe of its own; ConfigError when it is invalid."""
+    try:
+        return apply_settings(apply_presets(Recipe(), folder.presets), folder.recipe)
+    except ConfigError:
+        raise
+    except HostplugError as e:
+        raise ConfigError(f"hot folder {folder.path}: {e}") from e
+
+
+def recipe_for_file(raw: Path, base: Recipe) -> tuple[Recipe, dict[str, Any]]:
+    """The recipe for one raw (its sidecar's, else ``base`` plus the sidecar's hints) and the output XMP that
+    carries the sidecar's rating, labels and keywords. Without sidecar support: ``base`` and nothing."""
+    try:
+        from engine.sidecar import recipe_for
+    except ImportError:
+        return base, {}
+    recipe = recipe_for(raw, base)
+    try:
+        from engine.sidecar import catalogue_xmp, read_sidecar
+    except ImportError:
+        return recipe, {}
+    return recipe, catalogue_xmp(read_sidecar(raw))
+
+
+def recipe_hash(recipe: Recipe, folder: FolderConfig, extra_xmp: Mapping[str, Any] | None = None) -> str:
+    """A hash of everything that decides a raw's outputs: the recipe, the outputs, the sidecar's catalogue data
+    (rating, labels, keywords) and the engine version."""
+    from engine import __version__
+
+    data = {"recipe": recipe.to_dict(), "outputs": [o.describe() for o in folder.outputs],
+            "catalogue": dict(extra_xmp or {}), "engine": __version__}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+

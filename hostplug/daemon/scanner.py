@@ -1,0 +1,251 @@
+"""Finding raws that are ready: watcher events as hints, full scans as the truth, and settle detection.
+
+Events (inotify through watchdog) only say where to look. A full scan at start-up finds what arrived while the
+daemon was down, a periodic rescan catches what the watcher missed, and a hot folder on a network share (or any
+folder when inotify cannot be used) is simply scanned every ``poll_seconds``. A file is handed on only once its
+size and modification time have stayed the same for ``settle_seconds``; names that copy tools use while writing
+(``.*``, ``~*``, ``*.part``, ``*.tmp``, ``*.crdownload``, rsync's ``.NAME.XXXXXX``) are never candidates, so the
+file is seen when it is renamed to its real name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from hostplug.daemon.config import FolderConfig
+
+log = logging.getLogger("hostplug.watch")
+
+TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".filepart", ".!qb",
+                      ".swp", ".failed.txt")
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
+                                 "fuse.sshfs", "fuse.rclone", "davfs", "fuse.davfs2", "fuse.s3fs", "virtiofs"})
+SKIPPED_DIRS = frozenset({"_failed"})
+
+Wanted = Callable[[Path, os.stat_result], bool]
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one that copy tools and editors use while a file is incomplete."""
+    lowered = name.lower()
+    return name.startswith((".", "~")) or lowered.endswith(TEMPORARY_SUFFIXES)
+
+
+def is_candidate(path: Path, folder: FolderConfig) -> bool:
+    """Whether a file could be a raw for this hot folder (not temporary, a raw suffix, not in a skipped folder)."""
+    if is_temporary(path.name) or path.suffix.lower().lstrip(".") not in folder.extensions:
+        return False
+    try:
+        relative = path.parent.relative_to(folder.path)
+    except ValueError:
+        return False
+    if relative.parts and (not folder.recurse or any(is_skipped_dir(p) for p in relative.parts)):
+        return False
+    return not (folder.archive and path.is_relative_to(folder.archive))
+
+
+def is_skipped_dir(name: str) -> bool:
+    """Folders a scan never enters: hidden ones (``.hostplug``) and ``_failed``."""
+    return name.startswith(".") or name in SKIPPED_DIRS
+
+
+def walk(folder: FolderConfig, start: Path | None = None) -> Iterator[Path]:
+    """Every candidate raw in a hot folder (or below ``start`` inside it)."""
+    stack = [start or folder.path]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                if folder.recurse and not is_skipped_dir(entry.name) and not (
+                        folder.archive and path.is_relative_to(folder.archive)):
+                    stack.append(path)
+            elif is_candidate(path, folder):
+                yield path
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the file system ``path`` is on (from /proc/self/mountinfo; "" when unknown)."""
+    best, kind = "", ""
+    target = str(path.resolve())
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        fields = line.split(" - ")
+        if len(fields) != 2:
+            continue
+        mount_point = fields[0].split()[4].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, kind = mount_point, fields[1].split()[0]
+    return kind
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float  # monotonic time this size and mtime were first seen
+
+
+class SettleTracker:
+    """Remembers each watched file's size and mtime; a file is settled once they stay the same long enough."""
+
+    def __init__(self, settle_seconds: float) -> None:
+        self.settle_seconds = settle_seconds
+        self.files: dict[Path, _Seen] = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.files
+
+    def watch(self, path: Path, size: int, mtime_ns: int, now: float) -> None:
+        """Start watching a file."""
+        self.files.setdefault(path, _Seen(size, mtime_ns, now))
+
+    def settled(self, now: float) -> list[Path]:
+        """Re-stat every watched file; return (and stop watching) those that have settled or gone."""
+        ready = []
+        for path, seen in list(self.files.items()):
+            try:
+                st = path.stat()
+            except OSError:
+                del self.files[path]  # gone (renamed or deleted): its new name is found on its own
+                continue
+            if (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
+                self.files[path] = _Seen(st.st_size, st.st_mtime_ns, now)
+            elif now - seen.since >= self.settle_seconds and st.st_size > 0:
+                del self.files[path]
+                ready.append(path)
+        return ready
+
+
+class _Hints(FileSystemEventHandler):
+    """Collects the paths watcher events mention (they are only hints to look there)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.paths: set[Path] = set()
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("deleted", "closed_no_write", "opened"):
+            return
+        path = getattr(event, "dest_path", "") or event.src_path
+        with self.lock:
+            self.paths.add(Path(os.fsdecode(path)))
+
+    def take(self) -> set[Path]:
+        """The paths seen since the last call."""
+        with self.lock:
+            paths, self.paths = self.paths, set()
+        return paths
+
+
+class Scanner:
+    """Watches the hot folders and returns raws that are complete and wanted."""
+
+    def __init__(self, folders: tuple[FolderConfig, ...], *, settle_seconds: float, rescan_seconds: float,
+                 poll_seconds: float, watcher: str = "auto", observer_factory: Callable[[], object] = Observer) -> None:
+        self.folders = folders
+        self.rescan_seconds, self.poll_seconds, self.watcher = rescan_seconds, poll_seconds, watcher
+        self.tracker = SettleTracker(settle_seconds)
+        self.hints = _Hints()
+        self.observer_factory = observer_factory
+        self.observer = None
+        self.modes: dict[Path, str] = {}
+        self.next_scan: dict[Path, float] = {}
+
+    def start(self) -> dict[Path, str]:
+        """Start watching; returns each folder's mode ("events" or "polling"). The first poll scans everything."""
+        watched = [f for f in self.folders if self._wants_events(f)]
+        for folder in self.folders:
+            self.modes[folder.path] = "events" if folder in watched else "polling"
+            self.next_scan[folder.path] = 0.0
+        if watched:
+            try:
+                observer = self.observer_factory()
+                for folder in watched:
+                    observer.schedule(self.hints, str(folder.path), recursive=folder.recurse)
+                observer.start()
+                self.observer = observer
+            except OSError as e:  # inotify watch or instance limits, or no inotify at all
+                log.warning("file events unavailable (%s); polling every %g s instead", e.strerror or e,
+                            self.poll_seconds, extra={"event": "polling_fallback"})
+                for folder in watched:
+                    self.modes[folder.path] = "polling"
+        return dict(self.modes)
+
+    def _wants_events(self, folder: FolderConfig) -> bool:
+        if self.watcher == "polling":
+            return False
+        kind = filesystem_type(folder.path)
+        if self.watcher == "auto" and kind in NETWORK_FILESYSTEMS:
+            log.info("%s is on %s, where file events are not delivered: polling it", folder.path, kind,
+                     extra={"event": "polling_network"})
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Stop the watcher thread."""
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+            self.observer = None
+
+    def rescan_soon(self) -> None:
+        """Make the next poll scan every folder."""
+        for path in self.next_scan:
+            self.next_scan[path] = 0.0
+
+    def poll(self, wanted: Wanted, now: float | None = None) -> list[Path]:
+        """Look where events point and scan folders that are due; return raws that settled since the last poll.
+
+        ``wanted(path, stat)`` says whether a complete file still needs work (the journal knows); files it
+        declines are not watched.
+        """
+        now = time.monotonic() if now is None else now
+        for path in self._discover(now):
+            if path in self.tracker:
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if wanted(path, st):
+                self.tracker.watch(path, st.st_size, st.st_mtime_ns, now)
+        return self.tracker.settled(now)
+
+    def _discover(self, now: float) -> set[Path]:
+        found: set[Path] = set()
+        for folder in self.folders:
+            if now >= self.next_scan[folder.path]:
+                found.update(walk(folder))
+                interval = self.poll_seconds if self.modes[folder.path] == "polling" else self.rescan_seconds
+                self.next_scan[folder.path] = now + interval
+        for path in self.hints.take():
+            folder = next((f for f in self.folders if path.is_relative_to(f.path)), None)
+            if folder is None:
+                continue
+            if path.is_dir():
+                if folder.recurse and path != folder.path:
+                    found.update(walk(folder, path))
+            elif is_candidate(path, folder):
+                found.add(path)
+        return found

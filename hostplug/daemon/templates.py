@@ -1,0 +1,100 @@
+"""Output filename templates: ``{date}/{camera}/{name}_web`` and the tokens they may use.
+
+A template names an output relative to its output folder, without the suffix (the format adds it). Tokens:
+
+``{name}``   the raw's file name without its suffix            ``IMG_0001``
+``{ext}``    the raw's suffix, without the dot                  ``CR2``
+``{dir}``    the raw's sub-folder inside the hot folder         ``shoot-a/card1`` (empty at the top)
+``{date}``   capture date (the file's modification date if the raw has none)   ``2024-05-17``
+``{camera}`` camera model, made safe for a file name            ``Canon_EOS_550D``
+``{style}``  the recipe's picture style                         ``natural``
+``{seq}``    the file's number in the journal, stable across restarts; takes a format: ``{seq:05d}``
+
+Token values never contain a path separator or ``..``, so only a template's own text could leave the output
+folder; :func:`check_template` refuses such a template (absolute, or with a ``..`` part) before the daemon starts.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from hostplug.daemon.errors import ConfigError
+
+TOKENS = ("name", "ext", "dir", "date", "camera", "style", "seq")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+@dataclass(frozen=True)
+class TokenValues:
+    """What a template's tokens stand for, for one raw."""
+
+    name: str
+    ext: str = ""
+    dir: str = ""
+    date: str = "undated"
+    camera: str = "unknown"
+    style: str = "natural"
+    seq: int = 0
+
+
+def safe_part(text: str) -> str:
+    """``text`` as one harmless file-name part: runs of unusual characters become ``_``, no leading dot."""
+    cleaned = _UNSAFE.sub("_", text.strip()).strip("_").lstrip(".")
+    return cleaned or "_"
+
+
+def safe_dir(relative: str) -> str:
+    """A relative sub-folder with every part made safe (``..`` and empty parts dropped)."""
+    parts = [safe_part(part) for part in PurePosixPath(relative).parts if part not in ("", ".", "..", "/")]
+    return "/".join(parts)
+
+
+def check_template(template: str) -> None:
+    """Raise :class:`ConfigError` for a template with unknown tokens or one that could leave its output folder."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise ConfigError(f"template {template!r} is malformed ({e})") from e
+    for _, field, spec, conversion in fields:
+        if field is None:
+            continue
+        if field not in TOKENS:
+            raise ConfigError(f"template {template!r}: unknown token {{{field}}} (tokens: "
+                              + ", ".join(f"{{{t}}}" for t in TOKENS) + ")")
+        if conversion:
+            raise ConfigError(f"template {template!r}: {{{field}!{conversion}}} conversions are not supported")
+        if spec and field != "seq":
+            raise ConfigError(f"template {template!r}: only {{seq}} takes a format, not {{{field}:{spec}}}")
+    try:
+        sample = expand(template, TokenValues(name="IMG_0001", ext="CR2", dir="a/b", seq=1))
+    except ValueError as e:
+        raise ConfigError(f"template {template!r}: {e}") from e
+    path = PurePosixPath(sample)
+    if "\\" in template or path.is_absolute() or ".." in path.parts or not sample.strip("/"):
+        raise ConfigError(f"template {template!r} escapes its output folder; use a relative name such as "
+                          "'{date}/{name}'")
+
+
+def expand(template: str, values: TokenValues) -> str:
+    """The template with its tokens replaced by safe values (a relative path without suffix)."""
+    return template.format(
+        name=safe_part(values.name),
+        ext=safe_part(values.ext),
+        dir=safe_dir(values.dir),
+        date=safe_part(values.date),
+        camera=safe_part(values.camera),
+        style=safe_part(values.style),
+        seq=values.seq,
+    )
+
+
+def output_path(folder: Path, template: str, values: TokenValues, suffix: str) -> Path:
+    """Where an output goes: ``folder / expanded template + suffix``, guaranteed to be inside ``folder``."""
+    relative = PurePosixPath(*[p for p in PurePosixPath(expand(template, values)).parts if p != "/"])
+    target = (folder / (str(relative) + suffix)).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ConfigError(f"template {template!r} gives {target}, outside {folder}")
+    return target

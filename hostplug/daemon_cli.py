@@ -1,0 +1,207 @@
+"""``hostplug watch`` (the hot-folder daemon) and ``hostplug queue`` (its journal, for people and scripts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hostplug.daemon.config import EXAMPLE, FORMAT_SUFFIX, SPACES, DaemonConfig, FolderConfig, OutputSpec
+from hostplug.daemon.errors import ConfigError
+from hostplug.recipe_options import RECIPE_KEYS, pop_recipe_options, recipe_options
+
+_WATCH_HELP = f"""Render every raw dropped into hot folders, as a resident daemon.
+
+\b
+  hostplug watch --config studio.toml
+  hostplug watch IN_DIR --out OUT_DIR [--preset NAME]... [recipe options]
+
+A file is rendered once its size and time have not changed for the settle period; temporary names of copy
+tools (.*, ~*, *.part, *.tmp, *.crdownload) are ignored until renamed. A SQLite journal records every file,
+so after a crash or restart each dropped raw still ends with exactly one set of outputs, and a re-dropped
+identical raw is not rendered again unless its recipe changed. Files that cannot render go to
+IN_DIR/_failed/ with NAME.failed.txt saying why. SIGTERM (or Ctrl-C) lets running renders finish within
+grace_seconds, then exits 0. `hostplug queue` shows the journal.
+
+A configuration file (TOML; --workers, --journal, --log-json and --polling override it):
+
+\b
+{textwrap.indent(EXAMPLE, "  ", lambda line: True)}"""
+
+
+def _recipe_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The recipe settings given on the command line (only those given, so presets keep the rest)."""
+    from engine.recipe import Recipe
+    from hostplug.recipe_options import build_recipe
+
+    settings: dict[str, Any] = {}
+    if options.get("recipe_file"):
+        settings.update(build_recipe({"recipe_file": options["recipe_file"]}).to_dict())
+        settings.pop("version", None)
+    settings.update({k: options[k] for k in RECIPE_KEYS if options.get(k) is not None})
+    staged = build_recipe({k: options.get(k) for k in ("disabled", "implementations", "fixed")}, Recipe())
+    if staged.stages:
+        settings["stages"] = {**settings.get("stages", {}), **staged.to_dict()["stages"]}
+    return settings
+
+
+def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec: dict[str, Any],
+                    recurse: bool, archive: Path | None, settings: dict[str, Any]) -> DaemonConfig:
+    from hostplug.daemon.config import default_journal
+    from hostplug.daemon.templates import check_template
+
+    check_template(spec["template"])
+    output = OutputSpec(folder=out_dir.absolute(), **spec)
+    folder = FolderConfig(path=in_dir.absolute(), outputs=(output,), presets=presets, recipe=settings,
+                          recurse=recurse, originals="move" if archive else "leave",
+                          archive=archive.absolute() if archive else None)
+    return DaemonConfig(folders=(folder,), journal=default_journal(folder.path))
+
+
+@click.command(help=_WATCH_HELP, short_help="Render raws dropped into hot folders (a resident daemon).")
+@click.argument("in_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML configuration (see above).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (minimal form).")
+@click.option("--format", "fmt", type=click.Choice(list(FORMAT_SUFFIX)), default="tiff", show_default=True)
+@click.option("--bits", type=click.Choice(["8", "16"]), help="Bits per channel (default 16; JPEG 8).")
+@click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG quality.")
+@click.option("--colour-space", "--color-space", "space", type=click.Choice(SPACES), default="srgb",
+              show_default=True)
+@click.option("--long-edge", type=click.IntRange(16, None), help="Shrink so the long side has N pixels.")
+@click.option("--template", default="{name}", show_default=True,
+              help="Output name without suffix; tokens {name} {ext} {dir} {date} {camera} {style} {seq}.")
+@click.option("--recurse", is_flag=True, help="Watch sub-folders too.")
+@click.option("--archive", type=click.Path(file_okay=False, path_type=Path),
+              help="Move each original here once rendered (default: leave it).")
+@click.option("--workers", type=click.IntRange(1, None), help="Renders at once (default 1).")
+@click.option("--settle", type=click.FloatRange(0.1, None), help="Settle period in seconds (default 2).")
+@click.option("--polling", is_flag=True, help="Scan folders instead of using file events (network shares).")
+@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
+              help="Journal file (default: IN_DIR/.hostplug/journal.sqlite).")
+@click.option("--log-json", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also log one JSON object a line to this file.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every step.")
+@recipe_options
+def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, fmt: str, bits: str | None,
+          quality: int, space: str, long_edge: int | None, template: str,
+          recurse: bool, archive: Path | None, workers: int | None, settle: float | None, polling: bool,
+          journal: Path | None, log_json: Path | None, verbose: bool, **kwargs: Any) -> None:
+    import logging
+
+    from hostplug.daemon.config import load_config
+    from hostplug.daemon.daemon import Daemon
+    from hostplug.daemon.logs import StatusLine, close_logging, setup_logging
+    from hostplug.daemon.validate import validate
+
+    options = pop_recipe_options(kwargs)
+    presets = tuple(options.get("presets") or ())
+    settings = _recipe_settings(options)
+    if config_path is not None:
+        if in_dir is not None or out_dir is not None or presets or settings:
+            raise ConfigError("give either --config FILE or IN_DIR --out OUT_DIR [recipe options], not both")
+        config = load_config(config_path)
+    elif in_dir is not None and out_dir is not None:
+        spec = {"template": template, "format": fmt, "bits": int(bits) if bits else None, "quality": quality,
+                "space": space, "long_edge": long_edge}
+        config = _minimal_config(in_dir, out_dir, presets, spec, recurse, archive, settings)
+    else:
+        raise ConfigError("give --config FILE, or IN_DIR --out OUT_DIR (see hostplug watch --help)")
+    overrides = {"workers": workers, "journal": journal.absolute() if journal else None,
+                 "log_json": log_json.absolute() if log_json else None, "settle_seconds": settle,
+                 "watcher": "polling" if polling else None}
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    validate(config)
+    status = StatusLine()
+    setup_logging(config.log_json, status, logging.DEBUG if verbose else logging.INFO)
+    try:
+        code = Daemon(config, status=status).run()
+    finally:
+        close_logging()
+    raise SystemExit(code)
+
+
+def _journal_path(hot_folder: Path | None, config_path: Path | None, journal: Path | None) -> Path:
+    from hostplug.daemon.config import default_journal, load_config
+
+    if journal is not None:
+        return journal
+    if config_path is not None:
+        return load_config(config_path).journal
+    if hot_folder is not None:
+        return default_journal(hot_folder.absolute())
+    raise ConfigError("give --config FILE, --journal PATH or the hot folder")
+
+
+def _retry_failed(journal: Any) -> tuple[int, list[str]]:
+    """Queue every failed raw again, moving it back from ``_failed/``; returns the count and what was skipped."""
+    from hostplug.daemon.originals import restore
+
+    count, skipped = 0, []
+    for entry in journal.entries("failed"):
+        if not restore(entry.path, entry.moved_to or entry.path):
+            skipped.append(f"{entry.path}: not found (or its name is taken again); drop it in again")
+            continue
+        journal.retry(entry.id)
+        count += 1
+    return count, skipped
+
+
+def _error_record(entry: Any) -> dict[str, Any]:
+    return {"path": str(entry.path), "state": entry.state, "kind": entry.error_kind, "error": entry.error,
+            "attempts": entry.attempts, "moved_to": str(entry.moved_to) if entry.moved_to else None,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry.finished_at))
+            if entry.finished_at else None}
+
+
+@click.command(short_help="Show (and retry) the watch daemon's queue.")
+@click.argument("hot_folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The daemon's TOML configuration (its journal is read).")
+@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), help="The journal file itself.")
+@click.option("--retry", is_flag=True, help="Queue failed files again (moved back from _failed/).")
+@click.option("--errors", "error_count", type=click.IntRange(0, None), default=10, show_default=True,
+              help="How many recent errors to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | None, retry: bool,
+          error_count: int, as_json: bool) -> None:
+    """Queued, rendering, done and failed counts and the last errors, for a running or stopped daemon.
+
+    The journal is the one in the configuration, else HOT_FOLDER/.hostplug/journal.sqlite. --retry
+    re-queues failed files; a running daemon picks them up at once, a stopped one when it starts.
+    """
+    from hostplug.daemon.daemon import running_pid
+    from hostplug.daemon.journal import Journal
+
+    path = _journal_path(hot_folder, config_path, journal)
+    db = Journal(path, create=False)
+    try:
+        retried, skipped = _retry_failed(db) if retry else (0, [])
+        counts, errors = db.counts(), db.recent_errors(error_count)
+    finally:
+        db.close()
+    pid = running_pid(path)
+    if as_json:
+        click.echo(json.dumps({"journal": str(path), "running_pid": pid, "counts": counts,
+                               "errors": [_error_record(e) for e in errors], "retried": retried,
+                               "not_retried": skipped}))
+        return
+    click.echo(f"journal {path} ({f'daemon running, pid {pid}' if pid else 'daemon not running'})")
+    click.echo("  ".join(f"{state} {n}" for state, n in counts.items()))
+    if counts["rendering"] and not pid:
+        click.echo("(the daemon stopped while rendering; those files are queued again when it starts)")
+    if retry:
+        click.echo(f"re-queued {retried} failed file(s)")
+        for line in skipped:
+            click.echo(f"  not re-queued: {line}")
+    if errors:
+        click.echo("last errors:")
+        for entry in errors:
+            record = _error_record(entry)
+            click.echo(f"  {record['when'] or '-'}  {entry.path.name} [{entry.state}]: {entry.error}")

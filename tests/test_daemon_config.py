@@ -1,0 +1,100 @@
+"""The watch configuration: the documented example parses, and bad configurations are refused at start."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hostplug.cli import main
+from hostplug.daemon.config import EXAMPLE, load_config, parse_config
+from hostplug.daemon.errors import ConfigError
+
+
+def test_documented_example_parses(tmp_path: Path) -> None:
+    config = parse_config(tomllib.loads(EXAMPLE), tmp_path)
+    folder = config.folders[0]
+    assert config.workers == 2 and folder.recurse and folder.originals == "move"
+    assert [o.format for o in folder.outputs] == ["tiff", "jpeg"]
+    assert folder.outputs[1].long_edge == 2048 and folder.outputs[0].space == "adobe-rgb"
+    assert config.journal == folder.path / ".hostplug" / "journal.sqlite"
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "studio.toml"
+    path.write_text('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "out"\n')
+    config = load_config(path)
+    assert config.folders[0].path == tmp_path / "in"
+    assert config.folders[0].outputs[0].folder == tmp_path / "out"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[daemon]\nworkerz = 2\n[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\n', "unknown key 'workerz'"),
+    ('[[folder]]\npath = "in"\ncolour = 1\n[[folder.output]]\nfolder = "o"\n', "unknown key 'colour'"),
+    ('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\nformat = "gif"\n', "'format' must be one of"),
+    ('[[folder]]\npath = "in"\n', "at least one [[folder.output]]"),
+    ('[[folder]]\npath = "in"\noriginals = "move"\n[[folder.output]]\nfolder = "o"\n', "needs an 'archive'"),
+    ('[daemon]\nworkers = 0\n[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\n', "above zero"),
+    ('[daemon]\nworkers = "2"\n[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\n', "must be int"),
+])
+def test_bad_values_are_refused_with_their_place(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(path)
+
+
+def _watch(*args: object):
+    return CliRunner().invoke(main, ["watch", *(str(a) for a in args)], catch_exceptions=False)
+
+
+def _refused(result, message: str) -> None:
+    assert result.exit_code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hostplug: error: ") and message in lines[0], lines[0]
+
+
+@pytest.fixture
+def hot(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return folder
+
+
+def test_unknown_preset_is_refused(tmp_path: Path, hot: Path) -> None:
+    _refused(_watch(hot, "--out", tmp_path / "out", "--preset", "no-such-look"), "no-such-look")
+
+
+def test_unwritable_output_is_refused(tmp_path: Path, hot: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    _refused(_watch(hot, "--out", tmp_path / "file" / "out"), "not writable")
+
+
+def test_output_in_the_hot_folder_is_refused(hot: Path) -> None:
+    _refused(_watch(hot, "--out", hot), "is the hot folder itself")
+    _refused(_watch(hot, "--out", hot / "renders", "--recurse"), "watched recursively")
+
+
+def test_escaping_template_is_refused(tmp_path: Path, hot: Path) -> None:
+    _refused(_watch(hot, "--out", tmp_path / "out", "--template", "../{name}"), "escapes its output folder")
+
+
+def test_unknown_config_key_is_refused(tmp_path: Path, hot: Path) -> None:
+    config = tmp_path / "studio.toml"
+    config.write_text(f'[[folder]]\npath = "{hot}"\nrecurse = true\nspeed = 11\n[[folder.output]]\nfolder = "out"\n')
+    _refused(_watch("--config", config), "unknown key 'speed'")
+
+
+def test_overlapping_hot_folders_are_refused(tmp_path: Path, hot: Path) -> None:
+    (hot / "sub").mkdir()
+    config = tmp_path / "studio.toml"
+    config.write_text(f'[[folder]]\npath = "{hot}"\nrecurse = true\n[[folder.output]]\nfolder = "a"\n'
+                      f'[[folder]]\npath = "{hot / "sub"}"\n[[folder.output]]\nfolder = "b"\n')
+    _refused(_watch("--config", config), "overlap")
+
+
+def test_missing_hot_folder_is_refused(tmp_path: Path) -> None:
+    _refused(_watch(tmp_path / "nowhere", "--out", tmp_path / "out"), "does not exist")

@@ -1,0 +1,94 @@
+"""The journal: states, crash recovery, output ownership and retries survive across connections."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from hostplug.cli import main
+from hostplug.daemon.journal import Journal
+
+
+def test_a_file_moves_through_its_states_and_survives_reopening(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    entry = journal.enqueue(tmp_path / "a.dng", tmp_path, 10, 20, "c" * 64)
+    journal.start(entry.id)
+    journal.finish(entry.id, "r" * 64, [str(tmp_path / "a.jpg")])
+    journal.close()
+    again = Journal(tmp_path / "j.sqlite").lookup(tmp_path / "a.dng")
+    assert again and again.state == "done" and again.attempts == 1 and again.rendered_hash == "c" * 64
+    assert again.recipe_hash == "r" * 64 and again.outputs == (str(tmp_path / "a.jpg"),)
+    assert again.same_stat(10, 20) and not again.same_stat(10, 21)
+
+
+def test_rows_left_rendering_by_a_crash_are_queued_again(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    entry = journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 1, "h")
+    journal.start(entry.id)
+    journal.close()  # the daemon was killed here
+    journal = Journal(tmp_path / "j.sqlite")
+    assert journal.recover() == 1
+    assert [e.path.name for e in journal.due(5, set())] == ["a.dng"]
+
+
+def test_re_enqueueing_keeps_what_the_last_render_used(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    entry = journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 1, "old")
+    journal.finish(entry.id, "recipe", ["x"])
+    again = journal.enqueue(tmp_path / "a.dng", tmp_path, 2, 2, "new")
+    assert again.id == entry.id and again.state == "queued" and again.content_hash == "new"
+    assert again.rendered_hash == "old" and again.recipe_hash == "recipe"
+
+
+def test_an_output_belongs_to_one_raw_only(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    a = journal.enqueue(tmp_path / "a" / "x.dng", tmp_path, 1, 1, "h")
+    b = journal.enqueue(tmp_path / "b" / "x.dng", tmp_path, 1, 1, "h")
+    assert journal.claim(a.id, ["/out/x.jpg"]) is None
+    assert journal.claim(a.id, ["/out/x.jpg"]) is None  # its own again: fine
+    conflict = journal.claim(b.id, ["/out/x.jpg"])
+    assert conflict and "a/x.dng" in conflict
+
+
+def test_temporary_failures_wait_before_they_are_due(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    entry = journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 1, "h")
+    journal.start(entry.id)
+    journal.requeue(entry.id, "disk full", delay=60)
+    assert journal.due(5, set()) == []
+    assert journal.get(entry.id).error == "disk full"
+
+
+def test_queue_shows_counts_and_errors_and_retry_moves_files_back(tmp_path: Path) -> None:
+    hot = tmp_path / "in"
+    (hot / "_failed").mkdir(parents=True)
+    journal = Journal(hot / ".hostplug" / "journal.sqlite")
+    done = journal.enqueue(hot / "good.dng", hot, 1, 1, "h1")
+    journal.finish(done.id, "r", ["out/good.jpg"])
+    bad = journal.enqueue(hot / "bad.dng", hot, 1, 1, "h2")
+    journal.start(bad.id)
+    moved = hot / "_failed" / "bad.dng"
+    moved.write_bytes(b"x")
+    (hot / "_failed" / "bad.dng.failed.txt").write_text("why")
+    journal.fail(bad.id, "the raw data cannot be read", "failed", moved)
+    journal.close()
+
+    shown = CliRunner().invoke(main, ["queue", str(hot), "--json"])
+    data = json.loads(shown.stdout)
+    assert data["counts"] == {"queued": 0, "rendering": 0, "done": 1, "failed": 1}
+    assert data["errors"][0]["error"] == "the raw data cannot be read" and data["running_pid"] is None
+    text = CliRunner().invoke(main, ["queue", "--journal", str(hot / ".hostplug" / "journal.sqlite")]).stdout
+    assert "failed 1" in text and "bad.dng" in text and "daemon not running" in text
+
+    retried = CliRunner().invoke(main, ["queue", str(hot), "--retry", "--json"])
+    assert json.loads(retried.stdout)["retried"] == 1
+    assert (hot / "bad.dng").exists() and not moved.exists() and not (hot / "_failed" / "bad.dng.failed.txt").exists()
+    row = Journal(hot / ".hostplug" / "journal.sqlite").lookup(hot / "bad.dng")
+    assert row.state == "queued" and row.attempts == 0
+
+
+def test_queue_without_a_journal_says_so(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["queue", str(tmp_path)])
+    assert result.exit_code != 0 and "no journal here" in result.stderr

@@ -1,0 +1,62 @@
+"""Originals: archived with their sidecars once rendered, set aside with a report when they fail, put back on retry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hostplug.daemon.config import FolderConfig, OutputSpec
+from hostplug.daemon.originals import archive, failure_report, free_name, remove_partials, restore, set_aside
+
+
+def _folder(tmp_path: Path, **changes) -> FolderConfig:
+    (tmp_path / "in").mkdir(exist_ok=True)
+    return FolderConfig(path=tmp_path / "in", outputs=(OutputSpec(folder=tmp_path / "out"),), **changes)
+
+
+def test_archive_keeps_sub_folders_and_takes_the_sidecars_along(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, recurse=True, originals="move", archive=tmp_path / "archive")
+    raw = folder.path / "day1" / "IMG_1.CR2"
+    raw.parent.mkdir()
+    raw.write_bytes(b"raw")
+    (raw.parent / "IMG_1.CR2.xmp").write_text("ours")
+    (raw.parent / "IMG_1.xmp").write_text("adobe")
+    moved = archive(raw, folder)
+    assert moved == tmp_path / "archive" / "day1" / "IMG_1.CR2" and moved.read_bytes() == b"raw"
+    assert sorted(p.name for p in moved.parent.iterdir()) == ["IMG_1.CR2", "IMG_1.CR2.xmp", "IMG_1.xmp"]
+    assert list(raw.parent.iterdir()) == []
+
+
+def test_moves_never_overwrite_a_different_file(tmp_path: Path) -> None:
+    (tmp_path / "a.dng").write_bytes(b"old")
+    (tmp_path / "new.dng").write_bytes(b"new")
+    (tmp_path / "same.dng").write_bytes(b"old")
+    assert free_name(tmp_path / "a.dng", tmp_path / "new.dng") == tmp_path / "a-2.dng"
+    assert free_name(tmp_path / "a.dng", tmp_path / "same.dng") == tmp_path / "a.dng"  # identical: replace
+
+
+def test_a_failed_file_goes_to_failed_with_its_report_and_comes_back_on_retry(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    raw = folder.path / "bad.dng"
+    raw.write_bytes(b"junk")
+    report = failure_report(raw, "the raw data cannot be read", "failed", 1)
+    moved = set_aside(raw, folder, report)
+    assert moved == folder.path / "_failed" / "bad.dng" and not raw.exists()
+    text = (folder.path / "_failed" / "bad.dng.failed.txt").read_text()
+    assert "the raw data cannot be read" in text and "permanent" in text and "hostplug queue --retry" in text
+    assert restore(raw, moved) and raw.read_bytes() == b"junk"
+    assert not (folder.path / "_failed" / "bad.dng.failed.txt").exists()
+
+
+def test_marked_in_place_when_the_folder_says_so(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, failed="mark")
+    raw = folder.path / "bad.dng"
+    raw.write_bytes(b"junk")
+    assert set_aside(raw, folder, "why") == raw and (folder.path / "bad.dng.failed.txt").read_text() == "why"
+
+
+def test_temporaries_of_a_killed_render_are_removed(tmp_path: Path) -> None:
+    (tmp_path / ".a.jpg.0123abcd.part").write_bytes(b"half")
+    (tmp_path / ".b.jpg.0123abcd.part").write_bytes(b"someone else's")
+    (tmp_path / "a.jpg").write_bytes(b"whole")
+    assert remove_partials(tmp_path / "a.jpg") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.jpg.0123abcd.part", "a.jpg"]

@@ -1,0 +1,150 @@
+"""Finding complete files: temporary names, settling, start-up and periodic scans, and the polling fallback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hostplug.daemon.config import FolderConfig, OutputSpec
+from hostplug.daemon.scanner import Scanner, SettleTracker, filesystem_type, is_candidate, is_temporary
+
+
+def _folder(path: Path, **changes) -> FolderConfig:
+    return FolderConfig(path=path, outputs=(OutputSpec(folder=path.parent / "out"),), **changes)
+
+
+@pytest.mark.parametrize("name", [".IMG_0001.CR2.Xa8f3k", "IMG_0001.CR2.part", "IMG_0001.CR2.tmp", "~IMG.CR2",
+                                  "IMG_0001.CR2.crdownload", ".IMG_0001.CR2", "IMG.CR2.failed.txt"])
+def test_names_copy_tools_use_while_writing_are_ignored(tmp_path: Path, name: str) -> None:
+    assert is_temporary(name)
+    assert not is_candidate(tmp_path / name, _folder(tmp_path))
+
+
+def test_sidecars_and_other_files_are_not_inputs(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    assert is_candidate(tmp_path / "IMG_0001.CR2", folder) and is_candidate(tmp_path / "x.dng", folder)
+    for name in ("IMG_0001.CR2.xmp", "IMG_0001.xmp", "notes.txt", "IMG_0001.jpg"):
+        assert not is_candidate(tmp_path / name, folder)
+
+
+def test_sub_folders_only_when_recursing_and_never_failed_or_hidden(tmp_path: Path) -> None:
+    assert not is_candidate(tmp_path / "a" / "x.dng", _folder(tmp_path))
+    recursing = _folder(tmp_path, recurse=True)
+    assert is_candidate(tmp_path / "a" / "x.dng", recursing)
+    assert not is_candidate(tmp_path / "_failed" / "x.dng", recursing)
+    assert not is_candidate(tmp_path / ".hostplug" / "x.dng", recursing)
+
+
+def test_a_file_settles_only_after_it_stops_changing(tmp_path: Path) -> None:
+    path = tmp_path / "a.dng"
+    path.write_bytes(b"1")
+    tracker = SettleTracker(settle_seconds=2.0)
+    st = path.stat()
+    tracker.watch(path, st.st_size, st.st_mtime_ns, now=0.0)
+    assert tracker.settled(now=1.0) == []
+    path.write_bytes(b"12")  # still growing
+    assert tracker.settled(now=2.5) == []  # changed: its clock restarts at 2.5
+    assert tracker.settled(now=4.0) == []
+    assert tracker.settled(now=4.6) == [path]
+    assert path not in tracker
+
+
+def _ready_after(scanner: Scanner, seconds: float, clock: list[float], wanted=None) -> list[Path]:
+    """Poll for ``seconds`` of fake time; like the daemon's journal, a file once found is not wanted again."""
+    found: list[Path] = []
+
+    def not_found_yet(path: Path, st: object) -> bool:
+        return path not in found
+
+    for _ in range(int(seconds / 0.1)):
+        clock[0] += 0.1
+        found += scanner.poll(wanted or not_found_yet, now=clock[0])
+    return found
+
+
+def test_start_up_scan_finds_files_that_arrived_while_down(tmp_path: Path) -> None:
+    (tmp_path / "old.dng").write_bytes(b"raw")
+    scanner = Scanner((_folder(tmp_path),), settle_seconds=0.5, rescan_seconds=3600, poll_seconds=1,
+                      watcher="polling")
+    scanner.start()
+    assert _ready_after(scanner, 1.0, [0.0]) == [tmp_path / "old.dng"]
+
+
+class _DeafObserver:
+    """A watcher that starts fine but never reports anything (an event missed)."""
+
+    def schedule(self, *args, **kwargs) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_periodic_rescan_catches_what_the_watcher_missed(tmp_path: Path) -> None:
+    scanner = Scanner((_folder(tmp_path),), settle_seconds=0.2, rescan_seconds=5, poll_seconds=1,
+                      watcher="events", observer_factory=_DeafObserver)
+    assert scanner.start() == {tmp_path: "events"}
+    clock = [0.0]
+    assert _ready_after(scanner, 1.0, clock) == []
+    (tmp_path / "missed.dng").write_bytes(b"raw")
+    assert _ready_after(scanner, 3.0, clock) == []  # no event, no rescan yet
+    assert _ready_after(scanner, 2.5, clock) == [tmp_path / "missed.dng"]
+
+
+def test_falls_back_to_polling_when_inotify_fails(tmp_path: Path) -> None:
+    def broken() -> object:
+        raise OSError(28, "inotify watch limit reached")
+
+    scanner = Scanner((_folder(tmp_path),), settle_seconds=0.2, rescan_seconds=3600, poll_seconds=0.5,
+                      watcher="auto", observer_factory=broken)
+    assert scanner.start() == {tmp_path: "polling"}
+    clock = [0.0]
+    _ready_after(scanner, 1.0, clock)
+    (tmp_path / "new.dng").write_bytes(b"raw")
+    assert _ready_after(scanner, 1.5, clock) == [tmp_path / "new.dng"]
+
+
+def test_polling_can_be_chosen(tmp_path: Path) -> None:
+    scanner = Scanner((_folder(tmp_path),), settle_seconds=0.2, rescan_seconds=60, poll_seconds=1,
+                      watcher="polling")
+    assert scanner.start() == {tmp_path: "polling"} and scanner.observer is None
+
+
+def test_events_point_the_scanner_at_new_files(tmp_path: Path) -> None:
+    scanner = Scanner((_folder(tmp_path),), settle_seconds=0.2, rescan_seconds=3600, poll_seconds=1,
+                      watcher="events")
+    try:
+        assert scanner.start() == {tmp_path: "events"}
+        scanner.poll(lambda p, s: True)  # the start-up scan
+        (tmp_path / ".x.dng.part").write_bytes(b"raw")
+        os.replace(tmp_path / ".x.dng.part", tmp_path / "x.dng")
+        import time
+
+        found: list[Path] = []
+        deadline = time.monotonic() + 5
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.05)
+            found = scanner.poll(lambda p, s: True)
+        assert found == [tmp_path / "x.dng"]
+    finally:
+        scanner.stop()
+
+
+def test_files_the_journal_already_has_are_not_watched(tmp_path: Path) -> None:
+    (tmp_path / "done.dng").write_bytes(b"raw")
+    scanner = Scanner((_folder(tmp_path),), settle_seconds=0.1, rescan_seconds=3600, poll_seconds=1,
+                      watcher="polling")
+    scanner.start()
+    assert _ready_after(scanner, 1.0, [0.0], wanted=lambda p, s: False) == []
+
+
+def test_filesystem_type_is_read_from_mountinfo() -> None:
+    assert filesystem_type(Path("/proc/self")) == "proc"

@@ -1,0 +1,272 @@
+"""``hostplug watch`` end to end, as a real process: the guarantees a studio relies on.
+
+Each test starts the daemon on a temporary hot folder with copies (under new names) of the bundled 900 x 600
+sample DNG, and short settle and retry times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pyexiv2
+import pytest
+from daemon_helpers import (
+    GOPRO,
+    SAMPLE_DNG,
+    WatchProcess,
+    alive,
+    children,
+    drop,
+    events,
+    rows,
+    states,
+    wait_for,
+    write_config,
+)
+
+from engine.metadata import XMP_PREFIX, register_namespace
+
+OUTPUTS = [{"folder": "out/masters", "template": "{name}", "format": "tiff", "bits": 16},
+           {"folder": "out/web", "template": "{date}/{name}_{style}", "format": "jpeg", "long_edge": 300}]
+
+
+@pytest.fixture
+def studio(tmp_path: Path) -> Path:
+    (tmp_path / "in").mkdir()
+    return tmp_path
+
+
+def _config(studio: Path, daemon: dict | None = None, outputs: list | None = None, **folder) -> Path:
+    return write_config(studio / "studio.toml", studio / "in", outputs or OUTPUTS, daemon, **folder)
+
+
+def _done(studio: Path, count: int) -> bool:
+    found = states(studio / "journal.sqlite")
+    return len(found) >= count and all(s in ("done", "failed") for s in found.values())
+
+
+def _outputs(studio: Path) -> list[str]:
+    """Every file under out/, relative, sorted (hidden temporaries included, so none may remain)."""
+    return sorted(str(p.relative_to(studio / "out")) for p in (studio / "out").rglob("*") if p.is_file())
+
+
+def _recipe_of(output: Path) -> dict:
+    register_namespace()
+    with pyexiv2.Image(str(output)) as image:
+        return json.loads(image.read_xmp()[f"Xmp.{XMP_PREFIX}.recipe"])
+
+
+def _expected_outputs(names: list[str]) -> list[str]:
+    today = time.strftime("%Y-%m-%d")
+    found = [f"masters/{n}.tif" for n in names]
+    return sorted(found + [f"web/{today}/{n}_natural.jpg" for n in names])
+
+
+def _stage_with_sidecar(studio: Path, name: str, **settings: float) -> tuple[Path, Path]:
+    """A raw and its sidecar (holding a recipe of ours) prepared outside the hot folder."""
+    sidecar_module = pytest.importorskip("engine.sidecar")
+    from engine.recipe import Recipe
+
+    staging = studio / "staging"
+    staging.mkdir(exist_ok=True)
+    raw = staging / name
+    shutil.copyfile(SAMPLE_DNG, raw)
+    sidecar = sidecar_module.write_recipe(raw, Recipe(**settings))
+    return raw, sidecar
+
+
+def test_dropped_raws_render_once_each_honouring_sidecars_and_skipping_identical_redrops(studio: Path) -> None:
+    hot = studio / "in"
+    drop(hot, "early.dng")  # arrived while the daemon was down: the start-up scan finds it
+    with WatchProcess("--config", _config(studio), cwd=studio) as daemon:
+        drop(hot, "b.dng")
+        raw, sidecar = _stage_with_sidecar(studio, "c.dng", exposure=1.0)
+        shutil.move(sidecar, hot / sidecar.name)
+        shutil.move(raw, hot / "c.dng")
+        wait_for(lambda: _done(studio, 3), 90, "three renders")
+        assert states(studio / "journal.sqlite") == {"early.dng": "done", "b.dng": "done", "c.dng": "done"}
+        assert _outputs(studio) == _expected_outputs(["b", "c", "early"])
+        assert _recipe_of(studio / "out/masters/c.tif")["exposure"] == 1.0  # the sidecar's recipe
+        assert _recipe_of(studio / "out/masters/b.tif")["exposure"] == 0.0
+        assert not (hot / "_failed").exists()  # the sidecar was never taken for an input
+
+        before = (studio / "out/masters/b.tif").stat().st_mtime_ns
+        (hot / "b.dng").unlink()
+        drop(hot, "b.dng")  # the same bytes again
+        wait_for(lambda: any(e["path"].endswith("/b.dng") for e in events(studio / "log.jsonl", "unchanged")),
+                 30, "the identical re-drop to be recognised")
+        assert (studio / "out/masters/b.tif").stat().st_mtime_ns == before
+
+        raw, sidecar = _stage_with_sidecar(studio, "b.dng", exposure=-1.0)  # same bytes, a new recipe
+        (hot / "b.dng").unlink()
+        shutil.move(sidecar, hot / sidecar.name)
+        shutil.move(raw, hot / "b.dng")
+        wait_for(lambda: _recipe_of(studio / "out/masters/b.tif")["exposure"] == -1.0, 30, "b re-rendered")
+        assert daemon.terminate() == 0
+        assert "rendered" in daemon.output() and "identical to its last render" in daemon.output()  # readable
+    assert events(studio / "log.jsonl", "progress")  # the periodic progress line, as JSON too
+    assert _outputs(studio) == _expected_outputs(["b", "c", "early"])
+    done = [e["path"].rsplit("/", 1)[1] for e in events(studio / "log.jsonl", "done")]
+    assert sorted(done) == ["b.dng", "b.dng", "c.dng", "early.dng"]
+
+
+def test_a_slowly_copied_file_is_rendered_only_once_complete(studio: Path) -> None:
+    hot = studio / "in"
+    data = SAMPLE_DNG.read_bytes()
+    config = _config(studio, {"settle_seconds": 1.5, "watcher": "polling", "poll_seconds": 0.2})
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        wait_for(lambda: events(studio / "log.jsonl", "start"), 30, "the daemon to start")
+        rsync_temporary = hot / ".quick.dng.Xa3f9Q"  # rsync's temporary name: ignored until renamed
+        rsync_temporary.write_bytes(data)
+        with (hot / "slow.dng").open("wb") as f:  # a copy that takes about 4 s, in 8 pieces
+            for i in range(8):
+                f.write(data[i * len(data) // 8:(i + 1) * len(data) // 8])
+                f.flush()
+                time.sleep(0.5)
+        finished = time.time()
+        time.sleep(1.0)
+        assert states(studio / "journal.sqlite") == {}  # the temporary is ignored, the slow file still settling
+        os.replace(rsync_temporary, hot / "quick.dng")
+        wait_for(lambda: _done(studio, 2), 60, "both renders")
+        assert daemon.terminate() == 0
+    by_name = {Path(r["path"]).name: r for r in rows(studio / "journal.sqlite")}
+    assert set(by_name) == {"slow.dng", "quick.dng"}
+    slow = by_name["slow.dng"]
+    assert slow["state"] == "done" and slow["attempts"] == 1
+    assert slow["content_hash"] == hashlib.sha256(data).hexdigest()
+    assert (studio / "out/masters/slow.tif").stat().st_mtime > finished
+    queued = [e for e in events(studio / "log.jsonl", "queued") if e["path"].endswith("slow.dng")]
+    assert len(queued) == 1 and queued[0]["ts"] >= finished
+
+
+def test_corrupt_and_unsupported_files_are_set_aside_with_a_report_and_never_retried(studio: Path) -> None:
+    hot = studio / "in"
+    (hot / "truncated.dng").write_bytes(SAMPLE_DNG.read_bytes()[:40000])
+    (hot / "notes.dng").write_text("not an image at all")
+    if GOPRO.is_file():
+        shutil.copyfile(GOPRO, hot / "gopro.gpr")
+    config = _config(studio, outputs=OUTPUTS[1:], originals="move", archive=str(studio / "archive"))
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        count = 3 if GOPRO.is_file() else 2
+        wait_for(lambda: _done(studio, count), 90, "every file to be handled")
+        found = states(studio / "journal.sqlite")
+        assert set(found.values()) == {"failed"}
+        for name in found:
+            assert not (hot / name).exists() and (hot / "_failed" / name).exists()
+            report = (hot / "_failed" / f"{name}.failed.txt").read_text()
+            assert "permanent" in report and "reason:" in report
+        assert {r["attempts"] for r in rows(studio / "journal.sqlite") if r["state"] == "failed"} == {1}
+        assert events(studio / "log.jsonl", "retry") == []
+
+        shutil.copyfile(SAMPLE_DNG, hot / "_failed" / "truncated.dng")  # the photographer fixes one file
+        from click.testing import CliRunner
+
+        from hostplug.cli import main
+
+        result = CliRunner().invoke(main, ["queue", "--config", str(studio / "studio.toml"), "--retry", "--json"])
+        assert json.loads(result.stdout)["retried"] == count and json.loads(result.stdout)["running_pid"]
+        wait_for(lambda: states(studio / "journal.sqlite")["truncated.dng"] == "done", 60, "the retried file")
+        wait_for(lambda: _done(studio, count), 60, "the other retries to fail again")
+        assert daemon.terminate() == 0
+    assert _outputs(studio) == [f"web/{time.strftime('%Y-%m-%d')}/truncated_natural.jpg"]  # the daemon kept going
+    assert (hot / "_failed" / "notes.dng").exists()
+    assert (studio / "archive" / "truncated.dng").exists() and not (hot / "truncated.dng").exists()
+
+
+def test_after_kill_9_and_a_restart_every_file_has_exactly_one_set_of_outputs(studio: Path) -> None:
+    hot = studio / "in"
+    names = [f"shot{i}" for i in range(3)]
+    config = _config(studio, {"workers": 1})
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        for name in names:
+            drop(hot, f"{name}.dng")
+        wait_for(lambda: "done" in states(studio / "journal.sqlite").values()
+                 and "rendering" in states(studio / "journal.sqlite").values(), 90, "renders under way")
+        workers = children(daemon.pid)
+        daemon.kill()
+    wait_for(lambda: not any(alive(pid) for pid in workers), 10, "the workers to die with the daemon")
+    assert "done" in states(studio / "journal.sqlite").values()
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        wait_for(lambda: _done(studio, 3), 90, "the rest after the restart")
+        assert daemon.terminate() == 0
+    assert set(states(studio / "journal.sqlite").values()) == {"done"}
+    assert _outputs(studio) == _expected_outputs(names)  # one of each, no duplicates, no temporaries
+    assert events(studio / "log.jsonl", "recovered")[0]["count"] == 1
+
+
+def test_sigterm_lets_a_running_render_finish_or_leaves_it_queued_after_the_grace_period(studio: Path) -> None:
+    hot = studio / "in"
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(studio / "notify"))
+    env = {"NOTIFY_SOCKET": str(studio / "notify"), "WATCHDOG_USEC": "1000000"}
+    with systemd, WatchProcess("--config", _config(studio, {"grace_seconds": 0.1}), cwd=studio, env=env) as daemon:
+        drop(hot, "a.dng")
+        wait_for(lambda: states(studio / "journal.sqlite").get("a.dng") == "rendering", 60, "a rendering")
+        assert daemon.terminate() == 0
+        systemd.setblocking(False)
+        told = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                told.append(systemd.recv(4096).decode())
+    assert told[0] == "READY=1\nSTATUS=watching" and "WATCHDOG=1" in told and "STOPPING=1" in told
+    assert any(m.startswith("STATUS=queued") for m in told)
+    row = rows(studio / "journal.sqlite")[0]
+    assert row["state"] == "queued" and row["attempts"] == 0  # abandoned cleanly, not counted as a failure
+    assert _outputs(studio) == []
+    with WatchProcess("--config", _config(studio, {"grace_seconds": 60}), cwd=studio) as daemon:
+        wait_for(lambda: states(studio / "journal.sqlite").get("a.dng") == "done", 60, "a done after restart")
+        drop(hot, "b.dng")
+        wait_for(lambda: states(studio / "journal.sqlite").get("b.dng") == "rendering", 60, "b rendering")
+        assert daemon.terminate() == 0  # b finishes within the grace period
+    assert states(studio / "journal.sqlite") == {"a.dng": "done", "b.dng": "done"}
+    assert _outputs(studio) == _expected_outputs(["a", "b"])
+
+
+def test_a_crashed_worker_costs_only_its_file_one_attempt(studio: Path) -> None:
+    hot = studio / "in"
+    with WatchProcess("--config", _config(studio, {"workers": 1}), cwd=studio) as daemon:
+        drop(hot, "victim.dng")
+        rendering = wait_for(lambda: [e for e in events(studio / "log.jsonl", "rendering")
+                                      if e["path"].endswith("victim.dng")], 60, "victim rendering")
+        os.kill(rendering[0]["worker"], signal.SIGKILL)  # a decoder crash, as far as the daemon can tell
+        wait_for(lambda: _done(studio, 1), 90, "the file, on a new worker")
+        drop(hot, "next.dng")  # and the daemon carries on
+        wait_for(lambda: _done(studio, 2), 90, "the next file")
+        assert daemon.terminate() == 0
+    by_name = {Path(r["path"]).name: r for r in rows(studio / "journal.sqlite")}
+    assert by_name["victim.dng"]["state"] == "done" and by_name["victim.dng"]["attempts"] == 2
+    assert by_name["next.dng"]["state"] == "done" and by_name["next.dng"]["attempts"] == 1
+    assert "SIGKILL" in events(studio / "log.jsonl", "retry")[0]["error"]
+    assert _outputs(studio) == _expected_outputs(["next", "victim"])
+
+
+def test_a_render_over_its_time_limit_is_retried_a_bounded_number_of_times(studio: Path) -> None:
+    hot = studio / "in"
+    config = _config(studio, {"render_timeout": 0.3, "max_attempts": 2}, failed="mark")
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        drop(hot, "slow.dng")
+        wait_for(lambda: _done(studio, 1), 90, "the file to be given up")
+        assert daemon.terminate() == 0
+    row = rows(studio / "journal.sqlite")[0]
+    assert row["state"] == "failed" and row["attempts"] == 2 and "longer than 0.3 s" in row["error"]
+    assert (hot / "slow.dng").exists()  # failed = "mark": left in place, with its report beside it
+    assert "retries used up" in (hot / "slow.dng.failed.txt").read_text()
+    assert [p for p in (studio / "out").rglob("*") if p.is_file()] == []
+
+
+def test_workers_run_under_a_memory_limit() -> None:
+    import subprocess
+    import sys
+
+    code = ("from hostplug.daemon.workers import limit_memory\nimport numpy\nlimit_memory(1024)\n"
+            "try:\n    numpy.ones(2**31, dtype='uint8')\nexcept MemoryError:\n    print('refused')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "refused", result.stderr
