@@ -182,35 +182,17 @@ def info(inputs: tuple[Path, ...], as_json: bool) -> None:
         sys.exit(1)
 
 
-def _register_model_commands() -> None:
-    from hostplug.models_cli import evaluate, register_subcommands, train
-
-    register_subcommands()
-    main.add_command(train)
-    main.add_command(evaluate)
-
-
-_register_model_commands()
-
-
-main.add_command(sidecar_cli.edit)
-main.add_command(sidecar_cli.show)
-main.add_command(sidecar_cli.presets)
-main.add_command(sidecar_cli.rerender)
-
-from hostplug import daemon_cli  # noqa: E402  (the watch daemon's commands)
-
-main.add_command(daemon_cli.watch)
-main.add_command(daemon_cli.queue)
-
-
-def _register_host_commands() -> None:
+def _register_commands() -> None:
+    """Attach the commands that live in their own modules (sidecars, daemon, hosts, models)."""
+    from hostplug import daemon_cli
     from hostplug.integrate_cli import integrate
+    from hostplug.models_cli import evaluate, register_subcommands, train
     from hostplug.open_cli import open_command, thumbnail
 
-    main.add_command(open_command)
-    main.add_command(thumbnail)
-    main.add_command(integrate)
+    register_subcommands()
+    for command in (sidecar_cli.edit, sidecar_cli.show, sidecar_cli.presets, sidecar_cli.rerender,
+                    daemon_cli.watch, daemon_cli.queue, open_command, thumbnail, integrate, train, evaluate):
+        main.add_command(command)
 
 
-_register_host_commands()
+_register_commands()
