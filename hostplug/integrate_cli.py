@@ -9,7 +9,7 @@ import click
 
 @click.group()
 def integrate() -> None:
-    """Install hostplug into another program (GIMP...)."""
+    """Install hostplug into another program (GIMP, darktable...)."""
 
 
 @integrate.command("gimp")
@@ -37,3 +37,25 @@ def gimp(uninstall: bool, make_default_raw_loader: bool, plugin_dir: Path | None
         click.echo("Restart GIMP to load it." + ("" if make_default_raw_loader else
                    " To open raws with it, choose 'Camera raw (hostplug)' in Preferences > Import & Export > "
                    "Raw Image Importer, or run this again with --make-default-raw-loader."))
+
+
+@integrate.command("darktable")
+@click.option("--hot-folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Where darktable's \"copy\" export writes (default: ~/hostplug-darktable; created).")
+@click.option("--library-root", "library_roots", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A photo folder to search for originals when the export path does not say (repeatable).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The watch configuration to write (default: ~/.config/hostplug/darktable.toml).")
+@click.option("--preset", "presets", multiple=True, help="A preset for the look (repeatable, applied in order).")
+@click.option("--style", help="The picture style of the renders.")
+@click.option("--force", is_flag=True, help="Replace an existing configuration file.")
+def darktable(hot_folder: Path | None, library_roots: tuple[Path, ...], config_path: Path | None,
+              presets: tuple[str, ...], style: str | None, force: bool) -> None:
+    """Write a watch configuration that renders darktable's "copy" exports beside the original raws (no Lua)."""
+    from hostplug.darktable_setup import DEFAULT_CONFIG, DEFAULT_HOT_FOLDER, darktable_steps, write_route
+
+    config_path = (config_path or DEFAULT_CONFIG).expanduser().absolute()
+    config = write_route(config_path, hot_folder or DEFAULT_HOT_FOLDER, library_roots, presets, style, force=force)
+    click.echo(f"Wrote {config_path} (hot folder {config.folders[0].path}).\n")
+    for step in darktable_steps(config.folders[0].path, config_path):
+        click.echo(step)

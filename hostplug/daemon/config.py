@@ -47,7 +47,7 @@ path = "/studio/incoming"   # relative paths are relative to this file
 recurse = true
 presets = ["warm-5200"]         # applied in order, the last one winning per setting
 recipe = { exposure = 0.3, sharpening = 40 }   # any recipe setting; a raw's own sidecar recipe wins
-originals = "move"          # leave | move (to archive, once every output is written)
+originals = "move"          # leave | move (to archive, once every output is written) | delete (copies only)
 archive = "/studio/archive"
 failed = "move"             # move (to <hot folder>/_failed/) | mark (leave in place); both write NAME.failed.txt
 
@@ -71,13 +71,14 @@ long_edge = 2048
 class OutputSpec:
     """One output of every raw in a hot folder."""
 
-    folder: Path
+    folder: Path | None  # None: beside the original (see beside_original)
     template: str = "{name}"
     format: str = "tiff"
     bits: int | None = None
     quality: int = 92
     space: str = "srgb"
     long_edge: int | None = None
+    beside_original: bool = False  # the dropped file is a copy: write next to its original (:mod:`.beside`)
 
     @property
     def suffix(self) -> str:
@@ -86,8 +87,9 @@ class OutputSpec:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready form (what a recipe hash covers)."""
-        return {"folder": str(self.folder), "template": self.template, "format": self.format, "bits": self.bits,
-                "quality": self.quality, "space": self.space, "long_edge": self.long_edge}
+        described = {"folder": str(self.folder), "template": self.template, "format": self.format,
+                     "bits": self.bits, "quality": self.quality, "space": self.space, "long_edge": self.long_edge}
+        return described | ({"beside_original": True} if self.beside_original else {})
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,11 @@ class FolderConfig:
     presets: tuple[str, ...] = ()
     recipe: Mapping[str, Any] = field(default_factory=dict)
     recurse: bool = False
-    originals: str = "leave"  # "leave" or "move"
+    originals: str = "leave"  # "leave", "move" or "delete" (copies of an original found elsewhere only)
     archive: Path | None = None
     failed: str = "move"  # "move" (to _failed/) or "mark" (in place)
     extensions: frozenset[str] = RAW_EXTENSIONS
+    library_roots: tuple[Path, ...] = ()  # where originals of copies are searched (:mod:`.beside`)
 
     @property
     def failed_dir(self) -> Path:
@@ -186,8 +189,11 @@ def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
     """One ``[[folder.output]]`` table."""
     t = _Table(data, where)
     folder = t.get("folder", str)
-    if not folder:
-        raise ConfigError(f"{where}: 'folder' is required")
+    beside = t.get("beside_original", bool, False)
+    if beside and folder:
+        raise ConfigError(f"{where}: 'folder' and beside_original = true exclude each other")
+    if not folder and not beside:
+        raise ConfigError(f"{where}: 'folder' is required (or beside_original = true)")
     template = t.get("template", str, "{name}")
     check_template(template)
     fmt = t.choice("format", tuple(FORMAT_SUFFIX), "tiff")
@@ -200,8 +206,8 @@ def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
     space = t.choice("space", SPACES, "srgb")
     long_edge = t.positive("long_edge", None, int)
     t.done()
-    return OutputSpec(folder=_path(folder, base), template=template, format=fmt, bits=bits, quality=quality,
-                      space=space, long_edge=long_edge)
+    return OutputSpec(folder=_path(folder, base) if folder else None, template=template, format=fmt, bits=bits,
+                      quality=quality, space=space, long_edge=long_edge, beside_original=beside)
 
 
 def parse_folder(data: Any, where: str, base: Path) -> FolderConfig:
@@ -217,11 +223,14 @@ def parse_folder(data: Any, where: str, base: Path) -> FolderConfig:
     if not all(isinstance(p, str) and p for p in presets):
         raise ConfigError(f"{where}: 'presets' must be a list of preset names")
     recipe = t.get("recipe", dict, {})
-    originals = t.choice("originals", ("leave", "move"), "leave")
+    originals = t.choice("originals", ("leave", "move", "delete"), "leave")
     archive = t.get("archive", str)
     if originals == "move" and not archive:
         raise ConfigError(f"{where}: originals = \"move\" needs an 'archive' folder")
     extensions = t.get("extensions", list)
+    roots = t.get("library_roots", list, [])
+    if not all(isinstance(r, str) and r for r in roots):
+        raise ConfigError(f"{where}: 'library_roots' must be a list of folders")
     folder = FolderConfig(
         path=_path(path, base),
         outputs=tuple(parse_output(o, f"{where} output {i + 1}", base) for i, o in enumerate(outputs)),
@@ -232,9 +241,26 @@ def parse_folder(data: Any, where: str, base: Path) -> FolderConfig:
         archive=_path(archive, base) if archive else None,
         failed=t.choice("failed", ("move", "mark"), "move"),
         extensions=frozenset(str(e).lower().lstrip(".") for e in extensions) if extensions else RAW_EXTENSIONS,
+        library_roots=tuple(_path(r, base) for r in roots),
     )
     t.done()
+    check_copies(folder, where)
     return folder
+
+
+def check_copies(folder: FolderConfig, where: str) -> None:
+    """``originals = "delete"`` and ``library_roots`` only for a hot folder that receives copies.
+
+    Such a folder has an output with ``beside_original = true``, so every file it renders was first proven
+    byte-identical to an original elsewhere; a dropped file that may be the only copy is never deleted.
+    """
+    if any(spec.beside_original for spec in folder.outputs):
+        return
+    if folder.originals == "delete":
+        raise ConfigError(f"{where}: originals = \"delete\" is only for hot folders that receive copies (an output "
+                          "with beside_original = true); use \"move\" with an archive")
+    if folder.library_roots:
+        raise ConfigError(f"{where}: 'library_roots' needs an output with beside_original = true")
 
 
 def parse_config(data: Mapping[str, Any], base: Path) -> DaemonConfig:

@@ -284,9 +284,12 @@ class Daemon:
                error=reason, kind=kind, moved_to=str(moved_to) if moved_to else None)
 
     def _archive(self, entry: Entry) -> None:
-        """Move a rendered original to its archive when the hot folder says so."""
+        """Move a rendered original to its archive (or delete a rendered copy) when the hot folder says so."""
         folder = self._folder(entry)
-        if folder is None or folder.originals != "move" or not entry.path.exists():
+        if folder is None or folder.originals == "leave" or not entry.path.exists():
+            return
+        if folder.originals == "delete":
+            self._discard(entry, folder)
             return
         try:
             moved = originals.archive(entry.path, folder)
@@ -298,6 +301,19 @@ class Daemon:
         self.journal.set_moved(entry.id, moved)
         _event(f"archived {entry.path} -> {moved}", "archived", logging.DEBUG, path=str(entry.path),
                moved_to=str(moved))
+
+    def _discard(self, entry: Entry, folder: FolderConfig) -> None:
+        """Delete a rendered copy, unless it was replaced since it was rendered (then it is queued again)."""
+        try:
+            st = entry.path.stat()
+            if not entry.same_stat(st.st_size, st.st_mtime_ns):
+                return
+            originals.discard(entry.path, folder)
+        except OSError as e:
+            _event(f"cannot delete the copy {entry.path}: {e}; will try again", "delete_failed", logging.WARNING,
+                   path=str(entry.path))
+            return
+        _event(f"deleted the rendered copy {entry.path}", "deleted", logging.DEBUG, path=str(entry.path))
 
     def _folder(self, entry: Entry) -> FolderConfig | None:
         return next((f for f in self.config.folders if f.path == entry.folder), None)

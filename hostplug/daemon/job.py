@@ -13,6 +13,7 @@ The outcome is a :class:`Outcome` whose ``kind`` tells the daemon what to do nex
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 from collections.abc import Callable
@@ -74,6 +75,17 @@ def token_values(job: Job, folder: FolderConfig, recipe: Recipe, source: object)
                        date=taken.strftime("%Y-%m-%d"), camera=model or "unknown", style=recipe.style, seq=job.id)
 
 
+def output_target(spec: OutputSpec, values: TokenValues, original: Path | None) -> Path:
+    """Where one output goes: in its folder, or beside the original named after it (``{name}`` is the original's
+    name and ``{dir}`` is empty there)."""
+    if not spec.beside_original:
+        assert spec.folder is not None
+        return output_path(spec.folder, spec.template, values, spec.suffix)
+    assert original is not None
+    return output_path(original.parent, spec.template, dataclasses.replace(values, name=original.stem, dir=""),
+                       spec.suffix)
+
+
 def output_options(spec: OutputSpec):
     """The engine's options for one output (always replacing: the name is this raw's own)."""
     from engine.output import OutputOptions
@@ -106,6 +118,14 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         return Outcome(job.id, "gone", f"{job.path} disappeared before it was rendered")
     if _stat_changed(job):
         return Outcome(job.id, "changed", "the file changed after it settled")
+    original = None
+    if any(spec.beside_original for spec in folder.outputs):  # the file is a copy: find what it is a copy of
+        from hostplug.daemon.beside import find_original
+
+        try:
+            original = find_original(job.path, folder, job.content_hash)
+        except InputNotFoundError as e:
+            return Outcome(job.id, "failed", str(e))
     try:
         recipe, catalogue = recipe_for_file(job.path, base)
     except HostplugError as e:
@@ -115,17 +135,23 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         return Outcome(job.id, "unchanged", "same content and recipe as its last render", digest,
                        job.previous_outputs)
     try:
-        source = engine.open(job.path)
+        source = engine.open(original or job.path)  # the same bytes; outputs then record the original
     except (CorruptInputError, UnsupportedInputError) as e:
         if _stat_changed(job):
             return Outcome(job.id, "changed", "the file changed while it was being read")
         return Outcome(job.id, "failed", str(e))
     except InputNotFoundError as e:
         return Outcome(job.id, "gone", str(e))
-    targets = [str(output_path(s.folder, s.template, token_values(job, folder, recipe, source), s.suffix))
-               for s in folder.outputs]
+    targets = [str(output_target(s, token_values(job, folder, recipe, source), original)) for s in folder.outputs]
     if len(set(targets)) < len(targets):
         return Outcome(job.id, "failed", f"two outputs of this hot folder would both be {targets}")
+    if original is not None:
+        from hostplug.daemon.beside import check_replaceable
+
+        taken = [why for s, t in zip(folder.outputs, targets, strict=True)
+                 if s.beside_original and (why := check_replaceable(Path(t), job.content_hash))]
+        if taken:
+            return Outcome(job.id, "failed", taken[0])
     conflict = journal.claim(job.id, targets)
     if conflict:
         return Outcome(job.id, "failed", f"output {conflict}; put {{dir}} or {{seq}} in the template")

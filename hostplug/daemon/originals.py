@@ -55,6 +55,20 @@ def archive(raw: Path, folder: FolderConfig) -> Path:
     return move_with_sidecars(raw, folder.archive / raw.parent.relative_to(folder.path))
 
 
+def discard(raw: Path, folder: FolderConfig) -> None:
+    """Delete a rendered copy and its sidecars (``originals = "delete"``, allowed only where every file was first
+    proven byte-identical to an original elsewhere), then the folders inside the hot folder it leaves empty."""
+    for path in [*sidecars_of(raw), raw]:
+        path.unlink(missing_ok=True)
+    parent = raw.parent
+    while parent != folder.path and parent.is_relative_to(folder.path):
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (another copy arrived), or gone
+            return
+        parent = parent.parent
+
+
 def failure_report(raw: Path, reason: str, kind: str, attempts: int) -> str:
     """The text of ``NAME.failed.txt``."""
     from hostplug.daemon import __version__

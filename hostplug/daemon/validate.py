@@ -28,6 +28,8 @@ def check_overlaps(config: DaemonConfig) -> None:
     """Refuse outputs that would land in a hot folder, hot folders inside outputs, and nested hot folders."""
     for folder in config.folders:
         for spec in folder.outputs:
+            if spec.folder is None:  # beside the original: outside every hot folder (see .beside)
+                continue
             if spec.folder.resolve() == folder.path.resolve():
                 raise ConfigError(f"output folder {spec.folder} is the hot folder itself; use another folder")
             if folder.recurse and _inside(spec.folder, folder.path):
@@ -50,7 +52,8 @@ def check_folder(folder: FolderConfig) -> None:
         raise ConfigError(f"hot folder {folder.path} does not exist or is not a folder")
     folder_recipe(folder)
     for spec in folder.outputs:
-        check_writable(spec.folder, "output folder")
+        if spec.folder is not None:
+            check_writable(spec.folder, "output folder")
     if folder.archive:
         check_writable(folder.archive, "archive folder")
 

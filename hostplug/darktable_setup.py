@@ -1,0 +1,110 @@
+"""``hostplug integrate darktable``: a watch-folder configuration for darktable's "copy" export, without Lua.
+
+darktable exports with format "copy" into a hot folder, to ``<hot folder>/$(FILE_FOLDER)/$(FILE_NAME)``, so the
+copy's place spells the original's folder; ``hostplug watch`` renders it with the folder's look and writes a
+16-bit TIFF beside the original raw (``IMG_0001.tif`` beside ``IMG_0001.CR2``, which darktable groups with the
+raw when the folder is imported again), carrying the rating, colour labels and tags. The copy is then deleted;
+the original and its darktable sidecar are only ever read. How the original is found: :mod:`hostplug.daemon.beside`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from hostplug.daemon.beside import MIRROR_PATTERN
+from hostplug.daemon.config import DaemonConfig, load_config
+from hostplug.daemon.errors import ConfigError
+
+DEFAULT_HOT_FOLDER = Path("~/hostplug-darktable")
+DEFAULT_CONFIG = Path("~/.config/hostplug/darktable.toml")
+
+
+def _toml(value: str | Sequence[str]) -> str:
+    """A string or a list of strings as TOML (JSON's string escapes are TOML's)."""
+    return json.dumps(value if isinstance(value, str) else list(value))
+
+
+def route_config(hot_folder: Path, library_roots: Sequence[Path] = (), presets: Sequence[str] = (),
+                 style: str | None = None) -> str:
+    """The TOML text of the darktable route's watch configuration."""
+    look = [f"presets = {_toml(presets)}"] if presets else ["# presets = [\"punchy\"]      # the look: presets, "
+                                                            "applied in order"]
+    look.append(f"recipe = {{ style = {_toml(style)} }}" if style else "# recipe = { style = \"natural\" }")
+    roots = _toml([str(r) for r in library_roots])
+    return "\n".join([
+        "# hostplug watch configuration for darktable, written by `hostplug integrate darktable`.",
+        "# darktable's export module, format \"copy\", writes a raw and its sidecar into the hot folder at",
+        f"#   {hot_folder}/{MIRROR_PATTERN}",
+        "# (the copy's sub-folder spells the original's folder); hostplug renders it and writes the TIFF beside the",
+        "# ORIGINAL raw, with darktable's rating, colour labels and tags, then deletes the copy. The original raw",
+        "# and its darktable sidecar are never written.",
+        "",
+        "[daemon]",
+        "workers = 1",
+        "settle_seconds = 2.0",
+        "",
+        "[[folder]]",
+        f"path = {_toml(str(hot_folder))}",
+        "recurse = true              # copies arrive in sub-folders that spell the original's folder",
+        "originals = \"delete\"        # delete the copy once rendered (leave | move | delete)",
+        "failed = \"move\"             # an original that cannot be found: the copy goes to _failed/ with a report",
+        f"library_roots = {roots}   # also searched by file name (content-checked) for other export patterns",
+        *look,
+        "",
+        "[[folder.output]]",
+        "beside_original = true      # next to the original raw, in darktable's film roll folder",
+        "template = \"{name}\"         # IMG_0001.tif: same base name as IMG_0001.CR2, so darktable groups them",
+        "format = \"tiff\"",
+        "bits = 16",
+        "space = \"srgb\"              # srgb | display-p3 | adobe-rgb | prophoto",
+        "",
+    ])
+
+
+def write_route(config_path: Path, hot_folder: Path, library_roots: Sequence[Path] = (),
+                presets: Sequence[str] = (), style: str | None = None, *, force: bool = False) -> DaemonConfig:
+    """Create the hot folder, write the configuration and prove it loads and passes the daemon's start checks.
+
+    An existing configuration with other content is kept unless ``force``; a configuration that fails its checks
+    is removed again, and :class:`ConfigError` says why.
+    """
+    from hostplug.daemon.validate import validate
+
+    hot_folder = hot_folder.expanduser().absolute()
+    text = route_config(hot_folder, [r.expanduser().absolute() for r in library_roots], presets, style)
+    if config_path.exists() and config_path.read_text(encoding="utf-8") != text and not force:
+        raise ConfigError(f"{config_path} exists; pass --force to replace it")
+    for root in library_roots:
+        if not root.expanduser().is_dir():
+            raise ConfigError(f"library root {root} is not a folder")
+    hot_folder.mkdir(parents=True, exist_ok=True)
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    previous = config_path.read_bytes() if config_path.exists() else None
+    config_path.write_text(text, encoding="utf-8")
+    try:
+        config = load_config(config_path)
+        validate(config)
+    except ConfigError:
+        if previous is None:
+            config_path.unlink()
+        else:
+            config_path.write_bytes(previous)
+        raise
+    return config
+
+
+def darktable_steps(hot_folder: Path, config_path: Path) -> list[str]:
+    """The three things a user does, in darktable and beside it, to use the route."""
+    return [
+        f"1. In darktable's lighttable, export module: target storage \"file on disk\", path\n"
+        f"     {hot_folder}/{MIRROR_PATTERN}\n"
+        "   (copy it exactly: the copy's sub-folder tells hostplug where the original is), format \"copy\".\n"
+        "   Save it as an export preset (\"hostplug\") to pick it in one click next time.",
+        f"2. Keep the renderer running: hostplug watch --config {config_path}\n"
+        "   (or as a service: the systemd unit in integrations/systemd/, with its --config set to this file).",
+        "3. Select images and press export. The TIFF appears beside each raw (IMG_0001.tif beside IMG_0001.CR2)\n"
+        "   with its rating, colour labels and tags; import the folder again (import > add to library) and\n"
+        "   darktable groups it with the raw. Your edit history and sidecar are never changed.",
+    ]

@@ -1,0 +1,276 @@
+"""The darktable route without Lua: darktable's "copy" export into a hot folder, the render beside the original.
+
+The end-to-end tests use darktable-cli itself for the export (an output name ending in ``.copy`` selects the
+"copy" format, and its file name pattern is expanded as in darktable's export module), with the exact path that
+``hostplug integrate darktable`` prints, and run ``hostplug watch`` as a real process on the configuration that
+command wrote (only its timings shortened). The rest needs no darktable.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from conftest import CANON, hostplug, read_metadata
+from daemon_helpers import WatchProcess, states, wait_for
+
+from engine.errors import InputNotFoundError
+from engine.metadata import XMP_PREFIX
+from hostplug.daemon.beside import MIRROR_PATTERN, check_replaceable, find_original
+from hostplug.daemon.config import FolderConfig, OutputSpec, load_config, parse_config
+from hostplug.daemon.daemon import content_hash
+from hostplug.daemon.errors import ConfigError
+
+DARKTABLE_XMP = CANON.parents[1] / "sidecars" / "darktable-4.2.1-colorchart.dng.xmp"  # rating 4, red, 2 tags
+needs_darktable = pytest.mark.skipif(shutil.which("darktable-cli") is None,
+                                     reason="darktable-cli is not installed (tests/setup-system.sh installs it)")
+
+
+def _darktable_cli(tmp: Path, *args: object) -> subprocess.CompletedProcess[str]:
+    """darktable-cli with a throw-away configuration and library."""
+    command = ["darktable-cli", *(str(a) for a in args), "--core", "--configdir", str(tmp / "darktable-config"),
+               "--library", ":memory:"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _darktable_render(tmp: Path, raw: Path, out: Path) -> np.ndarray:
+    """darktable's own small render of a raw with its sidecar, as pixels."""
+    import cv2
+
+    _darktable_cli(tmp, raw, raw.with_name(raw.name + ".xmp"), out, "--width", "300")
+    return cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+
+
+def _export_copy(tmp: Path, raw: Path, destination: str) -> None:
+    """darktable's export module, format "copy", file on disk at ``destination`` (a darktable pattern)."""
+    _darktable_cli(tmp, raw, raw.with_name(raw.name + ".xmp"), destination + ".copy")
+
+
+def _film_roll(folder: Path, name: str) -> Path:
+    """A photographer's raw with darktable's sidecar (rating 4, red label, keywords client-a and studio)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = folder / name
+    shutil.copyfile(CANON, raw)
+    raw.with_name(name + ".xmp").write_bytes(DARKTABLE_XMP.read_bytes())
+    return raw
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@dataclass
+class Route:
+    tmp: Path
+    hot: Path
+    raw: Path
+    before: dict[str, bytes]
+    render_before: np.ndarray
+    render_after: np.ndarray
+    stdout: str
+    daemon_log: str
+
+
+@pytest.fixture(scope="module")
+def route(tmp_path_factory: pytest.TempPathFactory) -> Route:
+    """One whole round trip: darktable exports two copies, the daemon renders one and sets the other aside."""
+    if shutil.which("darktable-cli") is None:
+        pytest.skip("darktable-cli is not installed (tests/setup-system.sh installs it)")
+    if not CANON.is_file() or not DARKTABLE_XMP.is_file():
+        pytest.skip(f"shared test data not present: {CANON} and {DARKTABLE_XMP}")
+    tmp = tmp_path_factory.mktemp("darktable")
+    library, hot, config = tmp / "Pictures", tmp / "hot folder", tmp / "darktable.toml"
+    raw = _film_roll(library / "2024 Café shoot", "IMG_0001.dng")
+    before = _snapshot(raw.parent)
+    render_before = _darktable_render(tmp, raw, tmp / "before.png")
+
+    result = hostplug("integrate", "darktable", "--hot-folder", hot, "--library-root", library, "--config", config)
+    assert result.exit_code == 0, result.output
+    text = config.read_text()
+    assert "settle_seconds = 2.0" in text
+    config.write_text(text.replace("settle_seconds = 2.0", f"settle_seconds = 0.4\npoll_seconds = 0.3\n"
+                                   f"warm_up = false\nlog_json = \"{tmp / 'log.jsonl'}\""))
+
+    _export_copy(tmp, raw, f"{hot}/{MIRROR_PATTERN}")  # the path the command printed
+    lost = _film_roll(tmp / "elsewhere", "IMG_0002.dng")
+    _export_copy(tmp, lost, f"{hot}/{MIRROR_PATTERN}")
+    shutil.rmtree(lost.parent)  # the original went away before the daemon saw its copy
+    journal = hot / ".hostplug" / "journal.sqlite"
+    with WatchProcess("--config", config, cwd=tmp) as watch:
+        wait_for(lambda: sorted(states(journal).values()) == ["done", "failed"], timeout=240,
+                 what=f"both copies rendered or failed; {watch.output()}")
+        wait_for(lambda: not (hot / raw.parent.relative_to("/")).exists(), what="the rendered copy deleted")
+        assert watch.terminate() == 0
+        log = watch.output()
+    render_after = _darktable_render(tmp, raw, tmp / "after.png")
+    return Route(tmp, hot, raw, before, render_before, render_after, result.output, log)
+
+
+@needs_darktable
+def test_darktable_copy_export_lands_where_the_printed_path_says(route: Route) -> None:
+    assert f"{route.hot}/$(FILE_FOLDER)/$(FILE_NAME)" in route.stdout and '"copy"' in route.stdout
+    failed = route.hot / "_failed" / route.tmp.relative_to("/") / "elsewhere"
+    assert sorted(p.name for p in failed.iterdir()) == ["IMG_0002.dng", "IMG_0002.dng.failed.txt",
+                                                       "IMG_0002.dng.xmp"]
+
+
+@needs_darktable
+def test_the_render_lands_beside_the_original_raw_with_the_name_darktable_groups(route: Route) -> None:
+    output = route.raw.with_suffix(".tif")
+    assert sorted(p.name for p in route.raw.parent.iterdir()) == ["IMG_0001.dng", "IMG_0001.dng.xmp", "IMG_0001.tif"]
+    with tifffile.TiffFile(output) as tif:
+        page = tif.pages[0]
+        assert page.dtype == np.uint16 and page.samplesperpixel == 3
+    _, xmp = read_metadata(output)
+    assert xmp["Xmp.xmpMM.DerivedFrom"] == "IMG_0001.dng"
+    assert xmp[f"Xmp.{XMP_PREFIX}.sourcePath"] == str(route.raw)  # the original, not the deleted copy
+
+
+@needs_darktable
+def test_the_render_carries_darktables_rating_colour_label_and_tags(route: Route) -> None:
+    _, xmp = read_metadata(route.raw.with_suffix(".tif"))
+    assert xmp["Xmp.xmp.Rating"] == "4"
+    assert xmp["Xmp.xmp.Label"] == "Red"
+    assert {"client-a", "studio"} <= set(xmp["Xmp.dc.subject"])
+
+
+@needs_darktable
+def test_darktable_reads_the_rating_colour_label_and_tags_of_the_render(route: Route) -> None:
+    exported = route.tmp / "render-through-darktable.jpg"
+    _darktable_cli(route.tmp, route.raw.with_suffix(".tif"), exported, "--width", "100")
+    _, xmp = read_metadata(exported)  # what darktable's library made of the TIFF, as it exports it
+    assert xmp["Xmp.xmp.Rating"] == "4" and xmp["Xmp.darktable.colorlabels"] == ["0"]  # 0: red
+    assert {"client-a", "studio"} <= set(xmp["Xmp.dc.subject"])
+
+
+@needs_darktable
+def test_darktables_raw_and_history_are_untouched_and_render_the_same(route: Route) -> None:
+    after = {name: data for name, data in _snapshot(route.raw.parent).items() if name != "IMG_0001.tif"}
+    assert after == route.before  # byte for byte: the raw and darktable's sidecar
+    assert route.render_before.shape == route.render_after.shape
+    assert np.array_equal(route.render_before, route.render_after)
+
+
+@needs_darktable
+def test_the_copy_and_its_sidecar_are_deleted_after_the_render(route: Route) -> None:
+    left = sorted(str(p.relative_to(route.hot)) for p in route.hot.rglob("*")
+                  if p.is_file() and not p.is_relative_to(route.hot / ".hostplug") and "_failed" not in p.parts)
+    assert left == []
+    assert "cannot delete" not in route.daemon_log
+
+
+@needs_darktable
+def test_a_copy_whose_original_cannot_be_found_goes_to_failed_saying_where_it_looked(route: Route) -> None:
+    report = next((route.hot / "_failed").rglob("IMG_0002.dng.failed.txt")).read_text()
+    assert "cannot find its original" in report
+    assert str(route.tmp / "elsewhere") in report  # the folder the copy's place spells
+    assert f"below {route.tmp / 'Pictures'}" in report  # and the library root
+    assert MIRROR_PATTERN in report  # what to change
+
+
+# -- without darktable ------------------------------------------------------------------------------------------
+
+
+def test_integrate_darktable_writes_a_config_the_daemon_loads(tmp_path: Path) -> None:
+    library = tmp_path / "Pictures"
+    library.mkdir()
+    config_path = tmp_path / "conf" / "darktable.toml"
+    result = hostplug("integrate", "darktable", "--hot-folder", tmp_path / "hot", "--library-root", library,
+                      "--config", config_path, "--preset", "punchy")
+    assert result.exit_code == 0, result.output
+    config = load_config(config_path)
+    (folder,) = config.folders
+    assert folder.path == tmp_path / "hot" and folder.path.is_dir() and folder.recurse
+    assert folder.originals == "delete" and folder.library_roots == (library,) and folder.presets == ("punchy",)
+    (output,) = folder.outputs
+    assert output.beside_original and output.folder is None and output.template == "{name}"
+    assert (output.format, output.bits) == ("tiff", 16)
+    steps = [line for line in result.output.splitlines() if line[:2] in ("1.", "2.", "3.")]
+    assert len(steps) == 3
+    assert f"{tmp_path / 'hot'}/$(FILE_FOLDER)/$(FILE_NAME)" in result.output
+    assert f"hostplug watch --config {config_path}" in result.output
+    again = hostplug("integrate", "darktable", "--hot-folder", tmp_path / "other", "--config", config_path)
+    assert again.exit_code != 0 and "--force" in again.output  # an existing configuration is kept
+    assert load_config(config_path).folders[0].path == tmp_path / "hot"
+
+
+def test_integrate_darktable_refuses_an_unknown_preset_and_writes_nothing(tmp_path: Path) -> None:
+    result = hostplug("integrate", "darktable", "--hot-folder", tmp_path / "hot", "--config", tmp_path / "c.toml",
+                      "--preset", "no-such-preset")
+    assert result.exit_code != 0 and not (tmp_path / "c.toml").exists()
+
+
+def _copy_folder(tmp_path: Path, roots: tuple[Path, ...] = ()) -> FolderConfig:
+    hot = tmp_path / "hot"
+    hot.mkdir(exist_ok=True)
+    return FolderConfig(path=hot, outputs=(OutputSpec(folder=None, beside_original=True),), recurse=True,
+                        originals="delete", library_roots=roots)
+
+
+def _with_sidecar(path: Path, content: bytes, derived_from: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    if derived_from:
+        path.with_name(path.name + ".xmp").write_text(
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description rdf:about="" xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" '
+            f'xmpMM:DerivedFrom="{derived_from}"/></rdf:RDF></x:xmpmeta>')
+    return path
+
+
+def test_the_mirrored_path_finds_the_original_and_content_decides(tmp_path: Path) -> None:
+    folder = _copy_folder(tmp_path)
+    original = _with_sidecar(tmp_path / "roll" / "IMG_1.CR2", b"raw bytes")
+    copy = _with_sidecar(folder.path / tmp_path.relative_to("/") / "roll" / "IMG_1.CR2", b"raw bytes", "IMG_1.CR2")
+    assert find_original(copy, folder, content_hash(copy)) == original
+    original.write_bytes(b"edited since")  # same name, other content: not this copy's original
+    with pytest.raises(InputNotFoundError, match="cannot find its original"):
+        find_original(copy, folder, content_hash(copy))
+
+
+def test_library_roots_find_the_original_by_darktables_derived_from(tmp_path: Path) -> None:
+    library = tmp_path / "Pictures"
+    folder = _copy_folder(tmp_path, (library,))
+    original = _with_sidecar(library / "2023" / "IMG_7.NEF", b"nef")
+    _with_sidecar(library / "2023" / "IMG_8.NEF", b"nef")  # same bytes, other name: not considered
+    _with_sidecar(library / ".trash" / "IMG_7.NEF", b"nef")  # hidden folders are not searched
+    copy = _with_sidecar(folder.path / "export_1.NEF", b"nef", "IMG_7.NEF")
+    assert find_original(copy, folder, content_hash(copy)) == original
+
+
+def test_library_roots_never_find_the_hot_folders_own_files_and_refuse_to_guess(tmp_path: Path) -> None:
+    folder = _copy_folder(tmp_path, (tmp_path,))  # the hot folder is inside the library root
+    copy = _with_sidecar(folder.path / "IMG_3.ARW", b"arw", "IMG_3.ARW")
+    with pytest.raises(InputNotFoundError, match=f"below {tmp_path}"):
+        find_original(copy, folder, content_hash(copy))
+    _with_sidecar(tmp_path / "a" / "IMG_3.ARW", b"arw")
+    _with_sidecar(tmp_path / "backup" / "IMG_3.ARW", b"arw")
+    with pytest.raises(InputNotFoundError, match="2 identical originals"):
+        find_original(copy, folder, content_hash(copy))
+
+
+def test_a_photographers_file_beside_the_raw_is_never_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "IMG_0001.tif"
+    assert check_replaceable(target, "0" * 64) is None  # free
+    target.write_bytes(b"a TIFF the photographer made")
+    assert "is not a hostplug render of this raw" in check_replaceable(target, "0" * 64)
+
+
+@pytest.mark.parametrize(("folder", "output", "message"), [
+    ({"originals": "delete"}, {"folder": "out"}, "only for hot folders that receive copies"),
+    ({"library_roots": ["lib"]}, {"folder": "out"}, "needs an output with beside_original"),
+    ({}, {"folder": "out", "beside_original": True}, "exclude each other"),
+    ({}, {}, "'folder' is required"),
+])
+def test_copy_settings_are_refused_where_they_make_no_sense(tmp_path: Path, folder: dict, output: dict,
+                                                            message: str) -> None:
+    data = {"folder": [{"path": "hot", **folder, "output": [output]}]}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data, tmp_path)
