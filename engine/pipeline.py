@@ -27,8 +27,11 @@ from engine.stages.base import Context, Stage, params_dict
 from engine.stages.colour_matrix import ColourMatrix
 from engine.stages.demosaic import Demosaic
 from engine.stages.denoise import ClassicalDenoise
+from engine.stages.denoise_learned import LearnedDenoise
 from engine.stages.detail import UnsharpMask
+from engine.stages.detail_learned import LearnedDetail
 from engine.stages.photofinish import Photofinish
+from engine.stages.photofinish_learned import LearnedPhotofinish
 from engine.stages.upsample import BilateralGuidedUpsample, BilinearUpsample
 from engine.stages.white_balance import WhiteBalance
 
@@ -45,8 +48,8 @@ def register(stage: type[Stage]) -> type[Stage]:
     return stage
 
 
-for _stage in (Demosaic, ClassicalDenoise, WhiteBalance, ColourMatrix, Photofinish,
-               BilateralGuidedUpsample, BilinearUpsample, UnsharpMask):
+for _stage in (Demosaic, ClassicalDenoise, LearnedDenoise, WhiteBalance, ColourMatrix, LearnedPhotofinish,
+               Photofinish, BilateralGuidedUpsample, BilinearUpsample, UnsharpMask, LearnedDetail):
     register(_stage)
 
 ProgressCallback = Callable[[str, int, int], None]

@@ -2,6 +2,8 @@
 
 The result is a camera *neutral* (the camera's response to the scene's white, green = 1); dividing by it
 balances the image. Pixels the sensor clipped are clipped to the balanced white so they stay neutral.
+"auto" estimates the light with the learned cross-camera estimator (:mod:`engine.models.illuminant`); the
+classical shades-of-grey estimate stays available as ``estimator="classical"``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,20 @@ from engine.stages.base import Context, Stage
 
 @dataclass(frozen=True)
 class WhiteBalanceParams:
-    """``mode`` is "as-shot", "auto" or "custom" (``temperature`` K and ``tint``); ``neutral`` pins a result."""
+    """``mode`` is "as-shot", "auto" or "custom" (``temperature`` K and ``tint``); ``neutral`` pins a result.
 
-    VERSION: ClassVar[int] = 1
+    ``estimator`` is what "auto" uses: "learned" (the cross-camera network) or "classical" (shades of grey).
+    """
+
+    VERSION: ClassVar[int] = 2
     mode: str = "as-shot"
     temperature: float | None = None
     tint: float | None = None
     neutral: tuple[float, float, float] | None = None
+    estimator: str = "learned"
+
+
+ESTIMATORS = ("learned", "classical")
 
 
 def calibration_of(ctx: Context):
@@ -56,6 +65,13 @@ class WhiteBalance(Stage):
     Params = WhiteBalanceParams
     can_disable = False
 
+    @classmethod
+    def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        """Version 1 had only the classical estimate for "auto": keep it, so old recipes render the same."""
+        if version < 2:
+            params = {**params, "estimator": "classical"}
+        return params
+
     def params_from(self, recipe: Recipe) -> WhiteBalanceParams:
         return WhiteBalanceParams(mode=recipe.wb, temperature=recipe.temperature, tint=recipe.tint)
 
@@ -70,6 +86,7 @@ class WhiteBalance(Stage):
         temperature, tint = xy_to_temperature_tint(white_xy)
         ctx.notes["white_balance"] = {
             "mode": params.mode,
+            **({"estimator": params.estimator} if params.mode == "auto" and params.neutral is None else {}),
             "neutral": [round(float(v), 6) for v in neutral],
             "white_xy": [round(float(v), 6) for v in white_xy],
             "temperature": round(temperature),
@@ -90,7 +107,13 @@ class WhiteBalance(Stage):
         if params.mode == "as-shot":
             return ctx.source.as_shot_neutral.astype(np.float64)
         if params.mode == "auto":
-            return estimate_neutral(image)
+            if params.estimator == "classical":
+                return estimate_neutral(image)
+            if params.estimator == "learned":
+                from engine.models.illuminant import estimate_neutral as learned_neutral
+
+                return learned_neutral(image, calibration_of(ctx))
+            raise RecipeError(f"unknown white balance estimator {params.estimator!r} (known: {', '.join(ESTIMATORS)})")
         if params.mode == "custom":
             if params.temperature is None:
                 raise RecipeError("custom white balance needs a temperature")

@@ -1,0 +1,221 @@
+"""The learned denoiser: a NAFNet-style residual U-Net on demosaiced linear camera RGB, conditioned on noise.
+
+Input: the image ``x`` (H, W, 3; raw signal units, not white balanced) and its per-pixel, per-channel noise
+standard deviation ``sigma`` (from :mod:`engine.noise_level`), both divided by one scale per image
+(:func:`image_scale`), so dark and bright images look alike to the network. Output: ``x + scale * r`` with ``r``
+the network's residual.
+
+Architecture (Chen et al. 2022, "Simple Baselines for Image Restoration"): a 3x3 convolution to ``width``
+channels, three encoder levels (NAF blocks, then a 2x2 stride-2 convolution doubling the channels), a middle
+level, three decoder levels (a 1x1 convolution and pixel shuffle halving the channels, plus the encoder's skip)
+and a 3x3 convolution to the residual. A NAF block is LayerNorm, 1x1 conv to 2c, depthwise 3x3, SimpleGate
+(x1 * x2), 1x1 conv, then LayerNorm, 1x1 conv to 2c, SimpleGate, 1x1 conv, each branch added with a learned
+per-channel scale. NAFNet's simplified channel attention (a global average) is left out: every output pixel
+then depends only on a bounded neighbourhood (:data:`RECEPTIVE_MARGIN`), so tiled inference equals whole-image
+inference, and the noise map already gives the global conditioning.
+
+Sizes: "lite" width 16, "base" width 24 with two middle blocks (see :data:`SIZES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEPTH = 3  # down-sampling levels: inputs are padded to a multiple of 2**DEPTH
+RECEPTIVE_MARGIN = 64  # pixels of context each side of a tile; larger than the network's receptive radius
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Constructor arguments of :class:`Denoiser` (stored in the manifest's ``architecture``)."""
+
+    width: int = 16
+    enc_blocks: tuple[int, ...] = (1, 1, 1)
+    middle_blocks: int = 1
+    dec_blocks: tuple[int, ...] = (1, 1, 1)
+    in_channels: int = 6  # image + noise sigma
+
+
+SIZES = {
+    "lite": DenoiserConfig(width=16),
+    "base": DenoiserConfig(width=24, middle_blocks=2),
+}
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of each pixel (NCHW)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # one fused kernel over the channel axis (a view when x is channels-last, as the model keeps it)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, 1e-6)
+        return y.permute(0, 3, 1, 2)
+
+
+def simple_gate(x: torch.Tensor) -> torch.Tensor:
+    """NAFNet's gate: split the channels in two halves and multiply them."""
+    a, b = x.chunk(2, dim=1)
+    return a * b
+
+
+class NAFBlock(nn.Module):
+    """A NAFNet block without channel attention (see the module docstring)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm2d(c)
+        self.conv1 = nn.Conv2d(c, 2 * c, 1)
+        self.dwconv = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
+        self.conv2 = nn.Conv2d(c, c, 1)
+        self.norm2 = LayerNorm2d(c)
+        self.conv3 = nn.Conv2d(c, 2 * c, 1)
+        self.conv4 = nn.Conv2d(c, c, 1)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(simple_gate(self.dwconv(self.conv1(self.norm1(x)))))
+        x = x + self.beta * y
+        z = self.conv4(simple_gate(self.conv3(self.norm2(x))))
+        return x + self.gamma * z
+
+
+class Denoiser(nn.Module):
+    """The U-Net; ``forward`` takes (N, 6, H, W) scaled image + sigma, H and W multiples of 8, returns residual."""
+
+    def __init__(self, config: DenoiserConfig) -> None:
+        super().__init__()
+        c = config.width
+        self.config = config
+        self.intro = nn.Conv2d(config.in_channels, c, 3, padding=1)
+        self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
+        for n in config.enc_blocks:
+            self.encoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+            c *= 2
+        self.middle = nn.Sequential(*[NAFBlock(c) for _ in range(config.middle_blocks)])
+        self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
+        for n in config.dec_blocks:
+            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
+            c //= 2
+            self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+        self.ending = nn.Conv2d(c, 3, 3, padding=1)
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        x = self.intro(inp)
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs, strict=True):
+            x = encoder(x)
+            skips.append(x)
+            x = down(x)
+        x = self.middle(x)
+        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
+            x = decoder(up(x) + skip)
+        return self.ending(x)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def image_scale(rgb: np.ndarray) -> float:
+    """One scale per image: the 99th percentile of the brightest channel (on a sparse grid), in [1/512, 1]."""
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 65536)))
+    brightest = np.asarray(rgb[::step, ::step]).max(axis=-1)
+    return float(np.clip(np.percentile(brightest, 99.0), 1.0 / 512.0, 1.0))
+
+
+def network_input(rgb: torch.Tensor, sigma: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+    """(N, 6, H, W): image and sigma divided by the image scale (per sample when ``scale`` is (N,))."""
+    if isinstance(scale, torch.Tensor):
+        scale = scale.view(-1, 1, 1, 1)
+    return torch.cat([rgb, sigma], dim=1) / scale
+
+
+def denoise_tensor(model: Denoiser, rgb: torch.Tensor, sigma: torch.Tensor,
+                   scale: float | torch.Tensor) -> torch.Tensor:
+    """Denoised (N, 3, H, W) from image and sigma tensors of any size (padded by reflection to a multiple of 8)."""
+    h, w = rgb.shape[-2:]
+    multiple = 2**DEPTH
+    ph, pw = (-h) % multiple, (-w) % multiple
+    inp = network_input(rgb, sigma, scale)
+    if ph or pw:
+        inp = F.pad(inp, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    residual = model(inp)[..., :h, :w]
+    if isinstance(scale, torch.Tensor):
+        scale = scale.view(-1, 1, 1, 1)
+    return rgb + residual * scale
+
+
+def tiles(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """(read_start, read_end, write_start, write_end) along one axis; reads start on multiples of 8."""
+    if length <= tile:
+        return [(0, length, 0, length)]
+    spans = []
+    for start in range(0, length, tile):
+        end = min(start + tile, length)
+        read_start = max(0, (start - margin) // 8 * 8)
+        read_end = min(length, end + margin)
+        spans.append((read_start, read_end, start, end))
+    return spans
+
+
+def denoise_image(model: Denoiser, rgb: np.ndarray, sigma: np.ndarray, *, device: str = "cpu",
+                  tile: int = 512, margin: int = RECEPTIVE_MARGIN,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Denoise a whole (H, W, 3) image in overlapping tiles (memory stays bounded at any size).
+
+    Each tile is read with ``margin`` pixels of context, starting on the 8-pixel grid of the network's
+    down-sampling, and only its centre is written, so the result equals one pass over the whole image.
+    """
+    scale = image_scale(rgb)
+    out = np.empty_like(rgb, dtype=np.float32)
+    h, w = rgb.shape[:2]
+    rows, cols = tiles(h, tile, margin), tiles(w, tile, margin)
+    done = 0
+    model = model.to(device).eval()
+    with torch.inference_mode():
+        for ry0, ry1, wy0, wy1 in rows:
+            for rx0, rx1, wx0, wx1 in cols:
+                x = torch.from_numpy(np.ascontiguousarray(rgb[ry0:ry1, rx0:rx1].transpose(2, 0, 1)))[None]
+                s = torch.from_numpy(np.ascontiguousarray(sigma[ry0:ry1, rx0:rx1].transpose(2, 0, 1)))[None]
+                y = denoise_tensor(model, x.to(device), s.to(device), scale)[0].float().cpu().numpy()
+                out[wy0:wy1, wx0:wx1] = y[:, wy0 - ry0 : wy1 - ry0, wx0 - rx0 : wx1 - rx0].transpose(1, 2, 0)
+                done += 1
+                if progress:
+                    progress(done, len(rows) * len(cols))
+    return out
+
+
+def config_from(architecture: dict) -> DenoiserConfig:
+    """A :class:`DenoiserConfig` from a manifest's ``architecture`` (JSON lists back to tuples)."""
+    return DenoiserConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in architecture.items()})
+
+
+@cache
+def load(size: str = "lite") -> Denoiser:
+    """The shipped denoiser of a size, verified against the manifest (ModelError naming the file when not)."""
+    from engine import models
+    from engine.errors import ModelError
+
+    name = f"denoise-{size}"
+    e = models.entry(name)
+    state = models.load_state(name)
+    model = Denoiser(config_from(e.architecture))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as ex:
+        raise ModelError(f"{e.path}: weights of model {name!r} do not fit its architecture ({ex})") from ex
+    return model.eval()

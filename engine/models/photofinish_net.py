@@ -1,0 +1,158 @@
+"""The photofinishing network: a thumbnail of the linear image in, the parameters of every operator out.
+
+One network per picture style. It reads a :data:`THUMB` x :data:`THUMB` thumbnail of the linear, scene-referred
+image, brought to a normalised brightness by a classical exposure estimate (median luminance to 0.18), and
+predicts
+
+- from global statistics of the thumbnail (log2-luminance percentiles and spread, chroma mean, spread and cast;
+  and how bright the picture was as exposed, through the exposure estimate itself; an MLP): ``gain_ev`` as
+  ``share * estimate + offset`` (``share`` in 0..1: how much of the full correction to apply, 0.5 at the start
+  as in the classical stage, so a night scene may stay dark; ``offset`` +-3 EV), ``knee`` (highlight shoulder),
+  tone curve ``a``, ``b``, ``c``, display ``gamma``, each bounded around a sensible value, and ``chroma``: a
+  2 x 9 x 9 table of log-chroma offsets (+-``chroma_limit``: 1.5, or 3 for monochrome, which must cancel
+  any chroma), upsampled to the operators' 17 x 17 table;
+- from a small convolutional encoder's 8 x 8 feature map plus the global features: ``local_tone``, a bilateral
+  grid (1 x 1 x 8 x 8 x 8) of log2 gains, +-2 stops.
+
+Global parameters come from statistics rather than from convolutional features on purpose: trained on a handful of
+photographs, statistics generalise to unseen pictures, deep features memorise the training ones. Every output head
+starts at zero, which decodes to mild defaults (a = 1, b = 1.15, gamma 2.2, identity grids): training only has to
+learn what a style changes. About 14 k parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine import operators as ops
+
+THUMB = 64
+LTM_BINS, LTM_CELLS = 8, 8
+CHROMA_SIZE, CHROMA_COARSE = 17, 9
+N_STATS = 12
+EV_LIMITS = (-4.0, 12.0)
+
+
+def thumbnail(linear: np.ndarray, size: int = THUMB) -> torch.Tensor:
+    """A 1 x 3 x size x size area-averaged thumbnail of an H x W x 3 linear image (aspect not kept)."""
+    small = cv2.resize(np.ascontiguousarray(linear, dtype=np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))[None]
+
+
+def base_exposure(x: torch.Tensor) -> torch.Tensor:
+    """Classical exposure estimate (N,): stops that bring the median luminance to 0.18 (the median, unlike the
+    log-average, ignores how much of the frame is black)."""
+    y = torch.log2(ops.luminance(x).clamp(min=2.0**-14)).flatten(1)
+    return (math.log2(0.18) - y.median(dim=1).values).clamp(*EV_LIMITS)
+
+
+def _stats(x: torch.Tensor) -> torch.Tensor:
+    """Global statistics of an exposure-normalised thumbnail (N x N_STATS): log2-luminance percentiles, their
+    spread, and the mean, spread and cast of the log-chromaticity."""
+    y = torch.log2(ops.luminance(x).clamp(min=2.0**-14)).flatten(1)
+    q = torch.quantile(y, torch.tensor([0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98], device=x.device), dim=1).T
+    _, u, v = ops.log_chroma(x.clamp(min=2.0**-14))
+    u, v = u.flatten(1).clamp(-3.0, 3.0), v.flatten(1).clamp(-3.0, 3.0)
+    chroma = torch.sqrt(u**2 + v**2)
+    return torch.cat([q / 4.0, y.std(dim=1, keepdim=True) / 4.0, chroma.mean(dim=1, keepdim=True),
+                      chroma.std(dim=1, keepdim=True), u.mean(dim=1, keepdim=True), v.mean(dim=1, keepdim=True)],
+                     dim=1)
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.LeakyReLU(0.1))
+
+
+class PhotofinishNet(nn.Module):
+    """Thumbnail -> operator parameters (see the module docstring)."""
+
+    def __init__(self, width: int = 8, features: int = 48, chroma_limit: float = 1.5) -> None:
+        super().__init__()
+        self.chroma_limit = chroma_limit
+        w = width
+        self.encoder = nn.ModuleList([_conv(3, w), _conv(w, 2 * w), _conv(2 * w, 4 * w)])
+        self.global_fc = nn.Sequential(nn.Linear(N_STATS + 1, features), nn.LeakyReLU(0.1),
+                                       nn.Linear(features, features), nn.LeakyReLU(0.1))
+        self.scalars = nn.Linear(features, 7)  # ev offset, knee, a, b, c, gamma, share of the exposure estimate
+        self.ltm = nn.Sequential(nn.Conv2d(4 * w + features, 16, 1), nn.LeakyReLU(0.1), nn.Conv2d(16, LTM_BINS, 1))
+        self.chroma = nn.Sequential(nn.Linear(features, 16), nn.LeakyReLU(0.1),
+                                    nn.Linear(16, 2 * CHROMA_COARSE * CHROMA_COARSE))
+        for head in (self.scalars, self.ltm[-1], self.chroma[-1]):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, thumb: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Operator parameters (tensors with a batch dimension) for N x 3 x THUMB x THUMB linear thumbnails."""
+        base = base_exposure(thumb)
+        x = thumb * torch.exp2(base).reshape(-1, 1, 1, 1)
+        h = ((torch.log2(x.clamp(min=2.0**-14)) + 5.0) / 5.0).clamp(-2.0, 2.0)
+        for layer in self.encoder:
+            h = layer(h)
+        g = self.global_fc(torch.cat([_stats(x), base[:, None] / 8.0], dim=1))
+        s = self.scalars(g)
+        local = h  # 8 x 8 cells
+        local = torch.cat([local, g[:, :, None, None].expand(-1, -1, *local.shape[2:])], dim=1)
+        grid = 2.0 * torch.tanh(self.ltm(local) / 2.0)  # N x D x GH x GW
+        limit = self.chroma_limit
+        coarse = limit * torch.tanh(self.chroma(g) / limit).reshape(-1, 2, CHROMA_COARSE, CHROMA_COARSE)
+        a = torch.exp(0.9 * torch.tanh(s[:, 2]))
+        b = 1.15 * torch.exp(0.9 * torch.tanh(s[:, 3]))
+        return {
+            "gain_ev": torch.sigmoid(s[:, 6]) * base + 3.0 * torch.tanh(s[:, 0] / 3.0),
+            "knee": 0.75 + 0.2 * torch.tanh(s[:, 1]),
+            "a": a,
+            "b": b,
+            "c": _midpoint(a, b) * torch.exp(0.7 * torch.tanh(s[:, 4])),
+            "local_tone": grid[:, None],
+            "chroma": F.interpolate(coarse, size=(CHROMA_SIZE, CHROMA_SIZE), mode="bilinear", align_corners=True),
+            "gamma": 2.2 * torch.exp(0.4 * torch.tanh(s[:, 5])),
+            "raw": torch.cat([s, coarse.flatten(1)], dim=1),  # pre-activations, for training's regularisers
+        }
+
+
+def _midpoint(a: torch.Tensor, b: torch.Tensor, pivot: float = 0.18) -> torch.Tensor:
+    """Tensor form of :func:`engine.operators.tone_curve_midpoint`."""
+    return ((pivot**a) * (1.0 - pivot) / pivot) ** (1.0 / b) / (1.0 - pivot)
+
+
+def run_operators(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The operator chain on N x 3 x H x W linear images with per-image (batched) parameters."""
+    x = ops.digital_gain(x, p["gain_ev"])
+    x = ops.highlight_shoulder(x, p["knee"])
+    x = ops.tone_curve(x, p["a"], p["b"], p["c"])
+    x = ops.local_tone_map(x, p["local_tone"])
+    x = ops.chroma_map(x, p["chroma"])
+    return ops.gamma(x, p["gamma"])
+
+
+def to_json(p: dict[str, torch.Tensor], index: int = 0) -> dict[str, Any]:
+    """One image's parameters in the JSON form the photofinish stage pins (rounded as the classical ones)."""
+
+    def num(name: str, digits: int = 4) -> float:
+        return round(float(p[name][index]), digits)
+
+    return {
+        "gain_ev": num("gain_ev"),
+        "knee": num("knee"),
+        "tone": [num("a"), num("b"), num("c", 6)],
+        "local_tone": _rounded_list(p["local_tone"][index:index + 1]),
+        "chroma": _rounded_list(p["chroma"][index:index + 1]),
+        "gamma": num("gamma"),
+    }
+
+
+def _rounded_list(t: torch.Tensor) -> list:
+    """Nested lists of a tensor's values rounded to 4 decimals (in double precision, so rounding again is a no-op)."""
+    return t.detach().cpu().double().numpy().round(4).tolist()
+
+
+def parameter_count(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters())

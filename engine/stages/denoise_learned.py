@@ -1,0 +1,83 @@
+"""Stage 2, learned: the NAFNet-style denoiser (:mod:`engine.models.denoiser`) on linear camera RGB.
+
+Select it with ``--use denoise=learned`` (recipe ``stages.denoise.implementation``); ``--set denoise.model=base``
+picks the larger network. The network is conditioned on the file's noise level (:mod:`engine.noise_level`: DNG
+NoiseProfile, else the per-ISO model, or measured from the image), so at full strength it removes as much as the
+noise calls for and leaves a clean image nearly untouched. The recipe's ``denoise`` strength (0..100) blends the
+network's result with the input; automatic (unset) is 100 for raws and 0 for sRGB images, which carry no raw
+noise. The image is processed in overlapping tiles on the render's device, so memory stays bounded on any size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from engine.noise_level import NOISE_SOURCES, NoiseModel, noise_model
+from engine.recipe import Recipe
+from engine.stages.base import Context, Stage
+
+
+@dataclass(frozen=True)
+class LearnedDenoiseParams:
+    """Strength 0..100 (None: automatic), model size, where the noise level comes from, or a pinned (S, O)."""
+
+    VERSION: ClassVar[int] = 1
+    strength: float | None = None
+    model: str = "lite"  # "lite" or "base"
+    noise: str = "auto"  # one of engine.noise_level.NOISE_SOURCES
+    noise_profile: tuple[float, float] | None = None  # pins (S, O): variance = S * signal + O
+
+
+class LearnedDenoise(Stage):
+    """The learned denoiser, blended by strength."""
+
+    name = "denoise"
+    implementation = "learned"
+    Params = LearnedDenoiseParams
+
+    def params_from(self, recipe: Recipe) -> LearnedDenoiseParams:
+        return LearnedDenoiseParams(strength=recipe.denoise)
+
+    def prepare(self, params: LearnedDenoiseParams, ctx: Context) -> dict[str, Any]:
+        from engine.errors import RecipeError
+        from engine.models import denoiser
+
+        if params.model not in denoiser.SIZES:
+            raise RecipeError(f"denoise model {params.model!r} is unknown (known: {', '.join(denoiser.SIZES)})")
+        if params.noise not in NOISE_SOURCES:
+            raise RecipeError(f"denoise noise source {params.noise!r} is unknown (known: {', '.join(NOISE_SOURCES)})")
+        strength = params.strength
+        if strength is None:
+            strength = 0.0 if ctx.source.kind == "rgb" else 100.0
+        model = denoiser.load(params.model) if strength > 0 else None  # a missing model fails before rendering
+        return {"strength": strength / 100.0, "model": model, "params": params}
+
+    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+        from engine.models import denoiser
+
+        params: LearnedDenoiseParams = data["params"]
+        s = data["strength"]
+        notes: dict[str, Any] = {"strength": round(s * 100.0, 1), "model": f"denoise-{params.model}"}
+        ctx.notes["denoise"] = notes
+        if s <= 0.0:
+            return image
+        noise = self.noise_model(params, image, ctx)
+        notes.update(noise_profile=[round(noise.shot[1], 9), round(noise.read[1], 12)], noise_origin=noise.origin)
+        sigma = noise.sigma(cv2.blur(image, (3, 3), borderType=cv2.BORDER_REFLECT_101))
+        out = denoiser.denoise_image(data["model"], image, sigma, device=ctx.device)
+        if s >= 1.0:
+            return out
+        return image + np.float32(s) * (out - image)
+
+    @staticmethod
+    def noise_model(params: LearnedDenoiseParams, image: np.ndarray, ctx: Context) -> NoiseModel:
+        """The noise model of this render: pinned, or from the source as ``params.noise`` says."""
+        if params.noise_profile is not None:
+            shot, read = (float(v) for v in params.noise_profile)
+            return NoiseModel((shot,) * 3, (read,) * 3, "pinned")
+        source = ctx.source
+        return noise_model(source.camera.iso, source.noise_profile, image, source.cfa, params.noise)

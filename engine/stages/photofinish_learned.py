@@ -1,0 +1,126 @@
+"""Stage 4, learned: each picture style's network predicts the photofinishing operators' parameters.
+
+The network of every style named in the recipe (see :mod:`engine.styles` for blends and strength) reads a
+thumbnail of the low-resolution linear image and predicts the operator parameters, in exactly the JSON form of
+the classical implementation (:meth:`engine.stages.photofinish.Photofinish.operators_for`), so pinning, sidecars
+and re-renders work alike. The styles' predictions are mixed, then the user's adjustments go on top the way the
+classical stage applies them:
+
+- exposure adds EV to ``gain_ev``;
+- contrast scales the tone curve's ``a`` and ``b`` by ``1 + 0.35 contrast / 100``, and ``c`` is solved so the
+  curve keeps the output of mid-grey (0.18);
+- highlights move the knee by ``0.2 highlights / 100`` and, with shadows, add the classical stage's
+  luminance-dependent log2 gains to the local tone grid;
+- saturation and vibrance apply the classical chroma scaling to the chromaticity the style's table produces.
+
+An adjustment left at 0 leaves the prediction untouched.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine import operators as ops
+from engine.models import entry, load_state
+from engine.models.photofinish_net import PhotofinishNet, thumbnail, to_json
+from engine.stages.base import Context
+from engine.stages.photofinish import Photofinish, PhotofinishParams, local_tone_grid
+from engine.styles import STYLES, parse_style, style_operators, styles_needed
+
+
+@cache
+def load_network(style: str) -> PhotofinishNet:
+    """The verified, ready network of one style (cached; :class:`~engine.errors.ModelError` if its weights are
+    missing or corrupt)."""
+    model = STYLES[style].model
+    net = PhotofinishNet(**entry(model).architecture)
+    net.load_state_dict(load_state(model))
+    return net.eval()
+
+
+def predict(style: str, low: np.ndarray) -> dict[str, Any]:
+    """One style's operator parameters (JSON form) for a low-resolution linear image (H x W x 3)."""
+    with torch.no_grad():
+        return to_json(load_network(style)(thumbnail(low)))
+
+
+def contrast_tone(tone: list[float], contrast: float, pivot: float = 0.18) -> list[float]:
+    """Tone curve ``[a, b, c]`` with contrast applied: ``a``, ``b`` scaled, ``c`` keeping ``pivot``'s output."""
+    a, b, c = tone
+    k = 1.0 + 0.35 * contrast / 100.0
+    level = float(ops.tone_curve(torch.tensor([[[[pivot]]]]), *(torch.tensor([t]) for t in (a, b, c))))
+    a2, b2 = a * k, b * k
+    c2 = (pivot**a2 * (1.0 / level - 1.0)) ** (1.0 / b2) / (1.0 - pivot)
+    return [round(a2, 4), round(b2, 4), round(c2, 6)]
+
+
+def chroma_scale(u: torch.Tensor, v: torch.Tensor, saturation: float, vibrance: float) -> torch.Tensor:
+    """The classical stage's saturation/vibrance scaling of chromaticity (the formula of
+    :func:`engine.stages.photofinish.chroma_table`), evaluated at any (u, v), also beyond the table's range."""
+    radius = torch.sqrt(u**2 + v**2)
+    scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * 0.6 * torch.exp(-radius / 0.5))
+    return scale.clamp(min=0.0)
+
+
+def adjust_chroma(table: list, saturation: float, vibrance: float) -> list:
+    """A style's chroma table (1 x 2 x T x T offsets) followed by the classical saturation/vibrance scaling."""
+    t = torch.tensor(table, dtype=torch.float64)
+    u, v = (g.double() for g in ops.chroma_table_grid(t.shape[-1]))
+    out_u, out_v = u + t[0, 0], v + t[0, 1]  # where each node's chromaticity goes
+    scale = chroma_scale(out_u, out_v, saturation, vibrance)
+    adjusted = torch.stack([scale * out_u - u, scale * out_v - v])[None]
+    return adjusted.numpy().round(4).tolist()
+
+
+def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low: np.ndarray) -> dict[str, Any]:
+    """The user's adjustments on top of predicted operator parameters (see the module docstring)."""
+    out = dict(operators)
+    if params.exposure:
+        out["gain_ev"] = round(out["gain_ev"] + params.exposure, 4)
+    if params.contrast:
+        out["tone"] = contrast_tone(out["tone"], params.contrast)
+    if params.highlights:
+        out["knee"] = round(float(np.clip(out["knee"] + 0.2 * params.highlights / 100.0, 0.05, 0.99)), 4)
+    if params.highlights or params.shadows:
+        y = (low @ np.array(ops.LUMA, dtype=np.float32)) * np.float32(2.0 ** out["gain_ev"])
+        delta = local_tone_grid(y, params.shadows, params.highlights) - local_tone_grid(y, 0.0, 0.0)
+        out["local_tone"] = (np.asarray(out["local_tone"], dtype=np.float32) + delta).round(4).tolist()
+    if params.saturation or params.vibrance:
+        out["chroma"] = adjust_chroma(out["chroma"], params.saturation, params.vibrance)
+    return out
+
+
+def _rounded(operators: dict[str, Any]) -> dict[str, Any]:
+    """Blended parameters rounded like a single prediction (so a pinned re-render is bit-identical)."""
+    return {
+        "gain_ev": round(operators["gain_ev"], 4),
+        "knee": round(operators["knee"], 4),
+        "tone": [round(operators["tone"][0], 4), round(operators["tone"][1], 4), round(operators["tone"][2], 6)],
+        "local_tone": np.asarray(operators["local_tone"], dtype=np.float64).round(4).tolist(),
+        "chroma": np.asarray(operators["chroma"], dtype=np.float64).round(4).tolist(),
+        "gamma": round(operators["gamma"], 4),
+    }
+
+
+class LearnedPhotofinish(Photofinish):
+    """Operators with parameters predicted by each picture style's network, plus the user's adjustments."""
+
+    implementation = "learned"
+
+    def prepare(self, params: PhotofinishParams, ctx: Context) -> dict[str, Any]:
+        if params.operators is None:
+            for style in styles_needed(params.style, params.strength):
+                load_network(style)  # fail before any pixel work when a model is missing or corrupt
+        return {"params": params}
+
+    def operators_for(self, params: PhotofinishParams, low: np.ndarray) -> dict[str, Any]:
+        """Operator parameters for this image (JSON-ready)."""
+        parse_style(params.style)
+        predicted = {style: predict(style, low) for style in styles_needed(params.style, params.strength)}
+        mixed = style_operators(predicted, params.style, params.strength)
+        single = len(predicted) == 1
+        return apply_adjustments(mixed if single else _rounded(mixed), params, low)

@@ -1,0 +1,124 @@
+"""What the training commands share: seeding, a step budget from wall time, the learning-rate schedule, and
+shipping weights with their manifest entry.
+
+Reproducibility: a run is fixed by its seed and its number of steps. A time budget (``--minutes``) is turned
+into a number of steps once :data:`PROBE_STEPS` steps have run, from the speed of the steps after the first
+:data:`PROBE_SKIP` (which pay one-time costs: loading photographs, fitting camera matrices), and that number
+is recorded in the manifest, so ``--steps N`` replays the same run (bit-identical on the same machine and
+thread count; floating-point summation order may differ elsewhere).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine import models
+
+PROBE_STEPS = 40
+PROBE_SKIP = 10
+WARMUP_STEPS = 50  # linear warm-up; longer than the probe, so the schedule never depends on the budget early
+
+
+def seed_everything(seed: int, threads: int | None) -> None:
+    """Seed Python, numpy and torch; pin torch (and numba) to ``threads`` threads when given."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if threads:
+        torch.set_num_threads(threads)
+        try:
+            import numba
+
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        except (ImportError, ValueError):
+            pass
+
+
+def learning_rate(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over :data:`WARMUP_STEPS`, then cosine decay to 2 % of ``peak`` at ``total``."""
+    if step < WARMUP_STEPS:
+        return peak * (step + 1) / WARMUP_STEPS
+    progress = min(1.0, (step - WARMUP_STEPS) / max(1, total - WARMUP_STEPS))
+    return peak * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+class StepBudget:
+    """How many steps a run makes: fixed (``steps``) or fitted to ``minutes`` of wall time after a probe."""
+
+    def __init__(self, steps: int | None, minutes: float | None, default_steps: int) -> None:
+        self.fixed = steps
+        self.minutes = minutes
+        self.total = steps or default_steps
+        self.start = time.perf_counter()
+        self._probe_start = self.start
+
+    def after_step(self, step: int) -> None:
+        """Call after each step (0-based); fits the total to the time budget once the probe is done."""
+        if self.fixed is not None or self.minutes is None:
+            return
+        if step + 1 == PROBE_SKIP:
+            self._probe_start = time.perf_counter()
+        elif step + 1 == PROBE_STEPS:
+            now = time.perf_counter()
+            per_step = (now - self._probe_start) / (PROBE_STEPS - PROBE_SKIP)
+            left = self.minutes * 60.0 - (now - self.start)
+            self.total = max(PROBE_STEPS, PROBE_STEPS + int(left / per_step))
+
+    def elapsed(self) -> float:
+        """Seconds since the budget started."""
+        return time.perf_counter() - self.start
+
+
+def machine() -> str:
+    """A short description of where training ran."""
+    if torch.cuda.is_available() and torch.cuda.current_device() is not None:
+        return f"cuda: {torch.cuda.get_device_name()}"
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any], training: dict[str, Any],
+         weights_dir: Path | None = None, metrics: dict[str, Any] | None = None) -> models.ModelEntry:
+    """Write ``state`` as ``<name>.safetensors`` and its manifest entry (other models' entries are kept).
+
+    ``weights_dir`` defaults to the installed :data:`engine.models.WEIGHTS_DIR`; tests pass a temporary folder.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(weights_dir) if weights_dir is not None else models.WEIGHTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.safetensors"
+    tmp = path.with_suffix(".safetensors.part")
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    os.replace(tmp, path)
+    manifest = folder / "manifest.json"
+    entries = models.read_manifest(manifest)
+    old = entries.get(name)
+    entry = models.ModelEntry(name=name, file=path.name, sha256=models.file_sha256(path), architecture=architecture,
+                              training=training, metrics=metrics if metrics is not None else {})
+    if old is not None and metrics is None and old.sha256 == entry.sha256:
+        entry = models.ModelEntry(**{**entry.__dict__, "metrics": old.metrics})
+    entries[name] = entry
+    models.write_manifest(entries, manifest)
+    models.load_state.cache_clear()
+    return entry
+
+
+def record_metrics(name: str, metrics: dict[str, Any], weights_dir: Path | None = None) -> None:
+    """Store measured metrics in a model's manifest entry (the weights and their hash are left alone)."""
+    folder = Path(weights_dir) if weights_dir is not None else models.WEIGHTS_DIR
+    manifest = folder / "manifest.json"
+    entries = models.read_manifest(manifest)
+    if name not in entries:
+        return
+    entries[name] = models.ModelEntry(**{**entries[name].__dict__, "metrics": metrics})
+    models.write_manifest(entries, manifest)

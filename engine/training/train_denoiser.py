@@ -1,0 +1,97 @@
+"""Training the learned denoiser (:class:`engine.models.denoiser.Denoiser`) from scratch.
+
+Data: fresh batches from :func:`engine.training.denoise_data.make_batch` at every step (un-processed training
+photographs and computed raws, training cameras only; nothing is stored). Loss: L1 between the denoised and the
+clean demosaiced image, both divided by the image scale (so dark and bright images weigh alike). AdamW (weight
+decay 1e-4), gradient norm clipped at 1, warm-up and cosine schedule (:mod:`engine.training.loop`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.models import denoiser
+from engine.training import denoise_data, loop
+
+
+@dataclass(frozen=True)
+class DenoiseTrainConfig:
+    """Everything that fixes a training run."""
+
+    size: str = "lite"
+    seed: int = 0
+    steps: int | None = None
+    minutes: float | None = None
+    batch: int = 8
+    patch: int = 64
+    lr: float = 2e-3
+    device: str = "cpu"
+    threads: int | None = 1
+
+
+def model_name(size: str) -> str:
+    """Manifest name of a denoiser size."""
+    return f"denoise-{size}"
+
+
+def loss_on(model: denoiser.Denoiser, batch: denoise_data.Batch, device: torch.device) -> torch.Tensor:
+    """Scale-normalised L1 of a batch."""
+    noisy = torch.from_numpy(batch.noisy).to(device)
+    clean = torch.from_numpy(batch.clean).to(device)
+    sigma = torch.from_numpy(batch.sigma).to(device)
+    scale = torch.from_numpy(batch.scale).to(device)
+    out = denoiser.denoise_tensor(model, noisy, sigma, scale)
+    return ((out - clean).abs() / scale.view(-1, 1, 1, 1)).mean()
+
+
+def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tuple[denoiser.Denoiser, dict[str, Any]]:
+    """Train a fresh denoiser; returns it and the training record for the manifest."""
+    loop.seed_everything(config.seed, config.threads if config.device == "cpu" else None)
+    device = torch.device(config.device)
+    model = denoiser.Denoiser(denoiser.SIZES[config.size]).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(config.seed)
+    budget = loop.StepBudget(config.steps, config.minutes, default_steps=2000)
+    step, losses = 0, []
+    while step < budget.total:
+        for group in optimiser.param_groups:
+            group["lr"] = loop.learning_rate(step, budget.total, config.lr)
+        batch = denoise_data.make_batch(rng, config.batch, config.patch)
+        loss = loss_on(model, batch, device)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        losses.append(loss.item())
+        budget.after_step(step)
+        step += 1
+        if step % 50 == 0 or step == budget.total:
+            log(f"step {step}/{budget.total}  L1 {np.mean(losses[-50:]):.5f}  {budget.elapsed():.0f} s")
+    record = {
+        "data": "engine.training.denoise_data.make_batch (un-processed training photographs + computed raws, "
+                "training cameras only, fresh every step)",
+        "config": {k: v for k, v in asdict(config).items() if k not in ("steps", "minutes")},
+        "steps": budget.total,
+        "minutes_budget": config.minutes,
+        "train_seconds": round(budget.elapsed(), 1),
+        "final_loss": round(float(np.mean(losses[-50:])), 6),
+        "machine": loop.machine(),
+        "command": f"hostplug train denoise --size {config.size} --steps {budget.total} --seed {config.seed}",
+    }
+    return model.cpu().to(memory_format=torch.contiguous_format).eval(), record
+
+
+def ship(model: denoiser.Denoiser, record: dict[str, Any], weights_dir: Path | None = None):
+    """Write the weights and manifest entry ``denoise-<size>``."""
+    size = record["config"]["size"]
+    architecture = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(model.config).items()}
+    return loop.ship(model_name(size), model.state_dict(), architecture, record, weights_dir)

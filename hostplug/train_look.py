@@ -1,0 +1,153 @@
+"""``hostplug train photofinish|detail`` and ``hostplug eval pipeline``: the look models.
+
+``hostplug train photofinish --style vivid`` retrains one picture style's network from scratch (``--style all``:
+every style in turn) with the shipped settings, writes ``engine/weights/photofinish-vivid.safetensors`` and its
+manifest entry, and measures it on the held-out photographs. With the defaults (seed 0, the shipped step count,
+one CPU thread) the weights are identical to the shipped ones; ``--minutes`` stops early by wall time instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.errors import HostplugError
+from hostplug.models_cli import evaluate, train
+
+PHOTOFINISH_STEPS = 1200
+DETAIL_STEPS = 1000
+
+
+def _device(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HostplugError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    return device
+
+
+def _progress(label: str):
+    def report(step: int, loss: float) -> None:
+        if step % 200 == 0:
+            click.echo(f"  {label}: step {step}, loss {loss:.4f}")
+
+    return report
+
+
+def train_one_style(style: str, steps: int, minutes: float | None, device: str, seed: int) -> dict[str, Any]:
+    """Train, ship and measure one style; returns its manifest entry's metrics."""
+    from engine.models.photofinish_net import CHROMA_COARSE, THUMB, parameter_count
+    from engine.styles import STYLES
+    from engine.training import look_eval
+    from engine.training.look_data import EV_RANGE, TEST_PHOTOS, TONE_CURVE, TRAIN_PHOTOS, WORK_LONG_EDGE
+    from engine.training.shipping import machine, ship
+    from engine.training.train_photofinish import (
+        ADAPTIVITY,
+        CROP,
+        LOCAL_TONE_L2,
+        SMOOTHNESS,
+        WEIGHT_DECAY,
+        TrainConfig,
+    )
+    from engine.training.train_photofinish import train as run
+
+    config = TrainConfig(style=style, steps=steps, minutes=minutes, device=device, seed=seed)
+    click.echo(f"photofinish-{style}: training {steps} steps on {device}")
+    result = run(config, _progress(style))
+    training = {
+        "command": f"hostplug train photofinish --style {style} --steps {steps} --seed {seed}",
+        "config": asdict(config), "steps_run": result.steps, "wall_seconds": round(result.seconds, 1),
+        "machine": machine(), "data": {"train": list(TRAIN_PHOTOS), "held_out": list(TEST_PHOTOS),
+                                        "long_edge": WORK_LONG_EDGE, "crop": CROP, "thumbnail": THUMB,
+                                        "input_ev_range": list(EV_RANGE), "inverse_tone_curve": TONE_CURVE,
+                                        "targets": "engine.training.style_targets"},
+        "loss": {"first_50": round(result.losses[0], 4) if result.losses else None,
+                 "last_50": round(result.losses[-1], 4) if result.losses else None},
+        "regularisers": {"smoothness": SMOOTHNESS, "local_tone_l2": LOCAL_TONE_L2, "adaptivity": ADAPTIVITY,
+                         "weight_decay": WEIGHT_DECAY},
+    }
+    architecture = {"width": result.net.encoder[0][0].out_channels, "features": result.net.global_fc[0].out_features,
+                    "chroma_limit": result.net.chroma_limit}
+    ship(STYLES[style].model, result.net, architecture, training)
+    held_out = look_eval.heldout_photofinish(look_eval.photofinish_renderer(style), style)
+    metrics = {"parameters": parameter_count(result.net), "chroma_coarse": CHROMA_COARSE,
+               "held_out_photofinish": held_out.as_dict()}
+    from engine.training.shipping import set_metrics
+
+    set_metrics(STYLES[style].model, metrics)
+    click.echo(f"photofinish-{style}: {result.steps} steps in {result.seconds:.0f} s; held-out "
+               f"PSNR {held_out.psnr:.2f} dB, SSIM {held_out.ssim:.3f}, dE2000 {held_out.de2000:.2f}")
+    return metrics
+
+
+@train.command("photofinish")
+@click.option("--style", "style_name", required=True, help="A picture style, or 'all'.")
+@click.option("--steps", type=click.IntRange(1, None), default=PHOTOFINISH_STEPS, show_default=True)
+@click.option("--minutes", type=click.FloatRange(0.01, None), help="Stop after this wall time (not reproducible).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: int, device: str) -> None:
+    """Train a picture style's photofinishing network from scratch and ship it."""
+    from engine.styles import STYLES, UnknownStyleError, known_styles
+
+    name = style_name.lower()
+    if name != "all" and name not in STYLES:
+        raise UnknownStyleError(f"unknown style {style_name!r}; known styles: {known_styles()}, or 'all'")
+    for style in (STYLES if name == "all" else [name]):
+        train_one_style(style, steps, minutes, _device(device), seed)
+
+
+@train.command("detail")
+@click.option("--steps", type=click.IntRange(1, None), default=DETAIL_STEPS, show_default=True)
+@click.option("--minutes", type=click.FloatRange(0.01, None), help="Stop after this wall time (not reproducible).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def train_detail_command(steps: int, minutes: float | None, seed: int, device: str) -> None:
+    """Train the detail-enhancement network from scratch and ship it."""
+    from engine.stages.detail_learned import DETAIL_MODEL
+    from engine.training.shipping import machine, ship
+    from engine.training.train_detail import (
+        DETAIL_LONG_EDGE,
+        DETAIL_PHOTOS,
+        NOISE_RANGE,
+        PATCH,
+        SIGMA_RANGE,
+        DetailConfig,
+        train_detail,
+    )
+
+    config = DetailConfig(steps=steps, minutes=minutes, device=_device(device), seed=seed)
+    click.echo(f"{DETAIL_MODEL}: training {steps} steps on {device}")
+    result = train_detail(config, _progress("detail"))
+    training = {
+        "command": f"hostplug train detail --steps {steps} --seed {seed}", "config": asdict(config),
+        "steps_run": result.steps, "wall_seconds": round(result.seconds, 1), "machine": machine(),
+        "data": {"train": list(DETAIL_PHOTOS), "long_edge": DETAIL_LONG_EDGE, "patch": PATCH,
+                 "blur_sigma": list(SIGMA_RANGE), "noise_std": list(NOISE_RANGE)},
+        "loss": {"first_50": round(result.losses[0], 5) if result.losses else None,
+                 "last_50": round(result.losses[-1], 5) if result.losses else None},
+    }
+    ship(DETAIL_MODEL, result.net, {"width": result.net.body[0].out_channels}, training)
+    click.echo(f"{DETAIL_MODEL}: {result.steps} steps in {result.seconds:.0f} s")
+
+
+@evaluate.command("pipeline")
+@click.option("--raws", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of real raws with embedded camera renderings (default: ../shared/rawsamples).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--no-store", is_flag=True, help="Do not write the figures into the model manifest.")
+@click.option("--sheets", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write contact sheets (PNG) of the renders into this folder.")
+def eval_pipeline(raws: Path | None, as_json: bool, no_store: bool, sheets: Path | None) -> None:
+    """Whole-pipeline quality of the picture styles and the detail network, with speed."""
+    from engine.training import pipeline_eval
+
+    report = pipeline_eval.run(raws, sheets, progress=lambda m: click.echo(m, err=True))
+    if not no_store:
+        pipeline_eval.store(report)
+    click.echo(json.dumps(report, indent=2) if as_json else pipeline_eval.tables(report))

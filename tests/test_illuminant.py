@@ -1,0 +1,172 @@
+"""Tests of the learned white balance: camera-agnostic features, the network, --wb auto, shipped and bad weights."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import engine
+from engine import models, synthetic
+from engine.errors import ModelError
+from engine.models import illuminant
+from engine.recipe import Recipe, StageSettings
+from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
+from engine.training import spectral_data
+
+needs_spectral = pytest.mark.skipif(not (synthetic.SPECTRAL_DIR / "camera").is_dir(),
+                                    reason="shared spectral data absent (see ../shared/spectral/PROVENANCE.md)")
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_settings():
+    """Training pins torch's thread count and deterministic mode; give the other tests theirs back."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def test_parameter_count_is_small() -> None:
+    assert 50_000 <= illuminant.parameter_count(illuminant.IlluminantNet()) <= 200_000
+
+
+def test_network_maps_histograms_to_a_chromaticity() -> None:
+    uv = illuminant.IlluminantNet()(torch.rand(3, 2, illuminant.BINS, illuminant.BINS))
+    assert uv.shape == (3, 2)
+    low_u, low_v = illuminant.U_START, illuminant.V_START
+    span = illuminant.BINS * illuminant.BIN_WIDTH
+    assert torch.all((uv[:, 0] > low_u) & (uv[:, 0] < low_u + span) & (uv[:, 1] > low_v) & (uv[:, 1] < low_v + span))
+
+
+def test_a_d65_white_is_neutral_in_the_working_space_for_every_camera() -> None:
+    cal = synthetic.camera_from_colour()
+    from engine.source import Calibration
+
+    m1 = synthetic.fit_color_matrix(cal, synthetic.illuminant("A"))
+    m2 = synthetic.fit_color_matrix(cal, synthetic.illuminant("D65"))
+    calibration = Calibration(color_matrices=[m1, m2], illuminants=[17, 21])
+    d65_neutral = synthetic.illuminant("D65") @ cal.sensitivities
+    working = illuminant.working_matrix(calibration) @ d65_neutral
+    assert working / working[1] == pytest.approx(np.ones(3), abs=1e-3)  # CIE D65 vs sRGB's rounded white
+
+
+def test_prediction_maps_back_to_the_camera_neutral_exactly() -> None:
+    to_working = np.array([[1.6, -0.4, -0.2], [-0.2, 1.4, -0.2], [0.0, -0.5, 1.5]])
+    neutral = np.array([0.45, 1.0, 0.7])
+    rgb = to_working @ neutral
+    uv = torch.tensor([[np.log(rgb[1] / rgb[0]), np.log(rgb[1] / rgb[2])]], dtype=torch.float64)
+    back = illuminant.to_camera_neutral(uv, torch.from_numpy(to_working)[None])[0].numpy()
+    assert back == pytest.approx(neutral, rel=1e-9)
+
+
+def test_a_change_of_light_shifts_the_histograms() -> None:
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((64, 64, 3)) * 0.5 + 0.05).astype(np.float32)
+    base = illuminant.histograms(rgb, np.eye(3))
+    # a light 4 bins redder in log G/R: every pixel's u drops by 4 bins
+    shifted = illuminant.histograms(rgb * np.array([np.exp(4 * illuminant.BIN_WIDTH), 1, 1], np.float32) * 0.9,
+                                    np.eye(3))
+    assert base.shape == (2, illuminant.BINS, illuminant.BINS)
+    assert np.allclose(shifted[0, :-4], base[0, 4:], atol=0.05)
+
+
+def test_clipped_pixels_are_left_out() -> None:
+    rgb = np.full((32, 32, 3), 0.2, np.float32)
+    rgb[:16] = (1.0, 0.5, 0.3)  # clipped red: its colour is wrong
+    hist = illuminant.histograms(rgb, np.eye(3))
+    assert np.count_nonzero(hist[0]) == 1
+
+
+def test_white_balance_version_1_auto_keeps_the_classical_estimate() -> None:
+    migrated = WhiteBalance.migrate({"mode": "auto"}, 1)
+    assert migrated["estimator"] == "classical"
+    assert WhiteBalanceParams().estimator == "learned" and WhiteBalanceParams.VERSION == 2
+
+
+# --- the shipped estimator -----------------------------------------------------------------------------------------
+
+def _shipped() -> None:
+    if "wb-c5" not in models.read_manifest():
+        pytest.skip("wb-c5 is not shipped in this checkout")
+
+
+def test_shipped_weights_load_and_verify() -> None:
+    _shipped()
+    entry = models.entry("wb-c5")
+    assert models.file_sha256(entry.path) == entry.sha256
+    assert isinstance(illuminant.load(), illuminant.IlluminantNet)
+    assert set(entry.training["held_out_cameras"]).isdisjoint(entry.training["training_cameras"])
+
+
+@needs_spectral
+def test_estimator_works_on_cameras_it_never_saw() -> None:
+    _shipped()
+    from engine.training import eval_wb, wb_data
+
+    test = wb_data.make_set(77, 8, spectral_data.HELD_OUT_CAMERAS, renders_per_scene=3, keep_images=True)
+    computed, _ = eval_wb.evaluate_computed(test, illuminant.load())
+    assert computed["learned"]["mean"] < 6.0
+    assert computed["learned"]["mean"] < computed["gray-world"]["mean"]
+
+
+def test_auto_white_balance_uses_the_learned_estimator(sample_dng: Path) -> None:
+    _shipped()
+    source = engine.open(sample_dng)
+    rendered = engine.render(source, Recipe(wb="auto"))
+    notes = rendered.notes["white_balance"]
+    assert notes["mode"] == "auto" and notes["estimator"] == "learned"
+    # the bundled sample is a computed chart: its as-shot neutral is the exact one
+    truth = source.as_shot_neutral
+    cos = np.dot(notes["neutral"], truth) / (np.linalg.norm(notes["neutral"]) * np.linalg.norm(truth))
+    assert np.degrees(np.arccos(min(1.0, cos))) < 5.0
+
+
+def test_as_shot_stays_the_default(sample_dng: Path) -> None:
+    rendered = engine.render(engine.open(sample_dng), Recipe())
+    assert rendered.notes["white_balance"]["mode"] == "as-shot"
+
+
+def test_classical_estimator_is_still_available(sample_dng: Path) -> None:
+    recipe = Recipe(wb="auto", stages={"white_balance": StageSettings(params={"estimator": "classical"})})
+    notes = engine.render(engine.open(sample_dng), recipe).notes["white_balance"]
+    assert notes["estimator"] == "classical"
+
+
+@pytest.fixture
+def private_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _shipped()
+    folder = tmp_path / "weights"
+    shutil.copytree(models.WEIGHTS_DIR, folder)
+    real_read = models.read_manifest
+    monkeypatch.setattr(models, "WEIGHTS_DIR", folder)
+    monkeypatch.setattr(models, "read_manifest", lambda path=folder / "manifest.json": real_read(path))
+    models.load_state.cache_clear()
+    illuminant.load.cache_clear()
+    yield folder / models.read_manifest()["wb-c5"].file
+    models.load_state.cache_clear()
+    illuminant.load.cache_clear()
+
+
+def test_corrupted_weights_give_a_clear_error(private_weights: Path, sample_dng: Path) -> None:
+    private_weights.write_bytes(private_weights.read_bytes()[:-7] + b"garbage")
+    with pytest.raises(ModelError) as error:
+        engine.render(engine.open(sample_dng), Recipe(wb="auto"))
+    assert str(private_weights) in str(error.value)
+    assert models.read_manifest()["wb-c5"].sha256 in str(error.value)
+
+
+def test_a_tiny_training_run_lowers_the_error(tmp_path: Path) -> None:
+    if not (synthetic.SPECTRAL_DIR / "camera").is_dir():
+        pytest.skip("shared spectral data absent")
+    from engine.training import train_illuminant, wb_data
+
+    data = wb_data.training_set(seed=1, scenes_count=4)
+    config = train_illuminant.WBTrainConfig(steps=40, batch=16, lr=3e-3)
+    model, record = train_illuminant.train(config, log=lambda _m: None, data=data)
+    assert record["final_loss_deg"] < record["first_loss_deg"]
+    entry = train_illuminant.ship(model, record, tmp_path)
+    assert (tmp_path / entry.file).is_file()

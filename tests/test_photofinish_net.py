@@ -1,0 +1,156 @@
+"""The learned photofinishing stage: its networks, its output format, pinning, adjustments, weights, training."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import engine
+from engine import models
+from engine.errors import ModelError
+from engine.models.photofinish_net import PhotofinishNet, parameter_count
+from engine.pipeline import IMPLEMENTATIONS
+from engine.stages import photofinish_learned
+from engine.stages.photofinish import Photofinish, PhotofinishParams
+from engine.stages.photofinish_learned import LearnedPhotofinish, contrast_tone
+from engine.styles import STYLES
+
+SAMPLE = Path(engine.__file__).resolve().parent / "samples" / "hostplug_colorchecker.dng"
+
+
+@pytest.fixture(scope="module")
+def low() -> np.ndarray:
+    """A small linear image with some structure (a ColorChecker scene)."""
+    from engine import synthetic
+
+    raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D65"),
+                               synthetic.scene_colorchecker(90, 140), noise=False)
+    return raw.linear_srgb
+
+
+def _shape(value: object) -> object:
+    """The nesting shape and leaf type of a JSON value."""
+    if isinstance(value, list):
+        return [len(value), _shape(value[0])]
+    return type(value).__name__
+
+
+def test_each_style_network_is_small_and_all_of_them_fit_the_lite_budget() -> None:
+    count = parameter_count(PhotofinishNet())
+    assert 10_000 < count < 40_000
+    assert count * len(STYLES) < 250_000
+    for style in STYLES.values():
+        entry = models.entry(style.model)
+        assert entry.metrics["parameters"] == count
+        assert entry.path.stat().st_size < 200_000
+
+
+def test_learned_photofinish_is_the_default_and_classical_stays_selectable() -> None:
+    choices = IMPLEMENTATIONS["photofinish"]
+    assert next(iter(choices)) == "learned"
+    assert choices["classical"] is Photofinish
+
+
+def test_learned_parameters_have_the_classical_format(low: np.ndarray) -> None:
+    classical = Photofinish().operators_for(PhotofinishParams(), low)
+    learned = LearnedPhotofinish().operators_for(PhotofinishParams(), low)
+    assert learned.keys() == classical.keys()
+    for key in classical:
+        assert _shape(learned[key]) == _shape(classical[key]), key
+
+
+def test_a_pinned_render_is_identical_to_the_fresh_one() -> None:
+    source = engine.open(SAMPLE)
+    first = engine.render(source, engine.Recipe(style="warm:0.7,moody:0.3", exposure=0.3, saturation=20))
+    operators = first.notes["photofinish"]["operators"]
+    pinned = engine.Recipe(style="warm:0.7,moody:0.3", exposure=0.3, saturation=20, stages={
+        "photofinish": engine.StageSettings(params={"operators": operators})})
+    again = engine.render(source, pinned)
+    assert np.array_equal(first.pixels, again.pixels)
+
+
+def test_adjustments_go_on_top_of_the_prediction(low: np.ndarray) -> None:
+    stage = LearnedPhotofinish()
+    base = stage.operators_for(PhotofinishParams(style="vivid"), low)
+    brighter = stage.operators_for(PhotofinishParams(style="vivid", exposure=1.0), low)
+    assert brighter["gain_ev"] == pytest.approx(base["gain_ev"] + 1.0, abs=1e-4)
+    assert brighter["tone"] == base["tone"] and brighter["chroma"] == base["chroma"]
+    grey = stage.operators_for(PhotofinishParams(style="vivid", saturation=-100), low)
+    assert np.abs(np.asarray(grey["chroma"]) + np.asarray(_node_chroma(len(grey["chroma"][0][0])))).max() < 1e-3
+    shadows = stage.operators_for(PhotofinishParams(style="vivid", shadows=60), low)
+    lift = np.asarray(shadows["local_tone"]) - np.asarray(base["local_tone"])
+    assert lift[0, 0, 0].mean() > lift[0, 0, -1].mean() >= -1e-4  # the darkest bin gains most
+
+
+def _node_chroma(size: int) -> list:
+    from engine import operators as ops
+
+    u, v = ops.chroma_table_grid(size)
+    return torch.stack([u, v])[None].tolist()
+
+
+def test_contrast_keeps_mid_grey_where_it_was() -> None:
+    from engine import operators as ops
+
+    tone = [1.3, 1.6, 0.7]
+    harder = contrast_tone(tone, 50)
+    assert harder[0] > tone[0] and harder[1] > tone[1]
+
+    def at(t: list[float], x: float) -> float:
+        return float(ops.tone_curve(torch.tensor([[[[x]]]]), *(torch.tensor([v]) for v in t)))
+
+    assert at(harder, 0.18) == pytest.approx(at(tone, 0.18), abs=1e-4)
+    assert at(harder, 0.6) > at(tone, 0.6)
+
+
+@pytest.fixture
+def moved_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Weights read from a scratch copy of the weights folder, caches cleared before and after."""
+    for name in ("manifest.json", *(f"{s.model}.safetensors" for s in STYLES.values())):
+        shutil.copy(models.WEIGHTS_DIR / name, tmp_path / name)
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
+    models.load_state.cache_clear()
+    photofinish_learned.load_network.cache_clear()
+    yield tmp_path
+    models.load_state.cache_clear()
+    photofinish_learned.load_network.cache_clear()
+
+
+def test_missing_weights_are_an_error_naming_the_file_and_its_hash(moved_weights: Path, low: np.ndarray) -> None:
+    (moved_weights / "photofinish-moody.safetensors").unlink()
+    expected = models.entry("photofinish-moody").sha256
+    with pytest.raises(ModelError) as info:
+        LearnedPhotofinish().prepare(PhotofinishParams(style="moody"), None)
+    assert "photofinish-moody.safetensors" in str(info.value) and expected in str(info.value)
+
+
+def test_corrupted_weights_are_an_error_not_random_weights(moved_weights: Path) -> None:
+    path = moved_weights / "photofinish-vivid.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError) as info:
+        LearnedPhotofinish().prepare(PhotofinishParams(style="warm:0.5,vivid:0.5"), None)
+    assert str(path) in str(info.value) and models.entry("photofinish-vivid").sha256 in str(info.value)
+
+
+def test_a_few_training_steps_lower_the_loss() -> None:
+    from engine.training.look_data import TRAIN_PHOTOS, load_photos, training_batch
+    from engine.training.train_photofinish import TrainConfig, loss_fn, train
+
+    rng = np.random.default_rng(1)
+    linear, natural = training_batch(load_photos(TRAIN_PHOTOS), 6, 48, rng)
+    from engine.training.style_targets import style_target
+
+    target = style_target(natural, "moody")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        before = float(loss_fn(PhotofinishNet(), linear, target))
+    result = train(TrainConfig(style="moody", steps=25, batch=4, lr=5e-3))
+    with torch.no_grad():
+        after = float(loss_fn(result.net, linear, target))
+    assert after < 0.9 * before
