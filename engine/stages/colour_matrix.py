@@ -51,4 +51,4 @@ class ColourMatrix(Stage):
             "baseline_exposure": ctx.source.baseline_exposure,
         }
         matrix = matrix * 2.0 ** ctx.source.baseline_exposure
-        return cv2.transform(image, matrix.astype(np.float32))
+        return cv2.transform(image, matrix.astype(np.float32), dst=image)  # in place: no new 18 MP buffer

@@ -63,10 +63,11 @@ class BilateralGuidedUpsample(Stage):
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
         grid, zmax = fit_grid(ctx.low_input, image, data["params"])
-        full = ctx.full_input
-        out = np.empty_like(full)
-        kernels.bgu_apply(full, grid, zmax, out)
-        return out
+        # Each pixel reads only itself, so the result can overwrite the full-resolution input, which no later
+        # stage needs (a fresh 18 MP buffer costs more in page faults than the slicing).
+        full, ctx.full_input = ctx.full_input, None
+        kernels.bgu_apply(full, grid, zmax, full)
+        return full
 
 
 class BilinearUpsample(Stage):
