@@ -162,11 +162,13 @@ def bgu_apply(img, grid, zmax, out):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def denoise_opponent(img, chroma_small, inverse, luma_mix, out):  # pragma: no cover - compiled
+def denoise_opponent(img, gains, chroma_small, inverse, luma_mix, out):  # pragma: no cover - compiled
     """Rebuild each pixel from a lightly blurred luminance and smooth chroma sampled from a small map.
 
-    ``chroma_small`` holds two colour-difference channels at reduced size; ``inverse`` maps
-    (luminance, c1, c2) back to RGB; ``luma_mix`` (0..1) blends a 3x3 binomial blur into luminance.
+    Pixels are white balanced by ``gains`` on the way in and un-balanced on the way out, so that a luminance
+    edge carries no chroma. ``chroma_small`` holds two colour-difference channels (of balanced RGB) at reduced
+    size; ``inverse`` maps (luminance, c1, c2) back to RGB; ``luma_mix`` (0..1) blends a 3x3 binomial blur
+    into luminance.
     """
     h, w = img.shape[0], img.shape[1]
     sh, sw = chroma_small.shape[0], chroma_small.shape[1]
@@ -189,8 +191,9 @@ def denoise_opponent(img, chroma_small, inverse, luma_mix, out):  # pragma: no c
                 for dx in range(-1, 2):
                     xx = min(max(x + dx, 0), w - 1)
                     kx = 2.0 if dx == 0 else 1.0
-                    blur += ky * kx * (img[yy, xx, 0] + img[yy, xx, 1] + img[yy, xx, 2])
-            luma = (img[y, x, 0] + img[y, x, 1] + img[y, x, 2]) / 3.0
+                    blur += ky * kx * (img[yy, xx, 0] * gains[0] + img[yy, xx, 1] * gains[1]
+                                       + img[yy, xx, 2] * gains[2])
+            luma = (img[y, x, 0] * gains[0] + img[y, x, 1] * gains[1] + img[y, x, 2] * gains[2]) / 3.0
             luma = luma + luma_mix * (blur / 48.0 - luma)
             w00 = (1.0 - wy) * (1.0 - wx)
             w01 = (1.0 - wy) * wx
@@ -201,4 +204,4 @@ def denoise_opponent(img, chroma_small, inverse, luma_mix, out):  # pragma: no c
             c2 = (w00 * chroma_small[y0, x0, 1] + w01 * chroma_small[y0, x1, 1]
                   + w10 * chroma_small[y1, x0, 1] + w11 * chroma_small[y1, x1, 1])
             for k in range(3):
-                out[y, x, k] = inverse[k, 0] * luma + inverse[k, 1] * c1 + inverse[k, 2] * c2
+                out[y, x, k] = (inverse[k, 0] * luma + inverse[k, 1] * c1 + inverse[k, 2] * c2) / gains[k]

@@ -32,7 +32,7 @@ class DenoiseParams:
 
 
 def auto_strength(iso: float, noise_profile: np.ndarray | None) -> float:
-    """A strength (0..100) for the file's noise: none at base ISO, rising with each stop of gain."""
+    """A strength (0..100) for the file's noise: none up to ISO 800, rising with each stop of gain above."""
     if noise_profile is not None and noise_profile.size >= 2 and noise_profile[0] > 0:
         # NoiseProfile S is the shot-noise scale per unit signal; ISO 100 on a typical sensor is ~4e-5.
         stops = math.log2(max(float(noise_profile[0]) / 4e-5, 1.0))
@@ -40,7 +40,7 @@ def auto_strength(iso: float, noise_profile: np.ndarray | None) -> float:
         stops = math.log2(max(iso / 100.0, 1.0))
     else:
         stops = 0.0
-    return float(np.clip((stops - 1.0) * 15.0, 0.0, 100.0))
+    return float(np.clip((stops - 3.0) * 20.0, 0.0, 100.0))
 
 
 class ClassicalDenoise(Stage):
@@ -59,16 +59,19 @@ class ClassicalDenoise(Stage):
         if strength is None:
             strength = 0.0 if source.kind == "rgb" else auto_strength(source.camera.iso, source.noise_profile)
         ctx.notes["denoise"] = {"strength": round(strength, 1)}
-        return {"strength": strength / 100.0}
+        return {"strength": strength / 100.0, "neutral": source.as_shot_neutral}
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
         s = data["strength"]
         if s <= 0.0:
             return image
         h, w = image.shape[:2]
-        # Chroma: a wide blur of a quarter-size copy (cheap), sampled back per pixel by the kernel.
-        small = cv2.resize(image, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+        # Colour differences are taken after an as-shot white balance: in raw camera RGB a grey edge would
+        # show up as a chroma edge, and blurring chroma would smear it.
+        gains = (1.0 / np.asarray(data["neutral"])).astype(np.float32)
+        # Chroma: a blur of a half-size copy (cheap), sampled back per pixel by the kernel.
+        small = cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA) * gains
         small = cv2.GaussianBlur(cv2.transform(small, _TO_OPPONENT), (0, 0), 0.5 + 2.0 * s)
         out = np.empty_like(image)
-        kernels.denoise_opponent(image, np.ascontiguousarray(small[..., 1:]), _FROM_OPPONENT, 0.5 * s, out)
+        kernels.denoise_opponent(image, gains, np.ascontiguousarray(small[..., 1:]), _FROM_OPPONENT, 0.5 * s, out)
         return out

@@ -47,9 +47,10 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
     return float(10.0 * np.log10(peak * peak / max(mse, 1e-20)))
 
 
-def classical(noisy: np.ndarray, iso: float) -> np.ndarray:
+def classical(noisy: np.ndarray, iso: float, neutral: np.ndarray) -> np.ndarray:
     """The engine's classical denoiser at its automatic strength."""
-    return ClassicalDenoise().process(noisy.copy(), {"strength": auto_strength(iso, None) / 100.0}, None)
+    data = {"strength": auto_strength(iso, None) / 100.0, "neutral": neutral}
+    return ClassicalDenoise().process(noisy.copy(), data, None)
 
 
 def nlm(noisy: np.ndarray, neutral: np.ndarray, iso: float, factor: float) -> np.ndarray:
@@ -124,7 +125,7 @@ def evaluate(models: dict[str, denoiser.Denoiser], device: str = "cpu",
     images = denoise_data.test_images()
     methods: dict[str, Callable[[np.ndarray, denoise_data.TestImage, int], np.ndarray]] = {
         "none": lambda x, im, iso: x,
-        "classical": lambda x, im, iso: classical(x, iso),
+        "classical": lambda x, im, iso: classical(x, iso, im.plan.neutral),
         "opencv-nlm": lambda x, im, iso: nlm(x, im.plan.neutral, iso, factors[iso]),
     }
     for name, model in models.items():
