@@ -99,6 +99,7 @@ def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any]
     path = folder / f"{name}.safetensors"
     tmp = path.with_suffix(".safetensors.part")
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    os.chmod(tmp, 0o644)  # readable by every user of an installed copy
     os.replace(tmp, path)
     manifest = folder / "manifest.json"
     entries = models.read_manifest(manifest)

@@ -30,8 +30,13 @@ UNUSED_PHOTOS = ("motorcycle_right.png",)  # the same scene as a held-out one
 
 def data_dir() -> Path:
     """The ``skimage/data`` folder of the installed scikit-image wheel."""
-    import skimage
+    try:
+        import skimage
+    except ImportError as e:
+        from engine.errors import HostplugError
 
+        raise HostplugError("training needs the photographs of scikit-image's wheel: pip install 'hostplug[train]' "
+                            "(or pip install scikit-image)") from e
     return Path(skimage.__file__).resolve().parent / "data"
 
 
