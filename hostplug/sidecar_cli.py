@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from engine.errors import HostplugError, InputNotFoundError, OutputError, RecipeError
+from engine.errors import HostplugError, InputNotFoundError, OutputError
 from engine.recipe import Recipe
 from hostplug.recipe_options import build_recipe, pop_recipe_options, recipe_options
 
@@ -42,14 +42,13 @@ def _describe(settings: dict[str, Any]) -> str:
 def check_renderable(recipe: Recipe) -> None:
     """Refuse a recipe the pipeline would refuse (unknown stage, style or stage parameter) before storing it."""
     from engine.pipeline import STAGE_ORDER, check_recipe, stage_for
-    from engine.stages.photofinish import CLASSICAL_LOOKS
 
     check_recipe(recipe)
     for name in STAGE_ORDER:
         stage_for(name, recipe).resolve_params(recipe)
-    pinned = "operators" in recipe.stage("photofinish").params
-    if recipe.style not in CLASSICAL_LOOKS and not pinned:
-        raise RecipeError(f"unknown style {recipe.style!r}; known styles: {', '.join(sorted(CLASSICAL_LOOKS))}")
+    photofinish = stage_for("photofinish", recipe)
+    if photofinish.resolve_params(recipe).operators is None:
+        photofinish.check_style(recipe.style)
 
 
 def _each(inputs: tuple[Path, ...], action) -> None:

@@ -64,7 +64,7 @@ def test_edit_stores_the_recipe_without_rendering_and_merges(raw: Path, user_pre
     assert sorted(p.name for p in raw.parent.iterdir() if not p.name.startswith(".")) == [raw.name, raw.name + ".xmp"]
 
 
-@pytest.mark.parametrize("options", [["--exposure", "9"], ["--style", "Moody"], ["--preset", "sepia"]])
+@pytest.mark.parametrize("options", [["--exposure", "9"], ["--style", "Sepia"], ["--preset", "sepia"]])
 def test_edit_refuses_a_bad_value_and_keeps_the_sidecar(raw: Path, options: list[str], user_presets: None) -> None:
     assert hostplug("edit", raw, "--exposure", "1").exit_code == 0
     before = (raw.parent / "IMG_0001.dng.xmp").read_bytes()
@@ -207,3 +207,8 @@ def test_rerender_refuses_a_file_hostplug_did_not_make(tmp_path: Path) -> None:
     cv2.imwrite(str(plain), np.zeros((8, 8, 3), np.uint8))
     result = hostplug("rerender", plain)
     assert result.exit_code != 0 and "no hostplug recipe" in result.stderr
+
+
+def test_edit_accepts_the_learned_styles_and_blends(raw: Path, user_presets: None) -> None:
+    assert hostplug("edit", raw, "--style", "warm:0.7,moody:0.3").exit_code == 0
+    assert read_sidecar(raw).recipe.style == "warm:0.7,moody:0.3"

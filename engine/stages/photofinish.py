@@ -113,9 +113,15 @@ class Photofinish(Stage):
             saturation=recipe.saturation, vibrance=recipe.vibrance,
         )
 
+    def check_style(self, style: str) -> None:
+        """Refuse a style this implementation cannot render (the classical one knows only its own looks)."""
+        if style not in CLASSICAL_LOOKS:
+            raise RecipeError(f"unknown style {style!r} for the classical photofinish; known styles: "
+                              f"{', '.join(sorted(CLASSICAL_LOOKS))} (the learned implementation has more)")
+
     def prepare(self, params: PhotofinishParams, ctx: Context) -> dict[str, Any]:
-        if params.operators is None and params.style not in CLASSICAL_LOOKS:
-            raise RecipeError(f"unknown style {params.style!r}; known styles: {', '.join(sorted(CLASSICAL_LOOKS))}")
+        if params.operators is None:
+            self.check_style(params.style)
         return {"params": params}
 
     def operators_for(self, params: PhotofinishParams, low: np.ndarray) -> dict[str, Any]:

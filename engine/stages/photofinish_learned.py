@@ -111,6 +111,10 @@ class LearnedPhotofinish(Photofinish):
 
     implementation = "learned"
 
+    def check_style(self, style: str) -> None:
+        """Refuse an unknown style or a malformed blend (one line listing the known styles)."""
+        parse_style(style)
+
     def prepare(self, params: PhotofinishParams, ctx: Context) -> dict[str, Any]:
         if params.operators is None:
             for style in styles_needed(params.style, params.strength):
