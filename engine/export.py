@@ -7,25 +7,14 @@ was derived from and that source's content hash, the engine version), so it can 
 
 from __future__ import annotations
 
-import hashlib
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
+from engine.filehash import file_sha256
 from engine.metadata import XMP_PREFIX
 from engine.output import OutputOptions, write_image
 from engine.pipeline import Rendered
-
-
-@cache
-def file_sha256(path: Path) -> str:
-    """Content hash of a file (cached per path for the life of the process)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def provenance_xmp(rendered: Rendered) -> dict[str, str]:

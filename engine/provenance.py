@@ -111,7 +111,7 @@ def _candidates(output: Path, provenance: Provenance, folders: list[Path]) -> It
 
 def _matches(candidate: Path, sha256: str | None) -> bool:
     """Whether ``candidate`` is a readable file with the recorded content hash (any file when none is)."""
-    from engine.export import file_sha256
+    from engine.filehash import file_sha256
 
     try:
         if not candidate.is_file():

@@ -20,10 +20,10 @@ from conftest import CANON, hostplug, read_metadata
 from daemon_helpers import WatchProcess, states, wait_for
 
 from engine.errors import InputNotFoundError
+from engine.filehash import file_sha256
 from engine.metadata import XMP_PREFIX
 from hostplug.daemon.beside import MIRROR_PATTERN, check_replaceable, find_original
 from hostplug.daemon.config import FolderConfig, OutputSpec, load_config, parse_config
-from hostplug.daemon.daemon import content_hash
 from hostplug.daemon.errors import ConfigError
 
 DARKTABLE_XMP = CANON.parents[1] / "sidecars" / "darktable-4.2.1-colorchart.dng.xmp"  # rating 4, red, 2 tags
@@ -229,10 +229,10 @@ def test_the_mirrored_path_finds_the_original_and_content_decides(tmp_path: Path
     folder = _copy_folder(tmp_path)
     original = _with_sidecar(tmp_path / "roll" / "IMG_1.CR2", b"raw bytes")
     copy = _with_sidecar(folder.path / tmp_path.relative_to("/") / "roll" / "IMG_1.CR2", b"raw bytes", "IMG_1.CR2")
-    assert find_original(copy, folder, content_hash(copy)) == original
+    assert find_original(copy, folder, file_sha256(copy)) == original
     original.write_bytes(b"edited since")  # same name, other content: not this copy's original
     with pytest.raises(InputNotFoundError, match="cannot find its original"):
-        find_original(copy, folder, content_hash(copy))
+        find_original(copy, folder, file_sha256(copy))
 
 
 def test_library_roots_find_the_original_by_darktables_derived_from(tmp_path: Path) -> None:
@@ -242,18 +242,18 @@ def test_library_roots_find_the_original_by_darktables_derived_from(tmp_path: Pa
     _with_sidecar(library / "2023" / "IMG_8.NEF", b"nef")  # same bytes, other name: not considered
     _with_sidecar(library / ".trash" / "IMG_7.NEF", b"nef")  # hidden folders are not searched
     copy = _with_sidecar(folder.path / "export_1.NEF", b"nef", "IMG_7.NEF")
-    assert find_original(copy, folder, content_hash(copy)) == original
+    assert find_original(copy, folder, file_sha256(copy)) == original
 
 
 def test_library_roots_never_find_the_hot_folders_own_files_and_refuse_to_guess(tmp_path: Path) -> None:
     folder = _copy_folder(tmp_path, (tmp_path,))  # the hot folder is inside the library root
     copy = _with_sidecar(folder.path / "IMG_3.ARW", b"arw", "IMG_3.ARW")
     with pytest.raises(InputNotFoundError, match=f"below {tmp_path}"):
-        find_original(copy, folder, content_hash(copy))
+        find_original(copy, folder, file_sha256(copy))
     _with_sidecar(tmp_path / "a" / "IMG_3.ARW", b"arw")
     _with_sidecar(tmp_path / "backup" / "IMG_3.ARW", b"arw")
     with pytest.raises(InputNotFoundError, match="2 identical originals"):
-        find_original(copy, folder, content_hash(copy))
+        find_original(copy, folder, file_sha256(copy))
 
 
 def test_a_photographers_file_beside_the_raw_is_never_replaced(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ expected hash, never a silent fallback to random weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cache
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ModelError
+from engine.filehash import file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -57,15 +57,6 @@ def write_manifest(entries: dict[str, ModelEntry], path: Path = MANIFEST) -> Non
         for name, e in sorted(entries.items())
     }
     path.write_text(json.dumps({"models": models}, indent=2, sort_keys=True) + "\n")
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def entry(name: str) -> ModelEntry:

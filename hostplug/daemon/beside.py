@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from engine.errors import InputNotFoundError
+from engine.filehash import file_sha256
 from hostplug.daemon.config import FolderConfig
 
 XMP_MM_NS = "http://ns.adobe.com/xap/1.0/mm/"
@@ -56,18 +57,12 @@ def mirrored_folder(copy: Path, hot_folder: Path) -> Path | None:
     return None if folder.resolve().is_relative_to(hot_folder.resolve()) else folder
 
 
-def _file_sha256(path: Path) -> str:
-    from hostplug.daemon.daemon import content_hash
-
-    return content_hash(path)
-
-
 def same_content(candidate: Path, copy: Path, sha256: str) -> bool:
     """Whether ``candidate`` is another file with exactly the copy's bytes."""
     try:
         if not candidate.is_file() or candidate.samefile(copy) or candidate.stat().st_size != copy.stat().st_size:
             return False
-        return _file_sha256(candidate) == sha256
+        return file_sha256(candidate) == sha256
     except OSError:
         return False
 

@@ -9,7 +9,6 @@ after a crash leaves exactly one set.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import signal
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.filehash import file_sha256
 from hostplug.daemon import originals
 from hostplug.daemon.config import DaemonConfig, FolderConfig
 from hostplug.daemon.errors import JournalError
@@ -30,15 +30,6 @@ from hostplug.daemon.workers import Event, WorkerPool
 
 log = logging.getLogger("hostplug.watch")
 TICK_SECONDS = 0.25
-
-
-def content_hash(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def lock_journal(journal: Path) -> int:
@@ -181,7 +172,7 @@ class Daemon:
             return
         try:
             st = path.stat()
-            digest = content_hash(path)
+            digest = file_sha256(path)
         except OSError:
             return
         entry = self.journal.lookup(path)
