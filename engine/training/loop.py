@@ -79,6 +79,30 @@ class StepBudget:
         return time.perf_counter() - self.start
 
 
+def run_steps(optimiser: torch.optim.Optimizer, schedule: Any, steps: int, minutes: float | None,
+              next_loss: Any, progress: Any = None) -> tuple[int, float, list[float]]:
+    """Optimise ``next_loss()`` (which draws a batch and returns its loss) for ``steps`` steps or ``minutes``.
+
+    Returns the steps made, the seconds taken and the mean loss of every 50 steps (also passed to ``progress``).
+    """
+    start, block, losses, step = time.perf_counter(), [], [], 0
+    for step in range(1, steps + 1):
+        loss = next_loss()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        block.append(float(loss.detach()))
+        if step % 50 == 0:
+            losses.append(float(np.mean(block)))
+            block = []
+            if progress:
+                progress(step, losses[-1])
+        if minutes is not None and time.perf_counter() - start > 60.0 * minutes:
+            break
+    return step, time.perf_counter() - start, losses
+
+
 def machine() -> str:
     """A short description of where training ran."""
     if torch.cuda.is_available() and torch.cuda.current_device() is not None:

@@ -12,7 +12,6 @@ steps reproduces the same weights.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 
 from engine.models.detail_net import DetailNet, degrade, enhance
 from engine.training.look_data import DETAIL_PHOTOS, Photo, load_photos, to_batch
+from engine.training.loop import run_steps
 
 PATCH = 64
 DETAIL_LONG_EDGE = 1024
@@ -77,24 +77,14 @@ def train_detail(config: DetailConfig, progress: Callable[[int, float], None] | 
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, config.steps) / config.steps))
     )
-    start, block, losses, step = time.perf_counter(), [], [], 0
-    for step in range(1, config.steps + 1):
+
+    def next_loss() -> torch.Tensor:
         sharp = patches(photos, config.batch, rng)
         sigma = torch.from_numpy(rng.uniform(*SIGMA_RANGE, config.batch)).float()
         noise = torch.from_numpy(rng.uniform(*NOISE_RANGE, config.batch)).float()
         soft = degrade(sharp, sigma, noise, generator)
-        loss = F.l1_loss(enhance(net, soft.to(config.device)), sharp.to(config.device))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        block.append(float(loss.detach()))
-        if step % 50 == 0:
-            losses.append(float(np.mean(block)))
-            block = []
-            if progress:
-                progress(step, losses[-1])
-        if config.minutes is not None and time.perf_counter() - start > 60.0 * config.minutes:
-            break
+        return F.l1_loss(enhance(net, soft.to(config.device)), sharp.to(config.device))
+
+    steps, seconds, losses = run_steps(optimiser, schedule, config.steps, config.minutes, next_loss, progress)
     net.eval()
-    return DetailResult(net=net.cpu(), steps=step, seconds=time.perf_counter() - start, losses=losses)
+    return DetailResult(net=net.cpu(), steps=steps, seconds=seconds, losses=losses)

@@ -17,7 +17,6 @@ weights.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from engine.models.photofinish_net import THUMB, PhotofinishNet, run_operators
 from engine.training.look_data import TRAIN_PHOTOS, load_photos, training_batch
+from engine.training.loop import run_steps
 from engine.training.style_targets import style_target
 
 CROP = 64
@@ -89,22 +89,12 @@ def train(config: TrainConfig, progress: Callable[[int, float], None] | None = N
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, config.steps) / config.steps))
     )
-    start, block, losses, step = time.perf_counter(), [], [], 0
-    for step in range(1, config.steps + 1):
+
+    def next_loss() -> torch.Tensor:
         linear, natural = training_batch(photos, config.batch, CROP, rng)
         target = style_target(natural, config.style)
-        loss = loss_fn(net, linear.to(config.device), target.to(config.device))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        block.append(float(loss.detach()))
-        if step % 50 == 0:
-            losses.append(float(np.mean(block)))
-            block = []
-            if progress:
-                progress(step, losses[-1])
-        if config.minutes is not None and time.perf_counter() - start > 60.0 * config.minutes:
-            break
+        return loss_fn(net, linear.to(config.device), target.to(config.device))
+
+    steps, seconds, losses = run_steps(optimiser, schedule, config.steps, config.minutes, next_loss, progress)
     net.eval()
-    return TrainResult(net=net.cpu(), steps=step, seconds=time.perf_counter() - start, losses=losses)
+    return TrainResult(net=net.cpu(), steps=steps, seconds=seconds, losses=losses)
