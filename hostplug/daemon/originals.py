@@ -13,20 +13,10 @@ import shutil
 import time
 from pathlib import Path
 
+from engine.sidecar import find_sidecars
 from hostplug.daemon.config import FolderConfig
 
 _PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.part$")  # engine.output's temporary names
-
-
-def sidecars_of(raw: Path) -> list[Path]:
-    """The sidecar files that belong to a raw and exist."""
-    names = [raw.name + ".xmp", raw.name + ".XMP", raw.stem + ".xmp", raw.stem + ".XMP"]
-    found: list[Path] = []
-    for name in names:
-        path = raw.with_name(name)
-        if path.is_file() and not any(path.samefile(p) for p in found):
-            found.append(path)
-    return found
 
 
 def free_name(target: Path, source: Path) -> Path:
@@ -42,7 +32,7 @@ def move_with_sidecars(raw: Path, folder: Path) -> Path:
     """Move a raw and its sidecars into ``folder`` (created if needed); returns the raw's new path."""
     folder.mkdir(parents=True, exist_ok=True)
     target = free_name(folder / raw.name, raw)
-    sidecars = sidecars_of(raw)
+    sidecars = find_sidecars(raw)
     shutil.move(raw, target)
     for sidecar in sidecars:
         shutil.move(sidecar, free_name(folder / sidecar.name.replace(raw.name, target.name, 1), sidecar))
@@ -58,7 +48,7 @@ def archive(raw: Path, folder: FolderConfig) -> Path:
 def discard(raw: Path, folder: FolderConfig) -> None:
     """Delete a rendered copy and its sidecars (``originals = "delete"``, allowed only where every file was first
     proven byte-identical to an original elsewhere), then the folders inside the hot folder it leaves empty."""
-    for path in [*sidecars_of(raw), raw]:
+    for path in [*find_sidecars(raw), raw]:
         path.unlink(missing_ok=True)
     parent = raw.parent
     while parent != folder.path and parent.is_relative_to(folder.path):
@@ -103,7 +93,7 @@ def restore(raw: Path, moved_to: Path) -> bool:
     if not moved_to.exists() or raw.exists():
         return False
     raw.parent.mkdir(parents=True, exist_ok=True)
-    sidecars = sidecars_of(moved_to)
+    sidecars = find_sidecars(moved_to)
     os.replace(moved_to, raw)
     for sidecar in sidecars:
         target = raw.with_name(sidecar.name.replace(moved_to.name, raw.name, 1))
