@@ -45,7 +45,7 @@ def train_one_style(style: str, steps: int, minutes: float | None, device: str, 
     from engine.styles import STYLES
     from engine.training import look_eval
     from engine.training.look_data import EV_RANGE, TEST_PHOTOS, TONE_CURVE, TRAIN_PHOTOS, WORK_LONG_EDGE
-    from engine.training.shipping import machine, ship
+    from engine.training.loop import machine, ship
     from engine.training.train_photofinish import (
         ADAPTIVITY,
         CROP,
@@ -73,13 +73,13 @@ def train_one_style(style: str, steps: int, minutes: float | None, device: str, 
     }
     architecture = {"width": result.net.encoder[0][0].out_channels, "features": result.net.global_fc[0].out_features,
                     "chroma_limit": result.net.chroma_limit}
-    ship(STYLES[style].model, result.net, architecture, training)
+    ship(STYLES[style].model, result.net.state_dict(), architecture, training)
     held_out = look_eval.heldout_photofinish(look_eval.photofinish_renderer(style), style)
     metrics = {"parameters": parameter_count(result.net), "chroma_coarse": CHROMA_COARSE,
                "held_out_photofinish": held_out.as_dict()}
-    from engine.training.shipping import set_metrics
+    from engine.training.loop import record_metrics
 
-    set_metrics(STYLES[style].model, metrics)
+    record_metrics(STYLES[style].model, metrics)
     click.echo(f"photofinish-{style}: {result.steps} steps in {result.seconds:.0f} s; held-out "
                f"PSNR {held_out.psnr:.2f} dB, SSIM {held_out.ssim:.3f}, dE2000 {held_out.de2000:.2f}")
     return metrics
@@ -110,7 +110,7 @@ def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: 
 def train_detail_command(steps: int, minutes: float | None, seed: int, device: str) -> None:
     """Train the detail-enhancement network from scratch and ship it."""
     from engine.stages.detail_learned import DETAIL_MODEL
-    from engine.training.shipping import machine, ship
+    from engine.training.loop import machine, ship
     from engine.training.train_detail import (
         DETAIL_LONG_EDGE,
         DETAIL_PHOTOS,
@@ -132,7 +132,7 @@ def train_detail_command(steps: int, minutes: float | None, seed: int, device: s
         "loss": {"first_50": round(result.losses[0], 5) if result.losses else None,
                  "last_50": round(result.losses[-1], 5) if result.losses else None},
     }
-    ship(DETAIL_MODEL, result.net, {"width": result.net.body[0].out_channels}, training)
+    ship(DETAIL_MODEL, result.net.state_dict(), {"width": result.net.body[0].out_channels}, training)
     click.echo(f"{DETAIL_MODEL}: {result.steps} steps in {result.seconds:.0f} s")
 
 

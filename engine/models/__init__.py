@@ -8,7 +8,11 @@ expected hash, never a silent fallback to random weights.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -50,13 +54,30 @@ def read_manifest(path: Path = MANIFEST) -> dict[str, ModelEntry]:
 
 
 def write_manifest(entries: dict[str, ModelEntry], path: Path = MANIFEST) -> None:
-    """Write the manifest (sorted, stable) — used by ``hostplug train``."""
+    """Write the manifest (sorted, stable) atomically: a reader never sees half a file."""
     models = {
         name: {"file": e.file, "sha256": e.sha256, "architecture": e.architecture, "training": e.training,
                "metrics": e.metrics}
         for name, e in sorted(entries.items())
     }
-    path.write_text(json.dumps({"models": models}, indent=2, sort_keys=True) + "\n")
+    part = path.with_suffix(".json.part")
+    part.write_text(json.dumps({"models": models}, indent=2, sort_keys=True) + "\n")
+    os.chmod(part, 0o644)
+    os.replace(part, path)
+
+
+@contextmanager
+def updating_manifest(path: Path = MANIFEST) -> Iterator[dict[str, ModelEntry]]:
+    """Read, change and write back the manifest under an exclusive lock, so that trainings running side by side
+    (one per style, say) never drop each other's entries."""
+    folder = os.open(path.parent, os.O_RDONLY)  # the lock is on the folder: the manifest file itself is replaced
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        entries = read_manifest(path)
+        yield entries
+        write_manifest(entries, path)
+    finally:
+        os.close(folder)
 
 
 def entry(name: str) -> ModelEntry:
@@ -85,6 +106,20 @@ def load_state(name: str) -> dict[str, Any]:
         return load_file(str(e.path))
     except Exception as ex:  # noqa: BLE001 - safetensors raises several types for a damaged file
         raise ModelError(f"{e.path}: weights of model {name!r} cannot be read ({ex})") from ex
+
+
+def build_network(name: str, build: Callable[..., Any]) -> Any:
+    """A model's network, built by ``build(**architecture)`` from its manifest entry, with its verified weights
+    and in eval mode; ModelError naming the file when the weights are missing, altered or do not fit."""
+    e = entry(name)
+    state = load_state(name)
+    net = build(**e.architecture)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as ex:
+        raise ModelError(f"{e.path}: weights of model {name!r} do not fit its architecture ({ex}); "
+                         "reinstall hostplug or retrain it with 'hostplug train'") from ex
+    return net.eval()
 
 
 def model_hashes() -> dict[str, str]:

@@ -225,15 +225,6 @@ def config_from(architecture: dict) -> DenoiserConfig:
 @cache
 def load(size: str = "lite") -> Denoiser:
     """The shipped denoiser of a size, verified against the manifest (ModelError naming the file when not)."""
-    from engine import models
-    from engine.errors import ModelError
+    from engine.models import build_network
 
-    name = f"denoise-{size}"
-    e = models.entry(name)
-    state = models.load_state(name)
-    model = Denoiser(config_from(e.architecture))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as ex:
-        raise ModelError(f"{e.path}: weights of model {name!r} do not fit its architecture ({ex})") from ex
-    return model.eval()
+    return build_network(f"denoise-{size}", lambda **architecture: Denoiser(config_from(architecture)))

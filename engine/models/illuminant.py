@@ -158,17 +158,9 @@ def parameter_count(model: nn.Module) -> int:
 @cache
 def load(name: str = "wb-c5") -> IlluminantNet:
     """The shipped estimator, verified against the manifest (ModelError naming the file when it is not)."""
-    from engine import models
-    from engine.errors import ModelError
+    from engine.models import build_network
 
-    e = models.entry(name)
-    state = models.load_state(name)
-    net = IlluminantNet(**e.architecture)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as ex:
-        raise ModelError(f"{e.path}: weights of model {name!r} do not fit its architecture ({ex})") from ex
-    return net.eval()
+    return build_network(name, IlluminantNet)
 
 
 def estimate_neutral(camera_rgb: np.ndarray, calibration, model: IlluminantNet | None = None) -> np.ndarray:

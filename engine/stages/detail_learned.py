@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.models import entry, load_state
+from engine.models import build_network
 from engine.models.detail_net import DetailNet, enhance_image
 from engine.stages.base import Context
 from engine.stages.detail import UnsharpMask
@@ -24,9 +24,7 @@ AMOUNT_PER_STRENGTH = 25.0
 @cache
 def load_detail_network() -> DetailNet:
     """The verified detail network (cached; :class:`~engine.errors.ModelError` if its weights are missing)."""
-    net = DetailNet(**entry(DETAIL_MODEL).architecture)
-    net.load_state_dict(load_state(DETAIL_MODEL))
-    return net.eval()
+    return build_network(DETAIL_MODEL, DetailNet)
 
 
 class LearnedDetail(UnsharpMask):

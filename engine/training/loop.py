@@ -125,25 +125,30 @@ def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any]
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
     os.chmod(tmp, 0o644)  # readable by every user of an installed copy
     os.replace(tmp, path)
-    manifest = folder / "manifest.json"
-    entries = models.read_manifest(manifest)
-    old = entries.get(name)
     entry = models.ModelEntry(name=name, file=path.name, sha256=models.file_sha256(path), architecture=architecture,
                               training=training, metrics=metrics if metrics is not None else {})
-    if old is not None and metrics is None and old.sha256 == entry.sha256:
-        entry = models.ModelEntry(**{**entry.__dict__, "metrics": old.metrics})
-    entries[name] = entry
-    models.write_manifest(entries, manifest)
-    models.load_state.cache_clear()
+    with models.updating_manifest(folder / "manifest.json") as entries:
+        old = entries.get(name)
+        if old is not None and metrics is None and old.sha256 == entry.sha256:
+            entry = models.ModelEntry(**{**entry.__dict__, "metrics": old.metrics})
+        entries[name] = entry
+    forget_cached()
     return entry
 
 
 def record_metrics(name: str, metrics: dict[str, Any], weights_dir: Path | None = None) -> None:
-    """Store measured metrics in a model's manifest entry (the weights and their hash are left alone)."""
+    """Merge measured metrics into a shipped model's manifest entry (the weights and their hash are left alone)."""
     folder = Path(weights_dir) if weights_dir is not None else models.WEIGHTS_DIR
-    manifest = folder / "manifest.json"
-    entries = models.read_manifest(manifest)
-    if name not in entries:
-        return
-    entries[name] = models.ModelEntry(**{**entries[name].__dict__, "metrics": metrics})
-    models.write_manifest(entries, manifest)
+    with models.updating_manifest(folder / "manifest.json") as entries:
+        if name in entries:
+            entries[name] = models.ModelEntry(**{**entries[name].__dict__, "metrics": {**entries[name].metrics,
+                                                                                        **metrics}})
+
+
+def forget_cached() -> None:
+    """Drop this process's cached models: one was just replaced, and it may render with it next."""
+    from engine.stages import detail_learned, photofinish_learned
+
+    models.load_state.cache_clear()
+    photofinish_learned.load_network.cache_clear()
+    detail_learned.load_detail_network.cache_clear()
