@@ -20,7 +20,8 @@ from engine.colour import D65_XY, xy_to_temperature_tint
 from engine.pipeline import downsample
 from engine.stages.base import Context, Stage
 from engine.stages.demosaic import bayer_to_rgb
-from engine.stages.photofinish import Photofinish, PhotofinishParams, chroma_table
+from engine.stages.photofinish import Photofinish, PhotofinishParams, chroma_table, only_noise
+from engine.stages.photofinish_learned import LearnedPhotofinish
 from engine.stages.upsample import BilateralGuidedUpsample, UpsampleParams
 from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
 from engine.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
@@ -50,6 +51,35 @@ def test_exposure_setting_adds_to_the_automatic_gain() -> None:
     base = stage.operators_for(PhotofinishParams(), low)["gain_ev"]
     brighter = stage.operators_for(PhotofinishParams(exposure=1.0), low)["gain_ev"]
     assert brighter - base == pytest.approx(1.0, abs=1e-3)
+
+
+def noise_frame(seed: int = 0) -> np.ndarray:
+    """A lens-cap frame: black plus read noise (std 1e-4 of white), clipped at black like a raw converter does."""
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(2e-5, 1e-4, (200, 300, 3)), 0.0, None).astype(np.float32)
+
+
+def dim_scene(seed: int = 0) -> np.ndarray:
+    """A real scene exposed 9 stops under, with the same read noise: dark, but far above the noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:200, 0:300]
+    scene = 0.5 * (0.5 + 0.5 * np.sin(x / 9.0) * np.cos(y / 13.0))[..., None] * np.array([1.0, 0.9, 0.7])
+    return np.clip(scene * 2.0**-9 + rng.normal(0.0, 1e-4, (200, 300, 3)), 0.0, None).astype(np.float32)
+
+
+def test_only_noise_tells_a_lens_cap_frame_from_a_dark_scene() -> None:
+    assert only_noise(noise_frame())
+    assert only_noise(np.zeros((50, 50, 3), np.float32))
+    assert not only_noise(dim_scene())
+    assert not only_noise(np.full((50, 50, 3), 0.18, np.float32))  # flat, but well exposed
+
+
+@pytest.mark.parametrize("stage", [Photofinish(), LearnedPhotofinish()], ids=["classical", "learned"])
+def test_a_frame_of_only_noise_keeps_its_exposure_as_shot(stage: Photofinish) -> None:
+    """Automatic exposure would lift the noise into a grey picture: the gain stays at the user's setting."""
+    assert stage.operators_for(PhotofinishParams(), noise_frame())["gain_ev"] == 0.0
+    assert stage.operators_for(PhotofinishParams(exposure=2.5), noise_frame())["gain_ev"] == 2.5
+    assert stage.operators_for(PhotofinishParams(), dim_scene())["gain_ev"] > 4.0  # a real scene is metered
 
 
 @pytest.mark.parametrize(("a", "b"), [(1.0, 1.15), (1.35, 1.55), (0.7, 0.9)])

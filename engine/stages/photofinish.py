@@ -70,6 +70,22 @@ def auto_exposure(y: np.ndarray) -> float:
     return float(np.clip(0.5 * math.log2(0.18 / max(key, 1e-6)), -3.0, 10.0))
 
 
+def only_noise(linear: np.ndarray) -> bool:
+    """Whether a frame holds nothing but sensor noise: its median and its brightest 0.1 % both lie within a few
+    noise deviations of black (a lens-cap frame, or a night shot far below the sensor's noise floor).
+
+    Such a frame has nothing to meter, and automatic exposure would lift the noise into a grey picture that no
+    camera or raw developer shows, so its exposure stays as shot. The noise deviation is measured on the image
+    itself (median absolute difference of horizontal neighbours), so it needs no metadata. A real scene stands
+    far clear of both bounds: a dark concert's brightest 0.1 % lies 100 deviations above its median.
+    """
+    y = linear @ np.array(ops.LUMA, dtype=np.float32)
+    steps = np.abs(np.diff(y, axis=1))
+    sigma = 1.4826 * float(np.median(steps)) / math.sqrt(2.0)
+    median, brightest = np.percentile(y, [50.0, 99.9])
+    return bool(median <= 3.0 * sigma and brightest - median <= 10.0 * sigma)
+
+
 def local_tone_grid(y: np.ndarray, shadows: float, highlights: float) -> np.ndarray:
     """Bilateral grid (1 x 1 x D x GH x GW) of log2 gains: shadows lift, highlights pull, large-scale
     contrast eases by a quarter, each following the pixel's own intensity so edges keep no halo."""
@@ -135,7 +151,7 @@ class Photofinish(Stage):
         y = low @ np.array(ops.LUMA, dtype=np.float32)
         # Exposure follows the brightest channel, not luminance: a saturated stage light is bright in its own
         # channel even where its luminance is low, and would otherwise be pushed into clipping.
-        ev = auto_exposure(low.max(axis=2)) + params.exposure
+        ev = (0.0 if only_noise(low) else auto_exposure(low.max(axis=2))) + params.exposure
         contrast = 1.0 + 0.35 * adj("contrast") / 100.0
         a, b = 1.0 * contrast, 1.15 * contrast
         knee = float(np.clip(0.75 + 0.2 * adj("highlights") / 100.0, 0.4, 0.95))

@@ -13,7 +13,8 @@ classical stage applies them:
   luminance-dependent log2 gains to the local tone grid;
 - saturation and vibrance apply the classical chroma scaling to the chromaticity the style's table produces.
 
-An adjustment left at 0 leaves the prediction untouched.
+An adjustment left at 0 leaves the prediction untouched. A frame of nothing but sensor noise keeps its exposure as
+shot (:func:`engine.stages.photofinish.only_noise`), as the classical stage does.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import numpy as np
 import torch
 
 from engine import operators as ops
-from engine.models import entry, load_state
+from engine.models import build_network
 from engine.models.photofinish_net import PhotofinishNet, thumbnail, to_json
 from engine.stages.base import Context
-from engine.stages.photofinish import Photofinish, PhotofinishParams, local_tone_grid
+from engine.stages.photofinish import Photofinish, PhotofinishParams, local_tone_grid, only_noise
 from engine.styles import STYLES, parse_style, style_operators, styles_needed
 
 
@@ -36,10 +37,7 @@ from engine.styles import STYLES, parse_style, style_operators, styles_needed
 def load_network(style: str) -> PhotofinishNet:
     """The verified, ready network of one style (cached; :class:`~engine.errors.ModelError` if its weights are
     missing or corrupt)."""
-    model = STYLES[style].model
-    net = PhotofinishNet(**entry(model).architecture)
-    net.load_state_dict(load_state(model))
-    return net.eval()
+    return build_network(STYLES[style].model, PhotofinishNet)
 
 
 def predict(style: str, low: np.ndarray) -> dict[str, Any]:
@@ -126,5 +124,7 @@ class LearnedPhotofinish(Photofinish):
         parse_style(params.style)
         predicted = {style: predict(style, low) for style in styles_needed(params.style, params.strength)}
         mixed = style_operators(predicted, params.style, params.strength)
+        if only_noise(low):
+            mixed = {**mixed, "gain_ev": 0.0}  # nothing to meter: the exposure stays as shot (see only_noise)
         single = len(predicted) == 1
         return apply_adjustments(mixed if single else _rounded(mixed), params, low)
