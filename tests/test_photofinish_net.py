@@ -15,7 +15,7 @@ from engine.errors import ModelError
 from engine.models.photofinish_net import PhotofinishNet, parameter_count
 from engine.pipeline import IMPLEMENTATIONS
 from engine.stages import photofinish_learned
-from engine.stages.photofinish import Photofinish, PhotofinishParams
+from engine.stages.photofinish import Photofinish, PhotofinishParams, apply_operators
 from engine.stages.photofinish_learned import LearnedPhotofinish, contrast_tone
 from engine.styles import STYLES
 
@@ -154,3 +154,36 @@ def test_a_few_training_steps_lower_the_loss() -> None:
     with torch.no_grad():
         after = float(loss_fn(result.net, linear, target))
     assert after < 0.9 * before
+
+
+def test_the_exposure_estimate_follows_the_exposure_exactly() -> None:
+    """The network reads a thumbnail normalised by its white point, so one stop more light is one stop less gain."""
+    from engine.models.photofinish_net import white_exposure
+
+    x = torch.rand(2, 3, 64, 64) * 0.4
+    assert torch.allclose(white_exposure(x * 2.0), white_exposure(x) - 1.0, atol=1e-4)
+
+
+def test_look_photographs_are_split_and_ship_in_installed_wheels() -> None:
+    from engine.training.look_data import DETAIL_PHOTOS, TEST_PHOTOS, TRAIN_PHOTOS, load_photos
+
+    assert set(TEST_PHOTOS).isdisjoint(TRAIN_PHOTOS + DETAIL_PHOTOS)
+    assert all(p.target.shape[2] == 3 for p in load_photos(TRAIN_PHOTOS + TEST_PHOTOS))
+
+
+@pytest.mark.parametrize("name", ["chelsea", "motorcycle_left", "flower"])
+def test_natural_renders_a_held_out_photograph_alike_from_raws_two_stops_apart(name: str) -> None:
+    """Exposure is the network's first job: a raw exposed 2 stops under comes out as bright as one exposed to
+    the right, and near the photograph's own brightness."""
+    from engine.training.look_data import TEST_PHOTOS, load_photo, whole_image
+
+    photo = load_photo(next(spec for spec in TEST_PHOTOS if name in spec))
+    stage = LearnedPhotofinish()
+    means = []
+    for ev in (-2.0, 0.0):
+        linear, target = whole_image(photo, 256, ev)
+        low = linear[0].permute(1, 2, 0).numpy()
+        out = apply_operators(linear, stage.operators_for(PhotofinishParams(), low))
+        means.append(float(out.mean()))
+    assert abs(means[0] - means[1]) < 0.02
+    assert abs(means[1] - float(target.mean())) < 0.12

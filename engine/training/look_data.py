@@ -3,18 +3,24 @@
 Where the photographs come from
 -------------------------------
 Only images that ship *inside installed wheels* are used (nothing is downloaded, nothing is committed):
-scikit-image's ``skimage/data`` folder (files that need no download).
+scikit-image's ``skimage/data`` folder (files that need no download), scikit-learn's ``datasets/images``
+(``china``: a pagoda over a lake; ``flower``: a dahlia on dark leaves), matplotlib's ``mpl-data/sample_data``
+(``grace_hopper``: a portrait against a flag) and mahotas's ``demos/data`` (``luispedro``: a portrait by a
+window). These four wheels are the ``train`` extra of ``pyproject.toml``.
 The split is fixed by name, the same held-out photographs as the denoiser's (:mod:`engine.training.photos`), so
 no learned stage has seen the pictures the whole pipeline is measured on:
 
 - photofinishing (:data:`TRAIN_PHOTOS`): ``astronaut`` (studio portrait), ``coffee`` (warm still life),
-  ``rocket`` (launch pad at dusk: deep blue sky, point lights) and ``color`` (a saturated hue wheel on black, to
-  teach the chroma tables colours the photographs lack). colour-science's ``CVG_Background`` (a bright pastel
-  gradient) was tried and left out: as the only low-contrast picture it taught the networks that every
-  low-contrast picture is a bright chart (the cat of the held-out set came out two stops too bright).
+  ``rocket`` (launch pad at dusk: deep blue sky, point lights), ``grace_hopper`` and ``luispedro`` (portraits),
+  ``china`` (bright hazy landscape) and ``color`` (a saturated hue wheel on black, to teach the chroma tables
+  colours the photographs lack). colour-science's ``CVG_Background`` (a bright pastel gradient) was tried and
+  left out: as the only low-contrast picture it taught the networks that every low-contrast picture is a bright
+  chart (the cat of the held-out set came out two stops too bright).
 - detail (:data:`DETAIL_PHOTOS`): the three photographs plus ``hubble_deep_field`` (points of light on black);
   the smooth charts have no detail to learn from.
-- held out (:data:`TEST_PHOTOS`): ``chelsea`` (a cat, soft daylight) and ``motorcycle_left`` (an indoor garage).
+- held out (:data:`TEST_PHOTOS`): ``chelsea`` (a cat, soft daylight), ``motorcycle_left`` (an indoor garage)
+  and ``flower`` (a bright subject on a dark background: a low-key picture, which none of the training
+  photographs is).
   ``motorcycle_right`` is the same scene, so neither side uses it.
 
 How a photograph becomes a training pair (after Brooks et al. 2019, "Unprocessing images for learned raw
@@ -59,10 +65,16 @@ TRAIN_PHOTOS = (
     "skimage:astronaut.png",
     "skimage:coffee.png",
     "skimage:rocket.jpg",
+    "matplotlib:grace_hopper.jpg",
+    "mahotas:luispedro.jpg",
+    "sklearn:china.jpg",
     "skimage:color.png",
 )
 DETAIL_PHOTOS = ("skimage:astronaut.png", "skimage:coffee.png", "skimage:rocket.jpg", "skimage:hubble_deep_field.jpg")
-TEST_PHOTOS = ("skimage:chelsea.png", "skimage:motorcycle_left.png")
+TEST_PHOTOS = ("skimage:chelsea.png", "skimage:motorcycle_left.png", "sklearn:flower.jpg")
+# where each package keeps its photographs, inside its installed folder
+PHOTO_FOLDERS = {"skimage": "data", "sklearn": "datasets/images", "matplotlib": "mpl-data/sample_data",
+                 "mahotas": "demos/data", "colour": ""}
 WORK_LONG_EDGE = 512
 TONE_CURVE = 0.0  # no inverse tone curve for the look models (see the module docstring)
 EV_RANGE = (-4.0, 0.5)  # stops applied to the linear input (negative: under-exposed, as raws usually are)
@@ -82,11 +94,11 @@ def photo_path(spec: str) -> Path:
     import importlib.util
 
     package, _, relative = spec.partition(":")
-    module = {"skimage": "skimage", "colour": "colour"}.get(package)
-    found = importlib.util.find_spec(module) if module else None
+    found = importlib.util.find_spec(package) if package in PHOTO_FOLDERS else None
     if found is None or found.origin is None:
-        raise ModelError(f"photograph {spec!r}: package {package!r} is not installed (see pyproject.toml)")
-    folder = Path(found.origin).parent / ("data" if package == "skimage" else "")
+        raise ModelError(f"photograph {spec!r}: package {package!r} is not installed "
+                         "(pip install 'hostplug[train]')")
+    folder = Path(found.origin).parent / PHOTO_FOLDERS[package]
     path = folder / relative
     if not path.is_file():
         raise ModelError(f"{path}: training photograph {spec!r} is missing from the installed {package!r} package")
