@@ -231,3 +231,18 @@ def test_every_shared_raw_is_listed_here() -> None:
     folder = need(CANON).parent
     found = {p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".dng", ".arw", ".nef", ".cr2")}
     assert found == {p.name for p in SUPPORTED}, "a new raw in ../shared/rawsamples needs adding to SUPPORTED"
+
+
+def test_default_style_is_closer_to_the_cameras_own_rendering_than_libraw() -> None:
+    """The issue's criterion, on the one real camera JPEG here (the Sony's embedded 1616 x 1080 preview) and on
+    average with the Nikon's (black) Adobe preview: PSNR and SSIM higher, CIEDE2000 lower than LibRaw's."""
+    import engine
+    from engine.training import look_eval, pipeline_eval
+
+    ours, libraw = [], []
+    for raw in (SONY, NIKON):
+        preview = pipeline_eval.embedded_preview(need(raw))
+        ours.append(look_eval.scores(engine.render(engine.open(raw)).pixels, preview))
+        libraw.append(look_eval.scores(pipeline_eval.libraw_render(raw), preview))
+    for mine, theirs in ((ours[0], libraw[0]), (look_eval.mean_scores(ours), look_eval.mean_scores(libraw))):
+        assert mine.psnr > theirs.psnr and mine.ssim > theirs.ssim and mine.de2000 < theirs.de2000
