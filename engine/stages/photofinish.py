@@ -80,7 +80,9 @@ def only_noise(linear: np.ndarray) -> bool:
     far clear of both bounds: a dark concert's brightest 0.1 % lies 100 deviations above its median.
     """
     y = linear @ np.array(ops.LUMA, dtype=np.float32)
-    steps = np.abs(np.diff(y, axis=1))
+    steps = np.abs(np.diff(y, axis=1 if y.shape[1] > 1 else 0))
+    if steps.size == 0:
+        return False  # a single pixel: nothing to tell noise from
     sigma = 1.4826 * float(np.median(steps)) / math.sqrt(2.0)
     median, brightest = np.percentile(y, [50.0, 99.9])
     return bool(median <= 3.0 * sigma and brightest - median <= 10.0 * sigma)

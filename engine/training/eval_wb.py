@@ -89,6 +89,7 @@ class WBResult:
     per_camera: dict[str, float]
     samples: int
     canon: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds_per_megapixel: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate_computed(test: wb_data.WBSet, model: illuminant.IlluminantNet) -> tuple[dict, dict]:
@@ -160,13 +161,28 @@ def evaluate_canon(path: Path = CANON_550D, log: Callable[[str], None] = print) 
     return out
 
 
+def stage_speed(repeats: int = 3) -> dict[str, float]:
+    """Seconds per megapixel of the white balance stage in a render of the bundled sample raw, with the learned
+    estimate (``--wb auto``) and with as-shot (the best of ``repeats`` runs each)."""
+    import engine
+
+    source = engine.open(Path(engine.__file__).resolve().parent / "samples" / "hostplug_colorchecker.dng")
+    megapixels = source.size[0] * source.size[1] / 1e6
+    speed = {}
+    for mode in ("auto", "as-shot"):
+        seconds = min(engine.render(source, engine.Recipe(wb=mode)).timings["white_balance"] for _ in range(repeats))
+        speed["learned" if mode == "auto" else mode] = round(seconds / megapixels, 3)
+    return speed
+
+
 def evaluate(scenes: int = 400, log: Callable[[str], None] = print, model: illuminant.IlluminantNet | None = None,
              canon: Path | None = CANON_550D) -> WBResult:
     """The whole measurement (module docstring)."""
     log(f"generating the held-out-camera test set ({scenes * 3} samples)")
     test = wb_data.test_set(scenes)
     computed, per_camera = evaluate_computed(test, model or illuminant.load())
-    return WBResult(computed, per_camera, len(test.neutral), evaluate_canon(canon, log) if canon else {})
+    canon_result = evaluate_canon(canon, log) if canon else {}
+    return WBResult(computed, per_camera, len(test.neutral), canon_result, stage_speed())
 
 
 def metrics_of(result: WBResult) -> dict[str, Any]:
@@ -179,6 +195,7 @@ def metrics_of(result: WBResult) -> dict[str, Any]:
         "baselines_angular_error_deg": {m: s for m, s in rounded.items() if m != "learned"},
         "per_camera_mean_deg": {c: round(v, 2) for c, v in result.per_camera.items()},
         "canon_550d_colorchecker": result.canon,
+        "stage_seconds_per_megapixel": result.seconds_per_megapixel,
     }
 
 
@@ -191,6 +208,8 @@ def table(result: WBResult) -> str:
         lines.append(f"| {m} | {s['mean']:.2f} | {s['median']:.2f} | {s['best25']:.2f} | {s['worst25']:.2f} |")
     lines += ["", "Learned, mean per held-out camera: "
               + ", ".join(f"{c} {v:.2f}" for c, v in result.per_camera.items())]
+    lines += ["", "White balance stage, seconds per megapixel (CPU): "
+              + ", ".join(f"{m} {v:.3f}" for m, v in result.seconds_per_megapixel.items())]
     if result.canon:
         lines += ["", "Canon 550D ColorChecker (real raw): error against the chart's white, and CIELAB chroma of the "
                   "six neutral patches (white to black) after rendering with that white balance:", "",
