@@ -192,16 +192,21 @@ def drop_all(staged: list[Path], hot: Path) -> float:
     return start
 
 
-def run_daemon(order: list[str], workers: int, base: Path, timeout: float) -> dict:
-    """Throughput and memory of the daemon with ``workers`` workers."""
-    root = base / f"daemon{workers}"
+def start_and_drop(root: Path, order: list[str], workers: int) -> tuple[Daemon, float]:
+    """Make ``root``'s hot, output and state folders, start a daemon on them, and drop every file at once;
+    returns the daemon and the time of the first drop."""
     hot, out, state = root / "in", root / "out", root / "state"
     for folder in (hot, out, state):
         folder.mkdir(parents=True)
     staged = stage(root / "staging", order)
     daemon = Daemon(hot, out, workers, state)
     daemon.wait_ready()
-    start = drop_all(staged, hot)
+    return daemon, drop_all(staged, hot)
+
+
+def run_daemon(order: list[str], workers: int, base: Path, timeout: float) -> dict:
+    """Throughput and memory of the daemon with ``workers`` workers."""
+    daemon, start = start_and_drop(base / f"daemon{workers}", order, workers)
     states = daemon.wait_done(len(order), timeout)
     seconds = time.monotonic() - start
     daemon.sample()
@@ -236,12 +241,7 @@ def run_kill(order: list[str], workers: int, base: Path, kill_at: float, timeout
     """Kill the daemon with SIGKILL part-way, restart it, and count each file's outputs."""
     root = base / "kill"
     hot, out, state = root / "in", root / "out", root / "state"
-    for folder in (hot, out, state):
-        folder.mkdir(parents=True)
-    staged = stage(root / "staging", order)
-    daemon = Daemon(hot, out, workers, state)
-    daemon.wait_ready()
-    start = drop_all(staged, hot)
+    daemon, start = start_and_drop(root, order, workers)
     before = daemon.wait_done(len(order), timeout, at_least=max(1, int(len(order) * kill_at)))
     daemon.kill()
     orphans = [p for p in process_tree(daemon.process.pid)[1:] if status_kb(p, "VmRSS")]
