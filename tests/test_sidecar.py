@@ -26,6 +26,7 @@ from engine.sidecar import (
     update_recipe,
     write_recipe,
 )
+from tests.conftest import need
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -107,7 +108,7 @@ def test_writing_again_replaces_our_recipe_instead_of_adding_one(tmp_path: Path)
 def test_sidecar_keeps_darktable_history_and_tags(tmp_path: Path) -> None:
     raw = _raw(tmp_path, "colorchart.dng")
     sidecar = tmp_path / "colorchart.dng.xmp"
-    original = DARKTABLE_XMP.read_bytes()
+    original = need(DARKTABLE_XMP).read_bytes()
     sidecar.write_bytes(original)
     info = read_sidecar(raw)
     assert (info.recipe, info.rating, info.labels, info.keywords) == (None, 4, ["red"], ["client-a", "studio"])
@@ -228,7 +229,7 @@ def test_malformed_sidecar_is_refused_and_left_untouched(tmp_path: Path, kind: s
 
 def test_catalogue_data_becomes_output_xmp(tmp_path: Path) -> None:
     raw = _raw(tmp_path, "colorchart.dng")
-    (tmp_path / "colorchart.dng.xmp").write_bytes(DARKTABLE_XMP.read_bytes())
+    (tmp_path / "colorchart.dng.xmp").write_bytes(need(DARKTABLE_XMP).read_bytes())
     assert catalogue_xmp(read_sidecar(raw)) == {
         "Xmp.xmp.Rating": "4", "Xmp.xmp.Label": "Red", "Xmp.dc.subject": ["client-a", "studio"],
     }
@@ -248,7 +249,7 @@ for step in range(1, 41):
 
 def test_two_writers_at_once_keep_each_others_settings(tmp_path: Path) -> None:
     raw = _raw(tmp_path)
-    (tmp_path / "IMG_0001.CR2.xmp").write_bytes(DARKTABLE_XMP.read_bytes())
+    (tmp_path / "IMG_0001.CR2.xmp").write_bytes(need(DARKTABLE_XMP).read_bytes())
     start = str(time.time() + 6.0)  # after both have imported the engine
     writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(raw), setting, start], stderr=subprocess.PIPE)
                for setting in ("contrast", "shadows")]
@@ -278,7 +279,7 @@ def test_darktable_renders_identically_after_we_wrote_our_recipe(tmp_path: Path)
     raw = tmp_path / CANON.name
     shutil.copy(CANON, raw)
     sidecar = tmp_path / f"{CANON.name}.xmp"
-    sidecar.write_bytes(DARKTABLE_XMP.read_bytes())
+    sidecar.write_bytes(need(DARKTABLE_XMP).read_bytes())
     before = _darktable(raw, sidecar, tmp_path / "before.png", tmp_path / "config-before")
     write_recipe(raw, Recipe(exposure=0.7, contrast=20, stages={"denoise": StageSettings(enabled=False)}))
     assert b"hostplug:exposure" in sidecar.read_bytes()
