@@ -11,6 +11,7 @@ import numpy as np
 import pyexiv2
 import pytest
 import tifffile
+import torch
 from click.testing import CliRunner, Result
 from PIL import ImageCms
 
@@ -72,6 +73,15 @@ def srgb_to_lab(encoded: np.ndarray) -> np.ndarray:
     t = xyz / (SRGB.rgb_to_xyz @ np.ones(3))
     f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_settings():
+    """Training pins torch's thread count and deterministic mode; every test gets the suite's settings back."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
 
 
 @pytest.fixture(scope="session")

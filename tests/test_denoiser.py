@@ -19,15 +19,6 @@ from engine.training import raw_noise
 LEARNED = Recipe(stages={"denoise": StageSettings(implementation="learned")})
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_settings():
-    """Training pins torch's thread count and deterministic mode; give the other tests theirs back."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
-
-
 def _randomised(config: denoiser.DenoiserConfig, seed: int = 0) -> denoiser.Denoiser:
     """A model whose every block contributes (NAFNet initialises the branch scales to zero)."""
     torch.manual_seed(seed)

@@ -21,15 +21,6 @@ needs_spectral = pytest.mark.skipif(not (synthetic.SPECTRAL_DIR / "camera").is_d
                                     reason="shared spectral data absent (see ../shared/spectral/PROVENANCE.md)")
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_settings():
-    """Training pins torch's thread count and deterministic mode; give the other tests theirs back."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
-
-
 def test_parameter_count_is_small() -> None:
     assert 50_000 <= illuminant.parameter_count(illuminant.IlluminantNet()) <= 200_000
 
