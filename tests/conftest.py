@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,23 @@ def _restore_torch_settings():
     yield
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic)
+
+
+@pytest.fixture
+def weights_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A scratch copy of the weights folder that the engine reads instead of the installed one (so a test may
+    break a model there); cached models are dropped before and after."""
+    from engine import models
+    from engine.training.loop import forget_cached
+
+    folder = tmp_path / "weights"
+    shutil.copytree(models.WEIGHTS_DIR, folder)
+    real_read = models.read_manifest
+    monkeypatch.setattr(models, "WEIGHTS_DIR", folder)
+    monkeypatch.setattr(models, "read_manifest", lambda path=folder / "manifest.json": real_read(path))
+    forget_cached()
+    yield folder
+    forget_cached()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -153,24 +152,11 @@ def test_classical_stays_the_default_denoiser(sample_dng: Path) -> None:
     assert stage_for("denoise", LEARNED).implementation == "learned"
 
 
-def _copy_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
-    """A private copy of the weights folder that the engine reads from; returns the model's file there."""
-    folder = tmp_path / "weights"
-    shutil.copytree(models.WEIGHTS_DIR, folder)
-    real_read = models.read_manifest
-    monkeypatch.setattr(models, "WEIGHTS_DIR", folder)
-    monkeypatch.setattr(models, "read_manifest", lambda path=folder / "manifest.json": real_read(path))
-    models.load_state.cache_clear()
-    denoiser.load.cache_clear()
-    return folder / models.read_manifest()[name].file
-
-
 @pytest.fixture
-def private_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def private_weights(weights_copy: Path) -> Path:
+    """The lite denoiser's weights file in a scratch copy of the weights folder."""
     _shipped("lite")
-    yield _copy_weights(tmp_path, monkeypatch, "denoise-lite")
-    models.load_state.cache_clear()
-    denoiser.load.cache_clear()
+    return weights_copy / models.read_manifest()["denoise-lite"].file
 
 
 def test_corrupted_weights_give_a_clear_error(private_weights: Path, sample_dng: Path) -> None:

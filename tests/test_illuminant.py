@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -128,18 +127,10 @@ def test_classical_estimator_is_still_available(sample_dng: Path) -> None:
 
 
 @pytest.fixture
-def private_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def private_weights(weights_copy: Path) -> Path:
+    """The estimator's weights file in a scratch copy of the weights folder."""
     _shipped()
-    folder = tmp_path / "weights"
-    shutil.copytree(models.WEIGHTS_DIR, folder)
-    real_read = models.read_manifest
-    monkeypatch.setattr(models, "WEIGHTS_DIR", folder)
-    monkeypatch.setattr(models, "read_manifest", lambda path=folder / "manifest.json": real_read(path))
-    models.load_state.cache_clear()
-    illuminant.load.cache_clear()
-    yield folder / models.read_manifest()["wb-c5"].file
-    models.load_state.cache_clear()
-    illuminant.load.cache_clear()
+    return weights_copy / models.read_manifest()["wb-c5"].file
 
 
 def test_corrupted_weights_give_a_clear_error(private_weights: Path, sample_dng: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from engine import models
 from engine.errors import ModelError
 from engine.models.photofinish_net import PhotofinishNet, parameter_count
 from engine.pipeline import IMPLEMENTATIONS
-from engine.stages import photofinish_learned
 from engine.stages.photofinish import Photofinish, PhotofinishParams, apply_operators
 from engine.stages.photofinish_learned import LearnedPhotofinish, contrast_tone
 from engine.styles import STYLES
@@ -107,29 +105,16 @@ def test_contrast_keeps_mid_grey_where_it_was() -> None:
     assert at(harder, 0.6) > at(tone, 0.6)
 
 
-@pytest.fixture
-def moved_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Weights read from a scratch copy of the weights folder, caches cleared before and after."""
-    for name in ("manifest.json", *(f"{s.model}.safetensors" for s in STYLES.values())):
-        shutil.copy(models.WEIGHTS_DIR / name, tmp_path / name)
-    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
-    models.load_state.cache_clear()
-    photofinish_learned.load_network.cache_clear()
-    yield tmp_path
-    models.load_state.cache_clear()
-    photofinish_learned.load_network.cache_clear()
-
-
-def test_missing_weights_are_an_error_naming_the_file_and_its_hash(moved_weights: Path, low: np.ndarray) -> None:
-    (moved_weights / "photofinish-moody.safetensors").unlink()
+def test_missing_weights_are_an_error_naming_the_file_and_its_hash(weights_copy: Path, low: np.ndarray) -> None:
+    (weights_copy / "photofinish-moody.safetensors").unlink()
     expected = models.entry("photofinish-moody").sha256
     with pytest.raises(ModelError) as info:
         LearnedPhotofinish().prepare(PhotofinishParams(style="moody"), None)
     assert "photofinish-moody.safetensors" in str(info.value) and expected in str(info.value)
 
 
-def test_corrupted_weights_are_an_error_not_random_weights(moved_weights: Path) -> None:
-    path = moved_weights / "photofinish-vivid.safetensors"
+def test_corrupted_weights_are_an_error_not_random_weights(weights_copy: Path) -> None:
+    path = weights_copy / "photofinish-vivid.safetensors"
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF
     path.write_bytes(bytes(data))

@@ -147,8 +147,9 @@ def record_metrics(name: str, metrics: dict[str, Any], weights_dir: Path | None 
 
 def forget_cached() -> None:
     """Drop this process's cached models: one was just replaced, and it may render with it next."""
+    from engine.models import denoiser, illuminant
     from engine.stages import detail_learned, photofinish_learned
 
     models.load_state.cache_clear()
-    photofinish_learned.load_network.cache_clear()
-    detail_learned.load_detail_network.cache_clear()
+    for load in (photofinish_learned.load_network, detail_learned.load_detail_network, denoiser.load, illuminant.load):
+        load.cache_clear()
