@@ -33,8 +33,8 @@ DEFAULT_RAW = REPO.parent / "shared" / "rawsamples" / "sony_ilce7rm3__libraw-cff
 # The render a child process does for the cold CLI and peak-memory figures.
 _CHILD_RENDER = """
 import sys, engine
-from engine.export import save
-from engine.output import OutputOptions
+from engine.output.export import save
+from engine.output.write import OutputOptions
 source = engine.open(sys.argv[1])
 save(engine.render(source, engine.Recipe(stages=dict(denoise=engine.StageSettings(implementation='classical')))),
      sys.argv[2], OutputOptions(overwrite=True))
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.raw.is_file():
         parser.error(f"{args.raw} not found (the shared raw samples live in ../shared/rawsamples)")
 
-    from engine.export import save
-    from engine.output import OutputOptions
+    from engine.output.export import save
+    from engine.output.write import OutputOptions
 
     path = args.raw
     # Warm-up: numba's compiled kernels load from cache, torch and LibRaw initialise.

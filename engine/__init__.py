@@ -17,10 +17,10 @@ from engine.errors import (
     RecipeError,
     UnsupportedInputError,
 )
+from engine.io.source import Source
+from engine.io.source import open_source as open
 from engine.pipeline import STAGE_ORDER, Rendered, render
 from engine.recipe import Recipe, StageSettings
-from engine.source import Source
-from engine.source import open_source as open
 
 __version__ = "0.1.0"
 

@@ -15,8 +15,8 @@ from engine.colour import (
     xyz_d50_to_linear_srgb,
     xyz_to_xy,
 )
-from engine.dng import ILLUMINANT_TEMPERATURE
-from engine.source import Calibration
+from engine.io.dng import ILLUMINANT_TEMPERATURE
+from engine.io.source import Calibration
 
 
 def srgb_calibration() -> Calibration:

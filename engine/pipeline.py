@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from engine.errors import RecipeError
+from engine.io.source import Source
 from engine.recipe import Recipe
-from engine.source import Source
 from engine.stages.base import Context, Stage, params_dict
 from engine.stages.colour_matrix import ColourMatrix
 from engine.stages.demosaic import Demosaic

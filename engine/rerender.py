@@ -1,7 +1,7 @@
 """Re-rendering an output: what it records about its making, and which recipe and format to use again.
 
 Every output carries its recipe, what the stages decided, its source's name, path and sha256, the engine
-version and the model hashes (see :mod:`engine.export`); :func:`engine.provenance.find_source` locates the raw
+version and the model hashes (see :mod:`engine.output.export`); :func:`engine.provenance.find_source` locates the raw
 again from those. :func:`plan_rerender` decides the recipe: the stored one plus the user's changes.
 When the engine or its models changed since the output was made and the user changed nothing, the stored
 photofinish operator parameters are pinned in the recipe, so the look is reproduced (like Capture One's
@@ -18,7 +18,7 @@ from typing import Any
 import pyexiv2
 
 from engine.errors import InputNotFoundError, OutputError, RecipeError
-from engine.metadata import XMP_PREFIX, register_namespace
+from engine.output.metadata import XMP_PREFIX, register_namespace
 from engine.recipe import Recipe, StageSettings
 
 _MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
@@ -27,7 +27,7 @@ CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.dc.subject")
 
 @dataclass(frozen=True)
 class RenderRecord:
-    """What an output says about how it was made (its source is found by :mod:`engine.provenance`)."""
+    """What an output says about how it was made (its source is found by :mod:`engine.xmp.provenance`)."""
 
     path: Path
     recipe: Recipe

@@ -86,7 +86,7 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
            bits: str | None, quality: int, space: str, long_edge: int | None, overwrite: bool,
            stages_dir: Path | None, device: str, as_json: bool, **kwargs: Any) -> None:
     """Render camera raws (or JPEG/PNG/TIFF images) to finished images."""
-    from engine.output import OutputOptions
+    from engine.output.write import OutputOptions
 
     recipe_settings = pop_recipe_options(kwargs)
     build_recipe(recipe_settings)  # refuse bad options before any work
@@ -134,8 +134,8 @@ def render_one(path: Path, target: Path, recipe, options, device: str, stages_di
                bar=None, extra_xmp: dict[str, Any] | None = None) -> dict[str, Any]:
     """Open, render and save one file (``extra_xmp`` joins its XMP); returns what ``--json`` prints."""
     import engine
-    from engine.export import save
-    from engine.output import resolve_format
+    from engine.output.export import save
+    from engine.output.write import resolve_format
 
     start = time.perf_counter()
     resolve_format(target, options)  # refuse a bad output name before spending time on the render

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.source_info import describe
+from engine.io.source_info import describe
 
 __all__ = ["describe", "format_description"]
 

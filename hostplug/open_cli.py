@@ -56,8 +56,8 @@ def check_readable(path: Path) -> None:
 
 def rendered_from(image: Path, raw: Path) -> bool:
     """Whether ``image`` is a hostplug render of ``raw`` (by its recorded hash, else its recorded path)."""
-    from engine.export import file_sha256
-    from engine.provenance import read_provenance
+    from engine.output.export import file_sha256
+    from engine.xmp.provenance import read_provenance
 
     provenance = read_provenance(image)
     if provenance.sha256 is not None:
@@ -119,9 +119,9 @@ def _space_of(profile: bytes | None, spaces: dict) -> str:
 
 def plan(path: Path, search: tuple[Path, ...], options: dict[str, Any]) -> OpenPlan:
     """Decide what ``hostplug open PATH`` does with the command line's recipe ``options`` (nothing is written)."""
-    from engine.provenance import find_source, read_provenance
     from engine.rerender import image_format
-    from engine.sidecar import read_sidecar
+    from engine.xmp.provenance import find_source, read_provenance
+    from engine.xmp.sidecar import read_sidecar
     from hostplug.sidecar_cli import sidecar_recipe
 
     check_readable(path)
@@ -153,7 +153,7 @@ def open_command(file: Path, search: tuple[Path, ...], device: str, as_json: boo
 
     Prints the path of the image written (the one to open in the editor).
     """
-    from engine.output import OutputOptions
+    from engine.output.write import OutputOptions
     from hostplug.cli import _device, render_one
 
     start = time.perf_counter()

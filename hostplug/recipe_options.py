@@ -67,7 +67,7 @@ def build_recipe(options: dict[str, Any], base: Recipe | None = None) -> Recipe:
         except OSError as e:
             raise RecipeError(f"{path}: cannot read the recipe file ({e.strerror})") from e
     if options.get("presets"):
-        from engine.presets import apply_presets
+        from engine.xmp.presets import apply_presets
 
         recipe = apply_presets(recipe, options["presets"])
     recipe = recipe.replace(**{k: options.get(k) for k in RECIPE_KEYS})

@@ -20,7 +20,7 @@ from hostplug.recipe_options import build_recipe, pop_recipe_options, recipe_opt
 def sidecar_recipe(raw: Path, options: dict[str, Any]) -> tuple[Recipe, dict[str, Any]]:
     """The recipe to render ``raw`` with (its sidecar's, with the command-line options on top) and the
     sidecar's rating, labels and keywords as output XMP."""
-    from engine.sidecar import apply_hints, catalogue_xmp, read_sidecar
+    from engine.xmp.sidecar import apply_hints, catalogue_xmp, read_sidecar
 
     info = read_sidecar(raw)
     if info is None:
@@ -76,7 +76,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
     Only the options given change; the rest of a stored recipe stays. Other programs' data in the sidecar is
     kept as it was.
     """
-    from engine.sidecar import sidecar_path, update_recipe
+    from engine.xmp.sidecar import sidecar_path, update_recipe
 
     options = pop_recipe_options(kwargs)
     build_recipe(options)  # refuse bad options before touching any sidecar
@@ -120,7 +120,7 @@ def _show_text(info_json: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def show(inputs: tuple[Path, ...], as_json: bool) -> None:
     """Print what a raw's sidecars hold: hostplug's recipe, Adobe hints, rating, labels, keywords."""
-    from engine.sidecar import find_duplicates, read_sidecar
+    from engine.xmp.sidecar import find_duplicates, read_sidecar
 
     def describe(path: Path) -> None:
         info = read_sidecar(path)
@@ -147,7 +147,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def presets(as_json: bool) -> None:
     """List the presets (shipped ones and those in the user folder) and what each sets."""
-    from engine.presets import list_presets, user_folder
+    from engine.xmp.presets import list_presets, user_folder
 
     found = list_presets()
     if as_json:
@@ -180,9 +180,9 @@ def rerender(output: Path, search: tuple[Path, ...], target: Path | None, overwr
     """
     from engine import __version__
     from engine.models import model_hashes
-    from engine.output import OutputOptions, resolve_format
-    from engine.provenance import find_source
+    from engine.output.write import OutputOptions, resolve_format
     from engine.rerender import image_format, plan_rerender, read_record, rerender_target
+    from engine.xmp.provenance import find_source
     from hostplug.cli import render_one
 
     record = read_record(output)

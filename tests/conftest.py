@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from PIL import ImageCms
 
 from engine.colour import SRGB, srgb_decode
-from engine.metadata import register_namespace
+from engine.output.metadata import register_namespace
 from hostplug.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

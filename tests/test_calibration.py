@@ -7,8 +7,8 @@ import pytest
 
 from engine.calibration import balanced_camera_to_linear_srgb, neutral_to_xy, srgb_calibration, xy_to_neutral
 from engine.colour import D50_XY, D65_XY, temperature_tint_to_xy, xy_to_temperature_tint
-from engine.source import Calibration
-from engine.synthetic import camera_from_colour, fit_color_matrix, illuminant, render_raw, scene_colorchecker
+from engine.io.source import Calibration
+from engine.training.synthetic import camera_from_colour, fit_color_matrix, illuminant, render_raw, scene_colorchecker
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from daemon_helpers import (
     write_config,
 )
 
-from engine.metadata import XMP_PREFIX, register_namespace
+from engine.output.metadata import XMP_PREFIX, register_namespace
 
 OUTPUTS = [{"folder": "out/masters", "template": "{name}", "format": "tiff", "bits": 16},
            {"folder": "out/web", "template": "{date}/{name}_{style}", "format": "jpeg", "long_edge": 300}]
@@ -72,7 +72,7 @@ def _expected_outputs(names: list[str]) -> list[str]:
 
 def _stage_with_sidecar(studio: Path, name: str, **settings: float) -> tuple[Path, Path]:
     """A raw and its sidecar (holding a recipe of ours) prepared outside the hot folder."""
-    sidecar_module = pytest.importorskip("engine.sidecar")
+    sidecar_module = pytest.importorskip("engine.xmp.sidecar")
     from engine.recipe import Recipe
 
     staging = studio / "staging"

@@ -21,7 +21,7 @@ from daemon_helpers import WatchProcess, states, wait_for
 
 from engine.errors import InputNotFoundError
 from engine.filehash import file_sha256
-from engine.metadata import XMP_PREFIX
+from engine.output.metadata import XMP_PREFIX
 from hostplug.daemon.beside import MIRROR_PATTERN, check_replaceable, find_original
 from hostplug.daemon.config import FolderConfig, OutputSpec, load_config, parse_config
 from hostplug.daemon.errors import ConfigError

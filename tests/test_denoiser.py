@@ -9,11 +9,12 @@ import pytest
 import torch
 
 import engine
-from engine import models, noise_level, synthetic
+from engine import models
 from engine.errors import ModelError
+from engine.io import noise_level
 from engine.models import denoiser
 from engine.recipe import Recipe, StageSettings
-from engine.training import raw_noise
+from engine.training import raw_noise, synthetic
 
 LEARNED = Recipe(stages={"denoise": StageSettings(implementation="learned")})
 

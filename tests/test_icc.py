@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from engine.colour import SPACES, encode, srgb_decode, srgb_encode, srgb_to_space_matrix
-from engine.icc import icc_profile
+from engine.output.icc import icc_profile
 
 # sRGB-encoded test colours: primaries, greys and saturated in-gamut colours.
 COLOURS = np.array(

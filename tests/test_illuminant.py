@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import engine
-from engine import models, synthetic
+from engine import models
 from engine.errors import ModelError
 from engine.models import illuminant
 from engine.recipe import Recipe, StageSettings
 from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
-from engine.training import spectral_data
+from engine.training import spectral_data, synthetic
 
 needs_spectral = pytest.mark.skipif(not (synthetic.SPECTRAL_DIR / "camera").is_dir(),
                                     reason="shared spectral data absent (see ../shared/spectral/PROVENANCE.md)")
@@ -34,7 +34,7 @@ def test_network_maps_histograms_to_a_chromaticity() -> None:
 
 def test_a_d65_white_is_neutral_in_the_working_space_for_every_camera() -> None:
     cal = synthetic.camera_from_colour()
-    from engine.source import Calibration
+    from engine.io.source import Calibration
 
     m1 = synthetic.fit_color_matrix(cal, synthetic.illuminant("A"))
     m2 = synthetic.fit_color_matrix(cal, synthetic.illuminant("D65"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.raw_formats import RAW_FORMATS
+from engine.io.formats import RAW_FORMATS
 from hostplug.cli import main
 from hostplug.gimp_install import gimp_directory, plugin_source, read_raw_loader, set_raw_loader
 

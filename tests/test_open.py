@@ -18,9 +18,9 @@ import pytest
 import tifffile
 
 from engine.errors import InputNotFoundError
-from engine.export import file_sha256
-from engine.metadata import register_namespace
-from engine.provenance import find_source, read_provenance, stem_candidates
+from engine.output.export import file_sha256
+from engine.output.metadata import register_namespace
+from engine.xmp.provenance import find_source, read_provenance, stem_candidates
 from tests.conftest import error_lines, hostplug, hostplug_process
 
 NAME = "Été 2024 — IMG 0001"  # spaces, accents and a non-Latin-1 dash

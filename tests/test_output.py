@@ -13,12 +13,12 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms
 
-import engine.output
+import engine.output.write
 from engine.colour import SPACES
 from engine.errors import OutputError
-from engine.icc import icc_profile
-from engine.metadata import read_exif
-from engine.output import OutputOptions, write_image
+from engine.output.icc import icc_profile
+from engine.output.metadata import read_exif
+from engine.output.write import OutputOptions, write_image
 
 RAWSAMPLES = Path(__file__).resolve().parents[2] / "shared" / "rawsamples"
 
@@ -177,7 +177,7 @@ def test_a_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
         Path(path).write_bytes(b"half a tiff")
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(engine.output.tifffile, "imwrite", broken_imwrite)
+    monkeypatch.setattr(engine.output.write.tifffile, "imwrite", broken_imwrite)
     with pytest.raises(RuntimeError):
         write_image(colour_patch(), tmp_path / "out.tif")
     assert files_in(tmp_path) == []

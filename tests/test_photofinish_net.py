@@ -23,7 +23,7 @@ SAMPLE = Path(engine.__file__).resolve().parent / "samples" / "hostplug_colorche
 @pytest.fixture(scope="module")
 def low() -> np.ndarray:
     """A small linear image with some structure (a ColorChecker scene)."""
-    from engine import synthetic
+    from engine.training import synthetic
 
     raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D65"),
                                synthetic.scene_colorchecker(90, 140), noise=False)

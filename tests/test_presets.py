@@ -8,8 +8,8 @@ import pytest
 
 from engine import Recipe, StageSettings
 from engine.errors import SidecarError
-from engine.presets import apply_presets, list_presets, load_preset, shipped_folder, user_folder
 from engine.stages.photofinish import CLASSICAL_LOOKS
+from engine.xmp.presets import apply_presets, list_presets, load_preset, shipped_folder, user_folder
 
 REPO = Path(__file__).resolve().parents[1]
 ADJUSTMENTS = ("bright", "punchy", "soft-contrast", "monochrome", "warm-5200")

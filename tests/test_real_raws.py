@@ -16,8 +16,8 @@ import rawpy
 import tifffile
 
 from engine import Recipe
-from engine.metadata import read_exif
-from engine.synthetic import WAVELENGTHS, Scene, camera_from_colour, illuminant, render_raw, write_dng
+from engine.output.metadata import read_exif
+from engine.training.synthetic import WAVELENGTHS, Scene, camera_from_colour, illuminant, render_raw, write_dng
 from tests.conftest import CANON, NIKON, SONY, hostplug, need, read_metadata, srgb_to_lab, tiff_icc_description
 
 SUPPORTED = [CANON, NIKON, SONY]

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from lxml import etree
 
-from engine import Recipe, StageSettings, recipe_xmp
+from engine import Recipe, StageSettings
 from engine.errors import RecipeError, SidecarError
-from engine.metadata import XMP_NS_URI
-from engine.sidecar import (
+from engine.output.metadata import XMP_NS_URI
+from engine.xmp import recipe_properties as recipe_xmp
+from engine.xmp.sidecar import (
     catalogue_xmp,
     find_duplicates,
     find_sidecar,
@@ -239,7 +240,7 @@ def test_catalogue_data_becomes_output_xmp(tmp_path: Path) -> None:
 _WRITER = """
 import sys, time
 from pathlib import Path
-from engine.sidecar import update_recipe
+from engine.xmp.sidecar import update_recipe
 raw, setting, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))  # both writers begin together, after their imports
 for step in range(1, 41):

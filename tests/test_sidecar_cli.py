@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine import Recipe
-from engine.metadata import register_namespace
-from engine.sidecar import read_sidecar
+from engine.output.metadata import register_namespace
+from engine.xmp.sidecar import read_sidecar
 from hostplug.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

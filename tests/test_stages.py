@@ -24,7 +24,7 @@ from engine.stages.photofinish import Photofinish, PhotofinishParams, chroma_tab
 from engine.stages.photofinish_learned import LearnedPhotofinish
 from engine.stages.upsample import BilateralGuidedUpsample, UpsampleParams
 from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
-from engine.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
+from engine.training.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
 
 
 def nchw(rgb: np.ndarray) -> torch.Tensor:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from engine.errors import HostplugError, RecipeError
-from engine.presets import list_presets
 from engine.stages.photofinish import PhotofinishParams
 from engine.stages.photofinish_learned import LearnedPhotofinish
 from engine.styles import STYLES, UnknownStyleError, blend_operators, parse_style, style_operators
+from engine.xmp.presets import list_presets
 
 
 def _ops(value: float) -> dict:
@@ -22,7 +22,7 @@ def _ops(value: float) -> dict:
 @pytest.fixture(scope="module")
 def scene() -> np.ndarray:
     """The bundled sample's scene (ColorChecker on grey, with a specular highlight) as linear sRGB, small."""
-    from engine import synthetic
+    from engine.training import synthetic
 
     raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D55"),
                                synthetic.scene_colorchecker(120, 180), noise=False)

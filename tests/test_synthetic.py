@@ -1,4 +1,4 @@
-"""Tests of engine.synthetic: physically computed raws, their ground truth and the DNGs written from them."""
+"""Tests of engine.training.synthetic: physically computed raws, their ground truth and the DNGs written from them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import rawpy
 import tifffile
 
-from engine import synthetic
+from engine.training import synthetic
 
 HEIGHT, WIDTH = 120, 180
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import noise_level, synthetic
-from engine.training import denoise_data, photos, raw_noise, scenes, spectral_data, unprocess, wb_data
+from engine.io import noise_level
+from engine.training import denoise_data, photos, raw_noise, scenes, spectral_data, synthetic, unprocess, wb_data
 
 needs_spectral = pytest.mark.skipif(not (synthetic.SPECTRAL_DIR / "camera").is_dir(),
                                     reason="shared spectral data absent (see ../shared/spectral/PROVENANCE.md)")

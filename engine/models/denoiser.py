@@ -1,7 +1,7 @@
 """The learned denoiser: a NAFNet-style residual U-Net on demosaiced linear camera RGB, conditioned on noise.
 
 Input: the image ``x`` (H, W, 3; raw signal units, not white balanced) and its per-pixel, per-channel noise
-standard deviation ``sigma`` (from :mod:`engine.noise_level`), both divided by one scale per image
+standard deviation ``sigma`` (from :mod:`engine.io.noise_level`), both divided by one scale per image
 (:func:`image_scale`), so dark and bright images look alike to the network. Output: ``x + scale * r`` with ``r``
 the network's residual.
 

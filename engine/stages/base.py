@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.errors import RecipeError
+from engine.io.source import Source
 from engine.recipe import Recipe
-from engine.source import Source
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Stage 2, learned: the NAFNet-style denoiser (:mod:`engine.models.denoiser`) on linear camera RGB.
 
 Select it with ``--use denoise=learned`` (recipe ``stages.denoise.implementation``); ``--set denoise.model=base``
-picks the larger network. The network is conditioned on the file's noise level (:mod:`engine.noise_level`: DNG
+picks the larger network. The network is conditioned on the file's noise level (:mod:`engine.io.noise_level`: DNG
 NoiseProfile, else the per-ISO model, or measured from the image), so at full strength it removes as much as the
 noise calls for and leaves a clean image nearly untouched. The recipe's ``denoise`` strength (0..100) blends the
 network's result with the input; automatic (unset) is 100 for raws and 0 for sRGB images, which carry no raw
@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from engine.noise_level import NOISE_SOURCES, NoiseModel, noise_model
+from engine.io.noise_level import NOISE_SOURCES, NoiseModel, noise_model
 from engine.recipe import Recipe
 from engine.stages.base import Context, Stage
 

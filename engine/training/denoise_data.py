@@ -28,10 +28,9 @@ from functools import cache
 import cv2
 import numpy as np
 
-from engine import synthetic
+from engine.io.noise_level import NoiseModel
 from engine.models.denoiser import image_scale
-from engine.noise_level import NoiseModel
-from engine.training import photos, raw_noise, scenes, spectral_data, unprocess
+from engine.training import photos, raw_noise, scenes, spectral_data, synthetic, unprocess
 
 PHOTO_PROBABILITY = 0.6
 

@@ -30,12 +30,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine import synthetic
 from engine.colour import srgb_decode, srgb_encode
+from engine.io.noise_level import from_iso
 from engine.models import denoiser
-from engine.noise_level import from_iso
 from engine.stages.denoise import ClassicalDenoise, auto_strength
-from engine.training import denoise_data, raw_noise, spectral_data, unprocess
+from engine.training import denoise_data, raw_noise, spectral_data, synthetic, unprocess
 
 ISOS = (800, 3200, 12800)
 NLM_FACTORS = (0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)

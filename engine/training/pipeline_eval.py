@@ -7,7 +7,7 @@
 2. **Held-out style targets, the whole pipeline.** Each held-out photograph becomes a camera raw: linear sRGB ->
    XYZ (D65) -> camera RGB of the Nikon 5100 (NPL) sensitivities through its fitted D65 ColorMatrix, exposed at
    each of :data:`RAW_EVS` relative to the photograph (0: the photograph's white at the sensor's white; cameras
-   usually keep a stop or so of headroom), Poisson-Gaussian noise of ISO 200 (:mod:`engine.synthetic`'s model),
+   usually keep a stop or so of headroom), Poisson-Gaussian noise of ISO 200 (:mod:`engine.training.synthetic`'s model),
    an RGGB mosaic, written as a DNG. The DNG is rendered by the default pipeline with each style and
    compared with the style's target; LibRaw's default rendering (``rawpy`` ``postprocess(use_camera_wb=True)``)
    of the same DNG is measured against the natural target in the same run.
@@ -48,8 +48,8 @@ Progress = Callable[[str], None]
 
 def photo_dng(photo: Photo, path: Path, ev: float = -1.0, seed: int = 0) -> None:
     """Write a held-out photograph as a noisy RGGB camera raw DNG (see the module docstring, step 2)."""
-    from engine import synthetic
     from engine.colour import D65_XY, SRGB
+    from engine.training import synthetic
 
     h, w = (d - d % 2 for d in photo.target.shape[:2])
     linear = unprocess(photo.target[:h, :w])

@@ -3,7 +3,7 @@
 How a noisy/clean pair is made (:func:`noisy_pair`):
 
 1. The clean camera RGB (raw signal units, 1 = sensor white, not white balanced) is sampled on an RGGB mosaic.
-2. Noise follows :mod:`engine.synthetic` exactly: photo-electrons are Poisson with mean ``s / S`` and scaled
+2. Noise follows :mod:`engine.training.synthetic` exactly: photo-electrons are Poisson with mean ``s / S`` and scaled
    back by ``S``, plus Gaussian read noise of variance ``O``; the result is quantised to 14-bit DN (black 512,
    white 16383) and clipped to the DN range, as a real raw is.
 3. Both mosaics, clean and noisy, are demosaiced by the engine's own Malvar-He-Cutler kernels, pre-scaled by the
@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import kernels, synthetic
+from engine import kernels
+from engine.training import synthetic
 
 RGGB = np.array([[0, 1], [1, 2]], dtype=np.int64)
 _RANGE = float(synthetic.WHITE_LEVEL - synthetic.BLACK_LEVEL)

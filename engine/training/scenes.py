@@ -24,7 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from engine import synthetic
+from engine.training import synthetic
 from engine.training.spectral_data import reflectance_pool
 
 

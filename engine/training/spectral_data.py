@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import synthetic
 from engine.errors import HostplugError
-from engine.source import Calibration
+from engine.io.source import Calibration
+from engine.training import synthetic
 
 COLOUR_CAMERAS = ("Nikon 5100 (NPL)", "Sigma SDMerill (NPL)")
 RAWTOACES_CAMERAS = (

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine import synthetic
 from engine.calibration import balanced_camera_to_linear_srgb
 from engine.colour import srgb_decode, srgb_encode, xyz_to_xy
-from engine.training import spectral_data
+from engine.training import spectral_data, synthetic
 
 
 @dataclass(frozen=True)

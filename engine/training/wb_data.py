@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine import synthetic
 from engine.models import illuminant
-from engine.training import raw_noise, scenes, spectral_data
+from engine.training import raw_noise, scenes, spectral_data, synthetic
 
 SCENE_SIZE = 128
 

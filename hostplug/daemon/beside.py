@@ -33,8 +33,8 @@ MIRROR_PATTERN = "$(FILE_FOLDER)/$(FILE_NAME)"  # appended to the hot folder in 
 def derived_from(copy: Path) -> str | None:
     """The original's file name recorded in the copy's sidecar (``xmpMM:DerivedFrom``), or None."""
     from engine.errors import SidecarError
-    from engine.sidecar import find_sidecar
-    from engine.xmp_document import parse_packet, simple_properties
+    from engine.xmp.document import parse_packet, simple_properties
+    from engine.xmp.sidecar import find_sidecar
 
     sidecar = find_sidecar(copy)
     if sidecar is None:
@@ -116,7 +116,7 @@ def where_looked(names: Iterable[str], mirror: Path | None, folder: FolderConfig
 def check_replaceable(target: Path, sha256: str) -> str | None:
     """Why ``target`` (beside a photographer's raw) must not be replaced, or None when it is free or a hostplug
     render of this very raw (its recorded source hash is ``sha256``)."""
-    from engine.provenance import read_provenance
+    from engine.xmp.provenance import read_provenance
 
     if not target.exists():
         return None

@@ -88,7 +88,7 @@ def output_target(spec: OutputSpec, values: TokenValues, original: Path | None) 
 
 def output_options(spec: OutputSpec):
     """The engine's options for one output (always replacing: the name is this raw's own)."""
-    from engine.output import OutputOptions
+    from engine.output.write import OutputOptions
 
     return OutputOptions(format=spec.format, bits=spec.bits, quality=spec.quality, space=spec.space,
                          long_edge=spec.long_edge, overwrite=True)
@@ -112,7 +112,7 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
             announce: Callable[[list[str]], None] = lambda targets: None) -> Outcome:
     """Render one raw into every output of its hot folder. Never raises for a problem with the file."""
     import engine
-    from engine.export import save
+    from engine.output.export import save
 
     if not job.path.is_file():
         return Outcome(job.id, "gone", f"{job.path} disappeared before it was rendered")

@@ -13,10 +13,10 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.sidecar import find_sidecars
+from engine.xmp.sidecar import find_sidecars
 from hostplug.daemon.config import FolderConfig
 
-_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.part$")  # engine.output's temporary names
+_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.part$")  # engine.output.write's temporary names
 
 
 def free_name(target: Path, source: Path) -> Path:

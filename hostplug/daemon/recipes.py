@@ -30,12 +30,12 @@ def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
 
 
 def apply_presets(recipe: Recipe, names: Iterable[str]) -> Recipe:
-    """``recipe`` with the named presets applied in order (:mod:`engine.presets`)."""
+    """``recipe`` with the named presets applied in order (:mod:`engine.xmp.presets`)."""
     names = list(names)
     if not names:
         return recipe
     try:
-        from engine.presets import load_preset
+        from engine.xmp.presets import load_preset
     except ImportError as e:
         raise ConfigError(f"presets {', '.join(names)}: this hostplug has no preset support") from e
     for name in names:
@@ -57,12 +57,12 @@ def recipe_for_file(raw: Path, base: Recipe) -> tuple[Recipe, dict[str, Any]]:
     """The recipe for one raw (its sidecar's, else ``base`` plus the sidecar's hints) and the output XMP that
     carries the sidecar's rating, labels and keywords. Without sidecar support: ``base`` and nothing."""
     try:
-        from engine.sidecar import recipe_for
+        from engine.xmp.sidecar import recipe_for
     except ImportError:
         return base, {}
     recipe = recipe_for(raw, base)
     try:
-        from engine.sidecar import catalogue_xmp, read_sidecar
+        from engine.xmp.sidecar import catalogue_xmp, read_sidecar
     except ImportError:
         return recipe, {}
     return recipe, catalogue_xmp(read_sidecar(raw))

@@ -2,8 +2,8 @@
 
 hostplug writes ``IMG_0001.CR2.xmp`` (the darktable and digiKam name) and also reads ``IMG_0001.xmp`` (Adobe's).
 darktable's duplicates (``IMG_0001_01.CR2.xmp``) are listed by :func:`find_duplicates`. Our recipe is stored in
-hostplug's namespace (see :mod:`engine.recipe_xmp`); every other namespace is left exactly as it was (see
-:mod:`engine.xmp_document`). When no recipe of ours exists, Adobe's basic settings become hints for one.
+hostplug's namespace (see :mod:`engine.xmp.recipe_properties`); every other namespace is left exactly as it was (see
+:mod:`engine.xmp.document`). When no recipe of ours exists, Adobe's basic settings become hints for one.
 
 Writes go to a temporary file that replaces the sidecar in one step, under an exclusive ``fcntl`` lock on a
 hidden lock file beside it (``.IMG_0001.CR2.xmp.lock``, left in place: removing it would race another writer),
@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SidecarError
-from engine.metadata import XMP_NS_URI, XMP_PREFIX
+from engine.output.metadata import XMP_NS_URI, XMP_PREFIX
 from engine.recipe import Recipe
-from engine.recipe_xmp import properties_to_recipe, recipe_to_properties
-from engine.sidecar_hints import adobe_hints, adobe_settings, colour_labels, keywords, rating
-from engine.xmp_document import empty_packet, parse_packet, replace_namespace, serialise, simple_properties
+from engine.xmp.document import empty_packet, parse_packet, replace_namespace, serialise, simple_properties
+from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, keywords, rating
+from engine.xmp.recipe_properties import properties_to_recipe, recipe_to_properties
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputNotFoundError, RecipeError
-from engine.metadata import XMP_PREFIX, register_namespace
-from engine.raw_formats import is_raw_name
+from engine.io.formats import is_raw_name
+from engine.output.metadata import XMP_PREFIX, register_namespace
 from engine.recipe import Recipe
 
 # Suffixes editors add to the name of a file they rendered from a raw: Lightroom "-Edit", "-Edit-2"; ours

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import rawpy
 
-from engine.dng import DngTags, read_dng_tags, read_linear_raw
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
+from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
 
 RGB_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
@@ -263,7 +263,7 @@ def _calibration(raw: rawpy.RawPy, dng: DngTags | None) -> Calibration | None:
 
 def _fill_make_model(source: Source) -> None:
     """Make and model from EXIF (rawpy does not expose them)."""
-    from engine.metadata import read_exif
+    from engine.output.metadata import read_exif
 
     exif = read_exif(source.path)
     source.exif = exif
@@ -310,7 +310,7 @@ def _open_rgb_or_refuse(path: Path) -> Source:
         raise _unsupported(path, dng)
     if path.suffix.lower() not in RGB_SUFFIXES:
         raise UnsupportedInputError(f"{path}: not a raw format LibRaw reads, nor a JPEG, PNG or TIFF image")
-    from engine.rgb_input import read_rgb_image
+    from engine.io.rgb_input import read_rgb_image
 
     pixels, orientation = read_rgb_image(path)
     source = Source(

@@ -8,8 +8,8 @@ import numpy as np
 
 from engine.calibration import neutral_to_xy, srgb_calibration
 from engine.colour import xy_to_temperature_tint
-from engine.dng import ILLUMINANT_TEMPERATURE
-from engine.source import Source
+from engine.io.dng import ILLUMINANT_TEMPERATURE
+from engine.io.source import Source
 
 _ORIENTATION_NAMES = {1: "normal", 2: "mirrored", 3: "rotated 180", 4: "flipped", 5: "transposed",
                       6: "rotated 90 CW", 7: "transversed", 8: "rotated 90 CCW"}

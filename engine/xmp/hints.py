@@ -14,7 +14,7 @@ from lxml import etree
 
 from engine.errors import SidecarError
 from engine.recipe import RANGES
-from engine.xmp_document import array_items, simple_properties
+from engine.xmp.document import array_items, simple_properties
 
 CRS_NS = "http://ns.adobe.com/camera-raw-settings/1.0/"
 XMP_BASIC_NS = "http://ns.adobe.com/xap/1.0/"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine import synthetic
+from engine.training import synthetic
 
 # The 10th percentile of the sample variance of 64 unit-variance Gaussian samples (0.779, measured over 10^5
 # trials): dividing by it turns the percentile of block variances into an estimate of the noise variance.

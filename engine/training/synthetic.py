@@ -37,7 +37,7 @@ data is linearly interpolated onto it.
    (as DNG asks). :func:`write_dng` stores ColorMatrix1 for CIE A (CalibrationIlluminant 17) and ColorMatrix2
    for D65 (21).
 
-The bundled sample (``python -m engine.synthetic --write-sample engine/samples/hostplug_colorchecker.dng``) is
+The bundled sample (``python -m engine.training.synthetic --write-sample engine/samples/hostplug_colorchecker.dng``) is
 900 x 600 px, Nikon 5100 (NPL), CIE D55 daylight (between the two calibration illuminants, so a raw converter
 has to interpolate its matrices, as with real daylight shots), ISO 200, 1/125 s, f/8, seed 0, written with
 ``shared/spectral`` present (matrices fitted on the 190 spectra). About 1.1 MB, uncompressed 16-bit.
@@ -67,10 +67,10 @@ AUTO_LEVEL = 0.8  # raw level of the brightest non-specular pixel at exposure 0
 
 SPECTRAL_DIR = Path(
     os.environ.get(
-        "HOSTPLUG_SPECTRAL", Path(__file__).resolve().parents[2] / "shared/spectral/rawtoaces/data"
+        "HOSTPLUG_SPECTRAL", Path(__file__).resolve().parents[3] / "shared/spectral/rawtoaces/data"
     )
 )
-SAMPLE_PATH = Path(__file__).resolve().parent / "samples" / "hostplug_colorchecker.dng"
+SAMPLE_PATH = Path(__file__).resolve().parents[1] / "samples" / "hostplug_colorchecker.dng"
 
 _CFA_CHANNELS = np.array([[0, 1], [1, 2]])  # RGGB as channel indices
 _ILLUMINANT_A, _ILLUMINANT_D65 = 17, 21  # EXIF LightSource codes used by CalibrationIlluminant
@@ -387,7 +387,7 @@ def write_dng(
             subifds=1,
             extratags=ifd0,
             metadata=None,
-            software="hostplug engine.synthetic",
+            software="hostplug engine.training.synthetic",
         )
         tif.write(
             raw.cfa, photometric="cfa", subfiletype=0, extratags=cfa_tags, metadata=None, software=False
@@ -412,7 +412,7 @@ def write_sample(path: str | Path = SAMPLE_PATH, seed: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m engine.synthetic --write-sample PATH [--seed N]``."""
+    """Command line: ``python -m engine.training.synthetic --write-sample PATH [--seed N]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--write-sample", type=Path, default=SAMPLE_PATH, help="where to write the sample DNG"

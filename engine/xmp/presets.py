@@ -1,6 +1,6 @@
 """Presets: named sets of recipe settings, stored as XMP files in hostplug's namespace.
 
-A preset file holds only the settings it changes (see :mod:`engine.recipe_xmp` for the layout), so presets
+A preset file holds only the settings it changes (see :mod:`engine.xmp.recipe_properties` for the layout), so presets
 stack: applied in order, the last one wins for each setting it sets. A *style* preset sets ``style`` (one per
 picture style the engine knows); the others are adjustments.
 
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SidecarError
-from engine.metadata import XMP_NS_URI
+from engine.output.metadata import XMP_NS_URI
 from engine.recipe import Recipe, StageSettings
-from engine.recipe_xmp import properties_to_settings
-from engine.xmp_document import parse_packet, simple_properties
+from engine.xmp.document import parse_packet, simple_properties
+from engine.xmp.recipe_properties import properties_to_settings
 
 PRESET_SUFFIX = ".xmp"
 

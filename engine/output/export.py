@@ -1,6 +1,6 @@
 """Writing a render to a file with everything a photographer expects to travel with it.
 
-The pixels go through :func:`engine.output.write_image` (ICC profile, atomic write); this module adds the
+The pixels go through :func:`engine.output.write.write_image` (ICC profile, atomic write); this module adds the
 metadata: the source's EXIF and GPS, and XMP that records how the file was made (its recipe, the source it
 was derived from and that source's content hash, the engine version), so it can be re-rendered later.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.filehash import file_sha256
-from engine.metadata import XMP_PREFIX
-from engine.output import OutputOptions, write_image
+from engine.output.metadata import XMP_PREFIX
+from engine.output.write import OutputOptions, write_image
 from engine.pipeline import Rendered
 
 

@@ -24,8 +24,8 @@ from PIL import Image
 
 from engine.colour import SPACES, SRGB, RGBSpace, encode, srgb_decode, srgb_to_space_matrix
 from engine.errors import OutputError
-from engine.icc import icc_profile
-from engine.metadata import register_namespace
+from engine.output.icc import icc_profile
+from engine.output.metadata import register_namespace
 
 _SUFFIX_FORMATS = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 _DEFAULT_BITS = {"tiff": 16, "png": 16, "jpeg": 8}

@@ -1,0 +1,1 @@
+"""Writing renders: pixels with their ICC profile (write), and the metadata that travels with them (export)."""

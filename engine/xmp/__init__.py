@@ -1,0 +1,1 @@
+"""XMP: hostplug's recipe properties, sidecars beside raws, other programs' hints, provenance and presets."""
