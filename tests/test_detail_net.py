@@ -13,7 +13,6 @@ from engine import models
 from engine.errors import ModelError
 from engine.models.detail_net import DetailNet, degrade, enhance, enhance_image
 from engine.pipeline import IMPLEMENTATIONS
-from engine.stages import detail_learned
 from engine.stages.detail import DetailParams
 from engine.stages.detail_learned import DETAIL_MODEL, LearnedDetail, load_detail_network
 
@@ -76,16 +75,14 @@ def test_the_shipped_network_restores_blurred_detail() -> None:
 def test_missing_detail_weights_are_an_error_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copy(models.WEIGHTS_DIR / "manifest.json", tmp_path / "manifest.json")
     monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
-    models.load_state.cache_clear()
-    detail_learned.load_detail_network.cache_clear()
+    models.clear_cache()
     try:
         with pytest.raises(ModelError) as info:
             LearnedDetail().prepare(DetailParams(amount=30.0), _Ctx())
         assert f"{DETAIL_MODEL}.safetensors" in str(info.value)
         assert models.entry(DETAIL_MODEL).sha256 in str(info.value)
     finally:
-        models.load_state.cache_clear()
-        detail_learned.load_detail_network.cache_clear()
+        models.clear_cache()
 
 
 def test_a_few_training_steps_lower_the_loss() -> None:

@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +88,8 @@ def entry(name: str) -> ModelEntry:
     return entries[name]
 
 
-@cache
 def load_state(name: str) -> dict[str, Any]:
-    """The verified tensors of a model (cached: a daemon loads each model once)."""
+    """The verified tensors of a model, read from its weights file."""
     from safetensors.torch import load_file
 
     e = entry(name)
@@ -108,9 +106,25 @@ def load_state(name: str) -> dict[str, Any]:
         raise ModelError(f"{e.path}: weights of model {name!r} cannot be read ({ex})") from ex
 
 
+# The one cache of loaded networks, by model name: a daemon or service loads each model once.
+_NETWORKS: dict[str, Any] = {}
+
+
 def build_network(name: str, build: Callable[..., Any]) -> Any:
     """A model's network, built by ``build(**architecture)`` from its manifest entry, with its verified weights
-    and in eval mode; ModelError naming the file when the weights are missing, altered or do not fit."""
+    and in eval mode (cached until :func:`clear_cache`); ModelError naming the file when the weights are
+    missing, altered or do not fit."""
+    if name not in _NETWORKS:
+        _NETWORKS[name] = _build_network(name, build)
+    return _NETWORKS[name]
+
+
+def clear_cache() -> None:
+    """Forget every loaded network: a model was just replaced (training), and the next use reloads it."""
+    _NETWORKS.clear()
+
+
+def _build_network(name: str, build: Callable[..., Any]) -> Any:
     e = entry(name)
     state = load_state(name)
     net = build(**e.architecture)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 import cv2
 import numpy as np
@@ -222,7 +221,6 @@ def config_from(architecture: dict) -> DenoiserConfig:
     return DenoiserConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in architecture.items()})
 
 
-@cache
 def load(size: str = "lite") -> Denoiser:
     """The shipped denoiser of a size, verified against the manifest (ModelError naming the file when not)."""
     from engine.models import build_network

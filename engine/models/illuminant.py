@@ -24,8 +24,6 @@ Network (:class:`IlluminantNet`)
 
 from __future__ import annotations
 
-from functools import cache
-
 import cv2
 import numpy as np
 import torch
@@ -155,7 +153,6 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@cache
 def load(name: str = "wb-c5") -> IlluminantNet:
     """The shipped estimator, verified against the manifest (ModelError naming the file when it is not)."""
     from engine.models import build_network

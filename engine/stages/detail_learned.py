@@ -7,7 +7,6 @@ strength as ``amount / 25``: the default amount of 25 applies the residual the n
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -21,9 +20,8 @@ DETAIL_MODEL = "detail-lite"
 AMOUNT_PER_STRENGTH = 25.0
 
 
-@cache
 def load_detail_network() -> DetailNet:
-    """The verified detail network (cached; :class:`~engine.errors.ModelError` if its weights are missing)."""
+    """The verified detail network (loaded once; :class:`~engine.errors.ModelError` if its weights are missing)."""
     return build_network(DETAIL_MODEL, DetailNet)
 
 

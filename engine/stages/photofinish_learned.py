@@ -19,7 +19,6 @@ shot (:func:`engine.stages.photofinish.only_noise`), as the classical stage does
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -33,9 +32,8 @@ from engine.stages.photofinish import Photofinish, PhotofinishParams, local_tone
 from engine.styles import STYLES, parse_style, style_operators, styles_needed
 
 
-@cache
 def load_network(style: str) -> PhotofinishNet:
-    """The verified, ready network of one style (cached; :class:`~engine.errors.ModelError` if its weights are
+    """The verified, ready network of one style (loaded once; :class:`~engine.errors.ModelError` if its weights are
     missing or corrupt)."""
     return build_network(STYLES[style].model, PhotofinishNet)
 

@@ -132,7 +132,7 @@ def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any]
         if old is not None and metrics is None and old.sha256 == entry.sha256:
             entry = models.ModelEntry(**{**entry.__dict__, "metrics": old.metrics})
         entries[name] = entry
-    forget_cached()
+    models.clear_cache()  # this process may render with the new weights next
     return entry
 
 
@@ -144,12 +144,3 @@ def record_metrics(name: str, metrics: dict[str, Any], weights_dir: Path | None 
             entries[name] = models.ModelEntry(**{**entries[name].__dict__, "metrics": {**entries[name].metrics,
                                                                                         **metrics}})
 
-
-def forget_cached() -> None:
-    """Drop this process's cached models: one was just replaced, and it may render with it next."""
-    from engine.models import denoiser, illuminant
-    from engine.stages import detail_learned, photofinish_learned
-
-    models.load_state.cache_clear()
-    for load in (photofinish_learned.load_network, detail_learned.load_detail_network, denoiser.load, illuminant.load):
-        load.cache_clear()
