@@ -22,6 +22,9 @@ from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
 
 RGB_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
+# What ``neutral_origin`` says of a file without a usable as-shot white balance (``hostplug info`` prints it).
+NO_AS_SHOT = "none in the file; learned estimate"
+
 # LibRaw's "flip" code to the EXIF orientation it stands for.
 _FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 
@@ -82,6 +85,10 @@ class Source:
     polynomial_maps: list = field(default_factory=list)
     needs_libraw_demosaic: bool = False  # X-Trans and 4-colour sensors
     exif: dict[str, str] = field(default_factory=dict)  # carried over to outputs
+    # True when the file holds no usable as-shot white balance: ``as_shot_neutral`` is then only LibRaw's daylight
+    # balance (good enough to pre-scale colour planes for demosaicing); the white balance stage and ``info`` use
+    # the learned estimate instead (:func:`engine.models.illuminant.source_neutral`).
+    as_shot_missing: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -151,7 +158,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy) -> Source:
                                 "may be truncated or damaged") from e
     cfa = _bayer_pattern(raw)
     black, white = _levels(raw, dng, stacked=sensor.ndim == 3)
-    neutral, neutral_origin = _as_shot_neutral(raw, dng)
+    neutral, neutral_origin, missing = _as_shot_neutral(raw, dng)
     other = raw.other
     lens = raw.lens
     source = Source(
@@ -178,6 +185,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy) -> Source:
         format=path.suffix.lstrip(".").upper(),
         polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
+        as_shot_missing=missing,
     )
     _fill_make_model(source)
     _check_plausible(source)
@@ -228,20 +236,26 @@ def _levels(raw: rawpy.RawPy, dng: DngTags | None, stacked: bool) -> tuple[np.nd
     return black, white
 
 
-def _as_shot_neutral(raw: rawpy.RawPy, dng: DngTags | None) -> tuple[np.ndarray, str]:
-    """Camera response to the as-shot white, normalised to green = 1."""
+def _as_shot_neutral(raw: rawpy.RawPy, dng: DngTags | None) -> tuple[np.ndarray, str, bool]:
+    """Camera response to the as-shot white, normalised to green = 1; where it came from; whether it is missing.
+
+    LibRaw reports a missing as-shot white balance as -1 or zeros (early Canon CRW, a DNG without AsShotNeutral:
+    LibRaw has no AsShotWhiteXY support either, so such a DNG counts as missing too). The neutral returned then
+    is LibRaw's daylight balance (or ones), a placeholder the demosaic pre-scaling may use; the render balances
+    with the learned estimate.
+    """
     if dng is not None and dng.as_shot_neutral is not None and np.all(dng.as_shot_neutral > 0):
         n = dng.as_shot_neutral
-        return n / n[1], "DNG AsShotNeutral"
+        return n / n[1], "DNG AsShotNeutral", False
     wb = np.array(raw.camera_whitebalance[:3], dtype=np.float64)
     if np.all(wb > 0):
         neutral = 1.0 / wb
-        return neutral / neutral[1], "camera white balance (LibRaw)"
+        return neutral / neutral[1], "camera white balance (LibRaw)", False
     wb = np.array(raw.daylight_whitebalance[:3], dtype=np.float64)
     if np.all(wb > 0):
         neutral = 1.0 / wb
-        return neutral / neutral[1], "daylight white balance (LibRaw, no as-shot value in the file)"
-    return np.ones(3), "none in the file (assumed neutral)"
+        return neutral / neutral[1], NO_AS_SHOT, True
+    return np.ones(3), NO_AS_SHOT, True
 
 
 def _calibration(raw: rawpy.RawPy, dng: DngTags | None) -> Calibration | None:

@@ -49,14 +49,16 @@ def describe(source: Source) -> dict[str, Any]:
         "noise_profile": _rounded(source.noise_profile, 10) if source.noise_profile is not None else None,
     }
     cal = source.calibration
-    xy = neutral_to_xy(cal or srgb_calibration(), source.as_shot_neutral)
+    neutral = _as_shot_or_estimate(source)
+    xy = neutral_to_xy(cal or srgb_calibration(), neutral)
     temperature, tint = xy_to_temperature_tint(xy)
     info["white_balance"] = {
-        "as_shot_neutral": _rounded(source.as_shot_neutral),
-        "multipliers": _rounded(1.0 / source.as_shot_neutral),
+        "as_shot_neutral": _rounded(neutral),
+        "multipliers": _rounded(1.0 / neutral),
         "temperature": round(temperature),
         "tint": round(tint, 1),
         "origin": source.neutral_origin,
+        "in_file": not source.as_shot_missing,
     }
     info["colour"] = {
         "origin": cal.origin if cal else "none: camera RGB is used as it is",
@@ -68,6 +70,18 @@ def describe(source: Source) -> dict[str, Any]:
         ] if cal else [],
     }
     return info
+
+
+def _as_shot_or_estimate(source: Source) -> np.ndarray:
+    """The neutral a default (as-shot) render balances to: the file's own, or, when the file holds none, the
+    learned estimate (the same one the white balance stage uses)."""
+    if not source.as_shot_missing:
+        return source.as_shot_neutral
+    from engine.models.illuminant import source_camera_rgb, source_neutral
+
+    if source_camera_rgb(source) is None:  # X-Trans / 4-colour: estimated from the demosaiced image at render
+        return source.as_shot_neutral
+    return source_neutral(source)
 
 
 def _layout(source: Source) -> str:

@@ -169,3 +169,50 @@ def estimate_neutral(camera_rgb: np.ndarray, calibration, model: IlluminantNet |
         uv = model(hist)
         neutral = to_camera_neutral(uv.double(), torch.from_numpy(to_working)[None])
     return np.maximum(neutral[0].numpy(), 1e-6)
+
+
+def source_camera_rgb(source) -> np.ndarray | None:
+    """Small linear camera RGB of a raw straight from its sensor data, in [0, 1] of black..white: each 2 x 2
+    Bayer cell becomes one pixel (greens averaged), LinearRaw is used as it is, both area-averaged to a long
+    side of at most 1024 px. None for what this cannot read (sRGB images, X-Trans and 4-colour mosaics).
+
+    It depends on the file alone (not on the recipe's denoising), so the estimate made from it is the same in
+    every render of the file and in ``hostplug info``.
+    """
+    if source.kind != "raw":
+        return None
+    sensor = source.sensor
+    black = np.asarray(source.black, dtype=np.float32)
+    scale = 1.0 / np.maximum(np.asarray(source.white, dtype=np.float32) - black, 1e-6)
+    if sensor.ndim == 3:
+        return thumbnail((sensor[..., :3].astype(np.float32) - black) * scale, 1024)
+    if source.cfa is None:
+        return None
+    h, w = (sensor.shape[0] // 2) * 2, (sensor.shape[1] // 2) * 2
+    planes = np.zeros((h // 2, w // 2, 3), dtype=np.float32)
+    counts = np.zeros(3, dtype=np.float32)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            c = int(source.cfa[dy, dx])
+            planes[..., c] += (sensor[dy:h:2, dx:w:2].astype(np.float32) - black[c]) * scale[c]
+            counts[c] += 1.0
+    return thumbnail(planes / counts, 1024)
+
+
+def source_neutral(source, fallback_image: np.ndarray | None = None) -> np.ndarray:
+    """The learned estimate of a raw's scene light as a camera neutral (green = 1): what the engine balances to
+    when the file holds no as-shot white balance. Estimated from :func:`source_camera_rgb` (or, for mosaics it
+    cannot read, from ``fallback_image``, the demosaiced camera RGB), once per opened source."""
+    cached = getattr(source, "_learned_neutral", None)
+    if cached is not None:
+        return cached.copy()
+    from engine.calibration import srgb_calibration
+
+    rgb = source_camera_rgb(source)
+    if rgb is None:
+        if fallback_image is None:
+            raise ValueError(f"{source.path}: no camera RGB to estimate the white balance from")
+        rgb = fallback_image
+    neutral = estimate_neutral(rgb, source.calibration if source.calibration is not None else srgb_calibration())
+    source._learned_neutral = neutral
+    return neutral.copy()

@@ -3,7 +3,10 @@
 The result is a camera *neutral* (the camera's response to the scene's white, green = 1); dividing by it
 balances the image. Pixels the sensor clipped are clipped to the balanced white so they stay neutral.
 "auto" estimates the light with the learned cross-camera estimator (:mod:`engine.models.illuminant`); the
-classical shades-of-grey estimate stays available as ``estimator="classical"``.
+classical shades-of-grey estimate stays available as ``estimator="classical"``. "as-shot" on a raw whose file
+holds no as-shot white balance (``Source.as_shot_missing``) balances to the learned estimate too, made from the
+file's own sensor data (:func:`engine.models.illuminant.source_neutral`), and the stage's notes say so
+(``"as_shot": "none in the file; learned estimate"``, with the neutral, so the output records what was used).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from engine.calibration import neutral_to_xy, srgb_calibration, xy_to_neutral
 from engine.colour import temperature_tint_to_xy, xy_to_temperature_tint
 from engine.errors import RecipeError
+from engine.io.source import NO_AS_SHOT
 from engine.recipe import Recipe
 from engine.stages.base import Context, Stage
 
@@ -42,6 +46,11 @@ ESTIMATORS = ("learned", "classical")
 def calibration_of(ctx: Context):
     """The source's colour calibration (sRGB images are their own calibration)."""
     return ctx.source.calibration if ctx.source.calibration is not None else srgb_calibration()
+
+
+def as_shot_missing(params: WhiteBalanceParams, ctx: Context) -> bool:
+    """Whether "as-shot" stands for the learned estimate here: the file holds no as-shot white balance."""
+    return params.mode == "as-shot" and params.neutral is None and getattr(ctx.source, "as_shot_missing", False)
 
 
 def estimate_neutral(camera_rgb: np.ndarray) -> np.ndarray:
@@ -84,9 +93,11 @@ class WhiteBalance(Stage):
         cal = calibration_of(ctx)
         white_xy = neutral_to_xy(cal, neutral)
         temperature, tint = xy_to_temperature_tint(white_xy)
+        missing = as_shot_missing(params, ctx)
         ctx.notes["white_balance"] = {
             "mode": params.mode,
             **({"estimator": params.estimator} if params.mode == "auto" and params.neutral is None else {}),
+            **({"as_shot": NO_AS_SHOT, "estimator": "learned"} if missing else {}),
             "neutral": [round(float(v), 6) for v in neutral],
             "white_xy": [round(float(v), 6) for v in white_xy],
             "temperature": round(temperature),
@@ -105,6 +116,10 @@ class WhiteBalance(Stage):
         if params.neutral is not None:
             return np.asarray(params.neutral, dtype=np.float64)
         if params.mode == "as-shot":
+            if as_shot_missing(params, ctx):
+                from engine.models.illuminant import source_neutral
+
+                return source_neutral(ctx.source, image)
             return ctx.source.as_shot_neutral.astype(np.float64)
         if params.mode == "auto":
             if params.estimator == "classical":
