@@ -73,11 +73,13 @@ def _matrix(tag_value) -> np.ndarray | None:
     return m.reshape(3, 3)
 
 
-def _raw_page(page: tifffile.TiffPage) -> tifffile.TiffPage:
+def _raw_page(page: tifffile.TiffPage | tifffile.TiffFrame) -> tifffile.TiffPage:
     """The IFD that holds the main raw image: IFD0 itself, or the SubIFD with NewSubfileType 0."""
+    page = page.aspage()  # a TiffFrame (a lightweight IFD) becomes a full page with its tags
     if int(page.tags.valueof(254, 1) or 0) == 0:
         return page
     for sub in page.pages or []:
+        sub = sub.aspage()
         if int(sub.tags.valueof(254, 0) or 0) == 0:
             return sub
     return page
@@ -103,7 +105,7 @@ def read_dng_tags(path: Path) -> DngTags | None:
     """The DNG tags of ``path``, or ``None`` when the file is not a DNG."""
     try:
         with tifffile.TiffFile(path) as tif:
-            ifd0 = tif.pages[0]
+            ifd0 = tif.pages[0].aspage()
             if 50706 not in ifd0.tags:  # DNGVersion
                 return None
             return _parse(ifd0, _raw_page(ifd0))

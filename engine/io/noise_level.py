@@ -55,7 +55,8 @@ def from_profile(profile: np.ndarray | None) -> NoiseModel | None:
         pairs = np.repeat(pairs[:1], 3, axis=0)
     if not np.any(pairs[:, 0] > 0):
         return None
-    return NoiseModel(tuple(map(float, pairs[:, 0])), tuple(map(float, pairs[:, 1])), "DNG NoiseProfile")
+    (s0, o0), (s1, o1), (s2, o2) = pairs.tolist()
+    return NoiseModel((s0, s1, s2), (o0, o1, o2), "DNG NoiseProfile")
 
 
 def from_iso(iso: float) -> NoiseModel:

@@ -27,7 +27,7 @@ def read_rgb_image(path: Path) -> tuple[np.ndarray, int]:
             rgb = im.convert("RGB")
             if icc:
                 srgb = ImageCms.createProfile("sRGB")
-                rgb = ImageCms.profileToProfile(rgb, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb)
+                rgb = ImageCms.profileToProfile(rgb, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb) or rgb
             return np.asarray(rgb, dtype=np.float32) / 255.0, orientation
     except UnidentifiedImageError as e:
         raise UnsupportedInputError(f"{path}: not an image format hostplug reads") from e
@@ -38,6 +38,7 @@ def read_rgb_image(path: Path) -> tuple[np.ndarray, int]:
 def _read_16bit(path: Path) -> np.ndarray | None:
     """16-bit TIFF or PNG pixels as float32, or None when the file holds 8-bit data (Pillow reads those)."""
     suffix = path.suffix.lower()
+    data: np.ndarray | None
     if suffix in (".tif", ".tiff"):
         import tifffile
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -181,10 +182,10 @@ def restore_low_frequencies(noisy: np.ndarray, denoised: np.ndarray, factor: int
     """
     h, w = noisy.shape[:2]
     small = (max(1, w // factor), max(1, h // factor))
-    residual = cv2.resize(noisy, small, interpolation=cv2.INTER_AREA)
-    residual -= cv2.resize(denoised, small, interpolation=cv2.INTER_AREA)
-    residual = cv2.GaussianBlur(residual, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT_101)
-    denoised += cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
+    residual = cv2.resize(noisy, small, interpolation=cv2.INTER_AREA) - cv2.resize(denoised, small,
+                                                                                  interpolation=cv2.INTER_AREA)
+    smooth = cv2.GaussianBlur(residual, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT_101)
+    denoised += cv2.resize(smooth, (w, h), interpolation=cv2.INTER_LINEAR)
     return denoised
 
 
@@ -216,9 +217,10 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, sigma: np.ndarray, *, device
     return restore_low_frequencies(np.asarray(rgb, dtype=np.float32), out)
 
 
-def config_from(architecture: dict) -> DenoiserConfig:
+def config_from(architecture: dict[str, Any]) -> DenoiserConfig:
     """A :class:`DenoiserConfig` from a manifest's ``architecture`` (JSON lists back to tuples)."""
-    return DenoiserConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in architecture.items()})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in architecture.items()}
+    return DenoiserConfig(**values)
 
 
 def load(size: str = "lite") -> Denoiser:

@@ -29,8 +29,10 @@ class DetailNet(nn.Module):
             nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.1),
             nn.Conv2d(width, 1, 3, padding=1),
         )
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
+        last = self.body[-1]
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         """The residual to add to luminance."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
@@ -85,17 +86,17 @@ def tune_nlm(log: Callable[[str], None] = print) -> dict[int, float]:
     rng = np.random.default_rng(7)
     tuning = []
     for name in ("astronaut.png", "coffee.png"):
-        image = denoise_data._photo(name, True)
+        photo = denoise_data._photo(name, True)
         camera = spectral_data.TRAINING_CAMERAS[rng.integers(len(spectral_data.TRAINING_CAMERAS))]
         spd = synthetic.illuminant("D65")
         unit = unprocess.plan(camera, spd)
-        peak = float(np.percentile(unprocess.to_camera(image, unit).max(axis=-1), 99.5))
+        peak = float(np.percentile(unprocess.to_camera(photo, unit).max(axis=-1), 99.5))
         plan = unprocess.plan(camera, spd, "D65", 0.5, peak)
-        h, w = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
-        tuning.append(denoise_data.TestImage(name, unprocess.unprocess(image[:h, :w], plan), plan))
-    best = {}
+        h, w = (photo.shape[0] // 2) * 2, (photo.shape[1] // 2) * 2
+        tuning.append(denoise_data.TestImage(name, unprocess.unprocess(photo[:h, :w], plan), plan))
+    best: dict[int, float] = {}
     for iso in ISOS:
-        scores = {}
+        scores: dict[float, float] = {}
         for factor in NLM_FACTORS:
             values = []
             for k, image in enumerate(tuning):
@@ -103,7 +104,7 @@ def tune_nlm(log: Callable[[str], None] = print) -> dict[int, float]:
                 scale = denoiser.image_scale(clean)
                 values.append(psnr(nlm(noisy, image.plan.neutral, iso, factor) / scale, clean / scale))
             scores[factor] = float(np.mean(values))
-        best[iso] = max(scores, key=scores.get)
+        best[iso] = max(scores, key=lambda factor: scores[factor])
         log(f"NLM tuning ISO {iso}: " + ", ".join(f"k={k:g}: {v:.2f} dB" for k, v in scores.items()))
     return best
 
@@ -117,6 +118,11 @@ class DenoiseResult:
     seconds_per_mp: dict[str, float]
 
 
+def _learned_method(model: denoiser.Denoiser, device: str, x: np.ndarray, image: denoise_data.TestImage,
+                    iso: int) -> np.ndarray:
+    return learned(model, x, iso, device)
+
+
 def evaluate(models: dict[str, denoiser.Denoiser], device: str = "cpu",
              log: Callable[[str], None] = print) -> DenoiseResult:
     """Run every method on every test image at every ISO (module docstring)."""
@@ -128,12 +134,12 @@ def evaluate(models: dict[str, denoiser.Denoiser], device: str = "cpu",
         "opencv-nlm": lambda x, im, iso: nlm(x, im.plan.neutral, iso, factors[iso]),
     }
     for name, model in models.items():
-        methods[name] = lambda x, im, iso, model=model: learned(model, x, iso, device)
-    linear = {m: {} for m in methods}
-    rendered = {m: {} for m in methods}
+        methods[name] = partial(_learned_method, model, device)
+    linear: dict[str, dict[int, float]] = {m: {} for m in methods}
+    rendered: dict[str, dict[int, float]] = {m: {} for m in methods}
     for iso in ISOS:
-        scores_lin = {m: [] for m in methods}
-        scores_ren = {m: [] for m in methods}
+        scores_lin: dict[str, list[float]] = {m: [] for m in methods}
+        scores_ren: dict[str, list[float]] = {m: [] for m in methods}
         for k, image in enumerate(images):
             noisy, clean = noisy_version(image, iso, 1000 * iso + k)
             scale = denoiser.image_scale(clean)

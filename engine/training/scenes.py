@@ -78,8 +78,8 @@ def _lighting(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     field = ramp + rng.uniform(0.0, 0.5) * wave
     field = (field - field.min()) / max(float(np.ptp(field)), 1e-6)
     light = 1.0 - rng.uniform(0.0, 0.65) * field
-    noise = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), rng.uniform(0.7, 2.0))
-    noise /= max(float(noise.std()), 1e-6)
+    blurred = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), rng.uniform(0.7, 2.0))
+    noise = blurred / max(float(blurred.std()), 1e-6)
     return (light * np.clip(1.0 + rng.uniform(0.0, 0.15) * noise, 0.5, 1.5)).astype(np.float32)
 
 

@@ -57,7 +57,7 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
     device = torch.device(config.device)
     model = denoiser.Denoiser(denoiser.SIZES[config.size]).to(device)
     if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     rng = np.random.default_rng(config.seed)
     budget = loop.StepBudget(config.steps, config.minutes, default_steps=2000)
@@ -87,7 +87,7 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
         "machine": loop.machine(),
         "command": f"hostplug train denoise --size {config.size} --steps {budget.total} --seed {config.seed}",
     }
-    return model.cpu().to(memory_format=torch.contiguous_format).eval(), record
+    return model.cpu().to(memory_format=torch.contiguous_format).eval(), record  # type: ignore[call-overload]
 
 
 def ship(model: denoiser.Denoiser, record: dict[str, Any], weights_dir: Path | None = None):
