@@ -1,0 +1,215 @@
+"""Asking the render service for a render: find it, start it when asked to, send one request, read one answer.
+
+Standard library only (and :mod:`engine.errors`, which is light): a command that renders through the service
+never loads numpy's heavy friends, torch, numba or rawpy.
+
+:func:`call` returns the service's result, raises :class:`RemoteError` (an :class:`engine.errors.HostplugError`
+with the service's one line and exit status) when the engine refused the request, and raises
+:class:`~hostplug.service.protocol.ServiceError` when the service cannot be used at all: no safe folder, none
+running (and ``start`` not asked), it would not start, it went away mid-request, or it is from another
+version. Callers then render in their own process (:func:`render`, :func:`open_file` return None for that).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.errors import HostplugError
+from hostplug.service.protocol import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    LOG_NAME,
+    PROTOCOL,
+    SOCKET_NAME,
+    ProtocolError,
+    ServiceError,
+    build_id,
+    is_gone,
+    peer_allowed,
+    peer_credentials,
+    receive_message,
+    send_message,
+    service_dir,
+)
+
+START_TIMEOUT_S = 30.0  # how long a client waits for a service it started to open its socket
+CONNECT_TIMEOUT_S = 5.0
+ENV_DISABLE = "HOSTPLUG_NO_SERVICE"  # set (to anything but "" or "0"): never use the service
+ENV_IDLE = "HOSTPLUG_SERVICE_IDLE_TIMEOUT"  # seconds; the idle timeout of a service a client starts
+
+
+class RemoteError(HostplugError):
+    """The engine in the service refused the request: its one-line message and exit status."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def disabled() -> bool:
+    """Whether ``HOSTPLUG_NO_SERVICE`` says never to use the service."""
+    return os.environ.get(ENV_DISABLE, "") not in ("", "0")
+
+
+def _connect(path: Path) -> socket.socket:
+    """A connection to the service at ``path`` (OSError as connect() gives it); ServiceError when the process
+    listening there is not this user's."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect(str(path))
+        _pid, uid, _gid = peer_credentials(sock)
+        if not peer_allowed(uid):
+            raise ServiceError(f"the process listening on {path} belongs to uid {uid}; not using it")
+        sock.settimeout(None)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def idle_timeout() -> float:
+    """The idle timeout for a service this client starts (``HOSTPLUG_SERVICE_IDLE_TIMEOUT``, else the default)."""
+    try:
+        return max(1.0, float(os.environ.get(ENV_IDLE, "")))
+    except ValueError:
+        return DEFAULT_IDLE_TIMEOUT_S
+
+
+def spawn(folder: Path) -> subprocess.Popen:
+    """Start a detached service (its own session, no terminal; output to ``serve.log`` in ``folder``)."""
+    log_path = folder / LOG_NAME
+    with open(log_path, "ab") as log_file:
+        os.chmod(log_path, 0o600)
+        return subprocess.Popen(
+            [sys.executable, "-m", "hostplug.service", "--idle-timeout", str(idle_timeout())],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd="/", start_new_session=True,
+            close_fds=True,
+        )
+
+
+def connect(start: bool = False) -> socket.socket:
+    """A connection to this user's service; with ``start``, one is started when none is running."""
+    folder = service_dir()
+    path = folder / SOCKET_NAME
+    try:
+        return _connect(path)
+    except OSError as e:
+        if not is_gone(e):
+            raise ServiceError(f"cannot reach the render service at {path} ({e.strerror or e})") from e
+        if not start:
+            raise ServiceError("no render service is running") from e
+    process = spawn(folder)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            return _connect(path)
+        except OSError as e:
+            if not is_gone(e):
+                raise ServiceError(f"cannot reach the render service at {path} ({e.strerror or e})") from e
+        code = process.poll()
+        if code not in (None, 0):  # 0: another client's service won the race; keep looking for its socket
+            raise ServiceError(f"the render service did not start (exit status {code}; see {folder / LOG_NAME})")
+        if time.monotonic() > deadline:
+            raise ServiceError(f"the render service did not open its socket within {START_TIMEOUT_S:g} s")
+        time.sleep(0.02)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def request(op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request for ``op`` as this process would run it: its folder, umask and preset locations."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = None
+    return {"protocol": PROTOCOL, "version": build_id(), "op": op, "args": args or {}, "cwd": cwd,
+            "umask": _umask(), "env": {k: os.environ.get(k) for k in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")}}
+
+
+def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) -> dict[str, Any]:
+    """Send one request and return the service's result (see the module docstring for what it raises).
+
+    A service of another version stops itself when asked; with ``start`` a fresh one is then started, once.
+    """
+    for attempt in range(2):
+        sock = connect(start=start)
+        try:
+            send_message(sock, request(op, args))
+            response = receive_message(sock)
+        except (OSError, ProtocolError) as e:
+            raise ServiceError(f"the render service went away during the request ({e})") from e
+        finally:
+            sock.close()
+        if response.get("ok"):
+            result = response.get("result")
+            return result if isinstance(result, dict) else {}
+        if response.get("stale"):
+            if start and attempt == 0:
+                _wait_until_gone(service_dir() / SOCKET_NAME)
+                continue
+            raise ServiceError(str(response.get("error", "the render service is of another version")))
+        raise RemoteError(str(response.get("error") or "the render service failed"),
+                          int(response.get("exit_code") or 1))
+    raise ServiceError("the render service could not be replaced")
+
+
+def _wait_until_gone(path: Path, timeout: float = 10.0) -> None:
+    """Wait for a stopping service to remove its socket."""
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def status() -> dict[str, Any] | None:
+    """The running service's status (pid, version, cache...), or None when none is running."""
+    try:
+        return call("ping")
+    except ServiceError:
+        return None
+
+
+def stop() -> dict[str, Any] | None:
+    """Ask the running service to stop; its answer, or None when none was running."""
+    try:
+        return call("shutdown")
+    except ServiceError:
+        return None
+
+
+def render(input: str | Path, output: str | Path, *, options: dict[str, Any] | None = None,
+           changes: dict[str, Any] | None = None, device: str = "cpu", stages_dir: str | Path | None = None,
+           start: bool = False) -> dict[str, Any] | None:
+    """Render ``input`` into ``output`` through the service: what :meth:`engine.RenderResult.as_dict` gives,
+    or None when the service cannot be used (render in this process then). RemoteError for an engine error.
+
+    ``options`` are :class:`engine.OutputOptions` fields; ``changes`` as for :func:`engine.apply_changes`.
+    """
+    if disabled():
+        return None
+    args = {"input": str(input), "output": str(output), "options": options or {}, "changes": _jsonable(changes),
+            "device": device, "stages_dir": str(stages_dir) if stages_dir else None}
+    try:
+        return call("render", args, start=start)
+    except ServiceError:
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    """Changes as JSON: paths become strings, tuples lists."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,505 @@
+"""The render service: one process per user that keeps the engine, its models and recently opened raws warm.
+
+    python -m hostplug.service [--idle-timeout SECONDS] [--foreground]      (or ``hostplug serve``)
+
+Threads: one accepts connections and checks each peer's uid (``SO_PEERCRED``); one per connection reads the
+request and waits for its answer; the main thread does the work, one request at a time, in arrival order
+(:class:`Service`). So renders queue instead of competing for two cores, a slow or dead client holds only its
+own thread, and SIGTERM or Ctrl-C lands in the main thread, where the output writer's ``finally`` removes its
+partial file (the output appears only complete, by rename; see :func:`engine.output.write.write_image`).
+
+A request runs in the client's working folder, with its umask and its ``HOME``/``XDG_CONFIG_HOME`` (where
+presets live), so relative paths, file modes and error messages are what the command would have given in its
+own process. Any :class:`engine.errors.HostplugError` goes back as one line with its exit status; anything else
+is logged with its traceback in ``serve.log`` and goes back as one line; the service lives on.
+
+After ``idle_timeout`` seconds without a connection the service closes its socket and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import fcntl
+import glob
+import json
+import logging
+import os
+import queue
+import re
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hostplug.service.protocol import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    LOCK_NAME,
+    LOG_NAME,
+    PROTOCOL,
+    SOCKET_NAME,
+    ProtocolError,
+    ServiceError,
+    build_id,
+    error_response,
+    peer_allowed,
+    peer_credentials,
+    receive_message,
+    send_message,
+    service_dir,
+)
+
+log = logging.getLogger("hostplug.service")
+
+REQUEST_READ_TIMEOUT_S = 30.0  # a client that connects must send its request within this
+LOCK_WAIT_S = 3.0  # a service that is shutting down may hold the lock this long
+ENV_KEYS = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")  # what a request may set (where presets are found)
+JOURNAL_NAME = "rendering.json"  # the output being written; a service killed mid-write leaves its partial file
+
+
+# ----- the opened-source cache ---------------------------------------------------------------------------
+
+
+class SourceCache:
+    """The last few opened sources (:func:`engine.open`), keyed by the file's real path, device, inode, size and
+    modification time (so an edited or replaced raw is opened again), bounded by count and by sensor bytes."""
+
+    def __init__(self, max_count: int = 4, max_bytes: int = 1 << 30) -> None:
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _key(path: Path) -> tuple | None:
+        try:
+            real = os.path.realpath(path)
+            info = os.stat(real)
+        except OSError:
+            return None
+        return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+    @staticmethod
+    def _size(source: Any) -> int:
+        sensor = getattr(source, "sensor", None)
+        return int(getattr(sensor, "nbytes", 0))
+
+    def open(self, path: str | Path) -> Any:
+        """The opened source for ``path`` (from the cache when the file is unchanged), with ``path`` as given."""
+        from engine.io.source import open_source
+
+        path = Path(path)
+        key = self._key(path)
+        if key is None:  # let the engine say what is wrong with it
+            return open_source(path)
+        cached = self._entries.get(key)
+        if cached is None:
+            self.misses += 1
+            cached = open_source(Path(key[0]))
+            self._entries[key] = cached
+            self._trim()
+        else:
+            self.hits += 1
+            self._entries.move_to_end(key)
+        source = copy.copy(cached)  # shares the sensor data; the path is the one the client typed
+        source.path = path
+        return source
+
+    def _trim(self) -> None:
+        while self._entries and (len(self._entries) > self.max_count
+                                 or sum(self._size(s) for s in self._entries.values()) > self.max_bytes):
+            if len(self._entries) == 1:  # one source bigger than the bound: keep it only until the next one
+                break
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"sources": len(self._entries), "bytes": sum(self._size(s) for s in self._entries.values()),
+                "hits": self.hits, "misses": self.misses}
+
+
+# ----- requests ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One request waiting for (or getting) the main thread."""
+
+    request: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: bool = False
+    cancelled: bool = False
+    response: dict[str, Any] | None = None
+
+
+@contextlib.contextmanager
+def _as_client(request: dict[str, Any]) -> Iterator[None]:
+    """Run in the client's folder with its umask and environment (see the module docstring); restored after."""
+    cwd = request.get("cwd")
+    env = {k: v for k, v in (request.get("env") or {}).items() if k in ENV_KEYS}
+    umask = request.get("umask")
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_umask = os.umask(int(umask)) if isinstance(umask, int) else None
+    try:
+        if cwd:
+            try:
+                os.chdir(cwd)
+            except OSError as e:
+                from engine.errors import HostplugError
+
+                raise HostplugError(f"cannot work in {cwd} ({e.strerror})") from e
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = str(v)
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if saved_umask is not None:
+            os.umask(saved_umask)
+        os.chdir("/")
+
+
+def _check_device(device: str) -> str:
+    if device not in ("cpu", "cuda"):
+        from engine.errors import HostplugError
+
+        raise HostplugError(f"unknown device {device!r}; use cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        from engine.errors import HostplugError
+
+        if not torch.cuda.is_available():
+            raise HostplugError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    return device
+
+
+def _output_options(options: dict[str, Any] | None) -> Any:
+    from engine.output.formats import OutputOptions
+
+    allowed = {"format", "bits", "quality", "space", "long_edge", "overwrite"}
+    return OutputOptions(**{k: v for k, v in (options or {}).items() if k in allowed})
+
+
+class Service:
+    """The service's state and its three kinds of thread (see the module docstring)."""
+
+    def __init__(self, folder: Path, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+                 cache: SourceCache | None = None, warm_up: bool = True) -> None:
+        self.folder = folder
+        self.socket_path = folder / SOCKET_NAME
+        self.idle_timeout = idle_timeout
+        self.cache = cache or SourceCache()
+        self.warm_up = warm_up
+        self.jobs: queue.Queue[Job] = queue.Queue()
+        self.lock = threading.Lock()
+        self.active = 0  # connections accepted and not yet answered
+        self.last_activity = time.monotonic()
+        self.closing = False
+        self.started = time.time()
+        self.version = build_id()
+        self.listener: socket.socket | None = None
+        self._lock_file: Any = None
+        self._socket_inode: int | None = None
+        self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "render": self.render,
+            "shutdown": self.shutdown,
+        }
+
+    # -- life cycle --
+
+    def acquire(self) -> bool:
+        """Take the per-user lock (waiting a little for a service that is shutting down); False when another
+        service holds it."""
+        self._lock_file = open(self.folder / LOCK_NAME, "a+")  # noqa: SIM115 - held for the service's life
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._lock_file.close()
+                    self._lock_file = None
+                    return False
+                time.sleep(0.05)
+
+    def bind(self) -> None:
+        """Listen on the socket (a stale one left by a crashed service is replaced: we hold the lock)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o077)
+        try:
+            listener.bind(str(self.socket_path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, 0o700)
+        self._socket_inode = os.stat(self.socket_path).st_ino
+        listener.listen(64)
+        listener.settimeout(0.5)  # the acceptor looks at ``closing`` twice a second
+        self.listener = listener
+
+    def close_listener(self) -> None:
+        """Stop accepting: remove our socket (only ours, not a successor's) so new clients start afresh."""
+        with self.lock:
+            self.closing = True
+        with contextlib.suppress(OSError):
+            if os.stat(self.socket_path).st_ino == self._socket_inode:
+                os.unlink(self.socket_path)
+        if self.listener is not None:
+            with contextlib.suppress(OSError):
+                self.listener.close()
+
+    def run(self) -> int:
+        """Serve until idle for ``idle_timeout`` seconds (or asked to stop); 0, or 1 when not started."""
+        if not self.acquire():
+            log.info("a render service is already running for this user; not starting another")
+            return 0
+        try:
+            self.remove_leftovers()
+            self.bind()
+            log.info("serving on %s (pid %d, idle timeout %g s)", self.socket_path, os.getpid(),
+                     self.idle_timeout)
+            threading.Thread(target=self.accept_loop, name="accept", daemon=True).start()
+            if self.warm_up:
+                self.warm()
+            self.work_loop()
+        finally:
+            self.close_listener()
+            if self._lock_file is not None:
+                self._lock_file.close()
+            log.info("stopped (pid %d)", os.getpid())
+        return 0
+
+    def remove_leftovers(self) -> None:
+        """Remove the hidden partial file of a render that a killed service (SIGKILL, power cut) left behind.
+
+        The output writer names it ``.<name>.<8 hex digits>.part`` beside the target and renames it only once
+        it is complete (:func:`engine.output.write.write_image`); the journal names the target."""
+        journal = self.folder / JOURNAL_NAME
+        try:
+            target = Path(json.loads(journal.read_text())["output"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        for partial in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+            if re.fullmatch(rf"\.{re.escape(target.name)}\.[0-9a-f]{{8}}\.part", partial.name):
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+                    log.info("removed %s, left by a render that was killed", partial)
+        journal.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def journal(self, output: str) -> Iterator[None]:
+        """Record the output being written while a render runs (see :meth:`remove_leftovers`)."""
+        journal = self.folder / JOURNAL_NAME
+        journal.write_text(json.dumps({"output": os.path.abspath(output)}))
+        try:
+            yield
+        finally:
+            journal.unlink(missing_ok=True)
+
+    def warm(self) -> None:
+        """Load the engine (torch, numba's kernels, LibRaw) before the first request needs it."""
+        start = time.perf_counter()
+        import engine.output.export  # noqa: F401 - imports the pipeline, its stages and their libraries
+
+        log.info("engine loaded in %.2f s", time.perf_counter() - start)
+
+    def work_loop(self) -> None:
+        """The main thread: one job at a time; exits when idle long enough with nothing in flight."""
+        while True:
+            try:
+                job = self.jobs.get(timeout=0.25)
+            except queue.Empty:
+                with self.lock:
+                    idle = self.active == 0 and self.jobs.empty()
+                    expired = time.monotonic() - self.last_activity >= self.idle_timeout
+                    if idle and (self.closing or expired):
+                        self.closing = True
+                        break
+                continue
+            with job.lock:
+                if job.cancelled:
+                    continue
+                job.started = True
+            job.response = self.handle(job.request)
+            job.done.set()
+
+    def accept_loop(self) -> None:
+        assert self.listener is not None
+        while not self.closing:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self.closing:
+                    return
+                time.sleep(0.1)  # out of descriptors, say: try again shortly
+                continue
+            with self.lock:
+                if self.closing:
+                    conn.close()
+                    continue
+                self.active += 1
+                self.last_activity = time.monotonic()
+            threading.Thread(target=self.serve_connection, args=(conn,), name="connection", daemon=True).start()
+
+    # -- one connection --
+
+    def serve_connection(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                _pid, uid, _gid = peer_credentials(conn)
+                if not peer_allowed(uid):
+                    log.warning("refused a connection from uid %d (pid %d)", uid, _pid)
+                    with contextlib.suppress(OSError):
+                        send_message(conn, error_response(f"this render service belongs to uid {os.getuid()}"))
+                    return
+                conn.settimeout(REQUEST_READ_TIMEOUT_S)
+                request = receive_message(conn)
+                conn.settimeout(None)
+                response = self.answer(request, conn)
+                if response is not None:
+                    send_message(conn, response)
+        except (OSError, ProtocolError) as e:  # the client went away or sent garbage: its problem only
+            log.info("connection dropped: %s", e)
+        finally:
+            with self.lock:
+                self.active -= 1
+                self.last_activity = time.monotonic()
+
+    def answer(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
+        """The response to ``request``; None when the client left before its job started."""
+        if request.get("protocol") != PROTOCOL or request.get("version") != self.version:
+            log.info("a client of version %s (protocol %s) asked; this service is %s: stopping so a fresh one "
+                     "starts", request.get("version"), request.get("protocol"), self.version)
+            self.jobs.put(Job({"op": "shutdown"}))
+            return {**error_response(f"the running render service is version {self.version}"), "stale": True}
+        if request.get("op") == "ping":  # answered at once, even while a render runs
+            return {"ok": True, "result": self.status()}
+        job = Job(request)
+        self.jobs.put(job)
+        while not job.done.wait(0.2):
+            if _client_gone(conn):
+                with job.lock:
+                    if not job.started:
+                        job.cancelled = True
+                        log.info("a client left before its %s started", request.get("op"))
+                        return None
+        return job.response
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run one request in the main thread; every failure becomes one line."""
+        from engine.errors import HostplugError
+
+        op = request.get("op")
+        handler = self.handlers.get(op) if isinstance(op, str) else None
+        if handler is None:
+            return error_response(f"the render service does not know the request {op!r}")
+        start = time.perf_counter()
+        try:
+            with _as_client(request):
+                result = handler(request.get("args") or {})
+            log.info("%s done in %.2f s", op, time.perf_counter() - start)
+            return {"ok": True, "result": result}
+        except HostplugError as e:
+            log.info("%s failed: %s", op, e)
+            return error_response(str(e), e.exit_code)
+        except Exception as e:  # noqa: BLE001 - a bug must not take the service (or the client) down
+            log.error("%s failed:\n%s", op, traceback.format_exc())
+            return error_response(f"the render service failed ({type(e).__name__}: {e}); details in "
+                                  f"{self.folder / LOG_NAME}")
+
+    # -- requests --
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": self.version, "protocol": PROTOCOL, "socket": str(self.socket_path),
+                "uptime_s": round(time.time() - self.started, 1), "idle_timeout_s": self.idle_timeout,
+                "queued": self.jobs.qsize(), "cache": self.cache.stats()}
+
+    def render(self, args: dict[str, Any]) -> dict[str, Any]:
+        """What ``hostplug render`` does for one input: :func:`engine.render_file` with a cached source."""
+        from engine.output.export import render_file
+
+        source = self.cache.open(args["input"])
+        stages_dir = args.get("stages_dir")
+        with self.journal(args["output"]):
+            result = render_file(source, args["output"], options=_output_options(args.get("options")),
+                                 changes=args.get("changes") or None,
+                                 device=_check_device(args.get("device", "cpu")),
+                                 stages_dir=Path(stages_dir) if stages_dir else None)
+        return result.as_dict()
+
+    def shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Stop accepting; queued requests are still answered, then the service exits."""
+        self.close_listener()
+        return {"pid": os.getpid(), "stopping": True}
+
+
+def _client_gone(conn: socket.socket) -> bool:
+    """Whether the client closed its end (it sends nothing after its request, so readable means closed)."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        if not readable:
+            return False
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+# ----- running it ----------------------------------------------------------------------------------------
+
+
+def _stop_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # in the main thread: the render in progress unwinds, its partial file goes
+
+
+def serve(idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, folder: Path | None = None, warm_up: bool = True) -> int:
+    """Run the service in this process until it is idle for ``idle_timeout`` seconds."""
+    try:
+        folder = folder or service_dir()
+    except ServiceError as e:
+        log.error("%s", e)
+        return 1
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.chdir("/")
+    return Service(folder, idle_timeout, warm_up=warm_up).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hostplug.service", description=__doc__.splitlines()[0])
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
+                        help=f"exit after this many seconds without a request (default {DEFAULT_IDLE_TIMEOUT_S:g})")
+    parser.add_argument("--no-warm-up", action="store_true", help="load the engine with the first request")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s hostplug-serve[%(process)d] %(message)s")
+    try:
+        return serve(args.idle_timeout, warm_up=not args.no_warm_up)
+    except KeyboardInterrupt:
+        return 130
