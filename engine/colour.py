@@ -17,8 +17,9 @@ BRADFORD = np.array(
     [[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]]
 )
 
-# Luminance weights of linear sRGB / Rec.709 primaries.
-SRGB_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+# Luminance weights of linear Rec.709 / sRGB primaries: the one table every luminance in the engine uses. Plain
+# floats, so numpy (as float32 arrays), torch and numba kernels all read exactly the same coefficients.
+LUMA = (0.2126, 0.7152, 0.0722)
 
 
 def xy_to_xyz(xy: np.ndarray) -> np.ndarray:

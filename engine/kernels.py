@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from engine.colour import LUMA
+
 _JIT = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
 
 
@@ -77,7 +79,7 @@ def _guide_features(r, g, b):  # pragma: no cover - compiled
     er = np.sqrt(max(r, 0.0))
     eg = np.sqrt(max(g, 0.0))
     eb = np.sqrt(max(b, 0.0))
-    return er, eg, eb, 0.2126 * er + 0.7152 * eg + 0.0722 * eb
+    return er, eg, eb, LUMA[0] * er + LUMA[1] * eg + LUMA[2] * eb  # numba freezes the global tuple
 
 
 @njit(cache=True)

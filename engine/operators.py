@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LUMA = (0.2126, 0.7152, 0.0722)
+from engine.colour import LUMA
+
 EPS = 1e-6
 CHROMA_RANGE = 2.5  # chroma tables cover log-chromaticities in [-2.5, 2.5]
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.operators import LUMA
+from engine.colour import LUMA
 
 HALO = 3
 STRIP_ROWS = 256

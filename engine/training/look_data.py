@@ -60,7 +60,7 @@ import cv2
 import numpy as np
 import torch
 
-from engine.colour import srgb_decode
+from engine.colour import LUMA, srgb_decode
 from engine.errors import ModelError
 from engine.training.unprocess import inverse_smoothstep
 
@@ -166,7 +166,7 @@ def regrade(srgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     white = np.array([1.0 + rng.uniform(-0.08, 0.08), 1.0, 1.0 + rng.uniform(-0.08, 0.08)], dtype=np.float32)
     e = np.clip(srgb, 1e-6, 1.0) ** np.float32(g)
     e = pivot_curve(torch.from_numpy(e), torch.tensor(0.5), k).numpy()
-    grey = (e @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32))[..., None]
+    grey = (e @ np.array(LUMA, dtype=np.float32))[..., None]
     return np.clip((grey + sat * (e - grey)) * white, 0.0, 1.0).astype(np.float32)
 
 
