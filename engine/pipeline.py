@@ -24,6 +24,7 @@ from engine.errors import RecipeError
 from engine.io.source import Source
 from engine.recipe import Recipe
 from engine.stages.base import Context, Stage, params_dict
+from engine.stages.catalogue import DEFAULT_IMPLEMENTATIONS
 from engine.stages.colour_matrix import ColourMatrix
 from engine.stages.demosaic import Demosaic
 from engine.stages.denoise import ClassicalDenoise
@@ -38,7 +39,8 @@ from engine.stages.white_balance import WhiteBalance
 STAGE_ORDER = ("demosaic", "denoise", "white_balance", "colour", "photofinish", "upsample", "detail")
 LOW_RES_LONG_EDGE = 1024
 
-# Every implementation of every stage; the first one listed is the default.
+# Every implementation of every stage. Which one a recipe gets by default is a declared fact
+# (engine.stages.catalogue.DEFAULT_IMPLEMENTATIONS), not the order of this table.
 IMPLEMENTATIONS: dict[str, dict[str, type[Stage]]] = {}
 
 
@@ -71,7 +73,7 @@ def stage_for(name: str, recipe: Recipe) -> Stage:
     choices = IMPLEMENTATIONS[name]
     wanted = recipe.stage(name).implementation
     if wanted is None:
-        return next(iter(choices.values()))()
+        return choices[DEFAULT_IMPLEMENTATIONS[name]]()
     if wanted not in choices:
         raise RecipeError(f"stage {name!r} has no implementation {wanted!r} (known: {', '.join(choices)})")
     return choices[wanted]()
@@ -99,15 +101,17 @@ def render(
     check_recipe(recipe)
     ctx = Context(source=source, recipe=recipe, device=device)
     stages = [stage_for(name, recipe) for name in STAGE_ORDER]
-    datas = {stage.name: stage.prepare(stage.resolve_params(recipe), ctx) for stage in stages}
+    # Every stage's params are checked before any stage prepares (loads a model) or touches a pixel.
+    params = {stage.name: stage.resolve_params(recipe) for stage in stages}
+    datas = {stage.name: stage.prepare(params[stage.name], ctx) for stage in stages}
     timings: dict[str, float] = {}
     image = np.empty((0, 0, 3), dtype=np.float32)
     for index, stage in enumerate(stages):
         if progress:
             progress(stage.name, index, len(stages))
         start = time.perf_counter()
-        if stage.name == "photofinish":
-            ctx.full_input = image
+        if stage.resolution == "low" and ctx.low_input is None:
+            ctx.full_input = image  # kept for the stage that brings the result back to full resolution
             ctx.low_input = image = downsample(image, LOW_RES_LONG_EDGE)
         if recipe.stage(stage.name).enabled:
             image = stage.process(image, datas[stage.name], ctx)
@@ -153,7 +157,7 @@ def save_stage(folder: Path, index: int, stage: Stage, image: np.ndarray, recipe
 
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"{index + 1}_{stage.name}"
-    display = image if stage.name in ("photofinish", "upsample", "detail") else srgb_encode(image)
+    display = image if stage.encoding == "display" else srgb_encode(image)
     bgr = (np.clip(display, 0.0, 1.0)[..., ::-1] * 255.0 + 0.5).astype(np.uint8)
     cv2.imwrite(str(stem) + ".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     info = {

@@ -6,7 +6,14 @@ switched off, given another implementation, or given fixed parameters through :a
 
 JSON form (version 1)::
 
-    {"version": 1, "style": "natural", "exposure": 0.3, ..., "stages": {"denoise": {"enabled": false}}}
+    {"version": 1, "style": "natural", "exposure": 0.3, ...,
+     "stages": {"denoise": {"enabled": false}, "detail": {"params": {"version": 1, "radius": 1.5}}}}
+
+Stage params carry their own version (the stage's ``Params.VERSION``), so a stage can change its params and
+still read what older hostplugs stored (its ``migrate``). In memory, params without a ``version`` are the
+stage's current version (what ``--set`` and pinning make); stored, they always carry one: :meth:`Recipe.to_dict`
+stamps it, and :meth:`Recipe.from_dict` reads stored params without one as version 1, which is what every
+hostplug wrote before it stamped them.
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from engine.errors import RecipeError
+from engine.stages.catalogue import current_version
 
 RECIPE_VERSION = 1
-WB_MODES = ("as-shot", "auto", "custom")
+WbMode = Literal["as-shot", "auto", "custom"]
+WB_MODES: tuple[str, ...] = get_args(WbMode)
 
 # Allowed range of each numeric setting: (low, high). Lightroom-style -100..100 sliders for the tone and
 # colour adjustments, so a photographer can carry numbers over.
@@ -46,7 +55,9 @@ class StageSettings:
 
     enabled: bool = True
     implementation: str | None = None  # None: the stage's default implementation
-    params: Mapping[str, Any] = field(default_factory=dict)  # fixed values that override derived ones
+    # Fixed values that override derived ones, in the stage's current params version unless they say
+    # otherwise with a "version" key (older params read from storage, migrated when the stage resolves them).
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,7 @@ class Recipe:
     style: str = "natural"
     style_strength: float = 1.0
     exposure: float = 0.0  # EV on top of the automatic exposure
-    wb: str = "as-shot"  # "as-shot", "auto" (estimated) or "custom" (temperature/tint)
+    wb: WbMode = "as-shot"  # "as-shot", "auto" (estimated) or "custom" (temperature/tint)
     temperature: float | None = None  # Kelvin; setting it implies wb="custom"
     tint: float | None = None
     contrast: float = 0.0
@@ -90,10 +101,7 @@ class Recipe:
                 continue
             data[f.name] = getattr(self, f.name)
         if self.stages:
-            data["stages"] = {
-                name: {k: v for k, v in dataclasses.asdict(s).items() if v not in (None, {})}
-                for name, s in sorted(self.stages.items())
-            }
+            data["stages"] = {name: _stage_dict(name, s) for name, s in sorted(self.stages.items())}
         return data
 
     def to_json(self) -> str:
@@ -151,7 +159,31 @@ def _stage_settings(name: str, value: Any) -> StageSettings:
     implementation = value.get("implementation")
     if implementation is not None and not isinstance(implementation, str):
         raise RecipeError(f"recipe stage {name!r}: 'implementation' must be a name")
-    return StageSettings(enabled=enabled, implementation=implementation, params=dict(params))
+    return StageSettings(enabled=enabled, implementation=implementation,
+                         params=_stored_params(name, implementation, params))
+
+
+def _stage_dict(name: str, settings: StageSettings) -> dict[str, Any]:
+    """One stage's settings in JSON form, its params stamped with their version (see the module docstring)."""
+    data = {k: v for k, v in dataclasses.asdict(settings).items() if v not in (None, {})}
+    if "params" in data and "version" not in data["params"]:
+        current = current_version(name, settings.implementation)
+        if current is not None:
+            data["params"] = {"version": current, **data["params"]}
+    return data
+
+
+def _stored_params(name: str, implementation: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored params as a recipe holds them: current ones lose their stamp, older ones keep (or get) it."""
+    params = dict(params)
+    current = current_version(name, implementation)
+    if not params or current is None:
+        return params  # an unknown stage or implementation: rendering refuses it with a clear message
+    # Stored without a version: written before versions were stamped, when every stage was at version 1.
+    version = params.pop("version", 1)
+    if not (type(version) is int and version == current):
+        params = {"version": version, **params}  # migrated (or refused, when newer) as the stage resolves it
+    return params
 
 
 def validate(recipe: Recipe) -> None:

@@ -268,3 +268,153 @@ def test_params_from_a_newer_version_or_unknown_names_are_refused() -> None:
         Glow().resolve_params(recipe_with({"version": 3, "amount": 1.0}))
     with pytest.raises(RecipeError, match="no parameter 'strength'"):
         Glow().resolve_params(recipe_with({"strength": 1.0}))
+
+
+FROZEN_V1_SIDECAR = Path(__file__).parent / "data" / "hostplug-stage-params-v1.xmp"
+
+
+def detail_radius_doubled_in_version_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend the classical detail stage moved to params version 2, where ``radius`` means twice as much."""
+    from engine.stages import catalogue
+    from engine.stages.detail import DetailParams, UnsharpMask
+
+    def migrate(cls: type, params: dict[str, Any], version: int) -> dict[str, Any]:
+        return {**params, "radius": 2.0 * params["radius"]} if version < 2 else params
+
+    monkeypatch.setattr(DetailParams, "VERSION", 2)
+    monkeypatch.setitem(catalogue.PARAMS_VERSIONS, ("detail", "classical"), 2)
+    monkeypatch.setattr(UnsharpMask, "migrate", classmethod(migrate))
+
+
+def test_a_frozen_version_1_sidecar_is_migrated_after_a_version_bump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.stages.denoise import ClassicalDenoise
+    from engine.stages.detail import UnsharpMask
+    from engine.xmp.sidecar import read_sidecar
+
+    detail_radius_doubled_in_version_2(monkeypatch)
+    raw = tmp_path / "IMG_0001.DNG"
+    raw.touch()
+    (tmp_path / "IMG_0001.DNG.xmp").write_bytes(FROZEN_V1_SIDECAR.read_bytes())
+    info = read_sidecar(raw)
+    assert info is not None and info.recipe is not None
+    recipe = info.recipe
+    assert UnsharpMask().resolve_params(recipe).radius == 4.0
+    assert ClassicalDenoise().resolve_params(recipe).strength == 20  # a stage still at version 1 is untouched
+    # Stored again, the old params keep saying which version they are, so they are migrated again next time.
+    assert recipe.to_dict()["stages"]["detail"]["params"] == {"version": 1, "radius": 2.0}
+
+
+def test_stored_params_without_a_version_are_version_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.stages.detail import UnsharpMask
+
+    detail_radius_doubled_in_version_2(monkeypatch)
+    stored = Recipe.from_dict({"stages": {"detail": {"params": {"radius": 2.0}}}})
+    assert UnsharpMask().resolve_params(stored).radius == 4.0
+    # Made in this process (``--set``, pinning), params are current, and stored with the current version.
+    fresh = Recipe(stages={"detail": StageSettings(params={"radius": 2.0})})
+    assert UnsharpMask().resolve_params(fresh).radius == 2.0
+    assert fresh.to_dict()["stages"]["detail"]["params"] == {"version": 2, "radius": 2.0}
+    assert Recipe.from_json(fresh.to_json()) == fresh
+
+
+def test_each_implementation_s_params_version_is_the_one_the_recipe_stamps() -> None:
+    from engine.pipeline import IMPLEMENTATIONS, STAGE_ORDER
+    from engine.stages.catalogue import DEFAULT_IMPLEMENTATIONS, PARAMS_VERSIONS
+
+    registered = {(name, impl): stage.Params.VERSION for name, impls in IMPLEMENTATIONS.items()
+                  for impl, stage in impls.items()}
+    assert registered == PARAMS_VERSIONS
+    assert set(DEFAULT_IMPLEMENTATIONS) == set(STAGE_ORDER)
+    assert all(impl in IMPLEMENTATIONS[name] for name, impl in DEFAULT_IMPLEMENTATIONS.items())
+
+
+# --- params that describe themselves --------------------------------------------------------------------------
+
+class Untouchable:
+    """A source that fails the test if any stage reads it: params must be refused before any pixel work."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the source's {name} was read before the params were checked")
+
+
+@pytest.mark.parametrize(
+    ("stage", "params", "words"),
+    [
+        ("denoise", {"strength": 500}, "'denoise' parameter 'strength' = 500 is out of range (0 to 100)"),
+        ("denoise", {"strength": float("nan")}, "'strength' = nan is not a finite number"),
+        ("denoise", {"strength": "high"}, "'strength' = 'high' is not a number"),
+        ("demosaic", {"algorithm": "fancy"}, "'algorithm' = 'fancy' is not one of: mhc, ahd, dcb, aahd, vng"),
+        ("white_balance", {"mode": "daylight"}, "'mode' = 'daylight' is not one of: as-shot, auto, custom"),
+        ("white_balance", {"neutral": [0.5, 1.0]}, "'neutral' = [0.5, 1.0] is not a list of 3 numbers"),
+        ("white_balance", {"estimator": "gray-world"}, "is not one of: learned, classical"),
+        ("colour", {"matrix": [[1, 0, 0], [0, 1, 0]]}, "'matrix' = [[1, 0, 0], [0, 1, 0]] is not a list of 3"),
+        ("upsample", {"cells": 2.5}, "'cells' = 2.5 is not a whole number"),
+        ("photofinish", {"exposure": float("inf")}, "'exposure' = inf is not a finite number"),
+        ("photofinish", {"operators": [1, 2]}, "'operators' = [1, 2] is not an object"),
+        ("detail", {"amount": 101}, "'amount' = 101 is out of range (0 to 100)"),
+        ("detail", {"version": "one", "amount": 1}, "'detail' params version 'one' is not a whole number"),
+    ],
+)
+def test_bad_stage_params_are_refused_in_one_line_before_any_pixel(stage: str, params: dict, words: str) -> None:
+    recipe = Recipe(stages={stage: StageSettings(params=params)})
+    with pytest.raises(RecipeError) as info:
+        engine.render(Untouchable(), recipe)  # type: ignore[arg-type]
+    assert words in str(info.value) and f"stage {stage!r}" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_learned_denoise_choices_are_the_sizes_and_noise_sources_it_knows() -> None:
+    import typing
+
+    from engine.io.noise_level import NOISE_SOURCES
+    from engine.models.denoiser import SIZES
+    from engine.stages.denoise_learned import LearnedDenoiseParams
+    from engine.stages.params import field_types
+
+    hints = field_types(LearnedDenoiseParams)
+    assert typing.get_args(hints["model"]) == tuple(SIZES)
+    assert typing.get_args(hints["noise"]) == NOISE_SOURCES
+
+
+def test_json_lists_become_the_declared_tuples() -> None:
+    from engine.stages.colour_matrix import ColourMatrix
+
+    recipe = Recipe(stages={"colour": StageSettings(params={"matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})})
+    matrix = ColourMatrix().resolve_params(recipe).matrix
+    assert matrix == ((1, 0, 0), (0, 1, 0), (0, 0, 1))
+
+
+def test_stages_declare_their_resolution_and_encoding() -> None:
+    from engine.pipeline import IMPLEMENTATIONS
+
+    facts = {name: {(s.resolution, s.encoding) for s in impls.values()} for name, impls in IMPLEMENTATIONS.items()}
+    assert facts == {
+        "demosaic": {("full", "linear")}, "denoise": {("full", "linear")}, "white_balance": {("full", "linear")},
+        "colour": {("full", "linear")}, "photofinish": {("low", "display")}, "upsample": {("full", "display")},
+        "detail": {("full", "display")},
+    }
+
+
+def test_detail_takes_the_style_s_sharpening_through_its_params() -> None:
+    from engine.stages.detail import UnsharpMask
+
+    assert UnsharpMask().params_from(Recipe()).amount == 25.0  # the natural style's default
+    assert UnsharpMask().params_from(Recipe(sharpening=60.0)).amount == 60.0
+
+
+def test_white_balance_hands_the_colour_stage_its_white_as_a_typed_field(srgb_source) -> None:
+    ctx = Context(source=srgb_source, recipe=Recipe())
+    WhiteBalance().process(np.full((4, 4, 3), 0.5, dtype=np.float32), {"params": WhiteBalanceParams()}, ctx)
+    assert ctx.white is not None
+    assert list(ctx.white.neutral) == ctx.notes["white_balance"]["neutral"]
+    assert list(ctx.white.white_xy) == ctx.notes["white_balance"]["white_xy"]
+
+
+def test_one_luma_table_serves_numpy_torch_and_the_kernels() -> None:
+    from engine import colour
+    from engine.models import detail_net
+
+    assert ops.LUMA is colour.LUMA and detail_net.LUMA is colour.LUMA
+    assert colour.LUMA == (0.2126, 0.7152, 0.0722)

@@ -23,7 +23,7 @@ class ColourParams:
     """``matrix`` (3x3, row-major) pins the camera-to-working-space matrix instead of deriving it."""
 
     VERSION: ClassVar[int] = 1
-    matrix: tuple[tuple[float, float, float], ...] | None = None
+    matrix: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]] | None = None
 
 
 class ColourMatrix(Stage):
@@ -41,9 +41,11 @@ class ColourMatrix(Stage):
         if params.matrix is not None:
             matrix = np.asarray(params.matrix, dtype=np.float64)
         else:
-            wb = ctx.notes["white_balance"]
+            if ctx.white is None:
+                # Only a caller running stages out of order gets here: the pipeline runs white balance first.
+                raise RuntimeError("the colour stage needs the white balance stage's white, or a pinned matrix")
             matrix = balanced_camera_to_linear_srgb(
-                calibration_of(ctx), np.asarray(wb["neutral"]), np.asarray(wb["white_xy"])
+                calibration_of(ctx), np.asarray(ctx.white.neutral), np.asarray(ctx.white.white_xy)
             )
         ctx.notes["colour"] = {
             "matrix": [[round(float(v), 6) for v in row] for row in matrix],

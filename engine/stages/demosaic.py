@@ -9,7 +9,7 @@ sensors use LibRaw's own demosaic; LinearRaw DNGs need none; sRGB images are lin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import rawpy
@@ -24,7 +24,7 @@ class DemosaicParams:
     """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"."""
 
     VERSION: ClassVar[int] = 1
-    algorithm: str = "mhc"
+    algorithm: Literal["mhc", "ahd", "dcb", "aahd", "vng"] = "mhc"
 
 
 _LIBRAW_ALGORITHMS = {
@@ -50,6 +50,8 @@ class Demosaic(Stage):
         elif source.sensor.ndim == 3:
             method = "none (LinearRaw)"
         elif source.needs_libraw_demosaic or params.algorithm != "mhc" or source.cfa is None:
+            # "mhc" is ours and Bayer-only: other sensors asked for it get LibRaw's AHD. Unknown algorithms
+            # never get here (the params' Literal refuses them).
             method = f"libraw-{params.algorithm if params.algorithm in _LIBRAW_ALGORITHMS else 'ahd'}"
         else:
             method = "mhc"
@@ -103,7 +105,7 @@ def libraw_demosaic(source, algorithm: str) -> np.ndarray:
     user_wb = (wb / wb.min()).tolist()
     with rawpy.imread(str(source.path)) as raw:
         rgb16 = raw.postprocess(
-            demosaic_algorithm=_LIBRAW_ALGORITHMS.get(algorithm, rawpy.DemosaicAlgorithm.AHD),
+            demosaic_algorithm=_LIBRAW_ALGORITHMS[algorithm],
             use_camera_wb=False,
             use_auto_wb=False,
             user_wb=[user_wb[0], user_wb[1], user_wb[2], user_wb[1]],

@@ -8,14 +8,14 @@ implementation of this same stage.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
 from engine import kernels
-from engine.recipe import Recipe
+from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 
 # Camera RGB to a luminance / two colour-difference basis, and back.
@@ -28,7 +28,7 @@ class DenoiseParams:
     """Noise reduction strength 0..100; ``None`` picks it from the file's ISO or DNG noise profile."""
 
     VERSION: ClassVar[int] = 1
-    strength: float | None = None
+    strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
 
 
 def auto_strength(iso: float, noise_profile: np.ndarray | None) -> float:
@@ -71,7 +71,7 @@ class ClassicalDenoise(Stage):
         gains = (1.0 / np.asarray(data["neutral"])).astype(np.float32)
         # Chroma: a blur of a half-size copy (cheap), sampled back per pixel by the kernel.
         small = cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA) * gains
-        small = cv2.GaussianBlur(cv2.transform(small, _TO_OPPONENT), (0, 0), 0.5 + 2.0 * s)
+        opponent = cv2.GaussianBlur(cv2.transform(small, _TO_OPPONENT), (0, 0), 0.5 + 2.0 * s)
         out = np.empty_like(image)
-        kernels.denoise_opponent(image, gains, np.ascontiguousarray(small[..., 1:]), _FROM_OPPONENT, 0.5 * s, out)
+        kernels.denoise_opponent(image, gains, np.ascontiguousarray(opponent[..., 1:]), _FROM_OPPONENT, 0.5 * s, out)
         return out

@@ -10,14 +10,14 @@ noise. The image is processed in overlapping tiles on the render's device, so me
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
 
-from engine.io.noise_level import NOISE_SOURCES, NoiseModel, noise_model
-from engine.recipe import Recipe
+from engine.io.noise_level import NoiseModel, noise_model
+from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 
 
@@ -26,10 +26,11 @@ class LearnedDenoiseParams:
     """Strength 0..100 (None: automatic), model size, where the noise level comes from, or a pinned (S, O)."""
 
     VERSION: ClassVar[int] = 1
-    strength: float | None = None
-    model: str = "lite"  # "lite" or "base"
-    noise: str = "auto"  # one of engine.noise_level.NOISE_SOURCES
-    noise_profile: tuple[float, float] | None = None  # pins (S, O): variance = S * signal + O
+    strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
+    model: Literal["lite", "base"] = "lite"  # the sizes of engine.models.denoiser.SIZES
+    noise: Literal["auto", "profile", "iso", "estimate"] = "auto"  # engine.io.noise_level.NOISE_SOURCES
+    # Pins (S, O): variance = S * signal + O; both are variances, so never negative.
+    noise_profile: tuple[float, float] | None = field(default=None, metadata={"range": (0.0, 1.0)})
 
 
 class LearnedDenoise(Stage):
@@ -43,13 +44,8 @@ class LearnedDenoise(Stage):
         return LearnedDenoiseParams(strength=recipe.denoise)
 
     def prepare(self, params: LearnedDenoiseParams, ctx: Context) -> dict[str, Any]:
-        from engine.errors import RecipeError
         from engine.models import denoiser
 
-        if params.model not in denoiser.SIZES:
-            raise RecipeError(f"denoise model {params.model!r} is unknown (known: {', '.join(denoiser.SIZES)})")
-        if params.noise not in NOISE_SOURCES:
-            raise RecipeError(f"denoise noise source {params.noise!r} is unknown (known: {', '.join(NOISE_SOURCES)})")
         strength = params.strength
         if strength is None:
             strength = 0.0 if ctx.source.kind == "rgb" else 100.0

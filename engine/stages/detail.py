@@ -1,29 +1,35 @@
 """Stage 6: detail enhancement at full resolution, on the display-encoded image.
 
 The classical implementation is an unsharp mask whose amount follows the recipe's sharpening (0..100) or the
-style's default; the learned implementation is a tiny full-resolution network blended by the same strength.
+style's default (decided in ``params_from``, so the stage never reads the recipe while rendering); the learned
+implementation is a tiny full-resolution network blended by the same strength.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
-from engine.recipe import Recipe
+from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 from engine.stages.photofinish import CLASSICAL_LOOKS
 
 
 @dataclass(frozen=True)
 class DetailParams:
-    """Sharpening amount 0..100 (``None``: the style's default) and the blur radius in pixels."""
+    """Sharpening amount 0..100 (``None``: the natural style's default) and the blur radius in pixels."""
 
     VERSION: ClassVar[int] = 1
-    amount: float | None = None
-    radius: float = 1.0
+    amount: float | None = field(default=None, metadata={"range": RANGES["sharpening"]})
+    radius: float = field(default=1.0, metadata={"range": (0.1, 100.0)})  # a Gaussian sigma: 0 would be no blur
+
+
+def default_sharpening(style: str) -> float:
+    """The sharpening amount a style asks for when the recipe sets none (styles without a look: natural's)."""
+    return CLASSICAL_LOOKS.get(style, CLASSICAL_LOOKS["natural"]).sharpening
 
 
 class UnsharpMask(Stage):
@@ -32,15 +38,14 @@ class UnsharpMask(Stage):
     name = "detail"
     implementation = "classical"
     Params = DetailParams
+    encoding = "display"
 
     def params_from(self, recipe: Recipe) -> DetailParams:
-        return DetailParams(amount=recipe.sharpening)
+        amount = recipe.sharpening if recipe.sharpening is not None else default_sharpening(recipe.style)
+        return DetailParams(amount=amount)
 
     def prepare(self, params: DetailParams, ctx: Context) -> dict[str, Any]:
-        amount = params.amount
-        if amount is None:
-            look = CLASSICAL_LOOKS.get(ctx.recipe.style, CLASSICAL_LOOKS["natural"])
-            amount = look.sharpening
+        amount = params.amount if params.amount is not None else default_sharpening("natural")
         ctx.notes["detail"] = {"amount": amount, "radius": params.radius}
         return {"amount": amount / 100.0, "radius": params.radius}
 

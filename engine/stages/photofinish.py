@@ -8,15 +8,16 @@ adjustments. The learned implementation predicts the same parameters with small 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from engine import operators as ops
+from engine.colour import LUMA
 from engine.errors import RecipeError
-from engine.recipe import Recipe
+from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 
 LTM_BINS, LTM_CELLS = 8, 8
@@ -28,14 +29,14 @@ class PhotofinishParams:
     """The user's look: style and Lightroom-style adjustments (-100..100); ``operators`` pins the result."""
 
     VERSION: ClassVar[int] = 1
-    style: str = "natural"
-    strength: float = 1.0
-    exposure: float = 0.0
-    contrast: float = 0.0
-    highlights: float = 0.0
-    shadows: float = 0.0
-    saturation: float = 0.0
-    vibrance: float = 0.0
+    style: str = "natural"  # checked against the implementation's styles by check_style
+    strength: float = field(default=1.0, metadata={"range": RANGES["style_strength"]})
+    exposure: float = field(default=0.0, metadata={"range": RANGES["exposure"]})
+    contrast: float = field(default=0.0, metadata={"range": RANGES["contrast"]})
+    highlights: float = field(default=0.0, metadata={"range": RANGES["highlights"]})
+    shadows: float = field(default=0.0, metadata={"range": RANGES["shadows"]})
+    saturation: float = field(default=0.0, metadata={"range": RANGES["saturation"]})
+    vibrance: float = field(default=0.0, metadata={"range": RANGES["vibrance"]})
     operators: dict[str, Any] | None = None
 
 
@@ -79,7 +80,7 @@ def only_noise(linear: np.ndarray) -> bool:
     itself (median absolute difference of horizontal neighbours), so it needs no metadata. A real scene stands
     far clear of both bounds: a dark concert's brightest 0.1 % lies 100 deviations above its median.
     """
-    y = linear @ np.array(ops.LUMA, dtype=np.float32)
+    y = linear @ np.array(LUMA, dtype=np.float32)
     steps = np.abs(np.diff(y, axis=1 if y.shape[1] > 1 else 0))
     if steps.size == 0:
         return False  # a single pixel: nothing to tell noise from
@@ -123,6 +124,8 @@ class Photofinish(Stage):
     name = "photofinish"
     implementation = "classical"
     Params = PhotofinishParams
+    resolution = "low"  # the operators' parameters are decided, and applied, on a reduced copy
+    encoding = "display"  # its gamma operator ends the linear part of the pipeline
 
     def params_from(self, recipe: Recipe) -> PhotofinishParams:
         return PhotofinishParams(
@@ -150,7 +153,7 @@ class Photofinish(Stage):
         def adj(name: str) -> float:
             return float(np.clip(getattr(params, name) + k * getattr(look, name), -100.0, 100.0))
 
-        y = low @ np.array(ops.LUMA, dtype=np.float32)
+        y = low @ np.array(LUMA, dtype=np.float32)
         # Exposure follows the brightest channel, not luminance: a saturated stage light is bright in its own
         # channel even where its luminance is low, and would otherwise be pushed into clipping.
         ev = (0.0 if only_noise(low) else auto_exposure(low.max(axis=2))) + params.exposure

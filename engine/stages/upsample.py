@@ -8,13 +8,14 @@ edges stay sharp because the transforms follow the full-resolution intensity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
 from engine import kernels
+from engine.colour import LUMA
 from engine.stages.base import Context, Stage
 
 
@@ -23,9 +24,9 @@ class UpsampleParams:
     """Grid size: cells along the long side, intensity bins; ``smoothness`` regularises sparse cells."""
 
     VERSION: ClassVar[int] = 1
-    cells: int = 24
-    bins: int = 8
-    smoothness: float = 1e-3
+    cells: int = field(default=24, metadata={"range": (1, 512)})
+    bins: int = field(default=8, metadata={"range": (2, 256)})  # a linear model per bin needs two to span
+    smoothness: float = field(default=1e-3, metadata={"range": (0.0, 1e3)})
 
 
 def fit_grid(low_in: np.ndarray, low_out: np.ndarray, params: UpsampleParams) -> tuple[np.ndarray, float]:
@@ -34,7 +35,7 @@ def fit_grid(low_in: np.ndarray, low_out: np.ndarray, params: UpsampleParams) ->
     long_side = max(h, w)
     gh = max(2, round(params.cells * h / long_side) + 1)
     gw = max(2, round(params.cells * w / long_side) + 1)
-    lum = np.sqrt(np.maximum(low_in, 0)) @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    lum = np.sqrt(np.maximum(low_in, 0)) @ np.array(LUMA, dtype=np.float32)
     zmax = float(max(np.percentile(lum, 99.9), 1e-3))
     ata, atb = kernels.bgu_accumulate(low_in.astype(np.float32), low_out.astype(np.float32),
                                       gh, gw, params.bins, zmax)
@@ -50,6 +51,13 @@ def fit_grid(low_in: np.ndarray, low_out: np.ndarray, params: UpsampleParams) ->
                                 dtype=np.float32), zmax
 
 
+def _pipeline_input(image: np.ndarray | None) -> np.ndarray:
+    """The low- or full-resolution input the pipeline keeps for this stage (before the first low stage ran)."""
+    if image is None:
+        raise RuntimeError("upsampling needs the pipeline's low- and full-resolution inputs")
+    return image
+
+
 class BilateralGuidedUpsample(Stage):
     """Fit on the low-resolution pair, apply at full resolution."""
 
@@ -57,15 +65,16 @@ class BilateralGuidedUpsample(Stage):
     implementation = "bilateral"
     Params = UpsampleParams
     can_disable = False
+    encoding = "display"  # it brings the display-encoded photofinish result back to full resolution
 
     def prepare(self, params: UpsampleParams, ctx: Context) -> dict[str, Any]:
         return {"params": params}
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
-        grid, zmax = fit_grid(ctx.low_input, image, data["params"])
+        grid, zmax = fit_grid(_pipeline_input(ctx.low_input), image, data["params"])
         # Each pixel reads only itself, so the result can overwrite the full-resolution input, which no later
         # stage needs (a fresh 18 MP buffer costs more in page faults than the slicing).
-        full, ctx.full_input = ctx.full_input, None
+        full, ctx.full_input = _pipeline_input(ctx.full_input), None
         kernels.bgu_apply(full, grid, zmax, full)
         return full
 
@@ -77,10 +86,11 @@ class BilinearUpsample(Stage):
     implementation = "bilinear"
     Params = UpsampleParams
     can_disable = False
+    encoding = "display"
 
     def prepare(self, params: UpsampleParams, ctx: Context) -> dict[str, Any]:
         return {}
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
-        h, w = ctx.full_input.shape[:2]
+        h, w = _pipeline_input(ctx.full_input).shape[:2]
         return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)

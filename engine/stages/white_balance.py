@@ -11,8 +11,8 @@ file's own sensor data (:func:`engine.models.illuminant.source_neutral`), and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
@@ -21,8 +21,8 @@ from engine.calibration import neutral_to_xy, srgb_calibration, xy_to_neutral
 from engine.colour import temperature_tint_to_xy, xy_to_temperature_tint
 from engine.errors import RecipeError
 from engine.io.source import NO_AS_SHOT
-from engine.recipe import Recipe
-from engine.stages.base import Context, Stage
+from engine.recipe import RANGES, Recipe
+from engine.stages.base import Context, Stage, WhiteDecision
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,12 @@ class WhiteBalanceParams:
     """
 
     VERSION: ClassVar[int] = 2
-    mode: str = "as-shot"
-    temperature: float | None = None
-    tint: float | None = None
-    neutral: tuple[float, float, float] | None = None
-    estimator: str = "learned"
+    mode: Literal["as-shot", "auto", "custom"] = "as-shot"
+    temperature: float | None = field(default=None, metadata={"range": RANGES["temperature"]})
+    tint: float | None = field(default=None, metadata={"range": RANGES["tint"]})
+    # Camera responses to white, green = 1: far outside this range no camera's channels would be usable.
+    neutral: tuple[float, float, float] | None = field(default=None, metadata={"range": (1e-3, 1e3)})
+    estimator: Literal["learned", "classical"] = "learned"
 
 
 ESTIMATORS = ("learned", "classical")
@@ -103,6 +104,8 @@ class WhiteBalance(Stage):
             "temperature": round(temperature),
             "tint": round(tint, 1),
         }
+        decided = ctx.notes["white_balance"]
+        ctx.white = WhiteDecision(neutral=tuple(decided["neutral"]), white_xy=tuple(decided["white_xy"]))
         gains = (1.0 / neutral).astype(np.float32)
         balanced = np.multiply(image, gains, out=image)  # the pipeline hands each stage its input to keep
         if ctx.source.kind == "raw":

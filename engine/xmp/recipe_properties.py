@@ -10,6 +10,10 @@ Sidecars and preset files share this form, so a user can read and edit either in
 in :data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused.
 Version 1 is the first and current layout. ``description`` is a free-text note (presets use it). A preset holds
 only the settings it changes; a sidecar holds the whole recipe.
+
+``stages`` holds the recipe's JSON form of its stage settings, so stage params are stored with their own
+version (``{"detail":{"params":{"radius":1.5,"version":1}}}``, stamped by :meth:`Recipe.to_dict`) and read back
+as :meth:`Recipe.from_dict` reads them: without a version they are version 1, and the stage migrates them.
 """
 
 from __future__ import annotations
