@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,14 @@ def connect(start: bool = False) -> socket.socket:
         if not start:
             raise ServiceError("no render service is running") from e
     process = spawn(folder)
+    try:
+        return _wait_for_socket(process, folder)
+    finally:  # reap the service when it exits, so a long-lived client (GIMP, a test run) keeps no zombie
+        threading.Thread(target=process.wait, name="hostplug-service-reaper", daemon=True).start()
+
+
+def _wait_for_socket(process: subprocess.Popen, folder: Path) -> socket.socket:
+    path = folder / SOCKET_NAME
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:

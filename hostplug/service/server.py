@@ -418,6 +418,7 @@ class Service:
         if handler is None:
             return error_response(f"the render service does not know the request {op!r}")
         start = time.perf_counter()
+        log.info("%s started", op)
         try:
             with _as_client(request):
                 result = handler(request.get("args") or {})

@@ -1,0 +1,379 @@
+"""The resident render service (``hostplug serve``, :mod:`hostplug.service`): its folder and socket are private,
+other users are refused, it starts on demand and exits when idle, a render through it is the in-process render
+pixel for pixel, an engine error comes back as one line, a crashed, stale or killed service is replaced or
+leaves nothing behind, and ``--no-service`` never touches its socket.
+
+Every test has its own short ``XDG_RUNTIME_DIR`` (a Unix socket path must stay under 108 bytes) and kills
+every service process started with it. Only Unix sockets are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from hostplug.service import client, protocol
+from hostplug.service.protocol import SOCKET_NAME, ServiceError
+from tests.conftest import SONY, need
+
+pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_PEERCRED"), reason="SO_PEERCRED is Linux's")
+
+
+def service_pids(runtime: Path) -> list[int]:
+    """Processes running the service with ``runtime`` as their XDG_RUNTIME_DIR."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"hostplug.service" in cmdline and f"XDG_RUNTIME_DIR={runtime}".encode() in environ:
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_for(condition, timeout: float = 60.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by its parent) counts as gone
+        return (Path("/proc") / str(pid) / "stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private runtime folder for this test's services; every service started in it is killed after."""
+    folder = Path(tempfile.mkdtemp(prefix="hps", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    monkeypatch.delenv(client.ENV_DISABLE, raising=False)
+    monkeypatch.setenv(client.ENV_IDLE, "120")
+    yield folder
+    for pid in service_pids(folder):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not [p for p in service_pids(folder) if alive(p)], timeout=10)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def service_folder(runtime: Path) -> Path:
+    return runtime / "hostplug"
+
+
+def start_service(runtime: Path) -> dict:
+    status = client.call("ping", start=True)
+    assert status["pid"] in service_pids(runtime)
+    return status
+
+
+def render_args(source: Path, target: Path, **options: object) -> dict:
+    return {"input": str(source), "output": str(target), "options": {"bits": 16, **options}, "changes": {},
+            "device": "cpu", "stages_dir": None}
+
+
+# ----- the folder, the socket and who may use them -------------------------------------------------------------
+
+
+def test_folder_and_socket_are_private_to_the_user(runtime: Path) -> None:
+    start_service(runtime)
+    folder = service_folder(runtime)
+    for path in (folder, folder / SOCKET_NAME):
+        info = os.lstat(path)
+        assert info.st_uid == os.getuid()
+        assert stat.S_IMODE(info.st_mode) == 0o700, f"{path}: {oct(info.st_mode)}"
+    assert stat.S_ISSOCK(os.lstat(folder / SOCKET_NAME).st_mode)
+
+
+def test_without_a_runtime_folder_it_uses_a_private_folder_in_tmp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    folder = protocol.service_dir()
+    assert folder == Path("/tmp") / f"hostplug-{os.getuid()}"
+    assert stat.S_IMODE(os.lstat(folder).st_mode) == 0o700 and os.lstat(folder).st_uid == os.getuid()
+
+
+def test_a_folder_that_is_not_ours_or_is_a_link_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    with pytest.raises(ServiceError, match="not a folder"):
+        protocol.check_private_dir(link)
+    with pytest.raises(ServiceError, match="belongs to uid"):
+        protocol.check_private_dir(tmp_path, uid=os.getuid() + 1)
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    protocol.check_private_dir(loose)  # ours: tightened, not refused
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o700
+
+
+def test_peer_credential_check() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX)
+    with left, right:
+        pid, uid, _gid = protocol.peer_credentials(left)
+    assert (pid, uid) == (os.getpid(), os.getuid())
+    assert protocol.peer_allowed(uid)
+    assert not protocol.peer_allowed(uid + 1)
+    assert not protocol.peer_allowed(65534, own_uid=1000)
+    assert protocol.peer_allowed(1000, own_uid=1000)
+
+
+# A client in another user's process: only the standard library (it may not be able to read the repository).
+_FOREIGN_CLIENT = """
+import json, socket, struct, sys
+sock = socket.socket(socket.AF_UNIX)
+try:
+    sock.connect(sys.argv[1])
+except PermissionError:
+    print(json.dumps({"connect": "EACCES"})); raise SystemExit
+data = json.dumps({"protocol": 1, "version": sys.argv[2], "op": "ping"}).encode()
+sock.sendall(struct.pack(">I", len(data)) + data)
+head = sock.recv(4)
+size = struct.unpack(">I", head)[0] if len(head) == 4 else 0
+body = b""
+while len(body) < size:
+    chunk = sock.recv(size - len(body))
+    if not chunk:
+        break
+    body += chunk
+print(json.dumps({"connect": "ok", "response": json.loads(body) if body else None}))
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching to another user needs root")
+def test_a_connection_from_another_user_is_refused(runtime: Path) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    start_service(runtime)
+    folder = service_folder(runtime)
+    sock = str(folder / SOCKET_NAME)
+    foreign = ["python3", "-I", "-c", _FOREIGN_CLIENT, sock, protocol.build_id()]
+    os.chmod(runtime, 0o755)  # let nobody reach the folder: its 0700 mode is the first wall
+    as_nobody = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": [], "cwd": "/",
+                 "capture_output": True, "text": True, "timeout": 60}
+    done = subprocess.run(foreign, **as_nobody)
+    assert json.loads(done.stdout) == {"connect": "EACCES"}, done.stderr
+    # Open the walls: the service itself still refuses by the peer's uid.
+    os.chmod(folder, 0o755)
+    os.chmod(sock, 0o777)
+    done = subprocess.run(foreign, **as_nobody)
+    answer = json.loads(done.stdout)
+    assert answer["connect"] == "ok", done.stderr
+    assert answer["response"]["ok"] is False
+    assert f"belongs to uid {os.getuid()}" in answer["response"]["error"]
+    assert "refused a connection from uid" in (folder / protocol.LOG_NAME).read_text()
+    assert client.call("ping")["pid"]  # its own user is still served
+
+
+# ----- life cycle ------------------------------------------------------------------------------------------
+
+
+def test_started_on_demand_and_only_once(runtime: Path) -> None:
+    with pytest.raises(ServiceError, match="no render service is running"):
+        client.call("ping")
+    assert not (service_folder(runtime) / SOCKET_NAME).exists()
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(client.call("ping", start=True))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({r["pid"] for r in results}) == 1  # three clients at once, one service
+    assert wait_for(lambda: len([p for p in service_pids(runtime) if alive(p)]) == 1, timeout=10)
+    assert client.status()["pid"] == results[0]["pid"]
+
+
+def test_exits_after_the_idle_timeout(runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(client.ENV_IDLE, "2")
+    pid = start_service(runtime)["pid"]
+    assert wait_for(lambda: not alive(pid), timeout=90)
+    assert not (service_folder(runtime) / SOCKET_NAME).exists()
+    assert client.status() is None
+
+
+def test_stop(runtime: Path) -> None:
+    pid = start_service(runtime)["pid"]
+    assert client.stop()["stopping"] is True
+    assert wait_for(lambda: not alive(pid), timeout=30)
+    assert client.stop() is None
+
+
+def test_a_crashed_service_is_replaced(runtime: Path) -> None:
+    folder = protocol.service_dir()
+    dead = socket.socket(socket.AF_UNIX)  # a socket file nobody listens on: what a killed service leaves
+    dead.bind(str(folder / SOCKET_NAME))
+    dead.close()
+    assert client.status() is None  # not running: "use one if running" renders in-process
+    assert client.render("x.dng", "x.tif") is None
+    assert start_service(runtime)["pid"]
+
+
+def test_a_stale_service_is_replaced(runtime: Path) -> None:
+    old = start_service(runtime)
+    marker = Path(protocol.__file__).with_name("__init__.py")  # the fingerprint covers the package's files
+    before = marker.stat()
+    try:
+        os.utime(marker, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        assert client.status() is None  # an old service is not used; it stops itself
+        assert wait_for(lambda: not alive(old["pid"]), timeout=30)
+        new = client.call("ping", start=True)
+        assert new["pid"] != old["pid"] and new["version"] != old["version"]
+    finally:
+        os.utime(marker, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_a_stale_service_is_replaced_by_a_client_that_starts_one(runtime: Path) -> None:
+    old = start_service(runtime)
+    marker = Path(protocol.__file__).with_name("__init__.py")
+    before = marker.stat()
+    try:
+        os.utime(marker, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        new = client.call("ping", start=True)
+        assert new["pid"] != old["pid"]
+    finally:
+        os.utime(marker, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+# ----- renders -------------------------------------------------------------------------------------------------
+
+
+def test_a_render_through_the_service_equals_the_in_process_render(runtime: Path, sample_dng: Path,
+                                                                   tmp_path: Path) -> None:
+    import engine
+
+    start_service(runtime)
+    via = tmp_path / "service.tif"
+    result = client.call("render", render_args(sample_dng, via))
+    assert Path(result["output"]) == via and via.is_file()
+    again = client.call("render", render_args(sample_dng, via, overwrite=True))  # the raw from the cache
+    assert again["recipe"] == result["recipe"]
+    assert client.status()["cache"]["hits"] >= 1
+    local = tmp_path / "local.tif"
+    engine.render_file(sample_dng, local, options=engine.OutputOptions(bits=16))
+    a, b = tifffile.imread(via), tifffile.imread(local)
+    assert a.dtype == np.uint16 and a.shape == b.shape
+    assert np.array_equal(a, b)
+    assert stat.S_IMODE(via.stat().st_mode) == stat.S_IMODE(local.stat().st_mode)  # the client's umask
+
+
+def test_relative_paths_are_the_clients(runtime: Path, sample_dng: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    start_service(runtime)
+    shutil.copy(sample_dng, tmp_path / "in.dng")
+    monkeypatch.chdir(tmp_path)
+    result = client.call("render", render_args(Path("in.dng"), Path("out.tif")))
+    assert result["output"] == "out.tif" and (tmp_path / "out.tif").is_file()
+
+
+def test_an_engine_error_comes_back_as_one_line(runtime: Path, tmp_path: Path) -> None:
+    start_service(runtime)
+    junk = tmp_path / "junk.dng"
+    junk.write_bytes(b"II*\0" + b"\x17" * 4096)
+    with pytest.raises(client.RemoteError) as caught:
+        client.call("render", render_args(junk, tmp_path / "junk.tif"))
+    assert "\n" not in str(caught.value) and str(junk) in str(caught.value)
+    assert caught.value.exit_code == 3
+    with pytest.raises(client.RemoteError) as caught:
+        client.call("render", render_args(tmp_path / "missing.dng", tmp_path / "m.tif"))
+    assert caught.value.exit_code == 2 and "no such file" in str(caught.value)
+    assert not (tmp_path / "junk.tif").exists()
+    assert client.status() is not None  # still serving
+
+
+def test_a_client_killed_mid_request_does_not_kill_the_service(runtime: Path, sample_dng: Path,
+                                                               tmp_path: Path) -> None:
+    pid = start_service(runtime)["pid"]
+    code = ("import sys; from hostplug.service import client; "
+            "client.call('render', {'input': sys.argv[1], 'output': sys.argv[2], 'options': {}})")
+    killed = subprocess.Popen([sys.executable, "-c", code, str(sample_dng), str(tmp_path / "a.tif")])
+    log = service_folder(runtime) / protocol.LOG_NAME
+    assert wait_for(lambda: log.read_text().count("render started") >= 1, timeout=60)
+    killed.kill()
+    killed.wait()
+    # A second render queued behind it is answered, and the service is still the same process.
+    assert client.call("render", render_args(sample_dng, tmp_path / "b.tif"))["output"]
+    assert client.status()["pid"] == pid and alive(pid)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_service_mid_render_leaves_no_partial_output(runtime: Path, tmp_path: Path,
+                                                                 how: signal.Signals) -> None:
+    raw = need(SONY)  # 18 MP: seconds of rendering to interrupt
+    pid = start_service(runtime)["pid"]
+    target = tmp_path / "big.tif"
+    answers: list[object] = []
+
+    def ask() -> None:
+        try:
+            answers.append(client.call("render", render_args(raw, target)))
+        except ServiceError as e:
+            answers.append(e)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    log = service_folder(runtime) / protocol.LOG_NAME
+    assert wait_for(lambda: "render started" in log.read_text(), timeout=60)
+    time.sleep(1.0)
+    os.kill(pid, how)
+    thread.join(60)
+    assert isinstance(answers[0], ServiceError)  # the client is told the service went away (it falls back)
+    assert wait_for(lambda: not alive(pid), timeout=30)
+    assert not target.exists()
+    client.call("ping", start=True)  # the next service removes a partial file a killed one left
+    assert not target.exists() and not list(tmp_path.glob(".big.tif.*.part"))
+
+
+def test_a_partial_file_left_by_a_killed_service_is_removed_at_the_next_start(runtime: Path,
+                                                                             tmp_path: Path) -> None:
+    folder = protocol.service_dir()
+    target = tmp_path / "IMG_1.tif"
+    partial = tmp_path / ".IMG_1.tif.0123abcd.part"
+    unrelated = tmp_path / ".IMG_1.tif.keep"
+    partial.write_bytes(b"half")
+    unrelated.write_bytes(b"mine")
+    (folder / "rendering.json").write_text(json.dumps({"output": str(target)}))
+    start_service(runtime)
+    assert not partial.exists() and unrelated.exists()
+    assert not (folder / "rendering.json").exists()
+
+
+def test_the_client_imports_nothing_heavy() -> None:
+    code = ("import sys; from hostplug.service import client; "
+            "print(sorted(m for m in ('torch', 'numba', 'rawpy', 'numpy', 'cv2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_service_can_be_disabled(runtime: Path, monkeypatch: pytest.MonkeyPatch, sample_dng: Path,
+                                     tmp_path: Path) -> None:
+    start_service(runtime)
+    monkeypatch.setenv(client.ENV_DISABLE, "1")
+    assert client.render(sample_dng, tmp_path / "x.tif", start=True) is None
+    assert not (tmp_path / "x.tif").exists()
+
