@@ -418,3 +418,12 @@ def test_one_luma_table_serves_numpy_torch_and_the_kernels() -> None:
 
     assert ops.LUMA is colour.LUMA and detail_net.LUMA is colour.LUMA
     assert colour.LUMA == (0.2126, 0.7152, 0.0722)
+
+
+def test_a_current_value_set_on_top_of_old_params_is_not_migrated_away() -> None:
+    stored = Recipe.from_dict({"wb": "auto", "stages": {"white_balance": {"params": {"mode": "auto"}}}})
+    assert WhiteBalance().resolve_params(stored).estimator == "classical"  # version 1 knew only the classical one
+    settings = stored.stage("white_balance")
+    changed = stored.replace(stages={"white_balance": StageSettings(params={**settings.params,
+                                                                            "estimator": "learned"})})
+    assert WhiteBalance().resolve_params(changed).estimator == "learned"

@@ -79,7 +79,9 @@ class WhiteBalance(Stage):
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
         """Version 1 had only the classical estimate for "auto": keep it, so old recipes render the same."""
         if version < 2:
-            params = {**params, "estimator": "classical"}
+            # Version 1 params never held an estimator; one that is there was set on top (--set, a preset) in
+            # the current version, and wins.
+            params = {"estimator": "classical", **params}
         return params
 
     def params_from(self, recipe: Recipe) -> WhiteBalanceParams:
