@@ -4,9 +4,20 @@
     source = engine.open("IMG_0001.ARW")
     result = engine.render(source, engine.Recipe(exposure=0.3))
     engine.write_image(result, "IMG_0001.tif")
+
+Or a file to a file, with the raw's sidecar recipe, the source's metadata and the provenance a re-render needs::
+
+    engine.render_file("IMG_0001.ARW", "IMG_0001.jpg", changes={"exposure": 0.3, "presets": ["warm"]})
+    engine.rerender_file("IMG_0001.jpg", {"contrast": 20})  # IMG_0001_rerender.jpg: same format, size, look
+
+The names are imported when first used, so ``import engine`` (and ``from engine.errors import ...``) stays cheap:
+torch, numba, OpenCV and rawpy load with the first render, not with a command line's ``--help``.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from engine.errors import (
     CorruptInputError,
@@ -17,12 +28,52 @@ from engine.errors import (
     RecipeError,
     UnsupportedInputError,
 )
-from engine.io.source import Source
-from engine.io.source import open_source as open
-from engine.pipeline import STAGE_ORDER, Rendered, render
-from engine.recipe import Recipe, StageSettings
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version: pyproject.toml's ``version`` is the one place it is written."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hostplug")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
+
+# name -> (module, attribute): loaded on first access (PEP 562)
+_LAZY = {
+    "Source": ("engine.io.source", "Source"),
+    "open": ("engine.io.source", "open_source"),
+    "STAGE_ORDER": ("engine.pipeline", "STAGE_ORDER"),
+    "Rendered": ("engine.pipeline", "Rendered"),
+    "render": ("engine.pipeline", "render"),
+    "Recipe": ("engine.recipe", "Recipe"),
+    "StageSettings": ("engine.recipe", "StageSettings"),
+    "apply_changes": ("engine.edits", "apply_changes"),
+    "OutputOptions": ("engine.output.write", "OutputOptions"),
+    "write_image": ("engine.output.export", "write_image"),
+    "RenderResult": ("engine.output.export", "RenderResult"),
+    "render_file": ("engine.output.export", "render_file"),
+    "render_files": ("engine.output.export", "render_files"),
+    "rerender_file": ("engine.rerender", "rerender_file"),
+    "sidecar_recipe": ("engine.xmp.sidecar", "sidecar_recipe"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "STAGE_ORDER",
@@ -31,13 +82,21 @@ __all__ = [
     "InputNotFoundError",
     "ModelError",
     "OutputError",
+    "OutputOptions",
     "Recipe",
     "RecipeError",
+    "RenderResult",
     "Rendered",
     "Source",
     "StageSettings",
     "UnsupportedInputError",
     "__version__",
+    "apply_changes",
     "open",
     "render",
+    "render_file",
+    "render_files",
+    "rerender_file",
+    "sidecar_recipe",
+    "write_image",
 ]

@@ -6,20 +6,27 @@ again from those. :func:`plan_rerender` decides the recipe: the stored one plus 
 When the engine or its models changed since the output was made and the user changed nothing, the stored
 photofinish operator parameters are pinned in the recipe, so the look is reproduced (like Capture One's
 process versions); when the user changed settings, the look is derived afresh and the notice says so.
+
+:func:`rerender_file` does all of it: read the record, find the source, plan the recipe, render and write.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyexiv2
 
 from engine.errors import InputNotFoundError, OutputError, RecipeError
+from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
 from engine.output.metadata import XMP_PREFIX, register_namespace
 from engine.recipe import Recipe, StageSettings
+
+if TYPE_CHECKING:
+    from engine.output.export import Progress, RenderResult
 
 _MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
 CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.dc.subject")
@@ -137,15 +144,49 @@ def image_format(path: Path) -> tuple[str, int]:
     import tifffile
 
     with tifffile.TiffFile(path) as tiff:
-        return fmt, int(tiff.pages[0].bitspersample)
+        return fmt, int(tiff.pages.first.bitspersample)
 
 
 def rerender_target(output: Path, fmt: str) -> Path:
     """A free name beside ``output``: ``NAME_rerender.EXT``, then ``NAME_rerender2.EXT``, ..."""
-    suffix = output.suffix or {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}[fmt]
+    suffix = output.suffix or FORMAT_SUFFIX[fmt]
     candidate = output.with_name(f"{output.stem}_rerender{suffix}")
     number = 2
     while candidate.exists():
         candidate = output.with_name(f"{output.stem}_rerender{number}{suffix}")
         number += 1
     return candidate
+
+
+def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, *, target: str | Path | None = None,
+                  search: Iterable[str | Path] = (), overwrite: bool = False, device: str = "cpu",
+                  progress: Progress | None = None) -> RenderResult:
+    """Render ``output``'s source raw again with its stored recipe plus ``changes`` (see :mod:`engine.edits`).
+
+    The raw is found by :func:`engine.xmp.provenance.find_source` (beside ``output``, at its recorded path, in
+    ``search``) and checked against its recorded SHA-256. The new file (``target``, default
+    ``NAME_rerender.EXT`` beside ``output``) has the output's format, bit depth, colour space, size and JPEG
+    quality, and its rating, labels and keywords. The result's ``notice`` says what could not be reproduced
+    (see :func:`plan_rerender`); its ``source`` is the raw.
+
+        engine.rerender_file("IMG_0001.tif", {"exposure": 0.5}, target="IMG_0001_brighter.tif")
+    """
+    from engine import __version__
+    from engine.edits import apply_changes
+    from engine.models import model_hashes
+    from engine.output.export import render_file
+    from engine.xmp.provenance import find_source
+
+    output = Path(output)
+    record = read_record(output)
+    recipe, notice = plan_rerender(record, apply_changes(record.recipe, changes), __version__, model_hashes())
+    source = find_source(output, [Path(s) for s in search])
+    fmt, bits = image_format(output)
+    new = Path(target) if target is not None else rerender_target(output, fmt)
+    if resolve_format(new, OutputOptions())[0] != fmt:
+        raise OutputError(f"{new}: {output.name} is {fmt.upper()}; give --out a name with a matching suffix")
+    options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
+                            space=record.output.get("space", "srgb"), long_edge=record.output.get("long_edge"),
+                            overwrite=overwrite)
+    result = render_file(source, new, recipe, options, extra_xmp=record.catalogue, device=device, progress=progress)
+    return replace(result, source=source, notice=notice)

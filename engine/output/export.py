@@ -3,18 +3,32 @@
 The pixels go through :func:`engine.output.write.write_image` (ICC profile, atomic write); this module adds the
 metadata: the source's EXIF and GPS, and XMP that records how the file was made (its recipe, the source it
 was derived from and that source's content hash, the engine version), so it can be re-rendered later.
+
+:func:`render_file` is a whole render from a file to a file: the raw's sidecar recipe with the changes asked
+for, the render, and the output with its metadata. :func:`render_files` is the same into several outputs at
+once (a hot folder's). The command line, the editor hand-off and the watch daemon all call these.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import OutputError
 from engine.filehash import file_sha256
+from engine.io.source import Source
+from engine.output import write as _write
+from engine.output.formats import OutputOptions, resolve_format
 from engine.output.metadata import XMP_PREFIX
-from engine.output.write import OutputOptions, write_image
 from engine.pipeline import Rendered
+from engine.recipe import Recipe
+
+__all__ = ["OutputOptions", "RenderResult", "file_sha256", "output_xmp", "provenance_xmp", "render_file",
+           "render_files", "save", "write_image"]
 
 
 def provenance_xmp(rendered: Rendered) -> dict[str, str]:
@@ -40,13 +54,103 @@ def output_xmp(options: OutputOptions) -> dict[str, str]:
     return {f"Xmp.{XMP_PREFIX}.output": json.dumps(recorded, sort_keys=True, separators=(",", ":"))}
 
 
-def save(rendered: Rendered, path: str | Path, options: OutputOptions | None = None,
-         extra_xmp: dict[str, Any] | None = None) -> Path:
+def write_image(rendered: Rendered, path: str | Path, options: OutputOptions | None = None,
+                extra_xmp: dict[str, Any] | None = None) -> Path:
     """Write ``rendered`` to ``path`` with its ICC profile, the source's EXIF/GPS and its provenance XMP.
 
     ``extra_xmp`` adds pyexiv2 XMP keys, such as the rating, labels and keywords of the source's sidecar
-    (:func:`engine.sidecar.catalogue_xmp`).
+    (:func:`engine.xmp.sidecar.catalogue_xmp`). Returns the path written.
     """
     options = options or OutputOptions()
     xmp = provenance_xmp(rendered) | output_xmp(options) | (extra_xmp or {})
-    return write_image(rendered.pixels, path, options, exif=rendered.source.exif, xmp=xmp)
+    return _write.write_image(rendered.pixels, path, options, exif=rendered.source.exif, xmp=xmp)
+
+
+save = write_image  # the earlier name
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What a render to files did: its input, the files written, the recipe used and how long it took."""
+
+    input: Path
+    outputs: tuple[Path, ...]
+    recipe: Recipe
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    source: Path | None = None  # the raw rendered, where it differs from ``input`` (a re-render)
+    notice: str | None = None  # what a re-render could not reproduce (see engine.rerender)
+
+    @property
+    def output(self) -> Path:
+        """The (first) file written."""
+        return self.outputs[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: input, output, seconds, recipe and per-stage timings (what ``--json`` prints)."""
+        return {
+            "input": str(self.input),
+            "output": str(self.output),
+            "seconds": round(self.seconds, 3),
+            "recipe": self.recipe.to_dict(),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def _check_target(target: Path, options: OutputOptions) -> None:
+    """Refuse an output that cannot be written before spending time on the render."""
+    resolve_format(target, options)
+    if target.exists() and not options.overwrite:
+        raise OutputError(f"{target} exists; pass --overwrite to replace it")
+    if not target.parent.is_dir():
+        raise OutputError(f"{target.parent}: the output folder does not exist")
+
+
+def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path, OutputOptions | None]],
+                 recipe: Recipe | None = None, *, changes: Mapping[str, Any] | None = None,
+                 base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
+                 stages_dir: str | Path | None = None, progress: Progress | None = None) -> RenderResult:
+    """Render ``source`` (a path, or a :class:`Source` already open) once and write it to every output.
+
+    The recipe is ``recipe`` when given, else the source's sidecar recipe (or ``base``, or the defaults, with
+    the sidecar's hints; see :func:`engine.xmp.sidecar.sidecar_recipe`); ``changes`` apply on top
+    (:func:`engine.edits.apply_changes`). The outputs carry the source's EXIF, the provenance a re-render needs
+    and ``extra_xmp`` (default: the sidecar's rating, labels and keywords). Every output is checked before the
+    render starts; an existing file is replaced only with ``overwrite`` in its options.
+    """
+    from engine.edits import apply_changes
+    from engine.io.source import open_source
+    from engine.pipeline import render
+    from engine.xmp.sidecar import sidecar_recipe
+
+    start = time.perf_counter()
+    path = source.path if isinstance(source, Source) else Path(source)
+    targets = [(Path(target), options or OutputOptions()) for target, options in outputs]
+    if not targets:
+        raise OutputError("no output to write")
+    if recipe is None or extra_xmp is None:
+        from_sidecar, catalogue = sidecar_recipe(path, changes, base)
+        extra_xmp = catalogue if extra_xmp is None else extra_xmp
+        recipe = from_sidecar if recipe is None else apply_changes(recipe, changes)
+    else:
+        recipe = apply_changes(recipe, changes)
+    for target, options in targets:
+        _check_target(target, options)
+    opened = source if isinstance(source, Source) else open_source(path)
+    rendered = render(opened, recipe, device=device, stages_dir=Path(stages_dir) if stages_dir else None,
+                      progress=progress)
+    written = tuple(write_image(rendered, target, options, extra_xmp or None) for target, options in targets)
+    return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
+                        timings=dict(rendered.timings))
+
+
+def render_file(source: str | Path | Source, target: str | Path, recipe: Recipe | None = None,
+                options: OutputOptions | None = None, **kwargs: Any) -> RenderResult:
+    """Render ``source`` into ``target``: :func:`render_files` with one output (same keyword arguments).
+
+        engine.render_file("IMG_0001.CR2", "IMG_0001.tif", changes={"exposure": 0.3})
+    """
+    return render_files(source, [(target, options)], recipe, **kwargs)

@@ -13,7 +13,6 @@ import secrets
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,48 +23,11 @@ from PIL import Image
 
 from engine.colour import SPACES, SRGB, RGBSpace, encode, srgb_decode, srgb_to_space_matrix
 from engine.errors import OutputError
+from engine.output.formats import OutputOptions, resolve_format
 from engine.output.icc import icc_profile
 from engine.output.metadata import register_namespace
 
-_SUFFIX_FORMATS = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
-_DEFAULT_BITS = {"tiff": 16, "png": 16, "jpeg": 8}
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """How to write an output image.
-
-    ``format`` is "tiff", "png" or "jpeg" (None: from the file suffix); ``bits`` is 8 or 16 (None: 16 for TIFF
-    and PNG, 8 for JPEG); ``quality`` is the JPEG quality (1-100); ``space`` is a key of
-    :data:`engine.colour.SPACES`; ``long_edge`` shrinks the image so its longer side has that many pixels
-    (never enlarges); ``overwrite`` allows replacing an existing file.
-    """
-
-    format: str | None = None
-    bits: int | None = None
-    quality: int = 92
-    space: str = "srgb"
-    long_edge: int | None = None
-    overwrite: bool = False
-
-
-def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
-    """The format and bit depth to write ``path`` with; OutputError for a combination that cannot be written."""
-    fmt = options.format.lower() if options.format else _SUFFIX_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise OutputError(
-            f"cannot tell the output format from {path.name!r}; use .tif, .png or .jpg, or --format"
-        )
-    if fmt not in _DEFAULT_BITS:
-        raise OutputError(f"unknown output format {fmt!r}; choose tiff, png or jpeg")
-    bits = options.bits or _DEFAULT_BITS[fmt]
-    if bits not in (8, 16):
-        raise OutputError(f"cannot write {bits} bits per channel; choose 8 or 16")
-    if fmt == "jpeg" and bits != 8:
-        raise OutputError("JPEG holds only 8 bits per channel; choose TIFF or PNG for 16 bits")
-    if not 1 <= options.quality <= 100:
-        raise OutputError(f"JPEG quality must be between 1 and 100, not {options.quality}")
-    return fmt, bits
+__all__ = ["OutputOptions", "resolve_format", "write_image"]
 
 
 def to_output_space(pixels: np.ndarray, space: RGBSpace, long_edge: int | None = None) -> np.ndarray:
@@ -162,7 +124,7 @@ def _write_metadata(
 def write_image(
     pixels: np.ndarray,
     path: str | Path,
-    options: OutputOptions = OutputOptions(),
+    options: OutputOptions | None = None,
     *,
     exif: dict[str, str] | None = None,
     xmp: dict[str, str] | None = None,
@@ -176,6 +138,7 @@ def write_image(
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected H x W x 3 pixels, got shape {pixels.shape}")
     path = Path(path)
+    options = options or OutputOptions()
     fmt, bits = resolve_format(path, options)
     space = SPACES.get(options.space)
     if space is None:

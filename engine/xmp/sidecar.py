@@ -17,7 +17,7 @@ import fcntl
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,8 +74,8 @@ def find_duplicates(raw: Path) -> list[Path]:
     pattern = re.compile(re.escape(raw.stem) + r"_(\d{2,})" + re.escape(raw.suffix) + r"\.xmp", re.IGNORECASE)
     if not raw.parent.is_dir():
         return []
-    matches = (p for p in raw.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file())
-    return sorted(matches, key=lambda p: int(pattern.fullmatch(p.name).group(1)))
+    numbered = ((p, pattern.fullmatch(p.name)) for p in raw.parent.iterdir())
+    return [p for _, p in sorted((int(m.group(1)), p) for p, m in numbered if m is not None and p.is_file())]
 
 
 def _read_packet(path: Path):
@@ -95,8 +95,12 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     paths = find_sidecars(Path(raw))
     if not paths:
         return None
-    primary, recipe, adobe, hints = paths[0], None, {}, {}
-    stars, labels, words = None, [], []
+    primary, recipe = paths[0], None
+    adobe: dict[str, Any] = {}
+    hints: dict[str, Any] = {}
+    stars: int | None = None
+    labels: list[str] = []
+    words: list[str] = []
     for path in paths:
         tree, _ = _read_packet(path)
         ours = simple_properties(tree, XMP_NS_URI)
@@ -126,6 +130,22 @@ def recipe_for(raw: Path, base: Recipe | None = None) -> Recipe:
     if info.recipe is not None:
         return info.recipe
     return apply_hints(base, info.hints)
+
+
+def sidecar_recipe(raw: Path, changes: Mapping[str, Any] | None = None,
+                   base: Recipe | None = None) -> tuple[Recipe, dict[str, Any]]:
+    """The recipe to render ``raw`` with and the output XMP its sidecar contributes.
+
+    The recipe is the sidecar's stored one (else ``base``, or the defaults, with the sidecar's Adobe hints), with
+    ``changes`` on top (:func:`engine.edits.apply_changes`); the XMP is the sidecar's rating, labels and keywords.
+    """
+    from engine.edits import apply_changes
+
+    info = read_sidecar(Path(raw))
+    if info is None:
+        return apply_changes(base, changes), {}
+    start = info.recipe if info.recipe is not None else apply_hints(base or Recipe(), info.hints)
+    return apply_changes(start, changes), catalogue_xmp(info)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,94 @@
+"""Changing a recipe: what a command line, a hot folder or a script asks for, applied in one order.
+
+A *changes* mapping may hold, all optional:
+
+``recipe_file``  a recipe JSON file to start from instead of the base recipe
+``presets``      preset names, applied in order (the last wins per setting; see :mod:`engine.xmp.presets`)
+any setting      a :class:`~engine.recipe.Recipe` field (``exposure``, ``temperature``...); ``None`` leaves it
+``stages``       ``{stage: {"enabled": bool, "implementation": name, "params": {name: value}}}``, merged into the
+                 recipe's stage settings (params merge by name)
+
+Order: the base (or the recipe file), then the presets, then the settings, then the stage changes. The rule
+that a temperature or tint implies custom white balance is :meth:`Recipe.replace`'s, so it holds here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from engine.errors import RecipeError
+from engine.recipe import Recipe, StageSettings
+
+# The recipe's settings (every field but ``stages``), in declaration order.
+SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
+
+
+def read_recipe_file(path: Path) -> Recipe:
+    """A recipe from a JSON file; :class:`RecipeError` when it cannot be read or is not a recipe."""
+    path = Path(path)
+    try:
+        return Recipe.from_json(path.read_text())
+    except OSError as e:
+        raise RecipeError(f"{path}: cannot read the recipe file ({e.strerror})") from e
+
+
+def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Recipe:
+    """``base`` (or the defaults) with ``changes`` applied (see the module docstring). Raises RecipeError."""
+    recipe = base or Recipe()
+    changes = changes or {}
+    if changes.get("recipe_file"):
+        recipe = read_recipe_file(changes["recipe_file"])
+    if changes.get("presets"):
+        from engine.xmp.presets import apply_presets
+
+        recipe = apply_presets(recipe, tuple(changes["presets"]))
+    recipe = recipe.replace(**{k: changes.get(k) for k in SETTINGS})
+    stage_changes = changes.get("stages") or {}
+    if not stage_changes:
+        return recipe
+    stages = dict(recipe.stages)
+    for name, change in stage_changes.items():
+        stages[name] = merge_stage(stages.get(name), change)
+    return recipe.replace(stages=stages) if stages != dict(recipe.stages) else recipe
+
+
+def merge_stage(current: StageSettings | None, change: Mapping[str, Any]) -> StageSettings:
+    """One stage's settings with ``change`` (``enabled``, ``implementation``, ``params``) applied."""
+    settings = current or StageSettings()
+    updates: dict[str, Any] = {k: change[k] for k in ("enabled", "implementation") if k in change}
+    if change.get("params"):
+        updates["params"] = {**settings.params, **change["params"]}
+    return dataclasses.replace(settings, **updates)
+
+
+def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
+    """``recipe`` with settings in the recipe JSON's form replaced, validated from scratch (a hot folder's
+    ``recipe`` table); a stage named in ``settings["stages"]`` replaces that stage's settings whole."""
+    data = recipe.to_dict()
+    changes = dict(settings)
+    stages = {**data.get("stages", {}), **changes.pop("stages", {})}
+    white_balance = {k: changes[k] for k in ("wb", "temperature", "tint") if k in changes}
+    if white_balance and "wb" not in white_balance:
+        changes["wb"] = recipe.replace(**white_balance).wb  # Recipe.replace decides what a temperature implies
+    return Recipe.from_dict({**data, **changes, "stages": stages})
+
+
+def check_renderable(recipe: Recipe) -> None:
+    """Refuse a recipe the pipeline would refuse (unknown stage, style or stage parameter), before storing it."""
+    from engine.pipeline import STAGE_ORDER, check_recipe, stage_for
+
+    check_recipe(recipe)
+    for name in STAGE_ORDER:
+        stage_for(name, recipe).resolve_params(recipe)
+    photofinish = stage_for("photofinish", recipe)
+    if getattr(photofinish.resolve_params(recipe), "operators", None) is None:
+        cast(Any, photofinish).check_style(recipe.style)  # every photofinish implementation has check_style
+
+
+def changed_settings(recipe: Recipe) -> dict[str, Any]:
+    """The settings of ``recipe`` that differ from the defaults (JSON form)."""
+    defaults = Recipe().to_dict()
+    return {k: v for k, v in recipe.to_dict().items() if defaults.get(k) != v}

@@ -1,0 +1,63 @@
+"""The output formats and colour spaces, named once: the command line, the watch daemon and the writer all use
+these tables (importing only numpy, so a command line can build its choices without loading the writer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.colour import SPACES
+from engine.errors import OutputError
+
+# Format -> the suffix given to a new output of that format.
+FORMAT_SUFFIX: dict[str, str] = {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}
+FORMATS: tuple[str, ...] = tuple(FORMAT_SUFFIX)
+# Suffix of an output's name -> its format.
+SUFFIX_FORMATS: dict[str, str] = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+DEFAULT_BITS: dict[str, int] = {"tiff": 16, "png": 16, "jpeg": 8}
+# The output colour spaces, by the key the options use (:data:`engine.colour.SPACES`).
+SPACE_NAMES: tuple[str, ...] = tuple(SPACES)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How to write an output image.
+
+    ``format`` is "tiff", "png" or "jpeg" (None: from the file suffix); ``bits`` is 8 or 16 (None: 16 for TIFF
+    and PNG, 8 for JPEG); ``quality`` is the JPEG quality (1-100); ``space`` is a key of
+    :data:`engine.colour.SPACES`; ``long_edge`` shrinks the image so its longer side has that many pixels
+    (never enlarges); ``overwrite`` allows replacing an existing file.
+    """
+
+    format: str | None = None
+    bits: int | None = None
+    quality: int = 92
+    space: str = "srgb"
+    long_edge: int | None = None
+    overwrite: bool = False
+
+
+def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
+    """The format and bit depth to write ``path`` with; OutputError for a combination that cannot be written."""
+    fmt = options.format.lower() if options.format else SUFFIX_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise OutputError(
+            f"cannot tell the output format from {Path(path).name!r}; use .tif, .png or .jpg, or --format"
+        )
+    if fmt not in DEFAULT_BITS:
+        raise OutputError(f"unknown output format {fmt!r}; choose tiff, png or jpeg")
+    bits = options.bits or DEFAULT_BITS[fmt]
+    if bits not in (8, 16):
+        raise OutputError(f"cannot write {bits} bits per channel; choose 8 or 16")
+    if fmt == "jpeg" and bits != 8:
+        raise OutputError("JPEG holds only 8 bits per channel; choose TIFF or PNG for 16 bits")
+    if not 1 <= options.quality <= 100:
+        raise OutputError(f"JPEG quality must be between 1 and 100, not {options.quality}")
+    return fmt, bits
+
+
+def output_name(source: Path, fmt: str | None, folder: Path | None = None) -> Path:
+    """A new output's path for ``source``: its stem with ``fmt``'s suffix (TIFF by default), in ``folder`` or
+    beside the source."""
+    source = Path(source)
+    return (folder if folder is not None else source.parent) / (source.stem + FORMAT_SUFFIX[fmt or "tiff"])
