@@ -1,4 +1,8 @@
-"""The recipe options every command shares, and how they become a :class:`engine.Recipe`."""
+"""The recipe options every command shares, and how a command's keyword arguments become *changes*.
+
+The changes are a plain mapping that :func:`engine.edits.apply_changes` applies to a recipe (the engine owns
+what they mean); this module only declares the options and parses what a user typed.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 import click
 
-from engine import Recipe, RecipeError, StageSettings
+from engine.errors import RecipeError
 from engine.recipe import WB_MODES
 
 _OPTIONS = [
@@ -37,8 +41,10 @@ _OPTIONS = [
                  help="Fix a stage parameter, e.g. demosaic.algorithm='\"ahd\"' or denoise.strength=0."),
 ]
 
+# The recipe settings that have an option of their own (a recipe setting each, same name).
 RECIPE_KEYS = ("style", "style_strength", "exposure", "wb", "temperature", "tint", "contrast", "highlights",
                "shadows", "saturation", "vibrance", "sharpening", "denoise")
+_STAGE_KEYS = ("disabled", "implementations", "fixed")
 
 
 def recipe_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,37 +55,32 @@ def recipe_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def pop_recipe_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Remove the recipe options from a command's keyword arguments and return them."""
-    names = (*RECIPE_KEYS, "presets", "recipe_file", "disabled", "implementations", "fixed")
-    return {name: kwargs.pop(name) for name in names}
+    """Remove the recipe options from a command's keyword arguments and return them as changes for
+    :func:`engine.edits.apply_changes`; RecipeError for a ``--use`` or ``--set`` that does not parse."""
+    given = {name: kwargs.pop(name) for name in (*RECIPE_KEYS, "presets", "recipe_file", *_STAGE_KEYS)}
+    changes: dict[str, Any] = {k: given[k] for k in RECIPE_KEYS if given[k] is not None}
+    if given["presets"]:
+        changes["presets"] = tuple(given["presets"])
+    if given["recipe_file"]:
+        changes["recipe_file"] = given["recipe_file"]
+    stages = stage_changes(given["disabled"], given["implementations"], given["fixed"])
+    if stages:
+        changes["stages"] = stages
+    return changes
 
 
-def build_recipe(options: dict[str, Any], base: Recipe | None = None) -> Recipe:
-    """Apply command-line recipe options on top of ``base`` (or a recipe file, or the defaults).
-
-    Order: the base, then the presets in the order given, then the individual settings.
-    """
-    recipe = base or Recipe()
-    if options.get("recipe_file"):
-        path: Path = options["recipe_file"]
-        try:
-            recipe = Recipe.from_json(path.read_text())
-        except OSError as e:
-            raise RecipeError(f"{path}: cannot read the recipe file ({e.strerror})") from e
-    if options.get("presets"):
-        from engine.xmp.presets import apply_presets
-
-        recipe = apply_presets(recipe, options["presets"])
-    recipe = recipe.replace(**{k: options.get(k) for k in RECIPE_KEYS})
-    stages = {name: settings for name, settings in recipe.stages.items()}
-    for name in options.get("disabled") or ():
-        stages[name] = _with(stages.get(name), enabled=False)
-    for item in options.get("implementations") or ():
+def stage_changes(disabled: tuple[str, ...] = (), implementations: tuple[str, ...] = (),
+                  fixed: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """``--disable STAGE``, ``--use STAGE=IMPL`` and ``--set STAGE.PARAM=JSON`` as stage changes."""
+    stages: dict[str, dict[str, Any]] = {}
+    for name in disabled or ():
+        stages.setdefault(name, {})["enabled"] = False
+    for item in implementations or ():
         name, sep, impl = item.partition("=")
         if not sep or not impl:
             raise RecipeError(f"--use {item!r}: write STAGE=IMPLEMENTATION, e.g. upsample=bilinear")
-        stages[name] = _with(stages.get(name), implementation=impl)
-    for item in options.get("fixed") or ():
+        stages.setdefault(name, {})["implementation"] = impl
+    for item in fixed or ():
         key, sep, raw = item.partition("=")
         name, dot, param = key.partition(".")
         if not sep or not dot or not param:
@@ -88,12 +89,5 @@ def build_recipe(options: dict[str, Any], base: Recipe | None = None) -> Recipe:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw  # a bare word is a string
-        current = stages.get(name) or StageSettings()
-        stages[name] = _with(current, params={**current.params, param: value})
-    return recipe.replace(stages=stages) if stages != dict(recipe.stages) else recipe
-
-
-def _with(settings: StageSettings | None, **changes: Any) -> StageSettings:
-    import dataclasses
-
-    return dataclasses.replace(settings or StageSettings(), **changes)
+        stages.setdefault(name, {}).setdefault("params", {})[param] = value
+    return stages

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from engine.io.formats import RAW_FORMATS
 from hostplug.cli import main
-from hostplug.gimp_install import gimp_directory, plugin_source, read_raw_loader, set_raw_loader
+from hostplug.integrations.gimp import gimp_directory, plugin_source, read_raw_loader, set_raw_loader
 
 OTHER_LOADER = "${gimp_plug_in_dir}/plug-ins/file-darktable/file-darktable"
 GIMPRC = f'''# GIMP gimprc
@@ -123,6 +123,23 @@ def test_gimp_directory_follows_gimp3_directory_and_xdg(monkeypatch: pytest.Monk
         assert gimp_directory() == tmp_path / "xdg" / "GIMP" / "3.0"
     monkeypatch.setenv("GIMP3_DIRECTORY", str(tmp_path / "mine"))
     assert gimp_directory() == tmp_path / "mine"
+
+
+def plugin_table(name: str):
+    """A literal table assigned at the plug-in's top level (the plug-in cannot import the engine)."""
+    tree = ast.parse(plugin_source().read_text())
+    return ast.literal_eval(next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                                 and any(getattr(t, "id", None) == name for t in node.targets)))
+
+
+def test_plugin_dialog_ranges_are_the_recipe_ranges() -> None:
+    from engine.recipe import RANGES
+
+    rows = plugin_table("ADJUSTMENTS") + plugin_table("WB_ADJUSTMENTS")
+    assert {"exposure", "temperature", "tint"} <= {name for name, *_ in rows}
+    for name, _label, low, high, default in rows:
+        assert (low, high) == RANGES[name], name
+        assert low <= default <= high, name
 
 
 def test_plugin_registers_every_raw_format_and_is_valid_python() -> None:

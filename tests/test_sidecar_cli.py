@@ -158,7 +158,7 @@ def test_rerender_unchanged_gives_identical_pixels_and_format(raw: Path) -> None
 def test_rerender_jpeg_stays_jpeg_at_its_size(raw: Path) -> None:
     out = raw.parent / "small.jpg"
     assert hostplug("render", raw, "-o", out, "--long-edge", "300", "--quality", "80").exit_code == 0
-    assert hostplug("rerender", out, "--out", raw.parent / "again.jpg").exit_code == 0
+    assert hostplug("rerender", out, "-o", raw.parent / "again.jpg").exit_code == 0  # -o/--output, as for render
     assert np.array_equal(pixels(raw.parent / "again.jpg"), pixels(out))
     wrong = hostplug("rerender", out, "--out", raw.parent / "again.png")
     assert wrong.exit_code != 0 and "JPEG" in wrong.stderr
@@ -189,7 +189,7 @@ def test_rerender_after_an_engine_change_pins_the_stored_look(raw: Path) -> None
     out = raw.parent / "IMG_0001.png"
     assert hostplug("render", raw, "-o", out).exit_code == 0
     _set_xmp(out, {"Xmp.hostplug.engineVersion": "0.0.1", "Xmp.hostplug.models": '{"old-model":"ab12"}'})
-    kept = hostplug("rerender", out, "--out", raw.parent / "kept.png")
+    kept = hostplug("rerender", out, "--output", raw.parent / "kept.png")
     assert kept.exit_code == 0
     assert "engine 0.0.1 -> " in kept.stderr and "models changed" in kept.stderr and "kept" in kept.stderr
     assert np.array_equal(pixels(raw.parent / "kept.png"), pixels(out))

@@ -8,5 +8,3 @@ Modules, one concept each: :mod:`.config` (the TOML configuration), :mod:`.valid
 """
 
 from __future__ import annotations
-
-__version__ = "0.1.0"

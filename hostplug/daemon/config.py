@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.output.formats import FORMAT_SUFFIX, FORMATS, SPACE_NAMES
 from hostplug.daemon.errors import ConfigError
 from hostplug.daemon.templates import check_template
 
-FORMAT_SUFFIX = {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}
-SPACES = ("srgb", "display-p3", "adobe-rgb", "prophoto")
 WATCHERS = ("auto", "events", "polling")
 RAW_EXTENSIONS = frozenset({
     "3fr", "ari", "arw", "bay", "cr2", "cr3", "crw", "dcr", "dng", "erf", "fff", "gpr", "iiq", "k25", "kdc",
@@ -196,14 +195,14 @@ def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
         raise ConfigError(f"{where}: 'folder' is required (or beside_original = true)")
     template = t.get("template", str, "{name}")
     check_template(template)
-    fmt = t.choice("format", tuple(FORMAT_SUFFIX), "tiff")
+    fmt = t.choice("format", FORMATS, "tiff")
     bits = t.get("bits", int)
     if bits not in (None, 8, 16) or (fmt == "jpeg" and bits == 16):
         raise ConfigError(f"{where}: 'bits' must be 8 or 16 (JPEG: 8), not {bits!r}")
     quality = t.get("quality", int, 92)
     if not 1 <= quality <= 100:
         raise ConfigError(f"{where}: 'quality' must be between 1 and 100, not {quality}")
-    space = t.choice("space", SPACES, "srgb")
+    space = t.choice("space", SPACE_NAMES, "srgb")
     long_edge = t.positive("long_edge", None, int)
     t.done()
     return OutputSpec(folder=_path(folder, base) if folder else None, template=template, format=fmt, bits=bits,

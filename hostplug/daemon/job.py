@@ -88,7 +88,7 @@ def output_target(spec: OutputSpec, values: TokenValues, original: Path | None) 
 
 def output_options(spec: OutputSpec):
     """The engine's options for one output (always replacing: the name is this raw's own)."""
-    from engine.output.write import OutputOptions
+    from engine.output.formats import OutputOptions
 
     return OutputOptions(format=spec.format, bits=spec.bits, quality=spec.quality, space=spec.space,
                          long_edge=spec.long_edge, overwrite=True)
@@ -112,7 +112,7 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
             announce: Callable[[list[str]], None] = lambda targets: None) -> Outcome:
     """Render one raw into every output of its hot folder. Never raises for a problem with the file."""
     import engine
-    from engine.output.export import save
+    from engine.output.export import render_files
 
     if not job.path.is_file():
         return Outcome(job.id, "gone", f"{job.path} disappeared before it was rendered")
@@ -157,14 +157,14 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         return Outcome(job.id, "failed", f"output {conflict}; put {{dir}} or {{seq}} in the template")
     announce(targets)
     try:
-        rendered = engine.render(source, recipe, device=device)
-        for spec, target in zip(folder.outputs, targets, strict=True):
+        for target in targets:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-            save(rendered, target, output_options(spec), **({"extra_xmp": catalogue} if catalogue else {}))
+        result = render_files(source, [(t, output_options(s)) for s, t in zip(folder.outputs, targets, strict=True)],
+                              recipe, extra_xmp=catalogue, device=device)
     except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file
         return Outcome(job.id, "retry", f"{type(e).__name__}: {e}" if isinstance(e, MemoryError) else str(e))
     except (CorruptInputError, UnsupportedInputError) as e:
         return Outcome(job.id, "failed", str(e))
     except HostplugError as e:  # a recipe the engine refuses (from a sidecar): rendering again will not help
         return Outcome(job.id, "failed", str(e))
-    return Outcome(job.id, "done", "", digest, tuple(targets), timings=dict(rendered.timings))
+    return Outcome(job.id, "done", "", digest, tuple(targets), timings=dict(result.timings))

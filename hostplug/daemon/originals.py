@@ -61,7 +61,7 @@ def discard(raw: Path, folder: FolderConfig) -> None:
 
 def failure_report(raw: Path, reason: str, kind: str, attempts: int) -> str:
     """The text of ``NAME.failed.txt``."""
-    from hostplug.daemon import __version__
+    from engine import __version__
 
     return (f"hostplug could not render {raw.name}\n\n"
             f"reason:   {reason}\n"

@@ -2,7 +2,7 @@
 
 A hot folder's look is its presets, applied in order, then its ``recipe`` settings. A raw's own sidecar wins:
 its stored recipe replaces the folder's look, and Adobe/darktable sidecars add their settings as hints
-(:func:`engine.sidecar.recipe_for`).
+(:func:`engine.xmp.sidecar.sidecar_recipe`).
 """
 
 from __future__ import annotations
@@ -20,52 +20,34 @@ from hostplug.daemon.errors import ConfigError
 
 
 def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
-    """``recipe`` with some settings (the recipe JSON's keys) replaced; stage settings merge by stage."""
-    data = recipe.to_dict()
-    changes = dict(settings)
-    stages = {**data.get("stages", {}), **changes.pop("stages", {})}
-    if ("temperature" in changes or "tint" in changes) and "wb" not in changes:
-        changes["wb"] = "custom"
-    return Recipe.from_dict({**data, **changes, "stages": stages})
+    """``recipe`` with some settings (the recipe JSON's keys) replaced; stage settings merge by stage
+    (:func:`engine.edits.apply_settings`)."""
+    from engine.edits import apply_settings as apply
+
+    return apply(recipe, settings)
 
 
 def apply_presets(recipe: Recipe, names: Iterable[str]) -> Recipe:
     """``recipe`` with the named presets applied in order (:mod:`engine.xmp.presets`)."""
-    names = list(names)
-    if not names:
-        return recipe
-    try:
-        from engine.xmp.presets import load_preset
-    except ImportError as e:
-        raise ConfigError(f"presets {', '.join(names)}: this hostplug has no preset support") from e
-    for name in names:
-        recipe = load_preset(name).apply(recipe)
-    return recipe
+    from engine.xmp.presets import apply_presets as apply
+
+    return apply(recipe, tuple(names))
 
 
 def folder_recipe(folder: FolderConfig) -> Recipe:
     """The look a hot folder gives every raw without a recipe of its own; ConfigError when it is invalid."""
     try:
         return apply_settings(apply_presets(Recipe(), folder.presets), folder.recipe)
-    except ConfigError:
-        raise
     except HostplugError as e:
         raise ConfigError(f"hot folder {folder.path}: {e}") from e
 
 
 def recipe_for_file(raw: Path, base: Recipe) -> tuple[Recipe, dict[str, Any]]:
     """The recipe for one raw (its sidecar's, else ``base`` plus the sidecar's hints) and the output XMP that
-    carries the sidecar's rating, labels and keywords. Without sidecar support: ``base`` and nothing."""
-    try:
-        from engine.xmp.sidecar import recipe_for
-    except ImportError:
-        return base, {}
-    recipe = recipe_for(raw, base)
-    try:
-        from engine.xmp.sidecar import catalogue_xmp, read_sidecar
-    except ImportError:
-        return recipe, {}
-    return recipe, catalogue_xmp(read_sidecar(raw))
+    carries the sidecar's rating, labels and keywords (:func:`engine.xmp.sidecar.sidecar_recipe`)."""
+    from engine.xmp.sidecar import sidecar_recipe
+
+    return sidecar_recipe(raw, base=base)
 
 
 def recipe_hash(recipe: Recipe, folder: FolderConfig, extra_xmp: Mapping[str, Any] | None = None) -> str:

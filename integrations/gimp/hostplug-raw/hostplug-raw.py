@@ -37,7 +37,7 @@ PARASITE = "hostplug-recipe"
 CONFIG_NAME = "hostplug-raw.json"
 RENDER_TIMEOUT_S = 600
 
-# Suffix -> MIME type of every raw format LibRaw reads (kept equal to engine/raw_formats.py by a test).
+# Suffix -> MIME type of every raw format LibRaw reads (kept equal to engine/io/formats.py by a test).
 RAW_FORMATS = {
     "3fr": "image/x-hasselblad-3fr",
     "ari": "image/x-arri-ari",
@@ -80,7 +80,12 @@ RAW_FORMATS = {
     "x3f": "image/x-sigma-x3f",
 }
 
-# The adjustments the re-render dialog offers: (name, label, low, high, default). Names are recipe keys.
+# The adjustments the re-render dialog offers: (name, label, low, high, default). Names are recipe keys; the
+# ranges are engine.recipe.RANGES (a test keeps them equal: this file cannot import the engine).
+WB_ADJUSTMENTS = (
+    ("temperature", "_Temperature (K)", 1700.0, 25000.0, 5500.0),
+    ("tint", "T_int", -150.0, 150.0, 0.0),
+)
 ADJUSTMENTS = (
     ("exposure", "_Exposure (EV)", -6.0, 6.0, 0.0),
     ("contrast", "_Contrast", -100.0, 100.0, 0.0),
@@ -273,7 +278,7 @@ def show_recipe_in_config(config, recipe):
         value = recipe.get(name)
         if isinstance(value, (int, float)):
             config.set_property(name, min(max(float(value), low), high))
-    for name, low, high in (("temperature", 1700.0, 25000.0), ("tint", -150.0, 150.0)):
+    for name, _label, low, high, _default in WB_ADJUSTMENTS:
         value = recipe.get(name)
         if isinstance(value, (int, float)):
             config.set_property(name, min(max(float(value), low), high))
@@ -386,10 +391,10 @@ def create_rerender(plugin, name):
     for index, (key, label) in enumerate(WB_CHOICES):
         wb.add(key, index, label, "")
     procedure.add_choice_argument("white-balance", "_White balance", "White balance", wb, "as-shot", flags)
-    procedure.add_double_argument("temperature", "_Temperature (K)", "White balance temperature in Kelvin",
-                                  1700.0, 25000.0, 5500.0, flags)
-    procedure.add_double_argument("tint", "T_int", "White balance tint, green (-) to magenta (+)",
-                                  -150.0, 150.0, 0.0, flags)
+    blurbs = {"temperature": "White balance temperature in Kelvin",
+              "tint": "White balance tint, green (-) to magenta (+)"}
+    for key, label, low, high, default in WB_ADJUSTMENTS:
+        procedure.add_double_argument(key, label, blurbs[key], low, high, default, flags)
     for key, label, low, high, default in ADJUSTMENTS:
         procedure.add_double_argument(key, label, label.replace("_", ""), low, high, default, flags)
     procedure.set_attribution("hostplug", "hostplug", "2025")

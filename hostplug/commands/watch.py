@@ -11,9 +11,11 @@ from typing import Any
 
 import click
 
-from hostplug.daemon.config import EXAMPLE, FORMAT_SUFFIX, SPACES, DaemonConfig, FolderConfig, OutputSpec
+from engine.output.formats import FORMATS, SPACE_NAMES
+from hostplug.commands.common import json_option
+from hostplug.daemon.config import EXAMPLE, DaemonConfig, FolderConfig, OutputSpec
 from hostplug.daemon.errors import ConfigError
-from hostplug.recipe_options import RECIPE_KEYS, pop_recipe_options, recipe_options
+from hostplug.recipe_options import pop_recipe_options, recipe_options
 
 _WATCH_HELP = f"""Render every raw dropped into hot folders, as a resident daemon.
 
@@ -34,17 +36,18 @@ A configuration file (TOML; --workers, --journal, --log-json and --polling overr
 {textwrap.indent(EXAMPLE, "  ", lambda line: True)}"""
 
 
-def _recipe_settings(options: dict[str, Any]) -> dict[str, Any]:
-    """The recipe settings given on the command line (only those given, so presets keep the rest)."""
+def _recipe_settings(changes: dict[str, Any]) -> dict[str, Any]:
+    """The recipe settings given on the command line, in the recipe JSON's form (only those given, so the
+    folder's presets keep the rest)."""
+    from engine.edits import SETTINGS, apply_changes, read_recipe_file
     from engine.recipe import Recipe
-    from hostplug.recipe_options import build_recipe
 
     settings: dict[str, Any] = {}
-    if options.get("recipe_file"):
-        settings.update(build_recipe({"recipe_file": options["recipe_file"]}).to_dict())
+    if changes.get("recipe_file"):
+        settings.update(read_recipe_file(changes["recipe_file"]).to_dict())
         settings.pop("version", None)
-    settings.update({k: options[k] for k in RECIPE_KEYS if options.get(k) is not None})
-    staged = build_recipe({k: options.get(k) for k in ("disabled", "implementations", "fixed")}, Recipe())
+    settings.update({k: changes[k] for k in SETTINGS if changes.get(k) is not None})
+    staged = apply_changes(Recipe(), {"stages": changes.get("stages") or {}})
     if staged.stages:
         settings["stages"] = {**settings.get("stages", {}), **staged.to_dict()["stages"]}
     return settings
@@ -67,12 +70,12 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
 @click.argument("in_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML configuration (see above).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "--out-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (minimal form).")
-@click.option("--format", "fmt", type=click.Choice(list(FORMAT_SUFFIX)), default="tiff", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="tiff", show_default=True)
 @click.option("--bits", type=click.Choice(["8", "16"]), help="Bits per channel (default 16; JPEG 8).")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG quality.")
-@click.option("--colour-space", "--color-space", "space", type=click.Choice(SPACES), default="srgb",
+@click.option("--colour-space", "--color-space", "space", type=click.Choice(SPACE_NAMES), default="srgb",
               show_default=True)
 @click.option("--long-edge", type=click.IntRange(16, None), help="Shrink so the long side has N pixels.")
 @click.option("--template", default="{name}", show_default=True,
@@ -100,9 +103,9 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
     from hostplug.daemon.logs import StatusLine, close_logging, setup_logging
     from hostplug.daemon.validate import validate
 
-    options = pop_recipe_options(kwargs)
-    presets = tuple(options.get("presets") or ())
-    settings = _recipe_settings(options)
+    changes = pop_recipe_options(kwargs)
+    presets = tuple(changes.get("presets") or ())
+    settings = _recipe_settings(changes)
     if config_path is not None:
         if in_dir is not None or out_dir is not None or presets or settings:
             raise ConfigError("give either --config FILE or IN_DIR --out OUT_DIR [recipe options], not both")
@@ -168,7 +171,7 @@ def _error_record(entry: Any) -> dict[str, Any]:
 @click.option("--retry", is_flag=True, help="Queue failed files again (moved back from _failed/).")
 @click.option("--errors", "error_count", type=click.IntRange(0, None), default=10, show_default=True,
               help="How many recent errors to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | None, retry: bool,
           error_count: int, as_json: bool) -> None:
     """Queued, rendering, done and failed counts and the last errors, for a running or stopped daemon.

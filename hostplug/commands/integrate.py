@@ -22,8 +22,8 @@ def integrate() -> None:
               help="The gimprc to edit (default: the user's, e.g. ~/.config/GIMP/3.0/gimprc).")
 def gimp(uninstall: bool, make_default_raw_loader: bool, plugin_dir: Path | None, gimprc: Path | None) -> None:
     """Install the GIMP 3 plug-in: opens camera raws through hostplug, adds Image > Re-render with hostplug."""
-    from hostplug.gimp_install import gimp_directory, install
-    from hostplug.gimp_install import uninstall as remove
+    from hostplug.integrations.gimp import gimp_directory, install
+    from hostplug.integrations.gimp import uninstall as remove
 
     plugin_dir = plugin_dir or gimp_directory() / "plug-ins"
     gimprc = gimprc or gimp_directory() / "gimprc"
@@ -52,7 +52,7 @@ def gimp(uninstall: bool, make_default_raw_loader: bool, plugin_dir: Path | None
 def darktable(hot_folder: Path | None, library_roots: tuple[Path, ...], config_path: Path | None,
               presets: tuple[str, ...], style: str | None, force: bool) -> None:
     """Write a watch configuration that renders darktable's "copy" exports beside the original raws (no Lua)."""
-    from hostplug.darktable_setup import DEFAULT_CONFIG, DEFAULT_HOT_FOLDER, darktable_steps, write_route
+    from hostplug.integrations.darktable import DEFAULT_CONFIG, DEFAULT_HOT_FOLDER, darktable_steps, write_route
 
     config_path = (config_path or DEFAULT_CONFIG).expanduser().absolute()
     config = write_route(config_path, hot_folder or DEFAULT_HOT_FOLDER, library_roots, presets, style, force=force)

@@ -15,20 +15,10 @@ from typing import Any
 
 import click
 
-from engine.errors import HostplugError
-from hostplug.models_cli import evaluate, train
+from hostplug.commands.common import check_device, device_option, json_option
 
 PHOTOFINISH_STEPS = 1200
 DETAIL_STEPS = 1000
-
-
-def _device(device: str) -> str:
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise HostplugError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    return device
 
 
 def _progress(label: str):
@@ -85,12 +75,12 @@ def train_one_style(style: str, steps: int, minutes: float | None, device: str, 
     return metrics
 
 
-@train.command("photofinish")
+@click.command("photofinish")
 @click.option("--style", "style_name", required=True, help="A picture style, or 'all'.")
 @click.option("--steps", type=click.IntRange(1, None), default=PHOTOFINISH_STEPS, show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.01, None), help="Stop after this wall time (not reproducible).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option
 def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: int, device: str) -> None:
     """Train a picture style's photofinishing network from scratch and ship it."""
     from engine.styles import STYLES, UnknownStyleError, known_styles
@@ -99,14 +89,14 @@ def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: 
     if name != "all" and name not in STYLES:
         raise UnknownStyleError(f"unknown style {style_name!r}; known styles: {known_styles()}, or 'all'")
     for style in (STYLES if name == "all" else [name]):
-        train_one_style(style, steps, minutes, _device(device), seed)
+        train_one_style(style, steps, minutes, check_device(device), seed)
 
 
-@train.command("detail")
+@click.command("detail")
 @click.option("--steps", type=click.IntRange(1, None), default=DETAIL_STEPS, show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.01, None), help="Stop after this wall time (not reproducible).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option
 def train_detail_command(steps: int, minutes: float | None, seed: int, device: str) -> None:
     """Train the detail-enhancement network from scratch and ship it."""
     from engine.stages.detail_learned import DETAIL_MODEL
@@ -121,7 +111,7 @@ def train_detail_command(steps: int, minutes: float | None, seed: int, device: s
         train_detail,
     )
 
-    config = DetailConfig(steps=steps, minutes=minutes, device=_device(device), seed=seed)
+    config = DetailConfig(steps=steps, minutes=minutes, device=check_device(device), seed=seed)
     click.echo(f"{DETAIL_MODEL}: training {steps} steps on {device}")
     result = train_detail(config, _progress("detail"))
     training = {
@@ -136,10 +126,10 @@ def train_detail_command(steps: int, minutes: float | None, seed: int, device: s
     click.echo(f"{DETAIL_MODEL}: {result.steps} steps in {result.seconds:.0f} s")
 
 
-@evaluate.command("pipeline")
+@click.command("pipeline")
 @click.option("--raws", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of real raws with embedded camera renderings (default: ../shared/rawsamples).")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@json_option("Print the results as JSON.")
 @click.option("--no-store", is_flag=True, help="Do not write the figures into the model manifest.")
 @click.option("--sheets", type=click.Path(file_okay=False, path_type=Path),
               help="Also write contact sheets (PNG) of the renders into this folder.")
@@ -151,3 +141,7 @@ def eval_pipeline(raws: Path | None, as_json: bool, no_store: bool, sheets: Path
     if not no_store:
         pipeline_eval.store(report)
     click.echo(json.dumps(report, indent=2) if as_json else pipeline_eval.tables(report))
+
+
+TRAIN_COMMANDS = (train_photofinish, train_detail_command)
+EVAL_COMMANDS = (eval_pipeline,)

@@ -61,7 +61,7 @@ def gimp_directory() -> Path:
 def plugin_source() -> Path:
     """The plug-in file: ``hostplug/data/hostplug-raw.py``, a link to ``integrations/gimp/hostplug-raw/`` in the
     source tree that a wheel carries as a copy."""
-    source = Path(__file__).resolve().parent / "data" / f"{PLUGIN_NAME}.py"
+    source = Path(__file__).resolve().parents[1] / "data" / f"{PLUGIN_NAME}.py"
     if not source.is_file():
         raise IntegrationError(f"{source}: the GIMP plug-in is missing from this hostplug installation; "
                                "reinstall hostplug")

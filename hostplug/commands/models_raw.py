@@ -12,16 +12,7 @@ from pathlib import Path
 
 import click
 
-from engine.errors import HostplugError
-from hostplug.models_cli import evaluate, train
-
-
-def _check_device(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise HostplugError("--device cuda: no CUDA GPU is available here; use --device cpu")
+from hostplug.commands.common import check_device, device_option, json_option
 
 
 def _budget(minutes: float | None, steps: int | None, default_minutes: float) -> tuple[float | None, int | None]:
@@ -32,12 +23,11 @@ def _budget(minutes: float | None, steps: int | None, default_minutes: float) ->
 
 _weights_dir = click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
                             help="Write weights and manifest here instead of the installed engine/weights.")
-_device = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
                         help="CPU threads for torch and numba (1 is fastest on a busy shared machine).")
 
 
-@train.command(name="denoise")
+@click.command(name="denoise")
 @click.option("--size", type=click.Choice(["lite", "base"]), default="lite", show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget (default 15 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
@@ -45,7 +35,7 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 @click.option("--batch", type=click.IntRange(1, None), default=8, show_default=True)
 @click.option("--patch", type=click.IntRange(16, None), default=64, show_default=True,
               help="Training crop size in pixels (a multiple of 8).")
-@_device
+@device_option
 @_threads
 @_weights_dir
 def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int, batch: int, patch: int,
@@ -53,7 +43,7 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
     """Train the learned denoiser from scratch (un-processed photographs and computed raws)."""
     from engine.training import train_denoiser
 
-    _check_device(device)
+    check_device(device)
     if patch % 8:
         raise click.UsageError("--patch must be a multiple of 8")
     minutes, steps = _budget(minutes, steps, 15.0)
@@ -64,13 +54,13 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
     click.echo(f"wrote {entry.name}: {weights_dir or entry.path.parent}/{entry.file} (sha256 {entry.sha256[:16]}...)")
 
 
-@train.command(name="wb")
+@click.command(name="wb")
 @click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget for the steps (default 14 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scenes", type=click.IntRange(10, None), default=3000, show_default=True,
               help="Computed scenes (4 renders each) in the training set.")
-@_device
+@device_option
 @_threads
 @_weights_dir
 def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, device: str, threads: int,
@@ -78,7 +68,7 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, d
     """Train the cross-camera white-balance estimator from scratch (computed raws, held-out cameras excluded)."""
     from engine.training import train_illuminant
 
-    _check_device(device)
+    check_device(device)
     minutes, steps = _budget(minutes, steps, 14.0)
     config = train_illuminant.WBTrainConfig(seed=seed, scenes=scenes, steps=steps, minutes=minutes, device=device,
                                             threads=threads)
@@ -87,18 +77,18 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, d
     click.echo(f"wrote {entry.name}: {weights_dir or entry.path.parent}/{entry.file} (sha256 {entry.sha256[:16]}...)")
 
 
-@evaluate.command(name="denoise")
+@click.command(name="denoise")
 @click.option("--sizes", default="lite,base", show_default=True, help="Shipped denoiser sizes to measure.")
-@_device
+@device_option
 @click.option("--record/--no-record", default=True, show_default=True,
               help="Store the measured metrics in the manifest entries.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@json_option("Print the results as JSON.")
 def eval_denoise(sizes: str, device: str, record: bool, as_json: bool) -> None:
     """PSNR gain at ISO 800, 3200, 12800 on held-out images, next to no denoising, classical and OpenCV NLM."""
     from engine.models import denoiser
     from engine.training import eval_denoiser, loop
 
-    _check_device(device)
+    check_device(device)
     names = [s.strip() for s in sizes.split(",") if s.strip()]
     models = {f"learned-{s}": denoiser.load(s) for s in names}
     result = eval_denoiser.evaluate(models, device=device, log=lambda m: click.echo(m, err=True))
@@ -112,12 +102,12 @@ def eval_denoise(sizes: str, device: str, record: bool, as_json: bool) -> None:
         click.echo(eval_denoiser.table(result))
 
 
-@evaluate.command(name="wb")
+@click.command(name="wb")
 @click.option("--scenes", type=click.IntRange(10, None), default=400, show_default=True,
               help="Held-out-camera scenes (3 renders each).")
 @click.option("--record/--no-record", default=True, show_default=True,
               help="Store the measured metrics in the manifest entry.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@json_option("Print the results as JSON.")
 def eval_wb(scenes: int, record: bool, as_json: bool) -> None:
     """Angular error on held-out cameras next to gray-world and white-patch; the Canon 550D chart's greys."""
     from engine.training import eval_wb as ev
@@ -130,3 +120,7 @@ def eval_wb(scenes: int, record: bool, as_json: bool) -> None:
         click.echo(json.dumps(ev.metrics_of(result), indent=2))
     else:
         click.echo(ev.table(result))
+
+
+TRAIN_COMMANDS = (train_denoise, train_wb)
+EVAL_COMMANDS = (eval_denoise, eval_wb)

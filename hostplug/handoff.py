@@ -1,29 +1,28 @@
-"""``hostplug open``: the one command editors' "Edit in" / "Open with" slots call, and ``hostplug thumbnail``.
+"""The editor hand-off: what ``hostplug open`` does, the one command editors' "Edit in" / "Open with" slots call.
 
 Given a raw, ``open`` renders a 16-bit TIFF beside it (``IMG_0001_hostplug.tif``; an unrelated file of that name
 is never replaced: the next free ``IMG_0001_hostplug-2.tif`` is used) and prints its path. Given an image an
 editor rendered from a raw (Lightroom hands over ``IMG_0001-Edit.tif``), it finds the source raw (see
-:func:`engine.provenance.find_source`) and re-renders it in place, atomically, keeping the file name, format, bit
+:func:`engine.xmp.provenance.find_source`) and re-renders it in place, atomically, keeping the file name, format, bit
 depth and colour space the editor expects. The recipe is the raw's sidecar recipe when it has one, else the one
-the image was rendered with, else the defaults; recipe options on the command line change it.
+the image was rendered with, else the defaults; the changes asked for (:mod:`engine.edits`) apply on top.
+:func:`open_file` does it all; :func:`plan` only decides.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
 from engine.errors import InputNotFoundError, OutputError
-from hostplug.recipe_options import build_recipe, pop_recipe_options, recipe_options
+from engine.output.formats import SUFFIX_FORMATS
 
-RENDERED_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+RENDERED_SUFFIXES = frozenset(SUFFIX_FORMATS)  # an image an editor rendered, not a raw
 OUTPUT_TAG = "_hostplug"
 
 
@@ -117,72 +116,44 @@ def _space_of(profile: bytes | None, spaces: dict) -> str:
     return "srgb"
 
 
-def plan(path: Path, search: tuple[Path, ...], options: dict[str, Any]) -> OpenPlan:
-    """Decide what ``hostplug open PATH`` does with the command line's recipe ``options`` (nothing is written)."""
+def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | None = None) -> OpenPlan:
+    """Decide what ``hostplug open PATH`` does with the recipe ``changes`` asked for (nothing is written)."""
+    from engine.edits import apply_changes
     from engine.rerender import image_format
     from engine.xmp.provenance import find_source, read_provenance
-    from engine.xmp.sidecar import read_sidecar
-    from hostplug.sidecar_cli import sidecar_recipe
+    from engine.xmp.sidecar import read_sidecar, sidecar_recipe
 
     check_readable(path)
     if path.suffix.lower() not in RENDERED_SUFFIXES:
         target, replace = output_for_raw(path)
-        recipe, catalogue = sidecar_recipe(path, options)
+        recipe, catalogue = sidecar_recipe(path, changes)
         return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace)
     _fmt, bits = image_format(path)  # refuses a file that is no image before anything else
     raw = find_source(path, search)
     check_readable(raw)
-    recipe, catalogue = sidecar_recipe(raw, options)
+    recipe, catalogue = sidecar_recipe(raw, changes)
     info = read_sidecar(raw)
     stored = read_provenance(path).recipe
     if (info is None or info.recipe is None) and stored is not None:
-        recipe = build_recipe(options, stored)
+        recipe = apply_changes(stored, changes)
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
                     True)
 
 
-@click.command("open")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("--search", multiple=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Also look for the source raw in this folder (repeatable).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the output path, recipe and timings as JSON.")
-@recipe_options
-def open_command(file: Path, search: tuple[Path, ...], device: str, as_json: bool, **kwargs: Any) -> None:
-    """Render a raw to a 16-bit TIFF beside it, or re-render an editor's TIFF of a raw in place.
-
-    Prints the path of the image written (the one to open in the editor).
-    """
-    from engine.output.write import OutputOptions
-    from hostplug.cli import _device, render_one
+def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | None = None, *,
+              device: str = "cpu") -> dict[str, Any]:
+    """Render a raw to a 16-bit TIFF beside it, or re-render an editor's image of a raw in place (see the module
+    docstring); returns what ``hostplug open --json`` prints (the image to open is ``output``)."""
+    from engine.output.export import render_file
+    from engine.output.formats import OutputOptions
 
     start = time.perf_counter()
-    options = pop_recipe_options(kwargs)
-    decided = plan(file, search, options)
+    decided = plan(Path(path), tuple(search), changes)
     if decided.replace and not os.access(decided.target.parent, os.W_OK):
         raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable")
-    output_options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
-    result = render_one(decided.source, decided.target, decided.recipe, output_options, _device(device), None,
-                        extra_xmp=decided.catalogue)
-    if as_json:
-        result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
-                      bits=decided.bits, colour_space=decided.space)
-        click.echo(json.dumps(result))
-    else:
-        click.echo(str(decided.target))
-
-
-@click.command("thumbnail")
-@click.argument("raw", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The JPEG to write.")
-@click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True,
-              help="Longest side of the thumbnail in pixels.")
-def thumbnail(raw: Path, output: Path, size: int) -> None:
-    """Write a raw's embedded preview as a small JPEG; prints the full image size as JSON."""
-    from hostplug.thumbnail import ThumbnailError, write_thumbnail
-
-    try:
-        click.echo(json.dumps(write_thumbnail(raw, output, size)))
-    except ThumbnailError as e:
-        raise InputNotFoundError(str(e)) from e
+    options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
+    result = render_file(decided.source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
+                         device=device).as_dict()
+    result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
+                  bits=decided.bits, colour_space=decided.space)
+    return result

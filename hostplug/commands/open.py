@@ -1,0 +1,48 @@
+"""``hostplug open`` (the editor hand-off, :mod:`hostplug.handoff`) and ``hostplug thumbnail``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.errors import InputNotFoundError
+from hostplug.commands.common import check_device, device_option, json_option
+from hostplug.recipe_options import pop_recipe_options, recipe_options
+
+
+@click.command("open")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--search", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Also look for the source raw in this folder (repeatable).")
+@device_option
+@json_option("Print the output path, recipe and timings as JSON.")
+@recipe_options
+def open_command(file: Path, search: tuple[Path, ...], device: str, as_json: bool, **kwargs: Any) -> None:
+    """Render a raw to a 16-bit TIFF beside it, or re-render an editor's TIFF of a raw in place.
+
+    Prints the path of the image written (the one to open in the editor).
+    """
+    from hostplug.handoff import open_file
+
+    changes = pop_recipe_options(kwargs)
+    result = open_file(file, search, changes, device=check_device(device))
+    click.echo(json.dumps(result) if as_json else result["output"])
+
+
+@click.command("thumbnail")
+@click.argument("raw", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "--out", "output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The JPEG to write.")
+@click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True,
+              help="Longest side of the thumbnail in pixels.")
+def thumbnail(raw: Path, output: Path, size: int) -> None:
+    """Write a raw's embedded preview as a small JPEG; prints the full image size as JSON."""
+    from hostplug.thumbnail import ThumbnailError, write_thumbnail
+
+    try:
+        click.echo(json.dumps(write_thumbnail(raw, output, size)))
+    except ThumbnailError as e:
+        raise InputNotFoundError(str(e)) from e

@@ -1,0 +1,145 @@
+"""``hostplug render`` and ``hostplug info``: raws (or JPEG/PNG/TIFF images) to finished images, and what the
+engine reads from a file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.errors import OutputError
+from engine.output.formats import FORMATS, SPACE_NAMES, OutputOptions, output_name
+from hostplug.commands.common import check_device, device_option, for_each_input, json_option
+from hostplug.recipe_options import pop_recipe_options, recipe_options
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "--out", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file (one input only). The suffix picks the format: .tif, .png, .jpg.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for outputs, named after each input.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format (default: from -o's suffix, else tiff).")
+@click.option("--bits", type=click.Choice(["8", "16"]), help="Bits per channel (default 16; JPEG 8).")
+@click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG quality.")
+@click.option("--colour-space", "--color-space", "space", type=click.Choice(SPACE_NAMES), default="srgb",
+              show_default=True, help="Output colour space (its ICC profile is embedded).")
+@click.option("--long-edge", type=click.IntRange(16, None), help="Shrink so the long side has N pixels.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--stages", "stages_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write every stage's output image and parameters into this folder.")
+@device_option
+@json_option("Print one JSON object per rendered file.")
+@recipe_options
+def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, fmt: str | None,
+           bits: str | None, quality: int, space: str, long_edge: int | None, overwrite: bool,
+           stages_dir: Path | None, device: str, as_json: bool, **kwargs: Any) -> None:
+    """Render camera raws (or JPEG/PNG/TIFF images) to finished images."""
+    from engine.edits import apply_changes
+    from engine.output.export import render_file
+
+    changes = pop_recipe_options(kwargs)
+    apply_changes(None, changes)  # refuse bad options before any work
+    if output is not None and len(inputs) > 1:
+        raise OutputError("-o names one output file; for several inputs use --out-dir")
+    if out_dir is not None and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: the output folder does not exist")
+    options = OutputOptions(format=fmt, bits=int(bits) if bits else None, quality=quality, space=space,
+                            long_edge=long_edge, overwrite=overwrite)
+    device = check_device(device)
+    with _progress(len(inputs)) as bar:
+
+        def render_one(path: Path) -> None:
+            def progress(stage: str, index: int, count: int) -> None:
+                bar.set_postfix_str(f"{path.name}: {stage} ({index}/{count})")
+
+            target = output if output is not None else output_name(path, fmt, out_dir)
+            stage_folder = stages_dir / path.stem if stages_dir and len(inputs) > 1 else stages_dir
+            result = render_file(path, target, options=options, changes=changes, device=device,
+                                 stages_dir=stage_folder, progress=progress).as_dict()
+            line = f"{path} -> {result['output']} ({result['seconds']:.1f} s)"
+            if as_json:
+                click.echo(json.dumps(result))
+            elif len(inputs) == 1 or not bar.disable:
+                bar.write(line)
+            else:
+                click.echo(line)
+
+        for_each_input(inputs, render_one, summary=True, on_error=bar.clear, after=lambda: bar.update(1))
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option("Print JSON instead of text.")
+def info(inputs: tuple[Path, ...], as_json: bool) -> None:
+    """Print what the engine reads from each file: camera, exposure, sensor layout, levels, colour."""
+
+    def describe(path: Path) -> None:
+        import engine
+        from engine.io.source_info import describe
+
+        description = describe(engine.open(path))
+        click.echo(json.dumps(description, indent=2) if as_json else format_description(description))
+
+    for_each_input(inputs, describe)
+
+
+# ----- the text form of engine.io.source_info.describe ---------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def format_description(info: dict[str, Any]) -> str:
+    """Readable, aligned lines; nested sections are indented."""
+    lines = [info["file"]]
+    exposure = info["exposure"]
+    shutter = exposure["exposure_time"]
+    shutter_text = f"1/{round(1 / shutter)} s" if shutter and shutter < 1 else _fmt(shutter) + " s"
+    rows = [
+        ("format", f"{info['format']} ({info['kind']})"),
+        ("camera", info["camera"]),
+        ("lens", info["lens"]),
+        ("exposure", f"ISO {_fmt(exposure['iso'])}, {shutter_text}, f/{_fmt(exposure['f_number'])}, "
+                     f"{_fmt(exposure['focal_length'])} mm"),
+        ("taken", _fmt(exposure["taken"])),
+        ("size", f"{info['size']['width']} x {info['size']['height']}"),
+        ("orientation", f"{info['orientation']['exif']} ({info['orientation']['meaning']})"),
+    ]
+    if "sensor" in info:
+        sensor, wb, colour = info["sensor"], info["white_balance"], info["colour"]
+        rows += [
+            ("layout", sensor["layout"]),
+            ("black level", " ".join(_fmt(v) for v in sensor["black_level"])),
+            ("white level", " ".join(_fmt(v) for v in sensor["white_level"])),
+            ("baseline exp.", f"{sensor['baseline_exposure']:+g} EV"),
+            ("noise profile", " ".join(f"{v:.3g}" for v in sensor["noise_profile"])
+             if sensor["noise_profile"] else "-"),
+            ("as-shot WB", f"{wb['temperature']} K, tint {wb['tint']:+g}; multipliers "
+                           + " ".join(f"{v:.4f}" for v in wb["multipliers"]) + f" (from {wb['origin']})"),
+            ("colour", colour["origin"]),
+        ]
+        for m in colour["matrices"]:
+            rows.append((f"  matrix @{_fmt(m['temperature'])} K",
+                         "  ".join(" ".join(f"{v:+.4f}" for v in row) for row in m["color_matrix"])))
+            if m["forward_matrix"]:
+                rows.append(("  forward",
+                             "  ".join(" ".join(f"{v:+.4f}" for v in row) for row in m["forward_matrix"])))
+    width = max(len(name) for name, _ in rows)
+    lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
+    return "\n".join(lines)

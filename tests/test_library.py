@@ -1,0 +1,77 @@
+"""The engine as a library: the names it exports, its docstring example, and renders from a file to a file that
+equal what the command line writes; and the command line's layout (one version, a fast ``--help``)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+import engine
+from tests.conftest import hostplug
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_exported_name_resolves() -> None:
+    for name in engine.__all__:
+        assert getattr(engine, name) is not None, name
+
+
+def test_the_docstring_example_runs(tmp_path: Path, sample_dng: Path, monkeypatch) -> None:
+    shutil.copy(sample_dng, tmp_path / "IMG_0001.ARW")
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(line.strip() for line in engine.__doc__.splitlines() if line.startswith("    "))
+    assert "engine.write_image" in code and "engine.render_file" in code and "engine.rerender_file" in code
+    exec(compile(code, "engine.__doc__", "exec"), {})  # noqa: S102 - the example is this repository's own text
+    assert tifffile.imread(tmp_path / "IMG_0001.tif").dtype == np.uint16
+    assert _png(tmp_path / "IMG_0001_rerender.jpg").shape == _png(tmp_path / "IMG_0001.jpg").shape
+
+
+def test_render_file_writes_what_the_command_line_writes(tmp_path: Path, sample_dng: Path) -> None:
+    result = engine.render_file(sample_dng, tmp_path / "library.tif", changes={"exposure": 0.5, "contrast": 10})
+    assert result.output == tmp_path / "library.tif" and result.recipe.exposure == 0.5
+    assert hostplug("render", sample_dng, "--out", tmp_path / "cli.tif", "--exposure", "0.5", "--contrast", "10")\
+        .exit_code == 0
+    assert np.array_equal(tifffile.imread(tmp_path / "library.tif"), tifffile.imread(tmp_path / "cli.tif"))
+
+
+def test_rerender_file_reproduces_the_render(tmp_path: Path, sample_dng: Path) -> None:
+    raw = tmp_path / "IMG_0001.dng"
+    shutil.copy(sample_dng, raw)
+    first = engine.render_file(raw, tmp_path / "first.png", changes={"temperature": 4800})
+    assert first.recipe.wb == "custom"  # a temperature implies custom white balance (Recipe.replace's rule)
+    again = engine.rerender_file(first.output)
+    assert again.output == tmp_path / "first_rerender.png" and again.source == raw and again.notice is None
+    assert np.array_equal(_png(again.output), _png(first.output))
+
+
+def _png(path: Path) -> np.ndarray:
+    import cv2
+
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def test_one_version_everywhere() -> None:
+    import hostplug
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert engine.__version__ == hostplug.__version__ == declared
+    done = subprocess.run([sys.executable, "-c", "from hostplug.cli import main; main()", "--version"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip().endswith(declared)
+    sources = [p for p in (REPO / "engine").rglob("*.py")] + [p for p in (REPO / "hostplug").rglob("*.py")]
+    assert not [p for p in sources if re.search(r"__version__\s*=\s*['\"]", p.read_text())]
+
+
+def test_help_imports_no_heavy_module() -> None:
+    code = ("import sys\nfrom hostplug.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('loaded:', *(m for m in ('torch', 'numba', 'cv2', 'rawpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "loaded:", done.stdout
