@@ -152,3 +152,57 @@ def test_a_tiny_training_run_lowers_the_error(tmp_path: Path) -> None:
     assert record["final_loss_deg"] < record["first_loss_deg"]
     entry = train_illuminant.ship(model, record, tmp_path)
     assert (tmp_path / entry.file).is_file()
+
+
+# --- real scene content, the third histogram, the grey-chroma measure ----------------------------------------------
+
+needs_photos = pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "photos" / "cameras").is_dir(),
+                                  reason="shared photographs absent (see ../shared/photos/PROVENANCE.md)")
+
+
+def test_a_three_input_network_reads_the_brightest_pixels_too() -> None:
+    rng = np.random.default_rng(1)
+    rgb = (rng.random((48, 64, 3)) * 0.5 + 0.05).astype(np.float32)
+    hist = illuminant.histograms(rgb, np.eye(3), channels=3)
+    assert hist.shape == (3, illuminant.BINS, illuminant.BINS)
+    assert np.array_equal(hist[:2], illuminant.histograms(rgb, np.eye(3)))
+    net = illuminant.IlluminantNet(inputs=3)
+    assert illuminant.inputs_of(net) == 3 and illuminant.inputs_of(illuminant.IlluminantNet()) == 2
+    assert net(torch.from_numpy(hist)[None]).shape == (1, 2)
+    assert illuminant.parameter_count(net) <= 200_000
+
+
+def test_grey_chroma_is_zero_for_the_right_white_and_grows_with_the_error() -> None:
+    if not (synthetic.SPECTRAL_DIR / "camera").is_dir():
+        pytest.skip("shared spectral data absent")
+    from engine.training.eval_wb import grey_chroma
+
+    cal = spectral_data.calibration(spectral_data.HELD_OUT_CAMERAS[0])
+    truth = np.array([0.55, 1.0, 0.72])
+    assert grey_chroma(truth, truth, cal) < 1e-4
+    off1, off3 = (grey_chroma(truth * np.array([1 + d, 1, 1 - d]), truth, cal) for d in (0.01, 0.03))
+    assert 0 < off1 < off3
+
+
+@needs_photos
+def test_photo_split_holds_out_whole_cameras_and_is_the_documented_one() -> None:
+    from engine.training import wb_data
+
+    train, held = wb_data.photo_split()
+    assert set(train).isdisjoint(held) and len(held) == 23 and len(train) == 90
+    assert "nikon d800" in held and "kodak" in train  # as the module docstring lists
+    assert wb_data.photo_split() == (train, held)
+    for name in held:
+        assert f"{name}," in wb_data.__doc__ or f"{name}\n" in wb_data.__doc__
+
+
+@needs_photos
+def test_photo_samples_are_raws_of_a_known_light() -> None:
+    from engine.training import wb_data
+
+    held = wb_data.photo_split()[1][:2]
+    data = wb_data.photo_set(5, held, spectral_data.HELD_OUT_CAMERAS, renders_per_photo=2, keep_images=True)
+    assert data.hist.shape[1:] == (wb_data.HIST_CHANNELS, illuminant.BINS, illuminant.BINS)
+    assert data.images.shape[1:] == (64, 64, 3) and data.images.max() <= 1.0
+    assert set(data.cameras) <= set(spectral_data.HELD_OUT_CAMERAS)
+    assert np.allclose(data.neutral[:, 1], 1.0) and np.all(data.neutral > 0)

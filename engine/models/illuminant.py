@@ -12,8 +12,9 @@ Features (:func:`histograms`, as in FFCC / C5)
     Over a thumbnail (long side at most 256 px) without clipped or black pixels: log-chroma ``u = log(G/R)``,
     ``v = log(G/B)`` of the pixels, and of an edge image (absolute difference to a 3 x 3 box blur per channel),
     each as a 64 x 64 histogram with bins of 1/16 (u from -2.4, v from -1.6), weighted by the pixel's
-    brightness (sum of channels), normalised to sum 1 and square-rooted. A change of light is (nearly) a shift
-    of both histograms.
+    brightness (sum of channels), normalised to sum 1 and square-rooted. Networks built with ``inputs=3`` also
+    read a third histogram, of the brightest 3 % of the usable pixels (the "bright pixels" cue: highlights and
+    white surfaces carry the light's colour). A change of light is (nearly) a shift of every histogram.
 
 Network (:class:`IlluminantNet`)
     Fully convolutional over the histogram plane (so it is shift-equivariant, as the physics is), two stride-2
@@ -39,6 +40,7 @@ U_START, V_START = -2.4, -1.6
 THUMBNAIL = 256
 CLIPPED = 0.98  # raw level above which a channel counts as clipped
 REFERENCE_TEMPERATURE = 6504.0
+BRIGHTEST = 0.03  # the third histogram's share of the usable pixels, the brightest
 
 
 def working_matrix(calibration) -> np.ndarray:
@@ -74,8 +76,9 @@ def _log_chroma_histogram(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.sqrt(hist / total).astype(np.float32) if total > 0 else hist.astype(np.float32)
 
 
-def histograms(camera_rgb: np.ndarray, to_working: np.ndarray) -> np.ndarray:
-    """The (2, 64, 64) input of the network for a camera RGB image (module docstring)."""
+def histograms(camera_rgb: np.ndarray, to_working: np.ndarray, channels: int = 2) -> np.ndarray:
+    """The (channels, 64, 64) input of the network for a camera RGB image (module docstring): pixels, edges and,
+    with ``channels=3``, the brightest pixels."""
     small = thumbnail(camera_rgb)
     usable = (small.max(axis=-1) < CLIPPED) & (small.sum(axis=-1) > 1e-4)
     working = (small @ to_working.T).astype(np.float32)
@@ -83,10 +86,15 @@ def histograms(camera_rgb: np.ndarray, to_working: np.ndarray) -> np.ndarray:
     # an edge next to a clipped pixel is not trustworthy either
     near_clipped = cv2.erode(usable.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     brightness = working.sum(axis=-1)
-    return np.stack([
+    planes = [
         _log_chroma_histogram(working[usable], brightness[usable]),
         _log_chroma_histogram(edges[near_clipped], edges[near_clipped].sum(axis=-1)),
-    ])
+    ]
+    if channels >= 3:
+        raw_brightness = small.sum(axis=-1)[usable]  # in camera RGB: the same pixels whatever the working matrix
+        top = raw_brightness >= np.quantile(raw_brightness, 1.0 - BRIGHTEST) if len(raw_brightness) else []
+        planes.append(_log_chroma_histogram(working[usable][top], brightness[usable][top]))
+    return np.stack(planes)
 
 
 def bin_centres() -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,10 +107,11 @@ def bin_centres() -> tuple[torch.Tensor, torch.Tensor]:
 class IlluminantNet(nn.Module):
     """Histograms (N, 2, 64, 64) -> illuminant log-chroma (N, 2) in the working space (module docstring)."""
 
-    def __init__(self, width: int = 16) -> None:
+    def __init__(self, width: int = 16, inputs: int = 2) -> None:
         super().__init__()
         c = width
-        self.enc1 = nn.Sequential(nn.Conv2d(2, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU())
+        self.enc1 = nn.Sequential(nn.Conv2d(inputs, c, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(c, c, 3, padding=1), nn.ReLU())
         self.enc2 = nn.Sequential(nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU(),
                                   nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU())
         self.enc3 = nn.Sequential(nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.ReLU(),
@@ -153,6 +162,11 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def inputs_of(model: IlluminantNet) -> int:
+    """How many histograms the network reads (2: pixels and edges; 3: and the brightest pixels)."""
+    return model.enc1[0].in_channels
+
+
 def load(name: str = "wb-c5") -> IlluminantNet:
     """The shipped estimator, verified against the manifest (ModelError naming the file when it is not)."""
     from engine.models import build_network
@@ -164,7 +178,7 @@ def estimate_neutral(camera_rgb: np.ndarray, calibration, model: IlluminantNet |
     """The camera neutral (green = 1) of the scene light in linear camera RGB (H, W, 3)."""
     model = model or load()
     to_working = working_matrix(calibration)
-    hist = torch.from_numpy(histograms(camera_rgb, to_working))[None]
+    hist = torch.from_numpy(histograms(camera_rgb, to_working, inputs_of(model)))[None]
     with torch.inference_mode():
         uv = model(hist)
         neutral = to_camera_neutral(uv.double(), torch.from_numpy(to_working)[None])

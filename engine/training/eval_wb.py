@@ -12,8 +12,20 @@ all in the same run:
 - **shades-of-grey**: the engine's classical estimate (:func:`engine.stages.white_balance.estimate_neutral`,
   Minkowski p = 6), the previous ``--wb auto``.
 
-Reported: mean, median, mean of the best 25 % and of the worst 25 %, per method, and the learned one's mean per
-held-out camera.
+Photo set (:func:`engine.training.wb_data.photo_test_set`, when ``../shared/photos`` is present): every
+photograph of the held-out *photo* cameras (23 of 113, seeded split in :mod:`engine.training.wb_data`), 12 lights
+each, unprocessed for the 3 held-out *spectral* cameras only: real scene content no training run saw, through
+sensors no training run saw. The baselines read a 64 x 64 thumbnail in which any pixel holding a clipped sensor
+pixel counts as clipped (:func:`engine.training.wb_data.baseline_thumbnail`).
+
+Reported: mean, median, mean of the best 25 % and of the worst 25 % of the angular error, per method, and the
+learned one's mean per held-out camera; and the **grey chroma**: the six ColorChecker greys (flat reflectors of
+luminance :data:`GREY_LUMINANCE`, white to black) lit by the sample's light and rendered with each method's
+estimate through the camera's own calibration
+(:func:`engine.calibration.balanced_camera_to_linear_srgb` at the estimate's white), as CIELAB C*ab against
+D65, averaged over the six patches and the samples (:func:`grey_chroma`). It is 0 for a perfect estimate; it
+leaves out everything but the white balance (no tone curve, no style). Speeds: the white balance stage in a
+render (installed weights) and the estimate alone (the model measured).
 
 Real raw (``../shared/rawsamples`` Canon 550D DNG, when present): the reference white is the camera response
 to the chart's three lightest neutral patches (white, neutral 8, neutral 6.5 of the lower ColorChecker's bottom
@@ -44,6 +56,9 @@ CANON_550D = RAWSAMPLES / "canon_eos550d_magiclantern__tinydng_colorchart.dng"
 NEUTRAL_X = (0.405, 0.469, 0.532, 0.595, 0.658, 0.723)
 NEUTRAL_Y = 0.804
 BOX = 10
+# Luminance Y of the ColorChecker's six neutral patches, white to black (L* 96.5, 81.3, 66.8, 50.9, 35.7, 20.5).
+PHOTO_RENDERS = 12  # lights per held-out photograph in the photo test set
+GREY_LUMINANCE = np.array([0.9105, 0.5898, 0.3623, 0.1921, 0.0886, 0.0310])
 
 
 def _unclipped(rgb: np.ndarray) -> np.ndarray:
@@ -83,31 +98,69 @@ def summary(errors: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class WBResult:
-    """Summaries per method on the computed set, the learned one's mean per camera, and the real-raw check."""
+    """Summaries per method on the computed set and on the photo set, the learned one's mean per camera, the
+    real-raw check and speeds."""
 
     computed: dict[str, dict[str, float]]
     per_camera: dict[str, float]
     samples: int
     canon: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds_per_megapixel: dict[str, float] = field(default_factory=dict)
+    photos: dict[str, dict[str, float]] = field(default_factory=dict)
+    photo_per_camera: dict[str, float] = field(default_factory=dict)
+    photo_samples: int = 0
+    photo_cameras: tuple[str, ...] = ()
 
 
-def evaluate_computed(test: wb_data.WBSet, model: illuminant.IlluminantNet) -> tuple[dict, dict]:
-    """Every method on the computed held-out-camera set."""
+def grey_chroma(estimate: np.ndarray, truth: np.ndarray, calibration) -> float:
+    """Mean CIELAB C*ab of the six ColorChecker greys rendered with ``estimate`` where ``truth`` is the scene's
+    camera neutral (module docstring): 0 when the estimate is right."""
+    from engine.calibration import balanced_camera_to_linear_srgb, neutral_to_xy
+
+    estimate = _green_one(estimate)
+    matrix = balanced_camera_to_linear_srgb(calibration, estimate, neutral_to_xy(calibration, estimate))
+    white = matrix @ (_green_one(truth) / estimate)  # linear sRGB of a perfect white, (1, 1, 1) when right
+    greys = np.outer(GREY_LUMINANCE, white / white[1])
+    return float(_lab_chroma_linear(greys).mean())
+
+
+def _lab_chroma_linear(linear: np.ndarray) -> np.ndarray:
+    from engine.colour import SRGB
+
+    xyz = np.asarray(linear, np.float64) @ SRGB.rgb_to_xyz.T
+    t = xyz / (SRGB.rgb_to_xyz @ np.ones(3))
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(np.maximum(t, 0.0)), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.hypot(500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2]))
+
+
+def learned_neutrals(test: wb_data.WBSet, model: illuminant.IlluminantNet) -> np.ndarray:
+    """The estimator's camera neutrals for every sample of a set."""
     with torch.inference_mode():
-        uv = model(torch.from_numpy(test.hist))
-        learned = illuminant.to_camera_neutral(uv.double(), torch.from_numpy(test.to_working)).numpy()
-    errors: dict[str, list[float]] = {"learned": [], "gray-world": [], "white-patch": [], "shades-of-grey": []}
+        uv = model(torch.from_numpy(test.hist[:, : illuminant.inputs_of(model)]))
+        return illuminant.to_camera_neutral(uv.double(), torch.from_numpy(test.to_working)).numpy()
+
+
+def evaluate_computed(test: wb_data.WBSet, model: illuminant.IlluminantNet,
+                      cameras: tuple[str, ...] = spectral_data.HELD_OUT_CAMERAS) -> tuple[dict, dict]:
+    """Every method on a held-out-camera set: angular error summaries, each with ``grey_chroma`` (the mean
+    C*ab of the rendered greys, :func:`grey_chroma`), and the learned one's mean error per camera."""
+    learned = learned_neutrals(test, model)
+    methods = ("learned", "gray-world", "white-patch", "shades-of-grey")
+    errors: dict[str, list[float]] = {m: [] for m in methods}
+    chroma: dict[str, list[float]] = {m: [] for m in methods}
     for i, truth in enumerate(test.neutral):
         image = test.images[i]
-        errors["learned"].append(angle(learned[i], truth))
-        errors["gray-world"].append(angle(gray_world(image), truth))
-        errors["white-patch"].append(angle(white_patch(image), truth))
-        errors["shades-of-grey"].append(angle(shades_of_grey(image), truth))
-    cameras = np.array(test.cameras)
+        calibration = spectral_data.calibration(test.cameras[i])
+        estimates = {"learned": learned[i], "gray-world": gray_world(image), "white-patch": white_patch(image),
+                     "shades-of-grey": shades_of_grey(image)}
+        for m, estimate in estimates.items():
+            errors[m].append(angle(estimate, truth))
+            chroma[m].append(grey_chroma(estimate, truth, calibration))
+    names = np.array(test.cameras)
     learned_errors = np.array(errors["learned"])
-    per_camera = {c: float(learned_errors[cameras == c].mean()) for c in spectral_data.HELD_OUT_CAMERAS}
-    return {m: summary(np.array(e)) for m, e in errors.items()}, per_camera
+    per_camera = {c: float(learned_errors[names == c].mean()) for c in cameras}
+    return {m: {**summary(np.array(e)), "grey_chroma": float(np.mean(chroma[m]))} for m, e in errors.items()}, \
+        per_camera
 
 
 def _patch_means(image: np.ndarray) -> np.ndarray:
@@ -176,19 +229,55 @@ def stage_speed(repeats: int = 3) -> dict[str, float]:
 
 
 def evaluate(scenes: int = 400, log: Callable[[str], None] = print, model: illuminant.IlluminantNet | None = None,
-             canon: Path | None = CANON_550D) -> WBResult:
-    """The whole measurement (module docstring)."""
+             canon: Path | None = CANON_550D, photo_renders: int = PHOTO_RENDERS) -> WBResult:
+    """The whole measurement (module docstring); the photo set is skipped (with a line) when ../shared/photos
+    is absent."""
+    model = model or illuminant.load()
     log(f"generating the held-out-camera test set ({scenes * 3} samples)")
     test = wb_data.test_set(scenes)
-    computed, per_camera = evaluate_computed(test, model or illuminant.load())
+    computed, per_camera = evaluate_computed(test, model)
+    photos, photo_per_camera, photo_samples, photo_cameras = {}, {}, 0, ()
+    try:
+        photo_cameras = wb_data.photo_split()[1]
+        log(f"generating the held-out photo test set ({photo_renders} lights per photograph of "
+            f"{len(photo_cameras)} held-out photo cameras)")
+        photo_test = wb_data.photo_test_set(photo_renders)
+        photos, photo_per_camera = evaluate_computed(photo_test, model)
+        photo_samples = len(photo_test.neutral)
+    except wb_data.PhotosMissingError as e:
+        log(f"{e}: photo test set skipped")
     canon_result = evaluate_canon(canon, log) if canon else {}
-    return WBResult(computed, per_camera, len(test.neutral), canon_result, stage_speed())
+    speed = {**stage_speed(), "learned estimator alone": estimator_speed(model)}
+    return WBResult(computed, per_camera, len(test.neutral), canon_result, speed, photos, photo_per_camera,
+                    photo_samples, photo_cameras)
+
+
+def estimator_speed(model: illuminant.IlluminantNet, repeats: int = 3) -> float:
+    """Seconds per megapixel of the estimate alone (histograms and network) on the bundled sample raw's
+    demosaiced camera RGB, the best of ``repeats``: this also times a model that is not the installed one."""
+    import time
+
+    import engine
+    from engine.recipe import Recipe
+    from engine.stages.base import Context
+    from engine.stages.demosaic import Demosaic
+
+    source = engine.open(Path(engine.__file__).resolve().parent / "samples" / "hostplug_colorchecker.dng")
+    ctx = Context(source=source, recipe=Recipe())
+    stage = Demosaic()
+    rgb = stage.process(np.empty((0, 0, 3), np.float32), stage.prepare(stage.Params(), ctx), ctx)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        illuminant.estimate_neutral(rgb, source.calibration, model)
+        best = min(best, time.perf_counter() - start)
+    return round(best / (rgb.shape[0] * rgb.shape[1] / 1e6), 3)
 
 
 def metrics_of(result: WBResult) -> dict[str, Any]:
     """The manifest metrics of the estimator."""
     rounded = {m: {k: round(v, 2) for k, v in s.items()} for m, s in result.computed.items()}
-    return {
+    metrics = {
         "test_set": f"engine.training.wb_data.test_set: {result.samples} computed raws of the held-out cameras "
                     f"{', '.join(spectral_data.HELD_OUT_CAMERAS)}",
         "angular_error_deg": rounded["learned"],
@@ -197,17 +286,38 @@ def metrics_of(result: WBResult) -> dict[str, Any]:
         "canon_550d_colorchecker": result.canon,
         "stage_seconds_per_megapixel": result.seconds_per_megapixel,
     }
+    if result.photos:
+        photos = {m: {k: round(v, 2) for k, v in s.items()} for m, s in result.photos.items()}
+        metrics["photo_test_set"] = (f"engine.training.wb_data.photo_test_set: {result.photo_samples} photographs of "
+                                     f"the {len(result.photo_cameras)} held-out photo cameras under random lights, "
+                                     "seen by the held-out spectral cameras")
+        metrics["photo_angular_error_deg"] = photos
+        metrics["photo_per_camera_mean_deg"] = {c: round(v, 2) for c, v in result.photo_per_camera.items()}
+    return metrics
+
+
+def _method_table(summaries: dict[str, dict[str, float]]) -> list[str]:
+    lines = ["| method | mean | median | best 25 % | worst 25 % | grey C*ab (mean) |", "|---|---|---|---|---|---|"]
+    for m, s in summaries.items():
+        lines.append(f"| {m} | {s['mean']:.2f} | {s['median']:.2f} | {s['best25']:.2f} | {s['worst25']:.2f} | "
+                     f"{s.get('grey_chroma', float('nan')):.2f} |")
+    return lines
 
 
 def table(result: WBResult) -> str:
-    """Markdown tables of the computed-set errors and of the Canon 550D greys."""
+    """Markdown tables of the computed-set and photo-set errors and of the Canon 550D greys."""
     lines = [f"Held-out cameras ({', '.join(spectral_data.HELD_OUT_CAMERAS)}), {result.samples} computed raws, "
-             "angular error in degrees:", "",
-             "| method | mean | median | best 25 % | worst 25 % |", "|---|---|---|---|---|"]
-    for m, s in result.computed.items():
-        lines.append(f"| {m} | {s['mean']:.2f} | {s['median']:.2f} | {s['best25']:.2f} | {s['worst25']:.2f} |")
+             "angular error in degrees and the mean CIELAB chroma of the six ColorChecker greys rendered with "
+             "each estimate (0 = grey):", ""]
+    lines += _method_table(result.computed)
     lines += ["", "Learned, mean per held-out camera: "
               + ", ".join(f"{c} {v:.2f}" for c, v in result.per_camera.items())]
+    if result.photos:
+        lines += ["", f"Held-out photo cameras ({len(result.photo_cameras)}, photographs of ../shared/photos) under "
+                  f"random lights, seen by the held-out spectral cameras, {result.photo_samples} samples:", ""]
+        lines += _method_table(result.photos)
+        lines += ["", "Learned, mean per held-out spectral camera: "
+                  + ", ".join(f"{c} {v:.2f}" for c, v in result.photo_per_camera.items())]
     lines += ["", "White balance stage, seconds per megapixel (CPU): "
               + ", ".join(f"{m} {v:.3f}" for m, v in result.seconds_per_megapixel.items())]
     if result.canon:

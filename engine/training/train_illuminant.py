@@ -34,6 +34,9 @@ class WBTrainConfig:
     batch: int = 64
     lr: float = 2e-3
     width: int = 16
+    inputs: int = 3  # histograms read: 2 = pixels and edges (wb-c5 before photos), 3 = and the brightest pixels
+    photo_renders: int = 60  # x the training photographs (134) = photo samples; 0 = computed scenes only
+    init: str | None = None  # a weights file to start from (None: from scratch); see :func:`warm_start`
     device: str = "cpu"
     threads: int | None = 1
 
@@ -44,14 +47,17 @@ def train(config: WBTrainConfig, log: Callable[[str], None] = print,
     loop.seed_everything(config.seed, config.threads if config.device == "cpu" else None)
     start = time.perf_counter()
     if data is None:
-        log(f"generating {config.scenes * 4} training samples from {len(spectral_data.TRAINING_CAMERAS)} cameras")
-        data = wb_data.training_set(config.seed, config.scenes)
+        data = training_data(config, log)
     data_seconds = time.perf_counter() - start
     device = torch.device(config.device)
-    hist = torch.from_numpy(data.hist).to(device)
+    hist = torch.from_numpy(np.ascontiguousarray(data.hist[:, : config.inputs])).to(device)
     neutral = torch.from_numpy(data.neutral).float().to(device)
     working = torch.from_numpy(data.to_working).float().to(device)
-    model = illuminant.IlluminantNet(config.width).to(device)
+    model = illuminant.IlluminantNet(config.width, config.inputs)
+    if config.init:
+        warm_start(model, config.init)
+        log(f"starting from {config.init}")
+    model = model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     budget = loop.StepBudget(config.steps, config.minutes, default_steps=3000)
     generator = torch.Generator().manual_seed(config.seed)
@@ -71,12 +77,19 @@ def train(config: WBTrainConfig, log: Callable[[str], None] = print,
         if step % 100 == 0 or step == budget.total:
             log(f"step {step}/{budget.total}  angular error {np.mean(losses[-100:]):.2f} deg  "
                 f"{budget.elapsed():.0f} s")
+    photo_train, photo_held = wb_data.photo_split() if config.photo_renders else ((), ())
     record = {
-        "data": "engine.training.wb_data.training_set (computed raws, training cameras only)",
+        "data": "engine.training.wb_data.training_set (computed raws, training cameras only)"
+                + (" + engine.training.wb_data.photo_training_set (../shared/photos of the training photo cameras, "
+                   "unprocessed for the training cameras under random lights)" if config.photo_renders else ""),
         "training_cameras": list(spectral_data.TRAINING_CAMERAS),
         "held_out_cameras": list(spectral_data.HELD_OUT_CAMERAS),
+        **({"photo_split": {"seed": wb_data.PHOTO_SPLIT_SEED, "held_out_fraction": wb_data.PHOTO_HELD_OUT_FRACTION,
+                            "training_photo_cameras": len(photo_train),
+                            "held_out_photo_cameras": list(photo_held)}} if config.photo_renders else {}),
         "samples": len(hist),
         "config": {k: v for k, v in asdict(config).items() if k not in ("steps", "minutes")},
+        **({"init_sha256": _sha256(config.init)} if config.init else {}),
         "steps": budget.total,
         "minutes_budget": config.minutes,
         "data_seconds": round(data_seconds, 1),
@@ -89,6 +102,41 @@ def train(config: WBTrainConfig, log: Callable[[str], None] = print,
     return model.cpu().eval(), record
 
 
+def _sha256(path: str | Path) -> str:
+    from engine.models import file_sha256
+
+    return file_sha256(Path(path))
+
+
+def warm_start(model: illuminant.IlluminantNet, path: str | Path) -> None:
+    """Load weights from ``path`` into ``model``; weights of a network with fewer input histograms (the 2-input
+    wb-c5) fit with the extra inputs' kernels at zero, so the network starts out as exactly the old one."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    first = "enc1.0.weight"
+    own = model.state_dict()[first]
+    if state[first].shape[1] < own.shape[1]:
+        padded = torch.zeros_like(own)
+        padded[:, : state[first].shape[1]] = state[first]
+        state[first] = padded
+    model.load_state_dict(state, strict=True)
+
+
+def training_data(config: WBTrainConfig, log: Callable[[str], None] = print) -> wb_data.WBSet:
+    """The computed scenes and, unless ``photo_renders`` is 0, the training photographs under random lights."""
+    log(f"generating {config.scenes * 4} training samples from {len(spectral_data.TRAINING_CAMERAS)} cameras")
+    data = wb_data.training_set(config.seed, config.scenes)
+    if not config.photo_renders:
+        return data
+    photos = wb_data.photo_training_set(config.seed, config.photo_renders)
+    log(f"and {len(photos.neutral)} from the training photographs ({config.photo_renders} lights each)")
+    return wb_data.concatenate(data, photos)
+
+
 def ship(model: illuminant.IlluminantNet, record: dict[str, Any], weights_dir: Path | None = None):
     """Write the weights and manifest entry ``wb-c5``."""
-    return loop.ship(MODEL_NAME, model.state_dict(), {"width": model.enc1[0].out_channels}, record, weights_dir)
+    architecture = {"width": model.enc1[0].out_channels}
+    if illuminant.inputs_of(model) != 2:  # entries written before the third histogram name no inputs
+        architecture["inputs"] = illuminant.inputs_of(model)
+    return loop.ship(MODEL_NAME, model.state_dict(), architecture, record, weights_dir)

@@ -15,25 +15,60 @@ How a sample is made (:func:`make_set`, seeded):
 
 The training set uses :data:`~engine.training.spectral_data.TRAINING_CAMERAS` only (10 cameras); the test set
 uses :data:`~engine.training.spectral_data.HELD_OUT_CAMERAS` only (3 cameras) and scenes from another seed.
+
+Part 2: real scene content (:func:`photo_set`)
+-----------------------------------------------
+The photographs of ``../shared/photos`` (``cameras/``: 112 camera JPEGs, ``kodak/``: 24 film scans, ``rawio/``:
+36 real-estate photographs; see its PROVENANCE.md) are white-balanced renders, so each becomes a raw of a known
+light: the photograph (area-averaged to 256 px on the long side) is cropped at random (35-100 % of the area,
+aspect 3:4..4:3), unprocessed (:mod:`engine.training.unprocess`: sRGB decoding, the inverse smoothstep tone
+curve, the inverse of the spectral camera's own colour matrix at the light's white, times the camera's exact
+response to the light drawn by :func:`engine.training.spectral_data.sample_illuminant`, an exposure peak 0.03..0.9),
+what the JPEG clipped is pushed 1-4 x over (drawn per sample) and the sensor clips every channel at 1;
+Poisson-Gaussian noise of an ISO log-uniform in 100..6400 (:func:`engine.training.synthetic.noise_profile`).
+The exact neutral is the spectral camera's response to the light: the estimator learns to balance the way the
+cameras balanced their own JPEGs.
+
+Whole cameras are held out on both sides. The photographs are grouped by the camera that made them (EXIF Make +
+Model, spelled one way; the Kodak scans are one group, ``kodak``; a photograph without EXIF is its own group):
+113 groups. :func:`photo_split` permutes the sorted group names with ``numpy.random.default_rng(11)``
+(:data:`PHOTO_SPLIT_SEED`) and holds out the first 20 % (23 groups, 38 photographs):
+
+    asahi pentax optio 430, canon eos d60, canon powershot a720 is, canon powershot sd600, casio ex-z3,
+    eastman kodak clas digital film scanner / hr200, eastman kodak dx6490 zoom digital camera,
+    file:rawio/constrain_straight, hewlett-packard hp photosmart c812 (v09.33), leica t (typ 701), minolta dimage 5,
+    motorola xt1068, nikon d60, nikon d800, nokia lumia 800, olympus c40z,d40z, olympus e-m1markii,
+    samsung gt-i9505, samsung sm-g965w, samsung-sm-n900a, sony dcr-pc120e, sony dsc-h9, sony dsc-t5
+
+Training (:func:`photo_training_set`): the other 90 groups (134 photographs), unprocessed for the 10 training
+spectral cameras only, seed ``training seed + 7919``. Test (:func:`photo_test_set`): the 23 held-out groups,
+unprocessed for the 3 held-out spectral cameras only, seed :data:`PHOTO_TEST_SEED`. So a test sample's scene,
+the camera that rendered it and the sensor that sees it are all unseen in training.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
+import cv2
 import numpy as np
 
+from engine.errors import HostplugError
 from engine.models import illuminant
-from engine.training import raw_noise, scenes, spectral_data, synthetic
+from engine.training import raw_noise, scenes, spectral_data, synthetic, unprocess
 
 SCENE_SIZE = 128
+HIST_CHANNELS = 3  # every histogram the estimator can read; a 2-input network reads the first two
 
 
 @dataclass
 class WBSet:
     """Arrays of a white-balance set, one row per sample."""
 
-    hist: np.ndarray  # (N, 2, 64, 64) float32
+    hist: np.ndarray  # (N, 3, 64, 64) float32: pixels, edges, brightest pixels (illuminant.histograms)
     neutral: np.ndarray  # (N, 3) exact camera neutral, green = 1
     to_working: np.ndarray  # (N, 3, 3) camera -> working space
     images: np.ndarray | None  # (N, 64, 64, 3) float32 camera RGB thumbnails (test sets: classical baselines)
@@ -54,6 +89,15 @@ def render_sample(rng: np.random.Generator, scene: synthetic.Scene, camera: str)
     return raw_noise.demosaic(signal, guess), light.label, raw.camera_neutral
 
 
+def baseline_thumbnail(rgb: np.ndarray, size: int = 64) -> np.ndarray:
+    """The classical baselines' input: ``size`` x ``size`` area average of camera RGB in which a pixel that holds
+    any clipped sensor pixel is clipped as a whole (so the baselines leave it out, as they do clipped pixels)."""
+    small = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    clipped = (rgb.max(axis=-1) >= illuminant.CLIPPED).astype(np.float32)
+    small[cv2.resize(clipped, (size, size), interpolation=cv2.INTER_AREA) > 0] = 1.0
+    return small
+
+
 def make_set(seed: int, scenes_count: int, cameras: tuple[str, ...], renders_per_scene: int = 4,
              keep_images: bool = False, progress=None) -> WBSet:
     """A data set of ``scenes_count * renders_per_scene`` samples (module docstring)."""
@@ -65,11 +109,11 @@ def make_set(seed: int, scenes_count: int, cameras: tuple[str, ...], renders_per
         for _ in range(renders_per_scene):
             camera = cameras[rng.integers(len(cameras))]
             rgb, label, exact = render_sample(rng, scene, camera)
-            hist.append(illuminant.histograms(rgb, matrices[camera]))
+            hist.append(illuminant.histograms(rgb, matrices[camera], HIST_CHANNELS))
             neutral.append(exact)
             working.append(matrices[camera])
             if keep_images:
-                images.append(illuminant.thumbnail(rgb, 64))
+                images.append(baseline_thumbnail(rgb))
             cams.append(camera)
             lights.append(label)
         if progress:
@@ -87,3 +131,152 @@ def test_set(scenes_count: int = 400, progress=None) -> WBSet:
     """The fixed test set: held-out cameras only, scenes from seed 1_000_003 (never a training seed)."""
     return make_set(1_000_003, scenes_count, spectral_data.HELD_OUT_CAMERAS, renders_per_scene=3, keep_images=True,
                     progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real scene content: the photographs of ../shared/photos put under random lights (module docstring, part 2)
+
+PHOTOS_DIR = Path(os.environ.get("HOSTPLUG_PHOTOS", Path(__file__).resolve().parents[3] / "shared" / "photos"))
+PHOTO_FOLDERS = ("cameras", "kodak", "rawio")
+PHOTO_SPLIT_SEED = 11
+PHOTO_HELD_OUT_FRACTION = 0.2
+PHOTO_SIZE = 256  # long side of the working copy of a photograph (the estimator's thumbnail size)
+PHOTO_TEST_SEED = 1_000_033  # lights and crops of the photo test set; never a training seed
+
+
+class PhotosMissingError(HostplugError):
+    """``shared/photos`` is not where training expects it."""
+
+
+def photos_dir() -> Path:
+    """The shared photographs folder, or PhotosMissingError naming where it was looked for."""
+    if not (PHOTOS_DIR / "cameras").is_dir():
+        raise PhotosMissingError(f"{PHOTOS_DIR}: the shared photographs are missing (set HOSTPLUG_PHOTOS or place "
+                                 "../shared/photos beside the repository)")
+    return PHOTOS_DIR
+
+
+def _camera_key(make: str, model: str) -> str:
+    """One name per camera model, whichever way its EXIF spells the make ("Canon" + "Canon EOS 5D" -> one)."""
+    make, model = " ".join(make.split()), " ".join(model.split())
+    first = make.split(" ")[0].lower()
+    if make and not model.lower().startswith(first):
+        model = f"{make.split(' ')[0]} {model}"
+    return model.lower()
+
+
+@cache
+def photo_cameras() -> dict[str, tuple[Path, ...]]:
+    """The photographs by the camera that made them (EXIF Make + Model; the file name where EXIF has none;
+    the Kodak suite, film scans, is one "camera": ``kodak``), sorted by camera."""
+    from PIL import Image
+
+    folder = photos_dir()
+    groups: dict[str, list[Path]] = {}
+    for sub in PHOTO_FOLDERS:
+        for path in sorted((folder / sub).glob("*")):
+            if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                continue
+            if sub == "kodak":
+                key = "kodak"
+            else:
+                with Image.open(path) as image:
+                    exif = image.getexif()
+                make, model = str(exif.get(271) or "").strip(), str(exif.get(272) or "").strip()
+                key = _camera_key(make, model) if model else f"file:{sub}/{path.stem}"
+            groups.setdefault(key, []).append(path)
+    return {k: tuple(v) for k, v in sorted(groups.items())}
+
+
+def photo_split(seed: int = PHOTO_SPLIT_SEED) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(training cameras, held-out cameras) of the photographs: a seeded permutation of the sorted camera names,
+    the first 20 % held out (module docstring)."""
+    names = sorted(photo_cameras())
+    order = np.random.default_rng(seed).permutation(len(names))
+    held = sorted(names[i] for i in order[: round(PHOTO_HELD_OUT_FRACTION * len(names))])
+    return tuple(n for n in names if n not in held), tuple(held)
+
+
+@cache
+def _photo(path: Path) -> np.ndarray:
+    """A photograph as sRGB-encoded float32, area-averaged to a long side of :data:`PHOTO_SIZE`."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.draft("RGB", (PHOTO_SIZE * 2, PHOTO_SIZE * 2))  # JPEG: decode at a reduced scale, much faster
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    h, w = pixels.shape[:2]
+    scale = PHOTO_SIZE / max(h, w)
+    if scale < 1.0:
+        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(pixels)
+
+
+def photo_sample(rng: np.random.Generator, srgb: np.ndarray, cameras: tuple[str, ...]) -> tuple[np.ndarray, str, str,
+                                                                                                  np.ndarray]:
+    """(camera RGB, camera, light label, exact neutral) of a photograph under a random light (module docstring)."""
+    h, w = srgb.shape[:2]
+    area = rng.uniform(0.35, 1.0)
+    aspect = np.exp(rng.uniform(np.log(0.75), np.log(1.333)))
+    ch = int(np.clip(round(h * np.sqrt(area / aspect)), 16, h))
+    cw = int(np.clip(round(w * np.sqrt(area * aspect)), 16, w))
+    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    crop = srgb[y : y + ch, x : x + cw]
+    u = unprocess.random_plan(rng, crop, cameras)
+    rgb = unprocess.to_camera(crop, u)
+    # What the JPEG clipped was brighter than its white by an unknown amount: 1-4 x (drawn per image), and the
+    # sensor clips each channel at 1 (pink and fully clipped highlights, as real raws have them).
+    over = crop.max(axis=-1) >= 0.99
+    rgb[over] *= float(np.exp(rng.uniform(0.0, np.log(4.0))))
+    iso = float(np.exp(rng.uniform(np.log(100.0), np.log(6400.0))))
+    shot, read = synthetic.noise_profile(iso)
+    rgb = rng.poisson(np.clip(rgb, 0.0, None) / shot) * shot + rng.normal(0.0, np.sqrt(read), rgb.shape)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32), u.camera, u.light, u.neutral
+
+
+def photo_set(seed: int, photo_cameras_used: tuple[str, ...], cameras: tuple[str, ...], renders_per_photo: int,
+              keep_images: bool = False, progress=None) -> WBSet:
+    """``renders_per_photo`` samples of every photograph of ``photo_cameras_used``, each with a camera drawn from
+    ``cameras`` under its own light (module docstring)."""
+    rng = np.random.default_rng(seed)
+    groups = photo_cameras()
+    paths = [p for c in photo_cameras_used for p in groups[c]]
+    hist, neutral, working, images, cams, lights = [], [], [], [], [], []
+    matrices = {c: illuminant.working_matrix(spectral_data.calibration(c)) for c in cameras}
+    for i, path in enumerate(paths):
+        srgb = _photo(path)
+        for _ in range(renders_per_photo):
+            rgb, camera, label, exact = photo_sample(rng, srgb, cameras)
+            hist.append(illuminant.histograms(rgb, matrices[camera], HIST_CHANNELS))
+            neutral.append(exact)
+            working.append(matrices[camera])
+            if keep_images:  # 64 x 64 whatever the crop's aspect, for the classical baselines' global statistics
+                images.append(baseline_thumbnail(rgb))
+            cams.append(camera)
+            lights.append(label)
+        if progress:
+            progress(i + 1, len(paths))
+    return WBSet(np.stack(hist), np.array(neutral), np.array(working), np.stack(images) if images else None, cams,
+                 lights)
+
+
+def photo_training_set(seed: int, renders_per_photo: int, progress=None) -> WBSet:
+    """Photographs of the training photo cameras, seen by the training spectral cameras only."""
+    return photo_set(seed + 7919, photo_split()[0], spectral_data.TRAINING_CAMERAS, renders_per_photo,
+                     progress=progress)
+
+
+def photo_test_set(renders_per_photo: int = 6, progress=None) -> WBSet:
+    """The fixed photo test set: photographs of the held-out photo cameras, seen by the held-out spectral cameras
+    only, lights and crops from :data:`PHOTO_TEST_SEED`."""
+    return photo_set(PHOTO_TEST_SEED, photo_split()[1], spectral_data.HELD_OUT_CAMERAS, renders_per_photo,
+                     keep_images=True, progress=progress)
+
+
+def concatenate(*sets: WBSet) -> WBSet:
+    """One set of several (images kept only when every part has them)."""
+    images = [s.images for s in sets]
+    return WBSet(np.concatenate([s.hist for s in sets]), np.concatenate([s.neutral for s in sets]),
+                 np.concatenate([s.to_working for s in sets]),
+                 np.concatenate(images) if all(i is not None for i in images) else None,
+                 [c for s in sets for c in s.cameras], [light for s in sets for light in s.lights])
