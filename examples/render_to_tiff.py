@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import engine
-from engine.output.write import OutputOptions, write_image
 
 SAMPLE = Path(engine.__file__).parent / "samples" / "hostplug_colorchecker.dng"
 
@@ -21,9 +20,10 @@ out_dir.mkdir(parents=True, exist_ok=True)
 source = engine.open(raw)  # a camera raw (anything LibRaw reads) or a JPEG/PNG/TIFF
 rendered = engine.render(source)  # the default recipe: as-shot white balance, the "natural" style
 
-# rendered.pixels is float32 H x W x 3, sRGB-encoded, in [0, 1], already rotated for viewing.
+# rendered.pixels is float32 H x W x 3, sRGB-encoded, in [0, 1], already rotated for viewing. write_image adds
+# the ICC profile, the raw's EXIF and the provenance (recipe, source, its hash) that a re-render needs.
 target = out_dir / (raw.stem + ".tif")
-write_image(rendered.pixels, target, OutputOptions(bits=16, overwrite=True), exif=source.exif)
+engine.write_image(rendered, target, engine.OutputOptions(bits=16, overwrite=True))
 
 print(f"{target}: {rendered.pixels.shape[1]} x {rendered.pixels.shape[0]}")
 for stage, seconds in rendered.timings.items():

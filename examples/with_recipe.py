@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 import engine
-from engine.output.write import OutputOptions, write_image
 
 SAMPLE = Path(engine.__file__).parent / "samples" / "hostplug_colorchecker.dng"
 
@@ -30,6 +29,6 @@ recipe = engine.Recipe(
 rendered = engine.render(engine.open(raw), recipe)
 
 target = out_dir / f"{raw.stem}_vivid.jpg"
-write_image(rendered.pixels, target, OutputOptions(quality=90, long_edge=800, overwrite=True))
+engine.write_image(rendered, target, engine.OutputOptions(quality=90, long_edge=800, overwrite=True))
 print(target)
 print(recipe.to_json())
