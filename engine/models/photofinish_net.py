@@ -88,23 +88,44 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 class PhotofinishNet(nn.Module):
     """Thumbnail -> operator parameters (see the module docstring)."""
 
-    def __init__(self, width: int = 8, features: int = 48, chroma_limit: float = 1.5) -> None:
+    def __init__(self, width: int = 8, features: int = 48, chroma_limit: float = 1.5, exposure: str = "white",
+                 render_ev: float = 1.5, correction: float = 1.0, hidden: int = 16) -> None:
         super().__init__()
+        if exposure not in ("white", "raw"):
+            raise ValueError(f"exposure must be 'white' or 'raw', not {exposure!r}")
         self.chroma_limit = chroma_limit
+        self.exposure, self.render_ev, self.correction = exposure, float(render_ev), float(correction)
         w = width
+        self.width, self.features, self.hidden = width, features, hidden
         self.encoder = nn.ModuleList([_conv(3, w), _conv(w, 2 * w), _conv(2 * w, 4 * w)])
         self.global_fc = nn.Sequential(nn.Linear(N_STATS + 2, features), nn.LeakyReLU(0.1),
                                        nn.Linear(features, features), nn.LeakyReLU(0.1))
         self.scalars = nn.Linear(features, 7)  # ev offset, knee, a, b, c, gamma, share of the exposure estimate
-        self.ltm = nn.Sequential(nn.Conv2d(4 * w + features, 16, 1), nn.LeakyReLU(0.1), nn.Conv2d(16, LTM_BINS, 1))
-        self.chroma = nn.Sequential(nn.Linear(features, 16), nn.LeakyReLU(0.1),
-                                    nn.Linear(16, 2 * CHROMA_COARSE * CHROMA_COARSE))
+        self.ltm = nn.Sequential(nn.Conv2d(4 * w + features, hidden, 1), nn.LeakyReLU(0.1),
+                                 nn.Conv2d(hidden, LTM_BINS, 1))
+        self.chroma = nn.Sequential(nn.Linear(features, hidden), nn.LeakyReLU(0.1),
+                                    nn.Linear(hidden, 2 * CHROMA_COARSE * CHROMA_COARSE))
+        if exposure == "raw":
+            # --auto-exposure: the white-point estimate plus this offset (set after training, see the docstring)
+            self.register_buffer("auto_offset", torch.zeros(()))
         for head in (self.scalars, self.ltm[-1], self.chroma[-1]):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
-    def forward(self, thumb: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Operator parameters (tensors with a batch dimension) for N x 3 x THUMB x THUMB linear thumbnails."""
+    def architecture(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this network (the manifest's ``architecture``); the
+        white-point networks keep the three arguments their manifest entries always had."""
+        arch: dict[str, Any] = {"width": self.width, "features": self.features, "chroma_limit": self.chroma_limit}
+        if self.hidden != 16:
+            arch["hidden"] = self.hidden
+        if self.exposure == "raw":
+            arch.update(exposure="raw", render_ev=self.render_ev, correction=self.correction)
+        return arch
+
+    def forward(self, thumb: torch.Tensor, auto_exposure: bool = False) -> dict[str, torch.Tensor]:
+        """Operator parameters (tensors with a batch dimension) for N x 3 x THUMB x THUMB linear thumbnails.
+
+        ``auto_exposure`` matters only to a ``raw``-exposure network: the white point is metered instead."""
         base = white_exposure(thumb)
         x = thumb * torch.exp2(base).reshape(-1, 1, 1, 1)
         h = ((torch.log2(x.clamp(min=2.0**-14)) + 5.0) / 5.0).clamp(-2.0, 2.0)
@@ -120,8 +141,14 @@ class PhotofinishNet(nn.Module):
         coarse = limit * torch.tanh(self.chroma(g) / limit).reshape(-1, 2, CHROMA_COARSE, CHROMA_COARSE)
         a = torch.exp(0.9 * torch.tanh(s[:, 2]))
         b = 1.15 * torch.exp(0.9 * torch.tanh(s[:, 3]))
+        if self.exposure == "white":
+            gain = torch.sigmoid(s[:, 6]) * base + 3.0 * torch.tanh(s[:, 0] / 3.0)
+        elif auto_exposure:
+            gain = base + self.auto_offset
+        else:
+            gain = self.render_ev + self.correction * torch.tanh(s[:, 0] / max(self.correction, 1e-6))
         return {
-            "gain_ev": torch.sigmoid(s[:, 6]) * base + 3.0 * torch.tanh(s[:, 0] / 3.0),
+            "gain_ev": gain,
             "knee": 0.75 + 0.2 * torch.tanh(s[:, 1]),
             "a": a,
             "b": b,

@@ -38,10 +38,14 @@ def load_network(style: str) -> PhotofinishNet:
     return build_network(STYLES[style].model, PhotofinishNet)
 
 
-def predict(style: str, low: np.ndarray) -> dict[str, Any]:
-    """One style's operator parameters (JSON form) for a low-resolution linear image (H x W x 3)."""
+def predict(style: str, low: np.ndarray, auto_exposure: bool = False) -> dict[str, Any]:
+    """One style's operator parameters (JSON form) for a low-resolution linear image (H x W x 3).
+
+    ``auto_exposure`` meters the white point instead of following the raw's exposure; it changes only the
+    networks that follow the raw (see :mod:`engine.models.photofinish_net`), the older ones always meter."""
+    net = load_network(style)
     with torch.no_grad():
-        return to_json(load_network(style)(thumbnail(low)))
+        return to_json(net(thumbnail(low), auto_exposure=True) if auto_exposure else net(thumbnail(low)))
 
 
 def contrast_tone(tone: list[float], contrast: float, pivot: float = 0.18) -> list[float]:
@@ -120,7 +124,8 @@ class LearnedPhotofinish(Photofinish):
     def operators_for(self, params: PhotofinishParams, low: np.ndarray) -> dict[str, Any]:
         """Operator parameters for this image (JSON-ready)."""
         parse_style(params.style)
-        predicted = {style: predict(style, low) for style in styles_needed(params.style, params.strength)}
+        auto = bool(getattr(params, "auto_exposure", False))  # a per-render setting, where the recipe has it
+        predicted = {style: predict(style, low, auto) for style in styles_needed(params.style, params.strength)}
         mixed = style_operators(predicted, params.style, params.strength)
         if only_noise(low):
             mixed = {**mixed, "gain_ev": 0.0}  # nothing to meter: the exposure stays as shot (see only_noise)

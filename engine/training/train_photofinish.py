@@ -12,6 +12,20 @@ parameter changes from picture to picture only where that clearly pays (with fou
 adaptivity memorises them). AdamW (weight decay :data:`WEIGHT_DECAY`) with a cosine-decayed learning rate.
 Everything is seeded, and runs on one CPU thread by default, so a given number of steps reproduces the same
 weights.
+
+Data (``TrainConfig.data``): ``cameras`` (issue 11; what :func:`main` trains): the camera JPEGs of ``../shared/photos``
+unprocessed into raws (:mod:`engine.training.camera_photos`, its seeded split holds whole cameras out), the
+target of ``natural`` being each camera's own JPEG; the networks follow the raw's exposure (``exposure="raw"``:
+a fixed rendering gain :data:`engine.training.camera_photos.RENDER_EV` plus a correction of at most
+``TrainConfig.correction`` stops, chosen from the bracket evidence in :mod:`engine.training.eval_looks`), with
+the adaptivity penalty lowered to :data:`CAMERA_ADAPTIVITY` (136 photographs, not eight, to learn from).
+``wheels`` (still ``TrainConfig``'s default, so the ``hostplug train photofinish`` command keeps working until it
+records :meth:`PhotofinishNet.architecture` and :func:`training_record`): the eight photographs of the
+installed wheels (:mod:`engine.training.look_data`) and white-point exposure, as the weights shipped before
+issue 11 were trained.
+
+``python -m engine.training.train_photofinish --style all --weights-dir DIR`` trains and writes weights with
+their manifest entries (data, split, seed, settings) into DIR (``engine/weights`` ships them).
 """
 
 from __future__ import annotations
@@ -34,7 +48,9 @@ ARCHITECTURES: dict[str, dict[str, float]] = {"monochrome": {"chroma_limit": 3.0
 SMOOTHNESS = 0.02
 LOCAL_TONE_L2 = 0.05
 ADAPTIVITY = 1.0
+CAMERA_ADAPTIVITY = 0.1
 WEIGHT_DECAY = 1e-4
+CAMERA_ARCHITECTURE = {"width": 16, "features": 64, "hidden": 32}
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,8 @@ class TrainConfig:
     minutes: float | None = None  # stop early when this wall time is spent (then not bit-reproducible)
     device: str = "cpu"
     threads: int = 1
+    data: str = "wheels"  # "cameras": issue 11's data (what main() trains); "wheels": the weights shipped before
+    correction: float = 1.0  # stops the network may move the raw's exposure (cameras data only)
 
 
 @dataclass
@@ -66,7 +84,8 @@ def tv(t: torch.Tensor) -> torch.Tensor:
     return (t[..., 1:, :] - t[..., :-1, :]).abs().mean() + (t[..., :, 1:] - t[..., :, :-1]).abs().mean()
 
 
-def loss_fn(net: PhotofinishNet, linear: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def loss_fn(net: PhotofinishNet, linear: torch.Tensor, target: torch.Tensor,
+            adaptivity: float = ADAPTIVITY) -> torch.Tensor:
     """L1 to the target in display sRGB plus the smoothness penalty."""
     thumb = F.interpolate(linear, size=(THUMB, THUMB), mode="area")
     params = net(thumb)
@@ -74,7 +93,7 @@ def loss_fn(net: PhotofinishNet, linear: torch.Tensor, target: torch.Tensor) -> 
     grid = params["local_tone"]
     spread = params["raw"].var(dim=0).mean() + grid.var(dim=0).mean() if linear.shape[0] > 1 else 0.0
     return (F.l1_loss(out, target) + SMOOTHNESS * (tv(grid) + tv(params["chroma"]))
-            + LOCAL_TONE_L2 * grid.pow(2).mean() + ADAPTIVITY * spread)
+            + LOCAL_TONE_L2 * grid.pow(2).mean() + adaptivity * spread)
 
 
 def train(config: TrainConfig, progress: Callable[[int, float], None] | None = None) -> TrainResult:
@@ -83,18 +102,129 @@ def train(config: TrainConfig, progress: Callable[[int, float], None] | None = N
     if config.device == "cpu":
         torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
-    photos = load_photos(TRAIN_PHOTOS)
-    net = PhotofinishNet(**ARCHITECTURES.get(config.style, {})).to(config.device)
+    if config.data == "cameras":
+        from engine.training import camera_photos
+
+        pictures = camera_photos.load("train")
+        net = PhotofinishNet(**CAMERA_ARCHITECTURE, **ARCHITECTURES.get(config.style, {}), exposure="raw",
+                             render_ev=camera_photos.RENDER_EV, correction=config.correction).to(config.device)
+        adaptivity = CAMERA_ADAPTIVITY
+
+        def batch() -> tuple[torch.Tensor, torch.Tensor]:
+            return camera_photos.training_batch(pictures, config.batch, CROP, rng)
+    else:
+        photos = load_photos(TRAIN_PHOTOS)
+        net = PhotofinishNet(**ARCHITECTURES.get(config.style, {})).to(config.device)
+        adaptivity = ADAPTIVITY
+
+        def batch() -> tuple[torch.Tensor, torch.Tensor]:
+            return training_batch(photos, config.batch, CROP, rng)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=WEIGHT_DECAY)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, config.steps) / config.steps))
     )
 
     def next_loss() -> torch.Tensor:
-        linear, natural = training_batch(photos, config.batch, CROP, rng)
+        linear, natural = batch()
         target = style_target(natural, config.style)
-        return loss_fn(net, linear.to(config.device), target.to(config.device))
+        return loss_fn(net, linear.to(config.device), target.to(config.device), adaptivity)
 
     steps, seconds, losses = run_steps(optimiser, schedule, config.steps, config.minutes, next_loss, progress)
     net.eval()
-    return TrainResult(net=net.cpu(), steps=steps, seconds=seconds, losses=losses)
+    net = net.cpu()
+    if config.data == "cameras":
+        calibrate_auto_exposure(net, config.seed)
+    return TrainResult(net=net, steps=steps, seconds=seconds, losses=losses)
+
+
+def calibrate_auto_exposure(net: PhotofinishNet, seed: int) -> float:
+    """Set ``net.auto_offset``: the median, over the training photographs (whole, each under one drawn camera
+    rendering), of the network's own exposure minus the white-point estimate; so ``--auto-exposure`` meters
+    the white point as the old styles did and places it where this style places whites on average."""
+    from engine.models.photofinish_net import THUMB, white_exposure
+    from engine.training import camera_photos
+
+    rng = np.random.default_rng(seed + 1)
+    gaps = []
+    with torch.no_grad():
+        for photo in camera_photos.load("train"):
+            linear = camera_photos.to_batch([camera_photos.unprocess(photo.srgb, camera_photos.CameraLook.draw(rng))])
+            thumb = F.interpolate(linear, size=(THUMB, THUMB), mode="area")
+            gaps.append(float(net(thumb)["gain_ev"][0] - white_exposure(thumb)[0]))
+    net.auto_offset.fill_(float(np.median(gaps)))
+    return float(net.auto_offset)
+
+
+def training_record(config: TrainConfig, result: TrainResult) -> dict:
+    """The manifest's ``training`` entry of a run: command, settings, data and split, losses."""
+    from dataclasses import asdict
+
+    from engine.training import camera_photos
+    from engine.training.loop import machine
+
+    record: dict = {"command": f"python -m engine.training.train_photofinish --style {config.style} "
+                               f"--steps {config.steps} --seed {config.seed} --correction {config.correction}",
+                    "config": asdict(config), "steps_run": result.steps, "wall_seconds": round(result.seconds, 1),
+                    "machine": machine(),
+                    "loss": {"first_50": round(result.losses[0], 4) if result.losses else None,
+                             "last_50": round(result.losses[-1], 4) if result.losses else None},
+                    "regularisers": {"smoothness": SMOOTHNESS, "local_tone_l2": LOCAL_TONE_L2,
+                                     "adaptivity": CAMERA_ADAPTIVITY if config.data == "cameras" else ADAPTIVITY,
+                                     "weight_decay": WEIGHT_DECAY}}
+    if config.data == "cameras":
+        record["data"] = {
+            "source": "../shared/photos (cameras/, kodak/, rawio/; see its PROVENANCE.md)",
+            "unprocessing": "engine.training.camera_photos (inverse camera contrast, shoulder, saturation; "
+                            "raw exposure drawn)",
+            "split_seed": camera_photos.SPLIT_SEED, "held_out_cameras": list(camera_photos.HELD_OUT_CAMERAS),
+            "held_out_series": list(camera_photos.HELD_OUT_SERIES),
+            "held_out_kodak": list(camera_photos.HELD_OUT_KODAK),
+            "train_images": len(camera_photos.load("train")), "long_edge": camera_photos.LONG_EDGE, "crop": CROP,
+            "contrast_range": list(camera_photos.CONTRAST_RANGE), "knee_range": list(camera_photos.KNEE_RANGE),
+            "saturation_range": list(camera_photos.SATURATION_RANGE),
+            "gain_range_ev": list(camera_photos.GAIN_RANGE), "targets": "engine.training.style_targets",
+            "auto_exposure_offset": round(float(result.net.auto_offset), 4)}
+    return record
+
+
+def train_and_ship(config: TrainConfig, weights_dir: str | None = None,
+                   progress: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train one style and write its weights and manifest entry into ``weights_dir`` (default: the
+    installed weights)."""
+    from pathlib import Path
+
+    from engine.styles import STYLES
+    from engine.training.loop import ship
+
+    result = train(config, progress)
+    metrics = {"parameters": sum(p.numel() for p in result.net.parameters())}
+    ship(STYLES[config.style].model, result.net.state_dict(), result.net.architecture(),
+         training_record(config, result), Path(weights_dir) if weights_dir else None, metrics)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m engine.training.train_photofinish --style all --weights-dir DIR [--steps N --seed S]``."""
+    import argparse
+
+    from engine.styles import STYLES
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--style", required=True)
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=TrainConfig.batch)
+    parser.add_argument("--correction", type=float, default=TrainConfig.correction)
+    parser.add_argument("--data", choices=("cameras", "wheels"), default="cameras")
+    parser.add_argument("--weights-dir", default=None)
+    args = parser.parse_args(argv)
+    for style in (list(STYLES) if args.style == "all" else [args.style]):
+        config = TrainConfig(style=style, steps=args.steps, seed=args.seed, batch=args.batch,
+                             correction=args.correction, data=args.data)
+        result = train_and_ship(config, args.weights_dir,
+                                lambda step, loss, s=style: print(f"{s}: step {step} loss {loss:.4f}", flush=True))
+        print(f"{style}: {result.steps} steps, {result.seconds:.0f} s, last loss {result.losses[-1]:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Issue 11: camera JPEGs as training data, their split and unprocessing, and exposure that follows the raw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models.photofinish_net import PhotofinishNet, thumbnail, to_json
+from engine.training import camera_photos as cp
+
+needs_photos = pytest.mark.skipif(not cp.available(), reason=f"{cp.root()} is absent (the shared camera "
+                                  "photographs of ../shared/photos; see its PROVENANCE.md)")
+
+
+@needs_photos
+def test_split_is_the_written_down_one_and_deterministic():
+    s = cp.split(None, cp.SPLIT_SEED)
+    assert s.cameras == cp.HELD_OUT_CAMERAS
+    assert s.series == cp.HELD_OUT_SERIES
+    assert s.kodak == cp.HELD_OUT_KODAK
+    cp.split.cache_clear()
+    assert cp.split(None, cp.SPLIT_SEED) == s
+    assert len(s.cameras) == cp.N_HELD_OUT_CAMERAS
+
+
+@needs_photos
+def test_split_holds_out_whole_cameras():
+    train = cp.load("train", 64)
+    test = cp.load("test", 64)
+    train_cameras = {p.camera for p in train if p.folder != "kodak"}
+    assert not train_cameras & {p.camera for p in test if p.folder != "kodak"}
+    assert not train_cameras & set(cp.HELD_OUT_CAMERAS)
+    assert {p.series for p in test if p.folder == "rawio"} >= set(cp.HELD_OUT_SERIES)
+    names = [p.name for p in train] + [p.name for p in test]
+    assert len(names) == len(set(names)) == len(cp.load("all", 64))
+
+
+def test_unprocess_inverts_the_camera_rendering():
+    rng = np.random.default_rng(0)
+    linear = (rng.random((32, 32, 3), dtype=np.float32) ** 2 * 0.2).astype(np.float32)  # below the knees
+    for _ in range(5):
+        look = cp.CameraLook.draw(rng)
+        jpeg = cp.process(linear, look)
+        np.testing.assert_allclose(cp.unprocess(jpeg, look), linear, atol=2e-3)
+        np.testing.assert_allclose(cp.process(cp.unprocess(jpeg, look), look), jpeg, atol=2e-3)
+
+
+def test_unprocess_undoes_contrast_and_saturation_and_keeps_order():
+    grey = np.linspace(0.0, 1.0, 256, dtype=np.float32)[None, :, None].repeat(3, axis=2)
+    look = cp.CameraLook()
+    linear = cp.unprocess(grey, look)[0, :, 1]
+    assert np.all(np.diff(linear) >= 0.0) and linear[0] < 1e-5 and linear[-1] <= 1.0
+    decoded = cp._srgb_decode(grey)[0, :, 1] * 2.0**-look.gain_ev
+    assert linear[20] > decoded[20]  # the camera's toe darkened the shadows; undoing it lifts them
+    red = np.array([[[0.8, 0.3, 0.2]]], dtype=np.float32)
+    out = cp.unprocess(red, look)[0, 0]
+    plain = cp._srgb_decode(red)[0, 0]
+    assert out[0] / out[1] < plain[0] / plain[1]  # the camera's saturation boost is taken back
+
+
+def _bracket(scene: np.ndarray, stops: list[float]) -> list[np.ndarray]:
+    return [np.clip(scene * np.float32(2.0**s), 0.0, 1.0) for s in stops]
+
+
+def test_a_raw_exposure_network_keeps_a_bracket_series_in_order_and_spacing():
+    torch.manual_seed(0)
+    net = PhotofinishNet(exposure="raw", render_ev=1.5, correction=0.5).eval()
+    scene = (np.random.default_rng(1).random((48, 64, 3), dtype=np.float32) ** 2 * 0.3).astype(np.float32)
+    stops = [-2.0, -1.0, 0.0, 1.0]
+    gains = [float(to_json(net(thumbnail(x)))["gain_ev"]) for x in _bracket(scene, stops)]
+    assert all(abs(g - 1.5) <= 0.5 + 1e-6 for g in gains)
+    auto = [float(to_json(net(thumbnail(x), auto_exposure=True))["gain_ev"]) for x in _bracket(scene, stops)]
+    assert auto[0] - auto[-1] > 2.5  # metering the white point pulls the frames together
+
+
+def test_white_point_networks_keep_their_architecture_and_meaning():
+    net = PhotofinishNet()
+    assert net.architecture() == {"width": 8, "features": 48, "chroma_limit": 1.5}
+    assert "auto_offset" not in net.state_dict()
+    x = torch.rand(1, 3, 64, 64) * 0.1
+    assert torch.equal(net(x)["gain_ev"], net(x, auto_exposure=True)["gain_ev"])
+
+
+@needs_photos
+def test_installed_natural_style_renders_a_bracket_series_in_order():
+    from engine.models import entry
+    from engine.training import eval_looks
+
+    if entry("photofinish-natural").architecture.get("exposure") != "raw":
+        pytest.skip("the installed natural style meters the white point (weights from before issue 11)")
+    report = eval_looks.brackets(lambda _: None)
+    assert report["order_kept"]["default"] == report["n_series"]
+    assert report["mean_spacing"]["default"] > 0.6
