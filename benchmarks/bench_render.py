@@ -33,11 +33,9 @@ DEFAULT_RAW = REPO.parent / "shared" / "rawsamples" / "sony_ilce7rm3__libraw-cff
 # The render a child process does for the cold CLI and peak-memory figures.
 _CHILD_RENDER = """
 import sys, engine
-from engine.output.export import save
-from engine.output.write import OutputOptions
 source = engine.open(sys.argv[1])
-save(engine.render(source, engine.Recipe(stages=dict(denoise=engine.StageSettings(implementation='classical')))),
-     sys.argv[2], OutputOptions(overwrite=True))
+engine.write_image(engine.render(source, engine.Recipe(stages=dict(denoise=engine.StageSettings(
+    implementation='classical')))), sys.argv[2], engine.OutputOptions(overwrite=True))
 """
 _CHILD_LIBRAW = "import sys, rawpy; rawpy.imread(sys.argv[1]).postprocess(use_camera_wb=True)"
 
@@ -95,8 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.raw.is_file():
         parser.error(f"{args.raw} not found (the shared raw samples live in ../shared/rawsamples)")
 
-    from engine.output.export import save
-    from engine.output.write import OutputOptions
+    from engine import OutputOptions, write_image
 
     path = args.raw
     # Warm-up: numba's compiled kernels load from cache, torch and LibRaw initialise.
@@ -110,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tif = Path(tmp) / "bench.tif"
         start = time.perf_counter()
-        save(rendered, tif, OutputOptions(overwrite=True))
+        write_image(rendered, tif, OutputOptions(overwrite=True))
         write_s = time.perf_counter() - start
         del rendered
 
