@@ -40,6 +40,9 @@ retry_seconds = 5           # wait before the first retry (doubling after each)
 grace_seconds = 30          # on SIGTERM, how long running renders may take to finish
 warm_up = true              # each worker renders the bundled sample once before taking files
 threads_per_worker = 0      # 0: the CPU cores shared evenly among the workers
+# cluster = "ray://head.studio.lan:10001"  # render on the nodes of a Ray cluster, or "auto" (docs/cluster.md)
+# cpus_per_worker = 2       # cluster: one worker per this many CPU cores of a node (device = "cuda": one per GPU)
+# path_map = { "10.0.0.12" = { "/studio" = "/mnt/studio" } }  # cluster nodes that mount the share elsewhere
 
 [[folder]]
 path = "/studio/incoming"   # relative paths are relative to this file
@@ -133,6 +136,10 @@ class DaemonConfig:
     device: str = "cpu"
     warm_up: bool = True
     threads_per_worker: int = 0  # 0: the CPUs divided evenly among the workers
+    cluster: str | None = None  # a Ray address ("ray://HOST:PORT", "HOST:PORT" or "auto"): render on its nodes
+    cpus_per_worker: int = 1  # cluster: CPU cores each worker reserves on its node
+    path_map: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # node -> {path here: path there}
+    allow_public_bind: bool = False  # cluster: accept an address on every interface (0.0.0.0)
 
     def folder_of(self, path: Path) -> FolderConfig | None:
         """The hot folder a raw belongs to."""
@@ -291,11 +298,24 @@ def parse_config(data: Mapping[str, Any], base: Path) -> DaemonConfig:
         device=daemon.choice("device", ("cpu", "cuda"), "cpu"),
         warm_up=daemon.get("warm_up", bool, True),
         threads_per_worker=daemon.get("threads_per_worker", int, 0),
+        cluster=daemon.get("cluster", str) or None,
+        cpus_per_worker=daemon.positive("cpus_per_worker", 1, int),
+        path_map=parse_path_map(daemon.get("path_map", dict, {}), base),
     )
     daemon.done()
     if config.threads_per_worker < 0:
         raise ConfigError("[daemon]: 'threads_per_worker' must be 0 (automatic) or more")
     return config
+
+
+def parse_path_map(data: Mapping[str, Any], base: Path) -> dict[str, dict[str, str]]:
+    """``path_map``: for each cluster node (its address or host name, or ``"*"``), folders here -> there."""
+    mapped: dict[str, dict[str, str]] = {}
+    for node, table in data.items():
+        if not isinstance(table, Mapping) or not all(isinstance(v, str) and v for v in table.values()):
+            raise ConfigError(f"[daemon]: path_map[{node!r}] must be a table of folder = folder on that node")
+        mapped[str(node)] = {str(_path(here, base)): there for here, there in table.items()}
+    return mapped
 
 
 def default_journal(hot_folder: Path) -> Path:

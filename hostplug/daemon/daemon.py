@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.filehash import file_sha256
 from hostplug.daemon import originals
@@ -27,6 +27,9 @@ from hostplug.daemon.progress import Throughput
 from hostplug.daemon.scanner import Scanner
 from hostplug.daemon.systemd import notify, watchdog_interval
 from hostplug.daemon.workers import Event, WorkerPool
+
+if TYPE_CHECKING:
+    from hostplug.daemon.cluster import RayPool
 
 log = logging.getLogger("hostplug.watch")
 TICK_SECONDS = 0.25
@@ -64,6 +67,15 @@ def running_pid(journal: Path) -> int | None:
     return None
 
 
+def make_pool(config: DaemonConfig) -> WorkerPool | RayPool:
+    """The render workers: processes on this machine, or Ray actors on a cluster's nodes (``cluster``)."""
+    if config.cluster:
+        from hostplug.daemon.cluster import RayPool  # Ray is imported only here, and only when asked for
+
+        return RayPool(config)
+    return WorkerPool(config)
+
+
 def _event(message: str, event: str, level: int = logging.INFO, **fields: Any) -> None:
     log.log(level, message, extra={"event": event, "fields": fields})
 
@@ -78,7 +90,7 @@ class Daemon:
                                           rescan_seconds=config.rescan_seconds, poll_seconds=config.poll_seconds,
                                           watcher=config.watcher)
         self.status = status or StatusLine()
-        self.pool = WorkerPool(config)
+        self.pool = make_pool(config)
         self.throughput = Throughput()
         self.stop_requested = 0
         self.journal: Journal | None = None
@@ -101,6 +113,7 @@ class Daemon:
             self.scanner.stop()
             self.pool.close()
             self.status.clear()
+            self.journal.set_workers([])
             self.journal.close()
             os.close(lock)
         return 0
@@ -113,13 +126,14 @@ class Daemon:
     def _start(self) -> None:
         assert self.journal is not None
         recovered = self.journal.recover()
+        self.pool.start()  # first: a cluster pool also stops the workers a killed daemon left running there
         removed = sum(originals.remove_partials(t) for t in self.journal.claimed())
         modes = self.scanner.start()
-        self.pool.start()
-        _event(f"watching {', '.join(f'{p} ({m})' for p, m in modes.items())} with {self.config.workers} "
-               f"worker(s); journal {self.config.journal}", "start", recovered=recovered,
+        where = f" on the cluster {self.config.cluster}" if self.config.cluster else ""
+        _event(f"watching {', '.join(f'{p} ({m})' for p, m in modes.items())} with {len(self.pool.slots)} "
+               f"worker(s){where}; journal {self.config.journal}", "start", recovered=recovered,
                removed_partials=removed, folders={str(p): m for p, m in modes.items()},
-               workers=self.config.workers, journal=str(self.config.journal))
+               workers=len(self.pool.slots), cluster=self.config.cluster, journal=str(self.config.journal))
         if recovered:
             _event(f"{recovered} file(s) were being rendered when the daemon last stopped: queued again",
                    "recovered", count=recovered)
@@ -195,10 +209,10 @@ class Daemon:
                       mtime_ns=entry.mtime_ns or 0, content_hash=entry.content_hash or "",
                       previous_content_hash=entry.rendered_hash,
                       previous_recipe_hash=entry.recipe_hash, previous_outputs=entry.outputs)
-            self.journal.start(entry.id)
+            self.journal.start(entry.id, node=slot.node)
             self.pool.submit(slot, job)
-            _event(f"rendering {entry.path}", "rendering", logging.DEBUG, path=str(entry.path), id=entry.id,
-                   worker=slot.process.pid, attempt=entry.attempts + 1)
+            _event(f"rendering {entry.path} on {slot.node}", "rendering", logging.DEBUG, path=str(entry.path),
+                   id=entry.id, worker=slot.pid, node=slot.node, attempt=entry.attempts + 1)
 
     # -- outcomes -----------------------------------------------------------------------------------------------
 
@@ -211,7 +225,7 @@ class Daemon:
         if entry is None:
             return
         if event.kind == "outcome" and event.outcome is not None:
-            self._outcome(entry, event.outcome)
+            self._outcome(entry, event.outcome, event.slot.node)
             return
         for target in event.targets:
             originals.remove_partials(Path(target))
@@ -221,9 +235,9 @@ class Daemon:
             return
         self._temporary(entry, f"{event.kind}: {event.detail}")
 
-    def _outcome(self, entry: Entry, outcome: Outcome) -> None:
+    def _outcome(self, entry: Entry, outcome: Outcome, node: str | None = None) -> None:
         assert self.journal is not None
-        fields = {"path": str(entry.path), "id": entry.id, "seconds": outcome.seconds}
+        fields = {"path": str(entry.path), "id": entry.id, "seconds": outcome.seconds, "node": node}
         if outcome.kind in ("done", "unchanged"):
             self.journal.finish(entry.id, outcome.recipe_hash or "", list(outcome.outputs))
             if outcome.kind == "done":
@@ -321,6 +335,7 @@ class Daemon:
             return
         self.next_status = now + 1.0
         assert self.journal is not None
+        self.journal.set_workers(self.pool.describe())  # for `hostplug queue`: who renders what, where
         counts = self.journal.counts()
         rate = self.throughput.per_minute(now)
         waiting = len(self.scanner.tracker)

@@ -46,7 +46,11 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_state ON files (state, not_before);
 CREATE TABLE IF NOT EXISTS outputs (target TEXT PRIMARY KEY, file_id INTEGER NOT NULL REFERENCES files (id));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS workers (slot INTEGER PRIMARY KEY, node TEXT NOT NULL, pid INTEGER, state TEXT NOT NULL,
+    file_id INTEGER, since REAL, updated REAL NOT NULL);
 """
+# Columns added after the first release: (name, declaration), added to older journals when opened.
+_ADDED_COLUMNS = (("node", "TEXT"),)  # files.node: the machine that rendered (or is rendering) the raw
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Entry:
     moved_to: Path | None
     not_before: float
     finished_at: float | None
+    node: str | None = None  # the machine that rendered it (a cluster node, or this machine)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Entry:
@@ -79,7 +84,7 @@ class Entry:
             content_hash=row["content_hash"], recipe_hash=row["recipe_hash"], rendered_hash=row["rendered_hash"],
             outputs=tuple(json.loads(row["outputs"])), error=row["error"], error_kind=row["error_kind"],
             moved_to=Path(row["moved_to"]) if row["moved_to"] else None, not_before=row["not_before"],
-            finished_at=row["finished_at"],
+            finished_at=row["finished_at"], node=row["node"],
         )
 
     def same_stat(self, size: int, mtime_ns: int) -> bool:
@@ -101,6 +106,10 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            present = {row[1] for row in self.db.execute("PRAGMA table_info(files)")}
+            for name, declaration in _ADDED_COLUMNS:
+                if name not in present:
+                    self.db.execute(f"ALTER TABLE files ADD COLUMN {name} {declaration}")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         except (OSError, sqlite3.Error) as e:
             raise JournalError(f"{path}: cannot open the journal ({e})") from e
@@ -148,10 +157,10 @@ class Journal:
         ).fetchall()
         return [e for e in map(Entry.from_row, rows) if e.id not in exclude][:limit]
 
-    def start(self, file_id: int) -> None:
-        """A worker took the raw: it is rendering, and this is one more attempt."""
-        self.db.execute("UPDATE files SET state = 'rendering', attempts = attempts + 1, started_at = ? WHERE id = ?",
-                        (time.time(), file_id))
+    def start(self, file_id: int, node: str | None = None) -> None:
+        """A worker (on ``node``) took the raw: it is rendering, and this is one more attempt."""
+        self.db.execute("UPDATE files SET state = 'rendering', attempts = attempts + 1, started_at = ?, "
+                        "node = COALESCE(?, node) WHERE id = ?", (time.time(), node, file_id))
 
     def finish(self, file_id: int, recipe_hash: str, outputs: list[str]) -> None:
         """The raw's outputs are all written."""
@@ -211,6 +220,28 @@ class Journal:
     def claimed(self) -> list[Path]:
         """Every output path any raw ever reserved."""
         return [Path(row[0]) for row in self.db.execute("SELECT target FROM outputs")]
+
+    def set_workers(self, workers: list[dict[str, Any]]) -> None:
+        """Replace the daemon's picture of its workers (slot, node, pid, state, file_id, since) in one go."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM workers")
+            self.db.executemany(
+                "INSERT INTO workers VALUES (:slot, :node, :pid, :state, :file_id, :since, :updated)",
+                [{"file_id": None, "since": None, "pid": None, **w, "updated": now} for w in workers])
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The workers as the daemon last recorded them, with the path of the raw each is on."""
+        rows = self.db.execute(
+            "SELECT w.*, f.path FROM workers w LEFT JOIN files f ON f.id = w.file_id ORDER BY w.node, w.slot")
+        return [dict(row) for row in rows]
+
+    def rendered_per_node(self, since: float) -> dict[str, int]:
+        """How many raws each node finished rendering since ``since`` (a ``time.time()``)."""
+        rows = self.db.execute("SELECT COALESCE(node, '?'), COUNT(*) FROM files WHERE state = 'done' AND "
+                               "finished_at >= ? GROUP BY node", (since,))
+        return {node: count for node, count in rows}
 
     def counts(self) -> dict[str, int]:
         """How many raws are in each state."""

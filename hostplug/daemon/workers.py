@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -134,6 +135,12 @@ class Slot:
     job: Job | None = None
     started: float = 0.0
     targets: list[str] = field(default_factory=list)
+    node: str = field(default_factory=socket.gethostname)  # where it runs (this machine)
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id."""
+        return self.process.pid
 
 
 @dataclass(frozen=True)
@@ -141,11 +148,19 @@ class Event:
     """Something the pool reports: ``outcome`` (a job finished), ``crashed`` or ``timeout`` (with the job lost)."""
 
     kind: str
-    slot: Slot
+    slot: Any  # a Slot, or a cluster worker (hostplug.daemon.cluster.RaySlot): the same attributes
     job: Job | None = None
     outcome: Outcome | None = None
     detail: str = ""
     targets: tuple[str, ...] = ()
+
+
+def describe_slots(slots: list[Any]) -> list[dict[str, Any]]:
+    """Slots (of either pool) as rows for the journal's worker table."""
+    now, clock = time.time(), time.monotonic()
+    return [{"slot": i, "node": s.node, "pid": s.pid, "file_id": s.job.id if s.job else None,
+             "state": "rendering" if s.job else "idle" if s.ready else "starting",
+             "since": now - (clock - s.started) if s.job else None} for i, s in enumerate(slots)]
 
 
 class WorkerPool:
@@ -176,6 +191,10 @@ class WorkerPool:
     def busy(self) -> list[Slot]:
         """Workers on a job."""
         return [s for s in self.slots if s.job is not None]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each worker as ``hostplug queue`` shows it: slot, node, pid, state, file_id, since."""
+        return describe_slots(self.slots)
 
     def submit(self, slot: Slot, job: Job) -> None:
         """Give a job to an idle worker."""

@@ -1,0 +1,696 @@
+"""Render farms: the watch daemon's render workers as Ray actors on the nodes of a Ray cluster.
+
+``hostplug watch --cluster ray://HEAD:10001`` (or ``cluster = ...`` in ``[daemon]``) swaps the local process pool
+(:mod:`.workers`) for :class:`RayPool`, which has the same interface, so the daemon's loop does not change. Ray is
+imported here only, and only then (``pip install 'hostplug[cluster]'``).
+
+* **Workers.** One :class:`RenderWorker` actor per ``cpus_per_worker`` CPU cores of each node (``device = "cuda"``:
+  one per GPU, ``num_gpus=1``), each with the engine imported (and warmed up) once. An actor is restarted by Ray
+  when its process or node dies (``max_restarts=-1``); its calls are *not* retried by Ray (``max_task_retries=0``):
+  the daemon sees the crash and retries the file itself, through the journal, a bounded number of times, as it
+  does for a local worker. A transparent retry would hide the crash from the journal, leave the killed render's
+  temporary files behind, and retry a file that kills every worker for ever.
+* **Paths, not pixels.** Jobs carry paths on the shared storage; a node that mounts the share elsewhere maps them
+  (``path_map``). At start, every node must read a probe file the daemon wrote in each hot folder and write one
+  the daemon can read in each output folder, or the daemon refuses to start, naming the node.
+* **One journal, one writer.** The daemon alone writes the journal. The one journal write a render needs
+  (:meth:`.Journal.claim`, reserving its output names before anything is written) is asked of the daemon: the
+  actor's job waits on :meth:`RenderWorker.next_claim`, which the daemon polls, and the daemon answers with
+  :meth:`RenderWorker.answer`. :func:`hostplug.daemon.job.run_job` itself runs unchanged in the actor.
+* **Security.** Ray's token authentication is turned on (``RAY_AUTH_MODE=token``) where the installed Ray has it,
+  unless ``RAY_AUTH_MODE`` says otherwise; an address on every interface (``0.0.0.0``) is refused without
+  ``allow_public_bind``. :func:`node_command` starts nodes bound to the address given (see docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import queue
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hostplug.daemon.config import DaemonConfig, FolderConfig
+from hostplug.daemon.errors import ConfigError
+from hostplug.daemon.job import Job, Outcome
+from hostplug.daemon.workers import MAX_FAILED_STARTS, Event, describe_slots
+
+log = logging.getLogger("hostplug.watch")
+RAY_VERSION = "2.60.0"  # pinned by the 'cluster' extra: every node and the daemon must run the same Ray
+INSTALL = "pip install 'hostplug[cluster]'"
+NAMESPACE = "hostplug"
+CLAIM_POLL_SECONDS = 20.0  # how long one next_claim call waits before the daemon asks again
+CLAIM_ANSWER_SECONDS = 300.0  # how long a worker waits for the daemon to answer a claim
+PROBE_SECONDS = 180.0  # how long the start-up probe may take (a node starts a Python worker for it)
+PUBLIC = ("0.0.0.0", "::", "[::]", "")
+
+
+# -- Ray, its address and its security ------------------------------------------------------------------------
+
+
+def import_ray() -> Any:
+    """Ray, or a ConfigError that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"rendering on a cluster needs Ray here and on every node: {INSTALL}") from None
+    return ray
+
+
+def address_host(address: str) -> str | None:
+    """The host of ``ray://HOST:PORT`` or ``HOST:PORT`` (None for ``auto``)."""
+    if address == "auto":
+        return None
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host = rest.rsplit(":", 1)[0] if ":" in rest and not rest.endswith("]") else rest
+    return host.strip("[]") if host.startswith("[") else host
+
+
+def check_bind(host: str | None, allow_public_bind: bool, what: str = "the Ray head") -> None:
+    """Refuse an address on every interface unless the user said so explicitly."""
+    if host is not None and host in PUBLIC and not allow_public_bind:
+        raise ConfigError(f"{what} would listen on every network interface ({host or 'no address'}): give the "
+                          "address of the studio network's interface, or pass --allow-public-bind after reading "
+                          "docs/cluster.md (firewall)")
+
+
+def token_auth_available() -> bool:
+    """Whether the installed Ray has token authentication (Ray 2.52 and later)."""
+    try:
+        import ray._private.authentication.authentication_token_setup  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def enable_token_auth() -> str:
+    """Ask Ray for token authentication in this process (and the processes it starts), unless ``RAY_AUTH_MODE``
+    is set already; returns the mode in force. Call before ``ray.init``."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return os.environ["RAY_AUTH_MODE"]
+    if not token_auth_available():
+        log.warning("the installed Ray has no token authentication: anyone who can reach the cluster's ports can "
+                    "run code on it; firewall them (docs/cluster.md)")
+        return "disabled"
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:  # Ray already imported: make it read the environment again
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except Exception:  # older or newer Ray: the environment is read at ray.init anyway
+        pass
+    return "token"
+
+
+def node_command(*, bind: str, head_port: int, head: bool, head_address: str | None = None,
+                 num_cpus: int | None = None, num_gpus: int | None = None, client_port: int | None = None,
+                 temp_dir: Path | None = None, object_store_mb: int | None = None,
+                 allow_public_bind: bool = False) -> list[str]:
+    """``ray start`` for a hostplug node bound to ``bind`` (the head's GCS on ``head_port``, the Ray Client
+    server on ``client_port``), with no dashboard and no usage statistics. Run it with :func:`node_env`."""
+    check_bind(bind, allow_public_bind, "this Ray node")
+    command = ["ray", "start", "--node-ip-address", bind, "--disable-usage-stats"]
+    if head:
+        command += ["--head", "--port", str(head_port), "--include-dashboard", "false", "--dashboard-host", bind]
+        if client_port:
+            command += ["--ray-client-server-port", str(client_port)]
+    else:
+        command += ["--address", head_address or f"{bind}:{head_port}"]
+    if num_cpus is not None:
+        command += ["--num-cpus", str(num_cpus)]
+    if num_gpus is not None:
+        command += ["--num-gpus", str(num_gpus)]
+    if temp_dir is not None:
+        command += ["--temp-dir", str(temp_dir)]
+    if object_store_mb is not None:
+        command += ["--object-store-memory", str(object_store_mb * 1024 * 1024)]
+    return command
+
+
+def node_env(token_file: Path | None = None) -> dict[str, str]:
+    """The environment for ``ray start``: token authentication on (where Ray has it), with ``token_file``."""
+    env = dict(os.environ)
+    if token_auth_available():
+        env.setdefault("RAY_AUTH_MODE", "token")
+    if token_file is not None:
+        env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
+    return env
+
+
+def start_node(command: list[str], env: dict[str, str], timeout: float = 180.0) -> None:
+    """Run a :func:`node_command` (``ray start`` returns once the node is up); ConfigError when it fails."""
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ConfigError(f"{' '.join(command[:3])}: {e}") from e
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        raise ConfigError(f"{' '.join(command)} failed: {lines[-1] if lines else done.returncode}")
+
+
+def make_token(path: Path) -> Path:
+    """Write a new random token (readable by its owner only) unless ``path`` has one; returns ``path``."""
+    if not path.is_file() or not path.read_text().strip():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path
+
+
+def stop_nodes(temp_dir: Path, timeout: float = 5.0) -> int:
+    """Stop the Ray processes of the nodes started with ``--temp-dir temp_dir`` (and their children), and only
+    those: ``ray stop`` would stop every Ray on the machine. Returns how many processes were signalled."""
+    needle = str(temp_dir).encode()
+    parents: dict[int, int] = {}
+    roots = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        if needle in cmdline and pid != os.getpid():
+            roots.append(pid)
+    found = set(roots)
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= children
+        grew = bool(children)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in found):
+            time.sleep(0.1)
+    return len(found)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return ") Z " in Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+
+
+# -- paths on the shared storage ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathMap:
+    """Where a node sees the daemon's folders: ``(here, there)`` prefixes, longest first."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def for_node(cls, path_map: Any, *names: str) -> PathMap:
+        """The map of the node known by any of ``names`` (address, host name), else ``"*"``, else none."""
+        table = next((path_map[n] for n in (*names, "*") if n in path_map), {})
+        return cls(tuple(sorted(((str(k), str(v)) for k, v in table.items()), key=lambda p: -len(p[0]))))
+
+    @staticmethod
+    def _swap(path: Path | str, pairs: tuple[tuple[str, str], ...]) -> Path:
+        path = Path(path)
+        for old, new in pairs:
+            if path.is_relative_to(old):
+                return Path(new) / path.relative_to(old)
+        return path
+
+    def there(self, path: Path | str) -> Path:
+        """The daemon's path as the node sees it."""
+        return self._swap(path, self.pairs)
+
+    def here(self, path: Path | str) -> Path:
+        """The node's path as the daemon sees it."""
+        return self._swap(path, tuple((b, a) for a, b in sorted(self.pairs, key=lambda p: -len(p[1]))))
+
+    def folder(self, folder: FolderConfig) -> FolderConfig:
+        """A hot folder's configuration with the node's paths."""
+        outputs = tuple(dataclasses.replace(o, folder=self.there(o.folder) if o.folder else None)
+                        for o in folder.outputs)
+        return dataclasses.replace(folder, path=self.there(folder.path), outputs=outputs,
+                                   archive=self.there(folder.archive) if folder.archive else None,
+                                   library_roots=tuple(self.there(r) for r in folder.library_roots))
+
+    def job(self, job: Job) -> Job:
+        """A job with the node's paths."""
+        return dataclasses.replace(job, path=self.there(job.path), folder=self.there(job.folder),
+                                   previous_outputs=tuple(str(self.there(p)) for p in job.previous_outputs))
+
+
+def probe_folders(config: DaemonConfig) -> tuple[list[Path], list[Path]]:
+    """The folders every node must read (hot folders) and write (output folders, library roots)."""
+    hot = [f.path for f in config.folders]
+    written: list[Path] = []
+    for folder in config.folders:
+        written += [o.folder for o in folder.outputs if o.folder is not None] + list(folder.library_roots)
+    return hot, list(dict.fromkeys(written))
+
+
+def probe_node(path_map: Any, hot: list[tuple[str, str]], outputs: list[str], token: str) -> dict[str, Any]:
+    """Runs on a node: read each hot folder's probe file, write one in each output folder (the daemon checks it
+    sees them). Returns the node's address and name, the problems, and the files written (the daemon's paths)."""
+    import ray
+
+    ip, name = ray.util.get_node_ip_address(), socket.gethostname()
+    paths = PathMap.for_node(path_map, ip, name)
+    problems, written = [], []
+    for folder, probe in hot:
+        there = paths.there(Path(folder) / probe)
+        try:
+            if there.read_text() != token:
+                problems.append(f"sees another folder at {there.parent} than the daemon's {folder}")
+        except OSError as e:
+            problems.append(f"cannot see the hot folder {folder} at {there.parent} ({e.strerror or e})")
+    for folder in outputs:
+        there = paths.there(Path(folder))
+        probe = there / f".hostplug-probe-{token}-{ip}"
+        try:
+            there.mkdir(parents=True, exist_ok=True)
+            probe.write_text(ip)
+            written.append((folder, str(probe.name)))
+        except OSError as e:
+            problems.append(f"cannot write the output folder {folder} at {there} ({e.strerror or e})")
+    return {"node": ip, "hostname": name, "problems": problems, "written": written}
+
+
+# -- the actor ------------------------------------------------------------------------------------------------
+
+
+class _DaemonClaims:
+    """Stands in for the journal inside an actor: :func:`run_job` only claims output names, which the daemon
+    (the journal's one writer) does on the actor's behalf."""
+
+    def __init__(self, worker: RenderWorker, file_id: int) -> None:
+        self.worker, self.file_id = worker, file_id
+
+    def claim(self, file_id: int, targets: list[str]) -> str | None:
+        box: queue.Queue = queue.Queue()
+        self.worker.answers[file_id] = box
+        self.worker.claims.put((file_id, [str(self.worker.paths.here(t)) for t in targets]))
+        try:
+            return box.get(timeout=CLAIM_ANSWER_SECONDS)
+        except queue.Empty:
+            raise RuntimeError(f"the daemon did not answer the claim of {targets} within "
+                               f"{CLAIM_ANSWER_SECONDS:g} s") from None
+        finally:
+            self.worker.answers.pop(file_id, None)
+
+
+class RenderWorker:
+    """A render worker on a cluster node (a Ray actor): the engine imported once, one raw at a time."""
+
+    def __init__(self, config: DaemonConfig, threads: int) -> None:
+        import ray
+
+        self.config, self.threads = config, threads
+        self.node, self.hostname = ray.util.get_node_ip_address(), socket.gethostname()
+        self.paths = PathMap.for_node(config.path_map, self.node, self.hostname)
+        self.claims: queue.Queue = queue.Queue()
+        self.answers: dict[int, queue.Queue] = {}
+        self.error: str | None = None
+        try:
+            from hostplug.daemon.recipes import folder_recipe
+            from hostplug.daemon.workers import limit_threads, warm_up
+
+            limit_threads(threads)
+            import engine  # noqa: F401  (warm: the engine stays imported for every job)
+
+            if config.warm_up:
+                warm_up()
+            self.folders = {f.path: self.paths.folder(f) for f in config.folders}  # keyed by the daemon's path
+            self.bases = {f.path: folder_recipe(f) for f in config.folders}
+        except BaseException as e:  # tell the daemon why, rather than just vanishing
+            self.error = f"{type(e).__name__}: {e}"
+
+    def ready(self) -> dict[str, Any]:
+        """Where this worker runs, and whether it could start."""
+        return {"node": self.node, "hostname": self.hostname, "pid": os.getpid(), "error": self.error}
+
+    def render(self, job: Job) -> Outcome:
+        """Render one raw (the daemon's paths in, the daemon's paths out)."""
+        from hostplug.daemon.job import run_job
+        from hostplug.daemon.workers import limit_threads
+
+        start = time.perf_counter()
+        limit_threads(self.threads)  # numba's thread count belongs to the calling thread
+        try:
+            outcome = run_job(self.paths.job(job), self.folders[job.folder], self.bases[job.folder],
+                              _DaemonClaims(self, job.id), device=self.config.device)  # type: ignore[arg-type]
+        except MemoryError as e:
+            outcome = Outcome(job.id, "retry", f"out of memory on {self.node}: {e}")
+        except Exception as e:
+            last = traceback.format_exception_only(e)[-1].strip()
+            outcome = Outcome(job.id, "retry", f"unexpected error on {self.node}: {last}")
+        return dataclasses.replace(outcome, outputs=tuple(str(self.paths.here(p)) for p in outcome.outputs),
+                                   seconds=round(time.perf_counter() - start, 3))
+
+    def next_claim(self, timeout: float) -> tuple[int, list[str]] | None:
+        """The claim the render in progress waits on (file id, output paths), or None after ``timeout`` s."""
+        try:
+            return self.claims.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def answer(self, file_id: int, conflict: str | None) -> None:
+        """The daemon's answer to a claim: None, or the output another raw owns."""
+        box = self.answers.get(file_id)
+        if box is not None:
+            box.put(conflict)
+
+
+# -- the pool, on the daemon's side ---------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class RaySlot:
+    """A worker actor and the job it is on (the attributes of :class:`.workers.Slot` the daemon uses)."""
+
+    actor: Any
+    name: str
+    node: str = "?"
+    pid: int | None = None
+    ready: bool = False
+    job: Job | None = None
+    started: float = 0.0
+    targets: list[str] = field(default_factory=list)
+    pending: Any = None  # ready() until the actor has answered
+    render: Any = None  # the render in progress
+    claim: Any = None  # the outstanding next_claim()
+    killed_pid: int | None = None  # the instance the daemon killed: its late answers do not count
+    ask_at: float | None = None  # when to ask a restarting actor again whether it is ready
+
+
+class RayPool:
+    """Render workers as Ray actors on the nodes of a cluster; the interface of :class:`.workers.WorkerPool`."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.slots: list[RaySlot] = []
+        self.failed_starts = 0
+        self.ray: Any = None
+        self.journal: Any = None
+        self.prefix = "hostplug-" + hashlib.sha256(str(config.journal).encode()).hexdigest()[:10]
+
+    # -- start -----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Join the cluster, check every node sees the shared folders, and start the workers."""
+        address = self.config.cluster or "auto"
+        check_bind(address_host(address), self.config.allow_public_bind)
+        mode = enable_token_auth()
+        ray = self.ray = import_ray()
+        if ray.__version__ != RAY_VERSION:
+            log.warning("Ray %s is installed; hostplug[cluster] pins %s: every node must run the same Ray",
+                        ray.__version__, RAY_VERSION)
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+        except Exception as e:  # connection, version and authentication errors alike
+            raise ConfigError(f"cannot join the Ray cluster at {address}: {_one_line(e)}"
+                              + (" (token authentication: every node and this machine need the same token, "
+                                 "~/.ray/auth_token or RAY_AUTH_TOKEN_PATH)" if mode == "token" else "")) from e
+        finally:
+            for sig, handler in handlers.items():  # ray.init sets its own SIGTERM handler (sys.exit): the daemon's
+                if handler is not None:  # stops gracefully, letting renders finish
+                    signal.signal(sig, handler)
+        from hostplug.daemon.journal import Journal
+
+        self.journal = Journal(self.config.journal)  # this process's own connection: the daemon still writes
+        nodes = self._capacity()
+        self._kill_leftovers()
+        self._probe(nodes)
+        self._spawn(nodes)
+        log.info("cluster %s: %d worker(s) on %d node(s) (token authentication %s)", address, len(self.slots),
+                 len(nodes), "on" if mode == "token" else "off",
+                 extra={"event": "cluster", "fields": {"address": address, "workers": len(self.slots),
+                                                        "nodes": {n["ip"]: n["workers"] for n in nodes},
+                                                        "auth": mode}})
+
+    def _capacity(self) -> list[dict[str, Any]]:
+        """The live nodes that can hold workers, and how many each holds."""
+        nodes = []
+        for node in self.ray.nodes():
+            if not node.get("Alive"):
+                continue
+            resources = node.get("Resources", {})
+            if self.config.device == "cuda":
+                count = int(resources.get("GPU", 0))
+            else:
+                count = int(resources.get("CPU", 0) // self.config.cpus_per_worker)
+            if count:
+                nodes.append({"id": node["NodeID"], "ip": node["NodeManagerAddress"], "workers": count})
+        if not nodes:
+            need = "a GPU" if self.config.device == "cuda" else f"{self.config.cpus_per_worker} CPU core(s)"
+            raise ConfigError(f"no node of the Ray cluster {self.config.cluster} has {need} for a render worker")
+        return nodes
+
+    def _kill_leftovers(self) -> None:
+        """Kill this journal's workers a killed daemon left behind (Ray Client keeps them a while)."""
+        try:
+            names = self.ray.util.list_named_actors()
+        except Exception:
+            return
+        killed = []
+        for name in names:
+            if isinstance(name, str) and name.startswith(self.prefix + "-"):
+                with contextlib.suppress(Exception):  # already gone
+                    self.ray.kill(self.ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+                    killed.append(name)
+                    log.info("killed the worker %s a previous daemon left behind", name)
+        deadline = time.monotonic() + 30
+        while killed and time.monotonic() < deadline:  # gone before their temporary files are cleaned up
+            killed = [n for n in killed if self._alive(n)]
+            time.sleep(0.2)
+
+    def _alive(self, name: str) -> bool:
+        try:
+            self.ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return False
+        return True
+
+    def _probe(self, nodes: list[dict[str, Any]]) -> None:
+        """Every node reads a probe file in each hot folder and writes one in each output folder."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ray = self.ray
+        token = secrets.token_hex(8)
+        hot, outputs = probe_folders(self.config)
+        name = f".hostplug-probe-{token}"
+        for folder in hot:
+            (folder / name).write_text(token)
+        remote = ray.remote(num_cpus=0, max_retries=0)(probe_node)
+        refs = {remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["id"], soft=False)).remote(
+            dict(self.config.path_map), [(str(f), name) for f in hot], [str(o) for o in outputs], token): n
+            for n in nodes}
+        problems: list[str] = []
+        try:
+            ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=PROBE_SECONDS)
+            problems += [f"cluster node {refs[r]['ip']}: did not answer the storage probe within "
+                         f"{PROBE_SECONDS:g} s" for r in late]
+            for ref in ready:
+                try:
+                    report = ray.get(ref)
+                except Exception as e:
+                    problems.append(f"cluster node {refs[ref]['ip']}: the storage probe failed ({_one_line(e)})")
+                    continue
+                node = f"cluster node {report['node']} ({report['hostname']})"
+                problems += [f"{node} {p}" for p in report["problems"]]
+                for folder, probe_name in report["written"]:
+                    here = Path(folder) / probe_name
+                    try:
+                        seen = here.read_text() == report["node"]
+                        here.unlink()
+                    except OSError:
+                        seen = False
+                    if not seen:
+                        problems.append(f"{node} writes its output folder {folder} somewhere this machine does "
+                                        "not see: not the same shared storage (path_map?)")
+        finally:
+            for folder in hot:
+                (folder / name).unlink(missing_ok=True)
+        if problems:
+            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+            raise ConfigError(f"{problems[0]}{more}; every node must mount the hot folders and output folders "
+                              "(path_map maps other mount points)")
+
+    def _spawn(self, nodes: list[dict[str, Any]]) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        gpu = self.config.device == "cuda"
+        threads = self.config.threads_per_worker or self.config.cpus_per_worker
+        actor_class = self.ray.remote(RenderWorker)
+        for node in nodes:
+            for _ in range(node["workers"]):
+                name = f"{self.prefix}-{len(self.slots)}"
+                actor = actor_class.options(
+                    name=name, namespace=NAMESPACE, num_cpus=1 if gpu else self.config.cpus_per_worker,
+                    num_gpus=1 if gpu else 0, max_restarts=-1, max_task_retries=0, max_concurrency=4,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["id"], soft=True),
+                ).remote(self.config, threads)
+                self.slots.append(RaySlot(actor=actor, name=name, node=node["ip"], pending=actor.ready.remote()))
+
+    # -- the pool interface ----------------------------------------------------------------------------------
+
+    def idle(self) -> list[RaySlot]:
+        """Ready workers without a job."""
+        return [s for s in self.slots if s.ready and s.job is None]
+
+    def busy(self) -> list[RaySlot]:
+        """Workers on a job."""
+        return [s for s in self.slots if s.job is not None]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each worker as ``hostplug queue`` shows it."""
+        return describe_slots(self.slots)
+
+    def submit(self, slot: RaySlot, job: Job) -> None:
+        """Give a job to an idle worker."""
+        slot.job, slot.started, slot.targets = job, time.monotonic(), []
+        slot.render = slot.actor.render.remote(job)
+
+    def poll(self, timeout: float) -> list[Event]:
+        """Wait up to ``timeout`` seconds for workers; returns finished, crashed and timed-out jobs."""
+        ray = self.ray
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.ask_at is not None and now >= slot.ask_at:
+                slot.ask_at, slot.pending = None, slot.actor.ready.remote()
+        refs: dict[str, tuple[RaySlot, str, Any]] = {}  # by id: ray.wait may hand back other ObjectRef objects
+        for slot in self.slots:
+            for kind in ("pending", "render", "claim"):
+                ref = getattr(slot, kind)
+                if ref is not None:
+                    refs[ref.hex()] = (slot, kind, ref)
+        events: list[Event] = []
+        if refs:
+            every = [r for _, _, r in refs.values()]
+            ready, _ = ray.wait(every, num_returns=1, timeout=timeout)
+            if ready:
+                ready, _ = ray.wait(every, num_returns=len(every), timeout=0)
+            order = {"claim": 0, "pending": 1, "render": 2}  # a claim before the render that waited on it
+            for done in sorted(ready, key=lambda r: order[refs[r.hex()][1]]):
+                slot, kind, ref = refs[done.hex()]
+                if getattr(slot, kind) is ref:
+                    setattr(slot, kind, None)
+                    events += getattr(self, f"_{kind}")(slot, ref)
+        else:
+            time.sleep(timeout)
+        for slot in self.slots:
+            if slot.job is not None and time.monotonic() - slot.started > self.config.render_timeout:
+                events.append(self._lost(slot, "timeout", f"render took longer than {self.config.render_timeout:g} "
+                                                          f"s on {slot.node}", kill=True))
+        return events
+
+    def _pending(self, slot: RaySlot, ref: Any) -> list[Event]:
+        try:
+            info = self.ray.get(ref)
+        except Exception as e:
+            if not isinstance(e, self.ray.exceptions.ActorDiedError):  # restarting, or its node unreachable
+                slot.ask_at = time.monotonic() + 1.0
+                return []
+            self.failed_starts += 1  # died for good: its constructor failed, or Ray gave up on it
+            if self.failed_starts >= MAX_FAILED_STARTS:
+                raise ConfigError(f"render workers on the cluster keep dying before they are ready "
+                                  f"({_one_line(e)})") from e
+            slot.ask_at = time.monotonic() + 1.0
+            return []
+        if info["error"]:
+            raise ConfigError(f"a render worker on cluster node {info['node']} cannot start: {info['error']}")
+        if info["pid"] == slot.killed_pid:  # the instance being killed answered: wait for its successor
+            slot.ask_at = time.monotonic() + 0.5
+            return []
+        slot.ready, slot.node, slot.pid, self.failed_starts = True, info["node"], info["pid"], 0
+        slot.claim = slot.actor.next_claim.remote(CLAIM_POLL_SECONDS)
+        log.debug("worker %s ready on %s", info["pid"], info["node"],
+                  extra={"event": "worker_ready", "fields": {"pid": info["pid"], "node": info["node"],
+                                                              "hostname": info["hostname"], "actor": slot.name}})
+        return []
+
+    def _claim(self, slot: RaySlot, ref: Any) -> list[Event]:
+        try:
+            request = self.ray.get(ref)
+        except Exception:  # the actor died: its render reports it
+            return []
+        if slot.ready:
+            slot.claim = slot.actor.next_claim.remote(CLAIM_POLL_SECONDS)
+        if request is None:
+            return []
+        file_id, targets = request
+        if slot.job is None or slot.job.id != file_id:
+            return []
+        conflict = self.journal.claim(file_id, targets)
+        if conflict is None:
+            slot.targets = list(targets)
+        slot.actor.answer.remote(file_id, conflict)
+        return []
+
+    def _render(self, slot: RaySlot, ref: Any) -> list[Event]:
+        try:
+            outcome = self.ray.get(ref)
+        except Exception as e:  # the actor's process or node died (Ray restarts the actor)
+            if slot.job is None:
+                return []
+            died = isinstance(e, self.ray.exceptions.ActorDiedError)  # else unreachable: maybe still rendering
+            return [self._lost(slot, "crashed", f"worker on {slot.node} died ({_one_line(e)})", kill=not died)]
+        event = Event("outcome", slot, slot.job, outcome=outcome, targets=tuple(slot.targets))
+        slot.job, slot.targets = None, []
+        return [event]
+
+    def _lost(self, slot: RaySlot, kind: str, detail: str, kill: bool) -> Event:
+        """The job on ``slot`` is lost: make sure its render is dead, and wait for the restarted actor."""
+        event = Event(kind, slot, slot.job, detail=detail, targets=tuple(slot.targets))
+        if kill:
+            with contextlib.suppress(Exception):  # already dead
+                self.ray.kill(slot.actor, no_restart=False)
+        slot.killed_pid, slot.ready, slot.job, slot.targets = slot.pid, False, None, []
+        slot.render = slot.claim = slot.pending = None
+        slot.ask_at = time.monotonic() + 0.5
+        return event
+
+    def abandon(self) -> list[Event]:
+        """Kill every busy worker now (end of the grace period); returns their jobs."""
+        events = []
+        for slot in self.busy():
+            with contextlib.suppress(Exception):
+                self.ray.kill(slot.actor, no_restart=True)
+            events.append(Event("abandoned", slot, slot.job, detail="abandoned at shutdown",
+                                targets=tuple(slot.targets)))
+            slot.job = None
+        return events
+
+    def close(self) -> None:
+        """Kill every worker actor and leave the cluster."""
+        if self.ray is None:
+            return
+        for slot in self.slots:
+            with contextlib.suppress(Exception):
+                self.ray.kill(slot.actor, no_restart=True)
+        self.slots = []
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        with contextlib.suppress(Exception):
+            self.ray.shutdown()
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]

@@ -1,0 +1,272 @@
+"""``hostplug watch --cluster``: render workers as Ray actors on the nodes of a Ray cluster (issue 14).
+
+The cluster tests start two Ray nodes on this machine, each on its own loopback address (Ray replaces 127.0.0.1
+with the machine's network address; other 127.x addresses it keeps), 1 CPU each, with token authentication, so no
+traffic leaves 127.0.0.0/8. The nodes' processes are found by their temporary folder and stopped in teardown
+(``ray stop`` would stop every Ray on the machine). Without Ray these tests are skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from daemon_helpers import SAMPLE_DNG, events, rows, states, wait_for, write_config
+
+from hostplug.daemon.config import parse_config
+from hostplug.daemon.errors import ConfigError
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'hostplug[cluster]'; CI "
+                                                    "installs it with the test extra)")
+HEAD, SECOND = "127.0.0.2", "127.0.0.3"
+OUTPUT = [{"folder": "out", "template": "{name}", "format": "jpeg", "long_edge": 200}]
+RUNNER = """
+import dataclasses, logging, sys
+from pathlib import Path
+from hostplug.daemon.config import load_config
+from hostplug.daemon.daemon import Daemon
+from engine.errors import HostplugError
+from hostplug.daemon.logs import StatusLine, close_logging, setup_logging
+config = dataclasses.replace(load_config(Path(sys.argv[1])), cluster=sys.argv[2] if len(sys.argv) > 2 else None)
+status = StatusLine()
+setup_logging(config.log_json, status, logging.DEBUG)
+try:
+    code = Daemon(config, status=status).run()
+except HostplugError as e:
+    print(f"hostplug watch: {e}", file=sys.stderr)
+    code = 2
+close_logging()
+sys.exit(code)
+"""
+
+
+# -- without Ray ----------------------------------------------------------------------------------------------
+
+
+def test_cluster_settings_parse(tmp_path: Path) -> None:
+    config = parse_config({"daemon": {"cluster": "ray://head:10001", "cpus_per_worker": 2,
+                                      "path_map": {"10.0.0.12": {"share": "/mnt/share"}}},
+                           "folder": [{"path": "in", "output": [{"folder": "out"}]}]}, tmp_path)
+    assert config.cluster == "ray://head:10001" and config.cpus_per_worker == 2
+    assert config.path_map == {"10.0.0.12": {str(tmp_path / "share"): "/mnt/share"}}
+    with pytest.raises(ConfigError, match="path_map"):
+        parse_config({"daemon": {"path_map": {"n": "x"}}, "folder": [{"path": "in", "output": [{"folder": "o"}]}]},
+                     tmp_path)
+    with pytest.raises(ConfigError, match="cpus_per_worker"):
+        parse_config({"daemon": {"cpus_per_worker": 0}, "folder": [{"path": "in", "output": [{"folder": "o"}]}]},
+                     tmp_path)
+
+
+def test_path_map_translates_both_ways() -> None:
+    from hostplug.daemon.cluster import PathMap
+
+    paths = PathMap.for_node({"10.0.0.12": {"/studio": "/Volumes/studio", "/studio/web": "/srv/web"}},
+                             "10.0.0.12", "render2")
+    assert paths.there("/studio/in/a.dng") == Path("/Volumes/studio/in/a.dng")
+    assert paths.there("/studio/web/a.jpg") == Path("/srv/web/a.jpg")  # the longest prefix wins
+    assert paths.here("/srv/web/a.jpg") == Path("/studio/web/a.jpg")
+    assert paths.here("/Volumes/studio/out/a.tif") == Path("/studio/out/a.tif")
+    assert PathMap.for_node({"*": {"/a": "/b"}}, "10.0.0.13").there("/a/x") == Path("/b/x")
+    assert PathMap.for_node({}, "10.0.0.13").there("/a/x") == Path("/a/x")
+
+
+def test_public_bind_refused_without_the_flag() -> None:
+    from hostplug.daemon.cluster import address_host, check_bind, node_command
+
+    assert address_host("ray://10.0.0.5:10001") == "10.0.0.5" and address_host("auto") is None
+    assert address_host("ray://[::]:10001") == "::"
+    with pytest.raises(ConfigError, match="--allow-public-bind"):
+        check_bind(address_host("ray://0.0.0.0:10001"), allow_public_bind=False)
+    check_bind("0.0.0.0", allow_public_bind=True)
+    with pytest.raises(ConfigError, match="every network interface"):
+        node_command(bind="0.0.0.0", head_port=6379, head=True)
+    command = node_command(bind="127.0.0.2", head_port=6379, head=True, client_port=10001)
+    assert command[command.index("--node-ip-address") + 1] == "127.0.0.2"
+    assert command[command.index("--include-dashboard") + 1] == "false"
+
+
+def test_no_ray_without_a_cluster(tmp_path: Path) -> None:
+    """Without --cluster the daemon uses the local process pool and never imports Ray."""
+    (tmp_path / "in").mkdir()
+    config = write_config(tmp_path / "studio.toml", tmp_path / "in", OUTPUT)
+    code = ("import sys; from pathlib import Path; from hostplug.daemon.config import load_config; "
+            "from hostplug.daemon.daemon import Daemon; from hostplug.daemon.workers import WorkerPool; "
+            f"d = Daemon(load_config(Path({str(config)!r}))); "
+            "assert isinstance(d.pool, WorkerPool); assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# -- on a two-node loopback cluster ---------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    address: str  # ray://, through the head's Ray Client server
+    gcs: str
+    env: dict[str, str]
+    temp: Path
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Cluster:
+    if not HAVE_RAY:
+        pytest.skip("Ray is not installed (pip install 'hostplug[cluster]')")
+    from hostplug.daemon import cluster as hc
+
+    temp = Path(tempfile.mkdtemp(prefix="hpray", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    env = hc.node_env(hc.make_token(temp / "auth_token"))
+    gcs, client = _free_port(HEAD), _free_port(HEAD)
+    try:
+        hc.start_node(hc.node_command(bind=HEAD, head_port=gcs, head=True, num_cpus=1, client_port=client,
+                                      temp_dir=temp, object_store_mb=100), env)
+        hc.start_node(hc.node_command(bind=SECOND, head_port=gcs, head=False, head_address=f"{HEAD}:{gcs}",
+                                      num_cpus=1, temp_dir=temp, object_store_mb=100), env)
+        yield Cluster(address=f"ray://{HEAD}:{client}", gcs=f"{HEAD}:{gcs}", temp=temp,
+                      env={k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH") if k in env})
+    finally:
+        hc.stop_nodes(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+class Watch:
+    """The daemon as a real process, on the cluster."""
+
+    def __init__(self, config: Path, cluster: Cluster, address: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.err = config.parent / f"watch-{time.monotonic_ns()}.err"
+        with self.err.open("w") as stderr:
+            self.process = subprocess.Popen([sys.executable, "-c", RUNNER, str(config), address or cluster.address],
+                                            stdout=subprocess.DEVNULL, stderr=stderr,
+                                            env={**os.environ, **cluster.env, **(env or {})})
+
+    def output(self) -> str:
+        return self.err.read_text()
+
+    def stop(self, timeout: float = 120) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(30)
+
+
+def _render_workers() -> list[int]:
+    """Ray worker processes running our actor (their titles are ``ray::RenderWorker...``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(b"ray::RenderWorker"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _studio(tmp_path: Path, path_map: dict[str, dict[str, str]] | None = None,
+            **daemon: object) -> tuple[Path, Path]:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    config = write_config(tmp_path / "studio.toml", tmp_path / "in", OUTPUT, {"retry_seconds": 0.5, **daemon})
+    for node, table in (path_map or {}).items():  # quoted keys: addresses and paths are not bare TOML keys
+        lines = [f"[daemon.path_map.{json.dumps(node)}]", *(f"{json.dumps(k)} = {json.dumps(v)}"
+                                                            for k, v in table.items())]
+        config.write_text(config.read_text() + "\n" + "\n".join(lines) + "\n")
+    return tmp_path, config
+
+
+def _ready_workers(log: Path) -> dict[str, int]:
+    """node -> pid of the latest worker that said it is ready there (one worker per node here)."""
+    return {e["node"]: e["pid"] for e in events(log, "worker_ready")}
+
+
+def _count(journal: Path, state: str) -> int:
+    return sum(s == state for s in states(journal).values())
+
+
+@needs_ray
+def test_sixty_raws_on_two_nodes_survive_a_killed_worker_and_a_killed_daemon(ray_cluster: Cluster,
+                                                                             tmp_path: Path) -> None:
+    """Every raw ends with exactly one output, rendered on both nodes, though a worker and the daemon die."""
+    alias = tmp_path.parent / f"{tmp_path.name}-as-mounted-on-{SECOND}"
+    alias.symlink_to(tmp_path)  # the second node "mounts the share elsewhere": path_map
+    studio, config = _studio(tmp_path, path_map={SECOND: {str(tmp_path): str(alias)}})
+    staging = studio / "staging"
+    staging.mkdir()
+    names = [f"shot_{i:03d}" for i in range(60)]
+    for name in names:
+        shutil.copyfile(SAMPLE_DNG, staging / f"{name}.dng")
+    journal, log = studio / "journal.sqlite", studio / "log.jsonl"
+
+    watch = Watch(config, ray_cluster)
+    try:
+        workers = wait_for(lambda: len(_ready_workers(log)) == 2 and _ready_workers(log), 180, "two ready workers")
+        assert set(workers) == {HEAD, SECOND}
+        for name in names:
+            os.replace(staging / f"{name}.dng", studio / "in" / f"{name}.dng")
+        wait_for(lambda: _count(journal, "done") >= 6, 180, "six files done")
+        wait_for(lambda: any(r["state"] == "rendering" and r["node"] == SECOND for r in rows(journal)), 60,
+                 "a render on the second node")
+        os.kill(workers[SECOND], signal.SIGKILL)  # kill -9 the second node's worker mid-render
+        wait_for(lambda: events(log, "retry"), 60, "the lost render queued again")
+        wait_for(lambda: _count(journal, "done") >= 30, 300, "thirty files done")
+        watch.kill()  # kill -9 the daemon: its actors are left on the cluster
+        watch = Watch(config, ray_cluster)
+        wait_for(lambda: _count(journal, "done") == 60, 400, "all sixty done after the restart")
+        assert watch.stop() == 0, watch.output()
+    finally:
+        if watch.process.poll() is None:
+            watch.kill()
+        alias.unlink()
+
+    found = rows(journal)
+    assert len(found) == 60 and {r["state"] for r in found} == {"done"}
+    assert {r["node"] for r in found} == {HEAD, SECOND}  # both nodes rendered
+    assert all(o.startswith(str(studio / "out")) for r in found for o in json.loads(r["outputs"]))  # the daemon's paths
+    outputs = sorted(p.name for p in (studio / "out").iterdir())
+    assert outputs == sorted(f"{n}.jpg" for n in names)  # exactly one each; no temporaries, no probe files
+    assert not [p for p in (studio / "in").iterdir() if p.name.startswith(".hostplug-probe")]
+    retried = events(log, "retry")
+    assert any("died" in e["error"] and SECOND in e["error"] for e in retried), retried
+    wait_for(lambda: not _render_workers(), 30, "no render worker left after the clean stop")
+
+
+@needs_ray
+def test_refuses_a_node_that_does_not_see_the_share(ray_cluster: Cluster, tmp_path: Path) -> None:
+    """The daemon refuses to start, in one line naming the node, when a node cannot see the hot folder."""
+    _, config = _studio(tmp_path, path_map={SECOND: {str(tmp_path): "/nonexistent/hostplug-share"}})
+    watch = Watch(config, ray_cluster)
+    assert watch.process.wait(180) != 0
+    message = [line for line in watch.output().splitlines() if line.startswith("hostplug watch:")]
+    assert len(message) == 1 and f"cluster node {SECOND}" in message[0] and "hot folder" in message[0], message
+    assert not [p for p in (tmp_path / "in").iterdir() if p.name.startswith(".hostplug-probe")]
+    wait_for(lambda: not _render_workers(), 30, "no render worker left")
+
+
+@needs_ray
+def test_wrong_token_is_refused(ray_cluster: Cluster, tmp_path: Path) -> None:
+    """Token authentication is on: a daemon without the cluster's token cannot join it."""
+    _, config = _studio(tmp_path)
+    (tmp_path / "other_token").write_text("not-the-token")
+    watch = Watch(config, ray_cluster, env={"RAY_AUTH_TOKEN_PATH": str(tmp_path / "other_token")})
+    assert watch.process.wait(180) != 0
+    assert "cannot join the Ray cluster" in watch.output()
