@@ -19,7 +19,7 @@ Everything is seeded (:data:`EVAL_SEED`) and uses the written-down split of :mod
    under ONE drawn camera rendering (one common scale), so their raw exposures differ as the camera's did;
    each is photofinished by ``natural`` (the stage's default and with ``auto_exposure``) and the brightness
    (log2 of the mean linear luminance) of the renders is compared with the camera JPEGs': whether the order is
-   kept and the *spacing* (the least-squares slope of render brightness on JPEG brightness: 1 keeps the
+   kept (for every pair of frames whose JPEGs differ by :data:`ORDER_TOLERANCE` stops or more) and the *spacing* (the least-squares slope of render brightness on JPEG brightness: 1 keeps the
    camera's spacing, 0 pulls every frame to one brightness).
 
 Caveat, said plainly: part 1 measures on raws made from the JPEGs by this project's own unprocessing, whose
@@ -44,6 +44,7 @@ from engine.training import look_eval
 EVAL_SEED = 2026
 EVAL_LONG_EDGE = 768
 EVAL_ISO = 200
+ORDER_TOLERANCE = 0.25  # stops: frames whose JPEGs differ less have no order to keep
 RAWSAMPLES = Path(__file__).resolve().parents[3] / "shared" / "rawsamples"
 Progress = Callable[[str], None]
 
@@ -226,8 +227,8 @@ def brackets(progress: Progress, style: str = "natural") -> dict[str, Any]:
         for mode, auto in (("default", False), ("auto_exposure", True)):
             rendered = [photofinish(style, cp.unprocess(f.srgb, look), auto) for f in frames]
             levels = [_brightness(r) for r in rendered]
-            order = np.argsort(jpeg)
-            kept = all(levels[order[i]] < levels[order[i + 1]] for i in range(len(order) - 1))
+            kept = all((levels[i] - levels[j]) * (jpeg[i] - jpeg[j]) > 0 for i in range(len(frames))
+                       for j in range(i) if abs(jpeg[i] - jpeg[j]) >= ORDER_TOLERANCE)
             slope = float(np.polyfit(jpeg, levels, 1)[0]) if np.ptp(jpeg) > 0.05 else float("nan")
             psnr = float(np.mean([look_eval.scores(r, f.srgb).psnr for r, f in zip(rendered, frames, strict=True)]))
             row[mode] = {"levels": [round(v, 2) for v in levels], "order_kept": bool(kept),

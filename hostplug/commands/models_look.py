@@ -1,4 +1,4 @@
-"""``hostplug train photofinish|detail`` and ``hostplug eval pipeline``: the look models.
+"""``hostplug train photofinish|detail`` and ``hostplug eval pipeline|looks``: the look models.
 
 ``hostplug train photofinish --style vivid`` retrains one picture style's network from scratch (``--style all``:
 every style in turn) with the shipped settings, writes ``engine/weights/photofinish-vivid.safetensors`` and its
@@ -143,5 +143,19 @@ def eval_pipeline(raws: Path | None, as_json: bool, no_store: bool, sheets: Path
     click.echo(json.dumps(report, indent=2) if as_json else pipeline_eval.tables(report))
 
 
+@click.command("looks")
+@click.option("--raws", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of real raws with embedded camera renderings (default: ../shared/rawsamples).")
+@click.option("--weights", type=click.Path(file_okay=False, path_type=Path),
+              help="Measure candidate weights from this folder (its manifest.json) instead of the installed ones.")
+@json_option("Print the results as JSON.")
+def eval_looks(raws: Path | None, weights: Path | None, as_json: bool) -> None:
+    """Each style vs held-out cameras' own JPEGs and real raws' camera renderings, next to LibRaw."""
+    from engine.training import eval_looks as run
+
+    report = run.run(raws, weights, progress=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(report, indent=2) if as_json else run.tables(report))
+
+
 TRAIN_COMMANDS = (train_photofinish, train_detail_command)
-EVAL_COMMANDS = (eval_pipeline,)
+EVAL_COMMANDS = (eval_pipeline, eval_looks)
