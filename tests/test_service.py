@@ -77,6 +77,7 @@ def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
     monkeypatch.delenv(client.ENV_DISABLE, raising=False)
     monkeypatch.setenv(client.ENV_IDLE, "120")
+    monkeypatch.setenv("HOSTPLUG_SERVICE_BUILD", "test-1")  # others' edits of the tree must not make it stale
     yield folder
     for pid in service_pids(folder):
         os.kill(pid, signal.SIGKILL)
@@ -234,30 +235,36 @@ def test_a_crashed_service_is_replaced(runtime: Path) -> None:
     assert start_service(runtime)["pid"]
 
 
-def test_a_stale_service_is_replaced(runtime: Path) -> None:
-    old = start_service(runtime)
-    marker = Path(protocol.__file__).with_name("__init__.py")  # the fingerprint covers the package's files
+def test_the_build_id_changes_with_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOSTPLUG_SERVICE_BUILD", raising=False)
+    marker = Path(protocol.__file__).with_name("__init__.py")  # the fingerprint covers the packages' files
     before = marker.stat()
+    first = protocol.build_id()
     try:
         os.utime(marker, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
-        assert client.status() is None  # an old service is not used; it stops itself
-        assert wait_for(lambda: not alive(old["pid"]), timeout=30)
-        new = client.call("ping", start=True)
-        assert new["pid"] != old["pid"] and new["version"] != old["version"]
+        assert protocol.build_id() != first
     finally:
         os.utime(marker, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-def test_a_stale_service_is_replaced_by_a_client_that_starts_one(runtime: Path) -> None:
+def test_a_stale_service_is_not_used_and_stops(runtime: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     old = start_service(runtime)
-    marker = Path(protocol.__file__).with_name("__init__.py")
-    before = marker.stat()
-    try:
-        os.utime(marker, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
-        new = client.call("ping", start=True)
-        assert new["pid"] != old["pid"]
-    finally:
-        os.utime(marker, ns=(before.st_atime_ns, before.st_mtime_ns))
+    monkeypatch.setenv("HOSTPLUG_SERVICE_BUILD", "test-2")  # this client is newer than the service
+    assert client.status()["stale"] is True
+    assert client.render(tmp_path / "x.dng", tmp_path / "x.tif") is None  # not used: in-process instead
+    assert wait_for(lambda: not alive(old["pid"]), timeout=60)  # and it stops itself
+    assert client.status() is None
+
+
+def test_a_stale_service_is_replaced_by_a_client_that_starts_one(runtime: Path, sample_dng: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    old = start_service(runtime)
+    monkeypatch.setenv("HOSTPLUG_SERVICE_BUILD", "test-2")
+    assert client.call("render", render_args(sample_dng, tmp_path / "x.tif"), start=True)["output"]
+    new = client.status()
+    assert new["pid"] != old["pid"] and new["version"] == "test-2" and not new["stale"]
 
 
 # ----- renders -------------------------------------------------------------------------------------------------

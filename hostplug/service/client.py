@@ -96,7 +96,7 @@ def spawn(folder: Path) -> subprocess.Popen:
 
 def connect(start: bool = False) -> socket.socket:
     """A connection to this user's service; with ``start``, one is started when none is running."""
-    folder = service_dir()
+    folder = service_dir(create=start)  # only looking: a missing folder means no service, and stays missing
     path = folder / SOCKET_NAME
     try:
         return _connect(path)
@@ -180,11 +180,13 @@ def _wait_until_gone(path: Path, timeout: float = 10.0) -> None:
 
 
 def status() -> dict[str, Any] | None:
-    """The running service's status (pid, version, cache...), or None when none is running."""
+    """The running service's status (pid, version, cache...; ``stale`` when it is of another version and
+    would stop at its next render request), or None when none is running."""
     try:
-        return call("ping")
+        answer = call("ping")
     except ServiceError:
         return None
+    return {**answer, "stale": answer.get("version") != build_id()}
 
 
 def stop() -> dict[str, Any] | None:

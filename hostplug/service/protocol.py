@@ -90,7 +90,7 @@ def check_private_dir(folder: Path, uid: int | None = None) -> None:
     try:
         info = os.lstat(folder)
     except FileNotFoundError as e:
-        raise ServiceError(f"{folder} does not exist") from e
+        raise ServiceError(f"no render service is running ({folder} does not exist)") from e
     except OSError as e:
         raise ServiceError(f"cannot inspect {folder} ({e.strerror})") from e
     if not stat.S_ISDIR(info.st_mode):
@@ -117,7 +117,13 @@ _CODE_SUFFIXES = (".py", ".json", ".safetensors", ".xmp", ".icc", ".icm")
 def build_id() -> str:
     """The installed version plus a fingerprint of the engine's and hostplug's files (code, weights, presets:
     names, sizes, modification times), so a service started before an upgrade, an edit of an editable install
-    or a retrained model is recognised as stale and replaced. A walk of the folders, a few milliseconds."""
+    or a retrained model is recognised as stale and replaced. A walk of the folders, a few milliseconds.
+
+    ``HOSTPLUG_SERVICE_BUILD``, when set, is used instead (tests pin it: a tree others edit meanwhile would
+    otherwise make every service they start stale)."""
+    pinned = os.environ.get("HOSTPLUG_SERVICE_BUILD")
+    if pinned:
+        return pinned
     import engine
     import hostplug
 

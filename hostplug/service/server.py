@@ -61,7 +61,7 @@ from hostplug.service.protocol import (
 log = logging.getLogger("hostplug.service")
 
 REQUEST_READ_TIMEOUT_S = 30.0  # a client that connects must send its request within this
-LOCK_WAIT_S = 3.0  # a service that is shutting down may hold the lock this long
+LOCK_WAIT_S = 30.0  # a service that is shutting down (finishing a render) may hold the lock this long
 ENV_KEYS = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")  # what a request may set (where presets are found)
 JOURNAL_NAME = "rendering.json"  # the output being written; a service killed mid-write leaves its partial file
 
@@ -237,11 +237,21 @@ class Service:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
             except BlockingIOError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self._someone_serves():
                     self._lock_file.close()
                     self._lock_file = None
                     return False
                 time.sleep(0.05)
+
+    def _someone_serves(self) -> bool:
+        """Whether a service answers on the socket (the lock's holder is serving, not shutting down)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            try:
+                probe.connect(str(self.socket_path))
+            except OSError:
+                return False
+        return True
 
     def bind(self) -> None:
         """Listen on the socket (a stale one left by a crashed service is replaced: we hold the lock)."""
@@ -391,13 +401,14 @@ class Service:
 
     def answer(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
         """The response to ``request``; None when the client left before its job started."""
-        if request.get("protocol") != PROTOCOL or request.get("version") != self.version:
+        op = request.get("op")
+        if op == "ping":  # answered at once, even while a render runs, and whatever the client's version
+            return {"ok": True, "result": self.status()}
+        if op != "shutdown" and (request.get("protocol") != PROTOCOL or request.get("version") != self.version):
             log.info("a client of version %s (protocol %s) asked; this service is %s: stopping so a fresh one "
                      "starts", request.get("version"), request.get("protocol"), self.version)
-            self.jobs.put(Job({"op": "shutdown"}))
+            self.close_listener()  # now, even while the engine loads: the client starts a fresh service
             return {**error_response(f"the running render service is version {self.version}"), "stale": True}
-        if request.get("op") == "ping":  # answered at once, even while a render runs
-            return {"ok": True, "result": self.status()}
         job = Job(request)
         self.jobs.put(job)
         while not job.done.wait(0.2):
