@@ -289,6 +289,20 @@ def test_a_render_through_the_service_equals_the_in_process_render(runtime: Path
     assert stat.S_IMODE(via.stat().st_mode) == stat.S_IMODE(local.stat().st_mode)  # the client's umask
 
 
+def test_open_through_the_service_equals_open_in_process(runtime: Path, sample_dng: Path, tmp_path: Path) -> None:
+    from hostplug.handoff import open_file
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(sample_dng, tmp_path / name / "IMG_1.dng")
+    via = client.open_file(tmp_path / "a" / "IMG_1.dng", changes={"exposure": 0.5})  # starts the service
+    assert via is not None and client.status() is not None
+    local = open_file(tmp_path / "b" / "IMG_1.dng", changes={"exposure": 0.5})
+    assert Path(via["output"]).name == Path(local["output"]).name == "IMG_1_hostplug.tif"
+    assert via["mode"] == local["mode"] == "render" and via.keys() == local.keys()
+    assert np.array_equal(tifffile.imread(via["output"]), tifffile.imread(local["output"]))
+
+
 def test_relative_paths_are_the_clients(runtime: Path, sample_dng: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     start_service(runtime)

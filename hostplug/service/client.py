@@ -224,3 +224,16 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def open_file(file: str | Path, search: tuple[str | Path, ...] = (), changes: dict[str, Any] | None = None, *,
+              device: str = "cpu", start: bool = True) -> dict[str, Any] | None:
+    """What ``hostplug open FILE`` does, through the service (started when none is running, unless ``start`` is
+    False): what :func:`hostplug.handoff.open_file` returns, or None when the service cannot be used."""
+    if disabled():
+        return None
+    args = {"file": str(file), "search": [str(p) for p in search], "changes": _jsonable(changes), "device": device}
+    try:
+        return call("open", args, start=start)
+    except ServiceError:
+        return None

@@ -222,6 +222,7 @@ class Service:
         self._socket_inode: int | None = None
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "render": self.render,
+            "open": self.open,
             "shutdown": self.shutdown,
         }
 
@@ -462,6 +463,14 @@ class Service:
                                  device=_check_device(args.get("device", "cpu")),
                                  stages_dir=Path(stages_dir) if stages_dir else None)
         return result.as_dict()
+
+    def open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """What ``hostplug open`` does (:func:`hostplug.handoff.open_file`): the engine and models are warm."""
+        from hostplug.handoff import open_file
+
+        search = tuple(Path(p) for p in args.get("search") or ())
+        return open_file(Path(args["file"]), search, args.get("changes") or None,
+                         device=_check_device(args.get("device", "cpu")))
 
     def shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
         """Stop accepting; queued requests are still answered, then the service exits."""
