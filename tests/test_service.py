@@ -247,6 +247,21 @@ def test_the_build_id_changes_with_the_code(monkeypatch: pytest.MonkeyPatch) -> 
         os.utime(marker, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
+def test_a_service_under_another_root_folder_is_not_used(runtime: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    start_service(runtime)
+    real_request = client.request
+
+    def from_a_chroot(op: str, args: dict | None = None) -> dict:
+        return {**real_request(op, args), "root": [0, 0]}
+
+    monkeypatch.setattr(client, "request", from_a_chroot)
+    assert client.status() is None
+    assert client.render(tmp_path / "x.dng", tmp_path / "x.tif", start=True) is None  # in-process instead
+    monkeypatch.setattr(client, "request", real_request)
+    assert client.status() is not None  # and the service is left alone
+
+
 def test_a_stale_service_is_not_used_and_stops(runtime: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     old = start_service(runtime)

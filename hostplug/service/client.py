@@ -141,7 +141,9 @@ def request(op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         cwd = os.getcwd()
     except OSError:
         cwd = None
+    root = os.stat("/")
     return {"protocol": PROTOCOL, "version": build_id(), "op": op, "args": args or {}, "cwd": cwd,
+            "root": [root.st_dev, root.st_ino],
             "umask": _umask(), "env": {k: os.environ.get(k) for k in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")}}
 
 
@@ -162,6 +164,8 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
         if response.get("ok"):
             result = response.get("result")
             return result if isinstance(result, dict) else {}
+        if response.get("foreign"):  # a service in a chroot (GIMP's, say) that shares this /tmp
+            raise ServiceError(str(response.get("error")))
         if response.get("stale"):
             if start and attempt == 0:
                 _wait_until_gone(service_dir() / SOCKET_NAME)

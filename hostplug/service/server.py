@@ -403,6 +403,9 @@ class Service:
     def answer(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
         """The response to ``request``; None when the client left before its job started."""
         op = request.get("op")
+        if request.get("root") not in (None, _root_id()):  # a chroot's service is no use outside it, and back
+            return {**error_response("the render service runs under another root folder (a chroot)"),
+                    "foreign": True}
         if op == "ping":  # answered at once, even while a render runs, and whatever the client's version
             return {"ok": True, "result": self.status()}
         if op != "shutdown" and (request.get("protocol") != PROTOCOL or request.get("version") != self.version):
@@ -476,6 +479,12 @@ class Service:
         """Stop accepting; queued requests are still answered, then the service exits."""
         self.close_listener()
         return {"pid": os.getpid(), "stopping": True}
+
+
+def _root_id() -> list[int]:
+    """The root folder's device and inode: what tells a process in a chroot from one outside it."""
+    info = os.stat("/")
+    return [info.st_dev, info.st_ino]
 
 
 def _client_gone(conn: socket.socket) -> bool:
