@@ -7,12 +7,16 @@ chapters 4 and 6), so the colour stage can follow the specification.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tifffile
+
+from engine.errors import CorruptInputError, HostplugError, UnsupportedInputError
+from engine.io.limits import check_pixels, quiet_tifffile
 
 # EXIF LightSource codes of the calibration illuminants, mapped to correlated colour temperature (DNG SDK).
 ILLUMINANT_TEMPERATURE = {
@@ -53,110 +57,370 @@ class DngTags:
     compression: int = 1
 
 
-def _values(tag_value) -> np.ndarray:
-    """Rational tags come back from tifffile as flat (numerator, denominator) tuples; make them floats."""
-    v = np.asarray(tag_value, dtype=np.float64).ravel()
-    return v
+class _Tags:
+    """Numeric tag values of one IFD, each checked as it is read: finite, in range, the right count and type.
+
+    A bad value raises :class:`CorruptInputError` (or :class:`UnsupportedInputError`) with one line that names
+    the file, the tag and the value.
+    """
+
+    def __init__(self, path: Path, page: tifffile.TiffPage) -> None:
+        self.path = path
+        self.page = page
+
+    def __contains__(self, code: int) -> bool:
+        return code in self.page.tags
+
+    def name(self, code: int) -> str:
+        return TAG_NAMES.get(code) or f"tag {code}"
+
+    def bad(self, code: int, values: object, why: str, error: type[HostplugError] = CorruptInputError) -> HostplugError:
+        return error(f"{self.path}: damaged DNG: {self.name(code)} is {_show(values)}, {why}; the file was damaged "
+                     "or written by a faulty tool")
+
+    def floats(self, code: int, count: int = 0) -> np.ndarray | None:
+        """The tag's values as finite float64 (rationals divided out; a zero denominator counts as one, as it
+        always has); ``None`` when the tag is absent; at least ``count`` values, of which the first are kept."""
+        if code not in self.page.tags:
+            return None
+        tag = self.page.tags[code]
+        value = tag.value
+        try:
+            if isinstance(value, str):
+                raise ValueError
+            if isinstance(value, bytes):
+                value = np.frombuffer(value, dtype=np.uint8)
+            v = np.asarray(value, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise self.bad(code, value, "not a number") from None
+        if tag.dtype in (5, 10):  # RATIONAL, SRATIONAL: flat (numerator, denominator) pairs
+            if v.size % 2:
+                raise self.bad(code, v, "an odd count of rational halves")
+            v = v[0::2] / np.where(v[1::2] == 0, 1, v[1::2])
+        if v.size < max(count, 1):
+            raise self.bad(code, v, f"{v.size} values where {max(count, 1)} are needed")
+        if count:
+            v = v[:count]
+        if not np.all(np.isfinite(v)):
+            raise self.bad(code, v, "not a finite number")
+        return v
+
+    def number(self, code: int, low: float, high: float, default: float | None = None) -> float | None:
+        """One finite value in ``low..high``; ``default`` when the tag is absent."""
+        v = self.floats(code, 1)
+        if v is None:
+            return default
+        if not low <= v[0] <= high:
+            raise self.bad(code, v, f"outside {low:g}..{high:g}")
+        return float(v[0])
+
+    def integer(self, code: int, low: int, high: int, default: int | None = None) -> int | None:
+        value = self.number(code, low, high, None if default is None else float(default))
+        return None if value is None else int(value)
+
+    def integers(self, code: int, low: int, high: int) -> list[int] | None:
+        v = self.floats(code)
+        if v is None:
+            return None
+        if np.any(v < low) or np.any(v > high) or np.any(v != np.floor(v)):
+            raise self.bad(code, v, f"not whole numbers in {low}..{high}")
+        return [int(x) for x in v]
+
+    def matrix(self, code: int) -> np.ndarray | None:
+        """A 3x3 matrix, ``None`` when absent, all zero (LibRaw's way of saying "none") or not 3x3 (a
+        4-colour camera's, which the colour stage does not use); refused when not invertible or absurd."""
+        v = self.floats(code)
+        if v is None or v.size != 9 or not np.any(v):
+            return None
+        m = v.reshape(3, 3)
+        largest = float(np.abs(m).max())
+        if not MATRIX_MIN <= largest <= MATRIX_MAX:
+            raise self.bad(code, v, f"out of range (largest magnitude {largest:g}, expected {MATRIX_MIN:g}.."
+                           f"{MATRIX_MAX:g})")
+        if np.linalg.cond(m) > MATRIX_CONDITION:
+            raise self.bad(code, v, "a singular matrix (it cannot be inverted)")
+        return m
+
+    def balance(self, code: int, low: float, high: float) -> np.ndarray | None:
+        """Three positive per-channel factors (AnalogBalance)."""
+        v = self.floats(code, 3)
+        if v is None:
+            return None
+        if np.any(v < low) or np.any(v > high):
+            raise self.bad(code, v, f"not three factors in {low:g}..{high:g}")
+        return v
 
 
-def _rationals(tag_value, count: int) -> np.ndarray:
-    v = _values(tag_value)
-    if v.size == 2 * count:
-        return v[0::2] / np.where(v[1::2] == 0, 1, v[1::2])
-    return v[:count]
+# Names of the tags the engine reads, for the error messages.
+TAG_NAMES = {
+    256: "ImageWidth", 257: "ImageLength", 258: "BitsPerSample", 259: "Compression", 262: "PhotometricInterpretation",
+    273: "StripOffsets", 274: "Orientation", 277: "SamplesPerPixel", 278: "RowsPerStrip", 279: "StripByteCounts",
+    322: "TileWidth", 323: "TileLength", 324: "TileOffsets", 325: "TileByteCounts", 33421: "CFARepeatPatternDim",
+    33422: "CFAPattern", 50710: "CFAPlaneColor", 50714: "BlackLevel", 50717: "WhiteLevel", 50721: "ColorMatrix1",
+    50722: "ColorMatrix2", 50723: "CameraCalibration1", 50724: "CameraCalibration2", 50727: "AnalogBalance",
+    50728: "AsShotNeutral", 50729: "AsShotWhiteXY", 50730: "BaselineExposure", 50778: "CalibrationIlluminant1",
+    50779: "CalibrationIlluminant2", 50964: "ForwardMatrix1", 50965: "ForwardMatrix2", 51008: "OpcodeList1",
+    51009: "OpcodeList2", 51022: "OpcodeList3", 51041: "NoiseProfile",
+}
+
+# What a DNG's values may be. Real files stay far inside these; outside them lies damage, and arithmetic that
+# overflows or divides by zero further down.
+MATRIX_MIN, MATRIX_MAX, MATRIX_CONDITION = 1e-4, 1e3, 1e8
+BALANCE_MIN, BALANCE_MAX = 1e-3, 1e3  # AnalogBalance and the as-shot neutral, relative to green
+BASELINE_EXPOSURE_MAX = 16.0  # EV either way
+LEVEL_MAX = 2.0**32  # black and white levels are LONG at most
+MAX_OPCODE_PARAMS = 1 << 26  # one opcode's parameters: 64 MB (a gain map of a 100 MP sensor is well under)
+MAX_POLYNOMIAL_DEGREE = 8  # DNG 1.6, MapPolynomial
+POLYNOMIAL_MAX = 1e6
+RAW_PHOTOMETRIC = {32803: "CFA", 34892: "LinearRaw"}
 
 
-def _matrix(tag_value) -> np.ndarray | None:
-    m = _rationals(tag_value, 9)
-    if m.size != 9 or not np.any(m):
-        return None
-    return m.reshape(3, 3)
+def _show(values: object) -> str:
+    """A short text for a tag's value."""
+    if isinstance(values, bytes):
+        text = values[:16].hex(" ") + (" ..." if len(values) > 16 else "")
+        return text or "empty"
+    try:
+        flat = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return repr(values)[:60]
+    text = ", ".join(f"{x:.6g}" for x in flat[:9]) + (", ..." if flat.size > 9 else "")
+    return text if flat.size == 1 else f"({text})"
 
 
 def _raw_page(page: tifffile.TiffPage | tifffile.TiffFrame) -> tifffile.TiffPage:
     """The IFD that holds the main raw image: IFD0 itself, or the SubIFD with NewSubfileType 0."""
     page = page.aspage()  # a TiffFrame (a lightweight IFD) becomes a full page with its tags
-    if int(page.tags.valueof(254, 1) or 0) == 0:
+    if _subfile_type(page, 1) == 0:
         return page
     for sub in page.pages or []:
         sub = sub.aspage()
-        if int(sub.tags.valueof(254, 0) or 0) == 0:
+        if _subfile_type(sub, 0) == 0:
             return sub
     return page
 
 
-def _polynomial_maps(opcodes: bytes) -> list[PolynomialMap]:
-    """The MapPolynomial opcodes of an opcode list; other opcodes are skipped (they are rare after LinearRaw)."""
-    maps: list[PolynomialMap] = []
-    (count,) = struct.unpack(">I", opcodes[:4])
+def _subfile_type(page: tifffile.TiffPage, default: int) -> int:
+    value = page.tags.valueof(254, default)
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return -1
+
+
+def _opcode_list(tags: _Tags, code: int) -> list[tuple[int, bytes]]:
+    """The (id, parameters) of an opcode list, refused when the list is malformed: LibRaw walks it as its count
+    says, and a count of 0xFFFFFFFF keeps it busy for minutes."""
+    value = tags.page.tags[code].value
+    data = bytes(value) if isinstance(value, (bytes, bytearray)) else b""
+    if len(data) < 4:
+        raise tags.bad(code, data, "too short for an opcode list")
+    (count,) = struct.unpack(">I", data[:4])
+    if count > (len(data) - 4) // 16:
+        raise tags.bad(code, data, f"a list that claims {count} opcodes in {len(data)} bytes")
+    opcodes: list[tuple[int, bytes]] = []
     offset = 4
     for _ in range(count):
-        opcode_id, _version, _flags, size = struct.unpack(">IIII", opcodes[offset : offset + 16])
-        params = opcodes[offset + 16 : offset + 16 + size]
+        if offset + 16 > len(data):
+            raise tags.bad(code, data, f"a list that ends inside opcode {len(opcodes) + 1} of {count}")
+        opcode_id, _version, _flags, size = struct.unpack(">IIII", data[offset : offset + 16])
+        if size > min(len(data) - offset - 16, MAX_OPCODE_PARAMS):
+            raise tags.bad(code, data, f"a list whose opcode {len(opcodes) + 1} claims {size} bytes of parameters "
+                           f"where {len(data) - offset - 16} remain")
+        opcodes.append((opcode_id, data[offset + 16 : offset + 16 + size]))
         offset += 16 + size
-        if opcode_id == 8:  # MapPolynomial
-            _t, _l, _b, _r, plane, planes, _rp, _cp, degree = struct.unpack(">9I", params[:36])
-            coefficients = struct.unpack(f">{degree + 1}d", params[36 : 36 + 8 * (degree + 1)])
-            maps.append(PolynomialMap(plane, planes, coefficients))
+    return opcodes
+
+
+def _polynomial_maps(tags: _Tags, code: int) -> list[PolynomialMap]:
+    """The MapPolynomial opcodes of an opcode list, checked; other opcodes are skipped (they are rare after
+    LinearRaw)."""
+    maps: list[PolynomialMap] = []
+    for opcode_id, params in _opcode_list(tags, code):
+        if opcode_id != 8:  # MapPolynomial
+            continue
+        if len(params) < 36:
+            raise tags.bad(code, params, "a MapPolynomial opcode too short for its parameters")
+        _t, _l, _b, _r, plane, planes, _rp, _cp, degree = struct.unpack(">9I", params[:36])
+        if degree > MAX_POLYNOMIAL_DEGREE or len(params) < 36 + 8 * (degree + 1):
+            raise tags.bad(code, params, f"a MapPolynomial of degree {degree} (at most {MAX_POLYNOMIAL_DEGREE}, "
+                           f"with {8 * (degree + 1)} bytes of coefficients)")
+        if plane > 3 or not 1 <= planes <= 4:
+            raise tags.bad(code, (plane, planes), "a MapPolynomial plane and plane count outside 0..3 and 1..4")
+        coefficients = struct.unpack(f">{degree + 1}d", params[36 : 36 + 8 * (degree + 1)])
+        if not all(math.isfinite(c) and abs(c) <= POLYNOMIAL_MAX for c in coefficients):
+            raise tags.bad(code, coefficients, f"MapPolynomial coefficients that are not finite numbers within "
+                           f"+-{POLYNOMIAL_MAX:g}")
+        maps.append(PolynomialMap(plane, planes, coefficients))
     return maps
 
 
 def read_dng_tags(path: Path) -> DngTags | None:
-    """The DNG tags of ``path``, or ``None`` when the file is not a DNG."""
-    try:
-        with tifffile.TiffFile(path) as tif:
-            ifd0 = tif.pages[0].aspage()
-            if 50706 not in ifd0.tags:  # DNGVersion
+    """The DNG tags of ``path``, checked, or ``None`` when the file is not a DNG (or not a TIFF tifffile reads).
+
+    A DNG whose tags are damaged or implausible (not finite, out of range, a malformed opcode list, image data
+    past the end of the file, more pixels than :func:`engine.io.limits.max_pixels`) is refused with one line:
+    this runs before LibRaw sees the file.
+    """
+    with quiet_tifffile():
+        try:
+            tif = tifffile.TiffFile(path)
+        except (tifffile.TiffFileError, OSError, ValueError, struct.error, IndexError, KeyError, TypeError):
+            return None
+        with tif:
+            try:
+                ifd0 = tif.pages[0].aspage()
+                if 50706 not in ifd0.tags:  # DNGVersion
+                    return None
+            except (tifffile.TiffFileError, OSError, ValueError, struct.error, IndexError, KeyError, TypeError):
                 return None
-            return _parse(ifd0, _raw_page(ifd0))
-    except (tifffile.TiffFileError, OSError, ValueError, struct.error, IndexError):
-        return None
+            try:
+                raw = _raw_page(ifd0)
+            except Exception as e:  # noqa: BLE001 - a DNG whose raw IFD tifffile cannot read is damaged
+                raise CorruptInputError(f"{path}: damaged DNG: its raw image directory cannot be read "
+                                        f"({type(e).__name__}: {_one_line(e)})") from e
+            try:
+                _check_structure(path, _Tags(path, raw), tif.filehandle.size)
+                return _parse(path, ifd0, raw)
+            except HostplugError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any other failure reading the tags of a DNG is damage
+                raise CorruptInputError(f"{path}: damaged DNG: its tags cannot be read ({type(e).__name__}: "
+                                        f"{_one_line(e)}); the file may be truncated or damaged") from e
 
 
-def _parse(ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTags:
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())[:200]
+
+
+def _check_structure(path: Path, tags: _Tags, file_size: int) -> None:
+    """Refuse a raw IFD whose header no decoder should trust: sizes, sample format, CFA layout, where the image
+    data lies, opcode lists."""
+    width = tags.integer(256, 1, 2**31, default=0)
+    height = tags.integer(257, 1, 2**31, default=0)
+    if not width or not height:
+        raise CorruptInputError(f"{path}: damaged DNG: the raw image has no ImageWidth or ImageLength")
+    check_pixels(path, width, height, "raw image")
+    photometric = tags.integer(262, 0, 65535, default=0)
+    compression = tags.integer(259, 0, 65535, default=1)
+    samples = tags.integer(277, 1, 65535, default=1) or 1
+    if samples > 4:
+        raise tags.bad(277, samples, "more than the 4 samples per pixel a raw can have", UnsupportedInputError)
+    bits = tags.integers(258, 0, 65535) or [1]
+    if photometric in RAW_PHOTOMETRIC and not all(8 <= b <= 32 for b in bits):
+        raise tags.bad(258, bits, "not 8 to 32 bits per sample (what DNG allows for raw data)",
+                       UnsupportedInputError)
+    if photometric == 32803:
+        _check_cfa(tags)
+    for offsets_code, counts_code in ((273, 279), (324, 325)):
+        if offsets_code in tags:
+            offsets = tags.integers(offsets_code, 0, 2**64) or []
+            counts = tags.integers(counts_code, 0, 2**64) if counts_code in tags else None
+            if counts is None or len(counts) != len(offsets):
+                raise CorruptInputError(f"{path}: damaged DNG: {tags.name(offsets_code)} and "
+                                        f"{tags.name(counts_code)} do not match; the file is damaged")
+            end = max((o + c for o, c in zip(offsets, counts, strict=True)), default=0)
+            if end > file_size:
+                raise CorruptInputError(f"{path}: the file is truncated or damaged: its raw image data runs to byte "
+                                        f"{end}, but the file ends at byte {file_size}")
+            if compression == 1 and photometric in RAW_PHOTOMETRIC:
+                needed = width * height * samples * max(bits) // 8
+                if sum(counts) < needed:
+                    raise CorruptInputError(f"{path}: the file is truncated or damaged: {sum(counts)} bytes of "
+                                            f"uncompressed raw data for a {width} x {height} image that needs "
+                                            f"{needed}")
+    for code in (51008, 51009, 51022):
+        if code in tags:
+            _opcode_list(tags, code)
+
+
+def _check_cfa(tags: _Tags) -> None:
+    """A CFA layout LibRaw and the demosaic can follow: a repeat of 1..16 each way, and every colour in it."""
+    dims = tags.integers(33421, 1, 16) or [2, 2]
+    if len(dims) != 2:
+        raise tags.bad(33421, dims, "not two numbers (rows, columns)")
+    if 33422 not in tags:
+        return
+    planes = tags.integers(50710, 0, 255) if 50710 in tags else [0, 1, 2]
+    pattern = tags.integers(33422, 0, 255) or []
+    if len(pattern) != dims[0] * dims[1]:
+        raise tags.bad(33422, pattern, f"{len(pattern)} colours for a {dims[0]} x {dims[1]} pattern")
+    if not planes or len(planes) > 4 or sorted(set(pattern)) != list(range(len(planes))):
+        raise tags.bad(33422, bytes(pattern), f"a pattern that does not hold each of the {len(planes or [])} colours "
+                       "once or more")
+
+
+def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTags:
     tags = DngTags()
+    main, image = _Tags(path, ifd0), _Tags(path, raw)
     for cm_code, fm_code, cc_code, ill_code in ((50721, 50964, 50723, 50778), (50722, 50965, 50724, 50779)):
-        cm = _matrix(ifd0.tags.valueof(cm_code)) if cm_code in ifd0.tags else None
+        cm = main.matrix(cm_code)
         if cm is None:
             continue
         tags.color_matrix.append(cm)
-        fm = _matrix(ifd0.tags.valueof(fm_code)) if fm_code in ifd0.tags else None
-        cc = _matrix(ifd0.tags.valueof(cc_code)) if cc_code in ifd0.tags else None
+        fm = main.matrix(fm_code)
+        cc = main.matrix(cc_code)
         if fm is not None:
             tags.forward_matrix.append(fm)
         tags.camera_calibration.append(cc if cc is not None else np.eye(3))
-        tags.illuminants.append(int(ifd0.tags.valueof(ill_code, 21 if cm_code == 50721 else 17)))
+        tags.illuminants.append(main.integer(ill_code, 0, 65535, default=21 if cm_code == 50721 else 17) or 0)
     if len(tags.forward_matrix) != len(tags.color_matrix):
         tags.forward_matrix = []  # the specification uses forward matrices only when every illuminant has one
-    if 50727 in ifd0.tags:
-        tags.analog_balance = _rationals(ifd0.tags.valueof(50727), 3)
-    if 50728 in ifd0.tags:
-        tags.as_shot_neutral = _rationals(ifd0.tags.valueof(50728), 3)
-    if 50729 in ifd0.tags:
-        tags.as_shot_white_xy = _rationals(ifd0.tags.valueof(50729), 2)
-    if 50730 in ifd0.tags:
-        tags.baseline_exposure = float(_rationals(ifd0.tags.valueof(50730), 1)[0])
-    tags.orientation = int(ifd0.tags.valueof(274, 1) or 1)
+    tags.analog_balance = main.balance(50727, BALANCE_MIN, BALANCE_MAX)
+    neutral = main.floats(50728, 3)
+    if neutral is not None:
+        if np.any(neutral < 0):
+            raise main.bad(50728, neutral, "negative")
+        ratio = neutral / neutral[1] if neutral[1] > 0 else neutral
+        if np.all(neutral > 0) and not np.all((ratio >= BALANCE_MIN) & (ratio <= BALANCE_MAX)):
+            raise main.bad(50728, neutral, f"implausible (each channel must be {BALANCE_MIN:g}..{BALANCE_MAX:g} "
+                           "times green)")
+        tags.as_shot_neutral = neutral  # zeros: no as-shot white balance (see engine.io.source)
+    tags.as_shot_white_xy = _white_xy(main)
+    tags.baseline_exposure = main.number(50730, -BASELINE_EXPOSURE_MAX, BASELINE_EXPOSURE_MAX, default=0.0) or 0.0
+    orientation = ifd0.tags.valueof(274, 1)
+    tags.orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
     unique = ifd0.tags.valueof(50708, "")
     tags.unique_camera_model = unique.decode(errors="replace") if isinstance(unique, bytes) else str(unique)
-    tags.photometric = int(raw.tags.valueof(262, 0) or 0)
-    tags.compression = int(raw.tags.valueof(259, 1) or 1)
-    if 50714 in raw.tags:
-        black = _values(raw.tags.valueof(50714))
-        is_rational = raw.tags[50714].dtype in (5, 10)
-        tags.black_level = black[0::2] / black[1::2] if is_rational else black
-    if 50717 in raw.tags:
-        tags.white_level = _values(raw.tags.valueof(50717))
-    for page in (raw, ifd0):
-        if 51041 in page.tags:
-            tags.noise_profile = _values(page.tags.valueof(51041))
+    tags.photometric = image.integer(262, 0, 65535, default=0) or 0
+    tags.compression = image.integer(259, 0, 65535, default=1) or 0
+    if 50714 in image:
+        black = image.floats(50714)
+        if black is not None and (np.any(black < 0) or np.any(black >= LEVEL_MAX)):
+            raise image.bad(50714, black, f"outside 0..{LEVEL_MAX:g}")
+        tags.black_level = black
+    if 50717 in image:
+        white = image.floats(50717)
+        if white is not None and (np.any(white <= 0) or np.any(white > LEVEL_MAX)):
+            raise image.bad(50717, white, f"outside 1..{LEVEL_MAX:g}")
+        tags.white_level = white
+    if (tags.black_level is not None and tags.white_level is not None and tags.black_level.size
+            and float(tags.black_level.max()) >= float(tags.white_level.min())):
+        raise image.bad(50717, tags.white_level, f"not above BlackLevel {_show(tags.black_level)}")
+    for page in (image, main):
+        if 51041 in page:
+            profile = page.floats(51041)
+            if profile is not None and (profile.size % 2 or np.any(profile < 0) or np.any(profile > 1)):
+                raise page.bad(51041, profile, "not pairs of numbers in 0..1")
+            tags.noise_profile = profile
             break
-    if 51009 in raw.tags:
-        tags.polynomial_maps = _polynomial_maps(bytes(raw.tags.valueof(51009)))
+    if 51009 in image:
+        tags.polynomial_maps = _polynomial_maps(image, 51009)
     return tags
+
+
+def _white_xy(tags: _Tags) -> np.ndarray | None:
+    """AsShotWhiteXY, which the engine keeps but does not use: an impossible chromaticity is dropped."""
+    try:
+        xy = tags.floats(50729, 2)
+    except CorruptInputError:
+        return None
+    if xy is None or not (0 < xy[0] < 1 and 0 < xy[1] < 1 and xy.sum() <= 1):
+        return None
+    return xy
 
 
 def read_linear_raw(path: Path) -> np.ndarray:
     """The pixel data of a LinearRaw DNG's main image, as stored (H x W x samples)."""
-    with tifffile.TiffFile(path) as tif:
+    with quiet_tifffile(), tifffile.TiffFile(path) as tif:
         return _raw_page(tif.pages[0]).asarray()

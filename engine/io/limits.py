@@ -1,0 +1,91 @@
+"""Limits on what an input may ask of the engine, checked from its header before anything is decoded.
+
+``MAX_PIXELS`` (default 200 megapixels, the environment variable ``HOSTPLUG_MAX_PIXELS`` changes it) bounds
+the pixel count of raws and images: a 600-byte file whose header claims 13000 x 13000 pixels would otherwise
+allocate gigabytes. ``DECODE_SECONDS`` (default 60, ``HOSTPLUG_DECODE_SECONDS``) bounds how long LibRaw may
+take to decode one raw; it is a last resort behind the header checks of :mod:`engine.io.dng`.
+
+A pixel limit alone does not stop a small file that claims a large image (a 632-byte JPEG claiming 13000 x
+13000 pixels decodes to gigabytes of grey), so an image of more than ``DENSITY_CHECK_PIXELS`` (50 MP) must
+also hold at least one byte per ``MAX_PIXELS_PER_BYTE`` (256) pixels: photographs hold far more (a JPEG about
+one byte per 2 to 20 pixels), and only flat fills compress further.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator
+
+from engine.errors import UnsupportedInputError
+
+MAX_PIXELS = 200_000_000
+DECODE_SECONDS = 60.0
+DENSITY_CHECK_PIXELS = 50_000_000
+MAX_PIXELS_PER_BYTE = 256
+
+
+def max_pixels() -> int:
+    """The pixel limit in force: ``HOSTPLUG_MAX_PIXELS`` when set to a positive integer, else ``MAX_PIXELS``."""
+    value = os.environ.get("HOSTPLUG_MAX_PIXELS", "")
+    try:
+        limit = int(value)
+    except ValueError:
+        return MAX_PIXELS
+    return limit if limit > 0 else MAX_PIXELS
+
+
+def decode_seconds() -> float:
+    """The decoding time limit: ``HOSTPLUG_DECODE_SECONDS`` when set to a positive number, else ``DECODE_SECONDS``."""
+    try:
+        limit = float(os.environ.get("HOSTPLUG_DECODE_SECONDS", ""))
+    except ValueError:
+        return DECODE_SECONDS
+    return limit if math.isfinite(limit) and limit > 0 else DECODE_SECONDS
+
+
+def check_pixels(path: object, width: int, height: int, what: str = "image") -> None:
+    """Refuse, in one line, an image whose header claims more pixels than the limit allows."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise UnsupportedInputError(
+            f"{path}: the {what} claims {width} x {height} pixels ({width * height / 1e6:.0f} MP), more than the "
+            f"{limit / 1e6:g} MP hostplug decodes (set HOSTPLUG_MAX_PIXELS to raise the limit)")
+
+
+def check_density(path: object, width: int, height: int, file_size: int) -> None:
+    """Refuse, in one line, a large image whose file is far too small to hold it (a decompression bomb)."""
+    pixels = width * height
+    if pixels > DENSITY_CHECK_PIXELS and pixels > MAX_PIXELS_PER_BYTE * max(file_size, 1):
+        raise UnsupportedInputError(
+            f"{path}: the image claims {width} x {height} pixels ({pixels / 1e6:.0f} MP) in a file of {file_size} "
+            f"bytes, more than {MAX_PIXELS_PER_BYTE} pixels a byte: a decompression bomb or a damaged header")
+
+
+class _Drop(logging.Filter):
+    """Drops every record, keeping the first message (to explain a failure, when there is one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.first is None:
+            with contextlib.suppress(Exception):
+                self.first = record.getMessage()
+        return False
+
+
+@contextlib.contextmanager
+def quiet_tifffile() -> Iterator[_Drop]:
+    """Keep tifffile's log lines (warnings about damaged files) off stderr while reading: the engine reports a
+    damaged file as one exception, and the command line prints one line for it."""
+    drop = _Drop()
+    logger = logging.getLogger("tifffile")
+    logger.addFilter(drop)
+    try:
+        yield drop
+    finally:
+        logger.removeFilter(drop)
