@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ import rawpy
 
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
+from engine.io.limits import check_pixels, decode_seconds
 
 RGB_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
@@ -108,16 +111,51 @@ def open_source(path: str | Path) -> Source:
         raise InputNotFoundError(f"{path}: cannot read ({e.strerror})") from e
     if not head:
         raise CorruptInputError(f"{path}: the file is empty")
+    dng = read_dng_tags(path)  # checks a DNG's tags and structure before LibRaw parses them itself
     try:
         with _quiet_libraw():
             raw = rawpy.imread(str(path))
     except rawpy.LibRawFileUnsupportedError:
-        return _open_rgb_or_refuse(path)
+        return _open_rgb_or_refuse(path, dng)
     except (rawpy.LibRawIOError, rawpy.LibRawDataError, rawpy.LibRawError) as e:
         raise CorruptInputError(f"{path}: the raw data cannot be read ({_libraw_message(e)}); the file may "
                                 "be truncated or damaged") from e
-    with raw, _quiet_libraw():  # LibRaw decodes lazily, on first access to the data
-        return _open_raw(path, raw)
+    try:
+        with _quiet_libraw():  # LibRaw decodes lazily, on first access to the data
+            return _open_raw(path, raw, dng)
+    finally:
+        if raw not in _STILL_DECODING:
+            raw.close()
+
+
+# LibRaw objects whose decoding ran past the time limit: still in use by their thread, so never closed.
+_STILL_DECODING: list[rawpy.RawPy] = []
+
+
+def _unpack(path: Path, raw: rawpy.RawPy) -> None:
+    """LibRaw's decoding of the raw data, under a time limit of its own (:func:`engine.io.limits.decode_seconds`).
+
+    The header checks of :mod:`engine.io.dng` refuse what is known to make LibRaw loop; this is the last resort
+    for what they miss. LibRaw cannot be interrupted, so a decode past the limit is left running in its thread
+    (LibRaw releases the GIL while it decodes) and the file is refused.
+    """
+    outcome: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            raw.unpack()
+        except BaseException as e:  # noqa: BLE001 - handed over to the waiting thread
+            outcome.append(e)
+
+    thread = threading.Thread(target=work, name=f"libraw-decode {path.name}", daemon=True)
+    thread.start()
+    thread.join(decode_seconds())
+    if thread.is_alive():
+        _STILL_DECODING.append(raw)
+        raise CorruptInputError(f"{path}: decoding the raw data took more than {decode_seconds():g} s; the file is "
+                                "probably damaged (set HOSTPLUG_DECODE_SECONDS to allow longer)")
+    if outcome:
+        raise outcome[0]
 
 
 @contextlib.contextmanager
@@ -144,9 +182,11 @@ def _libraw_message(e: Exception) -> str:
     return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
-def _open_raw(path: Path, raw: rawpy.RawPy) -> Source:
-    dng = read_dng_tags(path)
+def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> Source:
+    sizes = raw.sizes
+    check_pixels(path, int(sizes.raw_width), int(sizes.raw_height), "raw image")
     try:
+        _unpack(path, raw)
         if raw.raw_type == rawpy.RawType.Stack:
             sensor = _linear_raw_data(path, raw, dng)
         else:
@@ -158,6 +198,10 @@ def _open_raw(path: Path, raw: rawpy.RawPy) -> Source:
                                 "may be truncated or damaged") from e
     cfa = _bayer_pattern(raw)
     black, white = _levels(raw, dng, stacked=sensor.ndim == 3)
+    if not (np.all(np.isfinite(black)) and np.all(np.isfinite(white)) and np.all(black >= 0)
+            and np.all(white > black)):
+        raise CorruptInputError(f"{path}: the black level ({_levels_text(black)}) and white level "
+                                f"({_levels_text(white)}) leave no range for the data; the file is damaged")
     neutral, neutral_origin, missing = _as_shot_neutral(raw, dng)
     other = raw.other
     lens = raw.lens
@@ -176,10 +220,10 @@ def _open_raw(path: Path, raw: rawpy.RawPy) -> Source:
         noise_profile=dng.noise_profile if dng else None,
         camera=CameraInfo(
             lens=lens.model.strip(),
-            iso=float(other.iso_speed),
-            exposure_time=float(other.shutter_speed),
-            f_number=float(other.aperture),
-            focal_length=float(other.focal_length),
+            iso=_finite(other.iso_speed),
+            exposure_time=_finite(other.shutter_speed),
+            f_number=_finite(other.aperture),
+            focal_length=_finite(other.focal_length),
             timestamp=other.timestamp if other.timestamp.year > 1970 else None,
         ),
         format=path.suffix.lstrip(".").upper(),
@@ -190,6 +234,12 @@ def _open_raw(path: Path, raw: rawpy.RawPy) -> Source:
     _fill_make_model(source)
     _check_plausible(source)
     return source
+
+
+def _finite(value: float) -> float:
+    """A shooting value LibRaw read from the file; 0 (unknown) when it is not a finite, non-negative number."""
+    value = float(value)
+    return value if math.isfinite(value) and value >= 0 else 0.0
 
 
 def _linear_raw_data(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> np.ndarray:
@@ -236,6 +286,10 @@ def _levels(raw: rawpy.RawPy, dng: DngTags | None, stacked: bool) -> tuple[np.nd
     return black, white
 
 
+def _levels_text(levels: np.ndarray) -> str:
+    return "/".join(f"{v:g}" for v in levels)
+
+
 def _as_shot_neutral(raw: rawpy.RawPy, dng: DngTags | None) -> tuple[np.ndarray, str, bool]:
     """Camera response to the as-shot white, normalised to green = 1; where it came from; whether it is missing.
 
@@ -248,14 +302,23 @@ def _as_shot_neutral(raw: rawpy.RawPy, dng: DngTags | None) -> tuple[np.ndarray,
         n = dng.as_shot_neutral
         return n / n[1], "DNG AsShotNeutral", False
     wb = np.array(raw.camera_whitebalance[:3], dtype=np.float64)
-    if np.all(wb > 0):
+    if _usable_multipliers(wb):
         neutral = 1.0 / wb
         return neutral / neutral[1], "camera white balance (LibRaw)", False
     wb = np.array(raw.daylight_whitebalance[:3], dtype=np.float64)
-    if np.all(wb > 0):
+    if _usable_multipliers(wb):
         neutral = 1.0 / wb
         return neutral / neutral[1], NO_AS_SHOT, True
     return np.ones(3), NO_AS_SHOT, True
+
+
+def _usable_multipliers(wb: np.ndarray) -> bool:
+    """Whether LibRaw's white balance multipliers (read from the file) can balance: finite, positive and within a
+    factor of 1000 of green (else they are treated as missing)."""
+    if not (np.all(np.isfinite(wb)) and np.all(wb > 0)):
+        return False
+    ratio = wb / wb[1]
+    return bool(np.all((ratio >= 1e-3) & (ratio <= 1e3)))
 
 
 def _calibration(raw: rawpy.RawPy, dng: DngTags | None) -> Calibration | None:
@@ -269,7 +332,7 @@ def _calibration(raw: rawpy.RawPy, dng: DngTags | None) -> Calibration | None:
             origin="DNG tags (ColorMatrix" + ("/ForwardMatrix" if dng.forward_matrix else "") + ")",
         )
     matrix = np.array(raw.rgb_xyz_matrix[:3], dtype=np.float64)
-    if np.any(matrix):
+    if np.any(matrix) and np.all(np.isfinite(matrix)) and np.linalg.cond(matrix) < 1e8:
         # LibRaw's table (from Adobe's DNG converter) is a D65 ColorMatrix2.
         return Calibration(color_matrices=[matrix], illuminants=[21], origin="LibRaw camera table (D65)")
     return None
@@ -304,11 +367,15 @@ def _check_plausible(source: Source) -> None:
                                 "is probably truncated")
 
 
+_DECODABLE = {1, 7, 8}  # uncompressed, lossless JPEG, deflate: a DNG that uses one and fails is damaged
 _COMPRESSION_NAMES = {9: "VC-5 (GoPro)", 52546: "JPEG XL", 34892: "lossy JPEG"}
 
 
-def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError:
+def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError | CorruptInputError:
     """The error for a raw LibRaw recognises but cannot decode."""
+    if dng is not None and dng.compression in _DECODABLE:
+        return CorruptInputError(f"{path}: the file is truncated or damaged: LibRaw cannot decode its raw data "
+                                 f"(compression code {dng.compression}, which it reads in undamaged files)")
     if dng is not None:
         name = _COMPRESSION_NAMES.get(dng.compression, f"code {dng.compression}")
         return UnsupportedInputError(f"{path}: unsupported raw: this DNG uses {name} compression, which LibRaw "
@@ -317,9 +384,8 @@ def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError:
     return UnsupportedInputError(f"{path}: unsupported raw: LibRaw cannot decode this file's format")
 
 
-def _open_rgb_or_refuse(path: Path) -> Source:
+def _open_rgb_or_refuse(path: Path, dng: DngTags | None) -> Source:
     """An sRGB image (JPEG, PNG, TIFF), or a clear refusal for a raw LibRaw cannot decode."""
-    dng = read_dng_tags(path)
     if dng is not None:
         raise _unsupported(path, dng)
     if path.suffix.lower() not in RGB_SUFFIXES:
