@@ -1,14 +1,21 @@
-"""Reading display-referred inputs (JPEG, PNG, TIFF) so styles and adjustments apply to them too."""
+"""Reading display-referred inputs (JPEG, PNG, TIFF) so styles and adjustments apply to them too.
+
+The pixel count an image's header claims is checked against :func:`engine.io.limits.max_pixels` before any
+decoder (Pillow, tifffile, OpenCV) allocates for it: a 600-byte JPEG can claim 13000 x 13000 pixels.
+"""
 
 from __future__ import annotations
 
 import io
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from engine.errors import CorruptInputError, UnsupportedInputError
+from engine.io.limits import check_density, check_pixels, quiet_tifffile
 
 
 def read_rgb_image(path: Path) -> tuple[np.ndarray, int]:
@@ -18,8 +25,27 @@ def read_rgb_image(path: Path) -> tuple[np.ndarray, int]:
     full precision and taken as sRGB.
     """
     try:
-        with Image.open(path) as im:
-            orientation = int(im.getexif().get(0x0112, 1) or 1)
+        with warnings.catch_warnings():
+            # Pillow warns above 89 MP and refuses above 179 MP; the engine's own limit is checked instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:
+        size = _claimed_size(path)
+        if size is not None:
+            check_pixels(path, *size)
+        claim = f"{size[0]} x {size[1]} pixels" if size else "more pixels"
+        raise UnsupportedInputError(f"{path}: the image claims {claim}, more than Pillow decodes (over "
+                                    f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} MP)") from e
+    except UnidentifiedImageError as e:
+        raise UnsupportedInputError(f"{path}: not an image format hostplug reads") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CorruptInputError(f"{path}: the image data cannot be read ({e}); the file may be damaged") from e
+    try:
+        with im:
+            width, height = im.size
+            check_pixels(path, width, height)
+            check_density(path, width, height, path.stat().st_size)
+            orientation = _orientation(im)
             high = _read_16bit(path)
             if high is not None:
                 return high, orientation
@@ -29,10 +55,37 @@ def read_rgb_image(path: Path) -> tuple[np.ndarray, int]:
                 srgb = ImageCms.createProfile("sRGB")
                 rgb = ImageCms.profileToProfile(rgb, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb) or rgb
             return np.asarray(rgb, dtype=np.float32) / 255.0, orientation
-    except UnidentifiedImageError as e:
-        raise UnsupportedInputError(f"{path}: not an image format hostplug reads") from e
-    except (OSError, SyntaxError, ValueError, ImageCms.PyCMSError) as e:
-        raise CorruptInputError(f"{path}: the image data cannot be read ({e}); the file may be damaged") from e
+    except (OSError, SyntaxError, ValueError, ImageCms.PyCMSError, Image.DecompressionBombError, struct.error,
+            IndexError, KeyError, TypeError, MemoryError) as e:
+        message = " ".join(str(e).split())[:200] or type(e).__name__
+        raise CorruptInputError(f"{path}: the image data cannot be read ({message}); the file may be "
+                                "damaged") from e
+
+
+def _claimed_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the header of a JPEG, PNG or TIFF, read by Pillow's format plug-ins without the
+    check ``Image.open`` makes (which gives no size when it refuses)."""
+    try:
+        with path.open("rb") as fp:
+            prefix = fp.read(16)
+            for name in ("JPEG", "PNG", "TIFF"):
+                factory, accept = Image.OPEN[name]
+                if accept is None or accept(prefix):
+                    fp.seek(0)
+                    width, height = factory(fp, str(path)).size
+                    return int(width), int(height)
+    except Exception:  # noqa: BLE001 - only for the message; without a size it says "more pixels"
+        return None
+    return None
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation, 1 (as stored) when the file has none or a value outside 1..8."""
+    try:
+        value = int(im.getexif().get(0x0112, 1) or 1)
+    except (TypeError, ValueError, OverflowError, OSError, SyntaxError, struct.error):
+        return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def _read_16bit(path: Path) -> np.ndarray | None:
@@ -42,7 +95,10 @@ def _read_16bit(path: Path) -> np.ndarray | None:
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        data = tifffile.imread(path)
+        with quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            check_pixels(path, int(page.imagewidth), int(page.imagelength))
+            data = page.asarray() if len(tif.pages) > 1 else tif.asarray()
     elif suffix == ".png":
         import cv2
 
