@@ -3,20 +3,55 @@
 Full-resolution work dominates a render's time. These loops do in one pass what would take many numpy passes,
 and run on all cores. Each kernel is plain maths on arrays; the stages decide what to feed them.
 Compiled code is cached on disk, so only the very first render on a machine pays for compilation.
+
+Compiled code does not check array bounds, so nothing a file holds may become an index out of range: each
+kernel's Python entry checks the shapes and lookup tables it is given (``ValueError`` otherwise), and every
+index computed from pixel values inside a kernel is clamped as an integer (:func:`_cell`), so NaN or infinite
+pixels give NaN pixels, never a write outside an array.
+
+Debug builds: ``HOSTPLUG_DEBUG_KERNELS=1`` in the environment compiles the kernels with numba's
+``boundscheck`` (an ``IndexError`` instead of memory corruption) and without the on-disk cache, so that a
+cached build without the checks is not reused. They run several times slower; use them to chase a suspected
+out-of-bounds access.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from numba import njit, prange
 
 from engine.colour import LUMA
 
-_JIT = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
+DEBUG_KERNELS = os.environ.get("HOSTPLUG_DEBUG_KERNELS", "") == "1"
+
+_JIT: dict[str, bool] = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
+_PLAIN: dict[str, bool] = {"cache": True}
+if DEBUG_KERNELS:
+    _JIT.update(cache=False, boundscheck=True)
+    _PLAIN.update(cache=False, boundscheck=True)
+
+
+def _check(condition: bool, kernel: str, what: str) -> None:
+    if not condition:
+        raise ValueError(f"kernels.{kernel}: {what}")
+
+
+@njit(cache=not DEBUG_KERNELS, fastmath=False, inline="never")
+def _cell(f, top):  # pragma: no cover - compiled
+    """``floor(f)`` clamped to ``0..top``, and 0 for NaN: the lower grid cell of a coordinate computed from pixel
+    values. Compiled without fastmath, so the NaN test stays, and clamped again as an integer."""
+    if not f > 0.0:
+        return 0
+    if f >= top:
+        return top
+    i = int(f)
+    return min(max(i, 0), top)
 
 
 @njit(**_JIT)
-def normalize_mosaic(raw, cfa, black, scale, out):  # pragma: no cover - compiled
+def _normalize_mosaic(raw, cfa, black, scale, out):  # pragma: no cover - compiled
     """Black-subtract and scale a Bayer mosaic into ``out``, which has a 2-pixel border on each side.
 
     The border mirrors the image without repeating the edge (reflect-101), which keeps the CFA phase.
@@ -33,7 +68,7 @@ def normalize_mosaic(raw, cfa, black, scale, out):  # pragma: no cover - compile
 
 
 @njit(**_JIT)
-def demosaic_mhc(m, cfa, gains, out):  # pragma: no cover - compiled
+def _demosaic_mhc(m, cfa, gains, out):  # pragma: no cover - compiled
     """Malvar-He-Cutler (2004) gradient-corrected demosaic of a padded, normalised Bayer mosaic ``m``.
 
     ``out`` (H x W x 3) receives RGB multiplied per channel by ``gains``.
@@ -82,8 +117,8 @@ def _guide_features(r, g, b):  # pragma: no cover - compiled
     return er, eg, eb, LUMA[0] * er + LUMA[1] * eg + LUMA[2] * eb  # numba freezes the global tuple
 
 
-@njit(cache=True)
-def bgu_accumulate(low_in, low_out, gh, gw, gd, zmax):  # pragma: no cover - compiled
+@njit(**_PLAIN)
+def _bgu_accumulate(low_in, low_out, gh, gw, gd, zmax):  # pragma: no cover - compiled
     """Normal equations of a bilateral grid of 3x4 affine models (Chen et al. 2016), splatted trilinearly.
 
     Returns per-cell A^T A (gh, gw, gd, 4, 4) and A^T B (gh, gw, gd, 4, 3).
@@ -104,7 +139,7 @@ def bgu_accumulate(low_in, low_out, gh, gw, gd, zmax):  # pragma: no cover - com
             wx = fx - x0
             er, eg, eb, lum = _guide_features(low_in[y, x, 0], low_in[y, x, 1], low_in[y, x, 2])
             fz = min(max(lum / zmax, 0.0), 1.0) * (gd - 1)
-            z0 = min(int(fz), gd - 2)
+            z0 = _cell(fz, gd - 2)
             wz = fz - z0
             feat[0] = er
             feat[1] = eg
@@ -129,7 +164,7 @@ def bgu_accumulate(low_in, low_out, gh, gw, gd, zmax):  # pragma: no cover - com
 
 
 @njit(**_JIT)
-def bgu_apply(img, grid, zmax, out):  # pragma: no cover - compiled
+def _bgu_apply(img, grid, zmax, out):  # pragma: no cover - compiled
     """Slice the affine grid (gh, gw, gd, 12) at every full-resolution pixel and apply it to that pixel."""
     h, w = img.shape[0], img.shape[1]
     gh, gw, gd = grid.shape[0], grid.shape[1], grid.shape[2]
@@ -145,7 +180,7 @@ def bgu_apply(img, grid, zmax, out):  # pragma: no cover - compiled
             wx = fx - x0
             er, eg, eb, lum = _guide_features(img[y, x, 0], img[y, x, 1], img[y, x, 2])
             fz = min(max(lum / zmax, 0.0), 1.0) * (gd - 1)
-            z0 = min(int(fz), gd - 2)
+            z0 = _cell(fz, gd - 2)
             wz = fz - z0
             o0 = o1 = o2 = 0.0
             for dy in range(2):
@@ -164,7 +199,7 @@ def bgu_apply(img, grid, zmax, out):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def denoise_opponent(img, gains, chroma_small, inverse, luma_mix, out):  # pragma: no cover - compiled
+def _denoise_opponent(img, gains, chroma_small, inverse, luma_mix, out):  # pragma: no cover - compiled
     """Rebuild each pixel from a lightly blurred luminance and smooth chroma sampled from a small map.
 
     Pixels are white balanced by ``gains`` on the way in and un-balanced on the way out, so that a luminance
@@ -207,3 +242,79 @@ def denoise_opponent(img, gains, chroma_small, inverse, luma_mix, out):  # pragm
                   + w10 * chroma_small[y1, x0, 1] + w11 * chroma_small[y1, x1, 1])
             for k in range(3):
                 out[y, x, k] = (inverse[k, 0] * luma + inverse[k, 1] * c1 + inverse[k, 2] * c2) / gains[k]
+
+
+def normalize_mosaic(raw: np.ndarray, cfa: np.ndarray, black: np.ndarray, scale: np.ndarray,
+                     out: np.ndarray) -> None:
+    """Black-subtract and scale a Bayer mosaic into ``out``, which has a 2-pixel border on each side.
+
+    The border mirrors the image without repeating the edge (reflect-101), which keeps the CFA phase.
+    """
+    name = "normalize_mosaic"
+    _check(raw.ndim == 2 and raw.shape[0] >= 3 and raw.shape[1] >= 3, name, f"mosaic of shape {raw.shape}")
+    _check(out.shape == (raw.shape[0] + 4, raw.shape[1] + 4), name, f"out {out.shape} for mosaic {raw.shape}")
+    _check_cfa(cfa, min(black.size, scale.size), name)
+    _normalize_mosaic(raw, cfa, black, scale, out)
+
+
+def demosaic_mhc(m: np.ndarray, cfa: np.ndarray, gains: np.ndarray, out: np.ndarray) -> None:
+    """Malvar-He-Cutler (2004) gradient-corrected demosaic of a padded, normalised Bayer mosaic ``m``.
+
+    ``out`` (H x W x 3) receives RGB multiplied per channel by ``gains``.
+    """
+    name = "demosaic_mhc"
+    _check(out.ndim == 3 and out.shape[2] == 3 and m.shape == (out.shape[0] + 4, out.shape[1] + 4), name,
+           f"padded mosaic {m.shape} for out {out.shape}")
+    _check(gains.size >= 3, name, f"{gains.size} gains")
+    _check_cfa(cfa, 3, name)
+    _demosaic_mhc(m, cfa, gains, out)
+
+
+def bgu_accumulate(low_in: np.ndarray, low_out: np.ndarray, gh: int, gw: int, gd: int,
+                   zmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """Normal equations of a bilateral grid of 3x4 affine models (Chen et al. 2016), splatted trilinearly.
+
+    Returns per-cell A^T A (gh, gw, gd, 4, 4) and A^T B (gh, gw, gd, 4, 3).
+    """
+    name = "bgu_accumulate"
+    _check(gh >= 2 and gw >= 2 and gd >= 2, name, f"grid {gh} x {gw} x {gd}")
+    _check(low_in.ndim == 3 and low_in.shape[2] >= 3 and low_out.ndim == 3 and low_out.shape[2] >= 3
+           and low_out.shape[:2] == low_in.shape[:2], name, f"images {low_in.shape} and {low_out.shape}")
+    _check(bool(np.isfinite(zmax)) and zmax > 0, name, f"zmax {zmax}")
+    return _bgu_accumulate(low_in, low_out, gh, gw, gd, zmax)
+
+
+def bgu_apply(img: np.ndarray, grid: np.ndarray, zmax: float, out: np.ndarray) -> None:
+    """Slice the affine grid (gh, gw, gd, 12) at every full-resolution pixel and apply it to that pixel."""
+    name = "bgu_apply"
+    _check(grid.ndim == 4 and grid.shape[0] >= 2 and grid.shape[1] >= 2 and grid.shape[2] >= 2
+           and grid.shape[3] == 12, name, f"grid of shape {grid.shape}")
+    _check(img.ndim == 3 and img.shape[2] >= 3 and out.ndim == 3 and out.shape[:2] == img.shape[:2]
+           and out.shape[2] >= 3, name, f"image {img.shape} and out {out.shape}")
+    _check(bool(np.isfinite(zmax)) and zmax > 0, name, f"zmax {zmax}")
+    _bgu_apply(img, grid, zmax, out)
+
+
+def denoise_opponent(img: np.ndarray, gains: np.ndarray, chroma_small: np.ndarray, inverse: np.ndarray,
+                     luma_mix: float, out: np.ndarray) -> None:
+    """Rebuild each pixel from a lightly blurred luminance and smooth chroma sampled from a small map.
+
+    Pixels are white balanced by ``gains`` on the way in and un-balanced on the way out, so that a luminance
+    edge carries no chroma. ``chroma_small`` holds two colour-difference channels (of balanced RGB) at reduced
+    size; ``inverse`` maps (luminance, c1, c2) back to RGB; ``luma_mix`` (0..1) blends a 3x3 binomial blur
+    into luminance.
+    """
+    name = "denoise_opponent"
+    _check(img.ndim == 3 and img.shape[2] >= 3 and img.shape[0] >= 1 and img.shape[1] >= 1 and out.ndim == 3
+           and out.shape[:2] == img.shape[:2] and out.shape[2] >= 3, name, f"image {img.shape} and out {out.shape}")
+    _check(chroma_small.ndim == 3 and chroma_small.shape[0] >= 1 and chroma_small.shape[1] >= 1
+           and chroma_small.shape[2] >= 2, name, f"chroma map {chroma_small.shape}")
+    _check(gains.size >= 3 and inverse.shape[0] >= 3 and inverse.shape[1] >= 3, name,
+           f"{gains.size} gains, inverse {inverse.shape}")
+    _denoise_opponent(img, gains, chroma_small, inverse, luma_mix, out)
+
+
+def _check_cfa(cfa: np.ndarray, channels: int, name: str) -> None:
+    """A 2x2 pattern of channel indices, each one a valid index into per-channel tables of ``channels``."""
+    _check(cfa.shape == (2, 2) and int(cfa.min()) >= 0 and int(cfa.max()) < channels, name,
+           f"CFA pattern {cfa.tolist()} for {channels} channels")

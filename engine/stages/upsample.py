@@ -8,6 +8,7 @@ edges stay sharp because the transforms follow the full-resolution intensity.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -36,7 +37,8 @@ def fit_grid(low_in: np.ndarray, low_out: np.ndarray, params: UpsampleParams) ->
     gh = max(2, round(params.cells * h / long_side) + 1)
     gw = max(2, round(params.cells * w / long_side) + 1)
     lum = np.sqrt(np.maximum(low_in, 0)) @ np.array(LUMA, dtype=np.float32)
-    zmax = float(max(np.percentile(lum, 99.9), 1e-3))
+    zmax = float(np.percentile(lum, 99.9))
+    zmax = zmax if math.isfinite(zmax) and zmax > 1e-3 else 1e-3  # max(nan, 1e-3) would stay NaN
     ata, atb = kernels.bgu_accumulate(low_in.astype(np.float32), low_out.astype(np.float32),
                                       gh, gw, params.bins, zmax)
     # Sparse cells borrow from the affine model of their whole intensity bin, itself regularised towards
