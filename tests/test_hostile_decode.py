@@ -1,0 +1,228 @@
+"""Hostile inputs on the decoding side (issue 13, items 1, 2, 3 and 7): NaN/inf and absurd DNG tags, malformed
+opcode lists, image bombs and damaged DNGs are each refused with one ``hostplug: error:`` line naming the file,
+exit status 1, nothing written and no time wasted; never a crash (SIGABRT), a hang or a traceback.
+
+``hostplug render`` runs as a real process (a crash in compiled code must show as a failed test, not kill the
+test run). Several files go through one process where the case allows: ``render`` reports each failure in its
+own line and goes on, so one process start (a few seconds) covers many cases.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import NIKON
+from tests.hostile_inputs import (
+    HOSTILE_VALUES,
+    NUMERIC_TAGS,
+    SAMPLE_DNG,
+    dng_with,
+    doubles,
+    jpeg_bomb,
+    longs,
+    map_polynomial,
+    opcode_list,
+    png_bomb,
+    shorts,
+    small_sample,
+    srationals,
+    swept_dng,
+    undefined,
+)
+
+PER_CASE_SECONDS = 20  # the limit for one file: refusals come from the header, long before any decoding
+
+
+def run_render(*args: object, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[
+        subprocess.CompletedProcess[str], float]:
+    command = [sys.executable, "-c", "from hostplug.cli import main; main()", "render", *(str(a) for a in args)]
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    return result, time.monotonic() - start
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], files: dict[Path, str], out_dir: Path) -> None:
+    """Exit 1 without a crash; for each file exactly one ``hostplug: error:`` line that names it and holds its
+    expected words; no other lines but the batch summary; nothing written to ``out_dir``."""
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    summary = [line for line in lines if line.endswith("files failed")]
+    errors = [line for line in lines if line not in summary]
+    assert len(errors) == len(files), "\n".join(lines)
+    for line in errors:
+        assert line.startswith("hostplug: error: "), line
+    for path, words in files.items():
+        mine = [line for line in errors if line.startswith(f"hostplug: error: {path}:")]
+        assert len(mine) == 1, (path, lines)
+        assert words.lower() in mine[0].lower(), (words, mine[0])
+    assert sorted(os.listdir(out_dir)) == [], "an output or .part file was left"
+
+
+def test_nan_baseline_exposure_reproducer_is_one_line(tmp_path: Path) -> None:
+    """Issue 13's reproducer: BaselineExposure made a DOUBLE NaN crashed the kernels (exit 134)."""
+    b = bytearray(SAMPLE_DNG.read_bytes())
+    struct.pack_into("<H", b, 348, 12)
+    struct.pack_into("<d", b, 704, float("nan"))
+    bad = tmp_path / "x.dng"
+    bad.write_bytes(bytes(b))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result, seconds = run_render(bad, "-o", out_dir / "o.tif")
+    assert_refused(result, {bad: "BaselineExposure is nan"}, out_dir)
+    assert seconds < PER_CASE_SECONDS
+
+
+def _cases() -> dict[str, tuple[bytes, str]]:
+    """Named hostile files: (content, words the error line holds)."""
+    cm1 = [0.8, -0.4, -0.06, -0.54, 1.4, 0.36, -0.12, 0.2, 0.6]
+    uncompressed = SAMPLE_DNG.read_bytes()
+    return {
+        "cm_nan.dng": (dng_with({50721: doubles(math.nan, *cm1[1:])}), "ColorMatrix1 is (nan"),
+        "cm_inf.dng": (dng_with({50722: doubles(*cm1[:4], math.inf, *cm1[5:])}), "ColorMatrix2"),
+        "cm_singular.dng": (dng_with({50721: srationals(*cm1[:3], *cm1[:3], *cm1[6:])}), "singular"),
+        "neutral_inf.dng": (dng_with({50728: doubles(0.6, math.inf, 0.8)}), "AsShotNeutral"),
+        "neutral_nan.dng": (dng_with({50728: doubles(math.nan, 1, 0.8)}), "AsShotNeutral is (nan"),
+        "analog_nan.dng": (dng_with({50727: doubles(1, math.nan, 1)}), "AnalogBalance"),
+        "analog_zero.dng": (dng_with({50727: doubles(0, 0, 0)}), "AnalogBalance is (0, 0, 0)"),
+        "exposure_huge.dng": (dng_with({50730: doubles(1e308)}), "BaselineExposure is 1e+308"),
+        "exposure_inf.dng": (dng_with({50730: doubles(-math.inf)}), "BaselineExposure is -inf"),
+        "black_is_white.dng": (dng_with(raw={50714: shorts(16383)}), "WhiteLevel"),
+        "opcode_nan.dng": (dng_with(raw={51009: undefined(opcode_list(map_polynomial(0.0, math.nan)))}),
+                           "OpcodeList2"),
+        "opcode_count.dng": (dng_with(raw={51009: undefined(opcode_list(map_polynomial(0.0, 1.0),
+                                                                        count=0xFFFFFFFF))}),
+                             "claims 4294967295 opcodes"),
+        "opcode_degree.dng": (dng_with(raw={51009: undefined(opcode_list(map_polynomial(0.0, 1.0,
+                                                                                       degree=1 << 30)))}),
+                              "degree"),
+        "cfa_one_colour.dng": (dng_with(raw={33422: (1, 4, b"\0\0\0\0")}), "CFAPattern"),
+        "bits_1.dng": (dng_with(raw={258: shorts(1)}), "BitsPerSample is 1"),
+        "huge.dng": (dng_with(raw={256: longs(100000), 257: longs(100000)}), "100000 x 100000"),
+        "truncated.dng": (uncompressed[:600_000], "truncated"),
+        "short_strip.dng": (dng_with(raw={279: longs(1000)}), "truncated or damaged"),
+        "bomb.jpg": (jpeg_bomb(13000, 13000), "13000 x 13000"),
+        "bomb_huge.jpg": (jpeg_bomb(20000, 20000), "20000 x 20000"),
+        "bomb.png": (png_bomb(12000, 12000), "12000 x 12000"),
+        # tifffile logs a warning for this SubIFD offset past the end; only our line may reach stderr
+        "subifd_past_end.dng": (dng_with({330: (13, 1, struct.pack("<I", 50_000_000))}), "truncated or damaged"),
+    }
+
+
+def _nikon_opcode_count() -> bytes | None:
+    """Issue 13 item 2: the shared Nikon D500 DNG with its OpcodeList2 count made 0xFFFFFFFF kept LibRaw busy
+    for over a minute."""
+    if not NIKON.is_file():
+        return None
+    b = bytearray(NIKON.read_bytes())
+    assert b[129264:129268] == b"\0\0\0\x03"
+    b[129264:129268] = b"\xff\xff\xff\xff"
+    return bytes(b)
+
+
+def test_hostile_files_are_each_refused_in_one_line(tmp_path: Path) -> None:
+    cases = _cases()
+    nikon = _nikon_opcode_count()
+    if nikon is not None:
+        cases["d500_opcode_count.dng"] = (nikon, "OpcodeList2")
+    files = {}
+    for name, (data, words) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        files[path] = words
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result, seconds = run_render(*files, "--out-dir", out_dir, timeout=PER_CASE_SECONDS * len(files))
+    assert_refused(result, files, out_dir)
+    assert seconds < 10 + 2 * len(files), seconds  # one start, then each refusal is quick
+
+
+def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
+    """HOSTPLUG_MAX_PIXELS lowers the limit: the 0.54 MP sample is refused under a 0.1 MP limit."""
+    small = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.new("RGB", (400, 300), (120, 90, 60)).save(small)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result, _ = run_render(SAMPLE_DNG, small, "--out-dir", out_dir, env={"HOSTPLUG_MAX_PIXELS": "100000"})
+    assert_refused(result, {SAMPLE_DNG: "900 x 600", small: "400 x 300"}, out_dir)
+
+
+def test_every_numeric_tag_survives_nan_inf_zero_negative_and_huge(tmp_path: Path) -> None:
+    """The property sweep: each numeric tag the engine reads, written as NaN, inf, 0, -1 and 1e308 (all of a
+    tag's values, as DOUBLE): refused in one line or rendered, never a crash, a traceback or a stray line."""
+    files = []
+    base = small_sample()
+    for ifd, code, name, count in NUMERIC_TAGS:
+        for value in HOSTILE_VALUES:
+            path = tmp_path / f"{name}_{value:g}.dng"
+            path.write_bytes(swept_dng(ifd, code, name, count, value, spread=True, base=base))
+            files.append(path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    # The classical stages: the same decoding and compiled kernels, without the networks' time per file.
+    result, seconds = run_render(*files, "--out-dir", out_dir, "--format", "jpeg", "--use", "photofinish=classical",
+                                 "--use", "detail=classical", "--use", "denoise=classical",
+                                 timeout=PER_CASE_SECONDS * len(files))
+    assert result.returncode in (0, 1), (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.endswith("files failed")]
+    refused = {path for path in files if any(line.startswith(f"hostplug: error: {path}:") for line in lines)}
+    assert len(lines) == len(refused), "\n".join(lines)  # one line per refused file, nothing else
+    written = sorted(os.listdir(out_dir))
+    assert written == sorted(f"{path.stem}.jpg" for path in files if path not in refused)
+    for name in written:  # what rendered is an image, not NaN garbage written as black
+        from PIL import Image
+
+        with Image.open(out_dir / name) as im:
+            assert np.asarray(im).std() > 0, name
+    assert seconds < 60, seconds
+
+
+def test_kernels_refuse_what_would_index_out_of_bounds() -> None:
+    from engine import kernels
+
+    img = np.full((8, 8, 3), np.nan, dtype=np.float32)
+    grid = np.zeros((3, 3, 4, 12), dtype=np.float32)
+    with pytest.raises(ValueError, match="zmax"):
+        kernels.bgu_apply(img, grid, math.nan, img.copy())
+    out = np.empty_like(img)
+    kernels.bgu_apply(img, grid, 1.0, out)  # NaN pixels: NaN out, no write outside the grid
+    ata, _atb = kernels.bgu_accumulate(img, img, 3, 3, 4, 1.0)
+    assert ata.shape == (3, 3, 4, 4, 4)
+    with pytest.raises(ValueError, match="CFA"):
+        kernels.normalize_mosaic(np.zeros((8, 8), np.uint16), np.array([[0, 3], [1, 2]]), np.zeros(3, np.float32),
+                                 np.ones(3, np.float32), np.zeros((12, 12), np.float32))
+
+
+def test_decoding_past_its_time_limit_is_refused_and_the_raw_left_open(tmp_path: Path, monkeypatch) -> None:
+    """The last resort behind the header checks: a LibRaw decode that does not finish in time is one error, and
+    its LibRaw object is not closed under the thread still using it."""
+    from engine.errors import CorruptInputError
+    from engine.io import source
+
+    class SlowRaw:
+        closed = False
+
+        def unpack(self) -> None:
+            time.sleep(3)
+
+    monkeypatch.setenv("HOSTPLUG_DECODE_SECONDS", "0.2")
+    raw = SlowRaw()
+    start = time.monotonic()
+    with pytest.raises(CorruptInputError, match="took more than 0.2 s"):
+        source._unpack(tmp_path / "slow.dng", raw)  # type: ignore[arg-type]
+    assert time.monotonic() - start < 2
+    assert raw in source._STILL_DECODING
+    source._STILL_DECODING.remove(raw)
