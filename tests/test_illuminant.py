@@ -206,3 +206,18 @@ def test_photo_samples_are_raws_of_a_known_light() -> None:
     assert data.images.shape[1:] == (64, 64, 3) and data.images.max() <= 1.0
     assert set(data.cameras) <= set(spectral_data.HELD_OUT_CAMERAS)
     assert np.allclose(data.neutral[:, 1], 1.0) and np.all(data.neutral > 0)
+
+
+def test_warm_start_fits_two_input_weights_into_a_three_input_network(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from engine.training import train_illuminant
+
+    old = illuminant.IlluminantNet(inputs=2).eval()
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(path))
+    new = illuminant.IlluminantNet(inputs=3).eval()
+    train_illuminant.warm_start(new, path)
+    hist = torch.rand(2, 3, illuminant.BINS, illuminant.BINS)
+    with torch.inference_mode():
+        assert torch.allclose(new(hist), old(hist[:, :2]))

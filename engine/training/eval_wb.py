@@ -159,8 +159,8 @@ def evaluate_computed(test: wb_data.WBSet, model: illuminant.IlluminantNet,
     names = np.array(test.cameras)
     learned_errors = np.array(errors["learned"])
     per_camera = {c: float(learned_errors[names == c].mean()) for c in cameras}
-    return {m: {**summary(np.array(e)), "grey_chroma": float(np.mean(chroma[m]))} for m, e in errors.items()}, \
-        per_camera
+    return {m: {**summary(np.array(e)), "grey_chroma": float(np.mean(chroma[m])),
+                "grey_chroma_median": float(np.median(chroma[m]))} for m, e in errors.items()}, per_camera
 
 
 def _patch_means(image: np.ndarray) -> np.ndarray:
@@ -179,7 +179,8 @@ def _lab_chroma(encoded: np.ndarray) -> np.ndarray:
     return np.hypot(500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2]))
 
 
-def evaluate_canon(path: Path = CANON_550D, log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+def evaluate_canon(path: Path = CANON_550D, log: Callable[[str], None] = print,
+                   model: illuminant.IlluminantNet | None = None) -> dict[str, dict[str, Any]]:
     """The Canon 550D chart (module docstring); empty when the file is absent."""
     import engine
     from engine.recipe import Recipe, StageSettings
@@ -196,7 +197,7 @@ def evaluate_canon(path: Path = CANON_550D, log: Callable[[str], None] = print) 
     reference = _green_one(_patch_means(rgb)[:3].mean(axis=0))
     estimates = {
         "as-shot": _green_one(source.as_shot_neutral),
-        "learned": illuminant.estimate_neutral(rgb, source.calibration),
+        "learned": illuminant.estimate_neutral(rgb, source.calibration, model),
         "gray-world": gray_world(rgb),
         "white-patch": white_patch(rgb),
         "shades-of-grey": shades_of_grey(rgb),
@@ -246,7 +247,7 @@ def evaluate(scenes: int = 400, log: Callable[[str], None] = print, model: illum
         photo_samples = len(photo_test.neutral)
     except wb_data.PhotosMissingError as e:
         log(f"{e}: photo test set skipped")
-    canon_result = evaluate_canon(canon, log) if canon else {}
+    canon_result = evaluate_canon(canon, log, model) if canon else {}
     speed = {**stage_speed(), "learned estimator alone": estimator_speed(model)}
     return WBResult(computed, per_camera, len(test.neutral), canon_result, speed, photos, photo_per_camera,
                     photo_samples, photo_cameras)
@@ -297,10 +298,11 @@ def metrics_of(result: WBResult) -> dict[str, Any]:
 
 
 def _method_table(summaries: dict[str, dict[str, float]]) -> list[str]:
-    lines = ["| method | mean | median | best 25 % | worst 25 % | grey C*ab (mean) |", "|---|---|---|---|---|---|"]
+    lines = ["| method | mean | median | best 25 % | worst 25 % | grey C*ab mean | grey C*ab median |",
+             "|---|---|---|---|---|---|---|"]
     for m, s in summaries.items():
         lines.append(f"| {m} | {s['mean']:.2f} | {s['median']:.2f} | {s['best25']:.2f} | {s['worst25']:.2f} | "
-                     f"{s.get('grey_chroma', float('nan')):.2f} |")
+                     f"{s.get('grey_chroma', float('nan')):.2f} | {s.get('grey_chroma_median', float('nan')):.2f} |")
     return lines
 
 

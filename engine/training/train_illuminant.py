@@ -1,7 +1,11 @@
-"""Training the white-balance estimator (:class:`engine.models.illuminant.IlluminantNet`) from scratch.
+"""Training the white-balance estimator (:class:`engine.models.illuminant.IlluminantNet`).
 
-Data: :func:`engine.training.wb_data.training_set` (computed raws of the 10 training cameras; the 3 held-out
-cameras never appear), generated at the start of the run from the seed. Loss: the mean angular error between
+Data (:func:`training_data`): :func:`engine.training.wb_data.training_set` (computed raws of the 10 training
+cameras; the 3 held-out cameras never appear) and :func:`engine.training.wb_data.photo_training_set` (the
+photographs of the 90 training photo cameras of ``../shared/photos`` under random lights, seen by the same 10
+cameras; ``photo_renders`` lights per photograph, 0 leaves them out), generated at the start of the run from the
+seed. From scratch, or (``init``) from existing weights: :func:`warm_start` fits the 2-input wb-c5 into a
+3-input network with the new input's kernels at zero, so training starts from exactly the old estimator. Loss: the mean angular error between
 the predicted and the exact camera neutral, in camera RGB (the measure reported). AdamW (weight decay 1e-4),
 batch 64 drawn with replacement from the set, warm-up and cosine schedule (:mod:`engine.training.loop`).
 """
@@ -97,9 +101,23 @@ def train(config: WBTrainConfig, log: Callable[[str], None] = print,
         "first_loss_deg": round(float(np.mean(losses[:10])), 3),
         "final_loss_deg": round(float(np.mean(losses[-min(100, max(10, len(losses) // 10)):])), 3),
         "machine": loop.machine(),
-        "command": f"hostplug train wb --steps {budget.total} --seed {config.seed} --scenes {config.scenes}",
+        "command": _command(config, budget.total),
     }
     return model.cpu().eval(), record
+
+
+def _command(config: WBTrainConfig, steps: int) -> str:
+    """The command that replays this run (settings the CLI does not offer as the Python call)."""
+    command = f"hostplug train wb --steps {steps} --seed {config.seed} --scenes {config.scenes}"
+    default = WBTrainConfig()
+    extra = {k: getattr(config, k) for k in ("inputs", "photo_renders", "init", "width", "batch", "lr")
+             if getattr(config, k) != getattr(default, k)}
+    if not extra:
+        return command
+    args = ", ".join(f"{k}={v!r}" for k, v in {"seed": config.seed, "scenes": config.scenes, "steps": steps,
+                                                 **extra}.items())
+    return (f"python -c 'from engine.training import train_illuminant as t; "
+            f"t.ship(*t.train(t.WBTrainConfig({args})))'")
 
 
 def _sha256(path: str | Path) -> str:
