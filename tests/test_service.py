@@ -342,6 +342,17 @@ def test_an_engine_error_comes_back_as_one_line(runtime: Path, tmp_path: Path) -
     assert client.status() is not None  # still serving
 
 
+def test_the_clients_engine_settings_apply(runtime: Path, sample_dng: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    start_service(runtime)
+    assert client.call("render", render_args(sample_dng, tmp_path / "a.tif"))["output"]
+    monkeypatch.setenv("HOSTPLUG_MAX_PIXELS", "1000")  # this client's limit, the raw already in the cache
+    with pytest.raises(client.RemoteError, match="HOSTPLUG_MAX_PIXELS"):
+        client.call("render", render_args(sample_dng, tmp_path / "b.tif"))
+    monkeypatch.delenv("HOSTPLUG_MAX_PIXELS")
+    assert client.call("render", render_args(sample_dng, tmp_path / "c.tif"))["output"]
+
+
 def test_a_client_killed_mid_request_does_not_kill_the_service(runtime: Path, sample_dng: Path,
                                                                tmp_path: Path) -> None:
     pid = start_service(runtime)["pid"]

@@ -144,7 +144,14 @@ def request(op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     root = os.stat("/")
     return {"protocol": PROTOCOL, "version": build_id(), "op": op, "args": args or {}, "cwd": cwd,
             "root": [root.st_dev, root.st_ino],
-            "umask": _umask(), "env": {k: os.environ.get(k) for k in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")}}
+            "umask": _umask(), "env": _environment()}
+
+
+def _environment() -> dict[str, str | None]:
+    """What the service takes from the client's environment: where presets are, the engine's settings."""
+    env: dict[str, str | None] = {k: os.environ.get(k) for k in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("HOSTPLUG_")})
+    return env
 
 
 def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) -> dict[str, Any]:

@@ -8,10 +8,11 @@ request and waits for its answer; the main thread does the work, one request at 
 own thread, and SIGTERM or Ctrl-C lands in the main thread, where the output writer's ``finally`` removes its
 partial file (the output appears only complete, by rename; see :func:`engine.output.write.write_image`).
 
-A request runs in the client's working folder, with its umask and its ``HOME``/``XDG_CONFIG_HOME`` (where
-presets live), so relative paths, file modes and error messages are what the command would have given in its
-own process. Any :class:`engine.errors.HostplugError` goes back as one line with its exit status; anything else
-is logged with its traceback in ``serve.log`` and goes back as one line; the service lives on.
+A request runs in the client's working folder, with its umask, its ``HOME``/``XDG_CONFIG_HOME`` (where
+presets live) and its ``HOSTPLUG_*`` settings (decoding limits), so relative paths, file modes and error
+messages are what the command would have given in its own process. Any :class:`engine.errors.HostplugError`
+goes back as one line with its exit status; anything else is logged with its traceback in ``serve.log`` and
+goes back as one line; the service lives on.
 
 After ``idle_timeout`` seconds without a connection the service closes its socket and exits.
 """
@@ -63,6 +64,7 @@ log = logging.getLogger("hostplug.service")
 REQUEST_READ_TIMEOUT_S = 30.0  # a client that connects must send its request within this
 LOCK_WAIT_S = 30.0  # a service that is shutting down (finishing a render) may hold the lock this long
 ENV_KEYS = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")  # what a request may set (where presets are found)
+ENV_PREFIX = "HOSTPLUG_"  # and the engine's own settings (HOSTPLUG_DECODE_SECONDS, HOSTPLUG_MAX_PIXELS...)
 JOURNAL_NAME = "rendering.json"  # the output being written; a service killed mid-write leaves its partial file
 
 
@@ -71,7 +73,8 @@ JOURNAL_NAME = "rendering.json"  # the output being written; a service killed mi
 
 class SourceCache:
     """The last few opened sources (:func:`engine.open`), keyed by the file's real path, device, inode, size and
-    modification time (so an edited or replaced raw is opened again), bounded by count and by sensor bytes."""
+    modification time (so an edited or replaced raw is opened again) and the client's ``HOSTPLUG_*`` settings
+    (a decoding limit applies to a cached raw too), bounded by count and by sensor bytes."""
 
     def __init__(self, max_count: int = 4, max_bytes: int = 1 << 30) -> None:
         self.max_count = max_count
@@ -87,7 +90,8 @@ class SourceCache:
             info = os.stat(real)
         except OSError:
             return None
-        return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+        settings = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))  # limits
+        return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, settings
 
     @staticmethod
     def _size(source: Any) -> int:
@@ -149,7 +153,13 @@ class Job:
 def _as_client(request: dict[str, Any]) -> Iterator[None]:
     """Run in the client's folder with its umask and environment (see the module docstring); restored after."""
     cwd = request.get("cwd")
-    env = {k: v for k, v in (request.get("env") or {}).items() if k in ENV_KEYS}
+    given = request.get("env") or {}
+    if not isinstance(given, dict):
+        given = {}
+    # The client's HOSTPLUG_* settings (decode limits...) replace the service's own for the request.
+    names = set(ENV_KEYS) | {k for k in os.environ if k.startswith(ENV_PREFIX)}
+    names |= {k for k in given if isinstance(k, str) and k.startswith(ENV_PREFIX)}
+    env = {k: given.get(k) for k in names if k in given or k.startswith(ENV_PREFIX)}
     umask = request.get("umask")
     saved_env = {k: os.environ.get(k) for k in env}
     saved_umask = os.umask(int(umask)) if isinstance(umask, int) else None
