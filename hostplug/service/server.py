@@ -468,13 +468,20 @@ class Service:
         """What ``hostplug render`` does for one input: :func:`engine.render_file` with a cached source."""
         from engine.output.export import render_file
 
+        start = time.perf_counter()
+        hits = self.cache.hits
         source = self.cache.open(args["input"])
+        opened = time.perf_counter()
         stages_dir = args.get("stages_dir")
         with self.journal(args["output"]):
             result = render_file(source, args["output"], options=_output_options(args.get("options")),
                                  changes=args.get("changes") or None,
                                  device=_check_device(args.get("device", "cpu")),
                                  stages_dir=Path(stages_dir) if stages_dir else None)
+        stages = sum(result.timings.values())
+        log.info("render of %s: open %.2f s (%s), stages %.2f s, the rest (recipe, output, metadata) %.2f s",
+                 args["input"], opened - start, "cached" if self.cache.hits > hits else "read",
+                 stages, time.perf_counter() - opened - stages)
         return result.as_dict()
 
     def open(self, args: dict[str, Any]) -> dict[str, Any]:
