@@ -2,6 +2,7 @@
 
     python benchmarks/bench_watch.py [--count 200] [--mix nikon=6,canon=3,sony=1] [--workers 1,2]
                                      [--baseline-count N] [--kill-at 0.5] [--json results.json]
+    python benchmarks/bench_watch.py --cluster [--count 60] [--mix bundled=1] [--json results.json]
 
 The files are copies, under new names (``bench_0000.dng`` ...), of the real raws in ``../shared/rawsamples``:
 the Nikon D500 LinearRaw DNG (600 x 400), the Canon 550D DNG (1734 x 1156) and the Sony a7R III ARW (18 MP).
@@ -22,6 +23,15 @@ Measured in one run, on the same files:
 * **kill -9**: the daemon (the largest worker count) is killed with SIGKILL once ``--kill-at`` of the files
   are done, then started again; counted: files with exactly one output (must be all), duplicates, leftover
   temporary files, and files not done.
+
+``--cluster`` (needs ``pip install 'hostplug[cluster]'``) measures instead the render farm of docs/cluster.md on
+this machine: a Ray cluster of one node, then of two, each node on its own loopback address (127.0.0.2,
+127.0.0.3) with 1 CPU, token authentication on, the daemon joining through Ray Client (``ray://``); against the
+local pool with the same CPUs (1 worker, then 2, one thread each). Every worker is warm before the files are
+dropped; the time to join the cluster, probe the nodes' storage and start the actors is reported apart
+(``start_seconds``). Overhead per file: wall time x workers / files, less the mean time a render took inside its
+worker (``seconds`` of the log's ``done`` events): what dispatching, claiming outputs and reporting cost each file.
+The default files are copies of the bundled 900 x 600 sample DNG (``--mix bundled=1``, 60 files).
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RAWSAMPLES = REPO.parent / "shared" / "rawsamples"
 SAMPLES = {
+    "bundled": REPO / "engine" / "samples" / "hostplug_colorchecker.dng",
     "nikon": RAWSAMPLES / "nikon_d500_adobedngconv_lossylinear__magicknet_DSC8695.dng",
     "canon": RAWSAMPLES / "canon_eos550d_magiclantern__tinydng_colorchart.dng",
     "sony": RAWSAMPLES / "sony_ilce7rm3__libraw-cffi_DSC2164.ARW",
@@ -125,13 +136,17 @@ class Daemon:
 
     started: list[Daemon] = []
 
-    def __init__(self, hot: Path, out: Path, workers: int, state: Path) -> None:
+    def __init__(self, hot: Path, out: Path, workers: int, state: Path, config: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.log = state / "log.jsonl"
         self.journal = state / "journal.sqlite"
         command = [*HOSTPLUG, "watch", str(hot), "--out", str(out), "--format", "jpeg", "--workers", str(workers),
                    "--settle", "0.5", "--journal", str(self.journal), "--log-json", str(self.log)]
+        if config is not None:
+            command = [*HOSTPLUG, "watch", "--config", str(config)]
         self.stderr = (state / "watch.err").open("a")
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.stderr)
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.stderr,
+                                        env={**os.environ, **(env or {})})
         Daemon.started.append(self)
         self.workers = workers
         self.peak_total_kb = 0
@@ -265,6 +280,111 @@ def run_kill(order: list[str], workers: int, base: Path, kill_at: float, timeout
             "exit_status": code}
 
 
+def cluster_config(root: Path, workers: int, cluster: str | None) -> Path:
+    """A studio.toml for the cluster comparison: one thread a worker, so N workers use N CPUs either way."""
+    hot, out, state = root / "in", root / "out", root / "state"
+    for folder in (hot, out, state):
+        folder.mkdir(parents=True)
+    daemon = {"workers": workers, "threads_per_worker": 1, "cpus_per_worker": 1, "settle_seconds": 0.5,
+              "journal": str(state / "journal.sqlite"), "log_json": str(state / "log.jsonl")}
+    if cluster:
+        daemon["cluster"] = cluster
+    lines = ["[daemon]", *(f"{k} = {json.dumps(v)}" for k, v in daemon.items()), "", "[[folder]]",
+             f"path = {json.dumps(str(hot))}", "", "[[folder.output]]", f"folder = {json.dumps(str(out))}",
+             'format = "jpeg"']
+    config = root / "studio.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def render_seconds(log: Path) -> list[float]:
+    """The time each render took inside its worker (the log's ``done`` events)."""
+    found = []
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("event") == "done" and record.get("seconds") is not None:
+            found.append(float(record["seconds"]))
+    return found
+
+
+def run_configured(order: list[str], root: Path, workers: int, cluster: str | None, env: dict[str, str],
+                   timeout: float, label: str) -> dict:
+    """One throughput run of ``hostplug watch --config`` (local pool or cluster) with ``workers`` warm workers."""
+    config = cluster_config(root, workers, cluster)
+    staged = stage(root / "staging", order)
+    begun = time.monotonic()
+    daemon = Daemon(root / "in", root / "out", workers, root / "state", config=config, env=env)
+    daemon.wait_ready()
+    ready = time.monotonic() - begun
+    start = drop_all(staged, root / "in")
+    states = daemon.wait_done(len(order), timeout)
+    seconds = time.monotonic() - start
+    code = daemon.stop()
+    renders = render_seconds(daemon.log)
+    mean = sum(renders) / len(renders) if renders else float("nan")
+    nodes: dict[str, int] = {}
+    with sqlite3.connect(daemon.journal) as db:
+        for node, count in db.execute("SELECT COALESCE(node, '?'), COUNT(*) FROM files GROUP BY node"):
+            nodes[node] = count
+    return {"mode": label, "files": len(order), "workers": workers, "seconds": round(seconds, 1),
+            "files_per_minute": round(len(order) * 60 / seconds, 2), "done": states.get("done", 0),
+            "failed": states.get("failed", 0), "start_seconds": round(ready, 1),
+            "mean_render_seconds": round(mean, 3),
+            "overhead_per_file_seconds": round(seconds * workers / len(order) - mean, 3),
+            "files_by_node": nodes, "exit_status": code}
+
+
+def run_cluster(order: list[str], base: Path, timeout: float) -> list[dict]:
+    """The local pool with 1 and 2 one-thread workers, then a loopback Ray cluster of 1 and 2 one-CPU nodes."""
+    from hostplug.daemon import cluster as hc
+
+    results = []
+    for workers in (1, 2):
+        results.append(run_configured(order, base / f"local{workers}", workers, None, {}, timeout,
+                                      f"local pool, {workers} worker(s) x 1 thread"))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    for count in (1, 2):
+        temp = Path(tempfile.mkdtemp(prefix="hpbench", dir="/tmp"))  # short: Ray's socket paths are limited
+        env = hc.node_env(hc.make_token(temp / "auth_token"))
+        gcs, client = free_port("127.0.0.2"), free_port("127.0.0.2")
+        try:
+            hc.start_node(hc.node_command(bind="127.0.0.2", head_port=gcs, head=True, num_cpus=1, client_port=client,
+                                          temp_dir=temp, object_store_mb=100), env)
+            for i in range(1, count):
+                hc.start_node(hc.node_command(bind=f"127.0.0.{2 + i}", head_port=gcs, head=False,
+                                              head_address=f"127.0.0.2:{gcs}", num_cpus=1, temp_dir=temp,
+                                              object_store_mb=100), env)
+            auth = {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH") if k in env}
+            results.append(run_configured(order, base / f"cluster{count}", count, f"ray://127.0.0.2:{client}",
+                                          auth, timeout, f"Ray cluster, {count} node(s) x 1 CPU"))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+        finally:
+            hc.stop_nodes(temp)
+            shutil.rmtree(temp, ignore_errors=True)
+    return results
+
+
+def free_port(host: str) -> int:
+    """A TCP port nothing listens on at ``host``."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def cluster_table(results: list[dict]) -> str:
+    """The cluster comparison as a Markdown table."""
+    lines = ["| mode | files | files/min | s/file | mean render (s) | overhead/file (s) | start (s) | files by node |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        nodes = ", ".join(f"{n}: {c}" for n, c in sorted(r["files_by_node"].items()))
+        lines.append(f"| {r['mode']} | {r['files']} | {r['files_per_minute']} | {60 / r['files_per_minute']:.2f} | "
+                     f"{r['mean_render_seconds']} | {r['overhead_per_file_seconds']} | {r['start_seconds']} | "
+                     f"{nodes} |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict]) -> str:
     """The throughput rows as a Markdown table."""
     lines = ["| mode | files | seconds | files/min | s/file | peak RSS total (MB) | peak process (MB) |",
@@ -287,8 +407,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="Seconds allowed for each run.")
     parser.add_argument("--keep", type=Path, help="Work in this folder and keep it (default: a temporary one).")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
+    parser.add_argument("--cluster", action="store_true",
+                        help="Compare the local pool with a loopback Ray cluster of 1 and 2 nodes (see above).")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below still stops the daemons
+    if args.cluster:
+        main_cluster(args)
+        return
     missing = [str(p) for p in SAMPLES.values() if not p.is_file()]
     if missing:
         raise SystemExit(f"shared samples not found: {', '.join(missing)}")
@@ -322,6 +447,32 @@ def main() -> None:
               f"({kill['duplicates_or_extra_files']} extra, {kill['temporary_files_left']} temporaries left, "
               f"{kill['orphan_workers']} orphan workers; {kill['done_before_kill']} done and "
               f"{kill['rendering_at_kill']} rendering when killed)")
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+def main_cluster(args: argparse.Namespace) -> None:
+    """``--cluster``: local pool against a Ray cluster on this machine."""
+    count = args.count if args.count != 200 else 60
+    mix = parse_mix(args.mix if args.mix != "nikon=6,canon=3,sony=1" else "bundled=1")
+    missing = [str(SAMPLES[n]) for n in mix if not SAMPLES[n].is_file()]
+    if missing:
+        raise SystemExit(f"samples not found: {', '.join(missing)}")
+    order = assign(count, mix)
+    base = args.keep or Path(tempfile.mkdtemp(prefix="bench_watch_"))
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        results = run_cluster(order, base, args.timeout)
+    finally:
+        for daemon in Daemon.started:
+            if daemon.process.poll() is None:
+                daemon.process.kill()
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    report = {"count": count, "mix": mix, "cpus": os.cpu_count(), "machine": platform.platform(),
+              "results": results}
+    print(cluster_table(results))
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -53,6 +53,7 @@ CLAIM_POLL_SECONDS = 20.0  # how long one next_claim call waits before the daemo
 CLAIM_ANSWER_SECONDS = 300.0  # how long a worker waits for the daemon to answer a claim
 PROBE_SECONDS = 180.0  # how long the start-up probe may take (a node starts a Python worker for it)
 PUBLIC = ("0.0.0.0", "::", "[::]", "")
+JOIN_ATTEMPTS = 3  # ray.init tries: a busy head's Ray Client server sometimes fails to start a session
 
 
 # -- Ray, its address and its security ------------------------------------------------------------------------
@@ -184,8 +185,8 @@ def stop_nodes(temp_dir: Path, timeout: float = 5.0) -> int:
             continue
         pid = int(entry.name)
         parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
-        if needle in cmdline and pid != os.getpid():
-            roots.append(pid)
+        if pid != os.getpid() and (needle in cmdline or _writes_under(entry, str(temp_dir))):
+            roots.append(pid)  # the Ray Client server names no folder: its open log files are there
     found = set(roots)
     grew = True
     while grew:
@@ -200,6 +201,19 @@ def stop_nodes(temp_dir: Path, timeout: float = 5.0) -> int:
         while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in found):
             time.sleep(0.1)
     return len(found)
+
+
+def _writes_under(proc: Path, folder: str) -> bool:
+    """Whether the process has a file under ``folder`` open."""
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(fd).startswith(folder + "/"):
+                return True
+    return False
 
 
 def _zombie(pid: int) -> bool:
@@ -421,7 +435,16 @@ class RayPool:
                         ray.__version__, RAY_VERSION)
         handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+            for attempt in range(JOIN_ATTEMPTS):
+                try:
+                    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
+                             logging_level=logging.WARNING)
+                    break
+                except ConnectionError as e:  # e.g. the head's Ray Client server could not start a session
+                    if attempt + 1 == JOIN_ATTEMPTS:
+                        raise
+                    log.warning("cannot join the Ray cluster at %s (%s); trying again", address, _one_line(e))
+                    time.sleep(2.0 * (attempt + 1))
         except Exception as e:  # connection, version and authentication errors alike
             raise ConfigError(f"cannot join the Ray cluster at {address}: {_one_line(e)}"
                               + (" (token authentication: every node and this machine need the same token, "
