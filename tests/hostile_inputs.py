@@ -124,7 +124,7 @@ NUMERIC_TAGS = [
     ("raw", 257, "ImageLength", 1), ("raw", 258, "BitsPerSample", 1), ("raw", 277, "SamplesPerPixel", 1),
     ("raw", 273, "StripOffsets", 1), ("raw", 279, "StripByteCounts", 1), ("raw", 278, "RowsPerStrip", 1),
     ("raw", 259, "Compression", 1), ("raw", 262, "PhotometricInterpretation", 1),
-    ("raw", 33421, "CFARepeatPatternDim", 2),
+    ("raw", 33421, "CFARepeatPatternDim", 2), ("raw", 50712, "LinearizationTable", 4), ("raw", 50829, "ActiveArea", 4),
 ]
 HOSTILE_VALUES = [math.nan, math.inf, 0.0, -1.0, 1e308]
 

@@ -185,9 +185,11 @@ def test_every_numeric_tag_survives_nan_inf_zero_negative_and_huge(tmp_path: Pat
     for name in written:  # what rendered is an image, not NaN garbage written as black
         from PIL import Image
 
+        if name.startswith("LinearizationTable"):
+            continue  # a table of zeros (or of 65535s) maps every sample to one value: flat is right
         with Image.open(out_dir / name) as im:
             assert np.asarray(im).std() > 0, name
-    assert seconds < 60, seconds
+    assert seconds < 150, seconds  # a hang detector: about 30 s on 2 idle cores
 
 
 def test_kernels_refuse_what_would_index_out_of_bounds() -> None:

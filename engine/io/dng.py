@@ -160,7 +160,8 @@ TAG_NAMES = {
     50722: "ColorMatrix2", 50723: "CameraCalibration1", 50724: "CameraCalibration2", 50727: "AnalogBalance",
     50728: "AsShotNeutral", 50729: "AsShotWhiteXY", 50730: "BaselineExposure", 50778: "CalibrationIlluminant1",
     50779: "CalibrationIlluminant2", 50964: "ForwardMatrix1", 50965: "ForwardMatrix2", 51008: "OpcodeList1",
-    51009: "OpcodeList2", 51022: "OpcodeList3", 51041: "NoiseProfile",
+    51009: "OpcodeList2", 51022: "OpcodeList3", 51041: "NoiseProfile", 50712: "LinearizationTable",
+    50829: "ActiveArea",
 }
 
 # What a DNG's values may be. Real files stay far inside these; outside them lies damage, and arithmetic that
@@ -329,6 +330,12 @@ def _check_structure(path: Path, tags: _Tags, file_size: int) -> None:
                     raise CorruptInputError(f"{path}: the file is truncated or damaged: {sum(counts)} bytes of "
                                             f"uncompressed raw data for a {width} x {height} image that needs "
                                             f"{needed}")
+    if 50712 in tags:
+        tags.integers(50712, 0, 65535)  # LinearizationTable: LibRaw applies it to every sample
+    if 50829 in tags:  # ActiveArea: top, left, bottom, right
+        area = tags.integers(50829, 0, 2**32) or []
+        if len(area) != 4 or not (area[0] < area[2] <= height and area[1] < area[3] <= width):
+            raise tags.bad(50829, area, f"not an area (top, left, bottom, right) inside the {width} x {height} image")
     for code in (51008, 51009, 51022):
         if code in tags:
             _opcode_list(tags, code)
