@@ -352,9 +352,10 @@ def _check_cfa(tags: _Tags) -> None:
     pattern = tags.integers(33422, 0, 255) or []
     if len(pattern) != dims[0] * dims[1]:
         raise tags.bad(33422, pattern, f"{len(pattern)} colours for a {dims[0]} x {dims[1]} pattern")
-    if not planes or len(planes) > 4 or sorted(set(pattern)) != list(range(len(planes))):
-        raise tags.bad(33422, bytes(pattern), f"a pattern that does not hold each of the {len(planes or [])} colours "
-                       "once or more")
+    # The pattern holds colour codes (0 red, 1 green, 2 blue, 3 cyan, ...); CFAPlaneColor lists the planes' codes.
+    if not planes or len(planes) > 4 or set(pattern) != set(planes):
+        raise tags.bad(33422, bytes(pattern), f"a pattern whose colours are not those of the planes "
+                       f"({_show(planes)}) once or more each")
 
 
 def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTags:
