@@ -91,6 +91,8 @@ def _cases() -> dict[str, tuple[bytes, str]]:
         "cm_nan.dng": (dng_with({50721: doubles(math.nan, *cm1[1:])}), "ColorMatrix1 is (nan"),
         "cm_inf.dng": (dng_with({50722: doubles(*cm1[:4], math.inf, *cm1[5:])}), "ColorMatrix2"),
         "cm_singular.dng": (dng_with({50721: srationals(*cm1[:3], *cm1[:3], *cm1[6:])}), "singular"),
+        "cm_blend_singular.dng": (dng_with({50721: srationals(*cm1), 50722: srationals(*(-v for v in cm1))}),
+                                  "blends with ColorMatrix1 into a singular one"),
         "neutral_inf.dng": (dng_with({50728: doubles(0.6, math.inf, 0.8)}), "AsShotNeutral"),
         "neutral_nan.dng": (dng_with({50728: doubles(math.nan, 1, 0.8)}), "AsShotNeutral is (nan"),
         "analog_nan.dng": (dng_with({50727: doubles(1, math.nan, 1)}), "AnalogBalance"),

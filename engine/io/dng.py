@@ -374,6 +374,9 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
         tags.illuminants.append(main.integer(ill_code, 0, 65535, default=21 if cm_code == 50721 else 17) or 0)
     if len(tags.forward_matrix) != len(tags.color_matrix):
         tags.forward_matrix = []  # the specification uses forward matrices only when every illuminant has one
+    for code, matrices in ((50722, tags.color_matrix), (50965, tags.forward_matrix),
+                           (50724, tags.camera_calibration)):
+        _check_blends(main, code, matrices)
     tags.analog_balance = main.balance(50727, BALANCE_MIN, BALANCE_MAX)
     neutral = main.floats(50728, 3)
     if neutral is not None:
@@ -415,6 +418,17 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
     if 51009 in image:
         tags.polynomial_maps = _polynomial_maps(image, 51009)
     return tags
+
+
+def _check_blends(tags: _Tags, code: int, matrices: list[np.ndarray]) -> None:
+    """The colour stage interpolates the two illuminants' matrices (DNG 1.6 chapter 6) and inverts the result:
+    two matrices that are each invertible can still blend into one that is not (the second the negative of the
+    first, say)."""
+    if len(matrices) < 2:
+        return
+    for g in np.linspace(0.0, 1.0, 21):
+        if np.linalg.cond(g * matrices[0] + (1.0 - g) * matrices[1]) > MATRIX_CONDITION:
+            raise tags.bad(code, matrices[1], f"a matrix that blends with {tags.name(code - 1)} into a singular one")
 
 
 def _white_xy(tags: _Tags) -> np.ndarray | None:
