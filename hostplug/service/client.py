@@ -40,6 +40,7 @@ from hostplug.service.protocol import (
 
 START_TIMEOUT_S = 30.0  # how long a client waits for a service it started to open its socket
 CONNECT_TIMEOUT_S = 5.0
+LOG_KEEP_BYTES = 1 << 20
 ENV_DISABLE = "HOSTPLUG_NO_SERVICE"  # set (to anything but "" or "0"): never use the service
 ENV_IDLE = "HOSTPLUG_SERVICE_IDLE_TIMEOUT"  # seconds; the idle timeout of a service a client starts
 
@@ -53,8 +54,10 @@ class RemoteError(HostplugError):
 
 
 def disabled() -> bool:
-    """Whether ``HOSTPLUG_NO_SERVICE`` says never to use the service."""
-    return os.environ.get(ENV_DISABLE, "") not in ("", "0")
+    """Whether ``HOSTPLUG_NO_SERVICE`` says never to use the service, or this system cannot have one (the
+    peer-credential check is Linux's ``SO_PEERCRED``)."""
+    supported = hasattr(socket, "AF_UNIX") and hasattr(socket, "SO_PEERCRED") and hasattr(os, "getuid")
+    return not supported or os.environ.get(ENV_DISABLE, "") not in ("", "0")
 
 
 def _connect(path: Path) -> socket.socket:
@@ -85,6 +88,11 @@ def idle_timeout() -> float:
 def spawn(folder: Path) -> subprocess.Popen:
     """Start a detached service (its own session, no terminal; output to ``serve.log`` in ``folder``)."""
     log_path = folder / LOG_NAME
+    try:
+        if log_path.stat().st_size > LOG_KEEP_BYTES:  # keep one earlier log, not an ever-growing one
+            os.replace(log_path, log_path.with_suffix(".log.old"))
+    except OSError:
+        pass
     with open(log_path, "ab") as log_file:
         os.chmod(log_path, 0o600)
         return subprocess.Popen(
@@ -96,6 +104,8 @@ def spawn(folder: Path) -> subprocess.Popen:
 
 def connect(start: bool = False) -> socket.socket:
     """A connection to this user's service; with ``start``, one is started when none is running."""
+    if disabled():
+        raise ServiceError("the render service is switched off (HOSTPLUG_NO_SERVICE) or not supported here")
     folder = service_dir(create=start)  # only looking: a missing folder means no service, and stays missing
     path = folder / SOCKET_NAME
     try:
