@@ -230,3 +230,47 @@ def test_decoding_past_its_time_limit_is_refused_and_the_raw_left_open(tmp_path:
     assert time.monotonic() - start < 2
     assert raw in source._STILL_DECODING
     source._STILL_DECODING.remove(raw)
+
+
+def test_damaged_images_are_one_error_with_nothing_on_stderr(tmp_path: Path, capfd) -> None:
+    """Byte-flipped and truncated JPEG, PNG (8 and 16 bit) and TIFF (plain and deflate): each opens or raises a
+    HostplugError; no other exception, and nothing printed on fd 2 (libpng, Pillow's and tifffile's warnings)."""
+    import io
+    import random
+
+    import cv2
+    import tifffile
+    from PIL import Image
+
+    import engine
+    from engine.errors import HostplugError
+
+    rng = random.Random(13)
+    pixels8 = (np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)
+    pixels16 = pixels8.astype(np.uint16) * 257
+    seeds = {}
+    for name, fmt in (("jpg", "JPEG"), ("png", "PNG")):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels8).save(buffer, fmt)
+        seeds[name] = buffer.getvalue()
+    for name, compression in (("tif", None), ("deflate.tif", "zlib")):
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, pixels16, compression=compression)
+        seeds[name] = buffer.getvalue()
+    seeds["16.png"] = cv2.imencode(".png", pixels16)[1].tobytes()
+    capfd.readouterr()
+    for name, seed in seeds.items():
+        for i in range(25):
+            data = bytearray(seed)
+            for _ in range(rng.choice([1, 2, 4, 8])):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            if i % 5 == 0:
+                data = data[: rng.randrange(8, len(data))]
+            path = tmp_path / f"{i}.{name}"
+            path.write_bytes(bytes(data))
+            try:
+                engine.open(path)
+            except HostplugError as e:
+                assert "\n" not in str(e) and str(path) in str(e), str(e)
+    captured = capfd.readouterr()
+    assert captured.err == "", captured.err[:2000]

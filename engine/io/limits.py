@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 from collections.abc import Iterator
 
 from engine.errors import UnsupportedInputError
@@ -62,6 +63,26 @@ def check_density(path: object, width: int, height: int, file_size: int) -> None
         raise UnsupportedInputError(
             f"{path}: the image claims {width} x {height} pixels ({pixels / 1e6:.0f} MP) in a file of {file_size} "
             f"bytes, more than {MAX_PIXELS_PER_BYTE} pixels a byte: a decompression bomb or a damaged header")
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Keep what C libraries print themselves on the process's stderr (libpng's "IDAT: CRC error" through
+    OpenCV, LibRaw's "Unexpected end of file") off the terminal: the engine reports the failure as one
+    exception, and the command line prints one line for it."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class _Drop(logging.Filter):

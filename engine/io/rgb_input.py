@@ -15,15 +15,22 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from engine.errors import CorruptInputError, UnsupportedInputError
-from engine.io.limits import check_density, check_pixels, quiet_tifffile
+from engine.io.limits import check_density, check_pixels, quiet_stderr, quiet_tifffile
 
 
 def read_rgb_image(path: Path) -> tuple[np.ndarray, int]:
     """Encoded sRGB float32 pixels in [0, 1] (H x W x 3) and the EXIF orientation of an image file.
 
     8-bit images with an embedded ICC profile are converted to sRGB; 16-bit TIFF and PNG files are read at
-    full precision and taken as sRGB.
+    full precision and taken as sRGB. A damaged file is one :class:`CorruptInputError`: the decoders' warnings
+    (Pillow's Python warnings, tifffile's log, what libpng prints) are kept off stderr.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read(path)
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
     try:
         with warnings.catch_warnings():
             # Pillow warns above 89 MP and refuses above 179 MP; the engine's own limit is checked instead.
@@ -56,7 +63,7 @@ def read_rgb_image(path: Path) -> tuple[np.ndarray, int]:
                 rgb = ImageCms.profileToProfile(rgb, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb) or rgb
             return np.asarray(rgb, dtype=np.float32) / 255.0, orientation
     except (OSError, SyntaxError, ValueError, ImageCms.PyCMSError, Image.DecompressionBombError, struct.error,
-            IndexError, KeyError, TypeError, MemoryError) as e:
+            IndexError, KeyError, TypeError, MemoryError, RuntimeError) as e:  # imagecodecs' errors: RuntimeError
         message = " ".join(str(e).split())[:200] or type(e).__name__
         raise CorruptInputError(f"{path}: the image data cannot be read ({message}); the file may be "
                                 "damaged") from e
@@ -102,7 +109,8 @@ def _read_16bit(path: Path) -> np.ndarray | None:
     elif suffix == ".png":
         import cv2
 
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        with quiet_stderr():  # libpng prints its errors itself
+            data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if data is None:
             return None
         data = data[..., 2::-1] if data.ndim == 3 else data
