@@ -97,6 +97,40 @@ def test_public_bind_refused_without_the_flag() -> None:
     assert command[command.index("--include-dashboard") + 1] == "false"
 
 
+def test_journal_records_nodes_and_workers(tmp_path: Path) -> None:
+    """The journal keeps each file's node and the daemon's workers; an older journal gains the column."""
+    import sqlite3
+
+    from hostplug.daemon.journal import Journal
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:  # a journal from before the cluster: no files.node
+        db.execute("CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, folder TEXT NOT NULL, "
+                   "state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, size INTEGER, mtime_ns INTEGER, "
+                   "content_hash TEXT, recipe_hash TEXT, rendered_hash TEXT, outputs TEXT NOT NULL DEFAULT '[]', "
+                   "error TEXT, error_kind TEXT, moved_to TEXT, not_before REAL NOT NULL DEFAULT 0, "
+                   "queued_at REAL, started_at REAL, finished_at REAL)")
+    journal = Journal(old)
+    try:
+        first = journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 1, "h1")
+        second = journal.enqueue(tmp_path / "b.dng", tmp_path, 1, 1, "h2")
+        journal.start(first.id, node="10.0.0.11")
+        journal.finish(first.id, "r", [str(tmp_path / "a.jpg")])
+        journal.start(second.id, node="10.0.0.12")
+        journal.set_workers([{"slot": 0, "node": "10.0.0.11", "pid": 7, "state": "idle"},
+                             {"slot": 1, "node": "10.0.0.12", "pid": 8, "state": "rendering", "file_id": second.id,
+                              "since": time.time()}])
+        view = journal.nodes()
+    finally:
+        journal.close()
+    assert view["rendered"] == [
+        {"path": str(tmp_path / "a.dng"), "node": "10.0.0.11", "finished_at": view["rendered"][0]["finished_at"]}]
+    by_node = {n["node"]: n for n in view["nodes"]}
+    assert by_node["10.0.0.11"]["workers"] == 1 and by_node["10.0.0.11"]["files_per_minute"] == 0.2
+    assert by_node["10.0.0.12"]["rendering"] == [str(tmp_path / "b.dng")]
+    assert [w["node"] for w in view["workers"]] == ["10.0.0.11", "10.0.0.12"]
+
+
 def test_no_ray_without_a_cluster(tmp_path: Path) -> None:
     """Without --cluster the daemon uses the local process pool and never imports Ray."""
     (tmp_path / "in").mkdir()

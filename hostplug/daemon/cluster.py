@@ -440,7 +440,7 @@ class RayPool:
                     ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
                              logging_level=logging.WARNING)
                     break
-                except ConnectionError as e:  # e.g. the head's Ray Client server could not start a session
+                except ConnectionAbortedError as e:  # the head's Ray Client server could not start a session
                     if attempt + 1 == JOIN_ATTEMPTS:
                         raise
                     log.warning("cannot join the Ray cluster at %s (%s); trying again", address, _one_line(e))

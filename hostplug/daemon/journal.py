@@ -243,6 +243,26 @@ class Journal:
                                "finished_at >= ? GROUP BY node", (since,))
         return {node: count for node, count in rows}
 
+    def nodes(self, window: float = 300.0, now: float | None = None) -> dict[str, Any]:
+        """Where the work happens, for ``hostplug queue``: per node its workers, the raws rendering there and the
+        files per minute it finished over the last ``window`` seconds; each worker (with its node); each rendered
+        raw's node."""
+        now = time.time() if now is None else now
+        workers = self.workers()
+        finished = self.rendered_per_node(now - window)
+        nodes: dict[str, dict[str, Any]] = {}
+        for name in sorted({w["node"] for w in workers} | set(finished)):
+            on = [w for w in workers if w["node"] == name]
+            nodes[name] = {"node": name, "workers": len(on),
+                           "rendering": [w["path"] for w in on if w["state"] == "rendering" and w["path"]],
+                           "files_per_minute": round(finished.get(name, 0) * 60.0 / window, 2)}
+        rendered = [{"path": row["path"], "node": row["node"], "finished_at": row["finished_at"]}
+                    for row in self.db.execute("SELECT path, node, finished_at FROM files WHERE state = 'done' "
+                                               "ORDER BY finished_at")]
+        return {"window_seconds": window, "nodes": list(nodes.values()),
+                "workers": [{k: w[k] for k in ("slot", "node", "pid", "state", "path", "since")} for w in workers],
+                "rendered": rendered}
+
     def counts(self) -> dict[str, int]:
         """How many raws are in each state."""
         counts = dict.fromkeys(STATES, 0)
