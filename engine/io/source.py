@@ -197,6 +197,11 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> Source:
         raise CorruptInputError(f"{path}: the raw data cannot be decoded ({_libraw_message(e)}); the file "
                                 "may be truncated or damaged") from e
     cfa = _bayer_pattern(raw)
+    if sensor.ndim == 2 and cfa is None and raw.num_colors not in (3, 4):
+        # LibRaw's own demosaic (the fallback for non-Bayer mosaics) gives one channel for these
+        raise UnsupportedInputError(f"{path}: unsupported raw: LibRaw sees a sensor of {raw.num_colors} colour(s) "
+                                    f"({_libraw_message(ValueError(raw.color_desc))}); hostplug renders 3- and "
+                                    "4-colour sensors")
     black, white = _levels(raw, dng, stacked=sensor.ndim == 3)
     if not (np.all(np.isfinite(black)) and np.all(np.isfinite(white)) and np.all(black >= 0)
             and np.all(white > black)):

@@ -16,6 +16,7 @@ import rawpy
 
 from engine import kernels
 from engine.colour import srgb_decode
+from engine.errors import CorruptInputError
 from engine.stages.base import Context, Stage
 
 
@@ -103,8 +104,23 @@ def libraw_demosaic(source, algorithm: str) -> np.ndarray:
     """LibRaw's demosaic (X-Trans, 4-colour or on request), with our levels and no colour conversion."""
     wb = _prescale(source)
     user_wb = (wb / wb.min()).tolist()
+    try:
+        rgb16 = _libraw_postprocess(source, algorithm, user_wb)
+    except rawpy.LibRawError as e:
+        text = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise CorruptInputError(f"{source.path}: LibRaw cannot demosaic the raw data ({text}); the file is "
+                                "probably damaged") from e
+    if rgb16.ndim != 3 or rgb16.shape[2] < 3:  # a damaged header can make LibRaw see a one-colour sensor
+        raise CorruptInputError(f"{source.path}: LibRaw's demosaic gave an image of shape {rgb16.shape}, not RGB; "
+                                "the file is probably damaged")
+    rgb = rgb16[..., :3].astype(np.float32) / 65535.0
+    rgb /= (np.array(user_wb, dtype=np.float32))
+    return rgb
+
+
+def _libraw_postprocess(source, algorithm: str, user_wb: list[float]) -> np.ndarray:
     with rawpy.imread(str(source.path)) as raw:
-        rgb16 = raw.postprocess(
+        return raw.postprocess(
             demosaic_algorithm=_LIBRAW_ALGORITHMS[algorithm],
             use_camera_wb=False,
             use_auto_wb=False,
@@ -119,6 +135,3 @@ def libraw_demosaic(source, algorithm: str) -> np.ndarray:
             user_sat=int(round(float(source.white.max()))),
             highlight_mode=rawpy.HighlightMode.Clip,
         )
-    rgb = rgb16.astype(np.float32) / 65535.0
-    rgb /= (np.array(user_wb, dtype=np.float32))
-    return rgb
