@@ -410,6 +410,39 @@ def test_a_partial_file_left_by_a_killed_service_is_removed_at_the_next_start(ru
     assert not (folder / "rendering.json").exists()
 
 
+def test_the_raw_cache_is_bounded_and_sees_a_changed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from hostplug.service.server import SourceCache
+
+    opened: list[str] = []
+
+    def fake_open(path: Path) -> SimpleNamespace:
+        opened.append(Path(path).name)
+        return SimpleNamespace(path=Path(path), sensor=np.zeros(100, dtype=np.uint8))  # 100 bytes each
+
+    monkeypatch.setattr("engine.io.source.open_source", fake_open)
+    files = []
+    for index in range(4):
+        files.append(tmp_path / f"{index}.raw")
+        files[-1].write_bytes(b"x" * (index + 1))
+    cache = SourceCache(max_count=2, max_bytes=1000)
+    assert cache.open(files[0]).path == files[0] and cache.open(files[0]) is not None
+    assert opened == ["0.raw"]  # the second from the cache
+    cache.open(files[1])
+    cache.open(files[2])  # over the count: the least recently used (0) goes
+    assert cache.stats()["sources"] == 2
+    cache.open(files[0])
+    assert opened == ["0.raw", "1.raw", "2.raw", "0.raw"]
+    files[0].write_bytes(b"changed, and longer")  # a new size: read again
+    cache.open(files[0])
+    assert opened[-1] == "0.raw" and len(opened) == 5
+    small = SourceCache(max_count=10, max_bytes=250)  # two of 100 bytes fit, the third pushes the first out
+    for path in files[:3]:
+        small.open(path)
+    assert small.stats()["sources"] == 2 and small.stats()["bytes"] == 200
+
+
 def test_the_client_imports_nothing_heavy() -> None:
     code = ("import sys; from hostplug.service import client; "
             "print(sorted(m for m in ('torch', 'numba', 'rawpy', 'numpy', 'cv2') if m in sys.modules))")
