@@ -34,6 +34,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -120,7 +121,9 @@ def node_command(*, bind: str, head_port: int, head: bool, head_address: str | N
     """``ray start`` for a hostplug node bound to ``bind`` (the head's GCS on ``head_port``, the Ray Client
     server on ``client_port``), with no dashboard and no usage statistics. Run it with :func:`node_env`."""
     check_bind(bind, allow_public_bind, "this Ray node")
-    command = ["ray", "start", "--node-ip-address", bind, "--disable-usage-stats"]
+    ray_script = Path(sys.executable).with_name("ray")  # the Ray of this Python, not whichever is first in PATH
+    command = [str(ray_script) if ray_script.is_file() else "ray", "start", "--node-ip-address", bind,
+               "--disable-usage-stats"]
     if head:
         command += ["--head", "--port", str(head_port), "--include-dashboard", "false", "--dashboard-host", bind]
         if client_port:
