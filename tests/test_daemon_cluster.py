@@ -333,3 +333,17 @@ def test_cluster_auto_joins_the_cluster_on_this_machine(ray_cluster: Cluster, tm
     assert sorted(p.name for p in (studio / "out").iterdir()) == ["one.jpg", "three.jpg", "two.jpg"]
     assert {r["node"] for r in rows(studio / "journal.sqlite")} <= {HEAD, SECOND}
     assert "on the cluster auto" in watch.output()
+
+
+@needs_ray
+def test_cluster_start_refuses_unsafe_addresses() -> None:
+    """`hostplug cluster start` binds where it is told: never every interface unasked, never 127.0.0.1 (which
+    Ray would swap for the machine's network address)."""
+    from click.testing import CliRunner
+
+    from hostplug.commands.cluster import cluster
+
+    public = CliRunner().invoke(cluster, ["start", "--bind", "0.0.0.0"])
+    assert public.exit_code != 0 and "--allow-public-bind" in str(public.exception)
+    swapped = CliRunner().invoke(cluster, ["start", "--bind", "127.0.0.1"])
+    assert swapped.exit_code != 0 and "127.0.0.2" in str(swapped.exception)

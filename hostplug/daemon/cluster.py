@@ -121,6 +121,9 @@ def node_command(*, bind: str, head_port: int, head: bool, head_address: str | N
     """``ray start`` for a hostplug node bound to ``bind`` (the head's GCS on ``head_port``, the Ray Client
     server on ``client_port``), with no dashboard and no usage statistics. Run it with :func:`node_env`."""
     check_bind(bind, allow_public_bind, "this Ray node")
+    if bind in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"Ray replaces {bind} with this machine's network address; for a cluster on this machine "
+                          "only, bind another loopback address, such as 127.0.0.2")
     ray_script = Path(sys.executable).with_name("ray")  # the Ray of this Python, not whichever is first in PATH
     command = [str(ray_script) if ray_script.is_file() else "ray", "start", "--node-ip-address", bind,
                "--disable-usage-stats"]

@@ -1,0 +1,77 @@
+"""``hostplug cluster``: start or stop this machine's Ray node for ``hostplug watch --cluster`` (docs/cluster.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from hostplug.daemon.errors import ConfigError
+
+
+@click.group(short_help="Start or stop this machine's node of a render farm (Ray).")
+def cluster() -> None:
+    """A render farm for `hostplug watch --cluster`: a Ray head and worker nodes (docs/cluster.md).
+
+    \b
+      hostplug cluster start --bind 10.0.0.10                       # the head
+      hostplug cluster start --bind 10.0.0.11 --join 10.0.0.10:6379 # each worker
+      hostplug watch --config studio.toml --cluster ray://10.0.0.10:10001
+
+    Nodes start with Ray's token authentication on (the token in ~/.ray/auth_token, or RAY_AUTH_TOKEN_PATH:
+    the head makes one if there is none; copy it to every node and to the daemon's machine), no dashboard,
+    bound to --bind (default 127.0.0.2: a cluster on this machine only).
+    """
+
+
+@cluster.command(short_help="Start this machine's Ray node (the head, or one that joins it).")
+@click.option("--bind", default="127.0.0.2", show_default=True,
+              help="This node's address on the studio network (127.0.0.2: this machine only).")
+@click.option("--join", "head", metavar="HEAD:PORT", help="Join the head at HEAD:PORT instead of being the head.")
+@click.option("--port", type=click.IntRange(1, 65535), default=6379, show_default=True,
+              help="The head's port (GCS).")
+@click.option("--client-port", type=click.IntRange(1, 65535), default=10001, show_default=True,
+              help="The head's Ray Client port (ray://HEAD:PORT for hostplug watch --cluster).")
+@click.option("--num-cpus", type=click.IntRange(0, None), help="CPU cores Ray may use here (default: all).")
+@click.option("--num-gpus", type=click.IntRange(0, None), help="GPUs Ray may use here (default: detected).")
+@click.option("--allow-public-bind", is_flag=True, help="Accept --bind 0.0.0.0 (every interface; see docs).")
+def start(bind: str, head: str | None, port: int, client_port: int, num_cpus: int | None, num_gpus: int | None,
+          allow_public_bind: bool) -> None:
+    from hostplug.daemon.cluster import (
+        import_ray,
+        make_token,
+        node_command,
+        node_env,
+        start_node,
+        token_auth_available,
+    )
+
+    import_ray()
+    command = node_command(bind=bind, head_port=port, head=head is None, head_address=head, num_cpus=num_cpus,
+                           num_gpus=num_gpus, client_port=client_port, allow_public_bind=allow_public_bind)
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if token_auth_available():
+        if head is None:
+            make_token(token)
+        elif not token.is_file():
+            raise ConfigError(f"no Ray token at {token}: copy the head's ~/.ray/auth_token here first")
+    start_node(command, node_env(token if token_auth_available() else None))
+    if head is None:
+        click.echo(f"Ray head on {bind}:{port}; nodes join with: hostplug cluster start --bind ADDRESS --join "
+                   f"{bind}:{port}\nrender on it with: hostplug watch --config studio.toml --cluster "
+                   f"ray://{bind}:{client_port}")
+    else:
+        click.echo(f"Ray node on {bind} joined {head}")
+
+
+@cluster.command(short_help="Stop this machine's Ray node (ray stop).")
+def stop() -> None:
+    import subprocess
+    import sys
+
+    from hostplug.daemon.cluster import import_ray
+
+    import_ray()
+    ray_script = Path(sys.executable).with_name("ray")
+    subprocess.run([str(ray_script) if ray_script.is_file() else "ray", "stop"], check=False)
