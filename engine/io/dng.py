@@ -204,7 +204,8 @@ def _raw_page(page: tifffile.TiffPage | tifffile.TiffFrame) -> tifffile.TiffPage
 def _subfile_type(page: tifffile.TiffPage, default: int) -> int:
     value = page.tags.valueof(254, default)
     try:
-        return int(value or 0)
+        flat = np.asarray(value, dtype=np.float64).ravel()
+        return int(flat[0]) if flat.size else 0
     except (TypeError, ValueError, OverflowError):
         return -1
 
