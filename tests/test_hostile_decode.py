@@ -274,3 +274,13 @@ def test_damaged_images_are_one_error_with_nothing_on_stderr(tmp_path: Path, cap
                 assert "\n" not in str(e) and str(path) in str(e), str(e)
     captured = capfd.readouterr()
     assert captured.err == "", captured.err[:2000]
+
+
+def test_a_date_rawpy_cannot_convert_leaves_the_shot_undated(tmp_path: Path) -> None:
+    """DateTime in the year 99999: rawpy's shooting information raised ValueError (a traceback)."""
+    import engine
+
+    text = b"99999:12:31 23:59:59\0"
+    path = tmp_path / "dated.dng"
+    path.write_bytes(dng_with({306: (2, len(text), text)}))
+    assert engine.open(path).camera.timestamp is None

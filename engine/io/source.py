@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rawpy
@@ -208,7 +209,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> Source:
         raise CorruptInputError(f"{path}: the black level ({_levels_text(black)}) and white level "
                                 f"({_levels_text(white)}) leave no range for the data; the file is damaged")
     neutral, neutral_origin, missing = _as_shot_neutral(raw, dng)
-    other = raw.other
+    other = _shooting_info(raw)
     lens = raw.lens
     source = Source(
         path=path,
@@ -229,7 +230,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> Source:
             exposure_time=_finite(other.shutter_speed),
             f_number=_finite(other.aperture),
             focal_length=_finite(other.focal_length),
-            timestamp=other.timestamp if other.timestamp.year > 1970 else None,
+            timestamp=other.timestamp if other.timestamp is not None and other.timestamp.year > 1970 else None,
         ),
         format=path.suffix.lstrip(".").upper(),
         polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
@@ -239,6 +240,19 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> Source:
     _fill_make_model(source)
     _check_plausible(source)
     return source
+
+
+class _NoShootingInfo:
+    iso_speed = shutter_speed = aperture = focal_length = 0.0
+    timestamp: _dt.datetime | None = None
+
+
+def _shooting_info(raw: rawpy.RawPy) -> Any:
+    """LibRaw's shooting information; none when rawpy cannot convert it (a date in the year 99999 raises)."""
+    try:
+        return raw.other
+    except (ValueError, OverflowError, OSError):
+        return _NoShootingInfo()
 
 
 def _finite(value: float) -> float:
