@@ -144,6 +144,40 @@ def test_peer_credential_check() -> None:
     assert protocol.peer_allowed(1000, own_uid=1000)
 
 
+def test_protocol_frames() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX)
+    with left, right:
+        protocol.send_message(left, {"op": "ping", "path": Path("/x")})
+        assert protocol.receive_message(right) == {"op": "ping", "path": "/x"}
+        left.sendall(b"\x7f\xff\xff\xff")  # a length over the limit: refused before reading it
+        with pytest.raises(protocol.ProtocolError, match="over the"):
+            protocol.receive_message(right)
+    left, right = socket.socketpair(socket.AF_UNIX)
+    with left, right:
+        left.sendall(b"\x00\x00\x00\x02[]")
+        with pytest.raises(protocol.ProtocolError, match="not a JSON object"):
+            protocol.receive_message(right)
+        left.sendall(b"\x00\x00\x00\x09{")
+        left.close()
+        with pytest.raises(protocol.ProtocolError, match="closed"):
+            protocol.receive_message(right)
+    assert protocol.error_response("two\nlines", 3) == {"ok": False, "error": "two lines", "exit_code": 3}
+
+
+def test_a_request_of_garbage_does_not_disturb_the_service(runtime: Path) -> None:
+    pid = start_service(runtime)["pid"]
+    for garbage in (b"\x00\x00\x00\x05hello", b"\xff\xff\xff\xff", b""):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+            sock.sendall(garbage)
+    with socket.socket(socket.AF_UNIX) as sock:  # an unknown request is one line back
+        sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+        protocol.send_message(sock, client.request("dance"))
+        answer = protocol.receive_message(sock)
+    assert answer["ok"] is False and "does not know the request 'dance'" in answer["error"]
+    assert client.status()["pid"] == pid
+
+
 # A client in another user's process: only the standard library (it may not be able to read the repository).
 _FOREIGN_CLIENT = """
 import json, socket, struct, sys
