@@ -22,17 +22,24 @@ from typing import Any, cast
 from engine.errors import RecipeError
 from engine.recipe import Recipe, StageSettings
 
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes
+
 # The recipe's settings (every field but ``stages``), in declaration order.
 SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
 
 
 def read_recipe_file(path: Path) -> Recipe:
     """A recipe from a JSON file; :class:`RecipeError` when it cannot be read or is not a recipe."""
+    from engine.io.bounded import read_regular
+
     path = Path(path)
+    data = read_regular(path, MAX_RECIPE_BYTES, "recipe file", RecipeError)
     try:
-        return Recipe.from_json(path.read_text())
-    except OSError as e:
-        raise RecipeError(f"{path}: cannot read the recipe file ({e.strerror})") from e
+        return Recipe.from_json(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: the recipe file is not UTF-8 text") from None
+    except RecipeError as e:
+        raise RecipeError(f"{path}: {e}") from None
 
 
 def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Recipe:

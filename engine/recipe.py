@@ -137,11 +137,38 @@ class Recipe:
     @classmethod
     def from_json(cls, text: str) -> Recipe:
         """Parse a recipe from JSON text."""
+        check_json_depth(text, "recipe")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise RecipeError(f"recipe is not valid JSON ({e.msg} at line {e.lineno})") from e
         return cls.from_dict(data)
+
+
+MAX_JSON_DEPTH = 32  # a recipe nests four levels (stages, a stage, params, a vector); Python's parser recurses
+
+
+def check_json_depth(text: str, what: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """:class:`RecipeError` when JSON ``text`` nests objects and arrays deeper than ``limit`` (checked before
+    parsing: ``json.loads`` recurses once per level, so 100,000 levels raise RecursionError)."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                raise RecipeError(f"{what} nests JSON more than {limit} levels deep")
+        elif char in "]}":
+            depth -= 1
 
 
 def _stage_settings(name: str, value: Any) -> StageSettings:

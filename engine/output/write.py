@@ -143,6 +143,9 @@ def write_image(
     space = SPACES.get(options.space)
     if space is None:
         raise OutputError(f"unknown colour space {options.space!r}; choose one of {', '.join(SPACES)}")
+    if len(os.fsencode(path.name)) > 255:
+        raise OutputError(f"cannot write {path}: the name is {len(os.fsencode(path.name))} bytes, more than the "
+                          "255 a file name may have (name the output with -o)")
     if path.exists() and not options.overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
@@ -150,6 +153,8 @@ def write_image(
     data = quantise(to_output_space(pixels, space, options.long_edge), bits)
     profile = icc_profile(space)
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    if len(os.fsencode(partial.name)) > 255:  # a long name: the partial file's own name must still fit
+        partial = path.with_name(f".hostplug-{secrets.token_hex(8)}.part")
     try:
         _ENCODERS[fmt](partial, data, profile, options.quality)
         _write_metadata(partial, path, exif, xmp, space)

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SidecarError
+from engine.io.bounded import read_regular
 from engine.output.metadata import XMP_NS_URI
 from engine.recipe import Recipe, StageSettings
-from engine.xmp.document import parse_packet, simple_properties
+from engine.xmp.document import MAX_PACKET_BYTES, parse_packet, simple_properties
 from engine.xmp.recipe_properties import properties_to_settings
 
 PRESET_SUFFIX = ".xmp"
@@ -77,10 +78,7 @@ def user_folder() -> Path:
 
 def read_preset(path: Path) -> Preset:
     """Read one preset file; :class:`SidecarError` when it is malformed or sets no setting of ours."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SidecarError(f"{path}: cannot read the preset ({e.strerror})") from e
+    data = read_regular(path, MAX_PACKET_BYTES, "preset", SidecarError)
     properties = simple_properties(parse_packet(data, str(path)), XMP_NS_URI)
     if not properties:
         raise SidecarError(f"{path}: not a hostplug preset (no properties in {XMP_NS_URI})")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.errors import RecipeError, SidecarError
-from engine.recipe import Recipe
+from engine.recipe import Recipe, check_json_depth
 
 SCHEMA_VERSION = 1
 SETTINGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
@@ -106,14 +106,30 @@ def properties_to_settings(properties: Mapping[str, str], where: str) -> tuple[d
     stages: dict[str, Any] = {}
     if "stages" in properties:
         try:
+            check_json_depth(properties["stages"], "hostplug:stages")
             stages = json.loads(properties["stages"])
+        except RecipeError as e:
+            raise SidecarError(f"{where}: {e}") from None
         except json.JSONDecodeError as e:
             raise SidecarError(f"{where}: hostplug:stages is not valid JSON ({e.msg})") from None
     try:
-        Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)})
+        check_stages(Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)}))
     except RecipeError as e:
         raise SidecarError(f"{where}: {e}") from None
     return settings, stages
+
+
+def check_stages(recipe: Recipe) -> None:
+    """Hold every stage setting the recipe stores to its stage's description (known stage and implementation,
+    each parameter's type and range, a params version this engine reads), so a sidecar or preset with a bad
+    stage setting is refused where it is read: by ``show`` and ``edit`` as well as ``render``."""
+    if not recipe.stages:
+        return
+    from engine.pipeline import check_recipe, stage_for
+
+    check_recipe(recipe)
+    for name in recipe.stages:
+        stage_for(name, recipe).resolve_params(recipe)
 
 
 def _wb_for(settings: Mapping[str, Any]) -> dict[str, str]:

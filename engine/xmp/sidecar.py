@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -23,9 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SidecarError
+from engine.io.bounded import is_name_too_long, read_regular
 from engine.output.metadata import XMP_NS_URI, XMP_PREFIX
 from engine.recipe import Recipe
-from engine.xmp.document import empty_packet, parse_packet, replace_namespace, serialise, simple_properties
+from engine.xmp.document import (
+    MAX_PACKET_BYTES,
+    empty_packet,
+    parse_packet,
+    replace_namespace,
+    serialise,
+    simple_properties,
+)
 from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, keywords, rating
 from engine.xmp.recipe_properties import properties_to_recipe, recipe_to_properties
 
@@ -44,10 +53,28 @@ class SidecarInfo:
     paths: list[Path] = field(default_factory=list)  # every sidecar read, in order
 
 
+def _present(path: Path) -> bool:
+    """Whether something that could be a sidecar is at ``path``: anything but a folder (a FIFO or a device is
+    found here, so reading it is refused in one line rather than the sidecar being silently ignored or
+    replaced). A name longer than the file system allows cannot exist."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError as e:
+        if is_name_too_long(e):
+            return False
+        raise SidecarError(f"{path}: cannot look for the sidecar ({e.strerror})") from None
+
+
 def sidecar_path(raw: Path) -> Path:
-    """Where hostplug writes the sidecar of ``raw``: ``IMG_0001.CR2.xmp`` (an existing ``.XMP`` is kept)."""
+    """Where hostplug writes the sidecar of ``raw``: ``IMG_0001.CR2.xmp`` (an existing ``.XMP`` is kept).
+
+    :class:`SidecarError` when the sidecar's name would be longer than the file system allows.
+    """
     lower, upper = raw.with_name(raw.name + ".xmp"), raw.with_name(raw.name + ".XMP")
-    return upper if upper.is_file() and not lower.is_file() else lower
+    if len(os.fsencode(lower.name)) > 255:
+        raise SidecarError(f"{raw}: the name is too long for a sidecar beside it ({len(os.fsencode(lower.name))} "
+                           "bytes with .xmp, more than the 255 a file name may have)")
+    return upper if _present(upper) and not _present(lower) else lower
 
 
 def find_sidecars(raw: Path) -> list[Path]:
@@ -57,7 +84,7 @@ def find_sidecars(raw: Path) -> list[Path]:
     found: list[Path] = []
     for name in names:
         candidate = raw.with_name(name)
-        if candidate.is_file() and not any(candidate.samefile(p) for p in found):
+        if _present(candidate) and not any(candidate.samefile(p) for p in found):
             found.append(candidate)
     return found
 
@@ -79,10 +106,7 @@ def find_duplicates(raw: Path) -> list[Path]:
 
 
 def _read_packet(path: Path):
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SidecarError(f"{path}: cannot read the sidecar ({e.strerror})") from e
+    data = read_regular(path, MAX_PACKET_BYTES, "sidecar", SidecarError)
     return parse_packet(data, str(path)), data
 
 
@@ -148,10 +172,19 @@ def sidecar_recipe(raw: Path, changes: Mapping[str, Any] | None = None,
     return apply_changes(start, changes), catalogue_xmp(info)
 
 
+def _hidden(sidecar: Path, suffix: str) -> Path:
+    """The hidden file ``.NAME<suffix>`` beside ``sidecar``; for a name too long to take the dot and the suffix,
+    ``.hostplug-<hash of the name><suffix>`` (the same for every writer, so the lock still serialises them)."""
+    name = f".{sidecar.name}{suffix}"
+    if len(os.fsencode(name)) <= 255:
+        return sidecar.with_name(name)
+    return sidecar.with_name(f".hostplug-{hashlib.sha256(os.fsencode(sidecar.name)).hexdigest()[:24]}{suffix}")
+
+
 @contextlib.contextmanager
 def _locked(sidecar: Path) -> Iterator[None]:
     """Hold an exclusive lock on the hidden lock file beside ``sidecar``."""
-    lock_path = sidecar.with_name(f".{sidecar.name}.lock")
+    lock_path = _hidden(sidecar, ".lock")
     try:
         handle = lock_path.open("a")
     except OSError as e:
@@ -166,7 +199,7 @@ def _locked(sidecar: Path) -> Iterator[None]:
 
 def _replace_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path`` in one step."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary = _hidden(path, f".{secrets.token_hex(4)}.tmp")
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(descriptor, "wb") as f:
@@ -184,7 +217,7 @@ def _replace_atomically(path: Path, data: bytes) -> None:
 
 def _store(sidecar: Path, recipe: Recipe) -> None:
     """Merge ``recipe`` into ``sidecar`` (created when missing), leaving every other namespace as it was."""
-    if sidecar.exists():
+    if sidecar.exists():  # a FIFO, a device or a link to one is refused (read_regular), never replaced
         tree, original = _read_packet(sidecar)
     else:
         tree, original = empty_packet(), None

@@ -1,0 +1,66 @@
+"""Reading a small file (sidecar, preset, recipe, configuration) through a size-limited, regular-file-only open.
+
+A path a user or another program controls can name a FIFO (``open`` waits forever for a writer), a device
+(``/dev/zero`` never ends) or a link to either. :func:`read_regular` opens with ``O_NONBLOCK`` (so a FIFO opens at
+once), checks with ``fstat`` on the open descriptor that it is a regular file (checked after opening, so the file
+cannot be swapped between the check and the read), and reads at most ``limit + 1`` bytes, so an oversized file is
+refused without reading it all. ``follow=False`` adds ``O_NOFOLLOW`` where a link must not be followed.
+
+:func:`is_name_too_long` tells the ``ENAMETOOLONG`` of a file name over the file system's 255 bytes apart from
+other errors: such a file cannot exist, so looking for it finds nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from engine.errors import HostplugError
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_regular(path: Path | str, limit: int, what: str, error: type[HostplugError] = HostplugError,
+                 *, follow: bool = True) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes; else ``error`` in one line
+    naming the file and ``what`` it should have been ("sidecar", "configuration")."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow:
+            raise error(f"{path}: refused, the {what} is a symbolic link") from None
+        raise error(f"{path}: cannot read the {what} ({e.strerror})") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path}: refused, the {what} is {_kind(info.st_mode)}, not a regular file")
+        if info.st_size > limit:
+            raise error(f"{path}: refused, {info.st_size} bytes is far too large for a {what} (at most {limit})")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(descriptor, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} ({e.strerror})") from None
+    finally:
+        os.close(descriptor)
+    if size > limit:
+        raise error(f"{path}: refused, more than {limit} bytes is far too large for a {what}")
+    return b"".join(chunks)
+
+
+def is_name_too_long(error: OSError) -> bool:
+    """Whether ``error`` says a file name (or path) is longer than the file system allows."""
+    return error.errno == errno.ENAMETOOLONG
