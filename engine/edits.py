@@ -76,7 +76,10 @@ def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
     ``recipe`` table); a stage named in ``settings["stages"]`` replaces that stage's settings whole."""
     data = recipe.to_dict()
     changes = dict(settings)
-    stages = {**data.get("stages", {}), **changes.pop("stages", {})}
+    stage_changes = changes.pop("stages", {})
+    if not isinstance(stage_changes, Mapping):
+        raise RecipeError("recipe 'stages' must be an object")
+    stages = {**data.get("stages", {}), **stage_changes}
     white_balance = {k: changes[k] for k in ("wb", "temperature", "tint") if k in changes}
     if white_balance and "wb" not in white_balance:
         changes["wb"] = recipe.replace(**white_balance).wb  # Recipe.replace decides what a temperature implies

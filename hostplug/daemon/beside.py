@@ -33,15 +33,16 @@ MIRROR_PATTERN = "$(FILE_FOLDER)/$(FILE_NAME)"  # appended to the hot folder in 
 def derived_from(copy: Path) -> str | None:
     """The original's file name recorded in the copy's sidecar (``xmpMM:DerivedFrom``), or None."""
     from engine.errors import SidecarError
-    from engine.xmp.document import parse_packet, simple_properties
+    from engine.io.bounded import read_regular
+    from engine.xmp.document import MAX_PACKET_BYTES, parse_packet, simple_properties
     from engine.xmp.sidecar import find_sidecar
 
     sidecar = find_sidecar(copy)
     if sidecar is None:
         return None
     try:
-        tree = parse_packet(sidecar.read_bytes(), str(sidecar))
-    except (OSError, SidecarError):
+        tree = parse_packet(read_regular(sidecar, MAX_PACKET_BYTES, "sidecar", SidecarError), str(sidecar))
+    except SidecarError:
         return None
     name = Path(simple_properties(tree, XMP_MM_NS).get("DerivedFrom", "").strip()).name
     return name or None

@@ -7,6 +7,7 @@ where it is. Checks that touch the file system (folders, presets, overlaps) live
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -174,10 +175,11 @@ class _Table:
         return value
 
     def positive(self, key: str, default: float, kind: type = float) -> Any:
-        """A number above zero."""
+        """A number above zero (finite, and at most its :data:`LIMITS` entry)."""
         value = self.get(key, (int, float) if kind is float else int, default)
         if value is not None and value <= 0:
             raise ConfigError(f"{self.where}: {key!r} must be above zero, not {value!r}")
+        check_limit(self.where, key, value)
         return kind(value) if value is not None else None
 
     def done(self) -> None:
@@ -188,7 +190,32 @@ class _Table:
 
 
 def _path(value: str, base: Path) -> Path:
+    if "\0" in value:
+        raise ConfigError(f"config: the path {value!r} contains a NUL character")
     return (base / Path(value).expanduser()).absolute()
+
+
+# The largest value each number key accepts (every number must also be finite and above zero); the documented
+# range of each key is (0, limit]. workers: more processes than any machine runs renders at once.
+MAX_WORKERS = 256
+LIMITS: dict[str, float] = {
+    "workers": MAX_WORKERS, "settle_seconds": 3600, "rescan_seconds": 86400, "poll_seconds": 3600,
+    "render_timeout": 86400, "memory_limit_mb": 16 << 20, "max_attempts": 100, "retry_seconds": 86400,
+    "grace_seconds": 3600, "progress_seconds": 86400, "cpus_per_worker": 1024, "long_edge": 100_000,
+    "threads_per_worker": 1024,
+}
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def check_limit(where: str, key: str, value: Any) -> None:
+    """:class:`ConfigError` for a number that is not finite or is above the key's entry in :data:`LIMITS`."""
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {key!r} must be a finite number, not {value!r}")
+    limit = LIMITS.get(key)
+    if limit is not None and value > limit:
+        raise ConfigError(f"{where}: {key!r} = {value!r} is too large (at most {limit:g})")
 
 
 def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
@@ -305,6 +332,7 @@ def parse_config(data: Mapping[str, Any], base: Path) -> DaemonConfig:
     daemon.done()
     if config.threads_per_worker < 0:
         raise ConfigError("[daemon]: 'threads_per_worker' must be 0 (automatic) or more")
+    check_limit("[daemon]", "threads_per_worker", config.threads_per_worker)
     return config
 
 
@@ -325,10 +353,15 @@ def default_journal(hot_folder: Path) -> Path:
 
 def load_config(path: Path) -> DaemonConfig:
     """Read and parse a TOML configuration file."""
+    from engine.io.bounded import read_regular
+
+    raw = read_regular(path, MAX_CONFIG_BYTES, "configuration", ConfigError)  # no FIFO, device or huge file
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the configuration ({e.strerror})") from e
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested far too deep") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
     return parse_config(data, path.parent.absolute())

@@ -118,6 +118,8 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         return Outcome(job.id, "gone", f"{job.path} disappeared before it was rendered")
     if _stat_changed(job):
         return Outcome(job.id, "changed", "the file changed after it settled")
+    if job.size == 0:
+        return Outcome(job.id, "failed", "empty file (0 bytes): nothing to render")
     original = None
     if any(spec.beside_original for spec in folder.outputs):  # the file is a copy: find what it is a copy of
         from hostplug.daemon.beside import find_original
@@ -143,6 +145,11 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
     except InputNotFoundError as e:
         return Outcome(job.id, "gone", str(e))
     targets = [str(output_target(s, token_values(job, folder, recipe, source), original)) for s in folder.outputs]
+    too_long = next((t for t in targets if len(os.fsencode(Path(t).name)) > 255), None)
+    if too_long is not None:  # the name comes from the file's own name: a retry cannot help
+        return Outcome(job.id, "failed", f"output name {Path(too_long).name[:40]}... is "
+                       f"{len(os.fsencode(Path(too_long).name))} bytes, more than the 255 a file name may have; "
+                       "rename the file or shorten the template")
     if len(set(targets)) < len(targets):
         return Outcome(job.id, "failed", f"two outputs of this hot folder would both be {targets}")
     if original is not None:

@@ -6,6 +6,7 @@ them as keys, the readable log shows only the message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -74,6 +75,21 @@ class _TerminalHandler(logging.StreamHandler):
         self.status.redraw()
 
 
+class _JsonFileHandler(logging.FileHandler):
+    """The JSON log file; when writing it fails (disk full, file system gone), one warning on stderr and the
+    file is no longer written, instead of a traceback for every record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        logger = logging.getLogger(LOGGER)
+        logger.removeHandler(self)
+        error = sys.exc_info()[1]
+        with contextlib.suppress(Exception):
+            self.close()
+        reason = getattr(error, "strerror", None) or error
+        logger.warning("cannot write the JSON log %s (%s); it is no longer written", self.baseFilename, reason,
+                       extra={"event": "log_file_failed"})
+
+
 def setup_logging(json_path: Path | None, status: StatusLine, level: int = logging.INFO) -> logging.Logger:
     """Configure the daemon's logger: readable on stderr from ``level`` up, and every record as JSON lines in
     ``json_path`` when given."""
@@ -89,7 +105,7 @@ def setup_logging(json_path: Path | None, status: StatusLine, level: int = loggi
     logger.addHandler(terminal)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(json_path, encoding="utf-8")
+        file_handler = _JsonFileHandler(json_path, encoding="utf-8")
         file_handler.setFormatter(JsonFormatter())
         logger.addHandler(file_handler)
     return logger

@@ -7,6 +7,7 @@ file: a name already taken gets ``-2``, ``-3``... (an identical file there is si
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import os
 import re
 import shutil
@@ -73,6 +74,19 @@ def failure_report(raw: Path, reason: str, kind: str, attempts: int) -> str:
             "To try again, fix the cause and run `hostplug queue --retry` (or drop the file in again).\n")
 
 
+def report_path(raw: Path) -> Path:
+    """``NAME.failed.txt`` beside ``raw``; for a name too long to take the suffix (a file system allows 255 bytes),
+    the name cut short with a hash of the whole name added (``NAME-cut-1a2b3c4d.failed.txt``), so the report is
+    still written and two long names never share one."""
+    name = raw.name + ".failed.txt"
+    if len(os.fsencode(name)) <= 255:
+        return raw.with_name(name)
+    digest = hashlib.sha256(os.fsencode(raw.name)).hexdigest()[:8]
+    keep = 255 - len(f"-{digest}.failed.txt")
+    cut = os.fsdecode(os.fsencode(raw.name)[:keep])
+    return raw.with_name(f"{cut}-{digest}.failed.txt")
+
+
 def set_aside(raw: Path, folder: FolderConfig, report: str) -> Path:
     """Move a failed raw to ``<hot folder>/_failed/`` (or leave it, if the folder says "mark") with its report.
 
@@ -81,13 +95,13 @@ def set_aside(raw: Path, folder: FolderConfig, report: str) -> Path:
     where = raw
     if folder.failed == "move" and raw.exists():
         where = move_with_sidecars(raw, folder.failed_dir / raw.parent.relative_to(folder.path))
-    where.with_name(where.name + ".failed.txt").write_text(report, encoding="utf-8")
+    report_path(where).write_text(report, encoding="utf-8")
     return where
 
 
 def restore(raw: Path, moved_to: Path) -> bool:
     """Put a failed raw back where it was dropped (for ``--retry``); False when that is impossible."""
-    moved_to.with_name(moved_to.name + ".failed.txt").unlink(missing_ok=True)
+    report_path(moved_to).unlink(missing_ok=True)
     if moved_to == raw:
         return raw.exists()
     if not moved_to.exists() or raw.exists():

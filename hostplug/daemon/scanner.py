@@ -10,8 +10,10 @@ file is seen when it is renamed to its real name.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,9 +37,32 @@ Wanted = Callable[[Path, os.stat_result], bool]
 
 
 def is_temporary(name: str) -> bool:
-    """Whether a file name is one that copy tools and editors use while a file is incomplete."""
+    """Whether a file name is one that copy tools and editors use while a file is incomplete.
+
+    A name that is only dots before its extension (``..dng``) is no tool's temporary name: it is a raw like any
+    other, rendered (its outputs are named ``_``), never silently skipped.
+    """
     lowered = name.lower()
+    stem = name.rpartition(".")[0]
+    if stem and not stem.strip("."):
+        return False
     return name.startswith((".", "~")) or lowered.endswith(TEMPORARY_SUFFIXES)
+
+
+def refusal(path: Path, folder: FolderConfig) -> str | None:
+    """Why a candidate is not rendered although its name says raw, or None: only regular files whose real path is
+    inside the hot folder are (a link pointing out of it would let whoever can write the hot folder have any
+    file the daemon can read rendered into the outputs; a FIFO would hang the reader)."""
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(folder.path.resolve()):
+        return f"a link to {real}, outside the hot folder: not rendered"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return None if e.errno == errno.ENOENT else f"cannot be read ({e.strerror})"
+    if not stat.S_ISREG(mode):
+        return "not a regular file: not rendered"
+    return None
 
 
 def is_candidate(path: Path, folder: FolderConfig) -> bool:
@@ -104,7 +129,13 @@ class _Seen:
 
 
 class SettleTracker:
-    """Remembers each watched file's size and mtime; a file is settled once they stay the same long enough."""
+    """Remembers each watched file's size and mtime; a file is settled once they stay the same long enough.
+
+    An empty file waits ``EMPTY_SETTLE_FACTOR`` times longer (a copy tool may create the file, then pause before
+    its first bytes); once settled it is handed on like any other and reported as failed ("empty file").
+    """
+
+    EMPTY_SETTLE_FACTOR = 5
 
     def __init__(self, settle_seconds: float) -> None:
         self.settle_seconds = settle_seconds
@@ -131,7 +162,7 @@ class SettleTracker:
                 continue
             if (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
                 self.files[path] = _Seen(st.st_size, st.st_mtime_ns, now)
-            elif now - seen.since >= self.settle_seconds and st.st_size > 0:
+            elif now - seen.since >= self.settle_seconds * (1 if st.st_size > 0 else self.EMPTY_SETTLE_FACTOR):
                 del self.files[path]
                 ready.append(path)
         return ready
@@ -171,6 +202,7 @@ class Scanner:
         self.observer = None
         self.modes: dict[Path, str] = {}
         self.next_scan: dict[Path, float] = {}
+        self.refused: dict[Path, str] = {}  # candidates not rendered, and why (logged once each)
 
     def start(self) -> dict[Path, str]:
         """Start watching; returns each folder's mode ("events" or "polling"). The first poll scans everything."""
@@ -222,7 +254,7 @@ class Scanner:
         """
         now = time.monotonic() if now is None else now
         for path in self._discover(now):
-            if path in self.tracker:
+            if path in self.tracker or self._refused(path):
                 continue
             try:
                 st = path.stat()
@@ -231,6 +263,18 @@ class Scanner:
             if wanted(path, st):
                 self.tracker.watch(path, st.st_size, st.st_mtime_ns, now)
         return self.tracker.settled(now)
+
+    def _refused(self, path: Path) -> bool:
+        """Whether ``path`` is not to be rendered (see :func:`refusal`); logged once per path and reason."""
+        folder = next((f for f in self.folders if path.is_relative_to(f.path)), None)
+        why = refusal(path, folder) if folder is not None else None
+        if why is None:
+            self.refused.pop(path, None)
+            return False
+        if self.refused.get(path) != why:
+            self.refused[path] = why
+            log.warning("%s: %s", path, why, extra={"event": "refused", "fields": {"path": str(path), "reason": why}})
+        return True
 
     def _discover(self, now: float) -> set[Path]:
         found: set[Path] = set()

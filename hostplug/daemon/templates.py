@@ -68,6 +68,10 @@ def check_template(template: str) -> None:
             raise ConfigError(f"template {template!r}: {{{field}!{conversion}}} conversions are not supported")
         if spec and field != "seq":
             raise ConfigError(f"template {template!r}: only {{seq}} takes a format, not {{{field}:{spec}}}")
+        if spec:
+            check_seq_spec(template, spec)
+    if any(ord(c) < 32 or ord(c) == 127 for c in template):
+        raise ConfigError(f"template {template!r} contains a control character; file names must not")
     try:
         sample = expand(template, TokenValues(name="IMG_0001", ext="CR2", dir="a/b", seq=1))
     except ValueError as e:
@@ -76,6 +80,20 @@ def check_template(template: str) -> None:
     if "\\" in template or path.is_absolute() or ".." in path.parts or not sample.strip("/"):
         raise ConfigError(f"template {template!r} escapes its output folder; use a relative name such as "
                           "'{date}/{name}'")
+
+
+MAX_SEQ_WIDTH = 12
+_SEQ_SPEC = re.compile(r"0?([1-9][0-9]?)?d")
+
+
+def check_seq_spec(template: str, spec: str) -> None:
+    """Only simple whole-number formats for ``{seq}``: ``d``, ``5d``, ``05d``, at most ``MAX_SEQ_WIDTH`` wide (a
+    format such as ``>99999999`` would pad every name with 100 million characters; ``c`` makes a control
+    character of the number)."""
+    match = _SEQ_SPEC.fullmatch(spec)
+    if match is None or int(match.group(1) or 0) > MAX_SEQ_WIDTH:
+        raise ConfigError(f"template {template!r}: {{seq:{spec}}} is not allowed; use a whole-number format "
+                          f"such as {{seq:05d}}, at most {MAX_SEQ_WIDTH} wide")
 
 
 def expand(template: str, values: TokenValues) -> str:

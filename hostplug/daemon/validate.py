@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tempfile
 from pathlib import Path
 
-from hostplug.daemon.config import DaemonConfig, FolderConfig
+from engine.edits import check_renderable
+from engine.errors import HostplugError
+from hostplug.daemon.config import LIMITS, DaemonConfig, FolderConfig, check_limit
 from hostplug.daemon.errors import ConfigError
 from hostplug.daemon.recipes import folder_recipe
 
@@ -50,7 +54,11 @@ def check_folder(folder: FolderConfig) -> None:
     """The hot folder exists, its look is valid (presets known, settings in range), its outputs are writable."""
     if not folder.path.is_dir():
         raise ConfigError(f"hot folder {folder.path} does not exist or is not a folder")
-    folder_recipe(folder)
+    recipe = folder_recipe(folder)
+    try:  # stage settings are held to their stages' descriptions now, not at every render
+        check_renderable(recipe)
+    except HostplugError as e:
+        raise ConfigError(f"hot folder {folder.path}: {e}") from None
     for spec in folder.outputs:
         if spec.folder is not None:
             check_writable(spec.folder, "output folder")
@@ -60,9 +68,38 @@ def check_folder(folder: FolderConfig) -> None:
 
 def validate(config: DaemonConfig) -> None:
     """Every start-up check; raises :class:`ConfigError` with one line saying what to fix."""
+    check_numbers(config)
+    if config.log_json and config.log_json.exists():  # an existing device or FIFO: refused before anything is made
+        check_log_file(config.log_json)
     check_overlaps(config)
     for folder in config.folders:
         check_folder(folder)
     check_writable(config.journal.parent, "journal folder")
     if config.log_json:
         check_writable(config.log_json.parent, "log folder")
+        check_log_file(config.log_json)
+
+
+def check_numbers(config: DaemonConfig) -> None:
+    """Every number of the daemon, including those the command line set (``--workers``, ``--settle``): above zero,
+    finite and within its documented limit (:data:`hostplug.daemon.config.LIMITS`)."""
+    for key in LIMITS:
+        value = getattr(config, key, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key != "threads_per_worker" and value <= 0:
+                raise ConfigError(f"[daemon]: {key!r} must be above zero, not {value!r}")
+            check_limit("[daemon]", key, value)
+
+
+def check_log_file(path: Path) -> None:
+    """The JSON log must be a regular file (created if missing) that can be appended to: a device such as
+    ``/dev/full`` or a FIFO would fail (or block) on every line the daemon logs."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise ConfigError(f"log file {path} is not writable ({e.strerror or e})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ConfigError(f"log file {path} is not a regular file; name a file for log_json")
+    finally:
+        os.close(descriptor)
