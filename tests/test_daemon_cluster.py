@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,29 +161,36 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Cluster:
+@contextlib.contextmanager
+def _loopback_cluster(head: str, second: str) -> Iterator[Cluster]:
+    """Two one-CPU Ray nodes on two loopback addresses, token authentication on; stopped afterwards."""
     if not HAVE_RAY:
         pytest.skip("Ray is not installed (pip install 'hostplug[cluster]')")
     try:
-        _free_port(SECOND)
+        _free_port(second)
     except OSError:
-        pytest.skip(f"{SECOND} is not a loopback address here (Linux routes all of 127.0.0.0/8 to lo)")
+        pytest.skip(f"{second} is not a loopback address here (Linux routes all of 127.0.0.0/8 to lo)")
     from hostplug.daemon import cluster as hc
 
     temp = Path(tempfile.mkdtemp(prefix="hpray", dir="/tmp"))  # short: Ray's socket paths have a length limit
     env = hc.node_env(hc.make_token(temp / "auth_token"))
-    gcs, client = _free_port(HEAD), _free_port(HEAD)
+    gcs, client = _free_port(head), _free_port(head)
     try:
-        hc.start_node(hc.node_command(bind=HEAD, head_port=gcs, head=True, num_cpus=1, client_port=client,
+        hc.start_node(hc.node_command(bind=head, head_port=gcs, head=True, num_cpus=1, client_port=client,
                                       temp_dir=temp, object_store_mb=100), env)
-        hc.start_node(hc.node_command(bind=SECOND, head_port=gcs, head=False, head_address=f"{HEAD}:{gcs}",
+        hc.start_node(hc.node_command(bind=second, head_port=gcs, head=False, head_address=f"{head}:{gcs}",
                                       num_cpus=1, temp_dir=temp, object_store_mb=100), env)
-        yield Cluster(address=f"ray://{HEAD}:{client}", gcs=f"{HEAD}:{gcs}", temp=temp,
+        yield Cluster(address=f"ray://{head}:{client}", gcs=f"{head}:{gcs}", temp=temp,
                       env={k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH") if k in env})
     finally:
         hc.stop_nodes(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Cluster]:
+    with _loopback_cluster(HEAD, SECOND) as cluster:
+        yield cluster
 
 
 class Watch:
@@ -208,17 +216,18 @@ class Watch:
         self.process.wait(30)
 
 
-def _render_workers() -> list[int]:
-    """Ray worker processes running our actor (their titles are ``ray::RenderWorker...``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().startswith(b"ray::RenderWorker"):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
+def _render_workers(cluster: Cluster) -> list[int]:
+    """This cluster's Ray worker processes running our actor (titled ``ray::RenderWorker...``, children of the
+    raylets started in the cluster's folder): other Ray clusters on the machine do not count."""
+    parents, raylets, workers = {}, set(), []
+    for pid, argv in _processes():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        if argv[0].endswith("/raylet") and any(str(cluster.temp) in a for a in argv):
+            raylets.add(pid)
+        elif argv[0].startswith("ray::RenderWorker"):
+            workers.append(pid)
+    return [pid for pid in workers if parents.get(pid) in raylets]
 
 
 def _studio(tmp_path: Path, path_map: dict[str, dict[str, str]] | None = None,
@@ -260,6 +269,7 @@ def test_sixty_raws_on_two_nodes_survive_a_killed_worker_and_a_killed_daemon(ray
     try:
         workers = wait_for(lambda: len(_ready_workers(log)) == 2 and _ready_workers(log), 180, "two ready workers")
         assert set(workers) == {HEAD, SECOND}
+        assert sorted(_render_workers(ray_cluster)) == sorted(workers.values())  # (the check below can see them)
         for name in names:
             os.replace(staging / f"{name}.dng", studio / "in" / f"{name}.dng")
         wait_for(lambda: _count(journal, "done") >= 6, 180, "six files done")
@@ -292,7 +302,7 @@ def test_sixty_raws_on_two_nodes_survive_a_killed_worker_and_a_killed_daemon(ray
     assert not [p for p in (studio / "in").iterdir() if p.name.startswith(".hostplug-probe")]
     retried = events(log, "retry")
     assert any("died" in e["error"] and SECOND in e["error"] for e in retried), retried
-    wait_for(lambda: not _render_workers(), 30, "no render worker left after the clean stop")
+    wait_for(lambda: not _render_workers(ray_cluster), 30, "no render worker left after the clean stop")
 
 
 @needs_ray
@@ -304,7 +314,7 @@ def test_refuses_a_node_that_does_not_see_the_share(ray_cluster: Cluster, tmp_pa
     message = [line for line in watch.output().splitlines() if line.startswith("hostplug watch:")]
     assert len(message) == 1 and f"cluster node {SECOND}" in message[0] and "hot folder" in message[0], message
     assert not [p for p in (tmp_path / "in").iterdir() if p.name.startswith(".hostplug-probe")]
-    wait_for(lambda: not _render_workers(), 30, "no render worker left")
+    wait_for(lambda: not _render_workers(ray_cluster), 30, "no render worker left")
 
 
 @needs_ray
@@ -347,3 +357,47 @@ def test_cluster_start_refuses_unsafe_addresses() -> None:
     assert public.exit_code != 0 and "--allow-public-bind" in str(public.exception)
     swapped = CliRunner().invoke(cluster, ["start", "--bind", "127.0.0.1"])
     assert swapped.exit_code != 0 and "127.0.0.2" in str(swapped.exception)
+
+
+@needs_ray
+def test_a_killed_node_costs_only_its_files(tmp_path: Path) -> None:
+    """kill -9 of a node's raylet (the node is gone, and its worker with it): its file is rendered elsewhere."""
+    head, second = "127.0.0.4", "127.0.0.5"  # a cluster of its own: this one loses a node
+    with _loopback_cluster(head, second) as cluster:
+        studio, config = _studio(tmp_path)
+        staging = studio / "staging"
+        staging.mkdir()
+        names = [f"node_{i:02d}" for i in range(12)]
+        for name in names:
+            shutil.copyfile(SAMPLE_DNG, staging / f"{name}.dng")
+        journal, log = studio / "journal.sqlite", studio / "log.jsonl"
+        watch = Watch(config, cluster)
+        try:
+            wait_for(lambda: len(_ready_workers(log)) == 2, 180, "two ready workers")
+            for name in names:
+                os.replace(staging / f"{name}.dng", studio / "in" / f"{name}.dng")
+            wait_for(lambda: any(r["state"] == "rendering" and r["node"] == second for r in rows(journal)), 120,
+                     "a render on the second node")
+            raylets = [pid for pid, argv in _processes() if argv[0].endswith("/raylet")
+                       and f"--node_ip_address={second}" in argv and any(str(cluster.temp) in a for a in argv)]
+            assert len(raylets) == 1, raylets
+            os.kill(raylets[0], signal.SIGKILL)
+            wait_for(lambda: _count(journal, "done") == len(names), 240, "every file done on the node left")
+            assert watch.stop() == 0, watch.output()
+        finally:
+            if watch.process.poll() is None:
+                watch.kill()
+    assert sorted(p.name for p in (studio / "out").iterdir()) == sorted(f"{n}.jpg" for n in names)
+    assert any(second in e["error"] for e in events(log, "retry")), events(log, "retry")
+    assert head in {r["node"] for r in rows(journal)}  # the file lost on the second node was rendered here
+
+
+def _processes() -> list[tuple[int, list[str]]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+                if argv and argv[0]:
+                    found.append((int(entry.name), argv))
+    return found
