@@ -243,12 +243,12 @@ class Journal:
                                "finished_at >= ? GROUP BY node", (since,))
         return {node: count for node, count in rows}
 
-    def nodes(self, window: float = 300.0, now: float | None = None) -> dict[str, Any]:
+    def nodes(self, window: float = 300.0, now: float | None = None, live: bool = True) -> dict[str, Any]:
         """Where the work happens, for ``hostplug queue``: per node its workers, the raws rendering there and the
         files per minute it finished over the last ``window`` seconds; each worker (with its node); each rendered
-        raw's node."""
+        raw's node. ``live=False`` (no daemon running) leaves out the workers the daemon last recorded."""
         now = time.time() if now is None else now
-        workers = self.workers()
+        workers = self.workers() if live else []
         finished = self.rendered_per_node(now - window)
         nodes: dict[str, dict[str, Any]] = {}
         for name in sorted({w["node"] for w in workers} | set(finished)):
