@@ -23,7 +23,7 @@ import pyexiv2
 from engine.errors import InputNotFoundError, OutputError, RecipeError
 from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
 from engine.output.metadata import XMP_PREFIX, register_namespace
-from engine.recipe import Recipe, StageSettings
+from engine.recipe import Recipe, StageSettings, check_json_depth
 
 if TYPE_CHECKING:
     from engine.output.export import Progress, RenderResult
@@ -49,6 +49,8 @@ def _json(xmp: dict[str, Any], name: str, path: Path, default: Any = None) -> An
     text = xmp.get(f"Xmp.{XMP_PREFIX}.{name}")
     if text is None:
         return default
+    if isinstance(text, str):
+        check_json_depth(text, f"{path}: its hostplug:{name}")
     try:
         return json.loads(text)
     except (TypeError, json.JSONDecodeError):

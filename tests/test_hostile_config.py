@@ -19,6 +19,7 @@ import pytest
 
 from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.scanner import Scanner, is_temporary
+from tests.hostile_inputs import SAMPLE_DNG as SAMPLE
 
 HEAD = '[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "out"\n'
 
@@ -217,3 +218,21 @@ def test_folder_recipe_with_bad_stage_settings_is_refused_at_start(tmp_path: Pat
     config.write_text(HEAD.replace('path = "in"\n', 'path = "in"\n'
                                    'recipe = { stages = { denoise = { params = { strength = 1e308 } } } }\n'))
     assert_one_line(run_watch("--config", config, cwd=tmp_path), "'strength' = 1e+308 is out of range")
+
+
+def test_a_file_replaced_by_a_link_out_after_the_scan_is_not_rendered(tmp_path: Path) -> None:
+    from engine.recipe import Recipe
+    from hostplug.daemon.job import Job, run_job
+
+    hot, outside = tmp_path / "in", tmp_path / "private"
+    hot.mkdir()
+    outside.mkdir()
+    (outside / "secret.dng").write_bytes(SAMPLE.read_bytes())
+    link = hot / "IMG_0001.dng"
+    link.symlink_to(outside / "secret.dng")
+    st = link.stat()
+    folder = FolderConfig(path=hot, outputs=(OutputSpec(folder=tmp_path / "out"),))
+    job = Job(id=1, path=link, folder=hot, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash="")
+    outcome = run_job(job, folder, Recipe(), journal=None)  # type: ignore[arg-type]  # never reached
+    assert outcome.kind == "failed" and "outside the hot folder" in outcome.message
+    assert not (tmp_path / "out").exists()

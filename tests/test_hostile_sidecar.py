@@ -216,3 +216,11 @@ def test_render_of_a_255_byte_name(tmp_path: Path) -> None:
     result = hostplug("render", raw, "-o", target, "--long-edge", "256")
     assert_lines(result, {f"cannot write {target}": "more than the 255 a file name may have"})
     assert os.listdir(out) == ["n" * 251 + ".jpg"]
+
+
+def test_deep_json_in_an_outputs_stored_recipe_is_one_error() -> None:
+    from engine.errors import RecipeError
+    from engine.rerender import _json
+
+    with pytest.raises(RecipeError, match="nests JSON more than"):
+        _json({"Xmp.hostplug.recipe": "[" * 100_000 + "]" * 100_000}, "recipe", Path("x.tif"))

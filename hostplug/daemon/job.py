@@ -120,6 +120,9 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         return Outcome(job.id, "changed", "the file changed after it settled")
     if job.size == 0:
         return Outcome(job.id, "failed", "empty file (0 bytes): nothing to render")
+    real = Path(os.path.realpath(job.path))
+    if not real.is_relative_to(folder.path.resolve()):  # replaced by a link after the scanner looked
+        return Outcome(job.id, "failed", f"a link to {real}, outside the hot folder: not rendered")
     original = None
     if any(spec.beside_original for spec in folder.outputs):  # the file is a copy: find what it is a copy of
         from hostplug.daemon.beside import find_original
