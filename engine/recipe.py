@@ -66,7 +66,8 @@ class Recipe:
 
     style: str = "natural"
     style_strength: float = 1.0
-    exposure: float = 0.0  # EV on top of the automatic exposure
+    exposure: float = 0.0  # EV on top of the style's exposure
+    auto_exposure: bool = False  # meter the picture (its white point) instead of following the raw's exposure
     wb: WbMode = "as-shot"  # "as-shot", "auto" (estimated) or "custom" (temperature/tint)
     temperature: float | None = None  # Kelvin; setting it implies wb="custom"
     tint: float | None = None
@@ -217,6 +218,8 @@ def validate(recipe: Recipe) -> None:
     """Raise :class:`RecipeError` for a value out of range or of the wrong type."""
     if not isinstance(recipe.style, str) or not recipe.style:
         raise RecipeError("style must be a non-empty name")
+    if not isinstance(recipe.auto_exposure, bool):
+        raise RecipeError(f"auto_exposure must be true or false, not {recipe.auto_exposure!r}")
     if recipe.wb not in WB_MODES:
         raise RecipeError(f"white balance {recipe.wb!r} is not one of {', '.join(WB_MODES)}")
     if recipe.wb == "custom" and recipe.temperature is None:

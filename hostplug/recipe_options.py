@@ -20,6 +20,8 @@ _OPTIONS = [
     click.option("--style", help="Picture style (default: natural)."),
     click.option("--style-strength", type=float, help="How strongly the style applies, 0 to 2 (default 1)."),
     click.option("--exposure", type=float, help="Exposure change in EV, for example +0.3 or -1."),
+    click.option("--auto-exposure/--no-auto-exposure", "auto_exposure", default=None,
+                 help="Meter the picture (its white point) instead of following the raw's exposure (the default)."),
     click.option("--wb", type=click.Choice(WB_MODES[:2]), help="White balance: as-shot (default) or auto."),
     click.option("--temperature", type=float, help="White balance temperature in Kelvin (sets custom WB)."),
     click.option("--tint", type=float, help="White balance tint, -150 (green) to 150 (magenta)."),
@@ -42,8 +44,8 @@ _OPTIONS = [
 ]
 
 # The recipe settings that have an option of their own (a recipe setting each, same name).
-RECIPE_KEYS = ("style", "style_strength", "exposure", "wb", "temperature", "tint", "contrast", "highlights",
-               "shadows", "saturation", "vibrance", "sharpening", "denoise")
+RECIPE_KEYS = ("style", "style_strength", "exposure", "auto_exposure", "wb", "temperature", "tint", "contrast",
+               "highlights", "shadows", "saturation", "vibrance", "sharpening", "denoise")
 _STAGE_KEYS = ("disabled", "implementations", "fixed")
 
 

@@ -32,6 +32,7 @@ class PhotofinishParams:
     style: str = "natural"  # checked against the implementation's styles by check_style
     strength: float = field(default=1.0, metadata={"range": RANGES["style_strength"]})
     exposure: float = field(default=0.0, metadata={"range": RANGES["exposure"]})
+    auto_exposure: bool = False  # learned styles: meter the white point instead of following the raw
     contrast: float = field(default=0.0, metadata={"range": RANGES["contrast"]})
     highlights: float = field(default=0.0, metadata={"range": RANGES["highlights"]})
     shadows: float = field(default=0.0, metadata={"range": RANGES["shadows"]})
@@ -130,6 +131,7 @@ class Photofinish(Stage):
     def params_from(self, recipe: Recipe) -> PhotofinishParams:
         return PhotofinishParams(
             style=recipe.style, strength=recipe.style_strength, exposure=recipe.exposure,
+            auto_exposure=recipe.auto_exposure,
             contrast=recipe.contrast, highlights=recipe.highlights, shadows=recipe.shadows,
             saturation=recipe.saturation, vibrance=recipe.vibrance,
         )

@@ -29,6 +29,7 @@ from engine.recipe import Recipe, check_json_depth
 SCHEMA_VERSION = 1
 SETTINGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
 TEXT_SETTINGS = frozenset({"style", "wb"})
+BOOL_SETTINGS = frozenset({"auto_exposure"})  # XMP Boolean: "True" or "False"
 META_PROPERTIES = ("schemaVersion", "description", "stages")
 
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
@@ -50,7 +51,12 @@ def settings_to_properties(settings: Mapping[str, Any], stages: Mapping[str, Any
     for name in SETTINGS:
         value = settings.get(name)
         if value is not None:
-            properties[name] = value if name in TEXT_SETTINGS else format_number(value)
+            if name in TEXT_SETTINGS:
+                properties[name] = value
+            elif name in BOOL_SETTINGS:
+                properties[name] = "True" if value else "False"
+            else:
+                properties[name] = format_number(value)
     if stages:
         properties["stages"] = json.dumps(stages, sort_keys=True, separators=(",", ":"))
     return properties
@@ -83,6 +89,10 @@ def _migrate(properties: dict[str, str], where: str) -> dict[str, str]:
 def _setting(name: str, text: str, where: str) -> Any:
     if name in TEXT_SETTINGS:
         return text.strip()
+    if name in BOOL_SETTINGS:
+        if text.strip() not in ("True", "False"):
+            raise SidecarError(f"{where}: hostplug:{name} {text!r} is not True or False")
+        return text.strip() == "True"
     try:
         return float(text)
     except ValueError:
