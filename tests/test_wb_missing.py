@@ -105,3 +105,15 @@ def test_files_with_white_balance_are_unchanged(sample_dng: Path) -> None:
     notes = engine.render(source, engine.Recipe()).notes["white_balance"]
     assert "as_shot" not in notes
     assert np.allclose(notes["neutral"], source.as_shot_neutral, atol=1e-6)
+
+
+def test_info_command_says_none_in_the_file(no_wb_dng) -> None:
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+
+    path, _raw = no_wb_dng
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.output.splitlines() if "as-shot WB" in row)
+    assert "none in the file; learned estimate" in line

@@ -130,8 +130,7 @@ def format_description(info: dict[str, Any]) -> str:
             ("baseline exp.", f"{sensor['baseline_exposure']:+g} EV"),
             ("noise profile", " ".join(f"{v:.3g}" for v in sensor["noise_profile"])
              if sensor["noise_profile"] else "-"),
-            ("as-shot WB", f"{wb['temperature']} K, tint {wb['tint']:+g}; multipliers "
-                           + " ".join(f"{v:.4f}" for v in wb["multipliers"]) + f" (from {wb['origin']})"),
+            ("as-shot WB", _white_balance_line(wb)),
             ("colour", colour["origin"]),
         ]
         for m in colour["matrices"]:
@@ -143,3 +142,12 @@ def format_description(info: dict[str, Any]) -> str:
     width = max(len(name) for name, _ in rows)
     lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
     return "\n".join(lines)
+
+
+def _white_balance_line(wb: dict[str, Any]) -> str:
+    """The file's white balance, or, when it holds none, that the learned estimate stands in (and its value)."""
+    values = (f"{wb['temperature']} K, tint {wb['tint']:+g}; multipliers "
+              + " ".join(f"{v:.4f}" for v in wb["multipliers"]))
+    if not wb.get("in_file", True):
+        return f"none in the file; learned estimate: {values}"
+    return f"{values} (from {wb['origin']})"
