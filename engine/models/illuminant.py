@@ -101,11 +101,15 @@ def bin_centres() -> tuple[torch.Tensor, torch.Tensor]:
     """(u, v) at the centre of every bin, each (64, 64)."""
     u = U_START + (torch.arange(BINS, dtype=torch.float32) + 0.5) * BIN_WIDTH
     v = V_START + (torch.arange(BINS, dtype=torch.float32) + 0.5) * BIN_WIDTH
-    return torch.meshgrid(u, v, indexing="ij")
+    u_grid, v_grid = torch.meshgrid(u, v, indexing="ij")
+    return u_grid, v_grid
 
 
 class IlluminantNet(nn.Module):
     """Histograms (N, 2, 64, 64) -> illuminant log-chroma (N, 2) in the working space (module docstring)."""
+
+    u_centres: torch.Tensor  # buffers, (64, 64): the bins' centres
+    v_centres: torch.Tensor
 
     def __init__(self, width: int = 16, inputs: int = 2) -> None:
         super().__init__()
@@ -164,7 +168,9 @@ def parameter_count(model: nn.Module) -> int:
 
 def inputs_of(model: IlluminantNet) -> int:
     """How many histograms the network reads (2: pixels and edges; 3: and the brightest pixels)."""
-    return model.enc1[0].in_channels
+    first = model.enc1[0]
+    assert isinstance(first, nn.Conv2d)
+    return first.in_channels
 
 
 def load(name: str = "wb-c5") -> IlluminantNet:

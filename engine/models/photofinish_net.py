@@ -88,6 +88,8 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 class PhotofinishNet(nn.Module):
     """Thumbnail -> operator parameters (see the module docstring)."""
 
+    auto_offset: torch.Tensor  # a buffer, registered only by ``raw``-exposure networks
+
     def __init__(self, width: int = 8, features: int = 48, chroma_limit: float = 1.5, exposure: str = "white",
                  render_ev: float = 1.5, correction: float = 1.0, hidden: int = 16) -> None:
         super().__init__()
@@ -109,6 +111,7 @@ class PhotofinishNet(nn.Module):
             # --auto-exposure: the white-point estimate plus this offset (set after training, see the docstring)
             self.register_buffer("auto_offset", torch.zeros(()))
         for head in (self.scalars, self.ltm[-1], self.chroma[-1]):
+            assert isinstance(head, (nn.Linear, nn.Conv2d)) and head.bias is not None
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 

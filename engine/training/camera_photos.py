@@ -208,7 +208,7 @@ def _read(path: Path, long_edge: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
-        rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.float32) / 255.0
+        rgb: np.ndarray = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.float32) / 255.0
     h, w = rgb.shape[:2]
     scale = long_edge / max(h, w)
     if scale < 1.0:

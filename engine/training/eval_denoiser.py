@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import cast
 
 import cv2
 import numpy as np
@@ -34,6 +35,7 @@ import numpy as np
 from engine.colour import srgb_decode, srgb_encode
 from engine.io.noise_level import from_iso
 from engine.models import denoiser
+from engine.stages.base import Context
 from engine.stages.denoise import ClassicalDenoise, auto_strength
 from engine.training import denoise_data, raw_noise, spectral_data, synthetic, unprocess
 
@@ -50,7 +52,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
 def classical(noisy: np.ndarray, iso: float, neutral: np.ndarray) -> np.ndarray:
     """The engine's classical denoiser at its automatic strength."""
     data = {"strength": auto_strength(iso, None) / 100.0, "neutral": neutral}
-    return ClassicalDenoise().process(noisy.copy(), data, None)
+    return ClassicalDenoise().process(noisy.copy(), data, cast(Context, None))  # its process reads no context
 
 
 def nlm(noisy: np.ndarray, neutral: np.ndarray, iso: float, factor: float) -> np.ndarray:

@@ -37,7 +37,7 @@ import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -235,11 +235,11 @@ def brackets(progress: Progress, style: str = "natural") -> dict[str, Any]:
         for mode, auto in (("default", False), ("auto_exposure", True)):
             rendered = [photofinish(style, cp.unprocess(f.srgb, look), auto) for f in frames]
             levels = [_brightness(r) for r in rendered]
-            kept = all((levels[i] - levels[j]) * (jpeg[i] - jpeg[j]) > 0 for i in range(len(frames))
-                       for j in range(i) if abs(jpeg[i] - jpeg[j]) >= ORDER_TOLERANCE)
+            order_kept = all((levels[i] - levels[j]) * (jpeg[i] - jpeg[j]) > 0 for i in range(len(frames))
+                             for j in range(i) if abs(jpeg[i] - jpeg[j]) >= ORDER_TOLERANCE)
             slope = float(np.polyfit(jpeg, levels, 1)[0]) if np.ptp(jpeg) > 0.05 else float("nan")
             psnr = float(np.mean([look_eval.scores(r, f.srgb).psnr for r, f in zip(rendered, frames, strict=True)]))
-            row[mode] = {"levels": [round(v, 2) for v in levels], "order_kept": bool(kept),
+            row[mode] = {"levels": [round(v, 2) for v in levels], "order_kept": bool(order_kept),
                          "spacing": round(slope, 3), "psnr": round(psnr, 2)}
         out[name] = row
     spacing = {m: round(float(np.nanmean([r[m]["spacing"] for r in out.values()])), 3)
@@ -263,18 +263,23 @@ def speed() -> dict[str, float]:
     """Seconds of the learned photofinish stage per render (a 1024 x 683 low-resolution image) on this CPU."""
     import dataclasses
 
+    from engine.stages.base import Context
     from engine.stages.photofinish import PhotofinishParams
     from engine.stages.photofinish_learned import LearnedPhotofinish, load_network
 
     @dataclasses.dataclass
-    class _Ctx:
+    class _Ctx:  # the little of a render context the stage's ``process`` reads (a stand-in, cast to Context)
         device: str = "cpu"
         notes: dict = dataclasses.field(default_factory=dict)
 
     low = (np.random.default_rng(0).random((683, 1024, 3), dtype=np.float32) * 0.3).astype(np.float32)
     load_network("natural")
     stage = LearnedPhotofinish()
-    seconds = look_eval.time_per_megapixel(lambda: stage.process(low, {"params": PhotofinishParams()}, _Ctx()), 1.0)
+
+    def render() -> None:
+        stage.process(low, {"params": PhotofinishParams()}, cast(Context, _Ctx()))
+
+    seconds = look_eval.time_per_megapixel(render, 1.0)
     return {"photofinish_seconds_per_render": round(seconds, 3), "threads": torch.get_num_threads()}
 
 

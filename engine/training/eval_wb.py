@@ -148,8 +148,11 @@ def evaluate_computed(test: wb_data.WBSet, model: illuminant.IlluminantNet,
     methods = ("learned", "gray-world", "white-patch", "shades-of-grey")
     errors: dict[str, list[float]] = {m: [] for m in methods}
     chroma: dict[str, list[float]] = {m: [] for m in methods}
+    images = test.images
     for i, truth in enumerate(test.neutral):
-        image = test.images[i]
+        if images is None:
+            raise ValueError("evaluate_computed needs a set with its images kept (keep_images=True)")
+        image = images[i]
         calibration = spectral_data.calibration(test.cameras[i])
         estimates = {"learned": learned[i], "gray-world": gray_world(image), "white-patch": white_patch(image),
                      "shades-of-grey": shades_of_grey(image)}
@@ -237,7 +240,10 @@ def evaluate(scenes: int = 400, log: Callable[[str], None] = print, model: illum
     log(f"generating the held-out-camera test set ({scenes * 3} samples)")
     test = wb_data.test_set(scenes)
     computed, per_camera = evaluate_computed(test, model)
-    photos, photo_per_camera, photo_samples, photo_cameras = {}, {}, 0, ()
+    photos: dict[str, dict[str, float]] = {}
+    photo_per_camera: dict[str, float] = {}
+    photo_samples = 0
+    photo_cameras: tuple[str, ...] = ()
     try:
         photo_cameras = wb_data.photo_split()[1]
         log(f"generating the held-out photo test set ({photo_renders} lights per photograph of "

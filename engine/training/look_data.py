@@ -123,7 +123,7 @@ def load_photo(spec: str, long_edge: int = WORK_LONG_EDGE) -> Photo:
     bgr = cv2.imread(str(photo_path(spec)), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ModelError(f"{photo_path(spec)}: training photograph cannot be decoded")
-    rgb = bgr[..., ::-1].astype(np.float32) / 255.0
+    rgb: np.ndarray = bgr[..., ::-1].astype(np.float32) / 255.0
     h, w = rgb.shape[:2]
     scale = long_edge / max(h, w)
     if scale < 1.0:

@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -100,7 +100,7 @@ def embedded_preview(path: Path) -> np.ndarray | None:
         except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
             return None
     if thumb.format == rawpy.ThumbFormat.JPEG:
-        with Image.open(io.BytesIO(thumb.data)) as im:
+        with Image.open(io.BytesIO(cast(bytes, thumb.data))) as im:  # a JPEG thumbnail's data is bytes
             return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     return np.asarray(thumb.data, dtype=np.float32)[..., :3] / 255.0
 
@@ -222,6 +222,7 @@ def detail_restoration(progress: Progress) -> dict[str, Any]:
 def speed(progress: Progress) -> dict[str, Any]:
     """Step 4: seconds per megapixel of the learned stages (and the classical detail stage) on this CPU."""
     from engine.models.detail_net import enhance_image
+    from engine.stages.base import Context
     from engine.stages.detail_learned import load_detail_network
     from engine.stages.photofinish import PhotofinishParams
     from engine.stages.photofinish_learned import LearnedPhotofinish, load_network, predict
@@ -234,7 +235,7 @@ def speed(progress: Progress) -> dict[str, Any]:
     params = PhotofinishParams()
 
     def photofinish() -> None:
-        stage.process(low, {"params": params}, _Ctx())
+        stage.process(low, {"params": params}, cast(Context, _Ctx()))  # reads only device and notes
 
     low_mp = low.shape[0] * low.shape[1] / 1e6
     big = (rng.random((1000, 2000, 3), dtype=np.float32)).astype(np.float32)
@@ -256,7 +257,8 @@ def speed(progress: Progress) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class _Ctx:
-    """The little of a render context the photofinish stage's ``process`` reads."""
+    """The little of a render context the photofinish stage's ``process`` reads (a stand-in, cast to
+    :class:`engine.stages.base.Context`)."""
 
     device: str = "cpu"
     notes: dict = dataclasses.field(default_factory=dict)

@@ -98,7 +98,10 @@ class Scene:
 
 @dataclass(frozen=True)
 class SyntheticRaw:
-    """A rendered raw mosaic and the exact ground truth it was made from (see the module docstring)."""
+    """A rendered raw mosaic and the exact ground truth it was made from (see the module docstring).
+
+    ``scene``, ``patch_rgb`` and ``xyz`` are None for a raw made from a photograph rather than a synthetic scene
+    (the held-out test raws of :mod:`engine.training.pipeline_eval` and :mod:`engine.training.eval_looks`)."""
 
     cfa: np.ndarray  # (H, W) uint16, RGGB, black/white levels below
     black_level: int
@@ -106,22 +109,26 @@ class SyntheticRaw:
     iso: float
     noise_profile: tuple[float, float]  # (S, O): variance = S * signal + O, signal in [0, 1]
     camera: CameraModel
-    scene: Scene
+    scene: Scene | None
     gain: float  # exposure gain applied to camera RGB and XYZ alike
-    patch_rgb: np.ndarray  # (k, 3) camera RGB of each table entry at shading 1, as raw signal in [0, 1]
+    patch_rgb: np.ndarray | None  # (k, 3) camera RGB of each table entry at shading 1, as raw signal in [0, 1]
     camera_neutral: np.ndarray  # (3,) camera response to a perfect white, green = 1
     white_xy: np.ndarray  # (2,) chromaticity of the scene illuminant
-    xyz: np.ndarray  # (H, W, 3) float32, scene-referred XYZ under the scene illuminant
+    xyz: np.ndarray | None  # (H, W, 3) float32, scene-referred XYZ under the scene illuminant
     linear_srgb: np.ndarray  # (H, W, 3) float32, XYZ adapted to D65 (Bradford), linear sRGB
 
     @property
     def camera_rgb(self) -> np.ndarray:
         """Noiseless, unclipped linear camera RGB per pixel (H, W, 3), as raw signal in [0, 1]."""
+        if self.scene is None or self.patch_rgb is None:
+            raise ValueError("camera_rgb: this raw was made from a photograph, not a synthetic scene")
         return (self.patch_rgb[self.scene.index] * self.scene.shading[..., None]).astype(np.float32)
 
     @property
     def xyz_d50(self) -> np.ndarray:
         """The XYZ ground truth Bradford-adapted to D50 (the DNG/ICC connection space)."""
+        if self.xyz is None:
+            raise ValueError("xyz_d50: this raw was made from a photograph, not a synthetic scene")
         return (self.xyz @ bradford_adaptation(self.white_xy, D50_XY).T).astype(np.float32)
 
 

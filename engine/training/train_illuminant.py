@@ -157,7 +157,7 @@ def training_data(config: WBTrainConfig, log: Callable[[str], None] = print) -> 
 
 def ship(model: illuminant.IlluminantNet, record: dict[str, Any], weights_dir: Path | None = None):
     """Write the weights and manifest entry ``wb-c5``."""
-    architecture = {"width": model.enc1[0].out_channels}
+    architecture: dict[str, Any] = {"width": model.enc1[0].out_channels}
     if illuminant.inputs_of(model) != 2:  # entries written before the third histogram name no inputs
         architecture["inputs"] = illuminant.inputs_of(model)
     return loop.ship(MODEL_NAME, model.state_dict(), architecture, record, weights_dir)

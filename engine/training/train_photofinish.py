@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,13 +66,13 @@ from engine.training.loop import run_steps
 from engine.training.style_targets import style_target
 
 CROP = 64
-ARCHITECTURES: dict[str, dict[str, float]] = {"monochrome": {"chroma_limit": 3.0}}  # else the defaults
+ARCHITECTURES: dict[str, dict[str, Any]] = {"monochrome": {"chroma_limit": 3.0}}  # else the defaults
 SMOOTHNESS = 0.02
 LOCAL_TONE_L2 = 0.05
 ADAPTIVITY = 1.0
 CAMERA_ADAPTIVITY = 0.1
 WEIGHT_DECAY = 1e-4
-CAMERA_ARCHITECTURE = {"width": 16, "features": 64, "hidden": 32}
+CAMERA_ARCHITECTURE: dict[str, Any] = {"width": 16, "features": 64, "hidden": 32}
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,11 @@ def main(argv: list[str] | None = None) -> None:
     for style in (list(STYLES) if args.style == "all" else [args.style]):
         config = TrainConfig(style=style, steps=args.steps, seed=args.seed, batch=args.batch,
                              correction=args.correction, data=args.data)
-        result = train_and_ship(config, args.weights_dir,
-                                lambda step, loss, s=style: print(f"{s}: step {step} loss {loss:.4f}", flush=True))
+
+        def report(step: int, loss: float, s: str = style) -> None:
+            print(f"{s}: step {step} loss {loss:.4f}", flush=True)
+
+        result = train_and_ship(config, args.weights_dir, report)
         print(f"{style}: {result.steps} steps, {result.seconds:.0f} s, last loss {result.losses[-1]:.4f}", flush=True)
 
 

@@ -204,7 +204,7 @@ def _photo(path: Path) -> np.ndarray:
 
     with Image.open(path) as image:
         image.draft("RGB", (PHOTO_SIZE * 2, PHOTO_SIZE * 2))  # JPEG: decode at a reduced scale, much faster
-        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        pixels: np.ndarray = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     h, w = pixels.shape[:2]
     scale = PHOTO_SIZE / max(h, w)
     if scale < 1.0:
@@ -275,8 +275,8 @@ def photo_test_set(renders_per_photo: int = 6, progress=None) -> WBSet:
 
 def concatenate(*sets: WBSet) -> WBSet:
     """One set of several (images kept only when every part has them)."""
-    images = [s.images for s in sets]
+    images = [s.images for s in sets if s.images is not None]
     return WBSet(np.concatenate([s.hist for s in sets]), np.concatenate([s.neutral for s in sets]),
                  np.concatenate([s.to_working for s in sets]),
-                 np.concatenate(images) if all(i is not None for i in images) else None,
+                 np.concatenate(images) if len(images) == len(sets) else None,
                  [c for s in sets for c in s.cameras], [light for s in sets for light in s.lights])
