@@ -184,8 +184,8 @@ def training_record(config: TrainConfig, result: TrainResult) -> dict:
     from engine.training import camera_photos
     from engine.training.loop import machine
 
-    record: dict = {"command": f"python -m engine.training.train_photofinish --style {config.style} "
-                               f"--steps {config.steps} --seed {config.seed} --correction {config.correction}",
+    record: dict = {"command": f"hostplug train photofinish --style {config.style} --steps {config.steps} "
+                               f"--seed {config.seed} --data {config.data} --correction {config.correction}",
                     "config": asdict(config), "steps_run": result.steps, "wall_seconds": round(result.seconds, 1),
                     "machine": machine(),
                     "loss": {"first_50": round(result.losses[0], 4) if result.losses else None,

@@ -3,7 +3,8 @@
 ``hostplug train photofinish --style vivid`` retrains one picture style's network from scratch (``--style all``:
 every style in turn) with the shipped settings, writes ``engine/weights/photofinish-vivid.safetensors`` and its
 manifest entry, and measures it on the held-out photographs. With the defaults (seed 0, the shipped step count,
-one CPU thread) the weights are identical to the shipped ones; ``--minutes`` stops early by wall time instead.
+one CPU thread) the weights are identical to the shipped ones (trained on the camera JPEGs of ``../shared/photos``);
+``--minutes`` stops early by wall time instead.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import click
 
 from hostplug.commands.common import check_device, device_option, json_option
 
-PHOTOFINISH_STEPS = 1200
+PHOTOFINISH_STEPS = 1500
 DETAIL_STEPS = 1000
 
 
@@ -29,50 +29,17 @@ def _progress(label: str):
     return report
 
 
-def train_one_style(style: str, steps: int, minutes: float | None, device: str, seed: int) -> dict[str, Any]:
-    """Train, ship and measure one style; returns its manifest entry's metrics."""
-    from engine.models.photofinish_net import CHROMA_COARSE, THUMB, parameter_count
-    from engine.styles import STYLES
-    from engine.training import look_eval
-    from engine.training.look_data import EV_RANGE, TEST_PHOTOS, TONE_CURVE, TRAIN_PHOTOS, WORK_LONG_EDGE
-    from engine.training.loop import machine, ship
-    from engine.training.train_photofinish import (
-        ADAPTIVITY,
-        CROP,
-        LOCAL_TONE_L2,
-        SMOOTHNESS,
-        WEIGHT_DECAY,
-        TrainConfig,
-    )
-    from engine.training.train_photofinish import train as run
+def train_one_style(style: str, steps: int, minutes: float | None, device: str, seed: int, data: str,
+                    correction: float) -> None:
+    """Train and ship one style (``engine.training.train_photofinish.train_and_ship``)."""
+    from engine.training.train_photofinish import TrainConfig, train_and_ship
 
-    config = TrainConfig(style=style, steps=steps, minutes=minutes, device=device, seed=seed)
-    click.echo(f"photofinish-{style}: training {steps} steps on {device}")
-    result = run(config, _progress(style))
-    training = {
-        "command": f"hostplug train photofinish --style {style} --steps {steps} --seed {seed}",
-        "config": asdict(config), "steps_run": result.steps, "wall_seconds": round(result.seconds, 1),
-        "machine": machine(), "data": {"train": list(TRAIN_PHOTOS), "held_out": list(TEST_PHOTOS),
-                                        "long_edge": WORK_LONG_EDGE, "crop": CROP, "thumbnail": THUMB,
-                                        "input_ev_range": list(EV_RANGE), "inverse_tone_curve": TONE_CURVE,
-                                        "targets": "engine.training.style_targets"},
-        "loss": {"first_50": round(result.losses[0], 4) if result.losses else None,
-                 "last_50": round(result.losses[-1], 4) if result.losses else None},
-        "regularisers": {"smoothness": SMOOTHNESS, "local_tone_l2": LOCAL_TONE_L2, "adaptivity": ADAPTIVITY,
-                         "weight_decay": WEIGHT_DECAY},
-    }
-    architecture = {"width": result.net.encoder[0][0].out_channels, "features": result.net.global_fc[0].out_features,
-                    "chroma_limit": result.net.chroma_limit}
-    ship(STYLES[style].model, result.net.state_dict(), architecture, training)
-    held_out = look_eval.heldout_photofinish(look_eval.photofinish_renderer(style), style)
-    metrics = {"parameters": parameter_count(result.net), "chroma_coarse": CHROMA_COARSE,
-               "held_out_photofinish": held_out.as_dict()}
-    from engine.training.loop import record_metrics
-
-    record_metrics(STYLES[style].model, metrics)
-    click.echo(f"photofinish-{style}: {result.steps} steps in {result.seconds:.0f} s; held-out "
-               f"PSNR {held_out.psnr:.2f} dB, SSIM {held_out.ssim:.3f}, dE2000 {held_out.de2000:.2f}")
-    return metrics
+    config = TrainConfig(style=style, steps=steps, minutes=minutes, device=device, seed=seed, data=data,
+                         correction=correction)
+    click.echo(f"photofinish-{style}: training {steps} steps on {device} ({data} data)")
+    result = train_and_ship(config, progress=_progress(style))
+    click.echo(f"photofinish-{style}: {result.steps} steps in {result.seconds:.0f} s, last loss "
+               f"{result.losses[-1]:.4f}; measure it with 'hostplug eval looks'")
 
 
 @click.command("photofinish")
@@ -80,8 +47,14 @@ def train_one_style(style: str, steps: int, minutes: float | None, device: str, 
 @click.option("--steps", type=click.IntRange(1, None), default=PHOTOFINISH_STEPS, show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.01, None), help="Stop after this wall time (not reproducible).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data", type=click.Choice(["cameras", "wheels"]), default="cameras", show_default=True,
+              help="cameras: the camera JPEGs of ../shared/photos (the shipped styles); wheels: the photographs "
+                   "in installed wheels (the styles shipped before).")
+@click.option("--correction", type=click.FloatRange(0.0, 6.0), default=0.5, show_default=True,
+              help="Stops the network may move the raw's exposure (cameras data).")
 @device_option
-def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: int, device: str) -> None:
+def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: int, data: str, correction: float,
+                      device: str) -> None:
     """Train a picture style's photofinishing network from scratch and ship it."""
     from engine.styles import STYLES, UnknownStyleError, known_styles
 
@@ -89,7 +62,7 @@ def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: 
     if name != "all" and name not in STYLES:
         raise UnknownStyleError(f"unknown style {style_name!r}; known styles: {known_styles()}, or 'all'")
     for style in (STYLES if name == "all" else [name]):
-        train_one_style(style, steps, minutes, check_device(device), seed)
+        train_one_style(style, steps, minutes, check_device(device), seed, data, correction)
 
 
 @click.command("detail")
