@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +21,7 @@ from engine.pipeline import downsample
 from engine.stages.base import Context, Stage
 from engine.stages.demosaic import bayer_to_rgb
 from engine.stages.photofinish import Photofinish, PhotofinishParams, chroma_table, only_noise
-from engine.stages.photofinish_learned import LearnedPhotofinish
+from engine.stages.photofinish_learned import LearnedPhotofinish, as_shot_gain
 from engine.stages.upsample import BilateralGuidedUpsample, UpsampleParams
 from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
 from engine.training.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
@@ -76,10 +76,15 @@ def test_only_noise_tells_a_lens_cap_frame_from_a_dark_scene() -> None:
 
 @pytest.mark.parametrize("stage", [Photofinish(), LearnedPhotofinish()], ids=["classical", "learned"])
 def test_a_frame_of_only_noise_keeps_its_exposure_as_shot(stage: Photofinish) -> None:
-    """Automatic exposure would lift the noise into a grey picture: the gain stays at the user's setting."""
-    assert stage.operators_for(PhotofinishParams(), noise_frame())["gain_ev"] == 0.0
-    assert stage.operators_for(PhotofinishParams(exposure=2.5), noise_frame())["gain_ev"] == 2.5
-    assert stage.operators_for(PhotofinishParams(), dim_scene())["gain_ev"] > 4.0  # a real scene is metered
+    """Metering would lift the noise into a grey picture: the gain stays as shot (the classical stage: none; a
+    raw-following style: its fixed rendering gain) plus the user's setting, even when metering is asked for."""
+    as_shot = as_shot_gain(["natural"]) if isinstance(stage, LearnedPhotofinish) else 0.0
+    for auto in (False, True):
+        params = PhotofinishParams(auto_exposure=auto)
+        assert stage.operators_for(params, noise_frame())["gain_ev"] == as_shot
+        assert stage.operators_for(replace(params, exposure=2.5), noise_frame())["gain_ev"] == as_shot + 2.5
+    metered = stage.operators_for(PhotofinishParams(auto_exposure=True), dim_scene())["gain_ev"]
+    assert metered > as_shot + 2.0  # a real scene is metered
 
 
 @pytest.mark.parametrize(("a", "b"), [(1.0, 1.15), (1.35, 1.55), (0.7, 0.9)])

@@ -129,6 +129,8 @@ class PhotofinishNet(nn.Module):
         """Operator parameters (tensors with a batch dimension) for N x 3 x THUMB x THUMB linear thumbnails.
 
         ``auto_exposure`` matters only to a ``raw``-exposure network: the white point is metered instead."""
+        if auto_exposure and self.exposure == "raw":
+            return self._metered(thumb)
         base = white_exposure(thumb)
         x = thumb * torch.exp2(base).reshape(-1, 1, 1, 1)
         h = ((torch.log2(x.clamp(min=2.0**-14)) + 5.0) / 5.0).clamp(-2.0, 2.0)
@@ -146,8 +148,6 @@ class PhotofinishNet(nn.Module):
         b = 1.15 * torch.exp(0.9 * torch.tanh(s[:, 3]))
         if self.exposure == "white":
             gain = torch.sigmoid(s[:, 6]) * base + 3.0 * torch.tanh(s[:, 0] / 3.0)
-        elif auto_exposure:
-            gain = base + self.auto_offset
         else:
             gain = self.render_ev + self.correction * torch.tanh(s[:, 0] / max(self.correction, 1e-6))
         return {
@@ -161,6 +161,15 @@ class PhotofinishNet(nn.Module):
             "gamma": 2.2 * torch.exp(0.4 * torch.tanh(s[:, 5])),
             "raw": torch.cat([s, coarse.flatten(1)], dim=1),  # pre-activations, for training's regularisers
         }
+
+
+    def _metered(self, thumb: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``auto_exposure``: rescale the raw as if it had been exposed to its white point (plus the calibrated
+        offset), then render it as any raw. Every parameter, not only the gain, then sees the same picture
+        whatever the raw's exposure, so frames of one scene shot 2 stops apart come out alike."""
+        shift = white_exposure(thumb) + self.auto_offset - self.render_ev
+        params = self.forward(thumb * torch.exp2(shift).reshape(-1, 1, 1, 1))
+        return {**params, "gain_ev": params["gain_ev"] + shift}
 
 
 def _midpoint(a: torch.Tensor, b: torch.Tensor, pivot: float = 0.18) -> torch.Tensor:

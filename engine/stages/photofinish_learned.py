@@ -38,6 +38,13 @@ def load_network(style: str) -> PhotofinishNet:
     return build_network(STYLES[style].model, PhotofinishNet)
 
 
+def as_shot_gain(styles: list[str]) -> float:
+    """The gain (EV) that renders a raw as shot: a raw-following style's fixed rendering gain (the camera's own
+    placement of mid-grey), no gain for a style that meters; the mean over a blend's styles."""
+    gains = [net.render_ev if net.exposure == "raw" else 0.0 for net in map(load_network, styles)]
+    return float(np.mean(gains))
+
+
 def predict(style: str, low: np.ndarray, auto_exposure: bool = False) -> dict[str, Any]:
     """One style's operator parameters (JSON form) for a low-resolution linear image (H x W x 3).
 
@@ -45,7 +52,8 @@ def predict(style: str, low: np.ndarray, auto_exposure: bool = False) -> dict[st
     networks that follow the raw (see :mod:`engine.models.photofinish_net`), the older ones always meter."""
     net = load_network(style)
     with torch.no_grad():
-        return to_json(net(thumbnail(low), auto_exposure=True) if auto_exposure else net(thumbnail(low)))
+        predicted = to_json(net(thumbnail(low), auto_exposure=True) if auto_exposure else net(thumbnail(low)))
+    return {**predicted, "colour": STYLES[style].colour}  # a fact of the style, not a prediction
 
 
 def contrast_tone(tone: list[float], contrast: float, pivot: float = 0.18) -> list[float]:
@@ -103,6 +111,7 @@ def _rounded(operators: dict[str, Any]) -> dict[str, Any]:
         "local_tone": np.asarray(operators["local_tone"], dtype=np.float64).round(4).tolist(),
         "chroma": np.asarray(operators["chroma"], dtype=np.float64).round(4).tolist(),
         "gamma": round(operators["gamma"], 4),
+        "colour": round(operators["colour"], 4),
     }
 
 
@@ -127,7 +136,7 @@ class LearnedPhotofinish(Photofinish):
         auto = bool(getattr(params, "auto_exposure", False))  # a per-render setting, where the recipe has it
         predicted = {style: predict(style, low, auto) for style in styles_needed(params.style, params.strength)}
         mixed = style_operators(predicted, params.style, params.strength)
-        if only_noise(low):
-            mixed = {**mixed, "gain_ev": 0.0}  # nothing to meter: the exposure stays as shot (see only_noise)
+        if only_noise(low):  # nothing to meter: the exposure stays as shot (see only_noise)
+            mixed = {**mixed, "gain_ev": as_shot_gain(list(predicted))}
         single = len(predicted) == 1
         return apply_adjustments(mixed if single else _rounded(mixed), params, low)
