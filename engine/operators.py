@@ -109,6 +109,16 @@ def chroma_map(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return compress_gamut(from_log_chroma(y, u + offsets[:, 0:1], v + offsets[:, 1:2]))
 
 
+def keep_colour(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """Keep ``amount`` (0..1) of each pixel's colour around its luminance: 0 is black and white, 1 the identity.
+
+    A chroma table cannot remove colours beyond its range (its border offsets are clamped), so a monochrome
+    style says so here instead of relying on the table.
+    """
+    y = luminance(x)
+    return y + _per_image(amount) * (x - y)
+
+
 def compress_gamut(x: torch.Tensor) -> torch.Tensor:
     """Pull colours that leave [0, 1] towards their own luminance, keeping hue, instead of clipping channels.
 

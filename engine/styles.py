@@ -27,6 +27,7 @@ class Style:
 
     name: str
     description: str
+    colour: float = 1.0  # how much colour the style keeps: 0 for black and white (operator ``keep_colour``)
 
     @property
     def model(self) -> str:
@@ -42,7 +43,7 @@ STYLES: dict[str, Style] = {
         Style("warm", "a warmer white balance, slightly brighter and richer"),
         Style("moody", "darker, desaturated, cool, with opened shadows"),
         Style("cinematic", "filmic curve with hues pulled towards teal and orange"),
-        Style("monochrome", "black and white with contrast adapted to the picture"),
+        Style("monochrome", "black and white with contrast adapted to the picture", colour=0.0),
     )
 }
 

@@ -169,6 +169,7 @@ class Photofinish(Stage):
             "local_tone": local_tone_grid(y * 2.0**ev, adj("shadows"), adj("highlights")).round(4).tolist(),
             "chroma": chroma_table(adj("saturation"), adj("vibrance")).round(4).tolist(),
             "gamma": 2.2,
+            "colour": 1.0,
         }
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
@@ -192,4 +193,6 @@ def apply_operators(x: torch.Tensor, operators: dict[str, Any], device: str = "c
     x = ops.tone_curve(x, scalar(a), scalar(b), scalar(c))
     x = ops.local_tone_map(x, torch.tensor(operators["local_tone"], device=device))
     x = ops.chroma_map(x, torch.tensor(operators["chroma"], device=device))
+    if operators.get("colour", 1.0) != 1.0:  # absent in parameters pinned before it existed: all colour kept
+        x = ops.keep_colour(x, scalar(operators["colour"]))
     return ops.gamma(x, scalar(operators["gamma"]))
