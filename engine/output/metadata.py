@@ -13,8 +13,8 @@ from pathlib import Path
 import pyexiv2
 from PIL import Image
 
-XMP_NS_URI = "http://ns.hostplug.org/xmp/1.0/"
-XMP_PREFIX = "hostplug"
+from engine.xmp.namespaces import HOSTPLUG_NS as XMP_NS_URI
+from engine.xmp.namespaces import HOSTPLUG_PREFIX as XMP_PREFIX
 
 # The EXIF groups that describe the photograph; SubImage*, Thumbnail, MakerNote and vendor groups do not.
 _KEPT_GROUPS = ("Image", "Photo", "GPSInfo")

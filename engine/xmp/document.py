@@ -20,9 +20,8 @@ import defusedxml.ElementTree
 from lxml import etree
 
 from engine.errors import SidecarError
+from engine.xmp.namespaces import RDF_NS, X_NS
 
-RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
-X_NS = "adobe:ns:meta/"
 MAX_PACKET_BYTES = 16 << 20  # sidecars are kilobytes; anything this large is not one
 
 _EMPTY_PACKET = (

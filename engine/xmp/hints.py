@@ -15,11 +15,7 @@ from lxml import etree
 from engine.errors import SidecarError
 from engine.recipe import RANGES
 from engine.xmp.document import array_items, simple_properties
-
-CRS_NS = "http://ns.adobe.com/camera-raw-settings/1.0/"
-XMP_BASIC_NS = "http://ns.adobe.com/xap/1.0/"
-DC_NS = "http://purl.org/dc/elements/1.1/"
-DARKTABLE_NS = "http://darktable.sf.net/"
+from engine.xmp.namespaces import CRS_NS, DARKTABLE_NS, DC_NS, XMP_BASIC_NS
 
 # crs property -> recipe setting it maps to directly.
 ADOBE_SETTINGS = {

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from engine.errors import InputNotFoundError
 from engine.filehash import file_sha256
+from engine.xmp.namespaces import XMP_MM_NS
 from hostplug.daemon.config import FolderConfig
 
-XMP_MM_NS = "http://ns.adobe.com/xap/1.0/mm/"
 MIRROR_PATTERN = "$(FILE_FOLDER)/$(FILE_NAME)"  # appended to the hot folder in darktable's export module
 
 

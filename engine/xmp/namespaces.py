@@ -1,0 +1,13 @@
+"""The XMP namespaces hostplug reads and writes, in one place (URIs exactly as the other programs write them)."""
+
+from __future__ import annotations
+
+HOSTPLUG_NS = "http://ns.hostplug.org/xmp/1.0/"  # ours: recipes, provenance
+HOSTPLUG_PREFIX = "hostplug"
+RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+X_NS = "adobe:ns:meta/"  # the x:xmpmeta wrapper
+XMP_BASIC_NS = "http://ns.adobe.com/xap/1.0/"  # xmp:Rating, xmp:Label
+XMP_MM_NS = "http://ns.adobe.com/xap/1.0/mm/"  # xmpMM:DerivedFrom, PreservedFileName
+CRS_NS = "http://ns.adobe.com/camera-raw-settings/1.0/"  # Adobe Camera Raw / Lightroom settings
+DC_NS = "http://purl.org/dc/elements/1.1/"  # dc:subject keywords
+DARKTABLE_NS = "http://darktable.sf.net/"  # darktable's history, colour labels, tags
