@@ -11,6 +11,9 @@ Measured in one run, on the same file:
 * **cold CLI**: wall time of a fresh ``hostplug render RAW -o x.tif`` process against a fresh
   ``python -c 'import rawpy; rawpy.imread(f).postprocess()'`` process (imports and start-up included).
 * **peak memory**: the RSS high-water mark of a child process doing one full render and write (target < 3 GB).
+* **through the service**: a repeated ``hostplug render RAW -o x.tif --bits 16`` process with the render service
+  running, against a LibRaw script process that also writes an uncompressed 16-bit TIFF (target: at most 1.3x;
+  see ``benchmarks/bench_service.py``; ``--skip-service`` leaves it out).
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--raw", type=Path, default=DEFAULT_RAW, help="raw file to render (default: the Sony)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each render (default 3)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--skip-service", action="store_true", help="leave out the render-service figures")
     args = parser.parse_args(argv)
     if not args.raw.is_file():
         parser.error(f"{args.raw} not found (the shared raw samples live in ../shared/rawsamples)")
@@ -122,6 +126,13 @@ def main(argv: list[str] | None = None) -> dict:
         peak_ours = peak_rss([sys.executable, "-c", _CHILD_RENDER, str(path), str(Path(tmp) / "peak.tif")])
         peak_libraw = peak_rss([sys.executable, "-c", _CHILD_LIBRAW, str(path)])
 
+    service = None
+    if not args.skip_service:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_service import measure as measure_service
+
+        service = measure_service(path, repeats=args.repeats, with_fallback=False)
+
     import rawpy
 
     with rawpy.imread(str(path)) as raw:
@@ -146,6 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         "target_peak_gb_max": 3.0,
     }
     results["meets_targets"] = results["ratio"] <= 2.0 and results["peak_rss_ours_gb"] < 3.0
+    if service is not None:
+        results["service"] = service
 
     rows = [
         ("render (in-process, median)", f"{results['ours_median_s']:.2f} s", f"{results['libraw_median_s']:.2f} s"),
@@ -156,11 +169,18 @@ def main(argv: list[str] | None = None) -> dict:
         ("peak RSS, one render", f"{results['peak_rss_ours_gb']:.2f} GB (target < 3)",
          f"{results['peak_rss_libraw_gb']:.2f} GB"),
     ]
+    if service is not None:
+        rows.append(("through the service, process", f"{service['service_median_s']:.2f} s "
+                     f"({service['service_ratio']:.2f}x, <= 1.3x)", f"{service['libraw_script_median_s']:.2f} s*"))
     print(f"{path.name}: {megapixels:.1f} MP, {os.cpu_count()} CPUs, {args.repeats} repeats after one warm-up")
     print(f"{'':30} {'hostplug':>26} {'LibRaw (rawpy)':>16}")
     for name, a, b in rows:
         print(f"{name:30} {a:>26} {b:>16}")
     print(f"ours: {results['ours_render_s']}  LibRaw: {results['libraw_postprocess_s']}")
+    if service is not None:
+        print(f"* a LibRaw script writing an uncompressed 16-bit TIFF, whole process; through the service: "
+              f"{service['service_process_s']}, LibRaw script: {service['libraw_script_process_s']}; the client "
+              f"imported {service['client_imports']}")
     print("targets met" if results["meets_targets"] else "TARGETS NOT MET")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -29,7 +29,7 @@ import tifffile
 
 from hostplug.service import client, protocol
 from hostplug.service.protocol import SOCKET_NAME, ServiceError
-from tests.conftest import SONY, need
+from tests.conftest import SONY, error_lines, hostplug_process, need
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_PEERCRED"), reason="SO_PEERCRED is Linux's")
 
@@ -491,3 +491,104 @@ def test_the_service_can_be_disabled(runtime: Path, monkeypatch: pytest.MonkeyPa
     assert client.render(sample_dng, tmp_path / "x.tif", start=True) is None
     assert not (tmp_path / "x.tif").exists()
 
+
+
+# ----- the commands ---------------------------------------------------------------------------------------------
+
+
+def test_hostplug_render_uses_a_running_service_and_equals_no_service(runtime: Path, sample_dng: Path,
+                                                                     tmp_path: Path) -> None:
+    start_service(runtime)
+    via, local = tmp_path / "via.tif", tmp_path / "local.tif"
+    done = hostplug_process("render", sample_dng, "-o", via, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["output"] == str(via)
+    assert client.status()["cache"]["misses"] == 1  # the service rendered it
+    done = hostplug_process("render", sample_dng, "-o", local, "--no-service")
+    assert done.returncode == 0, done.stderr
+    assert client.status()["cache"]["misses"] == 1  # ... and not this one
+    assert np.array_equal(tifffile.imread(via), tifffile.imread(local))
+
+
+def test_hostplug_render_without_a_service_renders_in_process_and_starts_none(runtime: Path, sample_dng: Path,
+                                                                              tmp_path: Path) -> None:
+    done = hostplug_process("render", sample_dng, "-o", tmp_path / "x.tif")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "x.tif").is_file()
+    assert not service_pids(runtime) and not service_folder(runtime).exists()
+
+
+def test_hostplug_render_service_flag_starts_one(runtime: Path, sample_dng: Path, tmp_path: Path) -> None:
+    done = hostplug_process("render", "--service", sample_dng, "-o", tmp_path / "x.tif")
+    assert done.returncode == 0, done.stderr
+    assert client.status()["cache"]["misses"] == 1
+
+
+def test_an_engine_error_through_the_service_is_one_line_and_a_nonzero_exit(runtime: Path, tmp_path: Path) -> None:
+    start_service(runtime)
+    junk = tmp_path / "junk.dng"
+    junk.write_bytes(b"II*\0" + b"\x17" * 4096)
+    through = hostplug_process("render", junk, "-o", tmp_path / "a.tif")
+    local = hostplug_process("render", junk, "-o", tmp_path / "b.tif", "--no-service")
+    assert through.returncode == local.returncode != 0
+    lines = error_lines(through.stderr)
+    assert len(lines) == 1 and lines[0].startswith("hostplug: error: ") and str(junk) in lines[0]
+    assert lines == error_lines(local.stderr)
+    assert "render failed" in (service_folder(runtime) / protocol.LOG_NAME).read_text()  # it went through it
+
+
+def test_no_service_never_touches_the_socket(runtime: Path, sample_dng: Path, tmp_path: Path) -> None:
+    folder = protocol.service_dir()
+    fake = socket.socket(socket.AF_UNIX)  # a "service" that counts connections and answers none
+    fake.bind(str(folder / SOCKET_NAME))
+    fake.listen(8)
+    fake.setblocking(False)
+    try:
+        done = hostplug_process("render", sample_dng, "-o", tmp_path / "a.tif", "--no-service")
+        assert done.returncode == 0, done.stderr
+        with pytest.raises(BlockingIOError):
+            fake.accept()  # nobody connected
+        # Without the flag the command does try it; the fake hangs up, and the command renders in-process.
+        closer = threading.Thread(target=lambda: _hang_up(fake))
+        closer.start()
+        done = hostplug_process("render", sample_dng, "-o", tmp_path / "b.tif")
+        closer.join()
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "b.tif").is_file()
+    finally:
+        fake.close()
+
+
+def _hang_up(listener: socket.socket) -> None:
+    """Accept one connection and close it at once: a service that dies with the request."""
+    listener.setblocking(True)
+    listener.settimeout(120)
+    conn, _ = listener.accept()
+    conn.close()
+
+
+def test_hostplug_open_starts_the_service(runtime: Path, sample_dng: Path, tmp_path: Path) -> None:
+    raw = Path(shutil.copy(sample_dng, tmp_path / "IMG_2.dng"))
+    done = hostplug_process("open", raw)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "IMG_2_hostplug.tif")
+    assert client.status() is not None
+    done = hostplug_process("open", raw, "--no-service", "--json")
+    assert done.returncode == 0, done.stderr
+
+
+def test_hostplug_serve_status_and_stop(runtime: Path) -> None:
+    assert hostplug_process("serve", "--status").returncode == 1
+    pid = start_service(runtime)["pid"]
+    done = hostplug_process("serve", "--status")
+    assert done.returncode == 0 and json.loads(done.stdout)["pid"] == pid
+    assert hostplug_process("serve", "--stop").returncode == 0
+    assert wait_for(lambda: not alive(pid), timeout=30)
+
+
+def test_hostplug_serve_in_the_foreground_exits_when_idle(runtime: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", "from hostplug.cli import main; main()", "serve",
+                           "--idle-timeout", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "serving on" in done.stderr and "stopped" in done.stderr
+    assert not (service_folder(runtime) / SOCKET_NAME).exists()

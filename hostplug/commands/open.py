@@ -10,6 +10,7 @@ import click
 
 from engine.errors import InputNotFoundError
 from hostplug.commands.common import check_device, device_option, json_option
+from hostplug.commands.serve import open_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
 
@@ -18,17 +19,21 @@ from hostplug.recipe_options import pop_recipe_options, recipe_options
 @click.option("--search", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Also look for the source raw in this folder (repeatable).")
 @device_option
+@service_option
 @json_option("Print the output path, recipe and timings as JSON.")
 @recipe_options
-def open_command(file: Path, search: tuple[Path, ...], device: str, as_json: bool, **kwargs: Any) -> None:
+def open_command(file: Path, search: tuple[Path, ...], device: str, service: bool | None, as_json: bool,
+                 **kwargs: Any) -> None:
     """Render a raw to a 16-bit TIFF beside it, or re-render an editor's TIFF of a raw in place.
 
     Prints the path of the image written (the one to open in the editor).
     """
-    from hostplug.handoff import open_file
-
     changes = pop_recipe_options(kwargs)
-    result = open_file(file, search, changes, device=check_device(device))
+    result = open_through_service(service, file, search, changes, device)  # the service by default
+    if result is None:
+        from hostplug.handoff import open_file
+
+        result = open_file(file, search, changes, device=check_device(device))
     click.echo(json.dumps(result) if as_json else result["output"])
 
 

@@ -13,6 +13,7 @@ import click
 from engine.errors import OutputError
 from engine.output.formats import FORMATS, SPACE_NAMES, OutputOptions, output_name
 from hostplug.commands.common import check_device, device_option, for_each_input, json_option
+from hostplug.commands.serve import render_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
 
@@ -39,14 +40,14 @@ def _progress(total: int):
 @click.option("--stages", "stages_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write every stage's output image and parameters into this folder.")
 @device_option
+@service_option
 @json_option("Print one JSON object per rendered file.")
 @recipe_options
 def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, fmt: str | None,
            bits: str | None, quality: int, space: str, long_edge: int | None, overwrite: bool,
-           stages_dir: Path | None, device: str, as_json: bool, **kwargs: Any) -> None:
+           stages_dir: Path | None, device: str, service: bool | None, as_json: bool, **kwargs: Any) -> None:
     """Render camera raws (or JPEG/PNG/TIFF images) to finished images."""
     from engine.edits import apply_changes
-    from engine.output.export import render_file
 
     changes = pop_recipe_options(kwargs)
     apply_changes(None, changes)  # refuse bad options before any work
@@ -65,8 +66,12 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
 
             target = output if output is not None else output_name(path, fmt, out_dir)
             stage_folder = stages_dir / path.stem if stages_dir and len(inputs) > 1 else stages_dir
-            result = render_file(path, target, options=options, changes=changes, device=device,
-                                 stages_dir=stage_folder, progress=progress).as_dict()
+            result = render_through_service(service, path, target, options, changes, device, stage_folder)
+            if result is None:  # no service (or --no-service): render in this process
+                from engine.output.export import render_file
+
+                result = render_file(path, target, options=options, changes=changes, device=device,
+                                     stages_dir=stage_folder, progress=progress).as_dict()
             line = f"{path} -> {result['output']} ({result['seconds']:.1f} s)"
             if as_json:
                 click.echo(json.dumps(result))

@@ -1,0 +1,75 @@
+"""``hostplug serve``: the resident render service (:mod:`hostplug.service`), and how the commands reach it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hostplug.service.protocol import DEFAULT_IDLE_TIMEOUT_S
+
+
+def service_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--service/--no-service``, passed as ``service``: None (no flag) uses a running service, True starts one
+    when none is running, False renders in this process without touching the service's socket."""
+    return click.option("--service/--no-service", "service", default=None,
+                        help="Render through the resident service (default: when one is running); --service "
+                             "starts one if needed, --no-service never uses it.")(command)
+
+
+@click.command()
+@click.option("--idle-timeout", type=click.FloatRange(1, None), default=DEFAULT_IDLE_TIMEOUT_S, show_default=True,
+              help="Exit after this many seconds without a request.")
+@click.option("--status", is_flag=True, help="Print the running service's status as JSON and exit (1: none).")
+@click.option("--stop", is_flag=True, help="Ask the running service to stop and exit (1: none was running).")
+def serve(idle_timeout: float, status: bool, stop: bool) -> None:
+    """Run the render service: keeps the engine, models and recent raws warm for 'render', 'open' and GIMP.
+
+    One per user, on a Unix socket in $XDG_RUNTIME_DIR/hostplug/ (else /tmp/hostplug-UID/), answering only
+    this user's processes. Commands start it on demand; it exits after --idle-timeout seconds without a request.
+    See docs/service.md.
+    """
+    from hostplug.service import client
+
+    if status or stop:
+        answer = client.stop() if stop else client.status()
+        if answer is None:
+            raise click.exceptions.Exit(1)
+        click.echo(json.dumps(answer))
+        return
+    import logging
+    import sys
+
+    from hostplug.service.server import serve as run
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s hostplug serve: %(message)s")
+    code = run(idle_timeout)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def render_through_service(service: bool | None, path: Path, target: Path, options: Any, changes: dict[str, Any],
+                           device: str, stages_dir: Path | None) -> dict[str, Any] | None:
+    """``hostplug render``'s use of the service for one input: what ``--json`` prints, or None to render in this
+    process (``--no-service``, or no service running and ``--service`` not given, or it cannot be used)."""
+    if service is False:
+        return None
+    from hostplug.service import client
+
+    return client.render(path, target, options=dataclasses.asdict(options), changes=changes, device=device,
+                         stages_dir=stages_dir, start=bool(service))
+
+
+def open_through_service(service: bool | None, file: Path, search: tuple[Path, ...], changes: dict[str, Any],
+                         device: str) -> dict[str, Any] | None:
+    """``hostplug open``'s use of the service (started when none is running, unless ``--no-service``): what
+    ``--json`` prints, or None to render in this process."""
+    if service is False:
+        return None
+    from hostplug.service import client
+
+    return client.open_file(file, search, changes, device=device, start=True)
