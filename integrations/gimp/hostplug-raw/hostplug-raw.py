@@ -4,7 +4,9 @@
 Installed by ``hostplug integrate gimp`` into GIMP's plug-in folder as ``hostplug-raw/hostplug-raw.py``, with
 ``hostplug-raw.json`` beside it naming the ``hostplug`` command and Python interpreter to run: GIMP's own Python
 has no torch, so every render happens in a ``hostplug`` process and comes back as a 16-bit TIFF, which GIMP's own
-TIFF loader reads (16-bit precision, embedded ICC profile honoured).
+TIFF loader reads (16-bit precision, embedded ICC profile honoured). That process asks hostplug's resident render
+service (``hostplug serve``, started on first use) to render, so the engine and models load once per session, not
+once per raw; without a service it renders itself.
 
 Procedures:
 - ``file-hostplug-raw-load``: a raw loader (GIMP's Preferences > Import & Export > Raw Image Importer lists it);
@@ -161,7 +163,8 @@ def render_raw(raw_path, folder, recipe=None):
     """Render ``raw_path`` to a 16-bit TIFF in ``folder``; returns (tiff path, hostplug's JSON result)."""
     config = plugin_config()
     output = os.path.join(folder, "render.tif")
-    args = [config["hostplug"], "render", raw_path, "-o", output, "--format", "tiff", "--bits", "16", "--json"]
+    args = [config["hostplug"], "render", raw_path, "-o", output, "--format", "tiff", "--bits", "16", "--json",
+            "--service"]  # through the resident service, started if none is running (in-process if it cannot be)
     if recipe is not None:
         recipe_file = os.path.join(folder, "recipe.json")
         with open(recipe_file, "w", encoding="utf-8") as f:
