@@ -22,9 +22,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from daemon_helpers import SAMPLE_DNG, events, rows, states, wait_for, write_config
+from daemon_helpers import COMMAND, SAMPLE_DNG, events, rows, states, wait_for, write_config
 
 from hostplug.daemon.config import parse_config
 from hostplug.daemon.errors import ConfigError
@@ -34,24 +35,6 @@ needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip i
                                                     "installs it with the test extra)")
 HEAD, SECOND = "127.0.0.2", "127.0.0.3"
 OUTPUT = [{"folder": "out", "template": "{name}", "format": "jpeg", "long_edge": 200}]
-RUNNER = """
-import dataclasses, logging, sys
-from pathlib import Path
-from hostplug.daemon.config import load_config
-from hostplug.daemon.daemon import Daemon
-from engine.errors import HostplugError
-from hostplug.daemon.logs import StatusLine, close_logging, setup_logging
-config = dataclasses.replace(load_config(Path(sys.argv[1])), cluster=sys.argv[2] if len(sys.argv) > 2 else None)
-status = StatusLine()
-setup_logging(config.log_json, status, logging.DEBUG)
-try:
-    code = Daemon(config, status=status).run()
-except HostplugError as e:
-    print(f"hostplug watch: {e}", file=sys.stderr)
-    code = 2
-close_logging()
-sys.exit(code)
-"""
 
 
 # -- without Ray ----------------------------------------------------------------------------------------------
@@ -200,7 +183,8 @@ class Watch:
                  env: dict[str, str] | None = None) -> None:
         self.err = config.parent / f"watch-{time.monotonic_ns()}.err"
         with self.err.open("w") as stderr:
-            self.process = subprocess.Popen([sys.executable, "-c", RUNNER, str(config), address or cluster.address],
+            self.process = subprocess.Popen([*COMMAND, "watch", "--config", str(config), "--cluster",
+                                             address or cluster.address],
                                             stdout=subprocess.DEVNULL, stderr=stderr,
                                             env={**os.environ, **cluster.env, **(env or {})})
 
@@ -214,6 +198,23 @@ class Watch:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(30)
+
+
+def _queue(config: Path, *args: str) -> Any:
+    """``hostplug queue --config CONFIG [args]``: its JSON, or its text."""
+    done = subprocess.run([*COMMAND, "queue", "--config", str(config), *args], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return json.loads(done.stdout) if "--json" in args else done.stdout
+
+
+def test_public_cluster_address_needs_the_flag(tmp_path: Path) -> None:
+    """`hostplug watch --cluster ray://0.0.0.0:...` is refused in one line unless --allow-public-bind is given."""
+    (tmp_path / "in").mkdir()
+    config = write_config(tmp_path / "studio.toml", tmp_path / "in", OUTPUT)
+    done = subprocess.run([*COMMAND, "watch", "--config", str(config), "--cluster", "ray://0.0.0.0:10001"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--allow-public-bind" in done.stderr, done.stderr
+    assert len([line for line in done.stderr.splitlines() if line.startswith("hostplug: error:")]) == 1
 
 
 def _render_workers(cluster: Cluster) -> list[int]:
@@ -286,6 +287,13 @@ def test_sixty_raws_on_two_nodes_survive_a_killed_worker_and_a_killed_daemon(ray
         wait_for(lambda: _count(journal, "done") >= 30, 300, "thirty files done")
         watch.kill()  # kill -9 the daemon: its actors are left on the cluster
         watch = Watch(config, ray_cluster)
+        wait_for(lambda: _count(journal, "done") >= 40, 400, "forty done after the restart")
+        shown = _queue(config, "--json")  # the cluster, as `hostplug queue` shows it to scripts
+        assert {w["node"] for w in shown["workers"]} == {HEAD, SECOND}
+        assert {n["node"] for n in shown["nodes"]} == {HEAD, SECOND}
+        assert len(shown["rendered"]) >= 40 and {r["node"] for r in shown["rendered"]} == {HEAD, SECOND}
+        text = _queue(config)
+        assert f"{HEAD}: 1 worker(s)" in text and f"{SECOND}: 1 worker(s)" in text, text
         wait_for(lambda: _count(journal, "done") == 60, 400, "all sixty done after the restart")
         assert watch.stop() == 0, watch.output()
     finally:
@@ -311,7 +319,7 @@ def test_refuses_a_node_that_does_not_see_the_share(ray_cluster: Cluster, tmp_pa
     _, config = _studio(tmp_path, path_map={SECOND: {str(tmp_path): "/nonexistent/hostplug-share"}})
     watch = Watch(config, ray_cluster)
     assert watch.process.wait(180) != 0
-    message = [line for line in watch.output().splitlines() if line.startswith("hostplug watch:")]
+    message = [line for line in watch.output().splitlines() if line.startswith("hostplug: error:")]
     assert len(message) == 1 and f"cluster node {SECOND}" in message[0] and "hot folder" in message[0], message
     assert not [p for p in (tmp_path / "in").iterdir() if p.name.startswith(".hostplug-probe")]
     wait_for(lambda: not _render_workers(ray_cluster), 30, "no render worker left")

@@ -30,7 +30,7 @@ identical raw is not rendered again unless its recipe changed. Files that cannot
 IN_DIR/_failed/ with NAME.failed.txt saying why. SIGTERM (or Ctrl-C) lets running renders finish within
 grace_seconds, then exits 0. `hostplug queue` shows the journal.
 
-A configuration file (TOML; --workers, --journal, --log-json and --polling override it):
+A configuration file (TOML; --workers, --journal, --log-json, --polling and --cluster override it):
 
 \b
 {textwrap.indent(EXAMPLE, "  ", lambda line: True)}"""
@@ -90,12 +90,17 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
               help="Journal file (default: IN_DIR/.hostplug/journal.sqlite).")
 @click.option("--log-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also log one JSON object a line to this file.")
+@click.option("--cluster", metavar="ray://HOST:PORT|auto",
+              help="Render on the nodes of a Ray cluster (pip install 'hostplug[cluster]'; docs/cluster.md).")
+@click.option("--allow-public-bind", is_flag=True,
+              help="Accept a cluster address on every interface (0.0.0.0); firewall it (docs/cluster.md).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every step.")
 @recipe_options
 def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, fmt: str, bits: str | None,
           quality: int, space: str, long_edge: int | None, template: str,
           recurse: bool, archive: Path | None, workers: int | None, settle: float | None, polling: bool,
-          journal: Path | None, log_json: Path | None, verbose: bool, **kwargs: Any) -> None:
+          journal: Path | None, log_json: Path | None, cluster: str | None, allow_public_bind: bool, verbose: bool,
+          **kwargs: Any) -> None:
     import logging
 
     from hostplug.daemon.config import load_config
@@ -118,7 +123,8 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
         raise ConfigError("give --config FILE, or IN_DIR --out OUT_DIR (see hostplug watch --help)")
     overrides = {"workers": workers, "journal": journal.absolute() if journal else None,
                  "log_json": log_json.absolute() if log_json else None, "settle_seconds": settle,
-                 "watcher": "polling" if polling else None}
+                 "watcher": "polling" if polling else None, "cluster": cluster,
+                 "allow_public_bind": allow_public_bind or None}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     validate(config)
     status = StatusLine()
@@ -187,18 +193,26 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
     try:
         retried, skipped = _retry_failed(db) if retry else (0, [])
         counts, errors = db.counts(), db.recent_errors(error_count)
+        pid = running_pid(path)
+        where = db.nodes(live=pid is not None)  # nodes, workers and each rendered file's node (a cluster's too)
     finally:
         db.close()
-    pid = running_pid(path)
     if as_json:
         click.echo(json.dumps({"journal": str(path), "running_pid": pid, "counts": counts,
                                "errors": [_error_record(e) for e in errors], "retried": retried,
-                               "not_retried": skipped}))
+                               "not_retried": skipped, "nodes": where["nodes"], "workers": where["workers"],
+                               "rendered": where["rendered"]}))
         return
     click.echo(f"journal {path} ({f'daemon running, pid {pid}' if pid else 'daemon not running'})")
     click.echo("  ".join(f"{state} {n}" for state, n in counts.items()))
     if counts["rendering"] and not pid:
         click.echo("(the daemon stopped while rendering; those files are queued again when it starts)")
+    if where["nodes"]:
+        click.echo(f"nodes (files per minute over the last {where['window_seconds'] / 60:g} minutes):")
+        for node in where["nodes"]:
+            rendering = ", ".join(Path(p).name for p in node["rendering"])
+            click.echo(f"  {node['node']}: {node['workers']} worker(s), {node['files_per_minute']:g} files/min"
+                       + (f", rendering {rendering}" if rendering else ""))
     if retry:
         click.echo(f"re-queued {retried} failed file(s)")
         for line in skipped:
