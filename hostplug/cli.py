@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from engine.errors import HostplugError
-from hostplug.commands import integrate, models, open, render, serve, sidecar, watch
+from hostplug.commands import cluster, integrate, models, open, render, serve, sidecar, watch
 from hostplug.commands.common import fail
 
 
@@ -36,5 +36,5 @@ def main() -> None:
 models.register_subcommands()
 for command in (render.render, render.info, sidecar.edit, sidecar.show, sidecar.presets, sidecar.rerender,
                 watch.watch, watch.queue, open.open_command, open.thumbnail, integrate.integrate, models.train,
-                models.evaluate, serve.serve):
+                models.evaluate, serve.serve, cluster.cluster):
     main.add_command(command)
