@@ -38,6 +38,7 @@ def cluster() -> None:
 @click.option("--allow-public-bind", is_flag=True, help="Accept --bind 0.0.0.0 (every interface; see docs).")
 def start(bind: str, head: str | None, port: int, client_port: int, num_cpus: int | None, num_gpus: int | None,
           allow_public_bind: bool) -> None:
+    """Start this machine's Ray node for `hostplug watch --cluster`: the head, or (--join) a node that joins it."""
     from hostplug.daemon.cluster import (
         import_ray,
         make_token,
@@ -67,6 +68,7 @@ def start(bind: str, head: str | None, port: int, client_port: int, num_cpus: in
 
 @cluster.command(short_help="Stop this machine's Ray node (ray stop).")
 def stop() -> None:
+    """Stop this machine's Ray node (`ray stop`: every Ray process of this user here)."""
     import subprocess
     import sys
 
