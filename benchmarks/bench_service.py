@@ -41,10 +41,14 @@ tifffile.imwrite(sys.argv[2], rgb, photometric="rgb")
 HOSTPLUG = [sys.executable, "-c", "from hostplug.cli import main; main()"]
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+def timed(args: list[str], env: dict[str, str], inside: list[float] | None = None) -> float:
+    """Wall time of one process; with ``inside``, also the render's own seconds from its ``--json`` line."""
     start = time.perf_counter()
-    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - start
+    done = subprocess.run(args, check=True, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if inside is not None:
+        inside.append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+    return wall
 
 
 def client_imports(args: list[str], env: dict[str, str]) -> dict[str, object]:
@@ -70,7 +74,7 @@ def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
     env.pop("HOSTPLUG_NO_SERVICE", None)
     out = Path(tempfile.mkdtemp(prefix="hostplug-bench-"))
-    ours = [*HOSTPLUG, "render", str(raw), "-o", str(out / "service.tif"), "--bits", "16", "--overwrite"]
+    ours = [*HOSTPLUG, "render", str(raw), "-o", str(out / "service.tif"), "--bits", "16", "--overwrite", "--json"]
     libraw = [sys.executable, "-c", LIBRAW_SCRIPT, str(raw), str(out / "libraw.tif")]
     fallback = [*HOSTPLUG, "render", str(raw), "-o", str(out / "local.tif"), "--bits", "16", "--overwrite",
                 "--no-service"]
@@ -80,9 +84,9 @@ def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str
                        check=True, env=env, stdout=subprocess.DEVNULL)
         first_s = time.perf_counter() - start  # service started on demand: start-up, engine, models, render
         timed(libraw, env)  # warm the page cache and LibRaw's libraries alike
-        service_s, libraw_s, fallback_s = [], [], []
+        service_s, libraw_s, fallback_s, inside_s = [], [], [], []
         for _ in range(repeats):
-            service_s.append(timed(ours, env))
+            service_s.append(timed(ours, env, inside_s))
             libraw_s.append(timed(libraw, env))
         if with_fallback:
             fallback_s.append(timed(fallback, env))
@@ -97,6 +101,9 @@ def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str
         "service_process_s": [round(t, 3) for t in service_s],
         "libraw_script_process_s": [round(t, 3) for t in libraw_s],
         "service_median_s": round(service_median, 3),
+        "service_render_inside_s": inside_s,  # what the service itself spent (open, stages, output)
+        "client_overhead_median_s": round(statistics.median(
+            w - i for w, i in zip(service_s, inside_s, strict=True)), 3),
         "libraw_script_median_s": round(libraw_median, 3),
         "service_ratio": round(service_median / libraw_median, 2),
         "service_first_render_s": round(first_s, 3),
@@ -122,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print(f"  through the service  {results['service_median_s']:.2f} s   {results['service_process_s']}")
     print(f"  LibRaw script        {results['libraw_script_median_s']:.2f} s   {results['libraw_script_process_s']}")
     print(f"  ratio                {results['service_ratio']:.2f}x (target <= 1.3x)")
+    print(f"  inside the service   {results['service_render_inside_s']} s; the client process around it: "
+          f"{results['client_overhead_median_s']:.2f} s")
     if "no_service_process_s" in results:
         print(f"  --no-service         {results['no_service_process_s']:.2f} s   "
               f"({results['no_service_ratio']:.2f}x)")
