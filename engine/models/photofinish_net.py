@@ -191,7 +191,7 @@ def to_json(p: dict[str, torch.Tensor], index: int = 0) -> dict[str, Any]:
     """One image's parameters in the JSON form the photofinish stage pins (rounded as the classical ones)."""
 
     def num(name: str, digits: int = 4) -> float:
-        return round(float(p[name][index]), digits)
+        return round(float(p[name][index].detach()), digits)
 
     return {
         "gain_ev": num("gain_ev"),
