@@ -9,6 +9,7 @@ every service process started with it. Only Unix sockets are used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -250,6 +251,24 @@ def test_exits_after_the_idle_timeout(runtime: Path, monkeypatch: pytest.MonkeyP
     assert wait_for(lambda: not alive(pid), timeout=90)
     assert not (service_folder(runtime) / SOCKET_NAME).exists()
     assert client.status() is None
+
+
+def test_refused_and_foreign_connections_do_not_keep_it_alive(runtime: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(client.ENV_IDLE, "3")
+    pid = start_service(runtime)["pid"]
+    sock_path = str(service_folder(runtime) / SOCKET_NAME)
+    deadline = time.monotonic() + 90
+    while alive(pid) and time.monotonic() < deadline:  # a client from a chroot sharing /tmp, and garbage
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(sock_path)
+            protocol.send_message(sock, {**client.request("ping"), "root": [0, 0]})
+            protocol.receive_message(sock)
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(sock_path)
+            sock.sendall(b"\xff\xff\xff\xff")
+        time.sleep(0.3)
+    assert not alive(pid)
 
 
 def test_stop(runtime: Path) -> None:

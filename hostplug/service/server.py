@@ -383,12 +383,12 @@ class Service:
                     conn.close()
                     continue
                 self.active += 1
-                self.last_activity = time.monotonic()
             threading.Thread(target=self.serve_connection, args=(conn,), name="connection", daemon=True).start()
 
     # -- one connection --
 
     def serve_connection(self, conn: socket.socket) -> None:
+        served = False  # only this user's well-formed requests from this root keep the service from idling out
         try:
             with conn:
                 _pid, uid, _gid = peer_credentials(conn)
@@ -399,6 +399,7 @@ class Service:
                     return
                 conn.settimeout(REQUEST_READ_TIMEOUT_S)
                 request = receive_message(conn)
+                served = request.get("root") in (None, _root_id())
                 conn.settimeout(None)
                 response = self.answer(request, conn)
                 if response is not None:
@@ -408,7 +409,8 @@ class Service:
         finally:
             with self.lock:
                 self.active -= 1
-                self.last_activity = time.monotonic()
+                if served:
+                    self.last_activity = time.monotonic()
 
     def answer(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
         """The response to ``request``; None when the client left before its job started."""
