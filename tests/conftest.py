@@ -78,6 +78,13 @@ def srgb_to_lab(encoded: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
+def _no_render_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands render in the test's own process: a service left by one test (or the user's own) must not
+    answer another's render, which would bypass what the test set up. The service's tests remove this."""
+    monkeypatch.setenv("HOSTPLUG_NO_SERVICE", "1")
+
+
+@pytest.fixture(autouse=True)
 def _restore_torch_settings():
     """Training pins torch's thread count and deterministic mode; every test gets the suite's settings back."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()

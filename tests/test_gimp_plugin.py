@@ -141,6 +141,10 @@ def _run_gimp(work: Path, canon: Path) -> dict:
     command = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items()), "gimp-console-3.0", "-i",
                "--batch-interpreter=python-fu-eval", "-b", f"exec(open({str(probe)!r}).read())", "--quit"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    # The plug-in started the render service inside the root; stop it, or it would hold the root's mounts busy.
+    stop = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "hostplug.cli",
+            "serve", "--stop"]
+    subprocess.run(stop, capture_output=True, text=True, timeout=60)
     lines = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if line.startswith(MARKER)]
     assert lines, f"GIMP printed no result (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     seen = json.loads(lines[-1][len(MARKER):])
