@@ -6,13 +6,9 @@ colour calibration and where each came from, orientation and shooting informatio
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import math
-import os
-import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,7 @@ import rawpy
 
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
-from engine.io.limits import check_pixels, decode_seconds
+from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
 
 RGB_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
@@ -114,7 +110,7 @@ def open_source(path: str | Path) -> Source:
         raise CorruptInputError(f"{path}: the file is empty")
     dng = read_dng_tags(path)  # checks a DNG's tags and structure before LibRaw parses them itself
     try:
-        with _quiet_libraw():
+        with quiet_stderr():
             raw = rawpy.imread(str(path))
     except rawpy.LibRawFileUnsupportedError:
         return _open_rgb_or_refuse(path, dng)
@@ -122,7 +118,7 @@ def open_source(path: str | Path) -> Source:
         raise CorruptInputError(f"{path}: the raw data cannot be read ({_libraw_message(e)}); the file may "
                                 "be truncated or damaged") from e
     try:
-        with _quiet_libraw():  # LibRaw decodes lazily, on first access to the data
+        with quiet_stderr():  # LibRaw decodes lazily, on first access to the data
             return _open_raw(path, raw, dng)
     finally:
         if raw not in _STILL_DECODING:
@@ -157,25 +153,6 @@ def _unpack(path: Path, raw: rawpy.RawPy) -> None:
                                 "probably damaged (set HOSTPLUG_DECODE_SECONDS to allow longer)")
     if outcome:
         raise outcome[0]
-
-
-@contextlib.contextmanager
-def _quiet_libraw() -> Iterator[None]:
-    """Silence what LibRaw prints itself on the process's stderr (e.g. "Unexpected end of file" for a
-    truncated file): the engine reports the failure as one exception, and the CLI prints one line for it."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable fd 2: nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _libraw_message(e: Exception) -> str:
