@@ -12,7 +12,6 @@ once (a hot folder's). The command line, the editor hand-off and the watch daemo
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,13 +103,7 @@ Progress = Callable[[str, int, int], None]
 def _check_target(target: Path, options: OutputOptions) -> None:
     """Refuse an output that cannot be written before spending time on the render."""
     resolve_format(target, options)
-    if len(os.fsencode(target.name)) > 255:
-        raise OutputError(f"cannot write {target}: the name is {len(os.fsencode(target.name))} bytes, more than the "
-                          "255 a file name may have (name the output with -o)")
-    if target.exists() and not options.overwrite:
-        raise OutputError(f"{target} exists; pass --overwrite to replace it")
-    if not target.parent.is_dir():
-        raise OutputError(f"{target.parent}: the output folder does not exist")
+    _write.check_target(target, options)
 
 
 def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path, OutputOptions | None]],

@@ -121,6 +121,18 @@ def _write_metadata(
         raise OutputError(f"cannot write metadata to {target}: {' '.join(str(error).split())}") from error
 
 
+def check_target(path: Path, options: OutputOptions) -> None:
+    """Refuse an output that cannot be written (name too long, exists without overwrite, no folder), before any
+    work is spent on it."""
+    if len(os.fsencode(path.name)) > 255:
+        raise OutputError(f"cannot write {path}: the name is {len(os.fsencode(path.name))} bytes, more than the "
+                          "255 a file name may have (name the output with -o)")
+    if path.exists() and not options.overwrite:
+        raise OutputError(f"{path} exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+
+
 def write_image(
     pixels: np.ndarray,
     path: str | Path,
@@ -143,13 +155,7 @@ def write_image(
     space = SPACES.get(options.space)
     if space is None:
         raise OutputError(f"unknown colour space {options.space!r}; choose one of {', '.join(SPACES)}")
-    if len(os.fsencode(path.name)) > 255:
-        raise OutputError(f"cannot write {path}: the name is {len(os.fsencode(path.name))} bytes, more than the "
-                          "255 a file name may have (name the output with -o)")
-    if path.exists() and not options.overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+    check_target(path, options)
     data = quantise(to_output_space(pixels, space, options.long_edge), bits)
     profile = icc_profile(space)
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
