@@ -86,6 +86,23 @@ def test_setting_a_temperature_implies_custom_white_balance() -> None:
     assert Recipe().replace(tint=10.0, temperature=5000.0).wb == "custom"
 
 
+def test_sidecar_properties_imply_the_white_balance_mode_as_the_recipe_does() -> None:
+    from engine.errors import SidecarError
+    from engine.xmp.recipe_properties import properties_to_recipe
+
+    def read(**properties: str) -> Recipe:
+        return properties_to_recipe({"schemaVersion": "1", **properties}, "test.xmp")
+
+    assert read(temperature="3200").wb == Recipe().replace(temperature=3200.0).wb == "custom"
+    assert read(temperature="3200", wb="as-shot").wb == "as-shot"
+    assert read(exposure="0.5").wb == "as-shot"
+    with pytest.raises(RecipeError) as cli:  # a tint alone: refused on the command line, so in a sidecar too
+        Recipe().replace(tint=10.0)
+    with pytest.raises(SidecarError, match="test.xmp: .*needs a temperature") as sidecar:
+        read(tint="10")
+    assert str(cli.value) in str(sidecar.value)
+
+
 def test_replace_keeps_an_explicit_white_balance_mode_and_ignores_none() -> None:
     recipe = Recipe(exposure=0.5)
     assert recipe.replace(exposure=None, contrast=None) == recipe

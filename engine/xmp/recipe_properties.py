@@ -143,8 +143,10 @@ def check_stages(recipe: Recipe) -> None:
 
 
 def _wb_for(settings: Mapping[str, Any]) -> dict[str, str]:
-    """A temperature alone implies custom white balance (as on the command line)."""
-    return {"wb": "custom"} if "temperature" in settings and "wb" not in settings else {}
+    """The white balance mode that settings without one imply, by the recipe's own rule (:meth:`Recipe.replace`:
+    a temperature or a tint means custom), so a sidecar reads as the command line does."""
+    white_balance = {k: settings[k] for k in ("temperature", "tint") if k in settings}
+    return {"wb": Recipe().replace(**white_balance).wb} if white_balance and "wb" not in settings else {}
 
 
 def properties_to_recipe(properties: Mapping[str, str], where: str) -> Recipe:
