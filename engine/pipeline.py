@@ -23,6 +23,7 @@ import numpy as np
 from engine.errors import RecipeError
 from engine.io.source import Source
 from engine.recipe import Recipe
+from engine.stage_cache import StageCache, stage_keys
 from engine.stages.base import Context, Stage, params_dict
 from engine.stages.catalogue import DEFAULT_IMPLEMENTATIONS
 from engine.stages.colour_matrix import ColourMatrix
@@ -95,18 +96,30 @@ def render(
     device: str = "cpu",
     stages_dir: Path | None = None,
     progress: ProgressCallback | None = None,
+    preview: int | None = None,
+    cache: StageCache | None = None,
 ) -> Rendered:
-    """Render an opened source with a recipe. ``stages_dir`` receives every stage's output and params."""
+    """Render an opened source with a recipe. ``stages_dir`` receives every stage's output and params.
+
+    ``preview`` (a long edge in pixels) scales the image down right after the first stage (demosaic), so every
+    later stage works at preview size. ``cache`` keeps each stage's output and resumes after the last stage whose
+    inputs are unchanged (:mod:`engine.stage_cache`); ``timings`` then lists only the stages that ran.
+    """
     recipe = recipe or Recipe()
     check_recipe(recipe)
     ctx = Context(source=source, recipe=recipe, device=device)
     stages = [stage_for(name, recipe) for name in STAGE_ORDER]
     # Every stage's params are checked before any stage prepares (loads a model) or touches a pixel.
     params = {stage.name: stage.resolve_params(recipe) for stage in stages}
+    enabled = {stage.name: recipe.stage(stage.name).enabled for stage in stages}
+    keys = stage_keys(source, stages, params, enabled, device, preview) if cache is not None else None
+    first, resumed = cache.resume(keys, ctx) if cache is not None and keys else (0, None)
     datas = {stage.name: stage.prepare(params[stage.name], ctx) for stage in stages}
     timings: dict[str, float] = {}
-    image = np.empty((0, 0, 3), dtype=np.float32)
+    image = resumed if resumed is not None else np.empty((0, 0, 3), dtype=np.float32)
     for index, stage in enumerate(stages):
+        if index < first:
+            continue
         if progress:
             progress(stage.name, index, len(stages))
         start = time.perf_counter()
@@ -115,7 +128,11 @@ def render(
             ctx.low_input = image = downsample(image, LOW_RES_LONG_EDGE)
         if recipe.stage(stage.name).enabled:
             image = stage.process(image, datas[stage.name], ctx)
+        if preview and index == 0:  # the first stage decodes the sensor; all later ones work at preview size
+            image = downsample(image, preview)
         timings[stage.name] = time.perf_counter() - start
+        if cache is not None and keys:
+            cache.store(keys[index], image, ctx)
         if stages_dir is not None:
             save_stage(stages_dir, index, stage, image, recipe, ctx)
     if progress:

@@ -1,0 +1,130 @@
+"""Stage outputs kept between renders, so a re-render starts after the last stage whose inputs did not change.
+
+A checkpoint is what the pipeline holds after one stage: that stage's output and the :class:`Context` state later
+stages read (``white``, ``notes``, ``low_input``, ``full_input``). Its key is the source's identity (the file's
+real path, device, inode, size and modification time), the preview size, the device, and the implementation,
+switch and resolved params of every stage up to and including that one. So after an exposure change (a
+photofinish param) the checkpoint after the colour stage still matches and the render resumes at photofinish;
+after a white balance change it resumes at white balance, reusing decoding, demosaicing and noise reduction.
+
+Checkpoints hold copies (stages work in place on their input) and are handed out as copies; the cache is bounded
+in bytes, least recently used first out. :func:`engine.pipeline.render` consults it when given one; the render
+service keeps one for its previews.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.io.source import Source
+from engine.stages.base import Context, Stage, WhiteDecision, params_dict
+
+DEFAULT_MAX_BYTES = 768 << 20  # about 4 previews' worth of checkpoints at 2 MP (7 stages of 24 MB and a few inputs)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The pipeline's state after one stage (arrays are private copies)."""
+
+    image: np.ndarray
+    white: WhiteDecision | None
+    notes: dict[str, Any]
+    low_input: np.ndarray | None
+    full_input: np.ndarray | None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the checkpoint's images."""
+        return sum(a.nbytes for a in (self.image, self.low_input, self.full_input) if a is not None)
+
+
+def _copy(array: np.ndarray | None) -> np.ndarray | None:
+    return None if array is None else array.copy()
+
+
+def source_identity(source: Source) -> tuple[Any, ...] | None:
+    """What tells one source file from another: real path, device, inode, size, modification time; None when the
+    source's path is not a file (nothing to key on: such a render is not cached)."""
+    try:
+        real = os.path.realpath(source.path)
+        info = os.stat(real)
+    except (OSError, TypeError):
+        return None
+    return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], enabled: dict[str, bool],
+               device: str, preview: int | None) -> list[str] | None:
+    """One key per stage: a digest of the source's identity, preview size, device and, for that stage and every
+    stage before it, its implementation, switch and resolved params. None when the source cannot be keyed."""
+    identity = source_identity(source)
+    if identity is None:
+        return None
+    digest = hashlib.sha1(json.dumps([identity, preview, device], default=str).encode())
+    keys = []
+    for stage in stages:
+        facts = [stage.name, stage.implementation, enabled[stage.name], params_dict(params[stage.name])]
+        digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
+        keys.append(digest.copy().hexdigest())
+    return keys
+
+
+class StageCache:
+    """Checkpoints keyed by :func:`stage_keys`, at most ``max_bytes`` of images, least recently used out first."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, Checkpoint] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0  # renders that resumed from a checkpoint
+        self.misses = 0  # renders that found none
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def resume(self, keys: Sequence[str], ctx: Context) -> tuple[int, np.ndarray | None]:
+        """Restore ``ctx`` from the latest stage's checkpoint found in ``keys`` (checked from the last stage
+        back); returns the index of the first stage still to run and its input (a copy), or (0, None)."""
+        for index in range(len(keys) - 1, -1, -1):
+            found = self._entries.get(keys[index])
+            if found is not None:
+                self._entries.move_to_end(keys[index])
+                self.hits += 1
+                ctx.white = found.white
+                ctx.notes.update(copy.deepcopy(found.notes))
+                ctx.low_input, ctx.full_input = _copy(found.low_input), _copy(found.full_input)
+                return index + 1, found.image.copy()
+        self.misses += 1
+        return 0, None
+
+    def store(self, key: str, image: np.ndarray, ctx: Context) -> None:
+        """Keep copies of ``image`` (a stage's output) and of the context's state under ``key``."""
+        if key in self._entries:
+            return
+        checkpoint = Checkpoint(image=image.copy(), white=ctx.white, notes=copy.deepcopy(ctx.notes),
+                                low_input=_copy(ctx.low_input), full_input=_copy(ctx.full_input))
+        if checkpoint.nbytes > self.max_bytes:
+            return  # bigger than the whole cache: keeping it would push everything else out
+        self._entries[key] = checkpoint
+        self.bytes += checkpoint.nbytes
+        while self.bytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        """Drop every checkpoint."""
+        self._entries.clear()
+        self.bytes = 0
+
+    def stats(self) -> dict[str, int]:
+        """Checkpoints held, their bytes, and renders that resumed (hits) or started afresh (misses)."""
+        return {"checkpoints": len(self._entries), "bytes": self.bytes, "hits": self.hits, "misses": self.misses}

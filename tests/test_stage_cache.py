@@ -1,0 +1,99 @@
+"""The stage cache (:mod:`engine.stage_cache`) and previews: after each kind of change a render resumes after the
+last unchanged stage, what it gives equals a render without the cache, and the cache stays within its bytes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engine
+from engine.pipeline import STAGE_ORDER, render
+from engine.recipe import Recipe
+from engine.stage_cache import StageCache
+from tests.conftest import SAMPLE_DNG
+
+PREVIEW = 600  # the bundled sample is 900 x 600
+
+
+@pytest.fixture(scope="module")
+def source() -> engine.Source:
+    return engine.open(SAMPLE_DNG)
+
+
+def ran(cache: StageCache, source: engine.Source, recipe: Recipe) -> tuple[list[str], np.ndarray]:
+    """The stages a cached preview render ran, and its pixels."""
+    done = render(source, recipe, preview=PREVIEW, cache=cache)
+    return list(done.timings), done.pixels
+
+
+@pytest.mark.parametrize(("change", "first_to_run"), [
+    ({"exposure": 1.0}, "photofinish"),
+    ({"contrast": 30.0}, "photofinish"),
+    ({"style": "vivid"}, "photofinish"),
+    ({"wb": "custom", "temperature": 4000.0, "tint": 10.0}, "white_balance"),
+    ({"wb": "auto"}, "white_balance"),
+    ({"sharpening": 80.0}, "detail"),
+    ({"denoise": 40.0}, "denoise"),
+])
+def test_a_change_reruns_only_the_stages_from_the_one_it_affects(source: engine.Source, change: dict,
+                                                                  first_to_run: str) -> None:
+    cache = StageCache()
+    base = Recipe(exposure=0.0, style="natural", sharpening=25.0)
+    assert ran(cache, source, base)[0] == list(STAGE_ORDER)
+    changed = base.replace(**change)
+    stages, pixels = ran(cache, source, changed)
+    assert stages == list(STAGE_ORDER[STAGE_ORDER.index(first_to_run):])
+    # What the cache gives is what a render without it gives, bit for bit.
+    fresh = render(source, changed, preview=PREVIEW)
+    assert np.array_equal(pixels, fresh.pixels)
+    # Going back re-runs nothing: every stage's output for the first recipe is still there.
+    assert ran(cache, source, base)[0] == []
+
+
+def test_a_cached_preview_keeps_what_the_stages_decided(source: engine.Source) -> None:
+    cache = StageCache()
+    render(source, Recipe(wb="auto"), preview=PREVIEW, cache=cache)
+    again = render(source, Recipe(wb="auto", exposure=0.5), preview=PREVIEW, cache=cache)
+    fresh = render(source, Recipe(wb="auto", exposure=0.5), preview=PREVIEW)
+    assert again.notes == fresh.notes  # white balance's neutral, demosaic's method... restored from the checkpoint
+
+
+def test_a_preview_is_the_full_render_at_preview_size(source: engine.Source) -> None:
+    preview = render(source, Recipe(), preview=300).pixels
+    full = render(source, Recipe()).pixels
+    assert max(preview.shape[:2]) == 300 and preview.shape[:2] == (200, 300)
+    small = engine.pipeline.downsample(full, 300)
+    # Noise reduction and sharpening work on fewer pixels, so they differ a little; the picture is the same.
+    assert float(np.mean(np.abs(preview - small))) < 0.02
+
+
+def test_a_changed_file_is_not_served_from_the_cache(source: engine.Source, tmp_path: Path) -> None:
+    copy = Path(shutil.copy(SAMPLE_DNG, tmp_path / "sample.dng"))
+    cache = StageCache()
+    first = engine.open(copy)
+    render(first, Recipe(), preview=PREVIEW, cache=cache)
+    assert list(render(first, Recipe(), preview=PREVIEW, cache=cache).timings) == []
+    copy.write_bytes(copy.read_bytes())  # the same bytes, a new modification time: it may be another picture
+    stages = render(engine.open(copy), Recipe(), preview=PREVIEW, cache=cache).timings
+    assert list(stages) == list(STAGE_ORDER)
+    # Another preview size, or the full size, is a different render.
+    assert list(render(first, Recipe(), preview=400, cache=cache).timings) == list(STAGE_ORDER)
+
+
+def test_the_cache_stays_within_its_bytes(source: engine.Source) -> None:
+    probe = StageCache()
+    render(source, Recipe(), preview=PREVIEW, cache=probe)
+    one_render = probe.bytes
+    cache = StageCache(max_bytes=one_render + one_render // 2)
+    for ev in (0.0, 0.5, 1.0, 1.5):
+        render(source, Recipe(exposure=ev), preview=PREVIEW, cache=cache)
+        assert cache.bytes <= cache.max_bytes
+        assert cache.bytes == sum(c.nbytes for c in cache._entries.values())
+    # The oldest checkpoints went first: the latest exposure's are all there, the first one's upstream is gone.
+    assert list(render(source, Recipe(exposure=1.5), preview=PREVIEW, cache=cache).timings) == []
+    tiny = StageCache(max_bytes=1000)  # smaller than any checkpoint: nothing is kept, and nothing breaks
+    render(source, Recipe(), preview=PREVIEW, cache=tiny)
+    assert len(tiny) == 0 and tiny.bytes == 0
