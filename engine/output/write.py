@@ -8,6 +8,7 @@ leaves a half-written image behind.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import struct
@@ -158,9 +159,8 @@ def write_image(
     check_target(path, options)
     data = quantise(to_output_space(pixels, space, options.long_edge), bits)
     profile = icc_profile(space)
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    if len(os.fsencode(partial.name)) > 255:  # a long name: the partial file's own name must still fit
-        partial = path.with_name(f".hostplug-{secrets.token_hex(8)}.part")
+    partial = path.with_name(partial_name(path.name))
+    IN_PROGRESS.add(partial)
     try:
         _ENCODERS[fmt](partial, data, profile, options.quality)
         _write_metadata(partial, path, exif, xmp, space)
@@ -169,4 +169,32 @@ def write_image(
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
     finally:
         partial.unlink(missing_ok=True)
+        IN_PROGRESS.discard(partial)
     return path
+
+
+# The partial files this process is writing: a watchdog that ends the process (the command line's --time-limit)
+# deletes them first, since ``os._exit`` runs no ``finally``.
+IN_PROGRESS: set[Path] = set()
+
+_LONG_NAME = 240  # a longer name cannot take the ".NAME.xxxxxxxx.part" form within 255 bytes
+
+
+def _stem(name: str) -> str:
+    encoded = os.fsencode(name)
+    return name if len(encoded) <= _LONG_NAME else f"hostplug-{hashlib.sha256(encoded).hexdigest()[:16]}"
+
+
+def partial_name(name: str) -> str:
+    """The hidden temporary name an output called ``name`` is written under: ``.NAME.xxxxxxxx.part``, or for a
+    name over 240 bytes ``.hostplug-HHHHHHHHHHHHHHHH.xxxxxxxx.part``, whose H part is a hash of the name (so
+    :func:`is_partial_of` still knows whose it is)."""
+    return f".{_stem(name)}.{secrets.token_hex(4)}.part"
+
+
+def is_partial_of(candidate: str, name: str) -> bool:
+    """Whether ``candidate`` is a temporary name :func:`partial_name` gives an output called ``name``."""
+    prefix, suffix = f".{_stem(name)}.", ".part"
+    token = candidate[len(prefix):-len(suffix)]
+    return (candidate.startswith(prefix) and candidate.endswith(suffix) and len(token) == 8
+            and all(c in "0123456789abcdef" for c in token))

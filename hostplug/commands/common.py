@@ -1,10 +1,15 @@
-"""What the commands share: one error line and an exit code, the device check, the ``--device`` and ``--json``
-options, and the loop over inputs where each failure is one error line and the exit status is 1."""
+"""What the commands share: one error line and an exit code, the device check, the ``--device``, ``--json`` and
+``--time-limit`` options, the time limit's watchdog, and the loop over inputs where each failure is one error line
+and the exit status is 1."""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,8 @@ import click
 from engine.errors import HostplugError, InputNotFoundError
 
 DEVICES = ("cpu", "cuda")
+TIME_LIMIT_ENV = "HOSTPLUG_TIME_LIMIT"
+TIME_LIMIT_EXIT = 124  # the exit status of a render stopped by --time-limit (as timeout(1) uses)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -46,14 +53,76 @@ def json_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., 
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
+def _check_time_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """The time limit in seconds from ``--time-limit``, else ``HOSTPLUG_TIME_LIMIT``; None for no limit."""
+    source = f"--time-limit {value}"
+    if value is None:
+        value = os.environ.get(TIME_LIMIT_ENV, "").strip()
+        source = f"{TIME_LIMIT_ENV}={value}"
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= 7 * 86400):
+        raise HostplugError(f"{source}: the time limit must be a number of seconds above 0 and at most 604800")
+    return seconds
+
+
+def time_limit_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--time-limit SECONDS`` (default: ``HOSTPLUG_TIME_LIMIT``, else none), passed as ``time_limit``."""
+    return click.option("--time-limit", "time_limit", metavar="SECONDS", callback=_check_time_limit,
+                        help=f"Stop a render that takes longer than this (exit {TIME_LIMIT_EXIT}, nothing "
+                             f"half-written left); default ${TIME_LIMIT_ENV}, else no limit. The render then "
+                             "runs in this process, not in the service.")(command)
+
+
+@contextlib.contextmanager
+def watchdog(seconds: float | None, what: str) -> Iterator[None]:
+    """Run the body under a time limit: past ``seconds``, a watchdog thread deletes the partial outputs being
+    written (:data:`engine.output.write.IN_PROGRESS`), prints one error line about ``what`` and ends the process
+    with :data:`TIME_LIMIT_EXIT`.
+
+    A thread, not a signal: a Python signal handler waits for the main thread to return to Python, which a
+    render stuck inside LibRaw or a compiled kernel never does. ``None`` means no limit.
+    """
+    if seconds is None:
+        yield
+        return
+    done = threading.Event()
+
+    def expire() -> None:
+        if done.wait(seconds):
+            return
+        from engine.output.write import IN_PROGRESS
+
+        for partial in list(IN_PROGRESS):
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os.write(2, f"hostplug: error: {what}: stopped after {seconds:g} s (--time-limit / {TIME_LIMIT_ENV}); "
+                    "its output was not written\n".encode(errors="replace"))
+        os._exit(TIME_LIMIT_EXIT)
+
+    thread = threading.Thread(target=expire, name="hostplug-time-limit", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, must_exist: bool = False,
                    summary: bool = False, on_error: Callable[[], None] | None = None,
-                   after: Callable[[], None] | None = None) -> None:
+                   after: Callable[[], None] | None = None, time_limit: float | None = None) -> None:
     """Run ``action`` on every input; a failure is one error line and the others still run; exit 1 if any failed.
 
     ``must_exist`` refuses a missing file before ``action``; ``summary`` adds "N of M files failed" for several
     inputs; ``on_error`` runs before an error line is printed (a progress bar clears itself), ``after`` after
-    each input.
+    each input; ``time_limit`` bounds each input's ``action`` (:func:`watchdog`).
     """
     inputs = list(inputs)
     failures = 0
@@ -61,7 +130,8 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
         try:
             if must_exist and not path.is_file():
                 raise InputNotFoundError(f"{path}: no such file")
-            action(path)
+            with watchdog(time_limit, str(path)):
+                action(path)
         except HostplugError as e:
             failures += 1
             if on_error is not None:

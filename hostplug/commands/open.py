@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from engine.errors import InputNotFoundError
-from hostplug.commands.common import check_device, device_option, json_option
+from hostplug.commands.common import check_device, device_option, json_option, time_limit_option, watchdog
 from hostplug.commands.serve import open_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
@@ -20,20 +20,23 @@ from hostplug.recipe_options import pop_recipe_options, recipe_options
               help="Also look for the source raw in this folder (repeatable).")
 @device_option
 @service_option
+@time_limit_option
 @json_option("Print the output path, recipe and timings as JSON.")
 @recipe_options
-def open_command(file: Path, search: tuple[Path, ...], device: str, service: bool | None, as_json: bool,
-                 **kwargs: Any) -> None:
+def open_command(file: Path, search: tuple[Path, ...], device: str, service: bool | None,
+                 time_limit: float | None, as_json: bool, **kwargs: Any) -> None:
     """Render a raw to a 16-bit TIFF beside it, or re-render an editor's TIFF of a raw in place.
 
     Prints the path of the image written (the one to open in the editor).
     """
     changes = pop_recipe_options(kwargs)
-    result = open_through_service(service, file, search, changes, device)  # the service by default
+    # the service by default; under a time limit, in this process (the limit must be able to stop the work)
+    result = open_through_service(False if time_limit else service, file, search, changes, device)
     if result is None:
         from hostplug.handoff import open_file
 
-        result = open_file(file, search, changes, device=check_device(device))
+        with watchdog(time_limit, str(file)):
+            result = open_file(file, search, changes, device=check_device(device))
     click.echo(json.dumps(result) if as_json else result["output"])
 
 

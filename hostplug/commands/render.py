@@ -12,7 +12,7 @@ import click
 
 from engine.errors import OutputError
 from engine.output.formats import FORMATS, SPACE_NAMES, OutputOptions, output_name
-from hostplug.commands.common import check_device, device_option, for_each_input, json_option
+from hostplug.commands.common import check_device, device_option, for_each_input, json_option, time_limit_option
 from hostplug.commands.serve import render_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
@@ -41,11 +41,13 @@ def _progress(total: int):
               help="Also write every stage's output image and parameters into this folder.")
 @device_option
 @service_option
+@time_limit_option
 @json_option("Print one JSON object per rendered file.")
 @recipe_options
 def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, fmt: str | None,
            bits: str | None, quality: int, space: str, long_edge: int | None, overwrite: bool,
-           stages_dir: Path | None, device: str, service: bool | None, as_json: bool, **kwargs: Any) -> None:
+           stages_dir: Path | None, device: str, service: bool | None, time_limit: float | None, as_json: bool,
+           **kwargs: Any) -> None:
     """Render camera raws (or JPEG/PNG/TIFF images) to finished images."""
     from engine.edits import apply_changes
 
@@ -66,7 +68,9 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
 
             target = output if output is not None else output_name(path, fmt, out_dir)
             stage_folder = stages_dir / path.stem if stages_dir and len(inputs) > 1 else stages_dir
-            result = render_through_service(service, path, target, options, changes, device, stage_folder)
+            # a time limit must be able to stop the work, so the render runs here, not in the shared service
+            result = render_through_service(False if time_limit else service, path, target, options, changes,
+                                            device, stage_folder)
             if result is None:  # no service (or --no-service): render in this process
                 from engine.output.export import render_file
 
@@ -80,7 +84,8 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
             else:
                 click.echo(line)
 
-        for_each_input(inputs, render_one, summary=True, on_error=bar.clear, after=lambda: bar.update(1))
+        for_each_input(inputs, render_one, summary=True, on_error=bar.clear, after=lambda: bar.update(1),
+                       time_limit=time_limit)
 
 
 @click.command()

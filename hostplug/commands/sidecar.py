@@ -10,7 +10,14 @@ import click
 
 from engine.edits import changed_settings
 from engine.recipe import Recipe
-from hostplug.commands.common import check_device, device_option, for_each_input, json_option
+from hostplug.commands.common import (
+    check_device,
+    device_option,
+    for_each_input,
+    json_option,
+    time_limit_option,
+    watchdog,
+)
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
 
@@ -122,10 +129,11 @@ def presets(as_json: bool) -> None:
               help="The new output (default: OUTPUT_rerender with the same suffix, numbered if taken).")
 @click.option("--overwrite", is_flag=True, help="Replace -o/--output if it exists.")
 @device_option
+@time_limit_option
 @json_option("Print a JSON object describing the render.")
 @recipe_options
 def rerender(output: Path, search: tuple[Path, ...], target: Path | None, overwrite: bool, device: str,
-             as_json: bool, **kwargs: Any) -> None:
+             time_limit: float | None, as_json: bool, **kwargs: Any) -> None:
     """Render an output's source raw again with the output's stored recipe plus the options given.
 
     The raw is looked for next to OUTPUT, at its recorded path and in the --search folders, and checked
@@ -134,8 +142,9 @@ def rerender(output: Path, search: tuple[Path, ...], target: Path | None, overwr
     from engine.rerender import rerender_file
 
     changes = pop_recipe_options(kwargs)
-    result = rerender_file(output, changes, target=target, search=search, overwrite=overwrite,
-                           device=check_device(device))
+    with watchdog(time_limit, str(output)):
+        result = rerender_file(output, changes, target=target, search=search, overwrite=overwrite,
+                               device=check_device(device))
     if result.notice:
         click.echo(f"hostplug: note: {result.notice}", err=True)
     if as_json:

@@ -9,15 +9,12 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import os
-import re
 import shutil
 import time
 from pathlib import Path
 
 from engine.xmp.sidecar import find_sidecars
 from hostplug.daemon.config import FolderConfig
-
-_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.part$")  # engine.output.write's temporary names
 
 
 def free_name(target: Path, source: Path) -> Path:
@@ -118,13 +115,15 @@ def restore(raw: Path, moved_to: Path) -> bool:
 
 def remove_partials(target: Path) -> int:
     """Delete the temporary files a killed render of ``target`` left beside it; returns how many."""
+    from engine.output.write import is_partial_of
+
     removed = 0
     try:
         names = os.listdir(target.parent)
     except OSError:
         return 0
     for name in names:
-        if name.startswith(f".{target.name}.") and _PARTIAL.match(name):
+        if is_partial_of(name, target.name):
             try:
                 (target.parent / name).unlink()
                 removed += 1

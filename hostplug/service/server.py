@@ -23,12 +23,10 @@ import argparse
 import contextlib
 import copy
 import fcntl
-import glob
 import json
 import logging
 import os
 import queue
-import re
 import select
 import signal
 import socket
@@ -315,15 +313,18 @@ class Service:
     def remove_leftovers(self) -> None:
         """Remove the hidden partial file of a render that a killed service (SIGKILL, power cut) left behind.
 
-        The output writer names it ``.<name>.<8 hex digits>.part`` beside the target and renames it only once
-        it is complete (:func:`engine.output.write.write_image`); the journal names the target."""
+        The output writer names it ``.<name>.<8 hex digits>.part`` beside the target (a long name by its hash,
+        :func:`engine.output.write.partial_name`) and renames it only once it is complete
+        (:func:`engine.output.write.write_image`); the journal names the target."""
         journal = self.folder / JOURNAL_NAME
         try:
             target = Path(json.loads(journal.read_text())["output"])
         except (OSError, ValueError, KeyError, TypeError):
             return
-        for partial in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
-            if re.fullmatch(rf"\.{re.escape(target.name)}\.[0-9a-f]{{8}}\.part", partial.name):
+        from engine.output.write import is_partial_of
+
+        for partial in target.parent.glob("*.part"):
+            if is_partial_of(partial.name, target.name):
                 with contextlib.suppress(OSError):
                     partial.unlink()
                     log.info("removed %s, left by a render that was killed", partial)
