@@ -6,6 +6,9 @@ again from those. :func:`plan_rerender` decides the recipe: the stored one plus 
 When the engine or its models changed since the output was made and the user changed nothing, the stored
 photofinish operator parameters are pinned in the recipe, so the look is reproduced (like Capture One's
 process versions); when the user changed settings, the look is derived afresh and the notice says so.
+A white balance the output estimated from the image (``--wb auto``, or a file without as-shot white balance)
+is pinned the same way, its stored neutral, unless the user changed the white balance: a new estimator does
+not change old outputs, nor does an exposure change.
 
 :func:`rerender_file` does all of it: read the record, find the source, plan the recipe, render and write.
 """
@@ -101,6 +104,21 @@ def _with_pin(recipe: Recipe, operators: dict[str, Any]) -> Recipe:
     return recipe.replace(stages=stages)
 
 
+def _white_balance_of(recipe: Recipe) -> tuple[Any, ...]:
+    return recipe.wb, recipe.temperature, recipe.tint, recipe.stage("white_balance")
+
+
+def _with_estimated_white_pinned(recipe: Recipe, record: RenderRecord) -> Recipe:
+    """``recipe`` with the white balance neutral the output estimated from its image (its decided white balance
+    names an ``estimator``) pinned, unless the user changed the white balance settings."""
+    decided = record.decided.get("white_balance", {})
+    if "estimator" not in decided or _white_balance_of(recipe) != _white_balance_of(record.recipe):
+        return recipe
+    settings = recipe.stage("white_balance")
+    params = {**settings.params, "neutral": [float(v) for v in decided["neutral"]]}
+    return recipe.replace(stages={**recipe.stages, "white_balance": replace(settings, params=params)})
+
+
 def plan_rerender(record: RenderRecord, changed: Recipe, engine_version: str,
                   models: dict[str, str]) -> tuple[Recipe, str | None]:
     """The recipe to re-render with, and a one-line notice when the engine or models changed (else None).
@@ -121,15 +139,18 @@ def plan_rerender(record: RenderRecord, changed: Recipe, engine_version: str,
         recipe = changed if fixed_by_user else _without_pin(changed)
         if not what:
             return recipe, None
-        return recipe, (f"since {record.path.name} was made: {', '.join(what)}; the look is derived afresh "
-                        "from the changed settings, so it may differ from the original beyond your changes")
+        return _with_estimated_white_pinned(recipe, record), (
+            f"since {record.path.name} was made: {', '.join(what)}; the look is derived afresh from the changed "
+            "settings, so it may differ from the original beyond your changes")
+    recipe = _with_estimated_white_pinned(changed, record)
     operators = record.decided.get("photofinish", {}).get("operators")
     if operators is None:
-        return changed, (f"since {record.path.name} was made: {', '.join(what)}; it recorded no photofinish "
-                         "parameters to pin, so the look may differ")
-    return _with_pin(changed, operators), (
+        return recipe, (f"since {record.path.name} was made: {', '.join(what)}; it recorded no photofinish "
+                        "parameters to pin, so the look may differ")
+    return _with_pin(recipe, operators), (
         f"since {record.path.name} was made: {', '.join(what)}; kept its stored photofinish operator "
-        "parameters (tone, local tone, colour) so the look is reproduced; other stages use the current engine")
+        "parameters (tone, local tone, colour) and any estimated white balance so the look is reproduced; "
+        "other stages use the current engine")
 
 
 def image_format(path: Path) -> tuple[str, int]:

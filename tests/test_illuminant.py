@@ -221,3 +221,34 @@ def test_warm_start_fits_two_input_weights_into_a_three_input_network(tmp_path: 
     hist = torch.rand(2, 3, illuminant.BINS, illuminant.BINS)
     with torch.inference_mode():
         assert torch.allclose(new(hist), old(hist[:, :2]))
+
+
+def test_a_rerender_pins_the_estimated_white_balance(tmp_path: Path, sample_dng: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs made with --wb auto keep their white balance when a new estimator ships (the models changed),
+    also under an exposure change; a changed white balance is the user's, not pinned."""
+    import shutil
+
+    import cv2
+
+    from engine.rerender import read_record
+
+    raw = tmp_path / "IMG_0001.dng"
+    shutil.copy(sample_dng, raw)
+    first = engine.render_file(raw, tmp_path / "auto.png", Recipe(wb="auto"))
+    used = read_record(first.output).decided["white_balance"]["neutral"]
+    monkeypatch.setattr(models, "model_hashes", lambda: {"wb-c5": "a newer estimator"})
+    monkeypatch.setattr(illuminant, "estimate_neutral", lambda *args, **kwargs: np.array([0.5, 1.0, 0.9]))
+
+    kept = engine.rerender_file(first.output)
+    assert kept.notice is not None and "models changed" in kept.notice and "white balance" in kept.notice
+    assert kept.recipe.stage("white_balance").params["neutral"] == used
+    difference = np.abs(cv2.imread(str(kept.output), cv2.IMREAD_UNCHANGED).astype(np.int32)
+                        - cv2.imread(str(first.output), cv2.IMREAD_UNCHANGED))
+    assert difference.max() <= 2  # of 65535: the neutral is recorded to 6 decimals
+    brighter = engine.rerender_file(first.output, {"exposure": 0.5})
+    assert brighter.recipe.stage("white_balance").params["neutral"] == used
+    as_shot = engine.rerender_file(first.output, {"wb": "as-shot"})
+    assert "neutral" not in as_shot.recipe.stage("white_balance").params
+    fresh = engine.rerender_file(first.output, {"stages": {"white_balance": {"params": {"estimator": "learned"}}}})
+    assert fresh.recipe.stage("white_balance").params == {"estimator": "learned"}
