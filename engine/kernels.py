@@ -51,14 +51,14 @@ def _cell(f, top):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def _normalize_mosaic(raw, cfa, black, scale, out):  # pragma: no cover - compiled
-    """Black-subtract and scale a Bayer mosaic into ``out``, which has a 2-pixel border on each side.
+def _normalize_mosaic(raw, cfa, black, scale, top, out):  # pragma: no cover - compiled
+    """Black-subtract and scale mosaic rows ``top - 2`` on into ``out``, which has a 2-pixel border each side.
 
     The border mirrors the image without repeating the edge (reflect-101), which keeps the CFA phase.
     """
     h, w = raw.shape
-    for y in prange(h + 4):
-        sy = y - 2
+    for y in prange(out.shape[0]):
+        sy = top + y - 2
         sy = -sy if sy < 0 else (2 * (h - 1) - sy if sy >= h else sy)
         for x in range(w + 4):
             sx = x - 2
@@ -199,19 +199,20 @@ def _bgu_apply(img, grid, zmax, out):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def _denoise_opponent(img, gains, chroma_small, inverse, luma_mix, out):  # pragma: no cover - compiled
+def _denoise_opponent(img, gains, chroma_small, inverse, luma_mix, top, out):  # pragma: no cover - compiled
     """Rebuild each pixel from a lightly blurred luminance and smooth chroma sampled from a small map.
 
     Pixels are white balanced by ``gains`` on the way in and un-balanced on the way out, so that a luminance
     edge carries no chroma. ``chroma_small`` holds two colour-difference channels (of balanced RGB) at reduced
     size; ``inverse`` maps (luminance, c1, c2) back to RGB; ``luma_mix`` (0..1) blends a 3x3 binomial blur
-    into luminance.
+    into luminance. ``out`` receives image rows ``top`` to ``top + out.shape[0]``.
     """
     h, w = img.shape[0], img.shape[1]
     sh, sw = chroma_small.shape[0], chroma_small.shape[1]
     fy_scale = sh / h
     fx_scale = sw / w
-    for y in prange(h):
+    for yo in prange(out.shape[0]):
+        y = top + yo
         fy = min(max((y + 0.5) * fy_scale - 0.5, 0.0), sh - 1.0)
         y0 = min(int(fy), sh - 2) if sh > 1 else 0
         wy = fy - y0 if sh > 1 else 0.0
@@ -241,20 +242,23 @@ def _denoise_opponent(img, gains, chroma_small, inverse, luma_mix, out):  # prag
             c2 = (w00 * chroma_small[y0, x0, 1] + w01 * chroma_small[y0, x1, 1]
                   + w10 * chroma_small[y1, x0, 1] + w11 * chroma_small[y1, x1, 1])
             for k in range(3):
-                out[y, x, k] = (inverse[k, 0] * luma + inverse[k, 1] * c1 + inverse[k, 2] * c2) / gains[k]
+                out[yo, x, k] = (inverse[k, 0] * luma + inverse[k, 1] * c1 + inverse[k, 2] * c2) / gains[k]
 
 
 def normalize_mosaic(raw: np.ndarray, cfa: np.ndarray, black: np.ndarray, scale: np.ndarray,
-                     out: np.ndarray) -> None:
+                     out: np.ndarray, top: int = 0) -> None:
     """Black-subtract and scale a Bayer mosaic into ``out``, which has a 2-pixel border on each side.
 
-    The border mirrors the image without repeating the edge (reflect-101), which keeps the CFA phase.
+    The border mirrors the image without repeating the edge (reflect-101), which keeps the CFA phase. ``out``
+    may hold a band: its ``out.shape[0] - 4`` rows from row ``top`` (even), with the rows around them as border.
     """
     name = "normalize_mosaic"
     _check(raw.ndim == 2 and raw.shape[0] >= 3 and raw.shape[1] >= 3, name, f"mosaic of shape {raw.shape}")
-    _check(out.shape == (raw.shape[0] + 4, raw.shape[1] + 4), name, f"out {out.shape} for mosaic {raw.shape}")
+    _check(out.ndim == 2 and out.shape[1] == raw.shape[1] + 4 and top >= 0 and top % 2 == 0
+           and 4 < out.shape[0] <= raw.shape[0] + 4 - top, name,
+           f"out {out.shape} from row {top} for mosaic {raw.shape}")
     _check_cfa(cfa, min(black.size, scale.size), name)
-    _normalize_mosaic(raw, cfa, black, scale, out)
+    _normalize_mosaic(raw, cfa, black, scale, top, out)
 
 
 def demosaic_mhc(m: np.ndarray, cfa: np.ndarray, gains: np.ndarray, out: np.ndarray) -> None:
@@ -296,22 +300,23 @@ def bgu_apply(img: np.ndarray, grid: np.ndarray, zmax: float, out: np.ndarray) -
 
 
 def denoise_opponent(img: np.ndarray, gains: np.ndarray, chroma_small: np.ndarray, inverse: np.ndarray,
-                     luma_mix: float, out: np.ndarray) -> None:
+                     luma_mix: float, out: np.ndarray, top: int = 0) -> None:
     """Rebuild each pixel from a lightly blurred luminance and smooth chroma sampled from a small map.
 
     Pixels are white balanced by ``gains`` on the way in and un-balanced on the way out, so that a luminance
     edge carries no chroma. ``chroma_small`` holds two colour-difference channels (of balanced RGB) at reduced
     size; ``inverse`` maps (luminance, c1, c2) back to RGB; ``luma_mix`` (0..1) blends a 3x3 binomial blur
-    into luminance.
+    into luminance. ``out`` may hold a band: the image's rows ``top`` to ``top + out.shape[0]``.
     """
     name = "denoise_opponent"
     _check(img.ndim == 3 and img.shape[2] >= 3 and img.shape[0] >= 1 and img.shape[1] >= 1 and out.ndim == 3
-           and out.shape[:2] == img.shape[:2] and out.shape[2] >= 3, name, f"image {img.shape} and out {out.shape}")
+           and out.shape[1] == img.shape[1] and top >= 0 and 0 < out.shape[0] <= img.shape[0] - top
+           and out.shape[2] >= 3, name, f"image {img.shape} and out {out.shape} from row {top}")
     _check(chroma_small.ndim == 3 and chroma_small.shape[0] >= 1 and chroma_small.shape[1] >= 1
            and chroma_small.shape[2] >= 2, name, f"chroma map {chroma_small.shape}")
     _check(gains.size >= 3 and inverse.shape[0] >= 3 and inverse.shape[1] >= 3, name,
            f"{gains.size} gains, inverse {inverse.shape}")
-    _denoise_opponent(img, gains, chroma_small, inverse, luma_mix, out)
+    _denoise_opponent(img, gains, chroma_small, inverse, luma_mix, top, out)
 
 
 def _check_cfa(cfa: np.ndarray, channels: int, name: str) -> None:

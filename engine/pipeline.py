@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine import tiling
 from engine.errors import RecipeError
 from engine.io.source import Source
 from engine.recipe import Recipe
@@ -127,7 +128,7 @@ def render(
             ctx.full_input = image  # kept for the stage that brings the result back to full resolution
             ctx.low_input = image = downsample(image, LOW_RES_LONG_EDGE)
         if recipe.stage(stage.name).enabled:
-            image = stage.process(image, datas[stage.name], ctx)
+            image = tiling.process(stage, image, datas[stage.name], ctx)  # in bands where that is exact
         if preview and index == 0:  # the first stage decodes the sensor; all later ones work at preview size
             image = downsample(image, preview)
         timings[stage.name] = time.perf_counter() - start

@@ -22,6 +22,7 @@ import pyexiv2
 import tifffile
 from PIL import Image
 
+from engine import tiling
 from engine.colour import SPACES, SRGB, RGBSpace, encode, srgb_decode, srgb_to_space_matrix
 from engine.errors import OutputError
 from engine.output.formats import OutputOptions, resolve_format
@@ -51,6 +52,17 @@ def quantise(encoded: np.ndarray, bits: int) -> np.ndarray:
     """Values in [0, 1] rounded to 8- or 16-bit integers."""
     top, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
     return np.round(np.clip(encoded, 0.0, 1.0) * top).astype(dtype)
+
+
+def output_pixels(pixels: np.ndarray, space: RGBSpace, long_edge: int | None, bits: int) -> np.ndarray:
+    """:func:`quantise` of :func:`to_output_space`, a band of rows at a time when nothing is resized (both are
+    per pixel), so a big image needs no full-size float temporaries besides ``pixels``."""
+    if long_edge and long_edge < max(pixels.shape[:2]):
+        return quantise(to_output_space(pixels, space, long_edge), bits)
+    data = np.empty(pixels.shape, dtype=np.uint16 if bits == 16 else np.uint8)
+    for start, end in tiling.bands(pixels.shape[0]):
+        data[start:end] = quantise(to_output_space(pixels[start:end], space), bits)
+    return data
 
 
 def _write_tiff(path: Path, data: np.ndarray, profile: bytes, quality: int) -> None:
@@ -157,7 +169,7 @@ def write_image(
     if space is None:
         raise OutputError(f"unknown colour space {options.space!r}; choose one of {', '.join(SPACES)}")
     check_target(path, options)
-    data = quantise(to_output_space(pixels, space, options.long_edge), bits)
+    data = output_pixels(pixels, space, options.long_edge, bits)
     profile = icc_profile(space)
     partial = path.with_name(partial_name(path.name))
     IN_PROGRESS.add(partial)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import rawpy
 
-from engine import kernels
+from engine import kernels, tiling
 from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
 from engine.stages.base import Context, Stage
@@ -77,15 +77,21 @@ def _prescale(source) -> np.ndarray:
 
 
 def bayer_to_rgb(source) -> np.ndarray:
-    """Malvar-He-Cutler demosaic of a Bayer source into normalised, un-white-balanced camera RGB."""
+    """Malvar-He-Cutler demosaic of a Bayer source into normalised, un-white-balanced camera RGB.
+
+    The mosaic is normalised a band of rows at a time (:func:`engine.tiling.bands`, with the 2 rows each side
+    the 5 x 5 filters read), so only the RGB result is full-sized.
+    """
     h, w = source.sensor.shape
     wb = _prescale(source)
     scale = (wb / (source.white - source.black)).astype(np.float32)
-    padded = np.empty((h + 4, w + 4), dtype=np.float32)
     cfa = source.cfa.astype(np.int64)
-    kernels.normalize_mosaic(source.sensor, cfa, source.black.astype(np.float32), scale, padded)
+    black, gains = source.black.astype(np.float32), (1.0 / wb).astype(np.float32)
     rgb = np.empty((h, w, 3), dtype=np.float32)
-    kernels.demosaic_mhc(padded, cfa, (1.0 / wb).astype(np.float32), rgb)
+    for start, end in tiling.bands(h):
+        padded = np.empty((end - start + 4, w + 4), dtype=np.float32)
+        kernels.normalize_mosaic(source.sensor, cfa, black, scale, padded, top=start)
+        kernels.demosaic_mhc(padded, cfa, gains, rgb[start:end])
     return rgb
 
 

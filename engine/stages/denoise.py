@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from engine import kernels
+from engine import kernels, tiling
 from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 
@@ -70,8 +70,17 @@ class ClassicalDenoise(Stage):
         # show up as a chroma edge, and blurring chroma would smear it.
         gains = (1.0 / np.asarray(data["neutral"])).astype(np.float32)
         # Chroma: a blur of a half-size copy (cheap), sampled back per pixel by the kernel.
-        small = cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA) * gains
-        opponent = cv2.GaussianBlur(cv2.transform(small, _TO_OPPONENT), (0, 0), 0.5 + 2.0 * s)
-        out = np.empty_like(image)
-        kernels.denoise_opponent(image, gains, np.ascontiguousarray(opponent[..., 1:]), _FROM_OPPONENT, 0.5 * s, out)
-        return out
+        small = cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+        np.multiply(small, gains, out=small)
+        opponent = cv2.transform(small, _TO_OPPONENT)
+        del small
+        chroma = np.ascontiguousarray(cv2.GaussianBlur(opponent, (0, 0), 0.5 + 2.0 * s)[..., 1:])
+        del opponent
+
+        def band(start: int, end: int) -> np.ndarray:
+            out = np.empty((end - start, w, 3), dtype=np.float32)
+            kernels.denoise_opponent(image, gains, chroma, _FROM_OPPONENT, 0.5 * s, out, top=start)
+            return out
+
+        # The kernel reads a 3 x 3 neighbourhood: one row of halo, and the input is rewritten in place.
+        return tiling.rewrite_in_bands(image, band, halo=1)

@@ -1,0 +1,100 @@
+"""Full-resolution work in bands of rows, so that a big raw never needs a second full-size float image.
+
+A 61 MP image is 737 MB as float32 RGB. The pipeline keeps one such image and every full-resolution stage
+rewrites it band by band (:data:`TILE_ROWS` rows at a time), allocating only band-sized buffers:
+
+* pointwise work (white balance, colour, guided upsampling's slicing, the output conversion) needs no overlap;
+* neighbourhood work (demosaic, denoise, the detail stages) reads ``halo`` rows above and below each band.
+  :func:`rewrite_in_bands` computes band *k* before it writes band *k - 1* back, so every band still reads the
+  original rows of its neighbours; the result equals one pass over the whole image.
+
+Stages that need the whole image for a decision (a white-balance estimate, the denoiser's chroma map) make it
+first, then apply it in bands. :func:`process` is the pipeline's hook: it runs a stage that :data:`BAND_HALOS`
+knows is band-safe on overlapping bands (bit for bit what one pass gives, or within float rounding for the
+networks), and any other stage on the whole image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # kept out of the import, so the output writer can use bands without loading the stages
+    from engine.stages.base import Context, Stage
+
+TILE_ROWS = 512  # rows per band: 9600 px wide, a float32 RGB band is 59 MB
+
+
+def bands(height: int, rows: int | None = None) -> list[tuple[int, int]]:
+    """``(start, end)`` row spans of at most ``rows`` (default :data:`TILE_ROWS`) covering ``height``.
+
+    Spans start on even rows (a Bayer mosaic keeps its phase in every band), so ``rows`` is rounded up to even.
+    """
+    rows = rows or TILE_ROWS
+    rows = max(2, rows + rows % 2)
+    return [(start, min(start + rows, height)) for start in range(0, height, rows)]
+
+
+@contextlib.contextmanager
+def tile_rows(rows: int) -> Iterator[None]:
+    """Use bands of ``rows`` rows inside the block (tests force small tiles on small images with it)."""
+    global TILE_ROWS
+    saved, TILE_ROWS = TILE_ROWS, rows
+    try:
+        yield
+    finally:
+        TILE_ROWS = saved
+
+
+def rewrite_in_bands(image: np.ndarray, band: Callable[[int, int], np.ndarray], halo: int) -> np.ndarray:
+    """Replace ``image`` (in place) by ``band(start, end)`` for each span of :func:`bands`; returns ``image``.
+
+    ``band`` may read rows ``start - halo`` to ``end + halo`` of ``image`` and must return new rows
+    ``start:end``; it sees only original rows, because each band is written back only after the next one is
+    computed (``halo`` must not exceed a band's height, so bands are made at least that high).
+    """
+    spans = bands(image.shape[0], max(TILE_ROWS, halo))
+    pending: tuple[int, int, np.ndarray] | None = None
+    for start, end in spans:
+        rows = band(start, end)
+        if pending is not None:
+            image[pending[0]:pending[1]] = pending[2]
+        pending = (start, end, rows)
+    if pending is not None:
+        image[pending[0]:pending[1]] = pending[2]
+    return image
+
+
+def _detail_halo(data: dict[str, Any]) -> int:
+    """Rows of context the detail stages need: OpenCV's Gaussian reaches 4 sigma, the network 3 px."""
+    return math.ceil(4.0 * data.get("radius", 1.0)) + 2
+
+
+# Stages that give the same pixels run on overlapping bands as on the whole image, with the halo each needs
+# (from its prepared data). The classical detail stage blurs band copies; the learned one is a 7 x 7 network.
+BAND_HALOS: dict[tuple[str, str], Callable[[Any], int]] = {
+    ("detail", "classical"): _detail_halo,
+    ("detail", "learned"): _detail_halo,
+}
+
+
+def process(stage: Stage, image: np.ndarray, data: Any, ctx: Context) -> np.ndarray:
+    """``stage.process`` on overlapping bands when :data:`BAND_HALOS` lists it and the image is taller than a
+    band; otherwise on the whole image."""
+    halo_of = BAND_HALOS.get((stage.name, stage.implementation))
+    if halo_of is None or image.ndim != 3 or image.shape[0] <= TILE_ROWS:
+        return stage.process(image, data, ctx)
+    halo = halo_of(data)
+    height = image.shape[0]
+
+    def band(start: int, end: int) -> np.ndarray:
+        top, bottom = max(0, start - halo), min(height, end + halo)
+        # A copy: stages may work in place on what they are given, and the next band reads these rows.
+        result = stage.process(image[top:bottom].copy(), data, ctx)
+        return result[start - top:end - top]
+
+    return rewrite_in_bands(image, band, halo)
