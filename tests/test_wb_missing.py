@@ -2,7 +2,8 @@
 
 The raw is written by the project's own synthetic writer (:func:`engine.training.synthetic.write_dng`) with its
 AsShotNeutral tag left out: a ColorChecker lit by CIE A (tungsten), where the old fallback (LibRaw's daylight
-balance) renders the greys orange.
+balance) renders the greys orange. Covered end to end: detection, ``info``, the render, the written output's
+recorded white balance and greys, and its re-render after a new estimator.
 """
 
 from __future__ import annotations
@@ -117,3 +118,33 @@ def test_info_command_says_none_in_the_file(no_wb_dng) -> None:
     assert result.exit_code == 0, result.output
     line = next(row for row in result.output.splitlines() if "as-shot WB" in row)
     assert "none in the file; learned estimate" in line
+
+
+def test_end_to_end_the_written_output_records_the_estimate_and_renders_the_greys_grey(no_wb_dng,
+                                                                                       tmp_path: Path) -> None:
+    """``hostplug render`` of the file: the output's XMP says the white balance is the learned estimate (the one
+    ``info`` prints), its greys are grey, and a re-render after a new estimator shipped keeps that white balance."""
+    from click.testing import CliRunner
+
+    from engine.rerender import plan_rerender, read_record
+    from hostplug.cli import main
+
+    path, raw = no_wb_dng
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["render", str(path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    record = read_record(out)
+    assert record.recipe.wb == "as-shot"
+    decided = record.decided["white_balance"]
+    assert decided["as_shot"] == "none in the file; learned estimate" and decided["estimator"] == "learned"
+    info = describe(engine.open(path))["white_balance"]
+    assert np.allclose(decided["neutral"], info["as_shot_neutral"], atol=1e-4)
+    assert decided["temperature"] == info["temperature"]
+    png = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16
+    written = png[..., ::-1].astype(np.float32) / 65535.0
+    assert written.shape[:2] == raw.scene.index.shape
+    chroma = _grey_chroma(written, raw)
+    assert chroma[:5].mean() < 3.0, chroma
+    pinned, notice = plan_rerender(record, record.recipe, record.engine_version, {"wb-c5": "a newer estimator"})
+    assert notice is not None and pinned.stage("white_balance").params["neutral"] == decided["neutral"]
