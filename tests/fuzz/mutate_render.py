@@ -21,7 +21,8 @@ Anything else is a finding: the input is kept under ``WORK/findings/`` with what
 Seeds (read ``../shared/rawsamples/PROVENANCE.md``): the bundled ``hostplug_colorchecker.dng``, the Canon 550D
 and Sony a7R III raws of ``../shared/rawsamples`` cropped to their first rows (their image height and strip byte
 count edited, the file cut after the last row kept: a real file of the real format, only smaller), the Nikon D500
-LinearRaw DNG and the GoPro VC-5 DNG whole, and the bundled sample uncropped at a low weight. Nothing is written
+LinearRaw DNG and the GoPro VC-5 DNG whole, and the bundled sample uncropped at a low weight
+(``HOSTPLUG_RAWSAMPLES`` names another folder of the shared raws). Nothing is written
 to the repository; inputs and outputs live in ``WORK`` (a temporary folder by default).
 
 Usage::
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_RAWS = REPO.parent / "shared" / "rawsamples"
+SHARED_RAWS = Path(os.environ.get("HOSTPLUG_RAWSAMPLES", REPO.parent / "shared" / "rawsamples"))
 BUNDLED = REPO / "engine" / "samples" / "hostplug_colorchecker.dng"
 MEMORY_LIMIT = 3 << 30  # bytes of address space a render may take
 HOSTPLUG_EXITS = {1, 2, 3, 4, 5, 6, 124}  # engine.errors' exit codes, and the time limit's
