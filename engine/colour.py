@@ -121,29 +121,64 @@ def encode(linear: np.ndarray, transfer: str) -> np.ndarray:
 _TINT_SCALE = 3000.0
 
 
-def _colour_science():
-    """colour-science, imported on first use (it is slow to import) and without its matplotlib warning."""
-    import warnings
+# Robertson's (1968) isotemperature lines: reciprocal megakelvin, CIE 1960 u and v on the Planckian locus, and the
+# isotherm's slope (Wyszecki & Stiles, table 1(3.11); 325: u corrected by Lindbloom to 0.24792). The same table
+# and arithmetic as colour-science's ``uv_to_CCT_Robertson1968`` / ``CCT_to_uv_Robertson1968``, so the results
+# are identical (tests/test_calibration.py checks it); kept here because importing colour-science costs 1.3 s.
+_ROBERTSON = np.array([
+    (0, 0.18006, 0.26352, -0.24341), (10, 0.18066, 0.26589, -0.25479), (20, 0.18133, 0.26846, -0.26876),
+    (30, 0.18208, 0.27119, -0.28539), (40, 0.18293, 0.27407, -0.30470), (50, 0.18388, 0.27709, -0.32675),
+    (60, 0.18494, 0.28021, -0.35156), (70, 0.18611, 0.28342, -0.37915), (80, 0.18740, 0.28668, -0.40955),
+    (90, 0.18880, 0.28997, -0.44278), (100, 0.19032, 0.29326, -0.47888), (125, 0.19462, 0.30141, -0.58204),
+    (150, 0.19962, 0.30921, -0.70471), (175, 0.20525, 0.31647, -0.84901), (200, 0.21142, 0.32312, -1.0182),
+    (225, 0.21807, 0.32909, -1.2168), (250, 0.22511, 0.33439, -1.4512), (275, 0.23247, 0.33904, -1.7298),
+    (300, 0.24010, 0.34308, -2.0637), (325, 0.24792, 0.34655, -2.4681), (350, 0.25591, 0.34951, -2.9641),
+    (375, 0.26400, 0.35200, -3.5814), (400, 0.27218, 0.35407, -4.3633), (425, 0.28039, 0.35577, -5.3762),
+    (450, 0.28863, 0.35714, -6.7262), (475, 0.29685, 0.35823, -8.5955), (500, 0.30505, 0.35907, -11.324),
+    (525, 0.31320, 0.35968, -15.628), (550, 0.32129, 0.36011, -23.325), (575, 0.32931, 0.36038, -40.770),
+    (600, 0.33724, 0.36051, -116.45),
+])
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import colour
-    return colour
+
+def _isotherm_directions() -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors (du, dv) along each isotemperature line."""
+    length = np.hypot(1.0, _ROBERTSON[:, 3])
+    return 1.0 / length, _ROBERTSON[:, 3] / length
 
 
 def xy_to_temperature_tint(xy: np.ndarray) -> tuple[float, float]:
     """Correlated colour temperature (K) and Adobe-style tint of a white (Robertson's method, as the DNG SDK)."""
-    colour = _colour_science()
-
-    uv = colour.xy_to_UCS_uv(np.asarray(xy, dtype=float))
-    cct, duv = colour.temperature.uv_to_CCT_Robertson1968(uv)
-    return float(cct), float(duv * _TINT_SCALE)
+    x, y = (float(c) for c in np.asarray(xy, dtype=float))
+    d = 12 * y - 2 * x + 3
+    u, v = 4 * x / d, 6 * y / d
+    mired, u_line, v_line = _ROBERTSON[:, 0], _ROBERTSON[:, 1], _ROBERTSON[:, 2]
+    du, dv = _isotherm_directions()
+    dt = -(u - u_line[1:]) * dv[1:] + (v - v_line[1:]) * du[1:]
+    crossed = dt <= 0
+    i = int(np.argmax(crossed)) + 1 if crossed.any() else 30  # the first line the white lies beyond
+    f = 0.0 if i == 1 else -min(dt[i - 1], 0.0) / (dt[i - 2] + -min(dt[i - 1], 0.0))
+    temperature = 1.0e6 / (mired[i - 1] * f + mired[i] * (1 - f))
+    du_i = du[i] * (1 - f) + du[i - 1] * f
+    dv_i = dv[i] * (1 - f) + dv[i - 1] * f
+    length = np.hypot(du_i, dv_i)
+    duv = (u - (u_line[i - 1] * f + u_line[i] * (1 - f))) * (du_i / length) + (
+        v - (v_line[i - 1] * f + v_line[i] * (1 - f))) * (dv_i / length)
+    return float(temperature), float(-duv * _TINT_SCALE)
 
 
 def temperature_tint_to_xy(temperature: float, tint: float = 0.0) -> np.ndarray:
     """White chromaticity of a correlated colour temperature (K) and Adobe-style tint."""
-    colour = _colour_science()
-
-    cct = float(np.clip(temperature, 1667.0, 25000.0))
-    uv = colour.temperature.CCT_to_uv_Robertson1968(np.array([cct, tint / _TINT_SCALE]))
-    return np.asarray(colour.UCS_uv_to_xy(uv), dtype=float)
+    r = 1.0e6 / float(np.clip(temperature, 1667.0, 25000.0))
+    mired, u_line, v_line = _ROBERTSON[:, 0], _ROBERTSON[:, 1], _ROBERTSON[:, 2]
+    du, dv = _isotherm_directions()
+    above = r < mired[1:]
+    i = int(np.argmax(above)) if above.any() else 29  # r lies between lines i and i + 1
+    f = (mired[i + 1] - r) / (mired[i + 1] - mired[i])
+    du_i = du[i] * f + du[i + 1] * (1 - f)
+    dv_i = dv[i] * f + dv[i + 1] * (1 - f)
+    length = np.hypot(du_i, dv_i)
+    duv = tint / _TINT_SCALE
+    u = u_line[i] * f + u_line[i + 1] * (1 - f) + du_i / length * -duv
+    v = v_line[i] * f + v_line[i + 1] * (1 - f) + dv_i / length * -duv
+    d = 2 * u - 8 * v + 4
+    return np.array([3 * u / d, 2 * v / d])
