@@ -235,3 +235,53 @@ def test_a_noisy_jpeg_larger_than_one_byte_per_pixel_is_written(tmp_path: Path) 
     noise = np.random.default_rng(2).random((256, 256, 3), dtype=np.float32)
     path = write_image(noise, tmp_path / "noise.jpg", OutputOptions(quality=100))
     assert path.stat().st_size > 256 * 256
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_quantise_rounds_exactly_as_numpy_does(bits: int) -> None:
+    top = 65535 if bits == 16 else 255
+    values = np.random.default_rng(3).uniform(-0.2, 1.2, (64, 97, 3)).astype(np.float32)
+    ties = (np.arange(0, top, 0.5, dtype=np.float32) / np.float32(top))[: 64 * 97 * 3 // 2]
+    values.reshape(-1)[: ties.size] = ties  # values whose scaled form lands on or next to .5
+    expected = np.round(np.clip(values, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+    np.testing.assert_array_equal(engine.output.write.quantise(values, bits), expected)
+    band = np.zeros((80, 97, 3), dtype=expected.dtype)
+    engine.output.write.quantise(values, bits, out=band[8:72])
+    np.testing.assert_array_equal(band[8:72], expected)
+
+
+@pytest.mark.parametrize("compression", ["none", "deflate"])
+def test_a_tiff_carries_the_same_metadata_pyexiv2_would_write(tmp_path: Path, compression: str) -> None:
+    """The TIFF writer stores EXIF (with its Exif and GPS directories) and XMP in the pass that writes the
+    pixels; exiv2 reads back what it would have written into the file itself."""
+    pixels = colour_patch()
+    path = write_image(pixels, tmp_path / "out.tif", OutputOptions(compression=compression), exif=EXIF, xmp=XMP)
+    reference = tmp_path / "reference.tif"
+    tifffile.imwrite(reference, tifffile.imread(path), photometric="rgb", metadata=None)
+    exif = engine.output.write._output_exif(EXIF, pixels, SPACES["srgb"])
+    with pyexiv2.Image(str(reference)) as image:
+        image.modify_exif(exif)
+        image.modify_xmp(XMP)
+    layout = ("ExifTag", "GPSTag", "StripOffsets", "StripByteCounts", "RowsPerStrip", "XMLPacket", "Compression",
+              "Predictor", "Software", "InterColorProfile", "XResolution", "YResolution", "ResolutionUnit")
+    with pyexiv2.Image(str(path)) as ours, pyexiv2.Image(str(reference)) as theirs:
+        ours_exif, theirs_exif = (
+            {k: v for k, v in image.read_exif().items() if k.rsplit(".", 1)[1] not in layout}
+            for image in (ours, theirs)
+        )
+        assert ours_exif == theirs_exif
+        assert ours.read_xmp() == theirs.read_xmp() == XMP
+        assert ours.read_icc() == icc_profile(SPACES["srgb"])
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        assert page.compression == (1 if compression == "none" else 8)
+        assert page.tags["GPSTag"].value["GPSLatitude"] == (51, 1, 30, 1, 0, 1)
+        np.testing.assert_array_equal(page.asarray(), engine.output.write.quantise(pixels, 16))
+
+
+def test_tiff_is_uncompressed_by_default_and_an_unknown_compression_is_refused(tmp_path: Path) -> None:
+    with tifffile.TiffFile(write_image(colour_patch(), tmp_path / "a.tif")) as tif:
+        assert tif.pages[0].compression == 1
+    with pytest.raises(OutputError, match="compression"):
+        write_image(colour_patch(), tmp_path / "b.tif", OutputOptions(compression="lzw"))
+    assert files_in(tmp_path) == ["a.tif"]

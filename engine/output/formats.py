@@ -15,6 +15,9 @@ FORMATS: tuple[str, ...] = tuple(FORMAT_SUFFIX)
 # Suffix of an output's name -> its format.
 SUFFIX_FORMATS: dict[str, str] = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 DEFAULT_BITS: dict[str, int] = {"tiff": 16, "png": 16, "jpeg": 8}
+# TIFF compressions: none (the default, as Lightroom, RawTherapee and GIMP write TIFF), or deflate (level 1 with
+# the horizontal predictor): about 28% smaller for 16-bit renders, 50x slower to write (docs/rendering.md).
+TIFF_COMPRESSIONS: tuple[str, ...] = ("none", "deflate")
 # The output colour spaces, by the key the options use (:data:`engine.colour.SPACES`).
 SPACE_NAMES: tuple[str, ...] = tuple(SPACES)
 
@@ -26,7 +29,8 @@ class OutputOptions:
     ``format`` is "tiff", "png" or "jpeg" (None: from the file suffix); ``bits`` is 8 or 16 (None: 16 for TIFF
     and PNG, 8 for JPEG); ``quality`` is the JPEG quality (1-100); ``space`` is a key of
     :data:`engine.colour.SPACES`; ``long_edge`` shrinks the image so its longer side has that many pixels
-    (never enlarges); ``overwrite`` allows replacing an existing file.
+    (never enlarges); ``overwrite`` allows replacing an existing file; ``compression`` is a TIFF's, one of
+    :data:`TIFF_COMPRESSIONS` (other formats ignore it).
     """
 
     format: str | None = None
@@ -35,6 +39,7 @@ class OutputOptions:
     space: str = "srgb"
     long_edge: int | None = None
     overwrite: bool = False
+    compression: str = "none"
 
 
 def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
@@ -51,6 +56,8 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
         raise OutputError(f"cannot write {bits} bits per channel; choose 8 or 16")
     if fmt == "jpeg" and bits != 8:
         raise OutputError("JPEG holds only 8 bits per channel; choose TIFF or PNG for 16 bits")
+    if options.compression not in TIFF_COMPRESSIONS:
+        raise OutputError(f"unknown TIFF compression {options.compression!r}; choose {' or '.join(TIFF_COMPRESSIONS)}")
     if not 1 <= options.quality <= 100:
         raise OutputError(f"JPEG quality must be between 1 and 100, not {options.quality}")
     return fmt, bits

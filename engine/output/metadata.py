@@ -2,14 +2,21 @@
 
 pyexiv2 (a binding of exiv2) does the reading and writing. A raw file's EXIF describes the raw data as much as
 the photograph, so :func:`read_exif` keeps only the tags that still hold for a rendered RGB image.
+
+A TIFF gets its metadata in the same pass as its pixels: :func:`tiff_tags` has exiv2 encode the EXIF and XMP on
+a tiny JPEG and returns them as TIFF directory entries, which the TIFF writer stores beside the pixels (exiv2
+editing the written file would read and rewrite all of its 100 MB again).
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyexiv2
 from PIL import Image
 
@@ -99,3 +106,110 @@ def read_exif(path: str | Path) -> dict[str, str]:
     if _writes(exif):
         return exif
     return {key: value for key, value in exif.items() if _writes({key: value})}
+
+
+# A TIFF directory entry: tag, TIFF type, count, and the value's bytes in little-endian order.
+TiffEntry = tuple[int, int, int, bytes]
+
+EXIF_IFD, GPS_IFD, INTEROP_IFD, XMP_TAG = 34665, 34853, 40965, 700
+# TIFF types -> numpy codes of one component (a RATIONAL is two LONGs), to turn big-endian values around.
+_COMPONENT = {1: "u1", 2: "u1", 3: "u2", 4: "u4", 5: "u4", 6: "i1", 7: "u1", 8: "i2", 9: "i4", 10: "i4", 11: "f4",
+              12: "f8", 13: "u4"}
+_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+
+
+@dataclass(frozen=True)
+class TiffTags:
+    """EXIF and XMP as TIFF directory entries: those of the first directory (IFD0, the XMP packet included) and
+    of the Exif and GPS directories it points to."""
+
+    ifd0: tuple[TiffEntry, ...] = ()
+    exif: tuple[TiffEntry, ...] = ()
+    gps: tuple[TiffEntry, ...] = ()
+
+
+def tiff_tags(exif: dict[str, str] | None, xmp: dict[str, str] | None) -> TiffTags:
+    """``exif`` and ``xmp`` (pyexiv2 keys and values) encoded by exiv2, as TIFF entries.
+
+    Raises RuntimeError, as pyexiv2 does, for a key or value exiv2 refuses.
+    """
+    register_namespace()
+    image = pyexiv2.ImageData(_probe_jpeg())
+    try:
+        if exif:
+            image.modify_exif(exif)
+        if xmp:
+            image.modify_xmp(xmp)
+        packet = image.read_raw_xmp().encode() if xmp else b""
+        jpeg = image.get_bytes()
+    finally:
+        image.close()
+    blob = _exif_segment(jpeg)
+    ifd0 = _read_ifd(blob, _first_ifd(blob)) if blob else []
+    pointers = {tag: raw for tag, _type, _count, raw in ifd0 if tag in (EXIF_IFD, GPS_IFD)}
+
+    def directory(tag: int) -> tuple[TiffEntry, ...]:
+        if tag not in pointers:
+            return ()
+        entries = _read_ifd(blob, struct.unpack("<I", pointers[tag])[0])
+        return tuple(entry for entry in entries if entry[0] != INTEROP_IFD)  # the Interop group is not carried
+
+    kept = [entry for entry in ifd0 if entry[0] not in (EXIF_IFD, GPS_IFD)]
+    if packet:
+        kept.append((XMP_TAG, 1, len(packet), packet))  # BYTE, as exiv2 and Adobe write it
+    return TiffTags(ifd0=tuple(kept), exif=directory(EXIF_IFD), gps=directory(GPS_IFD))
+
+
+def _exif_segment(jpeg: bytes) -> bytes:
+    """The TIFF structure of a JPEG's Exif APP1 segment; b"" when it has none."""
+    position = 2
+    while position + 4 <= len(jpeg) and jpeg[position] == 0xFF and jpeg[position + 1] not in (0xDA, 0xD9):
+        length = struct.unpack(">H", jpeg[position + 2:position + 4])[0]
+        body = jpeg[position + 4:position + 2 + length]
+        if jpeg[position + 1] == 0xE1 and body.startswith(b"Exif\0\0"):
+            return body[6:]
+        position += 2 + length
+    return b""
+
+
+def _first_ifd(blob: bytes) -> int:
+    order = "<" if blob[:2] == b"II" else ">"
+    return struct.unpack(order + "I", blob[4:8])[0]
+
+
+def _read_ifd(blob: bytes, offset: int) -> list[TiffEntry]:
+    """The entries of the directory at ``offset`` of a TIFF structure, their values little-endian."""
+    order = "<" if blob[:2] == b"II" else ">"
+    (count,) = struct.unpack(order + "H", blob[offset:offset + 2])
+    entries = []
+    for index in range(count):
+        start = offset + 2 + 12 * index
+        tag, kind, number = struct.unpack(order + "HHI", blob[start:start + 8])
+        size = _TYPE_SIZE[kind] * number
+        if size <= 4:
+            raw = blob[start + 8:start + 8 + size]
+        else:
+            (at,) = struct.unpack(order + "I", blob[start + 8:start + 12])
+            raw = blob[at:at + size]
+        if order == ">" and kind not in (1, 2, 6, 7):
+            code = _COMPONENT[kind]
+            raw = np.frombuffer(raw, ">" + code).astype("<" + code).tobytes()
+        entries.append((tag, kind, number, raw))
+    return entries
+
+
+def ifd_bytes(entries: tuple[TiffEntry, ...], offset: int) -> bytes:
+    """A little-endian TIFF directory of ``entries`` (sorted by tag, as TIFF requires) with its values, to be
+    stored at ``offset`` of a file (an even offset); no next directory."""
+    entries = tuple(sorted(entries))
+    values = b""
+    data_start = offset + 2 + 12 * len(entries) + 4
+    body = struct.pack("<H", len(entries))
+    for tag, kind, count, raw in entries:
+        if len(raw) <= 4:
+            field = raw.ljust(4, b"\0")
+        else:
+            field = struct.pack("<I", data_start + len(values))
+            values += raw + b"\0" * (len(raw) % 2)  # values start on word boundaries
+        body += struct.pack("<HHI", tag, kind, count) + field
+    return body + struct.pack("<I", 0) + values

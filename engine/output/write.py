@@ -1,9 +1,10 @@
 """Writing a rendered image: colour space conversion, resizing, quantising, encoding and metadata.
 
 :func:`write_image` writes TIFF (tifffile), PNG (OpenCV, which unlike Pillow writes 16-bit RGB) or JPEG
-(Pillow), embeds the output space's ICC profile, then adds EXIF and XMP with pyexiv2. Everything goes to a
-hidden ``.part`` file beside the target that replaces the target only once it is complete, so a failure never
-leaves a half-written image behind.
+(Pillow) with the output space's ICC profile, EXIF and XMP. A TIFF gets all of them in the one pass that writes
+its pixels (exiv2 encodes the EXIF and XMP, :func:`engine.output.metadata.tiff_tags`); a PNG or JPEG gets its
+EXIF and XMP from pyexiv2 after the encoder wrote it. Everything goes to a hidden ``.part`` file beside the
+target that replaces the target only once it is complete, so a failure never leaves a half-written image behind.
 """
 
 from __future__ import annotations
@@ -27,18 +28,30 @@ from engine.colour import SPACES, SRGB, RGBSpace, encode, srgb_decode, srgb_to_s
 from engine.errors import OutputError
 from engine.output.formats import OutputOptions, resolve_format
 from engine.output.icc import icc_profile
-from engine.output.metadata import register_namespace
+from engine.output.metadata import (
+    EXIF_IFD,
+    GPS_IFD,
+    TiffEntry,
+    TiffTags,
+    ifd_bytes,
+    register_namespace,
+    tiff_tags,
+)
 
 __all__ = ["OutputOptions", "resolve_format", "write_image"]
 
 
 def to_output_space(pixels: np.ndarray, space: RGBSpace, long_edge: int | None = None) -> np.ndarray:
-    """Display-referred sRGB-encoded pixels, resized in linear light and re-encoded in ``space``, in [0, 1]."""
-    pixels = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
+    """Display-referred sRGB-encoded pixels, resized in linear light and re-encoded in ``space``, in [0, 1].
+
+    sRGB at full size is the pixels themselves, unclipped and uncopied: :func:`quantise` clips.
+    """
+    pixels = np.asarray(pixels, dtype=np.float32)
     height, width = pixels.shape[:2]
     scale = long_edge / max(height, width) if long_edge else 1.0
     if space == SRGB and scale >= 1.0:
         return pixels
+    pixels = np.clip(pixels, 0.0, 1.0)
     linear = srgb_decode(pixels)
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -48,10 +61,16 @@ def to_output_space(pixels: np.ndarray, space: RGBSpace, long_edge: int | None =
     return encode(linear, space.transfer)
 
 
-def quantise(encoded: np.ndarray, bits: int) -> np.ndarray:
-    """Values in [0, 1] rounded to 8- or 16-bit integers."""
-    top, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
-    return np.round(np.clip(encoded, 0.0, 1.0) * top).astype(dtype)
+def quantise(encoded: np.ndarray, bits: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Values in [0, 1] rounded (half to even) to 8- or 16-bit integers; values outside [0, 1] are clipped.
+
+    One pass of OpenCV's saturating conversion: exactly ``np.round(np.clip(x, 0, 1) * top)`` for float32 ``x``
+    (tests/test_output.py checks it), without its three full-size float temporaries. ``out``: an array of the
+    right shape and type (a band of a bigger one) to write into.
+    """
+    top, depth = (65535.0, cv2.CV_16U) if bits == 16 else (255.0, cv2.CV_8U)
+    encoded = np.ascontiguousarray(encoded, dtype=np.float32)
+    return cv2.addWeighted(encoded, top, encoded, 0.0, 0.0, dst=out, dtype=depth)
 
 
 def output_pixels(pixels: np.ndarray, space: RGBSpace, long_edge: int | None, bits: int) -> np.ndarray:
@@ -61,15 +80,70 @@ def output_pixels(pixels: np.ndarray, space: RGBSpace, long_edge: int | None, bi
         return quantise(to_output_space(pixels, space, long_edge), bits)
     data = np.empty(pixels.shape, dtype=np.uint16 if bits == 16 else np.uint8)
     for start, end in tiling.bands(pixels.shape[0]):
-        data[start:end] = quantise(to_output_space(pixels[start:end], space), bits)
+        quantise(to_output_space(pixels[start:end], space), bits, out=data[start:end])
     return data
 
 
-def _write_tiff(path: Path, data: np.ndarray, profile: bytes, quality: int) -> None:
-    """Deflate-compressed RGB TIFF with a horizontal predictor and the ICC profile in tag 34675."""
+# TIFF compressions (OutputOptions.compression) -> tifffile's arguments. Deflate at level 1 with the horizontal
+# predictor: on the 18 MP render levels 3 and 6 took 1.2x and 1.5x as long for files no smaller
+# (docs/rendering.md, "Speed").
+_TIFF_COMPRESSION: dict[str, dict[str, object]] = {
+    "none": {},
+    "deflate": {"compression": "zlib", "compressionargs": {"level": 1}, "predictor": True},
+}
+_RESOLUTION_TAGS = (282, 283, 296, 305)  # X/YResolution, ResolutionUnit, Software: tifffile's own arguments
+
+
+def _write_tiff(path: Path, data: np.ndarray, profile: bytes, compression: str, tags: TiffTags) -> None:
+    """RGB TIFF with the ICC profile (tag 34675), IFD0's EXIF and the XMP (tag 700) written by tifffile with the
+    pixels; then the Exif and GPS directories (:func:`_add_directories`)."""
+    ifd0 = {tag: raw for tag, _kind, _count, raw in tags.ifd0}
+    resolution = None
+    if 282 in ifd0 and 283 in ifd0:
+        resolution = (struct.unpack("<II", ifd0[282][:8]), struct.unpack("<II", ifd0[283][:8]))
+    extratags: list[tuple[int, int, int, object, bool]] = []
+    for tag, kind, count, raw in tags.ifd0:
+        if tag in _RESOLUTION_TAGS:
+            continue
+        if kind in (5, 10):  # tifffile counts packed rationals wrongly; give it their numbers
+            extratags.append((tag, kind, count, struct.unpack(f"<{2 * count}{'I' if kind == 5 else 'i'}", raw), True))
+        else:
+            extratags.append((tag, kind, count, raw, True))
     tifffile.imwrite(
-        path, data, photometric="rgb", compression="zlib", predictor=True, iccprofile=profile, metadata=None
+        path, data, photometric="rgb", iccprofile=profile, metadata=None, extratags=extratags,
+        resolution=resolution, resolutionunit=struct.unpack("<H", ifd0[296][:2])[0] if 296 in ifd0 else None,
+        software=ifd0.get(305), bigtiff=False, **_TIFF_COMPRESSION[compression],  # type: ignore[arg-type]
     )
+    directories = {tag: entries for tag, entries in ((EXIF_IFD, tags.exif), (GPS_IFD, tags.gps)) if entries}
+    if directories:
+        _add_directories(path, directories)
+
+
+def _add_directories(path: Path, directories: dict[int, tuple[TiffEntry, ...]]) -> None:
+    """Give the little-endian, one-image TIFF at ``path`` the Exif and GPS directories.
+
+    tifffile does not write the tags that point to them, so a copy of IFD0 with those pointers goes at the end
+    of the file, followed by the directories, and the header points to the copy (the old IFD0 stays behind, a
+    few hundred unused bytes; every value it points to is shared).
+    """
+    with path.open("r+b") as f:
+        (first,) = struct.unpack("<I", f.read(8)[4:8])
+        f.seek(first)
+        (count,) = struct.unpack("<H", f.read(2))
+        entries = {struct.unpack("<H", raw[:2])[0]: raw for raw in (f.read(12) for _ in range(count))}
+        end = f.seek(0, os.SEEK_END)
+        end += end % 2  # directories start on a word boundary
+        position = end + 2 + 12 * (len(entries) + len(directories)) + 4
+        blocks = []
+        for tag, directory in directories.items():
+            entries[tag] = struct.pack("<HHII", tag, 4, 1, position)
+            blocks.append(ifd_bytes(directory, position))
+            position += len(blocks[-1])
+        f.seek(end)
+        f.write(struct.pack("<H", len(entries)) + b"".join(entries[tag] for tag in sorted(entries))
+                + struct.pack("<I", 0) + b"".join(blocks))
+        f.seek(4)
+        f.write(struct.pack("<I", end))
 
 
 def _with_iccp(png: bytes, profile: bytes) -> bytes:
@@ -100,18 +174,32 @@ def _write_jpeg(path: Path, data: np.ndarray, profile: bytes, quality: int) -> N
 
 
 _ENCODERS: dict[str, Callable[[Path, np.ndarray, bytes, int], None]] = {
-    "tiff": _write_tiff,
     "png": _write_png,
     "jpeg": _write_jpeg,
 }
 
 
-def _write_metadata(
-    path: Path, target: Path, exif: dict[str, str] | None, xmp: dict[str, str] | None, space: RGBSpace
-) -> None:
-    """Add EXIF (upright, with the output's size and colour space) and XMP to the image at ``path`` in place.
+def _output_exif(exif: dict[str, str] | None, data: np.ndarray, space: RGBSpace) -> dict[str, str] | None:
+    """The source's EXIF as it holds for the output: upright, with the output's size and colour space."""
+    if exif is None:
+        return None
+    return exif | {
+        "Exif.Image.Orientation": "1",  # the pixels are already turned upright
+        "Exif.Photo.PixelXDimension": str(data.shape[1]),
+        "Exif.Photo.PixelYDimension": str(data.shape[0]),
+        "Exif.Photo.ColorSpace": "1" if space == SRGB else "65535",  # 65535: see the ICC profile
+    }
 
-    pyexiv2 keeps the embedded ICC profile. ``target`` is the file's final name, for messages.
+
+def _metadata_error(target: Path, error: RuntimeError) -> OutputError:
+    """pyexiv2's error (exiv2 refused an EXIF or XMP key or value) as one line naming the output."""
+    return OutputError(f"cannot write metadata to {target}: {' '.join(str(error).split())}")
+
+
+def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: dict[str, str] | None) -> None:
+    """Add EXIF and XMP to the PNG or JPEG at ``path`` in place (pyexiv2 keeps the embedded ICC profile).
+
+    ``target`` is the file's final name, for messages.
     """
     if exif is None and not xmp:
         return
@@ -119,19 +207,11 @@ def _write_metadata(
     try:
         with pyexiv2.Image(str(path)) as image:
             if exif is not None:
-                image.modify_exif(
-                    exif
-                    | {
-                        "Exif.Image.Orientation": "1",  # the pixels are already turned upright
-                        "Exif.Photo.PixelXDimension": str(image.get_pixel_width()),
-                        "Exif.Photo.PixelYDimension": str(image.get_pixel_height()),
-                        "Exif.Photo.ColorSpace": "1" if space == SRGB else "65535",  # 65535: see the ICC
-                    }
-                )
+                image.modify_exif(exif)
             if xmp:
                 image.modify_xmp(xmp)
-    except RuntimeError as error:  # how pyexiv2 reports exiv2's errors (a bad EXIF or XMP key or value)
-        raise OutputError(f"cannot write metadata to {target}: {' '.join(str(error).split())}") from error
+    except RuntimeError as error:  # how pyexiv2 reports exiv2's errors
+        raise _metadata_error(target, error) from error
 
 
 def check_target(path: Path, options: OutputOptions) -> None:
@@ -171,11 +251,21 @@ def write_image(
     check_target(path, options)
     data = output_pixels(pixels, space, options.long_edge, bits)
     profile = icc_profile(space)
+    exif = _output_exif(exif, data, space)
+    tags = None
+    if fmt == "tiff":
+        try:
+            tags = tiff_tags(exif, xmp)  # before the file exists: a bad key leaves nothing behind
+        except RuntimeError as error:
+            raise _metadata_error(path, error) from error
     partial = path.with_name(partial_name(path.name))
     IN_PROGRESS.add(partial)
     try:
-        _ENCODERS[fmt](partial, data, profile, options.quality)
-        _write_metadata(partial, path, exif, xmp, space)
+        if tags is not None:
+            _write_tiff(partial, data, profile, options.compression, tags)
+        else:
+            _ENCODERS[fmt](partial, data, profile, options.quality)
+            _write_metadata(partial, path, exif, xmp)
         os.replace(partial, path)
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
