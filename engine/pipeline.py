@@ -126,7 +126,7 @@ def render(
         start = time.perf_counter()
         if stage.resolution == "low" and ctx.low_input is None:
             ctx.full_input = image  # kept for the stage that brings the result back to full resolution
-            ctx.low_input = image = downsample(image, LOW_RES_LONG_EDGE)
+            ctx.low_input = image = downsample(image, low_res_long_edge(source, preview))
         if recipe.stage(stage.name).enabled:
             image = tiling.process(stage, image, datas[stage.name], ctx)  # in bands where that is exact
         if preview and index == 0:  # the first stage decodes the sensor; all later ones work at preview size
@@ -140,6 +140,15 @@ def render(
         progress("done", len(stages), len(stages))
     pixels = apply_orientation(np.clip(image, 0.0, 1.0, out=image), source.orientation)
     return Rendered(pixels=pixels, recipe=recipe, source=source, notes=ctx.notes, timings=timings)
+
+
+def low_res_long_edge(source: Source, preview: int | None) -> int:
+    """The long edge of the reduced-resolution stages: ``LOW_RES_LONG_EDGE``; for a preview, the same fraction
+    of the preview's long edge as of the full image's (at least 256), so a preview is the full render in small."""
+    full = max(source.size)
+    if not preview or preview >= full:
+        return LOW_RES_LONG_EDGE
+    return min(LOW_RES_LONG_EDGE, max(256, round(LOW_RES_LONG_EDGE * preview / full)))
 
 
 def downsample(image: np.ndarray, long_edge: int) -> np.ndarray:
