@@ -70,6 +70,19 @@ def test_16bit_and_8bit_outputs_show_the_same_picture(tmp_path: Path, sample_dng
     assert np.abs(wide - narrow).max() <= 0.5 / 255 + 1e-6
 
 
+def test_tiff_is_uncompressed_unless_deflate_is_asked_and_the_pixels_are_the_same(
+    tmp_path: Path, sample_dng: Path
+) -> None:
+    render(sample_dng, "-o", tmp_path / "plain.tif")
+    render(sample_dng, "-o", tmp_path / "small.tif", "--compression", "deflate")
+    with tifffile.TiffFile(tmp_path / "plain.tif") as plain, tifffile.TiffFile(tmp_path / "small.tif") as small:
+        assert (plain.pages[0].compression, small.pages[0].compression) == (1, 8)  # none, deflate
+        np.testing.assert_array_equal(plain.pages[0].asarray(), small.pages[0].asarray())
+    assert (tmp_path / "small.tif").stat().st_size < (tmp_path / "plain.tif").stat().st_size
+    exif, xmp = read_metadata(tmp_path / "small.tif")
+    assert exif["Exif.Photo.PixelXDimension"] == "900" and "Xmp.hostplug.recipe" in xmp
+
+
 def test_jpeg_quality_option_changes_the_file_size(tmp_path: Path, sample_dng: Path) -> None:
     render(sample_dng, "-o", tmp_path / "low.jpg", "--quality", 30)
     render(sample_dng, "-o", tmp_path / "high.jpg", "--quality", 98)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from engine.errors import OutputError
-from engine.output.formats import FORMATS, SPACE_NAMES, OutputOptions, output_name
+from engine.output.formats import FORMATS, SPACE_NAMES, TIFF_COMPRESSIONS, OutputOptions, output_name
 from hostplug.commands.common import check_device, device_option, for_each_input, json_option, time_limit_option
 from hostplug.commands.serve import render_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
@@ -33,6 +33,8 @@ def _progress(total: int):
               help="Output format (default: from -o's suffix, else tiff).")
 @click.option("--bits", type=click.Choice(["8", "16"]), help="Bits per channel (default 16; JPEG 8).")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG quality.")
+@click.option("--compression", type=click.Choice(TIFF_COMPRESSIONS), default="none", show_default=True,
+              help="TIFF compression: deflate is about 28% smaller and takes seconds longer to write.")
 @click.option("--colour-space", "--color-space", "space", type=click.Choice(SPACE_NAMES), default="srgb",
               show_default=True, help="Output colour space (its ICC profile is embedded).")
 @click.option("--long-edge", type=click.IntRange(16, None), help="Shrink so the long side has N pixels.")
@@ -45,7 +47,7 @@ def _progress(total: int):
 @json_option("Print one JSON object per rendered file.")
 @recipe_options
 def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, fmt: str | None,
-           bits: str | None, quality: int, space: str, long_edge: int | None, overwrite: bool,
+           bits: str | None, quality: int, compression: str, space: str, long_edge: int | None, overwrite: bool,
            stages_dir: Path | None, device: str, service: bool | None, time_limit: float | None, as_json: bool,
            **kwargs: Any) -> None:
     """Render camera raws (or JPEG/PNG/TIFF images) to finished images."""
@@ -58,7 +60,7 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
     if out_dir is not None and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: the output folder does not exist")
     options = OutputOptions(format=fmt, bits=int(bits) if bits else None, quality=quality, space=space,
-                            long_edge=long_edge, overwrite=overwrite)
+                            long_edge=long_edge, overwrite=overwrite, compression=compression)
     device = check_device(device)
     with _progress(len(inputs)) as bar:
 
