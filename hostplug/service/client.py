@@ -34,6 +34,7 @@ from hostplug.service.protocol import (
     peer_allowed,
     peer_credentials,
     receive_message,
+    receive_payload,
     send_message,
     service_dir,
 )
@@ -165,7 +166,8 @@ def _environment() -> dict[str, str | None]:
 
 
 def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) -> dict[str, Any]:
-    """Send one request and return the service's result (see the module docstring for what it raises).
+    """Send one request and return the service's result (see the module docstring for what it raises); a
+    payload that follows the answer (a preview's pixels) is the result's ``payload``.
 
     A service of another version stops itself when asked; with ``start`` a fresh one is then started, once.
     """
@@ -174,13 +176,15 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
         try:
             send_message(sock, request(op, args))
             response = receive_message(sock)
+            payload = receive_payload(sock, response)
         except (OSError, ProtocolError) as e:
             raise ServiceError(f"the render service went away during the request ({e})") from e
         finally:
             sock.close()
         if response.get("ok"):
             result = response.get("result")
-            return result if isinstance(result, dict) else {}
+            result = result if isinstance(result, dict) else {}
+            return result if payload is None else {**result, "payload": payload}
         if response.get("foreign"):  # a service in a chroot (GIMP's, say) that shares this /tmp
             raise ServiceError(str(response.get("error")))
         if response.get("stale"):
@@ -256,5 +260,26 @@ def open_file(file: str | Path, search: tuple[str | Path, ...] = (), changes: di
     args = {"file": str(file), "search": [str(p) for p in search], "changes": _jsonable(changes), "device": device}
     try:
         return call("open", args, start=start)
+    except ServiceError:
+        return None
+
+
+def preview(input: str | Path, *, recipe: dict[str, Any] | None = None, changes: dict[str, Any] | None = None,
+            long_edge: int | None = None, format: str = "rgb8", device: str = "cpu",
+            start: bool = True) -> dict[str, Any] | None:
+    """A preview of ``input`` from the service (started when none is running, unless ``start`` is False): its
+    ``width``, ``height``, ``format``, ``recipe``, the stages that ``ran`` and their ``timings``, and the pixels as
+    ``payload`` (``rgb8``: 8-bit sRGB rows, top down, RGB interleaved; ``png``: a PNG file's bytes). ``recipe`` is
+    a whole recipe (default: the raw's sidecar recipe), ``changes`` apply on top; ``long_edge`` defaults to about
+    2 MP. None when the service cannot be used (there is no in-process preview); RemoteError for an engine error.
+    """
+    if disabled():
+        return None
+    args: dict[str, Any] = {"input": str(input), "recipe": _jsonable(recipe), "changes": _jsonable(changes),
+                            "format": format, "device": device}
+    if long_edge is not None:
+        args["long_edge"] = long_edge
+    try:
+        return call("preview", args, start=start)
     except ServiceError:
         return None

@@ -10,7 +10,8 @@ there is one per user) and ``serve.log``.
 **Framing.** One request and one response per connection, each a 4-byte big-endian length followed by that
 many bytes of UTF-8 JSON (an object). A request is ``{"protocol": 1, "version": ..., "op": ..., "args": {...},
 "cwd": ..., "env": {...}}``; a response is ``{"ok": true, "result": {...}}`` or ``{"ok": false, "error":
-"one line", "exit_code": n}``.
+"one line", "exit_code": n}``. A successful response whose result has ``payload_bytes`` is followed by that many
+raw bytes on the same connection (a preview's pixels, which would be wasteful as JSON).
 
 **Who.** The service accepts a connection only from a process of its own user (``SO_PEERCRED``), on top of
 the folder's mode; a client checks the same of the service before it sends anything.
@@ -33,6 +34,7 @@ SOCKET_NAME = "render.sock"
 LOCK_NAME = "serve.lock"
 LOG_NAME = "serve.log"
 MAX_MESSAGE = 4 * 1024 * 1024  # a request or response is a few kilobytes of JSON; anything bigger is refused
+MAX_PAYLOAD = 256 * 1024 * 1024  # a preview's pixels: 8-bit RGB at up to 8192 px on the long edge
 DEFAULT_IDLE_TIMEOUT_S = 600.0
 _HEADER = struct.Struct(">I")
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -193,6 +195,22 @@ def receive_message(sock: socket.socket) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ProtocolError("the message is not a JSON object")
     return message
+
+
+def send_payload(sock: socket.socket, payload: bytes) -> None:
+    """Send the raw bytes that follow a response announcing ``payload_bytes``."""
+    sock.sendall(payload)
+
+
+def receive_payload(sock: socket.socket, response: dict[str, Any]) -> bytes | None:
+    """The raw bytes that follow ``response`` when its result announces ``payload_bytes``; else None."""
+    result = response.get("result") if response.get("ok") else None
+    count = result.get("payload_bytes") if isinstance(result, dict) else None
+    if count is None:
+        return None
+    if not isinstance(count, int) or not 0 <= count <= MAX_PAYLOAD:
+        raise ProtocolError(f"a payload of {count!r} bytes is not one this client reads")
+    return _receive_exactly(sock, count)
 
 
 def error_response(message: str, exit_code: int = 1) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from hostplug.service.protocol import (
     peer_credentials,
     receive_message,
     send_message,
+    send_payload,
     service_dir,
 )
 
@@ -63,6 +64,7 @@ REQUEST_READ_TIMEOUT_S = 30.0  # a client that connects must send its request wi
 LOCK_WAIT_S = 30.0  # a service that is shutting down (finishing a render) may hold the lock this long
 ENV_KEYS = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")  # what a request may set (where presets are found)
 ENV_PREFIX = "HOSTPLUG_"  # and the engine's own settings (HOSTPLUG_DECODE_SECONDS, HOSTPLUG_MAX_PIXELS...)
+PREVIEW_LONG_EDGE = 1732  # 1732 x 1155 = 2 MP for a 3:2 frame
 JOURNAL_NAME = "rendering.json"  # the output being written; a service killed mid-write leaves its partial file
 
 
@@ -204,7 +206,7 @@ def _check_device(device: str) -> str:
 def _output_options(options: dict[str, Any] | None) -> Any:
     from engine.output.formats import OutputOptions
 
-    allowed = {"format", "bits", "quality", "space", "long_edge", "overwrite"}
+    allowed = {"format", "bits", "quality", "space", "long_edge", "overwrite", "compression"}
     return OutputOptions(**{k: v for k, v in (options or {}).items() if k in allowed})
 
 
@@ -228,9 +230,11 @@ class Service:
         self.listener: socket.socket | None = None
         self._lock_file: Any = None
         self._socket_inode: int | None = None
+        self.previews: Any = None  # the previews' engine.stage_cache.StageCache, made with the first preview
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "render": self.render,
             "open": self.open,
+            "preview": self.preview,
             "shutdown": self.shutdown,
         }
 
@@ -404,7 +408,10 @@ class Service:
                 conn.settimeout(None)
                 response = self.answer(request, conn)
                 if response is not None:
+                    payload = response.pop("payload", None)  # a preview's pixels follow the JSON
                     send_message(conn, response)
+                    if payload is not None:
+                        send_payload(conn, payload)
         except (OSError, ProtocolError) as e:  # the client went away or sent garbage: its problem only
             log.info("connection dropped: %s", e)
         finally:
@@ -451,7 +458,8 @@ class Service:
             with _as_client(request):
                 result = handler(request.get("args") or {})
             log.info("%s done in %.2f s", op, time.perf_counter() - start)
-            return {"ok": True, "result": result}
+            payload = result.pop("payload", None)
+            return {"ok": True, "result": result, **({"payload": payload} if payload is not None else {})}
         except HostplugError as e:
             log.info("%s failed: %s", op, e)
             return error_response(str(e), e.exit_code)
@@ -465,7 +473,8 @@ class Service:
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": self.version, "protocol": PROTOCOL, "socket": str(self.socket_path),
                 "uptime_s": round(time.time() - self.started, 1), "idle_timeout_s": self.idle_timeout,
-                "queued": self.jobs.qsize(), "cache": self.cache.stats()}
+                "queued": self.jobs.qsize(), "cache": self.cache.stats(),
+                "previews": self.previews.stats() if self.previews is not None else None}
 
     def render(self, args: dict[str, Any]) -> dict[str, Any]:
         """What ``hostplug render`` does for one input: :func:`engine.render_file` with a cached source."""
@@ -494,6 +503,51 @@ class Service:
         search = tuple(Path(p) for p in args.get("search") or ())
         return open_file(Path(args["file"]), search, args.get("changes") or None,
                          device=_check_device(args.get("device", "cpu")))
+
+    def preview(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A preview of ``input`` for an interactive editor: rendered at ``long_edge`` pixels (default about
+        2 MP) through the stage cache, so a change re-runs only the stages from the first it affects; the
+        pixels (8-bit sRGB, rows top down, RGB interleaved; or a PNG) follow the answer as its payload.
+
+        ``recipe`` is a whole recipe (JSON form); without it the raw's sidecar recipe (or the defaults) is used.
+        ``changes`` apply on top, as for ``render``."""
+        import numpy as np
+
+        from engine.edits import apply_changes
+        from engine.errors import HostplugError
+        from engine.pipeline import render
+        from engine.recipe import Recipe
+        from engine.stage_cache import StageCache
+        from engine.xmp.sidecar import sidecar_recipe
+
+        start = time.perf_counter()
+        long_edge, pixel_format = args.get("long_edge", PREVIEW_LONG_EDGE), args.get("format", "rgb8")
+        if not isinstance(long_edge, int) or not 16 <= long_edge <= 8192:
+            raise HostplugError(f"preview long_edge {long_edge!r} is not a whole number of pixels from 16 to 8192")
+        if pixel_format not in ("rgb8", "png"):
+            raise HostplugError(f"preview format {pixel_format!r} is not rgb8 or png")
+        source = self.cache.open(args["input"])
+        given, changes = args.get("recipe"), args.get("changes") or None
+        if given is not None:
+            recipe = apply_changes(Recipe.from_dict(given), changes)
+        else:
+            recipe = sidecar_recipe(source.path, changes)[0]
+        if self.previews is None:
+            self.previews = StageCache()
+        rendered = render(source, recipe, device=_check_device(args.get("device", "cpu")), preview=long_edge,
+                          cache=self.previews)
+        pixels = (rendered.pixels * 255.0 + 0.5).astype(np.uint8)
+        if pixel_format == "png":
+            import cv2
+
+            payload = cv2.imencode(".png", pixels[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
+        else:
+            payload = pixels.tobytes()
+        height, width = pixels.shape[:2]
+        return {"input": str(args["input"]), "width": width, "height": height, "format": pixel_format,
+                "recipe": recipe.to_dict(), "ran": list(rendered.timings),
+                "timings": {k: round(v, 4) for k, v in rendered.timings.items()},
+                "seconds": round(time.perf_counter() - start, 4), "payload_bytes": len(payload), "payload": payload}
 
     def shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
         """Stop accepting; queued requests are still answered, then the service exits."""
