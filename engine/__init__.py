@@ -40,8 +40,6 @@ def _version() -> str:
         return "0+unknown"
 
 
-__version__ = _version()
-
 # name -> (module, attribute): loaded on first access (PEP 562)
 _LAZY = {
     "Source": ("engine.io.source", "Source"),
@@ -63,6 +61,9 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the installed metadata on first use (30-40 ms a command need not pay)
+        globals()[name] = _version()
+        return globals()[name]
     if name not in _LAZY:
         raise AttributeError(f"module 'engine' has no attribute {name!r}")
     module, attribute = _LAZY[name]

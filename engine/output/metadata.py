@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pyexiv2
-from PIL import Image
 
 from engine.xmp.namespaces import HOSTPLUG_NS as XMP_NS_URI
 from engine.xmp.namespaces import HOSTPLUG_PREFIX as XMP_PREFIX
@@ -69,6 +68,8 @@ def _is_carried(key: str, number: int, value: str) -> bool:
 @functools.cache
 def _probe_jpeg() -> bytes:
     """A tiny JPEG to try EXIF writes on."""
+    from PIL import Image
+
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format="JPEG")
     return buffer.getvalue()
