@@ -1,4 +1,5 @@
-"""Reading a small file (sidecar, preset, recipe, configuration) through a size-limited, regular-file-only open.
+"""Reading a small file (sidecar, preset, recipe, configuration) through a size-limited, regular-file-only open,
+and pinning an input file so that every reader reads the one file that was checked.
 
 A path a user or another program controls can name a FIFO (``open`` waits forever for a writer), a device
 (``/dev/zero`` never ends) or a link to either. :func:`read_regular` opens with ``O_NONBLOCK`` (so a FIFO opens at
@@ -6,15 +7,21 @@ once), checks with ``fstat`` on the open descriptor that it is a regular file (c
 cannot be swapped between the check and the read), and reads at most ``limit + 1`` bytes, so an oversized file is
 refused without reading it all. ``follow=False`` adds ``O_NOFOLLOW`` where a link must not be followed.
 
+:func:`pinned` opens an input (a raw or an image, read by several libraries that each open it by name) the same
+way once, and hands out ``/proc/self/fd/N``: a name for that open file, so a file renamed, replaced or linked at
+the original path meanwhile is never read instead.
+
 :func:`is_name_too_long` tells the ``ENAMETOOLONG`` of a file name over the file system's 255 bytes apart from
 other errors: such a file cannot exist, so looking for it finds nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.errors import HostplugError
@@ -27,21 +34,37 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def read_regular(path: Path | str, limit: int, what: str, error: type[HostplugError] = HostplugError,
-                 *, follow: bool = True) -> bytes:
-    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes; else ``error`` in one line
-    naming the file and ``what`` it should have been ("sidecar", "configuration")."""
+def _open_regular(path: Path | str, what: str, error: type[HostplugError], follow: bool,
+                  missing: type[HostplugError] | None = None) -> int:
+    """A descriptor of ``path`` opened for reading, after ``fstat`` on it showed a regular file; else ``error``
+    (``missing`` for a file that does not exist, when given) in one line."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
         descriptor = os.open(path, flags)
     except OSError as e:
         if e.errno == errno.ELOOP and not follow:
             raise error(f"{path}: refused, the {what} is a symbolic link") from None
+        if e.errno == errno.ENOENT and missing is not None:
+            raise missing(f"{path}: no such file") from None
         raise error(f"{path}: cannot read the {what} ({e.strerror})") from None
     try:
+        mode = os.fstat(descriptor).st_mode
+    except OSError as e:
+        os.close(descriptor)
+        raise error(f"{path}: cannot read the {what} ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise error(f"{path}: refused, the {what} is {_kind(mode)}, not a regular file")
+    return descriptor
+
+
+def read_regular(path: Path | str, limit: int, what: str, error: type[HostplugError] = HostplugError,
+                 *, follow: bool = True) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes; else ``error`` in one line
+    naming the file and ``what`` it should have been ("sidecar", "configuration")."""
+    descriptor = _open_regular(path, what, error, follow)
+    try:
         info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise error(f"{path}: refused, the {what} is {_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
             raise error(f"{path}: refused, {info.st_size} bytes is far too large for a {what} (at most {limit})")
         chunks: list[bytes] = []
@@ -64,3 +87,21 @@ def read_regular(path: Path | str, limit: int, what: str, error: type[HostplugEr
 def is_name_too_long(error: OSError) -> bool:
     """Whether ``error`` says a file name (or path) is longer than the file system allows."""
     return error.errno == errno.ENAMETOOLONG
+
+
+@contextlib.contextmanager
+def pinned(path: Path, what: str, error: type[HostplugError] = HostplugError, *, follow: bool = True,
+           missing: type[HostplugError] | None = None) -> Iterator[Path]:
+    """``path`` opened once (a regular file, else ``error`` in one line; ``missing`` for a file that does not
+    exist), as a path that names that open file: every open of the path yielded reads this file, whatever is
+    renamed, replaced or linked at ``path`` meanwhile. ``follow=False`` refuses a link at ``path`` itself.
+
+    The name is ``/proc/self/fd/N`` (Linux); where there is no ``/proc``, ``path`` itself (then only the checks
+    on opening hold, not the pinning). The descriptor is closed when the block ends.
+    """
+    descriptor = _open_regular(path, what, error, follow, missing)
+    try:
+        view = Path(f"/proc/self/fd/{descriptor}")
+        yield view if view.exists() else path
+    finally:
+        os.close(descriptor)

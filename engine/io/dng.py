@@ -257,8 +257,9 @@ def _polynomial_maps(tags: _Tags, code: int) -> list[PolynomialMap]:
     return maps
 
 
-def read_dng_tags(path: Path) -> DngTags | None:
-    """The DNG tags of ``path``, checked, or ``None`` when the file is not a DNG (or not a TIFF tifffile reads).
+def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
+    """The DNG tags of ``path`` (read from ``file`` when given: the open file, see
+    :func:`engine.io.bounded.pinned`), checked, or ``None`` when it is not a DNG (or not a TIFF tifffile reads).
 
     A DNG whose tags are damaged or implausible (not finite, out of range, a malformed opcode list, image data
     past the end of the file, more pixels than :func:`engine.io.limits.max_pixels`) is refused with one line:
@@ -266,7 +267,7 @@ def read_dng_tags(path: Path) -> DngTags | None:
     """
     with quiet_tifffile():
         try:
-            tif = tifffile.TiffFile(path)
+            tif = tifffile.TiffFile(file or path)
         except (tifffile.TiffFileError, OSError, ValueError, struct.error, IndexError, KeyError, TypeError):
             return None
         with tif:

@@ -18,8 +18,9 @@ from engine.errors import CorruptInputError, UnsupportedInputError
 from engine.io.limits import check_density, check_pixels, quiet_stderr, quiet_tifffile
 
 
-def read_rgb_image(path: Path) -> tuple[np.ndarray, int]:
-    """Encoded sRGB float32 pixels in [0, 1] (H x W x 3) and the EXIF orientation of an image file.
+def read_rgb_image(path: Path, file: Path | None = None) -> tuple[np.ndarray, int]:
+    """Encoded sRGB float32 pixels in [0, 1] (H x W x 3) and the EXIF orientation of an image file, read from
+    ``file`` when given (the open file, see :func:`engine.io.bounded.pinned`); messages name ``path``.
 
     8-bit images with an embedded ICC profile are converted to sRGB; 16-bit TIFF and PNG files are read at
     full precision and taken as sRGB. A damaged file is one :class:`CorruptInputError`: the decoders' warnings
@@ -27,17 +28,17 @@ def read_rgb_image(path: Path) -> tuple[np.ndarray, int]:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _read(path)
+        return _read(path, file or path)
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
+def _read(path: Path, file: Path) -> tuple[np.ndarray, int]:
     try:
         with warnings.catch_warnings():
             # Pillow warns above 89 MP and refuses above 179 MP; the engine's own limit is checked instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(file)
     except Image.DecompressionBombError as e:
-        size = _claimed_size(path)
+        size = _claimed_size(file)
         if size is not None:
             check_pixels(path, *size)
         claim = f"{size[0]} x {size[1]} pixels" if size else "more pixels"
@@ -51,9 +52,9 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
         with im:
             width, height = im.size
             check_pixels(path, width, height)
-            check_density(path, width, height, path.stat().st_size)
+            check_density(path, width, height, file.stat().st_size)
             orientation = _orientation(im)
-            high = _read_16bit(path)
+            high = _read_16bit(path, file)
             if high is not None:
                 return high, orientation
             icc = im.info.get("icc_profile")
@@ -95,14 +96,15 @@ def _orientation(im: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _read_16bit(path: Path) -> np.ndarray | None:
-    """16-bit TIFF or PNG pixels as float32, or None when the file holds 8-bit data (Pillow reads those)."""
+def _read_16bit(path: Path, file: Path) -> np.ndarray | None:
+    """16-bit TIFF or PNG pixels of ``file`` (named ``path``) as float32, or None when it holds 8-bit data
+    (Pillow reads those)."""
     suffix = path.suffix.lower()
     data: np.ndarray | None
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        with quiet_tifffile(), tifffile.TiffFile(path) as tif:
+        with quiet_tifffile(), tifffile.TiffFile(file) as tif:
             page = tif.pages.first
             check_pixels(path, int(page.imagewidth), int(page.imagelength))
             data = page.asarray() if len(tif.pages) > 1 else tif.asarray()
@@ -110,7 +112,7 @@ def _read_16bit(path: Path) -> np.ndarray | None:
         import cv2
 
         with quiet_stderr():  # libpng prints its errors itself
-            data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            data = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
         if data is None:
             return None
         data = data[..., 2::-1] if data.ndim == 3 else data

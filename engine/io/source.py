@@ -17,6 +17,7 @@ import numpy as np
 import rawpy
 
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
+from engine.io.bounded import pinned
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
 
@@ -96,30 +97,40 @@ class Source:
         return self.sensor.shape[0], self.sensor.shape[1]
 
 
-def open_source(path: str | Path) -> Source:
-    """Open a camera raw or an sRGB image. Raises one of the :mod:`engine.errors` exceptions."""
+def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
+    """Open a camera raw or an sRGB image. Raises one of the :mod:`engine.errors` exceptions.
+
+    The file is opened once (:func:`engine.io.bounded.pinned`), and every library reads that open file: a file
+    replaced, or a link put, at ``path`` while it is being read is never read instead. A FIFO, a device or a
+    folder is refused. ``follow_links=False`` also refuses a symbolic link at ``path`` itself (for a caller that
+    checked where the file lies, such as the watch daemon).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"{path}: no such file")
+    with pinned(path, "input", InputNotFoundError, follow=follow_links, missing=InputNotFoundError) as file:
+        return _open_pinned(path, file)
+
+
+def _open_pinned(path: Path, file: Path) -> Source:
+    """:func:`open_source` on the open file ``file``; messages name ``path``."""
     try:
-        with path.open("rb") as f:
+        with file.open("rb") as f:
             head = f.read(16)
     except OSError as e:
         raise InputNotFoundError(f"{path}: cannot read ({e.strerror})") from e
     if not head:
         raise CorruptInputError(f"{path}: the file is empty")
-    dng = read_dng_tags(path)  # checks a DNG's tags and structure before LibRaw parses them itself
+    dng = read_dng_tags(path, file)  # checks a DNG's tags and structure before LibRaw parses them itself
     try:
         with quiet_stderr():
-            raw = rawpy.imread(str(path))
+            raw = rawpy.imread(str(file))
     except rawpy.LibRawFileUnsupportedError:
-        return _open_rgb_or_refuse(path, dng)
+        return _open_rgb_or_refuse(path, dng, file)
     except (rawpy.LibRawIOError, rawpy.LibRawDataError, rawpy.LibRawError) as e:
         raise CorruptInputError(f"{path}: the raw data cannot be read ({_libraw_message(e)}); the file may "
                                 "be truncated or damaged") from e
     try:
         with quiet_stderr():  # LibRaw decodes lazily, on first access to the data
-            return _open_raw(path, raw, dng)
+            return _open_raw(path, raw, dng, file)
     finally:
         if raw not in _STILL_DECODING:
             raw.close()
@@ -160,13 +171,13 @@ def _libraw_message(e: Exception) -> str:
     return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
-def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> Source:
+def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> Source:
     sizes = raw.sizes
     check_pixels(path, int(sizes.raw_width), int(sizes.raw_height), "raw image")
     try:
         _unpack(path, raw)
         if raw.raw_type == rawpy.RawType.Stack:
-            sensor = _linear_raw_data(path, raw, dng)
+            sensor = _linear_raw_data(file, raw, dng)
         else:
             sensor = raw.raw_image_visible.copy()
     except rawpy.LibRawFileUnsupportedError as e:
@@ -214,7 +225,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> Source:
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,
     )
-    _fill_make_model(source)
+    _fill_make_model(source, file)
     _check_plausible(source)
     return source
 
@@ -238,11 +249,11 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) and value >= 0 else 0.0
 
 
-def _linear_raw_data(path: Path, raw: rawpy.RawPy, dng: DngTags | None) -> np.ndarray:
+def _linear_raw_data(file: Path, raw: rawpy.RawPy, dng: DngTags | None) -> np.ndarray:
     """LinearRaw pixels: read by tifffile where possible, since LibRaw pre-subtracts black on some files."""
     if dng is not None:
         try:
-            data = read_linear_raw(path)
+            data = read_linear_raw(file)
             if data.ndim == 3 and data.shape[2] >= 3:
                 return data[..., :3]
         except Exception:  # noqa: BLE001 - any codec failure falls back to LibRaw's own decoding
@@ -334,11 +345,11 @@ def _calibration(raw: rawpy.RawPy, dng: DngTags | None) -> Calibration | None:
     return None
 
 
-def _fill_make_model(source: Source) -> None:
-    """Make and model from EXIF (rawpy does not expose them)."""
+def _fill_make_model(source: Source, file: Path) -> None:
+    """Make and model from the EXIF of ``file``, the open source (rawpy does not expose them)."""
     from engine.output.metadata import read_exif
 
-    exif = read_exif(source.path)
+    exif = read_exif(file)
     source.exif = exif
     source.camera.make = exif.get("Exif.Image.Make", "").strip()
     model = exif.get("Exif.Image.Model", "").strip()
@@ -380,7 +391,7 @@ def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError | Cor
     return UnsupportedInputError(f"{path}: unsupported raw: LibRaw cannot decode this file's format")
 
 
-def _open_rgb_or_refuse(path: Path, dng: DngTags | None) -> Source:
+def _open_rgb_or_refuse(path: Path, dng: DngTags | None, file: Path) -> Source:
     """An sRGB image (JPEG, PNG, TIFF), or a clear refusal for a raw LibRaw cannot decode."""
     if dng is not None:
         raise _unsupported(path, dng)
@@ -388,7 +399,7 @@ def _open_rgb_or_refuse(path: Path, dng: DngTags | None) -> Source:
         raise UnsupportedInputError(f"{path}: not a raw format LibRaw reads, nor a JPEG, PNG or TIFF image")
     from engine.io.rgb_input import read_rgb_image
 
-    pixels, orientation = read_rgb_image(path)
+    pixels, orientation = read_rgb_image(path, file)
     source = Source(
         path=path,
         kind="rgb",
@@ -402,5 +413,5 @@ def _open_rgb_or_refuse(path: Path, dng: DngTags | None) -> Source:
         orientation=orientation,
         format=path.suffix.lstrip(".").upper(),
     )
-    _fill_make_model(source)
+    _fill_make_model(source, file)
     return source

@@ -140,7 +140,9 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         return Outcome(job.id, "unchanged", "same content and recipe as its last render", digest,
                        job.previous_outputs)
     try:
-        source = engine.open(original or job.path)  # the same bytes; outputs then record the original
+        # the same bytes; outputs then record the original. The raw itself is opened as the file checked above
+        # lies: a link swapped in since is refused, not followed
+        source = engine.open(original) if original else engine.open(real, follow_links=False)
     except (CorruptInputError, UnsupportedInputError) as e:
         if _stat_changed(job):
             return Outcome(job.id, "changed", "the file changed while it was being read")
