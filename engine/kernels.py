@@ -17,12 +17,18 @@ out-of-bounds access.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit, prange
 
 from engine.colour import LUMA
+
+if TYPE_CHECKING:  # torch loads only when a torch version runs
+    import torch
 
 DEBUG_KERNELS = os.environ.get("HOSTPLUG_DEBUG_KERNELS", "") == "1"
 
@@ -323,3 +329,186 @@ def _check_cfa(cfa: np.ndarray, channels: int, name: str) -> None:
     """A 2x2 pattern of channel indices, each one a valid index into per-channel tables of ``channels``."""
     _check(cfa.shape == (2, 2) and int(cfa.min()) >= 0 and int(cfa.max()) < channels, name,
            f"CFA pattern {cfa.tolist()} for {channels} channels")
+
+
+# --- The same maths as torch operations, for ``--device cuda`` ----------------------------------------------------
+# Each function takes and returns numpy arrays (the pipeline's currency) and does its work on ``device``. They agree
+# with the compiled loops above to float rounding (tests/test_torch_kernels.py runs both on the CPU).
+
+TORCH_ON_CPU = False  # set by :func:`torch_everywhere`
+
+
+def on_torch(device: str) -> bool:
+    """Whether the full-resolution stages use the torch versions: on any device but the CPU, and on the CPU too
+    while :func:`torch_everywhere` is in force (how tests and ``benchmarks/bench_gpu.py --device cpu`` compare)."""
+    return device != "cpu" or TORCH_ON_CPU
+
+
+@contextlib.contextmanager
+def torch_everywhere() -> Iterator[None]:
+    """Use the torch versions of the kernels on the CPU as well, inside the block."""
+    global TORCH_ON_CPU
+    saved, TORCH_ON_CPU = TORCH_ON_CPU, True
+    try:
+        yield
+    finally:
+        TORCH_ON_CPU = saved
+
+
+def _to_device(image: np.ndarray, device: str) -> torch.Tensor:
+    """H x W x C numpy to 1 x C x H x W float32 on ``device``."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device).permute(2, 0, 1)[None]
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    """1 x C x H x W to contiguous H x W x C float32 numpy on the CPU."""
+    return np.ascontiguousarray(t[0].permute(1, 2, 0).float().cpu().numpy())
+
+
+def _pad(t: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> torch.Tensor:
+    """Pad H and W; OpenCV's reflect-101 border is torch's "reflect" (which needs the side longer than the pad)."""
+    import torch.nn.functional as F
+
+    if mode == "reflect" and (max(top, bottom) >= t.shape[-2] or max(left, right) >= t.shape[-1]):
+        mode = "replicate"  # an image smaller than the filter: OpenCV's border keeps reflecting, close enough
+    return F.pad(t, (left, right, top, bottom), mode=mode)
+
+
+def gaussian_blur_torch(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``cv2.GaussianBlur(x, (0, 0), sigma)`` of N x C x H x W float32: OpenCV's kernel size (4 sigma each side)
+    and reflect-101 border, as two separable convolutions."""
+    import cv2
+    import torch
+    import torch.nn.functional as F
+
+    size = int(round(sigma * 8.0 + 1.0)) | 1
+    taps = torch.from_numpy(cv2.getGaussianKernel(size, sigma).astype(np.float32).ravel()).to(t.device)
+    c, r = t.shape[1], size // 2
+    t = F.conv2d(_pad(t, r, r, 0, 0, "reflect"), taps.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
+    return F.conv2d(_pad(t, 0, 0, r, r, "reflect"), taps.view(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
+
+
+def _mhc_weights() -> np.ndarray:
+    """The four Malvar-He-Cutler estimates as 5 x 5 filters: green at red/blue, blue at red (red at blue), the
+    colour along the row at green, the colour along the column at green (each already divided by 8)."""
+    def taps(*offsets_and_weights: tuple[int, int, float]) -> np.ndarray:
+        k = np.zeros((5, 5), dtype=np.float32)
+        for dy, dx, value in offsets_and_weights:
+            k[2 + dy, 2 + dx] += value
+        return k
+
+    v = [(0, 0, 1.0)]
+    cross = [(-1, 0, 1.0), (1, 0, 1.0), (0, -1, 1.0), (0, 1, 1.0)]
+    far_h, far_v = [(0, -2, 1.0), (0, 2, 1.0)], [(-2, 0, 1.0), (2, 0, 1.0)]
+    diag = [(-1, -1, 1.0), (-1, 1, 1.0), (1, -1, 1.0), (1, 1, 1.0)]
+    horiz, vert = cross[2:], cross[:2]
+
+    def scaled(parts: list[tuple[int, int, float]], s: float) -> list[tuple[int, int, float]]:
+        return [(dy, dx, s * w) for dy, dx, w in parts]
+
+    green = taps(*scaled(v, 4), *scaled(cross, 2), *scaled(far_h + far_v, -1))
+    other = taps(*scaled(v, 6), *scaled(diag, 2), *scaled(far_h + far_v, -1.5))
+    along_row = taps(*scaled(v, 5), *scaled(horiz, 4), *scaled(far_h, -1), *scaled(diag, -1), *scaled(far_v, 0.5))
+    along_col = taps(*scaled(v, 5), *scaled(vert, 4), *scaled(far_v, -1), *scaled(diag, -1), *scaled(far_h, 0.5))
+    return np.stack([green, other, along_row, along_col])[:, None] / np.float32(8.0)
+
+
+def demosaic_mhc_torch(raw: np.ndarray, cfa: np.ndarray, black: np.ndarray, scale: np.ndarray, gains: np.ndarray,
+                       device: str) -> np.ndarray:
+    """:func:`normalize_mosaic` then :func:`demosaic_mhc` on ``device``: H x W x 3 RGB from a Bayer mosaic."""
+    import torch
+    import torch.nn.functional as F
+
+    _check(raw.ndim == 2 and raw.shape[0] >= 3 and raw.shape[1] >= 3, "demosaic_mhc_torch", f"mosaic {raw.shape}")
+    _check_cfa(cfa, 3, "demosaic_mhc_torch")
+    h, w = raw.shape
+    reps = ((h + 1) // 2, (w + 1) // 2)
+    black_map = torch.from_numpy(np.tile(black.astype(np.float32)[cfa], reps)[:h, :w]).to(device)
+    scale_map = torch.from_numpy(np.tile(scale.astype(np.float32)[cfa], reps)[:h, :w]).to(device)
+    m = (torch.from_numpy(raw.astype(np.float32)).to(device) - black_map) * scale_map
+    padded = F.pad(m[None, None], (2, 2, 2, 2), mode="reflect")
+    est = F.conv2d(padded, torch.from_numpy(_mhc_weights()).to(device))[0]  # green, other, along row, along col
+    rgb = m[None].repeat(3, 1, 1)
+    for py in range(2):
+        for px in range(2):
+            at = (slice(py, None, 2), slice(px, None, 2))
+            c = int(cfa[py, px])
+            if c == 1:
+                row_is_red = int(cfa[py, (px + 1) % 2]) == 0
+                rgb[(0, *at)] = est[(2 if row_is_red else 3, *at)]
+                rgb[(2, *at)] = est[(3 if row_is_red else 2, *at)]
+            else:
+                rgb[(1, *at)] = est[(0, *at)]
+                rgb[(2 - c, *at)] = est[(1, *at)]  # blue at a red site, red at a blue one
+    rgb *= torch.from_numpy(gains.astype(np.float32)).to(device).view(3, 1, 1)
+    return _to_numpy(rgb[None])
+
+
+def _area_matrix(size: int, out: int) -> np.ndarray:
+    """(out, size) weights of an area-averaging resize: the overlap of each source pixel with each output pixel's
+    span of ``size / out`` source pixels, divided by that span."""
+    edges = np.arange(out + 1) * (size / out)
+    left, right = np.arange(size), np.arange(size) + 1.0
+    overlap = np.minimum(right[None], edges[1:, None]) - np.maximum(left[None], edges[:-1, None])
+    return (np.clip(overlap, 0.0, None) * (out / size)).astype(np.float32)
+
+
+def denoise_torch(image: np.ndarray, gains: np.ndarray, to_opponent: np.ndarray, from_opponent: np.ndarray,
+                  chroma_sigma: float, luma_mix: float, device: str) -> np.ndarray:
+    """The classical denoiser (:class:`engine.stages.denoise.ClassicalDenoise`) on ``device``: chroma from a
+    blurred half-size opponent map, luminance lightly blurred, as :func:`denoise_opponent` rebuilds it."""
+    import torch
+    import torch.nn.functional as F
+
+    x = _to_device(image, device)
+    h, w = x.shape[-2:]
+    g = torch.from_numpy(gains.astype(np.float32)).to(device).view(1, 3, 1, 1)
+    if h % 2 == 0 and w % 2 == 0:
+        small = F.avg_pool2d(x, 2)
+    else:  # OpenCV's INTER_AREA at a fractional scale: each output pixel averages the source area it covers
+        rows, cols = (torch.from_numpy(_area_matrix(n, max(1, n // 2))).to(device) for n in (h, w))
+        small = torch.einsum("ih,nchw,jw->ncij", rows, x, cols)
+    opponent = torch.einsum("ij,njhw->nihw", torch.from_numpy(to_opponent[1:]).to(device), small * g)
+    chroma = F.interpolate(gaussian_blur_torch(opponent, chroma_sigma), size=(h, w), mode="bilinear",
+                           align_corners=False)
+    balanced = x * g
+    del x
+    luma = balanced.sum(dim=1, keepdim=True) / 3.0
+    binomial = torch.tensor([1.0, 2.0, 1.0], device=device)
+    binomial = (binomial[:, None] * binomial[None]).view(1, 1, 3, 3) / 16.0
+    blurred = F.conv2d(_pad(luma, 1, 1, 1, 1, "replicate"), binomial)
+    luma = luma + luma_mix * (blurred - luma)
+    basis = torch.cat([luma, chroma], dim=1)
+    out = torch.einsum("ij,njhw->nihw", torch.from_numpy(from_opponent).to(device), basis) / g
+    return _to_numpy(out)
+
+
+def bgu_apply_torch(img: np.ndarray, grid: np.ndarray, zmax: float, device: str) -> np.ndarray:
+    """:func:`bgu_apply` on ``device``: the affine grid sliced trilinearly (``grid_sample``) at every pixel."""
+    import torch
+    import torch.nn.functional as F
+
+    _check(grid.ndim == 4 and min(grid.shape[:3]) >= 2 and grid.shape[3] == 12, "bgu_apply_torch",
+           f"grid of shape {grid.shape}")
+    x = _to_device(img, device)[0]
+    h, w = x.shape[-2:]
+    e = torch.sqrt(torch.clamp(x, min=0.0))
+    del x
+    lum = torch.einsum("c,chw->hw", torch.tensor(LUMA, dtype=torch.float32, device=device), e)
+    z = torch.nan_to_num(torch.clamp(lum / zmax, 0.0, 1.0), nan=0.0) * 2.0 - 1.0
+    gy = torch.linspace(-1.0, 1.0, h, device=device) if h > 1 else torch.full((1,), -1.0, device=device)
+    gx = torch.linspace(-1.0, 1.0, w, device=device) if w > 1 else torch.full((1,), -1.0, device=device)
+    where = torch.stack([gx[None].expand(h, w), gy[:, None].expand(h, w), z], dim=-1)[None, None]  # x, y, z
+    volume = torch.from_numpy(np.ascontiguousarray(grid.transpose(3, 2, 0, 1))).to(device)[None]  # 12 x D x H x W
+    coef = F.grid_sample(volume, where, mode="bilinear", padding_mode="border", align_corners=True)[0, :, 0]
+    coef = coef.view(3, 4, h, w)
+    out = (coef[:, :3] * e[None]).sum(dim=1) + coef[:, 3]
+    return _to_numpy(out[None])
+
+
+def unsharp_torch(image: np.ndarray, amount: float, sigma: float, device: str) -> np.ndarray:
+    """``x + amount * (x - GaussianBlur(x, sigma))`` on ``device`` (the classical detail stage)."""
+    x = _to_device(image, device)
+    return _to_numpy(x * (1.0 + amount) - amount * gaussian_blur_torch(x, sigma))

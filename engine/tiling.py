@@ -11,7 +11,8 @@ rewrites it band by band (:data:`TILE_ROWS` rows at a time), allocating only ban
 Stages that need the whole image for a decision (a white-balance estimate, the denoiser's chroma map) make it
 first, then apply it in bands. :func:`process` is the pipeline's hook: it runs a stage that :data:`BAND_HALOS`
 knows is band-safe on overlapping bands (bit for bit what one pass gives, or within float rounding for the
-networks), and any other stage on the whole image.
+networks), and any other stage on the whole image. On a GPU (:func:`engine.kernels.on_torch`) stages take the
+whole image in one pass.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine import kernels
+
 if TYPE_CHECKING:  # kept out of the import, so the output writer can use bands without loading the stages
     from engine.stages.base import Context, Stage
 
@@ -30,13 +33,25 @@ TILE_ROWS = 512  # rows per band: 9600 px wide, a float32 RGB band is 59 MB
 
 
 def bands(height: int, rows: int | None = None) -> list[tuple[int, int]]:
-    """``(start, end)`` row spans of at most ``rows`` (default :data:`TILE_ROWS`) covering ``height``.
+    """``(start, end)`` row spans of about ``rows`` (default :data:`TILE_ROWS`) covering ``height``.
 
-    Spans start on even rows (a Bayer mosaic keeps its phase in every band), so ``rows`` is rounded up to even.
+    ``rows`` is rounded up to a multiple of 16: a Bayer mosaic keeps its phase in every band, and each band starts
+    where OpenCV's and numpy's vector loops over the whole image would start a vector, so per-pixel work gives the
+    same bits in bands as in one pass.
     """
-    rows = rows or TILE_ROWS
-    rows = max(2, rows + rows % 2)
+    rows = -(-(rows or TILE_ROWS) // 16) * 16
     return [(start, min(start + rows, height)) for start in range(0, height, rows)]
+
+
+def per_pixel(image: np.ndarray, operation: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Replace ``image`` (in place) by ``operation`` (per pixel, returning a new array) applied band by band.
+
+    Each band is given one row more than it keeps, so the end of the vector loop, whose scalar code may round
+    differently, falls where it falls in one pass over the whole image: on the last pixels.
+    """
+    height = image.shape[0]
+    return rewrite_in_bands(image, lambda start, end: operation(image[start:min(end + 1, height)])[:end - start],
+                            halo=1)
 
 
 @contextlib.contextmanager
@@ -86,8 +101,8 @@ def process(stage: Stage, image: np.ndarray, data: Any, ctx: Context) -> np.ndar
     """``stage.process`` on overlapping bands when :data:`BAND_HALOS` lists it and the image is taller than a
     band; otherwise on the whole image."""
     halo_of = BAND_HALOS.get((stage.name, stage.implementation))
-    if halo_of is None or image.ndim != 3 or image.shape[0] <= TILE_ROWS:
-        return stage.process(image, data, ctx)
+    if halo_of is None or image.ndim != 3 or image.shape[0] <= TILE_ROWS or kernels.on_torch(ctx.device):
+        return stage.process(image, data, ctx)  # a GPU takes the whole image in one pass
     halo = halo_of(data)
     height = image.shape[0]
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from engine import tiling
 from engine.calibration import balanced_camera_to_linear_srgb
 from engine.stages.base import Context, Stage
 from engine.stages.white_balance import calibration_of
@@ -52,5 +53,6 @@ class ColourMatrix(Stage):
             "origin": calibration_of(ctx).origin,
             "baseline_exposure": ctx.source.baseline_exposure,
         }
-        matrix = matrix * 2.0 ** ctx.source.baseline_exposure
-        return cv2.transform(image, matrix.astype(np.float32), dst=image)  # in place: no new 18 MP buffer
+        matrix = (matrix * 2.0 ** ctx.source.baseline_exposure).astype(np.float32)
+        # In place, a band at a time: OpenCV's own in-place transform copies the whole image first.
+        return tiling.per_pixel(image, lambda rows: cv2.transform(rows, matrix))

@@ -67,7 +67,7 @@ class Demosaic(Stage):
         if method == "none (LinearRaw)":
             return linear_raw_to_rgb(source)
         if method == "mhc":
-            return bayer_to_rgb(source)
+            return bayer_to_rgb(source, ctx.device)
         return libraw_demosaic(source, method.removeprefix("libraw-"))
 
 
@@ -76,17 +76,19 @@ def _prescale(source) -> np.ndarray:
     return (1.0 / source.as_shot_neutral).astype(np.float32)
 
 
-def bayer_to_rgb(source) -> np.ndarray:
+def bayer_to_rgb(source, device: str = "cpu") -> np.ndarray:
     """Malvar-He-Cutler demosaic of a Bayer source into normalised, un-white-balanced camera RGB.
 
-    The mosaic is normalised a band of rows at a time (:func:`engine.tiling.bands`, with the 2 rows each side
-    the 5 x 5 filters read), so only the RGB result is full-sized.
+    On the CPU the mosaic is normalised a band of rows at a time (:func:`engine.tiling.bands`, with the 2 rows
+    each side the 5 x 5 filters read), so only the RGB result is full-sized; on a GPU it is one torch pass.
     """
     h, w = source.sensor.shape
     wb = _prescale(source)
     scale = (wb / (source.white - source.black)).astype(np.float32)
     cfa = source.cfa.astype(np.int64)
     black, gains = source.black.astype(np.float32), (1.0 / wb).astype(np.float32)
+    if kernels.on_torch(device):
+        return kernels.demosaic_mhc_torch(source.sensor, cfa, black, scale, gains, device)
     rgb = np.empty((h, w, 3), dtype=np.float32)
     for start, end in tiling.bands(h):
         padded = np.empty((end - start + 4, w + 4), dtype=np.float32)

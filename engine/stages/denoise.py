@@ -69,6 +69,9 @@ class ClassicalDenoise(Stage):
         # Colour differences are taken after an as-shot white balance: in raw camera RGB a grey edge would
         # show up as a chroma edge, and blurring chroma would smear it.
         gains = (1.0 / np.asarray(data["neutral"])).astype(np.float32)
+        if kernels.on_torch(ctx.device):
+            return kernels.denoise_torch(image, gains, _TO_OPPONENT, _FROM_OPPONENT, 0.5 + 2.0 * s, 0.5 * s,
+                                         ctx.device)
         # Chroma: a blur of a half-size copy (cheap), sampled back per pixel by the kernel.
         small = cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
         np.multiply(small, gains, out=small)

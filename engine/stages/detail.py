@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from engine import kernels
 from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 from engine.stages.photofinish import CLASSICAL_LOOKS
@@ -53,6 +54,8 @@ class UnsharpMask(Stage):
         amount = data["amount"]
         if amount <= 0.0:
             return image
+        if kernels.on_torch(ctx.device):
+            return kernels.unsharp_torch(image, amount, data["radius"], ctx.device)
         blurred = cv2.GaussianBlur(image, (0, 0), data["radius"])
         # In place: a fresh full-resolution buffer costs more in page faults than the arithmetic itself.
         return cv2.addWeighted(image, 1.0 + amount, blurred, -amount, 0.0, dst=image)

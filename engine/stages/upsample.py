@@ -77,6 +77,8 @@ class BilateralGuidedUpsample(Stage):
         # Each pixel reads only itself, so the result can overwrite the full-resolution input, which no later
         # stage needs (a fresh 18 MP buffer costs more in page faults than the slicing).
         full, ctx.full_input = _pipeline_input(ctx.full_input), None
+        if kernels.on_torch(ctx.device):
+            return kernels.bgu_apply_torch(full, grid, zmax, ctx.device)
         kernels.bgu_apply(full, grid, zmax, full)
         return full
 
