@@ -285,3 +285,21 @@ def test_tiff_is_uncompressed_by_default_and_an_unknown_compression_is_refused(t
     with pytest.raises(OutputError, match="compression"):
         write_image(colour_patch(), tmp_path / "b.tif", OutputOptions(compression="lzw"))
     assert files_in(tmp_path) == ["a.tif"]
+
+
+def test_the_command_lines_colour_space_names_are_the_engines() -> None:
+    from engine.output.formats import SPACE_NAMES
+
+    assert tuple(SPACES) == SPACE_NAMES
+
+
+def test_big_endian_exif_entries_are_turned_little_endian() -> None:
+    import struct
+
+    from engine.output.metadata import _read_ifd
+
+    # MM header, one directory at 8: a SHORT (Orientation 6) and a RATIONAL (XResolution 300/1) stored at 38
+    blob = (b"MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 2)
+            + struct.pack(">HHI", 274, 3, 1) + struct.pack(">H", 6) + b"\0\0"
+            + struct.pack(">HHII", 282, 5, 1, 38) + struct.pack(">I", 0) + struct.pack(">II", 300, 1))
+    assert _read_ifd(blob, 8) == [(274, 3, 1, struct.pack("<H", 6)), (282, 5, 1, struct.pack("<II", 300, 1))]

@@ -1,12 +1,11 @@
 """The output formats and colour spaces, named once: the command line, the watch daemon and the writer all use
-these tables (importing only numpy, so a command line can build its choices without loading the writer)."""
+these tables (importing nothing heavy, not even numpy, so a command line builds its choices in no time)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.colour import SPACES
 from engine.errors import OutputError
 
 # Format -> the suffix given to a new output of that format.
@@ -18,8 +17,9 @@ DEFAULT_BITS: dict[str, int] = {"tiff": 16, "png": 16, "jpeg": 8}
 # TIFF compressions: none (the default, as Lightroom, RawTherapee and GIMP write TIFF), or deflate (level 1 with
 # the horizontal predictor): about 28% smaller for 16-bit renders, 50x slower to write (docs/rendering.md).
 TIFF_COMPRESSIONS: tuple[str, ...] = ("none", "deflate")
-# The output colour spaces, by the key the options use (:data:`engine.colour.SPACES`).
-SPACE_NAMES: tuple[str, ...] = tuple(SPACES)
+# The output colour spaces, by the key the options use: the keys of :data:`engine.colour.SPACES`, written out so
+# that naming them needs no numpy (tests/test_output.py checks that they agree).
+SPACE_NAMES: tuple[str, ...] = ("srgb", "display-p3", "adobe-rgb", "prophoto")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyexiv2
 
 from engine.xmp.namespaces import HOSTPLUG_NS as XMP_NS_URI
@@ -193,6 +192,8 @@ def _read_ifd(blob: bytes, offset: int) -> list[TiffEntry]:
             (at,) = struct.unpack(order + "I", blob[start + 8:start + 12])
             raw = blob[at:at + size]
         if order == ">" and kind not in (1, 2, 6, 7):
+            import numpy as np  # exiv2 writes little-endian EXIF; this is the rare other case
+
             code = _COMPONENT[kind]
             raw = np.frombuffer(raw, ">" + code).astype("<" + code).tobytes()
         entries.append((tag, kind, number, raw))
