@@ -157,11 +157,15 @@ def test_links_out_of_the_hot_folder_and_fifos_are_refused_with_a_log_line(tmp_p
     (hot / "good.dng").write_bytes(b"raw" * 100)
     scanner = _scanner(hot, tmp_path / "out")
     logger = logging.getLogger("hostplug.watch")
-    logger.addHandler(caplog.handler)  # the daemon's logger may not propagate (setup_logging turns that off)
+    # the daemon's logger may not propagate (setup_logging turns that off): the records come through this handler
+    # alone, once each whichever tests ran before
+    logger.addHandler(caplog.handler)
+    propagate, logger.propagate = logger.propagate, False
     try:
         ready = _poll(scanner, 1.0)
     finally:
         logger.removeHandler(caplog.handler)
+        logger.propagate = propagate
     assert ready == [hot / "good.dng"]
     refused = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "refused"]
     assert len(refused) == 3, refused  # once each, not once a poll
