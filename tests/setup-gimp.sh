@@ -1,5 +1,6 @@
 #!/bin/sh
-# Prepare a real GIMP 3 for tests/test_gimp_plugin.py on a Debian 12 machine (idempotent; as root).
+# Prepare a real GIMP 3 for tests/test_gimp_plugin.py and tests/test_gimp_dialog.py on a Debian 12 machine
+# (idempotent; as root).
 #
 # GIMP 3 is packaged from Debian 13 on, so this builds a Debian 13 root folder with ../shared/tools/gimp3-root.sh
 # (once: about 1.7 GB, 1-5 minutes depending on the mirror) and makes this machine's hostplug visible inside it:
@@ -44,6 +45,14 @@ fi
 if mountpoint -q "$ROOT/proc"; then :; else mount -t proc proc "$ROOT/proc"; fi
 if mountpoint -q "$ROOT/dev"; then :; else mount --bind /dev "$ROOT/dev"; fi
 if mountpoint -q "$ROOT/dev/pts"; then :; else mount --bind /dev/pts "$ROOT/dev/pts"; fi
+
+# What tests/test_gimp_dialog.py drives GIMP's interface with: a virtual X server, synthetic key presses,
+# screenshots (ImageMagick's import). Installed into the root once, from Debian 13's mirror.
+if ! chroot "$ROOT" sh -c 'command -v Xvfb && command -v xdotool && command -v import' >/dev/null; then
+  chroot "$ROOT" sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends xvfb xauth xdotool imagemagick' \
+    || { echo "setup-gimp.sh: could not install xvfb, xdotool and imagemagick in $ROOT" >&2; exit 1; }
+fi
 
 echo "$BINDS" | while read -r dir; do
   case "$dir" in

@@ -13,7 +13,9 @@ Procedures:
   the opened image keeps its raw and recipe in the persistent parasite ``hostplug-recipe`` (saved in XCF).
 - ``file-hostplug-raw-load-thumb``: the raw's embedded preview, for GIMP's file dialog.
 - ``plug-in-hostplug-rerender``: Image > Re-render with hostplug..., which renders the raw again with another
-  style or adjustments and adds the result as a new layer.
+  style or adjustments and adds the result as a new layer. Its dialog shows a live preview: each change of a
+  setting (debounced) asks the render service for a ~2 MP preview, which re-runs only the stages the change
+  affects (``python -m hostplug.service.preview_pipe``, started once per dialog, carries the requests).
 Errors go to GIMP's message console and the procedure's return values; the plug-in never crashes GIMP.
 """
 
@@ -23,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 import gi
 
@@ -30,7 +33,9 @@ gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp  # noqa: E402
 
 gi.require_version("GimpUi", "3.0")
-from gi.repository import GimpUi, Gio, GLib, GObject  # noqa: E402
+gi.require_version("Gtk", "3.0")
+gi.require_version("GdkPixbuf", "2.0")
+from gi.repository import GdkPixbuf, GimpUi, Gio, GLib, GObject, Gtk  # noqa: E402
 
 LOAD_PROC = "file-hostplug-raw-load"
 THUMB_PROC = "file-hostplug-raw-load-thumb"
@@ -38,6 +43,10 @@ RERENDER_PROC = "plug-in-hostplug-rerender"
 PARASITE = "hostplug-recipe"
 CONFIG_NAME = "hostplug-raw.json"
 RENDER_TIMEOUT_S = 600
+PREVIEW_LONG_EDGE = 1732  # about 2 MP from the render service, shown scaled into the dialog's preview box
+PREVIEW_BOX = (512, 384)
+DEBOUNCE_MS = 150  # a slider drag asks for one preview when it pauses, not one per step
+ENV_DIALOG_TEST = "HOSTPLUG_GIMP_DIALOG_TEST"  # a folder: the dialog notes each preview it shows there (tests)
 
 # Suffix -> MIME type of every raw format LibRaw reads (kept equal to engine/io/formats.py by a test).
 RAW_FORMATS = {
@@ -306,14 +315,141 @@ def recipe_from_config(config, recipe):
     return changed
 
 
-def run_dialog(procedure, config):
-    """Show the re-render dialog; False when the user cancels."""
+class LivePreview:
+    """The dialog's preview box. A helper process (``python -m hostplug.service.preview_pipe``) asks the render
+    service for a preview of the raw; a worker thread sends it the latest settings, one request at a time (settings
+    that changed meanwhile replace the waiting ones), and the GTK main loop shows each answer scaled to the box."""
+
+    def __init__(self, raw_path, dialog, box, label):
+        self.raw_path, self.dialog, self.box, self.label = raw_path, dialog, box, label
+        self.condition = threading.Condition()
+        self.wanted = None  # the latest settings not yet sent
+        self.closed = False
+        self.timer = None
+        self.shown = 0
+        python = plugin_config().get("python") or sys.executable
+        self.process = subprocess.Popen([python, "-m", "hostplug.service.preview_pipe"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_environment())
+        threading.Thread(target=self._work, name="hostplug-preview", daemon=True).start()
+
+    def request(self, recipe):
+        """Ask for a preview of ``recipe`` once the settings have been still for DEBOUNCE_MS (main thread)."""
+        if self.timer is not None:
+            GLib.source_remove(self.timer)
+        self.timer = GLib.timeout_add(DEBOUNCE_MS, self._hand_over, recipe)
+
+    def _hand_over(self, recipe):
+        self.timer = None
+        with self.condition:
+            self.wanted = recipe
+            self.condition.notify()
+        return False
+
+    def _work(self):
+        while True:
+            with self.condition:
+                while self.wanted is None and not self.closed:
+                    self.condition.wait()
+                if self.closed:
+                    return
+                recipe, self.wanted = self.wanted, None
+            try:
+                line = json.dumps({"input": self.raw_path, "recipe": recipe, "long_edge": PREVIEW_LONG_EDGE})
+                self.process.stdin.write(line.encode("utf-8") + b"\n")
+                self.process.stdin.flush()
+                header = json.loads(self.process.stdout.readline() or b"{}")
+                pixels = self.process.stdout.read(int(header.get("bytes") or 0)) if header.get("ok") else b""
+            except (OSError, ValueError) as e:
+                GLib.idle_add(self.label.set_text, f"No preview: {e}")
+                return
+            GLib.idle_add(self._show, header, pixels, recipe)
+
+    def _show(self, header, pixels, recipe):
+        if self.closed:
+            return False
+        if not header.get("ok"):
+            self.label.set_text("No preview: " + str(header.get("error") or "the preview helper stopped"))
+            return False
+        width, height = int(header["width"]), int(header["height"])
+        pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(GLib.Bytes.new(pixels), GdkPixbuf.Colorspace.RGB, False, 8,
+                                                 width, height, width * 3)
+        scale = min(PREVIEW_BOX[0] / width, PREVIEW_BOX[1] / height)
+        shown = pixbuf.scale_simple(max(1, round(width * scale)), max(1, round(height * scale)),
+                                    GdkPixbuf.InterpType.BILINEAR)
+        self.box.set_from_pixbuf(shown)
+        self.label.set_text(f"Preview {width} x {height}: {header['seconds']:.2f} s in the render service "
+                            f"(re-ran {', '.join(header.get('ran') or ['nothing'])})")
+        self.shown += 1
+        if os.environ.get(ENV_DIALOG_TEST):
+            GLib.idle_add(self._note_for_tests, header, recipe, shown.get_width(), shown.get_height())
+        return False
+
+    def _note_for_tests(self, header, recipe, width, height):
+        """Where the preview is on the screen and what it shows, for tests/test_gimp_dialog.py; and the keyboard
+        focus on the exposure control, which the test then changes with real key presses."""
+        if self.shown == 1:
+            widget = self.dialog.get_widget("exposure", GObject.TYPE_NONE)
+            spin = widget.get_spin_button() if hasattr(widget, "get_spin_button") else widget
+            self.dialog.present()
+            spin.grab_focus()
+        allocation = self.box.get_allocation()
+        _ok, x, y = self.box.get_window().get_origin()
+        note = {"n": self.shown, "exposure": recipe.get("exposure"), "seconds": header.get("seconds"),
+                "ran": header.get("ran"),
+                "preview": [x + allocation.x + (allocation.width - width) // 2,
+                            y + allocation.y + (allocation.height - height) // 2, width, height]}
+        path = os.path.join(os.environ[ENV_DIALOG_TEST], f"preview-{self.shown}.json")
+        with open(path + ".part", "w", encoding="utf-8") as f:
+            json.dump(note, f)
+        os.replace(path + ".part", path)
+        return False
+
+    def close(self):
+        """Stop the worker and the helper process."""
+        with self.condition:
+            self.closed = True
+            self.condition.notify()
+        if self.timer is not None:
+            GLib.source_remove(self.timer)
+        try:
+            self.process.stdin.close()
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+
+
+def run_dialog(procedure, config, raw_path, recipe):
+    """Show the re-render dialog with a live preview of ``raw_path``; False when the user cancels."""
     GimpUi.init(RERENDER_PROC)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Re-render with hostplug")
     dialog.fill(None)
-    accepted = dialog.run()
-    dialog.destroy()
-    return accepted
+    box = Gtk.Image()
+    box.set_size_request(*PREVIEW_BOX)
+    label = Gtk.Label(label="Rendering a preview...")
+    content = dialog.get_content_area()
+    content.pack_start(box, False, False, 6)
+    content.reorder_child(box, 0)
+    content.pack_start(label, False, False, 0)
+    content.reorder_child(label, 1)
+    box.show()
+    label.show()
+    preview = None
+    try:
+        preview = LivePreview(raw_path, dialog, box, label)
+    except (OSError, PluginError) as e:  # no helper: the dialog still works, without a preview
+        label.set_text(f"No preview: {e}")
+    handler = None
+    if preview is not None:
+        handler = config.connect("notify", lambda *_args: preview.request(recipe_from_config(config, recipe)))
+        preview.request(recipe_from_config(config, recipe))
+    try:
+        return dialog.run()
+    finally:
+        if handler is not None:
+            config.disconnect(handler)
+        if preview is not None:
+            preview.close()
+        dialog.destroy()
 
 
 def rerender(procedure, run_mode, image, drawables, config, data):
@@ -325,7 +461,7 @@ def rerender(procedure, run_mode, image, drawables, config, data):
             return failure(procedure, f"hostplug: the raw {raw_path} is not there any more")
         if run_mode == Gimp.RunMode.INTERACTIVE:
             show_recipe_in_config(config, recipe)
-            if not run_dialog(procedure, config):
+            if not run_dialog(procedure, config, raw_path, recipe):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         changed = recipe_from_config(config, recipe)
         folder = tempfile.mkdtemp(prefix="hostplug-gimp-")
