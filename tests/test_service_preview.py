@@ -48,7 +48,7 @@ def test_a_preview_comes_back_as_pixels_and_reuses_the_stages_upstream_of_a_chan
     assert warmer["recipe"]["wb"] == "custom"
     # The same pixels as the engine's own preview render in this process (8-bit, rounded).
     local = render(engine.open(SAMPLE_DNG), Recipe.from_dict(warmer["recipe"]), preview=450).pixels
-    assert np.array_equal(pixels(warmer), (local * 255.0 + 0.5).astype(np.uint8))
+    assert np.array_equal(pixels(warmer), cv2.convertScaleAbs(local, alpha=255.0))
     stats = client.status()["previews"]
     assert stats["hits"] == 2 and stats["misses"] == 1 and stats["bytes"] > 0
 

@@ -210,7 +210,14 @@ def receive_payload(sock: socket.socket, response: dict[str, Any]) -> bytes | No
         return None
     if not isinstance(count, int) or not 0 <= count <= MAX_PAYLOAD:
         raise ProtocolError(f"a payload of {count!r} bytes is not one this client reads")
-    return _receive_exactly(sock, count)
+    payload = bytearray(count)
+    view, done = memoryview(payload), 0
+    while done < count:  # straight into one buffer: a 2 MP preview is 6 MB
+        got = sock.recv_into(view[done:], min(count - done, 1 << 20))
+        if not got:
+            raise ProtocolError("the connection closed before the whole payload arrived")
+        done += got
+    return bytes(payload)
 
 
 def error_response(message: str, exit_code: int = 1) -> dict[str, Any]:

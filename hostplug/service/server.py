@@ -511,7 +511,7 @@ class Service:
 
         ``recipe`` is a whole recipe (JSON form); without it the raw's sidecar recipe (or the defaults) is used.
         ``changes`` apply on top, as for ``render``."""
-        import numpy as np
+        import cv2
 
         from engine.edits import apply_changes
         from engine.errors import HostplugError
@@ -536,10 +536,8 @@ class Service:
             self.previews = StageCache()
         rendered = render(source, recipe, device=_check_device(args.get("device", "cpu")), preview=long_edge,
                           cache=self.previews)
-        pixels = (rendered.pixels * 255.0 + 0.5).astype(np.uint8)
+        pixels = cv2.convertScaleAbs(rendered.pixels, alpha=255.0)  # to 8 bits, rounded, a pass over the pixels
         if pixel_format == "png":
-            import cv2
-
             payload = cv2.imencode(".png", pixels[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
         else:
             payload = pixels.tobytes()
