@@ -21,12 +21,15 @@ from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.scanner import Scanner, is_temporary
 from tests.hostile_inputs import SAMPLE_DNG as SAMPLE
 
+REPO = Path(__file__).resolve().parents[1]
 HEAD = '[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "out"\n'
 
 
 def run_watch(*args: object, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``hostplug watch ARGS`` as a process in ``cwd``, running this checkout's code (not an installed copy)."""
     command = [sys.executable, "-c", "from hostplug.cli import main; main()", "watch", *(str(a) for a in args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], words: str) -> None:
@@ -79,10 +82,12 @@ def test_bad_config_is_one_line(tmp_path: Path, name: str, text: bytes, words: s
     assert not (tmp_path / "in" / ".hostplug").exists()
 
 
-@pytest.mark.parametrize("kind", ["fifo", "link-to-fifo", "dev-zero", "huge"])  # a folder: click refuses it
+@pytest.mark.parametrize("kind", ["fifo", "link-to-fifo", "dev-zero", "huge", "folder"])
 def test_config_that_is_not_a_small_regular_file_is_one_line(tmp_path: Path, kind: str) -> None:
     config = tmp_path / "studio.toml"
-    if kind == "fifo":
+    if kind == "folder":
+        config.mkdir()
+    elif kind == "fifo":
         os.mkfifo(config)
     elif kind == "link-to-fifo":
         os.mkfifo(tmp_path / "pipe")
@@ -92,12 +97,15 @@ def test_config_that_is_not_a_small_regular_file_is_one_line(tmp_path: Path, kin
     else:
         config.write_bytes(b"# " + b"x" * (2 << 20) + b"\n" + HEAD.encode())
     words = {"fifo": "is a FIFO", "link-to-fifo": "is a FIFO", "dev-zero": "character device",
-             "huge": "far too large"}[kind]
+             "huge": "far too large", "folder": "the configuration is a folder, not a regular file"}[kind]
     assert_one_line(run_watch("--config", config, cwd=tmp_path, timeout=30), words)
 
 
 @pytest.mark.parametrize(("option", "value", "words"), [
     ("--workers", "100000", "'workers' = 100000 is too large"),
+    ("--workers", str(4 * len(os.sched_getaffinity(0)) + 1), "4 per CPU core, and this machine has"),
+    ("--journal", ".", "cannot open the journal"),
+    ("--log-json", ".", "is not writable"),
     ("--settle", "nan", "'settle_seconds' must be a finite number"),
     ("--settle", "inf", "'settle_seconds' must be a finite number"),
 ])

@@ -68,7 +68,7 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
 
 @click.command(help=_WATCH_HELP, short_help="Render raws dropped into hot folders (a resident daemon).")
 @click.argument("in_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="TOML configuration (see above).")
 @click.option("--out", "--out-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (minimal form).")
@@ -86,9 +86,9 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
 @click.option("--workers", type=click.IntRange(1, None), help="Renders at once (default 1).")
 @click.option("--settle", type=click.FloatRange(0.1, None), help="Settle period in seconds (default 2).")
 @click.option("--polling", is_flag=True, help="Scan folders instead of using file events (network shares).")
-@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--journal", type=click.Path(path_type=Path),
               help="Journal file (default: IN_DIR/.hostplug/journal.sqlite).")
-@click.option("--log-json", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--log-json", type=click.Path(path_type=Path),
               help="Also log one JSON object a line to this file.")
 @click.option("--cluster", metavar="ray://HOST:PORT|auto",
               help="Render on the nodes of a Ray cluster (pip install 'hostplug[cluster]'; docs/cluster.md).")
@@ -171,7 +171,7 @@ def _error_record(entry: Any) -> dict[str, Any]:
 
 @click.command(short_help="Show (and retry) the watch daemon's queue.")
 @click.argument("hot_folder", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="The daemon's TOML configuration (its journal is read).")
 @click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), help="The journal file itself.")
 @click.option("--retry", is_flag=True, help="Queue failed files again (moved back from _failed/).")

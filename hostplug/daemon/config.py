@@ -8,6 +8,7 @@ where it is. Checks that touch the file system (folders, presets, overlaps) live
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -196,8 +197,10 @@ def _path(value: str, base: Path) -> Path:
 
 
 # The largest value each number key accepts (every number must also be finite and above zero); the documented
-# range of each key is (0, limit]. workers: more processes than any machine runs renders at once.
-MAX_WORKERS = 256
+# range of each key is (0, limit]. workers: 4 render processes per CPU core this daemon may use is already far
+# more than help (each render uses several cores); more only exhausts memory.
+CPU_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+MAX_WORKERS = 4 * CPU_CORES
 LIMITS: dict[str, float] = {
     "workers": MAX_WORKERS, "settle_seconds": 3600, "rescan_seconds": 86400, "poll_seconds": 3600,
     "render_timeout": 86400, "memory_limit_mb": 16 << 20, "max_attempts": 100, "retry_seconds": 86400,
@@ -215,7 +218,8 @@ def check_limit(where: str, key: str, value: Any) -> None:
         raise ConfigError(f"{where}: {key!r} must be a finite number, not {value!r}")
     limit = LIMITS.get(key)
     if limit is not None and value > limit:
-        raise ConfigError(f"{where}: {key!r} = {value!r} is too large (at most {limit:g})")
+        why = f": 4 per CPU core, and this machine has {CPU_CORES}" if key == "workers" else ""
+        raise ConfigError(f"{where}: {key!r} = {value!r} is too large (at most {limit:g}{why})")
 
 
 def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
