@@ -56,7 +56,10 @@ SHARED_RAWS = Path(os.environ.get("HOSTPLUG_RAWSAMPLES", REPO.parent / "shared" 
 BUNDLED = REPO / "engine" / "samples" / "hostplug_colorchecker.dng"
 MEMORY_LIMIT = 3 << 30  # bytes of address space a render may take
 HOSTPLUG_EXITS = {1, 2, 3, 4, 5, 6, 124}  # engine.errors' exit codes, and the time limit's
-GRACE_SECONDS = 15.0  # past the time limit, a process still running is a hang
+GRACE_SECONDS = 30.0  # past the time limit, a forked render still running is a hang
+# a fresh process also starts up (imports, model loading) before the time limit starts counting: a minute or
+# more on a loaded machine
+FRESH_GRACE_SECONDS = 180.0
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # this checkout's hostplug, not an installed copy
@@ -368,7 +371,7 @@ def run_fresh(argv: list[str], folder: Path, time_limit: float) -> tuple[int | N
         process = subprocess.Popen([sys.executable, "-c", "import sys; from hostplug.cli import main; "
                                     "main(sys.argv[1:], prog_name='hostplug')", *argv],
                                    stdout=out, stderr=err, preexec_fn=_limit_memory, env=env, cwd=folder)
-        status, rss = _wait(process.pid, start + time_limit + GRACE_SECONDS)
+        status, rss = _wait(process.pid, start + time_limit + FRESH_GRACE_SECONDS)
         process.returncode = 0  # reaped by _wait
     return status, time.monotonic() - start, rss
 
@@ -420,7 +423,7 @@ def _check_output(target: Path, expected: tuple[int, int] | None) -> str | None:
 
 # ----- the run --------------------------------------------------------------------------------------------------
 
-def _warm_up(seeds: list[Seed], work: Path, time_limit: float) -> None:
+def _warm_up(seeds: list[Seed], work: Path) -> None:
     """Import everything, load the models and compile the kernels in the parent (its children inherit them)."""
     import torch
 
@@ -431,8 +434,8 @@ def _warm_up(seeds: list[Seed], work: Path, time_limit: float) -> None:
     folder.mkdir(exist_ok=True)
     source = folder / f"seed{seeds[0].suffix}"
     source.write_bytes(seeds[0].data)
-    try:
-        main(_argv(source, folder / "warm.tif", time_limit) + ["--overwrite"], prog_name="hostplug",
+    try:  # without the time limit: this first render also loads the models and compiles the kernels
+        main(["render", str(source), "-o", str(folder / "warm.tif"), "--overwrite"], prog_name="hostplug",
              standalone_mode=True)
     except SystemExit as e:
         if e.code:
@@ -444,7 +447,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1000, help="mutated raws to render (default 1000)")
     parser.add_argument("--start", type=int, default=0, help="first input number (to resume or split a run)")
     parser.add_argument("--seed", type=int, default=13, help="the run's random seed")
-    parser.add_argument("--time-limit", type=float, default=20.0, help="hostplug render --time-limit (default 20)")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="hostplug render --time-limit (default 60)")
     parser.add_argument("--fresh", type=int, default=0, help="also run the first N inputs as fresh processes")
     parser.add_argument("--mode", choices=("fork", "fresh"), default="fork", help="how to run every input")
     parser.add_argument("--work", type=Path, help="working folder (default: a new temporary folder)")
@@ -457,7 +460,7 @@ def main() -> int:
     (work / "findings").mkdir(parents=True, exist_ok=True)
     seeds = load_seeds()
     if args.mode == "fork":
-        _warm_up(seeds, work, args.time_limit)
+        _warm_up(seeds, work)
     counts: collections.Counter[str] = collections.Counter()
     per_seed: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     per_kind: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
