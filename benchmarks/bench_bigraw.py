@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # this checkout's engine (the children run in it too), not an installed copy
 DEFAULT_RAW18 = REPO.parent / "shared" / "rawsamples" / "sony_ilce7rm3__libraw-cffi_DSC2164.ARW"
 WIDTH, HEIGHT = 9600, 6400
 REPEAT = 4  # the scene is rendered at WIDTH / REPEAT x HEIGHT / REPEAT and its mosaic repeated
@@ -56,17 +58,18 @@ print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 """
 
 
-def make_61mp_dng(path: Path) -> Path:
-    """Write the 9600 x 6400 synthetic DNG (about 123 MB) to ``path``."""
+def make_dng(path: Path, width: int = WIDTH, height: int = HEIGHT) -> Path:
+    """Write a big synthetic DNG (by default the 9600 x 6400 one, about 123 MB) to ``path``; ``width`` and
+    ``height`` must be multiples of 2 * :data:`REPEAT`."""
     import numpy as np
 
     from engine.training.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
 
-    scene = scene_colorchecker(HEIGHT // REPEAT, WIDTH // REPEAT)
+    scene = scene_colorchecker(height // REPEAT, width // REPEAT)
     raw = render_raw(camera_from_colour(), illuminant("D55"), scene, iso=1600, seed=0)
     big = dataclasses.replace(raw, cfa=np.tile(raw.cfa, (REPEAT, REPEAT)), xyz=None)
-    write_dng(path, big, make="hostplug", model="Synthetic 61 MP", iso=1600, exposure_time=1 / 250, f_number=8.0,
-              noise_profile=raw.noise_profile)
+    write_dng(path, big, make="hostplug", model=f"Synthetic {width * height / 1e6:.0f} MP", iso=1600,
+              exposure_time=1 / 250, f_number=8.0, noise_profile=raw.noise_profile)
     return path
 
 
@@ -101,7 +104,7 @@ def measure_61mp(tmpdir: str | Path) -> dict:
     ``peak_ratio``, ``target_peak_gb_max`` and ``meets_peak_target``.
     """
     tmpdir = Path(tmpdir)
-    dng = make_61mp_dng(tmpdir / "synthetic_61mp.dng")
+    dng = make_dng(tmpdir / "synthetic_61mp.dng")
     try:
         results = {"megapixels": round(WIDTH * HEIGHT / 1e6, 1), **measure_file(dng, tmpdir)}
     finally:

@@ -355,6 +355,18 @@ def torch_everywhere() -> Iterator[None]:
         TORCH_ON_CPU = saved
 
 
+@contextlib.contextmanager
+def _float32_convolutions() -> Iterator[None]:
+    """cuDNN convolutions in true float32 inside the block: by default they may round their inputs to TF32 (a
+    10-bit mantissa) on recent GPUs, which is more than the 1/255 these versions are held to would allow."""
+    import torch
+
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                     allow_tf32=False):
+        yield
+
+
 def _to_device(image: np.ndarray, device: str) -> torch.Tensor:
     """H x W x C numpy to 1 x C x H x W float32 on ``device``."""
     import torch
@@ -415,6 +427,7 @@ def _mhc_weights() -> np.ndarray:
     return np.stack([green, other, along_row, along_col])[:, None] / np.float32(8.0)
 
 
+@_float32_convolutions()
 def demosaic_mhc_torch(raw: np.ndarray, cfa: np.ndarray, black: np.ndarray, scale: np.ndarray, gains: np.ndarray,
                        device: str) -> np.ndarray:
     """:func:`normalize_mosaic` then :func:`demosaic_mhc` on ``device``: H x W x 3 RGB from a Bayer mosaic."""
@@ -455,6 +468,7 @@ def _area_matrix(size: int, out: int) -> np.ndarray:
     return (np.clip(overlap, 0.0, None) * (out / size)).astype(np.float32)
 
 
+@_float32_convolutions()
 def denoise_torch(image: np.ndarray, gains: np.ndarray, to_opponent: np.ndarray, from_opponent: np.ndarray,
                   chroma_sigma: float, luma_mix: float, device: str) -> np.ndarray:
     """The classical denoiser (:class:`engine.stages.denoise.ClassicalDenoise`) on ``device``: chroma from a
@@ -508,6 +522,7 @@ def bgu_apply_torch(img: np.ndarray, grid: np.ndarray, zmax: float, device: str)
     return _to_numpy(out[None])
 
 
+@_float32_convolutions()
 def unsharp_torch(image: np.ndarray, amount: float, sigma: float, device: str) -> np.ndarray:
     """``x + amount * (x - GaussianBlur(x, sigma))`` on ``device`` (the classical detail stage)."""
     x = _to_device(image, device)
