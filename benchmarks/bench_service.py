@@ -13,6 +13,13 @@ raw, rendering, writing the file):
 
 The repetitions alternate between the commands; medians and ratios. It also records what the client process
 imports (``python -X importtime``): it must not load torch, numba or rawpy.
+
+``--gimp`` adds GIMP 3 opening the raw through the plug-in (``Gimp.file_load``, timed inside GIMP, headless, in
+the Debian 13 root of ``tests/setup-gimp.sh``; needs root): the first open starts the service, the next ones are
+what a photographer opening raw after raw waits for (target: under 3 s). Also timed there: GIMP loading the
+plug-in's 16-bit TIFF by itself, the share of GIMP's own TIFF reader.
+
+Every process runs this checkout (``PYTHONPATH``), the render service it starts included.
 """
 
 from __future__ import annotations
@@ -39,6 +46,22 @@ with rawpy.imread(sys.argv[1]) as raw:
 tifffile.imwrite(sys.argv[2], rgb, photometric="rgb")
 """
 HOSTPLUG = [sys.executable, "-c", "from hostplug.cli import main; main()"]
+GIMP_ROOT = Path(os.environ.get("HOSTPLUG_GIMP_ROOT", "/var/tmp/trixie-root"))
+
+# Runs inside GIMP: opens the raw (through the plug-in) and the TIFF, timing each file_load.
+GIMP_PROBE = r'''
+import json, os, time
+from gi.repository import Gimp, Gio
+out = {"raw_s": [], "tiff_s": []}
+opens = [("raw_s", os.environ["HP_RAW"])] * int(os.environ["HP_REPEATS"]) + [("tiff_s", os.environ["HP_TIFF"])] * 2
+for key, path in opens:
+    start = time.perf_counter()
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+    out[key].append(round(time.perf_counter() - start, 3))
+    out["size"] = [image.get_width(), image.get_height(), image.get_precision().value_nick]
+    image.delete()
+print("HOSTPLUG-BENCH " + json.dumps(out))
+'''
 
 
 def timed(args: list[str], env: dict[str, str], inside: list[float] | None = None) -> float:
@@ -71,7 +94,7 @@ def client_imports(args: list[str], env: dict[str, str]) -> dict[str, object]:
 def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str, object]:
     """Time the three commands (see the module docstring); the service is started and stopped here."""
     runtime = Path(tempfile.mkdtemp(prefix="hpb", dir="/tmp"))
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    env = checkout_env(XDG_RUNTIME_DIR=str(runtime))
     env.pop("HOSTPLUG_NO_SERVICE", None)
     out = Path(tempfile.mkdtemp(prefix="hostplug-bench-"))
     ours = [*HOSTPLUG, "render", str(raw), "-o", str(out / "service.tif"), "--bits", "16", "--overwrite", "--json"]
@@ -116,15 +139,86 @@ def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str
     return results
 
 
+def checkout_env(**extra: str) -> dict[str, str]:
+    """This environment with the checkout first on ``PYTHONPATH``: the measured code is this tree's, whatever
+    copy of hostplug is installed (the service the commands start inherits it)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def measure_gimp(raw: Path, repeats: int = 3) -> dict[str, object]:
+    """GIMP 3 opening ``raw`` through the plug-in, ``repeats`` times in one session (see the module docstring);
+    raises RuntimeError, saying why, when GIMP cannot be run here."""
+    if os.geteuid() != 0 or not (GIMP_ROOT / "usr/bin/gimp-console-3.0").exists():
+        raise RuntimeError(f"needs root and GIMP 3 in {GIMP_ROOT} (tests/setup-gimp.sh)")
+    if not os.path.ismount(GIMP_ROOT / "tmp"):  # the bind mounts are down: set them up
+        setup = subprocess.run(["sh", str(REPO / "tests" / "setup-gimp.sh")], capture_output=True, text=True,
+                               env={**os.environ, "PYTHON": sys.executable, "HOSTPLUG_GIMP_ROOT": str(GIMP_ROOT)})
+        if setup.returncode != 0:
+            raise RuntimeError(f"tests/setup-gimp.sh failed: {(setup.stderr or setup.stdout).strip()[-300:]}")
+    work = Path(tempfile.mkdtemp(prefix="hostplug-bench-gimp-", dir="/tmp"))  # /tmp: one path inside the root
+    runtime = work / "runtime"
+    runtime.mkdir(mode=0o700)
+    try:
+        code = work / "code"  # this checkout's packages, under /tmp so that the root sees them, and unchanging
+        for package in ("engine", "hostplug"):
+            shutil.copytree(REPO / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
+        copy = Path(shutil.copy(raw, work / raw.name))
+        tiff = work / "direct.tif"
+        subprocess.run([*HOSTPLUG, "render", str(copy), "-o", str(tiff), "--no-service"], check=True,
+                       env={**os.environ, "PYTHONPATH": str(code)}, stdout=subprocess.DEVNULL)
+        command = work / "hostplug"  # what the plug-in runs: that copy's command line
+        command.write_text(f"#!/bin/sh\nPYTHONPATH={code} exec {sys.executable} -c "
+                           f"'from hostplug.cli import main; main()' \"$@\"\n")
+        command.chmod(0o755)
+        profile = work / "profile"
+        subprocess.run([*HOSTPLUG, "integrate", "gimp", "--make-default-raw-loader"], check=True,
+                       env={**os.environ, "PYTHONPATH": str(code), "GIMP3_DIRECTORY": str(profile)},
+                       stdout=subprocess.DEVNULL)
+        for config in profile.rglob("*.json"):
+            if config.parent.name == "hostplug-raw":
+                settings = json.loads(config.read_text())
+                config.write_text(json.dumps({**settings, "hostplug": str(command)}))
+        probe = work / "probe.py"
+        probe.write_text(GIMP_PROBE)
+        env = {"HOME": "/root", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "GIMP3_DIRECTORY": str(profile),
+               "XDG_RUNTIME_DIR": str(runtime), "HP_RAW": str(copy), "HP_TIFF": str(tiff),
+               "HP_REPEATS": str(repeats)}
+        chroot = ["chroot", str(GIMP_ROOT), "env", *(f"{k}={v}" for k, v in env.items())]
+        start = time.perf_counter()
+        done = subprocess.run([*chroot, "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b",
+                               f"exec(open({str(probe)!r}).read())", "--quit"], capture_output=True, text=True,
+                              timeout=900)
+        session_s = time.perf_counter() - start
+        subprocess.run([*chroot, str(command), "serve", "--stop"], capture_output=True, timeout=60, check=False)
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("HOSTPLUG-BENCH ")]
+        if not lines:
+            raise RuntimeError(f"GIMP printed no result (exit {done.returncode}): {done.stderr[-500:]}")
+        seen = json.loads(lines[-1].split(" ", 1)[1])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    opens = seen["raw_s"]
+    return {"gimp_first_open_s": opens[0], "gimp_next_opens_s": opens[1:],
+            "gimp_open_median_s": round(statistics.median(opens[1:] or opens), 3),
+            "gimp_tiff_load_s": seen["tiff_s"], "gimp_session_s": round(session_s, 1), "gimp_image": seen["size"],
+            "target_gimp_open_max_s": 3.0}
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", type=Path, default=DEFAULT_RAW, help="raw file to render (default: the Sony)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions of each command (default 5)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--gimp", action="store_true", help="also time GIMP 3 opening the raw (needs root)")
     args = parser.parse_args(argv)
     if not args.raw.is_file():
         parser.error(f"{args.raw} not found (the shared raw samples live in ../shared/rawsamples)")
     results = measure(args.raw, args.repeats)
+    if args.gimp:
+        try:
+            results.update(measure_gimp(args.raw))
+        except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+            results["gimp_not_measured"] = str(e)
     print(f"{args.raw.name}: {os.cpu_count()} CPUs, {args.repeats} alternating repeats, whole processes")
     print(f"  through the service  {results['service_median_s']:.2f} s   {results['service_process_s']}")
     print(f"  LibRaw script        {results['libraw_script_median_s']:.2f} s   {results['libraw_script_process_s']}")
@@ -136,6 +230,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
               f"({results['no_service_ratio']:.2f}x)")
     print(f"  first render, service started on demand: {results['service_first_render_s']:.2f} s")
     print(f"  client imports: {results['client_imports']}")
+    if "gimp_open_median_s" in results:
+        print(f"  GIMP opens the raw   {results['gimp_open_median_s']:.2f} s (target < 3 s); first open, "
+              f"service started: {results['gimp_first_open_s']:.2f} s; GIMP reading the 16-bit TIFF alone: "
+              f"{results['gimp_tiff_load_s']} s")
+    elif args.gimp:
+        print(f"  GIMP: not measured ({results['gimp_not_measured']})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results
