@@ -85,15 +85,17 @@ def rewrite_in_bands(image: np.ndarray, band: Callable[[int, int], np.ndarray], 
 
 
 def _detail_halo(data: dict[str, Any]) -> int:
-    """Rows of context the detail stages need: OpenCV's Gaussian reaches 4 sigma, the network 3 px."""
-    return math.ceil(4.0 * data.get("radius", 1.0)) + 2
+    """Rows of context the detail stages need: OpenCV's Gaussian reaches 4 sigma, a network its ``halo``. Rounded
+    up to a multiple of 8, so a band read from ``start - halo`` keeps a packing network's 2 x 2 (up to 8 x 8) grid."""
+    rows = max(math.ceil(4.0 * data.get("radius", 1.0)) + 2, int(data.get("halo", 0)))
+    return -(-rows // 8) * 8
 
 
 # Stages that give the same pixels run on overlapping bands as on the whole image, with the halo each needs
-# (from its prepared data). The classical detail stage blurs band copies; the learned one is a 7 x 7 network.
+# (from its prepared data). The classical detail stage blurs band copies; the learned one gives its network's.
 BAND_HALOS: dict[tuple[str, str], Callable[[Any], int]] = {
     ("detail", "classical"): _detail_halo,
-    ("detail", "learned"): _detail_halo,
+    ("detail", "learned"): lambda data: data["halo"],  # the network's own (engine.models.detail_net)
 }
 
 

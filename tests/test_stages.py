@@ -157,7 +157,8 @@ def test_guided_upsampling_of_an_identity_finish_reproduces_the_full_resolution_
                     axis=-1).astype(np.float32)
     full[100:250, 200:400] *= 3.0
     low = downsample(full, 150)
-    ctx = types.SimpleNamespace(low_input=low, full_input=full.copy())  # the stage consumes its full input
+    # the stage consumes its full input
+    ctx = types.SimpleNamespace(low_input=low, full_input=full.copy(), device="cpu")
     out = BilateralGuidedUpsample().process(np.sqrt(low), {"params": UpsampleParams()}, ctx)
     assert out.shape == full.shape
     assert np.abs(out - np.sqrt(full)).max() < 1e-4
