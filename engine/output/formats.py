@@ -14,8 +14,8 @@ FORMATS: tuple[str, ...] = tuple(FORMAT_SUFFIX)
 # Suffix of an output's name -> its format.
 SUFFIX_FORMATS: dict[str, str] = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 DEFAULT_BITS: dict[str, int] = {"tiff": 16, "png": 16, "jpeg": 8}
-# TIFF compressions: none (the default, as Lightroom, RawTherapee and GIMP write TIFF), or deflate (level 1 with
-# the horizontal predictor): about 28% smaller for 16-bit renders, 50x slower to write (docs/rendering.md).
+# TIFF compressions: none (the default) or deflate (level 1, horizontal predictor). On the 18 MP render deflate
+# saved 27% of 108 MB and took 50 times as long to write (docs/rendering.md, "Speed"); LZW saved less, slower.
 TIFF_COMPRESSIONS: tuple[str, ...] = ("none", "deflate")
 # The output colour spaces, by the key the options use: the keys of :data:`engine.colour.SPACES`, written out so
 # that naming them needs no numpy (tests/test_output.py checks that they agree).
