@@ -104,7 +104,8 @@ def render(
 
     ``preview`` (a long edge in pixels) scales the image down right after the first stage (demosaic), so every
     later stage works at preview size. ``cache`` keeps each stage's output and resumes after the last stage whose
-    inputs are unchanged (:mod:`engine.stage_cache`); ``timings`` then lists only the stages that ran.
+    inputs are unchanged (:mod:`engine.stage_cache`; the last stage's output is not kept); ``timings`` then lists
+    only the stages that ran.
     """
     recipe = recipe or Recipe()
     check_recipe(recipe)
@@ -132,7 +133,7 @@ def render(
         if preview and index == 0:  # the first stage decodes the sensor; all later ones work at preview size
             image = downsample(image, preview)
         timings[stage.name] = time.perf_counter() - start
-        if cache is not None and keys:
+        if cache is not None and keys and index < len(stages) - 1:  # the last output is the caller's to keep
             cache.store(keys[index], image, ctx)
         if stages_dir is not None:
             save_stage(stages_dir, index, stage, image, recipe, ctx)
