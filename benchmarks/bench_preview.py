@@ -42,7 +42,9 @@ def main() -> None:
     from hostplug.service import client
 
     raw = str(args.raw.resolve())
-    recipe = {"style": "natural", "exposure": 0.0}
+    # Classical noise reduction, whatever the default: it is upstream of every change measured here, so it runs
+    # in the first preview only, and the figures do not depend on which denoiser is the default.
+    recipe = {"style": "natural", "exposure": 0.0, "stages": {"denoise": {"implementation": "classical"}}}
     changes = {
         "exposure": lambda i: {**recipe, "exposure": 0.3 + 0.1 * i},
         "white balance": lambda i: {**recipe, "wb": "custom", "temperature": 4000.0 + 100 * i, "tint": 0.0},
@@ -50,6 +52,7 @@ def main() -> None:
     }
     times: dict[str, list[float]] = {name: [] for name in [*changes, "full render"]}
     inside: dict[str, list[float]] = {name: [] for name in changes}
+    cpu: dict[str, list[float]] = {name: [] for name in changes}
     ran: dict[str, list[str]] = {}
     try:
         start = time.perf_counter()
@@ -65,12 +68,14 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
                 assert answer is not None and len(answer["payload"]) == size[0] * size[1] * 3
                 inside[name].append(answer["seconds"])
+                cpu[name].append(answer["cpu_seconds"])
                 ran[name] = answer["ran"]
                 # Back to the base recipe (everything cached) so the next change starts from it.
                 client.preview(raw, recipe=recipe)
             start = time.perf_counter()
             client.call("render", {"input": raw, "output": str(target), "options": {"bits": 16, "overwrite": True},
-                                   "changes": {"exposure": 0.3 + 0.1 * i}, "device": "cpu", "stages_dir": None})
+                                   "changes": {**recipe, "exposure": 0.3 + 0.1 * i}, "device": "cpu",
+                                   "stages_dir": None})
             times["full render"].append(time.perf_counter() - start)
         client.stop()
     finally:
@@ -78,17 +83,18 @@ def main() -> None:
     full = statistics.median(times["full render"])
     print(f"raw: {args.raw.name}; preview {size[0]} x {size[1]} ({size[0] * size[1] / 1e6:.1f} MP); "
           f"first preview (service start, engine, raw, every stage) {cold:.2f} s; load {os.getloadavg()[0]:.1f}")
-    print(f"{'after a change of':<18} {'median s':>9} {'min s':>7} {'in service':>11} {'vs full':>8}  stages run again")
+    print(f"{'after a change of':<18} {'median s':>9} {'min s':>7} {'in service':>11} {'CPU s':>6} {'vs full':>8}  "
+          "stages run again")
     for name in changes:
         median = statistics.median(times[name])
         print(f"{name:<18} {median:9.3f} {min(times[name]):7.3f} {statistics.median(inside[name]):11.3f} "
-              f"{median / full:7.1%}  {', '.join(ran[name])}")
+              f"{statistics.median(cpu[name]):6.3f} {median / full:7.1%}  {', '.join(ran[name])}")
     print(f"{'full render (TIFF)':<18} {full:9.3f} {min(times['full render']):7.3f}")
     worst = max(statistics.median(times[name]) for name in changes)
     print(f"target: a preview in {TARGET_S} s or less: {'met' if worst <= TARGET_S else 'NOT met'} "
           f"(slowest median {worst:.3f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"size": size, "cold_s": cold, "times": times, "inside": inside,
+        args.json.write_text(json.dumps({"size": size, "cold_s": cold, "times": times, "inside": inside, "cpu": cpu,
                                          "ran": ran}, indent=2))
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from engine.io.source import Source
 from engine.stages.base import Context, Stage, WhiteDecision, params_dict
 
-DEFAULT_MAX_BYTES = 768 << 20  # about 4 previews' worth of checkpoints at 2 MP (7 stages of 24 MB and a few inputs)
+DEFAULT_MAX_BYTES = 768 << 20  # about 4 renders' worth of checkpoints at 2 MP (6 stages of 24 MB and inputs)
 
 
 @dataclass(frozen=True)
