@@ -1,12 +1,17 @@
 """Full-resolution work in bands of rows, so that a big raw never needs a second full-size float image.
 
-A 61 MP image is 737 MB as float32 RGB. The pipeline keeps one such image and every full-resolution stage
-rewrites it band by band (:data:`TILE_ROWS` rows at a time), allocating only band-sized buffers:
+A 61 MP image is 737 MB as float32 RGB. The pipeline keeps one such image, and every full-resolution stage
+rewrites it in place, or band by band (:data:`TILE_ROWS` rows at a time) with only band-sized buffers:
 
-* pointwise work (white balance, colour, guided upsampling's slicing, the output conversion) needs no overlap;
-* neighbourhood work (demosaic, denoise, the detail stages) reads ``halo`` rows above and below each band.
-  :func:`rewrite_in_bands` computes band *k* before it writes band *k - 1* back, so every band still reads the
-  original rows of its neighbours; the result equals one pass over the whole image.
+* per-pixel work needs no overlap: white balance and guided upsampling's slicing write in place, the colour
+  matrix goes through :func:`per_pixel` (OpenCV's own in-place transform copies the image), and the output
+  writer converts to integers a band at a time;
+* neighbourhood work (demosaic, classical denoise, the detail stages) reads ``halo`` rows above and below each
+  band. :func:`rewrite_in_bands` computes band *k* before it writes band *k - 1* back, so every band still reads
+  the original rows of its neighbours; the result equals one pass over the whole image.
+
+Not tiled: the learned denoiser (it runs its network in tiles, but keeps a noise map and its result at full size)
+and the LibRaw demosaic of X-Trans and 4-colour sensors.
 
 Stages that need the whole image for a decision (a white-balance estimate, the denoiser's chroma map) make it
 first, then apply it in bands. :func:`process` is the pipeline's hook: it runs a stage that :data:`BAND_HALOS`
