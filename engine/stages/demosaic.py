@@ -99,8 +99,9 @@ def bayer_to_rgb(source, device: str = "cpu") -> np.ndarray:
 
 def linear_raw_to_rgb(source) -> np.ndarray:
     """Normalise LinearRaw data and apply its DNG MapPolynomial opcodes (lossy DNGs store a curve there)."""
-    data = source.sensor.astype(np.float32)
-    rgb = (data - source.black.astype(np.float32)) / (source.white - source.black).astype(np.float32)
+    rgb = source.sensor.astype(np.float32)
+    rgb -= source.black.astype(np.float32)  # in place: one full-size image, not three
+    rgb /= (source.white - source.black).astype(np.float32)
     for pmap in source.polynomial_maps:
         for plane in range(pmap.plane, min(pmap.plane + pmap.planes, 3)):
             x = rgb[..., plane]
