@@ -252,3 +252,26 @@ def test_a_rerender_pins_the_estimated_white_balance(tmp_path: Path, sample_dng:
     assert "neutral" not in as_shot.recipe.stage("white_balance").params
     fresh = engine.rerender_file(first.output, {"stages": {"white_balance": {"params": {"estimator": "learned"}}}})
     assert fresh.recipe.stage("white_balance").params == {"estimator": "learned"}
+
+
+def test_a_photographs_own_neutral_reads_grey_only_when_it_is_balanced_neutral() -> None:
+    from engine.training import wb_data
+
+    rng = np.random.default_rng(0)
+    scene = np.concatenate([rng.uniform(0.2, 0.9, (64, 32, 3)),  # colourful content
+                            np.repeat(rng.uniform(0.3, 0.9, (64, 32, 1)), 3, axis=2)], axis=1)  # and greys
+    assert wb_data.photo_cast(scene.astype(np.float32)) < 1.0
+    warm = np.clip(scene * np.array([1.0, 0.85, 0.6]), 0, 1).astype(np.float32)  # kept warm, as under tungsten
+    assert wb_data.photo_cast(warm) > 10.0
+    assert wb_data.photo_cast(np.zeros((64, 64, 3), np.float32)) > wb_data.NEUTRAL_CAST  # nothing to read
+
+
+@needs_photos
+def test_neutral_only_training_photos_are_the_unfiltered_samples_of_the_neutral_references() -> None:
+    from engine.training import wb_data
+
+    every = wb_data.photo_training_set(3, 1)
+    neutral = wb_data.photo_training_set(3, 1, neutral_only=True)
+    kept = [wb_data.is_neutral_reference(Path(s)) for s in every.sources]
+    assert 0 < len(neutral.sources) == sum(kept) < len(every.sources)
+    assert np.array_equal(neutral.neutral, every.neutral[np.array(kept)])

@@ -16,7 +16,10 @@ Photo set (:func:`engine.training.wb_data.photo_test_set`, when ``../shared/phot
 photograph of the held-out *photo* cameras (23 of 113, seeded split in :mod:`engine.training.wb_data`), 12 lights
 each, unprocessed for the 3 held-out *spectral* cameras only: real scene content no training run saw, through
 sensors no training run saw. The baselines read a 64 x 64 thumbnail in which any pixel holding a clipped sensor
-pixel counts as clipped (:func:`engine.training.wb_data.baseline_thumbnail`).
+pixel counts as clipped (:func:`engine.training.wb_data.baseline_thumbnail`). It is reported whole and, apart,
+for its **neutral references** only: the photographs whose own neutral is grey
+(:func:`engine.training.wb_data.is_neutral_reference`), since ``--wb auto`` serves a neutral rendering and a
+JPEG that kept its light warm is no measure of that.
 
 Reported: mean, median, mean of the best 25 % and of the worst 25 % of the angular error, per method, and the
 learned one's mean per held-out camera; and the **grey chroma**: the six ColorChecker greys (flat reflectors of
@@ -110,6 +113,8 @@ class WBResult:
     photo_per_camera: dict[str, float] = field(default_factory=dict)
     photo_samples: int = 0
     photo_cameras: tuple[str, ...] = ()
+    photo_neutral: dict[str, dict[str, float]] = field(default_factory=dict)  # the neutral references only
+    photo_neutral_samples: int = 0
 
 
 def grey_chroma(estimate: np.ndarray, truth: np.ndarray, calibration) -> float:
@@ -241,6 +246,8 @@ def evaluate(scenes: int = 400, log: Callable[[str], None] = print, model: illum
     test = wb_data.test_set(scenes)
     computed, per_camera = evaluate_computed(test, model)
     photos: dict[str, dict[str, float]] = {}
+    photo_neutral: dict[str, dict[str, float]] = {}
+    references = None
     photo_per_camera: dict[str, float] = {}
     photo_samples = 0
     photo_cameras: tuple[str, ...] = ()
@@ -251,12 +258,14 @@ def evaluate(scenes: int = 400, log: Callable[[str], None] = print, model: illum
         photo_test = wb_data.photo_test_set(photo_renders)
         photos, photo_per_camera = evaluate_computed(photo_test, model)
         photo_samples = len(photo_test.neutral)
+        references = wb_data.subset(photo_test, [wb_data.is_neutral_reference(Path(s)) for s in photo_test.sources])
+        photo_neutral, _ = evaluate_computed(references, model)
     except wb_data.PhotosMissingError as e:
         log(f"{e}: photo test set skipped")
     canon_result = evaluate_canon(canon, log, model) if canon else {}
     speed = {**stage_speed(), "learned estimator alone": estimator_speed(model)}
     return WBResult(computed, per_camera, len(test.neutral), canon_result, speed, photos, photo_per_camera,
-                    photo_samples, photo_cameras)
+                    photo_samples, photo_cameras, photo_neutral, len(references.neutral) if references else 0)
 
 
 def estimator_speed(model: illuminant.IlluminantNet, repeats: int = 3) -> float:
@@ -300,6 +309,11 @@ def metrics_of(result: WBResult) -> dict[str, Any]:
                                      "seen by the held-out spectral cameras")
         metrics["photo_angular_error_deg"] = photos
         metrics["photo_per_camera_mean_deg"] = {c: round(v, 2) for c, v in result.photo_per_camera.items()}
+        metrics["photo_neutral_references"] = (f"the {result.photo_neutral_samples} samples of the photo test set "
+                                               "whose photograph's own neutral is grey "
+                                               "(engine.training.wb_data.is_neutral_reference)")
+        metrics["photo_neutral_angular_error_deg"] = {m: {k: round(v, 2) for k, v in s.items()}
+                                                      for m, s in result.photo_neutral.items()}
     return metrics
 
 
@@ -326,12 +340,16 @@ def table(result: WBResult) -> str:
         lines += _method_table(result.photos)
         lines += ["", "Learned, mean per held-out spectral camera: "
                   + ", ".join(f"{c} {v:.2f}" for c, v in result.photo_per_camera.items())]
+        lines += ["", f"The same, only the photographs whose own neutral is grey (within C*ab {wb_data.NEUTRAL_CAST}: "
+                  f"the camera balanced them neutral), {result.photo_neutral_samples} samples:", ""]
+        lines += _method_table(result.photo_neutral)
     lines += ["", "White balance stage, seconds per megapixel (CPU): "
               + ", ".join(f"{m} {v:.3f}" for m, v in result.seconds_per_megapixel.items())]
     if result.canon:
         lines += ["", "Canon 550D ColorChecker (real raw): error against the chart's white, and CIELAB chroma of the "
                   "six neutral patches (white to black) after rendering with that white balance:", "",
-                  "| white balance | error, deg | grey chroma C*ab |", "|---|---|---|"]
+                  "| white balance | error, deg | grey chroma C*ab | mean |", "|---|---|---|---|"]
         for m, r in result.canon.items():
-            lines.append(f"| {m} | {r['error_deg']:.2f} | {', '.join(f'{c:.1f}' for c in r['grey_chroma'])} |")
+            lines.append(f"| {m} | {r['error_deg']:.2f} | {', '.join(f'{c:.1f}' for c in r['grey_chroma'])} | "
+                         f"{np.mean(r['grey_chroma']):.2f} |")
     return "\n".join(lines)

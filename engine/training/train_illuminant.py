@@ -44,6 +44,7 @@ class WBTrainConfig:
     # issue 11 uses inputs=3, photo_renders=30 and init from wb-c5 (its manifest entry records the exact call).
     inputs: int = 2  # histograms read: 2 = pixels and edges, 3 = and the brightest pixels
     photo_renders: int = 0  # lights per training photograph (134 of them); 0 = computed scenes only
+    neutral_photos: bool = False  # only the photographs whose own neutral is grey (wb_data.is_neutral_reference)
     init: str | None = None  # a weights file to start from (None: from scratch); see :func:`warm_start`
     device: str = "cpu"
     threads: int | None = 1
@@ -95,6 +96,9 @@ def train(config: WBTrainConfig, log: Callable[[str], None] = print,
         **({"photo_split": {"seed": wb_data.PHOTO_SPLIT_SEED, "held_out_fraction": wb_data.PHOTO_HELD_OUT_FRACTION,
                             "training_photo_cameras": len(photo_train),
                             "held_out_photo_cameras": list(photo_held)}} if config.photo_renders else {}),
+        **({"neutral_photos": f"only photographs whose own neutral is within C*ab {wb_data.NEUTRAL_CAST} of grey "
+                              "(engine.training.wb_data.is_neutral_reference)"}
+           if config.photo_renders and config.neutral_photos else {}),
         "samples": len(hist),
         "config": {k: v for k, v in asdict(config).items() if k not in ("steps", "minutes")},
         **({"init_sha256": _sha256(config.init)} if config.init else {}),
@@ -114,9 +118,13 @@ def _command(config: WBTrainConfig, steps: int) -> str:
     """The command that replays this run (settings the CLI does not offer as the Python call)."""
     command = f"hostplug train wb --steps {steps} --seed {config.seed} --scenes {config.scenes}"
     default = WBTrainConfig()
-    keys = ("inputs", "photo_renders", "init", "width", "batch", "lr")
-    if all(getattr(config, k) == getattr(default, k) for k in keys):
-        return command
+    if (config.width, config.batch) == (default.width, default.batch):
+        options = {"--inputs": config.inputs, "--photo-renders": config.photo_renders, "--lr": config.lr,
+                   "--init": config.init}
+        command += "".join(f" {k} {v}" for k, v in options.items()
+                           if v != getattr(default, k[2:].replace("-", "_")))
+        return command + (" --neutral-photos" if config.neutral_photos else "")
+    keys = ("inputs", "photo_renders", "neutral_photos", "init", "width", "batch", "lr")
     args = ", ".join(f"{k}={v!r}" for k, v in {"seed": config.seed, "scenes": config.scenes, "steps": steps,
                                                  **{k: getattr(config, k) for k in keys}}.items())
     return (f'python -c "from engine.training import train_illuminant as t; '
@@ -150,7 +158,7 @@ def training_data(config: WBTrainConfig, log: Callable[[str], None] = print) -> 
     data = wb_data.training_set(config.seed, config.scenes)
     if not config.photo_renders:
         return data
-    photos = wb_data.photo_training_set(config.seed, config.photo_renders)
+    photos = wb_data.photo_training_set(config.seed, config.photo_renders, neutral_only=config.neutral_photos)
     log(f"and {len(photos.neutral)} from the training photographs ({config.photo_renders} lights each)")
     return wb_data.concatenate(data, photos)
 

@@ -44,12 +44,26 @@ Training (:func:`photo_training_set`): the other 90 groups (134 photographs), un
 spectral cameras only, seed ``training seed + 7919``. Test (:func:`photo_test_set`): the 23 held-out groups,
 unprocessed for the 3 held-out spectral cameras only, seed :data:`PHOTO_TEST_SEED`. So a test sample's scene,
 the camera that rendered it and the sensor that sees it are all unseen in training.
+
+Part 3: which photographs are neutral references
+------------------------------------------------
+``--wb auto`` serves a neutral rendering (greys render grey). A camera JPEG is a neutral reference only where
+the camera balanced the scene neutral; many keep a sunset, a sodium street lamp or tungsten warm (or tint a
+scene blue), and unprocessing such a JPEG teaches the estimator to leave warm light warm. :func:`photo_cast`
+reads a photograph's own neutral from its least chromatic tenth of the pixels (CIELAB, not dark, not clipped);
+:func:`is_neutral_reference` keeps those within C*ab :data:`NEUTRAL_CAST` of grey: 127 of the 172 photographs,
+98 of the 134 training ones (left out, for example: the sodium-lit snow of the Nexus 4, a white box label kept
+yellow under tungsten by the Olympus PEN E-P3, the blue underwater scene of the Canon A720 IS, and scenes with
+nothing grey in them: a yellow moon on black, grass, a red door).
+``photo_training_set(..., neutral_only=True)`` trains on these only (made for every photograph and then
+filtered, so a kept sample is the same as in the unfiltered set); the evaluation reports the photo test set
+whole and its neutral references apart (:mod:`engine.training.eval_wb`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -74,6 +88,7 @@ class WBSet:
     images: np.ndarray | None  # (N, 64, 64, 3) float32 camera RGB thumbnails (test sets: classical baselines)
     cameras: list[str]
     lights: list[str]
+    sources: list[str] = field(default_factory=list)  # the photograph of every sample ("" for computed scenes)
 
 
 def render_sample(rng: np.random.Generator, scene: synthetic.Scene, camera: str) -> tuple[np.ndarray, str, np.ndarray]:
@@ -119,7 +134,7 @@ def make_set(seed: int, scenes_count: int, cameras: tuple[str, ...], renders_per
         if progress:
             progress(i + 1, scenes_count)
     return WBSet(np.stack(hist), np.array(neutral), np.array(working), np.stack(images) if images else None, cams,
-                 lights)
+                 lights, [""] * len(cams))
 
 
 def training_set(seed: int, scenes_count: int, progress=None) -> WBSet:
@@ -142,6 +157,8 @@ PHOTO_SPLIT_SEED = 11
 PHOTO_HELD_OUT_FRACTION = 0.2
 PHOTO_SIZE = 256  # long side of the working copy of a photograph (the estimator's thumbnail size)
 PHOTO_TEST_SEED = 1_000_033  # lights and crops of the photo test set; never a training seed
+NEUTRAL_CAST = 3.0  # CIELAB chroma of a photograph's own neutral up to which it is a neutral reference
+LEAST_CHROMATIC = 0.1  # the share of a photograph's pixels its own neutral is read from
 
 
 class PhotosMissingError(HostplugError):
@@ -212,6 +229,32 @@ def _photo(path: Path) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
+def photo_cast(srgb: np.ndarray) -> float:
+    """CIELAB C*ab (D65) of a photograph's own neutral: the mean a*, b* of its least chromatic tenth of the
+    pixels that are neither dark (L* <= 25) nor clipped. A camera that balanced its scene neutral renders
+    its greys near 0; one that kept a sunset, sodium or tungsten light warm (or a scene without anything grey)
+    reads far from 0, and is no neutral reference (module docstring, part 3). 99 when too few pixels count."""
+    from engine.colour import SRGB, srgb_decode
+
+    pixels = np.asarray(srgb, np.float32).reshape(-1, 3)
+    xyz = srgb_decode(pixels).astype(np.float64) @ SRGB.rgb_to_xyz.T
+    t = xyz / (SRGB.rgb_to_xyz @ np.ones(3))
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(np.maximum(t, 0.0)), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    lab = np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+    lab = lab[(lab[:, 0] > 25) & (pixels.max(axis=1) < 0.98)]
+    if len(lab) < 100:
+        return 99.0
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    least = lab[np.argsort(chroma)[: max(1, int(LEAST_CHROMATIC * len(lab)))], 1:]
+    return float(np.hypot(*least.mean(axis=0)))
+
+
+@cache
+def is_neutral_reference(path: Path) -> bool:
+    """Whether a photograph's own neutral is grey (:func:`photo_cast` at most :data:`NEUTRAL_CAST`)."""
+    return photo_cast(_photo(path)) <= NEUTRAL_CAST
+
+
 def photo_sample(rng: np.random.Generator, srgb: np.ndarray, cameras: tuple[str, ...]) -> tuple[np.ndarray, str, str,
                                                                                                   np.ndarray]:
     """(camera RGB, camera, light label, exact neutral) of a photograph under a random light (module docstring)."""
@@ -241,7 +284,7 @@ def photo_set(seed: int, photo_cameras_used: tuple[str, ...], cameras: tuple[str
     rng = np.random.default_rng(seed)
     groups = photo_cameras()
     paths = [p for c in photo_cameras_used for p in groups[c]]
-    hist, neutral, working, images, cams, lights = [], [], [], [], [], []
+    hist, neutral, working, images, cams, lights, sources = [], [], [], [], [], [], []
     matrices = {c: illuminant.working_matrix(spectral_data.calibration(c)) for c in cameras}
     for i, path in enumerate(paths):
         srgb = _photo(path)
@@ -254,16 +297,22 @@ def photo_set(seed: int, photo_cameras_used: tuple[str, ...], cameras: tuple[str
                 images.append(baseline_thumbnail(rgb))
             cams.append(camera)
             lights.append(label)
+            sources.append(str(path))
         if progress:
             progress(i + 1, len(paths))
     return WBSet(np.stack(hist), np.array(neutral), np.array(working), np.stack(images) if images else None, cams,
-                 lights)
+                 lights, sources)
 
 
-def photo_training_set(seed: int, renders_per_photo: int, progress=None) -> WBSet:
-    """Photographs of the training photo cameras, seen by the training spectral cameras only."""
-    return photo_set(seed + 7919, photo_split()[0], spectral_data.TRAINING_CAMERAS, renders_per_photo,
-                     progress=progress)
+def photo_training_set(seed: int, renders_per_photo: int, progress=None, neutral_only: bool = False) -> WBSet:
+    """Photographs of the training photo cameras (with ``neutral_only``, their neutral references only), seen by
+    the training spectral cameras only."""
+    photos = photo_set(seed + 7919, photo_split()[0], spectral_data.TRAINING_CAMERAS, renders_per_photo,
+                       progress=progress)
+    if not neutral_only:
+        return photos
+    # made for every photograph and then filtered, so each kept sample is the same as in the unfiltered set
+    return subset(photos, [is_neutral_reference(Path(s)) for s in photos.sources])
 
 
 def photo_test_set(renders_per_photo: int = 6, progress=None) -> WBSet:
@@ -279,4 +328,15 @@ def concatenate(*sets: WBSet) -> WBSet:
     return WBSet(np.concatenate([s.hist for s in sets]), np.concatenate([s.neutral for s in sets]),
                  np.concatenate([s.to_working for s in sets]),
                  np.concatenate(images) if len(images) == len(sets) else None,
-                 [c for s in sets for c in s.cameras], [light for s in sets for light in s.lights])
+                 [c for s in sets for c in s.cameras], [light for s in sets for light in s.lights],
+                 [source for s in sets for source in s.sources])
+
+
+def subset(data: WBSet, keep: np.ndarray | list[bool]) -> WBSet:
+    """The samples of ``data`` where ``keep`` (a boolean per sample) is true."""
+    keep = np.asarray(keep, dtype=bool)
+    return WBSet(data.hist[keep], data.neutral[keep], data.to_working[keep],
+                 None if data.images is None else data.images[keep],
+                 [c for c, k in zip(data.cameras, keep, strict=True) if k],
+                 [light for light, k in zip(data.lights, keep, strict=True) if k],
+                 [s for s, k in zip(data.sources, keep, strict=True) if k])
