@@ -60,18 +60,29 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scenes", type=click.IntRange(10, None), default=3000, show_default=True,
               help="Computed scenes (4 renders each) in the training set.")
+@click.option("--photo-renders", type=click.IntRange(0, None), default=0, show_default=True,
+              help="Lights per training photograph of ../shared/photos (0: computed scenes only).")
+@click.option("--neutral-photos", is_flag=True,
+              help="Only the photographs whose own neutral is grey (not those that kept a warm light warm).")
+@click.option("--inputs", type=click.IntRange(2, 3), default=2, show_default=True,
+              help="Histograms read: 2 (pixels, edges) or 3 (and the brightest pixels).")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), help="Weights to start from (fine-tuning).")
+@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=2e-3, show_default=True, help="Peak learning rate.")
 @device_option
 @_threads
 @_weights_dir
-def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, device: str, threads: int,
+def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, photo_renders: int,
+             neutral_photos: bool, inputs: int, init: str | None, lr: float, device: str, threads: int,
              weights_dir: Path | None) -> None:
-    """Train the cross-camera white-balance estimator from scratch (computed raws, held-out cameras excluded)."""
+    """Train the cross-camera white-balance estimator (computed raws and, with --photo-renders, photographs under
+    random lights; held-out cameras excluded)."""
     from engine.training import train_illuminant
 
     check_device(device)
     minutes, steps = _budget(minutes, steps, 14.0)
     config = train_illuminant.WBTrainConfig(seed=seed, scenes=scenes, steps=steps, minutes=minutes, device=device,
-                                            threads=threads)
+                                            threads=threads, photo_renders=photo_renders,
+                                            neutral_photos=neutral_photos, inputs=inputs, init=init, lr=lr)
     model, record = train_illuminant.train(config, log=click.echo)
     entry = train_illuminant.ship(model, record, weights_dir)
     click.echo(f"wrote {entry.name}: {weights_dir or entry.path.parent}/{entry.file} (sha256 {entry.sha256[:16]}...)")
