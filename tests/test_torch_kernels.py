@@ -49,6 +49,13 @@ def test_classical_denoise(noisy_dng: Path, size: tuple[int, int]) -> None:
     assert np.abs(on_torch - compiled).max() < (1e-4 if size[0] % 2 == 0 else 1.0 / 255.0)
 
 
+def test_guided_upsampling_fit() -> None:
+    low_in, low_out = image(40, 57, seed=4), image(40, 57, seed=5)
+    expected = kernels.bgu_accumulate(low_in, low_out, 4, 6, 8, 0.8)
+    for got, want in zip(kernels.bgu_accumulate_torch(low_in, low_out, 4, 6, 8, 0.8, "cpu"), expected, strict=True):
+        assert got.shape == want.shape and np.allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
 def test_guided_upsampling_slice() -> None:
     x = image(53, 71)
     x[3, 4] = np.nan  # a NaN pixel stays a NaN pixel, never an index out of range

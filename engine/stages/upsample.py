@@ -30,8 +30,10 @@ class UpsampleParams:
     smoothness: float = field(default=1e-3, metadata={"range": (0.0, 1e3)})
 
 
-def fit_grid(low_in: np.ndarray, low_out: np.ndarray, params: UpsampleParams) -> tuple[np.ndarray, float]:
-    """Per-cell affine models (gh, gw, gd, 12) and the intensity scale the grid's bins span."""
+def fit_grid(low_in: np.ndarray, low_out: np.ndarray, params: UpsampleParams,
+             device: str = "cpu") -> tuple[np.ndarray, float]:
+    """Per-cell affine models (gh, gw, gd, 12) and the intensity scale the grid's bins span (the normal equations
+    summed on ``device``)."""
     h, w = low_in.shape[:2]
     long_side = max(h, w)
     gh = max(2, round(params.cells * h / long_side) + 1)
@@ -39,8 +41,12 @@ def fit_grid(low_in: np.ndarray, low_out: np.ndarray, params: UpsampleParams) ->
     lum = np.sqrt(np.maximum(low_in, 0)) @ np.array(LUMA, dtype=np.float32)
     zmax = float(np.percentile(lum, 99.9))
     zmax = zmax if math.isfinite(zmax) and zmax > 1e-3 else 1e-3  # max(nan, 1e-3) would stay NaN
-    ata, atb = kernels.bgu_accumulate(low_in.astype(np.float32), low_out.astype(np.float32),
-                                      gh, gw, params.bins, zmax)
+    if kernels.on_torch(device):
+        ata, atb = kernels.bgu_accumulate_torch(low_in.astype(np.float32), low_out.astype(np.float32),
+                                                gh, gw, params.bins, zmax, device)
+    else:
+        ata, atb = kernels.bgu_accumulate(low_in.astype(np.float32), low_out.astype(np.float32),
+                                          gh, gw, params.bins, zmax)
     # Sparse cells borrow from the affine model of their whole intensity bin, itself regularised towards
     # a global fit, so that no cell is left undetermined.
     eye = np.eye(4)
@@ -73,7 +79,7 @@ class BilateralGuidedUpsample(Stage):
         return {"params": params}
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
-        grid, zmax = fit_grid(_pipeline_input(ctx.low_input), image, data["params"])
+        grid, zmax = fit_grid(_pipeline_input(ctx.low_input), image, data["params"], ctx.device)
         # Each pixel reads only itself, so the result can overwrite the full-resolution input, which no later
         # stage needs (a fresh 18 MP buffer costs more in page faults than the slicing).
         full, ctx.full_input = _pipeline_input(ctx.full_input), None
