@@ -34,7 +34,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     runtime = Path(tempfile.mkdtemp(prefix="hpb", dir="/tmp"))
-    os.environ.update(XDG_RUNTIME_DIR=str(runtime), HOSTPLUG_SERVICE_IDLE_TIMEOUT="120")
+    # A pinned build id: an edit of the tree during the run (others' work) must not restart the service.
+    os.environ.update(XDG_RUNTIME_DIR=str(runtime), HOSTPLUG_SERVICE_IDLE_TIMEOUT="120",
+                      HOSTPLUG_SERVICE_BUILD="bench-preview")
     os.environ.pop("HOSTPLUG_NO_SERVICE", None)
     # The service this starts runs this checkout's code, whatever copy of hostplug is installed.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
