@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import NIKON
+from tests.conftest import NIKON, error_lines
 from tests.hostile_inputs import (
     HOSTILE_VALUES,
     NUMERIC_TAGS,
@@ -284,3 +284,33 @@ def test_a_date_rawpy_cannot_convert_leaves_the_shot_undated(tmp_path: Path) -> 
     path = tmp_path / "dated.dng"
     path.write_bytes(dng_with({306: (2, len(text), text)}))
     assert engine.open(path).camera.timestamp is None
+
+
+def test_findings_of_the_mutated_render_run(tmp_path: Path) -> None:
+    """Tracebacks tests/fuzz/mutate_render.py found (docs/hostile-input.md): an EXIF resolution its type cannot
+    hold (YResolution a DOUBLE inf, XResolution 2**31/1) reached the TIFF writer, which expects one RATIONAL; a
+    size tag that tifffile turns into an integer (RowsPerStrip, BitsPerSample, ImageLength of the raw made a
+    DOUBLE inf or NaN) raised OverflowError. The first render (the value is dropped); the second render as LibRaw
+    reads them or fail in one line."""
+    small = small_sample()
+    carried = {"yres_inf.dng": dng_with({283: doubles(math.inf)}, base=small),
+               "xres_2_31.dng": dng_with({282: (5, 1, struct.pack("<II", 1 << 31, 1))}, base=small)}
+    sizes = {"rows_inf.dng": dng_with(raw={278: doubles(math.inf)}, base=small),
+             "bits_nan.dng": dng_with(raw={258: doubles(math.nan)}, base=small),
+             "length_nan.dng": dng_with(raw={257: doubles(math.nan)}, base=small)}
+    for name, data in {**carried, **sizes}.items():
+        (tmp_path / name).write_bytes(data)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result, _ = run_render(*(tmp_path / name for name in carried), "--out-dir", out_dir, "--no-service")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(os.listdir(out_dir)) == ["xres_2_31.tif", "yres_inf.tif"]
+    result, _ = run_render(*(tmp_path / name for name in sizes), "--out-dir", out_dir, "--no-service")
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    failed = [line for line in error_lines(result.stderr) if not line.endswith("files failed")]
+    assert all(line.startswith("hostplug: error: ") for line in failed), failed
+    for name in sizes:
+        rendered = (out_dir / name).with_suffix(".tif").exists()
+        refused = [line for line in failed if line.startswith(f"hostplug: error: {tmp_path / name}:")]
+        assert rendered != bool(refused) and len(refused) <= 1, (name, failed)
+    assert not [p for p in os.listdir(out_dir) if p.endswith(".part")]

@@ -257,6 +257,12 @@ def _polynomial_maps(tags: _Tags, code: int) -> list[PolynomialMap]:
     return maps
 
 
+# What tifffile raises on a file it cannot read as a TIFF (an OverflowError: a NaN or infinite DOUBLE where it
+# expects a size, such as BitsPerSample or RowsPerStrip)
+_NOT_READABLE = (tifffile.TiffFileError, OSError, ValueError, ArithmeticError, struct.error, IndexError, KeyError,
+                 TypeError)
+
+
 def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
     """The DNG tags of ``path`` (read from ``file`` when given: the open file, see
     :func:`engine.io.bounded.pinned`), checked, or ``None`` when it is not a DNG (or not a TIFF tifffile reads).
@@ -268,14 +274,14 @@ def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
     with quiet_tifffile():
         try:
             tif = tifffile.TiffFile(file or path)
-        except (tifffile.TiffFileError, OSError, ValueError, struct.error, IndexError, KeyError, TypeError):
+        except _NOT_READABLE:
             return None
         with tif:
             try:
                 ifd0 = tif.pages[0].aspage()
                 if 50706 not in ifd0.tags:  # DNGVersion
                     return None
-            except (tifffile.TiffFileError, OSError, ValueError, struct.error, IndexError, KeyError, TypeError):
+            except _NOT_READABLE:
                 return None
             try:
                 raw = _raw_page(ifd0)

@@ -63,8 +63,9 @@ def _read(path: Path, file: Path) -> tuple[np.ndarray, int]:
                 srgb = ImageCms.createProfile("sRGB")
                 rgb = ImageCms.profileToProfile(rgb, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb) or rgb
             return np.asarray(rgb, dtype=np.float32) / 255.0, orientation
-    except (OSError, SyntaxError, ValueError, ImageCms.PyCMSError, Image.DecompressionBombError, struct.error,
-            IndexError, KeyError, TypeError, MemoryError, RuntimeError) as e:  # imagecodecs' errors: RuntimeError
+    except (OSError, SyntaxError, ValueError, ArithmeticError, ImageCms.PyCMSError, Image.DecompressionBombError,
+            struct.error, IndexError, KeyError, TypeError, MemoryError,
+            RuntimeError) as e:  # imagecodecs' errors: RuntimeError
         message = " ".join(str(e).split())[:200] or type(e).__name__
         raise CorruptInputError(f"{path}: the image data cannot be read ({message}); the file may be "
                                 "damaged") from e

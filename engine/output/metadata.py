@@ -74,14 +74,14 @@ def _probe_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def _writes(exif: dict[str, str]) -> bool:
-    """Whether exiv2 accepts these EXIF entries in a JPEG."""
+def _written_back(exif: dict[str, str]) -> dict[str, str] | None:
+    """The EXIF exiv2 reads back after writing ``exif`` into a JPEG; None when it refuses to write them."""
     image = pyexiv2.ImageData(_probe_jpeg())
     try:
         image.modify_exif(exif)
-        return True
+        return image.read_exif()
     except Exception:  # noqa: BLE001 - exiv2 raises RuntimeError or its own error types
-        return False
+        return None
     finally:
         image.close()
 
@@ -89,8 +89,9 @@ def _writes(exif: dict[str, str]) -> bool:
 def read_exif(path: str | Path) -> dict[str, str]:
     """A source's EXIF that can be carried over to a rendered output; {} when it has none or is unreadable.
 
-    Structure, thumbnail, maker-note and DNG tags are dropped, as are empty values and any entry exiv2 refuses
-    to write back.
+    Structure, thumbnail, maker-note and DNG tags are dropped, as are empty values and any entry exiv2 does not
+    write back as it is: one it refuses, or a value the tag's type cannot hold (a damaged file's ``inf`` or
+    2**31 as a resolution, a RATIONAL), which exiv2 would write as an empty entry.
     """
     register_namespace()
     try:
@@ -103,9 +104,12 @@ def read_exif(path: str | Path) -> dict[str, str]:
         for key, entry in detail.items()
         if isinstance(entry["value"], str) and _is_carried(key, int(entry["tagNumber"]), entry["value"])
     }
-    if _writes(exif):
-        return exif
-    return {key: value for key, value in exif.items() if _writes({key: value})}
+    back = _written_back(exif)
+    if back is None:  # some entry is refused: try them one at a time
+        back = {}
+        for key, value in exif.items():
+            back.update(_written_back({key: value}) or {})
+    return {key: value for key, value in exif.items() if back.get(key) == value}
 
 
 # A TIFF directory entry: tag, TIFF type, count, and the value's bytes in little-endian order.
