@@ -175,8 +175,11 @@ def test_recipe_files_and_presets_that_are_not_small_regular_files(tmp_path: Pat
     presets = tmp_path / "config" / "hostplug" / "presets"
     presets.mkdir(parents=True)
     os.mkfifo(presets / "pipe.xmp")
+    (presets / "broken.xmp").write_text("<x:xmpmeta")
     result = hostplug("presets", env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
-    assert_lines(result, {str(presets / "pipe.xmp"): "is a FIFO"})
+    assert_lines(result, {str(presets / "pipe.xmp"): "is a FIFO", str(presets / "broken.xmp"): ""})
+    # one bad user preset does not hide the others: the shipped ones are listed all the same
+    assert "user presets:" in result.stdout and len(result.stdout.splitlines()) > 4
 
 
 def test_names_of_252_to_255_bytes(tmp_path: Path) -> None:

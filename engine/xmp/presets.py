@@ -16,6 +16,7 @@ Where presets come from, later folders overriding earlier ones by name (case-ins
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -97,9 +98,18 @@ def _preset_files() -> dict[str, Path]:
     return files
 
 
-def list_presets() -> list[Preset]:
-    """Every preset, by name; a malformed file raises :class:`SidecarError` naming it."""
-    return [read_preset(path) for _, path in sorted(_preset_files().items())]
+def list_presets(on_error: Callable[[SidecarError], None] | None = None) -> list[Preset]:
+    """Every preset, by name. A malformed file raises :class:`SidecarError` naming it; with ``on_error``, it is
+    handed the error instead and left out, so one bad user preset does not hide the good ones."""
+    presets = []
+    for _, path in sorted(_preset_files().items()):
+        try:
+            presets.append(read_preset(path))
+        except SidecarError as e:
+            if on_error is None:
+                raise
+            on_error(e)
+    return presets
 
 
 def load_preset(name: str) -> Preset:

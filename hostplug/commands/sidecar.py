@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from engine.recipe import Recipe
 from hostplug.commands.common import (
     check_device,
     device_option,
+    error_line,
     for_each_input,
     json_option,
     time_limit_option,
@@ -106,19 +108,26 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
 @click.command()
 @json_option("Print JSON instead of text.")
 def presets(as_json: bool) -> None:
-    """List the presets (shipped ones and those in the user folder) and what each sets."""
+    """List the presets (shipped ones and those in the user folder) and what each sets.
+
+    A malformed preset file is one error line (exit 1); the good ones are listed all the same."""
     from engine.xmp.presets import list_presets, user_folder
 
-    found = list_presets()
+    bad = []
+    found = list_presets(on_error=bad.append)
+    for error in bad:
+        error_line(error)
     if as_json:
         click.echo(json.dumps([{"name": p.name, "kind": p.kind, "file": str(p.path), "settings": p.settings,
                                 "stages": p.stages, "description": p.description} for p in found], indent=2))
-        return
-    for preset in found:
-        sets = _describe({**preset.settings, **({"stages": preset.stages} if preset.stages else {})})
-        click.echo(f"{preset.name:<16} {preset.kind:<10} {sets}")
-        click.echo(f"{'':<16} {preset.description or ''} ({preset.path})".rstrip())
-    click.echo(f"user presets: {user_folder()}")
+    else:
+        for preset in found:
+            sets = _describe({**preset.settings, **({"stages": preset.stages} if preset.stages else {})})
+            click.echo(f"{preset.name:<16} {preset.kind:<10} {sets}")
+            click.echo(f"{'':<16} {preset.description or ''} ({preset.path})".rstrip())
+        click.echo(f"user presets: {user_folder()}")
+    if bad:
+        sys.exit(1)
 
 
 @click.command()
