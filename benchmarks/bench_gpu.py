@@ -11,8 +11,8 @@ Made for a lent GPU machine (about 15 minutes of device time in all, start-up in
    difference of the display-referred pixels must be at most 1/255.
 2. **Speed.** A 24 MP synthetic DNG (6000 x 4000), opened once, rendered with the whole learned pipeline: the
    first render in the process (CUDA start, model loading, kernel selection) and ``--repeats`` warm renders
-   (median), each stage's seconds of the median run, and the decode (``engine.open``) on its own. Goal on one
-   H200: 0.3 s warm.
+   (median), each stage's seconds of the median run, and the decode (``engine.open``) on its own; then the same
+   for the classical stages, to show what the networks add. Goal on one H200: 0.3 s warm (learned pipeline).
 
 ``--device cpu`` tries the script here: the "GPU" side is then the torch path of every stage run on the CPU
 (:func:`engine.kernels.torch_everywhere`), so the agreement check still compares two different code paths; use
@@ -92,14 +92,15 @@ def check_agreement(path: Path, device: str, denoise_model: str | None) -> dict[
     return differences
 
 
-def time_renders(path: Path, device: str, repeats: int, denoise_model: str | None) -> dict[str, object]:
-    """Decode once; the first render on ``device`` and ``repeats`` warm ones of the whole learned pipeline."""
+def time_renders(path: Path, device: str, repeats: int, denoise_model: str | None,
+                 pipeline: str = "learned") -> dict[str, object]:
+    """Decode once; the first render on ``device`` and ``repeats`` warm ones of a pipeline of :func:`recipes`."""
     import engine
 
     start = time.perf_counter()
     source = engine.open(path)
     decode_s = time.perf_counter() - start
-    recipe = recipes(denoise_model)["learned"]
+    recipe = recipes(denoise_model)[pipeline]
     on, context = device_side(device)
     seconds, stages = [], []
     with context:
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
         timed = make_dng(Path(tmp) / "timed.dng", *timed_size)
         results["timing"] = {"size": list(timed_size), **time_renders(timed, args.device, args.repeats,
                                                                      args.denoise_model)}
+        # the classical stages alone: what the learned networks add on top of the rest
+        results["timing_classical"] = time_renders(timed, args.device, args.repeats, args.denoise_model,
+                                                   "classical")
     timing = results["timing"]
     assert isinstance(timing, dict)
     results["meets_goal"] = args.device.startswith("cuda") and timing["warm_median_s"] <= GOAL_WARM_S
@@ -160,6 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{timing['first_s']:.2f} s, warm {timing['warm_median_s']:.3f} s (goal {GOAL_WARM_S} s on one H200); "
           f"decode {timing['decode_s']:.2f} s")
     print("warm stages: " + ", ".join(f"{name} {t:.3f}" for name, t in timing["warm_stages_s"].items()))
+    classical = results["timing_classical"]
+    assert isinstance(classical, dict)
+    print(f"classical stages, same raw: first {classical['first_s']:.2f} s, warm {classical['warm_median_s']:.3f} s; "
+          + ", ".join(f"{name} {t:.3f}" for name, t in classical["warm_stages_s"].items()))
     print(json.dumps(results))
     for target in [args.json, Path(os.environ["OUT"]) / "bench_gpu.json" if os.environ.get("OUT") else None]:
         if target:

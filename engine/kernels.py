@@ -500,41 +500,47 @@ def denoise_torch(image: np.ndarray, gains: np.ndarray, to_opponent: np.ndarray,
 
 
 def bgu_accumulate_torch(low_in: np.ndarray, low_out: np.ndarray, gh: int, gw: int, gd: int, zmax: float,
-                         device: str) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`bgu_accumulate` on ``device`` (float64): each pixel's products splatted into its 8 grid corners with
-    ``index_add_``. Returns A^T A (gh, gw, gd, 4, 4) and A^T B (gh, gw, gd, 4, 3) as numpy."""
+                         device: str, rows: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bgu_accumulate` on ``device`` (float64), without scattered adds: the splat is separable, so each band
+    of ``rows`` rows spreads its pixels' products over the intensity bins (two non-zero weights per pixel) and
+    two small matrix products sum them into grid rows and columns. Returns A^T A (gh, gw, gd, 4, 4) and A^T B
+    (gh, gw, gd, 4, 3) as numpy."""
     import torch
 
     _check(gh >= 2 and gw >= 2 and gd >= 2, "bgu_accumulate_torch", f"grid {gh} x {gw} x {gd}")
-    x = torch.from_numpy(np.ascontiguousarray(low_in[..., :3])).to(device, torch.float64)
-    b = torch.from_numpy(np.ascontiguousarray(low_out[..., :3])).to(device, torch.float64)
-    h, w = x.shape[:2]
+    h, w = low_in.shape[:2]
+    f64 = torch.float64
 
-    def lower_and_weight(n: int, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
-        f = torch.arange(n, device=device, dtype=torch.float64) * ((cells - 1) / max(n - 1, 1))
+    def splat(n: int, cells: int) -> torch.Tensor:
+        """(n, cells) linear-interpolation weights of positions 0..n-1 spread over ``cells`` grid nodes."""
+        f = torch.arange(n, device=device, dtype=f64) * ((cells - 1) / max(n - 1, 1))
         lower = torch.clamp(f.long(), max=cells - 2)
-        return lower, f - lower
+        weights = torch.zeros(n, cells, dtype=f64, device=device)
+        weights[torch.arange(n, device=device), lower] = 1.0 - (f - lower)
+        weights[torch.arange(n, device=device), lower + 1] += f - lower
+        return weights
 
-    y0, wy = lower_and_weight(h, gh)
-    x0, wx = lower_and_weight(w, gw)
-    e = torch.sqrt(torch.clamp(x, min=0.0))
-    lum = e @ torch.tensor(LUMA, dtype=torch.float64, device=device)
-    fz = torch.clamp(lum / zmax, 0.0, 1.0) * (gd - 1)
-    z0 = torch.clamp(torch.nan_to_num(fz, nan=0.0).long(), 0, gd - 2)  # as _cell: NaN to cell 0
-    wz = fz - z0
-    feat = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1)  # h, w, 4
-    products = torch.cat([(feat[..., :, None] * feat[..., None, :]).reshape(h, w, 16),
-                          (feat[..., :, None] * b[..., None, :]).reshape(h, w, 12)], dim=-1).reshape(h * w, 28)
-    sums = torch.zeros(gh * gw * gd, 28, dtype=torch.float64, device=device)
-    for dy in range(2):
-        for dx in range(2):
-            for dz in range(2):
-                weight = ((wy if dy else 1.0 - wy)[:, None] * (wx if dx else 1.0 - wx)[None]
-                          * (wz if dz else 1.0 - wz)).reshape(-1)
-                cell = (((y0 + dy)[:, None] * gw + (x0 + dx)[None]) * gd + (z0 + dz)).reshape(-1)
-                sums.index_add_(0, cell, products * weight[:, None])
-    sums_np = sums.cpu().numpy()
-    return sums_np[:, :16].reshape(gh, gw, gd, 4, 4), sums_np[:, 16:].reshape(gh, gw, gd, 4, 3)
+    along_y, along_x = splat(h, gh), splat(w, gw)
+    luma = torch.tensor(LUMA, dtype=f64, device=device)
+    sums = torch.zeros(gh, gw, gd, 28, dtype=f64, device=device)
+    for top in range(0, h, rows):
+        x = torch.from_numpy(np.ascontiguousarray(low_in[top:top + rows, :, :3])).to(device, f64)
+        b = torch.from_numpy(np.ascontiguousarray(low_out[top:top + rows, :, :3])).to(device, f64)
+        e = torch.sqrt(torch.clamp(x, min=0.0))
+        fz = torch.clamp(e @ luma / zmax, 0.0, 1.0) * (gd - 1)
+        z0 = torch.clamp(torch.nan_to_num(fz, nan=0.0).long(), 0, gd - 2)  # as _cell: NaN to cell 0
+        wz = fz - z0
+        bins = torch.zeros(*fz.shape, gd, dtype=f64, device=device)
+        bins.scatter_(-1, z0[..., None], (1.0 - wz)[..., None])
+        bins.scatter_add_(-1, (z0 + 1)[..., None], wz[..., None])
+        feat = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1)
+        products = torch.cat([(feat[..., :, None] * feat[..., None, :]).flatten(-2),
+                              (feat[..., :, None] * b[..., None, :]).flatten(-2)], dim=-1)  # rows, w, 28
+        spread = (bins[..., None] * products[..., None, :]).flatten(-2)  # rows, w, gd * 28
+        by_column = torch.matmul(along_x.T, spread)  # rows, gw, gd * 28: summed over the pixels of each row
+        sums += (along_y[top:top + rows].T @ by_column.flatten(1)).view(gh, gw, gd, 28)
+    out = sums.cpu().numpy()
+    return out[..., :16].reshape(gh, gw, gd, 4, 4), out[..., 16:].reshape(gh, gw, gd, 4, 3)
 
 
 def bgu_apply_torch(img: np.ndarray, grid: np.ndarray, zmax: float, device: str) -> np.ndarray:
