@@ -36,6 +36,15 @@ def test_split_holds_out_whole_cameras():
     assert len(names) == len(set(names)) == len(cp.load("all", 64))
 
 
+@needs_photos
+def test_model_selection_validates_on_training_cameras_never_on_held_out_ones():
+    fit, validation = cp.load("fit", 64), cp.load("validation", 64)
+    cameras = {p.camera for p in validation}
+    assert cameras == set(cp.validation_cameras()) and len(cameras) == cp.N_VALIDATION_CAMERAS
+    assert not cameras & set(cp.HELD_OUT_CAMERAS) and not cameras & {p.camera for p in fit}
+    assert sorted(p.name for p in fit + validation) == sorted(p.name for p in cp.load("train", 64))
+
+
 def test_unprocess_inverts_the_camera_rendering():
     rng = np.random.default_rng(0)
     linear = (rng.random((32, 32, 3), dtype=np.float32) ** 2 * 0.2).astype(np.float32)  # below the knees

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,37 @@ def test_natural_follows_the_raws_exposure_and_meters_it_on_request(name: str) -
             means[auto].append(float(out.mean()))
     assert means[False][0] < means[False][1] - 0.03
     assert abs(means[True][0] - means[True][1]) < 0.01
+
+
+def test_an_output_made_before_a_retraining_re_renders_as_before(weights_copy: Path, tmp_path: Path) -> None:
+    """Retraining a style changes its weights' hash; an output made before keeps its look (its photofinish
+    operators are pinned from its record), while a fresh render uses the new weights."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from engine.filehash import file_sha256
+
+    raw = tmp_path / SAMPLE.name
+    shutil.copy(SAMPLE, raw)
+    before = tmp_path / "before.png"
+    engine.render_file(raw, before)
+    path = weights_copy / "photofinish-natural.safetensors"  # "retrain": other weights, a new hash
+    state = {k: v + 0.05 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)) if v.is_floating_point()
+             else v for k, v in load_file(str(path)).items()}
+    save_file(state, str(path))
+    with models.updating_manifest(weights_copy / "manifest.json") as entries:
+        entries["photofinish-natural"] = replace(entries["photofinish-natural"], sha256=file_sha256(path))
+    models.clear_cache()
+    again = engine.rerender_file(before, target=tmp_path / "again.png")
+    fresh = tmp_path / "fresh.png"
+    engine.render_file(raw, fresh)
+
+    def pixels(p: Path) -> np.ndarray:
+        import cv2
+
+        return cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+
+    assert again.notice is not None and "models changed" in again.notice
+    assert np.array_equal(pixels(before), pixels(tmp_path / "again.png"))
+    assert not np.array_equal(pixels(before), pixels(fresh))

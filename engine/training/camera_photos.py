@@ -22,6 +22,10 @@ the three EOS 20D and two E900 go together), the Nikon D800 ``align_rotation`` b
 the Nikon D800 ``align`` series too, and kodim04, 11, 12, 13, 16, 17; 89 camera files, 18 Kodak scans and
 23 rawio frames train.
 
+Model selection never looks at the held-out cameras: it trains on ``fit`` (``train`` less
+:data:`N_VALIDATION_CAMERAS` of its cameras, drawn with seed ``SPLIT_SEED + 1``: :func:`validation_cameras`) and
+compares candidates on ``validation``; the chosen settings are then trained on all of ``train``.
+
 How a camera JPEG becomes a raw (the inverse of a camera-like rendering, :func:`unprocess`)
 ---------------------------------------------------------------------------------------------
 A camera renders its raw roughly as: linear sensor signal ``r`` (1 = the sensor's white) times a rendering
@@ -77,6 +81,7 @@ SPLIT_SEED = 11
 N_HELD_OUT_CAMERAS = 20
 N_HELD_OUT_SERIES = 2
 N_HELD_OUT_KODAK = 6
+N_VALIDATION_CAMERAS = 15  # of the training cameras of cameras/, for model selection (seed SPLIT_SEED + 1)
 LONG_EDGE = 512
 PIVOT = 0.46  # sRGB-encoded mid-grey (linear 0.18)
 CONTRAST_RANGE = (1.0, 1.35)
@@ -85,6 +90,7 @@ Y_CAP = 0.995
 SATURATION_RANGE = (1.0, 1.3)
 RENDER_EV = 1.5
 GAIN_RANGE = (RENDER_EV - 0.75, RENDER_EV + 0.75)
+CROP_AREA = (0.25, 1.0)  # share of the photograph a training crop covers
 
 # What the seeded split gives (tests/test_camera_looks.py checks that the seed still gives exactly this).
 HELD_OUT_CAMERAS = ("d60", "dimage 5", "dimage ex", "dmc-fz5", "e900", "eos 20d", "eos d60", "gt-i9505",
@@ -217,19 +223,43 @@ def _read(path: Path, long_edge: int) -> np.ndarray:
 
 
 @cache
+def validation_cameras(photos_root: Path | None = None) -> tuple[str, ...]:
+    """The :data:`N_VALIDATION_CAMERAS` training cameras of ``cameras/`` that model selection holds out (seed
+    ``SPLIT_SEED + 1``; their files in other folders go with them)."""
+    base = photos_root or root()
+    held = split(photos_root).cameras
+    cameras = sorted({camera_key(p) for p in _files(base / "cameras")} - set(held))
+    rng = np.random.default_rng(SPLIT_SEED + 1)
+    return tuple(sorted(cameras[i] for i in rng.permutation(len(cameras))[:N_VALIDATION_CAMERAS]))
+
+
+def _in_part(part: str, held: bool, validation: bool) -> bool:
+    """Whether a photograph belongs to ``part``: "all", "test" (held out), "train" (the rest), and for model
+    selection "fit" (train less the validation cameras) and "validation"."""
+    if part not in ("all", "test", "train", "fit", "validation"):
+        raise ValueError(f"unknown part {part!r}")
+    if part == "all":
+        return True
+    if part == "test" or held:
+        return part == "test" and held
+    return part == "train" or (part == "validation") == validation
+
+
+@cache
 def load(part: str, long_edge: int = LONG_EDGE, photos_root: Path | None = None) -> tuple[CameraPhoto, ...]:
-    """The photographs of ``part`` ("train", "test" or "all"), in a fixed order."""
+    """The photographs of ``part`` (see :func:`_in_part`), in a fixed order."""
     base = photos_root or root()
     if not available(base):
         raise ModelError(f"{base}: the photographs are missing (see ../shared/photos/PROVENANCE.md)")
     s = split(photos_root)
+    validation = set(validation_cameras(photos_root))
     out = []
     for folder in ("cameras", "kodak", "rawio"):
         for path in _files(base / folder):
             camera = "kodak film scan" if folder == "kodak" else camera_key(path)
             series = series_of(path) if folder == "rawio" else ""
             held = s.held_out(folder, camera, series, path.stem)
-            if part == "all" or (part == "test") == held:
+            if _in_part(part, held, camera in validation):
                 ev = _exif(path)[2] if folder != "kodak" else None
                 out.append(CameraPhoto(f"{folder}/{path.stem}", folder, camera, series, ev, _read(path, long_edge)))
     return tuple(out)
@@ -299,7 +329,7 @@ def process(linear: np.ndarray, look: CameraLook = CameraLook()) -> np.ndarray:
 
 def _crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     h, w = image.shape[:2]
-    area = rng.uniform(0.25, 1.0) * h * w
+    area = rng.uniform(*CROP_AREA) * h * w
     aspect = np.exp(rng.uniform(np.log(0.75), np.log(4 / 3)))
     ch = int(min(h, max(16, round(np.sqrt(area / aspect)))))
     cw = int(min(w, max(16, round(np.sqrt(area * aspect)))))

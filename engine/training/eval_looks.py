@@ -135,14 +135,16 @@ def _classical(path: Path) -> np.ndarray:
     return engine.render(engine.open(path), recipe).pixels
 
 
-def held_out_cameras(progress: Progress, limit: int | None = None) -> dict[str, Any]:
-    """Part 1 (see the module docstring)."""
+def held_out_cameras(progress: Progress, limit: int | None = None, part: str = "test",
+                     styles: list[str] | None = None) -> dict[str, Any]:
+    """Part 1 (see the module docstring); ``part="validation"`` scores the validation cameras instead (model
+    selection, :func:`engine.training.camera_photos.validation_cameras`), ``styles`` only some styles."""
     import cv2
 
     from engine.training.pipeline_eval import libraw_render
     from engine.training.spectral_data import HELD_OUT_CAMERAS as SENSORS
 
-    photos = [p for p in cp.load("test", RAW_LONG_EDGE) if p.folder == "cameras"][:limit]
+    photos = [p for p in cp.load(part, RAW_LONG_EDGE) if p.folder == "cameras"][:limit]
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as folder:
         for index, photo in enumerate(photos):
@@ -155,7 +157,7 @@ def held_out_cameras(progress: Progress, limit: int | None = None) -> dict[str, 
             jpeg = cv2.resize(photo.srgb[:h, :w], (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
             progress(f"held-out camera {index + 1}/{len(photos)}: {photo.name} ({sensor} sensor)")
             row: dict[str, Any] = {"sensor": sensor, "look": look.__dict__}
-            for style in _styles():
+            for style in styles or _styles():
                 row[style] = look_eval.scores(_render(dng, style=style), _target(jpeg, style)).as_dict()
             row["classical"] = look_eval.scores(_classical(dng), jpeg).as_dict()
             row["libraw"] = look_eval.scores(libraw_render(dng), jpeg).as_dict()

@@ -89,6 +89,7 @@ class TrainConfig:
     threads: int = 1
     data: str = "wheels"  # "cameras": issue 11's data (what main() trains); "wheels": the weights shipped before
     correction: float = 0.5  # stops the network may move the raw's exposure (cameras data only; see above)
+    part: str = "train"  # cameras data: "train", or "fit" (train less the validation cameras) for model selection
 
 
 @dataclass
@@ -127,7 +128,7 @@ def train(config: TrainConfig, progress: Callable[[int, float], None] | None = N
     if config.data == "cameras":
         from engine.training import camera_photos
 
-        pictures = camera_photos.load("train")
+        pictures = camera_photos.load(config.part)
         net = PhotofinishNet(**CAMERA_ARCHITECTURE, **ARCHITECTURES.get(config.style, {}), exposure="raw",
                              render_ev=camera_photos.RENDER_EV, correction=config.correction).to(config.device)
         adaptivity = CAMERA_ADAPTIVITY
@@ -155,11 +156,11 @@ def train(config: TrainConfig, progress: Callable[[int, float], None] | None = N
     net.eval()
     net = net.cpu()
     if config.data == "cameras":
-        calibrate_auto_exposure(net, config.seed)
+        calibrate_auto_exposure(net, config.seed, config.part)
     return TrainResult(net=net, steps=steps, seconds=seconds, losses=losses)
 
 
-def calibrate_auto_exposure(net: PhotofinishNet, seed: int) -> float:
+def calibrate_auto_exposure(net: PhotofinishNet, seed: int, part: str = "train") -> float:
     """Set ``net.auto_offset``: the median, over the training photographs (whole, each under one drawn camera
     rendering), of the network's own exposure minus the white-point estimate; so ``--auto-exposure`` meters
     the white point as the old styles did and places it where this style places whites on average."""
@@ -169,7 +170,7 @@ def calibrate_auto_exposure(net: PhotofinishNet, seed: int) -> float:
     rng = np.random.default_rng(seed + 1)
     gaps = []
     with torch.no_grad():
-        for photo in camera_photos.load("train"):
+        for photo in camera_photos.load(part):
             linear = camera_photos.to_batch([camera_photos.unprocess(photo.srgb, camera_photos.CameraLook.draw(rng))])
             thumb = F.interpolate(linear, size=(THUMB, THUMB), mode="area")
             gaps.append(float(net(thumb)["gain_ev"][0] - white_exposure(thumb)[0]))
@@ -185,7 +186,8 @@ def training_record(config: TrainConfig, result: TrainResult) -> dict:
     from engine.training.loop import machine
 
     record: dict = {"command": f"hostplug train photofinish --style {config.style} --steps {config.steps} "
-                               f"--seed {config.seed} --data {config.data} --correction {config.correction}",
+                               f"--seed {config.seed} --data {config.data} --correction {config.correction}"
+                               + (f" --part {config.part}" if config.part != "train" else ""),
                     "config": asdict(config), "steps_run": result.steps, "wall_seconds": round(result.seconds, 1),
                     "machine": machine(),
                     "loss": {"first_50": round(result.losses[0], 4) if result.losses else None,
@@ -201,7 +203,8 @@ def training_record(config: TrainConfig, result: TrainResult) -> dict:
             "split_seed": camera_photos.SPLIT_SEED, "held_out_cameras": list(camera_photos.HELD_OUT_CAMERAS),
             "held_out_series": list(camera_photos.HELD_OUT_SERIES),
             "held_out_kodak": list(camera_photos.HELD_OUT_KODAK),
-            "train_images": len(camera_photos.load("train")), "long_edge": camera_photos.LONG_EDGE, "crop": CROP,
+            "validation_cameras": list(camera_photos.validation_cameras()),
+            "train_images": len(camera_photos.load(config.part)), "long_edge": camera_photos.LONG_EDGE, "crop": CROP,
             "contrast_range": list(camera_photos.CONTRAST_RANGE), "knee_range": list(camera_photos.KNEE_RANGE),
             "saturation_range": list(camera_photos.SATURATION_RANGE),
             "gain_range_ev": list(camera_photos.GAIN_RANGE), "targets": "engine.training.style_targets",
@@ -238,11 +241,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=TrainConfig.batch)
     parser.add_argument("--correction", type=float, default=TrainConfig.correction)
     parser.add_argument("--data", choices=("cameras", "wheels"), default="cameras")
+    parser.add_argument("--part", choices=("train", "fit"), default="train",
+                        help="fit: leave the validation cameras out (model selection)")
     parser.add_argument("--weights-dir", default=None)
     args = parser.parse_args(argv)
     for style in (list(STYLES) if args.style == "all" else [args.style]):
         config = TrainConfig(style=style, steps=args.steps, seed=args.seed, batch=args.batch,
-                             correction=args.correction, data=args.data)
+                             correction=args.correction, data=args.data, part=args.part)
 
         def report(step: int, loss: float, s: str = style) -> None:
             print(f"{s}: step {step} loss {loss:.4f}", flush=True)
