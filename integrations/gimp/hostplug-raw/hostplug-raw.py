@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import gi
 
@@ -353,6 +354,7 @@ class LivePreview:
                 if self.closed:
                     return
                 recipe, self.wanted = self.wanted, None
+            sent = time.monotonic()
             try:
                 line = json.dumps({"input": self.raw_path, "recipe": recipe, "long_edge": PREVIEW_LONG_EDGE})
                 self.process.stdin.write(line.encode("utf-8") + b"\n")
@@ -362,6 +364,7 @@ class LivePreview:
             except (OSError, ValueError) as e:
                 GLib.idle_add(self.label.set_text, f"No preview: {e}")
                 return
+            header["round_trip"] = time.monotonic() - sent
             GLib.idle_add(self._show, header, pixels, recipe)
 
     def _show(self, header, pixels, recipe):
@@ -377,7 +380,7 @@ class LivePreview:
         shown = pixbuf.scale_simple(max(1, round(width * scale)), max(1, round(height * scale)),
                                     GdkPixbuf.InterpType.BILINEAR)
         self.box.set_from_pixbuf(shown)
-        self.label.set_text(f"Preview {width} x {height}: {header['seconds']:.2f} s in the render service "
+        self.label.set_text(f"Preview {width} x {height} in {header['round_trip']:.2f} s "
                             f"(re-ran {', '.join(header.get('ran') or ['nothing'])})")
         self.shown += 1
         if os.environ.get(ENV_DIALOG_TEST):
@@ -395,6 +398,7 @@ class LivePreview:
         allocation = self.box.get_allocation()
         _ok, x, y = self.box.get_window().get_origin()
         note = {"n": self.shown, "exposure": recipe.get("exposure"), "seconds": header.get("seconds"),
+                "round_trip": header["round_trip"],
                 "ran": header.get("ran"),
                 "preview": [x + allocation.x + (allocation.width - width) // 2,
                             y + allocation.y + (allocation.height - height) // 2, width, height]}
