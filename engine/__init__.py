@@ -5,6 +5,11 @@
     result = engine.render(source, engine.Recipe(exposure=0.3))
     engine.write_image(result, "IMG_0001.tif")
 
+An interactive editor renders previews and keeps every stage's output, so a change re-runs only what it affects::
+
+    cache = engine.StageCache()
+    preview = engine.render(source, engine.Recipe(exposure=0.5), preview=1732, cache=cache)  # about 2 MP
+
 Or a file to a file, with the raw's sidecar recipe, the source's metadata and the provenance a re-render needs::
 
     engine.render_file("IMG_0001.ARW", "IMG_0001.jpg", changes={"exposure": 0.3, "presets": ["warm"]})
@@ -47,6 +52,7 @@ _LAZY = {
     "STAGE_ORDER": ("engine.pipeline", "STAGE_ORDER"),
     "Rendered": ("engine.pipeline", "Rendered"),
     "render": ("engine.pipeline", "render"),
+    "StageCache": ("engine.stage_cache", "StageCache"),
     "Recipe": ("engine.recipe", "Recipe"),
     "StageSettings": ("engine.recipe", "StageSettings"),
     "apply_changes": ("engine.edits", "apply_changes"),
@@ -89,6 +95,7 @@ __all__ = [
     "RenderResult",
     "Rendered",
     "Source",
+    "StageCache",
     "StageSettings",
     "UnsupportedInputError",
     "__version__",
