@@ -32,7 +32,6 @@ from hostplug.cli import main
 from tests.conftest import REPO, SAMPLE_DNG
 from tests.test_gimp_plugin import ROOT, _prepare_root, _setup
 
-DISPLAY = ":73"
 DIALOG = "Re-render with hostplug"
 PREVIEW_WAIT_S = 240  # the first preview starts the service and loads the engine, on a busy 2-core machine
 
@@ -84,25 +83,29 @@ def session() -> Iterator[dict]:
             main, ["integrate", "gimp"], catch_exceptions=False)
         assert installed.exit_code == 0, installed.output
         config_path = next(profile.rglob("hostplug-raw.json"))
+        cli = f"{sys.executable} -c 'from hostplug.cli import main; main()'"
         config = {"python": str(wrapper(work, "python", sys.executable)),
-                  "hostplug": str(wrapper(work, "hostplug", f"{sys.executable} -c 'from hostplug.cli import main; main()'"))}
+                  "hostplug": str(wrapper(work, "hostplug", cli))}
         config_path.write_text(json.dumps(config))
         (work / "probe.py").write_text(PROBE)
-        env = {"HOME": "/root", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "DISPLAY": DISPLAY,
+        # Xvfb picks a free display and says which (-displayfd): other tests may run X servers too.
+        xvfb = subprocess.Popen(["chroot", str(ROOT), "Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24",
+                                 "-nolisten", "tcp"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        processes.append(xvfb)
+        assert xvfb.stdout is not None
+        display = ":" + xvfb.stdout.readline().strip()
+        assert display != ":", "Xvfb did not start"
+        env = {"HOME": "/root", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "DISPLAY": display,
                "GIMP3_DIRECTORY": str(profile), "XDG_RUNTIME_DIR": str(work / "runtime"), "HP_RAW": str(raw),
                "HOSTPLUG_GIMP_DIALOG_TEST": str(work / "notes"), "HOSTPLUG_SERVICE_IDLE_TIMEOUT": "300",
                "HOSTPLUG_SERVICE_BUILD": "dialog-test",  # others' edits of the tree must not make it stale
                "NO_AT_BRIDGE": "1"}
         prefix = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items())]
-        processes.append(subprocess.Popen([*prefix, "Xvfb", DISPLAY, "-screen", "0", "1280x1024x24", "-nolisten",
-                                           "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        socket = Path(f"/tmp/.X11-unix/X{DISPLAY[1:]}")
-        assert wait_for(socket.exists, 30), "Xvfb did not start"
-        log = open(work / "gimp.log", "w")  # noqa: SIM115 - closed with the session
-        processes.append(subprocess.Popen(
-            [*prefix, "gimp-3.0", "--no-splash", "--batch-interpreter=python-fu-eval", "-b",
-             f"exec(open({str(work / 'probe.py')!r}).read())", "--quit"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        with open(work / "gimp.log", "w") as log:
+            processes.append(subprocess.Popen(
+                [*prefix, "gimp-3.0", "--no-splash", "--batch-interpreter=python-fu-eval", "-b",
+                 f"exec(open({str(work / 'probe.py')!r}).read())", "--quit"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         yield {"work": work, "env": env, "gimp": processes[-1], "log": work / "gimp.log"}
     finally:
         for process in reversed(processes):
@@ -153,7 +156,7 @@ def note(session: dict, exposure: float | None = None) -> dict:
 def screenshot(session: dict, name: str) -> np.ndarray:
     """The whole virtual screen, as GIMP's interface draws it (RGB, 8-bit)."""
     path = session["work"] / name
-    done = in_root("import", "-display", DISPLAY, "-window", "root", str(path), env=session["env"])
+    done = in_root("import", "-window", "root", str(path), env=session["env"])  # on the env's DISPLAY
     assert done.returncode == 0, done.stderr
     return np.asarray(Image.open(path).convert("RGB"))
 
