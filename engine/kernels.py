@@ -440,7 +440,7 @@ def demosaic_mhc_torch(raw: np.ndarray, cfa: np.ndarray, black: np.ndarray, scal
     reps = ((h + 1) // 2, (w + 1) // 2)
     black_map = torch.from_numpy(np.tile(black.astype(np.float32)[cfa], reps)[:h, :w]).to(device)
     scale_map = torch.from_numpy(np.tile(scale.astype(np.float32)[cfa], reps)[:h, :w]).to(device)
-    m = (torch.from_numpy(raw.astype(np.float32)).to(device) - black_map) * scale_map
+    m = (torch.from_numpy(np.ascontiguousarray(raw)).to(device).float() - black_map) * scale_map  # 16 bits up
     padded = F.pad(m[None, None], (2, 2, 2, 2), mode="reflect")
     est = F.conv2d(padded, torch.from_numpy(_mhc_weights()).to(device))[0]  # green, other, along row, along col
     rgb = m[None].repeat(3, 1, 1)
