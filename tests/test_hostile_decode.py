@@ -288,13 +288,15 @@ def test_a_date_rawpy_cannot_convert_leaves_the_shot_undated(tmp_path: Path) -> 
 
 def test_findings_of_the_mutated_render_run(tmp_path: Path) -> None:
     """Tracebacks tests/fuzz/mutate_render.py found (docs/hostile-input.md): an EXIF resolution its type cannot
-    hold (YResolution a DOUBLE inf, XResolution 2**31/1) reached the TIFF writer, which expects one RATIONAL; a
+    hold (YResolution a DOUBLE inf, XResolution 2**31/1 or 1/0, ResolutionUnit 255) reached the TIFF writer; a
     size tag that tifffile turns into an integer (RowsPerStrip, BitsPerSample, ImageLength of the raw made a
     DOUBLE inf or NaN) raised OverflowError. The first render (the value is dropped); the second render as LibRaw
     reads them or fail in one line."""
     small = small_sample()
     carried = {"yres_inf.dng": dng_with({283: doubles(math.inf)}, base=small),
-               "xres_2_31.dng": dng_with({282: (5, 1, struct.pack("<II", 1 << 31, 1))}, base=small)}
+               "xres_2_31.dng": dng_with({282: (5, 1, struct.pack("<II", 1 << 31, 1))}, base=small),
+               "xres_1_0.dng": dng_with({282: (5, 1, struct.pack("<II", 1, 0))}, base=small),
+               "unit_255.dng": dng_with({296: shorts(255)}, base=small)}
     sizes = {"rows_inf.dng": dng_with(raw={278: doubles(math.inf)}, base=small),
              "bits_nan.dng": dng_with(raw={258: doubles(math.nan)}, base=small),
              "length_nan.dng": dng_with(raw={257: doubles(math.nan)}, base=small)}
@@ -304,7 +306,7 @@ def test_findings_of_the_mutated_render_run(tmp_path: Path) -> None:
     out_dir.mkdir()
     result, _ = run_render(*(tmp_path / name for name in carried), "--out-dir", out_dir, "--no-service")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(os.listdir(out_dir)) == ["xres_2_31.tif", "yres_inf.tif"]
+    assert sorted(os.listdir(out_dir)) == sorted(Path(name).with_suffix(".tif").name for name in carried)
     result, _ = run_render(*(tmp_path / name for name in sizes), "--out-dir", out_dir, "--no-service")
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     failed = [line for line in error_lines(result.stderr) if not line.endswith("files failed")]

@@ -52,6 +52,18 @@ def register_namespace() -> None:
     pyexiv2.registerNs(XMP_NS_URI, XMP_PREFIX)
 
 
+def _one_resolution(value: str) -> bool:
+    """One positive RATIONAL, as exiv2 prints it ("300/1")."""
+    numerator, _, denominator = value.partition("/")
+    return numerator.isdigit() and denominator.isdigit() and int(numerator) > 0 and int(denominator) > 0
+
+
+# What the TIFF writer hands to tifffile's own arguments must be what those take (a damaged source's ResolutionUnit
+# of 255 or XResolution of 1/0 made tifffile raise while writing the output)
+_VALUE_CHECKS = {"Exif.Image.XResolution": _one_resolution, "Exif.Image.YResolution": _one_resolution,
+                 "Exif.Image.ResolutionUnit": lambda value: value in ("1", "2", "3")}
+
+
 def _is_carried(key: str, number: int, value: str) -> bool:
     """Whether one EXIF entry of a source still describes a rendered output."""
     group = key.split(".")[1]
@@ -61,6 +73,7 @@ def _is_carried(key: str, number: int, value: str) -> bool:
         and number not in _DNG_TAGS
         and not key.rsplit(".", 1)[-1].startswith("0x")  # a tag exiv2 has no name for
         and bool(value.strip())
+        and _VALUE_CHECKS.get(key, bool)(value)
     )
 
 
