@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -29,6 +30,12 @@ from engine.colour import LUMA
 
 if TYPE_CHECKING:  # torch loads only when a torch version runs
     import torch
+
+# Compiled code is cached per user rather than beside the installed modules: a cache written into site-packages
+# outlives `pip uninstall`, and its leftover folder then shadows a later editable install of the package.
+if not os.environ.get("NUMBA_CACHE_DIR"):
+    _cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    numba.config.CACHE_DIR = os.path.join(_cache_home, "hostplug", "numba")
 
 DEBUG_KERNELS = os.environ.get("HOSTPLUG_DEBUG_KERNELS", "") == "1"
 
