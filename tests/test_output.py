@@ -303,3 +303,12 @@ def test_big_endian_exif_entries_are_turned_little_endian() -> None:
             + struct.pack(">HHI", 274, 3, 1) + struct.pack(">H", 6) + b"\0\0"
             + struct.pack(">HHII", 282, 5, 1, 38) + struct.pack(">I", 0) + struct.pack(">II", 300, 1))
     assert _read_ifd(blob, 8) == [(274, 3, 1, struct.pack("<H", 6)), (282, 5, 1, struct.pack("<II", 300, 1))]
+
+
+def test_a_tiff_is_written_whatever_resolution_the_exif_claims(tmp_path: Path) -> None:
+    """A caller's EXIF may hold a resolution tifffile refuses (zero, an unknown unit): the TIFF is still written."""
+    exif = {"Exif.Image.XResolution": "1/0", "Exif.Image.YResolution": "0/1", "Exif.Image.ResolutionUnit": "255",
+            "Exif.Image.Make": "NIKON CORPORATION"}
+    path = write_image(colour_patch(), tmp_path / "out.tif", exif=exif)
+    with pyexiv2.Image(str(path)) as image:
+        assert image.read_exif()["Exif.Image.Make"] == "NIKON CORPORATION"

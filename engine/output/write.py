@@ -98,9 +98,9 @@ def _write_tiff(path: Path, data: np.ndarray, profile: bytes, compression: str, 
     """RGB TIFF with the ICC profile (tag 34675), IFD0's EXIF and the XMP (tag 700) written by tifffile with the
     pixels; then the Exif and GPS directories (:func:`_add_directories`)."""
     ifd0 = {tag: raw for tag, _kind, _count, raw in tags.ifd0}
-    resolution = None
-    if 282 in ifd0 and 283 in ifd0:
-        resolution = (struct.unpack("<II", ifd0[282][:8]), struct.unpack("<II", ifd0[283][:8]))
+    x, y = (struct.unpack("<II", ifd0[tag][:8]) if len(ifd0.get(tag, b"")) >= 8 else (0, 0) for tag in (282, 283))
+    resolution = (x, y) if 0 not in x + y else None  # tifffile refuses a zero; it then writes 1/1
+    unit = struct.unpack("<H", ifd0[296][:2])[0] if len(ifd0.get(296, b"")) >= 2 else None
     extratags: list[tuple[int, int, int, object, bool]] = []
     for tag, kind, count, raw in tags.ifd0:
         if tag in _RESOLUTION_TAGS:
@@ -111,7 +111,7 @@ def _write_tiff(path: Path, data: np.ndarray, profile: bytes, compression: str, 
             extratags.append((tag, kind, count, raw, True))
     tifffile.imwrite(
         path, data, photometric="rgb", iccprofile=profile, metadata=None, extratags=extratags,
-        resolution=resolution, resolutionunit=struct.unpack("<H", ifd0[296][:2])[0] if 296 in ifd0 else None,
+        resolution=resolution, resolutionunit=unit if unit in (1, 2, 3) else None,
         software=ifd0.get(305), bigtiff=False, **_TIFF_COMPRESSION[compression],  # type: ignore[arg-type]
     )
     directories = {tag: entries for tag, entries in ((EXIF_IFD, tags.exif), (GPS_IFD, tags.gps)) if entries}
