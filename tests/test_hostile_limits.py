@@ -119,7 +119,8 @@ def test_a_link_swapped_in_while_the_input_is_read_is_not_read(tmp_path: Path,
     """Every library reads the file opened first: replacing the path by a link to another raw after our DNG
     checks ran (before LibRaw and exiv2 open it) changes nothing."""
     raw = write_small(tmp_path)
-    other = SAMPLE_DNG  # a different size
+    other = tmp_path / "other.dng"  # a different size; a copy, so no test can ever move the bundled sample
+    other.write_bytes(SAMPLE_DNG.read_bytes())
     checked = source_module.read_dng_tags
 
     def check_then_swap(path: Path, file: Path | None = None):  # type: ignore[no-untyped-def]
@@ -128,8 +129,8 @@ def test_a_link_swapped_in_while_the_input_is_read_is_not_read(tmp_path: Path,
         path.symlink_to(other)
         return tags
 
-    expected = engine.open(raw).size
-    monkeypatch.setattr(source_module, "read_dng_tags", check_then_swap)
+    expected, other_size = engine.open(raw).size, engine.open(other).size
+    monkeypatch.setattr(source_module, "read_dng_tags", check_then_swap)  # only ``raw`` is opened from here on
     opened = engine.open(raw)
-    assert opened.size == expected != engine.open(other).size
+    assert opened.size == expected != other_size
     assert opened.path == raw
