@@ -30,7 +30,7 @@ from engine.stages.catalogue import DEFAULT_IMPLEMENTATIONS
 from engine.stages.colour_matrix import ColourMatrix
 from engine.stages.demosaic import Demosaic
 from engine.stages.denoise import ClassicalDenoise
-from engine.stages.denoise_learned import LearnedDenoise
+from engine.stages.denoise_learned import AutoDenoise, LearnedDenoise
 from engine.stages.detail import UnsharpMask
 from engine.stages.detail_learned import LearnedDetail
 from engine.stages.photofinish import Photofinish
@@ -52,7 +52,7 @@ def register(stage: type[Stage]) -> type[Stage]:
     return stage
 
 
-for _stage in (Demosaic, ClassicalDenoise, LearnedDenoise, WhiteBalance, ColourMatrix, LearnedPhotofinish,
+for _stage in (Demosaic, AutoDenoise, ClassicalDenoise, LearnedDenoise, WhiteBalance, ColourMatrix, LearnedPhotofinish,
                Photofinish, BilateralGuidedUpsample, BilinearUpsample, UnsharpMask, LearnedDetail):
     register(_stage)
 

@@ -4,16 +4,18 @@ A recipe holds only what the user set (like darktable's module params); what the
 (matrices, predicted operator parameters) is computed by each stage's ``prepare``. Stages can additionally be
 switched off, given another implementation, or given fixed parameters through :attr:`Recipe.stages`.
 
-JSON form (version 1)::
+JSON form (version 2)::
 
-    {"version": 1, "style": "natural", "exposure": 0.3, ...,
+    {"version": 2, "style": "natural", "exposure": 0.3, ...,
      "stages": {"denoise": {"enabled": false}, "detail": {"params": {"version": 1, "radius": 1.5}}}}
 
 Stage params carry their own version (the stage's ``Params.VERSION``), so a stage can change its params and
 still read what older hostplugs stored (its ``migrate``). In memory, params without a ``version`` are the
 stage's current version (what ``--set`` and pinning make); stored, they always carry one: :meth:`Recipe.to_dict`
 stamps it, and :meth:`Recipe.from_dict` reads stored params without one as version 1, which is what every
-hostplug wrote before it stamped them.
+hostplug wrote before it stamped them. A recipe of an older version is read with what it left to the defaults
+of its day made explicit (:func:`engine.stages.catalogue.pin_former_defaults`): version 1 recipes keep the
+classical denoiser, which version 2 replaced as the default by "auto".
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from engine.errors import RecipeError
-from engine.stages.catalogue import current_version
+from engine.stages.catalogue import current_version, pin_former_defaults
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: the denoiser's default became "auto" (version 1 recipes keep the classical one)
 WbMode = Literal["as-shot", "auto", "custom"]
 WB_MODES: tuple[str, ...] = get_args(WbMode)
 
@@ -129,6 +131,8 @@ class Recipe:
         stages = values.pop("stages", {}) or {}
         if not isinstance(stages, Mapping):
             raise RecipeError("recipe 'stages' must be an object")
+        if version < RECIPE_VERSION:
+            stages = pin_former_defaults({str(k): v for k, v in stages.items()}, version)
         values["stages"] = {str(k): _stage_settings(str(k), v) for k, v in stages.items()}
         try:
             return cls(**values)

@@ -1,4 +1,5 @@
-"""Tests of the learned denoiser: sizes, noise conditioning, exact tiling, training, shipped weights, bad weights."""
+"""Tests of the learned denoiser: sizes, noise conditioning, exact tiling, determinism, training, shipped weights,
+bad weights, the "auto" default by ISO, and older recipes keeping the denoiser they were made with."""
 
 from __future__ import annotations
 
@@ -30,41 +31,72 @@ def _randomised(config: denoiser.DenoiserConfig, seed: int = 0) -> denoiser.Deno
     return model.eval()
 
 
-@pytest.mark.parametrize(("size", "low", "high"), [("lite", 200_000, 300_000), ("base", 750_000, 1_000_000)])
+@pytest.mark.parametrize(("size", "low", "high"),
+                         [("fast", 200_000, 320_000), ("lite", 200_000, 300_000), ("base", 750_000, 1_000_000)])
 def test_parameter_counts_match_the_issue_sizes(size: str, low: int, high: int) -> None:
     assert low <= denoiser.parameter_count(denoiser.Denoiser(denoiser.SIZES[size])) <= high
 
 
-def test_output_has_the_input_shape_for_any_size() -> None:
-    model = _randomised(denoiser.SIZES["lite"])
-    rgb = torch.rand(1, 3, 37, 50) * 0.3
+@pytest.mark.parametrize("size", list(denoiser.SIZES))
+def test_output_has_the_input_shape_for_any_size(size: str) -> None:
+    model = _randomised(denoiser.SIZES[size])
+    rgb = torch.rand(2, 3, 37, 50) * 0.3
     out = denoiser.denoise_tensor(model, rgb, torch.full_like(rgb, 0.01), 0.3)
     assert out.shape == rgb.shape and torch.isfinite(out).all()
 
 
-def test_tiled_inference_equals_whole_image_inference() -> None:
-    model = _randomised(denoiser.SIZES["lite"])
+def test_the_fast_network_runs_on_packed_pixels() -> None:
+    fast = denoiser.Denoiser(denoiser.SIZES["fast"])
+    assert fast.config.pack == 4 and fast.multiple == 16 and fast.intro.in_channels == 3 * 16 + 3
+    assert fast.ending.out_channels == 3 * 16
+
+
+def test_pointwise_convolutions_equal_pytorchs() -> None:
+    torch.manual_seed(0)
+    layer = denoiser.Pointwise(6, 10)
+    x = torch.rand(2, 6, 9, 11)
+    reference = torch.nn.functional.conv2d(x, layer.weight, layer.bias)
+    assert torch.allclose(layer(x), reference, atol=1e-6)
+    assert torch.allclose(layer(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", ["fast", "lite"])
+def test_tiled_inference_equals_whole_image_inference(size: str) -> None:
+    model = _randomised(denoiser.SIZES[size])
     rng = np.random.default_rng(0)
-    rgb = (rng.random((90, 150, 3)) * 0.5).astype(np.float32)
+    rgb = (rng.random((300, 420, 3)) * 0.5).astype(np.float32)
     sigma = np.full_like(rgb, 0.02)
     whole = denoiser.denoise_image(model, rgb, sigma, tile=1024)
-    tiled = denoiser.denoise_image(model, rgb, sigma, tile=64)  # 2 x 3 tiles, each with its margin of context
+    tiled = denoiser.denoise_image(model, rgb, sigma, tile=128)  # 3 x 4 tiles, each with its margin of context
     assert np.abs(whole - tiled).max() < 1e-5
 
 
-def test_receptive_field_is_within_the_tile_margin() -> None:
-    model = _randomised(denoiser.SIZES["base"], seed=1)
-    size = 2 * denoiser.RECEPTIVE_MARGIN + 16
-    x = torch.rand(1, 3, size, size) * 0.2
-    y = x.clone()
-    centre = size // 2
-    y[..., centre, centre] += 0.5
+@pytest.mark.parametrize("size", ["fast", "lite"])
+def test_inference_is_deterministic(size: str) -> None:
+    model = _randomised(denoiser.SIZES[size])
+    rgb = (np.random.default_rng(1).random((70, 90, 3)) * 0.4).astype(np.float32)
+    sigma = np.full_like(rgb, 0.03)
+    first = denoiser.denoise_image(model, rgb, sigma)
+    assert np.array_equal(first, denoiser.denoise_image(model, rgb.copy(), sigma.copy()))
+
+
+@pytest.mark.parametrize("size", list(denoiser.SIZES))
+def test_receptive_field_is_within_the_tile_margin(size: str) -> None:
+    model = _randomised(denoiser.SIZES[size], seed=1)
+    margin = model.margin
+    size_px = 2 * margin + 2 * model.multiple
+    x = torch.rand(1, 3, size_px, size_px) * 0.2
+    sigma = torch.full_like(x, 0.01)
     with torch.no_grad():
-        diff = (denoiser.denoise_tensor(model, y, torch.full_like(y, 0.01), 0.5)
-                - denoiser.denoise_tensor(model, x, torch.full_like(x, 0.01), 0.5)).abs()[0].amax(0)
-    changed = torch.nonzero(diff > 1e-6)
-    assert len(changed) > 0
-    assert (changed - centre).abs().max() < denoiser.RECEPTIVE_MARGIN
+        before = denoiser.denoise_tensor(model, x, sigma, 0.5)
+        for offset in range(model.multiple):  # every place within a packed, down-sampled position
+            centre = size_px // 2 + offset
+            y = x.clone()
+            y[..., centre, centre] += 0.5
+            diff = (denoiser.denoise_tensor(model, y, sigma, 0.5) - before).abs()[0].amax(0)
+            changed = torch.nonzero(diff > 1e-7)
+            assert len(changed) > 0
+            assert (changed - centre).abs().max() < margin
 
 
 def test_image_scale_ignores_a_few_hot_pixels() -> None:
@@ -98,6 +130,19 @@ def test_a_tiny_training_run_lowers_the_loss_and_ships(tmp_path: Path) -> None:
     assert models.read_manifest(tmp_path / "manifest.json")["denoise-lite"].sha256 == entry.sha256
 
 
+def test_training_is_seeded() -> None:
+    pytest.importorskip("skimage")
+    if not (synthetic.SPECTRAL_DIR / "camera").is_dir():
+        pytest.skip("shared spectral data absent")
+    from engine.training import train_denoiser
+
+    config = train_denoiser.DenoiseTrainConfig(size="fast", steps=2, batch=2, patch=32)
+    first, _ = train_denoiser.train(config, log=lambda _m: None)
+    second, _ = train_denoiser.train(config, log=lambda _m: None)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
 # --- the shipped weights -------------------------------------------------------------------------------------------
 
 def _shipped(size: str) -> None:
@@ -105,7 +150,7 @@ def _shipped(size: str) -> None:
         pytest.skip(f"denoise-{size} is not shipped in this checkout")
 
 
-@pytest.mark.parametrize("size", ["lite", "base"])
+@pytest.mark.parametrize("size", ["fast", "lite", "base"])
 def test_shipped_weights_load_and_verify(size: str) -> None:
     _shipped(size)
     model = denoiser.load(size)
@@ -122,9 +167,10 @@ def _noisy_flat(iso: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
                                 np.random.default_rng(seed))
 
 
-def test_the_noise_level_conditions_how_much_is_removed() -> None:
-    _shipped("lite")
-    model = denoiser.load("lite")
+@pytest.mark.parametrize("size", ["fast", "lite"])
+def test_the_noise_level_conditions_how_much_is_removed(size: str) -> None:
+    _shipped(size)
+    model = denoiser.load(size)
     noisy, clean = _noisy_flat(6400)
     removed = []
     for iso in (100, 6400):
@@ -137,34 +183,94 @@ def test_the_noise_level_conditions_how_much_is_removed() -> None:
 
 
 def test_learned_stage_denoises_a_render(sample_dng: Path) -> None:
-    _shipped("lite")
+    _shipped("fast")
     source = engine.open(sample_dng)
     rendered = engine.render(source, LEARNED.replace(denoise=60.0))
     notes = rendered.notes["denoise"]
-    assert notes["model"] == "denoise-lite" and notes["strength"] == 60.0
+    assert notes["model"] == "denoise-fast" and notes["strength"] == 60.0
     assert notes["noise_origin"] == "DNG NoiseProfile"
     assert rendered.pixels.shape == (600, 900, 3)
 
 
-def test_classical_stays_the_default_denoiser(sample_dng: Path) -> None:
+# --- the default by ISO, and older recipes ---------------------------------------------------------------------
+
+def test_auto_is_the_default_and_follows_the_iso() -> None:
+    from engine.pipeline import stage_for
+    from engine.stages.denoise_learned import LEARNED_FROM_ISO, equivalent_iso
+
+    assert stage_for("denoise", Recipe()).implementation == "auto"
+    assert stage_for("denoise", LEARNED).implementation == "learned"
+    assert equivalent_iso(3200.0, None) == pytest.approx(3200.0)
+    assert equivalent_iso(0.0, None) == pytest.approx(100.0)  # no ISO: as ISO 100
+    assert equivalent_iso(100.0, np.array([8e-5, 1e-7])) == pytest.approx(200.0)  # the NoiseProfile wins
+    assert 100.0 < LEARNED_FROM_ISO <= 3200.0
+
+
+@pytest.mark.parametrize(("learned_from_iso", "expected"), [(100.0, "learned"), (6400.0, "classical")])
+def test_auto_runs_the_learned_denoiser_from_its_iso_up(sample_dng: Path, learned_from_iso: float,
+                                                        expected: str) -> None:
+    _shipped("fast")
+    recipe = Recipe(stages={"denoise": StageSettings(params={"learned_from_iso": learned_from_iso})})
+    notes = engine.render(engine.open(sample_dng), recipe).notes["denoise"]  # the sample reads as ISO 200
+    assert notes["implementation"] == expected and notes["equivalent_iso"] == 200
+    assert ("model" in notes) == (expected == "learned")
+
+
+def test_sources_without_raw_noise_get_the_classical_denoiser(tmp_path: Path) -> None:
+    import cv2
+
+    from engine.stages.base import Context
+    from engine.stages.denoise_learned import AutoDenoise, AutoDenoiseParams
+
+    path = tmp_path / "flat.png"
+    cv2.imwrite(str(path), np.full((16, 16, 3), 128, np.uint8))
+    ctx = Context(source=engine.open(path), recipe=Recipe())
+    data = AutoDenoise().prepare(AutoDenoiseParams(learned_from_iso=0.0), ctx)
+    assert data["stage"].implementation == "classical" and data["data"]["strength"] == 0.0
+
+
+def test_recipes_of_version_1_keep_the_classical_denoiser_and_the_lite_networks() -> None:
     from engine.pipeline import stage_for
 
-    assert stage_for("denoise", Recipe()).implementation == "classical"
-    assert stage_for("denoise", LEARNED).implementation == "learned"
+    old = Recipe.from_dict({"version": 1, "exposure": 0.5})
+    assert stage_for("denoise", old).implementation == "classical"
+    pinned = Recipe.from_dict({"version": 1, "stages": {"denoise": {"implementation": "learned"},
+                                                        "detail": {"implementation": "learned"}}})
+    assert stage_for("denoise", pinned).resolve_params(pinned).model == "lite"
+    assert stage_for("detail", pinned).resolve_params(pinned).model == "lite"
+    base = Recipe.from_dict({"version": 1, "stages": {"denoise": {"implementation": "learned",
+                                                                  "params": {"version": 1, "model": "base"}}}})
+    assert stage_for("denoise", base).resolve_params(base).model == "base"
+    off = Recipe.from_dict({"version": 1, "stages": {"denoise": {"enabled": False}}})
+    assert not off.stage("denoise").enabled
+    new = Recipe.from_json(Recipe().to_json())  # written now: the default stays the default
+    assert stage_for("denoise", new).implementation == "auto"
+    assert stage_for("denoise", new.replace(stages=LEARNED.stages)).resolve_params(LEARNED).model == "fast"
+
+
+def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothing() -> None:
+    from engine.xmp.recipe_properties import properties_to_recipe, properties_to_settings
+
+    old = properties_to_recipe({"schemaVersion": "1", "exposure": "0.3"}, "old.xmp")
+    assert old.stage("denoise").implementation == "classical" and old.exposure == 0.3
+    current = properties_to_recipe({"schemaVersion": "2", "exposure": "0.3"}, "new.xmp")
+    assert current.stage("denoise").implementation is None
+    _settings, stages = properties_to_settings({"schemaVersion": "1", "exposure": "0.3"}, "preset.xmp")
+    assert stages == {}
 
 
 @pytest.fixture
 def private_weights(weights_copy: Path) -> Path:
-    """The lite denoiser's weights file in a scratch copy of the weights folder."""
-    _shipped("lite")
-    return weights_copy / models.read_manifest()["denoise-lite"].file
+    """The fast denoiser's weights file in a scratch copy of the weights folder."""
+    _shipped("fast")
+    return weights_copy / models.read_manifest()["denoise-fast"].file
 
 
 def test_corrupted_weights_give_a_clear_error(private_weights: Path, sample_dng: Path) -> None:
     data = bytearray(private_weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     private_weights.write_bytes(bytes(data))
-    expected = models.read_manifest()["denoise-lite"].sha256
+    expected = models.read_manifest()["denoise-fast"].sha256
     with pytest.raises(ModelError) as error:
         engine.render(engine.open(sample_dng), LEARNED)
     assert str(private_weights) in str(error.value) and expected in str(error.value)
@@ -175,4 +281,4 @@ def test_missing_weights_give_a_clear_error(private_weights: Path, sample_dng: P
     with pytest.raises(ModelError, match="missing") as error:
         engine.render(engine.open(sample_dng), LEARNED)
     assert str(private_weights) in str(error.value)
-    assert models.read_manifest()["denoise-lite"].sha256 in str(error.value)
+    assert models.read_manifest()["denoise-fast"].sha256 in str(error.value)

@@ -1,4 +1,5 @@
-"""The learned detail stage: a tiny full-resolution network, blended by the sharpening strength."""
+"""The learned detail stage: a tiny network ("fast" on packed luminance, "lite" at full resolution), blended by
+the sharpening strength; recipes of params version 1 keep "lite"."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import torch
 
 from engine import models
 from engine.errors import ModelError
-from engine.models.detail_net import DetailNet, degrade, enhance, enhance_image
+from engine.models.detail_net import SIZES, DetailNet, degrade, enhance, enhance_image
 from engine.pipeline import IMPLEMENTATIONS
-from engine.stages.detail import DetailParams
-from engine.stages.detail_learned import DETAIL_MODEL, LearnedDetail, load_detail_network
+from engine.stages.detail_learned import DETAIL_MODEL, DETAIL_MODELS, LearnedDetail, load_detail_network
+from engine.stages.detail_learned import LearnedDetailParams as DetailParams
 
 
 class _Ctx:
@@ -37,9 +38,19 @@ def _edges(size: int = 96) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2) * np.array([1.0, 0.9, 0.8], dtype=np.float32)
 
 
-def test_the_detail_network_is_tiny() -> None:
-    assert sum(p.numel() for p in DetailNet().parameters()) < 1_000
-    assert models.entry(DETAIL_MODEL).path.stat().st_size < 20_000
+@pytest.mark.parametrize("size", list(SIZES))
+def test_the_detail_network_is_tiny(size: str) -> None:
+    assert sum(p.numel() for p in DetailNet(**SIZES[size]).parameters()) < 1_500
+    assert models.entry(DETAIL_MODELS[size]).path.stat().st_size < 20_000
+    assert {"pack": 1, **models.entry(DETAIL_MODELS[size]).architecture} == SIZES[size]  # lite predates pack
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_output_has_the_input_shape_and_is_deterministic(size: str) -> None:
+    net = load_detail_network(size)
+    image = np.random.default_rng(0).random((37, 51, 3), dtype=np.float32)
+    out = enhance_image(net, image, 1.0)
+    assert out.shape == image.shape and np.array_equal(out, enhance_image(net, image.copy(), 1.0))
 
 
 def test_learned_detail_is_registered_and_classical_stays_the_default() -> None:
@@ -47,12 +58,13 @@ def test_learned_detail_is_registered_and_classical_stays_the_default() -> None:
     assert "learned" in choices and next(iter(choices)) == "classical"
 
 
-def test_strips_give_the_same_pixels_as_one_pass() -> None:
+@pytest.mark.parametrize("size", list(SIZES))
+def test_strips_give_the_same_pixels_as_one_pass(size: str) -> None:
     torch.manual_seed(0)
-    net = DetailNet()
+    net = DetailNet(**SIZES[size])
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.3)
-    image = np.random.default_rng(0).random((300, 70, 3), dtype=np.float32)
+    image = np.random.default_rng(0).random((601, 71, 3), dtype=np.float32)  # 3 strips, odd sides
     whole = enhance(net, torch.from_numpy(image.transpose(2, 0, 1))[None], 0.7)[0].permute(1, 2, 0)
     assert np.allclose(enhance_image(net, image, 0.7), whole.detach().numpy(), atol=1e-5)
 
@@ -64,11 +76,22 @@ def test_strength_follows_sharpening_and_zero_is_off() -> None:
     assert stage.prepare(DetailParams(amount=50.0), _Ctx())["strength"] == pytest.approx(2.0)
 
 
-def test_the_shipped_network_restores_blurred_detail() -> None:
+def test_fast_is_the_default_and_version_1_params_keep_lite() -> None:
+    from engine import Recipe
+
+    assert DetailParams().model == "fast" and DETAIL_MODELS["fast"] == DETAIL_MODEL
+    old = Recipe.from_dict({"version": 1, "stages": {"detail": {"implementation": "learned",
+                                                                "params": {"version": 1, "amount": 30}}}})
+    params = LearnedDetail().resolve_params(old)
+    assert (params.model, params.amount) == ("lite", 30.0)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_the_shipped_network_restores_blurred_detail(size: str) -> None:
     sharp = torch.from_numpy(_edges().transpose(2, 0, 1))[None]
     soft = degrade(sharp, torch.tensor([0.9]), torch.tensor([0.0]), torch.Generator().manual_seed(0))
     with torch.no_grad():
-        restored = enhance(load_detail_network(), soft, 1.0)
+        restored = enhance(load_detail_network(size), soft, 1.0)
     assert float((restored - sharp).abs().mean()) < 0.9 * float((soft - sharp).abs().mean())
 
 

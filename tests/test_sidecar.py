@@ -92,7 +92,7 @@ def test_recipe_round_trips_through_a_new_sidecar(tmp_path: Path) -> None:
     assert path == tmp_path / "IMG_0001.CR2.xmp"
     assert read_sidecar(raw).recipe == recipe
     text = path.read_text()
-    assert 'hostplug:schemaVersion="1"' in text and 'hostplug:exposure="0.3"' in text  # readable, one per setting
+    assert 'hostplug:schemaVersion="2"' in text and 'hostplug:exposure="0.3"' in text  # readable, one per setting
     assert 'hostplug:temperature="5200"' in text
     assert sorted(p.name for p in tmp_path.iterdir()) == [".IMG_0001.CR2.xmp.lock", "IMG_0001.CR2", path.name]
 
@@ -192,7 +192,9 @@ def test_version_1_sidecar_reads(tmp_path: Path) -> None:
     assert read_sidecar(raw).recipe == Recipe(
         style="natural", style_strength=0.8, exposure=0.3, wb="custom", temperature=5200, tint=-4, contrast=12,
         highlights=-30, shadows=25, saturation=-10, vibrance=15, sharpening=40,
-        stages={"denoise": StageSettings(enabled=False), "upsample": StageSettings(implementation="bilinear")},
+        # schema 1 left the denoiser to the default of its day, the classical one: it stays pinned to it
+        stages={"denoise": StageSettings(enabled=False, implementation="classical"),
+                "upsample": StageSettings(implementation="bilinear")},
     )
     assert read_sidecar(raw).rating == 2
 

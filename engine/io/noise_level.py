@@ -40,7 +40,10 @@ class NoiseModel:
         """Per-pixel, per-channel noise standard deviation of linear camera RGB (H, W, 3), float32."""
         shot = np.asarray(self.shot, dtype=np.float32)
         read = np.asarray(self.read, dtype=np.float32)
-        return np.sqrt(shot * np.maximum(rgb, 0.0) + read).astype(np.float32)
+        out = np.maximum(rgb, np.float32(0.0), dtype=np.float32)  # one buffer, worked in place (18 MP: 216 MB)
+        out *= shot
+        out += read
+        return np.sqrt(out, out=out)
 
 
 def from_profile(profile: np.ndarray | None) -> NoiseModel | None:

@@ -1,9 +1,12 @@
-"""The detail network: a tiny full-resolution residual net on display-encoded luminance.
+"""The detail network: a tiny residual net on display-encoded luminance.
 
-Three 3 x 3 convolutions (1 -> 8 -> 8 -> 1 channels, leaky ReLU between) predict a luminance residual that is
-added to all three channels, scaled by the sharpening strength (0: off, 1: the trained restoration). Its
-receptive field is 7 x 7 px, so a large image is processed in horizontal strips with a 3 px halo and gives the
-same pixels as one pass. About 0.7 k parameters.
+Three 3 x 3 convolutions (``width`` channels, leaky ReLU between) predict a luminance residual that is added to
+all three channels, scaled by the sharpening strength (0: off, 1: the trained restoration). With ``pack`` 2 the
+luminance is first packed into 2 x 2 blocks (``pixel_unshuffle``: 4 channels at half resolution) and the
+residual unpacked again, so the convolutions run on a quarter of the positions with channels enough for the
+CPU's vector units: "fast" (width 8, pack 2, about 1.2 k parameters) is several times quicker than "lite"
+(width 8, pack 1, 0.7 k parameters) at the same sharpness. The receptive field is a few pixels (:attr:`halo`),
+so a large image is processed in horizontal strips with that halo and gives the same pixels as one pass.
 """
 
 from __future__ import annotations
@@ -15,28 +18,40 @@ from torch import nn
 
 from engine.colour import LUMA
 
-HALO = 3
 STRIP_ROWS = 256
+SIZES: dict[str, dict[str, int]] = {"lite": {"width": 8, "pack": 1}, "fast": {"width": 8, "pack": 2}}
 
 
 class DetailNet(nn.Module):
     """Display-encoded luminance (N x 1 x H x W) -> luminance residual (same shape)."""
 
-    def __init__(self, width: int = 8) -> None:
+    def __init__(self, width: int = 8, pack: int = 1) -> None:
         super().__init__()
+        self.pack = pack
+        cells = pack * pack
         self.body = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(cells, width, 3, padding=1), nn.LeakyReLU(0.1),
             nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.1),
-            nn.Conv2d(width, 1, 3, padding=1),
+            nn.Conv2d(width, cells, 3, padding=1),
         )
         last = self.body[-1]
         assert isinstance(last, nn.Conv2d) and last.bias is not None
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
+    @property
+    def halo(self) -> int:
+        """Rows of context a strip needs each side (the receptive radius, rounded up to the packing grid)."""
+        return 4 * self.pack
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         """The residual to add to luminance."""
-        return self.body(y)
+        p = self.pack
+        if p == 1:
+            return self.body(y)
+        h, w = y.shape[-2:]
+        padded = F.pad(y, (0, (-w) % p, 0, (-h) % p), mode="replicate")
+        return F.pixel_shuffle(self.body(F.pixel_unshuffle(padded, p)), p)[..., :h, :w]
 
 
 def enhance(net: DetailNet, rgb: torch.Tensor, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -46,14 +61,16 @@ def enhance(net: DetailNet, rgb: torch.Tensor, strength: float | torch.Tensor = 
     return rgb + strength * net(y)
 
 
-def enhance_image(net: DetailNet, image: np.ndarray, strength: float, device: str = "cpu") -> np.ndarray:
-    """Apply the network to an H x W x 3 float32 image in strips (bounded memory); returns a new array."""
-    h = image.shape[0]
+def enhance_image(net: DetailNet, image: np.ndarray, strength: float, device: str = "cpu",
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Apply the network to an H x W x 3 float32 image in strips (bounded memory); returns a new array, or
+    ``out`` (which may be ``image`` itself: the network reads a luminance copy made first)."""
+    h, halo = image.shape[0], net.halo
     y = torch.from_numpy(np.ascontiguousarray(image @ np.asarray(LUMA, dtype=np.float32)))[None, None]
-    out = image.copy()
-    with torch.no_grad():
+    out = image.copy() if out is None else out
+    with torch.inference_mode():
         for top in range(0, h, STRIP_ROWS):
-            lo, hi = max(0, top - HALO), min(h, top + STRIP_ROWS + HALO)
+            lo, hi = max(0, top - halo), min(h, top + STRIP_ROWS + halo)
             strip = y[:, :, lo:hi].to(device)
             residual = net(strip)[0, 0, top - lo:top - lo + min(STRIP_ROWS, h - top)].cpu().numpy()
             out[top:top + residual.shape[0]] += strength * residual[..., None]

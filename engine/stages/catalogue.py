@@ -9,10 +9,12 @@ checks that the two agree (``tests/test_stages.py``): bumping a version means bu
 
 from __future__ import annotations
 
+from typing import Any
+
 # The implementation a recipe gets unless it asks for another (``--use STAGE=IMPL``).
 DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
     "demosaic": "mhc",
-    "denoise": "classical",
+    "denoise": "auto",
     "white_balance": "classical",
     "colour": "dng",
     "photofinish": "learned",
@@ -24,7 +26,8 @@ DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
 PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("demosaic", "mhc"): 1,
     ("denoise", "classical"): 1,
-    ("denoise", "learned"): 1,
+    ("denoise", "learned"): 2,
+    ("denoise", "auto"): 1,
     ("white_balance", "classical"): 2,
     ("colour", "dng"): 1,
     ("photofinish", "learned"): 1,
@@ -32,8 +35,31 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("upsample", "bilateral"): 1,
     ("upsample", "bilinear"): 1,
     ("detail", "classical"): 1,
-    ("detail", "learned"): 1,
+    ("detail", "learned"): 2,
 }
+
+
+# What recipes of an older recipe version (engine.recipe.RECIPE_VERSION) meant by saying nothing: the default
+# implementation each stage had then, and the stage implementations whose params, when a recipe stored none,
+# were that version's defaults (params version 1), which a newer params version changes.
+FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {1: {"denoise": "classical"}}
+FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str], ...]] = {1: (("denoise", "learned"), ("detail", "learned"))}
+
+
+def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str, Any]:
+    """Stage settings (the recipe's JSON form) of a recipe written at ``recipe_version``, with what it left to
+    the defaults of its day made explicit, so it renders as it did then: recipe version 1 meant the classical
+    denoiser, and the learned denoiser and detail stages with their version 1 params (the "lite" networks)."""
+    stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
+    for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
+        value = stages.setdefault(name, {})
+        if isinstance(value, dict) and value.get("implementation") is None:
+            value["implementation"] = implementation
+    for name, implementation in FORMER_DEFAULT_PARAMS.get(recipe_version, ()):
+        value = stages.get(name)
+        if isinstance(value, dict) and value.get("implementation") == implementation and "params" not in value:
+            value["params"] = {"version": 1}
+    return stages
 
 
 def current_version(stage: str, implementation: str | None) -> int | None:

@@ -31,16 +31,18 @@ class DenoiseParams:
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
 
 
-def auto_strength(iso: float, noise_profile: np.ndarray | None) -> float:
-    """A strength (0..100) for the file's noise: none up to ISO 800, rising with each stop of gain above."""
+def gain_stops(iso: float, noise_profile: np.ndarray | None) -> float:
+    """Stops of gain above ISO 100: from the DNG NoiseProfile when the file has one, else from the ISO (0 when
+    neither says)."""
     if noise_profile is not None and noise_profile.size >= 2 and noise_profile[0] > 0:
         # NoiseProfile S is the shot-noise scale per unit signal; ISO 100 on a typical sensor is ~4e-5.
-        stops = math.log2(max(float(noise_profile[0]) / 4e-5, 1.0))
-    elif iso > 0:
-        stops = math.log2(max(iso / 100.0, 1.0))
-    else:
-        stops = 0.0
-    return float(np.clip((stops - 3.0) * 20.0, 0.0, 100.0))
+        return math.log2(max(float(noise_profile[0]) / 4e-5, 1.0))
+    return math.log2(max(iso / 100.0, 1.0)) if iso > 0 else 0.0
+
+
+def auto_strength(iso: float, noise_profile: np.ndarray | None) -> float:
+    """A strength (0..100) for the file's noise: none up to ISO 800, rising with each stop of gain above."""
+    return float(np.clip((gain_stops(iso, noise_profile) - 3.0) * 20.0, 0.0, 100.0))
 
 
 class ClassicalDenoise(Stage):

@@ -1,11 +1,19 @@
-"""Stage 2, learned: the NAFNet-style denoiser (:mod:`engine.models.denoiser`) on linear camera RGB.
+"""Stage 2, learned: the NAFNet-style denoiser (:mod:`engine.models.denoiser`) on linear camera RGB, and the
+default, "auto", which runs it above the ISO where it pays and the classical denoiser below.
 
-Select it with ``--use denoise=learned`` (recipe ``stages.denoise.implementation``); ``--set denoise.model=base``
-picks the larger network. The network is conditioned on the file's noise level (:mod:`engine.io.noise_level`: DNG
-NoiseProfile, else the per-ISO model, or measured from the image), so at full strength it removes as much as the
-noise calls for and leaves a clean image nearly untouched. The recipe's ``denoise`` strength (0..100) blends the
-network's result with the input; automatic (unset) is 100 for raws and 0 for sRGB images, which carry no raw
-noise. The image is processed in overlapping tiles on the render's device, so memory stays bounded on any size.
+Select the network with ``--use denoise=learned`` (recipe ``stages.denoise.implementation``); ``--set
+denoise.model=base`` picks the larger network, ``lite`` the full-resolution one of params version 1 (the default
+since version 2 is ``fast``, which runs on 4 x 4 packed pixels). The network is conditioned on the file's noise
+level (:mod:`engine.io.noise_level`: DNG NoiseProfile, else the per-ISO model, or measured from the image), so at
+full strength it removes as much as the noise calls for and leaves a clean image nearly untouched. The recipe's
+``denoise`` strength (0..100) blends the network's result with the input; automatic (unset) is 100 for raws and
+0 for sRGB images, which carry no raw noise. The image is processed in overlapping tiles on the render's device,
+so memory stays bounded on any size.
+
+"auto" (:class:`AutoDenoise`) picks per file: the learned denoiser from :data:`LEARNED_FROM_ISO` (the gain over
+ISO 100 read from the DNG NoiseProfile when there is one, as the classical strength reads it), the classical one
+below, where the network's gain over it is small for its time (docs/models.md has the measurement). Recipes
+written before "auto" existed keep the classical denoiser (:func:`engine.stages.catalogue.pin_former_defaults`).
 """
 
 from __future__ import annotations
@@ -19,15 +27,21 @@ import numpy as np
 from engine.io.noise_level import NoiseModel, noise_model
 from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
+from engine.stages.denoise import ClassicalDenoise, DenoiseParams, gain_stops
+
+ModelSize = Literal["fast", "lite", "base"]  # the sizes of engine.models.denoiser.SIZES
+
+# The ISO from which "auto" runs the learned denoiser (measured: docs/models.md, "Where the learned denoiser pays").
+LEARNED_FROM_ISO = 1600.0
 
 
 @dataclass(frozen=True)
 class LearnedDenoiseParams:
     """Strength 0..100 (None: automatic), model size, where the noise level comes from, or a pinned (S, O)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
-    model: Literal["lite", "base"] = "lite"  # the sizes of engine.models.denoiser.SIZES
+    model: ModelSize = "fast"
     noise: Literal["auto", "profile", "iso", "estimate"] = "auto"  # engine.io.noise_level.NOISE_SOURCES
     # Pins (S, O): variance = S * signal + O; both are variances, so never negative.
     noise_profile: tuple[float, float] | None = field(default=None, metadata={"range": (0.0, 1.0)})
@@ -42,6 +56,11 @@ class LearnedDenoise(Stage):
 
     def params_from(self, recipe: Recipe) -> LearnedDenoiseParams:
         return LearnedDenoiseParams(strength=recipe.denoise)
+
+    @classmethod
+    def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        """Version 1's default model was "lite"."""
+        return {"model": "lite", **params} if version < 2 else params
 
     def prepare(self, params: LearnedDenoiseParams, ctx: Context) -> dict[str, Any]:
         from engine.models import denoiser
@@ -58,11 +77,12 @@ class LearnedDenoise(Stage):
         params: LearnedDenoiseParams = data["params"]
         s = data["strength"]
         notes: dict[str, Any] = {"strength": round(s * 100.0, 1), "model": f"denoise-{params.model}"}
-        ctx.notes["denoise"] = notes
+        ctx.notes["denoise"] = {**ctx.notes.get("denoise", {}), **notes}
         if s <= 0.0:
             return image
         noise = self.noise_model(params, image, ctx)
         notes.update(noise_profile=[round(noise.shot[1], 9), round(noise.read[1], 12)], noise_origin=noise.origin)
+        ctx.notes["denoise"].update(notes)
         sigma = noise.sigma(cv2.blur(image, (3, 3), borderType=cv2.BORDER_REFLECT_101))
         out = denoiser.denoise_image(data["model"], image, sigma, device=ctx.device)
         if s >= 1.0:
@@ -77,3 +97,46 @@ class LearnedDenoise(Stage):
             return NoiseModel((shot,) * 3, (read,) * 3, "pinned")
         source = ctx.source
         return noise_model(source.camera.iso, source.noise_profile, image, source.cfa, params.noise)
+
+
+@dataclass(frozen=True)
+class AutoDenoiseParams:
+    """Strength 0..100 (None: automatic), the ISO from which the learned denoiser runs, and its model size."""
+
+    VERSION: ClassVar[int] = 1
+    strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
+    learned_from_iso: float = field(default=LEARNED_FROM_ISO, metadata={"range": (0.0, 1e7)})
+    model: ModelSize = "fast"
+
+
+def equivalent_iso(iso: float, noise_profile: np.ndarray | None) -> float:
+    """The ISO the file's noise corresponds to (its DNG NoiseProfile when it has one, else its ISO; 100 when
+    neither says)."""
+    return float(100.0 * 2.0 ** gain_stops(iso, noise_profile))
+
+
+class AutoDenoise(Stage):
+    """The default: learned from :data:`LEARNED_FROM_ISO` up (and on raws only), classical below."""
+
+    name = "denoise"
+    implementation = "auto"
+    Params = AutoDenoiseParams
+
+    def params_from(self, recipe: Recipe) -> AutoDenoiseParams:
+        return AutoDenoiseParams(strength=recipe.denoise)
+
+    def prepare(self, params: AutoDenoiseParams, ctx: Context) -> dict[str, Any]:
+        source = ctx.source
+        iso = equivalent_iso(source.camera.iso, source.noise_profile)
+        use_learned = source.kind != "rgb" and iso >= params.learned_from_iso
+        stage: Stage = LearnedDenoise() if use_learned else ClassicalDenoise()
+        if use_learned:
+            data = stage.prepare(LearnedDenoiseParams(strength=params.strength, model=params.model), ctx)
+        else:
+            data = stage.prepare(DenoiseParams(strength=params.strength), ctx)
+        ctx.notes["denoise"] = {**ctx.notes.get("denoise", {}), "implementation": stage.implementation,
+                                "equivalent_iso": round(iso)}
+        return {"stage": stage, "data": data}
+
+    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+        return data["stage"].process(image, data["data"], ctx)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from types import SimpleNamespace
 from typing import cast
 
 import cv2
@@ -52,7 +53,8 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
 def classical(noisy: np.ndarray, iso: float, neutral: np.ndarray) -> np.ndarray:
     """The engine's classical denoiser at its automatic strength."""
     data = {"strength": auto_strength(iso, None) / 100.0, "neutral": neutral}
-    return ClassicalDenoise().process(noisy.copy(), data, cast(Context, None))  # its process reads no context
+    ctx = cast(Context, SimpleNamespace(device="cpu"))  # its process reads only the device from the context
+    return ClassicalDenoise().process(noisy.copy(), data, ctx)
 
 
 def nlm(noisy: np.ndarray, neutral: np.ndarray, iso: float, factor: float) -> np.ndarray:
@@ -126,20 +128,23 @@ def _learned_method(model: denoiser.Denoiser, device: str, x: np.ndarray, image:
 
 
 def evaluate(models: dict[str, denoiser.Denoiser], device: str = "cpu",
-             log: Callable[[str], None] = print) -> DenoiseResult:
-    """Run every method on every test image at every ISO (module docstring)."""
-    factors = tune_nlm(log)
+             log: Callable[[str], None] = print, isos: tuple[int, ...] = ISOS, nlm_baseline: bool = True,
+             timing: bool = True) -> DenoiseResult:
+    """Run every method on every test image at every ISO (module docstring); ``isos`` other than :data:`ISOS`
+    and no NLM baseline (it is tuned at :data:`ISOS` only) for the gain-by-ISO measurement."""
     images = denoise_data.test_images()
     methods: dict[str, Callable[[np.ndarray, denoise_data.TestImage, int], np.ndarray]] = {
         "none": lambda x, im, iso: x,
         "classical": lambda x, im, iso: classical(x, iso, im.plan.neutral),
-        "opencv-nlm": lambda x, im, iso: nlm(x, im.plan.neutral, iso, factors[iso]),
     }
+    if nlm_baseline:
+        factors = tune_nlm(log)
+        methods["opencv-nlm"] = lambda x, im, iso: nlm(x, im.plan.neutral, iso, factors[iso])
     for name, model in models.items():
         methods[name] = partial(_learned_method, model, device)
     linear: dict[str, dict[int, float]] = {m: {} for m in methods}
     rendered: dict[str, dict[int, float]] = {m: {} for m in methods}
-    for iso in ISOS:
+    for iso in isos:
         scores_lin: dict[str, list[float]] = {m: [] for m in methods}
         scores_ren: dict[str, list[float]] = {m: [] for m in methods}
         for k, image in enumerate(images):
@@ -154,8 +159,8 @@ def evaluate(models: dict[str, denoiser.Denoiser], device: str = "cpu",
             linear[m][iso] = float(np.mean(scores_lin[m]))
             rendered[m][iso] = float(np.mean(scores_ren[m]))
         log(f"ISO {iso}: " + ", ".join(f"{m} {linear[m][iso]:.2f}/{rendered[m][iso]:.2f} dB" for m in methods))
-    timing = time_per_megapixel(methods, images[3], device)
-    return DenoiseResult(linear, rendered, timing)
+    seconds = time_per_megapixel(methods, images[3], device) if timing else {}
+    return DenoiseResult(linear, rendered, seconds)
 
 
 def time_per_megapixel(methods, image: denoise_data.TestImage, device: str) -> dict[str, float]:
@@ -178,11 +183,12 @@ def time_per_megapixel(methods, image: denoise_data.TestImage, device: str) -> d
 
 def table(result: DenoiseResult) -> str:
     """A Markdown table of PSNR (linear / rendered) and gain over no denoising, plus time per MP."""
-    lines = ["| method | " + " | ".join(f"ISO {iso} PSNR (gain), dB" for iso in ISOS) + " | s / MP |",
-             "|---|" + "---|" * (len(ISOS) + 1)]
+    isos = list(result.linear["none"])
+    lines = ["| method | " + " | ".join(f"ISO {iso} PSNR (gain), dB" for iso in isos) + " | s / MP |",
+             "|---|" + "---|" * (len(isos) + 1)]
     for m in result.linear:
         cells = []
-        for iso in ISOS:
+        for iso in isos:
             lin, ren = result.linear[m][iso], result.rendered[m][iso]
             gl, gr = lin - result.linear["none"][iso], ren - result.rendered["none"][iso]
             cells.append(f"{lin:.2f} / {ren:.2f} ({gl:+.2f} / {gr:+.2f})")
@@ -211,3 +217,31 @@ def metrics_of(result: DenoiseResult, method: str, device: str) -> dict:
         "device": device,
         "machine": machine() if device == "cuda" else f"cpu ({platform.machine()}, shared 2-core machine)",
     }
+
+
+BY_ISO = (100, 200, 400, 800, 1600, 3200, 6400, 12800)
+PAYS_DB = 1.0  # the learned denoiser "pays" where it beats the classical one by this much (linear PSNR)
+
+
+def gain_by_iso(model: denoiser.Denoiser, name: str, device: str = "cpu",
+                log: Callable[[str], None] = print) -> dict:
+    """Where the learned denoiser pays: per ISO of :data:`BY_ISO`, the linear PSNR gain over no denoising of the
+    classical denoiser (at its automatic strength) and of ``model``, their difference, and the seconds per
+    megapixel of each; ``learned_from_iso`` is the lowest ISO from which the learned one is ahead by at least
+    :data:`PAYS_DB` at every ISO up (None when it never is)."""
+    result = evaluate({name: model}, device, log, isos=BY_ISO, nlm_baseline=False)
+    rows = {}
+    for iso in BY_ISO:
+        none = result.linear["none"][iso]
+        rows[str(iso)] = {"classical_gain_db": round(result.linear["classical"][iso] - none, 2),
+                          "learned_gain_db": round(result.linear[name][iso] - none, 2),
+                          "learned_over_classical_db": round(result.linear[name][iso]
+                                                             - result.linear["classical"][iso], 2)}
+    ahead = [float(iso) for iso in BY_ISO if rows[str(iso)]["learned_over_classical_db"] >= PAYS_DB]
+    learned_from = None
+    for iso in reversed(BY_ISO):
+        if float(iso) not in ahead:
+            break
+        learned_from = float(iso)
+    return {"by_iso": rows, "pays_db": PAYS_DB, "learned_from_iso": learned_from,
+            "seconds_per_megapixel": {m: round(v, 3) for m, v in result.seconds_per_mp.items()}}

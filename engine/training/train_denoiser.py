@@ -1,6 +1,6 @@
 """Training the learned denoiser (:class:`engine.models.denoiser.Denoiser`) from scratch.
 
-Data: fresh batches from :func:`engine.training.denoise_data.make_batch` at every step (un-processed training
+Data: fresh batches from :func:`engine.training.denoise_data.make_batch` every ``reuse`` steps (un-processed training
 photographs and computed raws, training cameras only; nothing is stored). Loss: L1 between the denoised and the
 clean demosaiced image, both divided by the image scale (so dark and bright images weigh alike). AdamW (weight
 decay 1e-4), gradient norm clipped at 1, warm-up and cosine schedule (:mod:`engine.training.loop`).
@@ -32,6 +32,7 @@ class DenoiseTrainConfig:
     batch: int = 8
     patch: int = 64
     lr: float = 2e-3
+    reuse: int = 1  # steps per generated batch (the repeats see it transposed); making batches costs the most
     device: str = "cpu"
     threads: int | None = 1
 
@@ -51,6 +52,13 @@ def loss_on(model: denoiser.Denoiser, batch: denoise_data.Batch, device: torch.d
     return ((out - clean).abs() / scale.view(-1, 1, 1, 1)).mean()
 
 
+def transposed(batch: denoise_data.Batch) -> denoise_data.Batch:
+    """The batch's images mirrored about their diagonal (a Bayer mosaic's layout, and so its noise, stays one a
+    camera could make)."""
+    swap = lambda a: np.ascontiguousarray(a.transpose(0, 1, 3, 2))  # noqa: E731
+    return denoise_data.Batch(swap(batch.noisy), swap(batch.clean), swap(batch.sigma), batch.scale)
+
+
 def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tuple[denoiser.Denoiser, dict[str, Any]]:
     """Train a fresh denoiser; returns it and the training record for the manifest."""
     loop.seed_everything(config.seed, config.threads if config.device == "cpu" else None)
@@ -65,7 +73,10 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
     while step < budget.total:
         for group in optimiser.param_groups:
             group["lr"] = loop.learning_rate(step, budget.total, config.lr)
-        batch = denoise_data.make_batch(rng, config.batch, config.patch)
+        if step % config.reuse == 0:
+            batch = denoise_data.make_batch(rng, config.batch, config.patch)
+        elif step % config.reuse == 1:
+            batch = transposed(batch)
         loss = loss_on(model, batch, device)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -85,7 +96,8 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
         "train_seconds": round(budget.elapsed(), 1),
         "final_loss": round(float(np.mean(losses[-50:])), 6),
         "machine": loop.machine(),
-        "command": f"hostplug train denoise --size {config.size} --steps {budget.total} --seed {config.seed}",
+        "command": f"hostplug train denoise --size {config.size} --steps {budget.total} --seed {config.seed} "
+                   f"--batch {config.batch} --patch {config.patch} --reuse {config.reuse}",
     }
     return model.cpu().to(memory_format=torch.contiguous_format).eval(), record  # type: ignore[call-overload]
 

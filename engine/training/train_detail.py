@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.models.detail_net import DetailNet, degrade, enhance
+from engine.models.detail_net import SIZES, DetailNet, degrade, enhance
 from engine.training.look_data import DETAIL_PHOTOS, Photo, load_photos, to_batch
 from engine.training.loop import run_steps
 
@@ -33,6 +33,7 @@ NOISE_RANGE = (0.0, 0.012)
 class DetailConfig:
     """One training run's settings (recorded in the manifest)."""
 
+    size: str = "fast"  # a key of engine.models.detail_net.SIZES
     steps: int = 1500
     batch: int = 16
     lr: float = 2e-3
@@ -72,7 +73,7 @@ def train_detail(config: DetailConfig, progress: Callable[[int, float], None] | 
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     photos = load_photos(DETAIL_PHOTOS, DETAIL_LONG_EDGE)
-    net = DetailNet().to(config.device)
+    net = DetailNet(**SIZES[config.size]).to(config.device)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, config.steps) / config.steps))

@@ -8,8 +8,10 @@ Sidecars and preset files share this form, so a user can read and edit either in
 
 ``schemaVersion`` says which layout wrote the properties; older layouts are upgraded on read by the functions
 in :data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused.
-Version 1 is the first and current layout. ``description`` is a free-text note (presets use it). A preset holds
-only the settings it changes; a sidecar holds the whole recipe.
+Version 2 is the current layout; it reads as version 1 did, but a sidecar's recipe of layout 1 left the
+denoiser to the default of its day, the classical one, which :func:`properties_to_recipe` pins (presets, which
+hold only the settings they change, are left as they are). ``description`` is a free-text note (presets use
+it). A preset holds only the settings it changes; a sidecar holds the whole recipe.
 
 ``stages`` holds the recipe's JSON form of its stage settings, so stage params are stored with their own
 version (``{"detail":{"params":{"radius":1.5,"version":1}}}``, stamped by :meth:`Recipe.to_dict`) and read back
@@ -25,15 +27,16 @@ from typing import Any
 
 from engine.errors import RecipeError, SidecarError
 from engine.recipe import Recipe, check_json_depth
+from engine.stages.catalogue import pin_former_defaults
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SETTINGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
 TEXT_SETTINGS = frozenset({"style", "wb"})
 BOOL_SETTINGS = frozenset({"auto_exposure"})  # XMP Boolean: "True" or "False"
 META_PROPERTIES = ("schemaVersion", "description", "stages")
 
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {1: lambda properties: properties}
 
 
 def format_number(value: float) -> str:
@@ -152,4 +155,6 @@ def _wb_for(settings: Mapping[str, Any]) -> dict[str, str]:
 def properties_to_recipe(properties: Mapping[str, str], where: str) -> Recipe:
     """The complete recipe our properties describe (settings they omit keep their defaults)."""
     settings, stages = properties_to_settings(properties, where)
+    if properties.get("schemaVersion", "").strip() == "1":  # a recipe of recipe version 1 (module docstring)
+        stages = pin_former_defaults(stages, 1)
     return Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)})

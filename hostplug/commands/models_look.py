@@ -66,13 +66,15 @@ def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: 
 
 
 @click.command("detail")
+@click.option("--size", type=click.Choice(["fast", "lite"]), default="fast", show_default=True)
 @click.option("--steps", type=click.IntRange(1, None), default=DETAIL_STEPS, show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.01, None), help="Stop after this wall time (not reproducible).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
-def train_detail_command(steps: int, minutes: float | None, seed: int, device: str) -> None:
+def train_detail_command(size: str, steps: int, minutes: float | None, seed: int, device: str) -> None:
     """Train the detail-enhancement network from scratch and ship it."""
-    from engine.stages.detail_learned import DETAIL_MODEL
+    from engine.models.detail_net import SIZES
+    from engine.stages.detail_learned import DETAIL_MODELS
     from engine.training.loop import machine, ship
     from engine.training.train_detail import (
         DETAIL_LONG_EDGE,
@@ -84,19 +86,20 @@ def train_detail_command(steps: int, minutes: float | None, seed: int, device: s
         train_detail,
     )
 
-    config = DetailConfig(steps=steps, minutes=minutes, device=check_device(device), seed=seed)
-    click.echo(f"{DETAIL_MODEL}: training {steps} steps on {device}")
+    config = DetailConfig(size=size, steps=steps, minutes=minutes, device=check_device(device), seed=seed)
+    name = DETAIL_MODELS[size]
+    click.echo(f"{name}: training {steps} steps on {device}")
     result = train_detail(config, _progress("detail"))
     training = {
-        "command": f"hostplug train detail --steps {steps} --seed {seed}", "config": asdict(config),
+        "command": f"hostplug train detail --size {size} --steps {steps} --seed {seed}", "config": asdict(config),
         "steps_run": result.steps, "wall_seconds": round(result.seconds, 1), "machine": machine(),
         "data": {"train": list(DETAIL_PHOTOS), "long_edge": DETAIL_LONG_EDGE, "patch": PATCH,
                  "blur_sigma": list(SIGMA_RANGE), "noise_std": list(NOISE_RANGE)},
         "loss": {"first_50": round(result.losses[0], 5) if result.losses else None,
                  "last_50": round(result.losses[-1], 5) if result.losses else None},
     }
-    ship(DETAIL_MODEL, result.net.state_dict(), {"width": result.net.body[0].out_channels}, training)
-    click.echo(f"{DETAIL_MODEL}: {result.steps} steps in {result.seconds:.0f} s")
+    ship(name, result.net.state_dict(), SIZES[size], training)
+    click.echo(f"{name}: {result.steps} steps in {result.seconds:.0f} s")
 
 
 @click.command("pipeline")
