@@ -275,3 +275,26 @@ def test_neutral_only_training_photos_are_the_unfiltered_samples_of_the_neutral_
     kept = [wb_data.is_neutral_reference(Path(s)) for s in every.sources]
     assert 0 < len(neutral.sources) == sum(kept) < len(every.sources)
     assert np.array_equal(neutral.neutral, every.neutral[np.array(kept)])
+
+
+def test_init_weight_interpolates_back_towards_the_starting_network(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from engine.training import train_illuminant, wb_data
+
+    start = illuminant.IlluminantNet(inputs=2).eval()
+    path = tmp_path / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in start.state_dict().items()}, str(path))
+    rng = np.random.default_rng(0)
+    data = wb_data.WBSet(rng.random((8, 3, illuminant.BINS, illuminant.BINS), dtype=np.float32),
+                         np.tile([0.5, 1.0, 0.7], (8, 1)), np.tile(np.eye(3), (8, 1, 1)), None, ["c"] * 8, ["l"] * 8)
+
+    def trained(init_weight: float) -> dict[str, torch.Tensor]:
+        config = train_illuminant.WBTrainConfig(steps=3, batch=4, init=str(path), init_weight=init_weight)
+        return train_illuminant.train(config, log=lambda _m: None, data=data)[0].state_dict()
+
+    kept, free = trained(1.0), trained(0.0)
+    assert all(torch.equal(kept[k], v) for k, v in start.state_dict().items())
+    assert not all(torch.equal(free[k], v) for k, v in start.state_dict().items())
+    assert train_illuminant._command(train_illuminant.WBTrainConfig(init="a.safetensors", init_weight=0.75), 3) == \
+        "hostplug train wb --steps 3 --seed 0 --scenes 3000 --init a.safetensors --init-weight 0.75"

@@ -4,11 +4,14 @@ Data (:func:`training_data`): :func:`engine.training.wb_data.training_set` (comp
 cameras; the 3 held-out cameras never appear) and :func:`engine.training.wb_data.photo_training_set` (the
 photographs of the 90 training photo cameras of ``../shared/photos`` under random lights, seen by the same 10
 cameras; ``photo_renders`` lights per photograph, 0 leaves them out), generated at the start of the run from the
-seed. From scratch, or (``init``) from existing weights: :func:`warm_start` fits the 2-input wb-c5 into a
-3-input network with the new input's kernels at zero, so training starts from exactly the old estimator. The
-defaults replay the shipped wb-c5 (computed scenes only, 2 histograms, from scratch). Loss: the mean angular
-error between the predicted and the exact camera neutral, in camera RGB (the measure reported). AdamW (weight
-decay 1e-4), batch 64 drawn with replacement from the set, warm-up and cosine schedule
+seed; ``neutral_photos`` keeps only the photographs whose own neutral is grey (the neutral references of
+:mod:`engine.training.wb_data`, part 3: ``--wb auto`` serves a neutral rendering). From scratch, or (``init``)
+from existing weights: :func:`warm_start` fits the 2-input wb-c5 into a 3-input network with the new input's
+kernels at zero, so training starts from exactly the old estimator; ``init_weight`` then interpolates the
+result back towards the start (WiSE-FT, Wortsman et al. 2022). The defaults replay the first wb-c5 (computed
+scenes only, 2 histograms, from scratch); the shipped one's manifest entry records its exact command.
+Loss: the mean angular error between the predicted and the exact camera neutral, in camera RGB (the measure
+reported). AdamW (weight decay 1e-4), batch 64 drawn with replacement from the set, warm-up and cosine schedule
 (:mod:`engine.training.loop`).
 """
 
@@ -40,12 +43,15 @@ class WBTrainConfig:
     batch: int = 64
     lr: float = 2e-3
     width: int = 16
-    # The defaults replay the shipped wb-c5 (computed scenes only, 2 histograms); the photo-trained candidate of
-    # issue 11 uses inputs=3, photo_renders=30 and init from wb-c5 (its manifest entry records the exact call).
+    # The defaults replay the first wb-c5 (computed scenes only, 2 histograms); the shipped one fine-tunes it on
+    # the neutral photographs too (its manifest entry records the exact command).
     inputs: int = 2  # histograms read: 2 = pixels and edges, 3 = and the brightest pixels
     photo_renders: int = 0  # lights per training photograph (134 of them); 0 = computed scenes only
     neutral_photos: bool = False  # only the photographs whose own neutral is grey (wb_data.is_neutral_reference)
     init: str | None = None  # a weights file to start from (None: from scratch); see :func:`warm_start`
+    # WiSE-FT: the shipped weights are init_weight * the starting ones + (1 - init_weight) * the trained ones,
+    # which keeps what the start did well (the real Canon chart) while taking part of the fine-tuning's gain
+    init_weight: float = 0.0
     device: str = "cpu"
     threads: int | None = 1
 
@@ -63,8 +69,10 @@ def train(config: WBTrainConfig, log: Callable[[str], None] = print,
     neutral = torch.from_numpy(data.neutral).float().to(device)
     working = torch.from_numpy(data.to_working).float().to(device)
     model = illuminant.IlluminantNet(config.width, config.inputs)
+    start_state = None
     if config.init:
         warm_start(model, config.init)
+        start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log(f"starting from {config.init}")
     model = model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
@@ -86,6 +94,10 @@ def train(config: WBTrainConfig, log: Callable[[str], None] = print,
         if step % 100 == 0 or step == budget.total:
             log(f"step {step}/{budget.total}  angular error {np.mean(losses[-100:]):.2f} deg  "
                 f"{budget.elapsed():.0f} s")
+    if start_state is not None and config.init_weight:
+        trained = model.state_dict()
+        model.load_state_dict({k: config.init_weight * start_state[k].to(device) + (1.0 - config.init_weight) * v
+                               for k, v in trained.items()})
     photo_train, photo_held = wb_data.photo_split() if config.photo_renders else ((), ())
     record = {
         "data": "engine.training.wb_data.training_set (computed raws, training cameras only)"
@@ -120,11 +132,11 @@ def _command(config: WBTrainConfig, steps: int) -> str:
     default = WBTrainConfig()
     if (config.width, config.batch) == (default.width, default.batch):
         options = {"--inputs": config.inputs, "--photo-renders": config.photo_renders, "--lr": config.lr,
-                   "--init": config.init}
+                   "--init": config.init, "--init-weight": config.init_weight}
         command += "".join(f" {k} {v}" for k, v in options.items()
                            if v != getattr(default, k[2:].replace("-", "_")))
         return command + (" --neutral-photos" if config.neutral_photos else "")
-    keys = ("inputs", "photo_renders", "neutral_photos", "init", "width", "batch", "lr")
+    keys = ("inputs", "photo_renders", "neutral_photos", "init", "init_weight", "width", "batch", "lr")
     args = ", ".join(f"{k}={v!r}" for k, v in {"seed": config.seed, "scenes": config.scenes, "steps": steps,
                                                  **{k: getattr(config, k) for k in keys}}.items())
     return (f'python -c "from engine.training import train_illuminant as t; '
