@@ -194,11 +194,13 @@ def test_learned_stage_denoises_a_render(sample_dng: Path) -> None:
 
 # --- the default by ISO, and older recipes ---------------------------------------------------------------------
 
-def test_auto_is_the_default_and_follows_the_iso() -> None:
+def test_auto_follows_the_iso_and_classical_stays_the_default() -> None:
     from engine.pipeline import stage_for
     from engine.stages.denoise_learned import LEARNED_FROM_ISO, equivalent_iso
 
-    assert stage_for("denoise", Recipe()).implementation == "auto"
+    assert stage_for("denoise", Recipe()).implementation == "classical"  # auto is opt-in until it is fast
+    assert stage_for("denoise", Recipe(stages={"denoise": StageSettings(implementation="auto")})).implementation \
+        == "auto"
     assert stage_for("denoise", LEARNED).implementation == "learned"
     assert equivalent_iso(3200.0, None) == pytest.approx(3200.0)
     assert equivalent_iso(0.0, None) == pytest.approx(100.0)  # no ISO: as ISO 100
@@ -210,7 +212,8 @@ def test_auto_is_the_default_and_follows_the_iso() -> None:
 def test_auto_runs_the_learned_denoiser_from_its_iso_up(sample_dng: Path, learned_from_iso: float,
                                                         expected: str) -> None:
     _shipped("fast")
-    recipe = Recipe(stages={"denoise": StageSettings(params={"learned_from_iso": learned_from_iso})})
+    recipe = Recipe(stages={"denoise": StageSettings(implementation="auto",
+                                                     params={"learned_from_iso": learned_from_iso})})
     notes = engine.render(engine.open(sample_dng), recipe).notes["denoise"]  # the sample reads as ISO 200
     assert notes["implementation"] == expected and notes["equivalent_iso"] == 200
     assert ("model" in notes) == (expected == "learned")
@@ -244,7 +247,7 @@ def test_recipes_of_version_1_keep_the_classical_denoiser_and_the_lite_networks(
     off = Recipe.from_dict({"version": 1, "stages": {"denoise": {"enabled": False}}})
     assert not off.stage("denoise").enabled
     new = Recipe.from_json(Recipe().to_json())  # written now: the default stays the default
-    assert stage_for("denoise", new).implementation == "auto"
+    assert stage_for("denoise", new).implementation == "classical"
     assert stage_for("denoise", new.replace(stages=LEARNED.stages)).resolve_params(LEARNED).model == "fast"
 
 

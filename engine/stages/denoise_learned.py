@@ -1,5 +1,5 @@
-"""Stage 2, learned: the NAFNet-style denoiser (:mod:`engine.models.denoiser`) on linear camera RGB, and the
-default, "auto", which runs it above the ISO where it pays and the classical denoiser below.
+"""Stage 2, learned: the NAFNet-style denoiser (:mod:`engine.models.denoiser`) on linear camera RGB, and "auto"
+(``--use denoise=auto``), which runs it above the ISO where it pays and the classical denoiser below.
 
 Select the network with ``--use denoise=learned`` (recipe ``stages.denoise.implementation``); ``--set
 denoise.model=base`` picks the larger network, ``lite`` the full-resolution one of params version 1 (the default
