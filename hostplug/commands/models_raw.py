@@ -28,18 +28,20 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 
 
 @click.command(name="denoise")
-@click.option("--size", type=click.Choice(["lite", "base"]), default="lite", show_default=True)
+@click.option("--size", type=click.Choice(["fast", "lite", "base"]), default="lite", show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget (default 15 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch", type=click.IntRange(1, None), default=8, show_default=True)
 @click.option("--patch", type=click.IntRange(16, None), default=64, show_default=True,
               help="Training crop size in pixels (a multiple of 8).")
+@click.option("--reuse", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="Steps per generated batch (the second sees it transposed).")
 @device_option
 @_threads
 @_weights_dir
 def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int, batch: int, patch: int,
-                  device: str, threads: int, weights_dir: Path | None) -> None:
+                  reuse: int, device: str, threads: int, weights_dir: Path | None) -> None:
     """Train the learned denoiser from scratch (un-processed photographs and computed raws)."""
     from engine.training import train_denoiser
 
@@ -48,7 +50,7 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
         raise click.UsageError("--patch must be a multiple of 8")
     minutes, steps = _budget(minutes, steps, 15.0)
     config = train_denoiser.DenoiseTrainConfig(size=size, seed=seed, steps=steps, minutes=minutes, batch=batch,
-                                               patch=patch, device=device, threads=threads)
+                                               patch=patch, reuse=reuse, device=device, threads=threads)
     model, record = train_denoiser.train(config, log=click.echo)
     entry = train_denoiser.ship(model, record, weights_dir)
     click.echo(f"wrote {entry.name}: {weights_dir or entry.path.parent}/{entry.file} (sha256 {entry.sha256[:16]}...)")
@@ -92,12 +94,15 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
 
 
 @click.command(name="denoise")
-@click.option("--sizes", default="lite,base", show_default=True, help="Shipped denoiser sizes to measure.")
+@click.option("--sizes", default="fast,lite,base", show_default=True, help="Shipped denoiser sizes to measure.")
+@click.option("--by-iso", is_flag=True,
+              help="Instead: the gain over the classical denoiser from ISO 100 to 12800, and the ISO from which "
+                   "the learned one pays.")
 @device_option
 @click.option("--record/--no-record", default=True, show_default=True,
               help="Store the measured metrics in the manifest entries.")
 @json_option("Print the results as JSON.")
-def eval_denoise(sizes: str, device: str, record: bool, as_json: bool) -> None:
+def eval_denoise(sizes: str, device: str, record: bool, as_json: bool, by_iso: bool) -> None:
     """PSNR gain at ISO 800, 3200, 12800 on held-out images, next to no denoising, classical and OpenCV NLM."""
     from engine.models import denoiser
     from engine.training import eval_denoiser, loop
@@ -105,6 +110,14 @@ def eval_denoise(sizes: str, device: str, record: bool, as_json: bool) -> None:
     check_device(device)
     names = [s.strip() for s in sizes.split(",") if s.strip()]
     models = {f"learned-{s}": denoiser.load(s) for s in names}
+    if by_iso:
+        for s in names:
+            where = eval_denoiser.gain_by_iso(models[f"learned-{s}"], f"learned-{s}", device,
+                                              log=lambda m: click.echo(m, err=True))
+            if record:
+                loop.record_metrics(f"denoise-{s}", {"where_it_pays": where})
+            click.echo(json.dumps({f"denoise-{s}": where}, indent=2))
+        return
     result = eval_denoiser.evaluate(models, device=device, log=lambda m: click.echo(m, err=True))
     if record:
         for s in names:
