@@ -316,3 +316,23 @@ def test_findings_of_the_mutated_render_run(tmp_path: Path) -> None:
         refused = [line for line in failed if line.startswith(f"hostplug: error: {tmp_path / name}:")]
         assert rendered != bool(refused) and len(refused) <= 1, (name, failed)
     assert not [p for p in os.listdir(out_dir) if p.endswith(".part")]
+
+
+def test_an_opcode_list_tifffile_cannot_read_is_refused_not_left_to_libraw(tmp_path: Path) -> None:
+    """A mutated-render finding: the Nikon D500 DNG's OpcodeList2 entry made 256 DOUBLEs at the end of the file
+    (NaN, and past its end): tifffile dropped the tag, so our opcode checks never saw it, and LibRaw, reading it as
+    a list of 0x7FF80000 opcodes, was still busy at the 60 s time limit."""
+    if not NIKON.is_file():
+        pytest.skip(f"shared test data not present: {NIKON}")
+    b = bytearray(NIKON.read_bytes())
+    at = 129120  # the entry of OpcodeList2 in the raw SubIFD
+    assert struct.unpack_from("<HH", b, at) == (51009, 7)
+    struct.pack_into("<HII", b, at + 2, 12, 256, len(b))
+    b += struct.pack("<d", math.nan) * 16
+    bad = tmp_path / "d500.dng"
+    bad.write_bytes(bytes(b))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result, seconds = run_render(bad, "-o", out_dir / "o.tif", "--time-limit", "60")
+    assert_refused(result, {bad: "OpcodeList2 entry cannot be read"}, out_dir)
+    assert seconds < PER_CASE_SECONDS

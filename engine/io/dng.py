@@ -290,6 +290,8 @@ def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
                                         f"({type(e).__name__}: {_one_line(e)})") from e
             try:
                 _check_structure(path, _Tags(path, raw), tif.filehandle.size)
+                _check_other_opcode_lists(path, ifd0, raw)
+                _check_unread_tags(path, tif, ifd0, raw)
                 return _parse(path, ifd0, raw)
             except HostplugError:
                 raise
@@ -347,6 +349,33 @@ def _check_structure(path: Path, tags: _Tags, file_size: int) -> None:
     for code in (51008, 51009, 51022):
         if code in tags:
             _opcode_list(tags, code)
+
+
+def _check_other_opcode_lists(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> None:
+    """The opcode lists of IFD0 and of the SubIFDs besides the raw one: LibRaw parses those too (a list there
+    made a DOUBLE NaN read as a count of 0x7FF80000 opcodes, and LibRaw was busy for over a minute)."""
+    for page in (ifd0, *(sub.aspage() for sub in ifd0.pages or [])):
+        if page is not raw:
+            for code in (51008, 51009, 51022):
+                if code in page.tags:
+                    _opcode_list(_Tags(path, page), code)
+
+
+def _check_unread_tags(path: Path, tif: tifffile.TiffFile, *pages: tifffile.TiffPage) -> None:
+    """Refuse a tag the engine checks that is in an IFD but that tifffile could not read (a value offset past the
+    end of the file): tifffile leaves it out, so it would escape the checks, but LibRaw reads it all the same."""
+    if tif.is_bigtiff:
+        return
+    handle = tif.filehandle
+    for page in {id(page): page for page in pages}.values():
+        handle.seek(page.offset)
+        (count,) = struct.unpack(tif.byteorder + "H", handle.read(2))
+        entries = handle.read(12 * count)
+        codes = {struct.unpack_from(tif.byteorder + "H", entries, 12 * i)[0] for i in range(len(entries) // 12)}
+        unread = sorted((codes & TAG_NAMES.keys()) - set(page.tags.keys()))
+        if unread:
+            raise CorruptInputError(f"{path}: damaged DNG: its {TAG_NAMES[unread[0]]} entry cannot be read (its value "
+                                    "lies outside the file); the file was damaged or written by a faulty tool")
 
 
 def _check_cfa(tags: _Tags) -> None:

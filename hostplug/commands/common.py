@@ -91,6 +91,8 @@ def watchdog(seconds: float | None, what: str) -> Iterator[None]:
         yield
         return
     done = threading.Event()
+    # the stderr of now: while LibRaw decodes, fd 2 points at /dev/null (engine.io.limits.quiet_stderr)
+    stderr = os.dup(2)
 
     def expire() -> None:
         if done.wait(seconds):
@@ -102,8 +104,8 @@ def watchdog(seconds: float | None, what: str) -> Iterator[None]:
                 partial.unlink()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
-        os.write(2, f"hostplug: error: {what}: stopped after {seconds:g} s (--time-limit / {TIME_LIMIT_ENV}); "
-                    "its output was not written\n".encode(errors="replace"))
+        os.write(stderr, f"hostplug: error: {what}: stopped after {seconds:g} s (--time-limit / "
+                         f"{TIME_LIMIT_ENV}); its output was not written\n".encode(errors="replace"))
         os._exit(TIME_LIMIT_EXIT)
 
     thread = threading.Thread(target=expire, name="hostplug-time-limit", daemon=True)
@@ -113,6 +115,7 @@ def watchdog(seconds: float | None, what: str) -> Iterator[None]:
     finally:
         done.set()
         thread.join()
+        os.close(stderr)
 
 
 def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, must_exist: bool = False,
