@@ -255,7 +255,8 @@ def _tag(rng: random.Random, b: bytearray, _seeds: list[Seed]) -> str:
 
 
 def _truncate(rng: random.Random, b: bytearray, _seeds: list[Seed]) -> str:
-    keep = int(len(b) * rng.random() ** 2) if rng.random() < 0.7 else len(b) - rng.randrange(1, min(len(b), 4096))
+    cut = rng.randrange(1, max(2, min(len(b), 4096)))  # bytes off the end
+    keep = int(len(b) * rng.random() ** 2) if rng.random() < 0.7 else len(b) - cut
     del b[max(keep, 0):]
     return "truncate"
 
