@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
 import random
 import resource
@@ -237,7 +238,10 @@ def _tag(rng: random.Random, b: bytearray, _seeds: list[Seed]) -> str:
         if at + size > len(b):
             return f"tag{entry.tag}-value-out-of-file"
         if entry.type in (11, 12):
-            struct.pack_into(pack + ("f" if entry.type == 11 else "d"), b, at, rng.choice(_HOSTILE_DOUBLES))
+            value = rng.choice(_HOSTILE_DOUBLES)
+            if entry.type == 11 and math.isfinite(value) and abs(value) > 3e38:  # past a FLOAT's range
+                value = math.copysign(3e38, value)
+            struct.pack_into(pack + ("f" if entry.type == 11 else "d"), b, at, value)
         elif entry.type in (5, 10):
             numerator, denominator = rng.choice(((0, 0), (1, 0), (0xFFFFFFFF, 1), (1, 0xFFFFFFFF), (0x80000000, 1),
                                                  (rng.randrange(1 << 32), rng.randrange(1 << 32))))
