@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 FUZZ = Path(__file__).parent / "fuzz"
-SECONDS = int(os.environ.get("HOSTPLUG_FUZZ_SECONDS", "10"))  # per target; plus ~20 s of instrumenting each
+SECONDS = int(os.environ.get("HOSTPLUG_FUZZ_SECONDS", "60"))  # per target; plus ~20 s of instrumenting each
 TARGETS = ["dng", "xmp", "config", "templates", "open"]
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
