@@ -116,7 +116,7 @@ def equivalent_iso(iso: float, noise_profile: np.ndarray | None) -> float:
 
 
 class AutoDenoise(Stage):
-    """The default: learned from :data:`LEARNED_FROM_ISO` up (and on raws only), classical below."""
+    """Learned from :data:`LEARNED_FROM_ISO` up (and on raws only), classical below (`--use denoise=auto`)."""
 
     name = "denoise"
     implementation = "auto"
