@@ -231,11 +231,13 @@ def _render_workers(cluster: Cluster) -> list[int]:
     return [pid for pid in workers if parents.get(pid) in raylets]
 
 
-def _studio(tmp_path: Path, path_map: dict[str, dict[str, str]] | None = None,
+def _studio(tmp_path: Path, path_map: dict[str, dict[str, str]] | None = None, recipe: dict | None = None,
             **daemon: object) -> tuple[Path, Path]:
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
-    config = write_config(tmp_path / "studio.toml", tmp_path / "in", OUTPUT, {"retry_seconds": 0.5, **daemon})
+    folder = {"recipe": recipe} if recipe else {}
+    config = write_config(tmp_path / "studio.toml", tmp_path / "in", OUTPUT, {"retry_seconds": 0.5, **daemon},
+                          **folder)
     for node, table in (path_map or {}).items():  # quoted keys: addresses and paths are not bare TOML keys
         lines = [f"[daemon.path_map.{json.dumps(node)}]", *(f"{json.dumps(k)} = {json.dumps(v)}"
                                                             for k, v in table.items())]
@@ -372,7 +374,10 @@ def test_a_killed_node_costs_only_its_files(tmp_path: Path) -> None:
     """kill -9 of a node's raylet (the node is gone, and its worker with it): its file is rendered elsewhere."""
     head, second = "127.0.0.4", "127.0.0.5"  # a cluster of its own: this one loses a node
     with _loopback_cluster(head, second) as cluster:
-        studio, config = _studio(tmp_path)
+        # Renders slow enough (the full-resolution learned denoiser) that the kill lands during one: the sample's
+        # default render is over in a fraction of a second on a quiet machine, before the raylet can be killed.
+        studio, config = _studio(tmp_path, recipe={"stages": {"denoise": {"implementation": "learned",
+                                                                          "params": {"model": "base"}}}})
         staging = studio / "staging"
         staging.mkdir()
         names = [f"node_{i:02d}" for i in range(12)]
