@@ -32,6 +32,17 @@ SONY = RAWSAMPLES / "sony_ilce7rm3__libraw-cffi_DSC2164.ARW"
 GOPRO = RAWSAMPLES / "unsupported" / "gopro_hero6__gpr_GOPR0024.GPR"
 
 
+def colorchecker_dng(path: Path, height: int, width: int, iso: int, seed: int = 0, model: str = "Test") -> Path:
+    """Write a small computed raw of the ColorChecker (Nikon 5100 sensitivities, CIE D55, the given ISO's noise)
+    with the project's own DNG writer, and return its path."""
+    from engine.training.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
+
+    raw = render_raw(camera_from_colour(), illuminant("D55"), scene_colorchecker(height, width), iso=iso, seed=seed)
+    write_dng(path, raw, make="hostplug", model=model, iso=iso, exposure_time=0.01, f_number=5.6,
+              noise_profile=raw.noise_profile)
+    return path
+
+
 def need(path: Path) -> Path:
     """``path``, or skip the test when the shared test data is absent (a fresh clone has no ../shared)."""
     if not path.is_file():

@@ -24,7 +24,7 @@ from engine.stages.photofinish import Photofinish, PhotofinishParams, chroma_tab
 from engine.stages.photofinish_learned import LearnedPhotofinish, as_shot_gain
 from engine.stages.upsample import BilateralGuidedUpsample, UpsampleParams
 from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
-from engine.training.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
+from tests.conftest import colorchecker_dng
 
 
 def nchw(rgb: np.ndarray) -> torch.Tensor:
@@ -202,11 +202,7 @@ def test_lower_temperature_setting_cools_and_positive_tint_turns_magenta(srgb_so
 
 @pytest.fixture(scope="module")
 def small_dng(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw = render_raw(camera_from_colour(), illuminant("D55"), scene_colorchecker(120, 180), iso=400)
-    path = tmp_path_factory.mktemp("pin") / "small.dng"
-    write_dng(path, raw, make="hostplug", model="Small", iso=400, exposure_time=0.01, f_number=5.6,
-              noise_profile=raw.noise_profile)
-    return path
+    return colorchecker_dng(tmp_path_factory.mktemp("pin") / "small.dng", 120, 180, iso=400, model="Small")
 
 
 def test_a_rerender_equals_the_render(small_dng: Path) -> None:

@@ -13,7 +13,7 @@ from engine import Recipe, StageSettings, tiling
 from engine.colour import SPACES
 from engine.output.write import output_pixels, quantise, to_output_space
 from engine.stages.demosaic import bayer_to_rgb
-from engine.training.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
+from tests.conftest import colorchecker_dng
 
 WHOLE = 10**9  # a band taller than any test image: one pass, today's code path
 
@@ -21,11 +21,8 @@ WHOLE = 10**9  # a band taller than any test image: one pass, today's code path
 @pytest.fixture(scope="module")
 def noisy_dng(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 246 x 180 ISO 3200 raw: 16 bands of 16 rows, the last one shorter."""
-    raw = render_raw(camera_from_colour(), illuminant("D55"), scene_colorchecker(246, 180), iso=3200, seed=1)
-    path = tmp_path_factory.mktemp("tiling") / "noisy.dng"
-    write_dng(path, raw, make="hostplug", model="Tiling", iso=3200, exposure_time=0.01, f_number=5.6,
-              noise_profile=raw.noise_profile)
-    return path
+    return colorchecker_dng(tmp_path_factory.mktemp("tiling") / "noisy.dng", 246, 180, iso=3200, seed=1,
+                            model="Tiling")
 
 
 def test_bands_cover_the_rows_once_and_start_even() -> None:

@@ -14,16 +14,13 @@ from engine import Recipe, StageSettings, kernels
 from engine.stages.base import Context
 from engine.stages.demosaic import bayer_to_rgb
 from engine.stages.denoise import ClassicalDenoise, DenoiseParams
-from engine.training.synthetic import camera_from_colour, illuminant, render_raw, scene_colorchecker, write_dng
+from tests.conftest import colorchecker_dng
 
 
 @pytest.fixture(scope="module")
 def noisy_dng(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw = render_raw(camera_from_colour(), illuminant("D55"), scene_colorchecker(120, 182), iso=3200, seed=2)
-    path = tmp_path_factory.mktemp("torch") / "noisy.dng"
-    write_dng(path, raw, make="hostplug", model="Torch", iso=3200, exposure_time=0.01, f_number=5.6,
-              noise_profile=raw.noise_profile)
-    return path
+    return colorchecker_dng(tmp_path_factory.mktemp("torch") / "noisy.dng", 120, 182, iso=3200, seed=2,
+                            model="Torch")
 
 
 def image(h: int = 61, w: int = 47, seed: int = 0) -> np.ndarray:
