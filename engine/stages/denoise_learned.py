@@ -76,13 +76,13 @@ class LearnedDenoise(Stage):
 
         params: LearnedDenoiseParams = data["params"]
         s = data["strength"]
-        notes: dict[str, Any] = {"strength": round(s * 100.0, 1), "model": f"denoise-{params.model}"}
-        ctx.notes["denoise"] = {**ctx.notes.get("denoise", {}), **notes}
+        # merged into what "auto" noted before it (a fresh dict, so later updates land in ctx.notes too)
+        notes = ctx.notes["denoise"] = {**ctx.notes.get("denoise", {}), "strength": round(s * 100.0, 1),
+                                        "model": f"denoise-{params.model}"}
         if s <= 0.0:
             return image
         noise = self.noise_model(params, image, ctx)
         notes.update(noise_profile=[round(noise.shot[1], 9), round(noise.read[1], 12)], noise_origin=noise.origin)
-        ctx.notes["denoise"].update(notes)
         sigma = noise.sigma(cv2.blur(image, (3, 3), borderType=cv2.BORDER_REFLECT_101))
         out = denoiser.denoise_image(data["model"], image, sigma, device=ctx.device)
         if s >= 1.0:
