@@ -35,8 +35,8 @@ def _kind(mode: int) -> str:
 
 
 def _open_regular(path: Path | str, what: str, error: type[HostplugError], follow: bool,
-                  missing: type[HostplugError] | None = None) -> int:
-    """A descriptor of ``path`` opened for reading, after ``fstat`` on it showed a regular file; else ``error``
+                  missing: type[HostplugError] | None = None) -> tuple[int, os.stat_result]:
+    """A descriptor of ``path`` opened for reading and its ``fstat``, which showed a regular file; else ``error``
     (``missing`` for a file that does not exist, when given) in one line."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
@@ -48,23 +48,22 @@ def _open_regular(path: Path | str, what: str, error: type[HostplugError], follo
             raise missing(f"{path}: no such file") from None
         raise error(f"{path}: cannot read the {what} ({e.strerror})") from None
     try:
-        mode = os.fstat(descriptor).st_mode
+        info = os.fstat(descriptor)
     except OSError as e:
         os.close(descriptor)
         raise error(f"{path}: cannot read the {what} ({e.strerror})") from None
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(info.st_mode):
         os.close(descriptor)
-        raise error(f"{path}: refused, the {what} is {_kind(mode)}, not a regular file")
-    return descriptor
+        raise error(f"{path}: refused, the {what} is {_kind(info.st_mode)}, not a regular file")
+    return descriptor, info
 
 
 def read_regular(path: Path | str, limit: int, what: str, error: type[HostplugError] = HostplugError,
                  *, follow: bool = True) -> bytes:
     """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes; else ``error`` in one line
     naming the file and ``what`` it should have been ("sidecar", "configuration")."""
-    descriptor = _open_regular(path, what, error, follow)
+    descriptor, info = _open_regular(path, what, error, follow)
     try:
-        info = os.fstat(descriptor)
         if info.st_size > limit:
             raise error(f"{path}: refused, {info.st_size} bytes is far too large for a {what} (at most {limit})")
         chunks: list[bytes] = []
@@ -99,7 +98,7 @@ def pinned(path: Path, what: str, error: type[HostplugError] = HostplugError, *,
     The name is ``/proc/self/fd/N`` (Linux); where there is no ``/proc``, ``path`` itself (then only the checks
     on opening hold, not the pinning). The descriptor is closed when the block ends.
     """
-    descriptor = _open_regular(path, what, error, follow, missing)
+    descriptor, _ = _open_regular(path, what, error, follow, missing)
     try:
         view = Path(f"/proc/self/fd/{descriptor}")
         yield view if view.exists() else path
