@@ -66,11 +66,12 @@ def _copy_notes(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def source_identity(source: Source) -> tuple[Any, ...] | None:
-    """What tells one source file from another: real path, device, inode, size, modification time; None when the
-    source's path is not a file (nothing to key on: such a render is not cached)."""
+def file_identity(path: Any) -> tuple[Any, ...] | None:
+    """What tells one file from another: real path, device, inode, size, modification time; None when ``path``
+    is not a file (nothing to key on: such a render is not cached). The render service keys its opened sources
+    on it too."""
     try:
-        real = os.path.realpath(source.path)
+        real = os.path.realpath(path)
         info = os.stat(real)
     except (OSError, TypeError):
         return None
@@ -81,7 +82,7 @@ def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], 
                device: str, preview: int | None) -> list[str] | None:
     """One key per stage: a digest of the source's identity, preview size, device and, for that stage and every
     stage before it, its implementation, switch and resolved params. None when the source cannot be keyed."""
-    identity = source_identity(source)
+    identity = file_identity(source.path)
     if identity is None:
         return None
     digest = hashlib.sha1(json.dumps([identity, preview, device], default=str).encode())

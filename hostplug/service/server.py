@@ -85,13 +85,13 @@ class SourceCache:
 
     @staticmethod
     def _key(path: Path) -> tuple | None:
-        try:
-            real = os.path.realpath(path)
-            info = os.stat(real)
-        except OSError:
+        from engine.stage_cache import file_identity
+
+        identity = file_identity(path)
+        if identity is None:
             return None
         settings = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))  # limits
-        return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, settings
+        return (*identity, settings)
 
     @staticmethod
     def _size(source: Any) -> int:
