@@ -130,12 +130,8 @@ def grey_chroma(estimate: np.ndarray, truth: np.ndarray, calibration) -> float:
 
 
 def _lab_chroma_linear(linear: np.ndarray) -> np.ndarray:
-    from engine.colour import SRGB
-
-    xyz = np.asarray(linear, np.float64) @ SRGB.rgb_to_xyz.T
-    t = xyz / (SRGB.rgb_to_xyz @ np.ones(3))
-    f = np.where(t > (6 / 29) ** 3, np.cbrt(np.maximum(t, 0.0)), t / (3 * (6 / 29) ** 2) + 4 / 29)
-    return np.hypot(500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2]))
+    lab = wb_data.linear_to_lab(linear)
+    return np.hypot(lab[..., 1], lab[..., 2])
 
 
 def learned_neutrals(test: wb_data.WBSet, model: illuminant.IlluminantNet) -> np.ndarray:
@@ -179,12 +175,9 @@ def _patch_means(image: np.ndarray) -> np.ndarray:
 
 
 def _lab_chroma(encoded: np.ndarray) -> np.ndarray:
-    from engine.colour import SRGB, srgb_decode
+    from engine.colour import srgb_decode
 
-    xyz = srgb_decode(np.asarray(encoded, np.float32)).astype(np.float64) @ SRGB.rgb_to_xyz.T
-    t = xyz / (SRGB.rgb_to_xyz @ np.ones(3))
-    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
-    return np.hypot(500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2]))
+    return _lab_chroma_linear(srgb_decode(np.asarray(encoded, np.float32)))
 
 
 def evaluate_canon(path: Path = CANON_550D, log: Callable[[str], None] = print,

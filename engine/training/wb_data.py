@@ -229,18 +229,25 @@ def _photo(path: Path) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
+def linear_to_lab(linear: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of linear sRGB pixels, float64, with L*, a*, b* along the last axis."""
+    from engine.colour import SRGB
+
+    xyz = np.asarray(linear, np.float64) @ SRGB.rgb_to_xyz.T
+    t = xyz / (SRGB.rgb_to_xyz @ np.ones(3))
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(np.maximum(t, 0.0)), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
 def photo_cast(srgb: np.ndarray) -> float:
     """CIELAB C*ab (D65) of a photograph's own neutral: the mean a*, b* of its least chromatic tenth of the
     pixels that are neither dark (L* <= 25) nor clipped. A camera that balanced its scene neutral renders
     its greys near 0; one that kept a sunset, sodium or tungsten light warm (or a scene without anything grey)
     reads far from 0, and is no neutral reference (module docstring, part 3). 99 when too few pixels count."""
-    from engine.colour import SRGB, srgb_decode
+    from engine.colour import srgb_decode
 
     pixels = np.asarray(srgb, np.float32).reshape(-1, 3)
-    xyz = srgb_decode(pixels).astype(np.float64) @ SRGB.rgb_to_xyz.T
-    t = xyz / (SRGB.rgb_to_xyz @ np.ones(3))
-    f = np.where(t > (6 / 29) ** 3, np.cbrt(np.maximum(t, 0.0)), t / (3 * (6 / 29) ** 2) + 4 / 29)
-    lab = np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+    lab = linear_to_lab(srgb_decode(pixels))
     lab = lab[(lab[:, 0] > 25) & (pixels.max(axis=1) < 0.98)]
     if len(lab) < 100:
         return 99.0
