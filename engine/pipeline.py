@@ -113,8 +113,7 @@ def render(
     stages = [stage_for(name, recipe) for name in STAGE_ORDER]
     # Every stage's params are checked before any stage prepares (loads a model) or touches a pixel.
     params = {stage.name: stage.resolve_params(recipe) for stage in stages}
-    enabled = {stage.name: recipe.stage(stage.name).enabled for stage in stages}
-    keys = stage_keys(source, stages, params, enabled, device, preview) if cache is not None else None
+    keys = stage_keys(source, stages, params, recipe, device, preview) if cache is not None else None
     first, resumed = cache.resume(keys, ctx) if cache is not None and keys else (0, None)
     datas = {stage.name: stage.prepare(params[stage.name], ctx) for stage in stages}
     timings: dict[str, float] = {}

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from engine.io.source import Source
+from engine.recipe import Recipe
 from engine.stages.base import Context, Stage, WhiteDecision, params_dict
 
 DEFAULT_MAX_BYTES = 768 << 20  # about 4 renders' worth of checkpoints at 2 MP (6 stages of 24 MB and inputs)
@@ -78,7 +79,7 @@ def file_identity(path: Any) -> tuple[Any, ...] | None:
     return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
-def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], enabled: dict[str, bool],
+def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], recipe: Recipe,
                device: str, preview: int | None) -> list[str] | None:
     """One key per stage: a digest of the source's identity, preview size, device and, for that stage and every
     stage before it, its implementation, switch and resolved params. None when the source cannot be keyed."""
@@ -88,7 +89,7 @@ def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], 
     digest = hashlib.sha1(json.dumps([identity, preview, device], default=str).encode())
     keys = []
     for stage in stages:
-        facts = [stage.name, stage.implementation, enabled[stage.name], params_dict(params[stage.name])]
+        facts = [stage.name, stage.implementation, recipe.stage(stage.name).enabled, params_dict(params[stage.name])]
         digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
         keys.append(digest.copy().hexdigest())
     return keys
