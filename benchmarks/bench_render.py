@@ -160,36 +160,37 @@ def _row(name: str, ours: str, libraw: str, ratio: float | None, target: str, me
 
 def table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     """The printed rows: what, hostplug, LibRaw, ratio, target, verdict (a skipped or failed figure says so)."""
-    cold, service, inproc = results.get("cold"), results.get("service"), results.get("in_process")
-    learned, peak, big = results.get("learned"), results.get("peak_18mp"), results.get("61mp")
     rows: list[tuple[str, ...]] = []
+    Figures = Callable[[dict[str, Any]], tuple[str, str, float, bool | None]]  # ours, LibRaw, ratio, met
 
-    def add(name: str, figures: dict[str, Any] | None, target: str, row: Callable[[dict[str, Any]], tuple]) -> None:
-        if figures is None:
+    def add(name: str, key: str, target: str, figures: Figures) -> None:
+        measured = results.get(key)
+        if measured is None:
             rows.append((name, "skipped", "", "", target, ""))
-        elif "not_measured" in figures:
-            rows.append((name, "not measured: " + figures["not_measured"], "", "", target, ""))
+        elif "not_measured" in measured:
+            rows.append((name, "not measured: " + measured["not_measured"], "", "", target, ""))
         else:
-            rows.append(row(figures))
+            ours, libraw, ratio, met = figures(measured)
+            rows.append(_row(name, ours, libraw, ratio, target, met))
 
-    add("cold process, raw -> 16-bit TIFF", cold, "<= 2.5x", lambda f: _row(
-        "cold process, raw -> 16-bit TIFF", f"{f['ours_median_s']:.2f} s", f"{f['libraw_script_median_s']:.2f} s*",
-        f["ratio"], "<= 2.5x", f["ratio"] <= TARGETS["cold"]))
-    add("through the service, repeated", service, "<= 1.3x", lambda f: _row(
-        "through the service, repeated", f"{f['service_median_s']:.2f} s", f"{f['libraw_script_median_s']:.2f} s*",
-        f["service_ratio"], "<= 1.3x", f["service_ratio"] <= TARGETS["service"]))
-    add("in-process render, classical", inproc, "<= 2x", lambda f: _row(
-        "in-process render, classical", f"{f['ours_median_s']:.2f} s", f"{f['libraw_median_s']:.2f} s", f["ratio"],
-        "<= 2x", f["ratio"] <= TARGETS["in_process"]))
-    add("in-process, learned pipeline", learned, "<= 5x", lambda f: _row(
-        "in-process, learned pipeline", f"{f['ours_learned_median_s']:.2f} s", f"{f['libraw_median_s']:.2f} s",
-        f["ratio"], "<= 5x", f["ratio"] <= TARGETS["learned"]))
-    add("peak RSS, 18 MP render + write", peak, "-", lambda f: _row(
-        "peak RSS, 18 MP render + write", f"{f['ours_gb']:.2f} GB", f"{f['libraw_gb']:.2f} GB",
-        f["ours_gb"] / f["libraw_gb"], "-", None))
-    add("peak RSS, 61 MP render + write", big, "<= 2 GB", lambda f: _row(
-        "peak RSS, 61 MP render + write", f"{f['ours_peak_gb']:.2f} GB", f"{f['libraw_peak_gb']:.2f} GB",
-        f["peak_ratio"], "<= 2 GB", f["ours_peak_gb"] <= TARGETS["peak_61mp_gb"]))
+    add("cold process, raw -> 16-bit TIFF", "cold", "<= 2.5x", lambda f: (
+        f"{f['ours_median_s']:.2f} s", f"{f['libraw_script_median_s']:.2f} s*", f["ratio"],
+        f["ratio"] <= TARGETS["cold"]))
+    add("through the service, repeated", "service", "<= 1.3x", lambda f: (
+        f"{f['service_median_s']:.2f} s", f"{f['libraw_script_median_s']:.2f} s*", f["service_ratio"],
+        f["service_ratio"] <= TARGETS["service"]))
+    add("in-process render, classical", "in_process", "<= 2x", lambda f: (
+        f"{f['ours_median_s']:.2f} s", f"{f['libraw_median_s']:.2f} s", f["ratio"],
+        f["ratio"] <= TARGETS["in_process"]))
+    add("in-process, learned pipeline", "learned", "<= 5x", lambda f: (
+        f"{f['ours_learned_median_s']:.2f} s", f"{f['libraw_median_s']:.2f} s", f["ratio"],
+        f["ratio"] <= TARGETS["learned"]))
+    add("peak RSS, 18 MP render + write", "peak_18mp", "-", lambda f: (
+        f"{f['ours_gb']:.2f} GB", f"{f['libraw_gb']:.2f} GB", f["ours_gb"] / f["libraw_gb"], None))
+    add("peak RSS, 61 MP render + write", "61mp", "<= 2 GB", lambda f: (
+        f"{f['ours_peak_gb']:.2f} GB", f"{f['libraw_peak_gb']:.2f} GB", f["peak_ratio"],
+        f["ours_peak_gb"] <= TARGETS["peak_61mp_gb"]))
+    big = results.get("61mp")
     if big is not None and "not_measured" not in big:
         rows.append(_row("time, 61 MP render + write", f"{big['ours_s']:.2f} s", f"{big['libraw_s']:.2f} s",
                          big["time_ratio"], "as 18 MP", None))
