@@ -68,6 +68,18 @@ def test_unprocess_undoes_contrast_and_saturation_and_keeps_order():
     assert out[0] / out[1] < plain[0] / plain[1]  # the camera's saturation boost is taken back
 
 
+def test_sensor_noise_has_the_eval_dngs_variance_and_stays_in_the_sensors_range():
+    from engine.training.synthetic import noise_profile
+
+    rng = np.random.default_rng(0)
+    flat = np.full((256, 256, 3), 0.05, dtype=np.float32)
+    noisy = cp.sensor_noise(flat, 800, rng)
+    shot, read = noise_profile(800)
+    assert noisy.dtype == np.float32 and noisy.min() >= 0.0 and noisy.max() <= 1.0
+    assert abs(float(noisy.mean()) - 0.05) < 1e-3
+    assert abs(float(noisy.std()) / np.sqrt(shot * 0.05 + read) - 1.0) < 0.05
+
+
 def _bracket(scene: np.ndarray, stops: list[float]) -> list[np.ndarray]:
     return [np.clip(scene * np.float32(2.0**s), 0.0, 1.0) for s in stops]
 

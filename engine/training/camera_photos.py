@@ -343,14 +343,30 @@ def to_batch(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))).float()
 
 
-def training_batch(photos: tuple[CameraPhoto, ...], batch: int, size: int,
-                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sensor_noise(linear: np.ndarray, iso: float, rng: np.random.Generator) -> np.ndarray:
+    """``linear`` (1 = the sensor's white) with the Poisson-Gaussian noise of the DNGs
+    :mod:`engine.training.eval_looks` writes at ``iso`` (Gaussian of variance ``S x + O`` per pixel and channel,
+    :func:`engine.training.synthetic.noise_profile`), clipped to the sensor's range."""
+    from engine.training.synthetic import noise_profile
+
+    shot, read = noise_profile(iso)
+    sigma = np.sqrt(shot * np.maximum(linear, 0.0) + read)
+    return np.clip(linear + sigma * rng.standard_normal(linear.shape), 0.0, 1.0).astype(np.float32)
+
+
+def training_batch(photos: tuple[CameraPhoto, ...], batch: int, size: int, rng: np.random.Generator,
+                   noise_iso: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(linear input, camera JPEG target) of random photographs, crops, flips and camera renderings. Kodak and
-    the rawio brackets are drawn as often as one camera photograph each (by image), not more."""
+    the rawio brackets are drawn as often as one camera photograph each (by image), not more. With
+    ``noise_iso`` (lowest, highest), the input carries sensor noise of an ISO drawn log-uniformly in that range
+    (:func:`sensor_noise`), as a raw through the pipeline does; the target stays the clean JPEG."""
     inputs, targets = [], []
     for _ in range(batch):
         photo = photos[int(rng.integers(0, len(photos)))]
         target = _crop(photo.srgb, size, rng)
-        inputs.append(unprocess(target, CameraLook.draw(rng)))
+        linear = unprocess(target, CameraLook.draw(rng))
+        if noise_iso is not None:
+            linear = sensor_noise(linear, float(np.exp(rng.uniform(*np.log(noise_iso)))), rng)
+        inputs.append(linear)
         targets.append(np.ascontiguousarray(target))
     return to_batch(inputs), to_batch(targets)

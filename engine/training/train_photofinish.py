@@ -90,6 +90,7 @@ class TrainConfig:
     data: str = "wheels"  # "cameras": issue 11's data (what main() trains); "wheels": the weights shipped before
     correction: float = 0.5  # stops the network may move the raw's exposure (cameras data only; see above)
     part: str = "train"  # cameras data: "train", or "fit" (train less the validation cameras) for model selection
+    noise_iso: tuple[float, float] | None = None  # cameras data: sensor noise of an ISO drawn in this range
 
 
 @dataclass
@@ -134,7 +135,7 @@ def train(config: TrainConfig, progress: Callable[[int, float], None] | None = N
         adaptivity = CAMERA_ADAPTIVITY
 
         def batch() -> tuple[torch.Tensor, torch.Tensor]:
-            return camera_photos.training_batch(pictures, config.batch, CROP, rng)
+            return camera_photos.training_batch(pictures, config.batch, CROP, rng, config.noise_iso)
     else:
         photos = load_photos(TRAIN_PHOTOS)
         net = PhotofinishNet(**ARCHITECTURES.get(config.style, {})).to(config.device)
@@ -187,7 +188,8 @@ def training_record(config: TrainConfig, result: TrainResult) -> dict:
 
     record: dict = {"command": f"hostplug train photofinish --style {config.style} --steps {config.steps} "
                                f"--seed {config.seed} --data {config.data} --correction {config.correction}"
-                               + (f" --part {config.part}" if config.part != "train" else ""),
+                               + (f" --part {config.part}" if config.part != "train" else "")
+                               + (" --noise-iso {:g} {:g}".format(*config.noise_iso) if config.noise_iso else ""),
                     "config": asdict(config), "steps_run": result.steps, "wall_seconds": round(result.seconds, 1),
                     "machine": machine(),
                     "loss": {"first_50": round(result.losses[0], 4) if result.losses else None,
@@ -208,6 +210,7 @@ def training_record(config: TrainConfig, result: TrainResult) -> dict:
             "contrast_range": list(camera_photos.CONTRAST_RANGE), "knee_range": list(camera_photos.KNEE_RANGE),
             "saturation_range": list(camera_photos.SATURATION_RANGE),
             "gain_range_ev": list(camera_photos.GAIN_RANGE), "targets": "engine.training.style_targets",
+            "noise_iso": list(config.noise_iso) if config.noise_iso else None,
             "auto_exposure_offset": round(float(result.net.auto_offset), 4)}
     return record
 
@@ -243,11 +246,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", choices=("cameras", "wheels"), default="cameras")
     parser.add_argument("--part", choices=("train", "fit"), default="train",
                         help="fit: leave the validation cameras out (model selection)")
+    parser.add_argument("--noise-iso", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="cameras data: train on inputs with the sensor noise of an ISO in LOW..HIGH")
     parser.add_argument("--weights-dir", default=None)
     args = parser.parse_args(argv)
     for style in (list(STYLES) if args.style == "all" else [args.style]):
         config = TrainConfig(style=style, steps=args.steps, seed=args.seed, batch=args.batch,
-                             correction=args.correction, data=args.data, part=args.part)
+                             correction=args.correction, data=args.data, part=args.part,
+                             noise_iso=tuple(args.noise_iso) if args.noise_iso else None)
 
         def report(step: int, loss: float, s: str = style) -> None:
             print(f"{s}: step {step} loss {loss:.4f}", flush=True)

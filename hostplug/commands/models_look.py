@@ -30,12 +30,12 @@ def _progress(label: str):
 
 
 def train_one_style(style: str, steps: int, minutes: float | None, device: str, seed: int, data: str,
-                    correction: float) -> None:
+                    correction: float, noise_iso: tuple[float, float] | None = None) -> None:
     """Train and ship one style (``engine.training.train_photofinish.train_and_ship``)."""
     from engine.training.train_photofinish import TrainConfig, train_and_ship
 
     config = TrainConfig(style=style, steps=steps, minutes=minutes, device=device, seed=seed, data=data,
-                         correction=correction)
+                         correction=correction, noise_iso=noise_iso)
     click.echo(f"photofinish-{style}: training {steps} steps on {device} ({data} data)")
     result = train_and_ship(config, progress=_progress(style))
     click.echo(f"photofinish-{style}: {result.steps} steps in {result.seconds:.0f} s, last loss "
@@ -52,9 +52,11 @@ def train_one_style(style: str, steps: int, minutes: float | None, device: str, 
                    "in installed wheels (the styles shipped before).")
 @click.option("--correction", type=click.FloatRange(0.0, 6.0), default=0.5, show_default=True,
               help="Stops the network may move the raw's exposure (cameras data).")
+@click.option("--noise-iso", type=(float, float), default=None, metavar="LOW HIGH",
+              help="Train on inputs carrying the sensor noise of an ISO drawn in LOW..HIGH (cameras data).")
 @device_option
 def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: int, data: str, correction: float,
-                      device: str) -> None:
+                      noise_iso: tuple[float, float] | None, device: str) -> None:
     """Train a picture style's photofinishing network from scratch and ship it."""
     from engine.styles import STYLES, UnknownStyleError, known_styles
 
@@ -62,7 +64,7 @@ def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: 
     if name != "all" and name not in STYLES:
         raise UnknownStyleError(f"unknown style {style_name!r}; known styles: {known_styles()}, or 'all'")
     for style in (STYLES if name == "all" else [name]):
-        train_one_style(style, steps, minutes, check_device(device), seed, data, correction)
+        train_one_style(style, steps, minutes, check_device(device), seed, data, correction, noise_iso)
 
 
 @click.command("detail")
