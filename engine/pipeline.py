@@ -133,7 +133,7 @@ def render(
             image = downsample(image, preview)
         timings[stage.name] = time.perf_counter() - start
         if cache is not None and keys and index < len(stages) - 1:  # the last output is the caller's to keep
-            cache.store(keys[index], image, ctx)
+            cache.store(keys[index], image, ctx, stage.name)
         if stages_dir is not None:
             save_stage(stages_dir, index, stage, image, recipe, ctx)
     if progress:

@@ -8,8 +8,10 @@ photofinish param) the checkpoint after the colour stage still matches and the r
 after a white balance change it resumes at white balance, reusing decoding, demosaicing and noise reduction.
 
 Checkpoints hold copies (stages work in place on their input) and are handed out as copies; the cache is bounded
-in bytes, least recently used first out. :func:`engine.pipeline.render` consults it when given one; the render
-service keeps one for its previews.
+in bytes, least recently used first out, and may keep only some stages' checkpoints (``stages``): at full size
+one checkpoint of an 18 MP raw is 220 MB, so the render service keeps its full-size renders only after the stages
+a change most often follows (:data:`FULL_SIZE_STAGES`). :func:`engine.pipeline.render` consults it when given one;
+the render service keeps one for its previews and one for its full-size renders.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,9 @@ from engine.recipe import Recipe
 from engine.stages.base import Context, Stage, WhiteDecision, params_dict
 
 DEFAULT_MAX_BYTES = 768 << 20  # about 4 renders' worth of checkpoints at 2 MP (6 stages of 24 MB and inputs)
+# The checkpoints worth their memory at full size: after noise reduction (a white balance change resumes there),
+# after colour (exposure, tone, style) and after upsampling (sharpening, or the same settings again).
+FULL_SIZE_STAGES = ("denoise", "colour", "upsample")
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,12 @@ def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], 
 
 
 class StageCache:
-    """Checkpoints keyed by :func:`stage_keys`, at most ``max_bytes`` of images, least recently used out first."""
+    """Checkpoints keyed by :func:`stage_keys`, at most ``max_bytes`` of images, least recently used out first;
+    only those after the stages named in ``stages`` (None: after every stage)."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, stages: Collection[str] | None = None) -> None:
         self.max_bytes = max_bytes
+        self.stages = None if stages is None else frozenset(stages)
         self._entries: OrderedDict[str, Checkpoint] = OrderedDict()
         self.bytes = 0
         self.hits = 0  # renders that resumed from a checkpoint
@@ -123,9 +130,10 @@ class StageCache:
         self.misses += 1
         return 0, None
 
-    def store(self, key: str, image: np.ndarray, ctx: Context) -> None:
-        """Keep copies of ``image`` (a stage's output) and of the context's state under ``key``."""
-        if key in self._entries:
+    def store(self, key: str, image: np.ndarray, ctx: Context, stage: str) -> None:
+        """Keep copies of ``image`` (the output of the stage called ``stage``) and of the context's state under
+        ``key``, if this cache keeps that stage's checkpoints."""
+        if key in self._entries or (self.stages is not None and stage not in self.stages):
             return
         checkpoint = Checkpoint(image=image.copy(), white=ctx.white, notes=_copy_notes(ctx.notes),
                                 low_input=_copy(ctx.low_input), full_input=_copy(ctx.full_input))

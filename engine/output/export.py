@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import OutputError
 from engine.filehash import file_sha256
@@ -26,6 +26,9 @@ from engine.output.formats import OutputOptions, resolve_format
 from engine.output.metadata import XMP_PREFIX
 from engine.pipeline import Rendered
 from engine.recipe import Recipe
+
+if TYPE_CHECKING:
+    from engine.stage_cache import StageCache
 
 __all__ = ["OutputOptions", "RenderResult", "file_sha256", "output_xmp", "provenance_xmp", "render_file",
            "render_files", "save", "write_image"]
@@ -109,14 +112,16 @@ def _check_target(target: Path, options: OutputOptions) -> None:
 def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path, OutputOptions | None]],
                  recipe: Recipe | None = None, *, changes: Mapping[str, Any] | None = None,
                  base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
-                 stages_dir: str | Path | None = None, progress: Progress | None = None) -> RenderResult:
+                 stages_dir: str | Path | None = None, progress: Progress | None = None,
+                 cache: StageCache | None = None) -> RenderResult:
     """Render ``source`` (a path, or a :class:`Source` already open) once and write it to every output.
 
     The recipe is ``recipe`` when given, else the source's sidecar recipe (or ``base``, or the defaults, with
     the sidecar's hints; see :func:`engine.xmp.sidecar.sidecar_recipe`); ``changes`` apply on top
     (:func:`engine.edits.apply_changes`). The outputs carry the source's EXIF, the provenance a re-render needs
     and ``extra_xmp`` (default: the sidecar's rating, labels and keywords). Every output is checked before the
-    render starts; an existing file is replaced only with ``overwrite`` in its options.
+    render starts; an existing file is replaced only with ``overwrite`` in its options. ``cache`` (a
+    :class:`engine.stage_cache.StageCache`) resumes the render after the last stage whose inputs are unchanged.
     """
     from engine.edits import apply_changes
     from engine.io.source import open_source
@@ -138,7 +143,7 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         _check_target(target, options)
     opened = source if isinstance(source, Source) else open_source(path)
     rendered = render(opened, recipe, device=device, stages_dir=Path(stages_dir) if stages_dir else None,
-                      progress=progress)
+                      progress=progress, cache=cache)
     written = tuple(write_image(rendered, target, options, extra_xmp or None) for target, options in targets)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings))
