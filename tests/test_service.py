@@ -348,13 +348,21 @@ def test_a_render_through_the_service_equals_the_in_process_render(runtime: Path
     assert Path(result["output"]) == via and via.is_file()
     again = client.call("render", render_args(sample_dng, via, overwrite=True))  # the raw from the cache
     assert again["recipe"] == result["recipe"]
-    assert client.status()["cache"]["hits"] >= 1
+    assert list(again["timings"]) == ["detail"]  # resumed from the full-size checkpoint after upsampling
+    status = client.status()
+    assert status["cache"]["hits"] >= 1 and status["renders"]["hits"] == 1
     local = tmp_path / "local.tif"
     engine.render_file(sample_dng, local, options=engine.OutputOptions(bits=16))
     a, b = tifffile.imread(via), tifffile.imread(local)
     assert a.dtype == np.uint16 and a.shape == b.shape
     assert np.array_equal(a, b)
     assert stat.S_IMODE(via.stat().st_mode) == stat.S_IMODE(local.stat().st_mode)  # the client's umask
+    # A changed exposure resumes after the colour stage, and gives what a render in this process gives.
+    brighter = client.call("render", {**render_args(sample_dng, via, overwrite=True), "changes": {"exposure": 0.5}})
+    assert list(brighter["timings"]) == ["photofinish", "upsample", "detail"]
+    engine.render_file(sample_dng, local, options=engine.OutputOptions(bits=16, overwrite=True),
+                       changes={"exposure": 0.5})
+    assert np.array_equal(tifffile.imread(via), tifffile.imread(local))
 
 
 def test_open_through_the_service_equals_open_in_process(runtime: Path, sample_dng: Path, tmp_path: Path) -> None:

@@ -97,3 +97,30 @@ def test_the_cache_stays_within_its_bytes(source: engine.Source) -> None:
     tiny = StageCache(max_bytes=1000)  # smaller than any checkpoint: nothing is kept, and nothing breaks
     render(source, Recipe(), preview=PREVIEW, cache=tiny)
     assert len(tiny) == 0 and tiny.bytes == 0
+
+
+@pytest.mark.parametrize(("change", "first_to_run"), [
+    ({}, "detail"),  # the same settings again
+    ({"exposure": 1.0}, "photofinish"),
+    ({"style": "vivid"}, "photofinish"),
+    ({"wb": "custom", "temperature": 4000.0, "tint": 10.0}, "white_balance"),
+    ({"sharpening": 80.0}, "detail"),
+    ({"denoise": 40.0}, "demosaic"),  # no checkpoint after demosaicing is kept at full size
+])
+def test_a_full_size_render_resumes_from_the_kept_stages_and_gives_the_same_file(
+        source: engine.Source, tmp_path: Path, change: dict, first_to_run: str) -> None:
+    """What the render service does with ``hostplug render``: full-size checkpoints after FULL_SIZE_STAGES only,
+    and the TIFF written from a resumed render equals, byte for byte in its pixels, one rendered afresh."""
+    import tifffile
+
+    from engine.output.export import render_file
+    from engine.stage_cache import FULL_SIZE_STAGES
+
+    cache = StageCache(max_bytes=1 << 30, stages=FULL_SIZE_STAGES)
+    options = engine.OutputOptions(bits=16)
+    first = render_file(source, tmp_path / "first.tif", options=options, cache=cache)
+    assert list(first.timings) == list(STAGE_ORDER) and len(cache) == len(FULL_SIZE_STAGES)
+    again = render_file(source, tmp_path / "again.tif", options=options, changes=change, cache=cache)
+    assert list(again.timings) == list(STAGE_ORDER[STAGE_ORDER.index(first_to_run):])
+    render_file(source, tmp_path / "fresh.tif", options=options, changes=change)
+    assert np.array_equal(tifffile.imread(tmp_path / "again.tif"), tifffile.imread(tmp_path / "fresh.tif"))

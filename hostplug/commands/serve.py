@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from hostplug.service.protocol import DEFAULT_IDLE_TIMEOUT_S
+from hostplug.service.protocol import DEFAULT_CACHE_MB, DEFAULT_IDLE_TIMEOUT_S, ENV_CACHE_MB
 
 
 def service_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -24,13 +24,17 @@ def service_option(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.command()
 @click.option("--idle-timeout", type=click.FloatRange(1, None), default=DEFAULT_IDLE_TIMEOUT_S, show_default=True,
               help="Exit after this many seconds without a request.")
+@click.option("--cache-mb", type=click.IntRange(0, None), default=DEFAULT_CACHE_MB, show_default=True,
+              envvar=ENV_CACHE_MB, help="MB of full-size stage checkpoints kept for re-renders (0: none).")
 @click.option("--status", is_flag=True, help="Print the running service's status as JSON and exit (1: none).")
 @click.option("--stop", is_flag=True, help="Ask the running service to stop and exit (1: none was running).")
-def serve(idle_timeout: float, status: bool, stop: bool) -> None:
+def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
     """Run the render service: keeps the engine, models and recent raws warm for 'render', 'open' and GIMP.
 
     One per user, on a Unix socket in $XDG_RUNTIME_DIR/hostplug/ (else /tmp/hostplug-UID/), answering only
     this user's processes. Commands start it on demand; it exits after --idle-timeout seconds without a request.
+    It keeps up to --cache-mb of full-size stage outputs, so rendering a raw again, or again after a change of
+    exposure, style or white balance, resumes after the last unchanged stage.
     See docs/service.md.
     """
     from hostplug.service import client
@@ -47,7 +51,7 @@ def serve(idle_timeout: float, status: bool, stop: bool) -> None:
     from hostplug.service.server import serve as run
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s hostplug serve: %(message)s")
-    code = run(idle_timeout)
+    code = run(idle_timeout, cache_mb=cache_mb)
     if code:
         raise click.exceptions.Exit(code)
 

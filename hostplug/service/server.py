@@ -41,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from hostplug.service.protocol import (
+    DEFAULT_CACHE_MB,
     DEFAULT_IDLE_TIMEOUT_S,
+    ENV_CACHE_MB,
     LOCK_NAME,
     LOG_NAME,
     PROTOCOL,
@@ -214,7 +216,7 @@ class Service:
     """The service's state and its three kinds of thread (see the module docstring)."""
 
     def __init__(self, folder: Path, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
-                 cache: SourceCache | None = None, warm_up: bool = True) -> None:
+                 cache: SourceCache | None = None, warm_up: bool = True, cache_mb: int = DEFAULT_CACHE_MB) -> None:
         self.folder = folder
         self.socket_path = folder / SOCKET_NAME
         self.idle_timeout = idle_timeout
@@ -231,6 +233,8 @@ class Service:
         self._lock_file: Any = None
         self._socket_inode: int | None = None
         self.previews: Any = None  # the previews' engine.stage_cache.StageCache, made with the first preview
+        self.cache_mb = cache_mb
+        self.renders: Any = None  # full-size renders' StageCache (cache_mb), made with the first render
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "render": self.render,
             "open": self.open,
@@ -474,26 +478,33 @@ class Service:
         return {"pid": os.getpid(), "version": self.version, "protocol": PROTOCOL, "socket": str(self.socket_path),
                 "uptime_s": round(time.time() - self.started, 1), "idle_timeout_s": self.idle_timeout,
                 "queued": self.jobs.qsize(), "cache": self.cache.stats(),
-                "previews": self.previews.stats() if self.previews is not None else None}
+                "previews": self.previews.stats() if self.previews is not None else None,
+                "renders": self.renders.stats() if self.renders is not None else None}
 
     def render(self, args: dict[str, Any]) -> dict[str, Any]:
-        """What ``hostplug render`` does for one input: :func:`engine.render_file` with a cached source."""
+        """What ``hostplug render`` does for one input: :func:`engine.render_file` with a cached source, resumed
+        from the full-size stage checkpoints of an earlier render of the same raw where its settings allow
+        (``--stages`` renders every stage, so it neither uses nor fills them)."""
         from engine.output.export import render_file
+        from engine.stage_cache import FULL_SIZE_STAGES, StageCache
 
         start = time.perf_counter()
         hits = self.cache.hits
         source = self.cache.open(args["input"])
         opened = time.perf_counter()
         stages_dir = args.get("stages_dir")
+        if self.renders is None:
+            self.renders = StageCache(self.cache_mb << 20, stages=FULL_SIZE_STAGES)
         with self.journal(args["output"]):
             result = render_file(source, args["output"], options=_output_options(args.get("options")),
                                  changes=args.get("changes") or None,
                                  device=_check_device(args.get("device", "cpu")),
-                                 stages_dir=Path(stages_dir) if stages_dir else None)
+                                 stages_dir=Path(stages_dir) if stages_dir else None,
+                                 cache=None if stages_dir or not self.cache_mb else self.renders)
         stages = sum(result.timings.values())
-        log.info("render of %s: open %.2f s (%s), stages %.2f s, the rest (recipe, output, metadata) %.2f s",
-                 args["input"], opened - start, "cached" if self.cache.hits > hits else "read",
-                 stages, time.perf_counter() - opened - stages)
+        log.info("render of %s: open %.2f s (%s), stages %.2f s (ran %s), the rest (recipe, output, metadata) "
+                 "%.2f s", args["input"], opened - start, "cached" if self.cache.hits > hits else "read",
+                 stages, ", ".join(result.timings) or "none", time.perf_counter() - opened - stages)
         return result.as_dict()
 
     def open(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -590,8 +601,10 @@ def _stop_on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # in the main thread: the render in progress unwinds, its partial file goes
 
 
-def serve(idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, folder: Path | None = None, warm_up: bool = True) -> int:
-    """Run the service in this process until it is idle for ``idle_timeout`` seconds."""
+def serve(idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, folder: Path | None = None, warm_up: bool = True,
+          cache_mb: int = DEFAULT_CACHE_MB) -> int:
+    """Run the service in this process until it is idle for ``idle_timeout`` seconds, keeping up to
+    ``cache_mb`` MB of full-size stage checkpoints."""
     try:
         folder = folder or service_dir()
     except ServiceError as e:
@@ -601,7 +614,16 @@ def serve(idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, folder: Path | None = No
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.chdir("/")
-    return Service(folder, idle_timeout, warm_up=warm_up).run()
+    return Service(folder, idle_timeout, warm_up=warm_up, cache_mb=cache_mb).run()
+
+
+def cache_mb_from_env() -> int | None:
+    """``HOSTPLUG_SERVICE_CACHE_MB`` as a number of MB (the default when unset); None when it is not a number."""
+    value = os.environ.get(ENV_CACHE_MB, "").strip()
+    try:
+        return int(value) if value else DEFAULT_CACHE_MB
+    except ValueError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -609,10 +631,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                         help=f"exit after this many seconds without a request (default {DEFAULT_IDLE_TIMEOUT_S:g})")
     parser.add_argument("--no-warm-up", action="store_true", help="load the engine with the first request")
+    parser.add_argument("--cache-mb", type=int, default=None,
+                        help=f"MB of full-size stage checkpoints to keep (default: ${ENV_CACHE_MB}, else "
+                             f"{DEFAULT_CACHE_MB}; 0: none)")
     args = parser.parse_args(argv)
+    cache_mb = args.cache_mb if args.cache_mb is not None else cache_mb_from_env()
+    if cache_mb is None or cache_mb < 0:
+        parser.error(f"the checkpoint cache size must be a whole number of MB, 0 or more (--cache-mb, or "
+                     f"{ENV_CACHE_MB}={os.environ.get(ENV_CACHE_MB)!r})")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s hostplug-serve[%(process)d] %(message)s")
     try:
-        return serve(args.idle_timeout, warm_up=not args.no_warm_up)
+        return serve(args.idle_timeout, warm_up=not args.no_warm_up, cache_mb=cache_mb)
     except KeyboardInterrupt:
         return 130
