@@ -1,9 +1,11 @@
 """The fixed, differentiable photofinishing operators (after Afifi et al., "Modular Neural ISP").
 
 Each operator is a pure torch function of an image batch ``x`` (N x 3 x H x W, linear RGB unless noted) and
-its parameters (tensors with a leading batch dimension), so the same code serves rendering, where parameters
-come from presets, the user or an automatic default, and training, where a network predicts them and gradients
-flow back through the operators.
+its parameters (tensors with a leading batch dimension), so the same code serves training, where a network
+predicts them and gradients flow back through the operators, and rendering with ``--device cuda``.
+
+A render on the CPU runs the same maths in numpy (:mod:`engine.operators_numpy`, which says why there are two
+forms and declares the constants both share), so that it never imports torch.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.colour import LUMA
-
-EPS = 1e-6
-CHROMA_RANGE = 2.5  # chroma tables cover log-chromaticities in [-2.5, 2.5]
+from engine.operators_numpy import CHROMA_RANGE, EPS, GUIDE_STOPS
+from engine.operators_numpy import tone_curve_midpoint as tone_curve_midpoint  # plain float maths, one copy
 
 
 def _per_image(p: torch.Tensor) -> torch.Tensor:
@@ -54,14 +55,9 @@ def tone_curve(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tenso
     return xa / (xa + (_per_image(c) * (1.0 - x)) ** _per_image(b))
 
 
-def tone_curve_midpoint(a: float, b: float, pivot: float = 0.18) -> float:
-    """The ``c`` that makes :func:`tone_curve` map ``pivot`` onto itself (so contrast keeps mid-grey)."""
-    return ((pivot**a) * (1.0 - pivot) / pivot) ** (1.0 / b) / (1.0 - pivot)
-
-
 def guide_coordinate(x: torch.Tensor) -> torch.Tensor:
     """Per-pixel intensity coordinate in [0, 1] used to index bilateral grids: log2 luminance over 12 stops."""
-    return ((torch.log2(luminance(x).clamp(min=2.0**-12)) + 12.0) / 12.0).clamp(0.0, 1.0)
+    return ((torch.log2(luminance(x).clamp(min=2.0**-GUIDE_STOPS)) + GUIDE_STOPS) / GUIDE_STOPS).clamp(0.0, 1.0)
 
 
 def slice_grid(grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:

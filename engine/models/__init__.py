@@ -88,10 +88,9 @@ def entry(name: str) -> ModelEntry:
     return entries[name]
 
 
-def load_state(name: str) -> dict[str, Any]:
-    """The verified tensors of a model, read from its weights file."""
-    from safetensors.torch import load_file
-
+def load_state(name: str, weights_format: str = "torch") -> dict[str, Any]:
+    """The verified tensors of a model, read from its weights file: torch tensors, or numpy arrays when
+    ``weights_format`` is ``"numpy"`` (which never imports torch)."""
     e = entry(name)
     if not e.path.is_file():
         raise ModelError(f"{e.path}: weights file of model {name!r} is missing (expected sha256 {e.sha256}); "
@@ -101,22 +100,30 @@ def load_state(name: str) -> dict[str, Any]:
         raise ModelError(f"{e.path}: weights file of model {name!r} is corrupt or was changed (sha256 "
                          f"{actual[:16]}..., expected {e.sha256}); reinstall hostplug or retrain it")
     try:
+        if weights_format == "numpy":
+            from safetensors.numpy import load_file as load_arrays
+
+            return load_arrays(str(e.path))
+        from safetensors.torch import load_file
+
         return load_file(str(e.path))
     except Exception as ex:  # noqa: BLE001 - safetensors raises several types for a damaged file
         raise ModelError(f"{e.path}: weights of model {name!r} cannot be read ({ex})") from ex
 
 
-# The one cache of loaded networks, by model name: a daemon or service loads each model once.
-_NETWORKS: dict[str, Any] = {}
+# The one cache of loaded networks, by model name and weights format (a model can have a torch and a numpy form):
+# a daemon or service loads each model once.
+_NETWORKS: dict[tuple[str, str], Any] = {}
 
 
 def build_network(name: str, build: Callable[..., Any]) -> Any:
     """A model's network, built by ``build(**architecture)`` from its manifest entry, with its verified weights
     and in eval mode (cached until :func:`clear_cache`); ModelError naming the file when the weights are
-    missing, altered or do not fit."""
-    if name not in _NETWORKS:
-        _NETWORKS[name] = _build_network(name, build)
-    return _NETWORKS[name]
+    missing, altered or do not fit. A builder whose ``weights_format`` is ``"numpy"`` gets numpy arrays."""
+    key = (name, getattr(build, "weights_format", "torch"))
+    if key not in _NETWORKS:
+        _NETWORKS[key] = _build_network(name, build, key[1])
+    return _NETWORKS[key]
 
 
 def clear_cache() -> None:
@@ -124,9 +131,9 @@ def clear_cache() -> None:
     _NETWORKS.clear()
 
 
-def _build_network(name: str, build: Callable[..., Any]) -> Any:
+def _build_network(name: str, build: Callable[..., Any], weights_format: str) -> Any:
     e = entry(name)
-    state = load_state(name)
+    state = load_state(name, weights_format)
     net = build(**e.architecture)
     try:
         net.load_state_dict(state, strict=True)

@@ -26,6 +26,10 @@ Global parameters come from statistics rather than from convolutional features o
 photographs, statistics generalise to unseen pictures, deep features memorise the training ones. Every output head
 starts at zero, which decodes to mild defaults (a = 1, b = 1.15, gamma 2.2, identity grids): training only has to
 learn what a style changes. About 14 k parameters.
+
+This torch form is the one that trains (it is differentiable) and defines the architecture. A render runs the
+same forward pass in numpy, :class:`engine.models.photofinish_numpy.PhotofinishArrays`, from the same weights and
+manifest arguments, without the 1.6 s of ``import torch``; the constants both forms share are declared there.
 """
 
 from __future__ import annotations
@@ -40,12 +44,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import operators as ops
+from engine.models.photofinish_numpy import (
+    CHROMA_COARSE,
+    CHROMA_SIZE,
+    EV_LIMITS,
+    FLOOR,
+    LEAK,
+    LTM_BINS,
+    N_SCALARS,
+    N_STATS,
+    STAT_QUANTILES,
+    THUMB,
+)
 
-THUMB = 64
-LTM_BINS, LTM_CELLS = 8, 8
-CHROMA_SIZE, CHROMA_COARSE = 17, 9
-N_STATS = 12
-EV_LIMITS = (-4.0, 12.0)
+__all__ = ["THUMB", "PhotofinishNet", "base_exposure", "parameter_count", "run_operators", "thumbnail", "to_json",
+           "white_exposure"]
 
 
 def thumbnail(linear: np.ndarray, size: int = THUMB) -> torch.Tensor:
@@ -57,23 +70,23 @@ def thumbnail(linear: np.ndarray, size: int = THUMB) -> torch.Tensor:
 def base_exposure(x: torch.Tensor) -> torch.Tensor:
     """Classical exposure estimate (N,): stops that bring the median luminance to 0.18 (the median, unlike the
     log-average, ignores how much of the frame is black)."""
-    y = torch.log2(ops.luminance(x).clamp(min=2.0**-14)).flatten(1)
+    y = torch.log2(ops.luminance(x).clamp(min=FLOOR)).flatten(1)
     return (math.log2(0.18) - y.median(dim=1).values).clamp(*EV_LIMITS)
 
 
 def white_exposure(x: torch.Tensor) -> torch.Tensor:
     """White-point exposure estimate (N,): stops that bring the 99.9th percentile of the brightest channel to 1
     (the brightest channel, so a saturated light is not pushed into clipping)."""
-    brightest = x.amax(dim=1).flatten(1).clamp(min=2.0**-14)
+    brightest = x.amax(dim=1).flatten(1).clamp(min=FLOOR)
     return (-torch.log2(torch.quantile(brightest, 0.999, dim=1))).clamp(*EV_LIMITS)
 
 
 def _stats(x: torch.Tensor) -> torch.Tensor:
     """Global statistics of an exposure-normalised thumbnail (N x N_STATS): log2-luminance percentiles, their
     spread, and the mean, spread and cast of the log-chromaticity."""
-    y = torch.log2(ops.luminance(x).clamp(min=2.0**-14)).flatten(1)
-    q = torch.quantile(y, torch.tensor([0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98], device=x.device), dim=1).T
-    _, u, v = ops.log_chroma(x.clamp(min=2.0**-14))
+    y = torch.log2(ops.luminance(x).clamp(min=FLOOR)).flatten(1)
+    q = torch.quantile(y, torch.tensor(STAT_QUANTILES, device=x.device), dim=1).T
+    _, u, v = ops.log_chroma(x.clamp(min=FLOOR))
     u, v = u.flatten(1).clamp(-3.0, 3.0), v.flatten(1).clamp(-3.0, 3.0)
     chroma = torch.sqrt(u**2 + v**2)
     return torch.cat([q / 4.0, y.std(dim=1, keepdim=True) / 4.0, chroma.mean(dim=1, keepdim=True),
@@ -82,7 +95,7 @@ def _stats(x: torch.Tensor) -> torch.Tensor:
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.LeakyReLU(0.1))
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.LeakyReLU(LEAK))
 
 
 class PhotofinishNet(nn.Module):
@@ -100,12 +113,12 @@ class PhotofinishNet(nn.Module):
         w = width
         self.width, self.features, self.hidden = width, features, hidden
         self.encoder = nn.ModuleList([_conv(3, w), _conv(w, 2 * w), _conv(2 * w, 4 * w)])
-        self.global_fc = nn.Sequential(nn.Linear(N_STATS + 2, features), nn.LeakyReLU(0.1),
-                                       nn.Linear(features, features), nn.LeakyReLU(0.1))
-        self.scalars = nn.Linear(features, 7)  # ev offset, knee, a, b, c, gamma, share of the exposure estimate
-        self.ltm = nn.Sequential(nn.Conv2d(4 * w + features, hidden, 1), nn.LeakyReLU(0.1),
+        self.global_fc = nn.Sequential(nn.Linear(N_STATS + 2, features), nn.LeakyReLU(LEAK),
+                                       nn.Linear(features, features), nn.LeakyReLU(LEAK))
+        self.scalars = nn.Linear(features, N_SCALARS)  # ev offset, knee, a, b, c, gamma, share of the estimate
+        self.ltm = nn.Sequential(nn.Conv2d(4 * w + features, hidden, 1), nn.LeakyReLU(LEAK),
                                  nn.Conv2d(hidden, LTM_BINS, 1))
-        self.chroma = nn.Sequential(nn.Linear(features, hidden), nn.LeakyReLU(0.1),
+        self.chroma = nn.Sequential(nn.Linear(features, hidden), nn.LeakyReLU(LEAK),
                                     nn.Linear(hidden, 2 * CHROMA_COARSE * CHROMA_COARSE))
         if exposure == "raw":
             # --auto-exposure: the white-point estimate plus this offset (set after training, see the docstring)
@@ -133,7 +146,7 @@ class PhotofinishNet(nn.Module):
             return self._metered(thumb)
         base = white_exposure(thumb)
         x = thumb * torch.exp2(base).reshape(-1, 1, 1, 1)
-        h = ((torch.log2(x.clamp(min=2.0**-14)) + 5.0) / 5.0).clamp(-2.0, 2.0)
+        h = ((torch.log2(x.clamp(min=FLOOR)) + 5.0) / 5.0).clamp(-2.0, 2.0)
         for layer in self.encoder:
             h = layer(h)
         estimates = torch.stack([base, base_exposure(thumb)], dim=1) / 8.0

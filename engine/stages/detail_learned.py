@@ -10,15 +10,17 @@ resolution, stays for recipes that used it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from engine.models import build_network
-from engine.models.detail_net import DetailNet, enhance_image
 from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 from engine.stages.detail import default_sharpening
+
+if TYPE_CHECKING:  # the network (torch) loads when the stage runs: the pipeline imports this module for every render
+    from engine.models.detail_net import DetailNet
 
 DETAIL_MODELS = {"fast": "detail-fast", "lite": "detail-lite"}
 DETAIL_MODEL = DETAIL_MODELS["fast"]  # the default network
@@ -39,6 +41,8 @@ class LearnedDetailParams:
 def load_detail_network(size: str = "fast") -> DetailNet:
     """The verified detail network of a size (loaded once; :class:`~engine.errors.ModelError` if its weights are
     missing)."""
+    from engine.models.detail_net import DetailNet
+
     return build_network(DETAIL_MODELS[size], DetailNet)
 
 
@@ -70,5 +74,7 @@ class LearnedDetail(Stage):
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
         if data["strength"] <= 0.0:
             return image
+        from engine.models.detail_net import enhance_image
+
         # in place, as the unsharp mask works: a fresh full-resolution buffer costs more than the network
         return enhance_image(load_detail_network(data["model"]), image, data["strength"], ctx.device, out=image)

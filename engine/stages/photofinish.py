@@ -3,25 +3,27 @@
 Parameters of the fixed operators (digital gain, highlight shoulder, global tone curve, local tone map, chroma
 mapping, gamma) come from a pinned set (re-renders), or are computed from the image and the user's
 adjustments. The learned implementation predicts the same parameters with small networks per picture style.
+The operators run in numpy on the CPU (:mod:`engine.operators_numpy`: a render never imports torch) and in torch
+with ``--device cuda`` (:mod:`engine.operators`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
-from engine import operators as ops
+from engine import operators_numpy as ops
 from engine.colour import LUMA
 from engine.errors import RecipeError
+from engine.models.photofinish_numpy import CHROMA_SIZE, LTM_BINS, LTM_CELLS
 from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 
-LTM_BINS, LTM_CELLS = 8, 8
-CHROMA_SIZE = 17
+if TYPE_CHECKING:  # torch loads only for --device cuda (and training): a CPU render runs engine.operators_numpy
+    import torch
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,6 @@ class Look:
 
 
 CLASSICAL_LOOKS = {"natural": Look(contrast=10.0, highlights=-10.0, shadows=15.0, vibrance=10.0)}
-
-
-def _tensor(x: np.ndarray, device: str) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)
 
 
 def auto_exposure(y: np.ndarray) -> float:
@@ -112,7 +110,7 @@ def local_tone_grid(y: np.ndarray, shadows: float, highlights: float) -> np.ndar
 def chroma_table(saturation: float, vibrance: float) -> np.ndarray:
     """Chroma table (1 x 2 x T x T) scaling chromaticity: uniformly (saturation) and mostly where it is low
     (vibrance)."""
-    u, v = (t.numpy() for t in ops.chroma_table_grid(CHROMA_SIZE))
+    u, v = ops.chroma_table_grid(CHROMA_SIZE)
     radius = np.hypot(u, v)
     scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * 0.6 * np.exp(-radius / 0.5))
     scale = np.maximum(scale, 0.0)
@@ -176,23 +174,31 @@ class Photofinish(Stage):
         params: PhotofinishParams = data["params"]
         operators = params.operators if params.operators is not None else self.operators_for(params, image)
         ctx.notes["photofinish"] = {"style": params.style, "operators": operators}
+        if ctx.device == "cpu":
+            return ops.apply(image, operators)
+        import torch
+
         with torch.no_grad():
-            out = apply_operators(_tensor(image, ctx.device), operators, ctx.device)
-        return out[0].permute(1, 2, 0).cpu().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(ctx.device)
+            return apply_operators(x, operators, ctx.device)[0].permute(1, 2, 0).cpu().numpy()
 
 
 def apply_operators(x: torch.Tensor, operators: dict[str, Any], device: str = "cpu") -> torch.Tensor:
-    """Run the operator chain on N x 3 x H x W linear RGB with one set of (JSON-form) parameters."""
+    """Run the operator chain on N x 3 x H x W linear RGB with one set of (JSON-form) parameters: the torch form
+    of :func:`engine.operators_numpy.apply` (training, ``--device cuda``)."""
+    import torch
+
+    from engine import operators as torch_ops
 
     def scalar(v: float) -> torch.Tensor:
         return torch.tensor([float(v)], device=device)
 
     a, b, c = operators["tone"]
-    x = ops.digital_gain(x, scalar(operators["gain_ev"]))
-    x = ops.highlight_shoulder(x, scalar(operators["knee"]))
-    x = ops.tone_curve(x, scalar(a), scalar(b), scalar(c))
-    x = ops.local_tone_map(x, torch.tensor(operators["local_tone"], device=device))
-    x = ops.chroma_map(x, torch.tensor(operators["chroma"], device=device))
+    x = torch_ops.digital_gain(x, scalar(operators["gain_ev"]))
+    x = torch_ops.highlight_shoulder(x, scalar(operators["knee"]))
+    x = torch_ops.tone_curve(x, scalar(a), scalar(b), scalar(c))
+    x = torch_ops.local_tone_map(x, torch.tensor(operators["local_tone"], device=device))
+    x = torch_ops.chroma_map(x, torch.tensor(operators["chroma"], device=device))
     if operators.get("colour", 1.0) != 1.0:  # absent in parameters pinned before it existed: all colour kept
-        x = ops.keep_colour(x, scalar(operators["colour"]))
-    return ops.gamma(x, scalar(operators["gamma"]))
+        x = torch_ops.keep_colour(x, scalar(operators["colour"]))
+    return torch_ops.gamma(x, scalar(operators["gamma"]))

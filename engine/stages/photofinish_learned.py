@@ -15,33 +15,47 @@ classical stage applies them:
 
 An adjustment left at 0 leaves the prediction untouched. A frame of nothing but sensor noise keeps its exposure as
 shot (:func:`engine.stages.photofinish.only_noise`), as the classical stage does.
+
+The networks run in numpy (:mod:`engine.models.photofinish_numpy`), so a render never imports torch;
+:func:`load_network` gives the torch form, which training and evaluation use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from engine import operators as ops
+from engine import operators_numpy as ops
+from engine.colour import LUMA
 from engine.models import build_network
-from engine.models.photofinish_net import PhotofinishNet, thumbnail, to_json
+from engine.models.photofinish_numpy import PhotofinishArrays, thumbnail, to_json
 from engine.stages.base import Context
 from engine.stages.photofinish import Photofinish, PhotofinishParams, local_tone_grid, only_noise
 from engine.styles import STYLES, parse_style, style_operators, styles_needed
 
+if TYPE_CHECKING:
+    from engine.models.photofinish_net import PhotofinishNet
+
+
+def load_arrays(style: str) -> PhotofinishArrays:
+    """The verified network of one style in its numpy form, what a render runs (loaded once;
+    :class:`~engine.errors.ModelError` if its weights are missing or corrupt)."""
+    return build_network(STYLES[style].model, PhotofinishArrays)
+
 
 def load_network(style: str) -> PhotofinishNet:
-    """The verified, ready network of one style (loaded once; :class:`~engine.errors.ModelError` if its weights are
-    missing or corrupt)."""
+    """The verified network of one style in its torch form, for training and evaluation (loaded once;
+    :class:`~engine.errors.ModelError` if its weights are missing or corrupt)."""
+    from engine.models.photofinish_net import PhotofinishNet
+
     return build_network(STYLES[style].model, PhotofinishNet)
 
 
 def as_shot_gain(styles: list[str]) -> float:
     """The gain (EV) that renders a raw as shot: a raw-following style's fixed rendering gain (the camera's own
     placement of mid-grey), no gain for a style that meters; the mean over a blend's styles."""
-    gains = [net.render_ev if net.exposure == "raw" else 0.0 for net in map(load_network, styles)]
+    gains = [net.render_ev if net.exposure == "raw" else 0.0 for net in map(load_arrays, styles)]
     return float(np.mean(gains))
 
 
@@ -50,9 +64,7 @@ def predict(style: str, low: np.ndarray, auto_exposure: bool = False) -> dict[st
 
     ``auto_exposure`` meters the white point instead of following the raw's exposure; it changes only the
     networks that follow the raw (see :mod:`engine.models.photofinish_net`), the older ones always meter."""
-    net = load_network(style)
-    with torch.no_grad():
-        predicted = to_json(net(thumbnail(low), auto_exposure=True) if auto_exposure else net(thumbnail(low)))
+    predicted = to_json(load_arrays(style)(thumbnail(low), auto_exposure=auto_exposure))
     return {**predicted, "colour": STYLES[style].colour}  # a fact of the style, not a prediction
 
 
@@ -60,28 +72,27 @@ def contrast_tone(tone: list[float], contrast: float, pivot: float = 0.18) -> li
     """Tone curve ``[a, b, c]`` with contrast applied: ``a``, ``b`` scaled, ``c`` keeping ``pivot``'s output."""
     a, b, c = tone
     k = 1.0 + 0.35 * contrast / 100.0
-    level = float(ops.tone_curve(torch.tensor([[[[pivot]]]]), *(torch.tensor([t]) for t in (a, b, c))))
+    level = float(ops.tone_curve(np.array([pivot], dtype=np.float32), a, b, c)[0])
     a2, b2 = a * k, b * k
     c2 = (pivot**a2 * (1.0 / level - 1.0)) ** (1.0 / b2) / (1.0 - pivot)
     return [round(a2, 4), round(b2, 4), round(c2, 6)]
 
 
-def chroma_scale(u: torch.Tensor, v: torch.Tensor, saturation: float, vibrance: float) -> torch.Tensor:
+def chroma_scale(u: np.ndarray, v: np.ndarray, saturation: float, vibrance: float) -> np.ndarray:
     """The classical stage's saturation/vibrance scaling of chromaticity (the formula of
     :func:`engine.stages.photofinish.chroma_table`), evaluated at any (u, v), also beyond the table's range."""
-    radius = torch.sqrt(u**2 + v**2)
-    scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * 0.6 * torch.exp(-radius / 0.5))
-    return scale.clamp(min=0.0)
+    radius = np.sqrt(u**2 + v**2)
+    scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * 0.6 * np.exp(-radius / 0.5))
+    return np.maximum(scale, 0.0)
 
 
 def adjust_chroma(table: list, saturation: float, vibrance: float) -> list:
     """A style's chroma table (1 x 2 x T x T offsets) followed by the classical saturation/vibrance scaling."""
-    t = torch.tensor(table, dtype=torch.float64)
-    u, v = (g.double() for g in ops.chroma_table_grid(t.shape[-1]))
+    t = np.asarray(table, dtype=np.float64)
+    u, v = (g.astype(np.float64) for g in ops.chroma_table_grid(t.shape[-1]))
     out_u, out_v = u + t[0, 0], v + t[0, 1]  # where each node's chromaticity goes
     scale = chroma_scale(out_u, out_v, saturation, vibrance)
-    adjusted = torch.stack([scale * out_u - u, scale * out_v - v])[None]
-    return adjusted.numpy().round(4).tolist()
+    return np.stack([scale * out_u - u, scale * out_v - v])[None].round(4).tolist()
 
 
 def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low: np.ndarray) -> dict[str, Any]:
@@ -94,7 +105,7 @@ def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low:
     if params.highlights:
         out["knee"] = round(float(np.clip(out["knee"] + 0.2 * params.highlights / 100.0, 0.05, 0.99)), 4)
     if params.highlights or params.shadows:
-        y = (low @ np.array(ops.LUMA, dtype=np.float32)) * np.float32(2.0 ** out["gain_ev"])
+        y = (low @ np.array(LUMA, dtype=np.float32)) * np.float32(2.0 ** out["gain_ev"])
         delta = local_tone_grid(y, params.shadows, params.highlights) - local_tone_grid(y, 0.0, 0.0)
         out["local_tone"] = (np.asarray(out["local_tone"], dtype=np.float32) + delta).round(4).tolist()
     if params.saturation or params.vibrance:
@@ -127,7 +138,7 @@ class LearnedPhotofinish(Photofinish):
     def prepare(self, params: PhotofinishParams, ctx: Context) -> dict[str, Any]:
         if params.operators is None:
             for style in styles_needed(params.style, params.strength):
-                load_network(style)  # fail before any pixel work when a model is missing or corrupt
+                load_arrays(style)  # fail before any pixel work when a model is missing or corrupt
         return {"params": params}
 
     def operators_for(self, params: PhotofinishParams, low: np.ndarray) -> dict[str, Any]:
