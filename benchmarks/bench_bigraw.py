@@ -4,7 +4,9 @@
 
 The 61 MP raw is a synthetic 9600 x 6400 DNG made with the project's own writer
 (:func:`engine.training.synthetic.write_dng`): a ColorChecker scene rendered at 2400 x 1600 (ISO 1600, so the
-classical denoiser works) and its Bayer mosaic repeated 4 x 4, which keeps the CFA phase. Each figure is one
+classical denoiser works) and its Bayer mosaic repeated 4 x 4, which keeps the CFA phase. It is a portrait
+(orientation 6, the camera held upright): the render is turned upright before it is written, the harder case
+for memory. Each figure is one
 fresh child process, the way a user waits for it:
 
 * **ours**: ``engine.open`` + ``engine.render`` (classical denoiser, as in ``bench_render.py``) + writing a 16-bit
@@ -74,7 +76,7 @@ def make_dng(path: Path, width: int = WIDTH, height: int = HEIGHT) -> Path:
     raw = render_raw(camera_from_colour(), illuminant("D55"), scene, iso=1600, seed=0)
     big = dataclasses.replace(raw, cfa=np.tile(raw.cfa, (REPEAT, REPEAT)), xyz=None)
     write_dng(path, big, make="hostplug", model=f"Synthetic {width * height / 1e6:.0f} MP", iso=1600,
-              exposure_time=1 / 250, f_number=8.0, noise_profile=raw.noise_profile)
+              exposure_time=1 / 250, f_number=8.0, noise_profile=raw.noise_profile, orientation=6)
     return path
 
 

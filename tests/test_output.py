@@ -312,3 +312,25 @@ def test_a_tiff_is_written_whatever_resolution_the_exif_claims(tmp_path: Path) -
     path = write_image(colour_patch(), tmp_path / "out.tif", exif=exif)
     with pyexiv2.Image(str(path)) as image:
         assert image.read_exif()["Exif.Image.Make"] == "NIKON CORPORATION"
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("space", ["srgb", "display-p3"])
+def test_an_image_turned_upright_as_a_view_is_written_as_its_copy(tmp_path: Path, orientation: int,
+                                                                  space: str) -> None:
+    """The pipeline turns a render upright as a view (no full-size copy); the writer reads it in bands (of
+    columns, for a quarter turn) and writes what it writes from a contiguous copy, bit for bit."""
+    from engine import tiling
+    from engine.pipeline import apply_orientation
+
+    rng = np.random.default_rng(orientation)
+    pixels = rng.uniform(-0.1, 1.1, (70, 45, 3)).astype(np.float32)
+    view = apply_orientation(pixels, orientation)
+    saved, tiling.TILE_ROWS = tiling.TILE_ROWS, 16  # several bands, a short last one
+    try:
+        options = OutputOptions(bits=16, space=space)
+        as_view = tifffile.imread(write_image(view, tmp_path / "view.tif", options))
+        as_copy = tifffile.imread(write_image(np.ascontiguousarray(view), tmp_path / "copy.tif", options))
+    finally:
+        tiling.TILE_ROWS = saved
+    assert as_view.shape == view.shape and np.array_equal(as_view, as_copy)

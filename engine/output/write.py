@@ -74,13 +74,20 @@ def quantise(encoded: np.ndarray, bits: int, out: np.ndarray | None = None) -> n
 
 
 def output_pixels(pixels: np.ndarray, space: RGBSpace, long_edge: int | None, bits: int) -> np.ndarray:
-    """:func:`quantise` of :func:`to_output_space`, a band of rows at a time when nothing is resized (both are
-    per pixel), so a big image needs no full-size float temporaries besides ``pixels``."""
+    """:func:`quantise` of :func:`to_output_space`, a band at a time when nothing is resized (both are per pixel),
+    so a big image needs no full-size float temporaries besides ``pixels``.
+
+    ``pixels`` may be a view turned upright (:func:`engine.pipeline.apply_orientation` does not copy): a view
+    turned by 90 degrees is read in bands of columns, which are bands of rows in memory."""
     if long_edge and long_edge < max(pixels.shape[:2]):
         return quantise(to_output_space(pixels, space, long_edge), bits)
     data = np.empty(pixels.shape, dtype=np.uint16 if bits == 16 else np.uint8)
-    for start, end in tiling.bands(pixels.shape[0]):
-        quantise(to_output_space(pixels[start:end], space), bits, out=data[start:end])
+    if abs(pixels.strides[1]) > abs(pixels.strides[0]):  # a column of the view is a row in memory
+        for start, end in tiling.bands(pixels.shape[1]):
+            data[:, start:end] = quantise(to_output_space(pixels[:, start:end], space), bits)
+    else:
+        for start, end in tiling.bands(pixels.shape[0]):
+            quantise(to_output_space(pixels[start:end], space), bits, out=data[start:end])
     return data
 
 
