@@ -6,7 +6,10 @@ Measured in one run, on the same file, each a whole process timed from outside (
 raw, rendering, writing the file):
 
 * **through the service**: ``hostplug render RAW -o out.tif --bits 16 --overwrite`` with a service running (its
-  own, in a private runtime folder, started and warmed by one render first);
+  own, in a private runtime folder, started and warmed by one render first), three ways: the same render again
+  (the service resumes from its full-size checkpoint after upsampling), again with a new ``--exposure`` each
+  time (it resumes after the colour stage), and a raw it has not seen (a fresh copy of the raw, new inode:
+  nothing cached, neither the opened raw nor any checkpoint);
 * **LibRaw script**: ``rawpy.imread(RAW).postprocess(use_camera_wb=True, output_bps=16)`` written with
   ``tifffile`` as an uncompressed 16-bit TIFF;
 * **in-process fallback**: the same command with ``--no-service`` (what a user gets without the service).
@@ -98,6 +101,8 @@ def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str
     env.pop("HOSTPLUG_NO_SERVICE", None)
     out = Path(tempfile.mkdtemp(prefix="hostplug-bench-"))
     ours = [*HOSTPLUG, "render", str(raw), "-o", str(out / "service.tif"), "--bits", "16", "--overwrite", "--json"]
+    unseen = out / f"unseen{raw.suffix}"
+    fresh = [*ours[:len(HOSTPLUG) + 1], str(unseen), *ours[len(HOSTPLUG) + 2:]]
     libraw = [sys.executable, "-c", LIBRAW_SCRIPT, str(raw), str(out / "libraw.tif")]
     fallback = [*HOSTPLUG, "render", str(raw), "-o", str(out / "local.tif"), "--bits", "16", "--overwrite",
                 "--no-service"]
@@ -107,10 +112,16 @@ def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str
                        check=True, env=env, stdout=subprocess.DEVNULL)
         first_s = time.perf_counter() - start  # service started on demand: start-up, engine, models, render
         timed(libraw, env)  # warm the page cache and LibRaw's libraries alike
+        timed(ours, env)  # the first render through the warm service: it fills the checkpoints
         service_s, libraw_s, fallback_s, inside_s = [], [], [], []
-        for _ in range(repeats):
+        exposure_s, unseen_s = [], []
+        for repeat in range(repeats):
             service_s.append(timed(ours, env, inside_s))
             libraw_s.append(timed(libraw, env))
+            exposure_s.append(timed([*ours, "--exposure", f"{0.1 * (repeat + 1):.1f}"], env))
+            unseen.unlink(missing_ok=True)
+            shutil.copyfile(raw, unseen)  # another file: a raw the service has not seen
+            unseen_s.append(timed(fresh, env))
         if with_fallback:
             fallback_s.append(timed(fallback, env))
         imports = client_imports(ours, env)
@@ -129,6 +140,10 @@ def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str
             w - i for w, i in zip(service_s, inside_s, strict=True)), 3),
         "libraw_script_median_s": round(libraw_median, 3),
         "service_ratio": round(service_median / libraw_median, 2),
+        "service_exposure_process_s": [round(t, 3) for t in exposure_s],
+        "service_exposure_ratio": round(statistics.median(exposure_s) / libraw_median, 2),
+        "service_unseen_process_s": [round(t, 3) for t in unseen_s],
+        "service_unseen_ratio": round(statistics.median(unseen_s) / libraw_median, 2),
         "service_first_render_s": round(first_s, 3),
         "client_imports": imports,
         "target_service_ratio_max": 1.3,
@@ -218,9 +233,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         except (RuntimeError, subprocess.SubprocessError, OSError) as e:
             results["gimp_not_measured"] = str(e)
     print(f"{args.raw.name}: {os.cpu_count()} CPUs, {args.repeats} alternating repeats, whole processes")
-    print(f"  through the service  {results['service_median_s']:.2f} s   {results['service_process_s']}")
+    print(f"  through the service  {results['service_median_s']:.2f} s   {results['service_process_s']}  "
+          f"{results['service_ratio']:.2f}x (target <= 1.3x)")
+    for key, what in (("exposure", "new exposure"), ("unseen", "unseen raw")):
+        times = results[f"service_{key}_process_s"]
+        print(f"  ... {what:16} {statistics.median(times):.2f} s   {times}  {results[f'service_{key}_ratio']:.2f}x")
     print(f"  LibRaw script        {results['libraw_script_median_s']:.2f} s   {results['libraw_script_process_s']}")
-    print(f"  ratio                {results['service_ratio']:.2f}x (target <= 1.3x)")
     print(f"  inside the service   {results['service_render_inside_s']} s; the client process around it: "
           f"{results['client_overhead_median_s']:.2f} s")
     if "no_service_process_s" in results:
