@@ -226,7 +226,7 @@ def test_decoding_past_its_time_limit_is_refused_and_the_raw_left_open(tmp_path:
     raw = SlowRaw()
     start = time.monotonic()
     with pytest.raises(CorruptInputError, match="took more than 0.2 s"):
-        source._unpack(tmp_path / "slow.dng", raw)  # type: ignore[arg-type]
+        source._unpack(tmp_path / "slow.dng", raw, meanwhile=dict)  # type: ignore[arg-type]
     assert time.monotonic() - start < 2
     assert raw in source._STILL_DECODING
     source._STILL_DECODING.remove(raw)

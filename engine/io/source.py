@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import rawpy
@@ -136,16 +138,20 @@ def _open_pinned(path: Path, file: Path) -> Source:
             raw.close()
 
 
+_T = TypeVar("_T")
+
 # LibRaw objects whose decoding ran past the time limit: still in use by their thread, so never closed.
 _STILL_DECODING: list[rawpy.RawPy] = []
 
 
-def _unpack(path: Path, raw: rawpy.RawPy) -> None:
-    """LibRaw's decoding of the raw data, under a time limit of its own (:func:`engine.io.limits.decode_seconds`).
+def _unpack(path: Path, raw: rawpy.RawPy, meanwhile: Callable[[], _T]) -> _T:
+    """LibRaw's decoding of the raw data, under a time limit of its own (:func:`engine.io.limits.decode_seconds`);
+    ``meanwhile`` runs in this thread during the decode (LibRaw releases the GIL while it decodes, so the two
+    share the time on two cores) and its result is returned.
 
     The header checks of :mod:`engine.io.dng` refuse what is known to make LibRaw loop; this is the last resort
     for what they miss. LibRaw cannot be interrupted, so a decode past the limit is left running in its thread
-    (LibRaw releases the GIL while it decodes) and the file is refused.
+    and the file is refused.
     """
     outcome: list[BaseException] = []
 
@@ -156,14 +162,19 @@ def _unpack(path: Path, raw: rawpy.RawPy) -> None:
             outcome.append(e)
 
     thread = threading.Thread(target=work, name=f"libraw-decode {path.name}", daemon=True)
+    deadline = time.monotonic() + decode_seconds()
     thread.start()
-    thread.join(decode_seconds())
+    try:
+        result = meanwhile()
+    finally:
+        thread.join(max(0.0, deadline - time.monotonic()))
     if thread.is_alive():
         _STILL_DECODING.append(raw)
         raise CorruptInputError(f"{path}: decoding the raw data took more than {decode_seconds():g} s; the file is "
                                 "probably damaged (set HOSTPLUG_DECODE_SECONDS to allow longer)")
     if outcome:
         raise outcome[0]
+    return result
 
 
 def _libraw_message(e: Exception) -> str:
@@ -172,10 +183,12 @@ def _libraw_message(e: Exception) -> str:
 
 
 def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> Source:
+    from engine.output.metadata import read_exif
+
     sizes = raw.sizes
     check_pixels(path, int(sizes.raw_width), int(sizes.raw_height), "raw image")
     try:
-        _unpack(path, raw)
+        exif = _unpack(path, raw, meanwhile=lambda: read_exif(file))  # the EXIF is read while LibRaw decodes
         if raw.raw_type == rawpy.RawType.Stack:
             sensor = _linear_raw_data(file, raw, dng)
         else:
@@ -225,7 +238,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,
     )
-    _fill_make_model(source, file)
+    _fill_make_model(source, exif)
     _check_plausible(source)
     return source
 
@@ -345,11 +358,9 @@ def _calibration(raw: rawpy.RawPy, dng: DngTags | None) -> Calibration | None:
     return None
 
 
-def _fill_make_model(source: Source, file: Path) -> None:
-    """Make and model from the EXIF of ``file``, the open source (rawpy does not expose them)."""
-    from engine.output.metadata import read_exif
-
-    exif = read_exif(file)
+def _fill_make_model(source: Source, exif: dict[str, str]) -> None:
+    """The source's EXIF (:func:`engine.output.metadata.read_exif`), and make and model from it (rawpy does not
+    expose them)."""
     source.exif = exif
     source.camera.make = exif.get("Exif.Image.Make", "").strip()
     model = exif.get("Exif.Image.Model", "").strip()
@@ -413,5 +424,7 @@ def _open_rgb_or_refuse(path: Path, dng: DngTags | None, file: Path) -> Source:
         orientation=orientation,
         format=path.suffix.lstrip(".").upper(),
     )
-    _fill_make_model(source, file)
+    from engine.output.metadata import read_exif
+
+    _fill_make_model(source, read_exif(file))
     return source

@@ -100,11 +100,12 @@ def _written_back(exif: dict[str, str]) -> dict[str, str] | None:
 
 
 def read_exif(path: str | Path) -> dict[str, str]:
-    """A source's EXIF that can be carried over to a rendered output; {} when it has none or is unreadable.
+    """A source's EXIF that describes the photograph, to be carried over to a rendered output; {} when it has
+    none or is unreadable.
 
-    Structure, thumbnail, maker-note and DNG tags are dropped, as are empty values and any entry exiv2 does not
-    write back as it is: one it refuses, or a value the tag's type cannot hold (a damaged file's ``inf`` or
-    2**31 as a resolution, a RATIONAL), which exiv2 would write as an empty entry.
+    Structure, thumbnail, maker-note and DNG tags are dropped, as are empty values. What exiv2 would not write back
+    as it is goes only when an output is written (:func:`writable_exif`): opening a raw (``hostplug info``) does
+    not pay for that check.
     """
     register_namespace()
     try:
@@ -112,17 +113,29 @@ def read_exif(path: str | Path) -> dict[str, str]:
             detail = image.read_exif_detail()
     except Exception:  # noqa: BLE001 - no EXIF is not an error for rendering
         return {}
-    exif = {
+    return {
         key: entry["value"]
         for key, entry in detail.items()
         if isinstance(entry["value"], str) and _is_carried(key, int(entry["tagNumber"]), entry["value"])
     }
+
+
+def writable_exif(exif: dict[str, str]) -> dict[str, str]:
+    """``exif`` without any entry exiv2 does not write back as it is: one it refuses, or a value the tag's type
+    cannot hold (a damaged file's ``inf`` or 2**31 as a resolution, a RATIONAL), which exiv2 would write as an
+    empty entry. Remembered for the last few sources (a service renders the same raw again)."""
+    return dict(_writable(tuple(exif.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _writable(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    exif = dict(items)
     back = _written_back(exif)
     if back is None:  # some entry is refused: try them one at a time
         back = {}
         for key, value in exif.items():
             back.update(_written_back({key: value}) or {})
-    return {key: value for key, value in exif.items() if back.get(key) == value}
+    return tuple((key, value) for key, value in items if back.get(key) == value)
 
 
 # A TIFF directory entry: tag, TIFF type, count, and the value's bytes in little-endian order.

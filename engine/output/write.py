@@ -36,6 +36,7 @@ from engine.output.metadata import (
     ifd_bytes,
     register_namespace,
     tiff_tags,
+    writable_exif,
 )
 
 __all__ = ["OutputOptions", "resolve_format", "write_image"]
@@ -190,7 +191,7 @@ def _output_exif(exif: dict[str, str] | None, data: np.ndarray, space: RGBSpace)
     """The source's EXIF as it holds for the output: upright, with the output's size and colour space."""
     if exif is None:
         return None
-    return exif | {
+    return writable_exif(exif) | {
         "Exif.Image.Orientation": "1",  # the pixels are already turned upright
         "Exif.Photo.PixelXDimension": str(data.shape[1]),
         "Exif.Photo.PixelYDimension": str(data.shape[0]),
