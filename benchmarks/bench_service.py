@@ -97,7 +97,9 @@ def client_imports(args: list[str], env: dict[str, str]) -> dict[str, object]:
 def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str, object]:
     """Time the three commands (see the module docstring); the service is started and stopped here."""
     runtime = Path(tempfile.mkdtemp(prefix="hpb", dir="/tmp"))
-    env = checkout_env(XDG_RUNTIME_DIR=str(runtime))
+    # The build pinned: others editing this tree during the run would make the service stale, and the client
+    # would then render in its own process, which is not what this row measures.
+    env = checkout_env(XDG_RUNTIME_DIR=str(runtime), HOSTPLUG_SERVICE_BUILD=f"bench-{os.getpid()}")
     env.pop("HOSTPLUG_NO_SERVICE", None)
     out = Path(tempfile.mkdtemp(prefix="hostplug-bench-"))
     ours = [*HOSTPLUG, "render", str(raw), "-o", str(out / "service.tif"), "--bits", "16", "--overwrite", "--json"]
