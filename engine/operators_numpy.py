@@ -62,33 +62,43 @@ def guide_coordinate(x: np.ndarray) -> np.ndarray:
     return np.clip((y + _F(GUIDE_STOPS)) / _F(GUIDE_STOPS), _F(0.0), _F(1.0))
 
 
-def _linear_weights(n: int, cells: int) -> np.ndarray:
-    """n x cells weights that sample ``cells`` nodes linearly at ``n`` evenly spaced positions, the first and the
-    last on the end nodes (``grid_sample`` with ``align_corners=True``)."""
+def _cells(n: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """For ``n`` evenly spaced positions whose first and last fall on the end nodes of ``cells`` grid nodes
+    (``grid_sample`` with ``align_corners=True``): each one's lower node and its fraction of the way to the next."""
     pos = (np.linspace(-1.0, 1.0, n, dtype=np.float32) + _F(1.0)) / _F(2.0) * _F(cells - 1)
     lower = np.minimum(pos.astype(np.intp), max(cells - 2, 0))  # pos >= 0, so truncation is floor
-    frac = pos - lower.astype(np.float32)
-    weights = np.zeros((n, cells), dtype=np.float32)
-    rows = np.arange(n)
-    weights[rows, lower] = _F(1.0) - frac
-    if cells > 1:
-        weights[rows, lower + 1] += frac
-    return weights
+    return lower, pos - lower.astype(np.float32)
+
+
+def _two_nodes(table: np.ndarray, axes: int) -> np.ndarray:
+    """``table`` with each of its last ``axes`` axes at least 2 long (a single node repeated: the same samples,
+    since samples beyond the ends take the end node's value), so every sample has a node on either side."""
+    short = [(0, max(0, 2 - n)) for n in table.shape[-axes:]]
+    return np.pad(table, [(0, 0)] * (table.ndim - axes) + short, mode="edge") if any(p for _, p in short) else table
 
 
 def slice_grid(grid: np.ndarray, guide: np.ndarray) -> np.ndarray:
-    """Trilinearly sample a bilateral grid (D x GH x GW) at every pixel's (x, y, guide) position (H x W)."""
+    """Trilinearly sample a bilateral grid (D x GH x GW) at every pixel's (x, y, guide) position (H x W).
+
+    Gathers from the grid (interpolated along x first, which is the same for every row) instead of matrix
+    products: BLAS threads make those erratic on a busy machine."""
+    grid = _two_nodes(grid.astype(np.float32), axes=3)
     depth, gh, gw = grid.shape
     h, w = guide.shape
-    wy, wx = _linear_weights(h, gh), _linear_weights(w, gw)
-    planes = np.einsum("yi,dij,xj->dyx", wy, grid.astype(np.float32), wx, optimize=True)  # each level, full size
+    y0, fy = _cells(h, gh)
+    x0, fx = _cells(w, gw)
+    along_x = (grid[:, :, x0] * (_F(1.0) - fx) + grid[:, :, x0 + 1] * fx).ravel()  # D x GH x W, small
     z = np.clip(guide * _F(depth - 1), _F(0.0), _F(depth - 1))
-    lower = np.minimum(z.astype(np.intp), max(depth - 2, 0))  # z >= 0, so truncation is floor
-    frac = z - lower.astype(np.float32)
-    flat = lower.ravel() * (h * w) + np.arange(h * w)  # the lower level's node under each pixel
-    below = planes.take(flat).reshape(h, w)
-    above = planes.take(flat + h * w if depth > 1 else flat).reshape(h, w)
-    return below + frac * (above - below)
+    z0 = np.minimum(z.astype(np.intp), depth - 2)  # z >= 0, so truncation is floor
+    fz = z - z0.astype(np.float32)
+    index = (z0 * gh + y0[:, None]) * w + np.arange(w)  # (z0, y0, x) in along_x
+    below_top, below_bottom = along_x.take(index), along_x.take(index + w)
+    index += gh * w
+    above_top, above_bottom = along_x.take(index), along_x.take(index + w)
+    fy = fy[:, None]
+    below = below_top + fy * (below_bottom - below_top)
+    above = above_top + fy * (above_bottom - above_top)
+    return below + fz * (above - below)
 
 
 def local_tone_map(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -110,22 +120,22 @@ def from_log_chroma(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _bilinear(table: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Sample a C x T x T table bilinearly at coordinates in [-1, 1] (the ends on the end nodes, clamped beyond);
+    """Sample a C x TH x TW table bilinearly at coordinates in [-1, 1] (the ends on the end nodes, clamped beyond);
     returns C x H x W."""
-    size = table.shape[-1]
-    top = _F(size - 1)
-    r = np.clip((rows + _F(1.0)) / _F(2.0) * top, _F(0.0), top)
-    c = np.clip((cols + _F(1.0)) / _F(2.0) * top, _F(0.0), top)
-    r0 = np.minimum(r.astype(np.intp), size - 2)  # r >= 0, so truncation is floor
-    c0 = np.minimum(c.astype(np.intp), size - 2)
+    table = _two_nodes(table.astype(np.float32), axes=2)
+    th, tw = table.shape[-2:]
+    r = np.clip((rows + _F(1.0)) / _F(2.0) * _F(th - 1), _F(0.0), _F(th - 1))
+    c = np.clip((cols + _F(1.0)) / _F(2.0) * _F(tw - 1), _F(0.0), _F(tw - 1))
+    r0 = np.minimum(r.astype(np.intp), th - 2)  # r >= 0, so truncation is floor
+    c0 = np.minimum(c.astype(np.intp), tw - 2)
     fr, fc = r - r0.astype(np.float32), c - c0.astype(np.float32)
-    corner = r0 * size + c0  # the flat index of each pixel's upper-left node
+    corner = r0 * tw + c0  # the flat index of each pixel's upper-left node
     out = []
-    for channel in table.astype(np.float32).reshape(table.shape[0], -1):
-        a, b = channel.take(corner), channel.take(corner + 1)
-        c_, d = channel.take(corner + size), channel.take(corner + size + 1)
-        upper = a + fc * (b - a)
-        out.append(upper + fr * (c_ + fc * (d - c_) - upper))
+    for channel in table.reshape(table.shape[0], -1):
+        top_left, top_right = channel.take(corner), channel.take(corner + 1)
+        bottom_left, bottom_right = channel.take(corner + tw), channel.take(corner + tw + 1)
+        top = top_left + fc * (top_right - top_left)
+        out.append(top + fr * (bottom_left + fc * (bottom_right - bottom_left) - top))
     return np.stack(out)
 
 
