@@ -332,6 +332,29 @@ def denoise_opponent(img: np.ndarray, gains: np.ndarray, chroma_small: np.ndarra
     _denoise_opponent(img, gains, chroma_small, inverse, luma_mix, top, out)
 
 
+def load_compiled() -> None:
+    """Load every kernel's compiled code for the argument types a render passes, without running it.
+
+    The code comes from numba's on-disk cache (it is compiled by the machine's first render). The first kernel a
+    process calls otherwise pays about 0.7 s for numba to set up its compiler target and load the code; a render
+    calls this in a thread while LibRaw decodes the raw (:func:`engine.output.export.render_files`), and
+    ``tests/test_photofinish_numpy.py`` checks that a render then loads nothing more.
+    """
+    if DEBUG_KERNELS:  # nothing cached to load: each kernel compiles, with its checks, when first called
+        return
+    f32 = np.float32
+    mosaic, cfa, table = np.zeros((1, 1), np.uint16), np.zeros((2, 2), np.int64), np.zeros(3, f32)
+    plane, rgb, grid = np.zeros((1, 1), f32), np.zeros((1, 1, 3), f32), np.zeros((1, 1, 1, 12), f32)
+    for kernel, args in (
+        (_normalize_mosaic, (mosaic, cfa, table, table, 0, plane)),
+        (_demosaic_mhc, (plane, cfa, table, rgb)),
+        (_denoise_opponent, (rgb, table, rgb, np.zeros((3, 3), f32), 0.0, 0, rgb)),
+        (_bgu_accumulate, (rgb, rgb, 0, 0, 0, 0.0)),
+        (_bgu_apply, (rgb, grid, 0.0, rgb)),
+    ):
+        kernel.compile(tuple(numba.typeof(a) for a in args))
+
+
 def _check_cfa(cfa: np.ndarray, channels: int, name: str) -> None:
     """A 2x2 pattern of channel indices, each one a valid index into per-channel tables of ``channels``."""
     _check(cfa.shape == (2, 2) and int(cfa.min()) >= 0 and int(cfa.max()) < channels, name,

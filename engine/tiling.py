@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine import kernels
-
 if TYPE_CHECKING:  # kept out of the import, so the output writer can use bands without loading the stages
     from engine.stages.base import Context, Stage
 
@@ -107,6 +105,8 @@ BAND_HALOS: dict[tuple[str, str], Callable[[Any], int]] = {
 def process(stage: Stage, image: np.ndarray, data: Any, ctx: Context) -> np.ndarray:
     """``stage.process`` on overlapping bands when :data:`BAND_HALOS` lists it and the image is taller than a
     band; otherwise on the whole image."""
+    from engine import kernels  # here, not at the top: writing a file bands its work too, and needs no numba
+
     halo_of = BAND_HALOS.get((stage.name, stage.implementation))
     if halo_of is None or image.ndim != 3 or image.shape[0] <= TILE_ROWS or kernels.on_torch(ctx.device):
         return stage.process(image, data, ctx)  # a GPU takes the whole image in one pass

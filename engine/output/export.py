@@ -11,7 +11,9 @@ once (a hot folder's). The command line, the editor hand-off and the watch daemo
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +26,10 @@ from engine.io.source import Source
 from engine.output import write as _write
 from engine.output.formats import OutputOptions, resolve_format
 from engine.output.metadata import XMP_PREFIX
-from engine.pipeline import Rendered
 from engine.recipe import Recipe
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the pipeline (numba, the stages) is imported by render_files, after the raw is opened
+    from engine.pipeline import Rendered
     from engine.stage_cache import StageCache
 
 __all__ = ["OutputOptions", "RenderResult", "file_sha256", "output_xmp", "provenance_xmp", "render_file",
@@ -103,6 +105,23 @@ class RenderResult:
 Progress = Callable[[str, int, int], None]
 
 
+@functools.cache
+def _start_loading_kernels() -> None:
+    """Import the compiled kernels and load their code (:func:`engine.kernels.load_compiled`; numba, about 1 s)
+    in a thread, once per process: it runs while the main thread reads the sidecar and LibRaw decodes the raw,
+    which releases the GIL."""
+
+    def load() -> None:
+        try:
+            from engine import kernels
+
+            kernels.load_compiled()
+        except Exception:  # noqa: BLE001, S110 - only a head start: the render's own first call reports any error
+            pass
+
+    threading.Thread(target=load, name="hostplug-load-kernels", daemon=True).start()
+
+
 def _check_target(target: Path, options: OutputOptions) -> None:
     """Refuse an output that cannot be written before spending time on the render."""
     resolve_format(target, options)
@@ -125,10 +144,10 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
     """
     from engine.edits import apply_changes
     from engine.io.source import open_source
-    from engine.pipeline import render
     from engine.xmp.sidecar import sidecar_recipe
 
     start = time.perf_counter()
+    _start_loading_kernels()
     path = source.path if isinstance(source, Source) else Path(source)
     targets = [(Path(target), options or OutputOptions()) for target, options in outputs]
     if not targets:
@@ -142,6 +161,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
     for target, options in targets:
         _check_target(target, options)
     opened = source if isinstance(source, Source) else open_source(path)
+    from engine.pipeline import render  # after the raw is open: the kernels' thread imports numba meanwhile
+
     rendered = render(opened, recipe, device=device, stages_dir=Path(stages_dir) if stages_dir else None,
                       progress=progress, cache=cache)
     written = tuple(write_image(rendered, target, options, extra_xmp or None) for target, options in targets)

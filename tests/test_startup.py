@@ -1,0 +1,53 @@
+"""What a cold render loads: never torch; numba in a thread while the raw decodes, with every kernel it calls."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _run(script: str) -> str:
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_default_render_never_imports_torch(tmp_path: Path, sample_dng: Path) -> None:
+    script = (
+        "import sys, engine\n"
+        "assert 'torch' not in sys.modules, 'import engine'\n"
+        "from hostplug.cli import main\n"
+        "try:\n"
+        f"    main(['render', {str(sample_dng)!r}, '-o', {str(tmp_path / 'out.tif')!r}, '--no-service'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    assert _run(script) == "[]"
+    assert (tmp_path / "out.tif").is_file()
+
+
+def test_the_output_module_leaves_numba_to_the_kernels_thread() -> None:
+    """render_files imports the pipeline only once the raw is open, so numba loads in the thread meanwhile."""
+    script = ("import sys, engine.output.export\n"
+              "print(sorted(m for m in ('numba', 'engine.kernels', 'engine.pipeline', 'torch') if m in sys.modules))")
+    assert _run(script) == "[]"
+
+
+def test_loading_the_kernels_covers_every_kernel_a_render_calls(sample_dng: Path) -> None:
+    script = (
+        "import numba, engine\n"
+        "from engine import kernels\n"
+        "def loaded():\n"
+        "    return {name: list(k.signatures) for name, k in vars(kernels).items()\n"
+        "            if isinstance(k, numba.core.registry.CPUDispatcher)}\n"
+        "kernels.load_compiled()\n"
+        "before = loaded()\n"
+        f"engine.render(engine.open({str(sample_dng)!r}))\n"
+        "after = loaded()\n"
+        "print(sorted(name for name in after if after[name] != before[name]), "
+        "sorted(name for name in before if before[name]))\n"
+    )
+    assert _run(script) == ("[] ['_bgu_accumulate', '_bgu_apply', '_demosaic_mhc', '_denoise_opponent', "
+                            "'_normalize_mosaic']")
