@@ -32,7 +32,8 @@ def _randomised(config: denoiser.DenoiserConfig, seed: int = 0) -> denoiser.Deno
 
 
 @pytest.mark.parametrize(("size", "low", "high"),
-                         [("fast", 200_000, 320_000), ("lite", 200_000, 300_000), ("base", 750_000, 1_000_000)])
+                         [("fast", 200_000, 320_000), ("mid", 200_000, 300_000), ("lite", 200_000, 300_000),
+                          ("base", 750_000, 1_000_000)])
 def test_parameter_counts_match_the_issue_sizes(size: str, low: int, high: int) -> None:
     assert low <= denoiser.parameter_count(denoiser.Denoiser(denoiser.SIZES[size])) <= high
 
@@ -60,24 +61,42 @@ def test_pointwise_convolutions_equal_pytorchs() -> None:
     assert torch.allclose(layer(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-6)
 
 
-@pytest.mark.parametrize("size", ["fast", "lite"])
-def test_tiled_inference_equals_whole_image_inference(size: str) -> None:
+FLAT_NOISE = noise_level.NoiseModel((0.0,) * 3, (4e-4,) * 3, "test")  # sigma 0.02 everywhere
+
+
+@pytest.mark.parametrize("size", ["fast", "mid", "lite"])
+def test_inference_in_tiles_equals_whole_image_inference(size: str) -> None:
     model = _randomised(denoiser.SIZES[size])
     rng = np.random.default_rng(0)
     rgb = (rng.random((300, 420, 3)) * 0.5).astype(np.float32)
-    sigma = np.full_like(rgb, 0.02)
-    whole = denoiser.denoise_image(model, rgb, sigma, tile=1024)
-    tiled = denoiser.denoise_image(model, rgb, sigma, tile=128)  # 3 x 4 tiles, each with its margin of context
-    assert np.abs(whole - tiled).max() < 1e-5
+    whole = denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE, tile=1024)
+    banded = denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE, tile=16)  # bands of 80 rows (64 for lite), in
+    # tiles of 16 columns: every tile reads its margin of context
+    assert np.abs(whole - banded).max() < 1e-5
+    assert np.abs(whole - rgb).max() > 1e-3  # the network did change the image
 
 
-@pytest.mark.parametrize("size", ["fast", "lite"])
+def test_strength_blends_with_the_input_in_place() -> None:
+    model = _randomised(denoiser.SIZES["fast"])
+    rgb = (np.random.default_rng(2).random((64, 80, 3)) * 0.4).astype(np.float32)
+    full = denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE)
+    half = rgb.copy()
+    assert denoiser.denoise_image(model, half, FLAT_NOISE, strength=0.5) is half
+    assert np.allclose(half, 0.5 * (rgb + full), atol=1e-6)
+
+
+def test_only_networks_measured_in_bfloat16_run_in_it() -> None:
+    assert denoiser.inference_dtype(denoiser.Denoiser(denoiser.SIZES["fast"]), "cpu") == torch.float32
+    assert denoiser.inference_dtype(denoiser.Denoiser(denoiser.SIZES["mid"]), "cuda") == torch.float32
+    assert denoiser.config_from({"width": 16, "pack": 2}).bf16 is False  # manifests written before the field
+
+
+@pytest.mark.parametrize("size", ["fast", "mid"])
 def test_inference_is_deterministic(size: str) -> None:
     model = _randomised(denoiser.SIZES[size])
     rgb = (np.random.default_rng(1).random((70, 90, 3)) * 0.4).astype(np.float32)
-    sigma = np.full_like(rgb, 0.03)
-    first = denoiser.denoise_image(model, rgb, sigma)
-    assert np.array_equal(first, denoiser.denoise_image(model, rgb.copy(), sigma.copy()))
+    first = denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE)
+    assert np.array_equal(first, denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE))
 
 
 @pytest.mark.parametrize("size", list(denoiser.SIZES))
@@ -143,6 +162,34 @@ def test_training_is_seeded() -> None:
         assert torch.equal(a, b), name
 
 
+def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("skimage")
+    if not (synthetic.SPECTRAL_DIR / "camera").is_dir():
+        pytest.skip("shared spectral data absent")
+    from engine.training import train_denoiser
+
+    config = train_denoiser.DenoiseTrainConfig(size="mid", steps=4, batch=2, patch=32)
+    straight, _ = train_denoiser.train(config, log=lambda _m: None)
+    monkeypatch.setattr(train_denoiser, "CHECKPOINT_EVERY", 2)
+    save = train_denoiser._save_checkpoint
+
+    def save_then_stop(*args: object) -> None:
+        save(*args)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    checkpoint = tmp_path / "mid.ckpt"
+    resumable = train_denoiser.DenoiseTrainConfig(size="mid", steps=4, batch=2, patch=32, checkpoint=str(checkpoint))
+    monkeypatch.setattr(train_denoiser, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_denoiser.train(resumable, log=lambda _m: None)
+    monkeypatch.setattr(train_denoiser, "_save_checkpoint", save)
+    resumed, record = train_denoiser.train(resumable, log=lambda _m: None)
+    assert "checkpoint" not in record["config"]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, rtol=0.0, atol=1e-6), name  # float rounding only
+
+
 # --- the shipped weights -------------------------------------------------------------------------------------------
 
 def _shipped(size: str) -> None:
@@ -174,8 +221,7 @@ def test_the_noise_level_conditions_how_much_is_removed(size: str) -> None:
     noisy, clean = _noisy_flat(6400)
     removed = []
     for iso in (100, 6400):
-        sigma = noise_level.from_iso(iso).sigma(noisy)
-        out = denoiser.denoise_image(model, noisy, sigma)
+        out = denoiser.denoise_image(model, noisy.copy(), noise_level.from_iso(iso))
         removed.append(float(np.abs(out - noisy).mean()))
         if iso == 6400:
             assert np.mean((out - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)

@@ -14,14 +14,21 @@ per-channel scale. NAFNet's simplified channel attention (a global average) is l
 then depends only on a bounded neighbourhood (:data:`RECEPTIVE_MARGIN`), so tiled inference equals whole-image
 inference, and the noise map already gives the global conditioning.
 
-Sizes: "lite" width 16, "base" width 24 with two middle blocks (see :data:`SIZES`).
+Sizes (:data:`SIZES`): "lite" width 16 at full resolution, "base" width 24 with two middle blocks, "fast" width 32
+on 4 x 4 packed pixels with two levels, "mid" lite's widths on 2 x 2 packed pixels (run in bfloat16 where the CPU
+has it: :func:`inference_dtype`). :func:`denoise_image` runs a network over an image of any size in tiles, in
+place, with a few bands of memory beyond the image.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -41,10 +48,12 @@ class DenoiserConfig:
     in_channels: int = 6  # image + noise sigma
     pack: int = 1  # space-to-depth factor: the network runs at 1/pack of the resolution (see Denoiser)
     edge_kernel: int = 3  # kernel size of the first and last convolutions
+    bf16: bool = False  # rendering runs it in bfloat16 where the CPU has native bf16 (see inference_dtype)
 
 
 SIZES = {
     "fast": DenoiserConfig(width=32, enc_blocks=(1, 1), dec_blocks=(1, 1), pack=4),
+    "mid": DenoiserConfig(width=16, pack=2, bf16=True),
     "lite": DenoiserConfig(width=16),
     "base": DenoiserConfig(width=24, middle_blocks=2),
 }
@@ -166,6 +175,14 @@ class Denoiser(nn.Module):
         return F.pixel_shuffle(x, p) if p > 1 else x
 
 
+class NoiseLevel(Protocol):
+    """What the denoiser needs of a noise model (:class:`engine.io.noise_level.NoiseModel` is one)."""
+
+    def sigma(self, rgb: np.ndarray) -> np.ndarray:
+        """Per-pixel noise standard deviation of linear camera RGB (H, W, 3), float32."""
+        ...
+
+
 def parameter_count(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -201,61 +218,135 @@ def denoise_tensor(model: Denoiser, rgb: torch.Tensor, sigma: torch.Tensor,
     return rgb + residual * scale
 
 
-def tiles(length: int, tile: int, margin: int, grid: int) -> list[tuple[int, int, int, int]]:
-    """(read_start, read_end, write_start, write_end) along one axis; reads start on multiples of ``grid``."""
-    if length <= tile:
-        return [(0, length, 0, length)]
-    spans = []
-    for start in range(0, length, tile):
-        end = min(start + tile, length)
-        read_start = max(0, (start - margin) // grid * grid)
-        read_end = min(length, end + margin)
-        spans.append((read_start, read_end, start, end))
-    return spans
+TILE = 1024  # the network runs on tiles of this many pixels a side (plus margins): about 1 MP, a size at which
+# its activations mostly stay in a server CPU's cache (bigger tiles measured slower per pixel, smaller ones pay
+# more margin)
+LOW_BLOCK = 8  # restore_low_frequencies keeps the means of blocks of this many pixels a side
+_LOW_SIGMA = 1.5  # ... smoothed by a Gaussian of this many blocks (OpenCV's kernel: 6 blocks each side)
+_LOW_REACH = 6
 
 
-def restore_low_frequencies(noisy: np.ndarray, denoised: np.ndarray, factor: int = 8) -> np.ndarray:
-    """Give ``denoised`` back the local means of ``noisy`` (in place; scales of about 2 ``factor`` px and up).
-
-    Noise averages out at those scales, so this removes nothing worth keeping; it guards against the network
-    shifting colours where a real camera's scene lies outside what it was trained on (say, red under blue stage
-    light, a few percent of the level). On the test set it changes PSNR by less than 0.03 dB.
-    """
-    h, w = noisy.shape[:2]
-    small = (max(1, w // factor), max(1, h // factor))
-    residual = cv2.resize(noisy, small, interpolation=cv2.INTER_AREA) - cv2.resize(denoised, small,
-                                                                                  interpolation=cv2.INTER_AREA)
-    smooth = cv2.GaussianBlur(residual, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT_101)
-    denoised += cv2.resize(smooth, (w, h), interpolation=cv2.INTER_LINEAR)
-    return denoised
+def inference_dtype(model: Denoiser, device: str) -> torch.dtype:
+    """The network's arithmetic when rendering: bfloat16 for a model measured that way (``config.bf16``) on a CPU
+    with native bf16 instructions, where oneDNN runs it about twice as fast; float32 otherwise (so the networks
+    shipped before render as they did)."""
+    return torch.bfloat16 if model.config.bf16 and device == "cpu" and _native_bf16() else torch.float32
 
 
-def denoise_image(model: Denoiser, rgb: np.ndarray, sigma: np.ndarray, *, device: str = "cpu",
-                  tile: int = 1024, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Denoise a whole (H, W, 3) image in overlapping tiles (memory stays bounded at any size).
+@cache
+def _native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: keep float32
+        return False
+    return torch.backends.mkldnn.is_available() and any(f in flags for f in (" avx512_bf16", " amx_bf16"))
 
-    Each tile is read with the network's :attr:`~Denoiser.margin` of context, starting on the grid of its
-    down-sampling, and only its centre is written, so the result equals one pass over the whole image. Then
-    :func:`restore_low_frequencies` keeps the image's local means.
-    """
-    scale = image_scale(rgb)
-    out = np.empty_like(rgb, dtype=np.float32)
+
+def _block_means(image: np.ndarray, blocks_h: int, blocks_w: int) -> np.ndarray:
+    """Means of the first ``blocks_h`` x ``blocks_w`` blocks of :data:`LOW_BLOCK` pixels a side, float32."""
+    b = LOW_BLOCK
+    return cv2.resize(image[: blocks_h * b, : blocks_w * b], (blocks_w, blocks_h), interpolation=cv2.INTER_AREA)
+
+
+def _low_frequency_rows(small: np.ndarray, start: int, end: int, width: int) -> np.ndarray:
+    """Rows ``start:end`` (full resolution, ``width`` wide) of ``small`` (block means of a residual) smoothed by
+    the Gaussian and bilinearly enlarged; only the small rows within reach are read, so a band gets the rows one
+    pass over the whole image gives."""
+    rows = small.shape[0]
+    fy = (np.arange(start, end, dtype=np.float64) + 0.5) / LOW_BLOCK - 0.5
+    y0 = np.floor(fy).astype(np.intp)
+    wy = np.where(y0 < 0, 0.0, fy - y0).astype(np.float32)[:, None, None]
+    y0 = np.clip(y0, 0, rows - 1)
+    y1 = np.minimum(y0 + 1, rows - 1)
+    a0, a1 = max(0, int(y0[0]) - _LOW_REACH), min(rows, int(y1[-1]) + _LOW_REACH + 1)
+    smooth = cv2.GaussianBlur(small[a0:a1], (0, 0), _LOW_SIGMA, borderType=cv2.BORDER_REFLECT_101)
+    tall = smooth[y0 - a0] * (1.0 - wy) + smooth[y1 - a0] * wy
+    return cv2.resize(tall, (width, end - start), interpolation=cv2.INTER_LINEAR)  # across only: rows match
+
+
+def _denoise_tile(net: Denoiser, rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], margin: int,
+                  noise: NoiseLevel, scale: float, device: str) -> torch.Tensor:
+    """The network's residual for ``rgb[rows, cols]`` (h, w, 3; on the CPU, in the network's dtype), read with
+    ``margin`` pixels of context each side (from the network's grid) and one more for the noise map's blur."""
     h, w = rgb.shape[:2]
-    rows, cols = tiles(h, tile, model.margin, model.multiple), tiles(w, tile, model.margin, model.multiple)
-    done = 0
-    model = model.to(device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+    (y0, y1), (x0, x1) = rows, cols
+    r0, r1 = max(0, (y0 - margin) // net.multiple * net.multiple), min(h, y1 + margin)
+    c0, c1 = max(0, (x0 - margin) // net.multiple * net.multiple), min(w, x1 + margin)
+    b0, b1, d0, d1 = max(0, r0 - 1), min(h, r1 + 1), max(0, c0 - 1), min(w, c1 + 1)
+    blurred = cv2.blur(rgb[b0:b1, d0:d1], (3, 3), borderType=cv2.BORDER_REFLECT_101)
+    sigma = noise.sigma(blurred[r0 - b0 : r1 - b0, c0 - d0 : c1 - d0])
+    dtype = next(net.parameters()).dtype
+    inp = torch.empty((1, r1 - r0, c1 - c0, 6), dtype=dtype, device=device)  # channels-last: the network's layout
+    inp[0, ..., :3] = torch.from_numpy(rgb[r0:r1, c0:c1])
+    inp[0, ..., 3:] = torch.from_numpy(sigma)
+    inp = inp.mul_(1.0 / scale).permute(0, 3, 1, 2)
+    ph, pw = (-(r1 - r0)) % net.multiple, (-(c1 - c0)) % net.multiple
+    if ph or pw:
+        inp = F.pad(inp, (0, pw, 0, ph), mode="reflect" if min(r1 - r0, c1 - c0) > max(ph, pw) else "replicate")
+    return net(inp)[0, :, y0 - r0 : y1 - r0, x0 - c0 : x1 - c0].permute(1, 2, 0).cpu()
+
+
+def _even_step(length: int, most: int) -> int:
+    """A step on the 16-pixel grid that cuts ``length`` into as few parts of at most about ``most`` as it can,
+    of nearly equal size (no thin last part)."""
+    parts = max(1, math.ceil(length / most))
+    return math.ceil(math.ceil(length / parts) / 16) * 16
+
+
+def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, strength: float = 1.0,
+                  device: str = "cpu", tile: int = TILE,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Denoise linear camera RGB (H, W, 3, float32) **in place**, blended with the input by ``strength``
+    (0..1), and return it.
+
+    The network runs on tiles of ``tile`` pixels a side, in bands of ``tile`` rows, each read with the network's
+    :attr:`~Denoiser.margin` of context; its noise map is ``noise.sigma`` of a 3 x 3 box blur of the tile. A
+    band is written back only after the next one has been read, so every tile sees the original pixels and the
+    result equals one pass over the whole image, with a few bands of memory beyond the image.
+    The result keeps the input's local means (the means of 8 x 8 blocks of the difference, smoothed and
+    enlarged, are given back): noise averages out at those scales, so this removes nothing worth keeping, and it
+    guards against the network shifting colours where a real camera's scene lies outside what it was trained on
+    (say, red under blue stage light); on the test set it changes PSNR by less than 0.03 dB.
+    """
+    h, w = rgb.shape[:2]
+    scale = image_scale(rgb)
+    margin = model.margin
+    # bands start on the network's grid and the blocks', and reach past what the previous band's finish reads
+    least = max(margin + 1, (_LOW_REACH + 2) * LOW_BLOCK)
+    rows = _even_step(h, max(least, tile))
+    step = _even_step(w, tile)
+    spans = [(start, min(start + rows, h)) for start in range(0, h, rows)]
+    blocks_h, blocks_w = h // LOW_BLOCK, w // LOW_BLOCK
+    small = np.zeros((blocks_h, blocks_w, 3), np.float32) if blocks_h and blocks_w else None
+    net = copy.deepcopy(model).to(device=device, dtype=inference_dtype(model, device),  # type: ignore[call-overload]
+                                  memory_format=torch.channels_last).eval()
+
+    def finish(start: int, end: int, residual: np.ndarray) -> None:
+        if small is not None:
+            residual += _low_frequency_rows(small, start, end, w)
+        if strength < 1.0:
+            residual *= np.float32(strength)
+        rgb[start:end] += residual
+
+    pending: tuple[int, int, np.ndarray] | None = None
     with torch.inference_mode():
-        for ry0, ry1, wy0, wy1 in rows:
-            for rx0, rx1, wx0, wx1 in cols:
-                # channels-last views of the tiles (no copy): the network keeps that layout throughout
-                x = torch.from_numpy(np.ascontiguousarray(rgb[ry0:ry1, rx0:rx1])).permute(2, 0, 1)[None]
-                s = torch.from_numpy(np.ascontiguousarray(sigma[ry0:ry1, rx0:rx1])).permute(2, 0, 1)[None]
-                y = denoise_tensor(model, x.to(device), s.to(device), scale)[0].float().permute(1, 2, 0).cpu()
-                out[wy0:wy1, wx0:wx1] = y[wy0 - ry0 : wy1 - ry0, wx0 - rx0 : wx1 - rx0].numpy()
-                done += 1
-                if progress:
-                    progress(done, len(rows) * len(cols))
-    return restore_low_frequencies(np.asarray(rgb, dtype=np.float32), out)
+        for done, (start, end) in enumerate(spans, 1):
+            residual = np.empty((end - start, w, 3), np.float32)  # the change the network makes to the band
+            for x in range(0, w, step):
+                cols = (x, min(x + step, w))
+                change = _denoise_tile(net, rgb, (start, end), cols, margin, noise, scale, device)
+                torch.mul(change, scale, out=torch.from_numpy(residual[:, cols[0] : cols[1]]))
+            if small is not None and start // LOW_BLOCK < blocks_h:  # bands start on the block grid
+                b0, b1 = start // LOW_BLOCK, min(blocks_h, end // LOW_BLOCK)
+                small[b0:b1] = -_block_means(residual, b1 - b0, blocks_w)  # noisy - denoised
+            if pending is not None:  # its smoothed residual reaches 64 rows into this band, known now
+                finish(*pending)
+            pending = (start, end, residual)
+            if progress:
+                progress(done, len(spans))
+    if pending is not None:
+        finish(*pending)
+    return rgb
 
 
 def config_from(architecture: dict[str, Any]) -> DenoiserConfig:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-import cv2
 import numpy as np
 
 from engine.io.noise_level import NoiseModel, noise_model
@@ -83,11 +82,7 @@ class LearnedDenoise(Stage):
             return image
         noise = self.noise_model(params, image, ctx)
         notes.update(noise_profile=[round(noise.shot[1], 9), round(noise.read[1], 12)], noise_origin=noise.origin)
-        sigma = noise.sigma(cv2.blur(image, (3, 3), borderType=cv2.BORDER_REFLECT_101))
-        out = denoiser.denoise_image(data["model"], image, sigma, device=ctx.device)
-        if s >= 1.0:
-            return out
-        return image + np.float32(s) * (out - image)
+        return denoiser.denoise_image(data["model"], image, noise, strength=min(s, 1.0), device=ctx.device)
 
     @staticmethod
     def noise_model(params: LearnedDenoiseParams, image: np.ndarray, ctx: Context) -> NoiseModel:

@@ -74,9 +74,8 @@ def nlm(noisy: np.ndarray, neutral: np.ndarray, iso: float, factor: float) -> np
 
 
 def learned(model: denoiser.Denoiser, noisy: np.ndarray, iso: float, device: str = "cpu") -> np.ndarray:
-    """The learned denoiser as the stage runs it (per-ISO noise model, tiled)."""
-    sigma = from_iso(iso).sigma(cv2.blur(noisy, (3, 3), borderType=cv2.BORDER_REFLECT_101))
-    return denoiser.denoise_image(model, noisy, sigma, device=device)
+    """The learned denoiser as the stage runs it (per-ISO noise model, in bands), on a copy of ``noisy``."""
+    return denoiser.denoise_image(model, noisy.copy(), from_iso(iso), device=device)
 
 
 def noisy_version(image: denoise_data.TestImage, iso: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,8 @@ import torch
 from engine.models import denoiser
 from engine.training import denoise_data, loop
 
+CHECKPOINT_EVERY = 250  # steps
+
 
 @dataclass(frozen=True)
 class DenoiseTrainConfig:
@@ -35,6 +37,7 @@ class DenoiseTrainConfig:
     reuse: int = 1  # steps per generated batch (the repeats see it transposed); making batches costs the most
     device: str = "cpu"
     threads: int | None = 1
+    checkpoint: str | None = None  # saved to every CHECKPOINT_EVERY steps; a run finds it there and resumes
 
 
 def model_name(size: str) -> str:
@@ -69,7 +72,10 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     rng = np.random.default_rng(config.seed)
     budget = loop.StepBudget(config.steps, config.minutes, default_steps=2000)
-    step, losses = 0, []
+    step, losses = 0, list[float]()
+    if config.checkpoint and Path(config.checkpoint).is_file():
+        step, losses, rng, budget.total = _resume(Path(config.checkpoint), model, optimiser)
+        log(f"resumed {config.checkpoint} at step {step}/{budget.total}")
     while step < budget.total:
         for group in optimiser.param_groups:
             group["lr"] = loop.learning_rate(step, budget.total, config.lr)
@@ -87,10 +93,12 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
         step += 1
         if step % 50 == 0 or step == budget.total:
             log(f"step {step}/{budget.total}  L1 {np.mean(losses[-50:]):.5f}  {budget.elapsed():.0f} s")
+        if config.checkpoint and step % CHECKPOINT_EVERY == 0 and step % config.reuse == 0:
+            _save_checkpoint(Path(config.checkpoint), model, optimiser, step, losses, rng, budget.total)
     record = {
         "data": "engine.training.denoise_data.make_batch (un-processed training photographs + computed raws, "
                 "training cameras only, fresh every step)",
-        "config": {k: v for k, v in asdict(config).items() if k not in ("steps", "minutes")},
+        "config": {k: v for k, v in asdict(config).items() if k not in ("steps", "minutes", "checkpoint")},
         "steps": budget.total,
         "minutes_budget": config.minutes,
         "train_seconds": round(budget.elapsed(), 1),
@@ -100,6 +108,26 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
                    f"--batch {config.batch} --patch {config.patch} --reuse {config.reuse}",
     }
     return model.cpu().to(memory_format=torch.contiguous_format).eval(), record  # type: ignore[call-overload]
+
+
+def _save_checkpoint(path: Path, model: denoiser.Denoiser, optimiser: torch.optim.Optimizer, step: int,
+                     losses: list[float], rng: np.random.Generator, total: int) -> None:
+    """Everything a resumed run needs to continue exactly (written atomically)."""
+    part = path.with_name(path.name + ".part")
+    torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "losses": losses,
+                "rng": rng.bit_generator.state, "total": total}, part)
+    part.replace(path)
+
+
+def _resume(path: Path, model: denoiser.Denoiser,
+            optimiser: torch.optim.Optimizer) -> tuple[int, list[float], np.random.Generator, int]:
+    """(step, losses, data generator, total steps) of a checkpoint; loads the model and optimiser state."""
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state["rng"]
+    return state["step"], list(state["losses"]), rng, state["total"]
 
 
 def ship(model: denoiser.Denoiser, record: dict[str, Any], weights_dir: Path | None = None):
