@@ -28,7 +28,7 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 
 
 @click.command(name="denoise")
-@click.option("--size", type=click.Choice(["fast", "lite", "base"]), default="lite", show_default=True)
+@click.option("--size", type=click.Choice(["fast", "mid", "lite", "base"]), default="lite", show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget (default 15 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -94,7 +94,7 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
 
 
 @click.command(name="denoise")
-@click.option("--sizes", default="fast,lite,base", show_default=True, help="Shipped denoiser sizes to measure.")
+@click.option("--sizes", default="fast,mid,lite,base", show_default=True, help="Shipped denoiser sizes to measure.")
 @click.option("--by-iso", is_flag=True,
               help="Instead: the gain over the classical denoiser from ISO 100 to 12800, and the ISO from which "
                    "the learned one pays.")
