@@ -28,7 +28,7 @@ from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 from engine.stages.denoise import ClassicalDenoise, DenoiseParams, gain_stops
 
-ModelSize = Literal["fast", "lite", "base"]  # the sizes of engine.models.denoiser.SIZES
+ModelSize = Literal["fast", "mid", "lite", "base"]  # the sizes of engine.models.denoiser.SIZES
 
 # The ISO from which "auto" runs the learned denoiser (measured: docs/models.md, "Where the learned denoiser pays").
 LEARNED_FROM_ISO = 1600.0
