@@ -597,6 +597,23 @@ def _client_gone(conn: socket.socket) -> bool:
 # ----- running it ----------------------------------------------------------------------------------------
 
 
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep the memory a render frees for the next render, instead of handing every
+    full-size array back to the system and taking fresh pages, to be faulted in and zeroed, for the next one:
+    big arrays come from the heap (``M_MMAP_MAX`` 0), which is never trimmed (``M_TRIM_THRESHOLD``). The peak
+    stays what it was; the service holds it until it exits (idle timeout). A new exposure through the service
+    took 2.9 s instead of 4.0 s (medians of 12, in-process loop, 2-core machine at load 8). Not glibc: nothing."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's malloc.h
+    mallopt(m_mmap_max, 0)
+    mallopt(m_trim_threshold, 2**31 - 1)
+
+
 def _stop_on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # in the main thread: the render in progress unwinds, its partial file goes
 
@@ -614,6 +631,7 @@ def serve(idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, folder: Path | None = No
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.chdir("/")
+    keep_freed_memory()
     return Service(folder, idle_timeout, warm_up=warm_up, cache_mb=cache_mb).run()
 
 
