@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,9 +141,13 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
 
 
 def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | None = None, *,
-              device: str = "cpu") -> dict[str, Any]:
+              device: str = "cpu", opener: Callable[[Path], Any] | None = None, cache: Any = None) -> dict[str, Any]:
     """Render a raw to a 16-bit TIFF beside it, or re-render an editor's image of a raw in place (see the module
-    docstring); returns what ``hostplug open --json`` prints (the image to open is ``output``)."""
+    docstring); returns what ``hostplug open --json`` prints (the image to open is ``output``).
+
+    The render service passes ``opener`` (its cache of opened raws) and ``cache`` (its full-size stage
+    checkpoints, :class:`engine.stage_cache.StageCache`), so opening a raw again after a change resumes after
+    the last unchanged stage."""
     from engine.output.export import render_file
     from engine.output.formats import OutputOptions
 
@@ -152,8 +156,9 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
     if decided.replace and not os.access(decided.target.parent, os.W_OK):
         raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable")
     options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
-    result = render_file(decided.source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
-                         device=device).as_dict()
+    source = opener(decided.source) if opener is not None else decided.source
+    result = render_file(source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
+                         device=device, cache=cache).as_dict()
     result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
                   bits=decided.bits, colour_space=decided.space)
     return result

@@ -387,6 +387,11 @@ def test_open_through_the_service_equals_open_in_process(runtime: Path, sample_d
     assert Path(via["output"]).name == Path(local["output"]).name == "IMG_1_hostplug.tif"
     assert via["mode"] == local["mode"] == "render" and via.keys() == local.keys()
     assert np.array_equal(tifffile.imread(via["output"]), tifffile.imread(local["output"]))
+    # Opened again with another exposure, the raw and its checkpoints come from the service's caches.
+    again = client.open_file(tmp_path / "a" / "IMG_1.dng", changes={"exposure": 0.8})
+    local = open_file(tmp_path / "b" / "IMG_1.dng", changes={"exposure": 0.8})
+    assert list(again["timings"]) == ["photofinish", "upsample", "detail"]
+    assert np.array_equal(tifffile.imread(again["output"]), tifffile.imread(local["output"]))
 
 
 def test_relative_paths_are_the_clients(runtime: Path, sample_dng: Path, tmp_path: Path,

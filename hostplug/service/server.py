@@ -486,34 +486,42 @@ class Service:
         from the full-size stage checkpoints of an earlier render of the same raw where its settings allow
         (``--stages`` renders every stage, so it neither uses nor fills them)."""
         from engine.output.export import render_file
-        from engine.stage_cache import FULL_SIZE_STAGES, StageCache
 
         start = time.perf_counter()
         hits = self.cache.hits
         source = self.cache.open(args["input"])
         opened = time.perf_counter()
         stages_dir = args.get("stages_dir")
-        if self.renders is None:
-            self.renders = StageCache(self.cache_mb << 20, stages=FULL_SIZE_STAGES)
         with self.journal(args["output"]):
             result = render_file(source, args["output"], options=_output_options(args.get("options")),
                                  changes=args.get("changes") or None,
                                  device=_check_device(args.get("device", "cpu")),
                                  stages_dir=Path(stages_dir) if stages_dir else None,
-                                 cache=None if stages_dir or not self.cache_mb else self.renders)
+                                 cache=None if stages_dir else self.full_size_cache())
         stages = sum(result.timings.values())
         log.info("render of %s: open %.2f s (%s), stages %.2f s (ran %s), the rest (recipe, output, metadata) "
                  "%.2f s", args["input"], opened - start, "cached" if self.cache.hits > hits else "read",
                  stages, ", ".join(result.timings) or "none", time.perf_counter() - opened - stages)
         return result.as_dict()
 
+    def full_size_cache(self) -> Any:
+        """The full-size renders' :class:`engine.stage_cache.StageCache` (made on first use); None when
+        ``cache_mb`` is 0."""
+        from engine.stage_cache import FULL_SIZE_STAGES, StageCache
+
+        if self.renders is None and self.cache_mb:
+            self.renders = StageCache(self.cache_mb << 20, stages=FULL_SIZE_STAGES)
+        return self.renders
+
     def open(self, args: dict[str, Any]) -> dict[str, Any]:
-        """What ``hostplug open`` does (:func:`hostplug.handoff.open_file`): the engine and models are warm."""
+        """What ``hostplug open`` does (:func:`hostplug.handoff.open_file`): the engine and models are warm, and
+        the raw and its full-size checkpoints come from the caches, as for ``render``."""
         from hostplug.handoff import open_file
 
         search = tuple(Path(p) for p in args.get("search") or ())
         return open_file(Path(args["file"]), search, args.get("changes") or None,
-                         device=_check_device(args.get("device", "cpu")))
+                         device=_check_device(args.get("device", "cpu")), opener=self.cache.open,
+                         cache=self.full_size_cache())
 
     def preview(self, args: dict[str, Any]) -> dict[str, Any]:
         """A preview of ``input`` for an interactive editor: rendered at ``long_edge`` pixels (default about
