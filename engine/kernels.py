@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -336,23 +337,47 @@ def load_compiled() -> None:
     """Load every kernel's compiled code for the argument types a render passes, without running it.
 
     The code comes from numba's on-disk cache (it is compiled by the machine's first render). The first kernel a
-    process calls otherwise pays about 0.7 s for numba to set up its compiler target and load the code; a render
-    calls this in a thread while LibRaw decodes the raw (:func:`engine.output.export.render_files`), and
-    ``tests/test_photofinish_numpy.py`` checks that a render then loads nothing more.
+    process calls otherwise pays about 0.7 s for numba to set up its compiler target and load the code. A render
+    calls this first (:func:`engine.pipeline.render`; at once when it is done), and
+    :func:`engine.output.export.render_files` calls it in a thread while LibRaw decodes the raw.
+    ``tests/test_startup.py`` checks that a render then loads nothing more.
     """
     if DEBUG_KERNELS:  # nothing cached to load: each kernel compiles, with its checks, when first called
         return
     f32 = np.float32
     mosaic, cfa, table = np.zeros((1, 1), np.uint16), np.zeros((2, 2), np.int64), np.zeros(3, f32)
     plane, rgb, grid = np.zeros((1, 1), f32), np.zeros((1, 1, 3), f32), np.zeros((1, 1, 1, 12), f32)
-    for kernel, args in (
-        (_normalize_mosaic, (mosaic, cfa, table, table, 0, plane)),
-        (_demosaic_mhc, (plane, cfa, table, rgb)),
-        (_denoise_opponent, (rgb, table, rgb, np.zeros((3, 3), f32), 0.0, 0, rgb)),
-        (_bgu_accumulate, (rgb, rgb, 0, 0, 0, 0.0)),
-        (_bgu_apply, (rgb, grid, 0.0, rgb)),
-    ):
-        kernel.compile(tuple(numba.typeof(a) for a in args))
+    with _without_scipy_blas():
+        for kernel, args in (
+            (_normalize_mosaic, (mosaic, cfa, table, table, 0, plane)),
+            (_demosaic_mhc, (plane, cfa, table, rgb)),
+            (_denoise_opponent, (rgb, table, rgb, np.zeros((3, 3), f32), 0.0, 0, rgb)),
+            (_bgu_accumulate, (rgb, rgb, 0, 0, 0, 0.0)),
+            (_bgu_apply, (rgb, grid, 0.0, rgb)),
+        ):
+            kernel.compile(tuple(numba.typeof(a) for a in args))
+
+
+@contextlib.contextmanager
+def _without_scipy_blas() -> Iterator[None]:
+    """Refuse ``import scipy.linalg.cython_blas`` inside the block, unless scipy's BLAS is already loaded.
+
+    numba's CPU target, when it starts, imports scipy.linalg for one purpose: to learn whether compiled code may
+    call scipy's BLAS (``np.dot`` and the like). No kernel here does, and that import costs 0.3-0.8 s, because
+    scipy then imports numpy.f2py, numpy.testing and unittest. Refused, it leaves numba compiling ``np.dot``'s
+    inner products without BLAS; numba's linear algebra (``np.linalg``) still imports scipy when it is first
+    compiled, after this block.
+    """
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        yield
+        return
+    sys.modules[name] = None  # type: ignore[assignment]  # Python's marker for "this import fails"
+    try:
+        yield
+    finally:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
 
 
 def _check_cfa(cfa: np.ndarray, channels: int, name: str) -> None:

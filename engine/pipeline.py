@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engine import tiling
+from engine import kernels, tiling
 from engine.errors import RecipeError
 from engine.io.source import Source
 from engine.recipe import Recipe
@@ -115,6 +115,8 @@ def render(
     params = {stage.name: stage.resolve_params(recipe) for stage in stages}
     keys = stage_keys(source, stages, params, recipe, device, preview) if cache is not None else None
     first, resumed = cache.resume(keys, ctx) if cache is not None and keys else (0, None)
+    if not kernels.on_torch(device):
+        kernels.load_compiled()  # numba's start-up, lighter than a kernel's first call makes it (see there)
     datas = {stage.name: stage.prepare(params[stage.name], ctx) for stage in stages}
     timings: dict[str, float] = {}
     image = resumed if resumed is not None else np.empty((0, 0, 3), dtype=np.float32)
