@@ -3,11 +3,11 @@
     python benchmarks/bench_denoiser.py [--raw PATH] [--repeats 3] [--json results.json]
 
 On the 18 MP Sony a7R III raw by default: ``engine.open`` + ``engine.render`` with ``--use denoise=learned
---use detail=learned`` (their default networks, "fast"), against ``rawpy.imread(path).postprocess(
-use_camera_wb=True)``. One warm-up each (models load, numba's kernels come from cache, LibRaw initialises), then
-``repeats`` alternating repetitions; medians and their ratio (target: at most 5x). The render's own per-stage
-seconds (median over the repetitions) show where the time goes. ``benchmarks/bench_render.py`` imports
-:func:`measure_learned_pipeline` for its table.
+--use detail=learned`` (their default networks: ``denoise-mid``, ``detail-fast``), against
+``rawpy.imread(path).postprocess(use_camera_wb=True)``. One warm-up each (models load, numba's kernels come from
+cache, LibRaw initialises), then ``repeats`` alternating repetitions; medians and their ratio (target: at most
+5x). The render's own per-stage seconds (median over the repetitions) show where the time goes.
+``benchmarks/bench_render.py`` imports :func:`measure_learned_pipeline` for its table.
 """
 
 from __future__ import annotations
@@ -31,6 +31,14 @@ def learned_recipe() -> Any:
 
     return engine.Recipe(stages={"denoise": engine.StageSettings(implementation="learned"),
                                  "detail": engine.StageSettings(implementation="learned")})
+
+
+def _default_networks() -> str:
+    """The networks the learned stages use by default, as the manifest names them."""
+    from engine.stages.denoise_learned import LearnedDenoiseParams
+    from engine.stages.detail_learned import LearnedDetailParams
+
+    return f"denoise-{LearnedDenoiseParams().model}, detail-{LearnedDetailParams().model}"
 
 
 def _time_ours(path: Path, recipe: Any) -> tuple[float, dict[str, float]]:
@@ -76,7 +84,7 @@ def measure_learned_pipeline(raw_path: str | Path = DEFAULT_RAW, repeats: int = 
         "torch_threads": torch.get_num_threads(),
         "load_average_1min": round(os.getloadavg()[0], 1),
         "repeats": repeats,
-        "recipe": "--use denoise=learned --use detail=learned (denoise-fast, detail-fast)",
+        "recipe": f"--use denoise=learned --use detail=learned ({_default_networks()})",
         "ours_learned_s": [round(t, 3) for t in ours],
         "libraw_postprocess_s": [round(t, 3) for t in libraw],
         "ours_learned_median_s": round(statistics.median(ours), 3),

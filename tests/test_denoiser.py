@@ -197,7 +197,7 @@ def _shipped(size: str) -> None:
         pytest.skip(f"denoise-{size} is not shipped in this checkout")
 
 
-@pytest.mark.parametrize("size", ["fast", "lite", "base"])
+@pytest.mark.parametrize("size", ["fast", "mid", "lite", "base"])
 def test_shipped_weights_load_and_verify(size: str) -> None:
     _shipped(size)
     model = denoiser.load(size)
@@ -214,7 +214,7 @@ def _noisy_flat(iso: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
                                 np.random.default_rng(seed))
 
 
-@pytest.mark.parametrize("size", ["fast", "lite"])
+@pytest.mark.parametrize("size", ["fast", "mid", "lite"])
 def test_the_noise_level_conditions_how_much_is_removed(size: str) -> None:
     _shipped(size)
     model = denoiser.load(size)
@@ -229,11 +229,11 @@ def test_the_noise_level_conditions_how_much_is_removed(size: str) -> None:
 
 
 def test_learned_stage_denoises_a_render(sample_dng: Path) -> None:
-    _shipped("fast")
+    _shipped("mid")
     source = engine.open(sample_dng)
     rendered = engine.render(source, LEARNED.replace(denoise=60.0))
     notes = rendered.notes["denoise"]
-    assert notes["model"] == "denoise-fast" and notes["strength"] == 60.0
+    assert notes["model"] == "denoise-mid" and notes["strength"] == 60.0
     assert notes["noise_origin"] == "DNG NoiseProfile"
     assert rendered.pixels.shape == (600, 900, 3)
 
@@ -257,7 +257,7 @@ def test_auto_follows_the_iso_and_classical_stays_the_default() -> None:
 @pytest.mark.parametrize(("learned_from_iso", "expected"), [(100.0, "learned"), (6400.0, "classical")])
 def test_auto_runs_the_learned_denoiser_from_its_iso_up(sample_dng: Path, learned_from_iso: float,
                                                         expected: str) -> None:
-    _shipped("fast")
+    _shipped("mid")
     recipe = Recipe(stages={"denoise": StageSettings(implementation="auto",
                                                      params={"learned_from_iso": learned_from_iso})})
     notes = engine.render(engine.open(sample_dng), recipe).notes["denoise"]  # the sample reads as ISO 200
@@ -294,7 +294,18 @@ def test_recipes_of_version_1_keep_the_classical_denoiser_and_the_lite_networks(
     assert not off.stage("denoise").enabled
     new = Recipe.from_json(Recipe().to_json())  # written now: the default stays the default
     assert stage_for("denoise", new).implementation == "classical"
-    assert stage_for("denoise", new.replace(stages=LEARNED.stages)).resolve_params(LEARNED).model == "fast"
+    assert stage_for("denoise", new.replace(stages=LEARNED.stages)).resolve_params(LEARNED).model == "mid"
+
+
+@pytest.mark.parametrize(("implementation", "version", "model"),
+                         [("learned", 2, "fast"), ("learned", 3, "mid"), ("auto", 1, "fast"), ("auto", 2, "mid")])
+def test_stored_params_keep_the_denoiser_of_their_version(implementation: str, version: int, model: str) -> None:
+    from engine.pipeline import stage_for
+
+    stored = Recipe.from_dict({"stages": {"denoise": {"implementation": implementation,
+                                                      "params": {"version": version, "strength": 80}}}})
+    params = stage_for("denoise", stored).resolve_params(stored)
+    assert params.model == model and params.strength == 80
 
 
 def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothing() -> None:
@@ -310,16 +321,16 @@ def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothin
 
 @pytest.fixture
 def private_weights(weights_copy: Path) -> Path:
-    """The fast denoiser's weights file in a scratch copy of the weights folder."""
-    _shipped("fast")
-    return weights_copy / models.read_manifest()["denoise-fast"].file
+    """The default denoiser's weights file in a scratch copy of the weights folder."""
+    _shipped("mid")
+    return weights_copy / models.read_manifest()["denoise-mid"].file
 
 
 def test_corrupted_weights_give_a_clear_error(private_weights: Path, sample_dng: Path) -> None:
     data = bytearray(private_weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     private_weights.write_bytes(bytes(data))
-    expected = models.read_manifest()["denoise-fast"].sha256
+    expected = models.read_manifest()["denoise-mid"].sha256
     with pytest.raises(ModelError) as error:
         engine.render(engine.open(sample_dng), LEARNED)
     assert str(private_weights) in str(error.value) and expected in str(error.value)
@@ -330,4 +341,4 @@ def test_missing_weights_give_a_clear_error(private_weights: Path, sample_dng: P
     with pytest.raises(ModelError, match="missing") as error:
         engine.render(engine.open(sample_dng), LEARNED)
     assert str(private_weights) in str(error.value)
-    assert models.read_manifest()["denoise-fast"].sha256 in str(error.value)
+    assert models.read_manifest()["denoise-mid"].sha256 in str(error.value)

@@ -28,8 +28,8 @@ DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
 PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("demosaic", "mhc"): 1,
     ("denoise", "classical"): 1,
-    ("denoise", "learned"): 2,
-    ("denoise", "auto"): 1,
+    ("denoise", "learned"): 3,
+    ("denoise", "auto"): 2,
     ("white_balance", "classical"): 2,
     ("colour", "dng"): 1,
     ("photofinish", "learned"): 1,

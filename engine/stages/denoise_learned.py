@@ -2,8 +2,9 @@
 (``--use denoise=auto``), which runs it above the ISO where it pays and the classical denoiser below.
 
 Select the network with ``--use denoise=learned`` (recipe ``stages.denoise.implementation``); ``--set
-denoise.model=base`` picks the larger network, ``lite`` the full-resolution one of params version 1 (the default
-since version 2 is ``fast``, which runs on 4 x 4 packed pixels). The network is conditioned on the file's noise
+denoise.model=base`` picks the larger network, ``lite`` the full-resolution one of params version 1, ``fast`` the
+4 x 4-packed one of version 2; version 3's default is ``mid`` (2 x 2 packed, as good as lite at fast's speed:
+docs/models.md). The network is conditioned on the file's noise
 level (:mod:`engine.io.noise_level`: DNG NoiseProfile, else the per-ISO model, or measured from the image), so at
 full strength it removes as much as the noise calls for and leaves a clean image nearly untouched. The recipe's
 ``denoise`` strength (0..100) blends the network's result with the input; automatic (unset) is 100 for raws and
@@ -38,9 +39,9 @@ LEARNED_FROM_ISO = 1600.0
 class LearnedDenoiseParams:
     """Strength 0..100 (None: automatic), model size, where the noise level comes from, or a pinned (S, O)."""
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
-    model: ModelSize = "fast"
+    model: ModelSize = "mid"
     noise: Literal["auto", "profile", "iso", "estimate"] = "auto"  # engine.io.noise_level.NOISE_SOURCES
     # Pins (S, O): variance = S * signal + O; both are variances, so never negative.
     noise_profile: tuple[float, float] | None = field(default=None, metadata={"range": (0.0, 1.0)})
@@ -58,8 +59,10 @@ class LearnedDenoise(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1's default model was "lite"."""
-        return {"model": "lite", **params} if version < 2 else params
+        """Version 1's default model was "lite", version 2's "fast"."""
+        if version < 3:
+            return {"model": "lite" if version < 2 else "fast", **params}
+        return params
 
     def prepare(self, params: LearnedDenoiseParams, ctx: Context) -> dict[str, Any]:
         from engine.models import denoiser
@@ -98,10 +101,10 @@ class LearnedDenoise(Stage):
 class AutoDenoiseParams:
     """Strength 0..100 (None: automatic), the ISO from which the learned denoiser runs, and its model size."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
     learned_from_iso: float = field(default=LEARNED_FROM_ISO, metadata={"range": (0.0, 1e7)})
-    model: ModelSize = "fast"
+    model: ModelSize = "mid"
 
 
 def equivalent_iso(iso: float, noise_profile: np.ndarray | None) -> float:
@@ -116,6 +119,11 @@ class AutoDenoise(Stage):
     name = "denoise"
     implementation = "auto"
     Params = AutoDenoiseParams
+
+    @classmethod
+    def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        """Version 1's model was "fast"."""
+        return {"model": "fast", **params} if version < 2 else params
 
     def params_from(self, recipe: Recipe) -> AutoDenoiseParams:
         return AutoDenoiseParams(strength=recipe.denoise)
