@@ -218,6 +218,7 @@ def denoise_tensor(model: Denoiser, rgb: torch.Tensor, sigma: torch.Tensor,
     return rgb + residual * scale
 
 
+BAND_PIXELS = 6_000_000  # at most this many pixels a band (two are held at once: 61 MP bands of 624 rows)
 TILE = 1024  # the network runs on tiles of this many pixels a side (plus margins): about 1 MP, a size at which
 # its activations mostly stay in a server CPU's cache (bigger tiles measured slower per pixel, smaller ones pay
 # more margin)
@@ -299,7 +300,8 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
     """Denoise linear camera RGB (H, W, 3, float32) **in place**, blended with the input by ``strength``
     (0..1), and return it.
 
-    The network runs on tiles of ``tile`` pixels a side, in bands of ``tile`` rows, each read with the network's
+    The network runs on tiles of ``tile`` pixels a side, in bands of ``tile`` rows (fewer where a band would
+    exceed :data:`BAND_PIXELS`), each read with the network's
     :attr:`~Denoiser.margin` of context; its noise map is ``noise.sigma`` of a 3 x 3 box blur of the tile. A
     band is written back only after the next one has been read, so every tile sees the original pixels and the
     result equals one pass over the whole image, with a few bands of memory beyond the image.
@@ -313,7 +315,7 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
     margin = model.margin
     # bands start on the network's grid and the blocks', and reach past what the previous band's finish reads
     least = max(margin + 1, (_LOW_REACH + 2) * LOW_BLOCK)
-    rows = _even_step(h, max(least, tile))
+    rows = _even_step(h, max(least, min(tile, BAND_PIXELS // max(w, 1))))
     step = _even_step(w, tile)
     spans = [(start, min(start + rows, h)) for start in range(0, h, rows)]
     blocks_h, blocks_w = h // LOW_BLOCK, w // LOW_BLOCK
@@ -322,11 +324,13 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
                                   memory_format=torch.channels_last).eval()
 
     def finish(start: int, end: int, residual: np.ndarray) -> None:
-        if small is not None:
-            residual += _low_frequency_rows(small, start, end, w)
-        if strength < 1.0:
-            residual *= np.float32(strength)
-        rgb[start:end] += residual
+        for y in range(start, end, 128):  # in slices: no third band-sized buffer
+            part = residual[y - start : min(y + 128, end) - start]
+            if small is not None:
+                part += _low_frequency_rows(small, y, min(y + 128, end), w)
+            if strength < 1.0:
+                part *= np.float32(strength)
+            rgb[y : y + len(part)] += part
 
     pending: tuple[int, int, np.ndarray] | None = None
     with torch.inference_mode():
