@@ -306,6 +306,8 @@ def test_stored_params_keep_the_denoiser_of_their_version(implementation: str, v
                                                       "params": {"version": version, "strength": 80}}}})
     params = stage_for("denoise", stored).resolve_params(stored)
     assert params.model == model and params.strength == 80
+    if implementation == "auto":
+        assert params.learned_from_iso == (1600.0 if model == "fast" else 800.0)
 
 
 def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothing() -> None:

@@ -31,8 +31,9 @@ from engine.stages.denoise import ClassicalDenoise, DenoiseParams, gain_stops
 
 ModelSize = Literal["fast", "mid", "lite", "base"]  # the sizes of engine.models.denoiser.SIZES
 
-# The ISO from which "auto" runs the learned denoiser (measured: docs/models.md, "Where the learned denoiser pays").
-LEARNED_FROM_ISO = 1600.0
+# The ISO from which "auto" runs the learned denoiser (measured: docs/models.md, "Where the learned denoiser pays");
+# 1600 for denoise-fast (auto params version 1), 800 for denoise-mid.
+LEARNED_FROM_ISO = 800.0
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ class AutoDenoise(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1's model was "fast"."""
-        return {"model": "fast", **params} if version < 2 else params
+        """Version 1's model was "fast", run from ISO 1600."""
+        return {"model": "fast", "learned_from_iso": 1600.0, **params} if version < 2 else params
 
     def params_from(self, recipe: Recipe) -> AutoDenoiseParams:
         return AutoDenoiseParams(strength=recipe.denoise)
