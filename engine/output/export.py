@@ -166,7 +166,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
 
     start = time.perf_counter()
     with _cyclic_gc_paused():
-        _start_loading_kernels()
+        if device == "cpu":  # on a GPU the stages run torch, not the compiled loops
+            _start_loading_kernels()
         path = source.path if isinstance(source, Source) else Path(source)
         targets = [(Path(target), options or OutputOptions()) for target, options in outputs]
         if not targets:
