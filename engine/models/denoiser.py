@@ -162,6 +162,12 @@ class Denoiser(nn.Module):
         p = self.config.pack
         if p > 1:
             inp = torch.cat([F.pixel_unshuffle(inp[:, :3], p), F.avg_pool2d(inp[:, 3:], p)], dim=1)
+        return self.packed_forward(inp)
+
+    def packed_forward(self, inp: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on an input already packed: the image's ``pack`` x ``pack`` blocks as channels
+        (``pixel_unshuffle``'s order) and the blocks' mean sigma."""
+        p = self.config.pack
         x = self.intro(inp)
         skips = []
         for encoder, down in zip(self.encoders, self.downs, strict=True):
@@ -276,15 +282,22 @@ def _denoise_tile(net: Denoiser, rgb: np.ndarray, rows: tuple[int, int], cols: t
     b0, b1, d0, d1 = max(0, r0 - 1), min(h, r1 + 1), max(0, c0 - 1), min(w, c1 + 1)
     blurred = cv2.blur(rgb[b0:b1, d0:d1], (3, 3), borderType=cv2.BORDER_REFLECT_101)
     sigma = noise.sigma(blurred[r0 - b0 : r1 - b0, c0 - d0 : c1 - d0])
-    dtype = next(net.parameters()).dtype
-    inp = torch.empty((1, r1 - r0, c1 - c0, 6), dtype=dtype, device=device)  # channels-last: the network's layout
-    inp[0, ..., :3] = torch.from_numpy(rgb[r0:r1, c0:c1])
-    inp[0, ..., 3:] = torch.from_numpy(sigma)
-    inp = inp.mul_(1.0 / scale).permute(0, 3, 1, 2)
+    image, sigma = rgb[r0:r1, c0:c1], sigma
     ph, pw = (-(r1 - r0)) % net.multiple, (-(c1 - c0)) % net.multiple
-    if ph or pw:
-        inp = F.pad(inp, (0, pw, 0, ph), mode="reflect" if min(r1 - r0, c1 - c0) > max(ph, pw) else "replicate")
-    return net(inp)[0, :, y0 - r0 : y1 - r0, x0 - c0 : x1 - c0].permute(1, 2, 0).cpu()
+    if ph or pw:  # at the image's bottom or right edge
+        mode = "reflect" if min(r1 - r0, c1 - c0) > max(ph, pw) else "edge"
+        image, sigma = (np.pad(a, ((0, ph), (0, pw), (0, 0)), mode=mode) for a in (image, sigma))
+    p = net.config.pack
+    hp, wp = image.shape[0] // p, image.shape[1] // p
+    inp = torch.empty((1, hp, wp, 3 * p * p + 3), dtype=next(net.parameters()).dtype, device=device)
+    # packed straight from the float32 tile (channels-last: the network's layout), as pixel_unshuffle orders them
+    blocks = torch.from_numpy(image).view(hp, p, wp, p, 3).permute(0, 2, 4, 1, 3)
+    inp[0, ..., : 3 * p * p].unflatten(-1, (3, p, p)).copy_(blocks)
+    inp[0, ..., 3 * p * p :] = torch.from_numpy(
+        sigma if p == 1 else cv2.resize(sigma, (wp, hp), interpolation=cv2.INTER_AREA))  # block means
+    inp = inp.mul_(1.0 / scale).permute(0, 3, 1, 2)
+    residual = net.packed_forward(inp)
+    return residual[0, :, y0 - r0 : y1 - r0, x0 - c0 : x1 - c0].permute(1, 2, 0).cpu()
 
 
 def _even_step(length: int, most: int) -> int:
