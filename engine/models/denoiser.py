@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -285,7 +285,7 @@ def _denoise_tile(net: Denoiser, rgb: np.ndarray, rows: tuple[int, int], cols: t
     image, sigma = rgb[r0:r1, c0:c1], sigma
     ph, pw = (-(r1 - r0)) % net.multiple, (-(c1 - c0)) % net.multiple
     if ph or pw:  # at the image's bottom or right edge
-        mode = "reflect" if min(r1 - r0, c1 - c0) > max(ph, pw) else "edge"
+        mode: Literal["reflect", "edge"] = "reflect" if min(r1 - r0, c1 - c0) > max(ph, pw) else "edge"
         image, sigma = (np.pad(a, ((0, ph), (0, pw), (0, 0)), mode=mode) for a in (image, sigma))
     p = net.config.pack
     hp, wp = image.shape[0] // p, image.shape[1] // p
