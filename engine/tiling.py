@@ -10,8 +10,9 @@ rewrites it in place, or band by band (:data:`TILE_ROWS` rows at a time) with on
   band. :func:`rewrite_in_bands` computes band *k* before it writes band *k - 1* back, so every band still reads
   the original rows of its neighbours; the result equals one pass over the whole image.
 
-Not tiled: the learned denoiser (it runs its network in tiles, but keeps a noise map and its result at full size)
-and the LibRaw demosaic of X-Trans and 4-colour sensors.
+The learned denoiser bands itself (:func:`engine.models.denoiser.denoise_image`: network tiles in bands written
+back in place, since its low-frequency restore reaches into the next band). Not tiled: the LibRaw demosaic of
+X-Trans and 4-colour sensors.
 
 Stages that need the whole image for a decision (a white-balance estimate, the denoiser's chroma map) make it
 first, then apply it in bands. :func:`process` is the pipeline's hook: it runs a stage that :data:`BAND_HALOS`
