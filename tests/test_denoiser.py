@@ -297,6 +297,18 @@ def test_recipes_of_version_1_keep_the_classical_denoiser_and_the_lite_networks(
     assert stage_for("denoise", new.replace(stages=LEARNED.stages)).resolve_params(LEARNED).model == "mid"
 
 
+def test_recipes_of_version_2_keep_the_fast_learned_denoiser() -> None:
+    from engine.pipeline import stage_for
+
+    for implementation, from_iso in (("learned", None), ("auto", 1600.0)):
+        old = Recipe.from_dict({"version": 2, "stages": {"denoise": {"implementation": implementation}}})
+        params = stage_for("denoise", old).resolve_params(old)
+        assert params.model == "fast"
+        assert getattr(params, "learned_from_iso", None) == from_iso
+    stored = Recipe.from_json(old.to_json())  # written again now, it keeps saying so
+    assert stage_for("denoise", stored).resolve_params(stored).model == "fast"
+
+
 @pytest.mark.parametrize(("implementation", "version", "model"),
                          [("learned", 2, "fast"), ("learned", 3, "mid"), ("auto", 1, "fast"), ("auto", 2, "mid")])
 def test_stored_params_keep_the_denoiser_of_their_version(implementation: str, version: int, model: str) -> None:

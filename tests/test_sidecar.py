@@ -36,6 +36,7 @@ CANON = SHARED / "rawsamples" / "canon_eos550d_magiclantern__tinydng_colorchart.
 DARKTABLE_XMP = SHARED / "sidecars" / "darktable-4.2.1-colorchart.dng.xmp"
 ADOBE_XMP = DATA / "adobe-camera-raw.xmp"
 V1_XMP = DATA / "hostplug-schema-v1.xmp"
+V2_XMP = DATA / "hostplug-schema-v2.xmp"
 
 MALFORMED = {p.stem: p.read_bytes() for p in sorted((DATA / "malformed").glob("*.xmp"))}
 
@@ -92,7 +93,8 @@ def test_recipe_round_trips_through_a_new_sidecar(tmp_path: Path) -> None:
     assert path == tmp_path / "IMG_0001.CR2.xmp"
     assert read_sidecar(raw).recipe == recipe
     text = path.read_text()
-    assert 'hostplug:schemaVersion="2"' in text and 'hostplug:exposure="0.3"' in text  # readable, one per setting
+    # readable, one per setting
+    assert f'hostplug:schemaVersion="{recipe_xmp.SCHEMA_VERSION}"' in text and 'hostplug:exposure="0.3"' in text
     assert 'hostplug:temperature="5200"' in text
     assert sorted(p.name for p in tmp_path.iterdir()) == [".IMG_0001.CR2.xmp.lock", "IMG_0001.CR2", path.name]
 
@@ -197,6 +199,17 @@ def test_version_1_sidecar_reads(tmp_path: Path) -> None:
                 "upsample": StageSettings(implementation="bilinear")},
     )
     assert read_sidecar(raw).rating == 2
+
+
+def test_version_2_sidecar_keeps_the_fast_learned_denoiser(tmp_path: Path) -> None:
+    """Schema 2 held recipes of recipe version 2, whose learned denoiser without params meant the "fast" network."""
+    from engine.pipeline import stage_for
+
+    raw = _raw(tmp_path)
+    shutil.copy(V2_XMP, tmp_path / "IMG_0001.CR2.xmp")
+    recipe = read_sidecar(raw).recipe
+    assert recipe.stage("denoise").params == {"version": 2}
+    assert stage_for("denoise", recipe).resolve_params(recipe).model == "fast"
 
 
 def test_older_schema_versions_migrate_step_by_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,25 +42,29 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 
 
 # What recipes of an older recipe version (engine.recipe.RECIPE_VERSION) meant by saying nothing: the default
-# implementation each stage had then, and the stage implementations whose params, when a recipe stored none,
-# were that version's defaults (params version 1), which a newer params version changes.
+# implementation each stage had then, and, for the stage implementations whose params a later version changed,
+# the params version that a recipe storing no params got then: (stage, implementation, params version).
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {1: {"denoise": "classical"}}
-FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str], ...]] = {1: (("denoise", "learned"), ("detail", "learned"))}
+FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
+    1: (("denoise", "learned", 1), ("detail", "learned", 1)),  # the "lite" networks
+    2: (("denoise", "learned", 2), ("denoise", "auto", 1)),  # denoise-fast; auto from ISO 1600
+}
 
 
 def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str, Any]:
     """Stage settings (the recipe's JSON form) of a recipe written at ``recipe_version``, with what it left to
     the defaults of its day made explicit, so it renders as it did then: recipe version 1 meant the classical
-    denoiser, and the learned denoiser and detail stages with their version 1 params (the "lite" networks)."""
+    denoiser, and the learned denoiser and detail stages with their version 1 params (the "lite" networks);
+    version 2 meant the "fast" learned denoiser (params version 2), and "auto" with it from ISO 1600."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})
         if isinstance(value, dict) and value.get("implementation") is None:
             value["implementation"] = implementation
-    for name, implementation in FORMER_DEFAULT_PARAMS.get(recipe_version, ()):
+    for name, implementation, params_version in FORMER_DEFAULT_PARAMS.get(recipe_version, ()):
         value = stages.get(name)
         if isinstance(value, dict) and value.get("implementation") == implementation and "params" not in value:
-            value["params"] = {"version": 1}
+            value["params"] = {"version": params_version}
     return stages
 
 

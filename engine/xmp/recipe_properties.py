@@ -8,9 +8,10 @@ Sidecars and preset files share this form, so a user can read and edit either in
 
 ``schemaVersion`` says which layout wrote the properties; older layouts are upgraded on read by the functions
 in :data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused.
-Version 2 is the current layout; it reads as version 1 did, but a sidecar's recipe of layout 1 left the
-denoiser to the default of its day, the classical one, which :func:`properties_to_recipe` pins (presets, which
-hold only the settings they change, are left as they are). ``description`` is a free-text note (presets use
+Version 3 is the current layout; it reads as versions 1 and 2 did, but a sidecar's recipe is of the recipe
+version of its layout (:data:`engine.recipe.RECIPE_VERSION`), and what it left to the defaults of its day (layout
+1: the classical denoiser; layout 2: the "fast" learned denoiser) :func:`properties_to_recipe` pins (presets,
+which hold only the settings they change, are left as they are). ``description`` is a free-text note (presets use
 it). A preset holds only the settings it changes; a sidecar holds the whole recipe.
 
 ``stages`` holds the recipe's JSON form of its stage settings, so stage params are stored with their own
@@ -29,14 +30,15 @@ from engine.errors import RecipeError, SidecarError
 from engine.recipe import Recipe, check_json_depth
 from engine.stages.catalogue import pin_former_defaults
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
 SETTINGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
 TEXT_SETTINGS = frozenset({"style", "wb"})
 BOOL_SETTINGS = frozenset({"auto_exposure"})  # XMP Boolean: "True" or "False"
 META_PROPERTIES = ("schemaVersion", "description", "stages")
 
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {1: lambda properties: properties}
+MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {1: lambda properties: properties,
+                                                                    2: lambda properties: properties}
 
 
 def format_number(value: float) -> str:
@@ -155,6 +157,7 @@ def _wb_for(settings: Mapping[str, Any]) -> dict[str, str]:
 def properties_to_recipe(properties: Mapping[str, str], where: str) -> Recipe:
     """The complete recipe our properties describe (settings they omit keep their defaults)."""
     settings, stages = properties_to_settings(properties, where)
-    if properties.get("schemaVersion", "").strip() == "1":  # a recipe of recipe version 1 (module docstring)
-        stages = pin_former_defaults(stages, 1)
+    layout = properties.get("schemaVersion", "").strip()
+    if layout.isdigit() and int(layout) < SCHEMA_VERSION:  # a recipe of an older recipe version (module docstring)
+        stages = pin_former_defaults(stages, int(layout))
     return Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)})
