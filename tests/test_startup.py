@@ -53,3 +53,15 @@ def test_loading_the_kernels_covers_every_kernel_a_render_calls(sample_dng: Path
     # scipy.linalg (0.3-0.8 s, numba asks for it only to know whether BLAS is there) stays out
     assert _run(script) == ("[] ['_bgu_accumulate', '_bgu_apply', '_demosaic_mhc', '_denoise_opponent', "
                             "'_normalize_mosaic'] False")
+
+
+def test_a_daemon_worker_sizes_torch_without_importing_it() -> None:
+    """limit_threads leaves torch out (a warm-up render does without it), and torch takes the size when imported."""
+    script = ("import sys\n"
+              "from hostplug.daemon.workers import limit_threads, warm_up\n"
+              "limit_threads(1)\n"
+              "warm_up()\n"
+              "imported = 'torch' in sys.modules\n"
+              "import torch\n"
+              "print(imported, torch.get_num_threads())")
+    assert _run(script) == "False 1"
