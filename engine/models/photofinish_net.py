@@ -37,13 +37,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engine import operators as ops
+from engine.models import photofinish_numpy
 from engine.models.photofinish_numpy import (
     CHROMA_COARSE,
     CHROMA_SIZE,
@@ -62,8 +62,8 @@ __all__ = ["THUMB", "PhotofinishNet", "base_exposure", "parameter_count", "run_o
 
 
 def thumbnail(linear: np.ndarray, size: int = THUMB) -> torch.Tensor:
-    """A 1 x 3 x size x size area-averaged thumbnail of an H x W x 3 linear image (aspect not kept)."""
-    small = cv2.resize(np.ascontiguousarray(linear, dtype=np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    """:func:`engine.models.photofinish_numpy.thumbnail` as a 1 x 3 x size x size tensor."""
+    small = photofinish_numpy.thumbnail(linear, size)
     return torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))[None]
 
 
@@ -175,7 +175,6 @@ class PhotofinishNet(nn.Module):
             "raw": torch.cat([s, coarse.flatten(1)], dim=1),  # pre-activations, for training's regularisers
         }
 
-
     def _metered(self, thumb: torch.Tensor) -> dict[str, torch.Tensor]:
         """``auto_exposure``: rescale the raw as if it had been exposed to its white point (plus the calibrated
         offset), then render it as any raw. Every parameter, not only the gain, then sees the same picture
@@ -201,24 +200,11 @@ def run_operators(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def to_json(p: dict[str, torch.Tensor], index: int = 0) -> dict[str, Any]:
-    """One image's parameters in the JSON form the photofinish stage pins (rounded as the classical ones)."""
-
-    def num(name: str, digits: int = 4) -> float:
-        return round(float(p[name][index].detach()), digits)
-
-    return {
-        "gain_ev": num("gain_ev"),
-        "knee": num("knee"),
-        "tone": [num("a"), num("b"), num("c", 6)],
-        "local_tone": _rounded_list(p["local_tone"][index:index + 1]),
-        "chroma": _rounded_list(p["chroma"][index:index + 1]),
-        "gamma": num("gamma"),
-    }
-
-
-def _rounded_list(t: torch.Tensor) -> list:
-    """Nested lists of a tensor's values rounded to 4 decimals (in double precision, so rounding again is a no-op)."""
-    return t.detach().cpu().double().numpy().round(4).tolist()
+    """Image ``index``'s parameters in the JSON form the photofinish stage pins
+    (:func:`engine.models.photofinish_numpy.to_json` of that image's values; the grids keep a batch of one)."""
+    one = {name: p[name][index] for name in ("gain_ev", "knee", "a", "b", "c", "gamma")}
+    one |= {name: p[name][index:index + 1] for name in ("local_tone", "chroma")}
+    return photofinish_numpy.to_json({name: value.detach().cpu().numpy() for name, value in one.items()})
 
 
 def parameter_count(net: nn.Module) -> int:

@@ -191,8 +191,9 @@ class PhotofinishArrays:
 
 
 def to_json(p: dict[str, Any]) -> dict[str, Any]:
-    """The parameters in the JSON form the photofinish stage pins (rounded as the classical ones; the same
-    rounding as :func:`engine.models.photofinish_net.to_json`)."""
+    """The parameters (:meth:`PhotofinishArrays.__call__`'s, or one image's of the torch network) in the JSON form
+    the photofinish stage pins, rounded as the classical ones (the grids in double precision, so rounding again
+    is a no-op)."""
 
     def num(name: str, digits: int = 4) -> float:
         return round(float(p[name]), digits)
