@@ -349,9 +349,14 @@ class Service:
             journal.unlink(missing_ok=True)
 
     def warm(self) -> None:
-        """Load the engine (torch, numba's kernels, LibRaw) before the first request needs it."""
+        """Load the engine (the pipeline, its stages, numba's compiled kernels, LibRaw) before the first request
+        needs it; torch loads with the first render that uses it (a default CPU render does not)."""
         start = time.perf_counter()
-        import engine.output.export  # noqa: F401 - imports the pipeline, its stages and their libraries
+        import engine.output.export  # noqa: F401 - the writer; it leaves the pipeline to a render (tests/test_startup.py)
+        import engine.pipeline  # noqa: F401 - the stages and their libraries
+        from engine import kernels
+
+        kernels.load_compiled()
 
         log.info("engine loaded in %.2f s", time.perf_counter() - start)
 
