@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from engine.colour import LUMA
 from engine.operators_numpy import CHROMA_RANGE, EPS, GUIDE_STOPS
-from engine.operators_numpy import tone_curve_midpoint as tone_curve_midpoint  # plain float maths, one copy
+from engine.operators_numpy import tone_curve_midpoint as tone_curve_midpoint  # any number type: one copy
 
 
 def _per_image(p: torch.Tensor) -> torch.Tensor:

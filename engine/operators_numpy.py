@@ -51,8 +51,9 @@ def tone_curve(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
     return xa / (xa + (_F(c) * (_F(1.0) - x)) ** _F(b))
 
 
-def tone_curve_midpoint(a: float, b: float, pivot: float = 0.18) -> float:
-    """The ``c`` that makes :func:`tone_curve` map ``pivot`` onto itself (so contrast keeps mid-grey)."""
+def tone_curve_midpoint(a: Any, b: Any, pivot: float = 0.18) -> Any:
+    """The ``c`` that makes :func:`tone_curve` map ``pivot`` onto itself (so contrast keeps mid-grey), of the type of
+    ``a`` and ``b``: floats, numpy float32 values (float32 maths) or torch tensors (the networks' predictions)."""
     return ((pivot**a) * (1.0 - pivot) / pivot) ** (1.0 / b) / (1.0 - pivot)
 
 

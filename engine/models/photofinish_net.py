@@ -168,7 +168,7 @@ class PhotofinishNet(nn.Module):
             "knee": 0.75 + 0.2 * torch.tanh(s[:, 1]),
             "a": a,
             "b": b,
-            "c": _midpoint(a, b) * torch.exp(0.7 * torch.tanh(s[:, 4])),
+            "c": ops.tone_curve_midpoint(a, b) * torch.exp(0.7 * torch.tanh(s[:, 4])),
             "local_tone": grid[:, None],
             "chroma": F.interpolate(coarse, size=(CHROMA_SIZE, CHROMA_SIZE), mode="bilinear", align_corners=True),
             "gamma": 2.2 * torch.exp(0.4 * torch.tanh(s[:, 5])),
@@ -182,11 +182,6 @@ class PhotofinishNet(nn.Module):
         shift = white_exposure(thumb) + self.auto_offset - self.render_ev
         params = self.forward(thumb * torch.exp2(shift).reshape(-1, 1, 1, 1))
         return {**params, "gain_ev": params["gain_ev"] + shift}
-
-
-def _midpoint(a: torch.Tensor, b: torch.Tensor, pivot: float = 0.18) -> torch.Tensor:
-    """Tensor form of :func:`engine.operators.tone_curve_midpoint`."""
-    return ((pivot**a) * (1.0 - pivot) / pivot) ** (1.0 / b) / (1.0 - pivot)
 
 
 def run_operators(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:

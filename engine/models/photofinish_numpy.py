@@ -91,11 +91,6 @@ def _interpolate(coarse: np.ndarray, size: int) -> np.ndarray:
     return np.einsum("yi,cij,xj->cyx", weights, coarse, weights)
 
 
-def midpoint(a: np.ndarray, b: np.ndarray, pivot: float = 0.18) -> np.ndarray:
-    """:func:`engine.operators_numpy.tone_curve_midpoint` on float32 values."""
-    return ((_F(pivot) ** a) * _F(1.0 - pivot) / _F(pivot)) ** (_F(1.0) / b) / _F(1.0 - pivot)
-
-
 class PhotofinishArrays:
     """The forward pass of :class:`~engine.models.photofinish_net.PhotofinishNet` with the same constructor
     arguments, on numpy arrays; weights from :meth:`load_state_dict` (safetensors' numpy form)."""
@@ -183,7 +178,7 @@ class PhotofinishArrays:
             "knee": _F(0.75) + _F(0.2) * t[1],
             "a": a,
             "b": b,
-            "c": midpoint(a, b) * np.exp(_F(0.7) * t[4]),
+            "c": ops.tone_curve_midpoint(a, b) * np.exp(_F(0.7) * t[4]),
             "local_tone": grid[None, None],
             "chroma": _interpolate(coarse, CHROMA_SIZE)[None],
             "gamma": _F(2.2) * np.exp(_F(0.4) * t[5]),
