@@ -558,17 +558,9 @@ class Service:
             recipe = sidecar_recipe(source.path, changes)[0]
         if self.previews is None:
             self.previews = StageCache()
-        import torch
-
-        threads = torch.get_num_threads()
-        # A preview's reduced-resolution tensors are small: one thread does them as fast as two, and never waits
-        # at a barrier for a second core that a busy machine has given to someone else (10x slower, measured).
-        torch.set_num_threads(1)
-        try:
+        with _one_torch_thread():
             rendered = render(source, recipe, device=_check_device(args.get("device", "cpu")), preview=long_edge,
                               cache=self.previews)
-        finally:
-            torch.set_num_threads(threads)
         pixels = cv2.convertScaleAbs(rendered.pixels, alpha=255.0)  # to 8 bits, rounded, a pass over the pixels
         if pixel_format == "png":
             payload = cv2.imencode(".png", pixels[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
@@ -586,6 +578,24 @@ class Service:
         """Stop accepting; queued requests are still answered, then the service exits."""
         self.close_listener()
         return {"pid": os.getpid(), "stopping": True}
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch on one thread inside the block, if it is loaded: a preview's reduced-resolution tensors are small, so
+    one thread does them as fast as two, and never waits at a barrier for a second core that a busy machine has
+    given to someone else (10x slower, measured). Not loaded, it is not imported for this (1.6 s): a default CPU
+    render runs no torch, and a preview that loads it (a learned stage) runs with torch's own thread count."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _root_id() -> list[int]:
