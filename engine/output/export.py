@@ -127,7 +127,8 @@ def _cyclic_gc_paused() -> Iterator[None]:
 def _start_loading_kernels() -> None:
     """Import the compiled kernels and load their code (:func:`engine.kernels.load_compiled`; numba, about 1 s)
     in a thread, once per process: it runs while the main thread reads the sidecar and LibRaw decodes the raw,
-    which releases the GIL."""
+    which releases the GIL. Not a daemon thread: the interpreter waits for it before it tears down, since a
+    thread still loading numba while modules are finalized crashed the process (a refused raw exits early)."""
 
     def load() -> None:
         try:
@@ -137,7 +138,7 @@ def _start_loading_kernels() -> None:
         except Exception:  # noqa: BLE001, S110 - only a head start: the render's own first call reports any error
             pass
 
-    threading.Thread(target=load, name="hostplug-load-kernels", daemon=True).start()
+    threading.Thread(target=load, name="hostplug-load-kernels", daemon=False).start()
 
 
 def _check_target(target: Path, options: OutputOptions) -> None:
