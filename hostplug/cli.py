@@ -15,6 +15,7 @@ import click
 from engine.errors import HostplugError
 from hostplug.commands import cluster, integrate, models, open, render, serve, sidecar, watch
 from hostplug.commands.common import fail
+from hostplug.memory import keep_freed_memory
 
 
 class HostplugGroup(click.Group):
@@ -25,6 +26,7 @@ class HostplugGroup(click.Group):
         # garbage collections over all of numba's and scipy's objects (0.3-0.8 s after a render) and only frees
         # memory, which the exiting process gives back anyway. Registered first, it runs after every other handler.
         atexit.register(gc.freeze)
+        keep_freed_memory()
         try:
             return super().invoke(ctx)
         except HostplugError as e:

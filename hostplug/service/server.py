@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hostplug.memory import keep_freed_memory
 from hostplug.service.protocol import (
     DEFAULT_CACHE_MB,
     DEFAULT_IDLE_TIMEOUT_S,
@@ -618,23 +619,6 @@ def _client_gone(conn: socket.socket) -> bool:
 
 
 # ----- running it ----------------------------------------------------------------------------------------
-
-
-def keep_freed_memory() -> None:
-    """Have glibc's malloc keep the memory a render frees for the next render, instead of handing every
-    full-size array back to the system and taking fresh pages, to be faulted in and zeroed, for the next one:
-    big arrays come from the heap (``M_MMAP_MAX`` 0), which is never trimmed (``M_TRIM_THRESHOLD``). The peak
-    stays what it was; the service holds it until it exits (idle timeout). A new exposure through the service
-    took 2.9 s instead of 4.0 s (medians of 12, in-process loop, 2-core machine at load 8). Not glibc: nothing."""
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_max = -1, -4  # glibc's malloc.h
-    mallopt(m_mmap_max, 0)
-    mallopt(m_trim_threshold, 2**31 - 1)
 
 
 def _stop_on_signal(signum: int, _frame: Any) -> None:
