@@ -15,7 +15,9 @@ import click
 from engine.errors import HostplugError
 from hostplug.commands import cluster, integrate, models, open, render, serve, sidecar, watch
 from hostplug.commands.common import fail
-from hostplug.memory import keep_freed_memory
+from hostplug.memory import keep_freed_memory, no_huge_page_advice
+
+no_huge_page_advice()  # before anything imports numpy (hostplug.cli and the commands' modules do not)
 
 
 class HostplugGroup(click.Group):

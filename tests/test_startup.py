@@ -65,3 +65,15 @@ def test_a_daemon_worker_sizes_torch_without_importing_it() -> None:
               "import torch\n"
               "print(imported, torch.get_num_threads())")
     assert _run(script) == "False 1"
+
+
+def test_the_command_asks_numpy_not_to_advise_huge_pages() -> None:
+    """hostplug.cli sets NUMPY_MADVISE_HUGEPAGE=0 before numpy loads (a cold render waited on memory compaction
+    with the advice), and leaves a value the user set alone."""
+    script = ("import os, sys\nos.environ.pop('NUMPY_MADVISE_HUGEPAGE', None)\nimport hostplug.cli\n"
+              "assert 'numpy' not in sys.modules, 'hostplug.cli imported numpy before giving its advice'\n"
+              "import numpy\nprint(numpy._core.multiarray._get_madvise_hugepage())")
+    assert _run(script) == "False"
+    kept = ("import os\nos.environ['NUMPY_MADVISE_HUGEPAGE'] = '1'\nimport hostplug.cli\n"
+            "print(os.environ['NUMPY_MADVISE_HUGEPAGE'])")
+    assert _run(kept) == "1"
