@@ -174,7 +174,9 @@ class Photofinish(Stage):
         params: PhotofinishParams = data["params"]
         operators = params.operators if params.operators is not None else self.operators_for(params, image)
         ctx.notes["photofinish"] = {"style": params.style, "operators": operators}
-        if ctx.device == "cpu":
+        from engine import kernels  # loaded by the pipeline already; here, so importing the stage loads no numba
+
+        if not kernels.on_torch(ctx.device):  # the full-resolution stages' one switch (torch_everywhere included)
             return ops.apply(image, operators)
         import torch
 
