@@ -77,3 +77,12 @@ def test_the_command_asks_numpy_not_to_advise_huge_pages() -> None:
     kept = ("import os\nos.environ['NUMPY_MADVISE_HUGEPAGE'] = '1'\nimport hostplug.cli\n"
             "print(os.environ['NUMPY_MADVISE_HUGEPAGE'])")
     assert _run(kept) == "1"
+
+
+def test_the_service_gives_the_same_advice_when_a_client_starts_it() -> None:
+    """GIMP's preview helper starts ``python -m hostplug.service`` without the hostplug command's environment."""
+    script = ("import os, runpy, sys\nos.environ.pop('NUMPY_MADVISE_HUGEPAGE', None)\n"
+              "sys.argv = ['hostplug.service', '--help']\n"
+              "try:\n    runpy.run_module('hostplug.service', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+              "print(os.environ.get('NUMPY_MADVISE_HUGEPAGE'))")
+    assert _run(script) == "0"
