@@ -228,7 +228,7 @@ BAND_PIXELS = 6_000_000  # at most this many pixels a band (two are held at once
 TILE = 1024  # the network runs on tiles of this many pixels a side (plus margins): about 1 MP, a size at which
 # its activations mostly stay in a server CPU's cache (bigger tiles measured slower per pixel, smaller ones pay
 # more margin)
-LOW_BLOCK = 8  # restore_low_frequencies keeps the means of blocks of this many pixels a side
+LOW_BLOCK = 8  # denoise_image keeps the input's means of blocks of this many pixels a side
 _LOW_SIGMA = 1.5  # ... smoothed by a Gaussian of this many blocks (OpenCV's kernel: 6 blocks each side)
 _LOW_REACH = 6
 
@@ -282,7 +282,7 @@ def _denoise_tile(net: Denoiser, rgb: np.ndarray, rows: tuple[int, int], cols: t
     b0, b1, d0, d1 = max(0, r0 - 1), min(h, r1 + 1), max(0, c0 - 1), min(w, c1 + 1)
     blurred = cv2.blur(rgb[b0:b1, d0:d1], (3, 3), borderType=cv2.BORDER_REFLECT_101)
     sigma = noise.sigma(blurred[r0 - b0 : r1 - b0, c0 - d0 : c1 - d0])
-    image, sigma = rgb[r0:r1, c0:c1], sigma
+    image = rgb[r0:r1, c0:c1]
     ph, pw = (-(r1 - r0)) % net.multiple, (-(c1 - c0)) % net.multiple
     if ph or pw:  # at the image's bottom or right edge
         mode: Literal["reflect", "edge"] = "reflect" if min(r1 - r0, c1 - c0) > max(ph, pw) else "edge"

@@ -3,8 +3,8 @@
 
 Select the network with ``--use denoise=learned`` (recipe ``stages.denoise.implementation``); ``--set
 denoise.model=base`` picks the larger network, ``lite`` the full-resolution one of params version 1, ``fast`` the
-4 x 4-packed one of version 2; version 3's default is ``mid`` (2 x 2 packed, as good as lite at fast's speed:
-docs/models.md). The network is conditioned on the file's noise
+4 x 4-packed one of version 2; version 3's default is ``mid`` (2 x 2 packed: better than fast at about its
+speed, 0.3-0.6 dB short of lite; docs/models.md). The network is conditioned on the file's noise
 level (:mod:`engine.io.noise_level`: DNG NoiseProfile, else the per-ISO model, or measured from the image), so at
 full strength it removes as much as the noise calls for and leaves a clean image nearly untouched. The recipe's
 ``denoise`` strength (0..100) blends the network's result with the input; automatic (unset) is 100 for raws and
