@@ -129,13 +129,6 @@ def compress_gamut(x: torch.Tensor) -> torch.Tensor:
     return y + chroma * scale
 
 
-def chroma_table_grid(size: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """The (u, v) log-chromaticity at each node of a ``size`` x ``size`` chroma table."""
-    axis = torch.linspace(-CHROMA_RANGE, CHROMA_RANGE, size, device=device)
-    u, v = torch.meshgrid(axis, axis, indexing="ij")
-    return u, v
-
-
 def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Display encoding: the sRGB transfer curve, then a power ``2.2 / g`` (``g = 2.2`` is exactly sRGB)."""
     x = x.clamp(0.0, 1.0)

@@ -88,10 +88,10 @@ def test_adjustments_go_on_top_of_the_prediction(low: np.ndarray) -> None:
 
 
 def _node_chroma(size: int) -> list:
-    from engine import operators as ops
+    from engine import operators_numpy
 
-    u, v = ops.chroma_table_grid(size)
-    return torch.stack([u, v])[None].tolist()
+    u, v = operators_numpy.chroma_table_grid(size)
+    return np.stack([u, v])[None].tolist()
 
 
 def test_contrast_keeps_mid_grey_where_it_was() -> None:
