@@ -37,11 +37,13 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
               help="Training crop size in pixels (a multiple of 8).")
 @click.option("--reuse", type=click.IntRange(1, 2), default=1, show_default=True,
               help="Steps per generated batch (the second sees it transposed).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the run here every 250 steps; a run given an existing checkpoint resumes from it.")
 @device_option
 @_threads
 @_weights_dir
 def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int, batch: int, patch: int,
-                  reuse: int, device: str, threads: int, weights_dir: Path | None) -> None:
+                  reuse: int, checkpoint: Path | None, device: str, threads: int, weights_dir: Path | None) -> None:
     """Train the learned denoiser from scratch (un-processed photographs and computed raws)."""
     from engine.training import train_denoiser
 
@@ -50,7 +52,8 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
         raise click.UsageError("--patch must be a multiple of 8")
     minutes, steps = _budget(minutes, steps, 15.0)
     config = train_denoiser.DenoiseTrainConfig(size=size, seed=seed, steps=steps, minutes=minutes, batch=batch,
-                                               patch=patch, reuse=reuse, device=device, threads=threads)
+                                               patch=patch, reuse=reuse, device=device, threads=threads,
+                                               checkpoint=str(checkpoint) if checkpoint else None)
     model, record = train_denoiser.train(config, log=click.echo)
     entry = train_denoiser.ship(model, record, weights_dir)
     click.echo(f"wrote {entry.name}: {weights_dir or entry.path.parent}/{entry.file} (sha256 {entry.sha256[:16]}...)")
