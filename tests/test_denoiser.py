@@ -52,6 +52,38 @@ def test_the_fast_network_runs_on_packed_pixels() -> None:
     assert fast.ending.out_channels == 3 * 16
 
 
+@pytest.mark.parametrize("size", list(denoiser.SIZES))
+def test_the_rendering_form_computes_the_trained_network(size: str) -> None:
+    """The fused network (scale, norms, block scales and pixel shuffles folded; engine.models.denoiser_fused)
+    reads raster-order pixels in image units and gives the trained network's residual times the scale."""
+    from engine.models import denoiser_fused
+
+    model = _randomised(denoiser.SIZES[size])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:  # the norms' scale and shift are folded too: make them matter
+                p.normal_(1.0 if name.endswith("weight") else 0.0, 0.3)
+    h, w, scale = 2 * model.multiple, 3 * model.multiple, 0.25
+    rgb, sigma = torch.rand(1, 3, h, w) * 0.3, torch.rand(1, 3, h, w) * 0.02
+    with torch.no_grad():
+        expected = (model(denoiser.network_input(rgb, sigma, scale)) * scale)[0].permute(1, 2, 0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = denoiser_fused.fuse(model, scale, torch.bfloat16, "cpu").float()  # bf16 fused in place would show
+    p = model.config.pack
+    inp = torch.empty((1, h // p, w // p, 3 * p * p + 3))
+    fused.pack_into(inp, rgb[0].permute(1, 2, 0).contiguous())
+    inp[0, ..., 3 * p * p :] = torch.nn.functional.avg_pool2d(sigma, p)[0].permute(1, 2, 0)
+    got = torch.empty(h, w, 3)
+    with torch.inference_mode():
+        fused.residual_into(fused(inp.permute(0, 3, 1, 2)), got)
+    assert torch.allclose(got, expected, atol=0.02 * float(expected.abs().max()))  # bfloat16 weights
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the trained one is untouched
+    float_fused = denoiser_fused.fuse(model, scale, torch.float32, "cpu")
+    with torch.inference_mode():
+        float_fused.residual_into(float_fused(inp.permute(0, 3, 1, 2)), got)
+    assert torch.allclose(got, expected, atol=1e-5 * float(expected.abs().max()) + 1e-7)
+
+
 def test_pointwise_convolutions_equal_pytorchs() -> None:
     torch.manual_seed(0)
     layer = denoiser.Pointwise(6, 10)

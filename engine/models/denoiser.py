@@ -22,19 +22,21 @@ place, with a few bands of memory beyond the image.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from engine.models.denoiser_fused import FusedDenoiser
 
 
 @dataclass(frozen=True)
@@ -271,33 +273,32 @@ def _low_frequency_rows(small: np.ndarray, start: int, end: int, width: int) -> 
     return cv2.resize(tall, (width, end - start), interpolation=cv2.INTER_LINEAR)  # across only: rows match
 
 
-def _denoise_tile(net: Denoiser, rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], margin: int,
-                  noise: NoiseLevel, scale: float, device: str) -> torch.Tensor:
-    """The network's residual for ``rgb[rows, cols]`` (h, w, 3; on the CPU, in the network's dtype), read with
-    ``margin`` pixels of context each side (from the network's grid) and one more for the noise map's blur."""
+def _denoise_tile(net: FusedDenoiser, rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], margin: int,
+                  noise: NoiseLevel, device: str) -> np.ndarray:
+    """The network's residual for ``rgb[rows, cols]`` (h, w, 3, float32), read with ``margin`` pixels of context
+    each side (from the network's grid) and one more for the noise map's blur."""
     h, w = rgb.shape[:2]
+    multiple = net.multiple
     (y0, y1), (x0, x1) = rows, cols
-    r0, r1 = max(0, (y0 - margin) // net.multiple * net.multiple), min(h, y1 + margin)
-    c0, c1 = max(0, (x0 - margin) // net.multiple * net.multiple), min(w, x1 + margin)
+    r0, r1 = max(0, (y0 - margin) // multiple * multiple), min(h, y1 + margin)
+    c0, c1 = max(0, (x0 - margin) // multiple * multiple), min(w, x1 + margin)
     b0, b1, d0, d1 = max(0, r0 - 1), min(h, r1 + 1), max(0, c0 - 1), min(w, c1 + 1)
     blurred = cv2.blur(rgb[b0:b1, d0:d1], (3, 3), borderType=cv2.BORDER_REFLECT_101)
     sigma = noise.sigma(blurred[r0 - b0 : r1 - b0, c0 - d0 : c1 - d0])
     image = rgb[r0:r1, c0:c1]
-    ph, pw = (-(r1 - r0)) % net.multiple, (-(c1 - c0)) % net.multiple
+    ph, pw = (-(r1 - r0)) % multiple, (-(c1 - c0)) % multiple
     if ph or pw:  # at the image's bottom or right edge
         mode: Literal["reflect", "edge"] = "reflect" if min(r1 - r0, c1 - c0) > max(ph, pw) else "edge"
         image, sigma = (np.pad(a, ((0, ph), (0, pw), (0, 0)), mode=mode) for a in (image, sigma))
-    p = net.config.pack
+    p = net.pack
     hp, wp = image.shape[0] // p, image.shape[1] // p
-    inp = torch.empty((1, hp, wp, 3 * p * p + 3), dtype=next(net.parameters()).dtype, device=device)
-    # packed straight from the float32 tile (channels-last: the network's layout), as pixel_unshuffle orders them
-    blocks = torch.from_numpy(image).view(hp, p, wp, p, 3).permute(0, 2, 4, 1, 3)
-    inp[0, ..., : 3 * p * p].unflatten(-1, (3, p, p)).copy_(blocks)
+    inp = torch.empty((1, hp, wp, 3 * p * p + 3), dtype=next(net.parameters()).dtype)  # channels-last memory
+    net.pack_into(inp, torch.from_numpy(np.ascontiguousarray(image)))
     inp[0, ..., 3 * p * p :] = torch.from_numpy(
         sigma if p == 1 else cv2.resize(sigma, (wp, hp), interpolation=cv2.INTER_AREA))  # block means
-    inp = inp.mul_(1.0 / scale).permute(0, 3, 1, 2)
-    residual = net.packed_forward(inp)
-    return residual[0, :, y0 - r0 : y1 - r0, x0 - c0 : x1 - c0].permute(1, 2, 0).cpu()
+    residual = np.empty(image.shape, np.float32)
+    net.residual_into(net(inp.to(device).permute(0, 3, 1, 2)).cpu(), torch.from_numpy(residual))
+    return residual[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0]
 
 
 def _even_step(length: int, most: int) -> int:
@@ -333,8 +334,9 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
     spans = [(start, min(start + rows, h)) for start in range(0, h, rows)]
     blocks_h, blocks_w = h // LOW_BLOCK, w // LOW_BLOCK
     small = np.zeros((blocks_h, blocks_w, 3), np.float32) if blocks_h and blocks_w else None
-    net = copy.deepcopy(model).to(device=device, dtype=inference_dtype(model, device),  # type: ignore[call-overload]
-                                  memory_format=torch.channels_last).eval()
+    from engine.models import denoiser_fused  # it builds on this module's classes
+
+    net = denoiser_fused.fuse(model, scale, inference_dtype(model, device), device)
 
     def finish(start: int, end: int, residual: np.ndarray) -> None:
         for y in range(start, end, 128):  # in slices: no third band-sized buffer
@@ -351,8 +353,7 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
             residual = np.empty((end - start, w, 3), np.float32)  # the change the network makes to the band
             for x in range(0, w, step):
                 cols = (x, min(x + step, w))
-                change = _denoise_tile(net, rgb, (start, end), cols, margin, noise, scale, device)
-                torch.mul(change, scale, out=torch.from_numpy(residual[:, cols[0] : cols[1]]))
+                residual[:, cols[0] : cols[1]] = _denoise_tile(net, rgb, (start, end), cols, margin, noise, device)
             if small is not None and start // LOW_BLOCK < blocks_h:  # bands start on the block grid
                 b0, b1 = start // LOW_BLOCK, min(blocks_h, end // LOW_BLOCK)
                 small[b0:b1] = -_block_means(residual, b1 - b0, blocks_w)  # noisy - denoised
