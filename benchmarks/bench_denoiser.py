@@ -4,7 +4,9 @@
 
 On the 18 MP Sony a7R III raw by default: ``engine.open`` + ``engine.render`` with ``--use denoise=learned
 --use detail=learned`` (their default networks: ``denoise-mid``, ``detail-fast``), against
-``rawpy.imread(path).postprocess(use_camera_wb=True)``. One warm-up each (models load, numba's kernels come from
+``rawpy.imread(path).postprocess(use_camera_wb=True)``, in a process whose memory is set up as every hostplug process
+sets it up (:func:`hostplug.memory.keep_freed_memory`: without it each network tile takes fresh pages from the
+system, about a third more time for the denoiser on 2 cores). One warm-up each (models load, numba's kernels come from
 cache, LibRaw initialises), then ``repeats`` alternating repetitions; medians and their ratio (target: at most
 5x). The render's own per-stage seconds (median over the repetitions) show where the time goes.
 ``benchmarks/bench_render.py`` imports :func:`measure_learned_pipeline` for its table.
@@ -64,6 +66,9 @@ def measure_learned_pipeline(raw_path: str | Path = DEFAULT_RAW, repeats: int = 
     import rawpy
     import torch
 
+    from hostplug.memory import keep_freed_memory
+
+    keep_freed_memory()  # as every hostplug process (command, render service, watch workers) runs the engine
     path = Path(raw_path)
     recipe = learned_recipe()
     _time_ours(path, recipe)

@@ -11,7 +11,8 @@ Every row is a ratio against LibRaw measured in the same run, the way a user wai
 * **through the service**: the same command with the render service running, repeated, against the same script
   (``benchmarks/bench_service.py``; target: at most 1.3x).
 * **in-process**: ``engine.open`` + ``engine.render`` with the classical stages against ``postprocess()`` in one
-  process; one warm-up each, alternating, medians (target: at most 2x).
+  process, its memory set up as hostplug's processes set it up (:func:`hostplug.memory.keep_freed_memory`); one
+  warm-up each, alternating, medians (target: at most 2x).
 * **learned pipeline**: the same with the learned denoiser and detail stages
   (``benchmarks/bench_denoiser.py``; target: at most 5x).
 * **peak memory**: a child process rendering and writing the 18 MP raw, and the 61 MP synthetic DNG
@@ -102,6 +103,9 @@ def peak_rss(args: list[str]) -> int:
 
 def measure_in_process(path: Path, repeats: int) -> dict[str, Any]:
     """The classical render in this process against ``postprocess()``, alternating, after one warm-up each."""
+    from hostplug.memory import keep_freed_memory
+
+    keep_freed_memory()  # as every hostplug process runs the engine
     time_ours(path)  # warm-up: numba's compiled kernels load from cache, torch and LibRaw initialise
     time_libraw(path)
     ours, libraw = [], []
