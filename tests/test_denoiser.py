@@ -229,7 +229,7 @@ def _shipped(size: str) -> None:
         pytest.skip(f"denoise-{size} is not shipped in this checkout")
 
 
-@pytest.mark.parametrize("size", ["fast", "mid", "lite", "base"])
+@pytest.mark.parametrize("size", ["fast", "mid", "mid2", "lite", "base"])
 def test_shipped_weights_load_and_verify(size: str) -> None:
     _shipped(size)
     model = denoiser.load(size)
@@ -261,22 +261,22 @@ def test_the_noise_level_conditions_how_much_is_removed(size: str) -> None:
 
 
 def test_learned_stage_denoises_a_render(sample_dng: Path) -> None:
-    _shipped("mid")
+    _shipped("mid2")
     source = engine.open(sample_dng)
     rendered = engine.render(source, LEARNED.replace(denoise=60.0))
     notes = rendered.notes["denoise"]
-    assert notes["model"] == "denoise-mid" and notes["strength"] == 60.0
+    assert notes["model"] == "denoise-mid2" and notes["strength"] == 60.0
     assert notes["noise_origin"] == "DNG NoiseProfile"
     assert rendered.pixels.shape == (600, 900, 3)
 
 
 # --- the default by ISO, and older recipes ---------------------------------------------------------------------
 
-def test_auto_follows_the_iso_and_classical_stays_the_default() -> None:
+def test_auto_follows_the_iso_and_is_the_default() -> None:
     from engine.pipeline import stage_for
     from engine.stages.denoise_learned import LEARNED_FROM_ISO, equivalent_iso
 
-    assert stage_for("denoise", Recipe()).implementation == "classical"  # auto is opt-in until it is fast
+    assert stage_for("denoise", Recipe()).implementation == "auto"  # learned where it pays, classical below
     assert stage_for("denoise", Recipe(stages={"denoise": StageSettings(implementation="auto")})).implementation \
         == "auto"
     assert stage_for("denoise", LEARNED).implementation == "learned"
@@ -289,7 +289,7 @@ def test_auto_follows_the_iso_and_classical_stays_the_default() -> None:
 @pytest.mark.parametrize(("learned_from_iso", "expected"), [(100.0, "learned"), (6400.0, "classical")])
 def test_auto_runs_the_learned_denoiser_from_its_iso_up(sample_dng: Path, learned_from_iso: float,
                                                         expected: str) -> None:
-    _shipped("mid")
+    _shipped("mid2")
     recipe = Recipe(stages={"denoise": StageSettings(implementation="auto",
                                                      params={"learned_from_iso": learned_from_iso})})
     notes = engine.render(engine.open(sample_dng), recipe).notes["denoise"]  # the sample reads as ISO 200
@@ -325,8 +325,8 @@ def test_recipes_of_version_1_keep_the_classical_denoiser_and_the_lite_networks(
     off = Recipe.from_dict({"version": 1, "stages": {"denoise": {"enabled": False}}})
     assert not off.stage("denoise").enabled
     new = Recipe.from_json(Recipe().to_json())  # written now: the default stays the default
-    assert stage_for("denoise", new).implementation == "classical"
-    assert stage_for("denoise", new.replace(stages=LEARNED.stages)).resolve_params(LEARNED).model == "mid"
+    assert stage_for("denoise", new).implementation == "auto"
+    assert stage_for("denoise", new.replace(stages=LEARNED.stages)).resolve_params(LEARNED).model == "mid2"
 
 
 def test_recipes_of_version_2_keep_the_fast_learned_denoiser() -> None:
@@ -341,8 +341,21 @@ def test_recipes_of_version_2_keep_the_fast_learned_denoiser() -> None:
     assert stage_for("denoise", stored).resolve_params(stored).model == "fast"
 
 
+def test_recipes_of_version_3_keep_the_classical_default_and_the_mid_learned_denoiser() -> None:
+    from engine.pipeline import stage_for
+
+    assert stage_for("denoise", Recipe.from_dict({"version": 3, "exposure": 0.5})).implementation == "classical"
+    for implementation, from_iso in (("learned", None), ("auto", 800.0)):
+        old = Recipe.from_dict({"version": 3, "stages": {"denoise": {"implementation": implementation}}})
+        params = stage_for("denoise", old).resolve_params(old)
+        assert params.model == "mid" and getattr(params, "learned_from_iso", None) == from_iso
+        stored = Recipe.from_json(old.to_json())
+        assert stage_for("denoise", stored).resolve_params(stored).model == "mid"
+
+
 @pytest.mark.parametrize(("implementation", "version", "model"),
-                         [("learned", 2, "fast"), ("learned", 3, "mid"), ("auto", 1, "fast"), ("auto", 2, "mid")])
+                         [("learned", 2, "fast"), ("learned", 3, "mid"), ("learned", 4, "mid2"), ("auto", 1, "fast"),
+                          ("auto", 2, "mid"), ("auto", 3, "mid2")])
 def test_stored_params_keep_the_denoiser_of_their_version(implementation: str, version: int, model: str) -> None:
     from engine.pipeline import stage_for
 
@@ -351,7 +364,9 @@ def test_stored_params_keep_the_denoiser_of_their_version(implementation: str, v
     params = stage_for("denoise", stored).resolve_params(stored)
     assert params.model == model and params.strength == 80
     if implementation == "auto":
-        assert params.learned_from_iso == (1600.0 if model == "fast" else 800.0)
+        from engine.stages.denoise_learned import LEARNED_FROM_ISO
+
+        assert params.learned_from_iso == {"fast": 1600.0, "mid": 800.0}.get(model, LEARNED_FROM_ISO)
 
 
 def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothing() -> None:
@@ -359,7 +374,7 @@ def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothin
 
     old = properties_to_recipe({"schemaVersion": "1", "exposure": "0.3"}, "old.xmp")
     assert old.stage("denoise").implementation == "classical" and old.exposure == 0.3
-    current = properties_to_recipe({"schemaVersion": "2", "exposure": "0.3"}, "new.xmp")
+    current = properties_to_recipe({"schemaVersion": "4", "exposure": "0.3"}, "new.xmp")
     assert current.stage("denoise").implementation is None
     _settings, stages = properties_to_settings({"schemaVersion": "1", "exposure": "0.3"}, "preset.xmp")
     assert stages == {}
@@ -368,15 +383,15 @@ def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothin
 @pytest.fixture
 def private_weights(weights_copy: Path) -> Path:
     """The default denoiser's weights file in a scratch copy of the weights folder."""
-    _shipped("mid")
-    return weights_copy / models.read_manifest()["denoise-mid"].file
+    _shipped("mid2")
+    return weights_copy / models.read_manifest()["denoise-mid2"].file
 
 
 def test_corrupted_weights_give_a_clear_error(private_weights: Path, sample_dng: Path) -> None:
     data = bytearray(private_weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     private_weights.write_bytes(bytes(data))
-    expected = models.read_manifest()["denoise-mid"].sha256
+    expected = models.read_manifest()["denoise-mid2"].sha256
     with pytest.raises(ModelError) as error:
         engine.render(engine.open(sample_dng), LEARNED)
     assert str(private_weights) in str(error.value) and expected in str(error.value)
@@ -387,4 +402,4 @@ def test_missing_weights_give_a_clear_error(private_weights: Path, sample_dng: P
     with pytest.raises(ModelError, match="missing") as error:
         engine.render(engine.open(sample_dng), LEARNED)
     assert str(private_weights) in str(error.value)
-    assert models.read_manifest()["denoise-mid"].sha256 in str(error.value)
+    assert models.read_manifest()["denoise-mid2"].sha256 in str(error.value)

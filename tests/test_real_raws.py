@@ -64,7 +64,8 @@ def test_output_has_the_visible_size_after_orientation(rendered, pixels) -> None
 def test_16bit_tiff_keeps_16_bits(pixels) -> None:
     assert pixels.dtype == np.uint16
     levels_8bit = len(np.unique(np.round(pixels[..., 1] / 257.0)))
-    assert len(np.unique(pixels[..., 1])) > 16 * levels_8bit  # far more levels than 8 bits would keep
+    # several 16-bit levels within each 8-bit step (a near-flat frame, the D500's denoised black one, spans two)
+    assert len(np.unique(pixels[..., 1])) > 4 * levels_8bit
 
 
 def test_output_embeds_an_srgb_icc_profile(rendered) -> None:

@@ -37,6 +37,7 @@ DARKTABLE_XMP = SHARED / "sidecars" / "darktable-4.2.1-colorchart.dng.xmp"
 ADOBE_XMP = DATA / "adobe-camera-raw.xmp"
 V1_XMP = DATA / "hostplug-schema-v1.xmp"
 V2_XMP = DATA / "hostplug-schema-v2.xmp"
+V3_XMP = DATA / "hostplug-schema-v3.xmp"
 
 MALFORMED = {p.stem: p.read_bytes() for p in sorted((DATA / "malformed").glob("*.xmp"))}
 
@@ -210,6 +211,20 @@ def test_version_2_sidecar_keeps_the_fast_learned_denoiser(tmp_path: Path) -> No
     recipe = read_sidecar(raw).recipe
     assert recipe.stage("denoise").params == {"version": 2}
     assert stage_for("denoise", recipe).resolve_params(recipe).model == "fast"
+
+
+def test_version_3_sidecar_keeps_the_classical_denoiser(tmp_path: Path) -> None:
+    """Schema 3 held recipes of recipe version 3, which left the denoiser to the classical default; version 4 made
+    "auto" (the learned denoiser where it pays) the default, so a schema-3 sidecar naming none pins classical."""
+    from engine.pipeline import stage_for
+
+    raw = _raw(tmp_path)
+    shutil.copy(V3_XMP, tmp_path / "IMG_0001.CR2.xmp")
+    recipe = read_sidecar(raw).recipe
+    assert stage_for("denoise", recipe).implementation == "classical"
+    assert recipe.stage("detail").implementation == "learned" and recipe.exposure == 0.3
+    fresh = read_sidecar(raw).recipe.replace(stages={})  # what a recipe that names no denoiser gets now
+    assert stage_for("denoise", fresh).implementation == "auto"
 
 
 def test_older_schema_versions_migrate_step_by_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,9 +14,8 @@ from typing import Any
 # The implementation a recipe gets unless it asks for another (``--use STAGE=IMPL``).
 DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
     "demosaic": "mhc",
-    # "auto" (learned from ISO 800) stays opt-in until issue 12's bar is met: the learned pipeline is about 5x
-    # LibRaw on the 18 MP raw (4.4-5.4x measured; bar 5x) and denoise-mid is 0.3-0.6 dB short of lite's gains.
-    "denoise": "classical",
+    # the learned denoiser where it pays (docs/models.md, "Where the learned denoiser pays"), classical below
+    "denoise": "auto",
     "white_balance": "classical",
     "colour": "dng",
     "photofinish": "learned",
@@ -28,8 +27,8 @@ DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
 PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("demosaic", "mhc"): 1,
     ("denoise", "classical"): 1,
-    ("denoise", "learned"): 3,
-    ("denoise", "auto"): 2,
+    ("denoise", "learned"): 4,
+    ("denoise", "auto"): 3,
     ("white_balance", "classical"): 2,
     ("colour", "dng"): 1,
     ("photofinish", "learned"): 1,
@@ -44,10 +43,11 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 # What recipes of an older recipe version (engine.recipe.RECIPE_VERSION) meant by saying nothing: the default
 # implementation each stage had then, and, for the stage implementations whose params a later version changed,
 # the params version that a recipe storing no params got then: (stage, implementation, params version).
-FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {1: {"denoise": "classical"}}
+FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {v: {"denoise": "classical"} for v in (1, 2, 3)}
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1)),  # the "lite" networks
     2: (("denoise", "learned", 2), ("denoise", "auto", 1)),  # denoise-fast; auto from ISO 1600
+    3: (("denoise", "learned", 3), ("denoise", "auto", 2)),  # denoise-mid; auto from ISO 800
 }
 
 
@@ -55,7 +55,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     """Stage settings (the recipe's JSON form) of a recipe written at ``recipe_version``, with what it left to
     the defaults of its day made explicit, so it renders as it did then: recipe version 1 meant the classical
     denoiser, and the learned denoiser and detail stages with their version 1 params (the "lite" networks);
-    version 2 meant the "fast" learned denoiser (params version 2), and "auto" with it from ISO 1600."""
+    version 2 meant the "fast" learned denoiser (params version 2), and "auto" with it from ISO 1600; versions 1
+    to 3 meant the classical denoiser, and version 3 the "mid" learned denoiser (auto from ISO 800)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

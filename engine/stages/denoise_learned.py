@@ -2,19 +2,20 @@
 (``--use denoise=auto``), which runs it above the ISO where it pays and the classical denoiser below.
 
 Select the network with ``--use denoise=learned`` (recipe ``stages.denoise.implementation``); ``--set
-denoise.model=base`` picks the larger network, ``lite`` the full-resolution one of params version 1, ``fast`` the
-4 x 4-packed one of version 2; version 3's default is ``mid`` (2 x 2 packed: better than fast at about its
-speed, 0.3-0.6 dB short of lite; docs/models.md). The network is conditioned on the file's noise
-level (:mod:`engine.io.noise_level`: DNG NoiseProfile, else the per-ISO model, or measured from the image), so at
-full strength it removes as much as the noise calls for and leaves a clean image nearly untouched. The recipe's
-``denoise`` strength (0..100) blends the network's result with the input; automatic (unset) is 100 for raws and
-0 for sRGB images, which carry no raw noise. The image is processed in overlapping tiles on the render's device,
-so memory stays bounded on any size.
+denoise.model=base`` picks the larger network, ``lite`` the full-resolution one of params version 1, ``fast`` the 4 x
+4-packed one of version 2, ``mid`` (2 x 2 packed) the default of version 3; version 4's default is ``mid2``, mid's
+network trained six times longer: as good as lite at a tenth of its time (docs/models.md). The network is conditioned
+on the file's noise level (:mod:`engine.io.noise_level`: DNG NoiseProfile, else the per-ISO model, or measured from
+the image), so at full strength it removes as much as the noise calls for and leaves a clean image nearly untouched.
+The recipe's ``denoise`` strength (0..100) blends the network's result with the input; automatic (unset) is 100 for
+raws and 0 for sRGB images, which carry no raw noise. The image is processed in overlapping tiles on the render's
+device, so memory stays bounded on any size.
 
 "auto" (:class:`AutoDenoise`) picks per file: the learned denoiser from :data:`LEARNED_FROM_ISO` (the gain over
 ISO 100 read from the DNG NoiseProfile when there is one, as the classical strength reads it), the classical one
-below, where the network's gain over it is small for its time (docs/models.md has the measurement). Recipes
-written before "auto" existed keep the classical denoiser (:func:`engine.stages.catalogue.pin_former_defaults`).
+below, where the network's gain over it is small for its time (docs/models.md has the measurement). It is the
+default since recipe version 4; older recipes that name no denoiser keep the classical one
+(:func:`engine.stages.catalogue.pin_former_defaults`).
 """
 
 from __future__ import annotations
@@ -29,20 +30,20 @@ from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
 from engine.stages.denoise import ClassicalDenoise, DenoiseParams, gain_stops
 
-ModelSize = Literal["fast", "mid", "lite", "base"]  # the sizes of engine.models.denoiser.SIZES
+ModelSize = Literal["fast", "mid", "mid2", "lite", "base"]  # the sizes of engine.models.denoiser.SIZES
 
 # The ISO from which "auto" runs the learned denoiser (measured: docs/models.md, "Where the learned denoiser pays");
-# 1600 for denoise-fast (auto params version 1), 800 for denoise-mid.
-LEARNED_FROM_ISO = 800.0
+# 1600 for denoise-fast (auto params version 1), 800 for denoise-mid (version 2), 400 for denoise-mid2.
+LEARNED_FROM_ISO = 400.0
 
 
 @dataclass(frozen=True)
 class LearnedDenoiseParams:
     """Strength 0..100 (None: automatic), model size, where the noise level comes from, or a pinned (S, O)."""
 
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
-    model: ModelSize = "mid"
+    model: ModelSize = "mid2"
     noise: Literal["auto", "profile", "iso", "estimate"] = "auto"  # engine.io.noise_level.NOISE_SOURCES
     # Pins (S, O): variance = S * signal + O; both are variances, so never negative.
     noise_profile: tuple[float, float] | None = field(default=None, metadata={"range": (0.0, 1.0)})
@@ -60,9 +61,9 @@ class LearnedDenoise(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1's default model was "lite", version 2's "fast"."""
-        if version < 3:
-            return {"model": "lite" if version < 2 else "fast", **params}
+        """Version 1's default model was "lite", version 2's "fast", version 3's "mid"."""
+        if version < 4:
+            return {"model": {1: "lite", 2: "fast", 3: "mid"}.get(version, "lite"), **params}
         return params
 
     def prepare(self, params: LearnedDenoiseParams, ctx: Context) -> dict[str, Any]:
@@ -102,10 +103,10 @@ class LearnedDenoise(Stage):
 class AutoDenoiseParams:
     """Strength 0..100 (None: automatic), the ISO from which the learned denoiser runs, and its model size."""
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
     learned_from_iso: float = field(default=LEARNED_FROM_ISO, metadata={"range": (0.0, 1e7)})
-    model: ModelSize = "mid"
+    model: ModelSize = "mid2"
 
 
 def equivalent_iso(iso: float, noise_profile: np.ndarray | None) -> float:
@@ -123,8 +124,10 @@ class AutoDenoise(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1's model was "fast", run from ISO 1600."""
-        return {"model": "fast", "learned_from_iso": 1600.0, **params} if version < 2 else params
+        """Version 1's model was "fast", run from ISO 1600; version 2's "mid", from ISO 800."""
+        if version < 2:
+            return {"model": "fast", "learned_from_iso": 1600.0, **params}
+        return {"model": "mid", "learned_from_iso": 800.0, **params} if version < 3 else params
 
     def params_from(self, recipe: Recipe) -> AutoDenoiseParams:
         return AutoDenoiseParams(strength=recipe.denoise)

@@ -28,7 +28,7 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 
 
 @click.command(name="denoise")
-@click.option("--size", type=click.Choice(["fast", "mid", "lite", "base"]), default="lite", show_default=True)
+@click.option("--size", type=click.Choice(["fast", "mid", "mid2", "lite", "base"]), default="lite", show_default=True)
 @click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget (default 15 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
 @click.option("--seed", type=int, default=0, show_default=True)
