@@ -1,4 +1,5 @@
-"""What a cold render loads: never torch; numba in a thread while the raw decodes, with every kernel it calls."""
+"""What a cold render loads: no torch below the learned denoiser's ISO; numba in a thread while the raw decodes,
+with every kernel it calls."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ def _run(script: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def test_a_default_render_never_imports_torch(tmp_path: Path, sample_dng: Path) -> None:
+def test_a_default_render_below_the_learned_denoisers_iso_never_imports_torch(tmp_path: Path,
+                                                                            sample_dng: Path) -> None:
+    """The sample reads as ISO 200, below where the default denoiser ("auto") runs the network."""
     script = (
         "import sys, engine\n"
         "assert 'torch' not in sys.modules, 'import engine'\n"

@@ -228,7 +228,8 @@ def denoise_tensor(model: Denoiser, rgb: torch.Tensor, sigma: torch.Tensor,
     return rgb + residual * scale
 
 
-BAND_PIXELS = 6_000_000  # at most this many pixels a band (two are held at once: 61 MP bands of 624 rows)
+BAND_PIXELS = 4_000_000  # at most this many pixels a band (two are held at once: 61 MP bands of 416 rows; 6 MP
+# bands measured 1.97 GB at 61 MP and 1.33 GB at 18 MP, these 1.94 and 1.06 GB)
 TILE = 1536  # the network runs on tiles of at most this many pixels a side (plus margins; bands cap the rows):
 # 18 MP on 2 cores, in a process that keeps freed memory (hostplug.memory), 1.53 s against 1.73 s for 1024 px tiles,
 # which pay 27 % for their margins (64 px each side for mid); 1280 and 2048 px measured like 1536
