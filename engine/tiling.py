@@ -10,7 +10,7 @@ rewrites it in place, or band by band (:data:`TILE_ROWS` rows at a time) with on
   band. :func:`rewrite_in_bands` computes band *k* before it writes band *k - 1* back, so every band still reads
   the original rows of its neighbours; the result equals one pass over the whole image.
 
-The learned denoiser bands itself (:func:`engine.models.denoiser.denoise_image`: network tiles in bands written
+The learned denoiser bands itself (:func:`engine.models.denoise_tiles.denoise_image`: network tiles in bands written
 back in place, since its low-frequency restore reaches into the next band). Not tiled: the LibRaw demosaic of
 X-Trans and 4-colour sensors.
 

@@ -13,7 +13,7 @@ import engine
 from engine import models
 from engine.errors import ModelError
 from engine.io import noise_level
-from engine.models import denoiser
+from engine.models import denoise_tiles, denoiser
 from engine.recipe import Recipe, StageSettings
 from engine.training import raw_noise, synthetic
 
@@ -101,8 +101,8 @@ def test_inference_in_tiles_equals_whole_image_inference(size: str) -> None:
     model = _randomised(denoiser.SIZES[size])
     rng = np.random.default_rng(0)
     rgb = (rng.random((300, 420, 3)) * 0.5).astype(np.float32)
-    whole = denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE, tile=1024)
-    banded = denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE, tile=16)  # bands of 80 rows (64 for lite), in
+    whole = denoise_tiles.denoise_image(model, rgb.copy(), FLAT_NOISE, tile=1024)
+    banded = denoise_tiles.denoise_image(model, rgb.copy(), FLAT_NOISE, tile=16)  # bands of 80 rows (64 for lite), in
     # tiles of 16 columns: every tile reads its margin of context
     assert np.abs(whole - banded).max() < 1e-5
     assert np.abs(whole - rgb).max() > 1e-3  # the network did change the image
@@ -111,15 +111,15 @@ def test_inference_in_tiles_equals_whole_image_inference(size: str) -> None:
 def test_strength_blends_with_the_input_in_place() -> None:
     model = _randomised(denoiser.SIZES["fast"])
     rgb = (np.random.default_rng(2).random((64, 80, 3)) * 0.4).astype(np.float32)
-    full = denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE)
+    full = denoise_tiles.denoise_image(model, rgb.copy(), FLAT_NOISE)
     half = rgb.copy()
-    assert denoiser.denoise_image(model, half, FLAT_NOISE, strength=0.5) is half
+    assert denoise_tiles.denoise_image(model, half, FLAT_NOISE, strength=0.5) is half
     assert np.allclose(half, 0.5 * (rgb + full), atol=1e-6)
 
 
 def test_only_networks_measured_in_bfloat16_run_in_it() -> None:
-    assert denoiser.inference_dtype(denoiser.Denoiser(denoiser.SIZES["fast"]), "cpu") == torch.float32
-    assert denoiser.inference_dtype(denoiser.Denoiser(denoiser.SIZES["mid"]), "cuda") == torch.float32
+    assert denoise_tiles.inference_dtype(denoiser.Denoiser(denoiser.SIZES["fast"]), "cpu") == torch.float32
+    assert denoise_tiles.inference_dtype(denoiser.Denoiser(denoiser.SIZES["mid"]), "cuda") == torch.float32
     assert denoiser.config_from({"width": 16, "pack": 2}).bf16 is False  # manifests written before the field
 
 
@@ -127,8 +127,8 @@ def test_only_networks_measured_in_bfloat16_run_in_it() -> None:
 def test_inference_is_deterministic(size: str) -> None:
     model = _randomised(denoiser.SIZES[size])
     rgb = (np.random.default_rng(1).random((70, 90, 3)) * 0.4).astype(np.float32)
-    first = denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE)
-    assert np.array_equal(first, denoiser.denoise_image(model, rgb.copy(), FLAT_NOISE))
+    first = denoise_tiles.denoise_image(model, rgb.copy(), FLAT_NOISE)
+    assert np.array_equal(first, denoise_tiles.denoise_image(model, rgb.copy(), FLAT_NOISE))
 
 
 @pytest.mark.parametrize("size", list(denoiser.SIZES))
@@ -253,7 +253,7 @@ def test_the_noise_level_conditions_how_much_is_removed(size: str) -> None:
     noisy, clean = _noisy_flat(6400)
     removed = []
     for iso in (100, 6400):
-        out = denoiser.denoise_image(model, noisy.copy(), noise_level.from_iso(iso))
+        out = denoise_tiles.denoise_image(model, noisy.copy(), noise_level.from_iso(iso))
         removed.append(float(np.abs(out - noisy).mean()))
         if iso == 6400:
             assert np.mean((out - clean) ** 2) < 0.5 * np.mean((noisy - clean) ** 2)

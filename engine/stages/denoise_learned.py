@@ -76,7 +76,7 @@ class LearnedDenoise(Stage):
         return {"strength": strength / 100.0, "model": model, "params": params}
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
-        from engine.models import denoiser
+        from engine.models import denoise_tiles
 
         params: LearnedDenoiseParams = data["params"]
         s = data["strength"]
@@ -87,7 +87,7 @@ class LearnedDenoise(Stage):
             return image
         noise = self.noise_model(params, image, ctx)
         notes.update(noise_profile=[round(noise.shot[1], 9), round(noise.read[1], 12)], noise_origin=noise.origin)
-        return denoiser.denoise_image(data["model"], image, noise, strength=min(s, 1.0), device=ctx.device)
+        return denoise_tiles.denoise_image(data["model"], image, noise, strength=min(s, 1.0), device=ctx.device)
 
     @staticmethod
     def noise_model(params: LearnedDenoiseParams, image: np.ndarray, ctx: Context) -> NoiseModel:

@@ -35,7 +35,7 @@ import numpy as np
 
 from engine.colour import srgb_decode, srgb_encode
 from engine.io.noise_level import from_iso
-from engine.models import denoiser
+from engine.models import denoise_tiles, denoiser
 from engine.stages.base import Context
 from engine.stages.denoise import ClassicalDenoise, auto_strength
 from engine.training import denoise_data, raw_noise, spectral_data, synthetic, unprocess
@@ -75,7 +75,7 @@ def nlm(noisy: np.ndarray, neutral: np.ndarray, iso: float, factor: float) -> np
 
 def learned(model: denoiser.Denoiser, noisy: np.ndarray, iso: float, device: str = "cpu") -> np.ndarray:
     """The learned denoiser as the stage runs it (per-ISO noise model, in bands), on a copy of ``noisy``."""
-    return denoiser.denoise_image(model, noisy.copy(), from_iso(iso), device=device)
+    return denoise_tiles.denoise_image(model, noisy.copy(), from_iso(iso), device=device)
 
 
 def noisy_version(image: denoise_data.TestImage, iso: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
