@@ -207,7 +207,10 @@ def test_sigterm_lets_a_running_render_finish_or_leaves_it_queued_after_the_grac
     systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     systemd.bind(str(studio / "notify"))
     env = {"NOTIFY_SOCKET": str(studio / "notify"), "WATCHDOG_USEC": "1000000"}
-    with systemd, WatchProcess("--config", _config(studio, {"grace_seconds": 0.1}), cwd=studio, env=env) as daemon:
+    # the learned denoiser makes the render outlast the 0.1 s grace period (its worker first imports torch)
+    slow = {"stages": {"denoise": {"implementation": "learned"}}}
+    with systemd, WatchProcess("--config", _config(studio, {"grace_seconds": 0.1}, recipe=slow), cwd=studio,
+                               env=env) as daemon:
         drop(hot, "a.dng")
         wait_for(lambda: states(studio / "journal.sqlite").get("a.dng") == "rendering", 60, "a rendering")
         assert daemon.terminate() == 0
