@@ -7,8 +7,10 @@ Made for a lent GPU machine (about 15 minutes of device time in all, start-up in
 
 1. **Agreement.** A synthetic DNG of ``--check-megapixels`` (made with the project's own writer, as in
    ``bench_bigraw.py``) is rendered on the CPU (compiled loops, OpenCV) and on ``--device``, with the classical
-   stages and with the whole learned pipeline (learned denoiser, learned style, learned detail). The largest
-   difference of the display-referred pixels must be at most 1/255.
+   stages and with the whole learned pipeline (learned denoiser, learned style, learned detail), the networks in
+   float32 on both sides (:func:`engine.models.denoise_tiles.float32_only`: a CPU render runs the denoiser in
+   bfloat16 where the CPU has it, a GPU render in float32). The largest difference of the display-referred pixels
+   must be at most 1/255. What bfloat16 itself changes on the CPU is printed beside it.
 2. **Speed.** A 24 MP synthetic DNG (6000 x 4000), opened once, rendered with the whole learned pipeline: the
    first render in the process (CUDA start, model loading, kernel selection) and ``--repeats`` warm renders
    (median), each stage's seconds of the median run, and the decode (``engine.open``) on its own; then the same
@@ -80,16 +82,32 @@ def check_agreement(path: Path, device: str, denoise_model: str | None) -> dict[
     import numpy as np
 
     import engine
+    from engine.models.denoise_tiles import float32_only
 
     source = engine.open(path)
     differences = {}
     for name, recipe in recipes(denoise_model).items():
-        cpu = engine.render(source, recipe).pixels
-        on, context = device_side(device)
-        with context:
-            other = engine.render(source, recipe, device=on).pixels
+        with float32_only():  # the GPU runs the networks in float32: compare like with like
+            cpu = engine.render(source, recipe).pixels
+            on, context = device_side(device)
+            with context:
+                other = engine.render(source, recipe, device=on).pixels
         differences[name] = float(np.abs(cpu - other).max())
     return differences
+
+
+def bfloat16_effect(path: Path, denoise_model: str | None) -> float:
+    """Largest absolute difference of the learned pipeline's pixels on the CPU, bfloat16 (what a CPU render runs
+    where the CPU has it) against float32: for information, next to the agreement check."""
+    import numpy as np
+
+    import engine
+    from engine.models.denoise_tiles import float32_only
+
+    source, recipe = engine.open(path), recipes(denoise_model)["learned"]
+    with float32_only():
+        reference = engine.render(source, recipe).pixels
+    return float(np.abs(engine.render(source, recipe).pixels - reference).max())
 
 
 def time_renders(path: Path, device: str, repeats: int, denoise_model: str | None,
@@ -149,8 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
         results["check"] = {"size": list(check_size), "max_abs_difference": differences,
                             "tolerance": round(TOLERANCE, 6), "seconds": round(time.perf_counter() - start, 1),
                             "agree": all(d <= TOLERANCE for d in differences.values())}
-        print(f"agreement, {check_size[0]} x {check_size[1]}: " + ", ".join(
-            f"{name} {d * 255:.3f}/255" for name, d in differences.items()), flush=True)
+        results["check"]["cpu_bfloat16_against_float32"] = bf16 = bfloat16_effect(check, args.denoise_model)
+        print(f"agreement (networks in float32 on both), {check_size[0]} x {check_size[1]}: " + ", ".join(
+            f"{name} {d * 255:.3f}/255" for name, d in differences.items())
+            + f"; the CPU's bfloat16 against its float32: {bf16 * 255:.3f}/255", flush=True)
         timed = make_dng(Path(tmp) / "timed.dng", *timed_size)
         results["timing"] = {"size": list(timed_size), **time_renders(timed, args.device, args.repeats,
                                                                      args.denoise_model)}

@@ -9,8 +9,9 @@ result equals one pass over the whole image with a few bands of memory beyond it
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Literal, Protocol
@@ -41,11 +42,29 @@ _LOW_SIGMA = 1.5  # ... smoothed by a Gaussian of this many blocks (OpenCV's ker
 _LOW_REACH = 6
 
 
+_BFLOAT16_ALLOWED = True
+
+
 def inference_dtype(model: Denoiser, device: str) -> torch.dtype:
     """The network's arithmetic when rendering: bfloat16 for a model measured that way (``config.bf16``) on a CPU
     with native bf16 instructions, where oneDNN runs it about twice as fast; float32 otherwise (so the networks
-    shipped before render as they did)."""
-    return torch.bfloat16 if model.config.bf16 and device == "cpu" and _native_bf16() else torch.float32
+    shipped before render as they did), and inside :func:`float32_only`."""
+    bf16 = _BFLOAT16_ALLOWED and model.config.bf16 and device == "cpu" and _native_bf16()
+    return torch.bfloat16 if bf16 else torch.float32
+
+
+@contextlib.contextmanager
+def float32_only() -> Iterator[None]:
+    """Every network in float32 inside the block: the CPU reference that ``benchmarks/bench_gpu.py`` holds a GPU
+    (which runs float32) to. bfloat16 moves single pixels by up to about 4e-3 of the linear image, and a
+    perturbation of 2e-7 in the input moves them as much again (rounding), so two bfloat16 renders by different
+    code paths cannot be held to 1/255."""
+    global _BFLOAT16_ALLOWED
+    saved, _BFLOAT16_ALLOWED = _BFLOAT16_ALLOWED, False
+    try:
+        yield
+    finally:
+        _BFLOAT16_ALLOWED = saved
 
 
 @cache
