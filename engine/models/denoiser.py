@@ -23,6 +23,7 @@ image of any size with :func:`engine.models.denoise_tiles.denoise_image`, as its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,17 +165,25 @@ class Denoiser(nn.Module):
         """:meth:`forward` on an input already packed: the image's ``pack`` x ``pack`` blocks as channels
         (``pixel_unshuffle``'s order) and the blocks' mean sigma."""
         p = self.config.pack
-        x = self.intro(inp)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs, strict=True):
-            x = encoder(x)
-            skips.append(x)
-            x = down(x)
-        x = self.middle(x)
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
-            x = decoder(up(x) + skip)
-        x = self.ending(x)
+        x = u_net_pass(self, inp, lambda skip, up: up + skip)
         return F.pixel_shuffle(x, p) if p > 1 else x
+
+
+def u_net_pass(net: Any, inp: torch.Tensor,
+               merge: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The U-Net's pass, shared by :class:`Denoiser` and its rendering form: ``net.intro``, each encoder and its
+    down-sampling (keeping the encoder's output as a skip), ``net.middle``, each decoder on ``merge(skip,
+    up(x))``, and ``net.ending``."""
+    x = net.intro(inp)
+    skips = []
+    for encoder, down in zip(net.encoders, net.downs, strict=True):
+        x = encoder(x)
+        skips.append(x)
+        x = down(x)
+    x = net.middle(x)
+    for up, decoder, skip in zip(net.ups, net.decoders, reversed(skips), strict=True):
+        x = decoder(merge(skip, up(x)))
+    return net.ending(x)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.denoiser import Denoiser, LayerNorm2d, NAFBlock, Pointwise, simple_gate
+from engine.models.denoiser import Denoiser, LayerNorm2d, NAFBlock, Pointwise, simple_gate, u_net_pass
 
 
 def _pixel_order(p: int, groups: int) -> torch.Tensor:
@@ -149,16 +149,7 @@ class FusedDenoiser(nn.Module):
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         """The residual at packed resolution: channels-last (1, 3 * pack**2, H/pack, W/pack), channels in raster
         order (see :meth:`residual_into`)."""
-        x = self.intro(inp)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs, strict=True):
-            x = encoder(x)
-            skips.append(x)
-            x = down(x)
-        x = self.middle(x)
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
-            x = decoder(_add_shuffled(skip, up(x)))
-        return self.ending(x)
+        return u_net_pass(self, inp, _add_shuffled)
 
     def pack_into(self, inp: torch.Tensor, image: torch.Tensor) -> None:
         """Copy an (H, W, 3) tile of pixels into ``inp``'s first channels ((1, H/pack, W/pack, C), channels-last
