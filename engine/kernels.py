@@ -387,8 +387,10 @@ def _check_cfa(cfa: np.ndarray, channels: int, name: str) -> None:
 
 
 # --- The same maths as torch operations, for ``--device cuda`` ----------------------------------------------------
-# Each function takes and returns numpy arrays (the pipeline's currency) and does its work on ``device``. They agree
-# with the compiled loops above to float rounding (tests/test_torch_kernels.py runs both on the CPU).
+# On the torch path the pipeline's full-resolution image is a H x W x 3 float32 tensor that stays on the device from
+# demosaic to detail (:func:`to_device` once, :func:`to_host` once). Each function takes and returns such tensors,
+# except where an input is small or comes from the file (a mosaic, a grid). They agree with the compiled loops above
+# to float rounding (tests/test_torch_kernels.py runs both on the CPU).
 
 TORCH_ON_CPU = False  # set by :func:`torch_everywhere`
 
@@ -422,16 +424,39 @@ def _float32_convolutions() -> Iterator[None]:
         yield
 
 
-def _to_device(image: np.ndarray, device: str) -> torch.Tensor:
-    """H x W x C numpy to 1 x C x H x W float32 on ``device``."""
+def to_device(image: np.ndarray, device: str) -> torch.Tensor:
+    """H x W x C numpy to the same layout, float32, on ``device``."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device).permute(2, 0, 1)[None]
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
 
 
-def _to_numpy(t: torch.Tensor) -> np.ndarray:
-    """1 x C x H x W to contiguous H x W x C float32 numpy on the CPU."""
-    return np.ascontiguousarray(t[0].permute(1, 2, 0).float().cpu().numpy())
+def to_host(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A device image as contiguous float32 numpy on the CPU (numpy passes through)."""
+    if isinstance(image, np.ndarray):
+        return image
+    return np.ascontiguousarray(image.detach().float().cpu().numpy())
+
+
+def _nchw(image: torch.Tensor) -> torch.Tensor:
+    """H x W x C to 1 x C x H x W (a view)."""
+    return image.permute(2, 0, 1)[None]
+
+
+def _hwc(t: torch.Tensor) -> torch.Tensor:
+    """1 x C x H x W to contiguous H x W x C."""
+    return t[0].permute(1, 2, 0).contiguous()
+
+
+def area_resize_torch(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``cv2.resize(image, size, interpolation=cv2.INTER_AREA)`` of a H x W x C tensor, for shrinking: each output
+    pixel averages the source area it covers, as two small matrix products."""
+    import torch
+
+    h, w = image.shape[:2]
+    width, height = size
+    rows, cols = (torch.from_numpy(_area_matrix(n, out)).to(image.device) for n, out in ((h, height), (w, width)))
+    return torch.einsum("ih,hjc->ijc", rows, torch.einsum("jw,hwc->hjc", cols, image))
 
 
 def _pad(t: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> torch.Tensor:
@@ -484,8 +509,9 @@ def _mhc_weights() -> np.ndarray:
 
 @_float32_convolutions()
 def demosaic_mhc_torch(raw: np.ndarray, cfa: np.ndarray, black: np.ndarray, scale: np.ndarray, gains: np.ndarray,
-                       device: str) -> np.ndarray:
-    """:func:`normalize_mosaic` then :func:`demosaic_mhc` on ``device``: H x W x 3 RGB from a Bayer mosaic."""
+                       device: str) -> torch.Tensor:
+    """:func:`normalize_mosaic` then :func:`demosaic_mhc` on ``device``: H x W x 3 RGB from a Bayer mosaic (the
+    mosaic goes up as 16-bit integers, half the bytes of the float image made of it there)."""
     import torch
     import torch.nn.functional as F
 
@@ -511,7 +537,7 @@ def demosaic_mhc_torch(raw: np.ndarray, cfa: np.ndarray, black: np.ndarray, scal
                 rgb[(1, *at)] = est[(0, *at)]
                 rgb[(2 - c, *at)] = est[(1, *at)]  # blue at a red site, red at a blue one
     rgb *= torch.from_numpy(gains.astype(np.float32)).to(device).view(3, 1, 1)
-    return _to_numpy(rgb[None])
+    return _hwc(rgb[None])
 
 
 def _area_matrix(size: int, out: int) -> np.ndarray:
@@ -524,14 +550,15 @@ def _area_matrix(size: int, out: int) -> np.ndarray:
 
 
 @_float32_convolutions()
-def denoise_torch(image: np.ndarray, gains: np.ndarray, to_opponent: np.ndarray, from_opponent: np.ndarray,
-                  chroma_sigma: float, luma_mix: float, device: str) -> np.ndarray:
+def denoise_torch(image: torch.Tensor, gains: np.ndarray, to_opponent: np.ndarray, from_opponent: np.ndarray,
+                  chroma_sigma: float, luma_mix: float) -> torch.Tensor:
     """The classical denoiser (:class:`engine.stages.denoise.ClassicalDenoise`) on ``device``: chroma from a
     blurred half-size opponent map, luminance lightly blurred, as :func:`denoise_opponent` rebuilds it."""
     import torch
     import torch.nn.functional as F
 
-    x = _to_device(image, device)
+    device = image.device
+    x = _nchw(image)
     h, w = x.shape[-2:]
     g = torch.from_numpy(gains.astype(np.float32)).to(device).view(1, 3, 1, 1)
     if h % 2 == 0 and w % 2 == 0:
@@ -551,7 +578,7 @@ def denoise_torch(image: np.ndarray, gains: np.ndarray, to_opponent: np.ndarray,
     luma = luma + luma_mix * (blurred - luma)
     basis = torch.cat([luma, chroma], dim=1)
     out = torch.einsum("ij,njhw->nihw", torch.from_numpy(from_opponent).to(device), basis) / g
-    return _to_numpy(out)
+    return _hwc(out)
 
 
 def bgu_accumulate_torch(low_in: np.ndarray, low_out: np.ndarray, gh: int, gw: int, gd: int, zmax: float,
@@ -598,14 +625,15 @@ def bgu_accumulate_torch(low_in: np.ndarray, low_out: np.ndarray, gh: int, gw: i
     return out[..., :16].reshape(gh, gw, gd, 4, 4), out[..., 16:].reshape(gh, gw, gd, 4, 3)
 
 
-def bgu_apply_torch(img: np.ndarray, grid: np.ndarray, zmax: float, device: str) -> np.ndarray:
+def bgu_apply_torch(img: torch.Tensor, grid: np.ndarray, zmax: float) -> torch.Tensor:
     """:func:`bgu_apply` on ``device``: the affine grid sliced trilinearly (``grid_sample``) at every pixel."""
     import torch
     import torch.nn.functional as F
 
     _check(grid.ndim == 4 and min(grid.shape[:3]) >= 2 and grid.shape[3] == 12, "bgu_apply_torch",
            f"grid of shape {grid.shape}")
-    x = _to_device(img, device)[0]
+    device = img.device
+    x = img.permute(2, 0, 1)
     h, w = x.shape[-2:]
     e = torch.sqrt(torch.clamp(x, min=0.0))
     del x
@@ -618,11 +646,11 @@ def bgu_apply_torch(img: np.ndarray, grid: np.ndarray, zmax: float, device: str)
     coef = F.grid_sample(volume, where, mode="bilinear", padding_mode="border", align_corners=True)[0, :, 0]
     coef = coef.view(3, 4, h, w)
     out = (coef[:, :3] * e[None]).sum(dim=1) + coef[:, 3]
-    return _to_numpy(out[None])
+    return _hwc(out[None])
 
 
 @_float32_convolutions()
-def unsharp_torch(image: np.ndarray, amount: float, sigma: float, device: str) -> np.ndarray:
-    """``x + amount * (x - GaussianBlur(x, sigma))`` on ``device`` (the classical detail stage)."""
-    x = _to_device(image, device)
-    return _to_numpy(x * (1.0 + amount) - amount * gaussian_blur_torch(x, sigma))
+def unsharp_torch(image: torch.Tensor, amount: float, sigma: float) -> torch.Tensor:
+    """``x + amount * (x - GaussianBlur(x, sigma))`` on the image's device (the classical detail stage)."""
+    x = _nchw(image)
+    return _hwc(x * (1.0 + amount) - amount * gaussian_blur_torch(x, sigma))

@@ -5,7 +5,9 @@ demosaic -> denoise -> white_balance -> colour   (full resolution, linear)
          -> upsample -> detail                   (full resolution, display-referred)
 
 It owns what no stage should: resolution changes, which implementation runs, stages switched off, progress,
-saving intermediate results, and orientation.
+saving intermediate results, and orientation. On the torch path (``--device cuda``) the full-resolution image is a
+tensor that stays on the device from demosaic to detail; the reduced-resolution stages work on the host (a 1024 px
+image: the style network reads it there, and the copies are small).
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def render(
         kernels.load_compiled()  # numba's start-up, lighter than a kernel's first call makes it (see there)
     datas = {stage.name: stage.prepare(params[stage.name], ctx) for stage in stages}
     timings: dict[str, float] = {}
-    image = resumed if resumed is not None else np.empty((0, 0, 3), dtype=np.float32)
+    image: Any = resumed if resumed is not None else np.empty((0, 0, 3), dtype=np.float32)
+    on_device = kernels.on_torch(device)
     for index, stage in enumerate(stages):
         if index < first:
             continue
@@ -128,9 +131,11 @@ def render(
         start = time.perf_counter()
         if stage.resolution == "low" and ctx.low_input is None:
             ctx.full_input = image  # kept for the stage that brings the result back to full resolution
-            ctx.low_input = image = downsample(image, low_res_long_edge(source, preview))
+            ctx.low_input = image = kernels.to_host(downsample(image, low_res_long_edge(source, preview)))
         if recipe.stage(stage.name).enabled:
             image = tiling.process(stage, image, datas[stage.name], ctx)  # in bands where that is exact
+        if on_device and stage.resolution == "full" and isinstance(image, np.ndarray):
+            image = kernels.to_device(image, device)  # from a stage that works on the host (LibRaw's demosaic)
         if preview and index == 0:  # the first stage decodes the sensor; all later ones work at preview size
             image = downsample(image, preview)
         timings[stage.name] = time.perf_counter() - start
@@ -140,6 +145,7 @@ def render(
             save_stage(stages_dir, index, stage, image, recipe, ctx)
     if progress:
         progress("done", len(stages), len(stages))
+    image = kernels.to_host(image)
     pixels = apply_orientation(np.clip(image, 0.0, 1.0, out=image), source.orientation)
     return Rendered(pixels=pixels, recipe=recipe, source=source, notes=ctx.notes, timings=timings)
 
@@ -153,13 +159,15 @@ def low_res_long_edge(source: Source, preview: int | None) -> int:
     return min(LOW_RES_LONG_EDGE, max(256, round(LOW_RES_LONG_EDGE * preview / full)))
 
 
-def downsample(image: np.ndarray, long_edge: int) -> np.ndarray:
-    """Area-averaged copy whose long side is at most ``long_edge`` pixels."""
+def downsample(image: Any, long_edge: int) -> Any:
+    """Area-averaged copy whose long side is at most ``long_edge`` pixels (a tensor stays on its device)."""
     h, w = image.shape[:2]
     scale = long_edge / max(h, w)
     if scale >= 1.0:
-        return image.copy()
+        return image.copy() if isinstance(image, np.ndarray) else image.clone()
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if not isinstance(image, np.ndarray):
+        return kernels.area_resize_torch(image, size)
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
@@ -181,12 +189,13 @@ def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     return turn(image) if turn else image
 
 
-def save_stage(folder: Path, index: int, stage: Stage, image: np.ndarray, recipe: Recipe, ctx: Context) -> None:
+def save_stage(folder: Path, index: int, stage: Stage, image: Any, recipe: Recipe, ctx: Context) -> None:
     """Write a stage's output as an 8-bit PNG (linear stages shown sRGB-encoded) and its params as JSON."""
     from engine.colour import srgb_encode
 
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"{index + 1}_{stage.name}"
+    image = kernels.to_host(image)
     display = image if stage.encoding == "display" else srgb_encode(image)
     bgr = (np.clip(display, 0.0, 1.0)[..., ::-1] * 255.0 + 0.5).astype(np.uint8)
     cv2.imwrite(str(stem) + ".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])

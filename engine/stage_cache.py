@@ -7,7 +7,8 @@ switch and resolved params of every stage up to and including that one. So after
 photofinish param) the checkpoint after the colour stage still matches and the render resumes at photofinish;
 after a white balance change it resumes at white balance, reusing decoding, demosaicing and noise reduction.
 
-Checkpoints hold copies (stages work in place on their input) and are handed out as copies; the cache is bounded
+Checkpoints hold copies (stages work in place on their input) and are handed out as copies (on the torch path,
+tensors kept on their device); the cache is bounded
 in bytes, least recently used first out, and may keep only some stages' checkpoints (``stages``): at full size
 one checkpoint of an 18 MP raw is 220 MB, so the render service keeps its full-size renders only after the stages
 a change most often follows (:data:`FULL_SIZE_STAGES`). :func:`engine.pipeline.render` consults it when given one;
@@ -39,13 +40,13 @@ FULL_SIZE_STAGES = ("denoise", "colour", "upsample")
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The pipeline's state after one stage (arrays are private copies)."""
+    """The pipeline's state after one stage (arrays, or device tensors, are private copies)."""
 
-    image: np.ndarray
+    image: Any
     white: WhiteDecision | None
     notes: dict[str, Any]
     low_input: np.ndarray | None
-    full_input: np.ndarray | None
+    full_input: Any
 
     @property
     def nbytes(self) -> int:
@@ -53,8 +54,11 @@ class Checkpoint:
         return sum(a.nbytes for a in (self.image, self.low_input, self.full_input) if a is not None)
 
 
-def _copy(array: np.ndarray | None) -> np.ndarray | None:
-    return None if array is None else array.copy()
+def _copy(array: Any) -> Any:
+    """A copy of a numpy array or a tensor (which stays on its device), or None."""
+    if array is None:
+        return None
+    return array.copy() if isinstance(array, np.ndarray) else array.clone()
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
@@ -115,7 +119,7 @@ class StageCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def resume(self, keys: Sequence[str], ctx: Context) -> tuple[int, np.ndarray | None]:
+    def resume(self, keys: Sequence[str], ctx: Context) -> tuple[int, Any]:
         """Restore ``ctx`` from the latest stage's checkpoint found in ``keys`` (checked from the last stage
         back); returns the index of the first stage still to run and its input (a copy), or (0, None)."""
         for index in range(len(keys) - 1, -1, -1):
@@ -126,16 +130,16 @@ class StageCache:
                 ctx.white = found.white
                 ctx.notes.update(_copy_notes(found.notes))
                 ctx.low_input, ctx.full_input = _copy(found.low_input), _copy(found.full_input)
-                return index + 1, found.image.copy()
+                return index + 1, _copy(found.image)
         self.misses += 1
         return 0, None
 
-    def store(self, key: str, image: np.ndarray, ctx: Context, stage: str) -> None:
+    def store(self, key: str, image: Any, ctx: Context, stage: str) -> None:
         """Keep copies of ``image`` (the output of the stage called ``stage``) and of the context's state under
         ``key``, if this cache keeps that stage's checkpoints."""
         if key in self._entries or (self.stages is not None and stage not in self.stages):
             return
-        checkpoint = Checkpoint(image=image.copy(), white=ctx.white, notes=_copy_notes(ctx.notes),
+        checkpoint = Checkpoint(image=_copy(image), white=ctx.white, notes=_copy_notes(ctx.notes),
                                 low_input=_copy(ctx.low_input), full_input=_copy(ctx.full_input))
         if checkpoint.nbytes > self.max_bytes:
             return  # bigger than the whole cache: keeping it would push everything else out

@@ -4,7 +4,8 @@
 (:mod:`engine.models.denoiser`) runs as its rendering form (:mod:`engine.models.denoiser_fused`), in bfloat16 for
 a model measured that way on a CPU that has it (:func:`inference_dtype`), on tiles of at most :data:`TILE` pixels
 a side in bands of at most :data:`BAND_PIXELS`, each tile read with the network's receptive margin, so the
-result equals one pass over the whole image with a few bands of memory beyond it.
+result equals one pass over the whole image with a few bands of memory beyond it. :func:`denoise_on_device` is the
+same maths on a tensor that stays on its device (the torch path, ``--device cuda``), in one pass.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ import torch
 
 from engine.models.denoiser import Denoiser, image_scale
 from engine.models.denoiser_fused import FusedDenoiser, fuse
+
+if TYPE_CHECKING:
+    from engine.io.noise_level import NoiseModel
 
 
 class NoiseLevel(Protocol):
@@ -188,3 +192,85 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
     if pending is not None:
         finish(*pending)
     return rgb
+
+
+def denoise_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel, *, strength: float = 1.0) -> torch.Tensor:
+    """:func:`denoise_image` of a (H, W, 3) float32 tensor on its device (the torch path, ``--device cuda``), in
+    place and in one pass: the same noise map, network, restore of the local means and blend, with every step on
+    the device. The network runs in float32 there (:func:`inference_dtype`). A device too small for the whole
+    image at once (a 61 MP raw needs about 6 GB) gets :func:`denoise_image`'s tiles instead, one at a time."""
+    try:
+        residual = _residual_on_device(model, rgb, noise)
+    except torch.OutOfMemoryError:
+        residual = None  # outside the handler, so the traceback no longer holds the failed attempt's tensors
+    if residual is None:
+        from engine import kernels
+
+        torch.cuda.empty_cache()
+        host = denoise_image(model, kernels.to_host(rgb), noise, strength=strength, device=str(rgb.device))
+        return rgb.copy_(torch.from_numpy(host))
+    with torch.inference_mode():
+        if strength < 1.0:
+            residual *= strength
+        return rgb.add_(residual)
+
+
+def _residual_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel) -> torch.Tensor:
+    """What :func:`denoise_on_device` adds to ``rgb`` at full strength (restore of the local means included)."""
+    import torch.nn.functional as F
+
+    from engine import kernels
+
+    h, w = rgb.shape[:2]
+    device = rgb.device
+    step = max(1, int(np.sqrt(h * w / 65536)))
+    scale = image_scale(kernels.to_host(rgb[::step, ::step]))  # the same sparse grid image_scale reads
+    net = fuse(model, scale, inference_dtype(model, str(device)), str(device))
+    p, multiple = net.pack, net.multiple
+    x = rgb.permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        blurred = F.avg_pool2d(kernels._pad(x, 1, 1, 1, 1, "reflect"), 3, stride=1)  # cv2.blur, reflect-101
+        shot, read = (torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+                      for v in (noise.shot, noise.read))
+        sigma = torch.sqrt(torch.clamp(blurred, min=0.0) * shot + read)
+        del blurred
+        ph, pw = (-h) % multiple, (-w) % multiple
+        image = x
+        if ph or pw:  # as a tile at the image's bottom or right edge
+            mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
+            image, sigma = (F.pad(a, (0, pw, 0, ph), mode=mode) for a in (image, sigma))
+        hp, wp = image.shape[-2] // p, image.shape[-1] // p
+        inp = torch.empty((1, hp, wp, 3 * p * p + 3), dtype=next(net.parameters()).dtype, device=device)
+        net.pack_into(inp, image[0].permute(1, 2, 0).contiguous())
+        inp[0, ..., 3 * p * p:] = F.avg_pool2d(sigma, p)[0].permute(1, 2, 0)  # block means, as INTER_AREA
+        del sigma, image
+        residual = torch.empty((hp * p, wp * p, 3), dtype=torch.float32, device=device)
+        net.residual_into(net(inp.permute(0, 3, 1, 2)), residual)
+        del inp
+        residual = residual[:h, :w]
+        blocks_h, blocks_w = h // LOW_BLOCK, w // LOW_BLOCK
+        if blocks_h and blocks_w:
+            residual += _low_frequency_on_device(residual, blocks_h, blocks_w)
+    return residual
+
+
+def _low_frequency_on_device(residual: torch.Tensor, blocks_h: int, blocks_w: int) -> torch.Tensor:
+    """What :func:`denoise_image` gives back to keep the input's local means, for the whole (H, W, 3) residual: its
+    8 x 8 block means, negated, smoothed by the Gaussian and enlarged as :func:`_low_frequency_rows` does (rows at
+    the blocks' own spacing, columns stretched over the width as OpenCV's resize does)."""
+    import torch.nn.functional as F
+
+    from engine import kernels
+
+    h, w = residual.shape[:2]
+    b = LOW_BLOCK
+    small = -F.avg_pool2d(residual[: blocks_h * b, : blocks_w * b].permute(2, 0, 1)[None], b)
+    smooth = kernels.gaussian_blur_torch(small, _LOW_SIGMA)[0]  # 3, blocks_h, blocks_w
+    fy = (torch.arange(h, device=residual.device, dtype=torch.float64) + 0.5) / b - 0.5
+    y0 = torch.floor(fy).long()
+    wy = torch.where(y0 < 0, torch.zeros_like(fy), fy - y0).float()[None, :, None]
+    y0 = torch.clamp(y0, 0, blocks_h - 1)
+    y1 = torch.clamp(y0 + 1, max=blocks_h - 1)
+    tall = smooth[:, y0] * (1.0 - wy) + smooth[:, y1] * wy  # 3, h, blocks_w
+    wide = F.interpolate(tall[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    return wide.permute(1, 2, 0)

@@ -11,6 +11,8 @@ so a large image is processed in horizontal strips with that halo and gives the 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -75,6 +77,16 @@ def enhance_image(net: DetailNet, image: np.ndarray, strength: float, device: st
             residual = net(strip)[0, 0, top - lo:top - lo + min(STRIP_ROWS, h - top)].cpu().numpy()
             out[top:top + residual.shape[0]] += strength * residual[..., None]
     return out
+
+
+def enhance_on_device(net: DetailNet, image: torch.Tensor, strength: float) -> torch.Tensor:
+    """:func:`enhance_image` of a (H, W, 3) tensor on its device, in place and in one pass (the torch path)."""
+    if next(net.parameters()).device != image.device:  # a copy: the loaded network stays where callers expect it
+        net = copy.deepcopy(net).to(image.device)
+    with torch.inference_mode():
+        y = image @ torch.tensor(LUMA, dtype=image.dtype, device=image.device)
+        image += strength * net(y[None, None])[0, 0, ..., None]
+    return image
 
 
 def degrade(sharp: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

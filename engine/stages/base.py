@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 
@@ -25,6 +25,10 @@ from engine.stages.params import check_params, check_version, coerce
 
 Resolution = Literal["full", "low"]
 Encoding = Literal["linear", "display"]
+# What a stage's ``process`` gets and returns: H x W x 3 float32 numpy on the CPU. On the torch path
+# (:func:`engine.kernels.on_torch`, ``--device cuda``) the full-resolution stages get a tensor of that shape on the
+# device and return one (the pipeline moves a host result there); reduced-resolution stages always get numpy.
+Pixels: TypeAlias = Any
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class Context:
     recipe: Recipe
     device: str = "cpu"
     low_input: np.ndarray | None = None  # the photofinishing input at reduced resolution
-    full_input: np.ndarray | None = None  # the photofinishing input at full resolution
+    full_input: Pixels | None = None  # the photofinishing input at full resolution (a tensor on the torch path)
     white: WhiteDecision | None = None  # set by white balance, read by the colour stage
     notes: dict[str, Any] = field(default_factory=dict)  # what each stage decided, for --stages and info
 
@@ -103,8 +107,8 @@ class Stage(ABC):
         """Turn params into processing data (matrices, predicted operator parameters...)."""
 
     @abstractmethod
-    def process(self, image: np.ndarray, data: Any, ctx: Context) -> np.ndarray:
-        """The operation itself: pixels in, pixels out, no I/O."""
+    def process(self, image: Pixels, data: Any, ctx: Context) -> Pixels:
+        """The operation itself: pixels in, pixels out, no I/O (see :data:`Pixels`)."""
 
 
 def params_dict(params: Any) -> dict[str, Any]:

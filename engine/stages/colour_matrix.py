@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from engine import tiling
+from engine import kernels, tiling
 from engine.calibration import balanced_camera_to_linear_srgb
-from engine.stages.base import Context, Stage
+from engine.stages.base import Context, Pixels, Stage
 from engine.stages.white_balance import calibration_of
 
 
@@ -37,7 +37,7 @@ class ColourMatrix(Stage):
     def prepare(self, params: ColourParams, ctx: Context) -> dict[str, Any]:
         return {"params": params}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         params: ColourParams = data["params"]
         if params.matrix is not None:
             matrix = np.asarray(params.matrix, dtype=np.float64)
@@ -54,5 +54,7 @@ class ColourMatrix(Stage):
             "baseline_exposure": ctx.source.baseline_exposure,
         }
         matrix = (matrix * 2.0 ** ctx.source.baseline_exposure).astype(np.float32)
+        if kernels.on_torch(ctx.device):
+            return image @ kernels.to_device(matrix.T, str(image.device))
         # In place, a band at a time: OpenCV's own in-place transform copies the whole image first.
         return tiling.per_pixel(image, lambda rows: cv2.transform(rows, matrix))

@@ -17,7 +17,7 @@ import rawpy
 from engine import kernels, tiling
 from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
-from engine.stages.base import Context, Stage
+from engine.stages.base import Context, Pixels, Stage
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Demosaic(Stage):
         ctx.notes["demosaic"] = method
         return {"method": method}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         source = ctx.source
         method = data["method"]
         if method == "linearise sRGB":
@@ -76,11 +76,12 @@ def _prescale(source) -> np.ndarray:
     return (1.0 / source.as_shot_neutral).astype(np.float32)
 
 
-def bayer_to_rgb(source, device: str = "cpu") -> np.ndarray:
+def bayer_to_rgb(source, device: str = "cpu") -> Pixels:
     """Malvar-He-Cutler demosaic of a Bayer source into normalised, un-white-balanced camera RGB.
 
     On the CPU the mosaic is normalised a band of rows at a time (:func:`engine.tiling.bands`, with the 2 rows
-    each side the 5 x 5 filters read), so only the RGB result is full-sized; on a GPU it is one torch pass.
+    each side the 5 x 5 filters read), so only the RGB result is full-sized; on the torch path it is one pass on
+    the device, whose result stays there (a tensor).
     """
     h, w = source.sensor.shape
     wb = _prescale(source)

@@ -16,7 +16,7 @@ import numpy as np
 
 from engine import kernels, tiling
 from engine.recipe import RANGES, Recipe
-from engine.stages.base import Context, Stage
+from engine.stages.base import Context, Pixels, Stage
 
 # Camera RGB to a luminance / two colour-difference basis, and back.
 _TO_OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.0, -0.5], [-0.25, 0.5, -0.25]], dtype=np.float32)
@@ -63,7 +63,7 @@ class ClassicalDenoise(Stage):
         ctx.notes["denoise"] = {"strength": round(strength, 1)}
         return {"strength": strength / 100.0, "neutral": source.as_shot_neutral}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         s = data["strength"]
         if s <= 0.0:
             return image
@@ -72,8 +72,7 @@ class ClassicalDenoise(Stage):
         # show up as a chroma edge, and blurring chroma would smear it.
         gains = (1.0 / np.asarray(data["neutral"])).astype(np.float32)
         if kernels.on_torch(ctx.device):
-            return kernels.denoise_torch(image, gains, _TO_OPPONENT, _FROM_OPPONENT, 0.5 + 2.0 * s, 0.5 * s,
-                                         ctx.device)
+            return kernels.denoise_torch(image, gains, _TO_OPPONENT, _FROM_OPPONENT, 0.5 + 2.0 * s, 0.5 * s)
         # Chroma: a blur of a half-size copy (cheap), sampled back per pixel by the kernel.
         small = cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
         np.multiply(small, gains, out=small)

@@ -25,9 +25,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from engine.io.noise_level import NoiseModel, noise_model
+from engine import kernels
+from engine.io.noise_level import NoiseModel, from_profile, noise_model
 from engine.recipe import RANGES, Recipe
-from engine.stages.base import Context, Stage
+from engine.stages.base import Context, Pixels, Stage
 from engine.stages.denoise import ClassicalDenoise, DenoiseParams, gain_stops
 
 ModelSize = Literal["fast", "mid", "mid2", "lite", "base"]  # the sizes of engine.models.denoiser.SIZES
@@ -75,7 +76,7 @@ class LearnedDenoise(Stage):
         model = denoiser.load(params.model) if strength > 0 else None  # a missing model fails before rendering
         return {"strength": strength / 100.0, "model": model, "params": params}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         from engine.models import denoise_tiles
 
         params: LearnedDenoiseParams = data["params"]
@@ -87,16 +88,22 @@ class LearnedDenoise(Stage):
             return image
         noise = self.noise_model(params, image, ctx)
         notes.update(noise_profile=[round(noise.shot[1], 9), round(noise.read[1], 12)], noise_origin=noise.origin)
+        if kernels.on_torch(ctx.device):
+            return denoise_tiles.denoise_on_device(data["model"], image, noise, strength=min(s, 1.0))
         return denoise_tiles.denoise_image(data["model"], image, noise, strength=min(s, 1.0), device=ctx.device)
 
     @staticmethod
-    def noise_model(params: LearnedDenoiseParams, image: np.ndarray, ctx: Context) -> NoiseModel:
+    def noise_model(params: LearnedDenoiseParams, image: Pixels, ctx: Context) -> NoiseModel:
         """The noise model of this render: pinned, or from the source as ``params.noise`` says."""
         if params.noise_profile is not None:
             shot, read = (float(v) for v in params.noise_profile)
             return NoiseModel((shot,) * 3, (read,) * 3, "pinned")
         source = ctx.source
-        return noise_model(source.camera.iso, source.noise_profile, image, source.cfa, params.noise)
+        # only a measurement reads the pixels: a device image comes to the host just for that
+        measured = params.noise == "estimate" or (params.noise == "auto" and source.camera.iso <= 0
+                                                  and from_profile(source.noise_profile) is None)
+        rgb = kernels.to_host(image) if measured else None
+        return noise_model(source.camera.iso, source.noise_profile, rgb, source.cfa, params.noise)
 
 
 @dataclass(frozen=True)
@@ -145,5 +152,5 @@ class AutoDenoise(Stage):
                                 "equivalent_iso": round(iso)}
         return {"stage": stage, "data": data}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         return data["stage"].process(image, data["data"], ctx)

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import cv2
-import numpy as np
 
 from engine import kernels
 from engine.recipe import RANGES, Recipe
-from engine.stages.base import Context, Stage
+from engine.stages.base import Context, Pixels, Stage
 from engine.stages.photofinish import CLASSICAL_LOOKS
 
 
@@ -50,12 +49,12 @@ class UnsharpMask(Stage):
         ctx.notes["detail"] = {"amount": amount, "radius": params.radius}
         return {"amount": amount / 100.0, "radius": params.radius}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         amount = data["amount"]
         if amount <= 0.0:
             return image
         if kernels.on_torch(ctx.device):
-            return kernels.unsharp_torch(image, amount, data["radius"], ctx.device)
+            return kernels.unsharp_torch(image, amount, data["radius"])
         blurred = cv2.GaussianBlur(image, (0, 0), data["radius"])
         # In place: a fresh full-resolution buffer costs more in page faults than the arithmetic itself.
         return cv2.addWeighted(image, 1.0 + amount, blurred, -amount, 0.0, dst=image)

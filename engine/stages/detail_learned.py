@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-
+from engine import kernels
 from engine.models import build_network
 from engine.recipe import RANGES, Recipe
-from engine.stages.base import Context, Stage
+from engine.stages.base import Context, Pixels, Stage
 from engine.stages.detail import default_sharpening
 
 if TYPE_CHECKING:  # the network (torch) loads when the stage runs: the pipeline imports this module for every render
@@ -71,10 +70,13 @@ class LearnedDetail(Stage):
         net = load_detail_network(params.model) if strength > 0.0 else None  # missing weights fail up front
         return {"strength": strength, "model": params.model, "halo": net.halo if net is not None else 0}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         if data["strength"] <= 0.0:
             return image
-        from engine.models.detail_net import enhance_image
+        from engine.models.detail_net import enhance_image, enhance_on_device
 
+        net = load_detail_network(data["model"])
+        if kernels.on_torch(ctx.device):
+            return enhance_on_device(net, image, data["strength"])
         # in place, as the unsharp mask works: a fresh full-resolution buffer costs more than the network
-        return enhance_image(load_detail_network(data["model"]), image, data["strength"], ctx.device, out=image)
+        return enhance_image(net, image, data["strength"], ctx.device, out=image)

@@ -17,7 +17,7 @@ import numpy as np
 
 from engine import kernels
 from engine.colour import LUMA
-from engine.stages.base import Context, Stage
+from engine.stages.base import Context, Pixels, Stage
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def fit_grid(low_in: np.ndarray, low_out: np.ndarray, params: UpsampleParams,
                                 dtype=np.float32), zmax
 
 
-def _pipeline_input(image: np.ndarray | None) -> np.ndarray:
+def _pipeline_input(image: Pixels | None) -> Pixels:
     """The low- or full-resolution input the pipeline keeps for this stage (before the first low stage ran)."""
     if image is None:
         raise RuntimeError("upsampling needs the pipeline's low- and full-resolution inputs")
@@ -78,13 +78,13 @@ class BilateralGuidedUpsample(Stage):
     def prepare(self, params: UpsampleParams, ctx: Context) -> dict[str, Any]:
         return {"params": params}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         grid, zmax = fit_grid(_pipeline_input(ctx.low_input), image, data["params"], ctx.device)
         # Each pixel reads only itself, so the result can overwrite the full-resolution input, which no later
         # stage needs (a fresh 18 MP buffer costs more in page faults than the slicing).
         full, ctx.full_input = _pipeline_input(ctx.full_input), None
         if kernels.on_torch(ctx.device):
-            return kernels.bgu_apply_torch(full, grid, zmax, ctx.device)
+            return kernels.bgu_apply_torch(full, grid, zmax)
         kernels.bgu_apply(full, grid, zmax, full)
         return full
 
@@ -101,6 +101,6 @@ class BilinearUpsample(Stage):
     def prepare(self, params: UpsampleParams, ctx: Context) -> dict[str, Any]:
         return {}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         h, w = _pipeline_input(ctx.full_input).shape[:2]
         return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -17,12 +17,13 @@ from typing import Any, ClassVar, Literal
 import cv2
 import numpy as np
 
+from engine import kernels
 from engine.calibration import neutral_to_xy, srgb_calibration, xy_to_neutral
 from engine.colour import temperature_tint_to_xy, xy_to_temperature_tint
 from engine.errors import RecipeError
 from engine.io.source import NO_AS_SHOT
 from engine.recipe import RANGES, Recipe
-from engine.stages.base import Context, Stage, WhiteDecision
+from engine.stages.base import Context, Pixels, Stage, WhiteDecision
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,31 @@ def as_shot_missing(params: WhiteBalanceParams, ctx: Context) -> bool:
     return params.mode == "as-shot" and params.neutral is None and getattr(ctx.source, "as_shot_missing", False)
 
 
+def classical_size(image: Pixels) -> tuple[int, int]:
+    """The (width, height) the classical estimate shrinks an image to: 256 px wide."""
+    return 256, max(1, round(256 * image.shape[0] / image.shape[1]))
+
+
+def learned_size(image: Pixels) -> tuple[int, int]:
+    """The (width, height) the learned estimate shrinks an image to (:func:`engine.models.illuminant.thumbnail`)."""
+    h, w = image.shape[:2]
+    scale = min(1.0, 256 / max(h, w))  # illuminant.THUMBNAIL, not imported: that would load torch here
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def estimation_image(image: Pixels, size: tuple[int, int]) -> np.ndarray:
+    """The camera RGB an estimate reads: the image itself on the CPU (the estimate shrinks it to ``size``); on the
+    torch path the image shrunk to ``size`` on the device and brought to the host, the only copy that crosses."""
+    if isinstance(image, np.ndarray):
+        return image
+    h, w = image.shape[:2]
+    return kernels.to_host(image if size == (w, h) else kernels.area_resize_torch(image, size))
+
+
 def estimate_neutral(camera_rgb: np.ndarray) -> np.ndarray:
     """Classical illuminant estimate: shades-of-grey (p = 6) over unclipped, not-too-dark pixels."""
-    small = cv2.resize(camera_rgb, (256, max(1, round(256 * camera_rgb.shape[0] / camera_rgb.shape[1]))),
-                       interpolation=cv2.INTER_AREA).reshape(-1, 3).astype(np.float64)
+    small = cv2.resize(camera_rgb, classical_size(camera_rgb), interpolation=cv2.INTER_AREA)
+    small = small.reshape(-1, 3).astype(np.float64)
     brightest = small.max(axis=1)
     usable = small[(brightest < 0.95 * brightest.max()) & (small.min(axis=1) > 1e-4)]
     if len(usable) < 16:
@@ -90,7 +112,7 @@ class WhiteBalance(Stage):
     def prepare(self, params: WhiteBalanceParams, ctx: Context) -> dict[str, Any]:
         return {"params": params}
 
-    def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
+    def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         params: WhiteBalanceParams = data["params"]
         neutral = self.neutral(params, image, ctx)
         cal = calibration_of(ctx)
@@ -109,30 +131,37 @@ class WhiteBalance(Stage):
         decided = ctx.notes["white_balance"]
         ctx.white = WhiteDecision(neutral=tuple(decided["neutral"]), white_xy=tuple(decided["white_xy"]))
         gains = (1.0 / neutral).astype(np.float32)
-        balanced = np.multiply(image, gains, out=image)  # the pipeline hands each stage its input to keep
+        # In place: the pipeline hands each stage its input to keep.
+        if kernels.on_torch(ctx.device):
+            balanced = image.mul_(kernels.to_device(gains, str(image.device)))
+        else:
+            balanced = np.multiply(image, gains, out=image)
         if ctx.source.kind == "raw":
             # The sensor saturates at 1.0 in every channel; after balancing, the lowest channel's ceiling is
             # where all three are still trustworthy. Above it, clipped pixels would turn pink.
-            np.minimum(balanced, float(gains.min()), out=balanced)
+            if kernels.on_torch(ctx.device):
+                balanced.clamp_(max=float(gains.min()))
+            else:
+                np.minimum(balanced, float(gains.min()), out=balanced)
         return balanced
 
-    def neutral(self, params: WhiteBalanceParams, image: np.ndarray, ctx: Context) -> np.ndarray:
-        """The camera neutral this stage balances to."""
+    def neutral(self, params: WhiteBalanceParams, image: Pixels, ctx: Context) -> np.ndarray:
+        """The camera neutral this stage balances to (estimates read :func:`estimation_image`)."""
         if params.neutral is not None:
             return np.asarray(params.neutral, dtype=np.float64)
         if params.mode == "as-shot":
             if as_shot_missing(params, ctx):
                 from engine.models.illuminant import source_neutral
 
-                return source_neutral(ctx.source, image)
+                return source_neutral(ctx.source, estimation_image(image, learned_size(image)))
             return ctx.source.as_shot_neutral.astype(np.float64)
         if params.mode == "auto":
             if params.estimator == "classical":
-                return estimate_neutral(image)
+                return estimate_neutral(estimation_image(image, classical_size(image)))
             if params.estimator == "learned":
                 from engine.models.illuminant import estimate_neutral as learned_neutral
 
-                return learned_neutral(image, calibration_of(ctx))
+                return learned_neutral(estimation_image(image, learned_size(image)), calibration_of(ctx))
             raise RecipeError(f"unknown white balance estimator {params.estimator!r} (known: {', '.join(ESTIMATORS)})")
         if params.mode == "custom":
             if params.temperature is None:
