@@ -424,6 +424,15 @@ def _float32_convolutions() -> Iterator[None]:
         yield
 
 
+def synchronize(device: str) -> None:
+    """Wait until ``device`` has done the work queued on it (CUDA runs asynchronously: without this a stage's
+    seconds would be the time to queue its work, and the next stage would be charged for it)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 def to_device(image: np.ndarray, device: str) -> torch.Tensor:
     """H x W x C numpy to the same layout, float32, on ``device``."""
     import torch

@@ -138,6 +138,8 @@ def render(
             image = kernels.to_device(image, device)  # from a stage that works on the host (LibRaw's demosaic)
         if preview and index == 0:  # the first stage decodes the sensor; all later ones work at preview size
             image = downsample(image, preview)
+        if on_device:
+            kernels.synchronize(device)
         timings[stage.name] = time.perf_counter() - start
         if cache is not None and keys and index < len(stages) - 1:  # the last output is the caller's to keep
             cache.store(keys[index], image, ctx, stage.name)
