@@ -170,3 +170,13 @@ def test_rawtoaces_camera_renders(daylight: np.ndarray) -> None:
     assert camera.sensitivities.shape == (len(synthetic.WAVELENGTHS), 3)
     raw = synthetic.render_raw(camera, daylight, synthetic.scene_colorchecker(40, 60))
     assert raw.cfa.shape == (40, 60) and raw.cfa.max() == synthetic.WHITE_LEVEL  # the highlight clips
+
+
+def test_engine_reads_the_iso_libraw_misses(dng: Path) -> None:
+    """LibRaw reads a DNG's ISO only from the EXIF IFD; ours is in IFD0 (TIFF/EP), and the engine finds it there."""
+    import engine
+
+    with rawpy.imread(str(dng)) as image:
+        assert image.other.iso_speed == 0  # what LibRaw alone gives
+    assert engine.open(dng).camera.iso == 400
+    assert engine.open(synthetic.SAMPLE_PATH).camera.iso == 200

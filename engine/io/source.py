@@ -238,7 +238,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,
     )
-    _fill_make_model(source, exif)
+    _fill_from_exif(source, exif)
     _check_plausible(source)
     return source
 
@@ -358,9 +358,10 @@ def _calibration(raw: rawpy.RawPy, dng: DngTags | None) -> Calibration | None:
     return None
 
 
-def _fill_make_model(source: Source, exif: dict[str, str]) -> None:
-    """The source's EXIF (:func:`engine.output.metadata.read_exif`), and make and model from it (rawpy does not
-    expose them)."""
+def _fill_from_exif(source: Source, exif: dict[str, str]) -> None:
+    """The source's EXIF (:func:`engine.output.metadata.read_exif`); make and model from it (rawpy does not expose
+    them), and the ISO where LibRaw found none (it reads a DNG's ISOSpeedRatings from the EXIF IFD, not from IFD0,
+    where TIFF/EP puts it and the project's own DNG writer does)."""
     source.exif = exif
     source.camera.make = exif.get("Exif.Image.Make", "").strip()
     model = exif.get("Exif.Image.Model", "").strip()
@@ -369,6 +370,17 @@ def _fill_make_model(source: Source, exif: dict[str, str]) -> None:
         source.camera.make) and source.camera.make else model
     if not source.camera.lens:
         source.camera.lens = exif.get("Exif.Photo.LensModel", "").strip()
+    if not source.camera.iso:
+        source.camera.iso = _exif_iso(exif)
+
+
+def _exif_iso(exif: dict[str, str]) -> float:
+    """The ISO in the EXIF (its first value where there are several); 0 (unknown) when none is usable."""
+    for key in ("Exif.Photo.ISOSpeedRatings", "Exif.Image.ISOSpeedRatings"):
+        words = exif.get(key, "").split()
+        if words and words[0].isdigit() and 0 < int(words[0]) <= 10_000_000:
+            return float(words[0])
+    return 0.0
 
 
 def _check_plausible(source: Source) -> None:
@@ -426,5 +438,5 @@ def _open_rgb_or_refuse(path: Path, dng: DngTags | None, file: Path) -> Source:
     )
     from engine.output.metadata import read_exif
 
-    _fill_make_model(source, read_exif(file))
+    _fill_from_exif(source, read_exif(file))
     return source
