@@ -36,10 +36,12 @@ LOG_NAME = "serve.log"
 MAX_MESSAGE = 4 * 1024 * 1024  # a request or response is a few kilobytes of JSON; anything bigger is refused
 MAX_PAYLOAD = 256 * 1024 * 1024  # a preview's pixels: 8-bit RGB at up to 8192 px on the long edge
 DEFAULT_IDLE_TIMEOUT_S = 600.0
-# Full-size stage checkpoints the service keeps (MB): three per raw, 660 MB for an 18 MP one, 2.2 GB for 61 MP;
-# 4 GB is a sixth of a 24 GB workstation. ``hostplug serve --cache-mb``, or this variable for a service a command
-# starts; 0 keeps none.
-DEFAULT_CACHE_MB = 4096
+# Full-size stage checkpoints the service keeps (MB): three per raw, 660 MB for an 18 MP one, 2.2 GB for 61 MP.
+# Two 18 MP raws' worth: until the budget is full every checkpoint is fresh memory to fault in, and with 4 GB a
+# series of new 18 MP raws opened through the service slowed from 5.8 to 9-11 s each before it settled (1.5 GB:
+# 3.5-4.8 s from the fourth on; docs/service.md). ``hostplug serve --cache-mb``, or this variable for a service
+# a command starts; 0 keeps none.
+DEFAULT_CACHE_MB = 1536
 ENV_CACHE_MB = "HOSTPLUG_SERVICE_CACHE_MB"
 _HEADER = struct.Struct(">I")
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
