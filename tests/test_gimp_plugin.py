@@ -142,9 +142,11 @@ def _run_gimp(work: Path, canon: Path) -> dict:
                "--batch-interpreter=python-fu-eval", "-b", f"exec(open({str(probe)!r}).read())", "--quit"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     # The plug-in started the render service inside the root; stop it, or it would hold the root's mounts busy.
-    stop = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "hostplug.cli",
-            "serve", "--stop"]
-    subprocess.run(stop, capture_output=True, text=True, timeout=60)
+    # (hostplug.cli has no __main__: "python -m hostplug.cli" would import it and stop nothing)
+    stop = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-c",
+            "from hostplug.cli import main; main()", "serve", "--stop"]
+    stopped = subprocess.run(stop, capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     lines = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if line.startswith(MARKER)]
     assert lines, f"GIMP printed no result (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     seen = json.loads(lines[-1][len(MARKER):])
