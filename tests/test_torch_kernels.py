@@ -169,3 +169,17 @@ def test_learned_denoiser_falls_back_to_tiles_when_the_device_is_full(noisy_dng:
         monkeypatch.setattr(denoise_tiles, "_residual_on_device", out_of_memory)
         tiled = engine.render(source, recipe).pixels
     assert float(np.abs(whole - tiled).max()) <= 1e-4
+
+
+@pytest.mark.parametrize("shape", [(1100, 1400), (1400, 1100), (200, 300), (4000, 6000)])
+def test_white_balance_shrinks_on_the_device_to_the_estimators_own_sizes(shape: tuple[int, int]) -> None:
+    """The torch path hands each estimator an image already at the size it would shrink to itself (the learned
+    estimator's thumbnail, the classical one's 256 px width), so both see the same pixels as on the CPU."""
+    from engine.models import illuminant
+    from engine.stages.white_balance import classical_size, learned_size
+
+    h, w = shape
+    image = np.zeros((h, w, 3), np.float32)
+    assert learned_size(image)[::-1] == illuminant.thumbnail(image).shape[:2]
+    assert classical_size(image)[::-1] == cv2.resize(image, classical_size(image)).shape[:2]
+    assert classical_size(image)[0] == 256
