@@ -298,3 +298,21 @@ def test_init_weight_interpolates_back_towards_the_starting_network(tmp_path: Pa
     assert not all(torch.equal(free[k], v) for k, v in start.state_dict().items())
     assert train_illuminant._command(train_illuminant.WBTrainConfig(init="a.safetensors", init_weight=0.75), 3) == \
         "hostplug train wb --steps 3 --seed 0 --scenes 3000 --init a.safetensors --init-weight 0.75"
+
+
+@needs_spectral
+def test_a_two_light_sample_targets_the_subjects_light() -> None:
+    """A grey scene lit by two lights: balanced by the sample's target, the subject (the middle) is grey and the
+    surroundings (a corner) are not."""
+    from engine.training import wb_data
+
+    grey = np.full((160, 200, 3), 0.5, np.float32)
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        rgb, camera, _light, neutral = wb_data.two_light_sample(rng, grey, spectral_data.TRAINING_CAMERAS)
+        assert camera in spectral_data.TRAINING_CAMERAS and neutral[1] == pytest.approx(1.0)
+        h, w = rgb.shape[:2]
+        middle = rgb[h // 2 - 4 : h // 2 + 4, w // 2 - 4 : w // 2 + 4].reshape(-1, 3).mean(axis=0) / neutral
+        corner = rgb[:6, :6].reshape(-1, 3).mean(axis=0) / neutral
+        assert np.ptp(middle / middle[1]) < 0.05
+        assert np.ptp(corner / corner[1]) > 0.05

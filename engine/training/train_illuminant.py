@@ -48,6 +48,7 @@ class WBTrainConfig:
     inputs: int = 2  # histograms read: 2 = pixels and edges, 3 = and the brightest pixels
     photo_renders: int = 0  # lights per training photograph (134 of them); 0 = computed scenes only
     neutral_photos: bool = False  # only the photographs whose own neutral is grey (wb_data.is_neutral_reference)
+    two_light_renders: int = 0  # two-light samples per neutral training photograph (wb_data part 4); 0 = none
     init: str | None = None  # a weights file to start from (None: from scratch); see :func:`warm_start`
     # WiSE-FT: the shipped weights are init_weight * the starting ones + (1 - init_weight) * the trained ones,
     # which keeps what the start did well (the real Canon chart) while taking part of the fine-tuning's gain
@@ -111,6 +112,9 @@ def train(config: WBTrainConfig, log: Callable[[str], None] = print,
         **({"neutral_photos": f"only photographs whose own neutral is within C*ab {wb_data.NEUTRAL_CAST} of grey "
                               "(engine.training.wb_data.is_neutral_reference)"}
            if config.photo_renders and config.neutral_photos else {}),
+        **({"two_light_renders": "engine.training.wb_data.two_light_training_set: each neutral training "
+                                 "photograph's subject under one light, its surroundings under another; target: "
+                                 "the subject's light"} if config.photo_renders and config.two_light_renders else {}),
         "samples": len(hist),
         "config": {k: v for k, v in asdict(config).items() if k not in ("steps", "minutes")},
         **({"init_sha256": _sha256(config.init)} if config.init else {}),
@@ -131,12 +135,14 @@ def _command(config: WBTrainConfig, steps: int) -> str:
     command = f"hostplug train wb --steps {steps} --seed {config.seed} --scenes {config.scenes}"
     default = WBTrainConfig()
     if (config.width, config.batch) == (default.width, default.batch):
-        options = {"--inputs": config.inputs, "--photo-renders": config.photo_renders, "--lr": config.lr,
-                   "--init": config.init, "--init-weight": config.init_weight}
+        options = {"--inputs": config.inputs, "--photo-renders": config.photo_renders,
+                   "--two-light-renders": config.two_light_renders, "--lr": config.lr, "--init": config.init,
+                   "--init-weight": config.init_weight}
         command += "".join(f" {k} {v}" for k, v in options.items()
                            if v != getattr(default, k[2:].replace("-", "_")))
         return command + (" --neutral-photos" if config.neutral_photos else "")
-    keys = ("inputs", "photo_renders", "neutral_photos", "init", "init_weight", "width", "batch", "lr")
+    keys = ("inputs", "photo_renders", "neutral_photos", "two_light_renders", "init", "init_weight", "width",
+            "batch", "lr")
     args = ", ".join(f"{k}={v!r}" for k, v in {"seed": config.seed, "scenes": config.scenes, "steps": steps,
                                                  **{k: getattr(config, k) for k in keys}}.items())
     return (f'python -c "from engine.training import train_illuminant as t; '
@@ -172,7 +178,11 @@ def training_data(config: WBTrainConfig, log: Callable[[str], None] = print) -> 
         return data
     photos = wb_data.photo_training_set(config.seed, config.photo_renders, neutral_only=config.neutral_photos)
     log(f"and {len(photos.neutral)} from the training photographs ({config.photo_renders} lights each)")
-    return wb_data.concatenate(data, photos)
+    if not config.two_light_renders:
+        return wb_data.concatenate(data, photos)
+    two_lights = wb_data.two_light_training_set(config.seed, config.two_light_renders)
+    log(f"and {len(two_lights.neutral)} of them lit by two lights ({config.two_light_renders} each)")
+    return wb_data.concatenate(data, photos, two_lights)
 
 
 def ship(model: illuminant.IlluminantNet, record: dict[str, Any], weights_dir: Path | None = None):

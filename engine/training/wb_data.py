@@ -58,12 +58,22 @@ nothing grey in them: a yellow moon on black, grass, a red door).
 ``photo_training_set(..., neutral_only=True)`` trains on these only (made for every photograph and then
 filtered, so a kept sample is the same as in the unfiltered set); the evaluation reports the photo test set
 whole and its neutral references apart (:mod:`engine.training.eval_wb`).
+
+Part 4: scenes lit by two lights (:func:`two_light_training_set`)
+------------------------------------------------------------------
+A subject lit by one light in front of surroundings lit by another (a lamp-lit table before a blue window at
+dusk) is where an estimator that learned scene-wide balance from photographs goes wrong: it balances the larger
+surroundings, as a camera's own auto white balance often does, and the subject comes out tinted. Each two-light
+sample is a training photograph that is a neutral reference, unprocessed twice by the same spectral camera: a
+soft ellipse about the middle (20-60 % of the picture) under the drawn light, whose neutral is the target, and the
+rest under a second light at least 4 degrees away and 0.5-2 x as bright; then the same clipping and noise as a
+photo sample. The subject's light is the one a photographer means to render neutral.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -265,38 +275,87 @@ def is_neutral_reference(path: Path) -> bool:
 def photo_sample(rng: np.random.Generator, srgb: np.ndarray, cameras: tuple[str, ...]) -> tuple[np.ndarray, str, str,
                                                                                                   np.ndarray]:
     """(camera RGB, camera, light label, exact neutral) of a photograph under a random light (module docstring)."""
+    crop = _random_crop(rng, srgb)
+    u = unprocess.random_plan(rng, crop, cameras)
+    return _as_sensor(rng, unprocess.to_camera(crop, u), crop), u.camera, u.light, u.neutral
+
+
+def two_light_sample(rng: np.random.Generator, srgb: np.ndarray, cameras: tuple[str, ...]) -> tuple[np.ndarray, str,
+                                                                                                      str, np.ndarray]:
+    """:func:`photo_sample` of a scene lit by two lights (part 4 of the module docstring): the subject, a soft
+    ellipse about the middle (20-60 % of the picture), under the drawn light, whose neutral is the target; the
+    rest under a second light at least 4 degrees away, 0.5-2 x as bright."""
+    crop = _random_crop(rng, srgb)
+    subject = unprocess.random_plan(rng, crop, cameras)
+    while True:
+        second = spectral_data.sample_illuminant(rng)
+        neutral = spectral_data.camera_white(subject.camera, second.spd)
+        if _angle(neutral, subject.neutral) > 4.0:
+            break
+    around = unprocess.plan(subject.camera, second.spd, second.label)
+    brightness = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    around = replace(around, gain=subject.gain / brightness)
+    inside = _subject_mask(rng, *crop.shape[:2])
+    rgb = inside * unprocess.to_camera(crop, subject) + (1.0 - inside) * unprocess.to_camera(crop, around)
+    return _as_sensor(rng, rgb, crop), subject.camera, subject.light, subject.neutral
+
+
+def _random_crop(rng: np.random.Generator, srgb: np.ndarray) -> np.ndarray:
+    """A random crop of 35-100 % of the area, aspect 3:4..4:3."""
     h, w = srgb.shape[:2]
     area = rng.uniform(0.35, 1.0)
     aspect = np.exp(rng.uniform(np.log(0.75), np.log(1.333)))
     ch = int(np.clip(round(h * np.sqrt(area / aspect)), 16, h))
     cw = int(np.clip(round(w * np.sqrt(area * aspect)), 16, w))
     y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
-    crop = srgb[y : y + ch, x : x + cw]
-    u = unprocess.random_plan(rng, crop, cameras)
-    rgb = unprocess.to_camera(crop, u)
-    # What the JPEG clipped was brighter than its white by an unknown amount: 1-4 x (drawn per image), and the
-    # sensor clips each channel at 1 (pink and fully clipped highlights, as real raws have them).
+    return srgb[y : y + ch, x : x + cw]
+
+
+def _as_sensor(rng: np.random.Generator, rgb: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    """Camera RGB as a sensor records it: what the JPEG clipped was brighter than its white by an unknown amount
+    (1-4 x, drawn per image), Poisson-Gaussian noise of a random ISO, every channel clipped at 1 (pink and fully
+    clipped highlights, as real raws have them)."""
     over = crop.max(axis=-1) >= 0.99
     rgb[over] *= float(np.exp(rng.uniform(0.0, np.log(4.0))))
     iso = float(np.exp(rng.uniform(np.log(100.0), np.log(6400.0))))
     shot, read = synthetic.noise_profile(iso)
     rgb = rng.poisson(np.clip(rgb, 0.0, None) / shot) * shot + rng.normal(0.0, np.sqrt(read), rgb.shape)
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32), u.camera, u.light, u.neutral
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
+def _subject_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """(h, w, 1) weights of the subject's light: a soft ellipse centred in the middle 30 % of the picture."""
+    cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
+    area = rng.uniform(0.2, 0.6) * h * w
+    aspect = np.exp(rng.uniform(np.log(0.6), np.log(1.6)))
+    ry, rx = np.sqrt(area / np.pi / aspect), np.sqrt(area / np.pi * aspect)
+    yy, xx = np.mgrid[0:h, 0:w]
+    inside = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0).astype(np.float32)
+    return cv2.GaussianBlur(inside, (0, 0), max(1.0, 0.05 * min(h, w)))[..., None]
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Degrees between two RGB vectors."""
+    cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return float(np.degrees(np.arccos(min(cos, 1.0))))
 
 
 def photo_set(seed: int, photo_cameras_used: tuple[str, ...], cameras: tuple[str, ...], renders_per_photo: int,
-              keep_images: bool = False, progress=None) -> WBSet:
-    """``renders_per_photo`` samples of every photograph of ``photo_cameras_used``, each with a camera drawn from
-    ``cameras`` under its own light (module docstring)."""
+              keep_images: bool = False, progress=None, paths: list[Path] | None = None,
+              sample=photo_sample) -> WBSet:
+    """``renders_per_photo`` samples (``sample``: :func:`photo_sample` or :func:`two_light_sample`) of every
+    photograph of ``photo_cameras_used`` (or of ``paths``), each with a camera drawn from ``cameras`` under its
+    own light (module docstring)."""
     rng = np.random.default_rng(seed)
-    groups = photo_cameras()
-    paths = [p for c in photo_cameras_used for p in groups[c]]
+    if paths is None:
+        groups = photo_cameras()
+        paths = [p for c in photo_cameras_used for p in groups[c]]
     hist, neutral, working, images, cams, lights, sources = [], [], [], [], [], [], []
     matrices = {c: illuminant.working_matrix(spectral_data.calibration(c)) for c in cameras}
     for i, path in enumerate(paths):
         srgb = _photo(path)
         for _ in range(renders_per_photo):
-            rgb, camera, label, exact = photo_sample(rng, srgb, cameras)
+            rgb, camera, label, exact = sample(rng, srgb, cameras)
             hist.append(illuminant.histograms(rgb, matrices[camera], HIST_CHANNELS))
             neutral.append(exact)
             working.append(matrices[camera])
@@ -327,6 +386,15 @@ def photo_test_set(renders_per_photo: int = 6, progress=None) -> WBSet:
     only, lights and crops from :data:`PHOTO_TEST_SEED`."""
     return photo_set(PHOTO_TEST_SEED, photo_split()[1], spectral_data.HELD_OUT_CAMERAS, renders_per_photo,
                      keep_images=True, progress=progress)
+
+
+def two_light_training_set(seed: int, renders_per_photo: int, progress=None) -> WBSet:
+    """Two-light samples (:func:`two_light_sample`) of the training photographs that are neutral references, seen
+    by the training spectral cameras only."""
+    groups = photo_cameras()
+    paths = [p for c in photo_split()[0] for p in groups[c] if is_neutral_reference(p)]
+    return photo_set(seed + 104729, (), spectral_data.TRAINING_CAMERAS, renders_per_photo, progress=progress,
+                     paths=paths, sample=two_light_sample)
 
 
 def concatenate(*sets: WBSet) -> WBSet:

@@ -69,6 +69,9 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
               help="Lights per training photograph of ../shared/photos (0: computed scenes only).")
 @click.option("--neutral-photos", is_flag=True,
               help="Only the photographs whose own neutral is grey (not those that kept a warm light warm).")
+@click.option("--two-light-renders", type=click.IntRange(0, None), default=0, show_default=True,
+              help="Per neutral training photograph, renders of a subject under one light before surroundings "
+                   "under another (the target: the subject's light).")
 @click.option("--inputs", type=click.IntRange(2, 3), default=2, show_default=True,
               help="Histograms read: 2 (pixels, edges) or 3 (and the brightest pixels).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), help="Weights to start from (fine-tuning).")
@@ -79,8 +82,8 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
 @_threads
 @_weights_dir
 def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, photo_renders: int,
-             neutral_photos: bool, inputs: int, init: str | None, lr: float, init_weight: float, device: str,
-             threads: int, weights_dir: Path | None) -> None:
+             neutral_photos: bool, two_light_renders: int, inputs: int, init: str | None, lr: float,
+             init_weight: float, device: str, threads: int, weights_dir: Path | None) -> None:
     """Train the cross-camera white-balance estimator (computed raws and, with --photo-renders, photographs under
     random lights; held-out cameras excluded)."""
     from engine.training import train_illuminant
@@ -89,8 +92,8 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
     minutes, steps = _budget(minutes, steps, 14.0)
     config = train_illuminant.WBTrainConfig(seed=seed, scenes=scenes, steps=steps, minutes=minutes, device=device,
                                             threads=threads, photo_renders=photo_renders,
-                                            neutral_photos=neutral_photos, inputs=inputs, init=init, lr=lr,
-                                            init_weight=init_weight)
+                                            neutral_photos=neutral_photos, two_light_renders=two_light_renders,
+                                            inputs=inputs, init=init, lr=lr, init_weight=init_weight)
     model, record = train_illuminant.train(config, log=click.echo)
     entry = train_illuminant.ship(model, record, weights_dir)
     click.echo(f"wrote {entry.name}: {weights_dir or entry.path.parent}/{entry.file} (sha256 {entry.sha256[:16]}...)")
