@@ -223,9 +223,7 @@ def _residual_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel) -
 
     h, w = rgb.shape[:2]
     device = rgb.device
-    step = max(1, int(np.sqrt(h * w / 65536)))
-    scale = image_scale(kernels.to_host(rgb[::step, ::step]))  # the same sparse grid image_scale reads
-    net = fuse(model, scale, inference_dtype(model, str(device)), str(device))
+    net = fuse(model, image_scale(rgb), inference_dtype(model, str(device)), str(device))
     p, multiple = net.pack, net.multiple
     x = rgb.permute(2, 0, 1)[None]
     with torch.inference_mode():

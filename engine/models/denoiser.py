@@ -191,10 +191,12 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def image_scale(rgb: np.ndarray) -> float:
-    """One scale per image: the 99th percentile of the brightest channel (on a sparse grid), in [1/512, 1]."""
+def image_scale(rgb: np.ndarray | torch.Tensor) -> float:
+    """One scale per image: the 99th percentile of the brightest channel (on a sparse grid, the only pixels that
+    come to the host from a device tensor), in [1/512, 1]."""
     step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 65536)))
-    brightest = np.asarray(rgb[::step, ::step]).max(axis=-1)
+    grid = rgb[::step, ::step]
+    brightest = (grid.detach().cpu().numpy() if isinstance(grid, torch.Tensor) else np.asarray(grid)).max(axis=-1)
     return float(np.clip(np.percentile(brightest, 99.0), 1.0 / 512.0, 1.0))
 
 

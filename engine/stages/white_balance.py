@@ -131,19 +131,15 @@ class WhiteBalance(Stage):
         decided = ctx.notes["white_balance"]
         ctx.white = WhiteDecision(neutral=tuple(decided["neutral"]), white_xy=tuple(decided["white_xy"]))
         gains = (1.0 / neutral).astype(np.float32)
-        # In place: the pipeline hands each stage its input to keep.
+        # In place (the pipeline hands each stage its input to keep). On a raw the sensor saturates at 1.0 in
+        # every channel; after balancing, the lowest channel's ceiling is where all three are still trustworthy.
+        # Above it, clipped pixels would turn pink.
+        ceiling = float(gains.min()) if ctx.source.kind == "raw" else None
         if kernels.on_torch(ctx.device):
             balanced = image.mul_(kernels.to_device(gains, str(image.device)))
-        else:
-            balanced = np.multiply(image, gains, out=image)
-        if ctx.source.kind == "raw":
-            # The sensor saturates at 1.0 in every channel; after balancing, the lowest channel's ceiling is
-            # where all three are still trustworthy. Above it, clipped pixels would turn pink.
-            if kernels.on_torch(ctx.device):
-                balanced.clamp_(max=float(gains.min()))
-            else:
-                np.minimum(balanced, float(gains.min()), out=balanced)
-        return balanced
+            return balanced if ceiling is None else balanced.clamp_(max=ceiling)
+        balanced = np.multiply(image, gains, out=image)
+        return balanced if ceiling is None else np.minimum(balanced, ceiling, out=balanced)
 
     def neutral(self, params: WhiteBalanceParams, image: Pixels, ctx: Context) -> np.ndarray:
         """The camera neutral this stage balances to (estimates read :func:`estimation_image`)."""

@@ -51,6 +51,7 @@ import torch
 from engine.models import illuminant
 from engine.stages.white_balance import estimate_neutral as shades_of_grey
 from engine.training import spectral_data, wb_data
+from engine.training.wb_data import angle
 
 RAWSAMPLES = Path(__file__).resolve().parents[3] / "shared" / "rawsamples"
 CANON_550D = RAWSAMPLES / "canon_eos550d_magiclantern__tinydng_colorchart.dng"
@@ -83,12 +84,6 @@ def gray_world(rgb: np.ndarray) -> np.ndarray:
 def white_patch(rgb: np.ndarray) -> np.ndarray:
     """Per-channel maximum of the unclipped pixels of a 64 x 64 thumbnail (max-RGB)."""
     return _green_one(_unclipped(illuminant.thumbnail(rgb, 64)).max(axis=0))
-
-
-def angle(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle between two RGB vectors, degrees."""
-    cos = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
 def summary(errors: np.ndarray) -> dict[str, float]:

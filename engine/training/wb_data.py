@@ -290,7 +290,7 @@ def two_light_sample(rng: np.random.Generator, srgb: np.ndarray, cameras: tuple[
     while True:
         second = spectral_data.sample_illuminant(rng)
         neutral = spectral_data.camera_white(subject.camera, second.spd)
-        if _angle(neutral, subject.neutral) > 4.0:
+        if angle(neutral, subject.neutral) > 4.0:
             break
     around = unprocess.plan(subject.camera, second.spd, second.label)
     brightness = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
@@ -334,10 +334,10 @@ def _subject_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return cv2.GaussianBlur(inside, (0, 0), max(1.0, 0.05 * min(h, w)))[..., None]
 
 
-def _angle(a: np.ndarray, b: np.ndarray) -> float:
-    """Degrees between two RGB vectors."""
-    cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-    return float(np.degrees(np.arccos(min(cos, 1.0))))
+def angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two RGB vectors, degrees (the white-balance error measure)."""
+    cos = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
 def photo_set(seed: int, photo_cameras_used: tuple[str, ...], cameras: tuple[str, ...], renders_per_photo: int,
