@@ -468,7 +468,7 @@ def area_resize_torch(image: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     return torch.einsum("ih,hjc->ijc", rows, torch.einsum("jw,hwc->hjc", cols, image))
 
 
-def _pad(t: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> torch.Tensor:
+def pad_torch(t: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> torch.Tensor:
     """Pad H and W; OpenCV's reflect-101 border is torch's "reflect" (which needs the side longer than the pad)."""
     import torch.nn.functional as F
 
@@ -487,8 +487,8 @@ def gaussian_blur_torch(t: torch.Tensor, sigma: float) -> torch.Tensor:
     size = int(round(sigma * 8.0 + 1.0)) | 1
     taps = torch.from_numpy(cv2.getGaussianKernel(size, sigma).astype(np.float32).ravel()).to(t.device)
     c, r = t.shape[1], size // 2
-    t = F.conv2d(_pad(t, r, r, 0, 0, "reflect"), taps.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
-    return F.conv2d(_pad(t, 0, 0, r, r, "reflect"), taps.view(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
+    t = F.conv2d(pad_torch(t, r, r, 0, 0, "reflect"), taps.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
+    return F.conv2d(pad_torch(t, 0, 0, r, r, "reflect"), taps.view(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
 
 
 def _mhc_weights() -> np.ndarray:
@@ -583,7 +583,7 @@ def denoise_torch(image: torch.Tensor, gains: np.ndarray, to_opponent: np.ndarra
     luma = balanced.sum(dim=1, keepdim=True) / 3.0
     binomial = torch.tensor([1.0, 2.0, 1.0], device=device)
     binomial = (binomial[:, None] * binomial[None]).view(1, 1, 3, 3) / 16.0
-    blurred = F.conv2d(_pad(luma, 1, 1, 1, 1, "replicate"), binomial)
+    blurred = F.conv2d(pad_torch(luma, 1, 1, 1, 1, "replicate"), binomial)
     luma = luma + luma_mix * (blurred - luma)
     basis = torch.cat([luma, chroma], dim=1)
     out = torch.einsum("ij,njhw->nihw", torch.from_numpy(from_opponent).to(device), basis) / g

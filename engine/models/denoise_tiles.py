@@ -227,7 +227,7 @@ def _residual_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel) -
     p, multiple = net.pack, net.multiple
     x = rgb.permute(2, 0, 1)[None]
     with torch.inference_mode():
-        blurred = F.avg_pool2d(kernels._pad(x, 1, 1, 1, 1, "reflect"), 3, stride=1)  # cv2.blur, reflect-101
+        blurred = F.avg_pool2d(kernels.pad_torch(x, 1, 1, 1, 1, "reflect"), 3, stride=1)  # cv2.blur, reflect-101
         shot, read = (torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
                       for v in (noise.shot, noise.read))
         sigma = torch.sqrt(torch.clamp(blurred, min=0.0) * shot + read)
