@@ -172,6 +172,23 @@ def test_a_three_input_network_reads_the_brightest_pixels_too() -> None:
     assert illuminant.parameter_count(net) <= 200_000
 
 
+def test_the_fourth_histogram_weights_the_middle_of_the_picture() -> None:
+    """A subject in the middle under one light before surroundings under another: the centre-weighted
+    histogram holds more than twice the subject's share of the whole-picture one."""
+    rgb = np.full((90, 120, 3), [0.2, 0.4, 0.6], np.float32)  # bluish surroundings
+    rgb[30:60, 40:80] = [0.6, 0.4, 0.2]  # a warm subject in the middle, a ninth of the picture
+    hist = illuminant.histograms(rgb, np.eye(3), channels=4)
+    assert hist.shape == (4, illuminant.BINS, illuminant.BINS)
+    assert np.array_equal(hist[:3], illuminant.histograms(rgb, np.eye(3), channels=3))
+    warm_bin = (int((np.log(0.4 / 0.6) - illuminant.U_START) / illuminant.BIN_WIDTH),
+                int((np.log(0.4 / 0.2) - illuminant.V_START) / illuminant.BIN_WIDTH))
+    share = [(h[warm_bin] ** 2) / (h**2).sum() for h in (hist[0], hist[3])]  # the planes hold square roots
+    assert share[0] < 0.12 and share[1] > 2 * share[0]
+    assert illuminant.centre_weight(5, 7)[2, 3] == 1.0
+    net = illuminant.IlluminantNet(inputs=4)
+    assert illuminant.inputs_of(net) == 4 and net(torch.from_numpy(hist)[None]).shape == (1, 2)
+
+
 def test_grey_chroma_is_zero_for_the_right_white_and_grows_with_the_error() -> None:
     if not (synthetic.SPECTRAL_DIR / "camera").is_dir():
         pytest.skip("shared spectral data absent")
@@ -208,19 +225,33 @@ def test_photo_samples_are_raws_of_a_known_light() -> None:
     assert np.allclose(data.neutral[:, 1], 1.0) and np.all(data.neutral > 0)
 
 
-def test_warm_start_fits_two_input_weights_into_a_three_input_network(tmp_path: Path) -> None:
+@needs_photos
+def test_the_two_light_test_set_is_held_out_neutral_photographs_seen_by_held_out_cameras() -> None:
+    from engine.training import wb_data
+
+    data = wb_data.two_light_test_set(renders_per_photo=1)
+    held = {p for c in wb_data.photo_split()[1] for p in wb_data.photo_cameras()[c]}
+    assert data.sources and {Path(s) for s in data.sources} <= held
+    assert all(wb_data.is_neutral_reference(Path(s)) for s in set(data.sources))
+    assert set(data.cameras) <= set(spectral_data.HELD_OUT_CAMERAS) and data.images is not None
+    assert np.array_equal(data.neutral, wb_data.two_light_test_set(renders_per_photo=1).neutral)  # seeded
+
+
+@pytest.mark.parametrize(("before", "after"), [(2, 3), (3, 4)])
+def test_warm_start_fits_earlier_weights_into_a_network_of_more_inputs(tmp_path: Path, before: int,
+                                                                       after: int) -> None:
     from safetensors.torch import save_file
 
     from engine.training import train_illuminant
 
-    old = illuminant.IlluminantNet(inputs=2).eval()
+    old = illuminant.IlluminantNet(inputs=before).eval()
     path = tmp_path / "old.safetensors"
     save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(path))
-    new = illuminant.IlluminantNet(inputs=3).eval()
+    new = illuminant.IlluminantNet(inputs=after).eval()
     train_illuminant.warm_start(new, path)
-    hist = torch.rand(2, 3, illuminant.BINS, illuminant.BINS)
+    hist = torch.rand(2, after, illuminant.BINS, illuminant.BINS)
     with torch.inference_mode():
-        assert torch.allclose(new(hist), old(hist[:, :2]))
+        assert torch.allclose(new(hist), old(hist[:, :before]))
 
 
 def test_a_rerender_pins_the_estimated_white_balance(tmp_path: Path, sample_dng: Path,

@@ -175,6 +175,14 @@ def test_colorchart_greys_come_out_neutral_when_balanced_on_the_white_patch(tmp_
     assert greys[3:].max() < 10.0, greys
 
 
+def test_colorchart_learned_white_balance_balances_the_lamp_lit_chart_not_the_window(tmp_path: Path) -> None:
+    # Two lights: the chart in the middle under a lamp, a blue window around it. --wb auto renders the chart's
+    # greys grey (measured with wb-c5 v4: C*ab 3.6, 1.5, 1.4 on the three light greys); an estimator that
+    # balances the larger window leaves them as warm as as-shot does (v3: 33.8, 27.8, 23.3).
+    greys = chroma(patch_means(render_canon(tmp_path, "--wb", "auto")))
+    assert greys[:3].max() < 6.0, greys
+
+
 def test_colorchart_as_shot_white_balance_is_read_from_the_dng_tags(render_of) -> None:
     # AsShotNeutral in this file is normalised to red (1, 2.477, 1.462): read right it is a ~5300 K, slightly
     # green white (the camera was set for daylight; the chart itself is lit by ~2800 K tungsten, so its greys

@@ -14,7 +14,11 @@ Features (:func:`histograms`, as in FFCC / C5)
     each as a 64 x 64 histogram with bins of 1/16 (u from -2.4, v from -1.6), weighted by the pixel's
     brightness (sum of channels), normalised to sum 1 and square-rooted. Networks built with ``inputs=3`` also
     read a third histogram, of the brightest 3 % of the usable pixels (the "bright pixels" cue: highlights and
-    white surfaces carry the light's colour). A change of light is (nearly) a shift of every histogram.
+    white surfaces carry the light's colour). Networks built with ``inputs=4`` read a fourth, of the pixels
+    weighted by how central they are too (a Gaussian of :data:`CENTRE_SIGMA` of each side about the middle):
+    the subject of a picture is mostly in the middle, and where it is lit differently from its surroundings (a
+    lamp-lit table before a blue window) only this one says which light is the subject's. A change of light is
+    (nearly) a shift of every histogram.
 
 Network (:class:`IlluminantNet`)
     Fully convolutional over the histogram plane (so it is shift-equivariant, as the physics is), two stride-2
@@ -41,6 +45,7 @@ THUMBNAIL = 256
 CLIPPED = 0.98  # raw level above which a channel counts as clipped
 REFERENCE_TEMPERATURE = 6504.0
 BRIGHTEST = 0.03  # the third histogram's share of the usable pixels, the brightest
+CENTRE_SIGMA = 0.25  # the fourth histogram's centre weighting: a Gaussian of this fraction of each side
 
 
 def working_matrix(calibration) -> np.ndarray:
@@ -77,8 +82,8 @@ def _log_chroma_histogram(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def histograms(camera_rgb: np.ndarray, to_working: np.ndarray, channels: int = 2) -> np.ndarray:
-    """The (channels, 64, 64) input of the network for a camera RGB image (module docstring): pixels, edges and,
-    with ``channels=3``, the brightest pixels."""
+    """The (channels, 64, 64) input of the network for a camera RGB image (module docstring): pixels, edges,
+    with ``channels=3`` the brightest pixels and with ``channels=4`` the pixels weighted towards the middle."""
     small = thumbnail(camera_rgb)
     usable = (small.max(axis=-1) < CLIPPED) & (small.sum(axis=-1) > 1e-4)
     working = (small @ to_working.T).astype(np.float32)
@@ -94,7 +99,17 @@ def histograms(camera_rgb: np.ndarray, to_working: np.ndarray, channels: int = 2
         raw_brightness = small.sum(axis=-1)[usable]  # in camera RGB: the same pixels whatever the working matrix
         top = raw_brightness >= np.quantile(raw_brightness, 1.0 - BRIGHTEST) if len(raw_brightness) else []
         planes.append(_log_chroma_histogram(working[usable][top], brightness[usable][top]))
+    if channels >= 4:
+        centre = centre_weight(*small.shape[:2])
+        planes.append(_log_chroma_histogram(working[usable], (brightness * centre)[usable]))
     return np.stack(planes)
+
+
+def centre_weight(h: int, w: int) -> np.ndarray:
+    """(h, w) Gaussian weights, 1 in the middle, of :data:`CENTRE_SIGMA` of the height and of the width."""
+    y = (np.arange(h, dtype=np.float32) + 0.5) / h - 0.5
+    x = (np.arange(w, dtype=np.float32) + 0.5) / w - 0.5
+    return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2) / CENTRE_SIGMA**2)
 
 
 def bin_centres() -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,7 +182,8 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def inputs_of(model: IlluminantNet) -> int:
-    """How many histograms the network reads (2: pixels and edges; 3: and the brightest pixels)."""
+    """How many histograms the network reads (2: pixels and edges; 3: and the brightest pixels; 4: and the pixels
+    weighted towards the middle)."""
     first = model.enc1[0]
     assert isinstance(first, nn.Conv2d)
     return first.in_channels

@@ -30,6 +30,10 @@ D65, averaged over the six patches and the samples (:func:`grey_chroma`). It is 
 leaves out everything but the white balance (no tone curve, no style). Speeds: the white balance stage in a
 render (installed weights) and the estimate alone (the model measured).
 
+Two-light set (:func:`engine.training.wb_data.two_light_test_set`): the held-out photo cameras' neutral
+references, 6 renders each, the subject (a soft ellipse about the middle) under one light and the surroundings
+under another, through the held-out spectral cameras; the target is the subject's light.
+
 Real raw (``../shared/rawsamples`` Canon 550D DNG, when present): the reference white is the camera response
 to the chart's three lightest neutral patches (white, neutral 8, neutral 6.5 of the lower ColorChecker's bottom
 row, each a 21 x 21 px box read from the demosaiced sensor data). Each method's estimate is scored by its angle
@@ -110,6 +114,8 @@ class WBResult:
     photo_cameras: tuple[str, ...] = ()
     photo_neutral: dict[str, dict[str, float]] = field(default_factory=dict)  # the neutral references only
     photo_neutral_samples: int = 0
+    two_light: dict[str, dict[str, float]] = field(default_factory=dict)  # subject and surroundings lit apart
+    two_light_samples: int = 0
 
 
 def grey_chroma(estimate: np.ndarray, truth: np.ndarray, calibration) -> float:
@@ -239,6 +245,8 @@ def evaluate(scenes: int = 400, log: Callable[[str], None] = print, model: illum
     photo_per_camera: dict[str, float] = {}
     photo_samples = 0
     photo_cameras: tuple[str, ...] = ()
+    two_light: dict[str, dict[str, float]] = {}
+    two_light_samples = 0
     try:
         photo_cameras = wb_data.photo_split()[1]
         log(f"generating the held-out photo test set ({photo_renders} lights per photograph of "
@@ -248,12 +256,17 @@ def evaluate(scenes: int = 400, log: Callable[[str], None] = print, model: illum
         photo_samples = len(photo_test.neutral)
         references = wb_data.subset(photo_test, [wb_data.is_neutral_reference(Path(s)) for s in photo_test.sources])
         photo_neutral, _ = evaluate_computed(references, model)
+        log("generating the held-out two-light test set")
+        two_light_test = wb_data.two_light_test_set(photo_renders // 2)
+        two_light, _ = evaluate_computed(two_light_test, model)
+        two_light_samples = len(two_light_test.neutral)
     except wb_data.PhotosMissingError as e:
         log(f"{e}: photo test set skipped")
     canon_result = evaluate_canon(canon, log, model) if canon else {}
     speed = {**stage_speed(), "learned estimator alone": estimator_speed(model)}
     return WBResult(computed, per_camera, len(test.neutral), canon_result, speed, photos, photo_per_camera,
-                    photo_samples, photo_cameras, photo_neutral, len(references.neutral) if references else 0)
+                    photo_samples, photo_cameras, photo_neutral, len(references.neutral) if references else 0,
+                    two_light, two_light_samples)
 
 
 def estimator_speed(model: illuminant.IlluminantNet, repeats: int = 3) -> float:
@@ -302,6 +315,13 @@ def metrics_of(result: WBResult) -> dict[str, Any]:
                                                "(engine.training.wb_data.is_neutral_reference)")
         metrics["photo_neutral_angular_error_deg"] = {m: {k: round(v, 2) for k, v in s.items()}
                                                       for m, s in result.photo_neutral.items()}
+    if result.two_light:
+        metrics["two_light_test_set"] = (f"engine.training.wb_data.two_light_test_set: {result.two_light_samples} "
+                                         "neutral photographs of the held-out photo cameras, the subject in the "
+                                         "middle under one light and the rest under another (target: the "
+                                         "subject's light), seen by the held-out spectral cameras")
+        metrics["two_light_angular_error_deg"] = {m: {k: round(v, 2) for k, v in s.items()}
+                                                  for m, s in result.two_light.items()}
     return metrics
 
 
@@ -331,6 +351,11 @@ def table(result: WBResult) -> str:
         lines += ["", f"The same, only the photographs whose own neutral is grey (within C*ab {wb_data.NEUTRAL_CAST}: "
                   f"the camera balanced them neutral), {result.photo_neutral_samples} samples:", ""]
         lines += _method_table(result.photo_neutral)
+    if result.two_light:
+        lines += ["", f"Neutral photographs of the held-out photo cameras with the subject (a soft ellipse about the "
+                  f"middle) under one light and the rest under another; target: the subject's light; "
+                  f"{result.two_light_samples} samples:", ""]
+        lines += _method_table(result.two_light)
     lines += ["", "White balance stage, seconds per megapixel (CPU): "
               + ", ".join(f"{m} {v:.3f}" for m, v in result.seconds_per_megapixel.items())]
     if result.canon:

@@ -6,7 +6,7 @@ photographs of the 90 training photo cameras of ``../shared/photos`` under rando
 cameras; ``photo_renders`` lights per photograph, 0 leaves them out), generated at the start of the run from the
 seed; ``neutral_photos`` keeps only the photographs whose own neutral is grey (the neutral references of
 :mod:`engine.training.wb_data`, part 3: ``--wb auto`` serves a neutral rendering). From scratch, or (``init``)
-from existing weights: :func:`warm_start` fits the 2-input wb-c5 into a 3-input network with the new input's
+from existing weights: :func:`warm_start` fits an earlier wb-c5 into a network of more inputs with the new input's
 kernels at zero, so training starts from exactly the old estimator; ``init_weight`` then interpolates the
 result back towards the start (WiSE-FT, Wortsman et al. 2022). The defaults replay the first wb-c5 (computed
 scenes only, 2 histograms, from scratch); the shipped one's manifest entry records its exact command.
@@ -45,7 +45,7 @@ class WBTrainConfig:
     width: int = 16
     # The defaults replay the first wb-c5 (computed scenes only, 2 histograms); the shipped one fine-tunes it on
     # the neutral photographs too (its manifest entry records the exact command).
-    inputs: int = 2  # histograms read: 2 = pixels and edges, 3 = and the brightest pixels
+    inputs: int = 2  # histograms read: 2 = pixels and edges, 3 = and the brightest pixels, 4 = and central pixels
     photo_renders: int = 0  # lights per training photograph (134 of them); 0 = computed scenes only
     neutral_photos: bool = False  # only the photographs whose own neutral is grey (wb_data.is_neutral_reference)
     two_light_renders: int = 0  # two-light samples per neutral training photograph (wb_data part 4); 0 = none
@@ -156,7 +156,7 @@ def _sha256(path: str | Path) -> str:
 
 
 def warm_start(model: illuminant.IlluminantNet, path: str | Path) -> None:
-    """Load weights from ``path`` into ``model``; weights of a network with fewer input histograms (the 2-input
+    """Load weights from ``path`` into ``model``; weights of a network with fewer input histograms (an earlier
     wb-c5) fit with the extra inputs' kernels at zero, so the network starts out as exactly the old one."""
     from safetensors.torch import load_file
 

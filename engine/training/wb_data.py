@@ -68,6 +68,8 @@ sample is a training photograph that is a neutral reference, unprocessed twice b
 soft ellipse about the middle (20-60 % of the picture) under the drawn light, whose neutral is the target, and the
 rest under a second light at least 4 degrees away and 0.5-2 x as bright; then the same clipping and noise as a
 photo sample. The subject's light is the one a photographer means to render neutral.
+:func:`two_light_test_set` makes such samples of the held-out photo cameras' neutral references, seen by the
+held-out spectral cameras only.
 """
 
 from __future__ import annotations
@@ -85,14 +87,14 @@ from engine.models import illuminant
 from engine.training import raw_noise, scenes, spectral_data, synthetic, unprocess
 
 SCENE_SIZE = 128
-HIST_CHANNELS = 3  # every histogram the estimator can read; a 2-input network reads the first two
+HIST_CHANNELS = 4  # every histogram the estimator can read; a network of fewer inputs reads the first ones
 
 
 @dataclass
 class WBSet:
     """Arrays of a white-balance set, one row per sample."""
 
-    hist: np.ndarray  # (N, 3, 64, 64) float32: pixels, edges, brightest pixels (illuminant.histograms)
+    hist: np.ndarray  # (N, 4, 64, 64) float32: pixels, edges, brightest, central pixels (illuminant.histograms)
     neutral: np.ndarray  # (N, 3) exact camera neutral, green = 1
     to_working: np.ndarray  # (N, 3, 3) camera -> working space
     images: np.ndarray | None  # (N, 64, 64, 3) float32 camera RGB thumbnails (test sets: classical baselines)
@@ -167,6 +169,7 @@ PHOTO_SPLIT_SEED = 11
 PHOTO_HELD_OUT_FRACTION = 0.2
 PHOTO_SIZE = 256  # long side of the working copy of a photograph (the estimator's thumbnail size)
 PHOTO_TEST_SEED = 1_000_033  # lights and crops of the photo test set; never a training seed
+TWO_LIGHT_TEST_SEED = 1_000_037  # the same for the two-light test set
 NEUTRAL_CAST = 3.0  # CIELAB chroma of a photograph's own neutral up to which it is a neutral reference
 LEAST_CHROMATIC = 0.1  # the share of a photograph's pixels its own neutral is read from
 
@@ -395,6 +398,15 @@ def two_light_training_set(seed: int, renders_per_photo: int, progress=None) -> 
     paths = [p for c in photo_split()[0] for p in groups[c] if is_neutral_reference(p)]
     return photo_set(seed + 104729, (), spectral_data.TRAINING_CAMERAS, renders_per_photo, progress=progress,
                      paths=paths, sample=two_light_sample)
+
+
+def two_light_test_set(renders_per_photo: int = 6, progress=None) -> WBSet:
+    """The fixed two-light test set: two-light samples of the held-out photo cameras' neutral references, seen by
+    the held-out spectral cameras only, lights, crops and subjects from :data:`TWO_LIGHT_TEST_SEED`."""
+    groups = photo_cameras()
+    paths = [p for c in photo_split()[1] for p in groups[c] if is_neutral_reference(p)]
+    return photo_set(TWO_LIGHT_TEST_SEED, (), spectral_data.HELD_OUT_CAMERAS, renders_per_photo, keep_images=True,
+                     progress=progress, paths=paths, sample=two_light_sample)
 
 
 def concatenate(*sets: WBSet) -> WBSet:

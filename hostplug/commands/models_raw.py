@@ -72,8 +72,9 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
 @click.option("--two-light-renders", type=click.IntRange(0, None), default=0, show_default=True,
               help="Per neutral training photograph, renders of a subject under one light before surroundings "
                    "under another (the target: the subject's light).")
-@click.option("--inputs", type=click.IntRange(2, 3), default=2, show_default=True,
-              help="Histograms read: 2 (pixels, edges) or 3 (and the brightest pixels).")
+@click.option("--inputs", type=click.IntRange(2, 4), default=2, show_default=True,
+              help="Histograms read: 2 (pixels, edges), 3 (and the brightest pixels) or 4 (and the pixels weighted "
+                   "towards the middle, where the subject mostly is).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), help="Weights to start from (fine-tuning).")
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=2e-3, show_default=True, help="Peak learning rate.")
 @click.option("--init-weight", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
