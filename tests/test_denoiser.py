@@ -91,6 +91,10 @@ def test_pointwise_convolutions_equal_pytorchs() -> None:
     reference = torch.nn.functional.conv2d(x, layer.weight, layer.bias)
     assert torch.allclose(layer(x), reference, atol=1e-6)
     assert torch.allclose(layer(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-6)
+    # bfloat16 takes the matrix-product path (denoiser.matrix_product_is_faster): the same result, in bf16
+    assert denoiser.matrix_product_is_faster(x.bfloat16()) and not denoiser.matrix_product_is_faster(x)
+    as_bf16 = layer.bfloat16()(x.bfloat16().contiguous(memory_format=torch.channels_last)).float()
+    assert torch.allclose(as_bf16, reference, atol=0.05)
 
 
 FLAT_NOISE = noise_level.NoiseModel((0.0,) * 3, (4e-4,) * 3, "test")  # sigma 0.02 everywhere

@@ -29,7 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.denoiser import Denoiser, LayerNorm2d, NAFBlock, Pointwise, simple_gate, u_net_pass
+from engine.models.denoiser import (
+    Denoiser,
+    LayerNorm2d,
+    NAFBlock,
+    Pointwise,
+    matrix_product_is_faster,
+    simple_gate,
+    u_net_pass,
+)
 
 
 def _pixel_order(p: int, groups: int) -> torch.Tensor:
@@ -70,6 +78,11 @@ class CentredNorm(nn.Module):
         self.register_buffer("eps", torch.full((channels,), 1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not matrix_product_is_faster(x):  # the same products as 1 x 1 convolutions
+            c = x.shape[1]
+            centred = F.conv2d(x, self.centre.view(c, c, 1, 1))
+            variance = F.conv2d(centred * centred, self.mean.view(c, c, 1, 1), self.eps)
+            return centred.mul_(variance.rsqrt_())
         pixels = x.permute(0, 2, 3, 1)  # channels-last memory: a view
         centred = F.linear(pixels, self.centre)
         variance = F.linear(centred * centred, self.mean, self.eps)
