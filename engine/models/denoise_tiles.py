@@ -36,8 +36,10 @@ class NoiseLevel(Protocol):
         ...
 
 
-BAND_PIXELS = 4_000_000  # at most this many pixels a band (two are held at once: 61 MP bands of 416 rows; 6 MP
-# bands measured 1.97 GB at 61 MP and 1.33 GB at 18 MP, these 1.94 and 1.06 GB)
+BAND_PIXELS = 3_000_000  # at most this many pixels a band (two are held at once: 61 MP bands of 312 rows). A
+# float32 network (a CPU without bf16) holds twice bf16's activations: on an AVX2 CPU the 61 MP render peaked at
+# 2.08 GB with 4 MP bands, 1.97 GB with these, 1.94 GB with 2 MP ones, all 36 s, while the 18 MP denoise took
+# 5 % longer with these and 15 % with 2 MP ones (bf16 CPU, 4 MP bands: 1.94 GB at 61 MP, 1.06 GB at 18 MP)
 TILE = 1536  # the network runs on tiles of at most this many pixels a side (plus margins; bands cap the rows):
 # 18 MP on 2 cores, in a process that keeps freed memory (hostplug.memory), 1.53 s against 1.73 s for 1024 px tiles,
 # which pay 27 % for their margins (64 px each side for mid); 1280 and 2048 px measured like 1536
