@@ -42,8 +42,8 @@ def test_held_out_photographs_are_not_training_photographs() -> None:
 def test_white_balance_training_set_uses_only_training_cameras() -> None:
     data = wb_data.training_set(seed=3, scenes_count=3)
     assert set(data.cameras) <= set(spectral_data.TRAINING_CAMERAS)
-    # three histograms per sample (pixels, edges, brightest pixels); a 2-input estimator reads the first two
-    assert data.hist.shape == (12, 3, 64, 64) and data.neutral.shape == (12, 3)
+    # four histograms per sample (pixels, edges, brightest, central pixels); a smaller estimator reads the first
+    assert data.hist.shape == (12, 4, 64, 64) and data.neutral.shape == (12, 3)
     assert np.allclose(data.neutral[:, 1], 1.0)
 
 
