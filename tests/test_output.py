@@ -258,7 +258,7 @@ def test_a_tiff_carries_the_same_metadata_pyexiv2_would_write(tmp_path: Path, co
     path = write_image(pixels, tmp_path / "out.tif", OutputOptions(compression=compression), exif=EXIF, xmp=XMP)
     reference = tmp_path / "reference.tif"
     tifffile.imwrite(reference, tifffile.imread(path), photometric="rgb", metadata=None)
-    exif = engine.output.write._output_exif(EXIF, pixels, SPACES["srgb"])
+    exif = engine.output.write._output_exif(EXIF, pixels.shape, SPACES["srgb"])
     with pyexiv2.Image(str(reference)) as image:
         image.modify_exif(exif)
         image.modify_xmp(XMP)

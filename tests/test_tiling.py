@@ -11,7 +11,7 @@ import pytest
 import engine
 from engine import Recipe, StageSettings, tiling
 from engine.colour import SPACES
-from engine.output.write import output_pixels, quantise, to_output_space
+from engine.output.write import output_pixels, output_strips, quantise, to_output_space, write_image
 from engine.stages.demosaic import bayer_to_rgb
 from tests.conftest import colorchecker_dng
 
@@ -87,3 +87,25 @@ def test_output_conversion_in_bands_is_bit_identical(space: str, bits: int) -> N
         assert np.array_equal(output_pixels(pixels, SPACES[space], None, bits), expected)
         resized = output_pixels(pixels, SPACES[space], 30, bits)
     assert np.array_equal(resized, quantise(to_output_space(pixels, SPACES[space], 30), bits))
+
+
+@pytest.mark.parametrize("turned", [False, True])
+def test_an_uncompressed_tiff_is_written_in_strips_with_the_same_bits(tmp_path: Path, turned: bool) -> None:
+    """No full-size integer copy for an uncompressed TIFF: strips made as tifffile writes them, the same pixels
+    as the whole-array path, also from a view turned upright (as apply_orientation gives)."""
+    import tifffile
+
+
+    pixels = np.random.default_rng(2).uniform(-0.1, 1.1, (70, 37, 3)).astype(np.float32)
+    if turned:
+        pixels = np.rot90(pixels)
+    expected = quantise(to_output_space(pixels, SPACES["srgb"]), 16)
+    with tiling.tile_rows(16):
+        rows, _strips = output_strips(pixels, SPACES["srgb"], 16)
+        write_image(pixels, tmp_path / "x.tif", engine.OutputOptions(bits=16))
+    assert rows == 16
+    with tifffile.TiffFile(tmp_path / "x.tif") as tif:
+        page = tif.pages[0]
+        assert page.tags["RowsPerStrip"].value == 16 and len(page.dataoffsets) == -(-pixels.shape[0] // 16)
+        assert np.array_equal(page.asarray(), expected)
+        assert page.tags.get(34675) is not None  # the ICC profile
