@@ -89,16 +89,15 @@ def test_output_conversion_in_bands_is_bit_identical(space: str, bits: int) -> N
     assert np.array_equal(resized, quantise(to_output_space(pixels, SPACES[space], 30), bits))
 
 
-@pytest.mark.parametrize("turned", [False, True])
-def test_an_uncompressed_tiff_is_written_in_strips_with_the_same_bits(tmp_path: Path, turned: bool) -> None:
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+def test_an_uncompressed_tiff_is_written_in_strips_with_the_same_bits(tmp_path: Path, turns: int) -> None:
     """No full-size integer copy for an uncompressed TIFF: strips made as tifffile writes them, the same pixels
     as the whole-array path, also from a view turned upright (as apply_orientation gives)."""
     import tifffile
 
 
     pixels = np.random.default_rng(2).uniform(-0.1, 1.1, (70, 37, 3)).astype(np.float32)
-    if turned:
-        pixels = np.rot90(pixels)
+    pixels = np.rot90(pixels, turns)[:, ::-1] if turns else pixels  # views, as orientations give
     expected = quantise(to_output_space(pixels, SPACES["srgb"]), 16)
     with tiling.tile_rows(16):
         rows, _strips = output_strips(pixels, SPACES["srgb"], 16)
