@@ -97,10 +97,15 @@ def output_strips(pixels: np.ndarray, space: RGBSpace, bits: int) -> tuple[int, 
     writer asks for it: an uncompressed TIFF is written without a full-size integer copy of the image (368 MB
     at 61 MP in 16 bits), the same bits as :func:`output_pixels` (the same bands)."""
     spans = tiling.bands(pixels.shape[0])
+    turned = abs(pixels.strides[1]) > abs(pixels.strides[0])  # a column of the view is a row in memory
 
     def strips() -> Iterator[bytes]:
         for start, end in spans:
-            yield quantise(to_output_space(pixels[start:end], space), bits).tobytes()
+            if turned:  # converted in memory order, then turned as 16-bit integers: half the bytes to move
+                yield quantise(to_output_space(pixels[start:end].transpose(1, 0, 2), space), bits).transpose(
+                    1, 0, 2).tobytes()
+            else:
+                yield quantise(to_output_space(pixels[start:end], space), bits).tobytes()
 
     return spans[0][1] - spans[0][0], strips()
 
