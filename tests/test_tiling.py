@@ -95,7 +95,6 @@ def test_an_uncompressed_tiff_is_written_in_strips_with_the_same_bits(tmp_path: 
     as the whole-array path, also from a view turned upright (as apply_orientation gives)."""
     import tifffile
 
-
     pixels = np.random.default_rng(2).uniform(-0.1, 1.1, (70, 37, 3)).astype(np.float32)
     pixels = np.rot90(pixels, turns)[:, ::-1] if turns else pixels  # views, as orientations give
     expected = quantise(to_output_space(pixels, SPACES["srgb"]), 16)

@@ -74,21 +74,35 @@ def quantise(encoded: np.ndarray, bits: int, out: np.ndarray | None = None) -> n
     return cv2.addWeighted(encoded, top, encoded, 0.0, 0.0, dst=out, dtype=depth)
 
 
-def output_pixels(pixels: np.ndarray, space: RGBSpace, long_edge: int | None, bits: int) -> np.ndarray:
-    """:func:`quantise` of :func:`to_output_space`, a band at a time when nothing is resized (both are per pixel),
-    so a big image needs no full-size float temporaries besides ``pixels``.
+def _resizes(pixels: np.ndarray, long_edge: int | None) -> bool:
+    """Whether an output of ``long_edge`` pixels on its long side is smaller than ``pixels``."""
+    return bool(long_edge and long_edge < max(pixels.shape[:2]))
 
-    ``pixels`` may be a view turned upright (:func:`engine.pipeline.apply_orientation` does not copy): a view
-    turned by 90 degrees is read in bands of columns, which are bands of rows in memory."""
-    if long_edge and long_edge < max(pixels.shape[:2]):
+
+def _quantised_bands(pixels: np.ndarray, space: RGBSpace, bits: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(start, end, band)``: :func:`quantise` of :func:`to_output_space` for each band of rows of ``pixels``,
+    made one at a time (both are per pixel, so no full-size float temporary is needed).
+
+    ``pixels`` may be a view turned upright (:func:`engine.pipeline.apply_orientation` does not copy): a band of
+    a view turned by 90 degrees is a band of columns in memory, so it is converted in memory order and turned
+    back as integers (half the bytes to move)."""
+    turned = abs(pixels.strides[1]) > abs(pixels.strides[0])  # a column of the view is a row in memory
+    for start, end in tiling.bands(pixels.shape[0]):
+        if turned:
+            yield start, end, quantise(to_output_space(pixels[start:end].transpose(1, 0, 2), space), bits).transpose(
+                1, 0, 2)
+        else:
+            yield start, end, quantise(to_output_space(pixels[start:end], space), bits)
+
+
+def output_pixels(pixels: np.ndarray, space: RGBSpace, long_edge: int | None, bits: int) -> np.ndarray:
+    """:func:`quantise` of :func:`to_output_space`, a band at a time (:func:`_quantised_bands`) when nothing is
+    resized, so a big image needs no full-size float temporaries besides ``pixels``."""
+    if _resizes(pixels, long_edge):
         return quantise(to_output_space(pixels, space, long_edge), bits)
     data = np.empty(pixels.shape, dtype=np.uint16 if bits == 16 else np.uint8)
-    if abs(pixels.strides[1]) > abs(pixels.strides[0]):  # a column of the view is a row in memory
-        for start, end in tiling.bands(pixels.shape[1]):
-            data[:, start:end] = quantise(to_output_space(pixels[:, start:end], space), bits)
-    else:
-        for start, end in tiling.bands(pixels.shape[0]):
-            quantise(to_output_space(pixels[start:end], space), bits, out=data[start:end])
+    for start, end, band in _quantised_bands(pixels, space, bits):
+        data[start:end] = band
     return data
 
 
@@ -96,18 +110,8 @@ def output_strips(pixels: np.ndarray, space: RGBSpace, bits: int) -> tuple[int, 
     """:func:`output_pixels` at full size as rows per strip and the strips' bytes, each made only when the
     writer asks for it: an uncompressed TIFF is written without a full-size integer copy of the image (368 MB
     at 61 MP in 16 bits), the same bits as :func:`output_pixels` (the same bands)."""
-    spans = tiling.bands(pixels.shape[0])
-    turned = abs(pixels.strides[1]) > abs(pixels.strides[0])  # a column of the view is a row in memory
-
-    def strips() -> Iterator[bytes]:
-        for start, end in spans:
-            if turned:  # converted in memory order, then turned as 16-bit integers: half the bytes to move
-                yield quantise(to_output_space(pixels[start:end].transpose(1, 0, 2), space), bits).transpose(
-                    1, 0, 2).tobytes()
-            else:
-                yield quantise(to_output_space(pixels[start:end], space), bits).tobytes()
-
-    return spans[0][1] - spans[0][0], strips()
+    start, end = tiling.bands(pixels.shape[0])[0]
+    return end - start, (band.tobytes() for _, _, band in _quantised_bands(pixels, space, bits))
 
 
 # TIFF compressions (OutputOptions.compression) -> tifffile's arguments. Deflate at level 1 with the horizontal
@@ -279,8 +283,8 @@ def write_image(
     if space is None:
         raise OutputError(f"unknown colour space {options.space!r}; choose one of {', '.join(SPACES)}")
     check_target(path, options)
-    resized = bool(options.long_edge and options.long_edge < max(pixels.shape[:2]))
-    streamed = fmt == "tiff" and options.compression == "none" and not resized  # tifffile compresses only arrays
+    # tifffile compresses only whole arrays
+    streamed = fmt == "tiff" and options.compression == "none" and not _resizes(pixels, options.long_edge)
     data = output_strips(pixels, space, bits) if streamed else output_pixels(pixels, space, options.long_edge, bits)
     shape = pixels.shape if isinstance(data, tuple) else data.shape
     profile = icc_profile(space)

@@ -291,9 +291,14 @@ def estimator_speed(model: illuminant.IlluminantNet, repeats: int = 3) -> float:
     return round(best / (rgb.shape[0] * rgb.shape[1] / 1e6), 3)
 
 
+def _rounded(summaries: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Every method's summary figures to two decimals (for the manifest)."""
+    return {m: {k: round(v, 2) for k, v in s.items()} for m, s in summaries.items()}
+
+
 def metrics_of(result: WBResult) -> dict[str, Any]:
     """The manifest metrics of the estimator."""
-    rounded = {m: {k: round(v, 2) for k, v in s.items()} for m, s in result.computed.items()}
+    rounded = _rounded(result.computed)
     metrics = {
         "test_set": f"engine.training.wb_data.test_set: {result.samples} computed raws of the held-out cameras "
                     f"{', '.join(spectral_data.HELD_OUT_CAMERAS)}",
@@ -304,7 +309,7 @@ def metrics_of(result: WBResult) -> dict[str, Any]:
         "stage_seconds_per_megapixel": result.seconds_per_megapixel,
     }
     if result.photos:
-        photos = {m: {k: round(v, 2) for k, v in s.items()} for m, s in result.photos.items()}
+        photos = _rounded(result.photos)
         metrics["photo_test_set"] = (f"engine.training.wb_data.photo_test_set: {result.photo_samples} photographs of "
                                      f"the {len(result.photo_cameras)} held-out photo cameras under random lights, "
                                      "seen by the held-out spectral cameras")
@@ -313,15 +318,13 @@ def metrics_of(result: WBResult) -> dict[str, Any]:
         metrics["photo_neutral_references"] = (f"the {result.photo_neutral_samples} samples of the photo test set "
                                                "whose photograph's own neutral is grey "
                                                "(engine.training.wb_data.is_neutral_reference)")
-        metrics["photo_neutral_angular_error_deg"] = {m: {k: round(v, 2) for k, v in s.items()}
-                                                      for m, s in result.photo_neutral.items()}
+        metrics["photo_neutral_angular_error_deg"] = _rounded(result.photo_neutral)
     if result.two_light:
         metrics["two_light_test_set"] = (f"engine.training.wb_data.two_light_test_set: {result.two_light_samples} "
                                          "neutral photographs of the held-out photo cameras, the subject in the "
                                          "middle under one light and the rest under another (target: the "
                                          "subject's light), seen by the held-out spectral cameras")
-        metrics["two_light_angular_error_deg"] = {m: {k: round(v, 2) for k, v in s.items()}
-                                                  for m, s in result.two_light.items()}
+        metrics["two_light_angular_error_deg"] = _rounded(result.two_light)
     return metrics
 
 

@@ -394,19 +394,21 @@ def photo_test_set(renders_per_photo: int = 6, progress=None) -> WBSet:
 def two_light_training_set(seed: int, renders_per_photo: int, progress=None) -> WBSet:
     """Two-light samples (:func:`two_light_sample`) of the training photographs that are neutral references, seen
     by the training spectral cameras only."""
-    groups = photo_cameras()
-    paths = [p for c in photo_split()[0] for p in groups[c] if is_neutral_reference(p)]
     return photo_set(seed + 104729, (), spectral_data.TRAINING_CAMERAS, renders_per_photo, progress=progress,
-                     paths=paths, sample=two_light_sample)
+                     paths=_neutral_references(photo_split()[0]), sample=two_light_sample)
 
 
 def two_light_test_set(renders_per_photo: int = 6, progress=None) -> WBSet:
     """The fixed two-light test set: two-light samples of the held-out photo cameras' neutral references, seen by
     the held-out spectral cameras only, lights, crops and subjects from :data:`TWO_LIGHT_TEST_SEED`."""
-    groups = photo_cameras()
-    paths = [p for c in photo_split()[1] for p in groups[c] if is_neutral_reference(p)]
     return photo_set(TWO_LIGHT_TEST_SEED, (), spectral_data.HELD_OUT_CAMERAS, renders_per_photo, keep_images=True,
-                     progress=progress, paths=paths, sample=two_light_sample)
+                     progress=progress, paths=_neutral_references(photo_split()[1]), sample=two_light_sample)
+
+
+def _neutral_references(photo_cameras_used: tuple[str, ...]) -> list[Path]:
+    """The photographs of ``photo_cameras_used`` that are neutral references (:func:`is_neutral_reference`)."""
+    groups = photo_cameras()
+    return [p for c in photo_cameras_used for p in groups[c] if is_neutral_reference(p)]
 
 
 def concatenate(*sets: WBSet) -> WBSet:
