@@ -1,4 +1,6 @@
-"""The ``hostplug`` command: it only registers the commands of :mod:`hostplug.commands`.
+"""The ``hostplug`` command: it only names the commands of :mod:`hostplug.commands`, and imports a command's
+module when that command runs (``--help`` imports them all), so that ``hostplug info`` does not wait for the
+watch daemon's or the service's modules to load.
 
 Every error is one line on stderr (``hostplug: error: ...``) and a non-zero exit; ``--json`` prints results
 for scripts on stdout.
@@ -8,20 +10,46 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 from typing import Any
 
 import click
 
 from engine.errors import HostplugError
-from hostplug.commands import cluster, integrate, models, open, render, serve, sidecar, watch
 from hostplug.commands.common import fail
 from hostplug.memory import keep_freed_memory, no_huge_page_advice
 
 no_huge_page_advice()  # before anything imports numpy (hostplug.cli and the commands' modules do not)
 
 
+# Each command's name, and where it is: module in hostplug.commands, and the click command's name there.
+COMMANDS = {
+    "render": ("render", "render"), "info": ("render", "info"),
+    "edit": ("sidecar", "edit"), "show": ("sidecar", "show"), "presets": ("sidecar", "presets"),
+    "rerender": ("sidecar", "rerender"),
+    "watch": ("watch", "watch"), "queue": ("watch", "queue"),
+    "open": ("open", "open_command"), "thumbnail": ("open", "thumbnail"),
+    "integrate": ("integrate", "integrate"),
+    "train": ("models", "train"), "eval": ("models", "evaluate"),
+    "serve": ("serve", "serve"), "cluster": ("cluster", "cluster"),
+}
+
+
 class HostplugGroup(click.Group):
-    """A group that turns engine errors raised anywhere in a command into one line and an exit code."""
+    """A group that loads a command's module only when the command is asked for, and turns engine errors raised
+    anywhere in a command into one line and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[cmd_name]
+        module = importlib.import_module(f"hostplug.commands.{module_name}")
+        command = getattr(module, attribute)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         # The last thing before the interpreter tears down: freeze every object, so that its shutdown skips the
@@ -42,9 +70,3 @@ class HostplugGroup(click.Group):
 def main() -> None:
     """Render camera raws through hostplug's modular neural ISP."""
 
-
-models.register_subcommands()
-for command in (render.render, render.info, sidecar.edit, sidecar.show, sidecar.presets, sidecar.rerender,
-                watch.watch, watch.queue, open.open_command, open.thumbnail, integrate.integrate, models.train,
-                models.evaluate, serve.serve, cluster.cluster):
-    main.add_command(command)

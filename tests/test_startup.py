@@ -89,3 +89,17 @@ def test_the_service_gives_the_same_advice_when_a_client_starts_it() -> None:
               "try:\n    runpy.run_module('hostplug.service', run_name='__main__')\nexcept SystemExit:\n    pass\n"
               "print(os.environ.get('NUMPY_MADVISE_HUGEPAGE'))")
     assert _run(script) == "0"
+
+
+def test_a_command_loads_only_its_own_module(sample_dng: Path) -> None:
+    """``hostplug info`` does not wait for the watch daemon's, the cluster's or the model commands' modules."""
+    script = (
+        "import sys\n"
+        "from hostplug.cli import main\n"
+        "try:\n"
+        f"    main(['info', {str(sample_dng)!r}])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('hostplug.commands.', 'hostplug.daemon'))))\n"
+    )
+    assert _run(script) == "['hostplug.commands.common', 'hostplug.commands.render', 'hostplug.commands.serve']"

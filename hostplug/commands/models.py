@@ -24,7 +24,7 @@ def evaluate() -> None:
     """Measure the learned stages on data they were not trained on."""
 
 
-def register_subcommands() -> None:
+def _register_subcommands() -> None:
     """Attach every module's train and eval subcommands to the two groups (their heavy imports stay inside)."""
     for name in MODULES:
         module = importlib.import_module(name)
@@ -32,3 +32,6 @@ def register_subcommands() -> None:
             train.add_command(command)
         for command in getattr(module, "EVAL_COMMANDS", ()):
             evaluate.add_command(command)
+
+
+_register_subcommands()
