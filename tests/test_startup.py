@@ -103,3 +103,13 @@ def test_a_command_loads_only_its_own_module(sample_dng: Path) -> None:
         "print(sorted(m for m in sys.modules if m.startswith(('hostplug.commands.', 'hostplug.daemon'))))\n"
     )
     assert _run(script) == "['hostplug.commands.common', 'hostplug.commands.render', 'hostplug.commands.serve']"
+
+
+def test_every_named_command_is_that_command() -> None:
+    """``hostplug.cli.COMMANDS`` points each name at the click command of that name."""
+    import click
+
+    from hostplug.cli import COMMANDS, main
+
+    context = click.Context(main)
+    assert {name: main.get_command(context, name).name for name in COMMANDS} == {name: name for name in COMMANDS}

@@ -1,4 +1,4 @@
-"""The ``hostplug`` commands, one module per group; :mod:`hostplug.cli` registers them.
+"""The ``hostplug`` commands, one module per group; :mod:`hostplug.cli` names them in ``COMMANDS``.
 
 ``render`` (render, info), ``sidecar`` (edit, show, presets, rerender), ``watch`` (watch, queue), ``open`` (open,
 thumbnail), ``integrate`` (integrate gimp|darktable) and ``models`` (the train and eval groups, whose
