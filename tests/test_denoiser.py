@@ -136,22 +136,29 @@ def test_inference_is_deterministic(size: str) -> None:
 
 
 @pytest.mark.parametrize("size", list(denoiser.SIZES))
-def test_receptive_field_is_within_the_tile_margin(size: str) -> None:
+def test_no_pixel_beyond_the_margin_reaches_across_a_tile_edge_on_the_grid(size: str) -> None:
+    """An impulse at every offset within the grid: for every tile edge on the grid (where denoise_image cuts),
+    the outputs on the far side that it changes lie within ``margin`` of the edge, and one impulse needs all of it."""
     model = _randomised(denoiser.SIZES[size], seed=1)
-    margin = model.margin
-    size_px = 2 * margin + 2 * model.multiple
-    x = torch.rand(1, 3, size_px, size_px) * 0.2
+    margin, grid = model.margin, model.multiple
+    height, width = 2 * grid, 4 * margin + 4 * grid
+    x = torch.rand(1, 3, height, width) * 0.2
     sigma = torch.full_like(x, 0.01)
+    reach = 0
     with torch.no_grad():
         before = denoiser.denoise_tensor(model, x, sigma, 0.5)
-        for offset in range(model.multiple):  # every place within a packed, down-sampled position
-            centre = size_px // 2 + offset
+        for column in range(2 * margin, 2 * margin + grid):  # every place within a packed, down-sampled position
             y = x.clone()
-            y[..., centre, centre] += 0.5
-            diff = (denoiser.denoise_tensor(model, y, sigma, 0.5) - before).abs()[0].amax(0)
-            changed = torch.nonzero(diff > 1e-7)
-            assert len(changed) > 0
-            assert (changed - centre).abs().max() < margin
+            y[..., grid, column] += 0.5
+            diff = (denoiser.denoise_tensor(model, y, sigma, 0.5) - before).abs()[0].amax((0, 1))
+            changed = torch.nonzero(diff > 1e-7).flatten()
+            first, last = int(changed.min()), int(changed.max())
+            for edge in range(0, width + 1, grid):
+                if column < edge <= last:  # left of the edge, changes what lies right of it
+                    reach = max(reach, edge - column)
+                if first < edge <= column:  # right of the edge, changes what lies left of it
+                    reach = max(reach, column - edge + 1)
+    assert reach == margin
 
 
 def test_image_scale_ignores_a_few_hot_pixels() -> None:

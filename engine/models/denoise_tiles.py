@@ -42,7 +42,7 @@ BAND_PIXELS = 3_000_000  # at most this many pixels a band (two are held at once
 # 5 % longer with these and 15 % with 2 MP ones (bf16 CPU, 4 MP bands: 1.94 GB at 61 MP, 1.06 GB at 18 MP)
 TILE = 1536  # the network runs on tiles of at most this many pixels a side (plus margins; bands cap the rows):
 # 18 MP on 2 cores, in a process that keeps freed memory (hostplug.memory), 1.53 s against 1.73 s for 1024 px tiles,
-# which pay 27 % for their margins (64 px each side for mid); 1280 and 2048 px measured like 1536
+# which pay 27 % for their margins (64 px each side for mid then, 48 now); 1280 and 2048 px measured like 1536
 LOW_BLOCK = 8  # denoise_image keeps the input's means of blocks of this many pixels a side
 _LOW_SIGMA = 1.5  # ... smoothed by a Gaussian of this many blocks (OpenCV's kernel: 6 blocks each side)
 _LOW_REACH = 6
@@ -132,11 +132,11 @@ def _denoise_tile(net: FusedDenoiser, rgb: np.ndarray, rows: tuple[int, int], co
     return residual[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0]
 
 
-def _even_step(length: int, most: int) -> int:
-    """A step on the 16-pixel grid that cuts ``length`` into as few parts of at most about ``most`` as it can,
-    of nearly equal size (no thin last part)."""
+def _even_step(length: int, most: int, grid: int = 16) -> int:
+    """A step on the ``grid`` that cuts ``length`` into as few parts of at most about ``most`` as it can, of
+    nearly equal size (no thin last part)."""
     parts = max(1, math.ceil(length / most))
-    return math.ceil(math.ceil(length / parts) / 16) * 16
+    return math.ceil(math.ceil(length / parts) / grid) * grid
 
 
 def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, strength: float = 1.0,
@@ -160,8 +160,9 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
     margin = model.margin
     # bands start on the network's grid and the blocks', and reach past what the previous band's finish reads
     least = max(margin + 1, (_LOW_REACH + 2) * LOW_BLOCK)
-    rows = _even_step(h, max(least, min(tile, BAND_PIXELS // max(w, 1))))
-    step = _even_step(w, tile)
+    grid = math.lcm(16, model.multiple)  # tile edges on the network's grid: the margin suffices there (and blocks')
+    rows = _even_step(h, max(least, min(tile, BAND_PIXELS // max(w, 1))), grid)
+    step = _even_step(w, tile, grid)
     spans = [(start, min(start + rows, h)) for start in range(0, h, rows)]
     blocks_h, blocks_w = h // LOW_BLOCK, w // LOW_BLOCK
     small = np.zeros((blocks_h, blocks_w, 3), np.float32) if blocks_h and blocks_w else None
