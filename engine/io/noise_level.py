@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.channels import scale_channels
 from engine.training import synthetic
 
 # The 10th percentile of the sample variance of 64 unit-variance Gaussian samples (0.779, measured over 10^5
@@ -38,12 +39,8 @@ class NoiseModel:
 
     def sigma(self, rgb: np.ndarray) -> np.ndarray:
         """Per-pixel, per-channel noise standard deviation of linear camera RGB (H, W, 3), float32."""
-        shot = np.asarray(self.shot, dtype=np.float32)
-        read = np.asarray(self.read, dtype=np.float32)
         out = np.maximum(rgb, np.float32(0.0), dtype=np.float32)  # one buffer, worked in place (18 MP: 216 MB)
-        out *= shot
-        out += read
-        return np.sqrt(out, out=out)
+        return np.sqrt(scale_channels(out, self.shot, self.read), out=out)
 
 
 def from_profile(profile: np.ndarray | None) -> NoiseModel | None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from engine import kernels
 from engine.calibration import neutral_to_xy, srgb_calibration, xy_to_neutral
+from engine.channels import scale_channels
 from engine.colour import temperature_tint_to_xy, xy_to_temperature_tint
 from engine.errors import RecipeError
 from engine.io.source import NO_AS_SHOT
@@ -138,7 +139,7 @@ class WhiteBalance(Stage):
         if kernels.on_torch(ctx.device):
             balanced = image.mul_(kernels.to_device(gains, str(image.device)))
             return balanced if ceiling is None else balanced.clamp_(max=ceiling)
-        balanced = np.multiply(image, gains, out=image)
+        balanced = scale_channels(image, gains)
         return balanced if ceiling is None else np.minimum(balanced, ceiling, out=balanced)
 
     def neutral(self, params: WhiteBalanceParams, image: Pixels, ctx: Context) -> np.ndarray:
