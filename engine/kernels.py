@@ -179,7 +179,9 @@ def _bgu_accumulate(low_in, low_out, gh, gw, gd, zmax):  # pragma: no cover - co
 
 @njit(**_JIT)
 def _bgu_apply(img, grid, zmax, out):  # pragma: no cover - compiled
-    """Slice the affine grid (gh, gw, gd, 12) at every full-resolution pixel and apply it to that pixel."""
+    """Slice the affine grid (gh, gw, gd, 12) at every full-resolution pixel and apply it to that pixel.
+
+    The grid is interpolated between its two rows once per image row, so a pixel reads 4 cells, not 8."""
     h, w = img.shape[0], img.shape[1]
     gh, gw, gd = grid.shape[0], grid.shape[1], grid.shape[2]
     sy = (gh - 1) / max(h - 1, 1)
@@ -188,6 +190,7 @@ def _bgu_apply(img, grid, zmax, out):  # pragma: no cover - compiled
         fy = y * sy
         y0 = min(int(fy), gh - 2)
         wy = fy - y0
+        row = (1.0 - wy) * grid[y0] + wy * grid[y0 + 1]
         for x in range(w):
             fx = x * sx
             x0 = min(int(fx), gw - 2)
@@ -197,16 +200,14 @@ def _bgu_apply(img, grid, zmax, out):  # pragma: no cover - compiled
             z0 = _cell(fz, gd - 2)
             wz = fz - z0
             o0 = o1 = o2 = 0.0
-            for dy in range(2):
-                wyy = wy if dy else 1.0 - wy
-                for dx in range(2):
-                    wxx = wx if dx else 1.0 - wx
-                    for dz in range(2):
-                        wt = wyy * wxx * (wz if dz else 1.0 - wz)
-                        c = grid[y0 + dy, x0 + dx, z0 + dz]
-                        o0 += wt * (c[0] * er + c[1] * eg + c[2] * eb + c[3])
-                        o1 += wt * (c[4] * er + c[5] * eg + c[6] * eb + c[7])
-                        o2 += wt * (c[8] * er + c[9] * eg + c[10] * eb + c[11])
+            for dx in range(2):
+                wxx = wx if dx else 1.0 - wx
+                for dz in range(2):
+                    wt = wxx * (wz if dz else 1.0 - wz)
+                    c = row[x0 + dx, z0 + dz]
+                    o0 += wt * (c[0] * er + c[1] * eg + c[2] * eb + c[3])
+                    o1 += wt * (c[4] * er + c[5] * eg + c[6] * eb + c[7])
+                    o2 += wt * (c[8] * er + c[9] * eg + c[10] * eb + c[11])
             out[y, x, 0] = o0
             out[y, x, 1] = o1
             out[y, x, 2] = o2
