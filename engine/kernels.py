@@ -334,6 +334,34 @@ def denoise_opponent(img: np.ndarray, gains: np.ndarray, chroma_small: np.ndarra
     _denoise_opponent(img, gains, chroma_small, inverse, luma_mix, top, out)
 
 
+@njit(**_JIT)
+def _channel_norm(x, out, eps):  # pragma: no cover - compiled
+    """Each row of ``x`` (pixels x channels) less its mean, divided by its standard deviation (``eps`` added to
+    the variance), into ``out``: a layer norm without its scale and shift, in one pass over memory."""
+    n, c = x.shape
+    inv = np.float32(1.0 / c)
+    for i in prange(n):
+        total = np.float32(0.0)
+        for k in range(c):
+            total += x[i, k]
+        mean = total * inv
+        squares = np.float32(0.0)
+        for k in range(c):
+            d = x[i, k] - mean
+            squares += d * d
+        r = np.float32(1.0) / np.sqrt(squares * inv + eps)
+        for k in range(c):
+            out[i, k] = (x[i, k] - mean) * r
+
+
+def channel_norm(x: np.ndarray, out: np.ndarray, eps: float) -> None:
+    """Normalise each row of ``x`` (pixels x channels, float32) over its channels into ``out``: a layer norm
+    without its affine part (the learned denoiser's, :class:`engine.models.denoiser_fused.CentredNorm`)."""
+    _check(x.ndim == 2 and x.dtype == np.float32 and out.shape == x.shape and out.dtype == np.float32,
+           "channel_norm", f"rows {x.shape} {x.dtype} into {out.shape} {out.dtype}")
+    _channel_norm(x, out, np.float32(eps))
+
+
 def load_compiled() -> None:
     """Load every kernel's compiled code for the argument types a render passes, without running it.
 
@@ -355,6 +383,7 @@ def load_compiled() -> None:
             (_denoise_opponent, (rgb, table, rgb, np.zeros((3, 3), f32), 0.0, 0, rgb)),
             (_bgu_accumulate, (rgb, rgb, 0, 0, 0, 0.0)),
             (_bgu_apply, (rgb, grid, 0.0, rgb)),
+            (_channel_norm, (plane, plane, f32(0.0))),
         ):
             kernel.compile(tuple(numba.typeof(a) for a in args))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import engine
 from engine import models
@@ -50,6 +51,20 @@ def test_the_fast_network_runs_on_packed_pixels() -> None:
     fast = denoiser.Denoiser(denoiser.SIZES["fast"])
     assert fast.config.pack == 4 and fast.multiple == 16 and fast.intro.in_channels == 3 * 16 + 3
     assert fast.ending.out_channels == 3 * 16
+
+
+@pytest.mark.parametrize("channels", [16, 32, 128])
+def test_the_float32_norm_is_a_layer_norm_without_affine(channels: int) -> None:
+    """The compiled one-pass norm (float32 on a CPU) and the matrix products (elsewhere) give torch's layer norm."""
+    from engine.models.denoiser_fused import CentredNorm
+
+    x = (torch.randn(1, channels, 9, 13) * 3 + 1).contiguous(memory_format=torch.channels_last)
+    expected = F.layer_norm(x.permute(0, 2, 3, 1), (channels,), eps=1e-6).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        one_pass = CentredNorm(channels)(x)
+        products = CentredNorm(channels).double()(x.double()).float()
+    assert one_pass.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(one_pass, expected, atol=1e-5) and torch.allclose(products, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("size", list(denoiser.SIZES))
