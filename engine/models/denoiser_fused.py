@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.models.channel_blocks import padded_outputs
 from engine.models.denoiser import (
     Denoiser,
     LayerNorm2d,
@@ -168,12 +169,8 @@ class FusedDenoiser(nn.Module):
         self.decoders = nn.ModuleList(_fused_blocks(d) for d in model.decoders)
         weight, bias = _params(model.ending)
         out = _pixel_order(p, 3)
-        # zero output channels up to a multiple of 8, oneDNN's block of channels on AVX2: the last convolution then
-        # takes 20 instead of 30 ms for mid's 12 channels (768 x 768 packed pixels, float32), 51 instead of 67 ms
-        # for lite's 3 (1536 x 1536); residual_into reads only the first 3 * pack**2
-        extra = -image_channels % 8
-        self.ending = _conv(width, image_channels + extra, k, F.pad(weight[out] * scale, (0, 0, 0, 0, 0, 0, 0, extra)),
-                            F.pad(bias[out] * scale, (0, extra)))
+        # residual_into reads only the first 3 * pack**2 outputs of the padded convolution
+        self.ending = padded_outputs(_conv(width, image_channels, k, weight[out] * scale, bias[out] * scale))
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         """The residual at packed resolution: channels-last (1, C, H/pack, W/pack), its first 3 * pack**2 channels
