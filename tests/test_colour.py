@@ -38,3 +38,16 @@ def test_temperature_and_tint_round_trip() -> None:
     for temperature, tint in [(2850.0, 0.0), (5003.0, 12.0), (6504.0, -20.0), (9000.0, 5.0)]:
         back = xy_to_temperature_tint(temperature_tint_to_xy(temperature, tint))
         assert back == pytest.approx((temperature, tint), rel=2e-3, abs=0.5)
+
+
+def test_scale_channels_equals_numpys_broadcast_in_place() -> None:
+    """engine.channels works along rows for speed; the result must be numpy's per-channel broadcast, in place,
+    for a whole image and for a view that rows would copy."""
+    from engine.channels import scale_channels
+
+    image = np.random.default_rng(0).random((5, 7, 3), dtype=np.float32)
+    factors, offsets = np.array([2.0, 0.5, 3.0], np.float32), np.array([0.1, 0.2, 0.3], np.float32)
+    for target in (image.copy(), image.copy()[:, ::2]):
+        expected = target * factors + offsets
+        assert scale_channels(target, factors, offsets) is target
+        assert np.allclose(target, expected, rtol=1e-6)
