@@ -23,9 +23,15 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import numba
-import numpy as np
-from numba import njit, prange
+# numba's error messages, when colorama is installed, are coloured inside colorama's init() and deinit(), which
+# replace sys.stdout and sys.stderr process-wide. Compiling in the kernels' thread (the first render on a
+# machine) then puts back a stream that the main thread had since replaced: a host that captures a command's
+# output (a test's CliRunner, an embedding program) lost the command's error line to the old stream.
+os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
+
+import numba  # noqa: E402 - after the setting above, which numba reads when it is imported
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
 
 from engine.colour import LUMA
 
@@ -46,6 +52,11 @@ if DEBUG_KERNELS:
     _JIT.update(cache=False, boundscheck=True)
     _PLAIN.update(cache=False, boundscheck=True)
 
+
+
+def set_threads(threads: int) -> None:
+    """Run the kernels on at most ``threads`` threads (no more than numba's pool has)."""
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 def _check(condition: bool, kernel: str, what: str) -> None:
     if not condition:

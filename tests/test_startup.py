@@ -58,6 +58,32 @@ def test_loading_the_kernels_covers_every_kernel_a_render_calls(sample_dng: Path
                             "'_denoise_opponent', '_normalize_mosaic'] False")
 
 
+
+def test_compiling_in_the_kernels_thread_leaves_the_main_threads_stderr_alone() -> None:
+    """numba formats messages while it compiles; with colorama installed it did so inside colorama's init() and
+    deinit(), which put back whatever ``sys.stderr`` was when they began. A host that had since captured stderr
+    (CliRunner, an embedding program) lost the command's error line. Formatting from a thread, as compiling the
+    kernels in their thread does, must leave the main thread's stream in place."""
+    script = (
+        "import io, sys, threading, engine.kernels\n"
+        "from numba.core.errors import termcolor\n"
+        "def format_messages():\n"
+        "    for _ in range(300):\n"
+        "        termcolor().errmsg('message')\n"
+        "thread = threading.Thread(target=format_messages)\n"
+        "thread.start()\n"
+        "lost = 0\n"
+        "while thread.is_alive():\n"
+        "    mine = io.StringIO()\n"
+        "    sys.stderr = mine\n"
+        "    for _ in range(1000):\n"
+        "        pass\n"
+        "    lost += sys.stderr is not mine\n"
+        "sys.stderr = sys.__stderr__\n"
+        "print(lost)\n"
+    )
+    assert _run(script) == "0"
+
 def test_a_daemon_worker_sizes_torch_without_importing_it() -> None:
     """limit_threads leaves torch out (a warm-up render does without it), and torch takes the size when imported."""
     script = ("import sys\n"

@@ -36,12 +36,9 @@ def seed_everything(seed: int, threads: int | None) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
     if threads:
         torch.set_num_threads(threads)
-        try:
-            import numba
+        from engine import kernels
 
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        except (ImportError, ValueError):
-            pass
+        kernels.set_threads(threads)
 
 
 def learning_rate(step: int, total: int, peak: float) -> float:

@@ -58,9 +58,10 @@ def limit_threads(threads: int) -> None:
     it, it sizes its pool from these variables (both: with MKL it asks MKL, which numba's OpenMP threads would
     otherwise have set to every core). They are set after cv2 imported numpy, whose BLAS pool stays as it was."""
     import cv2
-    import numba
 
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    from engine import kernels
+
+    kernels.set_threads(threads)
     cv2.setNumThreads(threads)
     os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
 
