@@ -24,7 +24,7 @@ no_huge_page_advice()  # before anything imports numpy (hostplug.cli and the com
 
 # Each command's name, and where it is: module in hostplug.commands, and the click command's name there.
 COMMANDS = {
-    "render": ("render", "render"), "info": ("render", "info"),
+    "render": ("render", "render"), "info": ("info", "info"),
     "edit": ("sidecar", "edit"), "show": ("sidecar", "show"), "presets": ("sidecar", "presets"),
     "rerender": ("sidecar", "rerender"),
     "watch": ("watch", "watch"), "queue": ("watch", "queue"),
