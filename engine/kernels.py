@@ -53,10 +53,10 @@ if DEBUG_KERNELS:
     _PLAIN.update(cache=False, boundscheck=True)
 
 
-
 def set_threads(threads: int) -> None:
     """Run the kernels on at most ``threads`` threads (no more than numba's pool has)."""
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
 
 def _check(condition: bool, kernel: str, what: str) -> None:
     if not condition:
