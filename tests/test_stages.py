@@ -19,12 +19,12 @@ from engine import operators as ops
 from engine.colour import D65_XY, xy_to_temperature_tint
 from engine.pipeline import downsample
 from engine.stages.base import Context, Stage
-from engine.stages.demosaic import bayer_to_rgb
+from engine.stages.demosaic import bayer_to_rgb, libraw_demosaic
 from engine.stages.photofinish import Photofinish, PhotofinishParams, chroma_table, only_noise
 from engine.stages.photofinish_learned import LearnedPhotofinish, as_shot_gain
 from engine.stages.upsample import BilateralGuidedUpsample, UpsampleParams
 from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
-from tests.conftest import colorchecker_dng
+from tests.conftest import CANON, SAMPLE_DNG, colorchecker_dng, need
 
 
 def nchw(rgb: np.ndarray) -> torch.Tensor:
@@ -144,6 +144,18 @@ def test_demosaic_of_a_smooth_gradient_is_accurate_away_from_borders() -> None:
     waves = np.stack([0.3 + 0.2 * np.sin(x / 15) * np.cos(y / 20), 0.4 + 0.2 * np.sin(y / 13),
                       0.3 + 0.2 * np.cos((x + y) / 17)], axis=-1)
     assert np.abs(bayer_to_rgb(bayer_source(waves)) - waves)[4:-4, 4:-4].max() < 3e-3
+
+
+@pytest.mark.parametrize("raw", [SAMPLE_DNG, CANON],
+                         ids=["sample (black 512 of 16383)", "Canon 550D (black 2056 of 15000)"])
+def test_libraw_demosaic_keeps_the_levels_of_ours(raw: Path) -> None:
+    # X-Trans and 4-colour sensors, and `--set demosaic.algorithm='"ahd"'`, go through LibRaw: the picture must
+    # not come out darker than through our own demosaic (it did, by the black level's share of the white).
+    source = engine.open(need(raw))
+    ours, libraws = bayer_to_rgb(source), libraw_demosaic(source, "ahd")
+    unclipped = ours.max(axis=2) < 0.5
+    ratio = libraws[unclipped].mean(axis=0) / ours[unclipped].mean(axis=0)
+    assert np.abs(ratio - 1).max() < 0.01, ratio
 
 
 # --- guided upsampling ----------------------------------------------------------------------------------------

@@ -129,6 +129,10 @@ def libraw_demosaic(source, algorithm: str) -> np.ndarray:
 
 
 def _libraw_postprocess(source, algorithm: str, user_wb: list[float]) -> np.ndarray:
+    black = int(round(float(source.black.mean())))
+    # LibRaw reads user_sat as the saturation *after* black subtraction: passing the sensor's white itself
+    # rendered 3 % (black 512 of 16383) to 16 % (the Canon 550D's 2056 of 15000) too dark.
+    white = int(round(float(source.white.max()))) - black
     with rawpy.imread(str(source.path)) as raw:
         return raw.postprocess(
             demosaic_algorithm=_LIBRAW_ALGORITHMS[algorithm],
@@ -141,7 +145,7 @@ def _libraw_postprocess(source, algorithm: str, user_wb: list[float]) -> np.ndar
             no_auto_scale=False,
             output_bps=16,
             user_flip=0,
-            user_black=int(round(float(source.black.mean()))),
-            user_sat=int(round(float(source.white.max()))),
+            user_black=black,
+            user_sat=white,
             highlight_mode=rawpy.HighlightMode.Clip,
         )
