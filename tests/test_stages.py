@@ -24,7 +24,7 @@ from engine.stages.photofinish import Photofinish, PhotofinishParams, chroma_tab
 from engine.stages.photofinish_learned import LearnedPhotofinish, as_shot_gain
 from engine.stages.upsample import BilateralGuidedUpsample, UpsampleParams
 from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
-from tests.conftest import CANON, SAMPLE_DNG, colorchecker_dng, need
+from tests.conftest import CANON, SAMPLE_DNG, SONY, colorchecker_dng, need
 
 
 def nchw(rgb: np.ndarray) -> torch.Tensor:
@@ -146,16 +146,23 @@ def test_demosaic_of_a_smooth_gradient_is_accurate_away_from_borders() -> None:
     assert np.abs(bayer_to_rgb(bayer_source(waves)) - waves)[4:-4, 4:-4].max() < 3e-3
 
 
-@pytest.mark.parametrize("raw", [SAMPLE_DNG, CANON],
-                         ids=["sample (black 512 of 16383)", "Canon 550D (black 2056 of 15000)"])
-def test_libraw_demosaic_keeps_the_levels_of_ours(raw: Path) -> None:
+@pytest.mark.parametrize("raw", [SAMPLE_DNG, CANON, SONY],
+                         ids=["sample (black 512 of 16383)", "Canon 550D (black 2056 of 15000)", "Sony a7R III"])
+def test_libraw_demosaic_keeps_the_levels_and_highlights_of_ours(raw: Path) -> None:
     # X-Trans and 4-colour sensors, and `--set demosaic.algorithm='"ahd"'`, go through LibRaw: the picture must
-    # not come out darker than through our own demosaic (it did, by the black level's share of the white).
+    # not come out darker than through our own demosaic (it did, by the black level's share of the white), nor
+    # lose the top of a channel that white balance multiplies (the Sony's red stopped at 40 % of its range).
     source = engine.open(need(raw))
     ours, libraws = bayer_to_rgb(source), libraw_demosaic(source, "ahd")
     unclipped = ours.max(axis=2) < 0.5
     ratio = libraws[unclipped].mean(axis=0) / ours[unclipped].mean(axis=0)
     assert np.abs(ratio - 1).max() < 0.01, ratio
+    # A demosaic keeps each measured value where it was measured: every channel's brightest sample comes through.
+    h, w = source.sensor.shape
+    channel = np.tile(source.cfa, (h // 2 + 1, w // 2 + 1))[:h, :w]
+    span = float(source.white.max() - source.black.mean())
+    measured = [(source.sensor[channel == c].max() - source.black.mean()) / span for c in range(3)]
+    assert np.all(libraws.reshape(-1, 3).max(axis=0) > 0.98 * np.array(measured)), measured
 
 
 # --- guided upsampling ----------------------------------------------------------------------------------------
