@@ -28,6 +28,7 @@ class DemosaicParams:
     algorithm: Literal["mhc", "ahd", "dcb", "aahd", "vng"] = "mhc"
 
 
+LIBRAW_TILE = 512  # the smallest side LibRaw's own X-Trans demosaic takes (measured: 510 px fails, 516 works)
 _LIBRAW_ALGORITHMS = {
     "ahd": rawpy.DemosaicAlgorithm.AHD,
     "dcb": rawpy.DemosaicAlgorithm.DCB,
@@ -53,7 +54,10 @@ class Demosaic(Stage):
         elif source.needs_libraw_demosaic or params.algorithm != "mhc" or source.cfa is None:
             # "mhc" is ours and Bayer-only: other sensors asked for it get LibRaw's AHD. Unknown algorithms
             # never get here (the params' Literal refuses them).
-            method = f"libraw-{params.algorithm if params.algorithm in _LIBRAW_ALGORITHMS else 'ahd'}"
+            algorithm = params.algorithm if params.algorithm in _LIBRAW_ALGORITHMS else "ahd"
+            if source.cfa is None and min(source.size) < LIBRAW_TILE:
+                algorithm = "vng"  # LibRaw's X-Trans demosaic works in 512 px tiles: a smaller picture fails
+            method = f"libraw-{algorithm}"
         else:
             method = "mhc"
         ctx.notes["demosaic"] = method

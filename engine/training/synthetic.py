@@ -346,11 +346,14 @@ def write_dng(
     orientation: int = 1,
     baseline_exposure: float = 0.0,
     noise_profile: tuple[float, float] | None = None,
+    pattern: np.ndarray = _CFA_CHANNELS,
 ) -> None:
     """Write ``raw`` as an uncompressed DNG 1.4: an 8-bit sRGB preview in IFD0, the CFA raw in a SubIFD.
 
     ColorMatrix1/2 are fitted for CIE A and D65; AsShotNeutral is the scene's camera neutral. Make, Model and
     the exposure (ISOSpeedRatings, ExposureTime, FNumber) are TIFF/EP tags of IFD0, which EXIF readers see.
+    ``pattern`` is the colour filter array that ``raw.cfa`` was sampled with, as channel indices (R 0, G 1, B 2):
+    RGGB unless said, a 6 x 6 array for an X-Trans sensor.
     """
     import tifffile
 
@@ -378,8 +381,8 @@ def write_dng(
     if noise_profile is not None:
         ifd0.append((51041, "d", 2, tuple(noise_profile), True))
     cfa_tags = [
-        (33421, "H", 2, (2, 2), True),
-        (33422, "B", 4, tuple(int(c) for c in _CFA_CHANNELS.ravel()), True),
+        (33421, "H", 2, tuple(int(n) for n in pattern.shape), True),
+        (33422, "B", pattern.size, tuple(int(c) for c in pattern.ravel()), True),
         (50710, "B", 3, (0, 1, 2), True),
         (50711, "H", 1, 1, True),
         (50713, "H", 2, (1, 1), True),
