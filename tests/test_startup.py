@@ -58,7 +58,6 @@ def test_loading_the_kernels_covers_every_kernel_a_render_calls(sample_dng: Path
                             "'_denoise_opponent', '_normalize_mosaic'] False")
 
 
-
 def test_compiling_in_the_kernels_thread_leaves_the_main_threads_stderr_alone() -> None:
     """numba formats messages while it compiles; with colorama installed it did so inside colorama's init() and
     deinit(), which put back whatever ``sys.stderr`` was when they began. A host that had since captured stderr
@@ -83,6 +82,7 @@ def test_compiling_in_the_kernels_thread_leaves_the_main_threads_stderr_alone() 
         "print(lost)\n"
     )
     assert _run(script) == "0"
+
 
 def test_a_daemon_worker_sizes_torch_without_importing_it() -> None:
     """limit_threads leaves torch out (a warm-up render does without it), and torch takes the size when imported."""

@@ -12,7 +12,9 @@ import pytest
 
 import engine
 from engine.io.source_info import describe
+from engine.stages.demosaic import LIBRAW_TILE
 from engine.training import synthetic
+from engine.training.raw_noise import RGGB, mosaic
 from tests.conftest import srgb_to_lab
 
 # Fujifilm's X-Trans layout as channel indices (R 0, G 1, B 2): GGRGGB / GGBGGR / BRGRBG / GGBGGR / GGRGGB / RBGBRG.
@@ -21,9 +23,7 @@ XTRANS = np.array([[1, 1, 0, 1, 1, 2], [1, 1, 2, 1, 1, 0], [2, 0, 1, 0, 2, 1],
 
 
 def _write(path: Path, raw: synthetic.SyntheticRaw, pattern: np.ndarray) -> Path:
-    h, w = raw.cfa.shape
-    channels = np.tile(pattern, (h // pattern.shape[0], w // pattern.shape[1]))
-    signal = np.take_along_axis(raw.camera_rgb, channels[..., None], axis=2)[..., 0]
+    signal = mosaic(raw.camera_rgb, pattern)
     span = synthetic.WHITE_LEVEL - synthetic.BLACK_LEVEL
     cfa = np.clip(np.round(synthetic.BLACK_LEVEL + signal * span), 0, synthetic.WHITE_LEVEL).astype(np.uint16)
     synthetic.write_dng(path, replace(raw, cfa=cfa), make="hostplug", model="Synthetic X-Trans test", iso=200,
@@ -39,7 +39,7 @@ def chart(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                                synthetic.scene_colorchecker(*request.param), iso=200, noise=False)
     folder = tmp_path_factory.mktemp("xtrans")
     return {"xtrans": _write(folder / "xtrans.dng", raw, XTRANS),
-            "bayer": _write(folder / "bayer.dng", raw, np.array([[0, 1], [1, 2]]))}
+            "bayer": _write(folder / "bayer.dng", raw, RGGB)}
 
 
 def test_an_x_trans_raw_is_read_as_a_mosaic_that_libraw_demosaics(chart: dict[str, Path]) -> None:
@@ -53,7 +53,7 @@ def test_an_x_trans_raw_renders_the_colours_of_the_same_scene_through_a_bayer_fi
     # No photofinishing, which would meter each picture and hide a difference in level: the linear colours.
     recipe = engine.Recipe(stages={"photofinish": engine.StageSettings(enabled=False)})
     renders = {name: engine.render(engine.open(path), recipe) for name, path in chart.items()}
-    small = min(engine.open(chart["xtrans"]).size) < 512
+    small = min(renders["xtrans"].source.size) < LIBRAW_TILE
     assert renders["xtrans"].notes["demosaic"] == ("libraw-vng" if small else "libraw-ahd")
     # Colour differences away from the patches' edges, where the two demosaics legitimately differ.
     lab = {name: srgb_to_lab(cv2.blur(r.pixels, (9, 9))) for name, r in renders.items()}

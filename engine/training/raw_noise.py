@@ -27,10 +27,11 @@ RGGB = np.array([[0, 1], [1, 2]], dtype=np.int64)
 _RANGE = float(synthetic.WHITE_LEVEL - synthetic.BLACK_LEVEL)
 
 
-def mosaic(rgb: np.ndarray) -> np.ndarray:
-    """The RGGB Bayer samples (H, W) of an (H, W, 3) image (H and W even)."""
+def mosaic(rgb: np.ndarray, pattern: np.ndarray = RGGB) -> np.ndarray:
+    """The colour filter array's samples (H, W) of an (H, W, 3) image: RGGB Bayer unless ``pattern`` (channel
+    indices) says otherwise; H and W are multiples of the pattern's size."""
     h, w = rgb.shape[:2]
-    channels = np.tile(RGGB, (h // 2, w // 2))
+    channels = np.tile(pattern, (h // pattern.shape[0], w // pattern.shape[1]))
     return np.take_along_axis(rgb, channels[..., None], axis=2)[..., 0]
 
 
