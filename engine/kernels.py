@@ -559,9 +559,10 @@ def _mhc_weights() -> np.ndarray:
 
 @_float32_convolutions()
 def demosaic_mhc_torch(raw: np.ndarray, cfa: np.ndarray, black: np.ndarray, scale: np.ndarray, gains: np.ndarray,
-                       device: str) -> torch.Tensor:
+                       device: str, shading: np.ndarray | None = None) -> torch.Tensor:
     """:func:`normalize_mosaic` then :func:`demosaic_mhc` on ``device``: H x W x 3 RGB from a Bayer mosaic (the
-    mosaic goes up as 16-bit integers, half the bytes of the float image made of it there)."""
+    mosaic goes up as 16-bit integers, half the bytes of the float image made of it there). ``shading``: a gain
+    per mosaic pixel (a DNG GainMap) applied to the normalised mosaic, which is then clipped at white."""
     import torch
     import torch.nn.functional as F
 
@@ -572,6 +573,9 @@ def demosaic_mhc_torch(raw: np.ndarray, cfa: np.ndarray, black: np.ndarray, scal
     black_map = torch.from_numpy(np.tile(black.astype(np.float32)[cfa], reps)[:h, :w]).to(device)
     scale_map = torch.from_numpy(np.tile(scale.astype(np.float32)[cfa], reps)[:h, :w]).to(device)
     m = (torch.from_numpy(np.ascontiguousarray(raw)).to(device).float() - black_map) * scale_map  # 16 bits up
+    if shading is not None:  # white is 1 / gains in the mosaic's white-balance scaling
+        white = torch.from_numpy(np.tile((1.0 / gains.astype(np.float32))[cfa], reps)[:h, :w]).to(device)
+        m = torch.minimum(m * torch.from_numpy(shading).to(device), white)
     padded = F.pad(m[None, None], (2, 2, 2, 2), mode="reflect")
     est = F.conv2d(padded, torch.from_numpy(_mhc_weights()).to(device))[0]  # green, other, along row, along col
     rgb = m[None].repeat(3, 1, 1)

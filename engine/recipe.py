@@ -4,9 +4,9 @@ A recipe holds only what the user set (like darktable's module params); what the
 (matrices, predicted operator parameters) is computed by each stage's ``prepare``. Stages can additionally be
 switched off, given another implementation, or given fixed parameters through :attr:`Recipe.stages`.
 
-JSON form (version 4)::
+JSON form (version 5)::
 
-    {"version": 4, "style": "natural", "exposure": 0.3, ...,
+    {"version": 5, "style": "natural", "exposure": 0.3, ...,
      "stages": {"denoise": {"enabled": false}, "detail": {"params": {"version": 1, "radius": 1.5}}}}
 
 Stage params carry their own version (the stage's ``Params.VERSION``), so a stage can change its params and
@@ -17,7 +17,8 @@ hostplug wrote before it stamped them. A recipe of an older version is read with
 of its day made explicit (:func:`engine.stages.catalogue.pin_former_defaults`): version 1 recipes keep the
 classical denoiser and the "lite" learned networks, version 2 recipes the "fast" learned denoiser, version 3
 recipes the "mid" one, and versions 1 to 3 the classical denoiser where they name none (version 4 made "auto",
-learned where it pays, the default).
+learned where it pays, the default); versions 1 to 4 keep a demosaic that leaves DNG lens-shading maps unapplied
+(version 5 applies them).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, Literal, get_args
 from engine.errors import RecipeError
 from engine.stages.catalogue import current_version, pin_former_defaults
 
-RECIPE_VERSION = 4  # 4: the default denoiser became "auto", with "mid2" (catalogue.FORMER_DEFAULT_*)
+RECIPE_VERSION = 5  # 4: the default denoiser became "auto", with "mid2"; 5: DNG GainMaps applied (catalogue)
 WbMode = Literal["as-shot", "auto", "custom"]
 WB_MODES: tuple[str, ...] = get_args(WbMode)
 

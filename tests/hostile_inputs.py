@@ -90,10 +90,12 @@ def dng_with(ifd0: dict[int, Tag | None] | None = None, raw: dict[int, Tag | Non
     (ifd0_offset,) = struct.unpack_from("<I", b, 4)
     entries = _read_ifd(b, ifd0_offset)
     changes = dict(ifd0 or {})
-    if raw:
-        sub_offset = struct.unpack_from("<I", entries[330][2])[0]
-        new_sub = _append_ifd(b, _read_ifd(b, sub_offset), raw)
-        changes[330] = (13, 1, struct.pack("<I", new_sub))
+    if raw:  # the raw image is the first SubIFD (a camera's DNG has one; Adobe's converter adds previews)
+        typ, count, field = entries[330]
+        (pointer,) = struct.unpack_from("<I", field)
+        offsets = struct.unpack_from(f"<{count}I", b, pointer) if count > 1 else (pointer,)
+        new_sub = _append_ifd(b, _read_ifd(b, offsets[0]), raw)
+        changes[330] = (typ if count > 1 else 13, count, struct.pack(f"<{count}I", new_sub, *offsets[1:]))
     struct.pack_into("<I", b, 4, _append_ifd(b, entries, changes))
     return bytes(b)
 

@@ -195,9 +195,11 @@ def test_version_1_sidecar_reads(tmp_path: Path) -> None:
     assert read_sidecar(raw).recipe == Recipe(
         style="natural", style_strength=0.8, exposure=0.3, wb="custom", temperature=5200, tint=-4, contrast=12,
         highlights=-30, shadows=25, saturation=-10, vibrance=15, sharpening=40,
-        # schema 1 left the denoiser to the default of its day, the classical one: it stays pinned to it
+        # schema 1 left the denoiser to the default of its day, the classical one, and the demosaic to one that
+        # left DNG lens-shading maps unapplied (params version 1): both stay pinned
         stages={"denoise": StageSettings(enabled=False, implementation="classical"),
-                "upsample": StageSettings(implementation="bilinear")},
+                "upsample": StageSettings(implementation="bilinear"),
+                "demosaic": StageSettings(implementation="mhc", params={"version": 1})},
     )
     assert read_sidecar(raw).rating == 2
 

@@ -16,6 +16,8 @@ import numpy as np
 import tifffile
 
 from engine.errors import CorruptInputError, HostplugError, UnsupportedInputError
+from engine.io import gain_map
+from engine.io.gain_map import GainMap
 from engine.io.limits import check_pixels, quiet_tifffile
 
 # EXIF LightSource codes of the calibration illuminants, mapped to correlated colour temperature (DNG SDK).
@@ -54,6 +56,8 @@ class DngTags:
     photometric: int = 0  # 32803 = CFA, 34892 = LinearRaw
     unique_camera_model: str = ""
     polynomial_maps: list[PolynomialMap] = field(default_factory=list)  # from OpcodeList2
+    gain_maps: list[GainMap] = field(default_factory=list)  # from OpcodeList2: on the raw data
+    rgb_gain_maps: list[GainMap] = field(default_factory=list)  # from OpcodeList3: after demosaicing
     compression: int = 1
 
 
@@ -257,6 +261,18 @@ def _polynomial_maps(tags: _Tags, code: int) -> list[PolynomialMap]:
     return maps
 
 
+def _gain_maps(tags: _Tags, code: int) -> list[GainMap]:
+    """The GainMap opcodes of an opcode list, checked (:func:`engine.io.gain_map.parse`)."""
+    maps: list[GainMap] = []
+    for opcode_id, params in _opcode_list(tags, code):
+        if opcode_id == 9:  # GainMap
+            try:
+                maps.append(gain_map.parse(params))
+            except ValueError as e:
+                raise tags.bad(code, params, str(e)) from None
+    return maps
+
+
 # What tifffile raises on a file it cannot read as a TIFF (an OverflowError: a NaN or infinite DOUBLE where it
 # expects a size, such as BitsPerSample or RowsPerStrip)
 _NOT_READABLE = (tifffile.TiffFileError, OSError, ValueError, ArithmeticError, struct.error, IndexError, KeyError,
@@ -454,6 +470,9 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
             break
     if 51009 in image:
         tags.polynomial_maps = _polynomial_maps(image, 51009)
+        tags.gain_maps = _gain_maps(image, 51009)
+    if 51022 in image:
+        tags.rgb_gain_maps = _gain_maps(image, 51022)
     return tags
 
 

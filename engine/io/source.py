@@ -86,6 +86,9 @@ class Source:
     camera: CameraInfo = field(default_factory=CameraInfo)
     format: str = ""
     polynomial_maps: list = field(default_factory=list)
+    # DNG GainMap opcodes (lens shading, :mod:`engine.io.gain_map`): on the raw data, and after demosaicing
+    gain_maps: list = field(default_factory=list)
+    rgb_gain_maps: list = field(default_factory=list)
     needs_libraw_demosaic: bool = False  # X-Trans and 4-colour sensors
     exif: dict[str, str] = field(default_factory=dict)  # carried over to outputs
     # True when the file holds no usable as-shot white balance: ``as_shot_neutral`` is then only LibRaw's daylight
@@ -235,6 +238,8 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         ),
         format=path.suffix.lstrip(".").upper(),
         polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
+        gain_maps=dng.gain_maps if dng else [],
+        rgb_gain_maps=dng.rgb_gain_maps if dng else [],
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,
     )

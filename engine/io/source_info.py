@@ -47,6 +47,7 @@ def describe(source: Source) -> dict[str, Any]:
         "white_level": _rounded(source.white, 2),
         "baseline_exposure": source.baseline_exposure,
         "noise_profile": _rounded(source.noise_profile, 10) if source.noise_profile is not None else None,
+        "lens_shading": _lens_shading(source),
     }
     cal = source.calibration
     neutral = _as_shot_or_estimate(source)
@@ -82,6 +83,17 @@ def _as_shot_or_estimate(source: Source) -> np.ndarray:
     if source_camera_rgb(source) is None:  # X-Trans / 4-colour: estimated from the demosaiced image at render
         return source.as_shot_neutral
     return source_neutral(source)
+
+
+def _lens_shading(source: Source) -> str:
+    """The file's lens-shading maps (DNG GainMap opcodes), which the demosaic stage applies."""
+    lists = [f"{len(maps)} GainMap(s) of {' / '.join(sorted({_points(m) for m in maps}))} points in OpcodeList{n}"
+             for n, maps in ((2, source.gain_maps), (3, source.rgb_gain_maps)) if maps]
+    return "; ".join(lists) + ", applied at render" if lists else "none in the file"
+
+
+def _points(gain_map: Any) -> str:
+    return " x ".join(str(n) for n in gain_map.gains.shape[:2])
 
 
 def _layout(source: Source) -> str:

@@ -3,7 +3,9 @@
 Bayer mosaics are black-subtracted, normalised by (white - black) and demosaiced with Malvar-He-Cutler's
 gradient-corrected interpolation, pre-scaled by the as-shot white balance so the colour planes line up (the
 scaling is taken out again afterwards: white balance is the next stage's decision). X-Trans and 4-colour
-sensors use LibRaw's own demosaic; LinearRaw DNGs need none; sRGB images are linearised.
+sensors use LibRaw's own demosaic; LinearRaw DNGs need none; sRGB images are linearised. A DNG's lens-shading
+maps (GainMap opcodes, :mod:`engine.io.gain_map`) are applied where the specification puts them: OpcodeList2's
+on the normalised raw data, OpcodeList3's on the demosaiced image.
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ import rawpy
 from engine import kernels, tiling
 from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
+from engine.io import gain_map
+from engine.io.gain_map import GainMap
 from engine.stages.base import Context, Pixels, Stage
 
 
 @dataclass(frozen=True)
 class DemosaicParams:
-    """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"."""
+    """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"; and
+    whether the file's lens-shading maps (DNG GainMap opcodes: phones, drones) are applied."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     algorithm: Literal["mhc", "ahd", "dcb", "aahd", "vng"] = "mhc"
+    gain_map: bool = True
 
 
 LIBRAW_TILE = 512  # the smallest side LibRaw's own X-Trans demosaic takes (measured: 510 px fails, 516 works)
@@ -45,6 +51,11 @@ class Demosaic(Stage):
     Params = DemosaicParams
     can_disable = False
 
+    @classmethod
+    def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        """Version 1 left a DNG's GainMaps unapplied: keep it so, so old recipes render the same."""
+        return {"gain_map": False, **params} if version < 2 else params
+
     def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
         if source.kind == "rgb":
@@ -61,18 +72,48 @@ class Demosaic(Stage):
         else:
             method = "mhc"
         ctx.notes["demosaic"] = method
-        return {"method": method}
+        has_maps = source.kind == "raw" and bool(source.gain_maps or source.rgb_gain_maps)
+        if has_maps:
+            ctx.notes["gain_maps"] = _gain_map_note(source, applied=params.gain_map)
+        use = has_maps and params.gain_map
+        return {"method": method, "gain_maps": source.gain_maps if use else [],
+                "rgb_gain_maps": source.rgb_gain_maps if use else []}
 
     def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         source = ctx.source
-        method = data["method"]
+        method, maps = data["method"], data["gain_maps"]
         if method == "linearise sRGB":
             return srgb_decode(source.sensor)
         if method == "none (LinearRaw)":
-            return linear_raw_to_rgb(source)
-        if method == "mhc":
-            return bayer_to_rgb(source, ctx.device)
-        return libraw_demosaic(source, method.removeprefix("libraw-"))
+            rgb = linear_raw_to_rgb(source, maps)
+        elif method == "mhc":
+            rgb = bayer_to_rgb(source, ctx.device, maps)
+        else:
+            rgb = libraw_demosaic(source, method.removeprefix("libraw-"), maps)
+        if data["rgb_gain_maps"]:
+            rgb = _apply_rgb_gain_maps(rgb, data["rgb_gain_maps"], source.size)
+        return rgb
+
+
+def _gain_map_note(source, applied: bool) -> str:
+    """What ``--stages`` and the output's notes say of the file's lens-shading maps."""
+    lists = [f"{len(maps)} in OpcodeList{n}" for n, maps in ((2, source.gain_maps), (3, source.rgb_gain_maps))
+             if maps]
+    return f"{', '.join(lists)}: {'applied' if applied else 'not applied (gain_map off)'}"
+
+
+def _apply_rgb_gain_maps(rgb: Pixels, maps: list[GainMap], size: tuple[int, int]) -> Pixels:
+    """OpcodeList3's GainMaps, on the demosaiced image, band by band (on the torch path, on the host's copy of
+    the gain and then on the device)."""
+    if not isinstance(rgb, np.ndarray):
+        import torch
+
+        rows, cols = range(size[0]), range(size[1])
+        gain = np.stack([gain_map.combined_gain(maps, rows, cols, size, plane) for plane in range(3)], axis=-1)
+        return torch.minimum(rgb * torch.from_numpy(gain).to(rgb.device), torch.tensor(1.0, device=rgb.device))
+    for start, end in tiling.bands(size[0]):
+        gain_map.apply_to_planes(maps, rgb[start:end], start, size)
+    return rgb
 
 
 def _prescale(source) -> np.ndarray:
@@ -80,8 +121,9 @@ def _prescale(source) -> np.ndarray:
     return (1.0 / source.as_shot_neutral).astype(np.float32)
 
 
-def bayer_to_rgb(source, device: str = "cpu") -> Pixels:
-    """Malvar-He-Cutler demosaic of a Bayer source into normalised, un-white-balanced camera RGB.
+def bayer_to_rgb(source, device: str = "cpu", maps: list[GainMap] | None = None) -> Pixels:
+    """Malvar-He-Cutler demosaic of a Bayer source into normalised, un-white-balanced camera RGB, after the
+    GainMaps ``maps`` (OpcodeList2's) on the normalised mosaic.
 
     On the CPU the mosaic is normalised a band of rows at a time (:func:`engine.tiling.bands`, with the 2 rows
     each side the 5 x 5 filters read), so only the RGB result is full-sized; on the torch path it is one pass on
@@ -93,17 +135,35 @@ def bayer_to_rgb(source, device: str = "cpu") -> Pixels:
     cfa = source.cfa.astype(np.int64)
     black, gains = source.black.astype(np.float32), (1.0 / wb).astype(np.float32)
     if kernels.on_torch(device):
-        return kernels.demosaic_mhc_torch(source.sensor, cfa, black, scale, gains, device)
+        shading = gain_map.combined_gain(maps, range(h), range(w), (h, w)) if maps else None
+        return kernels.demosaic_mhc_torch(source.sensor, cfa, black, scale, gains, device, shading)
     rgb = np.empty((h, w, 3), dtype=np.float32)
     for start, end in tiling.bands(h):
         padded = np.empty((end - start + 4, w + 4), dtype=np.float32)
         kernels.normalize_mosaic(source.sensor, cfa, black, scale, padded, top=start)
+        if maps:
+            _shade_band(padded, maps, start, end, (h, w), wb[cfa])
         kernels.demosaic_mhc(padded, cfa, gains, rgb[start:end])
     return rgb
 
 
-def linear_raw_to_rgb(source) -> np.ndarray:
-    """Normalise LinearRaw data and apply its DNG MapPolynomial opcodes (lossy DNGs store a curve there)."""
+def _shade_band(padded: np.ndarray, maps: list[GainMap], start: int, end: int, size: tuple[int, int],
+                white: np.ndarray) -> None:
+    """Multiply a band of the normalised, white-balance-scaled mosaic (rows ``start..end`` and the 2-pixel border
+    :func:`engine.kernels.normalize_mosaic` gives it, mirrored at the image's edges) by the GainMaps in place,
+    clipping each pixel at its channel's white (``white``: the 2 x 2 CFA's, in the mosaic's scaling)."""
+    h, w = size
+    top, bottom = max(start - 2, 0), min(end + 2, h)
+    gain = gain_map.combined_gain(maps, range(top, bottom), range(w), size)
+    # the border mirrors the image without repeating its edge (numpy's "reflect"), as the mosaic's does
+    padded *= np.pad(gain, ((top - (start - 2), end + 2 - bottom), (2, 2)), mode="reflect")
+    rows, cols = padded.shape
+    np.minimum(padded, np.tile(white, (-(-rows // 2), -(-cols // 2)))[:rows, :cols], out=padded)
+
+
+def linear_raw_to_rgb(source, maps: list[GainMap] | None = None) -> np.ndarray:
+    """Normalise LinearRaw data and apply its DNG MapPolynomial opcodes (lossy DNGs store a curve there), then
+    its GainMaps ``maps``."""
     rgb = source.sensor.astype(np.float32)
     rgb -= source.black.astype(np.float32)  # in place: one full-size image, not three
     rgb /= (source.white - source.black).astype(np.float32)
@@ -111,18 +171,22 @@ def linear_raw_to_rgb(source) -> np.ndarray:
         for plane in range(pmap.plane, min(pmap.plane + pmap.planes, 3)):
             x = rgb[..., plane]
             rgb[..., plane] = sum(c * x**k for k, c in enumerate(pmap.coefficients))
+    if maps:
+        for start, end in tiling.bands(rgb.shape[0]):
+            gain_map.apply_to_planes(maps, rgb[start:end], start, source.size)
     return rgb
 
 
-def libraw_demosaic(source, algorithm: str) -> np.ndarray:
-    """LibRaw's demosaic (X-Trans, 4-colour or on request), with our levels and no colour conversion."""
+def libraw_demosaic(source, algorithm: str, maps: list[GainMap] | None = None) -> np.ndarray:
+    """LibRaw's demosaic (X-Trans, 4-colour or on request), with our levels, the GainMaps ``maps`` on the raw
+    data, and no colour conversion."""
     wb = _prescale(source)
     # Multipliers of at most 1, and highlights left alone: with LibRaw's usual (the smallest multiplier 1, the
     # others above, clipped), a channel with a multiplier of 2.5 lost everything above 40 % of its range (the red
     # of the Sony a7R III sample), where our own demosaic keeps each channel up to the sensor's white.
     user_wb = (wb / wb.max()).tolist()
     try:
-        rgb16 = _libraw_postprocess(source, algorithm, user_wb)
+        rgb16 = _libraw_postprocess(source, algorithm, user_wb, maps or [])
     except rawpy.LibRawError as e:
         text = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
         raise CorruptInputError(f"{source.path}: LibRaw cannot demosaic the raw data ({text}); the file is "
@@ -135,12 +199,14 @@ def libraw_demosaic(source, algorithm: str) -> np.ndarray:
     return rgb
 
 
-def _libraw_postprocess(source, algorithm: str, user_wb: list[float]) -> np.ndarray:
+def _libraw_postprocess(source, algorithm: str, user_wb: list[float], maps: list[GainMap]) -> np.ndarray:
     black = int(round(float(source.black.mean())))
     # LibRaw reads user_sat as the saturation *after* black subtraction: passing the sensor's white itself
     # rendered 3 % (black 512 of 16383) to 16 % (the Canon 550D's 2056 of 15000) too dark.
     white = int(round(float(source.white.max()))) - black
     with rawpy.imread(str(source.path)) as raw:
+        if maps:  # LibRaw demosaics the data it holds: shade it there (the array is a view of LibRaw's buffer)
+            _shade_raw_data(raw.raw_image_visible, maps, black, white)
         return raw.postprocess(
             demosaic_algorithm=_LIBRAW_ALGORITHMS[algorithm],
             use_camera_wb=False,
@@ -156,3 +222,13 @@ def _libraw_postprocess(source, algorithm: str, user_wb: list[float]) -> np.ndar
             user_sat=white,
             highlight_mode=rawpy.HighlightMode.Ignore,
         )
+
+
+def _shade_raw_data(data: np.ndarray, maps: list[GainMap], black: int, white: int) -> None:
+    """The GainMaps on raw integer data in place, band by band: black + (value - black) x gain, at most white."""
+    size = data.shape
+    for start, end in tiling.bands(size[0]):
+        band = data[start:end].astype(np.float32) - black
+        band *= gain_map.combined_gain(maps, range(start, end), range(size[1]), size)
+        np.clip(band, None, white, out=band)
+        data[start:end] = np.clip(np.rint(band + black), 0, 65535).astype(data.dtype)

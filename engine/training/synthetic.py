@@ -347,13 +347,15 @@ def write_dng(
     baseline_exposure: float = 0.0,
     noise_profile: tuple[float, float] | None = None,
     pattern: np.ndarray = _CFA_CHANNELS,
+    opcode_lists: dict[int, bytes] | None = None,
 ) -> None:
     """Write ``raw`` as an uncompressed DNG 1.4: an 8-bit sRGB preview in IFD0, the CFA raw in a SubIFD.
 
     ColorMatrix1/2 are fitted for CIE A and D65; AsShotNeutral is the scene's camera neutral. Make, Model and
     the exposure (ISOSpeedRatings, ExposureTime, FNumber) are TIFF/EP tags of IFD0, which EXIF readers see.
     ``pattern`` is the colour filter array that ``raw.cfa`` was sampled with, as channel indices (R 0, G 1, B 2):
-    RGGB unless said, a 6 x 6 array for an X-Trans sensor.
+    RGGB unless said, a 6 x 6 array for an X-Trans sensor. ``opcode_lists`` are OpcodeList1/2/3 tags of the raw
+    IFD (51008, 51009, 51022: the encoded lists, such as :func:`engine.io.gain_map.opcode_list` makes).
     """
     import tifffile
 
@@ -380,7 +382,7 @@ def write_dng(
     ]
     if noise_profile is not None:
         ifd0.append((51041, "d", 2, tuple(noise_profile), True))
-    cfa_tags = [
+    cfa_tags: list[tuple[int, int | str, int, object, bool]] = [
         (33421, "H", 2, tuple(int(n) for n in pattern.shape), True),
         (33422, "B", pattern.size, tuple(int(c) for c in pattern.ravel()), True),
         (50710, "B", 3, (0, 1, 2), True),
@@ -389,6 +391,7 @@ def write_dng(
         (50714, "H", 1, raw.black_level, True),
         (50717, "H", 1, raw.white_level, True),
     ]
+    cfa_tags += [(code, 7, len(data), data, True) for code, data in (opcode_lists or {}).items()]
     with tifffile.TiffWriter(path) as tif:
         tif.write(
             preview,

@@ -67,6 +67,7 @@ def format_description(info: dict[str, Any]) -> str:
             ("baseline exp.", f"{sensor['baseline_exposure']:+g} EV"),
             ("noise profile", " ".join(f"{v:.3g}" for v in sensor["noise_profile"])
              if sensor["noise_profile"] else "-"),
+            ("lens shading", sensor["lens_shading"]),
             ("as-shot WB", _white_balance_line(wb)),
             ("colour", colour["origin"]),
         ]

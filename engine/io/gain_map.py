@@ -1,0 +1,151 @@
+"""DNG GainMap opcodes: the lens-shading maps that phones and drones store in their DNGs, which LibRaw ignores.
+
+A small lens darkens the corners, and differently in each colour (a phone's corners turn green or magenta).
+Android's camera API, Adobe's DNG Converter and DJI's drones measure this per shot and store it as GainMap
+opcodes (DNG 1.3, opcode 9): a coarse grid of gains per colour plane, interpolated bilinearly over the picture.
+Without them a phone DNG renders with dark, tinted corners. darktable and RawTherapee apply them; LibRaw, and so
+rawpy, does not (rawpy issue 212).
+
+Where a map applies follows the DNG SDK (``dng_gain_map``): grid positions are relative to the bounds of the
+image at the map's stage (the active area, :attr:`engine.io.source.Source.sensor`, for OpcodeList2 on the raw
+data and for OpcodeList3 on the demosaiced image alike), at pixel centres; a map multiplies the pixels of its area
+(every ``row_pitch``-th row and ``col_pitch``-th column from its top-left, on a Bayer mosaic usually one CFA
+position per map) in its planes, and the result is clipped at white, as the SDK clips it.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+GAIN_MAX = 64.0  # six stops: far beyond any lens's shading, and a bound on what a damaged map can do
+HEADER = struct.Struct(">10I4dI")  # area, planes, pitches, points; spacing, origin; map planes
+
+
+@dataclass(frozen=True)
+class GainMap:
+    """One GainMap opcode: an area, its planes and a (points_v, points_h, map_planes) grid of gains."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+    plane: int
+    planes: int
+    row_pitch: int
+    col_pitch: int
+    spacing: tuple[float, float]  # (vertical, horizontal), in units of the image's height and width
+    origin: tuple[float, float]  # the first grid point, same units
+    gains: np.ndarray  # float32 (points_v, points_h, map_planes)
+
+    def covers(self, plane: int) -> bool:
+        """Whether the map applies to image plane ``plane``."""
+        return self.plane <= plane < self.plane + self.planes
+
+    def field(self, rows: range, cols: range, size: tuple[int, int], plane: int = 0) -> np.ndarray:
+        """The gain at the pixels ``rows`` x ``cols`` (runs of whole rows and columns) of an image of ``size``
+        (H, W) on ``plane``: the interpolated map where the map applies, 1 elsewhere. float32 (len(rows),
+        len(cols))."""
+        gain = np.ones((len(rows), len(cols)), dtype=np.float32)
+        self.multiply(gain, rows, cols, size, plane)
+        return gain
+
+    def multiply(self, gain: np.ndarray, rows: range, cols: range, size: tuple[int, int], plane: int = 0) -> None:
+        """Multiply ``gain`` (len(rows), len(cols)) in place by :meth:`field`."""
+        in_rows = self._selected(rows, self.top, self.bottom, self.row_pitch)
+        in_cols = self._selected(cols, self.left, self.right, self.col_pitch)
+        if not (self.covers(plane) and len(in_rows) and len(in_cols)):
+            return
+        grid = self.gains[..., min(plane - self.plane, self.gains.shape[2] - 1)].astype(np.float64)
+        along_rows = _weights(np.array(in_rows), size[0], self.origin[0], self.spacing[0], grid.shape[0])
+        along_cols = _weights(np.array(in_cols), size[1], self.origin[1], self.spacing[1], grid.shape[1])
+        at = (slice(in_rows.start - rows.start, in_rows.stop - rows.start, in_rows.step),
+              slice(in_cols.start - cols.start, in_cols.stop - cols.start, in_cols.step))
+        gain[at] *= (along_rows @ grid @ along_cols.T).astype(np.float32)
+
+    @staticmethod
+    def _selected(span: range, start: int, end: int, pitch: int) -> range:
+        """The indices of ``span`` in ``start..end`` that are a whole number of ``pitch`` from ``start``."""
+        first = max(span.start, start)
+        first += -(first - start) % pitch
+        return range(first, max(first, min(span.stop, end)), pitch)
+
+
+def _weights(index: np.ndarray, extent: int, origin: float, spacing: float, points: int) -> np.ndarray:
+    """Bilinear weights (len(index), points) of the grid points about each pixel centre (the SDK's
+    ``dng_gain_map_interpolator``: positions before the first point or past the last take that point's gain)."""
+    position = ((index + 0.5) / extent - origin) / spacing
+    position = np.clip(np.nan_to_num(position, nan=0.0), 0.0, points - 1)
+    low = np.minimum(np.floor(position).astype(np.int64), points - 1)
+    high = np.minimum(low + 1, points - 1)
+    fraction = position - low
+    weights = np.zeros((index.size, points))
+    every = np.arange(index.size)
+    weights[every, low] += 1.0 - fraction
+    weights[every, high] += fraction  # a second statement: where high == low the two weights add up to 1
+    return weights
+
+
+def parse(params: bytes) -> GainMap:
+    """A GainMap opcode's parameters (DNG 1.3, big-endian); ValueError says what is wrong with them."""
+    if len(params) < HEADER.size:
+        raise ValueError(f"a GainMap opcode of {len(params)} bytes, shorter than its {HEADER.size}-byte header")
+    (top, left, bottom, right, plane, planes, row_pitch, col_pitch, points_v, points_h,
+     spacing_v, spacing_h, origin_v, origin_h, map_planes) = HEADER.unpack_from(params)
+    if not (top < bottom and left < right and row_pitch >= 1 and col_pitch >= 1):
+        raise ValueError(f"a GainMap over rows {top}..{bottom}, columns {left}..{right} with pitches "
+                         f"{row_pitch} x {col_pitch}")
+    if plane > 3 or not 1 <= planes <= 4 or not 1 <= map_planes <= 4:
+        raise ValueError(f"a GainMap on plane {plane} of {planes} with {map_planes} map planes (at most 4)")
+    count = points_v * points_h * map_planes
+    if points_v < 1 or points_h < 1 or len(params) < HEADER.size + 4 * count:
+        raise ValueError(f"a GainMap of {points_v} x {points_h} x {map_planes} points in {len(params)} bytes")
+    # A single point needs no spacing; the SDK sets it to 1 rather than divide by a zero.
+    spacing = (spacing_v if points_v > 1 else 1.0, spacing_h if points_h > 1 else 1.0)
+    origin = (origin_v, origin_h)
+    if not all(math.isfinite(v) and abs(v) <= 1e6 for v in (*spacing, *origin)) or min(spacing) <= 0:
+        raise ValueError(f"a GainMap with spacing {spacing} and origin {origin} (finite, spacing above 0)")
+    gains = np.frombuffer(params, dtype=">f4", count=count, offset=HEADER.size).astype(np.float32)
+    if not (np.all(np.isfinite(gains)) and gains.min() >= 0 and gains.max() <= GAIN_MAX):
+        raise ValueError(f"GainMap gains outside 0..{GAIN_MAX:g} (from {gains.min()} to {gains.max()})")
+    return GainMap(top, left, bottom, right, plane, planes, row_pitch, col_pitch, spacing, origin,
+                   gains.reshape(points_v, points_h, map_planes))
+
+
+def encode(gain_map: GainMap) -> bytes:
+    """The opcode parameters of ``gain_map`` (the inverse of :func:`parse`; tests and the synthetic DNG writer)."""
+    g = gain_map
+    points_v, points_h, map_planes = g.gains.shape
+    header = HEADER.pack(g.top, g.left, g.bottom, g.right, g.plane, g.planes, g.row_pitch, g.col_pitch,
+                         points_v, points_h, *g.spacing, *g.origin, map_planes)
+    return header + g.gains.astype(">f4").tobytes()
+
+
+def opcode_list(maps: list[GainMap]) -> bytes:
+    """An OpcodeList of GainMap opcodes (DNG 1.3, chapter 7), as a camera writes it in OpcodeList2 or 3."""
+    encoded = [encode(m) for m in maps]
+    return struct.pack(">I", len(encoded)) + b"".join(
+        struct.pack(">IIII", 9, 0x01030000, 0, len(params)) + params for params in encoded)
+
+
+def combined_gain(maps: Iterable[GainMap], rows: range, cols: range, size: tuple[int, int],
+                  plane: int = 0) -> np.ndarray:
+    """The product of ``maps``' gains at the pixels ``rows`` x ``cols`` of ``plane`` (a mosaic is plane 0)."""
+    gain = np.ones((len(rows), len(cols)), dtype=np.float32)
+    for gain_map in maps:
+        gain_map.multiply(gain, rows, cols, size, plane)
+    return gain
+
+
+def apply_to_planes(maps: list[GainMap], image: np.ndarray, top: int, size: tuple[int, int]) -> None:
+    """Multiply ``image`` (rows ``top``... of an H x W x C image of ``size``, normalised: 1 = white) in place by
+    each map's gains on its planes, clipping at 1."""
+    rows, cols = range(top, top + image.shape[0]), range(image.shape[1])
+    for plane in range(image.shape[2]):
+        channel = image[..., plane]
+        channel *= combined_gain(maps, rows, cols, size, plane)
+        np.minimum(channel, 1.0, out=channel)

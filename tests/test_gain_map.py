@@ -1,0 +1,209 @@
+"""DNG lens-shading maps (GainMap opcodes, which phones and drones write and LibRaw ignores): a raw whose corners
+the lens darkened, and tinted, renders as the same scene without the shading, on every demosaic path."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+import engine
+from engine import kernels
+from engine.io import gain_map
+from engine.io.gain_map import GainMap
+from engine.recipe import Recipe
+from engine.stages.demosaic import linear_raw_to_rgb
+from engine.training import synthetic
+from engine.training.raw_noise import RGGB, mosaic
+from engine.xmp.recipe_properties import properties_to_recipe
+from tests.conftest import NIKON, hostplug, need
+from tests.hostile_inputs import dng_with, opcode_list, undefined
+from tests.test_xtrans import XTRANS
+
+HEIGHT, WIDTH = 528, 792
+# How much brighter each corner's red, green and blue are made by the maps than the middle (a phone's lens:
+# about a stop and a half at the corners, more in red and blue than in green, so the corners also turn green).
+CORNER_GAIN = (3.0, 2.2, 3.4)
+LINEAR = {name: engine.StageSettings(enabled=False) for name in ("denoise", "photofinish", "detail")}
+
+
+def _radial(strength: float, planes: int = 1) -> np.ndarray:
+    """A 13 x 17 grid of gains rising from 1 in the middle to ``strength`` at the corners."""
+    v, u = np.linspace(0, 1, 13), np.linspace(0, 1, 17)
+    r2 = ((v[:, None] - 0.5) ** 2 + (u[None, :] - 0.5) ** 2) / 0.5
+    return np.repeat((1 + (strength - 1) * r2).astype(np.float32)[..., None], planes, axis=2)
+
+
+def bayer_maps() -> list[GainMap]:
+    """Four maps, one per RGGB position (pitch 2), as Android writes them in OpcodeList2."""
+    positions = {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 2}
+    return [GainMap(dy, dx, HEIGHT, WIDTH, 0, 1, 2, 2, (1 / 12, 1 / 16), (0.0, 0.0), _radial(CORNER_GAIN[c]))
+            for (dy, dx), c in positions.items()]
+
+
+def rgb_map() -> GainMap:
+    """One map of three planes on the demosaiced image, as DJI's drones write it in OpcodeList3."""
+    gains = np.concatenate([_radial(g) for g in CORNER_GAIN], axis=2)
+    return GainMap(0, 0, HEIGHT, WIDTH, 0, 3, 1, 1, (1 / 12, 1 / 16), (0.0, 0.0), gains)
+
+
+def _shaded(raw: synthetic.SyntheticRaw, gain: np.ndarray) -> synthetic.SyntheticRaw:
+    """``raw`` as the lens delivered it: each pixel divided by the gain that restores it."""
+    signal = (raw.cfa.astype(np.float64) - raw.black_level) / gain
+    return replace(raw, cfa=np.rint(signal + raw.black_level).astype(np.uint16))
+
+
+def _write(path: Path, raw: synthetic.SyntheticRaw, lists: dict[int, bytes] | None = None,
+           pattern: np.ndarray = RGGB) -> Path:
+    synthetic.write_dng(path, raw, make="hostplug", model="Synthetic phone", iso=100, exposure_time=0.01,
+                        f_number=2.0, pattern=pattern, opcode_lists=lists)
+    return path
+
+
+@pytest.fixture(scope="module")
+def phone(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A noiseless chart without shading, and the same chart shaded by the lens with the maps that undo it in
+    OpcodeList2 (on the mosaic) and in OpcodeList3 (on the demosaiced image)."""
+    folder = tmp_path_factory.mktemp("gain_map")
+    raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D55"),
+                               synthetic.scene_colorchecker(HEIGHT, WIDTH), iso=100, noise=False)
+    rows, cols = range(HEIGHT), range(WIDTH)
+    mosaic_gain = gain_map.combined_gain(bayer_maps(), rows, cols, (HEIGHT, WIDTH))
+    plane_gain = np.stack([rgb_map().field(rows, cols, (HEIGHT, WIDTH), plane) for plane in range(3)], axis=2)
+    rgb_gain = mosaic(plane_gain, RGGB)  # each pixel's own colour's gain
+    return {
+        "flat": _write(folder / "flat.dng", raw),
+        "list2": _write(folder / "list2.dng", _shaded(raw, mosaic_gain), {51009: gain_map.opcode_list(bayer_maps())}),
+        "list3": _write(folder / "list3.dng", _shaded(raw, rgb_gain), {51022: gain_map.opcode_list([rgb_map()])}),
+    }
+
+
+def _linear(path: Path, recipe: Recipe | None = None, **demosaic: object) -> engine.Rendered:
+    stages = {**LINEAR, "demosaic": engine.StageSettings(params=demosaic)}
+    return engine.render(engine.open(path), recipe or Recipe(stages=stages))
+
+
+def _corner(image: np.ndarray) -> np.ndarray:
+    return image[:40, :40].reshape(-1, 3).mean(axis=0)
+
+
+def test_a_gain_map_is_interpolated_at_pixel_centres_as_the_dng_sdk_does() -> None:
+    two = GainMap(0, 0, 4, 8, 0, 1, 1, 1, (1.0, 1.0), (0.0, 0.0), np.array([[[1.0], [3.0]]], dtype=np.float32))
+    gain = two.field(range(4), range(8), (4, 8))
+    np.testing.assert_allclose(gain[0], 1.0 + 2.0 * (np.arange(8) + 0.5) / 8, rtol=1e-6)  # one row of points
+    parsed = gain_map.parse(gain_map.encode(two))
+    assert (parsed.top, parsed.right, parsed.spacing, parsed.origin) == (0, 8, (1.0, 1.0), (0.0, 0.0))
+    assert np.array_equal(parsed.gains, two.gains)
+    every_other = replace(two, left=1, col_pitch=2)
+    assert np.all(every_other.field(range(4), range(8), (4, 8))[:, ::2] == 1.0)  # untouched columns
+
+
+def test_opcode_list_2_gain_maps_undo_the_lens_shading_on_every_demosaic_path(phone: dict[str, Path]) -> None:
+    flat = _linear(phone["flat"]).pixels
+    shaded = _linear(phone["list2"])
+    assert shaded.notes["gain_maps"] == "4 in OpcodeList2: applied"
+    assert np.abs(shaded.pixels - flat).max() < 2e-3  # only the shaded raw's rounding to whole numbers
+    with kernels.torch_everywhere():
+        np.testing.assert_allclose(np.asarray(_linear(phone["list2"]).pixels), shaded.pixels, atol=1e-5)
+    libraw = {name: _linear(phone[name], algorithm="ahd").pixels for name in ("flat", "list2")}
+    assert np.abs(libraw["list2"] - libraw["flat"]).mean() < 1e-3
+    np.testing.assert_allclose(_corner(libraw["list2"]), _corner(libraw["flat"]), rtol=0.01)
+
+
+def test_without_the_maps_the_corners_stay_dark_and_tinted(phone: dict[str, Path]) -> None:
+    flat = _corner(_linear(phone["flat"]).pixels)
+    off = _linear(phone["list2"], gain_map=False)
+    assert off.notes["gain_maps"] == "4 in OpcodeList2: not applied (gain_map off)"
+    ratio = _corner(off.pixels) / flat
+    assert np.all(ratio < 0.8) and ratio[1] > 1.2 * max(ratio[0], ratio[2])  # darker, and greener
+
+
+def test_opcode_list_3_gain_maps_apply_to_the_demosaiced_image(phone: dict[str, Path]) -> None:
+    flat = _linear(phone["flat"]).pixels
+    shaded = _linear(phone["list3"])
+    assert shaded.notes["gain_maps"] == "1 in OpcodeList3: applied"
+    np.testing.assert_allclose(_corner(shaded.pixels), _corner(flat), rtol=0.01)
+    assert np.median(np.abs(shaded.pixels - flat)) < 1e-3
+    with kernels.torch_everywhere():
+        np.testing.assert_allclose(np.asarray(_linear(phone["list3"]).pixels), shaded.pixels, atol=1e-5)
+
+
+def test_an_x_trans_raw_gets_its_gain_map_through_libraws_demosaic(tmp_path: Path) -> None:
+    raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D55"),
+                               synthetic.scene_colorchecker(HEIGHT, WIDTH), iso=100, noise=False)
+    signal = mosaic(raw.camera_rgb, XTRANS)
+    span = synthetic.WHITE_LEVEL - synthetic.BLACK_LEVEL
+    xtrans = replace(raw, cfa=np.rint(synthetic.BLACK_LEVEL + signal * span).astype(np.uint16))
+    one = GainMap(0, 0, HEIGHT, WIDTH, 0, 1, 1, 1, (1 / 12, 1 / 16), (0.0, 0.0), _radial(2.5))
+    gain = one.field(range(HEIGHT), range(WIDTH), (HEIGHT, WIDTH))
+    flat = _linear(_write(tmp_path / "flat.dng", xtrans, pattern=XTRANS)).pixels
+    shaded = _linear(_write(tmp_path / "shaded.dng", _shaded(xtrans, gain), {51009: gain_map.opcode_list([one])},
+                            pattern=XTRANS))
+    assert shaded.notes["demosaic"] == "libraw-ahd" and shaded.notes["gain_maps"] == "1 in OpcodeList2: applied"
+    np.testing.assert_allclose(_corner(shaded.pixels), _corner(flat), rtol=0.01)
+
+
+def test_a_linear_raw_dng_gets_its_gain_map_after_its_polynomial(tmp_path: Path) -> None:
+    nikon = need(NIKON)
+    with tifffile.TiffFile(nikon) as tif:
+        existing = next(bytes(page.tags[51009].value) for page in (tif.pages[0], *(tif.pages[0].pages or []))
+                        if 51009 in page.tags)
+    (count,) = struct.unpack(">I", existing[:4])
+    height, width = engine.open(nikon).size
+    brighter = GainMap(0, 0, height, width, 0, 3, 1, 1, (1.0, 1.0), (0.0, 0.0),
+                       np.array([[[1.5, 1.2, 1.0]]], dtype=np.float32))
+    patched = tmp_path / "nikon_gain.dng"
+    extended = struct.pack(">I", count + 1) + existing[4:] + gain_map.opcode_list([brighter])[4:]
+    patched.write_bytes(dng_with(raw={51009: undefined(extended)}, base=nikon.read_bytes()))
+    source = engine.open(patched)
+    assert len(source.gain_maps) == 1 and len(source.polynomial_maps) == len(engine.open(nikon).polynomial_maps)
+    before, after = linear_raw_to_rgb(source), linear_raw_to_rgb(source, source.gain_maps)
+    unclipped = (before > 0).all(axis=2)  # a dark frame: nothing near white
+    np.testing.assert_allclose(np.median(after[unclipped] / before[unclipped], axis=0), [1.5, 1.2, 1.0], rtol=1e-4)
+    assert _linear(patched).notes["gain_maps"] == "1 in OpcodeList2: applied"
+
+
+def test_recipes_from_before_gain_maps_keep_rendering_without_them(phone: dict[str, Path]) -> None:
+    old = Recipe.from_dict({"version": 4, "stages": {name: {"enabled": False} for name in LINEAR}})
+    assert _linear(phone["list2"], old).notes["gain_maps"] == "4 in OpcodeList2: not applied (gain_map off)"
+    sidecar = properties_to_recipe({"schemaVersion": "4", "exposure": "0.3"}, "old.xmp")
+    assert sidecar.stage("demosaic").params == {"version": 1}
+    current = properties_to_recipe({"schemaVersion": "5", "exposure": "0.3"}, "new.xmp")
+    assert current.stage("demosaic").params == {}
+
+
+def test_info_names_the_lens_shading_maps(phone: dict[str, Path]) -> None:
+    result = hostplug("info", phone["list2"])
+    assert result.exit_code == 0
+    assert "lens shading      4 GainMap(s) of 13 x 17 points in OpcodeList2, applied at render" in result.stdout
+    assert "lens shading      none in the file" in hostplug("info", phone["flat"]).stdout
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"gains": np.full((13, 17, 1), np.nan, dtype=np.float32)}, "gains outside 0..64"),
+    ({"gains": np.full((13, 17, 1), 1000.0, dtype=np.float32)}, "gains outside 0..64"),
+    ({"spacing": (0.0, 1 / 16)}, "spacing above 0"),
+    ({"bottom": 0}, "over rows 0..0"),
+])
+def test_a_damaged_gain_map_is_refused_in_one_line(tmp_path: Path, phone: dict[str, Path], change: dict,
+                                                   why: str) -> None:
+    damaged = tmp_path / "damaged.dng"
+    bad = replace(bayer_maps()[0], **change)  # the dataclass checks nothing: the damage goes into the file
+    damaged.write_bytes(dng_with(raw={51009: undefined(opcode_list((9, gain_map.encode(bad))))},
+                                 base=phone["flat"].read_bytes()))
+    result = hostplug("render", damaged, "-o", tmp_path / "out.tif")
+    assert result.exit_code != 0 and not (tmp_path / "out.tif").exists()
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "damaged DNG: OpcodeList2" in lines[0] and why in lines[0], lines
+
+
+def test_a_gain_map_that_claims_more_points_than_it_holds_is_refused(tmp_path: Path, phone: dict[str, Path]) -> None:
+    params = gain_map.encode(bayer_maps()[0])[:-8]  # two gains short
+    damaged = tmp_path / "short.dng"
+    damaged.write_bytes(dng_with(raw={51009: undefined(opcode_list((9, params)))}, base=phone["flat"].read_bytes()))
+    result = hostplug("info", damaged)
+    assert result.exit_code != 0 and "a GainMap of 13 x 17 x 1 points in" in result.stderr
