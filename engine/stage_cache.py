@@ -1,9 +1,9 @@
 """Stage outputs kept between renders, so a re-render starts after the last stage whose inputs did not change.
 
 A checkpoint is what the pipeline holds after one stage: that stage's output and the :class:`Context` state later
-stages read (``white``, ``notes``, ``low_input``, ``full_input``). Its key is the source's identity (the file's
-real path, device, inode, size and modification time), the preview size, the device, and the implementation,
-switch and resolved params of every stage up to and including that one. So after an exposure change (a
+stages read (``white``, ``shading``, ``notes``, ``low_input``, ``full_input``). Its key is the source's identity
+(the file's real path, device, inode, size and modification time), the preview size, the device, and the
+implementation, switch and resolved params of every stage up to and including that one. So after an exposure change (a
 photofinish param) the checkpoint after the colour stage still matches and the render resumes at photofinish;
 after a white balance change it resumes at white balance, reusing decoding, demosaicing and noise reduction.
 
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.io.gain_map import Shading
 from engine.io.source import Source
 from engine.recipe import Recipe
 from engine.stages.base import Context, Stage, WhiteDecision, params_dict
@@ -44,6 +45,7 @@ class Checkpoint:
 
     image: Any
     white: WhiteDecision | None
+    shading: Shading | None
     notes: dict[str, Any]
     low_input: np.ndarray | None
     full_input: Any
@@ -127,7 +129,7 @@ class StageCache:
             if found is not None:
                 self._entries.move_to_end(keys[index])
                 self.hits += 1
-                ctx.white = found.white
+                ctx.white, ctx.shading = found.white, found.shading
                 ctx.notes.update(_copy_notes(found.notes))
                 ctx.low_input, ctx.full_input = _copy(found.low_input), _copy(found.full_input)
                 return index + 1, _copy(found.image)
@@ -139,7 +141,8 @@ class StageCache:
         ``key``, if this cache keeps that stage's checkpoints."""
         if key in self._entries or (self.stages is not None and stage not in self.stages):
             return
-        checkpoint = Checkpoint(image=_copy(image), white=ctx.white, notes=_copy_notes(ctx.notes),
+        checkpoint = Checkpoint(image=_copy(image), white=ctx.white, shading=ctx.shading,
+                                notes=_copy_notes(ctx.notes),
                                 low_input=_copy(ctx.low_input), full_input=_copy(ctx.full_input))
         if checkpoint.nbytes > self.max_bytes:
             return  # bigger than the whole cache: keeping it would push everything else out

@@ -12,13 +12,14 @@ import pytest
 import tifffile
 
 import engine
+import engine.stages.demosaic as demosaic_stage
 from engine import kernels
 from engine.io import gain_map
 from engine.io.gain_map import GainMap
 from engine.recipe import Recipe
 from engine.stages.demosaic import linear_raw_to_rgb
 from engine.training import synthetic
-from engine.training.raw_noise import RGGB, mosaic
+from engine.training.raw_noise import RGGB, add_noise, mosaic
 from engine.xmp.recipe_properties import properties_to_recipe
 from tests.conftest import NIKON, hostplug, need
 from tests.hostile_inputs import dng_with, opcode_list, undefined
@@ -165,6 +166,41 @@ def test_a_linear_raw_dng_gets_its_gain_map_after_its_polynomial(tmp_path: Path)
     unclipped = (before > 0).all(axis=2)  # a dark frame: nothing near white
     np.testing.assert_allclose(np.median(after[unclipped] / before[unclipped], axis=0), [1.5, 1.2, 1.0], rtol=1e-4)
     assert _linear(patched).notes["gain_maps"] == "1 in OpcodeList2: applied"
+
+
+def test_the_denoiser_knows_the_maps_raised_the_noise_in_the_corners(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # ISO 3200 noise on the shaded raw, as a sensor adds it: the maps raise it with the signal
+    raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D55"),
+                               synthetic.scene_colorchecker(HEIGHT, WIDTH), iso=3200, noise=False)
+    span = raw.white_level - raw.black_level
+    signal = (raw.cfa.astype(np.float64) - raw.black_level) / span
+    gain = gain_map.combined_gain(bayer_maps(), range(HEIGHT), range(WIDTH), (HEIGHT, WIDTH))
+    noisy = add_noise(signal / gain, *raw.noise_profile, np.random.default_rng(1))
+    cfa = np.clip(np.rint(raw.black_level + noisy * span), 0, raw.white_level).astype(np.uint16)
+    kw = {"make": "hostplug", "model": "phone", "iso": 3200, "exposure_time": 0.01, "f_number": 2.0,
+          "noise_profile": raw.noise_profile}
+    synthetic.write_dng(tmp_path / "clean.dng", raw, **kw)
+    synthetic.write_dng(tmp_path / "noisy.dng", replace(raw, cfa=cfa),
+                        opcode_lists={51009: gain_map.opcode_list(bayer_maps())}, **kw)
+    learned = {**LINEAR, "denoise": engine.StageSettings(implementation="learned")}
+    clean = engine.render(engine.open(tmp_path / "clean.dng"), Recipe(stages=LINEAR)).pixels
+
+    def errors() -> tuple[float, float]:
+        """RMS error against the clean render in the four corners, and in the middle."""
+        rendered = engine.render(engine.open(tmp_path / "noisy.dng"), Recipe(stages=learned))
+        error = np.square(np.asarray(rendered.pixels) - clean)
+        corners = np.concatenate([error[:80, :80], error[:80, -80:], error[-80:, :80], error[-80:, -80:]])
+        middle = error[HEIGHT // 2 - 60 : HEIGHT // 2 + 60, WIDTH // 2 - 60 : WIDTH // 2 + 60]
+        return float(np.sqrt(corners.mean())), float(np.sqrt(middle.mean()))
+
+    aware = errors()
+    with kernels.torch_everywhere():
+        np.testing.assert_allclose(errors(), aware, rtol=0.02)
+    monkeypatch.setattr(demosaic_stage, "Shading", lambda *args, **kwargs: None)  # the noise model as before
+    unaware = errors()
+    assert aware[0] < 0.7 * unaware[0]  # measured: 0.0059 against 0.0102
+    assert aware[1] == pytest.approx(unaware[1], rel=0.05)  # the middle, which the maps leave alone
 
 
 def test_recipes_from_before_gain_maps_keep_rendering_without_them(phone: dict[str, Path]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -149,3 +149,47 @@ def apply_to_planes(maps: list[GainMap], image: np.ndarray, top: int, size: tupl
         channel = image[..., plane]
         channel *= combined_gain(maps, rows, cols, size, plane)
         np.minimum(channel, 1.0, out=channel)
+
+
+@dataclass(frozen=True)
+class Shading:
+    """How much the applied maps raised each colour channel: the learned denoiser's noise model needs it, since the
+    gains raised the noise with the signal (a corner lifted 1.5 stops is 1.5 stops noisier than the middle).
+
+    ``mosaic_maps`` were applied to a Bayer mosaic of pattern ``cfa`` (2 x 2 channel indices), to the planes of a
+    LinearRaw image (``cfa`` None, ``planes`` True) or to another mosaic (X-Trans, 4-colour: ``cfa`` None);
+    ``rgb_maps`` to the demosaiced image.
+    """
+
+    mosaic_maps: tuple[GainMap, ...]
+    rgb_maps: tuple[GainMap, ...]
+    cfa: np.ndarray | None
+    planes: bool = False
+
+    def channel_gains(self, rows: range, cols: range, size: tuple[int, int]) -> np.ndarray:
+        """The gain of each channel at the pixels ``rows`` x ``cols`` of the image as it is now, of ``size`` (a
+        preview's too: maps are placed relative to the image): float32 (len(rows), len(cols), 3)."""
+        gains = np.empty((len(rows), len(cols), 3), dtype=np.float32)
+        for channel in range(3):
+            gains[..., channel] = self._mosaic_gain(channel, rows, cols, size)
+            for gain_map in self.rgb_maps:
+                _dense(gain_map, size).multiply(gains[..., channel], rows, cols, size, channel)
+        return gains
+
+    def _mosaic_gain(self, channel: int, rows: range, cols: range, size: tuple[int, int]) -> np.ndarray:
+        if self.planes:
+            return combined_gain([_dense(m, size) for m in self.mosaic_maps], rows, cols, size, channel)
+        if self.cfa is None:  # another mosaic: every map's mean, the colours' sites not told apart
+            fields = [_dense(m, size).field(rows, cols, size) for m in self.mosaic_maps]
+            return np.mean(fields, axis=0) if fields else np.ones((len(rows), len(cols)), dtype=np.float32)
+        # a Bayer channel: the mean of the gains of its sites in the 2 x 2 pattern (green has two)
+        sites = np.argwhere(self.cfa == channel)
+        fields = [combined_gain([_dense(m, size) for m in self.mosaic_maps
+                                 if (y - m.top) % m.row_pitch == 0 and (x - m.left) % m.col_pitch == 0],
+                                rows, cols, size) for y, x in sites]
+        return np.mean(fields, axis=0)
+
+
+def _dense(gain_map: GainMap, size: tuple[int, int]) -> GainMap:
+    """``gain_map`` on every pixel of an image of ``size``: its gains wherever a site of its own would be."""
+    return replace(gain_map, top=0, left=0, bottom=size[0], right=size[1], row_pitch=1, col_pitch=1)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.channels import scale_channels
+from engine.io.gain_map import Shading
 from engine.training import synthetic
 
 # The 10th percentile of the sample variance of 64 unit-variance Gaussian samples (0.779, measured over 10^5
@@ -31,16 +32,27 @@ NOISE_SOURCES = ("auto", "profile", "iso", "estimate")
 
 @dataclass(frozen=True)
 class NoiseModel:
-    """Variance ``shot * s + read`` per colour channel R, G, B; ``origin`` says where it came from."""
+    """Variance ``shot * s + read`` per colour channel R, G, B; ``origin`` says where it came from.
+
+    ``shading``: the lens-shading maps the demosaic stage applied, which raised signal and noise alike by a gain
+    ``g``: there the variance is ``g * shot * s + g^2 * read``.
+    """
 
     shot: tuple[float, float, float]
     read: tuple[float, float, float]
     origin: str
+    shading: Shading | None = None
 
-    def sigma(self, rgb: np.ndarray) -> np.ndarray:
-        """Per-pixel, per-channel noise standard deviation of linear camera RGB (H, W, 3), float32."""
+    def sigma(self, rgb: np.ndarray, window: tuple[range, range, tuple[int, int]] | None = None) -> np.ndarray:
+        """Per-pixel, per-channel noise standard deviation of linear camera RGB (H, W, 3), float32. ``window``
+        says where ``rgb`` lies in the image (rows, columns, the image's size), for the shading's gains."""
         out = np.maximum(rgb, np.float32(0.0), dtype=np.float32)  # one buffer, worked in place (18 MP: 216 MB)
-        return np.sqrt(scale_channels(out, self.shot, self.read), out=out)
+        if self.shading is None or window is None:
+            return np.sqrt(scale_channels(out, self.shot, self.read), out=out)
+        gain = self.shading.channel_gains(*window)
+        out *= gain * np.asarray(self.shot, dtype=np.float32)
+        out += np.square(gain) * np.asarray(self.read, dtype=np.float32)
+        return np.sqrt(out, out=out)
 
 
 def from_profile(profile: np.ndarray | None) -> NoiseModel | None:

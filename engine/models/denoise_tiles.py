@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 class NoiseLevel(Protocol):
     """What the denoiser needs of a noise model (:class:`engine.io.noise_level.NoiseModel` is one)."""
 
-    def sigma(self, rgb: np.ndarray) -> np.ndarray:
-        """Per-pixel noise standard deviation of linear camera RGB (H, W, 3), float32."""
+    def sigma(self, rgb: np.ndarray, window: tuple[range, range, tuple[int, int]] | None = None) -> np.ndarray:
+        """Per-pixel noise standard deviation of linear camera RGB (H, W, 3), float32; ``window``: where ``rgb``
+        lies in the image (rows, columns, the image's size)."""
         ...
 
 
@@ -115,7 +116,7 @@ def _denoise_tile(net: FusedDenoiser, rgb: np.ndarray, rows: tuple[int, int], co
     c0, c1 = max(0, (x0 - margin) // multiple * multiple), min(w, x1 + margin)
     b0, b1, d0, d1 = max(0, r0 - 1), min(h, r1 + 1), max(0, c0 - 1), min(w, c1 + 1)
     blurred = cv2.blur(rgb[b0:b1, d0:d1], (3, 3), borderType=cv2.BORDER_REFLECT_101)
-    sigma = noise.sigma(blurred[r0 - b0 : r1 - b0, c0 - d0 : c1 - d0])
+    sigma = noise.sigma(blurred[r0 - b0 : r1 - b0, c0 - d0 : c1 - d0], (range(r0, r1), range(c0, c1), (h, w)))
     image = rgb[r0:r1, c0:c1]
     ph, pw = (-(r1 - r0)) % multiple, (-(c1 - c0)) % multiple
     if ph or pw:  # at the image's bottom or right edge
@@ -233,6 +234,10 @@ def _residual_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel) -
         blurred = F.avg_pool2d(kernels.pad_torch(x, 1, 1, 1, 1, "reflect"), 3, stride=1)  # cv2.blur, reflect-101
         shot, read = (torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
                       for v in (noise.shot, noise.read))
+        if noise.shading is not None:  # the lens-shading maps raised the noise with the signal (NoiseModel)
+            gain = torch.from_numpy(noise.shading.channel_gains(range(h), range(w), (h, w))).to(device)
+            gain = gain.permute(2, 0, 1)[None]
+            shot, read = shot * gain, read * gain * gain
         sigma = torch.sqrt(torch.clamp(blurred, min=0.0) * shot + read)
         del blurred
         ph, pw = (-h) % multiple, (-w) % multiple

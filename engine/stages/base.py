@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal, TypeAlias
 import numpy as np
 
 from engine.errors import RecipeError
+from engine.io.gain_map import Shading
 from engine.io.source import Source
 from engine.recipe import Recipe
 from engine.stages.params import check_params, check_version, coerce
@@ -55,6 +56,7 @@ class Context:
     low_input: np.ndarray | None = None  # the photofinishing input at reduced resolution
     full_input: Pixels | None = None  # the photofinishing input at full resolution (a tensor on the torch path)
     white: WhiteDecision | None = None  # set by white balance, read by the colour stage
+    shading: Shading | None = None  # lens-shading maps the demosaic applied; the learned denoiser's noise model
     notes: dict[str, Any] = field(default_factory=dict)  # what each stage decided, for --stages and info
 
 

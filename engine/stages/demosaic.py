@@ -20,7 +20,7 @@ from engine import kernels, tiling
 from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
 from engine.io import gain_map
-from engine.io.gain_map import GainMap
+from engine.io.gain_map import GainMap, Shading
 from engine.stages.base import Context, Pixels, Stage
 
 
@@ -92,6 +92,9 @@ class Demosaic(Stage):
             rgb = libraw_demosaic(source, method.removeprefix("libraw-"), maps)
         if data["rgb_gain_maps"]:
             rgb = _apply_rgb_gain_maps(rgb, data["rgb_gain_maps"], source.size)
+        if maps or data["rgb_gain_maps"]:
+            ctx.shading = Shading(tuple(maps), tuple(data["rgb_gain_maps"]), source.cfa,
+                                  planes=method == "none (LinearRaw)")
         return rgb
 
 

@@ -20,7 +20,7 @@ default since recipe version 4; older recipes that name no denoiser keep the cla
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -88,6 +88,9 @@ class LearnedDenoise(Stage):
             return image
         noise = self.noise_model(params, image, ctx)
         notes.update(noise_profile=[round(noise.shot[1], 9), round(noise.read[1], 12)], noise_origin=noise.origin)
+        if ctx.shading is not None:  # the lens-shading maps raised the noise where they raised the signal
+            noise = replace(noise, shading=ctx.shading)
+            notes["noise_origin"] += ", raised by the lens-shading maps"
         if kernels.on_torch(ctx.device):
             return denoise_tiles.denoise_on_device(data["model"], image, noise, strength=min(s, 1.0))
         return denoise_tiles.denoise_image(data["model"], image, noise, strength=min(s, 1.0), device=ctx.device)
