@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 GAIN_MAX = 64.0  # six stops: far beyond any lens's shading, and a bound on what a damaged map can do
+POINTS_MAX = 1024  # grid points a side: cameras write tens (Android at most 64 x 64); a damaged count stays cheap
 HEADER = struct.Struct(">10I4dI")  # area, planes, pitches, points; spacing, origin; map planes
 
 
@@ -102,7 +103,9 @@ def parse(params: bytes) -> GainMap:
     if plane > 3 or not 1 <= planes <= 4 or not 1 <= map_planes <= 4:
         raise ValueError(f"a GainMap on plane {plane} of {planes} with {map_planes} map planes (at most 4)")
     count = points_v * points_h * map_planes
-    if points_v < 1 or points_h < 1 or len(params) < HEADER.size + 4 * count:
+    if not (1 <= points_v <= POINTS_MAX and 1 <= points_h <= POINTS_MAX):
+        raise ValueError(f"a GainMap of {points_v} x {points_h} points (1 to {POINTS_MAX} a side)")
+    if len(params) < HEADER.size + 4 * count:
         raise ValueError(f"a GainMap of {points_v} x {points_h} x {map_planes} points in {len(params)} bytes")
     # A single point needs no spacing; the SDK sets it to 1 rather than divide by a zero.
     spacing = (spacing_v if points_v > 1 else 1.0, spacing_h if points_h > 1 else 1.0)
