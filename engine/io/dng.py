@@ -58,6 +58,7 @@ class DngTags:
     polynomial_maps: list[PolynomialMap] = field(default_factory=list)  # from OpcodeList2
     gain_maps: list[GainMap] = field(default_factory=list)  # from OpcodeList2: on the raw data
     rgb_gain_maps: list[GainMap] = field(default_factory=list)  # from OpcodeList3: after demosaicing
+    default_crop: tuple[float, float, float, float] | None = None  # (top, left, height, width) in the active area
     compression: int = 1
 
 
@@ -165,7 +166,7 @@ TAG_NAMES = {
     50728: "AsShotNeutral", 50729: "AsShotWhiteXY", 50730: "BaselineExposure", 50778: "CalibrationIlluminant1",
     50779: "CalibrationIlluminant2", 50964: "ForwardMatrix1", 50965: "ForwardMatrix2", 51008: "OpcodeList1",
     51009: "OpcodeList2", 51022: "OpcodeList3", 51041: "NoiseProfile", 50712: "LinearizationTable",
-    50829: "ActiveArea",
+    50829: "ActiveArea", 50719: "DefaultCropOrigin", 50720: "DefaultCropSize",
 }
 
 # What a DNG's values may be. Real files stay far inside these; outside them lies damage, and arithmetic that
@@ -468,12 +469,28 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
                 raise page.bad(51041, profile, "not pairs of numbers in 0..1")
             tags.noise_profile = profile
             break
+    tags.default_crop = _default_crop(image)
     if 51009 in image:
         tags.polynomial_maps = _polynomial_maps(image, 51009)
         tags.gain_maps = _gain_maps(image, 51009)
     if 51022 in image:
         tags.rgb_gain_maps = _gain_maps(image, 51022)
     return tags
+
+
+def _default_crop(tags: _Tags) -> tuple[float, float, float, float] | None:
+    """DefaultCropOrigin and DefaultCropSize (the picture's area within the active area, horizontal first in the
+    tags) as (top, left, height, width); None when the file has none."""
+    origin, size = tags.floats(50719, 2), tags.floats(50720, 2)
+    if origin is None and size is None:
+        return None
+    if size is None or np.any(size <= 0) or np.any(size > LEVEL_MAX):
+        raise tags.bad(50720, size, f"not two sizes in 1..{LEVEL_MAX:g}")
+    if origin is None:
+        origin = np.zeros(2)
+    if np.any(origin < 0) or np.any(origin > LEVEL_MAX):
+        raise tags.bad(50719, origin, f"outside 0..{LEVEL_MAX:g}")
+    return float(origin[1]), float(origin[0]), float(size[1]), float(size[0])
 
 
 def _check_blends(tags: _Tags, code: int, matrices: list[np.ndarray]) -> None:

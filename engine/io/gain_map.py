@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,12 +61,17 @@ class GainMap:
         in_cols = self._selected(cols, self.left, self.right, self.col_pitch)
         if not (self.covers(plane) and len(in_rows) and len(in_cols)):
             return
-        grid = self.gains[..., min(plane - self.plane, self.gains.shape[2] - 1)].astype(np.float64)
-        along_rows = _weights(np.array(in_rows), size[0], self.origin[0], self.spacing[0], grid.shape[0])
-        along_cols = _weights(np.array(in_cols), size[1], self.origin[1], self.spacing[1], grid.shape[1])
         at = (slice(in_rows.start - rows.start, in_rows.stop - rows.start, in_rows.step),
               slice(in_cols.start - cols.start, in_cols.stop - cols.start, in_cols.step))
-        gain[at] *= (along_rows @ grid @ along_cols.T).astype(np.float32)
+        gain[at] *= self.interpolate(plane, (np.array(in_rows) + 0.5) / size[0], (np.array(in_cols) + 0.5) / size[1])
+
+    def interpolate(self, plane: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The map's gains on ``plane`` at the positions ``rows`` x ``cols`` (pixel centres, as fractions of the
+        image's height and width), wherever its area is: float32 (len(rows), len(cols))."""
+        grid = self.gains[..., min(plane - self.plane, self.gains.shape[2] - 1)].astype(np.float64)
+        along_rows = _weights(rows, self.origin[0], self.spacing[0], grid.shape[0])
+        along_cols = _weights(cols, self.origin[1], self.spacing[1], grid.shape[1])
+        return (along_rows @ grid @ along_cols.T).astype(np.float32)
 
     @staticmethod
     def _selected(span: range, start: int, end: int, pitch: int) -> range:
@@ -76,16 +81,15 @@ class GainMap:
         return range(first, max(first, min(span.stop, end)), pitch)
 
 
-def _weights(index: np.ndarray, extent: int, origin: float, spacing: float, points: int) -> np.ndarray:
-    """Bilinear weights (len(index), points) of the grid points about each pixel centre (the SDK's
+def _weights(position: np.ndarray, origin: float, spacing: float, points: int) -> np.ndarray:
+    """Bilinear weights (len(position), points) of the grid points about each position (the SDK's
     ``dng_gain_map_interpolator``: positions before the first point or past the last take that point's gain)."""
-    position = ((index + 0.5) / extent - origin) / spacing
-    position = np.clip(np.nan_to_num(position, nan=0.0), 0.0, points - 1)
+    position = np.clip(np.nan_to_num((position - origin) / spacing, nan=0.0), 0.0, points - 1)
     low = np.minimum(np.floor(position).astype(np.int64), points - 1)
     high = np.minimum(low + 1, points - 1)
     fraction = position - low
-    weights = np.zeros((index.size, points))
-    every = np.arange(index.size)
+    weights = np.zeros((position.size, points))
+    every = np.arange(position.size)
     weights[every, low] += 1.0 - fraction
     weights[every, high] += fraction  # a second statement: where high == low the two weights add up to 1
     return weights
@@ -161,38 +165,46 @@ class Shading:
 
     ``mosaic_maps`` were applied to a Bayer mosaic of pattern ``cfa`` (2 x 2 channel indices), to the planes of a
     LinearRaw image (``cfa`` None, ``planes`` True) or to another mosaic (X-Trans, 4-colour: ``cfa`` None);
-    ``rgb_maps`` to the demosaiced image.
+    ``rgb_maps`` to the demosaiced image. ``size`` is the image's (H, W) then, ``window`` the (top, left, height,
+    width) of it that the render kept (DNG DefaultCrop).
     """
 
     mosaic_maps: tuple[GainMap, ...]
     rgb_maps: tuple[GainMap, ...]
     cfa: np.ndarray | None
+    size: tuple[int, int]
+    window: tuple[int, int, int, int] | None = None
     planes: bool = False
 
     def channel_gains(self, rows: range, cols: range, size: tuple[int, int]) -> np.ndarray:
-        """The gain of each channel at the pixels ``rows`` x ``cols`` of the image as it is now, of ``size`` (a
-        preview's too: maps are placed relative to the image): float32 (len(rows), len(cols), 3)."""
+        """The gain of each channel at the pixels ``rows`` x ``cols`` of the image as it is now, of ``size`` (the
+        window, or a preview of it): float32 (len(rows), len(cols), 3)."""
+        top, left, height, width = self.window or (0, 0, *self.size)
+        at_rows = (top + (np.array(rows) + 0.5) * height / size[0]) / self.size[0]
+        at_cols = (left + (np.array(cols) + 0.5) * width / size[1]) / self.size[1]
         gains = np.empty((len(rows), len(cols), 3), dtype=np.float32)
         for channel in range(3):
-            gains[..., channel] = self._mosaic_gain(channel, rows, cols, size)
+            gains[..., channel] = self._mosaic_gain(channel, at_rows, at_cols)
             for gain_map in self.rgb_maps:
-                _dense(gain_map, size).multiply(gains[..., channel], rows, cols, size, channel)
+                if gain_map.covers(channel):
+                    gains[..., channel] *= gain_map.interpolate(channel, at_rows, at_cols)
         return gains
 
-    def _mosaic_gain(self, channel: int, rows: range, cols: range, size: tuple[int, int]) -> np.ndarray:
+    def _mosaic_gain(self, channel: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         if self.planes:
-            return combined_gain([_dense(m, size) for m in self.mosaic_maps], rows, cols, size, channel)
+            return _product([m for m in self.mosaic_maps if m.covers(channel)], channel, rows, cols)
         if self.cfa is None:  # another mosaic: every map's mean, the colours' sites not told apart
-            fields = [_dense(m, size).field(rows, cols, size) for m in self.mosaic_maps]
-            return np.mean(fields, axis=0) if fields else np.ones((len(rows), len(cols)), dtype=np.float32)
+            fields = [m.interpolate(0, rows, cols) for m in self.mosaic_maps]
+            return np.mean(fields, axis=0) if fields else np.ones((rows.size, cols.size), dtype=np.float32)
         # a Bayer channel: the mean of the gains of its sites in the 2 x 2 pattern (green has two)
         sites = np.argwhere(self.cfa == channel)
-        fields = [combined_gain([_dense(m, size) for m in self.mosaic_maps
-                                 if (y - m.top) % m.row_pitch == 0 and (x - m.left) % m.col_pitch == 0],
-                                rows, cols, size) for y, x in sites]
-        return np.mean(fields, axis=0)
+        return np.mean([_product([m for m in self.mosaic_maps if (y - m.top) % m.row_pitch == 0
+                                  and (x - m.left) % m.col_pitch == 0], 0, rows, cols) for y, x in sites], axis=0)
 
 
-def _dense(gain_map: GainMap, size: tuple[int, int]) -> GainMap:
-    """``gain_map`` on every pixel of an image of ``size``: its gains wherever a site of its own would be."""
-    return replace(gain_map, top=0, left=0, bottom=size[0], right=size[1], row_pitch=1, col_pitch=1)
+def _product(maps: list[GainMap], plane: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The product of ``maps``' gains at every position ``rows`` x ``cols``, their areas disregarded."""
+    gain = np.ones((rows.size, cols.size), dtype=np.float32)
+    for gain_map in maps:
+        gain *= gain_map.interpolate(plane, rows, cols)
+    return gain

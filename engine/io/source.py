@@ -89,6 +89,8 @@ class Source:
     # DNG GainMap opcodes (lens shading, :mod:`engine.io.gain_map`): on the raw data, and after demosaicing
     gain_maps: list = field(default_factory=list)
     rgb_gain_maps: list = field(default_factory=list)
+    # The picture's area within ``sensor`` (DNG DefaultCrop: top, left, height, width); None: all of it
+    crop: tuple[int, int, int, int] | None = None
     needs_libraw_demosaic: bool = False  # X-Trans and 4-colour sensors
     exif: dict[str, str] = field(default_factory=dict)  # carried over to outputs
     # True when the file holds no usable as-shot white balance: ``as_shot_neutral`` is then only LibRaw's daylight
@@ -240,12 +242,31 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
         gain_maps=dng.gain_maps if dng else [],
         rgb_gain_maps=dng.rgb_gain_maps if dng else [],
+        crop=_default_crop(path, dng, sensor.shape[:2]),
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,
     )
     _fill_from_exif(source, exif)
     _check_plausible(source)
     return source
+
+
+CROP_MIN = 16  # pixels a side: a DefaultCrop that keeps less is damage, not a picture
+
+
+def _default_crop(path: Path, dng: DngTags | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The DNG's DefaultCrop in whole pixels, kept within the image (writers round it differently); None when it
+    keeps the whole image or the file has none."""
+    if dng is None or dng.default_crop is None:
+        return None
+    top, left, height, width = (int(round(v)) for v in dng.default_crop)
+    top, left = min(top, size[0]), min(left, size[1])
+    height, width = min(height, size[0] - top), min(width, size[1] - left)
+    if min(height, width) < CROP_MIN:
+        raise CorruptInputError(f"{path}: damaged DNG: its DefaultCrop keeps {max(width, 0)} x {max(height, 0)} "
+                                f"of the {size[1]} x {size[0]} pixels; the file was damaged or written by a faulty "
+                                "tool")
+    return None if (height, width) == size else (top, left, height, width)
 
 
 class _NoShootingInfo:

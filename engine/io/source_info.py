@@ -48,6 +48,8 @@ def describe(source: Source) -> dict[str, Any]:
         "baseline_exposure": source.baseline_exposure,
         "noise_profile": _rounded(source.noise_profile, 10) if source.noise_profile is not None else None,
         "lens_shading": _lens_shading(source),
+        "default_crop": dict(zip(("top", "left", "height", "width"), source.crop, strict=True))
+        if source.crop else None,
     }
     cal = source.calibration
     neutral = _as_shot_or_estimate(source)

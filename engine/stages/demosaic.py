@@ -26,12 +26,14 @@ from engine.stages.base import Context, Pixels, Stage
 
 @dataclass(frozen=True)
 class DemosaicParams:
-    """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"; and
-    whether the file's lens-shading maps (DNG GainMap opcodes: phones, drones) are applied."""
+    """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"; whether
+    the file's lens-shading maps (DNG GainMap opcodes: phones, drones) are applied; and whether the picture is cut
+    to the DNG's DefaultCrop, as Adobe's converters and the camera do."""
 
     VERSION: ClassVar[int] = 2
     algorithm: Literal["mhc", "ahd", "dcb", "aahd", "vng"] = "mhc"
     gain_map: bool = True
+    default_crop: bool = True
 
 
 LIBRAW_TILE = 512  # the smallest side LibRaw's own X-Trans demosaic takes (measured: 510 px fails, 516 works)
@@ -53,8 +55,8 @@ class Demosaic(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1 left a DNG's GainMaps unapplied: keep it so, so old recipes render the same."""
-        return {"gain_map": False, **params} if version < 2 else params
+        """Version 1 left a DNG's GainMaps and DefaultCrop unapplied: keep it so, so old recipes render the same."""
+        return {"gain_map": False, "default_crop": False, **params} if version < 2 else params
 
     def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
@@ -76,8 +78,11 @@ class Demosaic(Stage):
         if has_maps:
             ctx.notes["gain_maps"] = _gain_map_note(source, applied=params.gain_map)
         use = has_maps and params.gain_map
+        crop = source.crop if params.default_crop and source.kind == "raw" else None
+        if crop:
+            ctx.notes["default_crop"] = dict(zip(("top", "left", "height", "width"), crop, strict=True))
         return {"method": method, "gain_maps": source.gain_maps if use else [],
-                "rgb_gain_maps": source.rgb_gain_maps if use else []}
+                "rgb_gain_maps": source.rgb_gain_maps if use else [], "crop": crop}
 
     def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         source = ctx.source
@@ -92,10 +97,18 @@ class Demosaic(Stage):
             rgb = libraw_demosaic(source, method.removeprefix("libraw-"), maps)
         if data["rgb_gain_maps"]:
             rgb = _apply_rgb_gain_maps(rgb, data["rgb_gain_maps"], source.size)
+        crop = data["crop"]
         if maps or data["rgb_gain_maps"]:
-            ctx.shading = Shading(tuple(maps), tuple(data["rgb_gain_maps"]), source.cfa,
+            ctx.shading = Shading(tuple(maps), tuple(data["rgb_gain_maps"]), source.cfa, source.size, crop,
                                   planes=method == "none (LinearRaw)")
-        return rgb
+        return _cropped(rgb, crop) if crop else rgb
+
+
+def _cropped(rgb: Pixels, crop: tuple[int, int, int, int]) -> Pixels:
+    """The picture's area (DNG DefaultCrop), as an image of its own (later stages work in place)."""
+    top, left, height, width = crop
+    window = rgb[top : top + height, left : left + width]
+    return np.ascontiguousarray(window) if isinstance(window, np.ndarray) else window.contiguous()
 
 
 def _gain_map_note(source, applied: bool) -> str:

@@ -68,6 +68,7 @@ def format_description(info: dict[str, Any]) -> str:
             ("noise profile", " ".join(f"{v:.3g}" for v in sensor["noise_profile"])
              if sensor["noise_profile"] else "-"),
             ("lens shading", sensor["lens_shading"]),
+            ("default crop", _crop_line(sensor["default_crop"])),
             ("as-shot WB", _white_balance_line(wb)),
             ("colour", colour["origin"]),
         ]
@@ -89,3 +90,9 @@ def _white_balance_line(wb: dict[str, Any]) -> str:
     if not wb.get("in_file", True):
         return f"none in the file; learned estimate: {values}"
     return f"{values} (from {wb['origin']})"
+
+
+def _crop_line(crop: dict | None) -> str:
+    if not crop:
+        return "none (the whole image)"
+    return "{width} x {height} from ({left}, {top}), applied at render".format(**crop)
