@@ -60,29 +60,14 @@ class Demosaic(Stage):
 
     def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
-        if source.kind == "rgb":
-            method = "linearise sRGB"
-        elif source.sensor.ndim == 3:
-            method = "none (LinearRaw)"
-        elif source.needs_libraw_demosaic or params.algorithm != "mhc" or source.cfa is None:
-            # "mhc" is ours and Bayer-only: other sensors asked for it get LibRaw's AHD. Unknown algorithms
-            # never get here (the params' Literal refuses them).
-            algorithm = params.algorithm if params.algorithm in _LIBRAW_ALGORITHMS else "ahd"
-            if source.cfa is None and min(source.size) < LIBRAW_TILE:
-                algorithm = "vng"  # LibRaw's X-Trans demosaic works in 512 px tiles: a smaller picture fails
-            method = f"libraw-{algorithm}"
-        else:
-            method = "mhc"
-        ctx.notes["demosaic"] = method
-        has_maps = source.kind == "raw" and bool(source.gain_maps or source.rgb_gain_maps)
-        if has_maps:
+        method = ctx.notes["demosaic"] = _method(params, source)
+        if source.gain_maps or source.rgb_gain_maps:  # only a raw has them, or a crop
             ctx.notes["gain_maps"] = _gain_map_note(source, applied=params.gain_map)
-        use = has_maps and params.gain_map
-        crop = source.crop if params.default_crop and source.kind == "raw" else None
+        crop = source.crop if params.default_crop else None
         if crop:
             ctx.notes["default_crop"] = dict(zip(("top", "left", "height", "width"), crop, strict=True))
-        return {"method": method, "gain_maps": source.gain_maps if use else [],
-                "rgb_gain_maps": source.rgb_gain_maps if use else [], "crop": crop}
+        return {"method": method, "gain_maps": source.gain_maps if params.gain_map else [],
+                "rgb_gain_maps": source.rgb_gain_maps if params.gain_map else [], "crop": crop}
 
     def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         source = ctx.source
@@ -102,6 +87,22 @@ class Demosaic(Stage):
             ctx.shading = Shading(tuple(maps), tuple(data["rgb_gain_maps"]), source.cfa, source.size, crop,
                                   planes=method == "none (LinearRaw)")
         return _cropped(rgb, crop) if crop else rgb
+
+
+def _method(params: DemosaicParams, source) -> str:
+    """How the source becomes linear camera RGB: ``mhc`` (ours), ``libraw-ALGORITHM``, or no demosaic at all."""
+    if source.kind == "rgb":
+        return "linearise sRGB"
+    if source.sensor.ndim == 3:
+        return "none (LinearRaw)"
+    if source.needs_libraw_demosaic or params.algorithm != "mhc" or source.cfa is None:
+        # "mhc" is ours and Bayer-only: other sensors asked for it get LibRaw's AHD. Unknown algorithms never get
+        # here (the params' Literal refuses them).
+        algorithm = params.algorithm if params.algorithm in _LIBRAW_ALGORITHMS else "ahd"
+        if source.cfa is None and min(source.size) < LIBRAW_TILE:
+            algorithm = "vng"  # LibRaw's X-Trans demosaic works in 512 px tiles: a smaller picture fails
+        return f"libraw-{algorithm}"
+    return "mhc"
 
 
 def _cropped(rgb: Pixels, crop: tuple[int, int, int, int]) -> Pixels:
