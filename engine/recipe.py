@@ -17,8 +17,8 @@ hostplug wrote before it stamped them. A recipe of an older version is read with
 of its day made explicit (:func:`engine.stages.catalogue.pin_former_defaults`): version 1 recipes keep the
 classical denoiser and the "lite" learned networks, version 2 recipes the "fast" learned denoiser, version 3
 recipes the "mid" one, and versions 1 to 3 the classical denoiser where they name none (version 4 made "auto",
-learned where it pays, the default); versions 1 to 4 keep a demosaic that leaves a DNG's lens-shading maps and
-DefaultCrop unapplied (version 5 applies them).
+learned where it pays, the default); versions 1 to 4 keep a demosaic that leaves a DNG's lens-shading maps, lens
+warps and DefaultCrop unapplied (version 5 applies them).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, Literal, get_args
 from engine.errors import RecipeError
 from engine.stages.catalogue import current_version, pin_former_defaults
 
-RECIPE_VERSION = 5  # 4: the default denoiser became "auto", with "mid2"; 5: DNG GainMaps and DefaultCrop
+RECIPE_VERSION = 5  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop
 WbMode = Literal["as-shot", "auto", "custom"]
 WB_MODES: tuple[str, ...] = get_args(WbMode)
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
 
 from engine.errors import CorruptInputError, HostplugError, UnsupportedInputError
-from engine.io import gain_map
+from engine.io import gain_map, lens_warp
 from engine.io.gain_map import GainMap
+from engine.io.lens_warp import RectilinearWarp
 from engine.io.limits import check_pixels, quiet_tifffile
 
 # EXIF LightSource codes of the calibration illuminants, mapped to correlated colour temperature (DNG SDK).
@@ -57,7 +60,8 @@ class DngTags:
     unique_camera_model: str = ""
     polynomial_maps: list[PolynomialMap] = field(default_factory=list)  # from OpcodeList2
     gain_maps: list[GainMap] = field(default_factory=list)  # from OpcodeList2: on the raw data
-    rgb_gain_maps: list[GainMap] = field(default_factory=list)  # from OpcodeList3: after demosaicing
+    # from OpcodeList3, in order: GainMaps and lens warps (WarpRectilinear), applied after demosaicing
+    rgb_opcodes: list[GainMap | RectilinearWarp] = field(default_factory=list)
     default_crop: tuple[float, float, float, float] | None = None  # (top, left, height, width) in the active area
     compression: int = 1
 
@@ -262,16 +266,20 @@ def _polynomial_maps(tags: _Tags, code: int) -> list[PolynomialMap]:
     return maps
 
 
-def _gain_maps(tags: _Tags, code: int) -> list[GainMap]:
-    """The GainMap opcodes of an opcode list, checked (:func:`engine.io.gain_map.parse`)."""
-    maps: list[GainMap] = []
+def _parsed_opcodes(tags: _Tags, code: int, parsers: dict[int, Callable[[bytes], Any]]) -> list[Any]:
+    """The opcodes of an opcode list that ``parsers`` (opcode id -> parser) know, parsed and checked, in order;
+    a parser's ValueError says what is wrong."""
+    parsed = []
     for opcode_id, params in _opcode_list(tags, code):
-        if opcode_id == 9:  # GainMap
+        if opcode_id in parsers:
             try:
-                maps.append(gain_map.parse(params))
+                parsed.append(parsers[opcode_id](params))
             except ValueError as e:
                 raise tags.bad(code, params, str(e)) from None
-    return maps
+    return parsed
+
+
+GAIN_MAP, WARP_RECTILINEAR = 9, 1  # opcode ids (DNG 1.3, chapter 7)
 
 
 # What tifffile raises on a file it cannot read as a TIFF (an OverflowError: a NaN or infinite DOUBLE where it
@@ -472,9 +480,10 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
     tags.default_crop = _default_crop(image)
     if 51009 in image:
         tags.polynomial_maps = _polynomial_maps(image, 51009)
-        tags.gain_maps = _gain_maps(image, 51009)
+        tags.gain_maps = _parsed_opcodes(image, 51009, {GAIN_MAP: gain_map.parse})
     if 51022 in image:
-        tags.rgb_gain_maps = _gain_maps(image, 51022)
+        tags.rgb_opcodes = _parsed_opcodes(image, 51022, {GAIN_MAP: gain_map.parse,
+                                                          WARP_RECTILINEAR: lens_warp.parse})
     return tags
 
 

@@ -21,6 +21,8 @@ import rawpy
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
 from engine.io.bounded import pinned
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
+from engine.io.gain_map import GainMap
+from engine.io.lens_warp import RectilinearWarp
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
 
 RGB_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -86,9 +88,10 @@ class Source:
     camera: CameraInfo = field(default_factory=CameraInfo)
     format: str = ""
     polynomial_maps: list = field(default_factory=list)
-    # DNG GainMap opcodes (lens shading, :mod:`engine.io.gain_map`): on the raw data, and after demosaicing
+    # DNG opcodes LibRaw ignores: GainMaps (lens shading, :mod:`engine.io.gain_map`) on the raw data, and
+    # OpcodeList3's GainMaps and lens warps (:mod:`engine.io.lens_warp`), in order, after demosaicing
     gain_maps: list = field(default_factory=list)
-    rgb_gain_maps: list = field(default_factory=list)
+    rgb_opcodes: list = field(default_factory=list)
     # The picture's area within ``sensor`` (DNG DefaultCrop: top, left, height, width); None: all of it
     crop: tuple[int, int, int, int] | None = None
     needs_libraw_demosaic: bool = False  # X-Trans and 4-colour sensors
@@ -102,6 +105,16 @@ class Source:
     def size(self) -> tuple[int, int]:
         """Visible (height, width) before orientation is applied."""
         return self.sensor.shape[0], self.sensor.shape[1]
+
+    @property
+    def rgb_gain_maps(self) -> list[GainMap]:
+        """The GainMaps among OpcodeList3's opcodes."""
+        return [op for op in self.rgb_opcodes if isinstance(op, GainMap)]
+
+    @property
+    def lens_warps(self) -> list[RectilinearWarp]:
+        """The lens warps (WarpRectilinear) among OpcodeList3's opcodes."""
+        return [op for op in self.rgb_opcodes if isinstance(op, RectilinearWarp)]
 
 
 def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
@@ -241,7 +254,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         format=path.suffix.lstrip(".").upper(),
         polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
         gain_maps=dng.gain_maps if dng else [],
-        rgb_gain_maps=dng.rgb_gain_maps if dng else [],
+        rgb_opcodes=dng.rgb_opcodes if dng else [],
         crop=_default_crop(path, dng, sensor.shape[:2]),
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,

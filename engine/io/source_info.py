@@ -48,6 +48,9 @@ def describe(source: Source) -> dict[str, Any]:
         "baseline_exposure": source.baseline_exposure,
         "noise_profile": _rounded(source.noise_profile, 10) if source.noise_profile is not None else None,
         "lens_shading": _lens_shading(source),
+        "lens_warp": (f"{len(source.lens_warps)} WarpRectilinear in OpcodeList3 "
+                      f"({len(source.lens_warps[0].coefficients)} plane(s)), applied at render"
+                      if source.lens_warps else "none in the file"),
         "default_crop": dict(zip(("top", "left", "height", "width"), source.crop, strict=True))
         if source.crop else None,
     }

@@ -45,7 +45,7 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 # the params version that a recipe storing no params got then: (stage, implementation, params version).
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
     v: {"demosaic": "mhc", **({"denoise": "classical"} if v < 4 else {})} for v in (1, 2, 3, 4)}
-_DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps and DefaultCrop; 1 did not
+_DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1),  # the "lite" networks
     2: (("denoise", "learned", 2), ("denoise", "auto", 1), _DEMOSAIC_V1),  # denoise-fast; auto from ISO 1600
@@ -60,8 +60,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     denoiser, and the learned denoiser and detail stages with their version 1 params (the "lite" networks);
     version 2 meant the "fast" learned denoiser (params version 2), and "auto" with it from ISO 1600; versions 1
     to 3 meant the classical denoiser, and version 3 the "mid" learned denoiser (auto from ISO 800); versions 1
-    to 4 meant a demosaic that left a DNG's lens-shading GainMaps and DefaultCrop unapplied (demosaic params
-    version 1)."""
+    to 4 meant a demosaic that left a DNG's lens-shading GainMaps, lens warps and DefaultCrop unapplied
+    (demosaic params version 1)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

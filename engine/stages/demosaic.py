@@ -26,13 +26,14 @@ from engine.stages.base import Context, Pixels, Stage
 
 @dataclass(frozen=True)
 class DemosaicParams:
-    """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"; whether
-    the file's lens-shading maps (DNG GainMap opcodes: phones, drones) are applied; and whether the picture is cut
-    to the DNG's DefaultCrop, as Adobe's converters and the camera do."""
+    """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"; and
+    whether the corrections a DNG carries and LibRaw leaves out are made: its lens shading (GainMap opcodes), its
+    lens distortion (WarpRectilinear) and its DefaultCrop, as Adobe's converters and the camera make them."""
 
     VERSION: ClassVar[int] = 2
     algorithm: Literal["mhc", "ahd", "dcb", "aahd", "vng"] = "mhc"
     gain_map: bool = True
+    lens_warp: bool = True
     default_crop: bool = True
 
 
@@ -55,19 +56,24 @@ class Demosaic(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1 left a DNG's GainMaps and DefaultCrop unapplied: keep it so, so old recipes render the same."""
-        return {"gain_map": False, "default_crop": False, **params} if version < 2 else params
+        """Version 1 left a DNG's GainMaps, lens warps and DefaultCrop unapplied: so old recipes render the same."""
+        return {"gain_map": False, "lens_warp": False, "default_crop": False, **params} if version < 2 else params
 
     def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
         method = ctx.notes["demosaic"] = _method(params, source)
         if source.gain_maps or source.rgb_gain_maps:  # only a raw has them, or a crop
             ctx.notes["gain_maps"] = _gain_map_note(source, applied=params.gain_map)
+        if source.lens_warps:
+            ctx.notes["lens_warp"] = (f"{len(source.lens_warps)} WarpRectilinear in OpcodeList3: "
+                                      + ("applied" if params.lens_warp else "not applied (lens_warp off)"))
         crop = source.crop if params.default_crop else None
         if crop:
             ctx.notes["default_crop"] = dict(zip(("top", "left", "height", "width"), crop, strict=True))
+        rgb_opcodes = [op for op in source.rgb_opcodes
+                       if (params.gain_map if isinstance(op, GainMap) else params.lens_warp)]
         return {"method": method, "gain_maps": source.gain_maps if params.gain_map else [],
-                "rgb_gain_maps": source.rgb_gain_maps if params.gain_map else [], "crop": crop}
+                "rgb_opcodes": rgb_opcodes, "crop": crop}
 
     def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         source = ctx.source
@@ -80,11 +86,15 @@ class Demosaic(Stage):
             rgb = bayer_to_rgb(source, ctx.device, maps)
         else:
             rgb = libraw_demosaic(source, method.removeprefix("libraw-"), maps)
-        if data["rgb_gain_maps"]:
-            rgb = _apply_rgb_gain_maps(rgb, data["rgb_gain_maps"], source.size)
+        rgb_maps = [op for op in data["rgb_opcodes"] if isinstance(op, GainMap)]
+        for opcode in data["rgb_opcodes"]:  # in the file's order
+            if isinstance(opcode, GainMap):
+                rgb = _apply_rgb_gain_maps(rgb, [opcode], source.size)
+            else:  # a lens warp resamples on the host; the pipeline takes the result back to the device
+                rgb = opcode.apply(kernels.to_host(rgb))
         crop = data["crop"]
-        if maps or data["rgb_gain_maps"]:
-            ctx.shading = Shading(tuple(maps), tuple(data["rgb_gain_maps"]), source.cfa, source.size, crop,
+        if maps or rgb_maps:
+            ctx.shading = Shading(tuple(maps), tuple(rgb_maps), source.cfa, source.size, crop,
                                   planes=method == "none (LinearRaw)")
         return _cropped(rgb, crop) if crop else rgb
 

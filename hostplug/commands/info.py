@@ -68,6 +68,7 @@ def format_description(info: dict[str, Any]) -> str:
             ("noise profile", " ".join(f"{v:.3g}" for v in sensor["noise_profile"])
              if sensor["noise_profile"] else "-"),
             ("lens shading", sensor["lens_shading"]),
+            ("lens warp", sensor["lens_warp"]),
             ("default crop", _crop_line(sensor["default_crop"])),
             ("as-shot WB", _white_balance_line(wb)),
             ("colour", colour["origin"]),

@@ -1,0 +1,151 @@
+"""DNG lens-distortion correction (WarpRectilinear in OpcodeList3, which phones, drones and Adobe's DNG Converter
+write and LibRaw ignores): a raw whose lens bent the scene renders as the scene itself."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import engine
+from engine.io import lens_warp
+from engine.io.lens_warp import RectilinearWarp
+from engine.recipe import Recipe
+from engine.training import synthetic
+from engine.training.raw_noise import RGGB, mosaic
+from tests.conftest import hostplug
+from tests.hostile_inputs import dng_with, undefined
+
+HEIGHT, WIDTH = 528, 792
+LINEAR = {name: engine.StageSettings(enabled=False) for name in ("denoise", "photofinish", "detail")}
+# A phone's wide lens corrected: barrel distortion (the corners' light fell about 8 % nearer the middle), with a
+# little lateral colour (red and blue slightly apart) and a tangential term.
+BARREL = RectilinearWarp(((1.0, -0.10, 0.02, 0.0, 0.001, -0.0005), (1.0, -0.09, 0.02, 0.0, 0.001, -0.0005),
+                          (1.0, -0.085, 0.02, 0.0, 0.001, -0.0005)), (0.48, 0.52))
+
+
+def _sdk_source(warp: RectilinearWarp, row: int, col: int, plane: int) -> tuple[float, float]:
+    """The DNG SDK's dng_filter_warp::GetSrcPixelPosition for one pixel, written out step by step."""
+    kr, kt = warp.coefficients[plane][:4], warp.coefficients[plane][4:]
+    centre_h, centre_v = warp.centre[0] * WIDTH, warp.centre[1] * HEIGHT
+    norm = max(math.dist((centre_v, centre_h), corner) for corner in ((0, 0), (0, WIDTH), (HEIGHT, 0),
+                                                                       (HEIGHT, WIDTH)))
+    dv, dh = (row - centre_v) / norm, (col - centre_h) / norm
+    rr = min(dv * dv + dh * dh, 1.0)
+    ratio = kr[0] + kr[1] * rr + kr[2] * rr**2 + kr[3] * rr**3
+    tan_v = kt[0] * (rr + 2 * dv * dv) + 2 * kt[1] * dh * dv
+    tan_h = kt[1] * (rr + 2 * dh * dh) + 2 * kt[0] * dh * dv
+    return centre_h + norm * (dh * ratio + tan_h), centre_v + norm * (dv * ratio + tan_v)
+
+
+def test_each_pixel_is_read_where_the_dng_sdk_reads_it() -> None:
+    # an image of its own coordinates: a bicubic resample of a ramp returns the position it was read at
+    y, x = np.meshgrid(np.arange(HEIGHT), np.arange(WIDTH), indexing="ij")
+    ramps = np.stack([x / WIDTH, y / HEIGHT, x / WIDTH], axis=2).astype(np.float32)
+    corrected = BARREL.apply(ramps)
+    for row, col in ((60, 90), (264, 396), (400, 700), (500, 30)):
+        for plane, (axis, extent) in enumerate(((0, WIDTH), (1, HEIGHT), (0, WIDTH))):
+            expected = _sdk_source(BARREL, row, col, plane)[axis]
+            # within the 1/32 px steps in which OpenCV, like the SDK, places its bicubic kernel
+            assert corrected[row, col, plane] * extent == pytest.approx(expected, abs=1 / 16)
+    assert lens_warp.parse(lens_warp.encode(BARREL)) == BARREL
+
+
+@pytest.fixture(scope="module")
+def bent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A noiseless chart, and the same chart as the lens bent it, with the warp that straightens it."""
+    folder = tmp_path_factory.mktemp("lens_warp")
+    raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D55"),
+                               synthetic.scene_colorchecker(HEIGHT, WIDTH, specular_peak=0.0), iso=100, noise=False)
+    scene = raw.camera_rgb
+    # where on the sensor each scene point landed: invert the correction (a fixed point; mild distortion)
+    y, x = np.meshgrid(np.arange(HEIGHT, dtype=np.float64), np.arange(WIDTH, dtype=np.float64), indexing="ij")
+    planes = []
+    for plane in range(3):
+        px, py = x.copy(), y.copy()
+        for _ in range(30):
+            sx, sy = BARREL.source_of(px, py, (HEIGHT, WIDTH), plane)
+            px, py = px - (sx - x), py - (sy - y)
+        planes.append(cv2.remap(np.ascontiguousarray(scene[..., plane]), px.astype(np.float32),
+                                py.astype(np.float32), cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
+    span = synthetic.WHITE_LEVEL - synthetic.BLACK_LEVEL
+
+    def as_raw(rgb: np.ndarray) -> synthetic.SyntheticRaw:
+        signal = mosaic(np.clip(rgb, 0, 1), RGGB)
+        return replace(raw, cfa=np.rint(synthetic.BLACK_LEVEL + signal * span).astype(np.uint16))
+
+    def write(name: str, rgb: np.ndarray, lists: dict[int, bytes] | None = None) -> Path:
+        synthetic.write_dng(folder / name, as_raw(rgb), make="hostplug", model="Synthetic wide lens", iso=100,
+                            exposure_time=0.01, f_number=2.0, opcode_lists=lists)
+        return folder / name
+
+    warp_list = struct.pack(">I", 1) + struct.pack(">IIII", 1, 0x01030000, 0, len(lens_warp.encode(BARREL)))
+    return {"scene": write("scene.dng", scene),
+            "bent": write("bent.dng", np.stack(planes, axis=2), {51022: warp_list + lens_warp.encode(BARREL)})}
+
+
+def _render(path: Path, **demosaic: object) -> engine.Rendered:
+    return engine.render(engine.open(path), Recipe(stages={**LINEAR, "demosaic": engine.StageSettings(
+        params=demosaic)}))
+
+
+def _interior(image: np.ndarray) -> np.ndarray:
+    """The picture away from its edges (which the bent raw does not reach), smoothed past the demosaic's detail."""
+    return cv2.blur(image, (5, 5))[40:-40, 60:-60]
+
+
+def test_a_bent_raw_renders_as_the_straight_scene(bent: dict[str, Path]) -> None:
+    scene = _interior(_render(bent["scene"]).pixels)
+    corrected = _render(bent["bent"])
+    assert corrected.notes["lens_warp"] == "1 WarpRectilinear in OpcodeList3: applied"
+    error = np.abs(_interior(corrected.pixels) - scene)
+    left = np.abs(_interior(_render(bent["bent"], lens_warp=False).pixels) - scene)
+    assert np.median(error) < 0.002 and error.mean() < 0.01  # measured: 0.0001 and 0.0026 (without: 0.0188)
+    assert left.mean() > 5 * error.mean()
+
+
+def test_info_names_the_warp_and_a_damaged_warp_is_refused(bent: dict[str, Path], tmp_path: Path) -> None:
+    assert "lens warp         1 WarpRectilinear in OpcodeList3 (3 plane(s)), applied at render" in hostplug(
+        "info", bent["bent"]).stdout
+    wild = lens_warp.encode(replace(BARREL, coefficients=((1.0, -2.0, 0.0, 0.0, 0.0, 0.0),)))
+    listed = struct.pack(">I", 1) + struct.pack(">IIII", 1, 0x01030000, 0, len(wild)) + wild
+    damaged = tmp_path / "wild.dng"
+    damaged.write_bytes(dng_with(raw={51022: undefined(listed)}, base=bent["scene"].read_bytes()))
+    result = hostplug("render", damaged, "-o", tmp_path / "out.tif")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code != 0 and not (tmp_path / "out.tif").exists()
+    assert len(lines) == 1 and "radial ratio reaches -1..1" in lines[0], lines
+
+
+
+def test_gain_maps_and_warps_of_one_list_are_applied_in_the_files_order(bent: dict[str, Path]) -> None:
+    from engine.io.gain_map import GainMap, apply_to_planes
+    from engine.stages.base import Context
+    from engine.stages.demosaic import Demosaic, DemosaicParams, bayer_to_rgb
+
+    # brighter to the right: a gain that the warp moves, so the order shows
+    ramp = GainMap(0, 0, HEIGHT, WIDTH, 0, 3, 1, 1, (1.0, 1.0), (0.0, 0.0),
+                   np.array([[[1.0], [2.0]]], dtype=np.float32))
+    source = engine.open(bent["scene"])
+    demosaiced = bayer_to_rgb(source)
+    for order in ([ramp, BARREL], [BARREL, ramp]):
+        source.rgb_opcodes = order
+        ctx = Context(source=source, recipe=Recipe())
+        rendered = Demosaic().process(None, Demosaic().prepare(DemosaicParams(), ctx), ctx)
+        expected = demosaiced.copy()
+        for opcode in order:
+            if isinstance(opcode, GainMap):
+                apply_to_planes([opcode], expected, 0, (HEIGHT, WIDTH))
+            else:
+                expected = opcode.apply(expected)
+        np.testing.assert_allclose(rendered, expected, atol=1e-6)
+        assert ctx.notes["lens_warp"] == "1 WarpRectilinear in OpcodeList3: applied"
+    source.rgb_opcodes = [ramp, BARREL]
+    ctx = Context(source=source, recipe=Recipe())
+    first = Demosaic().process(None, Demosaic().prepare(DemosaicParams(), ctx), ctx)
+    assert np.abs(first - expected).max() > 0.01  # the two orders differ
