@@ -149,3 +149,11 @@ def test_gain_maps_and_warps_of_one_list_are_applied_in_the_files_order(bent: di
     ctx = Context(source=source, recipe=Recipe())
     first = Demosaic().process(None, Demosaic().prepare(DemosaicParams(), ctx), ctx)
     assert np.abs(first - expected).max() > 0.01  # the two orders differ
+
+
+def test_the_gpu_path_warps_on_the_host_and_carries_on(bent: dict[str, Path]) -> None:
+    from engine import kernels
+
+    with kernels.torch_everywhere():
+        on_device = np.asarray(_render(bent["bent"]).pixels)
+    np.testing.assert_allclose(on_device, _render(bent["bent"]).pixels, atol=1e-4)
