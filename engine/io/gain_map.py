@@ -1,8 +1,8 @@
 """DNG GainMap opcodes: the lens-shading maps that phones and drones store in their DNGs, which LibRaw ignores.
 
 A small lens darkens the corners, and differently in each colour (a phone's corners turn green or magenta).
-Android's camera API, Adobe's DNG Converter and DJI's drones measure this per shot and store it as GainMap
-opcodes (DNG 1.3, opcode 9): a coarse grid of gains per colour plane, interpolated bilinearly over the picture.
+Android's camera API (which measures it per shot), drones and Adobe's DNG Converter store it as GainMap opcodes
+(DNG 1.3, opcode 9): a coarse grid of gains per colour plane, interpolated bilinearly over the picture.
 Without them a phone DNG renders with dark, tinted corners. darktable and RawTherapee apply them; LibRaw, and so
 rawpy, does not (rawpy issue 212).
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 GAIN_MAX = 64.0  # six stops: far beyond any lens's shading, and a bound on what a damaged map can do
-POINTS_MAX = 1024  # grid points a side: cameras write tens (Android at most 64 x 64); a damaged count stays cheap
+POINTS_MAX = 1024  # grid points a side: cameras write tens; a damaged count must stay cheap to interpolate
 HEADER = struct.Struct(">10I4dI")  # area, planes, pitches, points; spacing, origin; map planes
 
 
