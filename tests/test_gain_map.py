@@ -3,6 +3,7 @@ the lens darkened, and tinted, renders as the same scene without the shading, on
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,7 @@ import engine
 import engine.stages.demosaic as demosaic_stage
 from engine import kernels
 from engine.io import gain_map
-from engine.io.gain_map import GainMap
+from engine.io.gain_map import GainMap, RadialGain
 from engine.recipe import Recipe
 from engine.stages.demosaic import linear_raw_to_rgb
 from engine.training import synthetic
@@ -259,3 +260,47 @@ def test_a_gain_map_of_impossible_points_is_refused(tmp_path: Path, phone: dict[
     result = hostplug("info", damaged)
     assert result.exit_code != 0
     assert why in result.stderr, result.stderr[:300]
+
+
+# FixVignetteRadial: a gain rising from the optical centre (a little off the middle) to 2.6 at the farthest corner
+RADIAL = RadialGain((1.0, 0.4, 0.2, 0.0, 0.0), (0.47, 0.53))
+
+
+def test_a_radial_vignette_is_evaluated_as_the_dng_sdk_does() -> None:
+    gain = RADIAL.field(range(HEIGHT), range(WIDTH), (HEIGHT, WIDTH))
+    centre_h, centre_v = 0.47 * WIDTH, 0.53 * HEIGHT
+    radius = math.hypot(max(centre_h, WIDTH - centre_h), max(centre_v, HEIGHT - centre_v))
+    for row, col in ((0, 0), (HEIGHT - 1, WIDTH - 1), (280, 372), (100, 700)):
+        r2 = ((row + 0.5 - centre_v) ** 2 + (col + 0.5 - centre_h) ** 2) / radius**2  # at the pixel's centre
+        assert gain[row, col] == pytest.approx(1 + 1.0 * r2 + 0.4 * r2**2 + 0.2 * r2**3, rel=1e-5)
+    assert gain.max() == pytest.approx(2.6, rel=0.01) and gain.min() == pytest.approx(1.0, abs=1e-4)
+    parsed = gain_map.parse_radial(gain_map.encode_radial(RADIAL))
+    assert parsed == RADIAL
+
+
+@pytest.mark.parametrize("code", [51009, 51022], ids=["OpcodeList2, on the mosaic", "OpcodeList3, on the image"])
+def test_a_radial_vignette_is_undone_in_either_list(tmp_path: Path, code: int) -> None:
+    raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D55"),
+                               synthetic.scene_colorchecker(HEIGHT, WIDTH), iso=100, noise=False)
+    gain = RADIAL.field(range(HEIGHT), range(WIDTH), (HEIGHT, WIDTH))
+    listed = struct.pack(">I", 1) + struct.pack(">IIII", 3, 0x01030000, 0, 56) + gain_map.encode_radial(RADIAL)
+    flat = _linear(_write(tmp_path / "flat.dng", raw)).pixels
+    shaded = _linear(_write(tmp_path / "shaded.dng", _shaded(raw, gain), {code: listed}))
+    assert shaded.notes["gain_maps"] == f"1 in OpcodeList{2 if code == 51009 else 3}: applied"
+    np.testing.assert_allclose(_corner(shaded.pixels), _corner(flat), rtol=0.01)
+    assert np.median(np.abs(shaded.pixels - flat)) < 1e-3
+    info = hostplug("info", tmp_path / "shaded.dng").stdout
+    assert f"lens shading      1 FixVignetteRadial in OpcodeList{2 if code == 51009 else 3}" in info
+
+
+@pytest.mark.parametrize(("params", "why"), [
+    (gain_map.encode_radial(RADIAL)[:48], "a FixVignetteRadial opcode of 48 bytes"),
+    (gain_map.encode_radial(replace(RADIAL, centre=(1.5, 0.5))), "the centre within the image"),
+    (gain_map.encode_radial(replace(RADIAL, coefficients=(100.0, 0.0, 0.0, 0.0, 0.0))), "whose gain reaches 1..101"),
+], ids=["short", "centre outside", "gain of 101"])
+def test_a_damaged_radial_vignette_is_refused(tmp_path: Path, phone: dict[str, Path], params: bytes,
+                                              why: str) -> None:
+    damaged = tmp_path / "radial.dng"
+    damaged.write_bytes(dng_with(raw={51009: undefined(opcode_list((3, params)))}, base=phone["flat"].read_bytes()))
+    result = hostplug("info", damaged)
+    assert result.exit_code != 0 and why in result.stderr, result.stderr

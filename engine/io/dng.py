@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import tifffile
 
 from engine.errors import CorruptInputError, HostplugError, UnsupportedInputError
 from engine.io import gain_map, lens_warp
-from engine.io.gain_map import GainMap
+from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import RectilinearWarp
 from engine.io.limits import check_pixels, quiet_tifffile
 
@@ -59,9 +59,10 @@ class DngTags:
     photometric: int = 0  # 32803 = CFA, 34892 = LinearRaw
     unique_camera_model: str = ""
     polynomial_maps: list[PolynomialMap] = field(default_factory=list)  # from OpcodeList2
-    gain_maps: list[GainMap] = field(default_factory=list)  # from OpcodeList2: on the raw data
-    # from OpcodeList3, in order: GainMaps and lens warps (WarpRectilinear), applied after demosaicing
-    rgb_opcodes: list[GainMap | RectilinearWarp] = field(default_factory=list)
+    # lens shading (GainMap, FixVignetteRadial) from OpcodeList2: on the raw data
+    gain_maps: list[ShadingMap] = field(default_factory=list)
+    # from OpcodeList3, in order: lens shading and lens warps (WarpRectilinear), applied after demosaicing
+    rgb_opcodes: list[ShadingMap | RectilinearWarp] = field(default_factory=list)
     default_crop: tuple[float, float, float, float] | None = None  # (top, left, height, width) in the active area
     compression: int = 1
 
@@ -266,7 +267,7 @@ def _polynomial_maps(tags: _Tags, code: int) -> list[PolynomialMap]:
     return maps
 
 
-def _parsed_opcodes(tags: _Tags, code: int, parsers: dict[int, Callable[[bytes], Any]]) -> list[Any]:
+def _parsed_opcodes(tags: _Tags, code: int, parsers: Mapping[int, Callable[[bytes], Any]]) -> list[Any]:
     """The opcodes of an opcode list that ``parsers`` (opcode id -> parser) know, parsed and checked, in order;
     a parser's ValueError says what is wrong."""
     parsed = []
@@ -279,7 +280,8 @@ def _parsed_opcodes(tags: _Tags, code: int, parsers: dict[int, Callable[[bytes],
     return parsed
 
 
-GAIN_MAP, WARP_RECTILINEAR = 9, 1  # opcode ids (DNG 1.3, chapter 7)
+GAIN_MAP, FIX_VIGNETTE_RADIAL, WARP_RECTILINEAR = 9, 3, 1  # opcode ids (DNG 1.3, chapter 7)
+SHADING_PARSERS = {GAIN_MAP: gain_map.parse, FIX_VIGNETTE_RADIAL: gain_map.parse_radial}
 
 
 # What tifffile raises on a file it cannot read as a TIFF (an OverflowError: a NaN or infinite DOUBLE where it
@@ -480,10 +482,9 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
     tags.default_crop = _default_crop(image)
     if 51009 in image:
         tags.polynomial_maps = _polynomial_maps(image, 51009)
-        tags.gain_maps = _parsed_opcodes(image, 51009, {GAIN_MAP: gain_map.parse})
+        tags.gain_maps = _parsed_opcodes(image, 51009, SHADING_PARSERS)
     if 51022 in image:
-        tags.rgb_opcodes = _parsed_opcodes(image, 51022, {GAIN_MAP: gain_map.parse,
-                                                          WARP_RECTILINEAR: lens_warp.parse})
+        tags.rgb_opcodes = _parsed_opcodes(image, 51022, {**SHADING_PARSERS, WARP_RECTILINEAR: lens_warp.parse})
     return tags
 
 

@@ -10,13 +10,16 @@ Where a map applies follows the DNG SDK (``dng_gain_map``): grid positions are r
 image at the map's stage (the active area, :attr:`engine.io.source.Source.sensor`, for OpcodeList2 on the raw
 data and for OpcodeList3 on the demosaiced image alike), at pixel centres; a map multiplies the pixels of its area
 (every ``row_pitch``-th row and ``col_pitch``-th column from its top-left, on a Bayer mosaic usually one CFA
-position per map) in its planes, and the result is clipped at white, as the SDK clips it.
+position per map) in its planes, and the result is clipped at white, as the SDK clips it. Some phones write a
+FixVignetteRadial opcode instead (:class:`RadialGain`): a polynomial in the distance from the optical centre,
+applied the same way.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -27,8 +30,38 @@ POINTS_MAX = 1024  # grid points a side: cameras write tens; a damaged count mus
 HEADER = struct.Struct(">10I4dI")  # area, planes, pitches, points; spacing, origin; map planes
 
 
+class ShadingMap(ABC):
+    """A gain over the picture that undoes lens shading: a :class:`GainMap` or a :class:`RadialGain`."""
+
+    @abstractmethod
+    def covers(self, plane: int) -> bool:
+        """Whether the map applies to image plane ``plane``."""
+
+    @abstractmethod
+    def selects(self, row: int, col: int) -> bool:
+        """Whether the map applies to pixel (``row``, ``col``) of its area's pattern (a Bayer site, for one of
+        four per-site maps)."""
+
+    @abstractmethod
+    def multiply(self, gain: np.ndarray, rows: range, cols: range, size: tuple[int, int], plane: int = 0) -> None:
+        """Multiply ``gain`` (len(rows), len(cols)), the pixels ``rows`` x ``cols`` (runs of whole rows and
+        columns) of an image of ``size`` (H, W), in place by the map's gain where it applies on ``plane``."""
+
+    @abstractmethod
+    def interpolate(self, plane: int, rows: np.ndarray, cols: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The map's gains on ``plane`` at the positions ``rows`` x ``cols`` (pixel centres, as fractions of the
+        height and width of an image of ``size``), wherever its area is: float32 (len(rows), len(cols))."""
+
+    def field(self, rows: range, cols: range, size: tuple[int, int], plane: int = 0) -> np.ndarray:
+        """The gain at the pixels ``rows`` x ``cols`` of an image of ``size`` on ``plane``: the map's where it
+        applies, 1 elsewhere. float32 (len(rows), len(cols))."""
+        gain = np.ones((len(rows), len(cols)), dtype=np.float32)
+        self.multiply(gain, rows, cols, size, plane)
+        return gain
+
+
 @dataclass(frozen=True)
-class GainMap:
+class GainMap(ShadingMap):
     """One GainMap opcode: an area, its planes and a (points_v, points_h, map_planes) grid of gains."""
 
     top: int
@@ -44,30 +77,22 @@ class GainMap:
     gains: np.ndarray  # float32 (points_v, points_h, map_planes)
 
     def covers(self, plane: int) -> bool:
-        """Whether the map applies to image plane ``plane``."""
         return self.plane <= plane < self.plane + self.planes
 
-    def field(self, rows: range, cols: range, size: tuple[int, int], plane: int = 0) -> np.ndarray:
-        """The gain at the pixels ``rows`` x ``cols`` (runs of whole rows and columns) of an image of ``size``
-        (H, W) on ``plane``: the interpolated map where the map applies, 1 elsewhere. float32 (len(rows),
-        len(cols))."""
-        gain = np.ones((len(rows), len(cols)), dtype=np.float32)
-        self.multiply(gain, rows, cols, size, plane)
-        return gain
+    def selects(self, row: int, col: int) -> bool:
+        return (row - self.top) % self.row_pitch == 0 and (col - self.left) % self.col_pitch == 0
 
     def multiply(self, gain: np.ndarray, rows: range, cols: range, size: tuple[int, int], plane: int = 0) -> None:
-        """Multiply ``gain`` (len(rows), len(cols)) in place by :meth:`field`."""
         in_rows = self._selected(rows, self.top, self.bottom, self.row_pitch)
         in_cols = self._selected(cols, self.left, self.right, self.col_pitch)
         if not (self.covers(plane) and len(in_rows) and len(in_cols)):
             return
         at = (slice(in_rows.start - rows.start, in_rows.stop - rows.start, in_rows.step),
               slice(in_cols.start - cols.start, in_cols.stop - cols.start, in_cols.step))
-        gain[at] *= self.interpolate(plane, (np.array(in_rows) + 0.5) / size[0], (np.array(in_cols) + 0.5) / size[1])
+        gain[at] *= self.interpolate(plane, (np.array(in_rows) + 0.5) / size[0],
+                                     (np.array(in_cols) + 0.5) / size[1], size)
 
-    def interpolate(self, plane: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """The map's gains on ``plane`` at the positions ``rows`` x ``cols`` (pixel centres, as fractions of the
-        image's height and width), wherever its area is: float32 (len(rows), len(cols))."""
+    def interpolate(self, plane: int, rows: np.ndarray, cols: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         grid = self.gains[..., min(plane - self.plane, self.gains.shape[2] - 1)].astype(np.float64)
         along_rows = _weights(rows, self.origin[0], self.spacing[0], grid.shape[0])
         along_cols = _weights(cols, self.origin[1], self.spacing[1], grid.shape[1])
@@ -79,6 +104,40 @@ class GainMap:
         first = max(span.start, start)
         first += -(first - start) % pitch
         return range(first, max(first, min(span.stop, end)), pitch)
+
+
+@dataclass(frozen=True)
+class RadialGain(ShadingMap):
+    """One FixVignetteRadial opcode (DNG 1.3, opcode 3): on every pixel of every plane, the gain
+    ``1 + k0 r^2 + k1 r^4 + k2 r^6 + k3 r^8 + k4 r^10``, ``r`` the distance from the optical centre (``cx``, ``cy``
+    of the image's width and height) to the pixel's centre, divided by the centre's distance to the farthest
+    corner (the SDK's ``dng_opcode_FixVignetteRadial``)."""
+
+    coefficients: tuple[float, float, float, float, float]
+    centre: tuple[float, float]  # (horizontal, vertical), as fractions of the image's width and height
+
+    def covers(self, plane: int) -> bool:
+        return True
+
+    def selects(self, row: int, col: int) -> bool:
+        return True
+
+    def multiply(self, gain: np.ndarray, rows: range, cols: range, size: tuple[int, int], plane: int = 0) -> None:
+        gain *= self.interpolate(plane, (np.array(rows) + 0.5) / size[0], (np.array(cols) + 0.5) / size[1], size)
+
+    def interpolate(self, plane: int, rows: np.ndarray, cols: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        height, width = size
+        cx, cy = self.centre[0] * width, self.centre[1] * height
+        radius = math.hypot(max(cx, width - cx), max(cy, height - cy))
+        dv, dh = (rows * height - cy)[:, None] / radius, (cols * width - cx)[None, :] / radius
+        return self.gain(np.minimum(dv * dv + dh * dh, 1.0)).astype(np.float32)
+
+    def gain(self, r2: np.ndarray) -> np.ndarray:
+        """The gain at squared normalised radii ``r2``."""
+        total = np.zeros_like(r2)
+        for k in reversed(self.coefficients):
+            total = r2 * (k + total)
+        return 1.0 + total
 
 
 def _weights(position: np.ndarray, origin: float, spacing: float, points: int) -> np.ndarray:
@@ -123,6 +182,27 @@ def parse(params: bytes) -> GainMap:
                    gains.reshape(points_v, points_h, map_planes))
 
 
+def parse_radial(params: bytes) -> RadialGain:
+    """A FixVignetteRadial opcode's parameters (k0..k4, cx, cy: seven big-endian doubles); ValueError says what is
+    wrong with them."""
+    if len(params) != 56:
+        raise ValueError(f"a FixVignetteRadial opcode of {len(params)} bytes (56: seven numbers)")
+    values = struct.unpack(">7d", params)
+    radial = RadialGain(values[:5], (values[5], values[6]))
+    if not all(math.isfinite(v) for v in values) or not all(0 <= c <= 1 for c in radial.centre):
+        raise ValueError(f"FixVignetteRadial values {values} (finite; the centre within the image)")
+    gains = radial.gain(np.linspace(0.0, 1.0, 101))
+    if not (gains.min() >= 1 / GAIN_MAX and gains.max() <= GAIN_MAX):
+        raise ValueError(f"a FixVignetteRadial whose gain reaches {gains.min():.3g}..{gains.max():.3g} (a lens "
+                         f"stays within 1/{GAIN_MAX:g}..{GAIN_MAX:g})")
+    return radial
+
+
+def encode_radial(radial: RadialGain) -> bytes:
+    """The opcode parameters of ``radial`` (the inverse of :func:`parse_radial`)."""
+    return struct.pack(">7d", *radial.coefficients, *radial.centre)
+
+
 def encode(gain_map: GainMap) -> bytes:
     """The opcode parameters of ``gain_map`` (the inverse of :func:`parse`; tests and the synthetic DNG writer)."""
     g = gain_map
@@ -139,7 +219,7 @@ def opcode_list(maps: list[GainMap]) -> bytes:
         struct.pack(">IIII", 9, 0x01030000, 0, len(params)) + params for params in encoded)
 
 
-def combined_gain(maps: Iterable[GainMap], rows: range, cols: range, size: tuple[int, int],
+def combined_gain(maps: Iterable[ShadingMap], rows: range, cols: range, size: tuple[int, int],
                   plane: int = 0) -> np.ndarray:
     """The product of ``maps``' gains at the pixels ``rows`` x ``cols`` of ``plane`` (a mosaic is plane 0)."""
     gain = np.ones((len(rows), len(cols)), dtype=np.float32)
@@ -148,7 +228,7 @@ def combined_gain(maps: Iterable[GainMap], rows: range, cols: range, size: tuple
     return gain
 
 
-def apply_to_planes(maps: list[GainMap], image: np.ndarray, top: int, size: tuple[int, int]) -> None:
+def apply_to_planes(maps: list[ShadingMap], image: np.ndarray, top: int, size: tuple[int, int]) -> None:
     """Multiply ``image`` (rows ``top``... of an H x W x C image of ``size``, normalised: 1 = white) in place by
     each map's gains on its planes, clipping at 1."""
     rows, cols = range(top, top + image.shape[0]), range(image.shape[1])
@@ -169,8 +249,8 @@ class Shading:
     width) of it that the render kept (DNG DefaultCrop).
     """
 
-    mosaic_maps: tuple[GainMap, ...]
-    rgb_maps: tuple[GainMap, ...]
+    mosaic_maps: tuple[ShadingMap, ...]
+    rgb_maps: tuple[ShadingMap, ...]
     cfa: np.ndarray | None
     size: tuple[int, int]
     window: tuple[int, int, int, int] | None = None
@@ -187,24 +267,25 @@ class Shading:
             gains[..., channel] = self._mosaic_gain(channel, at_rows, at_cols)
             for gain_map in self.rgb_maps:
                 if gain_map.covers(channel):
-                    gains[..., channel] *= gain_map.interpolate(channel, at_rows, at_cols)
+                    gains[..., channel] *= gain_map.interpolate(channel, at_rows, at_cols, self.size)
         return gains
 
     def _mosaic_gain(self, channel: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         if self.planes:
-            return _product([m for m in self.mosaic_maps if m.covers(channel)], channel, rows, cols)
+            return _product([m for m in self.mosaic_maps if m.covers(channel)], channel, rows, cols, self.size)
         if self.cfa is None:  # another mosaic: every map's mean, the colours' sites not told apart
-            fields = [m.interpolate(0, rows, cols) for m in self.mosaic_maps]
+            fields = [m.interpolate(0, rows, cols, self.size) for m in self.mosaic_maps]
             return np.mean(fields, axis=0) if fields else np.ones((rows.size, cols.size), dtype=np.float32)
         # a Bayer channel: the mean of the gains of its sites in the 2 x 2 pattern (green has two)
         sites = np.argwhere(self.cfa == channel)
-        return np.mean([_product([m for m in self.mosaic_maps if (y - m.top) % m.row_pitch == 0
-                                  and (x - m.left) % m.col_pitch == 0], 0, rows, cols) for y, x in sites], axis=0)
+        return np.mean([_product([m for m in self.mosaic_maps if m.selects(y, x)], 0, rows, cols, self.size)
+                        for y, x in sites], axis=0)
 
 
-def _product(maps: list[GainMap], plane: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _product(maps: list[ShadingMap], plane: int, rows: np.ndarray, cols: np.ndarray,
+             size: tuple[int, int]) -> np.ndarray:
     """The product of ``maps``' gains at every position ``rows`` x ``cols``, their areas disregarded."""
     gain = np.ones((rows.size, cols.size), dtype=np.float32)
     for gain_map in maps:
-        gain *= gain_map.interpolate(plane, rows, cols)
+        gain *= gain_map.interpolate(plane, rows, cols, size)
     return gain

@@ -21,7 +21,7 @@ import rawpy
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
 from engine.io.bounded import pinned
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
-from engine.io.gain_map import GainMap
+from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import RectilinearWarp
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
 
@@ -88,8 +88,8 @@ class Source:
     camera: CameraInfo = field(default_factory=CameraInfo)
     format: str = ""
     polynomial_maps: list = field(default_factory=list)
-    # DNG opcodes LibRaw ignores: GainMaps (lens shading, :mod:`engine.io.gain_map`) on the raw data, and
-    # OpcodeList3's GainMaps and lens warps (:mod:`engine.io.lens_warp`), in order, after demosaicing
+    # DNG opcodes LibRaw ignores: lens-shading maps (:mod:`engine.io.gain_map`) on the raw data, and
+    # OpcodeList3's shading maps and lens warps (:mod:`engine.io.lens_warp`), in order, after demosaicing
     gain_maps: list = field(default_factory=list)
     rgb_opcodes: list = field(default_factory=list)
     # The picture's area within ``sensor`` (DNG DefaultCrop: top, left, height, width); None: all of it
@@ -107,9 +107,9 @@ class Source:
         return self.sensor.shape[0], self.sensor.shape[1]
 
     @property
-    def rgb_gain_maps(self) -> list[GainMap]:
-        """The GainMaps among OpcodeList3's opcodes."""
-        return [op for op in self.rgb_opcodes if isinstance(op, GainMap)]
+    def rgb_gain_maps(self) -> list[ShadingMap]:
+        """The lens-shading maps (GainMap, FixVignetteRadial) among OpcodeList3's opcodes."""
+        return [op for op in self.rgb_opcodes if isinstance(op, ShadingMap)]
 
     @property
     def lens_warps(self) -> list[RectilinearWarp]:

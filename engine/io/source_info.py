@@ -9,6 +9,7 @@ import numpy as np
 from engine.calibration import neutral_to_xy, srgb_calibration
 from engine.colour import xy_to_temperature_tint
 from engine.io.dng import ILLUMINANT_TEMPERATURE
+from engine.io.gain_map import GainMap, ShadingMap
 from engine.io.source import Source
 
 _ORIENTATION_NAMES = {1: "normal", 2: "mirrored", 3: "rotated 180", 4: "flipped", 5: "transposed",
@@ -91,13 +92,21 @@ def _as_shot_or_estimate(source: Source) -> np.ndarray:
 
 
 def _lens_shading(source: Source) -> str:
-    """The file's lens-shading maps (DNG GainMap opcodes), which the demosaic stage applies."""
-    lists = [f"{len(maps)} GainMap(s) of {' / '.join(sorted({_points(m) for m in maps}))} points in OpcodeList{n}"
-             for n, maps in ((2, source.gain_maps), (3, source.rgb_gain_maps)) if maps]
+    """The file's lens-shading maps (DNG GainMap and FixVignetteRadial opcodes), which the demosaic stage applies."""
+    lists = [f"{_maps(maps)} in OpcodeList{n}" for n, maps in ((2, source.gain_maps), (3, source.rgb_gain_maps))
+             if maps]
     return "; ".join(lists) + ", applied at render" if lists else "none in the file"
 
 
-def _points(gain_map: Any) -> str:
+def _maps(maps: list[ShadingMap]) -> str:
+    grids = [m for m in maps if isinstance(m, GainMap)]
+    parts = [f"{len(grids)} GainMap(s) of {' / '.join(sorted({_points(m) for m in grids}))} points"] if grids else []
+    if len(grids) < len(maps):
+        parts.append(f"{len(maps) - len(grids)} FixVignetteRadial")
+    return " and ".join(parts)
+
+
+def _points(gain_map: GainMap) -> str:
     return " x ".join(str(n) for n in gain_map.gains.shape[:2])
 
 

@@ -20,14 +20,15 @@ from engine import kernels, tiling
 from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
 from engine.io import gain_map
-from engine.io.gain_map import GainMap, Shading
+from engine.io.gain_map import Shading, ShadingMap
 from engine.stages.base import Context, Pixels, Stage
 
 
 @dataclass(frozen=True)
 class DemosaicParams:
     """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"; and
-    whether the corrections a DNG carries and LibRaw leaves out are made: its lens shading (GainMap opcodes), its
+    whether the corrections a DNG carries and LibRaw leaves out are made: its lens shading (GainMap and
+    FixVignetteRadial opcodes), its
     lens distortion (WarpRectilinear) and its DefaultCrop, as Adobe's converters and the camera make them."""
 
     VERSION: ClassVar[int] = 2
@@ -71,7 +72,7 @@ class Demosaic(Stage):
         if crop:
             ctx.notes["default_crop"] = dict(zip(("top", "left", "height", "width"), crop, strict=True))
         rgb_opcodes = [op for op in source.rgb_opcodes
-                       if (params.gain_map if isinstance(op, GainMap) else params.lens_warp)]
+                       if (params.gain_map if isinstance(op, ShadingMap) else params.lens_warp)]
         return {"method": method, "gain_maps": source.gain_maps if params.gain_map else [],
                 "rgb_opcodes": rgb_opcodes, "crop": crop}
 
@@ -86,9 +87,9 @@ class Demosaic(Stage):
             rgb = bayer_to_rgb(source, ctx.device, maps)
         else:
             rgb = libraw_demosaic(source, method.removeprefix("libraw-"), maps)
-        rgb_maps = [op for op in data["rgb_opcodes"] if isinstance(op, GainMap)]
+        rgb_maps = [op for op in data["rgb_opcodes"] if isinstance(op, ShadingMap)]
         for opcode in data["rgb_opcodes"]:  # in the file's order
-            if isinstance(opcode, GainMap):
+            if isinstance(opcode, ShadingMap):
                 rgb = _apply_rgb_gain_maps(rgb, [opcode], source.size)
             else:  # a lens warp resamples on the host; the pipeline takes the result back to the device
                 rgb = opcode.apply(kernels.to_host(rgb))
@@ -129,7 +130,7 @@ def _gain_map_note(source, applied: bool) -> str:
     return f"{', '.join(lists)}: {'applied' if applied else 'not applied (gain_map off)'}"
 
 
-def _apply_rgb_gain_maps(rgb: Pixels, maps: list[GainMap], size: tuple[int, int]) -> Pixels:
+def _apply_rgb_gain_maps(rgb: Pixels, maps: list[ShadingMap], size: tuple[int, int]) -> Pixels:
     """OpcodeList3's GainMaps, on the demosaiced image, band by band (on the torch path, on the host's copy of
     the gain and then on the device)."""
     if not isinstance(rgb, np.ndarray):
@@ -148,7 +149,7 @@ def _prescale(source) -> np.ndarray:
     return (1.0 / source.as_shot_neutral).astype(np.float32)
 
 
-def bayer_to_rgb(source, device: str = "cpu", maps: list[GainMap] | None = None) -> Pixels:
+def bayer_to_rgb(source, device: str = "cpu", maps: list[ShadingMap] | None = None) -> Pixels:
     """Malvar-He-Cutler demosaic of a Bayer source into normalised, un-white-balanced camera RGB, after the
     GainMaps ``maps`` (OpcodeList2's) on the normalised mosaic.
 
@@ -174,7 +175,7 @@ def bayer_to_rgb(source, device: str = "cpu", maps: list[GainMap] | None = None)
     return rgb
 
 
-def _shade_band(padded: np.ndarray, maps: list[GainMap], start: int, end: int, size: tuple[int, int],
+def _shade_band(padded: np.ndarray, maps: list[ShadingMap], start: int, end: int, size: tuple[int, int],
                 white: np.ndarray) -> None:
     """Multiply a band of the normalised, white-balance-scaled mosaic (rows ``start..end`` and the 2-pixel border
     :func:`engine.kernels.normalize_mosaic` gives it, mirrored at the image's edges) by the GainMaps in place,
@@ -188,7 +189,7 @@ def _shade_band(padded: np.ndarray, maps: list[GainMap], start: int, end: int, s
     np.minimum(padded, np.tile(white, (-(-rows // 2), -(-cols // 2)))[:rows, :cols], out=padded)
 
 
-def linear_raw_to_rgb(source, maps: list[GainMap] | None = None) -> np.ndarray:
+def linear_raw_to_rgb(source, maps: list[ShadingMap] | None = None) -> np.ndarray:
     """Normalise LinearRaw data and apply its DNG MapPolynomial opcodes (lossy DNGs store a curve there), then
     its GainMaps ``maps``."""
     rgb = source.sensor.astype(np.float32)
@@ -204,7 +205,7 @@ def linear_raw_to_rgb(source, maps: list[GainMap] | None = None) -> np.ndarray:
     return rgb
 
 
-def libraw_demosaic(source, algorithm: str, maps: list[GainMap] | None = None) -> np.ndarray:
+def libraw_demosaic(source, algorithm: str, maps: list[ShadingMap] | None = None) -> np.ndarray:
     """LibRaw's demosaic (X-Trans, 4-colour or on request), with our levels, the GainMaps ``maps`` on the raw
     data, and no colour conversion."""
     wb = _prescale(source)
@@ -226,7 +227,7 @@ def libraw_demosaic(source, algorithm: str, maps: list[GainMap] | None = None) -
     return rgb
 
 
-def _libraw_postprocess(source, algorithm: str, user_wb: list[float], maps: list[GainMap]) -> np.ndarray:
+def _libraw_postprocess(source, algorithm: str, user_wb: list[float], maps: list[ShadingMap]) -> np.ndarray:
     black = int(round(float(source.black.mean())))
     # LibRaw reads user_sat as the saturation *after* black subtraction: passing the sensor's white itself
     # rendered 3 % (black 512 of 16383) to 16 % (the Canon 550D's 2056 of 15000) too dark.
@@ -251,7 +252,7 @@ def _libraw_postprocess(source, algorithm: str, user_wb: list[float], maps: list
         )
 
 
-def _shade_raw_data(data: np.ndarray, maps: list[GainMap], black: int, white: int) -> None:
+def _shade_raw_data(data: np.ndarray, maps: list[ShadingMap], black: int, white: int) -> None:
     """The GainMaps on raw integer data in place, band by band: black + (value - black) x gain, at most white."""
     size = data.shape
     for start, end in tiling.bands(size[0]):
