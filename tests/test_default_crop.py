@@ -85,3 +85,21 @@ def test_the_lens_shading_of_a_cropped_picture_is_read_where_the_crop_lies() -> 
     # a preview of the crop, half its size: each of its pixels covers two of the crop's
     half = window.channel_gains(range(294), range(442), (294, 442))
     np.testing.assert_allclose(half, (full[6:594:2, 8:892:2] + full[7:594:2, 9:892:2]) / 2, rtol=2e-3)
+
+
+def _rationals(*values: float) -> tuple[int, int, bytes]:
+    pairs = [part for v in values for part in (round(v * 1000), 1000)]
+    return 5, len(values), struct.pack(f"<{len(pairs)}I", *pairs)
+
+
+def test_the_cameras_suggested_crop_narrows_the_default_crop(tmp_path: Path) -> None:
+    # a 16:9 picture chosen in the camera, within the DefaultCrop: DefaultUserCrop (top, left, bottom, right)
+    path = tmp_path / "wide.dng"
+    path.write_bytes(dng_with(raw={50719: _longs(8, 6), 50720: _longs(884, 588),
+                                   51125: _rationals(0.125, 0.0, 0.875, 1.0)}))
+    source = engine.open(path)
+    assert source.crop == (80, 8, 441, 884)  # 6 + 0.125 x 588 (rounded), 0.75 x 588
+    assert engine.render(source, Recipe(stages=LINEAR)).pixels.shape == (441, 884, 3)
+    path.write_bytes(dng_with(raw={51125: _rationals(0.5, 0.0, 0.25, 1.0)}))
+    result = hostplug("info", path)
+    assert result.exit_code != 0 and "DefaultUserCrop is (0.5, 0, 0.25, 1), not top < bottom" in result.stderr

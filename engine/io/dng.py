@@ -64,6 +64,7 @@ class DngTags:
     # from OpcodeList3, in order: lens shading and lens warps (WarpRectilinear), applied after demosaicing
     rgb_opcodes: list[ShadingMap | RectilinearWarp] = field(default_factory=list)
     default_crop: tuple[float, float, float, float] | None = None  # (top, left, height, width) in the active area
+    user_crop: tuple[float, float, float, float] | None = None  # DefaultUserCrop: (top, left, bottom, right) in 0..1
     compression: int = 1
 
 
@@ -171,7 +172,7 @@ TAG_NAMES = {
     50728: "AsShotNeutral", 50729: "AsShotWhiteXY", 50730: "BaselineExposure", 50778: "CalibrationIlluminant1",
     50779: "CalibrationIlluminant2", 50964: "ForwardMatrix1", 50965: "ForwardMatrix2", 51008: "OpcodeList1",
     51009: "OpcodeList2", 51022: "OpcodeList3", 51041: "NoiseProfile", 50712: "LinearizationTable",
-    50829: "ActiveArea", 50719: "DefaultCropOrigin", 50720: "DefaultCropSize",
+    50829: "ActiveArea", 50719: "DefaultCropOrigin", 50720: "DefaultCropSize", 51125: "DefaultUserCrop",
 }
 
 # What a DNG's values may be. Real files stay far inside these; outside them lies damage, and arithmetic that
@@ -479,7 +480,7 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
                 raise page.bad(51041, profile, "not pairs of numbers in 0..1")
             tags.noise_profile = profile
             break
-    tags.default_crop = _default_crop(image)
+    tags.default_crop, tags.user_crop = _default_crop(image), _user_crop(image)
     if 51009 in image:
         tags.polynomial_maps = _polynomial_maps(image, 51009)
         tags.gain_maps = _parsed_opcodes(image, 51009, SHADING_PARSERS)
@@ -501,6 +502,18 @@ def _default_crop(tags: _Tags) -> tuple[float, float, float, float] | None:
     if np.any(origin < 0) or np.any(origin > LEVEL_MAX):
         raise tags.bad(50719, origin, f"outside 0..{LEVEL_MAX:g}")
     return float(origin[1]), float(origin[0]), float(size[1]), float(size[0])
+
+
+def _user_crop(tags: _Tags) -> tuple[float, float, float, float] | None:
+    """DefaultUserCrop (DNG 1.4: the crop the camera suggests within the DefaultCrop, such as an aspect ratio chosen
+    in the camera) as fractions (top, left, bottom, right); None when absent or the whole DefaultCrop."""
+    crop = tags.floats(51125, 4)
+    if crop is None:
+        return None
+    top, left, bottom, right = (float(v) for v in crop)
+    if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
+        raise tags.bad(51125, crop, "not top < bottom and left < right within 0..1")
+    return None if (top, left, bottom, right) == (0, 0, 1, 1) else (top, left, bottom, right)
 
 
 def _check_blends(tags: _Tags, code: int, matrices: list[np.ndarray]) -> None:

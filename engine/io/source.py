@@ -268,11 +268,16 @@ CROP_MIN = 16  # pixels a side: a DefaultCrop that keeps less is damage, not a p
 
 
 def _default_crop(path: Path, dng: DngTags | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """The DNG's DefaultCrop in whole pixels, kept within the image (writers round it differently); None when it
-    keeps the whole image or the file has none."""
-    if dng is None or dng.default_crop is None:
+    """The DNG's DefaultCrop, narrowed by its DefaultUserCrop, in whole pixels and kept within the image (writers
+    round it differently); None when it keeps the whole image or the file has none."""
+    if dng is None or (dng.default_crop is None and dng.user_crop is None):
         return None
-    top, left, height, width = (int(round(v)) for v in dng.default_crop)
+    top, left, height, width = dng.default_crop or (0.0, 0.0, float(size[0]), float(size[1]))
+    if dng.user_crop is not None:
+        u_top, u_left, u_bottom, u_right = dng.user_crop
+        top, left, height, width = (top + u_top * height, left + u_left * width, (u_bottom - u_top) * height,
+                                    (u_right - u_left) * width)
+    top, left, height, width = (int(round(v)) for v in (top, left, height, width))
     top, left = min(top, size[0]), min(left, size[1])
     height, width = min(height, size[0] - top), min(width, size[1] - left)
     if min(height, width) < CROP_MIN:
