@@ -235,7 +235,7 @@ def _residual_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel) -
         shot, read = (torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
                       for v in (noise.shot, noise.read))
         if noise.shading is not None:  # the lens-shading maps raised the noise with the signal (NoiseModel)
-            gain = torch.from_numpy(noise.shading.channel_gains(range(h), range(w), (h, w))).to(device)
+            gain = torch.from_numpy(noise.shading_gain(range(h), range(w), (h, w))).to(device)
             gain = gain.permute(2, 0, 1)[None]
             shot, read = shot * gain, read * gain * gain
         sigma = torch.sqrt(torch.clamp(blurred, min=0.0) * shot + read)
