@@ -304,3 +304,15 @@ def test_a_damaged_radial_vignette_is_refused(tmp_path: Path, phone: dict[str, P
     damaged.write_bytes(dng_with(raw={51009: undefined(opcode_list((3, params)))}, base=phone["flat"].read_bytes()))
     result = hostplug("info", damaged)
     assert result.exit_code != 0 and why in result.stderr, result.stderr
+
+
+def test_a_gain_of_zero_gives_a_finite_noise_map() -> None:
+    # a GainMap may hold gains of 0 (a masked corner); the noise model must not divide by them
+    from engine.io.gain_map import Shading
+    from engine.io.noise_level import from_iso
+
+    zero = GainMap(0, 0, 64, 64, 0, 1, 1, 1, (1.0, 1.0), (0.0, 0.0), np.zeros((1, 1, 1), dtype=np.float32))
+    noise = replace(from_iso(3200), shading=Shading((zero,), (), None, (64, 64), planes=True))
+    rgb = np.random.default_rng(0).uniform(0.0, 0.5, (64, 64, 3)).astype(np.float32)
+    sigma = noise.sigma(rgb, (range(64), range(64), (64, 64)))
+    assert np.all(np.isfinite(sigma)) and np.all(sigma[..., 0] == 0.0) and np.all(sigma[..., 1:] > 0)
