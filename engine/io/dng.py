@@ -245,27 +245,22 @@ def _opcode_list(tags: _Tags, code: int) -> list[tuple[int, bytes]]:
     return opcodes
 
 
-def _polynomial_maps(tags: _Tags, code: int) -> list[PolynomialMap]:
-    """The MapPolynomial opcodes of an opcode list, checked; other opcodes are skipped (they are rare after
-    LinearRaw)."""
-    maps: list[PolynomialMap] = []
-    for opcode_id, params in _opcode_list(tags, code):
-        if opcode_id != 8:  # MapPolynomial
-            continue
-        if len(params) < 36:
-            raise tags.bad(code, params, "a MapPolynomial opcode too short for its parameters")
-        _t, _l, _b, _r, plane, planes, _rp, _cp, degree = struct.unpack(">9I", params[:36])
-        if degree > MAX_POLYNOMIAL_DEGREE or len(params) < 36 + 8 * (degree + 1):
-            raise tags.bad(code, params, f"a MapPolynomial of degree {degree} (at most {MAX_POLYNOMIAL_DEGREE}, "
-                           f"with {8 * (degree + 1)} bytes of coefficients)")
-        if plane > 3 or not 1 <= planes <= 4:
-            raise tags.bad(code, (plane, planes), "a MapPolynomial plane and plane count outside 0..3 and 1..4")
-        coefficients = struct.unpack(f">{degree + 1}d", params[36 : 36 + 8 * (degree + 1)])
-        if not all(math.isfinite(c) and abs(c) <= POLYNOMIAL_MAX for c in coefficients):
-            raise tags.bad(code, coefficients, f"MapPolynomial coefficients that are not finite numbers within "
-                           f"+-{POLYNOMIAL_MAX:g}")
-        maps.append(PolynomialMap(plane, planes, coefficients))
-    return maps
+def _polynomial(params: bytes) -> PolynomialMap:
+    """A MapPolynomial opcode's parameters, checked; ValueError says what is wrong with them."""
+    if len(params) < 36:
+        raise ValueError("a MapPolynomial opcode too short for its parameters")
+    _t, _l, _b, _r, plane, planes, _rp, _cp, degree = struct.unpack(">9I", params[:36])
+    if degree > MAX_POLYNOMIAL_DEGREE or len(params) < 36 + 8 * (degree + 1):
+        raise ValueError(f"a MapPolynomial of degree {degree} (at most {MAX_POLYNOMIAL_DEGREE}, with "
+                         f"{8 * (degree + 1)} bytes of coefficients)")
+    if plane > 3 or not 1 <= planes <= 4:
+        raise ValueError(f"a MapPolynomial on plane {plane} of {planes}: plane and plane count outside 0..3 and "
+                         "1..4")
+    coefficients = struct.unpack(f">{degree + 1}d", params[36 : 36 + 8 * (degree + 1)])
+    if not all(math.isfinite(c) and abs(c) <= POLYNOMIAL_MAX for c in coefficients):
+        raise ValueError(f"MapPolynomial coefficients {_show(coefficients)} that are not finite numbers within "
+                         f"+-{POLYNOMIAL_MAX:g}")
+    return PolynomialMap(plane, planes, coefficients)
 
 
 def _parsed_opcodes(tags: _Tags, code: int, parsers: Mapping[int, Callable[[bytes], Any]]) -> list[Any]:
@@ -281,7 +276,7 @@ def _parsed_opcodes(tags: _Tags, code: int, parsers: Mapping[int, Callable[[byte
     return parsed
 
 
-GAIN_MAP, FIX_VIGNETTE_RADIAL, WARP_RECTILINEAR = 9, 3, 1  # opcode ids (DNG 1.3, chapter 7)
+GAIN_MAP, FIX_VIGNETTE_RADIAL, WARP_RECTILINEAR, MAP_POLYNOMIAL = 9, 3, 1, 8  # opcode ids (DNG 1.3, chapter 7)
 SHADING_PARSERS = {GAIN_MAP: gain_map.parse, FIX_VIGNETTE_RADIAL: gain_map.parse_radial}
 
 
@@ -482,8 +477,9 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
             break
     tags.default_crop, tags.user_crop = _default_crop(image), _user_crop(image)
     if 51009 in image:
-        tags.polynomial_maps = _polynomial_maps(image, 51009)
-        tags.gain_maps = _parsed_opcodes(image, 51009, SHADING_PARSERS)
+        opcodes = _parsed_opcodes(image, 51009, {MAP_POLYNOMIAL: _polynomial, **SHADING_PARSERS})
+        tags.polynomial_maps = [op for op in opcodes if isinstance(op, PolynomialMap)]
+        tags.gain_maps = [op for op in opcodes if isinstance(op, ShadingMap)]
     if 51022 in image:
         tags.rgb_opcodes = _parsed_opcodes(image, 51022, {**SHADING_PARSERS, WARP_RECTILINEAR: lens_warp.parse})
     return tags
