@@ -34,6 +34,11 @@ CORNER_GAIN = (3.0, 2.2, 3.4)
 LINEAR = {name: engine.StageSettings(enabled=False) for name in ("denoise", "photofinish", "detail")}
 
 
+def _listed(maps: list[GainMap]) -> bytes:
+    """An OpcodeList of GainMap opcodes, as a camera writes it."""
+    return opcode_list(*((9, gain_map.encode(m)) for m in maps))
+
+
 def _radial(strength: float, planes: int = 1) -> np.ndarray:
     """A 13 x 17 grid of gains rising from 1 in the middle to ``strength`` at the corners."""
     v, u = np.linspace(0, 1, 13), np.linspace(0, 1, 17)
@@ -80,8 +85,8 @@ def phone(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     rgb_gain = mosaic(plane_gain, RGGB)  # each pixel's own colour's gain
     return {
         "flat": _write(folder / "flat.dng", raw),
-        "list2": _write(folder / "list2.dng", _shaded(raw, mosaic_gain), {51009: gain_map.opcode_list(bayer_maps())}),
-        "list3": _write(folder / "list3.dng", _shaded(raw, rgb_gain), {51022: gain_map.opcode_list([rgb_map()])}),
+        "list2": _write(folder / "list2.dng", _shaded(raw, mosaic_gain), {51009: _listed(bayer_maps())}),
+        "list3": _write(folder / "list3.dng", _shaded(raw, rgb_gain), {51022: _listed([rgb_map()])}),
     }
 
 
@@ -144,7 +149,7 @@ def test_an_x_trans_raw_gets_its_gain_map_through_libraws_demosaic(tmp_path: Pat
     one = GainMap(0, 0, HEIGHT, WIDTH, 0, 1, 1, 1, (1 / 12, 1 / 16), (0.0, 0.0), _radial(2.5))
     gain = one.field(range(HEIGHT), range(WIDTH), (HEIGHT, WIDTH))
     flat = _linear(_write(tmp_path / "flat.dng", xtrans, pattern=XTRANS)).pixels
-    shaded = _linear(_write(tmp_path / "shaded.dng", _shaded(xtrans, gain), {51009: gain_map.opcode_list([one])},
+    shaded = _linear(_write(tmp_path / "shaded.dng", _shaded(xtrans, gain), {51009: _listed([one])},
                             pattern=XTRANS))
     assert shaded.notes["demosaic"] == "libraw-ahd" and shaded.notes["gain_maps"] == "1 in OpcodeList2: applied"
     np.testing.assert_allclose(_corner(shaded.pixels), _corner(flat), rtol=0.01)
@@ -160,7 +165,7 @@ def test_a_linear_raw_dng_gets_its_gain_map_after_its_polynomial(tmp_path: Path)
     brighter = GainMap(0, 0, height, width, 0, 3, 1, 1, (1.0, 1.0), (0.0, 0.0),
                        np.array([[[1.5, 1.2, 1.0]]], dtype=np.float32))
     patched = tmp_path / "nikon_gain.dng"
-    extended = struct.pack(">I", count + 1) + existing[4:] + gain_map.opcode_list([brighter])[4:]
+    extended = struct.pack(">I", count + 1) + existing[4:] + _listed([brighter])[4:]
     patched.write_bytes(dng_with(raw={51009: undefined(extended)}, base=nikon.read_bytes()))
     source = engine.open(patched)
     assert len(source.gain_maps) == 1 and len(source.polynomial_maps) == len(engine.open(nikon).polynomial_maps)
@@ -184,7 +189,7 @@ def test_the_denoiser_knows_the_maps_raised_the_noise_in_the_corners(tmp_path: P
           "noise_profile": raw.noise_profile}
     synthetic.write_dng(tmp_path / "clean.dng", raw, **kw)
     synthetic.write_dng(tmp_path / "noisy.dng", replace(raw, cfa=cfa),
-                        opcode_lists={51009: gain_map.opcode_list(bayer_maps())}, **kw)
+                        opcode_lists={51009: _listed(bayer_maps())}, **kw)
     learned = {**LINEAR, "denoise": engine.StageSettings(implementation="learned")}
     clean = engine.render(engine.open(tmp_path / "clean.dng"), Recipe(stages=LINEAR)).pixels
 
@@ -283,7 +288,7 @@ def test_a_radial_vignette_is_undone_in_either_list(tmp_path: Path, code: int) -
     raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D55"),
                                synthetic.scene_colorchecker(HEIGHT, WIDTH), iso=100, noise=False)
     gain = RADIAL.field(range(HEIGHT), range(WIDTH), (HEIGHT, WIDTH))
-    listed = struct.pack(">I", 1) + struct.pack(">IIII", 3, 0x01030000, 0, 56) + gain_map.encode_radial(RADIAL)
+    listed = opcode_list((3, gain_map.encode_radial(RADIAL)))
     flat = _linear(_write(tmp_path / "flat.dng", raw)).pixels
     shaded = _linear(_write(tmp_path / "shaded.dng", _shaded(raw, gain), {code: listed}))
     assert shaded.notes["gain_maps"] == f"1 in OpcodeList{2 if code == 51009 else 3}: applied"

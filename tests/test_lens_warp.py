@@ -4,7 +4,6 @@ write and LibRaw ignores): a raw whose lens bent the scene renders as the scene 
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from engine.recipe import Recipe
 from engine.training import synthetic
 from engine.training.raw_noise import RGGB, mosaic
 from tests.conftest import hostplug
-from tests.hostile_inputs import dng_with, undefined
+from tests.hostile_inputs import dng_with, opcode_list, undefined
 
 HEIGHT, WIDTH = 528, 792
 LINEAR = {name: engine.StageSettings(enabled=False) for name in ("denoise", "photofinish", "detail")}
@@ -84,9 +83,8 @@ def bent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                             exposure_time=0.01, f_number=2.0, opcode_lists=lists)
         return folder / name
 
-    warp_list = struct.pack(">I", 1) + struct.pack(">IIII", 1, 0x01030000, 0, len(lens_warp.encode(BARREL)))
     return {"scene": write("scene.dng", scene),
-            "bent": write("bent.dng", np.stack(planes, axis=2), {51022: warp_list + lens_warp.encode(BARREL)})}
+            "bent": write("bent.dng", np.stack(planes, axis=2), {51022: opcode_list((1, lens_warp.encode(BARREL)))})}
 
 
 def _render(path: Path, **demosaic: object) -> engine.Rendered:
@@ -113,7 +111,7 @@ def test_info_names_the_warp_and_a_damaged_warp_is_refused(bent: dict[str, Path]
     assert "lens warp         1 WarpRectilinear in OpcodeList3 (3 plane(s)), applied at render" in hostplug(
         "info", bent["bent"]).stdout
     wild = lens_warp.encode(replace(BARREL, coefficients=((1.0, -2.0, 0.0, 0.0, 0.0, 0.0),)))
-    listed = struct.pack(">I", 1) + struct.pack(">IIII", 1, 0x01030000, 0, len(wild)) + wild
+    listed = opcode_list((1, wild))
     damaged = tmp_path / "wild.dng"
     damaged.write_bytes(dng_with(raw={51022: undefined(listed)}, base=bent["scene"].read_bytes()))
     result = hostplug("render", damaged, "-o", tmp_path / "out.tif")

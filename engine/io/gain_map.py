@@ -210,13 +210,6 @@ def encode(gain_map: GainMap) -> bytes:
     return header + g.gains.astype(">f4").tobytes()
 
 
-def opcode_list(maps: list[GainMap]) -> bytes:
-    """An OpcodeList of GainMap opcodes (DNG 1.3, chapter 7), as a camera writes it in OpcodeList2 or 3."""
-    encoded = [encode(m) for m in maps]
-    return struct.pack(">I", len(encoded)) + b"".join(
-        struct.pack(">IIII", 9, 0x01030000, 0, len(params)) + params for params in encoded)
-
-
 def combined_gain(maps: Iterable[ShadingMap], rows: range, cols: range, size: tuple[int, int],
                   plane: int = 0) -> np.ndarray:
     """The product of ``maps``' gains at the pixels ``rows`` x ``cols`` of ``plane`` (a mosaic is plane 0)."""

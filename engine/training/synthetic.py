@@ -355,7 +355,7 @@ def write_dng(
     the exposure (ISOSpeedRatings, ExposureTime, FNumber) are TIFF/EP tags of IFD0, which EXIF readers see.
     ``pattern`` is the colour filter array that ``raw.cfa`` was sampled with, as channel indices (R 0, G 1, B 2):
     RGGB unless said, a 6 x 6 array for an X-Trans sensor. ``opcode_lists`` are OpcodeList1/2/3 tags of the raw
-    IFD (51008, 51009, 51022: the encoded lists, such as :func:`engine.io.gain_map.opcode_list` makes).
+    IFD (51008, 51009, 51022: the encoded lists, DNG 1.3 chapter 7).
     """
     import tifffile
 
