@@ -321,3 +321,14 @@ def test_a_gain_of_zero_gives_a_finite_noise_map() -> None:
     rgb = np.random.default_rng(0).uniform(0.0, 0.5, (64, 64, 3)).astype(np.float32)
     sigma = noise.sigma(rgb, (range(64), range(64), (64, 64)))
     assert np.all(np.isfinite(sigma)) and np.all(sigma[..., 0] == 0.0) and np.all(sigma[..., 1:] > 0)
+
+
+def test_the_noise_model_counts_only_the_maps_the_mosaic_got() -> None:
+    # a map on plane 1 is not applied to a mosaic (one plane): it must not raise the noise model's gain either
+    from engine.io.gain_map import Shading
+
+    elsewhere = GainMap(0, 0, 64, 64, 1, 1, 1, 1, (1.0, 1.0), (0.0, 0.0), np.full((1, 1, 1), 3.0, dtype=np.float32))
+    assert np.all(elsewhere.field(range(64), range(64), (64, 64), plane=0) == 1.0)
+    for cfa in (RGGB, None):
+        shading = Shading((elsewhere,), (), cfa, (64, 64))
+        assert np.all(shading.channel_gains(range(64), range(64), (64, 64)) == 1.0)

@@ -264,12 +264,13 @@ class Shading:
     def _mosaic_gain(self, channel: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         if self.planes:
             return _product([m for m in self.mosaic_maps if m.covers(channel)], channel, rows, cols, self.size)
+        maps = [m for m in self.mosaic_maps if m.covers(0)]  # a mosaic is one plane: the others were not applied
         if self.cfa is None:  # another mosaic: every map's mean, the colours' sites not told apart
-            fields = [m.interpolate(0, rows, cols, self.size) for m in self.mosaic_maps]
+            fields = [m.interpolate(0, rows, cols, self.size) for m in maps]
             return np.mean(fields, axis=0) if fields else np.ones((rows.size, cols.size), dtype=np.float32)
         # a Bayer channel: the mean of the gains of its sites in the 2 x 2 pattern (green has two)
         sites = np.argwhere(self.cfa == channel)
-        return np.mean([_product([m for m in self.mosaic_maps if m.selects(y, x)], 0, rows, cols, self.size)
+        return np.mean([_product([m for m in maps if m.selects(y, x)], 0, rows, cols, self.size)
                         for y, x in sites], axis=0)
 
 
