@@ -63,7 +63,7 @@ class Demosaic(Stage):
     def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
         method = ctx.notes["demosaic"] = _method(params, source)
-        if source.gain_maps or source.rgb_gain_maps:  # only a raw has them, or a crop
+        if source.gain_maps or source.rgb_gain_maps:  # only a DNG has them
             ctx.notes["gain_maps"] = _gain_map_note(source, applied=params.gain_map)
         if source.lens_warps:
             ctx.notes["lens_warp"] = (f"{len(source.lens_warps)} WarpRectilinear in OpcodeList3: "
@@ -90,7 +90,7 @@ class Demosaic(Stage):
         rgb_maps = [op for op in data["rgb_opcodes"] if isinstance(op, ShadingMap)]
         for opcode in data["rgb_opcodes"]:  # in the file's order
             if isinstance(opcode, ShadingMap):
-                rgb = _apply_rgb_gain_maps(rgb, [opcode], source.size)
+                rgb = _shade_planes(rgb, [opcode], source.size)
             else:  # a lens warp resamples on the host; the pipeline takes the result back to the device
                 rgb = opcode.apply(kernels.to_host(rgb))
         crop = data["crop"]
@@ -130,9 +130,9 @@ def _gain_map_note(source, applied: bool) -> str:
     return f"{', '.join(lists)}: {'applied' if applied else 'not applied (gain_map off)'}"
 
 
-def _apply_rgb_gain_maps(rgb: Pixels, maps: list[ShadingMap], size: tuple[int, int]) -> Pixels:
-    """OpcodeList3's GainMaps, on the demosaiced image, band by band (on the torch path, on the host's copy of
-    the gain and then on the device)."""
+def _shade_planes(rgb: Pixels, maps: list[ShadingMap], size: tuple[int, int]) -> Pixels:
+    """Lens-shading maps on the planes of an RGB image (OpcodeList3's after demosaicing, a LinearRaw DNG's), band
+    by band (on the torch path, on the host's copy of the gain and then on the device)."""
     if not isinstance(rgb, np.ndarray):
         import torch
 
@@ -199,10 +199,7 @@ def linear_raw_to_rgb(source, maps: list[ShadingMap] | None = None) -> np.ndarra
         for plane in range(pmap.plane, min(pmap.plane + pmap.planes, 3)):
             x = rgb[..., plane]
             rgb[..., plane] = sum(c * x**k for k, c in enumerate(pmap.coefficients))
-    if maps:
-        for start, end in tiling.bands(rgb.shape[0]):
-            gain_map.apply_to_planes(maps, rgb[start:end], start, source.size)
-    return rgb
+    return _shade_planes(rgb, maps, source.size) if maps else rgb
 
 
 def libraw_demosaic(source, algorithm: str, maps: list[ShadingMap] | None = None) -> np.ndarray:
