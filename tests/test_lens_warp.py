@@ -1,9 +1,11 @@
-"""DNG lens-distortion correction (WarpRectilinear in OpcodeList3, which phones, drones and Adobe's DNG Converter
-write and LibRaw ignores): a raw whose lens bent the scene renders as the scene itself."""
+"""DNG lens-distortion correction (WarpRectilinear, WarpRectilinear2 and WarpFisheye in OpcodeList3, which phones,
+drones, action cameras and Adobe's DNG Converter write and LibRaw ignores): a raw whose lens bent the scene renders
+as the scene itself."""
 
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 import engine
 from engine.io import lens_warp
-from engine.io.lens_warp import RectilinearWarp
+from engine.io.lens_warp import FisheyeWarp, LensWarp, Rectilinear2Warp, RectilinearWarp
 from engine.recipe import Recipe
 from engine.training import synthetic
 from engine.training.raw_noise import RGGB, mosaic
@@ -28,31 +30,58 @@ BARREL = RectilinearWarp(((1.0, -0.10, 0.02, 0.0, 0.001, -0.0005), (1.0, -0.09, 
                           (1.0, -0.085, 0.02, 0.0, 0.001, -0.0005)), (0.48, 0.52))
 
 
-def _sdk_source(warp: RectilinearWarp, row: int, col: int, plane: int) -> tuple[float, float]:
+# WarpRectilinear2: odd powers of r too, r held within 0..0.95 of the radius, a different lens per plane
+RECTILINEAR2 = Rectilinear2Warp(tuple(
+    (1.0, 0.01, -0.11 - 0.01 * p, 0.0, 0.02, *[0.0] * 10, 0.001, -0.0005, 0.0, 0.95) for p in range(3)), (0.5, 0.47))
+# the same kind of lens as its reciprocal: 1 / (1 + 0.09 r^2)
+RECIPROCAL = Rectilinear2Warp(((1.0, 0.0, 0.09, *[0.0] * 12, 0.0, 0.0, 0.0, 1.0),), (0.5, 0.5), reciprocal=True)
+# a fisheye straightened: the light of a corrected pixel at angle atan(r) fell at radius t (1 + 0.03 t^2)
+FISHEYE = FisheyeWarp(((1.0, 0.03, 0.0, 0.0),), (0.51, 0.5))
+
+
+def _sdk_ratio(warp: LensWarp, rr: float, plane: int) -> float:
+    """The DNG SDK's EvaluateRatio of each model (dng_warp_params_radial, dng_warp_params_fisheye), written out."""
+    k = warp.plane(plane)
+    if isinstance(warp, RectilinearWarp):
+        return k[0] + k[1] * rr + k[2] * rr**2 + k[3] * rr**3
+    if isinstance(warp, Rectilinear2Warp):
+        r = math.sqrt(min(max(rr, k[17] ** 2), k[18] ** 2))
+        poly = sum(k[i] * r**i for i in range(15))
+        return 1 / poly if warp.reciprocal else poly
+    if rr < 1e-12:
+        return 1.0
+    t = math.atan(math.sqrt(rr))
+    return t * (k[0] + k[1] * t**2 + k[2] * t**4 + k[3] * t**6) / math.sqrt(rr)
+
+
+def _sdk_source(warp: LensWarp, row: int, col: int, plane: int) -> tuple[float, float]:
     """The DNG SDK's dng_filter_warp::GetSrcPixelPosition for one pixel, written out step by step."""
-    kr, kt = warp.coefficients[plane][:4], warp.coefficients[plane][4:]
+    kt = (0.0, 0.0) if isinstance(warp, FisheyeWarp) else warp.plane(plane)[-4:-2] if isinstance(
+        warp, Rectilinear2Warp) else warp.plane(plane)[4:]
     centre_h, centre_v = warp.centre[0] * WIDTH, warp.centre[1] * HEIGHT
     norm = max(math.dist((centre_v, centre_h), corner) for corner in ((0, 0), (0, WIDTH), (HEIGHT, 0),
                                                                        (HEIGHT, WIDTH)))
     dv, dh = (row - centre_v) / norm, (col - centre_h) / norm
     rr = min(dv * dv + dh * dh, 1.0)
-    ratio = kr[0] + kr[1] * rr + kr[2] * rr**2 + kr[3] * rr**3
+    ratio = _sdk_ratio(warp, rr, plane)
     tan_v = kt[0] * (rr + 2 * dv * dv) + 2 * kt[1] * dh * dv
     tan_h = kt[1] * (rr + 2 * dh * dh) + 2 * kt[0] * dh * dv
     return centre_h + norm * (dh * ratio + tan_h), centre_v + norm * (dv * ratio + tan_v)
 
 
-def test_each_pixel_is_read_where_the_dng_sdk_reads_it() -> None:
+@pytest.mark.parametrize("warp", [BARREL, RECTILINEAR2, RECIPROCAL, FISHEYE], ids=lambda w: w.name)
+def test_each_pixel_is_read_where_the_dng_sdk_reads_it(warp: LensWarp) -> None:
     # an image of its own coordinates: a bicubic resample of a ramp returns the position it was read at
     y, x = np.meshgrid(np.arange(HEIGHT), np.arange(WIDTH), indexing="ij")
     ramps = np.stack([x / WIDTH, y / HEIGHT, x / WIDTH], axis=2).astype(np.float32)
-    corrected = BARREL.apply(ramps)
-    for row, col in ((60, 90), (264, 396), (400, 700), (500, 30)):
+    corrected = warp.apply(ramps)
+    for row, col in ((60, 90), (264, 396), (400, 700), (500, 30), (2, 3)):
         for plane, (axis, extent) in enumerate(((0, WIDTH), (1, HEIGHT), (0, WIDTH))):
-            expected = _sdk_source(BARREL, row, col, plane)[axis]
+            expected = _sdk_source(warp, row, col, plane)[axis]
             # within the 1/32 px steps in which OpenCV, like the SDK, places its bicubic kernel
             assert corrected[row, col, plane] * extent == pytest.approx(expected, abs=1 / 16)
-    assert lens_warp.parse(lens_warp.encode(BARREL)) == BARREL
+    parser = lens_warp.PARSERS[warp.opcode]
+    assert parser(lens_warp.encode(warp)) == warp
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +91,6 @@ def bent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D55"),
                                synthetic.scene_colorchecker(HEIGHT, WIDTH, specular_peak=0.0), iso=100, noise=False)
     scene = raw.camera_rgb
-    # where on the sensor each scene point landed: invert the correction (a fixed point; mild distortion)
-    y, x = np.meshgrid(np.arange(HEIGHT, dtype=np.float64), np.arange(WIDTH, dtype=np.float64), indexing="ij")
-    planes = []
-    for plane in range(3):
-        px, py = x.copy(), y.copy()
-        for _ in range(30):
-            sx, sy = BARREL.source_of(px, py, (HEIGHT, WIDTH), plane)
-            px, py = px - (sx - x), py - (sy - y)
-        planes.append(cv2.remap(np.ascontiguousarray(scene[..., plane]), px.astype(np.float32),
-                                py.astype(np.float32), cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
     span = synthetic.WHITE_LEVEL - synthetic.BLACK_LEVEL
 
     def as_raw(rgb: np.ndarray) -> synthetic.SyntheticRaw:
@@ -83,8 +102,25 @@ def bent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                             exposure_time=0.01, f_number=2.0, opcode_lists=lists)
         return folder / name
 
-    return {"scene": write("scene.dng", scene),
-            "bent": write("bent.dng", np.stack(planes, axis=2), {51022: opcode_list((1, lens_warp.encode(BARREL)))})}
+    files = {"scene": write("scene.dng", scene)}
+    for name, warp in (("bent", BARREL), ("bent2", RECTILINEAR2), ("fisheye", FISHEYE)):
+        listed = opcode_list((warp.opcode, lens_warp.encode(warp)))
+        files[name] = write(f"{name}.dng", _bent(scene, warp), {51022: listed})
+    return files
+
+
+def _bent(scene: np.ndarray, warp: LensWarp) -> np.ndarray:
+    """``scene`` as the lens put it on the sensor: the correction inverted at each pixel (a fixed point)."""
+    y, x = np.meshgrid(np.arange(HEIGHT, dtype=np.float64), np.arange(WIDTH, dtype=np.float64), indexing="ij")
+    planes = []
+    for plane in range(3):
+        px, py = x.copy(), y.copy()
+        for _ in range(40):
+            sx, sy = warp.source_of(px, py, (HEIGHT, WIDTH), plane, outside=True)
+            px, py = px - (sx - x), py - (sy - y)
+        planes.append(cv2.remap(np.ascontiguousarray(scene[..., plane]), px.astype(np.float32),
+                                py.astype(np.float32), cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
+    return np.stack(planes, axis=2)
 
 
 def _render(path: Path, **demosaic: object) -> engine.Rendered:
@@ -97,19 +133,24 @@ def _interior(image: np.ndarray) -> np.ndarray:
     return cv2.blur(image, (5, 5))[40:-40, 60:-60]
 
 
-def test_a_bent_raw_renders_as_the_straight_scene(bent: dict[str, Path]) -> None:
+@pytest.mark.parametrize(("name", "opcode"), [("bent", "WarpRectilinear"), ("bent2", "WarpRectilinear2"),
+                                              ("fisheye", "WarpFisheye")])
+def test_a_bent_raw_renders_as_the_straight_scene(bent: dict[str, Path], name: str, opcode: str) -> None:
     scene = _interior(_render(bent["scene"]).pixels)
-    corrected = _render(bent["bent"])
-    assert corrected.notes["lens_warp"] == "1 WarpRectilinear in OpcodeList3: applied"
+    corrected = _render(bent[name])
+    assert corrected.notes["lens_warp"] == f"{opcode} in OpcodeList3: applied"
     error = np.abs(_interior(corrected.pixels) - scene)
-    left = np.abs(_interior(_render(bent["bent"], lens_warp=False).pixels) - scene)
-    assert np.median(error) < 0.002 and error.mean() < 0.01  # measured: 0.0001 and 0.0026 (without: 0.0188)
+    left = np.abs(_interior(_render(bent[name], lens_warp=False).pixels) - scene)
+    # measured: 0.0001 and 0.0026 (without: 0.019); WarpRectilinear2 the same (0.022); WarpFisheye 0.0029 (0.052)
+    assert np.median(error) < 0.002 and error.mean() < 0.01
     assert left.mean() > 5 * error.mean()
 
 
 def test_info_names_the_warp_and_a_damaged_warp_is_refused(bent: dict[str, Path], tmp_path: Path) -> None:
-    assert "lens warp         1 WarpRectilinear in OpcodeList3 (3 plane(s)), applied at render" in hostplug(
+    assert "lens warp         WarpRectilinear (3 plane(s)) in OpcodeList3, applied at render" in hostplug(
         "info", bent["bent"]).stdout
+    assert "lens warp         WarpFisheye (1 plane(s)) in OpcodeList3, applied at render" in hostplug(
+        "info", bent["fisheye"]).stdout
     wild = lens_warp.encode(replace(BARREL, coefficients=((1.0, -2.0, 0.0, 0.0, 0.0, 0.0),)))
     listed = opcode_list((1, wild))
     damaged = tmp_path / "wild.dng"
@@ -119,6 +160,19 @@ def test_info_names_the_warp_and_a_damaged_warp_is_refused(bent: dict[str, Path]
     assert result.exit_code != 0 and not (tmp_path / "out.tif").exists()
     assert len(lines) == 1 and "radial ratio reaches -1..1" in lines[0], lines
 
+
+
+def test_damaged_warps_of_the_newer_opcodes_are_refused() -> None:
+    reversed_range = replace(RECTILINEAR2, coefficients=((*RECTILINEAR2.coefficients[0][:17], 0.9, 0.5),))
+    with pytest.raises(ValueError, match="valid radii are"):
+        lens_warp.parse_rectilinear2(lens_warp.encode(reversed_range))
+    pole = replace(RECIPROCAL, coefficients=((1.0, 0.0, -1.2, *[0.0] * 12, 0.0, 0.0, 0.0, 1.0),))  # 1 / (1 - 1.2 r^2)
+    with pytest.raises(ValueError, match="radial ratio reaches"):
+        lens_warp.parse_rectilinear2(lens_warp.encode(pole))
+    with pytest.raises(ValueError, match="a WarpFisheye of 1 planes in 60 bytes"):
+        lens_warp.parse_fisheye(lens_warp.encode(FISHEYE) + bytes(8))
+    with pytest.raises(ValueError, match="WarpFisheye coefficients"):
+        lens_warp.parse_fisheye(lens_warp.encode(replace(FISHEYE, centre=(1.5, 0.5))))
 
 
 def test_gain_maps_and_warps_of_one_list_are_applied_in_the_files_order(bent: dict[str, Path]) -> None:
@@ -142,7 +196,7 @@ def test_gain_maps_and_warps_of_one_list_are_applied_in_the_files_order(bent: di
             else:
                 expected = opcode.apply(expected)
         np.testing.assert_allclose(rendered, expected, atol=1e-6)
-        assert ctx.notes["lens_warp"] == "1 WarpRectilinear in OpcodeList3: applied"
+        assert ctx.notes["lens_warp"] == "WarpRectilinear in OpcodeList3: applied"
     source.rgb_opcodes = [ramp, BARREL]
     ctx = Context(source=source, recipe=Recipe())
     first = Demosaic().process(None, Demosaic().prepare(DemosaicParams(), ctx), ctx)
@@ -167,3 +221,19 @@ def test_positions_worked_out_every_few_pixels_stay_within_a_few_hundredths_of_a
                                       np.arange(size[1], dtype=np.float64), indexing="ij")
             exact_x, exact_y = warp.source_of(along, down, size, 0)
             assert np.abs(x - exact_x).max() < within and np.abs(y - exact_y).max() < within
+
+
+def test_opcodes_hostplug_does_not_apply_are_named_and_the_raw_still_renders(bent: dict[str, Path],
+                                                                           tmp_path: Path) -> None:
+    bad_pixels = struct.pack(">III", 0, 0, 0)  # FixBadPixelsConstant: pixels reading 0 are bad, Bayer phase 0
+    raw = dng_with(raw={51008: undefined(opcode_list((4, bad_pixels))),
+                        51022: undefined(opcode_list((200, b"\0" * 8), (FISHEYE.opcode, lens_warp.encode(FISHEYE))))},
+                   base=bent["scene"].read_bytes())
+    path = tmp_path / "opcodes.dng"
+    path.write_bytes(raw)
+    assert "opcodes skipped   FixBadPixelsConstant (OpcodeList1), opcode 200 (OpcodeList3)" in hostplug(
+        "info", path).stdout
+    rendered = _render(path)
+    assert rendered.notes["skipped_opcodes"] == ["FixBadPixelsConstant (OpcodeList1)", "opcode 200 (OpcodeList3)"]
+    assert rendered.notes["lens_warp"] == "WarpFisheye in OpcodeList3: applied"
+    assert "opcodes skipped   none" in hostplug("info", bent["bent"]).stdout

@@ -20,7 +20,7 @@ import tifffile
 from engine.errors import CorruptInputError, HostplugError, UnsupportedInputError
 from engine.io import gain_map, lens_warp
 from engine.io.gain_map import ShadingMap
-from engine.io.lens_warp import RectilinearWarp
+from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, quiet_tifffile
 
 # EXIF LightSource codes of the calibration illuminants, mapped to correlated colour temperature (DNG SDK).
@@ -61,8 +61,10 @@ class DngTags:
     polynomial_maps: list[PolynomialMap] = field(default_factory=list)  # from OpcodeList2
     # lens shading (GainMap, FixVignetteRadial) from OpcodeList2: on the raw data
     gain_maps: list[ShadingMap] = field(default_factory=list)
-    # from OpcodeList3, in order: lens shading and lens warps (WarpRectilinear), applied after demosaicing
-    rgb_opcodes: list[ShadingMap | RectilinearWarp] = field(default_factory=list)
+    # from OpcodeList3, in order: lens shading and lens warps (engine.io.lens_warp), applied after demosaicing
+    rgb_opcodes: list[ShadingMap | LensWarp] = field(default_factory=list)
+    # the opcodes of the raw IFD's lists that hostplug does not apply, as "Name (OpcodeListN)"
+    skipped_opcodes: list[str] = field(default_factory=list)
     default_crop: tuple[float, float, float, float] | None = None  # (top, left, height, width) in the active area
     user_crop: tuple[float, float, float, float] | None = None  # DefaultUserCrop: (top, left, bottom, right) in 0..1
     compression: int = 1
@@ -263,9 +265,10 @@ def _polynomial(params: bytes) -> PolynomialMap:
     return PolynomialMap(plane, planes, coefficients)
 
 
-def _parsed_opcodes(tags: _Tags, code: int, parsers: Mapping[int, Callable[[bytes], Any]]) -> list[Any]:
+def _parsed_opcodes(tags: _Tags, code: int, parsers: Mapping[int, Callable[[bytes], Any]],
+                    skipped: list[str]) -> list[Any]:
     """The opcodes of an opcode list that ``parsers`` (opcode id -> parser) know, parsed and checked, in order;
-    a parser's ValueError says what is wrong."""
+    a parser's ValueError says what is wrong. The others are named in ``skipped``."""
     parsed = []
     for opcode_id, params in _opcode_list(tags, code):
         if opcode_id in parsers:
@@ -273,10 +276,16 @@ def _parsed_opcodes(tags: _Tags, code: int, parsers: Mapping[int, Callable[[byte
                 parsed.append(parsers[opcode_id](params))
             except ValueError as e:
                 raise tags.bad(code, params, str(e)) from None
+        else:
+            skipped.append(f"{OPCODE_NAMES.get(opcode_id, f'opcode {opcode_id}')} ({tags.name(code)})")
     return parsed
 
 
-GAIN_MAP, FIX_VIGNETTE_RADIAL, WARP_RECTILINEAR, MAP_POLYNOMIAL = 9, 3, 1, 8  # opcode ids (DNG 1.3, chapter 7)
+GAIN_MAP, FIX_VIGNETTE_RADIAL, MAP_POLYNOMIAL = 9, 3, 8  # opcode ids (DNG 1.3, chapter 7; warps: lens_warp)
+OPCODE_NAMES = {1: "WarpRectilinear", 2: "WarpFisheye", 3: "FixVignetteRadial", 4: "FixBadPixelsConstant",
+                5: "FixBadPixelsList", 6: "TrimBounds", 7: "MapTable", 8: "MapPolynomial", 9: "GainMap",
+                10: "DeltaPerRow", 11: "DeltaPerColumn", 12: "ScalePerRow", 13: "ScalePerColumn",
+                14: "WarpRectilinear2"}
 SHADING_PARSERS = {GAIN_MAP: gain_map.parse, FIX_VIGNETTE_RADIAL: gain_map.parse_radial}
 
 
@@ -476,12 +485,16 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
             tags.noise_profile = profile
             break
     tags.default_crop, tags.user_crop = _default_crop(image), _user_crop(image)
+    if 51008 in image:  # the raw data's own fixes (bad pixels) come first; none is applied yet
+        _parsed_opcodes(image, 51008, {}, tags.skipped_opcodes)
     if 51009 in image:
-        opcodes = _parsed_opcodes(image, 51009, {MAP_POLYNOMIAL: _polynomial, **SHADING_PARSERS})
+        opcodes = _parsed_opcodes(image, 51009, {MAP_POLYNOMIAL: _polynomial, **SHADING_PARSERS},
+                                  tags.skipped_opcodes)
         tags.polynomial_maps = [op for op in opcodes if isinstance(op, PolynomialMap)]
         tags.gain_maps = [op for op in opcodes if isinstance(op, ShadingMap)]
     if 51022 in image:
-        tags.rgb_opcodes = _parsed_opcodes(image, 51022, {**SHADING_PARSERS, WARP_RECTILINEAR: lens_warp.parse})
+        tags.rgb_opcodes = _parsed_opcodes(image, 51022, {**SHADING_PARSERS, **lens_warp.PARSERS},
+                                           tags.skipped_opcodes)
     return tags
 
 

@@ -1,13 +1,19 @@
-"""DNG WarpRectilinear opcodes: the lens-distortion (and lateral colour) correction that phones, drones and Adobe's
-DNG Converter store in OpcodeList3, which LibRaw ignores.
+"""DNG lens warps: the lens-distortion (and lateral colour) corrections that phones, drones, action cameras and
+Adobe's DNG Converter store in OpcodeList3, which LibRaw ignores.
 
-A phone's wide lens bends straight lines; its DNG carries, per colour plane, a radial polynomial and two
-tangential terms that say where each corrected pixel's light fell on the sensor. The mapping follows the DNG
-SDK (``dng_filter_warp::GetSrcPixelPosition``): pixel ``(row, col)`` at integer coordinates, the optical centre
-at ``cx``, ``cy`` of the image's bounds, distances normalised by the centre's distance to the farthest corner,
-``r^2`` capped at 1::
+A phone's wide lens bends straight lines; its DNG carries, per colour plane, a radial model and (for rectilinear
+lenses) two tangential terms that say where each corrected pixel's light fell on the sensor. Three opcodes:
 
-    ratio = kr0 + kr1 r^2 + kr2 r^4 + kr3 r^6
+- **WarpRectilinear** (DNG 1.3, opcode 1; :class:`RectilinearWarp`): ``ratio = kr0 + kr1 r^2 + kr2 r^4 + kr3 r^6``;
+- **WarpRectilinear2** (DNG 1.6, opcode 14; :class:`Rectilinear2Warp`): a polynomial of up to 15 terms in ``r``
+  (odd powers too), ``r`` held within a valid range, optionally its reciprocal;
+- **WarpFisheye** (DNG 1.3, opcode 2; :class:`FisheyeWarp`): ``ratio = t (k0 + k1 t^2 + k2 t^4 + k3 t^6) / r``
+  with ``t = atan(r)``, no tangential terms: it straightens a fisheye into a rectilinear picture.
+
+The mapping follows the DNG SDK (``dng_filter_warp::GetSrcPixelPosition``): pixel ``(row, col)`` at integer
+coordinates, the optical centre at ``cx``, ``cy`` of the image's bounds, distances normalised by the centre's
+distance to the farthest corner, ``r^2`` capped at 1::
+
     tangential (normalised): dv' = kt0 (r^2 + 2 dv^2) + 2 kt1 dh dv,  dh' = kt1 (r^2 + 2 dh^2) + 2 kt0 dh dv
     source = centre + R (d ratio + d')
 
@@ -19,19 +25,41 @@ from __future__ import annotations
 
 import math
 import struct
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 RATIO_RANGE = (0.2, 5.0)  # the DNG SDK's safe radial ratios: a warp outside them is damage, not a lens
 
 
-@dataclass(frozen=True)
-class RectilinearWarp:
-    """One WarpRectilinear opcode: per plane (kr0, kr1, kr2, kr3, kt0, kt1), and the optical centre."""
+class LensWarp(ABC):
+    """Where the light of each corrected pixel fell, by a radial model per colour plane (see the module
+    docstring), and the resampling that puts it back. A subclass is one opcode's model."""
 
-    coefficients: tuple[tuple[float, ...], ...]  # one 6-tuple per plane (1 plane: the same for every plane)
+    name: ClassVar[str]  # the opcode's name in the DNG specification
+    opcode: ClassVar[int]  # its id in an opcode list
+    coefficients: tuple[tuple[float, ...], ...]  # one tuple per plane, as the opcode stores it (1: every plane)
     centre: tuple[float, float]  # (horizontal, vertical), as fractions of the image's width and height
+
+    def plane(self, plane: int) -> tuple[float, ...]:
+        """The coefficients that apply to image plane ``plane``."""
+        return self.coefficients[min(plane, len(self.coefficients) - 1)]
+
+    @abstractmethod
+    def ratio(self, r2: np.ndarray, plane: int, outside: bool = False) -> np.ndarray:
+        """The radial ratio at squared normalised radii ``r2`` on ``plane`` (within 0..1, or beyond it with
+        ``outside``: positions past the image that only steer an interpolation)."""
+
+    def tangential(self, plane: int) -> tuple[float, float]:
+        """The tangential terms (kt0, kt1) of ``plane``."""
+        return 0.0, 0.0
+
+    @property
+    def smooth(self) -> bool:
+        """Whether the mapping has no kinks, so positions between a few worked out exactly can be interpolated."""
+        return True
 
     def source_positions(self, rows: range, size: tuple[int, int], plane: int) -> tuple[np.ndarray, np.ndarray]:
         """Where the light of each pixel of ``rows`` (every column) of an image of ``size`` (H, W) fell: the
@@ -40,9 +68,15 @@ class RectilinearWarp:
         The formula is worked out every :data:`POSITION_STEP` pixels and the shift it makes interpolated
         linearly between (the mapping is smooth): on a 1000 x 1500 picture within 0.003 px of the formula at
         every pixel for a phone-like distortion, 0.02 px for a strong one; a 12 MP picture's positions for three
-        planes took 0.62 s instead of 1.05 s (same run).
+        planes took 0.62 s instead of 1.05 s (same run). A mapping with kinks (:attr:`smooth`) is worked out
+        at every pixel.
         """
         step, width = POSITION_STEP, size[1]
+        if not self.smooth:
+            down, along = np.meshgrid(np.arange(rows.start, rows.stop, dtype=np.float64),
+                                      np.arange(width, dtype=np.float64), indexing="ij")
+            source_x, source_y = self.source_of(along, down, size, plane)
+            return source_x.astype(np.float32), source_y.astype(np.float32)
         y = rows.start + step * np.arange(-(-len(rows) // step) + 1, dtype=np.float64)
         x = step * np.arange(-(-width // step) + 1, dtype=np.float64)
         source_x, source_y = self.source_of(x[None, :], y[:, None], size, plane, outside=True)
@@ -56,12 +90,12 @@ class RectilinearWarp:
         ``plane``, in their precision. The SDK caps ``r^2`` at 1, which no pixel of the image passes;
         ``outside`` lifts the cap, for positions beyond the image that only steer an interpolation."""
         height, width = size
-        kr0, kr1, kr2, kr3, kt0, kt1 = self.coefficients[min(plane, len(self.coefficients) - 1)]
+        kt0, kt1 = self.tangential(plane)
         cx, cy = self.centre[0] * width, self.centre[1] * height
         radius = math.hypot(max(cx, width - cx), max(cy, height - cy))  # to the farthest corner
         dh, dv = (x - cx) / radius, (y - cy) / radius
         r2 = dv * dv + dh * dh if outside else np.minimum(dv * dv + dh * dh, 1.0)
-        ratio = kr0 + r2 * (kr1 + r2 * (kr2 + r2 * kr3))
+        ratio = self.ratio(r2, plane, outside)
         source_x = cx + radius * (dh * ratio + kt1 * (r2 + 2 * dh * dh) + 2 * kt0 * dh * dv)
         source_y = cy + radius * (dv * ratio + kt0 * (r2 + 2 * dv * dv) + 2 * kt1 * dh * dv)
         return source_x, source_y
@@ -75,7 +109,7 @@ class RectilinearWarp:
         # planes with the same coefficients (all of them, for a one-plane warp) share their positions
         groups: dict[tuple[float, ...], list[int]] = {}
         for plane in range(image.shape[2]):
-            groups.setdefault(self.coefficients[min(plane, len(self.coefficients) - 1)], []).append(plane)
+            groups.setdefault(self.plane(plane), []).append(plane)
         for start in range(0, height, band_rows):
             rows = range(start, min(start + band_rows, height))
             for planes in groups.values():
@@ -89,7 +123,7 @@ class RectilinearWarp:
         return out
 
 
-POSITION_STEP = 8  # pixels between the positions a warp works out exactly (RectilinearWarp.source_positions)
+POSITION_STEP = 8  # pixels between the positions a warp works out exactly (LensWarp.source_positions)
 
 
 def _enlarged(coarse: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -105,32 +139,135 @@ def _enlarged(coarse: np.ndarray, height: int, width: int) -> np.ndarray:
     return blocks.reshape(-1, width)[:height]
 
 
-def parse(params: bytes) -> RectilinearWarp:
-    """A WarpRectilinear opcode's parameters (DNG 1.3, big-endian); ValueError says what is wrong with them."""
+@dataclass(frozen=True)
+class RectilinearWarp(LensWarp):
+    """WarpRectilinear (DNG 1.3): per plane (kr0, kr1, kr2, kr3, kt0, kt1), a polynomial in ``r^2``."""
+
+    name: ClassVar[str] = "WarpRectilinear"
+    opcode: ClassVar[int] = 1
+    coefficients: tuple[tuple[float, ...], ...]
+    centre: tuple[float, float]
+
+    def ratio(self, r2: np.ndarray, plane: int, outside: bool = False) -> np.ndarray:
+        kr0, kr1, kr2, kr3 = self.plane(plane)[:4]
+        return kr0 + r2 * (kr1 + r2 * (kr2 + r2 * kr3))
+
+    def tangential(self, plane: int) -> tuple[float, float]:
+        return self.plane(plane)[4], self.plane(plane)[5]
+
+
+RADIAL_TERMS = 15  # WarpRectilinear2's radial polynomial: kr0..kr14, of r^0..r^14
+
+
+@dataclass(frozen=True)
+class Rectilinear2Warp(LensWarp):
+    """WarpRectilinear2 (DNG 1.6): per plane ``RADIAL_TERMS`` radial terms of a polynomial in ``r``, then kt0,
+    kt1 and the valid radii (min, max) within which ``r`` is held; ``reciprocal``: the ratio is 1 / polynomial."""
+
+    name: ClassVar[str] = "WarpRectilinear2"
+    opcode: ClassVar[int] = 14
+    coefficients: tuple[tuple[float, ...], ...]
+    centre: tuple[float, float]
+    reciprocal: bool = False
+
+    def ratio(self, r2: np.ndarray, plane: int, outside: bool = False) -> np.ndarray:
+        terms = self.plane(plane)
+        low, high = terms[RADIAL_TERMS + 2], terms[RADIAL_TERMS + 3]
+        # the SDK pins r^2 to the valid range; past the image, a range open to 1 stays open
+        r = np.sqrt(np.clip(r2, low * low, high * high if high < 1.0 or not outside else np.inf))
+        radial = terms[:RADIAL_TERMS]
+        degree = max((i for i, k in enumerate(radial) if k != 0.0), default=0)  # files use a few of the 15 terms
+        poly = np.zeros_like(r) + radial[degree]
+        for k in radial[degree - 1 :: -1] if degree else ():
+            poly = poly * r + k
+        return 1.0 / poly if self.reciprocal else poly
+
+    @property
+    def smooth(self) -> bool:
+        """A valid range narrower than 0..1 holds the ratio constant past it: a kink in the mapping."""
+        return all(terms[RADIAL_TERMS + 2] == 0.0 and terms[RADIAL_TERMS + 3] == 1.0 for terms in self.coefficients)
+
+    def tangential(self, plane: int) -> tuple[float, float]:
+        return self.plane(plane)[RADIAL_TERMS], self.plane(plane)[RADIAL_TERMS + 1]
+
+
+@dataclass(frozen=True)
+class FisheyeWarp(LensWarp):
+    """WarpFisheye (DNG 1.3): per plane (k0, k1, k2, k3) of a polynomial in the angle ``t = atan(r)``; it maps a
+    fisheye picture to a rectilinear one, and has no tangential terms."""
+
+    name: ClassVar[str] = "WarpFisheye"
+    opcode: ClassVar[int] = 2
+    coefficients: tuple[tuple[float, ...], ...]
+    centre: tuple[float, float]
+
+    def ratio(self, r2: np.ndarray, plane: int, outside: bool = False) -> np.ndarray:
+        k0, k1, k2, k3 = self.plane(plane)
+        r = np.sqrt(np.maximum(r2, 1e-12))
+        t = np.arctan(r)
+        t2 = t * t
+        # as the SDK: exactly 1 at the centre
+        return np.where(r2 < 1e-12, 1.0, t * (k0 + t2 * (k1 + t2 * (k2 + t2 * k3))) / r)
+
+
+_LAYOUTS: dict[type[LensWarp], tuple[int, bool]] = {  # values per plane, and whether a reciprocal flag ends it
+    RectilinearWarp: (6, False), Rectilinear2Warp: (RADIAL_TERMS + 4, True), FisheyeWarp: (4, False)}
+
+
+def _parse(kind: type[LensWarp], params: bytes) -> LensWarp:
+    """A warp opcode's parameters (big-endian), checked; ValueError says what is wrong with them."""
+    per_plane, flagged = _LAYOUTS[kind]
     if len(params) < 4:
-        raise ValueError(f"a WarpRectilinear opcode of {len(params)} bytes")
+        raise ValueError(f"a {kind.name} opcode of {len(params)} bytes")
     (planes,) = struct.unpack_from(">I", params)
-    if not 1 <= planes <= 4 or len(params) != 4 + 48 * planes + 16:
-        raise ValueError(f"a WarpRectilinear of {planes} planes in {len(params)} bytes (1 to 4 planes, "
-                         "48 bytes each and 20 more)")
-    values = struct.unpack_from(f">{6 * planes + 2}d", params, 4)
-    coefficients = tuple(tuple(values[6 * p : 6 * p + 6]) for p in range(planes))
+    more = 20 + 4 * flagged  # the plane count and the centre, and the reciprocal flag
+    if not 1 <= planes <= 4 or len(params) != 8 * per_plane * planes + more:
+        raise ValueError(f"a {kind.name} of {planes} planes in {len(params)} bytes (1 to 4 planes, "
+                         f"{8 * per_plane} bytes each and {more} more)")
+    values = struct.unpack_from(f">{per_plane * planes + 2}d", params, 4)
+    coefficients = tuple(tuple(values[per_plane * p : per_plane * (p + 1)]) for p in range(planes))
     centre = (values[-2], values[-1])
     if not all(math.isfinite(v) and abs(v) <= 1e3 for v in values) or not all(0 <= c <= 1 for c in centre):
-        raise ValueError(f"WarpRectilinear coefficients {_show(values)} (finite; the centre within the image)")
-    for kr0, kr1, kr2, kr3, *_ in coefficients:
-        r2 = np.linspace(0.0, 1.0, 101)
-        ratio = kr0 + r2 * (kr1 + r2 * (kr2 + r2 * kr3))
-        if not (RATIO_RANGE[0] <= ratio.min() and ratio.max() <= RATIO_RANGE[1]):
-            raise ValueError(f"a WarpRectilinear whose radial ratio reaches {ratio.min():.3g}..{ratio.max():.3g} "
-                             f"(a lens stays within {RATIO_RANGE[0]:g}..{RATIO_RANGE[1]:g})")
-    return RectilinearWarp(coefficients, centre)
+        raise ValueError(f"{kind.name} coefficients {_show(values)} (finite; the centre within the image)")
+    reciprocal = (bool(struct.unpack_from(">I", params, len(params) - 4)[0]),) if flagged else ()
+    warp = kind(coefficients, centre, *reciprocal)  # type: ignore[call-arg]  # each subclass's dataclass fields
+    if flagged and not all(0.0 <= terms[-2] < terms[-1] <= 1.0 for terms in coefficients):
+        raise ValueError(f"a {kind.name} whose valid radii are {_show(tuple(t[-2] for t in coefficients))} to "
+                         f"{_show(tuple(t[-1] for t in coefficients))} (within 0..1, the first below the second)")
+    r2 = np.linspace(0.0, 1.0, 1001)
+    for plane in range(planes):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = warp.ratio(r2, plane)
+        if not (np.all(np.isfinite(ratio)) and RATIO_RANGE[0] <= ratio.min() and ratio.max() <= RATIO_RANGE[1]):
+            raise ValueError(f"a {kind.name} whose radial ratio reaches {np.nanmin(ratio):.3g}.."
+                             f"{np.nanmax(ratio):.3g} (a lens stays within {RATIO_RANGE[0]:g}..{RATIO_RANGE[1]:g})")
+    return warp
 
 
-def encode(warp: RectilinearWarp) -> bytes:
-    """The opcode parameters of ``warp`` (the inverse of :func:`parse`; tests and the synthetic DNG writer)."""
+def parse(params: bytes) -> LensWarp:
+    """A WarpRectilinear opcode's parameters (DNG 1.3, opcode 1); ValueError says what is wrong with them."""
+    return _parse(RectilinearWarp, params)
+
+
+def parse_rectilinear2(params: bytes) -> LensWarp:
+    """A WarpRectilinear2 opcode's parameters (DNG 1.6, opcode 14)."""
+    return _parse(Rectilinear2Warp, params)
+
+
+def parse_fisheye(params: bytes) -> LensWarp:
+    """A WarpFisheye opcode's parameters (DNG 1.3, opcode 2)."""
+    return _parse(FisheyeWarp, params)
+
+
+PARSERS = {RectilinearWarp.opcode: parse, Rectilinear2Warp.opcode: parse_rectilinear2,
+           FisheyeWarp.opcode: parse_fisheye}  # opcode id -> parser, for engine.io.dng
+
+
+def encode(warp: LensWarp) -> bytes:
+    """The opcode parameters of ``warp`` (the inverse of its parser; tests and the synthetic DNG writer)."""
     values = [v for plane in warp.coefficients for v in plane] + list(warp.centre)
-    return struct.pack(f">I{len(values)}d", len(warp.coefficients), *values)
+    flag = struct.pack(">I", warp.reciprocal) if isinstance(warp, Rectilinear2Warp) else b""
+    return struct.pack(f">I{len(values)}d", len(warp.coefficients), *values) + flag
 
 
 def _show(values: tuple[float, ...]) -> str:

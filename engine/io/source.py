@@ -22,7 +22,7 @@ from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInpu
 from engine.io.bounded import pinned
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
 from engine.io.gain_map import ShadingMap
-from engine.io.lens_warp import RectilinearWarp
+from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
 
 RGB_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -92,6 +92,8 @@ class Source:
     # OpcodeList3's shading maps and lens warps (:mod:`engine.io.lens_warp`), in order, after demosaicing
     gain_maps: list = field(default_factory=list)
     rgb_opcodes: list = field(default_factory=list)
+    # the DNG opcodes hostplug does not apply, as "Name (OpcodeListN)", named by ``hostplug info`` and the notes
+    skipped_opcodes: list[str] = field(default_factory=list)
     # The picture's area within ``sensor`` (DNG DefaultCrop: top, left, height, width); None: all of it
     crop: tuple[int, int, int, int] | None = None
     needs_libraw_demosaic: bool = False  # X-Trans and 4-colour sensors
@@ -112,9 +114,17 @@ class Source:
         return [op for op in self.rgb_opcodes if isinstance(op, ShadingMap)]
 
     @property
-    def lens_warps(self) -> list[RectilinearWarp]:
-        """The lens warps (WarpRectilinear) among OpcodeList3's opcodes."""
-        return [op for op in self.rgb_opcodes if isinstance(op, RectilinearWarp)]
+    def lens_warps(self) -> list[LensWarp]:
+        """The lens warps (WarpRectilinear, WarpRectilinear2, WarpFisheye) among OpcodeList3's opcodes."""
+        return [op for op in self.rgb_opcodes if isinstance(op, LensWarp)]
+
+
+def _skipped_opcodes(dng: DngTags | None, mosaic: bool) -> list[str]:
+    """The DNG opcodes left unapplied: those no reader here knows, and MapPolynomial on a mosaic (applied to
+    LinearRaw only)."""
+    if dng is None:
+        return []
+    return dng.skipped_opcodes + ["MapPolynomial (OpcodeList2)"] * (len(dng.polynomial_maps) if mosaic else 0)
 
 
 def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
@@ -255,6 +265,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
         gain_maps=dng.gain_maps if dng else [],
         rgb_opcodes=dng.rgb_opcodes if dng else [],
+        skipped_opcodes=_skipped_opcodes(dng, mosaic=sensor.ndim == 2),
         crop=_default_crop(path, dng, sensor.shape[:2]),
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,

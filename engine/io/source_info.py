@@ -49,9 +49,9 @@ def describe(source: Source) -> dict[str, Any]:
         "baseline_exposure": source.baseline_exposure,
         "noise_profile": _rounded(source.noise_profile, 10) if source.noise_profile is not None else None,
         "lens_shading": _lens_shading(source),
-        "lens_warp": (f"{len(source.lens_warps)} WarpRectilinear in OpcodeList3 "
-                      f"({len(source.lens_warps[0].coefficients)} plane(s)), applied at render"
-                      if source.lens_warps else "none in the file"),
+        "lens_warp": (", ".join(f"{w.name} ({len(w.coefficients)} plane(s))" for w in source.lens_warps)
+                      + " in OpcodeList3, applied at render" if source.lens_warps else "none in the file"),
+        "skipped_opcodes": source.skipped_opcodes,
         "default_crop": dict(zip(("top", "left", "height", "width"), source.crop, strict=True))
         if source.crop else None,
     }

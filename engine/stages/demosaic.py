@@ -66,8 +66,10 @@ class Demosaic(Stage):
         if source.gain_maps or source.rgb_gain_maps:  # only a DNG has them
             ctx.notes["gain_maps"] = _gain_map_note(source, applied=params.gain_map)
         if source.lens_warps:
-            ctx.notes["lens_warp"] = (f"{len(source.lens_warps)} WarpRectilinear in OpcodeList3: "
+            ctx.notes["lens_warp"] = (", ".join(w.name for w in source.lens_warps) + " in OpcodeList3: "
                                       + ("applied" if params.lens_warp else "not applied (lens_warp off)"))
+        if source.skipped_opcodes:
+            ctx.notes["skipped_opcodes"] = source.skipped_opcodes
         crop = source.crop if params.default_crop else None
         if crop:
             ctx.notes["default_crop"] = dict(zip(("top", "left", "height", "width"), crop, strict=True))

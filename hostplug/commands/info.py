@@ -69,6 +69,7 @@ def format_description(info: dict[str, Any]) -> str:
              if sensor["noise_profile"] else "-"),
             ("lens shading", sensor["lens_shading"]),
             ("lens warp", sensor["lens_warp"]),
+            ("opcodes skipped", ", ".join(sensor["skipped_opcodes"]) or "none"),
             ("default crop", _crop_line(sensor["default_crop"])),
             ("as-shot WB", _white_balance_line(wb)),
             ("colour", colour["origin"]),
