@@ -215,7 +215,11 @@ def test_recipes_from_before_gain_maps_keep_rendering_without_them(phone: dict[s
     assert _linear(phone["list2"], old).notes["gain_maps"] == "4 in OpcodeList2: not applied (gain_map off)"
     sidecar = properties_to_recipe({"schemaVersion": "4", "exposure": "0.3"}, "old.xmp")
     assert sidecar.stage("demosaic").params == {"version": 1}
-    current = properties_to_recipe({"schemaVersion": "5", "exposure": "0.3"}, "new.xmp")
+    newer = properties_to_recipe({"schemaVersion": "5", "exposure": "0.3"}, "newer.xmp")
+    assert newer.stage("demosaic").params == {"version": 2}  # maps applied, bad pixels not yet repaired
+    assert _linear(phone["list2"], Recipe.from_dict({"version": 5, "stages": {
+        name: {"enabled": False} for name in LINEAR}})).notes["gain_maps"] == "4 in OpcodeList2: applied"
+    current = properties_to_recipe({"schemaVersion": "6", "exposure": "0.3"}, "new.xmp")
     assert current.stage("demosaic").params == {}
 
 

@@ -225,15 +225,15 @@ def test_positions_worked_out_every_few_pixels_stay_within_a_few_hundredths_of_a
 
 def test_opcodes_hostplug_does_not_apply_are_named_and_the_raw_still_renders(bent: dict[str, Path],
                                                                            tmp_path: Path) -> None:
-    bad_pixels = struct.pack(">III", 0, 0, 0)  # FixBadPixelsConstant: pixels reading 0 are bad, Bayer phase 0
-    raw = dng_with(raw={51008: undefined(opcode_list((4, bad_pixels))),
+    trim = struct.pack(">IIII", 8, 8, 520, 784)  # TrimBounds, which hostplug does not apply
+    raw = dng_with(raw={51008: undefined(opcode_list((6, trim))),
                         51022: undefined(opcode_list((200, b"\0" * 8), (FISHEYE.opcode, lens_warp.encode(FISHEYE))))},
                    base=bent["scene"].read_bytes())
     path = tmp_path / "opcodes.dng"
     path.write_bytes(raw)
-    assert "opcodes skipped   FixBadPixelsConstant (OpcodeList1), opcode 200 (OpcodeList3)" in hostplug(
+    assert "opcodes skipped   TrimBounds (OpcodeList1), opcode 200 (OpcodeList3)" in hostplug(
         "info", path).stdout
     rendered = _render(path)
-    assert rendered.notes["skipped_opcodes"] == ["FixBadPixelsConstant (OpcodeList1)", "opcode 200 (OpcodeList3)"]
+    assert rendered.notes["skipped_opcodes"] == ["TrimBounds (OpcodeList1)", "opcode 200 (OpcodeList3)"]
     assert rendered.notes["lens_warp"] == "WarpFisheye in OpcodeList3: applied"
     assert "opcodes skipped   none" in hostplug("info", bent["bent"]).stdout

@@ -18,7 +18,7 @@ import numpy as np
 import tifffile
 
 from engine.errors import CorruptInputError, HostplugError, UnsupportedInputError
-from engine.io import gain_map, lens_warp
+from engine.io import bad_pixels, gain_map, lens_warp
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, quiet_tifffile
@@ -63,6 +63,8 @@ class DngTags:
     gain_maps: list[ShadingMap] = field(default_factory=list)
     # from OpcodeList3, in order: lens shading and lens warps (engine.io.lens_warp), applied after demosaicing
     rgb_opcodes: list[ShadingMap | LensWarp] = field(default_factory=list)
+    # from OpcodeList1: bad pixels (engine.io.bad_pixels), in the stored image's coordinates
+    bad_pixels: list[bad_pixels.BadPixels] = field(default_factory=list)
     # the opcodes of the raw IFD's lists that hostplug does not apply, as "Name (OpcodeListN)"
     skipped_opcodes: list[str] = field(default_factory=list)
     default_crop: tuple[float, float, float, float] | None = None  # (top, left, height, width) in the active area
@@ -485,8 +487,8 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
             tags.noise_profile = profile
             break
     tags.default_crop, tags.user_crop = _default_crop(image), _user_crop(image)
-    if 51008 in image:  # the raw data's own fixes (bad pixels) come first; none is applied yet
-        _parsed_opcodes(image, 51008, {}, tags.skipped_opcodes)
+    if 51008 in image:  # the raw data's own fixes (bad pixels), before anything else
+        tags.bad_pixels = _parsed_opcodes(image, 51008, bad_pixels.PARSERS, tags.skipped_opcodes)
     if 51009 in image:
         opcodes = _parsed_opcodes(image, 51009, {MAP_POLYNOMIAL: _polynomial, **SHADING_PARSERS},
                                   tags.skipped_opcodes)

@@ -19,6 +19,7 @@ import numpy as np
 import rawpy
 
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
+from engine.io.bad_pixels import BadPixels, BadPixelsList
 from engine.io.bounded import pinned
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
 from engine.io.gain_map import ShadingMap
@@ -88,8 +89,10 @@ class Source:
     camera: CameraInfo = field(default_factory=CameraInfo)
     format: str = ""
     polynomial_maps: list = field(default_factory=list)
-    # DNG opcodes LibRaw ignores: lens-shading maps (:mod:`engine.io.gain_map`) on the raw data, and
+    # DNG opcodes LibRaw ignores: bad pixels (:mod:`engine.io.bad_pixels`, in the coordinates of ``sensor``),
+    # lens-shading maps (:mod:`engine.io.gain_map`) on the raw data, and
     # OpcodeList3's shading maps and lens warps (:mod:`engine.io.lens_warp`), in order, after demosaicing
+    bad_pixels: list = field(default_factory=list)
     gain_maps: list = field(default_factory=list)
     rgb_opcodes: list = field(default_factory=list)
     # the DNG opcodes hostplug does not apply, as "Name (OpcodeListN)", named by ``hostplug info`` and the notes
@@ -119,12 +122,24 @@ class Source:
         return [op for op in self.rgb_opcodes if isinstance(op, LensWarp)]
 
 
-def _skipped_opcodes(dng: DngTags | None, mosaic: bool) -> list[str]:
-    """The DNG opcodes left unapplied: those no reader here knows, and MapPolynomial on a mosaic (applied to
-    LinearRaw only)."""
+def _bad_pixels(dng: DngTags | None, raw: rawpy.RawPy) -> list[BadPixels]:
+    """OpcodeList1's bad pixels in the coordinates of the visible sensor (LibRaw's margins are the DNG's
+    ActiveArea), for a Bayer mosaic."""
     if dng is None:
         return []
-    return dng.skipped_opcodes + ["MapPolynomial (OpcodeList2)"] * (len(dng.polynomial_maps) if mosaic else 0)
+    top, left = int(raw.sizes.top_margin), int(raw.sizes.left_margin)
+    return [fix.shifted(top, left) if isinstance(fix, BadPixelsList) else fix for fix in dng.bad_pixels]
+
+
+def _skipped_opcodes(dng: DngTags | None, mosaic: bool, bayer: bool) -> list[str]:
+    """The DNG opcodes left unapplied: those no reader here knows, MapPolynomial on a mosaic (applied to
+    LinearRaw only) and bad pixels on a sensor that is no Bayer mosaic (the repair reads a 2 x 2 pattern)."""
+    if dng is None:
+        return []
+    mosaic_maps = ["MapPolynomial (OpcodeList2)"] * len(dng.polynomial_maps)
+    fixes = [f"{'FixBadPixelsList' if isinstance(fix, BadPixelsList) else 'FixBadPixelsConstant'} (OpcodeList1)"
+             for fix in dng.bad_pixels]
+    return dng.skipped_opcodes + ([] if bayer else fixes) + (mosaic_maps if mosaic else [])
 
 
 def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
@@ -265,7 +280,8 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
         gain_maps=dng.gain_maps if dng else [],
         rgb_opcodes=dng.rgb_opcodes if dng else [],
-        skipped_opcodes=_skipped_opcodes(dng, mosaic=sensor.ndim == 2),
+        bad_pixels=_bad_pixels(dng, raw) if cfa is not None else [],
+        skipped_opcodes=_skipped_opcodes(dng, mosaic=sensor.ndim == 2, bayer=cfa is not None),
         crop=_default_crop(path, dng, sensor.shape[:2]),
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,

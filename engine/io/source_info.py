@@ -8,6 +8,7 @@ import numpy as np
 
 from engine.calibration import neutral_to_xy, srgb_calibration
 from engine.colour import xy_to_temperature_tint
+from engine.io.bad_pixels import BadPixelsList
 from engine.io.dng import ILLUMINANT_TEMPERATURE
 from engine.io.gain_map import GainMap, ShadingMap
 from engine.io.source import Source
@@ -48,6 +49,7 @@ def describe(source: Source) -> dict[str, Any]:
         "white_level": _rounded(source.white, 2),
         "baseline_exposure": source.baseline_exposure,
         "noise_profile": _rounded(source.noise_profile, 10) if source.noise_profile is not None else None,
+        "bad_pixels": _bad_pixels(source),
         "lens_shading": _lens_shading(source),
         "lens_warp": (", ".join(f"{w.name} ({len(w.coefficients)} plane(s))" for w in source.lens_warps)
                       + " in OpcodeList3, applied at render" if source.lens_warps else "none in the file"),
@@ -89,6 +91,16 @@ def _as_shot_or_estimate(source: Source) -> np.ndarray:
     if source_camera_rgb(source) is None:  # X-Trans / 4-colour: estimated from the demosaiced image at render
         return source.as_shot_neutral
     return source_neutral(source)
+
+
+def _bad_pixels(source: Source) -> str:
+    """What OpcodeList1 marks bad, for ``info``."""
+    if not source.bad_pixels:
+        return "none marked in the file"
+    fixes = [f"FixBadPixelsList ({len(fix.points)} point(s), {len(fix.rects)} rectangle(s))"
+             if isinstance(fix, BadPixelsList) else f"FixBadPixelsConstant (value {fix.constant})"
+             for fix in source.bad_pixels]
+    return ", ".join(fixes) + " in OpcodeList1, repaired at render"
 
 
 def _lens_shading(source: Source) -> str:

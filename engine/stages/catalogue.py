@@ -25,7 +25,7 @@ DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
 
 # (stage, implementation) -> the version of its params (``Params.VERSION``).
 PARAMS_VERSIONS: dict[tuple[str, str], int] = {
-    ("demosaic", "mhc"): 2,
+    ("demosaic", "mhc"): 3,
     ("denoise", "classical"): 1,
     ("denoise", "learned"): 4,
     ("denoise", "auto"): 3,
@@ -44,13 +44,15 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 # implementation each stage had then, and, for the stage implementations whose params a later version changed,
 # the params version that a recipe storing no params got then: (stage, implementation, params version).
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
-    v: {"demosaic": "mhc", **({"denoise": "classical"} if v < 4 else {})} for v in (1, 2, 3, 4)}
+    v: {"demosaic": "mhc", **({"denoise": "classical"} if v < 4 else {})} for v in (1, 2, 3, 4, 5)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
+_DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1),  # the "lite" networks
     2: (("denoise", "learned", 2), ("denoise", "auto", 1), _DEMOSAIC_V1),  # denoise-fast; auto from ISO 1600
     3: (("denoise", "learned", 3), ("denoise", "auto", 2), _DEMOSAIC_V1),  # denoise-mid; auto from ISO 800
     4: (_DEMOSAIC_V1,),
+    5: (_DEMOSAIC_V2,),
 }
 
 
@@ -61,7 +63,7 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     version 2 meant the "fast" learned denoiser (params version 2), and "auto" with it from ISO 1600; versions 1
     to 3 meant the classical denoiser, and version 3 the "mid" learned denoiser (auto from ISO 800); versions 1
     to 4 meant a demosaic that left a DNG's lens-shading GainMaps, lens warps and DefaultCrop unapplied
-    (demosaic params version 1)."""
+    (demosaic params version 1), and version 5 one that left its bad pixels (version 2)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

@@ -10,7 +10,7 @@ on the normalised raw data, OpcodeList3's on the demosaiced image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -20,6 +20,7 @@ from engine import kernels, tiling
 from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
 from engine.io import gain_map
+from engine.io.bad_pixels import repaired
 from engine.io.gain_map import Shading, ShadingMap
 from engine.stages.base import Context, Pixels, Stage
 
@@ -27,12 +28,13 @@ from engine.stages.base import Context, Pixels, Stage
 @dataclass(frozen=True)
 class DemosaicParams:
     """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"; and
-    whether the corrections a DNG carries and LibRaw leaves out are made: its lens shading (GainMap and
-    FixVignetteRadial opcodes), its
-    lens distortion (WarpRectilinear) and its DefaultCrop, as Adobe's converters and the camera make them."""
+    whether the corrections a DNG carries and LibRaw leaves out are made: its bad pixels (FixBadPixelsConstant and
+    FixBadPixelsList), its lens shading (GainMap and FixVignetteRadial), its lens distortion (the warp opcodes)
+    and its DefaultCrop, as Adobe's converters and the camera make them."""
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     algorithm: Literal["mhc", "ahd", "dcb", "aahd", "vng"] = "mhc"
+    bad_pixels: bool = True
     gain_map: bool = True
     lens_warp: bool = True
     default_crop: bool = True
@@ -57,8 +59,11 @@ class Demosaic(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1 left a DNG's GainMaps, lens warps and DefaultCrop unapplied: so old recipes render the same."""
-        return {"gain_map": False, "lens_warp": False, "default_crop": False, **params} if version < 2 else params
+        """Version 1 left a DNG's GainMaps, lens warps and DefaultCrop unapplied, versions 1 and 2 its bad pixels:
+        so old recipes render the same."""
+        if version < 2:
+            params = {"gain_map": False, "lens_warp": False, "default_crop": False, **params}
+        return {"bad_pixels": False, **params} if version < 3 else params
 
     def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
@@ -68,6 +73,9 @@ class Demosaic(Stage):
         if source.lens_warps:
             ctx.notes["lens_warp"] = (", ".join(w.name for w in source.lens_warps) + " in OpcodeList3: "
                                       + ("applied" if params.lens_warp else "not applied (lens_warp off)"))
+        if source.bad_pixels:
+            ctx.notes["bad_pixels"] = (f"{len(source.bad_pixels)} in OpcodeList1: "
+                                       + ("repaired" if params.bad_pixels else "left (bad_pixels off)"))
         if source.skipped_opcodes:
             ctx.notes["skipped_opcodes"] = source.skipped_opcodes
         crop = source.crop if params.default_crop else None
@@ -75,7 +83,8 @@ class Demosaic(Stage):
             ctx.notes["default_crop"] = dict(zip(("top", "left", "height", "width"), crop, strict=True))
         rgb_opcodes = [op for op in source.rgb_opcodes
                        if (params.gain_map if isinstance(op, ShadingMap) else params.lens_warp)]
-        return {"method": method, "gain_maps": source.gain_maps if params.gain_map else [],
+        return {"method": method, "bad_pixels": source.bad_pixels if params.bad_pixels else [],
+                "gain_maps": source.gain_maps if params.gain_map else [],
                 "rgb_opcodes": rgb_opcodes, "crop": crop}
 
     def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
@@ -83,12 +92,14 @@ class Demosaic(Stage):
         method, maps = data["method"], data["gain_maps"]
         if method == "linearise sRGB":
             return srgb_decode(source.sensor)
+        if data["bad_pixels"]:  # on the data as stored, before anything else (a copy: the source stays as read)
+            source = replace(source, sensor=repaired(source.sensor, data["bad_pixels"]))
         if method == "none (LinearRaw)":
             rgb = linear_raw_to_rgb(source, maps)
         elif method == "mhc":
             rgb = bayer_to_rgb(source, ctx.device, maps)
         else:
-            rgb = libraw_demosaic(source, method.removeprefix("libraw-"), maps)
+            rgb = libraw_demosaic(source, method.removeprefix("libraw-"), maps, from_sensor=bool(data["bad_pixels"]))
         rgb_maps = [op for op in data["rgb_opcodes"] if isinstance(op, ShadingMap)]
         for opcode in data["rgb_opcodes"]:  # in the file's order
             if isinstance(opcode, ShadingMap):
@@ -204,16 +215,18 @@ def linear_raw_to_rgb(source, maps: list[ShadingMap] | None = None) -> np.ndarra
     return _shade_planes(rgb, maps, source.size) if maps else rgb
 
 
-def libraw_demosaic(source, algorithm: str, maps: list[ShadingMap] | None = None) -> np.ndarray:
+def libraw_demosaic(source, algorithm: str, maps: list[ShadingMap] | None = None,
+                    from_sensor: bool = False) -> np.ndarray:
     """LibRaw's demosaic (X-Trans, 4-colour or on request), with our levels, the GainMaps ``maps`` on the raw
-    data, and no colour conversion."""
+    data, and no colour conversion; ``from_sensor``: LibRaw demosaics ``source.sensor`` (its bad pixels
+    repaired) instead of the data it reads from the file."""
     wb = _prescale(source)
     # Multipliers of at most 1, and highlights left alone: with LibRaw's usual (the smallest multiplier 1, the
     # others above, clipped), a channel with a multiplier of 2.5 lost everything above 40 % of its range (the red
     # of the Sony a7R III sample), where our own demosaic keeps each channel up to the sensor's white.
     user_wb = (wb / wb.max()).tolist()
     try:
-        rgb16 = _libraw_postprocess(source, algorithm, user_wb, maps or [])
+        rgb16 = _libraw_postprocess(source, algorithm, user_wb, maps or [], from_sensor)
     except rawpy.LibRawError as e:
         text = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
         raise CorruptInputError(f"{source.path}: LibRaw cannot demosaic the raw data ({text}); the file is "
@@ -226,12 +239,15 @@ def libraw_demosaic(source, algorithm: str, maps: list[ShadingMap] | None = None
     return rgb
 
 
-def _libraw_postprocess(source, algorithm: str, user_wb: list[float], maps: list[ShadingMap]) -> np.ndarray:
+def _libraw_postprocess(source, algorithm: str, user_wb: list[float], maps: list[ShadingMap],
+                        from_sensor: bool) -> np.ndarray:
     black = int(round(float(source.black.mean())))
     # LibRaw reads user_sat as the saturation *after* black subtraction: passing the sensor's white itself
     # rendered 3 % (black 512 of 16383) to 16 % (the Canon 550D's 2056 of 15000) too dark.
     white = int(round(float(source.white.max()))) - black
     with rawpy.imread(str(source.path)) as raw:
+        if from_sensor:  # the array is a view of LibRaw's buffer, of the same visible area
+            raw.raw_image_visible[...] = source.sensor
         if maps:  # LibRaw demosaics the data it holds: shade it there (the array is a view of LibRaw's buffer)
             _shade_raw_data(raw.raw_image_visible, maps, black, white)
         return raw.postprocess(

@@ -67,6 +67,7 @@ def format_description(info: dict[str, Any]) -> str:
             ("baseline exp.", f"{sensor['baseline_exposure']:+g} EV"),
             ("noise profile", " ".join(f"{v:.3g}" for v in sensor["noise_profile"])
              if sensor["noise_profile"] else "-"),
+            ("bad pixels", sensor["bad_pixels"]),
             ("lens shading", sensor["lens_shading"]),
             ("lens warp", sensor["lens_warp"]),
             ("opcodes skipped", ", ".join(sensor["skipped_opcodes"]) or "none"),
