@@ -1,9 +1,10 @@
 """A raw's embedded preview as a small JPEG, fast: for file browsers and GIMP's thumbnail loader.
 
-This module imports only rawpy and Pillow (not the engine and torch), so ``python -m hostplug.thumbnail RAW OUT
-SIZE`` answers in a fraction of a second; ``hostplug thumbnail`` is the same from the command line. When a raw
-has no embedded preview, LibRaw's quick half-size render stands in. The JSON line printed gives the full
-image's size, which thumbnail consumers show next to the preview.
+This module imports only rawpy, Pillow and, for a DNG, the engine's tag reader (not torch), so ``python -m
+hostplug.thumbnail RAW OUT SIZE`` answers in a fraction of a second; ``hostplug thumbnail`` is the same from the
+command line. When a raw has no embedded preview, LibRaw's quick half-size render stands in. The JSON line printed
+gives the size of the picture a render makes (a DNG's DefaultCrop applied), which thumbnail consumers show next
+to the preview.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _preview(raw_path: Path):
         with rawpy.imread(str(raw_path)) as raw:
             sizes = raw.sizes
             orientation = _FLIP_TO_ORIENTATION.get(sizes.flip, 1)
-            width, height = (sizes.height, sizes.width) if orientation >= 5 else (sizes.width, sizes.height)
+            height, width = _picture_size(raw_path, (sizes.height, sizes.width))
+            width, height = (height, width) if orientation >= 5 else (width, height)
             try:
                 thumb = raw.extract_thumb()
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
@@ -54,6 +56,22 @@ def _preview(raw_path: Path):
         raise ThumbnailError(f"{raw_path}: not a camera raw LibRaw can read") from e
     except (rawpy.LibRawError, OSError) as e:
         raise ThumbnailError(f"{raw_path}: cannot read a preview ({e})") from e
+
+
+def _picture_size(raw_path: Path, size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of the picture a render of ``raw_path`` makes from its sensor of ``size``: a DNG's
+    DefaultCrop applied, as the render applies it."""
+    if raw_path.suffix.lower() != ".dng":
+        return size
+    from engine.errors import HostplugError
+    from engine.io.dng import read_dng_tags
+    from engine.io.source import picture_crop
+
+    try:
+        crop = picture_crop(raw_path, read_dng_tags(raw_path), size)
+    except HostplugError as e:
+        raise ThumbnailError(str(e)) from e
+    return crop[2:] if crop else size
 
 
 def _upright_jpeg(image):

@@ -103,3 +103,11 @@ def test_the_cameras_suggested_crop_narrows_the_default_crop(tmp_path: Path) -> 
     path.write_bytes(dng_with(raw={51125: _rationals(0.5, 0.0, 0.25, 1.0)}))
     result = hostplug("info", path)
     assert result.exit_code != 0 and "DefaultUserCrop is (0.5, 0, 0.25, 1), not top < bottom" in result.stderr
+
+
+def test_the_thumbnail_gives_the_size_of_the_cropped_picture(cropped: Path, tmp_path: Path) -> None:
+    from hostplug.thumbnail import write_thumbnail
+
+    info = write_thumbnail(cropped, tmp_path / "thumb.jpg", 128)
+    assert (info["width"], info["height"]) == (884, 588)  # what GIMP shows next to the preview, and then opens
+    assert write_thumbnail(SAMPLE_DNG, tmp_path / "whole.jpg", 128)["width"] == 900

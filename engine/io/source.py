@@ -282,7 +282,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         rgb_opcodes=dng.rgb_opcodes if dng else [],
         bad_pixels=_bad_pixels(dng, raw) if cfa is not None else [],
         skipped_opcodes=_skipped_opcodes(dng, mosaic=sensor.ndim == 2, bayer=cfa is not None),
-        crop=_default_crop(path, dng, sensor.shape[:2]),
+        crop=picture_crop(path, dng, sensor.shape[:2]),
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,
     )
@@ -294,9 +294,10 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
 CROP_MIN = 16  # pixels a side: a DefaultCrop that keeps less is damage, not a picture
 
 
-def _default_crop(path: Path, dng: DngTags | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """The DNG's DefaultCrop, narrowed by its DefaultUserCrop, in whole pixels and kept within the image (writers
-    round it differently); None when it keeps the whole image or the file has none."""
+def picture_crop(path: Path, dng: DngTags | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The picture's area (top, left, height, width) within a sensor of ``size``: the DNG's DefaultCrop, narrowed
+    by its DefaultUserCrop, in whole pixels and kept within the image (writers round it differently); None when
+    it keeps the whole image or the file has none. Raises CorruptInputError for a crop of almost nothing."""
     if dng is None or (dng.default_crop is None and dng.user_crop is None):
         return None
     top, left, height, width = dng.default_crop or (0.0, 0.0, float(size[0]), float(size[1]))
