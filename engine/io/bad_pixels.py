@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -29,6 +30,7 @@ REPAIR_ROUNDS = 64  # a rectangle up to 256 px across fills in; what is left of 
 class BadPixelsConstant:
     """FixBadPixelsConstant: every pixel whose stored value is ``constant`` is bad."""
 
+    name: ClassVar[str] = "FixBadPixelsConstant"  # the opcode's name in the DNG specification
     constant: int
 
     def mask(self, data: np.ndarray) -> np.ndarray:
@@ -41,6 +43,7 @@ class BadPixelsList:
     """FixBadPixelsList: bad points (row, col) and rectangles (top, left, bottom, right; bottom and right
     exclusive), in the coordinates of the stored image (or of the visible sensor, once :meth:`shifted`)."""
 
+    name: ClassVar[str] = "FixBadPixelsList"
     points: tuple[tuple[int, int], ...]
     rects: tuple[tuple[int, int, int, int], ...] = ()
 

@@ -137,8 +137,7 @@ def _skipped_opcodes(dng: DngTags | None, mosaic: bool, bayer: bool) -> list[str
     if dng is None:
         return []
     mosaic_maps = ["MapPolynomial (OpcodeList2)"] * len(dng.polynomial_maps)
-    fixes = [f"{'FixBadPixelsList' if isinstance(fix, BadPixelsList) else 'FixBadPixelsConstant'} (OpcodeList1)"
-             for fix in dng.bad_pixels]
+    fixes = [f"{fix.name} (OpcodeList1)" for fix in dng.bad_pixels]
     return dng.skipped_opcodes + ([] if bayer else fixes) + (mosaic_maps if mosaic else [])
 
 

@@ -97,8 +97,8 @@ def _bad_pixels(source: Source) -> str:
     """What OpcodeList1 marks bad, for ``info``."""
     if not source.bad_pixels:
         return "none marked in the file"
-    fixes = [f"FixBadPixelsList ({len(fix.points)} point(s), {len(fix.rects)} rectangle(s))"
-             if isinstance(fix, BadPixelsList) else f"FixBadPixelsConstant (value {fix.constant})"
+    fixes = [fix.name + (f" ({len(fix.points)} point(s), {len(fix.rects)} rectangle(s))"
+                         if isinstance(fix, BadPixelsList) else f" (value {fix.constant})")
              for fix in source.bad_pixels]
     return ", ".join(fixes) + " in OpcodeList1, repaired at render"
 
