@@ -34,8 +34,8 @@ from typing import Any, Literal, get_args
 from engine.errors import RecipeError
 from engine.stages.catalogue import current_version, pin_former_defaults
 
-RECIPE_VERSION = 6  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop;
-# 6: DNG bad pixels repaired
+RECIPE_VERSION = 7  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop;
+# 6: DNG bad pixels repaired; 7: less saturation desaturates around luminance (-100 is black and white)
 WbMode = Literal["as-shot", "auto", "custom"]
 WB_MODES: tuple[str, ...] = get_args(WbMode)
 

@@ -81,7 +81,10 @@ def test_adjustments_go_on_top_of_the_prediction(low: np.ndarray) -> None:
     assert brighter["gain_ev"] == pytest.approx(base["gain_ev"] + 1.0, abs=1e-4)
     assert brighter["tone"] == base["tone"] and brighter["chroma"] == base["chroma"]
     grey = stage.operators_for(PhotofinishParams(style="vivid", saturation=-100), low)
-    assert np.abs(np.asarray(grey["chroma"]) + np.asarray(_node_chroma(len(grey["chroma"][0][0])))).max() < 1e-3
+    assert grey["colour"] == 0.0 and grey["chroma"] == base["chroma"]  # all colour removed, around luminance
+    table_grey = stage.operators_for(PhotofinishParams(style="vivid", saturation=-100,
+                                                       saturation_around_luminance=False), low)  # version 1
+    assert np.abs(np.asarray(table_grey["chroma"]) + np.asarray(_node_chroma(len(grey["chroma"][0][0])))).max() < 1e-3
     shadows = stage.operators_for(PhotofinishParams(style="vivid", shadows=60), low)
     lift = np.asarray(shadows["local_tone"]) - np.asarray(base["local_tone"])
     assert lift[0, 0, 0].mean() > lift[0, 0, -1].mean() >= -1e-4  # the darkest bin gains most
@@ -210,3 +213,40 @@ def test_an_output_made_before_a_retraining_re_renders_as_before(weights_copy: P
     assert again.notice is not None and "models changed" in again.notice
     assert np.array_equal(pixels(before), pixels(tmp_path / "again.png"))
     assert not np.array_equal(pixels(before), pixels(fresh))
+
+
+def _vivid_colours(tmp_path: Path) -> Path:
+    """An sRGB picture of colours far beyond the chroma table's range: pure yellow, red, blue, a deep orange."""
+    from PIL import Image
+
+    pixels = np.zeros((32, 128, 3), np.uint8)
+    for i, colour in enumerate([(255, 255, 0), (255, 0, 0), (0, 0, 255), (255, 120, 0)]):
+        pixels[:, 32 * i : 32 * (i + 1)] = colour
+    path = tmp_path / "vivid.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.mark.parametrize("implementation", ["learned", "classical"])
+def test_saturation_minus_100_is_black_and_white_for_every_colour(tmp_path: Path, implementation: str) -> None:
+    # the monochrome preset's promise: no colour left, however saturated (a chroma table alone cannot reach these)
+    source = engine.open(_vivid_colours(tmp_path))
+    recipe = engine.Recipe(saturation=-100, stages={"photofinish": engine.StageSettings(implementation=implementation),
+                                                    "detail": engine.StageSettings(enabled=False)})
+    pixels = engine.render(source, recipe).pixels
+    assert float((pixels.max(axis=2) - pixels.min(axis=2)).max()) < 1e-3
+    half = engine.render(source, recipe.replace(saturation=-50)).pixels
+    full = engine.render(source, recipe.replace(saturation=0)).pixels
+    spread = [float(np.mean(p.max(axis=2) - p.min(axis=2))) for p in (pixels, half, full)]
+    assert spread[0] < spread[1] < spread[2]  # less saturation, less colour, step by step
+
+
+def test_recipes_of_version_6_keep_their_table_desaturation(tmp_path: Path) -> None:
+    # written before recipe version 7: less saturation went into the chroma table alone, and re-renders as it did
+    old = engine.Recipe.from_dict({"version": 6, "saturation": -100})
+    stage = LearnedPhotofinish()
+    assert stage.resolve_params(old).saturation_around_luminance is False
+    assert stage.resolve_params(engine.Recipe(saturation=-100)).saturation_around_luminance is True
+    source = engine.open(_vivid_colours(tmp_path))
+    operators = engine.render(source, old).notes["photofinish"]["operators"]
+    assert operators["colour"] == 1.0 and np.abs(np.asarray(operators["chroma"])).max() > 0.1

@@ -196,10 +196,12 @@ def test_version_1_sidecar_reads(tmp_path: Path) -> None:
         style="natural", style_strength=0.8, exposure=0.3, wb="custom", temperature=5200, tint=-4, contrast=12,
         highlights=-30, shadows=25, saturation=-10, vibrance=15, sharpening=40,
         # schema 1 left the denoiser to the default of its day, the classical one, and the demosaic to one that
-        # left DNG lens-shading maps unapplied (params version 1): both stay pinned
+        # left DNG lens-shading maps unapplied (params version 1), and its saturation -10 to the chroma table
+        # alone (photofinish params version 1): all stay pinned
         stages={"denoise": StageSettings(enabled=False, implementation="classical"),
                 "upsample": StageSettings(implementation="bilinear"),
-                "demosaic": StageSettings(implementation="mhc", params={"version": 1})},
+                "demosaic": StageSettings(implementation="mhc", params={"version": 1}),
+                "photofinish": StageSettings(implementation="learned", params={"version": 1})},
     )
     assert read_sidecar(raw).rating == 2
 

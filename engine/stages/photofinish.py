@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # torch loads only for --device cuda (and training): a CPU re
 class PhotofinishParams:
     """The user's look: style and Lightroom-style adjustments (-100..100); ``operators`` pins the result."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: less saturation scales colour around luminance (split_saturation)
     style: str = "natural"  # checked against the implementation's styles by check_style
     strength: float = field(default=1.0, metadata={"range": RANGES["style_strength"]})
     exposure: float = field(default=0.0, metadata={"range": RANGES["exposure"]})
@@ -40,6 +40,7 @@ class PhotofinishParams:
     shadows: float = field(default=0.0, metadata={"range": RANGES["shadows"]})
     saturation: float = field(default=0.0, metadata={"range": RANGES["saturation"]})
     vibrance: float = field(default=0.0, metadata={"range": RANGES["vibrance"]})
+    saturation_around_luminance: bool = True  # False: version 1's table-only desaturation (split_saturation)
     operators: dict[str, Any] | None = None
 
 
@@ -117,6 +118,20 @@ def chroma_table(saturation: float, vibrance: float) -> np.ndarray:
     return np.stack([(scale - 1.0) * u, (scale - 1.0) * v])[None].astype(np.float32)
 
 
+def split_saturation(saturation: float, around_luminance: bool = True) -> tuple[float, float]:
+    """The saturation adjustment as (saturation for the chroma table, factor for the ``colour`` operator).
+
+    Less saturation scales each pixel's colour around its own luminance (``colour``), so -100 is black and white
+    for every colour. The chroma table reaches only chromaticities within its range (``CHROMA_RANGE``): a colour
+    beyond it, a yellow flower or a red stage light, kept most of its colour at -100 when version 1 params
+    desaturated in the table alone (``around_luminance=False``). More saturation stays in the table, whose gamut
+    compression keeps the stronger colours displayable.
+    """
+    if around_luminance and saturation < 0.0:
+        return 0.0, 1.0 + saturation / 100.0
+    return saturation, 1.0
+
+
 class Photofinish(Stage):
     """Fixed differentiable operators with parameters from the image and the user's adjustments."""
 
@@ -133,6 +148,11 @@ class Photofinish(Stage):
             contrast=recipe.contrast, highlights=recipe.highlights, shadows=recipe.shadows,
             saturation=recipe.saturation, vibrance=recipe.vibrance,
         )
+
+    @classmethod
+    def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        """Version 1 desaturated in the chroma table alone (:func:`split_saturation`)."""
+        return {"saturation_around_luminance": False, **params} if version < 2 else params
 
     def check_style(self, style: str) -> None:
         """Refuse a style this implementation cannot render (the classical one knows only its own looks)."""
@@ -160,14 +180,15 @@ class Photofinish(Stage):
         contrast = 1.0 + 0.35 * adj("contrast") / 100.0
         a, b = 1.0 * contrast, 1.15 * contrast
         knee = float(np.clip(0.75 + 0.2 * adj("highlights") / 100.0, 0.4, 0.95))
+        saturation, colour = split_saturation(adj("saturation"), params.saturation_around_luminance)
         return {
             "gain_ev": round(ev, 4),
             "knee": round(knee, 4),
             "tone": [round(a, 4), round(b, 4), round(ops.tone_curve_midpoint(a, b), 6)],
             "local_tone": local_tone_grid(y * 2.0**ev, adj("shadows"), adj("highlights")).round(4).tolist(),
-            "chroma": chroma_table(adj("saturation"), adj("vibrance")).round(4).tolist(),
+            "chroma": chroma_table(saturation, adj("vibrance")).round(4).tolist(),
             "gamma": 2.2,
-            "colour": 1.0,
+            "colour": round(colour, 4),
         }
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:

@@ -11,7 +11,9 @@ classical stage applies them:
   curve keeps the output of mid-grey (0.18);
 - highlights move the knee by ``0.2 highlights / 100`` and, with shadows, add the classical stage's
   luminance-dependent log2 gains to the local tone grid;
-- saturation and vibrance apply the classical chroma scaling to the chromaticity the style's table produces.
+- saturation and vibrance apply the classical chroma scaling to the chromaticity the style's table produces;
+  less saturation scales the style's ``colour`` instead, as the classical stage does
+  (:func:`engine.stages.photofinish.split_saturation`).
 
 An adjustment left at 0 leaves the prediction untouched. A frame of nothing but sensor noise keeps its exposure as
 shot (:func:`engine.stages.photofinish.only_noise`), as the classical stage does.
@@ -31,7 +33,13 @@ from engine.colour import LUMA
 from engine.models import build_network
 from engine.models.photofinish_numpy import PhotofinishArrays, thumbnail, to_json
 from engine.stages.base import Context
-from engine.stages.photofinish import Photofinish, PhotofinishParams, local_tone_grid, only_noise
+from engine.stages.photofinish import (
+    Photofinish,
+    PhotofinishParams,
+    local_tone_grid,
+    only_noise,
+    split_saturation,
+)
 from engine.styles import STYLES, parse_style, style_operators, styles_needed
 
 if TYPE_CHECKING:
@@ -108,8 +116,11 @@ def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low:
         y = (low @ np.array(LUMA, dtype=np.float32)) * np.float32(2.0 ** out["gain_ev"])
         delta = local_tone_grid(y, params.shadows, params.highlights) - local_tone_grid(y, 0.0, 0.0)
         out["local_tone"] = (np.asarray(out["local_tone"], dtype=np.float32) + delta).round(4).tolist()
-    if params.saturation or params.vibrance:
-        out["chroma"] = adjust_chroma(out["chroma"], params.saturation, params.vibrance)
+    saturation, colour = split_saturation(params.saturation, params.saturation_around_luminance)
+    if saturation or params.vibrance:
+        out["chroma"] = adjust_chroma(out["chroma"], saturation, params.vibrance)
+    if colour != 1.0:
+        out["colour"] = round(out.get("colour", 1.0) * colour, 4)
     return out
 
 
