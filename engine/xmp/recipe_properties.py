@@ -11,9 +11,10 @@ Sidecars and preset files share this form, so a user can read and edit either in
 is the current layout; it reads as versions 1 to 6 did, but a sidecar's recipe is of the recipe version of its layout
 (:data:`engine.recipe.RECIPE_VERSION`), and what it left to the defaults of its day (layouts 1 to 3: the classical
 denoiser; layout 2: the "fast" learned denoiser; layout 3: the "mid" one; layouts 1 to 4: a DNG's lens-shading
-maps, lens warps and DefaultCrop left unapplied; layout 5: its bad pixels left; layouts 1 to 6: less saturation in the chroma table alone) :func:`properties_to_recipe` pins
-(presets, which hold only the settings they change, are left as they are). ``description`` is a free-text note
-(presets use it). A preset holds only the settings it changes; a sidecar holds the whole recipe.
+maps, lens warps and DefaultCrop left unapplied; layout 5: its bad pixels left; layouts 1 to 6: less saturation
+in the chroma table alone) :func:`properties_to_recipe` pins (presets, which hold only the settings they change,
+are left as they are). ``description`` is a free-text note (presets use it). A preset holds only the settings it
+changes; a sidecar holds the whole recipe.
 
 ``stages`` holds the recipe's JSON form of its stage settings, so stage params are stored with their own
 version (``{"detail":{"params":{"radius":1.5,"version":1}}}``, stamped by :meth:`Recipe.to_dict`) and read back
