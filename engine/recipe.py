@@ -93,8 +93,12 @@ class Recipe:
     def replace(self, **changes: Any) -> Recipe:
         """A copy with some settings changed (``None`` values in ``changes`` are ignored)."""
         changes = {k: v for k, v in changes.items() if v is not None}
-        if ("temperature" in changes or "tint" in changes) and "wb" not in changes:
-            changes["wb"] = "custom"
+        custom = "temperature" in changes or "tint" in changes
+        if custom and changes.setdefault("wb", "custom") != "custom":
+            raise RecipeError(f"white balance {changes['wb']!r} with a temperature or tint: a temperature and tint "
+                              "are a custom white balance; give either, not both")
+        if changes.get("wb") in ("as-shot", "auto"):  # the custom values it replaces would be shown, not used
+            changes.update(temperature=None, tint=None)
         return dataclasses.replace(self, **changes)
 
     def stage(self, name: str) -> StageSettings:
@@ -232,7 +236,8 @@ def validate(recipe: Recipe) -> None:
     if recipe.wb not in WB_MODES:
         raise RecipeError(f"white balance {recipe.wb!r} is not one of {', '.join(WB_MODES)}")
     if recipe.wb == "custom" and recipe.temperature is None:
-        raise RecipeError("custom white balance needs a temperature (for example --temperature 5200)")
+        raise RecipeError("custom white balance needs a temperature (for example --temperature 5200), a tint alone "
+                          "shifts none; `hostplug info FILE` shows the file's as-shot temperature and tint")
     for name, (low, high) in RANGES.items():
         value = getattr(recipe, name)
         if value is None:

@@ -155,3 +155,17 @@ def test_recipe_modules_load_without_the_stages() -> None:
             "print(any(m.startswith(('torch', 'engine.stages.base')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_white_balance_settings_never_contradict_each_other() -> None:
+    custom = Recipe().replace(temperature=5200, tint=8)
+    assert (custom.wb, custom.temperature, custom.tint) == ("custom", 5200, 8)
+    for mode in ("as-shot", "auto"):
+        # back to the file's or the estimated balance: the custom values go, instead of being shown and not used
+        assert (custom.replace(wb=mode).temperature, custom.replace(wb=mode).tint) == (None, None)
+        with pytest.raises(RecipeError, match=f"white balance '{mode}' with a temperature or tint"):
+            Recipe().replace(wb=mode, tint=50)
+        with pytest.raises(RecipeError, match=f"white balance '{mode}' with a temperature or tint"):
+            Recipe().replace(wb=mode, temperature=3000)
+    with pytest.raises(RecipeError, match="a tint alone shifts none"):
+        Recipe().replace(tint=50)
