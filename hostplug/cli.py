@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib
+import signal
 from typing import Any
 
 import click
@@ -35,6 +36,15 @@ COMMANDS = {
 }
 
 
+class Terminated(BaseException):
+    """SIGTERM (what ``timeout``, systemd and docker send), raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt, so that a partial output is removed on the way out as it is after Ctrl-C."""
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise Terminated
+
+
 class HostplugGroup(click.Group):
     """A group that loads a command's module only when the command is asked for, and turns engine errors raised
     anywhere in a command into one line and an exit code."""
@@ -57,12 +67,18 @@ class HostplugGroup(click.Group):
         # memory, which the exiting process gives back anyway. Registered first, it runs after every other handler.
         atexit.register(gc.freeze)
         keep_freed_memory()
+        # the daemon and the service set their own when they start; the previous one is back for a caller in-process
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
         except HostplugError as e:
             fail(str(e), e.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except Terminated:
+            fail("terminated (SIGTERM); nothing half-written was left", 128 + signal.SIGTERM)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=HostplugGroup, context_settings={"help_option_names": ["-h", "--help"]})

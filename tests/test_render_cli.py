@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -242,3 +244,66 @@ def test_srgb_images_render_and_exposure_brightens_them(tmp_path: Path, suffix: 
     assert 0.1 < base.mean() < 0.9 and base.std() > 0.05
     assert bright.mean() > base.mean() + 0.05
     assert recipe_of(tmp_path / "bright.png").exposure == 1.0
+
+
+# --- outputs that must not replace anything -------------------------------------------------------------------
+
+def test_an_output_never_replaces_its_own_input(tmp_path: Path, sample_dng: Path) -> None:
+    raw = tmp_path / "own.dng"
+    raw.write_bytes(sample_dng.read_bytes())
+    image = tmp_path / "own.png"
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(image)
+    for source, output in ((raw, raw), (image, image), (image, tmp_path / "." / "own.png")):
+        before = source.read_bytes()
+        result = hostplug("render", source, "-o", output, "--format", "png" if output.suffix == ".png" else "tiff",
+                          "--overwrite")
+        assert result.exit_code != 0 and "the input itself" in result.stderr
+        assert len(error_lines(result.stderr)) == 1 and source.read_bytes() == before
+
+
+def test_a_raw_and_jpeg_pair_get_an_output_each(tmp_path: Path, sample_dng: Path) -> None:
+    raw, jpeg = tmp_path / "IMG_0001.dng", tmp_path / "IMG_0001.jpg"
+    raw.write_bytes(sample_dng.read_bytes())
+    Image.new("RGB", (60, 40), (30, 90, 200)).save(jpeg)
+    out = tmp_path / "out"
+    out.mkdir()
+    render(raw, jpeg, "--out-dir", out, "--format", "png", "--long-edge", 60)
+    assert sorted(p.name for p in out.iterdir()) == ["IMG_0001_dng.png", "IMG_0001_jpg.png"]
+    assert read_rgb(out / "IMG_0001_jpg.png").shape == (40, 60, 3)  # each from its own input
+    assert read_rgb(out / "IMG_0001_dng.png").shape == (40, 60, 3)
+    assert recipe_of(out / "IMG_0001_dng.png") is not None
+
+
+def test_a_format_that_contradicts_the_output_name_is_refused(tmp_path: Path, sample_dng: Path) -> None:
+    out = tmp_path / "picture.tif"
+    result = hostplug("render", sample_dng, "-o", out, "--format", "jpeg")
+    assert result.exit_code != 0 and not out.exists()
+    assert error_lines(result.stderr) == [
+        "hostplug: error: picture.tif names a TIFF file but the format asked for is JPEG; name it picture.jpg or "
+        "leave out --format"]
+    render(sample_dng, "-o", tmp_path / "picture", "--format", "jpeg", "--long-edge", 50)  # no suffix: --format says
+    with Image.open(tmp_path / "picture") as im:
+        assert im.format == "JPEG"
+
+
+def test_sigterm_while_writing_leaves_no_partial_file(tmp_path: Path, sample_dng: Path) -> None:
+    # what timeout(1), systemd and docker send: the partial output goes, as after Ctrl-C; the writer is made to
+    # receive it once its partial file exists, so the test does not race the write
+    script = (
+        "import os, signal\n"
+        "from engine.output import write\n"
+        "original = write._write_tiff\n"
+        "def interrupted(partial, *args):\n"
+        "    partial.write_bytes(b'half a TIFF')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    original(partial, *args)\n"
+        "write._write_tiff = interrupted\n"
+        "from hostplug.cli import main\n"
+        "main()\n"
+    )
+    out = tmp_path / "out.tif"
+    result = subprocess.run([sys.executable, "-c", script, "render", "--no-service", str(sample_dng), "-o", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 143
+    assert error_lines(result.stderr) == ["hostplug: error: terminated (SIGTERM); nothing half-written was left"]
+    assert list(tmp_path.iterdir()) == []

@@ -141,6 +141,17 @@ def _start_loading_kernels() -> None:
     threading.Thread(target=load, name="hostplug-load-kernels", daemon=False).start()
 
 
+def _check_not_input(target: Path, source: Path) -> None:
+    """Refuse an output that would replace the file it is rendered from, ``--overwrite`` or not."""
+    try:
+        same = target.resolve() == source.resolve() or (target.exists() and target.samefile(source))
+    except OSError:
+        return  # an input that cannot be resolved fails where it is opened
+    if same:
+        raise OutputError(f"{target}: this is the input itself; name the output differently (-o) or write it "
+                          "into another folder (--out-dir)")
+
+
 def _check_target(target: Path, options: OutputOptions) -> None:
     """Refuse an output that cannot be written before spending time on the render."""
     resolve_format(target, options)
@@ -180,6 +191,7 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         else:
             recipe = apply_changes(recipe, changes)
         for target, options in targets:
+            _check_not_input(target, path)
             _check_target(target, options)
         opened = source if isinstance(source, Source) else open_source(path)
         from engine.pipeline import render  # after the raw is open: the kernels' thread imports numba meanwhile

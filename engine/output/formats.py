@@ -44,7 +44,12 @@ class OutputOptions:
 
 def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
     """The format and bit depth to write ``path`` with; OutputError for a combination that cannot be written."""
-    fmt = options.format.lower() if options.format else SUFFIX_FORMATS.get(Path(path).suffix.lower())
+    named = SUFFIX_FORMATS.get(Path(path).suffix.lower())
+    fmt = options.format.lower() if options.format else named
+    if named is not None and fmt != named:  # a .tif holding JPEG data opens nowhere, or wrongly
+        raise OutputError(f"{Path(path).name} names a {named.upper()} file but the format asked for is "
+                          f"{fmt.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(fmt, '')} or leave out "
+                          "--format")
     if fmt is None:
         raise OutputError(
             f"cannot tell the output format from {Path(path).name!r}; use .tif, .png or .jpg, or --format"
@@ -68,3 +73,15 @@ def output_name(source: Path, fmt: str | None, folder: Path | None = None) -> Pa
     beside the source."""
     source = Path(source)
     return (folder if folder is not None else source.parent) / (source.stem + FORMAT_SUFFIX[fmt or "tiff"])
+
+
+def output_names(sources: list[Path], fmt: str | None, folder: Path | None = None) -> list[Path]:
+    """:func:`output_name` for each of a batch's ``sources``, where two that share a stem in one folder (a
+    camera's RAW + JPEG pair, IMG_0001.ARW and IMG_0001.JPG) keep apart by their suffix: IMG_0001_arw.tif,
+    IMG_0001_jpg.tif, instead of the second replacing the first."""
+    names = [output_name(source, fmt, folder) for source in sources]
+    counts: dict[Path, int] = {}
+    for name in names:
+        counts[name.absolute()] = counts.get(name.absolute(), 0) + 1
+    return [name.with_name(f"{name.stem}_{Path(source).suffix.lstrip('.').lower()}{name.suffix}")
+            if counts[name.absolute()] > 1 else name for source, name in zip(sources, names, strict=True)]

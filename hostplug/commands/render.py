@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from engine.errors import OutputError
-from engine.output.formats import FORMATS, SPACE_NAMES, TIFF_COMPRESSIONS, OutputOptions, output_name
+from engine.output.formats import FORMATS, SPACE_NAMES, TIFF_COMPRESSIONS, OutputOptions, output_names
 from hostplug.commands.common import check_device, device_option, for_each_input, json_option, time_limit_option
 from hostplug.commands.serve import render_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
@@ -88,13 +88,14 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
     options = OutputOptions(format=fmt, bits=int(bits) if bits else None, quality=quality, space=space,
                             long_edge=long_edge, overwrite=overwrite, compression=compression)
     device = check_device(device)
+    targets = dict(zip(inputs, output_names(list(inputs), fmt, out_dir), strict=True))
     with _progress(len(inputs)) as bar:
 
         def render_one(path: Path) -> None:
             def progress(stage: str, index: int, count: int) -> None:
                 bar.set_postfix_str(f"{path.name}: {stage} ({index}/{count})")
 
-            target = output if output is not None else output_name(path, fmt, out_dir)
+            target = output if output is not None else targets[path]
             stage_folder = stages_dir / path.stem if stages_dir and len(inputs) > 1 else stages_dir
             # a time limit must be able to stop the work, so the render runs here, not in the shared service
             result = render_through_service(False if time_limit else service, path, target, options, changes,
