@@ -184,7 +184,7 @@ def test_a_request_of_garbage_does_not_disturb_the_service(runtime: Path) -> Non
     with socket.socket(socket.AF_UNIX) as sock:  # an unknown request is one line back
         sock.connect(str(service_folder(runtime) / SOCKET_NAME))
         protocol.send_message(sock, client.request("dance"))
-        answer = protocol.receive_message(sock)
+        answer = client._answer(sock)  # past the "working" frame that says it was heard
     assert answer["ok"] is False and "does not know the request 'dance'" in answer["error"]
     assert client.status()["pid"] == pid
 
@@ -636,3 +636,27 @@ def test_hostplug_serve_in_the_foreground_exits_when_idle(runtime: Path) -> None
     assert done.returncode == 0, done.stderr
     assert "serving on" in done.stderr and "stopped" in done.stderr
     assert not (service_folder(runtime) / SOCKET_NAME).exists()
+
+
+def test_a_busy_service_says_so_and_a_stopped_one_is_passed_by(runtime: Path, sample_dng: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = start_service(runtime)["pid"]
+    frames: list[dict] = []
+
+    def counted(sock: socket.socket) -> dict:
+        frames.append(protocol.receive_message(sock))
+        return frames[-1]
+
+    monkeypatch.setattr(client, "receive_message", counted)
+    assert client.render(sample_dng, tmp_path / "via.tif") is not None
+    assert frames[0] == {"working": True} and frames[-1]["ok"]  # heard at once, then answered
+    os.kill(pid, signal.SIGSTOP)  # stopped (or hung): it accepts connections but never answers
+    try:
+        start = time.monotonic()
+        assert client.status() is None
+        assert time.monotonic() - start < client.FIRST_FRAME_TIMEOUT_S + 5
+        done = hostplug_process("render", sample_dng, "-o", tmp_path / "here.tif")
+        assert done.returncode == 0, done.stderr  # rendered in the client's own process instead
+        assert tifffile.imread(tmp_path / "here.tif").shape == tifffile.imread(tmp_path / "via.tif").shape
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -41,6 +41,11 @@ from hostplug.service.protocol import (
 
 START_TIMEOUT_S = 30.0  # how long a client waits for a service it started to open its socket
 CONNECT_TIMEOUT_S = 5.0
+# A service that is alive answers a request, or says it is working on it, at once, and says so again every
+# WORKING_EVERY_S while the request waits or runs. Silence this long means it is stopped or hung: the client
+# renders in its own process instead of waiting for ever.
+FIRST_FRAME_TIMEOUT_S = 5.0
+SILENCE_TIMEOUT_S = 30.0
 LOG_KEEP_BYTES = 1 << 20
 ENV_DISABLE = "HOSTPLUG_NO_SERVICE"  # set (to anything but "" or "0"): never use the service
 ENV_IDLE = "HOSTPLUG_SERVICE_IDLE_TIMEOUT"  # seconds; the idle timeout of a service a client starts
@@ -175,8 +180,10 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
         sock = connect(start=start)
         try:
             send_message(sock, request(op, args))
-            response = receive_message(sock)
+            response = _answer(sock)
             payload = receive_payload(sock, response)
+        except TimeoutError as e:
+            raise ServiceError(f"the render service stopped answering ({e}); it may be stopped or hung") from e
         except (OSError, ProtocolError) as e:
             raise ServiceError(f"the render service went away during the request ({e})") from e
         finally:
@@ -195,6 +202,21 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
         raise RemoteError(str(response.get("error") or "the render service failed"),
                           int(response.get("exit_code") or 1))
     raise ServiceError("the render service could not be replaced")
+
+
+def _answer(sock: socket.socket) -> dict[str, Any]:
+    """The service's answer to the request just sent, past its "working" frames; TimeoutError when it falls
+    silent (see ``SILENCE_TIMEOUT_S``)."""
+    sock.settimeout(FIRST_FRAME_TIMEOUT_S)
+    while True:
+        try:
+            message = receive_message(sock)
+        except TimeoutError:
+            raise TimeoutError(f"nothing for {sock.gettimeout():g} s") from None
+        if not message.get("working"):
+            sock.settimeout(SILENCE_TIMEOUT_S)  # a payload that follows flows at once
+            return message
+        sock.settimeout(SILENCE_TIMEOUT_S)
 
 
 def _wait_until_gone(path: Path, timeout: float = 10.0) -> None:

@@ -29,13 +29,16 @@ import struct
 from pathlib import Path
 from typing import Any
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: "working" frames while a request waits or runs (WORKING_EVERY_S)
 SOCKET_NAME = "render.sock"
 LOCK_NAME = "serve.lock"
 LOG_NAME = "serve.log"
 MAX_MESSAGE = 4 * 1024 * 1024  # a request or response is a few kilobytes of JSON; anything bigger is refused
 MAX_PAYLOAD = 256 * 1024 * 1024  # a preview's pixels: 8-bit RGB at up to 8192 px on the long edge
 DEFAULT_IDLE_TIMEOUT_S = 600.0
+# While a request waits for the main thread or runs there, its connection thread sends a {"working": true} frame
+# this often: a client then tells a busy service (frames keep coming) from a stopped or hung one (silence).
+WORKING_EVERY_S = 1.0
 # Full-size stage checkpoints the service keeps (MB): three per raw, 660 MB for an 18 MP one, 2.2 GB for 61 MP.
 # Two 18 MP raws' worth: until the budget is full every checkpoint is fresh memory to fault in, and with 4 GB a
 # series of new 18 MP raws opened through the service slowed from 5.8 to 9-11 s each before it settled (1.5 GB:

@@ -49,6 +49,7 @@ from hostplug.service.protocol import (
     LOG_NAME,
     PROTOCOL,
     SOCKET_NAME,
+    WORKING_EVERY_S,
     ProtocolError,
     ServiceError,
     build_id,
@@ -445,14 +446,24 @@ class Service:
             return {**error_response(f"the running render service is version {self.version}"), "stale": True}
         job = Job(request)
         self.jobs.put(job)
+        working = 0.0  # when the last "working" frame went: the first goes at once, so the client knows it is heard
         while not job.done.wait(0.2):
-            if _client_gone(conn):
-                with job.lock:
-                    if not job.started:
-                        job.cancelled = True
-                        log.info("a client left before its %s started", request.get("op"))
-                        return None
+            if time.monotonic() - working >= WORKING_EVERY_S:
+                working = time.monotonic()
+                if not _still_working(conn) and self._cancel(job):
+                    return None
+            if _client_gone(conn) and self._cancel(job):
+                return None
         return job.response
+
+    @staticmethod
+    def _cancel(job: Job) -> bool:
+        """Drop the job of a client that left, unless it has started; whether it was dropped."""
+        with job.lock:
+            if not job.started:
+                job.cancelled = True
+                log.info("a client left before its %s started", job.request.get("op"))
+        return job.cancelled
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Run one request in the main thread; every failure becomes one line."""
@@ -603,6 +614,15 @@ def _root_id() -> list[int]:
     """The root folder's device and inode: what tells a process in a chroot from one outside it."""
     info = os.stat("/")
     return [info.st_dev, info.st_ino]
+
+
+def _still_working(conn: socket.socket) -> bool:
+    """Tell the client its request is queued or running (see ``WORKING_EVERY_S``); False when it left."""
+    try:
+        send_message(conn, {"working": True})
+        return True
+    except OSError:
+        return False
 
 
 def _client_gone(conn: socket.socket) -> bool:
