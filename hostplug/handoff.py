@@ -11,6 +11,7 @@ the image was rendered with, else the defaults; the changes asked for (:mod:`eng
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
@@ -141,13 +142,15 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
 
 
 def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | None = None, *,
-              device: str = "cpu", opener: Callable[[Path], Any] | None = None, cache: Any = None) -> dict[str, Any]:
+              device: str = "cpu", opener: Callable[[Path], Any] | None = None, cache: Any = None,
+              writing: Callable[[str], contextlib.AbstractContextManager[None]] | None = None) -> dict[str, Any]:
     """Render a raw to a 16-bit TIFF beside it, or re-render an editor's image of a raw in place (see the module
     docstring); returns what ``hostplug open --json`` prints (the image to open is ``output``).
 
     The render service passes ``opener`` (its cache of opened raws) and ``cache`` (its full-size stage
     checkpoints, :class:`engine.stage_cache.StageCache`), so opening a raw again after a change resumes after
-    the last unchanged stage."""
+    the last unchanged stage, and ``writing``, which records the output while it is written (so a service killed
+    mid-write has its partial file removed when the next one starts)."""
     from engine.output.export import render_file
     from engine.output.formats import OutputOptions
 
@@ -157,8 +160,9 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
         raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable")
     options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
     source = opener(decided.source) if opener is not None else decided.source
-    result = render_file(source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
-                         device=device, cache=cache).as_dict()
+    with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
+        result = render_file(source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
+                             device=device, cache=cache).as_dict()
     result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
                   bits=decided.bits, colour_space=decided.space)
     return result

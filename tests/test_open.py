@@ -196,3 +196,20 @@ def test_open_as_a_process_prints_only_the_path(raw: Path) -> None:
     done = hostplug_process("open", raw)  # how an editor calls it
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [str(raw.with_name(f"{NAME}_hostplug.tif"))]
+
+
+def test_open_says_what_it_writes_while_it_writes_it(raw: Path) -> None:
+    # the render service records it, so a service killed mid-write has the partial file removed at its next start
+    from contextlib import contextmanager
+
+    from hostplug.handoff import open_file
+
+    recorded: list[tuple[str, bool]] = []
+
+    @contextmanager
+    def writing(output: str):
+        recorded.append((output, Path(output).exists()))
+        yield
+
+    result = open_file(raw, writing=writing)
+    assert recorded == [(result["output"], False)] and Path(result["output"]).is_file()

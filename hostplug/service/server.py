@@ -538,7 +538,7 @@ class Service:
         search = tuple(Path(p) for p in args.get("search") or ())
         return open_file(Path(args["file"]), search, args.get("changes") or None,
                          device=_check_device(args.get("device", "cpu")), opener=self.cache.open,
-                         cache=self.full_size_cache())
+                         cache=self.full_size_cache(), writing=self.journal)
 
     def preview(self, args: dict[str, Any]) -> dict[str, Any]:
         """A preview of ``input`` for an interactive editor: rendered at ``long_edge`` pixels (default about
