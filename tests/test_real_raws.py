@@ -15,6 +15,7 @@ import pytest
 import rawpy
 import tifffile
 
+import engine
 from engine import Recipe
 from engine.output.metadata import read_exif
 from engine.training.synthetic import WAVELENGTHS, Scene, camera_from_colour, illuminant, render_raw, write_dng
@@ -255,3 +256,11 @@ def test_default_style_is_closer_to_the_cameras_own_rendering_than_libraw() -> N
         libraw.append(look_eval.scores(pipeline_eval.libraw_render(raw), preview))
     for mine, theirs in ((ours[0], libraw[0]), (look_eval.mean_scores(ours), look_eval.mean_scores(libraw))):
         assert mine.psnr > theirs.psnr and mine.ssim > theirs.ssim and mine.de2000 < theirs.de2000
+
+
+def test_shooting_values_the_file_states_as_unknown_stay_unknown() -> None:
+    # the chart's EXIF says 0/1000000 s at f/0 (unknown); LibRaw's APEX reading turned that into 1 s at f/1
+    camera = engine.open(need(CANON)).camera
+    assert (camera.exposure_time, camera.f_number) == (0.0, 0.0)
+    sony = engine.open(need(SONY)).camera
+    assert (sony.exposure_time, sony.f_number) == (pytest.approx(1 / 640), pytest.approx(6.3))

@@ -10,6 +10,7 @@ import datetime as _dt
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import rawpy
 
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
-from engine.io.bad_pixels import BadPixels, BadPixelsList
+from engine.io.bad_pixels import BadPixels, BadPixelsList, repairable
 from engine.io.bounded import pinned
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
 from engine.io.gain_map import ShadingMap
@@ -122,23 +123,42 @@ class Source:
         return [op for op in self.rgb_opcodes if isinstance(op, LensWarp)]
 
 
-def _bad_pixels(dng: DngTags | None, raw: rawpy.RawPy) -> list[BadPixels]:
-    """OpcodeList1's bad pixels in the coordinates of the visible sensor (LibRaw's margins are the DNG's
-    ActiveArea), for a Bayer mosaic."""
+def _bad_pixels(dng: DngTags | None, raw: rawpy.RawPy, sensor: np.ndarray) -> tuple[list[BadPixels], list[str]]:
+    """OpcodeList1's bad pixels that the demosaic stage repairs on a Bayer ``sensor``, in its coordinates (LibRaw's
+    margins are the DNG's ActiveArea); and, named for the notes, those left as they are because they mark more of
+    the sensor than bad pixels do (:func:`engine.io.bad_pixels.repairable`)."""
     if dng is None:
-        return []
+        return [], []
     top, left = int(raw.sizes.top_margin), int(raw.sizes.left_margin)
-    return [fix.shifted(top, left) if isinstance(fix, BadPixelsList) else fix for fix in dng.bad_pixels]
+    fixes = [fix.shifted(top, left) if isinstance(fix, BadPixelsList) else fix for fix in dng.bad_pixels]
+    kept, unrepaired = repairable(sensor, fixes)
+    return kept, [f"{fix.name} (OpcodeList1; marks {share:.1%} of the sensor: left as it is)"
+                  for fix, share in unrepaired]
 
 
-def _skipped_opcodes(dng: DngTags | None, mosaic: bool, bayer: bool) -> list[str]:
-    """The DNG opcodes left unapplied: those no reader here knows, MapPolynomial on a mosaic (applied to
-    LinearRaw only) and bad pixels on a sensor that is no Bayer mosaic (the repair reads a 2 x 2 pattern)."""
+def _skipped_opcodes(dng: DngTags | None, mosaic: bool, bayer: bool, unrepaired: list[str]) -> list[str]:
+    """The DNG opcodes left unapplied (:func:`_collapsed`): those no reader here knows, MapPolynomial on a mosaic
+    (applied to LinearRaw only), bad pixels on a sensor that is no Bayer mosaic (the repair reads a 2 x 2
+    pattern) and ``unrepaired``, the bad pixels of a Bayer mosaic that are left."""
     if dng is None:
         return []
     mosaic_maps = ["MapPolynomial (OpcodeList2)"] * len(dng.polynomial_maps)
     fixes = [f"{fix.name} (OpcodeList1)" for fix in dng.bad_pixels]
-    return dng.skipped_opcodes + ([] if bayer else fixes) + (mosaic_maps if mosaic else [])
+    return _collapsed(dng.skipped_opcodes + (unrepaired if bayer else fixes) + (mosaic_maps if mosaic else []))
+
+
+SKIPPED_MAX = 16  # entries in skipped_opcodes: the notes go into each output's XMP, which exiv2 keeps within 64 KB
+
+
+def _collapsed(entries: list[str]) -> list[str]:
+    """``entries`` ("Name (OpcodeListN)") with repeats counted once ("Name xN (OpcodeListN)"), in the order of
+    their first, and at most :data:`SKIPPED_MAX` of them: the rest counted in the last."""
+    counts = Counter(entries)
+    named = [entry if n == 1 else entry.replace(" (", f" x{n} (", 1) for entry, n in counts.items()]
+    if len(named) <= SKIPPED_MAX:
+        return named
+    rest = list(counts.values())[SKIPPED_MAX - 1 :]
+    return named[: SKIPPED_MAX - 1] + [f"{sum(rest)} more opcodes of {len(rest)} other kinds"]
 
 
 def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
@@ -252,6 +272,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         raise CorruptInputError(f"{path}: the black level ({_levels_text(black)}) and white level "
                                 f"({_levels_text(white)}) leave no range for the data; the file is damaged")
     neutral, neutral_origin, missing = _as_shot_neutral(raw, dng)
+    bad_pixels, unrepaired = _bad_pixels(dng, raw, sensor) if cfa is not None else ([], [])
     other = _shooting_info(raw)
     lens = raw.lens
     source = Source(
@@ -270,8 +291,8 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         camera=CameraInfo(
             lens=lens.model.strip(),
             iso=_finite(other.iso_speed),
-            exposure_time=_finite(other.shutter_speed),
-            f_number=_finite(other.aperture),
+            exposure_time=_stated(exif, "Exif.Photo.ExposureTime", other.shutter_speed),
+            f_number=_stated(exif, "Exif.Photo.FNumber", other.aperture),
             focal_length=_finite(other.focal_length),
             timestamp=other.timestamp if other.timestamp is not None and other.timestamp.year > 1970 else None,
         ),
@@ -279,8 +300,8 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
         gain_maps=dng.gain_maps if dng else [],
         rgb_opcodes=dng.rgb_opcodes if dng else [],
-        bad_pixels=_bad_pixels(dng, raw) if cfa is not None else [],
-        skipped_opcodes=_skipped_opcodes(dng, mosaic=sensor.ndim == 2, bayer=cfa is not None),
+        bad_pixels=bad_pixels,
+        skipped_opcodes=_skipped_opcodes(dng, mosaic=sensor.ndim == 2, bayer=cfa is not None, unrepaired=unrepaired),
         crop=picture_crop(path, dng, sensor.shape[:2]),
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,
@@ -325,6 +346,19 @@ def _shooting_info(raw: rawpy.RawPy) -> Any:
         return raw.other
     except (ValueError, OverflowError, OSError):
         return _NoShootingInfo()
+
+
+def _stated(exif: dict[str, str], key: str, libraw: float) -> float:
+    """A shooting value as the file's EXIF states it, LibRaw's where the EXIF has none. An EXIF value of 0/N
+    means unknown, which LibRaw reads through its APEX fields as 1 (a file of 0/1000000 s at f/0 showed "1 s,
+    f/1")."""
+    text = exif.get(key, "").strip()
+    numerator, _, denominator = text.partition("/")
+    try:
+        value = float(numerator) / float(denominator or 1)
+    except (ValueError, ZeroDivisionError):
+        return _finite(libraw)
+    return _finite(value)
 
 
 def _finite(value: float) -> float:
