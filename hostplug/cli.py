@@ -61,6 +61,21 @@ class HostplugGroup(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Click's own, except that a wrong option or argument is one error line like every other error (click
+        prints a usage block of three), with the exit status 2 click gives it."""
+        kwargs.pop("standalone_mode", None)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "hostplug"
+            fail(f"{e.format_message()} (see: {where} --help)", e.exit_code)
+        except click.ClickException as e:
+            fail(e.format_message(), e.exit_code)
+        except click.Abort:
+            fail("aborted", 1)
+        raise SystemExit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         # The last thing before the interpreter tears down: freeze every object, so that its shutdown skips the
         # garbage collections over all of numba's and scipy's objects (0.3-0.8 s after a render) and only frees

@@ -307,3 +307,22 @@ def test_sigterm_while_writing_leaves_no_partial_file(tmp_path: Path, sample_dng
     assert result.returncode == 143
     assert error_lines(result.stderr) == ["hostplug: error: terminated (SIGTERM); nothing half-written was left"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_for_several_files_is_one_object_a_line(tmp_path: Path, sample_dng: Path) -> None:
+    other = tmp_path / "other.dng"
+    other.write_bytes(sample_dng.read_bytes())
+    for command in ("info", "show"):
+        lines = hostplug(command, sample_dng, other, "--json").stdout.splitlines()
+        assert [json.loads(line)["file" if command == "info" else "input"] for line in lines] == [
+            str(sample_dng), str(other)]
+        assert json.loads(hostplug(command, other, "--json").stdout)  # one file: one (indented) document
+
+
+def test_a_wrong_option_is_one_error_line_naming_the_help(sample_dng: Path) -> None:
+    for args in (["render", sample_dng, "--wb", "foo"], ["render", sample_dng, "--exposure", "abc"], ["render"],
+                 ["nosuchcommand"]):
+        result = hostplug(*args)
+        assert result.exit_code == 2
+        [line] = error_lines(result.stderr)
+        assert line.startswith("hostplug: error: ") and "--help)" in line

@@ -5,6 +5,7 @@ and the exit status is 1."""
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import sys
@@ -46,6 +47,12 @@ def check_device(device: str) -> str:
 def device_option(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--device cpu|cuda`` (default cpu)."""
     return click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)(command)
+
+
+def json_text(value: Any, inputs: int = 1) -> str:
+    """``value`` as JSON for ``--json``: indented for one input, one line per input for several (JSON Lines,
+    which a script reads line by line; indented objects one after another are no JSON at all)."""
+    return json.dumps(value, indent=2 if inputs == 1 else None)
 
 
 def json_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -17,6 +17,7 @@ from hostplug.commands.common import (
     error_line,
     for_each_input,
     json_option,
+    json_text,
     time_limit_option,
     watchdog,
 )
@@ -100,7 +101,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "keywords": info.keywords,
             }
         data["duplicates"] = [str(p) for p in find_duplicates(path)]
-        click.echo(json.dumps(data, indent=2) if as_json else _show_text(data))
+        click.echo(json_text(data, len(inputs)) if as_json else _show_text(data))
 
     for_each_input(inputs, describe, must_exist=True)
 
