@@ -45,11 +45,12 @@ class OutputOptions:
 def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
     """The format and bit depth to write ``path`` with; OutputError for a combination that cannot be written."""
     named = SUFFIX_FORMATS.get(Path(path).suffix.lower())
-    fmt = options.format.lower() if options.format else named
-    if named is not None and fmt != named:  # a .tif holding JPEG data opens nowhere, or wrongly
+    asked = options.format.lower() if options.format else None
+    if asked is not None and named is not None and asked != named:  # a .tif of JPEG data opens nowhere, or wrongly
         raise OutputError(f"{Path(path).name} names a {named.upper()} file but the format asked for is "
-                          f"{fmt.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(fmt, '')} or leave out "
+                          f"{asked.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(asked, '')} or leave out "
                           "--format")
+    fmt = asked or named
     if fmt is None:
         raise OutputError(
             f"cannot tell the output format from {Path(path).name!r}; use .tif, .png or .jpg, or --format"
