@@ -61,6 +61,14 @@ def test_text_file_named_like_a_raw_is_refused_in_one_line(tmp_path: Path) -> No
     assert_one_line_refusal(result, "not a raw format", tmp_path, [fake.name])
 
 
+@pytest.mark.parametrize("name", ["holiday.jpg", "scan.png", "edit.tif"])
+def test_a_file_named_like_an_image_that_is_none_says_so(tmp_path: Path, name: str) -> None:
+    fake = tmp_path / name
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" if name.endswith(".png") else b"this is not a photograph\n" * 20)
+    result = hostplug("render", fake, "-o", tmp_path / "out.tif")
+    assert_one_line_refusal(result, "not an image format", tmp_path, [fake.name])  # not "raw data cannot be read"
+
+
 def test_empty_file_is_refused_in_one_line(tmp_path: Path) -> None:
     empty = tmp_path / "IMG_0002.NEF"
     empty.touch()

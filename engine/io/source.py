@@ -190,6 +190,8 @@ def _open_pinned(path: Path, file: Path) -> Source:
     except rawpy.LibRawFileUnsupportedError:
         return _open_rgb_or_refuse(path, dng, file)
     except (rawpy.LibRawIOError, rawpy.LibRawDataError, rawpy.LibRawError) as e:
+        if dng is None and path.suffix.lower() in RGB_SUFFIXES:  # LibRaw's I/O error for a file it cannot place
+            return _open_rgb_or_refuse(path, dng, file)
         raise CorruptInputError(f"{path}: the raw data cannot be read ({_libraw_message(e)}); the file may "
                                 "be truncated or damaged") from e
     try:
