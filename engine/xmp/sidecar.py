@@ -6,7 +6,7 @@ hostplug's namespace (see :mod:`engine.xmp.recipe_properties`); every other name
 :mod:`engine.xmp.document`). When no recipe of ours exists, Adobe's basic settings become hints for one.
 
 Writes go to a temporary file that replaces the sidecar in one step, under an exclusive ``fcntl`` lock on a
-hidden lock file beside it (``.IMG_0001.CR2.xmp.lock``, left in place: removing it would race another writer),
+hidden lock file beside it (``.IMG_0001.CR2.xmp.lock``, removed again by the writer that holds it),
 and the sidecar is read again under the lock, so two writers at once each keep the other's changes.
 """
 
@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from engine.errors import SidecarError
 from engine.io.bounded import is_name_too_long, read_regular
@@ -183,18 +183,37 @@ def _hidden(sidecar: Path, suffix: str) -> Path:
 
 @contextlib.contextmanager
 def _locked(sidecar: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the hidden lock file beside ``sidecar``."""
+    """Hold an exclusive lock on the hidden lock file beside ``sidecar``, and remove the file when done.
+
+    Removing it is safe because it happens while the lock is held, and a writer that then gets the lock checks
+    that its file is still the one at the path (not one removed meanwhile), else opens the new one and waits
+    again: so no lock file is left beside a user's raws, and two writers never both hold one."""
     lock_path = _hidden(sidecar, ".lock")
-    try:
-        handle = lock_path.open("a")
-    except OSError as e:
-        raise SidecarError(f"{sidecar}: cannot write the sidecar ({e.strerror})") from e
-    with handle:
+    while True:
+        try:
+            handle = lock_path.open("a")
+        except OSError as e:
+            raise SidecarError(f"{sidecar}: cannot write the sidecar ({e.strerror})") from e
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        if _same_file(handle, lock_path):
+            break
+        handle.close()  # the holder before us removed it: lock the one at the path now
+    with handle:
         try:
             yield
         finally:
+            lock_path.unlink(missing_ok=True)
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _same_file(handle: IO[str], path: Path) -> bool:
+    """Whether the open ``handle`` is still the file at ``path``."""
+    try:
+        at_path = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 def _replace_atomically(path: Path, data: bytes) -> None:
