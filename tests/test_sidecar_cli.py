@@ -74,6 +74,16 @@ def test_edit_refuses_a_bad_value_and_keeps_the_sidecar(raw: Path, options: list
     assert (raw.parent / "IMG_0001.dng.xmp").read_bytes() == before
 
 
+@pytest.mark.parametrize("content", [b"", b"notes for the shoot\n" * 10, b"II*\x00" + b"\x00" * 40])
+def test_edit_refuses_a_file_that_is_no_image_and_writes_no_sidecar(tmp_path: Path, content: bytes) -> None:
+    fake = tmp_path / "IMG_0002.dng"
+    fake.write_bytes(content)
+    result = hostplug("edit", fake, "--exposure", "1")
+    assert result.exit_code != 0
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("hostplug: error: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["IMG_0002.dng"]
+
+
 def test_show_prints_recipe_catalogue_and_duplicates(raw: Path) -> None:
     if not DARKTABLE_XMP.is_file():
         pytest.skip(f"shared test data not present: {DARKTABLE_XMP}")

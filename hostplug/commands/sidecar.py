@@ -39,6 +39,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
     kept as it was.
     """
     from engine.edits import apply_changes, check_renderable
+    from engine.io.probe import check_renderable_file
     from engine.xmp.sidecar import sidecar_path, update_recipe
 
     changes = pop_recipe_options(kwargs)
@@ -50,6 +51,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
         return recipe
 
     def store(path: Path) -> None:
+        check_renderable_file(path)  # a sidecar for a file that never renders helps nobody
         recipe = update_recipe(path, change)
         sidecar = sidecar_path(path)
         if as_json:

@@ -1,0 +1,49 @@
+"""Whether a file is one hostplug can render, from its header alone: what ``hostplug edit`` checks before it
+writes a sidecar, so that an edit of a text file or a damaged download is one clear line, not a sidecar for a
+file that never renders. Nothing is decoded (a few milliseconds); a file that passes may still fail to render
+if its data is damaged further in, which :func:`engine.io.source.open_source` reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.errors import InputNotFoundError, UnsupportedInputError
+from engine.io.limits import quiet_stderr
+from engine.io.source import RGB_SUFFIXES
+
+
+def check_renderable_file(path: Path) -> None:
+    """Raise :class:`InputNotFoundError` for a missing, unreadable or empty file and
+    :class:`UnsupportedInputError` for one that neither LibRaw nor the image reader recognises."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except IsADirectoryError:
+        raise InputNotFoundError(f"{path}: not a file") from None
+    except OSError as e:
+        raise InputNotFoundError(f"{path}: cannot read ({e.strerror or e})") from e
+    if not head:
+        raise InputNotFoundError(f"{path}: the file is empty")
+    if _libraw_reads(path) or (path.suffix.lower() in RGB_SUFFIXES and _image_reader_reads(path)):
+        return
+    raise UnsupportedInputError(f"{path}: not a raw format LibRaw reads, nor a JPEG, PNG or TIFF image")
+
+
+def _libraw_reads(path: Path) -> bool:
+    import rawpy
+
+    try:
+        with quiet_stderr(), rawpy.imread(str(path)):
+            return True
+    except (rawpy.LibRawError, OSError, ValueError):
+        return False
+
+
+def _image_reader_reads(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
