@@ -622,7 +622,10 @@ def test_hostplug_open_starts_the_service(runtime: Path, sample_dng: Path, tmp_p
 
 
 def test_hostplug_serve_status_and_stop(runtime: Path) -> None:
-    assert hostplug_process("serve", "--status").returncode == 1
+    for flag in ("--status", "--stop"):
+        done = hostplug_process("serve", flag)
+        assert done.returncode == 1
+        assert error_lines(done.stderr)[0].startswith("hostplug: error: no render service is running")
     pid = start_service(runtime)["pid"]
     done = hostplug_process("serve", "--status")
     assert done.returncode == 0 and json.loads(done.stdout)["pid"] == pid

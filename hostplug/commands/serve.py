@@ -42,7 +42,9 @@ def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
     if status or stop:
         answer = client.stop() if stop else client.status()
         if answer is None:
-            raise click.exceptions.Exit(1)
+            from hostplug.commands.common import fail
+
+            fail("no render service is running for this user" + (" (nothing to stop)" if stop else ""))
         click.echo(json.dumps(answer))
         return
     import logging
