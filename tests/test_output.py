@@ -172,6 +172,25 @@ def test_an_existing_file_is_kept_without_overwrite(tmp_path: Path) -> None:
     assert cv2.imread(str(target), cv2.IMREAD_UNCHANGED).shape == (24, 32, 3)
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_file_that_appears_while_writing_is_kept_without_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     hard_links: bool) -> None:
+    # two renders to the same new name at once: both pass the check before rendering; the second must not win
+    target = tmp_path / "out.tif"
+    write_tiff = engine.output.write._write_tiff
+
+    def meanwhile(partial: Path, *args: object) -> None:
+        target.write_bytes(b"the other render's")
+        write_tiff(partial, *args)
+
+    monkeypatch.setattr(engine.output.write, "_write_tiff", meanwhile)
+    if not hard_links:  # a FAT card or a network share
+        monkeypatch.setattr(engine.output.write.os, "link", lambda *a: (_ for _ in ()).throw(PermissionError(1, "x")))
+    with pytest.raises(OutputError, match="exists; pass --overwrite"):
+        write_image(colour_patch(), target)
+    assert target.read_bytes() == b"the other render's" and files_in(tmp_path) == ["out.tif"]
+
+
 def test_a_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken_imwrite(path: Path, data: np.ndarray, **kwargs: object) -> None:
         Path(path).write_bytes(b"half a tiff")
