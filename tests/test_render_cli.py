@@ -129,6 +129,10 @@ def test_stages_option_writes_an_image_and_parameters_for_every_stage(tmp_path: 
         info = json.loads((stages / f"{index}_{name}.json").read_text())
         assert info["stage"] == name and "params" in info and info["enabled"] is True
     assert sorted(p.suffix for p in stages.iterdir()) == [".json"] * 7 + [".png"] * 7
+    before = (stages / "7_detail.png").read_bytes()
+    again = hostplug("render", sample_dng, "-o", tmp_path / "again.jpg", "--stages", stages, "--exposure", "1")
+    assert again.exit_code != 0 and "already holds files; pass --overwrite" in again.stderr
+    assert (stages / "7_detail.png").read_bytes() == before and not (tmp_path / "again.jpg").exists()
 
 
 def test_json_option_prints_a_parseable_report_with_the_output_path(tmp_path: Path, sample_dng: Path) -> None:

@@ -97,6 +97,9 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
 
             target = output if output is not None else targets[path]
             stage_folder = stages_dir / path.stem if stages_dir and len(inputs) > 1 else stages_dir
+            if stage_folder is not None and not overwrite and stage_folder.is_dir() and any(stage_folder.iterdir()):
+                raise OutputError(f"{stage_folder} already holds files; pass --overwrite to replace its stage images, "
+                                  "or name another folder")
             # a time limit must be able to stop the work, so the render runs here, not in the shared service
             result = render_through_service(False if time_limit else service, path, target, options, changes,
                                             device, stage_folder)
