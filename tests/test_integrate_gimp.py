@@ -82,6 +82,26 @@ def test_make_default_raw_loader_edits_gimprc_and_uninstall_restores_it(gimp_dir
     assert not (gimp_dir / "plug-ins" / "hostplug-raw").exists()
 
 
+def test_a_gimprc_kept_elsewhere_and_linked_stays_a_link(gimp_dir: Path, tmp_path: Path) -> None:
+    dotfile = tmp_path / "dotfiles" / "gimprc"
+    dotfile.parent.mkdir()
+    dotfile.write_text(GIMPRC)
+    (gimp_dir / "gimprc").symlink_to(dotfile)
+    integrate(gimp_dir, "--make-default-raw-loader")
+    assert (gimp_dir / "gimprc").is_symlink()
+    assert read_raw_loader(dotfile) == str(gimp_dir / "plug-ins" / "hostplug-raw" / "hostplug-raw.py")
+    integrate(gimp_dir, "--uninstall")
+    assert (gimp_dir / "gimprc").is_symlink() and dotfile.read_text() == GIMPRC
+
+
+def test_a_gimprc_that_cannot_be_written_leaves_nothing_installed(gimp_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    result = CliRunner(env={"GIMP3_DIRECTORY": str(gimp_dir)}).invoke(
+        main, ["integrate", "gimp", "--make-default-raw-loader", "--gimprc", str(tmp_path / "file" / "gimprc")])
+    assert result.exit_code != 0 and result.stderr.startswith("hostplug: error: ")
+    assert not (gimp_dir / "plug-ins" / "hostplug-raw").exists()
+
+
 def test_uninstall_removes_the_setting_when_gimp_had_none(gimp_dir: Path) -> None:
     integrate(gimp_dir, "--make-default-raw-loader")
     assert read_raw_loader(gimp_dir / "gimprc") is not None

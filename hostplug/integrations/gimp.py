@@ -13,6 +13,7 @@ uninstalling puts it back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -133,8 +134,12 @@ def set_raw_loader(gimprc: Path, value: str | None) -> None:
             text = re.sub(r"\n{3,}", "\n\n", text)
     elif line is not None:
         text = text + ("" if not text or text.endswith("\n") else "\n") + line + "\n"
-    gimprc.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(gimprc, text.encode("utf-8"))
+    real = gimprc.resolve()  # a gimprc kept in a dotfiles folder and linked here stays a link, and gets the change
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise IntegrationError(f"cannot write {gimprc}: cannot create its folder ({e.strerror or e})") from e
+    _write_atomically(real, text.encode("utf-8"))
 
 
 def _read_config(path: Path) -> dict:
@@ -154,17 +159,25 @@ def install(plugin_dir: Path, gimprc: Path, make_default: bool = False) -> Insta
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise IntegrationError(f"cannot create {folder}: {e.strerror}") from e
+    installed_before = plugin.exists()
     _write_atomically(plugin, plugin_source().read_bytes(), 0o755)
     report.actions.append(f"installed {plugin}")
     config_path = folder / CONFIG_NAME
     previous = _read_config(config_path)
     config = {"hostplug": str(hostplug_command()), "python": sys.executable}
     if make_default:
-        current = read_raw_loader(gimprc)
-        ours = current is not None and Path(current) == plugin
-        config["gimprc"] = str(gimprc)
-        config["previous_raw_loader"] = previous.get("previous_raw_loader") if ours else current
-        set_raw_loader(gimprc, str(plugin))
+        try:
+            current = read_raw_loader(gimprc)
+            ours = current is not None and Path(current) == plugin
+            config["gimprc"] = str(gimprc)
+            config["previous_raw_loader"] = previous.get("previous_raw_loader") if ours else current
+            set_raw_loader(gimprc, str(plugin))
+        except IntegrationError:
+            if not installed_before:  # all or nothing: no plug-in left without its settings
+                plugin.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
         report.actions.append(f"made it GIMP's raw loader in {gimprc}")
     elif "previous_raw_loader" in previous:
         config["gimprc"] = previous.get("gimprc", str(gimprc))
