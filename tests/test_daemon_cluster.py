@@ -217,6 +217,20 @@ def test_public_cluster_address_needs_the_flag(tmp_path: Path) -> None:
     assert len([line for line in done.stderr.splitlines() if line.startswith("hostplug: error:")]) == 1
 
 
+def test_a_cluster_address_where_nothing_listens_is_one_line_at_once(tmp_path: Path) -> None:
+    """Ray gives up on such an address after half a minute, with a warning and a hint about tokens; hostplug
+    looks first (on loopback only: port 1, where nothing listens)."""
+    (tmp_path / "in").mkdir()
+    config = write_config(tmp_path / "studio.toml", tmp_path / "in", OUTPUT)
+    start = time.monotonic()
+    done = subprocess.run([*COMMAND, "watch", "--config", str(config), "--cluster", "ray://127.0.0.1:1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and time.monotonic() - start < 20
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [
+        "hostplug: error: cannot join the Ray cluster at ray://127.0.0.1:1: nothing answers at 127.0.0.1:1 "
+        "(Connection refused); start the Ray head there first (docs/cluster.md), or check the address"]
+
+
 def _render_workers(cluster: Cluster) -> list[int]:
     """This cluster's Ray worker processes running our actor (titled ``ray::RenderWorker...``, children of the
     raylets started in the cluster's folder): other Ray clusters on the machine do not count."""

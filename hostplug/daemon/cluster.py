@@ -78,6 +78,26 @@ def address_host(address: str) -> str | None:
     return host.strip("[]") if host.startswith("[") else host
 
 
+def address_port(address: str) -> int | None:
+    """The port of ``ray://HOST:PORT`` or ``HOST:PORT`` (None when it names none)."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    port = rest.rsplit(":", 1)[1] if ":" in rest and not rest.endswith("]") else ""
+    return int(port) if port.isdigit() else None
+
+
+def check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Refuse at once an address where nothing listens: Ray gives up on it only after half a minute."""
+    host, port = address_host(address), address_port(address)
+    if host is None or port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} "
+                          f"({e.strerror or e}); start the Ray head there first (docs/cluster.md), or check the "
+                          "address") from e
+
+
 def check_bind(host: str | None, allow_public_bind: bool, what: str = "the Ray head") -> None:
     """Refuse an address on every interface unless the user said so explicitly."""
     if host is not None and host in PUBLIC and not allow_public_bind:
@@ -434,6 +454,7 @@ class RayPool:
         """Join the cluster, check every node sees the shared folders, and start the workers."""
         address = self.config.cluster or "auto"
         check_bind(address_host(address), self.config.allow_public_bind)
+        check_reachable(address)
         mode = enable_token_auth()
         ray = self.ray = import_ray()
         if ray.__version__ != RAY_VERSION:
@@ -452,9 +473,10 @@ class RayPool:
                     log.warning("cannot join the Ray cluster at %s (%s); trying again", address, _one_line(e))
                     time.sleep(2.0 * (attempt + 1))
         except Exception as e:  # connection, version and authentication errors alike
+            about_auth = mode == "token" and any(w in _one_line(e).lower() for w in ("auth", "token", "permission"))
             raise ConfigError(f"cannot join the Ray cluster at {address}: {_one_line(e)}"
                               + (" (token authentication: every node and this machine need the same token, "
-                                 "~/.ray/auth_token or RAY_AUTH_TOKEN_PATH)" if mode == "token" else "")) from e
+                                 "~/.ray/auth_token or RAY_AUTH_TOKEN_PATH)" if about_auth else "")) from e
         finally:
             for sig, handler in handlers.items():  # ray.init sets its own SIGTERM handler (sys.exit): the daemon's
                 if handler is not None:  # stops gracefully, letting renders finish
