@@ -579,6 +579,11 @@ def test_an_engine_error_through_the_service_is_one_line_and_a_nonzero_exit(runt
     assert len(lines) == 1 and lines[0].startswith("hostplug: error: ") and str(junk) in lines[0]
     assert lines == error_lines(local.stderr)
     assert "render failed" in (service_folder(runtime) / protocol.LOG_NAME).read_text()  # it went through it
+    # named as typed, relative to the client's folder, through the service as in the client's own process
+    through = hostplug_process("render", junk.name, "-o", "c.tif", cwd=tmp_path)
+    local = hostplug_process("render", junk.name, "-o", "d.tif", "--no-service", cwd=tmp_path)
+    assert error_lines(through.stderr) == error_lines(local.stderr)
+    assert error_lines(through.stderr)[0].startswith(f"hostplug: error: {junk.name}: ")
 
 
 def test_no_service_never_touches_the_socket(runtime: Path, sample_dng: Path, tmp_path: Path) -> None:

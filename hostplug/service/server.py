@@ -113,7 +113,7 @@ class SourceCache:
         cached = self._entries.get(key)
         if cached is None:
             self.misses += 1
-            cached = open_source(Path(key[0]))
+            cached = open_source(path)  # as typed, in the client's folder: an error names the file as the client does
             self._entries[key] = cached
             self._trim()
         else:
