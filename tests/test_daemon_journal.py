@@ -92,3 +92,25 @@ def test_queue_shows_counts_and_errors_and_retry_moves_files_back(tmp_path: Path
 def test_queue_without_a_journal_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["queue", str(tmp_path)])
     assert result.exit_code != 0 and "no journal here" in result.stderr
+
+
+def test_sidecar_stamps_are_kept_and_a_sidecar_finds_its_raws_row(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    entry = journal.enqueue(tmp_path / "a_1.dng", tmp_path, 1, 1, "h", sidecars="[[10, 20]]")
+    assert entry.same_sidecars("[[10, 20]]") and not entry.same_sidecars("[]")
+    journal.update_stat(entry.id, 2, 2, "[]")
+    assert journal.get(entry.id).same_sidecars("[]")
+    older = journal.enqueue(tmp_path / "b.dng", tmp_path, 1, 1, "h")  # as rows from before stamps were kept
+    assert older.same_sidecars("[[1, 2]]")  # unknown counts as unchanged: no re-render of everything
+    assert [e.path.name for e in journal.owners_of_sidecar(tmp_path / "a_1.dng.xmp")] == ["a_1.dng"]
+    assert [e.path.name for e in journal.owners_of_sidecar(tmp_path / "a_1.xmp")] == ["a_1.dng"]
+    assert journal.owners_of_sidecar(tmp_path / "aX1.xmp") == []  # "_" is a name, not a LIKE wildcard
+
+
+def test_a_hot_folder_is_known_once_a_file_of_it_was_seen_or_it_was_found_empty(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.enqueue(tmp_path / "in" / "a.dng", tmp_path / "in", 1, 1, "h")
+    assert journal.knows_folder(tmp_path / "in") and not journal.knows_folder(tmp_path / "copies")
+    journal.mark_empty(tmp_path / "copies")
+    journal.close()
+    assert Journal(tmp_path / "j.sqlite").knows_folder(tmp_path / "copies")

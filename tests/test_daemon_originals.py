@@ -60,3 +60,13 @@ def test_temporaries_of_a_killed_render_are_removed(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(b"whole")
     assert remove_partials(tmp_path / "a.jpg") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [".b.jpg.0123abcd.part", "a.jpg"]
+
+
+def test_a_failed_file_whose_name_is_taken_again_stays_in_failed_with_its_report(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    raw = folder.path / "bad.dng"
+    raw.write_bytes(b"junk")
+    moved = set_aside(raw, folder, "why")
+    raw.write_bytes(b"another file of that name")
+    assert not restore(raw, moved)
+    assert moved.read_bytes() == b"junk" and (moved.parent / "bad.dng.failed.txt").read_text() == "why"

@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from hostplug.daemon.config import FolderConfig, OutputSpec
-from hostplug.daemon.scanner import Scanner, SettleTracker, filesystem_type, is_candidate, is_temporary
+from hostplug.daemon.scanner import (
+    Scanner,
+    SettleTracker,
+    failure_wait,
+    filesystem_type,
+    is_candidate,
+    is_temporary,
+    lone_sidecars,
+    sidecar_owners,
+    walk,
+)
 
 
 def _folder(path: Path, **changes) -> FolderConfig:
@@ -148,3 +158,36 @@ def test_files_the_journal_already_has_are_not_watched(tmp_path: Path) -> None:
 
 def test_filesystem_type_is_read_from_mountinfo() -> None:
     assert filesystem_type(Path("/proc/self")) == "proc"
+
+
+def test_a_raw_settles_only_after_its_sidecar_stops_changing_too(tmp_path: Path) -> None:
+    raw = tmp_path / "a.dng"
+    raw.write_bytes(b"raw")
+    tracker = SettleTracker(settle_seconds=2.0)
+    st = raw.stat()
+    tracker.watch(raw, st.st_size, st.st_mtime_ns, now=0.0)
+    (tmp_path / "a.dng.xmp").write_text("<x/>")  # the sidecar arrives while the raw settles
+    assert tracker.settled(now=1.0) == []  # its clock restarts at 1.0
+    assert tracker.settled(now=2.5) == []
+    assert tracker.settled(now=3.1) == [raw]
+
+
+def test_a_sidecar_points_at_its_raw_and_one_without_a_raw_is_noted(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    for name in ("IMG_1.CR2", "IMG_1.CR2.xmp", "IMG_2.NEF", "IMG_2.xmp", "IMG_3.xmp", "IMG_4.jpg", "IMG_4.xmp"):
+        (tmp_path / name).write_bytes(b"x")
+    assert sidecar_owners(tmp_path / "IMG_1.CR2.xmp", folder) == [tmp_path / "IMG_1.CR2"]  # darktable's name
+    assert sidecar_owners(tmp_path / "IMG_2.xmp", folder) == [tmp_path / "IMG_2.NEF"]  # Adobe's name
+    assert sidecar_owners(tmp_path / "IMG_3.xmp", folder) == []
+    assert lone_sidecars(set(walk(folder, sidecars=True))) == {tmp_path / "IMG_3.xmp", tmp_path / "IMG_4.xmp"}
+    assert set(walk(folder)) == {tmp_path / "IMG_1.CR2", tmp_path / "IMG_2.NEF"}
+
+
+def test_a_failure_is_final_only_once_the_file_was_quiet_for_five_settle_periods() -> None:
+    # a copy that paused 2.5 s ago (settle 2 s): wait until it has been quiet for 10 s
+    assert failure_wait(mtime=100.0, settled_at=102.0, now=102.5, settle_seconds=2.0) == pytest.approx(7.5)
+    assert failure_wait(mtime=100.0, settled_at=102.0, now=110.0, settle_seconds=2.0) == 0.0
+    assert failure_wait(mtime=0.0, settled_at=None, now=3600.0, settle_seconds=2.0) == 0.0  # old: at once
+    # a share whose clock runs an hour ahead: the daemon's own clock (since it settled) bounds the wait
+    assert failure_wait(mtime=3700.0, settled_at=100.0, now=102.0, settle_seconds=2.0) == pytest.approx(6.0)
+    assert failure_wait(mtime=3700.0, settled_at=100.0, now=108.0, settle_seconds=2.0) == 0.0

@@ -166,14 +166,15 @@ def test_corrupt_and_unsupported_files_are_set_aside_with_a_report_and_never_ret
         assert {r["attempts"] for r in rows(studio / "journal.sqlite") if r["state"] == "failed"} == {1}
         assert events(studio / "log.jsonl", "retry") == []
 
-        shutil.copyfile(SAMPLE_DNG, hot / "_failed" / "truncated.dng")  # the photographer fixes one file
+        shutil.copyfile(SAMPLE_DNG, hot / "_failed" / "truncated.dng")  # the photographer replaces one there
+        wait_for(lambda: states(studio / "journal.sqlite")["truncated.dng"] == "done", 60,
+                 "the replaced file, taken back by itself")
         from click.testing import CliRunner
 
         from hostplug.cli import main
 
         result = CliRunner().invoke(main, ["queue", "--config", str(studio / "studio.toml"), "--retry", "--json"])
-        assert json.loads(result.stdout)["retried"] == count and json.loads(result.stdout)["running_pid"]
-        wait_for(lambda: states(studio / "journal.sqlite")["truncated.dng"] == "done", 60, "the retried file")
+        assert json.loads(result.stdout)["retried"] == count - 1 and json.loads(result.stdout)["running_pid"]
         wait_for(lambda: _done(studio, count), 60, "the other retries to fail again")
         assert daemon.terminate() == 0
     assert _outputs(studio) == [f"web/{time.strftime('%Y-%m-%d')}/truncated_natural.jpg"]  # the daemon kept going
@@ -275,3 +276,85 @@ def test_workers_run_under_a_memory_limit() -> None:
             "try:\n    numpy.ones(2**31, dtype='uint8')\nexcept MemoryError:\n    print('refused')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "refused", result.stderr
+
+
+def _ready(studio: Path) -> None:
+    """Render one file first, so that the worker is warm before a test times anything."""
+    drop(studio / "in", "first.dng")
+    wait_for(lambda: states(studio / "journal.sqlite").get("first.dng") == "done", 90, "the first render")
+
+
+def test_a_copy_that_pauses_is_never_failed_or_set_aside_while_it_is_being_written(studio: Path) -> None:
+    hot = studio / "in"
+    data = SAMPLE_DNG.read_bytes()
+    half = len(data) // 2
+    config = _config(studio, {"settle_seconds": 0.4}, outputs=OUTPUTS[:1])  # judged for good after 2 s quiet
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        _ready(studio)
+        with (hot / "paused.dng").open("wb") as f:  # pauses of 1 s, over twice the settle time
+            for i in range(4):
+                f.write(data[i * len(data) // 4:(i + 1) * len(data) // 4])
+                f.flush()
+                time.sleep(1.0)
+        wait_for(lambda: states(studio / "journal.sqlite").get("paused.dng") == "done", 60, "the paused copy")
+        assert not (hot / "_failed").exists()
+        assert any(e["path"].endswith("paused.dng") for e in events(studio / "log.jsonl", "unsettled"))
+
+        with (hot / "stalled.dng").open("wb") as f:  # a copy that stalls for longer, then goes on
+            f.write(data[:half])
+            f.flush()
+            wait_for(lambda: (hot / "_failed" / "stalled.dng.failed.txt").exists(), 30, "the stalled copy set aside")
+            f.write(data[half:])  # into the file it has open, which is now in _failed/
+        wait_for(lambda: states(studio / "journal.sqlite").get("stalled.dng") == "done", 60, "the resumed copy")
+        assert daemon.terminate() == 0
+    by_name = {Path(r["path"]).name: r for r in rows(studio / "journal.sqlite")}
+    for name in ("paused.dng", "stalled.dng"):
+        assert (hot / name).read_bytes() == data  # where it was dropped, whole
+        assert by_name[name]["content_hash"] == hashlib.sha256(data).hexdigest()
+    assert list((hot / "_failed").iterdir()) == []  # taken back, its stale report removed
+    assert [e["path"] for e in events(studio / "log.jsonl", "taken_back")] == [str(hot / "stalled.dng")]
+    assert _outputs(studio) == ["masters/first.tif", "masters/paused.tif", "masters/stalled.tif"]
+
+
+def test_a_sidecar_that_comes_or_changes_after_its_raw_rendered_renders_it_again(studio: Path) -> None:
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+
+    hot = studio / "in"
+    master = studio / "out/masters/late.tif"
+    with WatchProcess("--config", _config(studio, outputs=OUTPUTS[:1]), cwd=studio) as daemon:
+        drop(hot, "late.dng")
+        wait_for(lambda: states(studio / "journal.sqlite").get("late.dng") == "done", 90, "late.dng rendered")
+        assert _recipe_of(master)["exposure"] == 0.0
+
+        _, sidecar = _stage_with_sidecar(studio, "late.dng", exposure=1.0)
+        shutil.move(sidecar, hot / sidecar.name)  # the sidecar arrives after its raw rendered
+        wait_for(lambda: _recipe_of(master)["exposure"] == 1.0, 60, "a render with the late sidecar")
+
+        edited = CliRunner().invoke(main, ["edit", str(hot / "late.dng"), "--exposure", "-1"])
+        assert edited.exit_code == 0, edited.output
+        wait_for(lambda: _recipe_of(master)["exposure"] == -1.0, 60, "a render after hostplug edit")
+
+        os.utime(hot / "late.dng.xmp")  # touched, the same recipe: recognised, not rendered again
+        wait_for(lambda: events(studio / "log.jsonl", "unchanged"), 60, "the touched sidecar to be looked at")
+        assert daemon.terminate() == 0
+    assert len(events(studio / "log.jsonl", "done")) == 3
+    assert _outputs(studio) == ["masters/late.tif"]
+
+
+def test_a_sidecar_that_comes_after_its_raw_was_archived_is_left_with_one_warning(studio: Path) -> None:
+    hot, archive = studio / "in", studio / "archive"
+    config = _config(studio, outputs=OUTPUTS[:1], originals="move", archive=str(archive))
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        drop(hot, "gone.dng")
+        wait_for(lambda: (archive / "gone.dng").exists(), 90, "gone.dng rendered and archived")
+        _, sidecar = _stage_with_sidecar(studio, "gone.dng", exposure=1.0)
+        shutil.move(sidecar, hot / sidecar.name)
+        late = wait_for(lambda: events(studio / "log.jsonl", "late_sidecar"), 30, "the late sidecar noticed")
+        time.sleep(2.5)  # a rescan later: still said once
+        assert daemon.terminate() == 0
+    assert [e["path"] for e in events(studio / "log.jsonl", "late_sidecar")] == [str(hot / "gone.dng.xmp")]
+    assert f"archived to {archive / 'gone.dng'}" in late[0]["message"]
+    assert (hot / "gone.dng.xmp").exists() and not (archive / "gone.dng.xmp").exists()  # left where it came
+    assert len(events(studio / "log.jsonl", "done")) == 1

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import CANON, hostplug, read_metadata
-from daemon_helpers import WatchProcess, states, wait_for
+from conftest import CANON, error_lines, hostplug, hostplug_process, read_metadata
+from daemon_helpers import SAMPLE_DNG, WatchProcess, states, wait_for
 
 from engine.errors import InputNotFoundError
 from engine.filehash import file_sha256
@@ -25,6 +25,8 @@ from engine.output.metadata import XMP_PREFIX
 from hostplug.daemon.beside import MIRROR_PATTERN, check_replaceable, find_original
 from hostplug.daemon.config import FolderConfig, OutputSpec, load_config, parse_config
 from hostplug.daemon.errors import ConfigError
+from hostplug.daemon.journal import Journal
+from hostplug.daemon.validate import validate
 
 DARKTABLE_XMP = CANON.parents[1] / "sidecars" / "darktable-4.2.1-colorchart.dng.xmp"  # rating 4, red, 2 tags
 needs_darktable = pytest.mark.skipif(shutil.which("darktable-cli") is None,
@@ -274,3 +276,81 @@ def test_copy_settings_are_refused_where_they_make_no_sense(tmp_path: Path, fold
     data = {"folder": [{"path": "hot", **folder, "output": [output]}]}
     with pytest.raises(ConfigError, match=message):
         parse_config(data, tmp_path)
+
+
+# -- a hot folder that is not a folder of its own (audit: ~/Pictures/2024/a.dng deleted as a "copy") -----------
+
+
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home folder with the photographer's raw in Pictures and a byte-identical backup of it in Backup."""
+    home = tmp_path / "home"
+    for folder in ("Pictures", "Backup"):
+        (home / folder / "2024").mkdir(parents=True)
+        shutil.copyfile(SAMPLE_DNG, home / folder / "2024" / "a.dng")
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.mark.parametrize(("hot", "root", "words"), [
+    ("Pictures", "Backup", "already holds files"),
+    (".", None, "is your home folder"),
+    ("..", None, "holds your home"),
+    ("Pictures", "Pictures", "is the library root"),
+    ("Pictures/new hot folder", "Pictures", "is inside library root"),
+    ("exports", "exports/library", "is inside hot folder"),
+])
+def test_integrate_darktable_refuses_a_hot_folder_that_is_not_a_folder_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hot: str, root: str | None, words: str) -> None:
+    home = _home(tmp_path, monkeypatch)
+    if root:
+        (home / root).mkdir(parents=True, exist_ok=True)
+    before = sorted(tmp_path.rglob("*"))
+    result = hostplug("integrate", "darktable", "--hot-folder", home / hot,
+                      *(("--library-root", home / root) if root else ()))
+    assert result.exit_code != 0
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("hostplug: error: ") and words in line, line
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written: no configuration, no folder
+    assert not (home / ".config").exists()
+    if "already holds files" in words:
+        assert "starts empty" in line and "--hot-folder" in line  # what to do instead
+
+
+def test_the_daemon_refuses_a_delete_hot_folder_that_overlaps_a_library_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _home(tmp_path, monkeypatch)
+    folder = {"path": str(home / "Pictures"), "recurse": True, "originals": "delete",
+              "output": [{"beside_original": True}]}
+    for roots, words in (([str(home / "Pictures")], "is the library root"),
+                         ([str(home)], "is inside library root"),
+                         ([str(home / "Pictures" / "2024")], "is inside hot folder")):
+        config = parse_config({"folder": [{**folder, "library_roots": roots}]}, tmp_path)
+        with pytest.raises(ConfigError, match=words):
+            validate(config)
+    config = parse_config({"folder": [{**folder, "path": str(home), "library_roots": []}]}, tmp_path)
+    with pytest.raises(ConfigError, match="is your home folder"):
+        validate(config)
+
+
+def test_the_daemon_refuses_a_delete_hot_folder_holding_files_it_never_watched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _home(tmp_path, monkeypatch)
+    config = tmp_path / "dt.toml"  # as an older `hostplug integrate darktable` wrote it for the audit
+    config.write_text(f'[[folder]]\npath = "{home / "Pictures"}"\nrecurse = true\noriginals = "delete"\n'
+                      f'library_roots = ["{home / "Backup"}"]\n[[folder.output]]\nbeside_original = true\n')
+    result = hostplug_process("watch", "--config", config)
+    assert result.returncode != 0
+    (line,) = error_lines(result.stderr)
+    assert "already holds" in line and "a.dng" in line and "starts empty" in line, line
+    assert (home / "Pictures" / "2024" / "a.dng").read_bytes() == SAMPLE_DNG.read_bytes()  # not deleted
+    assert not (home / "Backup" / "2024" / "a.tif").exists()  # nor rendered
+
+
+def test_integrate_darktable_records_its_new_hot_folder_as_empty(tmp_path: Path) -> None:
+    hot, config_path = tmp_path / "hot", tmp_path / "dt.toml"
+    assert hostplug("integrate", "darktable", "--hot-folder", hot, "--config", config_path).exit_code == 0
+    journal = Journal(load_config(config_path).journal)
+    try:  # so copies darktable exports before the daemon's first start are rendered, not refused
+        assert journal.knows_folder(hot)
+    finally:
+        journal.close()

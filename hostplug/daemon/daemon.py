@@ -4,6 +4,10 @@ Every decision goes through the journal first, so a ``kill -9`` at any moment lo
 left ``rendering`` are queued again, temporary output files of killed renders are removed, and a full scan finds
 files that arrived meanwhile. Outputs have deterministic names and are replaced atomically, so a render repeated
 after a crash leaves exactly one set.
+
+A file that fails is set aside only once it has stopped changing for good (:func:`.scanner.failure_wait`): a copy
+that pauses longer than the settle period looks truncated, and must not be moved while it is being written. One
+set aside in ``_failed/`` that changes afterwards is moved back to be tried again.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 from engine.filehash import file_sha256
 from hostplug.daemon import originals
 from hostplug.daemon.config import DaemonConfig, FolderConfig
-from hostplug.daemon.errors import JournalError
+from hostplug.daemon.errors import ConfigError, JournalError
 from hostplug.daemon.job import Job, Outcome
 from hostplug.daemon.journal import Entry, Journal
 from hostplug.daemon.logs import StatusLine
 from hostplug.daemon.progress import Throughput
-from hostplug.daemon.scanner import Scanner
+from hostplug.daemon.scanner import Scanner, failure_wait, sidecar_stamp
 from hostplug.daemon.systemd import notify, watchdog_interval
+from hostplug.daemon.validate import first_file
 from hostplug.daemon.workers import Event, WorkerPool
 
 if TYPE_CHECKING:
@@ -94,6 +99,7 @@ class Daemon:
         self.throughput = Throughput()
         self.stop_requested = 0
         self.journal: Journal | None = None
+        self.next_failed_check = 0.0  # monotonic time of the next look for changed files in _failed/
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -125,6 +131,7 @@ class Daemon:
 
     def _start(self) -> None:
         assert self.journal is not None
+        self._check_new_copy_folders()
         recovered = self.journal.recover()
         self.pool.start()  # first: a cluster pool also stops the workers a killed daemon left running there
         removed = sum(originals.remove_partials(t) for t in self.journal.claimed())
@@ -141,6 +148,22 @@ class Daemon:
         self.next_watchdog = self.next_progress = time.monotonic()
         self.progress_logged = -1
         notify("READY=1\nSTATUS=watching")
+
+    def _check_new_copy_folders(self) -> None:
+        """Refuse a hot folder whose rendered copies are deleted (``originals = "delete"``) that holds files the
+        first time this journal sees it: it may be a folder of the photographer's own raws, named by mistake,
+        whose files match a backup below a library root. Such a folder starts empty (``hostplug integrate
+        darktable`` records it so when it creates it); later, files there are copies that arrived."""
+        assert self.journal is not None
+        for folder in self.config.folders:
+            if folder.originals != "delete" or self.journal.knows_folder(folder.path):
+                continue
+            found = first_file(folder.path)
+            if found is not None:
+                raise ConfigError(f"hot folder {folder.path} already holds {found}, and this daemon never watched it: "
+                                  "a hot folder whose rendered copies are deleted (originals = \"delete\") starts "
+                                  "empty; move its files out, start the daemon, then put back the copies to render")
+            self.journal.mark_empty(folder.path)
 
     def _shutdown(self) -> None:
         """Take no new work; let running renders finish within the grace period, else abandon them to the queue."""
@@ -163,17 +186,23 @@ class Daemon:
     def _tick(self) -> None:
         for path in self.scanner.poll(self._needs_work):
             self._settled(path)
+        for sidecar in self.scanner.take_lone_sidecars():
+            self._late_sidecar(sidecar)
+        self._take_back_changed_failures()
         self._dispatch()
         for event in self.pool.poll(TICK_SECONDS):
             self._handle(event)
         self._heartbeat()
 
     def _needs_work(self, path: Path, st: os.stat_result) -> bool:
-        """Whether a complete-looking file must be settled and queued (the journal does not have it as it is)."""
+        """Whether a complete-looking file must be settled and queued (the journal does not have it, or its
+        sidecars, as they are)."""
         assert self.journal is not None
         entry = self.journal.lookup(path)
         if entry is None or not entry.same_stat(st.st_size, st.st_mtime_ns):
             return True
+        if not entry.same_sidecars(sidecar_stamp(path)):
+            return True  # a sidecar arrived, changed or went: the recipe may have changed
         if entry.state == "done":
             self._archive(entry)  # rendered, but the daemon stopped before it could move the original
         return False
@@ -189,11 +218,17 @@ class Daemon:
             digest = file_sha256(path)
         except OSError:
             return
+        sidecars = sidecar_stamp(path)
         entry = self.journal.lookup(path)
         if entry and entry.state in ("queued", "rendering") and entry.content_hash == digest:
-            self.journal.update_stat(entry.id, st.st_size, st.st_mtime_ns)
+            # a worker that is rendering may have read the old sidecar: then the row keeps its old stamp, so the
+            # file is looked at again once it is rendered
+            if entry.state == "queued" or entry.same_sidecars(sidecars):
+                self.journal.update_stat(entry.id, st.st_size, st.st_mtime_ns, sidecars)
             return
-        entry = self.journal.enqueue(path, folder.path, st.st_size, st.st_mtime_ns, digest)
+        if entry and entry.state == "failed":
+            originals.report_path(path).unlink(missing_ok=True)  # failed in place, changed since: tried again
+        entry = self.journal.enqueue(path, folder.path, st.st_size, st.st_mtime_ns, digest, sidecars)
         _event(f"queued {path}", "queued", path=str(path), id=entry.id, size=st.st_size)
 
     def _dispatch(self) -> None:
@@ -237,7 +272,7 @@ class Daemon:
 
     def _outcome(self, entry: Entry, outcome: Outcome, node: str | None = None) -> None:
         assert self.journal is not None
-        fields = {"path": str(entry.path), "id": entry.id, "seconds": outcome.seconds, "node": node}
+        fields: dict[str, Any] = {"path": str(entry.path), "id": entry.id, "seconds": outcome.seconds, "node": node}
         if outcome.kind in ("done", "unchanged"):
             self.journal.finish(entry.id, outcome.recipe_hash or "", list(outcome.outputs))
             if outcome.kind == "done":
@@ -248,7 +283,9 @@ class Daemon:
                 _event(f"{entry.path}: identical to its last render (same content and recipe); not rendered again",
                        "unchanged", **fields)
             refreshed = self.journal.get(entry.id)
-            if refreshed:
+            if refreshed and self._changed(refreshed):
+                self.scanner.recheck(refreshed.path)  # changed while it rendered: kept, and queued again
+            elif refreshed:
                 self._archive(refreshed)
         elif outcome.kind == "changed":
             self.journal.requeue(entry.id, delay=self.config.settle_seconds, refund=True)
@@ -274,6 +311,8 @@ class Daemon:
     def _give_up(self, entry: Entry, reason: str, kind: str) -> None:
         """The file failed for good: set it aside with a report, record why, keep going."""
         assert self.journal is not None
+        if kind != "gone" and self._may_still_be_written(entry, reason):
+            return
         folder = self._folder(entry)
         moved_to = None
         if kind != "gone" and folder is not None:
@@ -287,6 +326,86 @@ class Daemon:
         self.throughput.add(False)
         _event(f"failed {entry.path}: {reason}", "failed", logging.ERROR, path=str(entry.path), id=entry.id,
                error=reason, kind=kind, moved_to=str(moved_to) if moved_to else None)
+
+    def _may_still_be_written(self, entry: Entry, reason: str) -> bool:
+        """Whether a file about to fail for good may be a copy still under way; it is then queued again, without
+        using an attempt: to settle again if it changed since it settled, else once it has been quiet long enough
+        (:func:`.scanner.failure_wait`). Checked right before the file would be moved to ``_failed/``."""
+        assert self.journal is not None
+        try:
+            st = entry.path.stat()
+        except OSError:
+            return False  # gone: nothing is being written here
+        fields: dict[str, Any] = {"path": str(entry.path), "id": entry.id, "error": reason}
+        if not entry.same_stat(st.st_size, st.st_mtime_ns):
+            self.journal.requeue(entry.id, delay=self.config.settle_seconds, refund=True)
+            self.scanner.recheck(entry.path)
+            _event(f"{entry.path} changed after it failed ({reason}); waiting for it to settle", "changed", **fields)
+            return True
+        wait = failure_wait(st.st_mtime, entry.queued_at, time.time(), self.config.settle_seconds)
+        if wait <= 0:
+            return False
+        self.journal.requeue(entry.id, reason, delay=wait, refund=True)
+        _event(f"{entry.path}: {reason}; it changed {time.time() - st.st_mtime:.1f} s ago and may still be being "
+               f"copied: trying again in {wait:.1f} s before setting it aside", "unsettled", **fields)
+        return True
+
+    def _take_back_changed_failures(self) -> None:
+        """Every ``rescan_seconds``: a file in ``_failed/`` that changed since it was set aside (a copy that went
+        on after a long pause, a file the photographer replaced) goes back where it was dropped, to settle and be
+        tried again. One that failed in place (``failed = "mark"``) is seen changing by the scan itself."""
+        assert self.journal is not None
+        now = time.monotonic()
+        if now < self.next_failed_check:
+            return
+        self.next_failed_check = now + self.config.rescan_seconds
+        for entry in self.journal.entries("failed"):
+            moved = entry.moved_to
+            if moved is None or moved == entry.path:
+                continue
+            try:
+                st = moved.stat()
+            except OSError:
+                continue  # deleted by the photographer: nothing to take back
+            if entry.same_stat(st.st_size, st.st_mtime_ns) or not originals.restore(entry.path, moved):
+                continue  # unchanged, or its name in the hot folder is taken again (`queue --retry` says so)
+            self.journal.set_moved(entry.id, None)
+            self.scanner.recheck(entry.path)
+            _event(f"{moved} changed after it failed: moved back to {entry.path} to be tried again", "taken_back",
+                   path=str(entry.path), id=entry.id, moved_from=str(moved))
+
+    def _late_sidecar(self, sidecar: Path) -> None:
+        """A sidecar first seen without its raw. If the raw was already rendered and then archived or deleted, or
+        set aside, the sidecar alone cannot render it: say so, and leave the sidecar where it is. Without a journal
+        row the raw may still be on its way, and nothing is said."""
+        assert self.journal is not None
+        owners = [e for e in self.journal.owners_of_sidecar(sidecar)
+                  if e.state in ("done", "failed") and not e.path.exists()]
+        if not owners:
+            return
+        entry = owners[-1]
+        _event(f"{sidecar} came after {entry.path.name} was {self._whereabouts(entry)}: a sidecar alone cannot be "
+               "rendered; put the raw back beside it to render it with this sidecar", "late_sidecar", logging.WARNING,
+               path=str(sidecar), raw=str(entry.path), moved_to=str(entry.moved_to) if entry.moved_to else None)
+
+    def _whereabouts(self, entry: Entry) -> str:
+        """Where a raw that left the hot folder went, for :meth:`_late_sidecar`."""
+        folder = self._folder(entry)
+        if entry.state == "failed" and entry.moved_to:
+            return f"set aside in {entry.moved_to} (`hostplug queue --retry` brings it back)"
+        if entry.moved_to:
+            return f"rendered and archived to {entry.moved_to}"
+        if folder is not None and folder.originals == "delete":
+            return "rendered and deleted (it was a copy: export or copy it again)"
+        return "rendered and removed from the hot folder"
+
+    def _changed(self, entry: Entry) -> bool:
+        """Whether the raw, or its sidecars, differ from what its row settled on (a raw that is gone: no)."""
+        try:
+            st = entry.path.stat()
+        except OSError:
+            return False
+        return not entry.same_stat(st.st_size, st.st_mtime_ns) or not entry.same_sidecars(sidecar_stamp(entry.path))
 
     def _archive(self, entry: Entry) -> None:
         """Move a rendered original to its archive (or delete a rendered copy) when the hot folder says so."""
@@ -308,11 +427,10 @@ class Daemon:
                moved_to=str(moved))
 
     def _discard(self, entry: Entry, folder: FolderConfig) -> None:
-        """Delete a rendered copy, unless it was replaced since it was rendered (then it is queued again)."""
+        """Delete a rendered copy, unless it (or its sidecar) changed since it settled (then it is queued again)."""
+        if self._changed(entry):
+            return
         try:
-            st = entry.path.stat()
-            if not entry.same_stat(st.st_size, st.st_mtime_ns):
-                return
             originals.discard(entry.path, folder)
         except OSError as e:
             _event(f"cannot delete the copy {entry.path}: {e}; will try again", "delete_failed", logging.WARNING,

@@ -1,12 +1,12 @@
 """The journal: a SQLite file recording every dropped raw's state, so nothing is lost or rendered twice.
 
 One row a raw (keyed by its absolute path): ``queued`` -> ``rendering`` -> ``done`` or ``failed``, with its
-attempts, size and modification time when it settled, content hash, the hash of the recipe its outputs were
-rendered with (and the content hash they were rendered from), the outputs themselves and the last error. A
-second table maps every output path to the raw that owns it, so two raws can never write the same output. The
-journal is the daemon's queue: ``hostplug queue --retry`` changes rows and the running daemon picks them up. WAL
-mode keeps readers and the daemon apart; a write is committed before the daemon acts on it, so after ``kill -9``
-a restart sees the truth.
+attempts, size and modification time when it settled (and its sidecars'), content hash, the hash of the recipe
+its outputs were rendered with (and the content hash they were rendered from), the outputs themselves and the
+last error. A second table maps every output path to the raw that owns it, so two raws can never write the
+same output. The journal is the daemon's queue: ``hostplug queue --retry`` changes rows and the running daemon
+picks them up. WAL mode keeps readers and the daemon apart; a write is committed before the daemon acts on it,
+so after ``kill -9`` a restart sees the truth.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ CREATE TABLE IF NOT EXISTS workers (slot INTEGER PRIMARY KEY, node TEXT NOT NULL
     file_id INTEGER, since REAL, updated REAL NOT NULL);
 """
 # Columns added after the first release: (name, declaration), added to older journals when opened.
-_ADDED_COLUMNS = (("node", "TEXT"),)  # files.node: the machine that rendered (or is rendering) the raw
+# files.node: the machine that rendered (or is rendering) the raw; files.sidecars: the raw's sidecar stamp when it
+# settled (hostplug.daemon.scanner.sidecar_stamp; NULL in rows from before, which then count as unchanged)
+_ADDED_COLUMNS = (("node", "TEXT"), ("sidecars", "TEXT"))
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Entry:
     not_before: float
     finished_at: float | None
     node: str | None = None  # the machine that rendered it (a cluster node, or this machine)
+    queued_at: float | None = None  # when it settled (time.time())
+    sidecars: str | None = None  # its sidecars when it settled (scanner.sidecar_stamp); None: not recorded
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Entry:
@@ -84,12 +88,16 @@ class Entry:
             content_hash=row["content_hash"], recipe_hash=row["recipe_hash"], rendered_hash=row["rendered_hash"],
             outputs=tuple(json.loads(row["outputs"])), error=row["error"], error_kind=row["error_kind"],
             moved_to=Path(row["moved_to"]) if row["moved_to"] else None, not_before=row["not_before"],
-            finished_at=row["finished_at"], node=row["node"],
+            finished_at=row["finished_at"], node=row["node"], queued_at=row["queued_at"], sidecars=row["sidecars"],
         )
 
     def same_stat(self, size: int, mtime_ns: int) -> bool:
         """Whether the file on disk is the one this row settled on."""
         return self.size == size and self.mtime_ns == mtime_ns
+
+    def same_sidecars(self, stamp: str) -> bool:
+        """Whether the raw's sidecars are those it settled with (a row from before they were recorded: yes)."""
+        return self.sidecars is None or self.sidecars == stamp
 
 
 class Journal:
@@ -130,24 +138,48 @@ class Journal:
         """The row of the raw at ``path``, if it was ever seen."""
         return self._one("SELECT * FROM files WHERE path = ?", (str(path),))
 
-    def enqueue(self, path: Path, folder: Path, size: int, mtime_ns: int, content_hash: str) -> Entry:
+    def enqueue(self, path: Path, folder: Path, size: int, mtime_ns: int, content_hash: str,
+                sidecars: str | None = None) -> Entry:
         """Queue a settled raw (a new row, or an old one reset); the previous render's hashes stay for comparison."""
         now = time.time()
         self.db.execute(
-            """INSERT INTO files (path, folder, state, size, mtime_ns, content_hash, queued_at)
-               VALUES (?, ?, 'queued', ?, ?, ?, ?)
+            """INSERT INTO files (path, folder, state, size, mtime_ns, content_hash, queued_at, sidecars)
+               VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)
                ON CONFLICT (path) DO UPDATE SET state = 'queued', attempts = 0, size = excluded.size,
                    mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, error = NULL,
-                   error_kind = NULL, moved_to = NULL, not_before = 0, queued_at = excluded.queued_at""",
-            (str(path), str(folder), size, mtime_ns, content_hash, now),
+                   error_kind = NULL, moved_to = NULL, not_before = 0, queued_at = excluded.queued_at,
+                   sidecars = excluded.sidecars""",
+            (str(path), str(folder), size, mtime_ns, content_hash, now, sidecars),
         )
         entry = self.lookup(path)
         assert entry is not None
         return entry
 
-    def update_stat(self, file_id: int, size: int, mtime_ns: int) -> None:
-        """Record a new size and mtime for a raw whose content did not change (for example after ``touch``)."""
-        self.db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
+    def knows_folder(self, folder: Path) -> bool:
+        """Whether this journal has seen the hot folder before: a file of it is recorded, or it was found empty
+        (:meth:`mark_empty`)."""
+        seen = self.db.execute("SELECT 1 FROM files WHERE folder = ? LIMIT 1", (str(folder),)).fetchone()
+        marked = self.db.execute("SELECT 1 FROM meta WHERE key = ?", (f"started_empty:{folder}",)).fetchone()
+        return bool(seen or marked)
+
+    def mark_empty(self, folder: Path) -> None:
+        """Record that a hot folder held no files when it was set up (or first watched)."""
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, '1')", (f"started_empty:{folder}",))
+
+    def update_stat(self, file_id: int, size: int, mtime_ns: int, sidecars: str | None = None) -> None:
+        """Record a new size and mtime (and sidecar stamp) for a raw whose content did not change (for example
+        after ``touch``, or a sidecar changed before a worker read it)."""
+        self.db.execute("UPDATE files SET size = ?, mtime_ns = ?, sidecars = COALESCE(?, sidecars) WHERE id = ?",
+                        (size, mtime_ns, sidecars, file_id))
+
+    def owners_of_sidecar(self, sidecar: Path) -> list[Entry]:
+        """The rows of the raws ``sidecar`` belongs to: ``IMG_0001.CR2`` for ``IMG_0001.CR2.xmp``, any
+        ``IMG_0001.*`` for Adobe's ``IMG_0001.xmp``."""
+        stem = sidecar.name[:-len(".xmp")]
+        prefix = "".join("\\" + c if c in "\\%_" else c for c in str(sidecar.parent / stem))  # taken literally
+        rows = self.db.execute("SELECT * FROM files WHERE path LIKE ? ESCAPE '\\'", (prefix + "%",))
+        entries = (Entry.from_row(row) for row in rows)
+        return [e for e in entries if e.path.parent == sidecar.parent and stem in (e.path.name, e.path.stem)]
 
     def due(self, limit: int, exclude: set[int], now: float | None = None) -> list[Entry]:
         """Queued rows whose retry time has come, oldest first, not counting those in ``exclude``."""

@@ -97,12 +97,13 @@ def set_aside(raw: Path, folder: FolderConfig, report: str) -> Path:
 
 
 def restore(raw: Path, moved_to: Path) -> bool:
-    """Put a failed raw back where it was dropped (for ``--retry``); False when that is impossible."""
+    """Put a failed raw back where it was dropped, without its report (for ``--retry``, or a file that changed
+    since it failed); False, leaving the raw and its report as they are, when that is impossible."""
+    if moved_to != raw and (not moved_to.exists() or raw.exists()):
+        return False
     report_path(moved_to).unlink(missing_ok=True)
     if moved_to == raw:
         return raw.exists()
-    if not moved_to.exists() or raw.exists():
-        return False
     raw.parent.mkdir(parents=True, exist_ok=True)
     sidecars = find_sidecars(moved_to)
     os.replace(moved_to, raw)

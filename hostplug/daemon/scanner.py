@@ -5,12 +5,15 @@ daemon was down, a periodic rescan catches what the watcher missed, and a hot fo
 folder when inotify cannot be used) is simply scanned every ``poll_seconds``. A file is handed on only once its
 size and modification time have stayed the same for ``settle_seconds``; names that copy tools use while writing
 (``.*``, ``~*``, ``*.part``, ``*.tmp``, ``*.crdownload``, rsync's ``.NAME.XXXXXX``) are never candidates, so the
-file is seen when it is renamed to its real name.
+file is seen when it is renamed to its real name. A raw's sidecars (``IMG_0001.CR2.xmp``, ``IMG_0001.xmp``) are part
+of it: a sidecar that appears or changes makes its raw settle (and be looked at) again, and a raw settles only
+once its sidecars have stopped changing too.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import stat
@@ -32,6 +35,9 @@ TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".dow
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
                                  "fuse.sshfs", "fuse.rclone", "davfs", "fuse.davfs2", "fuse.s3fs", "virtiofs"})
 SKIPPED_DIRS = frozenset({"_failed"})
+# How many settle periods a file must stay unchanged before it is judged empty or broken for good: a copy tool
+# may create a file and pause before its first bytes, or pause mid-copy, and a half-copied raw looks truncated.
+LONG_SETTLE_FACTOR = 5
 
 Wanted = Callable[[Path, os.stat_result], bool]
 
@@ -69,6 +75,12 @@ def is_candidate(path: Path, folder: FolderConfig) -> bool:
     """Whether a file could be a raw for this hot folder (not temporary, a raw suffix, not in a skipped folder)."""
     if is_temporary(path.name) or path.suffix.lower().lstrip(".") not in folder.extensions:
         return False
+    return is_watched_place(path, folder)
+
+
+def is_watched_place(path: Path, folder: FolderConfig) -> bool:
+    """Whether ``path`` lies where the hot folder looks: its top, or a sub-folder when it recurses; never
+    ``_failed/``, a hidden folder or the archive."""
     try:
         relative = path.parent.relative_to(folder.path)
     except ValueError:
@@ -83,8 +95,56 @@ def is_skipped_dir(name: str) -> bool:
     return name.startswith(".") or name in SKIPPED_DIRS
 
 
-def walk(folder: FolderConfig, start: Path | None = None) -> Iterator[Path]:
-    """Every candidate raw in a hot folder (or below ``start`` inside it)."""
+def is_sidecar(path: Path) -> bool:
+    """Whether a file is an XMP sidecar (not a copy tool's temporary one)."""
+    return path.suffix.lower() == ".xmp" and not is_temporary(path.name)
+
+
+def sidecar_owners(sidecar: Path, folder: FolderConfig) -> list[Path]:
+    """The raws in ``folder`` a sidecar belongs to: ``IMG_0001.CR2`` for darktable's ``IMG_0001.CR2.xmp``, every
+    ``IMG_0001.*`` raw for Adobe's ``IMG_0001.xmp``."""
+    stem = sidecar.name[:-len(".xmp")]
+    try:
+        names = os.listdir(sidecar.parent)
+    except OSError:
+        return []
+    return [sidecar.parent / n for n in sorted(names)
+            if stem in (n, n.rpartition(".")[0]) and is_candidate(sidecar.parent / n, folder)]
+
+
+def sidecar_stamp(raw: Path) -> str:
+    """The size and modification time of each sidecar of ``raw``, as JSON text ("[]" without one): what the
+    journal keeps to tell that a sidecar arrived, changed or went away. Names are left out, so a raw set aside
+    under another name (``IMG-2.CR2``) keeps its stamp."""
+    from engine.xmp.sidecar import find_sidecars
+
+    stamps = []
+    for sidecar in find_sidecars(raw):
+        try:
+            st = sidecar.stat()
+        except OSError:
+            continue
+        stamps.append([st.st_size, st.st_mtime_ns])
+    return json.dumps(stamps)
+
+
+def failure_wait(mtime: float, settled_at: float | None, now: float, settle_seconds: float) -> float:
+    """Seconds to wait before a file that failed may be set aside: until it has not changed for
+    ``LONG_SETTLE_FACTOR`` settle periods (0 once it has). A copy that pauses longer than ``settle_seconds``
+    settles half-written and fails as truncated; waiting lets it go on, and it then settles again.
+
+    Quiet time is the longer of the time since the file's ``mtime`` (the writer's clock) and since the daemon saw
+    it settle (``settled_at``, the daemon's own clock, for a share whose clock runs ahead); all in ``time.time()``
+    seconds.
+    """
+    quiet = now - mtime
+    if settled_at is not None:
+        quiet = max(quiet, now - settled_at + settle_seconds)
+    return max(0.0, LONG_SETTLE_FACTOR * settle_seconds - quiet)
+
+
+def walk(folder: FolderConfig, start: Path | None = None, sidecars: bool = False) -> Iterator[Path]:
+    """Every candidate raw in a hot folder (or below ``start`` inside it); with ``sidecars``, every sidecar too."""
     stack = [start or folder.path]
     while stack:
         current = stack.pop()
@@ -98,8 +158,14 @@ def walk(folder: FolderConfig, start: Path | None = None) -> Iterator[Path]:
                 if folder.recurse and not is_skipped_dir(entry.name) and not (
                         folder.archive and path.is_relative_to(folder.archive)):
                     stack.append(path)
-            elif is_candidate(path, folder):
+            elif is_candidate(path, folder) or sidecars and is_sidecar(path):
                 yield path
+
+
+def lone_sidecars(paths: set[Path]) -> set[Path]:
+    """The sidecars among ``paths`` (a full scan's raws and sidecars) whose raw is not among them."""
+    owners = {(p.parent, n) for p in paths if not is_sidecar(p) for n in (p.name, p.name.rpartition(".")[0])}
+    return {p for p in paths if is_sidecar(p) and (p.parent, p.name[:-len(".xmp")]) not in owners}
 
 
 def filesystem_type(path: Path) -> str:
@@ -125,17 +191,19 @@ def filesystem_type(path: Path) -> str:
 class _Seen:
     size: int
     mtime_ns: int
-    since: float  # monotonic time this size and mtime were first seen
+    sidecars: str  # sidecar_stamp
+    since: float  # monotonic time this size, mtime and sidecar stamp were first seen
 
 
 class SettleTracker:
-    """Remembers each watched file's size and mtime; a file is settled once they stay the same long enough.
+    """Remembers each watched file's size and mtime, and its sidecars'; a file is settled once they stay the same
+    long enough.
 
     An empty file waits ``EMPTY_SETTLE_FACTOR`` times longer (a copy tool may create the file, then pause before
     its first bytes); once settled it is handed on like any other and reported as failed ("empty file").
     """
 
-    EMPTY_SETTLE_FACTOR = 5
+    EMPTY_SETTLE_FACTOR = LONG_SETTLE_FACTOR
 
     def __init__(self, settle_seconds: float) -> None:
         self.settle_seconds = settle_seconds
@@ -149,7 +217,8 @@ class SettleTracker:
 
     def watch(self, path: Path, size: int, mtime_ns: int, now: float) -> None:
         """Start watching a file."""
-        self.files.setdefault(path, _Seen(size, mtime_ns, now))
+        if path not in self.files:
+            self.files[path] = _Seen(size, mtime_ns, sidecar_stamp(path), now)
 
     def settled(self, now: float) -> list[Path]:
         """Re-stat every watched file; return (and stop watching) those that have settled or gone."""
@@ -160,8 +229,9 @@ class SettleTracker:
             except OSError:
                 del self.files[path]  # gone (renamed or deleted): its new name is found on its own
                 continue
-            if (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
-                self.files[path] = _Seen(st.st_size, st.st_mtime_ns, now)
+            sidecars = sidecar_stamp(path)
+            if (st.st_size, st.st_mtime_ns, sidecars) != (seen.size, seen.mtime_ns, seen.sidecars):
+                self.files[path] = _Seen(st.st_size, st.st_mtime_ns, sidecars, now)
             elif now - seen.since >= self.settle_seconds * (1 if st.st_size > 0 else self.EMPTY_SETTLE_FACTOR):
                 del self.files[path]
                 ready.append(path)
@@ -203,6 +273,8 @@ class Scanner:
         self.modes: dict[Path, str] = {}
         self.next_scan: dict[Path, float] = {}
         self.refused: dict[Path, str] = {}  # candidates not rendered, and why (logged once each)
+        self.lone: set[Path] = set()  # sidecars first seen without their raw since the last take_lone_sidecars()
+        self.lone_seen: set[Path] = set()  # every sidecar ever reported in lone (each is reported once)
 
     def start(self) -> dict[Path, str]:
         """Start watching; returns each folder's mode ("events" or "polling"). The first poll scans everything."""
@@ -240,6 +312,17 @@ class Scanner:
             self.observer.stop()
             self.observer.join(timeout=5)
             self.observer = None
+
+    def recheck(self, path: Path) -> None:
+        """Look at ``path`` again at the next poll, as if an event had named it."""
+        with self.hints.lock:
+            self.hints.paths.add(path)
+
+    def take_lone_sidecars(self) -> set[Path]:
+        """Sidecars first found since the last call with no raw beside them (the raw may be on its way, or gone);
+        each is reported once."""
+        lone, self.lone = self.lone, set()
+        return lone
 
     def rescan_soon(self) -> None:
         """Make the next poll scan every folder."""
@@ -280,7 +363,7 @@ class Scanner:
         found: set[Path] = set()
         for folder in self.folders:
             if now >= self.next_scan[folder.path]:
-                found.update(walk(folder))
+                found.update(self._raws(set(walk(folder, sidecars=True))))
                 interval = self.poll_seconds if self.modes[folder.path] == "polling" else self.rescan_seconds
                 self.next_scan[folder.path] = now + interval
         for path in self.hints.take():
@@ -289,7 +372,23 @@ class Scanner:
                 continue
             if path.is_dir():
                 if folder.recurse and path != folder.path:
-                    found.update(walk(folder, path))
+                    found.update(self._raws(set(walk(folder, path, sidecars=True))))
             elif is_candidate(path, folder):
                 found.add(path)
+            elif is_sidecar(path) and is_watched_place(path, folder):
+                owners = sidecar_owners(path, folder)
+                found.update(owners)
+                if not owners and path.exists():
+                    self._note_lone({path})
         return found
+
+    def _raws(self, paths: set[Path]) -> set[Path]:
+        """The raws of a scan's raws and sidecars; sidecars without their raw are noted (:meth:`_note_lone`)."""
+        self._note_lone(lone_sidecars(paths))
+        return {p for p in paths if not is_sidecar(p)}
+
+    def _note_lone(self, sidecars: set[Path]) -> None:
+        """Report the sidecars not reported before (a lone sidecar stays lone scan after scan)."""
+        new = sidecars - self.lone_seen
+        self.lone |= new
+        self.lone_seen |= new

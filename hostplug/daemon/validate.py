@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from engine.edits import check_renderable
@@ -50,6 +51,44 @@ def check_overlaps(config: DaemonConfig) -> None:
                 raise ConfigError(f"hot folders {folder.path} and {other.path} overlap")
 
 
+def check_copies_apart(hot: Path, library_roots: Iterable[Path]) -> None:
+    """Refuse a hot folder whose copies are deleted once rendered (``originals = "delete"``) when it is, or contains,
+    the home folder, or overlaps a library root: the photographer's own raws there could be taken for copies of
+    same files elsewhere (a backup) and deleted. Such a hot folder must be a folder of its own."""
+    apart = "a hot folder whose rendered copies are deleted must be a separate folder that only receives copies"
+    home = Path.home()
+    if _inside(home, hot):
+        what = "your home folder" if hot.resolve() == home.resolve() else f"a folder that holds your home {home}"
+        raise ConfigError(f"hot folder {hot} is {what}: {apart}")
+    for root in library_roots:
+        if hot.resolve() == root.resolve():
+            raise ConfigError(f"hot folder {hot} is the library root {root}: {apart}, outside the photo library")
+        if _inside(hot, root):
+            raise ConfigError(f"hot folder {hot} is inside library root {root}: {apart}, outside the photo library")
+        if _inside(root, hot):
+            raise ConfigError(f"library root {root} is inside hot folder {hot}: {apart}, outside the photo library")
+
+
+def first_file(folder: Path) -> Path | None:
+    """Any entry below ``folder`` that is not a folder (a file, a link...), leaving out hostplug's own
+    ``.hostplug/`` and ``_failed/`` at its top; None when there is none or ``folder`` does not exist."""
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as e:
+            raise ConfigError(f"hot folder {folder}: cannot look inside {current} ({e.strerror or e})") from None
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                return Path(entry.path)
+            if current != folder or entry.name not in (".hostplug", "_failed"):
+                pending.append(Path(entry.path))
+    return None
+
+
 def check_folder(folder: FolderConfig) -> None:
     """The hot folder exists, its look is valid (presets known, settings in range), its outputs are writable."""
     if not folder.path.is_dir():
@@ -73,6 +112,8 @@ def validate(config: DaemonConfig) -> None:
         check_log_file(config.log_json)
     check_overlaps(config)
     for folder in config.folders:
+        if folder.originals == "delete":  # also for a configuration written by hand, or by an older version
+            check_copies_apart(folder.path, folder.library_roots)
         check_folder(folder)
     check_writable(config.journal.parent, "journal folder")
     if config.log_json:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hostplug.daemon.beside import MIRROR_PATTERN
 from hostplug.daemon.config import DaemonConfig, load_config
-from hostplug.daemon.errors import ConfigError
+from hostplug.daemon.errors import ConfigError, JournalError
 
 DEFAULT_HOT_FOLDER = Path("~/hostplug-darktable")
 DEFAULT_CONFIG = Path("~/.config/hostplug/darktable.toml")
@@ -67,18 +67,23 @@ def write_route(config_path: Path, hot_folder: Path, library_roots: Sequence[Pat
                 presets: Sequence[str] = (), style: str | None = None, *, force: bool = False) -> DaemonConfig:
     """Create the hot folder, write the configuration and prove it loads and passes the daemon's start checks.
 
-    An existing configuration with other content is kept unless ``force``; a configuration that fails its checks
-    is removed again, and :class:`ConfigError` says why.
+    Before anything is written, a hot folder that is not a new folder of its own is refused (:class:`ConfigError`):
+    the home folder, one overlapping a library root, or one that already holds files, since the daemon deletes
+    the copies it renders there. An existing configuration with other content is kept unless ``force``; a
+    configuration that fails its checks is removed again, and :class:`ConfigError` says why.
     """
-    from hostplug.daemon.validate import validate
+    from hostplug.daemon.validate import check_copies_apart, validate
 
     hot_folder = hot_folder.expanduser().absolute()
-    text = route_config(hot_folder, [r.expanduser().absolute() for r in library_roots], presets, style)
+    roots = [r.expanduser().absolute() for r in library_roots]
+    text = route_config(hot_folder, roots, presets, style)
     if config_path.exists() and config_path.read_text(encoding="utf-8") != text and not force:
         raise ConfigError(f"{config_path} exists; pass --force to replace it")
-    for root in library_roots:
-        if not root.expanduser().is_dir():
+    for root in roots:
+        if not root.is_dir():
             raise ConfigError(f"library root {root} is not a folder")
+    check_copies_apart(hot_folder, roots)  # the daemon checks this at every start too
+    check_starts_empty(hot_folder)
     hot_folder.mkdir(parents=True, exist_ok=True)
     config_path.parent.mkdir(parents=True, exist_ok=True)
     previous = config_path.read_bytes() if config_path.exists() else None
@@ -86,13 +91,38 @@ def write_route(config_path: Path, hot_folder: Path, library_roots: Sequence[Pat
     try:
         config = load_config(config_path)
         validate(config)
-    except ConfigError:
+        mark_started_empty(config)
+    except (ConfigError, JournalError):
         if previous is None:
             config_path.unlink()
         else:
             config_path.write_bytes(previous)
         raise
     return config
+
+
+def mark_started_empty(config: DaemonConfig) -> None:
+    """Record in the daemon's journal that the hot folder was empty when it was set up, so that the daemon takes
+    files found there at its first start for copies (it refuses a new hot folder that holds files)."""
+    from hostplug.daemon.journal import Journal
+
+    journal = Journal(config.journal)
+    try:
+        journal.mark_empty(config.folders[0].path)
+    finally:
+        journal.close()
+
+
+def check_starts_empty(hot_folder: Path) -> None:
+    """Refuse a hot folder that already holds files (hostplug's own journal and ``_failed/`` aside): the daemon
+    deletes every copy it renders there, so a folder of the photographer's own raws must never become one."""
+    from hostplug.daemon.validate import first_file
+
+    found = first_file(hot_folder)
+    if found is not None:
+        raise ConfigError(f"hot folder {hot_folder} already holds files ({found}); a darktable hot folder starts "
+                          "empty, as hostplug deletes the copies it renders there: name a new folder with "
+                          f"--hot-folder (default {DEFAULT_HOT_FOLDER}), or move those files out first")
 
 
 def darktable_steps(hot_folder: Path, config_path: Path) -> list[str]:
