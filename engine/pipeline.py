@@ -111,7 +111,7 @@ def render(
     """
     recipe = recipe or Recipe()
     check_recipe(recipe)
-    ctx = Context(source=source, recipe=recipe, device=device)
+    ctx = Context(source=source, recipe=recipe, device=device, binning=binning(source, preview))
     stages = [stage_for(name, recipe) for name in STAGE_ORDER]
     # Every stage's params are checked before any stage prepares (loads a model) or touches a pixel.
     params = {stage.name: stage.resolve_params(recipe) for stage in stages}
@@ -150,6 +150,12 @@ def render(
     image = kernels.to_host(image)
     pixels = apply_orientation(np.clip(image, 0.0, 1.0, out=image), source.orientation)
     return Rendered(pixels=pixels, recipe=recipe, source=source, notes=ctx.notes, timings=timings)
+
+
+def binning(source: Source, preview: int | None) -> float:
+    """How many sensor pixels lie across one pixel of a ``preview``'s image (1: full size)."""
+    full = max(source.sensor.shape[:2])
+    return full / preview if preview and preview < full else 1.0
 
 
 def low_res_long_edge(source: Source, preview: int | None) -> int:

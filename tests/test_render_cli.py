@@ -330,3 +330,19 @@ def test_a_wrong_option_is_one_error_line_naming_the_help(sample_dng: Path) -> N
         assert result.exit_code == 2
         [line] = error_lines(result.stderr)
         assert line.startswith("hostplug: error: ") and "--help)" in line
+
+
+def test_a_small_output_is_rendered_small_from_the_start(tmp_path: Path, sample_dng: Path) -> None:
+    # at most half the picture's size, every stage after demosaicing works at the output's size (what a batch of
+    # web JPEGs needs), with the denoiser told the noise that scaling averaged away; it matches the full-size
+    # render scaled down at the end
+    small = tmp_path / "small.png"
+    render(sample_dng, "-o", small, "--long-edge", 300, "--use", "denoise=learned")
+    assert decided(small)["denoise"]["noise_origin"].endswith("averaged over 3 x 3 sensor pixels")
+    render(sample_dng, "-o", tmp_path / "full.png", "--use", "denoise=learned")
+    full = read_rgb(tmp_path / "full.png").astype(np.float32) / 65535
+    scaled = cv2.resize(full, (300, 200), interpolation=cv2.INTER_AREA)
+    difference = np.abs(read_rgb(small).astype(np.float32) / 65535 - scaled)
+    assert read_rgb(small).shape == (200, 300, 3) and float(difference.mean()) < 0.01
+    render(sample_dng, "-o", tmp_path / "large.png", "--long-edge", 600, "--use", "denoise=learned")
+    assert "averaged" not in decided(tmp_path / "large.png")["denoise"]["noise_origin"]  # past half: full size

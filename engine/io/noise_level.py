@@ -15,7 +15,7 @@ Raw noise is Poisson-Gaussian: on a signal ``s`` (a fraction of white - black) t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,6 +43,20 @@ class NoiseModel:
     read: tuple[float, float, float]
     origin: str
     shading: Shading | None = None
+
+    def binned(self, factor: float) -> NoiseModel:
+        """The noise of the image scaled down ``factor`` times (area averaging) after demosaicing: each pixel
+        then averages ``factor^2 / 4`` red or blue samples of the mosaic and ``factor^2 / 2`` green ones, so the
+        variance falls by as much (never rises: below a factor of 2 it is left as it is)."""
+        if factor <= 1.0:
+            return self
+        red_blue, green = 1.0 / max(1.0, factor * factor / 4.0), 1.0 / max(1.0, factor * factor / 2.0)
+
+        def kept(values: tuple[float, float, float]) -> tuple[float, float, float]:
+            return values[0] * red_blue, values[1] * green, values[2] * red_blue
+
+        return replace(self, shot=kept(self.shot), read=kept(self.read),
+                       origin=f"{self.origin}, averaged over {factor:.3g} x {factor:.3g} sensor pixels")
 
     def sigma(self, rgb: np.ndarray, window: tuple[range, range, tuple[int, int]] | None = None) -> np.ndarray:
         """Per-pixel, per-channel noise standard deviation of linear camera RGB (H, W, 3), float32. ``window``

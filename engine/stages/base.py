@@ -57,6 +57,9 @@ class Context:
     full_input: Pixels | None = None  # the photofinishing input at full resolution (a tensor on the torch path)
     white: WhiteDecision | None = None  # set by white balance, read by the colour stage
     shading: Shading | None = None  # lens-shading maps the demosaic applied; the learned denoiser's noise model
+    # sensor pixels across one pixel of the image after the first stage: above 1 where a preview or a reduced
+    # output scales it down right after demosaicing, which averages the noise down (the denoiser's noise model)
+    binning: float = 1.0
     notes: dict[str, Any] = field(default_factory=dict)  # what each stage decided, for --stages and info
 
 

@@ -106,7 +106,9 @@ class LearnedDenoise(Stage):
         measured = params.noise == "estimate" or (params.noise == "auto" and source.camera.iso <= 0
                                                   and from_profile(source.noise_profile) is None)
         rgb = kernels.to_host(image) if measured else None
-        return noise_model(source.camera.iso, source.noise_profile, rgb, source.cfa, params.noise)
+        model = noise_model(source.camera.iso, source.noise_profile, rgb, source.cfa, params.noise)
+        # a measurement was made on the scaled image itself; the file's profile or ISO is the sensor's
+        return model if measured else model.binned(ctx.binning)
 
 
 @dataclass(frozen=True)
