@@ -237,3 +237,93 @@ def test_opcodes_hostplug_does_not_apply_are_named_and_the_raw_still_renders(ben
     assert rendered.notes["skipped_opcodes"] == ["TrimBounds (OpcodeList1)", "opcode 200 (OpcodeList3)"]
     assert rendered.notes["lens_warp"] == "WarpFisheye in OpcodeList3: applied"
     assert "opcodes skipped   none" in hostplug("info", bent["bent"]).stdout
+
+
+def _exact(warp: LensWarp, size: tuple[int, int], plane: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The formula's source position of every pixel of an image of ``size``."""
+    down, along = np.meshgrid(np.arange(size[0], dtype=np.float64), np.arange(size[1], dtype=np.float64),
+                              indexing="ij")
+    return warp.source_of(along, down, size, plane)
+
+
+def test_a_phones_lens_keeps_the_quick_interpolated_positions() -> None:
+    for warp in (BARREL, RECIPROCAL, FISHEYE):
+        assert warp.coarse_shifts((3000, 4000), 0) is not None
+
+
+@pytest.mark.parametrize("size", [(256, 256), (250, 250)])
+def test_a_steep_accepted_warp_is_worked_out_at_every_pixel(size: tuple[int, int]) -> None:
+    # an audit finding: 1 + 20 (r^14 - r^13) stays within 0.46..1 inside the image (the parser takes it), but grows
+    # fast past it, where the positions an interpolation starts from lie: 9.4 px off at the corner on 256 x 256
+    steep = Rectilinear2Warp(((1.0, *[0.0] * 12, -20.0, 20.0, 0.0, 0.0, 0.0, 1.0),), (0.0, 0.0))
+    assert lens_warp.parse_rectilinear2(lens_warp.encode(steep)) == steep
+    assert steep.coarse_shifts(size, 0) is None
+    x, y = steep.source_positions(range(size[0]), size, 0)
+    exact_x, exact_y = _exact(steep, size)
+    assert np.abs(x - exact_x).max() < 1e-3 and np.abs(y - exact_y).max() < 1e-3
+
+
+def _zero_past_the_corner(size: int) -> Rectilinear2Warp:
+    """The reciprocal of ``1 + k r^14`` with the polynomial exactly 0 at the first interpolation point past the
+    corner of a ``size`` x ``size`` image (centre at the top left): an infinite ratio there, NaN positions next to
+    it. Within the image the ratio stays within 1..3.6, so the parser takes it. ``k`` is searched for among the
+    floating-point neighbours of -(r past the corner)^-14, as rounding decides which one gives exactly 0."""
+    step = lens_warp.POSITION_STEP
+    past = float(step * -(-size // step))
+    k = -((size / past) ** 14)
+    for nudge in range(-40, 41):
+        warp = Rectilinear2Warp(((1.0, *[0.0] * 13, k + nudge * np.spacing(k), 0.0, 0.0, 0.0, 1.0),), (0.0, 0.0),
+                                reciprocal=True)
+        with np.errstate(divide="ignore"):
+            if not np.isfinite(warp.source_of(np.array(past), np.array(past), (size, size), 0, outside=True)[0]):
+                return warp
+    raise AssertionError(f"no exact zero for {size} px")
+
+
+def test_a_warp_whose_ratio_is_infinite_past_the_image_renders(tmp_path: Path) -> None:
+    # an audit finding: NaN positions past the image reached int(np.floor(y.min())), a ValueError out of render
+    warp = _zero_past_the_corner(250)
+    assert lens_warp.parse_rectilinear2(lens_warp.encode(warp)) == warp
+    raw = synthetic.render_raw(synthetic.camera_from_colour(), synthetic.illuminant("D55"),
+                               synthetic.scene_colorchecker(250, 250, specular_peak=0.0), iso=100, noise=False)
+    path = tmp_path / "pole.dng"
+    synthetic.write_dng(path, raw, make="hostplug", model="Synthetic pole", iso=100, exposure_time=0.01,
+                        f_number=2.0, opcode_lists={51022: opcode_list((warp.opcode, lens_warp.encode(warp)))})
+    with np.errstate(all="raise"):  # and no RuntimeWarning on the way
+        rendered = _render(path)
+    assert rendered.notes["lens_warp"] == "WarpRectilinear2 in OpcodeList3: applied"
+    assert np.isfinite(rendered.pixels).all()
+    x, y = warp.source_positions(range(250), (250, 250), 0)
+    exact_x, exact_y = _exact(warp, (250, 250))
+    assert np.abs(x - exact_x).max() < 1e-3 and np.abs(y - exact_y).max() < 1e-3
+
+
+def test_a_warp_that_puts_light_at_no_position_is_one_error(bent: dict[str, Path]) -> None:
+    from engine.stages.base import Context
+    from engine.stages.demosaic import Demosaic, DemosaicParams
+
+    # the last guard, for what the parser's checks miss: here a warp the parser would refuse, made directly
+    broken = RectilinearWarp(((math.nan, 0.0, 0.0, 0.0, 0.0, 0.0),), (0.5, 0.5))
+    source = engine.open(bent["scene"])
+    source.rgb_opcodes = [broken]
+    ctx = Context(source=source, recipe=Recipe())
+    with pytest.raises(engine.errors.CorruptInputError,
+                       match=f"^{bent['scene']}: damaged DNG: its WarpRectilinear opcode puts some pixels' light at "
+                             "no position"):
+        Demosaic().process(None, Demosaic().prepare(DemosaicParams(), ctx), ctx)
+
+
+def test_tangential_terms_no_lens_has_are_refused(bent: dict[str, Path], tmp_path: Path) -> None:
+    # an audit finding: kt0, kt1 of +-1000 were taken, and every pixel read far outside the image
+    wild = replace(BARREL, coefficients=((1.0, -0.1, 0.02, 0.0, 1000.0, -1000.0),))
+    with pytest.raises(ValueError, match=r"tangential terms \(1000, -1000\) shift the corners by 4.24e\+03 of the "
+                                         r"radius \(a lens's by at most 0.1\)"):
+        lens_warp.parse(lens_warp.encode(wild))
+    tilted = replace(RECTILINEAR2, coefficients=((*RECTILINEAR2.coefficients[0][:15], 0.0, 0.2, 0.0, 0.95),))
+    with pytest.raises(ValueError, match="a WarpRectilinear2 whose tangential terms"):
+        lens_warp.parse_rectilinear2(lens_warp.encode(tilted))
+    damaged = tmp_path / "tangential.dng"
+    damaged.write_bytes(dng_with(raw={51022: undefined(opcode_list((1, lens_warp.encode(wild))))},
+                                 base=bent["scene"].read_bytes()))
+    with pytest.raises(engine.errors.CorruptInputError, match="OpcodeList3 .* tangential terms"):
+        engine.open(damaged)

@@ -187,6 +187,10 @@ BASELINE_EXPOSURE_MAX = 16.0  # EV either way
 LEVEL_MAX = 2.0**32  # black and white levels are LONG at most
 MAX_OPCODE_PARAMS = 1 << 26  # one opcode's parameters: 64 MB (a gain map of a 100 MP sensor is well under)
 MAX_POLYNOMIAL_DEGREE = 8  # DNG 1.6, MapPolynomial
+# Opcodes of one list that hostplug applies: each is a pass over the whole image (a warp, a gain), so a list of
+# thousands takes minutes. Real files hold a few: Android's four GainMaps (one per Bayer channel), Adobe's warp
+# and vignette, one bad-pixel list; 32 is several times that.
+MAX_APPLIED_OPCODES = 32
 POLYNOMIAL_MAX = 1e6
 RAW_PHOTOMETRIC = {32803: "CFA", 34892: "LinearRaw"}
 
@@ -270,9 +274,15 @@ def _polynomial(params: bytes) -> PolynomialMap:
 def _parsed_opcodes(tags: _Tags, code: int, parsers: Mapping[int, Callable[[bytes], Any]],
                     skipped: list[str]) -> list[Any]:
     """The opcodes of an opcode list that ``parsers`` (opcode id -> parser) know, parsed and checked, in order;
-    a parser's ValueError says what is wrong. The others are named in ``skipped``."""
+    a parser's ValueError says what is wrong. The others are named in ``skipped``. A list of more than
+    :data:`MAX_APPLIED_OPCODES` that ``parsers`` know is refused."""
+    opcodes = _opcode_list(tags, code)
+    applied = sum(opcode_id in parsers for opcode_id, _ in opcodes)
+    if applied > MAX_APPLIED_OPCODES:
+        raise tags.bad(code, tags.page.tags[code].value, f"a list of {applied} opcodes to apply (a camera writes "
+                       f"a few; at most {MAX_APPLIED_OPCODES} are taken)")
     parsed = []
-    for opcode_id, params in _opcode_list(tags, code):
+    for opcode_id, params in opcodes:
         if opcode_id in parsers:
             try:
                 parsed.append(parsers[opcode_id](params))

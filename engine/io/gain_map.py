@@ -147,7 +147,8 @@ def _bracket(position: np.ndarray, origin: float, spacing: float,
              points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The grid points below and above each position, and how far it lies between them (the SDK's
     ``dng_gain_map_interpolator``: positions before the first point or past the last take that point's gain)."""
-    position = np.clip(np.nan_to_num((position - origin) / spacing, nan=0.0), 0.0, points - 1)
+    with np.errstate(all="ignore"):  # a damaged spacing (0, subnormal) gives inf or NaN: clipped or zeroed here
+        position = np.clip(np.nan_to_num((position - origin) / spacing, nan=0.0), 0.0, points - 1)
     low = np.minimum(np.floor(position).astype(np.int64), points - 1)
     return low, np.minimum(low + 1, points - 1), (position - low).astype(np.float32)
 

@@ -96,7 +96,8 @@ def _as_shot_or_estimate(source: Source) -> np.ndarray:
 def _bad_pixels(source: Source) -> str:
     """What OpcodeList1 marks bad, for ``info``."""
     if not source.bad_pixels:
-        return "none marked in the file"
+        left = any("OpcodeList1" in entry for entry in source.skipped_opcodes)
+        return "marked, but left as they are (see opcodes skipped)" if left else "none marked in the file"
     fixes = [fix.name + (f" ({len(fix.points)} point(s), {len(fix.rects)} rectangle(s))"
                          if isinstance(fix, BadPixelsList) else f" (value {fix.constant})")
              for fix in source.bad_pixels]

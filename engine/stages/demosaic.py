@@ -105,7 +105,10 @@ class Demosaic(Stage):
             if isinstance(opcode, ShadingMap):
                 rgb = _shade_planes(rgb, [opcode], source.size)
             else:  # a lens warp resamples on the host; the pipeline takes the result back to the device
-                rgb = opcode.apply(kernels.to_host(rgb))
+                try:
+                    rgb = opcode.apply(kernels.to_host(rgb))
+                except CorruptInputError as e:  # a warp whose positions are not numbers: name the file
+                    raise CorruptInputError(f"{source.path}: {e}") from e
         crop = data["crop"]
         if maps or rgb_maps:
             ctx.shading = Shading(tuple(maps), tuple(rgb_maps), source.cfa, source.size, crop,
