@@ -47,12 +47,18 @@ def test_sub_folders_only_when_recursing_and_never_failed_or_hidden(tmp_path: Pa
     assert not is_candidate(tmp_path / ".hostplug" / "x.dng", recursing)
 
 
-def test_a_file_settles_only_after_it_stops_changing(tmp_path: Path) -> None:
-    path = tmp_path / "a.dng"
-    path.write_bytes(b"1")
+def _watching(path: Path, content: bytes) -> SettleTracker:
+    """A tracker (2 s to settle) watching ``path``, just written with ``content``, from time 0."""
+    path.write_bytes(content)
     tracker = SettleTracker(settle_seconds=2.0)
     st = path.stat()
     tracker.watch(path, st.st_size, st.st_mtime_ns, now=0.0)
+    return tracker
+
+
+def test_a_file_settles_only_after_it_stops_changing(tmp_path: Path) -> None:
+    path = tmp_path / "a.dng"
+    tracker = _watching(path, b"1")
     assert tracker.settled(now=1.0) == []
     path.write_bytes(b"12")  # still growing
     assert tracker.settled(now=2.5) == []  # changed: its clock restarts at 2.5
@@ -162,10 +168,7 @@ def test_filesystem_type_is_read_from_mountinfo() -> None:
 
 def test_a_raw_settles_only_after_its_sidecar_stops_changing_too(tmp_path: Path) -> None:
     raw = tmp_path / "a.dng"
-    raw.write_bytes(b"raw")
-    tracker = SettleTracker(settle_seconds=2.0)
-    st = raw.stat()
-    tracker.watch(raw, st.st_size, st.st_mtime_ns, now=0.0)
+    tracker = _watching(raw, b"raw")
     (tmp_path / "a.dng.xmp").write_text("<x/>")  # the sidecar arrives while the raw settles
     assert tracker.settled(now=1.0) == []  # its clock restarts at 1.0
     assert tracker.settled(now=2.5) == []
