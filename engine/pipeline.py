@@ -111,10 +111,11 @@ def render(
     """
     recipe = recipe or Recipe()
     check_recipe(recipe)
-    ctx = Context(source=source, recipe=recipe, device=device, binning=binning(source, preview))
+    ctx = Context(source=source, recipe=recipe, device=device)
     stages = [stage_for(name, recipe) for name in STAGE_ORDER]
     # Every stage's params are checked before any stage prepares (loads a model) or touches a pixel.
     params = {stage.name: stage.resolve_params(recipe) for stage in stages}
+    ctx.binning = binning(source, preview)
     keys = stage_keys(source, stages, params, recipe, device, preview) if cache is not None else None
     first, resumed = cache.resume(keys, ctx) if cache is not None and keys else (0, None)
     if not kernels.on_torch(device):
