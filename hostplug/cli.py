@@ -68,6 +68,9 @@ class HostplugGroup(click.Group):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # a bare `hostplug` or group: the help, as click shows it
+                e.show()
+                raise SystemExit(e.exit_code) from None
             where = e.ctx.command_path if e.ctx is not None else "hostplug"
             fail(f"{e.format_message()} (see: {where} --help)", e.exit_code)
         except click.ClickException as e:

@@ -346,3 +346,9 @@ def test_a_small_output_is_rendered_small_from_the_start(tmp_path: Path, sample_
     assert read_rgb(small).shape == (200, 300, 3) and float(difference.mean()) < 0.01
     render(sample_dng, "-o", tmp_path / "large.png", "--long-edge", 600, "--use", "denoise=learned")
     assert "averaged" not in decided(tmp_path / "large.png")["denoise"]["noise_origin"]  # past half: full size
+
+
+def test_a_bare_command_shows_its_help_not_an_error() -> None:
+    for args in ([], ["integrate"]):
+        result = hostplug(*args)
+        assert "Usage: hostplug" in result.output and "hostplug: error" not in result.output + result.stderr
