@@ -53,8 +53,10 @@ def check_overlaps(config: DaemonConfig) -> None:
 
 def check_copies_apart(hot: Path, library_roots: Iterable[Path]) -> None:
     """Refuse a hot folder whose copies are deleted once rendered (``originals = "delete"``) when it is, or contains,
-    the home folder, or overlaps a library root: the photographer's own raws there could be taken for copies of
-    same files elsewhere (a backup) and deleted. Such a hot folder must be a folder of its own."""
+    the home folder, is a library root or holds one: the photographer's own raws there could be taken for copies
+    of the same files elsewhere (a backup) and deleted. Such a hot folder must be a folder of its own. One inside a
+    library root is fine, and the darktable route's default (``~/hostplug-darktable`` with the library root
+    ``~``): the search for originals leaves the hot folder out."""
     apart = "a hot folder whose rendered copies are deleted must be a separate folder that only receives copies"
     home = Path.home()
     if _inside(home, hot):
@@ -63,8 +65,6 @@ def check_copies_apart(hot: Path, library_roots: Iterable[Path]) -> None:
     for root in library_roots:
         if hot.resolve() == root.resolve():
             raise ConfigError(f"hot folder {hot} is the library root {root}: {apart}, outside the photo library")
-        if _inside(hot, root):
-            raise ConfigError(f"hot folder {hot} is inside library root {root}: {apart}, outside the photo library")
         if _inside(root, hot):
             raise ConfigError(f"library root {root} is inside hot folder {hot}: {apart}, outside the photo library")
 

@@ -83,7 +83,8 @@ def write_route(config_path: Path, hot_folder: Path, library_roots: Sequence[Pat
         if not root.is_dir():
             raise ConfigError(f"library root {root} is not a folder")
     check_copies_apart(hot_folder, roots)  # the daemon checks this at every start too
-    check_starts_empty(hot_folder)
+    if not _route_known(hot_folder):  # set up before: the files there now are copies waiting for the daemon
+        check_starts_empty(hot_folder)
     hot_folder.mkdir(parents=True, exist_ok=True)
     config_path.parent.mkdir(parents=True, exist_ok=True)
     previous = config_path.read_bytes() if config_path.exists() else None
@@ -109,6 +110,20 @@ def mark_started_empty(config: DaemonConfig) -> None:
     journal = Journal(config.journal)
     try:
         journal.mark_empty(config.folders[0].path)
+    finally:
+        journal.close()
+
+
+def _route_known(hot_folder: Path) -> bool:
+    """Whether the route's journal (the default place) already knows the hot folder: it was set up before."""
+    from hostplug.daemon.config import default_journal
+    from hostplug.daemon.journal import Journal
+
+    if not default_journal(hot_folder).is_file():
+        return False
+    journal = Journal(default_journal(hot_folder))
+    try:
+        return journal.knows_folder(hot_folder)
     finally:
         journal.close()
 
