@@ -12,6 +12,7 @@ import atexit
 import gc
 import importlib
 import signal
+import threading
 from typing import Any
 
 import click
@@ -63,8 +64,10 @@ class HostplugGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """Click's own, except that a wrong option or argument is one error line like every other error (click
-        prints a usage block of three), with the exit status 2 click gives it."""
-        kwargs.pop("standalone_mode", None)
+        prints a usage block of three), with the exit status 2 click gives it. A caller that passes
+        ``standalone_mode=False`` gets click's behaviour unchanged (the return value, or the exception)."""
+        if not kwargs.pop("standalone_mode", True):
+            return super().main(*args, standalone_mode=False, **kwargs)
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as e:
@@ -86,7 +89,9 @@ class HostplugGroup(click.Group):
         atexit.register(gc.freeze)
         keep_freed_memory()
         # the daemon and the service set their own when they start; the previous one is back for a caller in-process
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        # (only the main thread may set one: a caller running a command on another thread keeps its own)
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
         except HostplugError as e:
@@ -96,7 +101,8 @@ class HostplugGroup(click.Group):
         except Terminated:
             fail("terminated (SIGTERM); nothing half-written was left", 128 + signal.SIGTERM)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if main_thread and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=HostplugGroup, context_settings={"help_option_names": ["-h", "--help"]})

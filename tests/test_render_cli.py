@@ -353,3 +353,23 @@ def test_a_bare_command_shows_its_help_not_an_error() -> None:
         result = hostplug(*args)
         assert "Usage: " in result.output and words in result.output
         assert "hostplug: error" not in result.output + result.stderr
+
+
+def test_commands_run_in_process_on_any_thread_and_as_click_allows() -> None:
+    import threading
+
+    from hostplug.cli import main
+
+    codes: list[object] = []
+
+    def run() -> None:
+        try:
+            main(["presets"])
+        except SystemExit as e:
+            codes.append(e.code)
+
+    worker = threading.Thread(target=run)  # only the main thread may set a signal handler: others keep theirs
+    worker.start()
+    worker.join()
+    assert codes == [0]
+    assert main(["presets"], standalone_mode=False) is None  # click's own contract for a caller that asks
