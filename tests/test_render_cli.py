@@ -373,3 +373,20 @@ def test_commands_run_in_process_on_any_thread_and_as_click_allows() -> None:
     worker.join()
     assert codes == [0]
     assert main(["presets"], standalone_mode=False) is None  # click's own contract for a caller that asks
+
+
+def test_a_batch_never_writes_two_inputs_to_one_file(tmp_path: Path) -> None:
+    inputs = []
+    for folder, colour in (("a", (200, 30, 30)), ("b", (30, 200, 30))):
+        (tmp_path / folder).mkdir()
+        inputs.append(tmp_path / folder / "IMG_1.jpg")
+        Image.new("RGB", (40, 30), colour).save(inputs[-1])
+    pair = tmp_path / "a" / "IMG_1.png"
+    Image.new("RGB", (40, 30), (30, 30, 200)).save(pair)
+    out = tmp_path / "out"
+    out.mkdir()
+    render(*inputs, pair, "--out-dir", out, "--format", "png", "--overwrite", "--stages", tmp_path / "stages")
+    written = {p.name: read_rgb(p)[15, 20] for p in out.iterdir()}
+    assert sorted(written) == ["IMG_1_jpg-2.png", "IMG_1_jpg.png", "IMG_1_png.png"]
+    assert len({tuple(int(v) // 4096 for v in colour) for colour in written.values()}) == 3  # each its own input
+    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == ["IMG_1_jpg", "IMG_1_jpg-2", "IMG_1_png"]

@@ -77,12 +77,32 @@ def output_name(source: Path, fmt: str | None, folder: Path | None = None) -> Pa
 
 
 def output_names(sources: list[Path], fmt: str | None, folder: Path | None = None) -> list[Path]:
-    """:func:`output_name` for each of a batch's ``sources``, where two that share a stem in one folder (a
-    camera's RAW + JPEG pair, IMG_0001.ARW and IMG_0001.JPG) keep apart by their suffix: IMG_0001_arw.tif,
-    IMG_0001_jpg.tif, instead of the second replacing the first."""
+    """:func:`output_name` for each of a batch's ``sources``, never the same file twice: two that share a stem
+    in one folder (a camera's RAW + JPEG pair, IMG_0001.ARW and IMG_0001.JPG) keep apart by their suffix,
+    IMG_0001_arw.tif and IMG_0001_jpg.tif, and any name still taken (the same name from two folders into one
+    ``--out-dir``) gets a number, IMG_0001_jpg-2.tif, instead of one output replacing another."""
     names = [output_name(source, fmt, folder) for source in sources]
-    counts: dict[Path, int] = {}
+    shared = _counts(names)
+    names = [name.with_name(f"{name.stem}_{Path(source).suffix.lstrip('.').lower()}{name.suffix}")
+             if shared[_identity(name)] > 1 else name for source, name in zip(sources, names, strict=True)]
+    taken: set[str] = set()
+    unique = []
     for name in names:
-        counts[name.absolute()] = counts.get(name.absolute(), 0) + 1
-    return [name.with_name(f"{name.stem}_{Path(source).suffix.lstrip('.').lower()}{name.suffix}")
-            if counts[name.absolute()] > 1 else name for source, name in zip(sources, names, strict=True)]
+        candidate, number = name, 2
+        while _identity(candidate) in taken:
+            candidate, number = name.with_name(f"{name.stem}-{number}{name.suffix}"), number + 1
+        taken.add(_identity(candidate))
+        unique.append(candidate)
+    return unique
+
+
+def _identity(path: Path) -> str:
+    """The file a name means, case folded: two names a case-insensitive disk holds as one count as one."""
+    return str(Path(path).resolve()).casefold()
+
+
+def _counts(names: list[Path]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[_identity(name)] = counts.get(_identity(name), 0) + 1
+    return counts

@@ -96,7 +96,8 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
                 bar.set_postfix_str(f"{path.name}: {stage} ({index}/{count})")
 
             target = output if output is not None else targets[path]
-            stage_folder = stages_dir / path.stem if stages_dir and len(inputs) > 1 else stages_dir
+            # one folder per input, named as its output is (a RAW + JPEG pair gets two)
+            stage_folder = stages_dir / targets[path].stem if stages_dir and len(inputs) > 1 else stages_dir
             if stage_folder is not None and not overwrite and stage_folder.is_dir() and any(stage_folder.iterdir()):
                 raise OutputError(f"{stage_folder} already holds files; pass --overwrite to replace its stage images, "
                                   "or name another folder")
