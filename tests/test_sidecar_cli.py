@@ -74,14 +74,29 @@ def test_edit_refuses_a_bad_value_and_keeps_the_sidecar(raw: Path, options: list
     assert (raw.parent / "IMG_0001.dng.xmp").read_bytes() == before
 
 
-@pytest.mark.parametrize("content", [b"", b"notes for the shoot\n" * 10, b"II*\x00" + b"\x00" * 40])
-def test_edit_refuses_a_file_that_is_no_image_and_writes_no_sidecar(tmp_path: Path, content: bytes) -> None:
-    fake = tmp_path / "IMG_0002.dng"
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG header that claims a size (no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("IMG_0002.dng", b""), ("IMG_0002.dng", b"notes for the shoot\n" * 10),
+    ("IMG_0002.dng", b"II*\x00" + b"\x00" * 40), ("IMG_0002.png", _png_claiming(15000, 15000)),
+])
+def test_edit_refuses_a_file_that_is_no_image_and_writes_no_sidecar(tmp_path: Path, name: str,
+                                                                    content: bytes) -> None:
+    fake = tmp_path / name
     fake.write_bytes(content)
     result = hostplug("edit", fake, "--exposure", "1")
     assert result.exit_code != 0
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("hostplug: error: ")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["IMG_0002.dng"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
 def test_show_prints_recipe_catalogue_and_duplicates(raw: Path) -> None:

@@ -40,10 +40,16 @@ def _libraw_reads(path: Path) -> bool:
 
 
 def _image_reader_reads(path: Path) -> bool:
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path):
-            return True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path):
+                return True
+    except Image.DecompressionBombError:  # what a render refuses too (engine.io.rgb_input)
+        raise UnsupportedInputError(f"{path}: the image claims more pixels than hostplug decodes") from None
     except (UnidentifiedImageError, OSError, ValueError):
         return False
