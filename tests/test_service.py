@@ -663,6 +663,8 @@ def test_a_busy_service_says_so_and_a_stopped_one_is_passed_by(runtime: Path, sa
         start = time.monotonic()
         assert client.status() is None
         assert time.monotonic() - start < client.FIRST_FRAME_TIMEOUT_S + 5
+        done = hostplug_process("serve", "--status")
+        assert done.returncode == 1 and "does not answer (stopped or hung?)" in done.stderr
         done = hostplug_process("render", sample_dng, "-o", tmp_path / "here.tif")
         assert done.returncode == 0, done.stderr  # rendered in the client's own process instead
         assert tifffile.imread(tmp_path / "here.tif").shape == tifffile.imread(tmp_path / "via.tif").shape

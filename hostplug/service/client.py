@@ -236,6 +236,17 @@ def status() -> dict[str, Any] | None:
     return {**answer, "stale": answer.get("version") != build_id()}
 
 
+def listening() -> bool:
+    """Whether something this user runs accepts connections on the service's socket (a stopped or hung service
+    does, without answering)."""
+    try:
+        path = service_dir(create=False) / SOCKET_NAME
+        _connect(path).close()
+    except (OSError, ServiceError):
+        return False
+    return True
+
+
 def stop() -> dict[str, Any] | None:
     """Ask the running service to stop; its answer, or None when none was running."""
     try:

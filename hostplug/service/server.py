@@ -241,8 +241,7 @@ class Service:
             "render": self.render,
             "open": self.open,
             "preview": self.preview,
-            "shutdown": self.shutdown,
-        }
+        }  # run in turn by the main thread; ping and shutdown are answered at once (answer)
 
     # -- life cycle --
 
@@ -439,7 +438,9 @@ class Service:
                     "foreign": True}
         if op == "ping":  # answered at once, even while a render runs, and whatever the client's version
             return {"ok": True, "result": self.status()}
-        if op != "shutdown" and (request.get("protocol") != PROTOCOL or request.get("version") != self.version):
+        if op == "shutdown":  # at once too: requests already queued are still answered, then the service exits
+            return {"ok": True, "result": self.shutdown(request.get("args") or {})}
+        if request.get("protocol") != PROTOCOL or request.get("version") != self.version:
             log.info("a client of version %s (protocol %s) asked; this service is %s: stopping so a fresh one "
                      "starts", request.get("version"), request.get("protocol"), self.version)
             self.close_listener()  # now, even while the engine loads: the client starts a fresh service
