@@ -159,9 +159,9 @@ def reduced_size(source: Source, targets: Sequence[tuple[Path, OutputOptions]]) 
 def _check_not_input(target: Path, source: Path) -> None:
     """Refuse an output that would replace the file it is rendered from, ``--overwrite`` or not."""
     try:
-        same = target.resolve() == source.resolve() or (target.exists() and target.samefile(source))
+        same = target.exists() and target.samefile(source)  # a link or another spelling of its path too
     except OSError:
-        return  # an input that cannot be resolved fails where it is opened
+        return  # an input that cannot be found fails where it is opened
     if same:
         raise OutputError(f"{target}: this is the input itself; name the output differently (-o) or write it "
                           "into another folder (--out-dir)")

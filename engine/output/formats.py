@@ -3,6 +3,7 @@ these tables (importing nothing heavy, not even numpy, so a command line builds 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def output_names(sources: list[Path], fmt: str | None, folder: Path | None = Non
     IMG_0001_arw.tif and IMG_0001_jpg.tif, and any name still taken (the same name from two folders into one
     ``--out-dir``) gets a number, IMG_0001_jpg-2.tif, instead of one output replacing another."""
     names = [output_name(source, fmt, folder) for source in sources]
-    shared = _counts(names)
+    shared = Counter(map(_identity, names))
     names = [name.with_name(f"{name.stem}_{Path(source).suffix.lstrip('.').lower()}{name.suffix}")
              if shared[_identity(name)] > 1 else name for source, name in zip(sources, names, strict=True)]
     taken: set[str] = set()
@@ -100,9 +101,3 @@ def _identity(path: Path) -> str:
     """The file a name means, case folded: two names a case-insensitive disk holds as one count as one."""
     return str(Path(path).resolve()).casefold()
 
-
-def _counts(names: list[Path]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[_identity(name)] = counts.get(_identity(name), 0) + 1
-    return counts

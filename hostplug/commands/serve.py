@@ -44,9 +44,9 @@ def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
         if answer is None:
             from hostplug.commands.common import fail
 
-            if client.listening():
-                fail("the render service does not answer (stopped or hung?); its socket is "
-                     f"{client.service_dir(create=False) / client.SOCKET_NAME}")
+            unanswering = client.listening_socket()
+            if unanswering is not None:
+                fail(f"the render service does not answer (stopped or hung?); its socket is {unanswering}")
             fail("no render service is running for this user" + (" (nothing to stop)" if stop else ""))
         click.echo(json.dumps(answer))
         return

@@ -236,15 +236,15 @@ def status() -> dict[str, Any] | None:
     return {**answer, "stale": answer.get("version") != build_id()}
 
 
-def listening() -> bool:
-    """Whether something this user runs accepts connections on the service's socket (a stopped or hung service
-    does, without answering)."""
+def listening_socket() -> Path | None:
+    """The service's socket when something this user runs accepts connections on it (a stopped or hung service
+    does, without answering); None when nothing does."""
     try:
         path = service_dir(create=False) / SOCKET_NAME
         _connect(path).close()
     except (OSError, ServiceError):
-        return False
-    return True
+        return None
+    return path
 
 
 def stop() -> dict[str, Any] | None:
