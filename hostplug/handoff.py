@@ -143,14 +143,16 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
 
 def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | None = None, *,
               device: str = "cpu", opener: Callable[[Path], Any] | None = None, cache: Any = None,
-              writing: Callable[[str], contextlib.AbstractContextManager[None]] | None = None) -> dict[str, Any]:
+              writing: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
+              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Render a raw to a 16-bit TIFF beside it, or re-render an editor's image of a raw in place (see the module
     docstring); returns what ``hostplug open --json`` prints (the image to open is ``output``).
 
     The render service passes ``opener`` (its cache of opened raws) and ``cache`` (its full-size stage
     checkpoints, :class:`engine.stage_cache.StageCache`), so opening a raw again after a change resumes after
     the last unchanged stage, and ``writing``, which records the output while it is written (so a service killed
-    mid-write has its partial file removed when the next one starts)."""
+    mid-write has its partial file removed when the next one starts), and ``progress``, which stops the render
+    when its client has gone."""
     from engine.output.export import render_file
     from engine.output.formats import OutputOptions
 
@@ -162,7 +164,7 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
     source = opener(decided.source) if opener is not None else decided.source
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
         result = render_file(source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
-                             device=device, cache=cache).as_dict()
+                             device=device, cache=cache, progress=progress).as_dict()
     result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
                   bits=decided.bits, colour_space=decided.space)
     return result

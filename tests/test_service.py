@@ -474,6 +474,39 @@ def test_killing_the_service_mid_render_leaves_no_partial_output(runtime: Path, 
     assert not target.exists() and not list(tmp_path.glob(".big.tif.*.part"))
 
 
+def test_a_client_that_stops_waiting_for_a_stalled_service_keeps_its_own_output(
+        runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = need(SONY)  # 18 MP: seconds of rendering, so the stall lands mid-render
+    pid = start_service(runtime)["pid"]
+    target = tmp_path / "big.tif"
+    log = service_folder(runtime) / protocol.LOG_NAME
+    monkeypatch.setattr(client, "SILENCE_TIMEOUT_S", 2.0)
+    answers: list[object] = []
+
+    def ask() -> None:
+        try:
+            answers.append(client.call("render", render_args(raw, target, overwrite=True)))
+        except ServiceError as e:
+            answers.append(e)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    assert wait_for(lambda: "render started" in log.read_text(), timeout=60)
+    os.kill(pid, signal.SIGSTOP)  # stalled mid-render: the client hears nothing
+    try:
+        thread.join(60)
+        assert isinstance(answers[0], ServiceError)  # it stopped waiting, and renders in its own process:
+        target.write_bytes(b"the client's own render")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # The service, running again, stops that render at its next stage instead of replacing the client's file.
+    assert wait_for(lambda: "render stopped after" in log.read_text(), timeout=120), log.read_text()[-2000:]
+    assert "its client left" in log.read_text()
+    assert target.read_bytes() == b"the client's own render"
+    assert not list(tmp_path.glob(".big.tif.*.part"))
+    assert client.status()["pid"] == pid  # and serves on
+
+
 def test_a_partial_file_left_by_a_killed_service_is_removed_at_the_next_start(runtime: Path,
                                                                              tmp_path: Path) -> None:
     folder = protocol.service_dir()
@@ -644,6 +677,15 @@ def test_hostplug_serve_in_the_foreground_exits_when_idle(runtime: Path) -> None
     assert done.returncode == 0, done.stderr
     assert "serving on" in done.stderr and "stopped" in done.stderr
     assert not (service_folder(runtime) / SOCKET_NAME).exists()
+
+
+def test_a_second_hostplug_serve_says_one_is_running(runtime: Path) -> None:
+    pid = start_service(runtime)["pid"]
+    done = hostplug_process("serve")
+    assert done.returncode == 1
+    assert error_lines(done.stderr) == [f"hostplug: error: a render service is already running for this user "
+                                        f"(pid {pid}); 'hostplug serve --stop' stops it"]
+    assert done.stderr.count("\n") == 1 and client.status()["pid"] == pid
 
 
 def test_a_busy_service_says_so_and_a_stopped_one_is_passed_by(runtime: Path, sample_dng: Path, tmp_path: Path,

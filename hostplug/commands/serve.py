@@ -53,10 +53,17 @@ def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
     import logging
     import sys
 
+    from hostplug.service.server import ALREADY_RUNNING
     from hostplug.service.server import serve as run
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s hostplug serve: %(message)s")
     code = run(idle_timeout, cache_mb=cache_mb)
+    if code == ALREADY_RUNNING:
+        from hostplug.commands.common import fail
+
+        running = client.status()
+        fail("a render service is already running for this user"
+             + (f" (pid {running['pid']})" if running else "") + "; 'hostplug serve --stop' stops it")
     if code:
         raise click.exceptions.Exit(code)
 

@@ -5,8 +5,9 @@
 Threads: one accepts connections and checks each peer's uid (``SO_PEERCRED``); one per connection reads the
 request and waits for its answer; the main thread does the work, one request at a time, in arrival order
 (:class:`Service`). So renders queue instead of competing for two cores, a slow or dead client holds only its
-own thread, and SIGTERM or Ctrl-C lands in the main thread, where the output writer's ``finally`` removes its
-partial file (the output appears only complete, by rename; see :func:`engine.output.write.write_image`).
+own thread (a request whose client left is dropped, or stopped at its next stage), and SIGTERM or Ctrl-C lands
+in the main thread, where the output writer's ``finally`` removes its partial file (the output appears only
+complete, by rename; see :func:`engine.output.write.write_image`).
 
 A request runs in the client's working folder, with its umask, its ``HOME``/``XDG_CONFIG_HOME`` (where
 presets live) and its ``HOSTPLUG_*`` settings (decoding limits), so relative paths, file modes and error
@@ -69,6 +70,7 @@ LOCK_WAIT_S = 30.0  # a service that is shutting down (finishing a render) may h
 ENV_KEYS = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")  # what a request may set (where presets are found)
 ENV_PREFIX = "HOSTPLUG_"  # and the engine's own settings (HOSTPLUG_DECODE_SECONDS, HOSTPLUG_MAX_PIXELS...)
 PREVIEW_LONG_EDGE = 1732  # 1732 x 1155 = 2 MP for a 3:2 frame
+ALREADY_RUNNING = 3  # serve()'s status when this user's service was running already (a client's start raced one)
 JOURNAL_NAME = "rendering.json"  # the output being written; a service killed mid-write leaves its partial file
 
 
@@ -139,6 +141,12 @@ class SourceCache:
 
 
 # ----- requests ------------------------------------------------------------------------------------------
+
+
+class ClientLeftError(Exception):
+    """Raised in the main thread at the next stage of a running request whose client has gone (a killed
+    command, or a client that stopped waiting and renders in its own process), so the service neither spends
+    the cores nor publishes an output that the client may be writing itself."""
 
 
 @dataclass
@@ -234,6 +242,7 @@ class Service:
         self.listener: socket.socket | None = None
         self._lock_file: Any = None
         self._socket_inode: int | None = None
+        self.running: Job | None = None  # the job the main thread is on
         self.previews: Any = None  # the previews' engine.stage_cache.StageCache, made with the first preview
         self.cache_mb = cache_mb
         self.renders: Any = None  # full-size renders' StageCache (cache_mb), made with the first render
@@ -299,10 +308,9 @@ class Service:
                 self.listener.close()
 
     def run(self) -> int:
-        """Serve until idle for ``idle_timeout`` seconds (or asked to stop); 0, or 1 when not started."""
+        """Serve until idle for ``idle_timeout`` seconds (or asked to stop); 0, or :data:`ALREADY_RUNNING`."""
         if not self.acquire():
-            log.info("a render service is already running for this user; not starting another")
-            return 0
+            return ALREADY_RUNNING
         try:
             self.remove_leftovers()
             self.bind()
@@ -378,7 +386,11 @@ class Service:
                 if job.cancelled:
                     continue
                 job.started = True
-            job.response = self.handle(job.request)
+            self.running = job
+            try:
+                job.response = self.handle(job.request)
+            finally:
+                self.running = None
             job.done.set()
 
     def accept_loop(self) -> None:
@@ -451,20 +463,28 @@ class Service:
         while not job.done.wait(0.2):
             if time.monotonic() - working >= WORKING_EVERY_S:
                 working = time.monotonic()
-                if not _still_working(conn) and self._cancel(job):
+                if not _still_working(conn):
+                    self._cancel(job)
                     return None
-            if _client_gone(conn) and self._cancel(job):
+            if _client_gone(conn):
+                self._cancel(job)
                 return None
         return job.response
 
     @staticmethod
-    def _cancel(job: Job) -> bool:
-        """Drop the job of a client that left, unless it has started; whether it was dropped."""
+    def _cancel(job: Job) -> None:
+        """Drop the job of a client that left: at once if it has not started, else at its next stage
+        (:class:`ClientLeftError`)."""
         with job.lock:
-            if not job.started:
-                job.cancelled = True
-                log.info("a client left before its %s started", job.request.get("op"))
-        return job.cancelled
+            job.cancelled = True
+            when = "during" if job.started else "before"
+        log.info("a client left %s its %s", when, job.request.get("op"))
+
+    def stop_if_client_left(self, _stage: str = "", _index: int = 0, _count: int = 0) -> None:
+        """The engine's progress callback for a request: raises :class:`ClientLeftError` when its client has gone."""
+        job = self.running
+        if job is not None and job.cancelled:
+            raise ClientLeftError
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Run one request in the main thread; every failure becomes one line."""
@@ -482,6 +502,9 @@ class Service:
             log.info("%s done in %.2f s", op, time.perf_counter() - start)
             payload = result.pop("payload", None)
             return {"ok": True, "result": result, **({"payload": payload} if payload is not None else {})}
+        except ClientLeftError:
+            log.info("%s stopped after %.2f s: its client left", op, time.perf_counter() - start)
+            return error_response("the client left")
         except HostplugError as e:
             log.info("%s failed: %s", op, e)
             return error_response(str(e), e.exit_code)
@@ -515,7 +538,8 @@ class Service:
                                  changes=args.get("changes") or None,
                                  device=_check_device(args.get("device", "cpu")),
                                  stages_dir=Path(stages_dir) if stages_dir else None,
-                                 cache=None if stages_dir else self.full_size_cache())
+                                 cache=None if stages_dir else self.full_size_cache(),
+                                 progress=self.stop_if_client_left)
         stages = sum(result.timings.values())
         log.info("render of %s: open %.2f s (%s), stages %.2f s (ran %s), the rest (recipe, output, metadata) "
                  "%.2f s", args["input"], opened - start, "cached" if self.cache.hits > hits else "read",
@@ -539,7 +563,7 @@ class Service:
         search = tuple(Path(p) for p in args.get("search") or ())
         return open_file(Path(args["file"]), search, args.get("changes") or None,
                          device=_check_device(args.get("device", "cpu")), opener=self.cache.open,
-                         cache=self.full_size_cache(), writing=self.journal)
+                         cache=self.full_size_cache(), writing=self.journal, progress=self.stop_if_client_left)
 
     def preview(self, args: dict[str, Any]) -> dict[str, Any]:
         """A preview of ``input`` for an interactive editor: rendered at ``long_edge`` pixels (default about
@@ -688,6 +712,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s hostplug-serve[%(process)d] %(message)s")
     try:
-        return serve(args.idle_timeout, warm_up=not args.no_warm_up, cache_mb=cache_mb)
+        code = serve(args.idle_timeout, warm_up=not args.no_warm_up, cache_mb=cache_mb)
+        if code == ALREADY_RUNNING:  # started by a client that raced another: one running is what it wanted
+            log.info("a render service is already running for this user; not starting another")
+            return 0
+        return code
     except KeyboardInterrupt:
         return 130
