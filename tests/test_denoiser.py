@@ -429,3 +429,24 @@ def test_missing_weights_give_a_clear_error(private_weights: Path, sample_dng: P
         engine.render(engine.open(sample_dng), LEARNED)
     assert str(private_weights) in str(error.value)
     assert models.read_manifest()["denoise-mid2"].sha256 in str(error.value)
+
+
+def test_the_classical_strength_follows_the_noise_a_small_render_averaged_away(sample_dng: Path) -> None:
+    from dataclasses import replace
+
+    from engine.stages.base import Context
+    from engine.stages.denoise import ClassicalDenoise, DenoiseParams
+
+    source = engine.open(sample_dng)
+    source.camera = replace(source.camera, iso=6400.0)  # 6 stops of gain: strength 60 at full size
+    source.noise_profile = None  # (the file's own profile would decide before its ISO)
+
+    def strength(binning: float) -> float:
+        ctx = Context(source=source, recipe=Recipe())
+        ctx.binning = binning
+        ClassicalDenoise().prepare(DenoiseParams(), ctx)
+        return ctx.notes["denoise"]["strength"]
+
+    assert strength(1.0) == 60.0
+    assert strength(2.0) == 40.0  # 2 x 2 sensor pixels a pixel: green's variance / 2, one stop less gain
+    assert strength(4.0) == 0.0  # 4 x 4: variance / 8, as clean as ISO 800 at full size

@@ -40,9 +40,14 @@ def gain_stops(iso: float, noise_profile: np.ndarray | None) -> float:
     return math.log2(max(iso / 100.0, 1.0)) if iso > 0 else 0.0
 
 
-def auto_strength(iso: float, noise_profile: np.ndarray | None) -> float:
-    """A strength (0..100) for the file's noise: none up to ISO 800, rising with each stop of gain above."""
-    return float(np.clip((gain_stops(iso, noise_profile) - 3.0) * 20.0, 0.0, 100.0))
+def auto_strength(iso: float, noise_profile: np.ndarray | None, binning: float = 1.0) -> float:
+    """A strength (0..100) for the file's noise: none up to ISO 800, rising with each stop of gain above.
+
+    An image scaled down ``binning`` times after demosaicing (a small output rendered small) has averaged away
+    part of its noise: its variance fell by ``binning^2 / 2`` (green, :meth:`engine.io.noise_level.NoiseModel.
+    binned`), as if the gain were that many stops lower."""
+    averaged = math.log2(max(1.0, binning * binning / 2.0))
+    return float(np.clip((gain_stops(iso, noise_profile) - averaged - 3.0) * 20.0, 0.0, 100.0))
 
 
 class ClassicalDenoise(Stage):
@@ -59,7 +64,8 @@ class ClassicalDenoise(Stage):
         source = ctx.source
         strength = params.strength
         if strength is None:
-            strength = 0.0 if source.kind == "rgb" else auto_strength(source.camera.iso, source.noise_profile)
+            strength = (0.0 if source.kind == "rgb"
+                        else auto_strength(source.camera.iso, source.noise_profile, ctx.binning))
         ctx.notes["denoise"] = {"strength": round(strength, 1)}
         return {"strength": strength / 100.0, "neutral": source.as_shot_neutral}
 
