@@ -29,10 +29,16 @@ SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe) if 
 
 
 def read_recipe_file(path: Path) -> Recipe:
-    """A recipe from a JSON file; :class:`RecipeError` when it cannot be read or is not a recipe."""
+    """A recipe from a JSON file, or the one recorded in a hostplug output (a JPEG, PNG or TIFF);
+    :class:`RecipeError` when it cannot be read or is not a recipe."""
     from engine.io.bounded import read_regular
+    from engine.io.source import RGB_SUFFIXES
 
     path = Path(path)
+    if path.suffix.lower() in RGB_SUFFIXES:
+        from engine.rerender import read_record
+
+        return read_record(path).recipe
     data = read_regular(path, MAX_RECIPE_BYTES, "recipe file", RecipeError)
     try:
         return Recipe.from_json(data.decode("utf-8"))
@@ -60,6 +66,14 @@ def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Rec
     for name, change in stage_changes.items():
         stages[name] = merge_stage(stages.get(name), change)
     return recipe.replace(stages=stages) if stages != dict(recipe.stages) else recipe
+
+
+def check_changes(changes: Mapping[str, Any] | None) -> None:
+    """Refuse ``changes`` that are wrong whatever recipe they will apply to (RecipeError), before any work: a
+    tint alone is checked against a custom white balance, since a stored recipe may hold its temperature."""
+    changes = changes or {}
+    tint_alone = changes.get("tint") is not None and changes.get("temperature") is None and not changes.get("wb")
+    apply_changes(Recipe(wb="custom", temperature=5000.0) if tint_alone else None, changes)
 
 
 def merge_stage(current: StageSettings | None, change: Mapping[str, Any]) -> StageSettings:

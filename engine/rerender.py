@@ -73,9 +73,13 @@ def read_record(path: Path) -> RenderRecord:
     stored = xmp.get(f"Xmp.{XMP_PREFIX}.recipe")
     if not stored:
         raise RecipeError(f"{path}: records no hostplug recipe; only hostplug outputs can be re-rendered")
+    try:
+        recipe = Recipe.from_json(stored)
+    except RecipeError as e:
+        raise RecipeError(f"{path}: its recorded recipe cannot be used: {e}") from e
     return RenderRecord(
         path=path,
-        recipe=Recipe.from_json(stored),
+        recipe=recipe,
         decided=_json(xmp, "decided", path, {}),
         engine_version=xmp.get(f"Xmp.{XMP_PREFIX}.engineVersion", ""),
         models=_json(xmp, "models", path, {}),

@@ -37,7 +37,8 @@ _OPTIONS = [
     click.option("--preset", "presets", multiple=True, metavar="NAME",
                  help="Apply a preset (see 'hostplug presets'); repeat to stack them, the last wins per setting."),
     click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Start from a recipe JSON file; options given here override it."),
+                 help="Start from a recipe: a JSON file, or a hostplug output (the recipe it records); options "
+                      "given here override it."),
     click.option("--disable", "disabled", multiple=True, metavar="STAGE", help="Switch a stage off."),
     click.option("--use", "implementations", multiple=True, metavar="STAGE=IMPL",
                  help="Use another implementation of a stage, e.g. upsample=bilinear."),

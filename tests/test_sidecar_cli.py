@@ -102,7 +102,7 @@ def test_edit_refuses_a_file_that_is_no_image_and_writes_no_sidecar(tmp_path: Pa
 def test_show_prints_recipe_catalogue_and_duplicates(raw: Path) -> None:
     if not DARKTABLE_XMP.is_file():
         pytest.skip(f"shared test data not present: {DARKTABLE_XMP}")
-    shutil.copy(DARKTABLE_XMP, raw.parent / "IMG_0001.dng.xmp")
+    shutil.copyfile(DARKTABLE_XMP, raw.parent / "IMG_0001.dng.xmp")
     (raw.parent / "IMG_0001_01.dng.xmp").write_bytes(DARKTABLE_XMP.read_bytes())
     text = hostplug("show", raw)
     assert text.exit_code == 0
@@ -132,7 +132,7 @@ def test_presets_command_lists_files_and_settings(user_presets: None) -> None:
 
 def test_render_uses_the_sidecar_and_carries_catalogue_data(raw: Path, user_presets: None) -> None:
     if DARKTABLE_XMP.is_file():
-        shutil.copy(DARKTABLE_XMP, raw.parent / "IMG_0001.dng.xmp")
+        shutil.copyfile(DARKTABLE_XMP, raw.parent / "IMG_0001.dng.xmp")
     assert hostplug("edit", raw, "--exposure", "0.5", "--preset", "monochrome").exit_code == 0
     out = raw.parent / "out.png"
     result = hostplug("render", raw, "-o", out, "--contrast", "10")
@@ -237,3 +237,144 @@ def test_rerender_refuses_a_file_hostplug_did_not_make(tmp_path: Path) -> None:
 def test_edit_accepts_the_learned_styles_and_blends(raw: Path, user_presets: None) -> None:
     assert hostplug("edit", raw, "--style", "warm:0.7,moody:0.3").exit_code == 0
     assert read_sidecar(raw).recipe.style == "warm:0.7,moody:0.3"
+
+
+# ----- other programs' sidecars as a photographer keeps them (an audit's findings) -----------------------------
+
+
+def test_a_linked_sidecar_stays_a_link_and_its_target_gets_the_edit(raw: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared" / "IMG_0001.xmp"
+    shared.parent.mkdir()
+    shutil.copyfile(DARKTABLE_XMP, shared)
+    link = raw.with_name(raw.name + ".xmp")
+    link.symlink_to(shared)
+    assert hostplug("edit", raw, "--exposure", "1").exit_code == 0
+    assert link.is_symlink() and read_sidecar(raw).recipe.exposure == 1.0
+    assert b"darktable:history" in shared.read_bytes() and b"hostplug:" in shared.read_bytes()
+    assert not list(raw.parent.glob(".*")) and not list(shared.parent.glob(".*"))  # no lock or temporary left
+
+
+def test_a_read_only_sidecar_is_refused_and_left_as_it_was(raw: Path) -> None:
+    sidecar = raw.with_name(raw.name + ".xmp")
+    shutil.copyfile(DARKTABLE_XMP, sidecar)
+    sidecar.chmod(0o444)
+    before = sidecar.read_bytes()
+    result = CliRunner().invoke(main, ["edit", str(raw), "--exposure", "1"])
+    assert result.exit_code == 1 and "read-only" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert sidecar.read_bytes() == before
+
+
+def test_a_sidecar_declared_in_latin_1_keeps_its_words(raw: Path) -> None:
+    sidecar = raw.with_name(raw.name + ".xmp")
+    packet = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+              'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+              'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag><rdf:li>Caf\u00e9 Z\u00fcrich'
+              '</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>\n')
+    sidecar.write_bytes(packet.encode("latin-1"))
+    assert read_sidecar(raw).keywords == ["Caf\u00e9 Z\u00fcrich"]
+    assert hostplug("edit", raw, "--exposure", "1").exit_code == 0
+    assert read_sidecar(raw).keywords == ["Caf\u00e9 Z\u00fcrich"]  # the bytes are UTF-8 now, and say so
+    assert sidecar.read_bytes().startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+
+
+def test_a_tint_alone_shifts_the_stored_temperature(raw: Path) -> None:
+    assert hostplug("edit", raw, "--temperature", "5200").exit_code == 0
+    assert hostplug("edit", raw, "--tint", "10").exit_code == 0
+    recipe = read_sidecar(raw).recipe
+    assert (recipe.wb, recipe.temperature, recipe.tint) == ("custom", 5200.0, 10.0)
+    other = raw.with_name("IMG_0002.dng")
+    shutil.copy(raw, other)
+    result = CliRunner().invoke(main, ["edit", str(other), "--tint", "10"])  # nothing stored: nothing to shift
+    assert result.exit_code == 1 and "needs a temperature" in result.stderr
+    assert not other.with_name(other.name + ".xmp").exists()
+
+
+def test_adobes_sidecar_name_belongs_to_the_raw_not_the_jpeg_beside_it(raw: Path) -> None:
+    adobe = raw.with_suffix(".xmp")
+    adobe.write_text(_ADOBE.format(exposure="+0.75"))
+    jpeg = raw.with_suffix(".jpg")
+    cv2.imwrite(str(jpeg), np.full((8, 8, 3), 128, np.uint8))
+    assert read_sidecar(raw).hints["exposure"] == 0.75
+    assert read_sidecar(jpeg) is None
+
+
+def test_adobes_values_are_checked_only_when_used(raw: Path) -> None:
+    raw.with_suffix(".xmp").write_text(_ADOBE.format(exposure="n/a"))
+    result = CliRunner().invoke(main, ["show", str(raw)])
+    assert result.exit_code == 1 and "crs:Exposure2012 'n/a' is not a number" in result.stderr
+    assert hostplug("edit", raw, "--contrast", "10").exit_code == 1  # the hints would start the recipe: refused
+    raw.with_suffix(".xmp").write_text(_ADOBE.format(exposure="nan"))
+    assert "is not a number" in CliRunner().invoke(main, ["show", str(raw)]).stderr
+    raw.with_name(raw.name + ".xmp").write_text(_OURS)  # a recipe of ours: Adobe's values are not used
+    assert hostplug("show", raw).exit_code == 0
+
+
+_ADOBE = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+          '<rdf:Description xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" '
+          'crs:Exposure2012="{exposure}"/></rdf:RDF></x:xmpmeta>')
+_OURS = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+         '<rdf:Description xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/" hostplug:schemaVersion="7" '
+         'hostplug:exposure="0.5"/></rdf:RDF></x:xmpmeta>')
+
+
+def test_an_outputs_own_xmp_as_a_sidecar_is_no_stored_edit(raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jpg"
+    assert hostplug("render", raw, "-o", out, "--no-service", "--exposure", "0.5").exit_code == 0
+    copy = tmp_path / "copy.jpg"
+    shutil.copy(out, copy)
+    with pyexiv2.Image(str(out)) as image:
+        packet = image.read_raw_xmp()
+    copy.with_name("copy.jpg.xmp").write_text(packet)  # as `exiftool -xmp -b out.jpg > copy.jpg.xmp` makes it
+    result = hostplug("show", copy, "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["recipe"] is None
+    assert hostplug("edit", copy, "--contrast", "10").exit_code == 0
+    assert b"sourceSHA256" in copy.with_name("copy.jpg.xmp").read_bytes()  # its provenance is kept
+
+
+def test_an_empty_sidecar_reads_as_none_and_takes_an_edit(raw: Path) -> None:
+    sidecar = raw.with_name(raw.name + ".xmp")
+    sidecar.write_bytes(b"")
+    assert json.loads(hostplug("show", raw, "--json").output)["recipe"] is None
+    assert hostplug("edit", raw, "--exposure", "0.25").exit_code == 0
+    assert read_sidecar(raw).recipe.exposure == 0.25
+
+
+def test_comments_in_a_sidecar_keep_their_bytes(raw: Path) -> None:
+    sidecar = raw.with_name(raw.name + ".xmp")
+    sidecar.write_text(_ADOBE.format(exposure="0").replace("<rdf:Description", "<!-- a?><b --><rdf:Description"))
+    assert hostplug("edit", raw, "--exposure", "0.25").exit_code == 0
+    assert b"<!-- a?><b -->" in sidecar.read_bytes()
+
+
+def test_a_preset_of_stage_params_keeps_a_stage_switched_off(raw: Path, user_presets: None, tmp_path: Path) -> None:
+    folder = tmp_path / "config" / "hostplug" / "presets"
+    folder.mkdir(parents=True)
+    (folder / "NR.XMP").write_text(_OURS.replace('hostplug:exposure="0.5"',
+                                                 """hostplug:stages='{"denoise":{"params":{"strength":50}}}'"""))
+    assert hostplug("edit", raw, "--disable", "denoise").exit_code == 0
+    assert hostplug("edit", raw, "--preset", "nr").exit_code == 0  # found though its suffix is upper case
+    stage = read_sidecar(raw).recipe.stage("denoise")
+    assert not stage.enabled and stage.params["strength"] == 50
+
+
+def test_lower_case_true_is_read_as_true(raw: Path) -> None:
+    raw.with_name(raw.name + ".xmp").write_text(_OURS.replace('hostplug:exposure="0.5"',
+                                                              'hostplug:auto_exposure="true"'))
+    assert read_sidecar(raw).recipe.auto_exposure is True
+
+
+def test_edit_of_a_folder_says_it_is_one(raw: Path) -> None:
+    result = CliRunner().invoke(main, ["edit", str(raw.parent), "--exposure", "1"])
+    assert result.exit_code == 1 and result.stderr.strip().endswith("is a folder; name the files in it")
+
+
+def test_a_raw_changed_since_its_output_says_so_and_its_recipe_can_be_reused(raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    assert hostplug("render", raw, "-o", out, "--no-service", "--exposure", "0.5").exit_code == 0
+    with raw.open("ab") as f:
+        f.write(b"\0")  # what a program writing metadata into the raw does to its SHA-256
+    result = CliRunner().invoke(main, ["rerender", str(out)])
+    assert result.exit_code != 0 and "is there but its content changed" in result.stderr
+    again = tmp_path / "again.png"
+    assert hostplug("render", raw, "-o", again, "--no-service", "--recipe", out).exit_code == 0
+    assert np.array_equal(pixels(again), pixels(out))

@@ -54,7 +54,7 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
     fmt = asked or named
     if fmt is None:
         raise OutputError(
-            f"cannot tell the output format from {Path(path).name!r}; use .tif, .png or .jpg, or --format"
+            f"cannot tell the output format from {Path(path).name!r}; name it .tif, .png or .jpg"
         )
     if fmt not in DEFAULT_BITS:
         raise OutputError(f"unknown output format {fmt!r}; choose tiff, png or jpeg")

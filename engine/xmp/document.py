@@ -12,6 +12,7 @@ whitespace outside the root element.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as StdET
 from collections.abc import Iterator, Mapping
 
@@ -165,12 +166,26 @@ def replace_namespace(tree: etree._ElementTree, namespace: str, prefix: str, val
 
 
 def serialise(tree: etree._ElementTree, original: bytes | None = None) -> bytes:
-    """The packet as UTF-8 bytes, keeping the original's XML declaration (if it had one) verbatim."""
-    body = etree.tostring(tree, encoding="UTF-8", xml_declaration=False)
-    # lxml drops the whitespace between top-level nodes; put the xpacket wrapper back on lines of its own.
-    body = body.replace(b"?><", b"?>\n<").replace(b"><?xpacket end", b">\n<?xpacket end")
+    """The packet as UTF-8 bytes, keeping the original's XML declaration (if it had one), its encoding made
+    UTF-8 (what the bytes now are)."""
+    # lxml drops the whitespace between top-level nodes: the xpacket wrapper goes back on lines of its own (and
+    # nothing inside the root element, a comment say, is touched).
+    root = tree.getroot()
+    before: list[etree._Element] = []
+    after: list[etree._Element] = []
+    node = root.getprevious()
+    while node is not None:
+        before.insert(0, node)
+        node = node.getprevious()
+    node = root.getnext()
+    while node is not None:
+        after.append(node)
+        node = node.getnext()
+    body = b"\n".join(etree.tostring(n, encoding="UTF-8", xml_declaration=False, with_tail=False)
+                      for n in (*before, root, *after))
     if original is not None and original.lstrip().startswith(b"<?xml"):
         start = original.index(b"<?xml")
         declaration = original[start:original.index(b"?>", start) + 2]
+        declaration = re.sub(rb"""encoding\s*=\s*(["'])[^"']*\1""", b'encoding="UTF-8"', declaration)
         return declaration + b"\n" + body + b"\n"
     return body + b"\n"

@@ -8,6 +8,7 @@ the camera's, "Auto" estimates, anything else (Custom, Daylight, ...) uses Adobe
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from lxml import etree
@@ -42,9 +43,12 @@ def adobe_settings(tree: etree._ElementTree) -> dict[str, str]:
 
 def _number(adobe: dict[str, str], name: str, where: str) -> float:
     try:
-        return float(adobe[name])
+        value = float(adobe[name])
     except ValueError:
-        raise SidecarError(f"{where}: crs:{name} {adobe[name]!r} is not a number") from None
+        value = float("nan")
+    if not math.isfinite(value):
+        raise SidecarError(f"{where}: crs:{name} {adobe[name]!r} is not a number")
+    return value
 
 
 def _clamped(setting: str, value: float) -> float:

@@ -54,15 +54,18 @@ class Preset:
             return changed
         stages = dict(changed.stages)
         overrides = Recipe.from_dict({"stages": self.stages}).stages
-        stages.update({name: _merged(stages.get(name), s) for name, s in overrides.items()})
+        stages.update({name: _merged(stages.get(name), s, "enabled" in self.stages[name])
+                       for name, s in overrides.items()})
         return changed.replace(stages=stages)
 
 
-def _merged(current: StageSettings | None, preset: StageSettings) -> StageSettings:
-    """A stage's settings with the preset's on top (fixed params merge key by key)."""
+def _merged(current: StageSettings | None, preset: StageSettings, sets_enabled: bool) -> StageSettings:
+    """A stage's settings with the preset's on top (fixed params merge key by key); a stage the user switched
+    off stays off unless the preset says ``enabled`` itself."""
     if current is None:
         return preset
-    return StageSettings(enabled=preset.enabled, implementation=preset.implementation or current.implementation,
+    return StageSettings(enabled=preset.enabled if sets_enabled else current.enabled,
+                         implementation=preset.implementation or current.implementation,
                          params={**current.params, **preset.params})
 
 
@@ -93,8 +96,13 @@ def _preset_files() -> dict[str, Path]:
     files: dict[str, Path] = {}
     for folder in (shipped_folder(), user_folder()):
         if folder.is_dir():
-            for path in sorted(folder.glob(f"*{PRESET_SUFFIX}")):
-                files[path.stem.lower()] = path
+            try:
+                names = sorted(folder.iterdir())
+            except OSError as e:
+                raise SidecarError(f"{folder}: cannot read the preset folder ({e.strerror})") from e
+            for path in names:  # dark.xmp and dark.XMP alike, as for sidecars
+                if path.suffix.lower() == PRESET_SUFFIX and not path.is_dir():
+                    files[path.stem.lower()] = path
     return files
 
 

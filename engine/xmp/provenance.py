@@ -136,6 +136,12 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
         seen.add(candidate)
         if _matches(candidate, provenance.sha256):
             return candidate
+    recorded = provenance.path
+    if recorded is not None and provenance.sha256 is not None and recorded.is_file():
+        raise InputNotFoundError(
+            f"{output}: its source raw {recorded} is there but its content changed since the output was made (a "
+            f"program may have written metadata into it); to render that raw with this output's recipe: hostplug "
+            f"render {recorded} -o NEW --recipe {output}")
     looked = ", ".join(str(f) for f in folders)
     if provenance.path is not None:
         looked = f"{provenance.path}, {looked}"

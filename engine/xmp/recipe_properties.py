@@ -37,6 +37,9 @@ SETTINGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages
 TEXT_SETTINGS = frozenset({"style", "wb"})
 BOOL_SETTINGS = frozenset({"auto_exposure"})  # XMP Boolean: "True" or "False"
 META_PROPERTIES = ("schemaVersion", "description", "stages")
+# What an output's XMP holds in our namespace beside no recipe properties: its provenance (engine.output.export).
+OUTPUT_PROPERTIES = frozenset({"sourcePath", "sourceSHA256", "engineVersion", "models", "recipe", "decided",
+                               "output"})
 
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {
@@ -97,9 +100,9 @@ def _setting(name: str, text: str, where: str) -> Any:
     if name in TEXT_SETTINGS:
         return text.strip()
     if name in BOOL_SETTINGS:
-        if text.strip() not in ("True", "False"):
+        if text.strip().lower() not in ("true", "false"):  # XMP writes True; other writers' true is read too
             raise SidecarError(f"{where}: hostplug:{name} {text!r} is not True or False")
-        return text.strip() == "True"
+        return text.strip().lower() == "true"
     try:
         return float(text)
     except ValueError:

@@ -36,7 +36,7 @@ from engine.xmp.document import (
     simple_properties,
 )
 from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, keywords, rating
-from engine.xmp.recipe_properties import properties_to_recipe, recipe_to_properties
+from engine.xmp.recipe_properties import OUTPUT_PROPERTIES, properties_to_recipe, recipe_to_properties
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,16 @@ def sidecar_path(raw: Path) -> Path:
 
 
 def find_sidecars(raw: Path) -> list[Path]:
-    """The sidecars of ``raw`` that exist: ``IMG_0001.CR2.xmp`` first, then Adobe's ``IMG_0001.xmp``."""
+    """The sidecars of ``raw`` that exist: ``IMG_0001.CR2.xmp`` first, then Adobe's ``IMG_0001.xmp``.
+
+    Adobe's name is a camera raw's only: a JPEG, PNG or TIFF beside the raw (the camera's JPEG of a RAW+JPEG
+    pair, an output rendered beside it) shares its stem, not its edit."""
+    from engine.io.source import RGB_SUFFIXES
+
     raw = Path(raw)
-    names = (raw.name + ".xmp", raw.name + ".XMP", raw.stem + ".xmp", raw.stem + ".XMP")
+    names: tuple[str, ...] = (raw.name + ".xmp", raw.name + ".XMP")
+    if raw.suffix.lower() not in RGB_SUFFIXES:
+        names += (raw.stem + ".xmp", raw.stem + ".XMP")
     found: list[Path] = []
     for name in names:
         candidate = raw.with_name(name)
@@ -106,8 +113,18 @@ def find_duplicates(raw: Path) -> list[Path]:
 
 
 def _read_packet(path: Path):
+    """The parsed packet at ``path`` and its bytes; an empty file (a tool that died before writing) reads as an
+    empty packet, and None for its bytes."""
     data = read_regular(path, MAX_PACKET_BYTES, "sidecar", SidecarError)
+    if not data.strip():
+        return empty_packet(), None
     return parse_packet(data, str(path)), data
+
+
+def _recipe_properties(tree: Any) -> dict[str, str]:
+    """Our namespace's properties that make a stored recipe: an output's own XMP (its provenance, copied into a
+    sidecar by a tool that extracts XMP) holds none of them."""
+    return {k: v for k, v in simple_properties(tree, XMP_NS_URI).items() if k not in OUTPUT_PROPERTIES}
 
 
 def read_sidecar(raw: Path) -> SidecarInfo | None:
@@ -121,22 +138,23 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
         return None
     primary, recipe = paths[0], None
     adobe: dict[str, Any] = {}
-    hints: dict[str, Any] = {}
+    adobe_path = primary
     stars: int | None = None
     labels: list[str] = []
     words: list[str] = []
     for path in paths:
         tree, _ = _read_packet(path)
-        ours = simple_properties(tree, XMP_NS_URI)
+        ours = _recipe_properties(tree)
         if ours and recipe is None:
             primary, recipe = path, properties_to_recipe(ours, str(path))
         if not adobe:
-            adobe = adobe_settings(tree)
-            hints = adobe_hints(adobe, str(path))
+            adobe, adobe_path = adobe_settings(tree), path
         stars = stars if stars is not None else rating(tree)
         labels = labels or colour_labels(tree)
         words = words or keywords(tree)
-    return SidecarInfo(path=primary, recipe=recipe, hints={} if recipe else hints, adobe=adobe, rating=stars,
+    # Adobe's values are checked only when they are used: with a recipe of ours, a bad one does not matter.
+    hints = adobe_hints(adobe, str(adobe_path)) if recipe is None else {}
+    return SidecarInfo(path=primary, recipe=recipe, hints=hints, adobe=adobe, rating=stars,
                        labels=labels, keywords=words, paths=paths)
 
 
@@ -235,13 +253,34 @@ def _replace_atomically(path: Path, data: bytes) -> None:
 
 
 def _store(sidecar: Path, recipe: Recipe) -> None:
-    """Merge ``recipe`` into ``sidecar`` (created when missing), leaving every other namespace as it was."""
+    """Merge ``recipe`` into ``sidecar`` (created when missing), leaving every other namespace, and an output's
+    provenance in ours, as it was."""
     if sidecar.exists():  # a FIFO, a device or a link to one is refused (read_regular), never replaced
         tree, original = _read_packet(sidecar)
     else:
         tree, original = empty_packet(), None
-    replace_namespace(tree, XMP_NS_URI, XMP_PREFIX, recipe_to_properties(recipe))
+    kept = {k: v for k, v in simple_properties(tree, XMP_NS_URI).items() if k in OUTPUT_PROPERTIES}
+    replace_namespace(tree, XMP_NS_URI, XMP_PREFIX, {**kept, **recipe_to_properties(recipe)})
     _replace_atomically(sidecar, serialise(tree, original))
+
+
+def _written_path(sidecar: Path) -> Path:
+    """The file a write to ``sidecar`` changes: a symbolic link's target (a sidecar linked from a shared folder
+    stays a link, and the file it names gets the edit), else ``sidecar`` itself. A sidecar with other hard links
+    is replaced, not written through: a hard-link backup (rsnapshot, Time Machine) keeps its copy."""
+    return Path(os.path.realpath(sidecar)) if sidecar.is_symlink() else sidecar
+
+
+def _check_writable(sidecar: Path) -> None:
+    """Refuse a sidecar its owner made read-only (the rename that replaces it would not ask)."""
+    try:
+        mode = sidecar.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise SidecarError(f"{sidecar}: cannot look at the sidecar ({e.strerror})") from e
+    if not mode & 0o222 or not os.access(sidecar, os.W_OK):
+        raise SidecarError(f"{sidecar}: the sidecar is read-only; make it writable (chmod u+w) to store the edit")
 
 
 def update_recipe(raw: Path, change: Callable[[Recipe], Recipe]) -> Recipe:
@@ -249,9 +288,10 @@ def update_recipe(raw: Path, change: Callable[[Recipe], Recipe]) -> Recipe:
 
     Concurrent updates are serialised, so each sees the other's result. Returns the recipe stored.
     """
-    sidecar = sidecar_path(Path(raw))
+    sidecar = _written_path(sidecar_path(Path(raw)))
     if not sidecar.parent.is_dir():
         raise SidecarError(f"{sidecar.parent}: no such folder")
+    _check_writable(sidecar)
     with _locked(sidecar):
         recipe = change(recipe_for(Path(raw)))
         _store(sidecar, recipe)

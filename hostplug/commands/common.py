@@ -139,7 +139,8 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
     for path in inputs:
         try:
             if must_exist and not path.is_file():
-                raise InputNotFoundError(f"{path}: no such file")
+                raise InputNotFoundError(f"{path}: is a folder; name the files in it" if path.is_dir()
+                                         else f"{path}: no such file")
             with watchdog(time_limit, str(path)):
                 action(path)
         except HostplugError as e:

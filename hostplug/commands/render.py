@@ -77,10 +77,10 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
            stages_dir: Path | None, device: str, service: bool | None, time_limit: float | None, as_json: bool,
            **kwargs: Any) -> None:
     """Render camera raws (or JPEG/PNG/TIFF images) to finished images."""
-    from engine.edits import apply_changes
+    from engine.edits import check_changes
 
     changes = pop_recipe_options(kwargs)
-    apply_changes(None, changes)  # refuse bad options before any work
+    check_changes(changes)  # refuse bad options before any work
     if output is not None and len(inputs) > 1:
         raise OutputError("-o names one output file; for several inputs use --out-dir")
     if out_dir is not None and not out_dir.is_dir():

@@ -38,12 +38,12 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
     Only the options given change; the rest of a stored recipe stays. Other programs' data in the sidecar is
     kept as it was.
     """
-    from engine.edits import apply_changes, check_renderable
+    from engine.edits import apply_changes, check_changes, check_renderable
     from engine.io.probe import check_renderable_file
     from engine.xmp.sidecar import sidecar_path, update_recipe
 
     changes = pop_recipe_options(kwargs)
-    apply_changes(None, changes)  # refuse bad options before touching any sidecar
+    check_changes(changes)  # refuse bad options before touching any sidecar
 
     def change(current: Recipe) -> Recipe:
         recipe = apply_changes(current, changes)
