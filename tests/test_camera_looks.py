@@ -113,3 +113,16 @@ def test_installed_natural_style_renders_a_bracket_series_in_order():
     report = eval_looks.brackets(lambda _: None)
     assert report["order_kept"]["default"] == report["n_series"]
     assert report["mean_spacing"]["default"] > 0.6
+
+
+@needs_photos
+def test_more_draws_per_held_out_jpeg_keep_the_first_and_add_other_sensors():
+    from engine.training import eval_looks
+
+    one = eval_looks.held_out_cameras(lambda _: None, limit=1, styles=["natural"])
+    two = eval_looks.held_out_cameras(lambda _: None, limit=1, styles=["natural"], draws=2)
+    [name] = one["images"]
+    assert list(two["images"]) == [name, f"{name} (draw 2)"]
+    assert two["images"][name] == one["images"][name]  # the first draw is the one-draw evaluation's raw
+    assert two["images"][f"{name} (draw 2)"]["sensor"] != one["images"][name]["sensor"]
+    assert two["natural_beats_libraw"]["images"] == 2
