@@ -23,7 +23,12 @@ _FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 
 
 class ThumbnailError(Exception):
-    """The raw cannot be read or has nothing to preview; the message is one line for the user."""
+    """The raw is missing (``kind`` "missing"), cannot be read or has nothing to preview ("input"), or the JPEG
+    cannot be written ("output"); the message is one line for the user."""
+
+    def __init__(self, message: str, kind: str = "input") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _preview(raw_path: Path):
@@ -32,6 +37,8 @@ def _preview(raw_path: Path):
     import rawpy
     from PIL import Image
 
+    if not raw_path.is_file():
+        raise ThumbnailError(f"{raw_path}: " + ("is a folder" if raw_path.is_dir() else "no such file"), "missing")
     try:
         with rawpy.imread(str(raw_path)) as raw:
             sizes = raw.sizes
@@ -51,11 +58,12 @@ def _preview(raw_path: Path):
             rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
             return Image.fromarray(rgb), width, height
     except FileNotFoundError as e:
-        raise ThumbnailError(f"{raw_path}: no such file") from e
+        raise ThumbnailError(f"{raw_path}: no such file", "missing") from e
     except rawpy.LibRawFileUnsupportedError as e:
         raise ThumbnailError(f"{raw_path}: not a camera raw LibRaw can read") from e
     except (rawpy.LibRawError, OSError) as e:
-        raise ThumbnailError(f"{raw_path}: cannot read a preview ({e})") from e
+        text = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise ThumbnailError(f"{raw_path}: cannot read a preview ({text}); the file may be damaged") from e
 
 
 def _picture_size(raw_path: Path, size: tuple[int, int]) -> tuple[int, int]:
@@ -84,25 +92,48 @@ def _upright_jpeg(image):
     return image
 
 
-def write_thumbnail(raw_path: Path, output: Path, size: int = 256) -> dict[str, int | str]:
-    """Write the preview of ``raw_path`` as a JPEG fitting ``size`` x ``size`` to ``output`` (atomically).
+def write_thumbnail(raw_path: Path, output: Path, size: int = 256, overwrite: bool = True) -> dict[str, int | str]:
+    """Write the preview of ``raw_path`` as a JPEG fitting ``size`` x ``size`` to ``output`` (atomically; an
+    existing ``output`` is replaced only with ``overwrite``, and never when it is ``raw_path`` itself).
 
     Returns {"output", "width", "height"} where width and height are the full image's. Raises
     :class:`ThumbnailError`.
     """
-    image, width, height = _preview(Path(raw_path))
+    raw_path, output = Path(raw_path), Path(output)
+    _check_output(raw_path, output, overwrite)
+    image, width, height = _preview(raw_path)
     image = image.convert("RGB")
     image.thumbnail((size, size))
-    output = Path(output)
     partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
     try:
         image.save(partial, format="JPEG", quality=90)
-        os.replace(partial, output)
+        if overwrite:
+            os.replace(partial, output)
+        else:
+            os.link(partial, output)  # never replaces a file that appeared meanwhile
+    except FileExistsError as e:
+        raise ThumbnailError(f"{output} exists; pass --overwrite to replace it", "output") from e
     except OSError as e:
-        raise ThumbnailError(f"cannot write {output}: {e.strerror or e}") from e
+        raise ThumbnailError(f"cannot write {output}: {e.strerror or e}", "output") from e
     finally:
         partial.unlink(missing_ok=True)
     return {"output": str(output), "width": int(width), "height": int(height)}
+
+
+def _check_output(raw_path: Path, output: Path, overwrite: bool) -> None:
+    """Refuse an ``output`` that is the raw itself (whatever ``overwrite`` says), or that exists without it."""
+    try:
+        same = output.samefile(raw_path)
+    except OSError:
+        same = False
+    if same:
+        raise ThumbnailError(f"{output} is the raw itself; name another file for the thumbnail", "output")
+    if output.is_dir():
+        raise ThumbnailError(f"{output} is a folder; name the JPEG to write", "output")
+    if not overwrite and (output.exists() or output.is_symlink()):
+        raise ThumbnailError(f"{output} exists; pass --overwrite to replace it", "output")
+    if not output.parent.is_dir():
+        raise ThumbnailError(f"cannot write {output}: folder {output.parent} does not exist", "output")
 
 
 def main(argv: list[str] | None = None) -> int:

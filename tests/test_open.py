@@ -192,6 +192,27 @@ def test_thumbnail_of_a_non_raw_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "t.jpg").exists()
 
 
+def test_thumbnail_never_replaces_its_raw_and_asks_before_replacing_a_file(tmp_path: Path, raw: Path) -> None:
+    before = raw.read_bytes()
+    for target in (raw, raw.with_suffix(".png")):  # the raw itself; a name that says another format
+        result = hostplug("thumbnail", raw, "-o", target, "--overwrite")
+        assert result.exit_code == 5 and len(error_lines(result.stderr)) == 1
+    link = tmp_path / "link.jpg"
+    link.symlink_to(raw)
+    result = hostplug("thumbnail", raw, "-o", link, "--overwrite")
+    assert result.exit_code == 5 and "is the raw itself" in result.stderr
+    assert raw.read_bytes() == before and not raw.with_suffix(".png").exists()
+    camera = tmp_path / "camera.jpg"
+    camera.write_bytes(b"the camera's own JPEG")
+    result = hostplug("thumbnail", raw, "-o", camera)
+    assert result.exit_code == 5 and "pass --overwrite" in result.stderr
+    assert camera.read_bytes() == b"the camera's own JPEG"
+    assert hostplug("thumbnail", raw, "-o", camera, "--overwrite").exit_code == 0
+    missing = hostplug("thumbnail", tmp_path / "nothere.dng", "-o", tmp_path / "n.jpg")
+    assert missing.exit_code == 2
+    assert error_lines(missing.stderr) == [f"hostplug: error: {tmp_path}/nothere.dng: no such file"]
+
+
 def test_open_as_a_process_prints_only_the_path(raw: Path) -> None:
     done = hostplug_process("open", raw)  # how an editor calls it
     assert done.returncode == 0, done.stderr

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from engine.errors import InputNotFoundError
+from engine.errors import CorruptInputError, InputNotFoundError, OutputError
 from hostplug.commands.common import check_device, device_option, json_option, time_limit_option, watchdog
 from hostplug.commands.serve import open_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
@@ -46,11 +46,15 @@ def open_command(file: Path, search: tuple[Path, ...], device: str, service: boo
               help="The JPEG to write.")
 @click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True,
               help="Longest side of the thumbnail in pixels.")
-def thumbnail(raw: Path, output: Path, size: int) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing file (never the raw itself).")
+def thumbnail(raw: Path, output: Path, size: int, overwrite: bool) -> None:
     """Write a raw's embedded preview as a small JPEG; prints the full image size as JSON."""
     from hostplug.thumbnail import ThumbnailError, write_thumbnail
 
+    if output.suffix.lower() not in (".jpg", ".jpeg"):
+        raise OutputError(f"{output.name}: a thumbnail is a JPEG; name it {output.stem}.jpg")
     try:
-        click.echo(json.dumps(write_thumbnail(raw, output, size)))
+        click.echo(json.dumps(write_thumbnail(raw, output, size, overwrite=overwrite)))
     except ThumbnailError as e:
-        raise InputNotFoundError(str(e)) from e
+        error = {"output": OutputError, "missing": InputNotFoundError}.get(e.kind, CorruptInputError)
+        raise error(str(e)) from e
