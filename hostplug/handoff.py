@@ -1,7 +1,8 @@
 """The editor hand-off: what ``hostplug open`` does, the one command editors' "Edit in" / "Open with" slots call.
 
-Given a raw, ``open`` renders a 16-bit TIFF beside it (``IMG_0001_hostplug.tif``; an unrelated file of that name
-is never replaced: the next free ``IMG_0001_hostplug-2.tif`` is used) and prints its path. Given an image an
+Given a raw, ``open`` renders a 16-bit TIFF beside it (``IMG_0001_hostplug.tif``; an unrelated file of that name,
+or an earlier render that was changed since, is never replaced: the next free ``IMG_0001_hostplug-2.tif`` is used)
+and prints its path. Given an image an
 editor rendered from a raw (Lightroom hands over ``IMG_0001-Edit.tif``), it finds the source raw (see
 :func:`engine.xmp.provenance.find_source`) and re-renders it in place, atomically, keeping the file name, format, bit
 depth and colour space the editor expects. The recipe is the raw's sidecar recipe when it has one, else the one
@@ -66,16 +67,37 @@ def rendered_from(image: Path, raw: Path) -> bool:
 
 
 def output_for_raw(raw: Path) -> tuple[Path, bool]:
-    """Where to render ``raw``: (path, whether it replaces an earlier render of the same raw)."""
+    """Where to render ``raw``: (path, whether it replaces an earlier render of the same raw that nobody changed
+    since it was written; a retouched one is kept, and the next free name taken)."""
     index = 1
     while True:
         name = f"{raw.stem}{OUTPUT_TAG}{'' if index == 1 else f'-{index}'}.tif"
         target = raw.with_name(name)
         if not target.exists():
             return target, False
-        if rendered_from(target, raw):
+        if rendered_from(target, raw) and untouched(target):
             return target, True
         index += 1
+
+
+WRITTEN_KEY = "Xmp.hostplug.written"  # when open wrote its TIFF, in seconds: also the file's modification time
+MTIME_SLACK_S = 2.0  # file systems that keep modification times in 2 s steps (FAT, exFAT)
+
+
+def untouched(image: Path) -> bool:
+    """Whether ``image``, a TIFF that ``open`` wrote, was not changed since: its modification time is still the
+    one :func:`open_file` recorded in it and set (an editor that saved over it moved the time on)."""
+    import pyexiv2
+
+    from engine.output.metadata import register_namespace
+
+    register_namespace()
+    try:
+        with pyexiv2.Image(str(image)) as handle:
+            written = float(handle.read_xmp().get(WRITTEN_KEY, "nan"))
+        return abs(image.stat().st_mtime - written) <= MTIME_SLACK_S
+    except (RuntimeError, ValueError, OSError):
+        return False
 
 
 def colour_space(path: Path) -> str:
@@ -130,15 +152,28 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
         recipe, catalogue = sidecar_recipe(path, changes)
         return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace)
     _fmt, bits = image_format(path)  # refuses a file that is no image before anything else
+    provenance = read_provenance(path)
     raw = find_source(path, search)
+    _check_replaceable(path, raw, provenance)
     check_readable(raw)
     recipe, catalogue = sidecar_recipe(raw, changes)
     info = read_sidecar(raw)
-    stored = read_provenance(path).recipe
+    stored = provenance.recipe
     if (info is None or info.recipe is None) and stored is not None:
         recipe = apply_changes(stored, changes)
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
                     True)
+
+
+def _check_replaceable(image: Path, raw: Path, provenance: Any) -> None:
+    """Refuse to replace a JPEG or PNG that records no raw it was rendered from: matched to ``raw`` by its name
+    alone it is most likely the camera's own JPEG of a RAW+JPEG pair, not an editor's render. (Editors hand over
+    TIFFs, which a name match still re-renders in place.)"""
+    recorded = provenance.names or provenance.path or provenance.sha256 or provenance.recipe
+    if recorded or image.suffix.lower() in (".tif", ".tiff"):
+        return
+    raise OutputError(f"{image} records no raw it was rendered from (the camera's own JPEG beside {raw.name}?); it "
+                      f"is left as it is: open the raw to render it (hostplug open {raw})")
 
 
 def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | None = None, *,
@@ -162,9 +197,13 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
         raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable")
     options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
     source = opener(decided.source) if opener is not None else decided.source
+    written = int(time.time())
+    extra = {**decided.catalogue, WRITTEN_KEY: str(written)} if decided.mode == "render" else decided.catalogue
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
-        result = render_file(source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
+        result = render_file(source, decided.target, decided.recipe, options, extra_xmp=extra,
                              device=device, cache=cache, progress=progress).as_dict()
+    if decided.mode == "render":
+        os.utime(decided.target, (written, written))  # what untouched() compares with
     result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
                   bits=decided.bits, colour_space=decided.space)
     return result

@@ -7,6 +7,7 @@ Renders use copies of the bundled 900 x 600 synthetic DNG; finding sources is te
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,29 @@ def test_open_raw_never_replaces_an_unrelated_file_but_replaces_its_own_render(r
     assert second["output"] == first["output"]
     assert read_provenance(Path(second["output"])).recipe.exposure == 0.5
     assert {"recipe", "timings", "seconds", "source"} <= set(second)
+
+
+def test_open_raw_again_keeps_a_render_that_was_retouched_since(raw: Path) -> None:
+    first = Path(open_json(raw)["output"])
+    assert open_json(raw)["output"] == str(first)  # unchanged since: replaced by the new render
+    retouched = first.read_bytes()
+    later = first.stat().st_mtime + 60
+    os.utime(first, (later, later))  # an editor saved its retouch over it
+    second = open_json(raw)
+    assert second["output"] == str(raw.with_name(f"{NAME}_hostplug-2.tif"))
+    assert first.read_bytes() == retouched
+
+
+def test_open_leaves_the_camera_jpeg_of_a_raw_jpeg_pair_alone(raw: Path) -> None:
+    import cv2
+
+    camera = raw.with_suffix(".jpg")
+    cv2.imwrite(str(camera), np.full((60, 90, 3), 100, np.uint8))
+    before = camera.read_bytes()
+    result = hostplug("open", camera)
+    assert result.exit_code == 5 and "records no raw it was rendered from" in result.stderr
+    assert camera.read_bytes() == before and sorted(p.name for p in raw.parent.iterdir()) == sorted(
+        [raw.name, camera.name])
 
 
 def test_open_rerenders_an_editors_tiff_in_place_found_by_name(raw: Path) -> None:

@@ -39,7 +39,7 @@ BOOL_SETTINGS = frozenset({"auto_exposure"})  # XMP Boolean: "True" or "False"
 META_PROPERTIES = ("schemaVersion", "description", "stages")
 # What an output's XMP holds in our namespace beside no recipe properties: its provenance (engine.output.export).
 OUTPUT_PROPERTIES = frozenset({"sourcePath", "sourceSHA256", "engineVersion", "models", "recipe", "decided",
-                               "output"})
+                               "output", "written"})
 
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {
