@@ -79,15 +79,16 @@ def _copy_notes(value: Any) -> Any:
 
 
 def file_identity(path: Any) -> tuple[Any, ...] | None:
-    """What tells one file from another: real path, device, inode, size, modification time; None when ``path``
-    is not a file (nothing to key on: such a render is not cached). The render service keys its opened sources
-    on it too."""
+    """What tells one file from another: real path, device, inode, size, modification and change times (``cp -p``
+    of another raw of the same size over it keeps the first four and the modification time, never the change
+    time); None when ``path`` is not a file (nothing to key on: such a render is not cached). The render service
+    keys its opened sources on it too."""
     try:
         real = os.path.realpath(path)
         info = os.stat(real)
     except (OSError, TypeError):
         return None
-    return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+    return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
 def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], recipe: Recipe,

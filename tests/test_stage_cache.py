@@ -3,6 +3,7 @@ last unchanged stage, what it gives equals a render without the cache, and the c
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -79,6 +80,15 @@ def test_a_changed_file_is_not_served_from_the_cache(source: engine.Source, tmp_
     copy.write_bytes(copy.read_bytes())  # the same bytes, a new modification time: it may be another picture
     stages = render(engine.open(copy), Recipe(), preview=PREVIEW, cache=cache).timings
     assert list(stages) == list(STAGE_ORDER)
+    # Another picture of the same size copied over it with its times kept (cp -p): only its change time tells.
+    render(engine.open(copy), Recipe(), preview=PREVIEW, cache=cache)
+    before = copy.stat()
+    other = bytearray(copy.read_bytes())
+    other[-1000:] = bytes(1000)
+    copy.write_bytes(bytes(other))
+    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (copy.stat().st_size, copy.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert list(render(engine.open(copy), Recipe(), preview=PREVIEW, cache=cache).timings) == list(STAGE_ORDER)
     # Another preview size, or the full size, is a different render.
     assert list(render(first, Recipe(), preview=400, cache=cache).timings) == list(STAGE_ORDER)
 
