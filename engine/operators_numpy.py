@@ -178,6 +178,38 @@ def gamma(x: np.ndarray, g: float) -> np.ndarray:
     return np.maximum(encoded, _F(EPS)) ** (_F(2.2) / _F(g))
 
 
+# Each pinned operator parameter: its shape (None: any size there), and the range its values must lie in.
+PINNED_SHAPES: dict[str, tuple[tuple[int | None, ...], tuple[float, float]]] = {
+    "gain_ev": ((), (-16.0, 16.0)), "knee": ((), (0.0, 1.0)), "tone": ((3,), (-100.0, 100.0)),
+    "local_tone": ((1, 1, None, None, None), (-16.0, 16.0)), "chroma": ((1, 2, None, None), (-16.0, 16.0)),
+    "gamma": ((), (0.05, 20.0)),
+}
+
+
+def check_pinned(operators: Any) -> None:
+    """Raise :class:`engine.errors.RecipeError` unless ``operators`` (parameters pinned in a recipe, as the
+    photofinish stage notes them), when an object, has every operator's parameters, of the right shape, finite
+    and in range."""
+    from engine.errors import RecipeError
+
+    if not isinstance(operators, dict):
+        return  # not an object at all: engine.stages.params.check_params says so, as for every parameter
+    checks = {**PINNED_SHAPES, **({"colour": ((), (0.0, 1.0))} if "colour" in operators else {})}
+    for name, (shape, (low, high)) in checks.items():
+        if name not in operators:
+            raise RecipeError(f"photofinish operators lack {name!r} (they need {', '.join(PINNED_SHAPES)})")
+        try:
+            value = np.asarray(operators[name], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RecipeError(f"photofinish operator {name!r} is not numbers") from None
+        fits = value.ndim == len(shape) and all(want in (None, got) for want, got in
+                                                 zip(shape, value.shape, strict=False))
+        if not fits or 0 in value.shape:
+            raise RecipeError(f"photofinish operator {name!r} has shape {value.shape}, not {shape}")
+        if not np.all(np.isfinite(value)) or value.min() < low or value.max() > high:
+            raise RecipeError(f"photofinish operator {name!r} has values outside {low:g}..{high:g}")
+
+
 def apply(x: np.ndarray, operators: dict[str, Any]) -> np.ndarray:
     """The operator chain on H x W x 3 linear RGB with one set of JSON-form parameters (the photofinish stage's)."""
     a, b, c = operators["tone"]

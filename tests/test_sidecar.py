@@ -85,11 +85,15 @@ def test_darktable_duplicates_are_recognised(tmp_path: Path) -> None:
     assert [p.name for p in find_duplicates(raw)] == ["IMG_0001_01.CR2.xmp", "IMG_0001_02.CR2.xmp"]
 
 
+# Pinned photofinish operators, the smallest a recipe may hold (engine.operators_numpy.check_pinned).
+PINNED = {"gain_ev": 0.1, "knee": 0.8, "tone": [1.0, 0.0, 0.0], "local_tone": [[[[[0.0]]]]],
+          "chroma": [[[[0.0]], [[0.0]]]], "gamma": 2.2}
+
 def test_recipe_round_trips_through_a_new_sidecar(tmp_path: Path) -> None:
     raw = _raw(tmp_path)
     recipe = Recipe(exposure=0.3, temperature=5200, wb="custom", contrast=-12.5, sharpening=40,
                     stages={"denoise": StageSettings(enabled=False),
-                            "photofinish": StageSettings(params={"operators": {"gain_ev": 0.1}})})
+                            "photofinish": StageSettings(params={"operators": PINNED})})
     path = write_recipe(raw, recipe)
     assert path == tmp_path / "IMG_0001.CR2.xmp"
     assert read_sidecar(raw).recipe == recipe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import types
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -448,3 +449,22 @@ def test_a_current_value_set_on_top_of_old_params_is_not_migrated_away() -> None
     changed = stored.replace(stages={"white_balance": StageSettings(params={**settings.params,
                                                                             "estimator": "learned"})})
     assert WhiteBalance().resolve_params(changed).estimator == "learned"
+
+
+@pytest.mark.parametrize("operators, says", [
+    ({}, "lack 'gain_ev'"),
+    ({"gain_ev": 1}, "lack 'knee'"),
+    ({"gain_ev": "a", "knee": 0.8, "tone": [1, 0, 0], "local_tone": [[[[[0]]]]], "chroma": [[[[0]], [[0]]]],
+      "gamma": 2.2}, "'gain_ev' is not numbers"),
+    ({"gain_ev": 0, "knee": 0.8, "tone": [1, 0], "local_tone": [[[[[0]]]]], "chroma": [[[[0]], [[0]]]],
+      "gamma": 2.2}, "'tone' has shape (2,)"),
+    ({"gain_ev": 0, "knee": 0.8, "tone": [1, 0, 0], "local_tone": [[[[[0]]]]], "chroma": [[[[0]], [[0]]]],
+      "gamma": float("nan")}, "'gamma' has values outside"),
+])
+def test_pinned_operators_are_checked_before_any_pixel(operators: dict, says: str) -> None:
+    # a sidecar or --set may pin them by hand: a wrong set is one line, not a traceback at render time
+    from engine.edits import check_renderable
+
+    recipe = Recipe(stages={"photofinish": StageSettings(params={"operators": operators})})
+    with pytest.raises(RecipeError, match=re.escape(says)):
+        check_renderable(recipe)

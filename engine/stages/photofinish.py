@@ -43,6 +43,10 @@ class PhotofinishParams:
     saturation_around_luminance: bool = True  # False: version 1's table-only desaturation (split_saturation)
     operators: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        if self.operators is not None:  # pinned by hand (--set, a sidecar) as well as by a re-render
+            ops.check_pinned(self.operators)
+
 
 @dataclass(frozen=True)
 class Look:
