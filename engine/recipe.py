@@ -67,6 +67,18 @@ class StageSettings:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+def implied_white_balance(values: Mapping[str, Any], version: int) -> dict[str, Any]:
+    """What stored settings ``values`` of recipe ``version`` mean for the white balance: a temperature or tint
+    without a mode is custom; beside as-shot or auto, recipes before version 7 kept them unused (shown, never
+    applied), so they are dropped."""
+    given = any(values.get(k) is not None for k in ("temperature", "tint"))
+    if given and "wb" not in values:
+        return {"wb": "custom"}
+    if given and version < 7 and values.get("wb") in ("as-shot", "auto"):
+        return {"temperature": None, "tint": None}
+    return {}
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A complete, versioned description of a render's look. Immutable; use :meth:`replace` to change it."""
@@ -142,6 +154,7 @@ class Recipe:
             raise RecipeError("recipe 'stages' must be an object")
         if version < RECIPE_VERSION:
             stages = pin_former_defaults({str(k): v for k, v in stages.items()}, version)
+        values.update(implied_white_balance(values, version))
         values["stages"] = {str(k): _stage_settings(str(k), v) for k, v in stages.items()}
         try:
             return cls(**values)
@@ -235,6 +248,9 @@ def validate(recipe: Recipe) -> None:
         raise RecipeError(f"auto_exposure must be true or false, not {recipe.auto_exposure!r}")
     if recipe.wb not in WB_MODES:
         raise RecipeError(f"white balance {recipe.wb!r} is not one of {', '.join(WB_MODES)}")
+    if recipe.wb != "custom" and (recipe.temperature is not None or recipe.tint is not None):
+        raise RecipeError(f"a temperature or tint is a custom white balance, not {recipe.wb!r}: set wb to 'custom' "
+                          "(Recipe.replace and the options do so when given a temperature)")
     if recipe.wb == "custom" and recipe.temperature is None:
         raise RecipeError("custom white balance needs a temperature (for example --temperature 5200), a tint alone "
                           "shifts none; `hostplug info FILE` shows the file's as-shot temperature and tint")

@@ -169,3 +169,20 @@ def test_white_balance_settings_never_contradict_each_other() -> None:
             Recipe().replace(wb=mode, temperature=3000)
     with pytest.raises(RecipeError, match="a tint alone shifts none"):
         Recipe().replace(tint=50)
+
+
+def test_a_temperature_is_a_custom_white_balance_wherever_it_comes_from() -> None:
+    # the constructor refused nothing: Recipe(temperature=3000) rendered as-shot while recording 3000 K
+    with pytest.raises(RecipeError, match="custom white balance"):
+        Recipe(temperature=3000.0)
+    assert Recipe(wb="custom", temperature=3000.0).wb == "custom"
+    assert Recipe.from_dict({"temperature": 3000.0}).wb == "custom"  # a recipe file without a mode
+    with pytest.raises(RecipeError, match="custom white balance"):
+        Recipe.from_dict({"version": 7, "wb": "as-shot", "temperature": 3000.0})
+    # written before version 7, the unused values beside as-shot are dropped: the render stays as it was
+    old = Recipe.from_dict({"version": 6, "wb": "as-shot", "temperature": 3000.0, "tint": 5.0})
+    assert (old.wb, old.temperature, old.tint) == ("as-shot", None, None)
+    from engine.xmp.recipe_properties import properties_to_recipe
+
+    sidecar = properties_to_recipe({"schemaVersion": "6", "wb": "as-shot", "temperature": "3000"}, "IMG.xmp")
+    assert (sidecar.wb, sidecar.temperature) == ("as-shot", None)
