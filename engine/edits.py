@@ -48,10 +48,33 @@ def read_recipe_file(path: Path) -> Recipe:
         raise RecipeError(f"{path}: {e}") from None
 
 
+STAGE_CHANGE_KEYS = frozenset({"enabled", "implementation", "params"})
+
+
+def _check_shape(changes: Mapping[str, Any]) -> None:
+    """RecipeError for a key no change has (a typo would otherwise change nothing, silently) or a value of the
+    wrong kind: the command line cannot make these, a script can."""
+    unknown = sorted(set(changes) - {*SETTINGS, "recipe_file", "presets", "stages"})
+    if unknown:
+        raise RecipeError(f"unknown change {unknown[0]!r} (changes are recipe settings, 'presets', 'recipe_file' "
+                          "and 'stages')")
+    presets = changes.get("presets")
+    if presets is not None and (isinstance(presets, str) or not all(isinstance(p, str) for p in presets)):
+        raise RecipeError("'presets' must be a list of preset names")
+    stages = changes.get("stages") or {}
+    if not isinstance(stages, Mapping):
+        raise RecipeError("'stages' must map stage names to their changes")
+    for name, change in stages.items():
+        if not isinstance(change, Mapping) or set(change) - STAGE_CHANGE_KEYS:
+            raise RecipeError(f"the change to stage {name!r} must be an object of "
+                              f"{', '.join(sorted(STAGE_CHANGE_KEYS))}")
+
+
 def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Recipe:
     """``base`` (or the defaults) with ``changes`` applied (see the module docstring). Raises RecipeError."""
     recipe = base or Recipe()
     changes = changes or {}
+    _check_shape(changes)
     if changes.get("recipe_file"):
         recipe = read_recipe_file(changes["recipe_file"])
     if changes.get("presets"):

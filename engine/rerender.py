@@ -186,12 +186,12 @@ def rerender_target(output: Path, fmt: str) -> Path:
 
 
 def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, *, target: str | Path | None = None,
-                  search: Iterable[str | Path] = (), overwrite: bool = False, device: str = "cpu",
+                  search: str | Path | Iterable[str | Path] = (), overwrite: bool = False, device: str = "cpu",
                   progress: Progress | None = None) -> RenderResult:
     """Render ``output``'s source raw again with its stored recipe plus ``changes`` (see :mod:`engine.edits`).
 
     The raw is found by :func:`engine.xmp.provenance.find_source` (beside ``output``, at its recorded path, in
-    ``search``) and checked against its recorded SHA-256. The new file (``target``, default
+    ``search``, a folder or several) and checked against its recorded SHA-256. The new file (``target``, default
     ``NAME_rerender.EXT`` beside ``output``) has the output's format, bit depth, colour space, size and JPEG
     quality, and its rating, labels and keywords. The result's ``notice`` says what could not be reproduced
     (see :func:`plan_rerender`); its ``source`` is the raw.
@@ -207,7 +207,7 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     output = Path(output)
     record = read_record(output)
     recipe, notice = plan_rerender(record, apply_changes(record.recipe, changes), __version__, model_hashes())
-    source = find_source(output, [Path(s) for s in search])
+    source = find_source(output, [Path(search)] if isinstance(search, (str, Path)) else [Path(s) for s in search])
     fmt, bits = image_format(output)
     new = Path(target) if target is not None else rerender_target(output, fmt)
     if resolve_format(new, OutputOptions())[0] != fmt:

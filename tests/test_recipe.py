@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -186,3 +187,16 @@ def test_a_temperature_is_a_custom_white_balance_wherever_it_comes_from() -> Non
 
     sidecar = properties_to_recipe({"schemaVersion": "6", "wb": "as-shot", "temperature": "3000"}, "IMG.xmp")
     assert (sidecar.wb, sidecar.temperature) == ("as-shot", None)
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"exposre": 2.0}, "unknown change 'exposre'"),
+    ({"presets": "warm"}, "list of preset names"),
+    ({"stages": {"detail": "off"}}, "stage 'detail' must be an object"),
+    ({"stages": {"detail": {"enabeld": False}}}, "stage 'detail' must be an object"),
+])
+def test_a_scripts_mistyped_change_is_refused_not_ignored(changes: dict, says: str) -> None:
+    from engine.edits import apply_changes
+
+    with pytest.raises(RecipeError, match=re.escape(says)):
+        apply_changes(None, changes)
