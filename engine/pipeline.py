@@ -24,7 +24,7 @@ import numpy as np
 
 from engine import kernels, tiling
 from engine.errors import RecipeError
-from engine.io.source import Source
+from engine.io.source import Source, open_source
 from engine.recipe import Recipe
 from engine.stage_cache import StageCache, stage_keys
 from engine.stages.base import Context, Stage, params_dict
@@ -93,22 +93,27 @@ def check_recipe(recipe: Recipe) -> None:
 
 
 def render(
-    source: Source,
+    source: Source | str | Path,
     recipe: Recipe | None = None,
     *,
     device: str = "cpu",
-    stages_dir: Path | None = None,
+    stages_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
     preview: int | None = None,
     cache: StageCache | None = None,
 ) -> Rendered:
-    """Render an opened source with a recipe. ``stages_dir`` receives every stage's output and params.
+    """Render an opened source (or the file at a path) with a recipe. ``stages_dir`` receives every stage's output
+    and params.
 
     ``preview`` (a long edge in pixels) scales the image down right after the first stage (demosaic), so every
     later stage works at preview size. ``cache`` keeps each stage's output and resumes after the last stage whose
     inputs are unchanged (:mod:`engine.stage_cache`; the last stage's output is not kept); ``timings`` then lists
     only the stages that ran.
     """
+    if isinstance(source, (str, Path)):  # a path is opened here, as engine.render_file does
+        source = open_source(source)
+    _check_arguments(recipe, device, preview)
+    stages_dir = Path(stages_dir) if stages_dir is not None else None
     recipe = recipe or Recipe()
     check_recipe(recipe)
     ctx = Context(source=source, recipe=recipe, device=device)
@@ -151,6 +156,16 @@ def render(
     image = kernels.to_host(image)
     pixels = apply_orientation(np.clip(image, 0.0, 1.0, out=image), source.orientation)
     return Rendered(pixels=pixels, recipe=recipe, source=source, notes=ctx.notes, timings=timings)
+
+
+def _check_arguments(recipe: Any, device: str, preview: int | None) -> None:
+    """RecipeError for what a script may pass wrongly (the command line's options never do)."""
+    if recipe is not None and not isinstance(recipe, Recipe):
+        raise RecipeError(f"the recipe must be an engine.Recipe, not {type(recipe).__name__}")
+    if not isinstance(device, str) or not (device == "cpu" or device.split(":")[0] == "cuda"):
+        raise RecipeError(f"unknown device {device!r}; use cpu or cuda")
+    if preview is not None and (isinstance(preview, bool) or not isinstance(preview, int) or preview < 16):
+        raise RecipeError(f"preview {preview!r} is not a whole number of pixels from 16")
 
 
 def binning(source: Source, preview: int | None) -> float:

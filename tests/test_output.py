@@ -231,17 +231,15 @@ def test_an_unwritable_folder_is_an_output_error_even_for_root() -> None:
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("out.bmp", OutputOptions(), "output format"),
-        ("out.tif", OutputOptions(bits=12), "8 or 16"),
-        ("out.tif", OutputOptions(space="rec2020"), "colour space"),
-        ("out.jpg", OutputOptions(quality=0), "quality"),
+        ("out.bmp", {}, "output format"),
+        ("out.tif", {"bits": 12}, "8 or 16"),
+        ("out.tif", {"space": "rec2020"}, "colour space"),
+        ("out.jpg", {"quality": 0}, "quality"),
     ],
 )
-def test_bad_options_are_refused_before_writing(
-    tmp_path: Path, name: str, options: OutputOptions, message: str
-) -> None:
+def test_bad_options_are_refused_before_writing(tmp_path: Path, name: str, options: dict, message: str) -> None:
     with pytest.raises(OutputError, match=message):
-        write_image(colour_patch(), tmp_path / name, options)
+        write_image(colour_patch(), tmp_path / name, OutputOptions(**options))
     assert files_in(tmp_path) == []
 
 
@@ -353,3 +351,34 @@ def test_an_image_turned_upright_as_a_view_is_written_as_its_copy(tmp_path: Path
     finally:
         tiling.TILE_ROWS = saved
     assert as_view.shape == view.shape and np.array_equal(as_view, as_copy)
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"long_edge": -5}, "long edge -5"), ({"long_edge": 0}, "long edge 0"), ({"quality": 90.5}, "JPEG quality"),
+    ({"bits": "16"}, "bits per channel"), ({"space": "cmyk"}, "colour space"), ({"format": "gif"}, "format"),
+    ({"compression": "lzw"}, "compression"),
+])
+def test_output_options_a_script_gets_wrong_are_refused(options: dict, says: str) -> None:
+    # a long edge of -5 wrote a 1 x 1 picture, and a quality of 90.5 failed inside Pillow
+    with pytest.raises(OutputError, match=says):
+        OutputOptions(**options)
+
+
+def test_one_render_refuses_two_outputs_of_one_name_before_writing(tmp_path: Path, sample_dng: Path) -> None:
+    from engine.output.export import render_files
+
+    target = tmp_path / "dup.jpg"
+    with pytest.raises(OutputError, match="named for two outputs"):
+        render_files(sample_dng, [(target, None), (tmp_path / "." / "dup.jpg", OutputOptions(quality=80))])
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(OutputError, match="must be an engine.OutputOptions"):
+        render_files(sample_dng, [(target, {"quality": 80})])  # type: ignore[list-item]
+
+
+def test_render_takes_a_path_and_refuses_what_no_render_has(sample_dng: Path) -> None:
+    import engine
+
+    assert engine.render(str(sample_dng), preview=300).pixels.shape == (200, 300, 3)
+    for wrong, says in (({"preview": -1}, "preview -1"), ({"device": "gpu"}, "unknown device 'gpu'")):
+        with pytest.raises(engine.RecipeError, match=says):
+            engine.render(sample_dng, **wrong)

@@ -15,8 +15,10 @@ import contextlib
 import functools
 import gc
 import json
+import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +201,7 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         targets = [(Path(target), options or OutputOptions()) for target, options in outputs]
         if not targets:
             raise OutputError("no output to write")
+        _check_targets_apart(targets)
         if recipe is None or extra_xmp is None:
             from_sidecar, catalogue = sidecar_recipe(path, changes, base)
             extra_xmp = catalogue if extra_xmp is None else extra_xmp
@@ -216,6 +219,18 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         written = tuple(write_image(rendered, target, options, extra_xmp or None) for target, options in targets)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings))
+
+
+def _check_targets_apart(targets: list[tuple[Path, Any]]) -> None:
+    """OutputError for options that are not :class:`OutputOptions`, or two outputs of one render naming one file
+    (the second would fail after the first was written)."""
+    for _target, options in targets:
+        if not isinstance(options, OutputOptions):
+            raise OutputError(f"output options must be an engine.OutputOptions, not {type(options).__name__}")
+    names = Counter(os.path.abspath(target) for target, _options in targets)
+    twice = next((name for name, count in names.items() if count > 1), None)
+    if twice is not None:
+        raise OutputError(f"{twice} is named for two outputs of one render; name each output once")
 
 
 def render_file(source: str | Path | Source, target: str | Path, recipe: Recipe | None = None,

@@ -21,6 +21,7 @@ TIFF_COMPRESSIONS: tuple[str, ...] = ("none", "deflate")
 # The output colour spaces, by the key the options use: the keys of :data:`engine.colour.SPACES`, written out so
 # that naming them needs no numpy (tests/test_output.py checks that they agree).
 SPACE_NAMES: tuple[str, ...] = ("srgb", "display-p3", "adobe-rgb", "prophoto")
+MIN_LONG_EDGE = 16  # pixels: a smaller output is a mistake, not a picture
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,23 @@ class OutputOptions:
     long_edge: int | None = None
     overwrite: bool = False
     compression: str = "none"
+
+    def __post_init__(self) -> None:
+        """OutputError for a value no output can have (the command line's choices, held for scripts too)."""
+        if self.format is not None and (not isinstance(self.format, str) or self.format.lower() not in FORMATS):
+            raise OutputError(f"unknown output format {self.format!r}; choose tiff, png or jpeg")
+        if self.bits is not None and (isinstance(self.bits, bool) or self.bits not in (8, 16)):
+            raise OutputError(f"cannot write {self.bits!r} bits per channel; choose 8 or 16")
+        if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
+            raise OutputError(f"JPEG quality {self.quality!r} is not a whole number from 1 to 100")
+        if self.space not in SPACE_NAMES:
+            raise OutputError(f"unknown colour space {self.space!r}; choose {', '.join(SPACE_NAMES)}")
+        if self.long_edge is not None and (isinstance(self.long_edge, bool) or not isinstance(self.long_edge, int)
+                                           or self.long_edge < MIN_LONG_EDGE):
+            raise OutputError(f"long edge {self.long_edge!r} is not a whole number of pixels from {MIN_LONG_EDGE}")
+        if self.compression not in TIFF_COMPRESSIONS:
+            raise OutputError(f"unknown TIFF compression {self.compression!r}; choose "
+                              f"{', '.join(TIFF_COMPRESSIONS)}")
 
 
 def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
