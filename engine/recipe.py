@@ -4,9 +4,9 @@ A recipe holds only what the user set (like darktable's module params); what the
 (matrices, predicted operator parameters) is computed by each stage's ``prepare``. Stages can additionally be
 switched off, given another implementation, or given fixed parameters through :attr:`Recipe.stages`.
 
-JSON form (version 6)::
+JSON form (version 7)::
 
-    {"version": 6, "style": "natural", "exposure": 0.3, ...,
+    {"version": 7, "style": "natural", "exposure": 0.3, ...
      "stages": {"denoise": {"enabled": false}, "detail": {"params": {"version": 1, "radius": 1.5}}}}
 
 Stage params carry their own version (the stage's ``Params.VERSION``), so a stage can change its params and
@@ -244,6 +244,10 @@ def validate(recipe: Recipe) -> None:
     """Raise :class:`RecipeError` for a value out of range or of the wrong type."""
     if not isinstance(recipe.style, str) or not recipe.style:
         raise RecipeError("style must be a non-empty name")
+    if not isinstance(recipe.stages, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, StageSettings) for k, v in recipe.stages.items()):
+        raise RecipeError("stages must map stage names to engine.StageSettings (Recipe.from_dict reads the JSON "
+                          "form)")
     if not isinstance(recipe.auto_exposure, bool):
         raise RecipeError(f"auto_exposure must be true or false, not {recipe.auto_exposure!r}")
     if recipe.wb not in WB_MODES:

@@ -24,7 +24,10 @@ rendered = engine.render(engine.open(raw), stages_dir=out_dir)
 
 for png in sorted(out_dir.glob("*.png")):
     info = json.loads(png.with_suffix(".json").read_text())
-    print(f"{png.name:<20} {info['implementation']:<10} {rendered.timings[info['stage']]:.3f} s")
+    # "auto" (the default denoiser) picks an implementation per file; the stage's notes say which one ran
+    notes = rendered.notes.get(info["stage"])
+    ran = notes.get("implementation", info["implementation"]) if isinstance(notes, dict) else info["implementation"]
+    print(f"{png.name:<20} {ran:<10} {rendered.timings[info['stage']]:.3f} s")
 
 # What the stages decided (white balance neutral, exposure, style parameters...) is also in rendered.notes.
 print("stages that noted decisions:", ", ".join(rendered.notes))

@@ -390,3 +390,12 @@ def test_a_batch_never_writes_two_inputs_to_one_file(tmp_path: Path) -> None:
     assert sorted(written) == ["IMG_1_jpg-2.png", "IMG_1_jpg.png", "IMG_1_png.png"]
     assert len({tuple(int(v) // 4096 for v in colour) for colour in written.values()}) == 3  # each its own input
     assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == ["IMG_1_jpg", "IMG_1_jpg-2", "IMG_1_png"]
+
+
+def test_the_exit_status_says_why_a_render_failed(tmp_path: Path) -> None:
+    missing = hostplug("render", tmp_path / "nothere.dng", "-o", tmp_path / "a.tif")
+    damaged = tmp_path / "damaged.dng"
+    damaged.write_bytes(b"II*\0" + bytes(100))
+    broken = hostplug("render", damaged, "-o", tmp_path / "b.tif")
+    both = hostplug("render", tmp_path / "nothere.dng", damaged, "--out-dir", tmp_path)
+    assert (missing.exit_code, broken.exit_code, both.exit_code) == (2, 3, 1)  # two reasons: 1

@@ -260,7 +260,7 @@ def test_a_read_only_sidecar_is_refused_and_left_as_it_was(raw: Path) -> None:
     sidecar.chmod(0o444)
     before = sidecar.read_bytes()
     result = CliRunner().invoke(main, ["edit", str(raw), "--exposure", "1"])
-    assert result.exit_code == 1 and "read-only" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert result.exit_code == 4 and "read-only" in result.stderr and len(result.stderr.splitlines()) == 1
     assert sidecar.read_bytes() == before
 
 
@@ -285,7 +285,7 @@ def test_a_tint_alone_shifts_the_stored_temperature(raw: Path) -> None:
     other = raw.with_name("IMG_0002.dng")
     shutil.copy(raw, other)
     result = CliRunner().invoke(main, ["edit", str(other), "--tint", "10"])  # nothing stored: nothing to shift
-    assert result.exit_code == 1 and "needs a temperature" in result.stderr
+    assert result.exit_code == 4 and "needs a temperature" in result.stderr
     assert not other.with_name(other.name + ".xmp").exists()
 
 
@@ -301,8 +301,8 @@ def test_adobes_sidecar_name_belongs_to_the_raw_not_the_jpeg_beside_it(raw: Path
 def test_adobes_values_are_checked_only_when_used(raw: Path) -> None:
     raw.with_suffix(".xmp").write_text(_ADOBE.format(exposure="n/a"))
     result = CliRunner().invoke(main, ["show", str(raw)])
-    assert result.exit_code == 1 and "crs:Exposure2012 'n/a' is not a number" in result.stderr
-    assert hostplug("edit", raw, "--contrast", "10").exit_code == 1  # the hints would start the recipe: refused
+    assert result.exit_code == 4 and "crs:Exposure2012 'n/a' is not a number" in result.stderr
+    assert hostplug("edit", raw, "--contrast", "10").exit_code == 4  # the hints would start the recipe: refused
     raw.with_suffix(".xmp").write_text(_ADOBE.format(exposure="nan"))
     assert "is not a number" in CliRunner().invoke(main, ["show", str(raw)]).stderr
     raw.with_name(raw.name + ".xmp").write_text(_OURS)  # a recipe of ours: Adobe's values are not used
@@ -365,7 +365,7 @@ def test_lower_case_true_is_read_as_true(raw: Path) -> None:
 
 def test_edit_of_a_folder_says_it_is_one(raw: Path) -> None:
     result = CliRunner().invoke(main, ["edit", str(raw.parent), "--exposure", "1"])
-    assert result.exit_code == 1 and result.stderr.strip().endswith("is a folder; name the files in it")
+    assert result.exit_code == 2 and result.stderr.strip().endswith("is a folder; name the files in it")
 
 
 def test_a_raw_changed_since_its_output_says_so_and_its_recipe_can_be_reused(raw: Path, tmp_path: Path) -> None:

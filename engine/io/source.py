@@ -70,9 +70,9 @@ class Calibration:
 class Source:
     """An opened input, ready for the pipeline.
 
-    For a raw, ``sensor`` holds the visible sensor data as stored (uint16, H x W for a mosaic or H x W x 3 for
-    LinearRaw) and ``black``/``white`` its levels per colour channel; for an sRGB image it holds encoded
-    float32 RGB in [0, 1] and ``kind`` is ``"rgb"``.
+    For a raw, ``sensor`` holds the visible sensor data as stored (unsigned integers, uint16 for most cameras and
+    uint8 for some LinearRaw DNGs; H x W for a mosaic or H x W x 3 for LinearRaw) and ``black``/``white`` its
+    levels per colour channel; for an sRGB image it holds encoded float32 RGB in [0, 1] and ``kind`` is ``"rgb"``.
     """
 
     path: Path

@@ -128,7 +128,8 @@ def watchdog(seconds: float | None, what: str) -> Iterator[None]:
 def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, must_exist: bool = False,
                    summary: bool = False, on_error: Callable[[], None] | None = None,
                    after: Callable[[], None] | None = None, time_limit: float | None = None) -> None:
-    """Run ``action`` on every input; a failure is one error line and the others still run; exit 1 if any failed.
+    """Run ``action`` on every input; a failure is one error line and the others still run. If any failed, exit
+    with their error's status (:mod:`engine.errors`), or 1 when they failed for different reasons.
 
     ``must_exist`` refuses a missing file before ``action``; ``summary`` adds "N of M files failed" for several
     inputs; ``on_error`` runs before an error line is printed (a progress bar clears itself), ``after`` after
@@ -136,6 +137,7 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
     """
     inputs = list(inputs)
     failures = 0
+    codes: set[int] = set()
     for path in inputs:
         try:
             if must_exist and not path.is_file():
@@ -145,6 +147,7 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
                 action(path)
         except HostplugError as e:
             failures += 1
+            codes.add(e.exit_code)
             if on_error is not None:
                 on_error()
             error_line(e)
@@ -154,4 +157,4 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
     if failures:
         if summary and len(inputs) > 1:
             error_line(f"{failures} of {len(inputs)} files failed")
-        sys.exit(1)
+        sys.exit(codes.pop() if len(codes) == 1 else 1)

@@ -85,9 +85,11 @@ def _show_text(info_json: dict[str, Any]) -> str:
 @json_option("Print JSON instead of text.")
 def show(inputs: tuple[Path, ...], as_json: bool) -> None:
     """Print what a raw's sidecars hold: hostplug's recipe, Adobe hints, rating, labels, keywords."""
+    from engine.io.probe import check_renderable_file
     from engine.xmp.sidecar import find_duplicates, read_sidecar
 
     def describe(path: Path) -> None:
+        check_renderable_file(path)  # "renders with the defaults" is said only of a file that renders
         info = read_sidecar(path)
         data: dict[str, Any] = {"input": str(path), "sidecar": None}
         if info is not None:
