@@ -382,3 +382,26 @@ def test_render_takes_a_path_and_refuses_what_no_render_has(sample_dng: Path) ->
     for wrong, says in (({"preview": -1}, "preview -1"), ({"device": "gpu"}, "unknown device 'gpu'")):
         with pytest.raises(engine.RecipeError, match=says):
             engine.render(sample_dng, **wrong)
+
+
+@pytest.mark.parametrize("space", ["display-p3", "adobe-rgb", "prophoto"])
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+def test_a_16_bit_output_in_a_wide_space_reads_back_as_srgb(tmp_path: Path, space: str, suffix: str) -> None:
+    # fed back in (a batch, a watch folder), hostplug's own ProPhoto TIFF was read as if it were sRGB: dull colours
+    import engine
+    from engine.io.rgb_input import read_rgb_image
+
+    patch = colour_patch()
+    srgb = read_rgb_image(write_image(patch, tmp_path / f"srgb{suffix}", OutputOptions(bits=16)))[0]
+    wide = write_image(patch, tmp_path / f"wide{suffix}", OutputOptions(bits=16, space=space))
+    assert np.abs(read_rgb_image(wide)[0] - srgb).max() < 1e-3
+    assert engine.open(wide).kind == "rgb"
+
+
+def test_a_16_bit_image_with_a_lookup_table_profile_is_refused_not_taken_as_srgb(tmp_path: Path) -> None:
+    from engine.errors import UnsupportedInputError
+    from engine.io.icc_input import read_profile
+
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # tables, no colorants
+    with pytest.raises(UnsupportedInputError, match="lookup tables"):
+        read_profile(lab, "x.tif")

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from engine.errors import CorruptInputError, UnsupportedInputError
+from engine.io.icc_input import to_srgb
 from engine.io.limits import check_density, check_pixels, quiet_stderr, quiet_tifffile
 
 
@@ -22,9 +23,10 @@ def read_rgb_image(path: Path, file: Path | None = None) -> tuple[np.ndarray, in
     """Encoded sRGB float32 pixels in [0, 1] (H x W x 3) and the EXIF orientation of an image file, read from
     ``file`` when given (the open file, see :func:`engine.io.bounded.pinned`); messages name ``path``.
 
-    8-bit images with an embedded ICC profile are converted to sRGB; 16-bit TIFF and PNG files are read at
-    full precision and taken as sRGB. A damaged file is one :class:`CorruptInputError`: the decoders' warnings
-    (Pillow's Python warnings, tifffile's log, what libpng prints) are kept off stderr.
+    Images with an embedded ICC profile are converted to sRGB: 8-bit ones by LittleCMS, 16-bit TIFF and PNG
+    files at full precision (:mod:`engine.io.icc_input`); without a profile an image is taken as sRGB. A damaged
+    file is one :class:`CorruptInputError`: the decoders' warnings (Pillow's Python warnings, tifffile's log,
+    what libpng prints) are kept off stderr.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -55,9 +57,9 @@ def _read(path: Path, file: Path) -> tuple[np.ndarray, int]:
             check_density(path, width, height, file.stat().st_size)
             orientation = _orientation(im)
             high = _read_16bit(path, file)
-            if high is not None:
-                return high, orientation
             icc = im.info.get("icc_profile")
+            if high is not None:
+                return (to_srgb(high, icc, str(path)) if icc else high), orientation
             rgb = im.convert("RGB")
             if icc:
                 srgb = ImageCms.createProfile("sRGB")
