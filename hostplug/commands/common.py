@@ -81,8 +81,8 @@ def time_limit_option(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--time-limit SECONDS`` (default: ``HOSTPLUG_TIME_LIMIT``, else none), passed as ``time_limit``."""
     return click.option("--time-limit", "time_limit", metavar="SECONDS", callback=_check_time_limit,
                         help=f"Stop a render that takes longer than this (exit {TIME_LIMIT_EXIT}, nothing "
-                             f"half-written left); default ${TIME_LIMIT_ENV}, else no limit. The render then "
-                             "runs in this process, not in the service.")(command)
+                             f"half-written left); default ${TIME_LIMIT_ENV}, else no limit. A limited render "
+                             "runs in this process, never in the render service.")(command)
 
 
 @contextlib.contextmanager
