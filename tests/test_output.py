@@ -405,3 +405,13 @@ def test_a_16_bit_image_with_a_lookup_table_profile_is_refused_not_taken_as_srgb
     lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # tables, no colorants
     with pytest.raises(UnsupportedInputError, match="lookup tables"):
         read_profile(lab, "x.tif")
+
+
+def test_a_preview_written_as_an_output_rerenders_at_its_size(tmp_path: Path, sample_dng: Path) -> None:
+    import engine
+
+    preview = tmp_path / "preview.png"
+    engine.write_image(engine.render(sample_dng, preview=300), preview)
+    again = engine.rerender_file(preview).output
+    assert np.array_equal(cv2.imread(str(again), cv2.IMREAD_UNCHANGED), cv2.imread(str(preview),
+                                                                                     cv2.IMREAD_UNCHANGED))

@@ -57,9 +57,17 @@ def provenance_xmp(rendered: Rendered) -> dict[str, str]:
     }
 
 
-def output_xmp(options: OutputOptions) -> dict[str, str]:
-    """The output options that a re-render needs to match this file (colour space, size, JPEG quality)."""
-    recorded = {"space": options.space, "long_edge": options.long_edge, "quality": options.quality}
+def output_xmp(options: OutputOptions, rendered: Rendered | None = None) -> dict[str, str]:
+    """The output options that a re-render needs to match this file (colour space, size, JPEG quality). The size
+    is ``long_edge``; for ``rendered`` smaller than its picture (a preview, :func:`engine.render`'s ``preview``)
+    and no smaller ``long_edge``, the long edge it was rendered at."""
+    long_edge = options.long_edge
+    if rendered is not None:
+        drawn, source = max(rendered.pixels.shape[:2]), rendered.source
+        picture = max(source.crop[2:]) if source.crop else max(source.size)  # a DNG's DefaultCrop applied
+        if drawn < picture and (long_edge is None or drawn < long_edge):
+            long_edge = drawn
+    recorded = {"space": options.space, "long_edge": long_edge, "quality": options.quality}
     return {f"Xmp.{XMP_PREFIX}.output": json.dumps(recorded, sort_keys=True, separators=(",", ":"))}
 
 
@@ -71,7 +79,7 @@ def write_image(rendered: Rendered, path: str | Path, options: OutputOptions | N
     (:func:`engine.xmp.sidecar.catalogue_xmp`). Returns the path written.
     """
     options = options or OutputOptions()
-    xmp = provenance_xmp(rendered) | output_xmp(options) | (extra_xmp or {})
+    xmp = provenance_xmp(rendered) | output_xmp(options, rendered) | (extra_xmp or {})
     return _write.write_image(rendered.pixels, path, options, exif=rendered.source.exif, xmp=xmp)
 
 
