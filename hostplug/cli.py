@@ -100,6 +100,13 @@ class HostplugGroup(click.Group):
             fail("interrupted", 130)
         except Terminated:
             fail("terminated (SIGTERM); nothing half-written was left", 128 + signal.SIGTERM)
+        except SystemError as e:  # a compiled (numba) function the signal's exception reached, wrapped by it
+            reason = e.__cause__ or e.__context__
+            if isinstance(reason, Terminated):
+                fail("terminated (SIGTERM); nothing half-written was left", 128 + signal.SIGTERM)
+            if isinstance(reason, KeyboardInterrupt):
+                fail("interrupted", 130)
+            raise
         finally:
             if main_thread and previous is not None:
                 signal.signal(signal.SIGTERM, previous)

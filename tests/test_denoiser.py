@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import engine
 from engine import models
-from engine.errors import ModelError
+from engine.errors import HostplugError, ModelError
 from engine.io import noise_level
 from engine.models import denoise_tiles, denoiser
 from engine.recipe import Recipe, StageSettings
@@ -242,6 +242,9 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path: Path,
     with pytest.raises(KeyboardInterrupt):
         train_denoiser.train(resumable, log=lambda _m: None)
     monkeypatch.setattr(train_denoiser, "_save_checkpoint", save)
+    other = train_denoiser.DenoiseTrainConfig(size="mid", steps=6, batch=2, patch=32, checkpoint=str(checkpoint))
+    with pytest.raises(HostplugError, match="a checkpoint of another run .*steps 4.*steps 6"):
+        train_denoiser.train(other, log=lambda _m: None)  # another run's checkpoint is never continued
     resumed, record = train_denoiser.train(resumable, log=lambda _m: None)
     assert "checkpoint" not in record["config"]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):

@@ -17,6 +17,7 @@ from engine.pipeline import IMPLEMENTATIONS
 from engine.stages.photofinish import Photofinish, PhotofinishParams, apply_operators
 from engine.stages.photofinish_learned import LearnedPhotofinish, contrast_tone
 from engine.styles import STYLES
+from engine.training import camera_photos
 
 SAMPLE = Path(engine.__file__).resolve().parent / "samples" / "hostplug_colorchecker.dng"
 
@@ -250,3 +251,18 @@ def test_recipes_of_version_6_keep_their_table_desaturation(tmp_path: Path) -> N
     source = engine.open(_vivid_colours(tmp_path))
     operators = engine.render(source, old).notes["photofinish"]["operators"]
     assert operators["colour"] == 1.0 and np.abs(np.asarray(operators["chroma"])).max() > 0.1
+
+
+@pytest.mark.skipif(not camera_photos.available(), reason="the shared camera photographs (../shared/photos) are absent")
+def test_train_photofinish_writes_where_it_is_told_and_says_where(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+
+    shipped = models.file_sha256(models.WEIGHTS_DIR / "photofinish-vivid.safetensors")
+    result = CliRunner().invoke(main, ["train", "photofinish", "--style", "vivid", "--steps", "2",
+                                       "--weights-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output  # fewer steps than one loss report: no IndexError any more
+    assert f"into {tmp_path}" in result.output
+    assert (tmp_path / "photofinish-vivid.safetensors").is_file() and (tmp_path / "manifest.json").is_file()
+    assert models.file_sha256(models.WEIGHTS_DIR / "photofinish-vivid.safetensors") == shipped

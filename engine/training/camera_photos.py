@@ -65,6 +65,7 @@ Photographs are read upright (EXIF orientation applied) at a long edge of :data:
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -130,8 +131,9 @@ class CameraPhoto:
 
 
 def root() -> Path:
-    """The photographs' folder (``../shared/photos`` next to the repository)."""
-    return DEFAULT_ROOT
+    """The photographs' folder: ``$HOSTPLUG_PHOTOS`` (as for the white balance's training), else
+    ``../shared/photos`` next to the repository."""
+    return Path(os.environ.get("HOSTPLUG_PHOTOS") or DEFAULT_ROOT)
 
 
 def available(folder: Path | None = None) -> bool:
@@ -250,7 +252,8 @@ def load(part: str, long_edge: int = LONG_EDGE, photos_root: Path | None = None)
     """The photographs of ``part`` (see :func:`_in_part`), in a fixed order."""
     base = photos_root or root()
     if not available(base):
-        raise ModelError(f"{base}: the photographs are missing (see ../shared/photos/PROVENANCE.md)")
+        raise ModelError(f"{base}: the photographs are missing (set HOSTPLUG_PHOTOS, or see "
+                         "../shared/photos/PROVENANCE.md)")
     s = split(photos_root)
     validation = set(validation_cameras(photos_root))
     out = []

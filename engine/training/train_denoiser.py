@@ -9,6 +9,7 @@ decay 1e-4), gradient norm clipped at 1, warm-up and cosine schedule (:mod:`engi
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.errors import HostplugError
 from engine.models import denoiser
 from engine.training import denoise_data, loop
 
@@ -73,9 +75,13 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
     rng = np.random.default_rng(config.seed)
     budget = loop.StepBudget(config.steps, config.minutes, default_steps=2000)
     step, losses = 0, list[float]()
+    run = _run_settings(config, budget.total)
     if config.checkpoint and Path(config.checkpoint).is_file():
-        step, losses, rng, budget.total = _resume(Path(config.checkpoint), model, optimiser)
+        step, losses, rng, budget.total = _resume(Path(config.checkpoint), model, optimiser, run)
         log(f"resumed {config.checkpoint} at step {step}/{budget.total}")
+    elif config.checkpoint and not Path(config.checkpoint).parent.is_dir():
+        raise HostplugError(f"--checkpoint {config.checkpoint}: folder {Path(config.checkpoint).parent} does not "
+                            "exist")
     while step < budget.total:
         for group in optimiser.param_groups:
             group["lr"] = loop.learning_rate(step, budget.total, config.lr)
@@ -94,7 +100,7 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
         if step % 50 == 0 or step == budget.total:
             log(f"step {step}/{budget.total}  L1 {np.mean(losses[-50:]):.5f}  {budget.elapsed():.0f} s")
         if config.checkpoint and step % CHECKPOINT_EVERY == 0 and step % config.reuse == 0:
-            _save_checkpoint(Path(config.checkpoint), model, optimiser, step, losses, rng, budget.total)
+            _save_checkpoint(Path(config.checkpoint), model, optimiser, step, losses, rng, budget.total, run)
     record = {
         "data": "engine.training.denoise_data.make_batch (un-processed training photographs + computed raws, "
                 "training cameras only, fresh every step)",
@@ -110,19 +116,35 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
     return model.cpu().to(memory_format=torch.contiguous_format).eval(), record  # type: ignore[call-overload]
 
 
+def _run_settings(config: DenoiseTrainConfig, total: int | None) -> dict[str, Any]:
+    """What makes a run the run it is (a checkpoint resumes only its own): the settings, and the step count
+    unless a time budget decides it."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("steps", "minutes", "checkpoint", "threads")}
+    return {**settings, "steps": None if config.minutes is not None else total}
+
+
 def _save_checkpoint(path: Path, model: denoiser.Denoiser, optimiser: torch.optim.Optimizer, step: int,
-                     losses: list[float], rng: np.random.Generator, total: int) -> None:
+                     losses: list[float], rng: np.random.Generator, total: int, run: dict[str, Any]) -> None:
     """Everything a resumed run needs to continue exactly (written atomically)."""
     part = path.with_name(path.name + ".part")
     torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "losses": losses,
-                "rng": rng.bit_generator.state, "total": total}, part)
+                "rng": rng.bit_generator.state, "total": total, "run": json.dumps(run, sort_keys=True)}, part)
     part.replace(path)
 
 
-def _resume(path: Path, model: denoiser.Denoiser,
-            optimiser: torch.optim.Optimizer) -> tuple[int, list[float], np.random.Generator, int]:
-    """(step, losses, data generator, total steps) of a checkpoint; loads the model and optimiser state."""
+def _resume(path: Path, model: denoiser.Denoiser, optimiser: torch.optim.Optimizer,
+            run: dict[str, Any]) -> tuple[int, list[float], np.random.Generator, int]:
+    """(step, losses, data generator, total steps) of a checkpoint of this ``run``; loads the model and optimiser
+    state. HostplugError for a checkpoint of another run (size, batch, patch, seed, steps...)."""
     state = torch.load(path, weights_only=True)
+    saved = json.loads(state.get("run", "{}"))
+    if run["steps"] is None or saved.get("steps") is None:  # a time budget: the checkpoint's count stands
+        run, saved = {**run, "steps": None}, {**saved, "steps": None}
+    if saved != run:
+        differ = sorted(k for k in set(saved) | set(run) if saved.get(k) != run.get(k))
+        raise HostplugError(f"{path}: a checkpoint of another run ({', '.join(f'{k} {saved.get(k)}' for k in differ)}"
+                            f"; this run: {', '.join(f'{k} {run.get(k)}' for k in differ)}); give the same settings, "
+                            "or another --checkpoint")
     model.load_state_dict(state["model"])
     optimiser.load_state_dict(state["optimiser"])
     rng = np.random.default_rng()

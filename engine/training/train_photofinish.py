@@ -186,10 +186,13 @@ def training_record(config: TrainConfig, result: TrainResult) -> dict:
     from engine.training import camera_photos
     from engine.training.loop import machine
 
-    record: dict = {"command": f"hostplug train photofinish --style {config.style} --steps {config.steps} "
-                               f"--seed {config.seed} --data {config.data} --correction {config.correction}"
-                               + (f" --part {config.part}" if config.part != "train" else "")
-                               + (" --noise-iso {:g} {:g}".format(*config.noise_iso) if config.noise_iso else ""),
+    command = (f"hostplug train photofinish --style {config.style} --steps {config.steps} --seed {config.seed} "
+               f"--data {config.data} --correction {config.correction}"
+               + (f" --part {config.part}" if config.part != "train" else "")
+               + (" --noise-iso {:g} {:g}".format(*config.noise_iso) if config.noise_iso else ""))
+    if config.minutes is not None:  # the learning-rate schedule was planned for config.steps: no replay
+        command = f"(stopped by --minutes {config.minutes:g} after {result.steps} steps; not replayable) {command}"
+    record: dict = {"command": command,
                     "config": asdict(config), "steps_run": result.steps, "wall_seconds": round(result.seconds, 1),
                     "machine": machine(),
                     "loss": {"first_50": round(result.losses[0], 4) if result.losses else None,

@@ -16,7 +16,7 @@ MODULES = ("hostplug.commands.models_raw", "hostplug.commands.models_look")
 
 @click.group()
 def train() -> None:
-    """Train a learned stage from scratch (uses a GPU when present)."""
+    """Train a learned stage from scratch (on the CPU; --device cuda for a GPU)."""
 
 
 @click.group(name="eval")

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from hostplug.commands.common import check_device, device_option, json_option
+from hostplug.commands.models_look import destination
 
 
 def _budget(minutes: float | None, steps: int | None, default_minutes: float) -> tuple[float | None, int | None]:
@@ -28,7 +29,8 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 
 
 @click.command(name="denoise")
-@click.option("--size", type=click.Choice(["fast", "mid", "mid2", "lite", "base"]), default="lite", show_default=True)
+@click.option("--size", type=click.Choice(["fast", "mid", "mid2", "lite", "base"]), default="mid2", show_default=True,
+              help="The network (mid2: the one renders use).")
 @click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget (default 15 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -38,7 +40,8 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 @click.option("--reuse", type=click.IntRange(1, 2), default=1, show_default=True,
               help="Steps per generated batch (the second sees it transposed).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
-              help="Save the run here every 250 steps; a run given an existing checkpoint resumes from it.")
+              help="Save the run here every 250 steps; the same run given an existing checkpoint resumes from it "
+                   "(it is removed once the weights are written).")
 @device_option
 @_threads
 @_weights_dir
@@ -54,8 +57,11 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
     config = train_denoiser.DenoiseTrainConfig(size=size, seed=seed, steps=steps, minutes=minutes, batch=batch,
                                                patch=patch, reuse=reuse, device=device, threads=threads,
                                                checkpoint=str(checkpoint) if checkpoint else None)
+    click.echo(f"denoise-{size}: into {destination(weights_dir)}")
     model, record = train_denoiser.train(config, log=click.echo)
     entry = train_denoiser.ship(model, record, weights_dir)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # the run is shipped: running the command again starts afresh
     click.echo(f"wrote {entry.name}: {weights_dir or entry.path.parent}/{entry.file} (sha256 {entry.sha256[:16]}...)")
 
 
@@ -95,19 +101,21 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
                                             threads=threads, photo_renders=photo_renders,
                                             neutral_photos=neutral_photos, two_light_renders=two_light_renders,
                                             inputs=inputs, init=init, lr=lr, init_weight=init_weight)
+    click.echo(f"wb-c5: into {destination(weights_dir)}")
     model, record = train_illuminant.train(config, log=click.echo)
     entry = train_illuminant.ship(model, record, weights_dir)
     click.echo(f"wrote {entry.name}: {weights_dir or entry.path.parent}/{entry.file} (sha256 {entry.sha256[:16]}...)")
 
 
 @click.command(name="denoise")
-@click.option("--sizes", default="fast,mid,lite,base", show_default=True, help="Shipped denoiser sizes to measure.")
+@click.option("--sizes", default="mid2,mid,fast,lite,base", show_default=True,
+              help="Shipped denoiser sizes to measure.")
 @click.option("--by-iso", is_flag=True,
               help="Instead: the gain over the classical denoiser from ISO 100 to 12800, and the ISO from which "
                    "the learned one pays.")
 @device_option
-@click.option("--record/--no-record", default=True, show_default=True,
-              help="Store the measured metrics in the manifest entries.")
+@click.option("--record", is_flag=True,
+              help="Also store the measured metrics in the installed manifest's entries (the published figures).")
 @json_option("Print the results as JSON.")
 def eval_denoise(sizes: str, device: str, record: bool, as_json: bool, by_iso: bool) -> None:
     """PSNR gain at ISO 800, 3200, 12800 on held-out images, next to no denoising, classical and OpenCV NLM."""
@@ -116,6 +124,8 @@ def eval_denoise(sizes: str, device: str, record: bool, as_json: bool, by_iso: b
 
     check_device(device)
     names = [s.strip() for s in sizes.split(",") if s.strip()]
+    if not names:
+        raise click.BadParameter("name at least one size", param_hint="--sizes")
     models = {f"learned-{s}": denoiser.load(s) for s in names}
     if by_iso:
         for s in names:
@@ -139,8 +149,8 @@ def eval_denoise(sizes: str, device: str, record: bool, as_json: bool, by_iso: b
 @click.command(name="wb")
 @click.option("--scenes", type=click.IntRange(10, None), default=400, show_default=True,
               help="Held-out-camera scenes (3 renders each).")
-@click.option("--record/--no-record", default=True, show_default=True,
-              help="Store the measured metrics in the manifest entry.")
+@click.option("--record", is_flag=True,
+              help="Also store the measured metrics in the installed manifest's entry (the published figures).")
 @json_option("Print the results as JSON.")
 def eval_wb(scenes: int, record: bool, as_json: bool) -> None:
     """Angular error on held-out cameras next to gray-world and white-patch; the Canon 550D chart's greys."""
