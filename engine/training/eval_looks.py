@@ -194,9 +194,11 @@ def real_raws(raws: Path, progress: Progress) -> dict[str, Any]:
         preview = embedded_preview(path) if path.is_file() else None
         if preview is None or float(np.mean(preview)) < 0.02:  # the D500's preview is almost black
             continue
-        progress(f"real raw: {name}")
-        row = {style: look_eval.scores(_render(path, style=style), _target(preview, style)).as_dict()
-               for style in _styles()}
+        row = {}
+        for style in _styles():  # a real raw renders for seconds a style: say which
+            progress(f"real raw: {name}, {style}")
+            row[style] = look_eval.scores(_render(path, style=style), _target(preview, style)).as_dict()
+        progress(f"real raw: {name}, classical photofinish and LibRaw")
         row["classical"] = look_eval.scores(_classical(path), preview).as_dict()
         row["libraw"] = look_eval.scores(libraw_render(path), preview).as_dict()
         rows[name] = row

@@ -173,7 +173,11 @@ def warm_start(model: illuminant.IlluminantNet, path: str | Path) -> None:
 def training_data(config: WBTrainConfig, log: Callable[[str], None] = print) -> wb_data.WBSet:
     """The computed scenes and, unless ``photo_renders`` is 0, the training photographs under random lights."""
     log(f"generating {config.scenes * 4} training samples from {len(spectral_data.TRAINING_CAMERAS)} cameras")
-    data = wb_data.training_set(config.seed, config.scenes)
+    def scenes_made(done: int, total: int) -> None:
+        if done % 250 == 0 or done == total:
+            log(f"  scenes {done}/{total}")
+
+    data = wb_data.training_set(config.seed, config.scenes, progress=scenes_made)
     if not config.photo_renders:
         return data
     photos = wb_data.photo_training_set(config.seed, config.photo_renders, neutral_only=config.neutral_photos)
