@@ -95,7 +95,8 @@ def check_changes(changes: Mapping[str, Any] | None) -> None:
     """Refuse ``changes`` that are wrong whatever recipe they will apply to (RecipeError), before any work: a
     tint alone is checked against a custom white balance, since a stored recipe may hold its temperature."""
     changes = changes or {}
-    tint_alone = changes.get("tint") is not None and changes.get("temperature") is None and not changes.get("wb")
+    tint_alone = (changes.get("tint") is not None and changes.get("temperature") is None
+                  and changes.get("wb") in (None, "custom"))
     apply_changes(Recipe(wb="custom", temperature=5000.0) if tint_alone else None, changes)
 
 
@@ -117,9 +118,10 @@ def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
     if not isinstance(stage_changes, Mapping):
         raise RecipeError("recipe 'stages' must be an object")
     stages = {**data.get("stages", {}), **stage_changes}
-    white_balance = {k: changes[k] for k in ("wb", "temperature", "tint") if k in changes}
-    if white_balance and "wb" not in white_balance:
-        changes["wb"] = recipe.replace(**white_balance).wb  # Recipe.replace decides what a temperature implies
+    white_balance = {k: changes[k] for k in ("wb", "temperature", "tint") if changes.get(k) is not None}
+    if white_balance:  # Recipe.replace decides what a temperature implies, and what as-shot or auto drops
+        balanced = recipe.replace(**white_balance)
+        changes.update(wb=balanced.wb, temperature=balanced.temperature, tint=balanced.tint)
     return Recipe.from_dict({**data, **changes, "stages": stages})
 
 

@@ -67,14 +67,14 @@ class StageSettings:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
-def implied_white_balance(values: Mapping[str, Any], version: int) -> dict[str, Any]:
-    """What stored settings ``values`` of recipe ``version`` mean for the white balance: a temperature or tint
-    without a mode is custom; beside as-shot or auto, recipes before version 7 kept them unused (shown, never
-    applied), so they are dropped."""
+def implied_white_balance(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What stored settings ``values`` mean for the white balance: a temperature or tint without a mode is custom;
+    beside as-shot or auto they were kept unused by earlier versions (shown, never applied), so they are
+    dropped (only the constructor, given them anew, refuses them)."""
     given = any(values.get(k) is not None for k in ("temperature", "tint"))
     if given and "wb" not in values:
         return {"wb": "custom"}
-    if given and version < 7 and values.get("wb") in ("as-shot", "auto"):
+    if given and values.get("wb") in ("as-shot", "auto"):
         return {"temperature": None, "tint": None}
     return {}
 
@@ -88,7 +88,7 @@ class Recipe:
     exposure: float = 0.0  # EV on top of the style's exposure
     auto_exposure: bool = False  # meter the picture (its white point) instead of following the raw's exposure
     wb: WbMode = "as-shot"  # "as-shot", "auto" (estimated) or "custom" (temperature/tint)
-    temperature: float | None = None  # Kelvin; setting it implies wb="custom"
+    temperature: float | None = None  # Kelvin, with wb="custom" (replace() and from_dict() imply it)
     tint: float | None = None
     contrast: float = 0.0
     highlights: float = 0.0
@@ -154,7 +154,7 @@ class Recipe:
             raise RecipeError("recipe 'stages' must be an object")
         if version < RECIPE_VERSION:
             stages = pin_former_defaults({str(k): v for k, v in stages.items()}, version)
-        values.update(implied_white_balance(values, version))
+        values.update(implied_white_balance(values))
         values["stages"] = {str(k): _stage_settings(str(k), v) for k, v in stages.items()}
         try:
             return cls(**values)

@@ -86,7 +86,8 @@ MTIME_SLACK_S = 2.0  # file systems that keep modification times in 2 s steps (F
 
 def untouched(image: Path) -> bool:
     """Whether ``image``, a TIFF that ``open`` wrote, was not changed since: its modification time is still the
-    one :func:`open_file` recorded in it and set (an editor that saved over it moved the time on)."""
+    one :func:`open_file` recorded in it and set (an editor that saved over it moved the time on). A render
+    written before the time was recorded counts as untouched, as it always did."""
     import pyexiv2
 
     from engine.output.metadata import register_namespace
@@ -94,8 +95,8 @@ def untouched(image: Path) -> bool:
     register_namespace()
     try:
         with pyexiv2.Image(str(image)) as handle:
-            written = float(handle.read_xmp().get(WRITTEN_KEY, "nan"))
-        return abs(image.stat().st_mtime - written) <= MTIME_SLACK_S
+            recorded = handle.read_xmp().get(WRITTEN_KEY)
+        return recorded is None or abs(image.stat().st_mtime - float(recorded)) <= MTIME_SLACK_S
     except (RuntimeError, ValueError, OSError):
         return False
 
@@ -197,13 +198,15 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
         raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable")
     options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
     source = opener(decided.source) if opener is not None else decided.source
+    # open's own TIFFs (a raw's, or one of them opened itself) record when they were written: see untouched()
+    stamped = decided.mode == "render" or OUTPUT_TAG in decided.target.stem
     written = int(time.time())
-    extra = {**decided.catalogue, WRITTEN_KEY: str(written)} if decided.mode == "render" else decided.catalogue
+    extra = {**decided.catalogue, WRITTEN_KEY: str(written)} if stamped else decided.catalogue
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
         result = render_file(source, decided.target, decided.recipe, options, extra_xmp=extra,
                              device=device, cache=cache, progress=progress).as_dict()
-    if decided.mode == "render":
-        os.utime(decided.target, (written, written))  # what untouched() compares with
+    if stamped:
+        os.utime(decided.target, (written, written))
     result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
                   bits=decided.bits, colour_space=decided.space)
     return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -101,16 +100,15 @@ def write_thumbnail(raw_path: Path, output: Path, size: int = 256, overwrite: bo
     """
     raw_path, output = Path(raw_path), Path(output)
     _check_output(raw_path, output, overwrite)
+    from engine.output.publish import publish
+
     image, width, height = _preview(raw_path)
     image = image.convert("RGB")
     image.thumbnail((size, size))
     partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
     try:
         image.save(partial, format="JPEG", quality=90)
-        if overwrite:
-            os.replace(partial, output)
-        else:
-            os.link(partial, output)  # never replaces a file that appeared meanwhile
+        publish(partial, output, overwrite)  # without overwrite, never replaces a file that appeared meanwhile
     except FileExistsError as e:
         raise ThumbnailError(f"{output} exists; pass --overwrite to replace it", "output") from e
     except OSError as e:

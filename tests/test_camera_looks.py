@@ -126,3 +126,8 @@ def test_more_draws_per_held_out_jpeg_keep_the_first_and_add_other_sensors():
     assert two["images"][name] == one["images"][name]  # the first draw is the one-draw evaluation's raw
     assert two["images"][f"{name} (draw 2)"]["sensor"] != one["images"][name]["sensor"]
     assert two["natural_beats_libraw"]["images"] == 2
+
+
+def test_the_photographs_folder_can_be_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOSTPLUG_PHOTOS", str(tmp_path))
+    assert cp.root() == tmp_path and not cp.available()  # (the styles' training reads it, as the WB's does)

@@ -38,6 +38,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     ('[[folder]]\npath = "in"\noriginals = "move"\n[[folder.output]]\nfolder = "o"\n', "needs an 'archive'"),
     ('[daemon]\nworkers = 0\n[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\n', "above zero"),
     ('[daemon]\nworkers = "2"\n[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\n', "must be int"),
+    ('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\nlong_edge = 8\n', "at least 16 pixels"),
 ])
 def test_bad_values_are_refused_with_their_place(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"

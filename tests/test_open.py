@@ -92,6 +92,16 @@ def test_open_raw_again_keeps_a_render_that_was_retouched_since(raw: Path) -> No
     assert first.read_bytes() == retouched
 
 
+def test_open_raw_again_replaces_its_render_made_before_write_times_were_recorded(raw: Path) -> None:
+    first = Path(open_json(raw)["output"])
+    register_namespace()
+    with pyexiv2.Image(str(first)) as image:
+        image.modify_xmp({"Xmp.hostplug.written": None})  # as every render written before today
+    later = first.stat().st_mtime + 60
+    os.utime(first, (later, later))
+    assert open_json(raw)["output"] == str(first)  # replaced as it always was, not kept beside a -2
+
+
 def test_open_leaves_the_camera_jpeg_of_a_raw_jpeg_pair_alone(raw: Path) -> None:
     import cv2
 

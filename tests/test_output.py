@@ -415,3 +415,22 @@ def test_a_preview_written_as_an_output_rerenders_at_its_size(tmp_path: Path, sa
     again = engine.rerender_file(preview).output
     assert np.array_equal(cv2.imread(str(again), cv2.IMREAD_UNCHANGED), cv2.imread(str(preview),
                                                                                      cv2.IMREAD_UNCHANGED))
+
+
+def test_publishing_without_hard_links_still_never_replaces_a_file(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # FAT and exFAT memory cards have no hard links: the no-clobber publish checks again and renames
+    from engine.output.publish import publish
+
+    def no_links(_source: object, _target: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    partial, target = tmp_path / ".a.part", tmp_path / "a.jpg"
+    partial.write_bytes(b"new")
+    publish(partial, target, overwrite=False)
+    assert target.read_bytes() == b"new"
+    partial.write_bytes(b"newer")
+    with pytest.raises(FileExistsError):
+        publish(partial, target, overwrite=False)
+    assert target.read_bytes() == b"new"

@@ -178,15 +178,29 @@ def test_a_temperature_is_a_custom_white_balance_wherever_it_comes_from() -> Non
         Recipe(temperature=3000.0)
     assert Recipe(wb="custom", temperature=3000.0).wb == "custom"
     assert Recipe.from_dict({"temperature": 3000.0}).wb == "custom"  # a recipe file without a mode
-    with pytest.raises(RecipeError, match="custom white balance"):
-        Recipe.from_dict({"version": 7, "wb": "as-shot", "temperature": 3000.0})
-    # written before version 7, the unused values beside as-shot are dropped: the render stays as it was
-    old = Recipe.from_dict({"version": 6, "wb": "as-shot", "temperature": 3000.0, "tint": 5.0})
-    assert (old.wb, old.temperature, old.tint) == ("as-shot", None, None)
+    # stored beside as-shot (earlier versions kept them unused), they are dropped: the render stays as it was
+    for version in (6, 7):
+        old = Recipe.from_dict({"version": version, "wb": "as-shot", "temperature": 3000.0, "tint": 5.0})
+        assert (old.wb, old.temperature, old.tint) == ("as-shot", None, None)
     from engine.xmp.recipe_properties import properties_to_recipe
 
-    sidecar = properties_to_recipe({"schemaVersion": "6", "wb": "as-shot", "temperature": "3000"}, "IMG.xmp")
-    assert (sidecar.wb, sidecar.temperature) == ("as-shot", None)
+    for layout in ("6", "7"):
+        sidecar = properties_to_recipe({"schemaVersion": layout, "wb": "as-shot", "tint": "3"}, "IMG.xmp")
+        assert (sidecar.wb, sidecar.tint) == ("as-shot", None)
+
+
+def test_a_hot_folders_as_shot_or_auto_drops_a_presets_temperature() -> None:
+    # a hot folder's recipe table on top of a preset with a custom white balance (the watch daemon's path)
+    from engine.edits import apply_settings, check_changes
+    from engine.xmp.presets import apply_presets
+
+    warm = apply_presets(Recipe(), ("warm-5200",))
+    assert warm.temperature == 5200.0
+    auto = apply_settings(warm, {"wb": "auto"})
+    assert (auto.wb, auto.temperature, auto.tint) == ("auto", None, None)
+    with pytest.raises(RecipeError, match="give either, not both"):
+        apply_settings(warm, {"wb": "auto", "temperature": 3000.0})
+    check_changes({"wb": "custom", "tint": 5.0})  # a stored temperature may be what it shifts
 
 
 @pytest.mark.parametrize("changes, says", [

@@ -74,17 +74,9 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
         raise OutputError(
             f"cannot tell the output format from {Path(path).name!r}; name it .tif, .png or .jpg"
         )
-    if fmt not in DEFAULT_BITS:
-        raise OutputError(f"unknown output format {fmt!r}; choose tiff, png or jpeg")
-    bits = options.bits or DEFAULT_BITS[fmt]
-    if bits not in (8, 16):
-        raise OutputError(f"cannot write {bits} bits per channel; choose 8 or 16")
+    bits = options.bits or DEFAULT_BITS[fmt]  # each option alone was checked when the options were made
     if fmt == "jpeg" and bits != 8:
         raise OutputError("JPEG holds only 8 bits per channel; choose TIFF or PNG for 16 bits")
-    if options.compression not in TIFF_COMPRESSIONS:
-        raise OutputError(f"unknown TIFF compression {options.compression!r}; choose {' or '.join(TIFF_COMPRESSIONS)}")
-    if not 1 <= options.quality <= 100:
-        raise OutputError(f"JPEG quality must be between 1 and 100, not {options.quality}")
     return fmt, bits
 
 

@@ -38,6 +38,7 @@ from engine.output.metadata import (
     tiff_tags,
     writable_exif,
 )
+from engine.output.publish import publish
 
 __all__ = ["OutputOptions", "resolve_format", "write_image"]
 
@@ -304,7 +305,7 @@ def write_image(
             assert isinstance(data, np.ndarray)
             _ENCODERS[fmt](partial, data, profile, options.quality)
             _write_metadata(partial, path, exif, xmp)
-        _publish(partial, path, options.overwrite)
+        publish(partial, path, options.overwrite)
     except FileExistsError:
         raise OutputError(f"{path} exists; pass --overwrite to replace it") from None
     except OSError as error:
@@ -313,24 +314,6 @@ def write_image(
         partial.unlink(missing_ok=True)
         IN_PROGRESS.discard(partial)
     return path
-
-
-def _publish(partial: Path, path: Path, overwrite: bool) -> None:
-    """Give the complete ``partial`` its name. Without ``overwrite``, a file that appeared at ``path`` since it was
-    checked (another render of the same name, at the same time) is kept: a hard link never replaces a file, and
-    raises FileExistsError. On a file system without hard links (FAT, some network shares) the check is
-    repeated just before the rename instead."""
-    if overwrite:
-        os.replace(partial, path)
-        return
-    try:
-        os.link(partial, path)
-    except FileExistsError:
-        raise
-    except OSError:
-        if path.exists():
-            raise FileExistsError(path) from None
-        os.replace(partial, path)
 
 
 # The partial files this process is writing: a watchdog that ends the process (the command line's --time-limit)

@@ -137,7 +137,10 @@ def _resume(path: Path, model: denoiser.Denoiser, optimiser: torch.optim.Optimiz
     """(step, losses, data generator, total steps) of a checkpoint of this ``run``; loads the model and optimiser
     state. HostplugError for a checkpoint of another run (size, batch, patch, seed, steps...)."""
     state = torch.load(path, weights_only=True)
-    saved = json.loads(state.get("run", "{}"))
+    if "run" not in state:
+        raise HostplugError(f"{path}: a checkpoint written before checkpoints recorded their run's settings; delete "
+                            "it, or give another --checkpoint")
+    saved = json.loads(state["run"])
     if run["steps"] is None or saved.get("steps") is None:  # a time budget: the checkpoint's count stands
         run, saved = {**run, "steps": None}, {**saved, "steps": None}
     if saved != run:

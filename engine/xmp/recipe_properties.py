@@ -43,10 +43,7 @@ OUTPUT_PROPERTIES = frozenset({"sourcePath", "sourceSHA256", "engineVersion", "m
 
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {
-    version: lambda properties: properties for version in (1, 2, 3, 4, 5)}
-# Layouts 1 to 6 could keep a temperature and tint beside as-shot or auto, unused: now refused, so dropped.
-MIGRATIONS[6] = lambda properties: {k: v for k, v in properties.items() if k not in ("temperature", "tint")
-                                    or properties.get("wb", "").strip() not in ("as-shot", "auto")}
+    version: lambda properties: properties for version in (1, 2, 3, 4, 5, 6)}
 
 
 def format_number(value: float) -> str:

@@ -139,7 +139,7 @@ def train_detail_command(size: str, steps: int, minutes: float | None, seed: int
 @click.option("--raws", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of real raws with embedded camera renderings (default: ../shared/rawsamples).")
 @json_option("Print the results as JSON.")
-@click.option("--record", is_flag=True,
+@click.option("--record/--no-record", default=False, show_default=True,
               help="Also store the figures in the installed manifest's entries (the published figures).")
 @click.option("--sheets", type=click.Path(file_okay=False, path_type=Path),
               help="Also write contact sheets (PNG) of the renders into this folder.")

@@ -29,8 +29,8 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 
 
 @click.command(name="denoise")
-@click.option("--size", type=click.Choice(["fast", "mid", "mid2", "lite", "base"]), default="mid2", show_default=True,
-              help="The network (mid2: the one renders use).")
+@click.option("--size", type=click.Choice(["fast", "mid", "mid2", "lite", "base"]), default="lite", show_default=True,
+              help="The network (mid2 is the one renders use).")
 @click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget (default 15 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -114,7 +114,7 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
               help="Instead: the gain over the classical denoiser from ISO 100 to 12800, and the ISO from which "
                    "the learned one pays.")
 @device_option
-@click.option("--record", is_flag=True,
+@click.option("--record/--no-record", default=False, show_default=True,
               help="Also store the measured metrics in the installed manifest's entries (the published figures).")
 @json_option("Print the results as JSON.")
 def eval_denoise(sizes: str, device: str, record: bool, as_json: bool, by_iso: bool) -> None:
@@ -149,7 +149,7 @@ def eval_denoise(sizes: str, device: str, record: bool, as_json: bool, by_iso: b
 @click.command(name="wb")
 @click.option("--scenes", type=click.IntRange(10, None), default=400, show_default=True,
               help="Held-out-camera scenes (3 renders each).")
-@click.option("--record", is_flag=True,
+@click.option("--record/--no-record", default=False, show_default=True,
               help="Also store the measured metrics in the installed manifest's entry (the published figures).")
 @json_option("Print the results as JSON.")
 def eval_wb(scenes: int, record: bool, as_json: bool) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.output.formats import FORMAT_SUFFIX, FORMATS, SPACE_NAMES
+from engine.output.formats import FORMAT_SUFFIX, FORMATS, MIN_LONG_EDGE, SPACE_NAMES
 from hostplug.daemon.errors import ConfigError
 from hostplug.daemon.templates import check_template
 
@@ -242,6 +242,8 @@ def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
         raise ConfigError(f"{where}: 'quality' must be between 1 and 100, not {quality}")
     space = t.choice("space", SPACE_NAMES, "srgb")
     long_edge = t.positive("long_edge", None, int)
+    if long_edge is not None and long_edge < MIN_LONG_EDGE:
+        raise ConfigError(f"{t.where}: 'long_edge' must be at least {MIN_LONG_EDGE} pixels, not {long_edge}")
     t.done()
     return OutputSpec(folder=_path(folder, base) if folder else None, template=template, format=fmt, bits=bits,
                       quality=quality, space=space, long_edge=long_edge, beside_original=beside)

@@ -154,6 +154,7 @@ class Job:
     """One request waiting for (or getting) the main thread."""
 
     request: dict[str, Any]
+    conn: socket.socket | None = None  # the client's connection: closed when it left
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
@@ -457,7 +458,7 @@ class Service:
                      "starts", request.get("version"), request.get("protocol"), self.version)
             self.close_listener()  # now, even while the engine loads: the client starts a fresh service
             return {**error_response(f"the running render service is version {self.version}"), "stale": True}
-        job = Job(request)
+        job = Job(request, conn)
         self.jobs.put(job)
         working = 0.0  # when the last "working" frame went: the first goes at once, so the client knows it is heard
         while not job.done.wait(0.2):
@@ -481,9 +482,11 @@ class Service:
         log.info("a client left %s its %s", when, job.request.get("op"))
 
     def stop_if_client_left(self, _stage: str = "", _index: int = 0, _count: int = 0) -> None:
-        """The engine's progress callback for a request: raises :class:`ClientLeftError` when its client has gone."""
+        """The engine's progress callback for a request (at every stage, and once more before the output is
+        written): raises :class:`ClientLeftError` when its client has gone. It looks at the connection itself, so
+        a service resumed after a stall stops at once, not after the connection thread has noticed."""
         job = self.running
-        if job is not None and job.cancelled:
+        if job is not None and (job.cancelled or (job.conn is not None and _client_gone(job.conn))):
             raise ClientLeftError
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
