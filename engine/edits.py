@@ -36,9 +36,14 @@ def read_recipe_file(path: Path) -> Recipe:
 
     path = Path(path)
     if path.suffix.lower() in RGB_SUFFIXES:
-        from engine.rerender import read_record
+        from engine.xmp.provenance import read_provenance
 
-        return read_record(path).recipe
+        if not path.is_file():
+            raise RecipeError(f"{path}: no such file")
+        recorded = read_provenance(path).recipe
+        if recorded is None:
+            raise RecipeError(f"{path}: records no hostplug recipe that this version reads")
+        return recorded
     data = read_regular(path, MAX_RECIPE_BYTES, "recipe file", RecipeError)
     try:
         return Recipe.from_json(data.decode("utf-8"))
