@@ -358,3 +358,37 @@ def test_a_sidecar_that_comes_after_its_raw_was_archived_is_left_with_one_warnin
     assert f"archived to {archive / 'gone.dng'}" in late[0]["message"]
     assert (hot / "gone.dng.xmp").exists() and not (archive / "gone.dng.xmp").exists()  # left where it came
     assert len(events(studio / "log.jsonl", "done")) == 1
+
+
+SONY = SAMPLE_DNG.parents[2].parent / "shared" / "rawsamples" / "sony_ilce7rm3__libraw-cffi_DSC2164.ARW"
+
+
+def test_a_raw_replaced_while_it_renders_is_rendered_again_from_its_new_content(studio: Path) -> None:
+    # the render of the old bytes came back labelled with the new file's hash, and the new file never rendered
+    if not SONY.is_file():
+        pytest.skip(f"{SONY} is absent (../shared/rawsamples; see its PROVENANCE.md)")
+    hot = studio / "in"
+    outputs = [{"folder": "out", "template": "{name}", "format": "tiff", "bits": 8}]
+    with WatchProcess("--config", _config(studio, {"workers": 1}, outputs), cwd=studio) as daemon:
+        drop(hot, "shot.ARW", SONY)  # 18 MP: seconds of rendering
+        wait_for(lambda: events(studio / "log.jsonl", "rendering"), 60, "the first render")
+        replaced = drop(hot, "shot.ARW", SAMPLE_DNG)  # another picture under the same name, mid-render
+        wait_for(lambda: events(studio / "log.jsonl", "replaced"), 180, "the replacement noticed")
+        wait_for(lambda: _done(studio, 1) and events(studio / "log.jsonl", "done"), 180, "the new file rendered")
+        assert daemon.terminate() == 0
+    from PIL import Image
+
+    with Image.open(studio / "out" / "shot.tif") as image:
+        assert image.size == (900, 600)  # the new picture's, not the Sony's 5184 x 3464
+    [row] = rows(studio / "journal.sqlite")
+    assert row["rendered_hash"] == hashlib.sha256(replaced.read_bytes()).hexdigest()
+
+
+def test_a_file_renamed_while_queued_is_not_counted_as_failed(studio: Path) -> None:
+    from hostplug.daemon.journal import Journal
+
+    journal = Journal(studio / "journal.sqlite")
+    entry = journal.enqueue(studio / "in" / "r1.dng", studio / "in", 10, 1, "ab" * 32)
+    journal.forget(entry.id)  # what the daemon does with a file that went away before it rendered
+    assert journal.counts()["failed"] == 0 and journal.lookup(studio / "in" / "r1.dng") is None
+    journal.close()

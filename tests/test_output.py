@@ -434,3 +434,21 @@ def test_publishing_without_hard_links_still_never_replaces_a_file(tmp_path: Pat
     with pytest.raises(FileExistsError):
         publish(partial, target, overwrite=False)
     assert target.read_bytes() == b"new"
+
+
+def test_a_render_gives_all_its_outputs_or_none(tmp_path: Path, sample_dng: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # a hot folder's web JPEG stayed published for a file whose master TIFF failed (a full disk)
+    from engine.output import export
+
+    real = export.write_image
+
+    def second_fails(rendered: object, target: Path, *args: object) -> Path:
+        if Path(target).name == "master.tif":
+            raise OutputError(f"cannot write {target}: No space left on device")
+        return real(rendered, target, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export, "write_image", second_fails)
+    with pytest.raises(OutputError, match="No space left"):
+        export.render_files(sample_dng, [(tmp_path / "web.jpg", None), (tmp_path / "master.tif", None)])
+    assert not list(tmp_path.iterdir())

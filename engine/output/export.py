@@ -194,7 +194,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
     the sidecar's hints; see :func:`engine.xmp.sidecar.sidecar_recipe`); ``changes`` apply on top
     (:func:`engine.edits.apply_changes`). The outputs carry the source's EXIF, the provenance a re-render needs
     and ``extra_xmp`` (default: the sidecar's rating, labels and keywords). Every output is checked before the
-    render starts; an existing file is replaced only with ``overwrite`` in its options. ``cache`` (a
+    render starts; an existing file is replaced only with ``overwrite`` in its options; all outputs are written,
+    or none (those written are removed when a later one fails). ``cache`` (a
     :class:`engine.stage_cache.StageCache`) resumes the render after the last stage whose inputs are unchanged.
     """
     from engine.edits import apply_changes
@@ -224,9 +225,24 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
 
         rendered = render(opened, recipe, device=device, stages_dir=Path(stages_dir) if stages_dir else None,
                           progress=progress, cache=cache, preview=reduced_size(opened, targets))
-        written = tuple(write_image(rendered, target, options, extra_xmp or None) for target, options in targets)
+        written = _write_all(rendered, targets, extra_xmp or None)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings))
+
+
+def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],
+               extra_xmp: dict[str, Any] | None) -> tuple[Path, ...]:
+    """Write every output, or none: when one cannot be written (a full disk, say), those this call wrote are
+    removed again, so a watch folder's failed file leaves no web JPEG published without its master TIFF."""
+    written: list[Path] = []
+    try:
+        for target, options in targets:
+            written.append(write_image(rendered, target, options, extra_xmp))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return tuple(written)
 
 
 def _check_targets_apart(targets: list[tuple[Path, Any]]) -> None:

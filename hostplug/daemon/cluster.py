@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from hostplug.daemon.config import DaemonConfig, FolderConfig
-from hostplug.daemon.errors import ConfigError
+from hostplug.daemon.errors import ClusterLostError, ConfigError
 from hostplug.daemon.job import Job, Outcome
 from hostplug.daemon.workers import MAX_FAILED_STARTS, Event, describe_slots
 
@@ -618,7 +618,15 @@ class RayPool:
         slot.render = slot.actor.render.remote(job)
 
     def poll(self, timeout: float) -> list[Event]:
-        """Wait up to ``timeout`` seconds for workers; returns finished, crashed and timed-out jobs."""
+        """Wait up to ``timeout`` seconds for workers; returns finished, crashed and timed-out jobs.
+        :class:`ClusterLostError` when the cluster itself went away (the head stopped, the network broke)."""
+        try:
+            return self._poll(timeout)
+        except ConnectionError as e:  # Ray's client gives up after its own reconnection attempts (about 30 s)
+            raise ClusterLostError(f"lost the Ray cluster at {self.config.cluster} ({_one_line(e)}); the files it "
+                                   "was rendering stay queued: start the daemon again once the cluster is back") from e
+
+    def _poll(self, timeout: float) -> list[Event]:
         ray = self.ray
         now = time.monotonic()
         for slot in self.slots:

@@ -179,7 +179,9 @@ class Daemon:
         for event in self.pool.abandon():
             self._handle(event)
         counts = self.journal.counts() if self.journal else {}
-        _event("stopped", "stopped", **counts)
+        waiting = counts.get("queued", 0) + counts.get("rendering", 0)
+        _event("stopped" + (f"; {waiting} file(s) stay queued for the next start" if waiting else ""), "stopped",
+               **counts)
 
     # -- the loop -----------------------------------------------------------------------------------------------
 
@@ -259,6 +261,13 @@ class Daemon:
         entry = self.journal.get(job.id)
         if entry is None:
             return
+        if entry.content_hash != job.content_hash:  # replaced while it rendered: what came back is the old file's
+            for target in event.targets:
+                originals.remove_partials(Path(target))
+            self.journal.requeue(entry.id, refund=True)
+            _event(f"{entry.path} was replaced while it rendered; rendering the new file", "replaced",
+                   path=str(entry.path), id=entry.id)
+            return
         if event.kind == "outcome" and event.outcome is not None:
             self._outcome(entry, event.outcome, event.slot.node)
             return
@@ -311,11 +320,16 @@ class Daemon:
     def _give_up(self, entry: Entry, reason: str, kind: str) -> None:
         """The file failed for good: set it aside with a report, record why, keep going."""
         assert self.journal is not None
-        if kind != "gone" and self._may_still_be_written(entry, reason):
+        if kind == "gone":  # renamed or deleted before it rendered: nothing failed, and nothing is left to retry
+            self.journal.forget(entry.id)
+            _event(f"{entry.path} went away before it rendered (renamed or deleted)", "gone", path=str(entry.path),
+                   id=entry.id)
+            return
+        if self._may_still_be_written(entry, reason):
             return
         folder = self._folder(entry)
         moved_to = None
-        if kind != "gone" and folder is not None:
+        if folder is not None:
             report = originals.failure_report(entry.path, reason, kind, entry.attempts)
             try:
                 moved_to = originals.set_aside(entry.path, folder, report)

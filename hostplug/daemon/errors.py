@@ -15,3 +15,9 @@ class JournalError(HostplugError):
     """The journal cannot be opened, or another daemon holds it."""
 
     exit_code = 7
+
+
+class ClusterLostError(HostplugError):
+    """The connection to the Ray cluster was lost while the daemon ran; its files stay queued in the journal."""
+
+    exit_code = 8

@@ -202,6 +202,10 @@ class Journal:
             (recipe_hash, json.dumps(outputs), time.time(), file_id),
         )
 
+    def forget(self, file_id: int) -> None:
+        """Drop a raw's row: the file went away before it rendered (a later file of that name is new)."""
+        self.db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+
     def fail(self, file_id: int, error: str, kind: str, moved_to: Path | None = None) -> None:
         """The raw failed for good (until someone retries it)."""
         self.db.execute(
