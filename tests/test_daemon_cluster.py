@@ -428,3 +428,19 @@ def _processes() -> list[tuple[int, list[str]]]:
                 if argv and argv[0]:
                     found.append((int(entry.name), argv))
     return found
+
+
+def test_workers_that_no_node_places_are_reported_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # a second daemon on a cluster whose CPUs another one holds waited in silence, its files queued for ever
+    from hostplug.daemon import cluster
+
+    config = parse_config({"daemon": {"cluster": "ray://127.0.0.2:10001"},
+                           "folder": [{"path": "in", "output": [{"folder": "o"}]}]}, tmp_path)
+    pool = cluster.RayPool(config)
+    pool.slots = [cluster.RaySlot(actor=None, name="w0")]
+    pool.spawned_at = time.monotonic() - cluster.UNPLACED_WARN_S - 1
+    with caplog.at_level("WARNING", logger="hostplug.watch"):
+        pool._warn_if_unplaced()
+        pool._warn_if_unplaced()
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "no render worker has started" in warning and "another daemon" in warning

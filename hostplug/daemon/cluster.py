@@ -51,6 +51,7 @@ RAY_VERSION = "2.60.0"  # pinned by the 'cluster' extra: every node and the daem
 INSTALL = "pip install 'hostplug[cluster]'"
 NAMESPACE = "hostplug"
 CLAIM_POLL_SECONDS = 20.0  # how long one next_claim call waits before the daemon asks again
+UNPLACED_WARN_S = 60.0  # no worker started after this long: say why files wait
 CLAIM_ANSWER_SECONDS = 300.0  # how long a worker waits for the daemon to answer a claim
 PROBE_SECONDS = 180.0  # how long the start-up probe may take (a node starts a Python worker for it)
 PUBLIC = ("0.0.0.0", "::", "[::]", "")
@@ -444,6 +445,8 @@ class RayPool:
         self.config = config
         self.slots: list[RaySlot] = []
         self.failed_starts = 0
+        self.spawned_at = 0.0  # when the workers were asked for (monotonic)
+        self.unplaced_warned = False
         self.ray: Any = None
         self.journal: Any = None
         self.prefix = "hostplug-" + hashlib.sha256(str(config.journal).encode()).hexdigest()[:10]
@@ -588,6 +591,7 @@ class RayPool:
         gpu = self.config.device == "cuda"
         threads = self.config.threads_per_worker or self.config.cpus_per_worker
         actor_class = self.ray.remote(RenderWorker)
+        self.spawned_at = time.monotonic()
         for node in nodes:
             for _ in range(node["workers"]):
                 name = f"{self.prefix}-{len(self.slots)}"
@@ -627,6 +631,7 @@ class RayPool:
                                    "was rendering stay queued: start the daemon again once the cluster is back") from e
 
     def _poll(self, timeout: float) -> list[Event]:
+        self._warn_if_unplaced()
         ray = self.ray
         now = time.monotonic()
         for slot in self.slots:
@@ -657,6 +662,17 @@ class RayPool:
                 events.append(self._lost(slot, "timeout", f"render took longer than {self.config.render_timeout:g} "
                                                           f"s on {slot.node}", kill=True))
         return events
+
+    def _warn_if_unplaced(self) -> None:
+        """Say so, once, when no worker has started long after they were asked for: Ray places an actor only where
+        its CPUs are free, and waits in silence while another job or daemon holds them."""
+        if self.unplaced_warned or any(s.ready for s in self.slots) or not self.spawned_at:
+            return
+        if time.monotonic() - self.spawned_at > UNPLACED_WARN_S:
+            self.unplaced_warned = True
+            log.warning("no render worker has started on the Ray cluster %s after %g s: its nodes' CPUs are "
+                        "probably taken by other work (another daemon?); 'ray status' shows them. Files stay "
+                        "queued until workers start", self.config.cluster, UNPLACED_WARN_S)
 
     def _pending(self, slot: RaySlot, ref: Any) -> list[Event]:
         try:
