@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyexiv2
 
-from engine.errors import InputNotFoundError, OutputError, RecipeError
+from engine.errors import InputNotFoundError, OutputError, RecipeError, UnsupportedInputError
 from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
 from engine.output.metadata import XMP_PREFIX, register_namespace
 from engine.recipe import Recipe, StageSettings, check_json_depth
@@ -69,7 +69,8 @@ def read_record(path: Path) -> RenderRecord:
         with pyexiv2.Image(str(path)) as image:
             xmp = image.read_xmp()
     except RuntimeError as e:
-        raise InputNotFoundError(f"{path}: cannot read its metadata ({' '.join(str(e).split())})") from e
+        raise UnsupportedInputError(f"{path}: not an image whose metadata hostplug can read "
+                                    f"({' '.join(str(e).split())}); only hostplug outputs can be re-rendered") from e
     stored = xmp.get(f"Xmp.{XMP_PREFIX}.recipe")
     if not stored:
         raise RecipeError(f"{path}: records no hostplug recipe; only hostplug outputs can be re-rendered")

@@ -378,3 +378,11 @@ def test_a_raw_changed_since_its_output_says_so_and_its_recipe_can_be_reused(raw
     again = tmp_path / "again.png"
     assert hostplug("render", raw, "-o", again, "--no-service", "--recipe", out).exit_code == 0
     assert np.array_equal(pixels(again), pixels(out))
+
+
+def test_rerender_of_a_file_that_is_no_image_says_so(tmp_path: Path) -> None:
+    text = tmp_path / "text.dng"
+    text.write_text("hello")
+    result = CliRunner().invoke(main, ["rerender", str(text)])
+    assert result.exit_code == 3 and "only hostplug outputs can be re-rendered" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
