@@ -19,10 +19,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputNotFoundError, OutputError
 from engine.output.formats import SUFFIX_FORMATS
+from engine.xmp.namespaces import HOSTPLUG_PREFIX
+
+if TYPE_CHECKING:
+    from engine.xmp.provenance import Provenance
 
 RENDERED_SUFFIXES = frozenset(SUFFIX_FORMATS)  # an image an editor rendered, not a raw
 OUTPUT_TAG = "_hostplug"
@@ -55,12 +59,11 @@ def check_readable(path: Path) -> None:
         raise InputNotFoundError(f"{path}: cannot read ({e.strerror})") from e
 
 
-def rendered_from(image: Path, raw: Path) -> bool:
-    """Whether ``image`` is a hostplug render of ``raw`` (by its recorded hash, else its recorded path)."""
+def rendered_from(provenance: Provenance, raw: Path) -> bool:
+    """Whether the image ``provenance`` was read from is a hostplug render of ``raw`` (by its recorded hash, else
+    its recorded path)."""
     from engine.output.export import file_sha256
-    from engine.xmp.provenance import read_provenance
 
-    provenance = read_provenance(image)
     if provenance.sha256 is not None:
         return provenance.sha256 == file_sha256(raw.resolve())
     return provenance.path is not None and provenance.path == raw.resolve()
@@ -69,35 +72,33 @@ def rendered_from(image: Path, raw: Path) -> bool:
 def output_for_raw(raw: Path) -> tuple[Path, bool]:
     """Where to render ``raw``: (path, whether it replaces an earlier render of the same raw that nobody changed
     since it was written; a retouched one is kept, and the next free name taken)."""
+    from engine.xmp.provenance import read_provenance
+
     index = 1
     while True:
         name = f"{raw.stem}{OUTPUT_TAG}{'' if index == 1 else f'-{index}'}.tif"
         target = raw.with_name(name)
         if not target.exists():
             return target, False
-        if rendered_from(target, raw) and untouched(target):
+        provenance = read_provenance(target)
+        if rendered_from(provenance, raw) and untouched(target, provenance.written):
             return target, True
         index += 1
 
 
-WRITTEN_KEY = "Xmp.hostplug.written"  # when open wrote its TIFF, in seconds: also the file's modification time
+WRITTEN_KEY = f"Xmp.{HOSTPLUG_PREFIX}.written"  # when open wrote its TIFF (seconds): also the file's mtime
 MTIME_SLACK_S = 2.0  # file systems that keep modification times in 2 s steps (FAT, exFAT)
 
 
-def untouched(image: Path) -> bool:
-    """Whether ``image``, a TIFF that ``open`` wrote, was not changed since: its modification time is still the
-    one :func:`open_file` recorded in it and set (an editor that saved over it moved the time on). A render
-    written before the time was recorded counts as untouched, as it always did."""
-    import pyexiv2
-
-    from engine.output.metadata import register_namespace
-
-    register_namespace()
+def untouched(image: Path, written: str | None) -> bool:
+    """Whether ``image``, a TIFF that ``open`` wrote and stamped ``written`` (its provenance's), was not changed
+    since: its modification time is still the one :func:`open_file` recorded and set (an editor that saved over
+    it moved the time on). A render written before the time was recorded counts as untouched, as it always did."""
+    if written is None:
+        return True
     try:
-        with pyexiv2.Image(str(image)) as handle:
-            recorded = handle.read_xmp().get(WRITTEN_KEY)
-        return recorded is None or abs(image.stat().st_mtime - float(recorded)) <= MTIME_SLACK_S
-    except (RuntimeError, ValueError, OSError):
+        return abs(image.stat().st_mtime - float(written)) <= MTIME_SLACK_S
+    except (ValueError, OSError):
         return False
 
 
@@ -166,7 +167,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
                     True)
 
 
-def _check_replaceable(image: Path, raw: Path, provenance: Any) -> None:
+def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
     """Refuse to replace a JPEG or PNG that records no raw it was rendered from: matched to ``raw`` by its name
     alone it is most likely the camera's own JPEG of a RAW+JPEG pair, not an editor's render. (Editors hand over
     TIFFs, which a name match still re-renders in place.)"""

@@ -36,6 +36,7 @@ class Provenance:
     path: Path | None = None  # the absolute source path hostplug recorded
     sha256: str | None = None  # the source's content hash hostplug recorded
     recipe: Recipe | None = None  # the recipe the file was rendered with (hostplug outputs only)
+    written: str | None = None  # when ``hostplug open`` wrote the file, as it recorded it (its own TIFFs only)
 
 
 def read_provenance(image: Path) -> Provenance:
@@ -63,6 +64,7 @@ def read_provenance(image: Path) -> Provenance:
         path=Path(recorded) if isinstance(recorded, str) and recorded else None,
         sha256=sha.lower() if isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha) else None,
         recipe=_recipe(xmp.get(f"Xmp.{XMP_PREFIX}.recipe")),
+        written=xmp.get(f"Xmp.{XMP_PREFIX}.written"),
     )
 
 
