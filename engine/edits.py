@@ -32,7 +32,7 @@ def read_recipe_file(path: Path) -> Recipe:
     """A recipe from a JSON file, or the one recorded in a hostplug output (a JPEG, PNG or TIFF);
     :class:`RecipeError` when it cannot be read or is not a recipe."""
     from engine.io.bounded import read_regular
-    from engine.io.source import RGB_SUFFIXES
+    from engine.io.formats import RGB_SUFFIXES
 
     path = Path(path)
     if path.suffix.lower() in RGB_SUFFIXES:

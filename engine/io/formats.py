@@ -52,6 +52,7 @@ RAW_FORMATS: dict[str, str] = {
 }
 
 RAW_SUFFIXES = frozenset("." + suffix for suffix in RAW_FORMATS)
+RGB_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})  # display-referred images the engine reads
 
 
 def is_raw_name(path: str | Path) -> bool:

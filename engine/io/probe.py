@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.errors import InputNotFoundError, UnsupportedInputError
+from engine.io.formats import RGB_SUFFIXES
 from engine.io.limits import quiet_stderr
-from engine.io.source import RGB_SUFFIXES
 
 
 def check_renderable_file(path: Path) -> None:

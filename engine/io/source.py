@@ -23,11 +23,10 @@ from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInpu
 from engine.io.bad_pixels import BadPixels, BadPixelsList, repairable
 from engine.io.bounded import pinned
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
+from engine.io.formats import RGB_SUFFIXES
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
-
-RGB_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 # What ``neutral_origin`` says of a file without a usable as-shot white balance (``hostplug info`` prints it).
 NO_AS_SHOT = "none in the file; learned estimate"

@@ -82,7 +82,7 @@ def find_sidecars(raw: Path) -> list[Path]:
 
     Adobe's name is a camera raw's only: a JPEG, PNG or TIFF beside the raw (the camera's JPEG of a RAW+JPEG
     pair, an output rendered beside it) shares its stem, not its edit."""
-    from engine.io.source import RGB_SUFFIXES
+    from engine.io.formats import RGB_SUFFIXES
 
     raw = Path(raw)
     names: tuple[str, ...] = (raw.name + ".xmp", raw.name + ".XMP")
