@@ -100,7 +100,7 @@ def write_thumbnail(raw_path: Path, output: Path, size: int = 256, overwrite: bo
     """
     raw_path, output = Path(raw_path), Path(output)
     _check_output(raw_path, output, overwrite)
-    from engine.output.publish import publish
+    from engine.output.publish import discard, publish
 
     image, width, height = _preview(raw_path)
     image = image.convert("RGB")
@@ -114,7 +114,7 @@ def write_thumbnail(raw_path: Path, output: Path, size: int = 256, overwrite: bo
     except OSError as e:
         raise ThumbnailError(f"cannot write {output}: {e.strerror or e}", "output") from e
     finally:
-        partial.unlink(missing_ok=True)
+        discard(partial)
     return {"output": str(output), "width": int(width), "height": int(height)}
 
 

@@ -452,3 +452,18 @@ def test_a_render_gives_all_its_outputs_or_none(tmp_path: Path, sample_dng: Path
     with pytest.raises(OutputError, match="No space left"):
         export.render_files(sample_dng, [(tmp_path / "web.jpg", None), (tmp_path / "master.tif", None)])
     assert not list(tmp_path.iterdir())
+
+
+def test_a_read_only_file_system_is_one_error_not_a_traceback(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a write-locked card or a read-only share, deleting the partial file fails too (EROFS, not "no such
+    # file"): that second error hid the first and the command ended in a traceback.
+    import errno
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(engine.output.write, "_write_tiff", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(OutputError, match="cannot write .*out.tif: Read-only file system"):
+        write_image(gradient(), tmp_path / "out.tif")

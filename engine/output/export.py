@@ -30,6 +30,7 @@ from engine.io.source import Source
 from engine.output import write as _write
 from engine.output.formats import OutputOptions, resolve_format
 from engine.output.metadata import XMP_PREFIX
+from engine.output.publish import discard
 from engine.recipe import Recipe
 
 if TYPE_CHECKING:  # the pipeline (numba, the stages) is imported by render_files, after the raw is opened
@@ -240,7 +241,7 @@ def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],
             written.append(write_image(rendered, target, options, extra_xmp))
     except BaseException:
         for path in written:
-            path.unlink(missing_ok=True)
+            discard(path)
         raise
     return tuple(written)
 

@@ -6,6 +6,7 @@ second) shares it with the image writer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -26,3 +27,10 @@ def publish(partial: Path, path: Path, overwrite: bool) -> None:
         if path.exists():
             raise FileExistsError(path) from None
         os.replace(partial, path)
+
+
+def discard(path: Path) -> None:
+    """Delete ``path`` if it is there. A failure to (a read-only file system, where the file was never made) is
+    ignored: this runs while another error is on its way out, and must not replace it."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)

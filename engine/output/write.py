@@ -38,7 +38,7 @@ from engine.output.metadata import (
     tiff_tags,
     writable_exif,
 )
-from engine.output.publish import publish
+from engine.output.publish import discard, publish
 
 __all__ = ["OutputOptions", "resolve_format", "write_image"]
 
@@ -311,7 +311,7 @@ def write_image(
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
     finally:
-        partial.unlink(missing_ok=True)
+        discard(partial)
         IN_PROGRESS.discard(partial)
     return path
 
