@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from engine import kernels, tiling
-from engine.errors import RecipeError
+from engine.errors import OutputError, RecipeError
 from engine.io.source import Source, open_source
 from engine.recipe import Recipe
 from engine.stage_cache import StageCache, stage_keys
@@ -113,13 +113,13 @@ def render(
     if isinstance(source, (str, Path)):  # a path is opened here, as engine.render_file does
         source = open_source(source)
     _check_arguments(recipe, device, preview)
-    stages_dir = Path(stages_dir) if stages_dir is not None else None
     recipe = recipe or Recipe()
     check_recipe(recipe)
     ctx = Context(source=source, recipe=recipe, device=device)
     stages = [stage_for(name, recipe) for name in STAGE_ORDER]
     # Every stage's params are checked before any stage prepares (loads a model) or touches a pixel.
     params = {stage.name: stage.resolve_params(recipe) for stage in stages}
+    stages_dir = _stages_folder(stages_dir) if stages_dir is not None else None
     ctx.binning = binning(source, preview)
     keys = stage_keys(source, stages, params, recipe, device, preview) if cache is not None else None
     first, resumed = cache.resume(keys, ctx) if cache is not None and keys else (0, None)
@@ -213,16 +213,27 @@ def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     return turn(image) if turn else image
 
 
+def _stages_folder(folder: str | Path) -> Path:
+    """The folder for the stages' images, made before any stage runs, so that one that cannot be made costs
+    no render."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot write the stages to {folder}: {error.strerror or error}") from error
+    return folder
+
+
 def save_stage(folder: Path, index: int, stage: Stage, image: Any, recipe: Recipe, ctx: Context) -> None:
     """Write a stage's output as an 8-bit PNG (linear stages shown sRGB-encoded) and its params as JSON."""
     from engine.colour import srgb_encode
 
-    folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"{index + 1}_{stage.name}"
     image = kernels.to_host(image)
     display = image if stage.encoding == "display" else srgb_encode(image)
     bgr = (np.clip(display, 0.0, 1.0)[..., ::-1] * 255.0 + 0.5).astype(np.uint8)
-    cv2.imwrite(str(stem) + ".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not cv2.imwrite(str(stem) + ".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1]):  # says only False
+        raise OutputError(f"cannot write {stem}.png (is {folder} writable, with space left?)")
     info = {
         "stage": stage.name,
         "implementation": stage.implementation,
@@ -231,4 +242,7 @@ def save_stage(folder: Path, index: int, stage: Stage, image: Any, recipe: Recip
         "decided": ctx.notes.get(stage.name),
         "size": [int(image.shape[1]), int(image.shape[0])],
     }
-    stem.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
+    try:
+        stem.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
+    except OSError as error:
+        raise OutputError(f"cannot write {stem}.json: {error.strerror or error}") from error

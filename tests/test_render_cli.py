@@ -135,6 +135,15 @@ def test_stages_option_writes_an_image_and_parameters_for_every_stage(tmp_path: 
     assert (stages / "7_detail.png").read_bytes() == before and not (tmp_path / "again.jpg").exists()
 
 
+def test_a_stages_folder_that_cannot_be_made_is_one_line_before_any_work(tmp_path: Path, sample_dng: Path) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    stages = tmp_path / "a_file" / "stages"
+    result = hostplug("render", sample_dng, "-o", tmp_path / "out.jpg", "--stages", stages)
+    assert result.exit_code == 5
+    assert error_lines(result.stderr) == [f"hostplug: error: cannot write the stages to {stages}: Not a directory"]
+    assert not (tmp_path / "out.jpg").exists()
+
+
 def test_json_option_prints_a_parseable_report_with_the_output_path(tmp_path: Path, sample_dng: Path) -> None:
     out = tmp_path / "out.jpg"
     result = hostplug("render", sample_dng, "-o", out, "--json", "--exposure", 0.5)
