@@ -54,6 +54,15 @@ def test_truncated_sony_arw_is_refused_in_one_line(tmp_path: Path) -> None:
     assert_one_line_refusal(result, "truncated", tmp_path, [bad.name])
 
 
+def test_a_raw_cut_before_its_pixels_is_refused_not_rendered_black(tmp_path: Path) -> None:
+    # LibRaw decodes an ARW cut inside its header area without an error, as a sensor of zeros: that rendered to
+    # an all-black TIFF with exit 0 (and a watch folder delivered it).
+    bad = truncated_copy(SONY, tmp_path, fraction=0.01)
+    result = hostplug("render", bad, "-o", tmp_path / "out.tif")
+    assert result.exit_code == 3
+    assert_one_line_refusal(result, "truncated", tmp_path, [bad.name])
+
+
 def test_text_file_named_like_a_raw_is_refused_in_one_line(tmp_path: Path) -> None:
     fake = tmp_path / "IMG_0001.CR2"
     fake.write_text("this is not a photograph\n" * 20)

@@ -493,8 +493,11 @@ def _check_plausible(source: Source) -> None:
     """Refuse data that decoded but cannot be an image (LibRaw fills truncated files with zeros)."""
     if source.sensor.size == 0:
         raise CorruptInputError(f"{source.path}: the raw holds no pixels")
+    if not np.any(source.sensor):  # a real exposure, even a lens-cap frame, holds black level and read noise
+        raise CorruptInputError(f"{source.path}: the raw holds no picture data (every value is 0); the file is "
+                                "probably truncated or damaged")
     rows = source.sensor[-max(1, source.sensor.shape[0] // 8) :]
-    if not np.any(rows) and np.any(source.sensor):
+    if not np.any(rows):
         raise CorruptInputError(f"{source.path}: the raw data ends early (the last rows are empty); the file is "
                                 "probably truncated")
     # LibRaw repeats the last row it could decode of some compressed raws (Sony ARW) down to the bottom.
