@@ -93,8 +93,9 @@ def test_missing_input_is_refused_in_one_line(tmp_path: Path) -> None:
 def test_missing_output_folder_is_refused_in_one_line(tmp_path: Path, sample_dng: Path) -> None:
     result = hostplug("render", sample_dng, "-o", tmp_path / "no" / "such" / "out.tif")
     assert_one_line_refusal(result, "does not exist", tmp_path, [])
-    result = hostplug("render", sample_dng, "--out-dir", tmp_path / "nofolder")
-    assert_one_line_refusal(result, "does not exist", tmp_path, [])
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    result = hostplug("render", sample_dng, "--out-dir", tmp_path / "blocker" / "new")  # made only where it can be
+    assert_one_line_refusal(result, "cannot make the output folder", tmp_path, ["blocker"])
 
 
 def test_output_under_a_regular_file_is_refused_in_one_line(tmp_path: Path, sample_dng: Path) -> None:
