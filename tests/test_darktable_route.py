@@ -209,6 +209,43 @@ def test_integrate_darktable_refuses_an_unknown_preset_and_writes_nothing(tmp_pa
     assert result.exit_code != 0 and not (tmp_path / "c.toml").exists()
 
 
+@pytest.mark.parametrize(("option", "code", "words"), [
+    (("--preset", "nosuch"), 2, "no preset named 'nosuch'"),
+    (("--style", "nosuch"), 2, "unknown style 'nosuch'"),
+    (("--config", "a_file/darktable.toml"), 5, "cannot write the configuration"),  # its folder is a file
+    (("--config", "/proc/hostplug.toml"), 5, "cannot write the configuration"),
+])
+def test_a_refused_route_leaves_no_hot_folder_and_no_configuration_behind(
+        tmp_path: Path, option: tuple[str, str], code: int, words: str) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    flag, value = option
+    config = (tmp_path / value) if flag == "--config" else tmp_path / "conf" / "darktable.toml"
+    args = [flag, config] if flag == "--config" else [*option, "--config", config]
+    before = sorted(tmp_path.rglob("*"))
+    result = hostplug("integrate", "darktable", "--hot-folder", tmp_path / "new" / "hot", *args)
+    assert result.exit_code == code
+    (line,) = error_lines(result.stderr)  # one line, never a traceback
+    assert line.startswith("hostplug: error: ") and words in line, line
+    assert sorted(tmp_path.rglob("*")) == before  # checked before anything was made
+
+
+def test_a_route_failing_the_daemons_start_checks_takes_back_what_it_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostplug.daemon import validate as checks
+
+    def refuse(_config: object) -> None:
+        raise ConfigError("journal folder is not writable")
+
+    config = tmp_path / "darktable.toml"
+    config.write_text("# the user's own\n")
+    monkeypatch.setattr(checks, "validate", refuse)
+    result = hostplug("integrate", "darktable", "--hot-folder", tmp_path / "new" / "hot", "--config", config,
+                      "--force")
+    assert result.exit_code == 2 and error_lines(result.stderr) == [
+        "hostplug: error: journal folder is not writable"]
+    assert not (tmp_path / "new").exists() and config.read_text() == "# the user's own\n"
+
+
 def _copy_folder(tmp_path: Path, roots: tuple[Path, ...] = ()) -> FolderConfig:
     hot = tmp_path / "hot"
     hot.mkdir(exist_ok=True)

@@ -251,6 +251,22 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path: Path,
         assert torch.allclose(a, b, rtol=0.0, atol=1e-6), name  # float rounding only
 
 
+@pytest.mark.parametrize("content", [b"junk\n", b"", b"PK\x03\x04 a zip, but no checkpoint"])
+def test_a_file_that_is_no_checkpoint_is_one_line_and_kept(tmp_path: Path, content: bytes) -> None:
+    # torch's own error was a traceback telling the user to load it with weights_only=False (running its code)
+    from conftest import error_lines, hostplug
+
+    checkpoint = tmp_path / "bogus.pt"
+    checkpoint.write_bytes(content)
+    result = hostplug("train", "denoise", "--size", "fast", "--steps", "1", "--checkpoint", checkpoint,
+                      "--weights-dir", tmp_path / "out")
+    assert result.exit_code == 3  # a file that is damaged or unsupported
+    assert error_lines(result.stderr) == [
+        f"hostplug: error: --checkpoint {checkpoint}: not a checkpoint `hostplug train denoise` wrote (damaged, or "
+        "another kind of file); delete it, or give another --checkpoint"]
+    assert checkpoint.read_bytes() == content and not (tmp_path / "out").exists()
+
+
 # --- the shipped weights -------------------------------------------------------------------------------------------
 
 def _shipped(size: str) -> None:

@@ -254,6 +254,37 @@ def test_warm_start_fits_earlier_weights_into_a_network_of_more_inputs(tmp_path:
         assert torch.allclose(new(hist), old(hist[:, :before]))
 
 
+@pytest.mark.parametrize(("content", "words"), [
+    (b"not weights", "not a safetensors weights file"),
+    ("denoise-fast", "not wb-c5 weights"),  # another model's weights
+    ("wb-c5", "give the --inputs it was trained with"),  # the shipped wb-c5 reads 4 histograms, this run 2
+])
+def test_a_wrong_init_file_is_one_line_before_any_training_data_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes | str, words: str) -> None:
+    from conftest import error_lines, hostplug
+
+    from engine.training import train_illuminant
+
+    init = tmp_path / "init.safetensors"
+    if isinstance(content, str):
+        if content not in models.read_manifest():
+            pytest.skip(f"{content} is not shipped in this checkout")
+        init.write_bytes(models.entry(content).path.read_bytes())
+    else:
+        init.write_bytes(content)
+
+    def no_data(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the training data were made before --init was checked")
+
+    monkeypatch.setattr(train_illuminant, "training_data", no_data)
+    result = hostplug("train", "wb", "--init", init, "--inputs", "2", "--steps", "1", "--scenes", "10",
+                      "--weights-dir", tmp_path / "out")
+    assert result.exit_code == 3  # a file that is damaged or unsupported
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"hostplug: error: --init {init}: ") and words in line, line
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_rerender_pins_the_estimated_white_balance(tmp_path: Path, sample_dng: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Outputs made with --wb auto keep their white balance when a new estimator ships (the models changed),

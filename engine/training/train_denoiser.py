@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import HostplugError
+from engine.errors import CorruptInputError, HostplugError
 from engine.models import denoiser
 from engine.training import denoise_data, loop
 
@@ -136,7 +136,7 @@ def _resume(path: Path, model: denoiser.Denoiser, optimiser: torch.optim.Optimiz
             run: dict[str, Any]) -> tuple[int, list[float], np.random.Generator, int]:
     """(step, losses, data generator, total steps) of a checkpoint of this ``run``; loads the model and optimiser
     state. HostplugError for a checkpoint of another run (size, batch, patch, seed, steps...)."""
-    state = torch.load(path, weights_only=True)
+    state = _read_checkpoint(path)
     if "run" not in state:
         raise HostplugError(f"{path}: a checkpoint written before checkpoints recorded their run's settings; delete "
                             "it, or give another --checkpoint")
@@ -153,6 +153,19 @@ def _resume(path: Path, model: denoiser.Denoiser, optimiser: torch.optim.Optimiz
     rng = np.random.default_rng()
     rng.bit_generator.state = state["rng"]
     return state["step"], list(state["losses"]), rng, state["total"]
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The saved state of ``path``; CorruptInputError in one line for a file that is no checkpoint this command
+    wrote (torch's own error tells the user to unpickle it with weights_only=False, which would run its code)."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - the unpickler raises anything (UnpicklingError, KeyError, EOFError...)
+        state = None
+    if not isinstance(state, dict):
+        raise CorruptInputError(f"--checkpoint {path}: not a checkpoint `hostplug train denoise` wrote (damaged, or "
+                                "another kind of file); delete it, or give another --checkpoint")
+    return state
 
 
 def ship(model: denoiser.Denoiser, record: dict[str, Any], weights_dir: Path | None = None):

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.errors import CorruptInputError, UnsupportedInputError
 from engine.models import illuminant
 from engine.training import loop, spectral_data, wb_data
 
@@ -60,6 +61,8 @@ class WBTrainConfig:
 def train(config: WBTrainConfig, log: Callable[[str], None] = print,
           data: wb_data.WBSet | None = None) -> tuple[illuminant.IlluminantNet, dict[str, Any]]:
     """Train a fresh estimator; returns it and the training record for the manifest."""
+    if config.init:  # a wrong --init file is refused now, not after the minutes the training data take
+        warm_start(illuminant.IlluminantNet(config.width, config.inputs), config.init)
     loop.seed_everything(config.seed, config.threads if config.device == "cpu" else None)
     start = time.perf_counter()
     if data is None:
@@ -157,17 +160,38 @@ def _sha256(path: str | Path) -> str:
 
 def warm_start(model: illuminant.IlluminantNet, path: str | Path) -> None:
     """Load weights from ``path`` into ``model``; weights of a network with fewer input histograms (an earlier
-    wb-c5) fit with the extra inputs' kernels at zero, so the network starts out as exactly the old one."""
-    from safetensors.torch import load_file
+    wb-c5) fit with the extra inputs' kernels at zero, so the network starts out as exactly the old one.
 
-    state = load_file(str(path))
+    CorruptInputError for a file that is no safetensors file, UnsupportedInputError for the weights of another
+    network (another model, or a wb-c5 of another width or more inputs): one line naming the file."""
+    state = _read_weights(Path(path))
     first = "enc1.0.weight"
     own = model.state_dict()[first]
-    if state[first].shape[1] < own.shape[1]:
+    if first not in state:
+        raise UnsupportedInputError(f"--init {path}: not wb-c5 weights (it holds no {first}, so it is another "
+                                    "model's); give a wb-c5 .safetensors, such as engine/weights/wb-c5.safetensors")
+    if state[first].ndim == own.ndim and state[first].shape[1] < own.shape[1]:
         padded = torch.zeros_like(own)
         padded[:, : state[first].shape[1]] = state[first]
         state[first] = padded
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:  # missing or extra tensors, or shapes of another width or more inputs
+        raise UnsupportedInputError(
+            f"--init {path}: weights of another network shape ({first} is {tuple(state[first].shape)}, this "
+            f"run's is {tuple(own.shape)}); give the --inputs it was trained with") from None
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; CorruptInputError in one line for a file that is none."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CorruptInputError(f"--init {path}: not a safetensors weights file ({e}); give the .safetensors "
+                                "of a wb-c5 (such as engine/weights/wb-c5.safetensors)") from None
 
 
 def training_data(config: WBTrainConfig, log: Callable[[str], None] = print) -> wb_data.WBSet:

@@ -89,15 +89,20 @@ def first_file(folder: Path) -> Path | None:
     return None
 
 
-def check_folder(folder: FolderConfig) -> None:
-    """The hot folder exists, its look is valid (presets known, settings in range), its outputs are writable."""
-    if not folder.path.is_dir():
-        raise ConfigError(f"hot folder {folder.path} does not exist or is not a folder")
+def check_look(folder: FolderConfig) -> None:
+    """The folder's look is valid: its presets known, its style and settings in range (needs no folder)."""
     recipe = folder_recipe(folder)
     try:  # stage settings are held to their stages' descriptions now, not at every render
         check_renderable(recipe)
     except HostplugError as e:
         raise ConfigError(f"hot folder {folder.path}: {e}") from None
+
+
+def check_folder(folder: FolderConfig) -> None:
+    """The hot folder exists, its look is valid (presets known, settings in range), its outputs are writable."""
+    if not folder.path.is_dir():
+        raise ConfigError(f"hot folder {folder.path} does not exist or is not a folder")
+    check_look(folder)
     for spec in folder.outputs:
         if spec.folder is not None:
             check_writable(spec.folder, "output folder")

@@ -9,13 +9,17 @@ the original and its darktable sidecar are only ever read. How the original is f
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.errors import OutputError
 from hostplug.daemon.beside import MIRROR_PATTERN
-from hostplug.daemon.config import DaemonConfig, load_config
-from hostplug.daemon.errors import ConfigError, JournalError
+from hostplug.daemon.config import DaemonConfig, load_config, parse_config
+from hostplug.daemon.errors import ConfigError
 
 DEFAULT_HOT_FOLDER = Path("~/hostplug-darktable")
 DEFAULT_CONFIG = Path("~/.config/hostplug/darktable.toml")
@@ -67,39 +71,118 @@ def write_route(config_path: Path, hot_folder: Path, library_roots: Sequence[Pat
                 presets: Sequence[str] = (), style: str | None = None, *, force: bool = False) -> DaemonConfig:
     """Create the hot folder, write the configuration and prove it loads and passes the daemon's start checks.
 
-    Before anything is written, a hot folder that is not a new folder of its own is refused (:class:`ConfigError`):
-    the home folder, one overlapping a library root, or one that already holds files, since the daemon deletes
-    the copies it renders there. An existing configuration with other content is kept unless ``force``; a
-    configuration that fails its checks is removed again, and :class:`ConfigError` says why.
+    Everything that can be checked is checked before anything is made (:class:`ConfigError`): a hot folder that
+    is not a new folder of its own (the home folder, one overlapping a library root, or one that already holds
+    files, since the daemon deletes the copies it renders there), an unknown preset or style, and an existing
+    configuration with other content, kept unless ``force``. Then the configuration is written first
+    (:class:`OutputError` when it cannot be), and the hot folder made; when that or the daemon's start checks
+    fail, both are taken back, so a refused route leaves nothing behind.
     """
-    from hostplug.daemon.validate import check_copies_apart, validate
+    from hostplug.daemon.validate import validate
 
     hot_folder = hot_folder.expanduser().absolute()
     roots = [r.expanduser().absolute() for r in library_roots]
     text = route_config(hot_folder, roots, presets, style)
-    if config_path.exists() and config_path.read_text(encoding="utf-8") != text and not force:
+    previous = _existing_config(config_path, text, force)
+    _check_route(text, config_path, hot_folder, roots)
+    made = _write_config(config_path, text, previous)
+    new_hot = _missing_folders(hot_folder)
+    try:
+        _make_hot_folder(hot_folder)
+        config = load_config(config_path)
+        validate(config)
+        mark_started_empty(config)
+    except BaseException:
+        _take_back(hot_folder, new_hot)
+        _restore_config(config_path, previous)
+        _remove_folders(made)
+        raise
+    return config
+
+
+def _existing_config(config_path: Path, text: str, force: bool) -> bytes | None:
+    """The bytes of the configuration already at ``config_path`` (None for none); ConfigError when it differs
+    from ``text`` and ``force`` was not given."""
+    try:
+        previous = config_path.read_bytes() if config_path.exists() else None
+    except OSError as e:
+        raise OutputError(f"cannot read the configuration {config_path} ({e.strerror or e}); name another file "
+                          "with --config") from None
+    if previous is not None and previous != text.encode("utf-8") and not force:
         raise ConfigError(f"{config_path} exists; pass --force to replace it")
+    return previous
+
+
+def _check_route(text: str, config_path: Path, hot_folder: Path, roots: Sequence[Path]) -> None:
+    """The checks that need nothing made: library roots, a hot folder of its own, the look (presets, style)."""
+    from hostplug.daemon.validate import check_copies_apart, check_look
+
     for root in roots:
         if not root.is_dir():
             raise ConfigError(f"library root {root} is not a folder")
     check_copies_apart(hot_folder, roots)  # the daemon checks this at every start too
     if not _route_known(hot_folder):  # set up before: the files there now are copies waiting for the daemon
         check_starts_empty(hot_folder)
-    hot_folder.mkdir(parents=True, exist_ok=True)
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    previous = config_path.read_bytes() if config_path.exists() else None
-    config_path.write_text(text, encoding="utf-8")
+    check_look(parse_config(tomllib.loads(text), config_path.parent.absolute()).folders[0])
+
+
+def _write_config(config_path: Path, text: str, previous: bytes | None) -> list[Path]:
+    """Write the configuration, making its folder; the folders made. OutputError, with nothing left behind,
+    when it cannot be written (a read-only or missing place such as /proc)."""
+    made = _missing_folders(config_path.parent)
     try:
-        config = load_config(config_path)
-        validate(config)
-        mark_started_empty(config)
-    except (ConfigError, JournalError):
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        _restore_config(config_path, previous)
+        _remove_folders(made)
+        raise OutputError(f"cannot write the configuration {config_path} ({e.strerror or e}); name another file "
+                          "with --config") from None
+    return made
+
+
+def _make_hot_folder(hot_folder: Path) -> None:
+    """Create the hot folder; OutputError in one line when it cannot be."""
+    try:
+        hot_folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot make the hot folder {hot_folder} ({e.strerror or e}); name another folder "
+                          "with --hot-folder") from None
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, the outermost first: what making it makes."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
+
+
+def _remove_folders(made: Sequence[Path]) -> None:
+    """Remove the folders this run made, innermost first; one that is not empty (by then) stays."""
+    for folder in reversed(made):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _take_back(hot_folder: Path, made: Sequence[Path]) -> None:
+    """Remove a hot folder this run made, with the journal written into it, unless files arrived there since."""
+    from hostplug.daemon.validate import first_file
+
+    if not made or first_file(hot_folder) is not None:
+        return
+    shutil.rmtree(hot_folder / ".hostplug", ignore_errors=True)
+    _remove_folders(made)
+
+
+def _restore_config(config_path: Path, previous: bytes | None) -> None:
+    """Put back the configuration that was at ``config_path`` before (none: remove what was written)."""
+    with contextlib.suppress(OSError):
         if previous is None:
-            config_path.unlink()
+            config_path.unlink(missing_ok=True)
         else:
             config_path.write_bytes(previous)
-        raise
-    return config
 
 
 def mark_started_empty(config: DaemonConfig) -> None:
