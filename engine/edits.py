@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from engine.errors import RecipeError
+from engine.errors import InputNotFoundError, RecipeError
 from engine.recipe import Recipe, StageSettings
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes
@@ -30,7 +30,8 @@ SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe) if 
 
 def read_recipe_file(path: Path) -> Recipe:
     """A recipe from a JSON file, or the one recorded in a hostplug output (a JPEG, PNG or TIFF);
-    :class:`RecipeError` when it cannot be read or is not a recipe."""
+    :class:`InputNotFoundError` (a missing file, exit 2) when there is no such file, :class:`RecipeError` when it
+    cannot be read or is not a recipe."""
     from engine.io.bounded import read_regular
     from engine.io.formats import RGB_SUFFIXES
 
@@ -39,12 +40,12 @@ def read_recipe_file(path: Path) -> Recipe:
         from engine.xmp.provenance import read_provenance
 
         if not path.is_file():
-            raise RecipeError(f"{path}: no such file")
+            raise InputNotFoundError(f"{path}: no such recipe file")
         recorded = read_provenance(path).recipe
         if recorded is None:
             raise RecipeError(f"{path}: records no hostplug recipe that this version reads")
         return recorded
-    data = read_regular(path, MAX_RECIPE_BYTES, "recipe file", RecipeError)
+    data = read_regular(path, MAX_RECIPE_BYTES, "recipe file", RecipeError, missing=InputNotFoundError)
     try:
         return Recipe.from_json(data.decode("utf-8"))
     except UnicodeDecodeError:

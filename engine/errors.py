@@ -19,6 +19,12 @@ class InputNotFoundError(HostplugError):
     exit_code = 2
 
 
+class OptionError(HostplugError):
+    """An option has a value that cannot be used here (a time limit of 0, ``--device cuda`` without a GPU)."""
+
+    exit_code = 2
+
+
 class UnsupportedInputError(HostplugError):
     """The file is not an image format the engine can decode (for example a VC-5 compressed GoPro raw)."""
 
@@ -45,6 +51,13 @@ class OutputError(HostplugError):
     """The output cannot be written (folder missing or read-only, file exists, bad format)."""
 
     exit_code = 5
+
+
+class OutputOptionError(OptionError, OutputError):
+    """The output options contradict each other or the output's name (16 bits for a JPEG, ``--format jpeg`` for a
+    ``.tif``): a wrong option (exit 2), still an :class:`OutputError` for a script that catches those."""
+
+    exit_code = 2
 
 
 class ModelError(HostplugError):

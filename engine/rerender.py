@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyexiv2
 
-from engine.errors import InputNotFoundError, OutputError, RecipeError, UnsupportedInputError
+from engine.errors import CorruptInputError, InputNotFoundError, OutputOptionError, RecipeError, UnsupportedInputError
 from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
 from engine.output.metadata import XMP_PREFIX, register_namespace
 from engine.recipe import Recipe, StageSettings, check_json_depth
@@ -159,20 +159,33 @@ def plan_rerender(record: RenderRecord, changed: Recipe, engine_version: str,
 
 
 def image_format(path: Path) -> tuple[str, int]:
-    """The format ("tiff", "png", "jpeg") and bits per channel of an image file, read from the file."""
+    """The format ("tiff", "png", "jpeg") and bits per channel of an image file, read from the file;
+    UnsupportedInputError (exit 3) for a file that is none of them: the input is wrong, not the output."""
     with path.open("rb") as f:
         head = f.read(32)
     fmt = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
     if fmt is None:
-        raise OutputError(f"{path}: not a TIFF, PNG or JPEG file")
+        raise UnsupportedInputError(f"{path}: not a TIFF, PNG or JPEG file")
     if fmt == "jpeg":
         return fmt, 8
     if fmt == "png":
+        if len(head) < 25:
+            raise CorruptInputError(f"{path}: the PNG file is truncated (it ends inside its header)")
         return fmt, head[24]  # IHDR bit depth
+    return fmt, _tiff_bits(path)
+
+
+def _tiff_bits(path: Path) -> int:
+    """Bits per channel of a TIFF's first page; CorruptInputError for one tifffile cannot read (truncated, or
+    its header points nowhere), whatever tifffile raises for it."""
     import tifffile
 
-    with tifffile.TiffFile(path) as tiff:
-        return fmt, int(tiff.pages.first.bitspersample)
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            return int(tiff.pages.first.bitspersample)
+    except Exception as e:  # noqa: BLE001 - tifffile raises IndexError, ValueError, TiffFileError... on damage
+        raise CorruptInputError(f"{path}: the TIFF file is damaged or truncated (its first image cannot be "
+                                "read)") from e
 
 
 def rerender_target(output: Path, fmt: str) -> Path:
@@ -212,7 +225,7 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     fmt, bits = image_format(output)
     new = Path(target) if target is not None else rerender_target(output, fmt)
     if resolve_format(new, OutputOptions())[0] != fmt:
-        raise OutputError(f"{new}: {output.name} is {fmt.upper()}; give --out a name with a matching suffix")
+        raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; give --out a name with a matching suffix")
     options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
                             space=record.output.get("space", "srgb"), long_edge=record.output.get("long_edge"),
                             overwrite=overwrite)

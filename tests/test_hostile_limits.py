@@ -63,12 +63,12 @@ def test_time_limit_stops_work_stuck_in_compiled_code(tmp_path: Path) -> None:
 def test_time_limit_must_be_a_sane_number_of_seconds(tmp_path: Path, value: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     result = hostplug("render", SAMPLE_DNG, "-o", tmp_path / "x.tif", "--time-limit", value)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a wrong option
     assert error_lines(result.stderr) == [f"hostplug: error: --time-limit {value}: the time limit must be a number "
                                           "of seconds above 0 and at most 604800"]
     monkeypatch.setenv("HOSTPLUG_TIME_LIMIT", value)
     result = hostplug("rerender", tmp_path / "x.tif")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert error_lines(result.stderr) == [f"hostplug: error: HOSTPLUG_TIME_LIMIT={value}: the time limit must be a "
                                           "number of seconds above 0 and at most 604800"]
     assert os.listdir(tmp_path) == []

@@ -201,8 +201,25 @@ def test_a_file_that_is_no_image_is_refused(tmp_path: Path, sample_dng: Path) ->
     fake = tmp_path / "IMG_0002-Edit.tif"
     fake.write_text("not a tiff")
     result = hostplug("open", fake)
-    assert result.exit_code != 0 and "not a TIFF, PNG or JPEG" in result.stderr
+    assert result.exit_code == 3  # the input is unsupported; no output failed to be written (5)
+    assert error_lines(result.stderr) == [f"hostplug: error: {fake}: not a TIFF, PNG or JPEG file"]
     assert fake.read_text() == "not a tiff"
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("IMG_0002-Edit.tif", b"II*\x00" + b"\xff" * 40, "the TIFF file is damaged or truncated"),
+    ("IMG_0002-Edit.png", b"\x89PNG\r\n\x1a\n", "the PNG file is truncated"),
+])
+def test_a_truncated_image_is_one_line_not_a_traceback(tmp_path: Path, sample_dng: Path, name: str,
+                                                       content: bytes, words: str) -> None:
+    shutil.copy(sample_dng, tmp_path / "IMG_0002.dng")
+    fake = tmp_path / name
+    fake.write_bytes(content)
+    result = hostplug("open", fake)
+    assert result.exit_code == 3
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"hostplug: error: {fake}: {words}"), line
+    assert fake.read_bytes() == content
 
 
 def test_thumbnail_is_fast_and_gives_the_full_size(tmp_path: Path, raw: Path) -> None:

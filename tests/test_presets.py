@@ -95,3 +95,16 @@ def test_malformed_user_preset_is_refused_with_its_path(user_presets: Path, prop
     with pytest.raises(SidecarError) as error:
         load_preset("broken")
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_presets_with_a_broken_user_preset_lists_the_others_and_exits_4(user_presets: Path) -> None:
+    from conftest import error_lines, hostplug
+
+    broken = user_presets / "broken.xmp"
+    broken.write_text("<x:xmpmeta")
+    result = hostplug("presets")
+    assert result.exit_code == 4  # a bad preset, as the README lists
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"hostplug: error: {broken}: ")
+    assert "punchy" in result.stdout and "user presets:" in result.stdout
+    assert "(exit 4" in hostplug("presets", "--help").stdout

@@ -94,9 +94,22 @@ def test_edit_refuses_a_file_that_is_no_image_and_writes_no_sidecar(tmp_path: Pa
     fake = tmp_path / name
     fake.write_bytes(content)
     result = hostplug("edit", fake, "--exposure", "1")
-    assert result.exit_code != 0
+    assert result.exit_code == 3  # damaged or unsupported, as a render of it says (an empty file was 2 here)
+    assert hostplug("render", fake, "-o", tmp_path / "out.tif").exit_code == 3
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("hostplug: error: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_edit_of_a_jpeg_named_like_a_raw_says_what_it_is(tmp_path: Path) -> None:
+    fake = tmp_path / "IMG_0002.ARW"
+    cv2.imwrite(str(tmp_path / "camera.jpg"), np.full((16, 24, 3), 90, np.uint8))
+    (tmp_path / "camera.jpg").rename(fake)
+    result = hostplug("edit", fake, "--exposure", "1")
+    assert result.exit_code == 3
+    assert result.stderr.strip().splitlines() == [
+        f"hostplug: error: {fake}: a JPEG image named like a raw (.ARW); hostplug reads an image by its suffix: "
+        "rename it IMG_0002.jpg to render it"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fake.name]
 
 
 def test_show_prints_recipe_catalogue_and_duplicates(raw: Path) -> None:
@@ -186,7 +199,8 @@ def test_rerender_jpeg_stays_jpeg_at_its_size(raw: Path) -> None:
     assert hostplug("rerender", out, "-o", raw.parent / "again.jpg").exit_code == 0  # -o/--output, as for render
     assert np.array_equal(pixels(raw.parent / "again.jpg"), pixels(out))
     wrong = hostplug("rerender", out, "--out", raw.parent / "again.png")
-    assert wrong.exit_code != 0 and "JPEG" in wrong.stderr
+    assert wrong.exit_code == 2 and "JPEG" in wrong.stderr  # a wrong option
+    assert not (raw.parent / "again.png").exists()
 
 
 def test_rerender_finds_a_moved_raw_by_hash_and_says_where_it_looked(raw: Path, tmp_path: Path) -> None:

@@ -44,8 +44,8 @@ def _open_regular(path: Path | str, what: str, error: type[HostplugError], follo
     except OSError as e:
         if e.errno == errno.ELOOP and not follow:
             raise error(f"{path}: refused, the {what} is a symbolic link") from None
-        if e.errno == errno.ENOENT and missing is not None:
-            raise missing(f"{path}: no such file") from None
+        if e.errno == errno.ENOENT and missing is not None:  # "no such recipe file"; an input is just a file
+            raise missing(f"{path}: no such {'file' if what == 'input' else what}") from None
         raise error(f"{path}: cannot read the {what} ({e.strerror})") from None
     try:
         info = os.fstat(descriptor)
@@ -59,10 +59,11 @@ def _open_regular(path: Path | str, what: str, error: type[HostplugError], follo
 
 
 def read_regular(path: Path | str, limit: int, what: str, error: type[HostplugError] = HostplugError,
-                 *, follow: bool = True) -> bytes:
+                 *, follow: bool = True, missing: type[HostplugError] | None = None) -> bytes:
     """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes; else ``error`` in one line
-    naming the file and ``what`` it should have been ("sidecar", "configuration")."""
-    descriptor, info = _open_regular(path, what, error, follow)
+    naming the file and ``what`` it should have been ("sidecar", "configuration"), or ``missing`` (when given)
+    for a file that does not exist ("no such recipe file")."""
+    descriptor, info = _open_regular(path, what, error, follow, missing)
     try:
         if info.st_size > limit:
             raise error(f"{path}: refused, {info.st_size} bytes is far too large for a {what} (at most {limit})")

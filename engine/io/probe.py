@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.errors import InputNotFoundError, UnsupportedInputError
+from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
 from engine.io.formats import RGB_SUFFIXES
 from engine.io.limits import quiet_stderr
 
 
 def check_renderable_file(path: Path) -> None:
-    """Raise :class:`InputNotFoundError` for a missing, unreadable or empty file and
-    :class:`UnsupportedInputError` for one that neither LibRaw nor the image reader recognises."""
+    """Raise :class:`InputNotFoundError` for a missing or unreadable file, :class:`CorruptInputError` for an empty
+    one (as a render does, :func:`engine.io.source.open_source`) and :class:`UnsupportedInputError` for one that
+    neither LibRaw nor the image reader recognises."""
     try:
         with path.open("rb") as f:
             head = f.read(16)
@@ -23,10 +24,41 @@ def check_renderable_file(path: Path) -> None:
     except OSError as e:
         raise InputNotFoundError(f"{path}: cannot read ({e.strerror or e})") from e
     if not head:
-        raise InputNotFoundError(f"{path}: the file is empty")
+        raise CorruptInputError(f"{path}: the file is empty")
     if _libraw_reads(path) or (path.suffix.lower() in RGB_SUFFIXES and _image_reader_reads(path)):
         return
-    raise UnsupportedInputError(f"{path}: not a raw format LibRaw reads, nor a JPEG, PNG or TIFF image")
+    raise unrecognised(path)
+
+
+# Pillow's name of an image format hostplug reads -> the suffix that makes hostplug read a file as one.
+_IMAGE_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "MPO": ".jpg"}
+
+
+def unrecognised(path: Path, file: Path | None = None) -> UnsupportedInputError:
+    """The error for a file LibRaw does not read and that, by its suffix, is no image either: a JPEG, PNG or TIFF
+    in a raw's name (a camera's JPEG renamed .ARW) is named for what it is, with the name that renders it.
+    ``file`` is what to read (an open file's ``/proc/self/fd/N``), ``path`` what messages name."""
+    kind = _image_kind(file or path)
+    if kind in _IMAGE_SUFFIX and path.suffix.lower() not in RGB_SUFFIXES:
+        return UnsupportedInputError(f"{path}: a {'JPEG' if kind == 'MPO' else kind} image named like a raw "
+                                     f"({path.suffix or 'no suffix'}); hostplug reads an image by its suffix: "
+                                     f"rename it {path.stem}{_IMAGE_SUFFIX[kind]} to render it")
+    return UnsupportedInputError(f"{path}: not a raw format LibRaw reads, nor a JPEG, PNG or TIFF image")
+
+
+def _image_kind(file: Path) -> str | None:
+    """The image format Pillow finds in ``file`` by its content ("JPEG", "PNG", "TIFF"...), None for none."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                return image.format
+    except Exception:  # noqa: BLE001 - whatever Pillow raises, the file is no image it reads
+        return None
 
 
 def _libraw_reads(path: Path) -> bool:

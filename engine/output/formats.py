@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import OutputError
+from engine.errors import OutputOptionError
 
 # Format -> the suffix given to a new output of that format.
 FORMAT_SUFFIX: dict[str, str] = {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}
@@ -44,39 +44,42 @@ class OutputOptions:
     compression: str = "none"
 
     def __post_init__(self) -> None:
-        """OutputError for a value no output can have (the command line's choices, held for scripts too)."""
+        """OutputOptionError (a wrong option, exit 2) for a value no output can have (the command line's choices,
+        held for scripts too)."""
         if self.format is not None and (not isinstance(self.format, str) or self.format.lower() not in FORMATS):
-            raise OutputError(f"unknown output format {self.format!r}; choose tiff, png or jpeg")
+            raise OutputOptionError(f"unknown output format {self.format!r}; choose tiff, png or jpeg")
         if self.bits is not None and (isinstance(self.bits, bool) or self.bits not in (8, 16)):
-            raise OutputError(f"cannot write {self.bits!r} bits per channel; choose 8 or 16")
+            raise OutputOptionError(f"cannot write {self.bits!r} bits per channel; choose 8 or 16")
         if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
-            raise OutputError(f"JPEG quality {self.quality!r} is not a whole number from 1 to 100")
+            raise OutputOptionError(f"JPEG quality {self.quality!r} is not a whole number from 1 to 100")
         if self.space not in SPACE_NAMES:
-            raise OutputError(f"unknown colour space {self.space!r}; choose {', '.join(SPACE_NAMES)}")
+            raise OutputOptionError(f"unknown colour space {self.space!r}; choose {', '.join(SPACE_NAMES)}")
         if self.long_edge is not None and (isinstance(self.long_edge, bool) or not isinstance(self.long_edge, int)
                                            or self.long_edge < MIN_LONG_EDGE):
-            raise OutputError(f"long edge {self.long_edge!r} is not a whole number of pixels from {MIN_LONG_EDGE}")
+            raise OutputOptionError(f"long edge {self.long_edge!r} is not a whole number of pixels from "
+                                    f"{MIN_LONG_EDGE}")
         if self.compression not in TIFF_COMPRESSIONS:
-            raise OutputError(f"unknown TIFF compression {self.compression!r}; choose "
+            raise OutputOptionError(f"unknown TIFF compression {self.compression!r}; choose "
                               f"{', '.join(TIFF_COMPRESSIONS)}")
 
 
 def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
-    """The format and bit depth to write ``path`` with; OutputError for a combination that cannot be written."""
+    """The format and bit depth to write ``path`` with; OutputOptionError (a wrong option, exit 2) for a
+    combination that cannot be written."""
     named = SUFFIX_FORMATS.get(Path(path).suffix.lower())
     asked = options.format.lower() if options.format else None
     if asked is not None and named is not None and asked != named:  # a .tif of JPEG data opens nowhere, or wrongly
-        raise OutputError(f"{Path(path).name} names a {named.upper()} file but the format asked for is "
+        raise OutputOptionError(f"{Path(path).name} names a {named.upper()} file but the format asked for is "
                           f"{asked.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(asked, '')} or leave out "
                           "--format")
     fmt = asked or named
     if fmt is None:
-        raise OutputError(
+        raise OutputOptionError(
             f"cannot tell the output format from {Path(path).name!r}; name it .tif, .png or .jpg"
         )
     bits = options.bits or DEFAULT_BITS[fmt]  # each option alone was checked when the options were made
     if fmt == "jpeg" and bits != 8:
-        raise OutputError("JPEG holds only 8 bits per channel; choose TIFF or PNG for 16 bits")
+        raise OutputOptionError("JPEG holds only 8 bits per channel; choose TIFF or PNG for 16 bits")
     return fmt, bits
 
 

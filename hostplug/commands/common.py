@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from engine.errors import HostplugError, InputNotFoundError
+from engine.errors import HostplugError, InputNotFoundError, OptionError
 
 DEVICES = ("cpu", "cuda")
 TIME_LIMIT_ENV = "HOSTPLUG_TIME_LIMIT"
@@ -35,12 +35,12 @@ def error_line(error: HostplugError | str) -> None:
 
 
 def check_device(device: str) -> str:
-    """``device`` when it can be used here; a clear error for CUDA on a machine without a GPU."""
+    """``device`` when it can be used here; a wrong option (exit 2) for CUDA on a machine without a GPU."""
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            raise HostplugError("--device cuda: no CUDA GPU is available here; use --device cpu")
+            raise OptionError("--device cuda: no CUDA GPU is available here; use --device cpu")
     return device
 
 
@@ -61,7 +61,8 @@ def json_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., 
 
 
 def _check_time_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """The time limit in seconds from ``--time-limit``, else ``HOSTPLUG_TIME_LIMIT``; None for no limit."""
+    """The time limit in seconds from ``--time-limit``, else ``HOSTPLUG_TIME_LIMIT``; None for no limit. A value
+    that is no number of seconds is a wrong option (exit 2)."""
     source = f"--time-limit {value}"
     if value is None:
         value = os.environ.get(TIME_LIMIT_ENV, "").strip()
@@ -73,7 +74,7 @@ def _check_time_limit(ctx: click.Context, param: click.Parameter, value: str | N
     except ValueError:
         seconds = math.nan
     if not (math.isfinite(seconds) and 0 < seconds <= 7 * 86400):
-        raise HostplugError(f"{source}: the time limit must be a number of seconds above 0 and at most 604800")
+        raise OptionError(f"{source}: the time limit must be a number of seconds above 0 and at most 604800")
     return seconds
 
 

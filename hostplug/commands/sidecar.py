@@ -115,7 +115,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
 def presets(as_json: bool) -> None:
     """List the presets (shipped ones and those in the user folder) and what each sets.
 
-    A malformed preset file is one error line (exit 1); the good ones are listed all the same."""
+    A malformed preset file is one error line (exit 4, a bad preset); the good ones are listed all the same."""
     from engine.xmp.presets import list_presets, user_folder
 
     bad = []
@@ -132,7 +132,7 @@ def presets(as_json: bool) -> None:
             click.echo(f"{'':<16} {preset.description or ''} ({preset.path})".rstrip())
         click.echo(f"user presets: {user_folder()}")
     if bad:
-        sys.exit(1)
+        sys.exit(bad[0].exit_code)  # SidecarError: a bad preset
 
 
 @click.command()
