@@ -38,12 +38,30 @@ COMMANDS = {
 
 
 class Terminated(BaseException):
-    """SIGTERM (what ``timeout``, systemd and docker send), raised in the main thread as Ctrl-C raises
-    KeyboardInterrupt, so that a partial output is removed on the way out as it is after Ctrl-C."""
+    """SIGTERM (what ``timeout``, systemd and docker send) or SIGHUP (a closed terminal, a dropped ssh session),
+    raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that a partial output is removed on the way
+    out as it is after Ctrl-C."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    def fail(self) -> None:
+        """The command's one line and exit status for this signal."""
+        fail(f"terminated ({signal.Signals(self.signum).name}); nothing half-written was left", 128 + self.signum)
 
 
 def _terminate(signum: int, _frame: Any) -> None:
-    raise Terminated
+    raise Terminated(signum)
+
+
+def _catch_termination() -> dict[int, Any]:
+    """Raise :class:`Terminated` on SIGTERM, and on SIGHUP unless it is ignored (``nohup`` keeps that); returns
+    the handlers replaced."""
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _terminate)
+    return previous
 
 
 class HostplugGroup(click.Group):
@@ -91,25 +109,25 @@ class HostplugGroup(click.Group):
         # the daemon and the service set their own when they start; the previous one is back for a caller in-process
         # (only the main thread may set one: a caller running a command on another thread keeps its own)
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+        previous = _catch_termination() if main_thread else {}
         try:
             return super().invoke(ctx)
         except HostplugError as e:
             fail(str(e), e.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
-        except Terminated:
-            fail("terminated (SIGTERM); nothing half-written was left", 128 + signal.SIGTERM)
+        except Terminated as e:
+            e.fail()
         except SystemError as e:  # a compiled (numba) function the signal's exception reached, wrapped by it
             reason = e.__cause__ or e.__context__
             if isinstance(reason, Terminated):
-                fail("terminated (SIGTERM); nothing half-written was left", 128 + signal.SIGTERM)
+                reason.fail()
             if isinstance(reason, KeyboardInterrupt):
                 fail("interrupted", 130)
             raise
         finally:
-            if main_thread and previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 @click.group(cls=HostplugGroup, context_settings={"help_option_names": ["-h", "--help"]})

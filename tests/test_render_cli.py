@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -313,16 +314,18 @@ def test_a_format_that_contradicts_the_output_name_is_refused(tmp_path: Path, sa
         assert im.format == "JPEG"
 
 
-def test_sigterm_while_writing_leaves_no_partial_file(tmp_path: Path, sample_dng: Path) -> None:
-    # what timeout(1), systemd and docker send: the partial output goes, as after Ctrl-C; the writer is made to
-    # receive it once its partial file exists, so the test does not race the write
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_while_writing_leaves_no_partial_file(tmp_path: Path, sample_dng: Path,
+                                                                 signum: int) -> None:
+    # what timeout(1), systemd and docker send, or a closed terminal: the partial output goes, as after Ctrl-C;
+    # the writer is made to receive it once its partial file exists, so the test does not race the write
     script = (
         "import os, signal\n"
         "from engine.output import write\n"
         "original = write._write_tiff\n"
         "def interrupted(partial, *args):\n"
         "    partial.write_bytes(b'half a TIFF')\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        f"    os.kill(os.getpid(), {int(signum)})\n"
         "    original(partial, *args)\n"
         "write._write_tiff = interrupted\n"
         "from hostplug.cli import main\n"
@@ -331,8 +334,9 @@ def test_sigterm_while_writing_leaves_no_partial_file(tmp_path: Path, sample_dng
     out = tmp_path / "out.tif"
     result = subprocess.run([sys.executable, "-c", script, "render", "--no-service", str(sample_dng), "-o", str(out)],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 143
-    assert error_lines(result.stderr) == ["hostplug: error: terminated (SIGTERM); nothing half-written was left"]
+    assert result.returncode == 128 + signum
+    name = signal.Signals(signum).name
+    assert error_lines(result.stderr) == [f"hostplug: error: terminated ({name}); nothing half-written was left"]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -104,10 +104,13 @@ class Daemon:
     # -- life cycle ---------------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until SIGTERM or SIGINT; returns the exit status (0 after a clean stop)."""
+        """Run until SIGTERM, SIGINT or SIGHUP (a closed terminal; not under ``nohup``); returns the exit status
+        (0 after a clean stop)."""
         lock = lock_journal(self.config.journal)
         self.journal = Journal(self.config.journal)
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        stops = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if signal.getsignal(signal.SIGHUP)
+                                                   is not signal.SIG_IGN else [])
+        previous = {s: signal.signal(s, self._on_signal) for s in stops}
         try:
             self._start()
             while not self.stop_requested:

@@ -1,10 +1,10 @@
 """Render worker processes: started with 'spawn' (numba and torch are not fork-safe), kept warm, replaceable.
 
 Each worker imports the engine once (and warms it up with one small render), limits its own address space
-(``RLIMIT_AS``), dies with the daemon (``PR_SET_PDEATHSIG``), ignores SIGTERM and SIGINT (the daemon decides when
-a render is abandoned), and then renders the jobs it is sent, one at a time, over its own pipe. The pool notices
-a worker that crashed (its sentinel) or overran its time limit (it is killed), reports the job it was on, and
-starts a replacement.
+(``RLIMIT_AS``), dies with the daemon (``PR_SET_PDEATHSIG``), ignores SIGTERM, SIGINT and SIGHUP (the daemon
+decides when a render is abandoned), and then renders the jobs it is sent, one at a time, over its own pipe. The
+pool notices a worker that crashed (its sentinel) or overran its time limit (it is killed), reports the job it
+was on, and starts a replacement.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ def warm_up() -> None:
 def worker_main(conn: Connection, config: DaemonConfig, parent: int) -> None:
     """A worker's whole life: set up, say ready, render jobs until told to stop (``None``) or the pipe closes."""
     _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the daemon decides when its workers stop
+        signal.signal(stop, signal.SIG_IGN)
     try:
         limit_memory(config.memory_limit_mb)
         limit_threads(threads_per_worker(config))
