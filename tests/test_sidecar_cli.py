@@ -100,11 +100,13 @@ def test_edit_refuses_a_file_that_is_no_image_and_writes_no_sidecar(tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
-def test_edit_of_a_jpeg_named_like_a_raw_says_what_it_is(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["edit", "render", "info"])
+def test_a_jpeg_named_like_a_raw_is_named_for_what_it_is(tmp_path: Path, command: str) -> None:
     fake = tmp_path / "IMG_0002.ARW"
     cv2.imwrite(str(tmp_path / "camera.jpg"), np.full((16, 24, 3), 90, np.uint8))
     (tmp_path / "camera.jpg").rename(fake)
-    result = hostplug("edit", fake, "--exposure", "1")
+    result = hostplug(command, fake, *{"edit": ["--exposure", "1"], "render": ["-o", tmp_path / "out.tif"]}.get(
+        command, []))
     assert result.exit_code == 3
     assert result.stderr.strip().splitlines() == [
         f"hostplug: error: {fake}: a JPEG image named like a raw (.ARW); hostplug reads an image by its suffix: "

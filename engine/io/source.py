@@ -27,6 +27,7 @@ from engine.io.formats import RGB_SUFFIXES
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
+from engine.io.probe import unrecognised
 
 # What ``neutral_origin`` says of a file without a usable as-shot white balance (``hostplug info`` prints it).
 NO_AS_SHOT = "none in the file; learned estimate"
@@ -528,7 +529,7 @@ def _open_rgb_or_refuse(path: Path, dng: DngTags | None, file: Path) -> Source:
     if dng is not None:
         raise _unsupported(path, dng)
     if path.suffix.lower() not in RGB_SUFFIXES:
-        raise UnsupportedInputError(f"{path}: not a raw format LibRaw reads, nor a JPEG, PNG or TIFF image")
+        raise unrecognised(path, file)
     from engine.io.rgb_input import read_rgb_image
 
     pixels, orientation = read_rgb_image(path, file)
