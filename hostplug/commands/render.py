@@ -62,7 +62,8 @@ def _progress(total: int) -> Any:
 @click.option("--compression", type=click.Choice(TIFF_COMPRESSIONS), default="none", show_default=True,
               help="TIFF compression: deflate is about 28% smaller and takes seconds longer to write.")
 @click.option("--colour-space", "--color-space", "space", type=click.Choice(SPACE_NAMES), default="srgb",
-              show_default=True, help="Output colour space (its ICC profile is embedded).")
+              show_default=True, help="Output colour space (its ICC profile is embedded). The colours stay "
+                   "within sRGB's gamut: the styles finish in sRGB.")
 @click.option("--long-edge", type=click.IntRange(16, None), help="Shrink so the long side has N pixels.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--stages", "stages_dir", type=click.Path(file_okay=False, path_type=Path),
