@@ -188,6 +188,16 @@ def _tiff_bits(path: Path) -> int:
                                 "read)") from e
 
 
+def tiff_compression(path: Path) -> str:
+    """The :data:`~engine.output.formats.TIFF_COMPRESSIONS` name of a TIFF's compression, read from the file, so
+    that a re-render is as compressed as its original ("none" for one hostplug does not write)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:  # image_format has read this TIFF: it opens
+        compression = int(tiff.pages.first.compression)
+    return "deflate" if compression in (tifffile.COMPRESSION.ADOBE_DEFLATE, tifffile.COMPRESSION.DEFLATE) else "none"
+
+
 def rerender_target(output: Path, fmt: str) -> Path:
     """A free name beside ``output``: ``NAME_rerender.EXT``, then ``NAME_rerender2.EXT``, ..."""
     suffix = output.suffix or FORMAT_SUFFIX[fmt]
@@ -228,6 +238,6 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
         raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; give --out a name with a matching suffix")
     options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
                             space=record.output.get("space", "srgb"), long_edge=record.output.get("long_edge"),
-                            overwrite=overwrite)
+                            overwrite=overwrite, compression=tiff_compression(output) if fmt == "tiff" else "none")
     result = render_file(source, new, recipe, options, extra_xmp=record.catalogue, device=device, progress=progress)
     return replace(result, source=source, notice=notice)

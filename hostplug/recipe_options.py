@@ -19,7 +19,9 @@ from engine.recipe import WB_MODES
 _OPTIONS = [
     click.option("--style", help="Picture style (default: natural)."),
     click.option("--style-strength", type=float, help="How strongly the style applies, 0 to 2 (default 1)."),
-    click.option("--exposure", type=float, help="Exposure change in EV, for example +0.3 or -1."),
+    click.option("--exposure", type=float,
+                 help="Exposure in EV over the style's, for example +0.3 or -1; it replaces a stored exposure "
+                      "(edit, rerender), it is not added to it."),
     click.option("--auto-exposure/--no-auto-exposure", "auto_exposure", default=None,
                  help="Meter the picture (its white point) instead of following the raw's exposure (the default)."),
     click.option("--wb", type=click.Choice(WB_MODES[:2]),

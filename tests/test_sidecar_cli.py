@@ -195,6 +195,19 @@ def test_rerender_unchanged_gives_identical_pixels_and_format(raw: Path) -> None
     assert taken.exit_code != 0 and "exists" in taken.stderr
 
 
+@pytest.mark.parametrize("compression", ["deflate", "none"])
+def test_rerender_of_a_tiff_keeps_its_compression(raw: Path, compression: str) -> None:
+    import tifffile
+
+    out = raw.parent / "IMG_0001.tif"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "200", "--compression", compression).exit_code == 0
+    assert hostplug("rerender", out, "--exposure", "0.5").exit_code == 0
+    with tifffile.TiffFile(raw.parent / "IMG_0001_rerender.tif") as tiff:
+        page = tiff.pages.first
+        assert (page.compression != tifffile.COMPRESSION.NONE) == (compression == "deflate")
+        assert page.bitspersample == 16
+
+
 def test_rerender_jpeg_stays_jpeg_at_its_size(raw: Path) -> None:
     out = raw.parent / "small.jpg"
     assert hostplug("render", raw, "-o", out, "--long-edge", "300", "--quality", "80").exit_code == 0
