@@ -135,6 +135,21 @@ def test_exif_and_xmp_survive_and_orientation_is_upright(tmp_path: Path, suffix:
     assert profile == icc_profile(SPACES["srgb"])
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".png", ".jpg"])
+def test_software_names_hostplug_and_a_tifffile_shape_is_no_description(tmp_path: Path, suffix: str) -> None:
+    # the source's Software (camera firmware, or "tifffile.py" of a TIFF input) described another program's file
+    source = EXIF | {"Exif.Image.Software": "Ver.1.00", "Exif.Image.ImageDescription": '{"shape": [10, 20, 3]}'}
+    path = write_image(colour_patch(), tmp_path / f"out{suffix}", exif=source)
+    with pyexiv2.Image(str(path)) as image:
+        exif = image.read_exif()
+    assert exif["Exif.Image.Software"].startswith("hostplug ")
+    assert "Exif.Image.ImageDescription" not in exif
+    captioned = write_image(colour_patch(), tmp_path / f"captioned{suffix}",
+                            exif=EXIF | {"Exif.Image.ImageDescription": "Harbour at dawn"})
+    with pyexiv2.Image(str(captioned)) as image:
+        assert image.read_exif()["Exif.Image.ImageDescription"] == "Harbour at dawn"
+
+
 @pytest.mark.skipif(not RAWSAMPLES.is_dir(), reason="shared raw samples not present")
 def test_a_raw_files_exif_is_carried_without_raw_structure(tmp_path: Path) -> None:
     exif = read_exif(RAWSAMPLES / "nikon_d500_adobedngconv_lossylinear__magicknet_DSC8695.dng")

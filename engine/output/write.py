@@ -147,7 +147,7 @@ def _write_tiff(path: Path, data: np.ndarray | tuple[int, Iterator[bytes]], shap
         path, pixels, shape=shape, dtype=np.uint16 if bits == 16 else np.uint8, rowsperstrip=rows,
         photometric="rgb", iccprofile=profile, metadata=None, extratags=extratags,
         resolution=resolution, resolutionunit=unit if unit in (1, 2, 3) else None,
-        software=ifd0.get(305), bigtiff=False, **_TIFF_COMPRESSION[compression],  # type: ignore[arg-type]
+        software=ifd0.get(305) or _software(), bigtiff=False, **_TIFF_COMPRESSION[compression],  # type: ignore[arg-type]
     )
     directories = {tag: entries for tag, entries in ((EXIF_IFD, tags.exif), (GPS_IFD, tags.gps)) if entries}
     if directories:
@@ -218,12 +218,21 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
     """The source's EXIF as it holds for the output: upright, with the output's size and colour space."""
     if exif is None:
         return None
-    return writable_exif(exif) | {
+    carried = {key: value for key, value in writable_exif(exif).items()
+               if not (key == "Exif.Image.ImageDescription" and value.startswith('{"shape"'))}  # tifffile's, no text
+    return carried | {
+        "Exif.Image.Software": _software(),  # the program that made this file, not the camera's firmware
         "Exif.Image.Orientation": "1",  # the pixels are already turned upright
         "Exif.Photo.PixelXDimension": str(shape[1]),
         "Exif.Photo.PixelYDimension": str(shape[0]),
         "Exif.Photo.ColorSpace": "1" if space == SRGB else "65535",  # 65535: see the ICC profile
     }
+
+
+def _software() -> str:
+    from engine import __version__
+
+    return f"hostplug {__version__}"
 
 
 def _metadata_error(target: Path, error: RuntimeError) -> OutputError:
