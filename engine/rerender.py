@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from engine.output.export import Progress, RenderResult
 
 _MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
-CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.dc.subject")
+CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.dc.subject", "Xmp.dc.creator", "Xmp.dc.rights",
+                  "Xmp.dc.title", "Xmp.dc.description")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class RenderRecord:
     engine_version: str
     models: dict[str, str]
     output: dict[str, Any] = field(default_factory=dict)  # colour space, long edge, JPEG quality
-    catalogue: dict[str, Any] = field(default_factory=dict)  # rating, label, keywords, to carry over
+    catalogue: dict[str, Any] = field(default_factory=dict)  # rating, label, keywords, credits, to carry over
 
 
 def _json(xmp: dict[str, Any], name: str, path: Path, default: Any = None) -> Any:

@@ -165,6 +165,27 @@ def test_render_uses_the_sidecar_and_carries_catalogue_data(raw: Path, user_pres
     assert np.abs(grey[..., 0] - grey[..., 2]).mean() < 0.05 * 65535  # nearly grey: the sidecar's monochrome
 
 
+_CREDITS_XMP = """<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+ <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+  <dc:creator><rdf:Seq><rdf:li>Ana Lima</rdf:li></rdf:Seq></dc:creator>
+  <dc:rights><rdf:Alt><rdf:li xml:lang="x-default">(c) 2026 Ana Lima, all rights reserved</rdf:li></rdf:Alt></dc:rights>
+  <dc:title><rdf:Alt><rdf:li xml:lang="x-default">Harbour at dawn</rdf:li></rdf:Alt></dc:title>
+ </rdf:Description></rdf:RDF></x:xmpmeta>"""
+
+
+def test_creator_rights_and_title_of_the_sidecar_reach_every_output_and_rerender(raw: Path) -> None:
+    # a photographer's copyright and credit line, written by Lightroom or darktable, were dropped from outputs
+    (raw.parent / "IMG_0001.dng.xmp").write_text(_CREDITS_XMP)
+    out = raw.parent / "out.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "100").exit_code == 0
+    assert hostplug("rerender", out, "--exposure", "0.3").exit_code == 0
+    for made in (out, raw.parent / "out_rerender.jpg"):
+        xmp = xmp_of(made)
+        assert xmp["Xmp.dc.creator"] == ["Ana Lima"]
+        assert xmp["Xmp.dc.rights"] == {'lang="x-default"': "(c) 2026 Ana Lima, all rights reserved"}
+        assert xmp["Xmp.dc.title"] == {'lang="x-default"': "Harbour at dawn"}
+
+
 @pytest.mark.parametrize("sidecar", MALFORMED, ids=[p.stem for p in MALFORMED])
 def test_render_refuses_a_malformed_sidecar(raw: Path, sidecar: Path) -> None:
     name = "IMG_0001.xmp" if sidecar.stem.startswith("adobe") else "IMG_0001.dng.xmp"

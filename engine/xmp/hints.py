@@ -101,3 +101,23 @@ def colour_labels(tree: etree._ElementTree) -> list[str]:
 def keywords(tree: etree._ElementTree) -> list[str]:
     """dc:subject keywords (Lightroom, darktable, digiKam all write them)."""
     return [item for item in array_items(tree, DC_NS, "subject") if item]
+
+
+# Dublin Core properties that name a photograph's author and terms: carried to its outputs.
+_CREDIT_ARRAYS = {"creator": "Xmp.dc.creator"}  # an ordered list of names
+_CREDIT_TEXTS = {"rights": "Xmp.dc.rights", "title": "Xmp.dc.title", "description": "Xmp.dc.description"}
+
+
+def credits(tree: etree._ElementTree) -> dict[str, Any]:
+    """dc:creator, dc:rights, dc:title and dc:description as output XMP (pyexiv2 keys); a language alternative's
+    first text (the x-default one, as Lightroom, darktable and digiKam write it) stands for it."""
+    found: dict[str, Any] = {}
+    for name, key in _CREDIT_ARRAYS.items():
+        names = [item for item in array_items(tree, DC_NS, name) if item]
+        if names:
+            found[key] = names
+    for name, key in _CREDIT_TEXTS.items():
+        texts = [item for item in array_items(tree, DC_NS, name) if item]
+        if texts:
+            found[key] = {'lang="x-default"': texts[0]}
+    return found

@@ -35,7 +35,7 @@ from engine.xmp.document import (
     serialise,
     simple_properties,
 )
-from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, keywords, rating
+from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, credits, keywords, rating
 from engine.xmp.recipe_properties import OUTPUT_PROPERTIES, properties_to_recipe, recipe_to_properties
 
 
@@ -51,6 +51,7 @@ class SidecarInfo:
     labels: list[str] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)  # every sidecar read, in order
+    credits: dict[str, Any] = field(default_factory=dict)  # creator, rights, title, description as output XMP
 
 
 def _present(path: Path) -> bool:
@@ -130,8 +131,8 @@ def _recipe_properties(tree: Any) -> dict[str, str]:
 def read_sidecar(raw: Path) -> SidecarInfo | None:
     """Everything the sidecars of ``raw`` say, or None without one; :class:`SidecarError` for a bad one.
 
-    Our recipe comes from the first sidecar holding one; rating, labels and keywords from the first that has
-    each; Adobe's hints are read only when no recipe of ours exists.
+    Our recipe comes from the first sidecar holding one; rating, labels, keywords and credits from the first
+    that has each; Adobe's hints are read only when no recipe of ours exists.
     """
     paths = find_sidecars(Path(raw))
     if not paths:
@@ -142,6 +143,7 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     stars: int | None = None
     labels: list[str] = []
     words: list[str] = []
+    named: dict[str, Any] = {}
     for path in paths:
         tree, _ = _read_packet(path)
         ours = _recipe_properties(tree)
@@ -152,10 +154,11 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
         stars = stars if stars is not None else rating(tree)
         labels = labels or colour_labels(tree)
         words = words or keywords(tree)
+        named = credits(tree) | named  # each from the first sidecar that has it
     # Adobe's values are checked only when they are used: with a recipe of ours, a bad one does not matter.
     hints = adobe_hints(adobe, str(adobe_path)) if recipe is None else {}
     return SidecarInfo(path=primary, recipe=recipe, hints=hints, adobe=adobe, rating=stars,
-                       labels=labels, keywords=words, paths=paths)
+                       labels=labels, keywords=words, paths=paths, credits=named)
 
 
 def apply_hints(recipe: Recipe, hints: dict[str, Any]) -> Recipe:
@@ -308,10 +311,11 @@ def write_recipe(raw: Path, recipe: Recipe) -> Path:
 
 
 def catalogue_xmp(info: SidecarInfo | None) -> dict[str, Any]:
-    """The rating, colour labels and keywords of a sidecar as output XMP (pyexiv2 keys)."""
+    """The rating, colour labels, keywords and credits (creator, rights, title, description) of a sidecar as
+    output XMP (pyexiv2 keys)."""
     if info is None:
         return {}
-    xmp: dict[str, Any] = {}
+    xmp: dict[str, Any] = dict(info.credits)
     if info.rating is not None:
         xmp["Xmp.xmp.Rating"] = str(info.rating)
     if info.labels:
