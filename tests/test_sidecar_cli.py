@@ -229,6 +229,13 @@ def test_rerender_of_a_tiff_keeps_its_compression(raw: Path, compression: str) -
         assert page.bitspersample == 16
 
 
+def test_a_search_folder_that_is_not_there_is_a_wrong_option(raw: Path) -> None:
+    # a typo in --search was silently ignored, and the raw then "could not be found"
+    for command in ("rerender", "open"):
+        result = hostplug(command, raw, "--search", raw.parent / "no such folder")
+        assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
 def test_rerender_jpeg_stays_jpeg_at_its_size(raw: Path) -> None:
     out = raw.parent / "small.jpg"
     assert hostplug("render", raw, "-o", out, "--long-edge", "300", "--quality", "80").exit_code == 0

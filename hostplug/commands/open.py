@@ -16,7 +16,7 @@ from hostplug.recipe_options import pop_recipe_options, recipe_options
 
 @click.command("open")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--search", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--search", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Also look for the source raw in this folder (repeatable).")
 @device_option
 @service_option

@@ -56,7 +56,7 @@ def _progress(total: int) -> Any:
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for outputs, named after each input.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
-              help="Output format (default: from -o's suffix, else tiff).")
+              help="Output format (default: -o's suffix; with --out-dir, tiff).")
 @click.option("--bits", type=click.Choice(["8", "16"]), help="Bits per channel (default 16; JPEG 8).")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG quality.")
 @click.option("--compression", type=click.Choice(TIFF_COMPRESSIONS), default="none", show_default=True,

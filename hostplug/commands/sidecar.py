@@ -137,7 +137,7 @@ def presets(as_json: bool) -> None:
 
 @click.command()
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--search", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--search", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Another folder to look for the source raw in (repeatable).")
 @click.option("-o", "--output", "--out", "target", type=click.Path(dir_okay=False, path_type=Path),
               help="The new output (default: OUTPUT_rerender with the same suffix, numbered if taken).")
