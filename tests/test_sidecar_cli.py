@@ -186,6 +186,27 @@ def test_creator_rights_and_title_of_the_sidecar_reach_every_output_and_rerender
         assert xmp["Xmp.dc.title"] == {'lang="x-default"': "Harbour at dawn"}
 
 
+def test_a_dngs_own_rating_and_copyright_reach_the_output_and_a_sidecar_overrides_them(raw: Path) -> None:
+    # Lightroom writes a DNG's rating, keywords and copyright into the DNG itself, not into a sidecar
+    import pyexiv2
+
+    with pyexiv2.Image(str(raw)) as image:
+        image.modify_xmp({"Xmp.xmp.Rating": "3", "Xmp.dc.subject": ["harbour"],
+                          "Xmp.dc.rights": {'lang="x-default"': "(c) Ana Lima"}})
+    out = raw.parent / "out.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "100").exit_code == 0
+    xmp = xmp_of(out)
+    assert (xmp["Xmp.xmp.Rating"], xmp["Xmp.dc.subject"]) == ("3", ["harbour"])
+    assert xmp["Xmp.dc.rights"] == {'lang="x-default"': "(c) Ana Lima"}
+    assert hostplug("edit", raw, "--exposure", "0.2").exit_code == 0
+    sidecar = raw.parent / "IMG_0001.dng.xmp"
+    sidecar.write_text(sidecar.read_text().replace("<rdf:Description ", '<rdf:Description xmp:Rating="5" '
+                                                   'xmlns:xmp="http://ns.adobe.com/xap/1.0/" ', 1))
+    again = raw.parent / "again.jpg"
+    assert hostplug("render", raw, "-o", again, "--long-edge", "100").exit_code == 0
+    assert xmp_of(again)["Xmp.xmp.Rating"] == "5" and xmp_of(again)["Xmp.dc.subject"] == ["harbour"]
+
+
 @pytest.mark.parametrize("sidecar", MALFORMED, ids=[p.stem for p in MALFORMED])
 def test_render_refuses_a_malformed_sidecar(raw: Path, sidecar: Path) -> None:
     name = "IMG_0001.xmp" if sidecar.stem.startswith("adobe") else "IMG_0001.dng.xmp"

@@ -187,10 +187,30 @@ def sidecar_recipe(raw: Path, changes: Mapping[str, Any] | None = None,
     from engine.edits import apply_changes
 
     info = read_sidecar(Path(raw))
+    embedded = embedded_catalogue(Path(raw))
     if info is None:
-        return apply_changes(base, changes), {}
+        return apply_changes(base, changes), embedded
     start = info.recipe if info.recipe is not None else apply_hints(base or Recipe(), info.hints)
-    return apply_changes(start, changes), catalogue_xmp(info)
+    return apply_changes(start, changes), embedded | catalogue_xmp(info)  # the sidecar's word is the later one
+
+
+def embedded_catalogue(raw: Path) -> dict[str, Any]:
+    """The rating, labels, keywords and credits a DNG holds in its own XMP (Lightroom writes them there for a DNG
+    instead of a sidecar), as output XMP; {} for other files, or a DNG without any or whose XMP does not read."""
+    if raw.suffix.lower() != ".dng":
+        return {}
+    import pyexiv2
+
+    try:
+        with pyexiv2.Image(str(raw)) as image:
+            packet = image.read_raw_xmp()
+        tree = parse_packet(packet.encode("utf-8"), str(raw)) if packet else None
+    except Exception:  # noqa: BLE001 - exiv2's errors, a bad packet: no reason to refuse the render
+        return {}
+    if tree is None:
+        return {}
+    return catalogue_xmp(SidecarInfo(path=raw, rating=rating(tree), labels=colour_labels(tree),
+                                     keywords=keywords(tree), credits=credits(tree)))
 
 
 def _hidden(sidecar: Path, suffix: str) -> Path:
