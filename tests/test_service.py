@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from click.testing import CliRunner
 
+from hostplug.cli import main
 from hostplug.service import client, protocol
 from hostplug.service.protocol import SOCKET_NAME, ServiceError
 from tests.conftest import SONY, error_lines, hostplug_process, need
@@ -184,7 +186,7 @@ def test_a_request_of_garbage_does_not_disturb_the_service(runtime: Path) -> Non
     with socket.socket(socket.AF_UNIX) as sock:  # an unknown request is one line back
         sock.connect(str(service_folder(runtime) / SOCKET_NAME))
         protocol.send_message(sock, client.request("dance"))
-        answer = client._answer(sock)  # past the "working" frame that says it was heard
+        answer = client._answer(sock, pid, time.monotonic())  # past the "working" frame that says it was heard
     assert answer["ok"] is False and "does not know the request 'dance'" in answer["error"]
     assert client.status()["pid"] == pid
 
@@ -312,7 +314,7 @@ def test_the_build_id_changes_with_the_code(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_a_service_under_another_root_folder_is_not_used(runtime: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    start_service(runtime)
+    pid = start_service(runtime)["pid"]
     real_request = client.request
 
     def from_a_chroot(op: str, args: dict | None = None) -> dict:
@@ -320,6 +322,12 @@ def test_a_service_under_another_root_folder_is_not_used(runtime: Path, tmp_path
 
     monkeypatch.setattr(client, "request", from_a_chroot)
     assert client.status() is None
+    for flag, then in (("--status", "ask it"), ("--stop", "stop it")):  # says what happened, not "does not answer"
+        done = CliRunner().invoke(main, ["serve", flag])
+        assert done.exit_code == 1
+        assert error_lines(done.stderr) == [
+            f"hostplug: error: the render service on {service_folder(runtime) / SOCKET_NAME} (pid {pid}) runs under "
+            f"another root folder (a chroot) and serves only processes there; {then} from inside that root"]
     assert client.render(tmp_path / "x.dng", tmp_path / "x.tif", start=True) is None  # in-process instead
     monkeypatch.setattr(client, "request", real_request)
     assert client.status() is not None  # and the service is left alone
@@ -495,7 +503,8 @@ def test_a_client_that_stops_waiting_for_a_stalled_service_keeps_its_own_output(
     os.kill(pid, signal.SIGSTOP)  # stalled mid-render: the client hears nothing
     try:
         thread.join(60)
-        assert isinstance(answers[0], ServiceError)  # it stopped waiting, and renders in its own process:
+        assert isinstance(answers[0], client.NotAnsweringError)  # it stopped waiting, and renders in its own process:
+        assert answers[0].pid == pid and "went silent for 2 s (" in str(answers[0])
         target.write_bytes(b"the client's own render")
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -511,14 +520,87 @@ def test_a_partial_file_left_by_a_killed_service_is_removed_at_the_next_start(ru
                                                                              tmp_path: Path) -> None:
     folder = protocol.service_dir()
     target = tmp_path / "IMG_1.tif"
-    partial = tmp_path / ".IMG_1.tif.0123abcd.part"
+    partial = tmp_path / ".IMG_1.tif.0123abcd.part"  # the killed service's, named in its journal
+    fallback = tmp_path / ".IMG_1.tif.89abcdef.part"  # its client's, rendering the same output itself right now
     unrelated = tmp_path / ".IMG_1.tif.keep"
-    partial.write_bytes(b"half")
-    unrelated.write_bytes(b"mine")
-    (folder / "rendering.json").write_text(json.dumps({"output": str(target)}))
+    for path in (partial, fallback, unrelated):
+        path.write_bytes(b"half")
+    journal = {"output": str(target), "pid": 1, "partials": [str(partial), str(tmp_path / "other.tif")]}
+    (folder / "rendering.json").write_text(json.dumps(journal))
     start_service(runtime)
-    assert not partial.exists() and unrelated.exists()
+    assert not partial.exists()
+    assert fallback.exists() and unrelated.exists() and not (tmp_path / "other.tif").exists()
     assert not (folder / "rendering.json").exists()
+
+
+def test_a_journal_that_names_no_partial_file_removes_none(runtime: Path, tmp_path: Path) -> None:
+    folder = protocol.service_dir()
+    someone_elses = tmp_path / ".IMG_1.tif.0123abcd.part"
+    someone_elses.write_bytes(b"half")
+    (folder / "rendering.json").write_text(json.dumps({"output": str(tmp_path / "IMG_1.tif")}))  # killed before writing
+    start_service(runtime)
+    assert someone_elses.exists() and not (folder / "rendering.json").exists()
+
+
+def _stop_while_writing(runtime: Path, target: Path) -> tuple[int, Path]:
+    """Wait until the service writes ``target`` and stop it (SIGSTOP) there: its pid and the partial file being
+    written (which exists: the service was stopped before publishing it)."""
+    journal = service_folder(runtime) / "rendering.json"
+
+    def partials() -> list[str]:
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(journal.read_text()).get("partials", [])
+        return []
+
+    assert wait_for(partials, timeout=240, interval=0.01), "the service never started writing"
+    pid = json.loads(journal.read_text())["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    partial = Path(partials()[-1])
+    if not partial.exists():  # published in the moment between looking and stopping: too fast to test here
+        os.kill(pid, signal.SIGCONT)
+        pytest.skip("the service wrote the whole output before it could be stopped")
+    return pid, partial
+
+
+def test_a_killed_service_leaves_a_partial_that_a_client_writes_alone(runtime: Path, tmp_path: Path) -> None:
+    raw = need(SONY)  # 18 MP: writing its 108 MB TIFF takes long enough to stop the service in the middle
+    start_service(runtime)
+    target = tmp_path / "race.tif"
+    thread = threading.Thread(target=lambda: client.render(raw, target, options={"bits": 16}))
+    thread.start()
+    pid, partial = _stop_while_writing(runtime, target)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(60)
+    assert wait_for(lambda: not alive(pid), timeout=30)
+    # The client that service left renders the output itself: its partial file exists while the next service starts.
+    fallback = tmp_path / ".race.tif.89abcdef.part"
+    fallback.write_bytes(b"the client's render, being written")
+    start_service(runtime)
+    assert not partial.exists()  # the killed service's own partial is removed,
+    assert fallback.read_bytes() == b"the client's render, being written"  # the client's is not
+    assert not target.exists()
+
+
+def test_a_client_stopped_with_ctrl_c_while_the_service_writes_gets_no_output(runtime: Path,
+                                                                             tmp_path: Path) -> None:
+    raw = need(SONY)
+    start_service(runtime)
+    target = tmp_path / "kept.tif"
+    target.write_bytes(b"the old render")
+    command = [sys.executable, "-c", "from hostplug.cli import main; main()", "render", str(raw), "-o", str(target),
+               "--overwrite", "--service"]
+    render = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid, partial = _stop_while_writing(runtime, target)
+    try:
+        render.send_signal(signal.SIGINT)  # the user's Ctrl-C, while the service is in the middle of writing
+        assert render.wait(60) == 130
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    log = service_folder(runtime) / protocol.LOG_NAME
+    assert wait_for(lambda: "render stopped after" in log.read_text(), timeout=120), log.read_text()[-2000:]
+    assert target.read_bytes() == b"the old render"  # as with --no-service: the old file stays, nothing new
+    assert not partial.exists() and not list(tmp_path.glob(".kept.tif.*.part"))
+    assert client.status()["pid"] == pid  # and it serves on
 
 
 def test_the_raw_cache_is_bounded_and_sees_a_changed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -706,9 +788,19 @@ def test_a_busy_service_says_so_and_a_stopped_one_is_passed_by(runtime: Path, sa
         assert client.status() is None
         assert time.monotonic() - start < client.FIRST_FRAME_TIMEOUT_S + 5
         done = hostplug_process("serve", "--status")
-        assert done.returncode == 1 and "does not answer (stopped or hung?)" in done.stderr
+        assert done.returncode == 1
+        assert error_lines(done.stderr) == [f"hostplug: error: the render service (pid {pid}) does not answer "
+                                            "(stopped or hung?); nothing came in 5 s"]
         done = hostplug_process("render", sample_dng, "-o", tmp_path / "here.tif")
-        assert done.returncode == 0, done.stderr  # rendered in the client's own process instead
+        assert done.returncode == 0, done.stderr  # rendered in the client's own process instead, saying why it waited
+        assert error_lines(done.stderr)[0] == (
+            f"hostplug: note: the render service (pid {pid}) did not answer in 5 s; rendering in this process "
+            f"instead (stopped or hung? 'kill -9 {pid}' ends it)")
         assert tifffile.imread(tmp_path / "here.tif").shape == tifffile.imread(tmp_path / "via.tif").shape
+        second = Path(shutil.copy(sample_dng, tmp_path / "second.dng"))
+        (tmp_path / "batch").mkdir()
+        done = hostplug_process("render", sample_dng, second, "--out-dir", tmp_path / "batch")
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count("hostplug: note:") == 1  # a batch waits for it once, not once per file
     finally:
         os.kill(pid, signal.SIGCONT)

@@ -40,15 +40,7 @@ def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
     from hostplug.service import client
 
     if status or stop:
-        answer = client.stop() if stop else client.status()
-        if answer is None:
-            from hostplug.commands.common import fail
-
-            unanswering = client.listening_socket()
-            if unanswering is not None:
-                fail(f"the render service does not answer (stopped or hung?); its socket is {unanswering}")
-            fail("no render service is running for this user" + (" (nothing to stop)" if stop else ""))
-        click.echo(json.dumps(answer))
+        click.echo(json.dumps(_ask("shutdown" if stop else "ping")))
         return
     import logging
     import sys
@@ -66,6 +58,27 @@ def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
              + (f" (pid {running['pid']})" if running else "") + "; 'hostplug serve --stop' stops it")
     if code:
         raise click.exceptions.Exit(code)
+
+
+def _ask(op: str) -> dict[str, Any]:
+    """The running service's answer to ``ping`` (--status, with ``stale``) or ``shutdown`` (--stop); when there is
+    none, one error line saying why: none running, it does not answer, or it serves another root folder."""
+    from hostplug.commands.common import fail
+    from hostplug.service import client
+    from hostplug.service.protocol import ServiceError, build_id
+
+    try:
+        answer = client.call(op)
+    except client.NotAnsweringError as e:
+        fail(f"the render service (pid {e.pid}) does not answer (stopped or hung?); nothing came in {e.silence:g} s")
+    except client.ForeignServiceError as e:
+        fail(f"{e}; " + ("stop it from inside that root" if op == "shutdown" else "ask it from inside that root"))
+    except ServiceError:
+        unanswering = client.listening_socket()
+        if unanswering is not None:
+            fail(f"the render service does not answer (stopped or hung?); its socket is {unanswering}")
+        fail("no render service is running for this user" + (" (nothing to stop)" if op == "shutdown" else ""))
+    return {**answer, "stale": answer.get("version") != build_id()} if op == "ping" else answer
 
 
 def render_through_service(service: bool | None, path: Path, target: Path, options: Any, changes: dict[str, Any],

@@ -51,6 +51,29 @@ ENV_DISABLE = "HOSTPLUG_NO_SERVICE"  # set (to anything but "" or "0"): never us
 ENV_IDLE = "HOSTPLUG_SERVICE_IDLE_TIMEOUT"  # seconds; the idle timeout of a service a client starts
 
 
+class NotAnsweringError(ServiceError):
+    """The service took the request and then fell silent (stopped, or hung): no answer and no "working" frame
+    within ``FIRST_FRAME_TIMEOUT_S`` of asking, or ``SILENCE_TIMEOUT_S`` later on."""
+
+    def __init__(self, pid: int, silence: float, waited: float, heard: bool = False) -> None:
+        self.pid, self.silence, self.waited = pid, silence, waited  # waited: since asking, silence included
+        if heard:
+            what = f"went silent for {silence:g} s ({waited:.0f} s after it was asked)"
+        else:
+            what = f"did not answer in {silence:g} s"
+        super().__init__(f"the render service (pid {pid}) {what}")
+
+
+class ForeignServiceError(ServiceError):
+    """The service on this user's socket runs under another root folder (a chroot's, GIMP's test root, sharing
+    this /tmp) and refused the request: it serves only processes under its own root."""
+
+    def __init__(self, pid: int, path: Path) -> None:
+        self.pid, self.path = pid, path
+        super().__init__(f"the render service on {path} (pid {pid}) runs under another root folder (a chroot) and "
+                         "serves only processes there")
+
+
 class RemoteError(HostplugError):
     """The engine in the service refused the request: its one-line message and exit status."""
 
@@ -178,12 +201,13 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
     """
     for attempt in range(2):
         sock = connect(start=start)
+        pid, asked = _peer_pid(sock), time.monotonic()
         try:
             send_message(sock, request(op, args))
-            response = _answer(sock)
+            response = _answer(sock, pid, asked)
             payload = receive_payload(sock, response)
-        except TimeoutError as e:
-            raise ServiceError(f"the render service stopped answering ({e}); it may be stopped or hung") from e
+        except TimeoutError as e:  # the payload stopped half-way
+            raise NotAnsweringError(pid, SILENCE_TIMEOUT_S, time.monotonic() - asked, heard=True) from e
         except (OSError, ProtocolError) as e:
             raise ServiceError(f"the render service went away during the request ({e})") from e
         finally:
@@ -193,7 +217,7 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
             result = result if isinstance(result, dict) else {}
             return result if payload is None else {**result, "payload": payload}
         if response.get("foreign"):  # a service in a chroot (GIMP's, say) that shares this /tmp
-            raise ServiceError(str(response.get("error")))
+            raise ForeignServiceError(pid, service_dir(create=False) / SOCKET_NAME)
         if response.get("stale"):
             if start and attempt == 0:
                 _wait_until_gone(service_dir() / SOCKET_NAME)
@@ -204,19 +228,28 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
     raise ServiceError("the render service could not be replaced")
 
 
-def _answer(sock: socket.socket) -> dict[str, Any]:
-    """The service's answer to the request just sent, past its "working" frames; TimeoutError when it falls
-    silent (see ``SILENCE_TIMEOUT_S``)."""
+def _peer_pid(sock: socket.socket) -> int:
+    """The pid of the process at the other end (0 when the socket cannot say)."""
+    try:
+        return peer_credentials(sock)[0]
+    except OSError:
+        return 0
+
+
+def _answer(sock: socket.socket, pid: int, asked: float) -> dict[str, Any]:
+    """The service's answer to the request just sent (at ``asked``, monotonic), past its "working" frames;
+    :class:`NotAnsweringError` when the service (``pid``) falls silent (see ``SILENCE_TIMEOUT_S``)."""
+    heard = False
     sock.settimeout(FIRST_FRAME_TIMEOUT_S)
     while True:
         try:
             message = receive_message(sock)
         except TimeoutError:
-            raise TimeoutError(f"nothing for {sock.gettimeout():g} s") from None
+            raise NotAnsweringError(pid, sock.gettimeout() or 0.0, time.monotonic() - asked, heard) from None
+        heard = True
+        sock.settimeout(SILENCE_TIMEOUT_S)  # after the answer too: a payload that follows flows at once
         if not message.get("working"):
-            sock.settimeout(SILENCE_TIMEOUT_S)  # a payload that follows flows at once
             return message
-        sock.settimeout(SILENCE_TIMEOUT_S)
 
 
 def _wait_until_gone(path: Path, timeout: float = 10.0) -> None:
@@ -267,10 +300,7 @@ def render(input: str | Path, output: str | Path, *, options: dict[str, Any] | N
         return None
     args = {"input": str(input), "output": str(output), "options": options or {}, "changes": _jsonable(changes),
             "device": device, "stages_dir": str(stages_dir) if stages_dir else None}
-    try:
-        return call("render", args, start=start)
-    except ServiceError:
-        return None
+    return _or_here("render", args, start)
 
 
 def _jsonable(value: Any) -> Any:
@@ -291,8 +321,28 @@ def open_file(file: str | Path, search: tuple[str | Path, ...] = (), changes: di
     if disabled():
         return None
     args = {"file": str(file), "search": [str(p) for p in search], "changes": _jsonable(changes), "device": device}
+    return _or_here("open", args, start)
+
+
+# The service that did not answer this process: the rest of its renders are done here without asking it again
+# (a batch would wait for it once per file).
+_passed_by: NotAnsweringError | None = None
+
+
+def _or_here(op: str, args: dict[str, Any], start: bool) -> dict[str, Any] | None:
+    """:func:`call` for a command that can do ``op`` in its own process: None to do it there. A service that does
+    not answer is passed by for the rest of this process, with one note on stderr: the wait was not the render's."""
+    global _passed_by
+    if _passed_by is not None:
+        return None
     try:
-        return call("open", args, start=start)
+        return call(op, args, start=start)
+    except NotAnsweringError as e:
+        _passed_by = e
+        sys.stderr.write(f"hostplug: note: {e}; rendering in this process instead (stopped or hung? "
+                         f"'kill -9 {e.pid}' ends it)\n")
+        sys.stderr.flush()
+        return None
     except ServiceError:
         return None
 

@@ -331,30 +331,50 @@ class Service:
     def remove_leftovers(self) -> None:
         """Remove the hidden partial file of a render that a killed service (SIGKILL, power cut) left behind.
 
-        The output writer names it ``.<name>.<8 hex digits>.part`` beside the target (a long name by its hash,
-        :func:`engine.output.write.partial_name`) and renames it only once it is complete
-        (:func:`engine.output.write.write_image`); the journal names the target."""
-        journal = self.folder / JOURNAL_NAME
-        try:
-            target = Path(json.loads(journal.read_text())["output"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return
+        Only the partial files the journal names: the ones that service's writer started (see :meth:`journal`).
+        Another process may be writing the same output under another partial name at this very moment (the
+        client that service left, rendering it itself), and its file is not ours to delete."""
         from engine.output.write import is_partial_of
 
-        for partial in target.parent.glob("*.part"):
-            if is_partial_of(partial.name, target.name):
-                with contextlib.suppress(OSError):
-                    partial.unlink()
-                    log.info("removed %s, left by a render that was killed", partial)
+        journal = self.folder / JOURNAL_NAME
+        try:
+            entry = json.loads(journal.read_text())
+            target = Path(entry["output"])
+            partials = [Path(name) for name in entry.get("partials", [])]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            partials = []  # unreadable: delete nothing
+        for partial in partials:
+            if partial.parent != target.parent or not is_partial_of(partial.name, target.name):
+                continue  # a journal names only its output's own partial files
+            try:
+                partial.unlink()
+                log.info("removed %s, left by a render that was killed", partial)
+            except FileNotFoundError:
+                pass  # published (or not yet made) before the kill
+            except OSError as e:
+                log.info("could not remove %s, left by a render that was killed (%s)", partial, e.strerror)
         journal.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def journal(self, output: str) -> Iterator[None]:
-        """Record the output being written while a render runs (see :meth:`remove_leftovers`)."""
+        """Record the output being written while a render runs, and the name of each partial file its writer
+        starts, before the file exists (see :meth:`remove_leftovers`); and stop before the complete output takes
+        its name when the client has gone (:meth:`stop_if_client_left`): a client stopped by its user wants no
+        output, and one that stopped waiting writes it itself."""
         journal = self.folder / JOURNAL_NAME
-        journal.write_text(json.dumps({"output": os.path.abspath(output)}))
+        target = os.path.abspath(output)
+        entry: dict[str, Any] = {"output": target, "pid": os.getpid(), "partials": []}
+
+        def started(name: str) -> None:
+            entry["partials"].append(os.path.join(os.path.dirname(target), name))
+            _write_json(journal, entry)
+
+        _write_json(journal, entry)
         try:
-            yield
+            with _watching_the_writer(started, self.stop_if_client_left):
+                yield
         finally:
             journal.unlink(missing_ok=True)
 
@@ -618,6 +638,41 @@ class Service:
         """Stop accepting; queued requests are still answered, then the service exits."""
         self.close_listener()
         return {"pid": os.getpid(), "stopping": True}
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON to ``path`` whole or not at all (a kill mid-write leaves the old file)."""
+    temporary = path.with_name(path.name + ".new")
+    temporary.write_text(json.dumps(value))
+    os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def _watching_the_writer(started: Callable[[str], None], publishing: Callable[[], None]) -> Iterator[None]:
+    """Inside the block, the output writer (:func:`engine.output.write.write_image`) tells ``started`` the name of
+    each partial file before it creates it, and calls ``publishing`` right before a complete one takes its
+    output's name; ``publishing`` may raise to keep it unpublished (the writer then deletes it).
+
+    The writer offers no hooks for either, so its two module-level helpers are wrapped for the block. Safe here:
+    only the service's main thread writes outputs, one at a time."""
+    from engine.output import write
+
+    name_partial, publish = write.partial_name, write.publish
+
+    def named(name: str) -> str:
+        partial = name_partial(name)
+        started(partial)
+        return partial
+
+    def checked(partial: Path, path: Path, overwrite: bool) -> None:
+        publishing()
+        publish(partial, path, overwrite)
+
+    write.partial_name, write.publish = named, checked
+    try:
+        yield
+    finally:
+        write.partial_name, write.publish = name_partial, publish
 
 
 @contextlib.contextmanager
