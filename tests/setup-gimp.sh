@@ -30,9 +30,18 @@ IMPORTED=$(cd /tmp && "$PYTHON" -c 'import pathlib, hostplug; print(pathlib.Path
 BINDS=$(printf '%s\n%s\n%s\n/tmp\n' "$PREFIXES" "$REPO" "$IMPORTED" | sort -u)
 
 if [ "${1:-}" = "--unmount" ]; then
-  echo "$BINDS" | sort -r | while read -r dir; do
-    if mountpoint -q "$ROOT$dir"; then umount "$ROOT$dir"; fi
-  done
+  # Every one is tried (deepest first), then a failure is reported: stopping at the first busy one would leave
+  # the others mounted. A busy one is held by a process running in the root (a render service not yet exited).
+  FAILED=
+  while read -r dir; do
+    if mountpoint -q "$ROOT$dir" && ! umount "$ROOT$dir"; then FAILED="$FAILED $ROOT$dir"; fi
+  done <<EOF
+$(echo "$BINDS" | sort -r)
+EOF
+  if [ -n "$FAILED" ]; then
+    echo "setup-gimp.sh: could not unmount:$FAILED (busy? 'fuser -vm PATH' shows who holds it)" >&2
+    exit 1
+  fi
   echo "unmounted hostplug's bind mounts under $ROOT"
   exit 0
 fi

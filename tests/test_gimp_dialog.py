@@ -30,7 +30,7 @@ from PIL import Image
 
 from hostplug.cli import main
 from tests.conftest import REPO, SAMPLE_DNG
-from tests.test_gimp_plugin import ROOT, _prepare_root, _setup
+from tests.test_gimp_plugin import ROOT, _prepare_root, stop_service, unmount
 
 DIALOG = "Re-render with hostplug"
 PREVIEW_WAIT_S = 240  # the first preview starts the service and loads the engine, on a busy 2-core machine
@@ -116,12 +116,13 @@ def session() -> Iterator[dict]:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL) if with_group else process.kill()
-        if env:
-            in_root(sys.executable, "-c", "from hostplug.cli import main; main()", "serve", "--stop",
-                    env={**env, "PYTHONPATH": str(REPO)})
-        shutil.rmtree(work, ignore_errors=True)
-        if not mounted:
-            _setup("--unmount")
+        try:
+            if env:
+                stop_service({**env, "PYTHONPATH": str(REPO)})  # and wait for it to exit: it holds the root's /tmp
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            if not mounted:
+                unmount()
 
 
 def wait_for(condition, timeout: float, interval: float = 0.2) -> bool:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,9 +120,45 @@ def gimp() -> Iterator[dict]:
     try:
         yield _run_gimp(work, canon)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if not mounted:
-            _setup("--unmount")
+        try:  # _run_gimp stops the service; this is for a run that failed before it could
+            stop_service({"PATH": "/usr/bin:/bin", "HOME": "/root", "XDG_RUNTIME_DIR": str(work / "runtime")})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            if not mounted:
+                unmount()
+
+
+def unmount() -> None:
+    """Take down the bind mounts tests/setup-gimp.sh made; a failure fails the test run (a root left with /tmp and
+    the Python install mounted into it is a trap for whoever deletes it)."""
+    done = _setup("--unmount")
+    assert done.returncode == 0, f"tests/setup-gimp.sh --unmount failed:\n{done.stdout}{done.stderr}"
+
+
+def stop_service(env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Stop the render service that the plug-in started in the root (its runtime folder is ``env``'s) and wait,
+    up to ``timeout`` seconds, for it to exit: ``serve --stop`` returns at once, and until the service has gone it
+    holds files under the root's /tmp, which then cannot be unmounted. The ``serve --stop`` run is returned."""
+    command = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-c",
+               "from hostplug.cli import main; main()", "serve", "--stop"]
+    stopped = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if stopped.returncode == 0:
+        pid = json.loads(stopped.stdout)["pid"]
+        deadline = time.monotonic() + timeout
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)  # the test's own service: the mounts must come down regardless
+            raise AssertionError(f"the render service (pid {pid}) did not exit within {timeout:g} s of --stop")
+    return stopped
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _run_gimp(work: Path, canon: Path) -> dict:
@@ -136,16 +174,17 @@ def _run_gimp(work: Path, canon: Path) -> dict:
     assert installed.exit_code == 0, installed.output
     probe = work / "probe.py"
     probe.write_text(PROBE, encoding="utf-8")
+    # A runtime folder of its own: without one the plug-in's service would live in /tmp/hostplug-UID, which the
+    # root shares with this machine, where a service of this user may be running already (and refuses the root's).
+    (work / "runtime").mkdir(mode=0o700)
     env = {"HOME": "/root", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "GIMP3_DIRECTORY": str(profile),
-           "HP_RAW": str(raw), "HP_BAD": str(bad), "HP_XCF": str(work / "saved é.xcf")}
+           "XDG_RUNTIME_DIR": str(work / "runtime"), "HP_RAW": str(raw), "HP_BAD": str(bad),
+           "HP_XCF": str(work / "saved é.xcf")}
     command = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items()), "gimp-console-3.0", "-i",
                "--batch-interpreter=python-fu-eval", "-b", f"exec(open({str(probe)!r}).read())", "--quit"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     # The plug-in started the render service inside the root; stop it, or it would hold the root's mounts busy.
-    # (hostplug.cli has no __main__: "python -m hostplug.cli" would import it and stop nothing)
-    stop = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-c",
-            "from hostplug.cli import main; main()", "serve", "--stop"]
-    stopped = subprocess.run(stop, capture_output=True, text=True, timeout=60)
+    stopped = stop_service(env)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     lines = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if line.startswith(MARKER)]
     assert lines, f"GIMP printed no result (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
