@@ -9,12 +9,15 @@ target that replaces the target only once it is complete, so a failure never lea
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import os
 import secrets
 import struct
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -306,6 +309,9 @@ def write_image(
         except RuntimeError as error:
             raise _metadata_error(path, error) from error
     partial = path.with_name(partial_name(path.name))
+    watcher = _WATCHER.get()
+    if watcher is not None:
+        watcher.started(partial)
     IN_PROGRESS.add(partial)
     try:
         if tags is not None:
@@ -314,6 +320,8 @@ def write_image(
             assert isinstance(data, np.ndarray)
             _ENCODERS[fmt](partial, data, profile, options.quality)
             _write_metadata(partial, path, exif, xmp)
+        if watcher is not None:
+            watcher.publishing()
         publish(partial, path, options.overwrite)
     except FileExistsError:
         raise OutputError(f"{path} exists; pass --overwrite to replace it") from None
@@ -328,6 +336,30 @@ def write_image(
 # The partial files this process is writing: a watchdog that ends the process (the command line's --time-limit)
 # deletes them first, since ``os._exit`` runs no ``finally``.
 IN_PROGRESS: set[Path] = set()
+
+
+@dataclass(frozen=True)
+class WriteWatcher:
+    """Who wants to know about the writes in a :func:`watching_writes` block (the render service)."""
+
+    started: Callable[[Path], None]  # a partial file's path, before the file is created
+    publishing: Callable[[], None]  # right before a complete file takes its name; may raise to keep it unpublished
+
+
+_WATCHER: contextvars.ContextVar[WriteWatcher | None] = contextvars.ContextVar("write_watcher", default=None)
+
+
+@contextlib.contextmanager
+def watching_writes(started: Callable[[Path], None], publishing: Callable[[], None]) -> Iterator[None]:
+    """Within the block, every :func:`write_image` of this thread tells ``started`` the path of its partial file
+    before creating it (so that a process taking over after a crash removes exactly those), and calls
+    ``publishing`` before the complete file takes its name (an exception there keeps it unpublished: the partial
+    is deleted and the exception goes on)."""
+    token = _WATCHER.set(WriteWatcher(started, publishing))
+    try:
+        yield
+    finally:
+        _WATCHER.reset(token)
 
 _LONG_NAME = 240  # a longer name cannot take the ".NAME.xxxxxxxx.part" form within 255 bytes
 

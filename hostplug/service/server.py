@@ -363,17 +363,19 @@ class Service:
         starts, before the file exists (see :meth:`remove_leftovers`); and stop before the complete output takes
         its name when the client has gone (:meth:`stop_if_client_left`): a client stopped by its user wants no
         output, and one that stopped waiting writes it itself."""
+        from engine.output.write import watching_writes
+
         journal = self.folder / JOURNAL_NAME
         target = os.path.abspath(output)
         entry: dict[str, Any] = {"output": target, "pid": os.getpid(), "partials": []}
 
-        def started(name: str) -> None:
-            entry["partials"].append(os.path.join(os.path.dirname(target), name))
+        def started(partial: Path) -> None:
+            entry["partials"].append(os.path.abspath(partial))
             _write_json(journal, entry)
 
         _write_json(journal, entry)
         try:
-            with _watching_the_writer(started, self.stop_if_client_left):
+            with watching_writes(started, self.stop_if_client_left):
                 yield
         finally:
             journal.unlink(missing_ok=True)
@@ -645,34 +647,6 @@ def _write_json(path: Path, value: Any) -> None:
     temporary = path.with_name(path.name + ".new")
     temporary.write_text(json.dumps(value))
     os.replace(temporary, path)
-
-
-@contextlib.contextmanager
-def _watching_the_writer(started: Callable[[str], None], publishing: Callable[[], None]) -> Iterator[None]:
-    """Inside the block, the output writer (:func:`engine.output.write.write_image`) tells ``started`` the name of
-    each partial file before it creates it, and calls ``publishing`` right before a complete one takes its
-    output's name; ``publishing`` may raise to keep it unpublished (the writer then deletes it).
-
-    The writer offers no hooks for either, so its two module-level helpers are wrapped for the block. Safe here:
-    only the service's main thread writes outputs, one at a time."""
-    from engine.output import write
-
-    name_partial, publish = write.partial_name, write.publish
-
-    def named(name: str) -> str:
-        partial = name_partial(name)
-        started(partial)
-        return partial
-
-    def checked(partial: Path, path: Path, overwrite: bool) -> None:
-        publishing()
-        publish(partial, path, overwrite)
-
-    write.partial_name, write.publish = named, checked
-    try:
-        yield
-    finally:
-        write.partial_name, write.publish = name_partial, publish
 
 
 @contextlib.contextmanager
