@@ -202,18 +202,14 @@ def _as_client(request: dict[str, Any]) -> Iterator[None]:
 
 
 def _check_device(device: str) -> str:
+    """A request's device as the command line checks it (a wrong option, exit 2), the same in and out of here."""
+    from engine.errors import OptionError
+
     if device not in ("cpu", "cuda"):
-        from engine.errors import HostplugError
+        raise OptionError(f"unknown device {device!r}; use cpu or cuda")
+    from hostplug.commands.common import check_device
 
-        raise HostplugError(f"unknown device {device!r}; use cpu or cuda")
-    if device == "cuda":
-        import torch
-
-        from engine.errors import HostplugError
-
-        if not torch.cuda.is_available():
-            raise HostplugError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    return device
+    return check_device(device)
 
 
 def _output_options(options: dict[str, Any] | None) -> Any:
