@@ -41,8 +41,8 @@ def gimp(uninstall: bool, make_default_raw_loader: bool, plugin_dir: Path | None
 
 @integrate.command("darktable")
 @click.option("--hot-folder", type=click.Path(file_okay=False, path_type=Path),
-              help="Where darktable's \"copy\" export writes: a new, empty folder outside the library roots "
-                   "(default: ~/hostplug-darktable; created).")
+              help="Where darktable's \"copy\" export writes: a new, empty folder of its own (it may lie inside a "
+                   "library root, not be or hold one; default: ~/hostplug-darktable; created).")
 @click.option("--library-root", "library_roots", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="A photo folder to search for originals when the export path does not say (repeatable).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
