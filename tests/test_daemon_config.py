@@ -66,7 +66,9 @@ def hot(tmp_path: Path) -> Path:
 
 
 def test_unknown_preset_is_refused(tmp_path: Path, hot: Path) -> None:
-    _refused(_watch(hot, "--out", tmp_path / "out", "--preset", "no-such-look"), "no-such-look")
+    result = _watch(hot, "--out", tmp_path / "out", "--preset", "no-such-look")
+    _refused(result, "no-such-look")
+    assert result.exit_code == 4  # a bad preset or recipe, as render says it
 
 
 def test_unwritable_output_is_refused(tmp_path: Path, hot: Path) -> None:

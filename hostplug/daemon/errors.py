@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from engine.errors import HostplugError
+from engine.errors import HostplugError, RecipeError
 
 
 class ConfigError(HostplugError):
     """The watch configuration is invalid; the daemon refuses to start."""
 
     exit_code = 2
+
+
+class LookError(ConfigError, RecipeError):
+    """A hot folder's look (presets, style, recipe settings) is invalid: a bad recipe or preset, exit 4 as for
+    ``render``, and still a configuration error to whoever catches those."""
+
+    exit_code = RecipeError.exit_code
 
 
 class JournalError(HostplugError):

@@ -16,7 +16,7 @@ from typing import Any
 from engine.errors import HostplugError
 from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig
-from hostplug.daemon.errors import ConfigError
+from hostplug.daemon.errors import LookError
 
 
 def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
@@ -35,11 +35,12 @@ def apply_presets(recipe: Recipe, names: Iterable[str]) -> Recipe:
 
 
 def folder_recipe(folder: FolderConfig) -> Recipe:
-    """The look a hot folder gives every raw without a recipe of its own; ConfigError when it is invalid."""
+    """The look a hot folder gives every raw without a recipe of its own; LookError (a ConfigError) when it is
+    invalid."""
     try:
         return apply_settings(apply_presets(Recipe(), folder.presets), folder.recipe)
     except HostplugError as e:
-        raise ConfigError(f"hot folder {folder.path}: {e}") from e
+        raise LookError(f"hot folder {folder.path}: {e}") from e
 
 
 def recipe_for_file(raw: Path, base: Recipe) -> tuple[Recipe, dict[str, Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from engine.edits import check_renderable
 from engine.errors import HostplugError
 from hostplug.daemon.config import LIMITS, DaemonConfig, FolderConfig, check_limit
-from hostplug.daemon.errors import ConfigError
+from hostplug.daemon.errors import ConfigError, LookError
 from hostplug.daemon.recipes import folder_recipe
 
 
@@ -95,7 +95,7 @@ def check_look(folder: FolderConfig) -> None:
     try:  # stage settings are held to their stages' descriptions now, not at every render
         check_renderable(recipe)
     except HostplugError as e:
-        raise ConfigError(f"hot folder {folder.path}: {e}") from None
+        raise LookError(f"hot folder {folder.path}: {e}") from None
 
 
 def check_folder(folder: FolderConfig) -> None:
