@@ -101,3 +101,10 @@ def test_overlapping_hot_folders_are_refused(tmp_path: Path, hot: Path) -> None:
 
 def test_missing_hot_folder_is_refused(tmp_path: Path) -> None:
     _refused(_watch(tmp_path / "nowhere", "--out", tmp_path / "out"), "does not exist")
+
+
+def test_a_bad_configuration_file_is_named_in_its_error_line(tmp_path: Path) -> None:
+    config = tmp_path / "studio.toml"
+    config.write_text('[[folder]]\npath = "in"\n')
+    result = CliRunner().invoke(main, ["watch", "--config", str(config)], catch_exceptions=False)
+    _refused(result, f"{config}: [[folder]] 1: at least one [[folder.output]] is required")

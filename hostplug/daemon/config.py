@@ -309,7 +309,7 @@ def parse_config(data: Mapping[str, Any], base: Path) -> DaemonConfig:
     daemon = _Table(top.get("daemon", dict, {}), "[daemon]")
     top.done()
     if not folders_data:
-        raise ConfigError("config: at least one [[folder]] is required")
+        raise ConfigError("at least one [[folder]] is required")
     folders = tuple(parse_folder(f, f"[[folder]] {i + 1}", base) for i, f in enumerate(folders_data))
     journal = daemon.get("journal", str)
     log_json = daemon.get("log_json", str)
@@ -370,4 +370,7 @@ def load_config(path: Path) -> DaemonConfig:
         raise ConfigError(f"{path}: arrays or tables nested far too deep") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
-    return parse_config(data, path.parent.absolute())
+    try:
+        return parse_config(data, path.parent.absolute())
+    except ConfigError as e:  # the line names the file to fix, then the table and key in it
+        raise type(e)(f"{path}: {e}") from None
