@@ -93,12 +93,15 @@ def file_identity(path: Any) -> tuple[Any, ...] | None:
 
 def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], recipe: Recipe,
                device: str, preview: int | None) -> list[str] | None:
-    """One key per stage: a digest of the source's identity, preview size, device and, for that stage and every
-    stage before it, its implementation, switch and resolved params. None when the source cannot be keyed."""
+    """One key per stage: a digest of the source's identity, preview size, device, weights folder and, for that
+    stage and every stage before it, its implementation, switch and resolved params. None when the source cannot
+    be keyed."""
     identity = file_identity(source.path)
     if identity is None:
         return None
-    digest = hashlib.sha1(json.dumps([identity, preview, device], default=str).encode())
+    from engine.models import weights_folder  # another folder's networks make other outputs
+
+    digest = hashlib.sha1(json.dumps([identity, preview, device, str(weights_folder())], default=str).encode())
     keys = []
     for stage in stages:
         facts = [stage.name, stage.implementation, recipe.stage(stage.name).enabled, params_dict(params[stage.name])]

@@ -109,16 +109,11 @@ def weights_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     """A scratch copy of the weights folder that the engine reads instead of the installed one (so a test may
     break a model there); cached models are dropped before and after."""
     from engine import models
-    from engine.models import clear_cache
 
     folder = tmp_path / "weights"
     shutil.copytree(models.WEIGHTS_DIR, folder)
-    real_read = models.read_manifest
-    monkeypatch.setattr(models, "WEIGHTS_DIR", folder)
-    monkeypatch.setattr(models, "read_manifest", lambda path=folder / "manifest.json": real_read(path))
-    clear_cache()
-    yield folder
-    clear_cache()
+    with models.using_weights(folder):
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -95,17 +95,12 @@ def test_the_shipped_network_restores_blurred_detail(size: str) -> None:
     assert float((restored - sharp).abs().mean()) < 0.9 * float((soft - sharp).abs().mean())
 
 
-def test_missing_detail_weights_are_an_error_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_detail_weights_are_an_error_naming_the_file(tmp_path: Path) -> None:
     shutil.copy(models.WEIGHTS_DIR / "manifest.json", tmp_path / "manifest.json")
-    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
-    models.clear_cache()
-    try:
-        with pytest.raises(ModelError) as info:
-            LearnedDetail().prepare(DetailParams(amount=30.0), _Ctx())
-        assert f"{DETAIL_MODEL}.safetensors" in str(info.value)
-        assert models.entry(DETAIL_MODEL).sha256 in str(info.value)
-    finally:
-        models.clear_cache()
+    with models.using_weights(tmp_path), pytest.raises(ModelError) as info:
+        LearnedDetail().prepare(DetailParams(amount=30.0), _Ctx())
+    assert str(tmp_path / f"{DETAIL_MODEL}.safetensors") in str(info.value)
+    assert models.entry(DETAIL_MODEL).sha256 in str(info.value)
 
 
 def test_a_few_training_steps_lower_the_loss() -> None:

@@ -266,3 +266,43 @@ def test_train_photofinish_writes_where_it_is_told_and_says_where(tmp_path: Path
     assert f"into {tmp_path}" in result.output
     assert (tmp_path / "photofinish-vivid.safetensors").is_file() and (tmp_path / "manifest.json").is_file()
     assert models.file_sha256(models.WEIGHTS_DIR / "photofinish-vivid.safetensors") == shipped
+
+
+def test_retrained_weights_in_another_folder_render_through_hostplug_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``hostplug train ... --weights-dir new/`` writes is used by a render given HOSTPLUG_WEIGHTS=new/ (the
+    installed weights stay), and the output records the hashes it used; a folder that is not there is one line."""
+    import json
+    import shutil
+
+    import cv2
+
+    from tests.conftest import error_lines, hostplug, read_metadata
+
+    new = tmp_path / "new"  # what --weights-dir holds after training one style: its file and manifest entry only
+    new.mkdir()
+    vivid = models.entry("photofinish-vivid")
+    shutil.copy(vivid.path, new / vivid.file)
+    with models.updating_manifest(new / "manifest.json") as entries:  # "retrained": natural now looks as vivid
+        entries["photofinish-natural"] = replace(vivid, name="photofinish-natural", folder=new)
+    installed_natural = models.entry("photofinish-natural").sha256
+    hostplug("render", SAMPLE, "-o", tmp_path / "vivid.png", "--style", "vivid", "--no-service")
+    hostplug("render", SAMPLE, "-o", tmp_path / "installed.png", "--no-service")
+    monkeypatch.setenv("HOSTPLUG_WEIGHTS", str(new))
+    result = hostplug("render", SAMPLE, "-o", tmp_path / "new.png", "--no-service")
+    assert result.exit_code == 0, result.stderr
+    assert models.entry("photofinish-natural").sha256 != installed_natural
+
+    def pixels(name: str) -> np.ndarray:
+        return cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED)
+
+    assert np.array_equal(pixels("new.png"), pixels("vivid.png"))
+    assert not np.array_equal(pixels("new.png"), pixels("installed.png"))
+    _, xmp = read_metadata(tmp_path / "new.png")
+    assert json.loads(xmp["Xmp.hostplug.models"])["photofinish-natural"] == models.entry("photofinish-vivid").sha256
+    monkeypatch.setenv("HOSTPLUG_WEIGHTS", str(tmp_path / "nowhere"))
+    missing = hostplug("render", SAMPLE, "-o", tmp_path / "none.png", "--no-service")
+    assert missing.exit_code == 6
+    assert error_lines(missing.stderr) == [f"hostplug: error: {tmp_path / 'nowhere'}: no such weights folder "
+                                           "($HOSTPLUG_WEIGHTS or --weights names it)"]
+    models.clear_cache()

@@ -4,6 +4,10 @@ Weights live in ``engine/weights/`` as safetensors files (tensors only: loading 
 downloads anything). ``engine/weights/manifest.json`` lists each model with its file, SHA-256, architecture
 settings, training recipe and measured metrics. A missing or altered file is an error naming the file and its
 expected hash, never a silent fallback to random weights.
+
+Another folder of weights with its own ``manifest.json`` (what ``hostplug train ... --weights-dir DIR`` writes)
+is used where ``$HOSTPLUG_WEIGHTS`` names it, or inside :func:`using_weights`: its models replace the installed
+ones of the same name, the others stay.
 """
 
 from __future__ import annotations
@@ -20,8 +24,37 @@ from typing import Any
 from engine.errors import ModelError
 from engine.filehash import file_sha256
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # the installed weights
 MANIFEST = WEIGHTS_DIR / "manifest.json"
+WEIGHTS_ENV = "HOSTPLUG_WEIGHTS"
+
+_chosen: Path | None = None  # set by using_weights
+
+
+def weights_folder() -> Path:
+    """The folder models are read from: the one :func:`using_weights` chose, else ``$HOSTPLUG_WEIGHTS``, else the
+    installed weights (:data:`WEIGHTS_DIR`)."""
+    if _chosen is not None:
+        return _chosen
+    named = os.environ.get(WEIGHTS_ENV)
+    return Path(named).expanduser() if named else WEIGHTS_DIR
+
+
+@contextmanager
+def using_weights(folder: str | Path | None) -> Iterator[None]:
+    """Read models from ``folder`` (weights and their ``manifest.json``) inside the block, for this process; None
+    keeps the current choice. Loaded networks are forgotten on the way in and out."""
+    global _chosen
+    if folder is None:
+        yield
+        return
+    saved, _chosen = _chosen, Path(folder)
+    clear_cache()
+    try:
+        yield
+    finally:
+        _chosen = saved
+        clear_cache()
 
 
 @dataclass(frozen=True)
@@ -29,25 +62,34 @@ class ModelEntry:
     """One model in the manifest."""
 
     name: str  # e.g. "denoise-lite", "wb-c5", "photofinish-natural"
-    file: str  # relative to WEIGHTS_DIR
+    file: str  # relative to the manifest's folder
     sha256: str
     architecture: dict[str, Any] = field(default_factory=dict)  # constructor arguments
     training: dict[str, Any] = field(default_factory=dict)  # how it was trained (data, steps, seed, command)
     metrics: dict[str, Any] = field(default_factory=dict)  # measured on held-out data
+    folder: Path = WEIGHTS_DIR  # the folder of the manifest it was read from
 
     @property
     def path(self) -> Path:
         """Where the weights file lives."""
-        return WEIGHTS_DIR / self.file
+        return self.folder / self.file
 
 
-def read_manifest(path: Path = MANIFEST) -> dict[str, ModelEntry]:
-    """All models in the manifest, by name (empty when no model has been shipped)."""
+def read_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
+    """All models in the manifest at ``path``, by name; empty when no model has been shipped. By default, the
+    models in use: those of :func:`weights_folder`, and where that is another folder (which may hold only the
+    models retrained into it), the installed ones it does not replace."""
+    if path is None:
+        folder = weights_folder()
+        chosen = read_manifest(folder / "manifest.json")
+        return chosen if folder == WEIGHTS_DIR else read_manifest(MANIFEST) | chosen
     if not path.is_file():
+        if path.parent != WEIGHTS_DIR and not path.parent.is_dir():
+            raise ModelError(f"{path.parent}: no such weights folder (${WEIGHTS_ENV} or --weights names it)")
         return {}
     try:
         data = json.loads(path.read_text())
-        return {name: ModelEntry(name=name, **entry) for name, entry in data["models"].items()}
+        return {name: ModelEntry(name=name, folder=path.parent, **entry) for name, entry in data["models"].items()}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelError(f"{path}: the model manifest cannot be read ({e}); reinstall hostplug") from e
 
@@ -111,18 +153,18 @@ def load_state(name: str, weights_format: str = "torch") -> dict[str, Any]:
         raise ModelError(f"{e.path}: weights of model {name!r} cannot be read ({ex})") from ex
 
 
-# The one cache of loaded networks, by model name and weights format (a model can have a torch and a numpy form):
-# a daemon or service loads each model once.
-_NETWORKS: dict[tuple[str, str], Any] = {}
+# The one cache of loaded networks, by weights folder, model name and weights format (a model can have a torch and
+# a numpy form): a daemon or service loads each model once.
+_NETWORKS: dict[tuple[str, str, str], Any] = {}
 
 
 def build_network(name: str, build: Callable[..., Any]) -> Any:
     """A model's network, built by ``build(**architecture)`` from its manifest entry, with its verified weights
     and in eval mode (cached until :func:`clear_cache`); ModelError naming the file when the weights are
     missing, altered or do not fit. A builder whose ``weights_format`` is ``"numpy"`` gets numpy arrays."""
-    key = (name, getattr(build, "weights_format", "torch"))
+    key = (str(weights_folder()), name, getattr(build, "weights_format", "torch"))
     if key not in _NETWORKS:
-        _NETWORKS[key] = _build_network(name, build, key[1])
+        _NETWORKS[key] = _build_network(name, build, key[2])
     return _NETWORKS[key]
 
 

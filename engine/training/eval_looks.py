@@ -33,15 +33,15 @@ tuned to that family; part 2 (a real raw with its real camera JPEG) has no such 
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 
+from engine import models
 from engine.training import camera_photos as cp
 from engine.training import look_eval
 
@@ -52,32 +52,6 @@ EVAL_ISO = 200
 ORDER_TOLERANCE = 0.25  # stops: frames whose JPEGs differ less have no order to keep
 RAWSAMPLES = Path(__file__).resolve().parents[3] / "shared" / "rawsamples"
 Progress = Callable[[str], None]
-
-
-@contextlib.contextmanager
-def weights_from(folder: Path | None) -> Iterator[None]:
-    """Render with the weights and manifest of ``folder`` (candidate weights) instead of the installed ones."""
-    from engine import models
-    from engine.stages import photofinish_learned
-
-    def forget() -> None:
-        for clear in (getattr(models, "clear_cache", None), getattr(photofinish_learned.load_network, "cache_clear",
-                                                                     None)):
-            if clear is not None:
-                clear()
-
-    if folder is None:
-        yield
-        return
-    saved = (models.WEIGHTS_DIR, models.MANIFEST, models.read_manifest.__defaults__)
-    models.WEIGHTS_DIR, models.MANIFEST = Path(folder), Path(folder) / "manifest.json"
-    models.read_manifest.__defaults__ = (Path(folder) / "manifest.json",)
-    forget()
-    try:
-        yield
-    finally:
-        models.WEIGHTS_DIR, models.MANIFEST, models.read_manifest.__defaults__ = saved
-        forget()
 
 
 def linear_dng(linear: np.ndarray, path: Path, camera_name: str, seed: int) -> None:
@@ -299,7 +273,7 @@ def run(raws: Path | None = None, weights: Path | None = None, progress: Progres
     """Every part of the module docstring, as one JSON-ready report (``draws``: see :func:`held_out_cameras`)."""
     from engine.training.loop import machine
 
-    with weights_from(weights):
+    with models.using_weights(weights):
         report: dict[str, Any] = {
             "machine": machine(), "seed": EVAL_SEED, "split_seed": cp.SPLIT_SEED,
             "held_out_cameras_split": list(cp.HELD_OUT_CAMERAS), "long_edge": EVAL_LONG_EDGE,

@@ -123,7 +123,7 @@ def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any]
     os.chmod(tmp, 0o644)  # readable by every user of an installed copy
     os.replace(tmp, path)
     entry = models.ModelEntry(name=name, file=path.name, sha256=models.file_sha256(path), architecture=architecture,
-                              training=training, metrics=metrics if metrics is not None else {})
+                              training=training, metrics=metrics if metrics is not None else {}, folder=folder)
     with models.updating_manifest(folder / "manifest.json") as entries:
         old = entries.get(name)
         if old is not None and metrics is None and old.sha256 == entry.sha256:

@@ -32,7 +32,7 @@ def _progress(label: str):
 def destination(weights_dir: Path | None) -> str:
     """Where trained weights go, said before a run: the installed ones are replaced unless --weights-dir."""
     if weights_dir is not None:
-        return str(weights_dir)
+        return f"{weights_dir} (render with them: HOSTPLUG_WEIGHTS={weights_dir} hostplug render ...)"
     from engine.models import WEIGHTS_DIR
 
     return f"{WEIGHTS_DIR} (the installed weights; --weights-dir DIR writes elsewhere)"
