@@ -22,17 +22,30 @@ torch, numba, OpenCV and rawpy load with the first render, not with a command li
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
     CorruptInputError,
     HostplugError,
     InputNotFoundError,
     ModelError,
+    OptionError,
     OutputError,
     RecipeError,
     UnsupportedInputError,
 )
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time each name loads on first use (below)
+    from engine.edits import apply_changes
+    from engine.io.source import Source
+    from engine.io.source import open_source as open
+    from engine.output.export import RenderResult, render_file, render_files, write_image
+    from engine.output.formats import OutputOptions
+    from engine.pipeline import STAGE_ORDER, Rendered, render
+    from engine.recipe import Recipe, StageSettings
+    from engine.rerender import rerender_file
+    from engine.stage_cache import StageCache
+    from engine.xmp.sidecar import sidecar_recipe
 
 
 def _version() -> str:
@@ -56,7 +69,7 @@ _LAZY = {
     "Recipe": ("engine.recipe", "Recipe"),
     "StageSettings": ("engine.recipe", "StageSettings"),
     "apply_changes": ("engine.edits", "apply_changes"),
-    "OutputOptions": ("engine.output.write", "OutputOptions"),
+    "OutputOptions": ("engine.output.formats", "OutputOptions"),  # without the writer's libraries
     "write_image": ("engine.output.export", "write_image"),
     "RenderResult": ("engine.output.export", "RenderResult"),
     "render_file": ("engine.output.export", "render_file"),
@@ -88,6 +101,7 @@ __all__ = [
     "HostplugError",
     "InputNotFoundError",
     "ModelError",
+    "OptionError",
     "OutputError",
     "OutputOptions",
     "Recipe",

@@ -394,9 +394,21 @@ def test_render_takes_a_path_and_refuses_what_no_render_has(sample_dng: Path) ->
     import engine
 
     assert engine.render(str(sample_dng), preview=300).pixels.shape == (200, 300, 3)
-    for wrong, says in (({"preview": -1}, "preview -1"), ({"device": "gpu"}, "unknown device 'gpu'")):
-        with pytest.raises(engine.RecipeError, match=says):
-            engine.render(sample_dng, **wrong)
+    with pytest.raises(engine.RecipeError, match="preview -1"):
+        engine.render(sample_dng, preview=-1)
+    with pytest.raises(engine.OptionError, match="unknown device 'gpu'"):
+        engine.render(sample_dng, device="gpu")
+
+
+def test_cuda_without_a_gpu_is_an_option_error_not_torchs_assertion(sample_dng: Path) -> None:
+    import torch
+
+    import engine
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(engine.OptionError, match="no CUDA GPU is available here"):
+        engine.render(sample_dng, device="cuda")
 
 
 @pytest.mark.parametrize("space", ["display-p3", "adobe-rgb", "prophoto"])
