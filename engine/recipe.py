@@ -33,6 +33,7 @@ from typing import Any, Literal, get_args
 
 from engine.errors import RecipeError
 from engine.stages.catalogue import current_version, pin_former_defaults
+from engine.styles import parse_style
 
 RECIPE_VERSION = 7  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop;
 # 6: DNG bad pixels repaired; 7: less saturation desaturates around luminance (-100 is black and white)
@@ -65,6 +66,14 @@ class StageSettings:
     # Fixed values that override derived ones, in the stage's current params version unless they say
     # otherwise with a "version" key (older params read from storage, migrated when the stage resolves them).
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):  # "no" would switch a stage on, 0 off
+            raise RecipeError(f"a stage's enabled must be True or False, not {self.enabled!r}")
+        if self.implementation is not None and not isinstance(self.implementation, str):
+            raise RecipeError(f"a stage's implementation must be a name, not {self.implementation!r}")
+        if not isinstance(self.params, Mapping) or not all(isinstance(k, str) for k in self.params):
+            raise RecipeError(f"a stage's params must map parameter names to values, not {self.params!r}")
 
 
 def implied_white_balance(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,6 +178,8 @@ class Recipe:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise RecipeError(f"recipe is not valid JSON ({e.msg} at line {e.lineno})") from e
+        except ValueError as e:  # Python reads no integer of more than 4300 digits
+            raise RecipeError("recipe holds a number far too long to be a setting") from e
         return cls.from_dict(data)
 
 
@@ -244,6 +255,7 @@ def validate(recipe: Recipe) -> None:
     """Raise :class:`RecipeError` for a value out of range or of the wrong type."""
     if not isinstance(recipe.style, str) or not recipe.style:
         raise RecipeError("style must be a non-empty name")
+    parse_style(recipe.style)  # a known style, or a blend of known styles with usable weights
     if not isinstance(recipe.stages, Mapping) or not all(
             isinstance(k, str) and isinstance(v, StageSettings) for k, v in recipe.stages.items()):
         raise RecipeError("stages must map stage names to engine.StageSettings (Recipe.from_dict reads the JSON "

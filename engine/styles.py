@@ -81,6 +81,8 @@ def parse_style(spec: str) -> list[tuple[str, float]]:
     total = sum(terms.values())
     if total <= 0.0:
         raise RecipeError(f"style {spec!r}: the weights add up to 0")
+    if not math.isfinite(total):  # each weight finite, their sum not (1e308 twice): every share would be 0
+        raise RecipeError(f"style {spec!r}: the weights are too large; use shares such as 0.7 and 0.3")
     return [(name, weight / total) for name, weight in terms.items()]
 
 

@@ -214,3 +214,16 @@ def test_a_scripts_mistyped_change_is_refused_not_ignored(changes: dict, says: s
 
     with pytest.raises(RecipeError, match=re.escape(says)):
         apply_changes(None, changes)
+
+
+def test_what_a_script_may_pass_wrongly_is_a_recipe_error_at_construction() -> None:
+    # these were accepted and failed later (an IndexError in the blend, "no" switching a stage on) or raised
+    # Python's own errors
+    for bad in ({"style": "bogus"}, {"style": "natural:1e308,vivid:1e308"}):
+        with pytest.raises(RecipeError):
+            Recipe(**bad)
+    for settings in ({"enabled": "no"}, {"implementation": 3}, {"params": [1, 2]}):
+        with pytest.raises(RecipeError):
+            StageSettings(**settings)
+    with pytest.raises(RecipeError, match="far too long"):
+        Recipe.from_json('{"exposure": ' + "1" * 5000 + "}")
