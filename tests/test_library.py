@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 import engine
@@ -75,3 +76,12 @@ def test_help_imports_no_heavy_module() -> None:
             "print('loaded:', *(m for m in ('torch', 'numba', 'cv2', 'rawpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "loaded:", done.stdout
+
+
+def test_open_names_an_empty_or_wrongly_typed_path_for_what_it_is() -> None:
+    import engine
+
+    with pytest.raises(engine.InputNotFoundError, match="path is empty"):
+        engine.open("")  # was ".: refused, the input is a folder"
+    with pytest.raises(engine.InputNotFoundError, match="must be a path"):
+        engine.open(None)  # type: ignore[arg-type]

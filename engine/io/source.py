@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -169,6 +170,10 @@ def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
     folder is refused. ``follow_links=False`` also refuses a symbolic link at ``path`` itself (for a caller that
     checked where the file lies, such as the watch daemon).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputNotFoundError(f"the input must be a path (str or pathlib.Path), not {type(path).__name__}")
+    if not os.fspath(path):  # Path("") would be ".", the current folder
+        raise InputNotFoundError("the input's path is empty; give the path of a raw or an image")
     path = Path(path)
     with pinned(path, "input", InputNotFoundError, follow=follow_links, missing=InputNotFoundError) as file:
         return _open_pinned(path, file)
