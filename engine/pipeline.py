@@ -102,8 +102,13 @@ def render(
     preview: int | None = None,
     cache: StageCache | None = None,
 ) -> Rendered:
-    """Render an opened source (or the file at a path) with a recipe. ``stages_dir`` receives every stage's output
-    and params.
+    """Render an opened source (or the file at a path) with a recipe (default: ``Recipe()``) on ``device``
+    (``"cpu"``, or ``"cuda"`` for a GPU). ``stages_dir`` receives every stage's output and params; ``progress`` is
+    called with each stage's name, index and the stage count.
+
+    Raises the :mod:`engine.errors` exceptions: RecipeError for a bad recipe or argument, OptionError for a device
+    that is not there, InputNotFoundError / UnsupportedInputError / CorruptInputError for the file, ModelError for
+    missing or altered weights, OutputError when ``stages_dir`` cannot be written.
 
     ``preview`` (a long edge in pixels) scales the image down right after the first stage (demosaic), so every
     later stage works at preview size. ``cache`` keeps each stage's output and resumes after the last stage whose

@@ -59,7 +59,11 @@ RANGES: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class StageSettings:
-    """How the pipeline treats one stage: on or off, which implementation, and fixed parameters."""
+    """How the pipeline treats one stage: on or off, which implementation, and fixed parameters.
+
+    The stages are ``engine.STAGE_ORDER``; their implementations are in ``docs/rendering.md`` (Stages). A
+    stage's parameters are the fields of its params dataclass in ``engine.stages`` (``DenoiseParams``...), and a
+    render's ``stages_dir`` (``hostplug render --stages DIR``) writes every stage's resolved params as JSON."""
 
     enabled: bool = True
     implementation: str | None = None  # None: the stage's default implementation
@@ -90,7 +94,21 @@ def implied_white_balance(values: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A complete, versioned description of a render's look. Immutable; use :meth:`replace` to change it."""
+    """A complete, versioned description of a render's look. Immutable; use :meth:`replace` to change it.
+
+    - ``style``: natural, vivid, warm, moody, cinematic or monochrome, or a blend ``"warm:0.7,moody:0.3"``;
+      ``style_strength`` 0 (natural) to 2 (twice the style's departure from natural).
+    - ``exposure``: EV over the style's, -6 to 6; ``auto_exposure`` meters the picture instead of following the
+      raw's exposure.
+    - ``wb``: ``"as-shot"``, ``"auto"`` (the learned estimate) or ``"custom"`` with ``temperature`` (1700 to
+      25000 K) and ``tint`` (-150 green to 150 magenta); :meth:`replace` with a temperature implies custom.
+    - ``contrast``, ``highlights``, ``shadows``, ``saturation``, ``vibrance``: -100 to 100, Lightroom's scale.
+    - ``sharpening``, ``denoise``: 0 to 100; None takes the style's amount, and the file's ISO for denoising.
+    - ``stages``: stage name -> :class:`StageSettings`, to switch a stage off, choose its implementation or fix
+      its parameters.
+
+    A value out of range or of the wrong type is a :class:`~engine.errors.RecipeError` here, at construction.
+    """
 
     style: str = "natural"
     style_strength: float = 1.0
