@@ -465,20 +465,31 @@ def test_publishing_without_hard_links_still_never_replaces_a_file(tmp_path: Pat
 
 def test_a_render_gives_all_its_outputs_or_none(tmp_path: Path, sample_dng: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    # a hot folder's web JPEG stayed published for a file whose master TIFF failed (a full disk)
+    # a hot folder's web JPEG stayed published for a file whose master TIFF failed (a full disk); and a re-render
+    # that failed so had already replaced the good JPEG of the render before, then deleted it
+    import errno
+
     from engine.output import export
 
-    real = export.write_image
+    targets = [(tmp_path / "web.jpg", None), (tmp_path / "master.tif", None)]
+    real = engine.output.write._write_tiff
 
-    def second_fails(rendered: object, target: Path, *args: object) -> Path:
-        if Path(target).name == "master.tif":
-            raise OutputError(f"cannot write {target}: No space left on device")
-        return real(rendered, target, *args)  # type: ignore[arg-type]
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export, "write_image", second_fails)
+    monkeypatch.setattr(engine.output.write, "_write_tiff", disk_full)
     with pytest.raises(OutputError, match="No space left"):
-        export.render_files(sample_dng, [(tmp_path / "web.jpg", None), (tmp_path / "master.tif", None)])
-    assert not list(tmp_path.iterdir())
+        export.render_files(sample_dng, targets)
+    assert files_in(tmp_path) == []
+    monkeypatch.setattr(engine.output.write, "_write_tiff", real)
+    export.render_files(sample_dng, targets)
+    before = {name: (tmp_path / name).read_bytes() for name in ("web.jpg", "master.tif")}
+    monkeypatch.setattr(engine.output.write, "_write_tiff", disk_full)
+    overwrite = [(path, OutputOptions(overwrite=True)) for path, _ in targets]
+    with pytest.raises(OutputError, match="No space left"):
+        export.render_files(sample_dng, overwrite, changes={"exposure": 1.0})
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert files_in(tmp_path) == ["master.tif", "web.jpg"]
 
 
 def test_a_read_only_file_system_is_one_error_not_a_traceback(tmp_path: Path,

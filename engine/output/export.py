@@ -79,9 +79,15 @@ def write_image(rendered: Rendered, path: str | Path, options: OutputOptions | N
     ``extra_xmp`` adds pyexiv2 XMP keys, such as the rating, labels and keywords of the source's sidecar
     (:func:`engine.xmp.sidecar.catalogue_xmp`). Returns the path written.
     """
+    return _write_rendered(rendered, path, options, extra_xmp, hold=False)
+
+
+def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions | None,
+                    extra_xmp: dict[str, Any] | None, hold: bool) -> Path:
+    """:func:`write_image`; with ``hold``, the complete file under its partial name (see engine.output.write)."""
     options = options or OutputOptions()
     xmp = provenance_xmp(rendered) | output_xmp(options, rendered) | (extra_xmp or {})
-    return _write.write_image(rendered.pixels, path, options, exif=rendered.source.exif, xmp=xmp)
+    return _write.write_image(rendered.pixels, path, options, exif=rendered.source.exif, xmp=xmp, hold=hold)
 
 
 save = write_image  # the earlier name
@@ -233,17 +239,27 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
 
 def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],
                extra_xmp: dict[str, Any] | None) -> tuple[Path, ...]:
-    """Write every output, or none: when one cannot be written (a full disk, say), those this call wrote are
-    removed again, so a watch folder's failed file leaves no web JPEG published without its master TIFF."""
-    written: list[Path] = []
+    """Write every output, or none: all are written under partial names first, and named only once all are
+    complete. When one cannot be written (a full disk, say), none is named, so a watch folder's failed file
+    leaves no web JPEG published without its master TIFF, and a re-render that fails leaves the previous
+    outputs as they were."""
+    held: list[tuple[Path, Path, OutputOptions]] = []
+    named: list[Path] = []
     try:
         for target, options in targets:
-            written.append(write_image(rendered, target, options, extra_xmp))
+            held.append((_write_rendered(rendered, target, options, extra_xmp, hold=True), Path(target), options))
+        for partial, target, options in held:
+            new = not target.exists()
+            _write.publish_held(partial, target, options.overwrite)
+            if new:
+                named.append(target)
     except BaseException:
-        for path in written:
-            discard(path)
+        for partial, _, _ in held:
+            _write.drop_held(partial)
+        for target in named:  # a name failing after others were given (rare: a file appeared): no half set
+            discard(target)
         raise
-    return tuple(written)
+    return tuple(target for _, target, _ in held)
 
 
 def _check_targets_apart(targets: list[tuple[Path, Any]]) -> None:

@@ -280,12 +280,15 @@ def write_image(
     *,
     exif: dict[str, str] | None = None,
     xmp: dict[str, str] | None = None,
+    hold: bool = False,
 ) -> Path:
     """Write display-referred sRGB-encoded float pixels (H x W x 3) to ``path``; returns the path written.
 
     ``exif`` holds pyexiv2 EXIF keys and values (see :func:`engine.metadata.read_exif`); the orientation is
     written as 1. ``xmp`` holds fully qualified XMP keys such as 'Xmp.hostplug.recipe'. The file appears at
-    ``path`` only once complete.
+    ``path`` only once complete. With ``hold``, the complete file is left under its hidden partial name, which is
+    returned: :func:`publish_held` names it, :func:`drop_held` removes it (a render's outputs are published
+    together, once all are written).
     """
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected H x W x 3 pixels, got shape {pixels.shape}")
@@ -314,23 +317,43 @@ def write_image(
         watcher.started(partial)
     IN_PROGRESS.add(partial)
     try:
-        if tags is not None:
-            _write_tiff(partial, data, shape, bits, profile, options.compression, tags)
-        else:
-            assert isinstance(data, np.ndarray)
-            _ENCODERS[fmt](partial, data, profile, options.quality)
-            _write_metadata(partial, path, exif, xmp)
-        if watcher is not None:
-            watcher.publishing()
-        publish(partial, path, options.overwrite)
+        try:
+            if tags is not None:
+                _write_tiff(partial, data, shape, bits, profile, options.compression, tags)
+            else:
+                assert isinstance(data, np.ndarray)
+                _ENCODERS[fmt](partial, data, profile, options.quality)
+                _write_metadata(partial, path, exif, xmp)
+        except OSError as error:
+            raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
+        if hold:
+            return partial
+        publish_held(partial, path, options.overwrite)
+    except BaseException:
+        drop_held(partial)
+        raise
+    return path
+
+
+def publish_held(partial: Path, path: Path, overwrite: bool) -> None:
+    """Give the complete ``partial`` (from :func:`write_image` with ``hold``) its name ``path``; OutputError when
+    it cannot (the partial is then still there, for :func:`drop_held`)."""
+    watcher = _WATCHER.get()
+    if watcher is not None:
+        watcher.publishing()
+    try:
+        publish(partial, path, overwrite)
     except FileExistsError:
         raise OutputError(f"{path} exists; pass --overwrite to replace it") from None
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
-    finally:
-        discard(partial)
-        IN_PROGRESS.discard(partial)
-    return path
+    drop_held(partial)  # after a hard link the partial name is a second name of the output
+
+
+def drop_held(partial: Path) -> None:
+    """Remove a partial file that will not be published."""
+    discard(partial)
+    IN_PROGRESS.discard(partial)
 
 
 # The partial files this process is writing: a watchdog that ends the process (the command line's --time-limit)
