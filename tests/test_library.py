@@ -85,3 +85,12 @@ def test_open_names_an_empty_or_wrongly_typed_path_for_what_it_is() -> None:
         engine.open("")  # was ".: refused, the input is a folder"
     with pytest.raises(engine.InputNotFoundError, match="must be a path"):
         engine.open(None)  # type: ignore[arg-type]
+
+
+def test_a_dict_where_a_recipe_or_output_options_belong_is_an_engine_error(tmp_path: Path, sample_dng: Path) -> None:
+    rendered = engine.render(engine.open(sample_dng), preview=64)
+    with pytest.raises(engine.OptionError, match="must be an engine.OutputOptions"):
+        engine.write_image(rendered, tmp_path / "x.tif", {"bits": 8})  # type: ignore[arg-type]
+    with pytest.raises(engine.RecipeError, match="must be an engine.Recipe"):
+        engine.render_file(sample_dng, tmp_path / "y.jpg", recipe={"exposure": 1})  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []

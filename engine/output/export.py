@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import OutputError
+from engine.errors import OutputError, RecipeError
 from engine.filehash import file_sha256
 from engine.io.source import Source
 from engine.output import write as _write
-from engine.output.formats import OutputOptions, resolve_format
+from engine.output.formats import OutputOptions, checked_options, resolve_format
 from engine.output.metadata import XMP_PREFIX
 from engine.output.publish import discard
 from engine.recipe import Recipe
@@ -85,7 +85,7 @@ def write_image(rendered: Rendered, path: str | Path, options: OutputOptions | N
 def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions | None,
                     extra_xmp: dict[str, Any] | None, hold: bool) -> Path:
     """:func:`write_image`; with ``hold``, the complete file under its partial name (see engine.output.write)."""
-    options = options or OutputOptions()
+    options = checked_options(options)
     xmp = provenance_xmp(rendered) | output_xmp(options, rendered) | (extra_xmp or {})
     return _write.write_image(rendered.pixels, path, options, exif=rendered.source.exif, xmp=xmp, hold=hold)
 
@@ -213,8 +213,11 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
     with _cyclic_gc_paused():
         if device == "cpu":  # on a GPU the stages run torch, not the compiled loops
             _start_loading_kernels()
+        if recipe is not None and not isinstance(recipe, Recipe):
+            raise RecipeError(f"the recipe must be an engine.Recipe, not {type(recipe).__name__} "
+                              "(Recipe.from_dict reads a dict)")
         path = source.path if isinstance(source, Source) else Path(source)
-        targets = [(Path(target), options or OutputOptions()) for target, options in outputs]
+        targets = [(Path(target), checked_options(options)) for target, options in outputs]
         if not targets:
             raise OutputError("no output to write")
         _check_targets_apart(targets)
@@ -263,11 +266,8 @@ def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],
 
 
 def _check_targets_apart(targets: list[tuple[Path, Any]]) -> None:
-    """OutputError for options that are not :class:`OutputOptions`, or two outputs of one render naming one file
-    (the second would fail after the first was written)."""
-    for _target, options in targets:
-        if not isinstance(options, OutputOptions):
-            raise OutputError(f"output options must be an engine.OutputOptions, not {type(options).__name__}")
+    """OutputError for two outputs of one render naming one file (the second would fail after the first was
+    written)."""
     names = Counter(os.path.abspath(target) for target, _options in targets)
     twice = next((name for name, count in names.items() if count > 1), None)
     if twice is not None:

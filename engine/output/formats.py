@@ -114,3 +114,12 @@ def _identity(path: Path) -> str:
     """The file a name means, case folded: two names a case-insensitive disk holds as one count as one."""
     return str(Path(path).resolve()).casefold()
 
+
+
+def checked_options(options: OutputOptions | None) -> OutputOptions:
+    """``options``, or the defaults for None; OutputOptionError for anything else (a dict from a script)."""
+    if options is None:
+        return OutputOptions()
+    if not isinstance(options, OutputOptions):
+        raise OutputOptionError(f"the output options must be an engine.OutputOptions, not {type(options).__name__}")
+    return options

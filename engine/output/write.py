@@ -29,7 +29,7 @@ from PIL import Image
 from engine import tiling
 from engine.colour import SPACES, SRGB, RGBSpace, encode, srgb_decode, srgb_to_space_matrix
 from engine.errors import OutputError
-from engine.output.formats import OutputOptions, resolve_format
+from engine.output.formats import OutputOptions, checked_options, resolve_format
 from engine.output.icc import icc_profile
 from engine.output.metadata import (
     EXIF_IFD,
@@ -293,7 +293,7 @@ def write_image(
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected H x W x 3 pixels, got shape {pixels.shape}")
     path = Path(path)
-    options = options or OutputOptions()
+    options = checked_options(options)
     fmt, bits = resolve_format(path, options)
     space = SPACES.get(options.space)
     if space is None:
