@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 
+import pytest
+
 from hostplug.daemon.config import FolderConfig, OutputSpec
-from hostplug.daemon.originals import archive, failure_report, free_name, remove_partials, restore, set_aside
+from hostplug.daemon.originals import (
+    archive,
+    failure_report,
+    free_name,
+    is_partial_of,
+    partial_name,
+    remove_partials,
+    restore,
+    set_aside,
+)
 
 
 def _folder(tmp_path: Path, **changes) -> FolderConfig:
@@ -70,3 +84,72 @@ def test_a_failed_file_whose_name_is_taken_again_stays_in_failed_with_its_report
     raw.write_bytes(b"another file of that name")
     assert not restore(raw, moved)
     assert moved.read_bytes() == b"junk" and (moved.parent / "bad.dng.failed.txt").read_text() == "why"
+
+
+@pytest.fixture
+def other_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rename crosses file systems (``EXDEV``), as to an archive on another disk."""
+    def cross(source: object, target: object) -> None:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(os, "rename", cross)
+
+
+def _raw_with_sidecar(folder: FolderConfig, name: str = "e1.ARW") -> Path:
+    raw = folder.path / name
+    raw.write_bytes(os.urandom(300_000))
+    (folder.path / f"{name}.xmp").write_text("look")
+    return raw
+
+
+def test_archiving_to_a_full_disk_leaves_the_original_and_nothing_in_the_archive(
+        tmp_path: Path, other_disk: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _folder(tmp_path, originals="move", archive=tmp_path / "archive")
+    raw = _raw_with_sidecar(folder)
+    content = raw.read_bytes()
+
+    def disk_fills(reader, writer, length=0) -> None:
+        writer.write(reader.read(1000))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as full:
+        full.setattr(shutil, "copyfileobj", disk_fills)
+        for _ in range(3):  # the daemon tries again at every rescan
+            with pytest.raises(OSError, match="No space left"):
+                archive(raw, folder)
+            assert raw.read_bytes() == content and (folder.path / "e1.ARW.xmp").read_text() == "look"
+            assert os.listdir(tmp_path / "archive") == []  # no truncated copy, no temporary, no e1-2.ARW
+    moved = archive(raw, folder)  # space freed: the raw gets its own name
+    assert moved == tmp_path / "archive" / "e1.ARW" and moved.read_bytes() == content
+    assert sorted(os.listdir(tmp_path / "archive")) == ["e1.ARW", "e1.ARW.xmp"]
+    assert os.listdir(folder.path) == []
+
+
+def test_a_copy_killed_midway_leaves_a_hidden_temporary_that_the_next_move_removes(
+        tmp_path: Path, other_disk: None) -> None:
+    folder = _folder(tmp_path, originals="move", archive=tmp_path / "archive")
+    raw = _raw_with_sidecar(folder)
+    (tmp_path / "archive").mkdir()
+    left = tmp_path / "archive" / partial_name("e1.ARW")  # what kill -9 during the copy leaves
+    left.write_bytes(b"half")
+    assert left.name.startswith(".e1.ARW.") and left.suffix == ".hostplug-part"  # hidden, not a photo's suffix
+    archive(raw, folder)
+    assert sorted(os.listdir(tmp_path / "archive")) == ["e1.ARW", "e1.ARW.xmp"]
+
+
+def test_a_copy_already_complete_in_the_archive_is_kept_and_the_original_removed(
+        tmp_path: Path, other_disk: None) -> None:
+    folder = _folder(tmp_path, originals="move", archive=tmp_path / "archive")
+    raw = _raw_with_sidecar(folder)
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "e1.ARW").write_bytes(raw.read_bytes())  # named, then the daemon was killed
+    (tmp_path / "archive" / "other.ARW").write_bytes(b"someone else's")
+    archive(raw, folder)
+    assert sorted(os.listdir(tmp_path / "archive")) == ["e1.ARW", "e1.ARW.xmp", "other.ARW"]
+    assert os.listdir(folder.path) == []
+
+
+def test_a_long_name_still_gets_a_temporary_name_a_file_system_takes() -> None:
+    name = "東" * 84 + ".ARW"  # 256 bytes in UTF-8
+    partial = partial_name(name)
+    assert len(os.fsencode(partial)) <= 255 and is_partial_of(partial, name) and not is_partial_of(partial, "x" + name)

@@ -100,6 +100,7 @@ class Daemon:
         self.stop_requested = 0
         self.journal: Journal | None = None
         self.next_failed_check = 0.0  # monotonic time of the next look for changed files in _failed/
+        self.archive_failures: dict[int, str] = {}  # file id -> why its archiving last failed (warned once)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -435,13 +436,23 @@ class Daemon:
         try:
             moved = originals.archive(entry.path, folder)
         except OSError as e:
-            _event(f"cannot archive {entry.path}: {e}; will try again", "archive_failed", logging.WARNING,
-                   path=str(entry.path))
+            self._archive_failed(entry, folder, e)
             return
         assert self.journal is not None
+        failed_before = self.archive_failures.pop(entry.id, None) is not None
         self.journal.set_moved(entry.id, moved)
-        _event(f"archived {entry.path} -> {moved}", "archived", logging.DEBUG, path=str(entry.path),
-               moved_to=str(moved))
+        _event(f"archived {entry.path} -> {moved}", "archived", logging.INFO if failed_before else logging.DEBUG,
+               path=str(entry.path), moved_to=str(moved))  # said aloud when it ends an earlier warning
+
+    def _archive_failed(self, entry: Entry, folder: FolderConfig, error: OSError) -> None:
+        """An original could not be archived (it stays in the hot folder, nothing is left in the archive): a
+        warning the first time for each cause, as the move is tried again at every rescan until it works."""
+        reason = error.strerror or str(error)
+        level = logging.DEBUG if self.archive_failures.get(entry.id) == reason else logging.WARNING
+        self.archive_failures[entry.id] = reason
+        _event(f"cannot archive {entry.path} to {folder.archive}: {reason}; it stays in the hot folder and is "
+               f"moved once that works (tried again every {self.config.rescan_seconds:g} s)", "archive_failed",
+               level, path=str(entry.path), archive=str(folder.archive), error=str(error))
 
     def _discard(self, entry: Entry, folder: FolderConfig) -> None:
         """Delete a rendered copy, unless it (or its sidecar) changed since it settled (then it is queued again)."""

@@ -1,14 +1,19 @@
 """What happens to the dropped files themselves: archived once rendered, set aside with a report when they fail.
 
 A raw travels with its sidecars (``IMG_0001.CR2.xmp``, ``IMG_0001.xmp``). Moves never overwrite a different
-file: a name already taken gets ``-2``, ``-3``... (an identical file there is simply replaced).
+file: a name already taken gets ``-2``, ``-3``... (an identical file there is simply replaced). A move to another
+file system (an archive disk) copies to hidden temporaries first and removes the originals only once every copy
+is complete, durable and named: a full disk or a crash leaves the originals where they were and, at worst, a
+hidden ``.NAME.xxxxxxxx.hostplug-part`` that the next try removes.
 """
 
 from __future__ import annotations
 
+import errno
 import filecmp
 import hashlib
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -27,14 +32,125 @@ def free_name(target: Path, source: Path) -> Path:
 
 
 def move_with_sidecars(raw: Path, folder: Path) -> Path:
-    """Move a raw and its sidecars into ``folder`` (created if needed); returns the raw's new path."""
+    """Move a raw and its sidecars into ``folder`` (created if needed); returns the raw's new path.
+
+    On one file system each is renamed. Across file systems (``EXDEV``) they are copied all together, see
+    :func:`copy_across`; on failure the originals stay and nothing is left in ``folder``, so a retry uses the same
+    names.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     target = free_name(folder / raw.name, raw)
-    sidecars = find_sidecars(raw)
-    shutil.move(raw, target)
-    for sidecar in sidecars:
-        shutil.move(sidecar, free_name(folder / sidecar.name.replace(raw.name, target.name, 1), sidecar))
+    moves = [(raw, target)] + [(sidecar, free_name(folder / sidecar.name.replace(raw.name, target.name, 1), sidecar))
+                               for sidecar in find_sidecars(raw)]
+    try:
+        os.rename(raw, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        copy_across(moves)
+        return target
+    for sidecar, destination in moves[1:]:
+        os.rename(sidecar, destination)
     return target
+
+
+PARTIAL_SUFFIX = ".hostplug-part"
+_PARTIAL_ROOM = 255 - len(f"..12345678{PARTIAL_SUFFIX}")  # bytes left for the name in a temporary's name
+
+
+def _partial_stem(name: str) -> str:
+    """``name``, or for one too long to fit in a temporary's name a hash of it (still unique to it)."""
+    if len(os.fsencode(name)) <= _PARTIAL_ROOM:
+        return name
+    return "hostplug-" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+
+
+def partial_name(name: str) -> str:
+    """The hidden temporary a file called ``name`` is copied under: ``.NAME.xxxxxxxx.hostplug-part`` (never a
+    raw's suffix, so never taken for a photo)."""
+    return f".{_partial_stem(name)}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+
+
+def is_partial_of(candidate: str, name: str) -> bool:
+    """Whether ``candidate`` is a temporary :func:`partial_name` gives a file called ``name``."""
+    prefix = f".{_partial_stem(name)}."
+    token = candidate[len(prefix):-len(PARTIAL_SUFFIX)]
+    return (candidate.startswith(prefix) and candidate.endswith(PARTIAL_SUFFIX) and len(token) == 8
+            and all(c in "0123456789abcdef" for c in token))
+
+
+def remove_partial_copies(destination: Path) -> None:
+    """Delete the temporaries an interrupted copy to ``destination`` left (a daemon killed mid-copy)."""
+    try:
+        names = os.listdir(destination.parent)
+    except OSError:
+        return
+    for name in names:
+        if is_partial_of(name, destination.name):
+            (destination.parent / name).unlink(missing_ok=True)
+
+
+def _copy_durably(source: Path, partial: Path) -> None:
+    """Copy ``source`` to the new file ``partial`` with its mode and times, and flush it to the disk."""
+    with open(source, "rb") as reader, open(partial, "xb") as writer:
+        shutil.copyfileobj(reader, writer, 1 << 20)
+        writer.flush()
+        shutil.copystat(source, partial)  # as a move keeps them
+        os.fsync(writer.fileno())
+
+
+def _name_without_replacing(partial: Path, destination: Path) -> None:
+    """Give the copy its final name, failing (``FileExistsError``) rather than replacing a file that took it."""
+    try:
+        os.link(partial, destination)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        if destination.exists():  # a file system without hard links: check, then rename
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(destination)) from None
+        os.rename(partial, destination)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the names created in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):  # some file systems cannot sync a folder
+            raise
+    finally:
+        os.close(fd)
+
+
+def copy_across(moves: list[tuple[Path, Path]]) -> None:
+    """Move files to another file system: copy each to a hidden temporary beside its destination, sync, name the
+    copies (never replacing a file), and only then remove the originals (the raw first). On any failure the
+    temporaries and the names already given are removed and the originals stay: a retry starts clean.
+
+    A destination that already exists holds an identical file (:func:`free_name`): it is kept, not copied again.
+    """
+    partials: list[Path] = []
+    placed: list[Path] = []
+    try:
+        for source, destination in moves:
+            remove_partial_copies(destination)
+            if destination.exists():
+                continue
+            partial = destination.with_name(partial_name(destination.name))
+            partials.append(partial)
+            _copy_durably(source, partial)
+            _name_without_replacing(partial, destination)
+            placed.append(destination)
+            partial.unlink(missing_ok=True)  # the name now holds it (gone already after a rename)
+        for folder in {destination.parent for _, destination in moves}:
+            _sync_folder(folder)
+    except BaseException:
+        for path in [*partials, *placed]:
+            path.unlink(missing_ok=True)
+        raise
+    for source, _ in moves:
+        source.unlink()
 
 
 def archive(raw: Path, folder: FolderConfig) -> Path:
