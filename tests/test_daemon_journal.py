@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from hostplug.cli import main
+from hostplug.daemon.errors import JournalError
 from hostplug.daemon.journal import Journal
 
 
@@ -114,3 +116,12 @@ def test_a_hot_folder_is_known_once_a_file_of_it_was_seen_or_it_was_found_empty(
     journal.mark_empty(tmp_path / "copies")
     journal.close()
     assert Journal(tmp_path / "j.sqlite").knows_folder(tmp_path / "copies")
+
+
+def test_a_full_journal_is_a_journal_error_that_names_it_and_says_the_disk_is_full(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.db.execute("PRAGMA max_page_count = 1")  # no page beyond those it has: SQLite's SQLITE_FULL
+    with pytest.raises(JournalError, match="disk is full") as caught:
+        for i in range(1000):
+            journal.enqueue(tmp_path / f"{i:04d}-{'x' * 200}.dng", tmp_path, 1, 1, "h" * 64)
+    assert str(tmp_path / "j.sqlite") in str(caught.value) and caught.value.exit_code == 7

@@ -394,3 +394,56 @@ def test_a_file_renamed_while_queued_is_not_counted_as_failed(studio: Path) -> N
     journal.forget(entry.id)  # what the daemon does with a file that went away before it rendered
     assert journal.counts()["failed"] == 0 and journal.lookup(studio / "in" / "r1.dng") is None
     journal.close()
+
+
+# The daemon's journal connection on a disk that fills up once a render is under way: SQLite's own error
+_FULL_JOURNAL_DISK = '''
+import sqlite3
+
+class _FullDisk:
+    def __init__(self, db):
+        object.__setattr__(self, "db", db)
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+    def __setattr__(self, name, value):
+        setattr(self.db, name, value)
+
+    def __enter__(self):
+        return self.db.__enter__()
+
+    def __exit__(self, *exc):
+        return self.db.__exit__(*exc)
+
+    def execute(self, sql, *args):
+        if sql.startswith("DELETE FROM workers") and self.db.execute(
+                "SELECT 1 FROM files WHERE state = 'rendering'").fetchone():
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = sqlite3.SQLITE_FULL
+            raise error
+        return self.db.execute(sql, *args)
+
+_connect = sqlite3.connect
+sqlite3.connect = lambda *args, **kwargs: _FullDisk(_connect(*args, **kwargs))
+from hostplug.cli import main
+main()
+'''
+
+
+def test_a_full_journal_disk_stops_the_daemon_with_one_line_and_its_files_stay_queued(studio: Path) -> None:
+    import subprocess
+    import sys
+
+    config = _config(studio)
+    drop(studio / "in", "a.dng")
+    stopped = subprocess.run([sys.executable, "-c", _FULL_JOURNAL_DISK, "watch", "--config", str(config)],
+                             cwd=studio, capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 7 and "Traceback" not in stopped.stderr
+    errors = [line for line in stopped.stderr.splitlines() if line.startswith("hostplug: error:")]
+    assert len(errors) == 1 and str(studio / "journal.sqlite") in errors[0] and "disk is full" in errors[0]
+    assert states(studio / "journal.sqlite") == {"a.dng": "rendering"}  # queued again at the next start
+    with WatchProcess("--config", config, cwd=studio) as daemon:  # space freed
+        wait_for(lambda: _done(studio, 1), 90, "a.dng rendered after the restart")
+        assert daemon.terminate() == 0
+    assert _outputs(studio) == _expected_outputs(["a"])

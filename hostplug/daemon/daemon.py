@@ -12,6 +12,7 @@ set aside in ``_failed/`` that changes afterwards is moved back to be tried agai
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -25,7 +26,7 @@ from hostplug.daemon import originals
 from hostplug.daemon.config import DaemonConfig, FolderConfig
 from hostplug.daemon.errors import ConfigError, JournalError
 from hostplug.daemon.job import Job, Outcome
-from hostplug.daemon.journal import Entry, Journal
+from hostplug.daemon.journal import Entry, Journal, journal_error
 from hostplug.daemon.logs import StatusLine
 from hostplug.daemon.progress import Throughput
 from hostplug.daemon.scanner import Scanner, failure_wait, sidecar_stamp
@@ -42,16 +43,23 @@ TICK_SECONDS = 0.25
 
 def lock_journal(journal: Path) -> int:
     """Hold an exclusive lock beside the journal for the daemon's lifetime; refuse if another daemon has it."""
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(journal.with_name(journal.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(journal.with_name(journal.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise journal_error(journal, e) from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise JournalError(f"another hostplug watch (pid {holder}) is using {journal}") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as e:  # a full disk: the journal beside it cannot be written either
+        os.close(fd)
+        raise journal_error(journal, e) from e
     return fd
 
 
@@ -123,7 +131,8 @@ class Daemon:
             self.scanner.stop()
             self.pool.close()
             self.status.clear()
-            self.journal.set_workers([])
+            with contextlib.suppress(JournalError):  # the journal failing is what stops it: said once, above
+                self.journal.set_workers([])
             self.journal.close()
             os.close(lock)
         return 0

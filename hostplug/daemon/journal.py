@@ -11,12 +11,15 @@ so after ``kill -9`` a restart sees the truth.
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hostplug.daemon.errors import JournalError
 
@@ -100,6 +103,42 @@ class Entry:
         return self.sidecars is None or self.sidecars == stamp
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether an SQLite or OS error says the disk is full (``SQLITE_FULL``, ``ENOSPC``, a quota)."""
+    return (getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT))
+
+
+def journal_error(path: Path, error: BaseException) -> JournalError:
+    """A failure of the journal as one line naming it; a full disk is named as such, with what to do."""
+    if disk_full(error):
+        return JournalError(f"the journal {path} cannot be written: its disk is full ({error}); free space there, "
+                            "then start again (files not rendered yet stay queued)")
+    return JournalError(f"the journal {path} failed: {error}")
+
+
+_Class = TypeVar("_Class", bound=type)
+
+
+def _errors_named(cls: _Class) -> _Class:
+    """Make every public method raise :class:`JournalError` (one line, exit 7) instead of a bare
+    ``sqlite3.Error``, which the command line would show as a traceback (a full disk, a damaged file)."""
+    def guard(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as e:
+                raise journal_error(self.path, e) from e
+        return guarded
+
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_"):
+            setattr(cls, name, guard(value))
+    return cls
+
+
+@_errors_named
 class Journal:
     """A connection to the journal file (one per process)."""
 
@@ -120,7 +159,8 @@ class Journal:
                     self.db.execute(f"ALTER TABLE files ADD COLUMN {name} {declaration}")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         except (OSError, sqlite3.Error) as e:
-            raise JournalError(f"{path}: cannot open the journal ({e})") from e
+            raise journal_error(path, e) if disk_full(e) else JournalError(
+                f"{path}: cannot open the journal ({e})") from e
 
     def close(self) -> None:
         """Close the connection."""
