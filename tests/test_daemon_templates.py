@@ -40,3 +40,35 @@ def test_malformed_templates_are_refused(template: str, message: str) -> None:
 def test_output_path_stays_inside_its_folder(tmp_path: Path) -> None:
     target = output_path(tmp_path, "{date}/{name}", TokenValues(name="a", date="2024-01-02"), ".jpg")
     assert target == (tmp_path / "2024-01-02" / "a.jpg").resolve()
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("東京", "東京"), ("大阪", "大阪"), ("Ärger über", "Ärger_über"), ("хлеб", "хлеб"),
+    ("हिन्दी", "हिन्दी"),  # combining vowel signs kept
+    ("e\u0301te\u0301", "e\u0301te\u0301"),  # decomposed accents (names from a Mac) kept
+    ("IMG 0001", "IMG_0001"), ("_DSC1234", "DSC1234"), ("a__b", "a__b"),  # ASCII names as before
+])
+def test_letters_and_digits_of_every_script_are_kept(name: str, expected: str) -> None:
+    assert expand("{name}", TokenValues(name=name)) == expected
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("東京/大阪", "東京_大阪"), ("a\\b", "a_b"), ("bad\nline", "bad_line"), ("x\x00y", "x_y"),
+    ("\u202egpj.exe", "gpj.exe"),  # a right-to-left override cannot disguise a name
+    ("...", "_"), ("．．", "_"), (".東京", "東京"), ("東京\u3000大阪", "東京_大阪"),
+])
+def test_separators_controls_and_names_of_dots_are_still_refused(name: str, expected: str) -> None:
+    assert expand("{name}", TokenValues(name=name)) == expected
+
+
+def test_two_japanese_names_get_two_outputs_and_the_length_limit_counts_bytes(tmp_path: Path) -> None:
+    from hostplug.daemon.job import overlong_part
+
+    tokyo, osaka = (output_path(tmp_path, "{name}", TokenValues(name=n), ".tif") for n in ("東京", "大阪"))
+    assert tokyo.name == "東京.tif" and osaka.name == "大阪.tif"
+    fits = output_path(tmp_path, "{name}", TokenValues(name="東" * 83), ".tif")  # 249 + 4 bytes
+    assert overlong_part([str(fits)]) is None
+    too_long = output_path(tmp_path, "{name}", TokenValues(name="東" * 84), ".tif")  # 88 characters, 256 bytes
+    assert overlong_part([str(fits), str(too_long)]) == too_long.name
+    folder = output_path(tmp_path, "{name}/web", TokenValues(name="東" * 86), ".jpg")  # a folder's name too
+    assert overlong_part([str(folder)]) == "東" * 86

@@ -94,6 +94,12 @@ def output_options(spec: OutputSpec):
                          long_edge=spec.long_edge, overwrite=True)
 
 
+def overlong_part(targets: list[str]) -> str | None:
+    """A file or folder name in ``targets`` longer than the 255 bytes a file system allows (counted in bytes:
+    a name in Japanese takes three a character), or None."""
+    return next((part for target in targets for part in Path(target).parts if len(os.fsencode(part)) > 255), None)
+
+
 def _stat_changed(job: Job) -> bool:
     try:
         st = job.path.stat()
@@ -150,11 +156,10 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
     except InputNotFoundError as e:
         return Outcome(job.id, "gone", str(e))
     targets = [str(output_target(s, token_values(job, folder, recipe, source), original)) for s in folder.outputs]
-    too_long = next((t for t in targets if len(os.fsencode(Path(t).name)) > 255), None)
+    too_long = overlong_part(targets)
     if too_long is not None:  # the name comes from the file's own name: a retry cannot help
-        return Outcome(job.id, "failed", f"output name {Path(too_long).name[:40]}... is "
-                       f"{len(os.fsencode(Path(too_long).name))} bytes, more than the 255 a file name may have; "
-                       "rename the file or shorten the template")
+        return Outcome(job.id, "failed", f"output name {too_long[:40]}... is {len(os.fsencode(too_long))} bytes, "
+                       "more than the 255 a file name may have; rename the file or shorten the template")
     if len(set(targets)) < len(targets):
         return Outcome(job.id, "failed", f"two outputs of this hot folder would both be {targets}")
     if original is not None:

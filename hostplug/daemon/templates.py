@@ -10,21 +10,25 @@ A template names an output relative to its output folder, without the suffix (th
 ``{style}``  the recipe's picture style                         ``natural``
 ``{seq}``    the file's number in the journal, stable across restarts; takes a format: ``{seq:05d}``
 
-Token values never contain a path separator or ``..``, so only a template's own text could leave the output
-folder; :func:`check_template` refuses such a template (absolute, or with a ``..`` part) before the daemon starts.
+Token values keep the letters, digits and marks of every script (``東京``) and ``._+-_``; any other run of
+characters (separators, spaces, controls) becomes ``_``. They never contain a path separator or ``..``, so only a
+template's own text could leave the output folder; :func:`check_template` refuses such a template (absolute, or
+with a ``..`` part) before the daemon starts.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from hostplug.daemon.errors import ConfigError
 
 TOKENS = ("name", "ext", "dir", "date", "camera", "style", "seq")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_KEPT_PUNCTUATION = frozenset("._+-_")
+_DROPPED_RUNS = re.compile("\0+")  # where characters that are not kept were (marked with NUL, never kept itself)
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,17 @@ class TokenValues:
     seq: int = 0
 
 
+def _kept(char: str) -> bool:
+    """Whether a character stays in a name: a letter, digit or combining mark of any script (``東京``,
+    ``Ärger``, ``हिन्दी``), or one of ``._+-_``; never a separator, control, format or other character."""
+    return char in _KEPT_PUNCTUATION or unicodedata.category(char)[0] in "LNM"
+
+
 def safe_part(text: str) -> str:
-    """``text`` as one harmless file-name part: runs of unusual characters become ``_``, no leading dot."""
-    cleaned = _UNSAFE.sub("_", text.strip()).strip("_").lstrip(".")
-    return cleaned or "_"
+    """``text`` as one harmless file-name part: runs of other characters (``/``, spaces, controls) become one
+    ``_``, no leading dot; a name of dots only becomes ``_``. ASCII names give what they always gave."""
+    marked = "".join(c if _kept(c) else "\0" for c in text.strip())
+    return _DROPPED_RUNS.sub("_", marked).strip("_").lstrip(".") or "_"
 
 
 def safe_dir(relative: str) -> str:
