@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hostplug.daemon.scanner import (
     failure_wait,
     filesystem_type,
     is_candidate,
+    is_left_out,
     is_temporary,
     lone_sidecars,
     sidecar_owners,
@@ -194,3 +196,45 @@ def test_a_failure_is_final_only_once_the_file_was_quiet_for_five_settle_periods
     # a share whose clock runs an hour ahead: the daemon's own clock (since it settled) bounds the wait
     assert failure_wait(mtime=3700.0, settled_at=100.0, now=102.0, settle_seconds=2.0) == pytest.approx(6.0)
     assert failure_wait(mtime=3700.0, settled_at=100.0, now=108.0, settle_seconds=2.0) == 0.0
+
+
+class _Records(logging.Handler):
+    """The daemon logger's records, kept in a list."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_images_the_extensions_leave_out_are_reported_once_each_and_never_rendered(tmp_path: Path) -> None:
+    for name in ("photo.jpg", "photo2.JPG", "scan.tiff", "a.dng", "notes.txt", ".photo3.jpg.part"):
+        (tmp_path / name).write_bytes(b"x")
+    logger = logging.getLogger("hostplug.watch")
+    records, level = _Records(), logger.level
+    logger.addHandler(records)
+    logger.setLevel(logging.DEBUG)  # as the daemon sets it
+    try:
+        scanner = Scanner((_folder(tmp_path),), settle_seconds=0.2, rescan_seconds=3600, poll_seconds=0.5,
+                          watcher="polling")
+        scanner.start()
+        clock = [0.0]
+        assert _ready_after(scanner, 3.0, clock) == [tmp_path / "a.dng"]  # several full scans
+        scanner.recheck(tmp_path / "photo.jpg")  # an event naming it again
+        _ready_after(scanner, 1.0, clock)
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    skipped = [r for r in records.records if getattr(r, "event", None) == "skipped"]
+    assert sorted(r.fields["path"] for r in skipped) == [str(tmp_path / n) for n in ("photo.jpg", "photo2.JPG",
+                                                                                     "scan.tiff")]
+    assert 'list "jpg" in the folder\'s extensions' in skipped[0].getMessage()
+
+
+def test_listed_extensions_make_images_inputs(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, extensions=frozenset({"dng", "jpg"}))
+    assert is_candidate(tmp_path / "photo.JPG", folder) and not is_left_out(tmp_path / "photo.JPG", folder)
+    assert is_left_out(tmp_path / "IMG_1.CR2", folder)  # a raw left out of the list is reported too
+    assert not is_left_out(tmp_path / "notes.txt", folder) and not is_left_out(tmp_path / "_failed/a.png", folder)

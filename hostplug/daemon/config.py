@@ -54,6 +54,7 @@ recipe = { exposure = 0.3, sharpening = 40 }   # any recipe setting; a raw's own
 originals = "move"          # leave | move (to archive, once every output is written) | delete (copies only)
 archive = "/studio/archive"
 failed = "move"             # move (to <hot folder>/_failed/) | mark (leave in place); both write NAME.failed.txt
+# extensions = ["dng", "cr3", "jpg"]  # suffixes rendered: default every raw suffix; JPEG/PNG/TIFF only if listed
 
 [[folder.output]]           # a 16-bit TIFF master, by date
 folder = "/studio/masters"

@@ -26,6 +26,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from engine.io.formats import RAW_FORMATS, RGB_SUFFIXES
 from hostplug.daemon.config import FolderConfig
 
 log = logging.getLogger("hostplug.watch")
@@ -38,6 +39,9 @@ SKIPPED_DIRS = frozenset({"_failed"})
 # How many settle periods a file must stay unchanged before it is judged empty or broken for good: a copy tool
 # may create a file and pause before its first bytes, or pause mid-copy, and a half-copied raw looks truncated.
 LONG_SETTLE_FACTOR = 5
+# Every suffix hostplug renders (raws, and the JPEG, PNG and TIFF images it reads): one a hot folder's
+# `extensions` leave out is reported once, not silently ignored
+READABLE_SUFFIXES = frozenset(RAW_FORMATS) | frozenset(s.lstrip(".") for s in RGB_SUFFIXES)
 
 Wanted = Callable[[Path, os.stat_result], bool]
 
@@ -76,6 +80,14 @@ def is_candidate(path: Path, folder: FolderConfig) -> bool:
     if is_temporary(path.name) or path.suffix.lower().lstrip(".") not in folder.extensions:
         return False
     return is_watched_place(path, folder)
+
+
+def is_left_out(path: Path, folder: FolderConfig) -> bool:
+    """Whether a file is one hostplug could render but this hot folder's ``extensions`` leave out (by default the
+    JPEGs a camera writes beside its raws): reported once, never rendered."""
+    suffix = path.suffix.lower().lstrip(".")
+    return (suffix in READABLE_SUFFIXES and suffix not in folder.extensions and not is_temporary(path.name)
+            and is_watched_place(path, folder))
 
 
 def is_watched_place(path: Path, folder: FolderConfig) -> bool:
@@ -143,8 +155,10 @@ def failure_wait(mtime: float, settled_at: float | None, now: float, settle_seco
     return max(0.0, LONG_SETTLE_FACTOR * settle_seconds - quiet)
 
 
-def walk(folder: FolderConfig, start: Path | None = None, sidecars: bool = False) -> Iterator[Path]:
-    """Every candidate raw in a hot folder (or below ``start`` inside it); with ``sidecars``, every sidecar too."""
+def walk(folder: FolderConfig, start: Path | None = None, sidecars: bool = False,
+         left_out: bool = False) -> Iterator[Path]:
+    """Every candidate raw in a hot folder (or below ``start`` inside it); with ``sidecars``, every sidecar too;
+    with ``left_out``, every image the folder's ``extensions`` leave out too (:func:`is_left_out`)."""
     stack = [start or folder.path]
     while stack:
         current = stack.pop()
@@ -158,7 +172,7 @@ def walk(folder: FolderConfig, start: Path | None = None, sidecars: bool = False
                 if folder.recurse and not is_skipped_dir(entry.name) and not (
                         folder.archive and path.is_relative_to(folder.archive)):
                     stack.append(path)
-            elif is_candidate(path, folder) or sidecars and is_sidecar(path):
+            elif is_candidate(path, folder) or sidecars and is_sidecar(path) or left_out and is_left_out(path, folder):
                 yield path
 
 
@@ -275,6 +289,7 @@ class Scanner:
         self.refused: dict[Path, str] = {}  # candidates not rendered, and why (logged once each)
         self.lone: set[Path] = set()  # sidecars first seen without their raw since the last take_lone_sidecars()
         self.lone_seen: set[Path] = set()  # every sidecar ever reported in lone (each is reported once)
+        self.left_out_seen: set[Path] = set()  # every file reported as left out by `extensions` (once each)
 
     def start(self) -> dict[Path, str]:
         """Start watching; returns each folder's mode ("events" or "polling"). The first poll scans everything."""
@@ -363,7 +378,7 @@ class Scanner:
         found: set[Path] = set()
         for folder in self.folders:
             if now >= self.next_scan[folder.path]:
-                found.update(self._raws(set(walk(folder, sidecars=True))))
+                found.update(self._raws(set(walk(folder, sidecars=True, left_out=True)), folder))
                 interval = self.poll_seconds if self.modes[folder.path] == "polling" else self.rescan_seconds
                 self.next_scan[folder.path] = now + interval
         for path in self.hints.take():
@@ -372,9 +387,11 @@ class Scanner:
                 continue
             if path.is_dir():
                 if folder.recurse and path != folder.path:
-                    found.update(self._raws(set(walk(folder, path, sidecars=True))))
+                    found.update(self._raws(set(walk(folder, path, sidecars=True, left_out=True)), folder))
             elif is_candidate(path, folder):
                 found.add(path)
+            elif is_left_out(path, folder) and path.is_file():
+                self._note_left_out({path})
             elif is_sidecar(path) and is_watched_place(path, folder):
                 owners = sidecar_owners(path, folder)
                 found.update(owners)
@@ -382,10 +399,23 @@ class Scanner:
                     self._note_lone({path})
         return found
 
-    def _raws(self, paths: set[Path]) -> set[Path]:
-        """The raws of a scan's raws and sidecars; sidecars without their raw are noted (:meth:`_note_lone`)."""
+    def _raws(self, paths: set[Path], folder: FolderConfig) -> set[Path]:
+        """The raws of a scan's raws, sidecars and left-out images; sidecars without their raw are noted
+        (:meth:`_note_lone`), left-out images reported (:meth:`_note_left_out`)."""
+        left_out = {p for p in paths if is_left_out(p, folder)}
+        self._note_left_out(left_out)
+        paths = paths - left_out
         self._note_lone(lone_sidecars(paths))
         return {p for p in paths if not is_sidecar(p)}
+
+    def _note_left_out(self, paths: set[Path]) -> None:
+        """One line for each image the ``extensions`` leave out, the first time it is seen (not at every scan)."""
+        for path in sorted(paths - self.left_out_seen):
+            self.left_out_seen.add(path)
+            suffix = path.suffix.lower().lstrip(".")
+            log.info("skipped %s: .%s files are not rendered from this hot folder (raws only, by default); to render "
+                     "them, list \"%s\" in the folder's extensions, with the raw suffixes to keep (docs/daemon.md)",
+                     path, suffix, suffix, extra={"event": "skipped", "fields": {"path": str(path), "suffix": suffix}})
 
     def _note_lone(self, sidecars: set[Path]) -> None:
         """Report the sidecars not reported before (a lone sidecar stays lone scan after scan)."""
