@@ -125,3 +125,42 @@ def test_a_full_journal_is_a_journal_error_that_names_it_and_says_the_disk_is_fu
         for i in range(1000):
             journal.enqueue(tmp_path / f"{i:04d}-{'x' * 200}.dng", tmp_path, 1, 1, "h" * 64)
     assert str(tmp_path / "j.sqlite") in str(caught.value) and caught.value.exit_code == 7
+
+
+def test_a_new_photo_under_an_archived_name_gets_its_own_row_and_numbered_outputs(tmp_path: Path) -> None:
+    from hostplug.daemon.config import FolderConfig, OutputSpec
+    from hostplug.daemon.job import Job, claim_outputs
+    from hostplug.daemon.templates import TokenValues
+
+    hot, out = tmp_path / "in", tmp_path / "out"
+    folder = FolderConfig(path=hot, outputs=(OutputSpec(folder=out, template="{name}", format="jpeg"),))
+    journal = Journal(tmp_path / "j.sqlite")
+    first = journal.enqueue(hot / "canon1.dng", hot, 1, 1, "first")
+    assert claim_outputs(Job(first.id, first.path, hot, 1, 1, "first"), folder, TokenValues(name="canon1"), None,
+                         journal) == ([str(out / "canon1.jpg")], None)
+    journal.finish(first.id, "recipe", [str(out / "canon1.jpg")])
+    journal.set_moved(first.id, tmp_path / "archive" / "canon1.dng")
+    earlier = journal.lookup(hot / "canon1.dng")
+    assert earlier and earlier.left_hot_folder()
+
+    second = journal.enqueue_new_photo(earlier, 2, 2, "second")
+    assert second.id != first.id and second.earlier == first.id and journal.lookup(hot / "canon1.dng") == second
+    assert journal.get(first.id).outputs == (str(out / "canon1.jpg"),)  # the earlier photo's, still
+    job = Job(second.id, second.path, hot, 2, 2, "second", fresh_names=second.earlier is not None)
+    numbered = ([str(out / "canon1-2.jpg")], None)
+    assert claim_outputs(job, folder, TokenValues(name="canon1"), None, journal) == numbered
+    assert claim_outputs(job, folder, TokenValues(name="canon1"), None, journal) == numbered  # a retry: the same
+
+    other = journal.enqueue(hot / "sub" / "canon1.dng", hot, 1, 1, "other")  # not a new photo: no numbering
+    targets, refusal = claim_outputs(Job(other.id, other.path, hot, 1, 1, "other"), folder,
+                                     TokenValues(name="canon1"), None, journal)
+    assert refusal and "put {dir} or {seq} in the template" in refusal
+
+
+def test_a_copy_the_daemon_deleted_has_left_the_hot_folder_too(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    entry = journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 1, "h")
+    journal.finish(entry.id, "r", ["x"])
+    assert not journal.get(entry.id).left_hot_folder()  # rendered, still there (originals = "leave")
+    journal.set_deleted(entry.id)
+    assert journal.get(entry.id).left_hot_folder()

@@ -447,3 +447,25 @@ def test_a_full_journal_disk_stops_the_daemon_with_one_line_and_its_files_stay_q
         wait_for(lambda: _done(studio, 1), 90, "a.dng rendered after the restart")
         assert daemon.terminate() == 0
     assert _outputs(studio) == _expected_outputs(["a"])
+
+
+def test_a_new_photo_under_the_name_of_an_archived_one_never_replaces_its_outputs(studio: Path) -> None:
+    hot, archive = studio / "in", studio / "archive"
+    outputs = [{"folder": "out", "template": "{name}", "format": "jpeg", "long_edge": 200}]
+    config = _config(studio, outputs=outputs, originals="move", archive=str(archive))
+    other = studio / "IMG_0001-card2.dng"  # another photo (other bytes) the camera also named canon1.dng
+    other.write_bytes(SAMPLE_DNG.read_bytes() + b"\0" * 64)
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        drop(hot, "canon1.dng")
+        wait_for(lambda: (archive / "canon1.dng").exists(), 90, "canon1.dng rendered and archived")
+        first = (studio / "out" / "canon1.jpg").read_bytes()
+        drop(hot, "canon1.dng", other)
+        wait_for(lambda: (archive / "canon1-2.dng").exists(), 90, "the second canon1.dng rendered and archived")
+        assert daemon.terminate() == 0
+    assert _outputs(studio) == ["canon1-2.jpg", "canon1.jpg"]
+    assert (studio / "out" / "canon1.jpg").read_bytes() == first  # the earlier photo's output, untouched
+    assert (archive / "canon1-2.dng").read_bytes() == other.read_bytes()
+    new = [e for e in events(studio / "log.jsonl", "queued") if e.get("new_photo")]
+    assert len(new) == 1 and "new photo" in new[0]["message"]
+    assert [e["outputs"] for e in events(studio / "log.jsonl", "done")] == [
+        [str(studio / "out" / "canon1.jpg")], [str(studio / "out" / "canon1-2.jpg")]]

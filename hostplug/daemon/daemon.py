@@ -243,8 +243,22 @@ class Daemon:
             return
         if entry and entry.state == "failed":
             originals.report_path(path).unlink(missing_ok=True)  # failed in place, changed since: tried again
+        if entry and entry.left_hot_folder() and entry.rendered_hash != digest:
+            self._new_photo(entry, st, digest, sidecars)
+            return
         entry = self.journal.enqueue(path, folder.path, st.st_size, st.st_mtime_ns, digest, sidecars)
         _event(f"queued {path}", "queued", path=str(path), id=entry.id, size=st.st_size)
+
+    def _new_photo(self, earlier: Entry, st: os.stat_result, digest: str, sidecars: str) -> None:
+        """A different file where a rendered raw was archived or deleted from: another photo under the same name
+        (cameras start again at IMG_0001), queued with a row of its own; its outputs get new names (``-2``...),
+        so the earlier photo's are kept."""
+        assert self.journal is not None
+        entry = self.journal.enqueue_new_photo(earlier, st.st_size, st.st_mtime_ns, digest, sidecars)
+        gone = f"archived to {earlier.moved_to}" if earlier.moved_to else "deleted"
+        _event(f"queued {entry.path}: a new photo under the name of one rendered and {gone}; its outputs get new "
+               "names (NAME-2...), the earlier photo's stay", "queued", path=str(entry.path), id=entry.id,
+               size=st.st_size, new_photo=True, earlier=earlier.id)
 
     def _dispatch(self) -> None:
         if self.stop_requested:
@@ -258,7 +272,8 @@ class Daemon:
             job = Job(id=entry.id, path=entry.path, folder=entry.folder, size=entry.size or 0,
                       mtime_ns=entry.mtime_ns or 0, content_hash=entry.content_hash or "",
                       previous_content_hash=entry.rendered_hash,
-                      previous_recipe_hash=entry.recipe_hash, previous_outputs=entry.outputs)
+                      previous_recipe_hash=entry.recipe_hash, previous_outputs=entry.outputs,
+                      fresh_names=entry.earlier is not None)
             self.journal.start(entry.id, node=slot.node)
             self.pool.submit(slot, job)
             _event(f"rendering {entry.path} on {slot.node}", "rendering", logging.DEBUG, path=str(entry.path),
@@ -473,6 +488,8 @@ class Daemon:
             _event(f"cannot delete the copy {entry.path}: {e}; will try again", "delete_failed", logging.WARNING,
                    path=str(entry.path))
             return
+        assert self.journal is not None
+        self.journal.set_deleted(entry.id)
         _event(f"deleted the rendered copy {entry.path}", "deleted", logging.DEBUG, path=str(entry.path))
 
     def _folder(self, entry: Entry) -> FolderConfig | None:

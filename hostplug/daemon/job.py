@@ -50,6 +50,7 @@ class Job:
     previous_content_hash: str | None = None  # of the last successful render
     previous_recipe_hash: str | None = None
     previous_outputs: tuple[str, ...] = ()
+    fresh_names: bool = False  # a new photo under the name of an earlier one: never take that one's outputs
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,54 @@ def overlong_part(targets: list[str]) -> str | None:
     """A file or folder name in ``targets`` longer than the 255 bytes a file system allows (counted in bytes:
     a name in Japanese takes three a character), or None."""
     return next((part for target in targets for part in Path(target).parts if len(os.fsencode(part)) > 255), None)
+
+
+def _refusal(job: Job, folder: FolderConfig, targets: list[str], original: Path | None) -> str | None:
+    """Why these output names cannot be written (too long, twice the same, beside an original: taken), or None.
+    Each comes from the file's own name or the configuration: a retry cannot help."""
+    too_long = overlong_part(targets)
+    if too_long is not None:
+        return (f"output name {too_long[:40]}... is {len(os.fsencode(too_long))} bytes, more than the 255 a file "
+                "name may have; rename the file or shorten the template")
+    if len(set(targets)) < len(targets):
+        return f"two outputs of this hot folder would both be {targets}"
+    if original is not None:
+        from hostplug.daemon.beside import check_replaceable
+
+        taken = [why for s, t in zip(folder.outputs, targets, strict=True)
+                 if s.beside_original and (why := check_replaceable(Path(t), job.content_hash))]
+        if taken:
+            return taken[0]
+    return None
+
+
+MAX_NAME_NUMBER = 99  # NAME-2 ... NAME-99 for new photos under a name used before
+
+
+def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original: Path | None,
+                  journal: Journal) -> tuple[list[str], str | None]:
+    """Reserve the raw's output paths in the journal; returns them, and why they cannot be used (or None).
+
+    A new photo under the name of an earlier, archived one (``job.fresh_names``: cameras start again at
+    IMG_0001) takes the first of ``NAME``, ``NAME-2``, ``NAME-3``... that no other raw's outputs hold, so the
+    earlier photo's outputs are never replaced; the same numbers come back at every retry. Any other raw whose
+    names are taken fails, asking for ``{dir}`` or ``{seq}``.
+    """
+    targets: list[str] = []
+    conflict = None
+    for number in range(1, (MAX_NAME_NUMBER if job.fresh_names else 1) + 1):
+        named = values if number == 1 else dataclasses.replace(values, name=f"{values.name}-{number}")
+        candidate = [str(output_target(s, named, original)) for s in folder.outputs]
+        if candidate == targets:  # the templates leave {name} out: numbering cannot help
+            break
+        targets = candidate
+        refusal = _refusal(job, folder, targets, original)
+        if refusal is not None:
+            return targets, refusal
+        conflict = journal.claim(job.id, targets)
+        if conflict is None:
+            return targets, None
+    return targets, f"output {conflict}; put {{dir}} or {{seq}} in the template"
 
 
 def _stat_changed(job: Job) -> bool:
@@ -155,23 +204,9 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         return Outcome(job.id, "failed", str(e))
     except InputNotFoundError as e:
         return Outcome(job.id, "gone", str(e))
-    targets = [str(output_target(s, token_values(job, folder, recipe, source), original)) for s in folder.outputs]
-    too_long = overlong_part(targets)
-    if too_long is not None:  # the name comes from the file's own name: a retry cannot help
-        return Outcome(job.id, "failed", f"output name {too_long[:40]}... is {len(os.fsencode(too_long))} bytes, "
-                       "more than the 255 a file name may have; rename the file or shorten the template")
-    if len(set(targets)) < len(targets):
-        return Outcome(job.id, "failed", f"two outputs of this hot folder would both be {targets}")
-    if original is not None:
-        from hostplug.daemon.beside import check_replaceable
-
-        taken = [why for s, t in zip(folder.outputs, targets, strict=True)
-                 if s.beside_original and (why := check_replaceable(Path(t), job.content_hash))]
-        if taken:
-            return Outcome(job.id, "failed", taken[0])
-    conflict = journal.claim(job.id, targets)
-    if conflict:
-        return Outcome(job.id, "failed", f"output {conflict}; put {{dir}} or {{seq}} in the template")
+    targets, refusal = claim_outputs(job, folder, token_values(job, folder, recipe, source), original, journal)
+    if refusal is not None:
+        return Outcome(job.id, "failed", refusal)
     announce(targets)
     try:
         for target in targets:

@@ -1,9 +1,9 @@
 """The journal: a SQLite file recording every dropped raw's state, so nothing is lost or rendered twice.
 
-One row a raw (keyed by its absolute path): ``queued`` -> ``rendering`` -> ``done`` or ``failed``, with its
-attempts, size and modification time when it settled (and its sidecars'), content hash, the hash of the recipe
-its outputs were rendered with (and the content hash they were rendered from), the outputs themselves and the
-last error. A second table maps every output path to the raw that owns it, so two raws can never write the
+One row a raw (keyed by its absolute path; an earlier photo whose name a new one took keeps its row as
+``PATH#ID``): ``queued`` -> ``rendering`` -> ``done`` or ``failed``, with its attempts, size and modification
+time when it settled (and its sidecars'), content hash, the hash of the recipe its outputs were rendered with
+(and the content hash they were rendered from), the outputs themselves and the last error. A second table maps every output path to the raw that owns it, so two raws can never write the
 same output. The journal is the daemon's queue: ``hostplug queue --retry`` changes rows and the running daemon
 picks them up. WAL mode keeps readers and the daemon apart; a write is committed before the daemon acts on it,
 so after ``kill -9`` a restart sees the truth.
@@ -54,8 +54,10 @@ CREATE TABLE IF NOT EXISTS workers (slot INTEGER PRIMARY KEY, node TEXT NOT NULL
 """
 # Columns added after the first release: (name, declaration), added to older journals when opened.
 # files.node: the machine that rendered (or is rendering) the raw; files.sidecars: the raw's sidecar stamp when it
-# settled (hostplug.daemon.scanner.sidecar_stamp; NULL in rows from before, which then count as unchanged)
-_ADDED_COLUMNS = (("node", "TEXT"), ("sidecars", "TEXT"))
+# settled (hostplug.daemon.scanner.sidecar_stamp; NULL in rows from before, which then count as unchanged);
+# files.deleted_at: when the daemon deleted the rendered copy (originals = "delete"); files.earlier: the row of the
+# earlier photo a new file under the same name followed (Journal.enqueue_new_photo)
+_ADDED_COLUMNS = (("node", "TEXT"), ("sidecars", "TEXT"), ("deleted_at", "REAL"), ("earlier", "INTEGER"))
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class Entry:
     node: str | None = None  # the machine that rendered it (a cluster node, or this machine)
     queued_at: float | None = None  # when it settled (time.time())
     sidecars: str | None = None  # its sidecars when it settled (scanner.sidecar_stamp); None: not recorded
+    deleted_at: float | None = None  # when the daemon deleted it, a rendered copy (originals = "delete")
+    earlier: int | None = None  # the row of the earlier photo of this name it follows: its outputs get new names
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Entry:
@@ -92,11 +96,17 @@ class Entry:
             outputs=tuple(json.loads(row["outputs"])), error=row["error"], error_kind=row["error_kind"],
             moved_to=Path(row["moved_to"]) if row["moved_to"] else None, not_before=row["not_before"],
             finished_at=row["finished_at"], node=row["node"], queued_at=row["queued_at"], sidecars=row["sidecars"],
+            deleted_at=row["deleted_at"], earlier=row["earlier"],
         )
 
     def same_stat(self, size: int, mtime_ns: int) -> bool:
         """Whether the file on disk is the one this row settled on."""
         return self.size == size and self.mtime_ns == mtime_ns
+
+    def left_hot_folder(self) -> bool:
+        """Whether the daemon rendered this raw and then archived or deleted it: a later file of its name is
+        another photo (cameras start again at IMG_0001), not this one replaced."""
+        return self.state == "done" and (self.moved_to is not None or self.deleted_at is not None)
 
     def same_sidecars(self, stamp: str) -> bool:
         """Whether the raw's sidecars are those it settled with (a row from before they were recorded: yes)."""
@@ -194,6 +204,33 @@ class Journal:
         entry = self.lookup(path)
         assert entry is not None
         return entry
+
+    def enqueue_new_photo(self, earlier: Entry, size: int, mtime_ns: int, content_hash: str,
+                          sidecars: str | None = None) -> Entry:
+        """Queue a different file at the path of a raw that was rendered and then archived or deleted
+        (:meth:`Entry.left_hot_folder`) as a new photo: a row (and a ``{seq}``) of its own, which remembers the
+        earlier one so that its outputs get new names. The earlier row, its outputs still its own, moves to the
+        path ``PATH#ID`` (never a raw's: its suffix is no raw's) in the same transaction."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("UPDATE files SET path = ? WHERE id = ?", (f"{earlier.path}#{earlier.id}", earlier.id))
+            self.db.execute(
+                """INSERT INTO files (path, folder, state, size, mtime_ns, content_hash, queued_at, sidecars, earlier)
+                   VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)""",
+                (str(earlier.path), str(earlier.folder), size, mtime_ns, content_hash, time.time(), sidecars,
+                 earlier.id))
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        entry = self.lookup(earlier.path)
+        assert entry is not None
+        return entry
+
+    def set_deleted(self, file_id: int) -> None:
+        """Record that the daemon deleted the rendered copy (``originals = "delete"``)."""
+        self.db.execute("UPDATE files SET deleted_at = ? WHERE id = ?", (time.time(), file_id))
 
     def knows_folder(self, folder: Path) -> bool:
         """Whether this journal has seen the hot folder before: a file of it is recorded, or it was found empty
