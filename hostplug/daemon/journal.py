@@ -3,10 +3,11 @@
 One row a raw (keyed by its absolute path; an earlier photo whose name a new one took keeps its row as
 ``PATH#ID``): ``queued`` -> ``rendering`` -> ``done`` or ``failed``, with its attempts, size and modification
 time when it settled (and its sidecars'), content hash, the hash of the recipe its outputs were rendered with
-(and the content hash they were rendered from), the outputs themselves and the last error. A second table maps every output path to the raw that owns it, so two raws can never write the
-same output. The journal is the daemon's queue: ``hostplug queue --retry`` changes rows and the running daemon
-picks them up. WAL mode keeps readers and the daemon apart; a write is committed before the daemon acts on it,
-so after ``kill -9`` a restart sees the truth.
+(and the content hash they were rendered from), the outputs themselves and the last error. A second table maps
+every output path to the raw that owns it, so two raws can never write the same output. The journal is the
+daemon's queue: ``hostplug queue --retry`` changes rows and the running daemon picks them up. WAL mode keeps
+readers and the daemon apart; a write is committed before the daemon acts on it, so after ``kill -9`` a restart
+sees the truth.
 """
 
 from __future__ import annotations
