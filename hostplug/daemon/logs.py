@@ -7,10 +7,12 @@ them as keys, the readable log shows only the message.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import sys
 import time
+import unicodedata
 from pathlib import Path
 from typing import TextIO
 
@@ -32,6 +34,33 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
+
+
+# Characters that would break or disguise a readable line: controls (newline, escape), line and paragraph
+# separators, and the marks that reverse the direction text is shown in
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _hidden(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
+
+
+def printable(text: str) -> str:
+    """``text`` with the characters that could fake or hide a log line written as escapes (``\\n``, ``\\x1b``,
+    ``\\u202e``): a file named ``a\\nERROR b.dng`` stays on its one line."""
+    if not any(_hidden(c) for c in text):
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii") if _hidden(c) else c for c in text)
+
+
+class ReadableFormatter(logging.Formatter):
+    """The readable log's lines: the message (file names and all) escaped by :func:`printable`; a traceback,
+    should one be attached, stays as it is, below."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        escaped = copy.copy(record)  # the JSON log reads the record too, and escapes by itself
+        escaped.message = printable(record.message)
+        return super().formatMessage(escaped)
 
 
 class StatusLine:
@@ -101,7 +130,7 @@ def setup_logging(json_path: Path | None, status: StatusLine, level: int = loggi
         handler.close()
     terminal = _TerminalHandler(status)
     terminal.setLevel(level)
-    terminal.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    terminal.setFormatter(ReadableFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     logger.addHandler(terminal)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,30 @@
+"""The daemon's logs: a file name can neither break nor fake a line of the readable log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hostplug.daemon.logs import StatusLine, close_logging, printable, setup_logging
+
+
+def test_control_characters_in_a_name_are_escaped_in_the_readable_log_and_kept_in_the_json_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name = "/in/evil\n12:00:00 ERROR   fake.dng\x1b[2J\u202egpj.dng\u2028x"
+    logger = setup_logging(tmp_path / "log.jsonl", StatusLine())
+    try:
+        logger.info("queued %s", name, extra={"event": "queued", "fields": {"path": name}})
+    finally:
+        close_logging()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err  # one line, no terminal escape
+    assert err.rstrip("\n").endswith("queued /in/evil\\n12:00:00 ERROR   fake.dng\\x1b[2J\\u202egpj.dng\\u2028x")
+    record = json.loads((tmp_path / "log.jsonl").read_text())
+    assert record["message"] == f"queued {name}" and record["path"] == name  # JSON escapes by itself
+
+
+def test_other_names_are_shown_as_they_are() -> None:
+    for text in ("東京.dng", "Ärger über.CR2", "هذا.dng", "a\\b.dng"):
+        assert printable(text) == text
