@@ -396,11 +396,14 @@ def test_a_file_renamed_while_queued_is_not_counted_as_failed(studio: Path) -> N
     journal.close()
 
 
-# The daemon's journal connection on a disk that fills up once a render is under way: SQLite's own error
+# The daemon's journal connection on a disk that fills up as the first render starts, and stays full: every
+# write from then on fails with SQLite's own error
 _FULL_JOURNAL_DISK = '''
 import sqlite3
 
 class _FullDisk:
+    full = False
+
     def __init__(self, db):
         object.__setattr__(self, "db", db)
 
@@ -417,8 +420,9 @@ class _FullDisk:
         return self.db.__exit__(*exc)
 
     def execute(self, sql, *args):
-        if sql.startswith("DELETE FROM workers") and self.db.execute(
-                "SELECT 1 FROM files WHERE state = 'rendering'").fetchone():
+        if sql.startswith("UPDATE files SET state = 'rendering'"):
+            _FullDisk.full = True
+        if _FullDisk.full and not sql.lstrip().startswith("SELECT"):
             error = sqlite3.OperationalError("database or disk is full")
             error.sqlite_errorcode = sqlite3.SQLITE_FULL
             raise error
@@ -442,7 +446,7 @@ def test_a_full_journal_disk_stops_the_daemon_with_one_line_and_its_files_stay_q
     assert stopped.returncode == 7 and "Traceback" not in stopped.stderr
     errors = [line for line in stopped.stderr.splitlines() if line.startswith("hostplug: error:")]
     assert len(errors) == 1 and str(studio / "journal.sqlite") in errors[0] and "disk is full" in errors[0]
-    assert states(studio / "journal.sqlite") == {"a.dng": "rendering"}  # queued again at the next start
+    assert states(studio / "journal.sqlite") == {"a.dng": "queued"}
     with WatchProcess("--config", config, cwd=studio) as daemon:  # space freed
         wait_for(lambda: _done(studio, 1), 90, "a.dng rendered after the restart")
         assert daemon.terminate() == 0
