@@ -306,3 +306,13 @@ def test_retrained_weights_in_another_folder_render_through_hostplug_weights(
     assert error_lines(missing.stderr) == [f"hostplug: error: {tmp_path / 'nowhere'}: no such weights folder "
                                            "($HOSTPLUG_WEIGHTS or --weights names it)"]
     models.clear_cache()
+
+
+def test_a_relative_hostplug_weights_is_the_folder_it_names_from_where_the_command_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the render service works in each client's folder, and its caches are keyed by this path
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOSTPLUG_WEIGHTS", "new")
+    assert models.weights_folder() == tmp_path / "new"
+    monkeypatch.delenv("HOSTPLUG_WEIGHTS")
+    assert models.weights_folder() == models.WEIGHTS_DIR

@@ -37,7 +37,8 @@ def weights_folder() -> Path:
     if _chosen is not None:
         return _chosen
     named = os.environ.get(WEIGHTS_ENV)
-    return Path(named).expanduser() if named else WEIGHTS_DIR
+    # absolute: the caches are keyed by it, and the render service serves clients working in other folders
+    return Path(named).expanduser().absolute() if named else WEIGHTS_DIR
 
 
 @contextmanager
@@ -48,7 +49,7 @@ def using_weights(folder: str | Path | None) -> Iterator[None]:
     if folder is None:
         yield
         return
-    saved, _chosen = _chosen, Path(folder)
+    saved, _chosen = _chosen, Path(folder).absolute()
     clear_cache()
     try:
         yield
