@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from engine import kernels, tiling
-from engine.errors import OptionError, OutputError, RecipeError
+from engine.devices import check_device
+from engine.errors import OutputError, RecipeError
 from engine.io.source import Source, open_source
 from engine.recipe import Recipe
 from engine.stage_cache import StageCache, stage_keys
@@ -167,13 +168,7 @@ def _check_arguments(recipe: Any, device: str, preview: int | None) -> None:
     """RecipeError for what a script may pass wrongly (the command line's options never do)."""
     if recipe is not None and not isinstance(recipe, Recipe):
         raise RecipeError(f"the recipe must be an engine.Recipe, not {type(recipe).__name__}")
-    if not isinstance(device, str) or not (device == "cpu" or device.split(":")[0] == "cuda"):
-        raise OptionError(f"unknown device {device!r}; use cpu or cuda")
-    if device != "cpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise OptionError(f"device {device!r}: no CUDA GPU is available here; use cpu")
+    check_device(device)
     if preview is not None and (isinstance(preview, bool) or not isinstance(preview, int) or preview < 16):
         raise RecipeError(f"preview {preview!r} is not a whole number of pixels from 16")
 

@@ -35,13 +35,11 @@ def error_line(error: HostplugError | str) -> None:
 
 
 def check_device(device: str) -> str:
-    """``device`` when it can be used here; a wrong option (exit 2) for CUDA on a machine without a GPU."""
-    if device == "cuda":
-        import torch
+    """``device`` when it can be used here (:func:`engine.devices.check_device`, in the option's words), before
+    any work."""
+    from engine.devices import check_device as engine_check
 
-        if not torch.cuda.is_available():
-            raise OptionError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    return device
+    return engine_check(device, "--device")
 
 
 def device_option(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -201,17 +201,6 @@ def _as_client(request: dict[str, Any]) -> Iterator[None]:
         os.chdir("/")
 
 
-def _check_device(device: str) -> str:
-    """A request's device as the command line checks it (a wrong option, exit 2), the same in and out of here."""
-    from engine.errors import OptionError
-
-    if device not in ("cpu", "cuda"):
-        raise OptionError(f"unknown device {device!r}; use cpu or cuda")
-    from hostplug.commands.common import check_device
-
-    return check_device(device)
-
-
 def _output_options(options: dict[str, Any] | None) -> Any:
     from engine.output.formats import OutputOptions
 
@@ -557,7 +546,7 @@ class Service:
         with self.journal(args["output"]):
             result = render_file(source, args["output"], options=_output_options(args.get("options")),
                                  changes=args.get("changes") or None,
-                                 device=_check_device(args.get("device", "cpu")),
+                                 device=args.get("device", "cpu"),
                                  stages_dir=Path(stages_dir) if stages_dir else None,
                                  cache=None if stages_dir else self.full_size_cache(),
                                  progress=self.stop_if_client_left)
@@ -583,7 +572,7 @@ class Service:
 
         search = tuple(Path(p) for p in args.get("search") or ())
         return open_file(Path(args["file"]), search, args.get("changes") or None,
-                         device=_check_device(args.get("device", "cpu")), opener=self.cache.open,
+                         device=args.get("device", "cpu"), opener=self.cache.open,
                          cache=self.full_size_cache(), writing=self.journal, progress=self.stop_if_client_left)
 
     def preview(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -617,7 +606,7 @@ class Service:
         if self.previews is None:
             self.previews = StageCache()
         with _one_torch_thread():
-            rendered = render(source, recipe, device=_check_device(args.get("device", "cpu")), preview=long_edge,
+            rendered = render(source, recipe, device=args.get("device", "cpu"), preview=long_edge,
                               cache=self.previews)
         pixels = cv2.convertScaleAbs(rendered.pixels, alpha=255.0)  # to 8 bits, rounded, a pass over the pixels
         if pixel_format == "png":
