@@ -25,7 +25,7 @@ def check_renderable_file(path: Path) -> None:
         raise InputNotFoundError(f"{path}: cannot read ({e.strerror or e})") from e
     if not head:
         raise CorruptInputError(f"{path}: the file is empty")
-    if _libraw_reads(path) or (path.suffix.lower() in RGB_SUFFIXES and _image_reader_reads(path)):
+    if _libraw_reads(path) or (path.suffix.lower() in RGB_SUFFIXES and _image_kind(path) is not None):
         return
     raise unrecognised(path)
 
@@ -38,7 +38,7 @@ def unrecognised(path: Path, file: Path | None = None) -> UnsupportedInputError:
     """The error for a file LibRaw does not read and that, by its suffix, is no image either: a JPEG, PNG or TIFF
     in a raw's name (a camera's JPEG renamed .ARW) is named for what it is, with the name that renders it.
     ``file`` is what to read (an open file's ``/proc/self/fd/N``), ``path`` what messages name."""
-    kind = _image_kind(file or path)
+    kind = _image_kind(file or path, path)
     if kind in _IMAGE_SUFFIX and path.suffix.lower() not in RGB_SUFFIXES:
         return UnsupportedInputError(f"{path}: a {'JPEG' if kind == 'MPO' else kind} image named like a raw "
                                      f"({path.suffix or 'no suffix'}); hostplug reads an image by its suffix: "
@@ -46,8 +46,10 @@ def unrecognised(path: Path, file: Path | None = None) -> UnsupportedInputError:
     return UnsupportedInputError(f"{path}: not a raw format LibRaw reads, nor a JPEG, PNG or TIFF image")
 
 
-def _image_kind(file: Path) -> str | None:
-    """The image format Pillow finds in ``file`` by its content ("JPEG", "PNG", "TIFF"...), None for none."""
+def _image_kind(file: Path, name: Path | None = None) -> str | None:
+    """The image format Pillow finds in ``file`` by its content ("JPEG", "PNG", "TIFF"...), None for none;
+    UnsupportedInputError for an image that claims more pixels than a render decodes (engine.io.rgb_input refuses
+    it too). ``name`` is what the message calls the file (default ``file``)."""
     import warnings
 
     from PIL import Image
@@ -57,6 +59,8 @@ def _image_kind(file: Path) -> str | None:
             warnings.simplefilter("ignore")  # a bomb's size, "Corrupt EXIF data": only the kind matters
             with Image.open(file) as image:
                 return image.format
+    except Image.DecompressionBombError:
+        raise UnsupportedInputError(f"{name or file}: the image claims more pixels than hostplug decodes") from None
     except Exception:  # noqa: BLE001 - whatever Pillow raises, the file is no image it reads
         return None
 
@@ -68,20 +72,4 @@ def _libraw_reads(path: Path) -> bool:
         with quiet_stderr(), rawpy.imread(str(path)):
             return True
     except (rawpy.LibRawError, OSError, ValueError):
-        return False
-
-
-def _image_reader_reads(path: Path) -> bool:
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a bomb's size, "Corrupt EXIF data": only the kind matters
-            with Image.open(path):
-                return True
-    except Image.DecompressionBombError:  # what a render refuses too (engine.io.rgb_input)
-        raise UnsupportedInputError(f"{path}: the image claims more pixels than hostplug decodes") from None
-    except (UnidentifiedImageError, OSError, ValueError):
         return False
