@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyexiv2
 
@@ -159,8 +159,16 @@ def plan_rerender(record: RenderRecord, changed: Recipe, engine_version: str,
         "other stages use the current engine")
 
 
-def image_format(path: Path) -> tuple[str, int]:
-    """The format ("tiff", "png", "jpeg") and bits per channel of an image file, read from the file;
+class ImageLayout(NamedTuple):
+    """How an image file is stored, read from the file: what a re-render of it must match."""
+
+    format: str  # "tiff", "png" or "jpeg"
+    bits: int  # per channel
+    compression: str = "none"  # a TIFF's, as engine.output.formats.TIFF_COMPRESSIONS names it
+
+
+def image_format(path: Path) -> ImageLayout:
+    """The format, bits per channel and (TIFF) compression of an image file, read from the file;
     UnsupportedInputError (exit 3) for a file that is none of them: the input is wrong, not the output."""
     with path.open("rb") as f:
         head = f.read(32)
@@ -168,35 +176,29 @@ def image_format(path: Path) -> tuple[str, int]:
     if fmt is None:
         raise UnsupportedInputError(f"{path}: not a TIFF, PNG or JPEG file")
     if fmt == "jpeg":
-        return fmt, 8
+        return ImageLayout(fmt, 8)
     if fmt == "png":
         if len(head) < 25:
             raise CorruptInputError(f"{path}: the PNG file is truncated (it ends inside its header)")
-        return fmt, head[24]  # IHDR bit depth
-    return fmt, _tiff_bits(path)
+        return ImageLayout(fmt, head[24])  # IHDR bit depth
+    return _tiff_layout(path)
 
 
-def _tiff_bits(path: Path) -> int:
-    """Bits per channel of a TIFF's first page; CorruptInputError for one tifffile cannot read (truncated, or
-    its header points nowhere), whatever tifffile raises for it."""
+def _tiff_layout(path: Path) -> ImageLayout:
+    """A TIFF's first page: bits per channel and compression ("deflate", else "none": hostplug writes no other);
+    CorruptInputError for one tifffile cannot read (truncated, or its header points nowhere), whatever tifffile
+    raises for it."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tiff:
-            return int(tiff.pages.first.bitspersample)
+            page = tiff.pages.first
+            bits, compression = int(page.bitspersample), int(page.compression)
     except Exception as e:  # noqa: BLE001 - tifffile raises IndexError, ValueError, TiffFileError... on damage
         raise CorruptInputError(f"{path}: the TIFF file is damaged or truncated (its first image cannot be "
                                 "read)") from e
-
-
-def tiff_compression(path: Path) -> str:
-    """The :data:`~engine.output.formats.TIFF_COMPRESSIONS` name of a TIFF's compression, read from the file, so
-    that a re-render is as compressed as its original ("none" for one hostplug does not write)."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tiff:  # image_format has read this TIFF: it opens
-        compression = int(tiff.pages.first.compression)
-    return "deflate" if compression in (tifffile.COMPRESSION.ADOBE_DEFLATE, tifffile.COMPRESSION.DEFLATE) else "none"
+    deflate = compression in (tifffile.COMPRESSION.ADOBE_DEFLATE, tifffile.COMPRESSION.DEFLATE)
+    return ImageLayout("tiff", bits, "deflate" if deflate else "none")
 
 
 def rerender_target(output: Path, fmt: str) -> Path:
@@ -233,12 +235,12 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     record = read_record(output)
     recipe, notice = plan_rerender(record, apply_changes(record.recipe, changes), __version__, model_hashes())
     source = find_source(output, [Path(search)] if isinstance(search, (str, Path)) else [Path(s) for s in search])
-    fmt, bits = image_format(output)
+    fmt, bits, compression = image_format(output)
     new = Path(target) if target is not None else rerender_target(output, fmt)
     if resolve_format(new, OutputOptions())[0] != fmt:
         raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; give --out a name with a matching suffix")
     options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
                             space=record.output.get("space", "srgb"), long_edge=record.output.get("long_edge"),
-                            overwrite=overwrite, compression=tiff_compression(output) if fmt == "tiff" else "none")
+                            overwrite=overwrite, compression=compression)
     result = render_file(source, new, recipe, options, extra_xmp=record.catalogue, device=device, progress=progress)
     return replace(result, source=source, notice=notice)

@@ -153,7 +153,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
         target, replace = output_for_raw(path)
         recipe, catalogue = sidecar_recipe(path, changes)
         return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace)
-    _fmt, bits = image_format(path)  # refuses a file that is no image before anything else
+    bits = image_format(path).bits  # refuses a file that is no image before anything else
     provenance = read_provenance(path)
     raw = find_source(path, search)
     _check_replaceable(path, raw, provenance)
