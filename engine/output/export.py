@@ -250,7 +250,7 @@ def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],
     named: list[Path] = []
     try:
         for target, options in targets:
-            held.append((_write_rendered(rendered, target, options, extra_xmp, hold=True), Path(target), options))
+            held.append((_write_rendered(rendered, target, options, extra_xmp, hold=True), target, options))
         for partial, target, options in held:
             new = not target.exists()
             _write.publish_held(partial, target, options.overwrite)

@@ -60,7 +60,7 @@ class OutputOptions:
                                     f"{MIN_LONG_EDGE}")
         if self.compression not in TIFF_COMPRESSIONS:
             raise OutputOptionError(f"unknown TIFF compression {self.compression!r}; choose "
-                              f"{', '.join(TIFF_COMPRESSIONS)}")
+                                    f"{', '.join(TIFF_COMPRESSIONS)}")
 
 
 def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
@@ -70,8 +70,8 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
     asked = options.format.lower() if options.format else None
     if asked is not None and named is not None and asked != named:  # a .tif of JPEG data opens nowhere, or wrongly
         raise OutputOptionError(f"{Path(path).name} names a {named.upper()} file but the format asked for is "
-                          f"{asked.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(asked, '')} or leave out "
-                          "--format")
+                                f"{asked.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(asked, '')} or leave "
+                                "out --format")
     fmt = asked or named
     if fmt is None:
         raise OutputOptionError(
@@ -113,7 +113,6 @@ def output_names(sources: list[Path], fmt: str | None, folder: Path | None = Non
 def _identity(path: Path) -> str:
     """The file a name means, case folded: two names a case-insensitive disk holds as one count as one."""
     return str(Path(path).resolve()).casefold()
-
 
 
 def checked_options(options: OutputOptions | None) -> OutputOptions:

@@ -204,10 +204,10 @@ def embedded_catalogue(raw: Path) -> dict[str, Any]:
     try:
         with pyexiv2.Image(str(raw)) as image:
             packet = image.read_raw_xmp()
-        tree = parse_packet(packet.encode("utf-8"), str(raw)) if packet else None
+        if not packet:
+            return {}
+        tree = parse_packet(packet.encode("utf-8"), str(raw))
     except Exception:  # noqa: BLE001 - exiv2's errors, a bad packet: no reason to refuse the render
-        return {}
-    if tree is None:
         return {}
     return catalogue_xmp(SidecarInfo(path=raw, rating=rating(tree), labels=colour_labels(tree),
                                      keywords=keywords(tree), credits=credits(tree)))
