@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import secrets
 import sys
 from pathlib import Path
 
@@ -100,12 +99,12 @@ def write_thumbnail(raw_path: Path, output: Path, size: int = 256, overwrite: bo
     """
     raw_path, output = Path(raw_path), Path(output)
     _check_output(raw_path, output, overwrite)
-    from engine.output.publish import discard, publish
+    from engine.output.publish import discard, partial_name, publish
 
     image, width, height = _preview(raw_path)
     image = image.convert("RGB")
     image.thumbnail((size, size))
-    partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
+    partial = output.with_name(partial_name(output.name))
     try:
         image.save(partial, format="JPEG", quality=90)
         publish(partial, output, overwrite)  # without overwrite, never replaces a file that appeared meanwhile

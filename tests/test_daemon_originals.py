@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from engine.output.publish import is_partial_of, partial_name
 from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.originals import (
+    ARCHIVE_PARTIAL,
     archive,
     failure_report,
     free_name,
-    is_partial_of,
-    partial_name,
     remove_partials,
     restore,
     set_aside,
@@ -130,7 +130,7 @@ def test_a_copy_killed_midway_leaves_a_hidden_temporary_that_the_next_move_remov
     folder = _folder(tmp_path, originals="move", archive=tmp_path / "archive")
     raw = _raw_with_sidecar(folder)
     (tmp_path / "archive").mkdir()
-    left = tmp_path / "archive" / partial_name("e1.ARW")  # what kill -9 during the copy leaves
+    left = tmp_path / "archive" / partial_name("e1.ARW", ARCHIVE_PARTIAL)  # what kill -9 during the copy leaves
     left.write_bytes(b"half")
     assert left.name.startswith(".e1.ARW.") and left.suffix == ".hostplug-part"  # hidden, not a photo's suffix
     archive(raw, folder)
@@ -151,5 +151,6 @@ def test_a_copy_already_complete_in_the_archive_is_kept_and_the_original_removed
 
 def test_a_long_name_still_gets_a_temporary_name_a_file_system_takes() -> None:
     name = "東" * 84 + ".ARW"  # 256 bytes in UTF-8
-    partial = partial_name(name)
-    assert len(os.fsencode(partial)) <= 255 and is_partial_of(partial, name) and not is_partial_of(partial, "x" + name)
+    partial = partial_name(name, ARCHIVE_PARTIAL)
+    assert len(os.fsencode(partial)) <= 255 and is_partial_of(partial, name, ARCHIVE_PARTIAL)
+    assert not is_partial_of(partial, "x" + name, ARCHIVE_PARTIAL)

@@ -1,4 +1,5 @@
-"""Giving a complete file its name: the last step of every output hostplug writes (images, thumbnails).
+"""Giving a complete file its name: the last step of every output hostplug writes (images, thumbnails, the
+daemon's archive copies), and the hidden temporary names a file is written under until then.
 
 Imports nothing beyond the standard library, so the thumbnail command (which must start in a fraction of a
 second) shares it with the image writer.
@@ -7,7 +8,9 @@ second) shares it with the image writer.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import secrets
 from pathlib import Path
 
 
@@ -34,3 +37,46 @@ def discard(path: Path) -> None:
     ignored: this runs while another error is on its way out, and must not replace it."""
     with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
+
+
+PARTIAL_SUFFIX = ".part"
+
+
+def _stem(name: str, suffix: str) -> str:
+    """``name``, or for one too long to take the ``.NAME.xxxxxxxx<suffix>`` form within 255 bytes a hash of it."""
+    encoded = os.fsencode(name)
+    room = 255 - len(f"..12345678{suffix}")  # 240 bytes for ".part"
+    return name if len(encoded) <= room else f"hostplug-{hashlib.sha256(encoded).hexdigest()[:16]}"
+
+
+def partial_name(name: str, suffix: str = PARTIAL_SUFFIX) -> str:
+    """The hidden temporary name a file called ``name`` is written under: ``.NAME.xxxxxxxx.part``, or for a name
+    too long for that ``.hostplug-HHHHHHHHHHHHHHHH.xxxxxxxx.part``, whose H part is a hash of the name (so
+    :func:`is_partial_of` still knows whose it is)."""
+    return f".{_stem(name, suffix)}.{secrets.token_hex(4)}{suffix}"
+
+
+def is_partial_of(candidate: str, name: str, suffix: str = PARTIAL_SUFFIX) -> bool:
+    """Whether ``candidate`` is a temporary name :func:`partial_name` gives a file called ``name``."""
+    prefix = f".{_stem(name, suffix)}."
+    token = candidate[len(prefix):-len(suffix)]
+    return (candidate.startswith(prefix) and candidate.endswith(suffix) and len(token) == 8
+            and all(c in "0123456789abcdef" for c in token))
+
+
+def remove_partials(target: Path, suffix: str = PARTIAL_SUFFIX) -> int:
+    """Delete the temporaries that an interrupted write of ``target`` left beside it (a process killed before it
+    could); returns how many."""
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        if is_partial_of(name, target.name, suffix):
+            try:
+                (target.parent / name).unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import os
-import secrets
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -41,9 +39,9 @@ from engine.output.metadata import (
     tiff_tags,
     writable_exif,
 )
-from engine.output.publish import discard, publish
+from engine.output.publish import discard, is_partial_of, partial_name, publish
 
-__all__ = ["OutputOptions", "resolve_format", "write_image"]
+__all__ = ["OutputOptions", "is_partial_of", "partial_name", "resolve_format", "write_image"]
 
 
 def to_output_space(pixels: np.ndarray, space: RGBSpace, long_edge: int | None = None) -> np.ndarray:
@@ -383,25 +381,3 @@ def watching_writes(started: Callable[[Path], None], publishing: Callable[[], No
         yield
     finally:
         _WATCHER.reset(token)
-
-_LONG_NAME = 240  # a longer name cannot take the ".NAME.xxxxxxxx.part" form within 255 bytes
-
-
-def _stem(name: str) -> str:
-    encoded = os.fsencode(name)
-    return name if len(encoded) <= _LONG_NAME else f"hostplug-{hashlib.sha256(encoded).hexdigest()[:16]}"
-
-
-def partial_name(name: str) -> str:
-    """The hidden temporary name an output called ``name`` is written under: ``.NAME.xxxxxxxx.part``, or for a
-    name over 240 bytes ``.hostplug-HHHHHHHHHHHHHHHH.xxxxxxxx.part``, whose H part is a hash of the name (so
-    :func:`is_partial_of` still knows whose it is)."""
-    return f".{_stem(name)}.{secrets.token_hex(4)}.part"
-
-
-def is_partial_of(candidate: str, name: str) -> bool:
-    """Whether ``candidate`` is a temporary name :func:`partial_name` gives an output called ``name``."""
-    prefix, suffix = f".{_stem(name)}.", ".part"
-    token = candidate[len(prefix):-len(suffix)]
-    return (candidate.startswith(prefix) and candidate.endswith(suffix) and len(token) == 8
-            and all(c in "0123456789abcdef" for c in token))

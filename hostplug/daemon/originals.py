@@ -13,11 +13,11 @@ import errno
 import filecmp
 import hashlib
 import os
-import secrets
 import shutil
 import time
 from pathlib import Path
 
+from engine.output.publish import partial_name, publish, remove_partials
 from engine.xmp.sidecar import find_sidecars
 from hostplug.daemon.config import FolderConfig
 
@@ -54,40 +54,7 @@ def move_with_sidecars(raw: Path, folder: Path) -> Path:
     return target
 
 
-PARTIAL_SUFFIX = ".hostplug-part"
-_PARTIAL_ROOM = 255 - len(f"..12345678{PARTIAL_SUFFIX}")  # bytes left for the name in a temporary's name
-
-
-def _partial_stem(name: str) -> str:
-    """``name``, or for one too long to fit in a temporary's name a hash of it (still unique to it)."""
-    if len(os.fsencode(name)) <= _PARTIAL_ROOM:
-        return name
-    return "hostplug-" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
-
-
-def partial_name(name: str) -> str:
-    """The hidden temporary a file called ``name`` is copied under: ``.NAME.xxxxxxxx.hostplug-part`` (never a
-    raw's suffix, so never taken for a photo)."""
-    return f".{_partial_stem(name)}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
-
-
-def is_partial_of(candidate: str, name: str) -> bool:
-    """Whether ``candidate`` is a temporary :func:`partial_name` gives a file called ``name``."""
-    prefix = f".{_partial_stem(name)}."
-    token = candidate[len(prefix):-len(PARTIAL_SUFFIX)]
-    return (candidate.startswith(prefix) and candidate.endswith(PARTIAL_SUFFIX) and len(token) == 8
-            and all(c in "0123456789abcdef" for c in token))
-
-
-def remove_partial_copies(destination: Path) -> None:
-    """Delete the temporaries an interrupted copy to ``destination`` left (a daemon killed mid-copy)."""
-    try:
-        names = os.listdir(destination.parent)
-    except OSError:
-        return
-    for name in names:
-        if is_partial_of(name, destination.name):
-            (destination.parent / name).unlink(missing_ok=True)
+ARCHIVE_PARTIAL = ".hostplug-part"  # an archive copy's temporary suffix: hidden, and never a photo's suffix
 
 
 def _copy_durably(source: Path, partial: Path) -> None:
@@ -97,18 +64,6 @@ def _copy_durably(source: Path, partial: Path) -> None:
         writer.flush()
         shutil.copystat(source, partial)  # as a move keeps them
         os.fsync(writer.fileno())
-
-
-def _name_without_replacing(partial: Path, destination: Path) -> None:
-    """Give the copy its final name, failing (``FileExistsError``) rather than replacing a file that took it."""
-    try:
-        os.link(partial, destination)
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
-            raise
-        if destination.exists():  # a file system without hard links: check, then rename
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(destination)) from None
-        os.rename(partial, destination)
 
 
 def _sync_folder(folder: Path) -> None:
@@ -134,13 +89,13 @@ def copy_across(moves: list[tuple[Path, Path]]) -> None:
     placed: list[Path] = []
     try:
         for source, destination in moves:
-            remove_partial_copies(destination)
+            remove_partials(destination, ARCHIVE_PARTIAL)  # an interrupted copy's (a daemon killed mid-copy)
             if destination.exists():
                 continue
-            partial = destination.with_name(partial_name(destination.name))
+            partial = destination.with_name(partial_name(destination.name, ARCHIVE_PARTIAL))
             partials.append(partial)
             _copy_durably(source, partial)
-            _name_without_replacing(partial, destination)
+            publish(partial, destination, overwrite=False)  # never replacing a file that took the name
             placed.append(destination)
             partial.unlink(missing_ok=True)  # the name now holds it (gone already after a rename)
         for folder in {destination.parent for _, destination in moves}:
@@ -228,22 +183,3 @@ def restore(raw: Path, moved_to: Path) -> bool:
         if not target.exists():
             os.replace(sidecar, target)
     return True
-
-
-def remove_partials(target: Path) -> int:
-    """Delete the temporary files a killed render of ``target`` left beside it; returns how many."""
-    from engine.output.write import is_partial_of
-
-    removed = 0
-    try:
-        names = os.listdir(target.parent)
-    except OSError:
-        return 0
-    for name in names:
-        if is_partial_of(name, target.name):
-            try:
-                (target.parent / name).unlink()
-                removed += 1
-            except OSError:
-                pass
-    return removed

@@ -319,7 +319,7 @@ class Service:
         Only the partial files the journal names: the ones that service's writer started (see :meth:`journal`).
         Another process may be writing the same output under another partial name at this very moment (the
         client that service left, rendering it itself), and its file is not ours to delete."""
-        from engine.output.write import is_partial_of
+        from engine.output.publish import is_partial_of
 
         journal = self.folder / JOURNAL_NAME
         try:
