@@ -78,6 +78,35 @@ class StageSettings:
             raise RecipeError(f"a stage's implementation must be a name, not {self.implementation!r}")
         if not isinstance(self.params, Mapping) or not all(isinstance(k, str) for k in self.params):
             raise RecipeError(f"a stage's params must map parameter names to values, not {self.params!r}")
+        object.__setattr__(self, "params", FrozenDict(self.params))
+
+
+class FrozenDict(dict):
+    """A dict that refuses changes: what a frozen :class:`Recipe` holds in ``stages`` and a
+    :class:`StageSettings` in ``params``, so a recipe shared with a cache, a worker or another thread cannot
+    change under it, and recipes can be hashed (used as dictionary keys). A dict still, so JSON, ``dict(...)``
+    and ``{**...}`` work as before; ``Recipe.replace`` makes a changed copy."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a recipe cannot be changed in place; make a changed copy with Recipe.replace "
+                        "(or dataclasses.replace for StageSettings)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(_hashable(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled as a plain dict's items (to workers, Ray actors)
+        return type(self), (dict(self),)
+
+
+def _hashable(value: Any) -> Any:
+    """``value`` with its dicts and lists turned into frozensets and tuples: equal values stay equal."""
+    if isinstance(value, Mapping):
+        return frozenset((k, _hashable(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
 
 
 def implied_white_balance(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,7 +123,8 @@ def implied_white_balance(values: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A complete, versioned description of a render's look. Immutable; use :meth:`replace` to change it.
+    """A complete, versioned description of a render's look. Immutable all through (``stages`` and their params
+    refuse changes) and hashable; use :meth:`replace` to change it.
 
     - ``style``: natural, vivid, warm, moody, cinematic or monochrome, or a blend ``"warm:0.7,moody:0.3"``;
       ``style_strength`` 0 (natural) to 2 (twice the style's departure from natural).
@@ -128,6 +158,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         validate(self)
+        object.__setattr__(self, "stages", FrozenDict(self.stages))
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with some settings changed (``None`` values in ``changes`` are ignored)."""

@@ -227,3 +227,22 @@ def test_what_a_script_may_pass_wrongly_is_a_recipe_error_at_construction() -> N
             StageSettings(**settings)
     with pytest.raises(RecipeError, match="far too long"):
         Recipe.from_json('{"exposure": ' + "1" * 5000 + "}")
+
+
+def test_a_recipe_cannot_change_in_place_and_can_be_a_dictionary_key() -> None:
+    """A frozen recipe is frozen all through: its stages and their params refuse changes, so a recipe shared with a
+    cache or a worker stays what it was; equal recipes hash alike (read back from JSON or a pickle)."""
+    import pickle
+
+    recipe = Recipe.from_dict({"exposure": 0.5, "stages": {"white_balance": {"params": {"neutral": [0.5, 1, 0.6]}},
+                                                          "detail": {"enabled": False}}})
+    with pytest.raises(TypeError, match="Recipe.replace"):
+        recipe.stages["denoise"] = StageSettings(enabled=False)  # type: ignore[index]
+    with pytest.raises(TypeError):
+        recipe.stage("white_balance").params.update(neutral=[1, 1, 1])  # type: ignore[attr-defined]
+    assert recipe.stage("detail").enabled is False and "denoise" not in recipe.stages
+    again = Recipe.from_json(recipe.to_json())
+    thawed = pickle.loads(pickle.dumps(recipe))
+    assert again == recipe == thawed and hash(again) == hash(recipe) == hash(thawed)
+    assert {recipe: "rendered"}[again] == "rendered"
+    assert recipe.replace(exposure=1.0) not in {recipe: "rendered"}
