@@ -463,6 +463,106 @@ def test_publishing_without_hard_links_still_never_replaces_a_file(tmp_path: Pat
     assert target.read_bytes() == b"new"
 
 
+def _without_hard_links(monkeypatch: pytest.MonkeyPatch, error: int) -> None:
+    """A file system without hard links (FAT, exFAT, some SMB shares), where a rename is slow to come: every
+    publisher that found the name free is then inside its check-then-rename window at once."""
+    import time
+
+    def no_links(_source: object, _target: object) -> None:
+        raise OSError(error, os.strerror(error))
+
+    real_replace = os.replace
+
+    def slow_replace(source: object, target: object) -> None:
+        time.sleep(0.2)
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "replace", slow_replace)
+
+
+@pytest.mark.parametrize("error", [1, 18], ids=["EPERM", "EXDEV"])
+def test_writers_racing_for_one_name_without_hard_links_never_replace_each_other(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: int) -> None:
+    # two daemon workers, or the daemon and a manual render: each found the name free, and each renamed its file
+    # over it, the last one replacing the first's output
+    import threading
+
+    _without_hard_links(monkeypatch, error)
+    target, count = tmp_path / "IMG_0001.tif", 6
+    start = threading.Barrier(count)
+    outcomes: dict[int, str] = {}
+
+    def writer(n: int) -> None:
+        start.wait()
+        try:
+            write_image(np.full((8, 8, 3), n / 10, np.float32), target, OutputOptions(bits=8))
+            outcomes[n] = "written"
+        except OutputError as e:
+            outcomes[n] = str(e)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [n for n, outcome in outcomes.items() if outcome == "written"]
+    assert len(winners) == 1, outcomes
+    assert all("exists" in outcome for n, outcome in outcomes.items() if n != winners[0])
+    written = tifffile.imread(target)
+    expected = np.full((8, 8, 3), winners[0] / 10, np.float32)
+    assert np.array_equal(written, tifffile.imread(write_image(expected, tmp_path / "expected.tif",
+                                                               OutputOptions(bits=8))))
+    assert files_in(tmp_path) == ["IMG_0001.tif", "expected.tif"]  # no partial, no reservation left
+
+
+def test_a_name_a_render_replaced_on_purpose_while_it_was_reserved_is_not_replaced_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the daemon names its own outputs with overwrite; a manual render without it had reserved the name just
+    # before, and must then leave the daemon's file, not rename its own over it
+    import errno
+
+    from engine.output.publish import publish
+
+    real_open = os.open
+    target, theirs, ours = tmp_path / "a.jpg", tmp_path / ".theirs.part", tmp_path / ".ours.part"
+    theirs.write_bytes(b"the daemon's render")
+    ours.write_bytes(b"a manual render")
+
+    def open_then_overwritten(path: str, flags: int, *args: int, **kwargs: object) -> int:
+        fd = real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+        if flags & os.O_EXCL:
+            publish(theirs, target, overwrite=True)
+        return fd
+
+    def no_links(_source: object, _target: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "open", open_then_overwritten)
+    with pytest.raises(FileExistsError):
+        publish(ours, target, overwrite=False)
+    assert target.read_bytes() == b"the daemon's render"
+    assert files_in(tmp_path) == [".ours.part", "a.jpg"]  # the caller removes its partial
+
+
+def test_a_rename_that_fails_without_hard_links_leaves_neither_the_name_nor_a_partial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def no_links(_source: object, _target: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def refused(_source: object, _target: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(OutputError, match="Input/output error"):
+        write_image(gradient(), tmp_path / "out.tif")
+    assert files_in(tmp_path) == []
+
+
 def test_a_render_gives_all_its_outputs_or_none(tmp_path: Path, sample_dng: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # a hot folder's web JPEG stayed published for a file whose master TIFF failed (a full disk); and a re-render

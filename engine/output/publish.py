@@ -8,6 +8,7 @@ second) shares it with the image writer.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
@@ -16,9 +17,9 @@ from pathlib import Path
 
 def publish(partial: Path, path: Path, overwrite: bool) -> None:
     """Give the complete ``partial`` its name. Without ``overwrite``, a file that appeared at ``path`` since it was
-    checked (another render of the same name, at the same time) is kept: a hard link never replaces a file, and
-    raises FileExistsError. On a file system without hard links (FAT and exFAT memory cards, some network shares)
-    the check is repeated just before the rename instead."""
+    checked (another render of the same name, at the same time) is kept, and FileExistsError raised: a hard link
+    never replaces a file. On a file system without hard links (FAT and exFAT memory cards, some network shares)
+    the name is reserved first, see :func:`_rename_into_reservation`."""
     if overwrite:
         os.replace(partial, path)
         return
@@ -27,9 +28,39 @@ def publish(partial: Path, path: Path, overwrite: bool) -> None:
     except FileExistsError:
         raise
     except OSError:
-        if path.exists():
-            raise FileExistsError(path) from None
+        _rename_into_reservation(partial, path)
+
+
+def _rename_into_reservation(partial: Path, path: Path) -> None:
+    """Name ``partial`` ``path`` without links: create ``path`` exclusively (``O_EXCL`` is atomic on local file
+    systems and on SMB and NFS shares, so of two publishers only one gets it), then rename the complete file over
+    that empty reservation, which is ours. A check for the name followed by a rename let two publishers both find
+    it free, and the second replaced the first's file.
+
+    Between the two steps the name holds an empty file; a process killed just then leaves it there."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)  # FileExistsError: taken
+    try:
+        reserved = os.fstat(fd)
+    finally:
+        os.close(fd)
+    try:
+        if not _holds(path, reserved):  # replaced meanwhile by a publisher that overwrites on purpose: theirs
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
         os.replace(partial, path)
+    except BaseException:
+        if _holds(path, reserved):
+            discard(path)
+        raise
+
+
+def _holds(path: Path, reserved: os.stat_result) -> bool:
+    """Whether ``path`` is still the empty file we created (a FAT file system may give a file that replaced it
+    the same inode number, never a complete output's size of 0)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino, st.st_size) == (reserved.st_dev, reserved.st_ino, 0)
 
 
 def discard(path: Path) -> None:
