@@ -26,6 +26,7 @@ from engine import kernels, tiling
 from engine.devices import check_device
 from engine.errors import OutputError, RecipeError
 from engine.io.source import Source, open_source
+from engine.orientation import Orientation, applied
 from engine.recipe import Recipe
 from engine.stage_cache import StageCache, stage_keys
 from engine.stages.base import Context, Stage, params_dict
@@ -71,6 +72,7 @@ class Rendered:
     source: Source
     notes: dict[str, Any] = field(default_factory=dict)  # what each stage decided (pinnable parameters)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    orientation: Orientation | None = None  # what turned the pixels upright, and where it came from
 
 
 def stage_for(name: str, recipe: Recipe) -> Stage:
@@ -102,10 +104,13 @@ def render(
     progress: ProgressCallback | None = None,
     preview: int | None = None,
     cache: StageCache | None = None,
+    orientation: Orientation | None = None,
 ) -> Rendered:
     """Render an opened source (or the file at a path) with a recipe (default: ``Recipe()``) on ``device``
     (``"cpu"``, or ``"cuda"`` for a GPU). ``stages_dir`` receives every stage's output and params; ``progress`` is
-    called with each stage's name, index and the stage count.
+    called with each stage's name, index and the stage count. ``orientation`` turns the pixels upright (default:
+    the file's own EXIF orientation; :func:`engine.render_file` passes the one the raw's sidecar sets); the notes
+    record it.
 
     Raises the :mod:`engine.errors` exceptions: RecipeError for a bad recipe or argument, OptionError for a device
     that is not there, InputNotFoundError / UnsupportedInputError / CorruptInputError for the file, ModelError for
@@ -118,7 +123,7 @@ def render(
     """
     if isinstance(source, (str, Path)):  # a path is opened here, as engine.render_file does
         source = open_source(source)
-    _check_arguments(recipe, device, preview)
+    _check_arguments(recipe, device, preview, orientation)
     recipe = recipe or Recipe()
     check_recipe(recipe)
     ctx = Context(source=source, recipe=recipe, device=device)
@@ -160,14 +165,19 @@ def render(
     if progress:
         progress("done", len(stages), len(stages))
     image = kernels.to_host(image)
-    pixels = apply_orientation(np.clip(image, 0.0, 1.0, out=image), source.orientation)
-    return Rendered(pixels=pixels, recipe=recipe, source=source, notes=ctx.notes, timings=timings)
+    turn = orientation or applied(source.orientation, None)
+    ctx.notes["orientation"] = turn.note()
+    pixels = apply_orientation(np.clip(image, 0.0, 1.0, out=image), turn.value)
+    return Rendered(pixels=pixels, recipe=recipe, source=source, notes=ctx.notes, timings=timings, orientation=turn)
 
 
-def _check_arguments(recipe: Any, device: str, preview: int | None) -> None:
+def _check_arguments(recipe: Any, device: str, preview: int | None, orientation: Any) -> None:
     """RecipeError for what a script may pass wrongly (the command line's options never do)."""
     if recipe is not None and not isinstance(recipe, Recipe):
         raise RecipeError(f"the recipe must be an engine.Recipe, not {type(recipe).__name__}")
+    if orientation is not None and not isinstance(orientation, Orientation):
+        raise RecipeError("the orientation must be an engine.orientation.Orientation, not "
+                          f"{type(orientation).__name__}")
     check_device(device)
     if preview is not None and (isinstance(preview, bool) or not isinstance(preview, int) or preview < 16):
         raise RecipeError(f"preview {preview!r} is not a whole number of pixels from 16")

@@ -8,7 +8,9 @@ photofinish operator parameters are pinned in the recipe, so the look is reprodu
 process versions); when the user changed settings, the look is derived afresh and the notice says so.
 A white balance the output estimated from the image (``--wb auto``, or a file without as-shot white balance)
 is pinned the same way, its stored neutral, unless the user changed the white balance: a new estimator does
-not change old outputs, nor does an exposure change.
+not change old outputs, nor does an exposure change. The orientation the output applied (its raw's EXIF, or the one
+its sidecar set) is applied again, whatever the sidecar says now; an output that recorded none (made before
+hostplug recorded it) takes the one a render takes.
 
 :func:`rerender_file` does all of it: read the record, find the source, plan the recipe, render and write.
 """
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pyexiv2
 
 from engine.errors import CorruptInputError, InputNotFoundError, OutputOptionError, RecipeError, UnsupportedInputError
+from engine.orientation import Orientation
 from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
 from engine.output.metadata import XMP_PREFIX, register_namespace
 from engine.recipe import Recipe, StageSettings, check_json_depth
@@ -47,6 +50,7 @@ class RenderRecord:
     models: dict[str, str]
     output: dict[str, Any] = field(default_factory=dict)  # colour space, long edge, JPEG quality
     catalogue: dict[str, Any] = field(default_factory=dict)  # rating, label, keywords, credits, to carry over
+    orientation: Orientation | None = None  # the one it applied; None when it recorded none (an older output)
 
 
 def _json(xmp: dict[str, Any], name: str, path: Path, default: Any = None) -> Any:
@@ -79,14 +83,17 @@ def read_record(path: Path) -> RenderRecord:
         recipe = Recipe.from_json(stored)
     except RecipeError as e:
         raise RecipeError(f"{path}: its recorded recipe cannot be used: {e}") from e
+    decided = _json(xmp, "decided", path, {})
+    turned = decided.get("orientation") if isinstance(decided, dict) else None
     return RenderRecord(
         path=path,
         recipe=recipe,
-        decided=_json(xmp, "decided", path, {}),
+        decided=decided,
         engine_version=xmp.get(f"Xmp.{XMP_PREFIX}.engineVersion", ""),
         models=_json(xmp, "models", path, {}),
         output=_json(xmp, "output", path, {}),
         catalogue={key: xmp[key] for key in CATALOGUE_KEYS if key in xmp},
+        orientation=Orientation.from_note(turned, str(path)) if turned is not None else None,
     )
 
 
@@ -220,8 +227,8 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     The raw is found by :func:`engine.xmp.provenance.find_source` (beside ``output``, at its recorded path, in
     ``search``, a folder or several) and checked against its recorded SHA-256. The new file (``target``, default
     ``NAME_rerender.EXT`` beside ``output``) has the output's format, bit depth, colour space, size and JPEG
-    quality, and its rating, labels and keywords. The result's ``notice`` says what could not be reproduced
-    (see :func:`plan_rerender`); its ``source`` is the raw.
+    quality, and its rating, labels and keywords, and is turned upright as ``output`` was. The result's
+    ``notice`` says what could not be reproduced (see :func:`plan_rerender`); its ``source`` is the raw.
 
         engine.rerender_file("IMG_0001.tif", {"exposure": 0.5}, target="IMG_0001_brighter.tif")
     """
@@ -242,5 +249,6 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
                             space=record.output.get("space", "srgb"), long_edge=record.output.get("long_edge"),
                             overwrite=overwrite, compression=compression)
-    result = render_file(source, new, recipe, options, extra_xmp=record.catalogue, device=device, progress=progress)
+    result = render_file(source, new, recipe, options, extra_xmp=record.catalogue, device=device, progress=progress,
+                         orientation=record.orientation)
     return replace(result, source=source, notice=notice)

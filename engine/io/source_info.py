@@ -12,17 +12,17 @@ from engine.io.bad_pixels import BadPixelsList
 from engine.io.dng import ILLUMINANT_TEMPERATURE
 from engine.io.gain_map import GainMap, ShadingMap
 from engine.io.source import Source
-
-_ORIENTATION_NAMES = {1: "normal", 2: "mirrored", 3: "rotated 180", 4: "flipped", 5: "transposed",
-                      6: "rotated 90 CW", 7: "transversed", 8: "rotated 90 CCW"}
+from engine.orientation import ORIENTATION_NAMES, Orientation, applied
 
 
 def _rounded(values: np.ndarray, digits: int = 4) -> list:
     return np.round(np.asarray(values, dtype=float), digits).tolist()
 
 
-def describe(source: Source) -> dict[str, Any]:
-    """Camera, exposure, sensor layout, levels, white balance and colour calibration, with their origins."""
+def describe(source: Source, sidecar_orientation: Orientation | None = None) -> dict[str, Any]:
+    """Camera, exposure, sensor layout, levels, white balance and colour calibration, with their origins; and the
+    orientation a render applies: ``sidecar_orientation`` (what the file's sidecar sets,
+    :func:`engine.xmp.sidecar.sidecar_orientation`) when given, else the file's EXIF one."""
     cam = source.camera
     height, width = source.size
     info: dict[str, Any] = {
@@ -39,7 +39,8 @@ def describe(source: Source) -> dict[str, Any]:
             "taken": cam.timestamp.isoformat() if cam.timestamp else None,
         },
         "size": {"width": width, "height": height},
-        "orientation": {"exif": source.orientation, "meaning": _ORIENTATION_NAMES.get(source.orientation, "?")},
+        "orientation": {"exif": source.orientation, "meaning": ORIENTATION_NAMES.get(source.orientation, "?"),
+                        "applied": applied(source.orientation, sidecar_orientation).note()},
     }
     if source.kind != "raw":
         return info

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import OutputError, RecipeError
 from engine.filehash import file_sha256
 from engine.io.source import Source
+from engine.orientation import Orientation
 from engine.output import write as _write
 from engine.output.formats import OutputOptions, checked_options, resolve_format
 from engine.output.metadata import XMP_PREFIX
@@ -104,6 +105,7 @@ class RenderResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     source: Path | None = None  # the raw rendered, where it differs from ``input`` (a re-render)
     notice: str | None = None  # what a re-render could not reproduce (see engine.rerender)
+    orientation: Orientation | None = None  # the one the pixels were turned upright by, and where it came from
 
     @property
     def output(self) -> Path:
@@ -111,14 +113,15 @@ class RenderResult:
         return self.outputs[0]
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form: input, output, seconds, recipe and per-stage timings (what ``--json`` prints)."""
+        """JSON-ready form: input, output, seconds, recipe, per-stage timings and the orientation applied (what
+        ``--json`` prints)."""
         return {
             "input": str(self.input),
             "output": str(self.output),
             "seconds": round(self.seconds, 3),
             "recipe": self.recipe.to_dict(),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
-        }
+        } | ({"orientation": self.orientation.note()} if self.orientation else {})
 
 
 Progress = Callable[[str, int, int], None]
@@ -194,12 +197,14 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
                  recipe: Recipe | None = None, *, changes: Mapping[str, Any] | None = None,
                  base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
                  stages_dir: str | Path | None = None, progress: Progress | None = None,
-                 cache: StageCache | None = None) -> RenderResult:
+                 cache: StageCache | None = None, orientation: Orientation | None = None) -> RenderResult:
     """Render ``source`` (a path, or a :class:`Source` already open) once and write it to every output.
 
     The recipe is ``recipe`` when given, else the source's sidecar recipe (or ``base``, or the defaults, with
     the sidecar's hints; see :func:`engine.xmp.sidecar.sidecar_recipe`); ``changes`` apply on top
-    (:func:`engine.edits.apply_changes`). The outputs carry the source's EXIF, the provenance a re-render needs
+    (:func:`engine.edits.apply_changes`). The pixels are turned upright by ``orientation`` when given, else by
+    the one the source's sidecar sets, else by its EXIF (:mod:`engine.orientation`), and written with EXIF
+    Orientation 1. The outputs carry the source's EXIF, the provenance a re-render needs
     and ``extra_xmp`` (default: the sidecar's rating, labels and keywords). Every output is checked before the
     render starts; an existing file is replaced only with ``overwrite`` in its options; all outputs are written,
     or none (those written are removed when a later one fails). ``cache`` (a
@@ -207,7 +212,7 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
     """
     from engine.edits import apply_changes
     from engine.io.source import open_source
-    from engine.xmp.sidecar import sidecar_recipe
+    from engine.xmp.sidecar import sidecar_orientation, sidecar_recipe
 
     start = time.perf_counter()
     with _cyclic_gc_paused():
@@ -227,6 +232,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
             recipe = from_sidecar if recipe is None else apply_changes(recipe, changes)
         else:
             recipe = apply_changes(recipe, changes)
+        if orientation is None:  # the photographer's rotation in another program, read with or without a recipe
+            orientation = sidecar_orientation(path)
         for target, options in targets:
             _check_not_input(target, path)
             _check_target(target, options)
@@ -234,10 +241,11 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         from engine.pipeline import render  # after the raw is open: the kernels' thread imports numba meanwhile
 
         rendered = render(opened, recipe, device=device, stages_dir=Path(stages_dir) if stages_dir else None,
-                          progress=progress, cache=cache, preview=reduced_size(opened, targets))
+                          progress=progress, cache=cache, preview=reduced_size(opened, targets),
+                          orientation=orientation)
         written = _write_all(rendered, targets, extra_xmp or None)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
-                        timings=dict(rendered.timings))
+                        timings=dict(rendered.timings), orientation=rendered.orientation)
 
 
 def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],

@@ -1,4 +1,5 @@
-"""What other programs' sidecars tell us: Adobe Camera Raw's basic settings, ratings, colour labels, keywords.
+"""What other programs' sidecars tell us: Adobe Camera Raw's basic settings, the orientation, ratings, colour
+labels, keywords.
 
 Adobe's basic panel maps onto the recipe almost one to one (both use -100..100 sliders, Kelvin and EV).
 Whites and Blacks have no setting of their own here; half of each is folded into highlights and shadows, the
@@ -8,15 +9,21 @@ the camera's, "Auto" estimates, anything else (Custom, Daylight, ...) uses Adobe
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import re
+import zlib
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
 from engine.errors import SidecarError
+from engine.orientation import Orientation
 from engine.recipe import RANGES
-from engine.xmp.document import array_items, simple_properties
-from engine.xmp.namespaces import CRS_NS, DARKTABLE_NS, DC_NS, XMP_BASIC_NS
+from engine.xmp.document import array_items, descriptions, simple_properties
+from engine.xmp.namespaces import CRS_NS, DARKTABLE_NS, DC_NS, RDF_NS, TIFF_NS, XMP_BASIC_NS
 
 # crs property -> recipe setting it maps to directly.
 ADOBE_SETTINGS = {
@@ -33,6 +40,12 @@ ADOBE_READ = ("WhiteBalance", "Temperature", "Tint", *ADOBE_SETTINGS, *ADOBE_FOL
 
 # darktable stores colour labels as numbers 0-4.
 DARKTABLE_LABELS = ("red", "yellow", "green", "blue", "purple")
+
+# darktable's orientation module ("flip", params version 2): its dt_image_orientation_t (bit 0 flips the rows, bit 1
+# the columns, bit 2 swaps the axes; -1 "as the EXIF says") -> the EXIF orientation that shows the same picture.
+# Checked against darktable 4.2.1's own renders of each value. The value is absolute, not relative to the EXIF.
+DARKTABLE_FLIP = {0: 1, 1: 4, 2: 2, 3: 3, 4: 5, 5: 6, 6: 8, 7: 7}
+_DARKTABLE_FLIP_VERSION = "2"
 
 
 def adobe_settings(tree: etree._ElementTree) -> dict[str, str]:
@@ -74,6 +87,101 @@ def adobe_hints(adobe: dict[str, str], where: str) -> dict[str, Any]:
         if "Tint" in adobe:
             hints["tint"] = _number(adobe, "Tint", where)
     return {k: _clamped(k, v) if k in RANGES else v for k, v in hints.items()}
+
+
+def orientation(tree: etree._ElementTree, where: str) -> Orientation | None:
+    """The orientation a sidecar sets, or None when it sets none: darktable's orientation module when its history
+    sets one, else tiff:Orientation (written by Lightroom, Camera Raw, digiKam, exiftool). :class:`SidecarError`
+    naming ``where`` (the sidecar's path) for a value that is no orientation."""
+    return _darktable_orientation(tree, where) or _tiff_orientation(tree, where)
+
+
+def _tiff_orientation(tree: etree._ElementTree, where: str) -> Orientation | None:
+    text = simple_properties(tree, TIFF_NS).get("Orientation")
+    if text is None:
+        return None
+    if not re.fullmatch(r"[1-8]", text.strip()):
+        raise SidecarError(f"{where}: tiff:Orientation {text!r} is not an EXIF orientation (a whole number from "
+                           "1 to 8)")
+    return Orientation(int(text), f"{Path(where).name} (tiff:Orientation)")
+
+
+def _darktable_orientation(tree: etree._ElementTree, where: str) -> Orientation | None:
+    """What darktable's orientation module does: the last "flip" item within the history's applied part; None
+    when there is none or it says "as the EXIF says" (-1, darktable's default)."""
+    items = _darktable_history(tree)
+    applied = items[:_history_end(tree, len(items), where)]
+    flips = [item for item in applied if item.get("operation") == "flip"]
+    if not flips:
+        return None
+    flip, origin = flips[-1], f"{Path(where).name} (darktable history: flip)"
+    if flip.get("enabled", "1").strip() == "0":  # darktable then shows the sensor's orientation, EXIF or not
+        return Orientation(1, origin + ", switched off")
+    version = flip.get("modversion", _DARKTABLE_FLIP_VERSION).strip()
+    if version != _DARKTABLE_FLIP_VERSION:  # version 1 was relative to the EXIF: darktable converts it on opening
+        raise SidecarError(f"{where}: darktable's orientation (flip) is of module version {version!r}, not 2; open "
+                           "the photo in a current darktable, which updates its sidecar")
+    value = _flip_value(flip.get("params", ""), where)
+    return None if value == -1 else Orientation(DARKTABLE_FLIP[value], origin)
+
+
+def _darktable_history(tree: etree._ElementTree) -> list[dict[str, str]]:
+    """darktable's history items (darktable:history), in order, each as its darktable: fields."""
+    tag, item = f"{{{DARKTABLE_NS}}}history", f"{{{RDF_NS}}}li"
+    for description in descriptions(tree):
+        for prop in description.iterchildren(tag):
+            return [_darktable_fields(li) for array in prop for li in array.iterchildren(item)]
+    return []
+
+
+def _darktable_fields(item: etree._Element) -> dict[str, str]:
+    """An rdf:li struct's darktable: fields, written as attributes (as darktable does) or as elements."""
+    fields: dict[str, str] = {}
+    for element in item.iter(etree.Element):  # the item itself, and a nested rdf:Description or field elements
+        for key, value in element.attrib.items():
+            name = etree.QName(key)
+            if name.namespace == DARKTABLE_NS:
+                fields[name.localname] = value
+        name = etree.QName(element)
+        if name.namespace == DARKTABLE_NS and len(element) == 0:
+            fields[name.localname] = (element.text or "").strip()
+    return fields
+
+
+def _history_end(tree: etree._ElementTree, count: int, where: str) -> int:
+    """How many history items darktable applies (darktable:history_end; the rest were undone)."""
+    text = simple_properties(tree, DARKTABLE_NS).get("history_end")
+    if text is None:
+        return count
+    if not re.fullmatch(r"\d+", text.strip()):
+        raise SidecarError(f"{where}: darktable:history_end {text!r} is not a whole number")
+    return int(text)
+
+
+def _flip_value(params: str, where: str) -> int:
+    """darktable's flip params: one little-endian int32, -1 to 7 (see ``DARKTABLE_FLIP``)."""
+    data = _darktable_params(params.strip())
+    value = int.from_bytes(data, "little", signed=True) if data is not None and len(data) == 4 else None
+    if value is None or (value != -1 and value not in DARKTABLE_FLIP):
+        raise SidecarError(f"{where}: darktable's orientation (flip) params {params!r} are not an orientation "
+                           "(one of -1 to 7)")
+    return value
+
+
+def _darktable_params(text: str) -> bytes | None:
+    """darktable's params encoding: hex, or "gz", two digits and base64 of zlib-compressed bytes; None for
+    neither, or for more bytes than any orientation has (read no further: a hostile packet could inflate)."""
+    if not text.startswith("gz"):
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            return None
+    inflate = zlib.decompressobj()
+    try:
+        data = inflate.decompress(base64.b64decode(text[4:], validate=True), 16)
+    except (binascii.Error, zlib.error):
+        return None
+    return data if inflate.eof else None
 
 
 def rating(tree: etree._ElementTree) -> int | None:

@@ -10,4 +10,5 @@ XMP_BASIC_NS = "http://ns.adobe.com/xap/1.0/"  # xmp:Rating, xmp:Label
 XMP_MM_NS = "http://ns.adobe.com/xap/1.0/mm/"  # xmpMM:DerivedFrom, PreservedFileName
 CRS_NS = "http://ns.adobe.com/camera-raw-settings/1.0/"  # Adobe Camera Raw / Lightroom settings
 DC_NS = "http://purl.org/dc/elements/1.1/"  # dc:subject keywords
+TIFF_NS = "http://ns.adobe.com/tiff/1.0/"  # tiff:Orientation (Lightroom, Camera Raw, digiKam, exiftool)
 DARKTABLE_NS = "http://darktable.sf.net/"  # darktable's history, colour labels, tags

@@ -3,7 +3,9 @@
 hostplug writes ``IMG_0001.CR2.xmp`` (the darktable and digiKam name) and also reads ``IMG_0001.xmp`` (Adobe's).
 darktable's duplicates (``IMG_0001_01.CR2.xmp``) are listed by :func:`find_duplicates`. Our recipe is stored in
 hostplug's namespace (see :mod:`engine.xmp.recipe_properties`); every other namespace is left exactly as it was (see
-:mod:`engine.xmp.document`). When no recipe of ours exists, Adobe's basic settings become hints for one.
+:mod:`engine.xmp.document`). When no recipe of ours exists, Adobe's basic settings become hints for one. An
+orientation another program set (Lightroom's tiff:Orientation, darktable's orientation module) is read whether or
+not a recipe of ours exists, and never written (see :mod:`engine.orientation`).
 
 Writes go to a temporary file that replaces the sidecar in one step, under an exclusive ``fcntl`` lock on a
 hidden lock file beside it (``.IMG_0001.CR2.xmp.lock``, removed again by the writer that holds it),
@@ -25,6 +27,7 @@ from typing import IO, Any
 
 from engine.errors import SidecarError
 from engine.io.bounded import is_name_too_long, read_regular
+from engine.orientation import Orientation
 from engine.output.metadata import XMP_NS_URI, XMP_PREFIX
 from engine.recipe import Recipe
 from engine.xmp.document import (
@@ -35,13 +38,14 @@ from engine.xmp.document import (
     serialise,
     simple_properties,
 )
-from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, credits, keywords, rating
+from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, credits, keywords, orientation, rating
 from engine.xmp.recipe_properties import OUTPUT_PROPERTIES, properties_to_recipe, recipe_to_properties
 
 
 @dataclass(frozen=True)
 class SidecarInfo:
-    """What a raw's sidecars say: our recipe, hints from Adobe, and the photographer's catalogue data."""
+    """What a raw's sidecars say: our recipe, hints from Adobe, the orientation another program set, and the
+    photographer's catalogue data."""
 
     path: Path  # the sidecar read first (ours when there is one)
     recipe: Recipe | None = None  # hostplug's stored recipe
@@ -52,6 +56,7 @@ class SidecarInfo:
     keywords: list[str] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)  # every sidecar read, in order
     credits: dict[str, Any] = field(default_factory=dict)  # creator, rights, title, description as output XMP
+    orientation: Orientation | None = None  # set by Lightroom, Camera Raw or darktable; wins over the raw's EXIF
 
 
 def _present(path: Path) -> bool:
@@ -131,8 +136,8 @@ def _recipe_properties(tree: Any) -> dict[str, str]:
 def read_sidecar(raw: Path) -> SidecarInfo | None:
     """Everything the sidecars of ``raw`` say, or None without one; :class:`SidecarError` for a bad one.
 
-    Our recipe comes from the first sidecar holding one; rating, labels, keywords and credits from the first
-    that has each; Adobe's hints are read only when no recipe of ours exists.
+    Our recipe comes from the first sidecar holding one; rating, labels, keywords, credits and orientation from
+    the first that has each; Adobe's hints are read only when no recipe of ours exists.
     """
     paths = find_sidecars(Path(raw))
     if not paths:
@@ -144,8 +149,10 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     labels: list[str] = []
     words: list[str] = []
     named: dict[str, Any] = {}
+    turn: Orientation | None = None
     for path in paths:
         tree, _ = _read_packet(path)
+        turn = turn or orientation(tree, str(path))
         ours = _recipe_properties(tree)
         if ours and recipe is None:
             primary, recipe = path, properties_to_recipe(ours, str(path))
@@ -158,7 +165,18 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     # Adobe's values are checked only when they are used: with a recipe of ours, a bad one does not matter.
     hints = adobe_hints(adobe, str(adobe_path)) if recipe is None else {}
     return SidecarInfo(path=primary, recipe=recipe, hints=hints, adobe=adobe, rating=stars,
-                       labels=labels, keywords=words, paths=paths, credits=named)
+                       labels=labels, keywords=words, paths=paths, credits=named, orientation=turn)
+
+
+def sidecar_orientation(raw: Path) -> Orientation | None:
+    """The orientation the sidecars of ``raw`` set (the first that sets one: ``IMG_0001.CR2.xmp``, then Adobe's
+    ``IMG_0001.xmp``), or None: the file's own EXIF orientation applies. :class:`SidecarError` for a malformed
+    sidecar or a value that is no orientation."""
+    for path in find_sidecars(Path(raw)):
+        found = orientation(_read_packet(path)[0], str(path))
+        if found is not None:
+            return found
+    return None
 
 
 def apply_hints(recipe: Recipe, hints: dict[str, Any]) -> Recipe:
