@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from engine.orientation import FROM_FILE
 from hostplug.commands.common import for_each_input, json_option, json_text
 
 
@@ -18,13 +19,15 @@ from hostplug.commands.common import for_each_input, json_option, json_text
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @json_option("Print JSON instead of text.")
 def info(inputs: tuple[Path, ...], as_json: bool) -> None:
-    """Print what the engine reads from each file: camera, exposure, sensor layout, levels, colour."""
+    """Print what the engine reads from each file: camera, exposure, sensor layout, levels, colour, and the
+    orientation a render applies (a sidecar's, set in Lightroom or darktable, wins over the file's EXIF)."""
 
     def describe(path: Path) -> None:
         import engine
         from engine.io.source_info import describe
+        from engine.xmp.sidecar import sidecar_orientation
 
-        description = describe(engine.open(path))
+        description = describe(engine.open(path), sidecar_orientation(path))
         click.echo(json_text(description, len(inputs)) if as_json else format_description(description))
 
     for_each_input(inputs, describe)
@@ -55,7 +58,7 @@ def format_description(info: dict[str, Any]) -> str:
                      f"{_fmt(exposure['focal_length'])} mm"),
         ("taken", _fmt(exposure["taken"])),
         ("size", f"{info['size']['width']} x {info['size']['height']}"),
-        ("orientation", f"{info['orientation']['exif']} ({info['orientation']['meaning']})"),
+        ("orientation", _orientation_line(info["orientation"])),
     ]
     if "sensor" in info:
         sensor, wb, colour = info["sensor"], info["white_balance"], info["colour"]
@@ -92,6 +95,15 @@ def _white_balance_line(wb: dict[str, Any]) -> str:
     if not wb.get("in_file", True):
         return f"none in the file; learned estimate: {values}"
     return f"{values} (from {wb['origin']})"
+
+
+def _orientation_line(orientation: dict[str, Any]) -> str:
+    """The orientation a render applies and where it came from; the file's own too, when a sidecar overrides it."""
+    turned = orientation["applied"]
+    line = f"{turned['value']} ({turned['meaning']}), from {turned['from']}"
+    if turned["from"] != FROM_FILE:
+        line += f"; the file's EXIF says {orientation['exif']} ({orientation['meaning']})"
+    return line
 
 
 def _crop_line(crop: dict | None) -> str:

@@ -73,6 +73,7 @@ def _show_text(info_json: dict[str, Any]) -> str:
         lines.append("  recipe:     none stored")
     if info_json["hints"]:
         lines.append(f"  hints:      {_describe(info_json['hints'])} (from Adobe Camera Raw settings)")
+    lines.append(f"  orientation: {_orientation_text(info_json['orientation'])}")
     for key in ("rating", "labels", "keywords", "duplicates"):
         value = info_json[key]
         if value not in (None, []):
@@ -80,11 +81,20 @@ def _show_text(info_json: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _orientation_text(turned: dict[str, Any] | None) -> str:
+    """The orientation the sidecars set, which a render applies instead of the raw's EXIF one, or that they set
+    none."""
+    if turned is None:
+        return "none set; the raw's EXIF applies (hostplug info shows it)"
+    return f"{turned['value']} ({turned['meaning']}), from {turned['from']}; a render applies it, not the raw's EXIF"
+
+
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @json_option("Print JSON instead of text.")
 def show(inputs: tuple[Path, ...], as_json: bool) -> None:
-    """Print what a raw's sidecars hold: hostplug's recipe, Adobe hints, rating, labels, keywords."""
+    """Print what a raw's sidecars hold: hostplug's recipe, Adobe hints, the orientation another program set
+    (it wins over the raw's EXIF), rating, labels, keywords."""
     from engine.io.probe import check_renderable_file
     from engine.xmp.sidecar import find_duplicates, read_sidecar
 
@@ -100,6 +110,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "changed": changed_settings(info.recipe) if info.recipe else {},
                 "hints": info.hints,
                 "adobe": info.adobe,
+                "orientation": info.orientation.note() if info.orientation else None,
                 "rating": info.rating,
                 "labels": info.labels,
                 "keywords": info.keywords,

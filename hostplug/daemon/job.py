@@ -31,7 +31,7 @@ from engine.errors import (
 from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.journal import Journal
-from hostplug.daemon.recipes import recipe_for_file, recipe_hash
+from hostplug.daemon.recipes import orientation_for_file, recipe_for_file, recipe_hash
 from hostplug.daemon.templates import TokenValues, output_path
 
 PERMANENT_KINDS = ("failed", "gone")
@@ -167,6 +167,7 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
             announce: Callable[[list[str]], None] = lambda targets: None) -> Outcome:
     """Render one raw into every output of its hot folder. Never raises for a problem with the file."""
     import engine
+    from engine.orientation import applied
     from engine.output.export import render_files
 
     if not job.path.is_file():
@@ -188,9 +189,10 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
             return Outcome(job.id, "failed", str(e))
     try:
         recipe, catalogue = recipe_for_file(job.path, base)
+        turned = orientation_for_file(job.path)
     except HostplugError as e:
         return Outcome(job.id, "failed", f"sidecar: {e}")
-    digest = recipe_hash(recipe, folder, catalogue)
+    digest = recipe_hash(recipe, folder, catalogue, turned)
     if _current(job, digest):
         return Outcome(job.id, "unchanged", "same content and recipe as its last render", digest,
                        job.previous_outputs)
@@ -211,8 +213,10 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
     try:
         for target in targets:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
+        # the orientation read with the recipe, so that the render is the one the hash describes
         result = render_files(source, [(t, output_options(s)) for s, t in zip(folder.outputs, targets, strict=True)],
-                              recipe, extra_xmp=catalogue, device=device)
+                              recipe, extra_xmp=catalogue, device=device,
+                              orientation=applied(source.orientation, turned))
     except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file
         return Outcome(job.id, "retry", f"{type(e).__name__}: {e}" if isinstance(e, MemoryError) else str(e))
     except (CorruptInputError, UnsupportedInputError) as e:

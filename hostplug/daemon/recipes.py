@@ -2,7 +2,8 @@
 
 A hot folder's look is its presets, applied in order, then its ``recipe`` settings. A raw's own sidecar wins:
 its stored recipe replaces the folder's look, and Adobe/darktable sidecars add their settings as hints
-(:func:`engine.xmp.sidecar.sidecar_recipe`).
+(:func:`engine.xmp.sidecar.sidecar_recipe`) and the orientation the photographer set there
+(:func:`engine.xmp.sidecar.sidecar_orientation`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import HostplugError
+from engine.orientation import Orientation
 from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig
 from hostplug.daemon.errors import LookError
@@ -51,12 +53,22 @@ def recipe_for_file(raw: Path, base: Recipe) -> tuple[Recipe, dict[str, Any]]:
     return sidecar_recipe(raw, base=base)
 
 
-def recipe_hash(recipe: Recipe, folder: FolderConfig, extra_xmp: Mapping[str, Any] | None = None) -> str:
+def orientation_for_file(raw: Path) -> Orientation | None:
+    """The orientation the raw's sidecar sets (Lightroom, darktable), or None: the raw's EXIF one applies."""
+    from engine.xmp.sidecar import sidecar_orientation
+
+    return sidecar_orientation(raw)
+
+
+def recipe_hash(recipe: Recipe, folder: FolderConfig, extra_xmp: Mapping[str, Any] | None = None,
+                orientation: Orientation | None = None) -> str:
     """A hash of everything that decides a raw's outputs: the recipe, the outputs, the sidecar's catalogue data
-    (rating, labels, keywords) and the engine version."""
+    (rating, labels, keywords) and orientation, and the engine version."""
     from engine import __version__
 
-    data = {"recipe": recipe.to_dict(), "outputs": [o.describe() for o in folder.outputs],
-            "catalogue": dict(extra_xmp or {}), "engine": __version__}
+    data: dict[str, Any] = {"recipe": recipe.to_dict(), "outputs": [o.describe() for o in folder.outputs],
+                            "catalogue": dict(extra_xmp or {}), "engine": __version__}
+    if orientation is not None:  # only then: the hashes of raws whose sidecar sets none stay as they were
+        data["orientation"] = orientation.value
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 

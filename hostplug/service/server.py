@@ -581,7 +581,7 @@ class Service:
         pixels (8-bit sRGB, rows top down, RGB interleaved; or a PNG) follow the answer as its payload.
 
         ``recipe`` is a whole recipe (JSON form); without it the raw's sidecar recipe (or the defaults) is used.
-        ``changes`` apply on top, as for ``render``."""
+        ``changes`` apply on top, as for ``render``. The orientation is the sidecar's or the raw's, as a render's."""
         import cv2
 
         from engine.edits import apply_changes
@@ -589,7 +589,7 @@ class Service:
         from engine.pipeline import render
         from engine.recipe import Recipe
         from engine.stage_cache import StageCache
-        from engine.xmp.sidecar import sidecar_recipe
+        from engine.xmp.sidecar import sidecar_orientation, sidecar_recipe
 
         start, cpu = time.perf_counter(), time.process_time()
         long_edge, pixel_format = args.get("long_edge", PREVIEW_LONG_EDGE), args.get("format", "rgb8")
@@ -607,7 +607,7 @@ class Service:
             self.previews = StageCache()
         with _one_torch_thread():
             rendered = render(source, recipe, device=args.get("device", "cpu"), preview=long_edge,
-                              cache=self.previews)
+                              cache=self.previews, orientation=sidecar_orientation(source.path))
         pixels = cv2.convertScaleAbs(rendered.pixels, alpha=255.0)  # to 8 bits, rounded, a pass over the pixels
         if pixel_format == "png":
             payload = cv2.imencode(".png", pixels[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
