@@ -1,0 +1,276 @@
+"""A rotation the photographer set in another program's sidecar (Lightroom's tiff:Orientation, darktable's
+orientation module) is what hostplug renders: it wins over the raw's EXIF, is applied once, survives hostplug's own
+edits and re-renders, and ``show``/``info`` say where it came from."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import engine
+from engine.errors import RecipeError, SidecarError
+from engine.orientation import FROM_FILE, Orientation
+from engine.training.synthetic import WAVELENGTHS, Scene, camera_from_colour, illuminant, render_raw, write_dng
+from engine.xmp.document import parse_packet
+from engine.xmp.hints import DARKTABLE_FLIP, orientation
+from engine.xmp.sidecar import read_sidecar, sidecar_orientation
+from hostplug.cli import main
+from tests.conftest import SHARED, hostplug, need, read_metadata
+
+DARKTABLE_XMP = SHARED / "sidecars" / "darktable-4.2.1-colorchart.dng.xmp"
+HEIGHT, WIDTH = 120, 180  # stored landscape; a white block in the stored image's top-left corner
+
+_LIGHTROOM = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+              'xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" tiff:Orientation="{value}" '
+              'crs:Exposure2012="+0.10"/></rdf:RDF></x:xmpmeta>')
+
+
+def _darktable(params: str, enabled: str = "1") -> bytes:
+    """The darktable 4.2.1 sidecar of ../shared, its orientation module set to ``params``."""
+    text = need(DARKTABLE_XMP).read_bytes()
+    flip = b'darktable:operation="flip" darktable:enabled="1" darktable:modversion="2" darktable:params="ffffffff"'
+    assert flip in text
+    return text.replace(flip, flip.replace(b'"ffffffff"', f'"{params}"'.encode())
+                        .replace(b'enabled="1"', f'enabled="{enabled}"'.encode()))
+
+
+def _turned(packet: bytes | str, name: str = "IMG_0001.CR2.xmp") -> Orientation | None:
+    data = packet.encode() if isinstance(packet, str) else packet
+    return orientation(parse_packet(data, name), name)
+
+
+@pytest.fixture(scope="module")
+def block_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small computed raw, grey with a white block in the top-left corner of the stored image, EXIF 1."""
+    index = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+    index[10:40, 10:50] = 1
+    n = len(WAVELENGTHS)
+    scene = Scene(np.stack([np.full(n, 0.18), np.full(n, 0.9)]), ("grey", "white"), (False, False), index,
+                  np.ones((HEIGHT, WIDTH), dtype=np.float32))
+    raw = render_raw(camera_from_colour(), illuminant("D55"), scene, noise=False)
+    folder = tmp_path_factory.mktemp("raws")
+    for exif in (1, 6):
+        write_dng(folder / f"exif{exif}.dng", raw, make="hostplug", model="Orientation test", iso=100,
+                  exposure_time=0.01, f_number=8.0, orientation=exif)
+    return folder
+
+
+def _shot(block_raw: Path, tmp_path: Path, exif: int = 1) -> Path:
+    """A copy of the block raw with EXIF orientation ``exif``, alone in a folder of its own."""
+    raw = tmp_path / "shots" / "IMG_0001.dng"
+    raw.parent.mkdir(exist_ok=True)
+    raw.write_bytes((block_raw / f"exif{exif}.dng").read_bytes())
+    return raw
+
+
+def _corner(path: Path) -> str:
+    """Which corner of the picture holds the white block."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.float64)
+    corners = {"top-left": image[:45, :45], "top-right": image[:45, -45:], "bottom-left": image[-45:, :45],
+               "bottom-right": image[-45:, -45:]}
+    means = {name: float(area.mean()) for name, area in corners.items()}
+    brightest = max(means, key=means.__getitem__)
+    assert means[brightest] > sorted(means.values())[-2] + 20, means  # one corner, clearly
+    return brightest
+
+
+def _render(raw: Path, out: Path, *options: object) -> dict:
+    result = hostplug("render", raw, "-o", out, "--bits", 8, "--no-service", "--json", *options)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# --- what the sidecars say ---------------------------------------------------------------------------------------
+
+def test_lightroom_tiff_orientation_is_read() -> None:
+    found = _turned(_LIGHTROOM.format(value=6), "/photos/IMG_0001.xmp")
+    assert found == Orientation(6, "IMG_0001.xmp (tiff:Orientation)")
+    assert found.describe() == "6 (rotated 90 CW), from IMG_0001.xmp (tiff:Orientation)"
+    element_form = _LIGHTROOM.replace(' tiff:Orientation="{value}"', "").replace(
+        "/></rdf:RDF>", "><tiff:Orientation>8</tiff:Orientation></rdf:Description></rdf:RDF>")
+    assert _turned(element_form.format(value=0)).value == 8
+
+
+def test_the_shared_darktable_sidecar_leaves_the_orientation_to_the_exif() -> None:
+    # darktable's default orientation module says -1, "as the EXIF says": no opinion of its own.
+    assert _turned(need(DARKTABLE_XMP).read_bytes()) is None
+
+
+@pytest.mark.parametrize(("params", "expected"), [(f"0{v}000000", exif) for v, exif in DARKTABLE_FLIP.items()])
+def test_darktables_orientation_module_maps_to_exif(params: str, expected: int) -> None:
+    # Checked against darktable 4.2.1's renders of the colour chart raw: 05000000 turns it clockwise (EXIF 6).
+    found = _turned(_darktable(params))
+    assert found == Orientation(expected, "IMG_0001.CR2.xmp (darktable history: flip)")
+
+
+def test_darktables_compressed_switched_off_and_undone_orientations() -> None:
+    compressed = "gz12" + base64.b64encode(zlib.compress(bytes.fromhex("06000000"))).decode()
+    assert _turned(_darktable(compressed)).value == 8
+    # switched off, darktable shows the sensor's orientation whatever the EXIF says
+    assert _turned(_darktable("05000000", enabled="0")) == Orientation(
+        1, "IMG_0001.CR2.xmp (darktable history: flip), switched off")
+    undone = _darktable("05000000").replace(b'darktable:history_end="10"', b'darktable:history_end="9"')
+    assert _turned(undone) is None  # the flip is the 10th item: undone in darktable's history
+
+
+@pytest.mark.parametrize("value", ["9", "0", "Rotate 90 CW", "", "6.5"])
+def test_a_tiff_orientation_that_is_none_is_one_error_line(value: str) -> None:
+    with pytest.raises(SidecarError, match=rf"IMG_0001.CR2.xmp: tiff:Orientation '{value}' is not an EXIF "
+                                           r"orientation \(a whole number from 1 to 8\)"):
+        _turned(_LIGHTROOM.format(value=value))
+
+
+@pytest.mark.parametrize("params", ["09000000", "0500", "zz", "gz12AAAA"])
+def test_darktable_params_that_are_no_orientation_are_refused(params: str) -> None:
+    with pytest.raises(SidecarError, match=r"darktable's orientation \(flip\) params .* are not an orientation"):
+        _turned(_darktable(params))
+    old = _darktable("05000000").replace(b'darktable:modversion="2" darktable:params="05000000"',
+                                         b'darktable:modversion="1" darktable:params="05000000"')
+    with pytest.raises(SidecarError, match="module version '1', not 2; open the photo in a current darktable"):
+        _turned(old)
+
+
+def test_the_darktable_sidecar_name_is_read_before_adobes(tmp_path: Path) -> None:
+    raw = tmp_path / "IMG_0001.CR2"
+    raw.write_bytes(b"")
+    adobe = tmp_path / "IMG_0001.xmp"
+    adobe.write_text(_LIGHTROOM.format(value=8))
+    assert sidecar_orientation(raw) == Orientation(8, "IMG_0001.xmp (tiff:Orientation)")
+    (tmp_path / "IMG_0001.CR2.xmp").write_bytes(_darktable("ffffffff"))  # darktable: as the EXIF says
+    assert sidecar_orientation(raw).value == 8  # the first sidecar that sets one
+    (tmp_path / "IMG_0001.CR2.xmp").write_bytes(_darktable("05000000"))
+    assert read_sidecar(raw).orientation.value == sidecar_orientation(raw).value == 6
+
+
+# --- renders -----------------------------------------------------------------------------------------------------
+
+def test_a_lightroom_rotation_renders_upright_and_is_recorded(block_raw: Path, tmp_path: Path) -> None:
+    raw = _shot(block_raw, tmp_path)
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=6))  # Adobe's IMG_0001.xmp: rotated clockwise
+    out = tmp_path / "out.png"
+    result = _render(raw, out)
+    image = cv2.imread(str(out))
+    assert image.shape[:2] == (WIDTH, HEIGHT)  # portrait now
+    assert _corner(out) == "top-right"  # turned clockwise, not counter-clockwise
+    exif, xmp = read_metadata(out)
+    assert exif.get("Exif.Image.Orientation", "1") == "1"  # no viewer turns it again
+    assert xmp.get("Xmp.tiff.Orientation", "1") == "1"
+    assert json.loads(xmp["Xmp.hostplug.decided"])["orientation"] == result["orientation"] == {
+        "value": 6, "meaning": "rotated 90 CW", "from": "IMG_0001.xmp (tiff:Orientation)"}
+
+
+def test_the_sidecar_wins_over_the_raws_exif_and_is_applied_once(block_raw: Path, tmp_path: Path) -> None:
+    raw = _shot(block_raw, tmp_path, exif=6)  # the camera was held upright...
+    _render(raw, tmp_path / "exif.png")
+    assert _corner(tmp_path / "exif.png") == "top-right"  # EXIF 6 alone turns it clockwise
+    raw.with_name(raw.name + ".xmp").write_bytes(_darktable("00000000"))  # ...darktable turned it back
+    out = tmp_path / "darktable.png"
+    assert _render(raw, out)["orientation"]["from"] == "IMG_0001.dng.xmp (darktable history: flip)"
+    assert cv2.imread(str(out)).shape[:2] == (HEIGHT, WIDTH) and _corner(out) == "top-left"
+
+
+def test_a_darktable_rotation_renders_counter_clockwise(block_raw: Path, tmp_path: Path) -> None:
+    raw = _shot(block_raw, tmp_path)
+    raw.with_name(raw.name + ".xmp").write_bytes(_darktable("06000000"))
+    out = tmp_path / "out.png"
+    _render(raw, out)
+    assert cv2.imread(str(out)).shape[:2] == (WIDTH, HEIGHT) and _corner(out) == "bottom-left"
+
+
+def test_rerender_keeps_the_orientation_the_output_applied(block_raw: Path, tmp_path: Path) -> None:
+    raw = _shot(block_raw, tmp_path)
+    adobe = raw.with_suffix(".xmp")
+    adobe.write_text(_LIGHTROOM.format(value=6))
+    out = tmp_path / "out.png"
+    _render(raw, out)
+    adobe.unlink()  # what the output applied is reproduced, as its recipe is
+    result = hostplug("rerender", out, "--exposure", "0.3", "--json")
+    assert result.exit_code == 0, result.stderr
+    again = Path(json.loads(result.stdout)["output"])
+    assert cv2.imread(str(again)).shape[:2] == (WIDTH, HEIGHT) and _corner(again) == "top-right"
+    assert read_metadata(again)[0].get("Exif.Image.Orientation", "1") == "1"
+    assert json.loads(read_metadata(again)[1]["Xmp.hostplug.decided"])["orientation"]["value"] == 6
+
+
+def test_hostplug_edits_keep_the_other_programs_orientation(block_raw: Path, tmp_path: Path) -> None:
+    raw = _shot(block_raw, tmp_path)
+    ours = raw.with_name(raw.name + ".xmp")
+    ours.write_text(_LIGHTROOM.format(value=8))  # a digiKam/exiftool sidecar under darktable's name
+    assert hostplug("edit", raw, "--exposure", "0.5").exit_code == 0
+    text = ours.read_text()
+    assert 'tiff:Orientation="8"' in text and "hostplug:exposure" in text
+    assert "orientation" not in text.lower().replace("tiff:orientation", "")  # no setting of our own
+    out = tmp_path / "out.png"
+    assert _render(raw, out)["recipe"]["exposure"] == 0.5  # our recipe, and their rotation
+    assert _corner(out) == "bottom-left"
+
+
+def test_a_bad_orientation_refuses_the_render_in_one_line(block_raw: Path, tmp_path: Path) -> None:
+    raw = _shot(block_raw, tmp_path)
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value="9"))
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["render", str(raw), "-o", str(out), "--no-service"])
+    assert result.exit_code == 4 and not out.exists()
+    assert result.stderr.splitlines() == ["hostplug: error: " + str(raw.with_suffix(".xmp")) + ": tiff:Orientation "
+                                          "'9' is not an EXIF orientation (a whole number from 1 to 8)"]
+
+
+def test_show_and_info_say_which_orientation_applies_and_why(block_raw: Path, tmp_path: Path) -> None:
+    raw = _shot(block_raw, tmp_path)
+    assert "orientation       1 (normal), from the file's EXIF\n" in hostplug("info", raw).stdout
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=6))
+    shown = hostplug("show", raw).stdout
+    assert ("  orientation: 6 (rotated 90 CW), from IMG_0001.xmp (tiff:Orientation); a render applies it, not the "
+            "raw's EXIF") in shown
+    assert json.loads(hostplug("show", raw, "--json").stdout)["orientation"]["value"] == 6
+    info = hostplug("info", raw).stdout
+    assert ("orientation       6 (rotated 90 CW), from IMG_0001.xmp (tiff:Orientation); the file's EXIF says 1 "
+            "(normal)") in info
+    applied = json.loads(hostplug("info", raw, "--json").stdout)["orientation"]
+    assert applied == {"exif": 1, "meaning": "normal", "applied": {
+        "value": 6, "meaning": "rotated 90 CW", "from": "IMG_0001.xmp (tiff:Orientation)"}}
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value="text"))
+    assert hostplug("show", raw).exit_code == 4 and hostplug("info", raw).exit_code == 4
+
+
+def test_the_library_render_takes_an_orientation(block_raw: Path) -> None:
+    source = engine.open(block_raw / "exif6.dng")
+    assert engine.render(source).notes["orientation"] == {"value": 6, "meaning": "rotated 90 CW", "from": FROM_FILE}
+    turned = engine.render(source, orientation=Orientation(8, "a test"))
+    assert turned.pixels.shape[:2] == (WIDTH, HEIGHT) and turned.orientation == Orientation(8, "a test")
+    with pytest.raises(RecipeError, match="must be an engine.orientation.Orientation, not int"):
+        engine.render(source, orientation=6)  # type: ignore[arg-type]
+    with pytest.raises(RecipeError, match="orientation 9 is not an EXIF orientation"):
+        Orientation(9)
+
+
+def test_a_watch_folder_renders_the_rotation_and_again_when_it_changes(block_raw: Path, tmp_path: Path) -> None:
+    from hostplug.daemon.config import FolderConfig, OutputSpec
+    from hostplug.daemon.job import Job, run_job
+    from hostplug.daemon.journal import Journal
+
+    hot, out = tmp_path / "hot", tmp_path / "out"
+    hot.mkdir()
+    raw = _shot(block_raw, hot)
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=6))
+    folder = FolderConfig(path=hot, outputs=(OutputSpec(folder=out, format="png", bits=8),))
+    journal = Journal(tmp_path / "journal.sqlite")
+    size, mtime = raw.stat().st_size, raw.stat().st_mtime_ns
+    entry = journal.enqueue(raw, raw.parent, size, mtime, "content")
+    job = Job(entry.id, raw, raw.parent, size, mtime, "content")
+    done = run_job(job, folder, engine.Recipe(), journal)
+    assert done.kind == "done", done.message
+    assert _corner(Path(done.outputs[0])) == "top-right"
+    again = Job(entry.id, raw, raw.parent, size, mtime, "content", "content", done.recipe_hash, done.outputs)
+    assert run_job(again, folder, engine.Recipe(), journal).kind == "unchanged"
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=8))  # turned the other way in Lightroom
+    turned = run_job(again, folder, engine.Recipe(), journal)
+    assert turned.kind == "done" and _corner(Path(turned.outputs[0])) == "bottom-left"
