@@ -420,7 +420,7 @@ def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothin
     old = properties_to_recipe({"schemaVersion": "1", "exposure": "0.3"}, "old.xmp")
     assert old.stage("denoise").implementation == "classical" and old.exposure == 0.3
     current = properties_to_recipe({"schemaVersion": "4", "exposure": "0.3"}, "new.xmp")
-    assert current.stage("denoise").implementation is None
+    assert current.stage("denoise").implementation == "auto"  # its default then, named (with its params version)
     _settings, stages = properties_to_settings({"schemaVersion": "1", "exposure": "0.3"}, "preset.xmp")
     assert stages == {}
 
@@ -454,18 +454,30 @@ def test_the_classical_strength_follows_the_noise_a_small_render_averaged_away(s
     from dataclasses import replace
 
     from engine.stages.base import Context
-    from engine.stages.denoise import ClassicalDenoise, DenoiseParams
+    from engine.stages.denoise import ClassicalDenoise
+    from engine.stages.denoise_learned import AutoDenoise
 
     source = engine.open(sample_dng)
     source.camera = replace(source.camera, iso=6400.0)  # 6 stops of gain: strength 60 at full size
     source.noise_profile = None  # (the file's own profile would decide before its ISO)
 
-    def strength(binning: float) -> float:
-        ctx = Context(source=source, recipe=Recipe())
+    def strength(binning: float, recipe: Recipe | None = None) -> float:
+        recipe = recipe or Recipe()
+        ctx = Context(source=source, recipe=recipe)
         ctx.binning = binning
-        ClassicalDenoise().prepare(DenoiseParams(), ctx)
+        stage = AutoDenoise() if recipe.stage("denoise").implementation == "auto" else ClassicalDenoise()
+        stage.prepare(stage.resolve_params(recipe), ctx)
         return ctx.notes["denoise"]["strength"]
 
     assert strength(1.0) == 60.0
     assert strength(2.0) == 40.0  # 2 x 2 sensor pixels a pixel: green's variance / 2, one stop less gain
     assert strength(4.0) == 0.0  # 4 x 4: variance / 8, as clean as ISO 800 at full size
+    # Recipes stored before (classical params version 1, auto up to 3; recipe versions up to 6) re-render a
+    # reduced output as they rendered it: at the full-size image's strength.
+    classical_v1 = Recipe.from_dict({"stages": {"denoise": {"implementation": "classical", "params": {"version": 1}}}})
+    assert strength(4.0, classical_v1) == 60.0
+    assert strength(4.0, Recipe.from_dict({"version": 3})) == 60.0  # classical by default then
+    auto_v3 = Recipe.from_dict({"version": 6, "stages": {"denoise": {"params": {"learned_from_iso": 12800}}}})
+    assert auto_v3.stage("denoise").implementation == "auto" and strength(4.0, auto_v3) == 60.0
+    auto_now = Recipe(stages={"denoise": StageSettings(implementation="auto", params={"learned_from_iso": 12800})})
+    assert strength(4.0, auto_now) == 0.0

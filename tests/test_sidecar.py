@@ -201,8 +201,9 @@ def test_version_1_sidecar_reads(tmp_path: Path) -> None:
         highlights=-30, shadows=25, saturation=-10, vibrance=15, sharpening=40,
         # schema 1 left the denoiser to the default of its day, the classical one, and the demosaic to one that
         # left DNG lens-shading maps unapplied (params version 1), and its saturation -10 to the chroma table
-        # alone (photofinish params version 1): all stay pinned
-        stages={"denoise": StageSettings(enabled=False, implementation="classical"),
+        # alone (photofinish params version 1), and the denoiser's automatic strength to the full-size image's
+        # at any render size (classical params version 1): all stay pinned
+        stages={"denoise": StageSettings(enabled=False, implementation="classical", params={"version": 1}),
                 "upsample": StageSettings(implementation="bilinear"),
                 "demosaic": StageSettings(implementation="mhc", params={"version": 1}),
                 "photofinish": StageSettings(implementation="learned", params={"version": 1})},

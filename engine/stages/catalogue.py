@@ -26,9 +26,9 @@ DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
 # (stage, implementation) -> the version of its params (``Params.VERSION``).
 PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("demosaic", "mhc"): 3,
-    ("denoise", "classical"): 1,
+    ("denoise", "classical"): 2,
     ("denoise", "learned"): 4,
-    ("denoise", "auto"): 3,
+    ("denoise", "auto"): 4,
     ("white_balance", "classical"): 2,
     ("colour", "dng"): 1,
     ("photofinish", "learned"): 2,
@@ -44,19 +44,24 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 # implementation each stage had then, and, for the stage implementations whose params a later version changed,
 # the params version that a recipe storing no params got then: (stage, implementation, params version).
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
-    v: {"demosaic": "mhc", "photofinish": "learned", **({"denoise": "classical"} if v < 4 else {})}
+    v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto"}
     for v in (1, 2, 3, 4, 5, 6)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 # version 2 desaturates around luminance (-100 is black and white); 1 in the chroma table alone
 _PHOTOFINISH_V1 = (("photofinish", "learned", 1), ("photofinish", "classical", 1))
+# classical 2 and auto 4: the classical strength follows a reduced render's size; before, the full-size image's
+_DENOISE_FULL_SIZE = (("denoise", "classical", 1), ("denoise", "auto", 3))
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
-    1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1),  # "lite" networks
-    2: (("denoise", "learned", 2), ("denoise", "auto", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1),  # denoise-fast
-    3: (("denoise", "learned", 3), ("denoise", "auto", 2), _DEMOSAIC_V1, *_PHOTOFINISH_V1),  # denoise-mid
-    4: (_DEMOSAIC_V1, *_PHOTOFINISH_V1),
-    5: (_DEMOSAIC_V2, *_PHOTOFINISH_V1),
-    6: _PHOTOFINISH_V1,
+    1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
+        *_DENOISE_FULL_SIZE),
+    2: (("denoise", "learned", 2), ("denoise", "auto", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # denoise-fast
+        *_DENOISE_FULL_SIZE),
+    3: (("denoise", "learned", 3), ("denoise", "auto", 2), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # denoise-mid
+        *_DENOISE_FULL_SIZE),
+    4: (_DEMOSAIC_V1, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE),
+    5: (_DEMOSAIC_V2, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE),
+    6: (*_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE),
 }
 
 
@@ -68,7 +73,9 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     to 3 meant the classical denoiser, and version 3 the "mid" learned denoiser (auto from ISO 800); versions 1
     to 4 meant a demosaic that left a DNG's lens-shading GainMaps, lens warps and DefaultCrop unapplied
     (demosaic params version 1), and version 5 one that left its bad pixels (version 2); versions 1 to 6 meant
-    less saturation in the photofinish's chroma table alone (photofinish params version 1)."""
+    less saturation in the photofinish's chroma table alone (photofinish params version 1), and a classical
+    denoiser whose automatic strength was the full-size image's at any render size (classical params version 1,
+    auto version 3)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

@@ -25,10 +25,12 @@ _FROM_OPPONENT = np.linalg.inv(_TO_OPPONENT).astype(np.float32)
 
 @dataclass(frozen=True)
 class DenoiseParams:
-    """Noise reduction strength 0..100; ``None`` picks it from the file's ISO or DNG noise profile."""
+    """Noise reduction strength 0..100; ``None`` picks it from the file's ISO or DNG noise profile, for the noise
+    left at the render's size (``follow_scale``; version 1 picked the full-size image's strength at any size)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
+    follow_scale: bool = True
 
 
 def gain_stops(iso: float, noise_profile: np.ndarray | None) -> float:
@@ -60,12 +62,17 @@ class ClassicalDenoise(Stage):
     def params_from(self, recipe: Recipe) -> DenoiseParams:
         return DenoiseParams(strength=recipe.denoise)
 
+    @classmethod
+    def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        """Version 1 smoothed a reduced render (a 2048 px export) as hard as the full-size image."""
+        return {"follow_scale": False, **params} if version < 2 else params
+
     def prepare(self, params: DenoiseParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
         strength = params.strength
         if strength is None:
-            strength = (0.0 if source.kind == "rgb"
-                        else auto_strength(source.camera.iso, source.noise_profile, ctx.binning))
+            binning = ctx.binning if params.follow_scale else 1.0
+            strength = 0.0 if source.kind == "rgb" else auto_strength(source.camera.iso, source.noise_profile, binning)
         ctx.notes["denoise"] = {"strength": round(strength, 1)}
         return {"strength": strength / 100.0, "neutral": source.as_shot_neutral}
 

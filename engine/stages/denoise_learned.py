@@ -113,12 +113,14 @@ class LearnedDenoise(Stage):
 
 @dataclass(frozen=True)
 class AutoDenoiseParams:
-    """Strength 0..100 (None: automatic), the ISO from which the learned denoiser runs, and its model size."""
+    """Strength 0..100 (None: automatic), the ISO from which the learned denoiser runs, its model size, and
+    whether the classical denoiser's automatic strength follows the render's size (:class:`DenoiseParams`)."""
 
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
     learned_from_iso: float = field(default=LEARNED_FROM_ISO, metadata={"range": (0.0, 1e7)})
     model: ModelSize = "mid2"
+    follow_scale: bool = True
 
 
 def equivalent_iso(iso: float, noise_profile: np.ndarray | None) -> float:
@@ -136,7 +138,10 @@ class AutoDenoise(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1's model was "fast", run from ISO 1600; version 2's "mid", from ISO 800."""
+        """Version 1's model was "fast", run from ISO 1600; version 2's "mid", from ISO 800; versions 1 to 3
+        smoothed a reduced render classically as hard as the full-size image."""
+        if version < 4:
+            params = {"follow_scale": False, **params}
         if version < 2:
             return {"model": "fast", "learned_from_iso": 1600.0, **params}
         return {"model": "mid", "learned_from_iso": 800.0, **params} if version < 3 else params
@@ -152,7 +157,7 @@ class AutoDenoise(Stage):
         if use_learned:
             data = stage.prepare(LearnedDenoiseParams(strength=params.strength, model=params.model), ctx)
         else:
-            data = stage.prepare(DenoiseParams(strength=params.strength), ctx)
+            data = stage.prepare(DenoiseParams(strength=params.strength, follow_scale=params.follow_scale), ctx)
         ctx.notes["denoise"] = {**ctx.notes.get("denoise", {}), "implementation": stage.implementation,
                                 "equivalent_iso": round(iso)}
         return {"stage": stage, "data": data}
