@@ -22,7 +22,8 @@ from engine.xmp.document import parse_packet
 from engine.xmp.hints import DARKTABLE_FLIP, orientation
 from engine.xmp.sidecar import read_sidecar, sidecar_orientation
 from hostplug.cli import main
-from tests.conftest import SHARED, hostplug, need, read_metadata
+from tests.conftest import REPO, SHARED, hostplug, need, read_metadata
+from tests.test_service import runtime as runtime  # noqa: F401 - the fixture, re-used
 
 DARKTABLE_XMP = SHARED / "sidecars" / "darktable-4.2.1-colorchart.dng.xmp"
 HEIGHT, WIDTH = 120, 180  # stored landscape; a white block in the stored image's top-left corner
@@ -274,3 +275,16 @@ def test_a_watch_folder_renders_the_rotation_and_again_when_it_changes(block_raw
     raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=8))  # turned the other way in Lightroom
     turned = run_job(again, folder, engine.Recipe(), journal)
     assert turned.kind == "done" and _corner(Path(turned.outputs[0])) == "bottom-left"
+
+
+def test_the_gimp_dialogs_preview_turns_as_the_render_does(block_raw: Path, tmp_path: Path, runtime: Path,  # noqa: F811
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostplug.service import client
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the service runs this checkout, whatever copy is installed
+    raw = _shot(block_raw, tmp_path)
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=6))
+    answer = client.preview(raw, recipe={"style": "natural"}, long_edge=90)
+    assert answer is not None and (answer["width"], answer["height"]) == (60, 90)  # portrait, as the render
+    shown = np.frombuffer(answer["payload"], dtype=np.uint8).reshape(90, 60, 3).mean(axis=2)
+    assert shown[:20, -20:].mean() > shown[:20, :20].mean() + 20  # the block top right: turned clockwise
