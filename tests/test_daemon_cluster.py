@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,14 +342,77 @@ def test_refuses_a_node_that_does_not_see_the_share(ray_cluster: Cluster, tmp_pa
     wait_for(lambda: not _render_workers(ray_cluster), 30, "no render worker left")
 
 
+def _one_error_line(output: str) -> str:
+    """The output's only line, which must be a ``hostplug: error:`` line."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hostplug: error: "), output
+    return lines[0]
+
+
 @needs_ray
-def test_wrong_token_is_refused(ray_cluster: Cluster, tmp_path: Path) -> None:
-    """Token authentication is on: a daemon without the cluster's token cannot join it."""
+def test_wrong_token_is_refused_at_once(ray_cluster: Cluster, tmp_path: Path) -> None:
+    """A daemon with a mistyped token gets one line naming the token, within seconds: Ray took the refusal for
+    a head not up yet and retried for 30 s, then blamed the port."""
     _, config = _studio(tmp_path)
-    (tmp_path / "other_token").write_text("not-the-token")
-    watch = Watch(config, ray_cluster, env={"RAY_AUTH_TOKEN_PATH": str(tmp_path / "other_token")})
-    assert watch.process.wait(180) != 0
-    assert "cannot join the Ray cluster" in watch.output()
+    wrong = tmp_path / "other_token"
+    wrong.write_text("not-the-token")
+    start = time.monotonic()
+    watch = Watch(config, ray_cluster, env={"RAY_AUTH_TOKEN_PATH": str(wrong)})
+    code = watch.process.wait(120)
+    took = time.monotonic() - start
+    assert code == 2 and took < 10, (code, took, watch.output())
+    line = _one_error_line(watch.output())
+    assert line.startswith(f"hostplug: error: wrong Ray token: the cluster at {ray_cluster.address} refused the "
+                           f"token from {wrong}; copy the head's ~/.ray/auth_token"), line
+
+
+@needs_ray
+def test_a_node_with_the_wrong_token_is_refused_at_once(ray_cluster: Cluster, tmp_path: Path) -> None:
+    """`hostplug cluster start --join` with a mistyped token: one line within seconds, not `ray start`'s 20 s of
+    retries and traceback (the address is one no node uses: on a regression nothing joins either)."""
+    wrong = tmp_path / "other_token"
+    wrong.write_text("not-the-token")
+    start = time.monotonic()
+    done = subprocess.run([*COMMAND, "cluster", "start", "--bind", "127.0.0.6", "--join", ray_cluster.gcs],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **ray_cluster.env, "RAY_AUTH_TOKEN_PATH": str(wrong)})
+    took = time.monotonic() - start
+    assert done.returncode == 2 and took < 10, (done.returncode, took, done.stderr)
+    assert not done.stdout.strip(), done.stdout
+    line = _one_error_line(done.stderr)
+    assert f"wrong Ray token: the cluster at {ray_cluster.gcs} refused the token from {wrong}" in line, line
+
+
+@pytest.mark.parametrize("code", ["UNAUTHENTICATED", "UNAVAILABLE"])
+@needs_ray
+def test_only_a_refused_token_is_refused_at_once(tmp_path: Path, code: str) -> None:
+    """Against a stand-in server answering every call with ``code``: a refused token is one line at once; a head
+    that is not ready (UNAVAILABLE) is left to Ray's own connection, which retries."""
+    import grpc
+
+    class Answer(grpc.GenericRpcHandler):
+        def service(self, handler_call_details: Any) -> Any:
+            return grpc.unary_unary_rpc_method_handler(
+                lambda request, context: context.abort(getattr(grpc.StatusCode, code), "stand-in"))
+
+    server = grpc.server(ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers([Answer()])
+    port = server.add_insecure_port(f"{HEAD}:0")
+    server.start()
+    token = tmp_path / "token"
+    token.write_text("some-token")
+    check = ("from hostplug.daemon.cluster import enable_token_auth; enable_token_auth(); import ray; "
+             "from hostplug.daemon.cluster_auth import check_token; "
+             f"check_token('ray://{HEAD}:{port}'); check_token('{HEAD}:{port}')")
+    try:
+        done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "RAY_AUTH_TOKEN_PATH": str(token), "RAY_AUTH_MODE": "token"})
+    finally:
+        server.stop(None)
+    if code == "UNAVAILABLE":
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode != 0 and "ConfigError: wrong Ray token" in done.stderr, done.stderr
 
 
 @needs_ray

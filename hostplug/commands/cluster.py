@@ -55,8 +55,8 @@ def start(bind: str, head: str | None, port: int, client_port: int, num_cpus: in
     if token_auth_available():
         if head is None:
             make_token(token)
-        elif not token.is_file():
-            raise ConfigError(f"no Ray token at {token}: copy the head's ~/.ray/auth_token here first")
+        else:
+            _check_token_before_joining(head, token)
     start_node(command, node_env(token if token_auth_available() else None))
     if head is None:
         click.echo(f"Ray head on {bind}:{port}; nodes join with: hostplug cluster start --bind ADDRESS --join "
@@ -64,6 +64,19 @@ def start(bind: str, head: str | None, port: int, client_port: int, num_cpus: in
                    f"ray://{bind}:{client_port}")
     else:
         click.echo(f"Ray node on {bind} joined {head}")
+
+
+def _check_token_before_joining(head: str, token: Path) -> None:
+    """Refuse at once a token the head does not accept: `ray start` takes it for a head that is not up yet and
+    retries for about 20 s before it fails, blaming the connection."""
+    from hostplug.daemon.cluster import enable_token_auth
+    from hostplug.daemon.cluster_auth import check_token
+
+    if not token.is_file():
+        raise ConfigError(f"no Ray token at {token}: copy the head's ~/.ray/auth_token here first")
+    enable_token_auth()  # as the node will run (RAY_AUTH_MODE, when set, wins), with the token it will send
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+    check_token(head)
 
 
 @cluster.command(short_help="Stop this machine's Ray node (ray stop).")

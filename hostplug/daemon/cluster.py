@@ -18,8 +18,9 @@ imported here only, and only then (``pip install 'hostplug[cluster]'``).
   actor's job waits on :meth:`RenderWorker.next_claim`, which the daemon polls, and the daemon answers with
   :meth:`RenderWorker.answer`. :func:`hostplug.daemon.job.run_job` itself runs unchanged in the actor.
 * **Security.** Ray's token authentication is turned on (``RAY_AUTH_MODE=token``) where the installed Ray has it,
-  unless ``RAY_AUTH_MODE`` says otherwise; an address on every interface (``0.0.0.0``) is refused without
-  ``allow_public_bind``. :func:`node_command` starts nodes bound to the address given (see docs/cluster.md).
+  unless ``RAY_AUTH_MODE`` says otherwise, and a token the cluster refuses is refused at once
+  (:mod:`.cluster_auth`); an address on every interface (``0.0.0.0``) is refused without ``allow_public_bind``.
+  :func:`node_command` starts nodes bound to the address given (see docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hostplug.daemon.cluster_auth import check_token
 from hostplug.daemon.config import DaemonConfig, FolderConfig
 from hostplug.daemon.errors import ClusterLostError, ConfigError
 from hostplug.daemon.job import Job, Outcome
@@ -463,6 +465,7 @@ class RayPool:
         if ray.__version__ != RAY_VERSION:
             log.warning("Ray %s is installed; hostplug[cluster] pins %s: every node must run the same Ray",
                         ray.__version__, RAY_VERSION)
+        check_token(address)  # Ray would take a refused token for a head not up yet, and retry for 30 s
         handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             for attempt in range(JOIN_ATTEMPTS):
