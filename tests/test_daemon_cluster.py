@@ -473,7 +473,12 @@ def test_a_killed_node_costs_only_its_files(tmp_path: Path) -> None:
                        and f"--node_ip_address={second}" in argv and any(str(cluster.temp) in a for a in argv)]
             assert len(raylets) == 1, raylets
             os.kill(raylets[0], signal.SIGKILL)
+            # The dead node's worker cannot restart (the head's one CPU is its own worker's): `queue` says it is
+            # lost, not "starting" as if it were about to render.
+            wait_for(lambda: _lost_on(config, second), 120, "the dead node's worker shown as lost")
             wait_for(lambda: _count(journal, "done") == len(names), 240, "every file done on the node left")
+            assert _lost_on(config, second), _queue(config, "--json")["workers"]  # and still, not "starting"
+            assert f"  {second}: 1 worker(s) (1 lost), " in _queue(config), _queue(config)
             assert watch.stop() == 0, watch.output()
         finally:
             if watch.process.poll() is None:
@@ -481,6 +486,13 @@ def test_a_killed_node_costs_only_its_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in (studio / "out").iterdir()) == sorted(f"{n}.jpg" for n in names)
     assert any(second in e["error"] for e in events(log, "retry")), events(log, "retry")
     assert head in {r["node"] for r in rows(journal)}  # the file lost on the second node was rendered here
+
+
+def _lost_on(config: Path, node: str) -> bool:
+    """Whether `hostplug queue --json` shows the one worker of ``node`` as lost."""
+    shown = _queue(config, "--json")
+    on = [w["state"] for w in shown["workers"] if w["node"] == node]
+    return on == ["lost"] and [n["states"] for n in shown["nodes"] if n["node"] == node] == [{"lost": 1}]
 
 
 def _processes() -> list[tuple[int, list[str]]]:
@@ -508,3 +520,74 @@ def test_workers_that_no_node_places_are_reported_once(tmp_path: Path, caplog: p
         pool._warn_if_unplaced()
     [warning] = [r.getMessage() for r in caplog.records]
     assert "no render worker has started" in warning and "another daemon" in warning
+
+
+def _pool_on_two_nodes(tmp_path: Path, alive: dict[str, bool]) -> Any:
+    """A RayPool with a stand-in Ray: ready idle workers on 10.0.0.11 and 10.0.0.12, and a busy one on 10.0.0.12."""
+    from types import SimpleNamespace
+
+    from hostplug.daemon import cluster
+    from hostplug.daemon.job import Job
+
+    config = parse_config({"daemon": {"cluster": "ray://10.0.0.10:10001"},
+                           "folder": [{"path": "in", "output": [{"folder": "o"}]}]}, tmp_path)
+    pool = cluster.RayPool(config)
+    pool.ray = SimpleNamespace(nodes=lambda: [{"NodeManagerAddress": ip, "Alive": up} for ip, up in alive.items()],
+                               get=lambda ref: ref)
+    actor = SimpleNamespace(next_claim=SimpleNamespace(remote=lambda timeout: "claim"),
+                            ready=SimpleNamespace(remote=lambda: "ready"))
+    job = Job(id=1, path=tmp_path / "in" / "a.dng", folder=tmp_path / "in", size=1, mtime_ns=1, content_hash="h")
+    pool.slots = [cluster.RaySlot(actor=actor, name="w0", node="10.0.0.11", pid=10, ready=True),
+                  cluster.RaySlot(actor=actor, name="w1", node="10.0.0.12", pid=11, ready=True),
+                  cluster.RaySlot(actor=actor, name="w2", node="10.0.0.12", pid=12, ready=True, job=job,
+                                  started=time.monotonic())]
+    return pool
+
+
+def test_workers_of_a_dead_node_are_lost_until_they_come_back(tmp_path: Path) -> None:
+    # a dead node's worker waits, restarting, for room elsewhere: it was listed as "starting" (or "idle") for good
+    pool = _pool_on_two_nodes(tmp_path, {"10.0.0.11": True, "10.0.0.12": False})
+    pool._check_nodes()
+    assert [w["state"] for w in pool.describe()] == ["idle", "lost", "lost"]
+    assert pool.idle() == [pool.slots[0]]  # no file for a lost worker
+    assert all(w["since"] is not None for w in pool.describe()[1:])
+    back = pool.slots[1]
+    pool._pending(back, {"node": "10.0.0.11", "hostname": "render2", "pid": 13, "error": None})  # restarted
+    assert [w["state"] for w in pool.describe()] == ["idle", "idle", "lost"] and back.node == "10.0.0.11"
+
+
+def test_an_idle_worker_that_died_is_lost(tmp_path: Path) -> None:
+    pool = _pool_on_two_nodes(tmp_path, {"10.0.0.11": True, "10.0.0.12": True})
+    pool._check_nodes()
+    assert [w["state"] for w in pool.describe()] == ["idle", "idle", "rendering"]
+
+    def died(ref: Any) -> Any:
+        raise RuntimeError("ActorDiedError: the actor died")
+
+    pool.ray.get = died
+    pool._claim(pool.slots[0], "claim")  # its outstanding next_claim fails: nothing else would tell
+    assert [w["state"] for w in pool.describe()] == ["lost", "idle", "rendering"]
+    assert pool.slots[0] not in pool.idle()
+
+
+def test_queue_lists_lost_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hostplug queue` counts a node's lost workers in its line, and --json gives each worker's state."""
+    from click.testing import CliRunner
+
+    from hostplug.commands.watch import queue
+    from hostplug.daemon import daemon
+    from hostplug.daemon.journal import Journal
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        journal.set_workers([{"slot": 0, "node": "10.0.0.11", "pid": 7, "state": "idle"},
+                             {"slot": 1, "node": "10.0.0.12", "pid": 8, "state": "lost", "since": time.time()}])
+    finally:
+        journal.close()
+    monkeypatch.setattr(daemon, "running_pid", lambda path: 4242)  # worker rows are shown while the daemon runs
+    text = CliRunner().invoke(queue, ["--journal", str(tmp_path / "journal.sqlite")])
+    assert "  10.0.0.11: 1 worker(s), 0 files/min" in text.output, text.output
+    assert "  10.0.0.12: 1 worker(s) (1 lost), 0 files/min" in text.output, text.output
+    shown = json.loads(CliRunner().invoke(queue, ["--journal", str(tmp_path / "journal.sqlite"), "--json"]).output)
+    assert [(w["node"], w["state"]) for w in shown["workers"]] == [("10.0.0.11", "idle"), ("10.0.0.12", "lost")]
+    assert [n["states"] for n in shown["nodes"]] == [{"idle": 1}, {"lost": 1}]

@@ -162,6 +162,12 @@ def _retry_failed(journal: Any) -> tuple[int, list[str]]:
     return count, skipped
 
 
+def _unusual_states(states: dict[str, int]) -> str:
+    """`` (1 starting, 1 lost)``: the workers of a node that are neither idle nor rendering, if any."""
+    shown = [f"{count} {state}" for state, count in states.items() if state not in ("idle", "rendering")]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
 def _error_record(entry: Any) -> dict[str, Any]:
     return {"path": str(entry.path), "state": entry.state, "kind": entry.error_kind, "error": entry.error,
             "attempts": entry.attempts, "moved_to": str(entry.moved_to) if entry.moved_to else None,
@@ -211,8 +217,8 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
         click.echo(f"nodes (files per minute over the last {where['window_seconds'] / 60:g} minutes):")
         for node in where["nodes"]:
             rendering = ", ".join(Path(p).name for p in node["rendering"])
-            click.echo(f"  {node['node']}: {node['workers']} worker(s), {node['files_per_minute']:g} files/min"
-                       + (f", rendering {rendering}" if rendering else ""))
+            click.echo(f"  {node['node']}: {node['workers']} worker(s){_unusual_states(node['states'])}, "
+                       f"{node['files_per_minute']:g} files/min" + (f", rendering {rendering}" if rendering else ""))
     if retry:
         click.echo(f"re-queued {retried} failed file(s)")
         for line in skipped:

@@ -58,6 +58,7 @@ CLAIM_ANSWER_SECONDS = 300.0  # how long a worker waits for the daemon to answer
 PROBE_SECONDS = 180.0  # how long the start-up probe may take (a node starts a Python worker for it)
 PUBLIC = ("0.0.0.0", "::", "[::]", "")
 JOIN_ATTEMPTS = 3  # ray.init tries: a busy head's Ray Client server sometimes fails to start a session
+NODE_CHECK_SECONDS = 5.0  # how often the daemon asks Ray which nodes are alive (for workers on a dead node)
 
 
 # -- Ray, its address and its security ------------------------------------------------------------------------
@@ -438,6 +439,8 @@ class RaySlot:
     claim: Any = None  # the outstanding next_claim()
     killed_pid: int | None = None  # the instance the daemon killed: its late answers do not count
     ask_at: float | None = None  # when to ask a restarting actor again whether it is ready
+    lost: str | None = None  # why the worker is gone (died, or its node did), until an instance is ready again
+    lost_at: float = 0.0  # when (monotonic)
 
 
 class RayPool:
@@ -449,6 +452,7 @@ class RayPool:
         self.failed_starts = 0
         self.spawned_at = 0.0  # when the workers were asked for (monotonic)
         self.unplaced_warned = False
+        self.nodes_checked = 0.0  # when the nodes' liveness was last asked (monotonic)
         self.ray: Any = None
         self.journal: Any = None
         self.prefix = "hostplug-" + hashlib.sha256(str(config.journal).encode()).hexdigest()[:10]
@@ -616,8 +620,14 @@ class RayPool:
         return [s for s in self.slots if s.job is not None]
 
     def describe(self) -> list[dict[str, Any]]:
-        """Each worker as ``hostplug queue`` shows it."""
-        return describe_slots(self.slots)
+        """Each worker as ``hostplug queue`` shows it; a lost one as ``lost`` (since it was lost), not as one
+        still starting or rendering: its actor died or its node is gone, and no instance has come back yet."""
+        rows = describe_slots(self.slots)
+        now, clock = time.time(), time.monotonic()
+        for row, slot in zip(rows, self.slots, strict=True):
+            if slot.lost is not None:
+                row.update(state="lost", since=now - (clock - slot.lost_at))
+        return rows
 
     def submit(self, slot: RaySlot, job: Job) -> None:
         """Give a job to an idle worker."""
@@ -635,6 +645,7 @@ class RayPool:
 
     def _poll(self, timeout: float) -> list[Event]:
         self._warn_if_unplaced()
+        self._check_nodes()
         ray = self.ray
         now = time.monotonic()
         for slot in self.slots:
@@ -677,10 +688,43 @@ class RayPool:
                         "probably taken by other work (another daemon?); 'ray status' shows them. Files stay "
                         "queued until workers start", self.config.cluster, UNPLACED_WARN_S)
 
+    def _check_nodes(self) -> None:
+        """Mark lost the workers whose node Ray no longer counts alive. Their actors wait, restarting, for room
+        on another node (perhaps for good), and an idle one's death may not surface until it is given a file."""
+        now = time.monotonic()
+        if now - self.nodes_checked < NODE_CHECK_SECONDS:
+            return
+        self.nodes_checked = now
+        try:
+            nodes = self.ray.nodes()
+        except ConnectionError:
+            raise
+        except Exception:  # a passing hiccup: ask again next time
+            return
+        alive = {n.get("NodeManagerAddress") for n in nodes if n.get("Alive")}
+        for slot in self.slots:
+            if slot.node in alive or slot.node == "?":
+                continue
+            self._mark_lost(slot, f"its node {slot.node} is gone")
+            if slot.ready and slot.job is None:  # give it no file; ask when an instance is ready again
+                slot.ready, slot.claim = False, None
+                if slot.pending is None and slot.ask_at is None:
+                    slot.ask_at = now
+
+    def _mark_lost(self, slot: RaySlot, why: str) -> None:
+        """Record (and log, once) that ``slot``'s worker is gone until an instance of its actor is ready again."""
+        if slot.lost is not None:
+            return
+        slot.lost, slot.lost_at = why, time.monotonic()
+        log.warning("render worker %s on %s lost: %s; Ray starts it again where a node has room", slot.name,
+                    slot.node, why, extra={"event": "worker_lost", "fields": {"actor": slot.name, "node": slot.node,
+                                                                               "pid": slot.pid, "why": why}})
+
     def _pending(self, slot: RaySlot, ref: Any) -> list[Event]:
         try:
             info = self.ray.get(ref)
         except Exception as e:
+            self._mark_lost(slot, f"not answering ({_one_line(e)})")
             if not isinstance(e, self.ray.exceptions.ActorDiedError):  # restarting, or its node unreachable
                 slot.ask_at = time.monotonic() + 1.0
                 return []
@@ -696,6 +740,7 @@ class RayPool:
             slot.ask_at = time.monotonic() + 0.5
             return []
         slot.ready, slot.node, slot.pid, self.failed_starts = True, info["node"], info["pid"], 0
+        slot.lost = None
         slot.claim = slot.actor.next_claim.remote(CLAIM_POLL_SECONDS)
         log.debug("worker %s ready on %s", info["pid"], info["node"],
                   extra={"event": "worker_ready", "fields": {"pid": info["pid"], "node": info["node"],
@@ -705,7 +750,10 @@ class RayPool:
     def _claim(self, slot: RaySlot, ref: Any) -> list[Event]:
         try:
             request = self.ray.get(ref)
-        except Exception:  # the actor died: its render reports it
+        except Exception as e:  # the actor died: a busy one's render reports it; an idle one must say so itself
+            if slot.job is None and slot.ready:
+                self._mark_lost(slot, f"died ({_one_line(e)})")
+                slot.ready, slot.ask_at = False, time.monotonic() + 1.0
             return []
         if slot.ready:
             slot.claim = slot.actor.next_claim.remote(CLAIM_POLL_SECONDS)
@@ -735,6 +783,8 @@ class RayPool:
     def _lost(self, slot: RaySlot, kind: str, detail: str, kill: bool) -> Event:
         """The job on ``slot`` is lost: make sure its render is dead, and wait for the restarted actor."""
         event = Event(kind, slot, slot.job, detail=detail, targets=tuple(slot.targets))
+        if kind == "crashed":  # (a timed-out worker is killed on purpose, and restarts)
+            self._mark_lost(slot, detail)
         if kill:
             with contextlib.suppress(Exception):  # already dead
                 self.ray.kill(slot.actor, no_restart=False)

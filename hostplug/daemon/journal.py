@@ -17,6 +17,7 @@ import functools
 import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,9 +359,10 @@ class Journal:
         return {node: count for node, count in rows}
 
     def nodes(self, window: float = 300.0, now: float | None = None, live: bool = True) -> dict[str, Any]:
-        """Where the work happens, for ``hostplug queue``: per node its workers, the raws rendering there and the
-        files per minute it finished over the last ``window`` seconds; each worker (with its node); each rendered
-        raw's node. ``live=False`` (no daemon running) leaves out the workers the daemon last recorded."""
+        """Where the work happens, for ``hostplug queue``: per node its workers (and how many are in each state:
+        idle, rendering, starting, lost), the raws rendering there and the files per minute it finished over the
+        last ``window`` seconds; each worker (with its node); each rendered raw's node. ``live=False`` (no daemon
+        running) leaves out the workers the daemon last recorded."""
         now = time.time() if now is None else now
         workers = self.workers() if live else []
         finished = self.rendered_per_node(now - window)
@@ -368,6 +370,7 @@ class Journal:
         for name in sorted({w["node"] for w in workers} | set(finished)):
             on = [w for w in workers if w["node"] == name]
             nodes[name] = {"node": name, "workers": len(on),
+                           "states": dict(sorted(Counter(w["state"] for w in on).items())),
                            "rendering": [w["path"] for w in on if w["state"] == "rendering" and w["path"]],
                            "files_per_minute": round(finished.get(name, 0) * 60.0 / window, 2)}
         rendered = [{"path": row["path"], "node": row["node"], "finished_at": row["finished_at"]}
