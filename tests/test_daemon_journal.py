@@ -157,6 +157,77 @@ def test_a_new_photo_under_an_archived_name_gets_its_own_row_and_numbered_output
     assert refusal and "put {dir} or {seq} in the template" in refusal
 
 
+def _archived(journal: Journal, path: Path, content: str, outputs: list[str]):
+    """A raw rendered into ``outputs`` and archived: its row, as a new photo of its name would find it."""
+    entry = journal.enqueue(path, path.parent, 1, 1, content)
+    journal.claim(entry.id, outputs)
+    journal.finish(entry.id, "recipe", outputs)
+    journal.set_moved(entry.id, path.parent.parent / "archive" / path.name)
+    return journal.get(entry.id)
+
+
+def test_numbering_skips_the_names_of_raws_the_journal_knew_before(tmp_path: Path) -> None:
+    from hostplug.daemon.config import FolderConfig, OutputSpec
+    from hostplug.daemon.job import Job, claim_outputs
+    from hostplug.daemon.templates import TokenValues
+
+    hot, out = tmp_path / "in", tmp_path / "out"
+    folder = FolderConfig(path=hot, outputs=(OutputSpec(folder=out, template="{name}", format="jpeg"),))
+    journal = Journal(tmp_path / "j.sqlite")
+    earlier = _archived(journal, hot / "canon1.dng", "first", [str(out / "canon1.jpg")])
+    named = journal.enqueue(hot / "sub" / "canon1-2.dng", hot, 1, 1, "named")  # queued, nothing claimed yet
+    second = journal.enqueue_new_photo(earlier, 2, 2, "second")
+    journal.enqueue(hot / "canon1-3.dng", hot, 1, 1, "later")  # came after the new photo: not left to it
+    assert journal.names_before(second) == ("canon1-2",)
+    job = Job(second.id, second.path, hot, 2, 2, "second", fresh_names=True,
+              taken_names=journal.names_before(second))
+    numbered = ([str(out / "canon1-3.jpg")], None)
+    assert claim_outputs(job, folder, TokenValues(name="canon1"), None, journal) == numbered
+    assert claim_outputs(job, folder, TokenValues(name="canon1"), None, journal) == numbered  # a retry: the same
+    own = Job(named.id, named.path, hot, 1, 1, "named", taken_names=journal.names_before(named))
+    assert claim_outputs(own, folder, TokenValues(name="canon1-2"), None, journal) == (
+        [str(out / "canon1-2.jpg")], None)  # its own name, kept for it
+
+
+def test_a_raw_whose_own_name_another_photo_was_numbered_to_is_numbered_in_turn(tmp_path: Path) -> None:
+    from hostplug.daemon.config import FolderConfig, OutputSpec
+    from hostplug.daemon.job import Job, claim_outputs
+    from hostplug.daemon.templates import TokenValues
+
+    hot, out = tmp_path / "in", tmp_path / "out"
+    folder = FolderConfig(path=hot, outputs=(OutputSpec(folder=out, template="{name}", format="jpeg"),))
+    journal = Journal(tmp_path / "j.sqlite")
+    earlier = _archived(journal, hot / "canon1.dng", "first", [str(out / "canon1.jpg")])
+    second = journal.enqueue_new_photo(earlier, 2, 2, "second")
+    job = Job(second.id, second.path, hot, 2, 2, "second", fresh_names=True)
+    assert claim_outputs(job, folder, TokenValues(name="canon1"), None, journal)[0] == [str(out / "canon1-2.jpg")]
+    named = journal.enqueue(hot / "canon1-2.dng", hot, 1, 1, "named")  # arrived after the numbering
+    own = Job(named.id, named.path, hot, 1, 1, "named")
+    numbered = ([str(out / "canon1-2-2.jpg")], None)
+    assert claim_outputs(own, folder, TokenValues(name="canon1-2"), None, journal) == numbered
+    assert claim_outputs(own, folder, TokenValues(name="canon1-2"), None, journal) == numbered  # a retry: the same
+
+
+
+def test_an_earlier_photo_dropped_again_takes_its_row_back_from_the_later_one(tmp_path: Path) -> None:
+    hot, out = tmp_path / "in", tmp_path / "out"
+    journal = Journal(tmp_path / "j.sqlite")
+    first = _archived(journal, hot / "canon1.dng", "first", [str(out / "canon1.jpg")])
+    second = journal.enqueue_new_photo(first, 2, 2, "second")
+    journal.claim(second.id, [str(out / "canon1-2.jpg")])
+    journal.finish(second.id, "recipe", [str(out / "canon1-2.jpg")])
+    journal.set_moved(second.id, tmp_path / "archive" / "canon1-2.dng")
+    assert [e.id for e in journal.earlier_photos(hot / "canon1.dng")] == [first.id]
+
+    again = journal.enqueue_photo_again(journal.get(second.id), first, 3, 3, "first")
+    assert again.id == first.id and journal.lookup(hot / "canon1.dng") == again
+    assert again.state == "queued" and again.moved_to is None and again.attempts == 0
+    assert (again.rendered_hash, again.recipe_hash, again.outputs) == ("first", "recipe", (str(out / "canon1.jpg"),))
+    assert [e.id for e in journal.earlier_photos(hot / "canon1.dng")] == [second.id]
+    later = journal.get(second.id)
+    assert later.state == "done" and later.outputs == (str(out / "canon1-2.jpg"),)  # still its own
+
+
 def test_a_copy_the_daemon_deleted_has_left_the_hot_folder_too(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite")
     entry = journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 1, "h")

@@ -473,3 +473,84 @@ def test_a_new_photo_under_the_name_of_an_archived_one_never_replaces_its_output
     assert len(new) == 1 and "new photo" in new[0]["message"]
     assert [e["outputs"] for e in events(studio / "log.jsonl", "done")] == [
         [str(studio / "out" / "canon1.jpg")], [str(studio / "out" / "canon1-2.jpg")]]
+
+
+def _source_sha(output: Path) -> str:
+    """The content hash of the raw an output records it was rendered from."""
+    register_namespace()
+    with pyexiv2.Image(str(output)) as image:
+        return image.read_xmp()[f"Xmp.{XMP_PREFIX}.sourceSHA256"]
+
+
+def _photos(studio: Path, *extra: int) -> list[Path]:
+    """Other photos (other bytes: the sample with ``extra`` bytes added) staged outside the hot folder."""
+    photos = []
+    for n in extra:
+        photo = studio / f"photo-{n}.dng"
+        photo.write_bytes(SAMPLE_DNG.read_bytes() + b"\0" * n)
+        photos.append(photo)
+    return photos
+
+
+def _owners(studio: Path) -> dict[str, list[str]]:
+    """Which photo (by content hash) each journal row's outputs belong to, checked against every output's own
+    record of its source."""
+    owners = {}
+    for row in rows(studio / "journal.sqlite"):
+        outputs = json.loads(row["outputs"])
+        assert all(_source_sha(Path(o)) == row["content_hash"] for o in outputs), row
+        owners[row["content_hash"]] = [Path(o).name for o in outputs]
+    return owners
+
+
+def test_a_raw_named_like_another_photos_numbered_output_gets_outputs_of_its_own(studio: Path) -> None:
+    # the second canon1.dng took canon1-2.jpg; a raw that is itself called canon1-2.dng failed ("already the
+    # output of") and went to _failed/, or, dropped with it, lost the name to the numbering
+    hot, archive = studio / "in", studio / "archive"
+    outputs = [{"folder": "out", "template": "{name}", "format": "jpeg", "long_edge": 200}]
+    config = _config(studio, outputs=outputs, originals="move", archive=str(archive))
+    second, named = _photos(studio, 64, 128)
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        drop(hot, "canon1.dng")
+        wait_for(lambda: (archive / "canon1.dng").exists(), 90, "canon1.dng rendered and archived")
+        drop(hot, "canon1.dng", second)
+        wait_for(lambda: (archive / "canon1-2.dng").exists(), 90, "the second canon1.dng rendered and archived")
+        drop(hot, "canon1-2.dng", named)
+        wait_for(lambda: _done(studio, 3) and not (hot / "canon1-2.dng").exists(), 90, "canon1-2.dng handled")
+        assert daemon.terminate() == 0
+    assert not (hot / "_failed").exists()
+    assert _outputs(studio) == ["canon1-2-2.jpg", "canon1-2.jpg", "canon1.jpg"]
+    sha = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (SAMPLE_DNG, second, named)}
+    assert _owners(studio) == {sha[SAMPLE_DNG]: ["canon1.jpg"], sha[second]: ["canon1-2.jpg"],
+                               sha[named]: ["canon1-2-2.jpg"]}
+    archived = {hashlib.sha256(p.read_bytes()).hexdigest() for p in archive.iterdir()}
+    assert archived == set(sha.values())  # every original kept
+
+
+def test_the_first_photo_dropped_again_after_a_numbered_one_is_recognised_as_itself(studio: Path) -> None:
+    # photo A (canon1.dng) rendered and archived, then photo B under its name took canon1-2; A dropped again was
+    # taken for a third photo and rendered to canon1-3.jpg. An identical re-drop is not rendered again.
+    hot, archive = studio / "in", studio / "archive"
+    outputs = [{"folder": "out", "template": "{name}", "format": "jpeg", "long_edge": 200}]
+    config = _config(studio, outputs=outputs, originals="move", archive=str(archive))
+    (second,) = _photos(studio, 64)
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        drop(hot, "canon1.dng")
+        wait_for(lambda: (archive / "canon1.dng").exists(), 90, "canon1.dng rendered and archived")
+        first = (studio / "out" / "canon1.jpg").stat().st_mtime_ns
+        drop(hot, "canon1.dng", second)
+        wait_for(lambda: (archive / "canon1-2.dng").exists(), 90, "the second canon1.dng rendered and archived")
+        drop(hot, "canon1.dng")  # photo A again
+        wait_for(lambda: _done(studio, 2) and not (hot / "canon1.dng").exists(), 90, "the re-drop handled")
+        assert daemon.terminate() == 0
+    assert _outputs(studio) == ["canon1-2.jpg", "canon1.jpg"]
+    assert (studio / "out" / "canon1.jpg").stat().st_mtime_ns == first  # not rendered again
+    unchanged = events(studio / "log.jsonl", "unchanged")
+    assert len(unchanged) == 1 and unchanged[0]["path"] == str(hot / "canon1.dng")
+    assert [e["outputs"] for e in events(studio / "log.jsonl", "done")] == [
+        [str(studio / "out" / "canon1.jpg")], [str(studio / "out" / "canon1-2.jpg")]]
+    assert sorted(os.listdir(archive)) == ["canon1-2.dng", "canon1.dng"]
+    assert (archive / "canon1.dng").read_bytes() == SAMPLE_DNG.read_bytes()
+    assert len(rows(studio / "journal.sqlite")) == 2  # still two photos, each with its own outputs
+    sha = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (SAMPLE_DNG, second)}
+    assert _owners(studio) == {sha[SAMPLE_DNG]: ["canon1.jpg"], sha[second]: ["canon1-2.jpg"]}

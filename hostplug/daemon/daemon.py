@@ -244,7 +244,11 @@ class Daemon:
         if entry and entry.state == "failed":
             originals.report_path(path).unlink(missing_ok=True)  # failed in place, changed since: tried again
         if entry and entry.left_hot_folder() and entry.rendered_hash != digest:
-            self._new_photo(entry, st, digest, sidecars)
+            again = next((e for e in self.journal.earlier_photos(path) if e.rendered_hash == digest), None)
+            if again is not None:
+                self._photo_again(entry, again, st, digest, sidecars)
+            else:
+                self._new_photo(entry, st, digest, sidecars)
             return
         entry = self.journal.enqueue(path, folder.path, st.st_size, st.st_mtime_ns, digest, sidecars)
         _event(f"queued {path}", "queued", path=str(path), id=entry.id, size=st.st_size)
@@ -260,6 +264,17 @@ class Daemon:
                "names (NAME-2...), the earlier photo's stay", "queued", path=str(entry.path), id=entry.id,
                size=st.st_size, new_photo=True, earlier=earlier.id)
 
+    def _photo_again(self, current: Entry, again: Entry, st: os.stat_result, digest: str,
+                     sidecars: str) -> None:
+        """An earlier photo whose name a later one took, dropped again (the same content as ``again``): it is that
+        photo, not a new one. It takes its row back and is queued as any re-dropped raw: not rendered again if its
+        recipe is the same and its outputs are there, rendered again over its own outputs if not."""
+        assert self.journal is not None
+        entry = self.journal.enqueue_photo_again(current, again, st.st_size, st.st_mtime_ns, digest, sidecars)
+        _event(f"queued {entry.path}: the same photo as the one rendered to {', '.join(entry.outputs)}, dropped "
+               "again", "queued", path=str(entry.path), id=entry.id, size=st.st_size, photo_again=True,
+               later=current.id)
+
     def _dispatch(self) -> None:
         if self.stop_requested:
             return
@@ -273,7 +288,7 @@ class Daemon:
                       mtime_ns=entry.mtime_ns or 0, content_hash=entry.content_hash or "",
                       previous_content_hash=entry.rendered_hash,
                       previous_recipe_hash=entry.recipe_hash, previous_outputs=entry.outputs,
-                      fresh_names=entry.earlier is not None)
+                      fresh_names=entry.earlier is not None, taken_names=self.journal.names_before(entry))
             self.journal.start(entry.id, node=slot.node)
             self.pool.submit(slot, job)
             _event(f"rendering {entry.path} on {slot.node}", "rendering", logging.DEBUG, path=str(entry.path),

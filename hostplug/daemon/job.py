@@ -32,7 +32,7 @@ from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.journal import Journal
 from hostplug.daemon.recipes import orientation_for_file, recipe_for_file, recipe_hash
-from hostplug.daemon.templates import TokenValues, output_path
+from hostplug.daemon.templates import TokenValues, output_path, safe_part
 
 PERMANENT_KINDS = ("failed", "gone")
 
@@ -51,6 +51,7 @@ class Job:
     previous_recipe_hash: str | None = None
     previous_outputs: tuple[str, ...] = ()
     fresh_names: bool = False  # a new photo under the name of an earlier one: never take that one's outputs
+    taken_names: tuple[str, ...] = ()  # raws known before this one whose names its numbering leaves to them
 
 
 @dataclass(frozen=True)
@@ -128,13 +129,16 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
     """Reserve the raw's output paths in the journal; returns them, and why they cannot be used (or None).
 
     A new photo under the name of an earlier, archived one (``job.fresh_names``: cameras start again at
-    IMG_0001) takes the first of ``NAME``, ``NAME-2``, ``NAME-3``... that no other raw's outputs hold, so the
-    earlier photo's outputs are never replaced; the same numbers come back at every retry. Any other raw whose
-    names are taken fails, asking for ``{dir}`` or ``{seq}``.
+    IMG_0001) takes the first of ``NAME``, ``NAME-2``, ``NAME-3``... that no other raw's outputs hold and that is
+    not the name of a raw known before it (``job.taken_names``), so the earlier photo's outputs are never
+    replaced. A raw whose own names such a numbered photo holds (it is called ``NAME-2`` itself) is numbered the
+    same way, from its own name. The same numbers come back at every retry. Any other raw whose names are taken
+    fails, asking for ``{dir}`` or ``{seq}``.
     """
     targets: list[str] = []
     conflict = None
-    for number in range(1, (MAX_NAME_NUMBER if job.fresh_names else 1) + 1):
+    numbering = job.fresh_names
+    for number in range(1, MAX_NAME_NUMBER + 1):
         named = values if number == 1 else dataclasses.replace(values, name=f"{values.name}-{number}")
         candidate = [str(output_target(s, named, original)) for s in folder.outputs]
         if candidate == targets:  # the templates leave {name} out: numbering cannot help
@@ -143,10 +147,20 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
         refusal = _refusal(job, folder, targets, original)
         if refusal is not None:
             return targets, refusal
+        if number > 1 and _left_to_another(named.name, job.taken_names):
+            continue
         conflict = journal.claim(job.id, targets)
         if conflict is None:
             return targets, None
-    return targets, f"output {conflict}; put {{dir}} or {{seq}} in the template"
+        numbering = numbering or getattr(conflict, "renamed", False)
+        if not numbering:
+            break
+    return targets, f"output {conflict or targets[0]}; put {{dir}} or {{seq}} in the template"
+
+
+def _left_to_another(name: str, taken: tuple[str, ...]) -> bool:
+    """Whether a numbered name is that of a raw known before (compared as output names: made safe alike)."""
+    return safe_part(name) in {safe_part(t) for t in taken}
 
 
 def _stat_changed(job: Job) -> bool:

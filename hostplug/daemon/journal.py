@@ -61,6 +61,31 @@ CREATE TABLE IF NOT EXISTS workers (slot INTEGER PRIMARY KEY, node TEXT NOT NULL
 # earlier photo a new file under the same name followed (Journal.enqueue_new_photo)
 _ADDED_COLUMNS = (("node", "TEXT"), ("sidecars", "TEXT"), ("deleted_at", "REAL"), ("earlier", "INTEGER"))
 
+# What queuing a raw again resets (a re-dropped or replaced raw): a fresh start, where it is; the hashes and
+# outputs of its last render stay, for comparison
+_QUEUED = "state = 'queued', attempts = 0, error = NULL, error_kind = NULL, moved_to = NULL, not_before = 0"
+
+
+def _like_literal(text: str) -> str:
+    """``text`` for a LIKE pattern (with ``ESCAPE '\\'``), its ``%`` and ``_`` taken literally."""
+    return "".join("\\" + c if c in "\\%_" else c for c in text)
+
+
+class Conflict(str):
+    """Why a raw cannot have the output names it asked for: one line naming the output and the raw that has it.
+    ``renamed`` says that raw has another name (a photo numbered ``NAME-2`` after another of its name holds the
+    outputs of a raw called ``NAME-2``): the asking raw is then numbered in turn. A ``str``, so that it crosses
+    the cluster's claim protocol, which hands the answer on as it is."""
+
+    renamed: bool = False
+
+    @classmethod
+    def of(cls, message: str, renamed: bool) -> Conflict:
+        """A conflict with its message."""
+        conflict = cls(message)
+        conflict.renamed = renamed
+        return conflict
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -195,11 +220,10 @@ class Journal:
         """Queue a settled raw (a new row, or an old one reset); the previous render's hashes stay for comparison."""
         now = time.time()
         self.db.execute(
-            """INSERT INTO files (path, folder, state, size, mtime_ns, content_hash, queued_at, sidecars)
+            f"""INSERT INTO files (path, folder, state, size, mtime_ns, content_hash, queued_at, sidecars)
                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)
-               ON CONFLICT (path) DO UPDATE SET state = 'queued', attempts = 0, size = excluded.size,
-                   mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, error = NULL,
-                   error_kind = NULL, moved_to = NULL, not_before = 0, queued_at = excluded.queued_at,
+               ON CONFLICT (path) DO UPDATE SET {_QUEUED}, size = excluded.size, mtime_ns = excluded.mtime_ns,
+                   content_hash = excluded.content_hash, queued_at = excluded.queued_at,
                    sidecars = excluded.sidecars""",
             (str(path), str(folder), size, mtime_ns, content_hash, now, sidecars),
         )
@@ -230,6 +254,35 @@ class Journal:
         assert entry is not None
         return entry
 
+    def earlier_photos(self, path: Path) -> list[Entry]:
+        """The photos rendered under ``path`` whose name a later photo took (rows moved to ``PATH#ID`` by
+        :meth:`enqueue_new_photo`), oldest first."""
+        rows = self.db.execute("SELECT * FROM files WHERE path LIKE ? ESCAPE '\\' ORDER BY id",
+                               (_like_literal(f"{path}#") + "%",))
+        return [e for e in map(Entry.from_row, rows) if str(e.path) == f"{path}#{e.id}"]
+
+    def enqueue_photo_again(self, current: Entry, again: Entry, size: int, mtime_ns: int, content_hash: str,
+                            sidecars: str | None = None) -> Entry:
+        """Queue an earlier photo dropped again under its name (``again``, a ``PATH#ID`` row of
+        :meth:`earlier_photos` whose content this is) in place of the later photo that had the name (``current``,
+        rendered and gone too): the two rows swap paths in one transaction, and the earlier photo's row is queued
+        as any re-dropped raw's, its outputs and the hashes of its render kept for comparison."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("UPDATE files SET path = ? WHERE id = ?", (f"{current.path}#{current.id}", current.id))
+            self.db.execute(
+                f"""UPDATE files SET path = ?, {_QUEUED}, size = ?, mtime_ns = ?, content_hash = ?, queued_at = ?,
+                       sidecars = ? WHERE id = ?""",
+                (str(current.path), size, mtime_ns, content_hash, time.time(), sidecars, again.id))
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        entry = self.get(again.id)
+        assert entry is not None
+        return entry
+
     def set_deleted(self, file_id: int) -> None:
         """Record that the daemon deleted the rendered copy (``originals = "delete"``)."""
         self.db.execute("UPDATE files SET deleted_at = ? WHERE id = ?", (time.time(), file_id))
@@ -255,8 +308,8 @@ class Journal:
         """The rows of the raws ``sidecar`` belongs to: ``IMG_0001.CR2`` for ``IMG_0001.CR2.xmp``, any
         ``IMG_0001.*`` for Adobe's ``IMG_0001.xmp``."""
         stem = sidecar.name[:-len(".xmp")]
-        prefix = "".join("\\" + c if c in "\\%_" else c for c in str(sidecar.parent / stem))  # taken literally
-        rows = self.db.execute("SELECT * FROM files WHERE path LIKE ? ESCAPE '\\'", (prefix + "%",))
+        rows = self.db.execute("SELECT * FROM files WHERE path LIKE ? ESCAPE '\\'",
+                               (_like_literal(str(sidecar.parent / stem)) + "%",))
         entries = (Entry.from_row(row) for row in rows)
         return [e for e in entries if e.path.parent == sidecar.parent and stem in (e.path.name, e.path.stem)]
 
@@ -314,16 +367,16 @@ class Journal:
         """After a crash: rows left 'rendering' go back to the queue. Returns how many."""
         return self.db.execute("UPDATE files SET state = 'queued' WHERE state = 'rendering'").rowcount
 
-    def claim(self, file_id: int, targets: list[str]) -> str | None:
-        """Reserve output paths for a raw; returns a path that another raw already owns, else None."""
+    def claim(self, file_id: int, targets: list[str]) -> Conflict | None:
+        """Reserve output paths for a raw, all or none; returns the :class:`Conflict` of a path that another raw
+        already owns, else None."""
         try:
             self.db.execute("BEGIN IMMEDIATE")
             for target in targets:
                 row = self.db.execute("SELECT file_id FROM outputs WHERE target = ?", (target,)).fetchone()
                 if row and row[0] != file_id:
                     self.db.execute("ROLLBACK")
-                    owner = self.get(row[0])
-                    return f"{target} (already the output of {owner.path if owner else row[0]})"
+                    return self._conflict(file_id, row[0], target)
                 self.db.execute("INSERT OR IGNORE INTO outputs VALUES (?, ?)", (target, file_id))
             self.db.execute("COMMIT")
         except sqlite3.Error:
@@ -331,6 +384,20 @@ class Journal:
                 self.db.execute("ROLLBACK")
             raise
         return None
+
+    def _conflict(self, file_id: int, owner_id: int, target: str) -> Conflict:
+        owner, asking = self.get(owner_id), self.get(file_id)
+        renamed = bool(owner and asking and owner.path.stem != asking.path.stem)  # PATH#ID: the stem of PATH
+        return Conflict.of(f"{target} (already the output of {owner.path if owner else owner_id})", renamed)
+
+    def names_before(self, entry: Entry) -> tuple[str, ...]:
+        """The names (without suffix) of the raws of ``entry``'s hot folder that the journal knew before it and
+        that look like its numbered names (``NAME-…``): its numbering leaves them to those raws. Only rows older
+        than it count, so the answer stays the same at every retry."""
+        stem = f"{entry.path.stem}-"
+        rows = self.db.execute("SELECT path FROM files WHERE folder = ? AND id < ? AND path LIKE ? ESCAPE '\\'",
+                               (str(entry.folder), entry.id, f"%{_like_literal(stem)}%"))
+        return tuple(sorted({Path(p).stem for (p,) in rows if Path(p).stem.startswith(stem)}))
 
     def claimed(self) -> list[Path]:
         """Every output path any raw ever reserved."""
