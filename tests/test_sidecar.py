@@ -19,14 +19,12 @@ from engine.output.metadata import XMP_NS_URI
 from engine.xmp import recipe_properties as recipe_xmp
 from engine.xmp.sidecar import (
     catalogue_xmp,
-    find_duplicates,
-    find_sidecar,
     read_sidecar,
     recipe_for,
-    sidecar_path,
     update_recipe,
     write_recipe,
 )
+from engine.xmp.sidecar_files import find_duplicates, find_sidecar, sidecar_path
 from tests.conftest import need
 
 REPO = Path(__file__).resolve().parents[1]

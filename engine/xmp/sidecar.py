@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import SidecarError
-from engine.io.bounded import is_name_too_long, read_regular
+from engine.io.bounded import read_regular
 from engine.orientation import Orientation
 from engine.output.metadata import XMP_NS_URI, XMP_PREFIX
 from engine.recipe import Recipe
@@ -40,6 +39,7 @@ from engine.xmp.document import (
 )
 from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, credits, keywords, orientation, rating
 from engine.xmp.recipe_properties import OUTPUT_PROPERTIES, properties_to_recipe, recipe_to_properties
+from engine.xmp.sidecar_files import find_sidecars, sidecar_path
 
 
 @dataclass(frozen=True)
@@ -57,65 +57,6 @@ class SidecarInfo:
     paths: list[Path] = field(default_factory=list)  # every sidecar read, in order
     credits: dict[str, Any] = field(default_factory=dict)  # creator, rights, title, description as output XMP
     orientation: Orientation | None = None  # set by Lightroom, Camera Raw or darktable; wins over the raw's EXIF
-
-
-def _present(path: Path) -> bool:
-    """Whether something that could be a sidecar is at ``path``: anything but a folder (a FIFO or a device is
-    found here, so reading it is refused in one line rather than the sidecar being silently ignored or
-    replaced). A name longer than the file system allows cannot exist."""
-    try:
-        return path.exists() and not path.is_dir()
-    except OSError as e:
-        if is_name_too_long(e):
-            return False
-        raise SidecarError(f"{path}: cannot look for the sidecar ({e.strerror})") from None
-
-
-def sidecar_path(raw: Path) -> Path:
-    """Where hostplug writes the sidecar of ``raw``: ``IMG_0001.CR2.xmp`` (an existing ``.XMP`` is kept).
-
-    :class:`SidecarError` when the sidecar's name would be longer than the file system allows.
-    """
-    lower, upper = raw.with_name(raw.name + ".xmp"), raw.with_name(raw.name + ".XMP")
-    if len(os.fsencode(lower.name)) > 255:
-        raise SidecarError(f"{raw}: the name is too long for a sidecar beside it ({len(os.fsencode(lower.name))} "
-                           "bytes with .xmp, more than the 255 a file name may have)")
-    return upper if _present(upper) and not _present(lower) else lower
-
-
-def find_sidecars(raw: Path) -> list[Path]:
-    """The sidecars of ``raw`` that exist: ``IMG_0001.CR2.xmp`` first, then Adobe's ``IMG_0001.xmp``.
-
-    Adobe's name is a camera raw's only: a JPEG, PNG or TIFF beside the raw (the camera's JPEG of a RAW+JPEG
-    pair, an output rendered beside it) shares its stem, not its edit."""
-    from engine.io.formats import RGB_SUFFIXES
-
-    raw = Path(raw)
-    names: tuple[str, ...] = (raw.name + ".xmp", raw.name + ".XMP")
-    if raw.suffix.lower() not in RGB_SUFFIXES:
-        names += (raw.stem + ".xmp", raw.stem + ".XMP")
-    found: list[Path] = []
-    for name in names:
-        candidate = raw.with_name(name)
-        if _present(candidate) and not any(candidate.samefile(p) for p in found):
-            found.append(candidate)
-    return found
-
-
-def find_sidecar(raw: Path) -> Path | None:
-    """The sidecar to read for ``raw`` (see :func:`find_sidecars`), or None."""
-    found = find_sidecars(raw)
-    return found[0] if found else None
-
-
-def find_duplicates(raw: Path) -> list[Path]:
-    """darktable's duplicate versions of ``raw``: ``IMG_0001_01.CR2.xmp``, ``IMG_0001_02.CR2.xmp``, ..."""
-    raw = Path(raw)
-    pattern = re.compile(re.escape(raw.stem) + r"_(\d{2,})" + re.escape(raw.suffix) + r"\.xmp", re.IGNORECASE)
-    if not raw.parent.is_dir():
-        return []
-    numbered = ((p, pattern.fullmatch(p.name)) for p in raw.parent.iterdir())
-    return [p for _, p in sorted((int(m.group(1)), p) for p, m in numbered if m is not None and p.is_file())]
 
 
 def _read_packet(path: Path):

@@ -40,7 +40,8 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
     """
     from engine.edits import apply_changes, check_changes, check_renderable
     from engine.io.probe import check_renderable_file
-    from engine.xmp.sidecar import sidecar_path, update_recipe
+    from engine.xmp.sidecar import update_recipe
+    from engine.xmp.sidecar_files import sidecar_path
 
     changes = pop_recipe_options(kwargs)
     check_changes(changes)  # refuse bad options before touching any sidecar
@@ -96,7 +97,8 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
     """Print what a raw's sidecars hold: hostplug's recipe, Adobe hints, the orientation another program set
     (it wins over the raw's EXIF), rating, labels, keywords."""
     from engine.io.probe import check_renderable_file
-    from engine.xmp.sidecar import find_duplicates, read_sidecar
+    from engine.xmp.sidecar import read_sidecar
+    from engine.xmp.sidecar_files import find_duplicates
 
     def describe(path: Path) -> None:
         check_renderable_file(path)  # "renders with the defaults" is said only of a file that renders

@@ -35,7 +35,7 @@ def derived_from(copy: Path) -> str | None:
     from engine.errors import SidecarError
     from engine.io.bounded import read_regular
     from engine.xmp.document import MAX_PACKET_BYTES, parse_packet, simple_properties
-    from engine.xmp.sidecar import find_sidecar
+    from engine.xmp.sidecar_files import find_sidecar
 
     sidecar = find_sidecar(copy)
     if sidecar is None:

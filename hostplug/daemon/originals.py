@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from engine.output.publish import partial_name, publish, remove_partials
-from engine.xmp.sidecar import find_sidecars
+from engine.xmp.sidecar_files import find_sidecars
 from hostplug.daemon.config import FolderConfig
 
 

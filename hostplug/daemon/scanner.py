@@ -128,7 +128,7 @@ def sidecar_stamp(raw: Path) -> str:
     """The size and modification time of each sidecar of ``raw``, as JSON text ("[]" without one): what the
     journal keeps to tell that a sidecar arrived, changed or went away. Names are left out, so a raw set aside
     under another name (``IMG-2.CR2``) keeps its stamp."""
-    from engine.xmp.sidecar import find_sidecars
+    from engine.xmp.sidecar_files import find_sidecars
 
     stamps = []
     for sidecar in find_sidecars(raw):

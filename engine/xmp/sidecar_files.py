@@ -1,0 +1,73 @@
+"""Where a raw's XMP sidecars are, found without reading them: no XMP parser is loaded, so a command that only
+looks (``hostplug info`` on a raw without a sidecar, the daemon's scanner) stays quick. Reading and writing
+them: :mod:`engine.xmp.sidecar`."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from engine.errors import SidecarError
+from engine.io.bounded import is_name_too_long
+
+__all__ = ["find_duplicates", "find_sidecar", "find_sidecars", "sidecar_path"]
+
+
+def _present(path: Path) -> bool:
+    """Whether something that could be a sidecar is at ``path``: anything but a folder (a FIFO or a device is
+    found here, so reading it is refused in one line rather than the sidecar being silently ignored or
+    replaced). A name longer than the file system allows cannot exist."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError as e:
+        if is_name_too_long(e):
+            return False
+        raise SidecarError(f"{path}: cannot look for the sidecar ({e.strerror})") from None
+
+
+def sidecar_path(raw: Path) -> Path:
+    """Where hostplug writes the sidecar of ``raw``: ``IMG_0001.CR2.xmp`` (an existing ``.XMP`` is kept).
+
+    :class:`SidecarError` when the sidecar's name would be longer than the file system allows.
+    """
+    lower, upper = raw.with_name(raw.name + ".xmp"), raw.with_name(raw.name + ".XMP")
+    if len(os.fsencode(lower.name)) > 255:
+        raise SidecarError(f"{raw}: the name is too long for a sidecar beside it ({len(os.fsencode(lower.name))} "
+                           "bytes with .xmp, more than the 255 a file name may have)")
+    return upper if _present(upper) and not _present(lower) else lower
+
+
+def find_sidecars(raw: Path) -> list[Path]:
+    """The sidecars of ``raw`` that exist: ``IMG_0001.CR2.xmp`` first, then Adobe's ``IMG_0001.xmp``.
+
+    Adobe's name is a camera raw's only: a JPEG, PNG or TIFF beside the raw (the camera's JPEG of a RAW+JPEG
+    pair, an output rendered beside it) shares its stem, not its edit."""
+    from engine.io.formats import RGB_SUFFIXES
+
+    raw = Path(raw)
+    names: tuple[str, ...] = (raw.name + ".xmp", raw.name + ".XMP")
+    if raw.suffix.lower() not in RGB_SUFFIXES:
+        names += (raw.stem + ".xmp", raw.stem + ".XMP")
+    found: list[Path] = []
+    for name in names:
+        candidate = raw.with_name(name)
+        if _present(candidate) and not any(candidate.samefile(p) for p in found):
+            found.append(candidate)
+    return found
+
+
+def find_sidecar(raw: Path) -> Path | None:
+    """The sidecar to read for ``raw`` (see :func:`find_sidecars`), or None."""
+    found = find_sidecars(raw)
+    return found[0] if found else None
+
+
+def find_duplicates(raw: Path) -> list[Path]:
+    """darktable's duplicate versions of ``raw``: ``IMG_0001_01.CR2.xmp``, ``IMG_0001_02.CR2.xmp``, ..."""
+    raw = Path(raw)
+    pattern = re.compile(re.escape(raw.stem) + r"_(\d{2,})" + re.escape(raw.suffix) + r"\.xmp", re.IGNORECASE)
+    if not raw.parent.is_dir():
+        return []
+    numbered = ((p, pattern.fullmatch(p.name)) for p in raw.parent.iterdir())
+    return [p for _, p in sorted((int(m.group(1)), p) for p, m in numbered if m is not None and p.is_file())]
