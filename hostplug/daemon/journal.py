@@ -12,13 +12,14 @@ sees the truth.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -237,19 +238,13 @@ class Journal:
         (:meth:`Entry.left_hot_folder`) as a new photo: a row (and a ``{seq}``) of its own, which remembers the
         earlier one so that its outputs get new names. The earlier row, its outputs still its own, moves to the
         path ``PATH#ID`` (never a raw's: its suffix is no raw's) in the same transaction."""
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self.db.execute("UPDATE files SET path = ? WHERE id = ?", (f"{earlier.path}#{earlier.id}", earlier.id))
             self.db.execute(
                 """INSERT INTO files (path, folder, state, size, mtime_ns, content_hash, queued_at, sidecars, earlier)
                    VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)""",
                 (str(earlier.path), str(earlier.folder), size, mtime_ns, content_hash, time.time(), sidecars,
                  earlier.id))
-            self.db.execute("COMMIT")
-        except sqlite3.Error:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
         entry = self.lookup(earlier.path)
         assert entry is not None
         return entry
@@ -267,18 +262,12 @@ class Journal:
         :meth:`earlier_photos` whose content this is) in place of the later photo that had the name (``current``,
         rendered and gone too): the two rows swap paths in one transaction, and the earlier photo's row is queued
         as any re-dropped raw's, its outputs and the hashes of its render kept for comparison."""
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self.db.execute("UPDATE files SET path = ? WHERE id = ?", (f"{current.path}#{current.id}", current.id))
             self.db.execute(
                 f"""UPDATE files SET path = ?, {_QUEUED}, size = ?, mtime_ns = ?, content_hash = ?, queued_at = ?,
                        sidecars = ? WHERE id = ?""",
                 (str(current.path), size, mtime_ns, content_hash, time.time(), sidecars, again.id))
-            self.db.execute("COMMIT")
-        except sqlite3.Error:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
         entry = self.get(again.id)
         assert entry is not None
         return entry
@@ -370,20 +359,28 @@ class Journal:
     def claim(self, file_id: int, targets: list[str]) -> Conflict | None:
         """Reserve output paths for a raw, all or none; returns the :class:`Conflict` of a path that another raw
         already owns, else None."""
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             for target in targets:
                 row = self.db.execute("SELECT file_id FROM outputs WHERE target = ?", (target,)).fetchone()
                 if row and row[0] != file_id:
-                    self.db.execute("ROLLBACK")
+                    self.db.execute("ROLLBACK")  # none: what this claim reserved so far goes too
                     return self._conflict(file_id, row[0], target)
                 self.db.execute("INSERT OR IGNORE INTO outputs VALUES (?, ?)", (target, file_id))
-            self.db.execute("COMMIT")
-        except sqlite3.Error:
+        return None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction (``BEGIN IMMEDIATE``: another daemon's writes wait for it), committed when the
+        block ends unless the block rolled it back, rolled back when the block raises."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
-        return None
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
 
     def _conflict(self, file_id: int, owner_id: int, target: str) -> Conflict:
         owner, asking = self.get(owner_id), self.get(file_id)
