@@ -18,7 +18,6 @@ import tifffile
 import engine
 from engine import Recipe
 from engine.output.metadata import read_exif
-from engine.training.synthetic import WAVELENGTHS, Scene, camera_from_colour, illuminant, render_raw, write_dng
 from tests.conftest import CANON, NIKON, SONY, hostplug, need, read_metadata, srgb_to_lab, tiff_icc_description
 
 SUPPORTED = [CANON, NIKON, SONY]
@@ -206,35 +205,6 @@ def test_colorchart_as_shot_cast_matches_libraws_camera_white_balance(render_of)
     reference_hue = np.degrees(np.arctan2(theirs[:, 2], theirs[:, 1]))
     assert np.abs(hue - reference_hue).max() < 15.0, (hue, reference_hue)
     assert chroma(patch_means(pixels)[:3]).min() > 15.0  # the cast is really there, not neutralised
-
-
-# --- orientation ---------------------------------------------------------------------------------------------
-
-def test_orientation_tag_turns_the_pixels_upright(tmp_path: Path) -> None:
-    # A grey scene with a white block in its top-left corner, stored with Orientation 6 (rotate 90 deg clockwise
-    # to view): upright, the image is taller than wide and the block is in the top-right corner.
-    height, width = 120, 180
-    index = np.zeros((height, width), dtype=np.uint8)
-    index[10:40, 10:50] = 1
-    n = len(WAVELENGTHS)
-    scene = Scene(np.stack([np.full(n, 0.18), np.full(n, 0.9)]), ("grey", "white"), (False, False), index,
-                  np.ones((height, width), dtype=np.float32))
-    raw = render_raw(camera_from_colour(), illuminant("D55"), scene, noise=False)
-    dng = tmp_path / "turned.dng"
-    write_dng(dng, raw, make="hostplug", model="Orientation test", iso=100, exposure_time=0.01, f_number=8.0,
-              orientation=6)
-    out = tmp_path / "turned.png"
-    result = hostplug("render", dng, "-o", out, "--bits", 8)
-    assert result.exit_code == 0, result.stderr
-    import cv2
-
-    image = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE).astype(np.float64)
-    assert image.shape == (width, height)
-    top_right, top_left = image[10:50, -40:-10].mean(), image[10:50, 10:40].mean()
-    bottom_right = image[-50:-10, -40:-10].mean()
-    assert top_right > top_left + 40 and top_right > bottom_right + 40
-    exif, _ = read_metadata(out)
-    assert exif.get("Exif.Image.Orientation", "1") == "1"
 
 
 def test_every_shared_raw_is_listed_here() -> None:
