@@ -4,7 +4,8 @@ This module imports only rawpy, Pillow and, for a DNG, the engine's tag reader (
 hostplug.thumbnail RAW OUT SIZE`` answers in a fraction of a second; ``hostplug thumbnail`` is the same from the
 command line. When a raw has no embedded preview, LibRaw's quick half-size render stands in. The JSON line printed
 gives the size of the picture a render makes (a DNG's DefaultCrop applied), which thumbnail consumers show next
-to the preview.
+to the preview. A rotation set in Lightroom or darktable (the raw's sidecar) turns the thumbnail as it turns a
+render; the XMP reader loads only for a raw that has a sidecar.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 _UPRIGHT = {2: ("FLIP_LEFT_RIGHT",), 3: ("ROTATE_180",), 4: ("FLIP_TOP_BOTTOM",), 5: ("TRANSPOSE",),
             6: ("ROTATE_270",), 7: ("TRANSVERSE",), 8: ("ROTATE_90",)}
 _FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+_INVERSE = {6: 8, 8: 6}  # the turns that undo an orientation: its own, but for the two quarter turns
 
 
 class ThumbnailError(Exception):
@@ -30,7 +32,8 @@ class ThumbnailError(Exception):
 
 
 def _preview(raw_path: Path):
-    """(Pillow image, full width, full height) of the raw's embedded preview, or of a quick render."""
+    """(Pillow image, full width, full height, orientation) of the raw's embedded preview, or of a quick render:
+    upright, and the picture's size as shown, by the raw's own EXIF orientation."""
     import numpy as np
     import rawpy
     from PIL import Image
@@ -50,11 +53,11 @@ def _preview(raw_path: Path):
             if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
                 image = Image.open(io.BytesIO(thumb.data))
                 image.load()
-                return _upright_jpeg(image), width, height
+                return _upright_jpeg(image), width, height, orientation
             if thumb is not None and thumb.format == rawpy.ThumbFormat.BITMAP:
-                return Image.fromarray(np.asarray(thumb.data)), width, height
+                return Image.fromarray(np.asarray(thumb.data)), width, height, orientation
             rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
-            return Image.fromarray(rgb), width, height
+            return Image.fromarray(rgb), width, height, orientation
     except FileNotFoundError as e:
         raise ThumbnailError(f"{raw_path}: no such file", "missing") from e
     except rawpy.LibRawFileUnsupportedError as e:
@@ -82,12 +85,38 @@ def _picture_size(raw_path: Path, size: tuple[int, int]) -> tuple[int, int]:
 
 def _upright_jpeg(image):
     """A decoded JPEG preview turned upright by its own EXIF orientation (most cameras write one)."""
+    return _turned(image, image.getexif().get(0x0112, 1))
+
+
+def _turned(image, orientation: int):
+    """``image`` turned as EXIF ``orientation`` says to show it."""
     from PIL import Image
 
-    orientation = image.getexif().get(0x0112, 1)
     for name in _UPRIGHT.get(orientation, ()):
         image = image.transpose(getattr(Image.Transpose, name))
     return image
+
+
+def _as_the_sidecar_says(raw_path: Path, image, width: int, height: int, orientation: int):
+    """(image, width, height) turned from the raw's ``orientation`` to the one its sidecar sets, if any. A
+    sidecar that cannot be read leaves the raw's: a render says what is wrong with it, a file browser cannot."""
+    from engine.xmp.sidecar_files import find_sidecars
+
+    if not find_sidecars(raw_path):
+        return image, width, height
+    from engine.errors import HostplugError
+    from engine.xmp.sidecar import sidecar_orientation
+
+    try:
+        chosen = sidecar_orientation(raw_path)
+    except HostplugError:
+        return image, width, height
+    if chosen is None or chosen.value == orientation:
+        return image, width, height
+    stored = _turned(image, _INVERSE.get(orientation, orientation))
+    if (orientation >= 5) != (chosen.value >= 5):
+        width, height = height, width
+    return _turned(stored, chosen.value), width, height
 
 
 def write_thumbnail(raw_path: Path, output: Path, size: int = 256, overwrite: bool = True) -> dict[str, int | str]:
@@ -101,7 +130,8 @@ def write_thumbnail(raw_path: Path, output: Path, size: int = 256, overwrite: bo
     _check_output(raw_path, output, overwrite)
     from engine.output.publish import discard, partial_name, publish
 
-    image, width, height = _preview(raw_path)
+    image, width, height, orientation = _preview(raw_path)
+    image, width, height = _as_the_sidecar_says(raw_path, image, width, height, orientation)
     image = image.convert("RGB")
     image.thumbnail((size, size))
     partial = output.with_name(partial_name(output.name))

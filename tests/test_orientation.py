@@ -168,6 +168,19 @@ def test_a_lightroom_rotation_renders_upright_and_is_recorded(block_raw: Path, t
         "value": 6, "meaning": "rotated 90 CW", "from": "IMG_0001.xmp (tiff:Orientation)"}
 
 
+def test_the_file_browsers_thumbnail_turns_as_the_render_does(block_raw: Path, tmp_path: Path) -> None:
+    from hostplug.thumbnail import write_thumbnail
+
+    raw = _shot(block_raw, tmp_path)
+    assert write_thumbnail(raw, tmp_path / "before.jpg")["width"] == WIDTH
+    assert _corner(tmp_path / "before.jpg") == "top-left"
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=6))
+    turned = write_thumbnail(raw, tmp_path / "turned.jpg")
+    assert (turned["width"], turned["height"]) == (HEIGHT, WIDTH) and _corner(tmp_path / "turned.jpg") == "top-right"
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=9))  # a render refuses it; a thumbnail still shows
+    assert _corner(Path(write_thumbnail(raw, tmp_path / "bad.jpg")["output"])) == "top-left"
+
+
 def test_the_sidecar_wins_over_the_raws_exif_and_is_applied_once(block_raw: Path, tmp_path: Path) -> None:
     raw = _shot(block_raw, tmp_path, exif=6)  # the camera was held upright...
     _render(raw, tmp_path / "exif.png")
