@@ -80,6 +80,25 @@ def test_sensor_noise_has_the_eval_dngs_variance_and_stays_in_the_sensors_range(
     assert abs(float(noisy.std()) / np.sqrt(shot * 0.05 + read) - 1.0) < 0.05
 
 
+def test_training_supervises_the_gain_with_the_drawn_camera_gain():
+    """The training batch carries each input's drawn camera gain; the loss pulls the network's gain towards it."""
+    from engine.training import train_photofinish as tp
+
+    photo = cp.CameraPhoto(name="t/grey", folder="cameras", camera="t", series="", exposure_ev=None,
+                           srgb=np.random.default_rng(2).random((96, 96, 3), dtype=np.float32))
+    linear, target, gains = cp.training_batch((photo,), 6, 32, np.random.default_rng(0))
+    assert linear.shape == target.shape == (6, 3, 32, 32) and gains.shape == (6,)
+    assert bool(((gains >= cp.GAIN_RANGE[0]) & (gains <= cp.GAIN_RANGE[1])).all())
+    torch.manual_seed(0)
+    net = PhotofinishNet(exposure="raw", render_ev=cp.RENDER_EV, correction=0.5)
+    with torch.no_grad():  # a network whose gain is 0.5 EV off every drawn gain pays for it
+        net.scalars.bias[0] = 0.0
+    far = torch.full_like(gains, cp.RENDER_EV + 0.5)
+    near = torch.full_like(gains, cp.RENDER_EV)
+    assert tp.loss_fn(net, linear, target, 0.0, far) - tp.loss_fn(net, linear, target, 0.0, near) > 0.02
+    assert tp.loss_fn(net, linear, target, 0.0, None) < tp.loss_fn(net, linear, target, 0.0, far)
+
+
 def _bracket(scene: np.ndarray, stops: list[float]) -> list[np.ndarray]:
     return [np.clip(scene * np.float32(2.0**s), 0.0, 1.0) for s in stops]
 

@@ -358,18 +358,20 @@ def sensor_noise(linear: np.ndarray, iso: float, rng: np.random.Generator) -> np
 
 
 def training_batch(photos: tuple[CameraPhoto, ...], batch: int, size: int, rng: np.random.Generator,
-                   noise_iso: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(linear input, camera JPEG target) of random photographs, crops, flips and camera renderings. Kodak and
-    the rawio brackets are drawn as often as one camera photograph each (by image), not more. With
-    ``noise_iso`` (lowest, highest), the input carries sensor noise of an ISO drawn log-uniformly in that range
-    (:func:`sensor_noise`), as a raw through the pipeline does; the target stays the clean JPEG."""
-    inputs, targets = [], []
+                   noise_iso: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(linear input, camera JPEG target, drawn camera gain in EV) of random photographs, crops, flips and camera
+    renderings. Kodak and the rawio brackets are drawn as often as one camera photograph each (by image), not
+    more. With ``noise_iso`` (lowest, highest), the input carries sensor noise of an ISO drawn log-uniformly in
+    that range (:func:`sensor_noise`), as a raw through the pipeline does; the target stays the clean JPEG."""
+    inputs, targets, gains = [], [], []
     for _ in range(batch):
         photo = photos[int(rng.integers(0, len(photos)))]
         target = _crop(photo.srgb, size, rng)
-        linear = unprocess(target, CameraLook.draw(rng))
+        look = CameraLook.draw(rng)
+        linear = unprocess(target, look)
         if noise_iso is not None:
             linear = sensor_noise(linear, float(np.exp(rng.uniform(*np.log(noise_iso)))), rng)
         inputs.append(linear)
         targets.append(np.ascontiguousarray(target))
-    return to_batch(inputs), to_batch(targets)
+        gains.append(look.gain_ev)
+    return to_batch(inputs), to_batch(targets), torch.tensor(gains, dtype=torch.float32)
