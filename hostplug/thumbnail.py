@@ -19,7 +19,6 @@ from pathlib import Path
 _UPRIGHT = {2: ("FLIP_LEFT_RIGHT",), 3: ("ROTATE_180",), 4: ("FLIP_TOP_BOTTOM",), 5: ("TRANSPOSE",),
             6: ("ROTATE_270",), 7: ("TRANSVERSE",), 8: ("ROTATE_90",)}
 _FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
-_INVERSE = {6: 8, 8: 6}  # the turns that undo an orientation: its own, but for the two quarter turns
 
 
 class ThumbnailError(Exception):
@@ -32,8 +31,9 @@ class ThumbnailError(Exception):
 
 
 def _preview(raw_path: Path):
-    """(Pillow image, full width, full height, orientation) of the raw's embedded preview, or of a quick render:
-    upright, and the picture's size as shown, by the raw's own EXIF orientation."""
+    """(Pillow image, full width, full height, orientation) of the raw's embedded preview, or of a quick render,
+    as stored (not turned), with the picture's size as stored and the orientation that shows it upright: an
+    embedded JPEG's own EXIF orientation when it has one, else the raw's."""
     import numpy as np
     import rawpy
     from PIL import Image
@@ -45,7 +45,6 @@ def _preview(raw_path: Path):
             sizes = raw.sizes
             orientation = _FLIP_TO_ORIENTATION.get(sizes.flip, 1)
             height, width = _picture_size(raw_path, (sizes.height, sizes.width))
-            width, height = (height, width) if orientation >= 5 else (width, height)
             try:
                 thumb = raw.extract_thumb()
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
@@ -53,10 +52,10 @@ def _preview(raw_path: Path):
             if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
                 image = Image.open(io.BytesIO(thumb.data))
                 image.load()
-                return _upright_jpeg(image), width, height, orientation
+                return image, width, height, image.getexif().get(0x0112, orientation)
             if thumb is not None and thumb.format == rawpy.ThumbFormat.BITMAP:
                 return Image.fromarray(np.asarray(thumb.data)), width, height, orientation
-            rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+            rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8, user_flip=0)
             return Image.fromarray(rgb), width, height, orientation
     except FileNotFoundError as e:
         raise ThumbnailError(f"{raw_path}: no such file", "missing") from e
@@ -83,11 +82,6 @@ def _picture_size(raw_path: Path, size: tuple[int, int]) -> tuple[int, int]:
     return crop[2:] if crop else size
 
 
-def _upright_jpeg(image):
-    """A decoded JPEG preview turned upright by its own EXIF orientation (most cameras write one)."""
-    return _turned(image, image.getexif().get(0x0112, 1))
-
-
 def _turned(image, orientation: int):
     """``image`` turned as EXIF ``orientation`` says to show it."""
     from PIL import Image
@@ -97,26 +91,22 @@ def _turned(image, orientation: int):
     return image
 
 
-def _as_the_sidecar_says(raw_path: Path, image, width: int, height: int, orientation: int):
-    """(image, width, height) turned from the raw's ``orientation`` to the one its sidecar sets, if any. A
-    sidecar that cannot be read leaves the raw's: a render says what is wrong with it, a file browser cannot."""
+def _sidecar_orientation(raw_path: Path) -> int | None:
+    """The orientation a sidecar of the raw sets (Lightroom, darktable), which a render applies instead of the
+    raw's; None when none does, or when the sidecar cannot be read (a render says what is wrong with it, a file
+    browser cannot). The XMP reader loads only for a raw that has a sidecar."""
     from engine.xmp.sidecar_files import find_sidecars
 
     if not find_sidecars(raw_path):
-        return image, width, height
+        return None
     from engine.errors import HostplugError
     from engine.xmp.sidecar import sidecar_orientation
 
     try:
         chosen = sidecar_orientation(raw_path)
     except HostplugError:
-        return image, width, height
-    if chosen is None or chosen.value == orientation:
-        return image, width, height
-    stored = _turned(image, _INVERSE.get(orientation, orientation))
-    if (orientation >= 5) != (chosen.value >= 5):
-        width, height = height, width
-    return _turned(stored, chosen.value), width, height
+        return None
+    return chosen.value if chosen else None
 
 
 def write_thumbnail(raw_path: Path, output: Path, size: int = 256, overwrite: bool = True) -> dict[str, int | str]:
@@ -131,7 +121,9 @@ def write_thumbnail(raw_path: Path, output: Path, size: int = 256, overwrite: bo
     from engine.output.publish import discard, partial_name, publish
 
     image, width, height, orientation = _preview(raw_path)
-    image, width, height = _as_the_sidecar_says(raw_path, image, width, height, orientation)
+    orientation = _sidecar_orientation(raw_path) or orientation
+    image = _turned(image, orientation)
+    width, height = (height, width) if orientation >= 5 else (width, height)
     image = image.convert("RGB")
     image.thumbnail((size, size))
     partial = output.with_name(partial_name(output.name))

@@ -181,6 +181,48 @@ def test_the_file_browsers_thumbnail_turns_as_the_render_does(block_raw: Path, t
     assert _corner(Path(write_thumbnail(raw, tmp_path / "bad.jpg")["output"])) == "top-left"
 
 
+@pytest.mark.parametrize("kind", ["jpeg", "bitmap"])
+def test_a_stored_preview_is_turned_once_by_the_raws_or_the_sidecars(kind: str, monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """Embedded previews are kept as the sensor stored them (a JPEG without an orientation of its own, a bitmap):
+    the thumbnail turns them once, by the sidecar's orientation or else by the raw's."""
+    import io
+    from types import SimpleNamespace
+
+    import rawpy
+    from PIL import Image
+
+    from hostplug.thumbnail import write_thumbnail
+
+    stored = np.full((HEIGHT, WIDTH, 3), 60, dtype=np.uint8)
+    stored[:45, :45] = 250  # the block in the stored image's top-left corner
+    data = io.BytesIO()
+    Image.fromarray(stored).save(data, format="JPEG", quality=95)
+    thumb = SimpleNamespace(format=rawpy.ThumbFormat.JPEG, data=data.getvalue()) if kind == "jpeg" else \
+        SimpleNamespace(format=rawpy.ThumbFormat.BITMAP, data=stored)
+
+    class Raw:  # a raw held upright: LibRaw's flip 6, EXIF 6 (turn clockwise to view)
+        sizes = SimpleNamespace(flip=6, height=HEIGHT, width=WIDTH)
+
+        def __enter__(self) -> Raw:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def extract_thumb(self) -> SimpleNamespace:
+            return thumb
+
+    monkeypatch.setattr(rawpy, "imread", lambda path: Raw())
+    raw = tmp_path / "IMG_0001.ARW"
+    raw.write_bytes(b"raw")
+    shown = write_thumbnail(raw, tmp_path / "exif.jpg")
+    assert (shown["width"], shown["height"]) == (HEIGHT, WIDTH) and _corner(tmp_path / "exif.jpg") == "top-right"
+    raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=3))  # turned to upside down in Lightroom
+    shown = write_thumbnail(raw, tmp_path / "sidecar.jpg")
+    assert (shown["width"], shown["height"]) == (WIDTH, HEIGHT) and _corner(tmp_path / "sidecar.jpg") == "bottom-right"
+
+
 def test_the_sidecar_wins_over_the_raws_exif_and_is_applied_once(block_raw: Path, tmp_path: Path) -> None:
     raw = _shot(block_raw, tmp_path, exif=6)  # the camera was held upright...
     _render(raw, tmp_path / "exif.png")
