@@ -82,10 +82,13 @@ class StageSettings:
 
 
 class FrozenDict(dict):
-    """A dict that refuses changes: what a frozen :class:`Recipe` holds in ``stages`` and a
-    :class:`StageSettings` in ``params``, so a recipe shared with a cache, a worker or another thread cannot
-    change under it, and recipes can be hashed (used as dictionary keys). A dict still, so JSON, ``dict(...)``
-    and ``{**...}`` work as before; ``Recipe.replace`` makes a changed copy."""
+    """A dict that refuses changes, its values frozen too (:func:`frozen`): what a frozen :class:`Recipe` holds in
+    ``stages`` and a :class:`StageSettings` in ``params``, so a recipe shared with a cache, a worker or another
+    thread cannot change under it, and recipes can be hashed (used as dictionary keys). A dict still, so JSON,
+    ``dict(...)`` and ``{**...}`` work as before; ``Recipe.replace`` makes a changed copy."""
+
+    def __init__(self, items: Any = (), /) -> None:
+        super().__init__((k, frozen(v)) for k, v in dict(items).items())
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("a recipe cannot be changed in place; make a changed copy with Recipe.replace "
@@ -94,10 +97,39 @@ class FrozenDict(dict):
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(_hashable(self))
+        return hash(frozenset((k, _hashable(v)) for k, v in self.items()))
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickled as a plain dict's items (to workers, Ray actors)
         return type(self), (dict(self),)
+
+
+class FrozenList(list):
+    """A list that refuses changes (a vector among a stage's params: a white balance neutral, a tone curve);
+    equal to the list it was made from, and written to JSON as one."""
+
+    def __init__(self, items: Any = (), /) -> None:
+        super().__init__(frozen(v) for v in items)
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a recipe cannot be changed in place; make a changed copy with Recipe.replace")
+
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __iadd__ = __imul__ = _refuse  # type: ignore
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(_hashable(v) for v in self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (list(self),)
+
+
+def frozen(value: Any) -> Any:
+    """``value`` with its dicts and lists made :class:`FrozenDict` and :class:`FrozenList`, all the way down."""
+    if isinstance(value, Mapping) and not isinstance(value, FrozenDict):
+        return FrozenDict(value)
+    if isinstance(value, list) and not isinstance(value, FrozenList):
+        return FrozenList(value)
+    return value
 
 
 def _hashable(value: Any) -> Any:

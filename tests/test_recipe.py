@@ -240,6 +240,9 @@ def test_a_recipe_cannot_change_in_place_and_can_be_a_dictionary_key() -> None:
         recipe.stages["denoise"] = StageSettings(enabled=False)  # type: ignore[index]
     with pytest.raises(TypeError):
         recipe.stage("white_balance").params.update(neutral=[1, 1, 1])  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):  # values inside too: a changed vector would have changed the hash
+        recipe.stage("white_balance").params["neutral"][0] = 0.9
+    assert recipe.stage("white_balance").params["neutral"] == [0.5, 1, 0.6]
     assert recipe.stage("detail").enabled is False and "denoise" not in recipe.stages
     again = Recipe.from_json(recipe.to_json())
     thawed = pickle.loads(pickle.dumps(recipe))
