@@ -472,10 +472,11 @@ def test_the_classical_strength_follows_the_noise_a_small_render_averaged_away(s
     assert strength(1.0) == 60.0
     assert strength(2.0) == 40.0  # 2 x 2 sensor pixels a pixel: green's variance / 2, one stop less gain
     assert strength(4.0) == 0.0  # 4 x 4: variance / 8, as clean as ISO 800 at full size
-    # Recipes stored before (classical params version 1, auto up to 3; recipe versions up to 6) re-render a
-    # reduced output as they rendered it: at the full-size image's strength.
-    classical_v1 = Recipe.from_dict({"stages": {"denoise": {"implementation": "classical", "params": {"version": 1}}}})
-    assert strength(4.0, classical_v1) == 60.0
+    # Recipes stored before recipe version 7 re-render a reduced output as they rendered it: at the full-size
+    # image's strength; version 7 recipes followed the size already, whatever params version they stored.
+    classical_v1 = {"stages": {"denoise": {"implementation": "classical", "params": {"version": 1}}}}
+    assert strength(4.0, Recipe.from_dict({"version": 6, **classical_v1})) == 60.0
+    assert strength(4.0, Recipe.from_dict({"version": 7, **classical_v1})) == 0.0
     assert strength(4.0, Recipe.from_dict({"version": 3})) == 60.0  # classical by default then
     auto_v3 = Recipe.from_dict({"version": 6, "stages": {"denoise": {"params": {"learned_from_iso": 12800}}}})
     assert auto_v3.stage("denoise").implementation == "auto" and strength(4.0, auto_v3) == 60.0

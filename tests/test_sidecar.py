@@ -201,7 +201,8 @@ def test_version_1_sidecar_reads(tmp_path: Path) -> None:
         # left DNG lens-shading maps unapplied (params version 1), and its saturation -10 to the chroma table
         # alone (photofinish params version 1), and the denoiser's automatic strength to the full-size image's
         # at any render size (classical params version 1): all stay pinned
-        stages={"denoise": StageSettings(enabled=False, implementation="classical", params={"version": 1}),
+        stages={"denoise": StageSettings(enabled=False, implementation="classical",
+                                         params={"version": 1, "follow_scale": False}),
                 "upsample": StageSettings(implementation="bilinear"),
                 "demosaic": StageSettings(implementation="mhc", params={"version": 1}),
                 "photofinish": StageSettings(implementation="learned", params={"version": 1})},

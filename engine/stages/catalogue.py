@@ -50,8 +50,10 @@ _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, war
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 # version 2 desaturates around luminance (-100 is black and white); 1 in the chroma table alone
 _PHOTOFINISH_V1 = (("photofinish", "learned", 1), ("photofinish", "classical", 1))
-# classical 2 and auto 4: the classical strength follows a reduced render's size; before, the full-size image's
+# classical params 2 and auto 4 say whether the classical strength follows a reduced render's size; recipes before
+# version 7 used the full-size image's (the params version cannot tell: version 7 recipes stored the same ones)
 _DENOISE_FULL_SIZE = (("denoise", "classical", 1), ("denoise", "auto", 3))
+FOLLOW_SCALE_FROM = 7
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
         *_DENOISE_FULL_SIZE),
@@ -85,6 +87,10 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
         value = stages.get(name)
         if isinstance(value, dict) and value.get("implementation") == implementation and "params" not in value:
             value["params"] = {"version": params_version}
+    denoise = stages.get("denoise")
+    if recipe_version < FOLLOW_SCALE_FROM and isinstance(denoise, dict) and isinstance(denoise.get("params"), dict) \
+            and denoise.get("implementation") in ("classical", "auto"):
+        denoise["params"] = {"follow_scale": False, **denoise["params"]}
     return stages
 
 

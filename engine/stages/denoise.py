@@ -26,7 +26,8 @@ _FROM_OPPONENT = np.linalg.inv(_TO_OPPONENT).astype(np.float32)
 @dataclass(frozen=True)
 class DenoiseParams:
     """Noise reduction strength 0..100; ``None`` picks it from the file's ISO or DNG noise profile, for the noise
-    left at the render's size (``follow_scale``; version 1 picked the full-size image's strength at any size)."""
+    left at the render's size (``follow_scale``; False: the full-size image's strength at any size, as recipes
+    before recipe version 7 rendered, :func:`engine.stages.catalogue.pin_former_defaults`)."""
 
     VERSION: ClassVar[int] = 2
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
@@ -61,11 +62,6 @@ class ClassicalDenoise(Stage):
 
     def params_from(self, recipe: Recipe) -> DenoiseParams:
         return DenoiseParams(strength=recipe.denoise)
-
-    @classmethod
-    def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1 smoothed a reduced render (a 2048 px export) as hard as the full-size image."""
-        return {"follow_scale": False, **params} if version < 2 else params
 
     def prepare(self, params: DenoiseParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source

@@ -138,10 +138,7 @@ class AutoDenoise(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1's model was "fast", run from ISO 1600; version 2's "mid", from ISO 800; versions 1 to 3
-        smoothed a reduced render classically as hard as the full-size image."""
-        if version < 4:
-            params = {"follow_scale": False, **params}
+        """Version 1's model was "fast", run from ISO 1600; version 2's "mid", from ISO 800."""
         if version < 2:
             return {"model": "fast", "learned_from_iso": 1600.0, **params}
         return {"model": "mid", "learned_from_iso": 800.0, **params} if version < 3 else params
