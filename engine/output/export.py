@@ -212,7 +212,7 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
     """
     from engine.edits import apply_changes
     from engine.io.source import open_source
-    from engine.xmp.sidecar import sidecar_orientation, sidecar_recipe
+    from engine.xmp.sidecar import sidecar_orientation, sidecar_render
 
     start = time.perf_counter()
     with _cyclic_gc_paused():
@@ -226,14 +226,15 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         if not targets:
             raise OutputError("no output to write")
         _check_targets_apart(targets)
+        # the photographer's rotation in another program is read with or without a recipe of ours
         if recipe is None or extra_xmp is None:
-            from_sidecar, catalogue = sidecar_recipe(path, changes, base)
+            from_sidecar, catalogue, turned = sidecar_render(path, changes, base)
             extra_xmp = catalogue if extra_xmp is None else extra_xmp
             recipe = from_sidecar if recipe is None else apply_changes(recipe, changes)
+            orientation = orientation or turned
         else:
             recipe = apply_changes(recipe, changes)
-        if orientation is None:  # the photographer's rotation in another program, read with or without a recipe
-            orientation = sidecar_orientation(path)
+            orientation = orientation or sidecar_orientation(path)
         for target, options in targets:
             _check_not_input(target, path)
             _check_target(target, options)

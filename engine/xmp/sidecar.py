@@ -143,14 +143,23 @@ def sidecar_recipe(raw: Path, changes: Mapping[str, Any] | None = None,
     The recipe is the sidecar's stored one (else ``base``, or the defaults, with the sidecar's Adobe hints), with
     ``changes`` on top (:func:`engine.edits.apply_changes`); the XMP is the sidecar's rating, labels and keywords.
     """
+    recipe, catalogue, _ = sidecar_render(raw, changes, base)
+    return recipe, catalogue
+
+
+def sidecar_render(raw: Path, changes: Mapping[str, Any] | None = None,
+                   base: Recipe | None = None) -> tuple[Recipe, dict[str, Any], Orientation | None]:
+    """:func:`sidecar_recipe`'s recipe and output XMP, and the orientation the sidecars set (None: the raw's
+    EXIF one applies), from one reading of them: a sidecar saved meanwhile cannot give a mix of two states."""
     from engine.edits import apply_changes
 
     info = read_sidecar(Path(raw))
     embedded = embedded_catalogue(Path(raw))
     if info is None:
-        return apply_changes(base, changes), embedded
+        return apply_changes(base, changes), embedded, None
     start = info.recipe if info.recipe is not None else apply_hints(base or Recipe(), info.hints)
-    return apply_changes(start, changes), embedded | catalogue_xmp(info)  # the sidecar's word is the later one
+    # the sidecar's word is the later one
+    return apply_changes(start, changes), embedded | catalogue_xmp(info), info.orientation
 
 
 def embedded_catalogue(raw: Path) -> dict[str, Any]:
