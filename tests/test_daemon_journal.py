@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 
 from hostplug.cli import main
 from hostplug.daemon.errors import JournalError
-from hostplug.daemon.journal import Journal
+from hostplug.daemon.journal import Conflict, Journal
 
 
 def test_a_file_moves_through_its_states_and_survives_reopening(tmp_path: Path) -> None:
@@ -51,7 +52,8 @@ def test_an_output_belongs_to_one_raw_only(tmp_path: Path) -> None:
     assert journal.claim(a.id, ["/out/x.jpg"]) is None
     assert journal.claim(a.id, ["/out/x.jpg"]) is None  # its own again: fine
     conflict = journal.claim(b.id, ["/out/x.jpg"])
-    assert conflict and "a/x.dng" in conflict
+    assert conflict == Conflict(f"/out/x.jpg (already the output of {a.path})", renamed=False)
+    assert pickle.loads(pickle.dumps(conflict)) == conflict  # as it crosses the cluster's claim protocol
 
 
 def test_temporary_failures_wait_before_they_are_due(tmp_path: Path) -> None:
@@ -206,7 +208,54 @@ def test_a_raw_whose_own_name_another_photo_was_numbered_to_is_numbered_in_turn(
     numbered = ([str(out / "canon1-2-2.jpg")], None)
     assert claim_outputs(own, folder, TokenValues(name="canon1-2"), None, journal) == numbered
     assert claim_outputs(own, folder, TokenValues(name="canon1-2"), None, journal) == numbered  # a retry: the same
+    chained = journal.enqueue(hot / "canon1-2-2.dng", hot, 1, 1, "chained")  # named like that numbering, later
+    assert claim_outputs(Job(chained.id, chained.path, hot, 1, 1, "chained"), folder,
+                         TokenValues(name="canon1-2-2"), None, journal) == ([str(out / "canon1-2-2-2.jpg")], None)
 
+
+def test_raws_whose_names_the_template_makes_the_same_fail_whichever_holds_the_name(tmp_path: Path) -> None:
+    # "IMG 0001" and "IMG_0001" are both IMG_0001.jpg under "{name}": the second was numbered (IMG_0001-2),
+    # and a sub-folder's IMG_0001.dng numbered or failed depending on which raw held the name first
+    from hostplug.daemon.config import FolderConfig, OutputSpec
+    from hostplug.daemon.job import Job, claim_outputs
+    from hostplug.daemon.templates import TokenValues
+
+    hot, out = tmp_path / "in", tmp_path / "out"
+    folder = FolderConfig(path=hot, outputs=(OutputSpec(folder=out, template="{name}", format="jpeg"),))
+    journal = Journal(tmp_path / "j.sqlite")
+    first = journal.enqueue(hot / "IMG 0001.dng", hot, 1, 1, "first")
+    target = str(out / "IMG_0001.jpg")
+    assert claim_outputs(Job(first.id, first.path, hot, 1, 1, "first"), folder, TokenValues(name="IMG 0001"),
+                         None, journal) == ([target], None)
+    for path in (hot / "IMG_0001.dng", hot / "sub" / "IMG_0001.dng"):
+        entry = journal.enqueue(path, hot, 1, 1, path.name)
+        assert claim_outputs(Job(entry.id, path, hot, 1, 1, path.name), folder, TokenValues(name="IMG_0001"),
+                             None, journal) == ([target], f"output {target} (already the output of {first.path}); "
+                                                          "put {dir} or {seq} in the template")
+    assert journal.claimed() == [Path(target)]  # nothing numbered reserved on the way
+
+
+def test_a_new_photo_that_holds_its_own_name_numbers_no_other_raw(tmp_path: Path) -> None:
+    # the earlier photo's outputs went elsewhere (the template changed since): the new photo has IMG_0001.jpg
+    # unnumbered, and an IMG_0001.dng is another raw of the same output name, not one whose name it took
+    from hostplug.daemon.config import FolderConfig, OutputSpec
+    from hostplug.daemon.job import Job, claim_outputs
+    from hostplug.daemon.templates import TokenValues
+
+    hot, out = tmp_path / "in", tmp_path / "out"
+    folder = FolderConfig(path=hot, outputs=(OutputSpec(folder=out, template="{name}", format="jpeg"),))
+    journal = Journal(tmp_path / "j.sqlite")
+    earlier = _archived(journal, hot / "IMG 0001.dng", "first", [str(tmp_path / "old" / "IMG_0001.jpg")])
+    second = journal.enqueue_new_photo(earlier, 2, 2, "second")
+    target = str(out / "IMG_0001.jpg")
+    assert claim_outputs(Job(second.id, second.path, hot, 2, 2, "second", fresh_names=True), folder,
+                         TokenValues(name="IMG 0001"), None, journal) == ([target], None)
+    other = journal.enqueue(hot / "IMG_0001.dng", hot, 1, 1, "other")
+    assert journal.claim(other.id, [target]) == Conflict(
+        f"{target} (already the output of {second.path})", renamed=False)
+    targets, refusal = claim_outputs(Job(other.id, other.path, hot, 1, 1, "other"), folder,
+                                     TokenValues(name="IMG_0001"), None, journal)
+    assert targets == [target] and refusal and "put {dir} or {seq} in the template" in refusal
 
 
 def test_an_earlier_photo_dropped_again_takes_its_row_back_from_the_later_one(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from hostplug.daemon.cluster_auth import check_token
 from hostplug.daemon.config import DaemonConfig, FolderConfig
 from hostplug.daemon.errors import ClusterLostError, ConfigError
 from hostplug.daemon.job import Job, Outcome
+from hostplug.daemon.journal import Conflict
 from hostplug.daemon.workers import MAX_FAILED_STARTS, Event, describe_slots
 
 log = logging.getLogger("hostplug.watch")
@@ -344,7 +345,7 @@ class _DaemonClaims:
     def __init__(self, worker: RenderWorker, file_id: int) -> None:
         self.worker, self.file_id = worker, file_id
 
-    def claim(self, file_id: int, targets: list[str]) -> str | None:
+    def claim(self, file_id: int, targets: list[str]) -> Conflict | None:
         box: queue.Queue = queue.Queue()
         self.worker.answers[file_id] = box
         self.worker.claims.put((file_id, [str(self.worker.paths.here(t)) for t in targets]))
@@ -412,8 +413,8 @@ class RenderWorker:
         except queue.Empty:
             return None
 
-    def answer(self, file_id: int, conflict: str | None) -> None:
-        """The daemon's answer to a claim: None, or the output another raw owns."""
+    def answer(self, file_id: int, conflict: Conflict | None) -> None:
+        """The daemon's answer to a claim: None, or the :class:`.Conflict` with the raw that owns an output."""
         box = self.answers.get(file_id)
         if box is not None:
             box.put(conflict)

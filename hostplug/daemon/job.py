@@ -30,7 +30,7 @@ from engine.errors import (
 )
 from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig, OutputSpec
-from hostplug.daemon.journal import Journal
+from hostplug.daemon.journal import Conflict, Journal
 from hostplug.daemon.recipes import orientation_for_file, recipe_for_file, recipe_hash
 from hostplug.daemon.templates import TokenValues, output_path, safe_part
 
@@ -131,12 +131,13 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
     A new photo under the name of an earlier, archived one (``job.fresh_names``: cameras start again at
     IMG_0001) takes the first of ``NAME``, ``NAME-2``, ``NAME-3``... that no other raw's outputs hold and that is
     not the name of a raw known before it (``job.taken_names``), so the earlier photo's outputs are never
-    replaced. A raw whose own names such a numbered photo holds (it is called ``NAME-2`` itself) is numbered the
-    same way, from its own name. The same numbers come back at every retry. Any other raw whose names are taken
-    fails, asking for ``{dir}`` or ``{seq}``.
+    replaced. A raw whose own names such a numbered photo holds (it is called ``NAME-2`` itself: the claim's
+    :attr:`.Conflict.renamed`) is numbered the same way, from its own name. The same numbers come back at every
+    retry. Any other raw whose names are taken (one of the same output name: ``IMG 0001.dng`` and
+    ``IMG_0001.dng``, or one in a sub-folder) fails, asking for ``{dir}`` or ``{seq}``.
     """
     targets: list[str] = []
-    conflict = None
+    conflict: Conflict | None = None
     numbering = job.fresh_names
     for number in range(1, MAX_NAME_NUMBER + 1):
         named = values if number == 1 else dataclasses.replace(values, name=f"{values.name}-{number}")
@@ -152,10 +153,10 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
         conflict = journal.claim(job.id, targets)
         if conflict is None:
             return targets, None
-        numbering = numbering or getattr(conflict, "renamed", False)
+        numbering = numbering or conflict.renamed
         if not numbering:
             break
-    return targets, f"output {conflict or targets[0]}; put {{dir}} or {{seq}} in the template"
+    return targets, f"output {conflict.message if conflict else targets[0]}; put {{dir}} or {{seq}} in the template"
 
 
 def _left_to_another(name: str, taken: tuple[str, ...]) -> bool:

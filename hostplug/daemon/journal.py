@@ -16,6 +16,7 @@ import contextlib
 import errno
 import functools
 import json
+import re
 import sqlite3
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hostplug.daemon.errors import JournalError
+from hostplug.daemon.templates import safe_part
 
 STATES = ("queued", "rendering", "done", "failed")
 SCHEMA_VERSION = 1
@@ -72,20 +74,24 @@ def _like_literal(text: str) -> str:
     return "".join("\\" + c if c in "\\%_" else c for c in text)
 
 
-class Conflict(str):
-    """Why a raw cannot have the output names it asked for: one line naming the output and the raw that has it.
-    ``renamed`` says that raw has another name (a photo numbered ``NAME-2`` after another of its name holds the
-    outputs of a raw called ``NAME-2``): the asking raw is then numbered in turn. A ``str``, so that it crosses
-    the cluster's claim protocol, which hands the answer on as it is."""
+def _numbered_from(name: str, holder: str) -> bool:
+    """Whether the raw name ``name`` is what numbering makes of ``holder`` (``holder-N``, N >= 2, as
+    :func:`.job.claim_outputs` numbers), compared as output names (made safe alike): a holder of ``name``'s own
+    outputs then holds them numbered, where a holder of the same output name (``IMG 0001`` for ``IMG_0001``)
+    holds its own."""
+    number = name.rpartition("-")[2]
+    if re.fullmatch(r"[2-9]|[1-9][0-9]+", number) is None:
+        return False
+    return safe_part(f"{holder}-{number}") == safe_part(name)
 
-    renamed: bool = False
 
-    @classmethod
-    def of(cls, message: str, renamed: bool) -> Conflict:
-        """A conflict with its message."""
-        conflict = cls(message)
-        conflict.renamed = renamed
-        return conflict
+@dataclass(frozen=True)
+class Conflict:
+    """Why a raw cannot have the output names it asked for (:meth:`Journal.claim`). It crosses the cluster's
+    claim protocol as it is (pickled)."""
+
+    message: str  # one line naming the output and the raw that holds it
+    renamed: bool  # that raw was numbered to the name (NAME-2...), which is the asking raw's own: number it in turn
 
 
 @dataclass(frozen=True)
@@ -383,9 +389,14 @@ class Journal:
             self.db.execute("COMMIT")
 
     def _conflict(self, file_id: int, owner_id: int, target: str) -> Conflict:
+        """The conflict of ``file_id`` with the raw that holds ``target``: ``renamed`` when that raw was numbered
+        to the asking raw's own name (``canon1-2.dng`` asks for the ``canon1-2.jpg`` of a new photo ``canon1``,
+        or ``canon1-2-2.dng`` for that of a ``canon1-2`` numbered in turn). A raw of the same output name
+        (``IMG 0001.dng`` and ``IMG_0001.dng`` under ``{name}``, or one in a sub-folder) is not renamed,
+        whichever of them came first."""
         owner, asking = self.get(owner_id), self.get(file_id)
-        renamed = bool(owner and asking and owner.path.stem != asking.path.stem)  # PATH#ID: the stem of PATH
-        return Conflict.of(f"{target} (already the output of {owner.path if owner else owner_id})", renamed)
+        renamed = bool(owner and asking and _numbered_from(asking.path.stem, owner.path.stem))  # PATH#ID: stem of PATH
+        return Conflict(f"{target} (already the output of {owner.path if owner else owner_id})", renamed)
 
     def names_before(self, entry: Entry) -> tuple[str, ...]:
         """The names (without suffix) of the raws of ``entry``'s hot folder that the journal knew before it and
