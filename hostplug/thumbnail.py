@@ -94,16 +94,12 @@ def _turned(image, orientation: int):
 def _sidecar_orientation(raw_path: Path) -> int | None:
     """The orientation a sidecar of the raw sets (Lightroom, darktable), which a render applies instead of the
     raw's; None when none does, or when the sidecar cannot be read (a render says what is wrong with it, a file
-    browser cannot). The XMP reader loads only for a raw that has a sidecar."""
-    from engine.xmp.sidecar_files import find_sidecars
-
-    if not find_sidecars(raw_path):
-        return None
+    browser cannot)."""
     from engine.errors import HostplugError
-    from engine.xmp.sidecar import sidecar_orientation
+    from engine.xmp.sidecar_files import orientation_set
 
     try:
-        chosen = sidecar_orientation(raw_path)
+        chosen = orientation_set(raw_path)
     except HostplugError:
         return None
     return chosen.value if chosen else None
