@@ -31,7 +31,7 @@ from engine.errors import (
 from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.journal import Conflict, Journal
-from hostplug.daemon.recipes import orientation_for_file, recipe_for_file, recipe_hash
+from hostplug.daemon.recipes import recipe_for_file, recipe_hash
 from hostplug.daemon.templates import TokenValues, output_path, safe_part
 
 PERMANENT_KINDS = ("failed", "gone")
@@ -203,8 +203,7 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         except InputNotFoundError as e:
             return Outcome(job.id, "failed", str(e))
     try:
-        recipe, catalogue = recipe_for_file(job.path, base)
-        turned = orientation_for_file(job.path)
+        recipe, catalogue, turned = recipe_for_file(job.path, base)
     except HostplugError as e:
         return Outcome(job.id, "failed", f"sidecar: {e}")
     digest = recipe_hash(recipe, folder, catalogue, turned)

@@ -2,8 +2,7 @@
 
 A hot folder's look is its presets, applied in order, then its ``recipe`` settings. A raw's own sidecar wins:
 its stored recipe replaces the folder's look, and Adobe/darktable sidecars add their settings as hints
-(:func:`engine.xmp.sidecar.sidecar_recipe`) and the orientation the photographer set there
-(:func:`engine.xmp.sidecar.sidecar_orientation`).
+and the orientation the photographer set there (:func:`engine.xmp.sidecar.sidecar_render`).
 """
 
 from __future__ import annotations
@@ -45,19 +44,13 @@ def folder_recipe(folder: FolderConfig) -> Recipe:
         raise LookError(f"hot folder {folder.path}: {e}") from e
 
 
-def recipe_for_file(raw: Path, base: Recipe) -> tuple[Recipe, dict[str, Any]]:
-    """The recipe for one raw (its sidecar's, else ``base`` plus the sidecar's hints) and the output XMP that
-    carries the sidecar's rating, labels and keywords (:func:`engine.xmp.sidecar.sidecar_recipe`)."""
-    from engine.xmp.sidecar import sidecar_recipe
+def recipe_for_file(raw: Path, base: Recipe) -> tuple[Recipe, dict[str, Any], Orientation | None]:
+    """The recipe for one raw (its sidecar's, else ``base`` plus the sidecar's hints), the output XMP that carries
+    the sidecar's rating, labels and keywords, and the orientation the sidecar sets (None: the raw's EXIF one
+    applies), from one reading of the sidecars (:func:`engine.xmp.sidecar.sidecar_render`)."""
+    from engine.xmp.sidecar import sidecar_render
 
-    return sidecar_recipe(raw, base=base)
-
-
-def orientation_for_file(raw: Path) -> Orientation | None:
-    """The orientation the raw's sidecar sets (Lightroom, darktable), or None: the raw's EXIF one applies."""
-    from engine.xmp.sidecar import sidecar_orientation
-
-    return sidecar_orientation(raw)
+    return sidecar_render(raw, base=base)
 
 
 def recipe_hash(recipe: Recipe, folder: FolderConfig, extra_xmp: Mapping[str, Any] | None = None,
