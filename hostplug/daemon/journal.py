@@ -365,19 +365,18 @@ class Journal:
     def claim(self, file_id: int, targets: list[str]) -> Conflict | None:
         """Reserve output paths for a raw, all or none; returns the :class:`Conflict` of a path that another raw
         already owns, else None."""
-        with self._transaction():
+        with self._transaction():  # every target is checked before any is reserved
             for target in targets:
                 row = self.db.execute("SELECT file_id FROM outputs WHERE target = ?", (target,)).fetchone()
                 if row and row[0] != file_id:
-                    self.db.execute("ROLLBACK")  # none: what this claim reserved so far goes too
                     return self._conflict(file_id, row[0], target)
-                self.db.execute("INSERT OR IGNORE INTO outputs VALUES (?, ?)", (target, file_id))
+            self.db.executemany("INSERT OR IGNORE INTO outputs VALUES (?, ?)", [(t, file_id) for t in targets])
         return None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """One write transaction (``BEGIN IMMEDIATE``: another daemon's writes wait for it), committed when the
-        block ends unless the block rolled it back, rolled back when the block raises."""
+        block ends, rolled back when it raises."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -385,8 +384,7 @@ class Journal:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
-        if self.db.in_transaction:
-            self.db.execute("COMMIT")
+        self.db.execute("COMMIT")
 
     def _conflict(self, file_id: int, owner_id: int, target: str) -> Conflict:
         """The conflict of ``file_id`` with the raw that holds ``target``: ``renamed`` when that raw was numbered
@@ -414,8 +412,7 @@ class Journal:
     def set_workers(self, workers: list[dict[str, Any]]) -> None:
         """Replace the daemon's picture of its workers (slot, node, pid, state, file_id, since) in one go."""
         now = time.time()
-        with self.db:
-            self.db.execute("BEGIN")
+        with self._transaction():
             self.db.execute("DELETE FROM workers")
             self.db.executemany(
                 "INSERT INTO workers VALUES (:slot, :node, :pid, :state, :file_id, :since, :updated)",
