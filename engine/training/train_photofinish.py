@@ -18,7 +18,9 @@ unprocessed into raws (:mod:`engine.training.camera_photos`, its seeded split ho
 target of ``natural`` being each camera's own JPEG; the networks follow the raw's exposure (``exposure="raw"``:
 a fixed rendering gain :data:`engine.training.camera_photos.RENDER_EV` plus a correction of at most
 ``TrainConfig.correction`` stops, chosen from the bracket evidence in :mod:`engine.training.eval_looks`), with
-the adaptivity penalty lowered to :data:`CAMERA_ADAPTIVITY` (136 photographs, not eight, to learn from).
+the adaptivity penalty lowered to :data:`CAMERA_ADAPTIVITY` (136 photographs, not eight, to learn from) and
+the gain out of it: the gain is supervised by the camera gain each input was drawn with
+(:data:`EXPOSURE_SUPERVISION`, :func:`loss_fn`).
 ``wheels`` (still ``TrainConfig``'s default, so the ``hostplug train photofinish`` command keeps working until it
 records :meth:`PhotofinishNet.architecture` and :func:`training_record`): the eight photographs of the
 installed wheels (:mod:`engine.training.look_data`) and white-point exposure, as the weights shipped before
