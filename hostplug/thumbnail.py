@@ -94,12 +94,16 @@ def _turned(image, orientation: int):
 def _sidecar_orientation(raw_path: Path) -> int | None:
     """The orientation a sidecar of the raw sets (Lightroom, darktable), which a render applies instead of the
     raw's; None when none does, or when the sidecar cannot be read (a render says what is wrong with it, a file
-    browser cannot)."""
+    browser cannot). The XMP reader loads only for a raw that has a sidecar."""
+    from engine.xmp.sidecar_files import find_sidecars
+
+    if not find_sidecars(raw_path):
+        return None
     from engine.errors import HostplugError
-    from engine.xmp.sidecar_files import orientation_set
+    from engine.xmp.sidecar import sidecar_orientation
 
     try:
-        chosen = orientation_set(raw_path)
+        chosen = sidecar_orientation(raw_path)
     except HostplugError:
         return None
     return chosen.value if chosen else None

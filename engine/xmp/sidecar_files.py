@@ -10,9 +10,8 @@ from pathlib import Path
 
 from engine.errors import SidecarError
 from engine.io.bounded import is_name_too_long
-from engine.orientation import Orientation
 
-__all__ = ["find_duplicates", "find_sidecar", "find_sidecars", "orientation_set", "sidecar_path"]
+__all__ = ["find_duplicates", "find_sidecar", "find_sidecars", "sidecar_path"]
 
 
 def _present(path: Path) -> bool:
@@ -73,12 +72,3 @@ def find_duplicates(raw: Path) -> list[Path]:
     numbered = ((p, pattern.fullmatch(p.name)) for p in raw.parent.iterdir())
     return [p for _, p in sorted((int(m.group(1)), p) for p, m in numbered if m is not None and p.is_file())]
 
-
-def orientation_set(raw: Path) -> Orientation | None:
-    """The orientation the sidecars of ``raw`` set (:func:`engine.xmp.sidecar.sidecar_orientation`), or None;
-    the XMP reader loads only when ``raw`` has a sidecar, so a raw without one costs a look, not a parser."""
-    if not find_sidecars(raw):
-        return None
-    from engine.xmp.sidecar import sidecar_orientation
-
-    return sidecar_orientation(raw)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from engine.orientation import FROM_FILE
+from engine.orientation import FROM_FILE, Orientation
 from hostplug.commands.common import for_each_input, json_option, json_text
 
 
@@ -25,9 +25,8 @@ def info(inputs: tuple[Path, ...], as_json: bool) -> None:
     def describe(path: Path) -> None:
         import engine
         from engine.io.source_info import describe
-        from engine.xmp.sidecar_files import orientation_set
 
-        description = describe(engine.open(path), orientation_set(path))
+        description = describe(engine.open(path), _sidecar_orientation(path))
         click.echo(json_text(description, len(inputs)) if as_json else format_description(description))
 
     for_each_input(inputs, describe)
@@ -95,6 +94,17 @@ def _white_balance_line(wb: dict[str, Any]) -> str:
     if not wb.get("in_file", True):
         return f"none in the file; learned estimate: {values}"
     return f"{values} (from {wb['origin']})"
+
+
+def _sidecar_orientation(path: Path) -> Orientation | None:
+    """The orientation ``path``'s sidecars set; the XMP reader (lxml, pyexiv2) loads only when there is one."""
+    from engine.xmp.sidecar_files import find_sidecars
+
+    if not find_sidecars(path):
+        return None
+    from engine.xmp.sidecar import sidecar_orientation
+
+    return sidecar_orientation(path)
 
 
 def _orientation_line(orientation: dict[str, Any]) -> str:
