@@ -211,6 +211,12 @@ def test_a_raw_whose_own_name_another_photo_was_numbered_to_is_numbered_in_turn(
     chained = journal.enqueue(hot / "canon1-2-2.dng", hot, 1, 1, "chained")  # named like that numbering, later
     assert claim_outputs(Job(chained.id, chained.path, hot, 1, 1, "chained"), folder,
                          TokenValues(name="canon1-2-2"), None, journal) == ([str(out / "canon1-2-2-2.jpg")], None)
+    # another canon1-2.dng, in a sub-folder, is numbered in turn to canon1-2-2 too, which the first one holds:
+    # a raw of the same output name there, so it fails as such raws do instead of numbering on
+    again = journal.enqueue(hot / "sub" / "canon1-2.dng", hot, 1, 1, "again")
+    assert claim_outputs(Job(again.id, again.path, hot, 1, 1, "again"), folder, TokenValues(name="canon1-2"), None,
+                         journal)[1] == (f"output {out / 'canon1-2-2.jpg'} (already the output of {named.path}); "
+                                         "put {dir} or {seq} in the template")
 
 
 def test_raws_whose_names_the_template_makes_the_same_fail_whichever_holds_the_name(tmp_path: Path) -> None:

@@ -132,13 +132,13 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
     IMG_0001) takes the first of ``NAME``, ``NAME-2``, ``NAME-3``... that no other raw's outputs hold and that is
     not the name of a raw known before it (``job.taken_names``), so the earlier photo's outputs are never
     replaced. A raw whose own names such a numbered photo holds (it is called ``NAME-2`` itself: the claim's
-    :attr:`.Conflict.renamed`) is numbered the same way, from its own name. The same numbers come back at every
-    retry. Any other raw whose names are taken (one of the same output name: ``IMG 0001.dng`` and
-    ``IMG_0001.dng``, or one in a sub-folder) fails, asking for ``{dir}`` or ``{seq}``.
+    :attr:`.Conflict.renamed`) is numbered the same way, from its own name, as long as each name it meets is held
+    by such a numbering. The same numbers come back at every retry. Any other raw whose names are taken (one of
+    the same output name: ``IMG 0001.dng`` and ``IMG_0001.dng``, or one in a sub-folder) fails, asking for
+    ``{dir}`` or ``{seq}``.
     """
     targets: list[str] = []
     conflict: Conflict | None = None
-    numbering = job.fresh_names
     for number in range(1, MAX_NAME_NUMBER + 1):
         named = values if number == 1 else dataclasses.replace(values, name=f"{values.name}-{number}")
         candidate = [str(output_target(s, named, original)) for s in folder.outputs]
@@ -153,8 +153,7 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
         conflict = journal.claim(job.id, targets)
         if conflict is None:
             return targets, None
-        numbering = numbering or conflict.renamed
-        if not numbering:
+        if not (job.fresh_names or conflict.renamed):  # a raw numbered in turn stops at a plain conflict
             break
     return targets, f"output {conflict.message if conflict else targets[0]}; put {{dir}} or {{seq}} in the template"
 
