@@ -589,7 +589,7 @@ class Service:
         from engine.pipeline import render
         from engine.recipe import Recipe
         from engine.stage_cache import StageCache
-        from engine.xmp.sidecar import sidecar_orientation, sidecar_recipe
+        from engine.xmp.sidecar import sidecar_orientation, sidecar_render
 
         start, cpu = time.perf_counter(), time.process_time()
         long_edge, pixel_format = args.get("long_edge", PREVIEW_LONG_EDGE), args.get("format", "rgb8")
@@ -601,13 +601,14 @@ class Service:
         given, changes = args.get("recipe"), args.get("changes") or None
         if given is not None:
             recipe = apply_changes(Recipe.from_dict(given), changes)
-        else:
-            recipe = sidecar_recipe(source.path, changes)[0]
+            turned = sidecar_orientation(source.path)
+        else:  # the recipe and the orientation from one reading of the sidecars
+            recipe, _, turned = sidecar_render(source.path, changes)
         if self.previews is None:
             self.previews = StageCache()
         with _one_torch_thread():
             rendered = render(source, recipe, device=args.get("device", "cpu"), preview=long_edge,
-                              cache=self.previews, orientation=sidecar_orientation(source.path))
+                              cache=self.previews, orientation=turned)
         pixels = cv2.convertScaleAbs(rendered.pixels, alpha=255.0)  # to 8 bits, rounded, a pass over the pixels
         if pixel_format == "png":
             payload = cv2.imencode(".png", pixels[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
