@@ -52,7 +52,8 @@ def _preview(raw_path: Path):
             if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
                 image = Image.open(io.BytesIO(thumb.data))
                 image.load()
-                return image, width, height, image.getexif().get(0x0112, orientation)
+                own = image.getexif().get(0x0112)  # the preview's own orientation, when it has a valid one
+                return image, width, height, own if own in range(1, 9) else orientation
             if thumb is not None and thumb.format == rawpy.ThumbFormat.BITMAP:
                 return Image.fromarray(np.asarray(thumb.data)), width, height, orientation
             rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8, user_flip=0)

@@ -181,7 +181,7 @@ def test_the_file_browsers_thumbnail_turns_as_the_render_does(block_raw: Path, t
     assert _corner(Path(write_thumbnail(raw, tmp_path / "bad.jpg")["output"])) == "top-left"
 
 
-@pytest.mark.parametrize("kind", ["jpeg", "bitmap"])
+@pytest.mark.parametrize("kind", ["jpeg", "jpeg with a tag of 0", "bitmap"])
 def test_a_stored_preview_is_turned_once_by_the_raws_or_the_sidecars(kind: str, monkeypatch: pytest.MonkeyPatch,
                                                                     tmp_path: Path) -> None:
     """Embedded previews are kept as the sensor stored them (a JPEG without an orientation of its own, a bitmap):
@@ -196,9 +196,11 @@ def test_a_stored_preview_is_turned_once_by_the_raws_or_the_sidecars(kind: str, 
 
     stored = np.full((HEIGHT, WIDTH, 3), 60, dtype=np.uint8)
     stored[:45, :45] = 250  # the block in the stored image's top-left corner
-    data = io.BytesIO()
-    Image.fromarray(stored).save(data, format="JPEG", quality=95)
-    thumb = SimpleNamespace(format=rawpy.ThumbFormat.JPEG, data=data.getvalue()) if kind == "jpeg" else \
+    data, tag = io.BytesIO(), Image.Exif()
+    if kind == "jpeg with a tag of 0":  # no orientation: the raw's decides
+        tag[0x0112] = 0
+    Image.fromarray(stored).save(data, format="JPEG", quality=95, exif=tag.tobytes())
+    thumb = SimpleNamespace(format=rawpy.ThumbFormat.JPEG, data=data.getvalue()) if kind != "bitmap" else \
         SimpleNamespace(format=rawpy.ThumbFormat.BITMAP, data=stored)
 
     class Raw:  # a raw held upright: LibRaw's flip 6, EXIF 6 (turn clockwise to view)
