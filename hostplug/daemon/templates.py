@@ -10,7 +10,7 @@ A template names an output relative to its output folder, without the suffix (th
 ``{style}``  the recipe's picture style                         ``natural``
 ``{seq}``    the file's number in the journal, stable across restarts; takes a format: ``{seq:05d}``
 
-Token values keep the letters, digits and marks of every script (``東京``) and ``._+-_``; any other run of
+Token values keep the letters, digits and marks of every script (``東京``) and ``. _ + -``; any other run of
 characters (separators, spaces, controls) becomes ``_``. They never contain a path separator or ``..``, so only a
 template's own text could leave the output folder; :func:`check_template` refuses such a template (absolute, or
 with a ``..`` part) before the daemon starts.
@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from hostplug.daemon.errors import ConfigError
 
 TOKENS = ("name", "ext", "dir", "date", "camera", "style", "seq")
-_KEPT_PUNCTUATION = frozenset("._+-_")
+_KEPT_PUNCTUATION = frozenset("._+-")
 _DROPPED_RUNS = re.compile("\0+")  # where characters that are not kept were (marked with NUL, never kept itself)
 
 
@@ -46,7 +46,7 @@ class TokenValues:
 
 def _kept(char: str) -> bool:
     """Whether a character stays in a name: a letter, digit or combining mark of any script (``東京``,
-    ``Ärger``, ``हिन्दी``), or one of ``._+-_``; never a separator, control, format or other character."""
+    ``Ärger``, ``हिन्दी``), or one of ``. _ + -``; never a separator, control, format or other character."""
     return char in _KEPT_PUNCTUATION or unicodedata.category(char)[0] in "LNM"
 
 
