@@ -81,6 +81,11 @@ class StageSettings:
         object.__setattr__(self, "params", FrozenDict(self.params))
 
 
+def _refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+    raise TypeError("a recipe cannot be changed in place; make a changed copy with Recipe.replace "
+                    "(or dataclasses.replace for StageSettings)")
+
+
 class FrozenDict(dict):
     """A dict that refuses changes, its values frozen too (:func:`frozen`): what a frozen :class:`Recipe` holds in
     ``stages`` and a :class:`StageSettings` in ``params``, so a recipe shared with a cache, a worker or another
@@ -90,14 +95,10 @@ class FrozenDict(dict):
     def __init__(self, items: Any = (), /) -> None:
         super().__init__((k, frozen(v)) for k, v in dict(items).items())
 
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("a recipe cannot be changed in place; make a changed copy with Recipe.replace "
-                        "(or dataclasses.replace for StageSettings)")
-
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(frozenset((k, _hashable(v)) for k, v in self.items()))
+        return hash(frozenset(self.items()))  # its values are frozen, so hashable
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickled as a plain dict's items (to workers, Ray actors)
         return type(self), (dict(self),)
@@ -110,34 +111,25 @@ class FrozenList(list):
     def __init__(self, items: Any = (), /) -> None:
         super().__init__(frozen(v) for v in items)
 
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("a recipe cannot be changed in place; make a changed copy with Recipe.replace")
-
     __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse
     __iadd__ = __imul__ = _refuse  # type: ignore
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(_hashable(v) for v in self))
+        return hash(tuple(self))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (list(self),)
 
 
 def frozen(value: Any) -> Any:
-    """``value`` with its dicts and lists made :class:`FrozenDict` and :class:`FrozenList`, all the way down."""
+    """``value`` with its dicts and lists made :class:`FrozenDict` and :class:`FrozenList` (and the items of its
+    tuples frozen), all the way down: equal values stay equal, and all are hashable."""
     if isinstance(value, Mapping) and not isinstance(value, FrozenDict):
         return FrozenDict(value)
     if isinstance(value, list) and not isinstance(value, FrozenList):
         return FrozenList(value)
-    return value
-
-
-def _hashable(value: Any) -> Any:
-    """``value`` with its dicts and lists turned into frozensets and tuples: equal values stay equal."""
-    if isinstance(value, Mapping):
-        return frozenset((k, _hashable(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return tuple(_hashable(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(frozen(v) for v in value)
     return value
 
 
