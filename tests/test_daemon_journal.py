@@ -290,3 +290,43 @@ def test_a_copy_the_daemon_deleted_has_left_the_hot_folder_too(tmp_path: Path) -
     assert not journal.get(entry.id).left_hot_folder()  # rendered, still there (originals = "leave")
     journal.set_deleted(entry.id)
     assert journal.get(entry.id).left_hot_folder()
+
+
+def _rendered(journal: Journal, path: Path, outputs: list[str]) -> None:
+    entry = journal.enqueue(path, path.parent, 1, 1, path.name)
+    journal.start(entry.id)
+    journal.finish(entry.id, "r", outputs)
+
+
+def test_queue_lists_each_rendered_raws_outputs_newest_first(tmp_path: Path) -> None:
+    hot, out = tmp_path / "in", tmp_path / "out"
+    journal = Journal(hot / ".hostplug" / "journal.sqlite")
+    for name in ("IMG_0001", "IMG_0002", "IMG_0003"):
+        _rendered(journal, hot / f"{name}.ARW", [str(out / "masters" / f"{name}.tif"),
+                                                 str(out / "web" / "2025-03-01" / f"{name}.jpg")])
+    journal.db.execute("UPDATE files SET finished_at = id")  # a known order, whatever the clock's resolution
+    assert [Path(r["path"]).name for r in journal.rendered_outputs(2)] == ["IMG_0003.ARW", "IMG_0002.ARW"]
+    journal.close()
+
+    text = CliRunner().invoke(main, ["queue", str(hot), "--done", "2"]).stdout.splitlines()
+    start = text.index(f"last done (outputs under {out}):")  # one line a raw: "  WHEN  NAME -> OUTPUT, ..."
+    assert [line.split("  ")[2] for line in text[start + 1:start + 3]] == [
+        "IMG_0003.ARW -> masters/IMG_0003.tif, web/2025-03-01/IMG_0003.jpg",
+        "IMG_0002.ARW -> masters/IMG_0002.tif, web/2025-03-01/IMG_0002.jpg"]
+    assert text[start + 3] == "  (1 more: --done 3 lists them all)"
+    assert "last done" not in CliRunner().invoke(main, ["queue", str(hot), "--done", "0"]).stdout
+
+    shown = json.loads(CliRunner().invoke(main, ["queue", str(hot), "--done", "0", "--json"]).stdout)
+    assert [(Path(r["path"]).name, r["outputs"]) for r in shown["done"]] == [  # every one, absolute
+        (f"{name}.ARW", [str(out / "masters" / f"{name}.tif"), str(out / "web" / "2025-03-01" / f"{name}.jpg")])
+        for name in ("IMG_0003", "IMG_0002", "IMG_0001")]
+
+
+def test_queue_shows_outputs_that_share_no_folder_as_absolute_paths_and_escapes_names(tmp_path: Path) -> None:
+    hot = tmp_path / "in"
+    journal = Journal(hot / ".hostplug" / "journal.sqlite")
+    _rendered(journal, hot / "a\nfake.dng", ["/masters/a.tif", "/web/a.jpg"])  # two disks: nothing in common
+    journal.close()
+    text = CliRunner().invoke(main, ["queue", str(hot)]).stdout.splitlines()
+    assert "last done:" in text
+    assert text[text.index("last done:") + 1].endswith("  a\\nfake.dng -> /masters/a.tif, /web/a.jpg")

@@ -554,3 +554,39 @@ def test_the_first_photo_dropped_again_after_a_numbered_one_is_recognised_as_its
     assert len(rows(studio / "journal.sqlite")) == 2  # still two photos, each with its own outputs
     sha = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (SAMPLE_DNG, second)}
     assert _owners(studio) == {sha[SAMPLE_DNG]: ["canon1.jpg"], sha[second]: ["canon1-2.jpg"]}
+
+
+def test_queue_lists_the_outputs_each_raw_rendered_to(studio: Path) -> None:
+    """`hostplug queue` answers "where did a.dng go?": each rendered raw with its outputs (relative in the text,
+    absolute in --json) and where the raw itself went, and a failed one with its error."""
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+
+    hot, archive = studio / "in", studio / "archive"
+    drop(hot, "a.dng")
+    drop(hot, "b.dng")
+    (hot / "bad.dng").write_text("not an image at all")
+    config = _config(studio, originals="move", archive=str(archive))
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        wait_for(lambda: _done(studio, 3), 90, "every file to be handled")
+        assert daemon.terminate() == 0
+
+    shown = json.loads(CliRunner().invoke(main, ["queue", "--config", str(config), "--json"]).stdout)
+    assert sorted(Path(r["path"]).name for r in shown["done"]) == ["a.dng", "b.dng"]
+    for record in shown["done"]:
+        name = Path(record["path"]).stem
+        assert all(Path(p).is_absolute() and Path(p).is_file() for p in record["outputs"])
+        assert sorted(str(Path(p).relative_to(studio / "out")) for p in record["outputs"]) == _expected_outputs([name])
+        assert record["moved_to"] == str(archive / f"{name}.dng")
+    assert [Path(e["path"]).name for e in shown["errors"]] == ["bad.dng"]
+
+    text = CliRunner().invoke(main, ["queue", "--config", str(config)]).stdout
+    assert f"last done (outputs under {studio / 'out'}):" in text, text
+    listed = {line.split("  ")[2].split(" -> ")[0]: line.split(" -> ")[1].split(", ")
+              for line in text.splitlines() if " -> " in line}
+    assert sorted(listed) == ["a.dng", "b.dng"], text
+    for name, outputs in listed.items():
+        assert sorted(outputs) == _expected_outputs([name[:-len(".dng")]])
+        assert all((studio / "out" / output).is_file() for output in outputs)
+    assert "  bad.dng [failed]: " in text, text

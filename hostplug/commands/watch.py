@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -168,11 +169,52 @@ def _unusual_states(states: dict[str, int]) -> str:
     return f" ({', '.join(shown)})" if shown else ""
 
 
+def _when(timestamp: float | None) -> str | None:
+    """A journal time (``time.time()``) as local ISO time, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(timestamp)) if timestamp else None
+
+
 def _error_record(entry: Any) -> dict[str, Any]:
     return {"path": str(entry.path), "state": entry.state, "kind": entry.error_kind, "error": entry.error,
             "attempts": entry.attempts, "moved_to": str(entry.moved_to) if entry.moved_to else None,
-            "when": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry.finished_at))
-            if entry.finished_at else None}
+            "when": _when(entry.finished_at)}
+
+
+def _done_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A rendered raw for ``--json``: its outputs as the journal holds them (absolute paths), and where the raw
+    went (``moved_to``: the archive) if it left the hot folder."""
+    return {"path": row["path"], "outputs": row["outputs"], "node": row["node"], "moved_to": row["moved_to"],
+            "when": _when(row["finished_at"])}
+
+
+def _output_root(done: list[dict[str, Any]]) -> str | None:
+    """The folder all the listed outputs lie under, to show them relative to it; None when there are none or
+    they share no folder but the file system's root (outputs on several disks)."""
+    parents = [os.path.dirname(output) for row in done for output in row["outputs"]]
+    if not parents:
+        return None
+    try:
+        root = os.path.commonpath(parents)
+    except ValueError:  # absolute and relative paths mixed: keep them as they are
+        return None
+    return root if root and os.path.dirname(root) != root else None
+
+
+def _done_lines(done: list[dict[str, Any]], total: int) -> list[str]:
+    """The text listing of rendered raws: one line each, ``WHEN  NAME -> OUTPUT, OUTPUT``, the outputs relative
+    to the folder they share (named in the heading), so that a line stays short and a grep for the raw's name
+    finds all its outputs."""
+    from hostplug.daemon.logs import printable  # a name must not fake or hide a line
+
+    root = _output_root(done)
+    lines = [f"last done (outputs under {printable(root)}):" if root else "last done:"]
+    for row in done:
+        shown = ", ".join(printable(os.path.relpath(o, root) if root else o) for o in row["outputs"])
+        name = printable(os.path.basename(row["path"]))
+        lines.append(f"  {_when(row['finished_at']) or '-'}  {name} -> {shown or '(no outputs)'}")
+    if total > len(done):
+        lines.append(f"  ({total - len(done)} more: --done {total} lists them all)")
+    return lines
 
 
 @click.command(short_help="Show (and retry) the watch daemon's queue.")
@@ -183,10 +225,13 @@ def _error_record(entry: Any) -> dict[str, Any]:
 @click.option("--retry", is_flag=True, help="Queue failed files again (moved back from _failed/).")
 @click.option("--errors", "error_count", type=click.IntRange(0, None), default=10, show_default=True,
               help="How many recent errors to show.")
+@click.option("--done", "done_count", type=click.IntRange(0, None), default=10, show_default=True,
+              help="How many recently rendered files to list with their outputs (--json lists all).")
 @json_option("Print one JSON object.")
 def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | None, retry: bool,
-          error_count: int, as_json: bool) -> None:
-    """Queued, rendering, done and failed counts and the last errors, for a running or stopped daemon.
+          error_count: int, done_count: int, as_json: bool) -> None:
+    """Queued, rendering, done and failed counts, the last rendered files with their outputs and the last
+    errors, for a running or stopped daemon.
 
     The journal is the one in the configuration, else HOT_FOLDER/.hostplug/journal.sqlite. --retry
     re-queues failed files; a running daemon picks them up at once, a stopped one when it starts.
@@ -199,6 +244,8 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
     try:
         retried, skipped = _retry_failed(db) if retry else (0, [])
         counts, errors = db.counts(), db.recent_errors(error_count)
+        limit = None if as_json else done_count  # scripts get every rendered raw, people the last few
+        done = db.rendered_outputs(limit) if limit != 0 else []
         pid = running_pid(path)
         where = db.nodes(live=pid is not None)  # nodes, workers and each rendered file's node (a cluster's too)
     finally:
@@ -207,7 +254,7 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
         click.echo(json.dumps({"journal": str(path), "running_pid": pid, "counts": counts,
                                "errors": [_error_record(e) for e in errors], "retried": retried,
                                "not_retried": skipped, "nodes": where["nodes"], "workers": where["workers"],
-                               "rendered": where["rendered"]}))
+                               "rendered": where["rendered"], "done": [_done_record(e) for e in done]}))
         return
     click.echo(f"journal {path} ({f'daemon running, pid {pid}' if pid else 'daemon not running'})")
     click.echo("  ".join(f"{state} {n}" for state, n in counts.items()))
@@ -219,12 +266,16 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
             rendering = ", ".join(Path(p).name for p in node["rendering"])
             click.echo(f"  {node['node']}: {node['workers']} worker(s){_unusual_states(node['states'])}, "
                        f"{node['files_per_minute']:g} files/min" + (f", rendering {rendering}" if rendering else ""))
+    if done:
+        click.echo("\n".join(_done_lines(done, counts["done"])))
     if retry:
         click.echo(f"re-queued {retried} failed file(s)")
         for line in skipped:
             click.echo(f"  not re-queued: {line}")
     if errors:
+        from hostplug.daemon.logs import printable
+
         click.echo("last errors:")
         for entry in errors:
-            record = _error_record(entry)
-            click.echo(f"  {record['when'] or '-'}  {entry.path.name} [{entry.state}]: {entry.error}")
+            click.echo(f"  {_when(entry.finished_at) or '-'}  {printable(entry.path.name)} [{entry.state}]: "
+                       f"{printable(entry.error or '')}")
