@@ -4,8 +4,8 @@ This module imports only rawpy, Pillow and, for a DNG, the engine's tag reader (
 hostplug.thumbnail RAW OUT SIZE`` answers in a fraction of a second; ``hostplug thumbnail`` is the same from the
 command line. When a raw has no embedded preview, LibRaw's quick half-size render stands in. The JSON line printed
 gives the size of the picture a render makes (a DNG's DefaultCrop applied), which thumbnail consumers show next
-to the preview. A rotation set in Lightroom or darktable (the raw's sidecar) turns the thumbnail as it turns a
-render; the XMP reader loads only for a raw that has a sidecar.
+to the preview. A rotation set in Lightroom or darktable (the raw's sidecar, or a DNG's own XMP) turns the
+thumbnail as it turns a render; the XMP reader loads only for a raw that has a sidecar or a packet of its own.
 """
 
 from __future__ import annotations
@@ -93,17 +93,18 @@ def _turned(image, orientation: int):
 
 
 def _sidecar_orientation(raw_path: Path) -> int | None:
-    """The orientation a sidecar of the raw sets (Lightroom, darktable), which a render applies instead of the
-    raw's; None when none does, or when the sidecar cannot be read (a render says what is wrong with it, a file
-    browser cannot). The XMP reader loads only for a raw that has a sidecar."""
+    """The orientation a sidecar of the raw (Lightroom, darktable) or a DNG's own XMP sets, which a render applies
+    instead of the raw's; None when none does, or when the packet cannot be read (a render says what is wrong with
+    it, a file browser cannot). The XMP reader loads only for a raw that has a sidecar or a packet of its own."""
+    from engine.errors import HostplugError
+    from engine.xmp.embedded import embedded_packet
     from engine.xmp.sidecar_files import find_sidecars
 
-    if not find_sidecars(raw_path):
-        return None
-    from engine.errors import HostplugError
-    from engine.xmp.sidecar import sidecar_orientation
-
     try:
+        if not find_sidecars(raw_path) and embedded_packet(raw_path) is None:
+            return None
+        from engine.xmp.sidecar import sidecar_orientation  # only now: it loads the XMP reader
+
         chosen = sidecar_orientation(raw_path)
     except HostplugError:
         return None

@@ -43,9 +43,9 @@ def _darktable(params: str, enabled: str = "1") -> bytes:
                         .replace(b'enabled="1"', f'enabled="{enabled}"'.encode()))
 
 
-def _turned(packet: bytes | str, name: str = "IMG_0001.CR2.xmp") -> Orientation | None:
+def _turned(packet: bytes | str, name: str = "IMG_0001.CR2.xmp", exif: int = 1) -> Orientation | None:
     data = packet.encode() if isinstance(packet, str) else packet
-    return orientation(parse_packet(data, name), name)
+    return orientation(parse_packet(data, name), name, lambda: exif)
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +133,37 @@ def test_a_tiff_orientation_that_is_none_is_one_error_line(value: str) -> None:
 def test_darktable_params_that_are_no_orientation_are_refused(params: str) -> None:
     with pytest.raises(SidecarError, match=r"darktable's orientation \(flip\) params .* are not an orientation"):
         _turned(_darktable(params))
-    old = _darktable("05000000").replace(b'darktable:modversion="2" darktable:params="05000000"',
-                                         b'darktable:modversion="1" darktable:params="05000000"')
-    with pytest.raises(SidecarError, match="module version '1', not 2; open the photo in a current darktable"):
-        _turned(old)
+    with pytest.raises(SidecarError, match=r"params 'ffffffff' are not an orientation \(one of 0 to 7 in module "
+                                           r"version 1\)"):
+        _turned(_version_1("ffffffff"))  # "as the EXIF says" came with version 2
+    with pytest.raises(SidecarError, match="module version '3', which hostplug does not know"):
+        _turned(_version_1("05000000").replace(b'modversion="1"', b'modversion="3"'))
+
+
+def _version_1(params: str) -> bytes:
+    """The darktable sidecar with its orientation module of version 1 (darktable 1.0), set to ``params``."""
+    return _darktable(params).replace(b'darktable:modversion="2" darktable:params="' + params.encode(),
+                                      b'darktable:modversion="1" darktable:params="' + params.encode())
+
+
+# darktable's version 1 held the flip on top of the raw's EXIF orientation; darktable's legacy_params makes it
+# absolute. (version 1 params, the raw's EXIF) -> the EXIF orientation darktable shows: 5 turns clockwise and 6
+# counter-clockwise, as in version 2, so a second clockwise turn of a raw held clockwise is upside down.
+@pytest.mark.parametrize(("params", "exif", "expected"), [
+    ("00000000", 1, 1), ("00000000", 6, 6), ("00000000", 3, 3),  # no flip of the photographer's: the EXIF's
+    ("05000000", 1, 6), ("06000000", 1, 8), ("03000000", 1, 3), ("01000000", 1, 4), ("02000000", 1, 2),
+    ("05000000", 6, 3), ("06000000", 6, 1), ("05000000", 8, 1), ("05000000", 3, 8), ("02000000", 6, 7),
+])
+def test_darktables_version_1_orientation_is_converted_as_darktable_does(params: str, exif: int,
+                                                                       expected: int) -> None:
+    found = _turned(_version_1(params), exif=exif)
+    assert found == Orientation(expected, "IMG_0001.CR2.xmp (darktable history: flip), version 1")
+
+
+def test_darktables_version_1_asks_for_the_raws_exif_only_when_it_is_there() -> None:
+    asked = []
+    tree = parse_packet(_darktable("05000000"), "x.xmp")
+    assert orientation(tree, "x.xmp", lambda: asked.append(1) or 1).value == 6 and not asked
 
 
 def test_the_darktable_sidecar_name_is_read_before_adobes(tmp_path: Path) -> None:
@@ -233,6 +260,28 @@ def test_the_sidecar_wins_over_the_raws_exif_and_is_applied_once(block_raw: Path
     out = tmp_path / "darktable.png"
     assert _render(raw, out)["orientation"]["from"] == "IMG_0001.dng.xmp (darktable history: flip)"
     assert cv2.imread(str(out)).shape[:2] == (HEIGHT, WIDTH) and _corner(out) == "top-left"
+
+
+def test_darktables_version_1_orientation_turns_on_top_of_the_raws_exif(block_raw: Path, tmp_path: Path) -> None:
+    raw = _shot(block_raw, tmp_path, exif=6)  # the camera was held upright; darktable 1.0 turned it clockwise
+    raw.with_name(raw.name + ".xmp").write_bytes(_version_1("05000000"))
+    out = tmp_path / "out.png"
+    assert _render(raw, out)["orientation"]["value"] == 3  # twice clockwise: upside down
+    assert cv2.imread(str(out)).shape[:2] == (HEIGHT, WIDTH) and _corner(out) == "bottom-right"
+
+
+def test_the_exif_orientation_is_read_from_the_header(block_raw: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from engine.io.probe import exif_orientation
+
+    assert (exif_orientation(block_raw / "exif6.dng"), exif_orientation(block_raw / "exif1.dng")) == (6, 1)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.new("RGB", (8, 4)).save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    assert exif_orientation(tmp_path / "turned.jpg") == 8
+    (tmp_path / "broken.cr2").write_bytes(b"not a raw")
+    assert exif_orientation(tmp_path / "broken.cr2") == 1
 
 
 def test_a_darktable_rotation_renders_counter_clockwise(block_raw: Path, tmp_path: Path) -> None:

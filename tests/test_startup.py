@@ -131,6 +131,21 @@ def test_a_command_loads_only_its_own_module(sample_dng: Path) -> None:
     assert _run(script) == "['hostplug.commands.common', 'hostplug.commands.info']"
 
 
+def test_info_of_a_dng_without_xmp_loads_no_xmp_parser(sample_dng: Path) -> None:
+    """A DNG's own XMP is looked for in its first directory (tifffile, which reading the DNG loads anyway); the
+    XMP parser loads only for a DNG that holds a packet, or a raw with a sidecar."""
+    script = (
+        "import sys\n"
+        "from hostplug.cli import main\n"
+        "try:\n"
+        f"    main(['info', {str(sample_dng)!r}])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('lxml', 'defusedxml', 'engine.xmp.sidecar') if m in sys.modules))\n"
+    )
+    assert _run(script) == "[]"
+
+
 def test_every_named_command_is_that_command() -> None:
     """``hostplug.cli.COMMANDS`` points each name at the click command of that name."""
     import click

@@ -177,6 +177,7 @@ TAG_NAMES = {
     50779: "CalibrationIlluminant2", 50964: "ForwardMatrix1", 50965: "ForwardMatrix2", 51008: "OpcodeList1",
     51009: "OpcodeList2", 51022: "OpcodeList3", 51041: "NoiseProfile", 50712: "LinearizationTable",
     50829: "ActiveArea", 50719: "DefaultCropOrigin", 50720: "DefaultCropSize", 51125: "DefaultUserCrop",
+    700: "XMLPacket",  # read by engine.xmp.embedded: one tifffile cannot read must not vanish unseen
 }
 
 # What a DNG's values may be. Real files stay far inside these; outside them lies damage, and arithmetic that

@@ -1,15 +1,20 @@
 """Whether a file is one hostplug can render, from its header alone: what ``hostplug edit`` checks before it
 writes a sidecar, so that an edit of a text file or a damaged download is one clear line, not a sidecar for a
 file that never renders. Nothing is decoded (a few milliseconds); a file that passes may still fail to render
-if its data is damaged further in, which :func:`engine.io.source.open_source` reports."""
+if its data is damaged further in, which :func:`engine.io.source.open_source` reports. Also from the header: the
+EXIF orientation a render starts from (:func:`exif_orientation`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
+from engine.io.bounded import pinned
 from engine.io.formats import RGB_SUFFIXES
 from engine.io.limits import quiet_stderr
+
+# LibRaw's "flip" code to the EXIF orientation it stands for.
+LIBRAW_FLIP = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 
 
 def check_renderable_file(path: Path) -> None:
@@ -73,3 +78,26 @@ def _libraw_reads(path: Path) -> bool:
             return True
     except (rawpy.LibRawError, OSError, ValueError):
         return False
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation (1-8) a render of ``path`` starts from, read from the header as the render reads it:
+    LibRaw's for a raw, the image's own for a JPEG, PNG or TIFF. 1 for a file that has none, or that neither reads
+    (its render is refused anyway, with the reason)."""
+    if path.suffix.lower() in RGB_SUFFIXES:
+        from PIL import Image
+
+        from engine.io.rgb_input import orientation_of
+
+        try:
+            with pinned(path, "input", InputNotFoundError) as file, Image.open(file) as image:
+                return orientation_of(image)
+        except Exception:  # noqa: BLE001 - not a regular file, or whatever Pillow raises: no image it reads
+            return 1
+    import rawpy
+
+    try:
+        with pinned(path, "input", InputNotFoundError) as file, quiet_stderr(), rawpy.imread(str(file)) as raw:
+            return LIBRAW_FLIP.get(raw.sizes.flip, 1)  # pinned: a FIFO is refused, not waited on
+    except (InputNotFoundError, rawpy.LibRawError, OSError, ValueError):
+        return 1

@@ -55,7 +55,7 @@ def _read(path: Path, file: Path) -> tuple[np.ndarray, int]:
             width, height = im.size
             check_pixels(path, width, height)
             check_density(path, width, height, file.stat().st_size)
-            orientation = _orientation(im)
+            orientation = orientation_of(im)
             high = _read_16bit(path, file)
             icc = im.info.get("icc_profile")
             if high is not None:
@@ -90,7 +90,7 @@ def _claimed_size(path: Path) -> tuple[int, int] | None:
     return None
 
 
-def _orientation(im: Image.Image) -> int:
+def orientation_of(im: Image.Image) -> int:
     """The EXIF orientation, 1 (as stored) when the file has none or a value outside 1..8."""
     try:
         value = int(im.getexif().get(0x0112, 1) or 1)

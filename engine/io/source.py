@@ -28,13 +28,10 @@ from engine.io.formats import RGB_SUFFIXES
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
-from engine.io.probe import unrecognised
+from engine.io.probe import LIBRAW_FLIP, unrecognised
 
 # What ``neutral_origin`` says of a file without a usable as-shot white balance (``hostplug info`` prints it).
 NO_AS_SHOT = "none in the file; learned estimate"
-
-# LibRaw's "flip" code to the EXIF orientation it stands for.
-_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 
 
 @dataclass
@@ -292,7 +289,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         as_shot_neutral=neutral,
         neutral_origin=neutral_origin,
         calibration=_calibration(raw, dng),
-        orientation=_FLIP_TO_ORIENTATION.get(raw.sizes.flip, 1),
+        orientation=LIBRAW_FLIP.get(raw.sizes.flip, 1),
         baseline_exposure=dng.baseline_exposure if dng else 0.0,
         noise_profile=dng.noise_profile if dng else None,
         camera=CameraInfo(

@@ -348,6 +348,7 @@ def write_dng(
     noise_profile: tuple[float, float] | None = None,
     pattern: np.ndarray = _CFA_CHANNELS,
     opcode_lists: dict[int, bytes] | None = None,
+    xmp: bytes | None = None,
 ) -> None:
     """Write ``raw`` as an uncompressed DNG 1.4: an 8-bit sRGB preview in IFD0, the CFA raw in a SubIFD.
 
@@ -355,7 +356,8 @@ def write_dng(
     the exposure (ISOSpeedRatings, ExposureTime, FNumber) are TIFF/EP tags of IFD0, which EXIF readers see.
     ``pattern`` is the colour filter array that ``raw.cfa`` was sampled with, as channel indices (R 0, G 1, B 2):
     RGGB unless said, a 6 x 6 array for an X-Trans sensor. ``opcode_lists`` are OpcodeList1/2/3 tags of the raw
-    IFD (51008, 51009, 51022: the encoded lists, DNG 1.3 chapter 7).
+    IFD (51008, 51009, 51022: the encoded lists, DNG 1.3 chapter 7). ``xmp`` is an XMP packet for IFD0's tag 700,
+    where Lightroom keeps a DNG's develop settings and rotation.
     """
     import tifffile
 
@@ -382,6 +384,8 @@ def write_dng(
     ]
     if noise_profile is not None:
         ifd0.append((51041, "d", 2, tuple(noise_profile), True))
+    if xmp is not None:
+        ifd0.append((700, "B", len(xmp), xmp, True))
     cfa_tags: list[tuple[int, int | str, int, object, bool]] = [
         (33421, "H", 2, tuple(int(n) for n in pattern.shape), True),
         (33422, "B", pattern.size, tuple(int(c) for c in pattern.ravel()), True),

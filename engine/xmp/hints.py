@@ -14,6 +14,7 @@ import binascii
 import math
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,19 @@ DARKTABLE_LABELS = ("red", "yellow", "green", "blue", "purple")
 # the columns, bit 2 swaps the axes; -1 "as the EXIF says") -> the EXIF orientation that shows the same picture.
 # Checked against darktable 4.2.1's own renders of each value. The value is absolute, not relative to the EXIF.
 DARKTABLE_FLIP = {0: 1, 1: 4, 2: 2, 3: 3, 4: 5, 5: 6, 6: 8, 7: 7}
-_DARKTABLE_FLIP_VERSION = "2"
+# darktable's dt_image_orientation_to_flip_bits: the EXIF orientation -> dt_image_orientation_t, DARKTABLE_FLIP reversed
+_EXIF_TO_DARKTABLE = {exif: bits for bits, exif in DARKTABLE_FLIP.items()}
+_FLIP_Y, _FLIP_X, _SWAP_XY = 1, 2, 4
 
 
 def adobe_settings(tree: etree._ElementTree) -> dict[str, str]:
-    """The crs basic-panel values present in a packet, as written."""
+    """The crs basic-panel values present in a packet, as written; none where Adobe marks them as no edit to
+    apply: crs:HasSettings="False" (Adobe DNG Converter's packet in a DNG it made) or crs:AlreadyApplied="True"
+    (the pixels hold them already)."""
     crs = simple_properties(tree, CRS_NS)
+    flag = {name: crs.get(name, "").strip().lower() for name in ("HasSettings", "AlreadyApplied")}
+    if flag["HasSettings"] == "false" or flag["AlreadyApplied"] == "true":
+        return {}
     return {name: crs[name] for name in ADOBE_READ if name in crs}
 
 
@@ -89,11 +97,13 @@ def adobe_hints(adobe: dict[str, str], where: str) -> dict[str, Any]:
     return {k: _clamped(k, v) if k in RANGES else v for k, v in hints.items()}
 
 
-def orientation(tree: etree._ElementTree, where: str) -> Orientation | None:
-    """The orientation a sidecar sets, or None when it sets none: darktable's orientation module when its history
-    sets one, else tiff:Orientation (written by Lightroom, Camera Raw, digiKam, exiftool). :class:`SidecarError`
-    naming ``where`` (the sidecar's path) for a value that is no orientation."""
-    return _darktable_orientation(tree, where) or _tiff_orientation(tree, where)
+def orientation(tree: etree._ElementTree, where: str, exif: Callable[[], int]) -> Orientation | None:
+    """The orientation a packet sets, or None when it sets none: darktable's orientation module when its history
+    sets one, else tiff:Orientation (written by Lightroom, Camera Raw, digiKam, exiftool). ``exif`` gives the raw's
+    own EXIF orientation, asked only for darktable's version 1 of the module, which was relative to it.
+    :class:`SidecarError` naming ``where`` (the sidecar's path, or a DNG's embedded XMP) for a value that is no
+    orientation."""
+    return _darktable_orientation(tree, where, exif) or _tiff_orientation(tree, where)
 
 
 def _tiff_orientation(tree: etree._ElementTree, where: str) -> Orientation | None:
@@ -106,7 +116,7 @@ def _tiff_orientation(tree: etree._ElementTree, where: str) -> Orientation | Non
     return Orientation(int(text), f"{Path(where).name} (tiff:Orientation)")
 
 
-def _darktable_orientation(tree: etree._ElementTree, where: str) -> Orientation | None:
+def _darktable_orientation(tree: etree._ElementTree, where: str, exif: Callable[[], int]) -> Orientation | None:
     """What darktable's orientation module does: the last "flip" item within the history's applied part; None
     when there is none or it says "as the EXIF says" (-1, darktable's default)."""
     items = _darktable_history(tree)
@@ -117,12 +127,25 @@ def _darktable_orientation(tree: etree._ElementTree, where: str) -> Orientation 
     flip, origin = flips[-1], f"{Path(where).name} (darktable history: flip)"
     if flip.get("enabled", "1").strip() == "0":  # darktable then shows the sensor's orientation, EXIF or not
         return Orientation(1, origin + ", switched off")
-    version = flip.get("modversion", _DARKTABLE_FLIP_VERSION).strip()
-    if version != _DARKTABLE_FLIP_VERSION:  # version 1 was relative to the EXIF: darktable converts it on opening
-        raise SidecarError(f"{where}: darktable's orientation (flip) is of module version {version!r}, not 2; open "
-                           "the photo in a current darktable, which updates its sidecar")
-    value = _flip_value(flip.get("params", ""), where)
+    version = flip.get("modversion", "2").strip()
+    if version not in ("1", "2"):
+        raise SidecarError(f"{where}: darktable's orientation (flip) is of module version {version!r}, which "
+                           "hostplug does not know (it reads 1 and 2)")
+    value = _flip_value(flip.get("params", ""), where, version)
+    if version == "1":
+        return Orientation(DARKTABLE_FLIP[_flip_from_version_1(value, exif())], origin + ", version 1")
     return None if value == -1 else Orientation(DARKTABLE_FLIP[value], origin)
+
+
+def _flip_from_version_1(user: int, exif: int) -> int:
+    """darktable's own conversion of the orientation module's params from version 1 to 2 (legacy_params and
+    merge_two_orientations in src/iop/flip.c): version 1 held the photographer's flip on top of the raw's EXIF
+    orientation, version 2 holds the whole orientation. Where the flip swaps the axes, the EXIF's row and column
+    flips trade places before the two are combined."""
+    raw = _EXIF_TO_DARKTABLE.get(exif, 0)
+    if user & _SWAP_XY:
+        raw = (raw & _SWAP_XY) | (_FLIP_X if raw & _FLIP_Y else 0) | (_FLIP_Y if raw & _FLIP_X else 0)
+    return raw ^ user
 
 
 def _darktable_history(tree: etree._ElementTree) -> list[dict[str, str]]:
@@ -158,13 +181,14 @@ def _history_end(tree: etree._ElementTree, count: int, where: str) -> int:
     return int(text)
 
 
-def _flip_value(params: str, where: str) -> int:
-    """darktable's flip params: one little-endian int32, -1 to 7 (see ``DARKTABLE_FLIP``)."""
+def _flip_value(params: str, where: str, version: str) -> int:
+    """darktable's flip params: one little-endian int32, 0 to 7 (see ``DARKTABLE_FLIP``), or -1 from version 2 on."""
     data = _darktable_params(params.strip())
     value = int.from_bytes(data, "little", signed=True) if data is not None and len(data) == 4 else None
-    if value is None or (value != -1 and value not in DARKTABLE_FLIP):
+    lowest = -1 if version == "2" else 0  # "as the EXIF says" came with version 2
+    if value is None or not lowest <= value <= 7:
         raise SidecarError(f"{where}: darktable's orientation (flip) params {params!r} are not an orientation "
-                           "(one of -1 to 7)")
+                           f"(one of {lowest} to 7 in module version {version})")
     return value
 
 

@@ -5,7 +5,9 @@ darktable's duplicates (``IMG_0001_01.CR2.xmp``) are listed by :func:`find_dupli
 hostplug's namespace (see :mod:`engine.xmp.recipe_properties`); every other namespace is left exactly as it was (see
 :mod:`engine.xmp.document`). When no recipe of ours exists, Adobe's basic settings become hints for one. An
 orientation another program set (Lightroom's tiff:Orientation, darktable's orientation module) is read whether or
-not a recipe of ours exists, and never written (see :mod:`engine.orientation`).
+not a recipe of ours exists, and never written (see :mod:`engine.orientation`). A DNG's own XMP packet, where
+Lightroom keeps a DNG's edit instead of a sidecar, is read after the sidecars, as one more of them that holds no
+recipe of ours and is never written (:mod:`engine.xmp.embedded`).
 
 Writes go to a temporary file that replaces the sidecar in one step, under an exclusive ``fcntl`` lock on a
 hidden lock file beside it (``.IMG_0001.CR2.xmp.lock``, removed again by the writer that holds it),
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import secrets
@@ -26,6 +29,7 @@ from typing import IO, Any
 
 from engine.errors import SidecarError
 from engine.io.bounded import read_regular
+from engine.io.probe import exif_orientation
 from engine.orientation import Orientation
 from engine.output.metadata import XMP_NS_URI, XMP_PREFIX
 from engine.recipe import Recipe
@@ -37,6 +41,7 @@ from engine.xmp.document import (
     serialise,
     simple_properties,
 )
+from engine.xmp.embedded import embedded_name, embedded_packet
 from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, credits, keywords, orientation, rating
 from engine.xmp.recipe_properties import OUTPUT_PROPERTIES, properties_to_recipe, recipe_to_properties
 from engine.xmp.sidecar_files import find_sidecars, sidecar_path
@@ -44,10 +49,10 @@ from engine.xmp.sidecar_files import find_sidecars, sidecar_path
 
 @dataclass(frozen=True)
 class SidecarInfo:
-    """What a raw's sidecars say: our recipe, hints from Adobe, the orientation another program set, and the
-    photographer's catalogue data."""
+    """What a raw's sidecars (and a DNG's own XMP) say: our recipe, hints from Adobe, the orientation another
+    program set, and the photographer's catalogue data."""
 
-    path: Path  # the sidecar read first (ours when there is one)
+    path: Path  # the sidecar read first (ours when there is one); the raw itself when it has only its own XMP
     recipe: Recipe | None = None  # hostplug's stored recipe
     hints: dict[str, Any] = field(default_factory=dict)  # recipe settings from Adobe crs (when no recipe of ours)
     adobe: dict[str, str] = field(default_factory=dict)  # the crs values the hints came from, as written
@@ -57,6 +62,8 @@ class SidecarInfo:
     paths: list[Path] = field(default_factory=list)  # every sidecar read, in order
     credits: dict[str, Any] = field(default_factory=dict)  # creator, rights, title, description as output XMP
     orientation: Orientation | None = None  # set by Lightroom, Camera Raw or darktable; wins over the raw's EXIF
+    embedded: bool = False  # whether a DNG's own XMP packet was read too, after the sidecars
+    adobe_from: str = ""  # the packet the Adobe values came from: a sidecar's path, or the DNG's embedded XMP
 
 
 def _read_packet(path: Path):
@@ -74,50 +81,65 @@ def _recipe_properties(tree: Any) -> dict[str, str]:
     return {k: v for k, v in simple_properties(tree, XMP_NS_URI).items() if k not in OUTPUT_PROPERTIES}
 
 
-def read_sidecar(raw: Path) -> SidecarInfo | None:
-    """Everything the sidecars of ``raw`` say, or None without one; :class:`SidecarError` for a bad one.
+def _packets(raw: Path, sidecars: list[Path]) -> Iterator[tuple[Any, str]]:
+    """The XMP packets that speak for ``raw``, parsed, each with the name its messages give it, in the order their
+    word counts: its ``sidecars``, then a DNG's own packet (:mod:`engine.xmp.embedded`), which Lightroom writes
+    instead of a sidecar. Each is read only when the one before did not settle the question."""
+    for path in sidecars:
+        yield _read_packet(path)[0], str(path)
+    inside = embedded_packet(raw)
+    if inside is not None:
+        yield parse_packet(inside, embedded_name(raw)), embedded_name(raw)
 
-    Our recipe comes from the first sidecar holding one; rating, labels, keywords, credits and orientation from
-    the first that has each; Adobe's hints are read only when no recipe of ours exists.
+
+def read_sidecar(raw: Path) -> SidecarInfo | None:
+    """Everything the sidecars of ``raw`` and a DNG's own XMP say, or None without either; :class:`SidecarError`
+    for a bad one.
+
+    Our recipe comes from the first sidecar holding one (never from a DNG's own XMP: hostplug writes only
+    sidecars); Adobe's values, rating, labels, keywords, credits and orientation from the first packet that has
+    each, the sidecars before the DNG's own XMP; Adobe's hints are read only when no recipe of ours exists.
     """
-    paths = find_sidecars(Path(raw))
-    if not paths:
+    raw = Path(raw)
+    paths = find_sidecars(raw)
+    packets = list(_packets(raw, paths))
+    if not packets:
         return None
-    primary, recipe = paths[0], None
+    primary, recipe = paths[0] if paths else raw, None
     adobe: dict[str, Any] = {}
-    adobe_path = primary
+    adobe_from = ""
     stars: int | None = None
     labels: list[str] = []
     words: list[str] = []
     named: dict[str, Any] = {}
     turn: Orientation | None = None
-    for path in paths:
-        tree, _ = _read_packet(path)
-        turn = turn or orientation(tree, str(path))
-        ours = _recipe_properties(tree)
+    exif = functools.partial(exif_orientation, raw)  # asked only for darktable's version 1 orientation
+    for index, (tree, where) in enumerate(packets):
+        turn = turn or orientation(tree, where, exif)
+        ours = _recipe_properties(tree) if index < len(paths) else {}
         if ours and recipe is None:
-            primary, recipe = path, properties_to_recipe(ours, str(path))
+            primary, recipe = paths[index], properties_to_recipe(ours, where)
         if not adobe:
-            adobe, adobe_path = adobe_settings(tree), path
+            adobe, adobe_from = adobe_settings(tree), where
         stars = stars if stars is not None else rating(tree)
         labels = labels or colour_labels(tree)
         words = words or keywords(tree)
-        named = credits(tree) | named  # each from the first sidecar that has it
+        named = credits(tree) | named  # each from the first packet that has it
     # Adobe's values are checked only when they are used: with a recipe of ours, a bad one does not matter.
-    hints = adobe_hints(adobe, str(adobe_path)) if recipe is None else {}
-    return SidecarInfo(path=primary, recipe=recipe, hints=hints, adobe=adobe, rating=stars,
-                       labels=labels, keywords=words, paths=paths, credits=named, orientation=turn)
+    hints = adobe_hints(adobe, adobe_from) if recipe is None else {}
+    return SidecarInfo(path=primary, recipe=recipe, hints=hints, adobe=adobe, rating=stars, labels=labels,
+                       keywords=words, paths=paths, credits=named, orientation=turn,
+                       embedded=len(packets) > len(paths), adobe_from=adobe_from if adobe else "")
 
 
 def sidecar_orientation(raw: Path) -> Orientation | None:
     """The orientation the sidecars of ``raw`` set (the first that sets one: ``IMG_0001.CR2.xmp``, then Adobe's
-    ``IMG_0001.xmp``), or None: the file's own EXIF orientation applies. :class:`SidecarError` for a malformed
-    sidecar or a value that is no orientation."""
-    for path in find_sidecars(Path(raw)):
-        found = orientation(_read_packet(path)[0], str(path))
-        if found is not None:
-            return found
-    return None
+    ``IMG_0001.xmp``), else a DNG's own XMP, or None: the file's own EXIF orientation applies.
+    :class:`SidecarError` for a malformed packet or a value that is no orientation."""
+    raw = Path(raw)
+    exif = functools.partial(exif_orientation, raw)
+    turns = (orientation(tree, where, exif) for tree, where in _packets(raw, find_sidecars(raw)))
+    return next((turn for turn in turns if turn is not None), None)
 
 
 def apply_hints(recipe: Recipe, hints: dict[str, Any]) -> Recipe:
@@ -140,8 +162,9 @@ def sidecar_recipe(raw: Path, changes: Mapping[str, Any] | None = None,
                    base: Recipe | None = None) -> tuple[Recipe, dict[str, Any]]:
     """The recipe to render ``raw`` with and the output XMP its sidecar contributes.
 
-    The recipe is the sidecar's stored one (else ``base``, or the defaults, with the sidecar's Adobe hints), with
-    ``changes`` on top (:func:`engine.edits.apply_changes`); the XMP is the sidecar's rating, labels and keywords.
+    The recipe is the sidecar's stored one (else ``base``, or the defaults, with the Adobe hints of the sidecar or
+    of a DNG's own XMP), with ``changes`` on top (:func:`engine.edits.apply_changes`); the XMP is their rating,
+    labels, keywords and credits (see :func:`read_sidecar`).
     """
     recipe, catalogue, _ = sidecar_render(raw, changes, base)
     return recipe, catalogue
@@ -149,36 +172,16 @@ def sidecar_recipe(raw: Path, changes: Mapping[str, Any] | None = None,
 
 def sidecar_render(raw: Path, changes: Mapping[str, Any] | None = None,
                    base: Recipe | None = None) -> tuple[Recipe, dict[str, Any], Orientation | None]:
-    """:func:`sidecar_recipe`'s recipe and output XMP, and the orientation the sidecars set (None: the raw's
-    EXIF one applies), from one reading of them: a sidecar saved meanwhile cannot give a mix of two states."""
+    """:func:`sidecar_recipe`'s recipe and output XMP, and the orientation the sidecars or a DNG's own XMP set
+    (None: the raw's EXIF one applies), from one reading of them: a sidecar saved meanwhile cannot give a mix of
+    two states."""
     from engine.edits import apply_changes
 
     info = read_sidecar(Path(raw))
-    embedded = embedded_catalogue(Path(raw))
     if info is None:
-        return apply_changes(base, changes), embedded, None
+        return apply_changes(base, changes), {}, None
     start = info.recipe if info.recipe is not None else apply_hints(base or Recipe(), info.hints)
-    # the sidecar's word is the later one
-    return apply_changes(start, changes), embedded | catalogue_xmp(info), info.orientation
-
-
-def embedded_catalogue(raw: Path) -> dict[str, Any]:
-    """The rating, labels, keywords and credits a DNG holds in its own XMP (Lightroom writes them there for a DNG
-    instead of a sidecar), as output XMP; {} for other files, or a DNG without any or whose XMP does not read."""
-    if raw.suffix.lower() != ".dng":
-        return {}
-    import pyexiv2
-
-    try:
-        with pyexiv2.Image(str(raw)) as image:
-            packet = image.read_raw_xmp()
-        if not packet:
-            return {}
-        tree = parse_packet(packet.encode("utf-8"), str(raw))
-    except Exception:  # noqa: BLE001 - exiv2's errors, a bad packet: no reason to refuse the render
-        return {}
-    return catalogue_xmp(SidecarInfo(path=raw, rating=rating(tree), labels=colour_labels(tree),
-                                     keywords=keywords(tree), credits=credits(tree)))
+    return apply_changes(start, changes), catalogue_xmp(info), info.orientation
 
 
 def _hidden(sidecar: Path, suffix: str) -> Path:

@@ -97,10 +97,12 @@ def _white_balance_line(wb: dict[str, Any]) -> str:
 
 
 def _sidecar_orientation(path: Path) -> Orientation | None:
-    """The orientation ``path``'s sidecars set; the XMP reader (lxml, pyexiv2) loads only when there is one."""
+    """The orientation ``path``'s sidecars or a DNG's own XMP set; the XMP reader (lxml) loads only when there is
+    a sidecar or a packet in the DNG."""
+    from engine.xmp.embedded import embedded_packet
     from engine.xmp.sidecar_files import find_sidecars
 
-    if not find_sidecars(path):
+    if not find_sidecars(path) and embedded_packet(path) is None:
         return None
     from engine.xmp.sidecar import sidecar_orientation
 

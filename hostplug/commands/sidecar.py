@@ -65,15 +65,18 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
 
 def _show_text(info_json: dict[str, Any]) -> str:
     lines = [f"{info_json['input']}"]
-    if info_json["sidecar"] is None:
+    if info_json["sidecar"] is None and not info_json.get("embedded_xmp"):
         return lines[0] + ": no sidecar; renders with the defaults"
-    lines.append(f"  sidecar:    {', '.join(info_json['sidecars'])}")
+    lines.append(f"  sidecar:    {', '.join(info_json['sidecars']) or 'none'}")
+    if info_json["embedded_xmp"]:
+        lines.append("  embedded:   the DNG's own XMP, read after the sidecars (hostplug edit writes the sidecar)")
     if info_json["recipe"] is not None:
         lines.append(f"  recipe:     {_describe(info_json['changed'])}")
     else:
         lines.append("  recipe:     none stored")
     if info_json["hints"]:
-        lines.append(f"  hints:      {_describe(info_json['hints'])} (from Adobe Camera Raw settings)")
+        lines.append(f"  hints:      {_describe(info_json['hints'])} (from Adobe Camera Raw settings in "
+                     f"{Path(info_json['adobe_from']).name})")
     lines.append(f"  orientation: {_orientation_text(info_json['orientation'])}")
     for key in ("rating", "labels", "keywords", "duplicates"):
         value = info_json[key]
@@ -95,7 +98,8 @@ def _orientation_text(turned: dict[str, Any] | None) -> str:
 @json_option("Print JSON instead of text.")
 def show(inputs: tuple[Path, ...], as_json: bool) -> None:
     """Print what a raw's sidecars hold: hostplug's recipe, Adobe hints, the orientation another program set
-    (it wins over the raw's EXIF), rating, labels, keywords."""
+    (it wins over the raw's EXIF), rating, labels, keywords; and, after them, what a DNG holds in its own XMP
+    (where Lightroom keeps a DNG's edit)."""
     from engine.io.probe import check_renderable_file
     from engine.xmp.sidecar import read_sidecar
     from engine.xmp.sidecar_files import find_duplicates
@@ -106,12 +110,14 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
         data: dict[str, Any] = {"input": str(path), "sidecar": None}
         if info is not None:
             data |= {
-                "sidecar": str(info.path),
+                "sidecar": str(info.path) if info.paths else None,
                 "sidecars": [str(p) for p in info.paths],
+                "embedded_xmp": str(path) if info.embedded else None,  # a DNG's own XMP packet, read too
                 "recipe": info.recipe.to_dict() if info.recipe else None,
                 "changed": changed_settings(info.recipe) if info.recipe else {},
                 "hints": info.hints,
                 "adobe": info.adobe,
+                "adobe_from": info.adobe_from or None,
                 "orientation": info.orientation.note() if info.orientation else None,
                 "rating": info.rating,
                 "labels": info.labels,

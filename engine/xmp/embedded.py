@@ -1,0 +1,65 @@
+"""A DNG's own XMP packet: where Lightroom and Camera Raw keep a DNG's develop settings, rotation, rating and
+keywords instead of writing a sidecar (TIFF tag 700, XMLPacket, in IFD0).
+
+The packet is found and read with tifffile, which the DNG reader loads anyway, and never parsed here: a DNG
+without a packet costs one look at its first directory and loads no XMP parser. hostplug only reads it; edits go
+to the sidecar (:mod:`engine.xmp.sidecar`), whose word comes first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InputNotFoundError, SidecarError
+
+XMP_TAG = 700  # XMLPacket
+
+
+def embedded_name(raw: Path) -> str:
+    """How error lines and orientation origins name the packet: ``/photos/IMG_0001.dng's embedded XMP``."""
+    return f"{raw}'s embedded XMP"
+
+
+def embedded_packet(raw: Path) -> bytes | None:
+    """The XMP packet in IFD0 of the DNG ``raw``, or None for another file (by its suffix), a DNG without one or a
+    file tifffile does not read (its render says what is wrong with it). :class:`SidecarError` for a packet that
+    is there but cannot be read."""
+    if raw.suffix.lower() != ".dng":
+        return None
+    value = _tag_value(raw)
+    if value is None:
+        return None
+    if not isinstance(value, (bytes, str)):  # tag 700 of another type (SHORT, ...): no packet's bytes
+        raise SidecarError(f"{embedded_name(raw)}: not an XMP packet (the DNG's tag 700 holds "
+                           f"{type(value).__name__} values, not text)")
+    data = value.encode("utf-8", "replace") if isinstance(value, str) else value
+    data = data.rstrip(b"\0")  # some writers pad the tag
+    return data if data.strip() else None
+
+
+def _tag_value(raw: Path) -> Any:
+    """The value of tag 700 in IFD0; None when there is no such tag, or ``raw`` is no regular file (a FIFO would
+    keep tifffile waiting) or no TIFF tifffile reads."""
+    import tifffile
+
+    from engine.io.bounded import pinned
+    from engine.io.limits import quiet_tifffile
+
+    with quiet_tifffile():
+        try:
+            with pinned(raw, "input", InputNotFoundError) as file:
+                tif = tifffile.TiffFile(file)  # reads the header and IFD0, no more
+        except Exception:  # noqa: BLE001 - whatever the reason, there is no packet to read; the render says why
+            return None
+        with tif:
+            try:
+                tag = tif.pages.first.tags.get(XMP_TAG)
+            except IndexError:  # a TIFF header without a directory
+                return None
+            if tag is None:
+                return None
+            try:
+                return tag.value  # read only now: tifffile leaves a large value in the file until asked
+            except Exception as e:  # noqa: BLE001 - a read error (tifffile already left out a tag past the end)
+                raise SidecarError(f"{embedded_name(raw)}: cannot be read ({type(e).__name__}: {e})") from e
