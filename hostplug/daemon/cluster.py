@@ -779,6 +779,11 @@ class RayPool:
             return [self._lost(slot, "crashed", f"worker on {slot.node} died ({_one_line(e)})", kill=not died)]
         event = Event("outcome", slot, slot.job, outcome=outcome, targets=tuple(slot.targets))
         slot.job, slot.targets = None, []
+        if slot.ready and slot.claim is None:
+            # its next_claim failed during the render (_claim does not ask again then): without one, the death of
+            # the now idle worker would go unseen until it is given a file, and a live worker's next claim would go
+            # unanswered (its render waiting CLAIM_ANSWER_SECONDS, then failing)
+            slot.claim = slot.actor.next_claim.remote(CLAIM_POLL_SECONDS)
         return [event]
 
     def _lost(self, slot: RaySlot, kind: str, detail: str, kill: bool) -> Event:
