@@ -144,7 +144,9 @@ def test_a_tag_700_of_numbers_is_no_packet(block: object, tmp_path: Path) -> Non
     raw.write_bytes(bytes(data))
     result = CliRunner().invoke(main, ["show", str(raw)])
     assert result.exit_code == 4 and result.stderr.splitlines() == [
-        f"hostplug: error: {raw}'s embedded XMP: not an XMP packet (the DNG's tag 700 holds int values, not text)"]
+        f"hostplug: error: {raw}'s embedded XMP: not an XMP packet (the DNG's tag 700 holds int values, not text); "
+        "save the metadata to the file again in Lightroom, or remove the packet (exiftool -XMP:all= FILE) to render "
+        "without its edits"]
 
 
 def test_show_and_info_say_what_came_from_the_dng(block: object, tmp_path: Path) -> None:
@@ -172,6 +174,7 @@ def test_a_malformed_packet_is_one_error_line(block: object, tmp_path: Path) -> 
         assert result.exit_code == 4, (command, result.stderr)
         assert len(result.stderr.splitlines()) == 1
         assert result.stderr.startswith(f"hostplug: error: {raw}'s embedded XMP: not valid XML")
+        assert "exiftool -XMP:all= FILE" in result.stderr  # what to do, where no sidecar can be fixed
     assert not out.exists() and not raw.with_name(raw.name + ".xmp").exists()
     assert write_thumbnail(raw, tmp_path / "thumb.jpg")["width"] == WIDTH  # a file browser still shows it
 

@@ -87,9 +87,14 @@ def _packets(raw: Path, sidecars: list[Path]) -> Iterator[tuple[Any, str]]:
     instead of a sidecar. Each is read only when the one before did not settle the question."""
     for path in sidecars:
         yield _read_packet(path)[0], str(path)
-    inside = embedded_packet(raw)
-    if inside is not None:
-        yield parse_packet(inside, embedded_name(raw)), embedded_name(raw)
+    try:
+        inside = embedded_packet(raw)
+        tree = None if inside is None else parse_packet(inside, embedded_name(raw))
+    except SidecarError as e:  # the photographer cannot fix a packet inside the raw the way they fix a sidecar
+        raise SidecarError(f"{e}; save the metadata to the file again in Lightroom, or remove the packet "
+                           f"(exiftool -XMP:all= FILE) to render without its edits") from e
+    if tree is not None:
+        yield tree, embedded_name(raw)
 
 
 def read_sidecar(raw: Path) -> SidecarInfo | None:
