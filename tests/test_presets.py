@@ -87,7 +87,7 @@ def test_unknown_preset_names_the_known_ones() -> None:
 
 @pytest.mark.parametrize("properties", [
     'hostplug:schemaVersion="1" hostplug:saturation="-300"',
-    'hostplug:schemaVersion="8" hostplug:exposure="1"',
+    'hostplug:schemaVersion="99" hostplug:exposure="1"',
     'hostplug:exposure="1"',
 ])
 def test_malformed_user_preset_is_refused_with_its_path(user_presets: Path, properties: str) -> None:

@@ -10,13 +10,13 @@ on the normalised raw data, OpcodeList3's on the demosaiced image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import rawpy
 
-from engine import kernels, tiling
+from engine import false_colour, kernels, tiling
 from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
 from engine.io import gain_map
@@ -24,16 +24,20 @@ from engine.io.bad_pixels import repaired
 from engine.io.gain_map import Shading, ShadingMap
 from engine.stages.base import Context, Pixels, Stage
 
+FALSE_COLOUR_PASSES = 2  # docs/rendering.md, "False colour"
+
 
 @dataclass(frozen=True)
 class DemosaicParams:
-    """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"; and
-    whether the corrections a DNG carries and LibRaw leaves out are made: its bad pixels (FixBadPixelsConstant and
+    """Which algorithm interpolates the mosaic: "mhc" (ours, Bayer only) or LibRaw's "ahd", "dcb", "aahd"; how
+    many median passes then take out its false colour (:mod:`engine.false_colour`; 0: none); and whether the
+    corrections a DNG carries and LibRaw leaves out are made: its bad pixels (FixBadPixelsConstant and
     FixBadPixelsList), its lens shading (GainMap and FixVignetteRadial), its lens distortion (the warp opcodes)
     and its DefaultCrop, as Adobe's converters and the camera make them."""
 
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
     algorithm: Literal["mhc", "ahd", "dcb", "aahd", "vng"] = "mhc"
+    false_colour_passes: int = field(default=FALSE_COLOUR_PASSES, metadata={"range": (0, 5)})
     bad_pixels: bool = True
     gain_map: bool = True
     lens_warp: bool = True
@@ -59,11 +63,13 @@ class Demosaic(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1 left a DNG's GainMaps, lens warps and DefaultCrop unapplied, versions 1 and 2 its bad pixels:
-        so old recipes render the same."""
+        """Version 1 left a DNG's GainMaps, lens warps and DefaultCrop unapplied, versions 1 and 2 its bad pixels,
+        versions 1 to 3 the demosaic's false colour: so old recipes render the same."""
         if version < 2:
             params = {"gain_map": False, "lens_warp": False, "default_crop": False, **params}
-        return {"bad_pixels": False, **params} if version < 3 else params
+        if version < 3:
+            params = {"bad_pixels": False, **params}
+        return {"false_colour_passes": 0, **params} if version < 4 else params
 
     def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
@@ -83,7 +89,9 @@ class Demosaic(Stage):
             ctx.notes["default_crop"] = dict(zip(("top", "left", "height", "width"), crop, strict=True))
         rgb_opcodes = [op for op in source.rgb_opcodes
                        if (params.gain_map if isinstance(op, ShadingMap) else params.lens_warp)]
+        demosaiced = method == "mhc" or method.startswith("libraw-")
         return {"method": method, "bad_pixels": source.bad_pixels if params.bad_pixels else [],
+                "false_colour_passes": params.false_colour_passes if demosaiced else 0,
                 "gain_maps": source.gain_maps if params.gain_map else [],
                 "rgb_opcodes": rgb_opcodes, "crop": crop}
 
@@ -100,6 +108,8 @@ class Demosaic(Stage):
             rgb = bayer_to_rgb(source, ctx.device, maps)
         else:
             rgb = libraw_demosaic(source, method.removeprefix("libraw-"), maps, from_sensor=bool(data["bad_pixels"]))
+        if data["false_colour_passes"]:  # before the lens corrections resample the fringes
+            rgb = _without_false_colour(rgb, _prescale(source), data["false_colour_passes"])
         rgb_maps = [op for op in data["rgb_opcodes"] if isinstance(op, ShadingMap)]
         for opcode in data["rgb_opcodes"]:  # in the file's order
             if isinstance(opcode, ShadingMap):
@@ -130,6 +140,12 @@ def _method(params: DemosaicParams, source) -> str:
             algorithm = "vng"  # LibRaw's X-Trans demosaic works in 512 px tiles: a smaller picture fails
         return f"libraw-{algorithm}"
     return "mhc"
+
+
+def _without_false_colour(rgb: Pixels, balance: np.ndarray, passes: int) -> Pixels:
+    if isinstance(rgb, np.ndarray):
+        return false_colour.suppress(rgb, balance, passes)
+    return false_colour.suppress_torch(rgb, balance, passes)
 
 
 def _cropped(rgb: Pixels, crop: tuple[int, int, int, int]) -> Pixels:
