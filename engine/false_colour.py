@@ -48,19 +48,30 @@ def suppress(rgb: np.ndarray, balance: np.ndarray, passes: int) -> np.ndarray:
 
 
 def suppress_torch(rgb: torch.Tensor, balance: np.ndarray, passes: int) -> torch.Tensor:
-    """:func:`suppress` on a tensor (H x W x 3) on its device, in one pass over the whole image."""
-    import torch
-    import torch.nn.functional as F
-
+    """:func:`suppress` on a tensor (H x W x 3) on its device, in place: each channel's difference is one plane,
+    and its medians are taken over :func:`engine.tiling.bands` of rows, so the nine shifted views a median reads
+    are band-sized (the whole image's would need nine times its memory on the GPU)."""
     if passes <= 0 or rgb.shape[0] < 3 or rgb.shape[1] < 3:
         return rgb
     scale = balance.astype(np.float32) / np.float32(balance[1])
     for c in (0, 2):
         difference = rgb[..., c] * float(scale[c]) - rgb[..., 1]
         for _ in range(passes):
-            padded = F.pad(difference[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-            h, w = difference.shape
-            shifted = torch.stack([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)])
-            difference = shifted.median(dim=0).values
+            difference = _median3_torch(difference)
         rgb[..., c] = (difference + rgb[..., 1]) / float(scale[c])
     return rgb
+
+
+def _median3_torch(plane: torch.Tensor) -> torch.Tensor:
+    """The 3 x 3 median of a plane, its edge pixels replicated (as OpenCV's ``medianBlur``), band by band."""
+    import torch
+    import torch.nn.functional as F
+
+    height, width = plane.shape
+    padded = F.pad(plane[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    out = torch.empty_like(plane)
+    for start, end in tiling.bands(height):
+        rows = padded[start:end + 2]
+        views = [rows[dy:dy + end - start, dx:dx + width] for dy in range(3) for dx in range(3)]
+        out[start:end] = torch.stack(views).median(dim=0).values
+    return out

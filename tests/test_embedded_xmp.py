@@ -211,3 +211,23 @@ def test_the_file_browsers_thumbnail_and_a_watch_folder_turn_as_the_render_does(
     done = run_job(Job(entry.id, raw, raw.parent, size, mtime, "content"), folder, engine.Recipe(), journal)
     assert done.kind == "done", done.message
     assert _corner(Path(done.outputs[0])) == "top-right"
+
+
+def test_a_packet_too_large_is_refused_before_it_is_read(block: object, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.xmp import document, embedded
+
+    assert embedded.MAX_EMBEDDED_BYTES == document.MAX_PACKET_BYTES  # one limit, written twice to keep lxml out
+    raw = _dng(block, tmp_path, _packet())
+    monkeypatch.setattr(embedded, "MAX_EMBEDDED_BYTES", 100)  # the real one is 16 MiB: no need to write that
+    read, value = [], tifffile.TiffTag.value
+
+    def recorded(tag: tifffile.TiffTag) -> object:
+        if tag.code == 700:
+            read.append(tag)
+        return value.__get__(tag)
+
+    monkeypatch.setattr(tifffile.TiffTag, "value", property(recorded))
+    with pytest.raises(Exception, match=r"embedded XMP: refused, \d+ bytes is far too large for an XMP packet"):
+        embedded_packet(raw)
+    assert not read

@@ -83,3 +83,6 @@ def test_recipes_from_before_keep_their_demosaic(sample_dng: Path) -> None:
     now = engine.render(source, Recipe(stages=off))
     np.testing.assert_array_equal(np.asarray(old.pixels), np.asarray(without.pixels))
     assert not np.array_equal(np.asarray(now.pixels), np.asarray(without.pixels))
+    # an empty params object, as a hand-written recipe may hold, says nothing either
+    empty = Recipe.from_dict({"version": 7, "stages": {"demosaic": {"params": {}}}})
+    assert empty.stage("demosaic").params == {"version": 3}

@@ -87,7 +87,7 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
             value["implementation"] = implementation
     for name, implementation, params_version in FORMER_DEFAULT_PARAMS.get(recipe_version, ()):
         value = stages.get(name)
-        if isinstance(value, dict) and value.get("implementation") == implementation and "params" not in value:
+        if isinstance(value, dict) and value.get("implementation") == implementation and not value.get("params"):
             value["params"] = {"version": params_version}
     denoise = stages.get("denoise")
     if recipe_version < FOLLOW_SCALE_FROM and isinstance(denoise, dict) and isinstance(denoise.get("params"), dict) \

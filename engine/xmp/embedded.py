@@ -14,6 +14,7 @@ from typing import Any
 from engine.errors import InputNotFoundError, SidecarError
 
 XMP_TAG = 700  # XMLPacket
+MAX_EMBEDDED_BYTES = 16 << 20  # engine.xmp.document.MAX_PACKET_BYTES, which loads lxml to say it
 
 
 def embedded_name(raw: Path) -> str:
@@ -59,6 +60,9 @@ def _tag_value(raw: Path) -> Any:
                 return None
             if tag is None:
                 return None
+            if tag.valuebytecount > MAX_EMBEDDED_BYTES:  # refused before it is read: a share may be slow
+                raise SidecarError(f"{embedded_name(raw)}: refused, {tag.valuebytecount} bytes is far too large "
+                                   "for an XMP packet")
             try:
                 return tag.value  # read only now: tifffile leaves a large value in the file until asked
             except Exception as e:  # noqa: BLE001 - a read error (tifffile already left out a tag past the end)

@@ -7,7 +7,7 @@ Sidecars and preset files share this form, so a user can read and edit either in
         hostplug:stages='{"denoise":{"enabled":false}}'/>
 
 ``schemaVersion`` says which layout wrote the properties; older layouts are upgraded on read by the functions in
-:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 7
+:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 8
 is the current layout; it reads as versions 1 to 7 did, but a sidecar's recipe is of the recipe version of its layout
 (:data:`engine.recipe.RECIPE_VERSION`), and what it left to the defaults of its day (layouts 1 to 3: the classical
 denoiser; layout 2: the "fast" learned denoiser; layout 3: the "mid" one; layouts 1 to 4: a DNG's lens-shading
