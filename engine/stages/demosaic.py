@@ -3,7 +3,8 @@
 Bayer mosaics are black-subtracted, normalised by (white - black) and demosaiced with Malvar-He-Cutler's
 gradient-corrected interpolation, pre-scaled by the as-shot white balance so the colour planes line up (the
 scaling is taken out again afterwards: white balance is the next stage's decision). X-Trans and 4-colour
-sensors use LibRaw's own demosaic; LinearRaw DNGs need none; sRGB images are linearised. A DNG's lens-shading
+sensors use LibRaw's own demosaic; LinearRaw DNGs need none; sRGB images are linearised. Median passes over the
+colour differences then take out the demosaic's false colour (:mod:`engine.false_colour`). A DNG's lens-shading
 maps (GainMap opcodes, :mod:`engine.io.gain_map`) are applied where the specification puts them: OpcodeList2's
 on the normalised raw data, OpcodeList3's on the demosaiced image.
 """
