@@ -32,9 +32,10 @@ BINDS=$(printf '%s\n%s\n%s\n/tmp\n' "$PREFIXES" "$REPO" "$IMPORTED" | sort -u)
 if [ "${1:-}" = "--unmount" ]; then
   # Every one is tried (deepest first), then a failure is reported: stopping at the first busy one would leave
   # the others mounted. A busy one is held by a process running in the root (a render service not yet exited).
+  # Recursively: a run killed part-way leaves its checkout (/tmp/CLONE) bound inside the root's /tmp.
   FAILED=
   while read -r dir; do
-    if mountpoint -q "$ROOT$dir" && ! umount "$ROOT$dir"; then FAILED="$FAILED $ROOT$dir"; fi
+    if mountpoint -q "$ROOT$dir" && ! umount -R "$ROOT$dir"; then FAILED="$FAILED $ROOT$dir"; fi
   done <<EOF
 $(echo "$BINDS" | sort -r)
 EOF
