@@ -117,18 +117,32 @@ def merge_stage(current: StageSettings | None, change: Mapping[str, Any]) -> Sta
 
 def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
     """``recipe`` with settings in the recipe JSON's form replaced, validated from scratch (a hot folder's
-    ``recipe`` table); a stage named in ``settings["stages"]`` replaces that stage's settings whole."""
+    ``recipe`` table); a stage named in ``settings["stages"]`` replaces that stage's settings whole. Stage params
+    given without a version are of the stage's current version, as ``--set`` makes them: they are written now, not
+    read from a file an older hostplug stored."""
     data = recipe.to_dict()
     changes = dict(settings)
     stage_changes = changes.pop("stages", {})
     if not isinstance(stage_changes, Mapping):
         raise RecipeError("recipe 'stages' must be an object")
-    stages = {**data.get("stages", {}), **stage_changes}
+    stages = {**data.get("stages", {}), **{name: _current_params(name, value) for name, value in stage_changes.items()}}
     white_balance = {k: changes[k] for k in ("wb", "temperature", "tint") if changes.get(k) is not None}
     if white_balance:  # Recipe.replace decides what a temperature implies, and what as-shot or auto drops
         balanced = recipe.replace(**white_balance)
         changes.update(wb=balanced.wb, temperature=balanced.temperature, tint=balanced.tint)
     return Recipe.from_dict({**data, **changes, "stages": stages})
+
+
+def _current_params(stage: str, settings: Any) -> Any:
+    """A stage's settings (JSON form) with its params stamped with the current params version where they carry
+    none (left as they are when the stage or implementation is unknown: validation names it)."""
+    from engine.stages.catalogue import current_version
+
+    if not isinstance(settings, Mapping) or not isinstance(settings.get("params"), Mapping) \
+            or "version" in settings["params"]:
+        return settings
+    version = current_version(stage, settings.get("implementation"))
+    return settings if version is None else {**settings, "params": {**settings["params"], "version": version}}
 
 
 def check_renderable(recipe: Recipe) -> None:

@@ -203,6 +203,19 @@ def test_a_hot_folders_as_shot_or_auto_drops_a_presets_temperature() -> None:
     check_changes({"wb": "custom", "tint": 5.0})  # a stored temperature may be what it shifts
 
 
+def test_a_hot_folders_stage_params_are_of_the_current_version() -> None:
+    # written in a studio.toml today, like --set: not a file an older hostplug stored (those read as version 1,
+    # which would silently switch off a DNG's lens corrections, bad-pixel repair and the false-colour passes)
+    from engine.edits import apply_settings
+    from engine.pipeline import stage_for
+
+    recipe = apply_settings(Recipe(), {"stages": {"demosaic": {"params": {"algorithm": "ahd"}}}})
+    params = stage_for("demosaic", recipe).resolve_params(recipe)
+    assert params.algorithm == "ahd" and params.gain_map and params.bad_pixels and params.false_colour_passes == 2
+    stored = apply_settings(Recipe(), {"stages": {"demosaic": {"params": {"algorithm": "ahd", "version": 1}}}})
+    assert not stage_for("demosaic", stored).resolve_params(stored).gain_map  # a version given is kept
+
+
 @pytest.mark.parametrize("changes, says", [
     ({"exposre": 2.0}, "unknown change 'exposre'"),
     ({"presets": "warm"}, "list of preset names"),
