@@ -119,31 +119,23 @@ def test_the_service_gives_the_same_advice_when_a_client_starts_it() -> None:
 
 def test_a_command_loads_only_its_own_module(sample_dng: Path) -> None:
     """``hostplug info`` does not wait for the watch daemon's, the cluster's or the model commands' modules."""
-    script = (
-        "import sys\n"
-        "from hostplug.cli import main\n"
-        "try:\n"
-        f"    main(['info', {str(sample_dng)!r}])\n"
-        "except SystemExit as e:\n"
-        "    assert not e.code, e.code\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('hostplug.commands.', 'hostplug.daemon'))))\n"
-    )
-    assert _run(script) == "['hostplug.commands.common', 'hostplug.commands.info']"
+    loaded = "sorted(m for m in sys.modules if m.startswith(('hostplug.commands.', 'hostplug.daemon')))"
+    assert _run(_info_then(sample_dng, loaded)) == "['hostplug.commands.common', 'hostplug.commands.info']"
 
 
 def test_info_of_a_dng_without_xmp_loads_no_xmp_parser(sample_dng: Path) -> None:
     """A DNG's own XMP is looked for in its first directory (tifffile, which reading the DNG loads anyway); the
     XMP parser loads only for a DNG that holds a packet, or a raw with a sidecar."""
-    script = (
-        "import sys\n"
-        "from hostplug.cli import main\n"
-        "try:\n"
-        f"    main(['info', {str(sample_dng)!r}])\n"
-        "except SystemExit as e:\n"
-        "    assert not e.code, e.code\n"
-        "print(sorted(m for m in ('lxml', 'defusedxml', 'engine.xmp.sidecar') if m in sys.modules))\n"
-    )
-    assert _run(script) == "[]"
+    loaded = "sorted(m for m in ('lxml', 'defusedxml', 'engine.xmp.sidecar') if m in sys.modules)"
+    assert _run(_info_then(sample_dng, loaded)) == "[]"
+
+
+def _info_then(raw: Path, expression: str) -> str:
+    """A script that runs ``hostplug info RAW`` in-process, then prints ``expression``."""
+    return ("import sys\nfrom hostplug.cli import main\ntry:\n"
+            f"    main(['info', {str(raw)!r}])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            f"print({expression})\n")
 
 
 def test_every_named_command_is_that_command() -> None:
