@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from engine.errors import InputNotFoundError, RecipeError
-from engine.recipe import Recipe, StageSettings
+from engine.recipe import Recipe, StageSettings, stamped
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes
 
@@ -134,15 +134,11 @@ def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
 
 
 def _current_params(stage: str, settings: Any) -> Any:
-    """A stage's settings (JSON form) with its params stamped with the current params version where they carry
-    none (left as they are when the stage or implementation is unknown: validation names it)."""
-    from engine.stages.catalogue import current_version
-
-    if not isinstance(settings, Mapping) or not isinstance(settings.get("params"), Mapping) \
-            or "version" in settings["params"]:
+    """A stage's settings (JSON form) with its params of the current params version where they carry none
+    (:func:`engine.recipe.stamped`); anything malformed as it is, for validation to name."""
+    if not isinstance(settings, Mapping) or not isinstance(settings.get("params"), Mapping):
         return settings
-    version = current_version(stage, settings.get("implementation"))
-    return settings if version is None else {**settings, "params": {**settings["params"], "version": version}}
+    return {**settings, "params": stamped(stage, settings.get("implementation"), settings["params"])}
 
 
 def check_renderable(recipe: Recipe) -> None:

@@ -305,11 +305,19 @@ def _stage_settings(name: str, value: Any) -> StageSettings:
 def _stage_dict(name: str, settings: StageSettings) -> dict[str, Any]:
     """One stage's settings in JSON form, its params stamped with their version (see the module docstring)."""
     data = {k: v for k, v in dataclasses.asdict(settings).items() if v not in (None, {})}
-    if "params" in data and "version" not in data["params"]:
-        current = current_version(name, settings.implementation)
-        if current is not None:
-            data["params"] = {"version": current, **data["params"]}
+    if "params" in data:
+        data["params"] = stamped(name, settings.implementation, data["params"])
     return data
+
+
+def stamped(name: str, implementation: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` of stage ``name`` with the current params version where they carry none: params written now (in
+    memory, a hot folder's recipe table), not read from a file an older hostplug stored. Left as they are for an
+    unknown stage or implementation, or one that is no name: validation names what is wrong."""
+    if "version" in params or not (implementation is None or isinstance(implementation, str)):
+        return dict(params)
+    current = current_version(name, implementation)
+    return dict(params) if current is None else {"version": current, **params}
 
 
 def _stored_params(name: str, implementation: str | None, params: Mapping[str, Any]) -> dict[str, Any]:

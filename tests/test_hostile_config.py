@@ -66,6 +66,9 @@ BAD_CONFIGS: list[tuple[str, bytes, str]] = [
     ("nul-output", b'[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o\\u0000"\n', "NUL"),
     ("recipe-stages-text", (HEAD.replace('path = "in"\n', 'path = "in"\nrecipe = { stages = "x" }\n')).encode(),
      "'stages' must be an object"),
+    ("recipe-implementation-list", HEAD.replace('path = "in"\n', 'path = "in"\nrecipe = { stages = { demosaic = '
+                                                '{ implementation = ["a"], params = { algorithm = "ahd" } } } }\n'
+                                                ).encode(), "'implementation' must be a name"),
     ("log-dev-full", (daemon(log_json='"/dev/full"') + HEAD).encode(), "/dev/full is not a regular file"),
 ]
 
