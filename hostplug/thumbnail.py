@@ -18,7 +18,6 @@ from pathlib import Path
 # EXIF orientation -> Pillow transpose operations that turn the image upright.
 _UPRIGHT = {2: ("FLIP_LEFT_RIGHT",), 3: ("ROTATE_180",), 4: ("FLIP_TOP_BOTTOM",), 5: ("TRANSPOSE",),
             6: ("ROTATE_270",), 7: ("TRANSVERSE",), 8: ("ROTATE_90",)}
-_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 
 
 class ThumbnailError(Exception):
@@ -38,12 +37,14 @@ def _preview(raw_path: Path):
     import rawpy
     from PIL import Image
 
+    from engine.io.probe import LIBRAW_FLIP
+
     if not raw_path.is_file():
         raise ThumbnailError(f"{raw_path}: " + ("is a folder" if raw_path.is_dir() else "no such file"), "missing")
     try:
         with rawpy.imread(str(raw_path)) as raw:
             sizes = raw.sizes
-            orientation = _FLIP_TO_ORIENTATION.get(sizes.flip, 1)
+            orientation = LIBRAW_FLIP.get(sizes.flip, 1)
             height, width = _picture_size(raw_path, (sizes.height, sizes.width))
             try:
                 thumb = raw.extract_thumb()

@@ -84,7 +84,7 @@ def _recipe_properties(tree: Any) -> dict[str, str]:
 def _packets(raw: Path, sidecars: list[Path]) -> Iterator[tuple[Any, str]]:
     """The XMP packets that speak for ``raw``, parsed, each with the name its messages give it, in the order their
     word counts: its ``sidecars``, then a DNG's own packet (:mod:`engine.xmp.embedded`), which Lightroom writes
-    instead of a sidecar. Each is read only when the one before did not settle the question."""
+    instead of a sidecar. Lazily: a caller that stops at the first answer reads no further packet."""
     for path in sidecars:
         yield _read_packet(path)[0], str(path)
     try:

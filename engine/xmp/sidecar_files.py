@@ -71,4 +71,3 @@ def find_duplicates(raw: Path) -> list[Path]:
         return []
     numbered = ((p, pattern.fullmatch(p.name)) for p in raw.parent.iterdir())
     return [p for _, p in sorted((int(m.group(1)), p) for p, m in numbered if m is not None and p.is_file())]
-
