@@ -68,6 +68,37 @@ def test_path_map_translates_both_ways() -> None:
     assert PathMap.for_node({}, "10.0.0.13").there("/a/x") == Path("/a/x")
 
 
+def test_joining_a_busy_head_is_tried_again_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head whose Ray Client server cannot start a session yet is asked again, waiting longer each time, until
+    JOIN_SECONDS have passed; then its error stands. Other errors are not retried."""
+    from hostplug.daemon import cluster
+
+    clock, waits = [0.0], list[float]()
+    monkeypatch.setattr(cluster.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(cluster.time, "sleep", lambda s: (waits.append(s), clock.__setitem__(0, clock[0] + s)))
+
+    class Ray:
+        def __init__(self, failures: int, error: type[Exception] = ConnectionAbortedError) -> None:
+            self.failures, self.error, self.calls = failures, error, 0
+
+        def init(self, **_: Any) -> None:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise self.error("the Ray Client server failed to start")
+
+    busy = Ray(failures=4)
+    cluster._join(busy, "ray://127.0.0.2:10001")
+    assert busy.calls == 5 and waits == [2.0, 4.0, 8.0, 10.0]
+    waits.clear()
+    with pytest.raises(ConnectionAbortedError):
+        cluster._join(Ray(failures=1000), "ray://127.0.0.2:10001")
+    assert sum(waits) <= cluster.JOIN_SECONDS and sum(waits) + 10.0 > cluster.JOIN_SECONDS
+    refused = Ray(failures=1, error=PermissionError)
+    with pytest.raises(PermissionError):
+        cluster._join(refused, "ray://127.0.0.2:10001")
+    assert refused.calls == 1
+
+
 def test_public_bind_refused_without_the_flag() -> None:
     from hostplug.daemon.cluster import address_host, check_bind, node_command
 
@@ -281,7 +312,7 @@ def _wait_running(watch: Watch, condition: Any, timeout: float, what: str) -> An
     return wait_for(met, timeout, what)
 
 
-def _wait_all_done(watch: Watch, journal: Path, total: int, stall: float) -> None:
+def _wait_done(watch: Watch, journal: Path, total: int, stall: float) -> None:
     """Wait until ``total`` files are done, failing once none has finished for ``stall`` seconds (a file stuck or
     dropped stops the count short), or when the daemon exits. Not a deadline for the whole batch: on this 2-core
     machine under load one worker's renders take from a fraction of a second to over a minute each."""
@@ -322,7 +353,7 @@ def test_sixty_raws_on_two_nodes_survive_a_killed_worker_and_a_killed_daemon(ray
         assert sorted(_render_workers(ray_cluster)) == sorted(workers.values())  # (the check below can see them)
         for name in names:
             os.replace(staging / f"{name}.dng", studio / "in" / f"{name}.dng")
-        wait_for(lambda: _count(journal, "done") >= 6, 180, "six files done")
+        _wait_done(watch, journal, 6, stall=180)
         for _ in range(5):  # kill -9 the second node's worker mid-render (again if the render had just finished)
             wait_for(lambda: any(r["state"] == "rendering" and r["node"] == SECOND for r in rows(journal)), 60,
                      "a render on the second node")
@@ -333,17 +364,17 @@ def test_sixty_raws_on_two_nodes_survive_a_killed_worker_and_a_killed_daemon(ray
                 break
             wait_for(lambda pid=killed: _ready_workers(log)[SECOND] != pid, 120, "the worker restarted")
         assert events(log, "retry"), "no render was lost on the second node"
-        wait_for(lambda: _count(journal, "done") >= 30, 300, "thirty files done")
+        _wait_done(watch, journal, 30, stall=180)
         watch.kill()  # kill -9 the daemon: its actors are left on the cluster
         watch = Watch(config, ray_cluster)
-        wait_for(lambda: _count(journal, "done") >= 40, 400, "forty done after the restart")
+        _wait_done(watch, journal, 40, stall=300)  # the stall includes the new daemon's start
         shown = _queue(config, "--json")  # the cluster, as `hostplug queue` shows it to scripts
         assert {w["node"] for w in shown["workers"]} == {HEAD, SECOND}
         assert {n["node"] for n in shown["nodes"]} == {HEAD, SECOND}
         assert len(shown["rendered"]) >= 40 and {r["node"] for r in shown["rendered"]} == {HEAD, SECOND}
         text = _queue(config)
         assert f"{HEAD}: 1 worker(s)" in text and f"{SECOND}: 1 worker(s)" in text, text
-        wait_for(lambda: _count(journal, "done") == 60, 400, "all sixty done after the restart")
+        _wait_done(watch, journal, 60, stall=180)
         assert watch.stop() == 0, watch.output()
     finally:
         if watch.process.poll() is None:
@@ -513,7 +544,7 @@ def test_a_killed_node_costs_only_its_files(tmp_path: Path) -> None:
             _wait_running(watch, lambda: _lost_on(config, second), 180, "the dead node's worker shown as lost")
             # Every file done, none stuck (a file waiting for render_timeout, 600 s, stops the count) or dropped:
             # the limit is on a pause between two files finishing, not on the whole batch.
-            _wait_all_done(watch, journal, len(names), stall=300)
+            _wait_done(watch, journal, len(names), stall=300)
             assert _lost_on(config, second), _queue(config, "--json")["workers"]  # and still, not "starting"
             assert f"  {second}: 1 worker(s) (1 lost), " in _queue(config), _queue(config)
             assert watch.stop() == 0, watch.output()

@@ -58,7 +58,9 @@ UNPLACED_WARN_S = 60.0  # no worker started after this long: say why files wait
 CLAIM_ANSWER_SECONDS = 300.0  # how long a worker waits for the daemon to answer a claim
 PROBE_SECONDS = 180.0  # how long the start-up probe may take (a node starts a Python worker for it)
 PUBLIC = ("0.0.0.0", "::", "[::]", "")
-JOIN_ATTEMPTS = 3  # ray.init tries: a busy head's Ray Client server sometimes fails to start a session
+# How long ray.init is tried again: a busy head's Ray Client server sometimes fails to start a session, for longer
+# than three quick tries covered on a loaded machine (a daemon restarted beside running renders)
+JOIN_SECONDS = 90.0
 NODE_CHECK_SECONDS = 5.0  # how often the daemon asks Ray which nodes are alive (for workers on a dead node)
 
 
@@ -473,16 +475,7 @@ class RayPool:
         check_token(address)  # Ray would take a refused token for a head not up yet, and retry for 30 s
         handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            for attempt in range(JOIN_ATTEMPTS):
-                try:
-                    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
-                             logging_level=logging.WARNING)
-                    break
-                except ConnectionAbortedError as e:  # the head's Ray Client server could not start a session
-                    if attempt + 1 == JOIN_ATTEMPTS:
-                        raise
-                    log.warning("cannot join the Ray cluster at %s (%s); trying again", address, _one_line(e))
-                    time.sleep(2.0 * (attempt + 1))
+            _join(ray, address)
         except Exception as e:  # connection, version and authentication errors alike
             about_auth = mode == "token" and any(w in _one_line(e).lower() for w in ("auth", "token", "permission"))
             raise ConfigError(f"cannot join the Ray cluster at {address}: {_one_line(e)}"
@@ -823,6 +816,23 @@ class RayPool:
             self.journal = None
         with contextlib.suppress(Exception):
             self.ray.shutdown()
+
+
+def _join(ray: Any, address: str) -> None:
+    """``ray.init`` at ``address``, tried again for :data:`JOIN_SECONDS` while the head's Ray Client server cannot
+    start a session (each wait twice the last, at most 10 s); any other error is raised at once."""
+    deadline, wait = time.monotonic() + JOIN_SECONDS, 2.0
+    while True:
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+            return
+        except ConnectionAbortedError as e:  # the head's Ray Client server could not start a session
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("cannot join the Ray cluster at %s (%s); trying again in %.0f s", address, _one_line(e),
+                        wait)
+            time.sleep(wait)
+            wait = min(wait * 2.0, 10.0)
 
 
 def _one_line(error: BaseException) -> str:
