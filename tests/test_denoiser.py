@@ -274,7 +274,7 @@ def _shipped(size: str) -> None:
         pytest.skip(f"denoise-{size} is not shipped in this checkout")
 
 
-@pytest.mark.parametrize("size", ["fast", "mid", "mid2", "lite", "base"])
+@pytest.mark.parametrize("size", ["fast", "mid", "mid2", "mid3", "lite", "base"])
 def test_shipped_weights_load_and_verify(size: str) -> None:
     _shipped(size)
     model = denoiser.load(size)
@@ -306,11 +306,11 @@ def test_the_noise_level_conditions_how_much_is_removed(size: str) -> None:
 
 
 def test_learned_stage_denoises_a_render(sample_dng: Path) -> None:
-    _shipped("mid2")
+    _shipped("mid3")
     source = engine.open(sample_dng)
     rendered = engine.render(source, LEARNED.replace(denoise=60.0))
     notes = rendered.notes["denoise"]
-    assert notes["model"] == "denoise-mid2" and notes["strength"] == 60.0
+    assert notes["model"] == "denoise-mid3" and notes["strength"] == 60.0
     assert notes["noise_origin"] == "DNG NoiseProfile"
     assert rendered.pixels.shape == (600, 900, 3)
 
@@ -334,7 +334,7 @@ def test_auto_follows_the_iso_and_is_the_default() -> None:
 @pytest.mark.parametrize(("learned_from_iso", "expected"), [(100.0, "learned"), (6400.0, "classical")])
 def test_auto_runs_the_learned_denoiser_from_its_iso_up(sample_dng: Path, learned_from_iso: float,
                                                         expected: str) -> None:
-    _shipped("mid2")
+    _shipped("mid3")
     recipe = Recipe(stages={"denoise": StageSettings(implementation="auto",
                                                      params={"learned_from_iso": learned_from_iso})})
     notes = engine.render(engine.open(sample_dng), recipe).notes["denoise"]  # the sample reads as ISO 200
@@ -371,7 +371,7 @@ def test_recipes_of_version_1_keep_the_classical_denoiser_and_the_lite_networks(
     assert not off.stage("denoise").enabled
     new = Recipe.from_json(Recipe().to_json())  # written now: the default stays the default
     assert stage_for("denoise", new).implementation == "auto"
-    assert stage_for("denoise", new.replace(stages=LEARNED.stages)).resolve_params(LEARNED).model == "mid2"
+    assert stage_for("denoise", new.replace(stages=LEARNED.stages)).resolve_params(LEARNED).model == "mid3"
 
 
 def test_recipes_of_version_2_keep_the_fast_learned_denoiser() -> None:
@@ -399,8 +399,9 @@ def test_recipes_of_version_3_keep_the_classical_default_and_the_mid_learned_den
 
 
 @pytest.mark.parametrize(("implementation", "version", "model"),
-                         [("learned", 2, "fast"), ("learned", 3, "mid"), ("learned", 4, "mid2"), ("auto", 1, "fast"),
-                          ("auto", 2, "mid"), ("auto", 3, "mid2")])
+                         [("learned", 2, "fast"), ("learned", 3, "mid"), ("learned", 4, "mid2"), ("learned", 5, "mid3"),
+                          ("auto", 1, "fast"), ("auto", 2, "mid"), ("auto", 3, "mid2"), ("auto", 4, "mid2"),
+                          ("auto", 5, "mid3")])
 def test_stored_params_keep_the_denoiser_of_their_version(implementation: str, version: int, model: str) -> None:
     from engine.pipeline import stage_for
 
@@ -411,7 +412,25 @@ def test_stored_params_keep_the_denoiser_of_their_version(implementation: str, v
     if implementation == "auto":
         from engine.stages.denoise_learned import LEARNED_FROM_ISO
 
-        assert params.learned_from_iso == {"fast": 1600.0, "mid": 800.0}.get(model, LEARNED_FROM_ISO)
+        assert params.learned_from_iso == {"fast": 1600.0, "mid": 800.0, "mid2": 400.0}.get(model, LEARNED_FROM_ISO)
+
+
+@pytest.mark.parametrize("version", [4, 5, 6, 7, 8])
+def test_recipes_of_versions_4_to_8_keep_the_mid2_learned_denoiser(version: int) -> None:
+    """Recipe version 9 made denoise-mid3 (learned on the demosaic without false colour) the default; a recipe or
+    output written before names no model and keeps mid2, from ISO 400, also when written again now."""
+    from engine.pipeline import stage_for
+
+    assert stage_for("denoise", Recipe.from_dict({"version": version})).implementation == "auto"
+    for implementation in ("learned", "auto"):
+        old = Recipe.from_dict({"version": version, "stages": {"denoise": {"implementation": implementation}}})
+        for recipe in (old, Recipe.from_json(old.to_json())):
+            params = stage_for("denoise", recipe).resolve_params(recipe)
+            assert params.model == "mid2"
+            assert getattr(params, "learned_from_iso", 400.0) == 400.0
+    implicit = Recipe.from_dict({"version": version})  # auto by default: pinned too
+    assert stage_for("denoise", implicit).resolve_params(implicit).model == "mid2"
+    assert stage_for("denoise", Recipe.from_dict({"version": 9})).resolve_params(Recipe()).model == "mid3"
 
 
 def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothing() -> None:
@@ -428,15 +447,15 @@ def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothin
 @pytest.fixture
 def private_weights(weights_copy: Path) -> Path:
     """The default denoiser's weights file in a scratch copy of the weights folder."""
-    _shipped("mid2")
-    return weights_copy / models.read_manifest()["denoise-mid2"].file
+    _shipped("mid3")
+    return weights_copy / models.read_manifest()["denoise-mid3"].file
 
 
 def test_corrupted_weights_give_a_clear_error(private_weights: Path, sample_dng: Path) -> None:
     data = bytearray(private_weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     private_weights.write_bytes(bytes(data))
-    expected = models.read_manifest()["denoise-mid2"].sha256
+    expected = models.read_manifest()["denoise-mid3"].sha256
     with pytest.raises(ModelError) as error:
         engine.render(engine.open(sample_dng), LEARNED)
     assert str(private_weights) in str(error.value) and expected in str(error.value)
@@ -447,7 +466,7 @@ def test_missing_weights_give_a_clear_error(private_weights: Path, sample_dng: P
     with pytest.raises(ModelError, match="missing") as error:
         engine.render(engine.open(sample_dng), LEARNED)
     assert str(private_weights) in str(error.value)
-    assert models.read_manifest()["denoise-mid2"].sha256 in str(error.value)
+    assert models.read_manifest()["denoise-mid3"].sha256 in str(error.value)
 
 
 def test_the_classical_strength_follows_the_noise_a_small_render_averaged_away(sample_dng: Path) -> None:

@@ -168,6 +168,28 @@ def test_noise_level_falls_back_from_profile_to_iso() -> None:
     assert "ISO 1600" in model.origin
 
 
+def test_the_denoiser_learns_on_the_demosaic_a_render_makes() -> None:
+    """Training pairs are demosaiced as the render's demosaic stage does it, median passes included (recipe
+    version 8), and with 0 passes as before them (what the networks before mid3 learned on)."""
+    from types import SimpleNamespace
+
+    from engine import false_colour
+    from engine.stages.demosaic import FALSE_COLOUR_PASSES, bayer_to_rgb
+
+    rng = np.random.default_rng(3)
+    signal = rng.uniform(0.05, 0.6, (48, 64)).astype(np.float32)  # a fine texture: the medians change it
+    neutral = np.array([0.5, 1.0, 0.7])
+    dn = np.round(512 + signal * (16383 - 512)).astype(np.uint16)
+    source = SimpleNamespace(sensor=dn, cfa=raw_noise.RGGB, black=np.full(3, 512.0), white=16383.0,
+                             as_shot_neutral=neutral)
+    rendered = bayer_to_rgb(source)
+    trained = raw_noise.demosaic(raw_noise.quantise(signal), neutral, false_colour_passes=0)
+    np.testing.assert_allclose(trained, rendered, atol=1e-5)
+    with_medians = false_colour.suppress(rendered.copy(), (1.0 / neutral).astype(np.float32), FALSE_COLOUR_PASSES)
+    np.testing.assert_allclose(raw_noise.demosaic(raw_noise.quantise(signal), neutral), with_medians, atol=1e-5)
+    assert np.abs(with_medians - rendered).max() > 0.01
+
+
 def test_noise_level_is_estimated_from_a_flat_image() -> None:
     shot, read = synthetic.noise_profile(3200)
     ramp = np.tile(np.linspace(0.05, 0.6, 384, dtype=np.float32)[None, :, None], (384, 1, 3))

@@ -16,7 +16,8 @@ inference, and the noise map already gives the global conditioning.
 
 Sizes (:data:`SIZES`): "lite" width 16 at full resolution, "base" width 24 with two middle blocks, "fast" width 32 on
 4 x 4 packed pixels with two levels, "mid" lite's widths on 2 x 2 packed pixels (rendered in bfloat16 where the CPU
-has it), "mid2" the same network trained six times longer (as good as lite). Rendering runs a network over an
+has it), "mid2" the same network trained six times longer (as good as lite), "mid3" mid2 trained on the demosaic of
+recipe version 8, whose median passes take out its false colour. Rendering runs a network over an
 image of any size with :func:`engine.models.denoise_tiles.denoise_image`, as its folded rendering form
 (:mod:`engine.models.denoiser_fused`); training and :func:`denoise_tensor` use it as it is.
 """
@@ -51,6 +52,7 @@ SIZES = {
     "fast": DenoiserConfig(width=32, enc_blocks=(1, 1), dec_blocks=(1, 1), pack=4),
     "mid": DenoiserConfig(width=16, pack=2, bf16=True),
     "mid2": DenoiserConfig(width=16, pack=2, bf16=True),  # mid's network, trained six times longer
+    "mid3": DenoiserConfig(width=16, pack=2, bf16=True),  # mid2's, on the demosaic without its false colour
     "lite": DenoiserConfig(width=16),
     "base": DenoiserConfig(width=24, middle_blocks=2),
 }

@@ -27,8 +27,8 @@ DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
 PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("demosaic", "mhc"): 4,
     ("denoise", "classical"): 2,
-    ("denoise", "learned"): 4,
-    ("denoise", "auto"): 4,
+    ("denoise", "learned"): 5,
+    ("denoise", "auto"): 5,
     ("white_balance", "classical"): 2,
     ("colour", "dng"): 1,
     ("photofinish", "learned"): 2,
@@ -45,7 +45,7 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 # the params version that a recipe storing no params got then: (stage, implementation, params version).
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
     v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto"}
-    for v in (1, 2, 3, 4, 5, 6, 7)}
+    for v in (1, 2, 3, 4, 5, 6, 7, 8)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 _DEMOSAIC_V3 = ("demosaic", "mhc", 3)  # version 4 takes out the demosaic's false colour; 3 not
@@ -54,6 +54,8 @@ _PHOTOFINISH_V1 = (("photofinish", "learned", 1), ("photofinish", "classical", 1
 # classical params 2 and auto 4 say whether the classical strength follows a reduced render's size; recipes before
 # version 7 used the full-size image's (the params version cannot tell: version 7 recipes stored the same ones)
 _DENOISE_FULL_SIZE = (("denoise", "classical", 1), ("denoise", "auto", 3))
+_LEARNED_MID2 = ("denoise", "learned", 4)  # version 5 runs denoise-mid3 (learned on recipe 8's demosaic); 4 mid2
+_AUTO_MID2 = ("denoise", "auto", 4)
 FOLLOW_SCALE_FROM = 7
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
@@ -62,10 +64,11 @@ FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
         *_DENOISE_FULL_SIZE),
     3: (("denoise", "learned", 3), ("denoise", "auto", 2), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # denoise-mid
         *_DENOISE_FULL_SIZE),
-    4: (_DEMOSAIC_V1, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE),
-    5: (_DEMOSAIC_V2, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE),
-    6: (_DEMOSAIC_V3, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE),
-    7: (_DEMOSAIC_V3,),
+    4: (_DEMOSAIC_V1, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2),
+    5: (_DEMOSAIC_V2, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2),
+    6: (_DEMOSAIC_V3, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2),
+    7: (_DEMOSAIC_V3, _LEARNED_MID2, _AUTO_MID2),
+    8: (_LEARNED_MID2, _AUTO_MID2),
 }
 
 

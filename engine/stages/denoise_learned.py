@@ -2,14 +2,15 @@
 (``--use denoise=auto``), which runs it above the ISO where it pays and the classical denoiser below.
 
 Select the network with ``--use denoise=learned`` (recipe ``stages.denoise.implementation``); ``--set
-denoise.model=base`` picks the larger network, ``lite`` the full-resolution one of params version 1, ``fast`` the 4 x
-4-packed one of version 2, ``mid`` (2 x 2 packed) the default of version 3; version 4's default is ``mid2``, mid's
-network trained six times longer: as good as lite at a tenth of its time (docs/models.md). The network is conditioned
-on the file's noise level (:mod:`engine.io.noise_level`: DNG NoiseProfile, else the per-ISO model, or measured from
-the image), so at full strength it removes as much as the noise calls for and leaves a clean image nearly untouched.
-The recipe's ``denoise`` strength (0..100) blends the network's result with the input; automatic (unset) is 100 for
-raws and 0 for sRGB images, which carry no raw noise. The image is processed in overlapping tiles on the render's
-device, so memory stays bounded on any size.
+denoise.model=base`` picks the larger network, ``lite`` the full-resolution one of params version 1, ``fast`` the 4
+x 4-packed one of version 2, ``mid`` (2 x 2 packed) the default of version 3, ``mid2`` (mid's network trained six
+times longer: as good as lite at a tenth of its time) that of version 4; version 5's default is ``mid3``, mid2
+trained on the demosaic of recipe version 8, whose median passes take out its false colour (docs/models.md). The
+network is conditioned on the file's noise level (:mod:`engine.io.noise_level`: DNG NoiseProfile, else the per-ISO
+model, or measured from the image), so at full strength it removes as much as the noise calls for and leaves a clean
+image nearly untouched. The recipe's ``denoise`` strength (0..100) blends the network's result with the input;
+automatic (unset) is 100 for raws and 0 for sRGB images, which carry no raw noise. The image is processed in
+overlapping tiles on the render's device, so memory stays bounded on any size.
 
 "auto" (:class:`AutoDenoise`) picks per file: the learned denoiser from :data:`LEARNED_FROM_ISO` (the gain over
 ISO 100 read from the DNG NoiseProfile when there is one, as the classical strength reads it), the classical one
@@ -31,20 +32,22 @@ from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Pixels, Stage
 from engine.stages.denoise import ClassicalDenoise, DenoiseParams, gain_stops
 
-ModelSize = Literal["fast", "mid", "mid2", "lite", "base"]  # the sizes of engine.models.denoiser.SIZES
+ModelSize = Literal["fast", "mid", "mid2", "mid3", "lite", "base"]  # the sizes of engine.models.denoiser.SIZES
 
 # The ISO from which "auto" runs the learned denoiser (measured: docs/models.md, "Where the learned denoiser pays");
-# 1600 for denoise-fast (auto params version 1), 800 for denoise-mid (version 2), 400 for denoise-mid2.
-LEARNED_FROM_ISO = 400.0
+# 1600 for denoise-fast (auto params version 1), 800 for denoise-mid (version 2), 400 for denoise-mid2 (3 and 4),
+# 800 for denoise-mid3 (5): the demosaic's median passes took out part of the noise it led the classical one by.
+LEARNED_FROM_ISO = 800.0
+_FORMER_MODELS = {1: "lite", 2: "fast", 3: "mid", 4: "mid2"}  # LearnedDenoiseParams' default model, by version
 
 
 @dataclass(frozen=True)
 class LearnedDenoiseParams:
     """Strength 0..100 (None: automatic), model size, where the noise level comes from, or a pinned (S, O)."""
 
-    VERSION: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 5
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
-    model: ModelSize = "mid2"
+    model: ModelSize = "mid3"
     noise: Literal["auto", "profile", "iso", "estimate"] = "auto"  # engine.io.noise_level.NOISE_SOURCES
     # Pins (S, O): variance = S * signal + O; both are variances, so never negative.
     noise_profile: tuple[float, float] | None = field(default=None, metadata={"range": (0.0, 1.0)})
@@ -62,9 +65,9 @@ class LearnedDenoise(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1's default model was "lite", version 2's "fast", version 3's "mid"."""
-        if version < 4:
-            return {"model": {1: "lite", 2: "fast", 3: "mid"}.get(version, "lite"), **params}
+        """Version 1's default model was "lite", version 2's "fast", version 3's "mid", version 4's "mid2"."""
+        if version < 5:
+            return {"model": _FORMER_MODELS.get(version, "lite"), **params}
         return params
 
     def prepare(self, params: LearnedDenoiseParams, ctx: Context) -> dict[str, Any]:
@@ -116,10 +119,10 @@ class AutoDenoiseParams:
     """Strength 0..100 (None: automatic), the ISO from which the learned denoiser runs, its model size, and
     whether the classical denoiser's automatic strength follows the render's size (:class:`DenoiseParams`)."""
 
-    VERSION: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 5
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
     learned_from_iso: float = field(default=LEARNED_FROM_ISO, metadata={"range": (0.0, 1e7)})
-    model: ModelSize = "mid2"
+    model: ModelSize = "mid3"
     follow_scale: bool = True
 
 
@@ -138,10 +141,13 @@ class AutoDenoise(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1's model was "fast", run from ISO 1600; version 2's "mid", from ISO 800."""
+        """Version 1's model was "fast", run from ISO 1600; version 2's "mid", from ISO 800; versions 3 and 4's
+        "mid2", from ISO 400."""
         if version < 2:
             return {"model": "fast", "learned_from_iso": 1600.0, **params}
-        return {"model": "mid", "learned_from_iso": 800.0, **params} if version < 3 else params
+        if version < 3:
+            return {"model": "mid", "learned_from_iso": 800.0, **params}
+        return {"model": "mid2", "learned_from_iso": 400.0, **params} if version < 5 else params
 
     def params_from(self, recipe: Recipe) -> AutoDenoiseParams:
         return AutoDenoiseParams(strength=recipe.denoise)

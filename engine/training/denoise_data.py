@@ -101,8 +101,10 @@ def scene_sample(rng: np.random.Generator, patch: int,
     return rgb, raw.camera_neutral, image_scale(rgb)
 
 
-def make_batch(rng: np.random.Generator, size: int, patch: int) -> Batch:
-    """A training batch of ``size`` samples of ``patch`` x ``patch`` pixels (module docstring)."""
+def make_batch(rng: np.random.Generator, size: int, patch: int,
+               false_colour_passes: int = raw_noise.FALSE_COLOUR_PASSES) -> Batch:
+    """A training batch of ``size`` samples of ``patch`` x ``patch`` pixels (module docstring), demosaiced with
+    ``false_colour_passes`` median passes (:func:`engine.training.raw_noise.noisy_pair`)."""
     noisy, clean, sigma, scale = [], [], [], []
     for _ in range(size):
         if rng.random() < PHOTO_PROBABILITY:
@@ -110,7 +112,7 @@ def make_batch(rng: np.random.Generator, size: int, patch: int) -> Batch:
         else:
             rgb, neutral, s = scene_sample(rng, patch)
         _iso, shot, read = raw_noise.sample_noise(rng)
-        n, c = raw_noise.noisy_pair(rgb, neutral, shot, read, rng)
+        n, c = raw_noise.noisy_pair(rgb, neutral, shot, read, rng, false_colour_passes)
         noisy.append(n)
         clean.append(c)
         sigma.append(sigma_map(n, shot, read))

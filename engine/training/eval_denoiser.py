@@ -3,7 +3,7 @@
 Test images: :func:`engine.training.denoise_data.test_images` (3 held-out photographs x the 3 held-out cameras,
 brightest channel at half of sensor white). Noise: the per-ISO model of :func:`engine.synthetic.noise_profile`
 through :func:`engine.training.raw_noise.noisy_pair` (mosaic, Poisson-Gaussian noise, 14 bits, the engine's
-demosaic), seeded per image and ISO. Every method gets the same noisy image:
+demosaic with the median passes a render makes), seeded per image and ISO. Every method gets the same noisy image:
 
 - **none**: the noisy image as it is;
 - **classical**: the engine's :class:`~engine.stages.denoise.ClassicalDenoise` at its automatic strength for the
@@ -213,6 +213,7 @@ def metrics_of(result: DenoiseResult, method: str, device: str) -> dict:
         "baselines_linear_db": {m: {str(iso): round(v, 2) for iso, v in per.items()}
                                 for m, per in result.linear.items() if not m.startswith("learned")},
         "seconds_per_megapixel": round(result.seconds_per_mp[method], 3),
+        "demosaic_false_colour_passes": raw_noise.FALSE_COLOUR_PASSES,
         "device": device,
         "machine": machine() if device == "cuda" else f"cpu ({platform.machine()}, shared 2-core machine)",
     }

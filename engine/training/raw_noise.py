@@ -7,9 +7,11 @@ How a noisy/clean pair is made (:func:`noisy_pair`):
    back by ``S``, plus Gaussian read noise of variance ``O``; the result is quantised to 14-bit DN (black 512,
    white 16383) and clipped to the DN range, as a real raw is.
 3. Both mosaics, clean and noisy, are demosaiced by the engine's own Malvar-He-Cutler kernels, pre-scaled by the
-   camera neutral as :func:`engine.stages.demosaic.bayer_to_rgb` does. The denoiser's target is the demosaic of
-   the *clean* mosaic, so it learns to remove noise (spatially correlated by the demosaic, as in a render) and
-   nothing else, and "no denoising" is a fair baseline.
+   camera neutral as :func:`engine.stages.demosaic.bayer_to_rgb` does, and lose their false colour to the median
+   passes a render makes (:mod:`engine.false_colour`; the demosaic's default since recipe version 8, 0 for the
+   denoisers trained before it). The denoiser's target is the demosaic of the *clean* mosaic, so it learns to remove
+   noise (spatially correlated by the demosaic, as in a render) and nothing else, and "no denoising" is a fair
+   baseline.
 
 Noise levels (:func:`sample_noise`): ISO log-uniform in 50..25600 through the per-ISO model of
 :func:`engine.synthetic.noise_profile`, with the read-noise variance scaled by a factor log-uniform in 0.25..4
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import kernels
+from engine import false_colour, kernels
+from engine.stages.demosaic import FALSE_COLOUR_PASSES
 from engine.training import synthetic
 
 RGGB = np.array([[0, 1], [1, 2]], dtype=np.int64)
@@ -48,8 +51,9 @@ def quantise(signal: np.ndarray) -> np.ndarray:
     return ((dn - synthetic.BLACK_LEVEL) / _RANGE).astype(np.float32)
 
 
-def demosaic(cfa_signal: np.ndarray, neutral: np.ndarray) -> np.ndarray:
-    """The engine's demosaic of a normalised RGGB mosaic (float), pre-scaled by ``neutral`` like a render."""
+def demosaic(cfa_signal: np.ndarray, neutral: np.ndarray, false_colour_passes: int = FALSE_COLOUR_PASSES) -> np.ndarray:
+    """The engine's demosaic of a normalised RGGB mosaic (float), pre-scaled by ``neutral`` and with its false
+    colour taken out by ``false_colour_passes`` median passes, like a render."""
     h, w = cfa_signal.shape
     wb = (1.0 / np.asarray(neutral, dtype=np.float64)).astype(np.float32)
     padded = np.empty((h + 4, w + 4), dtype=np.float32)
@@ -57,7 +61,7 @@ def demosaic(cfa_signal: np.ndarray, neutral: np.ndarray) -> np.ndarray:
                              wb, padded)
     rgb = np.empty((h, w, 3), dtype=np.float32)
     kernels.demosaic_mhc(padded, RGGB, (1.0 / wb).astype(np.float32), rgb)
-    return rgb
+    return false_colour.suppress(rgb, wb, false_colour_passes)
 
 
 def sample_noise(rng: np.random.Generator) -> tuple[float, float, float]:
@@ -67,8 +71,9 @@ def sample_noise(rng: np.random.Generator) -> tuple[float, float, float]:
     return iso, shot, read * float(np.exp(rng.uniform(np.log(0.25), np.log(4.0))))
 
 
-def noisy_pair(clean_rgb: np.ndarray, neutral: np.ndarray, shot: float, read: float,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def noisy_pair(clean_rgb: np.ndarray, neutral: np.ndarray, shot: float, read: float, rng: np.random.Generator,
+               false_colour_passes: int = FALSE_COLOUR_PASSES) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, clean) demosaiced camera RGB of a clean image at noise (S, O) (module docstring)."""
     cfa = mosaic(clean_rgb)
-    return demosaic(add_noise(cfa, shot, read, rng), neutral), demosaic(quantise(cfa), neutral)
+    return (demosaic(add_noise(cfa, shot, read, rng), neutral, false_colour_passes),
+            demosaic(quantise(cfa), neutral, false_colour_passes))

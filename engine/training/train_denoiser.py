@@ -40,6 +40,8 @@ class DenoiseTrainConfig:
     device: str = "cpu"
     threads: int | None = 1
     checkpoint: str | None = None  # saved to every CHECKPOINT_EVERY steps; a run finds it there and resumes
+    # the render's demosaic the network learns on (0: the one before recipe version 8, which mid2 learned on)
+    false_colour_passes: int = denoise_data.raw_noise.FALSE_COLOUR_PASSES
 
 
 def model_name(size: str) -> str:
@@ -86,7 +88,7 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
         for group in optimiser.param_groups:
             group["lr"] = loop.learning_rate(step, budget.total, config.lr)
         if step % config.reuse == 0:
-            batch = denoise_data.make_batch(rng, config.batch, config.patch)
+            batch = denoise_data.make_batch(rng, config.batch, config.patch, config.false_colour_passes)
         elif step % config.reuse == 1:
             batch = transposed(batch)
         loss = loss_on(model, batch, device)
@@ -111,7 +113,8 @@ def train(config: DenoiseTrainConfig, log: Callable[[str], None] = print) -> tup
         "final_loss": round(float(np.mean(losses[-50:])), 6),
         "machine": loop.machine(),
         "command": f"hostplug train denoise --size {config.size} --steps {budget.total} --seed {config.seed} "
-                   f"--batch {config.batch} --patch {config.patch} --reuse {config.reuse}",
+                   f"--batch {config.batch} --patch {config.patch} --reuse {config.reuse} "
+                   f"--false-colour-passes {config.false_colour_passes}",
     }
     return model.cpu().to(memory_format=torch.contiguous_format).eval(), record  # type: ignore[call-overload]
 

@@ -7,14 +7,15 @@ Sidecars and preset files share this form, so a user can read and edit either in
         hostplug:stages='{"denoise":{"enabled":false}}'/>
 
 ``schemaVersion`` says which layout wrote the properties; older layouts are upgraded on read by the functions in
-:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 8
-is the current layout; it reads as versions 1 to 7 did, but a sidecar's recipe is of the recipe version of its layout
-(:data:`engine.recipe.RECIPE_VERSION`), and what it left to the defaults of its day (layouts 1 to 3: the classical
-denoiser; layout 2: the "fast" learned denoiser; layout 3: the "mid" one; layouts 1 to 4: a DNG's lens-shading
-maps, lens warps and DefaultCrop left unapplied; layout 5: its bad pixels left; layouts 1 to 6: less saturation
-in the chroma table alone; layouts 1 to 7: the demosaic's false colour left) :func:`properties_to_recipe` pins
-(presets, which hold only the settings they change, are left as they are). ``description`` is a free-text note
-(presets use it). A preset holds only the settings it changes; a sidecar holds the whole recipe.
+:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 9
+is the current layout; it reads as versions 1 to 8 did, but a sidecar's recipe is of the recipe version of its
+layout (:data:`engine.recipe.RECIPE_VERSION`), and what it left to the defaults of its day (layouts 1 to 3: the
+classical denoiser; layout 2: the "fast" learned denoiser; layout 3: the "mid" one; layouts 1 to 4: a DNG's lens-
+shading maps, lens warps and DefaultCrop left unapplied; layout 5: its bad pixels left; layouts 1 to 6: less
+saturation in the chroma table alone; layouts 1 to 7: the demosaic's false colour left; layouts 4 to 8: the "mid2"
+learned denoiser) :func:`properties_to_recipe` pins (presets, which hold only the settings they change, are left as
+they are). ``description`` is a free-text note (presets use it). A preset holds only the settings it changes; a
+sidecar holds the whole recipe.
 
 ``stages`` holds the recipe's JSON form of its stage settings, so stage params are stored with their own
 version (``{"detail":{"params":{"radius":1.5,"version":1}}}``, stamped by :meth:`Recipe.to_dict`) and read back
@@ -32,7 +33,7 @@ from engine.errors import RecipeError, SidecarError
 from engine.recipe import Recipe, check_json_depth
 from engine.stages.catalogue import pin_former_defaults
 
-SCHEMA_VERSION = 8  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
+SCHEMA_VERSION = 9  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
 SETTINGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
 TEXT_SETTINGS = frozenset({"style", "wb"})
 BOOL_SETTINGS = frozenset({"auto_exposure"})  # XMP Boolean: "True" or "False"
@@ -43,7 +44,7 @@ OUTPUT_PROPERTIES = frozenset({"sourcePath", "sourceSHA256", "engineVersion", "m
 
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {
-    version: lambda properties: properties for version in (1, 2, 3, 4, 5, 6, 7)}
+    version: lambda properties: properties for version in (1, 2, 3, 4, 5, 6, 7, 8)}
 
 
 def format_number(value: float) -> str:

@@ -29,8 +29,8 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 
 
 @click.command(name="denoise")
-@click.option("--size", type=click.Choice(["fast", "mid", "mid2", "lite", "base"]), default="lite", show_default=True,
-              help="The network (mid2 is the one renders use).")
+@click.option("--size", type=click.Choice(["fast", "mid", "mid2", "mid3", "lite", "base"]), default="lite",
+              show_default=True, help="The network (mid3 is the one renders use).")
 @click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget (default 15 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -39,6 +39,9 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
               help="Training crop size in pixels (a multiple of 8).")
 @click.option("--reuse", type=click.IntRange(1, 2), default=1, show_default=True,
               help="Steps per generated batch (the second sees it transposed).")
+@click.option("--false-colour-passes", type=click.IntRange(0, 5), default=2, show_default=True,
+              help="The demosaic's median passes the network learns on: the render's default (0 for the networks "
+                   "trained before recipe version 8).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the run here every 250 steps; the same run given an existing checkpoint resumes from it "
                    "(it is removed once the weights are written).")
@@ -46,7 +49,8 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 @_threads
 @_weights_dir
 def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int, batch: int, patch: int,
-                  reuse: int, checkpoint: Path | None, device: str, threads: int, weights_dir: Path | None) -> None:
+                  reuse: int, false_colour_passes: int, checkpoint: Path | None, device: str, threads: int,
+                  weights_dir: Path | None) -> None:
     """Train the learned denoiser from scratch (un-processed photographs and computed raws)."""
     from engine.training import train_denoiser
 
@@ -56,6 +60,7 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
     minutes, steps = _budget(minutes, steps, 15.0)
     config = train_denoiser.DenoiseTrainConfig(size=size, seed=seed, steps=steps, minutes=minutes, batch=batch,
                                                patch=patch, reuse=reuse, device=device, threads=threads,
+                                               false_colour_passes=false_colour_passes,
                                                checkpoint=str(checkpoint) if checkpoint else None)
     click.echo(f"denoise-{size}: into {destination(weights_dir)}")
     model, record = train_denoiser.train(config, log=click.echo)
@@ -108,7 +113,7 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
 
 
 @click.command(name="denoise")
-@click.option("--sizes", default="mid2,mid,fast,lite,base", show_default=True,
+@click.option("--sizes", default="mid3,mid2,mid,fast,lite,base", show_default=True,
               help="Shipped denoiser sizes to measure.")
 @click.option("--by-iso", is_flag=True,
               help="Instead: the gain over the classical denoiser from ISO 100 to 12800, and the ISO from which "
