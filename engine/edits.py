@@ -93,7 +93,7 @@ def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Rec
         return recipe
     stages = dict(recipe.stages)
     for name, change in stage_changes.items():
-        stages[name] = merge_stage(stages.get(name), change)
+        stages[name] = merge_stage(stages.get(name), change, name)
     return recipe.replace(stages=stages) if stages != dict(recipe.stages) else recipe
 
 
@@ -106,12 +106,21 @@ def check_changes(changes: Mapping[str, Any] | None) -> None:
     apply_changes(Recipe(wb="custom", temperature=5000.0) if tint_alone else None, changes)
 
 
-def merge_stage(current: StageSettings | None, change: Mapping[str, Any]) -> StageSettings:
-    """One stage's settings with ``change`` (``enabled``, ``implementation``, ``params``) applied."""
+def merge_stage(current: StageSettings | None, change: Mapping[str, Any], name: str = "") -> StageSettings:
+    """One stage's settings (of stage ``name``) with ``change`` (``enabled``, ``implementation``, ``params``)
+    applied. A change of implementation keeps what the stored params of the old one mean now
+    (:func:`engine.pipeline.switched_params`): a recipe of an older version holds its former defaults pinned."""
     settings = current or StageSettings()
     updates: dict[str, Any] = {k: change[k] for k in ("enabled", "implementation") if k in change}
+    params = settings.params
+    if "implementation" in change and "version" in params:
+        from engine.pipeline import switched_params
+
+        params = switched_params(name, settings.implementation, params, change["implementation"])
     if change.get("params"):
-        updates["params"] = {**settings.params, **change["params"]}
+        params = {**params, **change["params"]}
+    if params != settings.params:
+        updates["params"] = params
     return dataclasses.replace(settings, **updates)
 
 

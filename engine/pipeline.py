@@ -12,9 +12,10 @@ image: the style network reads it there, and the copies are small).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,31 @@ def stage_for(name: str, recipe: Recipe) -> Stage:
     if wanted not in choices:
         raise RecipeError(f"stage {name!r} has no implementation {wanted!r} (known: {', '.join(choices)})")
     return choices[wanted]()
+
+
+def switched_params(name: str, implementation: str | None, params: Mapping[str, Any], to: str | None) -> dict[str, Any]:
+    """Stage ``name``'s fixed ``params`` of ``implementation`` (None: the default) as a change to implementation
+    ``to`` keeps them. Params stored with a version (an older one read from a file, or what
+    :func:`engine.stages.catalogue.pin_former_defaults` pinned: ``{"version": 4}`` for "auto" in a recipe of
+    version 7 or 8) are of the old implementation's params version, which means nothing to another
+    implementation: they are brought up to date by the old implementation's ``migrate`` and keep the values the
+    new one has a parameter for (as current params). So ``--use denoise=classical`` on an older recipe or sidecar
+    keeps its strength and how it follows the render's size, and ``--use denoise=learned`` the network its "auto"
+    ran. Current params (no version), an unchanged implementation, or an unknown stage, implementation or version
+    are left as they are, for validation to name what is wrong."""
+    params = dict(params)
+    choices = IMPLEMENTATIONS.get(name, {})
+    default = DEFAULT_IMPLEMENTATIONS.get(name)
+    old, new = choices.get(implementation or default or ""), choices.get(to or default or "")
+    if "version" not in params or old is None or new is None or old is new:
+        return params
+    version = params["version"]
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= old.Params.VERSION:
+        return params
+    del params["version"]
+    current = old.migrate(params, version) if version < old.Params.VERSION else params
+    names = {f.name for f in dataclasses.fields(new.Params)}
+    return {key: value for key, value in current.items() if key in names}
 
 
 def check_recipe(recipe: Recipe) -> None:

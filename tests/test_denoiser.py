@@ -433,6 +433,37 @@ def test_recipes_of_versions_4_to_8_keep_the_mid2_learned_denoiser(version: int)
     assert stage_for("denoise", Recipe.from_dict({"version": 9})).resolve_params(Recipe()).model == "mid3"
 
 
+@pytest.mark.parametrize("version", [4, 6, 7, 8])
+def test_another_denoiser_chosen_for_an_older_recipe_keeps_what_its_params_meant(version: int) -> None:
+    """An older recipe (a sidecar, an output's record) holds "auto" with its former params version pinned; that
+    version is auto's, so ``--use denoise=classical`` (or a preset naming it) once stopped with "params version 4
+    is newer than this hostplug (2)", and ``--use denoise=learned`` on a version 4-6 recipe with "no parameter
+    'follow_scale'". The switch keeps what the params meant: the strength, the classical strength at the full-size
+    image's before version 7, and the network auto ran (mid2)."""
+    from engine.edits import apply_changes
+    from engine.pipeline import stage_for
+    from engine.xmp.presets import Preset
+
+    old = Recipe.from_dict({"version": version, "stages": {"denoise": {"params": {"version": 3 if version < 7 else 4,
+                                                                                  "strength": 40}}}})
+    for recipe in (Recipe.from_dict({"version": version}), old):
+        strength = recipe.stage("denoise").params.get("strength")
+        for implementation, expected in (("classical", {"follow_scale": version >= 7}), ("learned", {"model": "mid2"})):
+            preset = Preset(name="p", path=Path("p.xmp"), settings={},
+                            stages={"denoise": {"implementation": implementation}})
+            for changed in (apply_changes(recipe, {"stages": {"denoise": {"implementation": implementation}}}),
+                            preset.apply(recipe), Recipe.from_json(preset.apply(recipe).to_json())):
+                stage = stage_for("denoise", changed)
+                params = stage.resolve_params(changed)
+                assert stage.implementation == implementation and params.strength == strength
+                assert {key: getattr(params, key) for key in expected} == expected
+    # current params switch as before: what they set, as they are
+    now = apply_changes(Recipe(), {"stages": {"denoise": {"implementation": "learned", "params": {"strength": 30}}}})
+    assert stage_for("denoise", now).resolve_params(now).model == "mid3"
+    again = apply_changes(now, {"stages": {"denoise": {"implementation": "classical"}}})
+    assert again.stage("denoise").params == {"strength": 30}
+
+
 def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothing() -> None:
     from engine.xmp.recipe_properties import properties_to_recipe, properties_to_settings
 

@@ -54,19 +54,25 @@ class Preset:
             return changed
         stages = dict(changed.stages)
         overrides = Recipe.from_dict({"stages": self.stages}).stages
-        stages.update({name: _merged(stages.get(name), s, "enabled" in self.stages[name])
+        stages.update({name: _merged(name, stages.get(name), s, "enabled" in self.stages[name])
                        for name, s in overrides.items()})
         return changed.replace(stages=stages)
 
 
-def _merged(current: StageSettings | None, preset: StageSettings, sets_enabled: bool) -> StageSettings:
+def _merged(name: str, current: StageSettings | None, preset: StageSettings, sets_enabled: bool) -> StageSettings:
     """A stage's settings with the preset's on top (fixed params merge key by key); a stage the user switched
-    off stays off unless the preset says ``enabled`` itself."""
+    off stays off unless the preset says ``enabled`` itself. A preset that names another implementation keeps
+    what the stored params of the recipe's one mean now (:func:`engine.pipeline.switched_params`)."""
     if current is None:
         return preset
+    params = current.params
+    if preset.implementation is not None and "version" in params:
+        from engine.pipeline import switched_params
+
+        params = switched_params(name, current.implementation, params, preset.implementation)
     return StageSettings(enabled=preset.enabled if sets_enabled else current.enabled,
                          implementation=preset.implementation or current.implementation,
-                         params={**current.params, **preset.params})
+                         params={**params, **preset.params})
 
 
 def shipped_folder() -> Path:
