@@ -464,6 +464,31 @@ def test_another_denoiser_chosen_for_an_older_recipe_keeps_what_its_params_meant
     assert again.stage("denoise").params == {"strength": 30}
 
 
+def test_a_rerender_of_a_version_8_output_keeps_mid2_and_can_choose_another_denoiser(tmp_path: Path,
+                                                                                     sample_dng: Path) -> None:
+    """An output records its recipe of its day; ``hostplug rerender`` reads it as that version (auto with mid2 from
+    ISO 400), and ``rerender --use denoise=classical`` of it works (it stopped: auto's params version 4 handed to
+    the classical denoiser)."""
+    import json
+
+    import pyexiv2
+
+    from engine.output.metadata import XMP_PREFIX, register_namespace
+    from engine.pipeline import stage_for
+
+    output = engine.render_file(sample_dng, tmp_path / "old.png", Recipe(),
+                                engine.OutputOptions(long_edge=120)).output
+    register_namespace()
+    with pyexiv2.Image(str(output)) as image:
+        recorded = json.loads(image.read_xmp()[f"Xmp.{XMP_PREFIX}.recipe"])
+        image.modify_xmp({f"Xmp.{XMP_PREFIX}.recipe": json.dumps({**recorded, "version": 8})})
+    again = engine.rerender_file(output)
+    params = stage_for("denoise", again.recipe).resolve_params(again.recipe)
+    assert (params.model, params.learned_from_iso) == ("mid2", 400.0)
+    classical = engine.rerender_file(output, {"stages": {"denoise": {"implementation": "classical"}}})
+    assert stage_for("denoise", classical.recipe).implementation == "classical"
+
+
 def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothing() -> None:
     from engine.xmp.recipe_properties import properties_to_recipe, properties_to_settings
 
@@ -473,6 +498,38 @@ def test_sidecars_of_schema_1_keep_the_classical_denoiser_and_presets_pin_nothin
     assert current.stage("denoise").implementation == "auto"  # its default then, named (with its params version)
     _settings, stages = properties_to_settings({"schemaVersion": "1", "exposure": "0.3"}, "preset.xmp")
     assert stages == {}
+
+
+@pytest.mark.parametrize("schema", [4, 5, 6, 7, 8])
+def test_sidecars_of_schema_4_to_8_keep_mid2_from_iso_400_and_presets_pin_nothing(schema: int) -> None:
+    """A sidecar's recipe is of its layout's recipe version: schemas 4-8 keep mid2 (auto from ISO 400), also once
+    written again at the current schema (``hostplug edit``); a preset of those schemas holds only what it sets."""
+    from engine.pipeline import stage_for
+    from engine.xmp.presets import Preset
+    from engine.xmp.recipe_properties import (
+        SCHEMA_VERSION,
+        properties_to_recipe,
+        properties_to_settings,
+        recipe_to_properties,
+    )
+
+    def denoiser(recipe: Recipe) -> tuple[str, str, float | None]:
+        stage = stage_for("denoise", recipe)
+        params = stage.resolve_params(recipe)
+        return stage.implementation, params.model, getattr(params, "learned_from_iso", None)
+
+    for stages, expected in ((None, ("auto", "mid2", 400.0)), ('{"denoise":{"implementation":"auto"}}',
+                                                               ("auto", "mid2", 400.0)),
+                             ('{"denoise":{"implementation":"learned"}}', ("learned", "mid2", None))):
+        properties = {"schemaVersion": str(schema), "exposure": "0.3", **({"stages": stages} if stages else {})}
+        old = properties_to_recipe(properties, "old.xmp")
+        written = recipe_to_properties(old)
+        assert written["schemaVersion"] == str(SCHEMA_VERSION)
+        assert denoiser(old) == denoiser(properties_to_recipe(written, "again.xmp")) == expected
+        settings, preset_stages = properties_to_settings(properties, "preset.xmp")
+        preset = Preset(name="p", path=Path("p.xmp"), settings=settings, stages=preset_stages)
+        assert denoiser(preset.apply(Recipe()))[1:] == ("mid3", 800.0 if expected[0] == "auto" else None)
+    assert denoiser(properties_to_recipe({"schemaVersion": str(SCHEMA_VERSION)}, "new.xmp")) == ("auto", "mid3", 800.0)
 
 
 @pytest.fixture
