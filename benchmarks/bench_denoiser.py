@@ -3,7 +3,7 @@
     python benchmarks/bench_denoiser.py [--raw PATH] [--repeats 3] [--json results.json]
 
 On the 18 MP Sony a7R III raw by default: ``engine.open`` + ``engine.render`` with ``--use denoise=learned
---use detail=learned`` (their default networks: ``denoise-mid``, ``detail-fast``), against
+--use detail=learned`` (their default networks: ``denoise-mid3``, ``detail-fast``), against
 ``rawpy.imread(path).postprocess(use_camera_wb=True)``, in a process whose memory is set up as every hostplug process
 sets it up (:func:`hostplug.memory.keep_freed_memory`: without it each network tile takes fresh pages from the
 system, about a third more time for the denoiser on 2 cores). One warm-up each (models load, numba's kernels come from

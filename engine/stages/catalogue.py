@@ -82,7 +82,9 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     (demosaic params version 1), and version 5 one that left its bad pixels (version 2); versions 1 to 6 meant
     less saturation in the photofinish's chroma table alone (photofinish params version 1), and a classical
     denoiser whose automatic strength was the full-size image's at any render size (classical params version 1,
-    auto version 3); versions 1 to 7 meant a demosaic that left its false colour (demosaic params version 3)."""
+    auto version 3); versions 1 to 7 meant a demosaic that left its false colour (demosaic params version 3);
+    versions 4 to 8 meant the "mid2" learned denoiser, and "auto" with it from ISO 400 (learned params version 4,
+    auto version 3 or 4)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})
