@@ -108,3 +108,28 @@ def test_a_bad_configuration_file_is_named_in_its_error_line(tmp_path: Path) -> 
     config.write_text('[[folder]]\npath = "in"\n')
     result = CliRunner().invoke(main, ["watch", "--config", str(config)], catch_exceptions=False)
     _refused(result, f"{config}: [[folder]] 1: at least one [[folder.output]] is required")
+
+
+def test_watch_options_change_a_recipe_files_stages_as_render_does(tmp_path: Path) -> None:
+    """``hostplug watch --recipe FILE --set STAGE.PARAM=...`` merges the change into the file's stage settings, as
+    ``render`` does: it used to replace the stage whole, so a version 8 file lost its "auto" with mid2 from ISO 400
+    (pinned as it was read) to mid3 from ISO 800, and a file's learned detail its implementation."""
+    import json
+
+    from engine.edits import apply_changes, apply_settings
+    from engine.pipeline import stage_for
+    from engine.recipe import Recipe
+    from hostplug.commands.watch import _recipe_settings
+
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"version": 8, "exposure": 0.2, "stages": {"detail": {"implementation": "learned"}}}))
+    changes = {"recipe_file": old, "stages": {"denoise": {"params": {"strength": 50}},
+                                              "detail": {"params": {"amount": 30}}}}
+    watched = apply_settings(Recipe(), _recipe_settings(changes))
+    rendered = apply_changes(None, changes)
+    for recipe in (watched, rendered):
+        denoise = stage_for("denoise", recipe).resolve_params(recipe)
+        assert (denoise.strength, denoise.model, denoise.learned_from_iso) == (50, "mid2", 400.0)
+        assert stage_for("detail", recipe).implementation == "learned"
+        assert stage_for("detail", recipe).resolve_params(recipe).amount == 30
+    assert watched.stages == rendered.stages and watched.exposure == 0.2

@@ -39,18 +39,22 @@ A configuration file (TOML; --workers, --journal, --log-json, --polling and --cl
 
 def _recipe_settings(changes: dict[str, Any]) -> dict[str, Any]:
     """The recipe settings given on the command line, in the recipe JSON's form (only those given, so the
-    folder's presets keep the rest)."""
+    folder's presets keep the rest). ``--use``/``--set``/``--disable`` change the recipe file's stage settings as
+    they do for ``render`` (:func:`engine.edits.merge_stage`), not replace them: a stage the file holds keeps its
+    implementation, and what an older file left to the defaults of its day (pinned as it was read)."""
     from engine.edits import SETTINGS, apply_changes, read_recipe_file
     from engine.recipe import Recipe
 
     settings: dict[str, Any] = {}
+    base = Recipe()
     if changes.get("recipe_file"):
-        settings.update(read_recipe_file(changes["recipe_file"]).to_dict())
+        base = read_recipe_file(changes["recipe_file"])
+        settings.update(base.to_dict())
         settings.pop("version", None)
     settings.update({k: changes[k] for k in SETTINGS if changes.get(k) is not None})
-    staged = apply_changes(Recipe(), {"stages": changes.get("stages") or {}})
+    staged = apply_changes(base, {"stages": changes.get("stages") or {}})
     if staged.stages:
-        settings["stages"] = {**settings.get("stages", {}), **staged.to_dict()["stages"]}
+        settings["stages"] = staged.to_dict()["stages"]
     return settings
 
 
