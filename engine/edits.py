@@ -128,7 +128,9 @@ def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
     """``recipe`` with settings in the recipe JSON's form replaced, validated from scratch (a hot folder's
     ``recipe`` table); a stage named in ``settings["stages"]`` replaces that stage's settings whole. Stage params
     given without a version are of the stage's current version, as ``--set`` makes them: they are written now, not
-    read from a file an older hostplug stored."""
+    read from a file an older hostplug stored. So the settings carry no recipe ``version`` either."""
+    if "version" in settings:
+        raise RecipeError("recipe 'version': settings given here are of this hostplug's recipe version; remove it")
     data = recipe.to_dict()
     changes = dict(settings)
     stage_changes = changes.pop("stages", {})

@@ -69,6 +69,8 @@ BAD_CONFIGS: list[tuple[str, bytes, str]] = [
     ("recipe-implementation-list", HEAD.replace('path = "in"\n', 'path = "in"\nrecipe = { stages = { demosaic = '
                                                 '{ implementation = ["a"], params = { algorithm = "ahd" } } } }\n'
                                                 ).encode(), "'implementation' must be a name"),
+    ("recipe-version", (HEAD.replace('path = "in"\n', 'path = "in"\nrecipe = { version = 7, exposure = 0.3 }\n')
+                        ).encode(), "recipe 'version'"),
     ("log-dev-full", (daemon(log_json='"/dev/full"') + HEAD).encode(), "/dev/full is not a regular file"),
 ]
 
