@@ -93,7 +93,7 @@ def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Rec
         return recipe
     stages = dict(recipe.stages)
     for name, change in stage_changes.items():
-        stages[name] = merge_stage(stages.get(name), change, name)
+        stages[name] = merge_stage(name, stages.get(name), change)
     return recipe.replace(stages=stages) if stages != dict(recipe.stages) else recipe
 
 
@@ -106,10 +106,10 @@ def check_changes(changes: Mapping[str, Any] | None) -> None:
     apply_changes(Recipe(wb="custom", temperature=5000.0) if tint_alone else None, changes)
 
 
-def merge_stage(current: StageSettings | None, change: Mapping[str, Any], name: str = "") -> StageSettings:
-    """One stage's settings (of stage ``name``) with ``change`` (``enabled``, ``implementation``, ``params``)
-    applied. A change of implementation keeps what the stored params of the old one mean now
-    (:func:`engine.pipeline.switched_params`): a recipe of an older version holds its former defaults pinned."""
+def merge_stage(name: str, current: StageSettings | None, change: Mapping[str, Any]) -> StageSettings:
+    """Stage ``name``'s settings with ``change`` (``enabled``, ``implementation``, ``params``) applied. A change of
+    implementation keeps what the stored params of the old one mean now (:func:`engine.pipeline.switched_params`):
+    a recipe of an older version holds its former defaults pinned."""
     settings = current or StageSettings()
     updates: dict[str, Any] = {k: change[k] for k in ("enabled", "implementation") if k in change}
     params = settings.params
