@@ -251,6 +251,27 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path: Path,
         assert torch.allclose(a, b, rtol=0.0, atol=1e-6), name  # float rounding only
 
 
+@pytest.mark.parametrize(("option", "passes"), [((), 2), (("--false-colour-passes", "0"), 0)])
+def test_training_learns_on_the_renders_demosaic_unless_told(tmp_path: Path, option: tuple[str, ...],
+                                                            passes: int) -> None:
+    """By default the network learns on the demosaic a render makes (its median passes); the manifest's command
+    says which, so it replays the run."""
+    pytest.importorskip("skimage")
+    if not (synthetic.SPECTRAL_DIR / "camera").is_dir():
+        pytest.skip("shared spectral data absent")
+    from conftest import hostplug
+
+    from engine.stages.demosaic import FALSE_COLOUR_PASSES
+
+    result = hostplug("train", "denoise", "--size", "fast", "--steps", "1", "--batch", "1", "--patch", "32",
+                      *option, "--weights-dir", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    training = models.read_manifest(tmp_path / "manifest.json")["denoise-fast"].training
+    assert passes == (FALSE_COLOUR_PASSES if not option else 0)
+    assert training["config"]["false_colour_passes"] == passes
+    assert training["command"].endswith(f"--false-colour-passes {passes}")
+
+
 @pytest.mark.parametrize("content", [b"junk\n", b"", b"PK\x03\x04 a zip, but no checkpoint"])
 def test_a_file_that_is_no_checkpoint_is_one_line_and_kept(tmp_path: Path, content: bytes) -> None:
     # torch's own error was a traceback telling the user to load it with weights_only=False (running its code)

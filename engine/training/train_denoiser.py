@@ -20,6 +20,7 @@ import torch
 
 from engine.errors import CorruptInputError, HostplugError
 from engine.models import denoiser
+from engine.stages.demosaic import FALSE_COLOUR_PASSES
 from engine.training import denoise_data, loop
 
 CHECKPOINT_EVERY = 250  # steps
@@ -41,7 +42,7 @@ class DenoiseTrainConfig:
     threads: int | None = 1
     checkpoint: str | None = None  # saved to every CHECKPOINT_EVERY steps; a run finds it there and resumes
     # the render's demosaic the network learns on (0: the one before recipe version 8, which mid2 learned on)
-    false_colour_passes: int = denoise_data.raw_noise.FALSE_COLOUR_PASSES
+    false_colour_passes: int = FALSE_COLOUR_PASSES
 
 
 def model_name(size: str) -> str:

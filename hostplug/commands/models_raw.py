@@ -7,6 +7,7 @@ it, and the manifest's ``training.command`` (with ``--steps``) replays the shipp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -39,8 +40,8 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
               help="Training crop size in pixels (a multiple of 8).")
 @click.option("--reuse", type=click.IntRange(1, 2), default=1, show_default=True,
               help="Steps per generated batch (the second sees it transposed).")
-@click.option("--false-colour-passes", type=click.IntRange(0, 5), default=2, show_default=True,
-              help="The demosaic's median passes the network learns on: the render's default (0 for the networks "
+@click.option("--false-colour-passes", type=click.IntRange(0, 5),
+              help="The demosaic's median passes the network learns on (default: the render's; 0 for the networks "
                    "trained before recipe version 8).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the run here every 250 steps; the same run given an existing checkpoint resumes from it "
@@ -49,7 +50,7 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
 @_threads
 @_weights_dir
 def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int, batch: int, patch: int,
-                  reuse: int, false_colour_passes: int, checkpoint: Path | None, device: str, threads: int,
+                  reuse: int, false_colour_passes: int | None, checkpoint: Path | None, device: str, threads: int,
                   weights_dir: Path | None) -> None:
     """Train the learned denoiser from scratch (un-processed photographs and computed raws)."""
     from engine.training import train_denoiser
@@ -60,8 +61,9 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
     minutes, steps = _budget(minutes, steps, 15.0)
     config = train_denoiser.DenoiseTrainConfig(size=size, seed=seed, steps=steps, minutes=minutes, batch=batch,
                                                patch=patch, reuse=reuse, device=device, threads=threads,
-                                               false_colour_passes=false_colour_passes,
                                                checkpoint=str(checkpoint) if checkpoint else None)
+    if false_colour_passes is not None:
+        config = dataclasses.replace(config, false_colour_passes=false_colour_passes)
     click.echo(f"denoise-{size}: into {destination(weights_dir)}")
     model, record = train_denoiser.train(config, log=click.echo)
     entry = train_denoiser.ship(model, record, weights_dir)
