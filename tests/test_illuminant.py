@@ -378,3 +378,28 @@ def test_a_two_light_sample_targets_the_subjects_light() -> None:
         corner = rgb[:6, :6].reshape(-1, 3).mean(axis=0) / neutral
         assert np.ptp(middle / middle[1]) < 0.05
         assert np.ptp(corner / corner[1]) > 0.05
+
+
+@needs_spectral
+@pytest.mark.parametrize("option", [(), ("--false-colour-passes", "0")])
+def test_wb_training_sees_the_renders_demosaic_unless_told(tmp_path: Path, option: tuple[str, ...]) -> None:
+    """The computed raws the estimator learns on are demosaiced as a render demosaics them (median passes
+    included) unless told otherwise, and the manifest's command says which, so it replays the run."""
+    from conftest import hostplug
+
+    from engine.stages.demosaic import FALSE_COLOUR_PASSES
+    from engine.training import wb_data
+
+    passes = 0 if option else FALSE_COLOUR_PASSES
+    result = hostplug("train", "wb", "--steps", "1", "--scenes", "10", *option, "--weights-dir", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    training = models.read_manifest(tmp_path / "manifest.json")["wb-c5"].training
+    assert training["config"]["false_colour_passes"] == passes
+    assert ("--false-colour-passes 0" in training["command"]) == bool(option)
+
+    # the passes reach the samples (raw_noise.demosaic is the render's own, tests/test_denoiser.py)
+    scene = wb_data.scenes.dead_leaves_scene(np.random.default_rng(0), 32, 32)
+    camera = spectral_data.TRAINING_CAMERAS[0]
+    samples = [wb_data.render_sample(np.random.default_rng(1), scene, camera, n)[0] for n in (0, passes, 0)]
+    assert np.array_equal(samples[0], samples[2])  # seeded
+    assert np.array_equal(samples[0], samples[1]) == (passes == 0)

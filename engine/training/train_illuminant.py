@@ -28,6 +28,7 @@ import torch
 
 from engine.errors import CorruptInputError, UnsupportedInputError
 from engine.models import illuminant
+from engine.stages.demosaic import FALSE_COLOUR_PASSES
 from engine.training import loop, spectral_data, wb_data
 
 MODEL_NAME = "wb-c5"
@@ -44,8 +45,9 @@ class WBTrainConfig:
     batch: int = 64
     lr: float = 2e-3
     width: int = 16
-    # The defaults replay the first wb-c5 (computed scenes only, 2 histograms); the shipped one fine-tunes it on
-    # the neutral photographs too (its manifest entry records the exact command).
+    # The defaults replay the first wb-c5 (computed scenes only, 2 histograms), but for the demosaic's median
+    # passes, which it learned without; the shipped one fine-tunes it on the neutral photographs too (its manifest
+    # entry records the exact command).
     inputs: int = 2  # histograms read: 2 = pixels and edges, 3 = and the brightest pixels, 4 = and central pixels
     photo_renders: int = 0  # lights per training photograph (134 of them); 0 = computed scenes only
     neutral_photos: bool = False  # only the photographs whose own neutral is grey (wb_data.is_neutral_reference)
@@ -54,6 +56,9 @@ class WBTrainConfig:
     # WiSE-FT: the shipped weights are init_weight * the starting ones + (1 - init_weight) * the trained ones,
     # which keeps what the start did well (the real Canon chart) while taking part of the fine-tuning's gain
     init_weight: float = 0.0
+    # the demosaic's median passes on the computed raws: a render's (recipe version 8); wb-c5 up to its fourth
+    # fine-tune learned without them (0)
+    false_colour_passes: int = FALSE_COLOUR_PASSES
     device: str = "cpu"
     threads: int | None = 1
 
@@ -140,12 +145,12 @@ def _command(config: WBTrainConfig, steps: int) -> str:
     if (config.width, config.batch) == (default.width, default.batch):
         options = {"--inputs": config.inputs, "--photo-renders": config.photo_renders,
                    "--two-light-renders": config.two_light_renders, "--lr": config.lr, "--init": config.init,
-                   "--init-weight": config.init_weight}
+                   "--init-weight": config.init_weight, "--false-colour-passes": config.false_colour_passes}
         command += "".join(f" {k} {v}" for k, v in options.items()
                            if v != getattr(default, k[2:].replace("-", "_")))
         return command + (" --neutral-photos" if config.neutral_photos else "")
     keys = ("inputs", "photo_renders", "neutral_photos", "two_light_renders", "init", "init_weight", "width",
-            "batch", "lr")
+            "batch", "lr", "false_colour_passes")
     args = ", ".join(f"{k}={v!r}" for k, v in {"seed": config.seed, "scenes": config.scenes, "steps": steps,
                                                  **{k: getattr(config, k) for k in keys}}.items())
     return (f'python -c "from engine.training import train_illuminant as t; '
@@ -201,7 +206,8 @@ def training_data(config: WBTrainConfig, log: Callable[[str], None] = print) -> 
         if done % 250 == 0 or done == total:
             log(f"  scenes {done}/{total}")
 
-    data = wb_data.training_set(config.seed, config.scenes, progress=scenes_made)
+    data = wb_data.training_set(config.seed, config.scenes, progress=scenes_made,
+                                false_colour_passes=config.false_colour_passes)
     if not config.photo_renders:
         return data
     photos = wb_data.photo_training_set(config.seed, config.photo_renders, neutral_only=config.neutral_photos)

@@ -8,7 +8,8 @@ How a sample is made (:func:`make_set`, seeded):
    100..6400 and an exposure of -2..+0.5 EV around auto exposure (:func:`engine.synthetic.render_raw`: Poisson-
    Gaussian noise, 14-bit, clipping), then demosaiced by the engine's own kernels
    (:func:`engine.training.raw_noise.demosaic`, pre-scaled by a grey-world guess, as the true neutral is
-   unknown to a real raw converter at this point).
+   unknown to a real raw converter at this point), false colour taken out by a render's median passes (the
+   estimators trained before recipe version 8's demosaic learned without them: ``false_colour_passes=0``).
 3. Kept: the network input (:func:`engine.models.illuminant.histograms` with the camera's working matrix), the
    exact camera neutral (the camera's response to a perfect white under the light), the working matrix, and
    (test sets only) a 64 x 64 thumbnail of the camera RGB for the classical baselines.
@@ -84,6 +85,7 @@ import numpy as np
 
 from engine.errors import HostplugError
 from engine.models import illuminant
+from engine.stages.demosaic import FALSE_COLOUR_PASSES
 from engine.training import raw_noise, scenes, spectral_data, synthetic, unprocess
 
 SCENE_SIZE = 128
@@ -103,8 +105,11 @@ class WBSet:
     sources: list[str] = field(default_factory=list)  # the photograph of every sample ("" for computed scenes)
 
 
-def render_sample(rng: np.random.Generator, scene: synthetic.Scene, camera: str) -> tuple[np.ndarray, str, np.ndarray]:
-    """(demosaiced camera RGB, light label, exact neutral) of ``scene`` seen by ``camera`` (module docstring)."""
+def render_sample(rng: np.random.Generator, scene: synthetic.Scene, camera: str,
+                  false_colour_passes: int = FALSE_COLOUR_PASSES) -> tuple[np.ndarray, str, np.ndarray]:
+    """(demosaiced camera RGB, light label, exact neutral) of ``scene`` seen by ``camera`` (module docstring),
+    demosaiced with ``false_colour_passes`` median passes (a render's by default; 0 for the estimators before
+    recipe version 8's demosaic)."""
     light = spectral_data.sample_illuminant(rng)
     iso = float(np.exp(rng.uniform(np.log(100.0), np.log(6400.0))))
     raw = synthetic.render_raw(spectral_data.camera(camera), light.spd, scene, iso=iso,
@@ -113,9 +118,7 @@ def render_sample(rng: np.random.Generator, scene: synthetic.Scene, camera: str)
     guess = np.array([signal[0::2, 0::2].mean(), 0.5 * (signal[0::2, 1::2].mean() + signal[1::2, 0::2].mean()),
                       signal[1::2, 1::2].mean()])
     guess = np.maximum(guess, 1e-4) / max(guess[1], 1e-4)
-    # without the demosaic's median passes (recipe version 8), as wb-c5 was trained: they change the colour
-    # differences of single pixels, not the histograms the estimator reads
-    return raw_noise.demosaic(signal, guess, false_colour_passes=0), light.label, raw.camera_neutral
+    return raw_noise.demosaic(signal, guess, false_colour_passes), light.label, raw.camera_neutral
 
 
 def baseline_thumbnail(rgb: np.ndarray, size: int = 64) -> np.ndarray:
@@ -128,8 +131,10 @@ def baseline_thumbnail(rgb: np.ndarray, size: int = 64) -> np.ndarray:
 
 
 def make_set(seed: int, scenes_count: int, cameras: tuple[str, ...], renders_per_scene: int = 4,
-             keep_images: bool = False, progress=None) -> WBSet:
-    """A data set of ``scenes_count * renders_per_scene`` samples (module docstring)."""
+             keep_images: bool = False, progress=None,
+             false_colour_passes: int = FALSE_COLOUR_PASSES) -> WBSet:
+    """A data set of ``scenes_count * renders_per_scene`` samples (module docstring), demosaiced with
+    ``false_colour_passes`` median passes (:func:`render_sample`)."""
     rng = np.random.default_rng(seed)
     hist, neutral, working, images, cams, lights = [], [], [], [], [], []
     matrices = {c: illuminant.working_matrix(spectral_data.calibration(c)) for c in cameras}
@@ -137,7 +142,7 @@ def make_set(seed: int, scenes_count: int, cameras: tuple[str, ...], renders_per
         scene = scenes.dead_leaves_scene(rng, SCENE_SIZE, SCENE_SIZE)
         for _ in range(renders_per_scene):
             camera = cameras[rng.integers(len(cameras))]
-            rgb, label, exact = render_sample(rng, scene, camera)
+            rgb, label, exact = render_sample(rng, scene, camera, false_colour_passes)
             hist.append(illuminant.histograms(rgb, matrices[camera], HIST_CHANNELS))
             neutral.append(exact)
             working.append(matrices[camera])
@@ -151,13 +156,16 @@ def make_set(seed: int, scenes_count: int, cameras: tuple[str, ...], renders_per
                  lights, [""] * len(cams))
 
 
-def training_set(seed: int, scenes_count: int, progress=None) -> WBSet:
+def training_set(seed: int, scenes_count: int, progress=None,
+                 false_colour_passes: int = FALSE_COLOUR_PASSES) -> WBSet:
     """Training samples: training cameras only."""
-    return make_set(seed, scenes_count, spectral_data.TRAINING_CAMERAS, progress=progress)
+    return make_set(seed, scenes_count, spectral_data.TRAINING_CAMERAS, progress=progress,
+                    false_colour_passes=false_colour_passes)
 
 
 def test_set(scenes_count: int = 400, progress=None) -> WBSet:
-    """The fixed test set: held-out cameras only, scenes from seed 1_000_003 (never a training seed)."""
+    """The fixed test set: held-out cameras only, scenes from seed 1_000_003 (never a training seed), demosaiced
+    as a render demosaics."""
     return make_set(1_000_003, scenes_count, spectral_data.HELD_OUT_CAMERAS, renders_per_scene=3, keep_images=True,
                     progress=progress)
 

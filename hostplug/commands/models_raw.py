@@ -92,12 +92,16 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=2e-3, show_default=True, help="Peak learning rate.")
 @click.option("--init-weight", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Share of the --init weights in the result (WiSE-FT interpolation).")
+@click.option("--false-colour-passes", type=click.IntRange(0, 5),
+              help="The demosaic's median passes on the computed raws (default: the render's; 0 for wb-c5 before "
+                   "recipe version 9).")
 @device_option
 @_threads
 @_weights_dir
 def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, photo_renders: int,
              neutral_photos: bool, two_light_renders: int, inputs: int, init: str | None, lr: float,
-             init_weight: float, device: str, threads: int, weights_dir: Path | None) -> None:
+             init_weight: float, false_colour_passes: int | None, device: str, threads: int,
+             weights_dir: Path | None) -> None:
     """Train the cross-camera white-balance estimator (computed raws and, with --photo-renders, photographs under
     random lights; held-out cameras excluded)."""
     from engine.training import train_illuminant
@@ -108,6 +112,8 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
                                             threads=threads, photo_renders=photo_renders,
                                             neutral_photos=neutral_photos, two_light_renders=two_light_renders,
                                             inputs=inputs, init=init, lr=lr, init_weight=init_weight)
+    if false_colour_passes is not None:
+        config = dataclasses.replace(config, false_colour_passes=false_colour_passes)
     click.echo(f"wb-c5: into {destination(weights_dir)}")
     model, record = train_illuminant.train(config, log=click.echo)
     entry = train_illuminant.ship(model, record, weights_dir)
