@@ -2,8 +2,8 @@
 
 Computed set (:func:`engine.training.wb_data.test_set`): only the 3 held-out cameras, scenes from a seed no
 training run uses, 3 renders per scene. For every sample each method estimates the camera neutral from the same
-demosaiced image; the error is the angle between the estimate and the exact neutral, in camera RGB. Methods,
-all in the same run:
+demosaiced image (demosaiced as a render demosaics, median passes included); the error is the angle between the
+estimate and the exact neutral, in camera RGB. Methods, all in the same run:
 
 - **learned**: the shipped estimator (:mod:`engine.models.illuminant`), what ``--wb auto`` uses;
 - **gray-world**: the mean of the unclipped pixels;
