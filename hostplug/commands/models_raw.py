@@ -93,8 +93,8 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
 @click.option("--init-weight", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Share of the --init weights in the result (WiSE-FT interpolation).")
 @click.option("--false-colour-passes", type=click.IntRange(0, 5),
-              help="The demosaic's median passes on the computed raws (default: the render's; 0 for wb-c5 before "
-                   "recipe version 9).")
+              help="The demosaic's median passes on the computed raws (default: the render's; 0 for wb-c5 up to "
+                   "v4, which learned before recipe version 8's median passes).")
 @device_option
 @_threads
 @_weights_dir
