@@ -56,8 +56,8 @@ class WBTrainConfig:
     # WiSE-FT: the shipped weights are init_weight * the starting ones + (1 - init_weight) * the trained ones,
     # which keeps what the start did well (the real Canon chart) while taking part of the fine-tuning's gain
     init_weight: float = 0.0
-    # the demosaic's median passes on the computed raws: a render's (recipe version 8); wb-c5 up to its fourth
-    # fine-tune learned without them (0)
+    # the demosaic's median passes on the computed raws: a render's (recipe version 8); wb-c5 up to v4 learned
+    # without them (0)
     false_colour_passes: int = FALSE_COLOUR_PASSES
     device: str = "cpu"
     threads: int | None = 1
@@ -145,9 +145,11 @@ def _command(config: WBTrainConfig, steps: int) -> str:
     if (config.width, config.batch) == (default.width, default.batch):
         options = {"--inputs": config.inputs, "--photo-renders": config.photo_renders,
                    "--two-light-renders": config.two_light_renders, "--lr": config.lr, "--init": config.init,
-                   "--init-weight": config.init_weight, "--false-colour-passes": config.false_colour_passes}
+                   "--init-weight": config.init_weight}
         command += "".join(f" {k} {v}" for k, v in options.items()
                            if v != getattr(default, k[2:].replace("-", "_")))
+        # always written out: its default is the render's, which a later recipe version may change
+        command += f" --false-colour-passes {config.false_colour_passes}"
         return command + (" --neutral-photos" if config.neutral_photos else "")
     keys = ("inputs", "photo_renders", "neutral_photos", "two_light_renders", "init", "init_weight", "width",
             "batch", "lr", "false_colour_passes")
