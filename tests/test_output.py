@@ -605,3 +605,47 @@ def test_a_read_only_file_system_is_one_error_not_a_traceback(tmp_path: Path,
     monkeypatch.setattr(Path, "unlink", read_only)
     with pytest.raises(OutputError, match="cannot write .*out.tif: Read-only file system"):
         write_image(gradient(), tmp_path / "out.tif")
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".jpg"])
+def test_an_outputs_shot_reads_back_as_its_exif_states_it(tmp_path: Path, suffix: str) -> None:
+    """`hostplug info` of an output shows the shutter, aperture, focal length and time its EXIF carries (it
+    showed only the ISO: the rest came from LibRaw, which reads raws only)."""
+    import engine
+
+    shot = EXIF | {"Exif.Photo.ExposureTime": "1/640", "Exif.Photo.FNumber": "63/10",
+                   "Exif.Photo.FocalLength": "1290/10", "Exif.Photo.DateTimeOriginal": "2018:07:11 01:18:47"}
+    camera = engine.open(write_image(colour_patch(), tmp_path / f"out{suffix}", exif=shot)).camera
+    assert (camera.exposure_time, camera.f_number, camera.focal_length) == (1 / 640, 6.3, 129.0)
+    assert camera.timestamp is not None and camera.timestamp.isoformat() == "2018-07-11T01:18:47"
+    bare = engine.open(write_image(colour_patch(), tmp_path / f"bare{suffix}", exif={})).camera
+    assert (bare.exposure_time, bare.f_number, bare.focal_length, bare.timestamp) == (0.0, 0.0, 0.0, None)
+
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "cameras"
+
+
+@pytest.mark.parametrize("make", ["NIKON CORPORATION", "Panasonic", "Minolta Co., Ltd.", "EASTMAN KODAK COMPANY"])
+def test_a_jpeg_whose_exif_names_a_camera_is_read_as_the_image_it_is(tmp_path: Path, make: str) -> None:
+    """LibRaw takes a JPEG whose EXIF names some camera makers for a raw of that camera: a camera's own JPEG was
+    refused as "raw data cannot be decoded", and hostplug's own JPEG of a Nikon raw read its compressed bytes as
+    a 24 x 32 mosaic. A JPEG (or PNG) is read as the image it is."""
+    import engine
+
+    exif = EXIF | {"Exif.Image.Make": make, "Exif.Photo.ExposureTime": "1/640"}
+    path = write_image(colour_patch(), tmp_path / "camera.jpg", exif=exif)
+    source = engine.open(path)
+    assert source.kind == "rgb" and source.sensor.shape == (24, 32, 3)
+    assert source.camera.make == make and source.camera.exposure_time == 1 / 640
+    assert engine.render(source).pixels.shape[:2] in ((24, 32), (32, 24))
+
+
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not present (../shared/photos)")
+@pytest.mark.parametrize("name", ["Nikon_D70.jpg", "Panasonic_FZ20.jpg", "Minolta_DiMAGE_5.jpg",
+                                  "Kodak_Easyshare_M5370.jpg"])
+def test_camera_jpegs_render(tmp_path: Path, name: str) -> None:
+    from conftest import hostplug
+
+    result = hostplug("render", PHOTOS / name, "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "out.png").is_file()

@@ -176,6 +176,9 @@ def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
         return _open_pinned(path, file)
 
 
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # how a JPEG and a PNG file begin
+
+
 def _open_pinned(path: Path, file: Path) -> Source:
     """:func:`open_source` on the open file ``file``; messages name ``path``."""
     try:
@@ -185,6 +188,10 @@ def _open_pinned(path: Path, file: Path) -> Source:
         raise InputNotFoundError(f"{path}: cannot read ({e.strerror})") from e
     if not head:
         raise CorruptInputError(f"{path}: the file is empty")
+    if path.suffix.lower() in RGB_SUFFIXES and head.startswith(IMAGE_SIGNATURES):
+        # a JPEG or PNG holds no raw data, but LibRaw takes a JPEG whose EXIF names a Nikon, Panasonic, Minolta or
+        # Kodak camera for a raw of that camera: it then fails to decode, or decodes the compressed bytes as pixels
+        return _open_rgb_or_refuse(path, None, file)
     dng = read_dng_tags(path, file)  # checks a DNG's tags and structure before LibRaw parses them itself
     try:
         with quiet_stderr():
@@ -481,6 +488,24 @@ def _fill_from_exif(source: Source, exif: dict[str, str]) -> None:
         source.camera.lens = exif.get("Exif.Photo.LensModel", "").strip()
     if not source.camera.iso:
         source.camera.iso = _exif_iso(exif)
+    # an image without LibRaw's reading (a rendered JPEG or TIFF) has only its EXIF for the rest
+    camera = source.camera
+    camera.exposure_time = camera.exposure_time or _stated(exif, "Exif.Photo.ExposureTime", 0.0)
+    camera.f_number = camera.f_number or _stated(exif, "Exif.Photo.FNumber", 0.0)
+    camera.focal_length = camera.focal_length or _stated(exif, "Exif.Photo.FocalLength", 0.0)
+    camera.timestamp = camera.timestamp or _exif_time(exif)
+
+
+def _exif_time(exif: dict[str, str]) -> _dt.datetime | None:
+    """When the picture was taken, as its EXIF states it (``YYYY:MM:DD HH:MM:SS``); None when it does not."""
+    for key in ("Exif.Photo.DateTimeOriginal", "Exif.Image.DateTime"):
+        try:
+            taken = _dt.datetime.strptime(exif.get(key, "").strip(), "%Y:%m:%d %H:%M:%S")
+        except ValueError:
+            continue
+        if taken.year > 1970:
+            return taken
+    return None
 
 
 def _exif_iso(exif: dict[str, str]) -> float:
