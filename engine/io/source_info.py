@@ -19,6 +19,15 @@ def _rounded(values: np.ndarray, digits: int = 4) -> list:
     return np.round(np.asarray(values, dtype=float), digits).tolist()
 
 
+def camera_name(make: str, model: str) -> str:
+    """Make and model as one name, the maker once: "NIKON CORPORATION" + "NIKON D800" is "NIKON D800" (a model
+    that repeats the whole make, "Canon" + "Canon EOS 550D", lost it when the file was read)."""
+    maker = make.split()[0].lower() if make.split() else ""
+    if maker and model.lower().startswith(maker):
+        return model
+    return " ".join(p for p in (make, model) if p) or "unknown"
+
+
 def describe(source: Source, sidecar_orientation: Orientation | None = None) -> dict[str, Any]:
     """Camera, exposure, sensor layout, levels, white balance and colour calibration, with their origins; and the
     orientation a render applies: ``sidecar_orientation`` (what the file's sidecar sets,
@@ -29,7 +38,7 @@ def describe(source: Source, sidecar_orientation: Orientation | None = None) -> 
         "file": str(source.path),
         "format": source.format,
         "kind": source.kind,
-        "camera": " ".join(p for p in (cam.make, cam.model) if p) or "unknown",
+        "camera": camera_name(cam.make, cam.model),
         "lens": cam.lens or "unknown",
         "exposure": {
             "iso": cam.iso or None,

@@ -1,0 +1,17 @@
+"""What `hostplug info` says of a file (engine.io.source_info)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize(("make", "model", "name"), [
+    ("NIKON CORPORATION", "NIKON D800", "NIKON D800"),  # the maker once, not "NIKON CORPORATION NIKON D800"
+    ("Canon", "PowerShot A2500", "Canon PowerShot A2500"),  # Canon's model lost the make when it was read
+    ("SONY", "ILCE-7RM3", "SONY ILCE-7RM3"),
+    ("", "", "unknown"),
+])
+def test_info_names_the_camera_with_its_maker_once(make: str, model: str, name: str) -> None:
+    from engine.io.source_info import camera_name
+
+    assert camera_name(make, model) == name
