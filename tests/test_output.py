@@ -642,10 +642,29 @@ def test_a_jpeg_whose_exif_names_a_camera_is_read_as_the_image_it_is(tmp_path: P
 
 @pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not present (../shared/photos)")
 @pytest.mark.parametrize("name", ["Nikon_D70.jpg", "Panasonic_FZ20.jpg", "Minolta_DiMAGE_5.jpg",
-                                  "Kodak_Easyshare_M5370.jpg"])
-def test_camera_jpegs_render(tmp_path: Path, name: str) -> None:
+                                  "Kodak_Easyshare_M5370.jpg", "Casio_EX-Z3.jpg", "Canon_PowerShot_G11.jpg"])
+def test_camera_jpegs_render_and_carry_their_exif(tmp_path: Path, name: str) -> None:
+    """Camera JPEGs that LibRaw took for raws, or whose EXIF exiv2 stumbles on (the D70's maker note, text that
+    is no UTF-8 in the Casio's and the G11's), render, and their EXIF reaches the output."""
     from conftest import hostplug
 
-    result = hostplug("render", PHOTOS / name, "-o", tmp_path / "out.png")
+    result = hostplug("render", PHOTOS / name, "-o", tmp_path / "out.tif")
     assert result.exit_code == 0, result.stderr
-    assert (tmp_path / "out.png").is_file()
+    with Image.open(PHOTOS / name) as photo:
+        model, taken = photo.getexif()[272].strip(), photo.getexif().get_ifd(0x8769)[36867]
+    out = read_exif(tmp_path / "out.tif")
+    assert out["Exif.Image.Model"].strip() == model and out["Exif.Photo.DateTimeOriginal"] == taken
+
+
+def test_exif_text_in_latin1_or_utf8_is_read_as_written(tmp_path: Path) -> None:
+    """Older cameras and tools write EXIF text in Latin-1; pyexiv2 decodes UTF-8 only, and one such value lost
+    the file's whole EXIF. Each value is read as UTF-8 where it is, else as Latin-1, and carried over."""
+    exif = Image.Exif()
+    exif[271], exif[272] = "NIKON CORPORATION", "NIKON D70"
+    exif[315] = "J\u00fcrgen".encode("latin-1")  # Artist
+    exif[33432] = "\u00a9 Jos\u00e9".encode()  # Copyright, UTF-8
+    Image.new("RGB", (16, 16), (128, 100, 80)).save(tmp_path / "latin1.jpg", exif=exif.tobytes())
+    source = read_exif(tmp_path / "latin1.jpg")
+    assert source["Exif.Image.Artist"] == "J\u00fcrgen" and source["Exif.Image.Copyright"] == "\u00a9 Jos\u00e9"
+    out = read_exif(write_image(colour_patch(), tmp_path / "out.jpg", exif=source))
+    assert out["Exif.Image.Artist"] == "J\u00fcrgen" and out["Exif.Image.Model"] == "NIKON D70"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,8 +110,7 @@ def read_exif(path: str | Path) -> dict[str, str]:
     """
     register_namespace()
     try:
-        with pyexiv2.Image(str(path)) as image:
-            detail = image.read_exif_detail()
+        detail = _exif_detail(path)
     except Exception:  # noqa: BLE001 - no EXIF is not an error for rendering
         return {}
     return {
@@ -118,6 +118,48 @@ def read_exif(path: str | Path) -> dict[str, str]:
         for key, entry in detail.items()
         if isinstance(entry["value"], str) and _is_carried(key, int(entry["tagNumber"]), entry["value"])
     }
+
+
+_MUTING = threading.Lock()
+
+
+def _exif_detail(path: str | Path, muted: bool = False) -> dict[str, dict]:
+    """exiv2's EXIF entries of ``path``, also of the camera files it stumbles on (16 of 112 camera JPEGs, whose
+    EXIF other readers show):
+
+    - a value that is no UTF-8 (Latin-1 text, or bytes of older cameras) fails pyexiv2's decoding: read as Latin-1
+      instead, and each value that was UTF-8 after all decoded as such;
+    - a maker note exiv2 calls invalid (a Nikon D70's NikonPreview) stops the read with an error: read again with
+      exiv2's logging muted, which keeps everything else. (For that moment another thread's exiv2 error logs
+      nothing; its exceptions still raise.)
+    """
+    try:
+        with pyexiv2.Image(str(path)) as image:
+            try:
+                return image.read_exif_detail()
+            except UnicodeDecodeError:
+                detail = image.read_exif_detail(encoding="latin-1")
+    except RuntimeError:
+        if muted:
+            raise
+        with _MUTING:
+            pyexiv2.set_log_level(4)
+            try:
+                return _exif_detail(path, muted=True)
+            finally:
+                pyexiv2.set_log_level(3)
+    for entry in detail.values():
+        if isinstance(entry["value"], str):
+            entry["value"] = _utf8_or_latin1(entry["value"])
+    return detail
+
+
+def _utf8_or_latin1(text: str) -> str:
+    """A value pyexiv2 decoded as Latin-1, decoded as UTF-8 where its bytes are UTF-8."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return text
 
 
 def writable_exif(exif: dict[str, str]) -> dict[str, str]:
