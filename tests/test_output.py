@@ -668,3 +668,42 @@ def test_exif_text_in_latin1_or_utf8_is_read_as_written(tmp_path: Path) -> None:
     assert source["Exif.Image.Artist"] == "J\u00fcrgen" and source["Exif.Image.Copyright"] == "\u00a9 Jos\u00e9"
     out = read_exif(write_image(colour_patch(), tmp_path / "out.jpg", exif=source))
     assert out["Exif.Image.Artist"] == "J\u00fcrgen" and out["Exif.Image.Model"] == "NIKON D70"
+
+
+def test_a_windows_title_beside_latin1_text_keeps_the_exif(tmp_path: Path) -> None:
+    """On the Latin-1 path, a Windows XP* tag (which pyexiv2 decodes from UCS-2) holding a character beyond
+    Latin-1 made the re-decoding raise, and the file's whole EXIF was lost."""
+    exif = Image.Exif()
+    exif[271], exif[272] = "NIKON CORPORATION", "NIKON D70"
+    exif[315] = "J\u00fcrgen".encode("latin-1")  # Artist, Latin-1: the Latin-1 path
+    exif[0x9C9B] = "Harbour \u2013 5\u20ac ferry".encode("utf-16-le")  # XPTitle
+    Image.new("RGB", (16, 16)).save(tmp_path / "titled.jpg", exif=exif.tobytes())
+    read = read_exif(tmp_path / "titled.jpg")
+    assert read["Exif.Image.Model"] == "NIKON D70" and read["Exif.Image.Artist"] == "J\u00fcrgen"
+    assert read["Exif.Image.XPTitle"] == "Harbour \u2013 5\u20ac ferry"
+
+
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not present (../shared/photos)")
+def test_the_muted_reread_holds_exiv2_so_no_write_loses_its_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Nikon D70's maker note makes exiv2 log an error; its EXIF is read again with the log muted. exiv2's log
+    is one for the process, so a write in another thread meanwhile would lose its errors (and an output its XMP):
+    the re-read holds the lock every use of exiv2 takes."""
+    import threading
+
+    from engine.output import metadata
+
+    levels: list[tuple[int, bool]] = []
+    real = pyexiv2.set_log_level
+
+    def set_level(level: int) -> None:
+        free = [False]
+        other = threading.Thread(target=lambda: free.__setitem__(0, metadata.EXIV2.acquire(timeout=0) and
+                                                                 (metadata.EXIV2.release() or True)))
+        other.start()
+        other.join()
+        levels.append((level, free[0]))
+        real(level)
+
+    monkeypatch.setattr(pyexiv2, "set_log_level", set_level)
+    assert read_exif(PHOTOS / "Nikon_D70.jpg")["Exif.Image.Model"] == "NIKON D70"
+    assert levels == [(4, False), (3, False)]  # muted and restored, another thread locked out throughout

@@ -46,6 +46,12 @@ _STRUCTURE_TAGS = frozenset(
 _DNG_TAGS = range(50706, 52601)  # DNGVersion ... the DNG 1.7 tags: all describe the raw data
 
 
+# exiv2 keeps one log for the whole process, from which pyexiv2 raises the errors it logged: a read and a write in
+# two threads could raise each other's errors, and a read with the log muted (_exif_detail) would hide a write's.
+# Every use of pyexiv2 holds this lock.
+EXIV2 = threading.RLock()
+
+
 @functools.cache
 def register_namespace() -> None:
     """Register the hostplug XMP namespace with exiv2 and keep exiv2's warnings off stdout (idempotent)."""
@@ -90,14 +96,15 @@ def _probe_jpeg() -> bytes:
 
 def _written_back(exif: dict[str, str]) -> dict[str, str] | None:
     """The EXIF exiv2 reads back after writing ``exif`` into a JPEG; None when it refuses to write them."""
-    image = pyexiv2.ImageData(_probe_jpeg())
-    try:
-        image.modify_exif(exif)
-        return image.read_exif()
-    except Exception:  # noqa: BLE001 - exiv2 raises RuntimeError or its own error types
-        return None
-    finally:
-        image.close()
+    with EXIV2:
+        image = pyexiv2.ImageData(_probe_jpeg())
+        try:
+            image.modify_exif(exif)
+            return image.read_exif()
+        except Exception:  # noqa: BLE001 - exiv2 raises RuntimeError or its own error types
+            return None
+        finally:
+            image.close()
 
 
 def read_exif(path: str | Path) -> dict[str, str]:
@@ -120,9 +127,6 @@ def read_exif(path: str | Path) -> dict[str, str]:
     }
 
 
-_MUTING = threading.Lock()
-
-
 def _exif_detail(path: str | Path, muted: bool = False) -> dict[str, dict]:
     """exiv2's EXIF entries of ``path``, also of the camera files it stumbles on (16 of 112 camera JPEGs, whose
     EXIF other readers show):
@@ -130,9 +134,14 @@ def _exif_detail(path: str | Path, muted: bool = False) -> dict[str, dict]:
     - a value that is no UTF-8 (Latin-1 text, or bytes of older cameras) fails pyexiv2's decoding: read as Latin-1
       instead, and each value that was UTF-8 after all decoded as such;
     - a maker note exiv2 calls invalid (a Nikon D70's NikonPreview) stops the read with an error: read again with
-      exiv2's logging muted, which keeps everything else. (For that moment another thread's exiv2 error logs
-      nothing; its exceptions still raise.)
+      exiv2's logging muted, which keeps everything else (under :data:`EXIV2`, so no other use of exiv2 runs
+      meanwhile).
     """
+    with EXIV2:
+        return _exif_detail_locked(path, muted)
+
+
+def _exif_detail_locked(path: str | Path, muted: bool) -> dict[str, dict]:
     try:
         with pyexiv2.Image(str(path)) as image:
             try:
@@ -142,12 +151,11 @@ def _exif_detail(path: str | Path, muted: bool = False) -> dict[str, dict]:
     except RuntimeError:
         if muted:
             raise
-        with _MUTING:
-            pyexiv2.set_log_level(4)
-            try:
-                return _exif_detail(path, muted=True)
-            finally:
-                pyexiv2.set_log_level(3)
+        pyexiv2.set_log_level(4)
+        try:
+            return _exif_detail_locked(path, muted=True)
+        finally:
+            pyexiv2.set_log_level(3)  # register_namespace's
     for entry in detail.values():
         if isinstance(entry["value"], str):
             entry["value"] = _utf8_or_latin1(entry["value"])
@@ -158,7 +166,7 @@ def _utf8_or_latin1(text: str) -> str:
     """A value pyexiv2 decoded as Latin-1, decoded as UTF-8 where its bytes are UTF-8."""
     try:
         return text.encode("latin-1").decode("utf-8")
-    except UnicodeDecodeError:
+    except UnicodeError:  # not UTF-8; or beyond Latin-1, so pyexiv2 decoded it otherwise (Windows' XP* tags)
         return text
 
 
@@ -206,16 +214,17 @@ def tiff_tags(exif: dict[str, str] | None, xmp: dict[str, str] | None) -> TiffTa
     Raises RuntimeError, as pyexiv2 does, for a key or value exiv2 refuses.
     """
     register_namespace()
-    image = pyexiv2.ImageData(_probe_jpeg())
-    try:
-        if exif:
-            image.modify_exif(exif)
-        if xmp:
-            image.modify_xmp(xmp)
-        packet = image.read_raw_xmp().encode() if xmp else b""
-        jpeg = image.get_bytes()
-    finally:
-        image.close()
+    with EXIV2:
+        image = pyexiv2.ImageData(_probe_jpeg())
+        try:
+            if exif:
+                image.modify_exif(exif)
+            if xmp:
+                image.modify_xmp(xmp)
+            packet = image.read_raw_xmp().encode() if xmp else b""
+            jpeg = image.get_bytes()
+        finally:
+            image.close()
     blob = _exif_segment(jpeg)
     ifd0 = _read_ifd(blob, _first_ifd(blob)) if blob else []
     pointers = {tag: raw for tag, _type, _count, raw in ifd0 if tag in (EXIF_IFD, GPS_IFD)}

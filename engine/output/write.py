@@ -31,6 +31,7 @@ from engine.output.formats import OutputOptions, checked_options, resolve_format
 from engine.output.icc import icc_profile
 from engine.output.metadata import (
     EXIF_IFD,
+    EXIV2,
     GPS_IFD,
     TiffEntry,
     TiffTags,
@@ -250,7 +251,7 @@ def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: 
         return
     register_namespace()
     try:
-        with pyexiv2.Image(str(path)) as image:
+        with EXIV2, pyexiv2.Image(str(path)) as image:
             if exif is not None:
                 image.modify_exif(exif)
             if xmp:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from engine.errors import InputNotFoundError, RecipeError
 from engine.io.formats import is_raw_name
-from engine.output.metadata import XMP_PREFIX, register_namespace
+from engine.output.metadata import EXIV2, XMP_PREFIX, register_namespace
 from engine.recipe import Recipe
 
 # Suffixes editors add to the name of a file they rendered from a raw: Lightroom "-Edit", "-Edit-2"; ours
@@ -45,7 +45,7 @@ def read_provenance(image: Path) -> Provenance:
 
     register_namespace()
     try:
-        with pyexiv2.Image(str(image)) as handle:
+        with EXIV2, pyexiv2.Image(str(image)) as handle:
             xmp = handle.read_xmp()
     except Exception:  # noqa: BLE001 - pyexiv2 raises RuntimeError or its own types; no XMP is not an error
         return Provenance()
