@@ -707,3 +707,27 @@ def test_the_muted_reread_holds_exiv2_so_no_write_loses_its_errors(monkeypatch: 
     monkeypatch.setattr(pyexiv2, "set_log_level", set_level)
     assert read_exif(PHOTOS / "Nikon_D70.jpg")["Exif.Image.Model"] == "NIKON D70"
     assert levels == [(4, False), (3, False)]  # muted and restored, another thread locked out throughout
+
+
+def test_a_raspberry_pi_raw_named_jpg_is_still_read_as_a_raw(tmp_path: Path) -> None:
+    """``raspistill --raw`` writes a JPEG with the sensor's Bayer data after it (a "BRCM" block at a fixed size from
+    the end), which LibRaw reads: a JPEG that does not end where its picture ends still goes to LibRaw."""
+    import struct
+
+    import engine
+
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 140, 90)).save(picture, format="JPEG")
+    jpeg = pyexiv2.ImageData(picture.getvalue())
+    jpeg.modify_exif({"Exif.Image.Make": "RaspberryPi", "Exif.Image.Model": "RP_OV5647"})
+    tail = bytearray(0x61B800)  # the OV5647's raw block: header, then 1944 rows of 10-bit pixels
+    tail[0:5] = b"BRCMo"
+    header = b"test" + bytes(28) + struct.pack("<HHHH", 2592, 1944, 0, 0) + bytes(24) + struct.pack("<HH", 0, 33)
+    tail[0xB0 : 0xB0 + len(header) + 2] = header + bytes([2, 3])
+    stride = ((2592 * 5 + 3 >> 2) + 0x1F) & ~0x1F
+    pixels = np.random.default_rng(0).integers(40, 255, stride * 1944, np.uint8)
+    tail[0x8000 : 0x8000 + stride * 1944] = pixels.tobytes()
+    (tmp_path / "rpi.jpg").write_bytes(jpeg.get_bytes() + bytes(tail))
+    jpeg.close()
+    source = engine.open(tmp_path / "rpi.jpg")
+    assert source.kind == "raw" and source.sensor.shape == (1944, 2592)

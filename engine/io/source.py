@@ -176,7 +176,19 @@ def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
         return _open_pinned(path, file)
 
 
-IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # how a JPEG and a PNG file begin
+JPEG_START, JPEG_END, PNG_START = b"\xff\xd8\xff", b"\xff\xd9", b"\x89PNG\r\n\x1a\n"
+
+
+def _only_an_image(head: bytes, file: Path) -> bool:
+    """Whether the file is a PNG, or a JPEG that ends where its picture ends (zero padding allowed): no raw data
+    can follow. A Raspberry Pi camera's ``raspistill --raw`` file is a JPEG with the Bayer data after it."""
+    if head.startswith(PNG_START):
+        return True
+    if not head.startswith(JPEG_START):
+        return False
+    with file.open("rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+        return f.read().rstrip(b"\0").endswith(JPEG_END)
 
 
 def _open_pinned(path: Path, file: Path) -> Source:
@@ -188,9 +200,9 @@ def _open_pinned(path: Path, file: Path) -> Source:
         raise InputNotFoundError(f"{path}: cannot read ({e.strerror})") from e
     if not head:
         raise CorruptInputError(f"{path}: the file is empty")
-    if path.suffix.lower() in RGB_SUFFIXES and head.startswith(IMAGE_SIGNATURES):
-        # a JPEG or PNG holds no raw data, but LibRaw takes a JPEG whose EXIF names a Nikon, Panasonic, Minolta or
-        # Kodak camera for a raw of that camera: it then fails to decode, or decodes the compressed bytes as pixels
+    if path.suffix.lower() in RGB_SUFFIXES and _only_an_image(head, file):
+        # LibRaw takes a JPEG whose EXIF names a Nikon, Panasonic, Minolta or Kodak camera for a raw of that
+        # camera: it then fails to decode, or decodes the compressed bytes as pixels
         return _open_rgb_or_refuse(path, None, file)
     dng = read_dng_tags(path, file)  # checks a DNG's tags and structure before LibRaw parses them itself
     try:
