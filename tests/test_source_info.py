@@ -9,6 +9,8 @@ import pytest
     ("NIKON CORPORATION", "NIKON D800", "NIKON D800"),  # the maker once, not "NIKON CORPORATION NIKON D800"
     ("Canon", "PowerShot A2500", "Canon PowerShot A2500"),  # Canon's model lost the make when it was read
     ("SONY", "ILCE-7RM3", "SONY ILCE-7RM3"),
+    ("EASTMAN KODAK COMPANY", "KODAK DX4330 DIGITAL CAMERA", "KODAK DX4330 DIGITAL CAMERA"),
+    ("HTC", "HTC_TyTN_II", "HTC_TyTN_II"),
     ("", "", "unknown"),
 ])
 def test_info_names_the_camera_with_its_maker_once(make: str, model: str, name: str) -> None:

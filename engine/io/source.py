@@ -493,9 +493,9 @@ def _fill_from_exif(source: Source, exif: dict[str, str]) -> None:
     source.exif = exif
     source.camera.make = exif.get("Exif.Image.Make", "").strip()
     model = exif.get("Exif.Image.Model", "").strip()
-    # Canon and others repeat the make in the model ("Canon" + "Canon EOS 550D")
-    source.camera.model = model[len(source.camera.make):].strip() if model.startswith(
-        source.camera.make) and source.camera.make else model
+    # Canon and others repeat the make in the model ("Canon" + "Canon EOS 550D"; not "HTC" + "HTC_TyTN_II")
+    make = source.camera.make
+    source.camera.model = model[len(make):].strip() if make and model.startswith(make + " ") else model
     if not source.camera.lens:
         source.camera.lens = exif.get("Exif.Photo.LensModel", "").strip()
     if not source.camera.iso:

@@ -21,10 +21,10 @@ def _rounded(values: np.ndarray, digits: int = 4) -> list:
 
 def camera_name(make: str, model: str) -> str:
     """Make and model as one name, the maker once: "NIKON CORPORATION" + "NIKON D800" is "NIKON D800" (a model
-    that repeats the whole make, "Canon" + "Canon EOS 550D", lost it when the file was read)."""
-    maker = make.split()[0].lower() if make.split() else ""
-    if maker and model.lower().startswith(maker):
-        return model
+    that repeats the whole make as a word, "Canon" + "Canon EOS 550D", lost it when the file was read)."""
+    first = model.split()[0].lower() if model.split() else ""
+    if first and any(first.startswith(word) for word in make.lower().split()):
+        return model  # "EASTMAN KODAK COMPANY" + "KODAK DX4330", "HTC" + "HTC_TyTN_II"
     return " ".join(p for p in (make, model) if p) or "unknown"
 
 
