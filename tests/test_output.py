@@ -731,3 +731,16 @@ def test_a_raspberry_pi_raw_named_jpg_is_still_read_as_a_raw(tmp_path: Path) -> 
     jpeg.close()
     source = engine.open(tmp_path / "rpi.jpg")
     assert source.kind == "raw" and source.sensor.shape == (1944, 2592)
+
+
+@pytest.mark.parametrize(("tv", "av", "seconds", "f_number"), [("8/1", "7/2", 1 / 256, 3.4),
+                                                                ("-3/1", "6/1", 8.0, 8.0),
+                                                                ("1/0", "", 0.0, 0.0)])
+def test_an_image_stating_only_apex_values_shows_its_shutter_and_aperture(tmp_path: Path, tv: str, av: str,
+                                                                         seconds: float, f_number: float) -> None:
+    """Older cameras (Minolta DiMAGE 5, 7, S304, S404) state shutter and aperture only as APEX values."""
+    import engine
+
+    exif = EXIF | {"Exif.Photo.ShutterSpeedValue": tv} | ({"Exif.Photo.ApertureValue": av} if av else {})
+    camera = engine.open(write_image(colour_patch(), tmp_path / "apex.jpg", exif=exif)).camera
+    assert (camera.exposure_time, camera.f_number) == (pytest.approx(seconds), f_number)

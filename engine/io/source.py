@@ -504,8 +504,26 @@ def _fill_from_exif(source: Source, exif: dict[str, str]) -> None:
     camera = source.camera
     camera.exposure_time = camera.exposure_time or _stated(exif, "Exif.Photo.ExposureTime", 0.0)
     camera.f_number = camera.f_number or _stated(exif, "Exif.Photo.FNumber", 0.0)
+    # older cameras state them only as APEX values: time 2**-Tv seconds, f-number sqrt(2)**Av (where the file
+    # states a time or f-number, even 0, unknown, the APEX values say no more)
+    if "Exif.Photo.ExposureTime" not in exif:
+        camera.exposure_time = camera.exposure_time or _apex(exif, "Exif.Photo.ShutterSpeedValue", lambda tv: 2.0**-tv)
+    if "Exif.Photo.FNumber" not in exif:
+        camera.f_number = camera.f_number or _apex(exif, "Exif.Photo.ApertureValue", lambda av: round(2 ** (av / 2), 1))
     camera.focal_length = camera.focal_length or _stated(exif, "Exif.Photo.FocalLength", 0.0)
     camera.timestamp = camera.timestamp or _exif_time(exif)
+
+
+def _apex(exif: dict[str, str], key: str, value: Callable[[float], float]) -> float:
+    """A shooting value from its APEX EXIF entry (a SRATIONAL or RATIONAL); 0 (unknown) when there is none."""
+    numerator, _, denominator = exif.get(key, "").strip().partition("/")
+    try:
+        apex = float(numerator) / float(denominator or 1)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+    if not math.isfinite(apex) or abs(apex) > 64:  # a broken entry, not 2**64 seconds
+        return 0.0
+    return value(apex)
 
 
 def _exif_time(exif: dict[str, str]) -> _dt.datetime | None:
