@@ -127,7 +127,7 @@ def read_exif(path: str | Path) -> dict[str, str]:
     }
 
 
-def _exif_detail(path: str | Path, muted: bool = False) -> dict[str, dict]:
+def _exif_detail(path: str | Path) -> dict[str, dict]:
     """exiv2's EXIF entries of ``path``, also of the camera files it stumbles on (16 of 112 camera JPEGs, whose
     EXIF other readers show):
 
@@ -138,7 +138,7 @@ def _exif_detail(path: str | Path, muted: bool = False) -> dict[str, dict]:
       meanwhile).
     """
     with EXIV2:
-        return _exif_detail_locked(path, muted)
+        return _exif_detail_locked(path, muted=False)
 
 
 def _exif_detail_locked(path: str | Path, muted: bool) -> dict[str, dict]:

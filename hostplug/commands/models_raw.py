@@ -27,6 +27,10 @@ _weights_dir = click.option("--weights-dir", type=click.Path(file_okay=False, pa
                             help="Write weights and manifest here instead of the installed engine/weights.")
 _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
                         help="CPU threads for torch and numba (1 is fastest on a busy shared machine).")
+_false_colour_passes = click.option(
+    "--false-colour-passes", type=click.IntRange(0, 5),
+    help="The demosaic's median passes the training data get (default: the render's; 0 replays the models "
+         "trained before recipe version 8's passes: the denoisers before mid3, wb-c5 up to v4).")
 
 
 @click.command(name="denoise")
@@ -40,9 +44,7 @@ _threads = click.option("--threads", type=click.IntRange(1, 256), default=1, sho
               help="Training crop size in pixels (a multiple of 8).")
 @click.option("--reuse", type=click.IntRange(1, 2), default=1, show_default=True,
               help="Steps per generated batch (the second sees it transposed).")
-@click.option("--false-colour-passes", type=click.IntRange(0, 5),
-              help="The demosaic's median passes the network learns on (default: the render's; 0 for the networks "
-                   "trained before recipe version 8).")
+@_false_colour_passes
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the run here every 250 steps; the same run given an existing checkpoint resumes from it "
                    "(it is removed once the weights are written).")
@@ -92,9 +94,7 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
 @click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=2e-3, show_default=True, help="Peak learning rate.")
 @click.option("--init-weight", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Share of the --init weights in the result (WiSE-FT interpolation).")
-@click.option("--false-colour-passes", type=click.IntRange(0, 5),
-              help="The demosaic's median passes on the computed raws (default: the render's; 0 for wb-c5 up to "
-                   "v4, which learned before recipe version 8's median passes).")
+@_false_colour_passes
 @device_option
 @_threads
 @_weights_dir
