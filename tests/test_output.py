@@ -640,6 +640,20 @@ def test_a_jpeg_whose_exif_names_a_camera_is_read_as_the_image_it_is(tmp_path: P
     assert engine.render(source).pixels.shape[:2] in ((24, 32), (32, 24))
 
 
+@pytest.mark.parametrize("make", ["NIKON CORPORATION", "Panasonic", "Canon"])
+def test_a_camera_jpeg_named_like_a_raw_is_refused_with_what_to_rename_it(tmp_path: Path, make: str) -> None:
+    """A Nikon or Panasonic JPEG renamed .NEF was refused as damaged raw data (LibRaw took it for a raw of the
+    camera its EXIF names); every JPEG named like a raw gets the same line: what it is and what to rename it."""
+    from conftest import hostplug
+
+    exif = EXIF | {"Exif.Image.Make": make}
+    fake = write_image(colour_patch(), tmp_path / "camera.jpg", exif=exif).rename(tmp_path / "DSC_0001.NEF")
+    result = hostplug("render", fake, "-o", tmp_path / "out.tif")
+    assert result.exit_code == 3 and not (tmp_path / "out.tif").exists()
+    assert result.stderr == (f"hostplug: error: {fake}: a JPEG image named like a raw (.NEF); hostplug reads an "
+                             "image by its suffix: rename it DSC_0001.jpg to render it\n")
+
+
 @pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not present (../shared/photos)")
 @pytest.mark.parametrize("name", ["Nikon_D70.jpg", "Panasonic_FZ20.jpg", "Minolta_DiMAGE_5.jpg",
                                   "Kodak_Easyshare_M5370.jpg", "Casio_EX-Z3.jpg", "Canon_PowerShot_G11.jpg"])

@@ -200,10 +200,12 @@ def _open_pinned(path: Path, file: Path) -> Source:
         raise InputNotFoundError(f"{path}: cannot read ({e.strerror})") from e
     if not head:
         raise CorruptInputError(f"{path}: the file is empty")
-    if path.suffix.lower() in RGB_SUFFIXES and _only_an_image(head, file):
+    if _only_an_image(head, file):
         # LibRaw takes a JPEG whose EXIF names a Nikon, Panasonic, Minolta or Kodak camera for a raw of that
         # camera: it then fails to decode, or decodes the compressed bytes as pixels
-        return _open_rgb_or_refuse(path, None, file)
+        if path.suffix.lower() in RGB_SUFFIXES:
+            return _open_rgb_or_refuse(path, None, file)
+        raise unrecognised(path, file)  # "a JPEG image named like a raw": what to rename it
     dng = read_dng_tags(path, file)  # checks a DNG's tags and structure before LibRaw parses them itself
     try:
         with quiet_stderr():
