@@ -127,7 +127,26 @@ def test_a_file_given_twice_is_rendered_once_under_its_own_name(tmp_path: Path, 
                       "--format", "png", "--long-edge", 100)
     assert result.exit_code == 0, result.stderr
     assert os.listdir(tmp_path / "out") == ["IMG_1.png"]
-    assert "given more than once; it is rendered once" in result.stderr
+    assert "given more than once; it is used once" in result.stderr
+
+
+def test_a_card_folder_with_sidecars_renders_its_raws_under_their_own_names(tmp_path: Path, sample_dng: Path) -> None:
+    # `hostplug render *` names each raw's sidecar too: they failed the batch (exit 3), and Adobe's DSC_2.xmp
+    # paired with its raw renamed the output DSC_2_dng.png
+    for name in ("DSC_1.dng", "DSC_2.dng"):
+        (tmp_path / name).write_bytes(sample_dng.read_bytes())
+    assert hostplug("edit", tmp_path / "DSC_1.dng", "--exposure", "0.5").exit_code == 0  # DSC_1.dng.xmp
+    (tmp_path / "DSC_2.xmp").write_bytes((tmp_path / "DSC_1.dng.xmp").read_bytes())  # Adobe's naming
+    card = sorted(tmp_path.iterdir())
+    result = hostplug("render", *card, "--out-dir", tmp_path / "out", "--format", "png", "--long-edge", 100)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["DSC_1.png", "DSC_2.png"]
+    assert result.stderr == "hostplug: note: 2 XMP sidecars are left out; each is read with its raw\n"
+    assert recipe_of(tmp_path / "out" / "DSC_2.png").exposure == 0.5  # each sidecar still read with its raw
+    alone = hostplug("render", tmp_path / "DSC_2.xmp", "-o", tmp_path / "x.tif")
+    assert alone.exit_code == 3 and error_lines(alone.stderr) == [
+        f"hostplug: error: {tmp_path / 'DSC_2.xmp'}: an XMP sidecar, which is read with its raw; name the raw "
+        "(DSC_2.*) instead"]
 
 
 # --- diagnostics and scripting --------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ def unrecognised(path: Path, file: Path | None = None) -> UnsupportedInputError:
     """The error for a file LibRaw does not read and that, by its suffix, is no image either: a JPEG, PNG or TIFF
     in a raw's name (a camera's JPEG renamed .ARW) is named for what it is, with the name that renders it.
     ``file`` is what to read (an open file's ``/proc/self/fd/N``), ``path`` what messages name."""
+    if path.suffix.lower() == ".xmp":
+        raw = path.stem if Path(path.stem).suffix else f"{path.stem}.*"  # A.NEF.xmp (darktable's), A.xmp (Adobe's)
+        return UnsupportedInputError(f"{path}: an XMP sidecar, which is read with its raw; name the raw ({raw}) "
+                                     "instead")
     kind = _image_kind(file or path, path)
     if kind in _IMAGE_SUFFIX and path.suffix.lower() not in RGB_SUFFIXES:
         return UnsupportedInputError(f"{path}: a {'JPEG' if kind == 'MPO' else kind} image named like a raw "

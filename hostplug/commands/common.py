@@ -124,6 +124,29 @@ def watchdog(seconds: float | None, what: str) -> Iterator[None]:
         os.close(stderr)
 
 
+def batch_inputs(inputs: Iterable[Path]) -> tuple[Path, ...]:
+    """The files a command works on, in order: each once, since overlapping shell globs (``*.dng IMG_*``) name a
+    file twice, and without the XMP sidecars of ``hostplug render *`` in a card folder (each is read with its
+    raw), one note line for each kind left out. Sidecars alone are kept, for their error line that names the
+    raw to give instead."""
+    inputs = list(inputs)
+    files = [path for path in inputs if path.suffix.lower() != ".xmp"] or inputs
+    if len(files) < len(inputs):
+        count = len(inputs) - len(files)
+        click.echo(f"hostplug: note: {count} XMP sidecar{'s are' if count > 1 else ' is'} left out; each is read "
+                   "with its raw", err=True)
+    seen: set[str] = set()
+    distinct = []
+    for path in files:
+        key = str(path.resolve())
+        if key in seen:
+            click.echo(f"hostplug: note: {path} is given more than once; it is used once", err=True)
+            continue
+        seen.add(key)
+        distinct.append(path)
+    return tuple(distinct)
+
+
 def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, must_exist: bool = False,
                    summary: bool = False, on_error: Callable[[], None] | None = None,
                    after: Callable[[], None] | None = None, time_limit: float | None = None) -> None:

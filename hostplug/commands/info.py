@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from engine.orientation import FROM_FILE, Orientation
-from hostplug.commands.common import for_each_input, json_option, json_text
+from hostplug.commands.common import batch_inputs, for_each_input, json_option, json_text
 
 
 @click.command()
@@ -21,6 +21,8 @@ from hostplug.commands.common import for_each_input, json_option, json_text
 def info(inputs: tuple[Path, ...], as_json: bool) -> None:
     """Print what the engine reads from each file: camera, exposure, sensor layout, levels, colour, and the
     orientation a render applies (a sidecar's, set in Lightroom or darktable, wins over the file's EXIF)."""
+    inputs = batch_inputs(inputs)
+
 
     def describe(path: Path) -> None:
         import engine

@@ -11,7 +11,14 @@ import click
 
 from engine.errors import OutputError, OutputOptionError
 from engine.output.formats import FORMATS, SPACE_NAMES, TIFF_COMPRESSIONS, OutputOptions, output_names
-from hostplug.commands.common import check_device, device_option, for_each_input, json_option, time_limit_option
+from hostplug.commands.common import (
+    batch_inputs,
+    check_device,
+    device_option,
+    for_each_input,
+    json_option,
+    time_limit_option,
+)
 from hostplug.commands.serve import render_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
@@ -82,7 +89,7 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
 
     changes = pop_recipe_options(kwargs)
     check_changes(changes)  # refuse bad options before any work
-    inputs = _distinct(inputs)
+    inputs = batch_inputs(inputs)
     if output is not None and len(inputs) > 1:
         raise OutputOptionError("-o names one output file; for several inputs use --out-dir")
     options = OutputOptions(format=fmt, bits=int(bits) if bits else None, quality=quality, space=space,
@@ -121,21 +128,6 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
 
         for_each_input(inputs, render_one, summary=True, on_error=bar.clear, after=lambda: bar.update(1),
                        time_limit=time_limit)
-
-
-def _distinct(inputs: tuple[Path, ...]) -> tuple[Path, ...]:
-    """The inputs with each file once, in order: overlapping shell globs (``*.dng IMG_*``) name a file twice,
-    and rendering it twice only made a second output (numbered) or failed on the first one's name."""
-    seen: set[str] = set()
-    distinct = []
-    for path in inputs:
-        key = str(path.resolve())
-        if key in seen:
-            click.echo(f"hostplug: note: {path} is given more than once; it is rendered once", err=True)
-            continue
-        seen.add(key)
-        distinct.append(path)
-    return tuple(distinct)
 
 
 def _make_folder(folder: Path) -> None:

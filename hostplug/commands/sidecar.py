@@ -12,6 +12,7 @@ import click
 from engine.edits import changed_settings
 from engine.recipe import Recipe
 from hostplug.commands.common import (
+    batch_inputs,
     check_device,
     device_option,
     error_line,
@@ -45,6 +46,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
 
     changes = pop_recipe_options(kwargs)
     check_changes(changes)  # refuse bad options before touching any sidecar
+    inputs = batch_inputs(inputs)
 
     def change(current: Recipe) -> Recipe:
         recipe = apply_changes(current, changes)
@@ -103,6 +105,8 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
     from engine.io.probe import check_renderable_file
     from engine.xmp.sidecar import read_sidecar
     from engine.xmp.sidecar_files import find_duplicates
+
+    inputs = batch_inputs(inputs)
 
     def describe(path: Path) -> None:
         check_renderable_file(path)  # "renders with the defaults" is said only of a file that renders
