@@ -119,6 +119,14 @@ def test_out_dir_names_outputs_after_their_inputs_and_is_made_if_new(tmp_path: P
     assert os.listdir(tmp_path / "new" / "batch") == ["hostplug_colorchecker.png"]
 
 
+def test_output_and_out_dir_together_are_refused_before_any_work(tmp_path: Path, sample_dng: Path) -> None:
+    # -o won and --out-dir was made and left empty
+    result = hostplug("render", sample_dng, "-o", tmp_path / "x.jpg", "--out-dir", tmp_path / "batch")
+    assert result.exit_code == 2 and error_lines(result.stderr) == [
+        "hostplug: error: give -o (one output file) or --out-dir (a folder for a batch), not both"]
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_file_given_twice_is_rendered_once_under_its_own_name(tmp_path: Path, sample_dng: Path) -> None:
     # overlapping globs (*.dng IMG_*) name a file twice: it gave x-2.tif twice and never x.tif
     raw = tmp_path / "IMG_1.dng"

@@ -90,6 +90,8 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
     changes = pop_recipe_options(kwargs)
     check_changes(changes)  # refuse bad options before any work
     inputs = batch_inputs(inputs)
+    if output is not None and out_dir is not None:
+        raise OutputOptionError("give -o (one output file) or --out-dir (a folder for a batch), not both")
     if output is not None and len(inputs) > 1:
         raise OutputOptionError("-o names one output file; for several inputs use --out-dir")
     options = OutputOptions(format=fmt, bits=int(bits) if bits else None, quality=quality, space=space,
