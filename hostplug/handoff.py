@@ -5,8 +5,10 @@ or an earlier render that was changed since, is never replaced: the next free ``
 and prints its path. Given an image an
 editor rendered from a raw (Lightroom hands over ``IMG_0001-Edit.tif``), it finds the source raw (see
 :func:`engine.xmp.provenance.find_source`) and re-renders it in place, atomically, keeping the file name, format, bit
-depth and colour space the editor expects. The recipe is the raw's sidecar recipe when it has one, else the one
-the image was rendered with, else the defaults; the changes asked for (:mod:`engine.edits`) apply on top.
+depth and colour space the editor expects; an image that ``open`` wrote and that was changed since (a retouch
+saved over it) is refused instead, never rendered over. The recipe is the raw's sidecar recipe when it has one,
+else the one the image was rendered with, else the defaults; the changes asked for (:mod:`engine.edits`) apply on
+top.
 :func:`open_file` does it all; :func:`plan` only decides.
 """
 
@@ -157,6 +159,9 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     provenance = read_provenance(path)
     raw = find_source(path, search)
     _check_replaceable(path, raw, provenance)
+    if not untouched(path, provenance.written):
+        raise OutputError(f"{path} was changed since hostplug wrote it (retouched in an editor?); it is kept as it "
+                          f"is: open the raw for a new render beside it (hostplug open {raw})")
     check_readable(raw)
     recipe, catalogue = sidecar_recipe(raw, changes)
     info = read_sidecar(raw)
@@ -199,15 +204,13 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
         raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable")
     options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
     source = opener(decided.source) if opener is not None else decided.source
-    # open's own TIFFs (a raw's, or one of them opened itself) record when they were written: see untouched()
-    stamped = decided.mode == "render" or OUTPUT_TAG in decided.target.stem
+    # every image open writes records when, so a retouch saved over it is never rendered over: see untouched()
     written = int(time.time())
-    extra = {**decided.catalogue, WRITTEN_KEY: str(written)} if stamped else decided.catalogue
+    extra = {**decided.catalogue, WRITTEN_KEY: str(written)}
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
         result = render_file(source, decided.target, decided.recipe, options, extra_xmp=extra,
                              device=device, cache=cache, progress=progress).as_dict()
-    if stamped:
-        os.utime(decided.target, (written, written))
+    os.utime(decided.target, (written, written))
     result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
                   bits=decided.bits, colour_space=decided.space)
     return result

@@ -125,6 +125,25 @@ def test_open_rerenders_an_editors_tiff_in_place_found_by_name(raw: Path) -> Non
     assert sorted(p.name for p in raw.parent.iterdir()) == sorted([raw.name, edit.name])
 
 
+@pytest.mark.parametrize("name", [f"{NAME}_hostplug.tif", f"{NAME}-Edit.tif"])
+def test_open_never_renders_over_an_image_retouched_since_it_wrote_it(raw: Path, name: str) -> None:
+    # opening the TIFF itself (an editor handing it back) re-rendered it in place and the retouch was lost
+    image = raw.with_name(name)
+    if name.endswith("-Edit.tif"):
+        tiny_tiff(image)  # Lightroom's render: re-rendered in place
+    open_json(raw if name.endswith("_hostplug.tif") else image)
+    assert open_json(image)["output"] == str(image)  # unchanged since: rendered again in place
+    later = image.stat().st_mtime + 60
+    os.utime(image, (later, later))  # an editor saved its retouch over it
+    retouched = image.read_bytes()
+    result = hostplug("open", image)
+    assert result.exit_code == 5 and error_lines(result.stderr) == [
+        f"hostplug: error: {image} was changed since hostplug wrote it (retouched in an editor?); it is kept as "
+        f"it is: open the raw for a new render beside it (hostplug open {raw})"]
+    assert image.read_bytes() == retouched
+    no_leftovers(raw.parent)
+
+
 def test_open_rerender_uses_the_raws_sidecar_recipe(raw: Path) -> None:
     assert hostplug("edit", raw, "--exposure", "0.7").exit_code == 0
     edit = tiny_tiff(raw.with_name(f"{NAME}-Edit-2.tif"), bits=8)
