@@ -30,13 +30,14 @@ from engine.orientation import Orientation
 from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
 from engine.output.metadata import EXIV2, XMP_PREFIX, register_namespace
 from engine.recipe import Recipe, StageSettings, check_json_depth
+from engine.xmp import location
 
 if TYPE_CHECKING:
     from engine.output.export import Progress, RenderResult
 
 _MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
 CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.dc.subject", "Xmp.dc.creator", "Xmp.dc.rights",
-                  "Xmp.dc.title", "Xmp.dc.description")
+                  "Xmp.dc.title", "Xmp.dc.description", *location.OUTPUT_KEYS)
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,48 @@ def test_a_dngs_own_rating_and_copyright_reach_the_output_and_a_sidecar_override
     assert xmp_of(again)["Xmp.xmp.Rating"] == "5" and xmp_of(again)["Xmp.dc.subject"] == ["harbour"]
 
 
+LIGHTROOM_PLACE = """<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+ <rdf:Description rdf:about="" xmlns:exif="http://ns.adobe.com/exif/1.0/"
+   xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" xmlns:Iptc4xmpCore="http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/"
+   exif:GPSLatitude="48,51.504N" exif:GPSLongitude="2,17.67E" exif:GPSAltitude="35/1" exif:GPSAltitudeRef="0"
+   photoshop:City="Paris" photoshop:Country="France" photoshop:Headline="Tower" Iptc4xmpCore:Location="Champ de Mars"/>
+</rdf:RDF></x:xmpmeta>"""
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".tif"])
+def test_a_sidecars_geotag_and_place_reach_the_output_and_its_rerender(raw: Path, suffix: str) -> None:
+    # Lightroom's and darktable's map modules write the position into a raw's sidecar: it was dropped
+    from engine.output.metadata import read_exif
+
+    (raw.parent / "IMG_0001.xmp").write_text(LIGHTROOM_PLACE)  # Adobe's name for it
+    out = raw.parent / f"out{suffix}"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "100").exit_code == 0
+    rerendered = hostplug("rerender", out, "--exposure", "0.3")
+    assert rerendered.exit_code == 0, rerendered.stderr
+    for image in (out, raw.parent / f"out_rerender{suffix}"):
+        exif, xmp = read_exif(image), xmp_of(image)
+        assert (exif["Exif.GPSInfo.GPSLatitudeRef"], exif["Exif.GPSInfo.GPSLatitude"]) == ("N", "48/1 6438/125 0/1")
+        assert (exif["Exif.GPSInfo.GPSLongitudeRef"], exif["Exif.GPSInfo.GPSLongitude"]) == ("E", "2/1 1767/100 0/1")
+        assert exif["Exif.GPSInfo.GPSAltitude"] == "35/1" and exif["Exif.GPSInfo.GPSAltitudeRef"] == "0"
+        assert (xmp["Xmp.exif.GPSLatitude"], xmp["Xmp.photoshop.City"], xmp["Xmp.iptc.Location"]) == (
+            "48,51.504N", "Paris", "Champ de Mars")
+        assert (xmp["Xmp.photoshop.Country"], xmp["Xmp.photoshop.Headline"]) == ("France", "Tower")
+
+
+def test_a_sidecar_position_that_is_no_coordinate_is_left_out_and_the_raws_gps_kept(raw: Path) -> None:
+    from engine.output.metadata import read_exif
+
+    with pyexiv2.Image(str(raw)) as image:  # the camera's own GPS
+        image.modify_exif({"Exif.GPSInfo.GPSLatitudeRef": "S", "Exif.GPSInfo.GPSLatitude": "33/1 52/1 0/1",
+                           "Exif.GPSInfo.GPSLongitudeRef": "E", "Exif.GPSInfo.GPSLongitude": "151/1 12/1 0/1"})
+    (raw.parent / "IMG_0001.xmp").write_text(LIGHTROOM_PLACE.replace("48,51.504N", "95,00.0N"))
+    out = raw.parent / "out.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "100").exit_code == 0
+    exif, xmp = read_exif(out), xmp_of(out)
+    assert (exif["Exif.GPSInfo.GPSLatitudeRef"], exif["Exif.GPSInfo.GPSLatitude"]) == ("S", "33/1 52/1 0/1")
+    assert "Xmp.exif.GPSLatitude" not in xmp and xmp["Xmp.photoshop.City"] == "Paris"
+
+
 @pytest.mark.parametrize("sidecar", MALFORMED, ids=[p.stem for p in MALFORMED])
 def test_render_refuses_a_malformed_sidecar(raw: Path, sidecar: Path) -> None:
     name = "IMG_0001.xmp" if sidecar.stem.startswith("adobe") else "IMG_0001.dng.xmp"

@@ -33,6 +33,7 @@ from engine.output.formats import OutputOptions, checked_options, resolve_format
 from engine.output.metadata import XMP_PREFIX
 from engine.output.publish import discard
 from engine.recipe import Recipe
+from engine.xmp.location import with_position
 
 if TYPE_CHECKING:  # the pipeline (numba, the stages) is imported by render_files, after the raw is opened
     from engine.pipeline import Rendered
@@ -88,7 +89,8 @@ def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions
     """:func:`write_image`; with ``hold``, the complete file under its partial name (see engine.output.write)."""
     options = checked_options(options)
     xmp = provenance_xmp(rendered) | output_xmp(options, rendered) | (extra_xmp or {})
-    return _write.write_image(rendered.pixels, path, options, exif=rendered.source.exif, xmp=xmp, hold=hold)
+    exif = with_position(rendered.source.exif, xmp)  # a sidecar's geotag is the photographer's: it wins
+    return _write.write_image(rendered.pixels, path, options, exif=exif, xmp=xmp, hold=hold)
 
 
 save = write_image  # the earlier name

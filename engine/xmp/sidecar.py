@@ -43,6 +43,7 @@ from engine.xmp.document import (
 )
 from engine.xmp.embedded import embedded_name, embedded_packet
 from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, credits, keywords, orientation, rating
+from engine.xmp.location import location
 from engine.xmp.recipe_properties import OUTPUT_PROPERTIES, properties_to_recipe, recipe_to_properties
 from engine.xmp.sidecar_files import find_sidecars, sidecar_path
 
@@ -61,6 +62,7 @@ class SidecarInfo:
     keywords: list[str] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)  # every sidecar read, in order
     credits: dict[str, Any] = field(default_factory=dict)  # creator, rights, title, description as output XMP
+    location: dict[str, Any] = field(default_factory=dict)  # geotag and IPTC place as output XMP (engine.xmp.location)
     orientation: Orientation | None = None  # set by Lightroom, Camera Raw or darktable; wins over the raw's EXIF
     embedded: bool = False  # whether a DNG's own XMP packet was read too, after the sidecars
     adobe_from: str = ""  # the packet the Adobe values came from: a sidecar's path, or the DNG's embedded XMP
@@ -117,6 +119,7 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     labels: list[str] = []
     words: list[str] = []
     named: dict[str, Any] = {}
+    place: dict[str, Any] = {}
     turn: Orientation | None = None
     exif = functools.partial(exif_orientation, raw)  # asked only for darktable's version 1 orientation
     for index, (tree, where) in enumerate(packets):
@@ -130,10 +133,11 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
         labels = labels or colour_labels(tree)
         words = words or keywords(tree)
         named = credits(tree) | named  # each from the first packet that has it
+        place = place or location(tree)  # a place and its position from one packet, never mixed
     # Adobe's values are checked only when they are used: with a recipe of ours, a bad one does not matter.
     hints = adobe_hints(adobe, adobe_from) if recipe is None else {}
     return SidecarInfo(path=primary, recipe=recipe, hints=hints, adobe=adobe, rating=stars, labels=labels,
-                       keywords=words, paths=paths, credits=named, orientation=turn,
+                       keywords=words, paths=paths, credits=named, location=place, orientation=turn,
                        embedded=len(packets) > len(paths), adobe_from=adobe_from if adobe else "")
 
 
@@ -307,11 +311,11 @@ def write_recipe(raw: Path, recipe: Recipe) -> Path:
 
 
 def catalogue_xmp(info: SidecarInfo | None) -> dict[str, Any]:
-    """The rating, colour labels, keywords and credits (creator, rights, title, description) of a sidecar as
-    output XMP (pyexiv2 keys)."""
+    """The rating, colour labels, keywords, credits (creator, rights, title, description) and location (geotag,
+    place names) of a sidecar as output XMP (pyexiv2 keys)."""
     if info is None:
         return {}
-    xmp: dict[str, Any] = dict(info.credits)
+    xmp: dict[str, Any] = dict(info.credits) | info.location
     if info.rating is not None:
         xmp["Xmp.xmp.Rating"] = str(info.rating)
     if info.labels:
