@@ -37,7 +37,8 @@ _OPTIONS = [
     click.option("--sharpening", type=float, help="Sharpening amount, 0 to 100."),
     click.option("--denoise", type=float, help="Noise reduction strength, 0 to 100 (default: from ISO)."),
     click.option("--preset", "presets", multiple=True, metavar="NAME",
-                 help="Apply a preset (see 'hostplug presets'); repeat to stack them, the last wins per setting."),
+                 help="Apply a preset (see 'hostplug presets') over the sidecar's or --recipe's recipe; repeat to "
+                      "stack them, the last wins per setting; the options given here win over every preset."),
     click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False, path_type=Path),
                  help="Start from a recipe: a JSON file, or a hostplug output (the recipe it records); options "
                       "given here override it."),
