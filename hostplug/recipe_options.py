@@ -15,6 +15,7 @@ import click
 
 from engine.errors import RecipeError
 from engine.recipe import WB_MODES
+from hostplug.commands.common import NameChoice
 
 _OPTIONS = [
     click.option("--style", help="Picture style (default: natural)."),
@@ -24,7 +25,7 @@ _OPTIONS = [
                       "(edit, rerender), it is not added to it."),
     click.option("--auto-exposure/--no-auto-exposure", "auto_exposure", default=None,
                  help="Meter the picture (its white point) instead of following the raw's exposure (the default)."),
-    click.option("--wb", type=click.Choice(WB_MODES[:2]),
+    click.option("--wb", type=NameChoice(WB_MODES[:2]),
                  help="White balance: as-shot (default) or auto; either drops a custom temperature and tint."),
     click.option("--temperature", type=float, help="White balance temperature in Kelvin (sets custom WB)."),
     click.option("--tint", type=float,

@@ -94,7 +94,8 @@ def test_jpeg_quality_option_changes_the_file_size(tmp_path: Path, sample_dng: P
 
 
 @pytest.mark.parametrize(
-    ("space", "name"), [("display-p3", "Display P3"), ("adobe-rgb", "Adobe RGB"), ("prophoto", "ProPhoto")]
+    ("space", "name"), [("display-p3", "Display P3"), ("adobe-rgb", "Adobe RGB"), ("prophoto", "ProPhoto"),
+                        ("AdobeRGB", "Adobe RGB"), ("Display P3", "Display P3"), ("ProPhoto RGB", "ProPhoto")]
 )
 def test_colour_space_option_embeds_the_matching_profile(
     tmp_path: Path, sample_dng: Path, space: str, name: str
@@ -104,6 +105,13 @@ def test_colour_space_option_embeds_the_matching_profile(
     assert name in tiff_icc_description(out)
     exif, _ = read_metadata(out)
     assert exif["Exif.Photo.ColorSpace"] == "65535"  # "uncalibrated": the ICC profile says what it is
+
+
+@pytest.mark.parametrize(("given", "suffix"), [("JPG", ".jpg"), ("Tif", ".tif"), ("PNG", ".png")])
+def test_format_is_read_in_any_case_and_as_its_suffix(tmp_path: Path, sample_dng: Path, given: str,
+                                                      suffix: str) -> None:
+    render(sample_dng, "--out-dir", tmp_path, "--format", given, "--long-edge", 64)
+    assert os.listdir(tmp_path) == [f"hostplug_colorchecker{suffix}"]
 
 
 def test_long_edge_resizes_keeping_the_aspect_ratio(tmp_path: Path, sample_dng: Path) -> None:

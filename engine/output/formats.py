@@ -21,6 +21,9 @@ TIFF_COMPRESSIONS: tuple[str, ...] = ("none", "deflate")
 # The output colour spaces, by the key the options use: the keys of :data:`engine.colour.SPACES`, written out so
 # that naming them needs no numpy (tests/test_output.py checks that they agree).
 SPACE_NAMES: tuple[str, ...] = ("srgb", "display-p3", "adobe-rgb", "prophoto")
+# Other names people type for a format or a colour space (case, hyphens and spaces aside).
+FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+SPACE_ALIASES = {"p3": "display-p3", "adobe-rgb-1998": "adobe-rgb", "prophoto-rgb": "prophoto", "romm-rgb": "prophoto"}
 MIN_LONG_EDGE = 16  # pixels: a smaller output is a mistake, not a picture
 
 

@@ -124,6 +124,28 @@ def watchdog(seconds: float | None, what: str) -> Iterator[None]:
         os.close(stderr)
 
 
+class NameChoice(click.Choice):
+    """A choice typed as people write it: any case, with or without hyphens, spaces or underscores ("sRGB",
+    "AdobeRGB", "Display P3", "JPEG"), and the aliases given ("jpg" for jpeg); the value is the canonical name."""
+
+    def __init__(self, choices: Iterable[str], aliases: dict[str, str] | None = None) -> None:
+        super().__init__(tuple(choices))
+        self.aliases = {_folded(alias): name for alias, name in (aliases or {}).items()}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        folded = _folded(str(value))
+        for choice in self.choices:
+            if _folded(str(choice)) == folded:
+                return choice
+        if folded in self.aliases:
+            return self.aliases[folded]
+        return super().convert(value, param, ctx)  # click's line naming the choices
+
+
+def _folded(name: str) -> str:
+    return "".join(c for c in name if c not in "-_ ").casefold()
+
+
 def batch_inputs(inputs: Iterable[Path]) -> tuple[Path, ...]:
     """The files a command works on, in order: each once, since overlapping shell globs (``*.dng IMG_*``) name a
     file twice, and without the XMP sidecars of ``hostplug render *`` in a card folder (each is read with its

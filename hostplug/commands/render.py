@@ -10,8 +10,17 @@ from typing import Any
 import click
 
 from engine.errors import OutputError, OutputOptionError
-from engine.output.formats import FORMATS, SPACE_NAMES, TIFF_COMPRESSIONS, OutputOptions, output_names
+from engine.output.formats import (
+    FORMAT_ALIASES,
+    FORMATS,
+    SPACE_ALIASES,
+    SPACE_NAMES,
+    TIFF_COMPRESSIONS,
+    OutputOptions,
+    output_names,
+)
 from hostplug.commands.common import (
+    NameChoice,
     batch_inputs,
     check_device,
     device_option,
@@ -62,13 +71,13 @@ def _progress(total: int) -> Any:
               help="Output file (one input only). The suffix picks the format: .tif, .png, .jpg.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for outputs, named after each input.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS),
+@click.option("--format", "fmt", type=NameChoice(FORMATS, FORMAT_ALIASES),
               help="Output format (default: -o's suffix; with --out-dir, tiff).")
 @click.option("--bits", type=click.Choice(["8", "16"]), help="Bits per channel (default 16; JPEG 8).")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG quality.")
 @click.option("--compression", type=click.Choice(TIFF_COMPRESSIONS), default="none", show_default=True,
               help="TIFF compression: deflate is about 28% smaller and takes seconds longer to write.")
-@click.option("--colour-space", "--color-space", "space", type=click.Choice(SPACE_NAMES), default="srgb",
+@click.option("--colour-space", "--color-space", "space", type=NameChoice(SPACE_NAMES, SPACE_ALIASES), default="srgb",
               show_default=True, help="Output colour space (its ICC profile is embedded). The colours stay "
                    "within sRGB's gamut: the styles finish in sRGB.")
 @click.option("--long-edge", type=click.IntRange(16, None), help="Shrink so the long side has N pixels.")

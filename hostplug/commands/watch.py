@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from engine.output.formats import FORMATS, SPACE_NAMES
-from hostplug.commands.common import json_option
+from engine.output.formats import FORMAT_ALIASES, FORMATS, SPACE_ALIASES, SPACE_NAMES
+from hostplug.commands.common import NameChoice, json_option
 from hostplug.daemon.config import EXAMPLE, DaemonConfig, FolderConfig, OutputSpec
 from hostplug.daemon.errors import ConfigError
 from hostplug.recipe_options import pop_recipe_options, recipe_options
@@ -77,10 +77,10 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
               help="TOML configuration (see above).")
 @click.option("--out", "--out-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (minimal form).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="tiff", show_default=True)
+@click.option("--format", "fmt", type=NameChoice(FORMATS, FORMAT_ALIASES), default="tiff", show_default=True)
 @click.option("--bits", type=click.Choice(["8", "16"]), help="Bits per channel (default 16; JPEG 8).")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG quality.")
-@click.option("--colour-space", "--color-space", "space", type=click.Choice(SPACE_NAMES), default="srgb",
+@click.option("--colour-space", "--color-space", "space", type=NameChoice(SPACE_NAMES, SPACE_ALIASES), default="srgb",
               show_default=True)
 @click.option("--long-edge", type=click.IntRange(16, None), help="Shrink so the long side has N pixels.")
 @click.option("--template", default="{name}", show_default=True,
