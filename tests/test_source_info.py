@@ -17,3 +17,13 @@ def test_info_names_the_camera_with_its_maker_once(make: str, model: str, name: 
     from engine.io.source_info import camera_name
 
     assert camera_name(make, model) == name
+
+
+def test_shooting_values_are_given_to_the_digits_they_have() -> None:
+    # LibRaw's single-precision 1/125 s was printed by info --json as 0.00800000037997961
+    import numpy as np
+
+    from engine.io.source_info import _significant
+
+    assert _significant(float(np.float32(1 / 125))) == 0.008 and _significant(float(np.float32(6.3))) == 6.3
+    assert _significant(0.0) is None

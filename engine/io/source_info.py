@@ -28,6 +28,12 @@ def camera_name(make: str, model: str) -> str:
     return " ".join(p for p in (make, model) if p) or "unknown"
 
 
+def _significant(value: float) -> float | None:
+    """A shooting value to the 6 significant digits it has (LibRaw's are single precision: 1/125 s read as
+    0.00800000037997961); None for 0, which means unknown."""
+    return float(f"{value:.6g}") if value else None
+
+
 def describe(source: Source, sidecar_orientation: Orientation | None = None) -> dict[str, Any]:
     """Camera, exposure, sensor layout, levels, white balance and colour calibration, with their origins; and the
     orientation a render applies: ``sidecar_orientation`` (what the file's sidecar sets,
@@ -41,10 +47,10 @@ def describe(source: Source, sidecar_orientation: Orientation | None = None) -> 
         "camera": camera_name(cam.make, cam.model),
         "lens": cam.lens or "unknown",
         "exposure": {
-            "iso": cam.iso or None,
-            "exposure_time": cam.exposure_time or None,
-            "f_number": cam.f_number or None,
-            "focal_length": cam.focal_length or None,
+            "iso": _significant(cam.iso),
+            "exposure_time": _significant(cam.exposure_time),
+            "f_number": _significant(cam.f_number),
+            "focal_length": _significant(cam.focal_length),
             "taken": cam.timestamp.isoformat() if cam.timestamp else None,
         },
         "size": {"width": width, "height": height},
