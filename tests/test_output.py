@@ -290,7 +290,7 @@ def test_a_tiff_carries_the_same_metadata_pyexiv2_would_write(tmp_path: Path, co
     path = write_image(pixels, tmp_path / "out.tif", OutputOptions(compression=compression), exif=EXIF, xmp=XMP)
     reference = tmp_path / "reference.tif"
     tifffile.imwrite(reference, tifffile.imread(path), photometric="rgb", metadata=None)
-    exif = engine.output.write._output_exif(EXIF, pixels.shape, SPACES["srgb"])
+    exif = engine.output.write._output_exif(EXIF, pixels.shape, SPACES["srgb"], "tiff")
     with pyexiv2.Image(str(reference)) as image:
         image.modify_exif(exif)
         image.modify_xmp(XMP)
@@ -620,6 +620,25 @@ def test_an_outputs_shot_reads_back_as_its_exif_states_it(tmp_path: Path, suffix
     assert camera.timestamp is not None and camera.timestamp.isoformat() == "2018-07-11T01:18:47"
     bare = engine.open(write_image(colour_patch(), tmp_path / f"bare{suffix}", exif={})).camera
     assert (bare.exposure_time, bare.f_number, bare.focal_length, bare.timestamp) == (0.0, 0.0, 0.0, None)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".tif"])
+def test_shooting_tags_a_dng_keeps_in_ifd0_are_written_where_exif_readers_look(tmp_path: Path, sample_dng: Path,
+                                                                                suffix: str) -> None:
+    """TIFF/EP lets a DNG keep ExposureTime, FNumber and ISO in IFD0 (the bundled sample does); an output copied
+    them there, where Exif readers do not look (exiftool: "Wrong IFD"), and stated no Exif version."""
+    import engine
+
+    out = engine.render_file(sample_dng, tmp_path / f"out{suffix}").output
+    exif = read_exif(out)
+    assert (exif["Exif.Photo.ExposureTime"], exif["Exif.Photo.FNumber"], exif["Exif.Photo.ISOSpeedRatings"]) == (
+        "1/125", "8/1", "200")
+    assert not [key for key in exif if key.startswith("Exif.Image.") and key.endswith(("Time", "Number", "Ratings"))]
+    with pyexiv2.Image(str(out)) as image:
+        written = image.read_exif()
+    assert written["Exif.Photo.ExifVersion"] == "48 50 51 50"  # "0232"
+    if suffix == ".jpg":  # what Exif requires a JPEG to state of its YCbCr layout
+        assert written["Exif.Image.YCbCrPositioning"] == "1" and "Exif.Photo.ComponentsConfiguration" in written
 
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "cameras"

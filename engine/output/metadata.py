@@ -45,6 +45,12 @@ _STRUCTURE_TAGS = frozenset(
 )
 _DNG_TAGS = range(50706, 52601)  # DNGVersion ... the DNG 1.7 tags: all describe the raw data
 
+# Exif-IFD tags that TIFF/EP (and DNGs written after it) may keep in IFD0, where exiv2 calls them Exif.Image.*:
+# an output states them in its Exif IFD, where Exif readers look (exiftool flags them as in the wrong IFD).
+_TIFF_EP_EXIF = ("ExposureTime", "FNumber", "ExposureProgram", "ISOSpeedRatings", "DateTimeOriginal",
+                 "ShutterSpeedValue", "ApertureValue", "BrightnessValue", "ExposureBiasValue", "MaxApertureValue",
+                 "SubjectDistance", "MeteringMode", "LightSource", "Flash", "FocalLength", "SensingMethod")
+
 
 # exiv2 keeps one log for the whole process, from which pyexiv2 raises the errors it logged: a read and a write in
 # two threads could raise each other's errors, and a read with the log muted (_exif_detail) would hide a write's.
@@ -120,11 +126,16 @@ def read_exif(path: str | Path) -> dict[str, str]:
         detail = _exif_detail(path)
     except Exception:  # noqa: BLE001 - no EXIF is not an error for rendering
         return {}
-    return {
+    carried = {
         key: entry["value"]
         for key, entry in detail.items()
         if isinstance(entry["value"], str) and _is_carried(key, int(entry["tagNumber"]), entry["value"])
     }
+    for name in _TIFF_EP_EXIF:
+        value = carried.pop(f"Exif.Image.{name}", None)
+        if value is not None:
+            carried.setdefault(f"Exif.Photo.{name}", value)  # the Exif IFD's own entry wins
+    return carried
 
 
 def _exif_detail(path: str | Path) -> dict[str, dict]:

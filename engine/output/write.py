@@ -216,19 +216,23 @@ _ENCODERS: dict[str, Callable[[Path, np.ndarray, bytes, int], None]] = {
 }
 
 
-def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGBSpace) -> dict[str, str] | None:
-    """The source's EXIF as it holds for the output: upright, with the output's size and colour space."""
+def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGBSpace,
+                 fmt: str) -> dict[str, str] | None:
+    """The source's EXIF as it holds for the output: upright, with the output's size and colour space (and, for
+    a JPEG, its YCbCr layout, which Exif requires it to state)."""
     if exif is None:
         return None
     carried = {key: value for key, value in writable_exif(exif).items()
                if not (key == "Exif.Image.ImageDescription" and value.startswith('{"shape"'))}  # tifffile's, no text
-    return carried | {
+    # the versions Exif requires, where a source (a DNG that keeps its Exif tags in IFD0) states none
+    required = {"Exif.Photo.ExifVersion": "48 50 51 50", "Exif.Photo.FlashpixVersion": "48 49 48 48"}  # 0232, 0100
+    return required | carried | {
         "Exif.Image.Software": _software(),  # the program that made this file, not the camera's firmware
         "Exif.Image.Orientation": "1",  # the pixels are already turned upright
         "Exif.Photo.PixelXDimension": str(shape[1]),
         "Exif.Photo.PixelYDimension": str(shape[0]),
         "Exif.Photo.ColorSpace": "1" if space == SRGB else "65535",  # 65535: see the ICC profile
-    }
+    } | ({"Exif.Photo.ComponentsConfiguration": "1 2 3 0", "Exif.Image.YCbCrPositioning": "1"} if fmt == "jpeg" else {})
 
 
 def _software() -> str:
@@ -303,7 +307,7 @@ def write_image(
     data = output_strips(pixels, space, bits) if streamed else output_pixels(pixels, space, options.long_edge, bits)
     shape = pixels.shape if isinstance(data, tuple) else data.shape
     profile = icc_profile(space)
-    exif = _output_exif(exif, shape, space)
+    exif = _output_exif(exif, shape, space, fmt)
     tags = None
     if fmt == "tiff":
         try:
