@@ -23,12 +23,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import pyexiv2
-
 from engine.errors import CorruptInputError, InputNotFoundError, OutputOptionError, RecipeError, UnsupportedInputError
 from engine.orientation import Orientation
 from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
-from engine.output.metadata import EXIV2, XMP_PREFIX, register_namespace
+from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace
 from engine.recipe import Recipe, StageSettings, check_json_depth
 from engine.xmp import location
 
@@ -72,7 +70,7 @@ def read_record(path: Path) -> RenderRecord:
         raise InputNotFoundError(f"{path}: no such file")
     register_namespace()
     try:
-        with EXIV2, pyexiv2.Image(str(path)) as image:
+        with EXIV2, exiv2_image(path) as image:
             xmp = image.read_xmp()
     except RuntimeError as e:
         raise UnsupportedInputError(f"{path}: not an image whose metadata hostplug can read "

@@ -37,12 +37,14 @@ def _preview(raw_path: Path):
     import rawpy
     from PIL import Image
 
+    from engine.errors import HostplugError
+    from engine.io.bounded import pinned
     from engine.io.probe import LIBRAW_FLIP
 
     if not raw_path.is_file():
         raise ThumbnailError(f"{raw_path}: " + ("is a folder" if raw_path.is_dir() else "no such file"), "missing")
     try:
-        with rawpy.imread(str(raw_path)) as raw:
+        with pinned(raw_path, "raw") as file, rawpy.imread(str(file)) as raw:  # any bytes in the name
             sizes = raw.sizes
             orientation = LIBRAW_FLIP.get(sizes.flip, 1)
             height, width = _picture_size(raw_path, (sizes.height, sizes.width))
@@ -61,6 +63,8 @@ def _preview(raw_path: Path):
             return Image.fromarray(rgb), width, height, orientation
     except FileNotFoundError as e:
         raise ThumbnailError(f"{raw_path}: no such file", "missing") from e
+    except HostplugError as e:  # not a regular file, or unreadable
+        raise ThumbnailError(str(e)) from e
     except rawpy.LibRawFileUnsupportedError as e:
         raise ThumbnailError(f"{raw_path}: not a camera raw LibRaw can read") from e
     except (rawpy.LibRawError, OSError) as e:

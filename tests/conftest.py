@@ -58,7 +58,7 @@ def hostplug(*args: object) -> Result:
 def hostplug_process(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``hostplug ARGS`` as a real process: also captures what C libraries print on fd 2."""
     command = [sys.executable, "-c", "from hostplug.cli import main; main()", *(str(a) for a in args)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, errors="surrogateescape", cwd=cwd, timeout=300)
 
 
 def error_lines(stderr: str) -> list[str]:

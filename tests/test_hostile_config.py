@@ -186,6 +186,27 @@ def test_links_out_of_the_hot_folder_and_fifos_are_refused_with_a_log_line(tmp_p
     assert any("pipe.dng: not a regular file" in m for m in refused), refused
 
 
+def test_a_name_that_is_no_utf8_is_left_in_place_with_a_log_line(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    # such a name (an old card, an SMB share, a zip file) crashed the daemon in the journal, at every restart
+    hot = tmp_path / "in"
+    hot.mkdir()
+    odd = Path(os.fsdecode(bytes(hot) + b"/DSC\xe9001.dng"))
+    odd.write_bytes(b"raw" * 100)
+    (hot / "good.dng").write_bytes(b"raw" * 100)
+    logger = logging.getLogger("hostplug.watch")
+    logger.addHandler(caplog.handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        ready = _poll(_scanner(hot, tmp_path / "out"), 1.0)
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.propagate = propagate
+    assert ready == [hot / "good.dng"] and odd.exists()
+    refused = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "refused"]
+    assert len(refused) == 1 and "its name is not UTF-8 text" in refused[0] and "rename it" in refused[0], refused
+
+
 def test_zero_byte_file_settles_and_dot_names_are_raws(tmp_path: Path) -> None:
     hot = tmp_path / "in"
     hot.mkdir()

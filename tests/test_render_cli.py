@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageCms
 
 from engine import STAGE_ORDER, Recipe
-from tests.conftest import error_lines, hostplug, read_metadata, tiff_icc_description
+from tests.conftest import error_lines, hostplug, hostplug_process, read_metadata, tiff_icc_description
 
 
 def render(*args: object) -> None:
@@ -163,6 +163,27 @@ def test_a_card_folder_with_sidecars_renders_its_raws_under_their_own_names(tmp_
     assert alone.exit_code == 3 and error_lines(alone.stderr) == [
         f"hostplug: error: {tmp_path / 'DSC_2.xmp'}: an XMP sidecar, which is read with its raw; name the raw "
         "(DSC_2.*) instead"]
+
+
+def test_a_raw_whose_name_is_no_utf8_renders_is_edited_and_rerenders(tmp_path: Path, sample_dng: Path) -> None:
+    # a name written under another encoding: exiv2 and LibRaw were handed it as UTF-8, and the render died in a
+    # traceback (its EXIF was also dropped without a word)
+    from engine.output.metadata import exiv2_image
+
+    raw = Path(os.fsdecode(bytes(tmp_path) + b"/DSC\xe9001.dng"))
+    raw.write_bytes(sample_dng.read_bytes())
+    assert hostplug_process("edit", raw, "--exposure", "0.4").returncode == 0
+    out = tmp_path / "out"
+    result = hostplug_process("render", raw, "--out-dir", out, "--format", "jpeg", "--long-edge", 100)
+    assert result.returncode == 0, result.stderr
+    (written,) = out.iterdir()
+    with exiv2_image(written) as image:
+        exif, xmp = image.read_exif(), image.read_xmp()
+    assert exif["Exif.Image.Make"] == "hostplug" and json.loads(xmp["Xmp.hostplug.recipe"])["exposure"] == 0.4
+    assert xmp["Xmp.xmpMM.DerivedFrom"] == "DSC\ufffd001.dng"  # XMP is text: the odd byte as U+FFFD
+    again = hostplug_process("rerender", written, "--exposure", "0.1")  # found by its SHA-256
+    assert again.returncode == 0, again.stderr
+    assert len(list(out.iterdir())) == 2
 
 
 # --- diagnostics and scripting --------------------------------------------------------------------------------

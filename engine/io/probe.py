@@ -77,10 +77,10 @@ def _image_kind(file: Path, name: Path | None = None) -> str | None:
 def _libraw_reads(path: Path) -> bool:
     import rawpy
 
-    try:
-        with quiet_stderr(), rawpy.imread(str(path)):
+    try:  # pinned: LibRaw opens /proc/self/fd/N, so a name that is no UTF-8 is read too
+        with pinned(path, "input", InputNotFoundError) as file, quiet_stderr(), rawpy.imread(str(file)):
             return True
-    except (rawpy.LibRawError, OSError, ValueError):
+    except (InputNotFoundError, rawpy.LibRawError, OSError, ValueError):
         return False
 
 

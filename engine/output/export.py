@@ -30,7 +30,7 @@ from engine.io.source import Source
 from engine.orientation import Orientation
 from engine.output import write as _write
 from engine.output.formats import OutputOptions, checked_options, resolve_format
-from engine.output.metadata import XMP_PREFIX
+from engine.output.metadata import XMP_PREFIX, xmp_file_name
 from engine.output.publish import discard
 from engine.recipe import Recipe
 from engine.xmp.location import with_position
@@ -50,8 +50,8 @@ def provenance_xmp(rendered: Rendered) -> dict[str, str]:
 
     source = rendered.source.path.resolve()
     return {
-        "Xmp.xmpMM.DerivedFrom": source.name,
-        f"Xmp.{XMP_PREFIX}.sourcePath": str(source),
+        "Xmp.xmpMM.DerivedFrom": xmp_file_name(source.name),  # the raw is found by SHA-256 too
+        f"Xmp.{XMP_PREFIX}.sourcePath": xmp_file_name(str(source)),
         f"Xmp.{XMP_PREFIX}.sourceSHA256": file_sha256(source),
         f"Xmp.{XMP_PREFIX}.engineVersion": __version__,
         f"Xmp.{XMP_PREFIX}.models": json.dumps(model_hashes(), sort_keys=True, separators=(",", ":")),

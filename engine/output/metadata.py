@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import struct
 import threading
 from dataclasses import dataclass
@@ -56,6 +57,19 @@ _TIFF_EP_EXIF = ("ExposureTime", "FNumber", "ExposureProgram", "ISOSpeedRatings"
 # two threads could raise each other's errors, and a read with the log muted (_exif_detail) would hide a write's.
 # Every use of pyexiv2 holds this lock.
 EXIV2 = threading.RLock()
+
+
+def exiv2_image(path: str | Path) -> pyexiv2.Image:
+    """pyexiv2's image of the file at ``path``, whatever bytes its name holds: pyexiv2 encodes a name as UTF-8,
+    which a name written under another encoding (bytes Python keeps as lone surrogates) is not, and raised
+    UnicodeEncodeError; Latin-1 gives each byte back as it is. The caller holds :data:`EXIV2`."""
+    return pyexiv2.Image(os.fsencode(path).decode("latin-1"), encoding="latin-1")
+
+
+def xmp_file_name(name: str) -> str:
+    """A file name or path as XMP text: a name that is no UTF-8 (bytes of another encoding, which Python keeps as
+    lone surrogates) with U+FFFD for those bytes."""
+    return os.fsencode(name).decode("utf-8", "replace")
 
 
 @functools.cache
@@ -154,7 +168,7 @@ def _exif_detail(path: str | Path) -> dict[str, dict]:
 
 def _exif_detail_locked(path: str | Path, muted: bool) -> dict[str, dict]:
     try:
-        with pyexiv2.Image(str(path)) as image:
+        with exiv2_image(path) as image:
             try:
                 return image.read_exif_detail()
             except UnicodeDecodeError:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyexiv2
 import tifffile
 from PIL import Image
 
@@ -35,6 +34,7 @@ from engine.output.metadata import (
     GPS_IFD,
     TiffEntry,
     TiffTags,
+    exiv2_image,
     ifd_bytes,
     register_namespace,
     tiff_tags,
@@ -255,7 +255,7 @@ def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: 
         return
     register_namespace()
     try:
-        with EXIV2, pyexiv2.Image(str(path)) as image:
+        with EXIV2, exiv2_image(path) as image:
             if exif is not None:
                 image.modify_exif(exif)
             if xmp:

@@ -22,6 +22,7 @@ from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
 from engine.io import gain_map
 from engine.io.bad_pixels import repaired
+from engine.io.bounded import pinned
 from engine.io.gain_map import Shading, ShadingMap
 from engine.stages.base import Context, Pixels, Stage
 
@@ -265,7 +266,7 @@ def _libraw_postprocess(source, algorithm: str, user_wb: list[float], maps: list
     # LibRaw reads user_sat as the saturation *after* black subtraction: passing the sensor's white itself
     # rendered 3 % (black 512 of 16383) to 16 % (the Canon 550D's 2056 of 15000) too dark.
     white = int(round(float(source.white.max()))) - black
-    with rawpy.imread(str(source.path)) as raw:
+    with pinned(source.path, "input") as file, rawpy.imread(str(file)) as raw:  # any bytes in the name
         if from_sensor:  # the array is a view of LibRaw's buffer, of the same visible area
             raw.raw_image_visible[...] = source.sensor
         if maps:  # LibRaw demosaics the data it holds: shade it there (the array is a view of LibRaw's buffer)

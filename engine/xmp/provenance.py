@@ -18,7 +18,7 @@ from pathlib import Path
 
 from engine.errors import InputNotFoundError, RecipeError
 from engine.io.formats import is_raw_name
-from engine.output.metadata import EXIV2, XMP_PREFIX, register_namespace
+from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace, xmp_file_name
 from engine.recipe import Recipe
 
 # Suffixes editors add to the name of a file they rendered from a raw: Lightroom "-Edit", "-Edit-2"; ours
@@ -41,11 +41,10 @@ class Provenance:
 
 def read_provenance(image: Path) -> Provenance:
     """The provenance XMP of ``image``; an empty :class:`Provenance` when it has none or cannot be read."""
-    import pyexiv2
 
     register_namespace()
     try:
-        with EXIV2, pyexiv2.Image(str(image)) as handle:
+        with EXIV2, exiv2_image(image) as handle:
             xmp = handle.read_xmp()
     except Exception:  # noqa: BLE001 - pyexiv2 raises RuntimeError or its own types; no XMP is not an error
         return Provenance()
@@ -100,6 +99,8 @@ def _candidates(output: Path, provenance: Provenance, folders: list[Path]) -> It
     """Possible sources of ``output``, most likely first (may repeat)."""
     if provenance.path is not None:
         yield provenance.path
+        if "\ufffd" in provenance.path.name and provenance.path.parent.is_dir():  # a name that is no UTF-8
+            yield from (p for p in _raws_in(provenance.path.parent) if xmp_file_name(p.name) == provenance.path.name)
     for folder in folders:
         for name in provenance.names:
             yield folder / name

@@ -62,7 +62,15 @@ def is_temporary(name: str) -> bool:
 def refusal(path: Path, folder: FolderConfig) -> str | None:
     """Why a candidate is not rendered although its name says raw, or None: only regular files whose real path is
     inside the hot folder are (a link pointing out of it would let whoever can write the hot folder have any
-    file the daemon can read rendered into the outputs; a FIFO would hang the reader)."""
+    file the daemon can read rendered into the outputs; a FIFO would hang the reader). A name that is no UTF-8
+    text (written under another encoding: an old card, an SMB share, a zip file) cannot be journaled or recorded
+    in an output's XMP, so it is left where it is until renamed."""
+    try:
+        os.fsencode(path.relative_to(folder.path)).decode("utf-8")
+        str(path).encode("utf-8")
+    except UnicodeError:
+        return ("its name is not UTF-8 text (written under another encoding?): not rendered; rename it (for "
+                "example with convmv) and it is rendered")
     real = Path(os.path.realpath(path))
     if not real.is_relative_to(folder.path.resolve()):
         return f"a link to {real}, outside the hot folder: not rendered"
