@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import numpy as np
 
 from engine import kernels, tiling
 from engine.devices import check_device
-from engine.errors import OutputError, RecipeError
+from engine.errors import InputNotFoundError, OutputError, RecipeError
 from engine.io.source import Source, open_source
 from engine.orientation import Orientation, applied
 from engine.recipe import Recipe
@@ -147,9 +148,11 @@ def render(
     inputs are unchanged (:mod:`engine.stage_cache`; the last stage's output is not kept); ``timings`` then lists
     only the stages that ran.
     """
-    if isinstance(source, (str, Path)):  # a path is opened here, as engine.render_file does
+    if isinstance(source, (str, os.PathLike)):  # a path is opened here, as engine.render_file does
         source = open_source(source)
-    _check_arguments(recipe, device, preview, orientation)
+    elif not isinstance(source, Source):
+        raise InputNotFoundError(f"the source must be a path or what engine.open returns, not {type(source).__name__}")
+    _check_arguments(recipe, device, preview, orientation, progress, cache)
     recipe = recipe or Recipe()
     check_recipe(recipe)
     ctx = Context(source=source, recipe=recipe, device=device)
@@ -197,8 +200,13 @@ def render(
     return Rendered(pixels=pixels, recipe=recipe, source=source, notes=ctx.notes, timings=timings, orientation=turn)
 
 
-def _check_arguments(recipe: Any, device: str, preview: int | None, orientation: Any) -> None:
+def _check_arguments(recipe: Any, device: str, preview: int | None, orientation: Any, progress: Any = None,
+                     cache: Any = None) -> None:
     """RecipeError for what a script may pass wrongly (the command line's options never do)."""
+    if progress is not None and not callable(progress):
+        raise RecipeError(f"progress must be a function of (stage, index, count), not {type(progress).__name__}")
+    if cache is not None and not isinstance(cache, StageCache):
+        raise RecipeError(f"the cache must be an engine.stage_cache.StageCache, not {type(cache).__name__}")
     if recipe is not None and not isinstance(recipe, Recipe):
         raise RecipeError(f"the recipe must be an engine.Recipe, not {type(recipe).__name__}")
     if orientation is not None and not isinstance(orientation, Orientation):

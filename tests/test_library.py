@@ -94,3 +94,31 @@ def test_a_dict_where_a_recipe_or_output_options_belong_is_an_engine_error(tmp_p
     with pytest.raises(engine.RecipeError, match="must be an engine.Recipe"):
         engine.render_file(sample_dng, tmp_path / "y.jpg", recipe={"exposure": 1})  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_argument_type_is_an_engine_error_before_any_work(tmp_path: Path, sample_dng: Path) -> None:
+    """A script's wrong argument was an AttributeError or TypeError from deep inside, some of them mid-render."""
+    source = engine.open(sample_dng)
+    rendered = engine.render(source, preview=64)
+    wrong = [
+        (lambda: engine.render(b"x.dng"), engine.InputNotFoundError, "must be a path or what engine.open returns"),
+        (lambda: engine.render(source, progress="x"), engine.RecipeError, "progress must be a function"),
+        (lambda: engine.render(source, cache={}), engine.RecipeError, "must be an engine.stage_cache.StageCache"),
+        (lambda: engine.write_image(source, tmp_path / "w.tif"), engine.OptionError, "what engine.render returns"),
+        (lambda: engine.write_image(rendered, None), engine.OutputError, "output must be a path"),
+        (lambda: engine.write_image(rendered, tmp_path / "w.tif", extra_xmp=[1]), engine.OptionError, "extra_xmp"),
+        (lambda: engine.render_file(None, tmp_path / "w.tif"), engine.InputNotFoundError, "must be a path"),
+        (lambda: engine.render_files(sample_dng, [tmp_path / "w.tif"]), engine.OptionError, "(path, engine.Output"),
+        (lambda: engine.OutputOptions(overwrite="false"), engine.OptionError, "overwrite must be True or False"),
+    ]
+    for call, error, words in wrong:
+        with pytest.raises(error, match=re.escape(words)):
+            call()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_options_read_formats_and_spaces_as_people_write_them() -> None:
+    # the command line took "JPG" and "sRGB" and the library refused them; "JPEG" was kept as typed
+    options = engine.OutputOptions(format="JPG", space="Adobe RGB")
+    assert (options.format, options.space) == ("jpeg", "adobe-rgb")
+    assert engine.OutputOptions(format="JPEG", space="p3") == engine.OutputOptions(format="jpeg", space="display-p3")

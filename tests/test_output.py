@@ -641,6 +641,26 @@ def test_shooting_tags_a_dng_keeps_in_ifd0_are_written_where_exif_readers_look(t
         assert written["Exif.Image.YCbCrPositioning"] == "1" and "Exif.Photo.ComponentsConfiguration" in written
 
 
+def test_an_output_records_the_raw_as_it_was_opened_even_if_it_changed_or_went(tmp_path: Path,
+                                                                              sample_dng: Path) -> None:
+    """The source's SHA-256 was taken when the output was written: a raw changed after opening was recorded as
+    the source of pixels it never gave (and a rerender would take it), and one deleted failed in pathlib."""
+    import shutil
+
+    import engine
+    from engine.filehash import file_sha256
+    from engine.xmp.provenance import read_provenance
+
+    raw = Path(shutil.copy(sample_dng, tmp_path / "shot.dng"))
+    opened = file_sha256(raw)
+    rendered = engine.render(engine.open(raw))
+    with raw.open("ab") as f:
+        f.write(b"metadata another program wrote")
+    assert read_provenance(engine.write_image(rendered, tmp_path / "changed.jpg")).sha256 == opened
+    raw.unlink()
+    assert read_provenance(engine.write_image(rendered, tmp_path / "gone.jpg")).sha256 == opened
+
+
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "cameras"
 
 

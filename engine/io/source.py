@@ -21,6 +21,7 @@ import numpy as np
 import rawpy
 
 from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInputError
+from engine.filehash import file_sha256
 from engine.io.bad_pixels import BadPixels, BadPixelsList, repairable
 from engine.io.bounded import pinned
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
@@ -104,6 +105,9 @@ class Source:
     # balance (good enough to pre-scale colour planes for demosaicing); the white balance stage and ``info`` use
     # the learned estimate instead (:func:`engine.models.illuminant.source_neutral`).
     as_shot_missing: bool = False
+    # SHA-256 of the file's bytes as they were opened: what an output records as its source (a file changed or
+    # deleted after opening is not what was rendered); "" for a Source made in code
+    sha256: str = ""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -275,7 +279,8 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
     sizes = raw.sizes
     check_pixels(path, int(sizes.raw_width), int(sizes.raw_height), "raw image")
     try:
-        exif = _unpack(path, raw, meanwhile=lambda: read_exif(file))  # the EXIF is read while LibRaw decodes
+        # the EXIF is read and the file hashed while LibRaw decodes (both release the GIL for their reads)
+        exif, sha256 = _unpack(path, raw, meanwhile=lambda: (read_exif(file), file_sha256(file)))
         if raw.raw_type == rawpy.RawType.Stack:
             sensor = _linear_raw_data(file, raw, dng)
         else:
@@ -330,6 +335,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         crop=picture_crop(path, dng, sensor.shape[:2]),
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,
+        sha256=sha256,
     )
     _fill_from_exif(source, exif)
     _check_plausible(source)
@@ -604,6 +610,7 @@ def _open_rgb_or_refuse(path: Path, dng: DngTags | None, file: Path) -> Source:
         calibration=None,
         orientation=orientation,
         format=path.suffix.lstrip(".").upper(),
+        sha256=file_sha256(file),
     )
     from engine.output.metadata import read_exif
 

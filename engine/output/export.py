@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import OutputError, RecipeError
+from engine.errors import InputNotFoundError, OptionError, OutputError, RecipeError
 from engine.filehash import file_sha256
 from engine.io.source import Source
 from engine.orientation import Orientation
@@ -52,12 +52,19 @@ def provenance_xmp(rendered: Rendered) -> dict[str, str]:
     return {
         "Xmp.xmpMM.DerivedFrom": xmp_file_name(source.name),  # the raw is found by SHA-256 too
         f"Xmp.{XMP_PREFIX}.sourcePath": xmp_file_name(str(source)),
-        f"Xmp.{XMP_PREFIX}.sourceSHA256": file_sha256(source),
+        f"Xmp.{XMP_PREFIX}.sourceSHA256": rendered.source.sha256 or file_sha256(source),  # as opened
         f"Xmp.{XMP_PREFIX}.engineVersion": __version__,
         f"Xmp.{XMP_PREFIX}.models": json.dumps(model_hashes(), sort_keys=True, separators=(",", ":")),
         f"Xmp.{XMP_PREFIX}.recipe": rendered.recipe.to_json(),
         f"Xmp.{XMP_PREFIX}.decided": json.dumps(rendered.notes, sort_keys=True, separators=(",", ":")),
     }
+
+
+def check_output_path(path: Any) -> Path:
+    """``path`` as a Path; OutputError for anything that is not a path (None, bytes, an open file)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise OutputError(f"the output must be a path (str or pathlib.Path), not {type(path).__name__}")
+    return Path(path)
 
 
 def output_xmp(options: OutputOptions, rendered: Rendered | None = None) -> dict[str, str]:
@@ -87,6 +94,13 @@ def write_image(rendered: Rendered, path: str | Path, options: OutputOptions | N
 def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions | None,
                     extra_xmp: dict[str, Any] | None, hold: bool) -> Path:
     """:func:`write_image`; with ``hold``, the complete file under its partial name (see engine.output.write)."""
+    from engine.pipeline import Rendered
+
+    if not isinstance(rendered, Rendered):
+        raise OptionError(f"write_image writes what engine.render returns, not {type(rendered).__name__}")
+    check_output_path(path)
+    if extra_xmp is not None and not isinstance(extra_xmp, dict):
+        raise OptionError(f"extra_xmp must be a dict of XMP keys and values, not {type(extra_xmp).__name__}")
     options = checked_options(options)
     xmp = provenance_xmp(rendered) | output_xmp(options, rendered) | (extra_xmp or {})
     exif = with_position(rendered.source.exif, xmp)  # a sidecar's geotag is the photographer's: it wins
@@ -223,8 +237,13 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         if recipe is not None and not isinstance(recipe, Recipe):
             raise RecipeError(f"the recipe must be an engine.Recipe, not {type(recipe).__name__} "
                               "(Recipe.from_dict reads a dict)")
+        if not isinstance(source, (Source, str, os.PathLike)):
+            raise InputNotFoundError(f"the source must be a path or what engine.open returns, not "
+                                     f"{type(source).__name__}")
         path = source.path if isinstance(source, Source) else Path(source)
-        targets = [(Path(target), checked_options(options)) for target, options in outputs]
+        if isinstance(outputs, (str, os.PathLike)) or not all(isinstance(o, tuple) and len(o) == 2 for o in outputs):
+            raise OptionError("outputs must be a list of (path, engine.OutputOptions or None) pairs")
+        targets = [(check_output_path(target), checked_options(options)) for target, options in outputs]
         if not targets:
             raise OutputError("no output to write")
         _check_targets_apart(targets)

@@ -4,6 +4,7 @@ these tables (importing nothing heavy, not even numpy, so a command line builds 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,20 @@ SPACE_NAMES: tuple[str, ...] = ("srgb", "display-p3", "adobe-rgb", "prophoto")
 FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 SPACE_ALIASES = {"p3": "display-p3", "adobe-rgb-1998": "adobe-rgb", "prophoto-rgb": "prophoto", "romm-rgb": "prophoto"}
 MIN_LONG_EDGE = 16  # pixels: a smaller output is a mistake, not a picture
+
+
+def canonical_name(value: str, names: Iterable[str], aliases: Mapping[str, str] | None = None) -> str | None:
+    """The one of ``names`` that ``value`` is, written as people write it: any case, with or without hyphens,
+    spaces or underscores ("sRGB", "AdobeRGB", "Display P3", "JPEG"), or one of ``aliases`` ("jpg"); None for
+    none of them."""
+    folded = _folded(value)
+    matches = [name for name in names if _folded(name) == folded]
+    matches += [name for alias, name in (aliases or {}).items() if _folded(alias) == folded]
+    return matches[0] if matches else None
+
+
+def _folded(name: str) -> str:
+    return "".join(c for c in name if c not in "-_ ").casefold()
 
 
 @dataclass(frozen=True)
@@ -49,14 +64,21 @@ class OutputOptions:
     def __post_init__(self) -> None:
         """OutputOptionError (a wrong option, exit 2) for a value no output can have (the command line's choices,
         held for scripts too)."""
-        if self.format is not None and (not isinstance(self.format, str) or self.format.lower() not in FORMATS):
-            raise OutputOptionError(f"unknown output format {self.format!r}; choose tiff, png or jpeg")
+        if self.format is not None:
+            fmt = canonical_name(self.format, FORMATS, FORMAT_ALIASES) if isinstance(self.format, str) else None
+            if fmt is None:
+                raise OutputOptionError(f"unknown output format {self.format!r}; choose tiff, png or jpeg")
+            object.__setattr__(self, "format", fmt)  # "JPG" is "jpeg"
         if self.bits is not None and (isinstance(self.bits, bool) or self.bits not in (8, 16)):
             raise OutputOptionError(f"cannot write {self.bits!r} bits per channel; choose 8 or 16")
         if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
             raise OutputOptionError(f"JPEG quality {self.quality!r} is not a whole number from 1 to 100")
-        if self.space not in SPACE_NAMES:
+        space = canonical_name(self.space, SPACE_NAMES, SPACE_ALIASES) if isinstance(self.space, str) else None
+        if space is None:
             raise OutputOptionError(f"unknown colour space {self.space!r}; choose {', '.join(SPACE_NAMES)}")
+        object.__setattr__(self, "space", space)  # "sRGB" is "srgb"
+        if not isinstance(self.overwrite, bool):  # "false" is true
+            raise OutputOptionError(f"overwrite must be True or False, not {self.overwrite!r}")
         if self.long_edge is not None and (isinstance(self.long_edge, bool) or not isinstance(self.long_edge, int)
                                            or self.long_edge < MIN_LONG_EDGE):
             raise OutputOptionError(f"long edge {self.long_edge!r} is not a whole number of pixels from "
