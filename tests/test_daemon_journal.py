@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -330,3 +331,42 @@ def test_queue_shows_outputs_that_share_no_folder_as_absolute_paths_and_escapes_
     text = CliRunner().invoke(main, ["queue", str(hot)]).stdout.splitlines()
     assert "last done:" in text
     assert text[text.index("last done:") + 1].endswith("  a\\nfake.dng -> /masters/a.tif, /web/a.jpg")
+
+
+def test_a_full_output_disk_keeps_the_raw_queued_without_using_up_its_attempts(tmp_path: Path, sample_dng: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full output disk sent every raw to _failed/ within seconds (three quick retries), and freeing space
+    did not bring them back: the file is not at fault, so it waits in the queue, attempts refunded."""
+    import errno
+    import os
+    import shutil
+
+    from engine.errors import OutputError
+    from engine.output import export
+    from hostplug.daemon.config import parse_config
+    from hostplug.daemon.daemon import DISK_FULL_WAIT_S, Daemon
+    from hostplug.daemon.job import Job, run_job
+    from hostplug.daemon.recipes import folder_recipe
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OutputError("cannot write out/a.jpg: No space left on device") from OSError(errno.ENOSPC, "full")
+
+    monkeypatch.setattr(export, "render_files", full)
+    (tmp_path / "in").mkdir()
+    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
+    config = parse_config({"daemon": {"max_attempts": 1},
+                           "folder": [{"path": "in", "output": [{"folder": "out", "format": "jpeg"}]}]}, tmp_path)
+    daemon = Daemon(config)
+    daemon.journal = journal = Journal(tmp_path / "j.sqlite")
+    st = raw.stat()
+    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
+    for _ in range(3):  # more tries than max_attempts allows a temporary failure
+        journal.start(entry.id)
+        job = Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
+        outcome = run_job(job, config.folders[0], folder_recipe(config.folders[0]), journal)
+        assert outcome.kind == "disk_full"
+        daemon._outcome(journal.get(entry.id), outcome)
+        waiting = journal.get(entry.id)
+        assert waiting.state == "queued" and waiting.attempts == 0
+        assert waiting.not_before > time.time() + 0.5 * DISK_FULL_WAIT_S
+    assert raw.exists() and not (tmp_path / "in" / "_failed").exists() and os.listdir(raw.parent) == ["a.dng"]

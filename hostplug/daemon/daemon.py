@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hostplug.watch")
 TICK_SECONDS = 0.25
+DISK_FULL_WAIT_S = 30.0  # between tries of a raw whose output disk is full (it waits without using up attempts)
 
 
 def lock_journal(journal: Path) -> int:
@@ -345,6 +346,10 @@ class Daemon:
             _event(f"{entry.path} is still changing; waiting for it to settle", "changed", **fields)
         elif outcome.kind in ("failed", "gone"):
             self._give_up(entry, outcome.message, outcome.kind)
+        elif outcome.kind == "disk_full":  # no fault of the file: it waits for room, never to _failed/
+            self.journal.requeue(entry.id, outcome.message, delay=DISK_FULL_WAIT_S, refund=True)
+            _event(f"{entry.path}: {outcome.message}; the disk is full: it stays queued and is tried again in "
+                   f"{DISK_FULL_WAIT_S:g} s", "disk_full", logging.WARNING, **fields)
         else:
             self._temporary(entry, outcome.message)
 

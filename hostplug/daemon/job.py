@@ -9,6 +9,8 @@ The outcome is a :class:`Outcome` whose ``kind`` tells the daemon what to do nex
 ``failed``     the file can never render as it is (unsupported, corrupt, a bad sidecar): no retry
 ``retry``      a temporary cause (output folder, memory, a model missing, an unexpected error): retried a bounded
                number of times
+``disk_full``  an output's disk is full: the raw waits in the queue, without using up its attempts, until there
+               is room
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from engine.errors import (
 )
 from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig, OutputSpec
-from hostplug.daemon.journal import Conflict, Journal
+from hostplug.daemon.journal import Conflict, Journal, disk_full
 from hostplug.daemon.recipes import recipe_for_file, recipe_hash
 from hostplug.daemon.templates import TokenValues, output_path, safe_part
 
@@ -231,6 +233,8 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
                               recipe, extra_xmp=catalogue, device=device,
                               orientation=applied(source.orientation, turned))
     except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file
+        if disk_full(e) or (e.__cause__ is not None and disk_full(e.__cause__)):
+            return Outcome(job.id, "disk_full", str(e))
         return Outcome(job.id, "retry", f"{type(e).__name__}: {e}" if isinstance(e, MemoryError) else str(e))
     except (CorruptInputError, UnsupportedInputError) as e:
         return Outcome(job.id, "failed", str(e))
