@@ -453,6 +453,21 @@ def test_a_full_journal_disk_stops_the_daemon_with_one_line_and_its_files_stay_q
     assert _outputs(studio) == _expected_outputs(["a"])
 
 
+def test_a_hot_folder_renamed_and_made_again_stops_the_daemon_with_one_line(studio: Path) -> None:
+    # the daemon went on with the old folder's journal, `queue` found none, and a second daemon could start on
+    # the new folder and render its files again
+    config = _config(studio)
+    drop(studio / "in", "a.dng")
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        wait_for(lambda: _done(studio, 1), 90, "a.dng rendered")
+        (studio / "in").rename(studio / "in.gone")
+        (studio / "in").mkdir()
+        assert daemon.process.wait(30) == 7
+        errors = [line for line in daemon.output().splitlines() if line.startswith("hostplug: error:")]
+        assert len(errors) == 1 and f"the hot folder {studio / 'in'} was moved" in errors[0], daemon.output()
+        assert "Traceback" not in daemon.output()
+
+
 def test_a_new_photo_under_the_name_of_an_archived_one_never_replaces_its_outputs(studio: Path) -> None:
     hot, archive = studio / "in", studio / "archive"
     outputs = [{"folder": "out", "template": "{name}", "format": "jpeg", "long_edge": 200}]

@@ -81,6 +81,15 @@ def running_pid(journal: Path) -> int | None:
     return None
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def make_pool(config: DaemonConfig) -> WorkerPool | RayPool:
     """The render workers: processes on this machine, or Ray actors on a cluster's nodes (``cluster``)."""
     if config.cluster:
@@ -110,6 +119,7 @@ class Daemon:
         self.journal: Journal | None = None
         self.next_failed_check = 0.0  # monotonic time of the next look for changed files in _failed/
         self.archive_failures: dict[int, str] = {}  # file id -> why its archiving last failed (warned once)
+        self.places: dict[Path, tuple[int, int] | None] = {}  # journal and hot folders: (device, inode) at start
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -158,6 +168,7 @@ class Daemon:
         if recovered:
             _event(f"{recovered} file(s) were being rendered when the daemon last stopped: queued again",
                    "recovered", count=recovered)
+        self.places = {path: _identity(path) for path in (self.config.journal, *(f.path for f in self.config.folders))}
         self.watchdog_every = watchdog_interval()
         self.next_watchdog = self.next_progress = time.monotonic()
         self.progress_logged = -1
@@ -517,6 +528,18 @@ class Daemon:
 
     # -- progress -----------------------------------------------------------------------------------------------
 
+    def _check_places(self) -> None:
+        """Stop (JournalError, exit 7) when the journal or a hot folder is no longer the one the daemon started
+        with: a hot folder renamed and made again left the daemon writing to a journal that moved with the old
+        folder, silently, while `hostplug queue` found none and a second daemon could start on the new folder and
+        render its files again. A restart (systemd's) watches what is there now."""
+        for path, identity in self.places.items():
+            if _identity(path) != identity:
+                what = "journal" if path == self.config.journal else "hot folder"
+                raise JournalError(f"the {what} {path} was moved, removed or replaced while the daemon ran; it "
+                                   "stops (files not rendered yet stay queued): start it again to watch what is "
+                                   "there now")
+
     def _heartbeat(self) -> None:
         """Watchdog pings, the status line and the periodic progress log."""
         now = time.monotonic()
@@ -527,6 +550,7 @@ class Daemon:
             return
         self.next_status = now + 1.0
         assert self.journal is not None
+        self._check_places()
         self.journal.set_workers(self.pool.describe())  # for `hostplug queue`: who renders what, where
         counts = self.journal.counts()
         rate = self.throughput.per_minute(now)
