@@ -290,6 +290,19 @@ def test_stop(runtime: Path) -> None:
     assert client.stop() is None
 
 
+def test_a_service_lost_mid_render_is_said_once_and_the_render_runs_here(monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # a service killed mid-render made `hostplug render` start again in its own process without a word, and the
+    # user waited twice as long not knowing why
+    def lost(op: str, args: object, start: bool = False) -> dict:
+        raise client.ServiceLostError("the render service (pid 4242) went away during the request (reset)")
+
+    monkeypatch.setattr(client, "call", lost)
+    assert client._or_here("render", {}, start=False) is None
+    assert capsys.readouterr().err == ("hostplug: note: the render service (pid 4242) went away during the request "
+                                       "(reset); rendering in this process instead\n")
+
+
 def test_a_crashed_service_is_replaced(runtime: Path) -> None:
     folder = protocol.service_dir()
     dead = socket.socket(socket.AF_UNIX)  # a socket file nobody listens on: what a killed service leaves

@@ -64,6 +64,10 @@ class NotAnsweringError(ServiceError):
         super().__init__(f"the render service (pid {pid}) {what}")
 
 
+class ServiceLostError(ServiceError):
+    """The service took the request and its connection broke before the answer (it was killed, or crashed)."""
+
+
 class ForeignServiceError(ServiceError):
     """The service on this user's socket runs under another root folder (a chroot's, GIMP's test root, sharing
     this /tmp) and refused the request: it serves only processes under its own root."""
@@ -209,7 +213,7 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
         except TimeoutError as e:  # the payload stopped half-way
             raise NotAnsweringError(pid, SILENCE_TIMEOUT_S, time.monotonic() - asked, heard=True) from e
         except (OSError, ProtocolError) as e:
-            raise ServiceError(f"the render service went away during the request ({e})") from e
+            raise ServiceLostError(f"the render service (pid {pid}) went away during the request ({e})") from e
         finally:
             sock.close()
         if response.get("ok"):
@@ -341,6 +345,10 @@ def _or_here(op: str, args: dict[str, Any], start: bool) -> dict[str, Any] | Non
         _passed_by = e
         sys.stderr.write(f"hostplug: note: {e}; rendering in this process instead (stopped or hung? "
                          f"'kill -9 {e.pid}' ends it)\n")
+        sys.stderr.flush()
+        return None
+    except ServiceLostError as e:  # the render starts again here: say why it takes twice as long
+        sys.stderr.write(f"hostplug: note: {e}; rendering in this process instead\n")
         sys.stderr.flush()
         return None
     except ServiceError:
