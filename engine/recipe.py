@@ -58,6 +58,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "denoise": (0.0, 100.0),
 }
 
+OPTIONAL_SETTINGS = ("temperature", "tint", "sharpening", "denoise")  # None: the as-shot, style's or automatic value
+
 
 @dataclass(frozen=True)
 class StageSettings:
@@ -355,7 +357,7 @@ def validate(recipe: Recipe) -> None:
                           "shifts none; `hostplug info FILE` shows the file's as-shot temperature and tint")
     for name, (low, high) in RANGES.items():
         value = getattr(recipe, name)
-        if value is None:
+        if value is None and name in OPTIONAL_SETTINGS:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise RecipeError(f"{name} must be a number, not {value!r}")

@@ -79,6 +79,9 @@ def test_constructing_an_invalid_recipe_directly_is_refused_too() -> None:
         Recipe(exposure=-6.5)
     with pytest.raises(RecipeError):
         Recipe().replace(vibrance=150)
+    with pytest.raises(RecipeError, match="exposure must be a number, not None"):
+        Recipe(exposure=None)  # type: ignore[arg-type]  # was accepted, and refused mid-render as a stage's
+    assert Recipe(sharpening=None, denoise=None) == Recipe()  # None means the style's, or automatic
 
 
 def test_setting_a_temperature_implies_custom_white_balance() -> None:
