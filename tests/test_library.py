@@ -100,6 +100,8 @@ def test_a_wrong_argument_type_is_an_engine_error_before_any_work(tmp_path: Path
     """A script's wrong argument was an AttributeError or TypeError from deep inside, some of them mid-render."""
     source = engine.open(sample_dng)
     rendered = engine.render(source, preview=64)
+    folder = tmp_path / "out.tif"
+    folder.mkdir()
     wrong = [
         (lambda: engine.render(b"x.dng"), engine.InputNotFoundError, "must be a path or what engine.open returns"),
         (lambda: engine.render(source, progress="x"), engine.RecipeError, "progress must be a function"),
@@ -110,11 +112,13 @@ def test_a_wrong_argument_type_is_an_engine_error_before_any_work(tmp_path: Path
         (lambda: engine.render_file(None, tmp_path / "w.tif"), engine.InputNotFoundError, "must be a path"),
         (lambda: engine.render_files(sample_dng, [tmp_path / "w.tif"]), engine.OptionError, "(path, engine.Output"),
         (lambda: engine.OutputOptions(overwrite="false"), engine.OptionError, "overwrite must be True or False"),
+        (lambda: engine.write_image(rendered, folder, engine.OutputOptions(overwrite=True)), engine.OutputError,
+         "out.tif is a folder; name the output file in it"),  # was "exists; pass --overwrite", then "Is a directory"
     ]
     for call, error, words in wrong:
         with pytest.raises(error, match=re.escape(words)):
             call()
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
 
 
 def test_output_options_read_formats_and_spaces_as_people_write_them() -> None:
