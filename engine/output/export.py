@@ -305,9 +305,15 @@ def _check_targets_apart(targets: list[tuple[Path, Any]]) -> None:
 
 
 def render_file(source: str | Path | Source, target: str | Path, recipe: Recipe | None = None,
-                options: OutputOptions | None = None, **kwargs: Any) -> RenderResult:
-    """Render ``source`` into ``target``: :func:`render_files` with one output (same keyword arguments).
+                options: OutputOptions | None = None, *, changes: Mapping[str, Any] | None = None,
+                base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
+                stages_dir: str | Path | None = None, progress: Progress | None = None,
+                cache: StageCache | None = None, orientation: Orientation | None = None) -> RenderResult:
+    """Render ``source`` into ``target``: :func:`render_files` with one output (the same keyword arguments;
+    replacing an existing file is ``options=engine.OutputOptions(overwrite=True)``).
 
         engine.render_file("IMG_0001.CR2", "IMG_0001.tif", changes={"exposure": 0.3})
     """
-    return render_files(source, [(target, options)], recipe, **kwargs)
+    return render_files(source, [(target, options)], recipe, changes=changes, base=base, extra_xmp=extra_xmp,
+                        device=device, stages_dir=stages_dir, progress=progress, cache=cache,
+                        orientation=orientation)
