@@ -370,3 +370,31 @@ def test_a_full_output_disk_keeps_the_raw_queued_without_using_up_its_attempts(t
         assert waiting.state == "queued" and waiting.attempts == 0
         assert waiting.not_before > time.time() + 0.5 * DISK_FULL_WAIT_S
     assert raw.exists() and not (tmp_path / "in" / "_failed").exists() and os.listdir(raw.parent) == ["a.dng"]
+
+
+def test_earlier_outputs_a_new_recipe_names_otherwise_are_kept_and_named(tmp_path: Path, sample_dng: Path) -> None:
+    """With {style} in the template, a raw re-rendered in another style left its earlier output untracked and
+    unmentioned: it is kept (it may be retouched) and the outcome names it for the daemon's warning."""
+    import shutil
+
+    from hostplug.daemon.config import parse_config
+    from hostplug.daemon.job import Job, run_job
+    from hostplug.daemon.recipes import folder_recipe
+
+    (tmp_path / "in").mkdir()
+    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
+    config = parse_config({"folder": [{"path": "in", "output": [{"folder": "out", "format": "jpeg",
+                                                                 "template": "{name}_{style}", "long_edge": 64}]}]},
+                          tmp_path)
+    earlier = tmp_path / "out" / "a_vivid.jpg"
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"the vivid render, retouched since")
+    journal = Journal(tmp_path / "j.sqlite")
+    st = raw.stat()
+    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
+    job = Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h", previous_content_hash="h",
+              previous_recipe_hash="vivid", previous_outputs=(str(earlier),))
+    outcome = run_job(job, config.folders[0], folder_recipe(config.folders[0]), journal)
+    assert outcome.kind == "done" and outcome.outputs == (str(tmp_path / "out" / "a_natural.jpg"),)
+    assert f"the earlier output {earlier} kept" in outcome.message
+    assert earlier.read_bytes() == b"the vivid render, retouched since"

@@ -343,6 +343,8 @@ class Daemon:
                 self.throughput.add(True)
                 _event(f"rendered {entry.path} -> {', '.join(outcome.outputs)} ({outcome.seconds:.1f} s)", "done",
                        outputs=list(outcome.outputs), timings=outcome.timings, **fields)
+                if outcome.message:  # earlier outputs under other names: never removed (they may be retouched)
+                    _event(f"{entry.path}: {outcome.message}", "kept", logging.WARNING, **fields)
             else:
                 _event(f"{entry.path}: identical to its last render (same content and recipe); not rendered again",
                        "unchanged", **fields)

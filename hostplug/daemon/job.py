@@ -2,7 +2,8 @@
 
 The outcome is a :class:`Outcome` whose ``kind`` tells the daemon what to do next:
 
-``done``       every output written (atomically, replacing any earlier render of the same raw)
+``done``       every output written (atomically, replacing any earlier render of the same raw); ``message`` names
+               earlier outputs it kept because the new recipe names the outputs otherwise
 ``unchanged``  content and recipe are those of the last render and its outputs exist: nothing rendered
 ``changed``    the file changed while it was being opened: it is still being written, settle it again
 ``gone``       the file disappeared before it was rendered
@@ -240,4 +241,7 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         return Outcome(job.id, "failed", str(e))
     except HostplugError as e:  # a recipe the engine refuses (from a sidecar): rendering again will not help
         return Outcome(job.id, "failed", str(e))
-    return Outcome(job.id, "done", "", digest, tuple(targets), timings=dict(result.timings))
+    kept = [p for p in job.previous_outputs if p not in targets and os.path.exists(p)]
+    note = (f"the earlier output{'s' if len(kept) > 1 else ''} {', '.join(kept)} kept: the new recipe names its "
+            "outputs otherwise (a {style} or {date} in the template); remove what is not wanted") if kept else ""
+    return Outcome(job.id, "done", note, digest, tuple(targets), timings=dict(result.timings))
