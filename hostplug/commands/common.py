@@ -125,25 +125,18 @@ def watchdog(seconds: float | None, what: str) -> Iterator[None]:
 
 
 class NameChoice(click.Choice):
-    """A choice typed as people write it: any case, with or without hyphens, spaces or underscores ("sRGB",
-    "AdobeRGB", "Display P3", "JPEG"), and the aliases given ("jpg" for jpeg); the value is the canonical name."""
+    """A choice typed as people write it (:func:`engine.output.formats.canonical_name`: "sRGB", "AdobeRGB",
+    "Display P3", "JPG"); the value is the canonical name."""
 
     def __init__(self, choices: Iterable[str], aliases: dict[str, str] | None = None) -> None:
         super().__init__(tuple(choices))
-        self.aliases = {_folded(alias): name for alias, name in (aliases or {}).items()}
+        self.aliases = aliases or {}
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        folded = _folded(str(value))
-        for choice in self.choices:
-            if _folded(str(choice)) == folded:
-                return choice
-        if folded in self.aliases:
-            return self.aliases[folded]
-        return super().convert(value, param, ctx)  # click's line naming the choices
+        from engine.output.formats import canonical_name
 
-
-def _folded(name: str) -> str:
-    return "".join(c for c in name if c not in "-_ ").casefold()
+        name = canonical_name(str(value), (str(choice) for choice in self.choices), self.aliases)
+        return name if name is not None else super().convert(value, param, ctx)  # click's line naming the choices
 
 
 def batch_inputs(inputs: Iterable[Path]) -> tuple[Path, ...]:
