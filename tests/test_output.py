@@ -592,6 +592,27 @@ def test_a_render_gives_all_its_outputs_or_none(tmp_path: Path, sample_dng: Path
     assert files_in(tmp_path) == ["master.tif", "web.jpg"]
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_an_image_cut_short_while_its_metadata_is_written_is_never_published(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch,
+                                                                             suffix: str) -> None:
+    """exiv2 rewrites a JPEG or PNG to add its metadata and, on a full disk, leaves it cut short without an error
+    (measured on a full tmpfs): the truncated file was published as the output, and the daemon counted it done."""
+    from hostplug.daemon.journal import disk_full
+
+    real = engine.output.write._write_metadata
+
+    def cut_short(path: Path, *args: object) -> None:
+        real(path, *args)
+        os.truncate(path, path.stat().st_size - 100)
+
+    monkeypatch.setattr(engine.output.write, "_write_metadata", cut_short)
+    with pytest.raises(OutputError, match="cut short while its metadata was written") as caught:
+        write_image(colour_patch(), tmp_path / f"out{suffix}", exif=EXIF, xmp=XMP)
+    assert disk_full(caught.value.__cause__)  # the daemon waits for room instead of failing the raw
+    assert files_in(tmp_path) == []
+
+
 def test_a_read_only_file_system_is_one_error_not_a_traceback(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # On a write-locked card or a read-only share, deleting the partial file fails too (EROFS, not "no such

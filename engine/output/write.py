@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import os
 import struct
 import zlib
@@ -264,6 +265,20 @@ def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: 
         raise _metadata_error(target, error) from error
 
 
+# How a complete file of each format ends: JPEG's end-of-image marker, PNG's IEND chunk with its CRC.
+_ENDINGS = {"jpeg": b"\xff\xd9", "png": b"IEND\xaeB`\x82"}
+
+
+def _check_whole(path: Path, fmt: str) -> None:
+    """OSError (ENOSPC) unless the JPEG or PNG at ``path`` ends as a complete file does: exiv2 rewrites the file to
+    add the metadata and, on a full disk, leaves it cut short without an error, which was then published."""
+    with path.open("rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - len(_ENDINGS[fmt])))
+        if f.read() == _ENDINGS[fmt]:
+            return
+    raise OSError(errno.ENOSPC, "the file was cut short while its metadata was written (is the disk full?)")
+
+
 def check_target(path: Path, options: OutputOptions) -> None:
     """Refuse an output that cannot be written (name too long, exists without overwrite, no folder), before any
     work is spent on it."""
@@ -327,6 +342,7 @@ def write_image(
                 assert isinstance(data, np.ndarray)
                 _ENCODERS[fmt](partial, data, profile, options.quality)
                 _write_metadata(partial, path, exif, xmp)
+                _check_whole(partial, fmt)
         except OSError as error:
             raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
         if hold:
