@@ -249,6 +249,21 @@ def test_a_sidecar_position_that_is_no_coordinate_is_left_out_and_the_raws_gps_k
     assert "Xmp.exif.GPSLatitude" not in xmp and xmp["Xmp.photoshop.City"] == "Paris"
 
 
+def test_a_sidecar_position_replaces_only_the_raws_position() -> None:
+    # darktable and Lightroom copy a raw's own position into its sidecar: the camera's GPS time, direction and
+    # precision were all dropped with it; and 59.99999 seconds was written as the invalid 60
+    from engine.xmp.location import with_position
+
+    camera = {"Exif.GPSInfo.GPSTimeStamp": "10/1 2/1 3/1", "Exif.GPSInfo.GPSImgDirection": "2715/10",
+              "Exif.GPSInfo.GPSLatitudeRef": "N", "Exif.GPSInfo.GPSLatitude": "1/1 0/1 0/1", "Exif.Image.Make": "X"}
+    out = with_position(camera, {"Xmp.exif.GPSLatitude": "33,52,59.99999S", "Xmp.exif.GPSLongitude": "70,30.5W"})
+    assert out is not None
+    assert (out["Exif.GPSInfo.GPSLatitudeRef"], out["Exif.GPSInfo.GPSLatitude"]) == ("S", "33/1 53/1 0/1")
+    assert (out["Exif.GPSInfo.GPSLongitudeRef"], out["Exif.GPSInfo.GPSLongitude"]) == ("W", "70/1 61/2 0/1")
+    assert out["Exif.GPSInfo.GPSTimeStamp"] == "10/1 2/1 3/1" and out["Exif.GPSInfo.GPSImgDirection"] == "2715/10"
+    assert with_position(camera, {"Xmp.exif.GPSLatitude": "33,52S"}) == camera  # no longitude: no position
+
+
 @pytest.mark.parametrize("sidecar", MALFORMED, ids=[p.stem for p in MALFORMED])
 def test_render_refuses_a_malformed_sidecar(raw: Path, sidecar: Path) -> None:
     name = "IMG_0001.xmp" if sidecar.stem.startswith("adobe") else "IMG_0001.dng.xmp"

@@ -25,6 +25,8 @@ _PLACE = {(PHOTOSHOP_NS, "Headline"): "Xmp.photoshop.Headline", (PHOTOSHOP_NS, "
           (IPTC_CORE_NS, "Location"): "Xmp.iptc.Location", (IPTC_CORE_NS, "CountryCode"): "Xmp.iptc.CountryCode"}
 _POSITION = ("GPSLatitude", "GPSLongitude")
 _ALTITUDE = ("GPSAltitude", "GPSAltitudeRef")
+_POSITION_KEYS = frozenset(f"Exif.GPSInfo.GPS{name}" for name in (
+    "VersionID", "LatitudeRef", "Latitude", "LongitudeRef", "Longitude", "AltitudeRef", "Altitude"))
 OUTPUT_KEYS = (*_PLACE.values(), *(f"Xmp.exif.{name}" for name in _POSITION + _ALTITUDE))
 
 _COORDINATE = re.compile(r"\s*(\d{1,3}),(\d{1,2}(?:\.\d+)?)(?:,(\d{1,2}(?:\.\d+)?))?\s*([NSEW])\s*")
@@ -58,12 +60,14 @@ def with_position(exif: dict[str, str] | None, xmp: dict[str, Any]) -> dict[str,
     gps = {"Exif.GPSInfo.GPSVersionID": "2 3 0 0"}
     for name, (value, ref) in (("Latitude", latitude), ("Longitude", longitude)):
         gps[f"Exif.GPSInfo.GPS{name}Ref"] = ref
-        gps[f"Exif.GPSInfo.GPS{name}"] = " ".join(_rational(part) for part in value)
+        gps[f"Exif.GPSInfo.GPS{name}"] = _dms(value)
     altitude = _altitude(str(xmp.get("Xmp.exif.GPSAltitude", "")))
     if altitude is not None:
         gps["Exif.GPSInfo.GPSAltitudeRef"] = str(xmp.get("Xmp.exif.GPSAltitudeRef", "0"))
         gps["Exif.GPSInfo.GPSAltitude"] = _rational(altitude)
-    kept = {key: value for key, value in (exif or {}).items() if not key.startswith("Exif.GPSInfo.")}
+    # only the position: the camera's time, direction, speed and precision of the fix stay (darktable and
+    # Lightroom copy a raw's own position into its sidecar)
+    kept = {key: value for key, value in (exif or {}).items() if key not in _POSITION_KEYS}
     return kept | gps
 
 
@@ -76,6 +80,19 @@ def _degrees(text: str, refs: str) -> tuple[tuple[Fraction, Fraction, Fraction],
     if minutes >= 60 or seconds >= 60 or degrees + minutes / 60 + seconds / 3600 > (90 if refs == "NS" else 180):
         return None
     return (degrees, minutes, seconds), match[4]
+
+
+def _dms(value: tuple[Fraction, Fraction, Fraction]) -> str:
+    """Degrees, minutes and seconds as EXIF's three rationals, the last one given rounded to 1/10000 and carried
+    over when it rounds to 60 (59.99999 seconds is the next minute, not 60 seconds)."""
+    degrees, minutes, seconds = value
+    if seconds:
+        seconds = seconds.limit_denominator(10_000)
+        minutes, seconds = (minutes + 1, seconds - 60) if seconds >= 60 else (minutes, seconds)
+    else:
+        minutes = minutes.limit_denominator(10_000)
+    degrees, minutes = (degrees + 1, minutes - 60) if minutes >= 60 else (degrees, minutes)
+    return " ".join(_rational(part) for part in (degrees, minutes, seconds))
 
 
 def _altitude(text: str) -> Fraction | None:
