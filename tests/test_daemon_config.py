@@ -65,6 +65,13 @@ def hot(tmp_path: Path) -> Path:
     return folder
 
 
+def test_format_and_colour_space_are_read_as_people_write_them(tmp_path: Path) -> None:
+    # "JPG" and "sRGB" worked on the command line and were refused in a watch configuration
+    config = parse_config({"folder": [{"path": "in", "output": [{"folder": "o", "format": "JPG",
+                                                                 "space": "Adobe RGB"}]}]}, tmp_path)
+    assert (config.folders[0].outputs[0].format, config.folders[0].outputs[0].space) == ("jpeg", "adobe-rgb")
+
+
 def test_unknown_preset_is_refused(tmp_path: Path, hot: Path) -> None:
     result = _watch(hot, "--out", tmp_path / "out", "--preset", "no-such-look")
     _refused(result, "no-such-look")

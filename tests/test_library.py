@@ -126,3 +126,10 @@ def test_output_options_read_formats_and_spaces_as_people_write_them() -> None:
     options = engine.OutputOptions(format="JPG", space="Adobe RGB")
     assert (options.format, options.space) == ("jpeg", "adobe-rgb")
     assert engine.OutputOptions(format="JPEG", space="p3") == engine.OutputOptions(format="jpeg", space="display-p3")
+
+
+def test_render_files_takes_any_pairs_of_outputs(tmp_path: Path, sample_dng: Path) -> None:
+    # a generator of outputs was used up by the check, then "no output to write"; lists were refused
+    result = engine.render_files(sample_dng, ((tmp_path / name, None) for name in ("a.jpg", "b.png")))
+    assert result.outputs == (tmp_path / "a.jpg", tmp_path / "b.png")
+    assert engine.render_files(sample_dng, [[tmp_path / "c.jpg", None]]).outputs == (tmp_path / "c.jpg",)

@@ -60,6 +60,10 @@ def provenance_xmp(rendered: Rendered) -> dict[str, str]:
     }
 
 
+def _is_pair(item: Any) -> bool:
+    return isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2
+
+
 def check_output_path(path: Any) -> Path:
     """``path`` as a Path; OutputError for anything that is not a path (None, bytes, an open file)."""
     if not isinstance(path, (str, os.PathLike)):
@@ -241,9 +245,10 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
             raise InputNotFoundError(f"the source must be a path or what engine.open returns, not "
                                      f"{type(source).__name__}")
         path = source.path if isinstance(source, Source) else Path(source)
-        if isinstance(outputs, (str, os.PathLike)) or not all(isinstance(o, tuple) and len(o) == 2 for o in outputs):
+        pairs = [] if isinstance(outputs, (str, os.PathLike)) else list(outputs)  # a generator is read once
+        if isinstance(outputs, (str, os.PathLike)) or not all(_is_pair(o) for o in pairs):
             raise OptionError("outputs must be a list of (path, engine.OutputOptions or None) pairs")
-        targets = [(check_output_path(target), checked_options(options)) for target, options in outputs]
+        targets = [(check_output_path(target), checked_options(options)) for target, options in pairs]
         if not targets:
             raise OutputError("no output to write")
         _check_targets_apart(targets)

@@ -50,7 +50,8 @@ _DNG_TAGS = range(50706, 52601)  # DNGVersion ... the DNG 1.7 tags: all describe
 # an output states them in its Exif IFD, where Exif readers look (exiftool flags them as in the wrong IFD).
 _TIFF_EP_EXIF = ("ExposureTime", "FNumber", "ExposureProgram", "ISOSpeedRatings", "DateTimeOriginal",
                  "ShutterSpeedValue", "ApertureValue", "BrightnessValue", "ExposureBiasValue", "MaxApertureValue",
-                 "SubjectDistance", "MeteringMode", "LightSource", "Flash", "FocalLength", "SensingMethod")
+                 "SubjectDistance", "MeteringMode", "LightSource", "Flash", "FocalLength")  # not SensingMethod:
+# TIFF/EP's values mean other things than Exif's (its 1 is "monochrome area", Exif's "not defined")
 
 
 # exiv2 keeps one log for the whole process, from which pyexiv2 raises the errors it logged: a read and a write in

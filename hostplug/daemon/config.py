@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.output.formats import FORMAT_SUFFIX, FORMATS, MIN_LONG_EDGE, SPACE_NAMES
+from engine.output.formats import (
+    FORMAT_ALIASES,
+    FORMAT_SUFFIX,
+    FORMATS,
+    MIN_LONG_EDGE,
+    SPACE_ALIASES,
+    SPACE_NAMES,
+    canonical_name,
+)
 from hostplug.daemon.errors import ConfigError
 from hostplug.daemon.templates import check_template
 
@@ -169,12 +177,14 @@ class _Table:
             raise ConfigError(f"{self.where}: {key!r} must be {names}, not {value!r}")
         return value
 
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        """A string that must be one of ``choices``."""
+    def choice(self, key: str, choices: tuple[str, ...], default: str, aliases: dict[str, str] | None = None) -> str:
+        """A string that must be one of ``choices`` as people write it ("JPG", "sRGB": see
+        :func:`engine.output.formats.canonical_name`)."""
         value = self.get(key, str, default)
-        if value not in choices:
+        name = canonical_name(value, choices, aliases)
+        if name is None:
             raise ConfigError(f"{self.where}: {key!r} must be one of {', '.join(choices)}, not {value!r}")
-        return value
+        return name
 
     def positive(self, key: str, default: float, kind: type = float) -> Any:
         """A number above zero (finite, and at most its :data:`LIMITS` entry)."""
@@ -234,14 +244,14 @@ def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
         raise ConfigError(f"{where}: 'folder' is required (or beside_original = true)")
     template = t.get("template", str, "{name}")
     check_template(template)
-    fmt = t.choice("format", FORMATS, "tiff")
+    fmt = t.choice("format", FORMATS, "tiff", FORMAT_ALIASES)
     bits = t.get("bits", int)
     if bits not in (None, 8, 16) or (fmt == "jpeg" and bits == 16):
         raise ConfigError(f"{where}: 'bits' must be 8 or 16 (JPEG: 8), not {bits!r}")
     quality = t.get("quality", int, 92)
     if not 1 <= quality <= 100:
         raise ConfigError(f"{where}: 'quality' must be between 1 and 100, not {quality}")
-    space = t.choice("space", SPACE_NAMES, "srgb")
+    space = t.choice("space", SPACE_NAMES, "srgb", SPACE_ALIASES)
     long_edge = t.positive("long_edge", None, int)
     if long_edge is not None and long_edge < MIN_LONG_EDGE:
         raise ConfigError(f"{t.where}: 'long_edge' must be at least {MIN_LONG_EDGE} pixels, not {long_edge}")
