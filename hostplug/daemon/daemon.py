@@ -81,10 +81,15 @@ def running_pid(journal: Path) -> int | None:
     return None
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of ``path``, None when it is not there."""
+def _hold(path: Path) -> int:
+    """``path`` (a file or a folder) opened for :meth:`Daemon._check_places`."""
+    return os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+
+
+def _identity(place: Path | int) -> tuple[int, int] | None:
+    """(device, inode) of a path or an open file, None when it is not there."""
     try:
-        st = os.stat(path)
+        st = os.stat(place)
     except OSError:
         return None
     return st.st_dev, st.st_ino
@@ -119,7 +124,7 @@ class Daemon:
         self.journal: Journal | None = None
         self.next_failed_check = 0.0  # monotonic time of the next look for changed files in _failed/
         self.archive_failures: dict[int, str] = {}  # file id -> why its archiving last failed (warned once)
-        self.places: dict[Path, tuple[int, int] | None] = {}  # journal and hot folders: (device, inode) at start
+        self.places: dict[Path, int] = {}  # journal and hot folders, held open: see _check_places
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -145,6 +150,8 @@ class Daemon:
             with contextlib.suppress(JournalError):  # the journal failing is what stops it: said once, above
                 self.journal.set_workers([])
             self.journal.close()
+            for held in self.places.values():
+                os.close(held)
             os.close(lock)
         return 0
 
@@ -168,7 +175,7 @@ class Daemon:
         if recovered:
             _event(f"{recovered} file(s) were being rendered when the daemon last stopped: queued again",
                    "recovered", count=recovered)
-        self.places = {path: _identity(path) for path in (self.config.journal, *(f.path for f in self.config.folders))}
+        self.places = {path: _hold(path) for path in (self.config.journal, *(f.path for f in self.config.folders))}
         self.watchdog_every = watchdog_interval()
         self.next_watchdog = self.next_progress = time.monotonic()
         self.progress_logged = -1
@@ -534,9 +541,11 @@ class Daemon:
         """Stop (JournalError, exit 7) when the journal or a hot folder is no longer the one the daemon started
         with: a hot folder renamed and made again left the daemon writing to a journal that moved with the old
         folder, silently, while `hostplug queue` found none and a second daemon could start on the new folder and
-        render its files again. A restart (systemd's) watches what is there now."""
-        for path, identity in self.places.items():
-            if _identity(path) != identity:
+        render its files again. A restart (systemd's) watches what is there now. Each is compared with the one
+        held open since the start, so file systems that number files afresh (FUSE without use_ino, CIFS with
+        noserverino) keep its number while it is held."""
+        for path, held in self.places.items():
+            if _identity(path) != _identity(held):
                 what = "journal" if path == self.config.journal else "hot folder"
                 raise JournalError(f"the {what} {path} was moved, removed or replaced while the daemon ran; it "
                                    "stops (files not rendered yet stay queued): start it again to watch what is "
