@@ -2,13 +2,12 @@
 
 Given a raw, ``open`` renders a 16-bit TIFF beside it (``IMG_0001_hostplug.tif``; an unrelated file of that name,
 or an earlier render that was changed since, is never replaced: the next free ``IMG_0001_hostplug-2.tif`` is used)
-and prints its path. Given an image an
-editor rendered from a raw (Lightroom hands over ``IMG_0001-Edit.tif``), it finds the source raw (see
-:func:`engine.xmp.provenance.find_source`) and re-renders it in place, atomically, keeping the file name, format, bit
-depth and colour space the editor expects; an image that ``open`` wrote and that was changed since (a retouch
-saved over it) is refused instead, never rendered over. The recipe is the raw's sidecar recipe when it has one,
-else the one the image was rendered with, else the defaults; the changes asked for (:mod:`engine.edits`) apply on
-top.
+and prints its path. Given an image an editor rendered from a raw (Lightroom hands over ``IMG_0001-Edit.tif``), it
+finds the source raw (see :func:`engine.xmp.provenance.find_source`) and re-renders it in place, atomically,
+keeping the file name, format, bit depth and colour space the editor expects; a TIFF that ``open`` itself wrote
+(``IMG_0001_hostplug.tif``) and that was changed since (a retouch saved over it) is refused instead, never rendered
+over. The recipe is the raw's sidecar recipe when it has one, else the one the image was rendered with, else the
+defaults; the changes asked for (:mod:`engine.edits`) apply on top.
 :func:`open_file` does it all; :func:`plan` only decides.
 """
 
@@ -16,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -102,6 +102,16 @@ def untouched(image: Path, written: str | None) -> bool:
         return abs(image.stat().st_mtime - float(written)) <= MTIME_SLACK_S
     except (ValueError, OSError):
         return False
+
+
+def _newer_second(target: Path) -> int:
+    """The whole second to stamp a new render of ``target`` with: now, rounded up, and after the time of the file
+    it replaces, so that an editor waiting for the file to change sees it change."""
+    try:
+        before = int(target.stat().st_mtime) + 1
+    except OSError:
+        before = 0
+    return max(math.ceil(time.time()), before)
 
 
 def colour_space(path: Path) -> str:
@@ -204,13 +214,17 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
         raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable")
     options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
     source = opener(decided.source) if opener is not None else decided.source
-    # every image open writes records when, so a retouch saved over it is never rendered over: see untouched()
-    written = int(time.time())
-    extra = {**decided.catalogue, WRITTEN_KEY: str(written)}
+    # open's own TIFFs (a raw's, or one of them opened itself) record when they were written, so a retouch saved
+    # over one is never rendered over (see untouched()). An editor's TIFF (Lightroom's -Edit.tif) is not stamped:
+    # its editor writes metadata into it, which moves the time without a retouch.
+    stamped = decided.mode == "render" or OUTPUT_TAG in decided.target.stem
+    written = _newer_second(decided.target)
+    extra = {**decided.catalogue, WRITTEN_KEY: str(written)} if stamped else decided.catalogue
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
         result = render_file(source, decided.target, decided.recipe, options, extra_xmp=extra,
                              device=device, cache=cache, progress=progress).as_dict()
-    os.utime(decided.target, (written, written))
+    if stamped:
+        os.utime(decided.target, (written, written))
     result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
                   bits=decided.bits, colour_space=decided.space)
     return result

@@ -81,6 +81,17 @@ def test_open_raw_never_replaces_an_unrelated_file_but_replaces_its_own_render(r
     assert {"recipe", "timings", "seconds", "source"} <= set(second)
 
 
+def test_open_stamps_its_tiff_newer_than_the_file_it_replaces(raw: Path) -> None:
+    # the stamp was the time before the render: within the second an editor wrote, which it may not see as a change
+    first = Path(open_json(raw)["output"])
+    ahead = int(first.stat().st_mtime) + 30  # the file's time runs ahead of this clock (a share's server, say)
+    register_namespace()
+    with pyexiv2.Image(str(first)) as image:
+        image.modify_xmp({"Xmp.hostplug.written": str(ahead)})  # unchanged since open wrote it
+    os.utime(first, (ahead, ahead))
+    assert open_json(raw)["output"] == str(first) and first.stat().st_mtime >= ahead + 1
+
+
 def test_open_raw_again_keeps_a_render_that_was_retouched_since(raw: Path) -> None:
     first = Path(open_json(raw)["output"])
     assert open_json(raw)["output"] == str(first)  # unchanged since: replaced by the new render
@@ -125,13 +136,10 @@ def test_open_rerenders_an_editors_tiff_in_place_found_by_name(raw: Path) -> Non
     assert sorted(p.name for p in raw.parent.iterdir()) == sorted([raw.name, edit.name])
 
 
-@pytest.mark.parametrize("name", [f"{NAME}_hostplug.tif", f"{NAME}-Edit.tif"])
-def test_open_never_renders_over_an_image_retouched_since_it_wrote_it(raw: Path, name: str) -> None:
+def test_open_never_renders_over_its_tiff_retouched_since_it_wrote_it(raw: Path) -> None:
     # opening the TIFF itself (an editor handing it back) re-rendered it in place and the retouch was lost
-    image = raw.with_name(name)
-    if name.endswith("-Edit.tif"):
-        tiny_tiff(image)  # Lightroom's render: re-rendered in place
-    open_json(raw if name.endswith("_hostplug.tif") else image)
+    image = raw.with_name(f"{NAME}_hostplug.tif")
+    open_json(raw)
     assert open_json(image)["output"] == str(image)  # unchanged since: rendered again in place
     later = image.stat().st_mtime + 60
     os.utime(image, (later, later))  # an editor saved its retouch over it
@@ -142,6 +150,14 @@ def test_open_never_renders_over_an_image_retouched_since_it_wrote_it(raw: Path,
         f"it is: open the raw for a new render beside it (hostplug open {raw})"]
     assert image.read_bytes() == retouched
     no_leftovers(raw.parent)
+
+
+def test_an_editors_tiff_is_rendered_again_in_place_after_its_editor_wrote_metadata_into_it(raw: Path) -> None:
+    # Lightroom writes metadata (a rating) into its -Edit.tif, which moves the file's time: no retouch
+    edit = tiny_tiff(raw.with_name(f"{NAME}-Edit.tif"))
+    first = open_json(edit)
+    os.utime(edit)  # Lightroom wrote a rating into it
+    assert open_json(edit)["output"] == first["output"] == str(edit)
 
 
 def test_open_rerender_uses_the_raws_sidecar_recipe(raw: Path) -> None:
