@@ -58,7 +58,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "denoise": (0.0, 100.0),
 }
 
-OPTIONAL_SETTINGS = ("temperature", "tint", "sharpening", "denoise")  # None: the as-shot, style's or automatic value
 
 
 @dataclass(frozen=True)
@@ -334,6 +333,10 @@ def _stored_params(name: str, implementation: str | None, params: Mapping[str, A
     if not (type(version) is int and version == current):
         params = {"version": version, **params}  # migrated (or refused, when newer) as the stage resolves it
     return params
+
+
+# The settings whose type allows None (the as-shot, the style's or an automatic value); the others need a number.
+OPTIONAL_SETTINGS = frozenset(f.name for f in dataclasses.fields(Recipe) if str(f.type).endswith("| None"))
 
 
 def validate(recipe: Recipe) -> None:

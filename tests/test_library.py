@@ -121,6 +121,16 @@ def test_a_wrong_argument_type_is_an_engine_error_before_any_work(tmp_path: Path
     assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
 
 
+def test_no_two_format_or_space_names_fold_alike() -> None:
+    # canonical_name takes the first match: two names that fold alike would make one of them unreachable
+    from engine.output.formats import FORMAT_ALIASES, FORMATS, SPACE_ALIASES, SPACE_NAMES, canonical_name
+
+    for names, aliases in ((FORMATS, FORMAT_ALIASES), (SPACE_NAMES, SPACE_ALIASES)):
+        written = [*names, *aliases]
+        assert len({w.replace("-", "").replace("_", "").replace(" ", "").casefold() for w in written}) == len(written)
+        assert all(canonical_name(alias, names, aliases) == name for alias, name in aliases.items())
+
+
 def test_output_options_read_formats_and_spaces_as_people_write_them() -> None:
     # the command line took "JPG" and "sRGB" and the library refused them; "JPEG" was kept as typed
     options = engine.OutputOptions(format="JPG", space="Adobe RGB")

@@ -159,6 +159,9 @@ def test_a_card_folder_with_sidecars_renders_its_raws_under_their_own_names(tmp_
     assert sorted(os.listdir(tmp_path / "out")) == ["DSC_1.png", "DSC_2.png"]
     assert result.stderr == "hostplug: note: 2 XMP sidecars are left out; each is read with its raw\n"
     assert recipe_of(tmp_path / "out" / "DSC_2.png").exposure == 0.5  # each sidecar still read with its raw
+    orphan = hostplug("render", tmp_path / "DSC_1.dng", tmp_path / "DSC_2.xmp", "--out-dir", tmp_path / "again",
+                      "--format", "png", "--long-edge", 100)
+    assert orphan.exit_code == 0 and f"{tmp_path / 'DSC_2.xmp'}: its raw is not among the files given" in orphan.stderr
     alone = hostplug("render", tmp_path / "DSC_2.xmp", "-o", tmp_path / "x.tif")
     assert alone.exit_code == 3 and error_lines(alone.stderr) == [
         f"hostplug: error: {tmp_path / 'DSC_2.xmp'}: an XMP sidecar, which is read with its raw; name the raw "

@@ -209,8 +209,8 @@ def _check_not_input(target: Path, source: Path) -> None:
 
 def _check_target(target: Path, options: OutputOptions) -> None:
     """Refuse an output that cannot be written before spending time on the render."""
-    resolve_format(target, options)
     _write.check_target(target, options)
+    resolve_format(target, options)
 
 
 def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path, OutputOptions | None]],

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import OutputError, OutputOptionError
+from engine.errors import OutputOptionError
 
 # Format -> the suffix given to a new output of that format.
 FORMAT_SUFFIX: dict[str, str] = {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}
@@ -98,8 +98,6 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
                                 f"{asked.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(asked, '')} or leave "
                                 "out --format")
     fmt = asked or named
-    if Path(path).is_dir():
-        raise OutputError(f"{path} is a folder; name the output file in it (a batch into a folder: --out-dir)")
     if fmt is None:
         raise OutputOptionError(
             f"cannot tell the output format from {Path(path).name!r}; name it .tif, .png or .jpg"

@@ -282,6 +282,8 @@ def _check_whole(path: Path, fmt: str) -> None:
 def check_target(path: Path, options: OutputOptions) -> None:
     """Refuse an output that cannot be written (name too long, exists without overwrite, no folder), before any
     work is spent on it."""
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; name the output file in it (a batch into a folder: --out-dir)")
     if len(os.fsencode(path.name)) > 255:
         raise OutputError(f"cannot write {path}: the name is {len(os.fsencode(path.name))} bytes, more than the "
                           "255 a file name may have (name the output with -o)")
@@ -312,11 +314,11 @@ def write_image(
         raise ValueError(f"expected H x W x 3 pixels, got shape {pixels.shape}")
     path = Path(path)
     options = checked_options(options)
+    check_target(path, options)
     fmt, bits = resolve_format(path, options)
     space = SPACES.get(options.space)
     if space is None:
         raise OutputError(f"unknown colour space {options.space!r}; choose one of {', '.join(SPACES)}")
-    check_target(path, options)
     # tifffile compresses only whole arrays
     streamed = fmt == "tiff" and options.compression == "none" and not _resizes(pixels, options.long_edge)
     data = output_strips(pixels, space, bits) if streamed else output_pixels(pixels, space, options.long_edge, bits)

@@ -146,10 +146,14 @@ def batch_inputs(inputs: Iterable[Path]) -> tuple[Path, ...]:
     raw to give instead."""
     inputs = list(inputs)
     files = [path for path in inputs if path.suffix.lower() != ".xmp"] or inputs
-    if len(files) < len(inputs):
-        count = len(inputs) - len(files)
-        click.echo(f"hostplug: note: {count} XMP sidecar{'s are' if count > 1 else ' is'} left out; each is read "
-                   "with its raw", err=True)
+    sidecars = [path for path in inputs if path not in files]
+    if sidecars:
+        click.echo(f"hostplug: note: {len(sidecars)} XMP sidecar{'s are' if len(sidecars) > 1 else ' is'} left "
+                   "out; each is read with its raw", err=True)
+    given = {(str(p.parent), p.name.casefold()) for p in files} | {(str(p.parent), p.stem.casefold()) for p in files}
+    for sidecar in sidecars:  # A.NEF.xmp (darktable's) and A.xmp (Adobe's) belong to a raw A.NEF
+        if (str(sidecar.parent), sidecar.stem.casefold()) not in given:
+            click.echo(f"hostplug: note: {sidecar}: its raw is not among the files given", err=True)
     seen: set[str] = set()
     distinct = []
     for path in files:

@@ -23,7 +23,6 @@ def info(inputs: tuple[Path, ...], as_json: bool) -> None:
     orientation a render applies (a sidecar's, set in Lightroom or darktable, wins over the file's EXIF)."""
     inputs = batch_inputs(inputs)
 
-
     def describe(path: Path) -> None:
         import engine
         from engine.io.source_info import describe
