@@ -398,3 +398,29 @@ def test_earlier_outputs_a_new_recipe_names_otherwise_are_kept_and_named(tmp_pat
     assert outcome.kind == "done" and outcome.outputs == (str(tmp_path / "out" / "a_natural.jpg"),)
     assert f"the earlier output {earlier} kept" in outcome.message
     assert earlier.read_bytes() == b"the vivid render, retouched since"
+
+
+def test_a_full_output_disk_is_seen_before_a_render_is_spent(tmp_path: Path, sample_dng: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # every try of a waiting raw rendered the whole picture before failing at the write
+    import shutil
+    from collections import namedtuple
+
+    from engine.output import export
+    from hostplug.daemon import job as job_module
+    from hostplug.daemon.config import parse_config
+    from hostplug.daemon.job import Job, run_job
+    from hostplug.daemon.recipes import folder_recipe
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(job_module.shutil, "disk_usage", lambda path: usage(1 << 30, (1 << 30) - 4096, 4096))
+    monkeypatch.setattr(export, "render_files", lambda *a, **k: pytest.fail("rendered onto a full disk"))
+    (tmp_path / "in").mkdir()
+    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
+    config = parse_config({"folder": [{"path": "in", "output": [{"folder": "out", "format": "jpeg"}]}]}, tmp_path)
+    journal = Journal(tmp_path / "j.sqlite")
+    st = raw.stat()
+    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
+    outcome = run_job(Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h"), config.folders[0],
+                      folder_recipe(config.folders[0]), journal)
+    assert outcome.kind == "disk_full" and "No space left on device" in outcome.message

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import errno
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,7 @@ from hostplug.daemon.recipes import recipe_for_file, recipe_hash
 from hostplug.daemon.templates import TokenValues, output_path, safe_part
 
 PERMANENT_KINDS = ("failed", "gone")
+FULL_DISK_BYTES = 1 << 20  # free space under which an output disk counts as full before rendering
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,9 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
     try:
         for target in targets:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
+        full = next((t for t in targets if shutil.disk_usage(Path(t).parent).free < FULL_DISK_BYTES), None)
+        if full is not None:  # no output fits: wait without spending a render on it
+            return Outcome(job.id, "disk_full", f"cannot write {full}: {os.strerror(errno.ENOSPC)}")
         # the orientation read with the recipe, so that the render is the one the hash describes
         result = render_files(source, [(t, output_options(s)) for s, t in zip(folder.outputs, targets, strict=True)],
                               recipe, extra_xmp=catalogue, device=device,
