@@ -424,3 +424,36 @@ def test_a_full_output_disk_is_seen_before_a_render_is_spent(tmp_path: Path, sam
     outcome = run_job(Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h"), config.folders[0],
                       folder_recipe(config.folders[0]), journal)
     assert outcome.kind == "disk_full" and "No space left on device" in outcome.message
+
+
+def test_a_raw_replaced_mid_render_stops_it_before_its_outputs_are_written(tmp_path: Path, sample_dng: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # the old picture's outputs were published and shown until the new file rendered
+    import shutil
+
+    from engine.output import export
+    from hostplug.daemon.config import parse_config
+    from hostplug.daemon.job import Job, run_job
+    from hostplug.daemon.recipes import folder_recipe
+
+    (tmp_path / "in").mkdir()
+    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
+    real = export.render_files
+
+    def replaced_midway(*args: object, progress: object = None, **kwargs: object) -> object:
+        def stage(name: str, index: int, count: int) -> None:
+            if index == 3:
+                raw.with_name("other").write_bytes(sample_dng.read_bytes() + b"another picture")
+                raw.with_name("other").replace(raw)
+            progress(name, index, count)  # type: ignore[operator]
+
+        return real(*args, progress=stage, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export, "render_files", replaced_midway)
+    config = parse_config({"folder": [{"path": "in", "output": [{"folder": "out", "format": "jpeg"}]}]}, tmp_path)
+    journal = Journal(tmp_path / "j.sqlite")
+    st = raw.stat()
+    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
+    outcome = run_job(Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h"), config.folders[0],
+                      folder_recipe(config.folders[0]), journal)
+    assert outcome.kind == "changed" and not list((tmp_path / "out").iterdir())

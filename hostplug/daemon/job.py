@@ -177,6 +177,19 @@ def _stat_changed(job: Job) -> bool:
     return (st.st_size, st.st_mtime_ns) != (job.size, job.mtime_ns)
 
 
+class _ReplacedError(Exception):
+    """The raw changed (or was replaced) while it rendered."""
+
+
+def _stop_if_replaced(job: Job) -> Callable[[str, int, int], None]:
+    """A render's progress callback that stops it, at its next stage, when the raw is no longer the one the job
+    opened: replaced mid-render, its outputs would show the old picture until the new one rendered."""
+    def check(_stage: str, _index: int, _count: int) -> None:
+        if _stat_changed(job):
+            raise _ReplacedError
+    return check
+
+
 def _current(job: Job, digest: str) -> bool:
     """Whether the last render used this very content and recipe and all its outputs still exist."""
     return (job.previous_content_hash == job.content_hash and job.previous_recipe_hash == digest
@@ -238,7 +251,9 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         # the orientation read with the recipe, so that the render is the one the hash describes
         result = render_files(source, [(t, output_options(s)) for s, t in zip(folder.outputs, targets, strict=True)],
                               recipe, extra_xmp=catalogue, device=device,
-                              orientation=applied(source.orientation, turned))
+                              orientation=applied(source.orientation, turned), progress=_stop_if_replaced(job))
+    except _ReplacedError:  # its outputs would be the old picture's, published until the new one renders
+        return Outcome(job.id, "changed", "the file changed while it was rendered")
     except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file
         if disk_full(e) or (e.__cause__ is not None and disk_full(e.__cause__)):
             return Outcome(job.id, "disk_full", str(e))
