@@ -6,6 +6,7 @@ import json
 import pickle
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -333,40 +334,58 @@ def test_queue_shows_outputs_that_share_no_folder_as_absolute_paths_and_escapes_
     assert text[text.index("last done:") + 1].endswith("  a\\nfake.dng -> /masters/a.tif, /web/a.jpg")
 
 
+def _one_raw(tmp_path: Path, sample_dng: Path, output: dict | None = None, daemon: dict | None = None,
+             **job_fields: object) -> tuple[Path, Any, Journal, Any]:
+    """A hot folder ``in`` holding a copy of the sample as ``a.dng``, its configuration (``output``, else one JPEG
+    into ``out``), a journal with its row, and the job a worker gets for it: (raw, config, journal, job)."""
+    import shutil
+
+    from hostplug.daemon.config import parse_config
+    from hostplug.daemon.job import Job
+
+    (tmp_path / "in").mkdir()
+    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
+    config = parse_config({"daemon": daemon or {},
+                           "folder": [{"path": "in", "output": [output or {"folder": "out", "format": "jpeg"}]}]},
+                          tmp_path)
+    journal = Journal(tmp_path / "j.sqlite")
+    st = raw.stat()
+    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
+    return raw, config, journal, Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h", **job_fields)
+
+
+def _run(config: Any, journal: Journal, job: Any) -> Any:
+    """What a worker's run of ``job`` comes back with."""
+    from hostplug.daemon.job import run_job
+    from hostplug.daemon.recipes import folder_recipe
+
+    return run_job(job, config.folders[0], folder_recipe(config.folders[0]), journal)
+
+
 def test_a_full_output_disk_keeps_the_raw_queued_without_using_up_its_attempts(tmp_path: Path, sample_dng: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A full output disk sent every raw to _failed/ within seconds (three quick retries), and freeing space
     did not bring them back: the file is not at fault, so it waits in the queue, attempts refunded."""
     import errno
     import os
-    import shutil
 
     from engine.errors import OutputError
     from engine.output import export
-    from hostplug.daemon.config import parse_config
     from hostplug.daemon.daemon import DISK_FULL_WAIT_S, Daemon
-    from hostplug.daemon.job import Job, run_job
-    from hostplug.daemon.recipes import folder_recipe
 
     def full(*args: object, **kwargs: object) -> None:
         raise OutputError("cannot write out/a.jpg: No space left on device") from OSError(errno.ENOSPC, "full")
 
     monkeypatch.setattr(export, "render_files", full)
-    (tmp_path / "in").mkdir()
-    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
-    config = parse_config({"daemon": {"max_attempts": 1},
-                           "folder": [{"path": "in", "output": [{"folder": "out", "format": "jpeg"}]}]}, tmp_path)
+    raw, config, journal, job = _one_raw(tmp_path, sample_dng, daemon={"max_attempts": 1})
     daemon = Daemon(config)
-    daemon.journal = journal = Journal(tmp_path / "j.sqlite")
-    st = raw.stat()
-    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
+    daemon.journal = journal
     for _ in range(3):  # more tries than max_attempts allows a temporary failure
-        journal.start(entry.id)
-        job = Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
-        outcome = run_job(job, config.folders[0], folder_recipe(config.folders[0]), journal)
+        journal.start(job.id)
+        outcome = _run(config, journal, job)
         assert outcome.kind == "disk_full"
-        daemon._outcome(journal.get(entry.id), outcome)
-        waiting = journal.get(entry.id)
+        daemon._outcome(journal.get(job.id), outcome)
+        waiting = journal.get(job.id)
         assert waiting.state == "queued" and waiting.attempts == 0
         assert waiting.not_before > time.time() + 0.5 * DISK_FULL_WAIT_S
     assert raw.exists() and not (tmp_path / "in" / "_failed").exists() and os.listdir(raw.parent) == ["a.dng"]
@@ -375,26 +394,13 @@ def test_a_full_output_disk_keeps_the_raw_queued_without_using_up_its_attempts(t
 def test_earlier_outputs_a_new_recipe_names_otherwise_are_kept_and_named(tmp_path: Path, sample_dng: Path) -> None:
     """With {style} in the template, a raw re-rendered in another style left its earlier output untracked and
     unmentioned: it is kept (it may be retouched) and the outcome names it for the daemon's warning."""
-    import shutil
-
-    from hostplug.daemon.config import parse_config
-    from hostplug.daemon.job import Job, run_job
-    from hostplug.daemon.recipes import folder_recipe
-
-    (tmp_path / "in").mkdir()
-    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
-    config = parse_config({"folder": [{"path": "in", "output": [{"folder": "out", "format": "jpeg",
-                                                                 "template": "{name}_{style}", "long_edge": 64}]}]},
-                          tmp_path)
     earlier = tmp_path / "out" / "a_vivid.jpg"
     earlier.parent.mkdir()
     earlier.write_bytes(b"the vivid render, retouched since")
-    journal = Journal(tmp_path / "j.sqlite")
-    st = raw.stat()
-    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
-    job = Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h", previous_content_hash="h",
-              previous_recipe_hash="vivid", previous_outputs=(str(earlier),))
-    outcome = run_job(job, config.folders[0], folder_recipe(config.folders[0]), journal)
+    output = {"folder": "out", "format": "jpeg", "template": "{name}_{style}", "long_edge": 64}
+    _, config, journal, job = _one_raw(tmp_path, sample_dng, output, previous_content_hash="h",
+                                       previous_recipe_hash="vivid", previous_outputs=(str(earlier),))
+    outcome = _run(config, journal, job)
     assert outcome.kind == "done" and outcome.outputs == (str(tmp_path / "out" / "a_natural.jpg"),)
     assert f"the earlier output {earlier} kept" in outcome.message
     assert earlier.read_bytes() == b"the vivid render, retouched since"
@@ -403,57 +409,35 @@ def test_earlier_outputs_a_new_recipe_names_otherwise_are_kept_and_named(tmp_pat
 def test_a_full_output_disk_is_seen_before_a_render_is_spent(tmp_path: Path, sample_dng: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # every try of a waiting raw rendered the whole picture before failing at the write
-    import shutil
     from collections import namedtuple
 
     from engine.output import export
     from hostplug.daemon import job as job_module
-    from hostplug.daemon.config import parse_config
-    from hostplug.daemon.job import Job, run_job
-    from hostplug.daemon.recipes import folder_recipe
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(job_module.shutil, "disk_usage", lambda path: usage(1 << 30, (1 << 30) - 4096, 4096))
     monkeypatch.setattr(export, "render_files", lambda *a, **k: pytest.fail("rendered onto a full disk"))
-    (tmp_path / "in").mkdir()
-    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
-    config = parse_config({"folder": [{"path": "in", "output": [{"folder": "out", "format": "jpeg"}]}]}, tmp_path)
-    journal = Journal(tmp_path / "j.sqlite")
-    st = raw.stat()
-    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
-    outcome = run_job(Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h"), config.folders[0],
-                      folder_recipe(config.folders[0]), journal)
+    outcome = _run(*_one_raw(tmp_path, sample_dng)[1:])
     assert outcome.kind == "disk_full" and "No space left on device" in outcome.message
 
 
 def test_a_raw_replaced_mid_render_stops_it_before_its_outputs_are_written(tmp_path: Path, sample_dng: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # the old picture's outputs were published and shown until the new file rendered
-    import shutil
-
     from engine.output import export
-    from hostplug.daemon.config import parse_config
-    from hostplug.daemon.job import Job, run_job
-    from hostplug.daemon.recipes import folder_recipe
 
-    (tmp_path / "in").mkdir()
-    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
+    raw, config, journal, job = _one_raw(tmp_path, sample_dng)
     real = export.render_files
 
-    def replaced_midway(*args: object, progress: object = None, **kwargs: object) -> object:
+    def replaced_midway(*args: object, progress: Any = None, **kwargs: Any) -> object:
         def stage(name: str, index: int, count: int) -> None:
             if index == 3:
                 raw.with_name("other").write_bytes(sample_dng.read_bytes() + b"another picture")
                 raw.with_name("other").replace(raw)
-            progress(name, index, count)  # type: ignore[operator]
+            progress(name, index, count)
 
-        return real(*args, progress=stage, **kwargs)  # type: ignore[arg-type]
+        return real(*args, progress=stage, **kwargs)
 
     monkeypatch.setattr(export, "render_files", replaced_midway)
-    config = parse_config({"folder": [{"path": "in", "output": [{"folder": "out", "format": "jpeg"}]}]}, tmp_path)
-    journal = Journal(tmp_path / "j.sqlite")
-    st = raw.stat()
-    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
-    outcome = run_job(Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, "h"), config.folders[0],
-                      folder_recipe(config.folders[0]), journal)
+    outcome = _run(config, journal, job)
     assert outcome.kind == "changed" and not list((tmp_path / "out").iterdir())
