@@ -140,3 +140,16 @@ def test_watch_options_change_a_recipe_files_stages_as_render_does(tmp_path: Pat
         assert stage_for("detail", recipe).implementation == "learned"
         assert stage_for("detail", recipe).resolve_params(recipe).amount == 30
     assert watched.stages == rendered.stages and watched.exposure == 0.2
+
+
+def test_sigterm_before_the_daemon_starts_is_a_clean_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # systemd stopping the unit while it started got "terminated (SIGTERM)" and exit 143: a failed unit
+    import os
+    import signal
+
+    from hostplug.daemon import validate
+
+    monkeypatch.setattr(validate, "validate", lambda config: os.kill(os.getpid(), signal.SIGTERM))
+    (tmp_path / "in").mkdir()
+    result = CliRunner().invoke(main, ["watch", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0 and "error" not in result.output

@@ -106,39 +106,44 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
           recurse: bool, archive: Path | None, workers: int | None, settle: float | None, polling: bool,
           journal: Path | None, log_json: Path | None, cluster: str | None, allow_public_bind: bool, verbose: bool,
           **kwargs: Any) -> None:
-    import logging
+    from hostplug.cli import Terminated
 
-    from hostplug.daemon.config import load_config
-    from hostplug.daemon.daemon import Daemon
-    from hostplug.daemon.logs import StatusLine, close_logging, setup_logging
-    from hostplug.daemon.validate import validate
-
-    changes = pop_recipe_options(kwargs)
-    presets = tuple(changes.get("presets") or ())
-    settings = _recipe_settings(changes)
-    if config_path is not None:
-        if in_dir is not None or out_dir is not None or presets or settings:
-            raise ConfigError("give either --config FILE or IN_DIR --out OUT_DIR [recipe options], not both")
-        config = load_config(config_path)
-    elif in_dir is not None and out_dir is not None:
-        spec = {"template": template, "format": fmt, "bits": int(bits) if bits else None, "quality": quality,
-                "space": space, "long_edge": long_edge}
-        config = _minimal_config(in_dir, out_dir, presets, spec, recurse, archive, settings)
-    else:
-        raise ConfigError("give --config FILE, or IN_DIR --out OUT_DIR (see hostplug watch --help)")
-    overrides = {"workers": workers, "journal": journal.absolute() if journal else None,
-                 "log_json": log_json.absolute() if log_json else None, "settle_seconds": settle,
-                 "watcher": "polling" if polling else None, "cluster": cluster,
-                 "allow_public_bind": allow_public_bind or None}
-    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    validate(config)
-    status = StatusLine()
-    setup_logging(config.log_json, status, logging.DEBUG if verbose else logging.INFO)
     try:
-        code = Daemon(config, status=status).run()
-    finally:
-        close_logging()
-    raise SystemExit(code)
+        import logging
+
+        from hostplug.daemon.config import load_config
+        from hostplug.daemon.daemon import Daemon
+        from hostplug.daemon.logs import StatusLine, close_logging, setup_logging
+        from hostplug.daemon.validate import validate
+
+        changes = pop_recipe_options(kwargs)
+        presets = tuple(changes.get("presets") or ())
+        settings = _recipe_settings(changes)
+        if config_path is not None:
+            if in_dir is not None or out_dir is not None or presets or settings:
+                raise ConfigError("give either --config FILE or IN_DIR --out OUT_DIR [recipe options], not both")
+            config = load_config(config_path)
+        elif in_dir is not None and out_dir is not None:
+            spec = {"template": template, "format": fmt, "bits": int(bits) if bits else None, "quality": quality,
+                    "space": space, "long_edge": long_edge}
+            config = _minimal_config(in_dir, out_dir, presets, spec, recurse, archive, settings)
+        else:
+            raise ConfigError("give --config FILE, or IN_DIR --out OUT_DIR (see hostplug watch --help)")
+        overrides = {"workers": workers, "journal": journal.absolute() if journal else None,
+                     "log_json": log_json.absolute() if log_json else None, "settle_seconds": settle,
+                     "watcher": "polling" if polling else None, "cluster": cluster,
+                     "allow_public_bind": allow_public_bind or None}
+        config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        validate(config)
+        status = StatusLine()
+        setup_logging(config.log_json, status, logging.DEBUG if verbose else logging.INFO)
+        try:
+            code = Daemon(config, status=status).run()
+        finally:
+            close_logging()
+        raise SystemExit(code)
+    except Terminated:  # SIGTERM before the daemon took its signals: nothing was started, so a clean stop
+        raise SystemExit(0) from None
 
 
 def _journal_path(hot_folder: Path | None, config_path: Path | None, journal: Path | None) -> Path:
