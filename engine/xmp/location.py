@@ -2,8 +2,9 @@
 darktable's map modules write into a raw's XMP, carried to every output like the rating and keywords.
 
 A sidecar's position (``exif:GPSLatitude`` / ``exif:GPSLongitude``, XMP's ``DDD,MM,SSk`` or ``DDD,MM.mmk`` form) is
-the photographer's: it replaces the raw's own EXIF GPS in an output (:func:`with_position`), so readers that
-prefer EXIF to XMP, as the Metadata Working Group asks, show the place the photographer set.
+the photographer's: it replaces the raw's own EXIF GPS position in an output (:func:`with_position`; the
+camera's GPS time, direction and precision stay), so readers that prefer EXIF to XMP, as the Metadata Working
+Group asks, show the place the photographer set.
 """
 
 from __future__ import annotations
