@@ -282,11 +282,11 @@ def _check_whole(path: Path, fmt: str) -> None:
 def check_target(path: Path, options: OutputOptions) -> None:
     """Refuse an output that cannot be written (name too long, exists without overwrite, no folder), before any
     work is spent on it."""
-    if path.is_dir():
-        raise OutputError(f"{path} is a folder; name the output file in it (a batch into a folder: --out-dir)")
-    if len(os.fsencode(path.name)) > 255:
+    if len(os.fsencode(path.name)) > 255:  # first: asking the file system about such a name raises
         raise OutputError(f"cannot write {path}: the name is {len(os.fsencode(path.name))} bytes, more than the "
                           "255 a file name may have (name the output with -o)")
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; name the output file in it (a batch into a folder: --out-dir)")
     if path.exists() and not options.overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
