@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import time
 from pathlib import Path
@@ -380,6 +381,8 @@ def test_a_full_output_disk_keeps_the_raw_queued_without_using_up_its_attempts(t
     raw, config, journal, job = _one_raw(tmp_path, sample_dng, daemon={"max_attempts": 1})
     daemon = Daemon(config)
     daemon.journal = journal
+    warned = []
+    monkeypatch.setattr("hostplug.daemon.daemon._event", lambda message, event, level=20, **f: warned.append(level))
     for _ in range(3):  # more tries than max_attempts allows a temporary failure
         journal.start(job.id)
         outcome = _run(config, journal, job)
@@ -389,6 +392,7 @@ def test_a_full_output_disk_keeps_the_raw_queued_without_using_up_its_attempts(t
         assert waiting.state == "queued" and waiting.attempts == 0
         assert waiting.not_before > time.time() + 0.5 * DISK_FULL_WAIT_S
     assert raw.exists() and not (tmp_path / "in" / "_failed").exists() and os.listdir(raw.parent) == ["a.dng"]
+    assert warned == [logging.WARNING, logging.DEBUG, logging.DEBUG]  # one warning a file, not one every 30 s
 
 
 def test_earlier_outputs_a_new_recipe_names_otherwise_are_kept_and_named(tmp_path: Path, sample_dng: Path) -> None:

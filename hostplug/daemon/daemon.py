@@ -125,6 +125,7 @@ class Daemon:
         self.next_failed_check = 0.0  # monotonic time of the next look for changed files in _failed/
         self.archive_failures: dict[int, str] = {}  # file id -> why its archiving last failed (warned once)
         self.places: dict[Path, int] = {}  # journal and hot folders, held open: see _check_places
+        self.waiting_for_room: set[int] = set()  # file ids waiting for a full output disk (warned once each)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -344,6 +345,8 @@ class Daemon:
     def _outcome(self, entry: Entry, outcome: Outcome, node: str | None = None) -> None:
         assert self.journal is not None
         fields: dict[str, Any] = {"path": str(entry.path), "id": entry.id, "seconds": outcome.seconds, "node": node}
+        if outcome.kind != "disk_full":
+            self.waiting_for_room.discard(entry.id)
         if outcome.kind in ("done", "unchanged"):
             self.journal.finish(entry.id, outcome.recipe_hash or "", list(outcome.outputs))
             if outcome.kind == "done":
@@ -368,8 +371,10 @@ class Daemon:
             self._give_up(entry, outcome.message, outcome.kind)
         elif outcome.kind == "disk_full":  # no fault of the file: it waits for room, never to _failed/
             self.journal.requeue(entry.id, outcome.message, delay=DISK_FULL_WAIT_S, refund=True)
-            _event(f"{entry.path}: {outcome.message}; the disk is full: it stays queued and is tried again in "
-                   f"{DISK_FULL_WAIT_S:g} s", "disk_full", logging.WARNING, **fields)
+            level = logging.DEBUG if entry.id in self.waiting_for_room else logging.WARNING  # said once a file
+            self.waiting_for_room.add(entry.id)
+            _event(f"{entry.path}: {outcome.message}; the disk is full: it stays queued and is tried every "
+                   f"{DISK_FULL_WAIT_S:g} s", "disk_full", level, **fields)
         else:
             self._temporary(entry, outcome.message)
 
