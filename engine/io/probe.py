@@ -12,6 +12,7 @@ from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInpu
 from engine.io.bounded import pinned
 from engine.io.formats import RGB_SUFFIXES
 from engine.io.limits import quiet_stderr
+from engine.xmp.sidecar_files import is_sidecar_name
 
 # LibRaw's "flip" code to the EXIF orientation it stands for.
 LIBRAW_FLIP = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
@@ -43,7 +44,7 @@ def unrecognised(path: Path, file: Path | None = None) -> UnsupportedInputError:
     """The error for a file LibRaw does not read and that, by its suffix, is no image either: a JPEG, PNG or TIFF
     in a raw's name (a camera's JPEG renamed .ARW) is named for what it is, with the name that renders it.
     ``file`` is what to read (an open file's ``/proc/self/fd/N``), ``path`` what messages name."""
-    if path.suffix.lower() == ".xmp":
+    if is_sidecar_name(path):
         raw = path.stem if Path(path.stem).suffix else f"{path.stem}.*"  # A.NEF.xmp (darktable's), A.xmp (Adobe's)
         return UnsupportedInputError(f"{path}: an XMP sidecar, which is read with its raw; name the raw ({raw}) "
                                      "instead")

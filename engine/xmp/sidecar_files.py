@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from engine.errors import SidecarError
@@ -36,6 +37,19 @@ def sidecar_path(raw: Path) -> Path:
         raise SidecarError(f"{raw}: the name is too long for a sidecar beside it ({len(os.fsencode(lower.name))} "
                            "bytes with .xmp, more than the 255 a file name may have)")
     return upper if _present(upper) and not _present(lower) else lower
+
+
+def is_sidecar_name(path: Path) -> bool:
+    """Whether ``path`` is named as an XMP sidecar is (``*.xmp``, any case)."""
+    return path.suffix.lower() == ".xmp"
+
+
+def lone_sidecars(paths: Iterable[Path]) -> set[Path]:
+    """The sidecars among ``paths`` whose raw is not among them (darktable's ``IMG_0001.CR2.xmp`` and Adobe's
+    ``IMG_0001.xmp`` belong to ``IMG_0001.CR2``)."""
+    paths = set(paths)
+    owners = {(p.parent, n) for p in paths if not is_sidecar_name(p) for n in (p.name, p.name.rpartition(".")[0])}
+    return {p for p in paths if is_sidecar_name(p) and (p.parent, p.name[:-len(".xmp")]) not in owners}
 
 
 def find_sidecars(raw: Path) -> list[Path]:

@@ -144,16 +144,19 @@ def batch_inputs(inputs: Iterable[Path]) -> tuple[Path, ...]:
     file twice, and without the XMP sidecars of ``hostplug render *`` in a card folder (each is read with its
     raw), one note line for each kind left out. Sidecars alone are kept, for their error line that names the
     raw to give instead."""
+    from engine.xmp.sidecar_files import is_sidecar_name, lone_sidecars
+
     inputs = list(inputs)
-    files = [path for path in inputs if path.suffix.lower() != ".xmp"] or inputs
-    sidecars = [path for path in inputs if path not in files]
+    sidecars = [path for path in inputs if is_sidecar_name(path)]
+    files = [path for path in inputs if not is_sidecar_name(path)]
+    if not files:
+        files, sidecars = inputs, []
     if sidecars:
         click.echo(f"hostplug: note: {len(sidecars)} XMP sidecar{'s are' if len(sidecars) > 1 else ' is'} left "
                    "out; each is read with its raw", err=True)
-    given = {(str(p.parent), p.name.casefold()) for p in files} | {(str(p.parent), p.stem.casefold()) for p in files}
-    for sidecar in sidecars:  # A.NEF.xmp (darktable's) and A.xmp (Adobe's) belong to a raw A.NEF
-        if (str(sidecar.parent), sidecar.stem.casefold()) not in given:
-            click.echo(f"hostplug: note: {sidecar}: its raw is not among the files given", err=True)
+    lone = lone_sidecars(inputs)
+    for sidecar in (path for path in sidecars if path in lone):
+        click.echo(f"hostplug: note: {sidecar}: its raw is not among the files given", err=True)
     seen: set[str] = set()
     distinct = []
     for path in files:

@@ -27,6 +27,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from engine.io.formats import RAW_FORMATS, RGB_SUFFIXES
+from engine.xmp.sidecar_files import lone_sidecars
 from hostplug.daemon.config import FolderConfig
 
 log = logging.getLogger("hostplug.watch")
@@ -182,12 +183,6 @@ def walk(folder: FolderConfig, start: Path | None = None, sidecars: bool = False
                     stack.append(path)
             elif is_candidate(path, folder) or sidecars and is_sidecar(path) or left_out and is_left_out(path, folder):
                 yield path
-
-
-def lone_sidecars(paths: set[Path]) -> set[Path]:
-    """The sidecars among ``paths`` (a full scan's raws and sidecars) whose raw is not among them."""
-    owners = {(p.parent, n) for p in paths if not is_sidecar(p) for n in (p.name, p.name.rpartition(".")[0])}
-    return {p for p in paths if is_sidecar(p) and (p.parent, p.name[:-len(".xmp")]) not in owners}
 
 
 def filesystem_type(path: Path) -> str:
