@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ import numpy as np
 
 from engine import kernels, tiling
 from engine.devices import check_device
-from engine.errors import InputNotFoundError, OutputError, RecipeError
-from engine.io.source import Source, open_source
+from engine.errors import OutputError, RecipeError
+from engine.io.source import Source, check_source_argument, open_source
 from engine.orientation import Orientation, applied
 from engine.recipe import Recipe
 from engine.stage_cache import StageCache, stage_keys
@@ -148,10 +147,9 @@ def render(
     inputs are unchanged (:mod:`engine.stage_cache`; the last stage's output is not kept); ``timings`` then lists
     only the stages that ran.
     """
-    if isinstance(source, (str, os.PathLike)):  # a path is opened here, as engine.render_file does
+    check_source_argument(source)
+    if not isinstance(source, Source):  # a path is opened here, as engine.render_file does
         source = open_source(source)
-    elif not isinstance(source, Source):
-        raise InputNotFoundError(f"the source must be a path or what engine.open returns, not {type(source).__name__}")
     _check_arguments(recipe, device, preview, orientation, progress, cache)
     recipe = recipe or Recipe()
     check_recipe(recipe)

@@ -53,6 +53,9 @@ RAW_FORMATS: dict[str, str] = {
 
 RAW_SUFFIXES = frozenset("." + suffix for suffix in RAW_FORMATS)
 RGB_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})  # display-referred images the engine reads
+# How a JPEG and a PNG begin and end: a JPEG's start and end-of-image markers, PNG's signature and IEND chunk.
+JPEG_START, JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
+PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 
 
 def is_raw_name(path: str | Path) -> bool:

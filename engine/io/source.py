@@ -25,7 +25,7 @@ from engine.filehash import file_sha256
 from engine.io.bad_pixels import BadPixels, BadPixelsList, repairable
 from engine.io.bounded import pinned
 from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
-from engine.io.formats import RGB_SUFFIXES
+from engine.io.formats import JPEG_END, JPEG_START, PNG_START, RGB_SUFFIXES
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
@@ -180,7 +180,10 @@ def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
         return _open_pinned(path, file)
 
 
-JPEG_START, JPEG_END, PNG_START = b"\xff\xd8\xff", b"\xff\xd9", b"\x89PNG\r\n\x1a\n"
+def check_source_argument(source: object) -> None:
+    """InputNotFoundError for what a script passes as a source that is neither a path nor an opened Source."""
+    if not isinstance(source, (Source, str, os.PathLike)):
+        raise InputNotFoundError(f"the source must be a path or what engine.open returns, not {type(source).__name__}")
 
 
 def _only_an_image(head: bytes, file: Path) -> bool:

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InputNotFoundError, OptionError, OutputError, RecipeError
+from engine.errors import OptionError, OutputError, RecipeError
 from engine.filehash import file_sha256
-from engine.io.source import Source
+from engine.io.source import Source, check_source_argument
 from engine.orientation import Orientation
 from engine.output import write as _write
 from engine.output.formats import OutputOptions, checked_options, resolve_format
@@ -60,8 +60,13 @@ def provenance_xmp(rendered: Rendered) -> dict[str, str]:
     }
 
 
-def _is_pair(item: Any) -> bool:
-    return isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2
+def _pairs(outputs: Any) -> list[tuple[Any, Any]]:
+    """A render's outputs as a list (a generator is read once); OptionError for anything but (path, options)
+    pairs."""
+    pairs = None if isinstance(outputs, (str, os.PathLike)) else list(outputs)
+    if pairs is None or not all(isinstance(o, Sequence) and not isinstance(o, str) and len(o) == 2 for o in pairs):
+        raise OptionError("outputs must be a list of (path, engine.OutputOptions or None) pairs")
+    return [tuple(pair) for pair in pairs]
 
 
 def check_output_path(path: Any) -> Path:
@@ -241,14 +246,9 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         if recipe is not None and not isinstance(recipe, Recipe):
             raise RecipeError(f"the recipe must be an engine.Recipe, not {type(recipe).__name__} "
                               "(Recipe.from_dict reads a dict)")
-        if not isinstance(source, (Source, str, os.PathLike)):
-            raise InputNotFoundError(f"the source must be a path or what engine.open returns, not "
-                                     f"{type(source).__name__}")
+        check_source_argument(source)
         path = source.path if isinstance(source, Source) else Path(source)
-        pairs = [] if isinstance(outputs, (str, os.PathLike)) else list(outputs)  # a generator is read once
-        if isinstance(outputs, (str, os.PathLike)) or not all(_is_pair(o) for o in pairs):
-            raise OptionError("outputs must be a list of (path, engine.OutputOptions or None) pairs")
-        targets = [(check_output_path(target), checked_options(options)) for target, options in pairs]
+        targets = [(check_output_path(target), checked_options(options)) for target, options in _pairs(outputs)]
         if not targets:
             raise OutputError("no output to write")
         _check_targets_apart(targets)

@@ -27,6 +27,7 @@ from PIL import Image
 from engine import tiling
 from engine.colour import SPACES, SRGB, RGBSpace, encode, srgb_decode, srgb_to_space_matrix
 from engine.errors import OutputError
+from engine.io.formats import JPEG_END, PNG_END
 from engine.output.formats import OutputOptions, checked_options, resolve_format
 from engine.output.icc import icc_profile
 from engine.output.metadata import (
@@ -265,8 +266,7 @@ def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: 
         raise _metadata_error(target, error) from error
 
 
-# How a complete file of each format ends: JPEG's end-of-image marker, PNG's IEND chunk with its CRC.
-_ENDINGS = {"jpeg": b"\xff\xd9", "png": b"IEND\xaeB`\x82"}
+_ENDINGS = {"jpeg": JPEG_END, "png": PNG_END}  # how a complete file of each format ends
 
 
 def _check_whole(path: Path, fmt: str) -> None:
