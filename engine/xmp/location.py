@@ -39,8 +39,9 @@ def location(tree: etree._ElementTree) -> dict[str, Any]:
     from engine.xmp.document import simple_properties  # lxml: only where a sidecar is read
 
     found = {}
+    read = {namespace: simple_properties(tree, namespace) for namespace in {ns for ns, _name in _PLACE}}
     for (namespace, name), key in _PLACE.items():
-        value = simple_properties(tree, namespace).get(name, "").strip()
+        value = read[namespace].get(name, "").strip()
         if value:
             found[key] = value
     exif = simple_properties(tree, EXIF_NS)

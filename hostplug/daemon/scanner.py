@@ -67,7 +67,6 @@ def refusal(path: Path, folder: FolderConfig) -> str | None:
     text (written under another encoding: an old card, an SMB share, a zip file) cannot be journaled or recorded
     in an output's XMP, so it is left where it is until renamed."""
     try:
-        os.fsencode(path.relative_to(folder.path)).decode("utf-8")
         str(path).encode("utf-8")
     except UnicodeError:
         return ("its name is not UTF-8 text (written under another encoding?): not rendered; rename it (for "
