@@ -158,6 +158,19 @@ def _poll(scanner: Scanner, seconds: float) -> list[Path]:
     return ready
 
 
+def _poll_logged(scanner: Scanner, seconds: float, caplog: pytest.LogCaptureFixture) -> list[Path]:
+    """:func:`_poll`, with the daemon's log records in ``caplog``: its logger may not propagate (setup_logging
+    turns that off), so they come through this handler alone, once each whichever tests ran before."""
+    logger = logging.getLogger("hostplug.watch")
+    logger.addHandler(caplog.handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        return _poll(scanner, seconds)
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.propagate = propagate
+
+
 def test_links_out_of_the_hot_folder_and_fifos_are_refused_with_a_log_line(tmp_path: Path,
                                                                             caplog: pytest.LogCaptureFixture) -> None:
     hot, outside = tmp_path / "in", tmp_path / "private"
@@ -168,17 +181,7 @@ def test_links_out_of_the_hot_folder_and_fifos_are_refused_with_a_log_line(tmp_p
     (hot / "etc.dng").symlink_to("/etc/passwd")
     os.mkfifo(hot / "pipe.dng")
     (hot / "good.dng").write_bytes(b"raw" * 100)
-    scanner = _scanner(hot, tmp_path / "out")
-    logger = logging.getLogger("hostplug.watch")
-    # the daemon's logger may not propagate (setup_logging turns that off): the records come through this handler
-    # alone, once each whichever tests ran before
-    logger.addHandler(caplog.handler)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        ready = _poll(scanner, 1.0)
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.propagate = propagate
+    ready = _poll_logged(_scanner(hot, tmp_path / "out"), 1.0, caplog)
     assert ready == [hot / "good.dng"]
     refused = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "refused"]
     assert len(refused) == 3, refused  # once each, not once a poll
@@ -194,14 +197,7 @@ def test_a_name_that_is_no_utf8_is_left_in_place_with_a_log_line(tmp_path: Path,
     odd = Path(os.fsdecode(bytes(hot) + b"/DSC\xe9001.dng"))
     odd.write_bytes(b"raw" * 100)
     (hot / "good.dng").write_bytes(b"raw" * 100)
-    logger = logging.getLogger("hostplug.watch")
-    logger.addHandler(caplog.handler)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        ready = _poll(_scanner(hot, tmp_path / "out"), 1.0)
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.propagate = propagate
+    ready = _poll_logged(_scanner(hot, tmp_path / "out"), 1.0, caplog)
     assert ready == [hot / "good.dng"] and odd.exists()
     refused = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "refused"]
     assert len(refused) == 1 and "its name is not UTF-8 text" in refused[0] and "rename it" in refused[0], refused
