@@ -12,8 +12,9 @@ JSON form (version 9)::
 Stage params carry their own version (the stage's ``Params.VERSION``), so a stage can change its params and
 still read what older hostplugs stored (its ``migrate``). In memory, params without a ``version`` are the
 stage's current version (what ``--set`` and pinning make); stored, they always carry one: :meth:`Recipe.to_dict`
-stamps it, and :meth:`Recipe.from_dict` reads stored params without one as version 1, which is what every
-hostplug wrote before it stamped them. A recipe of an older version is read with what it left to the defaults
+stamps it. :meth:`Recipe.from_dict` reads params without one as version 1 in a recipe of version 1, the only
+recipes hostplug wrote before it stamped them; in a later recipe they were written by hand (a preset, a recipe
+file) and are the current version, as ``--set``'s are. A recipe of an older version is read with what it left to the defaults
 of its day made explicit (:func:`engine.stages.catalogue.pin_former_defaults`): version 1 recipes keep the
 classical denoiser and the "lite" learned networks, version 2 recipes the "fast" learned denoiser, version 3
 recipes the "mid" one, and versions 1 to 3 the classical denoiser where they name none (version 4 made "auto",
@@ -34,7 +35,7 @@ from typing import Any, Literal, get_args
 
 from engine.errors import RecipeError
 from engine.stages.catalogue import current_version, pin_former_defaults
-from engine.styles import parse_style
+from engine.styles import parse_style, style_text
 
 RECIPE_VERSION = 9  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop;
 # 6: DNG bad pixels repaired; 7: less saturation desaturates around luminance (-100 is black and white);
@@ -185,6 +186,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         validate(self)
+        object.__setattr__(self, "style", style_text(self.style))  # "Vivid " is "vivid", stored and compared
         object.__setattr__(self, "stages", FrozenDict(self.stages))
 
     def replace(self, **changes: Any) -> Recipe:
@@ -223,7 +225,7 @@ class Recipe:
         if not isinstance(data, Mapping):
             raise RecipeError("a recipe must be a JSON object")
         version = data.get("version", RECIPE_VERSION)
-        if not isinstance(version, int) or version < 1:
+        if type(version) is not int or version < 1:  # not True, which Python counts as 1
             raise RecipeError(f"recipe version {version!r} is not valid")
         if version > RECIPE_VERSION:
             raise RecipeError(f"recipe version {version} is newer than this hostplug understands "
@@ -240,7 +242,7 @@ class Recipe:
         if version < RECIPE_VERSION:
             stages = pin_former_defaults({str(k): v for k, v in stages.items()}, version)
         values.update(implied_white_balance(values))
-        values["stages"] = {str(k): _stage_settings(str(k), v) for k, v in stages.items()}
+        values["stages"] = {str(k): _stage_settings(str(k), v, version) for k, v in stages.items()}
         try:
             return cls(**values)
         except TypeError as e:
@@ -285,7 +287,7 @@ def check_json_depth(text: str, what: str, limit: int = MAX_JSON_DEPTH) -> None:
             depth -= 1
 
 
-def _stage_settings(name: str, value: Any) -> StageSettings:
+def _stage_settings(name: str, value: Any, recipe_version: int) -> StageSettings:
     if not isinstance(value, Mapping):
         raise RecipeError(f"recipe stage {name!r} must be an object")
     unknown = set(value) - {"enabled", "implementation", "params"}
@@ -301,7 +303,7 @@ def _stage_settings(name: str, value: Any) -> StageSettings:
     if implementation is not None and not isinstance(implementation, str):
         raise RecipeError(f"recipe stage {name!r}: 'implementation' must be a name")
     return StageSettings(enabled=enabled, implementation=implementation,
-                         params=_stored_params(name, implementation, params))
+                         params=_stored_params(name, implementation, params, recipe_version))
 
 
 def _stage_dict(name: str, settings: StageSettings) -> dict[str, Any]:
@@ -322,14 +324,19 @@ def stamped(name: str, implementation: Any, params: Mapping[str, Any]) -> dict[s
     return dict(params) if current is None else {"version": current, **params}
 
 
-def _stored_params(name: str, implementation: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+# Recipes up to this version may hold stage params without their version, all of them version 1: hostplug wrote
+# them so before it stamped params.
+UNSTAMPED_RECIPE_VERSION = 1
+
+
+def _stored_params(name: str, implementation: str | None, params: Mapping[str, Any],
+                   recipe_version: int) -> dict[str, Any]:
     """Stored params as a recipe holds them: current ones lose their stamp, older ones keep (or get) it."""
     params = dict(params)
     current = current_version(name, implementation)
     if not params or current is None:
         return params  # an unknown stage or implementation: rendering refuses it with a clear message
-    # Stored without a version: written before versions were stamped, when every stage was at version 1.
-    version = params.pop("version", 1)
+    version = params.pop("version", 1 if recipe_version <= UNSTAMPED_RECIPE_VERSION else current)
     if not (type(version) is int and version == current):
         params = {"version": version, **params}  # migrated (or refused, when newer) as the stage resolves it
     return params

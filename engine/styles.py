@@ -86,6 +86,13 @@ def parse_style(spec: str) -> list[tuple[str, float]]:
     return [(name, weight / total) for name, weight in terms.items()]
 
 
+def style_text(spec: str) -> str:
+    """A valid style as one text however it was typed: ``" Warm : 0.7,moody:0.3"`` -> ``"warm:0.7,moody:0.3"``
+    (the names folded, the spaces gone, the weights as written), so equal styles store and compare alike."""
+    terms = (term.partition(":") for term in spec.split(","))
+    return ",".join(name.strip().lower() + (f":{weight.strip()}" if sep else "") for name, sep, weight in terms)
+
+
 def styles_needed(spec: str, strength: float) -> list[str]:
     """Every style whose network a render with this style and strength runs (natural unless strength is 1)."""
     names = [name for name, weight in parse_style(spec) if weight > 0.0]

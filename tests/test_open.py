@@ -147,9 +147,30 @@ def test_open_never_renders_over_its_tiff_retouched_since_it_wrote_it(raw: Path)
     result = hostplug("open", image)
     assert result.exit_code == 5 and error_lines(result.stderr) == [
         f"hostplug: error: {image} was changed since hostplug wrote it (retouched in an editor?); it is kept as "
-        f"it is: open the raw for a new render beside it (hostplug open {raw})"]
+        f"it is: open the raw for a new render beside it (hostplug open '{raw}')"]
     assert image.read_bytes() == retouched
     no_leftovers(raw.parent)
+
+
+def test_open_never_renders_over_its_tiff_saved_over_without_hostplugs_record(raw: Path) -> None:
+    # GIMP's TIFF export writes no XMP: the retouch lost the write time, which used to count as "untouched"
+    image = Path(open_json(raw)["output"])
+    tifffile.imwrite(image, np.zeros((600, 900, 3), np.uint16), photometric="rgb")
+    retouched = image.read_bytes()
+    result = hostplug("open", image)
+    assert result.exit_code == 5 and "no longer carries hostplug's record" in result.stderr
+    assert f"(hostplug open '{raw}')" in result.stderr  # quoted: the name has spaces
+    assert image.read_bytes() == retouched
+
+
+@pytest.mark.parametrize("name", [f"{NAME}.tif", f"{NAME} copy.tif", f"{NAME} (2).tif"])
+def test_open_leaves_a_tiff_named_like_the_raw_but_recording_nothing_alone(raw: Path, name: str) -> None:
+    # an export or a Finder copy of a finished retouch, not an editor's hand-over: it was rendered over
+    mine = tiny_tiff(raw.with_name(name))
+    before = mine.read_bytes()
+    result = hostplug("open", mine)
+    assert result.exit_code == 5 and "not named as an editor hands a render over" in result.stderr
+    assert mine.read_bytes() == before
 
 
 def test_an_editors_tiff_is_rendered_again_in_place_after_its_editor_wrote_metadata_into_it(raw: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,15 @@ def test_presets_with_a_broken_user_preset_lists_the_others_and_exits_4(user_pre
     assert line.startswith(f"hostplug: error: {broken}: ")
     assert "punchy" in result.stdout and "user presets:" in result.stdout
     assert "(exit 4" in hostplug("presets", "--help").stdout
+
+
+def test_a_hand_written_presets_stage_params_are_of_the_current_version(user_presets: Path) -> None:
+    # Without a version they used to be read as version 1, which silently ran the denoiser of recipe version 2
+    from engine.pipeline import stage_for
+
+    _preset_file(user_presets, "dn30", """hostplug:schemaVersion="9" """
+                 """hostplug:stages='{"denoise":{"params":{"strength":30}}}'""")
+    recipe = apply_presets(Recipe(), ("dn30",))
+    assert recipe.stage("denoise").params == {"strength": 30}
+    default = stage_for("denoise", Recipe()).resolve_params(Recipe())
+    assert stage_for("denoise", recipe).resolve_params(recipe) == dataclasses.replace(default, strength=30)

@@ -134,13 +134,23 @@ def test_stored_stage_params_say_which_version_they_are() -> None:
     assert "params" not in stages["denoise"]
 
 
-def test_stored_params_without_a_version_are_read_as_version_1() -> None:
-    # White balance is at version 2: its version 1 params must still be migrated (to the classical estimator).
-    stored = Recipe.from_dict({"stages": {"white_balance": {"params": {"mode": "auto"}}}})
+def test_params_without_a_version_are_version_1_only_in_a_recipe_of_version_1() -> None:
+    # Recipe version 1 was written before params were stamped: white balance (now at version 2) must still
+    # migrate its version 1 params (to the classical estimator).
+    stored = Recipe.from_dict({"version": 1, "stages": {"white_balance": {"params": {"mode": "auto"}}}})
     assert stored.stage("white_balance").params == {"version": 1, "mode": "auto"}
-    current = Recipe.from_dict({"stages": {"white_balance": {"params": {"version": 2, "mode": "auto"}}}})
-    assert current.stage("white_balance").params == {"mode": "auto"}  # in memory, current params need no stamp
     assert Recipe.from_json(stored.to_json()) == stored
+    # Every later recipe hostplug wrote stamps them: unstamped ones were written by hand, now (a recipe file, a
+    # preset), and are the current version, as --set's are. They used to silently pin an old denoiser.
+    for written in ({"version": RECIPE_VERSION}, {}):
+        current = Recipe.from_dict({**written, "stages": {"white_balance": {"params": {"mode": "auto"}}}})
+        assert current.stage("white_balance").params == {"mode": "auto"}  # in memory, current params need no stamp
+
+
+def test_a_recipe_version_must_be_a_whole_number() -> None:
+    for version in (True, 9.0, "9", 0):
+        with pytest.raises(RecipeError, match="recipe version .* is not valid"):
+            Recipe.from_dict({"version": version})
 
 
 def test_params_of_an_unknown_stage_or_implementation_are_kept_as_written() -> None:
@@ -265,3 +275,8 @@ def test_a_recipe_cannot_change_in_place_and_can_be_a_dictionary_key() -> None:
     assert again == recipe == thawed and hash(again) == hash(recipe) == hash(thawed)
     assert {recipe: "rendered"}[again] == "rendered"
     assert recipe.replace(exposure=1.0) not in {recipe: "rendered"}
+
+
+def test_a_style_is_stored_as_one_text_however_it_was_typed() -> None:
+    assert Recipe(style=" Vivid ") == Recipe(style="vivid")
+    assert Recipe(style="WARM : 0.7, moody:0.3").style == "warm:0.7,moody:0.3"

@@ -325,3 +325,25 @@ def test_darktable_renders_identically_after_we_wrote_our_recipe(tmp_path: Path)
     after = _darktable(raw, sidecar, tmp_path / "after.png", tmp_path / "config-after")
     assert before.shape == after.shape and np.array_equal(before, after)
     assert read_sidecar(raw).recipe.exposure == 0.7
+
+
+def test_unstamped_stage_params_are_version_1_in_layout_1_and_current_later(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    v1 = V1_XMP.read_text(encoding="utf-8").replace('"upsample":{"implementation":"bilinear"}',
+                                                    '"upsample":{"implementation":"bilinear"},'
+                                                    '"white_balance":{"params":{"mode":"auto"}}')
+    (tmp_path / "IMG_0001.CR2.xmp").write_text(v1, encoding="utf-8")
+    assert read_sidecar(raw).recipe.stage("white_balance").params == {"version": 1, "mode": "auto"}
+    (tmp_path / "IMG_0001.CR2.xmp").write_text(v1.replace('schemaVersion="1"', 'schemaVersion="9"'), encoding="utf-8")
+    assert read_sidecar(raw).recipe.stage("white_balance").params == {"mode": "auto"}  # hand-written: current
+
+
+def test_writing_a_recipe_keeps_the_persons_description_note(tmp_path: Path) -> None:
+    raw = _raw(tmp_path)
+    sidecar = tmp_path / "IMG_0001.CR2.xmp"
+    sidecar.write_text(V1_XMP.read_text(encoding="utf-8").replace(
+        'hostplug:schemaVersion="1"', 'hostplug:schemaVersion="1" hostplug:description="client wants it bright"'),
+        encoding="utf-8")
+    write_recipe(raw, Recipe(exposure=1.0))
+    assert "client wants it bright" in sidecar.read_text(encoding="utf-8")
+    assert read_sidecar(raw).recipe.exposure == 1.0

@@ -19,7 +19,9 @@ sidecar holds the whole recipe.
 
 ``stages`` holds the recipe's JSON form of its stage settings, so stage params are stored with their own
 version (``{"detail":{"params":{"radius":1.5,"version":1}}}``, stamped by :meth:`Recipe.to_dict`) and read back
-as :meth:`Recipe.from_dict` reads them: without a version they are version 1, and the stage migrates them.
+as :meth:`Recipe.from_dict` reads them, the stage migrating older ones. Without a version they are version 1 in
+layout 1 (hostplug wrote them so before it stamped params; the step to layout 2 stamps them) and the current version
+in a later one, where only a person writes them so (a preset made by hand).
 """
 
 from __future__ import annotations
@@ -42,9 +44,26 @@ META_PROPERTIES = ("schemaVersion", "description", "stages")
 OUTPUT_PROPERTIES = frozenset({"sourcePath", "sourceSHA256", "engineVersion", "models", "recipe", "decided",
                                "output", "written"})
 
+
+def _stamp_version_1(properties: dict[str, str]) -> dict[str, str]:
+    """Layout 1 to 2: stage params stored without a version are version 1 (layout 1 was written before params
+    were stamped; from layout 2 on, unstamped params are the current version). Malformed stages are left as they
+    are, for reading to name."""
+    try:
+        stages = json.loads(properties["stages"]) if "stages" in properties else None
+    except (ValueError, RecursionError):
+        return properties
+    if not isinstance(stages, dict):
+        return properties
+    for settings in stages.values():
+        if isinstance(settings, dict) and isinstance(settings.get("params"), dict) and settings["params"]:
+            settings["params"].setdefault("version", 1)
+    return {**properties, "stages": json.dumps(stages, sort_keys=True, separators=(",", ":"))}
+
+
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {
-    version: lambda properties: properties for version in (1, 2, 3, 4, 5, 6, 7, 8)}
+    1: _stamp_version_1, **{version: lambda properties: properties for version in (2, 3, 4, 5, 6, 7, 8)}}
 
 
 def format_number(value: float) -> str:

@@ -257,12 +257,12 @@ def _replace_atomically(path: Path, data: bytes) -> None:
 
 def _store(sidecar: Path, recipe: Recipe) -> None:
     """Merge ``recipe`` into ``sidecar`` (created when missing), leaving every other namespace, and an output's
-    provenance in ours, as it was."""
+    provenance and the person's ``description`` note in ours, as they were."""
     if sidecar.exists():  # a FIFO, a device or a link to one is refused (read_regular), never replaced
         tree, original = _read_packet(sidecar)
     else:
         tree, original = empty_packet(), None
-    kept = {k: v for k, v in simple_properties(tree, XMP_NS_URI).items() if k in OUTPUT_PROPERTIES}
+    kept = {k: v for k, v in simple_properties(tree, XMP_NS_URI).items() if k in OUTPUT_PROPERTIES | {"description"}}
     replace_namespace(tree, XMP_NS_URI, XMP_PREFIX, {**kept, **recipe_to_properties(recipe)})
     _replace_atomically(sidecar, serialise(tree, original))
 
