@@ -17,6 +17,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 RENDERED_SUFFIXES = frozenset(SUFFIX_FORMATS)  # an image an editor rendered, not a raw
 OUTPUT_TAG = "_hostplug"
+# How editors name the render they hand over: Lightroom's "IMG_0001-Edit.tif", "-Edit-2"; German "-bearbeitet"
+HAND_OVER_NAME = re.compile(r"[-_ ](?:edit|edited|bearbeitet)(?:[-_ ]?\d+)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     _check_replaceable(path, raw, provenance)
     if not untouched(path, provenance.written):
         raise OutputError(f"{path} was changed since hostplug wrote it (retouched in an editor?); it is kept as it "
-                          f"is: open the raw for a new render beside it (hostplug open {raw})")
+                          f"is: open the raw for a new render beside it ({open_command(raw)})")
     check_readable(raw)
     recipe, catalogue = sidecar_recipe(raw, changes)
     info = read_sidecar(raw)
@@ -183,14 +186,36 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
 
 
 def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
-    """Refuse to replace a JPEG or PNG that records no raw it was rendered from: matched to ``raw`` by its name
-    alone it is most likely the camera's own JPEG of a RAW+JPEG pair, not an editor's render. (Editors hand over
-    TIFFs, which a name match still re-renders in place.)"""
-    recorded = provenance.names or provenance.path or provenance.sha256 or provenance.recipe
-    if recorded or image.suffix.lower() in (".tif", ".tiff"):
+    """Refuse to replace an image that may be somebody's own work:
+
+    - one named as ``open``'s own TIFF that no longer carries hostplug's record (an editor saved over it and
+      dropped hostplug's XMP: GIMP's TIFF export writes none);
+    - a JPEG or PNG that records no raw it was rendered from: matched to ``raw`` by its name alone it is most
+      likely the camera's own JPEG of a RAW+JPEG pair, not an editor's render;
+    - a TIFF that records no raw and whose name is not an editor's hand-over name (Lightroom's ``-Edit``):
+      ``IMG_0001.tif`` or ``IMG_0001 copy.tif`` beside the raw is more likely an export or a copy someone made.
+    """
+    ours = provenance.sha256 or provenance.path or provenance.recipe
+    if OUTPUT_TAG in image.stem and not ours:
+        raise OutputError(f"{image} was changed since hostplug wrote it (it no longer carries hostplug's record: "
+                          f"retouched in an editor?); it is kept as it is: open the raw for a new render beside it "
+                          f"({open_command(raw)})")
+    if ours or provenance.names:
         return
-    raise OutputError(f"{image} records no raw it was rendered from (the camera's own JPEG beside {raw.name}?); it "
-                      f"is left as it is: open the raw to render it (hostplug open {raw})")
+    if image.suffix.lower() not in (".tif", ".tiff"):
+        raise OutputError(f"{image} records no raw it was rendered from (the camera's own JPEG beside {raw.name}?); "
+                          f"it is left as it is: open the raw to render it ({open_command(raw)})")
+    if not HAND_OVER_NAME.search(image.stem):
+        raise OutputError(f"{image} records no raw it was rendered from and is not named as an editor hands a "
+                          f"render over ({raw.stem}-Edit.tif): it may be your own export or copy, so it is left as "
+                          f"it is; open the raw to render it ({open_command(raw)})")
+
+
+def open_command(raw: Path) -> str:
+    """The command that opens ``raw``, quoted so that it can be pasted into a shell."""
+    import shlex
+
+    return f"hostplug open {shlex.quote(str(raw))}"
 
 
 def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | None = None, *,
