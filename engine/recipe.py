@@ -14,8 +14,8 @@ still read what older hostplugs stored (its ``migrate``). In memory, params with
 stage's current version (what ``--set`` and pinning make); stored, they always carry one: :meth:`Recipe.to_dict`
 stamps it. :meth:`Recipe.from_dict` reads params without one as version 1 in a recipe of version 1, the only
 recipes hostplug wrote before it stamped them; in a later recipe they were written by hand (a preset, a recipe
-file) and are the current version, as ``--set``'s are. A recipe of an older version is read with what it left to the defaults
-of its day made explicit (:func:`engine.stages.catalogue.pin_former_defaults`): version 1 recipes keep the
+file) and are the current version, as ``--set``'s are. A recipe of an older version is read with what it left to
+the defaults of its day made explicit (:func:`engine.stages.catalogue.pin_former_defaults`): version 1 recipes keep the
 classical denoiser and the "lite" learned networks, version 2 recipes the "fast" learned denoiser, version 3
 recipes the "mid" one, and versions 1 to 3 the classical denoiser where they name none (version 4 made "auto",
 learned where it pays, the default); versions 1 to 4 keep a demosaic that leaves a DNG's lens-shading maps, lens
