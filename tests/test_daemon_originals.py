@@ -52,11 +52,13 @@ def test_a_failed_file_goes_to_failed_with_its_report_and_comes_back_on_retry(tm
     folder = _folder(tmp_path)
     raw = folder.path / "bad.dng"
     raw.write_bytes(b"junk")
-    report = failure_report(raw, "the raw data cannot be read", "failed", 1)
+    journal = tmp_path / "my journal.sqlite"
+    report = failure_report(raw, "the raw data cannot be read", "failed", 1, journal)
     moved = set_aside(raw, folder, report)
     assert moved == folder.path / "_failed" / "bad.dng" and not raw.exists()
     text = (folder.path / "_failed" / "bad.dng.failed.txt").read_text()
-    assert "the raw data cannot be read" in text and "permanent" in text and "hostplug queue --retry" in text
+    assert "the raw data cannot be read" in text and "permanent" in text
+    assert f"hostplug queue --retry --journal '{journal}'" in text  # bare --retry names no journal: it failed
     assert restore(raw, moved) and raw.read_bytes() == b"junk"
     assert not (folder.path / "_failed" / "bad.dng.failed.txt").exists()
 

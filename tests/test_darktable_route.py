@@ -203,6 +203,16 @@ def test_integrate_darktable_writes_a_config_the_daemon_loads(tmp_path: Path) ->
     assert load_config(config_path).folders[0].path == tmp_path / "hot"
 
 
+def test_integrate_darktable_writes_its_config_under_xdg_config_home_and_names_a_bad_root_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # as the user's presets and GIMP's folder do
+    result = hostplug("integrate", "darktable", "--hot-folder", tmp_path / "hot")
+    assert result.exit_code == 0, result.output
+    assert load_config(tmp_path / "xdg" / "hostplug" / "darktable.toml").folders[0].path == tmp_path / "hot"
+    again = hostplug("integrate", "darktable", "--hot-folder", tmp_path / "hot2", "--library-root", tmp_path / "no")
+    assert again.exit_code != 0 and "is not a folder" in again.stderr  # not "exists; pass --force"
+
+
 def test_integrate_darktable_refuses_an_unknown_preset_and_writes_nothing(tmp_path: Path) -> None:
     result = hostplug("integrate", "darktable", "--hot-folder", tmp_path / "hot", "--config", tmp_path / "c.toml",
                       "--preset", "no-such-preset")

@@ -94,6 +94,30 @@ def test_a_gimprc_kept_elsewhere_and_linked_stays_a_link(gimp_dir: Path, tmp_pat
     assert (gimp_dir / "gimprc").is_symlink() and dotfile.read_text() == GIMPRC
 
 
+def test_a_gimprc_with_bytes_that_are_no_utf8_is_edited_and_restored_byte_for_byte(gimp_dir: Path) -> None:
+    # a comment saved in Latin-1 was a UnicodeDecodeError traceback that left the plug-in half installed
+    gimprc = gimp_dir / "gimprc"
+    original = GIMPRC.encode() + b"# caf\xe9\n"
+    gimprc.write_bytes(original)
+    integrate(gimp_dir, "--make-default-raw-loader")
+    assert read_raw_loader(gimprc).endswith("hostplug-raw.py") and gimprc.read_bytes().endswith(b"# caf\xe9\n")
+    integrate(gimp_dir, "--uninstall")
+    assert gimprc.read_bytes() == original
+
+
+def test_relative_folders_are_recorded_as_absolute_paths(gimp_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIMP (and an uninstall run from another folder) would read a relative path against its own folder
+    (gimp_dir / "gimprc").write_text(GIMPRC)
+    monkeypatch.chdir(gimp_dir)
+    integrate(gimp_dir, "--make-default-raw-loader", "--plugin-dir", "plug-ins", "--gimprc", "gimprc")
+    plugin = gimp_dir / "plug-ins" / "hostplug-raw" / "hostplug-raw.py"
+    assert read_raw_loader(gimp_dir / "gimprc") == str(plugin)
+    assert json.loads((plugin.parent / "hostplug-raw.json").read_text())["gimprc"] == str(gimp_dir / "gimprc")
+    monkeypatch.chdir("/")
+    integrate(gimp_dir, "--uninstall", "--plugin-dir", str(gimp_dir / "plug-ins"))
+    assert (gimp_dir / "gimprc").read_text() == GIMPRC
+
+
 def test_a_gimprc_that_cannot_be_written_leaves_nothing_installed(gimp_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("a file, not a folder")
     result = CliRunner(env={"GIMP3_DIRECTORY": str(gimp_dir)}).invoke(

@@ -46,16 +46,17 @@ def gimp(uninstall: bool, make_default_raw_loader: bool, plugin_dir: Path | None
 @click.option("--library-root", "library_roots", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="A photo folder to search for originals when the export path does not say (repeatable).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="The watch configuration to write (default: ~/.config/hostplug/darktable.toml).")
+              help="The watch configuration to write (default: $XDG_CONFIG_HOME/hostplug/darktable.toml, "
+                   "~/.config/hostplug/darktable.toml without it).")
 @click.option("--preset", "presets", multiple=True, help="A preset for the look (repeatable, applied in order).")
 @click.option("--style", help="The picture style of the renders.")
 @click.option("--force", is_flag=True, help="Replace an existing configuration file.")
 def darktable(hot_folder: Path | None, library_roots: tuple[Path, ...], config_path: Path | None,
               presets: tuple[str, ...], style: str | None, force: bool) -> None:
     """Write a watch configuration that renders darktable's "copy" exports beside the original raws (no Lua)."""
-    from hostplug.integrations.darktable import DEFAULT_CONFIG, DEFAULT_HOT_FOLDER, darktable_steps, write_route
+    from hostplug.integrations.darktable import DEFAULT_HOT_FOLDER, darktable_steps, default_config, write_route
 
-    config_path = (config_path or DEFAULT_CONFIG).expanduser().absolute()
+    config_path = (config_path or default_config()).expanduser().absolute()
     config = write_route(config_path, hot_folder or DEFAULT_HOT_FOLDER, library_roots, presets, style, force=force)
     click.echo(f"Wrote {config_path} (hot folder {config.folders[0].path}).\n")
     for step in darktable_steps(config.folders[0].path, config_path):

@@ -403,7 +403,7 @@ class Daemon:
         folder = self._folder(entry)
         moved_to = None
         if folder is not None:
-            report = originals.failure_report(entry.path, reason, kind, entry.attempts)
+            report = originals.failure_report(entry.path, reason, kind, entry.attempts, self.config.journal)
             try:
                 moved_to = originals.set_aside(entry.path, folder, report)
             except OSError as e:

@@ -128,8 +128,11 @@ def discard(raw: Path, folder: FolderConfig) -> None:
         parent = parent.parent
 
 
-def failure_report(raw: Path, reason: str, kind: str, attempts: int) -> str:
-    """The text of ``NAME.failed.txt``."""
+def failure_report(raw: Path, reason: str, kind: str, attempts: int, journal: Path) -> str:
+    """The text of ``NAME.failed.txt``; its retry command names the daemon's ``journal``, so it works from any
+    folder, whatever configuration the daemon was started with."""
+    import shlex
+
     from engine import __version__
 
     return (f"hostplug could not render {raw.name}\n\n"
@@ -139,7 +142,8 @@ def failure_report(raw: Path, reason: str, kind: str, attempts: int) -> str:
             f"file:     {raw}\n"
             f"when:     {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n"
             f"hostplug: {__version__}\n\n"
-            "To try again, fix the cause and run `hostplug queue --retry` (or drop the file in again).\n")
+            f"To try again, fix the cause and run `hostplug queue --retry --journal {shlex.quote(str(journal))}` (or "
+            "drop the file in again).\n")
 
 
 def report_path(raw: Path) -> Path:

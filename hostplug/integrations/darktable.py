@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tomllib
 from collections.abc import Sequence
@@ -22,7 +23,13 @@ from hostplug.daemon.config import DaemonConfig, load_config, parse_config
 from hostplug.daemon.errors import ConfigError
 
 DEFAULT_HOT_FOLDER = Path("~/hostplug-darktable")
-DEFAULT_CONFIG = Path("~/.config/hostplug/darktable.toml")
+
+
+def default_config() -> Path:
+    """Where the route's configuration goes: ``$XDG_CONFIG_HOME/hostplug/darktable.toml`` (``~/.config`` by
+    default), beside the user's presets."""
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "hostplug" / "darktable.toml"
 
 
 def _toml(value: str | Sequence[str]) -> str:
@@ -83,8 +90,8 @@ def write_route(config_path: Path, hot_folder: Path, library_roots: Sequence[Pat
     hot_folder = hot_folder.expanduser().absolute()
     roots = [r.expanduser().absolute() for r in library_roots]
     text = route_config(hot_folder, roots, presets, style)
+    _check_route(text, config_path, hot_folder, roots)  # what is wrong with the route first, then what is in the way
     previous = _existing_config(config_path, text, force)
-    _check_route(text, config_path, hot_folder, roots)
     made = _write_config(config_path, text, previous)
     new_hot = _missing_folders(hot_folder)
     try:

@@ -107,10 +107,16 @@ def _unquote(literal: str) -> str:
     return re.sub(r"\\(.)", r"\1", literal)
 
 
+def _read_gimprc(gimprc: Path) -> str:
+    """``gimprc``'s text; bytes that are no UTF-8 (a comment saved in Latin-1) are kept as they are, to be
+    written back unchanged."""
+    return gimprc.read_bytes().decode("utf-8", "surrogateescape")
+
+
 def read_raw_loader(gimprc: Path) -> str | None:
     """The raw loader ``gimprc`` names, or None when it names none (or does not exist)."""
     try:
-        match = _RAW_LOADER.search(gimprc.read_text(encoding="utf-8"))
+        match = _RAW_LOADER.search(_read_gimprc(gimprc))
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -121,7 +127,7 @@ def read_raw_loader(gimprc: Path) -> str | None:
 def set_raw_loader(gimprc: Path, value: str | None) -> None:
     """Make ``gimprc`` name ``value`` as the raw loader (None: remove the setting); the rest is kept."""
     try:
-        text = gimprc.read_text(encoding="utf-8")
+        text = _read_gimprc(gimprc)
     except FileNotFoundError:
         text = ""
     except OSError as e:
@@ -139,7 +145,7 @@ def set_raw_loader(gimprc: Path, value: str | None) -> None:
         real.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise IntegrationError(f"cannot write {gimprc}: cannot create its folder ({e.strerror or e})") from e
-    _write_atomically(real, text.encode("utf-8"))
+    _write_atomically(real, text.encode("utf-8", "surrogateescape"))
 
 
 def _read_config(path: Path) -> dict:
@@ -152,6 +158,7 @@ def _read_config(path: Path) -> dict:
 
 def install(plugin_dir: Path, gimprc: Path, make_default: bool = False) -> InstallReport:
     """Install the plug-in into ``plugin_dir`` (GIMP's plug-ins folder); optionally make it the raw loader."""
+    plugin_dir, gimprc = plugin_dir.absolute(), gimprc.absolute()  # GIMP and uninstall run from other folders
     folder = plugin_dir / PLUGIN_NAME
     plugin = folder / f"{PLUGIN_NAME}.py"
     report = InstallReport(plugin)
@@ -189,6 +196,7 @@ def install(plugin_dir: Path, gimprc: Path, make_default: bool = False) -> Insta
 
 def uninstall(plugin_dir: Path, gimprc: Path) -> InstallReport:
     """Remove what :func:`install` put in place and give GIMP back its previous raw loader."""
+    plugin_dir, gimprc = plugin_dir.absolute(), gimprc.absolute()
     folder = plugin_dir / PLUGIN_NAME
     plugin = folder / f"{PLUGIN_NAME}.py"
     report = InstallReport(plugin)

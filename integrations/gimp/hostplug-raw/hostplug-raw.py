@@ -180,7 +180,13 @@ def render_raw(raw_path, folder, recipe=None):
         with open(recipe_file, "w", encoding="utf-8") as f:
             json.dump(recipe, f)
         args += ["--recipe", recipe_file]
-    result = last_json_line(run_command(args))
+    try:
+        result = last_json_line(run_command(args))
+    except PluginError as e:
+        if recipe is None:
+            raise
+        # the recipe file is the plug-in's own, gone once the render ends: the message names the setting alone
+        raise PluginError(str(e).replace(recipe_file + ": ", "")) from None
     if not os.path.isfile(output):
         raise PluginError(f"hostplug: the render of {raw_path} wrote no image")
     return output, result
@@ -229,18 +235,19 @@ def failure(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
 def load_raw(procedure, run_mode, file, metadata, flags, config, data):
     """Load procedure: render the raw with hostplug and open the TIFF as a 16-bit image."""
     folder = None
+    progress = False
     try:
         raw_path = file.get_path()
         if raw_path is None:
             return failure(procedure, "hostplug: can only open local files"), flags
         folder = tempfile.mkdtemp(prefix="hostplug-gimp-")
         Gimp.progress_init(f"Rendering {os.path.basename(raw_path)} with hostplug")
+        progress = True
         tiff, result = render_raw(raw_path, folder)
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(tiff))
         if image is None:
             return failure(procedure, f"hostplug: GIMP could not read the render of {raw_path}"), flags
         attach_recipe(image, raw_path, result.get("recipe") or {})
-        Gimp.progress_end()
         # The pixels are upright and in the TIFF's profile already: GIMP must not rotate them by the raw's EXIF.
         keep = int(flags) & ~int(Gimp.MetadataLoadFlags.ORIENTATION) & ~int(Gimp.MetadataLoadFlags.COLORSPACE)
         values = Gimp.ValueArray.new_from_values([
@@ -253,6 +260,8 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
     except Exception as e:  # noqa: BLE001 - a plug-in error must reach the console, not crash GIMP
         return failure(procedure, f"hostplug: unexpected error while opening the raw: {e!r}"), flags
     finally:
+        if progress:  # also when the render failed: GIMP's progress bar must not stay up
+            Gimp.progress_end()
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -261,6 +270,8 @@ def load_thumbnail(procedure, file, size, config, data):
     """Thumbnail procedure: the raw's embedded preview, with the full image's size."""
     folder = None
     try:
+        if file.get_path() is None:
+            raise PluginError("hostplug: can only show previews of local files")
         folder = tempfile.mkdtemp(prefix="hostplug-gimp-thumb-")
         jpeg, width, height = write_thumbnail(file.get_path(), folder, size)
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(jpeg))
@@ -459,6 +470,7 @@ def run_dialog(procedure, config, raw_path, recipe):
 def rerender(procedure, run_mode, image, drawables, config, data):
     """Image procedure: render the image's raw again with changed settings, as a new layer on top."""
     folder = None
+    progress = False
     try:
         raw_path, recipe = read_recipe(image)
         if not os.path.isfile(raw_path):
@@ -470,6 +482,7 @@ def rerender(procedure, run_mode, image, drawables, config, data):
         changed = recipe_from_config(config, recipe)
         folder = tempfile.mkdtemp(prefix="hostplug-gimp-")
         Gimp.progress_init(f"Re-rendering {os.path.basename(raw_path)} with hostplug")
+        progress = True
         tiff, result = render_raw(raw_path, folder, changed)
         image.undo_group_start()
         try:
@@ -479,7 +492,6 @@ def rerender(procedure, run_mode, image, drawables, config, data):
             attach_recipe(image, raw_path, result.get("recipe") or changed)
         finally:
             image.undo_group_end()
-        Gimp.progress_end()
         Gimp.displays_flush()
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
     except PluginError as e:
@@ -487,6 +499,8 @@ def rerender(procedure, run_mode, image, drawables, config, data):
     except Exception as e:  # noqa: BLE001 - a plug-in error must reach the console, not crash GIMP
         return failure(procedure, f"hostplug: unexpected error while re-rendering: {e!r}")
     finally:
+        if progress:
+            Gimp.progress_end()
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -528,7 +542,8 @@ def create_rerender(plugin, name):
                                 "Renders the camera raw this image was opened from with another style or "
                                 "adjustments, and adds the result as a new layer.", name)
     flags = GObject.ParamFlags.READWRITE
-    procedure.add_string_argument("style", "St_yle", "Picture style (a hostplug style or preset name)",
+    procedure.add_string_argument("style", "St_yle",
+                                  "Picture style: a hostplug style, or a blend such as warm:0.7,moody:0.3",
                                   "natural", flags)
     wb = Gimp.Choice.new()
     for index, (key, label) in enumerate(WB_CHOICES):
