@@ -84,7 +84,7 @@ def test_tiff_is_uncompressed_unless_deflate_is_asked_and_the_pixels_are_the_sam
         np.testing.assert_array_equal(plain.pages[0].asarray(), small.pages[0].asarray())
     assert (tmp_path / "small.tif").stat().st_size < (tmp_path / "plain.tif").stat().st_size
     exif, xmp = read_metadata(tmp_path / "small.tif")
-    assert exif["Exif.Photo.PixelXDimension"] == "900" and "Xmp.hostplug.recipe" in xmp
+    assert exif["Exif.Image.ImageWidth"] == "900" and "Xmp.hostplug.recipe" in xmp
 
 
 def test_jpeg_quality_option_changes_the_file_size(tmp_path: Path, sample_dng: Path) -> None:
@@ -359,6 +359,18 @@ def test_a_raw_and_jpeg_pair_get_an_output_each(tmp_path: Path, sample_dng: Path
     assert read_rgb(out / "IMG_0001_jpg.png").shape == (40, 60, 3)  # each from its own input
     assert read_rgb(out / "IMG_0001_dng.png").shape == (40, 60, 3)
     assert recipe_of(out / "IMG_0001_dng.png") is not None
+
+
+@pytest.mark.parametrize(("name", "option", "says"), [
+    ("q.tif", ("--quality", "50"), "--quality applies to JPEG outputs only, and this writes TIFF"),
+    ("c.png", ("--compression", "deflate"), "--compression applies to TIFF outputs only, and this writes PNG"),
+])
+def test_an_option_of_another_format_is_refused_not_ignored(tmp_path: Path, sample_dng: Path, name: str,
+                                                            option: tuple[str, str], says: str) -> None:
+    # it was ignored, and a TIFF's recipe recorded a JPEG quality it never had
+    result = hostplug("render", sample_dng, "-o", tmp_path / name, *option)
+    assert result.exit_code == 2 and says in result.stderr and not (tmp_path / name).exists()
+    render(sample_dng, "--out-dir", tmp_path / "out", "--format", "jpeg", "--quality", "70", "--long-edge", 50)
 
 
 def test_a_format_that_contradicts_the_output_name_is_refused(tmp_path: Path, sample_dng: Path) -> None:

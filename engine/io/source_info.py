@@ -64,7 +64,8 @@ def describe(source: Source, sidecar_orientation: Orientation | None = None) -> 
         "black_level": _rounded(source.black, 2),
         "white_level": _rounded(source.white, 2),
         "baseline_exposure": source.baseline_exposure,
-        "noise_profile": _rounded(source.noise_profile, 10) if source.noise_profile is not None else None,
+        "noise_profile": [float(f"{v:.6g}") for v in np.ravel(source.noise_profile)]
+        if source.noise_profile is not None else None,  # 6 significant digits: a scale can be 1.7e-08
         "bad_pixels": _bad_pixels(source),
         "lens_shading": _lens_shading(source),
         "lens_warp": (", ".join(f"{w.name} ({len(w.coefficients)} plane(s))" for w in source.lens_warps)

@@ -228,13 +228,29 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
                if not (key == "Exif.Image.ImageDescription" and value.startswith('{"shape"'))}  # tifffile's, no text
     # the versions Exif requires, where a source (a DNG that keeps its Exif tags in IFD0) states none
     required = {"Exif.Photo.ExifVersion": "48 50 51 50", "Exif.Photo.FlashpixVersion": "48 49 48 48"}  # 0232, 0100
+    if carried.get("Exif.Image.ResolutionUnit", "2") == "1":  # no unit: an aspect ratio, not a print size
+        carried = {key: value for key, value in carried.items() if key not in _PRINT_RESOLUTION}
+    required |= _PRINT_RESOLUTION  # where the source states none: a TIFF said 1 pixel per unit, a JPEG nothing
     return required | carried | {
         "Exif.Image.Software": _software(),  # the program that made this file, not the camera's firmware
         "Exif.Image.Orientation": "1",  # the pixels are already turned upright
-        "Exif.Photo.PixelXDimension": str(shape[1]),
-        "Exif.Photo.PixelYDimension": str(shape[0]),
         "Exif.Photo.ColorSpace": "1" if space == SRGB else "65535",  # 65535: see the ICC profile
-    } | ({"Exif.Photo.ComponentsConfiguration": "1 2 3 0", "Exif.Image.YCbCrPositioning": "1"} if fmt == "jpeg" else {})
+    } | _FORMAT_EXIF[fmt](shape)
+
+
+# What Exif asks each format to state beside the source's tags: the size of compressed pixels (not in a TIFF, whose
+# own tags give it), and a JPEG's YCbCr layout.
+_FORMAT_EXIF: dict[str, Callable[[tuple[int, ...]], dict[str, str]]] = {
+    "tiff": lambda shape: {},
+    "png": lambda shape: {"Exif.Photo.PixelXDimension": str(shape[1]), "Exif.Photo.PixelYDimension": str(shape[0])},
+    "jpeg": lambda shape: {"Exif.Photo.PixelXDimension": str(shape[1]), "Exif.Photo.PixelYDimension": str(shape[0]),
+                           "Exif.Photo.ComponentsConfiguration": "1 2 3 0", "Exif.Image.YCbCrPositioning": "1"},
+}
+
+
+# 300 pixels per inch, as darktable writes by default: what a print lab or layout program takes for the size
+_PRINT_RESOLUTION = {"Exif.Image.XResolution": "300/1", "Exif.Image.YResolution": "300/1",
+                     "Exif.Image.ResolutionUnit": "2"}
 
 
 def _software() -> str:

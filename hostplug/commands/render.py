@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from engine.errors import OutputError, OutputOptionError
 from engine.output.formats import (
@@ -18,6 +19,7 @@ from engine.output.formats import (
     TIFF_COMPRESSIONS,
     OutputOptions,
     output_names,
+    resolve_format,
 )
 from hostplug.commands.common import (
     NameChoice,
@@ -65,6 +67,18 @@ def _progress(total: int) -> Any:
     return tqdm(total=total, unit="file", file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
+def _check_format_options(outputs: list[Path], options: OutputOptions) -> None:
+    """Refuse --quality or --compression given for outputs of no format they apply to (they were ignored, and a
+    TIFF's recipe recorded a JPEG quality it never had)."""
+    source = click.get_current_context().get_parameter_source
+    formats = {resolve_format(path, options)[0] for path in outputs}
+    for option, name, applies_to in (("quality", "--quality", "jpeg"), ("compression", "--compression", "tiff")):
+        if source(option) is ParameterSource.COMMANDLINE and applies_to not in formats:
+            written = " and ".join(sorted(f.upper() for f in formats))
+            raise OutputOptionError(f"{name} applies to {applies_to.upper()} outputs only, and this writes "
+                                    f"{written}; leave it out, or write a {applies_to.upper()}")
+
+
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "--out", "output", type=click.Path(dir_okay=False, path_type=Path),
@@ -109,6 +123,7 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
     if out_dir is not None:
         _make_folder(out_dir)
     targets = dict(zip(inputs, output_names(list(inputs), fmt, out_dir), strict=True))
+    _check_format_options([output] if output is not None else list(targets.values()), options)
     with _progress(len(inputs)) as bar:
 
         def render_one(path: Path) -> None:
