@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib
+import os
 import signal
 import threading
 from typing import Any
@@ -106,6 +107,7 @@ class HostplugGroup(click.Group):
         # memory, which the exiting process gives back anyway. Registered first, it runs after every other handler.
         atexit.register(gc.freeze)
         keep_freed_memory()
+        _check_current_folder()
         # the daemon and the service set their own when they start; the previous one is back for a caller in-process
         # (only the main thread may set one: a caller running a command on another thread keeps its own)
         main_thread = threading.current_thread() is threading.main_thread()
@@ -128,6 +130,15 @@ class HostplugGroup(click.Group):
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def _check_current_folder() -> None:
+    """One line (exit 2) when this process's folder was deleted: relative names would mean nothing, and the render
+    service, given no folder, read and wrote them under / ."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        fail("the current folder no longer exists (deleted or moved away); cd into a folder that does", 2)
 
 
 @click.group(cls=HostplugGroup, context_settings={"help_option_names": ["-h", "--help"]})

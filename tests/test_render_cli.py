@@ -518,3 +518,15 @@ def test_the_exit_status_says_why_a_render_failed(tmp_path: Path) -> None:
     broken = hostplug("render", damaged, "-o", tmp_path / "b.tif")
     both = hostplug("render", tmp_path / "nothere.dng", damaged, "--out-dir", tmp_path)
     assert (missing.exit_code, broken.exit_code, both.exit_code) == (2, 3, 1)  # two reasons: 1
+
+
+def test_a_deleted_current_folder_is_one_line_not_a_render_under_root(tmp_path: Path, sample_dng: Path) -> None:
+    # the render service, given no folder, wrote "out.png" to /; in-process it was a traceback
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); from hostplug.cli import main; main()"
+    done = subprocess.run([sys.executable, "-c", script, "render", str(sample_dng), "-o", "out.png"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and error_lines(done.stderr) == [
+        "hostplug: error: the current folder no longer exists (deleted or moved away); cd into a folder that does"]
+    assert not Path("/out.png").exists()

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -340,10 +341,41 @@ def test_a_service_under_another_root_folder_is_not_used(runtime: Path, tmp_path
         assert done.exit_code == 1
         assert error_lines(done.stderr) == [
             f"hostplug: error: the render service on {service_folder(runtime) / SOCKET_NAME} (pid {pid}) runs under "
-            f"another root folder (a chroot) and serves only processes there; {then} from inside that root"]
+            "another root folder, mount namespace, groups or capabilities, and serves only processes that share "
+            f"them; {then} from a process that shares them (the shell that started it)"]
     assert client.render(tmp_path / "x.dng", tmp_path / "x.tif", start=True) is None  # in-process instead
     monkeypatch.setattr(client, "request", real_request)
     assert client.status() is not None  # and the service is left alone
+
+
+def test_a_client_with_other_groups_or_capabilities_renders_in_its_own_process(
+        runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the service wrote with its own groups and capabilities for a client that had given them up (a sandbox, sg)
+    start_service(runtime)
+    context = protocol.process_context()
+    assert len(context) == 6  # root folder (2), mount namespace, Gid, Groups, CapEff: Linux's /proc says them
+    without_capabilities = [*context[:5], "0000000000000000"]  # no capabilities
+    monkeypatch.setattr(client, "process_context", lambda: without_capabilities)
+    assert client.render(tmp_path / "x.dng", tmp_path / "x.tif", start=True) is None  # in-process instead
+    monkeypatch.setattr(client, "process_context", protocol.process_context)
+    assert client.status() is not None  # and the service is left alone
+
+
+def test_odd_requests_get_an_error_and_leave_the_service_running(runtime: Path) -> None:
+    # a request naming no version stopped the service (as a client of another build does); deep JSON killed a thread
+    pid = start_service(runtime)["pid"]
+    deep = b"[" * 100_000
+    for frame in ({"op": "render"}, {**client.request("render"), "version": 3}):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+            protocol.send_message(sock, frame)
+            answer = protocol.receive_message(sock)
+        assert answer["ok"] is False and "names no hostplug version" in answer["error"]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+        sock.sendall(struct.pack(">I", len(deep)) + deep)
+    assert client.status()["pid"] == pid
+    assert protocol.error_response("dam  aged.dng:\nbad")["error"] == "dam  aged.dng: bad"  # names keep their spaces
 
 
 def test_a_stale_service_is_not_used_and_stops(runtime: Path, tmp_path: Path,

@@ -33,6 +33,7 @@ from hostplug.service.protocol import (
     is_gone,
     peer_allowed,
     peer_credentials,
+    process_context,
     receive_message,
     receive_payload,
     send_message,
@@ -69,13 +70,14 @@ class ServiceLostError(ServiceError):
 
 
 class ForeignServiceError(ServiceError):
-    """The service on this user's socket runs under another root folder (a chroot's, GIMP's test root, sharing
-    this /tmp) and refused the request: it serves only processes under its own root."""
+    """The service on this user's socket runs in another context (:func:`.protocol.process_context`: a chroot's,
+    GIMP's test root sharing this /tmp, another mount namespace, or with groups or capabilities this process does
+    not have) and refused the request: it serves only processes like the one that started it."""
 
     def __init__(self, pid: int, path: Path) -> None:
         self.pid, self.path = pid, path
-        super().__init__(f"the render service on {path} (pid {pid}) runs under another root folder (a chroot) and "
-                         "serves only processes there")
+        super().__init__(f"the render service on {path} (pid {pid}) runs under another root folder, mount namespace, "
+                         "groups or capabilities, and serves only processes that share them")
 
 
 class RemoteError(HostplugError):
@@ -184,10 +186,8 @@ def request(op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         cwd = os.getcwd()
     except OSError:
         cwd = None
-    root = os.stat("/")
     return {"protocol": PROTOCOL, "version": build_id(), "op": op, "args": args or {}, "cwd": cwd,
-            "root": [root.st_dev, root.st_ino],
-            "umask": _umask(), "env": _environment()}
+            "root": process_context(), "umask": _umask(), "env": _environment()}
 
 
 def _environment() -> dict[str, str | None]:

@@ -46,6 +46,8 @@ def serve(requests: BinaryIO, out: BinaryIO) -> None:
                                                                                 "error": "not a JSON object"}, b"")
         except ValueError as e:
             header, payload = {"ok": False, "error": f"the request is not JSON ({e})"}, b""
+        except RecursionError:  # json recurses once per level of nesting
+            header, payload = {"ok": False, "error": "the request nests JSON too deeply"}, b""
         out.write(json.dumps(header).encode() + b"\n" + payload)
         out.flush()
 

@@ -23,6 +23,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import socket
 import stat
 import struct
@@ -165,6 +166,22 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
+def process_context() -> list[Any]:
+    """What must be the same for the service to act for a process of its user: the root folder (a chroot's is
+    another), the mount namespace (the same paths name other files there), and the process's groups and
+    capabilities (a client that gave some up must not write with the service's). Linux's /proc gives the last
+    three; elsewhere only the root folder is compared."""
+    root = os.stat("/")
+    context: list[Any] = [root.st_dev, root.st_ino]
+    try:
+        context.append(os.stat("/proc/self/ns/mnt").st_ino)
+        status = Path("/proc/self/status").read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError:
+        return context
+    wanted = ("Gid:", "Groups:", "CapEff:")
+    return context + [" ".join(line.split()[1:]) for line in status if line.startswith(wanted)]
+
+
 def peer_allowed(peer_uid: int, own_uid: int | None = None) -> bool:
     """Whether a peer with ``peer_uid`` may use (or serve) this user's service: only the same user, root
     included (root has its own service)."""
@@ -202,6 +219,8 @@ def receive_message(sock: socket.socket) -> dict[str, Any]:
         message = json.loads(_receive_exactly(sock, length).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError(f"the message is not JSON ({e})") from e
+    except RecursionError:  # json recurses once per level of nesting: no request of ours nests deeply
+        raise ProtocolError("the message nests JSON too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError("the message is not a JSON object")
     return message
@@ -231,8 +250,9 @@ def receive_payload(sock: socket.socket, response: dict[str, Any]) -> bytes | No
 
 
 def error_response(message: str, exit_code: int = 1) -> dict[str, Any]:
-    """A failure response: one line of text and the exit status the client should end with."""
-    return {"ok": False, "error": " ".join(str(message).split()), "exit_code": int(exit_code)}
+    """A failure response: one line of text (line breaks made spaces; a file name's double spaces kept) and the
+    exit status the client should end with."""
+    return {"ok": False, "error": re.sub(r"[\r\n]+", " ", str(message)).strip(), "exit_code": int(exit_code)}
 
 
 def is_gone(error: OSError) -> bool:

@@ -57,6 +57,7 @@ from hostplug.service.protocol import (
     error_response,
     peer_allowed,
     peer_credentials,
+    process_context,
     receive_message,
     send_message,
     send_payload,
@@ -225,6 +226,7 @@ class Service:
         self.closing = False
         self.started = time.time()
         self.version = build_id()
+        self.context = process_context()  # whom it may act for (protocol.process_context)
         self.listener: socket.socket | None = None
         self._lock_file: Any = None
         self._socket_inode: int | None = None
@@ -434,7 +436,7 @@ class Service:
                     return
                 conn.settimeout(REQUEST_READ_TIMEOUT_S)
                 request = receive_message(conn)
-                served = request.get("root") in (None, _root_id())
+                served = request.get("root") in (None, self.context)
                 conn.settimeout(None)
                 response = self.answer(request, conn)
                 if response is not None:
@@ -453,13 +455,15 @@ class Service:
     def answer(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
         """The response to ``request``; None when the client left before its job started."""
         op = request.get("op")
-        if request.get("root") not in (None, _root_id()):  # a chroot's service is no use outside it, and back
-            return {**error_response("the render service runs under another root folder (a chroot)"),
-                    "foreign": True}
+        if request.get("root") not in (None, self.context):  # a chroot's service is no use outside it, and back
+            return {**error_response("the render service runs under another root folder, mount namespace, groups "
+                                     "or capabilities"), "foreign": True}
         if op == "ping":  # answered at once, even while a render runs, and whatever the client's version
             return {"ok": True, "result": self.status()}
         if op == "shutdown":  # at once too: requests already queued are still answered, then the service exits
             return {"ok": True, "result": self.shutdown(request.get("args") or {})}
+        if not isinstance(request.get("version"), str):  # not a hostplug client: no reason to make way
+            return error_response("the request names no hostplug version")
         if request.get("protocol") != PROTOCOL or request.get("version") != self.version:
             log.info("a client of version %s (protocol %s) asked; this service is %s: stopping so a fresh one "
                      "starts", request.get("version"), request.get("protocol"), self.version)
@@ -651,12 +655,6 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def _root_id() -> list[int]:
-    """The root folder's device and inode: what tells a process in a chroot from one outside it."""
-    info = os.stat("/")
-    return [info.st_dev, info.st_ino]
 
 
 def _still_working(conn: socket.socket) -> bool:
