@@ -4,9 +4,9 @@ A recipe holds only what the user set (like darktable's module params); what the
 (matrices, predicted operator parameters) is computed by each stage's ``prepare``. Stages can additionally be
 switched off, given another implementation, or given fixed parameters through :attr:`Recipe.stages`.
 
-JSON form (version 9)::
+JSON form (version 10)::
 
-    {"version": 9, "style": "natural", "exposure": 0.3, ...
+    {"version": 10, "style": "natural", "exposure": 0.3, ...
      "stages": {"denoise": {"enabled": false}, "detail": {"params": {"version": 1, "radius": 1.5}}}}
 
 Stage params carry their own version (the stage's ``Params.VERSION``), so a stage can change its params and
@@ -21,7 +21,8 @@ recipes the "mid" one, and versions 1 to 3 the classical denoiser where they nam
 learned where it pays, the default); versions 1 to 4 keep a demosaic that leaves a DNG's lens-shading maps, lens
 warps and DefaultCrop unapplied (version 5 applies them), version 5 one that leaves its bad pixels (version 6
 repairs them), versions 1 to 7 one that leaves its false colour (version 8 takes it out), and versions 4 to 8 the
-"mid2" learned denoiser (version 9's "mid3" learned on the demosaic without false colour).
+"mid2" learned denoiser (version 9's "mid3" learned on the demosaic without false colour), and versions 1 to 9
+keep the whole visible sensor of a raw that is no DNG (version 10 crops it to the picture area LibRaw names).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from engine.errors import RecipeError
 from engine.stages.catalogue import current_version, pin_former_defaults
 from engine.styles import parse_style, style_text
 
-RECIPE_VERSION = 9  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop;
+RECIPE_VERSION = 10  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop;
 # 6: DNG bad pixels repaired; 7: less saturation desaturates around luminance (-100 is black and white);
-# 8: the demosaic's false colour taken out (demosaic params version 4); 9: denoise-mid3, learned on that demosaic
+# 8: the demosaic's false colour taken out (demosaic params version 4); 9: denoise-mid3, learned on that demosaic;
+# 10: the picture area LibRaw names in a raw that is no DNG (demosaic params version 5)
 WbMode = Literal["as-shot", "auto", "custom"]
 WB_MODES: tuple[str, ...] = get_args(WbMode)
 

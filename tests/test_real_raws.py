@@ -23,10 +23,14 @@ from tests.conftest import CANON, NIKON, SONY, hostplug, need, read_metadata, sr
 SUPPORTED = [CANON, NIKON, SONY]
 
 
-def visible_size(path: Path) -> tuple[int, int]:
-    """(height, width) LibRaw reports as visible, after the file's orientation is applied."""
+def picture_size(path: Path) -> tuple[int, int]:
+    """(height, width) of the picture after the file's orientation is applied: LibRaw's visible size, or for a raw
+    that is no DNG the picture area LibRaw reads from its maker tags (the camera's own JPEG frames that)."""
     with rawpy.imread(str(path)) as raw:
-        height, width, flip = raw.sizes.height, raw.sizes.width, raw.sizes.flip
+        sizes = raw.sizes
+        height, width, flip = sizes.height, sizes.width, sizes.flip
+        if path.suffix.lower() != ".dng" and 0 < sizes.crop_width < width:
+            height, width = sizes.crop_height, sizes.crop_width
     return (width, height) if flip in (4, 5, 6, 7) else (height, width)
 
 
@@ -57,8 +61,8 @@ def pixels(rendered: tuple[Path, Path, dict]) -> np.ndarray:
     return tifffile.imread(rendered[1])
 
 
-def test_output_has_the_visible_size_after_orientation(rendered, pixels) -> None:
-    assert pixels.shape == (*visible_size(rendered[0]), 3)
+def test_output_has_the_picture_size_after_orientation(rendered, pixels) -> None:
+    assert pixels.shape == (*picture_size(rendered[0]), 3)
 
 
 def test_16bit_tiff_keeps_16_bits(pixels) -> None:
@@ -110,6 +114,16 @@ def test_nikon_noise_frame_can_still_be_lifted_by_hand(tmp_path: Path) -> None:
     assert hostplug("render", need(NIKON), "-o", out, "--exposure", "6").exit_code == 0
     values = tifffile.imread(out).astype(np.float32) / 65535.0
     assert values.mean() > 0.02 and values.std() > 0.02
+
+
+def test_sony_border_the_camera_leaves_out_is_cropped_as_its_jpeg_is_but_not_for_older_recipes() -> None:
+    # the a7R III's ARW holds an 8-pixel border round the picture (LibRaw: 5168 x 3448 from (8, 8)); its outer
+    # columns carry a green fringe, and the camera's JPEG leaves it out
+    source = engine.open(need(SONY))
+    assert source.camera_crop == (8, 8, 3448, 5168) and source.crop is None
+    # (the cropped render's size: test_output_has_the_picture_size_after_orientation)
+    older = Recipe.from_dict({"version": 9, "stages": {"denoise": {"enabled": False}}})
+    assert engine.render(source, recipe=older).pixels.shape[:2] == (3464, 5184)  # the whole visible sensor
 
 
 def test_sony_gps_position_is_carried_over(render_of) -> None:

@@ -329,11 +329,11 @@ def test_a_frozen_version_1_sidecar_is_migrated_after_a_version_bump(
     assert recipe.to_dict()["stages"]["detail"]["params"] == {"version": 1, "radius": 2.0}
 
 
-def test_stored_params_without_a_version_are_version_1(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_params_a_version_1_recipe_stored_without_a_version_are_version_1(monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.stages.detail import UnsharpMask
 
     detail_radius_doubled_in_version_2(monkeypatch)
-    stored = Recipe.from_dict({"stages": {"detail": {"params": {"radius": 2.0}}}})
+    stored = Recipe.from_dict({"version": 1, "stages": {"detail": {"params": {"radius": 2.0}}}})
     assert UnsharpMask().resolve_params(stored).radius == 4.0
     # Made in this process (``--set``, pinning), params are current, and stored with the current version.
     fresh = Recipe(stages={"detail": StageSettings(params={"radius": 2.0})})
@@ -449,7 +449,8 @@ def test_one_luma_table_serves_numpy_torch_and_the_kernels() -> None:
 
 
 def test_a_current_value_set_on_top_of_old_params_is_not_migrated_away() -> None:
-    stored = Recipe.from_dict({"wb": "auto", "stages": {"white_balance": {"params": {"mode": "auto"}}}})
+    stored = Recipe.from_dict({"wb": "auto",
+                               "stages": {"white_balance": {"params": {"version": 1, "mode": "auto"}}}})
     assert WhiteBalance().resolve_params(stored).estimator == "classical"  # version 1 knew only the classical one
     settings = stored.stage("white_balance")
     changed = stored.replace(stages={"white_balance": StageSettings(params={**settings.params,

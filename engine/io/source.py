@@ -99,6 +99,8 @@ class Source:
     skipped_opcodes: list[str] = field(default_factory=list)
     # The picture's area within ``sensor`` (DNG DefaultCrop: top, left, height, width); None: all of it
     crop: tuple[int, int, int, int] | None = None
+    # The same for a raw that is no DNG, as LibRaw reads it from the maker's tags (:func:`camera_crop`)
+    camera_crop: tuple[int, int, int, int] | None = None
     needs_libraw_demosaic: bool = False  # X-Trans and 4-colour sensors
     exif: dict[str, str] = field(default_factory=dict)  # carried over to outputs
     # True when the file holds no usable as-shot white balance: ``as_shot_neutral`` is then only LibRaw's daylight
@@ -336,6 +338,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         bad_pixels=bad_pixels,
         skipped_opcodes=_skipped_opcodes(dng, mosaic=sensor.ndim == 2, bayer=cfa is not None, unrepaired=unrepaired),
         crop=picture_crop(path, dng, sensor.shape[:2]),
+        camera_crop=camera_crop(sizes, sensor.shape[:2]) if dng is None else None,
         needs_libraw_demosaic=sensor.ndim == 2 and cfa is None,
         as_shot_missing=missing,
         sha256=sha256,
@@ -346,6 +349,19 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
 
 
 CROP_MIN = 16  # pixels a side: a DefaultCrop that keeps less is damage, not a picture
+
+
+def camera_crop(sizes: Any, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The picture area (top, left, height, width) that LibRaw reads from a raw's maker tags (its first
+    ``raw_inset_crops``, rawpy's ``crop_*``), within the visible sensor of ``size``: the margins a camera leaves
+    out of its own JPEG. LibRaw counts it from the whole raw, margins included. None when it names none (0, or
+    65535 for unknown), keeps all of it, or does not fit (a damaged or misread tag)."""
+    height, width = int(getattr(sizes, "crop_height", 0)), int(getattr(sizes, "crop_width", 0))
+    top = int(getattr(sizes, "crop_top_margin", 0)) - int(sizes.top_margin)
+    left = int(getattr(sizes, "crop_left_margin", 0)) - int(sizes.left_margin)
+    if min(height, width) < CROP_MIN or top < 0 or left < 0 or top + height > size[0] or left + width > size[1]:
+        return None
+    return None if (height, width) == size else (top, left, height, width)
 
 
 def picture_crop(path: Path, dng: DngTags | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:

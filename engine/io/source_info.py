@@ -73,6 +73,8 @@ def describe(source: Source, sidecar_orientation: Orientation | None = None) -> 
         "skipped_opcodes": source.skipped_opcodes,
         "default_crop": dict(zip(("top", "left", "height", "width"), source.crop, strict=True))
         if source.crop else None,
+        "camera_crop": dict(zip(("top", "left", "height", "width"), source.camera_crop, strict=True))
+        if source.camera_crop else None,
     }
     cal = source.calibration
     neutral = _as_shot_or_estimate(source)

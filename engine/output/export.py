@@ -83,7 +83,8 @@ def output_xmp(options: OutputOptions, rendered: Rendered | None = None) -> dict
     long_edge = options.long_edge
     if rendered is not None:
         drawn, source = max(rendered.pixels.shape[:2]), rendered.source
-        picture = max(source.crop[2:]) if source.crop else max(source.size)  # a DNG's DefaultCrop applied
+        crop = source.crop or source.camera_crop  # a DNG's DefaultCrop, or LibRaw's picture area, applied
+        picture = max(crop[2:]) if crop else max(source.size)
         if drawn < picture and (long_edge is None or drawn < long_edge):
             long_edge = drawn
     recorded = {"space": options.space, "long_edge": long_edge, "quality": options.quality}

@@ -25,7 +25,7 @@ DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
 
 # (stage, implementation) -> the version of its params (``Params.VERSION``).
 PARAMS_VERSIONS: dict[tuple[str, str], int] = {
-    ("demosaic", "mhc"): 4,
+    ("demosaic", "mhc"): 5,
     ("denoise", "classical"): 2,
     ("denoise", "learned"): 5,
     ("denoise", "auto"): 5,
@@ -45,10 +45,11 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 # the params version that a recipe storing no params got then: (stage, implementation, params version).
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
     v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto"}
-    for v in (1, 2, 3, 4, 5, 6, 7, 8)}
+    for v in (1, 2, 3, 4, 5, 6, 7, 8, 9)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 _DEMOSAIC_V3 = ("demosaic", "mhc", 3)  # version 4 takes out the demosaic's false colour; 3 not
+_DEMOSAIC_V4 = ("demosaic", "mhc", 4)  # version 5 crops a raw that is no DNG to LibRaw's picture area; 4 not
 # version 2 desaturates around luminance (-100 is black and white); 1 in the chroma table alone
 _PHOTOFINISH_V1 = (("photofinish", "learned", 1), ("photofinish", "classical", 1))
 # classical params 2 and auto 4 say whether the classical strength follows a reduced render's size; recipes before
@@ -68,7 +69,8 @@ FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     5: (_DEMOSAIC_V2, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2),
     6: (_DEMOSAIC_V3, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2),
     7: (_DEMOSAIC_V3, _LEARNED_MID2, _AUTO_MID2),
-    8: (_LEARNED_MID2, _AUTO_MID2),
+    8: (_DEMOSAIC_V4, _LEARNED_MID2, _AUTO_MID2),
+    9: (_DEMOSAIC_V4,),
 }
 
 
@@ -84,7 +86,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     denoiser whose automatic strength was the full-size image's at any render size (classical params version 1,
     auto version 3); versions 1 to 7 meant a demosaic that left its false colour (demosaic params version 3);
     versions 4 to 8 meant the "mid2" learned denoiser, and "auto" with it from ISO 400 (learned params version 4,
-    auto version 3 or 4)."""
+    auto version 3 or 4); versions 8 and 9 meant a demosaic that kept the whole visible sensor of a raw that is no
+    DNG (demosaic params version 4)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

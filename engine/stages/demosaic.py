@@ -35,15 +35,18 @@ class DemosaicParams:
     many median passes then take out its false colour (:mod:`engine.false_colour`; 0: none); and whether the
     corrections a DNG carries and LibRaw leaves out are made: its bad pixels (FixBadPixelsConstant and
     FixBadPixelsList), its lens shading (GainMap and FixVignetteRadial), its lens distortion (the warp opcodes)
-    and its DefaultCrop, as Adobe's converters and the camera make them."""
+    and its DefaultCrop, as Adobe's converters and the camera make them; and whether a raw that is no DNG is cropped
+    to the picture area LibRaw names (``camera_crop``: the Sony a7R III's 8-pixel border, which its camera's JPEG
+    leaves out and whose outer columns carry a green fringe)."""
 
-    VERSION: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 5
     algorithm: Literal["mhc", "ahd", "dcb", "aahd", "vng"] = "mhc"
     false_colour_passes: int = field(default=FALSE_COLOUR_PASSES, metadata={"range": (0, 5)})
     bad_pixels: bool = True
     gain_map: bool = True
     lens_warp: bool = True
     default_crop: bool = True
+    camera_crop: bool = True
 
 
 LIBRAW_TILE = 512  # the smallest side LibRaw's own X-Trans demosaic takes (measured: 510 px fails, 516 works)
@@ -66,12 +69,15 @@ class Demosaic(Stage):
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
         """Version 1 left a DNG's GainMaps, lens warps and DefaultCrop unapplied, versions 1 and 2 its bad pixels,
-        versions 1 to 3 the demosaic's false colour: so old recipes render the same."""
+        versions 1 to 3 the demosaic's false colour, versions 1 to 4 the border of a raw that is no DNG: so old
+        recipes render the same."""
         if version < 2:
             params = {"gain_map": False, "lens_warp": False, "default_crop": False, **params}
         if version < 3:
             params = {"bad_pixels": False, **params}
-        return {"false_colour_passes": 0, **params} if version < 4 else params
+        if version < 4:
+            params = {"false_colour_passes": 0, **params}
+        return {"camera_crop": False, **params} if version < 5 else params
 
     def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
@@ -86,7 +92,7 @@ class Demosaic(Stage):
                                        + ("repaired" if params.bad_pixels else "left (bad_pixels off)"))
         if source.skipped_opcodes:
             ctx.notes["skipped_opcodes"] = source.skipped_opcodes
-        crop = source.crop if params.default_crop else None
+        crop = (source.crop if params.default_crop else None) or (source.camera_crop if params.camera_crop else None)
         if crop:
             ctx.notes["default_crop"] = dict(zip(("top", "left", "height", "width"), crop, strict=True))
         rgb_opcodes = [op for op in source.rgb_opcodes

@@ -7,15 +7,15 @@ Sidecars and preset files share this form, so a user can read and edit either in
         hostplug:stages='{"denoise":{"enabled":false}}'/>
 
 ``schemaVersion`` says which layout wrote the properties; older layouts are upgraded on read by the functions in
-:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 9
-is the current layout; it reads as versions 1 to 8 did, but a sidecar's recipe is of the recipe version of its
+:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 10
+is the current layout; it reads as versions 1 to 9 did, but a sidecar's recipe is of the recipe version of its
 layout (:data:`engine.recipe.RECIPE_VERSION`), and what it left to the defaults of its day (layouts 1 to 3: the
 classical denoiser; layout 2: the "fast" learned denoiser; layout 3: the "mid" one; layouts 1 to 4: a DNG's lens-
 shading maps, lens warps and DefaultCrop left unapplied; layout 5: its bad pixels left; layouts 1 to 6: less
 saturation in the chroma table alone; layouts 1 to 7: the demosaic's false colour left; layouts 4 to 8: the "mid2"
-learned denoiser) :func:`properties_to_recipe` pins (presets, which hold only the settings they change, are left as
-they are). ``description`` is a free-text note (presets use it). A preset holds only the settings it changes; a
-sidecar holds the whole recipe.
+learned denoiser; layouts 1 to 9: the whole visible sensor of a raw that is no DNG) :func:`properties_to_recipe`
+pins (presets, which hold only the settings they change, are left as they are). ``description`` is a free-text
+note (presets use it). A preset holds only the settings it changes; a sidecar holds the whole recipe.
 
 ``stages`` holds the recipe's JSON form of its stage settings, so stage params are stored with their own
 version (``{"detail":{"params":{"radius":1.5,"version":1}}}``, stamped by :meth:`Recipe.to_dict`) and read back
@@ -35,7 +35,7 @@ from engine.errors import RecipeError, SidecarError
 from engine.recipe import Recipe, check_json_depth
 from engine.stages.catalogue import pin_former_defaults
 
-SCHEMA_VERSION = 9  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
+SCHEMA_VERSION = 10  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
 SETTINGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
 TEXT_SETTINGS = frozenset({"style", "wb"})
 BOOL_SETTINGS = frozenset({"auto_exposure"})  # XMP Boolean: "True" or "False"
@@ -63,7 +63,7 @@ def _stamp_version_1(properties: dict[str, str]) -> dict[str, str]:
 
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {
-    1: _stamp_version_1, **{version: lambda properties: properties for version in (2, 3, 4, 5, 6, 7, 8)}}
+    1: _stamp_version_1, **{version: lambda properties: properties for version in (2, 3, 4, 5, 6, 7, 8, 9)}}
 
 
 def format_number(value: float) -> str:

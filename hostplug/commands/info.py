@@ -73,7 +73,7 @@ def format_description(info: dict[str, Any]) -> str:
             ("lens shading", sensor["lens_shading"]),
             ("lens warp", sensor["lens_warp"]),
             ("opcodes skipped", ", ".join(sensor["skipped_opcodes"]) or "none"),
-            ("default crop", _crop_line(sensor["default_crop"])),
+            ("default crop", _crop_line(sensor["default_crop"] or sensor["camera_crop"])),
             ("as-shot WB", _white_balance_line(wb)),
             ("colour", colour["origin"]),
         ]
