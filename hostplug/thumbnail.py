@@ -14,6 +14,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 # EXIF orientation -> Pillow transpose operations that turn the image upright.
 _UPRIGHT = {2: ("FLIP_LEFT_RIGHT",), 3: ("ROTATE_180",), 4: ("FLIP_TOP_BOTTOM",), 5: ("TRANSPOSE",),
@@ -47,7 +48,7 @@ def _preview(raw_path: Path):
         with pinned(raw_path, "raw") as file, rawpy.imread(str(file)) as raw:  # any bytes in the name
             sizes = raw.sizes
             orientation = LIBRAW_FLIP.get(sizes.flip, 1)
-            height, width = _picture_size(raw_path, (sizes.height, sizes.width))
+            height, width = _picture_size(raw_path, sizes)
             try:
                 thumb = raw.extract_thumb()
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
@@ -72,11 +73,15 @@ def _preview(raw_path: Path):
         raise ThumbnailError(f"{raw_path}: cannot read a preview ({text}); the file may be damaged") from e
 
 
-def _picture_size(raw_path: Path, size: tuple[int, int]) -> tuple[int, int]:
-    """(height, width) of the picture a render of ``raw_path`` makes from its sensor of ``size``: a DNG's
-    DefaultCrop applied, as the render applies it."""
+def _picture_size(raw_path: Path, sizes: Any) -> tuple[int, int]:
+    """(height, width) of the picture a render of ``raw_path`` makes from its sensor of LibRaw's ``sizes``: a DNG's
+    DefaultCrop, or the picture area LibRaw reads from another raw, applied as the render applies them."""
+    from engine.io.picture_area import camera_crop
+
+    size = (int(sizes.height), int(sizes.width))
     if raw_path.suffix.lower() != ".dng":
-        return size
+        crop = camera_crop(sizes, size)
+        return crop[2:] if crop else size
     from engine.errors import HostplugError
     from engine.io.dng import read_dng_tags
     from engine.io.source import picture_crop

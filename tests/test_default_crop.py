@@ -111,3 +111,31 @@ def test_the_thumbnail_gives_the_size_of_the_cropped_picture(cropped: Path, tmp_
     info = write_thumbnail(cropped, tmp_path / "thumb.jpg", 128)
     assert (info["width"], info["height"]) == (884, 588)  # what GIMP shows next to the preview, and then opens
     assert write_thumbnail(SAMPLE_DNG, tmp_path / "whole.jpg", 128)["width"] == 900
+
+
+@pytest.mark.parametrize(("crop", "expected"), [
+    ((8, 8, 3448, 5168), (8, 8, 3448, 5168)),  # the Sony a7R III's ARW: an 8-pixel border round the picture
+    ((12, 8, 3448, 5168), (8, 4, 3448, 5168)),  # LibRaw counts it from the whole raw, margins included
+    ((65535, 65535, 3448, 5168), None),  # LibRaw's "unknown"
+    ((0, 0, 0, 0), None),  # none named
+    ((0, 0, 3464, 5184), None),  # all of it
+    ((8, 8, 3464, 5184), None),  # past the edge: a misread tag, not a picture area
+])
+def test_the_picture_area_libraw_names_in_a_raw_that_is_no_dng(crop: tuple[int, ...], expected) -> None:
+    from types import SimpleNamespace
+
+    from engine.io.picture_area import camera_crop
+
+    left, top, width, height = crop[1], crop[0], crop[3], crop[2]
+    margins = {"top_margin": 0, "left_margin": 0} if crop[0] != 12 else {"top_margin": 4, "left_margin": 4}
+    sizes = SimpleNamespace(crop_left_margin=left, crop_top_margin=top, crop_width=width, crop_height=height,
+                            **margins)
+    assert camera_crop(sizes, (3464, 5184)) == expected
+
+
+def test_the_thumbnail_of_a_raw_that_is_no_dng_gives_its_picture_area(tmp_path: Path) -> None:
+    from hostplug.thumbnail import write_thumbnail
+    from tests.conftest import SONY, need
+
+    info = write_thumbnail(need(SONY), tmp_path / "thumb.jpg", 128)
+    assert (info["width"], info["height"]) == (5168, 3448)  # the size a render makes, and GIMP then opens

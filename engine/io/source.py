@@ -29,6 +29,7 @@ from engine.io.formats import JPEG_END, JPEG_START, PNG_START, RGB_SUFFIXES
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
+from engine.io.picture_area import CROP_MIN, camera_crop
 from engine.io.probe import LIBRAW_FLIP, unrecognised
 
 # What ``neutral_origin`` says of a file without a usable as-shot white balance (``hostplug info`` prints it).
@@ -348,20 +349,6 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
     return source
 
 
-CROP_MIN = 16  # pixels a side: a DefaultCrop that keeps less is damage, not a picture
-
-
-def camera_crop(sizes: Any, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """The picture area (top, left, height, width) that LibRaw reads from a raw's maker tags (its first
-    ``raw_inset_crops``, rawpy's ``crop_*``), within the visible sensor of ``size``: the margins a camera leaves
-    out of its own JPEG. LibRaw counts it from the whole raw, margins included. None when it names none (0, or
-    65535 for unknown), keeps all of it, or does not fit (a damaged or misread tag)."""
-    height, width = int(getattr(sizes, "crop_height", 0)), int(getattr(sizes, "crop_width", 0))
-    top = int(getattr(sizes, "crop_top_margin", 0)) - int(sizes.top_margin)
-    left = int(getattr(sizes, "crop_left_margin", 0)) - int(sizes.left_margin)
-    if min(height, width) < CROP_MIN or top < 0 or left < 0 or top + height > size[0] or left + width > size[1]:
-        return None
-    return None if (height, width) == size else (top, left, height, width)
 
 
 def picture_crop(path: Path, dng: DngTags | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:

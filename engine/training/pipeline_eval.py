@@ -87,7 +87,7 @@ def libraw_render(path: Path) -> np.ndarray:
     hostplug's render is: against the camera's JPEG, a frame 0.3 % wider would be scored for its misalignment."""
     import rawpy
 
-    from engine.io.source import camera_crop
+    from engine.io.picture_area import camera_crop
 
     with rawpy.imread(str(path)) as raw:
         rgb = raw.postprocess(use_camera_wb=True).astype(np.float32) / 255.0
