@@ -592,6 +592,51 @@ def test_workers_that_no_node_places_are_reported_once(tmp_path: Path, caplog: p
     assert "no render worker has started" in warning and "another daemon" in warning
 
 
+def test_workers_lost_long_after_they_started_are_not_called_unplaced(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    # two workers killed minutes after start-up got "no render worker has started ... (another daemon?)"
+    from hostplug.daemon import cluster
+
+    config = parse_config({"daemon": {"cluster": "ray://127.0.0.2:10001"},
+                           "folder": [{"path": "in", "output": [{"folder": "o"}]}]}, tmp_path)
+    pool = cluster.RayPool(config)
+    pool.slots = [cluster.RaySlot(actor=None, name="w0", ready=True)]
+    pool.spawned_at = time.monotonic() - cluster.UNPLACED_WARN_S - 1
+    with caplog.at_level("WARNING", logger="hostplug.watch"):
+        pool._warn_if_unplaced()  # placed
+        pool.slots[0].ready = False  # lost, and restarting
+        pool._warn_if_unplaced()
+    assert not caplog.records
+
+
+def test_worker_names_belong_to_one_journal_file_on_one_machine(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # a daemon elsewhere whose journal had the same path killed another daemon's live workers as its leftovers
+    from hostplug.daemon import cluster
+
+    journal = tmp_path / "journal.sqlite"
+    journal.write_bytes(b"")
+    first = cluster.actor_prefix(journal)
+    assert cluster.actor_prefix(journal) == first  # a restarted daemon finds its own leftovers
+    other = tmp_path / "other.sqlite"
+    other.write_bytes(b"")
+    other.replace(journal)  # another file at the same path (another machine's mount, a container's)
+    assert cluster.actor_prefix(journal) != first
+    again = cluster.actor_prefix(journal)
+    monkeypatch.setattr(cluster.socket, "gethostname", lambda: "render2")
+    assert cluster.actor_prefix(journal) != again
+
+
+def test_ray_never_starts_a_cluster_of_its_own_when_the_head_goes_away() -> None:
+    # after the head died, ray.wait and ray.kill called ray.init(), which started a local cluster listening on
+    # the machine's address, whose agents outlived the daemon
+    import os
+
+    from hostplug.daemon import cluster  # noqa: F401 - importing it sets what Ray reads when it is imported
+
+    assert os.environ["RAY_ENABLE_AUTO_CONNECT"] == "0"
+
+
 def _pool_on_two_nodes(tmp_path: Path, alive: dict[str, bool]) -> Any:
     """A RayPool with a stand-in Ray: ready idle workers on 10.0.0.11 and 10.0.0.12, and a busy one on 10.0.0.12."""
     from types import SimpleNamespace

@@ -28,3 +28,12 @@ def test_control_characters_in_a_name_are_escaped_in_the_readable_log_and_kept_i
 def test_other_names_are_shown_as_they_are() -> None:
     for text in ("東京.dng", "Ärger über.CR2", "هذا.dng", "a\\b.dng"):
         assert printable(text) == text
+
+
+def test_a_line_that_names_the_file_does_not_repeat_the_path_the_engines_message_starts_with() -> None:
+    # it read "failed /in/a.dng: /in/a.dng: the file is truncated"
+    from hostplug.daemon.daemon import _about
+
+    path = Path("/in/a b.dng")
+    assert _about(f"{path}: the file is truncated", path) == "the file is truncated"
+    assert _about("the output disk is full", path) == "the output disk is full"

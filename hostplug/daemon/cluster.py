@@ -50,6 +50,10 @@ from hostplug.daemon.journal import Conflict
 from hostplug.daemon.workers import MAX_FAILED_STARTS, Event, describe_slots
 
 log = logging.getLogger("hostplug.watch")
+# Without this, ray.wait, ray.get and ray.kill after the head went away call ray.init(), which starts a local Ray
+# cluster of its own (listening on the machine's address; its agents outlive the daemon) or joins whichever one
+# this machine runs. Ray reads it when it is imported, so it is set before any import of ray.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 RAY_VERSION = "2.60.0"  # pinned by the 'cluster' extra: every node and the daemon must run the same Ray
 INSTALL = "pip install 'hostplug[cluster]'"
 NAMESPACE = "hostplug"
@@ -446,6 +450,20 @@ class RaySlot:
     lost_at: float = 0.0  # when (monotonic)
 
 
+def actor_prefix(journal: Path) -> str:
+    """The prefix of a daemon's worker names in the cluster's one namespace: of its machine, its journal's path and
+    the journal file itself. A daemon elsewhere whose journal has the same path (``/var/lib/hostplug/journal.sqlite``
+    on every machine, or the default in a hot folder of the same path) then never kills another's live workers as
+    its own leftovers; one restarted on the same journal still finds those its killed run left."""
+    try:
+        info = os.stat(journal)
+        identity = f"{info.st_dev}:{info.st_ino}"
+    except OSError:  # not made yet
+        identity = ""
+    key = f"{socket.gethostname()}\0{journal}\0{identity}"
+    return "hostplug-" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+
+
 class RayPool:
     """Render workers as Ray actors on the nodes of a cluster; the interface of :class:`.workers.WorkerPool`."""
 
@@ -455,10 +473,11 @@ class RayPool:
         self.failed_starts = 0
         self.spawned_at = 0.0  # when the workers were asked for (monotonic)
         self.unplaced_warned = False
+        self.placed = False  # a worker has started since the workers were asked for
         self.nodes_checked = 0.0  # when the nodes' liveness was last asked (monotonic)
         self.ray: Any = None
         self.journal: Any = None
-        self.prefix = "hostplug-" + hashlib.sha256(str(config.journal).encode()).hexdigest()[:10]
+        self.prefix = actor_prefix(config.journal)
 
     # -- start -----------------------------------------------------------------------------------------------
 
@@ -488,6 +507,7 @@ class RayPool:
         from hostplug.daemon.journal import Journal
 
         self.journal = Journal(self.config.journal)  # this process's own connection: the daemon still writes
+        self.prefix = actor_prefix(self.config.journal)  # now of the journal file itself
         nodes = self._capacity()
         self._kill_leftovers()
         self._probe(nodes)
@@ -674,7 +694,10 @@ class RayPool:
     def _warn_if_unplaced(self) -> None:
         """Say so, once, when no worker has started long after they were asked for: Ray places an actor only where
         its CPUs are free, and waits in silence while another job or daemon holds them."""
-        if self.unplaced_warned or any(s.ready for s in self.slots) or not self.spawned_at:
+        if self.unplaced_warned or self.placed or not self.spawned_at:
+            return
+        if any(s.ready for s in self.slots):  # workers lost later come back, or are named as lost, not unplaced
+            self.placed = True
             return
         if time.monotonic() - self.spawned_at > UNPLACED_WARN_S:
             self.unplaced_warned = True

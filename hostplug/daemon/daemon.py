@@ -104,6 +104,12 @@ def make_pool(config: DaemonConfig) -> WorkerPool | RayPool:
     return WorkerPool(config)
 
 
+def _about(message: str, path: Path) -> str:
+    """An engine message without the file's path it starts with, for a log line that names the file already (it
+    read "failed /in/a.dng: /in/a.dng: the file is truncated")."""
+    return message.removeprefix(f"{path}: ")
+
+
 def _event(message: str, event: str, level: int = logging.INFO, **fields: Any) -> None:
     log.log(level, message, extra={"event": event, "fields": fields})
 
@@ -354,7 +360,7 @@ class Daemon:
                 _event(f"rendered {entry.path} -> {', '.join(outcome.outputs)} ({outcome.seconds:.1f} s)", "done",
                        outputs=list(outcome.outputs), timings=outcome.timings, **fields)
                 if outcome.message:  # earlier outputs under other names: never removed (they may be retouched)
-                    _event(f"{entry.path}: {outcome.message}", "kept", logging.WARNING, **fields)
+                    _event(f"{entry.path}: {_about(outcome.message, entry.path)}", "kept", logging.WARNING, **fields)
             else:
                 _event(f"{entry.path}: identical to its last render (same content and recipe); not rendered again",
                        "unchanged", **fields)
@@ -373,8 +379,8 @@ class Daemon:
             self.journal.requeue(entry.id, outcome.message, delay=DISK_FULL_WAIT_S, refund=True)
             level = logging.DEBUG if entry.id in self.waiting_for_room else logging.WARNING  # said once a file
             self.waiting_for_room.add(entry.id)
-            _event(f"{entry.path}: {outcome.message}; the disk is full: it stays queued and is tried every "
-                   f"{DISK_FULL_WAIT_S:g} s", "disk_full", level, **fields)
+            _event(f"{entry.path}: {_about(outcome.message, entry.path)}; the disk is full: it stays queued and is "
+                   f"tried every {DISK_FULL_WAIT_S:g} s", "disk_full", level, **fields)
         else:
             self._temporary(entry, outcome.message)
 
@@ -386,7 +392,7 @@ class Daemon:
             return
         delay = self.config.retry_seconds * 2 ** max(0, entry.attempts - 1)
         self.journal.requeue(entry.id, reason, delay=delay)
-        _event(f"{entry.path}: {reason}; retrying in {delay:g} s (attempt {entry.attempts} of "
+        _event(f"{entry.path}: {_about(reason, entry.path)}; retrying in {delay:g} s (attempt {entry.attempts} of "
                f"{self.config.max_attempts})", "retry", logging.WARNING, path=str(entry.path), id=entry.id,
                error=reason, attempts=entry.attempts)
 
@@ -411,8 +417,8 @@ class Daemon:
                        path=str(entry.path))
         self.journal.fail(entry.id, reason, kind, moved_to)
         self.throughput.add(False)
-        _event(f"failed {entry.path}: {reason}", "failed", logging.ERROR, path=str(entry.path), id=entry.id,
-               error=reason, kind=kind, moved_to=str(moved_to) if moved_to else None)
+        _event(f"failed {entry.path}: {_about(reason, entry.path)}", "failed", logging.ERROR, path=str(entry.path),
+               id=entry.id, error=reason, kind=kind, moved_to=str(moved_to) if moved_to else None)
 
     def _may_still_be_written(self, entry: Entry, reason: str) -> bool:
         """Whether a file about to fail for good may be a copy still under way; it is then queued again, without
@@ -433,8 +439,9 @@ class Daemon:
         if wait <= 0:
             return False
         self.journal.requeue(entry.id, reason, delay=wait, refund=True)
-        _event(f"{entry.path}: {reason}; it changed {time.time() - st.st_mtime:.1f} s ago and may still be being "
-               f"copied: trying again in {wait:.1f} s before setting it aside", "unsettled", **fields)
+        _event(f"{entry.path}: {_about(reason, entry.path)}; it changed {time.time() - st.st_mtime:.1f} s ago and "
+               f"may still be being copied: trying again in {wait:.1f} s before setting it aside", "unsettled",
+               **fields)
         return True
 
     def _take_back_changed_failures(self) -> None:
