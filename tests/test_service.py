@@ -561,6 +561,27 @@ def test_a_client_that_stops_waiting_for_a_stalled_service_keeps_its_own_output(
     assert client.status()["pid"] == pid  # and serves on
 
 
+def test_a_render_stuck_in_a_running_service_is_passed_by(runtime: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # a deadlocked render (a raw on a hung NFS mount): its connection thread went on saying "working" every
+    # second, so its client, and every client queued behind it, waited for ever
+    script = ("import sys, threading; from hostplug.service import server; server.STUCK_AFTER_S = 1.0; "
+              "server.Service.render = lambda self, args: threading.Event().wait(); sys.exit(server.main())")
+    process = subprocess.Popen([sys.executable, "-c", script, "--no-warm-up"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: client.status() is not None, timeout=60)
+        monkeypatch.setattr(client, "SILENCE_TIMEOUT_S", 2.0)
+        started = time.monotonic()
+        with pytest.raises(client.NotAnsweringError):
+            client.call("render", render_args(tmp_path / "a.dng", tmp_path / "a.tif"))
+        assert time.monotonic() - started < 30  # 1 s to be stuck, 2 s of silence: then it renders in-process
+        assert client.status()["stuck"] is True  # what --status shows
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_partial_file_left_by_a_killed_service_is_removed_at_the_next_start(runtime: Path,
                                                                              tmp_path: Path) -> None:
     folder = protocol.service_dir()
