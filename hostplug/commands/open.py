@@ -19,7 +19,7 @@ from hostplug.recipe_options import pop_recipe_options, recipe_options
 @click.option("--search", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Also look for the source raw in this folder (repeatable).")
 @device_option
-@service_option
+@service_option(starts=True)
 @time_limit_option
 @json_option("Print the output path, recipe and timings as JSON.")
 @recipe_options

@@ -13,12 +13,15 @@ import click
 from hostplug.service.protocol import DEFAULT_CACHE_MB, DEFAULT_IDLE_TIMEOUT_S, ENV_CACHE_MB
 
 
-def service_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--service/--no-service``, passed as ``service``: None (no flag) uses a running service, True starts one
-    when none is running, False renders in this process without touching the service's socket."""
-    return click.option("--service/--no-service", "service", default=None,
-                        help="Render through the resident service (default: when one is running); --service "
-                             "starts one if needed, --no-service never uses it.")(command)
+def service_option(command: Callable[..., Any] | None = None, *, starts: bool = False) -> Any:
+    """``--service/--no-service``, passed as ``service``: None (no flag) uses a running service (``starts``: starts
+    one, as ``open`` does for the editor that waits on it), True starts one when none is running, False renders in
+    this process without touching the service's socket."""
+    default = "default: started if none is running" if starts else "default: when one is running"
+    option = click.option("--service/--no-service", "service", default=None,
+                          help=f"Render through the resident service ({default}); --service starts one if needed, "
+                               "--no-service never uses it.")
+    return option if command is None else option(command)
 
 
 @click.command()
