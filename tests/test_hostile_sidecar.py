@@ -227,3 +227,13 @@ def test_deep_json_in_an_outputs_stored_recipe_is_one_error() -> None:
 
     with pytest.raises(RecipeError, match="nests JSON more than"):
         _json({"Xmp.hostplug.recipe": "[" * 100_000 + "]" * 100_000}, "recipe", Path("x.tif"))
+
+
+def test_a_deeply_nested_packet_is_refused_saying_so() -> None:
+    # libxml2's message called it invalid XML and named a parser flag the user cannot set
+    from engine.errors import SidecarError
+    from engine.xmp.document import parse_packet
+
+    data = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">' + b"<a>" * 5000 + b"</a>" * 5000 + b"</x:xmpmeta>"
+    with pytest.raises(SidecarError, match="nests XML elements more than 256 levels deep"):
+        parse_packet(data, "IMG_0001.CR2.xmp")

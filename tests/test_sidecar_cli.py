@@ -521,3 +521,13 @@ def test_rerender_of_a_file_that_is_no_image_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["rerender", str(text)])
     assert result.exit_code == 3 and "only hostplug outputs can be re-rendered" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_edit_without_changes_writes_nothing(raw: Path) -> None:
+    # it wrote the whole default recipe, and rewrote another program's sidecar for nothing
+    sidecar = raw.with_name(raw.name + ".xmp")
+    sidecar.write_text(_OURS)
+    before = sidecar.read_bytes()
+    result = hostplug("edit", raw)
+    assert result.exit_code == 2 and "give the changes to store" in result.stderr
+    assert sidecar.read_bytes() == before

@@ -56,6 +56,9 @@ def parse_packet(data: bytes, name: str) -> etree._ElementTree:
     try:
         tree = etree.ElementTree(etree.fromstring(data, parser))
     except etree.XMLSyntaxError as e:
+        if "Excessive depth" in str(e):  # libxml2's limit, which names a flag the user cannot set
+            raise SidecarError(f"{name}: refused, it nests XML elements more than 256 levels deep (an XMP sidecar "
+                               "nests fewer than ten)") from e
         raise SidecarError(f"{name}: not valid XML ({e})") from e
     if rdf_root(tree) is None:
         raise SidecarError(f"{name}: not an XMP packet (no rdf:RDF element)")

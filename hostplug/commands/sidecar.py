@@ -45,6 +45,9 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
     from engine.xmp.sidecar_files import sidecar_path
 
     changes = pop_recipe_options(kwargs)
+    if not changes:  # it wrote the whole default recipe, and rewrote another program's sidecar for nothing
+        raise click.UsageError("give the changes to store, such as --exposure 0.3 or --preset NAME; "
+                               "'hostplug show' prints what is stored")
     check_changes(changes)  # refuse bad options before touching any sidecar
     inputs = batch_inputs(inputs)
 
