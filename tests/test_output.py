@@ -221,6 +221,22 @@ def test_a_failure_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
     assert files_in(tmp_path) == []
 
 
+def test_an_interrupted_writes_old_temporary_is_removed_by_the_next_write_a_current_ones_kept(
+        tmp_path: Path) -> None:
+    # a render killed while writing (kill -9, a power cut: the service's journal of its writes is in a tmpfs too)
+    # left a hidden 100 MB ".out.tif.xxxxxxxx.part" beside the output for good
+    old, current = tmp_path / ".out.tif.0123abcd.part", tmp_path / ".out.tif.89abcdef.part"
+    other = tmp_path / ".other.tif.0123abcd.part"
+    for partial in (old, current, other):
+        partial.write_bytes(b"half a TIFF")
+    long_ago = os.stat(old).st_mtime - 2 * 3600
+    for partial in (old, other):
+        os.utime(partial, (long_ago, long_ago))
+    write_image(colour_patch(), tmp_path / "out.tif")
+    assert not old.exists()  # its writer is long gone
+    assert current.exists() and other.exists()  # a write of this name under way now; another file's
+
+
 def test_bad_metadata_is_an_output_error_and_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="metadata"):
         write_image(colour_patch(), tmp_path / "out.jpg", xmp={"Xmp.nosuchprefix.key": "1"})

@@ -111,3 +111,29 @@ def remove_partials(target: Path, suffix: str = PARTIAL_SUFFIX) -> int:
             except OSError:
                 pass
     return removed
+
+
+# No write of one file takes this long: an older temporary's writer is gone (killed, or the machine lost power,
+# which also empties the service's journal of what it was writing, in the runtime folder)
+STALE_PARTIAL_S = 3600.0
+
+
+def remove_stale_partials(target: Path, suffix: str = PARTIAL_SUFFIX, older_than: float = STALE_PARTIAL_S) -> int:
+    """Delete the temporaries of ``target`` that no writer has touched for ``older_than`` seconds (a write under
+    way now is younger, and is left alone); returns how many. Run before ``target`` is written again."""
+    import time
+
+    try:
+        names = [n for n in os.listdir(target.parent) if is_partial_of(n, target.name, suffix)]
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        path = target.parent / name
+        try:
+            if time.time() - path.lstat().st_mtime > older_than:
+                path.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed

@@ -42,7 +42,7 @@ from engine.output.metadata import (
     tiff_tags,
     writable_exif,
 )
-from engine.output.publish import discard, is_partial_of, partial_name, publish
+from engine.output.publish import discard, is_partial_of, partial_name, publish, remove_stale_partials
 
 __all__ = ["OutputOptions", "is_partial_of", "partial_name", "resolve_format", "write_image"]
 
@@ -347,6 +347,7 @@ def write_image(
             tags = tiff_tags(exif, xmp)  # before the file exists: a bad key leaves nothing behind
         except RuntimeError as error:
             raise _metadata_error(path, error) from error
+    remove_stale_partials(path)  # what a render killed while writing (or a power cut) left of an earlier try
     partial = path.with_name(partial_name(path.name))
     watcher = _WATCHER.get()
     if watcher is not None:
