@@ -248,3 +248,12 @@ def test_shooting_values_the_file_states_as_unknown_stay_unknown() -> None:
     assert (camera.exposure_time, camera.f_number) == (0.0, 0.0)
     sony = engine.open(need(SONY)).camera
     assert (sony.exposure_time, sony.f_number) == (pytest.approx(1 / 640), pytest.approx(6.3))
+
+
+def test_shooting_values_the_file_states_as_unknown_are_not_written_into_outputs(render_of) -> None:
+    # written, an editor showed the chart's render as taken at ISO 0, f/0 and 0 s
+    exif, _ = read_metadata(render_of(CANON)[1])
+    assert not {key for key in exif if key.rsplit(".", 1)[1] in ("ExposureTime", "FNumber", "ISOSpeedRatings",
+                                                                 "FocalLength")}
+    sony, _ = read_metadata(render_of(SONY)[1])
+    assert sony["Exif.Photo.FNumber"] == "63/10" and sony["Exif.Photo.ISOSpeedRatings"] == "3200"

@@ -225,7 +225,8 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
     if exif is None:
         return None
     carried = {key: value for key, value in writable_exif(exif).items()
-               if not (key == "Exif.Image.ImageDescription" and value.startswith('{"shape"'))}  # tifffile's, no text
+               if not (key == "Exif.Image.ImageDescription" and value.startswith('{"shape"'))  # tifffile's, no text
+               and not (key in _UNKNOWN_WHEN_ZERO and _is_zero(value))}
     # the versions Exif requires, where a source (a DNG that keeps its Exif tags in IFD0) states none
     required = {"Exif.Photo.ExifVersion": "48 50 51 50", "Exif.Photo.FlashpixVersion": "48 49 48 48"}  # 0232, 0100
     if carried.get("Exif.Image.ResolutionUnit", "2") == "1":  # no unit: an aspect ratio, not a print size
@@ -246,6 +247,21 @@ _FORMAT_EXIF: dict[str, Callable[[tuple[int, ...]], dict[str, str]]] = {
     "jpeg": lambda shape: {"Exif.Photo.PixelXDimension": str(shape[1]), "Exif.Photo.PixelYDimension": str(shape[0]),
                            "Exif.Photo.ComponentsConfiguration": "1 2 3 0", "Exif.Image.YCbCrPositioning": "1"},
 }
+
+
+# Shooting values that are 0 in a file that does not know them (a Magic Lantern DNG's ISO, aperture and shutter):
+# carried, an editor shows "f/0" and "0 s"; left out, it shows none, as `hostplug info` does
+_UNKNOWN_WHEN_ZERO = frozenset(f"Exif.Photo.{name}" for name in ("ExposureTime", "FNumber", "ISOSpeedRatings",
+                                                                   "FocalLength"))
+
+
+def _is_zero(value: str) -> bool:
+    """Whether an EXIF number reads 0 ("0", "0/1", "0/0")."""
+    numerator, _, _ = value.strip().partition("/")
+    try:
+        return float(numerator) == 0
+    except ValueError:
+        return False
 
 
 # 300 pixels per inch, as darktable writes by default: what a print lab or layout program takes for the size
