@@ -341,24 +341,37 @@ def test_a_service_under_another_root_folder_is_not_used(runtime: Path, tmp_path
         assert done.exit_code == 1
         assert error_lines(done.stderr) == [
             f"hostplug: error: the render service on {service_folder(runtime) / SOCKET_NAME} (pid {pid}) runs under "
-            "another root folder, mount namespace, groups or capabilities, and serves only processes that share "
-            f"them; {then} from a process that shares them (the shell that started it)"]
+            f"another root folder than this process, and serves only processes that share them; {then} from inside "
+            "that root"]
     assert client.render(tmp_path / "x.dng", tmp_path / "x.tif", start=True) is None  # in-process instead
     monkeypatch.setattr(client, "request", real_request)
     assert client.status() is not None  # and the service is left alone
 
 
 def test_a_client_with_other_groups_or_capabilities_renders_in_its_own_process(
-        runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # the service wrote with its own groups and capabilities for a client that had given them up (a sandbox, sg)
     start_service(runtime)
     context = protocol.process_context()
-    assert len(context) == 6  # root folder (2), mount namespace, Gid, Groups, CapEff: Linux's /proc says them
-    without_capabilities = [*context[:5], "0000000000000000"]  # no capabilities
+    assert len(context) == 4  # mount namespace, Gid, Groups, CapEff: Linux's /proc says them
+    without_capabilities = [*context[:3], "0000000000000000"]
     monkeypatch.setattr(client, "process_context", lambda: without_capabilities)
+    monkeypatch.setattr(client, "_passed_by", None)
     assert client.render(tmp_path / "x.dng", tmp_path / "x.tif", start=True) is None  # in-process instead
+    assert "groups changed since it started?" in capsys.readouterr().err  # said once, not silently slower
     monkeypatch.setattr(client, "process_context", protocol.process_context)
     assert client.status() is not None  # and the service is left alone
+
+
+def test_a_client_of_another_build_stops_the_service_whatever_its_context(runtime: Path) -> None:
+    # the context checked before the version kept an older service running after an upgrade, refusing everyone
+    pid = start_service(runtime)["pid"]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+        protocol.send_message(sock, {**client.request("render"), "version": "0.9+older", "context": ["other"]})
+        answer = client._answer(sock, pid, time.monotonic())
+    assert answer.get("stale") is True and not answer.get("foreign")
+    assert wait_for(lambda: pid not in service_pids(runtime), timeout=30)
 
 
 def test_odd_requests_get_an_error_and_leave_the_service_running(runtime: Path) -> None:

@@ -75,8 +75,7 @@ def _ask(op: str) -> dict[str, Any]:
     except client.NotAnsweringError as e:
         fail(f"the render service (pid {e.pid}) does not answer (stopped or hung?); nothing came in {e.silence:g} s")
     except client.ForeignServiceError as e:
-        fail(f"{e}; {'stop' if op == 'shutdown' else 'ask'} it from a process that shares them (the shell that "
-             "started it)")
+        fail(f"{e}; " + ("stop it from inside that root" if op == "shutdown" else "ask it from inside that root"))
     except ServiceError:
         unanswering = client.listening_socket()
         if unanswering is not None:

@@ -36,6 +36,7 @@ from hostplug.service.protocol import (
     process_context,
     receive_message,
     receive_payload,
+    root_id,
     send_message,
     service_dir,
 )
@@ -74,10 +75,11 @@ class ForeignServiceError(ServiceError):
     GIMP's test root sharing this /tmp, another mount namespace, or with groups or capabilities this process does
     not have) and refused the request: it serves only processes like the one that started it."""
 
-    def __init__(self, pid: int, path: Path) -> None:
-        self.pid, self.path = pid, path
-        super().__init__(f"the render service on {path} (pid {pid}) runs under another root folder, mount namespace, "
-                         "groups or capabilities, and serves only processes that share them")
+    def __init__(self, pid: int, path: Path, reason: str = "root") -> None:
+        self.pid, self.path, self.reason = pid, path, reason
+        what = "root folder" if reason == "root" else "mount namespace, groups or capabilities"
+        super().__init__(f"the render service on {path} (pid {pid}) runs under another {what} than this process, "
+                         "and serves only processes that share them")
 
 
 class RemoteError(HostplugError):
@@ -187,7 +189,7 @@ def request(op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     except OSError:
         cwd = None
     return {"protocol": PROTOCOL, "version": build_id(), "op": op, "args": args or {}, "cwd": cwd,
-            "root": process_context(), "umask": _umask(), "env": _environment()}
+            "root": root_id(), "context": process_context(), "umask": _umask(), "env": _environment()}
 
 
 def _environment() -> dict[str, str | None]:
@@ -220,8 +222,8 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
             result = response.get("result")
             result = result if isinstance(result, dict) else {}
             return result if payload is None else {**result, "payload": payload}
-        if response.get("foreign"):  # a service in a chroot (GIMP's, say) that shares this /tmp
-            raise ForeignServiceError(pid, service_dir(create=False) / SOCKET_NAME)
+        if response.get("foreign"):  # a service in a chroot (GIMP's, say) that shares this /tmp, or with other rights
+            raise ForeignServiceError(pid, service_dir(create=False) / SOCKET_NAME, str(response["foreign"]))
         if response.get("stale"):
             if start and attempt == 0:
                 _wait_until_gone(service_dir() / SOCKET_NAME)
@@ -330,7 +332,7 @@ def open_file(file: str | Path, search: tuple[str | Path, ...] = (), changes: di
 
 # The service that did not answer this process: the rest of its renders are done here without asking it again
 # (a batch would wait for it once per file).
-_passed_by: NotAnsweringError | None = None
+_passed_by: ServiceError | None = None
 
 
 def _or_here(op: str, args: dict[str, Any], start: bool) -> dict[str, Any] | None:
@@ -350,6 +352,13 @@ def _or_here(op: str, args: dict[str, Any], start: bool) -> dict[str, Any] | Non
     except ServiceLostError as e:  # the render starts again here: say why it takes twice as long
         sys.stderr.write(f"hostplug: note: {e}; rendering in this process instead\n")
         sys.stderr.flush()
+        return None
+    except ForeignServiceError as e:
+        if e.reason != "root":  # a chroot's service is expected beside it; groups changed since a start are not
+            _passed_by = e
+            sys.stderr.write(f"hostplug: note: {e} (groups changed since it started?); rendering in this process "
+                             f"instead ('kill {e.pid}' ends it, and the next command starts one like itself)\n")
+            sys.stderr.flush()
         return None
     except ServiceError:
         return None

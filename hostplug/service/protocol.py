@@ -166,20 +166,25 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-def process_context() -> list[Any]:
-    """What must be the same for the service to act for a process of its user: the root folder (a chroot's is
-    another), the mount namespace (the same paths name other files there), and the process's groups and
-    capabilities (a client that gave some up must not write with the service's). Linux's /proc gives the last
-    three; elsewhere only the root folder is compared."""
+def root_id() -> list[int]:
+    """The root folder's device and inode: what tells a process in a chroot from one outside it (sent as a
+    request's ``root`` by every version of the protocol)."""
     root = os.stat("/")
-    context: list[Any] = [root.st_dev, root.st_ino]
+    return [root.st_dev, root.st_ino]
+
+
+def process_context() -> list[str]:
+    """What must be the same, beside the root folder, for the service to act for a process of its user (sent as a
+    request's ``context``): the mount namespace (the same paths name other files there), and the process's groups
+    and capabilities (a client that gave some up must not write with the service's rights). From Linux's /proc;
+    empty where there is none."""
     try:
-        context.append(os.stat("/proc/self/ns/mnt").st_ino)
+        namespace = str(os.stat("/proc/self/ns/mnt").st_ino)
         status = Path("/proc/self/status").read_text(encoding="ascii", errors="replace").splitlines()
     except OSError:
-        return context
+        return []
     wanted = ("Gid:", "Groups:", "CapEff:")
-    return context + [" ".join(line.split()[1:]) for line in status if line.startswith(wanted)]
+    return [namespace] + [" ".join(line.split()[1:]) for line in status if line.startswith(wanted)]
 
 
 def peer_allowed(peer_uid: int, own_uid: int | None = None) -> bool:

@@ -59,6 +59,7 @@ from hostplug.service.protocol import (
     peer_credentials,
     process_context,
     receive_message,
+    root_id,
     send_message,
     send_payload,
     service_dir,
@@ -230,7 +231,7 @@ class Service:
         self.closing = False
         self.started = time.time()
         self.version = build_id()
-        self.context = process_context()  # whom it may act for (protocol.process_context)
+        self.root, self.context = root_id(), process_context()  # whom it may act for (see answer)
         self.listener: socket.socket | None = None
         self._lock_file: Any = None
         self._socket_inode: int | None = None
@@ -441,7 +442,7 @@ class Service:
                     return
                 conn.settimeout(REQUEST_READ_TIMEOUT_S)
                 request = receive_message(conn)
-                served = request.get("root") in (None, self.context)
+                served = self.foreign(request) is None
                 conn.settimeout(None)
                 response = self.answer(request, conn)
                 if response is not None:
@@ -460,9 +461,9 @@ class Service:
     def answer(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
         """The response to ``request``; None when the client left before its job started."""
         op = request.get("op")
-        if request.get("root") not in (None, self.context):  # a chroot's service is no use outside it, and back
-            return {**error_response("the render service runs under another root folder, mount namespace, groups "
-                                     "or capabilities"), "foreign": True}
+        if self.foreign(request) == "root":  # a chroot's service is no use outside it, and back
+            return {**error_response("the render service runs under another root folder (a chroot)"),
+                    "foreign": "root"}
         if op == "ping":  # answered at once, even while a render runs, and whatever the client's version
             return {"ok": True, "result": self.status()}
         if op == "shutdown":  # at once too: requests already queued are still answered, then the service exits
@@ -474,6 +475,9 @@ class Service:
                      "starts", request.get("version"), request.get("protocol"), self.version)
             self.close_listener()  # now, even while the engine loads: the client starts a fresh service
             return {**error_response(f"the running render service is version {self.version}"), "stale": True}
+        if self.foreign(request) == "context":  # checked after the version: an older service makes way first
+            return {**error_response("the render service runs under another mount namespace, groups or "
+                                     "capabilities"), "foreign": "context"}
         job = Job(request, conn)
         self.jobs.put(job)
         working = 0.0  # when the last "working" frame went: the first goes at once, so the client knows it is heard
@@ -496,6 +500,16 @@ class Service:
             job.cancelled = True
             when = "during" if job.started else "before"
         log.info("a client left %s its %s", when, job.request.get("op"))
+
+    def foreign(self, request: dict[str, Any]) -> str | None:
+        """Why this service may not act for the process that sent ``request``: "root" (another root folder),
+        "context" (another mount namespace, groups or capabilities: :func:`.protocol.process_context`), or None.
+        A request without them (a client of an older protocol) is judged by its version alone."""
+        if request.get("root") not in (None, self.root):
+            return "root"
+        if request.get("context") not in (None, self.context):
+            return "context"
+        return None
 
     def stuck(self) -> bool:
         """Whether the main thread has been on one job for :data:`STUCK_AFTER_S` without passing a stage."""
