@@ -35,6 +35,10 @@ RENDERED_SUFFIXES = frozenset(SUFFIX_FORMATS)  # an image an editor rendered, no
 OUTPUT_TAG = "_hostplug"
 # How editors name the render they hand over: Lightroom's "IMG_0001-Edit.tif", "-Edit-2"; German "-bearbeitet"
 HAND_OVER_NAME = re.compile(r"[-_ ](?:edit|edited|bearbeitet)(?:[-_ ]?\d+)?$", re.IGNORECASE)
+OWN_NAME = re.compile(rf"{OUTPUT_TAG}(?:-\d+)?$")  # the stem of a TIFF open wrote: IMG_0001_hostplug(-2)
+# An editor hands over the render it has just written (RawTherapee's and Capture One's keep the raw's name): a TIFF
+# recording no raw, named like it, is taken as one only this soon after it was written
+HAND_OVER_FRESH_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -192,11 +196,12 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
       dropped hostplug's XMP: GIMP's TIFF export writes none);
     - a JPEG or PNG that records no raw it was rendered from: matched to ``raw`` by its name alone it is most
       likely the camera's own JPEG of a RAW+JPEG pair, not an editor's render;
-    - a TIFF that records no raw and whose name is not an editor's hand-over name (Lightroom's ``-Edit``):
-      ``IMG_0001.tif`` or ``IMG_0001 copy.tif`` beside the raw is more likely an export or a copy someone made.
+    - a TIFF that records no raw, whose name is not an editor's hand-over name (Lightroom's ``-Edit``) and that
+      was not written in the last :data:`HAND_OVER_FRESH_S`: ``IMG_0001.tif`` or ``IMG_0001 copy.tif`` beside the
+      raw is then more likely an export or a copy someone made than a render an editor has just handed over.
     """
     ours = provenance.sha256 or provenance.path or provenance.recipe
-    if OUTPUT_TAG in image.stem and not ours:
+    if OWN_NAME.search(image.stem) and not ours:
         raise OutputError(f"{image} was changed since hostplug wrote it (it no longer carries hostplug's record: "
                           f"retouched in an editor?); it is kept as it is: open the raw for a new render beside it "
                           f"({open_command(raw)})")
@@ -205,10 +210,18 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
     if image.suffix.lower() not in (".tif", ".tiff"):
         raise OutputError(f"{image} records no raw it was rendered from (the camera's own JPEG beside {raw.name}?); "
                           f"it is left as it is: open the raw to render it ({open_command(raw)})")
-    if not HAND_OVER_NAME.search(image.stem):
-        raise OutputError(f"{image} records no raw it was rendered from and is not named as an editor hands a "
-                          f"render over ({raw.stem}-Edit.tif): it may be your own export or copy, so it is left as "
-                          f"it is; open the raw to render it ({open_command(raw)})")
+    if not HAND_OVER_NAME.search(image.stem) and not _just_written(image):
+        raise OutputError(f"{image} records no raw it was rendered from, is not named as an editor hands a render "
+                          f"over ({raw.stem}-Edit.tif) and was not just written: it may be your own export or copy, "
+                          f"so it is left as it is; open the raw to render it ({open_command(raw)})")
+
+
+def _just_written(image: Path) -> bool:
+    """Whether ``image`` was written within :data:`HAND_OVER_FRESH_S` (an editor handing over its render)."""
+    try:
+        return time.time() - image.stat().st_mtime <= HAND_OVER_FRESH_S
+    except OSError:
+        return False
 
 
 def open_command(raw: Path) -> str:
@@ -242,7 +255,7 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
     # open's own TIFFs (a raw's, or one of them opened itself) record when they were written, so a retouch saved
     # over one is never rendered over (see untouched()). An editor's TIFF (Lightroom's -Edit.tif) is not stamped:
     # its editor writes metadata into it, which moves the time without a retouch.
-    stamped = decided.mode == "render" or OUTPUT_TAG in decided.target.stem
+    stamped = decided.mode == "render" or bool(OWN_NAME.search(decided.target.stem))
     written = _newer_second(decided.target)
     extra = {**decided.catalogue, WRITTEN_KEY: str(written)} if stamped else decided.catalogue
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():

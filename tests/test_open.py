@@ -167,10 +167,25 @@ def test_open_never_renders_over_its_tiff_saved_over_without_hostplugs_record(ra
 def test_open_leaves_a_tiff_named_like_the_raw_but_recording_nothing_alone(raw: Path, name: str) -> None:
     # an export or a Finder copy of a finished retouch, not an editor's hand-over: it was rendered over
     mine = tiny_tiff(raw.with_name(name))
+    yesterday = mine.stat().st_mtime - 86400
+    os.utime(mine, (yesterday, yesterday))
     before = mine.read_bytes()
     result = hostplug("open", mine)
     assert result.exit_code == 5 and "not named as an editor hands a render over" in result.stderr
     assert mine.read_bytes() == before
+
+
+def test_open_rerenders_a_tiff_an_editor_has_just_handed_over_under_the_raws_name(raw: Path) -> None:
+    # RawTherapee's and Capture One's hand-over keeps the raw's name and records no raw; they write it just before
+    handed = tiny_tiff(raw.with_name(f"{NAME}.tif"))
+    assert open_json(handed)["output"] == str(handed)
+
+
+def test_a_lightroom_tiff_of_a_raw_named_with_hostplug_in_it_is_no_render_of_opens_own(tmp_path: Path,
+                                                                                          sample_dng: Path) -> None:
+    raw = Path(shutil.copy(sample_dng, tmp_path / "trip_hostplug_day1.dng"))
+    edit = tiny_tiff(tmp_path / "trip_hostplug_day1-Edit.tif", {"Xmp.crs.RawFileName": raw.name})
+    assert open_json(edit)["output"] == str(edit)  # it was refused as "changed since hostplug wrote it"
 
 
 def test_an_editors_tiff_is_rendered_again_in_place_after_its_editor_wrote_metadata_into_it(raw: Path) -> None:
