@@ -120,6 +120,7 @@ def test_the_thumbnail_gives_the_size_of_the_cropped_picture(cropped: Path, tmp_
     ((0, 0, 0, 0), None),  # none named
     ((0, 0, 3464, 5184), None),  # all of it
     ((8, 8, 3464, 5184), None),  # past the edge: a misread tag, not a picture area
+    ((0, 874, 3464, 3464), None),  # an in-camera 1:1 crop: its origin is not confirmed by any sample here
 ])
 def test_the_picture_area_libraw_names_in_a_raw_that_is_no_dng(crop: tuple[int, ...], expected) -> None:
     from types import SimpleNamespace

@@ -257,3 +257,13 @@ def test_shooting_values_the_file_states_as_unknown_are_not_written_into_outputs
                                                                  "FocalLength")}
     sony, _ = read_metadata(render_of(SONY)[1])
     assert sony["Exif.Photo.FNumber"] == "63/10" and sony["Exif.Photo.ISOSpeedRatings"] == "3200"
+
+
+def test_libraws_render_is_scored_in_the_cameras_framing_as_ours_is() -> None:
+    # against the camera's JPEG, LibRaw's frame 0.3 % wider than ours was scored for its misregistration
+    from engine.training.pipeline_eval import libraw_render
+
+    with rawpy.imread(str(need(SONY))) as raw:
+        whole = raw.postprocess(use_camera_wb=True).astype(np.float32) / 255.0
+    framed = libraw_render(SONY)
+    assert framed.shape == (3448, 5168, 3) and np.array_equal(framed, whole[8:3456, 8:5176])

@@ -83,19 +83,23 @@ def render_file(path: Path, **recipe: Any) -> np.ndarray:
 
 def libraw_render(path: Path) -> np.ndarray:
     """LibRaw's default rendering with the camera's white balance, sRGB-encoded float32, framed as the camera frames
-    the picture where LibRaw names its area (a raw that is no DNG, upright: the Sony a7R III's 8-pixel border), as
-    hostplug's render is: against the camera's JPEG, a frame 0.3 % wider would be scored for its misalignment."""
+    the picture where LibRaw names its area (a raw that is no DNG: the Sony a7R III's 8-pixel border), as hostplug's
+    render is: against the camera's JPEG, a frame 0.3 % wider would be scored for its misregistration."""
     import rawpy
 
     from engine.io.picture_area import camera_crop
 
     with rawpy.imread(str(path)) as raw:
-        rgb = raw.postprocess(use_camera_wb=True).astype(np.float32) / 255.0
+        flip = raw.sizes.flip  # read first: user_flip below replaces it
+        rgb = raw.postprocess(use_camera_wb=True, user_flip=0).astype(np.float32) / 255.0
         crop = camera_crop(raw.sizes, rgb.shape[:2]) if Path(path).suffix.lower() != ".dng" else None
-        if crop is None or raw.sizes.flip != 0:
-            return rgb
-    top, left, height, width = crop
-    return rgb[top:top + height, left:left + width]
+    if crop is not None:
+        top, left, height, width = crop
+        rgb = rgb[top:top + height, left:left + width]
+    return np.ascontiguousarray(np.rot90(rgb, _QUARTER_TURNS.get(flip, 0)))
+
+
+_QUARTER_TURNS = {3: 2, 5: 1, 6: -1}  # LibRaw's flip -> counter-clockwise quarter turns that show it upright
 
 
 def embedded_preview(path: Path) -> np.ndarray | None:
