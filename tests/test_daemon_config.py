@@ -39,6 +39,8 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     ('[daemon]\nworkers = 0\n[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\n', "above zero"),
     ('[daemon]\nworkers = "2"\n[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\n', "must be int"),
     ('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\nlong_edge = 8\n', "at least 16 pixels"),
+    # a JPEG's quality on a TIFF output was ignored, as if it had been read
+    ('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\nquality = 50\n', "'quality' is a JPEG's"),
 ])
 def test_bad_values_are_refused_with_their_place(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
@@ -63,6 +65,10 @@ def hot(tmp_path: Path) -> Path:
     folder = tmp_path / "in"
     folder.mkdir()
     return folder
+
+
+def test_watch_refuses_a_jpeg_quality_for_tiff_outputs(tmp_path: Path, hot: Path) -> None:
+    _refused(_watch(hot, "--out", tmp_path / "out", "--quality", "50"), "--quality applies to JPEG outputs only")
 
 
 def test_format_and_colour_space_are_read_as_people_write_them(tmp_path: Path) -> None:

@@ -371,6 +371,10 @@ def test_an_option_of_another_format_is_refused_not_ignored(tmp_path: Path, samp
     result = hostplug("render", sample_dng, "-o", tmp_path / name, *option)
     assert result.exit_code == 2 and says in result.stderr and not (tmp_path / name).exists()
     render(sample_dng, "--out-dir", tmp_path / "out", "--format", "jpeg", "--quality", "70", "--long-edge", 50)
+    render(sample_dng, "-o", tmp_path / "out" / "t.tif", "--long-edge", 50)
+    recorded = {name: json.loads(read_metadata(tmp_path / "out" / name)[1]["Xmp.hostplug.output"])
+                for name in ("hostplug_colorchecker.jpg", "t.tif")}
+    assert recorded["hostplug_colorchecker.jpg"]["quality"] == 70 and "quality" not in recorded["t.tif"]
 
 
 def test_a_format_that_contradicts_the_output_name_is_refused(tmp_path: Path, sample_dng: Path) -> None:

@@ -76,10 +76,11 @@ def check_output_path(path: Any) -> Path:
     return Path(path)
 
 
-def output_xmp(options: OutputOptions, rendered: Rendered | None = None) -> dict[str, str]:
-    """The output options that a re-render needs to match this file (colour space, size, JPEG quality). The size
-    is ``long_edge``; for ``rendered`` smaller than its picture (a preview, :func:`engine.render`'s ``preview``)
-    and no smaller ``long_edge``, the long edge it was rendered at."""
+def output_xmp(options: OutputOptions, rendered: Rendered | None = None, fmt: str | None = None) -> dict[str, str]:
+    """The output options that a re-render needs to match this file (colour space, size, a JPEG's quality: a file
+    of format ``fmt`` other than JPEG records none). The size is ``long_edge``; for ``rendered`` smaller than its
+    picture (a preview, :func:`engine.render`'s ``preview``) and no smaller ``long_edge``, the long edge it was
+    rendered at."""
     long_edge = options.long_edge
     if rendered is not None:
         drawn, source = max(rendered.pixels.shape[:2]), rendered.source
@@ -87,7 +88,9 @@ def output_xmp(options: OutputOptions, rendered: Rendered | None = None) -> dict
         picture = max(crop[2:]) if crop else max(source.size)
         if drawn < picture and (long_edge is None or drawn < long_edge):
             long_edge = drawn
-    recorded = {"space": options.space, "long_edge": long_edge, "quality": options.quality}
+    recorded = {"space": options.space, "long_edge": long_edge}
+    if fmt in (None, "jpeg"):
+        recorded["quality"] = options.quality
     return {f"Xmp.{XMP_PREFIX}.output": json.dumps(recorded, sort_keys=True, separators=(",", ":"))}
 
 
@@ -112,7 +115,8 @@ def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions
     if extra_xmp is not None and not isinstance(extra_xmp, dict):
         raise OptionError(f"extra_xmp must be a dict of XMP keys and values, not {type(extra_xmp).__name__}")
     options = checked_options(options)
-    xmp = provenance_xmp(rendered) | output_xmp(options, rendered) | (extra_xmp or {})
+    fmt, _bits = resolve_format(Path(path), options)
+    xmp = provenance_xmp(rendered) | output_xmp(options, rendered, fmt) | (extra_xmp or {})
     exif = with_position(rendered.source.exif, xmp)  # a sidecar's geotag is the photographer's: it wins
     return _write.write_image(rendered.pixels, path, options, exif=exif, xmp=xmp, hold=hold)
 

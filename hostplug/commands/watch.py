@@ -64,7 +64,10 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
     from hostplug.daemon.templates import check_template
 
     check_template(spec["template"])
-    output = OutputSpec(folder=out_dir.absolute(), **spec)
+    if spec["quality"] is not None and spec["format"] != "jpeg":  # it was ignored, as if it had been read
+        raise ConfigError(f"--quality applies to JPEG outputs only, and this writes {spec['format'].upper()}; leave "
+                          "it out, or give --format jpeg")
+    output = OutputSpec(folder=out_dir.absolute(), **{**spec, "quality": spec["quality"] or 92})
     folder = FolderConfig(path=in_dir.absolute(), outputs=(output,), presets=presets, recipe=settings,
                           recurse=recurse, originals="move" if archive else "leave",
                           archive=archive.absolute() if archive else None)
@@ -79,7 +82,7 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
               help="Output folder (minimal form).")
 @click.option("--format", "fmt", type=NameChoice(FORMATS, FORMAT_ALIASES), default="tiff", show_default=True)
 @click.option("--bits", type=click.Choice(["8", "16"]), help="Bits per channel (default 16; JPEG 8).")
-@click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG quality.")
+@click.option("--quality", type=click.IntRange(1, 100), help="JPEG quality (default 92; --format jpeg only).")
 @click.option("--colour-space", "--color-space", "space", type=NameChoice(SPACE_NAMES, SPACE_ALIASES), default="srgb",
               show_default=True)
 @click.option("--long-edge", type=click.IntRange(16, None), help="Shrink so the long side has N pixels.")

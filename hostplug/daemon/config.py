@@ -248,7 +248,11 @@ def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
     bits = t.get("bits", int)
     if bits not in (None, 8, 16) or (fmt == "jpeg" and bits == 16):
         raise ConfigError(f"{where}: 'bits' must be 8 or 16 (JPEG: 8), not {bits!r}")
-    quality = t.get("quality", int, 92)
+    quality = t.get("quality", int, None)
+    if quality is not None and fmt != "jpeg":  # it was ignored, as if it had been read
+        raise ConfigError(f"{where}: 'quality' is a JPEG's; this output is {fmt.upper()} (leave it out)")
+    if quality is None:
+        quality = 92
     if not 1 <= quality <= 100:
         raise ConfigError(f"{where}: 'quality' must be between 1 and 100, not {quality}")
     space = t.choice("space", SPACE_NAMES, "srgb", SPACE_ALIASES)
