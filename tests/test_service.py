@@ -389,6 +389,11 @@ def test_odd_requests_get_an_error_and_leave_the_service_running(runtime: Path) 
         sock.sendall(struct.pack(">I", len(deep)) + deep)
     assert client.status()["pid"] == pid
     assert protocol.error_response("dam  aged.dng:\nbad")["error"] == "dam  aged.dng: bad"  # names keep their spaces
+    with socket.socket(socket.AF_UNIX) as sock:  # a library client whose folder was deleted: not a render under /
+        sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+        protocol.send_message(sock, {**client.request("render", {"input": "a.dng", "output": "a.tif"}), "cwd": None})
+        answer = client._answer(sock, pid, time.monotonic())
+    assert answer["ok"] is False and "the current folder no longer exists" in answer["error"]
 
 
 def test_a_stale_service_is_not_used_and_stops(runtime: Path, tmp_path: Path,

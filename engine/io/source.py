@@ -349,8 +349,6 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
     return source
 
 
-
-
 def picture_crop(path: Path, dng: DngTags | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """The picture's area (top, left, height, width) within a sensor of ``size``: the DNG's DefaultCrop, narrowed
     by its DefaultUserCrop, in whole pixels and kept within the image (writers round it differently); None when

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
 
 
@@ -121,8 +122,6 @@ STALE_PARTIAL_S = 3600.0
 def remove_stale_partials(target: Path, suffix: str = PARTIAL_SUFFIX, older_than: float = STALE_PARTIAL_S) -> int:
     """Delete the temporaries of ``target`` that no writer has touched for ``older_than`` seconds (a write under
     way now is younger, and is left alone); returns how many. Run before ``target`` is written again."""
-    import time
-
     try:
         names = [n for n in os.listdir(target.parent) if is_partial_of(n, target.name, suffix)]
     except OSError:

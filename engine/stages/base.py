@@ -89,7 +89,7 @@ class Stage(ABC):
         """Params from the recipe, with the stage's fixed values from ``recipe.stages`` applied on top.
 
         Fixed values with a ``version`` older than the stage's are migrated first; without one they are current
-        (:meth:`engine.recipe.Recipe.from_dict` stamps params read from storage without one as version 1).
+        (:meth:`engine.recipe.Recipe.from_dict` stamps those a recipe of version 1 stored without one as version 1).
         Every field is then checked (:func:`engine.stages.params.check_params`): :class:`RecipeError` names the
         stage, parameter, value and what is allowed.
         """

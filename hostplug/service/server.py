@@ -183,13 +183,15 @@ def _as_client(request: dict[str, Any]) -> Iterator[None]:
     saved_env = {k: os.environ.get(k) for k in env}
     saved_umask = os.umask(int(umask)) if isinstance(umask, int) else None
     try:
-        if cwd:
-            try:
-                os.chdir(cwd)
-            except OSError as e:
-                from engine.errors import HostplugError
+        from engine.errors import HostplugError
 
-                raise HostplugError(f"cannot work in {cwd} ({e.strerror})") from e
+        if not cwd:  # relative names would be read and written under the service's own folder, /
+            raise HostplugError("the current folder no longer exists (deleted or moved away); cd into a folder "
+                                "that does")
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            raise HostplugError(f"cannot work in {cwd} ({e.strerror})") from e
         for k, v in env.items():
             if v is None:
                 os.environ.pop(k, None)
