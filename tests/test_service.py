@@ -363,6 +363,17 @@ def test_a_client_with_other_groups_or_capabilities_renders_in_its_own_process(
     assert client.status() is not None  # and the service is left alone
 
 
+def test_a_client_that_shuts_down_its_sending_side_still_gets_its_answer(runtime: Path) -> None:
+    # nc -N and socat send the request, then shut down their sending side: they were told "the client left"
+    pid = start_service(runtime)["pid"]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+        protocol.send_message(sock, client.request("dance"))
+        sock.shutdown(socket.SHUT_WR)
+        answer = client._answer(sock, pid, time.monotonic())
+    assert answer["ok"] is False and "does not know the request 'dance'" in answer["error"]
+
+
 def test_a_client_of_another_build_stops_the_service_whatever_its_context(runtime: Path) -> None:
     # the context checked before the version kept an older service running after an upgrade, refusing everyone
     pid = start_service(runtime)["pid"]

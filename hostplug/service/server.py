@@ -693,14 +693,12 @@ def _still_working(conn: socket.socket) -> bool:
 
 
 def _client_gone(conn: socket.socket) -> bool:
-    """Whether the client closed its end (it sends nothing after its request, so readable means closed)."""
+    """Whether the client closed its end of the connection: hung up, not only stopped sending (a client such as
+    ``nc -N`` or ``socat`` shuts down its sending side after the request and still reads the answer)."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
     try:
-        readable, _, _ = select.select([conn], [], [], 0)
-        if not readable:
-            return False
-        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
+        return any(events & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _fd, events in poller.poll(0))
     except OSError:
         return True
 
