@@ -33,7 +33,7 @@ from click.testing import CliRunner
 from hostplug.cli import main
 from hostplug.service import client, protocol
 from hostplug.service.protocol import SOCKET_NAME, ServiceError
-from tests.conftest import SONY, error_lines, hostplug_process, need
+from tests.conftest import SAMPLE_DNG, SONY, error_lines, hostplug_process, need
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_PEERCRED"), reason="SO_PEERCRED is Linux's")
 
@@ -609,6 +609,27 @@ def test_a_render_stuck_in_a_running_service_is_passed_by(runtime: Path, tmp_pat
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_client_that_stops_reading_its_preview_does_not_hold_the_service(runtime: Path) -> None:
+    # the send had no time limit: the service kept the preview in memory and outlived its idle timeout
+    script = ("import sys; from hostplug.service import server; server.ANSWER_SEND_TIMEOUT_S = 1.0; "
+              "sys.exit(server.main())")
+    process = subprocess.Popen([sys.executable, "-c", script, "--no-warm-up", "--idle-timeout", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: client.status() is not None, timeout=60)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+            protocol.send_message(sock, client.request("preview", {"input": str(SAMPLE_DNG), "long_edge": 900,
+                                                                   "format": "rgb8"}))
+            # never read: the 1.6 MB of pixels cannot all be sent
+            assert process.wait(timeout=120) == 0  # dropped after 1 s, then idle for 2 s: it exits
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_a_partial_file_left_by_a_killed_service_is_removed_at_the_next_start(runtime: Path,

@@ -72,6 +72,9 @@ REQUEST_READ_TIMEOUT_S = 30.0  # a client that connects must send its request wi
 # hear no more "working" frames, so each gives up after its silence timeout and renders in its own process. The
 # slowest stage measured, the learned denoiser on a 61 MP raw on 2 cores, takes well under a minute.
 STUCK_AFTER_S = 300.0
+# A client reads its answer (a preview's pixels: up to 100 MB) as it comes; one that stops reading for this long is
+# dropped, so it holds neither the answer's memory nor the service past its idle timeout
+ANSWER_SEND_TIMEOUT_S = 60.0
 LOCK_WAIT_S = 30.0  # a service that is shutting down (finishing a render) may hold the lock this long
 ENV_KEYS = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")  # what a request may set (where presets are found)
 ENV_PREFIX = "HOSTPLUG_"  # and the engine's own settings (HOSTPLUG_DECODE_SECONDS, HOSTPLUG_MAX_PIXELS...)
@@ -448,6 +451,7 @@ class Service:
                 conn.settimeout(None)
                 response = self.answer(request, conn)
                 if response is not None:
+                    conn.settimeout(ANSWER_SEND_TIMEOUT_S)  # a client that stops reading must not hold the service
                     payload = response.pop("payload", None)  # a preview's pixels follow the JSON
                     send_message(conn, response)
                     if payload is not None:
