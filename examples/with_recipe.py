@@ -21,7 +21,7 @@ out_dir.mkdir(parents=True, exist_ok=True)
 recipe = engine.Recipe(
     style="vivid",  # natural, vivid, warm, moody, cinematic, monochrome, or a blend: "warm:0.7,moody:0.3"
     style_strength=0.8,  # 0: natural, 1: the style, 2: twice its departure from natural
-    exposure=0.3,  # EV on top of the automatic exposure
+    exposure=0.3,  # EV on top of the raw's own exposure (auto_exposure=True meters the picture instead)
     wb="auto",  # the learned white balance ("as-shot" is the default; wb="custom", temperature=5200 for Kelvin)
     contrast=10,  # Lightroom-style -100..100 adjustments
     stages={"detail": engine.StageSettings(enabled=False)},  # any stage off, or another implementation

@@ -531,3 +531,22 @@ def test_edit_without_changes_writes_nothing(raw: Path) -> None:
     result = hostplug("edit", raw)
     assert result.exit_code == 2 and "give the changes to store" in result.stderr
     assert sidecar.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["truncated", "cut in its header", "GoPro VC-5"])
+def test_show_and_edit_refuse_what_render_refuses_with_its_line(tmp_path: Path, kind: str) -> None:
+    # they read only the header: a truncated DNG showed "renders with the defaults" (or, cut shorter, "a TIFF named
+    # like a raw: rename it .tif"), and a GoPro GPR took an edit; render refuses all three
+    from tests.conftest import RAWSAMPLES, SAMPLE_DNG, error_lines, need
+
+    if kind == "GoPro VC-5":
+        raw = Path(shutil.copy(need(RAWSAMPLES / "unsupported" / "gopro_hero6__gpr_GOPR0024.GPR"), tmp_path))
+    else:
+        raw = tmp_path / "cut.dng"
+        raw.write_bytes(SAMPLE_DNG.read_bytes()[:100_000 if kind == "truncated" else 5_000])
+    rendered = hostplug("render", raw, "-o", tmp_path / "x.tif")
+    assert rendered.exit_code == 3
+    for command in (("show", raw), ("edit", raw, "--exposure", "1")):
+        result = hostplug(*command)
+        assert (result.exit_code, error_lines(result.stderr)) == (3, error_lines(rendered.stderr))
+    assert not list(tmp_path.glob("*.xmp"))

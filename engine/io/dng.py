@@ -308,6 +308,18 @@ _NOT_READABLE = (tifffile.TiffFileError, OSError, ValueError, ArithmeticError, s
                  TypeError)
 
 
+# DNG compressions LibRaw cannot decode, by name
+UNDECODABLE_COMPRESSIONS = {9: "VC-5 (GoPro)", 52546: "JPEG XL", 34892: "lossy JPEG"}
+
+
+def undecodable(path: Path, compression: int) -> UnsupportedInputError:
+    """The refusal of a DNG whose raw data uses a compression LibRaw cannot decode."""
+    name = UNDECODABLE_COMPRESSIONS.get(compression, f"code {compression}")
+    return UnsupportedInputError(f"{path}: unsupported raw: this DNG uses {name} compression, which LibRaw cannot "
+                                 "decode; convert it to a standard DNG (e.g. with Adobe DNG Converter or the vendor's "
+                                 "tool) and try again")
+
+
 def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
     """The DNG tags of ``path`` (read from ``file`` when given: the open file, see
     :func:`engine.io.bounded.pinned`), checked, or ``None`` when it is not a DNG (or not a TIFF tifffile reads).

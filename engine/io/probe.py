@@ -31,9 +31,26 @@ def check_renderable_file(path: Path) -> None:
         raise InputNotFoundError(f"{path}: cannot read ({e.strerror or e})") from e
     if not head:
         raise CorruptInputError(f"{path}: the file is empty")
+    if path.suffix.lower() in DNG_SUFFIXES:
+        _check_dng(path)
     if _libraw_reads(path) or (path.suffix.lower() in RGB_SUFFIXES and _image_kind(path) is not None):
         return
     raise unrecognised(path)
+
+
+DNG_SUFFIXES = (".dng", ".gpr")  # GoPro's GPR is a DNG
+
+
+def _check_dng(path: Path) -> None:
+    """What a render checks of a DNG before LibRaw sees it (:func:`engine.io.dng.read_dng_tags`: data past the end of
+    a truncated file, damaged tags), and a compression LibRaw cannot decode (GoPro's VC-5): from the header alone, so
+    ``show`` and ``edit`` refuse what ``render`` refuses, with the same line."""
+    from engine.io.dng import UNDECODABLE_COMPRESSIONS, read_dng_tags, undecodable
+
+    with pinned(path, "input", InputNotFoundError) as file:
+        dng = read_dng_tags(path, file)
+    if dng is not None and dng.compression in UNDECODABLE_COMPRESSIONS:
+        raise undecodable(path, dng.compression)
 
 
 # Pillow's name of an image format hostplug reads -> the suffix that makes hostplug read a file as one.

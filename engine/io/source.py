@@ -24,7 +24,7 @@ from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInpu
 from engine.filehash import file_sha256
 from engine.io.bad_pixels import BadPixels, BadPixelsList, repairable
 from engine.io.bounded import pinned
-from engine.io.dng import DngTags, read_dng_tags, read_linear_raw
+from engine.io.dng import DngTags, read_dng_tags, read_linear_raw, undecodable
 from engine.io.formats import JPEG_END, JPEG_START, PNG_START, RGB_SUFFIXES
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
@@ -577,7 +577,6 @@ def _check_plausible(source: Source) -> None:
 
 
 _DECODABLE = {1, 7, 8}  # uncompressed, lossless JPEG, deflate: a DNG that uses one and fails is damaged
-_COMPRESSION_NAMES = {9: "VC-5 (GoPro)", 52546: "JPEG XL", 34892: "lossy JPEG"}
 
 
 def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError | CorruptInputError:
@@ -586,10 +585,7 @@ def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError | Cor
         return CorruptInputError(f"{path}: the file is truncated or damaged: LibRaw cannot decode its raw data "
                                  f"(compression code {dng.compression}, which it reads in undamaged files)")
     if dng is not None:
-        name = _COMPRESSION_NAMES.get(dng.compression, f"code {dng.compression}")
-        return UnsupportedInputError(f"{path}: unsupported raw: this DNG uses {name} compression, which LibRaw "
-                                     "cannot decode; convert it to a standard DNG (e.g. with Adobe DNG "
-                                     "Converter or the vendor's tool) and try again")
+        return undecodable(path, dng.compression)
     return UnsupportedInputError(f"{path}: unsupported raw: LibRaw cannot decode this file's format")
 
 

@@ -73,7 +73,8 @@ def format_description(info: dict[str, Any]) -> str:
             ("lens shading", sensor["lens_shading"]),
             ("lens warp", sensor["lens_warp"]),
             ("opcodes skipped", ", ".join(sensor["skipped_opcodes"]) or "none"),
-            ("default crop", _crop_line(sensor["default_crop"] or sensor["camera_crop"])),
+            ("camera crop", _crop_line(sensor["camera_crop"])) if sensor["camera_crop"]
+            else ("default crop", _crop_line(sensor["default_crop"])),
             ("as-shot WB", _white_balance_line(wb)),
             ("colour", colour["origin"]),
         ]
