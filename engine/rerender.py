@@ -208,12 +208,13 @@ def _tiff_layout(path: Path) -> ImageLayout:
 
 
 def rerender_target(output: Path, fmt: str) -> Path:
-    """A free name beside ``output``: ``NAME_rerender.EXT``, then ``NAME_rerender2.EXT``, ..."""
+    """A free name beside ``output``: ``NAME_rerender.EXT``, then ``NAME_rerender-2.EXT``, ... (numbered as the other
+    names hostplug finds free are: ``IMG_0001_hostplug-2.tif``)"""
     suffix = output.suffix or FORMAT_SUFFIX[fmt]
     candidate = output.with_name(f"{output.stem}_rerender{suffix}")
     number = 2
     while candidate.exists():
-        candidate = output.with_name(f"{output.stem}_rerender{number}{suffix}")
+        candidate = output.with_name(f"{output.stem}_rerender-{number}{suffix}")
         number += 1
     return candidate
 

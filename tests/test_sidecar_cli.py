@@ -287,8 +287,8 @@ def test_rerender_unchanged_gives_identical_pixels_and_format(raw: Path) -> None
     assert xmp_of(again)["Xmp.hostplug.recipe"] == xmp_of(out)["Xmp.hostplug.recipe"]
     assert "note" not in first.stderr
     second = hostplug("rerender", out, "--exposure", "1.2")
-    assert second.exit_code == 0 and (raw.parent / "IMG_0001_rerender2.png").is_file()  # never overwrites
-    changed = pixels(raw.parent / "IMG_0001_rerender2.png")
+    assert second.exit_code == 0 and (raw.parent / "IMG_0001_rerender-2.png").is_file()  # never overwrites
+    changed = pixels(raw.parent / "IMG_0001_rerender-2.png")
     assert changed.mean() > pixels(out).mean()
     taken = hostplug("rerender", out, "--out", again)
     assert taken.exit_code != 0 and "exists" in taken.stderr
