@@ -223,7 +223,9 @@ def test_recipes_from_before_gain_maps_keep_rendering_without_them(phone: dict[s
         name: {"enabled": False} for name in LINEAR}})).notes["gain_maps"] == "4 in OpcodeList2: applied"
     before_false_colour = properties_to_recipe({"schemaVersion": "7", "exposure": "0.3"}, "7.xmp")
     assert before_false_colour.stage("demosaic").params == {"version": 3}  # the demosaic's false colour left
-    current = properties_to_recipe({"schemaVersion": "8", "exposure": "0.3"}, "new.xmp")
+    before_camera_crop = properties_to_recipe({"schemaVersion": "9", "exposure": "0.3"}, "9.xmp")
+    assert before_camera_crop.stage("demosaic").params == {"version": 4}  # a raw that is no DNG keeps its border
+    current = properties_to_recipe({"schemaVersion": "10", "exposure": "0.3"}, "new.xmp")
     assert current.stage("demosaic").params == {}
 
 
