@@ -374,6 +374,18 @@ def test_a_client_that_shuts_down_its_sending_side_still_gets_its_answer(runtime
     assert answer["ok"] is False and "does not know the request 'dance'" in answer["error"]
 
 
+def test_a_bad_raw_with_a_bad_sidecar_gets_the_same_error_through_the_service(runtime: Path, tmp_path: Path) -> None:
+    # the service opened the raw first and named it (exit 3) where a render in-process names the sidecar (exit 4)
+    raw = tmp_path / "bad.dng"
+    raw.write_bytes(SAMPLE_DNG.read_bytes()[:100_000])
+    raw.with_name("bad.dng.xmp").write_text("junk")
+    start_service(runtime)
+    here = hostplug_process("render", raw, "-o", tmp_path / "a.tif", "--no-service")
+    there = hostplug_process("render", raw, "-o", tmp_path / "b.tif", "--service")
+    assert here.returncode == there.returncode == 4
+    assert error_lines(here.stderr) == error_lines(there.stderr)
+
+
 def test_a_client_of_another_build_stops_the_service_whatever_its_context(runtime: Path) -> None:
     # the context checked before the version kept an older service running after an upgrade, refusing everyone
     pid = start_service(runtime)["pid"]

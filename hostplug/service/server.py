@@ -571,9 +571,11 @@ class Service:
         from the full-size stage checkpoints of an earlier render of the same raw where its settings allow
         (``--stages`` renders every stage, so it neither uses nor fills them)."""
         from engine.output.export import render_file
+        from engine.xmp.sidecar import read_sidecar
 
         start = time.perf_counter()
         hits = self.cache.hits
+        read_sidecar(Path(args["input"]))  # a bad sidecar is named first, as in-process, before a bad raw
         source = self.cache.open(args["input"])
         opened = time.perf_counter()
         stages_dir = args.get("stages_dir")
