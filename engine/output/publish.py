@@ -96,32 +96,15 @@ def is_partial_of(candidate: str, name: str, suffix: str = PARTIAL_SUFFIX) -> bo
             and all(c in "0123456789abcdef" for c in token))
 
 
-def remove_partials(target: Path, suffix: str = PARTIAL_SUFFIX) -> int:
-    """Delete the temporaries that an interrupted write of ``target`` left beside it (a process killed before it
-    could); returns how many."""
-    try:
-        names = os.listdir(target.parent)
-    except OSError:
-        return 0
-    removed = 0
-    for name in names:
-        if is_partial_of(name, target.name, suffix):
-            try:
-                (target.parent / name).unlink()
-                removed += 1
-            except OSError:
-                pass
-    return removed
-
-
 # No write of one file takes this long: an older temporary's writer is gone (killed, or the machine lost power,
 # which also empties the service's journal of what it was writing, in the runtime folder)
 STALE_PARTIAL_S = 3600.0
 
 
-def remove_stale_partials(target: Path, suffix: str = PARTIAL_SUFFIX, older_than: float = STALE_PARTIAL_S) -> int:
-    """Delete the temporaries of ``target`` that no writer has touched for ``older_than`` seconds (a write under
-    way now is younger, and is left alone); returns how many. Run before ``target`` is written again."""
+def remove_partials(target: Path, suffix: str = PARTIAL_SUFFIX, older_than: float | None = None) -> int:
+    """Delete the temporaries that an interrupted write of ``target`` left beside it (a process killed before it
+    could); returns how many. With ``older_than``, only those no writer has touched for that many seconds (a write
+    under way now is younger, and is left alone)."""
     try:
         names = [n for n in os.listdir(target.parent) if is_partial_of(n, target.name, suffix)]
     except OSError:
@@ -130,7 +113,7 @@ def remove_stale_partials(target: Path, suffix: str = PARTIAL_SUFFIX, older_than
     for name in names:
         path = target.parent / name
         try:
-            if time.time() - path.lstat().st_mtime > older_than:
+            if older_than is None or time.time() - path.lstat().st_mtime > older_than:
                 path.unlink()
                 removed += 1
         except OSError:

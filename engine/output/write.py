@@ -42,7 +42,7 @@ from engine.output.metadata import (
     tiff_tags,
     writable_exif,
 )
-from engine.output.publish import discard, is_partial_of, partial_name, publish, remove_stale_partials
+from engine.output.publish import STALE_PARTIAL_S, discard, is_partial_of, partial_name, publish, remove_partials
 
 __all__ = ["OutputOptions", "is_partial_of", "partial_name", "resolve_format", "write_image"]
 
@@ -232,21 +232,16 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
     if carried.get("Exif.Image.ResolutionUnit", "2") == "1":  # no unit: an aspect ratio, not a print size
         carried = {key: value for key, value in carried.items() if key not in _PRINT_RESOLUTION}
     required |= _PRINT_RESOLUTION  # where the source states none: a TIFF said 1 pixel per unit, a JPEG nothing
-    return required | carried | {
+    stated = required | carried | {
         "Exif.Image.Software": _software(),  # the program that made this file, not the camera's firmware
         "Exif.Image.Orientation": "1",  # the pixels are already turned upright
         "Exif.Photo.ColorSpace": "1" if space == SRGB else "65535",  # 65535: see the ICC profile
-    } | _FORMAT_EXIF[fmt](shape)
-
-
-# What Exif asks each format to state beside the source's tags: the size of compressed pixels (not in a TIFF, whose
-# own tags give it), and a JPEG's YCbCr layout.
-_FORMAT_EXIF: dict[str, Callable[[tuple[int, ...]], dict[str, str]]] = {
-    "tiff": lambda shape: {},
-    "png": lambda shape: {"Exif.Photo.PixelXDimension": str(shape[1]), "Exif.Photo.PixelYDimension": str(shape[0])},
-    "jpeg": lambda shape: {"Exif.Photo.PixelXDimension": str(shape[1]), "Exif.Photo.PixelYDimension": str(shape[0]),
-                           "Exif.Photo.ComponentsConfiguration": "1 2 3 0", "Exif.Image.YCbCrPositioning": "1"},
-}
+    }
+    if fmt != "tiff":  # the size of compressed pixels; a TIFF's own tags give its size (Exif's is not allowed there)
+        stated |= {"Exif.Photo.PixelXDimension": str(shape[1]), "Exif.Photo.PixelYDimension": str(shape[0])}
+    if fmt == "jpeg":
+        stated |= {"Exif.Photo.ComponentsConfiguration": "1 2 3 0", "Exif.Image.YCbCrPositioning": "1"}
+    return stated
 
 
 # Shooting values that are 0 in a file that does not know them (a Magic Lantern DNG's ISO, aperture and shutter):
@@ -363,7 +358,7 @@ def write_image(
             tags = tiff_tags(exif, xmp)  # before the file exists: a bad key leaves nothing behind
         except RuntimeError as error:
             raise _metadata_error(path, error) from error
-    remove_stale_partials(path)  # what a render killed while writing (or a power cut) left of an earlier try
+    remove_partials(path, older_than=STALE_PARTIAL_S)  # what a write killed (or a power cut) left of an earlier try
     partial = path.with_name(partial_name(path.name))
     watcher = _WATCHER.get()
     if watcher is not None:
