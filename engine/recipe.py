@@ -62,7 +62,6 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-
 @dataclass(frozen=True)
 class StageSettings:
     """How the pipeline treats one stage: on or off, which implementation, and fixed parameters.

@@ -80,10 +80,15 @@ def shipped_folder() -> Path:
     return Path(str(resources.files("engine") / "shipped_presets"))
 
 
+def config_home() -> Path:
+    """The user's configuration folder: ``$XDG_CONFIG_HOME``, ``~/.config`` without it (hostplug's settings live in
+    its ``hostplug`` folder)."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
 def user_folder() -> Path:
     """The user's preset folder (it may not exist)."""
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "hostplug" / "presets"
+    return config_home() / "hostplug" / "presets"
 
 
 def read_preset(path: Path) -> Preset:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tomllib
 from collections.abc import Sequence
@@ -28,8 +27,9 @@ DEFAULT_HOT_FOLDER = Path("~/hostplug-darktable")
 def default_config() -> Path:
     """Where the route's configuration goes: ``$XDG_CONFIG_HOME/hostplug/darktable.toml`` (``~/.config`` by
     default), beside the user's presets."""
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "hostplug" / "darktable.toml"
+    from engine.xmp.presets import config_home
+
+    return config_home() / "hostplug" / "darktable.toml"
 
 
 def _toml(value: str | Sequence[str]) -> str:

@@ -55,8 +55,9 @@ def gimp_directory() -> Path:
         return Path.home() / "Library" / "Application Support" / "GIMP" / GIMP_VERSION_DIR
     if sys.platform == "win32":
         return Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming")) / "GIMP" / GIMP_VERSION_DIR
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config_home) / "GIMP" / GIMP_VERSION_DIR
+    from engine.xmp.presets import config_home
+
+    return config_home() / "GIMP" / GIMP_VERSION_DIR
 
 
 def plugin_source() -> Path:

@@ -467,7 +467,8 @@ class Service:
     def answer(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
         """The response to ``request``; None when the client left before its job started."""
         op = request.get("op")
-        if self.foreign(request) == "root":  # a chroot's service is no use outside it, and back
+        foreign = self.foreign(request)
+        if foreign == "root":  # a chroot's service is no use outside it, and back
             return {**error_response("the render service runs under another root folder (a chroot)"),
                     "foreign": "root"}
         if op == "ping":  # answered at once, even while a render runs, and whatever the client's version
@@ -481,7 +482,7 @@ class Service:
                      "starts", request.get("version"), request.get("protocol"), self.version)
             self.close_listener()  # now, even while the engine loads: the client starts a fresh service
             return {**error_response(f"the running render service is version {self.version}"), "stale": True}
-        if self.foreign(request) == "context":  # checked after the version: an older service makes way first
+        if foreign == "context":  # checked after the version: an older service makes way first
             return {**error_response("the render service runs under another mount namespace, groups or "
                                      "capabilities"), "foreign": "context"}
         job = Job(request, conn)
