@@ -578,6 +578,22 @@ def test_missing_weights_give_a_clear_error(private_weights: Path, sample_dng: P
     assert models.read_manifest()["denoise-mid3"].sha256 in str(error.value)
 
 
+def test_a_process_without_torch_loads_the_network_beside_the_demosaic_to_the_same_pixels(
+        sample_dng: Path, tmp_path: Path) -> None:
+    """A cold process imports torch in a thread while the raw demosaics; the pixels are those of a process that
+    had torch already (this one), which loads the network before rendering."""
+    import subprocess
+    import sys
+
+    script = ("import sys, numpy as np, engine; from engine.recipe import Recipe, StageSettings\n"
+              "recipe = Recipe(stages={'denoise': StageSettings(implementation='learned')})\n"
+              "assert 'torch' not in sys.modules\n"
+              "np.save(sys.argv[2], engine.render(engine.open(sys.argv[1]), recipe).pixels)\n")
+    subprocess.run([sys.executable, "-c", script, str(sample_dng), str(tmp_path / "cold.npy")], check=True)
+    warm = engine.render(engine.open(sample_dng), LEARNED).pixels
+    assert np.array_equal(np.load(tmp_path / "cold.npy"), warm)
+
+
 def test_the_classical_strength_follows_the_noise_a_small_render_averaged_away(sample_dng: Path) -> None:
     from dataclasses import replace
 

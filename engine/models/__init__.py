@@ -131,9 +131,9 @@ def entry(name: str) -> ModelEntry:
     return entries[name]
 
 
-def load_state(name: str, weights_format: str = "torch") -> dict[str, Any]:
-    """The verified tensors of a model, read from its weights file: torch tensors, or numpy arrays when
-    ``weights_format`` is ``"numpy"`` (which never imports torch)."""
+def verified_entry(name: str) -> ModelEntry:
+    """A model's manifest entry once its weights file is there with the recorded SHA-256 (ModelError naming the
+    file when not); reads no weights and imports no torch."""
     e = entry(name)
     if not e.path.is_file():
         raise ModelError(f"{e.path}: weights file of model {name!r} is missing (expected sha256 {e.sha256}); "
@@ -142,6 +142,13 @@ def load_state(name: str, weights_format: str = "torch") -> dict[str, Any]:
     if actual != e.sha256:
         raise ModelError(f"{e.path}: weights file of model {name!r} is corrupt or was changed (sha256 "
                          f"{actual[:16]}..., expected {e.sha256}); reinstall hostplug or retrain it")
+    return e
+
+
+def load_state(name: str, weights_format: str = "torch") -> dict[str, Any]:
+    """The verified tensors of a model, read from its weights file: torch tensors, or numpy arrays when
+    ``weights_format`` is ``"numpy"`` (which never imports torch)."""
+    e = verified_entry(name)
     try:
         if weights_format == "numpy":
             from safetensors.numpy import load_file as load_arrays

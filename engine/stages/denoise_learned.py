@@ -21,6 +21,8 @@ default since recipe version 4; older recipes that name no denoiser keep the cla
 
 from __future__ import annotations
 
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from engine import kernels
 from engine.io.noise_level import NoiseModel, from_profile, noise_model
+from engine.models import verified_entry
 from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Pixels, Stage
 from engine.stages.denoise import ClassicalDenoise, DenoiseParams, gain_stops
@@ -39,6 +42,7 @@ ModelSize = Literal["fast", "mid", "mid2", "mid3", "lite", "base"]  # the sizes 
 # 800 for denoise-mid3 (5): the demosaic's median passes took out part of the noise it led the classical one by.
 LEARNED_FROM_ISO = 800.0
 _FORMER_MODELS = {1: "lite", 2: "fast", 3: "mid", 4: "mid2"}  # LearnedDenoiseParams' default model, by version
+_LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hostplug-load-denoiser")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,25 @@ class LearnedDenoiseParams:
     noise: Literal["auto", "profile", "iso", "estimate"] = "auto"  # engine.io.noise_level.NOISE_SOURCES
     # Pins (S, O): variance = S * signal + O; both are variances, so never negative.
     noise_profile: tuple[float, float] | None = field(default=None, metadata={"range": (0.0, 1.0)})
+
+
+def _load_network(size: ModelSize) -> Any:
+    from engine.models import denoiser
+
+    return denoiser.load(size)
+
+
+def _load_soon(size: ModelSize) -> Future[Any]:
+    """The network of ``size``, loading in a thread while torch is not imported yet: importing it takes about a
+    second of a cold process, which the demosaic (the stage before, compiled code that releases the GIL) now
+    overlaps. The weights file is checked at once, so a missing or altered one still stops the render before any
+    pixel is touched; in a process that has torch (the service) the network loads here."""
+    verified_entry(f"denoise-{size}")
+    if "torch" not in sys.modules:
+        return _LOADER.submit(_load_network, size)
+    loaded: Future[Any] = Future()
+    loaded.set_result(_load_network(size))
+    return loaded
 
 
 class LearnedDenoise(Stage):
@@ -71,12 +94,10 @@ class LearnedDenoise(Stage):
         return params
 
     def prepare(self, params: LearnedDenoiseParams, ctx: Context) -> dict[str, Any]:
-        from engine.models import denoiser
-
         strength = params.strength
         if strength is None:
             strength = 0.0 if ctx.source.kind == "rgb" else 100.0
-        model = denoiser.load(params.model) if strength > 0 else None  # a missing model fails before rendering
+        model = _load_soon(params.model) if strength > 0 else None  # a missing model fails before rendering
         return {"strength": strength / 100.0, "model": model, "params": params}
 
     def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
@@ -89,14 +110,15 @@ class LearnedDenoise(Stage):
                                         "model": f"denoise-{params.model}"}
         if s <= 0.0:
             return image
+        model = data["model"].result()  # before importing what imports torch: the loading thread may be at it
         noise = self.noise_model(params, image, ctx)
         notes.update(noise_profile=[round(noise.shot[1], 9), round(noise.read[1], 12)], noise_origin=noise.origin)
         if ctx.shading is not None:  # the lens-shading maps raised the noise where they raised the signal
             noise = replace(noise, shading=ctx.shading)
             notes["noise_origin"] += ", raised by the lens-shading maps"
         if kernels.on_torch(ctx.device):
-            return denoise_tiles.denoise_on_device(data["model"], image, noise, strength=min(s, 1.0))
-        return denoise_tiles.denoise_image(data["model"], image, noise, strength=min(s, 1.0), device=ctx.device)
+            return denoise_tiles.denoise_on_device(model, image, noise, strength=min(s, 1.0))
+        return denoise_tiles.denoise_image(model, image, noise, strength=min(s, 1.0), device=ctx.device)
 
     @staticmethod
     def noise_model(params: LearnedDenoiseParams, image: Pixels, ctx: Context) -> NoiseModel:
