@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -27,3 +29,13 @@ def test_shooting_values_are_given_to_the_digits_they_have() -> None:
 
     assert _significant(float(np.float32(1 / 125))) == 0.008 and _significant(float(np.float32(6.3))) == 6.3
     assert _significant(0.0) is None
+
+
+def test_a_dng_renamed_like_another_raw_is_named_a_dng(sample_dng: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import engine
+
+    renamed = tmp_path / "IMG_0001.CR2"
+    shutil.copyfile(sample_dng, renamed)
+    assert engine.open(renamed).format == "DNG" and engine.open(sample_dng).format == "DNG"

@@ -279,6 +279,13 @@ def _libraw_message(e: Exception) -> str:
     return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
+def _raw_format(path: Path, dng: DngTags | None) -> str:
+    """The raw's format: DNG by its tags whatever its name (a DNG renamed .CR2), else its suffix (LibRaw does not
+    say which maker's format it read)."""
+    suffix = path.suffix.lstrip(".").upper()
+    return "DNG" if dng is not None and suffix not in ("DNG", "GPR") else suffix
+
+
 def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> Source:
     from engine.output.metadata import read_exif
 
@@ -332,7 +339,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
             focal_length=_finite(other.focal_length),
             timestamp=other.timestamp if other.timestamp is not None and other.timestamp.year > 1970 else None,
         ),
-        format=path.suffix.lstrip(".").upper(),
+        format=_raw_format(path, dng),
         polynomial_maps=dng.polynomial_maps if dng and sensor.ndim == 3 else [],
         gain_maps=dng.gain_maps if dng else [],
         rgb_opcodes=dng.rgb_opcodes if dng else [],
