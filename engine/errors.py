@@ -6,6 +6,8 @@ wrong and what to do, so the command line can print it as it is.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HostplugError(Exception):
     """Base class of every error the engine reports to a user."""
@@ -64,3 +66,14 @@ class ModelError(HostplugError):
     """A model's weights are missing, corrupt or do not match their manifest."""
 
     exit_code = 6
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value as a message quotes it: lists as lists (as the user typed them), a long one cut short, so that a
+    bad value of megabytes still makes one readable line."""
+    text = repr(_as_lists(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _as_lists(value: Any) -> Any:
+    return [_as_lists(v) for v in value] if isinstance(value, tuple | list) else value

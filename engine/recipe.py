@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from engine.errors import RecipeError
+from engine.errors import RecipeError, shown
 from engine.stages.catalogue import current_version, pin_former_defaults
 from engine.styles import parse_style, style_text
 
@@ -195,8 +195,8 @@ class Recipe:
         changes = {k: v for k, v in changes.items() if v is not None}
         custom = "temperature" in changes or "tint" in changes
         if custom and changes.setdefault("wb", "custom") != "custom":
-            raise RecipeError(f"white balance {changes['wb']!r} with a temperature or tint: a temperature and tint "
-                              "are a custom white balance; give either, not both")
+            raise RecipeError(f"white balance {shown(changes['wb'])} with a temperature or tint: a temperature and "
+                              "tint are a custom white balance; give either, not both")
         if changes.get("wb") in ("as-shot", "auto"):  # the custom values it replaces would be shown, not used
             changes.update(temperature=None, tint=None)
         return dataclasses.replace(self, **changes)
@@ -252,14 +252,19 @@ class Recipe:
     @classmethod
     def from_json(cls, text: str) -> Recipe:
         """Parse a recipe from JSON text."""
-        check_json_depth(text, "recipe")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise RecipeError(f"recipe is not valid JSON ({e.msg} at line {e.lineno})") from e
-        except ValueError as e:  # Python reads no integer of more than 4300 digits
-            raise RecipeError("recipe holds a number far too long to be a setting") from e
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, "recipe"))
+
+
+def parse_json(text: str, what: str) -> Any:
+    """JSON ``text`` parsed; :class:`RecipeError` naming ``what`` when it is not JSON, nests deeper than
+    :data:`MAX_JSON_DEPTH`, or holds a number Python does not read (an integer of more than 4300 digits)."""
+    check_json_depth(text, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecipeError(f"{what} is not valid JSON ({e.msg}: line {e.lineno}, column {e.colno})") from e
+    except ValueError as e:
+        raise RecipeError(f"{what} holds a number far too long to be a setting") from e
 
 
 MAX_JSON_DEPTH = 32  # a recipe nests four levels (stages, a stage, params, a vector); Python's parser recurses
@@ -359,10 +364,10 @@ def validate(recipe: Recipe) -> None:
     if not isinstance(recipe.auto_exposure, bool):
         raise RecipeError(f"auto_exposure must be true or false, not {recipe.auto_exposure!r}")
     if recipe.wb not in WB_MODES:
-        raise RecipeError(f"white balance {recipe.wb!r} is not one of {', '.join(WB_MODES)}")
+        raise RecipeError(f"white balance {shown(recipe.wb)} is not one of {', '.join(WB_MODES)}")
     if recipe.wb != "custom" and (recipe.temperature is not None or recipe.tint is not None):
-        raise RecipeError(f"a temperature or tint is a custom white balance, not {recipe.wb!r}: set wb to 'custom' "
-                          "(Recipe.replace and the options do so when given a temperature)")
+        raise RecipeError(f"a temperature or tint is a custom white balance, not {shown(recipe.wb)}: set wb to "
+                          "'custom' (Recipe.replace and the options do so when given a temperature)")
     if recipe.wb == "custom" and recipe.temperature is None:
         raise RecipeError("custom white balance needs a temperature (for example --temperature 5200), a tint alone "
                           "shifts none; `hostplug info FILE` shows the file's as-shot temperature and tint")
@@ -371,6 +376,6 @@ def validate(recipe: Recipe) -> None:
         if value is None and name in OPTIONAL_SETTINGS:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise RecipeError(f"{name} must be a number, not {value!r}")
+            raise RecipeError(f"{name} must be a number, not {shown(value)}")
         if not low <= value <= high:
             raise RecipeError(f"{name} {value:g} is out of range ({low:g} to {high:g})")

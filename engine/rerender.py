@@ -17,7 +17,6 @@ hostplug recorded it) takes the one a render takes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from engine.errors import CorruptInputError, InputNotFoundError, OutputOptionErr
 from engine.orientation import Orientation
 from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
 from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace
-from engine.recipe import Recipe, StageSettings, check_json_depth
+from engine.recipe import Recipe, StageSettings, parse_json
 from engine.xmp import location
 
 if TYPE_CHECKING:
@@ -56,12 +55,9 @@ def _json(xmp: dict[str, Any], name: str, path: Path, default: Any = None) -> An
     text = xmp.get(f"Xmp.{XMP_PREFIX}.{name}")
     if text is None:
         return default
-    if isinstance(text, str):
-        check_json_depth(text, f"{path}: its hostplug:{name}")
-    try:
-        return json.loads(text)
-    except (TypeError, json.JSONDecodeError):
-        raise RecipeError(f"{path}: its hostplug:{name} is not valid JSON") from None
+    if not isinstance(text, str):
+        raise RecipeError(f"{path}: its hostplug:{name} is not valid JSON")
+    return parse_json(text, f"{path}: its hostplug:{name}")
 
 
 def read_record(path: Path) -> RenderRecord:

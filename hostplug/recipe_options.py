@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from engine.errors import RecipeError
-from engine.recipe import WB_MODES
+from engine.recipe import WB_MODES, check_json_depth
 from hostplug.commands.common import NameChoice
 
 _OPTIONS = [
@@ -94,9 +94,12 @@ def stage_changes(disabled: tuple[str, ...] = (), implementations: tuple[str, ..
         name, dot, param = key.partition(".")
         if not sep or not dot or not param:
             raise RecipeError(f"--set {item!r}: write STAGE.PARAM=VALUE, e.g. denoise.strength=0")
+        check_json_depth(raw, f"--set {key}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw  # a bare word is a string
+        except ValueError:  # Python reads no integer of more than 4300 digits
+            raise RecipeError(f"--set {key}: the number is far too long to be a setting") from None
         stages.setdefault(name, {}).setdefault("params", {})[param] = value
     return stages

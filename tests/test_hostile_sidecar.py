@@ -50,6 +50,9 @@ BAD_STAGES: dict[str, tuple[str, str]] = {
     "neutral-zero": ('{"white_balance":{"params":{"neutral":[0,0,0]}}}', "'neutral'"),
     "deep-json": (DEEP, "nests JSON more than"),
     "not-json": ("{", "not valid JSON"),
+    "long-number": ('{"denoise":{"params":{"strength":1' + "0" * 5000 + "}}}", "a number far too long"),
+    # a version of the learned denoiser's params, where a layout-1 sidecar's unnamed denoiser is the classical one
+    "other-implementations-version": ('{"denoise":{"params":{"strength":0,"version":5}}}', "params version 5"),
 }
 
 
@@ -65,12 +68,34 @@ def make_special(path: Path, kind: str) -> str:
     if kind == "dev-zero":
         path.symlink_to("/dev/zero")
         return "character device"
-    assert kind == "huge"
-    path.write_bytes(packet(extra=' darktable:x="' + "y" * (17 << 20) + '"'))
-    return "far too large"
+    if kind == "link-to-nothing":  # a share that is not mounted: the defaults would render without a word
+        path.symlink_to("/nonexistent-share/IMG_0001.dng.xmp")
+        return "a link to /nonexistent-share"
+    if kind == "folder":
+        path.mkdir()
+        return "is a folder"
+    if kind == "huge":
+        path.write_bytes(packet(extra=' darktable:x="' + "y" * (17 << 20) + '"'))
+        return "far too large"
+    if kind == "huge-value":  # under the size limit, over libxml2's limit on one value
+        path.write_bytes(packet(extra=' darktable:x="' + "y" * (11 << 20) + '"'))
+        return "more than 10 MB"
+    if kind == "long-value":  # the line quotes it cut short
+        path.write_bytes(packet(extra=' hostplug:exposure="' + "1," * 100_000 + '"'))
+        return "hostplug:exposure '1,1,1"
+    if kind == "crowded":  # lxml reads 20 000 attributes' values in 2 s a time: refused, not slow
+        path.write_bytes(packet(extra="".join(f' darktable:a{i}="1"' for i in range(20_000))))
+        return "20003 attributes"
+    if kind == "unknown-encoding":
+        path.write_bytes(b'<?xml version="1.0" encoding="Shift_JIS"?>\n' + packet().split(b"\n", 1)[1])
+        return "names an encoding that cannot be read"
+    assert kind == "text-in-rdf"  # a description's start tag damaged: edit wrote the defaults over what it held
+    path.write_bytes(packet().replace(b"<rdf:Description ", b"", 1).replace(b"/>", b"", 1))
+    return "text directly inside rdf:RDF"
 
 
-SPECIAL = ("fifo", "link-to-fifo", "dev-zero", "huge")
+SPECIAL = ("fifo", "link-to-fifo", "dev-zero", "huge", "link-to-nothing", "folder", "huge-value", "long-value",
+           "crowded", "unknown-encoding", "text-in-rdf")
 
 
 def hostplug(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -90,6 +115,7 @@ def assert_lines(result: subprocess.CompletedProcess[str], expected: dict[str, s
         mine = [line for line in lines if line.startswith(f"hostplug: error: {start}")]
         assert len(mine) == 1, (start, lines)
         assert words.lower() in mine[0].lower(), (words, mine[0])
+        assert len(mine[0]) < 1000, mine[0][:1000]  # a bad value of megabytes is quoted cut short
 
 
 def snapshot(folder: Path) -> dict[str, object]:
@@ -159,6 +185,14 @@ def test_edit_refuses_to_store_invalid_stage_settings(tmp_path: Path) -> None:
     result = hostplug("edit", raw, "--set", "detail.radius=1e9")
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert [line for line in result.stderr.splitlines() if line.strip()][0].startswith("hostplug: error: ")
+    assert not raw.with_name("IMG_0001.dng.xmp").exists()
+
+
+def test_set_values_python_cannot_parse_are_one_line(tmp_path: Path) -> None:
+    raw = tmp_path / "IMG_0001.dng"
+    shutil.copy(SAMPLE_DNG, raw)
+    for value, words in (("1" + "0" * 5000, "far too long"), ("[" * 5000 + "]" * 5000, "nests JSON more than")):
+        assert_lines(hostplug("edit", raw, "--set", f"denoise.strength={value}"), {"--set denoise.strength": words})
     assert not raw.with_name("IMG_0001.dng.xmp").exists()
 
 

@@ -46,6 +46,9 @@ def _open_regular(path: Path | str, what: str, error: type[HostplugError], follo
             raise error(f"{path}: refused, the {what} is a symbolic link") from None
         if e.errno == errno.ENOENT and missing is not None:  # "no such recipe file"; an input is just a file
             raise missing(f"{path}: no such {'file' if what == 'input' else what}") from None
+        if e.errno == errno.ENOENT and os.path.islink(path):  # to a share that is not mounted, say
+            raise error(f"{path}: cannot read the {what}: it is a link to {os.readlink(path)}, which is not "
+                        "there") from None
         raise error(f"{path}: cannot read the {what} ({e.strerror})") from None
     try:
         info = os.fstat(descriptor)

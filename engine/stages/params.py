@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal, Union
 
-from engine.errors import RecipeError
+from engine.errors import RecipeError, shown
 
 
 @cache
@@ -46,13 +46,13 @@ def check_params(stage: str, params: Any) -> None:
         value = getattr(params, name)
         problem = _problem(hint, value, field_range(params_class, name))
         if problem:
-            raise RecipeError(f"stage {stage!r} parameter {name!r} = {_short(value)} {problem}")
+            raise RecipeError(f"stage {stage!r} parameter {name!r} = {shown(value)} {problem}")
 
 
 def check_version(stage: str, version: Any, current: int) -> int:
     """The stored params version as an int; :class:`RecipeError` when it is not one this engine can read."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise RecipeError(f"stage {stage!r} params version {_short(version)} is not a whole number from 1")
+        raise RecipeError(f"stage {stage!r} params version {shown(version)} is not a whole number from 1")
     if version > current:
         raise RecipeError(f"stage {stage!r} params version {version} is newer than this hostplug "
                           f"({current}); upgrade hostplug")
@@ -132,7 +132,7 @@ def _tuple_problem(hint: Any, value: Any, bounds: tuple[float, float] | None) ->
     for item_hint, item in zip(items, value, strict=True):
         problem = _problem(item_hint, item, bounds)
         if problem:
-            return f"has an item {_short(item)} that {problem}"
+            return f"has an item {shown(item)} that {problem}"
     return None
 
 
@@ -140,11 +140,3 @@ def _noun(hint: Any) -> str:
     return "numbers" if hint in (float, int) else "lists" if typing.get_origin(hint) is tuple else "values"
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """A value as the message shows it: lists as lists (as the user typed them), long ones cut short."""
-    text = repr(_as_lists(value))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _as_lists(value: Any) -> Any:
-    return [_as_lists(v) for v in value] if isinstance(value, tuple | list) else value

@@ -24,6 +24,10 @@ from engine.errors import SidecarError
 from engine.xmp.namespaces import RDF_NS, X_NS
 
 MAX_PACKET_BYTES = 16 << 20  # sidecars are kilobytes; anything this large is not one
+# Lightroom's crs: description, the largest we know, holds a few hundred attributes. lxml reads an attribute's value
+# by searching the element's attributes, so reading them all is quadratic: 20 000 took 2 s, and every command
+# reads a sidecar's descriptions several times.
+MAX_ATTRIBUTES = 4096
 
 _EMPTY_PACKET = (
     '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
@@ -51,6 +55,9 @@ def parse_packet(data: bytes, name: str) -> etree._ElementTree:
         raise SidecarError(f"{name}: refused, it declares XML entities") from e
     except StdET.ParseError as e:
         raise SidecarError(f"{name}: not valid XML ({e})") from e
+    except (LookupError, ValueError) as e:  # expat: an unknown encoding, or a multi-byte one it cannot read
+        raise SidecarError(f"{name}: refused, its XML declaration names an encoding that cannot be read ({e}); "
+                           "XMP is written in UTF-8") from e
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                              remove_blank_text=False, remove_comments=False, remove_pis=False)
     try:
@@ -59,10 +66,28 @@ def parse_packet(data: bytes, name: str) -> etree._ElementTree:
         if "Excessive depth" in str(e):  # libxml2's limit, which names a flag the user cannot set
             raise SidecarError(f"{name}: refused, it nests XML elements more than 256 levels deep (an XMP sidecar "
                                "nests fewer than ten)") from e
-        raise SidecarError(f"{name}: not valid XML ({e})") from e
-    if rdf_root(tree) is None:
+        if "XML_PARSE_HUGE" in str(e):  # libxml2's 10 MB limit on one text or value, named by a flag
+            raise SidecarError(f"{name}: refused, it holds a text or value of more than 10 MB (an XMP sidecar's "
+                               "values are at most kilobytes)") from e
+        raise SidecarError(f"{name}: not valid XML ({' '.join(str(e).split())})") from e
+    rdf = rdf_root(tree)
+    if rdf is None:
         raise SidecarError(f"{name}: not an XMP packet (no rdf:RDF element)")
+    _check_shape(rdf, name)
     return tree
+
+
+def _check_shape(rdf: etree._Element, name: str) -> None:
+    """Refuse text directly inside rdf:RDF (a description whose start tag was damaged reads as text there, and
+    every reader would skip it: an edit would then write the defaults over what it held) and an element with
+    more attributes than any sidecar has (see MAX_ATTRIBUTES)."""
+    if any(text and text.strip() for text in [rdf.text, *(child.tail for child in rdf)]):
+        raise SidecarError(f"{name}: not valid XMP (text directly inside rdf:RDF, outside any rdf:Description: "
+                           "the file is damaged); repair it in a text editor")
+    crowded = next((element for element in rdf.iter(etree.Element) if len(element.attrib) > MAX_ATTRIBUTES), None)
+    if crowded is not None:
+        raise SidecarError(f"{name}: refused, one XML element holds {len(crowded.attrib)} attributes (an XMP "
+                           f"sidecar's hold at most a few hundred; the limit is {MAX_ATTRIBUTES})")
 
 
 def empty_packet() -> etree._ElementTree:
@@ -93,10 +118,10 @@ def simple_properties(tree: etree._ElementTree, namespace: str) -> dict[str, str
     """Simple (text) properties of ``namespace``, by local name, in attribute or element form."""
     values: dict[str, str] = {}
     for description in descriptions(tree):
-        for key, value in description.attrib.items():
+        for key in description.attrib:  # the names first: each value lxml reads searches them (MAX_ATTRIBUTES)
             ns, local = _local(key)
             if ns == namespace:
-                values[local] = value
+                values[local] = description.get(key, "")
         for child in description.iterchildren(etree.Element):
             ns, local = _local(child.tag)
             if ns == namespace and len(child) == 0:

@@ -20,7 +20,7 @@ from typing import Any
 
 from lxml import etree
 
-from engine.errors import SidecarError
+from engine.errors import SidecarError, shown
 from engine.orientation import Orientation
 from engine.recipe import RANGES
 from engine.xmp.document import array_items, descriptions, simple_properties
@@ -111,7 +111,7 @@ def _tiff_orientation(tree: etree._ElementTree, where: str) -> Orientation | Non
     if text is None:
         return None
     if not re.fullmatch(r"[1-8]", text.strip()):
-        raise SidecarError(f"{where}: tiff:Orientation {text!r} is not an EXIF orientation (a whole number from "
+        raise SidecarError(f"{where}: tiff:Orientation {shown(text)} is not an EXIF orientation (a whole number from "
                            "1 to 8)")
     return Orientation(int(text), f"{Path(where).name} (tiff:Orientation)")
 
@@ -129,7 +129,7 @@ def _darktable_orientation(tree: etree._ElementTree, where: str, exif: Callable[
         return Orientation(1, origin + ", switched off")
     version = flip.get("modversion", "2").strip()
     if version not in ("1", "2"):
-        raise SidecarError(f"{where}: darktable's orientation (flip) is of module version {version!r}, which "
+        raise SidecarError(f"{where}: darktable's orientation (flip) is of module version {shown(version)}, which "
                            "hostplug does not know (it reads 1 and 2)")
     value = _flip_value(flip.get("params", ""), where, version)
     if version == "1":
@@ -161,10 +161,10 @@ def _darktable_fields(item: etree._Element) -> dict[str, str]:
     """An rdf:li struct's darktable: fields, written as attributes (as darktable does) or as elements."""
     fields: dict[str, str] = {}
     for element in item.iter(etree.Element):  # the item itself, and a nested rdf:Description or field elements
-        for key, value in element.attrib.items():
+        for key in element.attrib:  # names first, as engine.xmp.document.simple_properties reads them
             name = etree.QName(key)
             if name.namespace == DARKTABLE_NS:
-                fields[name.localname] = value
+                fields[name.localname] = element.get(key, "")
         name = etree.QName(element)
         if name.namespace == DARKTABLE_NS and len(element) == 0:
             fields[name.localname] = (element.text or "").strip()
@@ -177,7 +177,7 @@ def _history_end(tree: etree._ElementTree, count: int, where: str) -> int:
     if text is None:
         return count
     if not re.fullmatch(r"\d+", text.strip()):
-        raise SidecarError(f"{where}: darktable:history_end {text!r} is not a whole number")
+        raise SidecarError(f"{where}: darktable:history_end {shown(text)} is not a whole number")
     return int(text)
 
 
@@ -187,7 +187,7 @@ def _flip_value(params: str, where: str, version: str) -> int:
     value = int.from_bytes(data, "little", signed=True) if data is not None and len(data) == 4 else None
     lowest = -1 if version == "2" else 0  # "as the EXIF says" came with version 2
     if value is None or not lowest <= value <= 7:
-        raise SidecarError(f"{where}: darktable's orientation (flip) params {params!r} are not an orientation "
+        raise SidecarError(f"{where}: darktable's orientation (flip) params {shown(params)} are not an orientation "
                            f"(one of {lowest} to 7 in module version {version})")
     return value
 

@@ -31,8 +31,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.errors import RecipeError, SidecarError
-from engine.recipe import Recipe, check_json_depth
+from engine.errors import RecipeError, SidecarError, shown
+from engine.recipe import Recipe, parse_json
 from engine.stages.catalogue import pin_former_defaults
 
 SCHEMA_VERSION = 10  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
@@ -105,7 +105,7 @@ def _migrate(properties: dict[str, str], where: str) -> dict[str, str]:
     try:
         version = int(text)
     except ValueError:
-        raise SidecarError(f"{where}: hostplug:schemaVersion {text!r} is not a number") from None
+        raise SidecarError(f"{where}: hostplug:schemaVersion {shown(text)} is not a number") from None
     if version > SCHEMA_VERSION:
         raise SidecarError(f"{where}: written by a newer hostplug (schema version {version}; this one reads up "
                            f"to {SCHEMA_VERSION}); upgrade hostplug")
@@ -121,12 +121,12 @@ def _setting(name: str, text: str, where: str) -> Any:
         return text.strip()
     if name in BOOL_SETTINGS:
         if text.strip().lower() not in ("true", "false"):  # XMP writes True; other writers' true is read too
-            raise SidecarError(f"{where}: hostplug:{name} {text!r} is not True or False")
+            raise SidecarError(f"{where}: hostplug:{name} {shown(text)} is not True or False")
         return text.strip().lower() == "true"
     try:
         return float(text)
     except ValueError:
-        raise SidecarError(f"{where}: hostplug:{name} {text!r} is not a number") from None
+        raise SidecarError(f"{where}: hostplug:{name} {shown(text)} is not a number") from None
 
 
 def properties_to_settings(properties: Mapping[str, str], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -146,12 +146,9 @@ def properties_to_settings(properties: Mapping[str, str], where: str) -> tuple[d
     stages: dict[str, Any] = {}
     if "stages" in properties:
         try:
-            check_json_depth(properties["stages"], "hostplug:stages")
-            stages = json.loads(properties["stages"])
+            stages = parse_json(properties["stages"], "hostplug:stages")
         except RecipeError as e:
             raise SidecarError(f"{where}: {e}") from None
-        except json.JSONDecodeError as e:
-            raise SidecarError(f"{where}: hostplug:stages is not valid JSON ({e.msg})") from None
     try:
         check_stages(Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)}))
     except RecipeError as e:
@@ -183,6 +180,13 @@ def properties_to_recipe(properties: Mapping[str, str], where: str) -> Recipe:
     """The complete recipe our properties describe (settings they omit keep their defaults)."""
     settings, stages = properties_to_settings(properties, where)
     layout = properties.get("schemaVersion", "").strip()
-    if layout.isdigit() and int(layout) < SCHEMA_VERSION:  # a recipe of an older recipe version (module docstring)
-        stages = pin_former_defaults(stages, int(layout))
-    return Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)})
+    if not (layout.isdigit() and int(layout) < SCHEMA_VERSION):
+        return Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)})
+    # a recipe of an older recipe version (module docstring): checked again once its defaults are pinned, since
+    # the stage that runs may then be another (a denoiser named by no implementation was the classical one)
+    recipe = Recipe.from_dict({"stages": pin_former_defaults(stages, int(layout)), **settings, **_wb_for(settings)})
+    try:
+        check_stages(recipe)
+    except RecipeError as e:
+        raise SidecarError(f"{where}: {e}") from None
+    return recipe

@@ -291,8 +291,11 @@ def update_recipe(raw: Path, change: Callable[[Recipe], Recipe]) -> Recipe:
 
     Concurrent updates are serialised, so each sees the other's result. Returns the recipe stored.
     """
-    sidecar = _written_path(sidecar_path(Path(raw)))
+    named = sidecar_path(Path(raw))
+    sidecar = _written_path(named)
     if not sidecar.parent.is_dir():
+        if sidecar != named:  # a link to a share that is not mounted, say
+            raise SidecarError(f"{named}: the sidecar is a link to {os.readlink(named)}, whose folder is not there")
         raise SidecarError(f"{sidecar.parent}: no such folder")
     _check_writable(sidecar)
     with _locked(sidecar):

@@ -16,11 +16,11 @@ __all__ = ["find_duplicates", "find_sidecar", "find_sidecars", "sidecar_path"]
 
 
 def _present(path: Path) -> bool:
-    """Whether something that could be a sidecar is at ``path``: anything but a folder (a FIFO or a device is
-    found here, so reading it is refused in one line rather than the sidecar being silently ignored or
-    replaced). A name longer than the file system allows cannot exist."""
+    """Whether anything is at ``path``: a FIFO, a folder or a link to a share that is not mounted is found here too,
+    so that reading it is refused in one line, rather than the sidecar being ignored (a render with the defaults)
+    or replaced. A name longer than the file system allows cannot exist."""
     try:
-        return path.exists() and not path.is_dir()
+        return os.path.lexists(path)
     except OSError as e:
         if is_name_too_long(e):
             return False
@@ -66,9 +66,18 @@ def find_sidecars(raw: Path) -> list[Path]:
     found: list[Path] = []
     for name in names:
         candidate = raw.with_name(name)
-        if _present(candidate) and not any(candidate.samefile(p) for p in found):
+        if _present(candidate) and not any(_same(candidate, p) for p in found):
             found.append(candidate)
     return found
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two names are one file (``.xmp`` and ``.XMP`` on a file system that ignores case); a link to
+    nothing is only itself."""
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a == b
 
 
 def find_sidecar(raw: Path) -> Path | None:
