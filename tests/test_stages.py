@@ -219,6 +219,18 @@ def test_lower_temperature_setting_cools_and_positive_tint_turns_magenta(srgb_so
     assert magenta[1] < 0.95 * min(magenta[0], magenta[2])
 
 
+def test_every_custom_white_balance_in_range_renders_a_picture() -> None:
+    # 3000 K with tint +150 put the Canon's white outside what its sensor sees: a negative response, and every
+    # pixel balanced to black without a word
+    source = engine.open(need(CANON))
+    for temperature in (1700, 3000, 25000):
+        for tint in (-150, 150):
+            recipe = Recipe(wb="custom", temperature=temperature, tint=tint)
+            rendered = engine.render(source, recipe, preview=128)
+            assert min(rendered.notes["white_balance"]["neutral"]) > 0
+            assert rendered.pixels.mean() > 0.05, (temperature, tint)
+
+
 # --- pinned parameters and re-renders -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

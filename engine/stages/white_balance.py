@@ -90,6 +90,12 @@ def estimate_neutral(camera_rgb: np.ndarray) -> np.ndarray:
     return neutral / neutral[1]
 
 
+# The least camera response to a custom white, relative to green's. Far off the daylight locus (3000 K with tint
+# +150) a camera's colour matrix puts the white outside what the sensor sees, as a negative response, which balanced
+# every pixel to black; floored, the white renders as the extreme tint the sliders ask for (6 stops of gain at most).
+MIN_CUSTOM_RESPONSE = 1 / 64
+
+
 class WhiteBalance(Stage):
     """Divide camera RGB by the chosen neutral; clip sensor-saturated pixels to white."""
 
@@ -164,5 +170,5 @@ class WhiteBalance(Stage):
             if params.temperature is None:
                 raise RecipeError("custom white balance needs a temperature")
             xy = temperature_tint_to_xy(params.temperature, params.tint or 0.0)
-            return xy_to_neutral(calibration_of(ctx), xy)
+            return np.maximum(xy_to_neutral(calibration_of(ctx), xy), MIN_CUSTOM_RESPONSE)
         raise RecipeError(f"unknown white balance mode {params.mode!r}")
