@@ -20,6 +20,7 @@ import tifffile
 import torch
 from PIL import Image, ImageCms
 
+import engine
 from engine import STAGE_ORDER, Recipe
 from tests.conftest import error_lines, hostplug, hostplug_process, read_metadata, tiff_icc_description
 
@@ -331,6 +332,17 @@ def test_srgb_images_render_and_exposure_brightens_them(tmp_path: Path, suffix: 
     assert 0.1 < base.mean() < 0.9 and base.std() > 0.05
     assert bright.mean() > base.mean() + 0.05
     assert recipe_of(tmp_path / "bright.png").exposure == 1.0
+
+
+def test_a_16_bit_grey_tiff_is_a_picture_not_a_raw(tmp_path: Path) -> None:
+    # LibRaw took it for a "flat" Bayer raw: demosaiced as RGGB, brighter, and one of identical rows "truncated"
+    grey = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (48, 1))
+    tifffile.imwrite(tmp_path / "grey.tif", grey)
+    tifffile.imwrite(tmp_path / "rgb.tif", np.stack([grey] * 3, axis=-1), photometric="rgb")
+    sources = [engine.open(tmp_path / name) for name in ("grey.tif", "rgb.tif")]
+    assert [s.kind for s in sources] == ["rgb", "rgb"]
+    renders = [engine.render(s).pixels for s in sources]
+    assert np.allclose(renders[0], renders[1], atol=1 / 1023)
 
 
 # --- outputs that must not replace anything -------------------------------------------------------------------

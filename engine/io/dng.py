@@ -320,6 +320,23 @@ def undecodable(path: Path, compression: int) -> UnsupportedInputError:
                                  "tool) and try again")
 
 
+# What a TIFF's pixels are (its PhotometricInterpretation) when it is a picture: black or white is zero, RGB,
+# palette, YCbCr. A raw in a TIFF is CFA (32803) or LinearRaw (34892), and a DNG says so by its DNGVersion.
+_PICTURE_PHOTOMETRICS = frozenset({0, 1, 2, 3, 6})
+
+
+def is_tiff_picture(file: Path) -> bool:
+    """Whether ``file`` is a TIFF of a picture, not of a raw: LibRaw takes a 16-bit grey TIFF for a "flat" raw
+    of a Bayer sensor, and renders it as one."""
+    with quiet_tifffile():
+        try:
+            with tifffile.TiffFile(file) as tif:
+                page = tif.pages[0].aspage()
+                return 50706 not in page.tags and int(page.photometric) in _PICTURE_PHOTOMETRICS
+        except _NOT_READABLE:
+            return False
+
+
 def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
     """The DNG tags of ``path`` (read from ``file`` when given: the open file, see
     :func:`engine.io.bounded.pinned`), checked, or ``None`` when it is not a DNG (or not a TIFF tifffile reads).

@@ -24,7 +24,7 @@ from engine.errors import CorruptInputError, InputNotFoundError, UnsupportedInpu
 from engine.filehash import file_sha256
 from engine.io.bad_pixels import BadPixels, BadPixelsList, repairable
 from engine.io.bounded import pinned
-from engine.io.dng import DngTags, read_dng_tags, read_linear_raw, undecodable
+from engine.io.dng import DngTags, is_tiff_picture, read_dng_tags, read_linear_raw, undecodable
 from engine.io.formats import JPEG_END, JPEG_START, PNG_START, RGB_SUFFIXES
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
@@ -217,6 +217,8 @@ def _open_pinned(path: Path, file: Path) -> Source:
             return _open_rgb_or_refuse(path, None, file)
         raise unrecognised(path, file)  # "a JPEG image named like a raw": what to rename it
     dng = read_dng_tags(path, file)  # checks a DNG's tags and structure before LibRaw parses them itself
+    if dng is None and path.suffix.lower() in (".tif", ".tiff") and is_tiff_picture(file):
+        return _open_rgb_or_refuse(path, None, file)
     try:
         with quiet_stderr():
             raw = rawpy.imread(str(file))
