@@ -93,11 +93,11 @@ def file_identity(path: Any) -> tuple[Any, ...] | None:
 
 def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], recipe: Recipe,
                device: str, preview: int | None) -> list[str] | None:
-    """One key per stage: a digest of the source's identity, preview size, device, weights folder and, for that
-    stage and every stage before it, its implementation, switch and resolved params. None when the source cannot
-    be keyed."""
-    identity = file_identity(source.path)
-    if identity is None:
+    """One key per stage: a digest of the source's content (the SHA-256 of the file it was opened from: the file
+    may have been replaced since), preview size, device, weights folder and, for that stage and every stage
+    before it, its implementation, switch and resolved params. None when the source cannot be keyed."""
+    identity = source.sha256
+    if not identity:
         return None
     from engine.models import weights_folder  # another folder's networks make other outputs
 

@@ -77,18 +77,22 @@ def test_a_changed_file_is_not_served_from_the_cache(source: engine.Source, tmp_
     first = engine.open(copy)
     render(first, Recipe(), preview=PREVIEW, cache=cache)
     assert list(render(first, Recipe(), preview=PREVIEW, cache=cache).timings) == [STAGE_ORDER[-1]]
-    copy.write_bytes(copy.read_bytes())  # the same bytes, a new modification time: it may be another picture
-    stages = render(engine.open(copy), Recipe(), preview=PREVIEW, cache=cache).timings
-    assert list(stages) == list(STAGE_ORDER)
-    # Another picture of the same size copied over it with its times kept (cp -p): only its change time tells.
-    render(engine.open(copy), Recipe(), preview=PREVIEW, cache=cache)
+    copy.write_bytes(copy.read_bytes())  # the same bytes, a new modification time: the same picture
+    assert list(render(engine.open(copy), Recipe(), preview=PREVIEW, cache=cache).timings) == [STAGE_ORDER[-1]]
+    # Another picture of the same size copied over it with its times kept (cp -p): its content tells.
     before = copy.stat()
     other = bytearray(copy.read_bytes())
     other[-1000:] = bytes(1000)
     copy.write_bytes(bytes(other))
     os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (copy.stat().st_size, copy.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-    assert list(render(engine.open(copy), Recipe(), preview=PREVIEW, cache=cache).timings) == list(STAGE_ORDER)
+    replaced = render(engine.open(copy), Recipe(), preview=PREVIEW, cache=cache)
+    assert list(replaced.timings) == list(STAGE_ORDER)
+    # The source opened before the file was replaced still holds the first picture, and renders it.
+    held = render(first, Recipe(), preview=PREVIEW, cache=cache)
+    assert list(held.timings) == [STAGE_ORDER[-1]]
+    assert np.array_equal(held.pixels, render(first, Recipe(), preview=PREVIEW).pixels)
+    assert not np.array_equal(held.pixels, replaced.pixels)
     # Another preview size, or the full size, is a different render.
     assert list(render(first, Recipe(), preview=400, cache=cache).timings) == list(STAGE_ORDER)
 
