@@ -17,6 +17,10 @@ Or a file to a file, with the raw's sidecar recipe, the source's metadata and th
 
 The names are imported when first used, so ``import engine`` (and ``from engine.errors import ...``) stays cheap:
 torch, numba, OpenCV and rawpy load with the first render, not with a command line's ``--help``.
+
+Threads may render at once (each render's pixels are its own). Processes that render must be started with
+``multiprocessing.get_context("spawn")`` (or "forkserver"), as ``hostplug watch`` starts its workers: numba's and
+torch's OpenMP threads do not survive a fork, and a child forked after its parent rendered is killed by OpenMP.
 """
 
 from __future__ import annotations
