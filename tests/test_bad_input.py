@@ -151,3 +151,29 @@ def test_batch_reports_exactly_one_line_per_bad_file_and_a_summary(batch) -> Non
     for path, line in zip(bad, lines[:-1], strict=True):
         assert line.startswith("hostplug: error:") and path.name in line
     assert lines[-1] == f"hostplug: error: {len(bad)} of {len(bad) + 2} files failed"
+
+
+def test_a_path_with_a_nul_character_is_one_error(sample_dng: Path, tmp_path: Path) -> None:
+    import engine
+    from engine.errors import InputNotFoundError, OutputError
+
+    with pytest.raises(InputNotFoundError, match="NUL"):
+        engine.open("IMG\0.dng")
+    with pytest.raises(OutputError, match="NUL"):
+        engine.render_file(sample_dng, tmp_path / "out\0.png")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_source_opened_by_a_relative_path_is_recorded_wherever_the_script_goes(
+        sample_dng: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine
+
+    (tmp_path / "shoot").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(sample_dng, tmp_path / "shoot" / "IMG_0001.dng")
+    monkeypatch.chdir(tmp_path / "shoot")
+    result = engine.render(engine.open("IMG_0001.dng"), preview=128)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the output recorded /elsewhere/IMG_0001.dng as its raw
+    engine.write_image(result, "out.png")
+    again = engine.rerender_file("out.png", {"exposure": 0.5})
+    assert again.source == tmp_path / "shoot" / "IMG_0001.dng"

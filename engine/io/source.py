@@ -178,9 +178,13 @@ def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
         raise InputNotFoundError(f"the input must be a path (str or pathlib.Path), not {type(path).__name__}")
     if not os.fspath(path):  # Path("") would be ".", the current folder
         raise InputNotFoundError("the input's path is empty; give the path of a raw or an image")
+    if "\0" in os.fsdecode(path):
+        raise InputNotFoundError(f"{os.fsdecode(path)!r}: a path cannot hold a NUL character")
     path = Path(path)
     with pinned(path, "input", InputNotFoundError, follow=follow_links, missing=InputNotFoundError) as file:
-        return _open_pinned(path, file)
+        source = _open_pinned(path, file)
+    source.path = Path(os.path.abspath(path))  # what an output records as its raw, wherever the process goes next
+    return source
 
 
 def check_source_argument(source: object) -> None:

@@ -309,6 +309,8 @@ def _check_whole(path: Path, fmt: str) -> None:
 def check_target(path: Path, options: OutputOptions) -> None:
     """Refuse an output that cannot be written (name too long, exists without overwrite, no folder), before any
     work is spent on it."""
+    if "\0" in os.fsdecode(path):
+        raise OutputError(f"cannot write {os.fsdecode(path)!r}: a path cannot hold a NUL character")
     if len(os.fsencode(path.name)) > 255:  # first: asking the file system about such a name raises
         raise OutputError(f"cannot write {path}: the name is {len(os.fsencode(path.name))} bytes, more than the "
                           "255 a file name may have (name the output with -o)")
