@@ -55,6 +55,10 @@ class OutputError(HostplugError):
     exit_code = 5
 
 
+class OutputTakenError(OutputError):
+    """The output's name was taken while the render ran (another render of the same name at the same time)."""
+
+
 class OutputOptionError(OptionError, OutputError):
     """The output options contradict each other or the output's name (16 bits for a JPEG, ``--format jpeg`` for a
     ``.tif``): a wrong option (exit 2), still an :class:`OutputError` for a script that catches those."""

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine.errors import CorruptInputError, InputNotFoundError, OutputOptionError, RecipeError, UnsupportedInputError
+from engine.errors import (
+    CorruptInputError,
+    InputNotFoundError,
+    OutputOptionError,
+    OutputTakenError,
+    RecipeError,
+    UnsupportedInputError,
+)
 from engine.orientation import Orientation
 from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
 from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace
@@ -203,6 +210,9 @@ def _tiff_layout(path: Path) -> ImageLayout:
     return ImageLayout("tiff", bits, "deflate" if deflate else "none")
 
 
+TAKEN_TRIES = 5  # free names tried when other re-renders of the same output take them first
+
+
 def rerender_target(output: Path, fmt: str) -> Path:
     """A free name beside ``output``: ``NAME_rerender.EXT``, then ``NAME_rerender-2.EXT``, ... (numbered as the other
     names hostplug finds free are: ``IMG_0001_hostplug-2.tif``)"""
@@ -245,6 +255,14 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
                             space=record.output.get("space", "srgb"), long_edge=record.output.get("long_edge"),
                             overwrite=overwrite, compression=compression)
-    result = render_file(source, new, recipe, options, extra_xmp=record.catalogue, device=device, progress=progress,
-                         orientation=record.orientation)
-    return replace(result, source=source, notice=notice)
+    for _ in range(TAKEN_TRIES):
+        try:
+            result = render_file(source, new, recipe, options, extra_xmp=record.catalogue, device=device,
+                                 progress=progress, orientation=record.orientation)
+            return replace(result, source=source, notice=notice)
+        except OutputTakenError:
+            if target is not None:
+                raise
+            new = rerender_target(output, fmt)  # another re-render of this output took the free name: the next
+    raise OutputTakenError(f"{new}: {TAKEN_TRIES} free names beside {output.name} were taken while rendering; "
+                           "name the re-render (target=, --out)")

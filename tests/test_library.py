@@ -53,6 +53,25 @@ def test_rerender_file_reproduces_the_render(tmp_path: Path, sample_dng: Path) -
     assert np.array_equal(_png(again.output), _png(first.output))
 
 
+def test_two_rerenders_of_one_output_at_once_take_two_names(tmp_path: Path, sample_dng: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # the second found first_rerender.png free, as the first did, and was told to pass --overwrite
+    raw = tmp_path / "IMG_0001.dng"
+    shutil.copy(sample_dng, raw)
+    first = engine.render_file(raw, tmp_path / "first.png", engine.Recipe(), engine.OutputOptions(long_edge=200))
+    write_png = engine.output.write._ENCODERS["png"]
+    taken = tmp_path / "first_rerender.png"
+
+    def meanwhile(partial: Path, *args: object) -> None:
+        if not taken.exists():
+            taken.write_bytes(b"the other re-render's")
+        write_png(partial, *args)
+
+    monkeypatch.setitem(engine.output.write._ENCODERS, "png", meanwhile)
+    again = engine.rerender_file(first.output, {"exposure": 0.5})
+    assert again.output == tmp_path / "first_rerender-2.png" and taken.read_bytes() == b"the other re-render's"
+
+
 def _png(path: Path) -> np.ndarray:
     import cv2
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 from engine import tiling
 from engine.colour import SPACES, SRGB, RGBSpace, encode, srgb_decode, srgb_to_space_matrix
-from engine.errors import OutputError
+from engine.errors import OutputError, OutputTakenError
 from engine.io.formats import JPEG_END, PNG_END
 from engine.output.formats import OutputOptions, checked_options, resolve_format
 from engine.output.icc import icc_profile
@@ -395,7 +395,8 @@ def publish_held(partial: Path, path: Path, overwrite: bool) -> None:
     try:
         publish(partial, path, overwrite)
     except FileExistsError:
-        raise OutputError(f"{path} exists; pass --overwrite to replace it") from None
+        raise OutputTakenError(f"{path} appeared while this render ran (another render of the same name?); pass "
+                               "--overwrite to replace it") from None
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
     drop_held(partial)  # after a hard link the partial name is a second name of the output
