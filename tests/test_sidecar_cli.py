@@ -550,3 +550,15 @@ def test_show_and_edit_refuse_what_render_refuses_with_its_line(tmp_path: Path, 
         result = hostplug(*command)
         assert (result.exit_code, error_lines(result.stderr)) == (3, error_lines(rendered.stderr))
     assert not list(tmp_path.glob("*.xmp"))
+
+
+def test_a_lossy_dng_that_renders_takes_an_edit(tmp_path: Path) -> None:
+    # edit refused it as "lossy JPEG compression, which LibRaw cannot decode", while render rendered it
+    from tests.conftest import NIKON, need, read_metadata
+
+    raw = Path(shutil.copy(need(NIKON), tmp_path))
+    assert hostplug("edit", raw, "--exposure", "0.3").exit_code == 0
+    assert hostplug("show", raw).exit_code == 0
+    rendered = hostplug("render", raw, "-o", tmp_path / "x.png", "--long-edge", "128")
+    assert rendered.exit_code == 0
+    assert Recipe.from_json(read_metadata(tmp_path / "x.png")[1]["Xmp.hostplug.recipe"]).exposure == 0.3

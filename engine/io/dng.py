@@ -310,6 +310,9 @@ _NOT_READABLE = (tifffile.TiffFileError, OSError, ValueError, ArithmeticError, s
 
 # DNG compressions LibRaw cannot decode, by name
 UNDECODABLE_COMPRESSIONS = {9: "VC-5 (GoPro)", 52546: "JPEG XL", 34892: "lossy JPEG"}
+# Those that no LibRaw build decodes; lossy JPEG is decoded where LibRaw was built with libjpeg (rawpy's wheels are),
+# so only a render can tell (the Nikon D500 sample of ../shared is one).
+NEVER_DECODED = frozenset({9, 52546})
 
 
 def undecodable(path: Path, compression: int) -> UnsupportedInputError:

@@ -45,11 +45,11 @@ def _check_dng(path: Path) -> None:
     """What a render checks of a DNG before LibRaw sees it (:func:`engine.io.dng.read_dng_tags`: data past the end of
     a truncated file, damaged tags), and a compression LibRaw cannot decode (GoPro's VC-5): from the header alone, so
     ``show`` and ``edit`` refuse what ``render`` refuses, with the same line."""
-    from engine.io.dng import UNDECODABLE_COMPRESSIONS, read_dng_tags, undecodable
+    from engine.io.dng import NEVER_DECODED, read_dng_tags, undecodable
 
     with pinned(path, "input", InputNotFoundError) as file:
         dng = read_dng_tags(path, file)
-    if dng is not None and dng.compression in UNDECODABLE_COMPRESSIONS:
+    if dng is not None and dng.compression in NEVER_DECODED:
         raise undecodable(path, dng.compression)
 
 
