@@ -148,6 +148,38 @@ def test_watch_options_change_a_recipe_files_stages_as_render_does(tmp_path: Pat
     assert watched.stages == rendered.stages and watched.exposure == 0.2
 
 
+@pytest.mark.parametrize("case", ["file then preset", "file's white balance then an option's", "preset's stage"])
+def test_a_hot_folders_look_is_what_render_makes_of_the_same_options(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     case: str) -> None:
+    """The defaults a recipe file holds undid the folder's presets, a file's white balance and an option's were
+    refused as "give either, not both", and --set replaced a preset's stage whole: the watch CLI's look is now
+    made as render makes it."""
+    import json
+
+    from engine.edits import apply_changes
+    from hostplug.commands.watch import _minimal_config, _recipe_settings
+    from hostplug.daemon.recipes import folder_recipe
+
+    presets = tmp_path / "config" / "hostplug" / "presets"
+    presets.mkdir(parents=True)
+    (presets / "ldetail.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/" hostplug:schemaVersion="10"'
+        ' hostplug:stages=\'{"detail":{"implementation":"learned"}}\'/></rdf:RDF></x:xmpmeta>')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    file = tmp_path / "look.json"
+    file.write_text(json.dumps({"exposure": 0.5} if case == "file then preset" else {"wb": "auto"}))
+    changes: dict = {"file then preset": {"recipe_file": file, "presets": ["warm"]},
+                     "file's white balance then an option's": {"recipe_file": file, "temperature": 6000.0},
+                     "preset's stage": {"presets": ["ldetail"], "stages": {"detail": {"params": {"radius": 2}}}},
+                     }[case]
+    spec = {"template": "{name}", "format": "tiff", "bits": None, "quality": None, "space": "srgb", "long_edge": None}
+    config = _minimal_config(tmp_path / "in", tmp_path / "out", tuple(changes.get("presets", ())), spec, False, None,
+                             _recipe_settings(changes))
+    assert folder_recipe(config.folders[0]) == apply_changes(None, changes)
+
+
 def test_sigterm_before_the_daemon_starts_is_a_clean_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # systemd stopping the unit while it started got "terminated (SIGTERM)" and exit 143: a failed unit
     import os

@@ -38,23 +38,17 @@ A configuration file (TOML; --workers, --journal, --log-json, --polling and --cl
 
 
 def _recipe_settings(changes: dict[str, Any]) -> dict[str, Any]:
-    """The recipe settings given on the command line, in the recipe JSON's form (only those given, so the
-    folder's presets keep the rest). ``--use``/``--set``/``--disable`` change the recipe file's stage settings as
-    they do for ``render`` (:func:`engine.edits.merge_stage`), not replace them: a stage the file holds keeps its
-    implementation, and what an older file left to the defaults of its day (pinned as it was read)."""
-    from engine.edits import SETTINGS, apply_changes, read_recipe_file
-    from engine.recipe import Recipe
+    """The hot folder's look as its ``recipe`` settings (the recipe JSON's form), made from the options as
+    ``render`` makes its recipe (:func:`engine.edits.apply_changes`: the recipe file, then the presets, then the
+    settings, then the stage changes). So the defaults a recipe file holds do not undo the presets, a
+    white-balance option replaces the file's as it does for ``render``, and ``--set`` merges with a preset's
+    stage. Empty when only presets were given: the folder's presets then make the look by themselves."""
+    from engine.edits import apply_changes
 
-    settings: dict[str, Any] = {}
-    base = Recipe()
-    if changes.get("recipe_file"):
-        base = read_recipe_file(changes["recipe_file"])
-        settings.update(base.to_dict())
-        settings.pop("version", None)
-    settings.update({k: changes[k] for k in SETTINGS if changes.get(k) is not None})
-    staged = apply_changes(base, {"stages": changes.get("stages") or {}})
-    if staged.stages:
-        settings["stages"] = staged.to_dict()["stages"]
+    if all(value in (None, {}, (), []) for name, value in changes.items() if name != "presets"):
+        return {}
+    settings = apply_changes(None, changes).to_dict()
+    settings.pop("version")
     return settings
 
 
