@@ -267,6 +267,12 @@ def parse_json(text: str, what: str) -> Any:
         raise RecipeError(f"{what} holds a number far too long to be a setting") from e
 
 
+def _exactly(value: float) -> str:
+    """A number as short as it is and no shorter: 25000.01 is not "25000", which looked in range."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 MAX_JSON_DEPTH = 32  # a recipe nests four levels (stages, a stage, params, a vector); Python's parser recurses
 
 
@@ -378,4 +384,4 @@ def validate(recipe: Recipe) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise RecipeError(f"{name} must be a number, not {shown(value)}")
         if not low <= value <= high:
-            raise RecipeError(f"{name} {value:g} is out of range ({low:g} to {high:g})")
+            raise RecipeError(f"{name} {_exactly(value)} is out of range ({low:g} to {high:g})")

@@ -42,6 +42,7 @@ def test_a_recipe_without_version_is_read_as_the_current_one() -> None:
     ("data", "words"),
     [
         ({"exposure": 7.0}, "exposure 7 is out of range"),
+        ({"temperature": 25000.01}, "temperature 25000.01 is out of range"),  # was "25000", which looks in range
         ({"saturation": -101}, "saturation"),
         ({"temperature": 1000.0, "wb": "custom"}, "temperature"),
         ({"sharpening": -1}, "sharpening"),
