@@ -90,6 +90,7 @@ def test_unknown_preset_names_the_known_ones() -> None:
     'hostplug:schemaVersion="1" hostplug:saturation="-300"',
     'hostplug:schemaVersion="99" hostplug:exposure="1"',
     'hostplug:exposure="1"',
+    'hostplug:schemaVersion="10" hostplug:wb="auto" hostplug:temperature="5000"',  # refused when applied, unnamed
 ])
 def test_malformed_user_preset_is_refused_with_its_path(user_presets: Path, properties: str) -> None:
     path = _preset_file(user_presets, "broken", properties)
