@@ -29,6 +29,7 @@ from engine.errors import (
     OutputTakenError,
     RecipeError,
     UnsupportedInputError,
+    shown,
 )
 from engine.orientation import Orientation
 from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
@@ -67,6 +68,27 @@ def _json(xmp: dict[str, Any], name: str, path: Path, default: Any = None) -> An
     return parse_json(text, f"{path}: its hostplug:{name}")
 
 
+def _json_object(xmp: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = _json(xmp, name, path, {})
+    if not isinstance(value, dict):
+        raise RecipeError(f"{path}: its hostplug:{name} is not a JSON object; the file's record is damaged")
+    return value
+
+
+def _output_options(xmp: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The recorded output options, each of the type a re-render passes on (a damaged record is one line)."""
+    output = _json_object(xmp, "output", path)
+    def counts(key: str) -> bool:
+        value = output.get(key)
+        return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+
+    if not (counts("long_edge") and counts("rendered_at") and counts("quality")
+            and isinstance(output.get("space", ""), str)):
+        raise RecipeError(f"{path}: its hostplug:output {shown(output)} is damaged; re-render from the raw "
+                          "(hostplug render) instead")
+    return output
+
+
 def read_record(path: Path) -> RenderRecord:
     """Read how an output was made from its XMP; a clear error when it is not a hostplug output."""
     if not path.is_file():
@@ -85,15 +107,15 @@ def read_record(path: Path) -> RenderRecord:
         recipe = Recipe.from_json(stored)
     except RecipeError as e:
         raise RecipeError(f"{path}: its recorded recipe cannot be used: {e}") from e
-    decided = _json(xmp, "decided", path, {})
-    turned = decided.get("orientation") if isinstance(decided, dict) else None
+    decided = _json_object(xmp, "decided", path)
+    turned = decided.get("orientation")
     return RenderRecord(
         path=path,
         recipe=recipe,
         decided=decided,
         engine_version=xmp.get(f"Xmp.{XMP_PREFIX}.engineVersion", ""),
-        models=_json(xmp, "models", path, {}),
-        output=_json(xmp, "output", path, {}),
+        models=_json_object(xmp, "models", path),
+        output=_output_options(xmp, path),
         catalogue={key: xmp[key] for key in CATALOGUE_KEYS if key in xmp},
         orientation=Orientation.from_note(turned, str(path)) if turned is not None else None,
     )
@@ -140,7 +162,7 @@ def plan_rerender(record: RenderRecord, changed: Recipe, engine_version: str,
 
     ``changed`` is the stored recipe with the user's changes applied (equal to it when there are none).
     """
-    unchanged = changed.to_json() == record.recipe.to_json()
+    unchanged = changed == record.recipe  # equal recipes, however their numbers were typed (0 and 0.0)
     what = []
     if record.engine_version != engine_version:
         what.append(f"engine {record.engine_version or 'unknown'} -> {engine_version}")
@@ -241,12 +263,17 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     from engine import __version__
     from engine.edits import apply_changes
     from engine.models import model_hashes
-    from engine.output.export import render_file
+    from engine.output.export import render_files
     from engine.xmp.provenance import find_source
 
     output = Path(output)
     record = read_record(output)
-    recipe, notice = plan_rerender(record, apply_changes(record.recipe, changes), __version__, model_hashes())
+    changed = apply_changes(record.recipe, changes)
+    try:
+        recipe, notice = plan_rerender(record, changed, __version__, model_hashes())
+    except (AttributeError, TypeError, ValueError) as e:  # a recorded decision of the wrong shape
+        raise RecipeError(f"{output}: its recorded decisions (hostplug:decided) are damaged ({e}); re-render from "
+                          "the raw (hostplug render) instead") from None
     source = find_source(output, [Path(search)] if isinstance(search, (str, Path)) else [Path(s) for s in search])
     fmt, bits, compression = image_format(output)
     new = Path(target) if target is not None else rerender_target(output, fmt)
@@ -257,8 +284,9 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
                             overwrite=overwrite, compression=compression)
     for _ in range(TAKEN_TRIES):
         try:
-            result = render_file(source, new, recipe, options, extra_xmp=record.catalogue, device=device,
-                                 progress=progress, orientation=record.orientation)
+            result = render_files(source, [(new, options)], recipe, extra_xmp=record.catalogue, device=device,
+                                  progress=progress, orientation=record.orientation,
+                                  render_size=record.output.get("rendered_at", "by outputs"))
             return replace(result, source=source, notice=notice)
         except OutputTakenError:
             if target is not None:

@@ -72,6 +72,34 @@ def test_two_rerenders_of_one_output_at_once_take_two_names(tmp_path: Path, samp
     assert again.output == tmp_path / "first_rerender-2.png" and taken.read_bytes() == b"the other re-render's"
 
 
+@pytest.mark.parametrize("how", ["rendered whole, written small", "a preview written whole"])
+def test_rerender_file_reproduces_what_a_script_wrote(tmp_path: Path, sample_dng: Path, how: str) -> None:
+    # the record held only the long edge, and a re-render took the other path to it: up to 116 of 255 apart
+    source = engine.open(Path(shutil.copy(sample_dng, tmp_path / "IMG_0001.dng")))
+    if how == "rendered whole, written small":
+        engine.write_image(engine.render(source), tmp_path / "out.png", engine.OutputOptions(long_edge=400, bits=8))
+    else:  # 600 px is more than half the picture: a re-render by the outputs' rule renders the whole picture
+        engine.write_image(engine.render(source, preview=600), tmp_path / "out.png")
+    again = engine.rerender_file(tmp_path / "out.png")
+    assert again.notice is None and np.array_equal(_png(again.output), _png(tmp_path / "out.png"))
+
+
+@pytest.mark.parametrize(("name", "value"), [("output", "[90]"), ("output", '{"long_edge":"big"}'),
+                                             ("decided", '{"photofinish":[1]}')])
+def test_a_damaged_record_is_one_error(tmp_path: Path, sample_dng: Path, name: str, value: str) -> None:
+    import pyexiv2
+
+    from engine.output.metadata import register_namespace
+
+    raw = Path(shutil.copy(sample_dng, tmp_path / "IMG_0001.dng"))
+    out = engine.render_file(raw, tmp_path / "out.png", engine.Recipe(), engine.OutputOptions(long_edge=128)).output
+    register_namespace()
+    with pyexiv2.Image(str(out)) as image:
+        image.modify_xmp({f"Xmp.hostplug.{name}": value, "Xmp.hostplug.engineVersion": "0.0.1"})
+    with pytest.raises(engine.RecipeError, match=f"{out}: its "):
+        engine.rerender_file(out)
+
+
 def _png(path: Path) -> np.ndarray:
     import cv2
 

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.errors import OptionError, OutputError, RecipeError
 from engine.filehash import file_sha256
@@ -88,7 +88,9 @@ def output_xmp(options: OutputOptions, rendered: Rendered | None = None, fmt: st
         picture = max(crop[2:]) if crop else max(source.size)
         if drawn < picture and (long_edge is None or drawn < long_edge):
             long_edge = drawn
-    recorded = {"space": options.space, "long_edge": long_edge}
+    recorded: dict[str, Any] = {"space": options.space, "long_edge": long_edge}
+    if rendered is not None:  # the size the stages worked at (None: the full picture), for a re-render to match
+        recorded["rendered_at"] = drawn if drawn < picture else None
     if fmt in (None, "jpeg"):
         recorded["quality"] = options.quality
     return {f"Xmp.{XMP_PREFIX}.output": json.dumps(recorded, sort_keys=True, separators=(",", ":"))}
@@ -227,7 +229,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
                  recipe: Recipe | None = None, *, changes: Mapping[str, Any] | None = None,
                  base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
                  stages_dir: str | Path | None = None, progress: Progress | None = None,
-                 cache: StageCache | None = None, orientation: Orientation | None = None) -> RenderResult:
+                 cache: StageCache | None = None, orientation: Orientation | None = None,
+                 render_size: int | None | Literal["by outputs"] = "by outputs") -> RenderResult:
     """Render ``source`` (a path, or a :class:`Source` already open) once and write it to every output.
 
     The recipe is ``recipe`` when given, else the source's sidecar recipe (or ``base``, or the defaults, with
@@ -239,6 +242,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
     render starts; an existing file is replaced only with ``overwrite`` in its options; all outputs are written,
     or none (those written are removed when a later one fails). ``cache`` (a
     :class:`engine.stage_cache.StageCache`) resumes the render after the last stage whose inputs are unchanged.
+    ``render_size`` is the long edge the stages work at (None: the full picture; by default the outputs' sizes
+    decide, :func:`reduced_size`), which a re-render takes from what the output records.
     """
     from engine.edits import apply_changes
     from engine.io.source import open_source
@@ -273,7 +278,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         from engine.pipeline import render  # after the raw is open: the kernels' thread imports numba meanwhile
 
         rendered = render(opened, recipe, device=device, stages_dir=Path(stages_dir) if stages_dir else None,
-                          progress=progress, cache=cache, preview=reduced_size(opened, targets),
+                          progress=progress, cache=cache,
+                          preview=reduced_size(opened, targets) if render_size == "by outputs" else render_size,
                           orientation=orientation)
         written = _write_all(rendered, targets, extra_xmp or None)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
