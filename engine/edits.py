@@ -74,6 +74,8 @@ def _check_shape(changes: Mapping[str, Any]) -> None:
         if not isinstance(change, Mapping) or set(change) - STAGE_CHANGE_KEYS:
             raise RecipeError(f"the change to stage {name!r} must be an object of "
                               f"{', '.join(sorted(STAGE_CHANGE_KEYS))}")
+        if not isinstance(change.get("params", {}), Mapping):
+            raise RecipeError(f"the params of stage {name!r} must be an object of parameter names and values")
 
 
 def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Recipe:

@@ -258,6 +258,8 @@ class Recipe:
 def parse_json(text: str, what: str) -> Any:
     """JSON ``text`` parsed; :class:`RecipeError` naming ``what`` when it is not JSON, nests deeper than
     :data:`MAX_JSON_DEPTH`, or holds a number Python does not read (an integer of more than 4300 digits)."""
+    if not isinstance(text, str):
+        raise RecipeError(f"{what} must be JSON text (a str), not {type(text).__name__}")
     check_json_depth(text, what)
     try:
         return json.loads(text)

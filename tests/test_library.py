@@ -131,15 +131,15 @@ def test_open_names_an_empty_or_wrongly_typed_path_for_what_it_is() -> None:
     with pytest.raises(engine.InputNotFoundError, match="path is empty"):
         engine.open("")  # was ".: refused, the input is a folder"
     with pytest.raises(engine.InputNotFoundError, match="must be a path"):
-        engine.open(None)  # type: ignore[arg-type]
+        engine.open(None)
 
 
 def test_a_dict_where_a_recipe_or_output_options_belong_is_an_engine_error(tmp_path: Path, sample_dng: Path) -> None:
     rendered = engine.render(engine.open(sample_dng), preview=64)
     with pytest.raises(engine.OptionError, match="must be an engine.OutputOptions"):
-        engine.write_image(rendered, tmp_path / "x.tif", {"bits": 8})  # type: ignore[arg-type]
+        engine.write_image(rendered, tmp_path / "x.tif", {"bits": 8})
     with pytest.raises(engine.RecipeError, match="must be an engine.Recipe"):
-        engine.render_file(sample_dng, tmp_path / "y.jpg", recipe={"exposure": 1})  # type: ignore[arg-type]
+        engine.render_file(sample_dng, tmp_path / "y.jpg", recipe={"exposure": 1})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -190,3 +190,26 @@ def test_render_files_takes_any_pairs_of_outputs(tmp_path: Path, sample_dng: Pat
     result = engine.render_files(sample_dng, ((tmp_path / name, None) for name in ("a.jpg", "b.png")))
     assert result.outputs == (tmp_path / "a.jpg", tmp_path / "b.png")
     assert engine.render_files(sample_dng, [[tmp_path / "c.jpg", None]]).outputs == (tmp_path / "c.jpg",)
+
+
+def test_wrong_arguments_from_a_script_are_the_engines_errors(sample_dng: Path, tmp_path: Path) -> None:
+    """Each raised a bare TypeError or ValueError from inside the engine."""
+    from dataclasses import replace
+
+    from engine.edits import apply_changes
+    from engine.xmp.sidecar import sidecar_recipe
+
+    rendered = engine.render(engine.open(sample_dng), preview=64)
+    calls = [lambda: apply_changes(None, {"stages": {"denoise": {"params": [1]}}}),
+             lambda: engine.Recipe.from_json(None),
+             lambda: engine.Recipe.from_json(b"{}"),
+             lambda: engine.StageCache(max_bytes="1GB"),
+             lambda: engine.StageCache(stages="colour"),
+             lambda: sidecar_recipe(None),
+             lambda: engine.write_image(replace(rendered, pixels=rendered.pixels[..., 0]), tmp_path / "a.png"),
+             lambda: engine.write_image(replace(rendered, pixels=(rendered.pixels * 255).astype(np.uint8)),
+                                        tmp_path / "b.png")]
+    for call in calls:
+        with pytest.raises(engine.HostplugError):
+            call()
+    assert list(tmp_path.iterdir()) == []

@@ -339,8 +339,10 @@ def write_image(
     returned: :func:`publish_held` names it, :func:`drop_held` removes it (a render's outputs are published
     together, once all are written).
     """
-    if pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ValueError(f"expected H x W x 3 pixels, got shape {pixels.shape}")
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise OutputError(f"the pixels to write must be an H x W x 3 array, not {getattr(pixels, 'shape', pixels)!r}")
+    if pixels.dtype.kind != "f":  # 8-bit values as they are would be written almost white
+        raise OutputError(f"the pixels to write must be floats from 0 to 1, not {pixels.dtype}")
     path = Path(path)
     options = checked_options(options)
     check_target(path, options)

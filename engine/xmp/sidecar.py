@@ -167,7 +167,7 @@ def recipe_for(raw: Path, base: Recipe | None = None) -> Recipe:
     return apply_hints(base, info.hints)
 
 
-def sidecar_recipe(raw: Path, changes: Mapping[str, Any] | None = None,
+def sidecar_recipe(raw: str | Path, changes: Mapping[str, Any] | None = None,
                    base: Recipe | None = None) -> tuple[Recipe, dict[str, Any]]:
     """The recipe to render ``raw`` with and the output XMP its sidecar contributes.
 
@@ -179,12 +179,15 @@ def sidecar_recipe(raw: Path, changes: Mapping[str, Any] | None = None,
     return recipe, catalogue
 
 
-def sidecar_render(raw: Path, changes: Mapping[str, Any] | None = None,
+def sidecar_render(raw: str | Path, changes: Mapping[str, Any] | None = None,
                    base: Recipe | None = None) -> tuple[Recipe, dict[str, Any], Orientation | None]:
     """:func:`sidecar_recipe`'s recipe and output XMP, and the orientation the sidecars or a DNG's own XMP set
     (None: the raw's EXIF one applies), from one reading of them: a sidecar saved meanwhile cannot give a mix of
     two states."""
     from engine.edits import apply_changes
+    from engine.io.source import check_source_argument
+
+    check_source_argument(raw)
 
     info = read_sidecar(Path(raw))
     if info is None:
