@@ -145,7 +145,7 @@ def render(
     ``preview`` (a long edge in pixels) scales the image down right after the first stage (demosaic), so every
     later stage works at preview size. ``cache`` keeps each stage's output and resumes after the last stage whose
     inputs are unchanged (:mod:`engine.stage_cache`; the last stage's output is not kept); ``timings`` then lists
-    only the stages that ran.
+    only the stages that ran, and ``stages_dir`` receives only their outputs.
     """
     check_source_argument(source)
     if not isinstance(source, Source):  # a path is opened here, as engine.render_file does
