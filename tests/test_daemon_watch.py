@@ -490,6 +490,36 @@ def test_a_new_photo_under_the_name_of_an_archived_one_never_replaces_its_output
         [str(studio / "out" / "canon1.jpg")], [str(studio / "out" / "canon1-2.jpg")]]
 
 
+def test_a_daemon_killed_between_recording_a_move_and_making_it_finishes_it(studio: Path) -> None:
+    """The journal records where a raw goes before it is moved. Recorded after, a kill between the two left an
+    archived raw's row saying it was still in the hot folder (the next photo of its name then re-rendered over its
+    outputs) and a failed raw's row saying it was rendering (then forgotten as gone). Here the state a kill leaves
+    is made by putting the moved files back where they were, as if the moves had not happened."""
+    hot, archive = studio / "in", studio / "archive"
+    outputs = [{"folder": "out", "template": "{name}", "format": "jpeg", "long_edge": 200}]
+    config = _config(studio, outputs=outputs, originals="move", archive=str(archive))
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        drop(hot, "canon1.dng")
+        (hot / "bad.dng").write_text("not a raw")
+        wait_for(lambda: (archive / "canon1.dng").exists() and (hot / "_failed" / "bad.dng").exists(), 90,
+                 "canon1.dng archived and bad.dng set aside")
+        assert daemon.terminate() == 0
+    first = (studio / "out" / "canon1.jpg").read_bytes()
+    os.replace(archive / "canon1.dng", hot / "canon1.dng")
+    os.replace(hot / "_failed" / "bad.dng", hot / "bad.dng")
+    (hot / "_failed" / "bad.dng.failed.txt").unlink()
+    other = studio / "other.dng"
+    other.write_bytes(SAMPLE_DNG.read_bytes() + b"\0" * 64)
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        wait_for(lambda: (archive / "canon1.dng").exists() and (hot / "_failed" / "bad.dng.failed.txt").exists(),
+                 90, "both moves finished")
+        drop(hot, "canon1.dng", other)  # another photo of the name: outputs of its own
+        wait_for(lambda: (archive / "canon1-2.dng").exists(), 90, "the other photo rendered and archived")
+        assert daemon.terminate() == 0
+    assert (studio / "out" / "canon1.jpg").read_bytes() == first and (studio / "out" / "canon1-2.jpg").exists()
+    assert states(studio / "journal.sqlite")["bad.dng"] == "failed" and not (hot / "bad.dng").exists()
+
+
 def _source_sha(output: Path) -> str:
     """The content hash of the raw an output records it was rendered from."""
     register_namespace()

@@ -244,6 +244,9 @@ def test_report_of_a_255_byte_name_is_written_under_a_shortened_name(tmp_path: P
     assert report.name.endswith(".failed.txt") and report.parent == hot / "_failed"
     assert report_path(hot / ("x" * 250 + ".dng")) != report_path(hot / ("x" * 250 + ".nef"))
     assert restore(raw, moved) and raw.exists() and not report.exists()
+    for odd in (0, 1):  # the cut falls between characters, never inside one (which left no UTF-8 name)
+        name = report_path(hot / ("b" * odd + "é" * 125 + ".dng")).name
+        assert len(os.fsencode(name)) <= 255 and os.fsencode(name).decode("utf-8") == name
 
 
 def test_folder_recipe_with_bad_stage_settings_is_refused_at_start(tmp_path: Path) -> None:

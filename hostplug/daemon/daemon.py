@@ -171,6 +171,7 @@ class Daemon:
         assert self.journal is not None
         self._check_new_copy_folders()
         recovered = self.journal.recover()
+        self._finish_moves()
         self.pool.start()  # first: a cluster pool also stops the workers a killed daemon left running there
         removed = sum(originals.remove_partials(t) for t in self.journal.claimed())
         modes = self.scanner.start()
@@ -187,6 +188,33 @@ class Daemon:
         self.next_watchdog = self.next_progress = time.monotonic()
         self.progress_logged = -1
         notify("READY=1\nSTATUS=watching")
+
+    def _finish_moves(self) -> None:
+        """Finish the moves a killed daemon recorded but did not make. The journal records where a raw goes (the
+        archive, ``_failed/``) before it is moved: a daemon killed after the move, had it been recorded after, left
+        a rendered raw's row saying it was still in the hot folder (a later photo of its name then re-rendered over
+        its outputs) and a failed raw's row saying it was being rendered (it was then forgotten as gone)."""
+        assert self.journal is not None
+        for entry in self.journal.entries():
+            folder = self._folder(entry)
+            unfinished = (entry.moved_to not in (None, entry.path) and entry.state in ("done", "failed")
+                          and entry.path.exists() and not Path(entry.moved_to or "").exists())
+            if folder is None or not unfinished:
+                continue
+            try:
+                if file_sha256(entry.path) != entry.content_hash:
+                    continue  # another photo of its name, dropped while the daemon was down: it settles as one
+                if entry.state == "failed":
+                    report = originals.failure_report(entry.path, entry.error or "", entry.error_kind or "failed",
+                                                      entry.attempts, self.config.journal)
+                    moves = originals.aside_moves(entry.path, folder)
+                    self.journal.fail(entry.id, entry.error or "", entry.error_kind or "failed", moves[0][1])
+                    originals.put_aside(moves, moves[0][1], report)
+                else:
+                    self.journal.set_moved(entry.id, None)  # archived again at the next scan (_archive)
+            except (OSError, IndexError) as e:
+                _event(f"cannot finish moving {entry.path} (the daemon stopped while moving it): {e}", "move_failed",
+                       logging.WARNING, path=str(entry.path))
 
     def _check_new_copy_folders(self) -> None:
         """Refuse a hot folder whose rendered copies are deleted (``originals = "delete"``) that holds files the
@@ -411,8 +439,12 @@ class Daemon:
         if folder is not None:
             report = originals.failure_report(entry.path, reason, kind, entry.attempts, self.config.journal)
             try:
-                moved_to = originals.set_aside(entry.path, folder, report)
+                moves = originals.aside_moves(entry.path, folder)
+                moved_to = moves[0][1] if moves else entry.path
+                self.journal.fail(entry.id, reason, kind, moved_to)  # first: see _finish_moves
+                originals.put_aside(moves, moved_to, report)
             except OSError as e:
+                moved_to = None
                 _event(f"cannot set {entry.path} aside: {e}", "set_aside_failed", logging.ERROR,
                        path=str(entry.path))
         self.journal.fail(entry.id, reason, kind, moved_to)
@@ -509,14 +541,17 @@ class Daemon:
         if folder.originals == "delete":
             self._discard(entry, folder)
             return
+        assert self.journal is not None
         try:
-            moved = originals.archive(entry.path, folder)
+            moves = originals.archive_moves(entry.path, folder)
+            moved = moves[0][1]
+            self.journal.set_moved(entry.id, moved)  # first: see _finish_moves
+            originals.carry_out(moves)
         except OSError as e:
+            self.journal.set_moved(entry.id, None)
             self._archive_failed(entry, folder, e)
             return
-        assert self.journal is not None
         failed_before = self.archive_failures.pop(entry.id, None) is not None
-        self.journal.set_moved(entry.id, moved)
         _event(f"archived {entry.path} -> {moved}", "archived", logging.INFO if failed_before else logging.DEBUG,
                path=str(entry.path), moved_to=str(moved))  # said aloud when it ends an earlier warning
 

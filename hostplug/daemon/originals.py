@@ -32,26 +32,37 @@ def free_name(target: Path, source: Path) -> Path:
 
 
 def move_with_sidecars(raw: Path, folder: Path) -> Path:
-    """Move a raw and its sidecars into ``folder`` (created if needed); returns the raw's new path.
+    """Move a raw and its sidecars into ``folder`` (created if needed); returns the raw's new path
+    (:func:`planned_moves`, then :func:`carry_out`)."""
+    moves = planned_moves(raw, folder)
+    carry_out(moves)
+    return moves[0][1]
 
-    On one file system each is renamed. Across file systems (``EXDEV``) they are copied all together, see
-    :func:`copy_across`; on failure the originals stay and nothing is left in ``folder``, so a retry uses the same
-    names.
-    """
+
+def planned_moves(raw: Path, folder: Path) -> list[tuple[Path, Path]]:
+    """Where a raw (first) and its sidecars go in ``folder`` (created if needed): free names, numbered
+    (:func:`free_name`). The daemon records the raw's destination before :func:`carry_out` moves it, so that a
+    daemon killed in between knows where the raw went."""
     folder.mkdir(parents=True, exist_ok=True)
     target = free_name(folder / raw.name, raw)
-    moves = [(raw, target)] + [(sidecar, free_name(folder / sidecar.name.replace(raw.name, target.name, 1), sidecar))
-                               for sidecar in find_sidecars(raw)]
+    return [(raw, target)] + [(sidecar, free_name(folder / sidecar.name.replace(raw.name, target.name, 1), sidecar))
+                              for sidecar in find_sidecars(raw)]
+
+
+def carry_out(moves: list[tuple[Path, Path]]) -> None:
+    """Move each file to its destination, the raw first. On one file system each is renamed. Across file systems
+    (``EXDEV``) they are copied all together, see :func:`copy_across`; on failure the originals stay and nothing is
+    left at the destinations, so a retry uses the same names."""
+    raw, target = moves[0]
     try:
         os.rename(raw, target)
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
         copy_across(moves)
-        return target
+        return
     for sidecar, destination in moves[1:]:
         os.rename(sidecar, destination)
-    return target
 
 
 ARCHIVE_PARTIAL = ".hostplug-part"  # an archive copy's temporary suffix: hidden, and never a photo's suffix
@@ -109,9 +120,16 @@ def copy_across(moves: list[tuple[Path, Path]]) -> None:
 
 
 def archive(raw: Path, folder: FolderConfig) -> Path:
-    """Move a rendered raw into the hot folder's archive, keeping its sub-folder."""
+    """Move a rendered raw into the hot folder's archive, keeping its sub-folder; returns its new path."""
+    moves = archive_moves(raw, folder)
+    carry_out(moves)
+    return moves[0][1]
+
+
+def archive_moves(raw: Path, folder: FolderConfig) -> list[tuple[Path, Path]]:
+    """Where a rendered raw and its sidecars go in the hot folder's archive, keeping its sub-folder."""
     assert folder.archive is not None
-    return move_with_sidecars(raw, folder.archive / raw.parent.relative_to(folder.path))
+    return planned_moves(raw, folder.archive / raw.parent.relative_to(folder.path))
 
 
 def discard(raw: Path, folder: FolderConfig) -> None:
@@ -155,20 +173,33 @@ def report_path(raw: Path) -> Path:
         return raw.with_name(name)
     digest = hashlib.sha256(os.fsencode(raw.name)).hexdigest()[:8]
     keep = 255 - len(f"-{digest}.failed.txt")
-    cut = os.fsdecode(os.fsencode(raw.name)[:keep])
+    cut = os.fsencode(raw.name)[:keep].decode("utf-8", errors="ignore")  # on a character, not inside one
     return raw.with_name(f"{cut}-{digest}.failed.txt")
+
+
+def aside_moves(raw: Path, folder: FolderConfig) -> list[tuple[Path, Path]]:
+    """Where a failed raw and its sidecars go in ``<hot folder>/_failed/``; none when the folder says "mark" (the
+    raw stays where it is, with its report beside it)."""
+    if folder.failed != "move" or not raw.exists():
+        return []
+    return planned_moves(raw, folder.failed_dir / raw.parent.relative_to(folder.path))
 
 
 def set_aside(raw: Path, folder: FolderConfig, report: str) -> Path:
     """Move a failed raw to ``<hot folder>/_failed/`` (or leave it, if the folder says "mark") with its report.
 
-    Returns where the raw now is.
-    """
-    where = raw
-    if folder.failed == "move" and raw.exists():
-        where = move_with_sidecars(raw, folder.failed_dir / raw.parent.relative_to(folder.path))
-    report_path(where).write_text(report, encoding="utf-8")
+    Returns where the raw now is."""
+    moves = aside_moves(raw, folder)
+    where = moves[0][1] if moves else raw
+    put_aside(moves, where, report)
     return where
+
+
+def put_aside(moves: list[tuple[Path, Path]], where: Path, report: str) -> None:
+    """Carry out ``moves`` (:func:`aside_moves`) and write the report beside the raw, now at ``where``."""
+    if moves:
+        carry_out(moves)
+    report_path(where).write_text(report, encoding="utf-8")
 
 
 def restore(raw: Path, moved_to: Path) -> bool:
