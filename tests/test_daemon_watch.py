@@ -13,12 +13,14 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pyexiv2
 import pytest
 from daemon_helpers import (
+    COMMAND,
     GOPRO,
     SAMPLE_DNG,
     WatchProcess,
@@ -518,6 +520,21 @@ def test_a_daemon_killed_between_recording_a_move_and_making_it_finishes_it(stud
         assert daemon.terminate() == 0
     assert (studio / "out" / "canon1.jpg").read_bytes() == first and (studio / "out" / "canon1-2.jpg").exists()
     assert states(studio / "journal.sqlite")["bad.dng"] == "failed" and not (hot / "bad.dng").exists()
+
+
+def test_a_second_daemon_on_the_same_hot_folder_is_refused_whatever_its_journal(studio: Path) -> None:
+    # with another journal it rendered every file a second time (or raced the first for them), and queue showed half
+    config = _config(studio)
+    with WatchProcess("--config", config, cwd=studio) as first:
+        wait_for(lambda: events(studio / "log.jsonl", "start"), 60, "the first daemon to start")
+        for journal in (studio / "journal.sqlite", studio / "other.sqlite"):
+            second = subprocess.run([*COMMAND, "watch", "--config", str(config), "--journal", str(journal)],
+                                    cwd=studio, capture_output=True, text=True, timeout=60)
+            lines = [line for line in second.stderr.splitlines() if line.strip()]
+            assert second.returncode == 7 and len(lines) == 1, second.stderr
+            assert "another hostplug watch" in lines[0] and f"pid {first.pid}" in lines[0]
+        assert first.terminate() == 0
+    assert not (studio / "other.sqlite").exists()
 
 
 def _source_sha(output: Path) -> str:

@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,35 @@ def lock_journal(journal: Path) -> int:
     except OSError as e:  # a full disk: the journal beside it cannot be written either
         os.close(fd)
         raise journal_error(journal, e) from e
+    return fd
+
+
+FOLDER_LOCK = Path(".hostplug") / "watch.lock"  # in a hot folder; hostplug's own .hostplug/ is never scanned
+
+
+def lock_folder(folder: Path, journal: Path) -> int | None:
+    """Hold a lock in a hot folder (:data:`FOLDER_LOCK`) for the daemon's lifetime; JournalError naming the other
+    daemon when one holds it. Two daemons on one folder with different journals each rendered every file (or split
+    them, racing), and ``queue`` showed half. None where the folder cannot be written (a read-only share whose
+    originals are left in place): no second daemon can move anything there either."""
+    lock = folder / FOLDER_LOCK
+    try:
+        lock.parent.mkdir(exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise JournalError(f"hot folder {folder}: another hostplug watch ({holder}) watches it; a folder has one "
+                           "daemon: stop that one, or start this one with its journal (--journal)") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, journal {journal}\n".encode(), 0)
+    except OSError:
+        pass  # the lock holds all the same; the note only names the holder
     return fd
 
 
@@ -138,7 +168,15 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM, SIGINT or SIGHUP (a closed terminal; not under ``nohup``); returns the exit status
         (0 after a clean stop)."""
-        lock = lock_journal(self.config.journal)
+        held = [lock_journal(self.config.journal)]
+        try:
+            for folder in self.config.folders:
+                held.append(lock_folder(folder.path, self.config.journal))
+        except JournalError:
+            for fd in held:
+                if fd is not None:
+                    os.close(fd)
+            raise
         self.journal = Journal(self.config.journal)
         stops = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if signal.getsignal(signal.SIGHUP)
                                                    is not signal.SIG_IGN else [])
@@ -157,9 +195,11 @@ class Daemon:
             with contextlib.suppress(JournalError):  # the journal failing is what stops it: said once, above
                 self.journal.set_workers([])
             self.journal.close()
-            for held in self.places.values():
-                os.close(held)
-            os.close(lock)
+            for place in self.places.values():
+                os.close(place)
+            for fd in held:
+                if fd is not None:
+                    os.close(fd)
         return 0
 
     def _on_signal(self, signum: int, frame: object) -> None:
