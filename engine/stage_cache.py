@@ -116,13 +116,11 @@ class StageCache:
     only those after the stages named in ``stages`` (None: after every stage)."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, stages: Collection[str] | None = None) -> None:
-        from engine.pipeline import STAGE_ORDER
-
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
             raise RecipeError(f"StageCache's max_bytes must be a whole number of bytes, not {shown(max_bytes)}")
-        if isinstance(stages, str) or (stages is not None and not set(stages) <= set(STAGE_ORDER)):
-            raise RecipeError(f"StageCache's stages must be a collection of stage names ({', '.join(STAGE_ORDER)}), "
-                              f"not {shown(stages)}")
+        if isinstance(stages, str) or (stages is not None and not all(isinstance(name, str) for name in stages)):
+            raise RecipeError(f"StageCache's stages must be a collection of stage names (such as ['colour']), not "
+                              f"{shown(stages)}")
         self.max_bytes = max_bytes
         self.stages = None if stages is None else frozenset(stages)
         self._entries: OrderedDict[str, Checkpoint] = OrderedDict()

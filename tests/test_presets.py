@@ -95,7 +95,7 @@ def test_unknown_preset_names_the_known_ones() -> None:
 def test_malformed_user_preset_is_refused_with_its_path(user_presets: Path, properties: str) -> None:
     path = _preset_file(user_presets, "broken", properties)
     with pytest.raises(SidecarError) as error:
-        load_preset("broken")
+        apply_presets(Recipe(), ["broken"])
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 

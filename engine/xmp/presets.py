@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.errors import SidecarError
+from engine.errors import RecipeError, SidecarError
 from engine.io.bounded import read_regular
 from engine.output.metadata import XMP_NS_URI
 from engine.recipe import Recipe, StageSettings
@@ -48,8 +48,12 @@ class Preset:
         return "style" if "style" in self.settings else "adjustment"
 
     def apply(self, recipe: Recipe) -> Recipe:
-        """``recipe`` with this preset's settings (and stage settings) replacing its own."""
-        changed = recipe.replace(**self.settings)  # a temperature implies custom white balance
+        """``recipe`` with this preset's settings (and stage settings) replacing its own; SidecarError naming the
+        preset for settings that contradict each other ("auto" white balance with a temperature)."""
+        try:
+            changed = recipe.replace(**self.settings)  # a temperature implies custom white balance
+        except RecipeError as e:
+            raise SidecarError(f"{self.path}: {e}") from None
         if not self.stages:
             return changed
         stages = dict(changed.stages)

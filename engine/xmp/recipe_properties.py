@@ -151,8 +151,6 @@ def properties_to_settings(properties: Mapping[str, str], where: str) -> tuple[d
             raise SidecarError(f"{where}: {e}") from None
     try:
         check_stages(Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)}))
-        # as a preset applies them: an "auto" white balance with a temperature is refused there, not by from_dict
-        Recipe().replace(**{k: settings[k] for k in ("wb", "temperature", "tint") if k in settings})
     except RecipeError as e:
         raise SidecarError(f"{where}: {e}") from None
     return settings, stages
