@@ -156,3 +156,39 @@ def test_a_long_name_still_gets_a_temporary_name_a_file_system_takes() -> None:
     partial = partial_name(name, ARCHIVE_PARTIAL)
     assert len(os.fsencode(partial)) <= 255 and is_partial_of(partial, name, ARCHIVE_PARTIAL)
     assert not is_partial_of(partial, "x" + name, ARCHIVE_PARTIAL)
+
+
+def test_an_earlier_copy_that_failed_under_a_name_that_failed_again_stays_listed_and_retryable(
+        tmp_path: Path) -> None:
+    # the journal keeps one row per name: the later failure took it, and queue counted 1 with 2 files in _failed/
+    import json
+
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+    from hostplug.daemon.journal import Journal
+
+    hot = tmp_path / "in"
+    hot.mkdir()
+    folder = _folder(tmp_path)
+    journal_path = tmp_path / "journal.sqlite"
+    journal = Journal(journal_path)
+    for content in (b"first broken copy", b"second broken copy"):
+        raw = hot / "IMG_7.dng"
+        raw.write_bytes(content)
+        entry = journal.enqueue(raw, hot, len(content), 0, content.hex())
+        moved = set_aside(raw, folder, failure_report(raw, "not a raw", "failed", 1, journal_path))
+        journal.fail(entry.id, "not a raw", "failed", moved)
+    journal.close()
+    assert sorted(p.name for p in (hot / "_failed").iterdir() if p.suffix == ".dng") == ["IMG_7-2.dng", "IMG_7.dng"]
+    listed = CliRunner().invoke(main, ["queue", "--journal", str(journal_path)])
+    assert "1 earlier failed copy" in listed.stdout
+    retried = json.loads(CliRunner().invoke(main, ["queue", "--journal", str(journal_path), "--retry",
+                                                   "--json"]).stdout)
+    assert retried["retried"] == 1 and (hot / "IMG_7.dng").read_bytes() == b"second broken copy"
+    assert "IMG_7.dng is taken" in retried["not_retried"][0]  # the earlier one waits for its name to be free
+    (hot / "IMG_7.dng").unlink()  # (rendered, or removed)
+    again = json.loads(CliRunner().invoke(main, ["queue", "--journal", str(journal_path), "--retry",
+                                                 "--json"]).stdout)
+    assert again["retried"] == 1 and (hot / "IMG_7.dng").read_bytes() == b"first broken copy"
+    assert not list((hot / "_failed").glob("*.dng"))

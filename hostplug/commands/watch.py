@@ -157,16 +157,32 @@ def _journal_path(hot_folder: Path | None, config_path: Path | None, journal: Pa
 
 def _retry_failed(journal: Any) -> tuple[int, list[str]]:
     """Queue every failed raw again, moving it back from ``_failed/``; returns the count and what was skipped."""
-    from hostplug.daemon.originals import restore
+    from hostplug.daemon.originals import earlier_failures, restore
 
     count, skipped = 0, []
-    for entry in journal.entries("failed"):
+    failed = journal.entries("failed")
+    for entry in failed:
         if not restore(entry.path, entry.moved_to or entry.path):
             skipped.append(f"{entry.path}: not found (or its name is taken again); drop it in again")
             continue
         journal.retry(entry.id)
         count += 1
+    tracked = {entry.moved_to for entry in failed if entry.moved_to}
+    for folder in journal.folders():  # earlier copies of a name that failed again: back under their name
+        for raw, dropped in earlier_failures(folder, tracked):
+            if restore(dropped, raw):
+                count += 1
+            else:
+                skipped.append(f"{raw}: its name {dropped.name} is taken in the hot folder; drop it in again")
     return count, skipped
+
+
+def _untracked_failures(journal: Any) -> list[Path]:
+    """The failed raws in ``_failed/`` that no journal row tracks (:func:`.originals.earlier_failures`)."""
+    from hostplug.daemon.originals import earlier_failures
+
+    tracked = {entry.moved_to for entry in journal.entries("failed") if entry.moved_to}
+    return [raw for folder in journal.folders() for raw, _ in earlier_failures(folder, tracked)]
 
 
 def _unusual_states(states: dict[str, int]) -> str:
@@ -250,6 +266,7 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
     try:
         retried, skipped = _retry_failed(db) if retry else (0, [])
         counts, errors = db.counts(), db.recent_errors(error_count)
+        untracked = _untracked_failures(db)
         limit = None if as_json else done_count  # scripts get every rendered raw, people the last few
         done = db.rendered_outputs(limit) if limit != 0 else []
         pid = running_pid(path)
@@ -259,11 +276,15 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
     if as_json:
         click.echo(json.dumps({"journal": str(path), "running_pid": pid, "counts": counts,
                                "errors": [_error_record(e) for e in errors], "retried": retried,
-                               "not_retried": skipped, "nodes": where["nodes"], "workers": where["workers"],
+                               "not_retried": skipped, "earlier_failures": [str(p) for p in untracked],
+                               "nodes": where["nodes"], "workers": where["workers"],
                                "rendered": where["rendered"], "done": [_done_record(e) for e in done]}))
         return
     click.echo(f"journal {path} ({f'daemon running, pid {pid}' if pid else 'daemon not running'})")
     click.echo("  ".join(f"{state} {n}" for state, n in counts.items()))
+    if untracked:
+        click.echo(f"({len(untracked)} earlier failed cop{'y' if len(untracked) == 1 else 'ies'} of names that failed "
+                   "again wait in _failed/: --retry brings them back too)")
     if counts["rendering"] and not pid:
         click.echo("(the daemon stopped while rendering; those files are queued again when it starts)")
     if where["nodes"]:

@@ -282,6 +282,10 @@ class Journal:
         """Record that the daemon deleted the rendered copy (``originals = "delete"``)."""
         self.db.execute("UPDATE files SET deleted_at = ? WHERE id = ?", (time.time(), file_id))
 
+    def folders(self) -> list[Path]:
+        """Every hot folder this journal has recorded a file of."""
+        return [Path(row[0]) for row in self.db.execute("SELECT DISTINCT folder FROM files ORDER BY folder")]
+
     def knows_folder(self, folder: Path) -> bool:
         """Whether this journal has seen the hot folder before: a file of it is recorded, or it was found empty
         (:meth:`mark_empty`)."""

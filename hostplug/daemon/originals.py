@@ -202,6 +202,20 @@ def put_aside(moves: list[tuple[Path, Path]], where: Path, report: str) -> None:
     report_path(where).write_text(report, encoding="utf-8")
 
 
+def earlier_failures(folder: Path, tracked: set[Path]) -> list[tuple[Path, Path]]:
+    """Raws in ``folder``'s ``_failed/`` with a report that the journal no longer tracks (``tracked``: where its
+    failed rows are), each with the path it was dropped at (the report's ``file:`` line). An earlier copy of a name
+    that failed again is one: the journal keeps one row per name, and the later failure took it."""
+    found = []
+    for report in sorted((folder / "_failed").rglob("*.failed.txt")):
+        dropped = next((line[len("file:"):].strip() for line in report.read_text(errors="replace").splitlines()
+                        if line.startswith("file:")), None)
+        raw = report.with_name(report.name[:-len(".failed.txt")])
+        if dropped and raw.is_file() and raw not in tracked:
+            found.append((raw, Path(dropped)))
+    return found
+
+
 def restore(raw: Path, moved_to: Path) -> bool:
     """Put a failed raw back where it was dropped, without its report (for ``--retry``, or a file that changed
     since it failed); False, leaving the raw and its report as they are, when that is impossible."""
