@@ -292,5 +292,5 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
             if target is not None:
                 raise
             new = rerender_target(output, fmt)  # another re-render of this output took the free name: the next
-    raise OutputTakenError(f"{new}: {TAKEN_TRIES} free names beside {output.name} were taken while rendering; "
-                           "name the re-render (target=, --out)")
+    raise OutputTakenError(f"{output}: {TAKEN_TRIES} free names beside it were taken by other re-renders while "
+                           "this one rendered; name the re-render (target=, --out)")

@@ -192,3 +192,15 @@ def test_an_earlier_copy_that_failed_under_a_name_that_failed_again_stays_listed
                                                  "--json"]).stdout)
     assert again["retried"] == 1 and (hot / "IMG_7.dng").read_bytes() == b"first broken copy"
     assert not list((hot / "_failed").glob("*.dng"))
+
+
+def test_an_earlier_failed_copy_with_a_long_name_is_found_by_its_shortened_report(tmp_path: Path) -> None:
+    from hostplug.daemon.originals import earlier_failures
+
+    folder = _folder(tmp_path)
+    raw = folder.path / ("n" * 250 + ".dng")  # NAME.failed.txt would pass 255 bytes: the report's name is cut
+    raw.write_bytes(b"broken")
+    moved = set_aside(raw, folder, failure_report(raw, "not a raw", "failed", 1, tmp_path / "journal.sqlite"))
+    assert len(os.fsencode(moved.name + ".failed.txt")) > 255
+    assert earlier_failures(folder.path, set()) == [(moved, raw)]
+    assert earlier_failures(folder.path, {moved}) == []

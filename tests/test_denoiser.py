@@ -586,8 +586,11 @@ def test_a_process_without_torch_loads_the_network_beside_the_demosaic_to_the_sa
     import sys
 
     script = ("import sys, numpy as np, engine; from engine.recipe import Recipe, StageSettings\n"
+              "from engine.stages.denoise_learned import _load_soon\n"
               "recipe = Recipe(stages={'denoise': StageSettings(implementation='learned')})\n"
               "assert 'torch' not in sys.modules\n"
+              "loading = _load_soon('mid3')\n"
+              "assert not loading.done()  # torch imports in the thread (about a second) while this one goes on\n"
               "np.save(sys.argv[2], engine.render(engine.open(sys.argv[1]), recipe).pixels)\n")
     subprocess.run([sys.executable, "-c", script, str(sample_dng), str(tmp_path / "cold.npy")], check=True)
     warm = engine.render(engine.open(sample_dng), LEARNED).pixels

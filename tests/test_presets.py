@@ -122,3 +122,12 @@ def test_a_hand_written_presets_stage_params_are_of_the_current_version(user_pre
     assert recipe.stage("denoise").params == {"strength": 30}
     default = stage_for("denoise", Recipe()).resolve_params(Recipe())
     assert stage_for("denoise", recipe).resolve_params(recipe) == dataclasses.replace(default, strength=30)
+
+
+def test_the_listing_names_a_preset_every_use_would_refuse(user_presets: Path) -> None:
+    path = _preset_file(user_presets, "contradicts", 'hostplug:schemaVersion="10" hostplug:wb="auto" '
+                                                     'hostplug:temperature="5000"')
+    errors: list[SidecarError] = []
+    names = [p.name for p in list_presets(on_error=errors.append)]
+    assert "contradicts" not in names and "warm" in names
+    assert len(errors) == 1 and str(path) in str(errors[0])

@@ -345,6 +345,15 @@ def test_a_16_bit_grey_tiff_is_a_picture_not_a_raw(tmp_path: Path) -> None:
     assert np.allclose(renders[0], renders[1], atol=1 / 1023)
 
 
+def test_a_raw_named_tif_is_still_a_raw(tmp_path: Path) -> None:
+    # a TIFF-based raw keeps a preview in its first directory (the Sony's: YCbCr) and its sensor in a SubIFD
+    from tests.conftest import SONY, need
+
+    renamed = tmp_path / "DSC2164.tif"
+    renamed.symlink_to(need(SONY))
+    assert engine.open(renamed).kind == "raw"
+
+
 # --- outputs that must not replace anything -------------------------------------------------------------------
 
 def test_an_output_never_replaces_its_own_input(tmp_path: Path, sample_dng: Path) -> None:

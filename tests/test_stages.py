@@ -26,7 +26,7 @@ from engine.stages.photofinish import Photofinish, PhotofinishParams, chroma_tab
 from engine.stages.photofinish_learned import LearnedPhotofinish, as_shot_gain
 from engine.stages.upsample import BilateralGuidedUpsample, UpsampleParams
 from engine.stages.white_balance import WhiteBalance, WhiteBalanceParams
-from tests.conftest import CANON, SAMPLE_DNG, SONY, colorchecker_dng, need
+from tests.conftest import CANON, NIKON, SAMPLE_DNG, SONY, colorchecker_dng, need
 
 
 def nchw(rgb: np.ndarray) -> torch.Tensor:
@@ -229,6 +229,10 @@ def test_every_custom_white_balance_in_range_renders_a_picture() -> None:
             rendered = engine.render(source, recipe, preview=128)
             assert min(rendered.notes["white_balance"]["neutral"]) > 0
             assert rendered.pixels.mean() > 0.05, (temperature, tint)
+    # a response the sensor has, however small, is kept: such renders stay as they were
+    nikon = engine.open(need(NIKON))
+    small = engine.render(nikon, Recipe(wb="custom", temperature=1700, tint=30), preview=64)
+    assert 0 < small.notes["white_balance"]["neutral"][2] < 1 / 64
 
 
 # --- pinned parameters and re-renders -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,14 +330,28 @@ _PICTURE_PHOTOMETRICS = frozenset({0, 1, 2, 3, 6})
 
 def is_tiff_picture(file: Path) -> bool:
     """Whether ``file`` is a TIFF of a picture, not of a raw: LibRaw takes a 16-bit grey TIFF for a "flat" raw
-    of a Bayer sensor, and renders it as one."""
+    of a Bayer sensor, and renders it as one. A raw in a TIFF (an ARW, a Kodak or early Canon ``.TIF``) keeps a
+    preview first and its sensor data in another directory or a SubIFD, so every one is looked at."""
     with quiet_tifffile():
         try:
             with tifffile.TiffFile(file) as tif:
-                page = tif.pages[0].aspage()
-                return 50706 not in page.tags and int(page.photometric) in _PICTURE_PHOTOMETRICS
+                first = tif.pages[0].aspage()
+                if 50706 in first.tags or int(first.photometric) not in _PICTURE_PHOTOMETRICS:
+                    return False
+                return not any(int(page.photometric) not in _PICTURE_PHOTOMETRICS for page in _directories(tif))
         except _NOT_READABLE:
             return False
+
+
+def _directories(tif: tifffile.TiffFile, limit: int = 64) -> Iterator[tifffile.TiffPage]:
+    """The file's image directories and their SubIFDs (at most ``limit``: a raw has a handful)."""
+    seen = 0
+    for page in tif.pages:
+        for each in [page.aspage(), *(page.aspage().pages or [])]:
+            seen += 1
+            if seen > limit:
+                return
+            yield each.aspage()
 
 
 def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:

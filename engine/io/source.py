@@ -183,7 +183,7 @@ def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
     path = Path(path)
     with pinned(path, "input", InputNotFoundError, follow=follow_links, missing=InputNotFoundError) as file:
         source = _open_pinned(path, file)
-    source.path = Path(os.path.abspath(path))  # what an output records as its raw, wherever the process goes next
+    source.path = path.absolute()  # recorded by outputs wherever the process goes next (".." left for the kernel)
     return source
 
 

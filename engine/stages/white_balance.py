@@ -90,9 +90,9 @@ def estimate_neutral(camera_rgb: np.ndarray) -> np.ndarray:
     return neutral / neutral[1]
 
 
-# The least camera response to a custom white, relative to green's. Far off the daylight locus (3000 K with tint
-# +150) a camera's colour matrix puts the white outside what the sensor sees, as a negative response, which balanced
-# every pixel to black; floored, the white renders as the extreme tint the sliders ask for (6 stops of gain at most).
+# The camera response given to a custom white where its colour matrix says none (relative to green's). Far off the
+# daylight locus (3000 K with tint +150) the matrix puts the white outside what the sensor sees, as a negative
+# response, which balanced every pixel to black; with this, the white renders as the extreme tint the sliders ask for.
 MIN_CUSTOM_RESPONSE = 1 / 64
 
 
@@ -170,5 +170,6 @@ class WhiteBalance(Stage):
             if params.temperature is None:
                 raise RecipeError("custom white balance needs a temperature")
             xy = temperature_tint_to_xy(params.temperature, params.tint or 0.0)
-            return np.maximum(xy_to_neutral(calibration_of(ctx), xy), MIN_CUSTOM_RESPONSE)
+            neutral = xy_to_neutral(calibration_of(ctx), xy)
+            return np.where(neutral > 0.0, neutral, MIN_CUSTOM_RESPONSE)  # a white the sensor can see renders as before
         raise RecipeError(f"unknown white balance mode {params.mode!r}")

@@ -24,9 +24,9 @@ from engine.errors import SidecarError
 from engine.xmp.namespaces import RDF_NS, X_NS
 
 MAX_PACKET_BYTES = 16 << 20  # sidecars are kilobytes; anything this large is not one
-# Lightroom's crs: description, the largest we know, holds a few hundred attributes. lxml reads an attribute's value
-# by searching the element's attributes, so reading them all is quadratic: 20 000 took 2 s, and every command
-# reads a sidecar's descriptions several times.
+# Lightroom's crs: description, the largest we know, holds a few hundred attributes. lxml reads each attribute's
+# value by a search of the element's attributes, so reading them all is quadratic: 20 000 took 2 s a read, and every
+# command reads a sidecar's descriptions several times. Refused beyond this, so reading stays quick.
 MAX_ATTRIBUTES = 4096
 
 _EMPTY_PACKET = (
@@ -118,10 +118,10 @@ def simple_properties(tree: etree._ElementTree, namespace: str) -> dict[str, str
     """Simple (text) properties of ``namespace``, by local name, in attribute or element form."""
     values: dict[str, str] = {}
     for description in descriptions(tree):
-        for key in description.attrib:  # the names first: each value lxml reads searches them (MAX_ATTRIBUTES)
+        for key, value in description.attrib.items():
             ns, local = _local(key)
             if ns == namespace:
-                values[local] = description.get(key, "")
+                values[local] = value
         for child in description.iterchildren(etree.Element):
             ns, local = _local(child.tag)
             if ns == namespace and len(child) == 0:

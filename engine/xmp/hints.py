@@ -161,10 +161,10 @@ def _darktable_fields(item: etree._Element) -> dict[str, str]:
     """An rdf:li struct's darktable: fields, written as attributes (as darktable does) or as elements."""
     fields: dict[str, str] = {}
     for element in item.iter(etree.Element):  # the item itself, and a nested rdf:Description or field elements
-        for key in element.attrib:  # names first, as engine.xmp.document.simple_properties reads them
+        for key, value in element.attrib.items():
             name = etree.QName(key)
             if name.namespace == DARKTABLE_NS:
-                fields[name.localname] = element.get(key, "")
+                fields[name.localname] = value
         name = etree.QName(element)
         if name.namespace == DARKTABLE_NS and len(element) == 0:
             fields[name.localname] = (element.text or "").strip()

@@ -127,7 +127,9 @@ def list_presets(on_error: Callable[[SidecarError], None] | None = None) -> list
     presets = []
     for _, path in sorted(_preset_files().items()):
         try:
-            presets.append(read_preset(path))
+            preset = read_preset(path)
+            preset.apply(Recipe())  # settings that contradict each other fail here, as every use of it would
+            presets.append(preset)
         except SidecarError as e:
             if on_error is None:
                 raise

@@ -13,6 +13,7 @@ set aside in ``_failed/`` that changes afterwards is moved back to be tried agai
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -76,8 +77,14 @@ def lock_folder(folder: Path, journal: Path) -> int | None:
     lock = folder / FOLDER_LOCK
     try:
         lock.parent.mkdir(exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:
+        if lock.parent.is_symlink():
+            raise JournalError(f"hot folder {folder}: its {FOLDER_LOCK.parent} is a link, where the daemon keeps its "
+                               "lock; remove the link")
+        # a drop folder is written by others: a link planted at the lock's name must not be followed and written
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise JournalError(f"hot folder {folder}: {FOLDER_LOCK} is a link; remove it") from None
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -86,6 +93,11 @@ def lock_folder(folder: Path, journal: Path) -> int | None:
         os.close(fd)
         raise JournalError(f"hot folder {folder}: another hostplug watch ({holder}) watches it; a folder has one "
                            "daemon: stop that one, or start this one with its journal (--journal)") from None
+    except OSError as e:  # a share without locks (NFSv3 without lockd, some FUSE mounts): watched without one
+        os.close(fd)
+        _event(f"hot folder {folder}: cannot lock it ({e.strerror or e}); a second daemon on it would not be "
+               "refused", "lock_failed", logging.WARNING, folder=str(folder))
+        return None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, journal {journal}\n".encode(), 0)
@@ -230,31 +242,40 @@ class Daemon:
         notify("READY=1\nSTATUS=watching")
 
     def _finish_moves(self) -> None:
-        """Finish the moves a killed daemon recorded but did not make. The journal records where a raw goes (the
-        archive, ``_failed/``) before it is moved: a daemon killed after the move, had it been recorded after, left
-        a rendered raw's row saying it was still in the hot folder (a later photo of its name then re-rendered over
-        its outputs) and a failed raw's row saying it was being rendered (it was then forgotten as gone)."""
+        """Finish setting aside the failed raws a killed daemon recorded but did not move. The journal records where
+        a raw goes before it is moved (to ``_failed/``, or to the archive): recorded after, a kill in between left
+        a failed raw's row saying it was being rendered (it was then forgotten as gone) and an archived raw's row
+        saying it was still in the hot folder (a later photo of its name then re-rendered over its outputs). A
+        rendered raw whose move did not happen is archived again by the first scan (:meth:`_needs_work`)."""
         assert self.journal is not None
-        for entry in self.journal.entries():
+        for entry in self.journal.entries("failed"):
             folder = self._folder(entry)
-            unfinished = (entry.moved_to not in (None, entry.path) and entry.state in ("done", "failed")
-                          and entry.path.exists() and not Path(entry.moved_to or "").exists())
-            if folder is None or not unfinished:
+            if folder is None or entry.moved_to in (None, entry.path) or not self._interrupted(entry):
                 continue
+            moves = originals.aside_moves(entry.path, folder)
+            if not moves:  # the folder now leaves failed raws in place
+                self.journal.set_moved(entry.id, entry.path)
+                continue
+            report = originals.failure_report(entry.path, entry.error or "", entry.error_kind or "failed",
+                                              entry.attempts, self.config.journal)
             try:
-                if file_sha256(entry.path) != entry.content_hash:
-                    continue  # another photo of its name, dropped while the daemon was down: it settles as one
-                if entry.state == "failed":
-                    report = originals.failure_report(entry.path, entry.error or "", entry.error_kind or "failed",
-                                                      entry.attempts, self.config.journal)
-                    moves = originals.aside_moves(entry.path, folder)
-                    self.journal.fail(entry.id, entry.error or "", entry.error_kind or "failed", moves[0][1])
-                    originals.put_aside(moves, moves[0][1], report)
-                else:
-                    self.journal.set_moved(entry.id, None)  # archived again at the next scan (_archive)
-            except (OSError, IndexError) as e:
-                _event(f"cannot finish moving {entry.path} (the daemon stopped while moving it): {e}", "move_failed",
+                self.journal.set_moved(entry.id, moves[0][1])
+                originals.put_aside(moves, moves[0][1], report)
+            except OSError as e:
+                _event(f"cannot set {entry.path} aside (the daemon stopped while moving it): {e}", "move_failed",
                        logging.WARNING, path=str(entry.path))
+
+    @staticmethod
+    def _interrupted(entry: Entry) -> bool:
+        """Whether the raw a row recorded as moved is still where it was dropped, as it was: not a file put back
+        by hand (it changed, or its sidecars did) nor another photo of its name."""
+        assert entry.moved_to is not None
+        try:
+            st = entry.path.stat()
+        except OSError:
+            return False
+        return (not entry.moved_to.exists() and entry.same_stat(st.st_size, st.st_mtime_ns)
+                and entry.same_sidecars(sidecar_stamp(entry.path)))
 
     def _check_new_copy_folders(self) -> None:
         """Refuse a hot folder whose rendered copies are deleted (``originals = "delete"``) that holds files the
@@ -481,13 +502,14 @@ class Daemon:
             try:
                 moves = originals.aside_moves(entry.path, folder)
                 moved_to = moves[0][1] if moves else entry.path
-                self.journal.fail(entry.id, reason, kind, moved_to)  # first: see _finish_moves
+                self.journal.fail(entry.id, reason, kind, moved_to)  # before the move: see _finish_moves
                 originals.put_aside(moves, moved_to, report)
             except OSError as e:
                 moved_to = None
                 _event(f"cannot set {entry.path} aside: {e}", "set_aside_failed", logging.ERROR,
                        path=str(entry.path))
-        self.journal.fail(entry.id, reason, kind, moved_to)
+        if moved_to is None:
+            self.journal.fail(entry.id, reason, kind, None)
         self.throughput.add(False)
         _event(f"failed {entry.path}: {_about(reason, entry.path)}", "failed", logging.ERROR, path=str(entry.path),
                id=entry.id, error=reason, kind=kind, moved_to=str(moved_to) if moved_to else None)

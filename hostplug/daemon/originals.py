@@ -207,11 +207,13 @@ def earlier_failures(folder: Path, tracked: set[Path]) -> list[tuple[Path, Path]
     failed rows are), each with the path it was dropped at (the report's ``file:`` line). An earlier copy of a name
     that failed again is one: the journal keeps one row per name, and the later failure took it."""
     found = []
-    for report in sorted((folder / "_failed").rglob("*.failed.txt")):
+    for raw in sorted((folder / "_failed").rglob("*")):
+        report = report_path(raw)  # a long name's report is named shortened: found from the raw, not the reverse
+        if raw in tracked or raw.name.endswith(".failed.txt") or not (raw.is_file() and report.is_file()):
+            continue
         dropped = next((line[len("file:"):].strip() for line in report.read_text(errors="replace").splitlines()
                         if line.startswith("file:")), None)
-        raw = report.with_name(report.name[:-len(".failed.txt")])
-        if dropped and raw.is_file() and raw not in tracked:
+        if dropped:
             found.append((raw, Path(dropped)))
     return found
 
