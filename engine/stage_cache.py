@@ -33,6 +33,7 @@ from engine.io.gain_map import Shading
 from engine.io.source import Source
 from engine.recipe import Recipe
 from engine.stages.base import Context, Stage, WhiteDecision, params_dict
+from engine.stages.catalogue import DEFAULT_IMPLEMENTATIONS
 
 DEFAULT_MAX_BYTES = 768 << 20  # about 4 renders' worth of checkpoints at 2 MP (6 stages of 24 MB and inputs)
 # The checkpoints worth their memory at full size: after noise reduction (a white balance change resumes there),
@@ -118,8 +119,9 @@ class StageCache:
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, stages: Collection[str] | None = None) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
             raise RecipeError(f"StageCache's max_bytes must be a whole number of bytes, not {shown(max_bytes)}")
-        if isinstance(stages, str) or (stages is not None and not all(isinstance(name, str) for name in stages)):
-            raise RecipeError(f"StageCache's stages must be a collection of stage names (such as ['colour']), not "
+        known = DEFAULT_IMPLEMENTATIONS  # every stage, by name
+        if isinstance(stages, str) or (stages is not None and not all(name in known for name in stages)):
+            raise RecipeError(f"StageCache's stages must be a collection of stage names ({', '.join(known)}), not "
                               f"{shown(stages)}")
         self.max_bytes = max_bytes
         self.stages = None if stages is None else frozenset(stages)
