@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -186,6 +187,10 @@ class Recipe:
     stages: Mapping[str, StageSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in RANGES:  # a numpy number a script computed (np.float32(0.3)) is the float it stands for
+            value = getattr(self, name)
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+                object.__setattr__(self, name, float(value))
         validate(self)
         object.__setattr__(self, "style", style_text(self.style))  # "Vivid " is "vivid", stored and compared
         object.__setattr__(self, "stages", FrozenDict(self.stages))

@@ -281,3 +281,13 @@ def test_a_recipe_cannot_change_in_place_and_can_be_a_dictionary_key() -> None:
 def test_a_style_is_stored_as_one_text_however_it_was_typed() -> None:
     assert Recipe(style=" Vivid ") == Recipe(style="vivid")
     assert Recipe(style="WARM : 0.7, moody:0.3").style == "warm:0.7,moody:0.3"
+
+
+def test_numpy_numbers_from_a_script_are_the_floats_they_stand_for() -> None:
+    import numpy as np
+
+    recipe = Recipe(exposure=np.float32(0.5), contrast=np.int64(3))
+    assert recipe == Recipe(exposure=0.5, contrast=3.0) and type(recipe.exposure) is float
+    assert Recipe.from_json(recipe.to_json()) == recipe
+    with pytest.raises(RecipeError, match="exposure must be a number"):
+        Recipe(exposure=np.float32("nan"))
