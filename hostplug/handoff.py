@@ -196,24 +196,27 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
       dropped hostplug's XMP: GIMP's TIFF export writes none);
     - a JPEG or PNG that records no raw it was rendered from: matched to ``raw`` by its name alone it is most
       likely the camera's own JPEG of a RAW+JPEG pair, not an editor's render;
-    - a TIFF that records no raw, whose name is not an editor's hand-over name (Lightroom's ``-Edit``) and that
-      was not written in the last :data:`HAND_OVER_FRESH_S`: ``IMG_0001.tif`` or ``IMG_0001 copy.tif`` beside the
-      raw is then more likely an export or a copy someone made than a render an editor has just handed over.
+    - any other image without hostplug's record whose name is not an editor's hand-over name (Lightroom's
+      ``-Edit``) and that was not written in the last :data:`HAND_OVER_FRESH_S`: ``IMG_0001.tif`` or
+      ``IMG_0001 copy.tif`` beside the raw is then more likely an export or a copy someone made than a render an
+      editor has just handed over. Recording its raw (``xmpMM:DerivedFrom``) does not make it one: darktable
+      writes that into every export.
     """
     ours = provenance.sha256 or provenance.path or provenance.recipe
     if OWN_NAME.search(image.stem) and not ours:
         raise OutputError(f"{image} was changed since hostplug wrote it (it no longer carries hostplug's record: "
                           f"retouched in an editor?); it is kept as it is: open the raw for a new render beside it "
                           f"({open_command(raw)})")
-    if ours or provenance.names:
+    if ours:
         return
-    if image.suffix.lower() not in (".tif", ".tiff"):
+    if image.suffix.lower() not in (".tif", ".tiff") and not provenance.names:
         raise OutputError(f"{image} records no raw it was rendered from (the camera's own JPEG beside {raw.name}?); "
                           f"it is left as it is: open the raw to render it ({open_command(raw)})")
     if not HAND_OVER_NAME.search(image.stem) and not _just_written(image):
-        raise OutputError(f"{image} records no raw it was rendered from, is not named as an editor hands a render "
-                          f"over ({raw.stem}-Edit.tif) and was not just written: it may be your own export or copy, "
-                          f"so it is left as it is; open the raw to render it ({open_command(raw)})")
+        records = "was not rendered by hostplug" if provenance.names else "records no raw it was rendered from"
+        raise OutputError(f"{image} {records}, is not named as an editor hands a render over ({raw.stem}-Edit.tif) "
+                          f"and was not just written: it may be your own export or copy, so it is left as it is; "
+                          f"open the raw to render it ({open_command(raw)})")
 
 
 def _just_written(image: Path) -> bool:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyexiv2
 import pytest
@@ -173,6 +174,27 @@ def test_open_leaves_a_tiff_named_like_the_raw_but_recording_nothing_alone(raw: 
     result = hostplug("open", mine)
     assert result.exit_code == 5 and "not named as an editor hands a render over" in result.stderr
     assert mine.read_bytes() == before
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".jpg"])
+def test_open_leaves_an_older_export_of_another_program_alone_though_it_records_its_raw(raw: Path, suffix: str,
+                                                                                         tmp_path: Path) -> None:
+    # darktable writes xmpMM:DerivedFrom into every export: its year-old export was rendered over in place
+    exported = raw.parent / "darktable_exported" / f"{NAME}{suffix}"
+    exported.parent.mkdir()
+    if suffix == ".tif":
+        tiny_tiff(exported, {"Xmp.xmpMM.DerivedFrom": raw.name})
+    else:
+        cv2.imwrite(str(exported), np.full((8, 12, 3), 90, np.uint8))
+        register_namespace()
+        with pyexiv2.Image(str(exported)) as image:
+            image.modify_xmp({"Xmp.xmpMM.DerivedFrom": raw.name})
+    last_year = exported.stat().st_mtime - 365 * 86400
+    os.utime(exported, (last_year, last_year))
+    before = exported.read_bytes()
+    result = hostplug("open", exported, "--search", raw.parent)
+    assert result.exit_code == 5 and "was not rendered by hostplug" in result.stderr
+    assert exported.read_bytes() == before
 
 
 def test_open_rerenders_a_tiff_an_editor_has_just_handed_over_under_the_raws_name(raw: Path) -> None:
