@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from engine.output.export import Progress, RenderResult
 
 _MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
-CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.dc.subject", "Xmp.dc.creator", "Xmp.dc.rights",
-                  "Xmp.dc.title", "Xmp.dc.description", *location.OUTPUT_KEYS)
+CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.darktable.colorlabels", "Xmp.dc.subject",
+                  "Xmp.dc.creator", "Xmp.dc.rights", "Xmp.dc.title", "Xmp.dc.description", *location.OUTPUT_KEYS)
 
 
 @dataclass(frozen=True)

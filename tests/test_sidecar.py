@@ -275,6 +275,18 @@ def test_catalogue_data_becomes_output_xmp(tmp_path: Path) -> None:
     assert catalogue_xmp(None) == {}
 
 
+def test_several_darktable_labels_reach_the_output_as_darktable_reads_them(tmp_path: Path) -> None:
+    # they were written as xmp:Label "Yellow, Green, Blue", which darktable read as no label at all
+    raw = _raw(tmp_path, "colorchart.dng")
+    text = need(DARKTABLE_XMP).read_bytes().replace(b"<rdf:li>0</rdf:li> </rdf:Seq> </darktable:colorlabels>",
+                                                    b"<rdf:li>1</rdf:li><rdf:li>2</rdf:li><rdf:li>3</rdf:li>"
+                                                    b" </rdf:Seq> </darktable:colorlabels>")
+    (tmp_path / "colorchart.dng.xmp").write_bytes(text)
+    xmp = catalogue_xmp(read_sidecar(raw))
+    # (checked with darktable-cli 4.2: an xmp:Label beside the list would have overridden it)
+    assert "Xmp.xmp.Label" not in xmp and xmp["Xmp.darktable.colorlabels"] == ["1", "2", "3"]
+
+
 _WRITER = """
 import sys, time
 from pathlib import Path

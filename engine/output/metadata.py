@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyexiv2
 
+from engine.xmp.namespaces import DARKTABLE_NS
 from engine.xmp.namespaces import HOSTPLUG_NS as XMP_NS_URI
 from engine.xmp.namespaces import HOSTPLUG_PREFIX as XMP_PREFIX
 
@@ -75,9 +76,11 @@ def xmp_file_name(name: str) -> str:
 
 @functools.cache
 def register_namespace() -> None:
-    """Register the hostplug XMP namespace with exiv2 and keep exiv2's warnings off stdout (idempotent)."""
+    """Register hostplug's XMP namespace (and darktable's, whose colour labels outputs carry) with exiv2 and keep
+    exiv2's warnings off stdout (idempotent)."""
     pyexiv2.set_log_level(3)  # pyexiv2 prints warnings to stdout; errors still raise
     pyexiv2.registerNs(XMP_NS_URI, XMP_PREFIX)
+    pyexiv2.registerNs(DARKTABLE_NS, "darktable")
 
 
 def _one_resolution(value: str) -> bool:

@@ -42,7 +42,16 @@ from engine.xmp.document import (
     simple_properties,
 )
 from engine.xmp.embedded import embedded_name, embedded_packet
-from engine.xmp.hints import adobe_hints, adobe_settings, colour_labels, credits, keywords, orientation, rating
+from engine.xmp.hints import (
+    DARKTABLE_LABELS,
+    adobe_hints,
+    adobe_settings,
+    colour_labels,
+    credits,
+    keywords,
+    orientation,
+    rating,
+)
 from engine.xmp.location import location
 from engine.xmp.recipe_properties import OUTPUT_PROPERTIES, properties_to_recipe, recipe_to_properties
 from engine.xmp.sidecar_files import find_sidecars, sidecar_path
@@ -324,8 +333,11 @@ def catalogue_xmp(info: SidecarInfo | None) -> dict[str, Any]:
     xmp: dict[str, Any] = dict(info.credits) | info.location
     if info.rating is not None:
         xmp["Xmp.xmp.Rating"] = str(info.rating)
-    if info.labels:
-        xmp["Xmp.xmp.Label"] = ", ".join(label.capitalize() for label in info.labels)
+    if len(info.labels) == 1:
+        xmp["Xmp.xmp.Label"] = info.labels[0].capitalize()  # Adobe's one label, which darktable reads too
+    elif info.labels:  # darktable's list ("Yellow, Green" in xmp:Label was no label to it, and overrides its list)
+        xmp["Xmp.darktable.colorlabels"] = [str(DARKTABLE_LABELS.index(label)) for label in info.labels
+                                            if label in DARKTABLE_LABELS]
     if info.keywords:
         xmp["Xmp.dc.subject"] = list(info.keywords)
     return xmp
