@@ -129,6 +129,9 @@ def test_show_prints_recipe_catalogue_and_duplicates(raw: Path) -> None:
     assert (data["rating"], data["labels"], data["keywords"]) == (4, ["red"], ["client-a", "studio"])
     nothing = hostplug("show", raw.with_name("IMG_0002.dng"))
     assert nothing.exit_code != 0 and "no such file" in nothing.stderr
+    (raw.parent / "IMG_0001.dng.xmp").unlink()  # darktable's version 0 deleted: its duplicate was not mentioned
+    alone = hostplug("show", raw)
+    assert "no sidecar" in alone.output and "IMG_0001_01.dng.xmp are not read" in alone.output
 
 
 def test_show_reads_adobe_hints(raw: Path) -> None:

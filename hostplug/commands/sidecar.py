@@ -71,7 +71,9 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
 def _show_text(info_json: dict[str, Any]) -> str:
     lines = [f"{info_json['input']}"]
     if info_json["sidecar"] is None and not info_json.get("embedded_xmp"):
-        return lines[0] + ": no sidecar; renders with the defaults"
+        duplicates = info_json.get("duplicates") or []  # darktable's versions of it, which a render does not read
+        return lines[0] + ": no sidecar; renders with the defaults" + (
+            f" (darktable's duplicates {', '.join(duplicates)} are not read)" if duplicates else "")
     lines.append(f"  sidecar:    {', '.join(info_json['sidecars']) or 'none'}")
     if info_json["embedded_xmp"]:
         lines.append("  embedded:   the DNG's own XMP, read after the sidecars (hostplug edit writes the sidecar)")
