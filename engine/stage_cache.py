@@ -96,14 +96,15 @@ def file_identity(path: Any) -> tuple[Any, ...] | None:
 def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], recipe: Recipe,
                device: str, preview: int | None) -> list[str] | None:
     """One key per stage: a digest of the source's content (the SHA-256 of the file it was opened from: the file
-    may have been replaced since), preview size, device, weights folder and, for that stage and every stage
+    may have been replaced since), preview size, device, the models' hashes and, for that stage and every stage
     before it, its implementation, switch and resolved params. None when the source cannot be keyed."""
     identity = source.sha256
     if not identity:
         return None
-    from engine.models import weights_folder  # another folder's networks make other outputs
+    from engine.models import model_hashes  # other networks (another folder, or retrained) make other outputs
 
-    digest = hashlib.sha1(json.dumps([identity, preview, device, str(weights_folder())], default=str).encode())
+    digest = hashlib.sha1(json.dumps([identity, preview, device, model_hashes()], sort_keys=True,
+                                     default=str).encode())
     keys = []
     for stage in stages:
         facts = [stage.name, stage.implementation, recipe.stage(stage.name).enabled, params_dict(params[stage.name])]

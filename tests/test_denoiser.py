@@ -597,6 +597,32 @@ def test_a_process_without_torch_loads_the_network_beside_the_demosaic_to_the_sa
     assert np.array_equal(np.load(tmp_path / "cold.npy"), warm)
 
 
+def test_a_model_retrained_into_the_same_folder_is_loaded_and_rendered_anew(weights_copy: Path,
+                                                                           sample_dng: Path) -> None:
+    """A resident process (the render service) kept the network it had loaded, and the stages it had cached,
+    after the model was retrained into the folder it reads: its renders recorded the new model's hash."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file, save_file
+
+    from engine.stage_cache import StageCache
+
+    _shipped("mid3")
+    cache = StageCache()
+    source = engine.open(sample_dng)
+    before = engine.render(source, LEARNED, preview=128, cache=cache)
+    old = denoiser.load("mid3")
+    manifest = weights_copy / "manifest.json"
+    entries = models.read_manifest(manifest)
+    entry = entries["denoise-mid3"]
+    save_file({k: v * 1.5 if v.is_floating_point() else v for k, v in load_file(entry.path).items()}, entry.path)
+    models.write_manifest({**entries, "denoise-mid3": replace(entry, sha256=models.file_sha256(entry.path))},
+                          manifest)
+    assert denoiser.load("mid3") is not old
+    after = engine.render(source, LEARNED, preview=128, cache=cache)
+    assert "denoise" in after.timings and not np.array_equal(after.pixels, before.pixels)
+
+
 def test_the_classical_strength_follows_the_noise_a_small_render_averaged_away(sample_dng: Path) -> None:
     from dataclasses import replace
 

@@ -932,3 +932,13 @@ def test_a_busy_service_says_so_and_a_stopped_one_is_passed_by(runtime: Path, sa
         assert done.stderr.count("hostplug: note:") == 1  # a batch waits for it once, not once per file
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def test_the_write_journal_names_the_folder_a_path_through_a_link_and_dotdot_really_is(tmp_path: Path) -> None:
+    # link/../out.tif is out.tif beside the link's target's folder, where the writer puts its partial: the journal
+    # named the folder the link is in, so a service killed mid-write left the partial for good
+    from hostplug.service.server import _real
+
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    assert _real(tmp_path / "link" / ".." / ".out.tif.1a2b.part") == str(tmp_path / "real" / ".out.tif.1a2b.part")

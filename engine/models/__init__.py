@@ -170,7 +170,8 @@ def build_network(name: str, build: Callable[..., Any]) -> Any:
     """A model's network, built by ``build(**architecture)`` from its manifest entry, with its verified weights
     and in eval mode (cached until :func:`clear_cache`); ModelError naming the file when the weights are
     missing, altered or do not fit. A builder whose ``weights_format`` is ``"numpy"`` gets numpy arrays."""
-    key = (str(weights_folder()), name, getattr(build, "weights_format", "torch"))
+    # keyed by the weights' hash too: retraining into the same folder (a resident service) makes a new network
+    key = (str(weights_folder()), name, getattr(build, "weights_format", "torch"), entry(name).sha256)
     if key not in _NETWORKS:
         _NETWORKS[key] = _build_network(name, build, key[2])
     return _NETWORKS[key]

@@ -364,11 +364,10 @@ class Service:
         from engine.output.write import watching_writes
 
         journal = self.folder / JOURNAL_NAME
-        target = os.path.abspath(output)
-        entry: dict[str, Any] = {"output": target, "pid": os.getpid(), "partials": []}
+        entry: dict[str, Any] = {"output": _real(output), "pid": os.getpid(), "partials": []}
 
         def started(partial: Path) -> None:
-            entry["partials"].append(os.path.abspath(partial))
+            entry["partials"].append(_real(partial))
             _write_json(journal, entry)
 
         _write_json(journal, entry)
@@ -732,6 +731,12 @@ def serve(idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, folder: Path | None = No
     os.chdir("/")
     keep_freed_memory()
     return Service(folder, idle_timeout, warm_up=warm_up, cache_mb=cache_mb).run()
+
+
+def _real(path: str | Path) -> str:
+    """``path`` with its folder resolved as the kernel resolves it (``link/..`` is the parent of the link's target,
+    not the folder the link is in), and its own name kept."""
+    return os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
 
 
 def cache_mb_from_env() -> int | None:
