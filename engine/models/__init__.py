@@ -161,9 +161,9 @@ def load_state(name: str, weights_format: str = "torch") -> dict[str, Any]:
         raise ModelError(f"{e.path}: weights of model {name!r} cannot be read ({ex})") from ex
 
 
-# The one cache of loaded networks, by weights folder, model name and weights format (a model can have a torch and
-# a numpy form): a daemon or service loads each model once.
-_NETWORKS: dict[tuple[str, str, str], Any] = {}
+# The one cache of loaded networks, by weights folder, model name, weights format (a model can have a torch and
+# a numpy form) and weights' hash: a daemon or service loads each model once, and again once it is retrained.
+_NETWORKS: dict[tuple[str, str, str, str], Any] = {}
 
 
 def build_network(name: str, build: Callable[..., Any]) -> Any:
