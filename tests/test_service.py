@@ -137,7 +137,7 @@ def test_without_a_runtime_folder_it_uses_a_private_folder_in_tmp(monkeypatch: p
 def test_a_folder_that_is_not_ours_or_is_a_link_is_refused(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(tmp_path)
-    with pytest.raises(ServiceError, match="not a folder"):
+    with pytest.raises(ServiceError, match="is a symbolic link, not a folder"):
         protocol.check_private_dir(link)
     with pytest.raises(ServiceError, match="belongs to uid"):
         protocol.check_private_dir(tmp_path, uid=os.getuid() + 1)

@@ -106,6 +106,9 @@ def check_private_dir(folder: Path, uid: int | None = None) -> None:
         raise ServiceError(f"no render service is running ({folder} does not exist)") from e
     except OSError as e:
         raise ServiceError(f"cannot inspect {folder} ({e.strerror})") from e
+    if stat.S_ISLNK(info.st_mode):  # another user could point it anywhere: only a folder of its own is trusted
+        raise ServiceError(f"{folder} is a symbolic link, not a folder; not using it for the render service (remove "
+                           "the link: the service makes the folder itself)")
     if not stat.S_ISDIR(info.st_mode):
         raise ServiceError(f"{folder} is not a folder; not using it for the render service")
     if info.st_uid != uid:
