@@ -291,6 +291,22 @@ def test_stop(runtime: Path) -> None:
     assert client.stop() is None
 
 
+def test_a_stop_read_after_its_client_gave_up_is_ignored(runtime: Path) -> None:
+    # serve --stop against a stopped (SIGSTOP) service said it failed, and the service stopped once it went on
+    pid = start_service(runtime)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+            protocol.send_message(sock, client.request("shutdown"))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(1.0)
+    assert alive(pid) and client.status()["pid"] == pid
+    assert client.stop()["stopping"] is True
+    assert wait_for(lambda: not alive(pid), timeout=30)
+
+
 def test_a_service_lost_mid_render_is_said_once_and_the_render_runs_here(monkeypatch: pytest.MonkeyPatch,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:
     # a service killed mid-render made `hostplug render` start again in its own process without a word, and the

@@ -473,6 +473,9 @@ class Service:
         if op == "ping":  # answered at once, even while a render runs, and whatever the client's version
             return {"ok": True, "result": self.status()}
         if op == "shutdown":  # at once too: requests already queued are still answered, then the service exits
+            if _client_gone(conn):  # read late (the service was stopped, SIGSTOP): its client was told it failed
+                log.info("a stop request whose client had left was ignored")
+                return None
             return {"ok": True, "result": self.shutdown(request.get("args") or {})}
         if not isinstance(request.get("version"), str):  # not a hostplug client: no reason to make way
             return error_response("the request names no hostplug version")
