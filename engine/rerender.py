@@ -63,8 +63,6 @@ def _json(xmp: dict[str, Any], name: str, path: Path, default: Any = None) -> An
     text = xmp.get(f"Xmp.{XMP_PREFIX}.{name}")
     if text is None:
         return default
-    if not isinstance(text, str):
-        raise RecipeError(f"{path}: its hostplug:{name} is not valid JSON")
     return parse_json(text, f"{path}: its hostplug:{name}")
 
 
@@ -291,6 +289,6 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
         except OutputTakenError:
             if target is not None:
                 raise
-            new = rerender_target(output, fmt)  # another re-render of this output took the free name: the next
+            new = rerender_target(output, fmt)  # another re-render of this output took that name: the next free one
     raise OutputTakenError(f"{output}: {TAKEN_TRIES} free names beside it were taken by other re-renders while "
                            "this one rendered; name the re-render (target=, --out)")

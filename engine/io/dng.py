@@ -346,8 +346,9 @@ def is_tiff_picture(file: Path) -> bool:
 def _directories(tif: tifffile.TiffFile, limit: int = 64) -> Iterator[tifffile.TiffPage]:
     """The file's image directories and their SubIFDs (at most ``limit``: a raw has a handful)."""
     seen = 0
-    for page in tif.pages:
-        for each in [page.aspage(), *(page.aspage().pages or [])]:
+    for frame in tif.pages:
+        page = frame.aspage()
+        for each in [page, *(page.pages or [])]:
             seen += 1
             if seen > limit:
                 return

@@ -66,14 +66,15 @@ def _load_network(size: ModelSize) -> Any:
 def _load_soon(size: ModelSize) -> Future[Any]:
     """The network of ``size``, loading in a thread while torch is not imported yet: importing it takes about a
     second of a cold process, which the demosaic (the stage before, compiled code that releases the GIL) now
-    overlaps. The weights file is checked at once, so a missing or altered one still stops the render before any
-    pixel is touched; in a process that has torch (the service) the network loads here."""
+    overlaps. The weights file is checked first, so a missing or altered one still stops the render before any
+    pixel is touched. In a process that has torch (the service) the network loads here, from its cache once
+    loaded (verified on its first load)."""
+    if "torch" in sys.modules:
+        loaded: Future[Any] = Future()
+        loaded.set_result(_load_network(size))
+        return loaded
     verified_entry(f"denoise-{size}")
-    if "torch" not in sys.modules:
-        return _LOADER.submit(_load_network, size)
-    loaded: Future[Any] = Future()
-    loaded.set_result(_load_network(size))
-    return loaded
+    return _LOADER.submit(_load_network, size)
 
 
 class LearnedDenoise(Stage):

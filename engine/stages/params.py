@@ -138,5 +138,3 @@ def _tuple_problem(hint: Any, value: Any, bounds: tuple[float, float] | None) ->
 
 def _noun(hint: Any) -> str:
     return "numbers" if hint in (float, int) else "lists" if typing.get_origin(hint) is tuple else "values"
-
-

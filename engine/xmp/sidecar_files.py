@@ -20,11 +20,14 @@ def _present(path: Path) -> bool:
     so that reading it is refused in one line, rather than the sidecar being ignored (a render with the defaults)
     or replaced. A name longer than the file system allows cannot exist."""
     try:
-        return os.path.lexists(path)
+        os.lstat(path)  # not os.path.lexists, which calls a folder it may not look in empty
+    except (FileNotFoundError, NotADirectoryError):
+        return False
     except OSError as e:
         if is_name_too_long(e):
             return False
         raise SidecarError(f"{path}: cannot look for the sidecar ({e.strerror})") from None
+    return True
 
 
 def sidecar_path(raw: Path) -> Path:

@@ -157,32 +157,30 @@ def _journal_path(hot_folder: Path | None, config_path: Path | None, journal: Pa
 
 def _retry_failed(journal: Any) -> tuple[int, list[str]]:
     """Queue every failed raw again, moving it back from ``_failed/``; returns the count and what was skipped."""
-    from hostplug.daemon.originals import earlier_failures, restore
+    from hostplug.daemon.originals import restore
 
     count, skipped = 0, []
-    failed = journal.entries("failed")
-    for entry in failed:
+    for entry in journal.entries("failed"):
         if not restore(entry.path, entry.moved_to or entry.path):
             skipped.append(f"{entry.path}: not found (or its name is taken again); drop it in again")
             continue
         journal.retry(entry.id)
         count += 1
-    tracked = {entry.moved_to for entry in failed if entry.moved_to}
-    for folder in journal.folders():  # earlier copies of a name that failed again: back under their name
-        for raw, dropped in earlier_failures(folder, tracked):
-            if restore(dropped, raw):
-                count += 1
-            else:
-                skipped.append(f"{raw}: its name {dropped.name} is taken in the hot folder; drop it in again")
+    for raw, dropped in _untracked_failures(journal):  # earlier copies of a name that failed again
+        if restore(dropped, raw):
+            count += 1
+        else:
+            skipped.append(f"{raw}: its name {dropped.name} is taken in the hot folder; drop it in again")
     return count, skipped
 
 
-def _untracked_failures(journal: Any) -> list[Path]:
-    """The failed raws in ``_failed/`` that no journal row tracks (:func:`.originals.earlier_failures`)."""
+def _untracked_failures(journal: Any) -> list[tuple[Path, Path]]:
+    """The failed raws in ``_failed/`` that no journal row tracks, each with where it was dropped
+    (:func:`.originals.earlier_failures`)."""
     from hostplug.daemon.originals import earlier_failures
 
     tracked = {entry.moved_to for entry in journal.entries("failed") if entry.moved_to}
-    return [raw for folder in journal.folders() for raw, _ in earlier_failures(folder, tracked)]
+    return [found for folder in journal.folders() for found in earlier_failures(folder, tracked)]
 
 
 def _unusual_states(states: dict[str, int]) -> str:
@@ -276,7 +274,7 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
     if as_json:
         click.echo(json.dumps({"journal": str(path), "running_pid": pid, "counts": counts,
                                "errors": [_error_record(e) for e in errors], "retried": retried,
-                               "not_retried": skipped, "earlier_failures": [str(p) for p in untracked],
+                               "not_retried": skipped, "earlier_failures": [str(raw) for raw, _ in untracked],
                                "nodes": where["nodes"], "workers": where["workers"],
                                "rendered": where["rendered"], "done": [_done_record(e) for e in done]}))
         return

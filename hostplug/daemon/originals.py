@@ -31,14 +31,6 @@ def free_name(target: Path, source: Path) -> Path:
     return candidate
 
 
-def move_with_sidecars(raw: Path, folder: Path) -> Path:
-    """Move a raw and its sidecars into ``folder`` (created if needed); returns the raw's new path
-    (:func:`planned_moves`, then :func:`carry_out`)."""
-    moves = planned_moves(raw, folder)
-    carry_out(moves)
-    return moves[0][1]
-
-
 def planned_moves(raw: Path, folder: Path) -> list[tuple[Path, Path]]:
     """Where a raw (first) and its sidecars go in ``folder`` (created if needed): free names, numbered
     (:func:`free_name`). The daemon records the raw's destination before :func:`carry_out` moves it, so that a
