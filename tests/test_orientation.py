@@ -270,6 +270,46 @@ def test_darktables_version_1_orientation_turns_on_top_of_the_raws_exif(block_ra
     assert cv2.imread(str(out)).shape[:2] == (HEIGHT, WIDTH) and _corner(out) == "bottom-right"
 
 
+def _darktable_1x(flip_params: str, *, flip_enabled: str = "1", history_end: int = 2, container: str = "Seq") -> str:
+    """A sidecar as darktable 1.x wrote it (darktable:xmp_version 1): the history as parallel arrays, one per
+    field, here a flip (module version 1, relative to the EXIF) then a sharpen; rdf:Bag in the oldest ones."""
+    def array(name: str, *items: str) -> str:
+        lis = "".join(f"<rdf:li>{item}</rdf:li>" for item in items)
+        return f"<darktable:{name}><rdf:{container}>{lis}</rdf:{container}></darktable:{name}>"
+
+    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2"><rdf:RDF '
+            'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:darktable="http://darktable.sf.net/" xmp:Rating="2" '
+            f'darktable:xmp_version="1" darktable:raw_params="0" darktable:history_end="{history_end}">'
+            + array("history_modversion", "1", "1") + array("history_enabled", flip_enabled, "1")
+            + array("history_operation", "flip", "sharpen")
+            + array("history_params", flip_params, "000000400000003f0000003f")
+            + "</rdf:Description></rdf:RDF></x:xmpmeta>")
+
+
+def test_a_darktable_1x_sidecar_is_read_from_its_parallel_arrays() -> None:
+    origin = "IMG_0001.CR2.xmp (darktable history: flip)"
+    assert _turned(_darktable_1x("05000000")) == Orientation(6, origin + ", version 1")
+    assert _turned(_darktable_1x("05000000", container="Bag"), exif=6) == Orientation(3, origin + ", version 1")
+    assert _turned(_darktable_1x("05000000", flip_enabled="0"), exif=6) == Orientation(1, origin + ", switched off")
+    assert _turned(_darktable_1x("05000000", history_end=0), exif=6) is None  # undone: the EXIF's
+    with pytest.raises(SidecarError, match=r"params '0900' are not an orientation"):
+        _turned(_darktable_1x("0900"))
+
+
+def test_a_darktable_1x_rotation_renders_and_survives_an_edit(block_raw: Path, tmp_path: Path) -> None:
+    raw = _shot(block_raw, tmp_path)
+    sidecar = raw.with_name(raw.name + ".xmp")
+    sidecar.write_text(_darktable_1x("05000000"))
+    out = tmp_path / "out.png"
+    assert _render(raw, out)["orientation"]["value"] == 6
+    assert cv2.imread(str(out)).shape[:2] == (WIDTH, HEIGHT) and _corner(out) == "top-right"
+    assert hostplug("edit", raw, "--exposure", "0.2").exit_code == 0
+    kept = sidecar.read_text()
+    assert "<rdf:li>flip</rdf:li>" in kept and "<rdf:li>05000000</rdf:li>" in kept
+    assert _render(raw, tmp_path / "again.png")["orientation"]["value"] == 6
+
+
 def test_the_exif_orientation_is_read_from_the_header(block_raw: Path, tmp_path: Path) -> None:
     from PIL import Image
 

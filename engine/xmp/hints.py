@@ -149,12 +149,27 @@ def _flip_from_version_1(user: int, exif: int) -> int:
 
 
 def _darktable_history(tree: etree._ElementTree) -> list[dict[str, str]]:
-    """darktable's history items (darktable:history), in order, each as its darktable: fields."""
+    """darktable's history items (darktable:history), in order, each as its darktable: fields; from a sidecar of
+    darktable 1.x (``xmp_version`` 1, no darktable:history), its parallel arrays (:func:`_darktable_history_v1`)."""
     tag, item = f"{{{DARKTABLE_NS}}}history", f"{{{RDF_NS}}}li"
     for description in descriptions(tree):
         for prop in description.iterchildren(tag):
             return [_darktable_fields(li) for array in prop for li in array.iterchildren(item)]
-    return []
+    return _darktable_history_v1(tree)
+
+
+# darktable 1.x's history: one array per field (rdf:Seq, or rdf:Bag in the oldest), item i of each is step i
+_V1_ARRAYS = {"operation": "history_operation", "enabled": "history_enabled", "modversion": "history_modversion",
+              "params": "history_params"}
+
+
+def _darktable_history_v1(tree: etree._ElementTree) -> list[dict[str, str]]:
+    """The history of darktable 1.x's layout, read as darktable's read_history_v1 does: one item per operation,
+    the other arrays' items taken in step (a field whose array is shorter is left out, as darktable then reads
+    nothing for it)."""
+    arrays = {field: array_items(tree, DARKTABLE_NS, name) for field, name in _V1_ARRAYS.items()}
+    return [{field: values[i] for field, values in arrays.items() if i < len(values)}
+            for i in range(len(arrays["operation"]))]
 
 
 def _darktable_fields(item: etree._Element) -> dict[str, str]:
