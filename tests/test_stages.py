@@ -229,10 +229,35 @@ def test_every_custom_white_balance_in_range_renders_a_picture() -> None:
             rendered = engine.render(source, recipe, preview=128)
             assert min(rendered.notes["white_balance"]["neutral"]) > 0
             assert rendered.pixels.mean() > 0.05, (temperature, tint)
-    # a response the sensor has, however small, is kept: such renders stay as they were
+    # a response short of that is pinned alike, so the picture does not jump where the response turns negative
     nikon = engine.open(need(NIKON))
-    small = engine.render(nikon, Recipe(wb="custom", temperature=1700, tint=30), preview=64)
-    assert 0 < small.notes["white_balance"]["neutral"][2] < 1 / 64
+    for tint in (30, 35):
+        small = engine.render(nikon, Recipe(wb="custom", temperature=1700, tint=tint), preview=64)
+        assert small.notes["white_balance"]["neutral"][2] == pytest.approx(1 / 64, abs=1e-6)
+
+
+def test_a_custom_white_far_off_the_locus_changes_the_picture_smoothly() -> None:
+    # Between tint +75 and +100 at 3000 K the Canon's white crossed the point where its blue cone response is 0:
+    # chromatic adaptation scaled blue without bound, then negatively, and the picture lost its blue (mean 0 at
+    # +100). Pinned as the DNG SDK pins it, each step of the slider moves the picture a little. Further on, the
+    # camera's own blue response nears 0 (+140: the highlight ceiling took nearly all of blue, mean 0.12).
+    source = engine.open(need(CANON))
+    means = {tint: engine.render(source, Recipe(wb="custom", temperature=3000, tint=tint), preview=96).pixels
+             .reshape(-1, 3).mean(axis=0) for tint in range(50, 151, 10)}
+    steps = [np.abs(means[tint + 10] - means[tint]).max() for tint in range(50, 120, 10)]
+    assert max(steps) < 0.05, steps
+    assert min(m[2] for m in means.values()) > 0.25
+
+
+def test_chromatic_adaptation_is_pinned_as_the_dng_sdk_pins_it() -> None:
+    from engine.colour import BRADFORD, D50_XY, bradford_adaptation, temperature_tint_to_xy, xy_to_xyz
+
+    daylight = temperature_tint_to_xy(5000, 10)
+    assert np.allclose(bradford_adaptation(daylight, D50_XY) @ xy_to_xyz(daylight), xy_to_xyz(D50_XY))
+    for white in (temperature_tint_to_xy(3000, 100), temperature_tint_to_xy(1700, 0)):  # blue cone at or near 0
+        cones = BRADFORD @ bradford_adaptation(white, D50_XY) @ np.linalg.inv(BRADFORD)
+        assert np.allclose(cones, np.diag(np.diag(cones)))
+        assert np.diag(cones).min() >= 0.1 - 1e-9 and np.diag(cones).max() <= 10.0 + 1e-9
 
 
 # --- pinned parameters and re-renders -------------------------------------------------------------------------

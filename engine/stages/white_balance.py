@@ -90,9 +90,11 @@ def estimate_neutral(camera_rgb: np.ndarray) -> np.ndarray:
     return neutral / neutral[1]
 
 
-# The camera response given to a custom white where its colour matrix says none (relative to green's). Far off the
-# daylight locus (3000 K with tint +150) the matrix puts the white outside what the sensor sees, as a negative
-# response, which balanced every pixel to black; with this, the white renders as the extreme tint the sliders ask for.
+# The least camera response a custom white is given (relative to green's). Far off the daylight locus (3000 K with
+# tint +150) the colour matrix puts the white outside what the sensor sees, as a negative response, which balanced
+# every pixel to black; just short of that, a response near 0 multiplied the channel so much that nearly every pixel
+# passed the highlight ceiling and the channel was lost (the Canon's blue at 3000 K, tint +140). Pinned here, the
+# picture changes smoothly up to the sliders' ends.
 MIN_CUSTOM_RESPONSE = 1 / 64
 
 
@@ -171,5 +173,5 @@ class WhiteBalance(Stage):
                 raise RecipeError("custom white balance needs a temperature")
             xy = temperature_tint_to_xy(params.temperature, params.tint or 0.0)
             neutral = xy_to_neutral(calibration_of(ctx), xy)
-            return np.where(neutral > 0.0, neutral, MIN_CUSTOM_RESPONSE)  # a white the sensor can see renders as before
+            return np.maximum(neutral, MIN_CUSTOM_RESPONSE)
         raise RecipeError(f"unknown white balance mode {params.mode!r}")
