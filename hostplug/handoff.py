@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import re
 import time
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputNotFoundError, OutputError
 from engine.output.formats import SUFFIX_FORMATS
-from engine.xmp.namespaces import HOSTPLUG_PREFIX
+from hostplug.stamps import WRITTEN_KEY, newer_second, stamp, untouched
 
 if TYPE_CHECKING:
     from engine.xmp.provenance import Provenance
@@ -93,32 +92,6 @@ def output_for_raw(raw: Path) -> tuple[Path, bool]:
         if rendered_from(provenance, raw) and untouched(target, provenance.written):
             return target, True
         index += 1
-
-
-WRITTEN_KEY = f"Xmp.{HOSTPLUG_PREFIX}.written"  # when open wrote its TIFF (seconds): also the file's mtime
-MTIME_SLACK_S = 2.0  # file systems that keep modification times in 2 s steps (FAT, exFAT)
-
-
-def untouched(image: Path, written: str | None) -> bool:
-    """Whether ``image``, a TIFF that ``open`` wrote and stamped ``written`` (its provenance's), was not changed
-    since: its modification time is still the one :func:`open_file` recorded and set (an editor that saved over
-    it moved the time on). A render written before the time was recorded counts as untouched, as it always did."""
-    if written is None:
-        return True
-    try:
-        return abs(image.stat().st_mtime - float(written)) <= MTIME_SLACK_S
-    except (ValueError, OSError):
-        return False
-
-
-def _newer_second(target: Path) -> int:
-    """The whole second to stamp a new render of ``target`` with: now, rounded up, and after the time of the file
-    it replaces, so that an editor waiting for the file to change sees it change."""
-    try:
-        before = int(target.stat().st_mtime) + 1
-    except OSError:
-        before = 0
-    return max(math.ceil(time.time()), before)
 
 
 def colour_space(path: Path) -> str:
@@ -259,13 +232,13 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
     # over one is never rendered over (see untouched()). An editor's TIFF (Lightroom's -Edit.tif) is not stamped:
     # its editor writes metadata into it, which moves the time without a retouch.
     stamped = decided.mode == "render" or bool(OWN_NAME.search(decided.target.stem))
-    written = _newer_second(decided.target)
+    written = newer_second(decided.target)
     extra = {**decided.catalogue, WRITTEN_KEY: str(written)} if stamped else decided.catalogue
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
         result = render_file(source, decided.target, decided.recipe, options, extra_xmp=extra,
                              device=device, cache=cache, progress=progress).as_dict()
     if stamped:
-        os.utime(decided.target, (written, written))
+        stamp(decided.target, written)
     result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
                   bits=decided.bits, colour_space=decided.space)
     return result

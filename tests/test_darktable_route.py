@@ -8,6 +8,7 @@ command wrote (only its timings shortened). The rest needs no darktable.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -310,6 +311,64 @@ def test_a_photographers_file_beside_the_raw_is_never_replaced(tmp_path: Path) -
     assert check_replaceable(target, "0" * 64) is None  # free
     target.write_bytes(b"a TIFF the photographer made")
     assert "is not a hostplug render of this raw" in check_replaceable(target, "0" * 64)
+
+
+def _export_again(folder: FolderConfig, original: Path, journal: Journal, rating: int) -> object:
+    """darktable's copy export of ``original`` (the rating changed in darktable) and the daemon's job for it."""
+    import engine
+    from hostplug.daemon.job import Job, run_job
+
+    copy = folder.path / original.parent.relative_to("/") / original.name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(original, copy)
+    copy.with_name(copy.name + ".xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+        f'xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" xmp:Rating="{rating}" '
+        f'xmpMM:DerivedFrom="{original.name}"/></rdf:RDF></x:xmpmeta>')
+    st, sha = copy.stat(), file_sha256(copy)
+    entry = journal.enqueue(copy, folder.path, st.st_size, st.st_mtime_ns, sha)
+    return run_job(Job(entry.id, copy, folder.path, st.st_size, st.st_mtime_ns, sha), folder, engine.Recipe(),
+                   journal)
+
+
+def _retouch(image: Path) -> None:
+    """What an editor that keeps the XMP (Photoshop, Affinity, Krita) does to a render: other pixels, the same
+    metadata, saved a minute after it was written."""
+    import cv2
+    import pyexiv2
+
+    with pyexiv2.Image(str(image)) as meta:
+        xmp = meta.read_xmp()
+    pixels = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
+    pixels[:8] = 255
+    cv2.imwrite(str(image), pixels)
+    with pyexiv2.Image(str(image)) as meta:
+        meta.modify_xmp(xmp)
+    later = image.stat().st_mtime + 60
+    os.utime(image, (later, later))
+
+
+def test_a_render_beside_the_original_that_was_retouched_since_is_never_rendered_over(tmp_path: Path) -> None:
+    folder = FolderConfig(path=tmp_path / "hot", outputs=(OutputSpec(folder=None, beside_original=True, format="png",
+                                                                     bits=8, long_edge=64),),
+                          recurse=True, originals="delete")
+    folder.path.mkdir()
+    original = tmp_path / "Pictures" / "IMG_0001.dng"
+    original.parent.mkdir()
+    shutil.copyfile(SAMPLE_DNG, original)
+    journal = Journal(tmp_path / "journal.sqlite")
+    first = _export_again(folder, original, journal, rating=4)
+    assert first.kind == "done", first.message
+    render = original.with_suffix(".png")
+    second = _export_again(folder, original, journal, rating=5)  # untouched since: replaced by the new render
+    assert second.kind == "done", second.message
+    assert read_metadata(render)[1]["Xmp.xmp.Rating"] == "5"
+    _retouch(render)  # an editor that keeps the XMP saved over it, a minute later
+    retouched = render.read_bytes()
+    third = _export_again(folder, original, journal, rating=3)
+    assert third.kind == "failed" and "was changed since hostplug rendered it" in third.message, third.message
+    assert render.read_bytes() == retouched
 
 
 @pytest.mark.parametrize(("folder", "output", "message"), [

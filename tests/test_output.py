@@ -243,6 +243,17 @@ def test_bad_metadata_is_an_output_error_and_leaves_nothing(tmp_path: Path) -> N
     assert files_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+def test_xmp_beyond_a_jpegs_64_kb_is_kept_whole_by_tiff_and_png(tmp_path: Path, suffix: str) -> None:
+    keywords = [f"keyword number {i} with some text" for i in range(2000)]  # a catalogue's 70 KB of them
+    path = write_image(colour_patch(), tmp_path / f"out{suffix}", xmp={"Xmp.dc.subject": keywords})
+    with pyexiv2.Image(str(path)) as image:
+        assert image.read_xmp()["Xmp.dc.subject"] == keywords
+    with pytest.raises(OutputError, match="more than the 64 KB a JPEG holds; render to TIFF or PNG"):
+        write_image(colour_patch(), tmp_path / "out.jpg", xmp={"Xmp.dc.subject": keywords})
+    assert files_in(tmp_path) == [f"out{suffix}"]
+
+
 def test_a_missing_folder_is_an_output_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="does not exist"):
         write_image(colour_patch(), tmp_path / "nowhere" / "out.tif")

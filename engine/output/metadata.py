@@ -118,6 +118,21 @@ def _probe_jpeg() -> bytes:
     return buffer.getvalue()
 
 
+def _xmp_packet(xmp: dict[str, str]) -> bytes:
+    """``xmp`` serialised by exiv2, on a PNG: a JPEG's segment would cap the packet at 64 KB, which a TIFF's
+    XMP tag has no need of (a raw with a few thousand keywords; hostplug's own record takes about 15 KB)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    image = pyexiv2.ImageData(buffer.getvalue())
+    try:
+        image.modify_xmp(xmp)
+        return image.read_raw_xmp().encode()
+    finally:
+        image.close()
+
+
 def _written_back(exif: dict[str, str]) -> dict[str, str] | None:
     """The EXIF exiv2 reads back after writing ``exif`` into a JPEG; None when it refuses to write them."""
     with EXIV2:
@@ -248,12 +263,10 @@ def tiff_tags(exif: dict[str, str] | None, xmp: dict[str, str] | None) -> TiffTa
         try:
             if exif:
                 image.modify_exif(exif)
-            if xmp:
-                image.modify_xmp(xmp)
-            packet = image.read_raw_xmp().encode() if xmp else b""
             jpeg = image.get_bytes()
         finally:
             image.close()
+        packet = _xmp_packet(xmp) if xmp else b""
     blob = _exif_segment(jpeg)
     ifd0 = _read_ifd(blob, _first_ifd(blob)) if blob else []
     pointers = {tag: raw for tag, _type, _count, raw in ifd0 if tag in (EXIF_IFD, GPS_IFD)}

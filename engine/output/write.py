@@ -272,7 +272,11 @@ def _software() -> str:
 
 def _metadata_error(target: Path, error: RuntimeError) -> OutputError:
     """pyexiv2's error (exiv2 refused an EXIF or XMP key or value) as one line naming the output."""
-    return OutputError(f"cannot write metadata to {target}: {' '.join(str(error).split())}")
+    said = " ".join(str(error).split())
+    if "larger than 65535" in said:  # the one APP1 segment a JPEG's XMP must fit in
+        return OutputError(f"cannot write metadata to {target}: its XMP (the recipe, and the source's keywords and "
+                           "credits) is more than the 64 KB a JPEG holds; render to TIFF or PNG, which hold it all")
+    return OutputError(f"cannot write metadata to {target}: {said}")
 
 
 def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: dict[str, str] | None) -> None:

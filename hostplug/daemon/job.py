@@ -38,6 +38,7 @@ from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.journal import Conflict, Journal, disk_full
 from hostplug.daemon.recipes import recipe_for_file, recipe_hash
 from hostplug.daemon.templates import TokenValues, output_path, safe_part
+from hostplug.stamps import WRITTEN_KEY, newer_second, retouched, stamp
 
 PERMANENT_KINDS = ("failed", "gone")
 FULL_DISK_BYTES = 1 << 20  # free space under which an output disk counts as full before rendering
@@ -157,8 +158,11 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
         if number > 1 and _left_to_another(named.name, job.taken_names):
             continue
         conflict = journal.claim(job.id, targets)
-        if conflict is None:
-            return targets, None
+        if conflict is None:  # the names are this raw's: still, a retouch saved over one is never rendered over
+            changed = next((t for t in targets if retouched(Path(t))), None)
+            return targets, None if changed is None else (
+                f"{changed} was changed since hostplug rendered it (a retouch saved over it?); it is left alone: "
+                "rename or move it, then hostplug queue --retry")
         if not (job.fresh_names or conflict.renamed):  # a raw numbered in turn stops at a plain conflict
             break
     return targets, f"output {conflict.message if conflict else targets[0]}; put {{dir}} or {{seq}} in the template"
@@ -248,10 +252,14 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         full = next((t for t in targets if shutil.disk_usage(Path(t).parent).free < FULL_DISK_BYTES), None)
         if full is not None:  # no output fits: wait without spending a render on it
             return Outcome(job.id, "disk_full", f"cannot write {full}: {os.strerror(errno.ENOSPC)}")
+        # outputs record when they were written (and get that time), so that a retouch is never rendered over
+        written = max(newer_second(Path(t)) for t in targets)
         # the orientation read with the recipe, so that the render is the one the hash describes
         result = render_files(source, [(t, output_options(s)) for s, t in zip(folder.outputs, targets, strict=True)],
-                              recipe, extra_xmp=catalogue, device=device,
+                              recipe, extra_xmp={**catalogue, WRITTEN_KEY: str(written)}, device=device,
                               orientation=applied(source.orientation, turned), progress=_stop_if_replaced(job))
+        for target in targets:
+            stamp(Path(target), written)
     except _ReplacedError:  # its outputs would be the old picture's, published until the new one renders
         return Outcome(job.id, "changed", "the file changed while it was rendered")
     except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file

@@ -1,0 +1,51 @@
+"""When hostplug wrote a render that a photographer may retouch in place, so that a retouch is never rendered over.
+
+``hostplug open``'s TIFFs and the watch daemon's outputs beside a photographer's originals record the second they
+were written (:data:`WRITTEN_KEY`, in their XMP) and are given that modification time. An editor that saves over
+such a file moves the time on; the file no longer counts as :func:`untouched`, and hostplug leaves it alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from engine.xmp.namespaces import HOSTPLUG_PREFIX
+
+WRITTEN_KEY = f"Xmp.{HOSTPLUG_PREFIX}.written"  # when the render was written (seconds): also the file's mtime
+MTIME_SLACK_S = 2.0  # file systems that keep modification times in 2 s steps (FAT, exFAT)
+
+
+def untouched(image: Path, written: str | None) -> bool:
+    """Whether ``image``, a render stamped ``written`` (its provenance's), was not changed since: its modification
+    time is still the one it was given. A render written before the time was recorded counts as untouched."""
+    if written is None:
+        return True
+    try:
+        return abs(image.stat().st_mtime - float(written)) <= MTIME_SLACK_S
+    except (ValueError, OSError):
+        return False
+
+
+def newer_second(target: Path) -> int:
+    """The whole second to stamp a new render of ``target`` with: now, rounded up, and after the time of the file
+    it replaces, so that an editor waiting for the file to change sees it change."""
+    try:
+        before = int(target.stat().st_mtime) + 1
+    except OSError:
+        before = 0
+    return max(math.ceil(time.time()), before)
+
+
+def stamp(target: Path, written: int) -> None:
+    """Give a render just written the modification time its XMP records."""
+    os.utime(target, (written, written))
+
+
+def retouched(target: Path) -> bool:
+    """Whether ``target`` is a stamped hostplug render that was changed since it was written."""
+    from engine.xmp.provenance import read_provenance
+
+    return target.exists() and not untouched(target, read_provenance(target).written)
