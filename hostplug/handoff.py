@@ -17,9 +17,10 @@ import contextlib
 import io
 import os
 import re
+import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ OWN_NAME = re.compile(rf"{OUTPUT_TAG}(?:-\d+)?$")  # the stem of a TIFF open wro
 # An editor hands over the render it has just written (RawTherapee's and Capture One's keep the raw's name): a TIFF
 # recording no raw, named like it, is taken as one only this soon after it was written
 HAND_OVER_FRESH_S = 120.0
+OPEN_TRIES = 3  # plans of one open, when other opens of the same raw write its render meanwhile
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class OpenPlan:
     bits: int
     space: str
     replace: bool
+    recorded: dict[str, Any] = field(default_factory=dict)  # a hostplug output's own size and quality, to keep
+    compression: str = "none"  # the replaced TIFF's
 
 
 def check_readable(path: Path) -> None:
@@ -136,7 +140,7 @@ def _space_of(profile: bytes | None, spaces: dict) -> str:
 def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | None = None) -> OpenPlan:
     """Decide what ``hostplug open PATH`` does with the recipe ``changes`` asked for (nothing is written)."""
     from engine.edits import apply_changes
-    from engine.rerender import image_format
+    from engine.rerender import image_format, read_record
     from engine.xmp.provenance import find_source, read_provenance
     from engine.xmp.sidecar import read_sidecar, sidecar_recipe
 
@@ -145,7 +149,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
         target, replace = output_for_raw(path)
         recipe, catalogue = sidecar_recipe(path, changes)
         return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace)
-    bits = image_format(path).bits  # refuses a file that is no image before anything else
+    _, bits, compression = image_format(path)  # refuses a file that is no image before anything else
     provenance = read_provenance(path)
     raw = find_source(path, search)
     _check_replaceable(path, raw, provenance)
@@ -158,8 +162,10 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     stored = provenance.recipe
     if (info is None or info.recipe is None) and stored is not None:
         recipe = apply_changes(stored, changes)
+    # a hostplug output keeps its size and JPEG quality, as a re-render does: the file an editor has open
+    recorded = read_record(path).output if stored is not None else {}
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
-                    True)
+                    True, recorded, compression)
 
 
 def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
@@ -202,8 +208,6 @@ def _just_written(image: Path) -> bool:
 
 def open_command(raw: Path) -> str:
     """The command that opens ``raw``, quoted so that it can be pasted into a shell."""
-    import shlex
-
     return f"hostplug open {shlex.quote(str(raw))}"
 
 
@@ -219,14 +223,38 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
     the last unchanged stage, and ``writing``, which records the output while it is written (so a service killed
     mid-write has its partial file removed when the next one starts), and ``progress``, which stops the render
     when its client has gone."""
+    start = time.perf_counter()
+    for _ in range(OPEN_TRIES):
+        decided = plan(Path(path), tuple(search), changes)
+        if not os.access(decided.target.parent, os.W_OK):
+            raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable (a "
+                              "memory card, a read-only share?); copy the raw to a folder you can write to, or "
+                              f"render it elsewhere: hostplug render {shlex.quote(str(decided.source))} -o OUT.tif")
+        try:
+            result = _render_planned(decided, device, opener, cache, writing, progress)
+            break
+        except OutputError:
+            if decided.replace or not decided.target.exists():
+                raise
+            # another open of the same raw wrote that name meanwhile: plan again (its render, untouched, is ours)
+    else:
+        raise OutputError(f"{path}: {OPEN_TRIES} other opens of it wrote its render meanwhile; open it again")
+    result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
+                  bits=decided.bits, colour_space=decided.space)
+    return result
+
+
+def _render_planned(decided: OpenPlan, device: str, opener: Callable[[Path], Any] | None, cache: Any,
+                    writing: Callable[[str], contextlib.AbstractContextManager[None]] | None,
+                    progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
+    """Render what :func:`plan` decided (see :func:`open_file` for the arguments)."""
     from engine.output.export import render_file
     from engine.output.formats import OutputOptions
 
-    start = time.perf_counter()
-    decided = plan(Path(path), tuple(search), changes)
-    if decided.replace and not os.access(decided.target.parent, os.W_OK):
-        raise OutputError(f"cannot write {decided.target}: folder {decided.target.parent} is not writable")
-    options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace)
+    recorded = decided.recorded
+    options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace,
+                            long_edge=recorded.get("long_edge"), quality=recorded.get("quality", 92),
+                            compression=decided.compression)
     source = opener(decided.source) if opener is not None else decided.source
     # open's own TIFFs (a raw's, or one of them opened itself) record when they were written, so a retouch saved
     # over one is never rendered over (see untouched()). An editor's TIFF (Lightroom's -Edit.tif) is not stamped:
@@ -235,10 +263,9 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
     written = newer_second(decided.target)
     extra = {**decided.catalogue, WRITTEN_KEY: str(written)} if stamped else decided.catalogue
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
-        result = render_file(source, decided.target, decided.recipe, options, extra_xmp=extra,
-                             device=device, cache=cache, progress=progress).as_dict()
+        result = render_file(source, decided.target, decided.recipe, options, extra_xmp=extra, device=device,
+                             cache=cache, progress=progress,
+                             render_size=recorded.get("rendered_at", "by outputs")).as_dict()
     if stamped:
         stamp(decided.target, written)
-    result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
-                  bits=decided.bits, colour_space=decided.space)
     return result

@@ -137,6 +137,21 @@ def test_open_rerenders_an_editors_tiff_in_place_found_by_name(raw: Path) -> Non
     assert sorted(p.name for p in raw.parent.iterdir()) == sorted([raw.name, edit.name])
 
 
+def test_open_keeps_the_size_quality_and_compression_of_a_hostplug_output_it_renders_again(raw: Path) -> None:
+    from PIL import Image
+
+    web = raw.with_name(f"{NAME}-Edit.jpg")
+    assert hostplug("render", raw, "-o", web, "--long-edge", 400, "--quality", 70, "--no-service").exit_code == 0
+    master = raw.with_name(f"{NAME}-Edit.tif")
+    assert hostplug("render", raw, "-o", master, "--compression", "deflate", "--no-service").exit_code == 0
+    assert open_json(web, "--exposure", "0.5")["mode"] == "rerender"
+    with Image.open(web) as image:  # the editor reloads the file it has open: the same size, the same quality
+        assert image.size == (400, 267) and image.quantization[0][:2] == [10, 7]
+    open_json(master, "--exposure", "0.5")
+    with tifffile.TiffFile(master) as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE and tif.pages[0].shape == (600, 900, 3)
+
+
 def test_open_never_renders_over_its_tiff_retouched_since_it_wrote_it(raw: Path) -> None:
     # opening the TIFF itself (an editor handing it back) re-rendered it in place and the retouch was lost
     image = raw.with_name(f"{NAME}_hostplug.tif")
@@ -355,6 +370,30 @@ def test_thumbnail_never_replaces_its_raw_and_asks_before_replacing_a_file(tmp_p
     missing = hostplug("thumbnail", tmp_path / "nothere.dng", "-o", tmp_path / "n.jpg")
     assert missing.exit_code == 2
     assert error_lines(missing.stderr) == [f"hostplug: error: {tmp_path}/nothere.dng: no such file"]
+
+
+def test_two_opens_of_one_raw_at_once_both_open_its_render(raw: Path) -> None:
+    # an editor's double click: the second open found the first's render written meanwhile and said "pass
+    # --overwrite", an option open does not have
+    command = [sys.executable, "-c", "from hostplug.cli import main; main()", "open", "--no-service", str(raw)]
+    opens = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    done = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in opens]  # type: ignore[union-attr]
+    render = str(raw.with_name(f"{NAME}_hostplug.tif"))
+    assert [(code, out.splitlines()) for code, out, _ in done] == [(0, [render])] * 2, done
+    no_leftovers(raw.parent)
+
+
+def test_open_in_a_folder_it_cannot_write_says_what_to_do(raw: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostplug import handoff
+
+    real = os.access
+    monkeypatch.setattr(handoff.os, "access", lambda path, mode: mode != os.W_OK and real(path, mode))  # a card
+    result = hostplug("open", raw, "--no-service")
+    assert result.exit_code == 5
+    assert error_lines(result.stderr) == [
+        f"hostplug: error: cannot write {raw.with_name(f'{NAME}_hostplug.tif')}: folder {raw.parent} is not "
+        "writable (a memory card, a read-only share?); copy the raw to a folder you can write to, or render it "
+        f"elsewhere: hostplug render '{raw}' -o OUT.tif"]
 
 
 def test_open_as_a_process_prints_only_the_path(raw: Path) -> None:

@@ -324,7 +324,8 @@ def render_file(source: str | Path | Source, target: str | Path, recipe: Recipe 
                 options: OutputOptions | None = None, *, changes: Mapping[str, Any] | None = None,
                 base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
                 stages_dir: str | Path | None = None, progress: Progress | None = None,
-                cache: StageCache | None = None, orientation: Orientation | None = None) -> RenderResult:
+                cache: StageCache | None = None, orientation: Orientation | None = None,
+                render_size: int | None | Literal["by outputs"] = "by outputs") -> RenderResult:
     """Render ``source`` into ``target``: :func:`render_files` with one output (the same keyword arguments;
     replacing an existing file is ``options=engine.OutputOptions(overwrite=True)``).
 
@@ -332,4 +333,4 @@ def render_file(source: str | Path | Source, target: str | Path, recipe: Recipe 
     """
     return render_files(source, [(target, options)], recipe, changes=changes, base=base, extra_xmp=extra_xmp,
                         device=device, stages_dir=stages_dir, progress=progress, cache=cache,
-                        orientation=orientation)
+                        orientation=orientation, render_size=render_size)
