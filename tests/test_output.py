@@ -161,9 +161,12 @@ def test_a_raw_files_exif_is_carried_without_raw_structure(tmp_path: Path) -> No
     assert not any(
         name in key for key in exif for name in ("ColorMatrix", "DNGVersion", "SubImage", "StripOff")
     )
+    assert exif["Exif.Photo.BodySerialNumber"] == "2055816"  # the DNG's CameraSerialNumber, as Exif names it
     path = write_image(colour_patch(), tmp_path / "out.jpg", exif=exif)
     with pyexiv2.Image(str(path)) as image:
-        assert image.read_exif()["Exif.Photo.LensModel"] == exif["Exif.Photo.LensModel"]
+        written = image.read_exif()
+    assert written["Exif.Photo.LensModel"] == exif["Exif.Photo.LensModel"]
+    assert written["Exif.Photo.BodySerialNumber"] == "2055816"
 
 
 def test_exif_of_a_file_without_any_is_empty(tmp_path: Path) -> None:

@@ -168,6 +168,9 @@ def read_exif(path: str | Path) -> dict[str, str]:
         value = carried.pop(f"Exif.Image.{name}", None)
         if value is not None:
             carried.setdefault(f"Exif.Photo.{name}", value)  # the Exif IFD's own entry wins
+    serial = detail.get("Exif.Image.CameraSerialNumber", {}).get("value")  # a DNG's (tag 50735): Exif calls it so
+    if isinstance(serial, str) and serial.strip():
+        carried.setdefault("Exif.Photo.BodySerialNumber", serial.strip())
     return carried
 
 
