@@ -135,6 +135,8 @@ def test_exif_and_xmp_survive_and_orientation_is_upright(tmp_path: Path, suffix:
     # a source stating no resolution gets 300 ppi (a TIFF said 1 pixel per nothing, a JPEG had none)
     resolution = [exif[f"Exif.Image.{tag}"] for tag in ("XResolution", "YResolution", "ResolutionUnit")]
     assert resolution == ["300/1", "300/1", "2"]
+    with Image.open(path) as image:  # the format's own print size agrees (PNG pHYs, JFIF density; a TIFF's tags)
+        assert image.info["dpi"] == pytest.approx((300, 300), abs=0.01)
     assert {key: xmp[key] for key in XMP} == XMP
     assert profile == icc_profile(SPACES["srgb"])
 

@@ -17,6 +17,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -185,34 +186,63 @@ def _add_directories(path: Path, directories: dict[int, tuple[TiffEntry, ...]]) 
         f.write(struct.pack("<I", end))
 
 
-def _with_iccp(png: bytes, profile: bytes) -> bytes:
-    """PNG bytes with an iCCP chunk right after IHDR (exiv2's own iCCP has an empty name, which libpng rejects)."""
-    body = b"iCCP" + b"ICC profile\0\0" + zlib.compress(profile)
-    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+def _after_ihdr(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """PNG bytes with a chunk of ``kind`` holding ``data`` right after IHDR."""
+    body = kind + data
+    chunk = struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
     end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length and type, IHDR data, CRC
     return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
 
 
-def _write_png(path: Path, data: np.ndarray, profile: bytes, quality: int) -> None:
-    """PNG via OpenCV (BGR order), with the ICC profile as iCCP."""
+def _with_iccp(png: bytes, profile: bytes) -> bytes:
+    """PNG bytes with an iCCP chunk (exiv2's own iCCP has an empty name, which libpng rejects)."""
+    return _after_ihdr(png, b"iCCP", b"ICC profile\0\0" + zlib.compress(profile))
+
+
+def _with_phys(png: bytes, density: tuple[float, float] | None) -> bytes:
+    """PNG bytes with a pHYs chunk (pixels per metre), where a print size is stated."""
+    if density is None:
+        return png
+    return _after_ihdr(png, b"pHYs", struct.pack(">IIB", *(round(d / 0.0254) for d in density), 1))
+
+
+def _write_png(path: Path, data: np.ndarray, profile: bytes, quality: int,
+               density: tuple[float, float] | None) -> None:
+    """PNG via OpenCV (BGR order), with the ICC profile as iCCP and the print size as pHYs."""
     ok, buffer = cv2.imencode(".png", np.ascontiguousarray(data[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise OutputError(f"OpenCV could not encode {path.name} as PNG")
-    path.write_bytes(_with_iccp(buffer.tobytes(), profile))
+    path.write_bytes(_with_phys(_with_iccp(buffer.tobytes(), profile), density))
 
 
-def _write_jpeg(path: Path, data: np.ndarray, profile: bytes, quality: int) -> None:
-    """Baseline JPEG; chroma is not subsampled from quality 90 up.
+def _write_jpeg(path: Path, data: np.ndarray, profile: bytes, quality: int,
+                density: tuple[float, float] | None) -> None:
+    """Baseline JPEG; chroma is not subsampled from quality 90 up; the JFIF header states the EXIF's print size.
 
     No ``optimize``: Pillow then encodes into a buffer of one byte per pixel, which noisy 4:4:4 images overflow.
     """
     subsampling = 0 if quality >= 90 else 2  # 4:4:4 or 4:2:0
+    dpi = {"dpi": tuple(round(d) for d in density)} if density else {}
     Image.fromarray(data).save(
-        path, format="JPEG", quality=quality, subsampling=subsampling, icc_profile=profile
+        path, format="JPEG", quality=quality, subsampling=subsampling, icc_profile=profile, **dpi
     )
 
 
-_ENCODERS: dict[str, Callable[[Path, np.ndarray, bytes, int], None]] = {
+def _density(exif: dict[str, str] | None) -> tuple[float, float] | None:
+    """The print size the output's EXIF states, in pixels per inch (x, y); None where it states none."""
+    if not exif or "Exif.Image.XResolution" not in exif:
+        return None
+    per_unit = {"2": 1.0, "3": 2.54}.get(exif.get("Exif.Image.ResolutionUnit", "2"))
+    try:
+        ratios = [Fraction(exif[f"Exif.Image.{axis}Resolution"].replace(" ", "")) for axis in "XY"]
+    except (KeyError, ValueError, ZeroDivisionError):
+        return None
+    if per_unit is None or min(ratios) <= 0:
+        return None
+    return float(ratios[0]) * per_unit, float(ratios[1]) * per_unit
+
+
+_ENCODERS: dict[str, Callable[[Path, np.ndarray, bytes, int, tuple[float, float] | None], None]] = {
     "png": _write_png,
     "jpeg": _write_jpeg,
 }
@@ -378,7 +408,7 @@ def write_image(
                 _write_tiff(partial, data, shape, bits, profile, options.compression, tags)
             else:
                 assert isinstance(data, np.ndarray)
-                _ENCODERS[fmt](partial, data, profile, options.quality)
+                _ENCODERS[fmt](partial, data, profile, options.quality, _density(exif))
                 _write_metadata(partial, path, exif, xmp)
                 _check_whole(partial, fmt)
         except OSError as error:
