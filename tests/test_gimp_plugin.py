@@ -189,7 +189,7 @@ def _run_gimp(work: Path, canon: Path) -> dict:
     lines = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if line.startswith(MARKER)]
     assert lines, f"GIMP printed no result (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     seen = json.loads(lines[-1][len(MARKER):])
-    seen.update(raw=str(raw), bad_raw=str(bad), log=done.stdout + done.stderr)
+    seen.update(raw=str(raw), bad_raw=str(bad), log=done.stdout + done.stderr, work=str(work), env=env)
     return seen
 
 
@@ -233,3 +233,50 @@ def test_an_undecodable_raw_is_an_error_message_and_gimp_carries_on(gimp: dict) 
     assert status == "execution-error"
     assert message.startswith("hostplug: error:") and "broken é.CR2" in message
     assert "Traceback" not in gimp["log"]  # no plug-in crashed; the probe went on to print its result
+
+
+KILL_PROBE = r'''
+import os
+from gi.repository import Gimp, Gio
+Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.environ["HP_RAW"]))
+'''
+
+
+def test_a_gimp_stopped_mid_open_leaves_no_render_and_no_renderer_behind(gimp: dict) -> None:
+    # GIMP stopped while its plug-in waited for a render: the plug-in rendered on for the whole render, then died on
+    # the broken pipe before its clean-up, leaving the render (100 MB for an 18 MP raw) in the temporary folder
+    work, env = Path(gimp["work"]), dict(gimp["env"])
+    tmp = work / "tmp"
+    tmp.mkdir()
+    probe = work / "kill-probe.py"
+    probe.write_text(KILL_PROBE, encoding="utf-8")
+    env["TMPDIR"] = str(tmp)  # the service is stopped: this open starts it, which takes seconds
+    command = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items()), "gimp-console-3.0", "-i",
+               "--batch-interpreter=python-fu-eval", "-b", f"exec(open({str(probe)!r}).read())", "--quit"]
+    gimp_process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp.glob("hostplug-gimp-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(tmp.glob("hostplug-gimp-*")), "the plug-in made no render folder"
+        time.sleep(1.0)
+        gimp_process.terminate()
+        gimp_process.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while (list(tmp.glob("hostplug-*")) or _plugin_running()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list(tmp.glob("hostplug-*")) == [] and not _plugin_running()  # GIMP keeps its own tmp/gimp
+    finally:
+        gimp_process.kill()
+        stop_service(env)
+
+
+def _plugin_running() -> bool:
+    """Whether a hostplug GIMP plug-in process is running."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"hostplug-raw.py" in cmdline.read_bytes():
+                return True
+        except OSError:
+            pass
+    return False

@@ -22,6 +22,8 @@ Errors go to GIMP's message console and the procedure's return values; the plug-
 import json
 import os
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -44,6 +46,8 @@ RERENDER_PROC = "plug-in-hostplug-rerender"
 PARASITE = "hostplug-recipe"
 CONFIG_NAME = "hostplug-raw.json"
 RENDER_TIMEOUT_S = 600
+STALE_FOLDER_S = 2 * RENDER_TIMEOUT_S  # a render folder this old was left by a GIMP that was killed
+PR_SET_PDEATHSIG = 1  # prctl(2)
 PREVIEW_LONG_EDGE = 1732  # about 2 MP from the render service, shown scaled into the dialog's preview box
 PREVIEW_BOX = (512, 384)
 DEBOUNCE_MS = 150  # a slider drag asks for one preview when it pauses, not one per step
@@ -135,6 +139,46 @@ def child_environment():
     for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
         env.pop(name, None)
     return env
+
+
+def die_with_gimp():
+    """Stop when GIMP does. A GIMP killed mid-open left this plug-in rendering on for its child's whole render,
+    then exiting on the broken pipe without its clean-up: a 100 MB render in the temporary folder. The kernel now
+    sends SIGTERM when GIMP goes (Linux), which stops the render (subprocess kills its child) and runs the
+    ``finally`` clean-ups. Called as each procedure starts: libgimp installs its own SIGTERM handler (which exits
+    at once) when the plug-in starts."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # no prctl: not Linux
+        return
+    signal.signal(signal.SIGTERM, _terminated)
+    if os.getppid() == 1:  # GIMP went before the request was made
+        _terminated(signal.SIGTERM, None)
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def temporary_folder(prefix):
+    """A new folder for one render, after removing what earlier ones left: a GIMP killed as it read the render (a
+    signal cannot interrupt that) leaves its folder. Only this user's, and only older than any render takes."""
+    base = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(base) if n.startswith("hostplug-gimp-")]
+    except OSError:
+        names = []
+    for name in names:
+        path = os.path.join(base, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and time.time() - st.st_mtime > STALE_FOLDER_S:
+            shutil.rmtree(path, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=prefix)
 
 
 def run_command(args):
@@ -236,11 +280,12 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
     """Load procedure: render the raw with hostplug and open the TIFF as a 16-bit image."""
     folder = None
     progress = False
+    die_with_gimp()
     try:
         raw_path = file.get_path()
         if raw_path is None:
             return failure(procedure, "hostplug: can only open local files"), flags
-        folder = tempfile.mkdtemp(prefix="hostplug-gimp-")
+        folder = temporary_folder("hostplug-gimp-")
         Gimp.progress_init(f"Rendering {os.path.basename(raw_path)} with hostplug")
         progress = True
         tiff, result = render_raw(raw_path, folder)
@@ -260,19 +305,20 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
     except Exception as e:  # noqa: BLE001 - a plug-in error must reach the console, not crash GIMP
         return failure(procedure, f"hostplug: unexpected error while opening the raw: {e!r}"), flags
     finally:
+        if folder:  # first: with GIMP gone, the next call to it ends this process
+            shutil.rmtree(folder, ignore_errors=True)
         if progress:  # also when the render failed: GIMP's progress bar must not stay up
             Gimp.progress_end()
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_thumbnail(procedure, file, size, config, data):
     """Thumbnail procedure: the raw's embedded preview, with the full image's size."""
     folder = None
+    die_with_gimp()
     try:
         if file.get_path() is None:
             raise PluginError("hostplug: can only show previews of local files")
-        folder = tempfile.mkdtemp(prefix="hostplug-gimp-thumb-")
+        folder = temporary_folder("hostplug-gimp-thumb-")
         jpeg, width, height = write_thumbnail(file.get_path(), folder, size)
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(jpeg))
         return Gimp.ValueArray.new_from_values([
@@ -471,16 +517,18 @@ def rerender(procedure, run_mode, image, drawables, config, data):
     """Image procedure: render the image's raw again with changed settings, as a new layer on top."""
     folder = None
     progress = False
+    die_with_gimp()
     try:
         raw_path, recipe = read_recipe(image)
         if not os.path.isfile(raw_path):
-            return failure(procedure, f"hostplug: the raw {raw_path} is not there any more")
+            return failure(procedure, f"hostplug: error: the raw {raw_path} is not there any more; put it back, "
+                                      "or open the raw from where it is now")
         if run_mode == Gimp.RunMode.INTERACTIVE:
             show_recipe_in_config(config, recipe)
             if not run_dialog(procedure, config, raw_path, recipe):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         changed = recipe_from_config(config, recipe)
-        folder = tempfile.mkdtemp(prefix="hostplug-gimp-")
+        folder = temporary_folder("hostplug-gimp-")
         Gimp.progress_init(f"Re-rendering {os.path.basename(raw_path)} with hostplug")
         progress = True
         tiff, result = render_raw(raw_path, folder, changed)
@@ -499,10 +547,10 @@ def rerender(procedure, run_mode, image, drawables, config, data):
     except Exception as e:  # noqa: BLE001 - a plug-in error must reach the console, not crash GIMP
         return failure(procedure, f"hostplug: unexpected error while re-rendering: {e!r}")
     finally:
+        if folder:  # first: with GIMP gone, the next call to it ends this process
+            shutil.rmtree(folder, ignore_errors=True)
         if progress:
             Gimp.progress_end()
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 # ----- registration --------------------------------------------------------------------------------------
