@@ -655,3 +655,40 @@ def test_the_classical_strength_follows_the_noise_a_small_render_averaged_away(s
     assert auto_v3.stage("denoise").implementation == "auto" and strength(4.0, auto_v3) == 60.0
     auto_now = Recipe(stages={"denoise": StageSettings(implementation="auto", params={"learned_from_iso": 12800})})
     assert strength(4.0, auto_now) == 0.0
+
+
+def test_a_stop_while_weights_are_shipped_leaves_them_and_their_record_agreeing(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # stopped between replacing the weights and recording their hash, a training left a model no render could load
+    import os
+    import signal
+
+    from engine.training.loop import ship
+
+    def state(value: float) -> dict[str, torch.Tensor]:
+        return {"w": torch.full((4,), value)}
+
+    ship("denoise-test", state(1.0), {}, {}, tmp_path)
+
+    class Stopped(Exception):
+        pass
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise Stopped
+
+    write = models.write_manifest
+
+    def stopped_before_the_record(entries: dict, path: Path) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # Ctrl-C or a kill, just after the new weights took the file's name
+        write(entries, path)
+
+    monkeypatch.setattr(models, "write_manifest", stopped_before_the_record)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(Stopped):
+            ship("denoise-test", state(2.0), {}, {}, tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    recorded = models.read_manifest(tmp_path / "manifest.json")["denoise-test"]
+    assert models.file_sha256(tmp_path / recorded.file) == recorded.sha256  # the new weights, recorded
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["denoise-test.safetensors", "manifest.json"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -114,12 +116,33 @@ def updating_manifest(path: Path = MANIFEST) -> Iterator[dict[str, ModelEntry]]:
     (one per style, say) never drop each other's entries."""
     folder = os.open(path.parent, os.O_RDONLY)  # the lock is on the folder: the manifest file itself is replaced
     try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        entries = read_manifest(path)
-        yield entries
-        write_manifest(entries, path)
+        fcntl.flock(folder, fcntl.LOCK_EX)  # a wait that Ctrl-C still interrupts
+        with signals_deferred():  # what the body replaces (a weights file) and the manifest change together
+            entries = read_manifest(path)
+            yield entries
+            write_manifest(entries, path)
     finally:
         os.close(folder)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on the first one that came: a training stopped
+    between replacing its weights and recording their hash left a model no render could load. Python runs signal
+    handlers in the main thread only, so elsewhere there is nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    saved = {number: signal.signal(number, lambda n, _frame: caught.append(n))
+             for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def entry(name: str) -> ModelEntry:
