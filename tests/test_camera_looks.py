@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,15 @@ def test_more_draws_per_held_out_jpeg_keep_the_first_and_add_other_sensors():
 def test_the_photographs_folder_can_be_named(monkeypatch, tmp_path):
     monkeypatch.setenv("HOSTPLUG_PHOTOS", str(tmp_path))
     assert cp.root() == tmp_path and not cp.available()  # (the styles' training reads it, as the WB's does)
+
+
+@pytest.mark.parametrize("measure", ["looks", "pipeline"])
+def test_eval_with_a_raws_folder_holding_none_of_its_raws_is_refused_before_any_work(tmp_path: Path,
+                                                                                    measure: str) -> None:
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+
+    result = CliRunner().invoke(main, ["eval", measure, "--raws", str(tmp_path), "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"hostplug: error: {tmp_path}: holds none of the raws with a camera rendering")

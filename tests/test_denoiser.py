@@ -670,11 +670,11 @@ def test_a_stop_while_weights_are_shipped_leaves_them_and_their_record_agreeing(
 
     ship("denoise-test", state(1.0), {}, {}, tmp_path)
 
-    class Stopped(Exception):
+    class StoppedError(Exception):
         pass
 
     def stop(_signum: int, _frame: object) -> None:
-        raise Stopped
+        raise StoppedError
 
     write = models.write_manifest
 
@@ -685,10 +685,31 @@ def test_a_stop_while_weights_are_shipped_leaves_them_and_their_record_agreeing(
     monkeypatch.setattr(models, "write_manifest", stopped_before_the_record)
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        with pytest.raises(Stopped):
+        with pytest.raises(StoppedError):
             ship("denoise-test", state(2.0), {}, {}, tmp_path)
     finally:
         signal.signal(signal.SIGTERM, previous)
     recorded = models.read_manifest(tmp_path / "manifest.json")["denoise-test"]
     assert models.file_sha256(tmp_path / recorded.file) == recorded.sha256  # the new weights, recorded
     assert sorted(p.name for p in tmp_path.iterdir()) == ["denoise-test.safetensors", "manifest.json"]
+
+
+def test_eval_denoise_by_iso_prints_one_json_document_or_a_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from engine.training import eval_denoiser
+    from hostplug.cli import main
+
+    def measured(model: object, name: str, device: str, log: object) -> dict:
+        rows = {str(iso): {"learned_over_classical_db": gain} for iso, gain in ((400, 0.4), (800, 1.2))}
+        return {"by_iso": rows, "pays_db": 1.0, "learned_from_iso": 800.0, "seconds_per_megapixel": {}}
+
+    monkeypatch.setattr(eval_denoiser, "gain_by_iso", measured)
+    runner = CliRunner()
+    as_json = runner.invoke(main, ["eval", "denoise", "--sizes", "fast,lite", "--by-iso", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert sorted(json.loads(as_json.stdout)) == ["denoise-fast", "denoise-lite"]  # one document, both sizes
+    table = runner.invoke(main, ["eval", "denoise", "--sizes", "fast", "--by-iso"])
+    assert table.stdout.splitlines()[2] == "| denoise-fast | +0.40 dB | +1.20 dB | 800.0 |"

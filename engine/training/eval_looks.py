@@ -272,7 +272,9 @@ def run(raws: Path | None = None, weights: Path | None = None, progress: Progres
         limit: int | None = None, draws: int = 1) -> dict[str, Any]:
     """Every part of the module docstring, as one JSON-ready report (``draws``: see :func:`held_out_cameras`)."""
     from engine.training.loop import machine
+    from engine.training.pipeline_eval import check_raws_folder
 
+    check_raws_folder(raws)
     with models.using_weights(weights):
         report: dict[str, Any] = {
             "machine": machine(), "seed": EVAL_SEED, "split_seed": cp.SPLIT_SEED,

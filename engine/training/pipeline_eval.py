@@ -46,6 +46,16 @@ SONY_MEGAPIXELS = 5216 * 3464 / 1e6
 Progress = Callable[[str], None]
 
 
+def check_raws_folder(raws: Path | None) -> None:
+    """InputNotFoundError, before any work, when a folder named for the real-raw measurements holds none of the
+    raws they know (a user who names one means it to be measured; the default folder may be absent)."""
+    from engine.errors import InputNotFoundError
+
+    if raws is not None and not any((raws / name).is_file() for name in PREVIEW_FILES):
+        raise InputNotFoundError(f"{raws}: holds none of the raws with a camera rendering that this measures "
+                                 f"({', '.join(PREVIEW_FILES)}); --raws names a copy of ../shared/rawsamples")
+
+
 def photo_dng(photo: Photo, path: Path, ev: float = -1.0, seed: int = 0) -> None:
     """Write a held-out photograph as a noisy RGGB camera raw DNG (see the module docstring, step 2)."""
     from engine.colour import D65_XY, SRGB
@@ -281,6 +291,7 @@ def run(raws: Path | None, sheets: Path | None, progress: Progress = lambda _: N
     """Every measurement of the module docstring, as one JSON-ready report."""
     from engine.training.loop import machine
 
+    check_raws_folder(raws)
     raws = raws or DEFAULT_RAWS
     report: dict[str, Any] = {"machine": machine(), "held_out_photos": list(TEST_PHOTOS),
                               "held_out_long_edge": WORK_LONG_EDGE}

@@ -33,6 +33,17 @@ _false_colour_passes = click.option(
          "trained before recipe version 8's passes: the denoisers before mid3, wb-c5 up to v4).")
 
 
+def _where_it_pays(found: dict[str, dict]) -> str:
+    """``eval denoise --by-iso`` as a table: the gain over the classical denoiser by ISO, and where it pays."""
+    isos = list(next(iter(found.values()))["by_iso"])
+    lines = ["| model | " + " | ".join(f"ISO {iso}" for iso in isos) + " | learned from ISO |",
+             "|---" * (len(isos) + 2) + "|"]
+    for name, where in found.items():
+        gains = " | ".join(f"{where['by_iso'][iso]['learned_over_classical_db']:+.2f} dB" for iso in isos)
+        lines.append(f"| {name} | {gains} | {where['learned_from_iso'] or 'never'} |")
+    return "\n".join(lines)
+
+
 @click.command(name="denoise")
 @click.option("--size", type=click.Choice(["fast", "mid", "mid2", "mid3", "lite", "base"]), default="lite",
               show_default=True, help="The network (mid3 is the one renders use).")
@@ -141,12 +152,13 @@ def eval_denoise(sizes: str, device: str, record: bool, as_json: bool, by_iso: b
         raise click.BadParameter("name at least one size", param_hint="--sizes")
     models = {f"learned-{s}": denoiser.load(s) for s in names}
     if by_iso:
+        found = {}
         for s in names:
-            where = eval_denoiser.gain_by_iso(models[f"learned-{s}"], f"learned-{s}", device,
-                                              log=lambda m: click.echo(m, err=True))
+            found[f"denoise-{s}"] = where = eval_denoiser.gain_by_iso(models[f"learned-{s}"], f"learned-{s}", device,
+                                                                    log=lambda m: click.echo(m, err=True))
             if record:
                 loop.record_metrics(f"denoise-{s}", {"where_it_pays": where})
-            click.echo(json.dumps({f"denoise-{s}": where}, indent=2))
+        click.echo(json.dumps(found, indent=2) if as_json else _where_it_pays(found))
         return
     result = eval_denoiser.evaluate(models, device=device, log=lambda m: click.echo(m, err=True))
     if record:
