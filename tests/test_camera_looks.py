@@ -164,3 +164,20 @@ def test_eval_with_a_raws_folder_holding_none_of_its_raws_is_refused_before_any_
     result = CliRunner().invoke(main, ["eval", measure, "--raws", str(tmp_path), "--json"])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"hostplug: error: {tmp_path}: holds none of the raws with a camera rendering")
+
+
+@pytest.mark.parametrize("command", [["train", "photofinish", "--style", "natural", "--steps", "1"],
+                                     ["eval", "looks", "--limit", "1"]])
+def test_missing_training_photographs_are_a_missing_file_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 command: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+
+    cp.load.cache_clear()
+    monkeypatch.setenv("HOSTPLUG_PHOTOS", str(tmp_path))
+    extra = ["--weights-dir", str(tmp_path / "weights")] if command[0] == "train" else []
+    result = CliRunner().invoke(main, [*command, *extra])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1] == (f"hostplug: error: {tmp_path}: the photographs are missing (set "
+                                              "HOSTPLUG_PHOTOS, or see ../shared/photos/PROVENANCE.md)")

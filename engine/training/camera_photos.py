@@ -75,7 +75,7 @@ import cv2
 import numpy as np
 import torch
 
-from engine.errors import ModelError
+from engine.errors import InputNotFoundError
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "photos"
 SPLIT_SEED = 11
@@ -252,8 +252,8 @@ def load(part: str, long_edge: int = LONG_EDGE, photos_root: Path | None = None)
     """The photographs of ``part`` (see :func:`_in_part`), in a fixed order."""
     base = photos_root or root()
     if not available(base):
-        raise ModelError(f"{base}: the photographs are missing (set HOSTPLUG_PHOTOS, or see "
-                         "../shared/photos/PROVENANCE.md)")
+        raise InputNotFoundError(f"{base}: the photographs are missing (set HOSTPLUG_PHOTOS, or see "
+                                 "../shared/photos/PROVENANCE.md)")
     s = split(photos_root)
     validation = set(validation_cameras(photos_root))
     out = []

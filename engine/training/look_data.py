@@ -61,7 +61,7 @@ import numpy as np
 import torch
 
 from engine.colour import LUMA, srgb_decode
-from engine.errors import ModelError
+from engine.errors import CorruptInputError, InputNotFoundError
 from engine.training.unprocess import inverse_smoothstep
 
 TRAIN_PHOTOS = (
@@ -100,12 +100,13 @@ def photo_path(spec: str) -> Path:
     package, _, relative = spec.partition(":")
     found = importlib.util.find_spec(package) if package in PHOTO_FOLDERS else None
     if found is None or found.origin is None:
-        raise ModelError(f"photograph {spec!r}: package {package!r} is not installed "
-                         "(pip install 'hostplug[train]')")
+        raise InputNotFoundError(f"photograph {spec!r}: package {package!r} is not installed "
+                                 "(pip install 'hostplug[train]')")
     folder = Path(found.origin).parent / PHOTO_FOLDERS[package]
     path = folder / relative
     if not path.is_file():
-        raise ModelError(f"{path}: training photograph {spec!r} is missing from the installed {package!r} package")
+        raise InputNotFoundError(f"{path}: training photograph {spec!r} is missing from the installed "
+                                 f"{package!r} package")
     return path
 
 
@@ -122,7 +123,7 @@ def load_photo(spec: str, long_edge: int = WORK_LONG_EDGE) -> Photo:
     """Read a photograph (RGB, alpha dropped), scale its long edge to ``long_edge`` and unprocess it."""
     bgr = cv2.imread(str(photo_path(spec)), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ModelError(f"{photo_path(spec)}: training photograph cannot be decoded")
+        raise CorruptInputError(f"{photo_path(spec)}: training photograph cannot be decoded")
     rgb: np.ndarray = bgr[..., ::-1].astype(np.float32) / 255.0
     h, w = rgb.shape[:2]
     scale = long_edge / max(h, w)

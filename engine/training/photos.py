@@ -33,10 +33,10 @@ def data_dir() -> Path:
     try:
         import skimage
     except ImportError as e:
-        from engine.errors import HostplugError
+        from engine.errors import InputNotFoundError
 
-        raise HostplugError("training needs the photographs of scikit-image's wheel: pip install 'hostplug[train]' "
-                            "(or pip install scikit-image)") from e
+        raise InputNotFoundError("training needs the photographs of scikit-image's wheel: pip install "
+                                 "'hostplug[train]' (or pip install scikit-image)") from e
     return Path(skimage.__file__).resolve().parent / "data"
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import HostplugError
+from engine.errors import InputNotFoundError
 from engine.io.source import Calibration
 from engine.training import synthetic
 
@@ -52,7 +52,7 @@ FAMILY_PROBABILITIES = (0.30, 0.20, 0.15, 0.15, 0.20)
 EXIF_A, EXIF_D65 = 17, 21
 
 
-class SpectralDataMissingError(HostplugError):
+class SpectralDataMissingError(InputNotFoundError):
     """``shared/spectral`` (the rawtoaces data) is not where training expects it."""
 
 

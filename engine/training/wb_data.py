@@ -83,7 +83,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import HostplugError
+from engine.errors import InputNotFoundError
 from engine.models import illuminant
 from engine.stages.demosaic import FALSE_COLOUR_PASSES
 from engine.training import raw_noise, scenes, spectral_data, synthetic, unprocess
@@ -184,7 +184,7 @@ NEUTRAL_CAST = 3.0  # CIELAB chroma of a photograph's own neutral up to which it
 LEAST_CHROMATIC = 0.1  # the share of a photograph's pixels its own neutral is read from
 
 
-class PhotosMissingError(HostplugError):
+class PhotosMissingError(InputNotFoundError):
     """``shared/photos`` is not where training expects it."""
 
 
