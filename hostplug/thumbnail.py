@@ -30,6 +30,18 @@ class ThumbnailError(Exception):
         self.kind = kind
 
 
+def _unsupported(raw_path: Path) -> str:
+    """Why LibRaw cannot read ``raw_path``, in the words a render uses (a GoPro GPR's VC-5 compression, say)."""
+    from engine.errors import HostplugError
+    from engine.io.probe import check_renderable_file
+
+    try:
+        check_renderable_file(raw_path)
+    except HostplugError as e:
+        return str(e)
+    return f"{raw_path}: not a camera raw LibRaw can read"
+
+
 def _preview(raw_path: Path):
     """(Pillow image, full width, full height, orientation) of the raw's embedded preview, or of a quick render,
     as stored (not turned), with the picture's size as stored and the orientation that shows it upright: an
@@ -67,7 +79,7 @@ def _preview(raw_path: Path):
     except HostplugError as e:  # not a regular file, or unreadable
         raise ThumbnailError(str(e)) from e
     except rawpy.LibRawFileUnsupportedError as e:
-        raise ThumbnailError(f"{raw_path}: not a camera raw LibRaw can read") from e
+        raise ThumbnailError(_unsupported(raw_path)) from e
     except (rawpy.LibRawError, OSError) as e:
         text = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
         raise ThumbnailError(f"{raw_path}: cannot read a preview ({text}); the file may be damaged") from e

@@ -177,3 +177,19 @@ def test_a_source_opened_by_a_relative_path_is_recorded_wherever_the_script_goes
     engine.write_image(result, "out.png")
     again = engine.rerender_file("out.png", {"exposure": 0.5})
     assert again.source == tmp_path / "shoot" / "IMG_0001.dng"
+
+
+@pytest.mark.parametrize("given", [".", "/", ""])
+def test_a_folder_named_without_a_name_is_one_line(tmp_path: Path, given: str) -> None:
+    # "." has no name: looking for its sidecar raised a ValueError traceback
+    result = hostplug_process("render", given, "-o", tmp_path / "out.tif", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [f"hostplug: error: {given or '.'}: refused, the input is a folder, not a "
+                                          "regular file"]
+
+
+def test_the_thumbnail_of_an_undecodable_raw_says_why_as_a_render_does(tmp_path: Path) -> None:
+    thumbnail = hostplug("thumbnail", need(GOPRO), "-o", tmp_path / "t.jpg")
+    render = hostplug("render", need(GOPRO), "-o", tmp_path / "t.tif")
+    assert error_lines(thumbnail.stderr) == error_lines(render.stderr)
+    assert "VC-5 (GoPro) compression" in thumbnail.stderr

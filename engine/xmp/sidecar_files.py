@@ -63,6 +63,8 @@ def find_sidecars(raw: Path) -> list[Path]:
     from engine.io.formats import RGB_SUFFIXES
 
     raw = Path(raw)
+    if not raw.name:  # "." or "/": a folder, which has no sidecar (opening it says what is wrong)
+        return []
     names: tuple[str, ...] = (raw.name + ".xmp", raw.name + ".XMP")
     if raw.suffix.lower() not in RGB_SUFFIXES:
         names += (raw.stem + ".xmp", raw.stem + ".XMP")
