@@ -263,6 +263,40 @@ def test_a_cluster_address_where_nothing_listens_is_one_line_at_once(tmp_path: P
         "(Connection refused); start the Ray head there first (docs/cluster.md), or check the address"]
 
 
+def test_auto_whose_head_on_this_machine_has_gone_is_one_line_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ray retried the dead head's GCS for ever: the daemon hung, printing Ray's warnings and no line of its own
+    from hostplug.daemon import cluster, cluster_auth
+    from hostplug.daemon.errors import ConfigError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(cluster_auth, "_local_cluster", lambda: "127.0.0.1:1")  # ray_current_cluster's address
+    with pytest.raises(ConfigError, match="cannot join the Ray cluster at auto: nothing answers at 127.0.0.1:1"):
+        cluster.check_reachable("auto")
+    monkeypatch.setattr(cluster_auth, "_local_cluster", lambda: None)  # no cluster here: ray.init says so itself
+    cluster.check_reachable("auto")
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("ray://127.0.0.1:abc", "the port 'abc' is not a number"),
+    ("ray://127.0.0.1", "nothing answers at 127.0.0.1:10001"),  # Ray Client's own default port
+])
+def test_a_cluster_address_without_a_usable_port_is_one_line_at_once(address: str, message: str) -> None:
+    from hostplug.daemon import cluster
+    from hostplug.daemon.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        cluster.check_reachable(address)
+
+
+def test_a_failed_ray_start_names_rays_reason_not_its_last_info_line() -> None:
+    from hostplug.daemon.cluster import _failure_reason
+
+    stderr = "Failed to start the grpc server. The specified port is 26390. Address already in use\n"
+    stdout = "2026-12-06 20:21:55,572\tINFO scripts.py:1043 -- Local node IP: 127.0.0.64\n"
+    assert "Address already in use" in _failure_reason(stderr, stdout)
+    assert _failure_reason("", stdout) == stdout.strip()
+
+
 def _render_workers(cluster: Cluster) -> list[int]:
     """This cluster's Ray worker processes running our actor (titled ``ray::RenderWorker...``, children of the
     raylets started in the cluster's folder): other Ray clusters on the machine do not count."""
@@ -394,14 +428,24 @@ def test_sixty_raws_on_two_nodes_survive_a_killed_worker_and_a_killed_daemon(ray
 
 
 @needs_ray
-def test_refuses_a_node_that_does_not_see_the_share(ray_cluster: Cluster, tmp_path: Path) -> None:
-    """The daemon refuses to start, in one line naming the node, when a node cannot see the hot folder."""
-    _, config = _studio(tmp_path, path_map={SECOND: {str(tmp_path): "/nonexistent/hostplug-share"}})
+@pytest.mark.parametrize("elsewhere", ["missing", "another folder"])
+def test_refuses_a_node_that_does_not_see_the_share(ray_cluster: Cluster, tmp_path: Path, elsewhere: str) -> None:
+    """The daemon refuses to start, in one line naming the node, when a node cannot see the hot folder; the node
+    makes no folder (under an unmounted mount point, say) and leaves no probe file where it looked."""
+    share = tmp_path / "studio"
+    share.mkdir()
+    mapped = tmp_path / "elsewhere" / "share"
+    if elsewhere == "another folder":
+        (mapped / "out").mkdir(parents=True)
+    _, config = _studio(share, path_map={SECOND: {str(share): str(mapped)}})
     watch = Watch(config, ray_cluster)
     assert watch.process.wait(180) != 0
     message = [line for line in watch.output().splitlines() if line.startswith("hostplug: error:")]
     assert len(message) == 1 and f"cluster node {SECOND}" in message[0] and "hot folder" in message[0], message
-    assert not [p for p in (tmp_path / "in").iterdir() if p.name.startswith(".hostplug-probe")]
+    assert not [p for p in (share / "in").iterdir() if p.name.startswith(".hostplug-probe")]
+    left = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "elsewhere").rglob("*")) \
+        if (tmp_path / "elsewhere").exists() else []
+    assert left == ([] if elsewhere == "missing" else ["elsewhere/share", "elsewhere/share/out"])
     wait_for(lambda: not _render_workers(ray_cluster), 30, "no render worker left")
 
 

@@ -21,13 +21,15 @@ def cluster() -> None:
 
     Nodes start with Ray's token authentication on (the token in ~/.ray/auth_token, or RAY_AUTH_TOKEN_PATH:
     the head makes one if there is none; copy it to every node and to the daemon's machine), no dashboard,
-    bound to --bind (default 127.0.0.2: a cluster on this machine only).
+    at the address --bind (default 127.0.0.2: nodes of this machine only find each other). Ray's GCS, raylets
+    and workers listen on every interface whatever the address: firewall them (docs/cluster.md, What listens).
     """
 
 
 @cluster.command(short_help="Start this machine's Ray node (the head, or one that joins it).")
 @click.option("--bind", default="127.0.0.2", show_default=True,
-              help="This node's address on the studio network (127.0.0.2: this machine only).")
+              help="This node's address on the studio network (127.0.0.2: within this machine; Ray still "
+                   "listens on every interface, docs/cluster.md).")
 @click.option("--join", "head", metavar="HEAD:PORT", help="Join the head at HEAD:PORT instead of being the head.")
 @click.option("--port", type=click.IntRange(1, 65535), default=6379, show_default=True,
               help="The head's port (GCS).")

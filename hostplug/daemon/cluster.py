@@ -57,6 +57,7 @@ os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 RAY_VERSION = "2.60.0"  # pinned by the 'cluster' extra: every node and the daemon must run the same Ray
 INSTALL = "pip install 'hostplug[cluster]'"
 NAMESPACE = "hostplug"
+RAY_CLIENT_PORT = 10001  # what ray://HOST without a port connects to
 CLAIM_POLL_SECONDS = 20.0  # how long one next_claim call waits before the daemon asks again
 UNPLACED_WARN_S = 60.0  # no worker started after this long: say why files wait
 CLAIM_ANSWER_SECONDS = 300.0  # how long a worker waits for the daemon to answer a claim
@@ -97,12 +98,29 @@ def address_port(address: str) -> int | None:
 
 
 def check_reachable(address: str, timeout: float = 3.0) -> None:
-    """Refuse at once an address where nothing listens: Ray gives up on it only after half a minute."""
-    host, port = address_host(address), address_port(address)
-    if host is None or port is None:
+    """Refuse at once an address where nothing listens, or that names no port it could listen on: Ray gives up
+    on such an address only after half a minute, and on ``auto`` whose head on this machine has gone, never."""
+    if address == "auto":
+        from hostplug.daemon.cluster_auth import probe_target
+
+        target = probe_target(address)  # the cluster ray.init("auto") would join, if any (else it says so)
+        if target is not None:
+            _check_listening(address, *target[1].rsplit(":", 1), timeout)
         return
+    rest = address.split("://", 1)[1] if "://" in address else address
+    port_text = rest.rsplit(":", 1)[1] if ":" in rest and not rest.endswith("]") else ""
+    if port_text and not port_text.isdigit():
+        raise ConfigError(f"cluster address {address}: the port {port_text!r} is not a number; give ray://HOST:PORT "
+                          "(the head's Ray Client port, 10001 by default) or HOST:PORT (its GCS port, 6379)")
+    host = address_host(address)
+    port = address_port(address) or (RAY_CLIENT_PORT if address.startswith("ray://") else None)
+    if host is not None and port is not None:
+        _check_listening(address, host, port, timeout)
+
+
+def _check_listening(address: str, host: str, port: int | str, timeout: float) -> None:
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
+        socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
         raise ConfigError(f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} "
                           f"({e.strerror or e}); start the Ray head there first (docs/cluster.md), or check the "
@@ -192,8 +210,15 @@ def start_node(command: list[str], env: dict[str, str], timeout: float = 180.0) 
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ConfigError(f"{' '.join(command[:3])}: {e}") from e
     if done.returncode != 0:
-        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-        raise ConfigError(f"{' '.join(command)} failed: {lines[-1] if lines else done.returncode}")
+        raise ConfigError(f"{' '.join(command)} failed: {_failure_reason(done.stderr, done.stdout) or done.returncode}")
+
+
+def _failure_reason(stderr: str, stdout: str) -> str | None:
+    """The line of ``ray start``'s output that says why it failed: the last that names an error (a port in use,
+    a failed check), else its last line on stderr, then on stdout (where its INFO lines go)."""
+    lines = [line.strip() for text in (stderr, stdout) for line in text.splitlines() if line.strip()]
+    telling = [line for line in lines if any(w in line.lower() for w in ("error", "failed", "in use", "check"))]
+    return (telling or lines or [None])[-1]
 
 
 def make_token(path: Path) -> Path:
@@ -329,16 +354,21 @@ def probe_node(path_map: Any, hot: list[tuple[str, str]], outputs: list[str], to
                 problems.append(f"sees another folder at {there.parent} than the daemon's {folder}")
         except OSError as e:
             problems.append(f"cannot see the hot folder {folder} at {there.parent} ({e.strerror or e})")
-    for folder in outputs:
+    for folder in outputs:  # made by the daemon first: a node makes none (under an unmounted mount point, say)
         there = paths.there(Path(folder))
         probe = there / f".hostplug-probe-{token}-{ip}"
         try:
-            there.mkdir(parents=True, exist_ok=True)
             probe.write_text(ip)
-            written.append((folder, str(probe.name)))
+            written.append((folder, str(probe.name), str(probe)))
         except OSError as e:
             problems.append(f"cannot write the output folder {folder} at {there} ({e.strerror or e})")
     return {"node": ip, "hostname": name, "problems": problems, "written": written}
+
+
+def remove_probes(paths: list[str]) -> None:
+    """Runs on a node: remove the probe files it wrote where the daemon did not find them (another folder)."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 # -- the actor ------------------------------------------------------------------------------------------------
@@ -571,11 +601,14 @@ class RayPool:
         name = f".hostplug-probe-{token}"
         for folder in hot:
             (folder / name).write_text(token)
+        for folder in outputs:  # the daemon makes its output folders, as it would to render: the nodes must see them
+            folder.mkdir(parents=True, exist_ok=True)
         remote = ray.remote(num_cpus=0, max_retries=0)(probe_node)
         refs = {remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["id"], soft=False)).remote(
             dict(self.config.path_map), [(str(f), name) for f in hot], [str(o) for o in outputs], token): n
             for n in nodes}
         problems: list[str] = []
+        cleanup: list[Any] = []
         try:
             ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=PROBE_SECONDS)
             problems += [f"cluster node {refs[r]['ip']}: did not answer the storage probe within "
@@ -588,7 +621,8 @@ class RayPool:
                     continue
                 node = f"cluster node {report['node']} ({report['hostname']})"
                 problems += [f"{node} {p}" for p in report["problems"]]
-                for folder, probe_name in report["written"]:
+                unseen = []
+                for folder, probe_name, there in report["written"]:
                     here = Path(folder) / probe_name
                     try:
                         seen = here.read_text() == report["node"]
@@ -596,9 +630,15 @@ class RayPool:
                     except OSError:
                         seen = False
                     if not seen:
+                        unseen.append(there)
                         problems.append(f"{node} writes its output folder {folder} somewhere this machine does "
                                         "not see: not the same shared storage (path_map?)")
+                if unseen:  # the node's own probe files, in the folders only it sees
+                    cleanup.append(ray.remote(num_cpus=0, max_retries=0)(remove_probes).options(
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(refs[ref]["id"], soft=False)).remote(unseen))
         finally:
+            if cleanup:
+                ray.wait(cleanup, num_returns=len(cleanup), timeout=PROBE_SECONDS)
             for folder in hot:
                 (folder / name).unlink(missing_ok=True)
         if problems:
