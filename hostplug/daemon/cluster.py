@@ -887,7 +887,9 @@ def _join(ray: Any, address: str) -> None:
     deadline, wait = time.monotonic() + JOIN_SECONDS, 2.0
     while True:
         try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+            # Ray's own warnings (a data channel reconnecting, no SIGTERM handler off the main thread) came around
+            # the daemon's one error line; the daemon reports what they mean itself
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
             return
         except ConnectionAbortedError as e:  # the head's Ray Client server could not start a session
             if time.monotonic() + wait > deadline:
