@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputNotFoundError, OutputError
 from engine.output.formats import SUFFIX_FORMATS
-from hostplug.stamps import WRITTEN_KEY, newer_second, stamp, untouched
+from hostplug.stamps import newer_second, untouched
 
 if TYPE_CHECKING:
     from engine.xmp.provenance import Provenance
@@ -252,20 +252,16 @@ def _render_planned(decided: OpenPlan, device: str, opener: Callable[[Path], Any
     from engine.output.formats import OutputOptions
 
     recorded = decided.recorded
-    options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace,
-                            long_edge=recorded.get("long_edge"), quality=recorded.get("quality", 92),
-                            compression=decided.compression)
-    source = opener(decided.source) if opener is not None else decided.source
     # open's own TIFFs (a raw's, or one of them opened itself) record when they were written, so a retouch saved
     # over one is never rendered over (see untouched()). An editor's TIFF (Lightroom's -Edit.tif) is not stamped:
     # its editor writes metadata into it, which moves the time without a retouch.
     stamped = decided.mode == "render" or bool(OWN_NAME.search(decided.target.stem))
-    written = newer_second(decided.target)
-    extra = {**decided.catalogue, WRITTEN_KEY: str(written)} if stamped else decided.catalogue
+    options = OutputOptions(bits=decided.bits, space=decided.space, overwrite=decided.replace,
+                            long_edge=recorded.get("long_edge"), quality=recorded.get("quality", 92),
+                            compression=decided.compression,
+                            modified=newer_second(decided.target) if stamped else None)
+    source = opener(decided.source) if opener is not None else decided.source
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
-        result = render_file(source, decided.target, decided.recipe, options, extra_xmp=extra, device=device,
-                             cache=cache, progress=progress,
-                             render_size=recorded.get("rendered_at", "by outputs")).as_dict()
-    if stamped:
-        stamp(decided.target, written)
-    return result
+        return render_file(source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
+                           device=device, cache=cache, progress=progress,
+                           render_size=recorded.get("rendered_at", "by outputs")).as_dict()

@@ -1,20 +1,17 @@
 """When hostplug wrote a render that a photographer may retouch in place, so that a retouch is never rendered over.
 
-``hostplug open``'s TIFFs and the watch daemon's outputs beside a photographer's originals record the second they
-were written (:data:`WRITTEN_KEY`, in their XMP) and are given that modification time. An editor that saves over
-such a file moves the time on; the file no longer counts as :func:`untouched`, and hostplug leaves it alone.
+``hostplug open``'s TIFFs and the watch daemon's outputs beside a photographer's originals are written with
+``OutputOptions(modified=...)``: they record the second they were written (``hostplug:written``, in their XMP) and
+take their name with that modification time. An editor that saves over such a file moves the time on; the file no
+longer counts as :func:`untouched`, and hostplug leaves it alone.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
-from engine.xmp.namespaces import HOSTPLUG_PREFIX
-
-WRITTEN_KEY = f"Xmp.{HOSTPLUG_PREFIX}.written"  # when the render was written (seconds): also the file's mtime
 MTIME_SLACK_S = 2.0  # file systems that keep modification times in 2 s steps (FAT, exFAT)
 
 
@@ -37,11 +34,6 @@ def newer_second(target: Path) -> int:
     except OSError:
         before = 0
     return max(math.ceil(time.time()), before)
-
-
-def stamp(target: Path, written: int) -> None:
-    """Give a render just written the modification time its XMP records."""
-    os.utime(target, (written, written))
 
 
 def retouched(target: Path) -> bool:

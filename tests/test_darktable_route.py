@@ -361,6 +361,8 @@ def test_a_render_beside_the_original_that_was_retouched_since_is_never_rendered
     first = _export_again(folder, original, journal, rating=4)
     assert first.kind == "done", first.message
     render = original.with_suffix(".png")
+    written = read_metadata(render)[1][f"Xmp.{XMP_PREFIX}.written"]  # took its name with that time already
+    assert render.stat().st_mtime == int(written)
     second = _export_again(folder, original, journal, rating=5)  # untouched since: replaced by the new render
     assert second.kind == "done", second.message
     assert read_metadata(render)[1]["Xmp.xmp.Rating"] == "5"

@@ -80,7 +80,7 @@ def output_xmp(options: OutputOptions, rendered: Rendered | None = None, fmt: st
     """The output options that a re-render needs to match this file (colour space, size, a JPEG's quality: a file
     of format ``fmt`` other than JPEG records none). The size is ``long_edge``; for ``rendered`` smaller than its
     picture (a preview, :func:`engine.render`'s ``preview``) and no smaller ``long_edge``, the long edge it was
-    rendered at."""
+    rendered at. The modification time the file was given (``modified``) is recorded as ``hostplug:written``."""
     long_edge = options.long_edge
     if rendered is not None:
         drawn, source = max(rendered.pixels.shape[:2]), rendered.source
@@ -93,7 +93,8 @@ def output_xmp(options: OutputOptions, rendered: Rendered | None = None, fmt: st
         recorded["rendered_at"] = drawn if drawn < picture else None
     if fmt in (None, "jpeg"):
         recorded["quality"] = options.quality
-    return {f"Xmp.{XMP_PREFIX}.output": json.dumps(recorded, sort_keys=True, separators=(",", ":"))}
+    written = {f"Xmp.{XMP_PREFIX}.written": str(options.modified)} if options.modified is not None else {}
+    return {f"Xmp.{XMP_PREFIX}.output": json.dumps(recorded, sort_keys=True, separators=(",", ":")), **written}
 
 
 def write_image(rendered: Rendered, path: str | Path, options: OutputOptions | None = None,

@@ -50,7 +50,9 @@ class OutputOptions:
     and PNG, 8 for JPEG); ``quality`` is the JPEG quality (1-100); ``space`` is a key of
     :data:`engine.colour.SPACES`; ``long_edge`` shrinks the image so its longer side has that many pixels
     (never enlarges); ``overwrite`` allows replacing an existing file; ``compression`` is a TIFF's, one of
-    :data:`TIFF_COMPRESSIONS` (other formats ignore it).
+    :data:`TIFF_COMPRESSIONS` (other formats ignore it); ``modified`` (seconds since the epoch) is the modification
+    time the file gets before it takes its name, recorded in its XMP as ``hostplug:written``: a host tells a
+    retouch saved over the file by a time that no longer matches (``hostplug open``, the watch daemon).
     """
 
     format: str | None = None
@@ -60,6 +62,7 @@ class OutputOptions:
     long_edge: int | None = None
     overwrite: bool = False
     compression: str = "none"
+    modified: int | None = None
 
     def __post_init__(self) -> None:
         """OutputOptionError (a wrong option, exit 2) for a value no output can have (the command line's choices,
@@ -83,6 +86,9 @@ class OutputOptions:
                                            or self.long_edge < MIN_LONG_EDGE):
             raise OutputOptionError(f"long edge {self.long_edge!r} is not a whole number of pixels from "
                                     f"{MIN_LONG_EDGE}")
+        if self.modified is not None and (isinstance(self.modified, bool) or not isinstance(self.modified, int)
+                                          or self.modified < 0):
+            raise OutputOptionError(f"modification time {self.modified!r} is not a whole number of seconds from 0")
         if self.compression not in TIFF_COMPRESSIONS:
             raise OutputOptionError(f"unknown TIFF compression {self.compression!r}; choose "
                                     f"{', '.join(TIFF_COMPRESSIONS)}")

@@ -411,6 +411,8 @@ def write_image(
                 _ENCODERS[fmt](partial, data, profile, options.quality, _density(exif))
                 _write_metadata(partial, path, exif, xmp)
                 _check_whole(partial, fmt)
+            if options.modified is not None:  # before the name: a rename keeps it, so the file never shows another
+                os.utime(partial, (options.modified, options.modified))
         except OSError as error:
             raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
         if hold:

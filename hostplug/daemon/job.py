@@ -24,6 +24,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import (
     CorruptInputError,
@@ -38,7 +39,10 @@ from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.journal import Conflict, Journal, disk_full
 from hostplug.daemon.recipes import recipe_for_file, recipe_hash
 from hostplug.daemon.templates import TokenValues, output_path, safe_part
-from hostplug.stamps import WRITTEN_KEY, newer_second, retouched, stamp
+from hostplug.stamps import newer_second, retouched
+
+if TYPE_CHECKING:
+    from engine.output.formats import OutputOptions
 
 PERMANENT_KINDS = ("failed", "gone")
 FULL_DISK_BYTES = 1 << 20  # free space under which an output disk counts as full before rendering
@@ -95,12 +99,19 @@ def output_target(spec: OutputSpec, values: TokenValues, original: Path | None) 
                        spec.suffix)
 
 
-def output_options(spec: OutputSpec):
+def output_options(spec: OutputSpec) -> OutputOptions:
     """The engine's options for one output (always replacing: the name is this raw's own)."""
     from engine.output.formats import OutputOptions
 
     return OutputOptions(format=spec.format, bits=spec.bits, quality=spec.quality, space=spec.space,
                          long_edge=spec.long_edge, overwrite=True)
+
+
+def _stamped(spec: OutputSpec, target: str) -> OutputOptions:
+    """An output's options; one beside the photographer's original records when it was written (and takes that
+    time), so that a retouch saved over it in the photographer's library is never rendered over."""
+    options = output_options(spec)
+    return dataclasses.replace(options, modified=newer_second(Path(target))) if spec.beside_original else options
 
 
 def overlong_part(targets: list[str]) -> str | None:
@@ -158,8 +169,9 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
         if number > 1 and _left_to_another(named.name, job.taken_names):
             continue
         conflict = journal.claim(job.id, targets)
-        if conflict is None:  # the names are this raw's: still, a retouch saved over one is never rendered over
-            changed = next((t for t in targets if retouched(Path(t))), None)
+        if conflict is None:  # the names are this raw's: still, a retouch beside an original is never rendered over
+            changed = next((t for s, t in zip(folder.outputs, targets, strict=True)
+                            if s.beside_original and retouched(Path(t))), None)
             return targets, None if changed is None else (
                 f"{changed} was changed since hostplug rendered it (a retouch saved over it?); it is left alone: "
                 "rename or move it, then hostplug queue --retry")
@@ -252,14 +264,10 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         full = next((t for t in targets if shutil.disk_usage(Path(t).parent).free < FULL_DISK_BYTES), None)
         if full is not None:  # no output fits: wait without spending a render on it
             return Outcome(job.id, "disk_full", f"cannot write {full}: {os.strerror(errno.ENOSPC)}")
-        # outputs record when they were written (and get that time), so that a retouch is never rendered over
-        written = max(newer_second(Path(t)) for t in targets)
         # the orientation read with the recipe, so that the render is the one the hash describes
-        result = render_files(source, [(t, output_options(s)) for s, t in zip(folder.outputs, targets, strict=True)],
-                              recipe, extra_xmp={**catalogue, WRITTEN_KEY: str(written)}, device=device,
+        result = render_files(source, [(t, _stamped(s, t)) for s, t in zip(folder.outputs, targets, strict=True)],
+                              recipe, extra_xmp=catalogue, device=device,
                               orientation=applied(source.orientation, turned), progress=_stop_if_replaced(job))
-        for target in targets:
-            stamp(Path(target), written)
     except _ReplacedError:  # its outputs would be the old picture's, published until the new one renders
         return Outcome(job.id, "changed", "the file changed while it was rendered")
     except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file
