@@ -140,7 +140,7 @@ def _space_of(profile: bytes | None, spaces: dict) -> str:
 def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | None = None) -> OpenPlan:
     """Decide what ``hostplug open PATH`` does with the recipe ``changes`` asked for (nothing is written)."""
     from engine.edits import apply_changes
-    from engine.rerender import image_format, read_record
+    from engine.rerender import image_format
     from engine.xmp.provenance import find_source, read_provenance
     from engine.xmp.sidecar import read_sidecar, sidecar_recipe
 
@@ -163,9 +163,21 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     if (info is None or info.recipe is None) and stored is not None:
         recipe = apply_changes(stored, changes)
     # a hostplug output keeps its size and JPEG quality, as a re-render does: the file an editor has open
-    recorded = read_record(path).output if stored is not None else {}
+    recorded = _recorded_output(path) if stored is not None else {}
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
                     True, recorded, compression)
+
+
+def _recorded_output(image: Path) -> dict[str, Any]:
+    """The size, quality and colour space a hostplug output recorded; {} when that record is damaged (the image is
+    then rendered again as an editor's image, at full size, as it was before the record was read)."""
+    from engine.errors import RecipeError
+    from engine.rerender import read_record
+
+    try:
+        return read_record(image).output
+    except RecipeError:
+        return {}
 
 
 def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:

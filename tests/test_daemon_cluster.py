@@ -270,10 +270,15 @@ def test_auto_whose_head_on_this_machine_has_gone_is_one_line_at_once(monkeypatc
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(cluster_auth, "_local_cluster", lambda: "127.0.0.1:1")  # ray_current_cluster's address
-    with pytest.raises(ConfigError, match="cannot join the Ray cluster at auto: nothing answers at 127.0.0.1:1"):
+    with pytest.raises(ConfigError, match=r"at auto \(127.0.0.1:1\): nothing answers at 127.0.0.1:1"):
         cluster.check_reachable("auto")
     monkeypatch.setattr(cluster_auth, "_local_cluster", lambda: None)  # no cluster here: ray.init says so itself
     cluster.check_reachable("auto")
+    for named, message in (("ray://127.0.0.1", "nothing answers at 127.0.0.1:10001"),
+                           ("127.0.0.1:abc", "the port 'abc' is not a number")):
+        monkeypatch.setenv("RAY_ADDRESS", named)  # what auto stands for, checked as that address is
+        with pytest.raises(ConfigError, match=message):
+            cluster.check_reachable("auto")
 
 
 @pytest.mark.parametrize(("address", "message"), [

@@ -152,6 +152,17 @@ def test_open_keeps_the_size_quality_and_compression_of_a_hostplug_output_it_ren
         assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE and tif.pages[0].shape == (600, 900, 3)
 
 
+def test_open_renders_a_hostplug_output_whose_record_of_decisions_is_damaged(raw: Path) -> None:
+    edit = raw.with_name(f"{NAME}-Edit.tif")
+    assert hostplug("render", raw, "-o", edit, "--long-edge", 300, "--no-service").exit_code == 0
+    register_namespace()
+    with pyexiv2.Image(str(edit)) as image:
+        image.modify_xmp({"Xmp.hostplug.decided": "{damaged"})  # its size is no longer known: rendered whole
+    assert open_json(edit)["mode"] == "rerender"
+    with tifffile.TiffFile(edit) as tif:
+        assert tif.pages[0].shape == (600, 900, 3)
+
+
 def test_open_never_renders_over_its_tiff_retouched_since_it_wrote_it(raw: Path) -> None:
     # opening the TIFF itself (an editor handing it back) re-rendered it in place and the retouch was lost
     image = raw.with_name(f"{NAME}_hostplug.tif")

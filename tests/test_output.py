@@ -259,6 +259,24 @@ def test_xmp_beyond_a_jpegs_64_kb_is_kept_whole_by_tiff_and_png(tmp_path: Path, 
     assert files_in(tmp_path) == [f"out{suffix}"]
 
 
+@pytest.mark.parametrize(("resolution", "unit", "dpi"), [("300/1", "2", 300), ("118/1", "3", 299.72),
+                                                      ("100000/1", "2", None), ("1/3", "2", None)])
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_the_print_size_reaches_the_header_only_where_it_fits(tmp_path: Path, suffix: str, resolution: str,
+                                                             unit: str, dpi: float | None) -> None:
+    # 100000 ppi wrapped to 34464 in JFIF's 16 bits, and a third of a pixel per inch was written as 0
+    exif = {**EXIF, "Exif.Image.XResolution": resolution, "Exif.Image.YResolution": resolution,
+            "Exif.Image.ResolutionUnit": unit}
+    path = write_image(colour_patch(), tmp_path / f"out{suffix}", exif=exif)
+    with Image.open(path) as image:  # a JPEG's JFIF header, a PNG's pHYs (Pillow's "dpi" falls back on the EXIF)
+        found = image.info.get("jfif_density") if image.info.get("jfif_unit") == 1 else None
+        found = found if suffix == ".jpg" else image.info.get("dpi")
+    if dpi is None:
+        assert found is None, found
+    else:
+        assert found == pytest.approx((dpi, dpi), abs=0.6)
+
+
 def test_a_missing_folder_is_an_output_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="does not exist"):
         write_image(colour_patch(), tmp_path / "nowhere" / "out.tif")

@@ -119,11 +119,13 @@ def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.safetensors"
     tmp = path.with_suffix(".safetensors.part")
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-    os.chmod(tmp, 0o644)  # readable by every user of an installed copy
-    entry = models.ModelEntry(name=name, file=path.name, sha256=models.file_sha256(tmp), architecture=architecture,
-                              training=training, metrics=metrics if metrics is not None else {}, folder=folder)
-    try:  # the weights change only with the manifest's record of them: under its lock, Ctrl-C held until both are
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+        os.chmod(tmp, 0o644)  # readable by every user of an installed copy
+        entry = models.ModelEntry(name=name, file=path.name, sha256=models.file_sha256(tmp),
+                                  architecture=architecture, training=training,
+                                  metrics=metrics if metrics is not None else {}, folder=folder)
+        # the weights change only with the manifest's record of them: under its lock, Ctrl-C held until both are
         with models.updating_manifest(folder / "manifest.json") as entries:
             os.replace(tmp, path)
             old = entries.get(name)
@@ -131,7 +133,7 @@ def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any]
                 entry = models.ModelEntry(**{**entry.__dict__, "metrics": old.metrics})
             entries[name] = entry
     finally:
-        tmp.unlink(missing_ok=True)  # stopped while it waited for the lock: the old weights stay, whole
+        tmp.unlink(missing_ok=True)  # stopped before the weights were replaced: the old ones stay, whole
     models.clear_cache()  # this process may render with the new weights next
     return entry
 

@@ -97,25 +97,26 @@ def address_port(address: str) -> int | None:
     return int(port) if port.isdigit() else None
 
 
-def check_reachable(address: str, timeout: float = 3.0) -> None:
+def check_reachable(address: str, timeout: float = 3.0, named: str | None = None) -> None:
     """Refuse at once an address where nothing listens, or that names no port it could listen on: Ray gives up
     on such an address only after half a minute, and on ``auto`` whose head on this machine has gone, never."""
     if address == "auto":
-        from hostplug.daemon.cluster_auth import probe_target
+        from hostplug.daemon.cluster_auth import resolved_auto
 
-        target = probe_target(address)  # the cluster ray.init("auto") would join, if any (else it says so)
-        if target is not None:
-            _check_listening(address, *target[1].rsplit(":", 1), timeout)
+        resolved = resolved_auto()  # the cluster ray.init("auto") would join, if any (else it says so itself)
+        if resolved is not None:
+            check_reachable(resolved, timeout, named=f"auto ({resolved})")
         return
     rest = address.split("://", 1)[1] if "://" in address else address
     port_text = rest.rsplit(":", 1)[1] if ":" in rest and not rest.endswith("]") else ""
     if port_text and not port_text.isdigit():
-        raise ConfigError(f"cluster address {address}: the port {port_text!r} is not a number; give ray://HOST:PORT "
-                          "(the head's Ray Client port, 10001 by default) or HOST:PORT (its GCS port, 6379)")
+        raise ConfigError(f"cluster address {named or address}: the port {port_text!r} is not a number; give "
+                          "ray://HOST:PORT (the head's Ray Client port, 10001 by default) or HOST:PORT (its GCS port, "
+                          "6379)")
     host = address_host(address)
     port = address_port(address) or (RAY_CLIENT_PORT if address.startswith("ray://") else None)
     if host is not None and port is not None:
-        _check_listening(address, host, port, timeout)
+        _check_listening(named or address, host, port, timeout)
 
 
 def _check_listening(address: str, host: str, port: int | str, timeout: float) -> None:
@@ -354,7 +355,7 @@ def probe_node(path_map: Any, hot: list[tuple[str, str]], outputs: list[str], to
                 problems.append(f"sees another folder at {there.parent} than the daemon's {folder}")
         except OSError as e:
             problems.append(f"cannot see the hot folder {folder} at {there.parent} ({e.strerror or e})")
-    for folder in outputs:  # made by the daemon first: a node makes none (under an unmounted mount point, say)
+    for folder in outputs:  # made by the daemon's start checks: a node makes none (under an unmounted mount)
         there = paths.there(Path(folder))
         probe = there / f".hostplug-probe-{token}-{ip}"
         try:
@@ -601,8 +602,6 @@ class RayPool:
         name = f".hostplug-probe-{token}"
         for folder in hot:
             (folder / name).write_text(token)
-        for folder in outputs:  # the daemon makes its output folders, as it would to render: the nodes must see them
-            folder.mkdir(parents=True, exist_ok=True)
         remote = ray.remote(num_cpus=0, max_retries=0)(probe_node)
         refs = {remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["id"], soft=False)).remote(
             dict(self.config.path_map), [(str(f), name) for f in hot], [str(o) for o in outputs], token): n

@@ -29,12 +29,18 @@ def token_source() -> str:
     return str(Path.home() / ".ray" / "auth_token")
 
 
+def resolved_auto() -> str | None:
+    """The address ``auto`` stands for (``RAY_ADDRESS``, else the cluster started on this machine), or None."""
+    address = os.environ.get("RAY_ADDRESS") or _local_cluster() or ""
+    return None if not address or address == "auto" else address
+
+
 def probe_target(address: str) -> tuple[str, str] | None:
     """What to ask for ``address``: ``("client", HOST:PORT)`` for a Ray Client address, ``("gcs", HOST:PORT)``
     for a GCS address, None when ``auto`` finds no cluster (``ray.init`` then says so itself)."""
     if address == "auto":
-        address = os.environ.get("RAY_ADDRESS") or _local_cluster() or ""
-        if not address or address == "auto":
+        address = resolved_auto() or ""
+        if not address:
             return None
     if address.startswith("ray://"):
         return "client", address.removeprefix("ray://")

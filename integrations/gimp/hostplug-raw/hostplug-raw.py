@@ -48,6 +48,7 @@ CONFIG_NAME = "hostplug-raw.json"
 RENDER_TIMEOUT_S = 600
 STALE_FOLDER_S = 2 * RENDER_TIMEOUT_S  # a render folder this old was left by a GIMP that was killed
 PR_SET_PDEATHSIG = 1  # prctl(2)
+GIMP_PID = os.getppid()  # the GIMP that started this plug-in
 PREVIEW_LONG_EDGE = 1732  # about 2 MP from the render service, shown scaled into the dialog's preview box
 PREVIEW_BOX = (512, 384)
 DEBOUNCE_MS = 150  # a slider drag asks for one preview when it pauses, not one per step
@@ -150,11 +151,13 @@ def die_with_gimp():
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        # PR_SET_PDEATHSIG fires when the parent's spawning thread ends: GIMP spawns plug-ins from its main thread
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            return
     except (OSError, AttributeError):  # no prctl: not Linux
         return
     signal.signal(signal.SIGTERM, _terminated)
-    if os.getppid() == 1:  # GIMP went before the request was made
+    if os.getppid() != GIMP_PID:  # GIMP went before the request was made (its orphan adopted by init or a subreaper)
         _terminated(signal.SIGTERM, None)
 
 
