@@ -66,8 +66,10 @@ def xy_to_neutral(cal: Calibration, xy: np.ndarray) -> np.ndarray:
     return n / n[1]
 
 
-def balanced_camera_to_linear_srgb(cal: Calibration, neutral: np.ndarray, white_xy: np.ndarray) -> np.ndarray:
-    """Matrix from white-balanced camera RGB (camera / neutral) to linear sRGB; balanced white maps to 1, 1, 1."""
+def balanced_camera_to_linear_srgb(cal: Calibration, neutral: np.ndarray, white_xy: np.ndarray,
+                                   pinned_adaptation: bool = True) -> np.ndarray:
+    """Matrix from white-balanced camera RGB (camera / neutral) to linear sRGB; balanced white maps to 1, 1, 1.
+    ``pinned_adaptation``: see :func:`engine.colour.bradford_adaptation`."""
     temperature, _tint = xy_to_temperature_tint(white_xy)
     g = _weight(cal, temperature)
     ab_cc = np.diag(cal.analog_balance) @ (_blend(cal.camera_calibrations, g) if cal.camera_calibrations
@@ -77,6 +79,6 @@ def balanced_camera_to_linear_srgb(cal: Calibration, neutral: np.ndarray, white_
         camera_to_d50 = _blend(cal.forward_matrices, g) @ np.diag(1.0 / reference_neutral) @ np.linalg.inv(ab_cc)
     else:
         camera_to_xyz = np.linalg.inv(ab_cc @ _blend(cal.color_matrices, g))
-        camera_to_d50 = bradford_adaptation(white_xy, D50_XY) @ camera_to_xyz
+        camera_to_d50 = bradford_adaptation(white_xy, D50_XY, pinned_adaptation) @ camera_to_xyz
     matrix = xyz_d50_to_linear_srgb() @ camera_to_d50 @ np.diag(neutral)
     return matrix / (matrix @ np.ones(3))[1]

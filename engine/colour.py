@@ -34,13 +34,17 @@ def xyz_to_xy(xyz: np.ndarray) -> np.ndarray:
     return np.array([xyz[0] / s, xyz[1] / s])
 
 
-def bradford_adaptation(src_xy: np.ndarray, dst_xy: np.ndarray) -> np.ndarray:
+def bradford_adaptation(src_xy: np.ndarray, dst_xy: np.ndarray, pinned: bool = True) -> np.ndarray:
     """3x3 matrix that adapts XYZ seen under white ``src_xy`` to white ``dst_xy``, as the DNG SDK's
     MapWhiteMatrix: each cone's ratio pinned to 0.1..10, a negative cone response read as none. Far off the
     daylight locus (a yellow-green white, 3000 K with tint +85) a white's blue cone response reaches 0, and the
-    plain ratio grew without bound, then turned negative: blue rendered as noise, then as nothing."""
-    src = np.maximum(BRADFORD @ xy_to_xyz(src_xy), 0.0)
-    dst = np.maximum(BRADFORD @ xy_to_xyz(dst_xy), 0.0)
+    plain ratio (``pinned=False``: colour params version 1) grew without bound, then turned negative: blue rendered
+    as noise, then as nothing."""
+    src = BRADFORD @ xy_to_xyz(src_xy)
+    dst = BRADFORD @ xy_to_xyz(dst_xy)
+    if not pinned:
+        return np.linalg.inv(BRADFORD) @ np.diag(dst / src) @ BRADFORD
+    src, dst = np.maximum(src, 0.0), np.maximum(dst, 0.0)
     ratio = np.clip(np.divide(dst, src, out=np.full(3, 10.0), where=src > 0.0), 0.1, 10.0)
     return np.linalg.inv(BRADFORD) @ np.diag(ratio) @ BRADFORD
 

@@ -131,12 +131,12 @@ def test_stored_stage_params_say_which_version_they_are() -> None:
                             "denoise": StageSettings(enabled=False)})
     stages = recipe.to_dict()["stages"]
     assert stages["detail"]["params"] == {"version": 1, "radius": 1.5}
-    assert stages["white_balance"]["params"] == {"version": 2, "mode": "auto"}  # white balance is at version 2
+    assert stages["white_balance"]["params"] == {"version": 3, "mode": "auto"}  # white balance is at version 3
     assert "params" not in stages["denoise"]
 
 
 def test_params_without_a_version_are_version_1_only_in_a_recipe_of_version_1() -> None:
-    # Recipe version 1 was written before params were stamped: white balance (now at version 2) must still
+    # Recipe version 1 was written before params were stamped: white balance (now at version 3) must still
     # migrate its version 1 params (to the classical estimator).
     stored = Recipe.from_dict({"version": 1, "stages": {"white_balance": {"params": {"mode": "auto"}}}})
     assert stored.stage("white_balance").params == {"version": 1, "mode": "auto"}

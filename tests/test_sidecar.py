@@ -200,12 +200,15 @@ def test_version_1_sidecar_reads(tmp_path: Path) -> None:
         # schema 1 left the denoiser to the default of its day, the classical one, and the demosaic to one that
         # left DNG lens-shading maps unapplied (params version 1), and its saturation -10 to the chroma table
         # alone (photofinish params version 1), and the denoiser's automatic strength to the full-size image's
-        # at any render size (classical params version 1): all stay pinned
+        # at any render size (classical params version 1), and a white far off the daylight locus unpinned (white
+        # balance params version 2, colour version 1): all stay pinned
         stages={"denoise": StageSettings(enabled=False, implementation="classical",
                                          params={"version": 1, "follow_scale": False}),
                 "upsample": StageSettings(implementation="bilinear"),
                 "demosaic": StageSettings(implementation="mhc", params={"version": 1}),
-                "photofinish": StageSettings(implementation="learned", params={"version": 1})},
+                "photofinish": StageSettings(implementation="learned", params={"version": 1}),
+                "white_balance": StageSettings(implementation="classical", params={"version": 2}),
+                "colour": StageSettings(implementation="dng", params={"version": 1})},
     )
     assert read_sidecar(raw).rating == 2
 

@@ -249,6 +249,19 @@ def test_a_custom_white_far_off_the_locus_changes_the_picture_smoothly() -> None
     assert min(m[2] for m in means.values()) > 0.25
 
 
+def test_recipes_before_version_11_keep_their_unpinned_white() -> None:
+    # the pins change the picture far off the daylight locus: a recipe (sidecar, output) written before renders
+    # as it did (white balance params version 2, colour version 1, pinned by recipe version 11's migration)
+    canon, nikon = engine.open(need(CANON)), engine.open(need(NIKON))
+    white = {"wb": "custom", "temperature": 3000, "tint": 100}
+    then = engine.render(canon, Recipe.from_dict({"version": 10, **white}), preview=96).pixels
+    now = engine.render(canon, Recipe.from_dict(white), preview=96).pixels
+    assert then[..., 2].mean() < 0.01 < 0.3 < now[..., 2].mean()  # version 10's lost blue, as it was rendered
+    small = {"wb": "custom", "temperature": 1700, "tint": 30}
+    kept = engine.render(nikon, Recipe.from_dict({"version": 10, **small}), preview=64)
+    assert 0 < kept.notes["white_balance"]["neutral"][2] < 1 / 64
+
+
 def test_chromatic_adaptation_is_pinned_as_the_dng_sdk_pins_it() -> None:
     from engine.colour import BRADFORD, D50_XY, bradford_adaptation, temperature_tint_to_xy, xy_to_xyz
 

@@ -29,8 +29,8 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("denoise", "classical"): 2,
     ("denoise", "learned"): 5,
     ("denoise", "auto"): 5,
-    ("white_balance", "classical"): 2,
-    ("colour", "dng"): 1,
+    ("white_balance", "classical"): 3,
+    ("colour", "dng"): 2,
     ("photofinish", "learned"): 2,
     ("photofinish", "classical"): 2,
     ("upsample", "bilateral"): 1,
@@ -44,8 +44,9 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 # implementation each stage had then, and, for the stage implementations whose params a later version changed,
 # the params version that a recipe storing no params got then: (stage, implementation, params version).
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
-    v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto"}
-    for v in (1, 2, 3, 4, 5, 6, 7, 8, 9)}
+    v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto",
+        "white_balance": "classical", "colour": "dng"}
+    for v in range(1, 11)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 _DEMOSAIC_V3 = ("demosaic", "mhc", 3)  # version 4 takes out the demosaic's false colour; 3 not
@@ -58,19 +59,23 @@ _DENOISE_FULL_SIZE = (("denoise", "classical", 1), ("denoise", "auto", 3))
 _LEARNED_MID2 = ("denoise", "learned", 4)  # version 5 runs denoise-mid3 (learned on recipe 8's demosaic); 4 mid2
 _AUTO_MID2 = ("denoise", "auto", 4)
 FOLLOW_SCALE_FROM = 7
+# white balance params 3 and colour params 2 pin a white far off the daylight locus as the DNG SDK does; before
+# recipe version 11 a custom white's small responses were kept and the chromatic adaptation was unbounded
+_WHITE_UNBOUNDED = (("white_balance", "classical", 2), ("colour", "dng", 1))
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
-        *_DENOISE_FULL_SIZE),
+        *_DENOISE_FULL_SIZE, *_WHITE_UNBOUNDED),
     2: (("denoise", "learned", 2), ("denoise", "auto", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # denoise-fast
-        *_DENOISE_FULL_SIZE),
+        *_DENOISE_FULL_SIZE, *_WHITE_UNBOUNDED),
     3: (("denoise", "learned", 3), ("denoise", "auto", 2), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # denoise-mid
-        *_DENOISE_FULL_SIZE),
-    4: (_DEMOSAIC_V1, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2),
-    5: (_DEMOSAIC_V2, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2),
-    6: (_DEMOSAIC_V3, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2),
-    7: (_DEMOSAIC_V3, _LEARNED_MID2, _AUTO_MID2),
-    8: (_DEMOSAIC_V4, _LEARNED_MID2, _AUTO_MID2),
-    9: (_DEMOSAIC_V4,),
+        *_DENOISE_FULL_SIZE, *_WHITE_UNBOUNDED),
+    4: (_DEMOSAIC_V1, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_WHITE_UNBOUNDED),
+    5: (_DEMOSAIC_V2, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_WHITE_UNBOUNDED),
+    6: (_DEMOSAIC_V3, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_WHITE_UNBOUNDED),
+    7: (_DEMOSAIC_V3, _LEARNED_MID2, _AUTO_MID2, *_WHITE_UNBOUNDED),
+    8: (_DEMOSAIC_V4, _LEARNED_MID2, _AUTO_MID2, *_WHITE_UNBOUNDED),
+    9: (_DEMOSAIC_V4, *_WHITE_UNBOUNDED),
+    10: _WHITE_UNBOUNDED,
 }
 
 
@@ -87,7 +92,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     auto version 3); versions 1 to 7 meant a demosaic that left its false colour (demosaic params version 3);
     versions 4 to 8 meant the "mid2" learned denoiser, and "auto" with it from ISO 400 (learned params version 4,
     auto version 3 or 4); versions 8 and 9 meant a demosaic that kept the whole visible sensor of a raw that is no
-    DNG (demosaic params version 4)."""
+    DNG (demosaic params version 4); versions 1 to 10 meant a white balance and colour matrix that did not pin a
+    white far off the daylight locus (white balance params version 2, colour version 1)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

@@ -8,7 +8,7 @@ what to do with highlight headroom.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
@@ -21,10 +21,13 @@ from engine.stages.white_balance import calibration_of
 
 @dataclass(frozen=True)
 class ColourParams:
-    """``matrix`` (3x3, row-major) pins the camera-to-working-space matrix instead of deriving it."""
+    """``matrix`` (3x3, row-major) pins the camera-to-working-space matrix instead of deriving it; ``adaptation``
+    is how the chromatic adaptation from the white to D50 treats a white far off the daylight locus: "pinned" as
+    the DNG SDK pins it (version 2), "unbounded" as version 1 did (see :func:`engine.colour.bradford_adaptation`)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     matrix: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]] | None = None
+    adaptation: Literal["pinned", "unbounded"] = "pinned"
 
 
 class ColourMatrix(Stage):
@@ -33,6 +36,11 @@ class ColourMatrix(Stage):
     name = "colour"
     implementation = "dng"
     Params = ColourParams
+
+    @classmethod
+    def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
+        """Version 1 adapted every white without bounds: its recipes render as they did."""
+        return {"adaptation": "unbounded", **params} if version < 2 else params
 
     def prepare(self, params: ColourParams, ctx: Context) -> dict[str, Any]:
         return {"params": params}
@@ -46,7 +54,8 @@ class ColourMatrix(Stage):
                 # Only a caller running stages out of order gets here: the pipeline runs white balance first.
                 raise RuntimeError("the colour stage needs the white balance stage's white, or a pinned matrix")
             matrix = balanced_camera_to_linear_srgb(
-                calibration_of(ctx), np.asarray(ctx.white.neutral), np.asarray(ctx.white.white_xy)
+                calibration_of(ctx), np.asarray(ctx.white.neutral), np.asarray(ctx.white.white_xy),
+                pinned_adaptation=params.adaptation == "pinned",
             )
         ctx.notes["colour"] = {
             "matrix": [[round(float(v), 6) for v in row] for row in matrix],

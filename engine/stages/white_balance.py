@@ -34,13 +34,16 @@ class WhiteBalanceParams:
     ``estimator`` is what "auto" uses: "learned" (the cross-camera network) or "classical" (shades of grey).
     """
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     mode: Literal["as-shot", "auto", "custom"] = "as-shot"
     temperature: float | None = field(default=None, metadata={"range": RANGES["temperature"]})
     tint: float | None = field(default=None, metadata={"range": RANGES["tint"]})
     # Camera responses to white, green = 1: far outside this range no camera's channels would be usable.
     neutral: tuple[float, float, float] | None = field(default=None, metadata={"range": (1e-3, 1e3)})
     estimator: Literal["learned", "classical"] = "learned"
+    # a custom white's camera responses below MIN_CUSTOM_RESPONSE: "raised" to it (version 3), or only the negative
+    # ones, "kept" otherwise (version 2 and older)
+    small_responses: Literal["raised", "kept"] = "raised"
 
 
 ESTIMATORS = ("learned", "classical")
@@ -108,11 +111,14 @@ class WhiteBalance(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1 had only the classical estimate for "auto": keep it, so old recipes render the same."""
+        """Version 1 had only the classical estimate for "auto", and versions 1 and 2 kept a custom white's small
+        positive responses: keep both, so old recipes render the same."""
         if version < 2:
             # Version 1 params never held an estimator; one that is there was set on top (--set, a preset) in
             # the current version, and wins.
             params = {"estimator": "classical", **params}
+        if version < 3:
+            params = {"small_responses": "kept", **params}
         return params
 
     def params_from(self, recipe: Recipe) -> WhiteBalanceParams:
@@ -173,5 +179,7 @@ class WhiteBalance(Stage):
                 raise RecipeError("custom white balance needs a temperature")
             xy = temperature_tint_to_xy(params.temperature, params.tint or 0.0)
             neutral = xy_to_neutral(calibration_of(ctx), xy)
+            if params.small_responses == "kept":  # versions 1 and 2: a response the sensor has, however small
+                return np.where(neutral > 0.0, neutral, MIN_CUSTOM_RESPONSE)
             return np.maximum(neutral, MIN_CUSTOM_RESPONSE)
         raise RecipeError(f"unknown white balance mode {params.mode!r}")
