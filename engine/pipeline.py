@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -279,8 +280,12 @@ def save_stage(folder: Path, index: int, stage: Stage, image: Any, recipe: Recip
     image = kernels.to_host(image)
     display = image if stage.encoding == "display" else srgb_encode(image)
     bgr = (np.clip(display, 0.0, 1.0)[..., ::-1] * 255.0 + 0.5).astype(np.uint8)
-    if not cv2.imwrite(str(stem) + ".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1]):  # says only False
-        raise OutputError(f"cannot write {stem}.png (is {folder} writable, with space left?)")
+    # encoded here and written by Python: OpenCV's own writer takes the name as text, and crashed the process on
+    # a name that is no UTF-8 (a card copied from Windows)
+    ok, png = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise OutputError(f"cannot encode {stem.name}.png")
+    _write_whole(stem.with_name(stem.name + ".png"), png.tobytes())
     info = {
         "stage": stage.name,
         "implementation": stage.implementation,
@@ -289,7 +294,18 @@ def save_stage(folder: Path, index: int, stage: Stage, image: Any, recipe: Recip
         "decided": ctx.notes.get(stage.name),
         "size": [int(image.shape[1]), int(image.shape[0])],
     }
+    _write_whole(stem.with_name(stem.name + ".json"), json.dumps(info, indent=2, default=str).encode())
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` under a hidden temporary name, then give it ``path``: a stage image is whole or not there."""
+    partial = path.with_name(f".{path.name}.part")
     try:
-        stem.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
+        partial.write_bytes(data)
+        os.replace(partial, path)
     except OSError as error:
-        raise OutputError(f"cannot write {stem}.json: {error.strerror or error}") from error
+        partial.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

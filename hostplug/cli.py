@@ -121,7 +121,7 @@ class HostplugGroup(click.Group):
         except Terminated as e:
             e.fail()
         except SystemError as e:  # a compiled (numba) function the signal's exception reached, wrapped by it
-            reason = e.__cause__ or e.__context__
+            reason = _signal_behind(e)  # numba may wrap it more than once (the upsample stage's kernel does)
             if isinstance(reason, Terminated):
                 reason.fail()
             if isinstance(reason, KeyboardInterrupt):
@@ -130,6 +130,18 @@ class HostplugGroup(click.Group):
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def _signal_behind(error: BaseException) -> BaseException | None:
+    """The interrupt (KeyboardInterrupt, :class:`Terminated`) somewhere in ``error``'s chain of causes, or None."""
+    seen: set[int] = set()
+    reason: BaseException | None = error
+    while reason is not None and id(reason) not in seen:
+        if isinstance(reason, (KeyboardInterrupt, Terminated)):
+            return reason
+        seen.add(id(reason))
+        reason = reason.__cause__ or reason.__context__
+    return None
 
 
 def _check_current_folder() -> None:

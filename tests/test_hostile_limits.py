@@ -36,6 +36,36 @@ def test_time_limit_stops_a_render_in_one_line_and_leaves_nothing(tmp_path: Path
     assert os.listdir(out) == []
 
 
+def test_a_batch_stopped_by_the_time_limit_says_what_it_left_undone_and_no_stage_folder(tmp_path: Path) -> None:
+    # the rest of the batch was skipped without a word, and the stopped render's stage images were left half done
+    raws = []
+    for name in ("a", "b", "c"):
+        raws.append(tmp_path / f"{name}.dng")
+        raws[-1].write_bytes(SAMPLE_DNG.read_bytes())
+    script = (
+        "import time, sys\n"
+        "import engine.pipeline as pipeline\n"
+        "saved = pipeline.save_stage\n"
+        "def slow(folder, index, *args):\n"
+        "    saved(folder, index, *args)\n"
+        "    if folder.name == 'b' and index == 2: time.sleep(60)  # b stops three stage images in\n"
+        "pipeline.save_stage = slow\n"
+        "from hostplug.cli import main\n"
+        "sys.argv = ['hostplug', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    args = [*raws, "--out-dir", tmp_path / "out", "--stages", tmp_path / "stages", "--long-edge", "100",
+            "--time-limit", "20", "--no-service"]
+    result = subprocess.run([sys.executable, "-c", script, "render", *map(str, args)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 124, result.stderr
+    assert error_lines(result.stderr)[-1] == (
+        f"hostplug: error: {raws[1]}: stopped after 20 s (--time-limit / HOSTPLUG_TIME_LIMIT); its output was "
+        f"not written; 1 of 3 files done; not done: {raws[1]}, {raws[2]}")
+    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == ["a"]  # b's begun folder removed
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tif"]
+
+
 def test_time_limit_stops_work_stuck_in_compiled_code(tmp_path: Path) -> None:
     """A call into C that never returns to Python (here libc's sleep) is stopped all the same: the watchdog is a
     thread, and it deletes the partial files of writes in progress before ending the process. Its line reaches

@@ -555,3 +555,41 @@ def test_a_deleted_current_folder_is_one_line_not_a_render_under_root(tmp_path: 
     assert done.returncode == 2 and error_lines(done.stderr) == [
         "hostplug: error: the current folder no longer exists (deleted or moved away); cd into a folder that does"]
     assert not Path("/out.png").exists()
+
+
+def test_stage_images_of_a_raw_whose_name_is_no_utf8_are_written(tmp_path: Path, sample_dng: Path) -> None:
+    # OpenCV's writer took the name as text and crashed the process (and a render service with it): SIGSEGV
+    name = os.fsdecode(b"caf\xe9.dng")
+    raw = tmp_path / name
+    raw.write_bytes(sample_dng.read_bytes())
+    result = hostplug_process("render", raw, "-o", tmp_path / "out.tif", "--long-edge", "100",
+                              "--stages", tmp_path / "stages", "--no-service")
+    assert result.returncode == 0, result.stderr
+    images = sorted(p.name for p in (tmp_path / "stages").glob("*.png"))
+    assert len(images) == len(STAGE_ORDER) and all(cv2.imread(str(tmp_path / "stages" / n)) is not None
+                                                   for n in images)
+    assert not list((tmp_path / "stages").glob(".*"))  # no temporary left
+
+
+def test_an_interrupt_that_numba_wrapped_twice_is_still_an_interrupt() -> None:
+    from hostplug.cli import _signal_behind
+
+    try:
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as e:
+                raise SystemError("_numba_unpickle returned a result with an exception set") from e
+        except SystemError as e:
+            raise SystemError("CPUDispatcher(_bgu_accumulate) returned a result with an exception set") from e
+    except SystemError as outer:
+        assert isinstance(_signal_behind(outer), KeyboardInterrupt)
+    assert _signal_behind(SystemError("a real one")) is None
+
+
+def test_edit_of_several_files_ends_with_how_many_failed(tmp_path: Path, sample_dng: Path) -> None:
+    good = tmp_path / "good.dng"
+    good.write_bytes(sample_dng.read_bytes())
+    result = hostplug("edit", good, tmp_path / "missing.dng", "--exposure", "0.5")
+    assert result.exit_code == 2
+    assert error_lines(result.stderr)[-1] == "hostplug: error: 1 of 2 files failed"

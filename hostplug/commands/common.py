@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +22,8 @@ from engine.errors import HostplugError, InputNotFoundError, OptionError
 DEVICES = ("cpu", "cuda")
 TIME_LIMIT_ENV = "HOSTPLUG_TIME_LIMIT"
 TIME_LIMIT_EXIT = 124  # the exit status of a render stopped by --time-limit (as timeout(1) uses)
+# stage folders (--stages) a render has begun: removed, as its partial output is, when it is stopped or fails
+PARTIAL_FOLDERS: set[Path] = set()
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -85,10 +88,11 @@ def time_limit_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def watchdog(seconds: float | None, what: str) -> Iterator[None]:
+def watchdog(seconds: float | None, what: str, rest: str = "") -> Iterator[None]:
     """Run the body under a time limit: past ``seconds``, a watchdog thread deletes the partial outputs being
-    written (:data:`engine.output.write.IN_PROGRESS`), prints one error line about ``what`` and ends the process
-    with :data:`TIME_LIMIT_EXIT`.
+    written (:data:`engine.output.write.IN_PROGRESS`) and the stage folders begun (:data:`PARTIAL_FOLDERS`), prints
+    one error line about ``what`` (``rest`` ends it: what a batch leaves undone) and ends the process with
+    :data:`TIME_LIMIT_EXIT`.
 
     A thread, not a signal: a Python signal handler waits for the main thread to return to Python, which a
     render stuck inside LibRaw or a compiled kernel never does. ``None`` means no limit.
@@ -108,10 +112,12 @@ def watchdog(seconds: float | None, what: str) -> Iterator[None]:
         for partial in list(IN_PROGRESS):
             with contextlib.suppress(OSError):
                 partial.unlink()
+        for folder in list(PARTIAL_FOLDERS):
+            shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(Exception):
             sys.stdout.flush()
         os.write(stderr, f"hostplug: error: {what}: stopped after {seconds:g} s (--time-limit / "
-                         f"{TIME_LIMIT_ENV}); its output was not written\n".encode(errors="replace"))
+                         f"{TIME_LIMIT_ENV}); its output was not written{rest}\n".encode(errors="replace"))
         os._exit(TIME_LIMIT_EXIT)
 
     thread = threading.Thread(target=expire, name="hostplug-time-limit", daemon=True)
@@ -169,25 +175,34 @@ def batch_inputs(inputs: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(distinct)
 
 
+def undone(inputs: list[Path], index: int, shown: int = 10) -> str:
+    """What a batch stopped at ``inputs[index]`` leaves undone: "2 of 4 files done; not done: s1.ARW, c3.dng"
+    (at most ``shown`` names; a failure among the done ones had its own line)."""
+    left = inputs[index:]
+    names = ", ".join(str(p) for p in left[:shown]) + (f" and {len(left) - shown} more" if len(left) > shown else "")
+    return f"{index} of {len(inputs)} files done; not done: {names}"
+
+
 def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, must_exist: bool = False,
-                   summary: bool = False, on_error: Callable[[], None] | None = None,
+                   on_error: Callable[[], None] | None = None,
                    after: Callable[[], None] | None = None, time_limit: float | None = None) -> None:
     """Run ``action`` on every input; a failure is one error line and the others still run. If any failed, exit
     with their error's status (:mod:`engine.errors`), or 1 when they failed for different reasons.
 
-    ``must_exist`` refuses a missing file before ``action``; ``summary`` adds "N of M files failed" for several
-    inputs; ``on_error`` runs before an error line is printed (a progress bar clears itself), ``after`` after
-    each input; ``time_limit`` bounds each input's ``action`` (:func:`watchdog`).
+    For several inputs a last line says "N of M files failed", and a stop (Ctrl-C, SIGTERM, the time limit) says
+    which were not done. ``must_exist`` refuses a missing file before ``action``; ``on_error`` runs before an
+    error line is printed (a progress bar clears itself), ``after`` after each input; ``time_limit`` bounds each
+    input's ``action`` (:func:`watchdog`).
     """
     inputs = list(inputs)
     failures = 0
     codes: set[int] = set()
-    for path in inputs:
+    for index, path in enumerate(inputs):
         try:
             if must_exist and not path.is_file():
                 raise InputNotFoundError(f"{path}: is a folder; name the files in it" if path.is_dir()
                                          else f"{path}: no such file")
-            with watchdog(time_limit, str(path)):
+            with watchdog(time_limit, str(path), f"; {undone(inputs, index)}" if len(inputs) > 1 else ""):
                 action(path)
         except HostplugError as e:
             failures += 1
@@ -195,10 +210,16 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
             if on_error is not None:
                 on_error()
             error_line(e)
+        except BaseException as e:  # Ctrl-C, SIGTERM: the command's own line follows; first, what is left undone
+            if len(inputs) > 1 and not isinstance(e, SystemExit):
+                if on_error is not None:
+                    on_error()
+                click.echo(f"hostplug: note: stopped in {path}; {undone(inputs, index)}", err=True)
+            raise
         finally:
             if after is not None:
                 after()
     if failures:
-        if summary and len(inputs) > 1:
+        if len(inputs) > 1:
             error_line(f"{failures} of {len(inputs)} files failed")
         sys.exit(codes.pop() if len(codes) == 1 else 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from engine.output.formats import (
     resolve_format,
 )
 from hostplug.commands.common import (
+    PARTIAL_FOLDERS,
     NameChoice,
     batch_inputs,
     check_device,
@@ -136,23 +138,35 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
             if stage_folder is not None and not overwrite and stage_folder.is_dir() and any(stage_folder.iterdir()):
                 raise OutputError(f"{stage_folder} already holds files; pass --overwrite to replace its stage images, "
                                   "or name another folder")
-            # a time limit must be able to stop the work, so the render runs here, not in the shared service
-            result = render_through_service(False if time_limit else service, path, target, options, changes,
-                                            device, stage_folder)
-            if result is None:  # no service (or --no-service): render in this process
-                from engine.output.export import render_file
+            # a stage folder this render begins is whole or not there: removed when the render fails or stops
+            begun = stage_folder if stage_folder is not None and not stage_folder.exists() else None
+            if begun is not None:
+                PARTIAL_FOLDERS.add(begun)
+            try:
+                # a time limit must be able to stop the work, so the render runs here, not in the shared service
+                result = render_through_service(False if time_limit else service, path, target, options, changes,
+                                                device, stage_folder)
+                if result is None:  # no service (or --no-service): render in this process
+                    from engine.output.export import render_file
 
-                result = render_file(path, target, options=options, changes=changes, device=device,
-                                     stages_dir=stage_folder, progress=progress).as_dict()
+                    result = render_file(path, target, options=options, changes=changes, device=device,
+                                         stages_dir=stage_folder, progress=progress).as_dict()
+            except BaseException:
+                if begun is not None:
+                    shutil.rmtree(begun, ignore_errors=True)
+                raise
+            finally:
+                PARTIAL_FOLDERS.discard(begun)
             line = f"{path} -> {result['output']} ({result['seconds']:.1f} s)"
             if as_json:
+                bar.clear()  # a JSON line of its own, not glued to the progress bar on a terminal
                 click.echo(json.dumps(result))
             elif len(inputs) == 1 or not bar.disable:
                 bar.write(line)
             else:
                 click.echo(line)
 
-        for_each_input(inputs, render_one, summary=True, on_error=bar.clear, after=lambda: bar.update(1),
+        for_each_input(inputs, render_one, on_error=bar.clear, after=lambda: bar.update(1),
                        time_limit=time_limit)
 
 
