@@ -958,3 +958,25 @@ def test_the_write_journal_names_the_folder_a_path_through_a_link_and_dotdot_rea
     (tmp_path / "real" / "sub").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
     assert _real(tmp_path / "link" / ".." / ".out.tif.1a2b.part") == str(tmp_path / "real" / ".out.tif.1a2b.part")
+
+
+def test_a_stopped_client_waits_for_the_service_to_drop_its_partial_output(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # the client said "nothing half-written was left" and exited while the service's .part was still there
+    import threading
+
+    from engine.output.publish import partial_name
+
+    output = tmp_path / "IMG_0001.tif"
+    partial = tmp_path / partial_name(output.name)
+    partial.write_bytes(b"half")
+
+    def interrupted(op: str, args: dict, start: bool) -> None:
+        threading.Timer(0.3, partial.unlink).start()  # the service, seeing its client gone, removes it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client, "_or_here", interrupted)
+    monkeypatch.setattr(client, "disabled", lambda: False)
+    with pytest.raises(KeyboardInterrupt):
+        client.render(tmp_path / "IMG_0001.dng", output)
+    assert not partial.exists()

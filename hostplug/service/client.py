@@ -306,7 +306,30 @@ def render(input: str | Path, output: str | Path, *, options: dict[str, Any] | N
         return None
     args = {"input": str(input), "output": str(output), "options": options or {}, "changes": _jsonable(changes),
             "device": device, "stages_dir": str(stages_dir) if stages_dir else None}
-    return _or_here("render", args, start)
+    try:
+        return _or_here("render", args, start)
+    except BaseException as stop:
+        if not isinstance(stop, Exception):  # Ctrl-C, SIGTERM: this process was told "nothing half-written"
+            _await_partials_gone(Path(output))
+        raise
+
+
+PARTIAL_WAIT_S = 5.0  # how long a stopped client waits for the service to remove its partial output
+
+
+def _await_partials_gone(output: Path) -> None:
+    """Wait (a few seconds at most) until the service, which stops a render once its client has gone, has removed
+    the render's partial output: a script that copies the folder next must not find half a file."""
+    from engine.output.publish import is_partial_of
+
+    deadline = time.monotonic() + PARTIAL_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if not any(is_partial_of(name, output.name) for name in os.listdir(output.parent or ".")):
+                return
+        except OSError:
+            return
+        time.sleep(0.05)
 
 
 def _jsonable(value: Any) -> Any:
