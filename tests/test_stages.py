@@ -262,6 +262,20 @@ def test_recipes_before_version_11_keep_their_unpinned_white() -> None:
     assert 0 < kept.notes["white_balance"]["neutral"][2] < 1 / 64
 
 
+def test_vibrance_moves_muted_colours_as_a_photographer_expects_and_old_recipes_keep_theirs() -> None:
+    # vibrance +100 was about saturation +10 on ordinary colours (the tester measured +9.6 % chroma)
+    canon = engine.open(need(CANON))
+
+    def chroma(recipe: Recipe) -> float:
+        pixels = engine.render(canon, recipe, preview=200).pixels
+        return float((pixels.max(axis=2) - pixels.min(axis=2)).mean())
+
+    plain = chroma(Recipe())
+    assert chroma(Recipe(vibrance=100)) > 1.25 * plain and chroma(Recipe(vibrance=-100)) < 0.75 * plain
+    assert chroma(Recipe(vibrance=100)) < chroma(Recipe(saturation=100))  # saturated colours are spared
+    assert chroma(Recipe.from_dict({"version": 10, "vibrance": 100})) < 1.12 * plain  # as version 10 rendered
+
+
 def test_chromatic_adaptation_is_pinned_as_the_dng_sdk_pins_it() -> None:
     from engine.colour import BRADFORD, D50_XY, bradford_adaptation, temperature_tint_to_xy, xy_to_xyz
 

@@ -31,8 +31,8 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("denoise", "auto"): 5,
     ("white_balance", "classical"): 3,
     ("colour", "dng"): 2,
-    ("photofinish", "learned"): 2,
-    ("photofinish", "classical"): 2,
+    ("photofinish", "learned"): 3,
+    ("photofinish", "classical"): 3,
     ("upsample", "bilateral"): 1,
     ("upsample", "bilinear"): 1,
     ("detail", "classical"): 1,
@@ -59,23 +59,25 @@ _DENOISE_FULL_SIZE = (("denoise", "classical", 1), ("denoise", "auto", 3))
 _LEARNED_MID2 = ("denoise", "learned", 4)  # version 5 runs denoise-mid3 (learned on recipe 8's demosaic); 4 mid2
 _AUTO_MID2 = ("denoise", "auto", 4)
 FOLLOW_SCALE_FROM = 7
-# white balance params 3 and colour params 2 pin a white far off the daylight locus as the DNG SDK does; before
-# recipe version 11 a custom white's small responses were kept and the chromatic adaptation was unbounded
-_WHITE_UNBOUNDED = (("white_balance", "classical", 2), ("colour", "dng", 1))
+# recipe version 11: white balance params 3 and colour params 2 pin a white far off the daylight locus as the DNG
+# SDK does (before, a custom white's small responses were kept and the chromatic adaptation was unbounded), and
+# photofinish params 3 give vibrance a longer reach
+_BEFORE_11 = (("white_balance", "classical", 2), ("colour", "dng", 1))
+_PHOTOFINISH_V2 = (("photofinish", "learned", 2), ("photofinish", "classical", 2))
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
-        *_DENOISE_FULL_SIZE, *_WHITE_UNBOUNDED),
+        *_DENOISE_FULL_SIZE, *_BEFORE_11),
     2: (("denoise", "learned", 2), ("denoise", "auto", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # denoise-fast
-        *_DENOISE_FULL_SIZE, *_WHITE_UNBOUNDED),
+        *_DENOISE_FULL_SIZE, *_BEFORE_11),
     3: (("denoise", "learned", 3), ("denoise", "auto", 2), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # denoise-mid
-        *_DENOISE_FULL_SIZE, *_WHITE_UNBOUNDED),
-    4: (_DEMOSAIC_V1, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_WHITE_UNBOUNDED),
-    5: (_DEMOSAIC_V2, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_WHITE_UNBOUNDED),
-    6: (_DEMOSAIC_V3, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_WHITE_UNBOUNDED),
-    7: (_DEMOSAIC_V3, _LEARNED_MID2, _AUTO_MID2, *_WHITE_UNBOUNDED),
-    8: (_DEMOSAIC_V4, _LEARNED_MID2, _AUTO_MID2, *_WHITE_UNBOUNDED),
-    9: (_DEMOSAIC_V4, *_WHITE_UNBOUNDED),
-    10: _WHITE_UNBOUNDED,
+        *_DENOISE_FULL_SIZE, *_BEFORE_11),
+    4: (_DEMOSAIC_V1, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_BEFORE_11),
+    5: (_DEMOSAIC_V2, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_BEFORE_11),
+    6: (_DEMOSAIC_V3, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_BEFORE_11),
+    7: (_DEMOSAIC_V3, _LEARNED_MID2, _AUTO_MID2, *_BEFORE_11, *_PHOTOFINISH_V2),
+    8: (_DEMOSAIC_V4, _LEARNED_MID2, _AUTO_MID2, *_BEFORE_11, *_PHOTOFINISH_V2),
+    9: (_DEMOSAIC_V4, *_BEFORE_11, *_PHOTOFINISH_V2),
+    10: (*_BEFORE_11, *_PHOTOFINISH_V2),
 }
 
 
@@ -93,7 +95,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     versions 4 to 8 meant the "mid2" learned denoiser, and "auto" with it from ISO 400 (learned params version 4,
     auto version 3 or 4); versions 8 and 9 meant a demosaic that kept the whole visible sensor of a raw that is no
     DNG (demosaic params version 4); versions 1 to 10 meant a white balance and colour matrix that did not pin a
-    white far off the daylight locus (white balance params version 2, colour version 1)."""
+    white far off the daylight locus (white balance params version 2, colour version 1), and versions 7 to 10 a
+    vibrance of shorter reach (photofinish params version 2)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

@@ -25,12 +25,19 @@ from engine.stages.base import Context, Stage
 if TYPE_CHECKING:  # torch loads only for --device cuda (and training): a CPU render runs engine.operators_numpy
     import torch
 
+# Vibrance +100 scales a nearly grey colour's chroma by 1 + VIBRANCE_BOOST, the boost falling to 1/e at a
+# log-chromaticity radius of VIBRANCE_REACH. Params version 2's 0.6 and 0.5 made +100 about saturation +10 on
+# ordinary colours (radius 0.5 to 1); these make it about saturation +40 on muted ones, +30 at radius 1, and leave
+# colours already saturated (radius 2 and more) within +12 %.
+VIBRANCE_BOOST = 0.9
+VIBRANCE_REACH = 1.0
 
 @dataclass(frozen=True)
 class PhotofinishParams:
     """The user's look: style and Lightroom-style adjustments (-100..100); ``operators`` pins the result."""
 
-    VERSION: ClassVar[int] = 2  # 2: less saturation scales colour around luminance (split_saturation)
+    VERSION: ClassVar[int] = 3  # 2: less saturation scales colour around luminance (split_saturation); 3: vibrance
+    # reaches further (VIBRANCE_BOOST, VIBRANCE_REACH)
     style: str = "natural"  # checked against the implementation's styles by check_style
     strength: float = field(default=1.0, metadata={"range": RANGES["style_strength"]})
     exposure: float = field(default=0.0, metadata={"range": RANGES["exposure"]})
@@ -41,6 +48,10 @@ class PhotofinishParams:
     saturation: float = field(default=0.0, metadata={"range": RANGES["saturation"]})
     vibrance: float = field(default=0.0, metadata={"range": RANGES["vibrance"]})
     saturation_around_luminance: bool = True  # False: version 1's table-only desaturation (split_saturation)
+    # vibrance +100 scales a nearly grey colour's chroma by 1 + boost, less the further it is from grey (the boost
+    # falls to 1/e at ``vibrance_reach`` in log-chromaticity units); versions 1 and 2: 0.6 and 0.5
+    vibrance_boost: float = field(default=VIBRANCE_BOOST, metadata={"range": (0.0, 2.0)})
+    vibrance_reach: float = field(default=VIBRANCE_REACH, metadata={"range": (0.05, 5.0)})
     operators: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -61,6 +72,15 @@ class Look:
 
 
 CLASSICAL_LOOKS = {"natural": Look(contrast=10.0, highlights=-10.0, shadows=15.0, vibrance=10.0)}
+
+
+def migrate_photofinish(params: dict[str, Any], version: int) -> dict[str, Any]:
+    """Photofinish params of an older version, as they rendered (both implementations share them)."""
+    if version < 2:
+        params = {"saturation_around_luminance": False, **params}
+    if version < 3:
+        params = {"vibrance_boost": 0.6, "vibrance_reach": 0.5, **params}
+    return params
 
 
 def auto_exposure(y: np.ndarray) -> float:
@@ -112,13 +132,20 @@ def local_tone_grid(y: np.ndarray, shadows: float, highlights: float) -> np.ndar
     return grid[None, None].astype(np.float32)
 
 
-def chroma_table(saturation: float, vibrance: float) -> np.ndarray:
-    """Chroma table (1 x 2 x T x T) scaling chromaticity: uniformly (saturation) and mostly where it is low
-    (vibrance)."""
+def chroma_scale(u: np.ndarray, v: np.ndarray, saturation: float, vibrance: float, boost: float = VIBRANCE_BOOST,
+                 reach: float = VIBRANCE_REACH) -> np.ndarray:
+    """How much saturation and vibrance scale a chromaticity (u, v): uniformly (saturation) and mostly where it
+    is low (vibrance: ``boost`` and ``reach``, see :class:`PhotofinishParams`)."""
+    radius = np.sqrt(u**2 + v**2)
+    scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * boost * np.exp(-radius / reach))
+    return np.maximum(scale, 0.0)
+
+
+def chroma_table(saturation: float, vibrance: float, boost: float = VIBRANCE_BOOST,
+                 reach: float = VIBRANCE_REACH) -> np.ndarray:
+    """Chroma table (1 x 2 x T x T) of :func:`chroma_scale`."""
     u, v = ops.chroma_table_grid(CHROMA_SIZE)
-    radius = np.hypot(u, v)
-    scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * 0.6 * np.exp(-radius / 0.5))
-    scale = np.maximum(scale, 0.0)
+    scale = chroma_scale(u, v, saturation, vibrance, boost, reach)
     return np.stack([(scale - 1.0) * u, (scale - 1.0) * v])[None].astype(np.float32)
 
 
@@ -155,8 +182,9 @@ class Photofinish(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1 desaturated in the chroma table alone (:func:`split_saturation`)."""
-        return {"saturation_around_luminance": False, **params} if version < 2 else params
+        """Version 1 desaturated in the chroma table alone (:func:`split_saturation`); versions 1 and 2 had a
+        vibrance of shorter reach."""
+        return migrate_photofinish(params, version)
 
     def check_style(self, style: str) -> None:
         """Refuse a style this implementation cannot render (the classical one knows only its own looks)."""
@@ -190,7 +218,8 @@ class Photofinish(Stage):
             "knee": round(knee, 4),
             "tone": [round(a, 4), round(b, 4), round(ops.tone_curve_midpoint(a, b), 6)],
             "local_tone": local_tone_grid(y * 2.0**ev, adj("shadows"), adj("highlights")).round(4).tolist(),
-            "chroma": chroma_table(saturation, adj("vibrance")).round(4).tolist(),
+            "chroma": chroma_table(saturation, adj("vibrance"), params.vibrance_boost,
+                                   params.vibrance_reach).round(4).tolist(),
             "gamma": 2.2,
             "colour": round(colour, 4),
         }

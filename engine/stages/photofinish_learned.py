@@ -34,8 +34,11 @@ from engine.models import build_network
 from engine.models.photofinish_numpy import PhotofinishArrays, thumbnail, to_json
 from engine.stages.base import Context
 from engine.stages.photofinish import (
+    VIBRANCE_BOOST,
+    VIBRANCE_REACH,
     Photofinish,
     PhotofinishParams,
+    chroma_scale,
     local_tone_grid,
     only_noise,
     split_saturation,
@@ -86,20 +89,15 @@ def contrast_tone(tone: list[float], contrast: float, pivot: float = 0.18) -> li
     return [round(a2, 4), round(b2, 4), round(c2, 6)]
 
 
-def chroma_scale(u: np.ndarray, v: np.ndarray, saturation: float, vibrance: float) -> np.ndarray:
-    """The classical stage's saturation/vibrance scaling of chromaticity (the formula of
-    :func:`engine.stages.photofinish.chroma_table`), evaluated at any (u, v), also beyond the table's range."""
-    radius = np.sqrt(u**2 + v**2)
-    scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * 0.6 * np.exp(-radius / 0.5))
-    return np.maximum(scale, 0.0)
-
-
-def adjust_chroma(table: list, saturation: float, vibrance: float) -> list:
-    """A style's chroma table (1 x 2 x T x T offsets) followed by the classical saturation/vibrance scaling."""
+def adjust_chroma(table: list, saturation: float, vibrance: float, boost: float = VIBRANCE_BOOST,
+                  reach: float = VIBRANCE_REACH) -> list:
+    """A style's chroma table (1 x 2 x T x T offsets) followed by the classical saturation/vibrance scaling
+    (:func:`engine.stages.photofinish.chroma_scale`, at where each node's chromaticity goes, also beyond the
+    table's range)."""
     t = np.asarray(table, dtype=np.float64)
     u, v = (g.astype(np.float64) for g in ops.chroma_table_grid(t.shape[-1]))
     out_u, out_v = u + t[0, 0], v + t[0, 1]  # where each node's chromaticity goes
-    scale = chroma_scale(out_u, out_v, saturation, vibrance)
+    scale = chroma_scale(out_u, out_v, saturation, vibrance, boost, reach)
     return np.stack([scale * out_u - u, scale * out_v - v])[None].round(4).tolist()
 
 
@@ -118,7 +116,8 @@ def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low:
         out["local_tone"] = (np.asarray(out["local_tone"], dtype=np.float32) + delta).round(4).tolist()
     saturation, colour = split_saturation(params.saturation, params.saturation_around_luminance)
     if saturation or params.vibrance:
-        out["chroma"] = adjust_chroma(out["chroma"], saturation, params.vibrance)
+        out["chroma"] = adjust_chroma(out["chroma"], saturation, params.vibrance, params.vibrance_boost,
+                                      params.vibrance_reach)
     if colour != 1.0:
         out["colour"] = round(out.get("colour", 1.0) * colour, 4)
     return out
