@@ -237,9 +237,11 @@ def _density(exif: dict[str, str] | None) -> tuple[float, float] | None:
         ratios = [Fraction(exif[f"Exif.Image.{axis}Resolution"].replace(" ", "")) for axis in "XY"]
     except (KeyError, ValueError, ZeroDivisionError):
         return None
+    if per_unit is None:
+        return None
     density = (float(ratios[0]) * per_unit, float(ratios[1]) * per_unit)
     # what both headers can state: JFIF's 16-bit dots per inch (PNG's pixels per metre reach further)
-    return density if per_unit is not None and all(1.0 <= d <= 65535.0 for d in density) else None
+    return density if all(1.0 <= d <= 65535.0 for d in density) else None
 
 
 _ENCODERS: dict[str, Callable[[Path, np.ndarray, bytes, int, tuple[float, float] | None], None]] = {
