@@ -593,3 +593,19 @@ def test_edit_of_several_files_ends_with_how_many_failed(tmp_path: Path, sample_
     result = hostplug("edit", good, tmp_path / "missing.dng", "--exposure", "0.5")
     assert result.exit_code == 2
     assert error_lines(result.stderr)[-1] == "hostplug: error: 1 of 2 files failed"
+
+
+def test_rerender_takes_several_outputs_as_render_and_edit_do(tmp_path: Path, sample_dng: Path) -> None:
+    outputs = []
+    for name in ("a", "b"):
+        raw = tmp_path / f"{name}.dng"
+        raw.write_bytes(sample_dng.read_bytes())
+        outputs.append(tmp_path / f"{name}.jpg")
+        assert hostplug("render", raw, "-o", outputs[-1], "--long-edge", 200, "--no-service").exit_code == 0
+    result = hostplug("rerender", *outputs, "--preset", "monochrome")
+    assert result.exit_code == 0, result.stderr
+    for output in outputs:
+        pixels = cv2.imread(str(output.with_name(output.stem + "_rerender.jpg"))).astype(int)
+        assert np.abs(pixels - pixels[..., :1]).max() <= 2  # black and white, each from its own raw
+    one = hostplug("rerender", *outputs, "-o", tmp_path / "x.jpg")
+    assert one.exit_code == 2 and "-o/--output names one new file; 2 outputs were given" in one.stderr

@@ -20,7 +20,6 @@ from hostplug.commands.common import (
     json_option,
     json_text,
     time_limit_option,
-    watchdog,
 )
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
@@ -164,32 +163,44 @@ def presets(as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("outputs", metavar="OUTPUT...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--search", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Another folder to look for the source raw in (repeatable).")
+              help="Another folder to look for the source raws in (repeatable).")
 @click.option("-o", "--output", "--out", "target", type=click.Path(dir_okay=False, path_type=Path),
-              help="The new output (default: OUTPUT_rerender with the same suffix; OUTPUT_rerender-2... if taken).")
+              help="The new output, for one OUTPUT (default: OUTPUT_rerender with the same suffix; "
+                   "OUTPUT_rerender-2... if taken).")
 @click.option("--overwrite", is_flag=True, help="Replace -o/--output if it exists.")
 @device_option
 @time_limit_option
-@json_option("Print a JSON object describing the render.")
+@json_option("Print a JSON object describing each render (one per line for several).")
 @recipe_options
-def rerender(output: Path, search: tuple[Path, ...], target: Path | None, overwrite: bool, device: str,
-             time_limit: float | None, as_json: bool, **kwargs: Any) -> None:
-    """Render an output's source raw again with the output's stored recipe plus the options given.
+def rerender(outputs: tuple[Path, ...], search: tuple[Path, ...], target: Path | None, overwrite: bool,
+             device: str, time_limit: float | None, as_json: bool, **kwargs: Any) -> None:
+    """Render outputs' source raws again, each with its output's stored recipe plus the options given.
 
-    The raw is looked for next to OUTPUT, at its recorded path and in the --search folders, and checked
-    against its recorded SHA-256. The new file has OUTPUT's format, bit depth, colour space and size.
+    \b
+      hostplug rerender IMG_0001.jpg --exposure +0.3
+      hostplug rerender out/*.jpg --preset monochrome
+
+    A raw is looked for next to its OUTPUT, at its recorded path and in the --search folders, and checked
+    against its recorded SHA-256. Each new file has its OUTPUT's format, bit depth, colour space and size.
     """
     from engine.rerender import rerender_file
 
+    if target is not None and len(outputs) > 1:
+        raise click.UsageError(f"-o/--output names one new file; {len(outputs)} outputs were given (leave it "
+                               "out: each re-render is written beside its output)")
     changes = pop_recipe_options(kwargs)
-    with watchdog(time_limit, str(output)):
-        result = rerender_file(output, changes, target=target, search=search, overwrite=overwrite,
-                               device=check_device(device))
-    if result.notice:
-        click.echo(f"hostplug: note: {result.notice}", err=True)
-    if as_json:
-        click.echo(json.dumps(result.as_dict() | {"source": str(result.source), "notice": result.notice}))
-    else:
-        click.echo(f"{result.source} -> {result.output} ({result.seconds:.1f} s)")
+    device = check_device(device)
+
+    def rerender_one(output: Path) -> None:
+        result = rerender_file(output, changes, target=target, search=search, overwrite=overwrite, device=device)
+        if result.notice:
+            click.echo(f"hostplug: note: {result.notice}", err=True)
+        if as_json:
+            click.echo(json.dumps(result.as_dict() | {"source": str(result.source), "notice": result.notice}))
+        else:
+            click.echo(f"{result.source} -> {result.output} ({result.seconds:.1f} s)")
+
+    for_each_input(outputs, rerender_one, time_limit=time_limit)
