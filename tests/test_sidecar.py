@@ -117,7 +117,7 @@ def test_sidecar_keeps_darktable_history_and_tags(tmp_path: Path) -> None:
     original = need(DARKTABLE_XMP).read_bytes()
     sidecar.write_bytes(original)
     info = read_sidecar(raw)
-    assert (info.recipe, info.rating, info.labels, info.keywords) == (None, 4, ["red"], ["client-a", "studio"])
+    assert (info.recipe, info.rating, info.labels, info.keywords) == (None, 4, ["Red"], ["client-a", "studio"])
     write_recipe(raw, Recipe(exposure=0.3))
     written = sidecar.read_bytes()
     for start, end in ((b"<darktable:history>", b"</darktable:history>"),
@@ -165,7 +165,7 @@ def test_adobe_basic_settings_become_hints(tmp_path: Path) -> None:
         "exposure": 0.45, "contrast": 18.0, "highlights": -42 + 0.5 * 10, "shadows": 35 + 0.5 * -8,
         "vibrance": 20.0, "saturation": -5.0, "wb": "custom", "temperature": 5600.0, "tint": 12.0,
     }
-    assert (info.rating, info.labels, info.keywords) == (3, ["green"], ["wedding", "Anna & Ben"])
+    assert (info.rating, info.labels, info.keywords) == (3, ["Green"], ["wedding", "Anna & Ben"])
     recipe = recipe_for(raw, Recipe(style_strength=0.7, exposure=2.0))
     assert (recipe.style_strength, recipe.exposure, recipe.temperature, recipe.wb) == (0.7, 0.45, 5600.0, "custom")
 
@@ -362,3 +362,19 @@ def test_writing_a_recipe_keeps_the_persons_description_note(tmp_path: Path) -> 
     write_recipe(raw, Recipe(exposure=1.0))
     assert "client wants it bright" in sidecar.read_text(encoding="utf-8")
     assert read_sidecar(raw).recipe.exposure == 1.0
+
+
+def test_titles_in_several_languages_and_a_label_of_the_users_own_reach_outputs_as_written(tmp_path: Path) -> None:
+    # the German title was carried as the default and the real default dropped; Bridge's "To Do" became "To do"
+    from engine.xmp.sidecar import catalogue_xmp
+
+    raw = _raw(tmp_path)
+    (tmp_path / "IMG_0001.CR2.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Label="To Do"><dc:title><rdf:Alt>'
+        '<rdf:li xml:lang="de-DE">Nachtstraße</rdf:li><rdf:li xml:lang="x-default">Night street</rdf:li>'
+        '</rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>', encoding="utf-8")
+    xmp = catalogue_xmp(read_sidecar(raw))
+    assert list(xmp["Xmp.dc.title"].items()) == [('lang="x-default"', "Night street"), ('lang="de-DE"', "Nachtstraße")]
+    assert xmp["Xmp.xmp.Label"] == "To Do"

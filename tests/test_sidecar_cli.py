@@ -126,7 +126,7 @@ def test_show_prints_recipe_catalogue_and_duplicates(raw: Path) -> None:
     hostplug("edit", raw, "--shadows", "20")
     data = json.loads(hostplug("show", raw, "--json").output)
     assert data["recipe"]["shadows"] == 20.0 and data["changed"] == {"shadows": 20.0}
-    assert (data["rating"], data["labels"], data["keywords"]) == (4, ["red"], ["client-a", "studio"])
+    assert (data["rating"], data["labels"], data["keywords"]) == (4, ["Red"], ["client-a", "studio"])
     nothing = hostplug("show", raw.with_name("IMG_0002.dng"))
     assert nothing.exit_code != 0 and "no such file" in nothing.stderr
     (raw.parent / "IMG_0001.dng.xmp").unlink()  # darktable's version 0 deleted: its duplicate was not mentioned
@@ -565,3 +565,32 @@ def test_a_lossy_dng_that_renders_takes_an_edit(tmp_path: Path) -> None:
     rendered = hostplug("render", raw, "-o", tmp_path / "x.png", "--long-edge", "128")
     assert rendered.exit_code == 0
     assert Recipe.from_json(read_metadata(tmp_path / "x.png")[1]["Xmp.hostplug.recipe"]).exposure == 0.3
+
+
+def test_an_older_lightroom_process_gives_its_exposure_and_names_what_is_not_rendered(tmp_path: Path,
+                                                                                  sample_dng: Path) -> None:
+    # a PV2010 sidecar's +1.5 EV and +25 contrast were dropped without a word
+    raw = tmp_path / "A.dng"
+    raw.write_bytes(sample_dng.read_bytes())
+    (tmp_path / "A.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" '
+        'crs:HasSettings="True" crs:ProcessVersion="5.7" crs:Exposure="+1.50" crs:Contrast="+25" '
+        'crs:Brightness="+50"/></rdf:RDF></x:xmpmeta>')
+    shown = json.loads(hostplug("show", raw, "--json").stdout)
+    assert shown["hints"] == {"exposure": 1.5}
+    assert shown["adobe_unused"] == ["crs:Contrast=+25", "crs:Brightness=+50"]
+    assert "not used:   crs:Contrast=+25, crs:Brightness=+50" in hostplug("show", raw).stdout
+
+
+def test_a_sidecar_position_drops_the_cameras_void_fix_status() -> None:
+    # the camera had no fix ("V": measurement void) and the output called the sidecar's position void
+    from engine.xmp.location import with_position
+
+    camera = {"Exif.GPSInfo.GPSStatus": "V", "Exif.GPSInfo.GPSTimeStamp": "12/1 0/1 0/1"}
+    merged = with_position(camera, {"Xmp.exif.GPSLatitude": "48,51.3944N", "Xmp.exif.GPSLongitude": "2,17.4E"})
+    assert "Exif.GPSInfo.GPSStatus" not in merged and merged["Exif.GPSInfo.GPSLatitudeRef"] == "N"
+    assert merged["Exif.GPSInfo.GPSTimeStamp"] == "12/1 0/1 0/1"  # the camera's time stays
+    assert with_position({"Exif.GPSInfo.GPSStatus": "A"}, {"Xmp.exif.GPSLatitude": "48,51.3944N",
+                                                           "Xmp.exif.GPSLongitude": "2,17.4E"})[
+        "Exif.GPSInfo.GPSStatus"] == "A"

@@ -37,7 +37,12 @@ ADOBE_SETTINGS = {
 }
 # crs property -> (recipe setting, weight) for the ranges the recipe has no slider for.
 ADOBE_FOLDED = {"Whites2012": ("highlights", 0.5), "Blacks2012": ("shadows", 0.5)}
-ADOBE_READ = ("WhiteBalance", "Temperature", "Tint", *ADOBE_SETTINGS, *ADOBE_FOLDED)
+# The settings of Lightroom's process versions before 2012 (PV2010 and older): Exposure is in EV as Exposure2012 is,
+# and stands in for it; the others mean other things (PV2010's Contrast 0..100 around +25, its Shadows are blacks)
+# and have no setting here: `show` names them as not used.
+ADOBE_OLDER = ("Exposure", "Contrast", "Brightness", "Recovery", "FillLight", "Shadows", "Clarity")
+ADOBE_READ = ("WhiteBalance", "Temperature", "Tint", *ADOBE_SETTINGS, *ADOBE_FOLDED, *ADOBE_OLDER, "ProcessVersion")
+PROCESS_2012 = 6.7  # crs:ProcessVersion of Lightroom's 2012 process (PV2010 is 5.7, PV2003 5.0)
 
 # darktable stores colour labels as numbers 0-4.
 DARKTABLE_LABELS = ("red", "yellow", "green", "blue", "purple")
@@ -83,6 +88,8 @@ def adobe_hints(adobe: dict[str, str], where: str) -> dict[str, Any]:
     for name, setting in ADOBE_SETTINGS.items():
         if name in adobe:
             hints[setting] = _number(adobe, name, where)
+    if "Exposure2012" not in adobe and "Exposure" in adobe:  # an older process version's exposure, also in EV
+        hints["exposure"] = _number(adobe, "Exposure", where)
     for name, (setting, weight) in ADOBE_FOLDED.items():
         if name in adobe:
             hints[setting] = hints.get(setting, 0.0) + weight * _number(adobe, name, where)
@@ -95,6 +102,27 @@ def adobe_hints(adobe: dict[str, str], where: str) -> dict[str, Any]:
         if "Tint" in adobe:
             hints["tint"] = _number(adobe, "Tint", where)
     return {k: _clamped(k, v) if k in RANGES else v for k, v in hints.items()}
+
+
+def unused_adobe(adobe: dict[str, str]) -> list[str]:
+    """The Adobe settings of an older process version (:data:`ADOBE_OLDER`) that no hint takes, as written
+    ("crs:Contrast=+25"): Lightroom still renders them, hostplug does not."""
+    if not _older_process(adobe):
+        return []
+    used = {"Exposure"} if "Exposure2012" not in adobe else set()
+    return [f"crs:{name}={adobe[name]}" for name in ADOBE_OLDER if name in adobe and name not in used]
+
+
+def _older_process(adobe: dict[str, str]) -> bool:
+    """Whether the settings are of a process version before 2012 (by crs:ProcessVersion, else by having no 2012
+    settings at all)."""
+    version = adobe.get("ProcessVersion", "").strip()
+    if not version:
+        return not any(name.endswith("2012") for name in adobe)
+    try:
+        return float(version) < PROCESS_2012
+    except ValueError:
+        return False
 
 
 def orientation(tree: etree._ElementTree, where: str, exif: Callable[[], int]) -> Orientation | None:
@@ -234,15 +262,20 @@ def rating(tree: etree._ElementTree) -> int | None:
 
 
 def colour_labels(tree: etree._ElementTree) -> list[str]:
-    """Colour labels, lower-case: Adobe's xmp:Label and darktable's numbered darktable:colorlabels."""
+    """Colour labels: Adobe's xmp:Label as written (free text that Lightroom and Bridge match against the user's
+    label set: Bridge's "To Do", a studio's "Client OK"), and darktable's numbered darktable:colorlabels by name
+    ("Red"); one of each, whatever its case."""
     labels = []
     adobe = simple_properties(tree, XMP_BASIC_NS).get("Label", "").strip()
     if adobe:
-        labels.append(adobe.lower())
+        labels.append(adobe)
     for item in array_items(tree, DARKTABLE_NS, "colorlabels"):
         if item.isdigit() and int(item) < len(DARKTABLE_LABELS):
-            labels.append(DARKTABLE_LABELS[int(item)])
-    return list(dict.fromkeys(labels))
+            labels.append(DARKTABLE_LABELS[int(item)].capitalize())
+    unique: dict[str, str] = {}
+    for label in labels:
+        unique.setdefault(label.casefold(), label)
+    return list(unique.values())
 
 
 def keywords(tree: etree._ElementTree) -> list[str]:
@@ -256,15 +289,34 @@ _CREDIT_TEXTS = {"rights": "Xmp.dc.rights", "title": "Xmp.dc.title", "descriptio
 
 
 def credits(tree: etree._ElementTree) -> dict[str, Any]:
-    """dc:creator, dc:rights, dc:title and dc:description as output XMP (pyexiv2 keys); a language alternative's
-    first text (the x-default one, as Lightroom, darktable and digiKam write it) stands for it."""
+    """dc:creator, dc:rights, dc:title and dc:description as output XMP (pyexiv2 keys); a language alternative
+    keeps every language, its x-default first (the first text stands for it when none is marked x-default)."""
     found: dict[str, Any] = {}
     for name, key in _CREDIT_ARRAYS.items():
         names = [item for item in array_items(tree, DC_NS, name) if item]
         if names:
             found[key] = names
     for name, key in _CREDIT_TEXTS.items():
-        texts = [item for item in array_items(tree, DC_NS, name) if item]
+        texts = _languages(tree, name)
         if texts:
-            found[key] = {'lang="x-default"': texts[0]}
+            found[key] = {f'lang="{language}"': text for language, text in texts.items()}
     return found
+
+
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+def _languages(tree: etree._ElementTree, name: str) -> dict[str, str]:
+    """A dc: language alternative's texts by language, x-default first; {} when it is absent or empty."""
+    for description in descriptions(tree):
+        for prop in description.iterchildren(f"{{{DC_NS}}}{name}"):
+            texts: dict[str, str] = {}
+            for item in prop.iter(f"{{{RDF_NS}}}li"):
+                text = (item.text or "").strip()
+                if text:
+                    texts.setdefault(item.get(_XML_LANG, "x-default").strip() or "x-default", text)
+            if not texts:
+                return {}
+            default = texts.pop("x-default", next(iter(texts.values())))
+            return {"x-default": default, **texts}
+    return {}

@@ -70,6 +70,8 @@ def with_position(exif: dict[str, str] | None, xmp: dict[str, Any]) -> dict[str,
     # only the position: the camera's time, direction, speed and precision of the fix stay (darktable and
     # Lightroom copy a raw's own position into its sidecar)
     kept = {key: value for key, value in (exif or {}).items() if key not in _POSITION_KEYS}
+    if kept.get("Exif.GPSInfo.GPSStatus", "").strip().upper() == "V":  # "measurement void": a camera without a fix
+        del kept["Exif.GPSInfo.GPSStatus"]  # would call the sidecar's position void
     return kept | gps
 
 

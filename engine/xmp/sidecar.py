@@ -334,10 +334,10 @@ def catalogue_xmp(info: SidecarInfo | None) -> dict[str, Any]:
     if info.rating is not None:
         xmp["Xmp.xmp.Rating"] = str(info.rating)
     if len(info.labels) == 1:
-        xmp["Xmp.xmp.Label"] = info.labels[0].capitalize()  # Adobe's one label, which darktable reads too
+        xmp["Xmp.xmp.Label"] = info.labels[0]  # Adobe's one label, as written, which darktable reads too
     elif info.labels:  # darktable's list ("Yellow, Green" in xmp:Label was no label to it, and overrides its list)
-        xmp["Xmp.darktable.colorlabels"] = [str(DARKTABLE_LABELS.index(label)) for label in info.labels
-                                            if label in DARKTABLE_LABELS]
+        xmp["Xmp.darktable.colorlabels"] = [str(DARKTABLE_LABELS.index(label.casefold())) for label in info.labels
+                                            if label.casefold() in DARKTABLE_LABELS]
     if info.keywords:
         xmp["Xmp.dc.subject"] = list(info.keywords)
     return xmp

@@ -83,6 +83,10 @@ def _show_text(info_json: dict[str, Any]) -> str:
     if info_json["hints"]:
         lines.append(f"  hints:      {_describe(info_json['hints'])} (from Adobe Camera Raw settings in "
                      f"{Path(info_json['adobe_from']).name})")
+    if info_json.get("adobe_unused"):
+        lines.append(f"  not used:   {', '.join(info_json['adobe_unused'])} (settings of an older Lightroom "
+                     "process version, which hostplug does not render; update the photo to process version 2012 in "
+                     "Lightroom to carry them over)")
     lines.append(f"  orientation: {_orientation_text(info_json['orientation'])}")
     for key in ("rating", "labels", "keywords", "duplicates"):
         value = info_json[key]
@@ -107,6 +111,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
     (it wins over the raw's EXIF), rating, labels, keywords; and, after them, what a DNG holds in its own XMP
     (where Lightroom keeps a DNG's edit)."""
     from engine.io.probe import check_renderable_file
+    from engine.xmp.hints import unused_adobe
     from engine.xmp.sidecar import read_sidecar
     from engine.xmp.sidecar_files import find_duplicates
 
@@ -124,6 +129,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "recipe": info.recipe.to_dict() if info.recipe else None,
                 "changed": changed_settings(info.recipe) if info.recipe else {},
                 "hints": info.hints,
+                "adobe_unused": unused_adobe(info.adobe) if info.recipe is None else [],
                 "adobe": info.adobe,
                 "adobe_from": info.adobe_from or None,
                 "orientation": info.orientation.note() if info.orientation else None,
