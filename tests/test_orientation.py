@@ -347,6 +347,25 @@ def test_rerender_keeps_the_orientation_the_output_applied(block_raw: Path, tmp_
     assert json.loads(read_metadata(again)[1]["Xmp.hostplug.decided"])["orientation"]["value"] == 6
 
 
+def test_render_with_an_outputs_recipe_keeps_the_orientation_it_applied_to_the_same_raw(block_raw: Path,
+                                                                                          tmp_path: Path) -> None:
+    # `render RAW --recipe OUTPUT` is the documented way to reproduce an output: it took the orientation from the
+    # sidecar of now (gone here), where the output had applied Lightroom's turn
+    raw = _shot(block_raw, tmp_path)
+    adobe = raw.with_suffix(".xmp")
+    adobe.write_text(_LIGHTROOM.format(value=8))
+    out = tmp_path / "out.png"
+    _render(raw, out)
+    adobe.unlink()
+    again = tmp_path / "again.png"
+    _render(raw, again, "--recipe", out)
+    assert cv2.imread(str(again)).shape[:2] == (WIDTH, HEIGHT) and _corner(again) == "bottom-left"
+    (tmp_path / "other").mkdir()
+    other = _shot(block_raw, tmp_path / "other", exif=6)  # another raw takes the recipe, and keeps its own turn
+    _render(other, tmp_path / "other.png", "--recipe", out)
+    assert _corner(tmp_path / "other.png") == "top-right"
+
+
 def test_hostplug_edits_keep_the_other_programs_orientation(block_raw: Path, tmp_path: Path) -> None:
     raw = _shot(block_raw, tmp_path)
     ours = raw.with_name(raw.name + ".xmp")

@@ -263,6 +263,7 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         if not targets:
             raise OutputError("no output to write")
         _check_targets_apart(targets)
+        asked = orientation
         # the photographer's rotation in another program is read with or without a recipe of ours
         if recipe is None or extra_xmp is None:
             from_sidecar, catalogue, turned = sidecar_render(path, changes, base)
@@ -276,6 +277,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
             _check_not_input(target, path)
             _check_target(target, options)
         opened = source if isinstance(source, Source) else open_source(path)
+        if asked is None and changes and changes.get("recipe_file"):
+            orientation = _recorded_orientation(Path(changes["recipe_file"]), opened) or orientation
         from engine.pipeline import render  # after the raw is open: the kernels' thread imports numba meanwhile
 
         rendered = render(opened, recipe, device=device, stages_dir=Path(stages_dir) if stages_dir else None,
@@ -285,6 +288,21 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         written = _write_all(rendered, targets, extra_xmp or None)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings), orientation=rendered.orientation)
+
+
+def _recorded_orientation(recipe_file: Path, source: Source) -> Orientation | None:
+    """The orientation a hostplug output given as the recipe (``--recipe OUTPUT``) applied, when it was rendered
+    from this very raw (its recorded SHA-256): it reproduces that output, as a re-render does, whatever the
+    sidecar says now. None for a recipe file, or an output of another raw (whose own orientation applies)."""
+    from engine.io.formats import RGB_SUFFIXES
+    from engine.rerender import read_record
+    from engine.xmp.provenance import read_provenance
+
+    if recipe_file.suffix.lower() not in RGB_SUFFIXES or not source.sha256:
+        return None
+    if read_provenance(recipe_file).sha256 != source.sha256:
+        return None
+    return read_record(recipe_file).orientation
 
 
 def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],
