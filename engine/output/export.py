@@ -295,14 +295,12 @@ def _recorded_orientation(recipe_file: Path, source: Source) -> Orientation | No
     from this very raw (its recorded SHA-256): it reproduces that output, as a re-render does, whatever the
     sidecar says now. None for a recipe file, or an output of another raw (whose own orientation applies)."""
     from engine.io.formats import RGB_SUFFIXES
-    from engine.rerender import read_record
     from engine.xmp.provenance import read_provenance
 
     if recipe_file.suffix.lower() not in RGB_SUFFIXES or not source.sha256:
         return None
-    if read_provenance(recipe_file).sha256 != source.sha256:
-        return None
-    return read_record(recipe_file).orientation
+    recorded = read_provenance(recipe_file)
+    return recorded.orientation if recorded.sha256 == source.sha256 else None
 
 
 def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],

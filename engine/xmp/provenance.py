@@ -18,6 +18,7 @@ from pathlib import Path
 
 from engine.errors import InputNotFoundError, RecipeError
 from engine.io.formats import is_raw_name
+from engine.orientation import Orientation
 from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace, xmp_file_name
 from engine.recipe import Recipe
 
@@ -37,6 +38,7 @@ class Provenance:
     sha256: str | None = None  # the source's content hash hostplug recorded
     recipe: Recipe | None = None  # the recipe the file was rendered with (hostplug outputs only)
     written: str | None = None  # when ``hostplug open`` wrote the file, as it recorded it (its own TIFFs only)
+    orientation: Orientation | None = None  # the one the output applied (None: none recorded, or damaged)
 
 
 def read_provenance(image: Path) -> Provenance:
@@ -64,7 +66,18 @@ def read_provenance(image: Path) -> Provenance:
         sha256=sha.lower() if isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha) else None,
         recipe=_recipe(xmp.get(f"Xmp.{XMP_PREFIX}.recipe")),
         written=xmp.get(f"Xmp.{XMP_PREFIX}.written"),
+        orientation=_orientation(xmp.get(f"Xmp.{XMP_PREFIX}.decided"), image),
     )
+
+
+def _orientation(decided: object, image: Path) -> Orientation | None:
+    """The orientation an output's recorded decisions name, or None when there is none or it is damaged (a
+    re-render, which must have it, reads it strictly: :func:`engine.rerender.read_record`)."""
+    try:
+        note = json.loads(decided).get("orientation") if isinstance(decided, str) else None
+        return Orientation.from_note(note, str(image)) if note is not None else None
+    except (ValueError, AttributeError, RecipeError):
+        return None
 
 
 def _recipe(text: object) -> Recipe | None:
