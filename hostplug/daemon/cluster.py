@@ -81,25 +81,33 @@ def import_ray() -> Any:
     return ray
 
 
+def _split(address: str) -> tuple[str, str]:
+    """``ray://HOST:PORT`` or ``HOST:PORT`` as its host and its port as written ("" when it names none)."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    if ":" not in rest or rest.endswith("]"):  # none, or an IPv6 address in brackets without one
+        return rest, ""
+    host, port = rest.rsplit(":", 1)
+    return host, port
+
+
 def address_host(address: str) -> str | None:
     """The host of ``ray://HOST:PORT`` or ``HOST:PORT`` (None for ``auto``)."""
     if address == "auto":
         return None
-    rest = address.split("://", 1)[1] if "://" in address else address
-    host = rest.rsplit(":", 1)[0] if ":" in rest and not rest.endswith("]") else rest
+    host = _split(address)[0]
     return host.strip("[]") if host.startswith("[") else host
 
 
 def address_port(address: str) -> int | None:
     """The port of ``ray://HOST:PORT`` or ``HOST:PORT`` (None when it names none)."""
-    rest = address.split("://", 1)[1] if "://" in address else address
-    port = rest.rsplit(":", 1)[1] if ":" in rest and not rest.endswith("]") else ""
+    port = _split(address)[1]
     return int(port) if port.isdigit() else None
 
 
 def check_reachable(address: str, timeout: float = 3.0, named: str | None = None) -> None:
     """Refuse at once an address where nothing listens, or that names no port it could listen on: Ray gives up
-    on such an address only after half a minute, and on ``auto`` whose head on this machine has gone, never."""
+    on such an address only after half a minute, and on ``auto`` whose head on this machine has gone, never.
+    ``named`` is what the message calls the address (``auto`` and what it stands for)."""
     if address == "auto":
         from hostplug.daemon.cluster_auth import resolved_auto
 
@@ -107,23 +115,20 @@ def check_reachable(address: str, timeout: float = 3.0, named: str | None = None
         if resolved is not None:
             check_reachable(resolved, timeout, named=f"auto ({resolved})")
         return
-    rest = address.split("://", 1)[1] if "://" in address else address
-    port_text = rest.rsplit(":", 1)[1] if ":" in rest and not rest.endswith("]") else ""
+    named = named or address
+    port_text = _split(address)[1]
     if port_text and not port_text.isdigit():
-        raise ConfigError(f"cluster address {named or address}: the port {port_text!r} is not a number; give "
+        raise ConfigError(f"cluster address {named}: the port {port_text!r} is not a number; give "
                           "ray://HOST:PORT (the head's Ray Client port, 10001 by default) or HOST:PORT (its GCS port, "
                           "6379)")
     host = address_host(address)
     port = address_port(address) or (RAY_CLIENT_PORT if address.startswith("ray://") else None)
-    if host is not None and port is not None:
-        _check_listening(named or address, host, port, timeout)
-
-
-def _check_listening(address: str, host: str, port: int | str, timeout: float) -> None:
+    if host is None or port is None:
+        return
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError as e:
-        raise ConfigError(f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} "
+        raise ConfigError(f"cannot join the Ray cluster at {named}: nothing answers at {host}:{port} "
                           f"({e.strerror or e}); start the Ray head there first (docs/cluster.md), or check the "
                           "address") from e
 
@@ -216,7 +221,7 @@ def start_node(command: list[str], env: dict[str, str], timeout: float = 180.0) 
 
 def _failure_reason(stderr: str, stdout: str) -> str | None:
     """The line of ``ray start``'s output that says why it failed: the last that names an error (a port in use,
-    a failed check), else its last line on stderr, then on stdout (where its INFO lines go)."""
+    a failed check), else its last line (stdout's, where its INFO lines go, when it printed any)."""
     lines = [line.strip() for text in (stderr, stdout) for line in text.splitlines() if line.strip()]
     telling = [line for line in lines if any(w in line.lower() for w in ("error", "failed", "in use", "check"))]
     return (telling or lines or [None])[-1]
