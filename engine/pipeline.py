@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -298,14 +297,16 @@ def save_stage(folder: Path, index: int, stage: Stage, image: Any, recipe: Recip
 
 
 def _write_whole(path: Path, data: bytes) -> None:
-    """Write ``data`` under a hidden temporary name, then give it ``path``: a stage image is whole or not there."""
-    partial = path.with_name(f".{path.name}.part")
+    """Write ``data`` under a hidden temporary name, then give it ``path``, as every output is written
+    (:mod:`engine.output.publish`): a stage image is whole or not there."""
+    from engine.output.publish import discard, partial_name, publish
+
+    partial = path.with_name(partial_name(path.name))
     try:
         partial.write_bytes(data)
-        os.replace(partial, path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
-    except BaseException:
-        partial.unlink(missing_ok=True)
+        publish(partial, path, overwrite=True)
+    except BaseException as error:
+        discard(partial)
+        if isinstance(error, OSError):
+            raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
         raise

@@ -202,7 +202,8 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
             if must_exist and not path.is_file():
                 raise InputNotFoundError(f"{path}: is a folder; name the files in it" if path.is_dir()
                                          else f"{path}: no such file")
-            with watchdog(time_limit, str(path), f"; {undone(inputs, index)}" if len(inputs) > 1 else ""):
+            rest = f"; {undone(inputs, index)}" if time_limit is not None and len(inputs) > 1 else ""
+            with watchdog(time_limit, str(path), rest):
                 action(path)
         except HostplugError as e:
             failures += 1
