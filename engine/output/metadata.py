@@ -109,23 +109,19 @@ def _is_carried(key: str, number: int, value: str) -> bool:
 
 
 @functools.cache
-def _probe_jpeg() -> bytes:
-    """A tiny JPEG to try EXIF writes on."""
+def _probe(kind: str) -> bytes:
+    """A tiny image of Pillow's format ``kind`` ("JPEG", "PNG") for exiv2 to encode metadata on."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="JPEG")
+    Image.new("RGB", (8, 8)).save(buffer, format=kind)
     return buffer.getvalue()
 
 
 def _xmp_packet(xmp: dict[str, str]) -> bytes:
     """``xmp`` serialised by exiv2, on a PNG: a JPEG's segment would cap the packet at 64 KB, which a TIFF's
     XMP tag has no need of (a raw with a few thousand keywords; hostplug's own record takes about 15 KB)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
-    image = pyexiv2.ImageData(buffer.getvalue())
+    image = pyexiv2.ImageData(_probe("PNG"))
     try:
         image.modify_xmp(xmp)
         return image.read_raw_xmp().encode()
@@ -136,7 +132,7 @@ def _xmp_packet(xmp: dict[str, str]) -> bytes:
 def _written_back(exif: dict[str, str]) -> dict[str, str] | None:
     """The EXIF exiv2 reads back after writing ``exif`` into a JPEG; None when it refuses to write them."""
     with EXIV2:
-        image = pyexiv2.ImageData(_probe_jpeg())
+        image = pyexiv2.ImageData(_probe("JPEG"))
         try:
             image.modify_exif(exif)
             return image.read_exif()
@@ -262,7 +258,7 @@ def tiff_tags(exif: dict[str, str] | None, xmp: dict[str, str] | None) -> TiffTa
     """
     register_namespace()
     with EXIV2:
-        image = pyexiv2.ImageData(_probe_jpeg())
+        image = pyexiv2.ImageData(_probe("JPEG"))
         try:
             if exif:
                 image.modify_exif(exif)
