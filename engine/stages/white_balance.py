@@ -129,7 +129,9 @@ class WhiteBalance(Stage):
 
     def process(self, image: Pixels, data: dict[str, Any], ctx: Context) -> Pixels:
         params: WhiteBalanceParams = data["params"]
-        neutral = self.neutral(params, image, ctx)
+        # Rendered with the neutral as the output records it (6 decimals), so a re-render that pins the recorded
+        # neutral balances with exactly the same gains.
+        neutral = np.array([round(float(v), 6) for v in self.neutral(params, image, ctx)])
         cal = calibration_of(ctx)
         white_xy = neutral_to_xy(cal, neutral)
         temperature, tint = xy_to_temperature_tint(white_xy)
@@ -138,7 +140,7 @@ class WhiteBalance(Stage):
             "mode": params.mode,
             **({"estimator": params.estimator} if params.mode == "auto" and params.neutral is None else {}),
             **({"as_shot": NO_AS_SHOT, "estimator": "learned"} if missing else {}),
-            "neutral": [round(float(v), 6) for v in neutral],
+            "neutral": [float(v) for v in neutral],
             "white_xy": [round(float(v), 6) for v in white_xy],
             "temperature": round(temperature),
             "tint": round(tint, 1),
