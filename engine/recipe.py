@@ -234,9 +234,9 @@ class Recipe:
             raise RecipeError("a recipe must be a JSON object")
         version = data.get("version", RECIPE_VERSION)
         if type(version) is not int or version < 1:  # not True, which Python counts as 1
-            raise RecipeError(f"recipe version {version!r} is not valid")
+            raise RecipeError(f"recipe version {shown(version)} is not valid")
         if version > RECIPE_VERSION:
-            raise RecipeError(f"recipe version {version} is newer than this hostplug understands "
+            raise RecipeError(f"recipe version {shown(version)} is newer than this hostplug understands "
                               f"(up to {RECIPE_VERSION}); upgrade hostplug")
         values = dict(data)
         values.pop("version", None)
@@ -390,7 +390,10 @@ def validate(recipe: Recipe) -> None:
         value = getattr(recipe, name)
         if value is None and name in OPTIONAL_SETTINGS:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        # (an int is finite however long: math.isfinite would overflow converting one of 400 digits)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                isinstance(value, int) or math.isfinite(value)):
             raise RecipeError(f"{name} must be a number, not {shown(value)}")
         if not low <= value <= high:
-            raise RecipeError(f"{name} {_exactly(value)} is out of range ({low:g} to {high:g})")
+            raise RecipeError(f"{name} {shown(value) if isinstance(value, int) else _exactly(value)} is out of range "
+                              f"({low:g} to {high:g})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -291,3 +292,22 @@ def test_numpy_numbers_from_a_script_are_the_floats_they_stand_for() -> None:
     assert Recipe.from_json(recipe.to_json()) == recipe
     with pytest.raises(RecipeError, match="exposure must be a number"):
         Recipe(exposure=np.float32("nan"))
+
+
+
+@pytest.mark.parametrize("text", ['{"exposure": 1' + "0" * 400 + "}", '{"version": 1' + "0" * 400 + "}"])
+def test_an_integer_too_large_for_a_float_is_a_recipe_error(text: str) -> None:
+    """JSON integers have no size limit; one of 400 digits is out of range, said in one short line (it once
+    overflowed converting to float, a traceback)."""
+    with pytest.raises(RecipeError, match=r"out of range|newer than") as caught:
+        Recipe.from_json(text)
+    assert len(str(caught.value)) < 200
+
+
+def test_a_stage_parameter_too_large_for_a_float_is_a_recipe_error(sample_dng: Path) -> None:
+    import engine
+
+    recipe = Recipe.from_json('{"stages": {"detail": {"params": {"amount": 1' + "0" * 400 + "}}}}")
+    with pytest.raises(RecipeError, match="'amount' = 1000.* is out of range") as caught:
+        engine.render(engine.open(sample_dng), recipe, preview=64)
+    assert len(str(caught.value)) < 200

@@ -117,7 +117,7 @@ def _number_problem(kind: type, value: Any, bounds: tuple[float, float] | None) 
     allowed = (int,) if kind is int else (int, float)
     if isinstance(value, bool) or not isinstance(value, allowed):
         return "is not a whole number" if kind is int else "is not a number"
-    if not math.isfinite(value):
+    if not isinstance(value, int) and not math.isfinite(value):  # an int is finite (isfinite overflows on 400 digits)
         return "is not a finite number"
     if bounds is not None and not bounds[0] <= value <= bounds[1]:
         return f"is out of range ({bounds[0]:g} to {bounds[1]:g})"
