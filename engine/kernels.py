@@ -373,6 +373,46 @@ def channel_norm(x: np.ndarray, out: np.ndarray, eps: float) -> None:
     _channel_norm(x, out, np.float32(eps))
 
 
+@njit(**_JIT)
+def _compress_gamut(img, thresholds, curves, step, scales, power):  # pragma: no cover - compiled
+    """:mod:`engine.gamut`'s compression in place, a pixel at a time: a component beyond its threshold reads its
+    compressed distance from ``curves`` (per channel, sampled every ``step`` from the threshold), interpolated;
+    the rare one beyond the table's end (a component several times the largest below zero) computes it."""
+    h, w = img.shape[0], img.shape[1]
+    last = curves.shape[1] - 1
+    inverse_step = np.float32(1.0) / step
+    for y in prange(h):
+        for x in range(w):
+            top = max(img[y, x, 0], max(img[y, x, 1], img[y, x, 2]))
+            if not top > 0.0:
+                continue
+            for k in range(3):
+                distance = (top - img[y, x, k]) / top
+                if distance > thresholds[k]:
+                    position = (distance - thresholds[k]) * inverse_step
+                    if position < last:
+                        i = int(position)
+                        f = position - i
+                        distance = curves[k, i] + f * (curves[k, i + 1] - curves[k, i])
+                    else:
+                        over = position * step / scales[k]
+                        distance = thresholds[k] + scales[k] * over / (np.float32(1.0) + over**power) ** (
+                            np.float32(1.0) / power)
+                    img[y, x, k] = top - distance * top
+
+
+def compress_gamut(img: np.ndarray, thresholds: np.ndarray, curves: np.ndarray, step: float, scales: np.ndarray,
+                   power: float) -> None:
+    """Compress the gamut of ``img`` (H x W x 3 float32) in place with :func:`engine.gamut.curves` (and beyond
+    their end the curve itself, of ``scales`` and ``power``)."""
+    _check(img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.float32, "compress_gamut",
+           f"image {img.shape} {img.dtype}")
+    _check(thresholds.dtype == np.float32 and curves.dtype == np.float32 and thresholds.size == 3
+           and curves.ndim == 2 and curves.shape[0] == 3 and curves.shape[1] >= 2, "compress_gamut",
+           f"thresholds {thresholds.shape} {thresholds.dtype} and curves {curves.shape} {curves.dtype}")
+    _compress_gamut(img, thresholds, curves, np.float32(step), scales.astype(np.float32), np.float32(power))
+
+
 def load_compiled() -> None:
     """Load every kernel's compiled code for the argument types a render passes, without running it.
 
@@ -395,6 +435,7 @@ def load_compiled() -> None:
             (_bgu_accumulate, (rgb, rgb, 0, 0, 0, 0.0)),
             (_bgu_apply, (rgb, grid, 0.0, rgb)),
             (_channel_norm, (plane, plane, f32(0.0))),
+            (_compress_gamut, (rgb, table, plane, f32(0.0), table, f32(0.0))),
         ):
             kernel.compile(tuple(numba.typeof(a) for a in args))
 

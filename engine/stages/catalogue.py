@@ -30,7 +30,7 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("denoise", "learned"): 5,
     ("denoise", "auto"): 5,
     ("white_balance", "classical"): 3,
-    ("colour", "dng"): 2,
+    ("colour", "dng"): 3,
     ("photofinish", "learned"): 3,
     ("photofinish", "classical"): 3,
     ("upsample", "bilateral"): 1,
@@ -46,7 +46,7 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
     v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto",
         "white_balance": "classical", "colour": "dng"}
-    for v in range(1, 11)}
+    for v in range(1, 12)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 _DEMOSAIC_V3 = ("demosaic", "mhc", 3)  # version 4 takes out the demosaic's false colour; 3 not
@@ -78,6 +78,7 @@ FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     8: (_DEMOSAIC_V4, _LEARNED_MID2, _AUTO_MID2, *_BEFORE_11, *_PHOTOFINISH_V2),
     9: (_DEMOSAIC_V4, *_BEFORE_11, *_PHOTOFINISH_V2),
     10: (*_BEFORE_11, *_PHOTOFINISH_V2),
+    11: (("colour", "dng", 2),),  # recipe version 12: colour params 3 compress colours beyond the gamut; 2 not
 }
 
 
@@ -96,7 +97,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     auto version 3 or 4); versions 8 and 9 meant a demosaic that kept the whole visible sensor of a raw that is no
     DNG (demosaic params version 4); versions 1 to 10 meant a white balance and colour matrix that did not pin a
     white far off the daylight locus (white balance params version 2, colour version 1), and versions 7 to 10 a
-    vibrance of shorter reach (photofinish params version 2)."""
+    vibrance of shorter reach (photofinish params version 2); versions 1 to 11 meant colours beyond the working
+    space's gamut left uncompressed (colour params version 2 or 1)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

@@ -1,8 +1,9 @@
 """Stage 3b: white-balanced camera RGB to the linear working space (linear sRGB primaries, D65).
 
 The matrix follows the DNG specification: colour matrices (or forward matrices) interpolated in inverse colour
-temperature at the white the previous stage chose. Values outside [0, 1] are kept: the tone stage decides
-what to do with highlight headroom.
+temperature at the white the previous stage chose. Values above 1 are kept: the tone stage decides what to do
+with highlight headroom. Colours beyond the working space's gamut (negative components: a blue LED, a neon sign)
+are compressed into it (:mod:`engine.gamut`) since params version 3.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import cv2
 import numpy as np
 
-from engine import kernels, tiling
+from engine import gamut, kernels, tiling
 from engine.calibration import balanced_camera_to_linear_srgb
 from engine.stages.base import Context, Pixels, Stage
 from engine.stages.white_balance import calibration_of
@@ -23,11 +24,14 @@ from engine.stages.white_balance import calibration_of
 class ColourParams:
     """``matrix`` (3x3, row-major) pins the camera-to-working-space matrix instead of deriving it; ``adaptation``
     is how the chromatic adaptation from the white to D50 treats a white far off the daylight locus: "pinned" as
-    the DNG SDK pins it (version 2), "unbounded" as version 1 did (see :func:`engine.colour.bradford_adaptation`)."""
+    the DNG SDK pins it (version 2), "unbounded" as version 1 did (see :func:`engine.colour.bradford_adaptation`);
+    ``gamut`` "compressed" brings colours beyond the working space's gamut inside it (version 3,
+    :mod:`engine.gamut`), "unbounded" leaves them to be clipped later, as versions 1 and 2 did."""
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     matrix: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]] | None = None
     adaptation: Literal["pinned", "unbounded"] = "pinned"
+    gamut: Literal["compressed", "unbounded"] = "compressed"
 
 
 class ColourMatrix(Stage):
@@ -39,8 +43,13 @@ class ColourMatrix(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1 adapted every white without bounds: its recipes render as they did."""
-        return {"adaptation": "unbounded", **params} if version < 2 else params
+        """Version 1 adapted every white without bounds, and versions 1 and 2 left colours beyond the gamut
+        uncompressed: their recipes render as they did."""
+        if version < 2:
+            params = {"adaptation": "unbounded", **params}
+        if version < 3:
+            params = {"gamut": "unbounded", **params}
+        return params
 
     def prepare(self, params: ColourParams, ctx: Context) -> dict[str, Any]:
         return {"params": params}
@@ -61,9 +70,12 @@ class ColourMatrix(Stage):
             "matrix": [[round(float(v), 6) for v in row] for row in matrix],
             "origin": calibration_of(ctx).origin,
             "baseline_exposure": ctx.source.baseline_exposure,
+            "gamut": params.gamut,
         }
         matrix = (matrix * 2.0 ** ctx.source.baseline_exposure).astype(np.float32)
+        compress = gamut.compress_in_place if params.gamut == "compressed" else lambda rows: rows
         if kernels.on_torch(ctx.device):
-            return image @ kernels.to_device(matrix.T, str(image.device))
-        # In place, a band at a time: OpenCV's own in-place transform copies the whole image first.
-        return tiling.per_pixel(image, lambda rows: cv2.transform(rows, matrix))
+            return compress(image @ kernels.to_device(matrix.T, str(image.device)))
+        # In place, a band at a time (while the band is in the cache): OpenCV's own in-place transform copies the
+        # whole image first.
+        return tiling.per_pixel(image, lambda rows: compress(cv2.transform(rows, matrix)))
