@@ -345,6 +345,27 @@ def test_a_16_bit_grey_tiff_is_a_picture_not_a_raw(tmp_path: Path) -> None:
     assert np.allclose(renders[0], renders[1], atol=1 / 1023)
 
 
+def test_16_bit_tiffs_of_every_layout_read_as_their_picture_or_are_refused(tmp_path: Path) -> None:
+    # planar RGB was read as a 3-pixel-wide strip, white-is-zero grey as its negative, and CMYK went to LibRaw
+    # as a Bayer raw: each rendered a wrong picture with exit 0
+    rgb = np.random.default_rng(0).integers(0, 65536, (24, 32, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    tifffile.imwrite(tmp_path / "planar.tif", np.ascontiguousarray(rgb.transpose(2, 0, 1)), photometric="rgb",
+                     planarconfig="separate")
+    tifffile.imwrite(tmp_path / "grey.tif", rgb[..., 0], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "white.tif", 65535 - rgb[..., 0], photometric="miniswhite")
+    opened = {name: engine.open(tmp_path / f"{name}.tif").sensor for name in ("rgb", "planar", "grey", "white")}
+    assert np.array_equal(opened["planar"], opened["rgb"])
+    assert np.array_equal(opened["white"], opened["grey"]) and opened["grey"].shape == (24, 32, 3)
+    cmyk = np.concatenate([65535 - rgb, np.zeros((24, 32, 1), np.uint16)], axis=2)
+    tifffile.imwrite(tmp_path / "cmyk.tif", cmyk, photometric="separated")
+    tifffile.imwrite(tmp_path / "float.tif", rgb.astype(np.float32) / 65535, photometric="rgb")
+    for name, words in (("cmyk", "a 16-bit CMYK TIFF"), ("float", "a 32-bit floating-point RGB TIFF")):
+        result = hostplug("render", tmp_path / f"{name}.tif", "-o", tmp_path / f"{name}.png")
+        assert result.exit_code == 3 and words in result.stderr, result.stderr
+        assert not (tmp_path / f"{name}.png").exists()
+
+
 def test_a_raw_named_tif_is_still_a_raw(tmp_path: Path) -> None:
     # a TIFF-based raw keeps a preview in its first directory (the Sony's: YCbCr) and its sensor in a SubIFD
     from tests.conftest import SONY, need

@@ -325,7 +325,8 @@ def undecodable(path: Path, compression: int) -> UnsupportedInputError:
 
 # What a TIFF's pixels are (its PhotometricInterpretation) when it is a picture: black or white is zero, RGB,
 # palette, YCbCr. A raw in a TIFF is CFA (32803) or LinearRaw (34892), and a DNG says so by its DNGVersion.
-_PICTURE_PHOTOMETRICS = frozenset({0, 1, 2, 3, 6})
+# grey, RGB, palette, mask, CMYK, YCbCr, CIELab (ICC, ITU): never a raw's sensor data (CFA or LinearRaw)
+_PICTURE_PHOTOMETRICS = frozenset({0, 1, 2, 3, 4, 5, 6, 8, 9, 10})
 
 
 def is_tiff_picture(file: Path) -> bool:

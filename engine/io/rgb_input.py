@@ -10,6 +10,7 @@ import io
 import struct
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
@@ -47,6 +48,8 @@ def _read(path: Path, file: Path) -> tuple[np.ndarray, int]:
         raise UnsupportedInputError(f"{path}: the image claims {claim}, more than Pillow decodes (over "
                                     f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} MP)") from e
     except UnidentifiedImageError as e:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            _refuse_tiff(path, file)
         raise UnsupportedInputError(f"{path}: not an image format hostplug reads") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise CorruptInputError(f"{path}: the image data cannot be read ({e}); the file may be damaged") from e
@@ -99,6 +102,40 @@ def orientation_of(im: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
+_GREY = (0, 1)  # TIFF photometric interpretations: white is zero, black is zero
+_READ_PHOTOMETRICS = {0: "grey", 1: "grey", 2: "RGB"}
+
+
+def _check_tiff_layout(path: Path, page: Any) -> None:
+    """UnsupportedInputError for a TIFF of more than 8 bits that is not RGB or grey integers (CMYK, CIELab, YCbCr,
+    a palette, floating point): read as RGB, it would be a wrong picture, not an error."""
+    photometric = int(page.photometric)
+    if photometric not in _READ_PHOTOMETRICS or page.dtype.kind != "u":
+        kind = {3: "palette", 5: "CMYK", 6: "YCbCr", 8: "CIELab", 9: "ICC Lab", 10: "ITU Lab",
+                **_READ_PHOTOMETRICS}.get(photometric, "colour")
+        number = "floating-point " if page.dtype.kind == "f" else ""
+        raise UnsupportedInputError(f"{path}: a {page.bitspersample}-bit {number}{kind} TIFF; hostplug reads 8- and "
+                                    "16-bit RGB or grey TIFFs (save it as one in an image editor)")
+
+
+def _refuse_tiff(path: Path, file: Path) -> None:
+    """Say what a TIFF that Pillow does not open holds, when tifffile can tell (a floating-point one, say)."""
+    import tifffile
+
+    try:
+        with quiet_tifffile(), tifffile.TiffFile(file) as tif:
+            page = tif.pages.first
+            _check_tiff_layout(path, page)
+            layout = f"{page.bitspersample}-bit {_READ_PHOTOMETRICS[int(page.photometric)]}, " \
+                     f"{page.samplesperpixel} samples a pixel"
+    except UnsupportedInputError:
+        raise
+    except Exception:  # noqa: BLE001 - not a TIFF tifffile reads either: the caller's message stands
+        return
+    raise UnsupportedInputError(f"{path}: a TIFF of a layout hostplug does not read ({layout}); save it as an 8- "
+                                "or 16-bit RGB or grey TIFF")
+
+
 def _read_16bit(path: Path, file: Path) -> np.ndarray | None:
     """16-bit TIFF or PNG pixels of ``file`` (named ``path``) as float32, or None when it holds 8-bit data
     (Pillow reads those)."""
@@ -110,7 +147,16 @@ def _read_16bit(path: Path, file: Path) -> np.ndarray | None:
         with quiet_tifffile(), tifffile.TiffFile(file) as tif:
             page = tif.pages.first
             check_pixels(path, int(page.imagewidth), int(page.imagelength))
+            if page.dtype == np.uint8:
+                return None
+            _check_tiff_layout(path, page)
             data = page.asarray() if len(tif.pages) > 1 else tif.asarray()
+            if int(page.planarconfig) == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
+                data = np.moveaxis(data, -3, -1)  # planes of samples to pixels of samples
+            if int(page.photometric) in _GREY and data.ndim == 3:
+                data = data[..., 0]  # grey and its alpha
+            if int(page.photometric) == tifffile.PHOTOMETRIC.MINISWHITE:
+                data = (np.iinfo(data.dtype).max if data.dtype.kind == "u" else 1.0) - data
     elif suffix == ".png":
         import cv2
 
