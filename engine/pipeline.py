@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -211,7 +212,8 @@ def _check_arguments(recipe: Any, device: str, preview: int | None, orientation:
         raise RecipeError("the orientation must be an engine.orientation.Orientation, not "
                           f"{type(orientation).__name__}")
     check_device(device)
-    if preview is not None and (isinstance(preview, bool) or not isinstance(preview, int) or preview < 16):
+    if preview is not None and (isinstance(preview, bool) or not isinstance(preview, numbers.Integral)
+                                or preview < 16):
         raise RecipeError(f"preview {preview!r} is not a whole number of pixels from 16")
 
 

@@ -214,3 +214,25 @@ def test_wrong_arguments_from_a_script_are_the_engines_errors(sample_dng: Path, 
         with pytest.raises(engine.HostplugError):
             call()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_numpy_whole_numbers_are_whole_numbers_for_outputs_and_previews(sample_dng: Path) -> None:
+    """A script that computes sizes with numpy passes numpy ints ("is not a whole number" refused them)."""
+
+    options = engine.OutputOptions(long_edge=np.int32(100), quality=np.int64(90), bits=np.int64(16),
+                                   modified=np.int64(5))
+    assert (options.long_edge, options.quality, options.bits, options.modified) == (100, 90, 16, 5)
+    assert type(options.long_edge) is int
+    assert engine.render(engine.open(sample_dng), preview=np.int64(100)).pixels.shape[1] == 100
+
+
+def test_a_source_made_in_code_writes_an_output_without_a_source_hash(tmp_path: Path) -> None:
+    """Its path names no file it was read from: the output records no SHA-256 of whatever is there (writing
+    failed with FileNotFoundError), and a re-render says it cannot find the source."""
+    pixels = np.random.default_rng(0).random((32, 48, 3), dtype=np.float32)
+    source = engine.Source(path=tmp_path / "made.png", kind="rgb", sensor=pixels, black=np.zeros(3),
+                           white=np.ones(3), cfa=None, as_shot_neutral=np.ones(3), neutral_origin="",
+                           calibration=None)
+    engine.write_image(engine.render(source), tmp_path / "made.jpg")
+    with pytest.raises(engine.InputNotFoundError, match="cannot find its source"):
+        engine.rerender_file(tmp_path / "made.jpg")

@@ -49,10 +49,12 @@ def provenance_xmp(rendered: Rendered) -> dict[str, str]:
     from engine.models import model_hashes
 
     source = rendered.source.path.resolve()
+    # the SHA-256 of the file as opened; a Source made in code has none, and whatever its path names is not it
+    sha256 = {f"Xmp.{XMP_PREFIX}.sourceSHA256": rendered.source.sha256} if rendered.source.sha256 else {}
     return {
         "Xmp.xmpMM.DerivedFrom": xmp_file_name(source.name),  # the raw is found by SHA-256 too
         f"Xmp.{XMP_PREFIX}.sourcePath": xmp_file_name(str(source)),
-        f"Xmp.{XMP_PREFIX}.sourceSHA256": rendered.source.sha256 or file_sha256(source),  # as opened
+        **sha256,
         f"Xmp.{XMP_PREFIX}.engineVersion": __version__,
         f"Xmp.{XMP_PREFIX}.models": json.dumps(model_hashes(), sort_keys=True, separators=(",", ":")),
         f"Xmp.{XMP_PREFIX}.recipe": rendered.recipe.to_json(),

@@ -3,6 +3,7 @@ these tables (importing nothing heavy, not even numpy, so a command line builds 
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -66,7 +67,13 @@ class OutputOptions:
 
     def __post_init__(self) -> None:
         """OutputOptionError (a wrong option, exit 2) for a value no output can have (the command line's choices,
-        held for scripts too)."""
+        held for scripts too). Whole numbers may be numpy's; they are held as Python ints."""
+        for name in ("bits", "quality", "long_edge", "modified"):
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, name, int(value))
+            elif isinstance(value, float) and value.is_integer() and name == "bits":
+                object.__setattr__(self, name, int(value))  # 16.0 bits is 16 (as accepted before)
         if self.format is not None:
             fmt = canonical_name(self.format, FORMATS, FORMAT_ALIASES) if isinstance(self.format, str) else None
             if fmt is None:
