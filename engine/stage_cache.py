@@ -18,6 +18,7 @@ the render service keeps one for its previews and one for its full-size renders.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -93,17 +94,26 @@ def file_identity(path: Any) -> tuple[Any, ...] | None:
     return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
+def source_identity(source: Source) -> list[Any]:
+    """What the pipeline reads of a source, as a key: its file's SHA-256, and its fields as they are now (a script
+    may derive one Source from another, ``dataclasses.replace`` with other pixels or another white), with the
+    sensor's shape and a sparse sample of its values standing for the sensor (hashing 18 MP every render would
+    cost more than a cache hit saves)."""
+    fields = {f.name: getattr(source, f.name) for f in dataclasses.fields(source) if f.name not in ("sensor", "path")}
+    sensor = source.sensor
+    return [source.sha256, sensor.shape, str(sensor.dtype), sensor[::61, ::67].tolist(), fields]
+
+
 def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], recipe: Recipe,
                device: str, preview: int | None) -> list[str] | None:
     """One key per stage: a digest of the source's content (the SHA-256 of the file it was opened from: the file
     may have been replaced since), preview size, device, the models' hashes and, for that stage and every stage
     before it, its implementation, switch and resolved params. None when the source cannot be keyed."""
-    identity = source.sha256
-    if not identity:
+    if not source.sha256:
         return None
     from engine.models import model_hashes  # other networks (another folder, or retrained) make other outputs
 
-    digest = hashlib.sha1(json.dumps([identity, preview, device, model_hashes()], sort_keys=True,
+    digest = hashlib.sha1(json.dumps([source_identity(source), preview, device, model_hashes()], sort_keys=True,
                                      default=str).encode())
     keys = []
     for stage in stages:

@@ -138,3 +138,18 @@ def test_a_full_size_render_resumes_from_the_kept_stages_and_gives_the_same_file
     assert list(again.timings) == list(STAGE_ORDER[STAGE_ORDER.index(first_to_run):])
     render_file(source, tmp_path / "fresh.tif", options=options, changes=change)
     assert np.array_equal(tifffile.imread(tmp_path / "again.tif"), tifffile.imread(tmp_path / "fresh.tif"))
+
+
+def test_a_source_derived_from_a_cached_one_is_not_served_the_cached_pixels(sample_dng: Path) -> None:
+    """A script may derive a Source from another (dataclasses.replace): other pixels or another white, the same
+    file's SHA-256. The cache served the first one's render."""
+    import dataclasses
+
+    source = engine.open(sample_dng)
+    cache = StageCache()
+    engine.render(source, preview=200, cache=cache)
+    cropped = dataclasses.replace(source, sensor=source.sensor[:120, :160].copy())
+    warmer = dataclasses.replace(source, as_shot_neutral=source.as_shot_neutral * [1.2, 1.0, 0.8])
+    for derived in (cropped, warmer):
+        assert np.array_equal(engine.render(derived, preview=200, cache=cache).pixels,
+                              engine.render(derived, preview=200).pixels)
