@@ -71,6 +71,23 @@ def test_watch_refuses_a_jpeg_quality_for_tiff_outputs(tmp_path: Path, hot: Path
     _refused(_watch(hot, "--out", tmp_path / "out", "--quality", "50"), "--quality applies to JPEG outputs only")
 
 
+def test_watch_refuses_at_start_what_would_fail_every_raw_or_be_ignored(tmp_path: Path, hot: Path) -> None:
+    # each of these started, then failed every raw dropped (moved to _failed/) or wrote other outputs than asked
+    _refused(_watch(hot, "--out", tmp_path / "out", "--format", "jpeg", "--bits", "16"), "only 8 bits")
+    _refused(_watch(hot, "--out", tmp_path / "out", "--long-edge", "200000"), "16<=x<=100000")
+    config = tmp_path / "studio.toml"
+    config.write_text(f'[[folder]]\npath = "{hot}"\n[[folder.output]]\nfolder = "{tmp_path / "o"}"\n')
+    _refused(_watch("--config", config, "--archive", tmp_path / "a", "--format", "jpeg"),
+             "--format, --archive belong to the form IN_DIR --out OUT_DIR")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "o").exists()
+    cuda = tmp_path / "cuda.toml"
+    cuda.write_text(f'[daemon]\ndevice = "cuda"\n{config.read_text()}')
+    import torch
+
+    if not torch.cuda.is_available():
+        _refused(_watch("--config", cuda), "[daemon] device cuda: no CUDA GPU is available here")
+
+
 def test_format_and_colour_space_are_read_as_people_write_them(tmp_path: Path) -> None:
     # "JPG" and "sRGB" worked on the command line and were refused in a watch configuration
     config = parse_config({"folder": [{"path": "in", "output": [{"folder": "o", "format": "JPG",

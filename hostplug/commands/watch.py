@@ -14,7 +14,7 @@ import click
 
 from engine.output.formats import FORMAT_ALIASES, FORMATS, SPACE_ALIASES, SPACE_NAMES
 from hostplug.commands.common import NameChoice, json_option
-from hostplug.daemon.config import EXAMPLE, DaemonConfig, FolderConfig, OutputSpec
+from hostplug.daemon.config import EXAMPLE, LIMITS, DaemonConfig, FolderConfig, OutputSpec
 from hostplug.daemon.errors import ConfigError
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
@@ -52,12 +52,27 @@ def _recipe_settings(changes: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+MINIMAL_FORM_OPTIONS = ("fmt", "bits", "quality", "space", "long_edge", "template", "recurse", "archive")
+
+
+def _minimal_form_options() -> str:
+    """The minimal form's output options given on the command line (a configuration file would ignore them), as
+    the user typed them; "" for none."""
+    context = click.get_current_context()
+    given = [param.opts[0] for param in context.command.params
+             if param.name in MINIMAL_FORM_OPTIONS
+             and context.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE]
+    return ", ".join(given)
+
+
 def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec: dict[str, Any],
                     recurse: bool, archive: Path | None, settings: dict[str, Any]) -> DaemonConfig:
     from hostplug.daemon.config import default_journal
     from hostplug.daemon.templates import check_template
 
     check_template(spec["template"])
+    if spec["bits"] == 16 and spec["format"] == "jpeg":  # every raw would fail, then go to _failed/
+        raise ConfigError("a JPEG holds only 8 bits per channel; leave out --bits 16, or give --format tiff or png")
     if spec["quality"] is not None and spec["format"] != "jpeg":  # it was ignored, as if it had been read
         raise ConfigError(f"--quality applies to JPEG outputs only, and this writes {spec['format'].upper()}; leave "
                           "it out, or give --format jpeg")
@@ -79,7 +94,7 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
 @click.option("--quality", type=click.IntRange(1, 100), help="JPEG quality (default 92; --format jpeg only).")
 @click.option("--colour-space", "--color-space", "space", type=NameChoice(SPACE_NAMES, SPACE_ALIASES), default="srgb",
               show_default=True)
-@click.option("--long-edge", type=click.IntRange(16, None), help="Shrink so the long side has N pixels.")
+@click.option("--long-edge", type=click.IntRange(16, LIMITS["long_edge"]), help="Shrink so the long side has N pixels.")
 @click.option("--template", default="{name}", show_default=True,
               help="Output name without suffix; tokens {name} {ext} {dir} {date} {camera} {style} {seq}.")
 @click.option("--recurse", is_flag=True, help="Watch sub-folders too.")
@@ -117,8 +132,12 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
         presets = tuple(changes.get("presets") or ())
         settings = _recipe_settings(changes)
         if config_path is not None:
+            given = _minimal_form_options()
             if in_dir is not None or out_dir is not None or presets or settings:
                 raise ConfigError("give either --config FILE or IN_DIR --out OUT_DIR [recipe options], not both")
+            if given:  # the file says how outputs are written: these would be ignored without a word
+                raise ConfigError(f"{given} belong to the form IN_DIR --out OUT_DIR; with --config, set them in the "
+                                  "file ([[folder]] and its [[folder.output]])")
             config = load_config(config_path)
         elif in_dir is not None and out_dir is not None:
             spec = {"template": template, "format": fmt, "bits": int(bits) if bits else None, "quality": quality,

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engine.edits import check_renderable
-from engine.errors import HostplugError
+from engine.errors import HostplugError, OptionError
 from hostplug.daemon.config import LIMITS, DaemonConfig, FolderConfig, check_limit
 from hostplug.daemon.errors import ConfigError, LookError
 from hostplug.daemon.recipes import folder_recipe
@@ -113,6 +113,13 @@ def check_folder(folder: FolderConfig) -> None:
 def validate(config: DaemonConfig) -> None:
     """Every start-up check; raises :class:`ConfigError` with one line saying what to fix."""
     check_numbers(config)
+    if config.cluster is None:  # a cluster's nodes may have the GPU its head lacks
+        from engine.devices import check_device
+
+        try:
+            check_device(config.device, "[daemon] device")
+        except OptionError as e:  # every raw dropped would fail: refused now, as `render --device cuda` is
+            raise ConfigError(str(e)) from None
     if config.log_json and config.log_json.exists():  # an existing device or FIFO: refused before anything is made
         check_log_file(config.log_json)
     check_overlaps(config)
