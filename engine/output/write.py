@@ -358,6 +358,20 @@ def check_target(path: Path, options: OutputOptions) -> None:
         raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
 
 
+def _with_errno(error: OSError, folder: Path) -> OSError:
+    """``error``, or ENOSPC for a short write on a full disk: numpy's ``tofile`` (tifffile writing a whole array)
+    reports "N requested and M written" with no errno, which callers (the watch daemon, which keeps a raw queued
+    while its disk is full) could not tell from any other failure."""
+    if error.errno is not None:
+        return error
+    try:
+        stats = os.statvfs(folder)
+        full = stats.f_bavail * stats.f_frsize < 1 << 20
+    except OSError:
+        return error
+    return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({error})") if full else error
+
+
 def write_image(
     pixels: np.ndarray,
     path: str | Path,
@@ -416,6 +430,7 @@ def write_image(
             if options.modified is not None:  # before the name: a rename keeps it, so the file never shows another
                 os.utime(partial, (options.modified, options.modified))
         except OSError as error:
+            error = _with_errno(error, path.parent)
             raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
         if hold:
             return partial
