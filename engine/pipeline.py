@@ -301,14 +301,9 @@ def save_stage(folder: Path, index: int, stage: Stage, image: Any, recipe: Recip
 def _write_whole(path: Path, data: bytes) -> None:
     """Write ``data`` under a hidden temporary name, then give it ``path``, as every output is written
     (:mod:`engine.output.publish`): a stage image is whole or not there."""
-    from engine.output.publish import discard, partial_name, publish
+    from engine.output.publish import write_whole
 
-    partial = path.with_name(partial_name(path.name))
     try:
-        partial.write_bytes(data)
-        publish(partial, path, overwrite=True)
-    except BaseException as error:
-        discard(partial)
-        if isinstance(error, OSError):
-            raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
-        raise
+        write_whole(path, data)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from error

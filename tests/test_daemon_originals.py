@@ -204,3 +204,22 @@ def test_an_earlier_failed_copy_with_a_long_name_is_found_by_its_shortened_repor
     assert len(os.fsencode(moved.name + ".failed.txt")) > 255
     assert earlier_failures(folder.path, set()) == [(moved, raw)]
     assert earlier_failures(folder.path, {moved}) == []
+
+
+def test_a_failure_report_that_a_full_disk_cuts_short_is_not_left_empty(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # the report was written in place: a full disk left a zero-byte NAME.failed.txt, never written again
+    folder = _folder(tmp_path)
+    raw = folder.path / "bad.dng"
+    raw.write_bytes(b"raw")
+    real = Path.write_bytes
+
+    def full(self: Path, data: bytes) -> int:
+        real(self, b"")  # the file is made, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError, match="No space left"):
+        set_aside(raw, folder, "why it failed")
+    failed = folder.path / "_failed"
+    assert sorted(p.name for p in failed.iterdir()) == ["bad.dng"]  # the raw, and no empty or partial report

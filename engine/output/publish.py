@@ -32,6 +32,18 @@ def publish(partial: Path, path: Path, overwrite: bool) -> None:
         _rename_into_reservation(partial, path)
 
 
+def write_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` under a hidden temporary name, then give it ``path`` (replacing a file there): the file is
+    whole or not there, a full disk leaves no empty or cut-short one."""
+    partial = path.with_name(partial_name(path.name))
+    try:
+        partial.write_bytes(data)
+        publish(partial, path, overwrite=True)
+    except BaseException:
+        discard(partial)
+        raise
+
+
 def _rename_into_reservation(partial: Path, path: Path) -> None:
     """Name ``partial`` ``path`` without links: create ``path`` exclusively (``O_EXCL`` is atomic on local file
     systems and on SMB and NFS shares, so of two publishers only one gets it), then rename the complete file over

@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.output.publish import partial_name, publish, remove_partials
+from engine.output.publish import partial_name, publish, remove_partials, write_whole
 from engine.xmp.sidecar_files import find_sidecars
 from hostplug.daemon.config import FolderConfig
 
@@ -191,7 +191,7 @@ def put_aside(moves: list[tuple[Path, Path]], where: Path, report: str) -> None:
     """Carry out ``moves`` (:func:`aside_moves`) and write the report beside the raw, now at ``where``."""
     if moves:
         carry_out(moves)
-    report_path(where).write_text(report, encoding="utf-8")
+    write_whole(report_path(where), report.encode("utf-8"))  # a full disk leaves no empty report
 
 
 def earlier_failures(folder: Path, tracked: set[Path]) -> list[tuple[Path, Path]]:
