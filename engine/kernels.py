@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 # numba's error messages, when colorama is installed, are coloured inside colorama's init() and deinit(), which
 # replace sys.stdout and sys.stderr process-wide. Compiling in the kernels' thread (the first render on a
@@ -45,6 +45,23 @@ if not os.environ.get("NUMBA_CACHE_DIR"):
     numba.config.CACHE_DIR = os.path.join(_cache_home, "hostplug", "numba")
 
 DEBUG_KERNELS = os.environ.get("HOSTPLUG_DEBUG_KERNELS", "") == "1"
+
+
+def _save_if_there_is_room(save: Callable[..., None]) -> Callable[..., None]:
+    """numba's cache writer, made to give up quietly when the cache's disk is full or failing: the compiled code
+    is only a saving of time (the kernel runs, compiled again next time), and a full home disk made every render
+    fail with numba's traceback while the output's disk had room. (numba already passes over a cache folder it
+    cannot write to; a full one it finds out only when it writes.)"""
+    def save_overload(self: Any, sig: Any, data: Any) -> None:
+        with contextlib.suppress(OSError):
+            save(self, sig, data)
+
+    return save_overload
+
+
+from numba.core import caching  # noqa: E402 - after numba, as above
+
+caching.Cache.save_overload = _save_if_there_is_room(caching.Cache.save_overload)  # type: ignore[method-assign]
 
 _JIT: dict[str, bool] = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
 _PLAIN: dict[str, bool] = {"cache": True}

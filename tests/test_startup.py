@@ -146,3 +146,20 @@ def test_every_named_command_is_that_command() -> None:
 
     context = click.Context(main)
     assert {name: main.get_command(context, name).name for name in COMMANDS} == {name: name for name in COMMANDS}
+
+
+def test_a_full_disk_under_the_kernel_cache_does_not_stop_a_render() -> None:
+    # numba saves compiled kernels under ~/.cache: a full home disk made every render fail with its traceback,
+    # while the output's disk had room; the code is only a saving of time
+    import errno
+
+    from numba.core import caching
+
+    from engine import kernels
+
+    def full(self: object, sig: object, data: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    kernels._save_if_there_is_room(full)(object(), None, None)  # gives up quietly
+    assert caching.Cache.save_overload.__name__ == "save_overload"
+    assert caching.Cache.save_overload.__qualname__.startswith("_save_if_there_is_room")
