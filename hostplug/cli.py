@@ -118,6 +118,9 @@ class HostplugGroup(click.Group):
             fail(str(e), e.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except MemoryError:  # numpy's allocation, or a model's weights: one line, not a traceback or "reinstall"
+            fail("out of memory: this process may not have what the render needs; close other programs, or render "
+                 "smaller (--long-edge), or with the classical denoiser (--use denoise=classical)", 1)
         except Terminated as e:
             e.fail()
         except SystemError as e:  # a compiled (numba) function the signal's exception reached, wrapped by it

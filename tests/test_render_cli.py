@@ -630,3 +630,20 @@ def test_rerender_takes_several_outputs_as_render_and_edit_do(tmp_path: Path, sa
         assert np.abs(pixels - pixels[..., :1]).max() <= 2  # black and white, each from its own raw
     one = hostplug("rerender", *outputs, "-o", tmp_path / "x.jpg")
     assert one.exit_code == 2 and "-o/--output names one new file; 2 outputs were given" in one.stderr
+
+
+def test_out_of_memory_is_one_line(tmp_path: Path, sample_dng: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # under a memory limit (ulimit -v) numpy's MemoryError was a traceback, and safetensors' ENOMEM reading the
+    # denoiser's weights was "weights cannot be read", exit 6: reinstall, the wrong advice
+    from engine import models
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Cannot allocate memory (os error 12)")
+
+    monkeypatch.setattr("safetensors.numpy.load_file", no_memory)
+    monkeypatch.setattr("safetensors.torch.load_file", no_memory)
+    monkeypatch.setattr(models, "_NETWORKS", {})
+    result = hostplug("render", sample_dng, "-o", tmp_path / "x.tif", "--use", "denoise=learned", "--no-service")
+    assert result.exit_code == 1
+    assert error_lines(result.stderr) == [error_lines(result.stderr)[0]]
+    assert "out of memory" in result.stderr and not (tmp_path / "x.tif").exists()

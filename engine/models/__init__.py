@@ -12,6 +12,7 @@ ones of the same name, the others stay.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -180,7 +181,11 @@ def load_state(name: str, weights_format: str = "torch") -> dict[str, Any]:
         from safetensors.torch import load_file
 
         return load_file(str(e.path))
+    except MemoryError:
+        raise
     except Exception as ex:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        if getattr(ex, "errno", None) == errno.ENOMEM or "(os error 12)" in str(ex):  # the memory, not the file
+            raise MemoryError(f"loading the weights of model {name!r}") from ex
         raise ModelError(f"{e.path}: weights of model {name!r} cannot be read ({ex})") from ex
 
 
