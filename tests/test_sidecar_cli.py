@@ -402,6 +402,22 @@ def test_a_read_only_sidecar_is_refused_and_left_as_it_was(raw: Path) -> None:
     assert sidecar.read_bytes() == before
 
 
+def test_a_sidecar_on_a_read_only_file_system_is_not_blamed_on_its_mode(raw: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # "make it writable (chmod u+w)" on a memory card locked read-only: chmod cannot help there
+    import os
+    from types import SimpleNamespace
+
+    sidecar = raw.with_name(raw.name + ".xmp")
+    shutil.copyfile(DARKTABLE_XMP, sidecar)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: not str(path).endswith(".xmp")
+                        and access(path, mode, **kwargs))
+    monkeypatch.setattr(os, "statvfs", lambda folder: SimpleNamespace(f_flag=os.ST_RDONLY))
+    result = CliRunner().invoke(main, ["edit", str(raw), "--exposure", "1"])
+    assert result.exit_code == 4 and "read-only file system" in result.stderr and "chmod" not in result.stderr
+
+
 def test_a_sidecar_declared_in_latin_1_keeps_its_words(raw: Path) -> None:
     sidecar = raw.with_name(raw.name + ".xmp")
     packet = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '

@@ -295,7 +295,17 @@ def _check_writable(sidecar: Path) -> None:
     except OSError as e:
         raise SidecarError(f"{sidecar}: cannot look at the sidecar ({e.strerror})") from e
     if not mode & 0o222 or not os.access(sidecar, os.W_OK):
+        if _read_only_file_system(sidecar.parent):  # chmod cannot help there
+            raise SidecarError(f"{sidecar}: the sidecar is on a read-only file system (a locked memory card, a "
+                               "share mounted read-only?); copy the raw somewhere writable to store the edit")
         raise SidecarError(f"{sidecar}: the sidecar is read-only; make it writable (chmod u+w) to store the edit")
+
+
+def _read_only_file_system(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def update_recipe(raw: Path, change: Callable[[Recipe], Recipe]) -> Recipe:
