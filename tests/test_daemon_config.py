@@ -208,3 +208,19 @@ def test_sigterm_before_the_daemon_starts_is_a_clean_stop(tmp_path: Path, monkey
     (tmp_path / "in").mkdir()
     result = CliRunner().invoke(main, ["watch", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0 and "error" not in result.output
+
+
+def test_too_few_open_files_for_the_workers_is_one_line(tmp_path: Path, hot: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # under `ulimit -n 20` starting two workers failed in os.pipe with a traceback
+    import errno
+
+    from hostplug.daemon.workers import WorkerPool
+
+    def no_files(self: WorkerPool) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(WorkerPool, "_spawn", no_files)
+    result = _watch(hot, "--out", tmp_path / "out", "--workers", "2")
+    _refused(result, "cannot start 2 workers: Too many open files; raise the limit of open files (ulimit -n)")
+    assert result.exit_code == 2

@@ -10,6 +10,7 @@ was on, and starts a replacement.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import multiprocessing
 import os
@@ -177,8 +178,16 @@ class WorkerPool:
         self.failed_starts = 0
 
     def start(self) -> None:
-        """Start every worker (they become ready in the background)."""
-        self.slots = [self._spawn() for _ in range(self.config.workers)]
+        """Start every worker (they become ready in the background); ConfigError when the process may not open
+        the pipes and files that many workers need."""
+        try:
+            for _ in range(self.config.workers):
+                self.slots.append(self._spawn())
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            raise ConfigError(f"cannot start {self.config.workers} workers: {e.strerror}; raise the limit of open "
+                              "files (ulimit -n) or give fewer workers") from None
 
     def _spawn(self) -> Slot:
         ours, theirs = self.context.Pipe()
