@@ -167,6 +167,19 @@ def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
     assert_refused(result, {SAMPLE_DNG: "900 x 600", small: "400 x 300"}, out_dir)
 
 
+@pytest.mark.parametrize(("name", "value"), [("HOSTPLUG_MAX_PIXELS", "abc"), ("HOSTPLUG_MAX_PIXELS", "-5"),
+                                           ("HOSTPLUG_DECODE_SECONDS", "0"), ("HOSTPLUG_DECODE_SECONDS", "xyz")])
+def test_a_limit_set_to_nonsense_is_refused_not_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       name: str, value: str) -> None:
+    """A typo in a studio's safety limit left the default in force without a word."""
+    from tests.conftest import error_lines, hostplug
+
+    monkeypatch.setenv(name, value)
+    result = hostplug("render", SAMPLE_DNG, "-o", tmp_path / "x.jpg", "--no-service")
+    assert result.exit_code == 2 and error_lines(result.stderr)[0].startswith(f"hostplug: error: {name}=")
+    assert not (tmp_path / "x.jpg").exists()
+
+
 def test_every_numeric_tag_survives_nan_inf_zero_negative_and_huge(tmp_path: Path) -> None:
     """The property sweep: each numeric tag the engine reads, written as NaN, inf, 0, -1 and 1e308 (all of a
     tag's values, as DOUBLE): refused in one line or rendered, never a crash, a traceback or a stray line."""

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from engine.errors import UnsupportedInputError
+from engine.errors import OptionError, UnsupportedInputError, shown
 
 MAX_PIXELS = 200_000_000
 DECODE_SECONDS = 60.0
@@ -29,22 +29,36 @@ MAX_PIXELS_PER_BYTE = 256
 
 
 def max_pixels() -> int:
-    """The pixel limit in force: ``HOSTPLUG_MAX_PIXELS`` when set to a positive integer, else ``MAX_PIXELS``."""
-    value = os.environ.get("HOSTPLUG_MAX_PIXELS", "")
+    """The pixel limit in force: ``HOSTPLUG_MAX_PIXELS`` when set, else ``MAX_PIXELS``; OptionError (exit 2) when
+    it is set to anything but a positive whole number (a studio's typo must not leave its safety limit at the
+    default without a word)."""
+    value = os.environ.get("HOSTPLUG_MAX_PIXELS", "").strip()
+    if not value:
+        return MAX_PIXELS
     try:
         limit = int(value)
     except ValueError:
-        return MAX_PIXELS
-    return limit if limit > 0 else MAX_PIXELS
+        limit = 0
+    if limit <= 0:
+        raise OptionError(f"HOSTPLUG_MAX_PIXELS={shown(value)} is not a positive whole number of pixels; unset it "
+                          f"for the default ({MAX_PIXELS})")
+    return limit
 
 
 def decode_seconds() -> float:
-    """The decoding time limit: ``HOSTPLUG_DECODE_SECONDS`` when set to a positive number, else ``DECODE_SECONDS``."""
-    try:
-        limit = float(os.environ.get("HOSTPLUG_DECODE_SECONDS", ""))
-    except ValueError:
+    """The decoding time limit: ``HOSTPLUG_DECODE_SECONDS`` when set, else ``DECODE_SECONDS``; OptionError (exit 2)
+    when it is set to anything but a positive number of seconds."""
+    value = os.environ.get("HOSTPLUG_DECODE_SECONDS", "").strip()
+    if not value:
         return DECODE_SECONDS
-    return limit if math.isfinite(limit) and limit > 0 else DECODE_SECONDS
+    try:
+        limit = float(value)
+    except ValueError:
+        limit = 0.0
+    if not (math.isfinite(limit) and limit > 0):
+        raise OptionError(f"HOSTPLUG_DECODE_SECONDS={shown(value)} is not a positive number of seconds; unset it "
+                          f"for the default ({DECODE_SECONDS:g})")
+    return limit
 
 
 def check_pixels(path: object, width: int, height: int, what: str = "image") -> None:

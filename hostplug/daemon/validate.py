@@ -113,6 +113,12 @@ def check_folder(folder: FolderConfig) -> None:
 def validate(config: DaemonConfig) -> None:
     """Every start-up check; raises :class:`ConfigError` with one line saying what to fix."""
     check_numbers(config)
+    from engine.io.limits import decode_seconds, max_pixels
+
+    try:  # the limits' environment variables: a typo would fail every raw dropped
+        max_pixels(), decode_seconds()
+    except OptionError as e:
+        raise ConfigError(str(e)) from None
     if config.cluster is None:  # a cluster's nodes may have the GPU its head lacks
         from engine.devices import check_device
 
