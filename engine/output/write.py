@@ -353,7 +353,8 @@ def check_target(path: Path, options: OutputOptions) -> None:
     if path.is_dir():
         raise OutputError(f"{path} is a folder; name the output file in it (a batch into a folder: --out-dir)")
     if path.exists() and not options.overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite to replace it")
+        raise OutputError(f"{path} exists; pass --overwrite to replace it (in Python: "
+                          "OutputOptions(overwrite=True))")
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
 
