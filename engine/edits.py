@@ -15,7 +15,8 @@ that a temperature or tint implies custom white balance is :meth:`Recipe.replace
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -60,13 +61,19 @@ STAGE_CHANGE_KEYS = frozenset({"enabled", "implementation", "params"})
 def _check_shape(changes: Mapping[str, Any]) -> None:
     """RecipeError for a key no change has (a typo would otherwise change nothing, silently) or a value of the
     wrong kind: the command line cannot make these, a script can."""
+    if not isinstance(changes, Mapping):  # a string's characters would be read as the names of changes
+        raise RecipeError(f"changes must be a dict of settings, not {type(changes).__name__}")
     unknown = sorted(set(changes) - {*SETTINGS, "recipe_file", "presets", "stages"})
     if unknown:
         raise RecipeError(f"unknown change {unknown[0]!r} (changes are recipe settings, 'presets', 'recipe_file' "
                           "and 'stages')")
     presets = changes.get("presets")
-    if presets is not None and (isinstance(presets, str) or not all(isinstance(p, str) for p in presets)):
+    if presets is not None and (isinstance(presets, str) or not isinstance(presets, Iterable)
+                                or not all(isinstance(p, str) for p in presets)):
         raise RecipeError("'presets' must be a list of preset names")
+    recipe_file = changes.get("recipe_file")
+    if recipe_file and not isinstance(recipe_file, (str, os.PathLike)):
+        raise RecipeError(f"'recipe_file' must be a path, not {type(recipe_file).__name__}")
     stages = changes.get("stages") or {}
     if not isinstance(stages, Mapping):
         raise RecipeError("'stages' must map stage names to their changes")
@@ -80,6 +87,9 @@ def _check_shape(changes: Mapping[str, Any]) -> None:
 
 def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Recipe:
     """``base`` (or the defaults) with ``changes`` applied (see the module docstring). Raises RecipeError."""
+    if base is not None and not isinstance(base, Recipe):
+        raise RecipeError(f"the base recipe must be an engine.Recipe, not {type(base).__name__} (Recipe.from_dict "
+                          "reads a dict)")
     recipe = base or Recipe()
     changes = changes or {}
     _check_shape(changes)

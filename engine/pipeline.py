@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import numbers
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -151,7 +152,7 @@ def render(
     check_source_argument(source)
     if not isinstance(source, Source):  # a path is opened here, as engine.render_file does
         source = open_source(source)
-    _check_arguments(recipe, device, preview, orientation, progress, cache)
+    _check_arguments(recipe, device, preview, orientation, progress, cache, stages_dir)
     recipe = recipe or Recipe()
     check_recipe(recipe)
     ctx = Context(source=source, recipe=recipe, device=device)
@@ -200,8 +201,10 @@ def render(
 
 
 def _check_arguments(recipe: Any, device: str, preview: int | None, orientation: Any, progress: Any = None,
-                     cache: Any = None) -> None:
+                     cache: Any = None, stages_dir: Any = None) -> None:
     """RecipeError for what a script may pass wrongly (the command line's options never do)."""
+    if stages_dir is not None and not isinstance(stages_dir, (str, os.PathLike)):
+        raise RecipeError(f"stages_dir must be a folder's path, not {type(stages_dir).__name__}")
     if progress is not None and not callable(progress):
         raise RecipeError(f"progress must be a function of (stage, index, count), not {type(progress).__name__}")
     if cache is not None and not isinstance(cache, StageCache):

@@ -201,6 +201,10 @@ class Recipe:
     def replace(self, **changes: Any) -> Recipe:
         """A copy with some settings changed (``None`` values in ``changes`` are ignored)."""
         changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise RecipeError(f"unknown recipe setting {unknown[0]!r} (settings: "
+                              f"{', '.join(f.name for f in dataclasses.fields(self))})")
         custom = "temperature" in changes or "tint" in changes
         if custom and changes.setdefault("wb", "custom") != "custom":
             raise RecipeError(f"white balance {shown(changes['wb'])} with a temperature or tint: a temperature and "

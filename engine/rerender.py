@@ -17,6 +17,7 @@ hostplug recorded it) takes the one a render takes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from engine.errors import (
     CorruptInputError,
     InputNotFoundError,
+    OptionError,
     OutputOptionError,
     OutputTakenError,
     RecipeError,
@@ -245,6 +247,12 @@ def rerender_target(output: Path, fmt: str) -> Path:
     return candidate
 
 
+def _path_argument(value: Any, name: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise OptionError(f"{name} must be a path (str or pathlib.Path), not {type(value).__name__}")
+    return Path(value)
+
+
 def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, *, target: str | Path | None = None,
                   search: str | Path | Iterable[str | Path] = (), overwrite: bool = False, device: str = "cpu",
                   progress: Progress | None = None) -> RenderResult:
@@ -264,7 +272,11 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     from engine.output.export import render_files
     from engine.xmp.provenance import find_source
 
-    output = Path(output)
+    output = _path_argument(output, "output")
+    searched = [search] if isinstance(search, (str, os.PathLike)) else search
+    if not isinstance(searched, Iterable) or not all(isinstance(s, (str, os.PathLike)) for s in searched):
+        raise OptionError(f"search must be a folder's path or a list of them, not {type(search).__name__}")
+    target = _path_argument(target, "target") if target is not None else None
     record = read_record(output)
     changed = apply_changes(record.recipe, changes)
     try:
@@ -272,11 +284,12 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     except (AttributeError, TypeError, ValueError) as e:  # a recorded decision of the wrong shape
         raise RecipeError(f"{output}: its recorded decisions (hostplug:decided) are damaged ({e}); re-render from "
                           "the raw (hostplug render) instead") from None
-    source = find_source(output, [Path(search)] if isinstance(search, (str, Path)) else [Path(s) for s in search])
+    source = find_source(output, [Path(s) for s in searched])
     fmt, bits, compression = image_format(output)
     new = Path(target) if target is not None else rerender_target(output, fmt)
     if resolve_format(new, OutputOptions())[0] != fmt:
-        raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; give --out a name with a matching suffix")
+        raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; name the new file (--out, target=) with a "
+                                "matching suffix")
     options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
                             space=record.output.get("space", "srgb"), long_edge=record.output.get("long_edge"),
                             overwrite=overwrite, compression=compression)

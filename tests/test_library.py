@@ -236,3 +236,26 @@ def test_a_source_made_in_code_writes_an_output_without_a_source_hash(tmp_path: 
     engine.write_image(engine.render(source), tmp_path / "made.jpg")
     with pytest.raises(engine.InputNotFoundError, match="cannot find its source"):
         engine.rerender_file(tmp_path / "made.jpg")
+
+
+def test_arguments_of_the_wrong_type_are_one_clear_error(tmp_path: Path, sample_dng: Path) -> None:
+    """What a script may pass wrongly gets the library's own errors, not AttributeError or TypeError from deep
+    inside; a string of changes was read character by character ("unknown change '1'")."""
+    output = engine.render_file(sample_dng, tmp_path / "x.png").output
+    source = engine.open(sample_dng)
+    cases = [
+        (lambda: engine.apply_changes({"exposure": 1}, None), engine.RecipeError, "must be an engine.Recipe"),
+        (lambda: engine.render_file(sample_dng, tmp_path / "y.png", base={"exposure": 1}), engine.RecipeError,
+         "must be an engine.Recipe"),
+        (lambda: engine.apply_changes(None, {"presets": 5}), engine.RecipeError, "list of preset names"),
+        (lambda: engine.apply_changes(None, {"recipe_file": 3}), engine.RecipeError, "must be a path"),
+        (lambda: engine.apply_changes(None, "exposure=1"), engine.RecipeError, "changes must be a dict"),
+        (lambda: engine.Recipe().replace(nosuch=1), engine.RecipeError, "unknown recipe setting 'nosuch'"),
+        (lambda: engine.render(source, preview=64, stages_dir=3), engine.RecipeError, "stages_dir must be"),
+        (lambda: engine.rerender_file(output, target=3), engine.OptionError, "target must be a path"),
+        (lambda: engine.rerender_file(output, search=5), engine.OptionError, "search must be"),
+    ]
+    for call, error, words in cases:
+        with pytest.raises(error, match=words):
+            call()
+    assert not (tmp_path / "y.png").exists()
