@@ -63,11 +63,14 @@ def test_a_raw_cut_before_its_pixels_is_refused_not_rendered_black(tmp_path: Pat
     assert_one_line_refusal(result, "truncated", tmp_path, [bad.name])
 
 
-def test_text_file_named_like_a_raw_is_refused_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", ["this is not a photograph\n" * 20, "hi\n"])
+def test_text_file_named_like_a_raw_is_refused_in_one_line(tmp_path: Path, text: str) -> None:
+    # a few bytes were "the raw data cannot be read ... truncated or damaged" (LibRaw read past their end), where
+    # show and edit said what they are
     fake = tmp_path / "IMG_0001.CR2"
-    fake.write_text("this is not a photograph\n" * 20)
-    result = hostplug("render", fake, "-o", tmp_path / "out.tif")
-    assert_one_line_refusal(result, "not a raw format", tmp_path, [fake.name])
+    fake.write_text(text)
+    for command in (["render", fake, "-o", tmp_path / "out.tif"], ["info", fake]):
+        assert_one_line_refusal(hostplug(*command), "not a raw format", tmp_path, [fake.name])
 
 
 @pytest.mark.parametrize("name", ["holiday.jpg", "scan.png", "edit.tif"])

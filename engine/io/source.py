@@ -166,6 +166,11 @@ def _collapsed(entries: list[str]) -> list[str]:
     return named[: SKIPPED_MAX - 1] + [f"{sum(rest)} more opcodes of {len(rest)} other kinds"]
 
 
+# smaller than any raw's headers: LibRaw's I/O error on such a file, unless it begins as a TIFF (most raws do: a
+# cut-short one is damaged), means it is no raw at all
+SMALLEST_RAW_BYTES = 4096
+
+
 def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
     """Open a camera raw or an sRGB image. Raises one of the :mod:`engine.errors` exceptions.
 
@@ -231,6 +236,9 @@ def _open_pinned(path: Path, file: Path) -> Source:
     except (rawpy.LibRawIOError, rawpy.LibRawDataError, rawpy.LibRawError) as e:
         if dng is None and path.suffix.lower() in RGB_SUFFIXES:  # LibRaw's I/O error for a file it cannot place
             return _open_rgb_or_refuse(path, dng, file)
+        if dng is None and isinstance(e, rawpy.LibRawIOError) and file.stat().st_size < SMALLEST_RAW_BYTES \
+                and not head.startswith((b"II*\0", b"MM\0*")):
+            raise unrecognised(path, file) from e  # a few bytes of text: LibRaw read past its end, no raw at all
         raise CorruptInputError(f"{path}: the raw data cannot be read ({_libraw_message(e)}); the file may "
                                 "be truncated or damaged") from e
     try:
