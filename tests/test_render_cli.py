@@ -647,3 +647,21 @@ def test_out_of_memory_is_one_line(tmp_path: Path, sample_dng: Path, monkeypatch
     assert result.exit_code == 1
     assert error_lines(result.stderr) == [error_lines(result.stderr)[0]]
     assert "out of memory" in result.stderr and not (tmp_path / "x.tif").exists()
+
+
+def test_a_failed_render_takes_its_stage_images_out_of_a_folder_that_was_there(
+        tmp_path: Path, sample_dng: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a full disk at the fourth stage left the first three stages' images beside the folder's own files
+    from engine.errors import OutputError
+    from engine.stages.colour_matrix import ColourMatrix
+
+    def disk_full(*args: object) -> None:
+        raise OutputError("cannot write 4_colour.png: No space left on device")
+
+    folder = tmp_path / "stages"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    monkeypatch.setattr(ColourMatrix, "process", disk_full)
+    result = hostplug("render", sample_dng, "-o", tmp_path / "x.jpg", "--stages", folder, "--no-service")
+    assert result.exit_code == 5
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]

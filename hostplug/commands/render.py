@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -81,6 +83,14 @@ def _check_format_options(outputs: list[Path], options: OutputOptions) -> None:
                                     f"{written}; leave it out, or write a {applies_to.upper()}")
 
 
+def _remove_added(folder: Path, there: set[str]) -> None:
+    """Remove what a failed render added to a stage folder that was there before it."""
+    with contextlib.suppress(OSError):
+        for name in set(os.listdir(folder)) - there:
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
+
+
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "--out", "output", type=click.Path(dir_okay=False, path_type=Path),
@@ -142,6 +152,8 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
             begun = stage_folder if stage_folder is not None and not stage_folder.exists() else None
             if begun is not None:
                 PARTIAL_FOLDERS.add(begun)
+            # in a folder that was there, what the render adds to it goes the same way
+            there = set(os.listdir(stage_folder)) if stage_folder is not None and begun is None else set()
             try:
                 # a time limit must be able to stop the work, so the render runs here, not in the shared service
                 result = render_through_service(False if time_limit else service, path, target, options, changes,
@@ -154,6 +166,8 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
             except BaseException:
                 if begun is not None:
                     shutil.rmtree(begun, ignore_errors=True)
+                elif stage_folder is not None:
+                    _remove_added(stage_folder, there)
                 raise
             finally:
                 PARTIAL_FOLDERS.discard(begun)
