@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from engine.errors import SidecarError
+from engine.errors import OutputError, SidecarError
 from engine.io.bounded import read_regular
 from engine.io.probe import exif_orientation
 from engine.orientation import Orientation
@@ -261,8 +261,8 @@ def _replace_atomically(path: Path, data: bytes) -> None:
         if path.exists():
             os.chmod(temporary, path.stat().st_mode & 0o7777)
         os.replace(temporary, path)
-    except OSError as e:
-        raise SidecarError(f"{path}: cannot write the sidecar ({e.strerror})") from e
+    except OSError as e:  # the disk, not the sidecar (exit 5, as for an output that cannot be written)
+        raise OutputError(f"{path}: cannot write the sidecar ({e.strerror}); it is as it was") from e
     finally:
         temporary.unlink(missing_ok=True)
 
