@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,17 @@ def test_a_blue_stage_light_renders_as_the_camera_renders_it_and_old_recipes_as_
     screen = now.pixels[60:200, 500:900].reshape(-1, 3).mean(axis=0)  # the top of the screen
     assert screen[0] > 0.05 and screen[2] > screen[1]
     assert then.pixels[60:200, 500:900, 0].mean() < 0.01
+
+
+def test_an_image_is_not_compressed(tmp_path: Path) -> None:
+    # a JPEG, PNG or TIFF is inside sRGB once read: the compression only desaturated its most saturated colours
+    # (a pure red (200, 0, 0) rendered (245, 65, 50))
+    import cv2
+
+    patches = np.zeros((32, 96, 3), np.uint8)
+    patches[:, :32], patches[:, 32:64], patches[:, 64:] = (20, 60, 230), (200, 0, 0), (0, 0, 200)
+    cv2.imwrite(str(tmp_path / "patches.png"), patches[..., ::-1])
+    source = engine.open(tmp_path / "patches.png")
+    now = engine.render(source, Recipe())
+    assert np.array_equal(now.pixels, engine.render(source, Recipe.from_dict({"version": 11})).pixels)
+    assert now.notes["colour"]["gamut"].startswith("image")

@@ -2,8 +2,8 @@
 
 The matrix follows the DNG specification: colour matrices (or forward matrices) interpolated in inverse colour
 temperature at the white the previous stage chose. Values above 1 are kept: the tone stage decides what to do
-with highlight headroom. Colours beyond the working space's gamut (negative components: a blue LED, a neon sign)
-are compressed into it (:mod:`engine.gamut`) since params version 3.
+with highlight headroom. A raw's colours beyond the working space's gamut (negative components: a blue LED, a
+neon sign) are compressed into it (:mod:`engine.gamut`) since params version 3.
 """
 
 from __future__ import annotations
@@ -66,14 +66,17 @@ class ColourMatrix(Stage):
                 calibration_of(ctx), np.asarray(ctx.white.neutral), np.asarray(ctx.white.white_xy),
                 pinned_adaptation=params.adaptation == "pinned",
             )
+        # an image's colours were brought into sRGB when it was read: only a raw's can lie beyond the gamut (the
+        # compression also desaturates a little the most saturated colours inside it, which an image should keep)
+        raw = ctx.source.kind == "raw"
         ctx.notes["colour"] = {
             "matrix": [[round(float(v), 6) for v in row] for row in matrix],
             "origin": calibration_of(ctx).origin,
             "baseline_exposure": ctx.source.baseline_exposure,
-            "gamut": params.gamut,
+            "gamut": params.gamut if raw else "image: inside sRGB already",
         }
         matrix = (matrix * 2.0 ** ctx.source.baseline_exposure).astype(np.float32)
-        compress = gamut.compress_in_place if params.gamut == "compressed" else lambda rows: rows
+        compress = gamut.compress_in_place if params.gamut == "compressed" and raw else lambda rows: rows
         if kernels.on_torch(ctx.device):
             return compress(image @ kernels.to_device(matrix.T, str(image.device)))
         # In place, a band at a time (while the band is in the cache): OpenCV's own in-place transform copies the
