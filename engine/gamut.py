@@ -15,8 +15,8 @@ distance ``limit`` lands on the edge. Its published thresholds and limits are us
 ACES working group on footage of real scenes, not fitted to ours. Colours within the thresholds and greys are
 untouched; a pixel whose largest component is not positive (black, noise below it) too.
 
-:func:`compress_in_place` is the colour stage's call; the CPU runs a compiled loop
-(:func:`engine.kernels.compress_gamut`), a torch device :func:`compress_torch`.
+:func:`compress_in_place` is the colour stage's call on the CPU, a compiled loop
+(:func:`engine.kernels.compress_gamut`); a torch device runs :func:`compress_torch`.
 """
 
 from __future__ import annotations
@@ -60,14 +60,11 @@ def curves() -> np.ndarray:
     return np.stack([compressed_distance(THRESHOLDS[k] + offsets, k) for k in range(3)]).astype(np.float32)
 
 
-def compress_in_place(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """Compress the gamut of H x W x 3 linear RGB (float32) in place; returns ``image``."""
-    if isinstance(image, np.ndarray):
-        from engine import kernels
+def compress_in_place(image: np.ndarray) -> None:
+    """Compress the gamut of H x W x 3 linear RGB (float32) in place, with the compiled loop."""
+    from engine import kernels
 
-        kernels.compress_gamut(image, THRESHOLDS, curves(), CURVE_STEP, scales(), POWER)
-        return image
-    return image.copy_(compress_torch(image))
+    kernels.compress_gamut(image, THRESHOLDS, curves(), CURVE_STEP, scales(), POWER)
 
 
 def compress_torch(image: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ def _save_if_there_is_room(save: Callable[..., None]) -> Callable[..., None]:
 
 from numba.core import caching  # noqa: E402 - after numba, as above
 
-caching.Cache.save_overload = _save_if_there_is_room(caching.Cache.save_overload)  # type: ignore[method-assign]
+caching.Cache.save_overload = _save_if_there_is_room(caching.Cache.save_overload)
 
 _JIT: dict[str, bool] = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
 _PLAIN: dict[str, bool] = {"cache": True}

@@ -76,9 +76,16 @@ class ColourMatrix(Stage):
             "gamut": params.gamut if raw else "image: inside sRGB already",
         }
         matrix = (matrix * 2.0 ** ctx.source.baseline_exposure).astype(np.float32)
-        compress = gamut.compress_in_place if params.gamut == "compressed" and raw else lambda rows: rows
+        compressing = params.gamut == "compressed" and raw
         if kernels.on_torch(ctx.device):
-            return compress(image @ kernels.to_device(matrix.T, str(image.device)))
-        # In place, a band at a time (while the band is in the cache): OpenCV's own in-place transform copies the
-        # whole image first.
-        return tiling.per_pixel(image, lambda rows: compress(cv2.transform(rows, matrix)))
+            linear = image @ kernels.to_device(matrix.T, str(image.device))
+            return gamut.compress_torch(linear) if compressing else linear
+
+        def band(rows: np.ndarray) -> np.ndarray:
+            linear = cv2.transform(rows, matrix)
+            if compressing:
+                gamut.compress_in_place(linear)  # while the band is in the cache
+            return linear
+
+        # In place, a band at a time: OpenCV's own in-place transform copies the whole image first.
+        return tiling.per_pixel(image, band)
