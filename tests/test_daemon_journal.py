@@ -96,6 +96,22 @@ def test_queue_shows_counts_and_errors_and_retry_moves_files_back(tmp_path: Path
     assert row.state == "queued" and row.attempts == 0
 
 
+def test_retry_forgets_a_failed_raw_deleted_since(tmp_path: Path) -> None:
+    # the photographer discarded the bad file (and its report): it stayed "failed 1" forever, and every --retry
+    # said "not found"
+    hot = tmp_path / "in"
+    hot.mkdir()
+    journal = Journal(hot / ".hostplug" / "journal.sqlite")
+    bad = journal.enqueue(hot / "bad.dng", hot, 1, 1, "h2")
+    journal.start(bad.id)
+    journal.fail(bad.id, "the raw data cannot be read", "failed", hot / "bad.dng")  # failed = "mark": left there
+    journal.close()
+    retried = json.loads(CliRunner().invoke(main, ["queue", str(hot), "--retry", "--json"]).stdout)
+    assert retried["retried"] == 0 and "deleted since it failed" in retried["not_retried"][0]
+    counts = json.loads(CliRunner().invoke(main, ["queue", str(hot), "--json"]).stdout)["counts"]
+    assert counts["failed"] == 0
+
+
 def test_queue_without_a_journal_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["queue", str(tmp_path)])
     assert result.exit_code != 0 and "no journal here" in result.stderr

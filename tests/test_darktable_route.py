@@ -308,9 +308,10 @@ def test_library_roots_never_find_the_hot_folders_own_files_and_refuse_to_guess(
 
 def test_a_photographers_file_beside_the_raw_is_never_replaced(tmp_path: Path) -> None:
     target = tmp_path / "IMG_0001.tif"
-    assert check_replaceable(target, "0" * 64) is None  # free
+    raw = tmp_path / "hot" / "IMG_0001.dng"
+    assert check_replaceable(target, "0" * 64, raw) is None  # free
     target.write_bytes(b"a TIFF the photographer made")
-    assert "is not a hostplug render of this raw" in check_replaceable(target, "0" * 64)
+    assert "is not a hostplug render of this raw" in check_replaceable(target, "0" * 64, raw)
 
 
 def _export_again(folder: FolderConfig, original: Path, journal: Journal, rating: int) -> object:
@@ -371,6 +372,49 @@ def test_a_render_beside_the_original_that_was_retouched_since_is_never_rendered
     third = _export_again(folder, original, journal, rating=3)
     assert third.kind == "failed" and "was changed since hostplug rendered it" in third.message, third.message
     assert render.read_bytes() == retouched
+
+
+def _drop(folder: FolderConfig, raw: Path, journal: Journal, exposure: float = 0.0) -> object:
+    """A raw dropped into ``folder`` (its sidecar setting ``exposure``) and the daemon's job for it."""
+    import engine
+    from engine.xmp.sidecar import write_recipe
+    from hostplug.daemon.job import Job, run_job
+
+    copy = folder.path / raw.name
+    if not copy.exists():
+        shutil.copyfile(raw, copy)
+    write_recipe(copy, engine.Recipe(exposure=exposure))
+    st, sha = copy.stat(), file_sha256(copy)
+    entry = journal.enqueue(copy, folder.path, st.st_size, st.st_mtime_ns, sha)
+    return run_job(Job(entry.id, copy, folder.path, st.st_size, st.st_mtime_ns, sha), folder, engine.Recipe(),
+                   journal)
+
+
+def test_an_output_folders_retouched_master_and_a_file_not_ours_are_never_rendered_over(tmp_path: Path) -> None:
+    # a master TIFF finished in an editor was replaced by the re-render after a sidecar edit; and a JPEG of the
+    # photographer's own (or another daemon's render) at an output's name was replaced without a word
+    folder = FolderConfig(path=tmp_path / "hot", outputs=(OutputSpec(folder=tmp_path / "out", format="png", bits=8,
+                                                                     long_edge=64),))
+    folder.path.mkdir()
+    (tmp_path / "out").mkdir()
+    journal = Journal(tmp_path / "journal.sqlite")
+    raw = tmp_path / "IMG_0001.dng"
+    shutil.copyfile(SAMPLE_DNG, raw)
+    assert _drop(folder, raw, journal).kind == "done"
+    render = tmp_path / "out" / "IMG_0001.png"
+    assert _drop(folder, raw, journal, exposure=0.5).kind == "done"  # untouched since: replaced
+    _retouch(render)
+    retouched = render.read_bytes()
+    again = _drop(folder, raw, journal, exposure=1.0)
+    assert again.kind == "failed" and "was changed since hostplug rendered it" in again.message, again.message
+    assert render.read_bytes() == retouched
+    theirs = tmp_path / "out" / "IMG_0002.png"
+    theirs.write_bytes(b"the photographer's own picture")
+    other = tmp_path / "IMG_0002.dng"
+    shutil.copyfile(SAMPLE_DNG, other)
+    refused = _drop(folder, other, journal)
+    assert refused.kind == "failed" and "is not a hostplug render of this raw" in refused.message, refused.message
+    assert theirs.read_bytes() == b"the photographer's own picture"
 
 
 @pytest.mark.parametrize(("folder", "output", "message"), [

@@ -180,8 +180,13 @@ def _retry_failed(journal: Any) -> tuple[int, list[str]]:
 
     count, skipped = 0, []
     for entry in journal.entries("failed"):
-        if not restore(entry.path, entry.moved_to or entry.path):
-            skipped.append(f"{entry.path}: not found (or its name is taken again); drop it in again")
+        where = entry.moved_to or entry.path
+        if not where.exists() and not entry.path.exists():  # deleted since it failed: nothing left to retry
+            journal.forget(entry.id)
+            skipped.append(f"{entry.path}: deleted since it failed; no longer counted")
+            continue
+        if not restore(entry.path, where):
+            skipped.append(f"{entry.path}: its name is taken again in the hot folder; drop it in again")
             continue
         journal.retry(entry.id)
         count += 1

@@ -108,10 +108,9 @@ def output_options(spec: OutputSpec) -> OutputOptions:
 
 
 def _stamped(spec: OutputSpec, target: str) -> OutputOptions:
-    """An output's options; one beside the photographer's original records when it was written (and takes that
-    time), so that a retouch saved over it in the photographer's library is never rendered over."""
-    options = output_options(spec)
-    return dataclasses.replace(options, modified=newer_second(Path(target))) if spec.beside_original else options
+    """An output's options: it records when it was written (and takes that time), so that a retouch saved over
+    it (a master TIFF finished in an editor) is never rendered over."""
+    return dataclasses.replace(output_options(spec), modified=newer_second(Path(target)))
 
 
 def overlong_part(targets: list[str]) -> str | None:
@@ -120,22 +119,15 @@ def overlong_part(targets: list[str]) -> str | None:
     return next((part for target in targets for part in Path(target).parts if len(os.fsencode(part)) > 255), None)
 
 
-def _refusal(job: Job, folder: FolderConfig, targets: list[str], original: Path | None) -> str | None:
-    """Why these output names cannot be written (too long, twice the same, beside an original: taken), or None.
-    Each comes from the file's own name or the configuration: a retry cannot help."""
+def _refusal(job: Job, targets: list[str]) -> str | None:
+    """Why these output names cannot be written (too long, twice the same), or None. Each comes from the file's
+    own name or the configuration: a retry cannot help."""
     too_long = overlong_part(targets)
     if too_long is not None:
         return (f"output name {too_long[:40]}... is {len(os.fsencode(too_long))} bytes, more than the 255 a file "
                 "name may have; rename the file or shorten the template")
     if len(set(targets)) < len(targets):
         return f"two outputs of this hot folder would both be {targets}"
-    if original is not None:
-        from hostplug.daemon.beside import check_replaceable
-
-        taken = [why for s, t in zip(folder.outputs, targets, strict=True)
-                 if s.beside_original and (why := check_replaceable(Path(t), job.content_hash))]
-        if taken:
-            return taken[0]
     return None
 
 
@@ -163,21 +155,32 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
         if candidate == targets:  # the templates leave {name} out: numbering cannot help
             break
         targets = candidate
-        refusal = _refusal(job, folder, targets, original)
+        refusal = _refusal(job, targets)
         if refusal is not None:
             return targets, refusal
         if number > 1 and _left_to_another(named.name, job.taken_names):
             continue
         conflict = journal.claim(job.id, targets)
-        if conflict is None:  # the names are this raw's: still, a retouch beside an original is never rendered over
-            changed = next((t for s, t in zip(folder.outputs, targets, strict=True)
-                            if s.beside_original and retouched(Path(t))), None)
-            return targets, None if changed is None else (
-                f"{changed} was changed since hostplug rendered it (a retouch saved over it?); it is left alone: "
-                "rename or move it, then hostplug queue --retry")
+        if conflict is None:  # the names are this raw's in the journal: still, files there may not be its renders
+            return targets, _left_alone(job, targets)
         if not (job.fresh_names or conflict.renamed):  # a raw numbered in turn stops at a plain conflict
             break
     return targets, f"output {conflict.message if conflict else targets[0]}; put {{dir}} or {{seq}} in the template"
+
+
+def _left_alone(job: Job, targets: list[str]) -> str | None:
+    """Why a file at one of the raw's own output names must stay (or None): it is no render of this raw (the
+    photographer's own file, another daemon's render in a shared folder), or a render retouched since."""
+    from hostplug.daemon.beside import check_replaceable
+
+    for target in map(Path, targets):
+        foreign = check_replaceable(target, job.content_hash, job.path)
+        if foreign is not None:
+            return foreign
+        if retouched(target):
+            return (f"{target} was changed since hostplug rendered it (a retouch saved over it?); it is left alone: "
+                    "rename or move it, then hostplug queue --retry")
+    return None
 
 
 def _left_to_another(name: str, taken: tuple[str, ...]) -> bool:
