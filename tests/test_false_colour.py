@@ -79,7 +79,7 @@ def test_recipes_from_before_keep_their_demosaic(sample_dng: Path) -> None:
     source = engine.open(sample_dng)
     old = engine.render(source, Recipe.from_dict({"version": 7, "stages": {n: {"enabled": False} for n in off}}))
     without = engine.render(source, Recipe(stages={**off, "demosaic": engine.StageSettings(
-        params={"false_colour_passes": 0})}))
+        params={"false_colour_passes": 0}), "colour": engine.StageSettings(params={"gamut": "unbounded"})}))
     now = engine.render(source, Recipe(stages=off))
     np.testing.assert_array_equal(np.asarray(old.pixels), np.asarray(without.pixels))
     assert not np.array_equal(np.asarray(now.pixels), np.asarray(without.pixels))
