@@ -103,13 +103,18 @@ def test_retry_forgets_a_failed_raw_deleted_since(tmp_path: Path) -> None:
     hot.mkdir()
     journal = Journal(hot / ".hostplug" / "journal.sqlite")
     bad = journal.enqueue(hot / "bad.dng", hot, 1, 1, "h2")
+    assert journal.claim(bad.id, [str(tmp_path / "out" / "bad.jpg")]) is None
     journal.start(bad.id)
     journal.fail(bad.id, "the raw data cannot be read", "failed", hot / "bad.dng")  # failed = "mark": left there
+    journal.enqueue(hot / "other.dng", hot, 1, 1, "h4")  # (so that the new photo below gets another id)
     journal.close()
     retried = json.loads(CliRunner().invoke(main, ["queue", str(hot), "--retry", "--json"]).stdout)
     assert retried["retried"] == 0 and "deleted since it failed" in retried["not_retried"][0]
     counts = json.loads(CliRunner().invoke(main, ["queue", str(hot), "--json"]).stdout)["counts"]
     assert counts["failed"] == 0
+    journal = Journal(hot / ".hostplug" / "journal.sqlite")  # a new photo of that name may take its output's name
+    new = journal.enqueue(hot / "bad.dng", hot, 2, 2, "h3")
+    assert new.id != bad.id and journal.claim(new.id, [str(tmp_path / "out" / "bad.jpg")]) is None
 
 
 def test_queue_without_a_journal_says_so(tmp_path: Path) -> None:

@@ -308,10 +308,9 @@ def test_library_roots_never_find_the_hot_folders_own_files_and_refuse_to_guess(
 
 def test_a_photographers_file_beside_the_raw_is_never_replaced(tmp_path: Path) -> None:
     target = tmp_path / "IMG_0001.tif"
-    raw = tmp_path / "hot" / "IMG_0001.dng"
-    assert check_replaceable(target, "0" * 64, raw) is None  # free
+    assert check_replaceable(target, "0" * 64) is None  # free
     target.write_bytes(b"a TIFF the photographer made")
-    assert "is not a hostplug render of this raw" in check_replaceable(target, "0" * 64, raw)
+    assert "is not a hostplug render of this raw" in check_replaceable(target, "0" * 64, None)
 
 
 def _export_again(folder: FolderConfig, original: Path, journal: Journal, rating: int) -> object:
@@ -386,8 +385,11 @@ def _drop(folder: FolderConfig, raw: Path, journal: Journal, exposure: float = 0
     write_recipe(copy, engine.Recipe(exposure=exposure))
     st, sha = copy.stat(), file_sha256(copy)
     entry = journal.enqueue(copy, folder.path, st.st_size, st.st_mtime_ns, sha)
-    return run_job(Job(entry.id, copy, folder.path, st.st_size, st.st_mtime_ns, sha), folder, engine.Recipe(),
-                   journal)
+    outcome = run_job(Job(entry.id, copy, folder.path, st.st_size, st.st_mtime_ns, sha,
+                          previous_content_hash=entry.rendered_hash), folder, engine.Recipe(), journal)
+    if outcome.kind == "done":
+        journal.finish(entry.id, outcome.recipe_hash or "", list(outcome.outputs))
+    return outcome
 
 
 def test_an_output_folders_retouched_master_and_a_file_not_ours_are_never_rendered_over(tmp_path: Path) -> None:
@@ -403,6 +405,9 @@ def test_an_output_folders_retouched_master_and_a_file_not_ours_are_never_render
     assert _drop(folder, raw, journal).kind == "done"
     render = tmp_path / "out" / "IMG_0001.png"
     assert _drop(folder, raw, journal, exposure=0.5).kind == "done"  # untouched since: replaced
+    with (folder.path / raw.name).open("ab") as converted_again:  # other bytes, the same photo: still its render
+        converted_again.write(b"\0" * 64)
+    assert _drop(folder, raw, journal, exposure=0.25).kind == "done"
     _retouch(render)
     retouched = render.read_bytes()
     again = _drop(folder, raw, journal, exposure=1.0)

@@ -114,16 +114,16 @@ def where_looked(names: Iterable[str], mirror: Path | None, folder: FolderConfig
             f"to '{folder.path}/{MIRROR_PATTERN}', or add the photo folder to library_roots")
 
 
-def check_replaceable(target: Path, sha256: str, source: Path) -> str | None:
+def check_replaceable(target: Path, *sha256: str | None) -> str | None:
     """Why ``target`` (an output's name) must not be replaced, or None when it is free or a hostplug render of
-    this very raw: its recorded source hash is ``sha256``, or its recorded source is ``source`` (the raw's path
-    in the hot folder: its content may have changed since, a DNG converted again)."""
+    this very raw: its recorded source hash is one of ``sha256`` (the raw's, and that of its last render, when its
+    content changed since: a DNG converted again). A hash, unlike a path, is the same on every node of a cluster
+    and tells two photos of one name apart."""
     from engine.xmp.provenance import read_provenance
 
     if not target.exists():
         return None
-    recorded = read_provenance(target)
-    if recorded.sha256 == sha256 or (recorded.path is not None and recorded.path == source.resolve()):
+    if read_provenance(target).sha256 in {h for h in sha256 if h}:
         return None
     return (f"{target} exists and is not a hostplug render of this raw; it is left alone: rename or move it (or "
             "change the template), then hostplug queue --retry")

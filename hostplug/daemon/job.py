@@ -174,7 +174,7 @@ def _left_alone(job: Job, targets: list[str]) -> str | None:
     from hostplug.daemon.beside import check_replaceable
 
     for target in map(Path, targets):
-        foreign = check_replaceable(target, job.content_hash, job.path)
+        foreign = check_replaceable(target, job.content_hash, job.previous_content_hash)
         if foreign is not None:
             return foreign
         if retouched(target):

@@ -334,8 +334,12 @@ class Journal:
         )
 
     def forget(self, file_id: int) -> None:
-        """Drop a raw's row: the file went away before it rendered (a later file of that name is new)."""
-        self.db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+        """Drop a raw's row and its claims on output names: the file went away before it rendered, or was deleted
+        after it failed (a later file of that name is new, and may take those names; SQLite may even give it the
+        same id)."""
+        with self._transaction():
+            self.db.execute("DELETE FROM outputs WHERE file_id = ?", (file_id,))
+            self.db.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
     def fail(self, file_id: int, error: str, kind: str, moved_to: Path | None = None) -> None:
         """The raw failed for good (until someone retries it)."""
