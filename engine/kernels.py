@@ -51,7 +51,8 @@ def _save_if_there_is_room(save: Callable[..., None]) -> Callable[..., None]:
     """numba's cache writer, made to give up quietly when the cache's disk is full or failing: the compiled code
     is only a saving of time (the kernel runs, compiled again next time), and a full home disk made every render
     fail with numba's traceback while the output's disk had room. (numba already passes over a cache folder it
-    cannot write to; a full one it finds out only when it writes.)"""
+    cannot write to; a full one it finds out only when it writes.) It is numba's class that changes, so other
+    libraries' cached kernels in this process are saved the same way: if there is room."""
     def save_overload(self: Any, sig: Any, data: Any) -> None:
         with contextlib.suppress(OSError):
             save(self, sig, data)

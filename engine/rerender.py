@@ -273,8 +273,9 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     from engine.xmp.provenance import find_source
 
     output = _path_argument(output, "output")
-    searched = [search] if isinstance(search, (str, os.PathLike)) else search
-    if not isinstance(searched, Iterable) or not all(isinstance(s, (str, os.PathLike)) for s in searched):
+    searched = [search] if isinstance(search, (str, os.PathLike)) else list(search) if isinstance(
+        search, Iterable) else None  # a generator is read once
+    if searched is None or not all(isinstance(s, (str, os.PathLike)) for s in searched):
         raise OptionError(f"search must be a folder's path or a list of them, not {type(search).__name__}")
     target = _path_argument(target, "target") if target is not None else None
     record = read_record(output)

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import weakref
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -95,20 +96,44 @@ def file_identity(path: Any) -> tuple[Any, ...] | None:
 
 
 def source_identity(source: Source) -> list[Any]:
-    """What the pipeline reads of a source, as a key: its file's SHA-256, and its fields as they are now (a script
-    may derive one Source from another, ``dataclasses.replace`` with other pixels or another white), with the
-    sensor's shape and a sparse sample of its values standing for the sensor (hashing 18 MP every render would
-    cost more than a cache hit saves)."""
-    fields = {f.name: getattr(source, f.name) for f in dataclasses.fields(source) if f.name not in ("sensor", "path")}
-    sensor = source.sensor
-    return [source.sha256, sensor.shape, str(sensor.dtype), sensor[::61, ::67].tolist(), fields]
+    """What the pipeline reads of a source, as a key: its file's SHA-256, its fields as they are now and a digest
+    of its sensor's pixels (a script may derive one Source from another, ``dataclasses.replace`` with other pixels
+    or another white). A field's array is keyed by all its values (numpy's own text of one shortens it)."""
+    fields = {f.name: _comparable(getattr(source, f.name)) for f in dataclasses.fields(source)
+              if f.name not in ("sensor", "path")}
+    return [source.sha256, sensor_digest(source.sensor), fields]
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [str(value.dtype), value.shape, hashlib.blake2b(np.ascontiguousarray(value).data).hexdigest()]
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    return value
+
+
+_SENSOR_DIGESTS: dict[int, str] = {}
+
+
+def sensor_digest(sensor: np.ndarray) -> str:
+    """A digest of a sensor's pixels, computed once per array (about 30 ms for 18 MP): an array is taken as not
+    changed in place after it was opened, as the Source's documentation asks."""
+    key = id(sensor)
+    digest = _SENSOR_DIGESTS.get(key)
+    if digest is None:
+        data = np.ascontiguousarray(sensor)
+        digest = f"{data.dtype}{data.shape}" + hashlib.blake2b(data.data).hexdigest()
+        _SENSOR_DIGESTS[key] = digest
+        weakref.finalize(sensor, _SENSOR_DIGESTS.pop, key, None)  # the id may be another array's once this one goes
+    return digest
 
 
 def stage_keys(source: Source, stages: Sequence[Stage], params: dict[str, Any], recipe: Recipe,
                device: str, preview: int | None) -> list[str] | None:
-    """One key per stage: a digest of the source's content (the SHA-256 of the file it was opened from: the file
-    may have been replaced since), preview size, device, the models' hashes and, for that stage and every stage
-    before it, its implementation, switch and resolved params. None when the source cannot be keyed."""
+    """One key per stage: the source as the pipeline reads it (:func:`source_identity`: the SHA-256 of the file it
+    was opened from, which may have been replaced since, its fields and pixels), preview size, device, the models'
+    hashes and, for that stage and every stage before it, its implementation, switch and resolved params. None
+    when the source cannot be keyed."""
     if not source.sha256:
         return None
     from engine.models import model_hashes  # other networks (another folder, or retrained) make other outputs

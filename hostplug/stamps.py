@@ -1,6 +1,6 @@
 """When hostplug wrote a render that a photographer may retouch in place, so that a retouch is never rendered over.
 
-``hostplug open``'s TIFFs and the watch daemon's outputs beside a photographer's originals are written with
+``hostplug open``'s TIFFs and the watch daemon's outputs (in output folders and beside originals) are written with
 ``OutputOptions(modified=...)``: they record the second they were written (``hostplug:written``, in their XMP) and
 take their name with that modification time. An editor that saves over such a file moves the time on; the file no
 longer counts as :func:`untouched`, and hostplug leaves it alone.

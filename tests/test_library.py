@@ -259,3 +259,9 @@ def test_arguments_of_the_wrong_type_are_one_clear_error(tmp_path: Path, sample_
         with pytest.raises(error, match=words):
             call()
     assert not (tmp_path / "y.png").exists()
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(tmp_path / "x.png", moved / "x.png")  # the raw stays where it was recorded: found by searching
+    raw_folder = sample_dng.parent
+    result = engine.rerender_file(moved / "x.png", search=(folder for folder in [raw_folder]))  # a generator too
+    assert result.output.exists()

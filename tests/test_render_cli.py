@@ -360,7 +360,9 @@ def test_16_bit_tiffs_of_every_layout_read_as_their_picture_or_are_refused(tmp_p
     cmyk = np.concatenate([65535 - rgb, np.zeros((24, 32, 1), np.uint16)], axis=2)
     tifffile.imwrite(tmp_path / "cmyk.tif", cmyk, photometric="separated")
     tifffile.imwrite(tmp_path / "float.tif", rgb.astype(np.float32) / 65535, photometric="rgb")
-    for name, words in (("cmyk", "a 16-bit CMYK TIFF"), ("float", "a 32-bit floating-point RGB TIFF")):
+    tifffile.imwrite(tmp_path / "wide.tif", rgb[..., 0].astype(np.uint32) * 65537, photometric="minisblack")
+    for name, words in (("cmyk", "a 16-bit CMYK TIFF"), ("float", "a 32-bit floating-point RGB TIFF"),
+                        ("wide", "a 32-bit grey TIFF")):
         result = hostplug("render", tmp_path / f"{name}.tif", "-o", tmp_path / f"{name}.png")
         assert result.exit_code == 3 and words in result.stderr, result.stderr
         assert not (tmp_path / f"{name}.png").exists()
@@ -655,13 +657,16 @@ def test_a_failed_render_takes_its_stage_images_out_of_a_folder_that_was_there(
     from engine.errors import OutputError
     from engine.stages.colour_matrix import ColourMatrix
 
+    folder = tmp_path / "stages"
+
     def disk_full(*args: object) -> None:
+        (folder / "saved meanwhile.png").write_text("the photographer's")  # not a stage image: it stays
         raise OutputError("cannot write 4_colour.png: No space left on device")
 
-    folder = tmp_path / "stages"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
     monkeypatch.setattr(ColourMatrix, "process", disk_full)
-    result = hostplug("render", sample_dng, "-o", tmp_path / "x.jpg", "--stages", folder, "--no-service")
-    assert result.exit_code == 5
-    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    result = hostplug("render", sample_dng, "-o", tmp_path / "x.jpg", "--stages", folder, "--no-service",
+                      "--overwrite")  # (a folder that holds files takes stage images only with --overwrite)
+    assert result.exit_code == 5 and "4_colour.png: No space left" in result.stderr, result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "saved meanwhile.png"]

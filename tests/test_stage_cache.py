@@ -150,6 +150,8 @@ def test_a_source_derived_from_a_cached_one_is_not_served_the_cached_pixels(samp
     engine.render(source, preview=200, cache=cache)
     cropped = dataclasses.replace(source, sensor=source.sensor[:120, :160].copy())
     warmer = dataclasses.replace(source, as_shot_neutral=source.as_shot_neutral * [1.2, 1.0, 0.8])
-    for derived in (cropped, warmer):
+    patched = dataclasses.replace(source, sensor=source.sensor.copy())
+    patched.sensor[62:121, 68:133] = 0  # a patch between the points a sample of the sensor would read
+    for derived in (cropped, warmer, patched):
         assert np.array_equal(engine.render(derived, preview=200, cache=cache).pixels,
                               engine.render(derived, preview=200).pixels)

@@ -107,13 +107,14 @@ _READ_PHOTOMETRICS = {0: "grey", 1: "grey", 2: "RGB"}
 
 
 def _check_tiff_layout(path: Path, page: Any) -> None:
-    """UnsupportedInputError for a TIFF of more than 8 bits that is not RGB or grey integers (CMYK, CIELab, YCbCr,
-    a palette, floating point): read as RGB, it would be a wrong picture, not an error."""
+    """UnsupportedInputError for a TIFF of more than 8 bits that is not 16-bit unsigned RGB or grey (CMYK, CIELab,
+    YCbCr, a palette, floating point, 32-bit or signed integers): read as RGB, it would be a wrong picture, not an
+    error."""
     photometric = int(page.photometric)
-    if photometric not in _READ_PHOTOMETRICS or page.dtype.kind != "u":
+    if photometric not in _READ_PHOTOMETRICS or page.dtype != np.uint16:
         kind = {3: "palette", 5: "CMYK", 6: "YCbCr", 8: "CIELab", 9: "ICC Lab", 10: "ITU Lab",
                 **_READ_PHOTOMETRICS}.get(photometric, "colour")
-        number = "floating-point " if page.dtype.kind == "f" else ""
+        number = {"f": "floating-point ", "i": "signed "}.get(page.dtype.kind, "")
         raise UnsupportedInputError(f"{path}: a {page.bitspersample}-bit {number}{kind} TIFF; hostplug reads 8- and "
                                     "16-bit RGB or grey TIFFs (save it as one in an image editor)")
 

@@ -166,9 +166,10 @@ def _collapsed(entries: list[str]) -> list[str]:
     return named[: SKIPPED_MAX - 1] + [f"{sum(rest)} more opcodes of {len(rest)} other kinds"]
 
 
-# smaller than any raw's headers: LibRaw's I/O error on such a file, unless it begins as a TIFF (most raws do: a
-# cut-short one is damaged), means it is no raw at all
+# smaller than any raw's headers: LibRaw's I/O error on such a file, unless it begins as a raw does (a TIFF, an
+# ORF, RW2, RAF, CRW, CR3, X3F: a cut-short one is damaged), means it is no raw at all
 SMALLEST_RAW_BYTES = 4096
+RAW_MAGIC = (b"II*\0", b"MM\0*", b"IIRO", b"IIRS", b"IIU\0", b"FUJIFILM", b"II\x1a\0\0\0HEAPCCDR", b"FOVb")
 
 
 def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
@@ -237,7 +238,7 @@ def _open_pinned(path: Path, file: Path) -> Source:
         if dng is None and path.suffix.lower() in RGB_SUFFIXES:  # LibRaw's I/O error for a file it cannot place
             return _open_rgb_or_refuse(path, dng, file)
         if dng is None and isinstance(e, rawpy.LibRawIOError) and file.stat().st_size < SMALLEST_RAW_BYTES \
-                and not head.startswith((b"II*\0", b"MM\0*")):
+                and not head.startswith(RAW_MAGIC) and head[4:8] != b"ftyp":  # (CR3 is an ISO box file)
             raise unrecognised(path, file) from e  # a few bytes of text: LibRaw read past its end, no raw at all
         raise CorruptInputError(f"{path}: the raw data cannot be read ({_libraw_message(e)}); the file may "
                                 "be truncated or damaged") from e

@@ -17,6 +17,7 @@ and the sidecar is read again under the lock, so two writers at once each keep t
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -261,8 +262,10 @@ def _replace_atomically(path: Path, data: bytes) -> None:
         if path.exists():
             os.chmod(temporary, path.stat().st_mode & 0o7777)
         os.replace(temporary, path)
-    except OSError as e:  # the disk, not the sidecar (exit 5, as for an output that cannot be written)
-        raise OutputError(f"{path}: cannot write the sidecar ({e.strerror}); it is as it was") from e
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the disk, not the sidecar: exit 5, as for outputs
+            raise OutputError(f"{path}: cannot write the sidecar ({e.strerror}); it is as it was") from e
+        raise SidecarError(f"{path}: cannot write the sidecar ({e.strerror})") from e
     finally:
         temporary.unlink(missing_ok=True)
 
