@@ -115,8 +115,9 @@ def validate(config: DaemonConfig) -> None:
     check_numbers(config)
     from engine.io.limits import decode_seconds, max_pixels
 
-    try:  # the limits' environment variables: a typo would fail every raw dropped
-        max_pixels(), decode_seconds()
+    try:  # the limits' environment variables, read as a render reads them: a typo would fail every raw dropped
+        max_pixels()
+        decode_seconds()
     except OptionError as e:
         raise ConfigError(str(e)) from None
     if config.cluster is None:  # a cluster's nodes may have the GPU its head lacks
