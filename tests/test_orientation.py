@@ -429,13 +429,15 @@ def test_a_watch_folder_renders_the_rotation_and_again_when_it_changes(block_raw
     raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=6))
     folder = FolderConfig(path=hot, outputs=(OutputSpec(folder=out, format="png", bits=8),))
     journal = Journal(tmp_path / "journal.sqlite")
-    size, mtime = raw.stat().st_size, raw.stat().st_mtime_ns
-    entry = journal.enqueue(raw, raw.parent, size, mtime, "content")
-    job = Job(entry.id, raw, raw.parent, size, mtime, "content")
+    from engine.filehash import file_sha256
+
+    size, mtime, sha = raw.stat().st_size, raw.stat().st_mtime_ns, file_sha256(raw)  # (the outputs record it)
+    entry = journal.enqueue(raw, raw.parent, size, mtime, sha)
+    job = Job(entry.id, raw, raw.parent, size, mtime, sha)
     done = run_job(job, folder, engine.Recipe(), journal)
     assert done.kind == "done", done.message
     assert _corner(Path(done.outputs[0])) == "top-right"
-    again = Job(entry.id, raw, raw.parent, size, mtime, "content", "content", done.recipe_hash, done.outputs)
+    again = Job(entry.id, raw, raw.parent, size, mtime, sha, sha, done.recipe_hash, done.outputs)
     assert run_job(again, folder, engine.Recipe(), journal).kind == "unchanged"
     raw.with_suffix(".xmp").write_text(_LIGHTROOM.format(value=8))  # turned the other way in Lightroom
     turned = run_job(again, folder, engine.Recipe(), journal)
