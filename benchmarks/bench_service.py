@@ -8,8 +8,9 @@ raw, rendering, writing the file):
 * **through the service**: ``hostplug render RAW -o out.tif --bits 16 --overwrite`` with a service running (its
   own, in a private runtime folder, started and warmed by one render first), three ways: the same render again
   (the service resumes from its full-size checkpoint after upsampling), again with a new ``--exposure`` each
-  time (it resumes after the colour stage), and a raw it has not seen (a fresh copy of the raw, new inode:
-  nothing cached, neither the opened raw nor any checkpoint);
+  time (it resumes after the colour stage), and a raw it has not seen (a fresh copy of the raw with a few bytes
+  appended, new inode and other content: nothing cached, neither the opened raw nor any checkpoint, which are
+  keyed by content);
 * **LibRaw script**: ``rawpy.imread(RAW).postprocess(use_camera_wb=True, output_bps=16)`` written with
   ``tifffile`` as an uncompressed 16-bit TIFF;
 * **in-process fallback**: the same command with ``--no-service`` (what a user gets without the service).
@@ -123,6 +124,8 @@ def measure(raw: Path, repeats: int = 5, with_fallback: bool = True) -> dict[str
             exposure_s.append(timed([*ours, "--exposure", f"{0.1 * (repeat + 1):.1f}"], env))
             unseen.unlink(missing_ok=True)
             shutil.copyfile(raw, unseen)  # another file: a raw the service has not seen
+            with unseen.open("ab") as f:  # other bytes after the raw's data: other content, which the stage
+                f.write(f"unseen {os.getpid()} {repeat}".encode())  # checkpoints are keyed by (a copy would hit)
             unseen_s.append(timed(fresh, env))
         if with_fallback:
             fallback_s.append(timed(fallback, env))
