@@ -368,6 +368,20 @@ def test_16_bit_tiffs_of_every_layout_read_as_their_picture_or_are_refused(tmp_p
         assert not (tmp_path / f"{name}.png").exists()
 
 
+def test_a_tiff_whose_samples_have_no_type_is_damaged_not_a_crash(tmp_path: Path) -> None:
+    # found by the fuzzer (tests/fuzz/fuzz_open.py): a TIFF of 0-bit samples, for which tifffile gives no dtype,
+    # ended in an AttributeError
+    import base64
+    import zlib
+
+    crash = ("eNrz9NRi4GBgYOBiYGBkYWBkcGaQAPIYwWwGBgEgZmJkZmAG0m1AzAxkg8SBmI0BymYCYkGo+h4gFoWIg7hgWZg54kA1/4GgM8DP"
+             "nZdLCmghA6+nh0sQkAZZKcDBxFClwQBWAlPzHz9g+I1dPL+stqV70swFy9dt3XP41MUb95+9/fKbiVNAXA6rpbjdo6pjbOXo4R8W"
+             "m5KtwVBUyeDnss4poQkAnl5hDg==")
+    (tmp_path / "input.tif").write_bytes(zlib.decompress(base64.b64decode(crash)))
+    with pytest.raises(engine.HostplugError, match="no type an image has"):
+        engine.open(tmp_path / "input.tif")
+
+
 def test_a_raw_named_tif_is_still_a_raw(tmp_path: Path) -> None:
     # a TIFF-based raw keeps a preview in its first directory (the Sony's: YCbCr) and its sensor in a SubIFD
     from tests.conftest import SONY, need

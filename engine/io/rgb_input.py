@@ -111,6 +111,9 @@ def _check_tiff_layout(path: Path, page: Any) -> None:
     YCbCr, a palette, floating point, 32-bit or signed integers): read as RGB, it would be a wrong picture, not an
     error."""
     photometric = int(page.photometric)
+    if page.dtype is None:  # a sample format and bit depth numpy has no type for (tifffile gives None)
+        raise CorruptInputError(f"{path}: the TIFF's samples ({page.bitspersample} bits) are of no type an image "
+                                "has; the file may be damaged")
     if photometric not in _READ_PHOTOMETRICS or page.dtype != np.uint16:
         kind = {3: "palette", 5: "CMYK", 6: "YCbCr", 8: "CIELab", 9: "ICC Lab", 10: "ITU Lab",
                 **_READ_PHOTOMETRICS}.get(photometric, "colour")
