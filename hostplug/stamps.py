@@ -34,10 +34,3 @@ def newer_second(target: Path) -> int:
     except OSError:
         before = 0
     return max(math.ceil(time.time()), before)
-
-
-def retouched(target: Path) -> bool:
-    """Whether ``target`` is a stamped hostplug render that was changed since it was written."""
-    from engine.xmp.provenance import read_provenance
-
-    return target.exists() and not untouched(target, read_provenance(target).written)

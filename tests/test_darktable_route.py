@@ -23,7 +23,7 @@ from daemon_helpers import SAMPLE_DNG, WatchProcess, states, wait_for
 from engine.errors import InputNotFoundError
 from engine.filehash import file_sha256
 from engine.output.metadata import XMP_PREFIX
-from hostplug.daemon.beside import MIRROR_PATTERN, check_replaceable, find_original
+from hostplug.daemon.beside import MIRROR_PATTERN, find_original
 from hostplug.daemon.config import FolderConfig, OutputSpec, load_config, parse_config
 from hostplug.daemon.errors import ConfigError
 from hostplug.daemon.journal import Journal
@@ -307,10 +307,13 @@ def test_library_roots_never_find_the_hot_folders_own_files_and_refuse_to_guess(
 
 
 def test_a_photographers_file_beside_the_raw_is_never_replaced(tmp_path: Path) -> None:
+    from hostplug.daemon.job import Job, _left_alone
+
     target = tmp_path / "IMG_0001.tif"
-    assert check_replaceable(target, "0" * 64) is None  # free
+    job = Job(1, tmp_path / "hot" / "IMG_0001.dng", tmp_path / "hot", 3, 0, "0" * 64)
+    assert _left_alone(job, [str(target)]) is None  # free
     target.write_bytes(b"a TIFF the photographer made")
-    assert "is not a hostplug render of this raw" in check_replaceable(target, "0" * 64, None)
+    assert "is not a hostplug render of this raw" in _left_alone(job, [str(target)])
 
 
 def _export_again(folder: FolderConfig, original: Path, journal: Journal, rating: int) -> object:

@@ -112,18 +112,3 @@ def where_looked(names: Iterable[str], mirror: Path | None, folder: FolderConfig
     looked = "; ".join(places) or "nowhere: the copy's place in the hot folder names no folder, no library_roots"
     return (f"looked for {' or '.join(names)} with the copy's exact content in {looked}. Export from darktable "
             f"to '{folder.path}/{MIRROR_PATTERN}', or add the photo folder to library_roots")
-
-
-def check_replaceable(target: Path, *sha256: str | None) -> str | None:
-    """Why ``target`` (an output's name) must not be replaced, or None when it is free or a hostplug render of
-    this very raw: its recorded source hash is one of ``sha256`` (the raw's, and that of its last render, when its
-    content changed since: a DNG converted again). A hash, unlike a path, is the same on every node of a cluster
-    and tells two photos of one name apart."""
-    from engine.xmp.provenance import read_provenance
-
-    if not target.exists():
-        return None
-    if read_provenance(target).sha256 in {h for h in sha256 if h}:
-        return None
-    return (f"{target} exists and is not a hostplug render of this raw; it is left alone: rename or move it (or "
-            "change the template), then hostplug queue --retry")

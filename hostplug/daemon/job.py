@@ -39,7 +39,7 @@ from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.journal import Conflict, Journal, disk_full
 from hostplug.daemon.recipes import recipe_for_file, recipe_hash
 from hostplug.daemon.templates import TokenValues, output_path, safe_part
-from hostplug.stamps import newer_second, retouched
+from hostplug.stamps import newer_second, untouched
 
 if TYPE_CHECKING:
     from engine.output.formats import OutputOptions
@@ -170,14 +170,22 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
 
 def _left_alone(job: Job, targets: list[str]) -> str | None:
     """Why a file at one of the raw's own output names must stay (or None): it is no render of this raw (the
-    photographer's own file, another daemon's render in a shared folder), or a render retouched since."""
-    from hostplug.daemon.beside import check_replaceable
+    photographer's own file, another daemon's render in a shared folder), or a render retouched since.
 
+    A render is this raw's when it records the raw's content hash, or that of its last render (its content
+    changed since: a DNG converted again). A hash, unlike a path, is the same on every node of a cluster and tells
+    two photos of one name apart. Each file's record is read once for both questions."""
+    from engine.xmp.provenance import read_provenance
+
+    ours = {h for h in (job.content_hash, job.previous_content_hash) if h}
     for target in map(Path, targets):
-        foreign = check_replaceable(target, job.content_hash, job.previous_content_hash)
-        if foreign is not None:
-            return foreign
-        if retouched(target):
+        if not target.exists():
+            continue
+        recorded = read_provenance(target)
+        if recorded.sha256 not in ours:
+            return (f"{target} exists and is not a hostplug render of this raw; it is left alone: rename or move it "
+                    "(or change the template), then hostplug queue --retry")
+        if not untouched(target, recorded.written):
             return (f"{target} was changed since hostplug rendered it (a retouch saved over it?); it is left alone: "
                     "rename or move it, then hostplug queue --retry")
     return None
