@@ -651,14 +651,14 @@ def test_a_short_write_on_a_full_disk_says_the_disk_is_full(tmp_path: Path, samp
     # numpy's tofile (a resized TIFF is written as a whole array) reports a short write with no errno: the message
     # did not say the disk was full, and the watch daemon, not seeing ENOSPC, failed the raw for good
     import errno
-    import os
+    import shutil
     from types import SimpleNamespace
 
     def short_write(*args: object, **kwargs: object) -> None:
         raise OSError("1279200 requested and 805560 written")
 
     monkeypatch.setattr(engine.output.write, "_write_tiff", short_write)
-    monkeypatch.setattr(os, "statvfs", lambda folder: SimpleNamespace(f_bavail=3, f_frsize=4096))
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: SimpleNamespace(total=1 << 30, used=1 << 30, free=4096))
     with pytest.raises(OutputError, match="No space left on device") as caught:
         engine.render_file(sample_dng, tmp_path / "x.tif")
     assert caught.value.__cause__.errno == errno.ENOSPC

@@ -15,6 +15,8 @@ import secrets
 import time
 from pathlib import Path
 
+FULL_DISK_BYTES = 1 << 20  # free space under which a disk counts as full (the watch daemon waits for room)
+
 
 def publish(partial: Path, path: Path, overwrite: bool) -> None:
     """Give the complete ``partial`` its name. Without ``overwrite``, a file that appeared at ``path`` since it was

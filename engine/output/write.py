@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import errno
 import os
+import shutil
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -43,7 +44,15 @@ from engine.output.metadata import (
     tiff_tags,
     writable_exif,
 )
-from engine.output.publish import STALE_PARTIAL_S, discard, is_partial_of, partial_name, publish, remove_partials
+from engine.output.publish import (
+    FULL_DISK_BYTES,
+    STALE_PARTIAL_S,
+    discard,
+    is_partial_of,
+    partial_name,
+    publish,
+    remove_partials,
+)
 
 __all__ = ["OutputOptions", "is_partial_of", "partial_name", "resolve_format", "write_image"]
 
@@ -366,8 +375,7 @@ def _with_errno(error: OSError, folder: Path) -> OSError:
     if error.errno is not None:
         return error
     try:
-        stats = os.statvfs(folder)
-        full = stats.f_bavail * stats.f_frsize < 1 << 20
+        full = shutil.disk_usage(folder).free < FULL_DISK_BYTES
     except OSError:
         return error
     return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({error})") if full else error

@@ -34,6 +34,7 @@ from engine.errors import (
     OutputError,
     UnsupportedInputError,
 )
+from engine.output.publish import FULL_DISK_BYTES
 from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.journal import Conflict, Journal, disk_full
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from engine.output.formats import OutputOptions
 
 PERMANENT_KINDS = ("failed", "gone")
-FULL_DISK_BYTES = 1 << 20  # free space under which an output disk counts as full before rendering
 
 
 @dataclass(frozen=True)
