@@ -16,6 +16,7 @@ import dataclasses
 import json
 import numbers
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -276,8 +277,12 @@ def _stages_folder(folder: str | Path) -> Path:
     return folder
 
 
+STAGE_FILE = re.compile(r"\d+_[a-z_]+\.(png|json)")  # what save_stage names its files: 4_colour.png, 4_colour.json
+
+
 def save_stage(folder: Path, index: int, stage: Stage, image: Any, recipe: Recipe, ctx: Context) -> None:
-    """Write a stage's output as an 8-bit PNG (linear stages shown sRGB-encoded) and its params as JSON."""
+    """Write a stage's output as an 8-bit PNG (linear stages shown sRGB-encoded) and its params as JSON, named as
+    :data:`STAGE_FILE` says."""
     from engine.colour import srgb_encode
 
     stem = folder / f"{index + 1}_{stage.name}"

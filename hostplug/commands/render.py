@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -84,15 +83,14 @@ def _check_format_options(outputs: list[Path], options: OutputOptions) -> None:
                                     f"{written}; leave it out, or write a {applies_to.upper()}")
 
 
-STAGE_IMAGE = re.compile(r"\d+_[a-z_]+\.(png|json)")  # engine.pipeline.save_stage's names: 4_colour.png
-
-
 def _remove_added(folder: Path, there: set[str]) -> None:
     """Remove the stage images a failed render added to a stage folder that was there before it (only those: a
     file the photographer saved there meanwhile stays)."""
+    from engine.pipeline import STAGE_FILE
+
     with contextlib.suppress(OSError):
         for name in set(os.listdir(folder)) - there:
-            if STAGE_IMAGE.fullmatch(name):
+            if STAGE_FILE.fullmatch(name):
                 with contextlib.suppress(OSError):
                     (folder / name).unlink()
 
