@@ -287,7 +287,7 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
                           "the raw (hostplug render) instead") from None
     source = find_source(output, [Path(s) for s in searched])
     fmt, bits, compression = image_format(output)
-    new = Path(target) if target is not None else rerender_target(output, fmt)
+    new = target if target is not None else rerender_target(output, fmt)
     if resolve_format(new, OutputOptions())[0] != fmt:
         raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; name the new file (--out, target=) with a "
                                 "matching suffix")
