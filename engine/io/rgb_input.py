@@ -160,7 +160,7 @@ def _read_16bit(path: Path, file: Path) -> np.ndarray | None:
             if int(page.photometric) in _GREY and data.ndim == 3:
                 data = data[..., 0]  # grey and its alpha
             if int(page.photometric) == tifffile.PHOTOMETRIC.MINISWHITE:
-                data = (np.iinfo(data.dtype).max if data.dtype.kind == "u" else 1.0) - data
+                data = np.iinfo(data.dtype).max - data  # (16-bit unsigned: _check_tiff_layout)
     elif suffix == ".png":
         import cv2
 
