@@ -245,6 +245,8 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
         try:
             result = _render_planned(decided, device, opener, cache, writing, progress)
             break
+        except _RetouchedMeanwhileError:
+            continue  # plan again: a raw's render takes the next free name, an output opened itself is refused
         except OutputError:
             if decided.replace or not decided.target.exists():
                 raise
@@ -276,4 +278,19 @@ def _render_planned(decided: OpenPlan, device: str, opener: Callable[[Path], Any
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
         return render_file(source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
                            device=device, cache=cache, progress=progress,
-                           render_size=recorded.get("rendered_at", "by outputs")).as_dict()
+                           render_size=recorded.get("rendered_at", "by outputs"),
+                           before_naming=_kept_if_retouched if decided.replace else None).as_dict()
+
+
+class _RetouchedMeanwhileError(OutputError):
+    """The render to be replaced was retouched while the new one rendered."""
+
+
+def _kept_if_retouched(targets: list[Path]) -> None:
+    """Stop before the name is taken when the render to be replaced was retouched while the new one rendered (an
+    editor saved over it in those seconds): the check :func:`plan` made, made again."""
+    from engine.xmp.provenance import read_provenance
+
+    for target in targets:
+        if target.exists() and not untouched(target, read_provenance(target).written):
+            raise _RetouchedMeanwhileError(f"{target} was changed while hostplug rendered it again; it is kept")

@@ -425,6 +425,40 @@ def test_an_output_folders_retouched_master_and_a_file_not_ours_are_never_render
     assert theirs.read_bytes() == b"the photographer's own picture"
 
 
+def test_a_retouch_saved_while_the_raw_renders_again_is_never_rendered_over(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # the check at the claim came seconds before the outputs took their names: a master saved in an editor
+    # meanwhile was replaced by the new render
+    from hostplug.daemon import job as job_module
+
+    folder = FolderConfig(path=tmp_path / "hot", outputs=(OutputSpec(folder=tmp_path / "out", format="png", bits=8,
+                                                                     long_edge=64),))
+    folder.path.mkdir()
+    (tmp_path / "out").mkdir()
+    journal = Journal(tmp_path / "journal.sqlite")
+    raw = tmp_path / "IMG_0001.dng"
+    shutil.copyfile(SAMPLE_DNG, raw)
+    assert _drop(folder, raw, journal).kind == "done"
+    render = tmp_path / "out" / "IMG_0001.png"
+    stop_if_replaced = job_module._stop_if_replaced
+
+    def retouched_midway(job: object) -> object:
+        check = stop_if_replaced(job)
+
+        def progress(stage: str, index: int, count: int) -> None:
+            if index == count - 1 and not render.with_suffix(".saved").exists():
+                _retouch(render)  # the editor saves while the last stage runs
+                render.with_suffix(".saved").write_bytes(render.read_bytes())
+            check(stage, index, count)
+        return progress
+
+    monkeypatch.setattr(job_module, "_stop_if_replaced", retouched_midway)
+    again = _drop(folder, raw, journal, exposure=1.0)
+    assert again.kind == "failed" and "was changed since hostplug rendered it" in again.message, again.message
+    assert render.read_bytes() == render.with_suffix(".saved").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG_0001.png", "IMG_0001.saved"]  # no partial
+
+
 @pytest.mark.parametrize(("folder", "output", "message"), [
     ({"originals": "delete"}, {"folder": "out"}, "only for hot folders that receive copies"),
     ({"library_roots": ["lib"]}, {"folder": "out"}, "needs an output with beside_original"),

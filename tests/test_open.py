@@ -104,6 +104,26 @@ def test_open_raw_again_keeps_a_render_that_was_retouched_since(raw: Path) -> No
     assert first.read_bytes() == retouched
 
 
+def test_open_raw_again_keeps_a_render_retouched_while_it_rendered(raw: Path) -> None:
+    # open checked the render before rendering again; an editor saving over it in the seconds that took lost the
+    # retouch
+    from hostplug.handoff import open_file
+
+    first = Path(open_json(raw)["output"])
+    saved: list[bytes] = []
+
+    def progress(_stage: str, index: int, count: int) -> None:
+        if index == count - 1 and not saved:
+            later = first.stat().st_mtime + 60
+            os.utime(first, (later, later))  # the editor saves its retouch while the last stage runs
+            saved.append(first.read_bytes())
+
+    second = open_file(raw, progress=progress)
+    assert saved and first.read_bytes() == saved[0]
+    assert second["output"] == str(raw.with_name(f"{NAME}_hostplug-2.tif"))
+    assert sorted(p.name for p in raw.parent.iterdir()) == sorted([raw.name, first.name, f"{NAME}_hostplug-2.tif"])
+
+
 def test_open_raw_again_replaces_its_render_made_before_write_times_were_recorded(raw: Path) -> None:
     first = Path(open_json(raw)["output"])
     register_namespace()

@@ -233,7 +233,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
                  base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
                  stages_dir: str | Path | None = None, progress: Progress | None = None,
                  cache: StageCache | None = None, orientation: Orientation | None = None,
-                 render_size: int | None | Literal["by outputs"] = "by outputs") -> RenderResult:
+                 render_size: int | None | Literal["by outputs"] = "by outputs",
+                 before_naming: Callable[[list[Path]], None] | None = None) -> RenderResult:
     """Render ``source`` (a path, or a :class:`Source` already open) once and write it to every output.
 
     The recipe is ``recipe`` when given, else the source's sidecar recipe (or ``base``, or the defaults, with
@@ -246,7 +247,10 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
     or none (those written are removed when a later one fails). ``cache`` (a
     :class:`engine.stage_cache.StageCache`) resumes the render after the last stage whose inputs are unchanged.
     ``render_size`` is the long edge the stages work at (None: the full picture; by default the outputs' sizes
-    decide, :func:`reduced_size`), which a re-render takes from what the output records.
+    decide, :func:`reduced_size`), which a re-render takes from what the output records. ``before_naming`` is
+    called with the targets once every output is complete, just before any takes its name; what it raises
+    stops the write with nothing named (a caller that replaces files checks there that they are still the ones
+    it may replace: a render takes seconds, in which an editor may save over one).
     """
     from engine.edits import apply_changes
     from engine.io.source import open_source
@@ -287,7 +291,7 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
                           progress=progress, cache=cache,
                           preview=reduced_size(opened, targets) if render_size == "by outputs" else render_size,
                           orientation=orientation)
-        written = _write_all(rendered, targets, extra_xmp or None)
+        written = _write_all(rendered, targets, extra_xmp or None, before_naming)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings), orientation=rendered.orientation)
 
@@ -305,8 +309,8 @@ def _recorded_orientation(recipe_file: Path, source: Source) -> Orientation | No
     return recorded.orientation if recorded.sha256 == source.sha256 else None
 
 
-def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],
-               extra_xmp: dict[str, Any] | None) -> tuple[Path, ...]:
+def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]], extra_xmp: dict[str, Any] | None,
+               before_naming: Callable[[list[Path]], None] | None = None) -> tuple[Path, ...]:
     """Write every output, or none: all are written under partial names first, and named only once all are
     complete. When one cannot be written (a full disk, say), none is named, so a watch folder's failed file
     leaves no web JPEG published without its master TIFF, and a re-render that fails leaves the previous
@@ -316,6 +320,8 @@ def _write_all(rendered: Rendered, targets: list[tuple[Path, OutputOptions]],
     try:
         for target, options in targets:
             held.append((_write_rendered(rendered, target, options, extra_xmp, hold=True), target, options))
+        if before_naming is not None:
+            before_naming([target for target, _ in targets])
         for partial, target, options in held:
             new = not target.exists()
             _write.publish_held(partial, target, options.overwrite)
@@ -344,7 +350,8 @@ def render_file(source: str | Path | Source, target: str | Path, recipe: Recipe 
                 base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
                 stages_dir: str | Path | None = None, progress: Progress | None = None,
                 cache: StageCache | None = None, orientation: Orientation | None = None,
-                render_size: int | None | Literal["by outputs"] = "by outputs") -> RenderResult:
+                render_size: int | None | Literal["by outputs"] = "by outputs",
+                before_naming: Callable[[list[Path]], None] | None = None) -> RenderResult:
     """Render ``source`` into ``target``: :func:`render_files` with one output (the same keyword arguments;
     replacing an existing file is ``options=engine.OutputOptions(overwrite=True)``).
 
@@ -352,4 +359,4 @@ def render_file(source: str | Path | Source, target: str | Path, recipe: Recipe 
     """
     return render_files(source, [(target, options)], recipe, changes=changes, base=base, extra_xmp=extra_xmp,
                         device=device, stages_dir=stages_dir, progress=progress, cache=cache,
-                        orientation=orientation, render_size=render_size)
+                        orientation=orientation, render_size=render_size, before_naming=before_naming)

@@ -208,6 +208,20 @@ class _ReplacedError(Exception):
     """The raw changed (or was replaced) while it rendered."""
 
 
+class _LeftAloneError(Exception):
+    """A file at an output's name became one to leave alone while the raw rendered."""
+
+
+def _still_ours(job: Job) -> Callable[[list[Path]], None]:
+    """The check made again just before the outputs take their names: a render takes seconds, in which an
+    editor may save a retouch over the last render, or a file may be put at an output's name."""
+    def check(targets: list[Path]) -> None:
+        reason = _left_alone(job, [str(t) for t in targets])
+        if reason is not None:
+            raise _LeftAloneError(reason)
+    return check
+
+
 def _stop_if_replaced(job: Job) -> Callable[[str, int, int], None]:
     """A render's progress callback that stops it, at its next stage, when the raw is no longer the one the job
     opened: replaced mid-render, its outputs would show the old picture until the new one rendered."""
@@ -278,7 +292,10 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         # the orientation read with the recipe, so that the render is the one the hash describes
         result = render_files(source, [(t, _stamped(s, t)) for s, t in zip(folder.outputs, targets, strict=True)],
                               recipe, extra_xmp=catalogue, device=device,
-                              orientation=applied(source.orientation, turned), progress=_stop_if_replaced(job))
+                              orientation=applied(source.orientation, turned), progress=_stop_if_replaced(job),
+                              before_naming=_still_ours(job))
+    except _LeftAloneError as e:
+        return Outcome(job.id, "failed", str(e))
     except _ReplacedError:  # its outputs would be the old picture's, published until the new one renders
         return Outcome(job.id, "changed", "the file changed while it was rendered")
     except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file
