@@ -14,6 +14,7 @@ import importlib
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -59,7 +60,7 @@ def _terminate(signum: int, _frame: Any) -> None:
 def _catch_termination() -> dict[int, Any]:
     """Raise :class:`Terminated` on SIGTERM, and on SIGHUP unless it is ignored (``nohup`` keeps that); returns
     the handlers replaced."""
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
+    previous: dict[int, Any] = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
     if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _terminate)
     return previous
@@ -81,14 +82,15 @@ class HostplugGroup(click.Group):
         assert isinstance(command, click.Command)
         return command
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
         """Click's own, except that a wrong option or argument is one error line like every other error (click
         prints a usage block of three), with the exit status 2 click gives it. A caller that passes
         ``standalone_mode=False`` gets click's behaviour unchanged (the return value, or the exception)."""
-        if not kwargs.pop("standalone_mode", True):
-            return super().main(*args, standalone_mode=False, **kwargs)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # a bare `hostplug` or group: the help, as click shows it
                 e.show()

@@ -14,7 +14,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 # EXIF orientation -> Pillow transpose operations that turn the image upright.
 _UPRIGHT = {2: ("FLIP_LEFT_RIGHT",), 3: ("ROTATE_180",), 4: ("FLIP_TOP_BOTTOM",), 5: ("TRANSPOSE",),
@@ -66,7 +66,7 @@ def _preview(raw_path: Path):
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
                 thumb = None
             if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
-                image = Image.open(io.BytesIO(thumb.data))
+                image = Image.open(io.BytesIO(cast(bytes, thumb.data)))  # a JPEG's data is bytes (a bitmap's an array)
                 image.load()
                 own = image.getexif().get(0x0112)  # the preview's own orientation, when it has a valid one
                 return image, width, height, own if own in range(1, 9) else orientation

@@ -149,9 +149,10 @@ def presets(as_json: bool) -> None:
     """List the presets (shipped ones and those in the user folder) and what each sets.
 
     A malformed preset file is one error line (exit 4, a bad preset); the good ones are listed all the same."""
+    from engine.errors import SidecarError
     from engine.xmp.presets import list_presets, user_folder
 
-    bad = []
+    bad: list[SidecarError] = []
     found = list_presets(on_error=bad.append)
     for error in bad:
         error_line(error)

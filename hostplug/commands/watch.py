@@ -145,10 +145,10 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
             config = _minimal_config(in_dir, out_dir, presets, spec, recurse, archive, settings)
         else:
             raise ConfigError("give --config FILE, or IN_DIR --out OUT_DIR (see hostplug watch --help)")
-        overrides = {"workers": workers, "journal": journal.absolute() if journal else None,
-                     "log_json": log_json.absolute() if log_json else None, "settle_seconds": settle,
-                     "watcher": "polling" if polling else None, "cluster": cluster,
-                     "allow_public_bind": allow_public_bind or None}
+        overrides: dict[str, Any] = {"workers": workers, "journal": journal.absolute() if journal else None,
+                                     "log_json": log_json.absolute() if log_json else None, "settle_seconds": settle,
+                                     "watcher": "polling" if polling else None, "cluster": cluster,
+                                     "allow_public_bind": allow_public_bind or None}
         config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
         validate(config)
         status = StatusLine()

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ def enable_token_auth() -> str:
         return "disabled"
     os.environ["RAY_AUTH_MODE"] = "token"
     try:  # Ray already imported: make it read the environment again
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # Ray's stub of _raylet leaves Config out
 
         Config.initialize("")
     except Exception:  # older or newer Ray: the environment is read at ray.init anyway
@@ -224,7 +225,7 @@ def _failure_reason(stderr: str, stdout: str) -> str | None:
     a failed check), else its last line (stdout's, where its INFO lines go, when it printed any)."""
     lines = [line.strip() for text in (stderr, stdout) for line in text.splitlines() if line.strip()]
     telling = [line for line in lines if any(w in line.lower() for w in ("error", "failed", "in use", "check"))]
-    return (telling or lines or [None])[-1]
+    return (telling or lines)[-1] if lines else None
 
 
 def make_token(path: Path) -> Path:
@@ -301,9 +302,9 @@ class PathMap:
     pairs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def for_node(cls, path_map: Any, *names: str) -> PathMap:
+    def for_node(cls, path_map: Mapping[str, Mapping[str, str]], *names: str) -> PathMap:
         """The map of the node known by any of ``names`` (address, host name), else ``"*"``, else none."""
-        table = next((path_map[n] for n in (*names, "*") if n in path_map), {})
+        table: Mapping[str, str] = next((path_map[n] for n in (*names, "*") if n in path_map), {})
         return cls(tuple(sorted(((str(k), str(v)) for k, v in table.items()), key=lambda p: -len(p[0]))))
 
     @staticmethod
@@ -345,7 +346,8 @@ def probe_folders(config: DaemonConfig) -> tuple[list[Path], list[Path]]:
     return hot, list(dict.fromkeys(written))
 
 
-def probe_node(path_map: Any, hot: list[tuple[str, str]], outputs: list[str], token: str) -> dict[str, Any]:
+def probe_node(path_map: Mapping[str, Mapping[str, str]], hot: list[tuple[str, str]], outputs: list[str],
+               token: str) -> dict[str, Any]:
     """Runs on a node: read each hot folder's probe file, write one in each output folder (the daemon checks it
     sees them). Returns the node's address and name, the problems, and the files written (the daemon's paths)."""
     import ray
@@ -362,10 +364,10 @@ def probe_node(path_map: Any, hot: list[tuple[str, str]], outputs: list[str], to
             problems.append(f"cannot see the hot folder {folder} at {there.parent} ({e.strerror or e})")
     for folder in outputs:  # made by the daemon's start checks: a node makes none (under an unmounted mount)
         there = paths.there(Path(folder))
-        probe = there / f".hostplug-probe-{token}-{ip}"
+        mine = there / f".hostplug-probe-{token}-{ip}"
         try:
-            probe.write_text(ip)
-            written.append((folder, str(probe.name), str(probe)))
+            mine.write_text(ip)
+            written.append((folder, str(mine.name), str(mine)))
         except OSError as e:
             problems.append(f"cannot write the output folder {folder} at {there} ({e.strerror or e})")
     return {"node": ip, "hostname": name, "problems": problems, "written": written}

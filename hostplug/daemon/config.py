@@ -163,7 +163,8 @@ class _Table:
     def __init__(self, data: Any, where: str) -> None:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where} must be a table")
-        self.data, self.where, self.seen = dict(data), where, set()
+        self.data, self.where = dict(data), where
+        self.seen: set[str] = set()
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         """The value of ``key`` checked against ``kind``; ``default`` when absent."""
@@ -186,8 +187,8 @@ class _Table:
             raise ConfigError(f"{self.where}: {key!r} must be one of {', '.join(choices)}, not {value!r}")
         return name
 
-    def positive(self, key: str, default: float, kind: type = float) -> Any:
-        """A number above zero (finite, and at most its :data:`LIMITS` entry)."""
+    def positive(self, key: str, default: float | None, kind: type = float) -> Any:
+        """A number above zero (finite, and at most its :data:`LIMITS` entry); ``default`` (None too) when absent."""
         value = self.get(key, (int, float) if kind is float else int, default)
         if value is not None and value <= 0:
             raise ConfigError(f"{self.where}: {key!r} must be above zero, not {value!r}")

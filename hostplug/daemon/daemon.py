@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.filehash import file_sha256
 from hostplug.daemon import originals
@@ -34,10 +34,7 @@ from hostplug.daemon.progress import Throughput
 from hostplug.daemon.scanner import Scanner, failure_wait, sidecar_stamp
 from hostplug.daemon.systemd import notify, watchdog_interval
 from hostplug.daemon.validate import first_file
-from hostplug.daemon.workers import Event, WorkerPool
-
-if TYPE_CHECKING:
-    from hostplug.daemon.cluster import RayPool
+from hostplug.daemon.workers import Event, Pool, WorkerPool
 
 log = logging.getLogger("hostplug.watch")
 TICK_SECONDS = 0.25
@@ -137,7 +134,7 @@ def _identity(place: Path | int) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def make_pool(config: DaemonConfig) -> WorkerPool | RayPool:
+def make_pool(config: DaemonConfig) -> Pool:
     """The render workers: processes on this machine, or Ray actors on a cluster's nodes (``cluster``)."""
     if config.cluster:
         from hostplug.daemon.cluster import RayPool  # Ray is imported only here, and only when asked for
@@ -180,7 +177,7 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM, SIGINT or SIGHUP (a closed terminal; not under ``nohup``); returns the exit status
         (0 after a clean stop)."""
-        held = [lock_journal(self.config.journal)]
+        held: list[int | None] = [lock_journal(self.config.journal)]  # None: a folder that cannot be locked
         try:
             for folder in self.config.folders:
                 held.append(lock_folder(folder.path, self.config.journal))

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -45,6 +46,15 @@ LONG_SETTLE_FACTOR = 5
 READABLE_SUFFIXES = frozenset(RAW_FORMATS) | frozenset(s.lstrip(".") for s in RGB_SUFFIXES)
 
 Wanted = Callable[[Path, os.stat_result], bool]
+
+
+class Watcher(Protocol):
+    """What the scanner uses of a watchdog observer (tests pass stand-ins)."""
+
+    def schedule(self, event_handler: FileSystemEventHandler, path: str, *, recursive: bool = False) -> object: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
 
 
 def is_temporary(name: str) -> bool:
@@ -279,13 +289,14 @@ class Scanner:
     """Watches the hot folders and returns raws that are complete and wanted."""
 
     def __init__(self, folders: tuple[FolderConfig, ...], *, settle_seconds: float, rescan_seconds: float,
-                 poll_seconds: float, watcher: str = "auto", observer_factory: Callable[[], object] = Observer) -> None:
+                 poll_seconds: float, watcher: str = "auto",
+                 observer_factory: Callable[[], Watcher] = Observer) -> None:
         self.folders = folders
         self.rescan_seconds, self.poll_seconds, self.watcher = rescan_seconds, poll_seconds, watcher
         self.tracker = SettleTracker(settle_seconds)
         self.hints = _Hints()
         self.observer_factory = observer_factory
-        self.observer = None
+        self.observer: Watcher | None = None
         self.modes: dict[Path, str] = {}
         self.next_scan: dict[Path, float] = {}
         self.refused: dict[Path, str] = {}  # candidates not rendered, and why (logged once each)
@@ -384,18 +395,18 @@ class Scanner:
                 interval = self.poll_seconds if self.modes[folder.path] == "polling" else self.rescan_seconds
                 self.next_scan[folder.path] = now + interval
         for path in self.hints.take():
-            folder = next((f for f in self.folders if path.is_relative_to(f.path)), None)
-            if folder is None:
+            hot = next((f for f in self.folders if path.is_relative_to(f.path)), None)
+            if hot is None:
                 continue
             if path.is_dir():
-                if folder.recurse and path != folder.path:
-                    found.update(self._raws(set(walk(folder, path, sidecars=True, left_out=True)), folder))
-            elif is_candidate(path, folder):
+                if hot.recurse and path != hot.path:
+                    found.update(self._raws(set(walk(hot, path, sidecars=True, left_out=True)), hot))
+            elif is_candidate(path, hot):
                 found.add(path)
-            elif is_left_out(path, folder) and path.is_file():
+            elif is_left_out(path, hot) and path.is_file():
                 self._note_left_out({path})
-            elif is_sidecar(path) and is_watched_place(path, folder):
-                owners = sidecar_owners(path, folder)
+            elif is_sidecar(path) and is_watched_place(path, hot):
+                owners = sidecar_owners(path, hot)
                 found.update(owners)
                 if not owners and path.exists():
                     self._note_lone({path})

@@ -19,10 +19,11 @@ import signal
 import socket
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from hostplug.daemon.config import DaemonConfig
 from hostplug.daemon.errors import ConfigError
@@ -115,9 +116,13 @@ def worker_main(conn: Connection, config: DaemonConfig, parent: int) -> None:
         if job is None:
             return
         start = time.perf_counter()
+
+        def announce(targets: list[str], job_id: int = job.id) -> None:
+            conn.send(("targets", job_id, targets))
+
         try:
             outcome = run_job(job, folders[job.folder], bases[job.folder], journal, device=config.device,
-                              announce=lambda targets, j=job: conn.send(("targets", j.id, targets)))
+                              announce=announce)
         except MemoryError as e:
             outcome = Outcome(job.id, "retry", f"out of memory (memory_limit_mb = {config.memory_limit_mb}): {e}")
         except Exception as e:
@@ -166,6 +171,32 @@ def describe_slots(slots: list[Any]) -> list[dict[str, Any]]:
     return [{"slot": i, "node": s.node, "pid": s.pid, "file_id": s.job.id if s.job else None,
              "state": "rendering" if s.job else "idle" if s.ready else "starting",
              "since": now - (clock - s.started) if s.job else None} for i, s in enumerate(slots)]
+
+
+class WorkerSlot(Protocol):
+    """What the daemon reads of a worker of either pool: a :class:`Slot`, or a cluster's RaySlot."""
+
+    @property
+    def node(self) -> str: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def job(self) -> Job | None: ...
+
+
+class Pool(Protocol):
+    """The daemon's render workers: a :class:`WorkerPool`, or a cluster's RayPool (the same interface)."""
+
+    @property
+    def slots(self) -> Sequence[WorkerSlot]: ...
+    def start(self) -> None: ...
+    def idle(self) -> Sequence[WorkerSlot]: ...
+    def busy(self) -> Sequence[WorkerSlot]: ...
+    def describe(self) -> list[dict[str, Any]]: ...
+    def submit(self, slot: Any, job: Job) -> None: ...  # slot: one of this pool's own idle() (its own slot type)
+    def poll(self, timeout: float) -> list[Event]: ...
+    def abandon(self) -> list[Event]: ...
+    def close(self) -> None: ...
 
 
 class WorkerPool:

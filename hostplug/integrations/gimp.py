@@ -172,7 +172,7 @@ def install(plugin_dir: Path, gimprc: Path, make_default: bool = False) -> Insta
     report.actions.append(f"installed {plugin}")
     config_path = folder / CONFIG_NAME
     previous = _read_config(config_path)
-    config = {"hostplug": str(hostplug_command()), "python": sys.executable}
+    config: dict[str, str | None] = {"hostplug": str(hostplug_command()), "python": sys.executable}  # None: no loader
     if make_default:
         try:
             current = read_raw_loader(gimprc)
