@@ -42,10 +42,12 @@ def read_recipe_file(path: Path) -> Recipe:
 
         if not path.is_file():
             raise InputNotFoundError(f"{path}: no such recipe file")
-        recorded = read_provenance(path).recipe
-        if recorded is None:
-            raise RecipeError(f"{path}: records no hostplug recipe that this version reads")
-        return recorded
+        provenance = read_provenance(path)
+        if provenance.recipe_error is not None:
+            raise RecipeError(f"{path}: its recorded recipe cannot be used: {provenance.recipe_error}")
+        if provenance.recipe is None:
+            raise RecipeError(f"{path}: records no hostplug recipe")
+        return provenance.recipe
     data = read_regular(path, MAX_RECIPE_BYTES, "recipe file", RecipeError, missing=InputNotFoundError)
     try:
         return Recipe.from_json(data.decode("utf-8"))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InputNotFoundError, OutputError
+from engine.errors import InputNotFoundError, OutputError, RecipeError
 from engine.output.formats import SUFFIX_FORMATS
 from hostplug.stamps import newer_second, untouched
 
@@ -108,7 +108,7 @@ def colour_space(path: Path) -> str:
             import tifffile
 
             with tifffile.TiffFile(path) as tiff:
-                tag = tiff.pages[0].tags.get(34675)
+                tag = tiff.pages.first.tags.get(34675)
                 profile = bytes(tag.value) if tag is not None else None
         else:
             from PIL import Image
@@ -151,6 +151,9 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
         return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace)
     _, bits, compression = image_format(path)  # refuses a file that is no image before anything else
     provenance = read_provenance(path)
+    if provenance.recipe_error is not None:  # rendered again without it, the image would lose its edits
+        raise RecipeError(f"{path}: its recorded recipe cannot be used: {provenance.recipe_error}; it is left as "
+                          "it is")
     raw = find_source(path, search)
     _check_replaceable(path, raw, provenance)
     if not untouched(path, provenance.written):
@@ -171,7 +174,6 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
 def _recorded_output(image: Path) -> dict[str, Any]:
     """The size, quality and colour space a hostplug output recorded; {} when that record is damaged (the image is
     then rendered again as an editor's image, at full size, as it was before the record was read)."""
-    from engine.errors import RecipeError
     from engine.rerender import read_record
 
     try:

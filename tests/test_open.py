@@ -22,6 +22,7 @@ import tifffile
 from engine.errors import InputNotFoundError
 from engine.output.export import file_sha256
 from engine.output.metadata import register_namespace
+from engine.recipe import RECIPE_VERSION
 from engine.xmp.provenance import find_source, read_provenance, stem_candidates
 from tests.conftest import error_lines, hostplug, hostplug_process
 
@@ -122,6 +123,22 @@ def test_open_raw_again_keeps_a_render_retouched_while_it_rendered(raw: Path) ->
     assert saved and first.read_bytes() == saved[0]
     assert second["output"] == str(raw.with_name(f"{NAME}_hostplug-2.tif"))
     assert sorted(p.name for p in raw.parent.iterdir()) == sorted([raw.name, first.name, f"{NAME}_hostplug-2.tif"])
+
+
+def test_open_refuses_an_output_of_a_newer_hostplug_and_keeps_it(raw: Path) -> None:
+    # open read the newer recipe as none, and rendered the output again in place with the defaults: its edits gone
+    first = Path(open_json(raw, "--style", "warm", "--exposure", "0.7", "--no-service")["output"])
+    register_namespace()
+    with pyexiv2.Image(str(first)) as image:
+        recorded = json.loads(image.read_xmp()["Xmp.hostplug.recipe"])
+        image.modify_xmp({"Xmp.hostplug.recipe": json.dumps({**recorded, "version": 99})})
+    before = first.read_bytes()
+    result = hostplug("open", first, "--no-service")
+    assert result.exit_code == 4
+    newer = f"recipe version 99 is newer than this hostplug understands (up to {RECIPE_VERSION}); upgrade hostplug"
+    assert error_lines(result.stderr) == [f"hostplug: error: {first}: its recorded recipe cannot be used: {newer}; "
+                                          "it is left as it is"]
+    assert first.read_bytes() == before
 
 
 def test_open_raw_again_replaces_its_render_made_before_write_times_were_recorded(raw: Path) -> None:

@@ -37,6 +37,7 @@ class Provenance:
     path: Path | None = None  # the absolute source path hostplug recorded
     sha256: str | None = None  # the source's content hash hostplug recorded
     recipe: Recipe | None = None  # the recipe the file was rendered with (hostplug outputs only)
+    recipe_error: str | None = None  # why a recorded recipe cannot be used (damaged, from a newer hostplug)
     written: str | None = None  # when ``hostplug open`` wrote the file, as it recorded it (its own TIFFs only)
     orientation: Orientation | None = None  # the one the output applied (None: none recorded, or damaged)
 
@@ -60,11 +61,13 @@ def read_provenance(image: Path) -> Provenance:
                 names.append(name)
     recorded = xmp.get(f"Xmp.{XMP_PREFIX}.sourcePath")
     sha = xmp.get(f"Xmp.{XMP_PREFIX}.sourceSHA256")
+    recipe, recipe_error = _recipe(xmp.get(f"Xmp.{XMP_PREFIX}.recipe"))
     return Provenance(
         names=tuple(names),
         path=Path(recorded) if isinstance(recorded, str) and recorded else None,
         sha256=sha.lower() if isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha) else None,
-        recipe=_recipe(xmp.get(f"Xmp.{XMP_PREFIX}.recipe")),
+        recipe=recipe,
+        recipe_error=recipe_error,
         written=xmp.get(f"Xmp.{XMP_PREFIX}.written"),
         orientation=_orientation(xmp.get(f"Xmp.{XMP_PREFIX}.decided"), image),
     )
@@ -80,14 +83,15 @@ def _orientation(decided: object, image: Path) -> Orientation | None:
         return None
 
 
-def _recipe(text: object) -> Recipe | None:
-    """The recipe stored in an output, or None when there is none or it no longer parses."""
+def _recipe(text: object) -> tuple[Recipe | None, str | None]:
+    """The recipe stored in an output, and why it cannot be used when it is there but does not parse (damaged,
+    or written by a newer hostplug); (None, None) when there is none."""
     if not isinstance(text, str) or not text.strip():
-        return None
+        return None, None
     try:
-        return Recipe.from_json(text)
-    except (RecipeError, json.JSONDecodeError):
-        return None
+        return Recipe.from_json(text), None
+    except (RecipeError, json.JSONDecodeError) as e:
+        return None, str(e)
 
 
 def stem_candidates(name: str) -> list[str]:
