@@ -49,6 +49,14 @@ class SidecarError(RecipeError):
     """An XMP sidecar or preset file is malformed, unsafe or from a newer hostplug; it is left untouched."""
 
 
+class StoredSettingError(SidecarError):
+    """hostplug's own settings in a sidecar or preset are damaged or from a newer hostplug (the file's XML reads)."""
+
+
+class NewerSettingsError(StoredSettingError):
+    """hostplug's settings in a sidecar or preset were written by a newer hostplug: never replaced by this one's."""
+
+
 class OutputError(HostplugError):
     """The output cannot be written (folder missing or read-only, file exists, bad format)."""
 

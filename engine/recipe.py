@@ -39,6 +39,7 @@ from engine.errors import RecipeError, shown
 from engine.stages.catalogue import current_version, pin_former_defaults
 from engine.styles import parse_style, style_text
 
+AUTOMATIC_AMOUNTS = ("sharpening", "denoise")  # None: the style's amount, the file's ISO
 RECIPE_VERSION = 12  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop;
 # 6: DNG bad pixels repaired; 7: less saturation desaturates around luminance (-100 is black and white);
 # 8: the demosaic's false colour taken out (demosaic params version 4); 9: denoise-mid3, learned on that demosaic;
@@ -199,8 +200,12 @@ class Recipe:
         object.__setattr__(self, "stages", FrozenDict(self.stages))
 
     def replace(self, **changes: Any) -> Recipe:
-        """A copy with some settings changed (``None`` values in ``changes`` are ignored)."""
+        """A copy with some settings changed (``None`` values in ``changes`` are ignored; ``"auto"`` sets
+        ``sharpening`` or ``denoise`` back to automatic)."""
         changes = {k: v for k, v in changes.items() if v is not None}
+        for name in AUTOMATIC_AMOUNTS:  # "auto" hands an amount back to the style or the ISO
+            if isinstance(changes.get(name), str) and changes[name].strip().lower() == "auto":
+                changes[name] = None
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise RecipeError(f"unknown recipe setting {unknown[0]!r} (settings: "

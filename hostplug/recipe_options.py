@@ -17,6 +17,23 @@ from engine.errors import RecipeError
 from engine.recipe import WB_MODES, check_json_depth
 from hostplug.commands.common import NameChoice
 
+
+class _Amount(click.ParamType):
+    """A number, or ``auto``: the amount goes back to automatic (the style's, the file's ISO)."""
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
+        if isinstance(value, (int, float)) or str(value).strip().lower() == "auto":
+            return value if not isinstance(value, str) else "auto"
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor auto", param, ctx)
+
+
+AMOUNT = _Amount()
+
 _OPTIONS = [
     click.option("--style", help="Picture style (default: natural)."),
     click.option("--style-strength", type=float, help="How strongly the style applies, 0 to 2 (default 1)."),
@@ -35,8 +52,9 @@ _OPTIONS = [
     click.option("--shadows", type=float, help="Shadows, -100 to 100 (lift)."),
     click.option("--saturation", type=float, help="Saturation, -100 (monochrome) to 100."),
     click.option("--vibrance", type=float, help="Vibrance, -100 to 100."),
-    click.option("--sharpening", type=float, help="Sharpening amount, 0 to 100."),
-    click.option("--denoise", type=float, help="Noise reduction strength, 0 to 100 (default: from ISO)."),
+    click.option("--sharpening", type=AMOUNT, help="Sharpening amount, 0 to 100, or auto (the style's; default)."),
+    click.option("--denoise", type=AMOUNT, help="Noise reduction strength, 0 to 100, or auto (from the ISO; "
+                 "default)."),
     click.option("--preset", "presets", multiple=True, metavar="NAME",
                  help="Apply a preset (see 'hostplug presets') over the sidecar's or --recipe's recipe; repeat to "
                       "stack them, the last wins per setting; the options given here win over every preset."),
@@ -75,7 +93,19 @@ def pop_recipe_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     stages = stage_changes(given["disabled"], given["implementations"], given["fixed"])
     if stages:
         changes["stages"] = stages
+    _check_option_values(changes)
     return changes
+
+
+def _check_option_values(changes: dict[str, Any]) -> None:
+    """A wrong option value (out of range, an unknown style, a temperature with --wb auto) is a usage error,
+    exit 2, as click's own checks of option types are; a bad recipe file or preset stays a bad recipe (exit 4)."""
+    from engine.edits import check_changes
+
+    try:
+        check_changes({k: v for k, v in changes.items() if k not in ("recipe_file", "presets")})
+    except RecipeError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def stage_changes(disabled: tuple[str, ...] = (), implementations: tuple[str, ...] = (),
@@ -88,7 +118,10 @@ def stage_changes(disabled: tuple[str, ...] = (), implementations: tuple[str, ..
         name, sep, impl = item.partition("=")
         if not sep or not impl:
             raise RecipeError(f"--use {item!r}: write STAGE=IMPLEMENTATION, e.g. upsample=bilinear")
-        stages.setdefault(name, {})["implementation"] = impl
+        if name in (disabled or ()):
+            raise RecipeError(f"--use {item} and --disable {name}: a stage is either switched off or given an "
+                              "implementation; give one of them")
+        stages.setdefault(name, {}).update(implementation=impl, enabled=True)  # choosing one switches it on
     for item in fixed or ():
         key, sep, raw = item.partition("=")
         name, dot, param = key.partition(".")

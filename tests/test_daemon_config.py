@@ -79,6 +79,8 @@ def test_watch_refuses_at_start_what_would_fail_every_raw_or_be_ignored(tmp_path
     config.write_text(f'[[folder]]\npath = "{hot}"\n[[folder.output]]\nfolder = "{tmp_path / "o"}"\n')
     _refused(_watch("--config", config, "--archive", tmp_path / "a", "--format", "jpeg"),
              "--format, --archive belong to the form IN_DIR --out OUT_DIR")
+    _refused(_watch("--config", config, "--quality", "80"), "--quality belongs to the form IN_DIR --out OUT_DIR")
+    _refused(_watch("--config", config, "--exposure", "0.5"), "recipe options belong to the form IN_DIR --out")
     assert not (tmp_path / "a").exists() and not (tmp_path / "o").exists()
     cuda = tmp_path / "cuda.toml"
     cuda.write_text(f'[daemon]\ndevice = "cuda"\n{config.read_text()}')

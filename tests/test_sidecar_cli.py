@@ -610,3 +610,64 @@ def test_a_sidecar_position_drops_the_cameras_void_fix_status() -> None:
     assert with_position({"Exif.GPSInfo.GPSStatus": "A"}, {"Xmp.exif.GPSLatitude": "48,51.3944N",
                                                            "Xmp.exif.GPSLongitude": "2,17.4E"})[
         "Exif.GPSInfo.GPSStatus"] == "A"
+
+
+def _stored(raw: Path) -> dict[str, object]:
+    shown = hostplug("show", raw, "--json")
+    assert shown.exit_code == 0, shown.output
+    return json.loads(shown.stdout)["recipe"]
+
+
+def test_what_edit_stored_can_be_undone_from_the_command_line(raw: Path) -> None:
+    # a stage switched off stayed off (--use on it did nothing, without a word), and a stored denoise or
+    # sharpening amount could never go back to automatic
+    assert hostplug("edit", raw, "--disable", "detail", "--denoise", "30", "--sharpening", "80").exit_code == 0
+    back = hostplug("edit", raw, "--use", "detail=classical", "--denoise", "auto", "--sharpening", "Auto")
+    assert back.exit_code == 0, back.stderr
+    stored = _stored(raw)
+    assert stored["stages"] == {"detail": {"enabled": True, "implementation": "classical"}}
+    assert (stored["denoise"], stored["sharpening"]) == (None, None)
+    both = hostplug("edit", raw, "--disable", "detail", "--use", "detail=learned")
+    assert both.exit_code == 4 and "either switched off or given an implementation" in both.stderr
+    assert hostplug("edit", raw, "--denoise", "lots").exit_code == 2
+
+
+def test_a_wrong_option_value_exits_2_as_clicks_own_checks_do(raw: Path, tmp_path: Path) -> None:
+    # --wb bogus exited 2 and --style bogus 4; --quality 200 exited 2 and --exposure 99 4
+    for args in (["--style", "bogus"], ["--exposure", "99"], ["--wb", "auto", "--temperature", "4000"]):
+        result = hostplug("render", raw, "-o", tmp_path / "x.jpg", *args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_edit_can_repair_damaged_settings_of_ours_and_says_how(raw: Path, tmp_path: Path) -> None:
+    # a sidecar holding an exposure of 99 could not be edited at all, not even with a whole new recipe
+    sidecar = raw.with_name(raw.name + ".xmp")
+    if DARKTABLE_XMP.is_file():  # with darktable's edits in it, which must stay
+        sidecar.write_bytes(DARKTABLE_XMP.read_bytes())
+    assert hostplug("edit", raw, "--exposure", "0.5").exit_code == 0
+    sidecar.write_text(sidecar.read_text().replace('hostplug:exposure="0.5"', 'hostplug:exposure="99"'))
+    others = sidecar.read_text().replace('hostplug:exposure="99"', "")
+    refused = hostplug("edit", raw, "--contrast", "10")
+    assert refused.exit_code == 4
+    assert "exposure 99 is out of range" in refused.stderr and "--recipe FILE" in refused.stderr
+    recipe = tmp_path / "r.json"
+    recipe.write_text('{"exposure": 0.2}')
+    assert hostplug("edit", raw, "--recipe", recipe, "--contrast", "10").exit_code == 0
+    assert (_stored(raw)["exposure"], _stored(raw)["contrast"]) == (0.2, 10.0)
+    if DARKTABLE_XMP.is_file():  # darktable's history is kept
+        assert "darktable:history" in sidecar.read_text() and "darktable:history" in others
+    newer = sidecar.read_text().replace('hostplug:schemaVersion="', 'hostplug:schemaVersion="9')
+    sidecar.write_text(newer)
+    again = hostplug("edit", raw, "--recipe", recipe)
+    assert again.exit_code == 4 and "newer hostplug" in again.stderr
+    assert sidecar.read_text() == newer
+
+
+def test_show_json_has_the_same_keys_with_or_without_a_sidecar(raw: Path) -> None:
+    bare = json.loads(hostplug("show", raw, "--json").stdout)
+    assert hostplug("edit", raw, "--exposure", "0.1").exit_code == 0
+    edited = json.loads(hostplug("show", raw, "--json").stdout)
+    assert sorted(bare) == sorted(edited)
+    assert (bare["rating"], bare["keywords"], bare["recipe"]) == (None, [], None)

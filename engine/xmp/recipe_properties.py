@@ -31,7 +31,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.errors import RecipeError, SidecarError, shown
+from engine.errors import NewerSettingsError, RecipeError, StoredSettingError, shown
 from engine.recipe import Recipe, parse_json
 from engine.stages.catalogue import pin_former_defaults
 
@@ -101,16 +101,16 @@ def recipe_to_properties(recipe: Recipe) -> dict[str, str]:
 def _migrate(properties: dict[str, str], where: str) -> dict[str, str]:
     text = properties.get("schemaVersion")
     if text is None:
-        raise SidecarError(f"{where}: hostplug properties without hostplug:schemaVersion")
+        raise StoredSettingError(f"{where}: hostplug properties without hostplug:schemaVersion")
     try:
         version = int(text)
     except ValueError:
-        raise SidecarError(f"{where}: hostplug:schemaVersion {shown(text)} is not a number") from None
+        raise StoredSettingError(f"{where}: hostplug:schemaVersion {shown(text)} is not a number") from None
     if version > SCHEMA_VERSION:
-        raise SidecarError(f"{where}: written by a newer hostplug (schema version {version}; this one reads up "
+        raise NewerSettingsError(f"{where}: written by a newer hostplug (schema version {version}; this one reads up "
                            f"to {SCHEMA_VERSION}); upgrade hostplug")
     if version < 1:
-        raise SidecarError(f"{where}: hostplug:schemaVersion {version} is not valid")
+        raise StoredSettingError(f"{where}: hostplug:schemaVersion {version} is not valid")
     for step in range(version, SCHEMA_VERSION):
         properties = MIGRATIONS[step](dict(properties))
     return properties
@@ -121,16 +121,17 @@ def _setting(name: str, text: str, where: str) -> Any:
         return text.strip()
     if name in BOOL_SETTINGS:
         if text.strip().lower() not in ("true", "false"):  # XMP writes True; other writers' true is read too
-            raise SidecarError(f"{where}: hostplug:{name} {shown(text)} is not True or False")
+            raise StoredSettingError(f"{where}: hostplug:{name} {shown(text)} is not True or False")
         return text.strip().lower() == "true"
     try:
         return float(text)
     except ValueError:
-        raise SidecarError(f"{where}: hostplug:{name} {shown(text)} is not a number") from None
+        raise StoredSettingError(f"{where}: hostplug:{name} {shown(text)} is not a number") from None
 
 
 def properties_to_settings(properties: Mapping[str, str], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Validated settings and stage settings from our properties; :class:`SidecarError` naming ``where``.
+    """Validated settings and stage settings from our properties; :class:`~engine.errors.StoredSettingError`
+    naming ``where``.
 
     Only the settings present are returned (a preset changes just those); each is checked against the
     recipe's ranges.
@@ -141,18 +142,18 @@ def properties_to_settings(properties: Mapping[str, str], where: str) -> tuple[d
         if name in META_PROPERTIES:
             continue
         if name not in SETTINGS:
-            raise SidecarError(f"{where}: unknown setting hostplug:{name}")
+            raise StoredSettingError(f"{where}: unknown setting hostplug:{name}")
         settings[name] = _setting(name, text, where)
     stages: dict[str, Any] = {}
     if "stages" in properties:
         try:
             stages = parse_json(properties["stages"], "hostplug:stages")
         except RecipeError as e:
-            raise SidecarError(f"{where}: {e}") from None
+            raise StoredSettingError(f"{where}: {e}") from None
     try:
         check_stages(Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)}))
     except RecipeError as e:
-        raise SidecarError(f"{where}: {e}") from None
+        raise StoredSettingError(f"{where}: {e}") from None
     return settings, stages
 
 
@@ -188,5 +189,5 @@ def properties_to_recipe(properties: Mapping[str, str], where: str) -> Recipe:
     try:
         check_stages(recipe)
     except RecipeError as e:
-        raise SidecarError(f"{where}: {e}") from None
+        raise StoredSettingError(f"{where}: {e}") from None
     return recipe

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from engine.errors import OutputError, SidecarError
+from engine.errors import NewerSettingsError, OutputError, SidecarError, StoredSettingError
 from engine.io.bounded import read_regular
 from engine.io.probe import exif_orientation
 from engine.orientation import Orientation
@@ -316,7 +316,31 @@ def update_recipe(raw: Path, change: Callable[[Recipe], Recipe]) -> Recipe:
 
     Concurrent updates are serialised, so each sees the other's result. Returns the recipe stored.
     """
-    named = sidecar_path(Path(raw))
+    return _store_locked(Path(raw), lambda: change(recipe_for(Path(raw))))
+
+
+def write_recipe(raw: Path, recipe: Recipe) -> Path:
+    """Store ``recipe`` as the recipe of ``raw`` in ``IMG_0001.CR2.xmp``, over the one stored (which is not read:
+    this also replaces damaged settings of ours); returns the sidecar's path.
+
+    Other programs' data in the sidecar is kept exactly; a malformed sidecar is refused and left untouched.
+    """
+    def over_stored() -> Recipe:
+        try:
+            recipe_for(Path(raw))
+        except NewerSettingsError:
+            raise
+        except StoredSettingError:
+            pass  # damaged settings of ours: what the new recipe replaces
+        return recipe
+
+    _store_locked(Path(raw), over_stored)
+    return sidecar_path(Path(raw))
+
+
+def _store_locked(raw: Path, make: Callable[[], Recipe]) -> Recipe:
+    """Store the recipe ``make`` gives in the sidecar of ``raw``, made and stored under the sidecar's lock."""
+    named = sidecar_path(raw)
     sidecar = _written_path(named)
     if not sidecar.parent.is_dir():
         if sidecar != named:  # a link to a share that is not mounted, say
@@ -324,18 +348,9 @@ def update_recipe(raw: Path, change: Callable[[Recipe], Recipe]) -> Recipe:
         raise SidecarError(f"{sidecar.parent}: no such folder")
     _check_writable(sidecar)
     with _locked(sidecar):
-        recipe = change(recipe_for(Path(raw)))
+        recipe = make()
         _store(sidecar, recipe)
     return recipe
-
-
-def write_recipe(raw: Path, recipe: Recipe) -> Path:
-    """Store ``recipe`` as the recipe of ``raw`` in ``IMG_0001.CR2.xmp``; returns the sidecar's path.
-
-    Other programs' data in the sidecar is kept exactly; a malformed sidecar is refused and left untouched.
-    """
-    update_recipe(raw, lambda _current: recipe)
-    return sidecar_path(Path(raw))
 
 
 def catalogue_xmp(info: SidecarInfo | None) -> dict[str, Any]:

@@ -28,7 +28,10 @@ def info(inputs: tuple[Path, ...], as_json: bool) -> None:
         from engine.io.source_info import describe
 
         description = describe(engine.open(path), _sidecar_orientation(path))
-        click.echo(json_text(description, len(inputs)) if as_json else format_description(description))
+        if as_json:  # "input": the argument as given, as every command's JSON names it ("file": the path read)
+            click.echo(json_text({"input": str(path), **description}, len(inputs)))
+        else:
+            click.echo(format_description(description))
 
     for_each_input(inputs, describe)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
     kept as it was.
     """
     from engine.edits import apply_changes, check_changes, check_renderable
+    from engine.errors import NewerSettingsError, StoredSettingError
     from engine.io.probe import check_renderable_file
-    from engine.xmp.sidecar import update_recipe
+    from engine.xmp.sidecar import update_recipe, write_recipe
     from engine.xmp.sidecar_files import sidecar_path
 
     changes = pop_recipe_options(kwargs)
@@ -57,7 +59,17 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
 
     def store(path: Path) -> None:
         check_renderable_file(path)  # a sidecar for a file that never renders helps nobody
-        recipe = update_recipe(path, change)
+        if changes.get("recipe_file"):  # a whole recipe, stored over the one there (repairs damaged settings)
+            recipe = change(Recipe())
+            write_recipe(path, recipe)
+        else:
+            try:
+                recipe = update_recipe(path, change)
+            except NewerSettingsError:
+                raise
+            except StoredSettingError as e:
+                raise StoredSettingError(f"{e}; correct it there, or store a whole recipe over hostplug's settings: "
+                                         f"hostplug edit {shlex.quote(str(path))} --recipe FILE") from None
         sidecar = sidecar_path(path)
         if as_json:
             click.echo(json.dumps({"input": str(path), "sidecar": str(sidecar), "recipe": recipe.to_dict()}))
@@ -120,7 +132,11 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
     def describe(path: Path) -> None:
         check_renderable_file(path)  # "renders with the defaults" is said only of a file that renders
         info = read_sidecar(path)
-        data: dict[str, Any] = {"input": str(path), "sidecar": None}
+        # the same keys with or without a sidecar, so that a script reads d["rating"] of any file
+        data: dict[str, Any] = {"input": str(path), "sidecar": None, "sidecars": [], "embedded_xmp": None,
+                                "recipe": None, "changed": {}, "hints": {}, "adobe_unused": [], "adobe": {},
+                                "adobe_from": None, "orientation": None, "rating": None, "labels": [],
+                                "keywords": []}
         if info is not None:
             data |= {
                 "sidecar": str(info.path) if info.paths else None,
@@ -206,7 +222,9 @@ def rerender(outputs: tuple[Path, ...], search: tuple[Path, ...], target: Path |
         if result.notice:
             click.echo(f"hostplug: note: {result.notice}", err=True)
         if as_json:
-            click.echo(json.dumps(result.as_dict() | {"source": str(result.source), "notice": result.notice}))
+            # "input": the output given, as every command's JSON names its argument; "source": its raw
+            click.echo(json.dumps(result.as_dict() | {"input": str(output), "source": str(result.source),
+                                                      "notice": result.notice}))
         else:
             click.echo(f"{result.source} -> {result.output} ({result.seconds:.1f} s)")
 

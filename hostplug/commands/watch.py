@@ -133,10 +133,14 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
         settings = _recipe_settings(changes)
         if config_path is not None:
             given = _minimal_form_options()
-            if in_dir is not None or out_dir is not None or presets or settings:
-                raise ConfigError("give either --config FILE or IN_DIR --out OUT_DIR [recipe options], not both")
+            if in_dir is not None or out_dir is not None:
+                raise ConfigError("give either --config FILE or IN_DIR --out OUT_DIR, not both")
+            if presets or settings:  # the file holds each folder's recipe
+                raise ConfigError("recipe options belong to the form IN_DIR --out OUT_DIR; with --config, set them "
+                                  "in the file (each [[folder]]'s presets and recipe)")
             if given:  # the file says how outputs are written: these would be ignored without a word
-                raise ConfigError(f"{given} belong to the form IN_DIR --out OUT_DIR; with --config, set them in the "
+                verb = "belongs" if "," not in given else "belong"
+                raise ConfigError(f"{given} {verb} to the form IN_DIR --out OUT_DIR; with --config, set them in the "
                                   "file ([[folder]] and its [[folder.output]])")
             config = load_config(config_path)
         elif in_dir is not None and out_dir is not None:
