@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.colour import srgb_decode
 from engine.models.photofinish_net import PhotofinishNet, thumbnail, to_json
 from engine.training import camera_photos as cp
 
@@ -62,11 +63,11 @@ def test_unprocess_undoes_contrast_and_saturation_and_keeps_order():
     look = cp.CameraLook()
     linear = cp.unprocess(grey, look)[0, :, 1]
     assert np.all(np.diff(linear) >= 0.0) and linear[0] < 1e-5 and linear[-1] <= 1.0
-    decoded = cp._srgb_decode(grey)[0, :, 1] * 2.0**-look.gain_ev
+    decoded = srgb_decode(grey)[0, :, 1] * 2.0**-look.gain_ev
     assert linear[20] > decoded[20]  # the camera's toe darkened the shadows; undoing it lifts them
     red = np.array([[[0.8, 0.3, 0.2]]], dtype=np.float32)
     out = cp.unprocess(red, look)[0, 0]
-    plain = cp._srgb_decode(red)[0, 0]
+    plain = srgb_decode(red)[0, 0]
     assert out[0] / out[1] < plain[0] / plain[1]  # the camera's saturation boost is taken back
 
 

@@ -25,7 +25,7 @@ DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
 
 # (stage, implementation) -> the version of its params (``Params.VERSION``).
 PARAMS_VERSIONS: dict[tuple[str, str], int] = {
-    ("demosaic", "mhc"): 5,
+    ("demosaic", "mhc"): 6,
     ("denoise", "classical"): 2,
     ("denoise", "learned"): 5,
     ("denoise", "auto"): 5,
@@ -46,11 +46,12 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
     v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto",
         "white_balance": "classical", "colour": "dng"}
-    for v in range(1, 12)}
+    for v in range(1, 13)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 _DEMOSAIC_V3 = ("demosaic", "mhc", 3)  # version 4 takes out the demosaic's false colour; 3 not
 _DEMOSAIC_V4 = ("demosaic", "mhc", 4)  # version 5 crops a raw that is no DNG to LibRaw's picture area; 4 not
+_DEMOSAIC_V5 = ("demosaic", "mhc", 5)  # version 6 unprocesses an image input (engine.camera_look); 5 decoded it
 # version 2 desaturates around luminance (-100 is black and white); 1 in the chroma table alone
 _PHOTOFINISH_V1 = (("photofinish", "learned", 1), ("photofinish", "classical", 1))
 # classical params 2 and auto 4 say whether the classical strength follows a reduced render's size; recipes before
@@ -77,8 +78,9 @@ FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     7: (_DEMOSAIC_V3, _LEARNED_MID2, _AUTO_MID2, *_BEFORE_11, *_PHOTOFINISH_V2),
     8: (_DEMOSAIC_V4, _LEARNED_MID2, _AUTO_MID2, *_BEFORE_11, *_PHOTOFINISH_V2),
     9: (_DEMOSAIC_V4, *_BEFORE_11, *_PHOTOFINISH_V2),
-    10: (*_BEFORE_11, *_PHOTOFINISH_V2),
-    11: (("colour", "dng", 2),),  # recipe version 12: colour params 3 compress colours beyond the gamut; 2 not
+    10: (*_BEFORE_11, *_PHOTOFINISH_V2, _DEMOSAIC_V5),
+    11: (("colour", "dng", 2), _DEMOSAIC_V5),  # recipe version 12: colour params 3 compress colours beyond the gamut
+    12: (_DEMOSAIC_V5,),
 }
 
 
@@ -98,7 +100,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     DNG (demosaic params version 4); versions 1 to 10 meant a white balance and colour matrix that did not pin a
     white far off the daylight locus (white balance params version 2, colour version 1), and versions 7 to 10 a
     vibrance of shorter reach (photofinish params version 2); versions 1 to 11 meant colours beyond the working
-    space's gamut left uncompressed (colour params version 2 or 1)."""
+    space's gamut left uncompressed (colour params version 2 or 1); versions 1 to 12 meant an image input (JPEG,
+    PNG, TIFF) decoded without its camera rendering undone (demosaic params version 5 or older)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

@@ -18,6 +18,7 @@ import numpy as np
 import rawpy
 
 from engine import false_colour, kernels, tiling
+from engine.camera_look import unprocess
 from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
 from engine.io import gain_map
@@ -37,9 +38,13 @@ class DemosaicParams:
     FixBadPixelsList), its lens shading (GainMap and FixVignetteRadial), its lens distortion (the warp opcodes)
     and its DefaultCrop, as Adobe's converters and the camera make them; and whether a raw that is no DNG is cropped
     to the picture area LibRaw names (``camera_crop``: the Sony a7R III's 8-pixel border, which its camera's JPEG
-    leaves out and whose outer columns carry a green fringe)."""
+    leaves out and whose outer columns carry a green fringe); and how an image that is already a rendering (JPEG,
+    PNG, TIFF) becomes linear: ``image_input`` "unprocessed" undoes a typical camera's rendering of it
+    (:mod:`engine.camera_look`: its contrast, highlight roll-off, saturation and rendering gain), so that the
+    styles, which learned from camera JPEGs made raws that way, give it back at its own exposure; "decoded" only
+    decodes sRGB (versions 1 to 5: a style then lifted it as it lifts a raw, about 1.5 EV too bright)."""
 
-    VERSION: ClassVar[int] = 5
+    VERSION: ClassVar[int] = 6
     algorithm: Literal["mhc", "ahd", "dcb", "aahd", "vng"] = "mhc"
     false_colour_passes: int = field(default=FALSE_COLOUR_PASSES, metadata={"range": (0, 5)})
     bad_pixels: bool = True
@@ -47,6 +52,7 @@ class DemosaicParams:
     lens_warp: bool = True
     default_crop: bool = True
     camera_crop: bool = True
+    image_input: Literal["unprocessed", "decoded"] = "unprocessed"
 
 
 LIBRAW_TILE = 512  # the smallest side LibRaw's own X-Trans demosaic takes (measured: 510 px fails, 516 works)
@@ -69,19 +75,23 @@ class Demosaic(Stage):
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
         """Version 1 left a DNG's GainMaps, lens warps and DefaultCrop unapplied, versions 1 and 2 its bad pixels,
-        versions 1 to 3 the demosaic's false colour, versions 1 to 4 the border of a raw that is no DNG: so old
-        recipes render the same."""
+        versions 1 to 3 the demosaic's false colour, versions 1 to 4 the border of a raw that is no DNG, versions 1
+        to 5 decoded an image input without unprocessing it: so old recipes render the same."""
         if version < 2:
             params = {"gain_map": False, "lens_warp": False, "default_crop": False, **params}
         if version < 3:
             params = {"bad_pixels": False, **params}
         if version < 4:
             params = {"false_colour_passes": 0, **params}
-        return {"camera_crop": False, **params} if version < 5 else params
+        if version < 5:
+            params = {"camera_crop": False, **params}
+        return {"image_input": "decoded", **params} if version < 6 else params
 
     def prepare(self, params: DemosaicParams, ctx: Context) -> dict[str, Any]:
         source = ctx.source
         method = ctx.notes["demosaic"] = _method(params, source)
+        if method == "linearise sRGB" and params.image_input == "unprocessed":
+            method = ctx.notes["demosaic"] = "unprocess sRGB (a typical camera's rendering undone)"
         if source.gain_maps or source.rgb_gain_maps:  # only a DNG has them
             ctx.notes["gain_maps"] = _gain_map_note(source, applied=params.gain_map)
         if source.lens_warps:
@@ -108,6 +118,8 @@ class Demosaic(Stage):
         method, maps = data["method"], data["gain_maps"]
         if method == "linearise sRGB":
             return srgb_decode(source.sensor)
+        if method.startswith("unprocess sRGB"):
+            return tiling.per_pixel(source.sensor.copy(), unprocess)  # a copy: the source stays as read
         if data["bad_pixels"]:  # on the data as stored, before anything else (a copy: the source stays as read)
             source = replace(source, sensor=repaired(source.sensor, data["bad_pixels"]))
         if method == "none (LinearRaw)":

@@ -75,6 +75,18 @@ import cv2
 import numpy as np
 import torch
 
+# the rendering unprocess inverts (a render unprocesses image inputs too); training reads these names from here
+from engine.camera_look import (  # noqa: F401
+    CONTRAST_RANGE,
+    GAIN_RANGE,
+    KNEE_RANGE,
+    RENDER_EV,
+    SATURATION_RANGE,
+    CameraLook,
+    process,
+    scene_linear,
+    unprocess,
+)
 from engine.errors import InputNotFoundError
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "photos"
@@ -84,13 +96,6 @@ N_HELD_OUT_SERIES = 2
 N_HELD_OUT_KODAK = 6
 N_VALIDATION_CAMERAS = 15  # of the training cameras of cameras/, for model selection (seed SPLIT_SEED + 1)
 LONG_EDGE = 512
-PIVOT = 0.46  # sRGB-encoded mid-grey (linear 0.18)
-CONTRAST_RANGE = (1.0, 1.35)
-KNEE_RANGE = (0.6, 0.85)
-Y_CAP = 0.995
-SATURATION_RANGE = (1.0, 1.3)
-RENDER_EV = 1.5
-GAIN_RANGE = (RENDER_EV - 0.75, RENDER_EV + 0.75)
 CROP_AREA = (0.25, 1.0)  # share of the photograph a training crop covers
 
 # What the seeded split gives (tests/test_camera_looks.py checks that the seed still gives exactly this).
@@ -100,22 +105,6 @@ HELD_OUT_CAMERAS = ("d60", "dimage 5", "dimage ex", "dmc-fz5", "e900", "eos 20d"
                     "powershot sd600", "s1", "sm-j327t1")
 HELD_OUT_SERIES = ("align_rotation|d800|8.0", "group|pentax k-1|9.0")
 HELD_OUT_KODAK = ("kodim04", "kodim11", "kodim12", "kodim13", "kodim16", "kodim17")
-
-
-@dataclass(frozen=True)
-class CameraLook:
-    """One draw of the camera rendering that :func:`unprocess` inverts."""
-
-    contrast: float = 1.175
-    knee: float = 0.725
-    saturation: float = 1.15
-    gain_ev: float = RENDER_EV
-
-    @staticmethod
-    def draw(rng: np.random.Generator) -> CameraLook:
-        """A random camera rendering (uniform in the documented ranges)."""
-        return CameraLook(contrast=float(rng.uniform(*CONTRAST_RANGE)), knee=float(rng.uniform(*KNEE_RANGE)),
-                          saturation=float(rng.uniform(*SATURATION_RANGE)), gain_ev=float(rng.uniform(*GAIN_RANGE)))
 
 
 @dataclass(frozen=True)
@@ -269,63 +258,6 @@ def load(part: str, long_edge: int = LONG_EDGE, photos_root: Path | None = None)
 
 
 # ---- the camera rendering and its inverse (numpy, H x W x 3) ------------------------------------------------
-
-LUMA_W = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-
-
-def _srgb_decode(v: np.ndarray) -> np.ndarray:
-    v = np.clip(v, 0.0, 1.0)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def _srgb_encode(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.maximum(x, 0.0031308) ** (1 / 2.4) - 0.055).astype(
-        np.float32)
-
-
-def _pivot(e: np.ndarray, k: float, p: float = PIVOT) -> np.ndarray:
-    e = np.clip(e, 1e-6, 1.0 - 1e-6)
-    low = p * (e / p) ** k
-    high = 1.0 - (1.0 - p) * ((1.0 - e) / (1.0 - p)) ** k
-    return np.where(e < p, low, high).astype(np.float32)
-
-
-def _scale_chroma(x: np.ndarray, s: float) -> np.ndarray:
-    """Scale log-chromaticities by ``s`` keeping Rec.709 luminance."""
-    x = np.maximum(x, 1e-6)
-    y = x @ LUMA_W
-    logs = np.log(x)
-    logs = logs - logs[..., 1:2]  # log(R/G), 0, log(B/G)
-    ratios = np.exp(s * logs)
-    g = y / (ratios @ LUMA_W)
-    return (ratios * g[..., None]).astype(np.float32)
-
-
-def scene_linear(srgb: np.ndarray, look: CameraLook = CameraLook()) -> np.ndarray:
-    """Steps 1-4: the camera JPEG's scene-linear sRGB before the rendering gain (1 = the camera's display
-    white before its highlight shoulder; highlights above it)."""
-    e = _pivot(srgb.astype(np.float32), 1.0 / look.contrast)
-    y = np.minimum(_srgb_decode(e), Y_CAP)
-    k = look.knee
-    t = np.clip((y - k) / (1.0 - k), 0.0, Y_CAP)
-    x = np.where(y > k, k + (1.0 - k) * np.arctanh(t), y).astype(np.float32)
-    return _scale_chroma(x, 1.0 / look.saturation)
-
-
-def unprocess(srgb: np.ndarray, look: CameraLook = CameraLook()) -> np.ndarray:
-    """A camera JPEG (encoded sRGB) -> the linear raw-like sRGB the photofinish stage receives (all steps)."""
-    return np.minimum(scene_linear(srgb, look) * np.float32(2.0 ** -look.gain_ev), 1.0).astype(np.float32)
-
-
-def process(linear: np.ndarray, look: CameraLook = CameraLook()) -> np.ndarray:
-    """The camera rendering :func:`unprocess` inverts (for tests and as a reference renderer)."""
-    x = _scale_chroma(np.maximum(linear, 0.0) * np.float32(2.0**look.gain_ev), look.saturation)
-    k = look.knee
-    x = np.where(x > k, k + (1.0 - k) * np.tanh((x - k) / (1.0 - k)), x).astype(np.float32)
-    out = _pivot(_srgb_encode(np.clip(x, 0.0, 1.0)), look.contrast)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
 
 # ---- training batches --------------------------------------------------------------------------------------
 

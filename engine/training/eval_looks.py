@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from engine import models
+from engine.colour import LUMA, srgb_decode
 from engine.training import camera_photos as cp
 from engine.training import look_eval
 
@@ -198,7 +199,7 @@ def photofinish(style: str, linear: np.ndarray, auto_exposure: bool = False) -> 
 
 def _brightness(srgb: np.ndarray) -> float:
     """log2 of the mean linear luminance of an sRGB-encoded image."""
-    y = cp._srgb_decode(srgb) @ cp.LUMA_W
+    y = srgb_decode(srgb) @ np.array(LUMA, dtype=np.float32)
     return float(np.log2(max(float(np.mean(y)), 1e-6)))
 
 
