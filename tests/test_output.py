@@ -171,6 +171,17 @@ def test_a_raw_files_exif_is_carried_without_raw_structure(tmp_path: Path) -> No
     assert written["Exif.Photo.BodySerialNumber"] == "2055816"
 
 
+def test_a_tiff_carries_exif_beyond_the_64_kb_a_jpeg_segment_holds(tmp_path: Path) -> None:
+    # exiv2 encoded a TIFF's EXIF as a JPEG's segment, whose 64 KB dropped a long description and comment
+    exif = {"Exif.Image.Make": "Canon", "Exif.Image.ImageDescription": "A" * 40000,
+            "Exif.Photo.UserComment": "charset=Ascii " + "B" * 30000}
+    path = write_image(colour_patch(), tmp_path / "out.tif", exif=exif)
+    with pyexiv2.Image(str(path)) as image:
+        written = image.read_exif()
+    assert written["Exif.Image.ImageDescription"] == "A" * 40000 and len(written["Exif.Photo.UserComment"]) > 30000
+    assert written["Exif.Image.Make"] == "Canon"
+
+
 def test_exif_of_a_file_without_any_is_empty(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not an image")
     assert read_exif(tmp_path / "notes.txt") == {}

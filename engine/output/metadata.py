@@ -3,9 +3,9 @@
 pyexiv2 (a binding of exiv2) does the reading and writing. A raw file's EXIF describes the raw data as much as
 the photograph, so :func:`read_exif` keeps only the tags that still hold for a rendered RGB image.
 
-A TIFF gets its metadata in the same pass as its pixels: :func:`tiff_tags` has exiv2 encode the EXIF and XMP on
-a tiny JPEG and returns them as TIFF directory entries, which the TIFF writer stores beside the pixels (exiv2
-editing the written file would read and rewrite all of its 100 MB again).
+A TIFF gets its metadata in the same pass as its pixels: :func:`tiff_tags` has exiv2 encode the EXIF on a
+tiny TIFF (and the XMP on a PNG) and returns them as TIFF directory entries, which the TIFF writer stores beside
+the pixels (exiv2 editing the written file would read and rewrite all of its 100 MB again).
 """
 
 from __future__ import annotations
@@ -129,10 +129,12 @@ def _xmp_packet(xmp: dict[str, str]) -> bytes:
         image.close()
 
 
-def _written_back(exif: dict[str, str]) -> dict[str, str] | None:
-    """The EXIF exiv2 reads back after writing ``exif`` into a JPEG; None when it refuses to write them."""
+def _written_back(exif: dict[str, str], kind: str) -> dict[str, str] | None:
+    """The EXIF exiv2 reads back after writing ``exif`` into an image of Pillow's format ``kind``; None when it
+    refuses to write them. In a JPEG or PNG exiv2 encodes EXIF as a JPEG's APP1 segment, and leaves out what
+    passes its 64 KB (a description of 40 000 characters and a comment of 30 000); a TIFF holds it all."""
     with EXIV2:
-        image = pyexiv2.ImageData(_probe("JPEG"))
+        image = pyexiv2.ImageData(_probe(kind))
         try:
             image.modify_exif(exif)
             return image.read_exif()
@@ -213,21 +215,22 @@ def _utf8_or_latin1(text: str) -> str:
         return text
 
 
-def writable_exif(exif: dict[str, str]) -> dict[str, str]:
-    """``exif`` without any entry exiv2 does not write back as it is: one it refuses, or a value the tag's type
-    cannot hold (a damaged file's ``inf`` or 2**31 as a resolution, a RATIONAL), which exiv2 would write as an
-    empty entry. Remembered for the last few sources (a service renders the same raw again)."""
-    return dict(_writable(tuple(exif.items())))
+def writable_exif(exif: dict[str, str], fmt: str = "jpeg") -> dict[str, str]:
+    """``exif`` without any entry exiv2 does not write back as it is into an output of format ``fmt`` ("tiff",
+    "png", "jpeg"): one it refuses, a value the tag's type cannot hold (a damaged file's ``inf`` or 2**31 as a
+    resolution, a RATIONAL), which exiv2 would write as an empty entry, or, in a PNG or JPEG, what passes the
+    64 KB exiv2 encodes there. Remembered for the last few sources (a service renders the same raw again)."""
+    return dict(_writable(tuple(exif.items()), "TIFF" if fmt == "tiff" else "JPEG"))
 
 
 @functools.lru_cache(maxsize=8)
-def _writable(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+def _writable(items: tuple[tuple[str, str], ...], kind: str) -> tuple[tuple[str, str], ...]:
     exif = dict(items)
-    back = _written_back(exif)
+    back = _written_back(exif, kind)
     if back is None:  # some entry is refused: try them one at a time
         back = {}
         for key, value in exif.items():
-            back.update(_written_back({key: value}) or {})
+            back.update(_written_back({key: value}, kind) or {})
     return tuple((key, value) for key, value in items if back.get(key) == value)
 
 
@@ -235,6 +238,8 @@ def _writable(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]
 TiffEntry = tuple[int, int, int, bytes]
 
 EXIF_IFD, GPS_IFD, INTEROP_IFD, XMP_TAG = 34665, 34853, 40965, 700
+# the tags of the probe's own pixels (size, layout, strips), not the source's: the output's writer states its own
+_PROBE_STRUCTURE = frozenset({256, 257, 258, 259, 262, 273, 277, 278, 279, 284})
 # TIFF types -> numpy codes of one component (a RATIONAL is two LONGs), to turn big-endian values around.
 _COMPONENT = {1: "u1", 2: "u1", 3: "u2", 4: "u4", 5: "u4", 6: "i1", 7: "u1", 8: "i2", 9: "i4", 10: "i4", 11: "f4",
               12: "f8", 13: "u4"}
@@ -257,17 +262,17 @@ def tiff_tags(exif: dict[str, str] | None, xmp: dict[str, str] | None) -> TiffTa
     Raises RuntimeError, as pyexiv2 does, for a key or value exiv2 refuses.
     """
     register_namespace()
-    with EXIV2:
-        image = pyexiv2.ImageData(_probe("JPEG"))
+    with EXIV2:  # on a TIFF: exiv2 writes the tags natively there, with no 64 KB cap as in a JPEG's segment
+        image = pyexiv2.ImageData(_probe("TIFF"))
         try:
             if exif:
                 image.modify_exif(exif)
-            jpeg = image.get_bytes()
+            blob = image.get_bytes()
         finally:
             image.close()
         packet = _xmp_packet(xmp) if xmp else b""
-    blob = _exif_segment(jpeg)
-    ifd0 = _read_ifd(blob, _first_ifd(blob)) if blob else []
+    ifd0 = [entry for entry in _read_ifd(blob, _first_ifd(blob)) if entry[0] not in _PROBE_STRUCTURE]
+    ifd0 += _resolution_entries(exif or {})
     pointers = {tag: raw for tag, _type, _count, raw in ifd0 if tag in (EXIF_IFD, GPS_IFD)}
 
     def directory(tag: int) -> tuple[TiffEntry, ...]:
@@ -282,16 +287,18 @@ def tiff_tags(exif: dict[str, str] | None, xmp: dict[str, str] | None) -> TiffTa
     return TiffTags(ifd0=tuple(kept), exif=directory(EXIF_IFD), gps=directory(GPS_IFD))
 
 
-def _exif_segment(jpeg: bytes) -> bytes:
-    """The TIFF structure of a JPEG's Exif APP1 segment; b"" when it has none."""
-    position = 2
-    while position + 4 <= len(jpeg) and jpeg[position] == 0xFF and jpeg[position + 1] not in (0xDA, 0xD9):
-        length = struct.unpack(">H", jpeg[position + 2:position + 4])[0]
-        body = jpeg[position + 4:position + 2 + length]
-        if jpeg[position + 1] == 0xE1 and body.startswith(b"Exif\0\0"):
-            return body[6:]
-        position += 2 + length
-    return b""
+def _resolution_entries(exif: dict[str, str]) -> list[TiffEntry]:
+    """X/YResolution and ResolutionUnit as TIFF entries: exiv2 takes them for the probe's own image tags in a
+    TIFF and does not write them there (the TIFF writer gives them to tifffile)."""
+    entries: list[TiffEntry] = []
+    for tag, key in ((282, "Exif.Image.XResolution"), (283, "Exif.Image.YResolution")):
+        numerator, _, denominator = exif.get(key, "").partition("/")
+        if numerator.strip().isdigit() and denominator.strip().isdigit():
+            entries.append((tag, 5, 1, struct.pack("<II", int(numerator) % 2**32, int(denominator) % 2**32)))
+    unit = exif.get("Exif.Image.ResolutionUnit", "").strip()
+    if unit.isdigit() and int(unit) < 2**16:
+        entries.append((296, 3, 1, struct.pack("<H", int(unit))))
+    return entries
 
 
 def _first_ifd(blob: bytes) -> int:

@@ -265,7 +265,7 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
     a JPEG, its YCbCr layout, which Exif requires it to state)."""
     if exif is None:
         return None
-    carried = {key: value for key, value in writable_exif(exif).items()
+    carried = {key: value for key, value in writable_exif(exif, fmt).items()
                if not (key == "Exif.Image.ImageDescription" and value.startswith('{"shape"'))  # tifffile's, no text
                and not (key in _UNKNOWN_WHEN_ZERO and _is_zero(value))}
     # the versions Exif requires, where a source (a DNG that keeps its Exif tags in IFD0) states none
