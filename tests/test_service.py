@@ -33,7 +33,7 @@ from click.testing import CliRunner
 from hostplug.cli import main
 from hostplug.service import client, protocol
 from hostplug.service.protocol import SOCKET_NAME, ServiceError
-from tests.conftest import SAMPLE_DNG, SONY, error_lines, hostplug_process, need
+from tests.conftest import SAMPLE_DNG, SONY, error_lines, hostplug, hostplug_process, need
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_PEERCRED"), reason="SO_PEERCRED is Linux's")
 
@@ -980,3 +980,113 @@ def test_a_stopped_client_waits_for_the_service_to_drop_its_partial_output(tmp_p
     with pytest.raises(KeyboardInterrupt):
         client.render(tmp_path / "IMG_0001.dng", output)
     assert not partial.exists()
+
+
+# ----- bad conditions around the service: each is one line, and the commands still work ------------------------
+
+
+def test_a_service_that_cannot_write_its_journal_still_renders(runtime: Path, sample_dng: Path,
+                                                              tmp_path: Path) -> None:
+    # a full runtime folder (ENOSPC) made every render through the service fail, though the output's disk was fine
+    start_service(runtime)
+    folder = service_folder(runtime)
+    (folder / "rendering.json.new").mkdir()  # the journal cannot be written: as with no space left
+    result = client.call("render", render_args(sample_dng, tmp_path / "a.tif"))
+    assert Path(result["output"]).is_file()
+    assert "cannot record the output being written" in (folder / protocol.LOG_NAME).read_text()
+    assert not (folder / "rendering.json").exists()
+
+
+def test_a_service_log_that_cannot_be_written_renders_in_process_with_one_note(runtime: Path, sample_dng: Path,
+                                                                               tmp_path: Path) -> None:
+    log = protocol.service_dir() / protocol.LOG_NAME
+    log.mkdir()  # or a full runtime folder: the client could not start a service, and crashed with a traceback
+    raw = Path(shutil.copy(sample_dng, tmp_path / "IMG_3.dng"))
+    done = hostplug_process("open", raw)
+    assert done.returncode == 0, done.stderr
+    assert error_lines(done.stderr) == [f"hostplug: note: the render service cannot be started: cannot write its "
+                                        f"log {log} (Is a directory); rendering in this process instead"]
+    assert (tmp_path / "IMG_3_hostplug.tif").is_file() and not service_pids(runtime)
+
+
+@pytest.mark.parametrize("blocked", ["render.sock", "serve.lock", "link"])
+def test_hostplug_serve_says_in_one_line_why_it_cannot_serve(runtime: Path, blocked: str) -> None:
+    # a folder where the socket or lock goes gave a traceback (after a misleading "stopped" line); a folder that
+    # is a link, a timestamped log line
+    folder = service_folder(runtime)
+    if blocked == "link":
+        (runtime / "elsewhere").mkdir(mode=0o700)
+        folder.symlink_to(runtime / "elsewhere")
+        expected = f"hostplug: error: {folder} is a symbolic link, not a folder"
+    else:
+        (folder / blocked).mkdir(parents=True)
+        expected = f"hostplug: error: cannot use {folder / blocked} "
+    done = hostplug_process("serve", "--idle-timeout", "1")
+    assert done.returncode == 1
+    assert len(error_lines(done.stderr)) == 1 and done.stderr.startswith(expected), done.stderr
+    assert blocked == "link" or done.stderr.rstrip().endswith("remove it")
+
+
+def test_a_runtime_folder_too_long_for_a_socket_is_not_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from hostplug.service.server import Service
+
+    long = tmp_path / ("L" * (protocol.MAX_SOCKET_PATH - len(str(tmp_path))))
+    long.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(long))
+    assert protocol.service_dir(create=False) == Path("/tmp") / f"hostplug-{os.getuid()}"  # the documented fallback
+    (long / "hostplug").mkdir(mode=0o700)
+    with pytest.raises(ServiceError, match="is longer than the 107 bytes a Unix socket allows; set a shorter "
+                                           "XDG_RUNTIME_DIR"):
+        Service(long / "hostplug").bind()  # a service given such a folder says so, in one line
+
+
+def test_a_client_that_loses_its_service_removes_the_partial_it_left(runtime: Path, tmp_path: Path) -> None:
+    # the killed service's hidden partial file stayed beside the output until some later command started a service
+    raw = need(SONY)
+    start_service(runtime)
+    target = tmp_path / "lost.tif"
+    results: list[object] = []
+    thread = threading.Thread(target=lambda: results.append(client._or_here("render", render_args(raw, target),
+                                                                            start=False)))
+    thread.start()
+    pid, partial = _stop_while_writing(runtime, target)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(60)
+    assert results == [None]  # the client renders it in its own process now
+    assert not partial.exists() and not target.exists() and not service_pids(runtime)
+
+
+def test_the_partials_of_a_live_service_are_never_removed_by_a_client(runtime: Path, tmp_path: Path) -> None:
+    from hostplug.service.server import LOCK_NAME, remove_leftovers_of
+
+    folder = protocol.service_dir()
+    partial = tmp_path / ".IMG_1.tif.0123abcd.part"
+    partial.write_bytes(b"half")
+    journal = folder / "rendering.json"
+    journal.write_text(json.dumps({"output": str(tmp_path / "IMG_1.tif"), "pid": os.getpid(),
+                                   "partials": [str(partial)]}))
+    with open(folder / LOCK_NAME, "a+") as held:  # a live service (this process) holds the lock
+        import fcntl
+
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        remove_leftovers_of(os.getpid(), folder)
+        assert partial.exists() and journal.exists()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    remove_leftovers_of(dead.pid, folder)  # the lock is free: the service that held it is gone
+    assert not partial.exists() and not journal.exists()
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-service",)])
+def test_open_on_a_device_that_is_not_here_is_refused_before_any_service_starts(runtime: Path, sample_dng: Path,
+                                                                                flags: tuple[str, ...]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    # through the service it said "device cuda: ...; use device cpu", after starting a service just to say it
+    result = hostplug("open", sample_dng, "--device", "cuda", *flags)
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == ["hostplug: error: --device cuda: no CUDA GPU is available here; use "
+                                          "--device cpu"]
+    assert not service_pids(runtime) and not service_folder(runtime).exists()

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hostplug.service import client
+from hostplug.service import client, preview_pipe
 from tests.conftest import REPO, SAMPLE_DNG
 from tests.test_service import runtime as runtime  # noqa: F401 - the fixture, re-used
 
@@ -84,3 +84,35 @@ def test_a_missing_raw_is_one_line_with_its_exit_status(service: Path, tmp_path:
 def test_without_a_service_there_is_no_preview(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(client.ENV_DISABLE, "1")
     assert client.preview(SAMPLE_DNG) is None
+
+
+def test_a_preview_whose_service_is_lost_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a service killed during a GIMP preview gave "the render service cannot be used (see its serve.log)"
+    asked: list[str] = []
+
+    def killed_once(op: str, args: dict, start: bool = False) -> dict:
+        asked.append(op)
+        if len(asked) == 1:
+            raise client.ServiceLostError("the render service (pid 4242) went away during the request (reset)", 4242)
+        return {"width": 1, "height": 1, "seconds": 0.1, "ran": [], "recipe": {}, "payload": b"\0\0\0"}
+
+    monkeypatch.setattr(client, "call", killed_once)
+    header, payload = preview_pipe.answer({"input": str(SAMPLE_DNG)})
+    assert header["ok"] and payload == b"\0\0\0" and asked == ["preview", "preview"]
+
+
+@pytest.mark.parametrize("error", [
+    client.ServiceLostError("the render service (pid 4242) went away during the request (reset)", 4242),
+    client.StartError("the render service did not start (exit status 1; see /run/user/1/hostplug/serve.log)"),
+])
+def test_a_preview_without_a_service_says_why(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    def fails(op: str, args: dict, start: bool = False) -> dict:
+        raise error
+
+    monkeypatch.setattr(client, "call", fails)
+    header, payload = preview_pipe.answer({"input": str(SAMPLE_DNG)})
+    assert header == {"ok": False, "error": f"no preview: {error}"} and payload == b""
+    monkeypatch.undo()
+    monkeypatch.setenv(client.ENV_DISABLE, "1")
+    assert preview_pipe.answer({"input": str(SAMPLE_DNG)})[0]["error"] == (
+        "no preview: the render service is switched off (HOSTPLUG_NO_SERVICE) or not supported here")

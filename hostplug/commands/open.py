@@ -30,13 +30,14 @@ def open_command(file: Path, search: tuple[Path, ...], device: str, service: boo
     Prints the path of the image written (the one to open in the editor).
     """
     changes = pop_recipe_options(kwargs)
+    device = check_device(device)  # before any work, and in the option's words, as render does
     # the service by default; under a time limit, in this process (the limit must be able to stop the work)
     result = open_through_service(False if time_limit else service, file, search, changes, device)
     if result is None:
         from hostplug.handoff import open_file
 
         with watchdog(time_limit, str(file)):
-            result = open_file(file, search, changes, device=check_device(device))
+            result = open_file(file, search, changes, device=device)
     click.echo(json.dumps(result) if as_json else result["output"])
 
 

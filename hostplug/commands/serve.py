@@ -48,14 +48,17 @@ def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
     import logging
     import sys
 
+    from hostplug.commands.common import fail
+    from hostplug.service.protocol import ServiceError
     from hostplug.service.server import ALREADY_RUNNING
     from hostplug.service.server import serve as run
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s hostplug serve: %(message)s")
-    code = run(idle_timeout, cache_mb=cache_mb)
+    try:
+        code = run(idle_timeout, cache_mb=cache_mb)
+    except ServiceError as e:  # its folder, lock or socket cannot be used: one line saying what to do
+        fail(str(e))
     if code == ALREADY_RUNNING:
-        from hostplug.commands.common import fail
-
         running = client.status()
         fail("a render service is already running for this user"
              + (f" (pid {running['pid']})" if running else "") + "; 'hostplug serve --stop' stops it")

@@ -67,7 +67,17 @@ class NotAnsweringError(ServiceError):
 
 
 class ServiceLostError(ServiceError):
-    """The service took the request and its connection broke before the answer (it was killed, or crashed)."""
+    """The service (``pid``; 0 when unknown) took the request and its connection broke before the answer (it was
+    killed, or crashed)."""
+
+    def __init__(self, message: str, pid: int = 0) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class StartError(ServiceError):
+    """No service could be started: its log cannot be written, its process not made, or it exited at once (see its
+    log) or never opened its socket."""
 
 
 class ForeignServiceError(ServiceError):
@@ -123,20 +133,30 @@ def idle_timeout() -> float:
 
 
 def spawn(folder: Path) -> subprocess.Popen:
-    """Start a detached service (its own session, no terminal; output to ``serve.log`` in ``folder``)."""
+    """Start a detached service (its own session, no terminal; output to ``serve.log`` in ``folder``);
+    :class:`StartError` when its log cannot be written (a folder in its place, the runtime folder full) or the
+    process cannot be made."""
     log_path = folder / LOG_NAME
     try:
         if log_path.stat().st_size > LOG_KEEP_BYTES:  # keep one earlier log, not an ever-growing one
             os.replace(log_path, log_path.with_suffix(".log.old"))
     except OSError:
         pass
-    with open(log_path, "ab") as log_file:
-        os.chmod(log_path, 0o600)
-        return subprocess.Popen(
-            [sys.executable, "-m", "hostplug.service", "--idle-timeout", str(idle_timeout())],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd="/", start_new_session=True,
-            close_fds=True,
-        )
+    try:
+        log_file = open(log_path, "ab")  # noqa: SIM115 - closed below, once the service has it
+    except OSError as e:
+        raise StartError(f"the render service cannot be started: cannot write its log {log_path} "
+                         f"({e.strerror or e})") from e
+    with log_file:
+        try:
+            os.chmod(log_path, 0o600)
+            return subprocess.Popen(
+                [sys.executable, "-m", "hostplug.service", "--idle-timeout", str(idle_timeout())],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd="/", start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as e:
+            raise StartError(f"the render service cannot be started ({e.strerror or e})") from e
 
 
 def connect(start: bool = False) -> socket.socket:
@@ -170,9 +190,9 @@ def _wait_for_socket(process: subprocess.Popen, folder: Path) -> socket.socket:
                 raise ServiceError(f"cannot reach the render service at {path} ({e.strerror or e})") from e
         code = process.poll()
         if code not in (None, 0):  # 0: another client's service won the race; keep looking for its socket
-            raise ServiceError(f"the render service did not start (exit status {code}; see {folder / LOG_NAME})")
+            raise StartError(f"the render service did not start (exit status {code}; see {folder / LOG_NAME})")
         if time.monotonic() > deadline:
-            raise ServiceError(f"the render service did not open its socket within {START_TIMEOUT_S:g} s")
+            raise StartError(f"the render service did not open its socket within {START_TIMEOUT_S:g} s")
         time.sleep(0.02)
 
 
@@ -215,7 +235,7 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
         except TimeoutError as e:  # the payload stopped half-way
             raise NotAnsweringError(pid, SILENCE_TIMEOUT_S, time.monotonic() - asked, heard=True) from e
         except (OSError, ProtocolError) as e:
-            raise ServiceLostError(f"the render service (pid {pid}) went away during the request ({e})") from e
+            raise ServiceLostError(f"the render service (pid {pid}) went away during the request ({e})", pid) from e
         finally:
             sock.close()
         if response.get("ok"):
@@ -373,6 +393,12 @@ def _or_here(op: str, args: dict[str, Any], start: bool) -> dict[str, Any] | Non
         sys.stderr.flush()
         return None
     except ServiceLostError as e:  # the render starts again here: say why it takes twice as long
+        _remove_leftovers_of(e.pid)
+        sys.stderr.write(f"hostplug: note: {e}; rendering in this process instead\n")
+        sys.stderr.flush()
+        return None
+    except StartError as e:
+        _passed_by = e
         sys.stderr.write(f"hostplug: note: {e}; rendering in this process instead\n")
         sys.stderr.flush()
         return None
@@ -387,22 +413,41 @@ def _or_here(op: str, args: dict[str, Any], start: bool) -> dict[str, Any] | Non
         return None
 
 
+def _remove_leftovers_of(pid: int) -> None:
+    """Remove the partial output files that the service ``pid``, lost mid-request, recorded and left
+    (:func:`hostplug.service.server.remove_leftovers_of`: never a live service's)."""
+    if pid <= 0:
+        return
+    try:
+        folder = service_dir(create=False)
+    except ServiceError:
+        return
+    from hostplug.service.server import remove_leftovers_of
+
+    remove_leftovers_of(pid, folder)
+
+
 def preview(input: str | Path, *, recipe: dict[str, Any] | None = None, changes: dict[str, Any] | None = None,
             long_edge: int | None = None, format: str = "rgb8", device: str = "cpu",
-            start: bool = True) -> dict[str, Any] | None:
+            start: bool = True, why: bool = False) -> dict[str, Any] | None:
     """A preview of ``input`` from the service (started when none is running, unless ``start`` is False): its
     ``width``, ``height``, ``format``, ``recipe``, the stages that ``ran`` and their ``timings``, and the pixels as
     ``payload`` (``rgb8``: 8-bit sRGB rows, top down, RGB interleaved; ``png``: a PNG file's bytes). ``recipe`` is
     a whole recipe (default: the raw's sidecar recipe), ``changes`` apply on top; ``long_edge`` defaults to about
-    2 MP. None when the service cannot be used (there is no in-process preview); RemoteError for an engine error.
+    2 MP. None when the service cannot be used (there is no in-process preview), or with ``why`` the ServiceError
+    that says why; RemoteError for an engine error. A service lost during the request (killed) is asked once more: a
+    fresh one when ``start``.
     """
-    if disabled():
-        return None
     args: dict[str, Any] = {"input": str(input), "recipe": _jsonable(recipe), "changes": _jsonable(changes),
                             "format": format, "device": device}
     if long_edge is not None:
         args["long_edge"] = long_edge
     try:
-        return call("preview", args, start=start)
+        try:
+            return call("preview", args, start=start)
+        except ServiceLostError:
+            return call("preview", args, start=start)
     except ServiceError:
+        if why:
+            raise
         return None

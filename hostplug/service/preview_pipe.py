@@ -16,19 +16,21 @@ from typing import Any, BinaryIO
 
 from engine.errors import HostplugError
 from hostplug.service import client
+from hostplug.service.protocol import ServiceError
 
 
 def answer(request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     """The header and pixels for one request (an error header and no pixels when it failed)."""
     try:
         result = client.preview(request["input"], recipe=request.get("recipe"), changes=request.get("changes"),
-                                long_edge=request.get("long_edge"))
+                                long_edge=request.get("long_edge"), why=True)
+    except ServiceError as e:  # no service to ask (switched off, would not start, lost twice, hung): say which
+        return {"ok": False, "error": f"no preview: {e}"}, b""
     except HostplugError as e:
         return {"ok": False, "error": str(e)}, b""
     except (KeyError, TypeError) as e:
         return {"ok": False, "error": f"a preview request needs an input ({e})"}, b""
-    if result is None:
-        return {"ok": False, "error": "the render service cannot be used (see its serve.log)"}, b""
+    assert result is not None  # with why=True, a service that cannot be used raises
     payload = result.pop("payload")
     header = {"ok": True, "bytes": len(payload),
               **{k: result[k] for k in ("width", "height", "seconds", "ran", "recipe")}}

@@ -2,10 +2,10 @@
 
 Standard library only, so a client that imports it stays light (no numpy, torch, numba or rawpy).
 
-**Where.** ``$XDG_RUNTIME_DIR/hostplug/`` when the runtime folder is usable (a folder owned by the user), else
-``/tmp/hostplug-<uid>/``. The folder is mode 0700 and must be owned by the user; one that is not is refused,
-never used. It holds ``render.sock`` (the socket, mode 0700), ``serve.lock`` (held by the running service, so
-there is one per user) and ``serve.log``.
+**Where.** ``$XDG_RUNTIME_DIR/hostplug/`` when the runtime folder is usable (a folder owned by the user, with a
+path short enough for a Unix socket's), else ``/tmp/hostplug-<uid>/``. The folder is mode 0700 and must be owned
+by the user; one that is not is refused, never used. It holds ``render.sock`` (the socket, mode 0700),
+``serve.lock`` (held by the running service, so there is one per user) and ``serve.log``.
 
 **Framing.** One request and one response per connection, each a 4-byte big-endian length followed by that
 many bytes of UTF-8 JSON (an object). A request is ``{"protocol": 1, "version": ..., "op": ..., "args": {...},
@@ -34,6 +34,8 @@ PROTOCOL = 2  # 2: "working" frames while a request waits or runs (WORKING_EVERY
 SOCKET_NAME = "render.sock"
 LOCK_NAME = "serve.lock"
 LOG_NAME = "serve.log"
+FOLDER_NAME = "hostplug"  # in $XDG_RUNTIME_DIR
+MAX_SOCKET_PATH = 107  # bytes: a Unix socket's path, in sockaddr_un's 108 with its terminating NUL
 MAX_MESSAGE = 4 * 1024 * 1024  # a request or response is a few kilobytes of JSON; anything bigger is refused
 MAX_PAYLOAD = 256 * 1024 * 1024  # a preview's pixels: 8-bit RGB at up to 8192 px on the long edge
 DEFAULT_IDLE_TIMEOUT_S = 600.0
@@ -64,9 +66,12 @@ class ProtocolError(ServiceError):
 
 
 def _usable_runtime_base(uid: int) -> Path | None:
-    """``$XDG_RUNTIME_DIR`` when it names an existing folder owned by ``uid``; else None."""
+    """``$XDG_RUNTIME_DIR`` when it names an existing folder owned by ``uid`` and is short enough for the socket's
+    path in it (:data:`MAX_SOCKET_PATH`); else None."""
     base = os.environ.get("XDG_RUNTIME_DIR")
     if not base or not os.path.isabs(base):
+        return None
+    if len(os.fsencode(os.path.join(base, FOLDER_NAME, SOCKET_NAME))) > MAX_SOCKET_PATH:
         return None
     try:
         info = os.stat(base)
@@ -84,7 +89,7 @@ def service_dir(create: bool = True) -> Path:
     """
     uid = os.getuid()
     base = _usable_runtime_base(uid)
-    folder = base / "hostplug" if base is not None else Path("/tmp") / f"hostplug-{uid}"
+    folder = base / FOLDER_NAME if base is not None else Path("/tmp") / f"hostplug-{uid}"
     if create:
         try:
             os.mkdir(folder, 0o700)

@@ -48,6 +48,7 @@ from hostplug.service.protocol import (
     ENV_CACHE_MB,
     LOCK_NAME,
     LOG_NAME,
+    MAX_SOCKET_PATH,
     PROTOCOL,
     SOCKET_NAME,
     WORKING_EVERY_S,
@@ -255,8 +256,12 @@ class Service:
 
     def acquire(self) -> bool:
         """Take the per-user lock (waiting a little for a service that is shutting down); False when another
-        service holds it."""
-        self._lock_file = open(self.folder / LOCK_NAME, "a+")  # noqa: SIM115 - held for the service's life
+        service holds it. ServiceError when the lock file cannot be opened (a folder in its place, say)."""
+        path = self.folder / LOCK_NAME
+        try:
+            self._lock_file = open(path, "a+")  # noqa: SIM115 - held for the service's life
+        except OSError as e:
+            raise ServiceError(f"cannot use {path} for the render service's lock ({e.strerror}); remove it") from e
         deadline = time.monotonic() + LOCK_WAIT_S
         while True:
             try:
@@ -280,17 +285,26 @@ class Service:
         return True
 
     def bind(self) -> None:
-        """Listen on the socket (a stale one left by a crashed service is replaced: we hold the lock)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)
+        """Listen on the socket (a stale one left by a crashed service is replaced: we hold the lock).
+        ServiceError, saying what to do, when the path cannot be a socket: too long, or something else is there."""
+        path = self.socket_path
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+            raise ServiceError(f"the socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket "
+                               "allows; set a shorter XDG_RUNTIME_DIR")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o077)
         try:
-            listener.bind(str(self.socket_path))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            listener.bind(str(path))
+            os.chmod(path, 0o700)
+            self._socket_inode = os.stat(path).st_ino
+        except OSError as e:
+            listener.close()
+            raise ServiceError(f"cannot use {path} for the render service's socket ({e.strerror or e}); remove "
+                               "it") from e
         finally:
             os.umask(old_umask)
-        os.chmod(self.socket_path, 0o700)
-        self._socket_inode = os.stat(self.socket_path).st_ino
         listener.listen(64)
         listener.settimeout(0.5)  # the acceptor looks at ``closing`` twice a second
         self.listener = listener
@@ -311,8 +325,12 @@ class Service:
         if not self.acquire():
             return ALREADY_RUNNING
         try:
-            self.remove_leftovers()
+            remove_leftovers(self.folder)
             self.bind()
+        except BaseException:  # it never served: no "stopped" line
+            self._lock_file.close()
+            raise
+        try:
             log.info("serving on %s (pid %d, idle timeout %g s)", self.socket_path, os.getpid(),
                      self.idle_timeout)
             threading.Thread(target=self.accept_loop, name="accept", daemon=True).start()
@@ -321,44 +339,14 @@ class Service:
             self.work_loop()
         finally:
             self.close_listener()
-            if self._lock_file is not None:
-                self._lock_file.close()
+            self._lock_file.close()
             log.info("stopped (pid %d)", os.getpid())
         return 0
-
-    def remove_leftovers(self) -> None:
-        """Remove the hidden partial file of a render that a killed service (SIGKILL, power cut) left behind.
-
-        Only the partial files the journal names: the ones that service's writer started (see :meth:`journal`).
-        Another process may be writing the same output under another partial name at this very moment (the
-        client that service left, rendering it itself), and its file is not ours to delete."""
-        from engine.output.publish import is_partial_of
-
-        journal = self.folder / JOURNAL_NAME
-        try:
-            entry = json.loads(journal.read_text())
-            target = Path(entry["output"])
-            partials = [Path(name) for name in entry.get("partials", [])]
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            partials = []  # unreadable: delete nothing
-        for partial in partials:
-            if partial.parent != target.parent or not is_partial_of(partial.name, target.name):
-                continue  # a journal names only its output's own partial files
-            try:
-                partial.unlink()
-                log.info("removed %s, left by a render that was killed", partial)
-            except FileNotFoundError:
-                pass  # published (or not yet made) before the kill
-            except OSError as e:
-                log.info("could not remove %s, left by a render that was killed (%s)", partial, e.strerror)
-        journal.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def journal(self, output: str) -> Iterator[None]:
         """Record the output being written while a render runs, and the name of each partial file its writer
-        starts, before the file exists (see :meth:`remove_leftovers`); and stop before the complete output takes
+        starts, before the file exists (see :func:`remove_leftovers`); and stop before the complete output takes
         its name when the client has gone (:meth:`stop_if_client_left`): a client stopped by its user wants no
         output, and one that stopped waiting writes it itself."""
         from engine.output.write import watching_writes
@@ -366,16 +354,24 @@ class Service:
         journal = self.folder / JOURNAL_NAME
         entry: dict[str, Any] = {"output": _real(output), "pid": os.getpid(), "partials": []}
 
+        def record() -> None:  # a journal that cannot be written (runtime folder full or gone) loses only clean-up
+            try:
+                _write_json(journal, entry)
+            except OSError as e:
+                log.warning("cannot record the output being written in %s (%s): a partial file of it is not "
+                            "removed if this service is killed", journal, e.strerror or e)
+
         def started(partial: Path) -> None:
             entry["partials"].append(_real(partial))
-            _write_json(journal, entry)
+            record()
 
-        _write_json(journal, entry)
+        record()
         try:
             with watching_writes(started, self.stop_if_client_left):
                 yield
         finally:
-            journal.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                journal.unlink(missing_ok=True)
 
     def warm(self) -> None:
         """Load the engine (the pipeline, its stages, numba's compiled kernels, LibRaw) before the first request
@@ -667,11 +663,86 @@ class Service:
         return {"pid": os.getpid(), "stopping": True}
 
 
+def remove_leftovers(folder: Path) -> None:
+    """Remove the hidden partial file of a render that a killed service (SIGKILL, power cut) left behind; only
+    while holding the service's lock (so no live service's journal is read): at a service's start, or from a client
+    that lost its service (:func:`remove_leftovers_of`).
+
+    Only the partial files the journal names: the ones that service's writer started (see :meth:`Service.journal`).
+    Another process may be writing the same output under another partial name at this very moment (the
+    client that service left, rendering it itself), and its file is not ours to delete."""
+    from engine.output.publish import is_partial_of
+
+    journal = folder / JOURNAL_NAME
+    try:
+        entry = json.loads(journal.read_text())
+        target = Path(entry["output"])
+        partials = [Path(name) for name in entry.get("partials", [])]
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        partials = []  # unreadable: delete nothing
+    for partial in partials:
+        if partial.parent != target.parent or not is_partial_of(partial.name, target.name):
+            continue  # a journal names only its output's own partial files
+        try:
+            partial.unlink()
+            log.info("removed %s, left by a render that was killed", partial)
+        except FileNotFoundError:
+            pass  # published (or not yet made) before the kill
+        except OSError as e:
+            log.info("could not remove %s, left by a render that was killed (%s)", partial, e.strerror)
+    with contextlib.suppress(OSError):
+        journal.unlink(missing_ok=True)
+
+
+def remove_leftovers_of(pid: int, folder: Path, wait: float = 2.0) -> None:
+    """:func:`remove_leftovers` for a client whose service (``pid``) went away mid-request, so no partial file of
+    the dead service stays beside its output until the next service starts. Only once ``pid`` has exited (waited
+    for, ``wait`` seconds at most: one that lives on only dropped the connection) and with the service's lock,
+    which an exited service has let go of: a successor holding it cleaned up at its start."""
+    deadline = time.monotonic() + wait
+    while _running(pid):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+    try:
+        with open(folder / LOCK_NAME, "a+") as lock:
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # a successor's, or the dead one's other threads are still closing files
+                    if time.monotonic() > deadline:
+                        return
+                    time.sleep(0.02)
+            remove_leftovers(folder)
+    except OSError:
+        return
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie, not yet reaped, has)."""
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except ProcessLookupError:
+        return False
+    except (OSError, IndexError):
+        return True  # another user's process, or no /proc: assume it runs
+    return state not in ("Z", "X")
+
+
 def _write_json(path: Path, value: Any) -> None:
     """Write ``value`` as JSON to ``path`` whole or not at all (a kill mid-write leaves the old file)."""
     temporary = path.with_name(path.name + ".new")
-    temporary.write_text(json.dumps(value))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(value))
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
 
 
 @contextlib.contextmanager
@@ -722,12 +793,9 @@ def _stop_on_signal(signum: int, _frame: Any) -> None:
 def serve(idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, folder: Path | None = None, warm_up: bool = True,
           cache_mb: int = DEFAULT_CACHE_MB) -> int:
     """Run the service in this process until it is idle for ``idle_timeout`` seconds, keeping up to
-    ``cache_mb`` MB of full-size stage checkpoints."""
-    try:
-        folder = folder or service_dir()
-    except ServiceError as e:
-        log.error("%s", e)
-        return 1
+    ``cache_mb`` MB of full-size stage checkpoints. ServiceError, one line saying why, when its folder, lock or
+    socket cannot be used."""
+    folder = folder or service_dir()
     signal.signal(signal.SIGTERM, _stop_on_signal)
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -768,9 +836,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s hostplug-serve[%(process)d] %(message)s")
     try:
         code = serve(args.idle_timeout, warm_up=not args.no_warm_up, cache_mb=cache_mb)
-        if code == ALREADY_RUNNING:  # started by a client that raced another: one running is what it wanted
-            log.info("a render service is already running for this user; not starting another")
-            return 0
-        return code
+    except ServiceError as e:
+        print(f"hostplug: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+    if code == ALREADY_RUNNING:  # started by a client that raced another: one running is what it wanted
+        log.info("a render service is already running for this user; not starting another")
+        return 0
+    return code
