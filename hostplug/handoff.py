@@ -193,7 +193,8 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
       ``-Edit``) and that was not written in the last :data:`HAND_OVER_FRESH_S`: ``IMG_0001.tif`` or
       ``IMG_0001 copy.tif`` beside the raw is then more likely an export or a copy someone made than a render an
       editor has just handed over. Recording its raw (``xmpMM:DerivedFrom``) does not make it one: darktable
-      writes that into every export.
+      writes that into every export;
+    - a darktable export (its develop history is in its XMP), however fresh.
     """
     ours = provenance.sha256 or provenance.path or provenance.recipe
     if OWN_NAME.search(image.stem) and not ours:
@@ -202,6 +203,9 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
                           f"({open_command(raw)})")
     if ours:
         return
+    if provenance.darktable_export:  # however fresh: darktable hands nothing over to be rendered in place
+        raise OutputError(f"{image} is a darktable export (it holds darktable's develop history); it is left as it "
+                          f"is: open the raw to render it ({open_command(raw)})")
     if image.suffix.lower() not in (".tif", ".tiff") and not provenance.names:
         raise OutputError(f"{image} records no raw it was rendered from (the camera's own JPEG beside {raw.name}?); "
                           f"it is left as it is: open the raw to render it ({open_command(raw)})")

@@ -260,6 +260,16 @@ def test_open_leaves_an_older_export_of_another_program_alone_though_it_records_
     assert exported.read_bytes() == before
 
 
+def test_open_leaves_a_fresh_darktable_export_alone(raw: Path) -> None:
+    # an export beside the raw written a minute ago passed for an editor's hand-over and was rendered over
+    exported = tiny_tiff(raw.with_name(f"{NAME}.tif"), {"Xmp.xmpMM.DerivedFrom": raw.name,
+                                                        "Xmp.darktable.history": ""})
+    before = exported.read_bytes()
+    result = hostplug("open", exported)
+    assert result.exit_code == 5 and "is a darktable export" in result.stderr
+    assert exported.read_bytes() == before
+
+
 def test_open_rerenders_a_tiff_an_editor_has_just_handed_over_under_the_raws_name(raw: Path) -> None:
     # RawTherapee's and Capture One's hand-over keeps the raw's name and records no raw; they write it just before
     handed = tiny_tiff(raw.with_name(f"{NAME}.tif"))

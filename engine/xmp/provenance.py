@@ -40,6 +40,7 @@ class Provenance:
     recipe_error: str | None = None  # why a recorded recipe cannot be used (damaged, from a newer hostplug)
     written: str | None = None  # when ``hostplug open`` wrote the file, as it recorded it (its own TIFFs only)
     orientation: Orientation | None = None  # the one the output applied (None: none recorded, or damaged)
+    darktable_export: bool = False  # darktable's develop history is in it: darktable exported it
 
 
 def read_provenance(image: Path) -> Provenance:
@@ -70,6 +71,7 @@ def read_provenance(image: Path) -> Provenance:
         recipe_error=recipe_error,
         written=xmp.get(f"Xmp.{XMP_PREFIX}.written"),
         orientation=_orientation(xmp.get(f"Xmp.{XMP_PREFIX}.decided"), image),
+        darktable_export="Xmp.darktable.history" in xmp,
     )
 
 
