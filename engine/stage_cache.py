@@ -100,7 +100,7 @@ def source_identity(source: Source) -> list[Any]:
     of its sensor's pixels (a script may derive one Source from another, ``dataclasses.replace`` with other pixels
     or another white). A field's array is keyed by all its values (numpy's own text of one shortens it)."""
     fields = {f.name: _comparable(getattr(source, f.name)) for f in dataclasses.fields(source)
-              if f.name not in ("sensor", "path")}
+              if f.name not in ("sensor", "path", "exif")}  # no stage reads the EXIF: outputs carry it
     return [source.sha256, sensor_digest(source.sensor), fields]
 
 

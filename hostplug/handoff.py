@@ -281,11 +281,40 @@ def _render_planned(decided: OpenPlan, device: str, opener: Callable[[Path], Any
                             compression=decided.compression,
                             modified=newer_second(decided.target) if stamped else None)
     source = opener(decided.source) if opener is not None else decided.source
+    catalogue = decided.catalogue
+    if decided.mode == "rerender":  # what the editor wrote into its image (copyright, keywords, GPS) stays in it
+        source, catalogue = _keeping_metadata_of(decided.target, source, catalogue)
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
-        return render_file(source, decided.target, decided.recipe, options, extra_xmp=decided.catalogue,
+        return render_file(source, decided.target, decided.recipe, options, extra_xmp=catalogue,
                            device=device, cache=cache, progress=progress,
                            render_size=recorded.get("rendered_at", "by outputs"),
                            before_naming=_kept_if_retouched if decided.replace else None).as_dict()
+
+
+# XMP of an image rendered again in place that describes the old file, not the picture: hostplug's record (made
+# anew), the file's identity and history, its layout, when and by what it was written, darktable's develop history
+_NOT_KEPT_XMP = ("Xmp.hostplug.", "Xmp.xmpMM.", "Xmp.tiff.", "Xmp.darktable.", "Xmp.xmp.CreatorTool",
+                 "Xmp.xmp.ModifyDate", "Xmp.xmp.MetadataDate", "Xmp.exif.PixelXDimension", "Xmp.exif.PixelYDimension")
+
+
+def _keeping_metadata_of(image: Path, source: Any, catalogue: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The source with ``image``'s own EXIF over the raw's, and the output XMP with ``image``'s over the sidecar's:
+    an editor's hand-over TIFF (Lightroom's ``-Edit.tif``) carries the catalogue's copyright, keywords, rating and
+    GPS, which the raw and its sidecar may lack, and a render in place must not drop them."""
+    import dataclasses
+
+    import engine
+    from engine.output.metadata import EXIV2, exiv2_image, read_exif, register_namespace
+
+    register_namespace()
+    try:
+        with EXIV2, exiv2_image(image) as handle:
+            xmp = handle.read_xmp()
+    except Exception:  # noqa: BLE001 - pyexiv2 raises RuntimeError or its own types; no XMP keeps none
+        xmp = {}
+    kept = {key: value for key, value in xmp.items() if not key.startswith(_NOT_KEPT_XMP)}
+    opened = source if isinstance(source, engine.Source) else engine.open(source)
+    return dataclasses.replace(opened, exif={**opened.exif, **read_exif(image)}), {**catalogue, **kept}
 
 
 class _RetouchedMeanwhileError(OutputError):

@@ -270,6 +270,20 @@ def test_open_leaves_a_fresh_darktable_export_alone(raw: Path) -> None:
     assert exported.read_bytes() == before
 
 
+def test_open_keeps_what_the_editor_wrote_into_the_tiff_it_hands_over(raw: Path) -> None:
+    # Lightroom's -Edit.tif carries the catalogue's copyright, keywords, rating and GPS: rendered again in place,
+    # they were all gone
+    handed = tiny_tiff(raw.with_name(f"{NAME}-Edit.tif"), {"Xmp.dc.subject": ["client-b"], "Xmp.xmp.Rating": "5"})
+    with pyexiv2.Image(str(handed)) as image:
+        image.modify_exif({"Exif.Image.Copyright": "(c) Studio X", "Exif.GPSInfo.GPSLatitudeRef": "N",
+                           "Exif.GPSInfo.GPSLatitude": "48/1 51/1 3024/100"})
+    assert open_json(handed)["output"] == str(handed)
+    with pyexiv2.Image(str(handed)) as image:
+        xmp, exif = image.read_xmp(), image.read_exif()
+    assert xmp["Xmp.dc.subject"] == ["client-b"] and xmp["Xmp.xmp.Rating"] == "5" and "Xmp.hostplug.recipe" in xmp
+    assert exif["Exif.Image.Copyright"] == "(c) Studio X" and exif["Exif.GPSInfo.GPSLatitude"] == "48/1 51/1 3024/100"
+
+
 def test_open_rerenders_a_tiff_an_editor_has_just_handed_over_under_the_raws_name(raw: Path) -> None:
     # RawTherapee's and Capture One's hand-over keeps the raw's name and records no raw; they write it just before
     handed = tiny_tiff(raw.with_name(f"{NAME}.tif"))
