@@ -253,12 +253,17 @@ def test_older_schema_versions_migrate_step_by_step(tmp_path: Path, monkeypatch:
     assert (recipe.sharpening, recipe.denoise, recipe.exposure) == (None, 40.0, 0.3)
 
 
+# damaged settings of ours, which a whole new recipe (write_recipe) replaces; the other files are refused by it too
+DAMAGED_SETTINGS = ("unknown-setting", "value-not-a-number", "value-out-of-range")
+
+
 @pytest.mark.parametrize("kind", list(MALFORMED))
 def test_malformed_sidecar_is_refused_and_left_untouched(tmp_path: Path, kind: str) -> None:
     raw = _raw(tmp_path)
     sidecar = tmp_path / "IMG_0001.CR2.xmp"
     sidecar.write_bytes(MALFORMED[kind])
-    for action in (lambda: read_sidecar(raw), lambda: recipe_for(raw), lambda: write_recipe(raw, Recipe())):
+    actions = [lambda: read_sidecar(raw), lambda: recipe_for(raw)]
+    for action in actions if kind in DAMAGED_SETTINGS else [*actions, lambda: write_recipe(raw, Recipe())]:
         with pytest.raises(SidecarError) as error:
             action()
         message = str(error.value)
@@ -267,6 +272,16 @@ def test_malformed_sidecar_is_refused_and_left_untouched(tmp_path: Path, kind: s
     assert isinstance(error.value, RecipeError)
     assert sidecar.read_bytes() == MALFORMED[kind]
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [raw.name, sidecar.name]
+
+
+@pytest.mark.parametrize("kind", DAMAGED_SETTINGS)
+def test_a_whole_recipe_replaces_damaged_settings_of_ours_and_keeps_the_rest(tmp_path: Path, kind: str) -> None:
+    # no edit could repair them: every write read the damaged recipe first
+    raw = _raw(tmp_path)
+    sidecar = tmp_path / "IMG_0001.CR2.xmp"
+    sidecar.write_bytes(MALFORMED[kind])
+    write_recipe(raw, Recipe(exposure=0.5))
+    assert read_sidecar(raw).recipe == Recipe(exposure=0.5)
 
 
 def test_catalogue_data_becomes_output_xmp(tmp_path: Path) -> None:

@@ -439,6 +439,11 @@ class Service:
                     log.warning("refused a connection from uid %d (pid %d)", uid, _pid)
                     with contextlib.suppress(OSError):
                         send_message(conn, error_response(f"this render service belongs to uid {os.getuid()}"))
+                        # what the client sent, read before closing: closed unread, it resets the connection, and
+                        # the client may lose the answer before it reads it
+                        conn.shutdown(socket.SHUT_WR)
+                        conn.settimeout(1.0)
+                        conn.recv(65536)
                     return
                 conn.settimeout(REQUEST_READ_TIMEOUT_S)
                 request = receive_message(conn)
