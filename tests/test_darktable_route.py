@@ -559,3 +559,17 @@ def test_integrate_darktable_records_its_new_hot_folder_as_empty(tmp_path: Path)
         assert journal.knows_folder(hot)
     finally:
         journal.close()
+
+
+def test_a_render_beside_the_original_takes_its_exact_name_spaces_and_brackets_included(tmp_path: Path) -> None:
+    # "IMG 0002.dng" rendered as "IMG_0002.tif": darktable did not group it with its raw, and "IMG_0002.dng" beside
+    # it could then not be rendered at all
+    from hostplug.daemon.job import output_target
+    from hostplug.daemon.templates import TokenValues
+
+    spec = OutputSpec(folder=None, beside_original=True, format="tiff", bits=16)
+    for name in ("IMG 0002", "IMG_0002", "IMG (3)", "Café 01"):
+        original = tmp_path / f"{name}.dng"
+        assert output_target(spec, TokenValues(name="copy"), original) == (tmp_path / f"{name}.tif").resolve()
+    kept = OutputSpec(folder=tmp_path / "out", format="tiff", bits=16)  # an output folder's names stay made safe
+    assert output_target(kept, TokenValues(name="IMG (3)"), None).name == "IMG_3.tif"

@@ -95,8 +95,9 @@ def output_target(spec: OutputSpec, values: TokenValues, original: Path | None) 
         assert spec.folder is not None
         return output_path(spec.folder, spec.template, values, spec.suffix)
     assert original is not None
-    return output_path(original.parent, spec.template, dataclasses.replace(values, name=original.stem, dir=""),
-                       spec.suffix)
+    # the original's own name, spaces and brackets included: "IMG 0002.tif" groups with "IMG 0002.dng" in darktable
+    return output_path(original.parent, spec.template,
+                       dataclasses.replace(values, name=original.stem, dir="", exact_name=True), spec.suffix)
 
 
 def output_options(spec: OutputSpec) -> OutputOptions:

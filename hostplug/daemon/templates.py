@@ -42,6 +42,7 @@ class TokenValues:
     camera: str = "unknown"
     style: str = "natural"
     seq: int = 0
+    exact_name: bool = False  # ``name`` is an original's own stem, in the folder the output goes to: kept as it is
 
 
 def _kept(char: str) -> bool:
@@ -110,7 +111,7 @@ def check_seq_spec(template: str, spec: str) -> None:
 def expand(template: str, values: TokenValues) -> str:
     """The template with its tokens replaced by safe values (a relative path without suffix)."""
     return template.format(
-        name=safe_part(values.name),
+        name=values.name if values.exact_name else safe_part(values.name),
         ext=safe_part(values.ext),
         dir=safe_dir(values.dir),
         date=safe_part(values.date),
