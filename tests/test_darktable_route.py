@@ -573,3 +573,10 @@ def test_a_render_beside_the_original_takes_its_exact_name_spaces_and_brackets_i
         assert output_target(spec, TokenValues(name="copy"), original) == (tmp_path / f"{name}.tif").resolve()
     kept = OutputSpec(folder=tmp_path / "out", format="tiff", bits=16)  # an output folder's names stay made safe
     assert output_target(kept, TokenValues(name="IMG (3)"), None).name == "IMG_3.tif"
+
+
+def test_integrate_darktable_takes_an_unknown_style_for_the_wrong_option_it_is(tmp_path: Path) -> None:
+    result = hostplug("integrate", "darktable", "--hot-folder", tmp_path / "hot", "--config", tmp_path / "c.toml",
+                      "--style", "bogus")
+    assert result.exit_code == 2 and "unknown style 'bogus'" in result.stderr
+    assert not (tmp_path / "hot").exists() and not (tmp_path / "c.toml").exists()
