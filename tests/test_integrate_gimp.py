@@ -194,3 +194,19 @@ def test_plugin_registers_every_raw_format_and_is_valid_python() -> None:
     assert ast.literal_eval(table) == RAW_FORMATS
     assert {"cr3", "cr2", "nef", "arw", "raf", "dng", "orf", "rw2", "x3f", "iiq", "gpr"} <= set(RAW_FORMATS)
     assert "set_handles_raw(True)" in source and re.search(r"Gimp\.main\(HostplugRaw\.__gtype__", source)
+
+
+def test_gimp_3s_folder_is_not_made_before_gimp_moved_an_earlier_profile_over(tmp_path: Path) -> None:
+    # GIMP 3 moves a GIMP 2.10 profile into its folder at its first start, only when that folder is not there: made
+    # by the install, it cost the user their brushes, shortcuts and gimprc
+    earlier = tmp_path / "GIMP" / "2.10"
+    earlier.mkdir(parents=True)
+    (earlier / "gimprc").write_text('(theme "Dark")\n')
+    result = CliRunner(env={"GIMP3_DIRECTORY": None, "XDG_CONFIG_HOME": str(tmp_path)}).invoke(
+        main, ["integrate", "gimp"], catch_exceptions=False)
+    assert result.exit_code == 5 and "start GIMP 3 once" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "GIMP").iterdir()) == ["2.10"]
+    (tmp_path / "GIMP" / "3.0").mkdir()  # GIMP 3 has started once
+    again = CliRunner(env={"GIMP3_DIRECTORY": None, "XDG_CONFIG_HOME": str(tmp_path)}).invoke(
+        main, ["integrate", "gimp"], catch_exceptions=False)
+    assert again.exit_code == 0, again.stderr

@@ -22,9 +22,11 @@ def integrate() -> None:
               help="The gimprc to edit (default: the user's, e.g. ~/.config/GIMP/3.0/gimprc).")
 def gimp(uninstall: bool, make_default_raw_loader: bool, plugin_dir: Path | None, gimprc: Path | None) -> None:
     """Install the GIMP 3 plug-in: opens camera raws through hostplug, adds Image > Re-render with hostplug."""
-    from hostplug.integrations.gimp import gimp_directory, install
+    from hostplug.integrations.gimp import check_profile_started, gimp_directory, install
     from hostplug.integrations.gimp import uninstall as remove
 
+    if not uninstall and (plugin_dir is None or (make_default_raw_loader and gimprc is None)):  # makes GIMP's folder
+        check_profile_started(gimp_directory())
     plugin_dir = plugin_dir or gimp_directory() / "plug-ins"
     gimprc = gimprc or gimp_directory() / "gimprc"
     if uninstall:

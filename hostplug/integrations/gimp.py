@@ -157,6 +157,17 @@ def _read_config(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def check_profile_started(gimp_dir: Path) -> None:
+    """Refuse to create GIMP 3's user folder where an earlier GIMP's profile waits to be moved over: GIMP moves a
+    GIMP 2.10 profile (brushes, shortcuts, gimprc) into its own folder at its first start, only when that folder is
+    not there yet, and a plug-in folder made before then would cost the user their settings."""
+    earlier = sorted(p.name for p in gimp_dir.parent.glob("2.*") if p.is_dir()) if not gimp_dir.exists() else []
+    if earlier:
+        raise IntegrationError(f"GIMP 3 has not started yet for this user ({gimp_dir} is not there) and GIMP "
+                               f"{earlier[-1]}'s settings wait to be moved over at its first start: start GIMP 3 once, "
+                               "then run hostplug integrate gimp again")
+
+
 def install(plugin_dir: Path, gimprc: Path, make_default: bool = False) -> InstallReport:
     """Install the plug-in into ``plugin_dir`` (GIMP's plug-ins folder); optionally make it the raw loader."""
     plugin_dir, gimprc = plugin_dir.absolute(), gimprc.absolute()  # GIMP and uninstall run from other folders
