@@ -182,3 +182,16 @@ def test_missing_training_photographs_are_a_missing_file_exit_2(tmp_path: Path, 
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines()[-1] == (f"hostplug: error: {tmp_path}: the photographs are missing (set "
                                               "HOSTPLUG_PHOTOS, or see ../shared/photos/PROVENANCE.md)")
+
+
+def test_eval_looks_refuses_a_weights_folder_without_a_manifest_before_any_work(tmp_path: Path) -> None:
+    # the installed weights were measured instead, silently
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+
+    result = CliRunner().invoke(main, ["eval", "looks", "--weights", str(tmp_path), "--limit", "1", "--json"])
+    assert result.exit_code == 6, result.output
+    assert result.stderr.splitlines() == [f"hostplug: error: no manifest.json in {tmp_path}: not a folder that "
+                                          "hostplug train --weights-dir wrote ($HOSTPLUG_WEIGHTS or --weights "
+                                          "names it)"]

@@ -712,4 +712,137 @@ def test_eval_denoise_by_iso_prints_one_json_document_or_a_table(monkeypatch: py
     assert as_json.exit_code == 0, as_json.output
     assert sorted(json.loads(as_json.stdout)) == ["denoise-fast", "denoise-lite"]  # one document, both sizes
     table = runner.invoke(main, ["eval", "denoise", "--sizes", "fast", "--by-iso"])
-    assert table.stdout.splitlines()[2] == "| denoise-fast | +0.40 dB | +1.20 dB | 800.0 |"
+    assert table.stdout.splitlines()[0].startswith("Weights: ")  # which weights were measured
+    assert table.stdout.splitlines()[4] == "| denoise-fast | +0.40 dB | +1.20 dB | 800.0 |"
+
+
+def _scratch_installed_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the installed manifest that the engine takes for the installed weights: a test that records
+    figures never writes into engine/weights, even when what it checks is broken."""
+    import shutil
+
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    shutil.copy(models.MANIFEST, installed / "manifest.json")
+    monkeypatch.setattr(models, "WEIGHTS_DIR", installed)
+    monkeypatch.setattr(models, "MANIFEST", installed / "manifest.json")
+    return installed
+
+
+def test_eval_denoise_says_and_records_into_the_weights_it_measured(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # --record wrote a candidate's figures into the installed manifest, under the shipped model's entry
+    import dataclasses
+    import json
+    import shutil
+
+    from conftest import hostplug
+
+    from engine.training import eval_denoiser
+
+    _shipped("fast")
+    fast = models.entry("denoise-fast")
+    installed = _scratch_installed_weights(tmp_path, monkeypatch)
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    shutil.copy(fast.path, candidate / fast.file)
+    with models.updating_manifest(candidate / "manifest.json") as entries:
+        entries["denoise-fast"] = dataclasses.replace(fast, folder=candidate, metrics={})
+    published = (installed / "manifest.json").read_bytes()
+
+    def measured(nets: dict, device: str, log: object) -> eval_denoiser.DenoiseResult:
+        assert list(nets) == ["learned-fast"]
+        psnr = {"none": {800: 30.0}, "learned-fast": {800: 31.5}}
+        return eval_denoiser.DenoiseResult(psnr, psnr, {"learned-fast": 0.5})
+
+    monkeypatch.setattr(eval_denoiser, "evaluate", measured)
+    monkeypatch.setenv("HOSTPLUG_WEIGHTS", str(candidate))
+    models.clear_cache()
+    result = hostplug("eval", "denoise", "--sizes", "fast", "--record", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["weights"] == {"denoise-fast": {"folder": str(candidate), "sha256": fast.sha256}}
+    assert report["seed"] == eval_denoiser.NOISE_SEED and report["test_set"] == eval_denoiser.TEST_SET
+    assert models.read_manifest(candidate / "manifest.json")["denoise-fast"].metrics["gain_linear_db"] == {"800": 1.5}
+    assert (installed / "manifest.json").read_bytes() == published  # the published figures stay
+    text = hostplug("eval", "denoise", "--sizes", "fast").stdout.splitlines()
+    assert text[0] == (f"Weights: {candidate} (denoise-fast sha256 {fast.sha256[:16]}...); noise seed "
+                       f"{eval_denoiser.NOISE_SEED}; test set: {eval_denoiser.TEST_SET}")
+    assert text[2].startswith("Each cell: PSNR linear / rendered, dB (gain over none: linear / rendered)")
+    assert "| learned-fast | 31.50 / 31.50 (+1.50 / +1.50) | 0.50 |" in text
+    models.clear_cache()
+
+
+def test_eval_denoise_refuses_an_unknown_size_before_loading_any(tmp_path: Path) -> None:
+    from conftest import error_lines, hostplug
+
+    result = hostplug("eval", "denoise", "--sizes", "fast,bogus")
+    assert result.exit_code == 2  # a wrong option, not a missing model (6)
+    (line,) = error_lines(result.stderr)
+    assert "unknown size 'bogus'; the sizes: fast, mid, mid2, mid3, lite, base" in line
+
+
+@pytest.mark.parametrize(("where", "code", "words"), [
+    ("afile/sub", 5, "the weights cannot be written there (Not a directory)"),
+    ("damaged", 6, 'the model manifest cannot be read (not an object with a "models" object)'),
+])
+def test_a_weights_dir_that_cannot_take_the_weights_is_one_line_before_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, code: int, words: str) -> None:
+    # found only once the whole training was done, then a traceback
+    from conftest import error_lines, hostplug
+
+    from engine.errors import OptionError
+    from engine.training import train_denoiser
+
+    def no_training(*_args: object, **_kwargs: object) -> None:
+        raise OptionError("the training starts")  # exit 2
+
+    monkeypatch.setattr(train_denoiser, "train", no_training)
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "manifest.json").write_text('{"models": []}')
+    result = hostplug("train", "denoise", "--size", "fast", "--steps", "1", "--weights-dir", tmp_path / where)
+    assert result.exit_code == code
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"hostplug: error: {tmp_path / where}") and words in line, line
+    assert "reinstall" not in line  # the user's folder, not the installed one
+    fresh = tmp_path / "new" / "weights"  # one that can be made: checked, and nothing left behind
+    started = hostplug("train", "denoise", "--size", "fast", "--steps", "1", "--weights-dir", fresh)
+    assert started.exit_code == 2 and "the training starts" in started.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_checkpoint_in_a_missing_folder_is_a_wrong_option_before_training(tmp_path: Path) -> None:
+    from conftest import error_lines, hostplug
+
+    result = hostplug("train", "denoise", "--size", "fast", "--steps", "5", "--checkpoint",
+                      tmp_path / "nodir" / "x.pt", "--weights-dir", tmp_path / "out")
+    assert result.exit_code == 2
+    (line,) = error_lines(result.stderr)
+    assert f"no folder {tmp_path / 'nodir'} to save it in" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_weights_that_cannot_be_written_after_training_are_one_error_and_the_old_ones_stay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the clean-up of the partial file raised again (NotADirectoryError), hiding the first error
+    import errno
+    import os
+
+    from engine.errors import OutputError
+    from engine.training.loop import ship
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(OutputError, match="the trained weights of denoise-test cannot be written"):
+        ship("denoise-test", {"w": torch.zeros(4)}, {}, {}, tmp_path / "afile" / "sub")
+    folder = tmp_path / "weights"
+    ship("denoise-test", {"w": torch.zeros(4)}, {}, {}, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def read_only(*_args: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(OutputError, match="Read-only file system"):
+        ship("denoise-test", {"w": torch.ones(4)}, {}, {}, folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing half-written

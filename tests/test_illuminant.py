@@ -402,3 +402,48 @@ def test_wb_training_sees_the_renders_demosaic_unless_told(tmp_path: Path, optio
     training = models.read_manifest(tmp_path / "manifest.json")["wb-c5"].training
     assert training["config"]["false_colour_passes"] == passes
     assert training["command"].endswith(f"--false-colour-passes {passes}")
+
+
+def test_eval_wb_says_and_records_into_the_weights_it_measured(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # --record wrote the figures of $HOSTPLUG_WEIGHTS's wb-c5 into the installed manifest, over the published ones
+    import dataclasses
+    import json
+    import shutil
+
+    from conftest import hostplug
+
+    from engine.training import eval_wb, wb_data
+
+    shipped = models.entry("wb-c5")
+    installed = tmp_path / "installed"  # taken for the installed weights: engine/weights is never written
+    installed.mkdir()
+    shutil.copy(models.MANIFEST, installed / "manifest.json")
+    monkeypatch.setattr(models, "WEIGHTS_DIR", installed)
+    monkeypatch.setattr(models, "MANIFEST", installed / "manifest.json")
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    shutil.copy(shipped.path, candidate / shipped.file)
+    with models.updating_manifest(candidate / "manifest.json") as entries:
+        entries["wb-c5"] = dataclasses.replace(shipped, folder=candidate, metrics={})
+    published = (installed / "manifest.json").read_bytes()
+    figures = {"mean": 2.0, "median": 1.5, "best25": 0.5, "worst25": 4.0, "grey_chroma": 1.0,
+               "grey_chroma_median": 0.8}
+
+    def measured(scenes: int, log: object, model: illuminant.IlluminantNet) -> eval_wb.WBResult:
+        return eval_wb.WBResult({"learned": figures, "gray-world": figures}, {"Canon": 2.0}, 30)
+
+    monkeypatch.setattr(eval_wb, "evaluate", measured)
+    monkeypatch.setenv("HOSTPLUG_WEIGHTS", str(candidate))
+    models.clear_cache()
+    result = hostplug("eval", "wb", "--scenes", "10", "--record", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["weights"] == {"wb-c5": {"folder": str(candidate), "sha256": shipped.sha256}}
+    assert report["seed"] == wb_data.TEST_SEED and report["test_set"].startswith("engine.training.wb_data.test_set")
+    assert models.read_manifest(candidate / "manifest.json")["wb-c5"].metrics["angular_error_deg"]["mean"] == 2.0
+    assert (installed / "manifest.json").read_bytes() == published  # the published figures stay
+    text = hostplug("eval", "wb", "--scenes", "10").stdout.splitlines()
+    assert text[0].startswith(f"Weights: {candidate} (wb-c5 sha256 {shipped.sha256[:16]}...); test set seed "
+                              f"{wb_data.TEST_SEED}")
+    models.clear_cache()

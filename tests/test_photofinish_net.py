@@ -316,3 +316,57 @@ def test_a_relative_hostplug_weights_is_the_folder_it_names_from_where_the_comma
     assert models.weights_folder() == tmp_path / "new"
     monkeypatch.delenv("HOSTPLUG_WEIGHTS")
     assert models.weights_folder() == models.WEIGHTS_DIR
+
+
+def test_train_photofinish_with_an_unknown_style_is_a_wrong_option(tmp_path: Path) -> None:
+    from tests.conftest import error_lines, hostplug
+
+    result = hostplug("train", "photofinish", "--style", "bogus", "--steps", "5", "--weights-dir", tmp_path)
+    assert result.exit_code == 2  # as render --style bogus (it was 4, a recipe error)
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("hostplug: error: unknown style 'bogus'; known styles: natural,")
+
+
+def test_a_weights_folder_without_a_manifest_is_refused_not_ignored(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # the installed weights were used instead, silently
+    from tests.conftest import error_lines, hostplug
+
+    (tmp_path / "new").mkdir()
+    monkeypatch.setenv("HOSTPLUG_WEIGHTS", str(tmp_path / "new"))
+    result = hostplug("render", SAMPLE, "-o", tmp_path / "x.png", "--no-service")
+    assert result.exit_code == 6
+    assert error_lines(result.stderr) == [f"hostplug: error: no manifest.json in {tmp_path / 'new'}: not a folder "
+                                          "that hostplug train --weights-dir wrote ($HOSTPLUG_WEIGHTS or --weights "
+                                          "names it)"]
+    assert not (tmp_path / "x.png").exists()
+    models.clear_cache()
+
+
+@pytest.mark.parametrize(("manifest", "words"), [
+    ('{"models": []}', 'not an object with a "models" object'),
+    ("[]", 'not an object with a "models" object'),
+    ('{"models": {"photofinish-natural": []}}', "model 'photofinish-natural' is not an object"),
+    ('{"models": {"photofinish-natural": {"file": 3, "sha256": "0"}}}', "model 'photofinish-natural' has a wrong "
+                                                                          "field 'file'"),
+])
+def test_a_manifest_of_the_wrong_structure_is_one_line_naming_the_users_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manifest: str, words: str) -> None:
+    # an AttributeError traceback on render and on train
+    from tests.conftest import error_lines, hostplug
+
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(manifest)
+    with pytest.raises(ModelError) as info:
+        models.read_manifest(folder / "manifest.json")
+    assert words in str(info.value) and str(folder) in str(info.value) and "reinstall" not in str(info.value)
+    train = hostplug("train", "photofinish", "--style", "vivid", "--steps", "1", "--weights-dir", folder)
+    assert train.exit_code == 6 and len(error_lines(train.stderr)) == 1 and words in train.stderr
+    monkeypatch.setenv("HOSTPLUG_WEIGHTS", str(folder))
+    render = hostplug("render", SAMPLE, "-o", tmp_path / "x.png", "--no-service")
+    assert render.exit_code == 6 and len(error_lines(render.stderr)) == 1 and words in render.stderr
+    monkeypatch.setattr(models, "WEIGHTS_DIR", folder)  # the installed manifest damaged: reinstalling mends it
+    with pytest.raises(ModelError, match="reinstall hostplug"):
+        models.read_manifest(folder / "manifest.json")
+    models.clear_cache()

@@ -7,7 +7,8 @@ expected hash, never a silent fallback to random weights.
 
 Another folder of weights with its own ``manifest.json`` (what ``hostplug train ... --weights-dir DIR`` writes)
 is used where ``$HOSTPLUG_WEIGHTS`` names it, or inside :func:`using_weights`: its models replace the installed
-ones of the same name, the others stay.
+ones of the same name, the others stay. A folder named so without a ``manifest.json`` is an error, not a silent
+fall-back to the installed weights.
 """
 
 from __future__ import annotations
@@ -85,17 +86,36 @@ def read_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
     models retrained into it), the installed ones it does not replace."""
     if path is None:
         folder = weights_folder()
-        chosen = read_manifest(folder / "manifest.json")
-        return chosen if folder == WEIGHTS_DIR else read_manifest(MANIFEST) | chosen
+        if folder == WEIGHTS_DIR:
+            return read_manifest(MANIFEST)
+        if folder.is_dir() and not (folder / "manifest.json").is_file():  # a folder named by mistake
+            raise ModelError(f"no manifest.json in {folder}: not a folder that hostplug train --weights-dir wrote "
+                             f"(${WEIGHTS_ENV} or --weights names it)")
+        return read_manifest(MANIFEST) | read_manifest(folder / "manifest.json")
     if not path.is_file():
         if path.parent != WEIGHTS_DIR and not path.parent.is_dir():
             raise ModelError(f"{path.parent}: no such weights folder (${WEIGHTS_ENV} or --weights names it)")
         return {}
     try:
         data = json.loads(path.read_text())
-        return {name: ModelEntry(name=name, folder=path.parent, **entry) for name, entry in data["models"].items()}
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            raise ValueError('not an object with a "models" object')
+        return {name: _manifest_entry(name, entry, path.parent) for name, entry in data["models"].items()}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"{path}: the model manifest cannot be read ({e}); reinstall hostplug") from e
+        advice = ("reinstall hostplug" if path.parent == WEIGHTS_DIR else
+                  f"fix or delete it, or name another weights folder than {path.parent}")
+        raise ModelError(f"{path}: the model manifest cannot be read ({e}); {advice}") from e
+
+
+def _manifest_entry(name: str, entry: Any, folder: Path) -> ModelEntry:
+    """One model of a manifest, its fields checked (ValueError naming the model when one has the wrong type)."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"model {name!r} is not an object")
+    types = {"file": str, "sha256": str, "architecture": dict, "training": dict, "metrics": dict}
+    for key, value in entry.items():
+        if key not in types or not isinstance(value, types[key]):
+            raise ValueError(f"model {name!r} has a wrong field {key!r}")
+    return ModelEntry(name=name, folder=folder, **entry)
 
 
 def write_manifest(entries: dict[str, ModelEntry], path: Path = MANIFEST) -> None:

@@ -112,6 +112,10 @@ def tune_nlm(log: Callable[[str], None] = print) -> dict[int, float]:
     return best
 
 
+TEST_SET = "engine.training.denoise_data.test_images (held-out photographs x held-out cameras)"
+NOISE_SEED = "1000 x ISO + image index"  # each test image's noise at each ISO (numpy's default_rng)
+
+
 @dataclass
 class DenoiseResult:
     """PSNR per method and ISO (mean over the test images), and seconds per megapixel per method."""
@@ -147,7 +151,7 @@ def evaluate(models: dict[str, denoiser.Denoiser], device: str = "cpu",
         scores_lin: dict[str, list[float]] = {m: [] for m in methods}
         scores_ren: dict[str, list[float]] = {m: [] for m in methods}
         for k, image in enumerate(images):
-            noisy, clean = noisy_version(image, iso, 1000 * iso + k)
+            noisy, clean = noisy_version(image, iso, 1000 * iso + k)  # NOISE_SEED
             scale = denoiser.image_scale(clean)
             clean_render = unprocess.process(clean, image.plan)
             for m, run in methods.items():
@@ -183,7 +187,9 @@ def time_per_megapixel(methods, image: denoise_data.TestImage, device: str) -> d
 def table(result: DenoiseResult) -> str:
     """A Markdown table of PSNR (linear / rendered) and gain over no denoising, plus time per MP."""
     isos = list(result.linear["none"])
-    lines = ["| method | " + " | ".join(f"ISO {iso} PSNR (gain), dB" for iso in isos) + " | s / MP |",
+    lines = ["Each cell: PSNR linear / rendered, dB (gain over none: linear / rendered); s / MP: seconds per "
+             "megapixel.", "",
+             "| method | " + " | ".join(f"ISO {iso} PSNR (gain), dB" for iso in isos) + " | s / MP |",
              "|---|" + "---|" * (len(isos) + 1)]
     for m in result.linear:
         cells = []
@@ -203,7 +209,7 @@ def metrics_of(result: DenoiseResult, method: str, device: str) -> dict:
     from engine.training.loop import machine
 
     return {
-        "test_set": "engine.training.denoise_data.test_images (held-out photographs x held-out cameras)",
+        "test_set": TEST_SET,
         "psnr_linear_db": {str(iso): round(v, 2) for iso, v in result.linear[method].items()},
         "psnr_rendered_db": {str(iso): round(v, 2) for iso, v in result.rendered[method].items()},
         "gain_linear_db": {str(iso): round(v - result.linear["none"][iso], 2)

@@ -277,6 +277,7 @@ def run(raws: Path | None = None, weights: Path | None = None, progress: Progres
 
     check_raws_folder(raws)
     with models.using_weights(weights):
+        models.read_manifest()  # a folder that is none of hostplug's is one line before any work
         report: dict[str, Any] = {
             "machine": machine(), "seed": EVAL_SEED, "split_seed": cp.SPLIT_SEED,
             "held_out_cameras_split": list(cp.HELD_OUT_CAMERAS), "long_edge": EVAL_LONG_EDGE,

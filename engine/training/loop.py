@@ -10,10 +10,12 @@ thread count; floating-point summation order may differ elsewhere).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from engine import models
+from engine.errors import OutputError
 
 PROBE_STEPS = 40
 PROBE_SKIP = 10
@@ -107,19 +110,44 @@ def machine() -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
+def weights_destination(weights_dir: Path | None = None) -> Path:
+    """The folder a training writes into (``weights_dir``, else the installed :data:`engine.models.WEIGHTS_DIR`),
+    checked before the training starts: its manifest (if any) readable, and the folder writable, made if need be
+    (and removed again: a command that fails later leaves nothing behind; shipping makes it). OutputError (exit 5)
+    when it cannot be written, ModelError (exit 6) when its manifest is damaged."""
+    folder = Path(weights_dir) if weights_dir is not None else models.WEIGHTS_DIR
+    if folder.is_dir():
+        models.read_manifest(folder / "manifest.json")
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):  # what the permissions say is not all: a read-only file system
+            pass
+    except OSError as e:
+        raise OutputError(f"{folder}: the weights cannot be written there ({e.strerror or e}); "
+                          "give another --weights-dir") from None
+    finally:
+        for p in made:
+            with contextlib.suppress(OSError):
+                p.rmdir()
+    return folder
+
+
 def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any], training: dict[str, Any],
          weights_dir: Path | None = None, metrics: dict[str, Any] | None = None) -> models.ModelEntry:
     """Write ``state`` as ``<name>.safetensors`` and its manifest entry (other models' entries are kept).
 
     ``weights_dir`` defaults to the installed :data:`engine.models.WEIGHTS_DIR`; tests pass a temporary folder.
+    OutputError (exit 5) when they cannot be written; the weights and manifest already there are then kept.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     folder = Path(weights_dir) if weights_dir is not None else models.WEIGHTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.safetensors"
     tmp = path.with_suffix(".safetensors.part")
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
         os.chmod(tmp, 0o644)  # readable by every user of an installed copy
         entry = models.ModelEntry(name=name, file=path.name, sha256=models.file_sha256(tmp),
@@ -132,17 +160,24 @@ def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any]
             if old is not None and metrics is None and old.sha256 == entry.sha256:
                 entry = models.ModelEntry(**{**entry.__dict__, "metrics": old.metrics})
             entries[name] = entry
+    except (OSError, SafetensorError) as e:
+        raise OutputError(f"{path}: the trained weights of {name} cannot be written ({e})") from None
     finally:
-        tmp.unlink(missing_ok=True)  # stopped before the weights were replaced: the old ones stay, whole
+        with contextlib.suppress(OSError):  # never hides what went wrong: there may be no partial file to remove
+            tmp.unlink(missing_ok=True)  # stopped before the weights were replaced: the old ones stay, whole
     models.clear_cache()  # this process may render with the new weights next
     return entry
 
 
 def record_metrics(name: str, metrics: dict[str, Any], weights_dir: Path | None = None) -> None:
-    """Merge measured metrics into a shipped model's manifest entry (the weights and their hash are left alone)."""
-    folder = Path(weights_dir) if weights_dir is not None else models.WEIGHTS_DIR
-    with models.updating_manifest(folder / "manifest.json") as entries:
-        if name in entries:
-            entries[name] = models.ModelEntry(**{**entries[name].__dict__, "metrics": {**entries[name].metrics,
-                                                                                        **metrics}})
-
+    """Merge measured metrics into a shipped model's manifest entry (the weights and their hash are left alone):
+    by default in the manifest the model in use was read from (``$HOSTPLUG_WEIGHTS``'s when it holds it), the
+    one whose weights were measured."""
+    folder = Path(weights_dir) if weights_dir is not None else models.entry(name).folder
+    try:
+        with models.updating_manifest(folder / "manifest.json") as entries:
+            if name in entries:
+                entries[name] = models.ModelEntry(**{**entries[name].__dict__,
+                                                     "metrics": {**entries[name].metrics, **metrics}})
+    except OSError as e:
+        raise OutputError(f"{folder / 'manifest.json'}: the figures of {name} cannot be recorded ({e})") from None

@@ -163,10 +163,13 @@ def training_set(seed: int, scenes_count: int, progress=None,
                     false_colour_passes=false_colour_passes)
 
 
+TEST_SEED = 1_000_003  # scenes of the computed test set; never a training seed
+
+
 def test_set(scenes_count: int = 400, progress=None) -> WBSet:
-    """The fixed test set: held-out cameras only, scenes from seed 1_000_003 (never a training seed), demosaiced
-    as a render demosaics."""
-    return make_set(1_000_003, scenes_count, spectral_data.HELD_OUT_CAMERAS, renders_per_scene=3, keep_images=True,
+    """The fixed test set: held-out cameras only, scenes from :data:`TEST_SEED` (never a training seed),
+    demosaiced as a render demosaics."""
+    return make_set(TEST_SEED, scenes_count, spectral_data.HELD_OUT_CAMERAS, renders_per_scene=3, keep_images=True,
                     progress=progress)
 
 

@@ -79,15 +79,17 @@ def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: 
                       noise_iso: tuple[float, float] | None, part: str, device: str,
                       weights_dir: Path | None) -> None:
     """Train a picture style's photofinishing network from scratch and ship it."""
-    from engine.styles import STYLES, UnknownStyleError, known_styles
+    from engine.styles import STYLES, known_styles
+    from engine.training.loop import weights_destination
 
     name = style_name.lower()
-    if name != "all" and name not in STYLES:
-        raise UnknownStyleError(f"unknown style {style_name!r}; known styles: {known_styles()}, or 'all'")
+    if name != "all" and name not in STYLES:  # a wrong option value, as on every other command (exit 2)
+        raise click.UsageError(f"unknown style {style_name!r}; known styles: {known_styles()}, or 'all'")
     if noise_iso is not None and noise_iso[0] > noise_iso[1]:
         raise click.BadParameter(f"LOW {noise_iso[0]:g} is above HIGH {noise_iso[1]:g}", param_hint="--noise-iso")
     if data == "wheels" and (noise_iso is not None or part != "train"):
         raise click.UsageError("--noise-iso and --part apply to the cameras data only")
+    weights_destination(weights_dir)  # before the training, not after it
     for style in (STYLES if name == "all" else [name]):
         train_one_style(style, steps, minutes, check_device(device), seed, data, correction, noise_iso, part,
                         weights_dir)
@@ -105,7 +107,7 @@ def train_detail_command(size: str, steps: int, minutes: float | None, seed: int
     """Train the detail-enhancement network from scratch and ship it."""
     from engine.models.detail_net import SIZES
     from engine.stages.detail_learned import DETAIL_MODELS
-    from engine.training.loop import machine, ship
+    from engine.training.loop import machine, ship, weights_destination
     from engine.training.train_detail import (
         DETAIL_LONG_EDGE,
         DETAIL_PHOTOS,
@@ -117,6 +119,7 @@ def train_detail_command(size: str, steps: int, minutes: float | None, seed: int
     )
 
     config = DetailConfig(size=size, steps=steps, minutes=minutes, device=check_device(device), seed=seed)
+    weights_destination(weights_dir)  # before the training, not after it
     name = DETAIL_MODELS[size]
     click.echo(f"{name}: training {steps} steps on {device} into {destination(weights_dir)}")
     result = train_detail(config, _progress("detail"))
@@ -140,7 +143,8 @@ def train_detail_command(size: str, steps: int, minutes: float | None, seed: int
               help="Folder of real raws with embedded camera renderings (default: ../shared/rawsamples).")
 @json_option("Print the results as JSON.")
 @click.option("--record/--no-record", default=False, show_default=True,
-              help="Also store the figures in the installed manifest's entries (the published figures).")
+              help="Also store the figures in the manifest of the weights measured (the installed one: the "
+                   "published figures; $HOSTPLUG_WEIGHTS's for the models it holds).")
 @click.option("--sheets", type=click.Path(file_okay=False, path_type=Path),
               help="Also write contact sheets (PNG) of the renders into this folder.")
 def eval_pipeline(raws: Path | None, as_json: bool, record: bool, sheets: Path | None) -> None:

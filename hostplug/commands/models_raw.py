@@ -33,6 +33,21 @@ _false_colour_passes = click.option(
          "trained before recipe version 8's passes: the denoisers before mid3, wb-c5 up to v4).")
 
 
+def measured_weights(names: list[str]) -> dict[str, dict[str, str]]:
+    """Where the weights of each model measured come from: its folder and SHA-256 (printed with the figures)."""
+    from engine import models
+
+    return {name: {"folder": str(e.folder), "sha256": e.sha256} for name in names for e in [models.entry(name)]}
+
+
+def weights_text(weights: dict[str, dict[str, str]]) -> str:
+    """``measured_weights`` as one line: each folder with its models' hashes (16 hex digits)."""
+    by_folder: dict[str, list[str]] = {}
+    for name, w in weights.items():
+        by_folder.setdefault(w["folder"], []).append(f"{name} sha256 {w['sha256'][:16]}...")
+    return "; ".join(f"{folder} ({', '.join(found)})" for folder, found in by_folder.items())
+
+
 def _where_it_pays(found: dict[str, dict]) -> str:
     """``eval denoise --by-iso`` as a table: the gain over the classical denoiser by ISO, and where it pays."""
     isos = list(next(iter(found.values()))["by_iso"])
@@ -66,17 +81,21 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
                   reuse: int, false_colour_passes: int | None, checkpoint: Path | None, device: str, threads: int,
                   weights_dir: Path | None) -> None:
     """Train the learned denoiser from scratch (un-processed photographs and computed raws)."""
-    from engine.training import train_denoiser
+    from engine.training import loop, train_denoiser
 
     check_device(device)
     if patch % 8:
         raise click.UsageError("--patch must be a multiple of 8")
+    if checkpoint is not None and not checkpoint.absolute().parent.is_dir():
+        raise click.BadParameter(f"{checkpoint}: no folder {checkpoint.absolute().parent} to save it in",
+                                 param_hint="--checkpoint")
     minutes, steps = _budget(minutes, steps, 15.0)
     config = train_denoiser.DenoiseTrainConfig(size=size, seed=seed, steps=steps, minutes=minutes, batch=batch,
                                                patch=patch, reuse=reuse, device=device, threads=threads,
                                                checkpoint=str(checkpoint) if checkpoint else None)
     if false_colour_passes is not None:
         config = dataclasses.replace(config, false_colour_passes=false_colour_passes)
+    loop.weights_destination(weights_dir)  # before the training, not after it
     click.echo(f"denoise-{size}: into {destination(weights_dir)}")
     model, record = train_denoiser.train(config, log=click.echo)
     entry = train_denoiser.ship(model, record, weights_dir)
@@ -115,7 +134,7 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
              weights_dir: Path | None) -> None:
     """Train the cross-camera white-balance estimator (computed raws and, with --photo-renders, photographs under
     random lights; held-out cameras excluded)."""
-    from engine.training import train_illuminant
+    from engine.training import loop, train_illuminant
 
     check_device(device)
     minutes, steps = _budget(minutes, steps, 14.0)
@@ -125,6 +144,7 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
                                             inputs=inputs, init=init, lr=lr, init_weight=init_weight)
     if false_colour_passes is not None:
         config = dataclasses.replace(config, false_colour_passes=false_colour_passes)
+    loop.weights_destination(weights_dir)  # before the training, not after it
     click.echo(f"wb-c5: into {destination(weights_dir)}")
     model, record = train_illuminant.train(config, log=click.echo)
     entry = train_illuminant.ship(model, record, weights_dir)
@@ -133,13 +153,14 @@ def train_wb(minutes: float | None, steps: int | None, seed: int, scenes: int, p
 
 @click.command(name="denoise")
 @click.option("--sizes", default="mid3,mid2,mid,fast,lite,base", show_default=True,
-              help="Shipped denoiser sizes to measure.")
+              help="Shipped denoiser sizes to measure, comma-separated.")
 @click.option("--by-iso", is_flag=True,
               help="Instead: the gain over the classical denoiser from ISO 100 to 12800, and the ISO from which "
                    "the learned one pays.")
 @device_option
 @click.option("--record/--no-record", default=False, show_default=True,
-              help="Also store the measured metrics in the installed manifest's entries (the published figures).")
+              help="Also store the measured metrics in the manifest of the weights measured (the installed one: "
+                   "the published figures; $HOSTPLUG_WEIGHTS's for the models it holds).")
 @json_option("Print the results as JSON.")
 def eval_denoise(sizes: str, device: str, record: bool, as_json: bool, by_iso: bool) -> None:
     """PSNR gain at ISO 800, 3200, 12800 on held-out images, next to no denoising, classical and OpenCV NLM."""
@@ -150,44 +171,62 @@ def eval_denoise(sizes: str, device: str, record: bool, as_json: bool, by_iso: b
     names = [s.strip() for s in sizes.split(",") if s.strip()]
     if not names:
         raise click.BadParameter("name at least one size", param_hint="--sizes")
+    unknown = [s for s in names if s not in denoiser.SIZES]
+    if unknown:
+        raise click.BadParameter(f"unknown size {', '.join(map(repr, unknown))}; the sizes: "
+                                 f"{', '.join(denoiser.SIZES)}", param_hint="--sizes")
     models = {f"learned-{s}": denoiser.load(s) for s in names}
+    weights = measured_weights([f"denoise-{s}" for s in names])
+    header = {"weights": weights, "seed": eval_denoiser.NOISE_SEED, "test_set": eval_denoiser.TEST_SET}
+    heading = f"Weights: {weights_text(weights)}; noise seed {header['seed']}; test set: {header['test_set']}\n"
     if by_iso:
         found = {}
         for s in names:
             found[f"denoise-{s}"] = where = eval_denoiser.gain_by_iso(models[f"learned-{s}"], f"learned-{s}", device,
                                                                     log=lambda m: click.echo(m, err=True))
-            if record:
-                loop.record_metrics(f"denoise-{s}", {"where_it_pays": where})
-        click.echo(json.dumps(found, indent=2) if as_json else _where_it_pays(found))
+            if record:  # into the manifest of the weights measured
+                loop.record_metrics(f"denoise-{s}", {"where_it_pays": where}, Path(weights[f"denoise-{s}"]["folder"]))
+        if as_json:
+            click.echo(json.dumps({name: {**where, **header, "weights": weights[name]}
+                                   for name, where in found.items()}, indent=2))
+        else:
+            click.echo(heading + "\n" + _where_it_pays(found))
         return
     result = eval_denoiser.evaluate(models, device=device, log=lambda m: click.echo(m, err=True))
     if record:
         for s in names:
-            key = f"learned-{s}"
-            loop.record_metrics(f"denoise-{s}", eval_denoiser.metrics_of(result, key, device))
+            loop.record_metrics(f"denoise-{s}", eval_denoiser.metrics_of(result, f"learned-{s}", device),
+                                Path(weights[f"denoise-{s}"]["folder"]))
     if as_json:
-        click.echo(json.dumps(result.__dict__, indent=2))
+        click.echo(json.dumps({**header, **result.__dict__}, indent=2))
     else:
-        click.echo(eval_denoiser.table(result))
+        click.echo(heading + "\n" + eval_denoiser.table(result))
 
 
 @click.command(name="wb")
 @click.option("--scenes", type=click.IntRange(10, None), default=400, show_default=True,
               help="Held-out-camera scenes (3 renders each).")
 @click.option("--record/--no-record", default=False, show_default=True,
-              help="Also store the measured metrics in the installed manifest's entry (the published figures).")
+              help="Also store the measured metrics in the manifest of the weights measured (the installed one: "
+                   "the published figures; $HOSTPLUG_WEIGHTS's when it holds wb-c5).")
 @json_option("Print the results as JSON.")
 def eval_wb(scenes: int, record: bool, as_json: bool) -> None:
     """Angular error on held-out cameras next to gray-world and white-patch; the Canon 550D chart's greys."""
+    from engine.models import illuminant
     from engine.training import eval_wb as ev
-    from engine.training import loop
+    from engine.training import loop, wb_data
 
-    result = ev.evaluate(scenes, log=lambda m: click.echo(m, err=True))
+    model = illuminant.load()
+    weights = measured_weights(["wb-c5"])
+    result = ev.evaluate(scenes, log=lambda m: click.echo(m, err=True), model=model)
     if record:
-        loop.record_metrics("wb-c5", ev.metrics_of(result))
+        loop.record_metrics("wb-c5", ev.metrics_of(result), Path(weights["wb-c5"]["folder"]))  # the ones measured
+    header = {"weights": weights, "seed": wb_data.TEST_SEED}
     if as_json:
-        click.echo(json.dumps(ev.metrics_of(result), indent=2))
+        click.echo(json.dumps({**header, **ev.metrics_of(result)}, indent=2))
     else:
+        click.echo(f"Weights: {weights_text(weights)}; test set seed {header['seed']} (photo test set "
+                   f"{wb_data.PHOTO_TEST_SEED}, two-light {wb_data.TWO_LIGHT_TEST_SEED})\n")
         click.echo(ev.table(result))
 
 
