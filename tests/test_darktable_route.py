@@ -395,9 +395,8 @@ def _drop(folder: FolderConfig, raw: Path, journal: Journal, exposure: float = 0
     return outcome
 
 
-def test_an_output_folders_retouched_master_and_a_file_not_ours_are_never_rendered_over(tmp_path: Path) -> None:
-    # a master TIFF finished in an editor was replaced by the re-render after a sidecar edit; and a JPEG of the
-    # photographer's own (or another daemon's render) at an output's name was replaced without a word
+def _rendered_once(tmp_path: Path) -> tuple[FolderConfig, Journal, Path, Path]:
+    """A hot folder with an output folder, and a raw dropped into it and rendered: (folder, journal, raw, render)."""
     folder = FolderConfig(path=tmp_path / "hot", outputs=(OutputSpec(folder=tmp_path / "out", format="png", bits=8,
                                                                      long_edge=64),))
     folder.path.mkdir()
@@ -406,7 +405,13 @@ def test_an_output_folders_retouched_master_and_a_file_not_ours_are_never_render
     raw = tmp_path / "IMG_0001.dng"
     shutil.copyfile(SAMPLE_DNG, raw)
     assert _drop(folder, raw, journal).kind == "done"
-    render = tmp_path / "out" / "IMG_0001.png"
+    return folder, journal, raw, tmp_path / "out" / "IMG_0001.png"
+
+
+def test_an_output_folders_retouched_master_and_a_file_not_ours_are_never_rendered_over(tmp_path: Path) -> None:
+    # a master TIFF finished in an editor was replaced by the re-render after a sidecar edit; and a JPEG of the
+    # photographer's own (or another daemon's render) at an output's name was replaced without a word
+    folder, journal, raw, render = _rendered_once(tmp_path)
     assert _drop(folder, raw, journal, exposure=0.5).kind == "done"  # untouched since: replaced
     with (folder.path / raw.name).open("ab") as converted_again:  # other bytes, the same photo: still its render
         converted_again.write(b"\0" * 64)
@@ -431,15 +436,7 @@ def test_a_retouch_saved_while_the_raw_renders_again_is_never_rendered_over(tmp_
     # meanwhile was replaced by the new render
     from hostplug.daemon import job as job_module
 
-    folder = FolderConfig(path=tmp_path / "hot", outputs=(OutputSpec(folder=tmp_path / "out", format="png", bits=8,
-                                                                     long_edge=64),))
-    folder.path.mkdir()
-    (tmp_path / "out").mkdir()
-    journal = Journal(tmp_path / "journal.sqlite")
-    raw = tmp_path / "IMG_0001.dng"
-    shutil.copyfile(SAMPLE_DNG, raw)
-    assert _drop(folder, raw, journal).kind == "done"
-    render = tmp_path / "out" / "IMG_0001.png"
+    folder, journal, raw, render = _rendered_once(tmp_path)
     stop_if_replaced = job_module._stop_if_replaced
 
     def retouched_midway(job: object) -> object:
