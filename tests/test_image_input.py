@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 import engine
-from engine.camera_look import CameraLook, process, unprocess
+from engine.camera_look import CameraLook, process, unprocess, unprocess_image
 
 SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "samples" / "hostplug_colorchecker.dng"
 
@@ -21,6 +21,12 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def test_unprocess_inverts_the_typical_camera_rendering() -> None:
     linear = np.random.default_rng(0).uniform(0.0, 0.3, (8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(unprocess(process(linear, CameraLook()), CameraLook()), linear, atol=2e-3)
+
+
+def test_a_render_reads_the_channel_curve_from_a_table_within_1e_4_of_it() -> None:
+    pixels = np.random.default_rng(1).uniform(0.0, 1.0, (64, 64, 3)).astype(np.float32)
+    pixels[0], pixels[1] = 0.0, 1.0  # black and white ends
+    np.testing.assert_allclose(unprocess_image(pixels), unprocess(pixels), atol=1e-4)
 
 
 def test_a_rendered_jpeg_comes_back_at_its_own_exposure_and_old_recipes_keep_theirs(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import rawpy
 
 from engine import false_colour, kernels, tiling
-from engine.camera_look import unprocess
+from engine.camera_look import unprocess_image
 from engine.colour import srgb_decode
 from engine.errors import CorruptInputError
 from engine.io import gain_map
@@ -119,7 +119,7 @@ class Demosaic(Stage):
         if method == "linearise sRGB":
             return srgb_decode(source.sensor)
         if method.startswith("unprocess sRGB"):
-            return tiling.per_pixel(source.sensor.copy(), unprocess)  # a copy: the source stays as read
+            return tiling.per_pixel(source.sensor.copy(), unprocess_image)  # a copy: the source stays as read
         if data["bad_pixels"]:  # on the data as stored, before anything else (a copy: the source stays as read)
             source = replace(source, sensor=repaired(source.sensor, data["bad_pixels"]))
         if method == "none (LinearRaw)":
