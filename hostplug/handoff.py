@@ -56,6 +56,7 @@ class OpenPlan:
     replace: bool
     recorded: dict[str, Any] = field(default_factory=dict)  # a hostplug output's own size and quality, to keep
     compression: str = "none"  # the replaced TIFF's
+    editors: bool = False  # the image replaced is an editor's (it carries no record of ours): its metadata stays
 
 
 def check_readable(path: Path) -> None:
@@ -168,7 +169,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     # a hostplug output keeps its size and JPEG quality, as a re-render does: the file an editor has open
     recorded = _recorded_output(path) if stored is not None else {}
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
-                    True, recorded, compression)
+                    True, recorded, compression, editors=not (provenance.sha256 or provenance.path or stored))
 
 
 def _recorded_output(image: Path) -> dict[str, Any]:
@@ -252,7 +253,10 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
             result = _render_planned(decided, device, opener, cache, writing, progress)
             break
         except _RetouchedMeanwhileError:
-            continue  # plan again: a raw's render takes the next free name, an output opened itself is refused
+            if decided.mode == "rerender":  # the image handed over was saved again meanwhile: that save is kept
+                raise OutputError(f"{decided.target} was changed while hostplug rendered it again; it is kept as "
+                                  "it is, and the new render was not written: open it again") from None
+            continue  # plan again: the raw's render takes the next free name (or replaces its own, untouched)
         except OutputError:
             if decided.replace or not decided.target.exists():
                 raise
@@ -282,13 +286,14 @@ def _render_planned(decided: OpenPlan, device: str, opener: Callable[[Path], Any
                             modified=newer_second(decided.target) if stamped else None)
     source = opener(decided.source) if opener is not None else decided.source
     catalogue = decided.catalogue
-    if decided.mode == "rerender":  # what the editor wrote into its image (copyright, keywords, GPS) stays in it
-        source, catalogue = _keeping_metadata_of(decided.target, source, catalogue)
+    if decided.editors:  # what the editor wrote into its image (copyright, keywords, GPS) stays in it; an output
+        source, catalogue = _keeping_metadata_of(decided.target, source, catalogue)  # of ours takes the sidecar's
+    seen = _file_state(decided.target)
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
         return render_file(source, decided.target, decided.recipe, options, extra_xmp=catalogue,
                            device=device, cache=cache, progress=progress,
                            render_size=recorded.get("rendered_at", "by outputs"),
-                           before_naming=_kept_if_retouched if decided.replace else None).as_dict()
+                           before_naming=lambda targets: _unchanged_since(targets, seen)).as_dict()
 
 
 # XMP of an image rendered again in place that describes the old file, not the picture: hostplug's record (made
@@ -321,11 +326,19 @@ class _RetouchedMeanwhileError(OutputError):
     """The render to be replaced was retouched while the new one rendered."""
 
 
-def _kept_if_retouched(targets: list[Path]) -> None:
-    """Stop before the name is taken when the render to be replaced was retouched while the new one rendered (an
-    editor saved over it in those seconds): the check :func:`plan` made, made again."""
-    from engine.xmp.provenance import read_provenance
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file from the same file written again: its inode, size and modification time (None: none)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
+
+def _unchanged_since(targets: list[Path], seen: tuple[int, int, int] | None) -> None:
+    """Stop before the name is taken when the file there changed while the render ran (an editor saved a retouch
+    over it, with or without our record in it; another program put a file there): what :func:`plan` decided
+    about it no longer holds."""
     for target in targets:
-        if target.exists() and not untouched(target, read_provenance(target).written):
+        if _file_state(target) != seen:
             raise _RetouchedMeanwhileError(f"{target} was changed while hostplug rendered it again; it is kept")

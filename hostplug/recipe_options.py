@@ -83,14 +83,18 @@ def recipe_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def pop_recipe_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Remove the recipe options from a command's keyword arguments and return them as changes for
-    :func:`engine.edits.apply_changes`; RecipeError for a ``--use`` or ``--set`` that does not parse."""
+    :func:`engine.edits.apply_changes`; a click UsageError (exit 2) for a ``--use`` or ``--set`` that does not parse
+    or a wrong option value."""
     given = {name: kwargs.pop(name) for name in (*RECIPE_KEYS, "presets", "recipe_file", *_STAGE_KEYS)}
     changes: dict[str, Any] = {k: given[k] for k in RECIPE_KEYS if given[k] is not None}
     if given["presets"]:
         changes["presets"] = tuple(given["presets"])
     if given["recipe_file"]:
         changes["recipe_file"] = given["recipe_file"]
-    stages = stage_changes(given["disabled"], given["implementations"], given["fixed"])
+    try:
+        stages = stage_changes(given["disabled"], given["implementations"], given["fixed"])
+    except RecipeError as e:  # a --use or --set that does not parse: a wrong option (exit 2)
+        raise click.UsageError(str(e)) from None
     if stages:
         changes["stages"] = stages
     _check_option_values(changes)

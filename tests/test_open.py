@@ -125,6 +125,40 @@ def test_open_raw_again_keeps_a_render_retouched_while_it_rendered(raw: Path) ->
     assert sorted(p.name for p in raw.parent.iterdir()) == sorted([raw.name, first.name, f"{NAME}_hostplug-2.tif"])
 
 
+def test_open_raw_again_keeps_a_retouch_exported_without_our_record_while_it_rendered(raw: Path) -> None:
+    # GIMP's TIFF export writes no XMP: the re-check, which read only the record's time, took it for untouched
+    from hostplug.handoff import open_file
+
+    first = Path(open_json(raw)["output"])
+    saved: list[bytes] = []
+
+    def progress(_stage: str, index: int, count: int) -> None:
+        if index == count - 1 and not saved:
+            tifffile.imwrite(first, np.full((8, 12, 3), 500, np.uint16), photometric="rgb")  # GIMP exports over it
+            saved.append(first.read_bytes())
+
+    open_file(raw, progress=progress)
+    assert saved and first.read_bytes() == saved[0]
+
+
+def test_an_own_output_opened_again_takes_the_sidecars_rating_not_its_old_one(raw: Path) -> None:
+    # only an editor's image keeps its own metadata; an output of ours takes the sidecar's, as before
+    sidecar = raw.with_name(raw.name + ".xmp")
+    assert hostplug("edit", raw, "--exposure", "0.1").exit_code == 0
+    sidecar.write_text(sidecar.read_text().replace("<rdf:Description", '<rdf:Description xmlns:xmp='
+                                                   '"http://ns.adobe.com/xap/1.0/" xmp:Rating="2"', 1))
+    output = Path(open_json(raw)["output"])
+    assert read_provenance(output).sha256 and _rating(output) == "2"
+    sidecar.write_text(sidecar.read_text().replace('xmp:Rating="2"', 'xmp:Rating="5"'))
+    assert open_json(output)["output"] == str(output)
+    assert _rating(output) == "5"
+
+
+def _rating(image: Path) -> str:
+    with pyexiv2.Image(str(image)) as opened:
+        return opened.read_xmp().get("Xmp.xmp.Rating", "")
+
+
 def test_open_refuses_an_output_of_a_newer_hostplug_and_keeps_it(raw: Path) -> None:
     # open read the newer recipe as none, and rendered the output again in place with the defaults: its edits gone
     first = Path(open_json(raw, "--style", "warm", "--exposure", "0.7", "--no-service")["output"])

@@ -157,11 +157,17 @@ def _read_config(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _version_key(name: str) -> tuple[int, ...]:
+    """"2.10" after "2.8"; a name with other parts sorts by its leading numbers."""
+    return tuple(int(part) for part in re.findall(r"\d+", name))
+
+
 def check_profile_started(gimp_dir: Path) -> None:
     """Refuse to create GIMP 3's user folder where an earlier GIMP's profile waits to be moved over: GIMP moves a
     GIMP 2.10 profile (brushes, shortcuts, gimprc) into its own folder at its first start, only when that folder is
     not there yet, and a plug-in folder made before then would cost the user their settings."""
-    earlier = sorted(p.name for p in gimp_dir.parent.glob("2.*") if p.is_dir()) if not gimp_dir.exists() else []
+    earlier = sorted((p.name for p in gimp_dir.parent.glob("2.*") if p.is_dir()), key=_version_key) \
+        if not gimp_dir.exists() else []
     if earlier:
         raise IntegrationError(f"GIMP 3 has not started yet for this user ({gimp_dir} is not there) and GIMP "
                                f"{earlier[-1]}'s settings wait to be moved over at its first start: start GIMP 3 once, "
