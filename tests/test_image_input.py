@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import tifffile
 from PIL import Image
 
 import engine
@@ -42,3 +43,25 @@ def test_a_rendered_jpeg_comes_back_at_its_own_exposure_and_old_recipes_keep_the
     engine.render_file(jpeg, before, old, options=options)
     lifted = np.asarray(Image.open(before), dtype=np.float64)
     assert lifted.mean() > given.mean() + 30
+
+
+def test_a_sidecar_written_before_version_13_renders_as_it_did(tmp_path: Path) -> None:
+    # sidecar layout 10 (written by recipe versions 10 to 12) was read as version 13: an edited JPEG changed by 82
+    # of 255; it renders as version 12 did, a raw too (not as version 10, before the gamut compression)
+    jpeg = tmp_path / "edited.jpg"
+    engine.render_file(SAMPLE, jpeg)
+    raw = tmp_path / "edited.dng"
+    raw.write_bytes(SAMPLE.read_bytes())
+    options = engine.OutputOptions(bits=16)
+    for source in (jpeg, raw):
+        source.with_name(source.name + ".xmp").write_text(
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description rdf:about="" xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/" '
+            'hostplug:schemaVersion="10" hostplug:exposure="0.3"/></rdf:RDF></x:xmpmeta>')
+        engine.render_file(source, tmp_path / "sidecar.tif", options=options)
+        engine.render_file(source, tmp_path / "v12.tif", engine.Recipe.from_dict({"version": 12, "exposure": 0.3}),
+                           options=options)
+        sidecar, v12 = (tifffile.imread(tmp_path / f"{n}.tif") for n in ("sidecar", "v12"))
+        assert np.array_equal(sidecar, v12), source.name
+        for name in ("sidecar.tif", "v12.tif"):
+            (tmp_path / name).unlink()

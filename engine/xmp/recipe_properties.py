@@ -7,13 +7,15 @@ Sidecars and preset files share this form, so a user can read and edit either in
         hostplug:stages='{"denoise":{"enabled":false}}'/>
 
 ``schemaVersion`` says which layout wrote the properties; older layouts are upgraded on read by the functions in
-:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 10
+:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 13
 is the current layout; it reads as versions 1 to 9 did, but a sidecar's recipe is of the recipe version of its
-layout (:data:`engine.recipe.RECIPE_VERSION`), and what it left to the defaults of its day (layouts 1 to 3: the
+layout (:data:`engine.recipe.RECIPE_VERSION`; layout 10 was written by recipe versions 10 to 12 and reads as 12,
+layout 13 by version 13), and what it left to the defaults of its day (layouts 1 to 3: the
 classical denoiser; layout 2: the "fast" learned denoiser; layout 3: the "mid" one; layouts 1 to 4: a DNG's lens-
 shading maps, lens warps and DefaultCrop left unapplied; layout 5: its bad pixels left; layouts 1 to 6: less
 saturation in the chroma table alone; layouts 1 to 7: the demosaic's false colour left; layouts 4 to 8: the "mid2"
-learned denoiser; layouts 1 to 9: the whole visible sensor of a raw that is no DNG) :func:`properties_to_recipe`
+learned denoiser; layouts 1 to 9: the whole visible sensor of a raw that is no DNG; layouts 1 to 10: an image
+input decoded, not unprocessed) :func:`properties_to_recipe`
 pins (presets, which hold only the settings they change, are left as they are). ``description`` is a free-text
 note (presets use it). A preset holds only the settings it changes; a sidecar holds the whole recipe.
 
@@ -35,7 +37,10 @@ from engine.errors import NewerSettingsError, RecipeError, StoredSettingError, s
 from engine.recipe import Recipe, parse_json
 from engine.stages.catalogue import pin_former_defaults
 
-SCHEMA_VERSION = 10  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
+SCHEMA_VERSION = 13  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
+# Layout 10 was written by recipe versions 10 to 12 alike: its sidecars render as version 12 rendered them (image
+# inputs decoded, not unprocessed), which is what they rendered as before version 13
+_RECIPE_VERSION_OF_LAYOUT = {10: 12}
 SETTINGS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "stages")
 TEXT_SETTINGS = frozenset({"style", "wb"})
 BOOL_SETTINGS = frozenset({"auto_exposure"})  # XMP Boolean: "True" or "False"
@@ -63,7 +68,7 @@ def _stamp_version_1(properties: dict[str, str]) -> dict[str, str]:
 
 # MIGRATIONS[v] turns the properties of layout v into those of layout v + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, str]], dict[str, str]]] = {
-    1: _stamp_version_1, **{version: lambda properties: properties for version in (2, 3, 4, 5, 6, 7, 8, 9)}}
+    1: _stamp_version_1, **{version: lambda properties: properties for version in range(2, SCHEMA_VERSION)}}
 
 
 def format_number(value: float) -> str:
@@ -185,7 +190,8 @@ def properties_to_recipe(properties: Mapping[str, str], where: str) -> Recipe:
         return Recipe.from_dict({"stages": stages, **settings, **_wb_for(settings)})
     # a recipe of an older recipe version (module docstring): checked again once its defaults are pinned, since
     # the stage that runs may then be another (a denoiser named by no implementation was the classical one)
-    recipe = Recipe.from_dict({"stages": pin_former_defaults(stages, int(layout)), **settings, **_wb_for(settings)})
+    version = _RECIPE_VERSION_OF_LAYOUT.get(int(layout), int(layout))
+    recipe = Recipe.from_dict({"stages": pin_former_defaults(stages, version), **settings, **_wb_for(settings)})
     try:
         check_stages(recipe)
     except RecipeError as e:
