@@ -466,3 +466,18 @@ def test_a_raw_replaced_mid_render_stops_it_before_its_outputs_are_written(tmp_p
     monkeypatch.setattr(export, "render_files", replaced_midway)
     outcome = _run(config, journal, job)
     assert outcome.kind == "changed" and not list((tmp_path / "out").iterdir())
+
+
+def test_names_a_raw_no_longer_uses_are_free_for_others_once_it_rendered(tmp_path: Path) -> None:
+    # "IMG 0002.dng" rendered as IMG_0002.tif before beside-original renders took their original's exact name: its
+    # journal row kept that claim, and "IMG_0002.dng" beside it could never render
+    journal = Journal(tmp_path / "journal.sqlite")
+    spaced = journal.enqueue(tmp_path / "IMG 0002.dng", tmp_path, 1, 1, "a")
+    old, new = str(tmp_path / "IMG_0002.tif"), str(tmp_path / "IMG 0002.tif")
+    assert journal.claim(spaced.id, [old]) is None
+    journal.finish(spaced.id, "r", [old])
+    assert journal.claim(spaced.id, [new]) is None  # rendered again under its exact name
+    journal.finish(spaced.id, "r", [new])
+    underscored = journal.enqueue(tmp_path / "IMG_0002.dng", tmp_path, 1, 1, "b")
+    assert journal.claim(underscored.id, [old]) is None
+    assert journal.claim(underscored.id, [new]) is not None  # the other raw's current name stays its own

@@ -308,6 +308,7 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
     except HostplugError as e:  # a recipe the engine refuses (from a sidecar): rendering again will not help
         return Outcome(job.id, "failed", str(e))
     kept = [p for p in job.previous_outputs if p not in targets and os.path.exists(p)]
-    note = (f"the earlier output{'s' if len(kept) > 1 else ''} {', '.join(kept)} kept: the new recipe names its "
-            "outputs otherwise (a {style} or {date} in the template); remove what is not wanted") if kept else ""
+    note = (f"the earlier output{'s' if len(kept) > 1 else ''} {', '.join(kept)} kept: its outputs are named "
+            "otherwise now (a {style} or {date} in the template; a render beside its original takes the original's "
+            "exact name since this version); remove what is not wanted") if kept else ""
     return Outcome(job.id, "done", note, digest, tuple(targets), timings=dict(result.timings))

@@ -326,12 +326,18 @@ class Journal:
                         "node = COALESCE(?, node) WHERE id = ?", (time.time(), node, file_id))
 
     def finish(self, file_id: int, recipe_hash: str, outputs: list[str]) -> None:
-        """The raw's outputs are all written."""
-        self.db.execute(
-            """UPDATE files SET state = 'done', recipe_hash = ?, rendered_hash = content_hash, outputs = ?,
-                   error = NULL, error_kind = NULL, finished_at = ? WHERE id = ?""",
-            (recipe_hash, json.dumps(outputs), time.time(), file_id),
-        )
+        """The raw's outputs are all written. Names it held and no longer uses (a template or naming rule changed
+        since: a beside-original render takes its original's exact name now) are free for other raws again; the
+        files there, stamped as this raw's renders, are never replaced by another's."""
+        with self._transaction():
+            self.db.execute(
+                """UPDATE files SET state = 'done', recipe_hash = ?, rendered_hash = content_hash, outputs = ?,
+                       error = NULL, error_kind = NULL, finished_at = ? WHERE id = ?""",
+                (recipe_hash, json.dumps(outputs), time.time(), file_id),
+            )
+            held = [row[0] for row in self.db.execute("SELECT target FROM outputs WHERE file_id = ?", (file_id,))]
+            self.db.executemany("DELETE FROM outputs WHERE target = ? AND file_id = ?",
+                                [(target, file_id) for target in held if target not in outputs])
 
     def forget(self, file_id: int) -> None:
         """Drop a raw's row and its claims on output names: the file went away before it rendered, or was deleted
