@@ -197,8 +197,8 @@ class Photofinish(Stage):
             self.check_style(params.style)
         return {"params": params}
 
-    def operators_for(self, params: PhotofinishParams, low: np.ndarray) -> dict[str, Any]:
-        """Operator parameters for this image (JSON-ready)."""
+    def operators_for(self, params: PhotofinishParams, low: np.ndarray, ctx: Context | None = None) -> dict[str, Any]:
+        """Operator parameters for this image (JSON-ready); ``ctx`` says what earlier stages did to it."""
         look = CLASSICAL_LOOKS.get(params.style, CLASSICAL_LOOKS["natural"])
         k = params.strength
 
@@ -226,7 +226,7 @@ class Photofinish(Stage):
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
         params: PhotofinishParams = data["params"]
-        operators = params.operators if params.operators is not None else self.operators_for(params, image)
+        operators = params.operators if params.operators is not None else self.operators_for(params, image, ctx)
         ctx.notes["photofinish"] = {"style": params.style, "operators": operators}
         from engine import kernels  # loaded by the pipeline already; here, so importing the stage loads no numba
 

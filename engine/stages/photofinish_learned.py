@@ -136,6 +136,12 @@ def _rounded(operators: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _unprocessed_image(ctx: Context | None) -> bool:
+    """Whether the first stage unprocessed an image input (demosaic params 6; older recipes only decoded it and
+    let the style correct its exposure, as they render still)."""
+    return ctx is not None and str(ctx.notes.get("demosaic", "")).startswith("unprocess sRGB")
+
+
 class LearnedPhotofinish(Photofinish):
     """Operators with parameters predicted by each picture style's network, plus the user's adjustments."""
 
@@ -151,13 +157,15 @@ class LearnedPhotofinish(Photofinish):
                 load_arrays(style)  # fail before any pixel work when a model is missing or corrupt
         return {"params": params}
 
-    def operators_for(self, params: PhotofinishParams, low: np.ndarray) -> dict[str, Any]:
-        """Operator parameters for this image (JSON-ready)."""
+    def operators_for(self, params: PhotofinishParams, low: np.ndarray, ctx: Context | None = None) -> dict[str, Any]:
+        """Operator parameters for this image (JSON-ready). An image input unprocessed by the first stage (a JPEG,
+        PNG or TIFF: its camera or editor exposed it already) keeps its exposure as shot, as a frame of only noise
+        does, unless the photographer asks to meter it (``auto_exposure``)."""
         parse_style(params.style)
         auto = bool(getattr(params, "auto_exposure", False))  # a per-render setting, where the recipe has it
         predicted = {style: predict(style, low, auto) for style in styles_needed(params.style, params.strength)}
         mixed = style_operators(predicted, params.style, params.strength)
-        if only_noise(low):  # nothing to meter: the exposure stays as shot (see only_noise)
+        if only_noise(low) or (_unprocessed_image(ctx) and not auto):  # nothing to meter, or metered already
             mixed = {**mixed, "gain_ev": as_shot_gain(list(predicted))}
         single = len(predicted) == 1
         return apply_adjustments(mixed if single else _rounded(mixed), params, low)
