@@ -102,6 +102,11 @@ def _channel_table(look: CameraLook) -> np.ndarray:
     return np.append(table, table[-1])  # so that 1.0 interpolates with a neighbour
 
 
+def unprocessed_white(look: CameraLook = CameraLook()) -> float:
+    """What an image's white (255) becomes in :func:`unprocess_image`: where its clipped highlights lie."""
+    return float(_channel_table(look)[-1]) * 2.0 ** -look.gain_ev
+
+
 def unprocess_image(srgb: np.ndarray, look: CameraLook = CameraLook()) -> np.ndarray:
     """:func:`unprocess` as a render runs it, capped at :data:`IMAGE_Y_CAP` (within 1e-4 of ``unprocess(srgb,
     look, IMAGE_Y_CAP)``): the per-channel steps read from a table."""

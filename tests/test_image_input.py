@@ -65,3 +65,17 @@ def test_a_sidecar_written_before_version_13_renders_as_it_did(tmp_path: Path) -
         assert np.array_equal(sidecar, v12), source.name
         for name in ("sidecar.tif", "v12.tif"):
             (tmp_path / name).unlink()
+
+
+def test_an_images_white_stays_neutral_under_another_white_balance(tmp_path: Path) -> None:
+    # a JPEG's white (255) is clipped as a raw's sensor white is: balanced for 4000 K it turned cyan (175, 232, 251)
+    white = tmp_path / "white.png"
+    Image.fromarray(np.full((60, 90, 3), 255, np.uint8)).save(white)
+    options = engine.OutputOptions(bits=8)
+    engine.render_file(white, tmp_path / "now.png", engine.Recipe().replace(temperature=4000.0), options=options)
+    now = np.asarray(Image.open(tmp_path / "now.png"), dtype=np.int32)[30, 45]
+    assert now.max() - now.min() <= 6 and now.min() > 200, now
+    old = engine.Recipe.from_dict({"version": 12, "wb": "custom", "temperature": 4000.0})
+    engine.render_file(white, tmp_path / "v12.png", old, options=options)
+    before = np.asarray(Image.open(tmp_path / "v12.png"), dtype=np.int32)[30, 45]
+    assert before.max() - before.min() > 12, before  # no ceiling then: its white tinted

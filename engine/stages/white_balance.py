@@ -151,8 +151,10 @@ class WhiteBalance(Stage):
         gains = (1.0 / neutral).astype(np.float32)
         # In place (the pipeline hands each stage its input to keep). On a raw the sensor saturates at 1.0 in
         # every channel; after balancing, the lowest channel's ceiling is where all three are still trustworthy.
-        # Above it, clipped pixels would turn pink.
-        ceiling = float(gains.min()) if ctx.source.kind == "raw" else None
+        # Above it, clipped pixels would turn pink. An unprocessed image's white (255) is clipped alike; an image
+        # only decoded (older recipes) kept no ceiling, and keeps none.
+        white = _clip_level(ctx)
+        ceiling = float(gains.min()) * white if white is not None else None
         if kernels.on_torch(ctx.device):
             balanced = image.mul_(kernels.to_device(gains, str(image.device)))
             return balanced if ceiling is None else balanced.clamp_(max=ceiling)
@@ -186,3 +188,15 @@ class WhiteBalance(Stage):
                 return np.where(neutral > 0.0, neutral, MIN_CUSTOM_RESPONSE)
             return np.maximum(neutral, MIN_CUSTOM_RESPONSE)
         raise RecipeError(f"unknown white balance mode {params.mode!r}")
+
+
+def _clip_level(ctx: Context) -> float | None:
+    """Where the input's channels clip before balancing: a raw's sensor white (1.0), an unprocessed image's white
+    (:func:`engine.camera_look.unprocessed_white`); None for an image only decoded (older recipes)."""
+    if ctx.source.kind == "raw":
+        return 1.0
+    if str(ctx.notes.get("demosaic", "")).startswith("unprocess sRGB"):
+        from engine.camera_look import unprocessed_white
+
+        return unprocessed_white()
+    return None
