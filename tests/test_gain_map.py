@@ -225,7 +225,9 @@ def test_recipes_from_before_gain_maps_keep_rendering_without_them(phone: dict[s
     assert before_false_colour.stage("demosaic").params == {"version": 3}  # the demosaic's false colour left
     before_camera_crop = properties_to_recipe({"schemaVersion": "9", "exposure": "0.3"}, "9.xmp")
     assert before_camera_crop.stage("demosaic").params == {"version": 4}  # a raw that is no DNG keeps its border
-    current = properties_to_recipe({"schemaVersion": "10", "exposure": "0.3"}, "new.xmp")
+    before_image_unprocessing = properties_to_recipe({"schemaVersion": "10", "exposure": "0.3"}, "10.xmp")
+    assert before_image_unprocessing.stage("demosaic").params == {"version": 5}  # an image input decoded
+    current = properties_to_recipe({"schemaVersion": "13", "exposure": "0.3"}, "new.xmp")
     assert current.stage("demosaic").params == {}
 
 
