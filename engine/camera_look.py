@@ -71,15 +71,20 @@ def _scale_chroma(x: np.ndarray, s: float) -> np.ndarray:
     return (ratios * g[..., None]).astype(np.float32)
 
 
-def scene_linear(srgb: np.ndarray, look: CameraLook = CameraLook(), cap: float = Y_CAP) -> np.ndarray:
-    """Steps 1-4: the camera JPEG's scene-linear sRGB before the rendering gain (1 = the camera's display
-    white before its highlight shoulder; highlights above it, up to where ``cap`` stops the inverse shoulder)."""
+def _channel_curve(srgb: np.ndarray, look: CameraLook, cap: float) -> np.ndarray:
+    """Steps 1-3, which act on each channel alone: the contrast undone, decoded, the highlights expanded by the
+    inverse shoulder up to where ``cap`` stops it."""
     e = _pivot(srgb.astype(np.float32), 1.0 / look.contrast)
     y = np.minimum(srgb_decode(e), cap)
     k = look.knee
     t = np.clip((y - k) / (1.0 - k), 0.0, cap)
-    x = np.where(y > k, k + (1.0 - k) * np.arctanh(t), y).astype(np.float32)
-    return _scale_chroma(x, 1.0 / look.saturation)
+    return np.where(y > k, k + (1.0 - k) * np.arctanh(t), y).astype(np.float32)
+
+
+def scene_linear(srgb: np.ndarray, look: CameraLook = CameraLook(), cap: float = Y_CAP) -> np.ndarray:
+    """Steps 1-4: the camera JPEG's scene-linear sRGB before the rendering gain (1 = the camera's display
+    white before its highlight shoulder; highlights above it, up to where ``cap`` stops the inverse shoulder)."""
+    return _scale_chroma(_channel_curve(srgb, look, cap), 1.0 / look.saturation)
 
 
 def unprocess(srgb: np.ndarray, look: CameraLook = CameraLook(), cap: float = Y_CAP) -> np.ndarray:
@@ -92,13 +97,9 @@ _TABLE_STEPS = 65535  # the per-channel curve's table: one entry per 16-bit leve
 
 @functools.cache
 def _channel_table(look: CameraLook) -> np.ndarray:
-    """Steps 1-3 of :func:`scene_linear` (contrast undone, decoded, highlights expanded) at every 16-bit level:
-    they act on each channel alone, so a render looks them up instead of computing powers and an arctanh."""
-    e = np.linspace(0.0, 1.0, _TABLE_STEPS + 1, dtype=np.float32)
-    y = np.minimum(srgb_decode(_pivot(e, 1.0 / look.contrast)), IMAGE_Y_CAP)
-    k = look.knee
-    t = np.clip((y - k) / (1.0 - k), 0.0, IMAGE_Y_CAP)
-    table = np.where(y > k, k + (1.0 - k) * np.arctanh(t), y).astype(np.float32)
+    """:func:`_channel_curve` at every 16-bit level, capped at :data:`IMAGE_Y_CAP`: it acts on each channel
+    alone, so a render looks it up instead of computing powers and an arctanh."""
+    table = _channel_curve(np.linspace(0.0, 1.0, _TABLE_STEPS + 1, dtype=np.float32), look, IMAGE_Y_CAP)
     return np.append(table, table[-1])  # so that 1.0 interpolates with a neighbour
 
 
