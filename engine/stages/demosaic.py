@@ -55,6 +55,15 @@ class DemosaicParams:
     image_input: Literal["unprocessed", "decoded"] = "unprocessed"
 
 
+UNPROCESSED = "unprocess sRGB (a typical camera's rendering undone)"  # its note, for the stages after it
+
+
+def unprocessed_image(ctx: Context | None) -> bool:
+    """Whether this render's first stage unprocessed an image input (demosaic params 6): its camera exposed it
+    and clipped its white already. An image of an older recipe was only decoded, and renders as it did."""
+    return ctx is not None and ctx.notes.get("demosaic") == UNPROCESSED
+
+
 LIBRAW_TILE = 512  # the smallest side LibRaw's own X-Trans demosaic takes (measured: 510 px fails, 516 works)
 _LIBRAW_ALGORITHMS = {
     "ahd": rawpy.DemosaicAlgorithm.AHD,
@@ -91,7 +100,7 @@ class Demosaic(Stage):
         source = ctx.source
         method = ctx.notes["demosaic"] = _method(params, source)
         if method == "linearise sRGB" and params.image_input == "unprocessed":
-            method = ctx.notes["demosaic"] = "unprocess sRGB (a typical camera's rendering undone)"
+            method = ctx.notes["demosaic"] = UNPROCESSED
         if source.gain_maps or source.rgb_gain_maps:  # only a DNG has them
             ctx.notes["gain_maps"] = _gain_map_note(source, applied=params.gain_map)
         if source.lens_warps:
@@ -118,7 +127,7 @@ class Demosaic(Stage):
         method, maps = data["method"], data["gain_maps"]
         if method == "linearise sRGB":
             return srgb_decode(source.sensor)
-        if method.startswith("unprocess sRGB"):
+        if method == UNPROCESSED:
             return tiling.per_pixel(source.sensor.copy(), unprocess_image)  # a copy: the source stays as read
         if data["bad_pixels"]:  # on the data as stored, before anything else (a copy: the source stays as read)
             source = replace(source, sensor=repaired(source.sensor, data["bad_pixels"]))

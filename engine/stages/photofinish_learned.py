@@ -33,6 +33,7 @@ from engine.colour import LUMA
 from engine.models import build_network
 from engine.models.photofinish_numpy import PhotofinishArrays, thumbnail, to_json
 from engine.stages.base import Context
+from engine.stages.demosaic import unprocessed_image
 from engine.stages.photofinish import (
     VIBRANCE_BOOST,
     VIBRANCE_REACH,
@@ -136,12 +137,6 @@ def _rounded(operators: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _unprocessed_image(ctx: Context | None) -> bool:
-    """Whether the first stage unprocessed an image input (demosaic params 6; older recipes only decoded it and
-    let the style correct its exposure, as they render still)."""
-    return ctx is not None and str(ctx.notes.get("demosaic", "")).startswith("unprocess sRGB")
-
-
 class LearnedPhotofinish(Photofinish):
     """Operators with parameters predicted by each picture style's network, plus the user's adjustments."""
 
@@ -165,7 +160,7 @@ class LearnedPhotofinish(Photofinish):
         auto = bool(getattr(params, "auto_exposure", False))  # a per-render setting, where the recipe has it
         predicted = {style: predict(style, low, auto) for style in styles_needed(params.style, params.strength)}
         mixed = style_operators(predicted, params.style, params.strength)
-        if only_noise(low) or (_unprocessed_image(ctx) and not auto):  # nothing to meter, or metered already
+        if only_noise(low) or (unprocessed_image(ctx) and not auto):  # nothing to meter, or metered already
             mixed = {**mixed, "gain_ev": as_shot_gain(list(predicted))}
         single = len(predicted) == 1
         return apply_adjustments(mixed if single else _rounded(mixed), params, low)

@@ -25,6 +25,7 @@ from engine.errors import RecipeError
 from engine.io.source import NO_AS_SHOT
 from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Pixels, Stage, WhiteDecision
+from engine.stages.demosaic import unprocessed_image
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def _clip_level(ctx: Context) -> float | None:
     (:func:`engine.camera_look.unprocessed_white`); None for an image only decoded (older recipes)."""
     if ctx.source.kind == "raw":
         return 1.0
-    if str(ctx.notes.get("demosaic", "")).startswith("unprocess sRGB"):
+    if unprocessed_image(ctx):
         from engine.camera_look import unprocessed_white
 
         return unprocessed_white()
