@@ -24,8 +24,10 @@ class _Amount(click.ParamType):
     name = "amount"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
-        if isinstance(value, (int, float)) or str(value).strip().lower() == "auto":
-            return value if not isinstance(value, str) else "auto"
+        if isinstance(value, (int, float)):
+            return value
+        if str(value).strip().lower() == "auto":
+            return "auto"
         try:
             return float(value)
         except ValueError:

@@ -112,8 +112,8 @@ def _migrate(properties: dict[str, str], where: str) -> dict[str, str]:
     except ValueError:
         raise StoredSettingError(f"{where}: hostplug:schemaVersion {shown(text)} is not a number") from None
     if version > SCHEMA_VERSION:
-        raise NewerSettingsError(f"{where}: written by a newer hostplug (schema version {version}; this one reads up "
-                           f"to {SCHEMA_VERSION}); upgrade hostplug")
+        raise NewerSettingsError(f"{where}: written by a newer hostplug (schema version {version}; this one reads "
+                                 f"up to {SCHEMA_VERSION}); upgrade hostplug")
     if version < 1:
         raise StoredSettingError(f"{where}: hostplug:schemaVersion {version} is not valid")
     for step in range(version, SCHEMA_VERSION):
