@@ -116,6 +116,28 @@ def weights_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         yield folder
 
 
+def candidate_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[Path, Path]:
+    """(installed, candidate): a scratch copy of the installed manifest that the engine takes for the installed
+    weights (a test that records figures never writes into engine/weights, even when what it checks is broken),
+    and a folder holding a copy of model ``name`` with a manifest entry of no figures, as a training writes one."""
+    import dataclasses
+
+    from engine import models
+
+    shipped = models.entry(name)
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    shutil.copy(models.MANIFEST, installed / "manifest.json")
+    monkeypatch.setattr(models, "WEIGHTS_DIR", installed)
+    monkeypatch.setattr(models, "MANIFEST", installed / "manifest.json")
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    shutil.copy(shipped.path, candidate / shipped.file)
+    with models.updating_manifest(candidate / "manifest.json") as entries:
+        entries[name] = dataclasses.replace(shipped, folder=candidate, metrics={})
+    return installed, candidate
+
+
 @pytest.fixture(scope="session")
 def sample_dng() -> Path:
     """The bundled synthetic ColorChecker DNG (always present)."""

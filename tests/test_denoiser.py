@@ -716,38 +716,18 @@ def test_eval_denoise_by_iso_prints_one_json_document_or_a_table(monkeypatch: py
     assert table.stdout.splitlines()[4] == "| denoise-fast | +0.40 dB | +1.20 dB | 800.0 |"
 
 
-def _scratch_installed_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the installed manifest that the engine takes for the installed weights: a test that records
-    figures never writes into engine/weights, even when what it checks is broken."""
-    import shutil
-
-    installed = tmp_path / "installed"
-    installed.mkdir()
-    shutil.copy(models.MANIFEST, installed / "manifest.json")
-    monkeypatch.setattr(models, "WEIGHTS_DIR", installed)
-    monkeypatch.setattr(models, "MANIFEST", installed / "manifest.json")
-    return installed
-
-
 def test_eval_denoise_says_and_records_into_the_weights_it_measured(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # --record wrote a candidate's figures into the installed manifest, under the shipped model's entry
-    import dataclasses
     import json
-    import shutil
 
-    from conftest import hostplug
+    from conftest import candidate_weights, hostplug
 
     from engine.training import eval_denoiser
 
     _shipped("fast")
     fast = models.entry("denoise-fast")
-    installed = _scratch_installed_weights(tmp_path, monkeypatch)
-    candidate = tmp_path / "candidate"
-    candidate.mkdir()
-    shutil.copy(fast.path, candidate / fast.file)
-    with models.updating_manifest(candidate / "manifest.json") as entries:
-        entries["denoise-fast"] = dataclasses.replace(fast, folder=candidate, metrics={})
+    installed, candidate = candidate_weights(tmp_path, monkeypatch, "denoise-fast")
     published = (installed / "manifest.json").read_bytes()
 
     def measured(nets: dict, device: str, log: object) -> eval_denoiser.DenoiseResult:

@@ -407,25 +407,14 @@ def test_wb_training_sees_the_renders_demosaic_unless_told(tmp_path: Path, optio
 def test_eval_wb_says_and_records_into_the_weights_it_measured(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # --record wrote the figures of $HOSTPLUG_WEIGHTS's wb-c5 into the installed manifest, over the published ones
-    import dataclasses
     import json
-    import shutil
 
-    from conftest import hostplug
+    from conftest import candidate_weights, hostplug
 
     from engine.training import eval_wb, wb_data
 
     shipped = models.entry("wb-c5")
-    installed = tmp_path / "installed"  # taken for the installed weights: engine/weights is never written
-    installed.mkdir()
-    shutil.copy(models.MANIFEST, installed / "manifest.json")
-    monkeypatch.setattr(models, "WEIGHTS_DIR", installed)
-    monkeypatch.setattr(models, "MANIFEST", installed / "manifest.json")
-    candidate = tmp_path / "candidate"
-    candidate.mkdir()
-    shutil.copy(shipped.path, candidate / shipped.file)
-    with models.updating_manifest(candidate / "manifest.json") as entries:
-        entries["wb-c5"] = dataclasses.replace(shipped, folder=candidate, metrics={})
+    installed, candidate = candidate_weights(tmp_path, monkeypatch, "wb-c5")  # engine/weights is never written
     published = (installed / "manifest.json").read_bytes()
     figures = {"mean": 2.0, "median": 1.5, "best25": 0.5, "worst25": 4.0, "grey_chroma": 1.0,
                "grey_chroma_median": 0.8}
