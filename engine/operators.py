@@ -94,15 +94,18 @@ def from_log_chroma(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.
     return torch.cat([rg * g, g, bg * g], dim=1)
 
 
-def chroma_map(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def chroma_map(x: torch.Tensor, table: torch.Tensor, stop_at_gamut: bool = False) -> torch.Tensor:
     """Remap chromaticity through a table of offsets (N x 2 x T x T over u, v in +-CHROMA_RANGE), keeping luminance.
 
     A zero table is the identity; saturation, vibrance, hue shifts and colour grades are all such tables.
+    ``stop_at_gamut``: a move that would leave [0, 1] stops at its edge (:func:`towards_within_gamut`); without
+    it (photofinish params before version 4) the moved colour is pulled back towards grey (:func:`compress_gamut`).
     """
     y, u, v = log_chroma(x)
     coords = torch.cat([v, u], dim=1).permute(0, 2, 3, 1) / CHROMA_RANGE  # grid_sample wants (x=v, y=u)
     offsets = F.grid_sample(table, coords, mode="bilinear", padding_mode="border", align_corners=True)
-    return compress_gamut(from_log_chroma(y, u + offsets[:, 0:1], v + offsets[:, 1:2]))
+    moved = from_log_chroma(y, u + offsets[:, 0:1], v + offsets[:, 1:2])
+    return towards_within_gamut(compress_gamut(x), moved) if stop_at_gamut else compress_gamut(moved)
 
 
 def keep_colour(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
@@ -127,6 +130,16 @@ def compress_gamut(x: torch.Tensor) -> torch.Tensor:
     low = (y - x.amin(dim=1, keepdim=True)).clamp(min=EPS)
     scale = torch.minimum((1.0 - y) / high, y / low).clamp(max=1.0)
     return y + chroma * scale
+
+
+def towards_within_gamut(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """The colour furthest from ``start`` (within [0, 1]) towards ``end`` (positive) that stays within [0, 1].
+
+    A saturation boost of a bright orange already at the gamut's edge then leaves it as it was, where pulling the
+    boosted colour back towards grey (:func:`compress_gamut`) made it paler than before the boost.
+    """
+    room = torch.where(end > 1.0, (1.0 - start) / (end - start).clamp(min=EPS), torch.ones_like(start))
+    return start + room.amin(dim=1, keepdim=True).clamp(min=0.0) * (end - start)
 
 
 def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

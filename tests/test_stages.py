@@ -276,6 +276,42 @@ def test_vibrance_moves_muted_colours_as_a_photographer_expects_and_old_recipes_
     assert chroma(Recipe.from_dict({"version": 10, "vibrance": 100})) < 1.12 * plain  # as version 10 rendered
 
 
+def test_more_saturation_never_pales_a_bright_orange_and_old_recipes_keep_theirs(tmp_path: Path) -> None:
+    # a tester's chart: vivid and saturation +60 turned a bright orange salmon, paler than no saturation at all,
+    # because the boosted colour left the gamut and was pulled back towards grey (photofinish params before 4)
+    from PIL import Image
+
+    picture = np.full((64, 96, 3), 120, dtype=np.uint8)
+    picture[16:48, 16:80] = (250, 160, 16)
+    Image.fromarray(picture).save(tmp_path / "orange.png")
+    source = engine.open(tmp_path / "orange.png")
+
+    def chroma(recipe: Recipe) -> float:
+        orange = engine.render(source, recipe, preview=96).pixels[24:40, 32:64]
+        return float((orange.max(axis=2) - orange.min(axis=2)).mean())
+
+    plain = chroma(Recipe())
+    assert chroma(Recipe(saturation=60)) >= plain and chroma(Recipe(style="vivid")) >= plain
+    assert chroma(Recipe.from_dict({"version": 13, "saturation": 60})) < 0.7 * plain  # as version 13 rendered
+    from engine.xmp.recipe_properties import properties_to_recipe
+
+    sidecar = properties_to_recipe({"schemaVersion": "13", "saturation": "60"}, "IMG.png.xmp")  # layout 13
+    assert chroma(sidecar) == chroma(Recipe.from_dict({"version": 13, "saturation": 60}))
+
+
+def test_a_chroma_move_stops_at_the_gamut_s_edge_in_numpy_and_torch() -> None:
+    from engine import operators_numpy as np_ops
+
+    start = np.array([[[1.0, 0.644, 0.063], [0.4, 0.3, 0.2], [0.9, 0.95, 1.0]]], dtype=np.float32)
+    end = np.array([[[1.096, 0.619, 0.030], [0.5, 0.25, 0.1], [1.3, 0.9, 1.2]]], dtype=np.float32)
+    moved = np_ops.towards_within_gamut(start, end)
+    assert np.allclose(moved[0, 0], start[0, 0], atol=1e-6)  # already at the edge: stays as saturated as it was
+    assert np.allclose(moved[0, 1], end[0, 1])  # within the gamut: the whole move
+    assert moved.min() >= 0.0 and moved.max() <= 1.0 + 1e-6
+    as_torch = ops.towards_within_gamut(nchw(start), nchw(end))[0].permute(1, 2, 0).numpy()
+    assert np.allclose(as_torch, moved, atol=1e-6)
+
+
 def test_chromatic_adaptation_is_pinned_as_the_dng_sdk_pins_it() -> None:
     from engine.colour import BRADFORD, D50_XY, bradford_adaptation, temperature_tint_to_xy, xy_to_xyz
 

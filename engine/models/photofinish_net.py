@@ -190,7 +190,7 @@ def run_operators(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
     x = ops.highlight_shoulder(x, p["knee"])
     x = ops.tone_curve(x, p["a"], p["b"], p["c"])
     x = ops.local_tone_map(x, p["local_tone"])
-    x = ops.chroma_map(x, p["chroma"])
+    x = ops.chroma_map(x, p["chroma"], stop_at_gamut=True)  # as photofinish params version 4 render
     return ops.gamma(x, p["gamma"])
 
 

@@ -36,8 +36,8 @@ VIBRANCE_REACH = 1.0
 class PhotofinishParams:
     """The user's look: style and Lightroom-style adjustments (-100..100); ``operators`` pins the result."""
 
-    VERSION: ClassVar[int] = 3  # 2: less saturation scales colour around luminance (split_saturation); 3: vibrance
-    # reaches further (VIBRANCE_BOOST, VIBRANCE_REACH)
+    VERSION: ClassVar[int] = 4  # 2: less saturation scales colour around luminance (split_saturation); 3: vibrance
+    # reaches further (VIBRANCE_BOOST, VIBRANCE_REACH); 4: chroma moves stop at the gamut's edge (stop_at_gamut)
     style: str = "natural"  # checked against the implementation's styles by check_style
     strength: float = field(default=1.0, metadata={"range": RANGES["style_strength"]})
     exposure: float = field(default=0.0, metadata={"range": RANGES["exposure"]})
@@ -52,6 +52,9 @@ class PhotofinishParams:
     # falls to 1/e at ``vibrance_reach`` in log-chromaticity units); versions 1 and 2: 0.6 and 0.5
     vibrance_boost: float = field(default=VIBRANCE_BOOST, metadata={"range": (0.0, 2.0)})
     vibrance_reach: float = field(default=VIBRANCE_REACH, metadata={"range": (0.05, 5.0)})
+    # a chroma move (style, saturation, vibrance) that would leave the gamut stops at its edge; versions 1 to 3
+    # pulled the moved colour back towards grey, so more saturation made a bright orange paler
+    stop_at_gamut: bool = True
     operators: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -80,6 +83,8 @@ def migrate_photofinish(params: dict[str, Any], version: int) -> dict[str, Any]:
         params = {"saturation_around_luminance": False, **params}
     if version < 3:
         params = {"vibrance_boost": 0.6, "vibrance_reach": 0.5, **params}
+    if version < 4:
+        params = {"stop_at_gamut": False, **params}
     return params
 
 
@@ -183,7 +188,7 @@ class Photofinish(Stage):
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
         """Version 1 desaturated in the chroma table alone (:func:`split_saturation`); versions 1 and 2 had a
-        vibrance of shorter reach."""
+        vibrance of shorter reach; versions 1 to 3 pulled a chroma move that left the gamut towards grey."""
         return migrate_photofinish(params, version)
 
     def check_style(self, style: str) -> None:
@@ -222,6 +227,7 @@ class Photofinish(Stage):
                                    params.vibrance_reach).round(4).tolist(),
             "gamma": 2.2,
             "colour": round(colour, 4),
+            "stop_at_gamut": params.stop_at_gamut,
         }
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
@@ -254,7 +260,8 @@ def apply_operators(x: torch.Tensor, operators: dict[str, Any], device: str = "c
     x = torch_ops.highlight_shoulder(x, scalar(operators["knee"]))
     x = torch_ops.tone_curve(x, scalar(a), scalar(b), scalar(c))
     x = torch_ops.local_tone_map(x, torch.tensor(operators["local_tone"], device=device))
-    x = torch_ops.chroma_map(x, torch.tensor(operators["chroma"], device=device))
+    x = torch_ops.chroma_map(x, torch.tensor(operators["chroma"], device=device),
+                             operators.get("stop_at_gamut", False))
     if operators.get("colour", 1.0) != 1.0:  # absent in parameters pinned before it existed: all colour kept
         x = torch_ops.keep_colour(x, scalar(operators["colour"]))
     return torch_ops.gamma(x, scalar(operators["gamma"]))

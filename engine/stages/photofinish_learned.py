@@ -121,6 +121,7 @@ def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low:
                                       params.vibrance_reach)
     if colour != 1.0:
         out["colour"] = round(out.get("colour", 1.0) * colour, 4)
+    out["stop_at_gamut"] = params.stop_at_gamut
     return out
 
 

@@ -10,7 +10,8 @@ linear luminance ``Y`` and log-chromaticity ``c = (u, v) = (log B/G, log R/G)``:
   stay put; ``k`` > 1 adds contrast);
 - a *chroma map*: a saturation scale, a vibrance term (scale more where chroma is low), a shift (a white-balance
   change) or a pull of hues towards an axis;
-- then the linear result is gamut-compressed (hue kept) and sRGB-encoded.
+- then the linear result is brought into the gamut (a chroma move stops at the gamut's edge, from the natural
+  colour at the new luminance, as the chroma operator's does) and sRGB-encoded.
 
 Image statistics (all over the natural image): ``med``, ``q05``, ``q95`` of ``e``; ``chroma`` = mean ``|c|``
 and ``warmth`` = mean of ``(v - u) / 2`` over pixels with ``Y`` > 0.02.
@@ -141,4 +142,7 @@ def style_target(natural: torch.Tensor, style: str) -> torch.Tensor:
     linear = srgb_decode(natural)
     y, u, v = ops.log_chroma(linear)
     y2, u2, v2 = GRADES[style](y, u, v, image_stats(y, u, v))
-    return srgb_encode(ops.compress_gamut(ops.from_log_chroma(y2, u2, v2)))
+    # the grade's chroma move, from the natural colour at the new luminance, stops at the gamut's edge as the
+    # chroma operator's does: a vivid bright orange stays as saturated as natural's, not paler
+    start = ops.compress_gamut(ops.from_log_chroma(y2, u, v))
+    return srgb_encode(ops.towards_within_gamut(start, ops.from_log_chroma(y2, u2, v2)))
