@@ -184,13 +184,13 @@ def photofinish(style: str, linear: np.ndarray, auto_exposure: bool = False) -> 
     """The learned photofinish stage on a linear image, as the stage renders it (with ``auto_exposure``
     passed to the network)."""
     from engine.models.photofinish_net import thumbnail, to_json
-    from engine.stages.photofinish import apply_operators, only_noise
+    from engine.stages.photofinish import PhotofinishParams, apply_operators, only_noise
     from engine.stages.photofinish_learned import load_network
 
     net = load_network(style)
     with torch.no_grad():
         params = net(thumbnail(linear), auto_exposure=True) if auto_exposure else net(thumbnail(linear))
-        operators = to_json(params)
+        operators = {**to_json(params), "stop_at_gamut": PhotofinishParams().stop_at_gamut}
         if only_noise(linear):
             operators["gain_ev"] = 0.0
         x = torch.from_numpy(np.ascontiguousarray(linear.transpose(2, 0, 1)))[None]
