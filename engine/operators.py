@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.colour import LUMA
-from engine.operators_numpy import CHROMA_RANGE, EPS, GUIDE_STOPS
+from engine.operators_numpy import CHROMA_RANGE, EPS, GUIDE_STOPS, MOVE_INSET
 from engine.operators_numpy import tone_curve_midpoint as tone_curve_midpoint  # any number type: one copy
 
 
@@ -105,7 +105,7 @@ def chroma_map(x: torch.Tensor, table: torch.Tensor, stop_at_gamut: bool = False
     coords = torch.cat([v, u], dim=1).permute(0, 2, 3, 1) / CHROMA_RANGE  # grid_sample wants (x=v, y=u)
     offsets = F.grid_sample(table, coords, mode="bilinear", padding_mode="border", align_corners=True)
     moved = from_log_chroma(y, u + offsets[:, 0:1], v + offsets[:, 1:2])
-    return towards_within_gamut(compress_gamut(x), moved) if stop_at_gamut else compress_gamut(moved)
+    return towards_within_gamut(start_of_move(x), moved) if stop_at_gamut else compress_gamut(moved)
 
 
 def keep_colour(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
@@ -130,6 +130,16 @@ def compress_gamut(x: torch.Tensor) -> torch.Tensor:
     low = (y - x.amin(dim=1, keepdim=True)).clamp(min=EPS)
     scale = torch.minimum((1.0 - y) / high, y / low).clamp(max=1.0)
     return y + chroma * scale
+
+
+def start_of_move(x: torch.Tensor) -> torch.Tensor:
+    """Where a chroma move of ``x`` starts: ``x`` made displayable (:func:`compress_gamut`), then darkened by
+    MOVE_INSET of its luminance's distance from white, so that it lies strictly inside the gamut (white excepted).
+    From a colour on the gamut's edge a move outward would stop dead, and a smooth gradient crossing the edge
+    would jump; from just inside, it fades. Darkening keeps the colour's saturation, as moving it towards grey
+    would not."""
+    start = compress_gamut(x)
+    return start * (1.0 - MOVE_INSET * (1.0 - luminance(start).clamp(max=1.0)))
 
 
 def towards_within_gamut(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from engine.colour import LUMA
 EPS = 1e-6
 CHROMA_RANGE = 2.5  # chroma tables cover log-chromaticities in [-2.5, 2.5]
 GUIDE_STOPS = 12.0  # bilateral grids index intensity by log2 luminance over this many stops below 1
+MOVE_INSET = 0.05  # a chroma move starts from its colour darkened by this share of its distance from white
 
 _F = np.float32
 
@@ -149,7 +150,7 @@ def chroma_map(x: np.ndarray, table: np.ndarray, stop_at_gamut: bool = False) ->
     y, u, v = log_chroma(x)
     offsets = _bilinear(table, u / _F(CHROMA_RANGE), v / _F(CHROMA_RANGE))
     moved = from_log_chroma(y, u + offsets[0], v + offsets[1])
-    return towards_within_gamut(compress_gamut(x), moved) if stop_at_gamut else compress_gamut(moved)
+    return towards_within_gamut(start_of_move(x), moved) if stop_at_gamut else compress_gamut(moved)
 
 
 def keep_colour(x: np.ndarray, amount: float) -> np.ndarray:
@@ -166,6 +167,17 @@ def compress_gamut(x: np.ndarray) -> np.ndarray:
     low = np.maximum(y - np.minimum(np.minimum(r, g), b), _F(EPS))
     scale = np.minimum(np.minimum((_F(1.0) - y) / high, y / low), _F(1.0))
     return y + (x - y) * scale
+
+
+def start_of_move(x: np.ndarray) -> np.ndarray:
+    """Where a chroma move of ``x`` starts: ``x`` made displayable (:func:`compress_gamut`), then darkened by
+    MOVE_INSET of its luminance's distance from white, so that it lies strictly inside the gamut (white excepted).
+    From a colour on the gamut's edge a move outward would stop dead, and a smooth gradient crossing the edge
+    would jump; from just inside, it fades. Darkening keeps the colour's saturation, as moving it towards grey
+    would not."""
+    start = compress_gamut(x)
+    y = np.minimum(luminance(start), _F(1.0))[..., None]
+    return start * (_F(1.0) - _F(MOVE_INSET) * (_F(1.0) - y))
 
 
 def towards_within_gamut(start: np.ndarray, end: np.ndarray) -> np.ndarray:

@@ -312,6 +312,25 @@ def test_a_chroma_move_stops_at_the_gamut_s_edge_in_numpy_and_torch() -> None:
     assert np.allclose(as_torch, moved, atol=1e-6)
 
 
+def test_a_chroma_move_changes_smoothly_as_it_crosses_the_gamut_s_edge() -> None:
+    # a reviewer's case: a colour the local tone map pushed past white in red, moved bluer by a table whose red
+    # offset grows in fine steps; when the moved red crossed 1 the whole move was dropped (blue jumped by 0.27
+    # between neighbouring offsets), since the move started on the gamut's edge; it starts just inside now
+    from engine import operators_numpy as np_ops
+
+    x = np.array([[[1.05, 0.6, 0.2]]], dtype=np.float32)
+    outs = []
+    for red in np.linspace(-0.3, 0.1, 401, dtype=np.float32):
+        table = np.zeros((2, 17, 17), dtype=np.float32)
+        table[0], table[1] = 1.0, red  # bluer, and redder or less red
+        out = np_ops.chroma_map(x, table, stop_at_gamut=True)
+        torch_out = ops.chroma_map(nchw(x), torch.from_numpy(table)[None], stop_at_gamut=True)
+        assert np.allclose(torch_out[0].permute(1, 2, 0).numpy(), out, atol=1e-5)
+        outs.append(out[0, 0])
+    assert np.abs(np.diff(np.array(outs), axis=0)).max() < 0.05
+    assert np.min(outs) >= 0.0 and np.max(outs) <= 1.0 + 1e-6
+
+
 def test_chromatic_adaptation_is_pinned_as_the_dng_sdk_pins_it() -> None:
     from engine.colour import BRADFORD, D50_XY, bradford_adaptation, temperature_tint_to_xy, xy_to_xyz
 

@@ -143,6 +143,6 @@ def style_target(natural: torch.Tensor, style: str) -> torch.Tensor:
     y, u, v = ops.log_chroma(linear)
     y2, u2, v2 = GRADES[style](y, u, v, image_stats(y, u, v))
     # the grade's chroma move, from the natural colour at the new luminance, stops at the gamut's edge as the
-    # chroma operator's does: a vivid bright orange stays as saturated as natural's, not paler
-    start = ops.compress_gamut(ops.from_log_chroma(y2, u, v))
+    # chroma operator's does: a vivid bright orange stays about as saturated as natural's, not paler
+    start = ops.start_of_move(ops.from_log_chroma(y2, u, v))
     return srgb_encode(ops.towards_within_gamut(start, ops.from_log_chroma(y2, u2, v2)))
