@@ -110,8 +110,31 @@ def _check_option_values(changes: dict[str, Any]) -> None:
 
     try:
         check_changes({k: v for k, v in changes.items() if k not in ("recipe_file", "presets")})
+        for name, change in (changes.get("stages") or {}).items():
+            _check_stage_change(name, change)
     except RecipeError as e:
         raise click.UsageError(str(e)) from None
+
+
+def _check_stage_change(name: str, change: dict[str, Any]) -> None:
+    """Refuse a ``--disable``, ``--use`` or ``--set`` of one stage that no recipe could take: an unknown stage or
+    implementation, or params that fit none of the stage's implementations (or not the one ``--use`` names). Which
+    implementation runs may come from the stored recipe (a sidecar), so params that fit any one of them pass."""
+    from engine.edits import apply_changes
+    from engine.pipeline import IMPLEMENTATIONS
+    from engine.xmp.recipe_properties import check_stages
+
+    if name not in IMPLEMENTATIONS or "params" not in change:
+        check_stages(apply_changes(None, {"stages": {name: change}}))  # the stage's and implementation's names
+        return
+    chosen = [change["implementation"]] if change.get("implementation") else list(IMPLEMENTATIONS[name])
+    errors = []
+    for implementation in chosen:
+        try:
+            return check_stages(apply_changes(None, {"stages": {name: {**change, "implementation": implementation}}}))
+        except RecipeError as e:
+            errors.append(e)
+    raise errors[0]
 
 
 def stage_changes(disabled: tuple[str, ...] = (), implementations: tuple[str, ...] = (),

@@ -291,6 +291,8 @@ def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
         (["--use", "upsample=nope"], "no implementation 'nope'"),
         (["--use", "upsample"], "STAGE=IMPLEMENTATION"),
         (["--set", "denoise.nope=1"], "no parameter 'nope'"),
+        (["--set", "denoise.strength=abc"], "is not a number"),
+        (["--use", "denoise=classical", "--set", "denoise.model=\"mid2\""], "no parameter 'model'"),
         (["--set", "denoise"], "STAGE.PARAM=VALUE"),
         (["--exposure", 99], "exposure 99 is out of range"),
         (["--saturation", -300], "saturation"),
@@ -301,7 +303,7 @@ def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
 def test_bad_recipe_options_are_one_clear_line(tmp_path: Path, sample_dng: Path, options: list, words: str) -> None:
     out = tmp_path / "out.tif"
     result = hostplug("render", sample_dng, "-o", out, *options)
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # a wrong option, as the README lists (4 is a bad recipe, sidecar or preset)
     lines = error_lines(result.stderr)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("hostplug: error:") and words in lines[0]
