@@ -776,3 +776,6 @@ def test_queue_lists_lost_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     shown = json.loads(CliRunner().invoke(queue, ["--journal", str(tmp_path / "journal.sqlite"), "--json"]).output)
     assert [(w["node"], w["state"]) for w in shown["workers"]] == [("10.0.0.11", "idle"), ("10.0.0.12", "lost")]
     assert [n["states"] for n in shown["nodes"]] == [{"idle": 1}, {"lost": 1}]
+    monkeypatch.setattr(daemon, "running_pid", lambda path: None)  # a stopped daemon has no workers to list
+    stopped = CliRunner().invoke(queue, ["--journal", str(tmp_path / "journal.sqlite")]).output
+    assert "daemon not running" in stopped and "worker(s)" not in stopped, stopped

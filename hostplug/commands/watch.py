@@ -313,7 +313,7 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
                    "again wait in _failed/: --retry brings them back too)")
     if counts["rendering"] and not pid:
         click.echo("(the daemon stopped while rendering; those files are queued again when it starts)")
-    if where["nodes"]:
+    if where["nodes"] and pid:  # a stopped daemon has no workers (--json keeps the journal's record of them)
         click.echo(f"nodes (files per minute over the last {where['window_seconds'] / 60:g} minutes):")
         for node in where["nodes"]:
             rendering = ", ".join(Path(p).name for p in node["rendering"])
