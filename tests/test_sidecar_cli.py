@@ -671,3 +671,26 @@ def test_show_json_has_the_same_keys_with_or_without_a_sidecar(raw: Path) -> Non
     edited = json.loads(hostplug("show", raw, "--json").stdout)
     assert sorted(bare) == sorted(edited)
     assert (bare["rating"], bare["keywords"], bare["recipe"]) == (None, [], None)
+
+
+def test_show_names_darktable_s_edits_as_not_rendered(raw: Path) -> None:
+    # a tester read the README's "show prints the edits darktable left" and found them neither shown nor applied:
+    # darktable's history is its own pipeline; show names what it applies, leaving out the pipeline's structure,
+    # the orientation (which a render applies), switched-off and undone steps
+    raw.with_name(raw.name + ".xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:history_end="5">'
+        '<darktable:history><rdf:Seq>'
+        '<rdf:li darktable:operation="rawprepare" darktable:enabled="1"/>'
+        '<rdf:li darktable:operation="exposure" darktable:enabled="1"/>'
+        '<rdf:li darktable:operation="colorbalancergb" darktable:enabled="0"/>'
+        '<rdf:li darktable:operation="filmicrgb" darktable:enabled="1"/>'
+        '<rdf:li darktable:operation="exposure" darktable:enabled="1"/>'
+        '<rdf:li darktable:operation="vignette" darktable:enabled="1"/>'
+        '</rdf:Seq></darktable:history></rdf:Description></rdf:RDF></x:xmpmeta>')
+    result = hostplug("show", raw)
+    assert result.exit_code == 0
+    assert "  darktable:  exposure, filmicrgb (darktable's own edits and defaults, which hostplug does not render" \
+        in result.output, result.output
+    assert json.loads(hostplug("show", "--json", raw).output)["darktable_edits"] == ["exposure", "filmicrgb"]
+    assert json.loads(hostplug("show", "--json", SAMPLE).output)["darktable_edits"] == []  # no sidecar: the key too

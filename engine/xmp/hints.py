@@ -165,6 +165,21 @@ def _darktable_orientation(tree: etree._ElementTree, where: str, exif: Callable[
     return None if value == -1 else Orientation(DARKTABLE_FLIP[value], origin)
 
 
+# darktable's history always holds its pipeline's structure; "flip" is read as the orientation (_darktable_orientation)
+_DARKTABLE_STRUCTURE = frozenset({"rawprepare", "demosaic", "colorin", "colorout", "gamma", "flip"})
+
+
+def darktable_edits(tree: etree._ElementTree, where: str) -> list[str]:
+    """The darktable modules a sidecar's history applies (within darktable:history_end, switched on), each named
+    once in order, leaving out the pipeline's structure and the orientation: darktable's own processing, its
+    defaults included (a new darktable sidecar holds its scene-referred exposure and tone mapper), which a render
+    does not apply. ``show`` names them so that nobody takes them for applied."""
+    items = _darktable_history(tree)
+    applied = items[:_history_end(tree, len(items), where)]
+    names = [item.get("operation", "").strip() for item in applied if item.get("enabled", "1").strip() != "0"]
+    return list(dict.fromkeys(name for name in names if name and name not in _DARKTABLE_STRUCTURE))
+
+
 def _flip_from_version_1(user: int, exif: int) -> int:
     """darktable's own conversion of the orientation module's params from version 1 to 2 (legacy_params and
     merge_two_orientations in src/iop/flip.c): version 1 held the photographer's flip on top of the raw's EXIF

@@ -49,6 +49,7 @@ from engine.xmp.hints import (
     adobe_settings,
     colour_labels,
     credits,
+    darktable_edits,
     keywords,
     orientation,
     rating,
@@ -76,6 +77,7 @@ class SidecarInfo:
     orientation: Orientation | None = None  # set by Lightroom, Camera Raw or darktable; wins over the raw's EXIF
     embedded: bool = False  # whether a DNG's own XMP packet was read too, after the sidecars
     adobe_from: str = ""  # the packet the Adobe values came from: a sidecar's path, or the DNG's embedded XMP
+    darktable_edits: list[str] = field(default_factory=list)  # darktable's history, which a render does not apply
 
 
 def _read_packet(path: Path):
@@ -131,9 +133,11 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     named: dict[str, Any] = {}
     place: dict[str, Any] = {}
     turn: Orientation | None = None
+    darktable: list[str] = []
     exif = functools.partial(exif_orientation, raw)  # asked only for darktable's version 1 orientation
     for index, (tree, where) in enumerate(packets):
         turn = turn or orientation(tree, where, exif)
+        darktable = darktable or darktable_edits(tree, where)
         ours = _recipe_properties(tree) if index < len(paths) else {}
         if ours and recipe is None:
             primary, recipe = paths[index], properties_to_recipe(ours, where)
@@ -148,7 +152,8 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     hints = adobe_hints(adobe, adobe_from) if recipe is None else {}
     return SidecarInfo(path=primary, recipe=recipe, hints=hints, adobe=adobe, rating=stars, labels=labels,
                        keywords=words, paths=paths, credits=named, location=place, orientation=turn,
-                       embedded=len(packets) > len(paths), adobe_from=adobe_from if adobe else "")
+                       embedded=len(packets) > len(paths), adobe_from=adobe_from if adobe else "",
+                       darktable_edits=darktable)
 
 
 def sidecar_orientation(raw: Path) -> Orientation | None:

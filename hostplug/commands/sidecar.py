@@ -99,6 +99,9 @@ def _show_text(info_json: dict[str, Any]) -> str:
         lines.append(f"  not used:   {', '.join(info_json['adobe_unused'])} (settings of an older Lightroom "
                      "process version, which hostplug does not render; update the photo to process version 2012 in "
                      "Lightroom to carry them over)")
+    if info_json["darktable_edits"]:
+        lines.append(f"  darktable:  {', '.join(info_json['darktable_edits'])} (darktable's own edits and defaults, "
+                     "which hostplug does not render: export from darktable to keep them)")
     lines.append(f"  orientation: {_orientation_text(info_json['orientation'])}")
     for key in ("rating", "labels", "keywords", "duplicates"):
         value = info_json[key]
@@ -119,9 +122,9 @@ def _orientation_text(turned: dict[str, Any] | None) -> str:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @json_option("Print JSON instead of text.")
 def show(inputs: tuple[Path, ...], as_json: bool) -> None:
-    """Print what a raw's sidecars hold: hostplug's recipe, Adobe hints, the orientation another program set
-    (it wins over the raw's EXIF), rating, labels, keywords; and, after them, what a DNG holds in its own XMP
-    (where Lightroom keeps a DNG's edit)."""
+    """Print what a raw's sidecars hold: hostplug's recipe, Adobe hints, darktable's edits (named, not rendered),
+    the orientation another program set (it wins over the raw's EXIF), rating, labels, keywords; and, after them,
+    what a DNG holds in its own XMP (where Lightroom keeps a DNG's edit)."""
     from engine.io.probe import check_renderable_file
     from engine.xmp.hints import unused_adobe
     from engine.xmp.sidecar import read_sidecar
@@ -135,8 +138,8 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
         # the same keys with or without a sidecar, so that a script reads d["rating"] of any file
         data: dict[str, Any] = {"input": str(path), "sidecar": None, "sidecars": [], "embedded_xmp": None,
                                 "recipe": None, "changed": {}, "hints": {}, "adobe_unused": [], "adobe": {},
-                                "adobe_from": None, "orientation": None, "rating": None, "labels": [],
-                                "keywords": []}
+                                "adobe_from": None, "darktable_edits": [], "orientation": None, "rating": None,
+                                "labels": [], "keywords": []}
         if info is not None:
             data |= {
                 "sidecar": str(info.path) if info.paths else None,
@@ -148,6 +151,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "adobe_unused": unused_adobe(info.adobe) if info.recipe is None else [],
                 "adobe": info.adobe,
                 "adobe_from": info.adobe_from or None,
+                "darktable_edits": info.darktable_edits,
                 "orientation": info.orientation.note() if info.orientation else None,
                 "rating": info.rating,
                 "labels": info.labels,

@@ -1,8 +1,8 @@
 """Which recipe a dropped raw gets, and the hash that says whether its outputs are up to date.
 
 A hot folder's look is its presets, applied in order, then its ``recipe`` settings. A raw's own sidecar wins:
-its stored recipe replaces the folder's look, and Adobe/darktable sidecars add their settings as hints
-and the orientation the photographer set there (:func:`engine.xmp.sidecar.sidecar_render`).
+its stored recipe replaces the folder's look, Adobe sidecars add their settings as hints, and any sidecar the
+orientation the photographer set there (:func:`engine.xmp.sidecar.sidecar_render`).
 """
 
 from __future__ import annotations
