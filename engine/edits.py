@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from engine.errors import InputNotFoundError, RecipeError
+from engine.errors import InputNotFoundError, OptionError, RecipeError
 from engine.recipe import Recipe, StageSettings, stamped
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes
@@ -101,7 +101,12 @@ def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Rec
         from engine.xmp.presets import apply_presets
 
         recipe = apply_presets(recipe, tuple(changes["presets"]))
-    recipe = recipe.replace(**{k: changes.get(k) for k in SETTINGS})
+    try:
+        recipe = recipe.replace(**{k: changes.get(k) for k in SETTINGS})
+    except RecipeError as e:
+        if changes.get("tint") is not None and changes.get("temperature") is None and recipe.temperature is None:
+            raise OptionError(str(e)) from None  # a tint given alone to a recipe without a custom white: the option
+        raise
     stage_changes = changes.get("stages") or {}
     if not stage_changes:
         return recipe

@@ -298,6 +298,7 @@ def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
         (["--saturation", -300], "saturation"),
         (["--style", "nosuch"], "unknown style 'nosuch'"),
         (["--temperature", 500], "temperature"),
+        (["--tint", 20], "needs a temperature"),  # the raw's sidecar holds no custom white for it to shift
     ],
 )
 def test_bad_recipe_options_are_one_clear_line(tmp_path: Path, sample_dng: Path, options: list, words: str) -> None:
