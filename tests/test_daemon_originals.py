@@ -40,6 +40,29 @@ def test_archive_keeps_sub_folders_and_takes_the_sidecars_along(tmp_path: Path) 
     assert list(raw.parent.iterdir()) == []
 
 
+def test_an_archived_sidecar_stays_its_own_raw_s_and_an_earlier_one_is_kept(tmp_path: Path) -> None:
+    # a tester: photo A archived as IMG.dng + IMG.xmp; another photo B named IMG.dng became IMG-2.dng; A dropped
+    # again, re-rated, gave its new IMG.xmp the free name IMG-2.xmp: B's sidecar name, so B took A's rating
+    folder = _folder(tmp_path, originals="move", archive=tmp_path / "archive")
+    store = tmp_path / "archive"
+
+    def drop(content: bytes, sidecars: dict[str, str]) -> Path:
+        raw = folder.path / "IMG.dng"
+        raw.write_bytes(content)
+        for name, text in sidecars.items():
+            (folder.path / name).write_text(text)
+        return archive(raw, folder)
+
+    assert drop(b"photo A", {"IMG.xmp": "A rated 4", "IMG.dng.xmp": "A, darktable"}) == store / "IMG.dng"
+    assert drop(b"photo B", {"IMG.xmp": "B", "IMG.dng.xmp": "B, darktable"}) == store / "IMG-2.dng"
+    assert (store / "IMG-2.xmp").read_text() == "B" and (store / "IMG-2.dng.xmp").read_text() == "B, darktable"
+    assert drop(b"photo A", {"IMG.xmp": "A rated 5"}) == store / "IMG.dng"
+    assert (store / "IMG.xmp").read_text() == "A rated 5"  # the newest sidecar beside its raw
+    assert (store / "IMG.xmp.1").read_text() == "A rated 4"  # the earlier one kept, under no sidecar name
+    assert (store / "IMG-2.xmp").read_text() == "B" and (store / "IMG.dng.xmp").read_text() == "A, darktable"
+    assert list(folder.path.iterdir()) == []
+
+
 def test_moves_never_overwrite_a_different_file(tmp_path: Path) -> None:
     (tmp_path / "a.dng").write_bytes(b"old")
     (tmp_path / "new.dng").write_bytes(b"new")

@@ -1,7 +1,10 @@
 """What happens to the dropped files themselves: archived once rendered, set aside with a report when they fail.
 
 A raw travels with its sidecars (``IMG_0001.CR2.xmp``, ``IMG_0001.xmp``). Moves never overwrite a different
-file: a name already taken gets ``-2``, ``-3``... (an identical file there is simply replaced). A move to another
+file: a raw whose name is taken gets ``-2``, ``-3``... (an identical file there is simply replaced), and its
+sidecars take the sidecar names of the raw's new name, so that they stay its sidecars; a different file already
+holding such a name (an earlier sidecar of the same photo, dropped again) is kept beside it as ``NAME.xmp.1``, a
+name no program reads as a sidecar. A move to another
 file system (an archive disk) copies to hidden temporaries first and removes the originals only once every copy
 is complete, durable and named: a full disk or a crash leaves the originals where they were and, at worst, a
 hidden ``.NAME.xxxxxxxx.hostplug-part`` that the next try removes.
@@ -32,20 +35,44 @@ def free_name(target: Path, source: Path) -> Path:
 
 
 def planned_moves(raw: Path, folder: Path) -> list[tuple[Path, Path]]:
-    """Where a raw (first) and its sidecars go in ``folder`` (created if needed): free names, numbered
-    (:func:`free_name`). The daemon records the raw's destination before :func:`carry_out` moves it, so that a
-    daemon killed in between knows where the raw went."""
+    """Where a raw (first) and its sidecars go in ``folder`` (created if needed): the raw to a free name, numbered
+    (:func:`free_name`), each sidecar to its sidecar name for that name (:func:`paired_name`). The daemon records
+    the raw's destination before :func:`carry_out` moves it, so that a daemon killed in between knows where the raw
+    went."""
     folder.mkdir(parents=True, exist_ok=True)
     target = free_name(folder / raw.name, raw)
-    return [(raw, target)] + [(sidecar, free_name(folder / sidecar.name.replace(raw.name, target.name, 1), sidecar))
-                              for sidecar in find_sidecars(raw)]
+    return [(raw, target)] + [(sidecar, paired_name(sidecar, raw, target)) for sidecar in find_sidecars(raw)]
+
+
+def paired_name(sidecar: Path, raw: Path, target: Path) -> Path:
+    """The name a sidecar of ``raw`` takes beside ``target``, the raw's new name: darktable's form
+    (``IMG.dng.xmp``, its duplicates ``IMG_01.dng.xmp``) or Adobe's (``IMG.xmp``), so that no sidecar lands on
+    the name of another raw's (a numbered ``IMG-2.xmp`` beside the daemon's own ``IMG-2.dng``)."""
+    if sidecar.name.startswith(raw.name):
+        return target.with_name(target.name + sidecar.name[len(raw.name):])
+    if sidecar.name.startswith(raw.stem):
+        return target.with_name(target.stem + sidecar.name[len(raw.stem):])
+    return target.with_name(sidecar.name)
+
+
+def _keep_earlier_sidecars(moves: list[tuple[Path, Path]]) -> None:
+    """Rename each different file already at a sidecar's destination to the first free ``NAME.xmp.N`` beside it:
+    kept, and read by no program as a sidecar, so that the sidecar moving there stays its raw's."""
+    for source, destination in moves:
+        if destination.exists() and not (destination.is_file() and filecmp.cmp(destination, source, shallow=False)):
+            n = 1
+            while (aside := destination.with_name(f"{destination.name}.{n}")).exists():
+                n += 1
+            os.rename(destination, aside)
 
 
 def carry_out(moves: list[tuple[Path, Path]]) -> None:
-    """Move each file to its destination, the raw first. On one file system each is renamed. Across file systems
+    """Move each file to its destination, the raw first, once a different file at a sidecar's destination is kept
+    aside (:func:`_keep_earlier_sidecars`). On one file system each is renamed. Across file systems
     (``EXDEV``) they are copied all together, see :func:`copy_across`; on failure the originals stay and nothing is
     left at the destinations, so a retry uses the same names."""
     raw, target = moves[0]
+    _keep_earlier_sidecars(moves[1:])
     try:
         os.rename(raw, target)
     except OSError as e:
