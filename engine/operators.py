@@ -72,12 +72,23 @@ def slice_grid(grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(grid, coords, mode="bilinear", padding_mode="border", align_corners=True)[:, :, 0]
 
 
-def local_tone_map(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+def local_tone_map(x: torch.Tensor, grid: torch.Tensor, below_white: bool = False) -> torch.Tensor:
     """Multiply each pixel by ``2**g``, where ``g`` is sliced from a bilateral grid of log2 gains (N x 1 x D x GH x GW).
 
     Because the grid is indexed by intensity as well as position, gains follow edges without halos.
+    ``below_white``: each lift is held below white (:func:`lift_below_white`).
     """
-    return x * torch.exp2(slice_grid(grid, guide_coordinate(x)))
+    lifted = x * torch.exp2(slice_grid(grid, guide_coordinate(x)))
+    return lift_below_white(x, lifted) if below_white else lifted
+
+
+def lift_below_white(before: torch.Tensor, lifted: torch.Tensor) -> torch.Tensor:
+    """``lifted`` (``before`` times a gain per pixel) with each lift held below white:
+    :func:`engine.operators_numpy.lift_below_white`, which says how and why."""
+    top = before.amax(dim=1, keepdim=True).clamp(0.0, 1.0)
+    gain = lifted.amax(dim=1, keepdim=True) / top.clamp(min=EPS)
+    held = torch.minimum(top * gain, 1.0 - (1.0 - top) / gain.clamp(min=EPS))
+    return lifted * torch.where(gain > 1.0, held / (top * gain).clamp(min=EPS), torch.ones_like(gain))
 
 
 def log_chroma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -58,8 +58,9 @@ def test_learned_photofinish_is_the_default_and_classical_stays_selectable() -> 
 
 
 def test_learned_parameters_have_the_classical_format(low: np.ndarray) -> None:
-    classical = Photofinish().operators_for(PhotofinishParams(), low)
-    learned = LearnedPhotofinish().operators_for(PhotofinishParams(), low)
+    params = PhotofinishParams(shadows=20)  # the sliders' grid too (classical looks hold slider settings of their own)
+    classical = Photofinish().operators_for(params, low)
+    learned = LearnedPhotofinish().operators_for(params, low)
     assert learned.keys() == classical.keys()
     for key in classical:
         assert _shape(learned[key]) == _shape(classical[key]), key
@@ -87,8 +88,12 @@ def test_adjustments_go_on_top_of_the_prediction(low: np.ndarray) -> None:
                                                        saturation_around_luminance=False), low)  # version 1
     assert np.abs(np.asarray(table_grey["chroma"]) + np.asarray(_node_chroma(len(grey["chroma"][0][0])))).max() < 1e-3
     shadows = stage.operators_for(PhotofinishParams(style="vivid", shadows=60), low)
-    lift = np.asarray(shadows["local_tone"]) - np.asarray(base["local_tone"])
+    assert shadows["local_tone"] == base["local_tone"]  # the style's grid as predicted, the slider's on its own
+    lift = np.asarray(shadows["local_tone_held"])
     assert lift[0, 0, 0].mean() > lift[0, 0, -1].mean() >= -1e-4  # the darkest bin gains most
+    before = stage.operators_for(PhotofinishParams(style="vivid", shadows=60, lift_below_white=False), low)
+    added = np.asarray(before["local_tone"]) - np.asarray(base["local_tone"])  # version 3: into the style's grid
+    assert "local_tone_held" not in before and np.abs(added - lift).max() < 2e-4
 
 
 def _node_chroma(size: int) -> list:

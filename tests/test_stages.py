@@ -299,6 +299,32 @@ def test_more_saturation_never_pales_a_bright_orange_and_old_recipes_keep_theirs
     assert chroma(sidecar) == chroma(Recipe.from_dict({"version": 13, "saturation": 60}))
 
 
+def test_highlights_and_shadows_keep_bright_colours_and_the_gradation_of_upper_tones(tmp_path: Path) -> None:
+    # a tester: Highlights +50 turned a saturated yellow nearly white (255, 252, 241), and +100 clipped every grey
+    # from 75 % up flat, because the local tone map lifted past white after the tone curve (photofinish params 3)
+    from PIL import Image
+
+    picture = np.full((60, 200, 3), 128, dtype=np.uint8)
+    picture[:30, 20:80] = (250, 225, 20)
+    picture[40:, :] = np.linspace(0, 255, 200).astype(np.uint8)[None, :, None]  # a grey ramp
+    Image.fromarray(picture).save(tmp_path / "yellow.png")
+    source = engine.open(tmp_path / "yellow.png")
+
+    def render(recipe: Recipe) -> tuple[float, np.ndarray]:
+        pixels = engine.render(source, recipe, preview=200).pixels
+        yellow = pixels[8:22, 35:65]
+        return float((yellow.max(axis=2) - yellow.min(axis=2)).mean()), pixels[50, 150:190].mean(axis=1)
+
+    plain, _ = render(Recipe())
+    for recipe in (Recipe(highlights=50), Recipe(highlights=100)):
+        chroma, upper = render(recipe)
+        assert chroma > 0.8 * plain, recipe
+        assert np.all(np.diff(upper) > 0), recipe  # the greys from 75 % to 95 % keep their order: none clipped
+    assert render(Recipe(exposure=1.5, shadows=100))[0] > 0.8 * plain  # (+1.5 EV takes the upper greys to white)
+    before, upper = render(Recipe.from_dict({"version": 13, "highlights": 100}))
+    assert before < 0.5 * plain and np.sum(upper >= 0.999) > 10  # as version 13 rendered: pale, the top clipped
+
+
 def test_a_chroma_move_stops_at_the_gamut_s_edge_in_numpy_and_torch() -> None:
     from engine import operators_numpy as np_ops
 

@@ -37,7 +37,8 @@ class PhotofinishParams:
     """The user's look: style and Lightroom-style adjustments (-100..100); ``operators`` pins the result."""
 
     VERSION: ClassVar[int] = 4  # 2: less saturation scales colour around luminance (split_saturation); 3: vibrance
-    # reaches further (VIBRANCE_BOOST, VIBRANCE_REACH); 4: chroma moves stop at the gamut's edge (stop_at_gamut)
+    # reaches further (VIBRANCE_BOOST, VIBRANCE_REACH); 4: chroma moves stop at the gamut's edge (stop_at_gamut),
+    # the sliders' local lifts are held below white (lift_below_white)
     style: str = "natural"  # checked against the implementation's styles by check_style
     strength: float = field(default=1.0, metadata={"range": RANGES["style_strength"]})
     exposure: float = field(default=0.0, metadata={"range": RANGES["exposure"]})
@@ -55,6 +56,9 @@ class PhotofinishParams:
     # a chroma move (style, saturation, vibrance) that would leave the gamut stops at its edge; versions 1 to 3
     # pulled the moved colour back towards grey, so more saturation made a bright orange paler
     stop_at_gamut: bool = True
+    # the shadows and highlights sliders' lifts are held below white (their own grid, local_tone_held); versions 1
+    # to 3 added them to the style's grid and lifted past white: Highlights +50 turned a bright yellow nearly white
+    lift_below_white: bool = True
     operators: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -84,7 +88,7 @@ def migrate_photofinish(params: dict[str, Any], version: int) -> dict[str, Any]:
     if version < 3:
         params = {"vibrance_boost": 0.6, "vibrance_reach": 0.5, **params}
     if version < 4:
-        params = {"stop_at_gamut": False, **params}
+        params = {"stop_at_gamut": False, "lift_below_white": False, **params}
     return params
 
 
@@ -188,7 +192,8 @@ class Photofinish(Stage):
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
         """Version 1 desaturated in the chroma table alone (:func:`split_saturation`); versions 1 and 2 had a
-        vibrance of shorter reach; versions 1 to 3 pulled a chroma move that left the gamut towards grey."""
+        vibrance of shorter reach; versions 1 to 3 pulled a chroma move that left the gamut towards grey, and let
+        the local tone map lift past white."""
         return migrate_photofinish(params, version)
 
     def check_style(self, style: str) -> None:
@@ -218,16 +223,22 @@ class Photofinish(Stage):
         a, b = 1.0 * contrast, 1.15 * contrast
         knee = float(np.clip(0.75 + 0.2 * adj("highlights") / 100.0, 0.4, 0.95))
         saturation, colour = split_saturation(adj("saturation"), params.saturation_around_luminance)
+        grid = local_tone_grid(y * 2.0**ev, adj("shadows"), adj("highlights"))
+        held = {}
+        if params.lift_below_white:  # the sliders' lifts held below white, apart from the ease of contrast
+            ease = local_tone_grid(y * 2.0**ev, 0.0, 0.0)
+            grid, held = ease, {"local_tone_held": (grid - ease).round(4).tolist()}
         return {
             "gain_ev": round(ev, 4),
             "knee": round(knee, 4),
             "tone": [round(a, 4), round(b, 4), round(ops.tone_curve_midpoint(a, b), 6)],
-            "local_tone": local_tone_grid(y * 2.0**ev, adj("shadows"), adj("highlights")).round(4).tolist(),
+            "local_tone": grid.round(4).tolist(),
             "chroma": chroma_table(saturation, adj("vibrance"), params.vibrance_boost,
                                    params.vibrance_reach).round(4).tolist(),
             "gamma": 2.2,
             "colour": round(colour, 4),
             "stop_at_gamut": params.stop_at_gamut,
+            **held,
         }
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
@@ -260,6 +271,8 @@ def apply_operators(x: torch.Tensor, operators: dict[str, Any], device: str = "c
     x = torch_ops.highlight_shoulder(x, scalar(operators["knee"]))
     x = torch_ops.tone_curve(x, scalar(a), scalar(b), scalar(c))
     x = torch_ops.local_tone_map(x, torch.tensor(operators["local_tone"], device=device))
+    if "local_tone_held" in operators:  # the user's shadows and highlights (photofinish params 4)
+        x = torch_ops.local_tone_map(x, torch.tensor(operators["local_tone_held"], device=device), below_white=True)
     x = torch_ops.chroma_map(x, torch.tensor(operators["chroma"], device=device),
                              operators.get("stop_at_gamut", False))
     if operators.get("colour", 1.0) != 1.0:  # absent in parameters pinned before it existed: all colour kept

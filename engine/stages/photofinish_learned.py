@@ -114,7 +114,10 @@ def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low:
     if params.highlights or params.shadows:
         y = (low @ np.array(LUMA, dtype=np.float32)) * np.float32(2.0 ** out["gain_ev"])
         delta = local_tone_grid(y, params.shadows, params.highlights) - local_tone_grid(y, 0.0, 0.0)
-        out["local_tone"] = (np.asarray(out["local_tone"], dtype=np.float32) + delta).round(4).tolist()
+        if params.lift_below_white:  # a grid of their own, whose lifts are held below white
+            out["local_tone_held"] = delta.round(4).tolist()
+        else:
+            out["local_tone"] = (np.asarray(out["local_tone"], dtype=np.float32) + delta).round(4).tolist()
     saturation, colour = split_saturation(params.saturation, params.saturation_around_luminance)
     if saturation or params.vibrance:
         out["chroma"] = adjust_chroma(out["chroma"], saturation, params.vibrance, params.vibrance_boost,
