@@ -384,6 +384,45 @@ def _run(config: Any, journal: Journal, job: Any) -> Any:
     return run_job(job, config.folders[0], folder_recipe(config.folders[0]), journal)
 
 
+def test_a_raw_copied_in_again_without_its_sidecar_keeps_the_archived_sidecar_s_edits(tmp_path: Path,
+                                                                                       sample_dng: Path) -> None:
+    """A tester re-copied a card: the identical raw came back without its sidecar, which was in the archive, and
+    its outputs were rendered again without the rating and keywords they had. The archived copy's sidecar counts."""
+    import shutil
+
+    import pyexiv2
+
+    from engine.filehash import file_sha256
+    from engine.output.metadata import register_namespace
+    from hostplug.daemon.config import parse_config
+    from hostplug.daemon.job import Job
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "archive").mkdir()
+    raw = Path(shutil.copy(sample_dng, tmp_path / "in" / "a.dng"))
+    shutil.copy(sample_dng, tmp_path / "archive" / "a.dng")
+    (tmp_path / "archive" / "a.dng.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="5"/></rdf:RDF>'
+        '</x:xmpmeta>')
+    config = parse_config({"folder": [{"path": "in", "originals": "move", "archive": "archive",
+                                       "output": [{"folder": "out", "format": "jpeg", "long_edge": 64}]}]}, tmp_path)
+    journal = Journal(tmp_path / "j.sqlite")
+    st = raw.stat()
+    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, file_sha256(raw))
+    outcome = _run(config, journal, Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, file_sha256(raw)))
+    assert outcome.kind == "done", outcome
+    register_namespace()
+    with pyexiv2.Image(str(tmp_path / "out" / "a.jpg")) as image:
+        assert image.read_xmp()["Xmp.xmp.Rating"] == "5"
+    (tmp_path / "archive" / "a.dng").write_bytes(b"another photo")  # not the same bytes: its sidecar is not read
+    entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, file_sha256(raw))
+    again = _run(config, journal, Job(entry.id, raw, raw.parent, st.st_size, st.st_mtime_ns, file_sha256(raw)))
+    with pyexiv2.Image(str(again.outputs[0])) as image:
+        assert "Xmp.xmp.Rating" not in image.read_xmp()
+    journal.close()
+
+
 def test_a_full_output_disk_keeps_the_raw_queued_without_using_up_its_attempts(tmp_path: Path, sample_dng: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A full output disk sent every raw to _failed/ within seconds (three quick retries), and freeing space

@@ -238,6 +238,23 @@ def _current(job: Job, digest: str) -> bool:
             and bool(job.previous_outputs) and all(os.path.exists(p) for p in job.previous_outputs))
 
 
+def _edited_copy(job: Job, folder: FolderConfig) -> Path:
+    """The raw whose sidecars hold the photographer's edits for ``job``: its own, or, when it comes without any,
+    the same bytes archived under its name with theirs. A card copied in again without its sidecars rendered the
+    photo again without its rating, labels, keywords and look, over the outputs that had them."""
+    from engine.filehash import file_sha256
+    from engine.xmp.sidecar_files import find_sidecars
+
+    if folder.archive is None or find_sidecars(job.path):
+        return job.path
+    archived = folder.archive / job.path.relative_to(folder.path)
+    try:
+        same = archived.is_file() and archived.stat().st_size == job.size and file_sha256(archived) == job.content_hash
+    except OSError:
+        return job.path
+    return archived if same and find_sidecars(archived) else job.path
+
+
 def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, device: str = "cpu",
             announce: Callable[[list[str]], None] = lambda targets: None) -> Outcome:
     """Render one raw into every output of its hot folder. Never raises for a problem with the file."""
@@ -263,7 +280,7 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         except InputNotFoundError as e:
             return Outcome(job.id, "failed", str(e))
     try:
-        recipe, catalogue, turned = recipe_for_file(job.path, base)
+        recipe, catalogue, turned = recipe_for_file(_edited_copy(job, folder), base)
     except HostplugError as e:
         return Outcome(job.id, "failed", f"sidecar: {e}")
     digest = recipe_hash(recipe, folder, catalogue, turned)
