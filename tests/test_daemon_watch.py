@@ -533,8 +533,14 @@ def test_a_second_daemon_on_the_same_hot_folder_is_refused_whatever_its_journal(
             lines = [line for line in second.stderr.splitlines() if line.strip()]
             assert second.returncode == 7 and len(lines) == 1, second.stderr
             assert "another hostplug watch" in lines[0] and f"pid {first.pid}" in lines[0]
+        newout = studio / "newout"
+        second = subprocess.run([*COMMAND, "watch", str(studio / "in"), "--out", str(newout), "--journal",
+                                 str(studio / "third.sqlite")], cwd=studio, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 7 and "another hostplug watch" in second.stderr, second.stderr
         assert first.terminate() == 0
     assert not (studio / "other.sqlite").exists()
+    # a refused start leaves nothing behind: its output folder and a lock beside its journal were made before
+    assert not newout.exists() and not list(studio.glob("third.sqlite*"))
 
 
 def _source_sha(output: Path) -> str:

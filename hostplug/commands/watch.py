@@ -124,7 +124,7 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
         import logging
 
         from hostplug.daemon.config import load_config
-        from hostplug.daemon.daemon import Daemon
+        from hostplug.daemon.daemon import Daemon, check_not_watched
         from hostplug.daemon.logs import StatusLine, close_logging, setup_logging
         from hostplug.daemon.validate import validate
 
@@ -154,6 +154,7 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
                                      "watcher": "polling" if polling else None, "cluster": cluster,
                                      "allow_public_bind": allow_public_bind or None}
         config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        check_not_watched([folder.path for folder in config.folders], config.journal)  # before validate creates
         validate(config)
         status = StatusLine()
         setup_logging(config.log_json, status, logging.DEBUG if verbose else logging.INFO)

@@ -66,6 +66,39 @@ def lock_journal(journal: Path) -> int:
 FOLDER_LOCK = Path(".hostplug") / "watch.lock"  # in a hot folder; hostplug's own .hostplug/ is never scanned
 
 
+def check_not_watched(folders: list[Path], journal: Path) -> None:
+    """Refuse (JournalError, the message :func:`lock_folder` and :func:`lock_journal` give) when another daemon
+    holds the journal or watches one of ``folders``, before anything is created: a refused start left the output
+    folders its checks had made and a lock file beside a new journal. Only looks at locks that exist."""
+    journal_lock = journal.with_name(journal.name + ".lock")
+    held = _held_by_another(journal_lock)
+    if held is not None:
+        raise JournalError(f"another hostplug watch (pid {held or '?'}) is using {journal}")
+    for folder in folders:
+        held = _held_by_another(folder / FOLDER_LOCK)
+        if held is not None:
+            raise JournalError(f"hot folder {folder}: another hostplug watch ({held or 'another process'}) watches "
+                               "it; a folder has one daemon: stop that one, or start this one with its journal "
+                               "(--journal)")
+
+
+def _held_by_another(lock: Path) -> str | None:
+    """What the holder of ``lock`` wrote in it when another process holds it, else None (no lock file, or free)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 4096, 0).decode(errors="replace").strip()
+    except OSError:  # a file system without locks: lock_folder says so when it starts
+        return None
+    finally:
+        os.close(fd)  # (releases the probe's lock, if it took it)
+    return None
+
+
 def lock_folder(folder: Path, journal: Path) -> int | None:
     """Hold a lock in a hot folder (:data:`FOLDER_LOCK`) for the daemon's lifetime; JournalError naming the other
     daemon when one holds it. Two daemons on one folder with different journals each rendered every file (or split
