@@ -310,8 +310,8 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
     click.echo(f"journal {path} ({f'daemon running, pid {pid}' if pid else 'daemon not running'})")
     click.echo("  ".join(f"{state} {n}" for state, n in counts.items()))
     if untracked:
-        click.echo(f"({len(untracked)} earlier failed cop{'y' if len(untracked) == 1 else 'ies'} of names that failed "
-                   "again wait in _failed/: --retry brings them back too)")
+        click.echo(f"({len(untracked)} earlier failed cop{'y' if len(untracked) == 1 else 'ies'} wait in _failed/ "
+                   "under names dropped again since: --retry brings them back too)")
     if counts["rendering"] and not pid:
         click.echo("(the daemon stopped while rendering; those files are queued again when it starts)")
     if where["nodes"] and pid:  # a stopped daemon has no workers (--json keeps the journal's record of them)
