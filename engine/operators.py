@@ -85,9 +85,10 @@ def local_tone_map(x: torch.Tensor, grid: torch.Tensor, below_white: bool = Fals
 def lift_below_white(before: torch.Tensor, lifted: torch.Tensor) -> torch.Tensor:
     """``lifted`` (``before`` times a gain per pixel) with each lift held below white:
     :func:`engine.operators_numpy.lift_below_white`, which says how and why."""
-    top = before.amax(dim=1, keepdim=True).clamp(0.0, 1.0)
+    top = before.amax(dim=1, keepdim=True)
     gain = lifted.amax(dim=1, keepdim=True) / top.clamp(min=EPS)
-    held = torch.minimum(top * gain, 1.0 - (1.0 - top) / gain.clamp(min=EPS))
+    held = torch.minimum(top * gain, 1.0 - (1.0 - top.clamp(max=1.0)) / gain.clamp(min=EPS))
+    held = torch.where(top >= 1.0, top, held)  # past white already: not lifted
     return lifted * torch.where(gain > 1.0, held / (top * gain).clamp(min=EPS), torch.ones_like(gain))
 
 

@@ -119,15 +119,17 @@ def lift_below_white(before: np.ndarray, lifted: np.ndarray) -> np.ndarray:
     """``lifted`` (``before`` times a gain per pixel) with each lift of a pixel's brightest channel by a factor G
     held to shrinking its distance from white by G (``1 - (1 - b) / G``) where that lifts less: dark tones take
     the whole gain, upper tones brighten and keep their gradation, white stays white. The pixel is scaled as a
-    whole, keeping its hue and saturation.
+    whole, keeping its hue and saturation; a pixel already past white (where a style's own grid put it) is not
+    lifted further.
 
     The local tone map runs after the tone curve, on values within [0, 1]: lifted past white by the Highlights or
     Shadows slider, a bright yellow was pulled towards grey by the gamut step (Highlights +50 turned it nearly
     white) and upper tones clipped flat. Since photofinish params 4 the sliders' lifts are held (the operators'
     ``local_tone_held`` grid); a style's own grid is not, as its network learned it (``local_tone``)."""
-    top = np.clip(_brightest(before), _F(0.0), _F(1.0))
+    top = _brightest(before)
     gain = _brightest(lifted) / np.maximum(top, _F(EPS))
-    held = np.minimum(top * gain, _F(1.0) - (_F(1.0) - top) / np.maximum(gain, _F(EPS)))
+    held = np.minimum(top * gain, _F(1.0) - (_F(1.0) - np.minimum(top, _F(1.0))) / np.maximum(gain, _F(EPS)))
+    held = np.where(top >= _F(1.0), top, held)  # past white already (the style's grid put it there): not lifted
     return lifted * np.where(gain > _F(1.0), held / np.maximum(top * gain, _F(EPS)), _F(1.0))
 
 

@@ -325,6 +325,21 @@ def test_highlights_and_shadows_keep_bright_colours_and_the_gradation_of_upper_t
     assert before < 0.5 * plain and np.sum(upper >= 0.999) > 10  # as version 13 rendered: pale, the top clipped
 
 
+def test_a_held_lift_leaves_pixels_past_white_and_unlifted_ones_alone_in_numpy_and_torch() -> None:
+    # a reviewer: a pixel the style's grid had put past white read as lifted and was scaled down, so Shadows +1
+    # changed highlights by up to 17 levels
+    from engine import operators_numpy as np_ops
+
+    before = np.array([[[1.2, 0.6, 0.3], [0.5, 0.25, 0.1], [0.9, 0.8, 0.1], [0.0, 0.0, 0.0]]], dtype=np.float32)
+    gain = np.array([[[1.0], [1.0], [2.0], [4.0]]], dtype=np.float32)
+    held = np_ops.lift_below_white(before, before * gain)
+    assert np.array_equal(held[0, :2], before[0, :2])  # no lift: untouched, past white or not
+    assert 0.9 < held[0, 2, 0] < 1.0 and held[0, 2, 2] / held[0, 2, 0] == pytest.approx(0.1 / 0.9, rel=1e-5)
+    assert np.array_equal(held[0, 3], before[0, 3])
+    as_torch = ops.lift_below_white(nchw(before), nchw(before * gain))[0].permute(1, 2, 0).numpy()
+    assert np.allclose(as_torch, held, atol=1e-6)
+
+
 def test_a_chroma_move_stops_at_the_gamut_s_edge_in_numpy_and_torch() -> None:
     from engine import operators_numpy as np_ops
 
