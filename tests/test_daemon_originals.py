@@ -63,6 +63,47 @@ def test_an_archived_sidecar_stays_its_own_raw_s_and_an_earlier_one_is_kept(tmp_
     assert list(folder.path.iterdir()) == []
 
 
+def test_a_failed_archive_move_puts_the_earlier_sidecar_back(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # a reviewer: the earlier sidecar was renamed aside before the raw's move, and stayed aside when it failed
+    folder = _folder(tmp_path, originals="move", archive=tmp_path / "archive")
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "IMG.dng").write_bytes(b"photo")
+    (tmp_path / "archive" / "IMG.xmp").write_text("rated 4")
+    raw = folder.path / "IMG.dng"
+    raw.write_bytes(b"photo")
+    (folder.path / "IMG.xmp").write_text("rated 5")
+    real_rename = os.rename
+
+    def full(source: object, destination: object) -> None:
+        if Path(str(source)) == raw:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", full)
+    with pytest.raises(OSError):
+        archive(raw, folder)
+    assert (tmp_path / "archive" / "IMG.xmp").read_text() == "rated 4"
+    assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == ["IMG.dng", "IMG.xmp"]
+    assert raw.exists() and (folder.path / "IMG.xmp").read_text() == "rated 5"
+
+
+def test_a_failed_raw_set_aside_under_a_number_comes_back_with_its_sidecar_s_name(tmp_path: Path) -> None:
+    # a reviewer: IMG.dng failed while _failed/ held another IMG.dng, so it went there as IMG-2.dng with IMG-2.xmp;
+    # restored, its sidecar kept the name IMG-2.xmp, so the raw rendered without its edit
+    folder = _folder(tmp_path)
+    failed = folder.path / "_failed"
+    failed.mkdir()
+    (failed / "IMG.dng").write_bytes(b"another photo")
+    raw = folder.path / "IMG.dng"
+    raw.write_bytes(b"this photo")
+    (folder.path / "IMG.xmp").write_text("its edit")
+    moved = set_aside(raw, folder, "corrupt")
+    assert moved == failed / "IMG-2.dng" and (failed / "IMG-2.xmp").read_text() == "its edit"
+    assert restore(raw, moved)
+    assert (folder.path / "IMG.xmp").read_text() == "its edit" and not (folder.path / "IMG-2.xmp").exists()
+
+
 def test_moves_never_overwrite_a_different_file(tmp_path: Path) -> None:
     (tmp_path / "a.dng").write_bytes(b"old")
     (tmp_path / "new.dng").write_bytes(b"new")

@@ -55,15 +55,19 @@ def paired_name(sidecar: Path, raw: Path, target: Path) -> Path:
     return target.with_name(sidecar.name)
 
 
-def _keep_earlier_sidecars(moves: list[tuple[Path, Path]]) -> None:
+def _keep_earlier_sidecars(moves: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     """Rename each different file already at a sidecar's destination to the first free ``NAME.xmp.N`` beside it:
-    kept, and read by no program as a sidecar, so that the sidecar moving there stays its raw's."""
+    kept, and read by no program as a sidecar, so that the sidecar moving there stays its raw's. Returns the
+    renames done, (where it was, where it is), for :func:`carry_out` to undo if the move fails."""
+    done = []
     for source, destination in moves:
         if destination.exists() and not (destination.is_file() and filecmp.cmp(destination, source, shallow=False)):
             n = 1
             while (aside := destination.with_name(f"{destination.name}.{n}")).exists():
                 n += 1
             os.rename(destination, aside)
+            done.append((destination, aside))
+    return done
 
 
 def carry_out(moves: list[tuple[Path, Path]]) -> None:
@@ -72,16 +76,22 @@ def carry_out(moves: list[tuple[Path, Path]]) -> None:
     (``EXDEV``) they are copied all together, see :func:`copy_across`; on failure the originals stay and nothing is
     left at the destinations, so a retry uses the same names."""
     raw, target = moves[0]
-    _keep_earlier_sidecars(moves[1:])
+    kept = _keep_earlier_sidecars(moves[1:])
     try:
-        os.rename(raw, target)
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-        copy_across(moves)
-        return
-    for sidecar, destination in moves[1:]:
-        os.rename(sidecar, destination)
+        try:
+            os.rename(raw, target)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            copy_across(moves)
+            return
+        for sidecar, destination in moves[1:]:
+            os.rename(sidecar, destination)
+    except BaseException:
+        for destination, aside in reversed(kept):  # the earlier sidecars back under their names
+            if not destination.exists():
+                os.rename(aside, destination)
+        raise
 
 
 ARCHIVE_PARTIAL = ".hostplug-part"  # an archive copy's temporary suffix: hidden, and never a photo's suffix
@@ -249,7 +259,7 @@ def restore(raw: Path, moved_to: Path) -> bool:
     sidecars = find_sidecars(moved_to)
     os.replace(moved_to, raw)
     for sidecar in sidecars:
-        target = raw.with_name(sidecar.name.replace(moved_to.name, raw.name, 1))
+        target = paired_name(sidecar, moved_to, raw)  # IMG-2.xmp comes back as IMG.xmp, its raw's
         if not target.exists():
             os.replace(sidecar, target)
     return True
