@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from engine.errors import InputNotFoundError, OptionError, RecipeError
+from engine.errors import InputNotFoundError, RecipeError, RecipeOptionError
 from engine.recipe import Recipe, StageSettings, stamped
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes
@@ -105,7 +105,7 @@ def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Rec
         recipe = recipe.replace(**{k: changes.get(k) for k in SETTINGS})
     except RecipeError as e:
         if changes.get("tint") is not None and changes.get("temperature") is None and recipe.temperature is None:
-            raise OptionError(str(e)) from None  # a tint given alone to a recipe without a custom white: the option
+            raise RecipeOptionError(str(e)) from None  # a tint alone, for a recipe without a custom white: the option
         raise
     stage_changes = changes.get("stages") or {}
     if not stage_changes:

@@ -74,6 +74,13 @@ class OutputOptionError(OptionError, OutputError):
     exit_code = 2
 
 
+class RecipeOptionError(OptionError, RecipeError):
+    """A recipe setting given as an option that cannot apply to the file's recipe (a tint alone, where the recipe
+    holds no custom temperature): a wrong option (exit 2), still a :class:`RecipeError` for a script."""
+
+    exit_code = 2
+
+
 class ModelError(HostplugError):
     """A model's weights are missing, corrupt or do not match their manifest."""
 

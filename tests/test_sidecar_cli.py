@@ -439,7 +439,7 @@ def test_a_tint_alone_shifts_the_stored_temperature(raw: Path) -> None:
     other = raw.with_name("IMG_0002.dng")
     shutil.copy(raw, other)
     result = CliRunner().invoke(main, ["edit", str(other), "--tint", "10"])  # nothing stored: nothing to shift
-    assert result.exit_code == 4 and "needs a temperature" in result.stderr
+    assert result.exit_code == 2 and "needs a temperature" in result.stderr  # a wrong option, as the README says
     assert not other.with_name(other.name + ".xmp").exists()
 
 

@@ -175,7 +175,10 @@ def darktable_edits(tree: etree._ElementTree, where: str) -> list[str]:
     defaults included (a new darktable sidecar holds its scene-referred exposure and tone mapper), which a render
     does not apply. ``show`` names them so that nobody takes them for applied."""
     items = _darktable_history(tree)
-    applied = items[:_history_end(tree, len(items), where)]
+    try:
+        applied = items[:_history_end(tree, len(items), where)]
+    except SidecarError:  # only named here: a damaged history_end fails no read that did not need it
+        applied = items
     names = [item.get("operation", "").strip() for item in applied if item.get("enabled", "1").strip() != "0"]
     return list(dict.fromkeys(name for name in names if name and name not in _DARKTABLE_STRUCTURE))
 
