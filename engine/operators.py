@@ -145,12 +145,10 @@ def compress_gamut(x: torch.Tensor) -> torch.Tensor:
 
 
 def start_of_move(x: torch.Tensor) -> torch.Tensor:
-    """Where a chroma move of ``x`` starts: ``x`` made displayable (:func:`compress_gamut`), then darkened by
-    MOVE_INSET of its luminance's distance from white, so that it lies strictly inside the gamut (white excepted).
-    From a colour on the gamut's edge a move outward would stop dead, and a smooth gradient crossing the edge
-    would jump; from just inside, it fades. Darkening keeps the colour's saturation, as moving it towards grey
-    would not."""
-    start = compress_gamut(x)
+    """Where a chroma move of ``x`` starts: :func:`engine.operators_numpy.start_of_move`, which says how and why."""
+    y = luminance(x)
+    scaled = compress_gamut(x / x.amax(dim=1, keepdim=True).clamp(min=1.0))
+    start = scaled + ((y - 0.9) / 0.1).clamp(0.0, 1.0) * (compress_gamut(x) - scaled)
     return start * (1.0 - MOVE_INSET * (1.0 - luminance(start).clamp(max=1.0)))
 
 

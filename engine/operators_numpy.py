@@ -195,14 +195,20 @@ def compress_gamut(x: np.ndarray) -> np.ndarray:
 
 
 def start_of_move(x: np.ndarray) -> np.ndarray:
-    """Where a chroma move of ``x`` starts: ``x`` made displayable (:func:`compress_gamut`), then darkened by
-    MOVE_INSET of its luminance's distance from white, so that it lies strictly inside the gamut (white excepted).
-    From a colour on the gamut's edge a move outward would stop dead, and a smooth gradient crossing the edge
-    would jump; from just inside, it fades. Darkening keeps the colour's saturation, as moving it towards grey
-    would not."""
-    start = compress_gamut(x)
-    y = np.minimum(luminance(start), _F(1.0))[..., None]
-    return start * (_F(1.0) - _F(MOVE_INSET) * (_F(1.0) - y))
+    """Where a chroma move of ``x`` starts: ``x`` made displayable, then darkened by MOVE_INSET of its luminance's
+    distance from white, so that it lies strictly inside the gamut (white excepted). From a colour on the gamut's
+    edge a move outward would stop dead, and a smooth gradient crossing the edge would jump; from just inside, it
+    fades. Darkening keeps the colour's saturation, as moving it towards grey would not.
+
+    A colour a little past white in one channel (a style's local tone map lifts a bright yellow 1 % past it) is
+    scaled down by that channel, keeping its saturation: pulled towards grey (:func:`compress_gamut`), its blue
+    rose from 0 to 47 of 255. Towards a luminance of white it turns into that pull, which takes it to white."""
+    y = luminance(x)[..., None]
+    scaled = compress_gamut(x / np.maximum(_brightest(x), _F(1.0)))
+    near_white = np.clip((y - _F(0.9)) / _F(0.1), _F(0.0), _F(1.0))
+    start = scaled + near_white * (compress_gamut(x) - scaled)
+    inside = np.minimum(luminance(start), _F(1.0))[..., None]
+    return start * (_F(1.0) - _F(MOVE_INSET) * (_F(1.0) - inside))
 
 
 def towards_within_gamut(start: np.ndarray, end: np.ndarray) -> np.ndarray:

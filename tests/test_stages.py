@@ -325,6 +325,20 @@ def test_highlights_and_shadows_keep_bright_colours_and_the_gradation_of_upper_t
     assert before < 0.5 * plain and np.sum(upper >= 0.999) > 10  # as version 13 rendered: pale, the top clipped
 
 
+def test_a_colour_a_little_past_white_keeps_its_saturation_and_one_at_white_luminance_turns_white() -> None:
+    # a tester: vivid with Highlights +100 took a pure yellow's blue from 0 to 47, its style grid having lifted it
+    # 1 % past white and the move's start being pulled towards grey from there
+    from engine import operators_numpy as np_ops
+
+    x = np.array([[[1.0135, 0.9, 0.0], [1.3, 1.1, 1.0], [0.5, 0.4, 0.3]]], dtype=np.float32)
+    table = np.zeros((2, 17, 17), dtype=np.float32)
+    for out in (np_ops.chroma_map(x, table, stop_at_gamut=True),
+                ops.chroma_map(nchw(x), torch.from_numpy(table)[None], stop_at_gamut=True)[0].permute(1, 2, 0).numpy()):
+        assert out[0, 0, 2] < 0.002 and out[0, 0, 0] > 0.98  # still a pure yellow
+        assert np.allclose(out[0, 1], 1.0, atol=1e-5)  # luminance past white: white
+        assert np.allclose(out[0, 2], x[0, 2], atol=1e-5)  # inside the gamut: as it was
+
+
 def test_a_held_lift_leaves_pixels_past_white_and_unlifted_ones_alone_in_numpy_and_torch() -> None:
     # a reviewer: a pixel the style's grid had put past white read as lifted and was scaled down, so Shadows +1
     # changed highlights by up to 17 levels
