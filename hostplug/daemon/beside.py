@@ -107,8 +107,8 @@ def find_original(copy: Path, folder: FolderConfig, sha256: str) -> Path:
 
 def where_looked(names: Iterable[str], mirror: Path | None, folder: FolderConfig) -> str:
     """The failure report's account of the search, with what to change."""
-    places = [f"{mirror} (the folder the copy's place in the hot folder spells)"] if mirror else []
+    places = [f"in {mirror} (the folder the copy's place in the hot folder spells)"] if mirror else []
     places += [f"below {root}" for root in folder.library_roots]
     looked = "; ".join(places) or "nowhere: the copy's place in the hot folder names no folder, no library_roots"
-    return (f"looked for {' or '.join(names)} with the copy's exact content in {looked}. Export from darktable "
+    return (f"looked for {' or '.join(names)} with the copy's exact content {looked}. Export from darktable "
             f"to '{folder.path}/{MIRROR_PATTERN}', or add the photo folder to library_roots")
