@@ -122,6 +122,15 @@ def only_noise(linear: np.ndarray) -> bool:
     return bool(median <= 3.0 * sigma and brightest - median <= 10.0 * sigma)
 
 
+def _slider_gains(shadows: float, highlights: float) -> tuple[np.ndarray, np.ndarray]:
+    """The Shadows and Highlights sliders' log2 gains per intensity bin (each D x 1 x 1): shadows lift, highlights
+    pull. They depend on no pixel: the bins are the grid's own."""
+    bins = np.linspace(0.0, 1.0, LTM_BINS) * 12.0 - 12.0  # the log2 level of each intensity bin
+    shadow_w = 1.0 / (1.0 + np.exp(-(-4.0 - bins) / 1.0))
+    highlight_w = 1.0 / (1.0 + np.exp(-(bins + 1.5) / 0.7))
+    return (shadows / 100.0) * 1.5 * shadow_w[:, None, None], (highlights / 100.0) * 1.0 * highlight_w[:, None, None]
+
+
 def local_tone_grid(y: np.ndarray, shadows: float, highlights: float) -> np.ndarray:
     """Bilateral grid (1 x 1 x D x GH x GW) of log2 gains: shadows lift, highlights pull, large-scale
     contrast eases by a quarter, each following the pixel's own intensity so edges keep no halo."""
@@ -129,16 +138,16 @@ def local_tone_grid(y: np.ndarray, shadows: float, highlights: float) -> np.ndar
 
     log_y = np.log2(np.maximum(y, 2.0**-12)).astype(np.float32)
     cells = cv2.resize(log_y, (LTM_CELLS, LTM_CELLS), interpolation=cv2.INTER_AREA)
-    bins = np.linspace(0.0, 1.0, LTM_BINS) * 12.0 - 12.0  # the log2 level of each intensity bin
-    shadow_w = 1.0 / (1.0 + np.exp(-(-4.0 - bins) / 1.0))
-    highlight_w = 1.0 / (1.0 + np.exp(-(bins + 1.5) / 0.7))
     ease = -0.25 * (cells - float(np.mean(log_y)))
-    grid = (
-        ease[None]
-        + (shadows / 100.0) * 1.5 * shadow_w[:, None, None]
-        + (highlights / 100.0) * 1.0 * highlight_w[:, None, None]
-    )
-    return grid[None, None].astype(np.float32)
+    lift, pull = _slider_gains(shadows, highlights)
+    return (ease[None] + lift + pull)[None, None].astype(np.float32)
+
+
+def slider_grid(shadows: float, highlights: float) -> np.ndarray:
+    """The sliders' part of :func:`local_tone_grid` alone (1 x 1 x D x GH x GW), the grid whose lifts are held below
+    white since photofinish params 4 (``local_tone_held``)."""
+    lift, pull = _slider_gains(shadows, highlights)
+    return np.broadcast_to(lift + pull, (LTM_BINS, LTM_CELLS, LTM_CELLS))[None, None].astype(np.float32)
 
 
 def chroma_scale(u: np.ndarray, v: np.ndarray, saturation: float, vibrance: float, boost: float = VIBRANCE_BOOST,
@@ -223,11 +232,12 @@ class Photofinish(Stage):
         a, b = 1.0 * contrast, 1.15 * contrast
         knee = float(np.clip(0.75 + 0.2 * adj("highlights") / 100.0, 0.4, 0.95))
         saturation, colour = split_saturation(adj("saturation"), params.saturation_around_luminance)
-        grid = local_tone_grid(y * 2.0**ev, adj("shadows"), adj("highlights"))
         held = {}
         if params.lift_below_white:  # the sliders' lifts held below white, apart from the ease of contrast
-            ease = local_tone_grid(y * 2.0**ev, 0.0, 0.0)
-            grid, held = ease, {"local_tone_held": (grid - ease).round(4).tolist()}
+            grid = local_tone_grid(y * 2.0**ev, 0.0, 0.0)
+            held = {"local_tone_held": slider_grid(adj("shadows"), adj("highlights")).round(4).tolist()}
+        else:
+            grid = local_tone_grid(y * 2.0**ev, adj("shadows"), adj("highlights"))
         return {
             "gain_ev": round(ev, 4),
             "knee": round(knee, 4),

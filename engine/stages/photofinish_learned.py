@@ -42,6 +42,7 @@ from engine.stages.photofinish import (
     chroma_scale,
     local_tone_grid,
     only_noise,
+    slider_grid,
     split_saturation,
 )
 from engine.styles import STYLES, parse_style, style_operators, styles_needed
@@ -111,13 +112,12 @@ def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low:
         out["tone"] = contrast_tone(out["tone"], params.contrast)
     if params.highlights:
         out["knee"] = round(float(np.clip(out["knee"] + 0.2 * params.highlights / 100.0, 0.05, 0.99)), 4)
-    if params.highlights or params.shadows:
+    if (params.highlights or params.shadows) and params.lift_below_white:  # a grid of their own, held below white
+        out["local_tone_held"] = slider_grid(params.shadows, params.highlights).round(4).tolist()
+    elif params.highlights or params.shadows:  # photofinish params before 4: added to the style's grid, as then
         y = (low @ np.array(LUMA, dtype=np.float32)) * np.float32(2.0 ** out["gain_ev"])
         delta = local_tone_grid(y, params.shadows, params.highlights) - local_tone_grid(y, 0.0, 0.0)
-        if params.lift_below_white:  # a grid of their own, whose lifts are held below white
-            out["local_tone_held"] = delta.round(4).tolist()
-        else:
-            out["local_tone"] = (np.asarray(out["local_tone"], dtype=np.float32) + delta).round(4).tolist()
+        out["local_tone"] = (np.asarray(out["local_tone"], dtype=np.float32) + delta).round(4).tolist()
     saturation, colour = split_saturation(params.saturation, params.saturation_around_luminance)
     if saturation or params.vibrance:
         out["chroma"] = adjust_chroma(out["chroma"], saturation, params.vibrance, params.vibrance_boost,
