@@ -51,9 +51,9 @@ def lock_journal(journal: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise JournalError(f"another hostplug watch (pid {holder}) is using {journal}") from None
+        raise _journal_taken(journal, holder) from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -70,16 +70,24 @@ def check_not_watched(folders: list[Path], journal: Path) -> None:
     """Refuse (JournalError, the message :func:`lock_folder` and :func:`lock_journal` give) when another daemon
     holds the journal or watches one of ``folders``, before anything is created: a refused start left the output
     folders its checks had made and a lock file beside a new journal. Only looks at locks that exist."""
-    journal_lock = journal.with_name(journal.name + ".lock")
-    held = _held_by_another(journal_lock)
+    held = _held_by_another(journal.with_name(journal.name + ".lock"))
     if held is not None:
-        raise JournalError(f"another hostplug watch (pid {held or '?'}) is using {journal}")
+        raise _journal_taken(journal, held)
     for folder in folders:
         held = _held_by_another(folder / FOLDER_LOCK)
         if held is not None:
-            raise JournalError(f"hot folder {folder}: another hostplug watch ({held or 'another process'}) watches "
-                               "it; a folder has one daemon: stop that one, or start this one with its journal "
-                               "(--journal)")
+            raise _folder_taken(folder, held)
+
+
+def _journal_taken(journal: Path, holder: str) -> JournalError:
+    """The refusal of a journal another daemon holds (``holder``: what it wrote in the lock, its pid)."""
+    return JournalError(f"another hostplug watch (pid {holder or '?'}) is using {journal}")
+
+
+def _folder_taken(folder: Path, holder: str) -> JournalError:
+    """The refusal of a hot folder another daemon watches (``holder``: what it wrote in the folder's lock)."""
+    return JournalError(f"hot folder {folder}: another hostplug watch ({holder or 'another process'}) watches it; a "
+                        "folder has one daemon: stop that one, or start this one with its journal (--journal)")
 
 
 def _held_by_another(lock: Path) -> str | None:
@@ -119,10 +127,9 @@ def lock_folder(folder: Path, journal: Path) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise JournalError(f"hot folder {folder}: another hostplug watch ({holder}) watches it; a folder has one "
-                           "daemon: stop that one, or start this one with its journal (--journal)") from None
+        raise _folder_taken(folder, holder) from None
     except OSError as e:  # a share without locks (NFSv3 without lockd, some FUSE mounts): watched without one
         os.close(fd)
         _event(f"hot folder {folder}: cannot lock it ({e.strerror or e}); a second daemon on it would not be "
