@@ -14,7 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from engine.colour import LUMA
-from engine.operators_numpy import CHROMA_RANGE, EPS, GUIDE_STOPS, MOVE_INSET
+from engine.operators_numpy import (
+    CHROMA_RANGE,
+    EPS,
+    GUIDE_STOPS,
+    LMS_ROOT_TO_OKLAB,
+    MOVE_INSET,
+    SATURATE_STEPS,
+    SRGB_TO_LMS,
+)
 from engine.operators_numpy import tone_curve_midpoint as tone_curve_midpoint  # any number type: one copy
 
 
@@ -153,13 +161,41 @@ def start_of_move(x: torch.Tensor) -> torch.Tensor:
 
 
 def towards_within_gamut(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """The colour furthest from ``start`` (within [0, 1]) towards ``end`` (positive) that stays within [0, 1].
+    """The colour furthest from ``start`` (within [0, 1]) towards ``end`` that stays within [0, 1].
 
     A saturation boost of a bright orange already at the gamut's edge then leaves it as it was, where pulling the
     boosted colour back towards grey (:func:`compress_gamut`) made it paler than before the boost.
     """
     room = torch.where(end > 1.0, (1.0 - start) / (end - start).clamp(min=EPS), torch.ones_like(start))
+    room = torch.minimum(room, torch.where(end < 0.0, start / (start - end).clamp(min=EPS), torch.ones_like(start)))
     return start + room.amin(dim=1, keepdim=True).clamp(min=0.0) * (end - start)
+
+
+def saturate(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """More saturation at each colour's own hue: :func:`engine.operators_numpy.saturate`, which says how and why
+    (here every pixel takes part in the bisection; rendering only, no gradient)."""
+    to_lms = torch.tensor(SRGB_TO_LMS, dtype=torch.float64, device=x.device)
+    to_lab = torch.tensor(LMS_ROOT_TO_OKLAB, dtype=torch.float64, device=x.device)
+    to_rgb, from_lab = torch.linalg.inv(to_lms).to(x.dtype), torch.linalg.inv(to_lab).to(x.dtype)
+    lab = torch.einsum("ij,njhw->nihw", to_lab.to(x.dtype),
+                       torch.einsum("ij,njhw->nihw", to_lms.to(x.dtype), x.clamp(min=0.0)).pow(1 / 3))
+    grey = torch.einsum("ij,njhw->nihw", from_lab[:, :1], lab[:, :1])
+    colourful = torch.einsum("ij,njhw->nihw", from_lab[:, 1:], lab[:, 1:])
+    y = luminance(x)
+
+    def boosted(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb = torch.einsum("ij,njhw->nihw", to_rgb, (grey + k * colourful) ** 3)
+        rgb = rgb * (y / luminance(rgb).clamp(min=EPS))
+        return rgb, ((rgb >= 0.0) & (rgb <= 1.0)).all(dim=1, keepdim=True)
+
+    top = _per_image(amount).expand_as(y)
+    out, inside = boosted(top)
+    low, high = torch.ones_like(y), top
+    for _ in range(SATURATE_STEPS):
+        middle = (low + high) / 2.0
+        within = boosted(middle)[1]
+        low, high = torch.where(within, middle, low), torch.where(within, high, middle)
+    return torch.where(inside, out, boosted(low)[0]).clamp(0.0, 1.0)
 
 
 def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

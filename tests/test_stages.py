@@ -386,6 +386,71 @@ def test_a_chroma_move_changes_smoothly_as_it_crosses_the_gamut_s_edge() -> None
     assert np.min(outs) >= 0.0 and np.max(outs) <= 1.0 + 1e-6
 
 
+def _oklab_hue_chroma(linear_srgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Oklab hue (degrees) and chroma of linear sRGB, by colour-science (an implementation apart from ours)."""
+    import colour
+
+    lab = colour.XYZ_to_Oklab(colour.RGB_to_XYZ(linear_srgb.astype(np.float64), colour.RGB_COLOURSPACES["sRGB"],
+                                                apply_cctf_decoding=False))
+    return np.degrees(np.arctan2(lab[..., 2], lab[..., 1])) % 360.0, np.hypot(lab[..., 1], lab[..., 2])
+
+
+def test_more_saturation_keeps_each_colour_s_hue_and_luminance_and_stops_at_the_gamut_s_edge() -> None:
+    # a tester: saturation +100 turned a sky-cyan 26 degrees (CIELAB) towards blue and an orange towards red, and
+    # past the gamut's edge more saturation gave a yellow back some blue; scaling log-chromaticities (photofinish
+    # params before 5) raises channel ratios to a power, which bends hues towards the primaries
+    from engine import operators_numpy as np_ops
+    from engine.colour import srgb_decode, srgb_encode
+
+    srgb = np.array([[(90, 170, 230), (60, 190, 210), (110, 150, 210), (230, 130, 40), (220, 170, 140),
+                      (90, 160, 70), (140, 90, 180), (250, 225, 20), (200, 50, 50), (10, 10, 60), (128, 128, 128)]])
+    x = srgb_decode(srgb / 255.0).astype(np.float32)
+    hue, chroma = _oklab_hue_chroma(x)
+    blue_of_yellow = []
+    for amount in (1.3, 1.6, 2.0):
+        out = np_ops.saturate(x, amount)
+        assert np.allclose(ops.saturate(nchw(x), torch.tensor([amount]))[0].permute(1, 2, 0).numpy(), out,
+                           atol=1e-5)
+        assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
+        assert np.allclose(np_ops.luminance(out), np_ops.luminance(x), atol=1e-5)
+        new_hue, new_chroma = _oklab_hue_chroma(out)
+        coloured = chroma > 0.02
+        assert np.abs((new_hue - hue + 180.0) % 360.0 - 180.0)[coloured].max() < 2.5, amount
+        assert np.all(new_chroma >= chroma - 1e-6)
+        assert np.sum(new_chroma > 1.05 * chroma) == 9  # every colour but grey and the yellow on the edge gains
+        assert np.allclose(out[0, -1], x[0, -1], atol=1e-5)  # grey stays grey
+        blue_of_yellow.append(out[0, 7, 2])
+    assert srgb_encode(np.array(blue_of_yellow)).max() < 2 / 255  # the yellow reaches the edge; no blue comes back
+    assert np.allclose(np_ops.saturate(x, 1.0), x, atol=1e-5)
+
+
+def test_saturation_keeps_the_sky_s_hue_in_a_render_and_version_14_recipes_keep_theirs(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from engine.xmp.recipe_properties import properties_to_recipe
+
+    picture = np.full((64, 128, 3), 120, dtype=np.uint8)
+    picture[16:48, 8:56], picture[16:48, 72:120] = (90, 170, 230), (230, 130, 40)  # a sky-cyan and an orange
+    Image.fromarray(picture).save(tmp_path / "sky.png")
+    source = engine.open(tmp_path / "sky.png")
+
+    def hues(recipe: Recipe) -> np.ndarray:
+        pixels = engine.render(source, recipe, preview=128).pixels
+        from engine.colour import srgb_decode
+
+        patches = np.stack([pixels[24:40, 20:44].mean(axis=(0, 1)), pixels[24:40, 84:108].mean(axis=(0, 1))])
+        return _oklab_hue_chroma(srgb_decode(patches))[0]
+
+    def turn(recipe: Recipe) -> float:
+        return float(np.abs((hues(recipe) - plain + 180.0) % 360.0 - 180.0).max())
+
+    plain = hues(Recipe())
+    assert turn(Recipe(saturation=100)) < 3.0 and turn(Recipe(saturation=100, style="vivid")) < 12.0
+    assert turn(Recipe.from_dict({"version": 14, "saturation": 100})) > 5.0  # as version 14 rendered
+    sidecar = properties_to_recipe({"schemaVersion": "14", "saturation": "100"}, "IMG.png.xmp")  # layout 14
+    assert turn(sidecar) == turn(Recipe.from_dict({"version": 14, "saturation": 100}))
+
+
 def test_chromatic_adaptation_is_pinned_as_the_dng_sdk_pins_it() -> None:
     from engine.colour import BRADFORD, D50_XY, bradford_adaptation, temperature_tint_to_xy, xy_to_xyz
 

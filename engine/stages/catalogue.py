@@ -31,8 +31,8 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("denoise", "auto"): 5,
     ("white_balance", "classical"): 3,
     ("colour", "dng"): 3,
-    ("photofinish", "learned"): 4,
-    ("photofinish", "classical"): 4,
+    ("photofinish", "learned"): 5,
+    ("photofinish", "classical"): 5,
     ("upsample", "bilateral"): 1,
     ("upsample", "bilinear"): 1,
     ("detail", "classical"): 1,
@@ -46,7 +46,7 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
     v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto",
         "white_balance": "classical", "colour": "dng"}
-    for v in range(1, 14)}
+    for v in range(1, 15)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 _DEMOSAIC_V3 = ("demosaic", "mhc", 3)  # version 4 takes out the demosaic's false colour; 3 not
@@ -67,6 +67,8 @@ _BEFORE_11 = (("white_balance", "classical", 2), ("colour", "dng", 1))
 _PHOTOFINISH_V2 = (("photofinish", "learned", 2), ("photofinish", "classical", 2))
 # recipe version 14: photofinish params 4 stop a chroma move at the gamut's edge; 3 pulled it towards grey
 _PHOTOFINISH_V3 = (("photofinish", "learned", 3), ("photofinish", "classical", 3))
+# recipe version 15: photofinish params 5 give more saturation at each colour's hue; 4 scaled log-chromaticity
+_PHOTOFINISH_V4 = (("photofinish", "learned", 4), ("photofinish", "classical", 4))
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
         *_DENOISE_FULL_SIZE, *_BEFORE_11),
@@ -84,6 +86,7 @@ FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     11: (("colour", "dng", 2), _DEMOSAIC_V5, *_PHOTOFINISH_V3),  # 12: colour params 3 compress colours beyond it
     12: (_DEMOSAIC_V5, *_PHOTOFINISH_V3),
     13: _PHOTOFINISH_V3,
+    14: _PHOTOFINISH_V4,
 }
 
 
@@ -105,7 +108,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     vibrance of shorter reach (photofinish params version 2); versions 1 to 11 meant colours beyond the working
     space's gamut left uncompressed (colour params version 2 or 1); versions 1 to 12 meant an image input (JPEG,
     PNG, TIFF) decoded without its camera rendering undone (demosaic params version 5 or older); versions 11 to
-    13 meant a chroma move that left the gamut pulled towards grey (photofinish params version 3)."""
+    13 meant a chroma move that left the gamut pulled towards grey (photofinish params version 3), and version 14
+    more saturation that scaled log-chromaticity, bending hues (photofinish params version 4)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

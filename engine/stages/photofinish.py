@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -36,9 +36,10 @@ VIBRANCE_REACH = 1.0
 class PhotofinishParams:
     """The user's look: style and Lightroom-style adjustments (-100..100); ``operators`` pins the result."""
 
-    VERSION: ClassVar[int] = 4  # 2: less saturation scales colour around luminance (split_saturation); 3: vibrance
+    VERSION: ClassVar[int] = 5  # 2: less saturation scales colour around luminance (split_saturation); 3: vibrance
     # reaches further (VIBRANCE_BOOST, VIBRANCE_REACH); 4: chroma moves stop at the gamut's edge (stop_at_gamut),
-    # the sliders' local lifts are held below white (lift_below_white)
+    # the sliders' local lifts are held below white (lift_below_white); 5: more saturation keeps each colour's
+    # hue (saturation_keeps_hue)
     style: str = "natural"  # checked against the implementation's styles by check_style
     strength: float = field(default=1.0, metadata={"range": RANGES["style_strength"]})
     exposure: float = field(default=0.0, metadata={"range": RANGES["exposure"]})
@@ -59,6 +60,9 @@ class PhotofinishParams:
     # the shadows and highlights sliders' lifts are held below white (their own grid, local_tone_held); versions 1
     # to 3 added them to the style's grid and lifted past white: Highlights +50 turned a bright yellow nearly white
     lift_below_white: bool = True
+    # more saturation scales each colour's Oklab chroma at its own hue (the saturate operator); versions 1 to 4
+    # scaled its log-chromaticity in the chroma table, which turned skies towards blue and oranges towards red
+    saturation_keeps_hue: bool = True
     operators: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -89,6 +93,8 @@ def migrate_photofinish(params: dict[str, Any], version: int) -> dict[str, Any]:
         params = {"vibrance_boost": 0.6, "vibrance_reach": 0.5, **params}
     if version < 4:
         params = {"stop_at_gamut": False, "lift_below_white": False, **params}
+    if version < 5:
+        params = {"saturation_keeps_hue": False, **params}
     return params
 
 
@@ -167,18 +173,36 @@ def chroma_table(saturation: float, vibrance: float, boost: float = VIBRANCE_BOO
     return np.stack([(scale - 1.0) * u, (scale - 1.0) * v])[None].astype(np.float32)
 
 
-def split_saturation(saturation: float, around_luminance: bool = True) -> tuple[float, float]:
-    """The saturation adjustment as (saturation for the chroma table, factor for the ``colour`` operator).
+class SaturationSplit(NamedTuple):
+    """Where the saturation adjustment goes: the chroma table's scaling, the factor of the ``colour`` operator (less
+    saturation) and the amount of the ``saturate`` operator (more saturation)."""
+
+    table: float
+    colour: float = 1.0
+    saturate: float = 1.0
+
+
+def split_saturation(saturation: float, around_luminance: bool = True, keep_hue: bool = True) -> SaturationSplit:
+    """The saturation adjustment as the operators apply it.
 
     Less saturation scales each pixel's colour around its own luminance (``colour``), so -100 is black and white
     for every colour. The chroma table reaches only chromaticities within its range (``CHROMA_RANGE``): a colour
     beyond it, a yellow flower or a red stage light, kept most of its colour at -100 when version 1 params
-    desaturated in the table alone (``around_luminance=False``). More saturation stays in the table, whose gamut
-    compression keeps the stronger colours displayable.
+    desaturated in the table alone (``around_luminance=False``). More saturation scales each colour's Oklab chroma
+    at its own hue (:func:`engine.operators_numpy.saturate`); params before version 5 scaled it in the table
+    (``keep_hue=False``), which bent hues towards the primaries.
     """
     if around_luminance and saturation < 0.0:
-        return 0.0, 1.0 + saturation / 100.0
-    return saturation, 1.0
+        return SaturationSplit(0.0, colour=1.0 + saturation / 100.0)
+    if keep_hue and saturation > 0.0:
+        return SaturationSplit(0.0, saturate=1.0 + saturation / 100.0)
+    return SaturationSplit(saturation)
+
+
+def saturation_operators(split: SaturationSplit) -> dict[str, float]:
+    """The ``saturate`` operator's parameter where more saturation asks for it (none: pinned parameters of
+    versions before 5 render as they did)."""
+    return {"saturation": round(split.saturate, 4)} if split.saturate != 1.0 else {}
 
 
 class Photofinish(Stage):
@@ -231,7 +255,8 @@ class Photofinish(Stage):
         contrast = 1.0 + 0.35 * adj("contrast") / 100.0
         a, b = 1.0 * contrast, 1.15 * contrast
         knee = float(np.clip(0.75 + 0.2 * adj("highlights") / 100.0, 0.4, 0.95))
-        saturation, colour = split_saturation(adj("saturation"), params.saturation_around_luminance)
+        saturation = split_saturation(adj("saturation"), params.saturation_around_luminance,
+                                      params.saturation_keeps_hue)
         held = {}
         if params.lift_below_white:  # the sliders' lifts held below white, apart from the ease of contrast
             grid = local_tone_grid(y * 2.0**ev, 0.0, 0.0)
@@ -243,12 +268,13 @@ class Photofinish(Stage):
             "knee": round(knee, 4),
             "tone": [round(a, 4), round(b, 4), round(ops.tone_curve_midpoint(a, b), 6)],
             "local_tone": grid.round(4).tolist(),
-            "chroma": chroma_table(saturation, adj("vibrance"), params.vibrance_boost,
+            "chroma": chroma_table(saturation.table, adj("vibrance"), params.vibrance_boost,
                                    params.vibrance_reach).round(4).tolist(),
             "gamma": 2.2,
-            "colour": round(colour, 4),
+            "colour": round(saturation.colour, 4),
             "stop_at_gamut": params.stop_at_gamut,
             **held,
+            **saturation_operators(saturation),
         }
 
     def process(self, image: np.ndarray, data: dict[str, Any], ctx: Context) -> np.ndarray:
@@ -285,6 +311,8 @@ def apply_operators(x: torch.Tensor, operators: dict[str, Any], device: str = "c
         x = torch_ops.local_tone_map(x, torch.tensor(operators["local_tone_held"], device=device), below_white=True)
     x = torch_ops.chroma_map(x, torch.tensor(operators["chroma"], device=device),
                              operators.get("stop_at_gamut", False))
+    if "saturation" in operators:  # more saturation at each colour's hue (photofinish params 5)
+        x = torch_ops.saturate(x, scalar(operators["saturation"]))
     if operators.get("colour", 1.0) != 1.0:  # absent in parameters pinned before it existed: all colour kept
         x = torch_ops.keep_colour(x, scalar(operators["colour"]))
     return torch_ops.gamma(x, scalar(operators["gamma"]))

@@ -11,8 +11,9 @@ classical stage applies them:
   curve keeps the output of mid-grey (0.18);
 - highlights move the knee by ``0.2 highlights / 100`` and, with shadows, add the classical stage's
   luminance-dependent log2 gains to the local tone grid;
-- saturation and vibrance apply the classical chroma scaling to the chromaticity the style's table produces;
-  less saturation scales the style's ``colour`` instead, as the classical stage does
+- vibrance applies the classical chroma scaling to the chromaticity the style's table produces; more saturation
+  scales each colour's Oklab chroma at its own hue after the table (in the table before params version 5), less
+  saturation scales the style's ``colour``, as the classical stage does
   (:func:`engine.stages.photofinish.split_saturation`).
 
 An adjustment left at 0 leaves the prediction untouched. A frame of nothing but sensor noise keeps its exposure as
@@ -42,6 +43,7 @@ from engine.stages.photofinish import (
     chroma_scale,
     local_tone_grid,
     only_noise,
+    saturation_operators,
     slider_grid,
     split_saturation,
 )
@@ -118,14 +120,15 @@ def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low:
         y = (low @ np.array(LUMA, dtype=np.float32)) * np.float32(2.0 ** out["gain_ev"])
         delta = local_tone_grid(y, params.shadows, params.highlights) - local_tone_grid(y, 0.0, 0.0)
         out["local_tone"] = (np.asarray(out["local_tone"], dtype=np.float32) + delta).round(4).tolist()
-    saturation, colour = split_saturation(params.saturation, params.saturation_around_luminance)
-    if saturation or params.vibrance:
-        out["chroma"] = adjust_chroma(out["chroma"], saturation, params.vibrance, params.vibrance_boost,
+    saturation = split_saturation(params.saturation, params.saturation_around_luminance,
+                                  params.saturation_keeps_hue)
+    if saturation.table or params.vibrance:
+        out["chroma"] = adjust_chroma(out["chroma"], saturation.table, params.vibrance, params.vibrance_boost,
                                       params.vibrance_reach)
-    if colour != 1.0:
-        out["colour"] = round(out.get("colour", 1.0) * colour, 4)
+    if saturation.colour != 1.0:
+        out["colour"] = round(out.get("colour", 1.0) * saturation.colour, 4)
     out["stop_at_gamut"] = params.stop_at_gamut
-    return out
+    return {**out, **saturation_operators(saturation)}
 
 
 def _rounded(operators: dict[str, Any]) -> dict[str, Any]:
