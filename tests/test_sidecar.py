@@ -75,6 +75,18 @@ def test_sidecar_prefers_the_darktable_name_and_reads_adobes(tmp_path: Path) -> 
     assert sidecar_path(raw) == tmp_path / "IMG_0001.CR2.xmp"
 
 
+def test_adobe_s_sidecar_name_is_read_only_where_it_is_no_other_raw_s(tmp_path: Path) -> None:
+    # a tester: A.ARW.dng read A.ARW.xmp, hostplug's sidecar of A.ARW; IMG.dng took Lightroom's IMG.xmp of the
+    # IMG.ARW beside it (over its own embedded edit)
+    for name in ("A.ARW", "A.ARW.dng", "A.ARW.xmp", "IMG.ARW", "IMG.dng", "IMG.xmp", "B.CR2", "B.NEF", "B.xmp",
+                 "C.dng", "C.xmp"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_sidecar(tmp_path / "A.ARW.dng") is None and find_sidecar(tmp_path / "A.ARW") == tmp_path / "A.ARW.xmp"
+    assert find_sidecar(tmp_path / "IMG.dng") is None and find_sidecar(tmp_path / "IMG.ARW") == tmp_path / "IMG.xmp"
+    assert find_sidecar(tmp_path / "B.CR2") is None and find_sidecar(tmp_path / "B.NEF") is None  # whose? no one's
+    assert find_sidecar(tmp_path / "C.dng") == tmp_path / "C.xmp"  # a DNG alone keeps Adobe's name
+
+
 def test_darktable_duplicates_are_recognised(tmp_path: Path) -> None:
     raw = _raw(tmp_path)
     for name in ("IMG_0001_02.CR2.xmp", "IMG_0001_01.CR2.xmp", "IMG_0001.CR2.xmp", "IMG_0002_01.CR2.xmp",

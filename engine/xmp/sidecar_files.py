@@ -59,21 +59,38 @@ def find_sidecars(raw: Path) -> list[Path]:
     """The sidecars of ``raw`` that exist: ``IMG_0001.CR2.xmp`` first, then Adobe's ``IMG_0001.xmp``.
 
     Adobe's name is a camera raw's only: a JPEG, PNG or TIFF beside the raw (the camera's JPEG of a RAW+JPEG
-    pair, an output rendered beside it) shares its stem, not its edit."""
+    pair, an output rendered beside it) shares its stem, not its edit; and only where it is no other raw's
+    (:func:`_adobe_name_is_its_own`)."""
     from engine.io.formats import RGB_SUFFIXES
 
     raw = Path(raw)
     if not raw.name:  # "." or "/": a folder, which has no sidecar (opening it says what is wrong)
         return []
     names: tuple[str, ...] = (raw.name + ".xmp", raw.name + ".XMP")
-    if raw.suffix.lower() not in RGB_SUFFIXES:
-        names += (raw.stem + ".xmp", raw.stem + ".XMP")
+    adobe = (raw.stem + ".xmp", raw.stem + ".XMP") if raw.suffix.lower() not in RGB_SUFFIXES else ()
     found: list[Path] = []
-    for name in names:
+    for name in names + adobe:
         candidate = raw.with_name(name)
         if _present(candidate) and not any(_same(candidate, p) for p in found):
+            if name in adobe and not _adobe_name_is_its_own(raw):
+                continue
             found.append(candidate)
     return found
+
+
+def _adobe_name_is_its_own(raw: Path) -> bool:
+    """Whether Adobe's sidecar name of ``raw`` (``IMG.xmp``) is no other raw's sidecar too: a tester's ``A.ARW.dng``
+    read ``A.ARW.xmp``, hostplug's sidecar of ``A.ARW``, and an ``IMG.dng`` took Lightroom's ``IMG.xmp`` of the
+    ``IMG.ARW`` beside it over its own embedded edit. Where a camera raw and DNGs share the stem, Lightroom's file
+    is the camera raw's (Lightroom writes a DNG's edit into the DNG); where other raws share it, it is no one's."""
+    from engine.io.formats import RAW_SUFFIXES
+
+    if _present(raw.with_name(raw.stem)):  # A.ARW beside A.ARW.dng: A.ARW.xmp is A.ARW's own sidecar
+        return False
+    others = [raw.with_name(raw.stem + suffix) for lower in sorted(RAW_SUFFIXES) for suffix in (lower, lower.upper())
+              if raw.stem + suffix != raw.name]
+    others = [path for path in others if _present(path) and not _same(path, raw)]
+    return not others or (raw.suffix.lower() != ".dng" and all(p.suffix.lower() == ".dng" for p in others))
 
 
 def _same(a: Path, b: Path) -> bool:
