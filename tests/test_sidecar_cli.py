@@ -599,6 +599,24 @@ def test_an_older_lightroom_process_gives_its_exposure_and_names_what_is_not_ren
     assert "not used:   crs:Contrast=+25, crs:Brightness=+50" in hostplug("show", raw).stdout
 
 
+def test_a_lightroom_crop_and_other_edits_hostplug_does_not_render_are_named(tmp_path: Path, sample_dng: Path) -> None:
+    # a tester's Lightroom crop (and clarity, dehaze) were dropped without a word: show listed nothing unused
+    raw = tmp_path / "N.dng"
+    raw.write_bytes(sample_dng.read_bytes())
+    (tmp_path / "N.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" '
+        'crs:ProcessVersion="11.0" crs:Exposure2012="+0.5" crs:HasCrop="True" crs:CropTop="0.1" crs:CropLeft="0.1" '
+        'crs:CropBottom="0.5" crs:CropRight="0.9" crs:Clarity2012="+40" crs:Dehaze="+30" crs:Texture="0" '
+        'crs:HueAdjustmentRed="+5" crs:ConvertToGrayscale="False"/></rdf:RDF></x:xmpmeta>')
+    shown = json.loads(hostplug("show", raw, "--json").stdout)
+    assert shown["hints"] == {"exposure": 0.5}
+    assert shown["adobe_unused"] == ["crs:HasCrop=True (top 0.1, left 0.1, bottom 0.5, right 0.9)",
+                                     "crs:Clarity2012=+40", "crs:Dehaze=+30", "crs:HueAdjustmentRed=+5"]
+    text = hostplug("show", raw).stdout
+    assert "not used:   crs:HasCrop=True" in text and "does not render" in text and "before 2012" not in text
+
+
 def test_a_sidecar_position_drops_the_cameras_void_fix_status() -> None:
     # the camera had no fix ("V": measurement void) and the output called the sidecar's position void
     from engine.xmp.location import with_position

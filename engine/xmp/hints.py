@@ -43,6 +43,14 @@ ADOBE_FOLDED = {"Whites2012": ("highlights", 0.5), "Blacks2012": ("shadows", 0.5
 ADOBE_OLDER = ("Exposure", "Contrast", "Brightness", "Recovery", "FillLight", "Shadows", "Clarity")
 ADOBE_READ = ("WhiteBalance", "Temperature", "Tint", *ADOBE_SETTINGS, *ADOBE_FOLDED, *ADOBE_OLDER, "ProcessVersion")
 PROCESS_2012 = 6.7  # crs:ProcessVersion of Lightroom's 2012 process (PV2010 is 5.7, PV2003 5.0)
+# Adobe edits with no counterpart here, which `show` names as not rendered where Adobe's settings are used: the crop
+# first (a tester's Lightroom crop was dropped without a word), then the edits of a value other than 0.
+ADOBE_CROP = ("HasCrop", "CropTop", "CropLeft", "CropBottom", "CropRight", "CropAngle")
+ADOBE_UNRENDERED = ("Clarity2012", "Texture", "Dehaze", "ConvertToGrayscale", "PostCropVignetteAmount",
+                    "VignetteAmount", "GrainAmount", "ParametricShadows", "ParametricDarks", "ParametricLights",
+                    "ParametricHighlights", "SplitToningShadowSaturation", "SplitToningHighlightSaturation",
+                    "ColorGradeShadowSat", "ColorGradeMidtoneSat", "ColorGradeHighlightSat", "ColorGradeGlobalSat")
+_ADOBE_MIXER = ("HueAdjustment", "SaturationAdjustment", "LuminanceAdjustment")  # + Red, Orange, ... Magenta
 
 # darktable stores colour labels as numbers 0-4.
 DARKTABLE_LABELS = ("red", "yellow", "green", "blue", "purple")
@@ -64,7 +72,9 @@ def adobe_settings(tree: etree._ElementTree) -> dict[str, str]:
     flag = {name: crs.get(name, "").strip().lower() for name in ("HasSettings", "AlreadyApplied")}
     if flag["HasSettings"] == "false" or flag["AlreadyApplied"] == "true":
         return {}
-    return {name: crs[name] for name in ADOBE_READ if name in crs}
+    read = {name: crs[name] for name in ADOBE_READ if name in crs}
+    return read | {name: value for name, value in crs.items()
+                   if name in ADOBE_CROP or name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)}
 
 
 def _number(adobe: dict[str, str], name: str, where: str) -> float:
@@ -105,12 +115,32 @@ def adobe_hints(adobe: dict[str, str], where: str) -> dict[str, Any]:
 
 
 def unused_adobe(adobe: dict[str, str]) -> list[str]:
-    """The Adobe settings of an older process version (:data:`ADOBE_OLDER`) that no hint takes, as written
-    ("crs:Contrast=+25"): Lightroom still renders them, hostplug does not."""
-    if not _older_process(adobe):
-        return []
-    used = {"Exposure"} if "Exposure2012" not in adobe else set()
-    return [f"crs:{name}={adobe[name]}" for name in ADOBE_OLDER if name in adobe and name not in used]
+    """The Adobe edits that Lightroom renders and hostplug does not, as written: a crop ("crs:HasCrop=True (top
+    0.1, left 0.1, bottom 0.5, right 0.9)"), the edits of :data:`ADOBE_UNRENDERED` and the colour mixer that are
+    not 0, and the settings of an older process version (:data:`ADOBE_OLDER`) that no hint takes."""
+    unused = []
+    if adobe.get("HasCrop", "").strip().lower() == "true":
+        box = ", ".join(f"{name[4:].lower()} {adobe[name]}" for name in ADOBE_CROP[1:] if name in adobe)
+        unused.append(f"crs:HasCrop=True ({box})" if box else "crs:HasCrop=True")
+    for name, value in adobe.items():
+        if (name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)) and _is_an_edit(value):
+            unused.append(f"crs:{name}={value}")
+    if _older_process(adobe):
+        used = {"Exposure"} if "Exposure2012" not in adobe else set()
+        unused += [f"crs:{name}={adobe[name]}" for name in ADOBE_OLDER if name in adobe and name not in used]
+    return unused
+
+
+def _is_an_edit(value: str) -> bool:
+    """Whether an Adobe setting's value asks for something: "True", or a number other than 0 (text that is
+    neither counts too, rather than hide what it might ask)."""
+    text = value.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return float(text) != 0.0
+    except ValueError:
+        return bool(text)
 
 
 def _older_process(adobe: dict[str, str]) -> bool:

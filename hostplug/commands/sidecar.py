@@ -96,9 +96,12 @@ def _show_text(info_json: dict[str, Any]) -> str:
         lines.append(f"  hints:      {_describe(info_json['hints'])} (from Adobe Camera Raw settings in "
                      f"{Path(info_json['adobe_from']).name})")
     if info_json.get("adobe_unused"):
-        lines.append(f"  not used:   {', '.join(info_json['adobe_unused'])} (settings of an older Lightroom "
-                     "process version, which hostplug does not render; update the photo to process version 2012 in "
-                     "Lightroom to carry them over)")
+        from engine.xmp.hints import ADOBE_OLDER
+
+        older = any(item.partition("=")[0].removeprefix("crs:") in ADOBE_OLDER for item in info_json["adobe_unused"])
+        lines.append(f"  not used:   {', '.join(info_json['adobe_unused'])} (Lightroom edits that hostplug does "
+                     "not render: export from Lightroom to keep them" + ("; those of a process version before 2012 "
+                     "carry over once the photo is updated to 2012 there)" if older else ")"))
     if info_json["darktable_edits"]:
         lines.append(f"  darktable:  {', '.join(info_json['darktable_edits'])} (darktable's own edits and defaults, "
                      "which hostplug does not render: export from darktable to keep them)")
