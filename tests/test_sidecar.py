@@ -154,6 +154,27 @@ def test_sidecar_keeps_adobe_lightroom_and_digikam_data(tmp_path: Path) -> None:
         assert attribute in written
 
 
+def test_windows_line_ends_cdata_and_a_utf16_declaration_are_written_back(tmp_path: Path) -> None:
+    # a tester: an edit turned every CRLF of a Windows-written sidecar into LF, a CDATA section into escaped text,
+    # and dropped a UTF-16 file's XML declaration
+    raw = _raw(tmp_path)
+    sidecar = tmp_path / "IMG_0001.CR2.xmp"
+    sidecar.write_bytes(ADOBE_XMP.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    write_recipe(raw, Recipe(contrast=5))
+    written = sidecar.read_bytes()
+    assert written.count(b"\n") > 10 and written.count(b"\n") == written.count(b"\r\n")
+    sidecar.write_bytes(b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf'
+                        b'-syntax-ns#"><rdf:Description rdf:about="" xmlns:acme="http://e.com/a/"><acme:note><![CDATA['
+                        b'a <b> & c]]></acme:note></rdf:Description></rdf:RDF></x:xmpmeta>')
+    write_recipe(raw, Recipe(contrast=6))
+    assert b"<acme:note><![CDATA[a <b> & c]]></acme:note>" in sidecar.read_bytes()
+    sidecar.write_bytes('<?xml version="1.0" encoding="UTF-16"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+                        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>\n'.encode("utf-16"))
+    write_recipe(raw, Recipe(contrast=7))
+    assert sidecar.read_bytes().startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<x:xmpmeta')
+    assert read_sidecar(raw).recipe.contrast == 7
+
+
 def test_our_properties_merged_into_another_description_are_replaced_in_place(tmp_path: Path) -> None:
     raw = _raw(tmp_path)
     merged = V1_XMP.read_bytes().replace(

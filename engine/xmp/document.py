@@ -3,11 +3,13 @@
 Two libraries share the work. defusedxml is the gate: a packet with a DOCTYPE (so any entity declaration, the
 "billion laughs" expansion, an external entity) or broken XML is refused before anything else reads it. lxml
 then holds the document, because it keeps what other programs wrote as they wrote it: namespace prefixes and
-where they are declared, attribute order, text and whitespace between elements, comments and the ``<?xpacket?>``
-wrapper. Editing only ever touches the properties of one namespace, so darktable's history, Adobe's ``crs:``
-settings and every other value serialise back unchanged; the only bytes that can change are line breaks inside
-a start tag (which become spaces), the order of ``xmlns`` declarations relative to other attributes, and the
-whitespace outside the root element.
+where they are declared, attribute order, text and whitespace between elements, comments, CDATA sections and the
+``<?xpacket?>`` wrapper; a file's Windows line ends (CRLF) are written back as such. Editing only ever touches the
+properties of one namespace, so darktable's history, Adobe's ``crs:`` settings and every other value serialise
+back unchanged; the only bytes that can change are line breaks inside a start tag (which become spaces), the order
+of ``xmlns`` declarations relative to other attributes, the whitespace outside the root element, character
+references (``&#x263A;`` is written as the character itself, which XML reads alike), and a file in another
+encoding than UTF-8 (UTF-16, Latin-1), which is written as UTF-8 with its declaration saying so.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def parse_packet(data: bytes, name: str) -> etree._ElementTree:
         raise SidecarError(f"{name}: refused, its XML declaration names an encoding that cannot be read ({e}); "
                            "XMP is written in UTF-8") from e
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                             remove_blank_text=False, remove_comments=False, remove_pis=False)
+                             remove_blank_text=False, remove_comments=False, remove_pis=False, strip_cdata=False)
     try:
         tree = etree.ElementTree(etree.fromstring(data, parser))
     except etree.XMLSyntaxError as e:
@@ -195,7 +197,7 @@ def replace_namespace(tree: etree._ElementTree, namespace: str, prefix: str, val
 
 def serialise(tree: etree._ElementTree, original: bytes | None = None) -> bytes:
     """The packet as UTF-8 bytes, keeping the original's XML declaration (if it had one), its encoding made
-    UTF-8 (what the bytes now are)."""
+    UTF-8 (what the bytes now are), and its line ends if they were CRLF."""
     # lxml drops the whitespace between top-level nodes: the xpacket wrapper goes back on lines of its own (and
     # nothing inside the root element, a comment say, is touched).
     root = tree.getroot()
@@ -211,9 +213,19 @@ def serialise(tree: etree._ElementTree, original: bytes | None = None) -> bytes:
         node = node.getnext()
     body = b"\n".join(etree.tostring(n, encoding="UTF-8", xml_declaration=False, with_tail=False)
                       for n in (*before, root, *after))
-    if original is not None and original.lstrip().startswith(b"<?xml"):
-        start = original.index(b"<?xml")
-        declaration = original[start:original.index(b"?>", start) + 2]
+    head = _as_ascii(original) if original is not None else b""
+    if head.lstrip().startswith(b"<?xml"):
+        start = head.index(b"<?xml")
+        declaration = head[start:head.index(b"?>", start) + 2]
         declaration = re.sub(rb"""encoding\s*=\s*(["'])[^"']*\1""", b'encoding="UTF-8"', declaration)
-        return declaration + b"\n" + body + b"\n"
-    return body + b"\n"
+        body = declaration + b"\n" + body
+    body += b"\n"
+    return body.replace(b"\n", b"\r\n") if b"\r\n" in head else body
+
+
+def _as_ascii(original: bytes) -> bytes:
+    """The start of a packet's bytes as ASCII text, where its XML declaration and line ends can be read: a UTF-16
+    file (by its byte-order mark) decoded, others as they are."""
+    if original[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return original.decode("utf-16", errors="replace").encode("ascii", errors="replace")
+    return original
