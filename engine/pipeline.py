@@ -29,7 +29,7 @@ import numpy as np
 from engine import kernels, tiling
 from engine.devices import check_device
 from engine.errors import OutputError, RecipeError
-from engine.io.source import Source, check_source_argument, open_source
+from engine.io.source import Source, check_sensor, check_source_argument, open_source
 from engine.orientation import Orientation, applied
 from engine.recipe import Recipe
 from engine.stage_cache import StageCache, stage_keys
@@ -160,6 +160,7 @@ def render(
     stages = [stage_for(name, recipe) for name in STAGE_ORDER]
     # Every stage's params are checked before any stage prepares (loads a model) or touches a pixel.
     params = {stage.name: stage.resolve_params(recipe) for stage in stages}
+    check_sensor(source)
     stages_dir = _stages_folder(stages_dir) if stages_dir is not None else None
     ctx.binning = binning(source, preview)
     keys = stage_keys(source, stages, params, recipe, device, preview) if cache is not None else None

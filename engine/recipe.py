@@ -142,6 +142,8 @@ def frozen(value: Any) -> Any:
         return FrozenList(value)
     if isinstance(value, tuple):
         return tuple(frozen(v) for v in value)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # a numpy number or array a script made
+        return frozen(value.tolist())  # is the number or list it stands for (JSON and the params' checks take those)
     return value
 
 

@@ -117,7 +117,8 @@ _SENSOR_DIGESTS: dict[int, str] = {}
 
 def sensor_digest(sensor: np.ndarray) -> str:
     """A digest of a sensor's pixels, computed once per array (about 30 ms for 18 MP): an array is taken as not
-    changed in place after it was opened, as the Source's documentation asks."""
+    changed in place after it was opened, as the Source's documentation asks (a changed copy, made with
+    ``dataclasses.replace``, is a new array and gets its own digest)."""
     key = id(sensor)
     digest = _SENSOR_DIGESTS.get(key)
     if digest is None:

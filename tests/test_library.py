@@ -265,3 +265,50 @@ def test_arguments_of_the_wrong_type_are_one_clear_error(tmp_path: Path, sample_
     raw_folder = sample_dng.parent
     result = engine.rerender_file(moved / "x.png", search=(folder for folder in [raw_folder]))  # a generator too
     assert result.output.exists()
+
+
+def test_extra_xmp_cannot_replace_the_recorded_recipe(tmp_path: Path, sample_dng: Path) -> None:
+    # a tester's script carried an older output's XMP forward: the TIFF recorded +3 EV over pixels rendered at 0
+    engine.render_file(sample_dng, tmp_path / "x.tif", engine.Recipe(exposure=0.0),
+                       engine.OutputOptions(long_edge=200),
+                       extra_xmp={"Xmp.hostplug.recipe": engine.Recipe(exposure=3.0).to_json(), "Xmp.xmp.Rating": "4"})
+    again = engine.rerender_file(tmp_path / "x.tif", {})
+    assert again.recipe.exposure == 0.0
+    assert np.array_equal(tifffile.imread(again.output), tifffile.imread(tmp_path / "x.tif"))
+
+
+def test_writing_an_empty_or_not_a_number_image_is_one_output_error(tmp_path: Path, sample_dng: Path) -> None:
+    import dataclasses
+
+    rendered = engine.render(engine.open(sample_dng), preview=100)
+    broken = rendered.pixels.copy()
+    broken[0, 0] = [np.nan, -np.inf, np.inf]
+    for pixels, says in ((rendered.pixels[50:50], "empty"), (broken, "3 values that are not numbers")):
+        for suffix in ("tif", "png", "jpg"):
+            with pytest.raises(engine.OutputError, match=says):
+                engine.write_image(dataclasses.replace(rendered, pixels=pixels), tmp_path / f"x.{suffix}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_source_made_in_code_with_arrays_the_stages_cannot_read_is_refused_in_one_line(sample_dng: Path) -> None:
+    import dataclasses
+
+    image = engine.open(Path(engine.__file__).parent / "samples" / "hostplug_colorchecker.dng")
+    rgb = np.random.default_rng(0).random((40, 60, 3)).astype(np.float32)
+    made = engine.Source(path=Path("made.png"), kind="rgb", sensor=rgb, black=np.zeros(3), white=np.ones(3),
+                         cfa=None, as_shot_neutral=np.ones(3), neutral_origin="code", calibration=None)
+    assert engine.render(made).pixels.dtype == np.float32
+    for sensor, says in (((rgb * 255).astype(np.uint8), "is uint8; a rgb Source's sensor is float32"),
+                         (np.where(rgb > 0.9, np.nan, rgb), "not numbers"), (rgb[..., :2], "has shape"),
+                         (rgb[:0], "has shape"), (rgb.astype(np.float64), "float64")):
+        with pytest.raises(engine.CorruptInputError, match=says):
+            engine.render(dataclasses.replace(made, sensor=sensor))
+    with pytest.raises(engine.CorruptInputError, match="H x W"):
+        engine.render(dataclasses.replace(image, sensor=image.sensor[..., None].repeat(3, axis=2)))  # a cfa
+
+
+def test_numpy_numbers_in_stage_params_are_the_numbers_they_stand_for(sample_dng: Path) -> None:
+    recipe = engine.Recipe(stages={"detail": engine.StageSettings(params={"amount": np.float32(50)}),
+                                   "white_balance": engine.StageSettings(params={"neutral": np.array([0.5, 1, 0.6])})})
+    assert engine.Recipe.from_json(recipe.to_json()) == recipe
+    assert engine.render(engine.open(sample_dng), recipe, preview=100).pixels.shape[1] == 100

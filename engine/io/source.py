@@ -73,6 +73,9 @@ class Source:
     For a raw, ``sensor`` holds the visible sensor data as stored (unsigned integers, uint16 for most cameras and
     uint8 for some LinearRaw DNGs; H x W for a mosaic or H x W x 3 for LinearRaw) and ``black``/``white`` its
     levels per colour channel; for an sRGB image it holds encoded float32 RGB in [0, 1] and ``kind`` is ``"rgb"``.
+    A render checks a Source made in code against this (:func:`check_sensor`). Its arrays are not to be
+    changed in place once it has been rendered: a :class:`engine.StageCache` knows them by identity; change a copy
+    (``dataclasses.replace(source, sensor=changed)``).
     """
 
     path: Path
@@ -197,6 +200,35 @@ def check_source_argument(source: object) -> None:
     """InputNotFoundError for what a script passes as a source that is neither a path nor an opened Source."""
     if not isinstance(source, (Source, str, os.PathLike)):
         raise InputNotFoundError(f"the source must be a path or what engine.open returns, not {type(source).__name__}")
+
+
+def check_sensor(source: Source) -> None:
+    """CorruptInputError for a Source (one made in code) whose sensor array is not of a kind the stages read: a
+    tester's uint8 RGB, NaN pixels and empty arrays failed deep inside the stages with numpy's own errors."""
+    problem = _sensor_problem(source)
+    if problem:
+        raise CorruptInputError(f"{source.path}: the Source's sensor {problem}")
+
+
+def _sensor_problem(source: Source) -> str:
+    """What is wrong with a Source's ``sensor`` for its ``kind`` (see :class:`Source`), or ""."""
+    sensor = source.sensor
+    if source.kind not in ("raw", "rgb"):
+        return f"belongs to a Source of kind {source.kind!r}; a Source's kind is 'raw' or 'rgb'"
+    if not isinstance(sensor, np.ndarray):
+        return f"must be a numpy array, not {type(sensor).__name__}"
+    shapes = ("H x W (a mosaic)" if source.cfa is not None else "H x W (a mosaic) or H x W x 3" if source.kind == "raw"
+              else "H x W x 3")
+    planes = sensor.ndim == 3 and sensor.shape[2] == 3
+    mosaic = sensor.ndim == 2 and source.kind == "raw"
+    if not (mosaic or planes and source.cfa is None) or 0 in sensor.shape:
+        return f"has shape {sensor.shape}; it must be {shapes}"
+    wanted = ("uint8", "uint16") if source.kind == "raw" else ("float32",)
+    if sensor.dtype.name not in wanted:
+        return f"is {sensor.dtype}; a {source.kind} Source's sensor is {' or '.join(wanted)}"
+    if sensor.dtype.kind == "f" and not (np.isfinite(sensor.min()) and np.isfinite(sensor.max())):
+        return "holds values that are not numbers (NaN) or infinite"
+    return ""
 
 
 def _only_an_image(head: bytes, file: Path) -> bool:

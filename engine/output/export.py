@@ -104,7 +104,8 @@ def write_image(rendered: Rendered, path: str | Path, options: OutputOptions | N
     """Write ``rendered`` to ``path`` with its ICC profile, the source's EXIF/GPS and its provenance XMP.
 
     ``extra_xmp`` adds pyexiv2 XMP keys, such as the rating, labels and keywords of the source's sidecar
-    (:func:`engine.xmp.sidecar.catalogue_xmp`). Returns the path written.
+    (:func:`engine.xmp.sidecar.catalogue_xmp`); it cannot replace the provenance (the recipe and source recorded
+    for a re-render), which describes these pixels. Returns the path written.
     """
     return _write_rendered(rendered, path, options, extra_xmp, hold=False)
 
@@ -121,7 +122,8 @@ def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions
         raise OptionError(f"extra_xmp must be a dict of XMP keys and values, not {type(extra_xmp).__name__}")
     options = checked_options(options)
     fmt, _bits = resolve_format(Path(path), options)
-    xmp = provenance_xmp(rendered) | output_xmp(options, rendered, fmt) | (extra_xmp or {})
+    # the provenance last: a script carrying an older output's XMP forward had its recipe recorded over this one's
+    xmp = output_xmp(options, rendered, fmt) | (extra_xmp or {}) | provenance_xmp(rendered)
     exif = with_position(rendered.source.exif, xmp)  # a sidecar's geotag is the photographer's: it wins
     return _write.write_image(rendered.pixels, path, options, exif=exif, xmp=xmp, hold=hold)
 

@@ -402,6 +402,11 @@ def write_image(
         raise OutputError(f"the pixels to write must be an H x W x 3 array, not {getattr(pixels, 'shape', pixels)!r}")
     if pixels.dtype.kind != "f":  # 8-bit values as they are would be written almost white
         raise OutputError(f"the pixels to write must be floats from 0 to 1, not {pixels.dtype}")
+    if 0 in pixels.shape:
+        raise OutputError(f"the pixels to write are empty ({pixels.shape[0]} x {pixels.shape[1]})")
+    if not (np.isfinite(pixels.min()) and np.isfinite(pixels.max())):  # NaN and -inf were written white
+        raise OutputError(f"the pixels to write hold {np.count_nonzero(~np.isfinite(pixels))} values that are not "
+                          "numbers (NaN) or infinite; nothing was written")
     path = Path(path)
     options = checked_options(options)
     check_target(path, options)
