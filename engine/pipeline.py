@@ -161,7 +161,7 @@ def render(
     # Every stage's params are checked before any stage prepares (loads a model) or touches a pixel.
     params = {stage.name: stage.resolve_params(recipe) for stage in stages}
     check_sensor(source)
-    stages_dir = _stages_folder(stages_dir) if stages_dir is not None else None
+    stages_dir = _stages_folder(stages_dir) if stages_dir else None  # "" is none, as engine.render_file takes it
     ctx.binning = binning(source, preview)
     keys = stage_keys(source, stages, params, recipe, device, preview) if cache is not None else None
     first, resumed = cache.resume(keys, ctx) if cache is not None and keys else (0, None)
