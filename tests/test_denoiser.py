@@ -578,6 +578,22 @@ def test_missing_weights_give_a_clear_error(private_weights: Path, sample_dng: P
     assert models.read_manifest()["denoise-mid3"].sha256 in str(error.value)
 
 
+def test_weights_damaged_or_removed_after_they_were_loaded_are_found_by_the_next_render(
+        private_weights: Path, sample_dng: Path) -> None:
+    # a tester's render service rendered on (exit 0) after a HOSTPLUG_WEIGHTS file was damaged, then removed:
+    # the network it had loaded was never checked against its file again
+    source = engine.open(sample_dng)
+    engine.render(source, LEARNED, preview=64)  # loaded and cached
+    data = bytearray(private_weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    private_weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="corrupt or was changed"):
+        engine.render(source, LEARNED, preview=64)
+    private_weights.unlink()
+    with pytest.raises(ModelError, match="missing"):
+        engine.render(source, LEARNED, preview=64)
+
+
 def test_a_process_without_torch_loads_the_network_beside_the_demosaic_to_the_same_pixels(
         sample_dng: Path, tmp_path: Path) -> None:
     """A cold process imports torch in a thread while the raw demosaics; the pixels are those of a process that

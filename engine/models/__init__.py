@@ -210,19 +210,33 @@ def load_state(name: str, weights_format: str = "torch") -> dict[str, Any]:
 
 
 # The one cache of loaded networks, by weights folder, model name, weights format (a model can have a torch and
-# a numpy form) and weights' hash: a daemon or service loads each model once, and again once it is retrained.
-_NETWORKS: dict[tuple[str, str, str, str], Any] = {}
+# a numpy form), weights' hash and the weights file's identity on disk: a daemon or service loads each model once,
+# and again once it is retrained or its file is changed.
+_NETWORKS: dict[tuple[str, str, str, str], tuple[tuple[int, int, int], Any]] = {}
 
 
 def build_network(name: str, build: Callable[..., Any]) -> Any:
     """A model's network, built by ``build(**architecture)`` from its manifest entry, with its verified weights
-    and in eval mode (cached until :func:`clear_cache`); ModelError naming the file when the weights are
-    missing, altered or do not fit. A builder whose ``weights_format`` is ``"numpy"`` gets numpy arrays."""
+    and in eval mode (cached until :func:`clear_cache`, or until its file changes); ModelError naming the file
+    when the weights are missing, altered or do not fit. A builder whose ``weights_format`` is ``"numpy"`` gets
+    numpy arrays."""
     # keyed by the weights' hash too: retraining into the same folder (a resident service) makes a new network
-    key = (str(weights_folder()), name, getattr(build, "weights_format", "torch"), entry(name).sha256)
-    if key not in _NETWORKS:
-        _NETWORKS[key] = _build_network(name, build, key[2])
-    return _NETWORKS[key]
+    e = entry(name)
+    key = (str(weights_folder()), name, getattr(build, "weights_format", "torch"), e.sha256)
+    on_disk = _file_identity(e.path)  # a file changed or removed since it was loaded is verified again: a
+    cached = _NETWORKS.get(key)  # tester's render service rendered on after a HOSTPLUG_WEIGHTS file was damaged
+    if cached is None or cached[0] != on_disk:
+        _NETWORKS[key] = (on_disk, _build_network(name, build, key[2]))
+    return _NETWORKS[key][1]
+
+
+def _file_identity(path: Path) -> tuple[int, int, int]:
+    """Inode, size and change time of a file, or zeros where it cannot be read (loading it then says why)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (status.st_ino, status.st_size, status.st_mtime_ns)
 
 
 def clear_cache() -> None:
