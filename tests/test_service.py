@@ -291,6 +291,48 @@ def test_stop(runtime: Path) -> None:
     assert client.stop() is None
 
 
+def test_status_and_stop_answer_for_a_running_service_whatever_hostplug_no_service_says(
+        runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a tester: with HOSTPLUG_NO_SERVICE set, --status and --stop called a healthy service "stopped or hung"
+    pid = start_service(runtime)["pid"]
+    monkeypatch.setenv(client.ENV_DISABLE, "1")
+    status = CliRunner().invoke(main, ["serve", "--status"])
+    assert status.exit_code == 0 and json.loads(status.stdout)["pid"] == pid
+    assert CliRunner().invoke(main, ["serve", "--stop"]).exit_code == 0
+    assert wait_for(lambda: not alive(pid), timeout=30)
+
+
+def test_a_service_asked_for_whose_folder_is_refused_is_one_note(runtime: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # a tester: with the service folder not the user's, --service and open rendered in-process without a word
+    monkeypatch.setattr(client, "_passed_by", None)
+    monkeypatch.setattr(client, "service_dir", lambda create=False: protocol.check_private_dir(runtime, uid=1)
+                        or runtime)
+    assert client.render("x.dng", "x.tif", start=True) is None
+    assert client.render("y.dng", "y.tif", start=True) is None  # said once
+    note = capsys.readouterr().err
+    assert note.count("hostplug: note:") == 1 and "belongs to uid" in note and "XDG_RUNTIME_DIR" in note
+    monkeypatch.setattr(client, "_passed_by", None)
+    assert client.render("x.dng", "x.tif", start=False) is None and capsys.readouterr().err == ""  # not asked for
+
+
+def test_an_open_stopped_by_ctrl_c_returns_once_the_services_partial_is_gone(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # a tester: a Ctrl-C on hostplug open exited while the service's hidden partial TIFF was still beside the raw
+    partial = tmp_path / ".o_hostplug.tif.f1bdbaad.part"
+
+    def interrupted(*args: object) -> None:
+        partial.write_bytes(b"half")
+        threading.Timer(0.3, partial.unlink).start()  # the service removes it once its client has gone
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client, "_or_here", interrupted)
+    monkeypatch.delenv(client.ENV_DISABLE, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        client.open_file(tmp_path / "o.ARW")
+    assert not partial.exists()
+
+
 def test_a_stop_read_after_its_client_gave_up_is_ignored(runtime: Path) -> None:
     # serve --stop against a stopped (SIGSTOP) service said it failed, and the service stopped once it went on
     pid = start_service(runtime)["pid"]

@@ -40,8 +40,13 @@ def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
     exposure, style or white balance, resumes after the last unchanged stage.
     See docs/service.md.
     """
+    import os
+
     from hostplug.service import client
 
+    # HOSTPLUG_NO_SERVICE keeps renders from using a service; this command is about the service itself (a tester's
+    # --status and --stop called a healthy service "stopped or hung" with it set)
+    os.environ.pop(client.ENV_DISABLE, None)
     if status or stop:
         click.echo(json.dumps(_ask("shutdown" if stop else "ping")))
         return

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -342,10 +343,15 @@ def _await_partials_gone(output: Path) -> None:
     the render's partial output: a script that copies the folder next must not find half a file."""
     from engine.output.publish import is_partial_of
 
+    _await_gone(output.parent, lambda name: is_partial_of(name, output.name))
+
+
+def _await_gone(folder: Path, partial: Callable[[str], bool]) -> None:
+    """Wait (PARTIAL_WAIT_S at most) until no name in ``folder`` is one of the ``partial`` names."""
     deadline = time.monotonic() + PARTIAL_WAIT_S
     while time.monotonic() < deadline:
         try:
-            if not any(is_partial_of(name, output.name) for name in os.listdir(output.parent or ".")):
+            if not any(partial(name) for name in os.listdir(folder or ".")):
                 return
         except OSError:
             return
@@ -370,7 +376,22 @@ def open_file(file: str | Path, search: tuple[str | Path, ...] = (), changes: di
     if disabled():
         return None
     args = {"file": str(file), "search": [str(p) for p in search], "changes": _jsonable(changes), "device": device}
-    return _or_here("open", args, start)
+    try:
+        return _or_here("open", args, start)
+    except BaseException as stop:
+        if not isinstance(stop, Exception):  # Ctrl-C: as render, nothing half-written left once this exits
+            _await_open_partials_gone(Path(file))
+        raise
+
+
+def _await_open_partials_gone(file: Path) -> None:
+    """:func:`_await_partials_gone` for ``hostplug open``, whose output is a TIFF beside the file named after it
+    (``IMG_hostplug.tif``, ``IMG_hostplug-2.tif``)."""
+    from engine.output.publish import PARTIAL_SUFFIX
+    from hostplug.handoff import OUTPUT_TAG
+
+    start = f".{file.stem}{OUTPUT_TAG}"
+    _await_gone(file.parent, lambda name: name.startswith(start) and name.endswith(PARTIAL_SUFFIX))
 
 
 # The service that did not answer this process: the rest of its renders are done here without asking it again
@@ -409,7 +430,11 @@ def _or_here(op: str, args: dict[str, Any], start: bool) -> dict[str, Any] | Non
                              f"instead ('kill {e.pid}' ends it, and the next command starts one like itself)\n")
             sys.stderr.flush()
         return None
-    except ServiceError:
+    except ServiceError as e:  # none running (when none was asked for), or its folder cannot be used
+        if start:  # asked for (--service, open, GIMP): say why every render pays the start-up
+            _passed_by = e
+            sys.stderr.write(f"hostplug: note: {e}; rendering in this process instead\n")
+            sys.stderr.flush()
         return None
 
 

@@ -115,9 +115,11 @@ def check_private_dir(folder: Path, uid: int | None = None) -> None:
         raise ServiceError(f"{folder} is a symbolic link, not a folder; not using it for the render service (remove "
                            "the link: the service makes the folder itself)")
     if not stat.S_ISDIR(info.st_mode):
-        raise ServiceError(f"{folder} is not a folder; not using it for the render service")
+        raise ServiceError(f"{folder} is not a folder; not using it for the render service (move it away: the "
+                           "service makes the folder itself)")
     if info.st_uid != uid:
-        raise ServiceError(f"{folder} belongs to uid {info.st_uid}, not {uid}; not using it for the render service")
+        raise ServiceError(f"{folder} belongs to uid {info.st_uid}, not {uid}; not using it for the render service "
+                           "(have it removed, or set XDG_RUNTIME_DIR to a private folder of your own)")
     if stat.S_IMODE(info.st_mode) != 0o700:
         try:
             os.chmod(folder, 0o700)
