@@ -258,7 +258,8 @@ class Recipe:
         unknown = sorted(set(values) - names)
         if unknown:
             raise RecipeError(f"unknown recipe setting {unknown[0]!r}")
-        stages = values.pop("stages", {}) or {}
+        stages = values.pop("stages", None)
+        stages = {} if stages is None else stages  # (an empty list is no object: refused below)
         if not isinstance(stages, Mapping):
             raise RecipeError("recipe 'stages' must be an object")
         if version < RECIPE_VERSION:

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import RecipeError
+from engine.errors import RecipeError, shown
 
 NATURAL = "natural"
 
@@ -66,23 +66,24 @@ def parse_style(spec: str) -> list[tuple[str, float]]:
     for raw in spec.split(","):
         term = raw.strip()
         if not term:
-            raise RecipeError(f"style {spec!r}: empty term; write NAME or NAME:WEIGHT, comma-separated")
+            raise RecipeError(f"style {shown(spec)}: empty term; write NAME or NAME:WEIGHT, comma-separated")
         name, sep, weight_text = term.partition(":")
         name = name.strip().lower()
         if name not in STYLES:
-            raise UnknownStyleError(f"unknown style {name!r}; known styles: {known_styles()}")
+            raise UnknownStyleError(f"unknown style {shown(name)}; known styles: {known_styles()}")
         try:
             weight = float(weight_text) if sep else 1.0
         except ValueError:
-            raise RecipeError(f"style {spec!r}: weight {weight_text.strip()!r} of {name!r} is not a number") from None
+            raise RecipeError(f"style {shown(spec)}: weight {shown(weight_text.strip())} of {shown(name)} "
+                              "is not a number") from None
         if not math.isfinite(weight) or weight < 0.0:
-            raise RecipeError(f"style {spec!r}: the weight of {name!r} must be a number >= 0")
+            raise RecipeError(f"style {shown(spec)}: the weight of {shown(name)} must be a number >= 0")
         terms[name] = terms.get(name, 0.0) + weight
     total = sum(terms.values())
     if total <= 0.0:
-        raise RecipeError(f"style {spec!r}: the weights add up to 0")
+        raise RecipeError(f"style {shown(spec)}: the weights add up to 0")
     if not math.isfinite(total):  # each weight finite, their sum not (1e308 twice): every share would be 0
-        raise RecipeError(f"style {spec!r}: the weights are too large; use shares such as 0.7 and 0.3")
+        raise RecipeError(f"style {shown(spec)}: the weights are too large; use shares such as 0.7 and 0.3")
     return [(name, weight / total) for name, weight in terms.items()]
 
 

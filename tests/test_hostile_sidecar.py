@@ -53,6 +53,7 @@ BAD_STAGES: dict[str, tuple[str, str]] = {
     "long-number": ('{"denoise":{"params":{"strength":1' + "0" * 5000 + "}}}", "a number far too long"),
     # a version of the learned denoiser's params, where a layout-1 sidecar's unnamed denoiser is the classical one
     "other-implementations-version": ('{"denoise":{"params":{"strength":0,"version":5}}}', "params version 5"),
+    "a-list": ("[]", "recipe 'stages' must be an object"),  # a traceback in a sidecar of an earlier layout
 }
 
 
@@ -271,3 +272,18 @@ def test_a_deeply_nested_packet_is_refused_saying_so() -> None:
     data = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">' + b"<a>" * 5000 + b"</a>" * 5000 + b"</x:xmpmeta>"
     with pytest.raises(SidecarError, match="nests XML elements more than 256 levels deep"):
         parse_packet(data, "IMG_0001.CR2.xmp")
+
+
+def test_a_long_style_and_a_setting_held_as_an_array_are_one_short_line(tmp_path: Path) -> None:
+    # a tester: a 5 MB hostplug:style was quoted whole (one line of megabytes), and an exposure written as an
+    # rdf:Bag was passed over without a word (the defaults rendered)
+    raw = tmp_path / "IMG_0001.dng"
+    shutil.copy(SAMPLE_DNG, raw)
+    raw.with_name("IMG_0001.dng.xmp").write_bytes(packet(extra=' hostplug:style="' + "a" * 100_000 + '"'))
+    result = hostplug("show", raw)
+    assert result.returncode == 4 and "unknown style 'aaa" in result.stderr and len(result.stderr) < 400
+    raw.with_name("IMG_0001.dng.xmp").write_bytes(packet().replace(
+        b"/>\n</rdf:RDF>", f'><hostplug:exposure xmlns:hostplug="{NS}"><rdf:Bag><rdf:li>2</rdf:li></rdf:Bag>'
+        "</hostplug:exposure></rdf:Description>\n</rdf:RDF>".encode()))
+    result = hostplug("show", raw)
+    assert result.returncode == 4 and "hostplug:exposure holds an array or structure" in result.stderr

@@ -17,7 +17,7 @@ import numpy as np
 
 from engine import operators_numpy as ops
 from engine.colour import LUMA
-from engine.errors import RecipeError
+from engine.errors import RecipeError, shown
 from engine.models.photofinish_numpy import CHROMA_SIZE, LTM_BINS, LTM_CELLS
 from engine.recipe import RANGES, Recipe
 from engine.stages.base import Context, Stage
@@ -232,7 +232,7 @@ class Photofinish(Stage):
     def check_style(self, style: str) -> None:
         """Refuse a style this implementation cannot render (the classical one knows only its own looks)."""
         if style not in CLASSICAL_LOOKS:
-            raise RecipeError(f"unknown style {style!r} for the classical photofinish; known styles: "
+            raise RecipeError(f"unknown style {shown(style)} for the classical photofinish; known styles: "
                               f"{', '.join(sorted(CLASSICAL_LOOKS))} (the learned implementation has more)")
 
     def prepare(self, params: PhotofinishParams, ctx: Context) -> dict[str, Any]:

@@ -131,6 +131,14 @@ def simple_properties(tree: etree._ElementTree, namespace: str) -> dict[str, str
     return values
 
 
+def structured_properties(tree: etree._ElementTree, namespace: str) -> list[str]:
+    """The local names of ``namespace``'s properties that hold an array or a structure (element form with elements
+    inside), which :func:`simple_properties` leaves out."""
+    return [_local(child.tag)[1] for description in descriptions(tree)
+            for child in description.iterchildren(etree.Element)
+            if _local(child.tag)[0] == namespace and len(child) > 0]
+
+
 def array_items(tree: etree._ElementTree, namespace: str, name: str) -> list[str]:
     """The items of an array property (rdf:Bag, rdf:Seq or rdf:Alt), or [] when it is absent."""
     tag = f"{{{namespace}}}{name}"

@@ -41,6 +41,7 @@ from engine.xmp.document import (
     replace_namespace,
     serialise,
     simple_properties,
+    structured_properties,
 )
 from engine.xmp.embedded import embedded_name, embedded_packet
 from engine.xmp.hints import (
@@ -89,9 +90,15 @@ def _read_packet(path: Path):
     return parse_packet(data, str(path)), data
 
 
-def _recipe_properties(tree: Any) -> dict[str, str]:
+def _recipe_properties(tree: Any, where: str) -> dict[str, str]:
     """Our namespace's properties that make a stored recipe: an output's own XMP (its provenance, copied into a
-    sidecar by a tool that extracts XMP) holds none of them."""
+    sidecar by a tool that extracts XMP) holds none of them. StoredSettingError for one that holds an array or a
+    structure: a tester's exposure written as an rdf:Bag was passed over, and the sidecar rendered with the
+    defaults without a word."""
+    structured = [name for name in structured_properties(tree, XMP_NS_URI) if name not in OUTPUT_PROPERTIES]
+    if structured:
+        raise StoredSettingError(f"{where}: hostplug:{structured[0]} holds an array or structure, not a value "
+                                 "(hostplug writes each setting as text); correct it or remove it")
     return {k: v for k, v in simple_properties(tree, XMP_NS_URI).items() if k not in OUTPUT_PROPERTIES}
 
 
@@ -138,7 +145,7 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     for index, (tree, where) in enumerate(packets):
         turn = turn or orientation(tree, where, exif)
         darktable = darktable or darktable_edits(tree, where)
-        ours = _recipe_properties(tree) if index < len(paths) else {}
+        ours = _recipe_properties(tree, where) if index < len(paths) else {}
         if ours and recipe is None:
             primary, recipe = paths[index], properties_to_recipe(ours, where)
         if not adobe:
