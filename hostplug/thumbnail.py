@@ -52,12 +52,14 @@ def _preview(raw_path: Path):
 
     from engine.errors import HostplugError
     from engine.io.bounded import pinned
+    from engine.io.limits import quiet_stderr
     from engine.io.probe import LIBRAW_FLIP
 
     if not raw_path.is_file():
         raise ThumbnailError(f"{raw_path}: " + ("is a folder" if raw_path.is_dir() else "no such file"), "missing")
     try:
-        with pinned(raw_path, "raw") as file, rawpy.imread(str(file)) as raw:  # any bytes in the name
+        # quiet: libjpeg's "Corrupt JPEG data" lines about a damaged tile went to stderr as render's do not
+        with pinned(raw_path, "raw") as file, quiet_stderr(), rawpy.imread(str(file)) as raw:  # any bytes in the name
             sizes = raw.sizes
             orientation = LIBRAW_FLIP.get(sizes.flip, 1)
             height, width = _picture_size(raw_path, sizes)

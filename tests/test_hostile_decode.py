@@ -124,7 +124,32 @@ def _cases() -> dict[str, tuple[bytes, str]]:
         "bomb.png": (png_bomb(12000, 12000), "12000 x 12000"),
         # tifffile logs a warning for this SubIFD offset past the end; only our line may reach stderr
         "subifd_past_end.dng": (dng_with({330: (13, 1, struct.pack("<I", 50_000_000))}), "truncated or damaged"),
+        # a tester's: LibRaw rendered both, with wrong colours and as a Bayer mosaic of noise, exit 0
+        "ifd0_past_end.dng": (uncompressed[:4] + struct.pack("<I", 0xFFFFFFF0) + uncompressed[8:],
+                              "damaged DNG: its TIFF structure cannot be read"),
+        "samples_zero.tif": (_rgb_tiff_with_no_samples(), "damaged TIFF"),
     }
+
+
+def _rgb_tiff_with_no_samples() -> bytes:
+    """A 16-bit RGB TIFF whose SamplesPerPixel says 0."""
+    import io
+
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((96, 128, 3), np.uint16))
+    data = bytearray(buffer.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        struct.pack_into("<H", data, tif.pages[0].tags[277].valueoffset, 0)
+    return bytes(data)
+
+
+def test_an_orientation_out_of_range_in_a_dng_is_normal(tmp_path: Path) -> None:
+    # a tester's Orientation 65535 rotated the render (LibRaw made it 7), where the DNG's checked value is 1
+    bad = tmp_path / "turned.dng"
+    bad.write_bytes(dng_with({274: shorts(65535)}))
+    assert engine.open(bad).orientation == 1
 
 
 def _nikon_opcode_count() -> bytes | None:

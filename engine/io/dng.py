@@ -55,7 +55,7 @@ class DngTags:
     black_level: np.ndarray | None = None
     white_level: np.ndarray | None = None
     noise_profile: np.ndarray | None = None
-    orientation: int = 1
+    orientation: int | None = None  # IFD0's Orientation (1 where out of range); None where there is none
     photometric: int = 0  # 32803 = CFA, 34892 = LinearRaw
     unique_camera_model: str = ""
     polynomial_maps: list[PolynomialMap] = field(default_factory=list)  # from OpcodeList2
@@ -332,16 +332,26 @@ _PICTURE_PHOTOMETRICS = frozenset({0, 1, 2, 3, 4, 5, 6, 8, 9, 10})
 def is_tiff_picture(file: Path) -> bool:
     """Whether ``file`` is a TIFF of a picture, not of a raw: LibRaw takes a 16-bit grey TIFF for a "flat" raw
     of a Bayer sensor, and renders it as one. A raw in a TIFF (an ARW, a Kodak or early Canon ``.TIF``) keeps a
-    preview first and its sensor data in another directory or a SubIFD, so every one is looked at."""
+    preview first and its sensor data in another directory or a SubIFD, so every one is looked at. A TIFF whose
+    first directory cannot be read at all is taken for a damaged picture (refused by the picture reader): LibRaw
+    rendered a tester's RGB TIFF with SamplesPerPixel 0 as a Bayer mosaic, colour noise, exit 0."""
     with quiet_tifffile():
         try:
-            with tifffile.TiffFile(file) as tif:
+            tif = tifffile.TiffFile(file)
+        except _NOT_READABLE:
+            with open(file, "rb") as f:
+                return f.read(4) in (b"II*\0", b"MM\0*")  # a damaged TIFF; or none at all, which LibRaw may know
+        with tif:
+            try:
                 first = tif.pages[0].aspage()
                 if 50706 in first.tags or int(first.photometric) not in _PICTURE_PHOTOMETRICS:
                     return False
+            except _NOT_READABLE:
+                return True
+            try:
                 return not any(int(page.photometric) not in _PICTURE_PHOTOMETRICS for page in _directories(tif))
-        except _NOT_READABLE:
-            return False
+            except _NOT_READABLE:
+                return False
 
 
 def _directories(tif: tifffile.TiffFile, limit: int = 64) -> Iterator[tifffile.TiffPage]:
@@ -367,14 +377,16 @@ def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
     with quiet_tifffile():
         try:
             tif = tifffile.TiffFile(file or path)
-        except _NOT_READABLE:
+        except _NOT_READABLE as e:
+            _refuse_if_named_dng(path, e)
             return None
         with tif:
             try:
                 ifd0 = tif.pages[0].aspage()
                 if 50706 not in ifd0.tags:  # DNGVersion
                     return None
-            except _NOT_READABLE:
+            except _NOT_READABLE as e:
+                _refuse_if_named_dng(path, e)
                 return None
             try:
                 raw = _raw_page(ifd0)
@@ -391,6 +403,15 @@ def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
             except Exception as e:  # noqa: BLE001 - any other failure reading the tags of a DNG is damage
                 raise CorruptInputError(f"{path}: damaged DNG: its tags cannot be read ({type(e).__name__}: "
                                         f"{_one_line(e)}); the file may be truncated or damaged") from e
+
+
+def _refuse_if_named_dng(path: Path, error: Exception) -> None:
+    """For a file whose TIFF structure tifffile cannot read: nothing (another format), unless it is named a DNG;
+    then it is a damaged one (CorruptInputError). A tester's DNG with its first directory's offset past the end went
+    to LibRaw unchecked and rendered with the wrong colours, exit 0; a damaged tag in it then passed too."""
+    if Path(path).suffix.lower() == ".dng":
+        raise CorruptInputError(f"{path}: damaged DNG: its TIFF structure cannot be read ({type(error).__name__}: "
+                                f"{_one_line(error)}); the file may be truncated or damaged") from error
 
 
 def _one_line(e: Exception) -> str:
@@ -519,8 +540,9 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
         tags.as_shot_neutral = neutral  # zeros: no as-shot white balance (see engine.io.source)
     tags.as_shot_white_xy = _white_xy(main)
     tags.baseline_exposure = main.number(50730, -BASELINE_EXPOSURE_MAX, BASELINE_EXPOSURE_MAX, default=0.0) or 0.0
-    orientation = ifd0.tags.valueof(274, 1)
-    tags.orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+    orientation = ifd0.tags.valueof(274, None)
+    if orientation is not None:  # LibRaw turned an out-of-range value (0, 9, 65535) into some rotation
+        tags.orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
     unique = ifd0.tags.valueof(50708, "")
     tags.unique_camera_model = unique.decode(errors="replace") if isinstance(unique, bytes) else str(unique)
     tags.photometric = image.integer(262, 0, 65535, default=0) or 0

@@ -134,8 +134,12 @@ def _refuse_tiff(path: Path, file: Path) -> None:
                      f"{page.samplesperpixel} samples a pixel"
     except UnsupportedInputError:
         raise
-    except Exception:  # noqa: BLE001 - not a TIFF tifffile reads either: the caller's message stands
-        return
+    except Exception as e:  # noqa: BLE001 - not a TIFF tifffile reads either
+        with open(file, "rb") as f:
+            if f.read(4) in (b"II*\0", b"MM\0*"):  # a TIFF header: a damaged TIFF, not another format
+                raise CorruptInputError(f"{path}: damaged TIFF: its image directory cannot be read "
+                                        f"({type(e).__name__}); the file may be truncated or damaged") from e
+        return  # the caller's message stands
     raise UnsupportedInputError(f"{path}: a TIFF of a layout hostplug does not read ({layout}); save it as an 8- "
                                 "or 16-bit RGB or grey TIFF")
 

@@ -375,7 +375,7 @@ def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> 
         as_shot_neutral=neutral,
         neutral_origin=neutral_origin,
         calibration=_calibration(raw, dng),
-        orientation=LIBRAW_FLIP.get(raw.sizes.flip, 1),
+        orientation=dng.orientation if dng and dng.orientation else LIBRAW_FLIP.get(raw.sizes.flip, 1),
         baseline_exposure=dng.baseline_exposure if dng else 0.0,
         noise_profile=dng.noise_profile if dng else None,
         camera=CameraInfo(
