@@ -67,7 +67,9 @@ def _read(path: Path, file: Path) -> tuple[np.ndarray, int]:
             if icc:
                 srgb = ImageCms.createProfile("sRGB")
                 rgb = ImageCms.profileToProfile(rgb, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb) or rgb
-            return np.asarray(rgb, dtype=np.float32) / 255.0, orientation
+            pixels = np.asarray(rgb, dtype=np.float32)
+            del rgb
+            return np.divide(pixels, np.float32(255.0), out=pixels), orientation  # in place, as above
     except (OSError, SyntaxError, ValueError, ArithmeticError, ImageCms.PyCMSError, Image.DecompressionBombError,
             struct.error, IndexError, KeyError, TypeError, MemoryError,
             RuntimeError) as e:  # imagecodecs' errors: RuntimeError
@@ -168,6 +170,10 @@ def _read_16bit(path: Path, file: Path) -> np.ndarray | None:
     elif suffix == ".png":
         import cv2
 
+        with open(file, "rb") as f:  # IHDR's bit depth: an 8-bit PNG is Pillow's, not decoded here first
+            head = f.read(25)
+            if head.startswith(b"\x89PNG\r\n\x1a\n") and head[24:25] in (b"\x01", b"\x02", b"\x04", b"\x08"):
+                return None
         with quiet_stderr():  # libpng prints its errors itself
             data = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
         if data is None:
@@ -180,4 +186,6 @@ def _read_16bit(path: Path, file: Path) -> np.ndarray | None:
     if data.ndim == 2:
         data = np.repeat(data[..., None], 3, axis=2)
     scale = 65535.0 if data.dtype == np.uint16 else 1.0
-    return np.ascontiguousarray(data[..., :3], dtype=np.float32) / scale
+    pixels = np.ascontiguousarray(data[..., :3], dtype=np.float32)
+    del data
+    return np.divide(pixels, np.float32(scale), out=pixels)  # in place: one float copy of a big image, not two
