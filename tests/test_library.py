@@ -312,3 +312,9 @@ def test_numpy_numbers_in_stage_params_are_the_numbers_they_stand_for(sample_dng
                                    "white_balance": engine.StageSettings(params={"neutral": np.array([0.5, 1, 0.6])})})
     assert engine.Recipe.from_json(recipe.to_json()) == recipe
     assert engine.render(engine.open(sample_dng), recipe, preview=100).pixels.shape[1] == 100
+
+
+def test_a_wrong_render_size_is_named_as_the_caller_named_it(tmp_path: Path, sample_dng: Path) -> None:
+    with pytest.raises(engine.RecipeError, match="render_size 'big'"):  # it said "preview 'big'"
+        engine.render_files(sample_dng, [(tmp_path / "x.tif", None)], render_size="big")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []

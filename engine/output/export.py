@@ -266,6 +266,10 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
             raise RecipeError(f"the recipe must be an engine.Recipe, not {type(recipe).__name__} "
                               "(Recipe.from_dict reads a dict)")
         check_source_argument(source)
+        if render_size not in ("by outputs", None) and (isinstance(render_size, bool) or not isinstance(
+                render_size, int) or render_size < 16):  # (engine.render would name it "preview")
+            raise RecipeError(f"render_size {render_size!r} is not a whole number of pixels from 16, None or "
+                              "'by outputs'")
         path = source.path if isinstance(source, Source) else Path(source)
         targets = [(check_output_path(target), checked_options(options)) for target, options in _pairs(outputs)]
         if not targets:
