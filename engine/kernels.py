@@ -431,69 +431,53 @@ def compress_gamut(img: np.ndarray, thresholds: np.ndarray, curves: np.ndarray, 
     _compress_gamut(img, thresholds, curves, np.float32(step), scales.astype(np.float32), np.float32(power))
 
 
-@njit(inline="always")
-def _boosted(grey, colour, k, to_rgb, y, out):  # pragma: no cover - compiled
-    """Linear RGB of the cube roots of cone responses ``grey + k colour``, brought to luminance ``y``, into ``out``;
-    whether it lies within [0, 1]."""
-    lms0 = (grey[0] + k * colour[0]) ** 3
-    lms1 = (grey[1] + k * colour[1]) ** 3
-    lms2 = (grey[2] + k * colour[2]) ** 3
-    for c in range(3):
-        out[c] = to_rgb[c, 0] * lms0 + to_rgb[c, 1] * lms1 + to_rgb[c, 2] * lms2
-    luminance = out[0] * np.float32(LUMA[0]) + out[1] * np.float32(LUMA[1]) + out[2] * np.float32(LUMA[2])
-    scale = y / max(luminance, np.float32(1e-6))
-    inside = True
-    for c in range(3):
-        out[c] *= scale
-        inside = inside and out[c] >= 0.0 and out[c] <= 1.0
-    return inside
-
-
 @njit(**_JIT)
-def _saturate(img, amount, to_lms, to_lab, from_lab, to_rgb, steps, out):  # pragma: no cover - compiled
-    """:func:`engine.operators_numpy.saturate`, a pixel at a time, the bisection included."""
+def _saturate(img, share, reach, to_lms, to_lab, from_lab, to_rgb, out):  # pragma: no cover - compiled
+    """:func:`engine.operators_numpy.saturate`, a pixel at a time: ``share`` of the way from each colour to its
+    Oklab chroma times ``reach`` (at its luminance), stopped at the gamut's edge."""
     h, w = img.shape[0], img.shape[1]
     for y in prange(h):
+        x = np.empty(3, np.float32)
         root = np.empty(3, np.float32)
-        grey = np.empty(3, np.float32)
-        colour = np.empty(3, np.float32)
-        rgb = np.empty(3, np.float32)
-        for x in range(w):
+        end = np.empty(3, np.float32)
+        for col in range(w):
             for c in range(3):
-                root[c] = (to_lms[c, 0] * max(img[y, x, 0], np.float32(0.0))
-                           + to_lms[c, 1] * max(img[y, x, 1], np.float32(0.0))
-                           + to_lms[c, 2] * max(img[y, x, 2], np.float32(0.0))) ** np.float32(1.0 / 3.0)
+                x[c] = min(max(img[y, col, c], np.float32(0.0)), np.float32(1.0))
+            for c in range(3):
+                root[c] = (to_lms[c, 0] * x[0] + to_lms[c, 1] * x[1] + to_lms[c, 2] * x[2]) ** np.float32(1.0 / 3.0)
             lightness = to_lab[0, 0] * root[0] + to_lab[0, 1] * root[1] + to_lab[0, 2] * root[2]
-            a = to_lab[1, 0] * root[0] + to_lab[1, 1] * root[1] + to_lab[1, 2] * root[2]
-            b = to_lab[2, 0] * root[0] + to_lab[2, 1] * root[1] + to_lab[2, 2] * root[2]
+            a = (to_lab[1, 0] * root[0] + to_lab[1, 1] * root[1] + to_lab[1, 2] * root[2]) * reach
+            b = (to_lab[2, 0] * root[0] + to_lab[2, 1] * root[1] + to_lab[2, 2] * root[2]) * reach
             for c in range(3):
-                grey[c] = from_lab[c, 0] * lightness
-                colour[c] = from_lab[c, 1] * a + from_lab[c, 2] * b
-            luminance = (img[y, x, 0] * np.float32(LUMA[0]) + img[y, x, 1] * np.float32(LUMA[1])
-                         + img[y, x, 2] * np.float32(LUMA[2]))
-            if not _boosted(grey, colour, amount, to_rgb, luminance, rgb):
-                low, high = np.float32(1.0), amount
-                for _ in range(steps):
-                    middle = (low + high) * np.float32(0.5)
-                    if _boosted(grey, colour, middle, to_rgb, luminance, rgb):
-                        low = middle
-                    else:
-                        high = middle
-                _boosted(grey, colour, low, to_rgb, luminance, rgb)
+                root[c] = (from_lab[c, 0] * lightness + from_lab[c, 1] * a + from_lab[c, 2] * b) ** 3
             for c in range(3):
-                out[y, x, c] = min(max(rgb[c], np.float32(0.0)), np.float32(1.0))
+                end[c] = to_rgb[c, 0] * root[0] + to_rgb[c, 1] * root[1] + to_rgb[c, 2] * root[2]
+            luminance = x[0] * np.float32(LUMA[0]) + x[1] * np.float32(LUMA[1]) + x[2] * np.float32(LUMA[2])
+            at_end = end[0] * np.float32(LUMA[0]) + end[1] * np.float32(LUMA[1]) + end[2] * np.float32(LUMA[2])
+            scale = luminance / max(at_end, np.float32(1e-6))
+            room = np.float32(1.0)  # of the move to x + share (end - x): where a channel would cross 0 or 1
+            for c in range(3):
+                move = share * (end[c] * scale - x[c])
+                if x[c] + move > 1.0:
+                    room = min(room, (np.float32(1.0) - x[c]) / move)
+                elif x[c] + move < 0.0:
+                    room = min(room, x[c] / -move)
+            for c in range(3):
+                moved = x[c] + max(room, np.float32(0.0)) * share * (end[c] * scale - x[c])
+                out[y, col, c] = min(max(moved, np.float32(0.0)), np.float32(1.0))
 
 
-def saturate(img: np.ndarray, amount: float, to_lms: np.ndarray, to_lab: np.ndarray, steps: int) -> np.ndarray:
-    """:func:`engine.operators_numpy.saturate` of ``img`` (H x W x 3 float32) with the colour space's matrices
-    (linear RGB to cone responses, their cube roots to Oklab) and ``steps`` of bisection."""
+def saturate(img: np.ndarray, share: float, reach: float, to_lms: np.ndarray, to_lab: np.ndarray) -> np.ndarray:
+    """:func:`engine.operators_numpy.saturate` of ``img`` (H x W x 3 float32): ``share`` of the way to the Oklab
+    chroma times ``reach``, with the colour space's matrices (linear RGB to cone responses, their cube roots to
+    Oklab)."""
     _check(img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.float32, "saturate",
            f"image {img.shape} {img.dtype}")
     _check(to_lms.shape == (3, 3) and to_lab.shape == (3, 3), "saturate", "matrices not 3 x 3")
     out = np.empty_like(img)
     f32 = np.float32
-    _saturate(img, f32(amount), to_lms.astype(f32), to_lab.astype(f32), np.linalg.inv(to_lab).astype(f32),
-              np.linalg.inv(to_lms).astype(f32), int(steps), out)
+    _saturate(img, f32(share), f32(reach), to_lms.astype(f32), to_lab.astype(f32), np.linalg.inv(to_lab).astype(f32),
+              np.linalg.inv(to_lms).astype(f32), out)
     return out
 
 

@@ -20,7 +20,7 @@ from engine.operators_numpy import (
     GUIDE_STOPS,
     LMS_ROOT_TO_OKLAB,
     MOVE_INSET,
-    SATURATE_STEPS,
+    SATURATE_REACH,
     SRGB_TO_LMS,
 )
 from engine.operators_numpy import tone_curve_midpoint as tone_curve_midpoint  # any number type: one copy
@@ -172,30 +172,18 @@ def towards_within_gamut(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor
 
 
 def saturate(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
-    """More saturation at each colour's own hue: :func:`engine.operators_numpy.saturate`, which says how and why
-    (here every pixel takes part in the bisection; rendering only, no gradient)."""
+    """More saturation at each colour's own hue: :func:`engine.operators_numpy.saturate`, which says how and why."""
     to_lms = torch.tensor(SRGB_TO_LMS, dtype=torch.float64, device=x.device)
     to_lab = torch.tensor(LMS_ROOT_TO_OKLAB, dtype=torch.float64, device=x.device)
     to_rgb, from_lab = torch.linalg.inv(to_lms).to(x.dtype), torch.linalg.inv(to_lab).to(x.dtype)
+    x = x.clamp(0.0, 1.0)
     lab = torch.einsum("ij,njhw->nihw", to_lab.to(x.dtype),
-                       torch.einsum("ij,njhw->nihw", to_lms.to(x.dtype), x.clamp(min=0.0)).pow(1 / 3))
-    grey = torch.einsum("ij,njhw->nihw", from_lab[:, :1], lab[:, :1])
-    colourful = torch.einsum("ij,njhw->nihw", from_lab[:, 1:], lab[:, 1:])
-    y = luminance(x)
-
-    def boosted(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb = torch.einsum("ij,njhw->nihw", to_rgb, (grey + k * colourful) ** 3)
-        rgb = rgb * (y / luminance(rgb).clamp(min=EPS))
-        return rgb, ((rgb >= 0.0) & (rgb <= 1.0)).all(dim=1, keepdim=True)
-
-    top = _per_image(amount).expand_as(y)
-    out, inside = boosted(top)
-    low, high = torch.ones_like(y), top
-    for _ in range(SATURATE_STEPS):
-        middle = (low + high) / 2.0
-        within = boosted(middle)[1]
-        low, high = torch.where(within, middle, low), torch.where(within, high, middle)
-    return torch.where(inside, out, boosted(low)[0]).clamp(0.0, 1.0)
+                       torch.einsum("ij,njhw->nihw", to_lms.to(x.dtype), x).pow(1 / 3))
+    lab = torch.cat([lab[:, :1], lab[:, 1:] * SATURATE_REACH], dim=1)
+    end = torch.einsum("ij,njhw->nihw", to_rgb, torch.einsum("ij,njhw->nihw", from_lab, lab) ** 3)
+    end = end * (luminance(x) / luminance(end).clamp(min=EPS))  # the same luminance all along the line
+    share = _per_image((amount - 1.0) / (SATURATE_REACH - 1.0))
+    return towards_within_gamut(x, x + share * (end - x)).clamp(0.0, 1.0)
 
 
 def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

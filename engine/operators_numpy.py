@@ -31,7 +31,7 @@ SRGB_TO_LMS = ((0.4122214708, 0.5363325363, 0.0514459929),
 LMS_ROOT_TO_OKLAB = ((0.2104542553, 0.7936177850, -0.0040720468),
                      (1.9779984951, -2.4285922050, 0.4505937099),
                      (0.0259040371, 0.7827717662, -0.8086757660))
-SATURATE_STEPS = 16  # bisection steps of a boost beyond the gamut: known to within (amount - 1) / 65536
+SATURATE_REACH = 2.0  # the Oklab chroma factor of the most saturation (+100), towards which every boost moves
 
 _F = np.float32
 
@@ -235,19 +235,23 @@ def towards_within_gamut(start: np.ndarray, end: np.ndarray) -> np.ndarray:
 
 
 def saturate(x: np.ndarray, amount: float) -> np.ndarray:
-    """More saturation (``amount`` >= 1): each colour's Oklab chroma times ``amount``, at its own hue and luminance,
-    or as far towards that as the gamut allows.
+    """More saturation (``amount`` from 1 to SATURATE_REACH) at each colour's own hue and luminance.
 
-    Scaling log-chromaticities instead (the chroma table, photofinish params before version 5) raises each
-    channel ratio to a power, which bends hues towards the primaries: at +100 a sky-cyan turned 11 degrees (CIELAB)
-    towards blue, an orange 9 towards red. Along Oklab's hue lines they stay within 2 degrees (Oklab hue). A colour
-    whose boost would leave the gamut gets the largest boost along that line that stays within it (found by
-    bisection, for those colours only), so more saturation never gives any colour back.
+    Each colour moves along the straight line (in linear RGB) from itself to its Oklab chroma times SATURATE_REACH
+    at its own hue, brought back to its luminance; ``amount`` says how far along (1: not at all, SATURATE_REACH:
+    the whole way), and the move stops at the gamut's edge. Luminance is the same all along the line, hue nearly
+    so (within 2 degrees, Oklab). Scaling log-chromaticities instead (the chroma table, photofinish params before
+    version 5) raises each channel ratio to a power, which bends hues towards the primaries: at +100 a sky-cyan
+    turned 11 degrees (CIELAB) towards blue, an orange 9 towards red. One line for every amount, and the gamut
+    convex along it, make more saturation never give colour back, and neighbouring colours move alike: a path of
+    constant hue in Oklab is curved, and a deep blue's touched the gamut's edge and came back in, so where it
+    stopped jumped between neighbours (a reviewer's ramp).
     """
     from engine import kernels  # loaded by the pipeline already; here, so importing this module loads no numba
 
-    return kernels.saturate(np.ascontiguousarray(x, dtype=_F), amount, np.asarray(SRGB_TO_LMS),
-                            np.asarray(LMS_ROOT_TO_OKLAB), SATURATE_STEPS)
+    share = (amount - 1.0) / (SATURATE_REACH - 1.0)
+    return kernels.saturate(np.ascontiguousarray(x, dtype=_F), share, SATURATE_REACH, np.asarray(SRGB_TO_LMS),
+                            np.asarray(LMS_ROOT_TO_OKLAB))
 
 
 def chroma_table_grid(size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -424,6 +424,23 @@ def test_more_saturation_keeps_each_colour_s_hue_and_luminance_and_stops_at_the_
     assert np.allclose(np_ops.saturate(x, 1.0), x, atol=1e-5)
 
 
+def test_more_saturation_never_gives_colour_back_and_neighbouring_colours_move_alike() -> None:
+    # a reviewer: a deep blue's constant-hue path touched the gamut's edge and came back in, so a bisection found
+    # either exit: +45 gave more chroma than +50, and a blue ramp jumped by 0.12 between neighbours
+    from engine import operators_numpy as np_ops
+
+    colours = np.random.default_rng(3).random((60, 60, 3)).astype(np.float32) ** 2.2
+    colours[0, 0] = (0.00090047, 0.01021343, 0.13320026)
+    before = _oklab_hue_chroma(colours)[1]
+    for amount in np.arange(1.05, 2.001, 0.05):
+        chroma = _oklab_hue_chroma(np_ops.saturate(colours, float(amount)))[1]
+        assert np.all(chroma >= before - 1e-6), amount
+        before = chroma
+    ramp = np.stack([np.full(400, 0.003), np.linspace(0.02, 0.035, 400), np.full(400, 0.3)], axis=-1)[None]
+    for amount in (1.5, 2.0):
+        assert np.abs(np.diff(np_ops.saturate(ramp.astype(np.float32), amount)[0], axis=0)).max() < 1e-3
+
+
 def test_saturation_keeps_the_sky_s_hue_in_a_render_and_version_14_recipes_keep_theirs(tmp_path: Path) -> None:
     from PIL import Image
 
