@@ -318,3 +318,23 @@ def test_a_wrong_render_size_is_named_as_the_caller_named_it(tmp_path: Path, sam
     with pytest.raises(engine.RecipeError, match="render_size 'big'"):  # it said "preview 'big'"
         engine.render_files(sample_dng, [(tmp_path / "x.tif", None)], render_size="big")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_a_floating_point_linear_raw_dng_renders(tmp_path: Path, dtype: type) -> None:
+    # a reviewer: the Source check took a raw's sensor for integers only, and refused the float16 LinearRaw DNGs
+    # that Lightroom's HDR and panorama merges write
+    def rationals(*values: float) -> list[int]:
+        return [int(part) for value in values for part in (round(value * 10000), 10000)]
+
+    rows, columns = np.mgrid[0:96, 0:128]
+    picture = np.stack([columns / 160 + 0.05, np.full(rows.shape, 0.3), rows / 120 + 0.05], axis=-1).astype(dtype)
+    tags = [(50706, "B", 4, (1, 4, 0, 0), True), (50708, "s", 0, "Float merge", True),
+            (50721, "2i", 9, rationals(0.8, -0.3, -0.05, -0.4, 1.2, 0.2, -0.1, 0.2, 0.6), True),
+            (50778, "H", 1, 21, True), (50728, "2I", 3, rationals(1, 1, 1), True), (50717, "I", 3, (1, 1, 1), True)]
+    path = tmp_path / "merge.dng"
+    tifffile.imwrite(path, picture, photometric=34892, extratags=tags, metadata=None)
+    source = engine.open(path)
+    assert source.sensor.dtype == dtype
+    pixels = engine.render(source, preview=64).pixels
+    assert np.isfinite(pixels).all() and pixels[..., 0].std() > 0.01  # the gradient, not a refusal

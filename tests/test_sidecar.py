@@ -85,6 +85,20 @@ def test_adobe_s_sidecar_name_is_read_only_where_it_is_no_other_raw_s(tmp_path: 
     assert find_sidecar(tmp_path / "IMG.dng") is None and find_sidecar(tmp_path / "IMG.ARW") == tmp_path / "IMG.xmp"
     assert find_sidecar(tmp_path / "B.CR2") is None and find_sidecar(tmp_path / "B.NEF") is None  # whose? no one's
     assert find_sidecar(tmp_path / "C.dng") == tmp_path / "C.xmp"  # a DNG alone keeps Adobe's name
+    (tmp_path / "C").mkdir()  # a reviewer's: a folder named like the stem took the DNG's own sidecar away
+    assert find_sidecar(tmp_path / "C.dng") == tmp_path / "C.xmp"
+
+
+def test_a_packet_holding_only_a_crop_leaves_the_hints_to_the_next_one(tmp_path: Path) -> None:
+    # a reviewer: a sidecar holding only Lightroom's crop hid the exposure of Adobe's sidecar after it
+    raw = tmp_path / "IMG.dng"
+    raw.write_bytes(b"")
+    crs = 'xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"'
+    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" {}/></rdf:RDF></x:xmpmeta>')
+    (tmp_path / "IMG.dng.xmp").write_text(packet.format(f'{crs} crs:HasCrop="True" crs:CropTop="0.1"'))
+    (tmp_path / "IMG.xmp").write_text(packet.format(f'{crs} crs:ProcessVersion="11.0" crs:Exposure2012="+1.50"'))
+    assert read_sidecar(raw).hints == {"exposure": 1.5}
 
 
 def test_darktable_duplicates_are_recognised(tmp_path: Path) -> None:

@@ -223,7 +223,8 @@ def _sensor_problem(source: Source) -> str:
     mosaic = sensor.ndim == 2 and source.kind == "raw"
     if not (mosaic or planes and source.cfa is None) or 0 in sensor.shape:
         return f"has shape {sensor.shape}; it must be {shapes}"
-    wanted = ("uint8", "uint16") if source.kind == "raw" else ("float32",)
+    # a raw as stored: integers, or the floats of a floating-point LinearRaw DNG (Lightroom's HDR merges)
+    wanted = ("uint8", "uint16", "float16", "float32") if source.kind == "raw" else ("float32",)
     if sensor.dtype.name not in wanted:
         return f"is {sensor.dtype}; a {source.kind} Source's sensor is {' or '.join(wanted)}"
     if sensor.dtype.kind == "f" and not (np.isfinite(sensor.min()) and np.isfinite(sensor.max())):

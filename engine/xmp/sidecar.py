@@ -45,6 +45,7 @@ from engine.xmp.document import (
 )
 from engine.xmp.embedded import embedded_name, embedded_packet
 from engine.xmp.hints import (
+    ADOBE_READ,
     DARKTABLE_LABELS,
     adobe_hints,
     adobe_settings,
@@ -88,6 +89,9 @@ def _read_packet(path: Path):
     if not data.strip():
         return empty_packet(), None
     return parse_packet(data, str(path)), data
+
+
+_HINTED = set(ADOBE_READ) - {"ProcessVersion"}  # the Adobe settings a render takes (as hints)
 
 
 def _recipe_properties(tree: Any, where: str) -> dict[str, str]:
@@ -148,8 +152,10 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
         ours = _recipe_properties(tree, where) if index < len(paths) else {}
         if ours and recipe is None:
             primary, recipe = paths[index], properties_to_recipe(ours, where)
-        if not adobe:
-            adobe, adobe_from = adobe_settings(tree), where
+        if not set(adobe) & _HINTED:  # the first packet with settings a render takes (not a crop alone)
+            found = adobe_settings(tree)
+            if found and (set(found) & _HINTED or not adobe):
+                adobe, adobe_from = found, where
         stars = stars if stars is not None else rating(tree)
         labels = labels or colour_labels(tree)
         words = words or keywords(tree)

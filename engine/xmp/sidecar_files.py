@@ -85,7 +85,8 @@ def _adobe_name_is_its_own(raw: Path) -> bool:
     is the camera raw's (Lightroom writes a DNG's edit into the DNG); where other raws share it, it is no one's."""
     from engine.io.formats import RAW_SUFFIXES
 
-    if _present(raw.with_name(raw.stem)):  # A.ARW beside A.ARW.dng: A.ARW.xmp is A.ARW's own sidecar
+    owner = raw.with_name(raw.stem)  # A.ARW beside A.ARW.dng: A.ARW.xmp is A.ARW's own sidecar
+    if owner.suffix.lower() in RAW_SUFFIXES and owner.is_file():  # (a folder IMG_0001 beside IMG_0001.dng is not)
         return False
     others = [raw.with_name(raw.stem + suffix) for lower in sorted(RAW_SUFFIXES) for suffix in (lower, lower.upper())
               if raw.stem + suffix != raw.name]
