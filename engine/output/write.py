@@ -465,7 +465,7 @@ def publish_held(partial: Path, path: Path, overwrite: bool) -> None:
         publish(partial, path, overwrite)
     except FileExistsError:
         raise OutputTakenError(f"{path} appeared while this render ran (another render of the same name?); pass "
-                               "--overwrite to replace it") from None
+                               "--overwrite to replace it (from Python: OutputOptions(overwrite=True))") from None
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
     drop_held(partial)  # after a hard link the partial name is a second name of the output
