@@ -66,9 +66,13 @@ caching.Cache.save_overload = _save_if_there_is_room(caching.Cache.save_overload
 
 _JIT: dict[str, bool] = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
 _PLAIN: dict[str, bool] = {"cache": True}
+# parallel without fastmath: IEEE arithmetic, so that a process that compiled the kernel and one that loaded it from
+# the cache give the same bits (with fastmath the render service's saturation differed by 1/65535 in 207 pixels)
+_EXACT: dict[str, bool] = {"parallel": True, "cache": True, "nogil": True}
 if DEBUG_KERNELS:
     _JIT.update(cache=False, boundscheck=True)
     _PLAIN.update(cache=False, boundscheck=True)
+    _EXACT.update(cache=False, boundscheck=True)
 
 
 def set_threads(threads: int) -> None:
@@ -431,10 +435,13 @@ def compress_gamut(img: np.ndarray, thresholds: np.ndarray, curves: np.ndarray, 
     _compress_gamut(img, thresholds, curves, np.float32(step), scales.astype(np.float32), np.float32(power))
 
 
-@njit(**_JIT)
-def _saturate(img, share, reach, to_lms, to_lab, from_lab, to_rgb, out):  # pragma: no cover - compiled
-    """:func:`engine.operators_numpy.saturate`, a pixel at a time: ``share`` of the way from each colour to its
-    Oklab chroma times ``reach`` (at its luminance), stopped at the gamut's edge."""
+@njit(**_EXACT)
+def _saturate(img, amount, reach, to_lms, to_lab, from_lab, to_rgb, out):  # pragma: no cover - compiled
+    """:func:`engine.operators_numpy.saturate`, a pixel at a time: each colour's Oklab chroma times ``amount`` (below
+    1), or part of the way to its chroma times ``reach`` (above), at its luminance and within the gamut."""
+    more = amount > 1.0
+    share = (amount - np.float32(1.0)) / (reach - np.float32(1.0))
+    factor = reach if more else amount
     h, w = img.shape[0], img.shape[1]
     for y in prange(h):
         x = np.empty(3, np.float32)
@@ -446,8 +453,8 @@ def _saturate(img, share, reach, to_lms, to_lab, from_lab, to_rgb, out):  # prag
             for c in range(3):
                 root[c] = (to_lms[c, 0] * x[0] + to_lms[c, 1] * x[1] + to_lms[c, 2] * x[2]) ** np.float32(1.0 / 3.0)
             lightness = to_lab[0, 0] * root[0] + to_lab[0, 1] * root[1] + to_lab[0, 2] * root[2]
-            a = (to_lab[1, 0] * root[0] + to_lab[1, 1] * root[1] + to_lab[1, 2] * root[2]) * reach
-            b = (to_lab[2, 0] * root[0] + to_lab[2, 1] * root[1] + to_lab[2, 2] * root[2]) * reach
+            a = (to_lab[1, 0] * root[0] + to_lab[1, 1] * root[1] + to_lab[1, 2] * root[2]) * factor
+            b = (to_lab[2, 0] * root[0] + to_lab[2, 1] * root[1] + to_lab[2, 2] * root[2]) * factor
             for c in range(3):
                 root[c] = (from_lab[c, 0] * lightness + from_lab[c, 1] * a + from_lab[c, 2] * b) ** 3
             for c in range(3):
@@ -455,6 +462,10 @@ def _saturate(img, share, reach, to_lms, to_lab, from_lab, to_rgb, out):  # prag
             luminance = x[0] * np.float32(LUMA[0]) + x[1] * np.float32(LUMA[1]) + x[2] * np.float32(LUMA[2])
             at_end = end[0] * np.float32(LUMA[0]) + end[1] * np.float32(LUMA[1]) + end[2] * np.float32(LUMA[2])
             scale = luminance / max(at_end, np.float32(1e-6))
+            if not more:  # less: the point itself (inside the gamut but for rounding: 0.0006 at most)
+                for c in range(3):
+                    out[y, col, c] = min(max(end[c] * scale, np.float32(0.0)), np.float32(1.0))
+                continue
             room = np.float32(1.0)  # of the move to x + share (end - x): where a channel would cross 0 or 1
             for c in range(3):
                 move = share * (end[c] * scale - x[c])
@@ -467,16 +478,15 @@ def _saturate(img, share, reach, to_lms, to_lab, from_lab, to_rgb, out):  # prag
                 out[y, col, c] = min(max(moved, np.float32(0.0)), np.float32(1.0))
 
 
-def saturate(img: np.ndarray, share: float, reach: float, to_lms: np.ndarray, to_lab: np.ndarray) -> np.ndarray:
-    """:func:`engine.operators_numpy.saturate` of ``img`` (H x W x 3 float32): ``share`` of the way to the Oklab
-    chroma times ``reach``, with the colour space's matrices (linear RGB to cone responses, their cube roots to
-    Oklab)."""
+def saturate(img: np.ndarray, amount: float, reach: float, to_lms: np.ndarray, to_lab: np.ndarray) -> np.ndarray:
+    """:func:`engine.operators_numpy.saturate` of ``img`` (H x W x 3 float32) by ``amount`` (0 to ``reach``), with
+    the colour space's matrices (linear RGB to cone responses, their cube roots to Oklab)."""
     _check(img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.float32, "saturate",
            f"image {img.shape} {img.dtype}")
     _check(to_lms.shape == (3, 3) and to_lab.shape == (3, 3), "saturate", "matrices not 3 x 3")
     out = np.empty_like(img)
     f32 = np.float32
-    _saturate(img, f32(share), f32(reach), to_lms.astype(f32), to_lab.astype(f32), np.linalg.inv(to_lab).astype(f32),
+    _saturate(img, f32(amount), f32(reach), to_lms.astype(f32), to_lab.astype(f32), np.linalg.inv(to_lab).astype(f32),
               np.linalg.inv(to_lms).astype(f32), out)
     return out
 

@@ -179,11 +179,13 @@ def saturate(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
     x = x.clamp(0.0, 1.0)
     lab = torch.einsum("ij,njhw->nihw", to_lab.to(x.dtype),
                        torch.einsum("ij,njhw->nihw", to_lms.to(x.dtype), x).pow(1 / 3))
-    lab = torch.cat([lab[:, :1], lab[:, 1:] * SATURATE_REACH], dim=1)
+    more = _per_image(amount) > 1.0
+    factor = torch.where(more, torch.full_like(_per_image(amount), SATURATE_REACH), _per_image(amount))
+    lab = torch.cat([lab[:, :1], lab[:, 1:] * factor], dim=1)
     end = torch.einsum("ij,njhw->nihw", to_rgb, torch.einsum("ij,njhw->nihw", from_lab, lab) ** 3)
     end = end * (luminance(x) / luminance(end).clamp(min=EPS))  # the same luminance all along the line
     share = _per_image((amount - 1.0) / (SATURATE_REACH - 1.0))
-    return towards_within_gamut(x, x + share * (end - x)).clamp(0.0, 1.0)
+    return torch.where(more, towards_within_gamut(x, x + share * (end - x)), end).clamp(0.0, 1.0)
 
 
 def gamma(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -235,22 +235,24 @@ def towards_within_gamut(start: np.ndarray, end: np.ndarray) -> np.ndarray:
 
 
 def saturate(x: np.ndarray, amount: float) -> np.ndarray:
-    """More saturation (``amount`` from 1 to SATURATE_REACH) at each colour's own hue and luminance.
+    """Saturation at each colour's own hue and luminance: ``amount`` from 0 (black and white) through 1 (the
+    identity) to SATURATE_REACH.
 
-    Each colour moves along the straight line (in linear RGB) from itself to its Oklab chroma times SATURATE_REACH
-    at its own hue, brought back to its luminance; ``amount`` says how far along (1: not at all, SATURATE_REACH:
-    the whole way), and the move stops at the gamut's edge. Luminance is the same all along the line, hue nearly
-    so (within 2 degrees, Oklab). Scaling log-chromaticities instead (the chroma table, photofinish params before
-    version 5) raises each channel ratio to a power, which bends hues towards the primaries: at +100 a sky-cyan
-    turned 11 degrees (CIELAB) towards blue, an orange 9 towards red. One line for every amount, and the gamut
-    convex along it, make more saturation never give colour back, and neighbouring colours move alike: a path of
-    constant hue in Oklab is curved, and a deep blue's touched the gamut's edge and came back in, so where it
-    stopped jumped between neighbours (a reviewer's ramp).
+    Less saturation multiplies each colour's Oklab chroma by ``amount``, brought back to its luminance; mixing it
+    with its grey in linear RGB instead (photofinish params 2 to 4) turned an orange 11 degrees (Oklab) towards red
+    and a blue stage light 9 towards purple at -60. More moves each colour along the straight line (in linear RGB)
+    from itself to its Oklab chroma times SATURATE_REACH at its own hue, brought back to its luminance; ``amount``
+    says how far along (SATURATE_REACH: the whole way), and the move stops at the gamut's edge. Luminance is the
+    same all along the line, hue nearly so (within 3 degrees, Oklab). Scaling log-chromaticities instead (the
+    chroma table, photofinish params before version 5) raises each channel ratio to a power, which bends hues
+    towards the primaries: at +100 a sky-cyan turned 11 degrees (CIELAB) towards blue, an orange 9 towards red. One
+    line for every amount, and the gamut convex along it, make more saturation never give colour back, and
+    neighbouring colours move alike: a path of constant hue in Oklab is curved, and a deep blue's touched the
+    gamut's edge and came back in, so where it stopped jumped between neighbours (a reviewer's ramp).
     """
     from engine import kernels  # loaded by the pipeline already; here, so importing this module loads no numba
 
-    share = (amount - 1.0) / (SATURATE_REACH - 1.0)
-    return kernels.saturate(np.ascontiguousarray(x, dtype=_F), share, SATURATE_REACH, np.asarray(SRGB_TO_LMS),
+    return kernels.saturate(np.ascontiguousarray(x, dtype=_F), amount, SATURATE_REACH, np.asarray(SRGB_TO_LMS),
                             np.asarray(LMS_ROOT_TO_OKLAB))
 
 
@@ -288,7 +290,7 @@ def check_pinned(operators: Any) -> None:
     if not isinstance(operators.get("stop_at_gamut", False), bool):
         raise RecipeError("photofinish operator 'stop_at_gamut' is not true or false")
     checks = {**PINNED_SHAPES, **({"colour": ((), (0.0, 1.0))} if "colour" in operators else {}),
-              **({"saturation": ((), (1.0, 2.0))} if "saturation" in operators else {}),
+              **({"saturation": ((), (0.0, SATURATE_REACH))} if "saturation" in operators else {}),
               **({"local_tone_held": PINNED_SHAPES["local_tone"]} if "local_tone_held" in operators else {})}
     for name, (shape, (low, high)) in checks.items():
         if name not in operators:

@@ -422,6 +422,17 @@ def test_more_saturation_keeps_each_colour_s_hue_and_luminance_and_stops_at_the_
         blue_of_yellow.append(out[0, 7, 2])
     assert srgb_encode(np.array(blue_of_yellow)).max() < 2 / 255  # the yellow reaches the edge; no blue comes back
     assert np.allclose(np_ops.saturate(x, 1.0), x, atol=1e-5)
+    for amount in (0.7, 0.4):  # less: a tester's -60 turned an orange 11 degrees towards red, a blue towards purple
+        out = np_ops.saturate(x, amount)
+        assert np.allclose(ops.saturate(nchw(x), torch.tensor([amount]))[0].permute(1, 2, 0).numpy(), out,
+                           atol=1e-5)
+        new_hue, new_chroma = _oklab_hue_chroma(out)
+        coloured = chroma > 0.02
+        assert np.abs((new_hue - hue + 180.0) % 360.0 - 180.0)[coloured].max() < 1.0, amount
+        assert np.allclose(new_chroma[coloured] / chroma[coloured], amount, rtol=0.05), amount
+        assert np.allclose(np_ops.luminance(out), np_ops.luminance(x), atol=1e-5)
+    grey = np_ops.saturate(x, 0.0)
+    assert np.abs(grey - np_ops.luminance(x)[..., None]).max() < 1e-5  # -100: black and white, luminance kept
 
 
 def test_more_saturation_never_gives_colour_back_and_neighbouring_colours_move_alike() -> None:
@@ -463,6 +474,7 @@ def test_saturation_keeps_the_sky_s_hue_in_a_render_and_version_14_recipes_keep_
 
     plain = hues(Recipe())
     assert turn(Recipe(saturation=100)) < 3.0 and turn(Recipe(saturation=100, style="vivid")) < 12.0
+    assert turn(Recipe(saturation=-60)) < 3.0 and turn(Recipe.from_dict({"version": 14, "saturation": -60})) > 5.0
     assert turn(Recipe.from_dict({"version": 14, "saturation": 100})) > 5.0  # as version 14 rendered
     sidecar = properties_to_recipe({"schemaVersion": "14", "saturation": "100"}, "IMG.png.xmp")  # layout 14
     assert turn(sidecar) == turn(Recipe.from_dict({"version": 14, "saturation": 100}))

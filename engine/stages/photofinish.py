@@ -188,14 +188,15 @@ def split_saturation(saturation: float, around_luminance: bool = True, keep_hue:
     Less saturation scales each pixel's colour around its own luminance (``colour``), so -100 is black and white
     for every colour. The chroma table reaches only chromaticities within its range (``CHROMA_RANGE``): a colour
     beyond it, a yellow flower or a red stage light, kept most of its colour at -100 when version 1 params
-    desaturated in the table alone (``around_luminance=False``). More saturation scales each colour's Oklab chroma
-    at its own hue (:func:`engine.operators_numpy.saturate`); params before version 5 scaled it in the table
-    (``keep_hue=False``), which bent hues towards the primaries.
+    desaturated in the table alone (``around_luminance=False``). Since params version 5 saturation, less and more,
+    scales each colour's Oklab chroma at its own hue (:func:`engine.operators_numpy.saturate`, ``keep_hue``);
+    before, more saturation scaled it in the table, which bent hues towards the primaries, and less mixed each
+    colour with its grey in linear RGB (``colour``), which bent oranges towards red and blues towards purple.
     """
+    if keep_hue and saturation:
+        return SaturationSplit(0.0, saturate=1.0 + saturation / 100.0)
     if around_luminance and saturation < 0.0:
         return SaturationSplit(0.0, colour=1.0 + saturation / 100.0)
-    if keep_hue and saturation > 0.0:
-        return SaturationSplit(0.0, saturate=1.0 + saturation / 100.0)
     return SaturationSplit(saturation)
 
 
