@@ -83,8 +83,10 @@ def test_adjustments_go_on_top_of_the_prediction(low: np.ndarray) -> None:
     assert brighter["gain_ev"] == pytest.approx(base["gain_ev"] + 1.0, abs=1e-4)
     assert brighter["tone"] == base["tone"] and brighter["chroma"] == base["chroma"]
     grey = stage.operators_for(PhotofinishParams(style="vivid", saturation=-100), low)
-    assert grey["colour"] == 0.0 and grey["chroma"] == base["chroma"]  # all colour removed, around luminance
-    table_grey = stage.operators_for(PhotofinishParams(style="vivid", saturation=-100,
+    assert grey["saturation"] == 0.0 and grey["chroma"] == base["chroma"]  # all colour removed, at each hue
+    mixed = stage.operators_for(PhotofinishParams(style="vivid", saturation=-100, saturation_keeps_hue=False), low)
+    assert mixed["colour"] == 0.0 and "saturation" not in mixed  # versions 2 to 4: around luminance
+    table_grey = stage.operators_for(PhotofinishParams(style="vivid", saturation=-100, saturation_keeps_hue=False,
                                                        saturation_around_luminance=False), low)  # version 1
     assert np.abs(np.asarray(table_grey["chroma"]) + np.asarray(_node_chroma(len(grey["chroma"][0][0])))).max() < 1e-3
     shadows = stage.operators_for(PhotofinishParams(style="vivid", shadows=60), low)
