@@ -586,34 +586,33 @@ def test_a_lossy_dng_that_renders_takes_an_edit(tmp_path: Path) -> None:
 def test_an_older_lightroom_process_gives_its_exposure_and_names_what_is_not_rendered(tmp_path: Path,
                                                                                   sample_dng: Path) -> None:
     # a PV2010 sidecar's +1.5 EV and +25 contrast were dropped without a word
-    raw = tmp_path / "A.dng"
-    raw.write_bytes(sample_dng.read_bytes())
-    (tmp_path / "A.xmp").write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" '
-        'crs:HasSettings="True" crs:ProcessVersion="5.7" crs:Exposure="+1.50" crs:Contrast="+25" '
-        'crs:Brightness="+50"/></rdf:RDF></x:xmpmeta>')
-    shown = json.loads(hostplug("show", raw, "--json").stdout)
+    shown, text = _shown_with_adobe(tmp_path, sample_dng, 'crs:HasSettings="True" crs:ProcessVersion="5.7" '
+                                    'crs:Exposure="+1.50" crs:Contrast="+25" crs:Brightness="+50"')
     assert shown["hints"] == {"exposure": 1.5}
     assert shown["adobe_unused"] == ["crs:Contrast=+25", "crs:Brightness=+50"]
-    assert "not used:   crs:Contrast=+25, crs:Brightness=+50" in hostplug("show", raw).stdout
+    assert "not used:   crs:Contrast=+25, crs:Brightness=+50" in text
+
+
+def _shown_with_adobe(folder: Path, sample_dng: Path, crs: str) -> tuple[dict, str]:
+    """``show --json`` and ``show`` of a copy of the sample DNG beside an Adobe sidecar holding ``crs``."""
+    raw = folder / "A.dng"
+    raw.write_bytes(sample_dng.read_bytes())
+    (folder / "A.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" {crs}/>'
+        '</rdf:RDF></x:xmpmeta>')
+    return json.loads(hostplug("show", raw, "--json").stdout), hostplug("show", raw).stdout
 
 
 def test_a_lightroom_crop_and_other_edits_hostplug_does_not_render_are_named(tmp_path: Path, sample_dng: Path) -> None:
     # a tester's Lightroom crop (and clarity, dehaze) were dropped without a word: show listed nothing unused
-    raw = tmp_path / "N.dng"
-    raw.write_bytes(sample_dng.read_bytes())
-    (tmp_path / "N.xmp").write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" '
-        'crs:ProcessVersion="11.0" crs:Exposure2012="+0.5" crs:HasCrop="True" crs:CropTop="0.1" crs:CropLeft="0.1" '
-        'crs:CropBottom="0.5" crs:CropRight="0.9" crs:Clarity2012="+40" crs:Dehaze="+30" crs:Texture="0" '
-        'crs:HueAdjustmentRed="+5" crs:ConvertToGrayscale="False"/></rdf:RDF></x:xmpmeta>')
-    shown = json.loads(hostplug("show", raw, "--json").stdout)
+    shown, text = _shown_with_adobe(
+        tmp_path, sample_dng, 'crs:ProcessVersion="11.0" crs:Exposure2012="+0.5" crs:HasCrop="True" crs:CropTop="0.1" '
+        'crs:CropLeft="0.1" crs:CropBottom="0.5" crs:CropRight="0.9" crs:Clarity2012="+40" crs:Dehaze="+30" '
+        'crs:Texture="0" crs:HueAdjustmentRed="+5" crs:ConvertToGrayscale="False"')
     assert shown["hints"] == {"exposure": 0.5}
     assert shown["adobe_unused"] == ["crs:HasCrop=True (top 0.1, left 0.1, bottom 0.5, right 0.9)",
                                      "crs:Clarity2012=+40", "crs:Dehaze=+30", "crs:HueAdjustmentRed=+5"]
-    text = hostplug("show", raw).stdout
     assert "not used:   crs:HasCrop=True" in text and "does not render" in text and "before 2012" not in text
 
 
