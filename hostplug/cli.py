@@ -13,6 +13,7 @@ import gc
 import importlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -96,7 +97,8 @@ class HostplugGroup(click.Group):
                 e.show()
                 raise SystemExit(e.exit_code) from None
             where = e.ctx.command_path if e.ctx is not None else "hostplug"
-            fail(f"{e.format_message()} (see: {where} --help)", e.exit_code)
+            given = list(args) if args is not None else sys.argv[1:]
+            fail(f"{e.format_message()}{_from_environment(e, given)} (see: {where} --help)", e.exit_code)
         except click.ClickException as e:
             fail(e.format_message(), e.exit_code)
         except click.Abort:
@@ -156,6 +158,17 @@ def _check_current_folder() -> None:
         os.getcwd()
     except FileNotFoundError:
         fail("the current folder no longer exists (deleted or moved away); cd into a folder that does", 2)
+
+
+def _from_environment(error: click.UsageError, args: list[str]) -> str:
+    """Where a bad value came from when it was not the command line: a tester's HOSTPLUG_SERVICE_CACHE_MB=xyz was
+    reported as a bad --cache-mb, an option they had not given."""
+    param = getattr(error, "param", None)
+    envvar = getattr(param, "envvar", None)
+    names = [envvar] if isinstance(envvar, str) else list(envvar or [])
+    set_there = [name for name in names if os.environ.get(name)]
+    given = any(arg == opt or arg.startswith(opt + "=") for arg in args for opt in getattr(param, "opts", []))
+    return f" (from the environment variable {set_there[0]})" if set_there and not given else ""
 
 
 @click.group(cls=HostplugGroup, context_settings={"help_option_names": ["-h", "--help"]})

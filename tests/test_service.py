@@ -1138,3 +1138,13 @@ def test_open_on_a_device_that_is_not_here_is_refused_before_any_service_starts(
     assert error_lines(result.stderr) == ["hostplug: error: --device cuda: no CUDA GPU is available here; use "
                                           "--device cpu"]
     assert not service_pids(runtime) and not service_folder(runtime).exists()
+
+
+def test_a_bad_value_from_the_environment_names_the_variable(runtime: Path) -> None:
+    # a tester's HOSTPLUG_SERVICE_CACHE_MB=xyz was reported as a bad --cache-mb, an option they had not given
+    from hostplug.service.server import ENV_CACHE_MB
+
+    result = CliRunner().invoke(main, ["serve", "--idle-timeout", "1"], env={ENV_CACHE_MB: "xyz"})
+    assert result.exit_code == 2 and f"(from the environment variable {ENV_CACHE_MB})" in result.stderr
+    given = CliRunner().invoke(main, ["serve", "--cache-mb", "abc"], env={ENV_CACHE_MB: "xyz"})
+    assert given.exit_code == 2 and "environment" not in given.stderr  # the option given wins, and is named
