@@ -172,7 +172,8 @@ def towards_within_gamut(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor
 
 
 def saturate(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
-    """More saturation at each colour's own hue: :func:`engine.operators_numpy.saturate`, which says how and why."""
+    """Saturation, less or more, at each colour's own hue: :func:`engine.operators_numpy.saturate`, which says how
+    and why."""
     to_lms = torch.tensor(SRGB_TO_LMS, dtype=torch.float64, device=x.device)
     to_lab = torch.tensor(LMS_ROOT_TO_OKLAB, dtype=torch.float64, device=x.device)
     to_rgb, from_lab = torch.linalg.inv(to_lms).to(x.dtype), torch.linalg.inv(to_lab).to(x.dtype)

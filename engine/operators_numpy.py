@@ -318,7 +318,7 @@ def apply(x: np.ndarray, operators: dict[str, Any]) -> np.ndarray:
     if "local_tone_held" in operators:  # the user's shadows and highlights (photofinish params 4)
         x = local_tone_map(x, np.asarray(operators["local_tone_held"], dtype=np.float32)[0, 0], below_white=True)
     x = chroma_map(x, np.asarray(operators["chroma"], dtype=np.float32)[0], operators.get("stop_at_gamut", False))
-    if "saturation" in operators:  # more saturation at each colour's hue (photofinish params 5)
+    if "saturation" in operators:  # the slider, less or more, at each colour's hue (photofinish params 5)
         x = saturate(x, operators["saturation"])
     if operators.get("colour", 1.0) != 1.0:  # absent in parameters pinned before it existed: all colour kept
         x = keep_colour(x, operators["colour"])

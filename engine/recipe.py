@@ -48,7 +48,8 @@ RECIPE_VERSION = 15  # 4: the default denoiser became "auto", with "mid2"; 5: DN
 # longer reach (photofinish params version 3); 12: colours beyond the working space's gamut compressed into it
 # (colour params version 3); 13: an image input unprocessed, a typical camera's rendering of it undone (demosaic
 # params version 6); 14: a chroma move (style, saturation, vibrance) that would leave the gamut stops at its edge
-# (photofinish params version 4); 15: more saturation keeps each colour's hue (photofinish params version 5)
+# (photofinish params version 4); 15: the Saturation slider, less and more, keeps each colour's hue (photofinish
+# params version 5)
 WbMode = Literal["as-shot", "auto", "custom"]
 WB_MODES: tuple[str, ...] = get_args(WbMode)
 

@@ -67,7 +67,8 @@ _BEFORE_11 = (("white_balance", "classical", 2), ("colour", "dng", 1))
 _PHOTOFINISH_V2 = (("photofinish", "learned", 2), ("photofinish", "classical", 2))
 # recipe version 14: photofinish params 4 stop a chroma move at the gamut's edge; 3 pulled it towards grey
 _PHOTOFINISH_V3 = (("photofinish", "learned", 3), ("photofinish", "classical", 3))
-# recipe version 15: photofinish params 5 give more saturation at each colour's hue; 4 scaled log-chromaticity
+# recipe version 15: photofinish params 5 keep each colour's hue under the Saturation slider; 4 scaled
+# log-chromaticity for more and mixed with grey for less
 _PHOTOFINISH_V4 = (("photofinish", "learned", 4), ("photofinish", "classical", 4))
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
@@ -109,7 +110,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     space's gamut left uncompressed (colour params version 2 or 1); versions 1 to 12 meant an image input (JPEG,
     PNG, TIFF) decoded without its camera rendering undone (demosaic params version 5 or older); versions 11 to
     13 meant a chroma move that left the gamut pulled towards grey (photofinish params version 3), and version 14
-    more saturation that scaled log-chromaticity, bending hues (photofinish params version 4)."""
+    a Saturation slider that bent hues (photofinish params version 4: more scaled log-chromaticity, less mixed
+    each colour with its grey)."""
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

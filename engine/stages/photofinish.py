@@ -38,8 +38,8 @@ class PhotofinishParams:
 
     VERSION: ClassVar[int] = 5  # 2: less saturation scales colour around luminance (split_saturation); 3: vibrance
     # reaches further (VIBRANCE_BOOST, VIBRANCE_REACH); 4: chroma moves stop at the gamut's edge (stop_at_gamut),
-    # the sliders' local lifts are held below white (lift_below_white); 5: more saturation keeps each colour's
-    # hue (saturation_keeps_hue)
+    # the sliders' local lifts are held below white (lift_below_white); 5: saturation, less and more, keeps each
+    # colour's hue (saturation_keeps_hue)
     style: str = "natural"  # checked against the implementation's styles by check_style
     strength: float = field(default=1.0, metadata={"range": RANGES["style_strength"]})
     exposure: float = field(default=0.0, metadata={"range": RANGES["exposure"]})
@@ -60,8 +60,9 @@ class PhotofinishParams:
     # the shadows and highlights sliders' lifts are held below white (their own grid, local_tone_held); versions 1
     # to 3 added them to the style's grid and lifted past white: Highlights +50 turned a bright yellow nearly white
     lift_below_white: bool = True
-    # more saturation scales each colour's Oklab chroma at its own hue (the saturate operator); versions 1 to 4
-    # scaled its log-chromaticity in the chroma table, which turned skies towards blue and oranges towards red
+    # saturation scales each colour's Oklab chroma at its own hue (the saturate operator); in versions 1 to 4 more
+    # scaled its log-chromaticity in the chroma table (skies turned towards blue, oranges towards red) and less
+    # mixed it with its grey in linear RGB (oranges turned towards red, blues towards purple)
     saturation_keeps_hue: bool = True
     operators: dict[str, Any] | None = None
 
@@ -174,8 +175,9 @@ def chroma_table(saturation: float, vibrance: float, boost: float = VIBRANCE_BOO
 
 
 class SaturationSplit(NamedTuple):
-    """Where the saturation adjustment goes: the chroma table's scaling, the factor of the ``colour`` operator (less
-    saturation) and the amount of the ``saturate`` operator (more saturation)."""
+    """Where the saturation adjustment goes: the chroma table's scaling (params version 1, and more saturation
+    before version 5), the factor of the ``colour`` operator (less saturation, versions 2 to 4) and the amount of
+    the ``saturate`` operator (less and more, since version 5)."""
 
     table: float
     colour: float = 1.0
@@ -201,8 +203,8 @@ def split_saturation(saturation: float, around_luminance: bool = True, keep_hue:
 
 
 def saturation_operators(split: SaturationSplit) -> dict[str, float]:
-    """The ``saturate`` operator's parameter where more saturation asks for it (none: pinned parameters of
-    versions before 5 render as they did)."""
+    """The ``saturate`` operator's parameter where the slider is not 0 (params version 5; none for earlier
+    versions, so that their pinned parameters render as they did)."""
     return {"saturation": round(split.saturate, 4)} if split.saturate != 1.0 else {}
 
 
@@ -312,7 +314,7 @@ def apply_operators(x: torch.Tensor, operators: dict[str, Any], device: str = "c
         x = torch_ops.local_tone_map(x, torch.tensor(operators["local_tone_held"], device=device), below_white=True)
     x = torch_ops.chroma_map(x, torch.tensor(operators["chroma"], device=device),
                              operators.get("stop_at_gamut", False))
-    if "saturation" in operators:  # more saturation at each colour's hue (photofinish params 5)
+    if "saturation" in operators:  # the slider, less or more, at each colour's hue (photofinish params 5)
         x = torch_ops.saturate(x, scalar(operators["saturation"]))
     if operators.get("colour", 1.0) != 1.0:  # absent in parameters pinned before it existed: all colour kept
         x = torch_ops.keep_colour(x, scalar(operators["colour"]))

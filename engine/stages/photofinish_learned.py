@@ -11,10 +11,10 @@ classical stage applies them:
   curve keeps the output of mid-grey (0.18);
 - highlights move the knee by ``0.2 highlights / 100`` and, with shadows, add the classical stage's
   luminance-dependent log2 gains to the local tone grid;
-- vibrance applies the classical chroma scaling to the chromaticity the style's table produces; more saturation
-  scales each colour's Oklab chroma at its own hue after the table (in the table before params version 5), less
-  saturation scales the style's ``colour``, as the classical stage does
-  (:func:`engine.stages.photofinish.split_saturation`).
+- vibrance applies the classical chroma scaling to the chromaticity the style's table produces; saturation, less
+  and more, scales each colour's Oklab chroma at its own hue after the table, as the classical stage does (before
+  params version 5 more saturation went into the table and less scaled the style's ``colour``;
+  :func:`engine.stages.photofinish.split_saturation`).
 
 An adjustment left at 0 leaves the prediction untouched. A frame of nothing but sensor noise keeps its exposure as
 shot (:func:`engine.stages.photofinish.only_noise`), as the classical stage does.

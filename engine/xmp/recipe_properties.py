@@ -16,7 +16,7 @@ shading maps, lens warps and DefaultCrop left unapplied; layout 5: its bad pixel
 saturation in the chroma table alone; layouts 1 to 7: the demosaic's false colour left; layouts 4 to 8: the "mid2"
 learned denoiser; layouts 1 to 9: the whole visible sensor of a raw that is no DNG; layouts 1 to 10: an image
 input decoded, not unprocessed; layouts 1 to 13: a chroma move beyond the gamut pulled towards grey; layouts 1 to
-14: more saturation that bent hues towards the primaries)
+14: a Saturation slider that bent hues)
 :func:`properties_to_recipe`
 pins (presets, which hold only the settings they change, are left as they are). ``description`` is a free-text
 note (presets use it). A preset holds only the settings it changes; a sidecar holds the whole recipe.
