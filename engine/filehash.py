@@ -1,9 +1,12 @@
-"""Content hashes of files: how outputs name their source, the daemon recognises re-drops, and models are verified."""
+"""Content hashes of files: how outputs name their source, the daemon recognises re-drops, and models are verified;
+and the identity of a file on disk, which tells when to hash again."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from typing import Any
 
 
 def file_sha256(path: Path) -> str:
@@ -13,3 +16,16 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_identity(path: Any) -> tuple[Any, ...] | None:
+    """What tells one file from another: real path, device, inode, size, modification and change times (``cp -p``
+    of another raw of the same size over it keeps the first four and the modification time, never the change
+    time); None when ``path`` is not a file. The render service keys its opened sources on it, and a loaded network
+    is verified again when its weights file's identity changed (:func:`engine.models.build_network`)."""
+    try:
+        real = os.path.realpath(path)
+        info = os.stat(real)
+    except (OSError, TypeError):
+        return None
+    return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns

@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import os
 import weakref
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
@@ -80,19 +79,6 @@ def _copy_notes(value: Any) -> Any:
     if isinstance(value, list):
         return [v if type(v) in _LEAVES else _copy_notes(v) for v in value]
     return copy.deepcopy(value)
-
-
-def file_identity(path: Any) -> tuple[Any, ...] | None:
-    """What tells one file from another: real path, device, inode, size, modification and change times (``cp -p``
-    of another raw of the same size over it keeps the first four and the modification time, never the change
-    time); None when ``path`` is not a file (nothing to key on: such a render is not cached). The render service
-    keys its opened sources on it too."""
-    try:
-        real = os.path.realpath(path)
-        info = os.stat(real)
-    except (OSError, TypeError):
-        return None
-    return real, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
 def source_identity(source: Source) -> list[Any]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ModelError
-from engine.filehash import file_sha256
+from engine.filehash import file_identity, file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # the installed weights
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -212,7 +212,7 @@ def load_state(name: str, weights_format: str = "torch") -> dict[str, Any]:
 # The one cache of loaded networks, by weights folder, model name, weights format (a model can have a torch and
 # a numpy form), weights' hash and the weights file's identity on disk: a daemon or service loads each model once,
 # and again once it is retrained or its file is changed.
-_NETWORKS: dict[tuple[str, str, str, str], tuple[tuple[int, int, int], Any]] = {}
+_NETWORKS: dict[tuple[str, str, str, str], tuple[tuple[Any, ...] | None, Any]] = {}
 
 
 def build_network(name: str, build: Callable[..., Any]) -> Any:
@@ -223,20 +223,11 @@ def build_network(name: str, build: Callable[..., Any]) -> Any:
     # keyed by the weights' hash too: retraining into the same folder (a resident service) makes a new network
     e = entry(name)
     key = (str(weights_folder()), name, getattr(build, "weights_format", "torch"), e.sha256)
-    on_disk = _file_identity(e.path)  # a file changed or removed since it was loaded is verified again: a
+    on_disk = file_identity(e.path)  # a file changed or removed since it was loaded is verified again: a
     cached = _NETWORKS.get(key)  # tester's render service rendered on after a HOSTPLUG_WEIGHTS file was damaged
-    if cached is None or cached[0] != on_disk:
+    if cached is None or on_disk is None or cached[0] != on_disk:  # (None: gone; loading it says so)
         _NETWORKS[key] = (on_disk, _build_network(name, build, key[2]))
     return _NETWORKS[key][1]
-
-
-def _file_identity(path: Path) -> tuple[int, int, int]:
-    """Inode, size and change time of a file, or zeros where it cannot be read (loading it then says why)."""
-    try:
-        status = path.stat()
-    except OSError:
-        return (0, 0, 0)
-    return (status.st_ino, status.st_size, status.st_mtime_ns)
 
 
 def clear_cache() -> None:

@@ -101,7 +101,7 @@ class SourceCache:
 
     @staticmethod
     def _key(path: Path) -> tuple | None:
-        from engine.stage_cache import file_identity
+        from engine.filehash import file_identity
 
         identity = file_identity(path)
         if identity is None:
