@@ -19,6 +19,7 @@ import tifffile
 
 from engine.errors import CorruptInputError, HostplugError, UnsupportedInputError
 from engine.io import bad_pixels, gain_map, lens_warp
+from engine.io.formats import starts_as_tiff
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, quiet_tifffile
@@ -339,8 +340,7 @@ def is_tiff_picture(file: Path) -> bool:
         try:
             tif = tifffile.TiffFile(file)
         except _NOT_READABLE:
-            with open(file, "rb") as f:
-                return f.read(4) in (b"II*\0", b"MM\0*")  # a damaged TIFF; or none at all, which LibRaw may know
+            return starts_as_tiff(file)  # a damaged TIFF; or none at all, which LibRaw may know
         with tif:
             try:
                 first = tif.pages[0].aspage()

@@ -61,3 +61,13 @@ PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 def is_raw_name(path: str | Path) -> bool:
     """Whether the file name has a camera raw suffix (any letter case)."""
     return Path(path).suffix.lower() in RAW_SUFFIXES
+
+
+TIFF_STARTS = (b"II*\0", b"MM\0*")  # a TIFF's first four bytes, little- and big-endian
+
+
+def starts_as_tiff(file: Path) -> bool:
+    """Whether ``file`` begins with a TIFF header: a picture, or a raw in a TIFF container, even one damaged past
+    its first bytes."""
+    with open(file, "rb") as f:
+        return f.read(4) in TIFF_STARTS

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from engine.errors import CorruptInputError, UnsupportedInputError
+from engine.io.formats import PNG_START, starts_as_tiff
 from engine.io.icc_input import to_srgb
 from engine.io.limits import check_density, check_pixels, quiet_stderr, quiet_tifffile
 
@@ -137,10 +138,9 @@ def _refuse_tiff(path: Path, file: Path) -> None:
     except UnsupportedInputError:
         raise
     except Exception as e:  # noqa: BLE001 - not a TIFF tifffile reads either
-        with open(file, "rb") as f:
-            if f.read(4) in (b"II*\0", b"MM\0*"):  # a TIFF header: a damaged TIFF, not another format
-                raise CorruptInputError(f"{path}: damaged TIFF: its image directory cannot be read "
-                                        f"({type(e).__name__}); the file may be truncated or damaged") from e
+        if starts_as_tiff(file):  # a damaged TIFF, not another format
+            raise CorruptInputError(f"{path}: damaged TIFF: its image directory cannot be read "
+                                    f"({type(e).__name__}); the file may be truncated or damaged") from e
         return  # the caller's message stands
     raise UnsupportedInputError(f"{path}: a TIFF of a layout hostplug does not read ({layout}); save it as an 8- "
                                 "or 16-bit RGB or grey TIFF")
@@ -172,7 +172,7 @@ def _read_16bit(path: Path, file: Path) -> np.ndarray | None:
 
         with open(file, "rb") as f:  # IHDR's bit depth: an 8-bit PNG is Pillow's, not decoded here first
             head = f.read(25)
-            if head.startswith(b"\x89PNG\r\n\x1a\n") and head[24:25] in (b"\x01", b"\x02", b"\x04", b"\x08"):
+            if head.startswith(PNG_START) and head[24:25] in (b"\x01", b"\x02", b"\x04", b"\x08"):
                 return None
         with quiet_stderr():  # libpng prints its errors itself
             data = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)

@@ -25,7 +25,7 @@ from engine.filehash import file_sha256
 from engine.io.bad_pixels import BadPixels, BadPixelsList, repairable
 from engine.io.bounded import pinned
 from engine.io.dng import DngTags, is_tiff_picture, read_dng_tags, read_linear_raw, undecodable
-from engine.io.formats import JPEG_END, JPEG_START, PNG_START, RGB_SUFFIXES
+from engine.io.formats import JPEG_END, JPEG_START, PNG_START, RGB_SUFFIXES, TIFF_STARTS
 from engine.io.gain_map import ShadingMap
 from engine.io.lens_warp import LensWarp
 from engine.io.limits import check_pixels, decode_seconds, quiet_stderr
@@ -172,7 +172,7 @@ def _collapsed(entries: list[str]) -> list[str]:
 # smaller than any raw's headers: LibRaw's I/O error on such a file, unless it begins as a raw does (a TIFF, an
 # ORF, RW2, RAF, CRW, CR3, X3F: a cut-short one is damaged), means it is no raw at all
 SMALLEST_RAW_BYTES = 4096
-RAW_MAGIC = (b"II*\0", b"MM\0*", b"IIRO", b"IIRS", b"IIU\0", b"FUJIFILM", b"II\x1a\0\0\0HEAPCCDR", b"FOVb")
+RAW_MAGIC = (*TIFF_STARTS, b"IIRO", b"IIRS", b"IIU\0", b"FUJIFILM", b"II\x1a\0\0\0HEAPCCDR", b"FOVb")
 
 
 def open_source(path: str | Path, *, follow_links: bool = True) -> Source:
