@@ -70,7 +70,7 @@ def _read(path: Path, file: Path) -> tuple[np.ndarray, int]:
                 rgb = ImageCms.profileToProfile(rgb, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb) or rgb
             pixels = np.asarray(rgb, dtype=np.float32)
             del rgb
-            return np.divide(pixels, np.float32(255.0), out=pixels), orientation  # in place, as above
+            return np.divide(pixels, np.float32(255.0), out=pixels), orientation  # in place, as _read_16bit
     except (OSError, SyntaxError, ValueError, ArithmeticError, ImageCms.PyCMSError, Image.DecompressionBombError,
             struct.error, IndexError, KeyError, TypeError, MemoryError,
             RuntimeError) as e:  # imagecodecs' errors: RuntimeError

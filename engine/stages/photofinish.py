@@ -187,13 +187,13 @@ class SaturationSplit(NamedTuple):
 def split_saturation(saturation: float, around_luminance: bool = True, keep_hue: bool = True) -> SaturationSplit:
     """The saturation adjustment as the operators apply it.
 
-    Less saturation scales each pixel's colour around its own luminance (``colour``), so -100 is black and white
-    for every colour. The chroma table reaches only chromaticities within its range (``CHROMA_RANGE``): a colour
-    beyond it, a yellow flower or a red stage light, kept most of its colour at -100 when version 1 params
-    desaturated in the table alone (``around_luminance=False``). Since params version 5 saturation, less and more,
-    scales each colour's Oklab chroma at its own hue (:func:`engine.operators_numpy.saturate`, ``keep_hue``);
-    before, more saturation scaled it in the table, which bent hues towards the primaries, and less mixed each
-    colour with its grey in linear RGB (``colour``), which bent oranges towards red and blues towards purple.
+    Since params version 5 saturation, less and more, scales each colour's Oklab chroma at its own hue
+    (:func:`engine.operators_numpy.saturate`, ``keep_hue``); -100 is black and white for every colour. Before,
+    more saturation scaled chroma in the table, which bent hues towards the primaries, and less mixed each colour
+    with its grey in linear RGB (``colour``, versions 2 to 4), which bent oranges towards red and blues towards
+    purple. Version 1 desaturated in the table alone (``around_luminance=False``), which reaches only
+    chromaticities within its range (``CHROMA_RANGE``): a yellow flower or a red stage light kept most of its
+    colour at -100.
     """
     if keep_hue and saturation:
         return SaturationSplit(0.0, saturate=1.0 + saturation / 100.0)
