@@ -9,6 +9,7 @@ checks that the two agree (``tests/test_stages.py``): bumping a version means bu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 # The implementation a recipe gets unless it asks for another (``--use STAGE=IMPL``).
@@ -91,7 +92,7 @@ FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
 }
 
 
-def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str, Any]:
+def pin_former_defaults(stages: Any, recipe_version: int) -> Any:
     """Stage settings (the recipe's JSON form) of a recipe written at ``recipe_version``, with what it left to
     the defaults of its day made explicit, so it renders as it did then: recipe version 1 meant the classical
     denoiser, and the learned denoiser and detail stages with their version 1 params (the "lite" networks);
@@ -112,6 +113,8 @@ def pin_former_defaults(stages: dict[str, Any], recipe_version: int) -> dict[str
     13 meant a chroma move that left the gamut pulled towards grey (photofinish params version 3), and version 14
     a Saturation slider that bent hues (photofinish params version 4: more scaled log-chromaticity, less mixed
     each colour with its grey)."""
+    if not isinstance(stages, Mapping):  # not an object (a sidecar's "[]"): Recipe.from_dict says so, in one line
+        return stages
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}
     for name, implementation in FORMER_DEFAULT_IMPLEMENTATIONS.get(recipe_version, {}).items():
         value = stages.setdefault(name, {})

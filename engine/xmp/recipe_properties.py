@@ -193,9 +193,6 @@ def properties_to_recipe(properties: Mapping[str, str], where: str) -> Recipe:
     # a recipe of an older recipe version (module docstring): checked again once its defaults are pinned, since
     # the stage that runs may then be another (a denoiser named by no implementation was the classical one)
     version = _RECIPE_VERSION_OF_LAYOUT.get(int(layout), int(layout))
-    stages = {} if stages is None else stages  # (JSON null: none, as Recipe.from_dict reads it)
-    if not isinstance(stages, Mapping):  # "[]" was a traceback from the pinning below
-        raise StoredSettingError(f"{where}: recipe 'stages' must be an object")
     recipe = Recipe.from_dict({"stages": pin_former_defaults(stages, version), **settings, **_wb_for(settings)})
     try:
         check_stages(recipe)
