@@ -327,23 +327,31 @@ def render(input: str | Path, output: str | Path, *, options: dict[str, Any] | N
         return None
     args = {"input": str(input), "output": str(output), "options": options or {}, "changes": _jsonable(changes),
             "device": device, "stages_dir": str(stages_dir) if stages_dir else None}
-    try:
-        return _or_here("render", args, start)
-    except BaseException as stop:
-        if not isinstance(stop, Exception):  # Ctrl-C, SIGTERM: this process was told "nothing half-written"
-            _await_partials_gone(Path(output))
-        raise
+    output = Path(output)
+
+    def ours(name: str) -> bool:  # (its imports only when a stopped client waits: a client starts light)
+        from engine.output.publish import is_partial_of
+
+        return is_partial_of(name, output.name)
+
+    return _or_here_leaving_nothing("render", args, start, output.parent, ours)
 
 
 PARTIAL_WAIT_S = 5.0  # how long a stopped client waits for the service to remove its partial output
 
 
-def _await_partials_gone(output: Path) -> None:
-    """Wait (a few seconds at most) until the service, which stops a render once its client has gone, has removed
-    the render's partial output: a script that copies the folder next must not find half a file."""
-    from engine.output.publish import is_partial_of
-
-    _await_gone(output.parent, lambda name: is_partial_of(name, output.name))
+def _or_here_leaving_nothing(op: str, args: dict[str, Any], start: bool, folder: Path,
+                             partial: Callable[[str], bool]) -> dict[str, Any] | None:
+    """:func:`_or_here`; when this process is stopped meanwhile (Ctrl-C, SIGTERM: it was told "nothing
+    half-written"), it first waits until the service, which stops a request once its client has gone, has removed
+    its partial output from ``folder`` (the names ``partial`` says are its): a script that copies the folder next
+    must not find half a file."""
+    try:
+        return _or_here(op, args, start)
+    except BaseException as stop:
+        if not isinstance(stop, Exception):
+            _await_gone(folder, partial)
+        raise
 
 
 def _await_gone(folder: Path, partial: Callable[[str], bool]) -> None:
@@ -376,22 +384,15 @@ def open_file(file: str | Path, search: tuple[str | Path, ...] = (), changes: di
     if disabled():
         return None
     args = {"file": str(file), "search": [str(p) for p in search], "changes": _jsonable(changes), "device": device}
-    try:
-        return _or_here("open", args, start)
-    except BaseException as stop:
-        if not isinstance(stop, Exception):  # Ctrl-C: as render, nothing half-written left once this exits
-            _await_open_partials_gone(Path(file))
-        raise
+    file = Path(file)
 
+    def ours(name: str) -> bool:  # its output: a TIFF beside it named after it (IMG_hostplug.tif, IMG_hostplug-2.tif)
+        from engine.output.publish import PARTIAL_SUFFIX
+        from hostplug.handoff import OUTPUT_TAG
 
-def _await_open_partials_gone(file: Path) -> None:
-    """:func:`_await_partials_gone` for ``hostplug open``, whose output is a TIFF beside the file named after it
-    (``IMG_hostplug.tif``, ``IMG_hostplug-2.tif``)."""
-    from engine.output.publish import PARTIAL_SUFFIX
-    from hostplug.handoff import OUTPUT_TAG
+        return name.startswith(f".{file.stem}{OUTPUT_TAG}") and name.endswith(PARTIAL_SUFFIX)
 
-    start = f".{file.stem}{OUTPUT_TAG}"
-    _await_gone(file.parent, lambda name: name.startswith(start) and name.endswith(PARTIAL_SUFFIX))
+    return _or_here_leaving_nothing("open", args, start, file.parent, ours)
 
 
 # The service that did not answer this process: the rest of its renders are done here without asking it again
