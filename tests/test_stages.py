@@ -480,6 +480,44 @@ def test_saturation_keeps_the_sky_s_hue_in_a_render_and_version_14_recipes_keep_
     assert turn(sidecar) == turn(Recipe.from_dict({"version": 14, "saturation": 100}))
 
 
+def test_vibrance_spares_skin_and_version_15_recipes_keep_its_boost(tmp_path: Path) -> None:
+    # a tester: vibrance +100 boosted skin more than sky (+42 % against +25 %), where Lightroom's holds skin back
+    from PIL import Image
+
+    from engine.colour import srgb_decode
+    from engine.xmp.recipe_properties import properties_to_recipe
+
+    picture = np.full((64, 192, 3), 120, dtype=np.uint8)
+    # the ColorChecker's light skin, a darker skin and its blue sky: muted colours all three
+    picture[16:48, 8:56], picture[16:48, 72:120], picture[16:48, 136:184] = (194, 150, 130), (141, 85, 60), \
+        (98, 122, 157)
+    Image.fromarray(picture).save(tmp_path / "portrait.png")
+    source = engine.open(tmp_path / "portrait.png")
+
+    def hue_chroma(recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+        pixels = engine.render(source, recipe, preview=192).pixels
+        patches = np.stack([pixels[24:40, x:x + 24].mean(axis=(0, 1)) for x in (20, 84, 148)])
+        return _oklab_hue_chroma(srgb_decode(patches))
+
+    hue, chroma = hue_chroma(Recipe())
+    now = hue_chroma(Recipe(vibrance=100))[1] / chroma - 1.0
+    for style in ("natural", "vivid"):
+        plain = hue_chroma(Recipe(style=style))[1]
+        new_hue, boosted = hue_chroma(Recipe(style=style, vibrance=100))
+        gain = boosted / plain - 1.0
+        assert gain[2] > 0.2 and gain[0] < 0.5 * gain[2] and gain[1] < 0.5 * gain[2], (style, gain)
+        assert gain[0] > 0.03 and gain[1] > 0.03, (style, gain)  # spared, not left out
+    assert np.abs((hue_chroma(Recipe(vibrance=100))[0] - hue + 180.0) % 360.0 - 180.0).max() < 4.0
+    less = hue_chroma(Recipe(vibrance=-100))[1] / chroma  # less vibrance takes colour from skin as from the sky
+    assert less[0] < 0.8 and less[1] < 0.8 and less[2] < 0.8, less
+    version_15 = Recipe.from_dict({"version": 15, "vibrance": 100})
+    was = hue_chroma(version_15)[1] / chroma - 1.0
+    assert was[0] > 2.0 * now[0] and was[0] > 0.9 * was[2], (was, now)  # as version 15 rendered: skin as the sky
+    sidecar = properties_to_recipe({"schemaVersion": "15", "vibrance": "100"}, "IMG.png.xmp")  # layout 15
+    assert np.array_equal(engine.render(source, sidecar, preview=192).pixels,
+                          engine.render(source, version_15, preview=192).pixels)
+
+
 def test_chromatic_adaptation_is_pinned_as_the_dng_sdk_pins_it() -> None:
     from engine.colour import BRADFORD, D50_XY, bradford_adaptation, temperature_tint_to_xy, xy_to_xyz
 

@@ -32,8 +32,8 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("denoise", "auto"): 5,
     ("white_balance", "classical"): 3,
     ("colour", "dng"): 3,
-    ("photofinish", "learned"): 5,
-    ("photofinish", "classical"): 5,
+    ("photofinish", "learned"): 6,
+    ("photofinish", "classical"): 6,
     ("upsample", "bilateral"): 1,
     ("upsample", "bilinear"): 1,
     ("detail", "classical"): 1,
@@ -47,7 +47,7 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
     v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto",
         "white_balance": "classical", "colour": "dng"}
-    for v in range(1, 15)}
+    for v in range(1, 16)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 _DEMOSAIC_V3 = ("demosaic", "mhc", 3)  # version 4 takes out the demosaic's false colour; 3 not
@@ -71,6 +71,8 @@ _PHOTOFINISH_V3 = (("photofinish", "learned", 3), ("photofinish", "classical", 3
 # recipe version 15: photofinish params 5 keep each colour's hue under the Saturation slider; 4 scaled
 # log-chromaticity for more and mixed with grey for less
 _PHOTOFINISH_V4 = (("photofinish", "learned", 4), ("photofinish", "classical", 4))
+# recipe version 16: photofinish params 6 spare skin's hue from vibrance; 5 boosted it most of all
+_PHOTOFINISH_V5 = (("photofinish", "learned", 5), ("photofinish", "classical", 5))
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
         *_DENOISE_FULL_SIZE, *_BEFORE_11),
@@ -89,6 +91,7 @@ FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     12: (_DEMOSAIC_V5, *_PHOTOFINISH_V3),
     13: _PHOTOFINISH_V3,
     14: _PHOTOFINISH_V4,
+    15: _PHOTOFINISH_V5,
 }
 
 
@@ -112,7 +115,8 @@ def pin_former_defaults(stages: Any, recipe_version: int) -> Any:
     PNG, TIFF) decoded without its camera rendering undone (demosaic params version 5 or older); versions 11 to
     13 meant a chroma move that left the gamut pulled towards grey (photofinish params version 3), and version 14
     a Saturation slider that bent hues (photofinish params version 4: more scaled log-chromaticity, less mixed
-    each colour with its grey)."""
+    each colour with its grey), and version 15 a vibrance that boosted skin most of all (photofinish params
+    version 5)."""
     if not isinstance(stages, Mapping):  # not an object (a sidecar's "[]"): Recipe.from_dict says so, in one line
         return stages
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}

@@ -36,16 +36,17 @@ from engine.models.photofinish_numpy import PhotofinishArrays, thumbnail, to_jso
 from engine.stages.base import Context
 from engine.stages.demosaic import unprocessed_image
 from engine.stages.photofinish import (
-    VIBRANCE_BOOST,
-    VIBRANCE_REACH,
+    CURRENT_VIBRANCE,
     Photofinish,
     PhotofinishParams,
+    VibranceShape,
     chroma_scale,
     local_tone_grid,
     only_noise,
     saturation_operators,
     slider_grid,
     split_saturation,
+    vibrance_shape,
 )
 from engine.styles import STYLES, parse_style, style_operators, styles_needed
 
@@ -93,15 +94,14 @@ def contrast_tone(tone: list[float], contrast: float, pivot: float = 0.18) -> li
     return [round(a2, 4), round(b2, 4), round(c2, 6)]
 
 
-def adjust_chroma(table: list, saturation: float, vibrance: float, boost: float = VIBRANCE_BOOST,
-                  reach: float = VIBRANCE_REACH) -> list:
+def adjust_chroma(table: list, saturation: float, vibrance: float, shape: VibranceShape = CURRENT_VIBRANCE) -> list:
     """A style's chroma table (1 x 2 x T x T offsets) followed by the classical saturation/vibrance scaling
     (:func:`engine.stages.photofinish.chroma_scale`, at where each node's chromaticity goes, also beyond the
     table's range)."""
     t = np.asarray(table, dtype=np.float64)
     u, v = (g.astype(np.float64) for g in ops.chroma_table_grid(t.shape[-1]))
     out_u, out_v = u + t[0, 0], v + t[0, 1]  # where each node's chromaticity goes
-    scale = chroma_scale(out_u, out_v, saturation, vibrance, boost, reach)
+    scale = chroma_scale(out_u, out_v, saturation, vibrance, shape)
     return np.stack([scale * out_u - u, scale * out_v - v])[None].round(4).tolist()
 
 
@@ -123,8 +123,7 @@ def apply_adjustments(operators: dict[str, Any], params: PhotofinishParams, low:
     saturation = split_saturation(params.saturation, params.saturation_around_luminance,
                                   params.saturation_keeps_hue)
     if saturation.table or params.vibrance:
-        out["chroma"] = adjust_chroma(out["chroma"], saturation.table, params.vibrance, params.vibrance_boost,
-                                      params.vibrance_reach)
+        out["chroma"] = adjust_chroma(out["chroma"], saturation.table, params.vibrance, vibrance_shape(params))
     if saturation.colour != 1.0:
         out["colour"] = round(out.get("colour", 1.0) * saturation.colour, 4)
     out["stop_at_gamut"] = params.stop_at_gamut
