@@ -70,7 +70,10 @@ def parse_style(spec: str) -> list[tuple[str, float]]:
         name, sep, weight_text = term.partition(":")
         name = name.strip().lower()
         if name not in STYLES:
-            raise UnknownStyleError(f"unknown style {shown(name)}; known styles: {known_styles()}")
+            # "natural+vivid": say how a blend is written (a tester's guess)
+            blend = " (a blend is written NAME:WEIGHT,NAME:WEIGHT, e.g. warm:0.7,moody:0.3)" if \
+                any(mark in name for mark in "+&/;") else ""
+            raise UnknownStyleError(f"unknown style {shown(name)}; known styles: {known_styles()}{blend}")
         try:
             weight = float(weight_text) if sep else 1.0
         except ValueError:

@@ -37,7 +37,7 @@ class _Amount(click.ParamType):
 AMOUNT = _Amount()
 
 _OPTIONS = [
-    click.option("--style", help="Picture style (default: natural)."),
+    click.option("--style", help="Picture style (default: natural), or a blend of styles: warm:0.7,moody:0.3."),
     click.option("--style-strength", type=float, help="How strongly the style applies, 0 to 2 (default 1)."),
     click.option("--exposure", type=float,
                  help="Exposure in EV over the style's, for example +0.3 or -1; it replaces a stored exposure "

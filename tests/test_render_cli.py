@@ -297,6 +297,7 @@ def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
         (["--exposure", 99], "exposure 99 is out of range"),
         (["--saturation", -300], "saturation"),
         (["--style", "nosuch"], "unknown style 'nosuch'"),
+        (["--style", "natural+vivid"], "a blend is written NAME:WEIGHT,NAME:WEIGHT"),  # a tester's guess at a blend
         (["--temperature", 500], "temperature"),
         (["--tint", 20], "needs a temperature"),  # the raw's sidecar holds no custom white for it to shift
     ],
