@@ -56,7 +56,9 @@ class OpenPlan:
     replace: bool
     recorded: dict[str, Any] = field(default_factory=dict)  # a hostplug output's own size and quality, to keep
     compression: str = "none"  # the replaced TIFF's
-    editors: bool = False  # the image replaced is an editor's (it carries no record of ours): its metadata stays
+    # the image replaced is an editor's, not open's own TIFF: its metadata stays, at every hand-over (from the
+    # second on it carries our record too: Lightroom hands the same -Edit.tif over again)
+    editors: bool = False
 
 
 def check_readable(path: Path) -> None:
@@ -169,7 +171,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     # a hostplug output keeps its size and JPEG quality, as a re-render does: the file an editor has open
     recorded = _recorded_output(path) if stored is not None else {}
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
-                    True, recorded, compression, editors=not (provenance.sha256 or provenance.path or stored))
+                    True, recorded, compression, editors=not OWN_NAME.search(path.stem))
 
 
 def _recorded_output(image: Path) -> dict[str, Any]:

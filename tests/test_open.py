@@ -316,6 +316,16 @@ def test_open_keeps_what_the_editor_wrote_into_the_tiff_it_hands_over(raw: Path)
         xmp, exif = image.read_xmp(), image.read_exif()
     assert xmp["Xmp.dc.subject"] == ["client-b"] and xmp["Xmp.xmp.Rating"] == "5" and "Xmp.hostplug.recipe" in xmp
     assert exif["Exif.Image.Copyright"] == "(c) Studio X" and exif["Exif.GPSInfo.GPSLatitude"] == "48/1 51/1 3024/100"
+    # handed over again (Lightroom's "Edit Original"), after the catalogue changed the rating: a tester's second
+    # hand-over dropped all of it, since the TIFF then carried hostplug's record
+    with pyexiv2.Image(str(handed)) as image:
+        image.modify_xmp({"Xmp.xmp.Rating": "4"})
+    assert open_json(handed, "--exposure", "0.5")["output"] == str(handed)
+    with pyexiv2.Image(str(handed)) as image:
+        xmp, exif = image.read_xmp(), image.read_exif()
+    assert xmp["Xmp.dc.subject"] == ["client-b"] and xmp["Xmp.xmp.Rating"] == "4"
+    assert exif["Exif.Image.Copyright"] == "(c) Studio X" and exif["Exif.GPSInfo.GPSLatitude"] == "48/1 51/1 3024/100"
+    assert '"exposure": 0.5' in xmp["Xmp.hostplug.recipe"] or '"exposure":0.5' in xmp["Xmp.hostplug.recipe"]
 
 
 def test_open_rerenders_a_tiff_an_editor_has_just_handed_over_under_the_raws_name(raw: Path) -> None:
