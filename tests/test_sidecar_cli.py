@@ -523,12 +523,20 @@ def test_edit_of_a_folder_says_it_is_one(raw: Path) -> None:
 
 
 def test_a_raw_changed_since_its_output_says_so_and_its_recipe_can_be_reused(raw: Path, tmp_path: Path) -> None:
+    import shlex
+
+    folder = tmp_path / "Fotos été"  # a tester's: the command the error suggests must survive a paste into a shell
+    folder.mkdir()
+    raw = Path(shutil.copy(raw, folder / "IMG 01.dng"))
     out = tmp_path / "out.png"
     assert hostplug("render", raw, "-o", out, "--no-service", "--exposure", "0.5").exit_code == 0
     with raw.open("ab") as f:
         f.write(b"\0")  # what a program writing metadata into the raw does to its SHA-256
     result = CliRunner().invoke(main, ["rerender", str(out)])
-    assert result.exit_code != 0 and "is there but its content changed" in result.stderr
+    assert result.exit_code != 0 and "is not the raw it was rendered from (its content changed" in result.stderr
+    assert "--search" in result.stderr
+    suggested = shlex.split(result.stderr.split("recipe: ", 1)[1])
+    assert suggested[:3] == ["hostplug", "render", str(raw)] and suggested[-1] == str(out)
     again = tmp_path / "again.png"
     assert hostplug("render", raw, "-o", again, "--no-service", "--recipe", out).exit_code == 0
     assert np.array_equal(pixels(again), pixels(out))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,10 +161,12 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
             return candidate
     recorded = provenance.path
     if recorded is not None and provenance.sha256 is not None and recorded.is_file():
+        # the same raw with metadata written into it, or another photo under its name (a tester's): say both
         raise InputNotFoundError(
-            f"{output}: its source raw {recorded} is there but its content changed since the output was made (a "
-            f"program may have written metadata into it); to render that raw with this output's recipe: hostplug "
-            f"render {recorded} -o NEW --recipe {output}")
+            f"{output}: the file at its source raw's path, {recorded}, is not the raw it was rendered from (its "
+            f"content changed since: a program may have written metadata into it, or it is another photo); if the "
+            f"raw was moved, pass its folder with --search; to render this file with the output's recipe: hostplug "
+            f"render {shlex.quote(str(recorded))} -o NEW --recipe {shlex.quote(str(output))}")
     looked = ", ".join(str(f) for f in folders)
     if provenance.path is not None:
         looked = f"{provenance.path}, {looked}"
