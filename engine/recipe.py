@@ -176,7 +176,9 @@ class Recipe:
     - ``stages``: stage name -> :class:`StageSettings`, to switch a stage off, choose its implementation or fix
       its parameters.
 
-    A value out of range or of the wrong type is a :class:`~engine.errors.RecipeError` here, at construction.
+    A setting out of range or of the wrong type is a :class:`~engine.errors.RecipeError` here, at construction;
+    ``stages`` is held to the stages themselves (their names, implementations and params) when the recipe is
+    rendered (:func:`engine.render`), since stages can be added.
     """
 
     style: str = "natural"

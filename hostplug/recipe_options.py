@@ -37,7 +37,8 @@ class _Amount(click.ParamType):
 AMOUNT = _Amount()
 
 _OPTIONS = [
-    click.option("--style", help="Picture style (default: natural), or a blend of styles: warm:0.7,moody:0.3."),
+    click.option("--style", help="Picture style, or a blend of styles: warm:0.7,moody:0.3 (default: the stored "
+                                 "recipe's, else natural)."),
     click.option("--style-strength", type=float, help="How strongly the style applies, 0 to 2 (default 1)."),
     click.option("--exposure", type=float,
                  help="Exposure in EV over the style's, for example +0.3 or -1; it replaces a stored exposure "
@@ -104,12 +105,16 @@ def pop_recipe_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_option_values(changes: dict[str, Any]) -> None:
-    """A wrong option value (out of range, an unknown style, a temperature with --wb auto) is a usage error,
-    exit 2, as click's own checks of option types are; a bad recipe file or preset stays a bad recipe (exit 4)."""
+    """A wrong option value (out of range, an unknown style or preset, a temperature with --wb auto) is a usage
+    error, exit 2, as click's own checks of option types are; a bad recipe or preset file stays a bad recipe (exit
+    4)."""
     from engine.edits import check_changes
+    from engine.xmp.presets import preset_file
 
     try:
         check_changes({k: v for k, v in changes.items() if k not in ("recipe_file", "presets")})
+        for name in changes.get("presets") or ():
+            preset_file(name)  # a damaged preset file is a bad preset (exit 4), said where it is read
         for name, change in (changes.get("stages") or {}).items():
             _check_stage_change(name, change)
     except RecipeError as e:

@@ -221,7 +221,7 @@ def test_integrate_darktable_refuses_an_unknown_preset_and_writes_nothing(tmp_pa
 
 
 @pytest.mark.parametrize(("option", "code", "words"), [
-    (("--preset", "nosuch"), 4, "no preset named 'nosuch'"),  # a bad preset is 4, as for render
+    (("--preset", "nosuch"), 2, "no preset named 'nosuch'"),  # a wrong option value, as an unknown style
     (("--style", "nosuch"), 2, "unknown style 'nosuch'"),  # a wrong option value, as for render
     (("--config", "a_file/darktable.toml"), 5, "cannot write the configuration"),  # its folder is a file
     (("--config", "/proc/hostplug.toml"), 5, "cannot write the configuration"),

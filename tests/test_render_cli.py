@@ -298,6 +298,7 @@ def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
         (["--saturation", -300], "saturation"),
         (["--style", "nosuch"], "unknown style 'nosuch'"),
         (["--style", "natural+vivid"], "a blend is written NAME:WEIGHT,NAME:WEIGHT"),  # a tester's guess at a blend
+        (["--preset", "nopreset"], "no preset named 'nopreset'"),  # a typo, as an unknown style (it was exit 4)
         (["--temperature", 500], "temperature"),
         (["--tint", 20], "needs a temperature"),  # the raw's sidecar holds no custom white for it to shift
     ],
@@ -445,7 +446,7 @@ def test_a_format_that_contradicts_the_output_name_is_refused(tmp_path: Path, sa
     assert result.exit_code != 0 and not out.exists()
     assert error_lines(result.stderr) == [
         "hostplug: error: picture.tif names a TIFF file but the format asked for is JPEG; name it picture.jpg or "
-        "leave out --format"]
+        "leave out --format (in Python: OutputOptions(format=None))"]
     render(sample_dng, "-o", tmp_path / "picture", "--format", "jpeg", "--long-edge", 50)  # no suffix: --format says
     with Image.open(tmp_path / "picture") as im:
         assert im.format == "JPEG"

@@ -109,7 +109,7 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
     if asked is not None and named is not None and asked != named:  # a .tif of JPEG data opens nowhere, or wrongly
         raise OutputOptionError(f"{Path(path).name} names a {named.upper()} file but the format asked for is "
                                 f"{asked.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(asked, '')} or leave "
-                                "out --format")
+                                "out --format (in Python: OutputOptions(format=None))")
     fmt = asked or named
     if fmt is None:
         raise OutputOptionError(

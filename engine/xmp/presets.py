@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.errors import RecipeError, SidecarError
+from engine.errors import RecipeError, RecipeOptionError, SidecarError
 from engine.io.bounded import read_regular
 from engine.output.metadata import XMP_NS_URI
 from engine.recipe import Recipe, StageSettings
@@ -30,6 +30,11 @@ from engine.xmp.document import MAX_PACKET_BYTES, parse_packet, simple_propertie
 from engine.xmp.recipe_properties import properties_to_settings
 
 PRESET_SUFFIX = ".xmp"
+
+
+class UnknownPresetError(RecipeOptionError, SidecarError):
+    """No preset has the name asked for: a wrong option value (exit 2, as an unknown style), still a
+    :class:`SidecarError` for a script that catches those."""
 
 
 @dataclass(frozen=True)
@@ -137,14 +142,21 @@ def list_presets(on_error: Callable[[SidecarError], None] | None = None) -> list
     return presets
 
 
-def load_preset(name: str) -> Preset:
-    """The preset called ``name``; :class:`SidecarError` listing the known names when there is none."""
+def preset_file(name: str) -> Path:
+    """The file of the preset called ``name``; :class:`UnknownPresetError` listing the known names when there is
+    none."""
     files = _preset_files()
     path = files.get(name.lower())
     if path is None:
         known = ", ".join(sorted(files)) or "none"
-        raise SidecarError(f"no preset named {name!r}; known presets: {known} (user presets go in {user_folder()})")
-    return read_preset(path)
+        raise UnknownPresetError(f"no preset named {name!r}; known presets: {known} (user presets go in "
+                                 f"{user_folder()})")
+    return path
+
+
+def load_preset(name: str) -> Preset:
+    """The preset called ``name`` (:func:`preset_file`)."""
+    return read_preset(preset_file(name))
 
 
 def apply_presets(recipe: Recipe, names: list[str] | tuple[str, ...]) -> Recipe:

@@ -58,13 +58,16 @@ def darktable(hot_folder: Path | None, library_roots: tuple[Path, ...], config_p
     """Write a watch configuration that renders darktable's "copy" exports beside the original raws (no Lua)."""
     from engine.errors import RecipeError
     from engine.styles import parse_style
+    from engine.xmp.presets import preset_file
     from hostplug.integrations.darktable import DEFAULT_HOT_FOLDER, darktable_steps, default_config, write_route
 
-    if style is not None:  # a wrong option value, as on every other command (exit 2)
-        try:
+    try:  # a wrong option value, as on every other command (exit 2)
+        if style is not None:
             parse_style(style)
-        except RecipeError as e:
-            raise click.UsageError(str(e)) from None
+        for name in presets:
+            preset_file(name)
+    except RecipeError as e:
+        raise click.UsageError(str(e)) from None
     config_path = (config_path or default_config()).expanduser().absolute()
     config = write_route(config_path, hot_folder or DEFAULT_HOT_FOLDER, library_roots, presets, style, force=force)
     click.echo(f"Wrote {config_path} (hot folder {config.folders[0].path}).\n")
