@@ -673,6 +673,20 @@ def test_the_classical_strength_follows_the_noise_a_small_render_averaged_away(s
     assert strength(4.0, auto_now) == 0.0
 
 
+def test_a_diverged_training_never_replaces_the_weights(tmp_path: Path) -> None:
+    # a tester's `train photofinish --correction nan` wrote a model of NaN over the weights and exited 0
+    from engine.errors import HostplugError
+    from engine.training.loop import ship
+
+    ship("denoise-test", {"w": torch.ones(4)}, {}, {}, tmp_path)
+    before = (tmp_path / "denoise-test.safetensors").read_bytes(), (tmp_path / "manifest.json").read_bytes()
+    with pytest.raises(HostplugError, match="diverged: 1 of its weights are not numbers; nothing was written"):
+        ship("denoise-test", {"w": torch.tensor([1.0, float("nan"), 2.0, 3.0])}, {}, {}, tmp_path)
+    after = (tmp_path / "denoise-test.safetensors").read_bytes(), (tmp_path / "manifest.json").read_bytes()
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["denoise-test.safetensors",
+                                                                               "manifest.json"]
+
+
 def test_a_stop_while_weights_are_shipped_leaves_them_and_their_record_agreeing(tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # stopped between replacing the weights and recording their hash, a training left a model no render could load

@@ -334,6 +334,16 @@ def test_train_photofinish_with_an_unknown_style_is_a_wrong_option(tmp_path: Pat
     assert line.startswith("hostplug: error: unknown style 'bogus'; known styles: natural,")
 
 
+@pytest.mark.parametrize("option", [("--correction", "nan"), ("--noise-iso", "nan", "nan"), ("--minutes", "inf")])
+def test_train_photofinish_refuses_numbers_that_are_not_finite(tmp_path: Path, option: tuple[str, ...]) -> None:
+    # click's FloatRange let NaN through (every comparison with it is false): a tester's model was all NaN
+    from tests.conftest import error_lines, hostplug
+
+    result = hostplug("train", "photofinish", "--style", "vivid", *option, "--steps", "1", "--weights-dir", tmp_path)
+    assert result.exit_code == 2 and "is not a finite number" in error_lines(result.stderr)[0]
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_weights_folder_without_a_manifest_is_refused_not_ignored(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # the installed weights were used instead, silently

@@ -1148,3 +1148,18 @@ def test_a_bad_value_from_the_environment_names_the_variable(runtime: Path) -> N
     assert result.exit_code == 2 and f"(from the environment variable {ENV_CACHE_MB})" in result.stderr
     given = CliRunner().invoke(main, ["serve", "--cache-mb", "abc"], env={ENV_CACHE_MB: "xyz"})
     assert given.exit_code == 2 and "environment" not in given.stderr  # the option given wins, and is named
+
+
+@pytest.mark.parametrize("seconds", ["abc", "nan", "inf", "0.5"])
+def test_a_bad_idle_timeout_is_refused_not_passed_over(runtime: Path, seconds: str) -> None:
+    # a tester's HOSTPLUG_SERVICE_IDLE_TIMEOUT=abc started a service of the default timeout, inf one that never
+    # exited, nan one of 1 s; --idle-timeout nan started one that never exited and whose status was no JSON
+    from hostplug.service.server import ENV_IDLE, idle_timeout_from_env
+
+    result = CliRunner().invoke(main, ["serve"], env={ENV_IDLE: seconds})
+    assert result.exit_code == 2 and f"(from the environment variable {ENV_IDLE})" in result.stderr
+    assert CliRunner().invoke(main, ["serve", "--idle-timeout", seconds]).exit_code == 2
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(ENV_IDLE, seconds)
+        assert idle_timeout_from_env() is None  # a service a client starts refuses it, and the client renders
+    assert not service_pids(runtime)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from engine import models
-from engine.errors import OutputError
+from engine.errors import HostplugError, OutputError
 
 PROBE_STEPS = 40
 PROBE_SKIP = 10
@@ -143,6 +143,10 @@ def ship(name: str, state: dict[str, torch.Tensor], architecture: dict[str, Any]
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
+    broken = sum(int((~torch.isfinite(v)).sum()) for v in state.values() if v.is_floating_point())
+    if broken:  # a diverged training never replaces working weights (a tester's --correction nan shipped NaN)
+        raise HostplugError(f"the training of {name} diverged: {broken} of its weights are not numbers; nothing "
+                            "was written (try a lower learning rate, or other settings)")
     folder = Path(weights_dir) if weights_dir is not None else models.WEIGHTS_DIR
     path = folder / f"{name}.safetensors"
     tmp = path.with_suffix(".safetensors.part")

@@ -130,6 +130,17 @@ def watchdog(seconds: float | None, what: str, rest: str = "") -> Iterator[None]
         os.close(stderr)
 
 
+class FiniteRange(click.FloatRange):
+    """click's FloatRange that refuses NaN and infinities: every comparison with NaN is false, so FloatRange lets it
+    through (a tester's ``train photofinish --correction nan`` wrote a model of NaN and exited 0)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 class NameChoice(click.Choice):
     """A choice typed as people write it (:func:`engine.output.formats.canonical_name`: "sRGB", "AdobeRGB",
     "Display P3", "JPG"); the value is the canonical name."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from hostplug.commands.common import check_device, device_option, json_option
+from hostplug.commands.common import FiniteRange, check_device, device_option, json_option
 
 PHOTOFINISH_STEPS = 1500
 DETAIL_STEPS = 1000
@@ -61,14 +61,14 @@ def train_one_style(style: str, steps: int, minutes: float | None, device: str, 
 @click.command("photofinish")
 @click.option("--style", "style_name", required=True, help="A picture style, or 'all'.")
 @click.option("--steps", type=click.IntRange(1, None), default=PHOTOFINISH_STEPS, show_default=True)
-@click.option("--minutes", type=click.FloatRange(0.01, None), help="Stop after this wall time (not reproducible).")
+@click.option("--minutes", type=FiniteRange(0.01, None), help="Stop after this wall time (not reproducible).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data", type=click.Choice(["cameras", "wheels"]), default="cameras", show_default=True,
               help="cameras: the camera JPEGs of ../shared/photos (the shipped styles); wheels: the photographs "
                    "in installed wheels (the styles shipped before).")
-@click.option("--correction", type=click.FloatRange(0.0, 6.0), default=0.5, show_default=True,
+@click.option("--correction", type=FiniteRange(0.0, 6.0), default=0.5, show_default=True,
               help="Stops the network may move the raw's exposure (cameras data).")
-@click.option("--noise-iso", type=(click.FloatRange(25, 409600), click.FloatRange(25, 409600)), default=None,
+@click.option("--noise-iso", type=(FiniteRange(25, 409600), FiniteRange(25, 409600)), default=None,
               metavar="LOW HIGH", help="Train on inputs carrying the sensor noise of an ISO drawn in LOW..HIGH "
                                        "(cameras data).")
 @click.option("--part", type=click.Choice(["train", "fit"]), default="train", show_default=True,
@@ -98,7 +98,7 @@ def train_photofinish(style_name: str, steps: int, minutes: float | None, seed: 
 @click.command("detail")
 @click.option("--size", type=click.Choice(["fast", "lite"]), default="fast", show_default=True)
 @click.option("--steps", type=click.IntRange(1, None), default=DETAIL_STEPS, show_default=True)
-@click.option("--minutes", type=click.FloatRange(0.01, None), help="Stop after this wall time (not reproducible).")
+@click.option("--minutes", type=FiniteRange(0.01, None), help="Stop after this wall time (not reproducible).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
 @_weights_dir

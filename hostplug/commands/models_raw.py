@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from hostplug.commands.common import check_device, device_option, json_option
+from hostplug.commands.common import FiniteRange, check_device, device_option, json_option
 from hostplug.commands.models_look import destination
 
 
@@ -62,7 +62,7 @@ def _where_it_pays(found: dict[str, dict]) -> str:
 @click.command(name="denoise")
 @click.option("--size", type=click.Choice(["fast", "mid", "mid2", "mid3", "lite", "base"]), default="lite",
               show_default=True, help="The network (mid3 is the one renders use).")
-@click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget (default 15 minutes).")
+@click.option("--minutes", type=FiniteRange(0.1, None), help="Time budget (default 15 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch", type=click.IntRange(1, None), default=8, show_default=True)
@@ -105,7 +105,7 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
 
 
 @click.command(name="wb")
-@click.option("--minutes", type=click.FloatRange(0.1, None), help="Time budget for the steps (default 14 minutes).")
+@click.option("--minutes", type=FiniteRange(0.1, None), help="Time budget for the steps (default 14 minutes).")
 @click.option("--steps", type=click.IntRange(1, None), help="Exact number of steps (replays a recorded run).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scenes", type=click.IntRange(10, None), default=3000, show_default=True,
@@ -121,8 +121,8 @@ def train_denoise(size: str, minutes: float | None, steps: int | None, seed: int
               help="Histograms read: 2 (pixels, edges), 3 (and the brightest pixels) or 4 (and the pixels weighted "
                    "towards the middle, where the subject mostly is).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), help="Weights to start from (fine-tuning).")
-@click.option("--lr", type=click.FloatRange(1e-6, 1.0), default=2e-3, show_default=True, help="Peak learning rate.")
-@click.option("--init-weight", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+@click.option("--lr", type=FiniteRange(1e-6, 1.0), default=2e-3, show_default=True, help="Peak learning rate.")
+@click.option("--init-weight", type=FiniteRange(0.0, 1.0), default=0.0, show_default=True,
               help="Share of the --init weights in the result (WiSE-FT interpolation).")
 @_false_colour_passes
 @device_option

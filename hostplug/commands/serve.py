@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from hostplug.service.protocol import DEFAULT_CACHE_MB, DEFAULT_IDLE_TIMEOUT_S, ENV_CACHE_MB
+from hostplug.commands.common import FiniteRange
+from hostplug.service.protocol import DEFAULT_CACHE_MB, DEFAULT_IDLE_TIMEOUT_S, ENV_CACHE_MB, ENV_IDLE
 
 
 def service_option(command: Callable[..., Any] | None = None, *, starts: bool = False) -> Any:
@@ -25,8 +26,8 @@ def service_option(command: Callable[..., Any] | None = None, *, starts: bool = 
 
 
 @click.command()
-@click.option("--idle-timeout", type=click.FloatRange(1, None), default=DEFAULT_IDLE_TIMEOUT_S, show_default=True,
-              help="Exit after this many seconds without a request.")
+@click.option("--idle-timeout", type=FiniteRange(1, None), default=DEFAULT_IDLE_TIMEOUT_S, show_default=True,
+              envvar=ENV_IDLE, help="Exit after this many seconds without a request.")
 @click.option("--cache-mb", type=click.IntRange(0, None), default=DEFAULT_CACHE_MB, show_default=True,
               envvar=ENV_CACHE_MB, help="MB of full-size stage checkpoints kept for re-renders (0: none).")
 @click.option("--status", is_flag=True, help="Print the running service's status as JSON and exit (1: none).")

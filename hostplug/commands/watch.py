@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from engine.output.formats import FORMAT_ALIASES, FORMATS, SPACE_ALIASES, SPACE_NAMES
-from hostplug.commands.common import NameChoice, json_option
+from hostplug.commands.common import FiniteRange, NameChoice, json_option
 from hostplug.daemon.config import EXAMPLE, LIMITS, DaemonConfig, FolderConfig, OutputSpec
 from hostplug.daemon.errors import ConfigError
 from hostplug.recipe_options import pop_recipe_options, recipe_options
@@ -101,7 +101,7 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
 @click.option("--archive", type=click.Path(file_okay=False, path_type=Path),
               help="Move each original here once rendered (default: leave it).")
 @click.option("--workers", type=click.IntRange(1, None), help="Renders at once (default 1).")
-@click.option("--settle", type=click.FloatRange(0.1, None), help="Settle period in seconds (default 2).")
+@click.option("--settle", type=FiniteRange(0.1, None), help="Settle period in seconds (default 2).")
 @click.option("--polling", is_flag=True, help="Scan folders instead of using file events (network shares).")
 @click.option("--journal", type=click.Path(path_type=Path),
               help="Journal file (default: IN_DIR/.hostplug/journal.sqlite).")

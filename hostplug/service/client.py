@@ -24,7 +24,7 @@ from typing import Any
 
 from engine.errors import HostplugError
 from hostplug.service.protocol import (
-    DEFAULT_IDLE_TIMEOUT_S,
+    ENV_IDLE,  # noqa: F401 - read by the service a client starts; named here beside the client's own variables
     LOG_NAME,
     PROTOCOL,
     SOCKET_NAME,
@@ -51,7 +51,6 @@ FIRST_FRAME_TIMEOUT_S = 5.0
 SILENCE_TIMEOUT_S = 30.0
 LOG_KEEP_BYTES = 1 << 20
 ENV_DISABLE = "HOSTPLUG_NO_SERVICE"  # set (to anything but "" or "0"): never use the service
-ENV_IDLE = "HOSTPLUG_SERVICE_IDLE_TIMEOUT"  # seconds; the idle timeout of a service a client starts
 
 
 class NotAnsweringError(ServiceError):
@@ -125,14 +124,6 @@ def _connect(path: Path) -> socket.socket:
         raise
 
 
-def idle_timeout() -> float:
-    """The idle timeout for a service this client starts (``HOSTPLUG_SERVICE_IDLE_TIMEOUT``, else the default)."""
-    try:
-        return max(1.0, float(os.environ.get(ENV_IDLE, "")))
-    except ValueError:
-        return DEFAULT_IDLE_TIMEOUT_S
-
-
 def spawn(folder: Path) -> subprocess.Popen:
     """Start a detached service (its own session, no terminal; output to ``serve.log`` in ``folder``);
     :class:`StartError` when its log cannot be written (a folder in its place, the runtime folder full) or the
@@ -152,7 +143,7 @@ def spawn(folder: Path) -> subprocess.Popen:
         try:
             os.chmod(log_path, 0o600)
             return subprocess.Popen(
-                [sys.executable, "-m", "hostplug.service", "--idle-timeout", str(idle_timeout())],
+                [sys.executable, "-m", "hostplug.service"],  # its idle timeout and cache: from the environment
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd="/", start_new_session=True,
                 close_fds=True,
             )

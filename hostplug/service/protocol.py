@@ -49,6 +49,7 @@ WORKING_EVERY_S = 1.0
 # a command starts; 0 keeps none.
 DEFAULT_CACHE_MB = 1536
 ENV_CACHE_MB = "HOSTPLUG_SERVICE_CACHE_MB"
+ENV_IDLE = "HOSTPLUG_SERVICE_IDLE_TIMEOUT"  # seconds; the idle timeout of a service a client starts
 _HEADER = struct.Struct(">I")
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 

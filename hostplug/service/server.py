@@ -26,6 +26,7 @@ import copy
 import fcntl
 import json
 import logging
+import math
 import os
 import queue
 import select
@@ -46,6 +47,7 @@ from hostplug.service.protocol import (
     DEFAULT_CACHE_MB,
     DEFAULT_IDLE_TIMEOUT_S,
     ENV_CACHE_MB,
+    ENV_IDLE,
     LOCK_NAME,
     LOG_NAME,
     MAX_SOCKET_PATH,
@@ -815,6 +817,17 @@ def _real(path: str | Path) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
 
 
+def idle_timeout_from_env() -> float | None:
+    """``HOSTPLUG_SERVICE_IDLE_TIMEOUT`` in seconds (the default when unset); None when it is no finite number of 1
+    or more (a tester's 'abc' was passed over, 'inf' kept a service for ever, 'nan' made it 1 s)."""
+    value = os.environ.get(ENV_IDLE, "").strip()
+    try:
+        seconds = float(value) if value else DEFAULT_IDLE_TIMEOUT_S
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 1.0 else None
+
+
 def cache_mb_from_env() -> int | None:
     """``HOSTPLUG_SERVICE_CACHE_MB`` as a number of MB (the default when unset); None when it is not a number."""
     value = os.environ.get(ENV_CACHE_MB, "").strip()
@@ -826,13 +839,18 @@ def cache_mb_from_env() -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hostplug.service", description=__doc__.splitlines()[0])
-    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
-                        help=f"exit after this many seconds without a request (default {DEFAULT_IDLE_TIMEOUT_S:g})")
+    parser.add_argument("--idle-timeout", type=float, default=None,
+                        help=f"exit after this many seconds without a request (default: ${ENV_IDLE}, else "
+                             f"{DEFAULT_IDLE_TIMEOUT_S:g})")
     parser.add_argument("--no-warm-up", action="store_true", help="load the engine with the first request")
     parser.add_argument("--cache-mb", type=int, default=None,
                         help=f"MB of full-size stage checkpoints to keep (default: ${ENV_CACHE_MB}, else "
                              f"{DEFAULT_CACHE_MB}; 0: none)")
     args = parser.parse_args(argv)
+    idle = args.idle_timeout if args.idle_timeout is not None else idle_timeout_from_env()
+    if idle is None or not math.isfinite(idle) or idle < 1.0:
+        parser.error(f"the idle timeout must be a number of seconds, 1 or more (--idle-timeout, or "
+                     f"{ENV_IDLE}={os.environ.get(ENV_IDLE)!r})")
     cache_mb = args.cache_mb if args.cache_mb is not None else cache_mb_from_env()
     if cache_mb is None or cache_mb < 0:
         parser.error(f"the checkpoint cache size must be a whole number of MB, 0 or more (--cache-mb, or "
@@ -840,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s hostplug-serve[%(process)d] %(message)s")
     try:
-        code = serve(args.idle_timeout, warm_up=not args.no_warm_up, cache_mb=cache_mb)
+        code = serve(idle, warm_up=not args.no_warm_up, cache_mb=cache_mb)
     except ServiceError as e:
         print(f"hostplug: error: {e}", file=sys.stderr)
         return 1
