@@ -96,8 +96,10 @@ class HostplugGroup(click.Group):
             if type(e).__name__ == "NoArgsIsHelpError":  # a bare `hostplug` or group: the help, as click shows it
                 e.show()
                 raise SystemExit(e.exit_code) from None
-            where = e.ctx.command_path if e.ctx is not None else "hostplug"
             given = list(args) if args is not None else sys.argv[1:]
+            # click's parser gives an option without its value no context: the command is the first name given
+            named = next((arg for arg in given if arg in COMMANDS), None)
+            where = e.ctx.command_path if e.ctx is not None else f"hostplug {named}" if named else "hostplug"
             fail(f"{e.format_message()}{_from_environment(e, given)} (see: {where} --help)", e.exit_code)
         except click.ClickException as e:
             fail(e.format_message(), e.exit_code)

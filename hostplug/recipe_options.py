@@ -74,6 +74,8 @@ _OPTIONS = [
 # The recipe settings that have an option of their own (a recipe setting each, same name).
 RECIPE_KEYS = ("style", "style_strength", "exposure", "auto_exposure", "wb", "temperature", "tint", "contrast",
                "highlights", "shadows", "saturation", "vibrance", "sharpening", "denoise")
+# Settings that are a stage's parameter under another name: the stage and the parameter
+_STAGE_AMOUNTS = {"denoise": ("denoise", "strength"), "sharpening": ("detail", "amount")}
 _STAGE_KEYS = ("disabled", "implementations", "fixed")
 
 
@@ -100,8 +102,22 @@ def pop_recipe_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         raise click.UsageError(str(e)) from None
     if stages:
         changes["stages"] = stages
+    _check_amounts_given_once(changes)
     _check_option_values(changes)
     return changes
+
+
+def _check_amounts_given_once(changes: dict[str, Any]) -> None:
+    """Refuse ``--denoise 30`` with ``--set denoise.strength=20`` or ``--disable denoise`` (and ``--sharpening``
+    with the detail stage's): a tester's output recorded denoise 30 over pixels denoised at 20."""
+    for setting, (stage, param) in _STAGE_AMOUNTS.items():
+        change = (changes.get("stages") or {}).get(stage, {})
+        value = changes.get(setting)
+        option = f"--{setting} {value:g}" if isinstance(value, float) else f"--{setting} {value}" if value else None
+        if option and param in change.get("params", {}):
+            raise click.UsageError(f"{option} and --set {stage}.{param}: the same amount twice; give one of them")
+        if option and change.get("enabled") is False:
+            raise click.UsageError(f"{option} and --disable {stage}: the stage is switched off; give one of them")
 
 
 def _check_option_values(changes: dict[str, Any]) -> None:
@@ -117,8 +133,23 @@ def _check_option_values(changes: dict[str, Any]) -> None:
             preset_file(name)  # a damaged preset file is a bad preset (exit 4), said where it is read
         for name, change in (changes.get("stages") or {}).items():
             _check_stage_change(name, change)
+        _check_style_for(changes)
     except RecipeError as e:
         raise click.UsageError(str(e)) from None
+
+
+def _check_style_for(changes: dict[str, Any]) -> None:
+    """A ``--style`` the photofinish that ``--use`` names cannot render (``--use photofinish=classical --style
+    vivid``: the classical one knows only its own looks) is refused with the other options, not at render time
+    as a bad recipe (exit 4)."""
+    chosen = ((changes.get("stages") or {}).get("photofinish") or {}).get("implementation")
+    if "style" not in changes or chosen is None:  # the stages load only when both are given
+        return
+    from engine.pipeline import IMPLEMENTATIONS
+
+    stage = IMPLEMENTATIONS["photofinish"].get(chosen)
+    if stage is not None:  # an unknown one: _check_stage_change says so
+        stage().check_style(changes["style"])
 
 
 def _check_stage_change(name: str, change: dict[str, Any]) -> None:

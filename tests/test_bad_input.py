@@ -196,3 +196,11 @@ def test_the_thumbnail_of_an_undecodable_raw_says_why_as_a_render_does(tmp_path:
     render = hostplug("render", need(GOPRO), "-o", tmp_path / "t.tif")
     assert error_lines(thumbnail.stderr) == error_lines(render.stderr)
     assert "VC-5 (GoPro) compression" in thumbnail.stderr
+
+
+def test_a_thumbnail_named_other_than_jpeg_is_a_wrong_option(tmp_path: Path, sample_dng: Path) -> None:
+    # exit 5 (an output that cannot be written), where render says 2 for a name of the wrong kind (a tester's)
+    result = hostplug("thumbnail", sample_dng, "-o", tmp_path / "th.png")
+    assert result.exit_code == 2 and error_lines(result.stderr) == [
+        "hostplug: error: th.png: a thumbnail is a JPEG; name it th.jpg"]
+    assert not any(tmp_path.iterdir())

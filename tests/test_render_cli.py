@@ -299,6 +299,10 @@ def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
         (["--style", "nosuch"], "unknown style 'nosuch'"),
         (["--style", "natural+vivid"], "a blend is written NAME:WEIGHT,NAME:WEIGHT"),  # a tester's guess at a blend
         (["--preset", "nopreset"], "no preset named 'nopreset'"),  # a typo, as an unknown style (it was exit 4)
+        # a tester's output recorded denoise 30 over pixels denoised at 20
+        (["--denoise", 30, "--set", "denoise.strength=20"], "--denoise 30 and --set denoise.strength: the same"),
+        (["--sharpening", 30, "--disable", "detail"], "--sharpening 30 and --disable detail: the stage is switched"),
+        (["--use", "photofinish=classical", "--style", "vivid"], "unknown style 'vivid' for the classical"),  # was 4
         (["--temperature", 500], "temperature"),
         (["--tint", 20], "needs a temperature"),  # the raw's sidecar holds no custom white for it to shift
     ],
@@ -689,3 +693,18 @@ def test_a_failed_render_takes_its_stage_images_out_of_a_folder_that_was_there(
                       "--overwrite")  # (a folder that holds files takes stage images only with --overwrite)
     assert result.exit_code == 5 and "4_colour.png: No space left" in result.stderr, result.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "saved meanwhile.png"]
+
+
+@pytest.mark.parametrize("options", [("--format", "jpeg", "--bits", "16"), ("--long-edge", "100")])
+def test_a_refused_batch_leaves_no_output_folder_behind(tmp_path: Path, sample_dng: Path, options: tuple) -> None:
+    # a tester's --out-dir was made before the format was checked, and stayed, empty, after the refusal
+    inputs = [sample_dng] if options[0] == "--format" else [tmp_path / "missing.dng"]
+    result = hostplug("render", *inputs, "--out-dir", tmp_path / "new" / "out", *options, "--no-service")
+    assert result.exit_code == 2 and not (tmp_path / "new" / "out").exists()
+
+
+def test_an_option_without_its_value_points_to_the_command_s_help(sample_dng: Path) -> None:
+    # click gives that error no command: the hint named `hostplug --help`, where other errors name the command's
+    result = hostplug("render", sample_dng, "-o")
+    assert result.exit_code == 2 and error_lines(result.stderr) == [
+        "hostplug: error: Option '-o' requires an argument. (see: hostplug render --help)"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from engine.errors import CorruptInputError, InputNotFoundError, OutputError
+from engine.errors import CorruptInputError, InputNotFoundError, OutputError, OutputOptionError
 from hostplug.commands.common import check_device, device_option, json_option, time_limit_option, watchdog
 from hostplug.commands.serve import open_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
@@ -53,7 +53,7 @@ def thumbnail(raw: Path, output: Path, size: int, overwrite: bool) -> None:
     from hostplug.thumbnail import ThumbnailError, write_thumbnail
 
     if output.suffix.lower() not in (".jpg", ".jpeg"):
-        raise OutputError(f"{output.name}: a thumbnail is a JPEG; name it {output.stem}.jpg")
+        raise OutputOptionError(f"{output.name}: a thumbnail is a JPEG; name it {output.stem}.jpg")  # as render: 2
     try:
         click.echo(json.dumps(write_thumbnail(raw, output, size, overwrite=overwrite)))
     except ThumbnailError as e:

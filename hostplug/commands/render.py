@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,12 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
     options = OutputOptions(format=fmt, bits=int(bits) if bits else None, quality=quality, space=space,
                             long_edge=long_edge, overwrite=overwrite, compression=compression)
     device = check_device(device)
-    if out_dir is not None:
-        _make_folder(out_dir)
     targets = dict(zip(inputs, output_names(list(inputs), fmt, out_dir), strict=True))
     _check_format_options([output] if output is not None else list(targets.values()), options)
-    with _progress(len(inputs)) as bar:
+    made = out_dir is not None and not out_dir.exists()
+    if out_dir is not None:
+        _make_folder(out_dir)
+    with _progress(len(inputs)) as bar, _removed_if_left_empty(out_dir if made else None):
 
         def render_one(path: Path) -> None:
             def progress(stage: str, index: int, count: int) -> None:
@@ -186,6 +188,18 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
 
         for_each_input(inputs, render_one, on_error=bar.clear, after=lambda: bar.update(1),
                        time_limit=time_limit)
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(folder: Path | None) -> Iterator[None]:
+    """An ``--out-dir`` this render made is removed again when no output came into it (every input refused or
+    failed): a refused command leaves no trace (a tester's)."""
+    try:
+        yield
+    finally:
+        if folder is not None:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
 
 
 def _make_folder(folder: Path) -> None:
