@@ -29,6 +29,20 @@ def test_a_file_moves_through_its_states_and_survives_reopening(tmp_path: Path) 
     assert again.same_stat(10, 20) and not again.same_stat(10, 21)
 
 
+def test_an_identical_redrop_keeps_the_time_of_the_render_that_made_the_outputs(tmp_path: Path) -> None:
+    # a tester's queue gave the time the re-drop was skipped as the time it rendered, and counted it in the rate
+    journal = Journal(tmp_path / "j.sqlite")
+    entry = journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 1, "same")
+    journal.start(entry.id)
+    journal.finish(entry.id, "recipe", ["out/a.jpg"])
+    rendered_at = journal.get(entry.id).finished_at
+    time.sleep(0.05)
+    journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 2, "same")
+    journal.start(entry.id)
+    journal.finish(entry.id, "recipe", ["out/a.jpg"], rendered=False)
+    assert journal.get(entry.id).state == "done" and journal.get(entry.id).finished_at == rendered_at
+
+
 def test_rows_left_rendering_by_a_crash_are_queued_again(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite")
     entry = journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 1, "h")

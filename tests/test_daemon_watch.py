@@ -133,6 +133,15 @@ def test_a_slowly_copied_file_is_rendered_only_once_complete(studio: Path) -> No
                 f.write(data[i * len(data) // 8:(i + 1) * len(data) // 8])
                 f.flush()
                 time.sleep(0.5)
+                if i == 5:  # queue tells of the file arriving (a tester's looked idle through a card's copy)
+                    from click.testing import CliRunner
+
+                    from hostplug.cli import main
+
+                    shown = CliRunner().invoke(main, ["queue", "--config", str(config), "--json"])
+                    assert json.loads(shown.stdout)["settling"] == {"count": 1, "paths": [str(hot / "slow.dng")]}
+                    text = CliRunner().invoke(main, ["queue", "--config", str(config)]).stdout
+                    assert "(arriving, still being copied in: 1)" in text
         finished = time.time()
         time.sleep(1.0)
         assert states(studio / "journal.sqlite") == {}  # the temporary is ignored, the slow file still settling

@@ -298,17 +298,20 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
         done = db.rendered_outputs(limit) if limit != 0 else []
         pid = running_pid(path)
         where = db.nodes(live=pid is not None)  # nodes, workers and each rendered file's node (a cluster's too)
+        # files still being copied in, as the running daemon last saw them (a stopped one sees none)
+        settling = db.settling() if pid is not None else {"count": 0, "paths": []}
     finally:
         db.close()
     if as_json:
         click.echo(json.dumps({"journal": str(path), "running_pid": pid, "counts": counts,
                                "errors": [_error_record(e) for e in errors], "retried": retried,
                                "not_retried": skipped, "earlier_failures": [str(raw) for raw, _ in untracked],
-                               "nodes": where["nodes"], "workers": where["workers"],
+                               "settling": settling, "nodes": where["nodes"], "workers": where["workers"],
                                "rendered": where["rendered"], "done": [_done_record(e) for e in done]}))
         return
     click.echo(f"journal {path} ({f'daemon running, pid {pid}' if pid else 'daemon not running'})")
-    click.echo("  ".join(f"{state} {n}" for state, n in counts.items()))
+    click.echo("  ".join(f"{state} {n}" for state, n in counts.items()) + (
+        f"  (arriving, still being copied in: {settling['count']})" if settling["count"] else ""))
     if untracked:
         click.echo(f"({len(untracked)} earlier failed cop{'y' if len(untracked) == 1 else 'ies'} wait in _failed/ "
                    "under names dropped again since: --retry brings them back too)")

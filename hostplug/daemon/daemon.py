@@ -207,6 +207,7 @@ class Daemon:
         self.throughput = Throughput()
         self.stop_requested = 0
         self.journal: Journal | None = None
+        self.settling_recorded: list[Path] = []  # the arriving files `hostplug queue` was last told of
         self.next_failed_check = 0.0  # monotonic time of the next look for changed files in _failed/
         self.archive_failures: dict[int, str] = {}  # file id -> why its archiving last failed (warned once)
         self.places: dict[Path, int] = {}  # journal and hot folders, held open: see _check_places
@@ -480,7 +481,8 @@ class Daemon:
         if outcome.kind != "disk_full":
             self.waiting_for_room.discard(entry.id)
         if outcome.kind in ("done", "unchanged"):
-            self.journal.finish(entry.id, outcome.recipe_hash or "", list(outcome.outputs))
+            self.journal.finish(entry.id, outcome.recipe_hash or "", list(outcome.outputs),
+                                rendered=outcome.kind == "done")
             if outcome.kind == "done":
                 self.throughput.add(True)
                 _event(f"rendered {entry.path} -> {', '.join(outcome.outputs)} ({outcome.seconds:.1f} s)", "done",
@@ -709,6 +711,10 @@ class Daemon:
         assert self.journal is not None
         self._check_places()
         self.journal.set_workers(self.pool.describe())  # for `hostplug queue`: who renders what, where
+        settling = list(self.scanner.tracker.files)
+        if settling != self.settling_recorded:  # and what is arriving (written when it changes)
+            self.journal.set_settling(settling)
+            self.settling_recorded = settling
         counts = self.journal.counts()
         rate = self.throughput.per_minute(now)
         waiting = len(self.scanner.tracker)

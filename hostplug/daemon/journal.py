@@ -30,6 +30,7 @@ from hostplug.daemon.templates import safe_part
 
 STATES = ("queued", "rendering", "done", "failed")
 SCHEMA_VERSION = 1
+SETTLING_SHOWN = 50  # arriving files named in the journal for `hostplug queue` (all are counted)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY,
@@ -325,15 +326,18 @@ class Journal:
         self.db.execute("UPDATE files SET state = 'rendering', attempts = attempts + 1, started_at = ?, "
                         "node = COALESCE(?, node) WHERE id = ?", (time.time(), node, file_id))
 
-    def finish(self, file_id: int, recipe_hash: str, outputs: list[str]) -> None:
-        """The raw's outputs are all written. Names it held and no longer uses (a template or naming rule changed
-        since: a beside-original render takes its original's exact name now) are free for other raws again; the
-        files there, stamped as this raw's renders, are never replaced by another's."""
+    def finish(self, file_id: int, recipe_hash: str, outputs: list[str], rendered: bool = True) -> None:
+        """The raw's outputs are all written (``rendered``), or were there already, of the same content and recipe
+        (not ``rendered``: its render time stays the one of the render that made them, a tester's queue showed
+        the skip's). Names it held and no longer uses (a template or naming rule changed since: a beside-original
+        render takes its original's exact name now) are free for other raws again; the files there, stamped as
+        this raw's renders, are never replaced by another's."""
         with self._transaction():
             self.db.execute(
                 """UPDATE files SET state = 'done', recipe_hash = ?, rendered_hash = content_hash, outputs = ?,
-                       error = NULL, error_kind = NULL, finished_at = ? WHERE id = ?""",
-                (recipe_hash, json.dumps(outputs), time.time(), file_id),
+                       error = NULL, error_kind = NULL,
+                       finished_at = CASE WHEN ? OR finished_at IS NULL THEN ? ELSE finished_at END WHERE id = ?""",
+                (recipe_hash, json.dumps(outputs), rendered, time.time(), file_id),
             )
             held = [row[0] for row in self.db.execute("SELECT target FROM outputs WHERE file_id = ?", (file_id,))]
             self.db.executemany("DELETE FROM outputs WHERE target = ? AND file_id = ?",
@@ -431,6 +435,21 @@ class Journal:
             self.db.executemany(
                 "INSERT INTO workers VALUES (:slot, :node, :pid, :state, :file_id, :since, :updated)",
                 [{"file_id": None, "since": None, "pid": None, **w, "updated": now} for w in workers])
+
+    def set_settling(self, paths: list[Path]) -> None:
+        """Record the files the daemon sees arriving (still being copied in, not yet queued), for ``hostplug
+        queue``: a tester's queue looked idle through a card dump's copy. The first SETTLING_SHOWN are named."""
+        record = json.dumps({"count": len(paths), "paths": sorted(map(str, paths))[:SETTLING_SHOWN]})
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settling', ?)", (record,))
+
+    def settling(self) -> dict[str, Any]:
+        """What :meth:`set_settling` last recorded (``count``, ``paths``); none recorded: a count of 0."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'settling'").fetchone()
+        try:
+            return json.loads(row[0]) if row else {"count": 0, "paths": []}
+        except ValueError:
+            return {"count": 0, "paths": []}
 
     def workers(self) -> list[dict[str, Any]]:
         """The workers as the daemon last recorded them, with the path of the raw each is on."""
