@@ -81,6 +81,11 @@ class RecipeOptionError(OptionError, RecipeError):
     exit_code = 2
 
 
+class UnknownPresetError(RecipeOptionError, SidecarError):
+    """No preset has the name asked for: a wrong option value (exit 2, as an unknown style), still a
+    :class:`SidecarError` for a script that catches those."""
+
+
 class ModelError(HostplugError):
     """A model's weights are missing, corrupt or do not match their manifest."""
 

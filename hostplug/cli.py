@@ -97,9 +97,7 @@ class HostplugGroup(click.Group):
                 e.show()
                 raise SystemExit(e.exit_code) from None
             given = list(args) if args is not None else sys.argv[1:]
-            # click's parser gives an option without its value no context: the command is the first name given
-            named = next((arg for arg in given if arg in COMMANDS), None)
-            where = e.ctx.command_path if e.ctx is not None else f"hostplug {named}" if named else "hostplug"
+            where = e.ctx.command_path if e.ctx is not None else _command_given(self, given)
             fail(f"{e.format_message()}{_from_environment(e, given)} (see: {where} --help)", e.exit_code)
         except click.ClickException as e:
             fail(e.format_message(), e.exit_code)
@@ -160,6 +158,18 @@ def _check_current_folder() -> None:
         os.getcwd()
     except FileNotFoundError:
         fail("the current folder no longer exists (deleted or moved away); cd into a folder that does", 2)
+
+
+def _command_given(group: click.Group, args: list[str]) -> str:
+    """The (sub)command ``args`` name from their start: click's parser gives an option without its value no
+    context, so its hint named `hostplug --help` where every other error names the command's."""
+    path, command = ["hostplug"], group
+    for arg in args:
+        if not isinstance(command, click.Group) or arg not in command.list_commands(click.Context(command)):
+            break
+        path.append(arg)
+        command = command.get_command(click.Context(command), arg)
+    return " ".join(path)
 
 
 def _from_environment(error: click.UsageError, args: list[str]) -> str:

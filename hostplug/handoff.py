@@ -56,8 +56,11 @@ class OpenPlan:
     replace: bool
     recorded: dict[str, Any] = field(default_factory=dict)  # a hostplug output's own size and quality, to keep
     compression: str = "none"  # the replaced TIFF's
-    # the image replaced is an editor's, not open's own TIFF: its metadata stays, at every hand-over (from the
-    # second on it carries our record too: Lightroom hands the same -Edit.tif over again)
+    # What the image replaced holds (copyright, keywords, rating, GPS) stays in it, unless it is open's own TIFF;
+    # an editor's image (a hand-over name, or no record of ours) has its own win over the sidecar's, at every
+    # hand-over (Lightroom hands the same -Edit.tif over again, which then carries our record), an output of ours
+    # has the sidecar's win (the sidecar is where a rating was changed since)
+    keeps_metadata: bool = False
     editors: bool = False
 
 
@@ -170,8 +173,10 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
         recipe = apply_changes(stored, changes)
     # a hostplug output keeps its size and JPEG quality, as a re-render does: the file an editor has open
     recorded = _recorded_output(path) if stored is not None else {}
+    editors = bool(HAND_OVER_NAME.search(path.stem)) or not (provenance.sha256 or provenance.path or stored)
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
-                    True, recorded, compression, editors=not OWN_NAME.search(path.stem))
+                    True, recorded, compression, keeps_metadata=not OWN_NAME.search(path.stem),
+                    editors=editors)
 
 
 def _recorded_output(image: Path) -> dict[str, Any]:
@@ -288,8 +293,8 @@ def _render_planned(decided: OpenPlan, device: str, opener: Callable[[Path], Any
                             modified=newer_second(decided.target) if stamped else None)
     source = opener(decided.source) if opener is not None else decided.source
     catalogue = decided.catalogue
-    if decided.editors:  # what the editor wrote into its image (copyright, keywords, GPS) stays in it; an output
-        source, catalogue = _keeping_metadata_of(decided.target, source, catalogue)  # of ours takes the sidecar's
+    if decided.keeps_metadata:
+        source, catalogue = _keeping_metadata_of(decided.target, source, catalogue, decided.editors)
     seen = _file_state(decided.target)
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
         return render_file(source, decided.target, decided.recipe, options, extra_xmp=catalogue,
@@ -304,10 +309,12 @@ _NOT_KEPT_XMP = ("Xmp.hostplug.", "Xmp.xmpMM.", "Xmp.tiff.", "Xmp.darktable.", "
                  "Xmp.xmp.ModifyDate", "Xmp.xmp.MetadataDate", "Xmp.exif.PixelXDimension", "Xmp.exif.PixelYDimension")
 
 
-def _keeping_metadata_of(image: Path, source: Any, catalogue: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The source with ``image``'s own EXIF over the raw's, and the output XMP with ``image``'s over the sidecar's:
-    an editor's hand-over TIFF (Lightroom's ``-Edit.tif``) carries the catalogue's copyright, keywords, rating and
-    GPS, which the raw and its sidecar may lack, and a render in place must not drop them."""
+def _keeping_metadata_of(image: Path, source: Any, catalogue: dict[str, Any],
+                         image_wins: bool) -> tuple[Any, dict[str, Any]]:
+    """The source with ``image``'s own EXIF over the raw's, and the output XMP with ``image``'s, over the sidecar's
+    where ``image_wins``, else under it: an editor's hand-over TIFF (Lightroom's ``-Edit.tif``) carries the
+    catalogue's copyright, keywords, rating and GPS, which the raw and its sidecar may lack, and a render in place
+    must not drop them."""
     import dataclasses
 
     import engine
@@ -321,7 +328,8 @@ def _keeping_metadata_of(image: Path, source: Any, catalogue: dict[str, Any]) ->
         xmp = {}
     kept = {key: value for key, value in xmp.items() if not key.startswith(_NOT_KEPT_XMP)}
     opened = source if isinstance(source, engine.Source) else engine.open(source)
-    return dataclasses.replace(opened, exif={**opened.exif, **read_exif(image)}), {**catalogue, **kept}
+    merged = {**catalogue, **kept} if image_wins else {**kept, **catalogue}
+    return dataclasses.replace(opened, exif={**opened.exif, **read_exif(image)}), merged
 
 
 class _RetouchedMeanwhileError(OutputError):

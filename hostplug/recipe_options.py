@@ -74,8 +74,7 @@ _OPTIONS = [
 # The recipe settings that have an option of their own (a recipe setting each, same name).
 RECIPE_KEYS = ("style", "style_strength", "exposure", "auto_exposure", "wb", "temperature", "tint", "contrast",
                "highlights", "shadows", "saturation", "vibrance", "sharpening", "denoise")
-# Settings that are a stage's parameter under another name: the stage and the parameter
-_STAGE_AMOUNTS = {"denoise": ("denoise", "strength"), "sharpening": ("detail", "amount")}
+
 _STAGE_KEYS = ("disabled", "implementations", "fixed")
 
 
@@ -102,22 +101,8 @@ def pop_recipe_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         raise click.UsageError(str(e)) from None
     if stages:
         changes["stages"] = stages
-    _check_amounts_given_once(changes)
     _check_option_values(changes)
     return changes
-
-
-def _check_amounts_given_once(changes: dict[str, Any]) -> None:
-    """Refuse ``--denoise 30`` with ``--set denoise.strength=20`` or ``--disable denoise`` (and ``--sharpening``
-    with the detail stage's): a tester's output recorded denoise 30 over pixels denoised at 20."""
-    for setting, (stage, param) in _STAGE_AMOUNTS.items():
-        change = (changes.get("stages") or {}).get(stage, {})
-        value = changes.get(setting)
-        option = f"--{setting} {value:g}" if isinstance(value, float) else f"--{setting} {value}" if value else None
-        if option and param in change.get("params", {}):
-            raise click.UsageError(f"{option} and --set {stage}.{param}: the same amount twice; give one of them")
-        if option and change.get("enabled") is False:
-            raise click.UsageError(f"{option} and --disable {stage}: the stage is switched off; give one of them")
 
 
 def _check_option_values(changes: dict[str, Any]) -> None:
@@ -125,12 +110,14 @@ def _check_option_values(changes: dict[str, Any]) -> None:
     error, exit 2, as click's own checks of option types are; a bad recipe or preset file stays a bad recipe (exit
     4)."""
     from engine.edits import check_changes
-    from engine.xmp.presets import preset_file
 
     try:
         check_changes({k: v for k, v in changes.items() if k not in ("recipe_file", "presets")})
-        for name in changes.get("presets") or ():
-            preset_file(name)  # a damaged preset file is a bad preset (exit 4), said where it is read
+        if changes.get("presets"):  # (its XMP reader loads only then)
+            from engine.xmp.presets import preset_file
+
+            for name in changes["presets"]:
+                preset_file(name)  # a damaged preset file is a bad preset (exit 4), said where it is read
         for name, change in (changes.get("stages") or {}).items():
             _check_stage_change(name, change)
         _check_style_for(changes)

@@ -154,6 +154,24 @@ def test_an_own_output_opened_again_takes_the_sidecars_rating_not_its_old_one(ra
     assert _rating(output) == "5"
 
 
+def test_a_render_output_opened_again_takes_the_sidecars_rating_and_keeps_its_other_metadata(raw: Path) -> None:
+    # a reviewer: kept whole, a render output's old rating won over the sidecar's new one; dropped whole (before), a
+    # copyright a catalogue wrote into it was lost
+    sidecar = raw.with_name(raw.name + ".xmp")
+    assert hostplug("edit", raw, "--exposure", "0.1").exit_code == 0
+    sidecar.write_text(sidecar.read_text().replace("<rdf:Description", '<rdf:Description xmlns:xmp='
+                                                   '"http://ns.adobe.com/xap/1.0/" xmp:Rating="2"', 1))
+    output = raw.with_name(f"{NAME}.tif")
+    assert hostplug("render", raw, "-o", output, "--long-edge", "200", "--no-service").exit_code == 0
+    with pyexiv2.Image(str(output)) as image:
+        image.modify_exif({"Exif.Image.Copyright": "(c) Studio X"})
+    sidecar.write_text(sidecar.read_text().replace('xmp:Rating="2"', 'xmp:Rating="5"'))
+    assert open_json(output)["output"] == str(output)
+    with pyexiv2.Image(str(output)) as image:
+        assert image.read_exif()["Exif.Image.Copyright"] == "(c) Studio X"
+    assert _rating(output) == "5"
+
+
 def _rating(image: Path) -> str:
     with pyexiv2.Image(str(image)) as opened:
         return opened.read_xmp().get("Xmp.xmp.Rating", "")
@@ -471,7 +489,7 @@ def test_thumbnail_never_replaces_its_raw_and_asks_before_replacing_a_file(tmp_p
     before = raw.read_bytes()
     for target in (raw, raw.with_suffix(".png")):  # the raw itself; a name that says another format
         result = hostplug("thumbnail", raw, "-o", target, "--overwrite")
-        assert result.exit_code == 5 and len(error_lines(result.stderr)) == 1
+        assert result.exit_code == 2 and len(error_lines(result.stderr)) == 1  # named as no JPEG: a wrong option
     link = tmp_path / "link.jpg"
     link.symlink_to(raw)
     result = hostplug("thumbnail", raw, "-o", link, "--overwrite")

@@ -244,6 +244,24 @@ def test_a_scripts_mistyped_change_is_refused_not_ignored(changes: dict, says: s
         apply_changes(None, changes)
 
 
+def test_an_amount_set_now_replaces_its_stage_s_stored_value_and_is_not_given_twice() -> None:
+    # a recipe file's denoise strength 20 won over --denoise 30, and the output recorded 30 (a reviewer's)
+    from engine.edits import apply_changes
+    from engine.pipeline import stage_for
+
+    stored = Recipe.from_dict({"version": 16, "stages": {"denoise": {"params": {"strength": 20}},
+                                                         "detail": {"params": {"amount": 10, "radius": 2.0}}}})
+    changed = apply_changes(stored, {"denoise": 30, "sharpening": 40})
+    assert changed.denoise == 30 and stage_for("denoise", changed).resolve_params(changed).strength == 30
+    detail = stage_for("detail", changed).resolve_params(changed)
+    assert detail.amount == 40 and detail.radius == 2.0  # the stage's other params stay
+    assert apply_changes(stored, {"exposure": 1}).stage("denoise").params["strength"] == 20  # untouched
+    with pytest.raises(RecipeError, match="denoise 30 and the denoise stage's strength"):
+        apply_changes(None, {"denoise": 30, "stages": {"denoise": {"params": {"strength": 20}}}})
+    with pytest.raises(RecipeError, match="sharpening 30 with the detail stage switched off"):
+        apply_changes(None, {"sharpening": 30, "stages": {"detail": {"enabled": False}}})
+
+
 def test_what_a_script_may_pass_wrongly_is_a_recipe_error_at_construction() -> None:
     # these were accepted and failed later (an IndexError in the blend, "no" switching a stage on) or raised
     # Python's own errors

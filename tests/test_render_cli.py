@@ -300,8 +300,8 @@ def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
         (["--style", "natural+vivid"], "a blend is written NAME:WEIGHT,NAME:WEIGHT"),  # a tester's guess at a blend
         (["--preset", "nopreset"], "no preset named 'nopreset'"),  # a typo, as an unknown style (it was exit 4)
         # a tester's output recorded denoise 30 over pixels denoised at 20
-        (["--denoise", 30, "--set", "denoise.strength=20"], "--denoise 30 and --set denoise.strength: the same"),
-        (["--sharpening", 30, "--disable", "detail"], "--sharpening 30 and --disable detail: the stage is switched"),
+        (["--denoise", 30, "--set", "denoise.strength=20"], "denoise 30 and the denoise stage's strength"),
+        (["--sharpening", 30, "--disable", "detail"], "sharpening 30 with the detail stage switched off"),
         (["--use", "photofinish=classical", "--style", "vivid"], "unknown style 'vivid' for the classical"),  # was 4
         (["--temperature", 500], "temperature"),
         (["--tint", 20], "needs a temperature"),  # the raw's sidecar holds no custom white for it to shift
@@ -700,7 +700,7 @@ def test_a_refused_batch_leaves_no_output_folder_behind(tmp_path: Path, sample_d
     # a tester's --out-dir was made before the format was checked, and stayed, empty, after the refusal
     inputs = [sample_dng] if options[0] == "--format" else [tmp_path / "missing.dng"]
     result = hostplug("render", *inputs, "--out-dir", tmp_path / "new" / "out", *options, "--no-service")
-    assert result.exit_code == 2 and not (tmp_path / "new" / "out").exists()
+    assert result.exit_code == 2 and not (tmp_path / "new").exists()  # nor the folder made for it (a reviewer's)
 
 
 def test_an_option_without_its_value_points_to_the_command_s_help(sample_dng: Path) -> None:

@@ -90,7 +90,7 @@ def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="hps", dir="/tmp"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
     monkeypatch.delenv(client.ENV_DISABLE, raising=False)
-    monkeypatch.setenv(client.ENV_IDLE, "120")
+    monkeypatch.setenv(protocol.ENV_IDLE, "120")
     monkeypatch.setenv("HOSTPLUG_SERVICE_BUILD", "test-1")  # others' edits of the tree must not make it stale
     yield folder
     for pid in service_pids(folder):
@@ -259,7 +259,7 @@ def test_started_on_demand_and_only_once(runtime: Path) -> None:
 
 
 def test_exits_after_the_idle_timeout(runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(client.ENV_IDLE, "2")
+    monkeypatch.setenv(protocol.ENV_IDLE, "2")
     pid = start_service(runtime)["pid"]
     assert wait_for(lambda: not alive(pid), timeout=90)
     assert not (service_folder(runtime) / SOCKET_NAME).exists()
@@ -268,7 +268,7 @@ def test_exits_after_the_idle_timeout(runtime: Path, monkeypatch: pytest.MonkeyP
 
 def test_refused_and_foreign_connections_do_not_keep_it_alive(runtime: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(client.ENV_IDLE, "3")
+    monkeypatch.setenv(protocol.ENV_IDLE, "3")
     pid = start_service(runtime)["pid"]
     sock_path = str(service_folder(runtime) / SOCKET_NAME)
     deadline = time.monotonic() + 90
@@ -1159,6 +1159,8 @@ def test_a_bad_idle_timeout_is_refused_not_passed_over(runtime: Path, seconds: s
     result = CliRunner().invoke(main, ["serve"], env={ENV_IDLE: seconds})
     assert result.exit_code == 2 and f"(from the environment variable {ENV_IDLE})" in result.stderr
     assert CliRunner().invoke(main, ["serve", "--idle-timeout", seconds]).exit_code == 2
+    status = CliRunner().invoke(main, ["serve", "--status"], env={ENV_IDLE: seconds})
+    assert status.exit_code == 1 and "no render service is running" in status.stderr  # asked, not refused
     with pytest.MonkeyPatch.context() as env:
         env.setenv(ENV_IDLE, seconds)
         assert idle_timeout_from_env() is None  # a service a client starts refuses it, and the client renders

@@ -196,10 +196,11 @@ def chroma_scale(u: np.ndarray, v: np.ndarray, saturation: float, vibrance: floa
     """How much saturation and vibrance scale a chromaticity (u, v): uniformly (saturation) and mostly where it
     is low and not skin (vibrance, of the given ``shape``, see :class:`PhotofinishParams`)."""
     radius = np.sqrt(u**2 + v**2)
-    boost = shape.boost * np.exp(-radius / shape.reach)
+    falloff = np.exp(-radius / shape.reach)
     if shape.spares_skin and vibrance > 0.0:  # less vibrance takes colour from skin as from the rest
-        boost = boost * (1.0 - shape.spares_skin * skin_weight(u, v))
-    scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * boost)
+        falloff = falloff * (1.0 - shape.spares_skin * skin_weight(u, v))
+    # in params 5's order of operations, so that their tables are the same to the last bit
+    scale = (1.0 + saturation / 100.0) * (1.0 + (vibrance / 100.0) * shape.boost * falloff)
     return np.maximum(scale, 0.0)
 
 

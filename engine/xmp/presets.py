@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.errors import RecipeError, RecipeOptionError, SidecarError
+from engine.errors import RecipeError, SidecarError, UnknownPresetError
 from engine.io.bounded import read_regular
 from engine.output.metadata import XMP_NS_URI
 from engine.recipe import Recipe, StageSettings
@@ -30,11 +30,6 @@ from engine.xmp.document import MAX_PACKET_BYTES, parse_packet, simple_propertie
 from engine.xmp.recipe_properties import properties_to_settings
 
 PRESET_SUFFIX = ".xmp"
-
-
-class UnknownPresetError(RecipeOptionError, SidecarError):
-    """No preset has the name asked for: a wrong option value (exit 2, as an unknown style), still a
-    :class:`SidecarError` for a script that catches those."""
 
 
 @dataclass(frozen=True)

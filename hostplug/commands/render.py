@@ -139,10 +139,8 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
     device = check_device(device)
     targets = dict(zip(inputs, output_names(list(inputs), fmt, out_dir), strict=True))
     _check_format_options([output] if output is not None else list(targets.values()), options)
-    made = out_dir is not None and not out_dir.exists()
-    if out_dir is not None:
-        _make_folder(out_dir)
-    with _progress(len(inputs)) as bar, _removed_if_left_empty(out_dir if made else None):
+    made = _make_folder(out_dir) if out_dir is not None else []
+    with _progress(len(inputs)) as bar, _removed_if_left_empty(made):
 
         def render_one(path: Path) -> None:
             def progress(stage: str, index: int, count: int) -> None:
@@ -191,20 +189,25 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
 
 
 @contextlib.contextmanager
-def _removed_if_left_empty(folder: Path | None) -> Iterator[None]:
-    """An ``--out-dir`` this render made is removed again when no output came into it (every input refused or
-    failed): a refused command leaves no trace (a tester's)."""
+def _removed_if_left_empty(made: list[Path]) -> Iterator[None]:
+    """The folders this render made for ``--out-dir`` (deepest first) are removed again when no output came into
+    them (every input refused or failed): a refused command leaves no trace (a tester's)."""
     try:
         yield
     finally:
-        if folder is not None:
-            with contextlib.suppress(OSError):
+        for folder in made:
+            try:
                 folder.rmdir()  # only when empty
+            except OSError:
+                break
 
 
-def _make_folder(folder: Path) -> None:
-    """Make ``--out-dir`` (and its parents) if it is not there, as a photographer expects of a new batch's folder."""
+def _make_folder(folder: Path) -> list[Path]:
+    """Make ``--out-dir`` (and its parents) if it is not there, as a photographer expects of a new batch's folder;
+    the folders made, deepest first."""
+    made = [f for f in (folder, *folder.parents) if not f.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        return made
     except OSError as error:
         raise OutputError(f"cannot make the output folder {folder}: {error.strerror or error}") from error

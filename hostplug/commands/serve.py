@@ -26,13 +26,15 @@ def service_option(command: Callable[..., Any] | None = None, *, starts: bool = 
 
 
 @click.command()
-@click.option("--idle-timeout", type=FiniteRange(1, None), default=DEFAULT_IDLE_TIMEOUT_S, show_default=True,
-              envvar=ENV_IDLE, help="Exit after this many seconds without a request.")
-@click.option("--cache-mb", type=click.IntRange(0, None), default=DEFAULT_CACHE_MB, show_default=True,
-              envvar=ENV_CACHE_MB, help="MB of full-size stage checkpoints kept for re-renders (0: none).")
+@click.option("--idle-timeout", type=FiniteRange(1, None), default=None,
+              help=f"Exit after this many seconds without a request (default: ${ENV_IDLE}, else "
+                   f"{DEFAULT_IDLE_TIMEOUT_S:g}).")
+@click.option("--cache-mb", type=click.IntRange(0, None), default=None,
+              help=f"MB of full-size stage checkpoints kept for re-renders, 0: none (default: ${ENV_CACHE_MB}, else "
+                   f"{DEFAULT_CACHE_MB}).")
 @click.option("--status", is_flag=True, help="Print the running service's status as JSON and exit (1: none).")
 @click.option("--stop", is_flag=True, help="Ask the running service to stop and exit (1: none was running).")
-def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
+def serve(idle_timeout: float | None, cache_mb: int | None, status: bool, stop: bool) -> None:
     """Run the render service: keeps the engine, models and recent raws warm for 'render', 'open' and GIMP.
 
     One per user, on a Unix socket in $XDG_RUNTIME_DIR/hostplug/ (else /tmp/hostplug-UID/), answering only
@@ -56,9 +58,14 @@ def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
 
     from hostplug.commands.common import fail
     from hostplug.service.protocol import ServiceError
-    from hostplug.service.server import ALREADY_RUNNING
+    from hostplug.service.server import ALREADY_RUNNING, cache_mb_from_env, idle_timeout_from_env
     from hostplug.service.server import serve as run
 
+    # read here, not by the options: a bad value must not keep --status and --stop from a running service
+    idle_timeout = idle_timeout if idle_timeout is not None else _from_environment(
+        idle_timeout_from_env(), ENV_IDLE, "a number of seconds, 1 or more")
+    cache_mb = cache_mb if cache_mb is not None else _from_environment(
+        cache_mb_from_env(), ENV_CACHE_MB, "a whole number of MB, 0 or more")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s hostplug serve: %(message)s")
     try:
         code = run(idle_timeout, cache_mb=cache_mb)
@@ -70,6 +77,17 @@ def serve(idle_timeout: float, cache_mb: int, status: bool, stop: bool) -> None:
              + (f" (pid {running['pid']})" if running else "") + "; 'hostplug serve --stop' stops it")
     if code:
         raise click.exceptions.Exit(code)
+
+
+def _from_environment(value: Any, variable: str, wanted: str) -> Any:
+    """``value`` read from the environment variable ``variable``; a usage error (exit 2) naming it when it is None
+    (not ``wanted``)."""
+    import os
+
+    if value is None or (isinstance(value, int) and value < 0):
+        raise click.UsageError(f"invalid value {os.environ.get(variable)!r} (from the environment variable "
+                               f"{variable}): {wanted}")
+    return value
 
 
 def _ask(op: str) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from typing import Any
 
 from engine.errors import HostplugError
 from hostplug.service.protocol import (
-    ENV_IDLE,  # noqa: F401 - read by the service a client starts; named here beside the client's own variables
     LOG_NAME,
     PROTOCOL,
     SOCKET_NAME,
@@ -124,6 +123,17 @@ def _connect(path: Path) -> socket.socket:
         raise
 
 
+def _said(log: Path) -> str:
+    """What a service that did not start said last (its log's last line, as ": ..."), or ""."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - 2000))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f": {lines[-1].strip()[:300]}" if lines else ""
+
+
 def spawn(folder: Path) -> subprocess.Popen:
     """Start a detached service (its own session, no terminal; output to ``serve.log`` in ``folder``);
     :class:`StartError` when its log cannot be written (a folder in its place, the runtime folder full) or the
@@ -182,7 +192,8 @@ def _wait_for_socket(process: subprocess.Popen, folder: Path) -> socket.socket:
                 raise ServiceError(f"cannot reach the render service at {path} ({e.strerror or e})") from e
         code = process.poll()
         if code not in (None, 0):  # 0: another client's service won the race; keep looking for its socket
-            raise StartError(f"the render service did not start (exit status {code}; see {folder / LOG_NAME})")
+            raise StartError(f"the render service did not start (exit status {code}{_said(folder / LOG_NAME)}; see "
+                             f"{folder / LOG_NAME})")
         if time.monotonic() > deadline:
             raise StartError(f"the render service did not open its socket within {START_TIMEOUT_S:g} s")
         time.sleep(0.02)
