@@ -503,7 +503,7 @@ def test_vibrance_spares_skin_and_version_15_recipes_keep_its_boost(tmp_path: Pa
     now = hue_chroma(Recipe(vibrance=100))[1] / chroma - 1.0
     for style in ("natural", "vivid"):
         plain = hue_chroma(Recipe(style=style))[1]
-        new_hue, boosted = hue_chroma(Recipe(style=style, vibrance=100))
+        boosted = hue_chroma(Recipe(style=style, vibrance=100))[1]
         gain = boosted / plain - 1.0
         assert gain[2] > 0.2 and gain[0] < 0.5 * gain[2] and gain[1] < 0.5 * gain[2], (style, gain)
         assert gain[0] > 0.03 and gain[1] > 0.03, (style, gain)  # spared, not left out
@@ -513,6 +513,11 @@ def test_vibrance_spares_skin_and_version_15_recipes_keep_its_boost(tmp_path: Pa
     version_15 = Recipe.from_dict({"version": 15, "vibrance": 100})
     was = hue_chroma(version_15)[1] / chroma - 1.0
     assert was[0] > 2.0 * now[0] and was[0] > 0.9 * was[2], (was, now)  # as version 15 rendered: skin as the sky
+    from engine.stages.photofinish import VibranceShape, chroma_scale
+
+    u, v = np.meshgrid(np.linspace(-3, 3, 301), np.linspace(-3, 3, 301))  # params 5's tables, to the last bit
+    old = (1.0 + 20.0 / 100.0) * (1.0 + (70.0 / 100.0) * 0.9 * np.exp(-np.sqrt(u**2 + v**2) / 1.0))
+    assert np.array_equal(chroma_scale(u, v, 20.0, 70.0, VibranceShape(0.9, 1.0, 0.0)), np.maximum(old, 0.0))
     sidecar = properties_to_recipe({"schemaVersion": "15", "vibrance": "100"}, "IMG.png.xmp")  # layout 15
     assert np.array_equal(engine.render(source, sidecar, preview=192).pixels,
                           engine.render(source, version_15, preview=192).pixels)
