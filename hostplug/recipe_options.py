@@ -162,21 +162,25 @@ def _check_stage_change(name: str, change: dict[str, Any]) -> None:
 
 def stage_changes(disabled: tuple[str, ...] = (), implementations: tuple[str, ...] = (),
                   fixed: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
-    """``--disable STAGE``, ``--use STAGE=IMPL`` and ``--set STAGE.PARAM=JSON`` as stage changes."""
+    """``--disable STAGE``, ``--use STAGE=IMPL`` and ``--set STAGE.PARAM=JSON`` as stage changes. Stage and
+    implementation names are read in any case, as styles and presets are (a tester's DENOISE was unknown)."""
     stages: dict[str, dict[str, Any]] = {}
-    for name in disabled or ():
+    disabled = tuple(name.strip().lower() for name in disabled or ())
+    for name in disabled:
         stages.setdefault(name, {})["enabled"] = False
     for item in implementations or ():
-        name, sep, impl = item.partition("=")
+        name, sep, impl = item.lower().partition("=")
+        name, impl = name.strip(), impl.strip()
         if not sep or not impl:
             raise RecipeError(f"--use {item!r}: write STAGE=IMPLEMENTATION, e.g. upsample=bilinear")
-        if name in (disabled or ()):
+        if name in disabled:
             raise RecipeError(f"--use {item} and --disable {name}: a stage is either switched off or given an "
                               "implementation; give one of them")
         stages.setdefault(name, {}).update(implementation=impl, enabled=True)  # choosing one switches it on
     for item in fixed or ():
         key, sep, raw = item.partition("=")
         name, dot, param = key.partition(".")
+        name = name.strip().lower()
         if not sep or not dot or not param:
             raise RecipeError(f"--set {item!r}: write STAGE.PARAM=VALUE, e.g. denoise.strength=0")
         check_json_depth(raw, f"--set {key}")

@@ -708,3 +708,14 @@ def test_an_option_without_its_value_points_to_the_command_s_help(sample_dng: Pa
     result = hostplug("render", sample_dng, "-o")
     assert result.exit_code == 2 and error_lines(result.stderr) == [
         "hostplug: error: Option '-o' requires an argument. (see: hostplug render --help)"]
+
+
+def test_stage_and_implementation_names_are_read_in_any_case(tmp_path: Path, sample_dng: Path) -> None:
+    # styles, presets and --wb are; a tester's --use DENOISE=classical was an unknown stage
+    out = tmp_path / "out.jpg"
+    result = hostplug("render", sample_dng, "-o", out, "--long-edge", 64, "--no-service", "--use", "DETAIL=Classical",
+                      "--set", "Detail.amount=10", "--disable", "Denoise ", "--use", "UPSAMPLE=bilinear", "--json")
+    assert result.exit_code == 0, result.stderr
+    stages = json.loads(result.stdout)["recipe"]["stages"]
+    assert stages["denoise"]["enabled"] is False and stages["upsample"]["implementation"] == "bilinear"
+    assert stages["detail"]["params"]["amount"] == 10
