@@ -92,20 +92,15 @@ def _check_shape(changes: Mapping[str, Any]) -> None:
 
 
 def _check_amounts_given_once(changes: Mapping[str, Any], stages: Mapping[str, Any]) -> None:
-    """RecipeOptionError for an amount given twice in one change, as a setting and as its stage's parameter, or
-    with its stage switched off (``--denoise 30`` with ``--set denoise.strength=20`` or ``--disable denoise``):
-    a tester's output recorded denoise 30 over pixels denoised at 20."""
+    """RecipeOptionError for an amount given twice in one change, as a setting and as its stage's parameter
+    (``--denoise 30`` with ``--set denoise.strength=20``): a tester's output recorded denoise 30 over pixels
+    denoised at 20. (An amount with its stage switched off is kept for when the stage is on again.)"""
     for setting, (stage, param) in AMOUNT_PARAMS.items():
         value, change = changes.get(setting), stages.get(stage) or {}
-        if value is None:
-            continue
-        shown = f"{value:g}" if isinstance(value, float) else str(value)
-        if param in (change.get("params") or {}):
+        if value is not None and param in (change.get("params") or {}):
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
             raise RecipeOptionError(f"{setting} {shown} and the {stage} stage's {param} (--{setting} and --set "
                                     f"{stage}.{param}): the same amount twice; give one of them")
-        if change.get("enabled") is False:
-            raise RecipeOptionError(f"{setting} {shown} with the {stage} stage switched off (--{setting} and "
-                                    f"--disable {stage}): give one of them")
 
 
 def apply_changes(base: Recipe | None, changes: Mapping[str, Any] | None) -> Recipe:

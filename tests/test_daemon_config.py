@@ -100,7 +100,7 @@ def test_format_and_colour_space_are_read_as_people_write_them(tmp_path: Path) -
 def test_unknown_preset_is_refused(tmp_path: Path, hot: Path) -> None:
     result = _watch(hot, "--out", tmp_path / "out", "--preset", "no-such-look")
     _refused(result, "no-such-look")
-    assert result.exit_code == 4  # a bad preset or recipe, as render says it
+    assert result.exit_code == 2  # a wrong option value, as render says it (a preset file that is damaged: 4)
 
 
 def test_unwritable_output_is_refused(tmp_path: Path, hot: Path) -> None:

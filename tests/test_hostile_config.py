@@ -111,8 +111,8 @@ def test_config_that_is_not_a_small_regular_file_is_one_line(tmp_path: Path, kin
     ("--workers", str(4 * len(os.sched_getaffinity(0)) + 1), "4 per CPU core, and this machine has"),
     ("--journal", ".", "cannot open the journal"),
     ("--log-json", ".", "is not writable"),
-    ("--settle", "nan", "'settle_seconds' must be a finite number"),
-    ("--settle", "inf", "'settle_seconds' must be a finite number"),
+    ("--settle", "nan", "Invalid value for '--settle': 'nan' is not a finite number"),
+    ("--settle", "inf", "Invalid value for '--settle': 'inf' is not a finite number"),
 ])
 def test_command_line_numbers_are_checked_too(tmp_path: Path, option: str, value: str, words: str) -> None:
     (tmp_path / "in").mkdir()

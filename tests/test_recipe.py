@@ -258,8 +258,7 @@ def test_an_amount_set_now_replaces_its_stage_s_stored_value_and_is_not_given_tw
     assert apply_changes(stored, {"exposure": 1}).stage("denoise").params["strength"] == 20  # untouched
     with pytest.raises(RecipeError, match="denoise 30 and the denoise stage's strength"):
         apply_changes(None, {"denoise": 30, "stages": {"denoise": {"params": {"strength": 20}}}})
-    with pytest.raises(RecipeError, match="sharpening 30 with the detail stage switched off"):
-        apply_changes(None, {"sharpening": 30, "stages": {"detail": {"enabled": False}}})
+    assert apply_changes(None, {"sharpening": 30, "stages": {"detail": {"enabled": False}}}).sharpening == 30  # kept
 
 
 def test_what_a_script_may_pass_wrongly_is_a_recipe_error_at_construction() -> None:

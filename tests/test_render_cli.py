@@ -301,7 +301,6 @@ def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
         (["--preset", "nopreset"], "no preset named 'nopreset'"),  # a typo, as an unknown style (it was exit 4)
         # a tester's output recorded denoise 30 over pixels denoised at 20
         (["--denoise", 30, "--set", "denoise.strength=20"], "denoise 30 and the denoise stage's strength"),
-        (["--sharpening", 30, "--disable", "detail"], "sharpening 30 with the detail stage switched off"),
         (["--use", "photofinish=classical", "--style", "vivid"], "unknown style 'vivid' for the classical"),  # was 4
         (["--temperature", 500], "temperature"),
         (["--tint", 20], "needs a temperature"),  # the raw's sidecar holds no custom white for it to shift
