@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from hostplug.cli import main
-from tests.conftest import CANON, REPO, SONY, need
+from tests.conftest import CANON, REPO, SAMPLE_DNG, SONY, need
 
 ROOT = Path(os.environ.get("HOSTPLUG_GIMP_ROOT", "/var/tmp/trixie-root"))
 MARKER = "HOSTPLUG-RESULT "
@@ -46,6 +46,8 @@ out["profile"] = profile.get_description() if profile else None
 parasite = image.get_parasite("hostplug-recipe")
 out["parasite_flags"] = parasite.get_flags() if parasite else None
 out["parasite"] = json.loads(bytes(parasite.get_data()).decode()) if parasite else None
+metadata = image.get_metadata()
+out["metadata"] = metadata.serialize() if metadata else ""  # GIMP's XML of every tag
 
 proc = pdb.lookup_procedure("plug-in-hostplug-rerender")
 config = proc.create_config()
@@ -65,6 +67,17 @@ image.delete()
 again = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, xcf)
 parasite = again.get_parasite("hostplug-recipe")
 out["xcf_parasite"] = json.loads(bytes(parasite.get_data()).decode()) if parasite else None
+import shutil
+shutil.copy(os.environ["HP_RAW"], os.environ["HP_RAW"] + ".kept")
+shutil.copy(os.environ["HP_OTHER"], os.environ["HP_RAW"])  # another photo under the raw's name
+proc = pdb.lookup_procedure("plug-in-hostplug-rerender")
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", again)
+result = proc.run(config)
+out["other_photo"] = [result.index(0).value_nick, result.index(1) if result.length() > 1 else None,
+                      len(again.get_layers())]
+os.replace(os.environ["HP_RAW"] + ".kept", os.environ["HP_RAW"])
 again.delete()
 
 proc = pdb.lookup_procedure("file-hostplug-raw-load-thumb")
@@ -166,6 +179,11 @@ def _run_gimp(work: Path, canon: Path) -> dict:
     folder = work / "Raws à voir"
     folder.mkdir()
     raw = Path(shutil.copy(canon, folder / "Canon 550D — colour chart.dng"))
+    edited = CliRunner().invoke(main, ["edit", str(raw), "--style", "warm", "--saturation", "20"])
+    assert edited.exit_code == 0, edited.output
+    sidecar = raw.with_name(raw.name + ".xmp")  # a rating, as a catalogue writes it: it reaches the render's TIFF
+    sidecar.write_text(sidecar.read_text().replace("<rdf:Description", '<rdf:Description xmlns:xmp='
+                                                   '"http://ns.adobe.com/xap/1.0/" xmp:Rating="3"', 1))
     bad = folder / "broken é.CR2"
     bad.write_bytes(b"II*\x00" + b"\x00" * 200)
     profile = work / "GIMP profile"
@@ -179,7 +197,7 @@ def _run_gimp(work: Path, canon: Path) -> dict:
     (work / "runtime").mkdir(mode=0o700)
     env = {"HOME": "/root", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "GIMP3_DIRECTORY": str(profile),
            "XDG_RUNTIME_DIR": str(work / "runtime"), "HP_RAW": str(raw), "HP_BAD": str(bad),
-           "HP_XCF": str(work / "saved é.xcf")}
+           "HP_XCF": str(work / "saved é.xcf"), "HP_OTHER": str(SAMPLE_DNG)}
     command = ["chroot", str(ROOT), "env", *(f"{k}={v}" for k, v in env.items()), "gimp-console-3.0", "-i",
                "--batch-interpreter=python-fu-eval", "-b", f"exec(open({str(probe)!r}).read())", "--quit"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -210,15 +228,25 @@ def test_a_raw_opens_through_the_plugin_at_full_size_in_16_bit(gimp: dict) -> No
 
 def test_the_image_remembers_its_raw_and_recipe_persistently(gimp: dict) -> None:
     assert gimp["parasite"]["raw"] == gimp["raw"]
-    assert gimp["parasite"]["recipe"]["style"] == "natural"
+    assert gimp["parasite"]["recipe"]["style"] == "warm"  # the sidecar's
     assert gimp["parasite_flags"] & 1  # GIMP_PARASITE_PERSISTENT
     assert gimp["xcf_parasite"]["raw"] == gimp["raw"]  # survived saving and reopening as XCF
 
 
+def test_the_image_holds_the_renders_metadata_not_the_raws(gimp: dict) -> None:
+    # a tester's GIMP image held the raw's metadata: the sidecar's rating, keywords and GPS were gone from exports
+    import re
+
+    tags = dict(re.findall(r'<tag name="([^"]+)">([^<]*)</tag>', gimp["metadata"]))
+    assert tags.get("Xmp.xmp.Rating") == "3", gimp["metadata"][:2000]
+    assert tags.get("Exif.Image.Software", "").startswith("hostplug")
+
+
 def test_rerender_adds_a_layer_with_the_changed_recipe(gimp: dict) -> None:
     assert gimp["rerender"] == "success"
-    assert gimp["layers_after"] == ["hostplug: natural", "Background"]
-    assert gimp["recipe_after"]["exposure"] == 1.0
+    # a script's call changes only what it sets: the stored style and saturation stay (they were reset)
+    assert gimp["layers_after"] == ["hostplug: warm", "Background"]
+    assert gimp["recipe_after"]["exposure"] == 1.0 and gimp["recipe_after"]["saturation"] == 20.0
     assert gimp["precision_after"].startswith("u16")
 
 
@@ -226,6 +254,13 @@ def test_thumbnail_is_the_raws_preview_with_its_full_size(gimp: dict) -> None:
     status, width, height = gimp["thumbnail"]
     assert status == "success" and [width, height] == gimp["size"]
     assert max(gimp["thumbnail_size"]) <= 128
+
+
+def test_rerender_refuses_another_photo_under_the_raws_name(gimp: dict) -> None:
+    # a tester's re-render stacked another photo's render over the image, as a card's counter restarted
+    status, message, layers = gimp["other_photo"]
+    assert status == "execution-error" and layers == 2
+    assert message.startswith("hostplug: error: the file at ") and "is not the raw this image was rendered" in message
 
 
 def test_an_undecodable_raw_is_an_error_message_and_gimp_carries_on(gimp: dict) -> None:

@@ -19,6 +19,7 @@ Procedures:
 Errors go to GIMP's message console and the procedure's return values; the plug-in never crashes GIMP.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -112,6 +113,8 @@ ADJUSTMENTS = (
     ("vibrance", "_Vibrance", -100.0, 100.0, 0.0),
 )
 WB_CHOICES = (("as-shot", "As shot"), ("auto", "Automatic"), ("custom", "Temperature and tint"))
+DEFAULT_STYLE = "natural"
+DEFAULT_WB = "as-shot"
 
 
 class PluginError(Exception):
@@ -199,8 +202,12 @@ def run_command(args):
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("hostplug: error:")]
-        message = (errors or lines or [f"{args[0]} failed with exit status {done.returncode}"])[-1]
-        raise PluginError(message if message.startswith("hostplug") else "hostplug: " + message)
+        if errors:
+            raise PluginError(errors[-1])
+        # no line of hostplug's own: the command itself is broken (a traceback); say what it said and what to do
+        said = f" ({lines[-1].strip()})" if lines else ""
+        raise PluginError(f"hostplug: {args[0]} failed with exit status {done.returncode}{said}; reinstall "
+                          "hostplug, then run 'hostplug integrate gimp' again")
     return done.stdout
 
 
@@ -251,23 +258,45 @@ def write_thumbnail(raw_path, folder, size):
 # ----- the image's memory of its raw ---------------------------------------------------------------------
 
 
-def attach_recipe(image, raw_path, recipe):
-    """Store the raw's path and recipe in the image (persistent: saved with XCF files)."""
-    data = json.dumps({"raw": raw_path, "recipe": recipe}, sort_keys=True).encode("utf-8")
+def file_sha256(path):
+    """The SHA-256 of a file's content, as hostplug records its source's (``hostplug rerender`` checks it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def attach_recipe(image, raw_path, recipe, sha256):
+    """Store the raw's path, its content's SHA-256 and the recipe in the image (persistent: saved with XCF
+    files)."""
+    data = json.dumps({"raw": raw_path, "recipe": recipe, "sha256": sha256}, sort_keys=True).encode("utf-8")
     image.attach_parasite(Gimp.Parasite.new(PARASITE, Gimp.PARASITE_PERSISTENT, list(data)))
 
 
 def read_recipe(image):
-    """(raw path, recipe dict) stored in the image; PluginError when it has none."""
+    """(raw path, recipe dict, the raw's SHA-256 or None) stored in the image; PluginError when it has none."""
     parasite = image.get_parasite(PARASITE)
     if parasite is None:
         raise PluginError("hostplug: this image was not opened from a raw through hostplug "
-                              "(it has no hostplug-recipe parasite)")
+                          "(it has no hostplug-recipe parasite)")
     try:
         stored = json.loads(bytes(parasite.get_data()).decode("utf-8"))
-        return stored["raw"], dict(stored.get("recipe") or {})
-    except (ValueError, KeyError, TypeError) as e:
+        raw, recipe, sha256 = stored["raw"], stored.get("recipe") or {}, stored.get("sha256")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise PluginError("hostplug: the image's hostplug-recipe parasite is damaged") from e
+    if not isinstance(raw, str) or not isinstance(recipe, dict) or not isinstance(sha256, (str, type(None))):
+        raise PluginError("hostplug: the image's hostplug-recipe parasite is damaged")
+    return raw, dict(recipe), sha256
+
+
+def check_same_raw(raw_path, sha256):
+    """PluginError unless the file at ``raw_path`` is the raw the image was rendered from (images opened before
+    the hash was stored have none): a card's counter starts again, and another photo takes the name."""
+    if sha256 is not None and file_sha256(raw_path) != sha256:
+        raise PluginError(f"hostplug: the file at {raw_path} is not the raw this image was rendered from (its "
+                          "content changed since: a program may have written metadata into it, or it is another "
+                          "photo); open that file as a new image to render it")
 
 
 # ----- procedures ----------------------------------------------------------------------------------------
@@ -275,7 +304,10 @@ def read_recipe(image):
 
 def failure(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     """The procedure's error return: GIMP shows ``message`` in its error console (or dialog) and the caller
-    gets it with the status, so a failed render never takes GIMP down."""
+    gets it with the status, so a failed render never takes GIMP down. Every message is one line that begins
+    ``hostplug: error:``, as the command line's do."""
+    if message.startswith("hostplug: ") and not message.startswith("hostplug: error:"):
+        message = "hostplug: error: " + message[len("hostplug: "):]
     return procedure.new_return_values(status, GLib.Error(message))
 
 
@@ -295,14 +327,16 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(tiff))
         if image is None:
             return failure(procedure, f"hostplug: GIMP could not read the render of {raw_path}"), flags
-        attach_recipe(image, raw_path, result.get("recipe") or {})
-        # The pixels are upright and in the TIFF's profile already: GIMP must not rotate them by the raw's EXIF.
-        keep = int(flags) & ~int(Gimp.MetadataLoadFlags.ORIENTATION) & ~int(Gimp.MetadataLoadFlags.COLORSPACE)
+        attach_recipe(image, raw_path, result.get("recipe") or {}, file_sha256(raw_path))
+        # The image holds the TIFF's metadata, which GIMP's TIFF loader read: the raw's EXIF and GPS, and what
+        # hostplug added (the sidecar's rating, keywords, credits and GPS, the recipe). GIMP must not load the
+        # raw's own over it, nor rotate the pixels, upright already, by the raw's EXIF (a tester's exports lost
+        # the sidecar's GPS, keywords and recipe).
         values = Gimp.ValueArray.new_from_values([
             GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
             GObject.Value(Gimp.Image, image),
         ])
-        return values, Gimp.MetadataLoadFlags(keep)
+        return values, Gimp.MetadataLoadFlags.NONE
     except PluginError as e:
         return failure(procedure, str(e)), flags
     except Exception as e:  # noqa: BLE001 - a plug-in error must reach the console, not crash GIMP
@@ -357,22 +391,31 @@ def show_recipe_in_config(config, recipe):
             config.set_property(name, min(max(float(value), low), high))
 
 
-def recipe_from_config(config, recipe):
-    """``recipe`` with the dialog's (or the caller's) settings applied."""
+def recipe_from_config(config, recipe, only_set=False):
+    """``recipe`` with the dialog's settings applied, or, ``only_set``, those a script's call set (a value other
+    than the argument's default; a temperature or tint set is a custom white balance, as ``--temperature`` is)."""
+    def given(name, default):
+        value = config.get_property(name)
+        return None if only_set and value == default else value
+
     changed = dict(recipe)
-    style = (config.get_property("style") or "").strip()
+    style = (given("style", DEFAULT_STYLE) or "").strip()
     if style:
         changed["style"] = style
-    for name, *_range in ADJUSTMENTS:
-        changed[name] = float(config.get_property(name))
-    wb = config.get_property("white-balance")
+    for name, _label, _low, _high, default in ADJUSTMENTS:
+        value = given(name, default)
+        if value is not None:
+            changed[name] = float(value)
+    white = {name: given(name, default) for name, _label, _low, _high, default in WB_ADJUSTMENTS}
+    wb = given("white-balance", DEFAULT_WB)
+    if wb is None and any(value is not None for value in white.values()):
+        wb = "custom"
+    if wb is None:
+        return changed
     changed["wb"] = wb
-    if wb == "custom":
-        changed["temperature"] = float(config.get_property("temperature"))
-        changed["tint"] = float(config.get_property("tint"))
-    else:
-        changed["temperature"] = None
-        changed["tint"] = None
+    for name, value in white.items():  # a custom white's value not set now stays as stored
+        kept = changed.get(name) if isinstance(changed.get(name), (int, float)) else config.get_property(name)
+        changed[name] = (float(value) if value is not None else float(kept)) if wb == "custom" else None
     return changed
 
 
@@ -430,8 +473,12 @@ class LivePreview:
     def _show(self, header, pixels, recipe):
         if self.closed:
             return False
-        if not header.get("ok"):
-            self.label.set_text("No preview: " + str(header.get("error") or "the preview helper stopped"))
+        if not header.get("ok"):  # the error says "no preview: ..." itself; OK still renders, without the service
+            error = str(header.get("error") or "the preview helper stopped")
+            hint = "; OK still renders ('hostplug serve --stop' ends a service that hangs)" \
+                if "did not answer" in error else ""
+            self.label.set_text(error[:1].upper() + error[1:] + hint if error.lower().startswith("no preview")
+                                else f"No preview: {error}{hint}")
             return False
         width, height = int(header["width"]), int(header["height"])
         pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(GLib.Bytes.new(pixels), GdkPixbuf.Colorspace.RGB, False, 8,
@@ -502,6 +549,10 @@ def run_dialog(procedure, config, raw_path, recipe):
         preview = LivePreview(raw_path, dialog, box, label)
     except (OSError, PluginError) as e:  # no helper: the dialog still works, without a preview
         label.set_text(f"No preview: {e}")
+    # a temperature or tint typed is a custom white balance, as --temperature is (a tester's 2500 K was ignored
+    # under "As shot")
+    custom = [config.connect(f"notify::{name}", lambda *_args: config.set_property("white-balance", "custom"))
+              for name, *_rest in WB_ADJUSTMENTS]
     handler = None
     if preview is not None:
         handler = config.connect("notify", lambda *_args: preview.request(recipe_from_config(config, recipe)))
@@ -509,6 +560,8 @@ def run_dialog(procedure, config, raw_path, recipe):
     try:
         return dialog.run()
     finally:
+        for custom_handler in custom:
+            config.disconnect(custom_handler)
         if handler is not None:
             config.disconnect(handler)
         if preview is not None:
@@ -522,15 +575,19 @@ def rerender(procedure, run_mode, image, drawables, config, data):
     progress = False
     die_with_gimp()
     try:
-        raw_path, recipe = read_recipe(image)
+        raw_path, recipe, sha256 = read_recipe(image)
         if not os.path.isfile(raw_path):
             return failure(procedure, f"hostplug: error: the raw {raw_path} is not there any more; put it back, "
                                       "or open the raw from where it is now")
-        if run_mode == Gimp.RunMode.INTERACTIVE:
+        check_same_raw(raw_path, sha256)
+        interactive = run_mode == Gimp.RunMode.INTERACTIVE
+        if interactive:
             show_recipe_in_config(config, recipe)
             if not run_dialog(procedure, config, raw_path, recipe):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        changed = recipe_from_config(config, recipe)
+        # a script's call changes what it sets; the rest stays as stored (a tester's exposure-only call was
+        # rendered natural, as shot, the image's style and white balance dropped)
+        changed = recipe_from_config(config, recipe, only_set=not interactive)
         folder = temporary_folder("hostplug-gimp-")
         Gimp.progress_init(f"Re-rendering {os.path.basename(raw_path)} with hostplug")
         progress = True
@@ -540,7 +597,7 @@ def rerender(procedure, run_mode, image, drawables, config, data):
             layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(tiff))
             layer.set_name(f"hostplug: {changed.get('style', 'natural')}")
             image.insert_layer(layer, None, 0)
-            attach_recipe(image, raw_path, result.get("recipe") or changed)
+            attach_recipe(image, raw_path, result.get("recipe") or changed, sha256)
         finally:
             image.undo_group_end()
         Gimp.displays_flush()
@@ -595,11 +652,11 @@ def create_rerender(plugin, name):
     flags = GObject.ParamFlags.READWRITE
     procedure.add_string_argument("style", "St_yle",
                                   "Picture style: a hostplug style, or a blend such as warm:0.7,moody:0.3",
-                                  "natural", flags)
+                                  DEFAULT_STYLE, flags)
     wb = Gimp.Choice.new()
     for index, (key, label) in enumerate(WB_CHOICES):
         wb.add(key, index, label, "")
-    procedure.add_choice_argument("white-balance", "_White balance", "White balance", wb, "as-shot", flags)
+    procedure.add_choice_argument("white-balance", "_White balance", "White balance", wb, DEFAULT_WB, flags)
     blurbs = {"temperature": "White balance temperature in Kelvin",
               "tint": "White balance tint, green (-) to magenta (+)"}
     for key, label, low, high, default in WB_ADJUSTMENTS:
