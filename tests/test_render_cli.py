@@ -718,3 +718,11 @@ def test_stage_and_implementation_names_are_read_in_any_case(tmp_path: Path, sam
     stages = json.loads(result.stdout)["recipe"]["stages"]
     assert stages["denoise"]["enabled"] is False and stages["upsample"]["implementation"] == "bilinear"
     assert stages["detail"]["params"]["amount"] == 10
+
+
+def test_render_json_names_the_source_s_hash_as_the_output_records_it(tmp_path: Path, sample_dng: Path) -> None:
+    # what a caller keeps to know the raw again (the GIMP plug-in) without reading it a second time
+    import hashlib
+
+    result = hostplug("render", sample_dng, "-o", tmp_path / "x.jpg", "--long-edge", 64, "--no-service", "--json")
+    assert json.loads(result.stdout)["source_sha256"] == hashlib.sha256(sample_dng.read_bytes()).hexdigest()

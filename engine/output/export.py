@@ -143,6 +143,7 @@ class RenderResult:
     source: Path | None = None  # the raw rendered, where it differs from ``input`` (a re-render)
     notice: str | None = None  # what a re-render could not reproduce (see engine.rerender)
     orientation: Orientation | None = None  # the one the pixels were turned upright by, and where it came from
+    source_sha256: str | None = None  # of the bytes rendered, as the outputs record it (re-renders check it)
 
     @property
     def output(self) -> Path:
@@ -150,15 +151,16 @@ class RenderResult:
         return self.outputs[0]
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form: input, output, seconds, recipe, per-stage timings and the orientation applied (what
-        ``--json`` prints)."""
+        """JSON-ready form: input, output, seconds, recipe, per-stage timings, the orientation applied and the
+        source's SHA-256 (what ``--json`` prints)."""
         return {
             "input": str(self.input),
             "output": str(self.output),
             "seconds": round(self.seconds, 3),
             "recipe": self.recipe.to_dict(),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
-        } | ({"orientation": self.orientation.note()} if self.orientation else {})
+        } | ({"orientation": self.orientation.note()} if self.orientation else {}) | (
+            {"source_sha256": self.source_sha256} if self.source_sha256 else {})
 
 
 Progress = Callable[[str, int, int], None]
@@ -299,7 +301,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
                           orientation=orientation)
         written = _write_all(rendered, targets, extra_xmp or None, before_naming)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
-                        timings=dict(rendered.timings), orientation=rendered.orientation)
+                        timings=dict(rendered.timings), orientation=rendered.orientation,
+                        source_sha256=opened.sha256)
 
 
 def _recorded_orientation(recipe_file: Path, source: Source) -> Orientation | None:

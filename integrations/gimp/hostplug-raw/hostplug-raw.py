@@ -327,7 +327,8 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(tiff))
         if image is None:
             return failure(procedure, f"hostplug: GIMP could not read the render of {raw_path}"), flags
-        attach_recipe(image, raw_path, result.get("recipe") or {}, file_sha256(raw_path))
+        # the hash of the bytes hostplug rendered, which it reports (an older hostplug: read again here)
+        attach_recipe(image, raw_path, result.get("recipe") or {}, result.get("source_sha256") or file_sha256(raw_path))
         # The image holds the TIFF's metadata, which GIMP's TIFF loader read: the raw's EXIF and GPS, and what
         # hostplug added (the sidecar's rating, keywords, credits and GPS, the recipe). GIMP must not load the
         # raw's own over it, nor rotate the pixels, upright already, by the raw's EXIF (a tester's exports lost
