@@ -162,8 +162,9 @@ def _check_stage_change(name: str, change: dict[str, Any]) -> None:
 
 def stage_changes(disabled: tuple[str, ...] = (), implementations: tuple[str, ...] = (),
                   fixed: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
-    """``--disable STAGE``, ``--use STAGE=IMPL`` and ``--set STAGE.PARAM=JSON`` as stage changes. Stage and
-    implementation names are read in any case, as styles and presets are (a tester's DENOISE was unknown)."""
+    """``--disable STAGE``, ``--use STAGE=IMPL`` and ``--set STAGE.PARAM=JSON`` as stage changes. Stage,
+    implementation and parameter names are read in any case, as styles and presets are (a tester's DENOISE was
+    unknown)."""
     stages: dict[str, dict[str, Any]] = {}
     disabled = tuple(name.strip().lower() for name in disabled or ())
     for name in disabled:
@@ -180,7 +181,7 @@ def stage_changes(disabled: tuple[str, ...] = (), implementations: tuple[str, ..
     for item in fixed or ():
         key, sep, raw = item.partition("=")
         name, dot, param = key.partition(".")
-        name = name.strip().lower()
+        name, param = name.strip().lower(), param.strip().lower()
         if not sep or not dot or not param:
             raise RecipeError(f"--set {item!r}: write STAGE.PARAM=VALUE, e.g. denoise.strength=0")
         check_json_depth(raw, f"--set {key}")

@@ -175,6 +175,8 @@ def crop(shot: np.ndarray, box: list[int]) -> np.ndarray:
 def test_the_dialog_shows_a_live_preview_that_follows_the_exposure_control(session: dict) -> None:
     first = note(session)
     assert first["exposure"] == 0.0
+    # as shot: the temperature is greyed out (a tester typed 2500 K there, which the render rightly ignored)
+    assert first["temperature_editable"] is False
     before = crop(screenshot(session, "before.png"), first["preview"])
     assert before.size and before.std() > 10  # a picture, not an empty box
 

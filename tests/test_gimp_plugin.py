@@ -229,6 +229,11 @@ def test_a_raw_opens_through_the_plugin_at_full_size_in_16_bit(gimp: dict) -> No
 def test_the_image_remembers_its_raw_and_recipe_persistently(gimp: dict) -> None:
     assert gimp["parasite"]["raw"] == gimp["raw"]
     assert gimp["parasite"]["recipe"]["style"] == "warm"  # the sidecar's
+    # what a custom white balance starts from in the dialog: the white the render came to, not 5500 K
+    import engine
+
+    noted = engine.render(engine.open(gimp["raw"]), preview=64).notes["white_balance"]
+    assert gimp["parasite"]["white"] == {"temperature": float(noted["temperature"]), "tint": float(noted["tint"])}
     assert gimp["parasite_flags"] & 1  # GIMP_PARASITE_PERSISTENT
     assert gimp["xcf_parasite"]["raw"] == gimp["raw"]  # survived saving and reopening as XCF
 

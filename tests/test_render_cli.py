@@ -713,7 +713,7 @@ def test_stage_and_implementation_names_are_read_in_any_case(tmp_path: Path, sam
     # styles, presets and --wb are; a tester's --use DENOISE=classical was an unknown stage
     out = tmp_path / "out.jpg"
     result = hostplug("render", sample_dng, "-o", out, "--long-edge", 64, "--no-service", "--use", "DETAIL=Classical",
-                      "--set", "Detail.amount=10", "--disable", "Denoise ", "--use", "UPSAMPLE=bilinear", "--json")
+                      "--set", "Detail.Amount=10", "--disable", "Denoise ", "--use", "UPSAMPLE=bilinear", "--json")
     assert result.exit_code == 0, result.stderr
     stages = json.loads(result.stdout)["recipe"]["stages"]
     assert stages["denoise"]["enabled"] is False and stages["upsample"]["implementation"] == "bilinear"
@@ -726,3 +726,7 @@ def test_render_json_names_the_source_s_hash_as_the_output_records_it(tmp_path: 
 
     result = hostplug("render", sample_dng, "-o", tmp_path / "x.jpg", "--long-edge", 64, "--no-service", "--json")
     assert json.loads(result.stdout)["source_sha256"] == hashlib.sha256(sample_dng.read_bytes()).hexdigest()
+    # and the temperature and tint the white balance came to, where a custom one starts (the GIMP dialog)
+    custom = hostplug("render", sample_dng, "-o", tmp_path / "y.jpg", "--long-edge", 64, "--no-service", "--json",
+                      "--temperature", "4000", "--tint", "5")
+    assert json.loads(custom.stdout)["white_balance"] == {"temperature": 4000.0, "tint": 5.0}

@@ -144,6 +144,7 @@ class RenderResult:
     notice: str | None = None  # what a re-render could not reproduce (see engine.rerender)
     orientation: Orientation | None = None  # the one the pixels were turned upright by, and where it came from
     source_sha256: str | None = None  # of the bytes rendered, as the outputs record it (re-renders check it)
+    white_balance: dict[str, float] | None = None  # the temperature (K) and tint the render's white balance came to
 
     @property
     def output(self) -> Path:
@@ -151,8 +152,8 @@ class RenderResult:
         return self.outputs[0]
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form: input, output, seconds, recipe, per-stage timings, the orientation applied and the
-        source's SHA-256 (what ``--json`` prints)."""
+        """JSON-ready form: input, output, seconds, recipe, per-stage timings, the orientation applied, the
+        source's SHA-256 and the white balance's temperature and tint (what ``--json`` prints)."""
         return {
             "input": str(self.input),
             "output": str(self.output),
@@ -160,7 +161,8 @@ class RenderResult:
             "recipe": self.recipe.to_dict(),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         } | ({"orientation": self.orientation.note()} if self.orientation else {}) | (
-            {"source_sha256": self.source_sha256} if self.source_sha256 else {})
+            {"source_sha256": self.source_sha256} if self.source_sha256 else {}) | (
+            {"white_balance": self.white_balance} if self.white_balance else {})
 
 
 Progress = Callable[[str, int, int], None]
@@ -302,7 +304,16 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         written = _write_all(rendered, targets, extra_xmp or None, before_naming)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings), orientation=rendered.orientation,
-                        source_sha256=opened.sha256)
+                        source_sha256=opened.sha256, white_balance=_white_of(rendered.notes))
+
+
+def _white_of(notes: dict[str, Any]) -> dict[str, float] | None:
+    """The temperature and tint a render's white balance came to (as shot, automatic or custom), where its stage
+    noted them: what a dialog starts a custom white balance from."""
+    noted = notes.get("white_balance")
+    if not isinstance(noted, dict) or not all(isinstance(noted.get(k), (int, float)) for k in ("temperature", "tint")):
+        return None
+    return {"temperature": float(noted["temperature"]), "tint": float(noted["tint"])}
 
 
 def _recorded_orientation(recipe_file: Path, source: Source) -> Orientation | None:

@@ -204,6 +204,8 @@ def run_command(args):
         errors = [line for line in lines if line.startswith("hostplug: error:")]
         if errors:
             raise PluginError(errors[-1])
+        if done.returncode < 0:  # killed: the kernel's out-of-memory killer, likely, on a very large raw
+            raise PluginError(f"hostplug: the render was stopped by signal {-done.returncode} (out of memory?)")
         # no line of hostplug's own: the command itself is broken (a traceback); say what it said and what to do
         said = f" ({lines[-1].strip()})" if lines else ""
         raise PluginError(f"hostplug: {args[0]} failed with exit status {done.returncode}{said}; reinstall "
@@ -267,11 +269,22 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def attach_recipe(image, raw_path, recipe, sha256):
-    """Store the raw's path, its content's SHA-256 and the recipe in the image (persistent: saved with XCF
-    files)."""
-    data = json.dumps({"raw": raw_path, "recipe": recipe, "sha256": sha256}, sort_keys=True).encode("utf-8")
+def attach_recipe(image, raw_path, result, sha256):
+    """Store the raw's path, its content's SHA-256, the recipe and the temperature and tint its white balance came
+    to (hostplug's render ``result``) in the image (persistent: saved with XCF files)."""
+    stored = {"raw": raw_path, "recipe": result.get("recipe") or {}, "sha256": sha256,
+              "white": result.get("white_balance")}
+    data = json.dumps(stored, sort_keys=True).encode("utf-8")
     image.attach_parasite(Gimp.Parasite.new(PARASITE, Gimp.PARASITE_PERSISTENT, list(data)))
+
+
+def stored_white(image):
+    """The temperature and tint the image's render came to ({} when the parasite has none: an older plug-in's)."""
+    try:
+        white = json.loads(bytes(image.get_parasite(PARASITE).get_data()).decode("utf-8")).get("white")
+    except (AttributeError, ValueError, TypeError):
+        return {}
+    return {k: float(v) for k, v in white.items() if isinstance(v, (int, float))} if isinstance(white, dict) else {}
 
 
 def read_recipe(image):
@@ -282,7 +295,7 @@ def read_recipe(image):
                           "(it has no hostplug-recipe parasite)")
     try:
         stored = json.loads(bytes(parasite.get_data()).decode("utf-8"))
-        raw, recipe, sha256 = stored["raw"], stored.get("recipe") or {}, stored.get("sha256")
+        raw, recipe, sha256 = stored["raw"], stored.get("recipe", {}), stored.get("sha256")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise PluginError("hostplug: the image's hostplug-recipe parasite is damaged") from e
     if not isinstance(raw, str) or not isinstance(recipe, dict) or not isinstance(sha256, (str, type(None))):
@@ -290,10 +303,17 @@ def read_recipe(image):
     return raw, dict(recipe), sha256
 
 
-def check_same_raw(raw_path, sha256):
-    """PluginError unless the file at ``raw_path`` is the raw the image was rendered from (images opened before
-    the hash was stored have none): a card's counter starts again, and another photo takes the name."""
-    if sha256 is not None and file_sha256(raw_path) != sha256:
+def check_same_raw(raw_path, sha256, now=None):
+    """PluginError unless the file at ``raw_path`` (whose hash is ``now``, else read here) is the raw the image
+    was rendered from (images opened before the hash was stored have none): a card's counter starts again, and
+    another photo takes the name."""
+    if sha256 is None:
+        return
+    try:
+        now = now or file_sha256(raw_path)
+    except OSError as e:
+        raise PluginError(f"hostplug: cannot read the raw {raw_path} ({e.strerror or e})") from e
+    if now != sha256:
         raise PluginError(f"hostplug: the file at {raw_path} is not the raw this image was rendered from (its "
                           "content changed since: a program may have written metadata into it, or it is another "
                           "photo); open that file as a new image to render it")
@@ -304,11 +324,18 @@ def check_same_raw(raw_path, sha256):
 
 def failure(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     """The procedure's error return: GIMP shows ``message`` in its error console (or dialog) and the caller
-    gets it with the status, so a failed render never takes GIMP down. Every message is one line that begins
-    ``hostplug: error:``, as the command line's do."""
-    if message.startswith("hostplug: ") and not message.startswith("hostplug: error:"):
-        message = "hostplug: error: " + message[len("hostplug: "):]
-    return procedure.new_return_values(status, GLib.Error(message))
+    gets it with the status, so a failed render never takes GIMP down."""
+    return procedure.new_return_values(status, GLib.Error(error_line(message)))
+
+
+def error_line(message):
+    """``message`` as one line that begins ``hostplug: error:``, as the command line's do."""
+    text = " ".join(str(message).split())
+    for prefix in ("hostplug: error: ", "hostplug: "):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    return "hostplug: error: " + text
 
 
 def load_raw(procedure, run_mode, file, metadata, flags, config, data):
@@ -328,7 +355,7 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
         if image is None:
             return failure(procedure, f"hostplug: GIMP could not read the render of {raw_path}"), flags
         # the hash of the bytes hostplug rendered, which it reports (an older hostplug: read again here)
-        attach_recipe(image, raw_path, result.get("recipe") or {}, result.get("source_sha256") or file_sha256(raw_path))
+        attach_recipe(image, raw_path, result, result.get("source_sha256") or file_sha256(raw_path))
         # The image holds the TIFF's metadata, which GIMP's TIFF loader read: the raw's EXIF and GPS, and what
         # hostplug added (the sidecar's rating, keywords, credits and GPS, the recipe). GIMP must not load the
         # raw's own over it, nor rotate the pixels, upright already, by the raw's EXIF (a tester's exports lost
@@ -368,16 +395,18 @@ def load_thumbnail(procedure, file, size, config, data):
             GObject.Value(GObject.TYPE_INT, 1),
         ])
     except PluginError as e:
-        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(str(e)))
+        return failure(procedure, str(e))
     except Exception as e:  # noqa: BLE001 - a missing preview is not worth a crash
-        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(repr(e)))
+        return failure(procedure, f"hostplug: unexpected error while reading the raw's preview: {e!r}")
     finally:
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def show_recipe_in_config(config, recipe):
-    """Put the image's current recipe into the dialog's fields."""
+def show_recipe_in_config(config, recipe, white):
+    """Put the image's current recipe into the dialog's fields; the temperature and tint fields show what the
+    white balance came to (``white``), so that choosing "Temperature and tint" starts from the picture as it is (a
+    tester's started at 5500 K, whatever the raw's as-shot white)."""
     if isinstance(recipe.get("style"), str):
         config.set_property("style", recipe["style"])
     wb = recipe.get("wb", "as-shot")
@@ -387,14 +416,17 @@ def show_recipe_in_config(config, recipe):
         if isinstance(value, (int, float)):
             config.set_property(name, min(max(float(value), low), high))
     for name, _label, low, high, _default in WB_ADJUSTMENTS:
-        value = recipe.get(name)
+        value = recipe.get(name) if wb == "custom" else white.get(name)
         if isinstance(value, (int, float)):
             config.set_property(name, min(max(float(value), low), high))
 
 
-def recipe_from_config(config, recipe, only_set=False):
-    """``recipe`` with the dialog's settings applied, or, ``only_set``, those a script's call set (a value other
-    than the argument's default; a temperature or tint set is a custom white balance, as ``--temperature`` is)."""
+def recipe_from_config(config, recipe, only_set=False, white=None):
+    """``recipe`` with the dialog's settings applied, or, ``only_set``, those a script's call set: a value other
+    than the argument's default (a script that wants a default turns ``keep-stored`` off and gives every
+    argument). A temperature or tint set is a custom white balance, as ``--temperature`` is; the one of the two not
+    set comes from the stored custom white, else from the white the render came to (``white``), else it is an
+    error, as ``--tint`` alone is."""
     def given(name, default):
         value = config.get_property(name)
         return None if only_set and value == default else value
@@ -407,16 +439,24 @@ def recipe_from_config(config, recipe, only_set=False):
         value = given(name, default)
         if value is not None:
             changed[name] = float(value)
-    white = {name: given(name, default) for name, _label, _low, _high, default in WB_ADJUSTMENTS}
+    asked = {name: given(name, default) for name, _label, _low, _high, default in WB_ADJUSTMENTS}
     wb = given("white-balance", DEFAULT_WB)
-    if wb is None and any(value is not None for value in white.values()):
+    if wb is None and any(value is not None for value in asked.values()):
         wb = "custom"
     if wb is None:
         return changed
+    stored = recipe if recipe.get("wb") == "custom" else (white or {})
+    for name, value in asked.items():
+        if wb != "custom":
+            changed[name] = None
+        elif value is not None:
+            changed[name] = float(value)
+        elif isinstance(stored.get(name), (int, float)):
+            changed[name] = float(stored[name])
+        else:
+            raise PluginError(f"hostplug: a custom white balance needs a {name} too (this image's recipe holds "
+                              "none to keep); set both temperature and tint")
     changed["wb"] = wb
-    for name, value in white.items():  # a custom white's value not set now stays as stored
-        kept = changed.get(name) if isinstance(changed.get(name), (int, float)) else config.get_property(name)
-        changed[name] = (float(value) if value is not None else float(kept)) if wb == "custom" else None
     return changed
 
 
@@ -474,12 +514,8 @@ class LivePreview:
     def _show(self, header, pixels, recipe):
         if self.closed:
             return False
-        if not header.get("ok"):  # the error says "no preview: ..." itself; OK still renders, without the service
-            error = str(header.get("error") or "the preview helper stopped")
-            hint = "; OK still renders ('hostplug serve --stop' ends a service that hangs)" \
-                if "did not answer" in error else ""
-            self.label.set_text(error[:1].upper() + error[1:] + hint if error.lower().startswith("no preview")
-                                else f"No preview: {error}{hint}")
+        if not header.get("ok"):
+            self.label.set_text(preview_error_text(header.get("error")))
             return False
         width, height = int(header["width"]), int(header["height"])
         pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(GLib.Bytes.new(pixels), GdkPixbuf.Colorspace.RGB, False, 8,
@@ -505,9 +541,10 @@ class LivePreview:
             spin.grab_focus()
         allocation = self.box.get_allocation()
         _ok, x, y = self.box.get_window().get_origin()
+        white_field = self.dialog.get_widget("temperature", GObject.TYPE_NONE)
         note = {"n": self.shown, "exposure": recipe.get("exposure"), "seconds": header.get("seconds"),
                 "round_trip": header["round_trip"],
-                "ran": header.get("ran"),
+                "ran": header.get("ran"), "temperature_editable": bool(white_field.is_sensitive()),
                 "preview": [x + allocation.x + (allocation.width - width) // 2,
                             y + allocation.y + (allocation.height - height) // 2, width, height]}
         path = os.path.join(os.environ[ENV_DIALOG_TEST], f"preview-{self.shown}.json")
@@ -530,11 +567,31 @@ class LivePreview:
             self.process.kill()
 
 
+def only_when_custom(dialog):
+    """Grey out the temperature and tint fields unless white balance is "Temperature and tint" (a tester typed
+    2500 K under "As shot", which the render rightly ignored, without a sign that it would)."""
+    custom = Gimp.ValueArray.new_from_values([GObject.Value(GObject.TYPE_STRING, "custom")])
+    for name, *_rest in WB_ADJUSTMENTS:
+        dialog.set_sensitive_if_in(name, None, "white-balance", custom, True)
+
+
+def preview_error_text(error):
+    """What the dialog says when the service gave no preview (``error``, which may say "no preview: ..." itself);
+    a service that hangs is named, and that OK still renders (without it)."""
+    text = str(error or "the preview helper stopped")
+    if not text.lower().startswith("no preview"):
+        text = f"no preview: {text}"
+    hint = "; OK still renders ('hostplug serve --stop' ends a service that hangs)" if "did not answer" in text else ""
+    return text[:1].upper() + text[1:] + hint
+
+
 def run_dialog(procedure, config, raw_path, recipe):
     """Show the re-render dialog with a live preview of ``raw_path``; False when the user cancels."""
     GimpUi.init(RERENDER_PROC)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Re-render with hostplug")
-    dialog.fill(None)
+    dialog.fill(["style", "white-balance", *(name for name, *_rest in WB_ADJUSTMENTS),
+                 *(name for name, *_rest in ADJUSTMENTS)])  # keep-stored is for scripts
+    only_when_custom(dialog)
     box = Gtk.Image()
     box.set_size_request(*PREVIEW_BOX)
     label = Gtk.Label(label="Rendering a preview...")
@@ -550,10 +607,6 @@ def run_dialog(procedure, config, raw_path, recipe):
         preview = LivePreview(raw_path, dialog, box, label)
     except (OSError, PluginError) as e:  # no helper: the dialog still works, without a preview
         label.set_text(f"No preview: {e}")
-    # a temperature or tint typed is a custom white balance, as --temperature is (a tester's 2500 K was ignored
-    # under "As shot")
-    custom = [config.connect(f"notify::{name}", lambda *_args: config.set_property("white-balance", "custom"))
-              for name, *_rest in WB_ADJUSTMENTS]
     handler = None
     if preview is not None:
         handler = config.connect("notify", lambda *_args: preview.request(recipe_from_config(config, recipe)))
@@ -561,8 +614,6 @@ def run_dialog(procedure, config, raw_path, recipe):
     try:
         return dialog.run()
     finally:
-        for custom_handler in custom:
-            config.disconnect(custom_handler)
         if handler is not None:
             config.disconnect(handler)
         if preview is not None:
@@ -582,23 +633,28 @@ def rerender(procedure, run_mode, image, drawables, config, data):
                                       "or open the raw from where it is now")
         check_same_raw(raw_path, sha256)
         interactive = run_mode == Gimp.RunMode.INTERACTIVE
+        white = stored_white(image)
         if interactive:
-            show_recipe_in_config(config, recipe)
+            show_recipe_in_config(config, recipe, white)
             if not run_dialog(procedure, config, raw_path, recipe):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         # a script's call changes what it sets; the rest stays as stored (a tester's exposure-only call was
         # rendered natural, as shot, the image's style and white balance dropped)
-        changed = recipe_from_config(config, recipe, only_set=not interactive)
+        only_set = not interactive and bool(config.get_property("keep-stored"))
+        changed = recipe_from_config(config, recipe, only_set, white)
         folder = temporary_folder("hostplug-gimp-")
         Gimp.progress_init(f"Re-rendering {os.path.basename(raw_path)} with hostplug")
         progress = True
         tiff, result = render_raw(raw_path, folder, changed)
+        rendered = result.get("source_sha256")
+        check_same_raw(raw_path, sha256, rendered)  # replaced while the dialog was open, or while it rendered
+        sha256 = sha256 or rendered  # an image an older plug-in opened is known by its raw from now on
         image.undo_group_start()
         try:
             layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(tiff))
-            layer.set_name(f"hostplug: {changed.get('style', 'natural')}")
+            layer.set_name(f"hostplug: {changed.get('style', DEFAULT_STYLE)}")
             image.insert_layer(layer, None, 0)
-            attach_recipe(image, raw_path, result.get("recipe") or changed, sha256)
+            attach_recipe(image, raw_path, {**result, "recipe": result.get("recipe") or changed}, sha256)
         finally:
             image.undo_group_end()
         Gimp.displays_flush()
@@ -664,6 +720,9 @@ def create_rerender(plugin, name):
         procedure.add_double_argument(key, label, blurbs[key], low, high, default, flags)
     for key, label, low, high, default in ADJUSTMENTS:
         procedure.add_double_argument(key, label, label.replace("_", ""), low, high, default, flags)
+    procedure.add_boolean_argument("keep-stored", "_Keep the stored recipe",
+                                   "A script's call: arguments left at their defaults keep the image's recipe "
+                                   "(off: every argument is taken as given, defaults too)", True, flags)
     procedure.set_attribution("hostplug", "hostplug", "2025")
     return procedure
 

@@ -1,0 +1,131 @@
+"""The GIMP plug-in's own logic, without GIMP: its module loaded with GIMP's introspection modules stubbed.
+
+What a script's re-render changes, how the image's memory of its raw is read, and the plug-in's messages. The plug-in
+in a real GIMP 3: tests/test_gimp_plugin.py and tests/test_gimp_dialog.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from tests.conftest import REPO
+
+PLUGIN = REPO / "integrations" / "gimp" / "hostplug-raw" / "hostplug-raw.py"
+
+
+@pytest.fixture(scope="module")
+def plugin() -> Any:
+    """The plug-in module, with gi and its repository stubbed (restored afterwards)."""
+    gi = types.ModuleType("gi")
+    gi.require_version = lambda *args: None  # type: ignore[attr-defined]
+    repository = types.ModuleType("gi.repository")
+    for name in ("Gimp", "GdkPixbuf", "GimpUi", "Gio", "GLib", "GObject", "Gtk"):
+        setattr(repository, name, mock.MagicMock())
+    repository.Gimp.PlugIn = type("PlugIn", (), {})  # type: ignore[attr-defined]
+    with mock.patch.dict(sys.modules, {"gi": gi, "gi.repository": repository}):
+        spec = importlib.util.spec_from_file_location("hostplug_raw_plugin", PLUGIN)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+
+
+class Config:
+    """A procedure's config: every argument at its default but those given (names with - as _)."""
+
+    def __init__(self, plugin: Any, **given: Any) -> None:
+        self.values = {"style": plugin.DEFAULT_STYLE, "white-balance": plugin.DEFAULT_WB, "keep-stored": True,
+                       **{name: default for name, *_rest, default in (*plugin.WB_ADJUSTMENTS, *plugin.ADJUSTMENTS)}}
+        self.values.update({name.replace("_", "-"): value for name, value in given.items()})
+
+    def get_property(self, name: str) -> Any:
+        return self.values[name]
+
+
+STORED = {"style": "warm", "wb": "custom", "temperature": 3200.0, "tint": 10.0, "exposure": 1.0, "saturation": 20.0}
+
+
+def test_a_script_changes_only_what_it_sets(plugin: Any) -> None:
+    # a tester's exposure-only call rendered natural, as shot: the image's style and white balance were dropped
+    changed = plugin.recipe_from_config(Config(plugin, exposure=0.5), STORED, only_set=True)
+    assert changed == {**STORED, "exposure": 0.5}
+    changed = plugin.recipe_from_config(Config(plugin, temperature=4000.0), STORED, only_set=True)
+    assert changed["wb"] == "custom" and changed["temperature"] == 4000.0 and changed["tint"] == 10.0
+
+
+def test_a_tint_alone_starts_from_the_white_the_render_came_to_or_is_refused(plugin: Any) -> None:
+    # a reviewer: a tint alone set 5500 K, a daylight render of what may be a tungsten shot
+    as_shot = {"style": "natural", "wb": "as-shot"}
+    changed = plugin.recipe_from_config(Config(plugin, tint=5.0), as_shot, True, {"temperature": 3100.0, "tint": 2.0})
+    assert (changed["wb"], changed["temperature"], changed["tint"]) == ("custom", 3100.0, 5.0)
+    with pytest.raises(plugin.PluginError, match="needs a temperature too"):
+        plugin.recipe_from_config(Config(plugin, tint=5.0), as_shot, True, {})
+
+
+def test_a_script_that_keeps_nothing_stored_gives_the_whole_recipe(plugin: Any) -> None:
+    # keep-stored off: defaults are values too (exposure back to 0, natural, as shot)
+    changed = plugin.recipe_from_config(Config(plugin, exposure=0.0), STORED, only_set=False)
+    assert (changed["style"], changed["wb"], changed["exposure"], changed["saturation"]) == \
+        ("natural", "as-shot", 0.0, 0.0)
+    assert changed["temperature"] is None and changed["tint"] is None
+
+
+class Image:
+    """An image whose hostplug-recipe parasite holds ``data`` (bytes), or none."""
+
+    def __init__(self, data: bytes | None) -> None:
+        self.data = data
+
+    def get_parasite(self, name: str) -> Any:
+        return None if self.data is None else mock.Mock(get_data=lambda: list(self.data))
+
+
+@pytest.mark.parametrize("data", [b"not json", b'{"recipe": {}}', b'{"raw": ["x"], "recipe": {}}',
+                                  b'{"raw": "x", "recipe": []}', b'{"raw": "x", "sha256": 5}', b'[1, 2]'])
+def test_a_damaged_parasite_is_said_to_be_damaged(plugin: Any, data: bytes) -> None:
+    # a tester's {"raw": ["x"]} was "unexpected error ... TypeError"
+    with pytest.raises(plugin.PluginError, match="parasite is damaged"):
+        plugin.read_recipe(Image(data))
+    with pytest.raises(plugin.PluginError, match="not opened from a raw through hostplug"):
+        plugin.read_recipe(Image(None))
+
+
+def test_an_older_plugins_image_has_no_hash_and_is_not_refused(plugin: Any, tmp_path: Path) -> None:
+    raw = tmp_path / "IMG 1.dng"
+    raw.write_bytes(b"a raw")
+    assert plugin.read_recipe(Image(json.dumps({"raw": str(raw), "recipe": {}}).encode())) == (str(raw), {}, None)
+    plugin.check_same_raw(str(raw), None)
+    plugin.check_same_raw(str(raw), hashlib.sha256(b"a raw").hexdigest())
+    with pytest.raises(plugin.PluginError, match="is not the raw this image was rendered from"):
+        plugin.check_same_raw(str(raw), hashlib.sha256(b"another").hexdigest())
+    with pytest.raises(plugin.PluginError, match="is not the raw this image was rendered from"):
+        plugin.check_same_raw(str(raw), hashlib.sha256(b"a raw").hexdigest(), now="0" * 64)  # replaced meanwhile
+
+
+def test_messages_are_one_line_that_says_error(plugin: Any) -> None:
+    assert plugin.error_line("hostplug: cannot read x") == "hostplug: error: cannot read x"
+    assert plugin.error_line("hostplug: error: a\nb") == "hostplug: error: a b"
+    assert plugin.preview_error_text("no preview: the render service (pid 7) did not answer in 5 s") == (
+        "No preview: the render service (pid 7) did not answer in 5 s; OK still renders ('hostplug serve --stop' "
+        "ends a service that hangs)")
+    assert plugin.preview_error_text(None) == "No preview: the preview helper stopped"
+
+
+def test_a_broken_or_killed_hostplug_command_says_what_happened(plugin: Any) -> None:
+    # a tester's broken install reached GIMP as "hostplug: ModuleNotFoundError: ..."; a reviewer: a render the
+    # out-of-memory killer stopped would have been called a broken install
+    with pytest.raises(plugin.PluginError, match=r"failed with exit status 1 \(ModuleNotFoundError: .*\); reinstall"):
+        plugin.run_command([sys.executable, "-c", "import no_such_module_here"])
+    with pytest.raises(plugin.PluginError, match="stopped by signal 9 \\(out of memory\\?\\)"):
+        plugin.run_command([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    with pytest.raises(plugin.PluginError, match="^hostplug: error: a line of its own$"):
+        plugin.run_command([sys.executable, "-c", "import sys; sys.exit('hostplug: error: a line of its own')"])
