@@ -54,6 +54,16 @@ def test_truncated_sony_arw_is_refused_in_one_line(tmp_path: Path) -> None:
     assert_one_line_refusal(result, "truncated", tmp_path, [bad.name])
 
 
+def test_show_and_edit_refuse_a_cut_arw_as_render_does(tmp_path: Path) -> None:
+    # a tester's interrupted card copy: show said "renders with the defaults" and edit wrote a sidecar for it
+    bad = truncated_copy(SONY, tmp_path)
+    for command in (["show", bad], ["edit", bad, "--exposure", "1"]):
+        result = hostplug(*command)
+        assert result.exit_code == 3 and "the file is truncated" in error_lines(result.stderr)[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [bad.name]  # no sidecar
+    assert hostplug("show", need(SONY)).exit_code == 0  # the whole file passes
+
+
 def test_a_raw_cut_before_its_pixels_is_refused_not_rendered_black(tmp_path: Path) -> None:
     # LibRaw decodes an ARW cut inside its header area without an error, as a sensor of zeros: that rendered to
     # an all-black TIFF with exit 0 (and a watch folder delivered it).

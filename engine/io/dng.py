@@ -354,6 +354,34 @@ def is_tiff_picture(file: Path) -> bool:
                 return False
 
 
+# How much of a TIFF raw's largest image data may lie past the file's end before the file counts as truncated: a
+# cut copy loses megabytes; a camera's sloppy byte count, if any, a little
+TRUNCATION_SLACK = 65536
+
+
+def check_tiff_raw_complete(path: Path, file: Path | None = None) -> None:
+    """Refuse a raw in a TIFF structure (ARW, NEF, CR2, PEF, ...; a DNG's own check is :func:`read_dng_tags`)
+    whose largest image data, the sensor's, runs past the end of the file (by more than TRUNCATION_SLACK and 1 %):
+    a card copy cut short. From the header alone, so that ``show`` and ``edit`` refuse what a render refuses after
+    decoding (a tester's cut ARW passed both). A file tifffile cannot read is left to LibRaw."""
+    with quiet_tifffile():
+        try:
+            tif = tifffile.TiffFile(file or path)
+        except _NOT_READABLE:
+            return
+        with tif:
+            size = tif.filehandle.size
+            try:
+                spans = [(max((o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)),
+                              default=0), sum(page.databytecounts)) for page in _directories(tif)]
+            except _NOT_READABLE:
+                return
+    end, data = max(spans, key=lambda span: span[1], default=(0, 0))
+    if end - size > max(TRUNCATION_SLACK, data // 100):
+        raise CorruptInputError(f"{path}: the file is truncated: its raw data runs to byte {end}, but the file ends "
+                                f"at byte {size} (a copy cut short?)")
+
+
 def _directories(tif: tifffile.TiffFile, limit: int = 64) -> Iterator[tifffile.TiffPage]:
     """The file's image directories and their SubIFDs (at most ``limit``: a raw has a handful)."""
     seen = 0

@@ -33,6 +33,11 @@ def check_renderable_file(path: Path) -> None:
         raise CorruptInputError(f"{path}: the file is empty")
     if path.suffix.lower() in DNG_SUFFIXES:
         _check_dng(path)
+    elif path.suffix.lower() not in RGB_SUFFIXES:
+        from engine.io.dng import check_tiff_raw_complete
+
+        with pinned(path, "input", InputNotFoundError) as file:
+            check_tiff_raw_complete(path, file)
     if _libraw_reads(path) or (path.suffix.lower() in RGB_SUFFIXES and _image_kind(path) is not None):
         return
     raise unrecognised(path)
