@@ -147,7 +147,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     """Decide what ``hostplug open PATH`` does with the recipe ``changes`` asked for (nothing is written)."""
     from engine.edits import apply_changes
     from engine.rerender import image_format
-    from engine.xmp.provenance import find_source, read_provenance
+    from engine.xmp.provenance import read_provenance
     from engine.xmp.sidecar import read_sidecar, sidecar_recipe
 
     check_readable(path)
@@ -160,7 +160,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     if provenance.recipe_error is not None:  # rendered again without it, the image would lose its edits
         raise RecipeError(f"{path}: its recorded recipe cannot be used: {provenance.recipe_error}; it is left as "
                           "it is")
-    raw = find_source(path, search)
+    raw = _source_of(path, search, provenance)
     _check_replaceable(path, raw, provenance)
     if not untouched(path, provenance.written):
         raise OutputError(f"{path} was changed since hostplug wrote it (retouched in an editor?); it is kept as it "
@@ -177,6 +177,25 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
                     True, recorded, compression, keeps_metadata=not OWN_NAME.search(path.stem),
                     editors=editors)
+
+
+def _source_of(image: Path, search: Iterable[Path], provenance: Provenance) -> Path:
+    """The raw ``image`` was rendered from (:func:`engine.xmp.provenance.find_source`). An image that records none,
+    is not named as an editor hands a render over and has no raw of its name beside it is no editor's render: a
+    JPEG-only shot (a tester's was sent to look for a raw with --search, which could never help)."""
+    from engine.errors import InputNotFoundError
+    from engine.xmp.provenance import find_source
+
+    try:
+        return find_source(image, search)
+    except InputNotFoundError:
+        if provenance.sha256 or provenance.path or provenance.names or HAND_OVER_NAME.search(image.stem):
+            raise  # an editor's render whose raw was moved: --search finds it
+        target = image.with_name(f"{image.stem}_rendered.tif")
+        raise InputNotFoundError(f"{image}: an image with no raw of its name beside it, and it records none it "
+                                 "was rendered from; open takes a raw, or an editor's render of one (--search "
+                                 f"names the raw's folder); to render this image itself: hostplug render "
+                                 f"{shlex.quote(str(image))} -o {shlex.quote(str(target))}") from None
 
 
 def _recorded_output(image: Path) -> dict[str, Any]:

@@ -551,3 +551,17 @@ def test_open_says_what_it_writes_while_it_writes_it(raw: Path) -> None:
 
     result = open_file(raw, writing=writing)
     assert recorded == [(result["output"], False)] and Path(result["output"]).is_file()
+
+
+def test_open_of_a_jpeg_only_shot_says_it_takes_a_raw_and_how_to_render_the_image(tmp_path: Path) -> None:
+    # a tester's JPEG-only shot was sent to look for its raw with --search, which could never help
+    from PIL import Image
+
+    jpeg = tmp_path / "Été IMG_0005.jpg"
+    Image.new("RGB", (64, 48), (120, 90, 60)).save(jpeg)
+    result = hostplug("open", jpeg)
+    assert result.exit_code == 2
+    (line,) = error_lines(result.stderr)
+    assert "open takes a raw, or an editor's render of one" in line
+    assert line.endswith(f"hostplug render '{jpeg}' -o '{tmp_path / 'Été IMG_0005_rendered.tif'}'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [jpeg.name]
