@@ -369,6 +369,14 @@ def test_a_sidecar_that_comes_after_its_raw_was_archived_is_left_with_one_warnin
     assert f"archived to {archive / 'gone.dng'}" in late[0]["message"]
     assert (hot / "gone.dng.xmp").exists() and not (archive / "gone.dng.xmp").exists()  # left where it came
     assert len(events(studio / "log.jsonl", "done")) == 1
+    # its output finds the archived raw again without --search (a tester's every daemon output lost its way)
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+
+    again = CliRunner().invoke(main, ["rerender", str(studio / "out/masters/gone.tif"), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["source"] == str((archive / "gone.dng").resolve())
 
 
 SONY = SAMPLE_DNG.parents[2].parent / "shared" / "rawsamples" / "sony_ilce7rm3__libraw-cffi_DSC2164.ARW"

@@ -42,6 +42,7 @@ class Provenance:
     written: str | None = None  # when ``hostplug open`` wrote the file, as it recorded it (its own TIFFs only)
     orientation: Orientation | None = None  # the one the output applied (None: none recorded, or damaged)
     darktable_export: bool = False  # darktable's develop history is in it: darktable exported it
+    archive: Path | None = None  # the folder a watch daemon moves the source to once it is rendered
 
 
 def read_provenance(image: Path) -> Provenance:
@@ -73,7 +74,16 @@ def read_provenance(image: Path) -> Provenance:
         written=xmp.get(f"Xmp.{XMP_PREFIX}.written"),
         orientation=_orientation(xmp.get(f"Xmp.{XMP_PREFIX}.decided"), image),
         darktable_export="Xmp.darktable.history" in xmp,
+        archive=_folder(xmp.get(ARCHIVE_KEY)),
     )
+
+
+ARCHIVE_KEY = f"Xmp.{XMP_PREFIX}.sourceArchive"  # what a watch daemon records of where the source goes (a folder)
+
+
+def _folder(value: object) -> Path | None:
+    """A recorded absolute folder, or None."""
+    return Path(value) if isinstance(value, str) and value.startswith("/") else None
 
 
 def _orientation(decided: object, image: Path) -> Orientation | None:
@@ -151,7 +161,9 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
     """
     output = Path(output)
     provenance = read_provenance(output)
-    folders = list(dict.fromkeys([output.resolve().parent, *(Path(s).resolve() for s in search)]))
+    # the folder a watch daemon archived the source to, then the output's own, then those asked for
+    archived = [provenance.archive] if provenance.archive is not None else []
+    folders = list(dict.fromkeys([*archived, output.resolve().parent, *(Path(s).resolve() for s in search)]))
     seen: set[Path] = set()
     for candidate in _candidates(output, provenance, folders):
         if candidate in seen or candidate.resolve() == output.resolve():

@@ -255,6 +255,16 @@ def _edited_copy(job: Job, folder: FolderConfig) -> Path:
     return archived if same and find_sidecars(archived) else job.path
 
 
+def _archive_note(raw: Path, folder: FolderConfig, original: Path | None) -> dict[str, str]:
+    """The outputs' record of where the raw goes once rendered (its archive folder), so that ``hostplug
+    rerender`` finds it there without --search (a tester's every daemon output lost its way back at the move)."""
+    if original is not None or folder.originals != "move" or folder.archive is None:
+        return {}
+    from engine.xmp.provenance import ARCHIVE_KEY
+
+    return {ARCHIVE_KEY: str((folder.archive / raw.parent.relative_to(folder.path)).resolve())}  # as archive() moves
+
+
 def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, device: str = "cpu",
             announce: Callable[[list[str]], None] = lambda targets: None) -> Outcome:
     """Render one raw into every output of its hot folder. Never raises for a problem with the file."""
@@ -309,7 +319,8 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
             return Outcome(job.id, "disk_full", f"cannot write {full}: {os.strerror(errno.ENOSPC)}")
         # the orientation read with the recipe, so that the render is the one the hash describes
         result = render_files(source, [(t, _stamped(s, t)) for s, t in zip(folder.outputs, targets, strict=True)],
-                              recipe, extra_xmp=catalogue, device=device,
+                              recipe, extra_xmp={**catalogue, **_archive_note(job.path, folder, original)},
+                              device=device,
                               orientation=applied(source.orientation, turned), progress=_stop_if_replaced(job),
                               before_naming=_still_ours(job))
     except _LeftAloneError as e:
