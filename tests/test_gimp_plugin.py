@@ -60,6 +60,8 @@ out["layers_after"] = [layer.get_name() for layer in image.get_layers()]
 out["precision_after"] = image.get_precision().value_nick
 parasite = image.get_parasite("hostplug-recipe")
 out["recipe_after"] = json.loads(bytes(parasite.get_data()).decode())["recipe"]
+out["metadata_after"] = image.get_metadata().serialize()
+out["undoable_after"] = bool(parasite.get_flags() & Gimp.PARASITE_UNDOABLE)  # (scripts have no undo to call)
 
 xcf = Gio.File.new_for_path(os.environ["HP_XCF"])
 out["saved"] = Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, xcf, None)
@@ -259,6 +261,18 @@ def test_thumbnail_is_the_raws_preview_with_its_full_size(gimp: dict) -> None:
     status, width, height = gimp["thumbnail"]
     assert status == "success" and [width, height] == gimp["size"]
     assert max(gimp["thumbnail_size"]) <= 128
+
+
+def test_after_a_rerender_exports_record_its_recipe_and_an_undo_would_take_it_back(gimp: dict) -> None:
+    # a tester's export after a re-render recorded the first render's recipe, and an undo of the layer left the
+    # re-render's recipe in the image
+    import re
+
+    tags = dict(re.findall(r'<tag name="([^"]+)">([^<]*)</tag>', gimp["metadata_after"]))
+    recorded = json.loads(tags["Xmp.hostplug.recipe"].replace("&quot;", '"'))
+    assert recorded["exposure"] == 1.0 and recorded["style"] == "warm"
+    assert tags.get("Xmp.xmp.Rating") == "3"  # the rest of the image's metadata stays
+    assert gimp["undoable_after"] and not gimp["parasite_flags"] & 2  # a re-render's is undone with its layer
 
 
 def test_rerender_refuses_another_photo_under_the_raws_name(gimp: dict) -> None:

@@ -45,6 +45,7 @@ LOAD_PROC = "file-hostplug-raw-load"
 THUMB_PROC = "file-hostplug-raw-load-thumb"
 RERENDER_PROC = "plug-in-hostplug-rerender"
 PARASITE = "hostplug-recipe"
+RECORD_TAGS = "Xmp.hostplug."  # the render's record in an image's metadata (GIMP's names of hostplug's XMP)
 CONFIG_NAME = "hostplug-raw.json"
 RENDER_TIMEOUT_S = 600
 STALE_FOLDER_S = 2 * RENDER_TIMEOUT_S  # a render folder this old was left by a GIMP that was killed
@@ -269,13 +270,32 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def attach_recipe(image, raw_path, result, sha256):
+def attach_recipe(image, raw_path, result, sha256, undoable=False):
     """Store the raw's path, its content's SHA-256, the recipe and the temperature and tint its white balance came
-    to (hostplug's render ``result``) in the image (persistent: saved with XCF files)."""
+    to (hostplug's render ``result``) in the image (persistent: saved with XCF files; ``undoable``: a re-render's,
+    which an undo of its layer takes back too, a tester's undo left the undone recipe in the image)."""
     stored = {"raw": raw_path, "recipe": result.get("recipe") or {}, "sha256": sha256,
               "white": result.get("white_balance")}
     data = json.dumps(stored, sort_keys=True).encode("utf-8")
-    image.attach_parasite(Gimp.Parasite.new(PARASITE, Gimp.PARASITE_PERSISTENT, list(data)))
+    flags = Gimp.PARASITE_PERSISTENT | (Gimp.PARASITE_UNDOABLE if undoable else 0)
+    image.attach_parasite(Gimp.Parasite.new(PARASITE, flags, list(data)))
+
+
+def take_render_record(image, tiff):
+    """Put the record of the render ``tiff`` (hostplug's XMP: recipe, source, decisions) into the image's metadata
+    in place of the earlier render's, keeping everything else in it: what GIMP exports carries the recipe of the
+    top layer's pixels (a tester's export after a re-render recorded the first render's)."""
+    import xml.etree.ElementTree as ElementTree
+
+    current = image.get_metadata()
+    rendered = Gimp.Metadata.load_from_file(Gio.File.new_for_path(tiff))
+    if current is None or rendered is None:
+        return
+    merged = ElementTree.fromstring(current.serialize())
+    for tag in [t for t in merged if t.get("name", "").startswith(RECORD_TAGS)]:
+        merged.remove(tag)
+    merged.extend(t for t in ElementTree.fromstring(rendered.serialize()) if t.get("name", "").startswith(RECORD_TAGS))
+    image.set_metadata(Gimp.Metadata.deserialize(ElementTree.tostring(merged, encoding="unicode")))
 
 
 def stored_white(image):
@@ -654,7 +674,8 @@ def rerender(procedure, run_mode, image, drawables, config, data):
             layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(tiff))
             layer.set_name(f"hostplug: {changed.get('style', DEFAULT_STYLE)}")
             image.insert_layer(layer, None, 0)
-            attach_recipe(image, raw_path, {**result, "recipe": result.get("recipe") or changed}, sha256)
+            attach_recipe(image, raw_path, {**result, "recipe": result.get("recipe") or changed}, sha256, undoable=True)
+            take_render_record(image, tiff)
         finally:
             image.undo_group_end()
         Gimp.displays_flush()
