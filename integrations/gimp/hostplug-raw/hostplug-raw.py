@@ -656,16 +656,26 @@ def rerender(procedure, run_mode, image, drawables, config, data):
         white = stored_white(image)
         if interactive:
             show_recipe_in_config(config, recipe, white)
-            if not run_dialog(procedure, config, raw_path, recipe):
-                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         # a script's call changes what it sets; the rest stays as stored (a tester's exposure-only call was
         # rendered natural, as shot, the image's style and white balance dropped)
         only_set = not interactive and bool(config.get_property("keep-stored"))
-        changed = recipe_from_config(config, recipe, only_set, white)
-        folder = temporary_folder("hostplug-gimp-")
-        Gimp.progress_init(f"Re-rendering {os.path.basename(raw_path)} with hostplug")
-        progress = True
-        tiff, result = render_raw(raw_path, folder, changed)
+        while True:
+            if interactive and not run_dialog(procedure, config, raw_path, recipe):
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+            folder = folder or temporary_folder("hostplug-gimp-")
+            if not progress:
+                Gimp.progress_init(f"Re-rendering {os.path.basename(raw_path)} with hostplug")
+                progress = True
+            try:
+                changed = recipe_from_config(config, recipe, only_set, white)
+                tiff, result = render_raw(raw_path, folder, changed)
+                break
+            except PluginError as e:
+                if not interactive:
+                    raise
+                # said, and the dialog opens again with what was typed in it (a tester's OK with a mistyped
+                # style closed the dialog, and the exposure he had set was gone)
+                Gimp.message(error_line(e))
         rendered = result.get("source_sha256")
         check_same_raw(raw_path, sha256, rendered)  # replaced while the dialog was open, or while it rendered
         sha256 = sha256 or rendered  # an image an older plug-in opened is known by its raw from now on
