@@ -493,8 +493,9 @@ class LivePreview:
         self.timer = None
         self.shown = 0
         python = plugin_config().get("python") or sys.executable
+        self.said = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(); the helper's stderr
         self.process = subprocess.Popen([python, "-m", "hostplug.service.preview_pipe"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_environment())
+                                        stdout=subprocess.PIPE, stderr=self.said, env=child_environment())
         threading.Thread(target=self._work, name="hostplug-preview", daemon=True).start()
 
     def request(self, recipe):
@@ -526,10 +527,22 @@ class LivePreview:
                 header = json.loads(self.process.stdout.readline() or b"{}")
                 pixels = self.process.stdout.read(int(header.get("bytes") or 0)) if header.get("ok") else b""
             except (OSError, ValueError) as e:
-                GLib.idle_add(self.label.set_text, f"No preview: {e}")
+                GLib.idle_add(self.label.set_text, self._stopped_text(e))
                 return
             header["round_trip"] = time.monotonic() - sent
             GLib.idle_add(self._show, header, pixels, recipe)
+
+    def _stopped_text(self, error):
+        """What the dialog says when the helper stopped: its last line (a tester saw "Broken pipe" where the helper
+        could not import hostplug), and that OK still renders."""
+        try:
+            self.said.seek(0)
+            lines = [line for line in self.said.read().decode(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            lines = []
+        why = lines[-1].strip() if lines else str(error)
+        return (f"No preview: the preview helper stopped ({why[:200]}); OK still renders, or says what is wrong; "
+                "reinstalling hostplug ('hostplug integrate gimp') mends a broken install")
 
     def _show(self, header, pixels, recipe):
         if self.closed:
@@ -585,6 +598,7 @@ class LivePreview:
             self.process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             self.process.kill()
+        self.said.close()
 
 
 def only_when_custom(dialog):
