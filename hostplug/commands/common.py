@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import threading
@@ -28,13 +29,19 @@ PARTIAL_FOLDERS: set[Path] = set()
 
 def fail(message: str, code: int = 1) -> None:
     """Print one error line and exit."""
-    click.echo(f"hostplug: error: {message}", err=True)
+    click.echo(f"hostplug: error: {for_the_command_line(message)}", err=True)
     sys.exit(code)
 
 
 def error_line(error: HostplugError | str) -> None:
     """Print one error line on stderr (the run goes on)."""
-    click.echo(f"hostplug: error: {error}", err=True)
+    click.echo(f"hostplug: error: {for_the_command_line(str(error))}", err=True)
+
+
+def for_the_command_line(message: str) -> str:
+    """An engine message without the hint it gives a library user ("(in Python: OutputOptions(...))"), which is
+    noise at the command line (a tester's)."""
+    return re.sub(r" \(in Python: .*\)$", "", message)
 
 
 def check_device(device: str) -> str:
