@@ -189,7 +189,10 @@ def _source_of(image: Path, search: Iterable[Path], provenance: Provenance) -> P
     try:
         return find_source(image, search)
     except InputNotFoundError:
-        if provenance.sha256 or provenance.path or provenance.names or HAND_OVER_NAME.search(image.stem):
+        from engine.io.formats import is_raw_name
+
+        raw_named = any(is_raw_name(Path(name)) for name in provenance.names)  # an editor's export of a JPEG names it
+        if provenance.sha256 or provenance.path or raw_named or HAND_OVER_NAME.search(image.stem):
             raise  # an editor's render whose raw was moved: --search finds it
         target = image.with_name(f"{image.stem}_rendered.tif")
         raise InputNotFoundError(f"{image}: an image with no raw of its name beside it, and it records none it "

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.errors import CorruptInputError
 from tests.conftest import CANON, GOPRO, SONY, error_lines, hostplug, hostplug_process, need
 
 
@@ -56,12 +57,38 @@ def test_truncated_sony_arw_is_refused_in_one_line(tmp_path: Path) -> None:
 
 def test_show_and_edit_refuse_a_cut_arw_as_render_does(tmp_path: Path) -> None:
     # a tester's interrupted card copy: show said "renders with the defaults" and edit wrote a sidecar for it
-    bad = truncated_copy(SONY, tmp_path)
+    bad = truncated_copy(SONY, tmp_path, fraction=0.3)
     for command in (["show", bad], ["edit", bad, "--exposure", "1"]):
         result = hostplug(*command)
         assert result.exit_code == 3 and "the file is truncated" in error_lines(result.stderr)[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [bad.name]  # no sidecar
     assert hostplug("show", need(SONY)).exit_code == 0  # the whole file passes
+
+
+@pytest.mark.parametrize("suffix", [".NEF", ".3FR"])
+def test_a_compressed_raw_whose_count_is_its_uncompressed_size_is_not_called_truncated(tmp_path: Path,
+                                                                                       suffix: str) -> None:
+    # a reviewer: Hasselblad's 3FRs (exiftool's issue 476) count compressed data at its uncompressed size, more than
+    # the file holds; show and edit would have refused healthy files that render
+    import struct
+
+    import tifffile
+
+    from engine.io.dng import check_tiff_raw_complete
+
+    raw = tmp_path / f"H4D{suffix}"
+    sensor = np.random.default_rng(0).integers(0, 4096, (600, 800)).astype(np.uint16)  # compresses as a raw does
+    tifffile.imwrite(raw, sensor, compression="zlib", rowsperstrip=600)
+    with tifffile.TiffFile(raw) as tif:
+        where = tif.pages[0].tags["StripByteCounts"].valueoffset
+    data = bytearray(raw.read_bytes())
+    struct.pack_into("<I", data, where, 600 * 800 * 2)
+    raw.write_bytes(bytes(data))
+    check_tiff_raw_complete(raw)  # no error
+    raw.write_bytes(bytes(data[:200]))  # cut before its data: refused whatever its count
+    if suffix != ".3FR":
+        with pytest.raises(CorruptInputError, match="the file is truncated"):
+            check_tiff_raw_complete(raw)
 
 
 def test_a_raw_cut_before_its_pixels_is_refused_not_rendered_black(tmp_path: Path) -> None:

@@ -31,12 +31,20 @@ def plugin() -> Any:
     for name in ("Gimp", "GdkPixbuf", "GimpUi", "Gio", "GLib", "GObject", "Gtk"):
         setattr(repository, name, mock.MagicMock())
     repository.Gimp.PlugIn = type("PlugIn", (), {})  # type: ignore[attr-defined]
-    with mock.patch.dict(sys.modules, {"gi": gi, "gi.repository": repository}):
+    saved = {name: sys.modules.get(name) for name in ("gi", "gi.repository")}
+    sys.modules.update({"gi": gi, "gi.repository": repository})  # only these two: what else is imported stays
+    try:
         spec = importlib.util.spec_from_file_location("hostplug_raw_plugin", PLUGIN)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         yield module
+    finally:
+        for name, module_before in saved.items():
+            if module_before is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module_before
 
 
 class Config:
@@ -127,5 +135,10 @@ def test_a_broken_or_killed_hostplug_command_says_what_happened(plugin: Any) -> 
         plugin.run_command([sys.executable, "-c", "import no_such_module_here"])
     with pytest.raises(plugin.PluginError, match="stopped by signal 9 \\(out of memory\\?\\)"):
         plugin.run_command([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
-    with pytest.raises(plugin.PluginError, match="^hostplug: error: a line of its own$"):
+    with pytest.raises(plugin.PluginError, match="^hostplug: error: a line of its own$") as failed:
         plugin.run_command([sys.executable, "-c", "import sys; sys.exit('hostplug: error: a line of its own')"])
+    assert not failed.value.settings  # exit 1: not the settings (the dialog does not open again for it)
+    wrong = "import sys; print('hostplug: error: unknown style', file=sys.stderr); sys.exit(2)"
+    with pytest.raises(plugin.PluginError) as failed:
+        plugin.run_command([sys.executable, "-c", wrong])
+    assert failed.value.settings  # a wrong setting: the dialog opens again with what was typed

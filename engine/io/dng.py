@@ -354,16 +354,22 @@ def is_tiff_picture(file: Path) -> bool:
                 return False
 
 
-# How much of a TIFF raw's largest image data may lie past the file's end before the file counts as truncated: a
-# cut copy loses megabytes; a camera's sloppy byte count, if any, a little
+# How much of a TIFF raw's uncompressed image data may lie past the file's end before the file counts as truncated:
+# a cut copy loses megabytes; a camera's sloppy byte count, if any, a little
 TRUNCATION_SLACK = 65536
+# Raws whose byte counts are known not to be their data's size (exiftool's list: Hasselblad's count the
+# uncompressed size of compressed data, Kodak's and Sony's SRF lay their data out their own way): not checked
+UNRELIABLE_COUNTS = frozenset({".3fr", ".fff", ".dcr", ".kdc", ".k25", ".srf"})
 
 
 def check_tiff_raw_complete(path: Path, file: Path | None = None) -> None:
     """Refuse a raw in a TIFF structure (ARW, NEF, CR2, PEF, ...; a DNG's own check is :func:`read_dng_tags`)
-    whose largest image data, the sensor's, runs past the end of the file (by more than TRUNCATION_SLACK and 1 %):
-    a card copy cut short. From the header alone, so that ``show`` and ``edit`` refuse what a render refuses after
+    whose largest image data, the sensor's, runs past the end of the file: a card copy cut short. Uncompressed
+    data may overrun by TRUNCATION_SLACK and 1 %; compressed data, whose count a camera may get wrong, must miss
+    more than half. From the header alone, so that ``show`` and ``edit`` refuse what a render refuses after
     decoding (a tester's cut ARW passed both). A file tifffile cannot read is left to LibRaw."""
+    if Path(path).suffix.lower() in UNRELIABLE_COUNTS:
+        return
     with quiet_tifffile():
         try:
             tif = tifffile.TiffFile(file or path)
@@ -372,14 +378,20 @@ def check_tiff_raw_complete(path: Path, file: Path | None = None) -> None:
         with tif:
             size = tif.filehandle.size
             try:
-                spans = [(max((o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)),
-                              default=0), sum(page.databytecounts)) for page in _directories(tif)]
+                largest = max(_directories(tif), key=lambda page: sum(page.databytecounts), default=None)
+                if largest is None or not largest.dataoffsets:
+                    return
+                start, data = min(largest.dataoffsets), sum(largest.databytecounts)
+                end = max(o + c for o, c in zip(largest.dataoffsets, largest.databytecounts, strict=False))
+                compressed = int(largest.compression) != 1
             except _NOT_READABLE:
                 return
-    end, data = max(spans, key=lambda span: span[1], default=(0, 0))
-    if end - size > max(TRUNCATION_SLACK, data // 100):
+    allowed = data // 2 if compressed else max(TRUNCATION_SLACK, data // 100)
+    if end - size > allowed:
         raise CorruptInputError(f"{path}: the file is truncated: its raw data runs to byte {end}, but the file ends "
                                 f"at byte {size} (a copy cut short?)")
+    if start >= size:
+        raise CorruptInputError(f"{path}: the file is truncated: its raw data starts at byte {start}, past its end")
 
 
 def _directories(tif: tifffile.TiffFile, limit: int = 64) -> Iterator[tifffile.TiffPage]:

@@ -3,7 +3,8 @@
 Every output hostplug writes records its source (see :func:`engine.export.provenance_xmp`): the raw's name in
 ``xmpMM:DerivedFrom``, its absolute path and its SHA-256. Other editors leave less: Lightroom's "Edit in" TIFF
 (``IMG_0001-Edit.tif``) names the raw in ``crs:RawFileName``, or only by its own file name. :func:`find_source`
-tries, in order: the recorded path; the recorded names, beside the output and in the search folders; the
+tries, in order: the recorded path; the recorded names, in the archive folder a watch daemon recorded, beside the
+output and in the search folders; the
 output's own name with editors' suffixes taken off (``-Edit``, ``_hostplug``, `` copy``...); and last, any raw in
 those folders whose content hash is the recorded one. When a hash is recorded, a candidate must match it.
 """

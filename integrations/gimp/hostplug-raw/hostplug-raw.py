@@ -119,7 +119,12 @@ DEFAULT_WB = "as-shot"
 
 
 class PluginError(Exception):
-    """A render or a setting failed; the message is what the user reads in GIMP's console."""
+    """A render or a setting failed; the message is what the user reads in GIMP's console. ``settings``: the
+    settings asked for are at fault (hostplug's exit 2 or 4), not the file or the machine."""
+
+    def __init__(self, message, settings=False):
+        super().__init__(message)
+        self.settings = settings
 
 
 # ----- talking to hostplug -------------------------------------------------------------------------------
@@ -204,7 +209,7 @@ def run_command(args):
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("hostplug: error:")]
         if errors:
-            raise PluginError(errors[-1])
+            raise PluginError(errors[-1], settings=done.returncode in (2, 4))
         if done.returncode < 0:  # killed: the kernel's out-of-memory killer, likely, on a very large raw
             raise PluginError(f"hostplug: the render was stopped by signal {-done.returncode} (out of memory?)")
         # no line of hostplug's own: the command itself is broken (a traceback); say what it said and what to do
@@ -350,7 +355,7 @@ def failure(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
 
 def error_line(message):
     """``message`` as one line that begins ``hostplug: error:``, as the command line's do."""
-    text = " ".join(str(message).split())
+    text = " ".join(str(message).splitlines())  # one line; a path's own spaces kept
     for prefix in ("hostplug: error: ", "hostplug: "):
         if text.startswith(prefix):
             text = text[len(prefix):]
@@ -524,9 +529,12 @@ class LivePreview:
                 line = json.dumps({"input": self.raw_path, "recipe": recipe, "long_edge": PREVIEW_LONG_EDGE})
                 self.process.stdin.write(line.encode("utf-8") + b"\n")
                 self.process.stdin.flush()
-                header = json.loads(self.process.stdout.readline() or b"{}")
+                answer = self.process.stdout.readline()
+                if not answer:  # it stopped after taking the request: its stderr says why
+                    raise EOFError("no answer")
+                header = json.loads(answer)
                 pixels = self.process.stdout.read(int(header.get("bytes") or 0)) if header.get("ok") else b""
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, EOFError) as e:
                 GLib.idle_add(self.label.set_text, self._stopped_text(e))
                 return
             header["round_trip"] = time.monotonic() - sent
@@ -538,7 +546,7 @@ class LivePreview:
         try:
             self.said.seek(0)
             lines = [line for line in self.said.read().decode(errors="replace").splitlines() if line.strip()]
-        except OSError:
+        except (OSError, ValueError):  # ValueError: closed with the dialog meanwhile
             lines = []
         why = lines[-1].strip() if lines else str(error)
         return (f"No preview: the preview helper stopped ({why[:200]}); OK still renders, or says what is wrong; "
@@ -672,7 +680,8 @@ def rerender(procedure, run_mode, image, drawables, config, data):
             show_recipe_in_config(config, recipe, white)
         # a script's call changes what it sets; the rest stays as stored (a tester's exposure-only call was
         # rendered natural, as shot, the image's style and white balance dropped)
-        only_set = not interactive and bool(config.get_property("keep-stored"))
+        # ("repeat last" gives the last dialog's values, each one chosen: taken as given)
+        only_set = run_mode == Gimp.RunMode.NONINTERACTIVE and bool(config.get_property("keep-stored"))
         while True:
             if interactive and not run_dialog(procedure, config, raw_path, recipe):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
@@ -685,10 +694,12 @@ def rerender(procedure, run_mode, image, drawables, config, data):
                 tiff, result = render_raw(raw_path, folder, changed)
                 break
             except PluginError as e:
-                if not interactive:
+                if not interactive or not e.settings:
                     raise
                 # said, and the dialog opens again with what was typed in it (a tester's OK with a mistyped
                 # style closed the dialog, and the exposure he had set was gone)
+                Gimp.progress_end()
+                progress = False
                 Gimp.message(error_line(e))
         rendered = result.get("source_sha256")
         check_same_raw(raw_path, sha256, rendered)  # replaced while the dialog was open, or while it rendered
