@@ -62,9 +62,9 @@ def serve(idle_timeout: float | None, cache_mb: int | None, status: bool, stop: 
     from hostplug.service.server import serve as run
 
     # read here, not by the options: a bad value must not keep --status and --stop from a running service
-    idle_timeout = idle_timeout if idle_timeout is not None else _from_environment(
+    idle_timeout = idle_timeout if idle_timeout is not None else _checked(
         idle_timeout_from_env(), ENV_IDLE, "a number of seconds, 1 or more")
-    cache_mb = cache_mb if cache_mb is not None else _from_environment(
+    cache_mb = cache_mb if cache_mb is not None else _checked(
         cache_mb_from_env(), ENV_CACHE_MB, "a whole number of MB, 0 or more")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s hostplug serve: %(message)s")
     try:
@@ -79,12 +79,12 @@ def serve(idle_timeout: float | None, cache_mb: int | None, status: bool, stop: 
         raise click.exceptions.Exit(code)
 
 
-def _from_environment(value: Any, variable: str, wanted: str) -> Any:
+def _checked(value: Any, variable: str, wanted: str) -> Any:
     """``value`` read from the environment variable ``variable``; a usage error (exit 2) naming it when it is None
     (not ``wanted``)."""
     import os
 
-    if value is None or (isinstance(value, int) and value < 0):
+    if value is None:
         raise click.UsageError(f"invalid value {os.environ.get(variable)!r} (from the environment variable "
                                f"{variable}): {wanted}")
     return value

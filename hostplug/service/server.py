@@ -829,12 +829,14 @@ def idle_timeout_from_env() -> float | None:
 
 
 def cache_mb_from_env() -> int | None:
-    """``HOSTPLUG_SERVICE_CACHE_MB`` as a number of MB (the default when unset); None when it is not a number."""
+    """``HOSTPLUG_SERVICE_CACHE_MB`` as a number of MB (the default when unset); None when it is no whole number of
+    0 or more."""
     value = os.environ.get(ENV_CACHE_MB, "").strip()
     try:
-        return int(value) if value else DEFAULT_CACHE_MB
+        megabytes = int(value) if value else DEFAULT_CACHE_MB
     except ValueError:
         return None
+    return megabytes if megabytes >= 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:
