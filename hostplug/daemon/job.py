@@ -38,6 +38,7 @@ from engine.output.publish import FULL_DISK_BYTES
 from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig, OutputSpec
 from hostplug.daemon.journal import Conflict, Journal, disk_full
+from hostplug.daemon.originals import archive_folder
 from hostplug.daemon.recipes import recipe_for_file, recipe_hash
 from hostplug.daemon.templates import TokenValues, output_path, safe_part
 from hostplug.stamps import newer_second, untouched
@@ -262,7 +263,7 @@ def _archive_note(raw: Path, folder: FolderConfig, original: Path | None) -> dic
         return {}
     from engine.xmp.provenance import ARCHIVE_KEY
 
-    return {ARCHIVE_KEY: str((folder.archive / raw.parent.relative_to(folder.path)).resolve())}  # as archive() moves
+    return {ARCHIVE_KEY: str(archive_folder(raw, folder).resolve())}
 
 
 def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, device: str = "cpu",

@@ -157,8 +157,13 @@ def archive(raw: Path, folder: FolderConfig) -> Path:
 
 def archive_moves(raw: Path, folder: FolderConfig) -> list[tuple[Path, Path]]:
     """Where a rendered raw and its sidecars go in the hot folder's archive, keeping its sub-folder."""
+    return planned_moves(raw, archive_folder(raw, folder))
+
+
+def archive_folder(raw: Path, folder: FolderConfig) -> Path:
+    """The folder of the hot folder's archive a rendered raw goes to: its sub-folder kept."""
     assert folder.archive is not None
-    return planned_moves(raw, folder.archive / raw.parent.relative_to(folder.path))
+    return folder.archive / raw.parent.relative_to(folder.path)
 
 
 def discard(raw: Path, folder: FolderConfig) -> None:
