@@ -173,7 +173,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
         recipe = apply_changes(stored, changes)
     # a hostplug output keeps its size and JPEG quality, as a re-render does: the file an editor has open
     recorded = _recorded_output(path) if stored is not None else {}
-    editors = bool(HAND_OVER_NAME.search(path.stem)) or not (provenance.sha256 or provenance.path or stored)
+    editors = bool(HAND_OVER_NAME.search(path.stem)) or not provenance.from_hostplug
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
                     True, recorded, compression, keeps_metadata=not OWN_NAME.search(path.stem),
                     editors=editors)
@@ -226,7 +226,7 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
       writes that into every export;
     - a darktable export (its develop history is in its XMP), however fresh.
     """
-    ours = provenance.sha256 or provenance.path or provenance.recipe
+    ours = provenance.from_hostplug
     if OWN_NAME.search(image.stem) and not ours:
         raise OutputError(f"{image} was changed since hostplug wrote it (it no longer carries hostplug's record: "
                           f"retouched in an editor?); it is kept as it is: open the raw for a new render beside it "

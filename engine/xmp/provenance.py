@@ -45,6 +45,11 @@ class Provenance:
     darktable_export: bool = False  # darktable's develop history is in it: darktable exported it
     archive: Path | None = None  # the folder a watch daemon moves the source to once it is rendered
 
+    @property
+    def from_hostplug(self) -> bool:
+        """Whether the image carries hostplug's record of its making (a source path, hash or recipe)."""
+        return bool(self.sha256 or self.path or self.recipe)
+
 
 def read_provenance(image: Path) -> Provenance:
     """The provenance XMP of ``image``; an empty :class:`Provenance` when it has none or cannot be read."""
