@@ -110,7 +110,7 @@ def test_a_damaged_parasite_is_said_to_be_damaged(plugin: Any, data: bytes) -> N
 def test_an_older_plugins_image_has_no_hash_and_is_not_refused(plugin: Any, tmp_path: Path) -> None:
     raw = tmp_path / "IMG 1.dng"
     raw.write_bytes(b"a raw")
-    assert plugin.read_recipe(Image(json.dumps({"raw": str(raw), "recipe": {}}).encode())) == (str(raw), {}, None)
+    assert plugin.read_recipe(Image(json.dumps({"raw": str(raw), "recipe": {}}).encode())) == (str(raw), {}, None, {})
     plugin.check_same_raw(str(raw), None)
     plugin.check_same_raw(str(raw), hashlib.sha256(b"a raw").hexdigest())
     with pytest.raises(plugin.PluginError, match="is not the raw this image was rendered from"):

@@ -303,29 +303,22 @@ def take_render_record(image, tiff):
     image.set_metadata(Gimp.Metadata.deserialize(ElementTree.tostring(merged, encoding="unicode")))
 
 
-def stored_white(image):
-    """The temperature and tint the image's render came to ({} when the parasite has none: an older plug-in's)."""
-    try:
-        white = json.loads(bytes(image.get_parasite(PARASITE).get_data()).decode("utf-8")).get("white")
-    except (AttributeError, ValueError, TypeError):
-        return {}
-    return {k: float(v) for k, v in white.items() if isinstance(v, (int, float))} if isinstance(white, dict) else {}
-
-
 def read_recipe(image):
-    """(raw path, recipe dict, the raw's SHA-256 or None) stored in the image; PluginError when it has none."""
+    """(raw path, recipe dict, the raw's SHA-256 or None, the temperature and tint its render came to: {} for an
+    older plug-in's image) stored in the image; PluginError when it has none."""
     parasite = image.get_parasite(PARASITE)
     if parasite is None:
         raise PluginError("hostplug: this image was not opened from a raw through hostplug "
                           "(it has no hostplug-recipe parasite)")
     try:
         stored = json.loads(bytes(parasite.get_data()).decode("utf-8"))
-        raw, recipe, sha256 = stored["raw"], stored.get("recipe", {}), stored.get("sha256")
+        raw, recipe, sha256, white = stored["raw"], stored.get("recipe", {}), stored.get("sha256"), stored.get("white")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise PluginError("hostplug: the image's hostplug-recipe parasite is damaged") from e
     if not isinstance(raw, str) or not isinstance(recipe, dict) or not isinstance(sha256, (str, type(None))):
         raise PluginError("hostplug: the image's hostplug-recipe parasite is damaged")
-    return raw, dict(recipe), sha256
+    white = {k: float(v) for k, v in white.items() if isinstance(v, (int, float))} if isinstance(white, dict) else {}
+    return raw, dict(recipe), sha256, white
 
 
 def check_same_raw(raw_path, sha256, now=None):
@@ -669,13 +662,12 @@ def rerender(procedure, run_mode, image, drawables, config, data):
     progress = False
     die_with_gimp()
     try:
-        raw_path, recipe, sha256 = read_recipe(image)
+        raw_path, recipe, sha256, white = read_recipe(image)
         if not os.path.isfile(raw_path):
             return failure(procedure, f"hostplug: error: the raw {raw_path} is not there any more; put it back, "
                                       "or open the raw from where it is now")
         check_same_raw(raw_path, sha256)
         interactive = run_mode == Gimp.RunMode.INTERACTIVE
-        white = stored_white(image)
         if interactive:
             show_recipe_in_config(config, recipe, white)
         # a script's call changes what it sets; the rest stays as stored (a tester's exposure-only call was
