@@ -111,6 +111,8 @@ def test_an_older_plugins_image_has_no_hash_and_is_not_refused(plugin: Any, tmp_
     raw = tmp_path / "IMG 1.dng"
     raw.write_bytes(b"a raw")
     assert plugin.read_recipe(Image(json.dumps({"raw": str(raw), "recipe": {}}).encode())) == (str(raw), {}, None, {})
+    damaged_white = json.dumps({"raw": str(raw), "recipe": {}, "white": {"temperature": float("nan"), "tint": 3}})
+    assert plugin.read_recipe(Image(damaged_white.encode()))[3] == {"tint": 3.0}  # NaN read as no value
     plugin.check_same_raw(str(raw), None)
     plugin.check_same_raw(str(raw), hashlib.sha256(b"a raw").hexdigest())
     with pytest.raises(plugin.PluginError, match="is not the raw this image was rendered from"):

@@ -21,6 +21,7 @@ Errors go to GIMP's message console and the procedure's return values; the plug-
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -317,7 +318,8 @@ def read_recipe(image):
         raise PluginError("hostplug: the image's hostplug-recipe parasite is damaged") from e
     if not isinstance(raw, str) or not isinstance(recipe, dict) or not isinstance(sha256, (str, type(None))):
         raise PluginError("hostplug: the image's hostplug-recipe parasite is damaged")
-    white = {k: float(v) for k, v in white.items() if isinstance(v, (int, float))} if isinstance(white, dict) else {}
+    white = {k: float(v) for k, v in white.items() if isinstance(v, (int, float)) and math.isfinite(v)} \
+        if isinstance(white, dict) else {}  # (JSON from a damaged XCF may hold NaN: left out, as a missing value)
     return raw, dict(recipe), sha256, white
 
 
