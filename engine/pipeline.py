@@ -219,7 +219,7 @@ def _check_arguments(recipe: Any, device: str, preview: int | None, orientation:
     check_device(device)
     if preview is not None and (isinstance(preview, bool) or not isinstance(preview, numbers.Integral)
                                 or preview < 16):
-        raise RecipeError(f"preview {preview!r} is not a whole number of pixels from 16")
+        raise RecipeError(f"preview {preview!r} is not a whole number of pixels of at least 16")
 
 
 def binning(source: Source, preview: int | None) -> float:

@@ -85,7 +85,8 @@ def test_rerender_file_reproduces_what_a_script_wrote(tmp_path: Path, sample_dng
 
 
 @pytest.mark.parametrize(("name", "value"), [("output", "[90]"), ("output", '{"long_edge":"big"}'),
-                                             ("decided", '{"photofinish":[1]}')])
+                                             ("output", '{"space":"xyz9"}'), ("output", '{"quality":900}'),
+                                             ("output", '{"long_edge":3}'), ("decided", '{"photofinish":[1]}')])
 def test_a_damaged_record_is_one_error(tmp_path: Path, sample_dng: Path, name: str, value: str) -> None:
     import pyexiv2
 
@@ -338,3 +339,54 @@ def test_a_floating_point_linear_raw_dng_renders(tmp_path: Path, dtype: type) ->
     assert source.sensor.dtype == dtype
     pixels = engine.render(source, preview=64).pixels
     assert np.isfinite(pixels).all() and pixels[..., 0].std() > 0.01  # the gradient, not a refusal
+
+
+def test_write_image_never_replaces_its_own_input(tmp_path: Path, sample_dng: Path) -> None:
+    """A tester's: write_image(..., overwrite=True) over the file rendered replaced the photograph with its render
+    (render_file refused it, write_image did not)."""
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(photo)
+    before = photo.read_bytes()
+    rendered = engine.render(engine.open(photo))
+    (tmp_path / "link.jpg").symlink_to(photo)  # another spelling of the same file
+    for target in (photo, tmp_path / "link.jpg", tmp_path / "." / "photo.jpg"):
+        with pytest.raises(engine.OutputError, match="this is the input itself"):
+            engine.write_image(rendered, target, engine.OutputOptions(overwrite=True))
+    assert photo.read_bytes() == before
+
+
+def test_an_output_is_named_as_its_format(tmp_path: Path, sample_dng: Path) -> None:
+    """TIFF data under a raw's name replaced another raw (--format tiff -o victim.dng --overwrite)."""
+    victim = Path(shutil.copy(sample_dng, tmp_path / "victim.dng"))
+    rendered = engine.render(engine.open(sample_dng), preview=64)
+    for name, fmt in (("victim.dng", "tiff"), ("x.raw", "png"), ("x.txt", "jpeg")):
+        with pytest.raises(engine.OutputOptionError, match="is not named as a"):
+            engine.write_image(rendered, tmp_path / name, engine.OutputOptions(overwrite=True, format=fmt))
+    assert victim.read_bytes() == sample_dng.read_bytes()
+    result = hostplug("render", sample_dng, "-o", victim, "--format", "tiff", "--overwrite", "--no-service")
+    assert result.exit_code == 2 and "victim.dng is not named as a TIFF file; name it victim.tif" in result.output
+    assert victim.read_bytes() == sample_dng.read_bytes()
+
+
+def test_an_output_never_replaces_a_pipe_or_a_device(tmp_path: Path, sample_dng: Path) -> None:
+    import os
+    import stat
+
+    rendered = engine.render(engine.open(sample_dng), preview=64)
+    os.mkfifo(tmp_path / "out.tif")
+    with pytest.raises(engine.OutputError, match="a device, pipe or socket"):
+        engine.write_image(rendered, tmp_path / "out.tif", engine.OutputOptions(overwrite=True))
+    assert stat.S_ISFIFO((tmp_path / "out.tif").lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+def test_the_sidecar_recipe_of_a_missing_raw_is_an_error() -> None:
+    with pytest.raises(engine.InputNotFoundError, match="no such file"):
+        engine.sidecar_recipe("/nonexistent/IMG_0001.ARW")
+
+
+def test_a_far_future_modification_time_is_refused_when_the_options_are_made() -> None:
+    with pytest.raises(engine.OutputOptionError, match="the end of the year 9999"):
+        engine.OutputOptions(modified=10**20)

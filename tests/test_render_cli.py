@@ -406,11 +406,12 @@ def test_an_output_never_replaces_its_own_input(tmp_path: Path, sample_dng: Path
     raw.write_bytes(sample_dng.read_bytes())
     image = tmp_path / "own.png"
     Image.new("RGB", (40, 30), (200, 120, 40)).save(image)
-    for source, output in ((raw, raw), (image, image), (image, tmp_path / "." / "own.png")):
+    for source, output, says in ((raw, raw, "own.dng is not named as a TIFF file"), (image, image, "the input itself"),
+                                 (image, tmp_path / "." / "own.png", "the input itself")):
         before = source.read_bytes()
         result = hostplug("render", source, "-o", output, "--format", "png" if output.suffix == ".png" else "tiff",
                           "--overwrite")
-        assert result.exit_code != 0 and "the input itself" in result.stderr
+        assert result.exit_code != 0 and says in result.stderr
         assert len(error_lines(result.stderr)) == 1 and source.read_bytes() == before
 
 

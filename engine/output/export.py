@@ -122,6 +122,7 @@ def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions
         raise OptionError(f"extra_xmp must be a dict of XMP keys and values, not {type(extra_xmp).__name__}")
     options = checked_options(options)
     fmt, _bits = resolve_format(Path(path), options)
+    _check_not_input(Path(path), rendered.source.path)
     # the provenance last: a script carrying an older output's XMP forward had its recipe recorded over this one's
     xmp = output_xmp(options, rendered, fmt) | (extra_xmp or {}) | provenance_xmp(rendered)
     exif = with_position(rendered.source.exif, xmp)  # a sidecar's geotag is the photographer's: it wins
@@ -141,7 +142,7 @@ class RenderResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     source: Path | None = None  # the raw rendered, where it differs from ``input`` (a re-render)
-    notice: str | None = None  # what a re-render could not reproduce (see engine.rerender)
+    notice: str | None = None  # what the render did not do as asked: a sidecar's crop, a re-render's new look
     orientation: Orientation | None = None  # the one the pixels were turned upright by, and where it came from
     source_sha256: str | None = None  # of the bytes rendered, as the outputs record it (re-renders check it)
     white_balance: dict[str, float] | None = None  # the temperature (K) and tint the render's white balance came to
@@ -153,7 +154,7 @@ class RenderResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form: input, output, seconds, recipe, per-stage timings, the orientation applied, the
-        source's SHA-256 and the white balance's temperature and tint (what ``--json`` prints)."""
+        source's SHA-256, the white balance's temperature and tint and any notice (what ``--json`` prints)."""
         return {
             "input": str(self.input),
             "output": str(self.output),
@@ -162,10 +163,11 @@ class RenderResult:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         } | ({"orientation": self.orientation.note()} if self.orientation else {}) | (
             {"source_sha256": self.source_sha256} if self.source_sha256 else {}) | (
-            {"white_balance": self.white_balance} if self.white_balance else {})
+            {"white_balance": self.white_balance} if self.white_balance else {}) | (
+            {"notice": self.notice} if self.notice else {})
 
 
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, int], None]  # engine.ProgressCallback (the pipeline's, not imported here)
 
 
 @contextlib.contextmanager
@@ -225,7 +227,7 @@ def _check_not_input(target: Path, source: Path) -> None:
         return  # an input that cannot be found fails where it is opened
     if same:
         raise OutputError(f"{target}: this is the input itself; name the output differently (-o) or write it "
-                          "into another folder (--out-dir)")
+                          "into another folder (--out-dir) (in Python: another path)")
 
 
 def _check_target(target: Path, options: OutputOptions) -> None:
@@ -272,7 +274,7 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         check_source_argument(source)
         if render_size not in ("by outputs", None) and (isinstance(render_size, bool) or not isinstance(
                 render_size, int) or render_size < 16):  # (engine.render would name it "preview")
-            raise RecipeError(f"render_size {render_size!r} is not a whole number of pixels from 16, None or "
+            raise RecipeError(f"render_size {render_size!r} is not a whole number of pixels (at least 16), None or "
                               "'by outputs'")
         path = source.path if isinstance(source, Source) else Path(source)
         targets = [(check_output_path(target), checked_options(options)) for target, options in _pairs(outputs)]
@@ -280,12 +282,14 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
             raise OutputError("no output to write")
         _check_targets_apart(targets)
         asked = orientation
+        notice = None
         # the photographer's rotation in another program is read with or without a recipe of ours
         if recipe is None or extra_xmp is None:
-            from_sidecar, catalogue, turned = sidecar_render(path, changes, base)
-            extra_xmp = catalogue if extra_xmp is None else extra_xmp
-            recipe = from_sidecar if recipe is None else apply_changes(recipe, changes)
-            orientation = orientation or turned
+            read = sidecar_render(path, changes, base)
+            extra_xmp = read.catalogue if extra_xmp is None else extra_xmp
+            recipe = read.recipe if recipe is None else apply_changes(recipe, changes)
+            orientation = orientation or read.orientation
+            notice = read.notice
         else:
             recipe = apply_changes(recipe, changes)
             orientation = orientation or sidecar_orientation(path)
@@ -304,7 +308,7 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         written = _write_all(rendered, targets, extra_xmp or None, before_naming)
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings), orientation=rendered.orientation,
-                        source_sha256=opened.sha256, white_balance=_white_of(rendered.notes))
+                        source_sha256=opened.sha256, white_balance=_white_of(rendered.notes), notice=notice)
 
 
 def _white_of(notes: dict[str, Any]) -> dict[str, float] | None:

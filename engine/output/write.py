@@ -360,7 +360,10 @@ def check_target(path: Path, options: OutputOptions) -> None:
         raise OutputError(f"cannot write {path}: the name is {len(os.fsencode(path.name))} bytes, more than the "
                           "255 a file name may have (name the output with -o)")
     if path.is_dir():
-        raise OutputError(f"{path} is a folder; name the output file in it (a batch into a folder: --out-dir)")
+        raise OutputError(f"{path} is a folder; name the output file in it (a batch into a folder: --out-dir) "
+                          "(in Python: a file's path)")
+    if path.exists() and not path.is_symlink() and not path.is_file():  # a link itself is replaced, not followed
+        raise OutputError(f"cannot write {path}: it is a device, pipe or socket, not a file; name another output")
     if path.exists() and not options.overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it (in Python: "
                           "OutputOptions(overwrite=True))")
