@@ -484,6 +484,32 @@ def test_earlier_outputs_a_new_recipe_names_otherwise_are_kept_and_named(tmp_pat
     assert earlier.read_bytes() == b"the vivid render, retouched since"
 
 
+def test_a_crop_the_raws_sidecar_sets_is_noted_by_the_daemon(tmp_path: Path, sample_dng: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tester's: a darktable crop was dropped without a word in the daemon's log too."""
+    import logging
+
+    from hostplug.daemon.daemon import Daemon
+
+    raw, config, journal, job = _one_raw(tmp_path, sample_dng, {"folder": "out", "format": "jpeg", "long_edge": 64})
+    raw.with_name("a.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" crs:HasCrop="True"/>'
+        '</rdf:RDF></x:xmpmeta>')
+    journal.start(job.id)
+    outcome = _run(config, journal, job)
+    assert outcome.kind == "done" and outcome.notice.startswith(
+        "a.xmp: the crop set in Lightroom/Camera Raw is not applied")
+    daemon = Daemon(config)
+    daemon.journal = journal
+    logged = []
+    monkeypatch.setattr("hostplug.daemon.daemon._event",
+                        lambda message, event, level=logging.INFO, **f: logged.append((event, level, message)))
+    daemon._outcome(journal.get(job.id), outcome)
+    assert ("notice", logging.WARNING, f"{raw}: {outcome.notice}") in logged
+    journal.close()
+
+
 def test_a_full_output_disk_is_seen_before_a_render_is_spent(tmp_path: Path, sample_dng: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # every try of a waiting raw rendered the whole picture before failing at the write

@@ -26,9 +26,9 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
-from engine.errors import NewerSettingsError, OutputError, SidecarError, StoredSettingError
+from engine.errors import InputNotFoundError, NewerSettingsError, OutputError, SidecarError, StoredSettingError
 from engine.io.bounded import read_regular
 from engine.io.probe import exif_orientation
 from engine.orientation import Orientation
@@ -201,17 +201,32 @@ def sidecar_recipe(raw: str | Path, changes: Mapping[str, Any] | None = None,
 
     The recipe is the sidecar's stored one (else ``base``, or the defaults, with the Adobe hints of the sidecar or
     of a DNG's own XMP), with ``changes`` on top (:func:`engine.edits.apply_changes`); the XMP is their rating,
-    labels, keywords and credits (see :func:`read_sidecar`).
+    labels, keywords and credits (see :func:`read_sidecar`). InputNotFoundError when ``raw`` does not exist: a
+    mistyped path is not a raw without edits.
     """
-    recipe, catalogue, _ = sidecar_render(raw, changes, base)
-    return recipe, catalogue
+    from engine.io.source import check_source_argument
+
+    check_source_argument(raw)
+    if not Path(raw).exists():
+        raise InputNotFoundError(f"{raw}: no such file")
+    read = sidecar_render(raw, changes, base)
+    return read.recipe, read.catalogue
+
+
+class SidecarRender(NamedTuple):
+    """What a render takes from a raw's sidecars (:func:`sidecar_render`)."""
+
+    recipe: Recipe
+    catalogue: dict[str, Any]  # the output XMP: rating, labels, keywords, credits, place
+    orientation: Orientation | None  # set by another program (None: the raw's EXIF one applies)
+    notice: str | None = None  # what the sidecar asks that a render does not do (another program's crop)
 
 
 def sidecar_render(raw: str | Path, changes: Mapping[str, Any] | None = None,
-                   base: Recipe | None = None) -> tuple[Recipe, dict[str, Any], Orientation | None]:
-    """:func:`sidecar_recipe`'s recipe and output XMP, and the orientation the sidecars or a DNG's own XMP set
-    (None: the raw's EXIF one applies), from one reading of them: a sidecar saved meanwhile cannot give a mix of
-    two states."""
+                   base: Recipe | None = None) -> SidecarRender:
+    """:func:`sidecar_recipe`'s recipe and output XMP, the orientation the sidecars or a DNG's own XMP set and
+    a notice of a crop they set, from one reading of them: a sidecar saved meanwhile cannot give a mix of two
+    states."""
     from engine.edits import apply_changes
     from engine.io.source import check_source_argument
 
@@ -219,9 +234,24 @@ def sidecar_render(raw: str | Path, changes: Mapping[str, Any] | None = None,
 
     info = read_sidecar(Path(raw))
     if info is None:
-        return apply_changes(base, changes), {}, None
+        return SidecarRender(apply_changes(base, changes), {}, None)
     start = info.recipe if info.recipe is not None else apply_hints(base or Recipe(), info.hints)
-    return apply_changes(start, changes), catalogue_xmp(info), info.orientation
+    return SidecarRender(apply_changes(start, changes), catalogue_xmp(info), info.orientation,
+                         unapplied_crop(info))
+
+
+def unapplied_crop(info: SidecarInfo) -> str | None:
+    """A note for a crop that Lightroom's or darktable's edit of the raw sets: a render does not crop, and a
+    photographer who cropped in darktable got the whole frame without a word (a tester's)."""
+    programs = []
+    if info.adobe.get("HasCrop", "").strip().lower() == "true":
+        programs.append("Lightroom/Camera Raw")
+    if {"crop", "clipping"} & set(info.darktable_edits):
+        programs.append("darktable")
+    if not programs:
+        return None
+    return (f"{info.path.name}: the crop set in {' and '.join(programs)} is not applied; hostplug renders the "
+            "whole frame (crop the output in an editor)")
 
 
 def _hidden(sidecar: Path, suffix: str) -> Path:

@@ -175,7 +175,12 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
                 raise
             finally:
                 PARTIAL_FOLDERS.discard(begun)
-            line = f"{path} -> {result['output']} ({result['seconds']:.1f} s)"
+            from hostplug.daemon.logs import printable  # a newline in a name must not split the line
+
+            line = printable(f"{path} -> {result['output']} ({result['seconds']:.1f} s)")
+            if result.get("notice") and not as_json:  # in --json, the result's "notice"
+                bar.clear()
+                click.echo(f"hostplug: note: {result['notice']}", err=True)
             if as_json:
                 bar.clear()  # a JSON line of its own, not glued to the progress bar on a terminal
                 click.echo(json.dumps(result))

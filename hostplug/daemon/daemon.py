@@ -487,6 +487,8 @@ class Daemon:
                 self.throughput.add(True)
                 _event(f"rendered {entry.path} -> {', '.join(outcome.outputs)} ({outcome.seconds:.1f} s)", "done",
                        outputs=list(outcome.outputs), timings=outcome.timings, **fields)
+                if outcome.notice:
+                    _event(f"{entry.path}: {outcome.notice}", "notice", logging.WARNING, **fields)
                 if outcome.message:  # earlier outputs under other names: never removed (they may be retouched)
                     _event(f"{entry.path}: {_about(outcome.message, entry.path)}", "kept", logging.WARNING, **fields)
             else:

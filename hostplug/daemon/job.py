@@ -77,6 +77,7 @@ class Outcome:
     outputs: tuple[str, ...] = ()
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    notice: str = ""  # what the render did not do that the raw's sidecar asks (another program's crop)
 
 
 def token_values(job: Job, folder: FolderConfig, recipe: Recipe, source: object) -> TokenValues:
@@ -291,7 +292,8 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         except InputNotFoundError as e:
             return Outcome(job.id, "failed", str(e))
     try:
-        recipe, catalogue, turned = recipe_for_file(_edited_copy(job, folder), base)
+        read = recipe_for_file(_edited_copy(job, folder), base)
+        recipe, catalogue, turned = read.recipe, read.catalogue, read.orientation
     except HostplugError as e:
         return Outcome(job.id, "failed", f"sidecar: {e}")
     digest = recipe_hash(recipe, folder, catalogue, turned)
@@ -340,4 +342,5 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
     note = (f"the earlier output{'s' if len(kept) > 1 else ''} {', '.join(kept)} kept: its outputs are named "
             "otherwise now (a {style} or {date} in the template; a render beside its original takes the original's "
             "exact name since this version); remove what is not wanted") if kept else ""
-    return Outcome(job.id, "done", note, digest, tuple(targets), timings=dict(result.timings))
+    return Outcome(job.id, "done", note, digest, tuple(targets), timings=dict(result.timings),
+                   notice=read.notice or "")

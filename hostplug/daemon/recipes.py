@@ -11,13 +11,16 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import HostplugError
 from engine.orientation import Orientation
 from engine.recipe import Recipe
 from hostplug.daemon.config import FolderConfig
 from hostplug.daemon.errors import LookError
+
+if TYPE_CHECKING:  # the sidecar reader loads with the first raw, not with the daemon's start
+    from engine.xmp.sidecar import SidecarRender
 
 
 def apply_settings(recipe: Recipe, settings: Mapping[str, Any]) -> Recipe:
@@ -44,10 +47,11 @@ def folder_recipe(folder: FolderConfig) -> Recipe:
         raise LookError(f"hot folder {folder.path}: {e}") from e
 
 
-def recipe_for_file(raw: Path, base: Recipe) -> tuple[Recipe, dict[str, Any], Orientation | None]:
+def recipe_for_file(raw: Path, base: Recipe) -> SidecarRender:
     """The recipe for one raw (its sidecar's, else ``base`` plus the sidecar's hints), the output XMP that carries
-    the sidecar's rating, labels and keywords, and the orientation the sidecar sets (None: the raw's EXIF one
-    applies), from one reading of the sidecars (:func:`engine.xmp.sidecar.sidecar_render`)."""
+    the sidecar's rating, labels and keywords, the orientation the sidecar sets (None: the raw's EXIF one
+    applies) and a notice of a crop it sets, from one reading of the sidecars
+    (:func:`engine.xmp.sidecar.sidecar_render`)."""
     from engine.xmp.sidecar import sidecar_render
 
     return sidecar_render(raw, base=base)

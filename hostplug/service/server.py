@@ -645,7 +645,8 @@ class Service:
             recipe = apply_changes(Recipe.from_dict(given), changes)
             turned = sidecar_orientation(source.path)
         else:  # the recipe and the orientation from one reading of the sidecars
-            recipe, _, turned = sidecar_render(source.path, changes)
+            read = sidecar_render(source.path, changes)
+            recipe, turned = read.recipe, read.orientation
         if self.previews is None:
             self.previews = StageCache()
         with _one_torch_thread():
