@@ -30,21 +30,24 @@ from engine.errors import (
     OutputOptionError,
     OutputTakenError,
     RecipeError,
+    SidecarError,
     UnsupportedInputError,
     shown,
 )
+from engine.io.bounded import not_a_file
 from engine.orientation import Orientation
-from engine.output.formats import FORMAT_SUFFIX, OutputOptions, resolve_format
+from engine.output.formats import FORMAT_SUFFIX, MIN_LONG_EDGE, SPACE_NAMES, OutputOptions, resolve_format
 from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace
 from engine.recipe import Recipe, StageSettings, parse_json
 from engine.xmp import location
+from engine.xmp.hints import CREDIT_KEYS
 
 if TYPE_CHECKING:
     from engine.output.export import Progress, RenderResult
 
 _MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
 CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.darktable.colorlabels", "Xmp.dc.subject",
-                  "Xmp.dc.creator", "Xmp.dc.rights", "Xmp.dc.title", "Xmp.dc.description", *location.OUTPUT_KEYS)
+                  *CREDIT_KEYS, *location.OUTPUT_KEYS)
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,14 @@ def _json_object(xmp: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
 def _output_options(xmp: dict[str, Any], path: Path) -> dict[str, Any]:
     """The recorded output options, each of the type a re-render passes on (a damaged record is one line)."""
     output = _json_object(xmp, "output", path)
-    def counts(key: str) -> bool:
+    def counts(key: str, low: int, high: int | None = None) -> bool:
         value = output.get(key)
-        return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= low
+                                 and (high is None or value <= high))
 
-    if not (counts("long_edge") and counts("rendered_at") and counts("quality")
-            and isinstance(output.get("space", ""), str)):
+    # each as OutputOptions takes it: a damaged one was reported as a wrong option, exit 2, not naming the file
+    if not (counts("long_edge", MIN_LONG_EDGE) and counts("rendered_at", MIN_LONG_EDGE) and counts("quality", 1, 100)
+            and output.get("space", "srgb") in SPACE_NAMES):
         raise RecipeError(f"{path}: its hostplug:output {shown(output)} is damaged; re-render from the raw "
                           "(hostplug render) instead")
     return output
@@ -91,8 +96,9 @@ def _output_options(xmp: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def read_record(path: Path) -> RenderRecord:
     """Read how an output was made from its XMP; a clear error when it is not a hostplug output."""
-    if not path.is_file():
-        raise InputNotFoundError(f"{path}: no such file")
+    why = not_a_file(path)
+    if why is not None:
+        raise InputNotFoundError(f"{path}: {why}")
     register_namespace()
     try:
         with EXIV2, exiv2_image(path) as image:
@@ -119,6 +125,19 @@ def read_record(path: Path) -> RenderRecord:
         catalogue={key: xmp[key] for key in CATALOGUE_KEYS if key in xmp},
         orientation=Orientation.from_note(turned, str(path)) if turned is not None else None,
     )
+
+
+def _current_catalogue(source: Path, record: RenderRecord) -> dict[str, Any]:
+    """The rating, labels, keywords, credits and location the raw's sidecar holds now: a photographer who rated or
+    untagged the raw since expects the new output to say so (a client's keyword removed came back). The output's
+    own where the raw has no sidecar, or one that cannot be read (the recipe comes from the output anyway)."""
+    from engine.xmp.sidecar import catalogue_xmp, read_sidecar
+
+    try:
+        info = read_sidecar(source)
+    except SidecarError:
+        return record.catalogue
+    return catalogue_xmp(info) if info is not None else record.catalogue
 
 
 def _without_pin(recipe: Recipe) -> Recipe:
@@ -296,7 +315,8 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
                             overwrite=overwrite, compression=compression)
     for _ in range(TAKEN_TRIES):
         try:
-            result = render_files(source, [(new, options)], recipe, extra_xmp=record.catalogue, device=device,
+            result = render_files(source, [(new, options)], recipe, extra_xmp=_current_catalogue(source, record),
+                                  device=device,
                                   progress=progress, orientation=record.orientation,
                                   render_size=record.output.get("rendered_at", "by outputs"))
             return replace(result, source=source, notice=notice)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -189,6 +190,50 @@ def test_creator_rights_and_title_of_the_sidecar_reach_every_output_and_rerender
         assert xmp["Xmp.dc.title"] == {'lang="x-default"': "Harbour at dawn"}
 
 
+def test_the_keyword_tree_publisher_and_terms_of_use_reach_the_output(raw: Path) -> None:
+    """A tester's: lr:hierarchicalSubject was dropped, so darktable made flat tags of the output's keywords; the
+    licence terms (xmpRights:UsageTerms) and the publisher were dropped too."""
+    (raw.parent / "IMG_0001.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:lr="http://ns.adobe.com/lightroom/1.0/" xmlns:xmpRights="http://ns.adobe.com/xap/1.0/rights/" '
+        'xmpRights:Marked="True" xmpRights:WebStatement="https://example.org/licence">'
+        '<dc:publisher><rdf:Bag><rdf:li>Studio Nord</rdf:li></rdf:Bag></dc:publisher>'
+        '<lr:hierarchicalSubject><rdf:Bag><rdf:li>places|France|Paris</rdf:li></rdf:Bag></lr:hierarchicalSubject>'
+        '<xmpRights:UsageTerms><rdf:Alt><rdf:li xml:lang="x-default">Editorial use only</rdf:li></rdf:Alt>'
+        '</xmpRights:UsageTerms></rdf:Description></rdf:RDF></x:xmpmeta>')
+    for suffix in (".jpg", ".tif"):
+        out = raw.parent / f"out{suffix}"
+        assert hostplug("render", raw, "-o", out, "--long-edge", "100").exit_code == 0
+        xmp = xmp_of(out)
+        assert xmp["Xmp.lr.hierarchicalSubject"] == ["places|France|Paris"]
+        assert xmp["Xmp.dc.publisher"] == ["Studio Nord"]
+        assert xmp["Xmp.xmpRights.UsageTerms"] == {'lang="x-default"': "Editorial use only"}
+        assert (xmp["Xmp.xmpRights.WebStatement"], xmp["Xmp.xmpRights.Marked"]) == ("https://example.org/licence",
+                                                                                     "True")
+
+
+def test_a_rerender_carries_the_rating_and_keywords_the_sidecar_holds_now(raw: Path) -> None:
+    """A tester's: the photographer lowered the rating and removed a client's keyword after the render; the
+    re-render brought both back from the old output."""
+    sidecar = raw.parent / "IMG_0001.dng.xmp"
+    sidecar.write_text(_CREDITS_XMP.replace('xmlns:dc="http://purl.org/dc/elements/1.1/">', 'xmlns:dc="http://purl.'
+                       'org/dc/elements/1.1/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"><dc:subject>'
+                       '<rdf:Bag><rdf:li>client-a</rdf:li><rdf:li>studio</rdf:li></rdf:Bag></dc:subject>'))
+    out = raw.parent / "out.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "100").exit_code == 0
+    assert (xmp_of(out)["Xmp.xmp.Rating"], xmp_of(out)["Xmp.dc.subject"]) == ("4", ["client-a", "studio"])
+    sidecar.write_text(sidecar.read_text().replace('xmp:Rating="4"', 'xmp:Rating="1"').replace(
+        "<rdf:li>client-a</rdf:li>", ""))
+    assert hostplug("rerender", out).exit_code == 0
+    again = xmp_of(raw.parent / "out_rerender.jpg")
+    assert (again["Xmp.xmp.Rating"], again["Xmp.dc.subject"]) == ("1", ["studio"])
+    assert again["Xmp.dc.creator"] == ["Ana Lima"]
+    sidecar.unlink()  # no sidecar now: the output's own record is what there is
+    assert hostplug("rerender", out, "-o", raw.parent / "third.jpg").exit_code == 0
+    assert xmp_of(raw.parent / "third.jpg")["Xmp.xmp.Rating"] == "4"
+
+
 def test_a_dngs_own_rating_and_copyright_reach_the_output_and_a_sidecar_overrides_them(raw: Path) -> None:
     # Lightroom writes a DNG's rating, keywords and copyright into the DNG itself, not into a sidecar
     import pyexiv2
@@ -325,6 +370,20 @@ def test_rerender_jpeg_stays_jpeg_at_its_size(raw: Path) -> None:
     wrong = hostplug("rerender", out, "--out", raw.parent / "again.png")
     assert wrong.exit_code == 2 and "JPEG" in wrong.stderr  # a wrong option
     assert not (raw.parent / "again.png").exists()
+
+
+def test_rerender_refuses_an_output_whose_recorded_hash_is_damaged(raw: Path) -> None:
+    """A tester's: with one digit of the recorded SHA-256 changed, the check was skipped and another photo at the
+    raw's path was rendered, exit 0."""
+    out = raw.parent / "out.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "64").exit_code == 0
+    data = out.read_bytes()
+    recorded = re.search(rb'sourceSHA256="([0-9a-f]{64})"', data)
+    assert recorded is not None
+    out.write_bytes(data.replace(recorded.group(0), b'sourceSHA256="z' + recorded.group(1)[1:] + b'"'))
+    result = hostplug("rerender", out)
+    assert result.exit_code == 4 and "its recorded source SHA-256 'z" in result.stderr and "is damaged" in result.stderr
+    assert not (raw.parent / "out_rerender.jpg").exists()
 
 
 def test_rerender_finds_a_moved_raw_by_hash_and_says_where_it_looked(raw: Path, tmp_path: Path) -> None:
@@ -624,6 +683,28 @@ def test_a_lightroom_crop_and_other_edits_hostplug_does_not_render_are_named(tmp
     assert "not used:   crs:HasCrop=True" in text and "does not render" in text and "before 2012" not in text
 
 
+def test_lightroom_masks_healing_point_curve_and_lens_corrections_are_named_as_not_rendered(
+        tmp_path: Path, sample_dng: Path) -> None:
+    """A tester's: docs say show names every Lightroom edit hostplug does not render; these were not named."""
+    raw = tmp_path / "A.dng"
+    raw.write_bytes(sample_dng.read_bytes())
+    (tmp_path / "A.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" '
+        'crs:LuminanceSmoothing="20" crs:LensProfileEnable="1" crs:PerspectiveUpright="0">'
+        '<crs:ToneCurvePV2012><rdf:Seq><rdf:li>0, 0</rdf:li><rdf:li>128, 140</rdf:li><rdf:li>255, 255</rdf:li>'
+        '</rdf:Seq></crs:ToneCurvePV2012><crs:ToneCurvePV2012Red><rdf:Seq><rdf:li>0, 0</rdf:li>'
+        '<rdf:li>255, 255</rdf:li></rdf:Seq></crs:ToneCurvePV2012Red><crs:MaskGroupBasedCorrections><rdf:Seq>'
+        '<rdf:li rdf:parseType="Resource"><crs:LocalExposure2012>-0.8</crs:LocalExposure2012></rdf:li></rdf:Seq>'
+        '</crs:MaskGroupBasedCorrections><crs:RetouchAreas><rdf:Seq><rdf:li rdf:parseType="Resource">'
+        '<crs:SpotType>heal</crs:SpotType></rdf:li></rdf:Seq></crs:RetouchAreas></rdf:Description></rdf:RDF>'
+        '</x:xmpmeta>')
+    shown = json.loads(hostplug("show", raw, "--json").stdout)
+    assert sorted(shown["adobe_unused"]) == sorted([
+        "crs:MaskGroupBasedCorrections (masks)", "crs:RetouchAreas (spot healing)",
+        "crs:ToneCurvePV2012 (a point curve)", "crs:LuminanceSmoothing=20", "crs:LensProfileEnable=1"])
+
+
 def test_a_sidecar_position_drops_the_cameras_void_fix_status() -> None:
     # the camera had no fix ("V": measurement void) and the output called the sidecar's position void
     from engine.xmp.location import with_position
@@ -719,3 +800,26 @@ def test_show_names_darktable_s_edits_as_not_rendered(raw: Path) -> None:
         in result.output, result.output
     assert json.loads(hostplug("show", "--json", raw).output)["darktable_edits"] == ["exposure", "filmicrgb"]
     assert json.loads(hostplug("show", "--json", SAMPLE).output)["darktable_edits"] == []  # no sidecar: the key too
+
+
+_DARKTABLE_CROP = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:history_end="2">'
+    '<darktable:history><rdf:Seq><rdf:li darktable:operation="exposure" darktable:enabled="1"/>'
+    '<rdf:li darktable:operation="crop" darktable:enabled="1"/></rdf:Seq></darktable:history>'
+    '</rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+def test_a_render_says_that_another_programs_crop_is_not_applied(raw: Path, tmp_path: Path) -> None:
+    """A tester's: a darktable crop was dropped without a word (the output the whole frame, exit 0)."""
+    raw.with_name(raw.name + ".xmp").write_text(_DARKTABLE_CROP)
+    result = hostplug("render", raw, "-o", tmp_path / "a.jpg", "--long-edge", "64")
+    assert result.exit_code == 0
+    assert ("hostplug: note: IMG_0001.dng.xmp: the crop set in darktable is not applied; hostplug renders the whole "
+            "frame") in result.output
+    raw.with_name(raw.name + ".xmp").unlink()
+    _shown_with_adobe(tmp_path, raw, 'crs:HasCrop="True" crs:CropTop="0.1"')  # A.dng beside A.xmp
+    result = hostplug("render", tmp_path / "A.dng", "-o", tmp_path / "b.jpg", "--long-edge", "64", "--json")
+    assert json.loads(result.stdout)["notice"].startswith("A.xmp: the crop set in Lightroom/Camera Raw is not applied")
+    plain = hostplug("render", raw, "-o", tmp_path / "c.jpg", "--long-edge", "64")
+    assert "note:" not in plain.output

@@ -23,8 +23,17 @@ from lxml import etree
 from engine.errors import SidecarError, shown
 from engine.orientation import Orientation
 from engine.recipe import RANGES
-from engine.xmp.document import array_items, descriptions, simple_properties
-from engine.xmp.namespaces import CRS_NS, DARKTABLE_NS, DC_NS, RDF_NS, TIFF_NS, XMP_BASIC_NS
+from engine.xmp.document import array_items, descriptions, simple_properties, structured_properties
+from engine.xmp.namespaces import (
+    CRS_NS,
+    DARKTABLE_NS,
+    DC_NS,
+    LIGHTROOM_NS,
+    RDF_NS,
+    RIGHTS_NS,
+    TIFF_NS,
+    XMP_BASIC_NS,
+)
 
 # crs property -> recipe setting it maps to directly.
 ADOBE_SETTINGS = {
@@ -49,8 +58,15 @@ ADOBE_CROP = ("HasCrop", "CropTop", "CropLeft", "CropBottom", "CropRight", "Crop
 ADOBE_UNRENDERED = ("Clarity2012", "Texture", "Dehaze", "ConvertToGrayscale", "PostCropVignetteAmount",
                     "VignetteAmount", "GrainAmount", "ParametricShadows", "ParametricDarks", "ParametricLights",
                     "ParametricHighlights", "SplitToningShadowSaturation", "SplitToningHighlightSaturation",
-                    "ColorGradeShadowSat", "ColorGradeMidtoneSat", "ColorGradeHighlightSat", "ColorGradeGlobalSat")
+                    "ColorGradeShadowSat", "ColorGradeMidtoneSat", "ColorGradeHighlightSat", "ColorGradeGlobalSat",
+                    "LuminanceSmoothing", "LensProfileEnable", "PerspectiveUpright")  # noise reduction, lens, Upright
 _ADOBE_MIXER = ("HueAdjustment", "SaturationAdjustment", "LuminanceAdjustment")  # + Red, Orange, ... Magenta
+# Adobe edits held in arrays or structures (a tester's masks, healing and point curve were not named): the local
+# adjustments, spot healing and red eye, read as present or not
+ADOBE_STRUCTURED = {"MaskGroupBasedCorrections": "masks", "GradientBasedCorrections": "graduated filters",
+                    "CircularGradientBasedCorrections": "radial filters", "PaintBasedCorrections": "brush",
+                    "RetouchAreas": "spot healing", "RedEyeInfo": "red eye"}
+_LINEAR_CURVE = ("0, 0", "255, 255")
 
 # darktable stores colour labels as numbers 0-4.
 DARKTABLE_LABELS = ("red", "yellow", "green", "blue", "purple")
@@ -73,8 +89,13 @@ def adobe_settings(tree: etree._ElementTree) -> dict[str, str]:
     if flag["HasSettings"] == "false" or flag["AlreadyApplied"] == "true":
         return {}
     read = {name: crs[name] for name in ADOBE_READ if name in crs}
-    return read | {name: value for name, value in crs.items()
-                   if name in ADOBE_CROP or name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)}
+    structured = {name: f"({ADOBE_STRUCTURED[name]})" for name in structured_properties(tree, CRS_NS)
+                  if name in ADOBE_STRUCTURED}
+    curve = [" ".join(point.split()) for point in array_items(tree, CRS_NS, "ToneCurvePV2012")]
+    if curve and tuple(curve) != _LINEAR_CURVE:  # the point curve; the parametric one is ADOBE_UNRENDERED's
+        structured["ToneCurvePV2012"] = "(a point curve)"
+    return read | structured | {name: value for name, value in crs.items()
+                                if name in ADOBE_CROP or name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)}
 
 
 def _number(adobe: dict[str, str], name: str, where: str) -> float:
@@ -125,6 +146,8 @@ def unused_adobe(adobe: dict[str, str]) -> list[str]:
     for name, value in adobe.items():
         if (name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)) and _is_an_edit(value):
             unused.append(f"crs:{name}={value}")
+        elif name in ADOBE_STRUCTURED or name == "ToneCurvePV2012":
+            unused.append(f"crs:{name} {value}")
     if _older_process(adobe):
         used = {"Exposure"} if "Exposure2012" not in adobe else set()
         unused += [f"crs:{name}={adobe[name]}" for name in ADOBE_OLDER if name in adobe and name not in used]
@@ -331,33 +354,45 @@ def keywords(tree: etree._ElementTree) -> list[str]:
     return [item for item in array_items(tree, DC_NS, "subject") if item]
 
 
-# Dublin Core properties that name a photograph's author and terms: carried to its outputs.
-_CREDIT_ARRAYS = {"creator": "Xmp.dc.creator"}  # an ordered list of names
-_CREDIT_TEXTS = {"rights": "Xmp.dc.rights", "title": "Xmp.dc.title", "description": "Xmp.dc.description"}
+# The properties that name a photograph's author, publisher and terms of use, and Lightroom's keyword tree
+# ("places|France|Paris", which darktable reads too): carried to its outputs. (namespace, name) -> output key.
+_CREDIT_ARRAYS = {(DC_NS, "creator"): "Xmp.dc.creator", (DC_NS, "publisher"): "Xmp.dc.publisher",  # lists
+                  (LIGHTROOM_NS, "hierarchicalSubject"): "Xmp.lr.hierarchicalSubject"}
+_CREDIT_TEXTS = {(DC_NS, "rights"): "Xmp.dc.rights", (DC_NS, "title"): "Xmp.dc.title",  # language alternatives
+                 (DC_NS, "description"): "Xmp.dc.description", (RIGHTS_NS, "UsageTerms"): "Xmp.xmpRights.UsageTerms"}
+_CREDIT_SIMPLE = {(RIGHTS_NS, "WebStatement"): "Xmp.xmpRights.WebStatement",
+                  (RIGHTS_NS, "Marked"): "Xmp.xmpRights.Marked"}
+
+CREDIT_KEYS = (*_CREDIT_ARRAYS.values(), *_CREDIT_TEXTS.values(), *_CREDIT_SIMPLE.values())  # what credits() gives
 
 
 def credits(tree: etree._ElementTree) -> dict[str, Any]:
-    """dc:creator, dc:rights, dc:title and dc:description as output XMP (pyexiv2 keys); a language alternative
-    keeps every language, its x-default first (the first text stands for it when none is marked x-default)."""
+    """dc:creator, dc:publisher, dc:rights, dc:title, dc:description, the xmpRights usage terms, web statement
+    and copyright flag, and lr:hierarchicalSubject as output XMP (pyexiv2 keys); a language alternative keeps
+    every language, its x-default first (the first text stands for it when none is marked x-default)."""
     found: dict[str, Any] = {}
-    for name, key in _CREDIT_ARRAYS.items():
-        names = [item for item in array_items(tree, DC_NS, name) if item]
-        if names:
-            found[key] = names
-    for name, key in _CREDIT_TEXTS.items():
-        texts = _languages(tree, name)
+    for (namespace, name), key in _CREDIT_ARRAYS.items():
+        items = [item for item in array_items(tree, namespace, name) if item]
+        if items:
+            found[key] = items
+    for (namespace, name), key in _CREDIT_TEXTS.items():
+        texts = _languages(tree, namespace, name)
         if texts:
             found[key] = {f'lang="{language}"': text for language, text in texts.items()}
+    for (namespace, name), key in _CREDIT_SIMPLE.items():
+        value = simple_properties(tree, namespace).get(name, "").strip()
+        if value:
+            found[key] = value
     return found
 
 
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
-def _languages(tree: etree._ElementTree, name: str) -> dict[str, str]:
-    """A dc: language alternative's texts by language, x-default first; {} when it is absent or empty."""
+def _languages(tree: etree._ElementTree, namespace: str, name: str) -> dict[str, str]:
+    """A language alternative's texts by language, x-default first; {} when it is absent or empty."""
     for description in descriptions(tree):
-        for prop in description.iterchildren(f"{{{DC_NS}}}{name}"):
+        for prop in description.iterchildren(f"{{{namespace}}}{name}"):
             texts: dict[str, str] = {}
             for item in prop.iter(f"{{{RDF_NS}}}li"):
                 text = (item.text or "").strip()

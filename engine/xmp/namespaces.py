@@ -11,4 +11,6 @@ XMP_MM_NS = "http://ns.adobe.com/xap/1.0/mm/"  # xmpMM:DerivedFrom, PreservedFil
 CRS_NS = "http://ns.adobe.com/camera-raw-settings/1.0/"  # Adobe Camera Raw / Lightroom settings
 DC_NS = "http://purl.org/dc/elements/1.1/"  # dc:subject keywords
 TIFF_NS = "http://ns.adobe.com/tiff/1.0/"  # tiff:Orientation (Lightroom, Camera Raw, digiKam, exiftool)
+RIGHTS_NS = "http://ns.adobe.com/xap/1.0/rights/"  # xmpRights:UsageTerms, WebStatement, Marked
+LIGHTROOM_NS = "http://ns.adobe.com/lightroom/1.0/"  # lr:hierarchicalSubject, the keyword tree
 DARKTABLE_NS = "http://darktable.sf.net/"  # darktable's history, colour labels, tags

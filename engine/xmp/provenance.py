@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import InputNotFoundError, RecipeError
+from engine.errors import InputNotFoundError, RecipeError, shown
 from engine.io.formats import is_raw_name
 from engine.orientation import Orientation
 from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace, xmp_file_name
@@ -38,6 +38,7 @@ class Provenance:
     names: tuple[str, ...] = ()  # source file names recorded (DerivedFrom, crs:RawFileName...)
     path: Path | None = None  # the absolute source path hostplug recorded
     sha256: str | None = None  # the source's content hash hostplug recorded
+    damaged_sha256: str | None = None  # a recorded hash that is no SHA-256 (as written): nothing can be checked
     recipe: Recipe | None = None  # the recipe the file was rendered with (hostplug outputs only)
     recipe_error: str | None = None  # why a recorded recipe cannot be used (damaged, from a newer hostplug)
     written: str | None = None  # when ``hostplug open`` wrote the file, as it recorded it (its own TIFFs only)
@@ -75,6 +76,8 @@ def read_provenance(image: Path) -> Provenance:
         names=tuple(names),
         path=Path(recorded) if isinstance(recorded, str) and recorded else None,
         sha256=sha.lower() if isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha) else None,
+        damaged_sha256=None if sha is None or (isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha))
+        else str(sha),
         recipe=recipe,
         recipe_error=recipe_error,
         written=xmp.get(f"Xmp.{XMP_PREFIX}.written"),
@@ -167,6 +170,10 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
     """
     output = Path(output)
     provenance = read_provenance(output)
+    if provenance.damaged_sha256 is not None:  # a tester's: the check was skipped, and another photo rendered
+        raise RecipeError(f"{output}: its recorded source SHA-256 {shown(provenance.damaged_sha256)} is damaged, so "
+                          "no raw can be checked to be its source; render the raw with this file's recipe: "
+                          f"hostplug render RAW -o NEW --recipe {shlex.quote(str(output))}")
     # the folder a watch daemon archived the source to, then the output's own, then those asked for
     archived = [provenance.archive] if provenance.archive is not None else []
     folders = list(dict.fromkeys([*archived, output.resolve().parent, *(Path(s).resolve() for s in search)]))
@@ -184,11 +191,12 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
             f"{output}: the file at its source raw's path, {recorded}, is not the raw it was rendered from (its "
             f"content changed since: a program may have written metadata into it, or it is another photo); if the "
             f"raw was moved, pass its folder with --search; to render this file with the output's recipe: hostplug "
-            f"render {shlex.quote(str(recorded))} -o NEW --recipe {shlex.quote(str(output))}")
+            f"render {shlex.quote(str(recorded))} -o NEW --recipe {shlex.quote(str(output))} (in Python: "
+            f"rerender_file(..., search=[FOLDER]), or render_file(RAW, NEW, recipe=OUTPUT's recipe))")
     looked = ", ".join(str(f) for f in folders)
     if provenance.path is not None:
         looked = f"{provenance.path}, {looked}"
     what = f"the raw {provenance.names[0]}" if provenance.names else "a raw with a matching name"
     check = " with the recorded SHA-256" if provenance.sha256 else ""
     raise InputNotFoundError(f"{output}: cannot find its source raw: looked for {what}{check} in {looked}; "
-                             "pass the raw's folder with --search")
+                             "pass the raw's folder with --search (in Python: rerender_file(..., search=[FOLDER]))")
