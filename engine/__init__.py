@@ -33,9 +33,17 @@ from engine.errors import (
     HostplugError,
     InputNotFoundError,
     ModelError,
+    NewerSettingsError,
     OptionError,
     OutputError,
+    OutputOptionError,
+    OutputTakenError,
     RecipeError,
+    RecipeOptionError,
+    SidecarError,
+    StoredSettingError,
+    UnknownPresetError,
+    UnknownStyleError,
     UnsupportedInputError,
 )
 
@@ -45,7 +53,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name l
     from engine.io.source import open_source as open
     from engine.output.export import RenderResult, render_file, render_files, write_image
     from engine.output.formats import OutputOptions
-    from engine.pipeline import STAGE_ORDER, Rendered, render
+    from engine.pipeline import STAGE_ORDER, ProgressCallback, Rendered, render
     from engine.recipe import Recipe, StageSettings
     from engine.rerender import rerender_file
     from engine.stage_cache import StageCache
@@ -68,6 +76,7 @@ _LAZY = {
     "open": ("engine.io.source", "open_source"),
     "STAGE_ORDER": ("engine.pipeline", "STAGE_ORDER"),
     "Rendered": ("engine.pipeline", "Rendered"),
+    "ProgressCallback": ("engine.pipeline", "ProgressCallback"),  # (stage, done, total), for typing a callback
     "render": ("engine.pipeline", "render"),
     "StageCache": ("engine.stage_cache", "StageCache"),
     "Recipe": ("engine.recipe", "Recipe"),
@@ -105,16 +114,25 @@ __all__ = [
     "HostplugError",
     "InputNotFoundError",
     "ModelError",
+    "NewerSettingsError",
     "OptionError",
     "OutputError",
+    "OutputOptionError",
     "OutputOptions",
+    "OutputTakenError",
+    "ProgressCallback",
     "Recipe",
     "RecipeError",
+    "RecipeOptionError",
     "RenderResult",
     "Rendered",
+    "SidecarError",
     "Source",
     "StageCache",
     "StageSettings",
+    "StoredSettingError",
+    "UnknownPresetError",
+    "UnknownStyleError",
     "UnsupportedInputError",
     "__version__",
     "apply_changes",

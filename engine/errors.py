@@ -45,6 +45,11 @@ class RecipeError(HostplugError):
     exit_code = 4
 
 
+class UnknownStyleError(RecipeError):
+    """A recipe names a style the engine does not have (a sidecar's or a recipe file's: exit 4; the command line
+    reports an unknown ``--style`` as a wrong option, exit 2)."""
+
+
 class SidecarError(RecipeError):
     """An XMP sidecar or preset file is malformed, unsafe or from a newer hostplug; it is left untouched."""
 

@@ -403,7 +403,8 @@ def validate(recipe: Recipe) -> None:
                           "'custom' (Recipe.replace and the options do so when given a temperature)")
     if recipe.wb == "custom" and recipe.temperature is None:
         raise RecipeError("custom white balance needs a temperature (for example --temperature 5200), a tint alone "
-                          "shifts none; `hostplug info FILE` shows the file's as-shot temperature and tint")
+                          "shifts none; `hostplug info FILE` shows the file's as-shot temperature and tint (in "
+                          "Python: Recipe(wb='custom', temperature=5200))")
     for name, (low, high) in RANGES.items():
         value = getattr(recipe, name)
         if value is None and name in OPTIONAL_SETTINGS:

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import RecipeError, shown
+from engine.errors import RecipeError, UnknownStyleError, shown
 
 NATURAL = "natural"
 
@@ -46,10 +46,6 @@ STYLES: dict[str, Style] = {
         Style("monochrome", "black and white with contrast adapted to the picture", colour=0.0),
     )
 }
-
-
-class UnknownStyleError(RecipeError):
-    """A recipe names a style the engine does not have."""
 
 
 def known_styles() -> str:
