@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputNotFoundError, OutputError, RecipeError
+from engine.io.bounded import not_a_file
 from engine.output.formats import SUFFIX_FORMATS
 from hostplug.stamps import newer_second, untouched
 
@@ -66,10 +67,9 @@ class OpenPlan:
 
 def check_readable(path: Path) -> None:
     """InputNotFoundError unless ``path`` is a file this process can read."""
-    if not path.exists():
-        raise InputNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputNotFoundError(f"{path}: not a file")
+    why = not_a_file(path)
+    if why is not None:
+        raise InputNotFoundError(f"{path}: {why}")
     try:
         with path.open("rb") as f:
             f.read(1)

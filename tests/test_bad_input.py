@@ -241,3 +241,30 @@ def test_a_thumbnail_named_other_than_jpeg_is_a_wrong_option(tmp_path: Path, sam
     assert result.exit_code == 2 and error_lines(result.stderr) == [
         "hostplug: error: th.png: a thumbnail is a JPEG; name it th.jpg"]
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", [["info"], ["show"], ["edit", "--exposure", "0.2"], ["rerender"], ["open"]])
+def test_a_link_loop_or_a_fifo_is_named_for_what_it_is_and_the_batch_goes_on(
+        tmp_path: Path, sample_dng: Path, command: list[str]) -> None:
+    """A tester's: a symbolic link loop crashed info, show, edit and render with a traceback that stopped the
+    batch; show, edit, open and rerender called a loop or a FIFO "no such file"."""
+    (tmp_path / "a.dng").symlink_to(tmp_path / "b.dng")
+    (tmp_path / "b.dng").symlink_to(tmp_path / "a.dng")
+    os.mkfifo(tmp_path / "f.dng")
+    for name, says in (("a.dng", "a symbolic link loop"), ("f.dng", "the input is a FIFO")):
+        result = hostplug(*command, tmp_path / name)
+        assert result.exit_code in (2, 3), result.output
+        assert len(error_lines(result.stderr)) == 1 and says in result.stderr, result.stderr
+    if command[0] in ("info", "show"):  # batch commands: the good file is still done
+        good = Path(shutil.copy(sample_dng, tmp_path / "good.dng"))
+        result = hostplug(*command, tmp_path / "a.dng", good)
+        assert "good.dng" in result.stdout and "1 of 2 files failed" in result.stderr
+
+
+def test_a_newline_in_a_files_name_keeps_its_error_on_one_line(tmp_path: Path) -> None:
+    """A tester's: a name with a newline split the error in two lines; an escape sequence was dropped."""
+    junk = tmp_path / "bad\nname\x1b[2J.dng"
+    junk.write_bytes(b"junk")
+    result = hostplug("info", junk)
+    assert result.exit_code != 0 and len(result.stderr.splitlines()) == 1
+    assert "bad\\nname\\x1b[2J.dng: " in result.stderr

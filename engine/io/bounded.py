@@ -34,6 +34,23 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` is no regular file to read, in words for an error line ("no such file", "a symbolic link
+    loop", "refused, the input is a FIFO, not a regular file"); None when it is one. A FIFO or a link loop was
+    reported as "no such file" by the commands that check before reading (a tester's)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop (the link leads back to itself)"
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            return f"a link to {os.readlink(path)}, which is not there"
+        return "no such file" if e.errno in (errno.ENOENT, errno.ENOTDIR) else f"cannot read it ({e.strerror})"
+    if stat.S_ISDIR(mode):
+        return "is a folder; name the files in it"
+    return None if stat.S_ISREG(mode) else f"refused, the input is {_kind(mode)}, not a regular file"
+
+
 def _open_regular(path: Path | str, what: str, error: type[HostplugError], follow: bool,
                   missing: type[HostplugError] | None = None) -> tuple[int, os.stat_result]:
     """A descriptor of ``path`` opened for reading and its ``fstat``, which showed a regular file; else ``error``
@@ -44,6 +61,9 @@ def _open_regular(path: Path | str, what: str, error: type[HostplugError], follo
     except OSError as e:
         if e.errno == errno.ELOOP and not follow:
             raise error(f"{path}: refused, the {what} is a symbolic link") from None
+        if e.errno == errno.ELOOP:
+            raise error(f"{path}: cannot read the {what}: a symbolic link loop (the link leads back to itself)") \
+                from None
         if e.errno == errno.ENOENT and missing is not None:  # "no such recipe file"; an input is just a file
             raise missing(f"{path}: no such {'file' if what == 'input' else what}") from None
         if e.errno == errno.ENOENT and os.path.islink(path):  # to a share that is not mounted, say

@@ -127,7 +127,7 @@ class _Tags:
         if v is None:
             return default
         if not low <= v[0] <= high:
-            raise self.bad(code, v, f"outside {low:g}..{high:g}")
+            raise self.bad(code, v, f"outside {_number_text(low)}..{_number_text(high)}")
         return float(v[0])
 
     def integer(self, code: int, low: int, high: int, default: int | None = None) -> int | None:
@@ -151,8 +151,8 @@ class _Tags:
         m = v.reshape(3, 3)
         largest = float(np.abs(m).max())
         if not MATRIX_MIN <= largest <= MATRIX_MAX:
-            raise self.bad(code, v, f"out of range (largest magnitude {largest:g}, expected {MATRIX_MIN:g}.."
-                           f"{MATRIX_MAX:g})")
+            raise self.bad(code, v, f"out of range (largest magnitude {_number_text(largest)}, expected "
+                           f"{_number_text(MATRIX_MIN)}..{_number_text(MATRIX_MAX)})")
         if np.linalg.cond(m) > MATRIX_CONDITION:
             raise self.bad(code, v, "a singular matrix (it cannot be inverted)")
         return m
@@ -163,7 +163,7 @@ class _Tags:
         if v is None:
             return None
         if np.any(v < low) or np.any(v > high):
-            raise self.bad(code, v, f"not three factors in {low:g}..{high:g}")
+            raise self.bad(code, v, f"not three factors in {_number_text(low)}..{_number_text(high)}")
         return v
 
 
@@ -206,8 +206,14 @@ def _show(values: object) -> str:
         flat = np.asarray(values, dtype=np.float64).ravel()
     except (TypeError, ValueError):
         return repr(values)[:60]
-    text = ", ".join(f"{x:.6g}" for x in flat[:9]) + (", ..." if flat.size > 9 else "")
+    text = ", ".join(_number_text(x) for x in flat[:9]) + (", ..." if flat.size > 9 else "")
     return text if flat.size == 1 else f"({text})"
+
+
+def _number_text(x: float) -> str:
+    """A tag's number as people read it: a whole number in full (4294967295, where ``:g`` wrote 4.29497e+09),
+    others to six significant digits."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:.6g}"
 
 
 def _raw_page(page: tifffile.TiffPage | tifffile.TiffFrame) -> tifffile.TiffPage:
@@ -269,7 +275,7 @@ def _polynomial(params: bytes) -> PolynomialMap:
     coefficients = struct.unpack(f">{degree + 1}d", params[36 : 36 + 8 * (degree + 1)])
     if not all(math.isfinite(c) and abs(c) <= POLYNOMIAL_MAX for c in coefficients):
         raise ValueError(f"MapPolynomial coefficients {_show(coefficients)} that are not finite numbers within "
-                         f"+-{POLYNOMIAL_MAX:g}")
+                         f"+-{_number_text(POLYNOMIAL_MAX)}")
     return PolynomialMap(plane, planes, coefficients)
 
 
@@ -432,7 +438,7 @@ def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
                 raw = _raw_page(ifd0)
             except Exception as e:  # noqa: BLE001 - a DNG whose raw IFD tifffile cannot read is damaged
                 raise CorruptInputError(f"{path}: damaged DNG: its raw image directory cannot be read "
-                                        f"({type(e).__name__}: {_one_line(e)})") from e
+                                        f"({_why(e)})") from e
             try:
                 _check_structure(path, _Tags(path, raw), tif.filehandle.size)
                 _check_other_opcode_lists(path, ifd0, raw)
@@ -441,8 +447,8 @@ def read_dng_tags(path: Path, file: Path | None = None) -> DngTags | None:
             except HostplugError:
                 raise
             except Exception as e:  # noqa: BLE001 - any other failure reading the tags of a DNG is damage
-                raise CorruptInputError(f"{path}: damaged DNG: its tags cannot be read ({type(e).__name__}: "
-                                        f"{_one_line(e)}); the file may be truncated or damaged") from e
+                raise CorruptInputError(f"{path}: damaged DNG: its tags cannot be read ({_why(e)}); the file "
+                                        "may be truncated or damaged") from e
 
 
 def _refuse_if_named_dng(path: Path, error: Exception) -> None:
@@ -450,12 +456,20 @@ def _refuse_if_named_dng(path: Path, error: Exception) -> None:
     then it is a damaged one (CorruptInputError). A tester's DNG with its first directory's offset past the end went
     to LibRaw unchecked and rendered with the wrong colours, exit 0; a damaged tag in it then passed too."""
     if Path(path).suffix.lower() == ".dng":
-        raise CorruptInputError(f"{path}: damaged DNG: its TIFF structure cannot be read ({type(error).__name__}: "
-                                f"{_one_line(error)}); the file may be truncated or damaged") from error
+        raise CorruptInputError(f"{path}: damaged DNG: its TIFF structure cannot be read ({_why(error)}); the file "
+                                "may be truncated or damaged") from error
 
 
 def _one_line(e: Exception) -> str:
     return " ".join(str(e).split())[:200]
+
+
+def _why(e: Exception) -> str:
+    """What went wrong reading a damaged file, in a reader's words rather than Python's ("IndexError: index 0 out
+    of range(0)", "unpack requires a buffer of 4 bytes"): an index or a short read is data cut short."""
+    if isinstance(e, (IndexError, struct.error, EOFError)):
+        return "its data ends too soon or points outside the file"
+    return _one_line(e) or type(e).__name__
 
 
 def _check_structure(path: Path, tags: _Tags, file_size: int) -> None:
@@ -575,7 +589,8 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
             raise main.bad(50728, neutral, "negative")
         ratio = neutral / neutral[1] if neutral[1] > 0 else neutral
         if np.all(neutral > 0) and not np.all((ratio >= BALANCE_MIN) & (ratio <= BALANCE_MAX)):
-            raise main.bad(50728, neutral, f"implausible (each channel must be {BALANCE_MIN:g}..{BALANCE_MAX:g} "
+            raise main.bad(50728, neutral, "implausible (each channel must be "
+                           f"{_number_text(BALANCE_MIN)}..{_number_text(BALANCE_MAX)} "
                            "times green)")
         tags.as_shot_neutral = neutral  # zeros: no as-shot white balance (see engine.io.source)
     tags.as_shot_white_xy = _white_xy(main)
@@ -590,12 +605,12 @@ def _parse(path: Path, ifd0: tifffile.TiffPage, raw: tifffile.TiffPage) -> DngTa
     if 50714 in image:
         black = image.floats(50714)
         if black is not None and (np.any(black < 0) or np.any(black >= LEVEL_MAX)):
-            raise image.bad(50714, black, f"outside 0..{LEVEL_MAX:g}")
+            raise image.bad(50714, black, f"outside 0..{_number_text(LEVEL_MAX)}")
         tags.black_level = black
     if 50717 in image:
         white = image.floats(50717)
         if white is not None and (np.any(white <= 0) or np.any(white > LEVEL_MAX)):
-            raise image.bad(50717, white, f"outside 1..{LEVEL_MAX:g}")
+            raise image.bad(50717, white, f"outside 1..{_number_text(LEVEL_MAX)}")
         tags.white_level = white
     if (tags.black_level is not None and tags.white_level is not None and tags.black_level.size
             and float(tags.black_level.max()) >= float(tags.white_level.min())):
@@ -628,11 +643,11 @@ def _default_crop(tags: _Tags) -> tuple[float, float, float, float] | None:
     if origin is None and size is None:
         return None
     if size is None or np.any(size <= 0) or np.any(size > LEVEL_MAX):
-        raise tags.bad(50720, size, f"not two sizes in 1..{LEVEL_MAX:g}")
+        raise tags.bad(50720, size, f"not two sizes in 1..{_number_text(LEVEL_MAX)}")
     if origin is None:
         origin = np.zeros(2)
     if np.any(origin < 0) or np.any(origin > LEVEL_MAX):
-        raise tags.bad(50719, origin, f"outside 0..{LEVEL_MAX:g}")
+        raise tags.bad(50719, origin, f"outside 0..{_number_text(LEVEL_MAX)}")
     return float(origin[1]), float(origin[0]), float(size[1]), float(size[0])
 
 

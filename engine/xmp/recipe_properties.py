@@ -108,11 +108,12 @@ def recipe_to_properties(recipe: Recipe) -> dict[str, str]:
 def _migrate(properties: dict[str, str], where: str) -> dict[str, str]:
     text = properties.get("schemaVersion")
     if text is None:
-        raise StoredSettingError(f"{where}: hostplug properties without hostplug:schemaVersion")
+        raise StoredSettingError(f"{where}: hostplug properties without hostplug:schemaVersion (the layout "
+                                 f"they were written in; this hostplug writes {SCHEMA_VERSION})")
     try:
         version = int(text)
     except ValueError:
-        raise StoredSettingError(f"{where}: hostplug:schemaVersion {shown(text)} is not a number") from None
+        raise StoredSettingError(f"{where}: hostplug:schemaVersion {shown(text)} is not a whole number") from None
     if version > SCHEMA_VERSION:
         raise NewerSettingsError(f"{where}: written by a newer hostplug (schema version {version}; this one reads "
                                  f"up to {SCHEMA_VERSION}); upgrade hostplug")

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from engine.errors import HostplugError, InputNotFoundError, OptionError
+from engine.io.bounded import not_a_file
 
 DEVICES = ("cpu", "cuda")
 TIME_LIMIT_ENV = "HOSTPLUG_TIME_LIMIT"
@@ -34,8 +35,11 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def error_line(error: HostplugError | str) -> None:
-    """Print one error line on stderr (the run goes on)."""
-    click.echo(f"hostplug: error: {for_the_command_line(str(error))}", err=True)
+    """Print one error line on stderr (the run goes on): a newline or an escape sequence in a file's name is
+    written as an escape (``\\n``), as the daemon's log writes it, so the error stays one line."""
+    from hostplug.daemon.logs import printable
+
+    click.echo(f"hostplug: error: {printable(for_the_command_line(str(error)))}", err=True)
 
 
 def for_the_command_line(message: str) -> str:
@@ -184,7 +188,10 @@ def batch_inputs(inputs: Iterable[Path]) -> tuple[Path, ...]:
     seen: set[str] = set()
     distinct = []
     for path in files:
-        key = str(path.resolve())
+        try:
+            key = str(path.resolve())
+        except (RuntimeError, OSError):  # a symbolic link loop: the file's own error line comes when it is read
+            key = str(path.absolute())
         if key in seen:
             click.echo(f"hostplug: note: {path} is given more than once; it is used once", err=True)
             continue
@@ -217,9 +224,9 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
     codes: set[int] = set()
     for index, path in enumerate(inputs):
         try:
-            if must_exist and not path.is_file():
-                raise InputNotFoundError(f"{path}: is a folder; name the files in it" if path.is_dir()
-                                         else f"{path}: no such file")
+            why = not_a_file(path) if must_exist else None
+            if why is not None:
+                raise InputNotFoundError(f"{path}: {why}")
             rest = f"; {undone(inputs, index)}" if time_limit is not None and len(inputs) > 1 else ""
             with watchdog(time_limit, str(path), rest):
                 action(path)

@@ -37,7 +37,9 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
     """Store an edit in each raw's XMP sidecar (IMG_0001.CR2.xmp) without rendering.
 
     Only the options given change; the rest of a stored recipe stays. Other programs' data in the sidecar is
-    kept as it was.
+    kept as it was. A raw without a recipe of ours starts from what a render would use: Lightroom's exposure,
+    white balance and basic sliders, which the stored recipe then holds (a later change in Lightroom no longer
+    applies; `hostplug show` lists them).
     """
     from engine.edits import apply_changes, check_changes, check_renderable
     from engine.errors import NewerSettingsError, StoredSettingError
@@ -68,7 +70,8 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
             except NewerSettingsError:
                 raise
             except StoredSettingError as e:
-                raise StoredSettingError(f"{e}; correct it there, or store a whole recipe over hostplug's settings: "
+                said = str(e).removesuffix("; correct it or remove it")  # the advice below says it for edit
+                raise StoredSettingError(f"{said}; correct it there, or store a whole recipe over hostplug's settings: "
                                          f"hostplug edit {shlex.quote(str(path))} --recipe FILE") from None
         sidecar = sidecar_path(path)
         if as_json:
