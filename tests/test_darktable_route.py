@@ -479,6 +479,7 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (home / folder / "2024").mkdir(parents=True)
         shutil.copyfile(SAMPLE_DNG, home / folder / "2024" / "a.dng")
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))  # a developer's own XDG_CONFIG_HOME wrote there
     return home
 
 
