@@ -234,8 +234,9 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
     if ours:
         return
     if provenance.darktable_export:  # however fresh: darktable hands nothing over to be rendered in place
-        raise OutputError(f"{image} is a darktable export (it holds darktable's develop history); it is left as it "
-                          f"is: open the raw to render it ({open_command(raw)})")
+        raise OutputError(f"{image} is a darktable export (its XMP holds darktable's develop history or names "
+                          f"darktable as its creator); it is left as it is: open the raw to render it "
+                          f"({open_command(raw)})")
     if image.suffix.lower() not in (".tif", ".tiff") and not provenance.names:
         raise OutputError(f"{image} records no raw it was rendered from (the camera's own JPEG beside {raw.name}?); "
                           f"it is left as it is: open the raw to render it ({open_command(raw)})")

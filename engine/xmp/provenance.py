@@ -43,7 +43,7 @@ class Provenance:
     recipe_error: str | None = None  # why a recorded recipe cannot be used (damaged, from a newer hostplug)
     written: str | None = None  # when ``hostplug open`` wrote the file, as it recorded it (its own TIFFs only)
     orientation: Orientation | None = None  # the one the output applied (None: none recorded, or damaged)
-    darktable_export: bool = False  # darktable's develop history is in it: darktable exported it
+    darktable_export: bool = False  # darktable's history or its name as creator tool is in it: darktable exported it
     archive: Path | None = None  # the folder a watch daemon moves the source to once it is rendered
 
     @property
@@ -82,7 +82,9 @@ def read_provenance(image: Path) -> Provenance:
         recipe_error=recipe_error,
         written=xmp.get(f"Xmp.{XMP_PREFIX}.written"),
         orientation=_orientation(xmp.get(f"Xmp.{XMP_PREFIX}.decided"), image),
-        darktable_export="Xmp.darktable.history" in xmp,
+        # its develop history, or, exported without it (an export setting), darktable named as the creator tool
+        darktable_export="Xmp.darktable.history" in xmp or str(xmp.get("Xmp.xmp.CreatorTool", "")).strip().lower()
+        .startswith("darktable"),
         archive=_folder(xmp.get(ARCHIVE_KEY)),
     )
 
