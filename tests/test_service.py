@@ -1165,3 +1165,30 @@ def test_a_bad_idle_timeout_is_refused_not_passed_over(runtime: Path, seconds: s
         env.setenv(ENV_IDLE, seconds)
         assert idle_timeout_from_env() is None  # a service a client starts refuses it, and the client renders
     assert not service_pids(runtime)
+
+
+def test_an_output_the_service_wrote_before_it_went_away_is_the_renders_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tester's: the service, killed between naming the output and answering, left a whole output, and the
+    render in this process that followed failed with "exists; pass --overwrite" (exit 5)."""
+    import engine
+
+    monkeypatch.delenv(client.ENV_DISABLE, raising=False)
+    raw = Path(shutil.copy(SAMPLE_DNG, tmp_path / "a.dng"))
+    out = tmp_path / "a.jpg"
+
+    def written_then_lost(op: str, args: dict, start: bool = False) -> dict:
+        engine.render_file(args["input"], args["output"], options=engine.OutputOptions(long_edge=64))
+        raise client.ServiceLostError("the render service (pid 0) went away during the request")
+
+    monkeypatch.setattr(client, "call", written_then_lost)
+    monkeypatch.setattr(client, "_passed_by", None)
+    result = hostplug("render", raw, "-o", out, "--long-edge", "64", "--service", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[-1])["output"] == str(out)
+    assert "had written" in result.stderr and out.exists()
+    other = Path(shutil.copy(SAMPLE_DNG, tmp_path / "b.dng"))  # a file there that is not this input's render
+    (tmp_path / "b.jpg").write_bytes(out.read_bytes())
+    monkeypatch.setattr(client, "call", lambda *a, **k: (_ for _ in ()).throw(client.ServiceLostError("lost")))
+    result = hostplug("render", other, "-o", tmp_path / "b.jpg", "--long-edge", "64", "--service")
+    assert result.exit_code == 5 and "exists" in result.stderr

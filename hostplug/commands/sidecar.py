@@ -111,6 +111,8 @@ def _show_text(info_json: dict[str, Any]) -> str:
     lines.append(f"  orientation: {_orientation_text(info_json['orientation'])}")
     for key in ("rating", "labels", "keywords", "duplicates"):
         value = info_json[key]
+        if key == "rating" and value == -1:
+            value = "rejected (-1)"
         if value not in (None, []):
             lines.append(f"  {key + ':':<11} {', '.join(map(str, value)) if isinstance(value, list) else value}")
     return "\n".join(lines)

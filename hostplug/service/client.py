@@ -330,13 +330,38 @@ def render(input: str | Path, output: str | Path, *, options: dict[str, Any] | N
     args = {"input": str(input), "output": str(output), "options": options or {}, "changes": _jsonable(changes),
             "device": device, "stages_dir": str(stages_dir) if stages_dir else None}
     output = Path(output)
+    there_before, asked = output.exists(), time.monotonic()
 
     def ours(name: str) -> bool:  # (its imports only when a stopped client waits: a client starts light)
         from engine.output.publish import is_partial_of
 
         return is_partial_of(name, output.name)
 
-    return _or_here_leaving_nothing("render", args, start, output.parent, ours)
+    result = _or_here_leaving_nothing("render", args, start, output.parent, ours)
+    if result is None and not there_before and output.exists():
+        return _written_before_it_went(Path(input), output, time.monotonic() - asked)
+    return result
+
+
+def _written_before_it_went(input: Path, output: Path, seconds: float) -> dict[str, Any] | None:
+    """The result of a render the service finished (the output took its name, which happens once it is whole)
+    before it went away without answering (killed, out of memory): a tester's render then failed in this process
+    with "exists; pass --overwrite". None when the file there is not this input's render (rendered here then,
+    which says the file exists)."""
+    from engine.errors import HostplugError
+    from engine.rerender import read_record
+    from engine.xmp.provenance import read_provenance
+
+    try:
+        record = read_record(output)
+    except HostplugError:
+        return None
+    source = read_provenance(output).path
+    if source is None or source != input.absolute():
+        return None
+    sys.stderr.write(f"hostplug: note: the render service had written {output} before it went away; it is kept\n")
+    return {"input": str(input), "output": str(output), "seconds": round(seconds, 3),
+            "recipe": record.recipe.to_dict(), "timings": {}}
 
 
 PARTIAL_WAIT_S = 5.0  # how long a stopped client waits for the service to remove its partial output
