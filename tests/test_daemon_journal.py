@@ -510,6 +510,35 @@ def test_a_crop_the_raws_sidecar_sets_is_noted_by_the_daemon(tmp_path: Path, sam
     journal.close()
 
 
+def test_a_file_a_node_cannot_see_or_a_node_that_left_keeps_the_file_queued(tmp_path: Path, sample_dng: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tester's cluster: a node whose mount of the share had gone reported every file it was given as gone,
+    and they were dropped from the queue; a node that left mid-render used up the file's attempt, and a file with
+    max_attempts 1 went to _failed/."""
+    from types import SimpleNamespace
+
+    from hostplug.daemon.daemon import Daemon
+    from hostplug.daemon.job import Outcome
+    from hostplug.daemon.workers import Event
+
+    raw, config, journal, job = _one_raw(tmp_path, sample_dng, daemon={"max_attempts": 1})
+    daemon = Daemon(config)
+    daemon.journal = journal
+    logged = []
+    monkeypatch.setattr("hostplug.daemon.daemon._event", lambda message, event, level=20, **f: logged.append(event))
+    journal.start(job.id)
+    daemon._outcome(journal.get(job.id), Outcome(job.id, "gone", f"{raw} disappeared before it was rendered"),
+                    "127.0.0.3")
+    entry = journal.get(job.id)
+    assert entry is not None and entry.state == "queued" and entry.attempts == 0 and logged == ["node_cannot_see"]
+    journal.start(job.id)
+    daemon._handle(Event("node_lost", SimpleNamespace(node="127.0.0.3"), job, detail="its node 127.0.0.3 left"))
+    entry = journal.get(job.id)
+    assert entry is not None and entry.state == "queued" and entry.attempts == 0 and logged[-1] == "node_lost"
+    assert raw.exists() and not (raw.parent / "_failed").exists()
+    journal.close()
+
+
 def test_a_full_output_disk_is_seen_before_a_render_is_spent(tmp_path: Path, sample_dng: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # every try of a waiting raw rendered the whole picture before failing at the write

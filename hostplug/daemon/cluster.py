@@ -774,6 +774,14 @@ class RayPool:
                 if slot.pending is None and slot.ask_at is None:
                     slot.ask_at = now
 
+    def _node_alive(self, node: str) -> bool:
+        """Whether Ray counts ``node`` alive (True when it cannot tell: a render lost there then counts against
+        its file, as a crash does)."""
+        try:
+            return node in {n.get("NodeManagerAddress") for n in self.ray.nodes() if n.get("Alive")}
+        except Exception:  # noqa: BLE001 - the head not answering now: judge by the render alone
+            return True
+
     def _mark_lost(self, slot: RaySlot, why: str) -> None:
         """Record (and log, once) that ``slot``'s worker is gone until an instance of its actor is ready again."""
         if slot.lost is not None:
@@ -838,6 +846,8 @@ class RayPool:
             if slot.job is None:
                 return []
             died = isinstance(e, self.ray.exceptions.ActorDiedError)  # else unreachable: maybe still rendering
+            if not self._node_alive(slot.node):  # the node left (maintenance, a reboot): not the file's fault
+                return [self._lost(slot, "node_lost", f"its node {slot.node} left the cluster", kill=not died)]
             return [self._lost(slot, "crashed", f"worker on {slot.node} died ({_one_line(e)})", kill=not died)]
         event = Event("outcome", slot, slot.job, outcome=outcome, targets=tuple(slot.targets))
         slot.job, slot.targets = None, []
@@ -851,7 +861,7 @@ class RayPool:
     def _lost(self, slot: RaySlot, kind: str, detail: str, kill: bool) -> Event:
         """The job on ``slot`` is lost: make sure its render is dead, and wait for the restarted actor."""
         event = Event(kind, slot, slot.job, detail=detail, targets=tuple(slot.targets))
-        if kind == "crashed":  # (a timed-out worker is killed on purpose, and restarts)
+        if kind in ("crashed", "node_lost"):  # (a timed-out worker is killed on purpose, and restarts)
             self._mark_lost(slot, detail)
         if kill:
             with contextlib.suppress(Exception):  # already dead

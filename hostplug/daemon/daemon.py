@@ -473,6 +473,11 @@ class Daemon:
             self.journal.requeue(entry.id, refund=True)
             _event(f"abandoned {entry.path} at shutdown; it stays queued", "abandoned", path=str(entry.path))
             return
+        if event.kind == "node_lost":  # a node left mid-render: no fault of the file, whose attempt is given back
+            self.journal.requeue(entry.id, event.detail, delay=self.config.retry_seconds, refund=True)
+            _event(f"{entry.path}: {event.detail} while rendering it; it stays queued for another node", "node_lost",
+                   logging.WARNING, path=str(entry.path), id=entry.id, node=event.slot.node)
+            return
         self._temporary(entry, f"{event.kind}: {event.detail}")
 
     def _outcome(self, entry: Entry, outcome: Outcome, node: str | None = None) -> None:
@@ -503,6 +508,12 @@ class Daemon:
             self.journal.requeue(entry.id, delay=self.config.settle_seconds, refund=True)
             self.scanner.rescan_soon()
             _event(f"{entry.path} is still changing; waiting for it to settle", "changed", **fields)
+        elif outcome.kind == "gone" and node is not None and entry.path.exists():
+            # the node did not see a file the daemon sees: its mount of the share is gone, not the file (a tester's
+            # were dropped from the queue, again at every rescan)
+            self.journal.requeue(entry.id, outcome.message, delay=self.config.retry_seconds, refund=True)
+            _event(f"{entry.path}: node {node} cannot see it ({_about(outcome.message, entry.path)}): is the share "
+                   "mounted there? It stays queued", "node_cannot_see", logging.WARNING, **fields)
         elif outcome.kind in ("failed", "gone"):
             self._give_up(entry, outcome.message, outcome.kind)
         elif outcome.kind == "disk_full":  # no fault of the file: it waits for room, never to _failed/

@@ -155,7 +155,8 @@ class Slot:
 
 @dataclass(frozen=True)
 class Event:
-    """Something the pool reports: ``outcome`` (a job finished), ``crashed`` or ``timeout`` (with the job lost)."""
+    """Something the pool reports: ``outcome`` (a job finished), ``crashed`` or ``timeout`` (with the job lost), or
+    on a cluster ``node_lost`` (the job lost with the node it ran on)."""
 
     kind: str
     slot: Any  # a Slot, or a cluster worker (hostplug.daemon.cluster.RaySlot): the same attributes
