@@ -263,6 +263,37 @@ def test_a_cluster_address_where_nothing_listens_is_one_line_at_once(tmp_path: P
         "(Connection refused); start the Ray head there first (docs/cluster.md), or check the address"]
 
 
+def test_a_cluster_address_ray_cannot_use_is_one_line_and_ray_without_a_port_takes_10001() -> None:
+    """A tester's: ray://HOST waited half a minute for Ray's timeout; ray:// was called a public bind; http://x
+    gave Ray's internal message."""
+    from hostplug.daemon.cluster import checked_address
+    from hostplug.daemon.errors import ConfigError
+
+    assert checked_address("ray://127.0.0.2") == "ray://127.0.0.2:10001"
+    assert checked_address("127.0.0.2:6379") == "127.0.0.2:6379" and checked_address("auto") == "auto"
+    for address, says in (("ray://", "names no host"), ("http://x", "http:// is not a Ray address"),
+                          ("127.0.0.2", "names no port")):
+        with pytest.raises(ConfigError, match=says):
+            checked_address(address)
+
+
+def test_a_token_other_users_can_read_is_warned_of(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A tester's: the docs' recipe left ~/.ray/auth_token at 0644, and nothing said so."""
+    import logging
+
+    from hostplug.daemon.cluster_auth import _warn_if_others_read
+
+    token = tmp_path / "auth_token"
+    token.write_text("secret")
+    token.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="hostplug.watch"):
+        _warn_if_others_read(str(token))
+        token.chmod(0o600)
+        _warn_if_others_read(str(token))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the Ray token {token} can be read by other users of this machine (mode 644): chmod 600 it"]
+
+
 def test_auto_whose_head_on_this_machine_has_gone_is_one_line_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # Ray retried the dead head's GCS for ever: the daemon hung, printing Ray's warnings and no line of its own
     from hostplug.daemon import cluster, cluster_auth

@@ -539,6 +539,28 @@ def test_a_file_a_node_cannot_see_or_a_node_that_left_keeps_the_file_queued(tmp_
     journal.close()
 
 
+def test_what_stops_the_daemon_is_in_its_log(tmp_path: Path, sample_dng: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tester's: a lost cluster stopped the daemon (exit 8) and the JSON log just ended."""
+    from hostplug.daemon.daemon import Daemon
+    from hostplug.daemon.errors import ClusterLostError
+
+    _, config, journal, _ = _one_raw(tmp_path, sample_dng)
+    journal.close()
+    daemon = Daemon(config)
+    logged = []
+    monkeypatch.setattr("hostplug.daemon.daemon._event",
+                        lambda message, event, level=20, **f: logged.append((event, level, f.get("exit_code"))))
+
+    def lost() -> None:
+        raise ClusterLostError("lost the Ray cluster at ray://127.0.0.2:10001")
+
+    monkeypatch.setattr(daemon, "_tick", lost)
+    with pytest.raises(ClusterLostError):
+        daemon.run()
+    assert ("fatal", 40, ClusterLostError.exit_code) in logged
+
+
 def test_a_full_output_disk_is_seen_before_a_render_is_spent(tmp_path: Path, sample_dng: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # every try of a waiting raw rendered the whole picture before failing at the write

@@ -105,6 +105,27 @@ def address_port(address: str) -> int | None:
     return int(port) if port.isdigit() else None
 
 
+def checked_address(address: str) -> str:
+    """``address`` as Ray is given it: ``auto``, ``ray://HOST:PORT`` (the Ray Client port, 10001 when it names
+    none: without it a tester's daemon waited half a minute for Ray's timeout) or ``HOST:PORT``; ConfigError in
+    one line for another scheme or a missing host (Ray's own messages for these read as its internals)."""
+    if address == "auto":
+        return address
+    usage = ("give ray://HOST:PORT (the head's Ray Client port, 10001 by default), HOST:PORT (its GCS port, 6379) "
+             "or auto")
+    scheme = address.split("://", 1)[0] if "://" in address else None
+    if scheme is not None and scheme != "ray":
+        raise ConfigError(f"cluster address {address}: {scheme}:// is not a Ray address; {usage}")
+    host, port = _split(address)
+    if not host.strip("[]"):
+        raise ConfigError(f"cluster address {address!r} names no host; {usage}")
+    if not port:
+        if scheme is None:
+            raise ConfigError(f"cluster address {address} names no port; {usage}")
+        return f"{address}:{RAY_CLIENT_PORT}"
+    return address
+
+
 def check_reachable(address: str, timeout: float = 3.0, named: str | None = None) -> None:
     """Refuse at once an address where nothing listens, or that names no port it could listen on: Ray gives up
     on such an address only after half a minute, and on ``auto`` whose head on this machine has gone, never.
@@ -521,7 +542,7 @@ class RayPool:
 
     def start(self) -> None:
         """Join the cluster, check every node sees the shared folders, and start the workers."""
-        address = self.config.cluster or "auto"
+        address = checked_address(self.config.cluster or "auto")
         check_bind(address_host(address), self.config.allow_public_bind)
         check_reachable(address)
         mode = enable_token_auth()

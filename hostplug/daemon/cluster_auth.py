@@ -10,11 +10,14 @@ caller, with token authentication already set up (:func:`hostplug.daemon.cluster
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from hostplug.daemon.errors import ConfigError
+
+log = logging.getLogger("hostplug.watch")
 
 CHECK_SECONDS = 5.0  # one call; a head that does not answer in this time is left to Ray's own retries
 FIX = "copy the head's ~/.ray/auth_token to this machine (or point RAY_AUTH_TOKEN_PATH at a copy), then start again"
@@ -64,6 +67,7 @@ def check_token(address: str, timeout: float = CHECK_SECONDS) -> None:
     if target is None:
         return
     kind, host_port = target
+    _warn_if_others_read(token_source())
     import grpc
     from ray.exceptions import AuthenticationError
 
@@ -77,6 +81,18 @@ def check_token(address: str, timeout: float = CHECK_SECONDS) -> None:
         if e.code() == grpc.StatusCode.UNAUTHENTICATED:
             raise ConfigError(refusal(where)) from e
         # unavailable, slow, or not a Ray port: Ray's own connection retries and reports it
+
+
+def _warn_if_others_read(source: str) -> None:
+    """A warning when the token file can be read by other users of this machine (Ray writes it as the umask says,
+    0644 by default, and `scp -p` keeps that): whoever reads it may join the cluster and run code on its nodes."""
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:
+        return  # RAY_AUTH_TOKEN, or no file: the check that follows says so
+    if mode & 0o077:
+        log.warning("the Ray token %s can be read by other users of this machine (mode %o): chmod 600 it", source,
+                    mode & 0o777, extra={"event": "token_readable", "fields": {"path": source}})
 
 
 def refusal(address: str) -> str:

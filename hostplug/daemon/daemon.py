@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.errors import HostplugError
 from engine.filehash import file_sha256
 from hostplug.daemon import originals
 from hostplug.daemon.config import DaemonConfig, FolderConfig
@@ -236,6 +237,9 @@ class Daemon:
             while not self.stop_requested:
                 self._tick()
             self._shutdown()
+        except HostplugError as e:  # the command prints it; a monitor tailing the JSON log must read it too
+            _event(f"stopped: {e}", "fatal", logging.ERROR, error=str(e), exit_code=e.exit_code)
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -130,6 +130,8 @@ def setup_logging(json_path: Path | None, status: StatusLine, level: int = loggi
         handler.close()
     terminal = _TerminalHandler(status)
     terminal.setLevel(level)
+    # what stopped the daemon: the command prints it as its error line, so on the terminal it would stand twice
+    terminal.addFilter(lambda record: getattr(record, "event", None) != "fatal")
     terminal.setFormatter(ReadableFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     logger.addHandler(terminal)
     if json_path is not None:
