@@ -1,8 +1,9 @@
 """Stage outputs kept between renders, so a re-render starts after the last stage whose inputs did not change.
 
 A checkpoint is what the pipeline holds after one stage: that stage's output and the :class:`Context` state later
-stages read (``white``, ``shading``, ``notes``, ``low_input``, ``full_input``). Its key is the source's identity
-(the file's real path, device, inode, size and modification time), the preview size, the device, and the
+stages read (``white``, ``shading``, ``notes``, ``low_input``, ``full_input``). Its key is the source's
+content (:func:`source_identity`: the file's SHA-256, a digest of the sensor data and the fields stages read),
+the preview size, the device, and the
 implementation, switch and resolved params of every stage up to and including that one. So after an exposure change (a
 photofinish param) the checkpoint after the colour stage still matches and the render resumes at photofinish;
 after a white balance change it resumes at white balance, reusing decoding, demosaicing and noise reduction.

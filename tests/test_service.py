@@ -951,6 +951,35 @@ def test_hostplug_serve_in_the_foreground_exits_when_idle(runtime: Path) -> None
     assert done.returncode == 0, done.stderr
     assert "serving on" in done.stderr and "stopped" in done.stderr
     assert not (service_folder(runtime) / SOCKET_NAME).exists()
+    # why it stopped (a tester could not tell an idle exit from a kill), and idle counted from when it serves
+    assert ": idle for 1 s" in done.stderr.splitlines()[-1]
+
+
+def test_a_service_whose_socket_was_removed_listens_again(runtime: Path) -> None:
+    """A tester's: with the socket file removed, the running service (holding the lock) was unreachable, and every
+    command waited 30 s for a new one that could not start."""
+    pid = start_service(runtime)["pid"]
+    (service_folder(runtime) / SOCKET_NAME).unlink()
+    assert wait_for(lambda: (service_folder(runtime) / SOCKET_NAME).exists(), timeout=10)
+    assert client.call("ping")["pid"] == pid
+
+
+def test_a_file_where_the_socket_goes_is_kept_and_named(runtime: Path) -> None:
+    """A tester's file at the socket's path was deleted without a word."""
+    folder = service_folder(runtime)
+    folder.mkdir(mode=0o700)
+    (folder / SOCKET_NAME).write_text("precious")
+    done = hostplug_process("serve", "--idle-timeout", "1")
+    assert done.returncode == 1 and "is a file, not the render service's socket; move it away" in done.stderr
+    assert (folder / SOCKET_NAME).read_text() == "precious"
+
+
+@pytest.mark.parametrize(("value", "off"), [("1", True), ("yes", True), ("false", False), ("no", False),
+                                             ("0", False), ("", False), ("OFF", False)])
+def test_hostplug_no_service_reads_as_people_write_it(monkeypatch: pytest.MonkeyPatch, value: str,
+                                                      off: bool) -> None:
+    monkeypatch.setenv(client.ENV_DISABLE, value)
+    assert client.disabled() is off
 
 
 def test_a_second_hostplug_serve_says_one_is_running(runtime: Path) -> None:

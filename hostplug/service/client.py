@@ -103,7 +103,8 @@ def disabled() -> bool:
     """Whether ``HOSTPLUG_NO_SERVICE`` says never to use the service, or this system cannot have one (the
     peer-credential check is Linux's ``SO_PEERCRED``)."""
     supported = hasattr(socket, "AF_UNIX") and hasattr(socket, "SO_PEERCRED") and hasattr(os, "getuid")
-    return not supported or os.environ.get(ENV_DISABLE, "") not in ("", "0")
+    # "false" or "no" switched it off too: a user who wrote HOSTPLUG_NO_SERVICE=false meant the opposite
+    return not supported or os.environ.get(ENV_DISABLE, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _connect(path: Path) -> socket.socket:

@@ -32,6 +32,7 @@ import queue
 import select
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -237,6 +238,8 @@ class Service:
         self.active = 0  # connections accepted and not yet answered
         self.last_activity = time.monotonic()
         self.closing = False
+        self._unbindable = False  # its socket was removed and could not be made again
+        self.stop_reason = ""  # what made it stop, for serve.log's last line ("idle for 600 s", "asked to stop")
         self.started = time.time()
         self.version = build_id()
         self.root, self.context = root_id(), process_context()  # whom it may act for (see answer)
@@ -293,6 +296,9 @@ class Service:
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             raise ServiceError(f"the socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket "
                                "allows; set a shorter XDG_RUNTIME_DIR")
+        with contextlib.suppress(OSError):  # a stale socket is replaced; a file is somebody's (a tester's went)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                raise ServiceError(f"{path} is a file, not the render service's socket; move it away")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o077)
         try:
@@ -311,10 +317,11 @@ class Service:
         listener.settimeout(0.5)  # the acceptor looks at ``closing`` twice a second
         self.listener = listener
 
-    def close_listener(self) -> None:
+    def close_listener(self, reason: str = "") -> None:
         """Stop accepting: remove our socket (only ours, not a successor's) so new clients start afresh."""
         with self.lock:
             self.closing = True
+            self.stop_reason = self.stop_reason or reason
         with contextlib.suppress(OSError):
             if os.stat(self.socket_path).st_ino == self._socket_inode:
                 os.unlink(self.socket_path)
@@ -338,11 +345,19 @@ class Service:
             threading.Thread(target=self.accept_loop, name="accept", daemon=True).start()
             if self.warm_up:
                 self.warm()
+            with self.lock:  # idle from now: waiting for the lock and loading the engine were no idleness
+                self.last_activity = time.monotonic()
             self.work_loop()
+        except SystemExit as stop:  # SIGTERM (see _stop_on_signal), or Ctrl-C in a terminal
+            self.stop_reason = self.stop_reason or f"stopped by a signal (exit {stop.code})"
+            raise
+        except KeyboardInterrupt:
+            self.stop_reason = self.stop_reason or "interrupted (Ctrl-C)"
+            raise
         finally:
             self.close_listener()
             self._lock_file.close()
-            log.info("stopped (pid %d)", os.getpid())
+            log.info("stopped (pid %d): %s", os.getpid(), self.stop_reason or "idle")
         return 0
 
     @contextlib.contextmanager
@@ -398,6 +413,7 @@ class Service:
                     expired = time.monotonic() - self.last_activity >= self.idle_timeout
                     if idle and (self.closing or expired):
                         self.closing = True
+                        self.stop_reason = self.stop_reason or f"idle for {self.idle_timeout:g} s"
                         break
                 continue
             with job.lock:
@@ -417,6 +433,7 @@ class Service:
             try:
                 conn, _ = self.listener.accept()
             except TimeoutError:
+                self._bind_again_if_removed()
                 continue
             except OSError:
                 if self.closing:
@@ -429,6 +446,28 @@ class Service:
                     continue
                 self.active += 1
             threading.Thread(target=self.serve_connection, args=(conn,), name="connection", daemon=True).start()
+
+    def _bind_again_if_removed(self) -> None:
+        """Listen again when the socket file was removed (a clean-up of the runtime folder, a user's ``rm``): the
+        service, holding the lock, was unreachable, and every command waited 30 s for a new one that the lock
+        kept from starting (a tester's)."""
+        try:
+            there = os.stat(self.socket_path).st_ino == self._socket_inode
+        except OSError:
+            there = False
+        if there or self.closing or self._unbindable:
+            return
+        old = self.listener
+        try:
+            self.bind()
+        except (OSError, ServiceError) as e:
+            log.warning("its socket %s was removed and cannot be made again (%s)", self.socket_path, e)
+            self._unbindable = True  # said once; the service ends at its idle timeout
+            return
+        log.info("its socket %s was removed; listening there again", self.socket_path)
+        if old is not None:
+            with contextlib.suppress(OSError):
+                old.close()
 
     # -- one connection --
 
@@ -485,7 +524,8 @@ class Service:
         if request.get("protocol") != PROTOCOL or request.get("version") != self.version:
             log.info("a client of version %s (protocol %s) asked; this service is %s: stopping so a fresh one "
                      "starts", request.get("version"), request.get("protocol"), self.version)
-            self.close_listener()  # now, even while the engine loads: the client starts a fresh service
+            self.close_listener(f"a client of version {request.get('version')} asked: making way for a fresh "
+                                "service")  # now, even while the engine loads: the client starts a fresh service
             return {**error_response(f"the running render service is version {self.version}"), "stale": True}
         if foreign == "context":  # checked after the version: an older service makes way first
             return {**error_response("the render service runs under another mount namespace, groups or "
@@ -667,7 +707,7 @@ class Service:
 
     def shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
         """Stop accepting; queued requests are still answered, then the service exits."""
-        self.close_listener()
+        self.close_listener("asked to stop (hostplug serve --stop)")
         return {"pid": os.getpid(), "stopping": True}
 
 
