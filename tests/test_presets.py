@@ -131,3 +131,19 @@ def test_the_listing_names_a_preset_every_use_would_refuse(user_presets: Path) -
     names = [p.name for p in list_presets(on_error=errors.append)]
     assert "contradicts" not in names and "warm" in names
     assert len(errors) == 1 and str(path) in str(errors[0])
+
+
+def test_a_structured_preset_setting_is_refused_and_a_broken_preset_is_no_known_name(user_presets: Path) -> None:
+    """A tester's: a preset's style as an rdf:Alt was passed over and the rest applied, exit 0; and "known
+    presets" named broken files."""
+    path = user_presets / "alt.xmp"
+    path.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/" hostplug:schemaVersion="16" '
+        'hostplug:exposure="1"><hostplug:style><rdf:Alt><rdf:li xml:lang="x-default">vivid</rdf:li></rdf:Alt>'
+        '</hostplug:style></rdf:Description></rdf:RDF></x:xmpmeta>')
+    with pytest.raises(SidecarError, match="hostplug:style holds an array or structure"):
+        apply_presets(Recipe(), ["alt"])
+    with pytest.raises(SidecarError) as error:
+        load_preset("sepia")
+    assert "alt" not in str(error.value).split("known presets: ")[1].split(" (")[0].split(", ")

@@ -440,3 +440,16 @@ def test_titles_in_several_languages_and_a_label_of_the_users_own_reach_outputs_
     xmp = catalogue_xmp(read_sidecar(raw))
     assert list(xmp["Xmp.dc.title"].items()) == [('lang="x-default"', "Night street"), ('lang="de-DE"', "Nachtstraße")]
     assert xmp["Xmp.xmp.Label"] == "To Do"
+
+
+def test_a_sidecar_padded_with_nul_bytes_reads_as_darktable_reads_it(tmp_path: Path) -> None:
+    """A tester's darktable sidecar with NUL padding after the packet: darktable read it, hostplug refused it."""
+    from engine.xmp.document import parse_packet
+    from engine.xmp.hints import rating
+
+    packet = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="3"/></rdf:RDF>'
+              b'</x:xmpmeta>\n')
+    assert rating(parse_packet(packet + b"\0" * 64, "padded.xmp")) == 3
+    with pytest.raises(SidecarError, match="not valid XML"):
+        parse_packet(packet[:-30] + b"\0" * 64, "cut.xmp")  # padding does not excuse a packet cut short

@@ -48,6 +48,8 @@ def parse_packet(data: bytes, name: str) -> etree._ElementTree:
     """Parse an XMP packet; :class:`SidecarError` (one line naming ``name``) for anything unsafe or broken."""
     if len(data) > MAX_PACKET_BYTES:
         raise SidecarError(f"{name}: refused, {len(data)} bytes is far too large for an XMP sidecar")
+    if not data.startswith((b"\xff\xfe", b"\xfe\xff")):  # (UTF-16's text holds NUL bytes of its own)
+        data = data.rstrip(b"\0")  # padding after the packet, which darktable reads past (a tester's sidecar)
     try:
         defusedxml.ElementTree.fromstring(data, forbid_dtd=True)
     except defusedxml.DTDForbidden as e:
