@@ -561,6 +561,31 @@ def test_what_stops_the_daemon_is_in_its_log(tmp_path: Path, sample_dng: Path,
     assert ("fatal", 40, ClusterLostError.exit_code) in logged
 
 
+def test_an_output_replaced_by_another_file_is_not_taken_for_the_raws_render(tmp_path: Path,
+                                                                             sample_dng: Path) -> None:
+    """A tester's: an output replaced by a darktable TIFF made the identical raw "identical to its last render",
+    and nobody was told; a retouch of the output still counts as the render (nothing to render again)."""
+    import dataclasses
+
+    from engine.filehash import file_sha256
+
+    raw, config, journal, job = _one_raw(tmp_path, sample_dng, {"folder": "out", "format": "jpeg", "long_edge": 64})
+    job = dataclasses.replace(job, content_hash=file_sha256(raw))
+    first = _run(config, journal, job)
+    assert first.kind == "done"
+    again = dataclasses.replace(job, previous_content_hash=job.content_hash, previous_recipe_hash=first.recipe_hash,
+                                previous_outputs=first.outputs)
+    assert _run(config, journal, again).kind == "unchanged"
+    output = Path(first.outputs[0])
+    output.write_bytes(output.read_bytes() + b"\0")  # a retouch: still this raw's render
+    assert _run(config, journal, again).kind == "unchanged"
+    output.write_bytes(b"another program's file")
+    outcome = _run(config, journal, again)
+    assert outcome.kind == "failed" and "is not a hostplug render of this raw; it is left alone" in outcome.message
+    assert output.read_bytes() == b"another program's file"
+    journal.close()
+
+
 def test_a_full_output_disk_is_seen_before_a_render_is_spent(tmp_path: Path, sample_dng: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # every try of a waiting raw rendered the whole picture before failing at the write

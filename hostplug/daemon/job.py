@@ -235,9 +235,15 @@ def _stop_if_replaced(job: Job) -> Callable[[str, int, int], None]:
 
 
 def _current(job: Job, digest: str) -> bool:
-    """Whether the last render used this very content and recipe and all its outputs still exist."""
+    """Whether the last render used this very content and recipe and all its outputs are still renders of it (a
+    retouch of one counts: nothing to render again). An output replaced by another file since (a tester's darktable
+    TIFF) made the raw "identical to its last render", and nobody was told; it is rendered now, and the file at its
+    name left alone with a line saying why (:func:`_left_alone`)."""
+    from engine.xmp.provenance import read_provenance
+
     return (job.previous_content_hash == job.content_hash and job.previous_recipe_hash == digest
-            and bool(job.previous_outputs) and all(os.path.exists(p) for p in job.previous_outputs))
+            and bool(job.previous_outputs) and all(os.path.exists(p) for p in job.previous_outputs)
+            and all(read_provenance(Path(p)).sha256 == job.content_hash for p in job.previous_outputs))
 
 
 def _edited_copy(job: Job, folder: FolderConfig) -> Path:
