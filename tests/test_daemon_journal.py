@@ -586,6 +586,32 @@ def test_an_output_replaced_by_another_file_is_not_taken_for_the_raws_render(tmp
     journal.close()
 
 
+def test_a_file_too_large_to_be_a_raw_is_refused_without_reading_it(tmp_path: Path, sample_dng: Path) -> None:
+    """A tester's 20 GB file of zeros was hashed on the daemon's loop first, holding up every other file for 45 s."""
+    import dataclasses
+    import time
+
+    from hostplug.daemon.daemon import Daemon
+    from hostplug.daemon.job import MAX_RAW_BYTES
+
+    raw, config, journal, job = _one_raw(tmp_path, sample_dng)
+    huge = raw.with_name("huge.dng")
+    with huge.open("wb") as f:
+        f.truncate(MAX_RAW_BYTES + 1)  # sparse: no disk spent
+    daemon = Daemon(config)
+    daemon.journal = journal
+    started = time.monotonic()
+    daemon._settled(huge)
+    assert time.monotonic() - started < 3  # not read whole (about 10 s at disk speed)
+    entry = journal.lookup(huge)
+    assert entry is not None and entry.state == "queued"
+    st = huge.stat()
+    outcome = _run(config, journal, dataclasses.replace(job, id=entry.id, path=huge, size=st.st_size,
+                                                         mtime_ns=st.st_mtime_ns))
+    assert outcome.kind == "failed" and "larger than any raw hostplug renders" in outcome.message
+    journal.close()
+
+
 def test_a_full_output_disk_is_seen_before_a_render_is_spent(tmp_path: Path, sample_dng: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # every try of a waiting raw rendered the whole picture before failing at the write

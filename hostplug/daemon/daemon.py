@@ -28,7 +28,7 @@ from engine.filehash import file_sha256
 from hostplug.daemon import originals
 from hostplug.daemon.config import DaemonConfig, FolderConfig
 from hostplug.daemon.errors import ConfigError, JournalError
-from hostplug.daemon.job import Job, Outcome
+from hostplug.daemon.job import MAX_RAW_BYTES, Job, Outcome
 from hostplug.daemon.journal import Entry, Journal, journal_error
 from hostplug.daemon.logs import StatusLine
 from hostplug.daemon.progress import Throughput
@@ -387,7 +387,8 @@ class Daemon:
             return
         try:
             st = path.stat()
-            digest = file_sha256(path)
+            # too large to be a raw: refused by the worker, not read whole here, where it held up every other file
+            digest = f"size {st.st_size}, {st.st_mtime_ns}" if st.st_size > MAX_RAW_BYTES else file_sha256(path)
         except OSError:
             return
         sidecars = sidecar_stamp(path)

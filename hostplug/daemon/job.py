@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from engine.output.formats import OutputOptions
 
 PERMANENT_KINDS = ("failed", "gone")
+# Larger than a raw of the engine's largest picture (200 MP) can be, even as three float32 channels (2.4 GB): such a
+# file is not hashed by the daemon's loop (a tester's 20 GB file held up every other file for 45 s), only refused.
+MAX_RAW_BYTES = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,9 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         return Outcome(job.id, "changed", "the file changed after it settled")
     if job.size == 0:
         return Outcome(job.id, "failed", "empty file (0 bytes): nothing to render")
+    if job.size > MAX_RAW_BYTES:
+        return Outcome(job.id, "failed", f"{job.size / 2**30:.1f} GiB is larger than any raw hostplug renders (at "
+                                         f"most {MAX_RAW_BYTES // 2**30} GiB): not a photograph")
     real = Path(os.path.realpath(job.path))
     if not real.is_relative_to(folder.path.resolve()):  # replaced by a link after the scanner looked
         return Outcome(job.id, "failed", f"a link to {real}, outside the hot folder: not rendered")
