@@ -46,8 +46,9 @@ class RecipeError(HostplugError):
 
 
 class UnknownStyleError(RecipeError):
-    """A recipe names a style the engine does not have (a sidecar's or a recipe file's: exit 4; the command line
-    reports an unknown ``--style`` as a wrong option, exit 2)."""
+    """A recipe names a style the engine does not have (``Recipe(style=...)``, a recipe file: exit 4; the
+    command line reports an unknown ``--style`` as a wrong option, exit 2, and a sidecar's as a
+    :class:`StoredSettingError`)."""
 
 
 class SidecarError(RecipeError):

@@ -521,21 +521,36 @@ def test_a_file_a_node_cannot_see_or_a_node_that_left_keeps_the_file_queued(tmp_
     from hostplug.daemon.job import Outcome
     from hostplug.daemon.workers import Event
 
+    import dataclasses
+
+    import os
+
     raw, config, journal, job = _one_raw(tmp_path, sample_dng, daemon={"max_attempts": 1})
+    os.utime(raw, (raw.stat().st_mtime - 3600, raw.stat().st_mtime - 3600))  # long copied in
     daemon = Daemon(config)
     daemon.journal = journal
     logged = []
     monkeypatch.setattr("hostplug.daemon.daemon._event", lambda message, event, level=20, **f: logged.append(event))
+    gone = Outcome(job.id, "gone", f"{raw} disappeared before it was rendered")
     journal.start(job.id)
-    daemon._outcome(journal.get(job.id), Outcome(job.id, "gone", f"{raw} disappeared before it was rendered"),
-                    "127.0.0.3")
-    entry = journal.get(job.id)
-    assert entry is not None and entry.state == "queued" and entry.attempts == 0 and logged == ["node_cannot_see"]
+    daemon._outcome(journal.get(job.id), gone, "127.0.0.3")  # no cluster: the daemon's own view, as before
+    assert journal.get(job.id) is None and logged == ["gone"]
+    entry = journal.enqueue(raw, raw.parent, raw.stat().st_size, raw.stat().st_mtime_ns, "h")
+    job = dataclasses.replace(job, id=entry.id)
+    daemon.config = dataclasses.replace(config, cluster="ray://127.0.0.2:10001")
     journal.start(job.id)
-    daemon._handle(Event("node_lost", SimpleNamespace(node="127.0.0.3"), job, detail="its node 127.0.0.3 left"))
+    daemon._outcome(journal.get(job.id), dataclasses.replace(gone, job_id=job.id), "127.0.0.3")
     entry = journal.get(job.id)
-    assert entry is not None and entry.state == "queued" and entry.attempts == 0 and logged[-1] == "node_lost"
+    assert entry is not None and entry.state == "queued" and entry.attempts == 0 and logged[-1] == "node_cannot_see"
+    for _ in range(2):
+        journal.start(job.id)
+        daemon._handle(Event("node_lost", SimpleNamespace(node="127.0.0.3"), job, detail="its node 127.0.0.3 left"))
+        entry = journal.get(job.id)
+        assert entry is not None and entry.state == "queued" and entry.attempts == 0 and logged[-1] == "node_lost"
     assert raw.exists() and not (raw.parent / "_failed").exists()
+    journal.start(job.id)  # a fourth render lost with a node: it counts now (a raw that brings its node down)
+    daemon._handle(Event("node_lost", SimpleNamespace(node="127.0.0.3"), job, detail="its node 127.0.0.3 left"))
+    assert journal.get(job.id).state == "failed"
     journal.close()
 
 
@@ -567,7 +582,12 @@ def test_an_output_replaced_by_another_file_is_not_taken_for_the_raws_render(tmp
     and nobody was told; a retouch of the output still counts as the render (nothing to render again)."""
     import dataclasses
 
+    import cv2
+    import numpy as np
+    import pyexiv2
+
     from engine.filehash import file_sha256
+    from engine.output.metadata import register_namespace
 
     raw, config, journal, job = _one_raw(tmp_path, sample_dng, {"folder": "out", "format": "jpeg", "long_edge": 64})
     job = dataclasses.replace(job, content_hash=file_sha256(raw))
@@ -579,10 +599,16 @@ def test_an_output_replaced_by_another_file_is_not_taken_for_the_raws_render(tmp
     output = Path(first.outputs[0])
     output.write_bytes(output.read_bytes() + b"\0")  # a retouch: still this raw's render
     assert _run(config, journal, again).kind == "unchanged"
-    output.write_bytes(b"another program's file")
+    output.write_bytes(b"an editor's save without our record")  # still the retouch of this raw's render
+    assert _run(config, journal, again).kind == "unchanged"
+    tiny = np.full((8, 8, 3), 90, np.uint8)
+    cv2.imwrite(str(output), tiny)
+    register_namespace()
+    with pyexiv2.Image(str(output)) as image:  # another program's export put at the output's name
+        image.modify_xmp({"Xmp.xmp.CreatorTool": "darktable 4.2.1"})
     outcome = _run(config, journal, again)
     assert outcome.kind == "failed" and "is not a hostplug render of this raw; it is left alone" in outcome.message
-    assert output.read_bytes() == b"another program's file"
+    assert cv2.imread(str(output)).shape == (8, 8, 3)
     journal.close()
 
 

@@ -361,12 +361,13 @@ def test_an_output_is_named_as_its_format(tmp_path: Path, sample_dng: Path) -> N
     """TIFF data under a raw's name replaced another raw (--format tiff -o victim.dng --overwrite)."""
     victim = Path(shutil.copy(sample_dng, tmp_path / "victim.dng"))
     rendered = engine.render(engine.open(sample_dng), preview=64)
-    for name, fmt in (("victim.dng", "tiff"), ("x.raw", "png"), ("x.txt", "jpeg")):
-        with pytest.raises(engine.OutputOptionError, match="is not named as a"):
+    for name, fmt in (("victim.dng", "tiff"), ("x.raw", "png"), ("x.CR3", "jpeg")):
+        with pytest.raises(engine.OutputOptionError, match="is named as a raw"):
             engine.write_image(rendered, tmp_path / name, engine.OutputOptions(overwrite=True, format=fmt))
     assert victim.read_bytes() == sample_dng.read_bytes()
     result = hostplug("render", sample_dng, "-o", victim, "--format", "tiff", "--overwrite", "--no-service")
-    assert result.exit_code == 2 and "victim.dng is not named as a TIFF file; name it victim.tif" in result.output
+    assert result.exit_code == 2
+    assert "victim.dng is named as a raw, not a TIFF file; name it victim.tif" in result.output
     assert victim.read_bytes() == sample_dng.read_bytes()
 
 
@@ -379,7 +380,10 @@ def test_an_output_never_replaces_a_pipe_or_a_device(tmp_path: Path, sample_dng:
     with pytest.raises(engine.OutputError, match="a device, pipe or socket"):
         engine.write_image(rendered, tmp_path / "out.tif", engine.OutputOptions(overwrite=True))
     assert stat.S_ISFIFO((tmp_path / "out.tif").lstat().st_mode)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+    (tmp_path / "link.tif").symlink_to(tmp_path / "out.tif")  # -o /dev/stdout: a link to no file (a reviewer's)
+    with pytest.raises(engine.OutputError, match="links to"):
+        engine.write_image(rendered, tmp_path / "link.tif", engine.OutputOptions(overwrite=True))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.tif", "out.tif"]
 
 
 def test_the_sidecar_recipe_of_a_missing_raw_is_an_error() -> None:

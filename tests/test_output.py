@@ -323,11 +323,13 @@ def test_bad_options_are_refused_before_writing(tmp_path: Path, name: str, optio
     assert files_in(tmp_path) == []
 
 
-def test_a_format_given_still_needs_its_suffix(tmp_path: Path) -> None:
-    """A format given used to override any suffix, so TIFF data could replace a raw named victim.dng."""
-    with pytest.raises(OutputError, match="out.img is not named as a PNG file; name it out.png"):
-        write_image(colour_patch(), tmp_path / "out.img", OutputOptions(format="png"))
+def test_a_format_given_names_any_file_but_a_raw(tmp_path: Path) -> None:
+    """TIFF data could replace a raw named victim.dng; a name of another suffix (shot.v2) takes the format."""
+    with pytest.raises(OutputError, match="out.nef is named as a raw, not a PNG file; name it out.png"):
+        write_image(colour_patch(), tmp_path / "out.nef", OutputOptions(format="png"))
     assert list(tmp_path.iterdir()) == []
+    path = write_image(colour_patch(), tmp_path / "shot.v2", OutputOptions(format="png"))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_noisy_jpeg_larger_than_one_byte_per_pixel_is_written(tmp_path: Path) -> None:

@@ -406,7 +406,8 @@ def test_an_output_never_replaces_its_own_input(tmp_path: Path, sample_dng: Path
     raw.write_bytes(sample_dng.read_bytes())
     image = tmp_path / "own.png"
     Image.new("RGB", (40, 30), (200, 120, 40)).save(image)
-    for source, output, says in ((raw, raw, "own.dng is not named as a TIFF file"), (image, image, "the input itself"),
+    for source, output, says in ((raw, raw, "own.dng is named as a raw, not a TIFF file"),
+                                 (image, image, "the input itself"),
                                  (image, tmp_path / "." / "own.png", "the input itself")):
         before = source.read_bytes()
         result = hostplug("render", source, "-o", output, "--format", "png" if output.suffix == ".png" else "tiff",

@@ -694,7 +694,9 @@ def test_lightroom_masks_healing_point_curve_and_lens_corrections_are_named_as_n
         'crs:LuminanceSmoothing="20" crs:LensProfileEnable="1" crs:PerspectiveUpright="0">'
         '<crs:ToneCurvePV2012><rdf:Seq><rdf:li>0, 0</rdf:li><rdf:li>128, 140</rdf:li><rdf:li>255, 255</rdf:li>'
         '</rdf:Seq></crs:ToneCurvePV2012><crs:ToneCurvePV2012Red><rdf:Seq><rdf:li>0, 0</rdf:li>'
-        '<rdf:li>255, 255</rdf:li></rdf:Seq></crs:ToneCurvePV2012Red><crs:MaskGroupBasedCorrections><rdf:Seq>'
+        '<rdf:li>255, 255</rdf:li></rdf:Seq></crs:ToneCurvePV2012Red><crs:ToneCurvePV2012Blue><rdf:Seq>'
+        '<rdf:li>0, 10</rdf:li><rdf:li>255, 255</rdf:li></rdf:Seq></crs:ToneCurvePV2012Blue>'
+        '<crs:GradientBasedCorrections><rdf:Seq/></crs:GradientBasedCorrections><crs:MaskGroupBasedCorrections><rdf:Seq>'
         '<rdf:li rdf:parseType="Resource"><crs:LocalExposure2012>-0.8</crs:LocalExposure2012></rdf:li></rdf:Seq>'
         '</crs:MaskGroupBasedCorrections><crs:RetouchAreas><rdf:Seq><rdf:li rdf:parseType="Resource">'
         '<crs:SpotType>heal</crs:SpotType></rdf:li></rdf:Seq></crs:RetouchAreas></rdf:Description></rdf:RDF>'
@@ -702,7 +704,8 @@ def test_lightroom_masks_healing_point_curve_and_lens_corrections_are_named_as_n
     shown = json.loads(hostplug("show", raw, "--json").stdout)
     assert sorted(shown["adobe_unused"]) == sorted([
         "crs:MaskGroupBasedCorrections (masks)", "crs:RetouchAreas (spot healing)",
-        "crs:ToneCurvePV2012 (a point curve)", "crs:LuminanceSmoothing=20", "crs:LensProfileEnable=1"])
+        "crs:ToneCurvePV2012 (a point curve)", "crs:ToneCurvePV2012Blue (a point curve)",
+        "crs:LuminanceSmoothing=20", "crs:LensProfileEnable=1"])  # the linear red curve and empty filters: none
 
 
 def test_a_sidecar_position_drops_the_cameras_void_fix_status() -> None:
@@ -817,6 +820,10 @@ def test_a_render_says_that_another_programs_crop_is_not_applied(raw: Path, tmp_
     assert result.exit_code == 0
     assert ("hostplug: note: IMG_0001.dng.xmp: the crop set in darktable is not applied; hostplug renders the whole "
             "frame") in result.output
+    switched_off = _DARKTABLE_CROP.replace('history_end="2"', 'history_end="3"').replace(
+        "</rdf:Seq>", '<rdf:li darktable:operation="crop" darktable:enabled="0"/></rdf:Seq>')
+    raw.with_name(raw.name + ".xmp").write_text(switched_off)  # a crop switched off again is no crop (a reviewer's)
+    assert "note:" not in hostplug("render", raw, "-o", tmp_path / "off.jpg", "--long-edge", "64").output
     raw.with_name(raw.name + ".xmp").unlink()
     _shown_with_adobe(tmp_path, raw, 'crs:HasCrop="True" crs:CropTop="0.1"')  # A.dng beside A.xmp
     result = hostplug("render", tmp_path / "A.dng", "-o", tmp_path / "b.jpg", "--long-edge", "64", "--json")

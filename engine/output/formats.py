@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import OutputOptionError
+from engine.io.formats import is_raw_name
 
 # Format -> the suffix given to a new output of that format.
 FORMAT_SUFFIX: dict[str, str] = {"tiff": ".tif", "png": ".png", "jpeg": ".jpg"}
@@ -27,7 +28,7 @@ SPACE_NAMES: tuple[str, ...] = ("srgb", "display-p3", "adobe-rgb", "prophoto")
 FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 SPACE_ALIASES = {"p3": "display-p3", "adobe-rgb-1998": "adobe-rgb", "prophoto-rgb": "prophoto", "romm-rgb": "prophoto"}
 MIN_LONG_EDGE = 16  # pixels: a smaller output is a mistake, not a picture
-LAST_MODIFIED = 253_402_300_799  # 9999-12-31 23:59:59 UTC: later overflowed the file system's clock (a traceback)
+MAX_MODIFIED_TIME = 253_402_300_799  # 9999-12-31 23:59:59 UTC: later overflowed the file system's clock (a traceback)
 
 
 def canonical_name(value: str, names: Iterable[str], aliases: Mapping[str, str] | None = None) -> str | None:
@@ -95,9 +96,9 @@ class OutputOptions:
             raise OutputOptionError(f"long edge {self.long_edge!r} is not a whole number of pixels of at least "
                                     f"{MIN_LONG_EDGE}")
         if self.modified is not None and (isinstance(self.modified, bool) or not isinstance(self.modified, int)
-                                          or not 0 <= self.modified <= LAST_MODIFIED):
+                                          or not 0 <= self.modified <= MAX_MODIFIED_TIME):
             raise OutputOptionError(f"modification time {self.modified!r} is not an int of seconds since the epoch "
-                                    f"from 0 to {LAST_MODIFIED} (the end of the year 9999)")
+                                    f"from 0 to {MAX_MODIFIED_TIME} (the end of the year 9999)")
         if self.compression not in TIFF_COMPRESSIONS:
             raise OutputOptionError(f"unknown TIFF compression {self.compression!r}; choose "
                                     f"{', '.join(TIFF_COMPRESSIONS)}")
@@ -112,8 +113,8 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
         raise OutputOptionError(f"{Path(path).name} names a {named.upper()} file but the format asked for is "
                                 f"{asked.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(asked, '')} or leave "
                                 "out --format (in Python: OutputOptions(format=None))")
-    if asked is not None and named is None and Path(path).suffix:  # TIFF data under a raw's name replaced a raw
-        raise OutputOptionError(f"{Path(path).name} is not named as a {asked.upper()} file; name it "
+    if asked is not None and named is None and is_raw_name(path):  # TIFF data under a raw's name replaced a raw
+        raise OutputOptionError(f"{Path(path).name} is named as a raw, not a {asked.upper()} file; name it "
                                 f"{Path(path).stem}{FORMAT_SUFFIX.get(asked, '')}")
     fmt = asked or named
     if fmt is None:

@@ -362,8 +362,9 @@ def check_target(path: Path, options: OutputOptions) -> None:
     if path.is_dir():
         raise OutputError(f"{path} is a folder; name the output file in it (a batch into a folder: --out-dir) "
                           "(in Python: a file's path)")
-    if path.exists() and not path.is_symlink() and not path.is_file():  # a link itself is replaced, not followed
-        raise OutputError(f"cannot write {path}: it is a device, pipe or socket, not a file; name another output")
+    if path.exists() and not path.is_file():  # a link is replaced, not followed, but one to /dev/stdout is no file
+        raise OutputError(f"cannot write {path}: it is (or links to) a device, pipe or socket, not a file; name "
+                          "another output")
     if path.exists() and not options.overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it (in Python: "
                           "OutputOptions(overwrite=True))")

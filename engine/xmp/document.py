@@ -48,7 +48,7 @@ def parse_packet(data: bytes, name: str) -> etree._ElementTree:
     """Parse an XMP packet; :class:`SidecarError` (one line naming ``name``) for anything unsafe or broken."""
     if len(data) > MAX_PACKET_BYTES:
         raise SidecarError(f"{name}: refused, {len(data)} bytes is far too large for an XMP sidecar")
-    if not data.startswith((b"\xff\xfe", b"\xfe\xff")):  # (UTF-16's text holds NUL bytes of its own)
+    if b"\0" not in data[:4]:  # an 8-bit encoding (UTF-16's text, BOM or not, holds NUL bytes of its own)
         data = data.rstrip(b"\0")  # padding after the packet, which darktable reads past (a tester's sidecar)
     try:
         defusedxml.ElementTree.fromstring(data, forbid_dtd=True)
@@ -138,7 +138,13 @@ def structured_properties(tree: etree._ElementTree, namespace: str) -> list[str]
     inside), which :func:`simple_properties` leaves out."""
     return [_local(child.tag)[1] for description in descriptions(tree)
             for child in description.iterchildren(etree.Element)
-            if _local(child.tag)[0] == namespace and len(child) > 0]
+            if _local(child.tag)[0] == namespace and len(child) > 0 and _holds_something(child)]
+
+
+def _holds_something(prop: etree._Element) -> bool:
+    """Whether a property element holds an item or a field (an empty ``<rdf:Seq/>`` holds nothing)."""
+    arrays = (_rdf("Seq"), _rdf("Bag"), _rdf("Alt"))
+    return any(inner.tag not in arrays or len(inner) > 0 for inner in prop)
 
 
 def array_items(tree: etree._ElementTree, namespace: str, name: str) -> list[str]:

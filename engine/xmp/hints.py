@@ -66,6 +66,7 @@ _ADOBE_MIXER = ("HueAdjustment", "SaturationAdjustment", "LuminanceAdjustment") 
 ADOBE_STRUCTURED = {"MaskGroupBasedCorrections": "masks", "GradientBasedCorrections": "graduated filters",
                     "CircularGradientBasedCorrections": "radial filters", "PaintBasedCorrections": "brush",
                     "RetouchAreas": "spot healing", "RedEyeInfo": "red eye"}
+ADOBE_CURVES = ("ToneCurvePV2012", "ToneCurvePV2012Red", "ToneCurvePV2012Green", "ToneCurvePV2012Blue")
 _LINEAR_CURVE = ("0, 0", "255, 255")
 
 # darktable stores colour labels as numbers 0-4.
@@ -91,9 +92,10 @@ def adobe_settings(tree: etree._ElementTree) -> dict[str, str]:
     read = {name: crs[name] for name in ADOBE_READ if name in crs}
     structured = {name: f"({ADOBE_STRUCTURED[name]})" for name in structured_properties(tree, CRS_NS)
                   if name in ADOBE_STRUCTURED}
-    curve = [" ".join(point.split()) for point in array_items(tree, CRS_NS, "ToneCurvePV2012")]
-    if curve and tuple(curve) != _LINEAR_CURVE:  # the point curve; the parametric one is ADOBE_UNRENDERED's
-        structured["ToneCurvePV2012"] = "(a point curve)"
+    for name in ADOBE_CURVES:  # the point curves; the parametric one is ADOBE_UNRENDERED's
+        curve = [" ".join(point.split()) for point in array_items(tree, CRS_NS, name)]
+        if curve and tuple(curve) != _LINEAR_CURVE:
+            structured[name] = "(a point curve)"
     return read | structured | {name: value for name, value in crs.items()
                                 if name in ADOBE_CROP or name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)}
 
@@ -146,7 +148,7 @@ def unused_adobe(adobe: dict[str, str]) -> list[str]:
     for name, value in adobe.items():
         if (name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)) and _is_an_edit(value):
             unused.append(f"crs:{name}={value}")
-        elif name in ADOBE_STRUCTURED or name == "ToneCurvePV2012":
+        elif name in ADOBE_STRUCTURED or name in ADOBE_CURVES:
             unused.append(f"crs:{name} {value}")
     if _older_process(adobe):
         used = {"Exposure"} if "Exposure2012" not in adobe else set()
@@ -232,7 +234,12 @@ def darktable_edits(tree: etree._ElementTree, where: str) -> list[str]:
         applied = items[:_history_end(tree, len(items), where)]
     except SidecarError:  # only named here: a damaged history_end fails no read that did not need it
         applied = items
-    names = [item.get("operation", "").strip() for item in applied if item.get("enabled", "1").strip() != "0"]
+    # each instance of a module (its multi_priority) as its last step left it: a crop switched off later is off
+    last: dict[tuple[str, str], bool] = {}
+    for item in applied:
+        instance = (item.get("operation", "").strip(), item.get("multi_priority", "0").strip())
+        last[instance] = item.get("enabled", "1").strip() != "0"  # (named in the order they were first used)
+    names = [name for (name, _), enabled in last.items() if enabled]
     return list(dict.fromkeys(name for name in names if name and name not in _DARKTABLE_STRUCTURE))
 
 

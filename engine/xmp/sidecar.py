@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from engine.errors import InputNotFoundError, NewerSettingsError, OutputError, SidecarError, StoredSettingError
-from engine.io.bounded import read_regular
+from engine.io.bounded import not_a_file, read_regular
 from engine.io.probe import exif_orientation
 from engine.orientation import Orientation
 from engine.output.metadata import XMP_NS_URI, XMP_PREFIX
@@ -207,8 +207,9 @@ def sidecar_recipe(raw: str | Path, changes: Mapping[str, Any] | None = None,
     from engine.io.source import check_source_argument
 
     check_source_argument(raw)
-    if not Path(raw).exists():
-        raise InputNotFoundError(f"{raw}: no such file")
+    why = not_a_file(Path(raw))
+    if why is not None:
+        raise InputNotFoundError(f"{raw}: {why}")
     read = sidecar_render(raw, changes, base)
     return read.recipe, read.catalogue
 

@@ -38,6 +38,7 @@ from hostplug.daemon.validate import first_file
 from hostplug.daemon.workers import Event, Pool, WorkerPool
 
 log = logging.getLogger("hostplug.watch")
+NODE_EXCUSES = 3  # renders a node may lose of one file before they count against it (see _node_excused)
 TICK_SECONDS = 0.25
 DISK_FULL_WAIT_S = 30.0  # between tries of a raw whose output disk is full (it waits without using up attempts)
 
@@ -213,6 +214,7 @@ class Daemon:
         self.archive_failures: dict[int, str] = {}  # file id -> why its archiving last failed (warned once)
         self.places: dict[Path, int] = {}  # journal and hot folders, held open: see _check_places
         self.waiting_for_room: set[int] = set()  # file ids waiting for a full output disk (warned once each)
+        self.node_excuses: dict[int, int] = {}  # file id -> renders lost with a node, given back (_node_excused)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -478,7 +480,7 @@ class Daemon:
             self.journal.requeue(entry.id, refund=True)
             _event(f"abandoned {entry.path} at shutdown; it stays queued", "abandoned", path=str(entry.path))
             return
-        if event.kind == "node_lost":  # a node left mid-render: no fault of the file, whose attempt is given back
+        if event.kind == "node_lost" and self._node_excused(entry.id):  # no fault of the file: its attempt back
             self.journal.requeue(entry.id, event.detail, delay=self.config.retry_seconds, refund=True)
             _event(f"{entry.path}: {event.detail} while rendering it; it stays queued for another node", "node_lost",
                    logging.WARNING, path=str(entry.path), id=entry.id, node=event.slot.node)
@@ -513,7 +515,8 @@ class Daemon:
             self.journal.requeue(entry.id, delay=self.config.settle_seconds, refund=True)
             self.scanner.rescan_soon()
             _event(f"{entry.path} is still changing; waiting for it to settle", "changed", **fields)
-        elif outcome.kind == "gone" and node is not None and entry.path.exists():
+        elif (outcome.kind == "gone" and self.config.cluster and entry.path.exists()
+              and self._node_excused(entry.id)):
             # the node did not see a file the daemon sees: its mount of the share is gone, not the file (a tester's
             # were dropped from the queue, again at every rescan)
             self.journal.requeue(entry.id, outcome.message, delay=self.config.retry_seconds, refund=True)
@@ -529,6 +532,13 @@ class Daemon:
                    f"tried every {DISK_FULL_WAIT_S:g} s", "disk_full", level, **fields)
         else:
             self._temporary(entry, outcome.message)
+
+    def _node_excused(self, file_id: int) -> bool:
+        """Whether a file whose render a node lost (the node left, or could not see the share) gets its attempt
+        back once more: at most NODE_EXCUSES times, so a raw that brings its node down, or a node that never
+        sees the share, ends as any failure does instead of going round for ever."""
+        self.node_excuses[file_id] = self.node_excuses.get(file_id, 0) + 1
+        return self.node_excuses[file_id] <= NODE_EXCUSES
 
     def _temporary(self, entry: Entry, reason: str) -> None:
         """A cause that may pass: retry later, a bounded number of times."""

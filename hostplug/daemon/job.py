@@ -238,15 +238,20 @@ def _stop_if_replaced(job: Job) -> Callable[[str, int, int], None]:
 
 
 def _current(job: Job, digest: str) -> bool:
-    """Whether the last render used this very content and recipe and all its outputs are still renders of it (a
-    retouch of one counts: nothing to render again). An output replaced by another file since (a tester's darktable
-    TIFF) made the raw "identical to its last render", and nobody was told; it is rendered now, and the file at its
-    name left alone with a line saying why (:func:`_left_alone`)."""
+    """Whether the last render used this very content and recipe and all its outputs are still there and not
+    replaced by another program's file: one that records another raw, or a darktable export (a tester's darktable
+    TIFF made the raw "identical to its last render", and nobody was told; it is rendered now, and the file at its
+    name left alone with a line saying why, :func:`_left_alone`). A retouch of an output, with or without our
+    record (an editor that drops the XMP), still counts as the render: nothing to render again."""
     from engine.xmp.provenance import read_provenance
+
+    def replaced(output: str) -> bool:
+        recorded = read_provenance(Path(output))
+        return recorded.darktable_export or recorded.sha256 not in (None, job.content_hash)
 
     return (job.previous_content_hash == job.content_hash and job.previous_recipe_hash == digest
             and bool(job.previous_outputs) and all(os.path.exists(p) for p in job.previous_outputs)
-            and all(read_provenance(Path(p)).sha256 == job.content_hash for p in job.previous_outputs))
+            and not any(replaced(p) for p in job.previous_outputs))
 
 
 def _edited_copy(job: Job, folder: FolderConfig) -> Path:

@@ -49,7 +49,7 @@ CONNECT_TIMEOUT_S = 5.0
 FIRST_FRAME_TIMEOUT_S = 5.0
 SILENCE_TIMEOUT_S = 30.0
 LOG_KEEP_BYTES = 1 << 20
-ENV_DISABLE = "HOSTPLUG_NO_SERVICE"  # set (to anything but "" or "0"): never use the service
+ENV_DISABLE = "HOSTPLUG_NO_SERVICE"  # 1, yes, true: never use the service (see disabled())
 
 
 class NotAnsweringError(ServiceError):
