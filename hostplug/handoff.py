@@ -224,7 +224,8 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
       ``IMG_0001 copy.tif`` beside the raw is then more likely an export or a copy someone made than a render an
       editor has just handed over. Recording its raw (``xmpMM:DerivedFrom``) does not make it one: darktable
       writes that into every export;
-    - a darktable export (its develop history is in its XMP), however fresh.
+    - a darktable export (its develop history is in its XMP, or darktable is named as its creator tool, when it
+      was exported without the history), however fresh.
     """
     ours = provenance.from_hostplug
     if OWN_NAME.search(image.stem) and not ours:

@@ -272,7 +272,8 @@ def test_a_cluster_address_ray_cannot_use_is_one_line_and_ray_without_a_port_tak
     assert checked_address("ray://127.0.0.2") == "ray://127.0.0.2:10001"
     assert checked_address("127.0.0.2:6379") == "127.0.0.2:6379" and checked_address("auto") == "auto"
     for address, says in (("ray://", "names no host"), ("http://x", "http:// is not a Ray address"),
-                          ("127.0.0.2", "names no port")):
+                          ("127.0.0.2", "names no port"), ("ray://h:", "not HOST:PORT"), ("ray://h/x", "not HOST:PORT"),
+                          ("ray://h:x", "not HOST:PORT")):
         with pytest.raises(ConfigError, match=says):
             checked_address(address)
 
@@ -286,10 +287,17 @@ def test_a_token_other_users_can_read_is_warned_of(tmp_path: Path, caplog: pytes
     token = tmp_path / "auth_token"
     token.write_text("secret")
     token.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="hostplug.watch"):
-        _warn_if_others_read(str(token))
-        token.chmod(0o600)
-        _warn_if_others_read(str(token))
+    logger = logging.getLogger("hostplug.watch")  # not propagated once the daemon's logging was set up
+    logger.addHandler(caplog.handler)
+    propagate, logger.propagate = logger.propagate, False  # (so each record is caught once, in any test order)
+    try:
+        with caplog.at_level(logging.WARNING, logger="hostplug.watch"):
+            _warn_if_others_read(str(token))
+            token.chmod(0o620)  # group-writable, not readable: no warning
+            _warn_if_others_read(str(token))
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.propagate = propagate
     assert [r.getMessage() for r in caplog.records] == [
         f"the Ray token {token} can be read by other users of this machine (mode 644): chmod 600 it"]
 

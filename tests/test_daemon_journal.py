@@ -515,15 +515,13 @@ def test_a_file_a_node_cannot_see_or_a_node_that_left_keeps_the_file_queued(tmp_
     """A tester's cluster: a node whose mount of the share had gone reported every file it was given as gone,
     and they were dropped from the queue; a node that left mid-render used up the file's attempt, and a file with
     max_attempts 1 went to _failed/."""
+    import dataclasses
+    import os
     from types import SimpleNamespace
 
     from hostplug.daemon.daemon import Daemon
     from hostplug.daemon.job import Outcome
     from hostplug.daemon.workers import Event
-
-    import dataclasses
-
-    import os
 
     raw, config, journal, job = _one_raw(tmp_path, sample_dng, daemon={"max_attempts": 1})
     os.utime(raw, (raw.stat().st_mtime - 3600, raw.stat().st_mtime - 3600))  # long copied in

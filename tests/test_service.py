@@ -1203,7 +1203,10 @@ def test_an_output_the_service_wrote_before_it_went_away_is_the_renders_result(
     import engine
 
     monkeypatch.delenv(client.ENV_DISABLE, raising=False)
-    raw = Path(shutil.copy(SAMPLE_DNG, tmp_path / "a.dng"))
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")  # the raw named through a link (a reviewer's)
+    shutil.copy(SAMPLE_DNG, tmp_path / "real" / "a.dng")
+    raw = tmp_path / "link" / "a.dng"
     out = tmp_path / "a.jpg"
 
     def written_then_lost(op: str, args: dict, start: bool = False) -> dict:
@@ -1215,7 +1218,7 @@ def test_an_output_the_service_wrote_before_it_went_away_is_the_renders_result(
     result = hostplug("render", raw, "-o", out, "--long-edge", "64", "--service", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[-1])["output"] == str(out)
-    assert "had written" in result.stderr and out.exists()
+    assert "had finished" in result.stderr and out.exists()
     other = Path(shutil.copy(SAMPLE_DNG, tmp_path / "b.dng"))  # a file there that is not this input's render
     (tmp_path / "b.jpg").write_bytes(out.read_bytes())
     monkeypatch.setattr(client, "call", lambda *a, **k: (_ for _ in ()).throw(client.ServiceLostError("lost")))

@@ -29,8 +29,8 @@ PARTIAL_FOLDERS: set[Path] = set()
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print one error line and exit."""
-    click.echo(f"hostplug: error: {for_the_command_line(message)}", err=True)
+    """Print one error line (:func:`error_line`) and exit."""
+    error_line(message)
     sys.exit(code)
 
 

@@ -119,6 +119,8 @@ def checked_address(address: str) -> str:
     host, port = _split(address)
     if not host.strip("[]"):
         raise ConfigError(f"cluster address {address!r} names no host; {usage}")
+    if "/" in host or address.endswith(":") or (port and not port.isdigit()):  # ray://h/x, ray://h:, ray://h:x
+        raise ConfigError(f"cluster address {address}: not HOST:PORT; {usage}")
     if not port:
         if scheme is None:
             raise ConfigError(f"cluster address {address} names no port; {usage}")

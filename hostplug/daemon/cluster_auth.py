@@ -86,11 +86,13 @@ def check_token(address: str, timeout: float = CHECK_SECONDS) -> None:
 def _warn_if_others_read(source: str) -> None:
     """A warning when the token file can be read by other users of this machine (Ray writes it as the umask says,
     0644 by default, and `scp -p` keeps that): whoever reads it may join the cluster and run code on its nodes."""
+    if source == "RAY_AUTH_TOKEN":  # the token is in the environment, not in a file
+        return
     try:
         mode = os.stat(source).st_mode
     except OSError:
-        return  # RAY_AUTH_TOKEN, or no file: the check that follows says so
-    if mode & 0o077:
+        return  # no file: the check that follows says so
+    if mode & 0o044:
         log.warning("the Ray token %s can be read by other users of this machine (mode %o): chmod 600 it", source,
                     mode & 0o777, extra={"event": "token_readable", "fields": {"path": source}})
 

@@ -239,8 +239,9 @@ class Daemon:
             while not self.stop_requested:
                 self._tick()
             self._shutdown()
-        except HostplugError as e:  # the command prints it; a monitor tailing the JSON log must read it too
-            _event(f"stopped: {e}", "fatal", logging.ERROR, error=str(e), exit_code=e.exit_code)
+        except Exception as e:  # the command prints it; a monitor tailing the JSON log must read it too
+            said = str(e) if isinstance(e, HostplugError) else f"an unexpected error ({type(e).__name__}: {e})"
+            _event(f"stopped: {said}", "fatal", logging.ERROR, error=said, exit_code=getattr(e, "exit_code", 1))
             raise
         finally:
             for sig, handler in previous.items():

@@ -350,6 +350,7 @@ def _written_before_it_went(input: Path, output: Path, seconds: float) -> dict[s
     with "exists; pass --overwrite". None when the file there is not this input's render (rendered here then,
     which says the file exists)."""
     from engine.errors import HostplugError
+    from engine.output.metadata import xmp_file_name
     from engine.rerender import read_record
     from engine.xmp.provenance import read_provenance
 
@@ -357,12 +358,14 @@ def _written_before_it_went(input: Path, output: Path, seconds: float) -> dict[s
         record = read_record(output)
     except HostplugError:
         return None
-    source = read_provenance(output).path
-    if source is None or source != input.absolute():
+    provenance = read_provenance(output)
+    if provenance.path is None or str(provenance.path) != xmp_file_name(str(input.resolve())):  # as recorded
         return None
-    sys.stderr.write(f"hostplug: note: the render service had written {output} before it went away; it is kept\n")
+    sys.stderr.write(f"hostplug: note: ... but the render service had finished {output} before it went away: it "
+                     "is kept, not rendered again\n")
     return {"input": str(input), "output": str(output), "seconds": round(seconds, 3),
-            "recipe": record.recipe.to_dict(), "timings": {}}
+            "recipe": record.recipe.to_dict(), "timings": {}} | (
+        {"source_sha256": provenance.sha256} if provenance.sha256 else {})
 
 
 PARTIAL_WAIT_S = 5.0  # how long a stopped client waits for the service to remove its partial output

@@ -238,7 +238,6 @@ class Service:
         self.active = 0  # connections accepted and not yet answered
         self.last_activity = time.monotonic()
         self.closing = False
-        self._unbindable = False  # its socket was removed and could not be made again
         self.stop_reason = ""  # what made it stop, for serve.log's last line ("idle for 600 s", "asked to stop")
         self.started = time.time()
         self.version = build_id()
@@ -289,9 +288,11 @@ class Service:
                 return False
         return True
 
-    def bind(self) -> None:
+    def bind(self, umask: bool = True) -> None:
         """Listen on the socket (a stale one left by a crashed service is replaced: we hold the lock).
-        ServiceError, saying what to do, when the path cannot be a socket: too long, or something else is there."""
+        ServiceError, saying what to do, when the path cannot be a socket: too long, or something else is there.
+        ``umask``: make the socket under umask 077, which is the whole process's: not while a render runs (made
+        again on the accept thread, the folder's 0700 keeps others out until the chmod)."""
         path = self.socket_path
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             raise ServiceError(f"the socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket "
@@ -300,7 +301,7 @@ class Service:
             if stat.S_ISREG(os.lstat(path).st_mode):
                 raise ServiceError(f"{path} is a file, not the render service's socket; move it away")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o077)
+        old_umask = os.umask(0o077) if umask else None
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -312,7 +313,8 @@ class Service:
             raise ServiceError(f"cannot use {path} for the render service's socket ({e.strerror or e}); remove "
                                "it") from e
         finally:
-            os.umask(old_umask)
+            if old_umask is not None:
+                os.umask(old_umask)
         listener.listen(64)
         listener.settimeout(0.5)  # the acceptor looks at ``closing`` twice a second
         self.listener = listener
@@ -353,6 +355,9 @@ class Service:
             raise
         except KeyboardInterrupt:
             self.stop_reason = self.stop_reason or "interrupted (Ctrl-C)"
+            raise
+        except Exception as e:
+            self.stop_reason = self.stop_reason or f"an unexpected error ({type(e).__name__}: {e})"
             raise
         finally:
             self.close_listener()
@@ -455,14 +460,14 @@ class Service:
             there = os.stat(self.socket_path).st_ino == self._socket_inode
         except OSError:
             there = False
-        if there or self.closing or self._unbindable:
+        if there or self.closing:
             return
         old = self.listener
         try:
-            self.bind()
-        except (OSError, ServiceError) as e:
-            log.warning("its socket %s was removed and cannot be made again (%s)", self.socket_path, e)
-            self._unbindable = True  # said once; the service ends at its idle timeout
+            self.bind(umask=False)
+        except (OSError, ServiceError) as e:  # unreachable for good: make way (release the lock) for a new one
+            log.warning("its socket %s was removed and cannot be made again (%s); stopping", self.socket_path, e)
+            self.close_listener(f"its socket was removed and cannot be made again ({e})")
             return
         log.info("its socket %s was removed; listening there again", self.socket_path)
         if old is not None:
