@@ -127,17 +127,20 @@ def read_record(path: Path) -> RenderRecord:
     )
 
 
-def _current_catalogue(source: Path, record: RenderRecord) -> dict[str, Any]:
-    """The rating, labels, keywords, credits and location the raw's sidecar holds now: a photographer who rated or
-    untagged the raw since expects the new output to say so (a client's keyword removed came back). The output's
-    own where the raw has no sidecar, or one that cannot be read (the recipe comes from the output anyway)."""
-    from engine.xmp.sidecar import catalogue_xmp, read_sidecar
+def _current_catalogue(source: Path, record: RenderRecord) -> tuple[dict[str, Any], str | None]:
+    """The rating, labels, keywords, credits and location the raw's sidecar (or a DNG's own XMP) holds now: a
+    photographer who rated or untagged the raw since expects the new output to say so (a client's keyword removed
+    came back). The output's own where the raw has none, or one that cannot be read (the recipe comes from the
+    output anyway), with a notice saying so; and a notice of a crop the sidecar sets, which is not applied."""
+    from engine.xmp.sidecar import catalogue_xmp, read_sidecar, unapplied_crop
 
     try:
         info = read_sidecar(source)
-    except SidecarError:
-        return record.catalogue
-    return catalogue_xmp(info) if info is not None else record.catalogue
+    except SidecarError as e:
+        return record.catalogue, f"the raw's sidecar cannot be read ({e}); the rating and keywords are the output's"
+    if info is None:
+        return record.catalogue, None
+    return catalogue_xmp(info), unapplied_crop(info)
 
 
 def _without_pin(recipe: Recipe) -> Recipe:
@@ -280,8 +283,9 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     The raw is found by :func:`engine.xmp.provenance.find_source` (beside ``output``, at its recorded path, in
     ``search``, a folder or several) and checked against its recorded SHA-256. The new file (``target``, default
     ``NAME_rerender.EXT`` beside ``output``) has the output's format, bit depth, colour space, size and JPEG
-    quality, and its rating, labels and keywords, and is turned upright as ``output`` was. The result's
-    ``notice`` says what could not be reproduced (see :func:`plan_rerender`); its ``source`` is the raw.
+    quality, and the rating, labels, keywords, credits and place the raw's sidecar holds now (the output's where
+    the raw has none), and is turned upright as ``output`` was. The result's ``notice`` says what could not be
+    reproduced (see :func:`plan_rerender`), an unreadable sidecar and a crop it sets; its ``source`` is the raw.
 
         engine.rerender_file("IMG_0001.tif", {"exposure": 0.5}, target="IMG_0001_brighter.tif")
     """
@@ -305,6 +309,7 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
         raise RecipeError(f"{output}: its recorded decisions (hostplug:decided) are damaged ({e}); re-render from "
                           "the raw (hostplug render) instead") from None
     source = find_source(output, [Path(s) for s in searched])
+    catalogue, about_catalogue = _current_catalogue(source, record)
     fmt, bits, compression = image_format(output)
     new = target if target is not None else rerender_target(output, fmt)
     if resolve_format(new, OutputOptions())[0] != fmt:
@@ -315,11 +320,11 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
                             overwrite=overwrite, compression=compression)
     for _ in range(TAKEN_TRIES):
         try:
-            result = render_files(source, [(new, options)], recipe, extra_xmp=_current_catalogue(source, record),
+            result = render_files(source, [(new, options)], recipe, extra_xmp=catalogue,
                                   device=device,
                                   progress=progress, orientation=record.orientation,
                                   render_size=record.output.get("rendered_at", "by outputs"))
-            return replace(result, source=source, notice=notice)
+            return replace(result, source=source, notice="; ".join(n for n in (notice, about_catalogue) if n) or None)
         except OutputTakenError:
             if target is not None:
                 raise

@@ -63,6 +63,7 @@ class OpenPlan:
     # has the sidecar's win (the sidecar is where a rating was changed since)
     keeps_metadata: bool = False
     editors: bool = False
+    notice: str | None = None  # a crop the raw's sidecar sets, which the render does not apply
 
 
 def check_readable(path: Path) -> None:
@@ -148,13 +149,15 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     from engine.edits import apply_changes
     from engine.rerender import image_format
     from engine.xmp.provenance import read_provenance
-    from engine.xmp.sidecar import read_sidecar, sidecar_recipe
+    from engine.xmp.sidecar import read_sidecar, sidecar_recipe, unapplied_crop
 
     check_readable(path)
     if path.suffix.lower() not in RENDERED_SUFFIXES:
         target, replace = output_for_raw(path)
         recipe, catalogue = sidecar_recipe(path, changes)
-        return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace)
+        info = read_sidecar(path)
+        return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace,
+                        notice=unapplied_crop(info) if info is not None else None)
     _, bits, compression = image_format(path)  # refuses a file that is no image before anything else
     provenance = read_provenance(path)
     if provenance.recipe_error is not None:  # rendered again without it, the image would lose its edits
@@ -176,7 +179,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     editors = bool(HAND_OVER_NAME.search(path.stem)) or not provenance.from_hostplug
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
                     True, recorded, compression, keeps_metadata=not OWN_NAME.search(path.stem),
-                    editors=editors)
+                    editors=editors, notice=unapplied_crop(info) if info is not None else None)
 
 
 def _source_of(image: Path, search: Iterable[Path], provenance: Provenance) -> Path:
@@ -321,10 +324,11 @@ def _render_planned(decided: OpenPlan, device: str, opener: Callable[[Path], Any
         source, catalogue = _keeping_metadata_of(decided.target, source, catalogue, decided.editors)
     seen = _file_state(decided.target)
     with writing(str(decided.target)) if writing is not None else contextlib.nullcontext():
-        return render_file(source, decided.target, decided.recipe, options, extra_xmp=catalogue,
-                           device=device, cache=cache, progress=progress,
-                           render_size=recorded.get("rendered_at", "by outputs"),
-                           before_naming=lambda targets: _unchanged_since(targets, seen)).as_dict()
+        result = render_file(source, decided.target, decided.recipe, options, extra_xmp=catalogue,
+                             device=device, cache=cache, progress=progress,
+                             render_size=recorded.get("rendered_at", "by outputs"),
+                             before_naming=lambda targets: _unchanged_since(targets, seen)).as_dict()
+    return result | ({"notice": decided.notice} if decided.notice else {})
 
 
 # XMP of an image rendered again in place that describes the old file, not the picture: hostplug's record (made

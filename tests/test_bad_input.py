@@ -268,3 +268,13 @@ def test_a_newline_in_a_files_name_keeps_its_error_on_one_line(tmp_path: Path) -
     result = hostplug("info", junk)
     assert result.exit_code != 0 and len(result.stderr.splitlines()) == 1
     assert "bad\\nname\\x1b[2J.dng: " in result.stderr
+
+
+def test_a_render_batch_with_a_link_loop_renders_the_others(tmp_path: Path, sample_dng: Path) -> None:
+    (tmp_path / "a.dng").symlink_to(tmp_path / "b.dng")
+    (tmp_path / "b.dng").symlink_to(tmp_path / "a.dng")
+    good = Path(shutil.copy(sample_dng, tmp_path / "good.dng"))
+    result = hostplug("render", tmp_path / "a.dng", good, "--out-dir", tmp_path / "out", "--long-edge", "64",
+                      "--format", "jpeg")
+    assert result.exit_code != 0 and "a symbolic link loop" in result.stderr and "Traceback" not in result.output
+    assert (tmp_path / "out" / "good.jpg").exists() and "1 of 2 files failed" in result.stderr

@@ -566,3 +566,14 @@ def test_open_of_a_jpeg_only_shot_says_it_takes_a_raw_and_how_to_render_the_imag
     assert "open takes a raw, or an editor's render of one" in line
     assert line.endswith(f"hostplug render '{jpeg}' -o '{tmp_path / 'Été IMG_0005_rendered.tif'}'")
     assert sorted(p.name for p in tmp_path.iterdir()) == [jpeg.name]
+
+
+def test_open_says_that_a_crop_set_in_another_program_is_not_applied(raw: Path) -> None:
+    """A reviewer's: render said so, open (the photographer's way in from an editor) did not."""
+    raw.with_name(raw.stem + ".xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" crs:HasCrop="True"/>'
+        '</rdf:RDF></x:xmpmeta>')
+    result = hostplug("open", raw)
+    assert result.exit_code == 0, result.output
+    assert "the crop set in Lightroom/Camera Raw is not applied" in result.stderr

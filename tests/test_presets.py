@@ -144,6 +144,9 @@ def test_a_structured_preset_setting_is_refused_and_a_broken_preset_is_no_known_
         '</hostplug:style></rdf:Description></rdf:RDF></x:xmpmeta>')
     with pytest.raises(SidecarError, match="hostplug:style holds an array or structure"):
         apply_presets(Recipe(), ["alt"])
+    described = user_presets / "described.xmp"  # a description as a language alternative is fine (a reviewer's)
+    described.write_text(path.read_text().replace("hostplug:style", "hostplug:description"))
+    assert apply_presets(Recipe(), ["described"]).exposure == 1
     with pytest.raises(SidecarError) as error:
         load_preset("sepia")
     assert "alt" not in str(error.value).split("known presets: ")[1].split(" (")[0].split(", ")

@@ -229,6 +229,10 @@ def test_a_rerender_carries_the_rating_and_keywords_the_sidecar_holds_now(raw: P
     again = xmp_of(raw.parent / "out_rerender.jpg")
     assert (again["Xmp.xmp.Rating"], again["Xmp.dc.subject"]) == ("1", ["studio"])
     assert again["Xmp.dc.creator"] == ["Ana Lima"]
+    sidecar.write_text("<x:xmpmeta")  # unreadable now: the output's own, and a note that says so
+    result = hostplug("rerender", out, "-o", raw.parent / "damaged.jpg")
+    assert result.exit_code == 0 and "the raw's sidecar cannot be read" in result.stderr
+    assert xmp_of(raw.parent / "damaged.jpg")["Xmp.xmp.Rating"] == "4"
     sidecar.unlink()  # no sidecar now: the output's own record is what there is
     assert hostplug("rerender", out, "-o", raw.parent / "third.jpg").exit_code == 0
     assert xmp_of(raw.parent / "third.jpg")["Xmp.xmp.Rating"] == "4"

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as StdET
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 import defusedxml
 import defusedxml.ElementTree
 from lxml import etree
 
-from engine.errors import SidecarError
+from engine.errors import SidecarError, StoredSettingError
 from engine.xmp.namespaces import RDF_NS, X_NS
 
 MAX_PACKET_BYTES = 16 << 20  # sidecars are kilobytes; anything this large is not one
@@ -145,6 +145,19 @@ def _holds_something(prop: etree._Element) -> bool:
     """Whether a property element holds an item or a field (an empty ``<rdf:Seq/>`` holds nothing)."""
     arrays = (_rdf("Seq"), _rdf("Bag"), _rdf("Alt"))
     return any(inner.tag not in arrays or len(inner) > 0 for inner in prop)
+
+
+def setting_properties(tree: etree._ElementTree, namespace: str, where: str,
+                       loose: Collection[str] = ()) -> dict[str, str]:
+    """:func:`simple_properties` of a namespace whose properties are settings written as text (hostplug's, in a
+    sidecar or a preset): StoredSettingError naming the first one that holds an array or a structure instead,
+    other than those ``loose`` allows (a tester's exposure and a preset's style, written as arrays, were passed
+    over without a word)."""
+    structured = [name for name in structured_properties(tree, namespace) if name not in loose]
+    if structured:
+        raise StoredSettingError(f"{where}: hostplug:{structured[0]} holds an array or structure, not a value "
+                                 "(hostplug writes each setting as text); correct it or remove it")
+    return simple_properties(tree, namespace)
 
 
 def array_items(tree: etree._ElementTree, namespace: str, name: str) -> list[str]:

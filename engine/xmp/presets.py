@@ -26,7 +26,7 @@ from engine.errors import RecipeError, SidecarError, UnknownPresetError
 from engine.io.bounded import read_regular
 from engine.output.metadata import XMP_NS_URI
 from engine.recipe import Recipe, StageSettings
-from engine.xmp.document import MAX_PACKET_BYTES, parse_packet, simple_properties, structured_properties
+from engine.xmp.document import MAX_PACKET_BYTES, parse_packet, setting_properties
 from engine.xmp.recipe_properties import properties_to_settings
 
 PRESET_SUFFIX = ".xmp"
@@ -98,12 +98,8 @@ def user_folder() -> Path:
 def read_preset(path: Path) -> Preset:
     """Read one preset file; :class:`SidecarError` when it is malformed or sets no setting of ours."""
     data = read_regular(path, MAX_PACKET_BYTES, "preset", SidecarError)
-    tree = parse_packet(data, str(path))
-    structured = structured_properties(tree, XMP_NS_URI)
-    if structured:  # a tester's hostplug:style as an rdf:Alt was passed over, and the rest applied without a word
-        raise SidecarError(f"{path}: hostplug:{structured[0]} holds an array or structure, not a value (a preset "
-                           "writes each setting as text)")
-    properties = simple_properties(tree, XMP_NS_URI)
+    # a description may be a language alternative, as dc:description is; a setting written so is refused
+    properties = setting_properties(parse_packet(data, str(path)), XMP_NS_URI, str(path), loose=("description",))
     if not properties:
         raise SidecarError(f"{path}: not a hostplug preset (no properties in {XMP_NS_URI})")
     settings, stages = properties_to_settings(properties, str(path))

@@ -40,8 +40,8 @@ from engine.xmp.document import (
     parse_packet,
     replace_namespace,
     serialise,
+    setting_properties,
     simple_properties,
-    structured_properties,
 )
 from engine.xmp.embedded import embedded_name, embedded_packet
 from engine.xmp.hints import (
@@ -99,11 +99,8 @@ def _recipe_properties(tree: Any, where: str) -> dict[str, str]:
     sidecar by a tool that extracts XMP) holds none of them. StoredSettingError for one that holds an array or a
     structure: a tester's exposure written as an rdf:Bag was passed over, and the sidecar rendered with the
     defaults without a word."""
-    structured = [name for name in structured_properties(tree, XMP_NS_URI) if name not in OUTPUT_PROPERTIES]
-    if structured:
-        raise StoredSettingError(f"{where}: hostplug:{structured[0]} holds an array or structure, not a value "
-                                 "(hostplug writes each setting as text); correct it or remove it")
-    return {k: v for k, v in simple_properties(tree, XMP_NS_URI).items() if k not in OUTPUT_PROPERTIES}
+    properties = setting_properties(tree, XMP_NS_URI, where, loose=OUTPUT_PROPERTIES)
+    return {k: v for k, v in properties.items() if k not in OUTPUT_PROPERTIES}
 
 
 def _packets(raw: Path, sidecars: list[Path]) -> Iterator[tuple[Any, str]]:

@@ -38,6 +38,8 @@ def open_command(file: Path, search: tuple[Path, ...], device: str, service: boo
 
         with watchdog(time_limit, str(file)):
             result = open_file(file, search, changes, device=device)
+    if result.get("notice") and not as_json:  # in --json, the result's "notice"
+        click.echo(f"hostplug: note: {result['notice']}", err=True)
     click.echo(json.dumps(result) if as_json else result["output"])
 
 
