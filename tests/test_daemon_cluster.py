@@ -507,6 +507,7 @@ def test_wrong_token_is_refused_at_once(ray_cluster: Cluster, tmp_path: Path) ->
     _, config = _studio(tmp_path)
     wrong = tmp_path / "other_token"
     wrong.write_text("not-the-token")
+    wrong.chmod(0o600)  # as a token is kept (a readable one is warned of)
     start = time.monotonic()
     watch = Watch(config, ray_cluster, env={"RAY_AUTH_TOKEN_PATH": str(wrong)})
     code = watch.process.wait(120)
@@ -523,6 +524,7 @@ def test_a_node_with_the_wrong_token_is_refused_at_once(ray_cluster: Cluster, tm
     retries and traceback (the address is one no node uses: on a regression nothing joins either)."""
     wrong = tmp_path / "other_token"
     wrong.write_text("not-the-token")
+    wrong.chmod(0o600)  # as a token is kept (a readable one is warned of)
     start = time.monotonic()
     done = subprocess.run([*COMMAND, "cluster", "start", "--bind", "127.0.0.6", "--join", ray_cluster.gcs],
                           capture_output=True, text=True, timeout=120,
