@@ -36,7 +36,13 @@ from engine.errors import (
 )
 from engine.io.bounded import not_a_file
 from engine.orientation import Orientation
-from engine.output.formats import FORMAT_SUFFIX, MIN_LONG_EDGE, SPACE_NAMES, OutputOptions, resolve_format
+from engine.output.formats import (
+    FORMAT_SUFFIX,
+    MIN_LONG_EDGE,
+    SPACE_NAMES,
+    SUFFIX_FORMATS,
+    OutputOptions,
+)
 from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace
 from engine.recipe import Recipe, StageSettings, parse_json
 from engine.xmp import location
@@ -260,10 +266,11 @@ TAKEN_TRIES = 5  # free names tried when other re-renders of the same output tak
 def rerender_target(output: Path, fmt: str) -> Path:
     """A free name beside ``output``: ``NAME_rerender.EXT``, then ``NAME_rerender-2.EXT``, ... (numbered as the other
     names hostplug finds free are: ``IMG_0001_hostplug-2.tif``)"""
-    suffix = output.suffix or FORMAT_SUFFIX[fmt]
+    # the output's own suffix, unless it names no format (an output named "x.v2" with --format tiff)
+    suffix = output.suffix if output.suffix.lower() in SUFFIX_FORMATS else FORMAT_SUFFIX[fmt]
     candidate = output.with_name(f"{output.stem}_rerender{suffix}")
     number = 2
-    while candidate.exists():
+    while os.path.lexists(candidate):  # a dangling link or a link loop takes the name too
         candidate = output.with_name(f"{output.stem}_rerender-{number}{suffix}")
         number += 1
     return candidate
@@ -293,7 +300,7 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     from engine.edits import apply_changes
     from engine.models import model_hashes
     from engine.output.export import render_files
-    from engine.xmp.provenance import find_source
+    from engine.xmp.provenance import find_source, read_provenance
 
     output = _path_argument(output, "output")
     searched = [search] if isinstance(search, (str, os.PathLike)) else list(search) if isinstance(
@@ -309,10 +316,13 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
         raise RecipeError(f"{output}: its recorded decisions (hostplug:decided) are damaged ({e}); re-render from "
                           "the raw (hostplug render) instead") from None
     source = find_source(output, [Path(s) for s in searched])
-    catalogue, about_catalogue = _current_catalogue(source, record)
+    catalogue, also_said = _current_catalogue(source, record)
+    if read_provenance(output).sha256 is None:  # an output that records none: the raw is taken by its name alone
+        also_said = "; ".join(n for n in (f"{output.name} records no SHA-256 of its raw, so {source} was taken "
+                                                "by its name, unchecked", also_said) if n)
     fmt, bits, compression = image_format(output)
     new = target if target is not None else rerender_target(output, fmt)
-    if resolve_format(new, OutputOptions())[0] != fmt:
+    if SUFFIX_FORMATS.get(new.suffix.lower(), fmt) != fmt:  # (a suffix that names no format takes the output's)
         raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; name the new file (--out, target=) with a "
                                 "matching suffix")
     options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
@@ -324,7 +334,7 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
                                   device=device,
                                   progress=progress, orientation=record.orientation,
                                   render_size=record.output.get("rendered_at", "by outputs"))
-            return replace(result, source=source, notice="; ".join(n for n in (notice, about_catalogue) if n) or None)
+            return replace(result, source=source, notice="; ".join(n for n in (notice, also_said) if n) or None)
         except OutputTakenError:
             if target is not None:
                 raise

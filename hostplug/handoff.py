@@ -97,7 +97,7 @@ def output_for_raw(raw: Path) -> tuple[Path, bool]:
     while True:
         name = f"{raw.stem}{OUTPUT_TAG}{'' if index == 1 else f'-{index}'}.tif"
         target = raw.with_name(name)
-        if not target.exists():
+        if not os.path.lexists(target):  # a dangling link or a link loop takes the name too
             return target, False
         provenance = read_provenance(target)
         if rendered_from(provenance, raw) and untouched(target, provenance.written):

@@ -273,7 +273,8 @@ def test_a_cluster_address_ray_cannot_use_is_one_line_and_ray_without_a_port_tak
     assert checked_address("127.0.0.2:6379") == "127.0.0.2:6379" and checked_address("auto") == "auto"
     for address, says in (("ray://", "names no host"), ("http://x", "http:// is not a Ray address"),
                           ("127.0.0.2", "names no port"), ("ray://h:", "not HOST:PORT"), ("ray://h/x", "not HOST:PORT"),
-                          ("ray://h:x", "not HOST:PORT")):
+                          ("ray://h:x", "not HOST:PORT"), ("127.0.0.2:0", "not HOST:PORT"),
+                          ("ray://127.0.0.2:65536", "not HOST:PORT"), ("", "names no host")):
         with pytest.raises(ConfigError, match=says):
             checked_address(address)
 

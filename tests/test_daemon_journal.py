@@ -499,7 +499,7 @@ def test_a_crop_the_raws_sidecar_sets_is_noted_by_the_daemon(tmp_path: Path, sam
     journal.start(job.id)
     outcome = _run(config, journal, job)
     assert outcome.kind == "done" and outcome.notice.startswith(
-        "a.xmp: the crop set in Lightroom/Camera Raw is not applied")
+        "the crop set in Lightroom/Camera Raw (a.xmp) is not applied")
     daemon = Daemon(config)
     daemon.journal = journal
     logged = []

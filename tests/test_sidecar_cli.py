@@ -822,7 +822,7 @@ def test_a_render_says_that_another_programs_crop_is_not_applied(raw: Path, tmp_
     raw.with_name(raw.name + ".xmp").write_text(_DARKTABLE_CROP)
     result = hostplug("render", raw, "-o", tmp_path / "a.jpg", "--long-edge", "64")
     assert result.exit_code == 0
-    assert ("hostplug: note: IMG_0001.dng.xmp: the crop set in darktable is not applied; hostplug renders the whole "
+    assert ("hostplug: note: the crop set in darktable (IMG_0001.dng.xmp) is not applied; hostplug renders the whole "
             "frame") in result.output
     switched_off = _DARKTABLE_CROP.replace('history_end="2"', 'history_end="3"').replace(
         "</rdf:Seq>", '<rdf:li darktable:operation="crop" darktable:enabled="0"/></rdf:Seq>')
@@ -831,6 +831,62 @@ def test_a_render_says_that_another_programs_crop_is_not_applied(raw: Path, tmp_
     raw.with_name(raw.name + ".xmp").unlink()
     _shown_with_adobe(tmp_path, raw, 'crs:HasCrop="True" crs:CropTop="0.1"')  # A.dng beside A.xmp
     result = hostplug("render", tmp_path / "A.dng", "-o", tmp_path / "b.jpg", "--long-edge", "64", "--json")
-    assert json.loads(result.stdout)["notice"].startswith("A.xmp: the crop set in Lightroom/Camera Raw is not applied")
+    assert json.loads(result.stdout)["notice"].startswith("the crop set in Lightroom/Camera Raw (A.xmp) is not applied")
     plain = hostplug("render", raw, "-o", tmp_path / "c.jpg", "--long-edge", "64")
     assert "note:" not in plain.output
+
+
+def test_outputs_never_take_a_sidecars_or_a_streams_name(raw: Path, tmp_path: Path) -> None:
+    """A tester's: -o IMG.dng.xmp --format png replaced darktable's sidecar with a PNG; as root, -o /dev/stdout
+    --overwrite (stdout redirected to a file) replaced the link with a file; -o - wrote a file named '-'."""
+    sidecar = raw.with_name(raw.name + ".xmp")
+    sidecar.write_text(_DARKTABLE_CROP)
+    result = hostplug("render", raw, "-o", sidecar, "--format", "png", "--overwrite")
+    assert result.exit_code == 2 and "is named as a sidecar, not a PNG file" in result.stderr
+    assert sidecar.read_text() == _DARKTABLE_CROP
+    stream = tmp_path / "mystdout"
+    stream.symlink_to("/proc/self/fd/1")
+    result = hostplug("render", raw, "-o", stream, "--format", "jpeg", "--overwrite")
+    assert result.exit_code != 0 and "a stream, not a file" in result.stderr and stream.is_symlink()
+    result = hostplug("render", raw, "-o", "-", "--format", "jpeg")
+    assert result.exit_code != 0 and "not to standard output" in result.stderr
+
+
+def test_a_fifo_at_an_outputs_name_is_passed_by_not_waited_on(raw: Path) -> None:
+    """A tester's FIFO at open's output name hung open (and the render service) for ever: exiv2 waited on it."""
+    import os
+
+    os.mkfifo(raw.with_name("IMG_0001_hostplug.tif"))
+    result = hostplug("open", raw, "--no-service")
+    assert result.exit_code == 0 and result.stdout.strip().endswith("IMG_0001_hostplug-2.tif")
+
+
+def test_a_rerender_whose_recorded_raw_is_a_link_loop_says_it_cannot_find_it(raw: Path) -> None:
+    out = raw.parent / "r.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "64").exit_code == 0
+    raw.rename(raw.with_suffix(".real"))
+    raw.symlink_to(raw)  # a link to itself where the raw was
+    result = hostplug("rerender", out)
+    assert result.exit_code == 2 and "cannot find its source raw" in result.stderr and "Traceback" not in result.output
+
+
+def test_an_output_named_with_format_is_rerendered_under_a_name_of_its_format(raw: Path) -> None:
+    out = raw.parent / "x.v2"
+    assert hostplug("render", raw, "-o", out, "--format", "tiff", "--long-edge", "64").exit_code == 0
+    assert hostplug("rerender", out).exit_code == 0 and (raw.parent / "x_rerender.tif").exists()
+    (raw.parent / "x_rerender-2.tif").symlink_to(raw.parent / "gone.tif")  # a dangling link takes its name too
+    assert hostplug("rerender", out).exit_code == 0 and (raw.parent / "x_rerender-3.tif").exists()
+
+
+def test_a_rerender_of_an_output_without_a_recorded_hash_says_the_raw_was_unchecked(raw: Path) -> None:
+    import pyexiv2
+
+    from engine.output.metadata import register_namespace
+
+    out = raw.parent / "q.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "64").exit_code == 0
+    register_namespace()
+    with pyexiv2.Image(str(out)) as image:
+        image.modify_xmp({"Xmp.hostplug.sourceSHA256": None})
+    result = hostplug("rerender", out)
+    assert result.exit_code == 0 and "records no SHA-256 of its raw" in result.stderr

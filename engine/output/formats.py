@@ -113,13 +113,17 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
         raise OutputOptionError(f"{Path(path).name} names a {named.upper()} file but the format asked for is "
                                 f"{asked.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(asked, '')} or leave "
                                 "out --format (in Python: OutputOptions(format=None))")
-    if asked is not None and named is None and is_raw_name(path):  # TIFF data under a raw's name replaced a raw
-        raise OutputOptionError(f"{Path(path).name} is named as a raw, not a {asked.upper()} file; name it "
+    # TIFF data under a raw's name replaced a raw, and a PNG under a sidecar's the photographer's edits
+    sidecar = Path(path).suffix.lower() == ".xmp"
+    if asked is not None and named is None and (is_raw_name(path) or sidecar):
+        raise OutputOptionError(f"{Path(path).name} is named as a {'sidecar' if sidecar else 'raw'}, not a "
+                                f"{asked.upper()} file; name it "
                                 f"{Path(path).stem}{FORMAT_SUFFIX.get(asked, '')}")
     fmt = asked or named
     if fmt is None:
         raise OutputOptionError(
-            f"cannot tell the output format from {Path(path).name!r}; name it .tif, .png or .jpg"
+            f"cannot tell the output format from {Path(path).name!r}; name it .tif, .png or .jpg, or give the "
+            "format (--format)"
         )
     bits = options.bits or DEFAULT_BITS[fmt]  # each option alone was checked when the options were made
     if fmt == "jpeg" and bits != 8:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import stat
 import struct
 import threading
 from dataclasses import dataclass
@@ -64,7 +65,15 @@ EXIV2 = threading.RLock()
 def exiv2_image(path: str | Path) -> pyexiv2.Image:
     """pyexiv2's image of the file at ``path``, whatever bytes its name holds: pyexiv2 encodes a name as UTF-8,
     which a name written under another encoding (bytes Python keeps as lone surrogates) is not, and raised
-    UnicodeEncodeError; Latin-1 gives each byte back as it is. The caller holds :data:`EXIV2`."""
+    UnicodeEncodeError; Latin-1 gives each byte back as it is. The caller holds :data:`EXIV2`. RuntimeError, as
+    pyexiv2 raises for a file it cannot read, for a FIFO or a device, which exiv2's open would wait on for ever (a
+    tester's FIFO at an output's name hung ``open``, the render service and a daemon's worker)."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as e:  # as pyexiv2 says it of a missing file
+        raise RuntimeError(f"{os.fsdecode(path)}: {e.strerror}") from e
+    if not regular:
+        raise RuntimeError(f"{os.fsdecode(path)} is not a regular file")
     return pyexiv2.Image(os.fsencode(path).decode("latin-1"), encoding="latin-1")
 
 

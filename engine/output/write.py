@@ -365,6 +365,12 @@ def check_target(path: Path, options: OutputOptions) -> None:
     if path.exists() and not path.is_file():  # a link is replaced, not followed, but one to /dev/stdout is no file
         raise OutputError(f"cannot write {path}: it is (or links to) a device, pipe or socket, not a file; name "
                           "another output")
+    # /dev/stdout -> /proc/self/fd/1, which may lead on to a file (stdout redirected): a stream all the same
+    if path.is_symlink() and os.readlink(path).startswith(("/proc/", "/dev/")):
+        raise OutputError(f"cannot write {path}: it links to {os.readlink(path)}, a stream, not a file; "
+                          "hostplug writes outputs to files: name one")
+    if path.name == "-":
+        raise OutputError("cannot write '-': hostplug writes outputs to files, not to standard output; name one")
     if path.exists() and not options.overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it (in Python: "
                           "OutputOptions(overwrite=True))")

@@ -59,7 +59,10 @@ ADOBE_UNRENDERED = ("Clarity2012", "Texture", "Dehaze", "ConvertToGrayscale", "P
                     "VignetteAmount", "GrainAmount", "ParametricShadows", "ParametricDarks", "ParametricLights",
                     "ParametricHighlights", "SplitToningShadowSaturation", "SplitToningHighlightSaturation",
                     "ColorGradeShadowSat", "ColorGradeMidtoneSat", "ColorGradeHighlightSat", "ColorGradeGlobalSat",
-                    "LuminanceSmoothing", "LensProfileEnable", "PerspectiveUpright")  # noise reduction, lens, Upright
+                    "LuminanceSmoothing", "LensProfileEnable", "PerspectiveUpright",  # noise reduction, lens, Upright
+                    "PerspectiveVertical", "PerspectiveHorizontal", "PerspectiveRotate",  # (Scale is 100 when unset)
+                    "PerspectiveAspect", "LensManualDistortionAmount", "DefringePurpleAmount",
+                    "DefringeGreenAmount")  # the manual Transform and lens corrections
 _ADOBE_MIXER = ("HueAdjustment", "SaturationAdjustment", "LuminanceAdjustment")  # + Red, Orange, ... Magenta
 # Adobe edits held in arrays or structures (a tester's masks, healing and point curve were not named): the local
 # adjustments, spot healing and red eye, read as present or not
@@ -67,7 +70,16 @@ ADOBE_STRUCTURED = {"MaskGroupBasedCorrections": "masks", "GradientBasedCorrecti
                     "CircularGradientBasedCorrections": "radial filters", "PaintBasedCorrections": "brush",
                     "RetouchAreas": "spot healing", "RedEyeInfo": "red eye"}
 ADOBE_CURVES = ("ToneCurvePV2012", "ToneCurvePV2012Red", "ToneCurvePV2012Green", "ToneCurvePV2012Blue")
-_LINEAR_CURVE = ("0, 0", "255, 255")
+
+
+def _linear(points: list[str]) -> bool:
+    """Whether a point curve ("0, 0", "128, 128", "255, 255", spaced any way) leaves every tone as it is (no
+    points: none set)."""
+    try:
+        pairs = [tuple(float(v) for v in point.split(",")) for point in points]
+    except ValueError:
+        return False  # unreadable: named rather than hidden
+    return all(len(pair) == 2 and pair[0] == pair[1] for pair in pairs)
 
 # darktable stores colour labels as numbers 0-4.
 DARKTABLE_LABELS = ("red", "yellow", "green", "blue", "purple")
@@ -93,8 +105,7 @@ def adobe_settings(tree: etree._ElementTree) -> dict[str, str]:
     structured = {name: f"({ADOBE_STRUCTURED[name]})" for name in structured_properties(tree, CRS_NS)
                   if name in ADOBE_STRUCTURED}
     for name in ADOBE_CURVES:  # the point curves; the parametric one is ADOBE_UNRENDERED's
-        curve = [" ".join(point.split()) for point in array_items(tree, CRS_NS, name)]
-        if curve and tuple(curve) != _LINEAR_CURVE:
+        if not _linear(array_items(tree, CRS_NS, name)):
             structured[name] = "(a point curve)"
     return read | structured | {name: value for name, value in crs.items()
                                 if name in ADOBE_CROP or name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)}

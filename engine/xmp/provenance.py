@@ -181,7 +181,11 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
     folders = list(dict.fromkeys([*archived, output.resolve().parent, *(Path(s).resolve() for s in search)]))
     seen: set[Path] = set()
     for candidate in _candidates(output, provenance, folders):
-        if candidate in seen or candidate.resolve() == output.resolve():
+        try:
+            same_file = candidate.resolve() == output.resolve()
+        except (OSError, RuntimeError):  # a symbolic link loop at a recorded or searched path: no raw there
+            continue
+        if candidate in seen or same_file:
             continue
         seen.add(candidate)
         if _matches(candidate, provenance.sha256):

@@ -80,6 +80,7 @@ class SidecarInfo:
     embedded: bool = False  # whether a DNG's own XMP packet was read too, after the sidecars
     adobe_from: str = ""  # the packet the Adobe values came from: a sidecar's path, or the DNG's embedded XMP
     darktable_edits: list[str] = field(default_factory=list)  # darktable's history, which a render does not apply
+    darktable_from: str = ""  # the packet darktable's history came from
 
 
 def _read_packet(path: Path):
@@ -142,10 +143,12 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     place: dict[str, Any] = {}
     turn: Orientation | None = None
     darktable: list[str] = []
+    darktable_from = ""
     exif = functools.partial(exif_orientation, raw)  # asked only for darktable's version 1 orientation
     for index, (tree, where) in enumerate(packets):
         turn = turn or orientation(tree, where, exif)
-        darktable = darktable or darktable_edits(tree, where)
+        if not darktable:
+            darktable, darktable_from = darktable_edits(tree, where), where
         ours = _recipe_properties(tree, where) if index < len(paths) else {}
         if ours and recipe is None:
             primary, recipe = paths[index], properties_to_recipe(ours, where)
@@ -163,7 +166,7 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     return SidecarInfo(path=primary, recipe=recipe, hints=hints, adobe=adobe, rating=stars, labels=labels,
                        keywords=words, paths=paths, credits=named, location=place, orientation=turn,
                        embedded=len(packets) > len(paths), adobe_from=adobe_from if adobe else "",
-                       darktable_edits=darktable)
+                       darktable_edits=darktable, darktable_from=darktable_from if darktable else "")
 
 
 def sidecar_orientation(raw: Path) -> Orientation | None:
@@ -241,15 +244,15 @@ def sidecar_render(raw: str | Path, changes: Mapping[str, Any] | None = None,
 def unapplied_crop(info: SidecarInfo) -> str | None:
     """A note for a crop that Lightroom's or darktable's edit of the raw sets: a render does not crop, and a
     photographer who cropped in darktable got the whole frame without a word (a tester's)."""
-    programs = []
+    programs = []  # each with the file that holds its edit (a tester's note named darktable's for Lightroom's)
     if info.adobe.get("HasCrop", "").strip().lower() == "true":
-        programs.append("Lightroom/Camera Raw")
+        programs.append(f"Lightroom/Camera Raw ({Path(info.adobe_from).name if info.adobe_from else info.path.name})")
     if {"crop", "clipping"} & set(info.darktable_edits):
-        programs.append("darktable")
+        programs.append(f"darktable ({Path(info.darktable_from or info.path).name})")
     if not programs:
         return None
-    return (f"{info.path.name}: the crop set in {' and '.join(programs)} is not applied; hostplug renders the "
-            "whole frame (crop the output in an editor)")
+    return (f"the crop set in {' and '.join(programs)} is not applied; hostplug renders the whole frame (crop the "
+            "output in an editor)")
 
 
 def _hidden(sidecar: Path, suffix: str) -> Path:

@@ -156,7 +156,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "recipe": info.recipe.to_dict() if info.recipe else None,
                 "changed": changed_settings(info.recipe) if info.recipe else {},
                 "hints": info.hints,
-                "adobe_unused": unused_adobe(info.adobe) if info.recipe is None else [],
+                "adobe_unused": unused_adobe(info.adobe),  # with a recipe of ours too: none of them renders
                 "adobe": info.adobe,
                 "adobe_from": info.adobe_from or None,
                 "darktable_edits": info.darktable_edits,

@@ -123,9 +123,10 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
     try:
         import logging
 
+        from engine.errors import HostplugError
         from hostplug.daemon.config import load_config
         from hostplug.daemon.daemon import Daemon, check_not_watched
-        from hostplug.daemon.logs import StatusLine, close_logging, setup_logging
+        from hostplug.daemon.logs import StatusLine, close_logging, log_fatal_before_start, setup_logging
         from hostplug.daemon.validate import validate
 
         changes = pop_recipe_options(kwargs)
@@ -154,8 +155,12 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
                                      "watcher": "polling" if polling else None, "cluster": cluster,
                                      "allow_public_bind": allow_public_bind or None}
         config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        check_not_watched([folder.path for folder in config.folders], config.journal)  # before validate creates
-        validate(config)
+        try:
+            check_not_watched([folder.path for folder in config.folders], config.journal)  # before validate creates
+            validate(config)
+        except HostplugError as e:  # before the log is set up: a monitor tailing the JSON log reads it too
+            log_fatal_before_start(config.log_json, e)
+            raise
         status = StatusLine()
         setup_logging(config.log_json, status, logging.DEBUG if verbose else logging.INFO)
         try:

@@ -115,15 +115,15 @@ def checked_address(address: str) -> str:
              "or auto")
     scheme = address.split("://", 1)[0] if "://" in address else None
     if scheme is not None and scheme != "ray":
-        raise ConfigError(f"cluster address {address}: {scheme}:// is not a Ray address; {usage}")
+        raise ConfigError(f"cluster address {address!r}: {scheme}:// is not a Ray address; {usage}")
     host, port = _split(address)
-    if not host.strip("[]"):
+    if not host.strip("[] "):
         raise ConfigError(f"cluster address {address!r} names no host; {usage}")
-    if "/" in host or address.endswith(":") or (port and not port.isdigit()):  # ray://h/x, ray://h:, ray://h:x
-        raise ConfigError(f"cluster address {address}: not HOST:PORT; {usage}")
+    if "/" in host or address.endswith(":") or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
+        raise ConfigError(f"cluster address {address!r} is not HOST:PORT (a port from 1 to 65535); {usage}")
     if not port:
         if scheme is None:
-            raise ConfigError(f"cluster address {address} names no port; {usage}")
+            raise ConfigError(f"cluster address {address!r} names no port; {usage}")
         return f"{address}:{RAY_CLIENT_PORT}"
     return address
 
@@ -557,6 +557,9 @@ class RayPool:
         try:
             _join(ray, address)
         except Exception as e:  # connection, version and authentication errors alike
+            if address == "auto" and "could not find any running ray instance" in _one_line(e).lower():
+                raise ConfigError("no Ray cluster runs on this machine (--cluster auto): start one with hostplug "
+                                  "cluster start, or give the head's address, ray://HEAD:10001") from e
             about_auth = mode == "token" and any(w in _one_line(e).lower() for w in ("auth", "token", "permission"))
             raise ConfigError(f"cannot join the Ray cluster at {address}: {_one_line(e)}"
                               + (" (token authentication: every node and this machine need the same token, "

@@ -347,7 +347,7 @@ def parse_config(data: Mapping[str, Any], base: Path) -> DaemonConfig:
         device=daemon.choice("device", ("cpu", "cuda"), "cpu"),
         warm_up=daemon.get("warm_up", bool, True),
         threads_per_worker=daemon.get("threads_per_worker", int, 0),
-        cluster=daemon.get("cluster", str) or None,
+        cluster=daemon.get("cluster", str),  # "" is refused by validate(), not taken for no cluster
         cpus_per_worker=daemon.positive("cpus_per_worker", 1, int),
         path_map=parse_path_map(daemon.get("path_map", dict, {}), base),
     )

@@ -220,7 +220,16 @@ class Daemon:
 
     def run(self) -> int:
         """Run until SIGTERM, SIGINT or SIGHUP (a closed terminal; not under ``nohup``); returns the exit status
-        (0 after a clean stop)."""
+        (0 after a clean stop). What stops it otherwise is a ``fatal`` event in the log too: the command prints
+        it, and a monitor tailing the JSON log must read it (a tester's log just ended)."""
+        try:
+            return self._run()
+        except Exception as e:
+            said = str(e) if isinstance(e, HostplugError) else f"an unexpected error ({type(e).__name__}: {e})"
+            _event(f"stopped: {said}", "fatal", logging.ERROR, error=said, exit_code=getattr(e, "exit_code", 1))
+            raise
+
+    def _run(self) -> int:
         held: list[int | None] = [lock_journal(self.config.journal)]  # None: a folder that cannot be locked
         try:
             for folder in self.config.folders:
@@ -239,10 +248,6 @@ class Daemon:
             while not self.stop_requested:
                 self._tick()
             self._shutdown()
-        except Exception as e:  # the command prints it; a monitor tailing the JSON log must read it too
-            said = str(e) if isinstance(e, HostplugError) else f"an unexpected error ({type(e).__name__}: {e})"
-            _event(f"stopped: {said}", "fatal", logging.ERROR, error=said, exit_code=getattr(e, "exit_code", 1))
-            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -500,13 +505,13 @@ class Daemon:
                 self.throughput.add(True)
                 _event(f"rendered {entry.path} -> {', '.join(outcome.outputs)} ({outcome.seconds:.1f} s)", "done",
                        outputs=list(outcome.outputs), timings=outcome.timings, **fields)
-                if outcome.notice:
-                    _event(f"{entry.path}: {outcome.notice}", "notice", logging.WARNING, **fields)
                 if outcome.message:  # earlier outputs under other names: never removed (they may be retouched)
                     _event(f"{entry.path}: {_about(outcome.message, entry.path)}", "kept", logging.WARNING, **fields)
             else:
                 _event(f"{entry.path}: identical to its last render (same content and recipe); not rendered again",
                        "unchanged", **fields)
+            if outcome.notice:
+                _event(f"{entry.path}: {outcome.notice}", "notice", logging.WARNING, **fields)
             refreshed = self.journal.get(entry.id)
             if refreshed and self._changed(refreshed):
                 self.scanner.recheck(refreshed.path)  # changed while it rendered: kept, and queued again

@@ -188,6 +188,10 @@ def _left_alone(job: Job, targets: list[str]) -> str | None:
         if not target.exists():
             continue
         recorded = read_provenance(target)
+        if recorded.sha256 is None and str(target) in job.previous_outputs and not recorded.darktable_export:
+            # its own output, saved by an editor that dropped hostplug's record: a retouch, not a stranger's file
+            return (f"{target} was changed since hostplug rendered it (an editor saved over it?); it is left alone: "
+                    "rename or move it, then hostplug queue --retry")
         if recorded.sha256 not in ours:
             return (f"{target} exists and is not a hostplug render of this raw; it is left alone: rename or move it "
                     "(or change the template), then hostplug queue --retry")
@@ -316,7 +320,7 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
     digest = recipe_hash(recipe, folder, catalogue, turned)
     if _current(job, digest):
         return Outcome(job.id, "unchanged", "same content and recipe as its last render", digest,
-                       job.previous_outputs)
+                       job.previous_outputs, notice=read.notice or "")  # a crop set since changes no recipe
     try:
         # the same bytes; outputs then record the original. The raw itself is opened as the file checked above
         # lies: a link swapped in since is refused, not followed

@@ -10,6 +10,8 @@ import contextlib
 import copy
 import json
 import logging
+import os
+import stat
 import sys
 import time
 import unicodedata
@@ -51,6 +53,28 @@ def printable(text: str) -> str:
     if not any(_hidden(c) for c in text):
         return text
     return "".join(c.encode("unicode_escape").decode("ascii") if _hidden(c) else c for c in text)
+
+
+def log_fatal_before_start(json_path: Path | None, error: Exception) -> None:
+    """Append the ``fatal`` event for ``error`` to the JSON log when the daemon stops before its logging was set
+    up (a start-up check failed): a monitor tailing the log saw nothing at all. Only into a regular file or a new
+    one, never waiting on a FIFO; a log that cannot be written is passed over (the command's error line stands)."""
+    if json_path is None:
+        return
+    record = logging.LogRecord(LOGGER, logging.ERROR, "", 0, f"stopped: {error}", None, None)
+    record.event = "fatal"  # type: ignore[attr-defined]
+    record.fields = {"error": str(error), "exit_code": getattr(error, "exit_code", 1)}  # type: ignore[attr-defined]
+    try:
+        descriptor = os.open(json_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.write(descriptor, (JsonFormatter().format(record) + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 class ReadableFormatter(logging.Formatter):

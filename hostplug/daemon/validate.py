@@ -120,6 +120,10 @@ def validate(config: DaemonConfig) -> None:
         decode_seconds()
     except OptionError as e:
         raise ConfigError(str(e)) from None
+    if config.cluster is not None:  # an address Ray cannot use: one line now (Ray waits half a minute)
+        from hostplug.daemon.cluster import checked_address
+
+        checked_address(config.cluster)
     if config.cluster is None:  # a cluster's nodes may have the GPU its head lacks
         from engine.devices import check_device
 
