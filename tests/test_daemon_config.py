@@ -226,3 +226,18 @@ def test_too_few_open_files_for_the_workers_is_one_line(tmp_path: Path, hot: Pat
     result = _watch(hot, "--out", tmp_path / "out", "--workers", "2")
     _refused(result, "cannot start 2 workers: Too many open files; raise the limit of open files (ulimit -n)")
     assert result.exit_code == 2
+
+
+def test_a_start_up_refusal_is_a_fatal_event_in_the_json_log(tmp_path: Path) -> None:
+    """A tester's: a daemon refused at start (a missing hot folder, a bad cluster address, a locked journal) left
+    its JSON log empty; a monitor tailing it saw nothing."""
+    import json
+
+    log = tmp_path / "log.jsonl"
+    _refused(_watch(tmp_path / "missing", "--out", tmp_path / "out", "--log-json", log), "does not exist")
+    (event,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert event["event"] == "fatal" and event["level"] == "error" and "does not exist" in event["error"]
+    (tmp_path / "in").mkdir()
+    _refused(_watch(tmp_path / "in", "--out", tmp_path / "out", "--cluster", "127.0.0.2:0", "--log-json", log),
+             "is not HOST:PORT")
+    assert json.loads(log.read_text().splitlines()[-1])["exit_code"] == 2

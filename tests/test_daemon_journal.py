@@ -599,6 +599,9 @@ def test_an_output_replaced_by_another_file_is_not_taken_for_the_raws_render(tmp
     assert _run(config, journal, again).kind == "unchanged"
     output.write_bytes(b"an editor's save without our record")  # still the retouch of this raw's render
     assert _run(config, journal, again).kind == "unchanged"
+    edited = _run(config, journal, dataclasses.replace(again, previous_recipe_hash="another recipe"))
+    assert edited.kind == "failed" and "was changed since hostplug rendered it" in edited.message  # a retouch,
+    assert output.read_bytes() == b"an editor's save without our record"  # not "a stranger's file" (a tester's)
     tiny = np.full((8, 8, 3), 90, np.uint8)
     cv2.imwrite(str(output), tiny)
     register_namespace()
