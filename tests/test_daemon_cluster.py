@@ -274,7 +274,7 @@ def test_a_cluster_address_ray_cannot_use_is_one_line_and_ray_without_a_port_tak
     for address, says in (("ray://", "names no host"), ("http://x", "http:// is not a Ray address"),
                           ("127.0.0.2", "names no port"), ("ray://h:", "not HOST:PORT"), ("ray://h/x", "not HOST:PORT"),
                           ("ray://h:x", "not HOST:PORT"), ("127.0.0.2:0", "not HOST:PORT"),
-                          ("ray://127.0.0.2:65536", "not HOST:PORT"), ("", "names no host")):
+                          ("ray://127.0.0.2:65536", "not HOST:PORT"), ("", "leave out cluster")):
         with pytest.raises(ConfigError, match=says):
             checked_address(address)
 

@@ -229,8 +229,9 @@ def test_too_few_open_files_for_the_workers_is_one_line(tmp_path: Path, hot: Pat
 
 
 def test_a_start_up_refusal_is_a_fatal_event_in_the_json_log(tmp_path: Path) -> None:
-    """A tester's: a daemon refused at start (a missing hot folder, a bad cluster address, a locked journal) left
-    its JSON log empty; a monitor tailing it saw nothing."""
+    """A tester's: a daemon refused at start (a missing hot folder, a bad cluster address) left its JSON log
+    empty; a monitor tailing it saw nothing. A refusal because another daemon runs writes nothing there (a
+    reviewer's: it would say of a healthy daemon that it stopped)."""
     import json
 
     log = tmp_path / "log.jsonl"
@@ -241,3 +242,18 @@ def test_a_start_up_refusal_is_a_fatal_event_in_the_json_log(tmp_path: Path) -> 
     _refused(_watch(tmp_path / "in", "--out", tmp_path / "out", "--cluster", "127.0.0.2:0", "--log-json", log),
              "is not HOST:PORT")
     assert json.loads(log.read_text().splitlines()[-1])["exit_code"] == 2
+    # refused because another daemon holds the journal: its log (this one, maybe) is not the refused one's to end
+    import os
+
+    from hostplug.daemon.daemon import lock_journal
+
+    journal = tmp_path / "in" / ".hostplug" / "journal.sqlite"
+    journal.parent.mkdir()
+    held = lock_journal(journal)
+    try:
+        before = log.read_text()
+        _refused(_watch(tmp_path / "in", "--out", tmp_path / "out", "--log-json", log), "another hostplug watch")
+        assert log.read_text() == before
+    finally:
+        if held is not None:
+            os.close(held)

@@ -496,10 +496,19 @@ def test_a_crop_the_raws_sidecar_sets_is_noted_by_the_daemon(tmp_path: Path, sam
         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
         '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" crs:HasCrop="True"/>'
         '</rdf:RDF></x:xmpmeta>')
+    import dataclasses
+
+    from engine.filehash import file_sha256
+
     journal.start(job.id)
+    job = dataclasses.replace(job, content_hash=file_sha256(raw))
     outcome = _run(config, journal, job)
     assert outcome.kind == "done" and outcome.notice.startswith(
         "the crop set in Lightroom/Camera Raw (a.xmp) is not applied")
+    again = _run(config, journal, dataclasses.replace(job, previous_content_hash=job.content_hash,
+                                                      previous_recipe_hash=outcome.recipe_hash,
+                                                      previous_outputs=outcome.outputs))
+    assert again.kind == "unchanged" and again.notice == outcome.notice  # a crop set later changes no recipe
     daemon = Daemon(config)
     daemon.journal = journal
     logged = []

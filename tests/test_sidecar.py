@@ -453,3 +453,10 @@ def test_a_sidecar_padded_with_nul_bytes_reads_as_darktable_reads_it(tmp_path: P
     assert rating(parse_packet(packet + b"\0" * 64, "padded.xmp")) == 3
     with pytest.raises(SidecarError, match="not valid XML"):
         parse_packet(packet[:-30] + b"\0" * 64, "cut.xmp")  # padding does not excuse a packet cut short
+
+
+def test_a_point_curve_on_the_diagonal_is_no_edit() -> None:
+    from engine.xmp.hints import _linear
+
+    assert _linear(["0, 0", "128, 128", "255, 255"]) and _linear(["0,0", "255,255"]) and _linear([])
+    assert not _linear(["0, 0", "128, 140", "255, 255"]) and not _linear(["0, 0", "x"])

@@ -27,6 +27,8 @@ SPACE_NAMES: tuple[str, ...] = ("srgb", "display-p3", "adobe-rgb", "prophoto")
 # Other names people type for a format or a colour space (case, hyphens and spaces aside).
 FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 SPACE_ALIASES = {"p3": "display-p3", "adobe-rgb-1998": "adobe-rgb", "prophoto-rgb": "prophoto", "romm-rgb": "prophoto"}
+# Other programs' edits beside a raw: XMP (Lightroom, darktable, ours), RawTherapee, DxO PhotoLab, ON1
+SIDECAR_SUFFIXES = (".xmp", ".pp3", ".dop", ".on1")
 MIN_LONG_EDGE = 16  # pixels: a smaller output is a mistake, not a picture
 MAX_MODIFIED_TIME = 253_402_300_799  # 9999-12-31 23:59:59 UTC: later overflowed the file system's clock (a traceback)
 
@@ -114,7 +116,7 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
                                 f"{asked.upper()}; name it {Path(path).stem}{FORMAT_SUFFIX.get(asked, '')} or leave "
                                 "out --format (in Python: OutputOptions(format=None))")
     # TIFF data under a raw's name replaced a raw, and a PNG under a sidecar's the photographer's edits
-    sidecar = Path(path).suffix.lower() == ".xmp"
+    sidecar = Path(path).suffix.lower() in SIDECAR_SUFFIXES
     if asked is not None and named is None and (is_raw_name(path) or sidecar):
         raise OutputOptionError(f"{Path(path).name} is named as a {'sidecar' if sidecar else 'raw'}, not a "
                                 f"{asked.upper()} file; name it "
@@ -123,7 +125,7 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
     if fmt is None:
         raise OutputOptionError(
             f"cannot tell the output format from {Path(path).name!r}; name it .tif, .png or .jpg, or give the "
-            "format (--format)"
+            "format (--format) (in Python: OutputOptions(format='tiff'))"
         )
     bits = options.bits or DEFAULT_BITS[fmt]  # each option alone was checked when the options were made
     if fmt == "jpeg" and bits != 8:

@@ -365,10 +365,10 @@ def check_target(path: Path, options: OutputOptions) -> None:
     if path.exists() and not path.is_file():  # a link is replaced, not followed, but one to /dev/stdout is no file
         raise OutputError(f"cannot write {path}: it is (or links to) a device, pipe or socket, not a file; name "
                           "another output")
-    # /dev/stdout -> /proc/self/fd/1, which may lead on to a file (stdout redirected): a stream all the same
-    if path.is_symlink() and os.readlink(path).startswith(("/proc/", "/dev/")):
-        raise OutputError(f"cannot write {path}: it links to {os.readlink(path)}, a stream, not a file; "
-                          "hostplug writes outputs to files: name one")
+    stream = _stream_linked(path)
+    if stream is not None:
+        raise OutputError(f"cannot write {path}: it links to {stream}, a stream, not a file; hostplug writes "
+                          "outputs to files: name one")
     if path.name == "-":
         raise OutputError("cannot write '-': hostplug writes outputs to files, not to standard output; name one")
     if path.exists() and not options.overwrite:
@@ -376,6 +376,19 @@ def check_target(path: Path, options: OutputOptions) -> None:
                           "OutputOptions(overwrite=True))")
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+
+
+def _stream_linked(path: Path, hops: int = 40) -> str | None:
+    """Where a chain of links at ``path`` reaches /proc or /dev (not /dev/shm): /dev/stdout -> /proc/self/fd/1,
+    which may lead on to a file (standard output redirected) and so passes for one; None for any other path."""
+    path = Path(os.path.abspath(path))
+    for _ in range(hops):
+        if not os.path.islink(path):
+            return None
+        path = Path(os.path.normpath(path.parent / os.readlink(path)))
+        if str(path).startswith(("/proc/", "/dev/")) and not str(path).startswith("/dev/shm/"):
+            return str(path)
+    return None
 
 
 def _with_errno(error: OSError, folder: Path) -> OSError:

@@ -203,8 +203,8 @@ def presets(as_json: bool) -> None:
 @click.option("--search", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Another folder to look for the source raws in (repeatable).")
 @click.option("-o", "--output", "--out", "target", type=click.Path(dir_okay=False, path_type=Path),
-              help="The new output, for one OUTPUT (default: OUTPUT_rerender with the same suffix; "
-                   "OUTPUT_rerender-2... if taken).")
+              help="The new output, for one OUTPUT (default: OUTPUT_rerender with the same suffix, or its "
+                   "format's when the suffix names none; OUTPUT_rerender-2... if taken).")
 @click.option("--overwrite", is_flag=True, help="Replace -o/--output if it exists.")
 @device_option
 @time_limit_option

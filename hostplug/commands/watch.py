@@ -126,6 +126,7 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
         from engine.errors import HostplugError
         from hostplug.daemon.config import load_config
         from hostplug.daemon.daemon import Daemon, check_not_watched
+        from hostplug.daemon.errors import TakenError
         from hostplug.daemon.logs import StatusLine, close_logging, log_fatal_before_start, setup_logging
         from hostplug.daemon.validate import validate
 
@@ -159,7 +160,8 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
             check_not_watched([folder.path for folder in config.folders], config.journal)  # before validate creates
             validate(config)
         except HostplugError as e:  # before the log is set up: a monitor tailing the JSON log reads it too
-            log_fatal_before_start(config.log_json, e)
+            if not isinstance(e, TakenError):  # (not into the log of the daemon that holds the journal)
+                log_fatal_before_start(config.log_json, e)
             raise
         status = StatusLine()
         setup_logging(config.log_json, status, logging.DEBUG if verbose else logging.INFO)

@@ -117,6 +117,9 @@ def checked_address(address: str) -> str:
     if scheme is not None and scheme != "ray":
         raise ConfigError(f"cluster address {address!r}: {scheme}:// is not a Ray address; {usage}")
     host, port = _split(address)
+    if not address.strip():
+        raise ConfigError("the cluster address is empty; leave out cluster (and --cluster) to render on this machine, "
+                          f"or {usage}")
     if not host.strip("[] "):
         raise ConfigError(f"cluster address {address!r} names no host; {usage}")
     if "/" in host or address.endswith(":") or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
@@ -544,7 +547,7 @@ class RayPool:
 
     def start(self) -> None:
         """Join the cluster, check every node sees the shared folders, and start the workers."""
-        address = checked_address(self.config.cluster or "auto")
+        address = checked_address(self.config.cluster or "")  # (validate() refused an empty one already)
         check_bind(address_host(address), self.config.allow_public_bind)
         check_reachable(address)
         mode = enable_token_auth()

@@ -27,7 +27,7 @@ from engine.errors import HostplugError
 from engine.filehash import file_sha256
 from hostplug.daemon import originals
 from hostplug.daemon.config import DaemonConfig, FolderConfig
-from hostplug.daemon.errors import ConfigError, JournalError
+from hostplug.daemon.errors import ConfigError, JournalError, TakenError
 from hostplug.daemon.job import MAX_RAW_BYTES, Job, Outcome
 from hostplug.daemon.journal import Entry, Journal, journal_error
 from hostplug.daemon.logs import StatusLine
@@ -81,14 +81,14 @@ def check_not_watched(folders: list[Path], journal: Path) -> None:
             raise _folder_taken(folder, held)
 
 
-def _journal_taken(journal: Path, holder: str) -> JournalError:
+def _journal_taken(journal: Path, holder: str) -> TakenError:
     """The refusal of a journal another daemon holds (``holder``: what it wrote in the lock, its pid)."""
-    return JournalError(f"another hostplug watch (pid {holder or '?'}) is using {journal}")
+    return TakenError(f"another hostplug watch (pid {holder or '?'}) is using {journal}")
 
 
-def _folder_taken(folder: Path, holder: str) -> JournalError:
+def _folder_taken(folder: Path, holder: str) -> TakenError:
     """The refusal of a hot folder another daemon watches (``holder``: what it wrote in the folder's lock)."""
-    return JournalError(f"hot folder {folder}: another hostplug watch ({holder or 'another process'}) watches it; a "
+    return TakenError(f"hot folder {folder}: another hostplug watch ({holder or 'another process'}) watches it; a "
                         "folder has one daemon: stop that one, or start this one with its journal (--journal)")
 
 
@@ -224,6 +224,8 @@ class Daemon:
         it, and a monitor tailing the JSON log must read it (a tester's log just ended)."""
         try:
             return self._run()
+        except TakenError:  # another daemon's: its log may be this configuration's, and it is not stopping
+            raise
         except Exception as e:
             said = str(e) if isinstance(e, HostplugError) else f"an unexpected error ({type(e).__name__}: {e})"
             _event(f"stopped: {said}", "fatal", logging.ERROR, error=said, exit_code=getattr(e, "exit_code", 1))

@@ -24,6 +24,11 @@ class JournalError(HostplugError):
     exit_code = 7
 
 
+class TakenError(JournalError):
+    """Another daemon holds the journal or watches the hot folder: its log (maybe this configuration's too) is not
+    this refused one's to write a fatal event in."""
+
+
 class ClusterLostError(HostplugError):
     """The connection to the Ray cluster was lost while the daemon ran; its files stay queued in the journal."""
 

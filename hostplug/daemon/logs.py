@@ -61,7 +61,7 @@ def log_fatal_before_start(json_path: Path | None, error: Exception) -> None:
     one, never waiting on a FIFO; a log that cannot be written is passed over (the command's error line stands)."""
     if json_path is None:
         return
-    record = logging.LogRecord(LOGGER, logging.ERROR, "", 0, f"stopped: {error}", None, None)
+    record = logging.LogRecord(LOGGER, logging.ERROR, "", 0, f"refused to start: {error}", None, None)
     record.event = "fatal"  # type: ignore[attr-defined]
     record.fields = {"error": str(error), "exit_code": getattr(error, "exit_code", 1)}  # type: ignore[attr-defined]
     try:

@@ -124,7 +124,7 @@ def validate(config: DaemonConfig) -> None:
         from hostplug.daemon.cluster import checked_address
 
         checked_address(config.cluster)
-    if config.cluster is None:  # a cluster's nodes may have the GPU its head lacks
+    else:  # a cluster's nodes may have the GPU its head lacks
         from engine.devices import check_device
 
         try:
