@@ -695,7 +695,8 @@ def test_lightroom_masks_healing_point_curve_and_lens_corrections_are_named_as_n
     (tmp_path / "A.xmp").write_text(
         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
         '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" '
-        'crs:LuminanceSmoothing="20" crs:LensProfileEnable="1" crs:PerspectiveUpright="0">'
+        'crs:LuminanceSmoothing="20" crs:LensProfileEnable="1" crs:PerspectiveUpright="0" '
+        'crs:PerspectiveScale="100" crs:PerspectiveVertical="12">'
         '<crs:ToneCurvePV2012><rdf:Seq><rdf:li>0, 0</rdf:li><rdf:li>128, 140</rdf:li><rdf:li>255, 255</rdf:li>'
         '</rdf:Seq></crs:ToneCurvePV2012><crs:ToneCurvePV2012Red><rdf:Seq><rdf:li>0, 0</rdf:li>'
         '<rdf:li>255, 255</rdf:li></rdf:Seq></crs:ToneCurvePV2012Red><crs:ToneCurvePV2012Blue><rdf:Seq>'
@@ -709,7 +710,8 @@ def test_lightroom_masks_healing_point_curve_and_lens_corrections_are_named_as_n
     assert sorted(shown["adobe_unused"]) == sorted([
         "crs:MaskGroupBasedCorrections (masks)", "crs:RetouchAreas (spot healing)",
         "crs:ToneCurvePV2012 (a point curve)", "crs:ToneCurvePV2012Blue (a point curve)",
-        "crs:LuminanceSmoothing=20", "crs:LensProfileEnable=1"])  # the linear red curve and empty filters: none
+        "crs:LuminanceSmoothing=20", "crs:LensProfileEnable=1", "crs:PerspectiveVertical=12"])  # not the linear
+    # red curve, the empty filters, nor the Transform's scale at 100, its unset value
 
 
 def test_a_sidecar_position_drops_the_cameras_void_fix_status() -> None:

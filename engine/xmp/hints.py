@@ -60,7 +60,7 @@ ADOBE_UNRENDERED = ("Clarity2012", "Texture", "Dehaze", "ConvertToGrayscale", "P
                     "ParametricHighlights", "SplitToningShadowSaturation", "SplitToningHighlightSaturation",
                     "ColorGradeShadowSat", "ColorGradeMidtoneSat", "ColorGradeHighlightSat", "ColorGradeGlobalSat",
                     "LuminanceSmoothing", "LensProfileEnable", "PerspectiveUpright",  # noise reduction, lens, Upright
-                    "PerspectiveVertical", "PerspectiveHorizontal", "PerspectiveRotate",  # (Scale is 100 when unset)
+                    "PerspectiveVertical", "PerspectiveHorizontal", "PerspectiveRotate", "PerspectiveScale",
                     "PerspectiveAspect", "LensManualDistortionAmount", "DefringePurpleAmount",
                     "DefringeGreenAmount")  # the manual Transform and lens corrections
 _ADOBE_MIXER = ("HueAdjustment", "SaturationAdjustment", "LuminanceAdjustment")  # + Red, Orange, ... Magenta
@@ -69,6 +69,7 @@ _ADOBE_MIXER = ("HueAdjustment", "SaturationAdjustment", "LuminanceAdjustment") 
 ADOBE_STRUCTURED = {"MaskGroupBasedCorrections": "masks", "GradientBasedCorrections": "graduated filters",
                     "CircularGradientBasedCorrections": "radial filters", "PaintBasedCorrections": "brush",
                     "RetouchAreas": "spot healing", "RedEyeInfo": "red eye"}
+_UNSET = {"PerspectiveScale": 100.0}  # the settings whose "no edit" is not 0
 ADOBE_CURVES = ("ToneCurvePV2012", "ToneCurvePV2012Red", "ToneCurvePV2012Green", "ToneCurvePV2012Blue")
 
 
@@ -157,7 +158,7 @@ def unused_adobe(adobe: dict[str, str]) -> list[str]:
         box = ", ".join(f"{name[4:].lower()} {adobe[name]}" for name in ADOBE_CROP[1:] if name in adobe)
         unused.append(f"crs:HasCrop=True ({box})" if box else "crs:HasCrop=True")
     for name, value in adobe.items():
-        if (name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)) and _is_an_edit(value):
+        if (name in ADOBE_UNRENDERED or name.startswith(_ADOBE_MIXER)) and _is_an_edit(value, _UNSET.get(name, 0.0)):
             unused.append(f"crs:{name}={value}")
         elif name in ADOBE_STRUCTURED or name in ADOBE_CURVES:
             unused.append(f"crs:{name} {value}")
@@ -167,14 +168,14 @@ def unused_adobe(adobe: dict[str, str]) -> list[str]:
     return unused
 
 
-def _is_an_edit(value: str) -> bool:
-    """Whether an Adobe setting's value asks for something: "True", or a number other than 0 (text that is
-    neither counts too, rather than hide what it might ask)."""
+def _is_an_edit(value: str, unset: float = 0.0) -> bool:
+    """Whether an Adobe setting's value asks for something: "True", or a number other than its ``unset`` one (text
+    that is neither counts too, rather than hide what it might ask)."""
     text = value.strip()
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     try:
-        return float(text) != 0.0
+        return float(text) != unset
     except ValueError:
         return bool(text)
 
