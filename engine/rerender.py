@@ -67,6 +67,7 @@ class RenderRecord:
     models: dict[str, str]
     output: dict[str, Any] = field(default_factory=dict)  # colour space, long edge, JPEG quality
     catalogue: dict[str, Any] = field(default_factory=dict)  # rating, label, keywords, credits, to carry over
+    source_sha256: str | None = None  # of the raw, as recorded (None: an output that records none)
     orientation: Orientation | None = None  # the one it applied; None when it recorded none (an older output)
 
 
@@ -129,6 +130,7 @@ def read_record(path: Path) -> RenderRecord:
         models=_json_object(xmp, "models", path),
         output=_output_options(xmp, path),
         catalogue={key: xmp[key] for key in CATALOGUE_KEYS if key in xmp},
+        source_sha256=xmp.get(f"Xmp.{XMP_PREFIX}.sourceSHA256") or None,
         orientation=Orientation.from_note(turned, str(path)) if turned is not None else None,
     )
 
@@ -300,7 +302,7 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     from engine.edits import apply_changes
     from engine.models import model_hashes
     from engine.output.export import render_files
-    from engine.xmp.provenance import find_source, read_provenance
+    from engine.xmp.provenance import find_source
 
     output = _path_argument(output, "output")
     searched = [search] if isinstance(search, (str, os.PathLike)) else list(search) if isinstance(
@@ -317,9 +319,9 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
                           "the raw (hostplug render) instead") from None
     source = find_source(output, [Path(s) for s in searched])
     catalogue, also_said = _current_catalogue(source, record)
-    if read_provenance(output).sha256 is None:  # an output that records none: the raw is taken by its name alone
-        also_said = "; ".join(n for n in (f"{output.name} records no SHA-256 of its raw, so {source} was taken "
-                                                "by its name, unchecked", also_said) if n)
+    if record.source_sha256 is None:  # (a damaged one find_source refused): the raw is taken by its name alone
+        unchecked = f"{output.name} records no SHA-256 of its raw, so {source} was taken by its name, unchecked"
+        also_said = "; ".join(n for n in (unchecked, also_said) if n)
     fmt, bits, compression = image_format(output)
     new = target if target is not None else rerender_target(output, fmt)
     if SUFFIX_FORMATS.get(new.suffix.lower(), fmt) != fmt:  # (a suffix that names no format takes the output's)
@@ -330,8 +332,7 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
                             overwrite=overwrite, compression=compression)
     for _ in range(TAKEN_TRIES):
         try:
-            result = render_files(source, [(new, options)], recipe, extra_xmp=catalogue,
-                                  device=device,
+            result = render_files(source, [(new, options)], recipe, extra_xmp=catalogue, device=device,
                                   progress=progress, orientation=record.orientation,
                                   render_size=record.output.get("rendered_at", "by outputs"))
             return replace(result, source=source, notice="; ".join(n for n in (notice, also_said) if n) or None)

@@ -71,13 +71,13 @@ def read_provenance(image: Path) -> Provenance:
                 names.append(name)
     recorded = xmp.get(f"Xmp.{XMP_PREFIX}.sourcePath")
     sha = xmp.get(f"Xmp.{XMP_PREFIX}.sourceSHA256")
+    valid_sha = isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha) is not None
     recipe, recipe_error = _recipe(xmp.get(f"Xmp.{XMP_PREFIX}.recipe"))
     return Provenance(
         names=tuple(names),
         path=Path(recorded) if isinstance(recorded, str) and recorded else None,
-        sha256=sha.lower() if isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha) else None,
-        damaged_sha256=None if sha is None or (isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha))
-        else str(sha),
+        sha256=sha.lower() if valid_sha else None,
+        damaged_sha256=None if sha is None or valid_sha else str(sha),
         recipe=recipe,
         recipe_error=recipe_error,
         written=xmp.get(f"Xmp.{XMP_PREFIX}.written"),

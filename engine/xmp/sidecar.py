@@ -246,7 +246,7 @@ def unapplied_crop(info: SidecarInfo) -> str | None:
     photographer who cropped in darktable got the whole frame without a word (a tester's)."""
     programs = []  # each with the file that holds its edit (a tester's note named darktable's for Lightroom's)
     if info.adobe.get("HasCrop", "").strip().lower() == "true":
-        programs.append(f"Lightroom/Camera Raw ({Path(info.adobe_from).name if info.adobe_from else info.path.name})")
+        programs.append(f"Lightroom/Camera Raw ({Path(info.adobe_from or info.path).name})")
     if {"crop", "clipping"} & set(info.darktable_edits):
         programs.append(f"darktable ({Path(info.darktable_from or info.path).name})")
     if not programs:

@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.errors import HostplugError
 from engine.filehash import file_sha256
 from hostplug.daemon import originals
 from hostplug.daemon.config import DaemonConfig, FolderConfig
 from hostplug.daemon.errors import ConfigError, JournalError, TakenError
 from hostplug.daemon.job import MAX_RAW_BYTES, Job, Outcome
 from hostplug.daemon.journal import Entry, Journal, journal_error
-from hostplug.daemon.logs import StatusLine
+from hostplug.daemon.logs import StatusLine, fatal_fields
 from hostplug.daemon.progress import Throughput
 from hostplug.daemon.scanner import Scanner, failure_wait, sidecar_stamp
 from hostplug.daemon.systemd import notify, watchdog_interval
@@ -227,8 +226,8 @@ class Daemon:
         except TakenError:  # another daemon's: its log may be this configuration's, and it is not stopping
             raise
         except Exception as e:
-            said = str(e) if isinstance(e, HostplugError) else f"an unexpected error ({type(e).__name__}: {e})"
-            _event(f"stopped: {said}", "fatal", logging.ERROR, error=said, exit_code=getattr(e, "exit_code", 1))
+            fields = fatal_fields(e)
+            _event(f"stopped: {fields['error']}", "fatal", logging.ERROR, **fields)
             raise
 
     def _run(self) -> int:

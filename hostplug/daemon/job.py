@@ -188,14 +188,12 @@ def _left_alone(job: Job, targets: list[str]) -> str | None:
         if not target.exists():
             continue
         recorded = read_provenance(target)
-        if recorded.sha256 is None and str(target) in job.previous_outputs and not recorded.darktable_export:
-            # its own output, saved by an editor that dropped hostplug's record: a retouch, not a stranger's file
-            return (f"{target} was changed since hostplug rendered it (an editor saved over it?); it is left alone: "
-                    "rename or move it, then hostplug queue --retry")
-        if recorded.sha256 not in ours:
+        # its own output, saved by an editor that dropped hostplug's record: a retouch, not a stranger's file
+        record_lost = recorded.sha256 is None and str(target) in job.previous_outputs and not recorded.darktable_export
+        if recorded.sha256 not in ours and not record_lost:
             return (f"{target} exists and is not a hostplug render of this raw; it is left alone: rename or move it "
                     "(or change the template), then hostplug queue --retry")
-        if not untouched(target, recorded.written):
+        if record_lost or not untouched(target, recorded.written):
             return (f"{target} was changed since hostplug rendered it (a retouch saved over it?); it is left alone: "
                     "rename or move it, then hostplug queue --retry")
     return None

@@ -16,7 +16,9 @@ import sys
 import time
 import unicodedata
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+from engine.errors import HostplugError
 
 LOGGER = "hostplug.watch"
 
@@ -55,15 +57,23 @@ def printable(text: str) -> str:
     return "".join(c.encode("unicode_escape").decode("ascii") if _hidden(c) else c for c in text)
 
 
+def fatal_fields(error: Exception) -> dict[str, Any]:
+    """The fields of the ``fatal`` event for what stopped the daemon: the error (one not hostplug's named as
+    unexpected) and the exit status the command gives."""
+    said = str(error) if isinstance(error, HostplugError) else f"an unexpected error ({type(error).__name__}: {error})"
+    return {"error": said, "exit_code": getattr(error, "exit_code", 1)}
+
+
 def log_fatal_before_start(json_path: Path | None, error: Exception) -> None:
     """Append the ``fatal`` event for ``error`` to the JSON log when the daemon stops before its logging was set
     up (a start-up check failed): a monitor tailing the log saw nothing at all. Only into a regular file or a new
     one, never waiting on a FIFO; a log that cannot be written is passed over (the command's error line stands)."""
     if json_path is None:
         return
-    record = logging.LogRecord(LOGGER, logging.ERROR, "", 0, f"refused to start: {error}", None, None)
+    fields = fatal_fields(error)
+    record = logging.LogRecord(LOGGER, logging.ERROR, "", 0, f"refused to start: {fields['error']}", None, None)
     record.event = "fatal"  # type: ignore[attr-defined]
-    record.fields = {"error": str(error), "exit_code": getattr(error, "exit_code", 1)}  # type: ignore[attr-defined]
+    record.fields = fields  # type: ignore[attr-defined]
     try:
         descriptor = os.open(json_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     except OSError:
