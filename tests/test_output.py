@@ -17,7 +17,7 @@ import engine.output.write
 from engine.colour import SPACES
 from engine.errors import OutputError
 from engine.output.icc import icc_profile
-from engine.output.metadata import read_exif
+from engine.output.metadata import exiv2_xmp, read_exif
 from engine.output.write import OutputOptions, write_image
 
 RAWSAMPLES = Path(__file__).resolve().parents[2] / "shared" / "rawsamples"
@@ -906,3 +906,11 @@ def test_an_image_stating_only_apex_values_shows_its_shutter_and_aperture(tmp_pa
     exif = EXIF | {"Exif.Photo.ShutterSpeedValue": tv} | ({"Exif.Photo.ApertureValue": av} if av else {})
     camera = engine.open(write_image(colour_patch(), tmp_path / "apex.jpg", exif=exif)).camera
     assert (camera.exposure_time, camera.f_number) == (pytest.approx(seconds), f_number)
+
+
+def test_a_keyword_beginning_type_keeps_its_text() -> None:
+    """exiv2 reads an item "type=..." as an array type: such a list is written as a sequence, its text kept."""
+    assert exiv2_xmp({"Xmp.dc.publisher": ["Studio Nord"]}) == {"Xmp.dc.publisher": "type=Bag",
+                                                                "Xmp.dc.publisher[1]": "Studio Nord"}
+    assert exiv2_xmp({"Xmp.dc.publisher": ["type=Seq x"]}) == {"Xmp.dc.publisher": ["type=Seq x"]}
+    assert exiv2_xmp({"Xmp.dc.creator": ["A", "B"]}) == {"Xmp.dc.creator": ["A", "B"]}  # ordered: a Seq

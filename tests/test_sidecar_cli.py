@@ -36,6 +36,11 @@ def xmp_of(path: Path) -> dict[str, object]:
         return image.read_xmp()
 
 
+def raw_xmp_of(path: Path) -> str:
+    with pyexiv2.Image(str(path)) as image:
+        return image.read_raw_xmp()
+
+
 def pixels(path: Path) -> np.ndarray:
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
 
@@ -211,6 +216,9 @@ def test_the_keyword_tree_publisher_and_terms_of_use_reach_the_output(raw: Path)
         assert xmp["Xmp.xmpRights.UsageTerms"] == {'lang="x-default"': "Editorial use only"}
         assert (xmp["Xmp.xmpRights.WebStatement"], xmp["Xmp.xmpRights.Marked"]) == ("https://example.org/licence",
                                                                                      "True")
+        # unordered lists as the standards define them (Lightroom's tree and DC's publisher are rdf:Bag)
+        packet = " ".join(raw_xmp_of(out).split())
+        assert "<lr:hierarchicalSubject> <rdf:Bag>" in packet and "<dc:publisher> <rdf:Bag>" in packet
 
 
 def test_a_rerender_carries_the_rating_and_keywords_the_sidecar_holds_now(raw: Path) -> None:

@@ -18,6 +18,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyexiv2
 
@@ -127,12 +128,31 @@ def _probe(kind: str) -> bytes:
     return buffer.getvalue()
 
 
+# XMP arrays the standards define as unordered (rdf:Bag); pyexiv2 writes every list it is given as an rdf:Seq,
+# which Lightroom and digiKam read, but not what they write.
+_BAG_KEYS = frozenset(("Xmp.dc.subject", "Xmp.dc.publisher", "Xmp.lr.hierarchicalSubject"))
+
+
+def exiv2_xmp(xmp: dict[str, Any]) -> dict[str, Any]:
+    """``xmp`` as pyexiv2's ``modify_xmp`` takes it, a list under a key of :data:`_BAG_KEYS` written as an
+    rdf:Bag: exiv2 reads a value that starts with ``type=Bag`` as an empty bag, then each item by its index."""
+    typed: dict[str, Any] = {}
+    for key, value in xmp.items():
+        # an item that itself begins "type=" would be read as a type by exiv2: such a list stays a sequence
+        if key in _BAG_KEYS and isinstance(value, list) and not any(str(v).startswith("type=") for v in value):
+            typed[key] = "type=Bag"
+            typed.update({f"{key}[{n}]": item for n, item in enumerate(value, start=1)})
+        else:
+            typed[key] = value
+    return typed
+
+
 def _xmp_packet(xmp: dict[str, str]) -> bytes:
     """``xmp`` serialised by exiv2, on a PNG: a JPEG's segment would cap the packet at 64 KB, which a TIFF's
     XMP tag has no need of (a raw with a few thousand keywords; hostplug's own record takes about 15 KB)."""
     image = pyexiv2.ImageData(_probe("PNG"))
     try:
-        image.modify_xmp(xmp)
+        image.modify_xmp(exiv2_xmp(xmp))
         return image.read_raw_xmp().encode()
     finally:
         image.close()

@@ -39,6 +39,7 @@ from engine.output.metadata import (
     TiffEntry,
     TiffTags,
     exiv2_image,
+    exiv2_xmp,
     ifd_bytes,
     register_namespace,
     tiff_tags,
@@ -333,7 +334,7 @@ def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: 
             if exif is not None:
                 image.modify_exif(exif)
             if xmp:
-                image.modify_xmp(xmp)
+                image.modify_xmp(exiv2_xmp(xmp))
     except RuntimeError as error:  # how pyexiv2 reports exiv2's errors
         raise _metadata_error(target, error) from error
 
