@@ -51,11 +51,12 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name l
     from engine.edits import apply_changes
     from engine.io.source import Source
     from engine.io.source import open_source as open
-    from engine.output.export import RenderResult, render_file, render_files, write_image
+    from engine.output.export import render_file, render_files, write_image
     from engine.output.formats import OutputOptions
-    from engine.pipeline import STAGE_ORDER, ProgressCallback, Rendered, render
+    from engine.pipeline import STAGE_ORDER, render
     from engine.recipe import Recipe, StageSettings
     from engine.rerender import rerender_file
+    from engine.results import ProgressCallback, Rendered, RenderResult
     from engine.stage_cache import StageCache
     from engine.xmp.sidecar import sidecar_recipe
 
@@ -75,8 +76,8 @@ _LAZY = {
     "Source": ("engine.io.source", "Source"),
     "open": ("engine.io.source", "open_source"),
     "STAGE_ORDER": ("engine.pipeline", "STAGE_ORDER"),
-    "Rendered": ("engine.pipeline", "Rendered"),
-    "ProgressCallback": ("engine.pipeline", "ProgressCallback"),  # (stage, done, total), for typing a callback
+    "Rendered": ("engine.results", "Rendered"),
+    "ProgressCallback": ("engine.results", "ProgressCallback"),  # (stage, done, total), for typing a callback
     "render": ("engine.pipeline", "render"),
     "StageCache": ("engine.stage_cache", "StageCache"),
     "Recipe": ("engine.recipe", "Recipe"),
@@ -84,7 +85,7 @@ _LAZY = {
     "apply_changes": ("engine.edits", "apply_changes"),
     "OutputOptions": ("engine.output.formats", "OutputOptions"),  # without the writer's libraries
     "write_image": ("engine.output.export", "write_image"),
-    "RenderResult": ("engine.output.export", "RenderResult"),
+    "RenderResult": ("engine.results", "RenderResult"),
     "render_file": ("engine.output.export", "render_file"),
     "render_files": ("engine.output.export", "render_files"),
     "rerender_file": ("engine.rerender", "rerender_file"),

@@ -19,7 +19,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from engine.errors import OutputError, RecipeError
 from engine.io.source import Source, check_sensor, check_source_argument, open_source
 from engine.orientation import Orientation, applied
 from engine.recipe import Recipe
+from engine.results import ProgressCallback, Rendered
 from engine.stage_cache import StageCache, stage_keys
 from engine.stages.base import Context, Stage, params_dict
 from engine.stages.catalogue import DEFAULT_IMPLEMENTATIONS
@@ -64,19 +64,6 @@ for _stage in (Demosaic, AutoDenoise, ClassicalDenoise, LearnedDenoise, WhiteBal
                Photofinish, BilateralGuidedUpsample, BilinearUpsample, UnsharpMask, LearnedDetail):
     register(_stage)
 
-ProgressCallback = Callable[[str, int, int], None]
-
-
-@dataclass
-class Rendered:
-    """A finished render: display-referred, sRGB-encoded float32 pixels (H x W x 3), oriented for viewing."""
-
-    pixels: np.ndarray
-    recipe: Recipe
-    source: Source
-    notes: dict[str, Any] = field(default_factory=dict)  # what each stage decided (pinnable parameters)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    orientation: Orientation | None = None  # what turned the pixels upright, and where it came from
 
 
 def stage_for(name: str, recipe: Recipe) -> Stage:

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from engine.errors import (
     CorruptInputError,
@@ -45,11 +45,9 @@ from engine.output.formats import (
 )
 from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace
 from engine.recipe import Recipe, StageSettings, parse_json
+from engine.results import ProgressCallback, RenderResult
 from engine.xmp import location
 from engine.xmp.hints import CREDIT_KEYS
-
-if TYPE_CHECKING:
-    from engine.output.export import Progress, RenderResult
 
 _MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
 CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.darktable.colorlabels", "Xmp.dc.subject",
@@ -286,7 +284,7 @@ def _path_argument(value: Any, name: str) -> Path:
 
 def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, *, target: str | Path | None = None,
                   search: str | Path | Iterable[str | Path] = (), overwrite: bool = False, device: str = "cpu",
-                  progress: Progress | None = None) -> RenderResult:
+                  progress: ProgressCallback | None = None) -> RenderResult:
     """Render ``output``'s source raw again with its stored recipe plus ``changes`` (see :mod:`engine.edits`).
 
     The raw is found by :func:`engine.xmp.provenance.find_source` (beside ``output``, at its recorded path, in

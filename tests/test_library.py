@@ -394,3 +394,17 @@ def test_the_sidecar_recipe_of_a_missing_raw_is_an_error() -> None:
 def test_a_far_future_modification_time_is_refused_when_the_options_are_made() -> None:
     with pytest.raises(engine.OutputOptionError, match="the end of the year 9999"):
         engine.OutputOptions(modified=10**20)
+
+
+def test_every_public_function_s_annotations_resolve() -> None:
+    """A studio engineer's tools (typing.get_type_hints, validators, documentation) read the library's
+    annotations: names kept out of a module for start-up used to raise NameError there."""
+    import inspect
+    import typing
+
+    for name in engine.__all__:
+        obj = getattr(engine, name)
+        members = [m for _, m in inspect.getmembers(obj, inspect.isfunction)] if inspect.isclass(obj) else []
+        for target in (obj, *members):
+            if callable(target):
+                typing.get_type_hints(target)

@@ -20,9 +20,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from engine.errors import OptionError, OutputError, RecipeError
 from engine.filehash import file_sha256
@@ -33,11 +32,9 @@ from engine.output.formats import OutputOptions, checked_options, resolve_format
 from engine.output.metadata import XMP_PREFIX, xmp_file_name
 from engine.output.publish import discard
 from engine.recipe import Recipe
+from engine.results import ProgressCallback, Rendered, RenderResult
+from engine.stage_cache import StageCache
 from engine.xmp.location import with_position
-
-if TYPE_CHECKING:  # the pipeline (numba, the stages) is imported by render_files, after the raw is opened
-    from engine.pipeline import Rendered
-    from engine.stage_cache import StageCache
 
 __all__ = ["OutputOptions", "RenderResult", "file_sha256", "output_xmp", "provenance_xmp", "render_file",
            "render_files", "save", "write_image"]
@@ -113,8 +110,6 @@ def write_image(rendered: Rendered, path: str | Path, options: OutputOptions | N
 def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions | None,
                     extra_xmp: dict[str, Any] | None, hold: bool) -> Path:
     """:func:`write_image`; with ``hold``, the complete file under its partial name (see engine.output.write)."""
-    from engine.pipeline import Rendered
-
     if not isinstance(rendered, Rendered):
         raise OptionError(f"write_image writes what engine.render returns, not {type(rendered).__name__}")
     check_output_path(path)
@@ -132,42 +127,8 @@ def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions
 save = write_image  # the earlier name
 
 
-@dataclass(frozen=True)
-class RenderResult:
-    """What a render to files did: its input, the files written, the recipe used and how long it took."""
-
-    input: Path
-    outputs: tuple[Path, ...]
-    recipe: Recipe
-    seconds: float
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    source: Path | None = None  # the raw rendered, where it differs from ``input`` (a re-render)
-    notice: str | None = None  # what the render did not do as asked: a sidecar's crop, a re-render's new look
-    orientation: Orientation | None = None  # the one the pixels were turned upright by, and where it came from
-    source_sha256: str | None = None  # of the bytes rendered, as the outputs record it (re-renders check it)
-    white_balance: dict[str, float] | None = None  # the temperature (K) and tint the render's white balance came to
-
-    @property
-    def output(self) -> Path:
-        """The (first) file written."""
-        return self.outputs[0]
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form: input, output, seconds, recipe, per-stage timings, the orientation applied, the
-        source's SHA-256, the white balance's temperature and tint and any notice (what ``--json`` prints)."""
-        return {
-            "input": str(self.input),
-            "output": str(self.output),
-            "seconds": round(self.seconds, 3),
-            "recipe": self.recipe.to_dict(),
-            "timings": {k: round(v, 3) for k, v in self.timings.items()},
-        } | ({"orientation": self.orientation.note()} if self.orientation else {}) | (
-            {"source_sha256": self.source_sha256} if self.source_sha256 else {}) | (
-            {"white_balance": self.white_balance} if self.white_balance else {}) | (
-            {"notice": self.notice} if self.notice else {})
 
 
-Progress = Callable[[str, int, int], None]  # engine.ProgressCallback (the pipeline's, not imported here)
 
 
 @contextlib.contextmanager
@@ -239,7 +200,7 @@ def _check_target(target: Path, options: OutputOptions) -> None:
 def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path, OutputOptions | None]],
                  recipe: Recipe | None = None, *, changes: Mapping[str, Any] | None = None,
                  base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
-                 stages_dir: str | Path | None = None, progress: Progress | None = None,
+                 stages_dir: str | Path | None = None, progress: ProgressCallback | None = None,
                  cache: StageCache | None = None, orientation: Orientation | None = None,
                  render_size: int | None | Literal["by outputs"] = "by outputs",
                  before_naming: Callable[[list[Path]], None] | None = None) -> RenderResult:
@@ -372,7 +333,7 @@ def _check_targets_apart(targets: list[tuple[Path, Any]]) -> None:
 def render_file(source: str | Path | Source, target: str | Path, recipe: Recipe | None = None,
                 options: OutputOptions | None = None, *, changes: Mapping[str, Any] | None = None,
                 base: Recipe | None = None, extra_xmp: dict[str, Any] | None = None, device: str = "cpu",
-                stages_dir: str | Path | None = None, progress: Progress | None = None,
+                stages_dir: str | Path | None = None, progress: ProgressCallback | None = None,
                 cache: StageCache | None = None, orientation: Orientation | None = None,
                 render_size: int | None | Literal["by outputs"] = "by outputs",
                 before_naming: Callable[[list[Path]], None] | None = None) -> RenderResult:
