@@ -903,3 +903,21 @@ def test_a_rerender_of_an_output_without_a_recorded_hash_says_the_raw_was_unchec
         image.modify_xmp({"Xmp.hostplug.sourceSHA256": None})
     result = hostplug("rerender", out)
     assert result.exit_code == 0 and "records no SHA-256 of its raw" in result.stderr
+
+
+def test_show_and_info_escape_what_could_rewrite_the_terminal(raw: Path) -> None:
+    """A keyword holding a carriage return or a right-to-left override (another program's sidecar; XML allows
+    both) was printed raw by show, and a file name's escape sequence by info: the terminal obeyed them (wrote
+    over the line, reversed it, turned it red). Escaped, as error lines are; the lines themselves stay lines."""
+    (raw.parent / "IMG_0001.dng.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag>'
+        '<rdf:li>client&#xd;studio\u202e</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>')
+    shown = hostplug("show", raw)
+    assert shown.exit_code == 0
+    assert "\r" not in shown.output and "\u202e" not in shown.output and "client\\rstudio\\u202e" in shown.output
+    assert len(shown.output.splitlines()) > 3
+    odd = raw.parent / "IMG\x1b[31m_0002.dng"
+    shutil.copy(raw, odd)
+    described = hostplug("info", odd)
+    assert described.exit_code == 0 and "\x1b" not in described.output and "IMG\\x1b[31m_0002" in described.output

@@ -42,6 +42,14 @@ def error_line(error: HostplugError | str) -> None:
     click.echo(f"hostplug: error: {printable(for_the_command_line(str(error)))}", err=True)
 
 
+def echo_lines(text: str, err: bool = False) -> None:
+    """Print ``text`` (on stderr with ``err``), each of its lines with the characters that could hide or fake a
+    line (an escape sequence in a sidecar's title or a file's name, a carriage return) written as escapes."""
+    from hostplug.daemon.logs import printable
+
+    click.echo("\n".join(printable(line) for line in text.split("\n")), err=err)
+
+
 def for_the_command_line(message: str) -> str:
     """An engine message without the hint it gives a library user ("(in Python: OutputOptions(...))"), which is
     noise at the command line (a tester's)."""

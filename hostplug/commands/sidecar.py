@@ -16,6 +16,7 @@ from hostplug.commands.common import (
     batch_inputs,
     check_device,
     device_option,
+    echo_lines,
     error_line,
     for_each_input,
     json_option,
@@ -77,7 +78,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
         if as_json:
             click.echo(json.dumps({"input": str(path), "sidecar": str(sidecar), "recipe": recipe.to_dict()}))
         else:
-            click.echo(f"{path} -> {sidecar}: {_describe(changed_settings(recipe))}")
+            echo_lines(f"{path} -> {sidecar}: {_describe(changed_settings(recipe))}")
 
     for_each_input(inputs, store, must_exist=True)
 
@@ -166,7 +167,10 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "keywords": info.keywords,
             }
         data["duplicates"] = [str(p) for p in find_duplicates(path)]
-        click.echo(json_text(data, len(inputs)) if as_json else _show_text(data))
+        if as_json:
+            click.echo(json_text(data, len(inputs)))
+        else:
+            echo_lines(_show_text(data))
 
     for_each_input(inputs, describe, must_exist=True)
 
@@ -190,8 +194,8 @@ def presets(as_json: bool) -> None:
     else:
         for preset in found:
             sets = _describe({**preset.settings, **({"stages": preset.stages} if preset.stages else {})})
-            click.echo(f"{preset.name:<16} {preset.kind:<10} {sets}")
-            click.echo(f"{'':<16} {preset.description or ''} ({preset.path})".rstrip())
+            echo_lines(f"{preset.name:<16} {preset.kind:<10} {sets}")
+            echo_lines(f"{'':<16} {preset.description or ''} ({preset.path})".rstrip())
         click.echo(f"user presets: {user_folder()}")
     if bad:
         sys.exit(bad[0].exit_code)  # SidecarError: a bad preset
@@ -232,12 +236,12 @@ def rerender(outputs: tuple[Path, ...], search: tuple[Path, ...], target: Path |
     def rerender_one(output: Path) -> None:
         result = rerender_file(output, changes, target=target, search=search, overwrite=overwrite, device=device)
         if result.notice:
-            click.echo(f"hostplug: note: {result.notice}", err=True)
+            echo_lines(f"hostplug: note: {result.notice}", err=True)
         if as_json:
             # "input": the output given, as every command's JSON names its argument; "source": its raw
             click.echo(json.dumps(result.as_dict() | {"input": str(output), "source": str(result.source),
                                                       "notice": result.notice}))
         else:
-            click.echo(f"{result.source} -> {result.output} ({result.seconds:.1f} s)")
+            echo_lines(f"{result.source} -> {result.output} ({result.seconds:.1f} s)")
 
     for_each_input(outputs, rerender_one, time_limit=time_limit)
