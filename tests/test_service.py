@@ -134,6 +134,17 @@ def test_without_a_runtime_folder_it_uses_a_private_folder_in_tmp(monkeypatch: p
     assert stat.S_IMODE(os.lstat(folder).st_mode) == 0o700 and os.lstat(folder).st_uid == os.getuid()
 
 
+def test_a_runtime_folder_others_may_write_in_is_not_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # a tester's: XDG_RUNTIME_DIR of mode 0777 was used, where another user could rename the service's folder away
+    shared = tmp_path / "run"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(shared))
+    assert protocol.service_dir(create=False) == Path("/tmp") / f"hostplug-{os.getuid()}"  # the documented fallback
+    shared.chmod(0o1777)  # sticky, as /tmp: only the owner renames or deletes
+    assert protocol.service_dir() == shared / "hostplug"
+
+
 def test_a_folder_that_is_not_ours_or_is_a_link_is_refused(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(tmp_path)

@@ -2,8 +2,8 @@
 
 Standard library only, so a client that imports it stays light (no numpy, torch, numba or rawpy).
 
-**Where.** ``$XDG_RUNTIME_DIR/hostplug/`` when the runtime folder is usable (a folder owned by the user, with a
-path short enough for a Unix socket's), else ``/tmp/hostplug-<uid>/``. The folder is mode 0700 and must be owned
+**Where.** ``$XDG_RUNTIME_DIR/hostplug/`` when the runtime folder is usable (a folder owned by the user, not
+writable by others unless sticky, with a path short enough for a Unix socket's), else ``/tmp/hostplug-<uid>/``. The folder is mode 0700 and must be owned
 by the user; one that is not is refused, never used. It holds ``render.sock`` (the socket, mode 0700),
 ``serve.lock`` (held by the running service, so there is one per user) and ``serve.log``.
 
@@ -67,8 +67,9 @@ class ProtocolError(ServiceError):
 
 
 def _usable_runtime_base(uid: int) -> Path | None:
-    """``$XDG_RUNTIME_DIR`` when it names an existing folder owned by ``uid`` and is short enough for the socket's
-    path in it (:data:`MAX_SOCKET_PATH`); else None."""
+    """``$XDG_RUNTIME_DIR`` when it names an existing folder owned by ``uid``, that no one else may rename or
+    delete in (not writable by others, or sticky as /tmp is), and short enough for the socket's path in it
+    (:data:`MAX_SOCKET_PATH`); else None."""
     base = os.environ.get("XDG_RUNTIME_DIR")
     if not base or not os.path.isabs(base):
         return None
@@ -79,6 +80,8 @@ def _usable_runtime_base(uid: int) -> Path | None:
     except OSError:
         return None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
+        return None
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:  # others could rename our folder away
         return None
     return Path(base)
 
