@@ -58,14 +58,18 @@ def serve(idle_timeout: float | None, cache_mb: int | None, status: bool, stop: 
 
     from hostplug.commands.common import fail
     from hostplug.service.protocol import ServiceError
-    from hostplug.service.server import ALREADY_RUNNING, cache_mb_from_env, idle_timeout_from_env
+    from hostplug.service.server import ALREADY_RUNNING, cache_mb_from_env, cache_mb_limit, idle_timeout_from_env
     from hostplug.service.server import serve as run
 
     # read here, not by the options: a bad value must not keep --status and --stop from a running service
     idle_timeout = idle_timeout if idle_timeout is not None else _checked(
         idle_timeout_from_env(), ENV_IDLE, "a number of seconds, 1 or more")
+    limit = cache_mb_limit()
+    if cache_mb is not None and cache_mb > limit:
+        raise click.BadParameter(f"{cache_mb} MB is more than this machine's memory ({limit} MB)",
+                                 param_hint="'--cache-mb'")
     cache_mb = cache_mb if cache_mb is not None else _checked(
-        cache_mb_from_env(), ENV_CACHE_MB, "a whole number of MB, 0 or more")
+        cache_mb_from_env(), ENV_CACHE_MB, f"a whole number of MB, 0 to {limit} (this machine's memory)")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s hostplug serve: %(message)s")
     try:
         code = run(idle_timeout, cache_mb=cache_mb)

@@ -3,9 +3,10 @@
 Standard library only, so a client that imports it stays light (no numpy, torch, numba or rawpy).
 
 **Where.** ``$XDG_RUNTIME_DIR/hostplug/`` when the runtime folder is usable (a folder owned by the user, not
-writable by others unless sticky, with a path short enough for a Unix socket's), else ``/tmp/hostplug-<uid>/``. The folder is mode 0700 and must be owned
-by the user; one that is not is refused, never used. It holds ``render.sock`` (the socket, mode 0700),
-``serve.lock`` (held by the running service, so there is one per user) and ``serve.log``.
+writable by others unless sticky, with a path short enough for a Unix socket's), else ``/tmp/hostplug-<uid>/``.
+The folder is mode 0700 and must be owned by the user; one that is not is refused, never used. It holds
+``render.sock`` (the socket, mode 0700), ``serve.lock`` (held by the running service, so there is one per user)
+and ``serve.log``.
 
 **Framing.** One request and one response per connection, each a 4-byte big-endian length followed by that
 many bytes of UTF-8 JSON (an object). A request is ``{"protocol": 1, "version": ..., "op": ..., "args": {...},

@@ -874,15 +874,21 @@ def idle_timeout_from_env() -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 1.0 else None
 
 
+def cache_mb_limit() -> int:
+    """This machine's memory in MB: a checkpoint cache allowed to grow past it ends with the service killed for
+    memory, in the middle of someone's render."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+
+
 def cache_mb_from_env() -> int | None:
-    """``HOSTPLUG_SERVICE_CACHE_MB`` as a number of MB (the default when unset); None when it is no whole number of
-    0 or more."""
+    """``HOSTPLUG_SERVICE_CACHE_MB`` as a number of MB (the default when unset); None when it is no whole number
+    from 0 to :func:`cache_mb_limit`."""
     value = os.environ.get(ENV_CACHE_MB, "").strip()
     try:
         megabytes = int(value) if value else DEFAULT_CACHE_MB
     except ValueError:
         return None
-    return megabytes if megabytes >= 0 else None
+    return megabytes if 0 <= megabytes <= cache_mb_limit() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -900,8 +906,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"the idle timeout must be a number of seconds, 1 or more (--idle-timeout, or "
                      f"{ENV_IDLE}={os.environ.get(ENV_IDLE)!r})")
     cache_mb = args.cache_mb if args.cache_mb is not None else cache_mb_from_env()
-    if cache_mb is None or cache_mb < 0:
-        parser.error(f"the checkpoint cache size must be a whole number of MB, 0 or more (--cache-mb, or "
+    if cache_mb is None or not 0 <= cache_mb <= cache_mb_limit():
+        parser.error(f"the checkpoint cache size must be a whole number of MB, 0 to {cache_mb_limit()} (this "
+                     f"machine's memory) (--cache-mb, or "
                      f"{ENV_CACHE_MB}={os.environ.get(ENV_CACHE_MB)!r})")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s hostplug-serve[%(process)d] %(message)s")
