@@ -87,10 +87,16 @@ def parse_style(spec: str) -> list[tuple[str, float]]:
 
 
 def style_text(spec: str) -> str:
-    """A valid style as one text however it was typed: ``" Warm : 0.7,moody:0.3"`` -> ``"warm:0.7,moody:0.3"``
-    (the names folded, the spaces gone, the weights as written), so equal styles store and compare alike."""
-    terms = (term.partition(":") for term in spec.split(","))
-    return ",".join(name.strip().lower() + (f":{weight.strip()}" if sep else "") for name, sep, weight in terms)
+    """A valid style as one text however it was typed, so that styles that render alike store and compare alike:
+    ``" Warm : 7, moody:3"``, ``"moody:0.3,warm:0.7"`` and ``"warm:0.7,moody:0.3"`` are all
+    ``"warm:0.7,moody:0.3"`` (names folded, a name given twice added up, weights as shares of 1 to six
+    significant digits, the largest share first, a share of 0 left out), and ``"vivid:1"`` is ``"vivid"``."""
+    order = list(STYLES)
+    terms = sorted(((name, weight) for name, weight in parse_style(spec) if weight > 0.0),
+                   key=lambda term: (-term[1], order.index(term[0])))
+    if len(terms) == 1:
+        return terms[0][0]
+    return ",".join(f"{name}:{weight:.6g}" for name, weight in terms)
 
 
 def styles_needed(spec: str, strength: float) -> list[str]:

@@ -76,6 +76,15 @@ def test_a_pinned_render_is_identical_to_the_fresh_one() -> None:
     assert np.array_equal(first.pixels, again.pixels)
 
 
+def test_a_blend_renders_the_same_in_any_order_and_scale() -> None:
+    source = engine.open(SAMPLE)
+    one = engine.render(source, engine.Recipe(style="warm:0.7,moody:0.3"))
+    other = engine.render(source, engine.Recipe(style="moody:3,warm:7"))
+    assert np.array_equal(one.pixels, other.pixels)
+    assert np.array_equal(engine.render(source, engine.Recipe(style="vivid:1,moody:0")).pixels,
+                          engine.render(source, engine.Recipe(style="vivid")).pixels)
+
+
 def test_adjustments_go_on_top_of_the_prediction(low: np.ndarray) -> None:
     stage = LearnedPhotofinish()
     base = stage.operators_for(PhotofinishParams(style="vivid"), low)

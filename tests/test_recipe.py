@@ -301,6 +301,14 @@ def test_a_style_is_stored_as_one_text_however_it_was_typed() -> None:
     assert Recipe(style="WARM : 0.7, moody:0.3").style == "warm:0.7,moody:0.3"
 
 
+def test_blends_that_render_alike_store_alike() -> None:
+    """A tester's: "moody:0.3,warm:0.7", "warm:7,moody:3" and "warm:1,moody:0" were stored (and compared, and
+    cached) as three recipes though each renders as another spelling does."""
+    same = ("warm:0.7,moody:0.3", "moody:0.3,warm:0.7", "warm:7,moody:3", "warm:0.4,moody:0.3,warm:0.3")
+    assert {Recipe(style=style).style for style in same} == {"warm:0.7,moody:0.3"}
+    assert Recipe(style="warm:1,moody:0") == Recipe(style="warm:1") == Recipe(style="warm")
+
+
 def test_numpy_numbers_from_a_script_are_the_floats_they_stand_for() -> None:
     import numpy as np
 
