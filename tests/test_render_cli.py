@@ -744,3 +744,19 @@ def test_command_line_errors_leave_out_the_hint_for_library_users(tmp_path: Path
     assert error_lines(result.stderr) == [f"hostplug: error: {taken} exists; pass --overwrite to replace it"]
     with pytest.raises(engine.OutputError, match=r"\(in Python: OutputOptions\(overwrite=True\)\)$"):
         engine.write_image(engine.render(engine.open(sample_dng), preview=64), taken)
+
+
+def test_a_replaced_output_keeps_its_permissions(tmp_path: Path) -> None:
+    """A tester's: a client's file made private (0600) came back 0644, readable by everyone, after --overwrite
+    (and a re-render over it): an output put in the place of a file takes that file's permissions."""
+    from tests.conftest import SAMPLE_DNG
+
+    out = tmp_path / "private.jpg"
+    assert hostplug("render", SAMPLE_DNG, "-o", out, "--long-edge", "64").exit_code == 0
+    out.chmod(0o600)
+    assert hostplug("render", SAMPLE_DNG, "-o", out, "--long-edge", "64", "--exposure", "0.5",
+                    "--overwrite").exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    out.chmod(0o640)
+    assert hostplug("rerender", out, "-o", out, "--overwrite").exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o640

@@ -19,11 +19,13 @@ FULL_DISK_BYTES = 1 << 20  # free space under which a disk counts as full (the w
 
 
 def publish(partial: Path, path: Path, overwrite: bool) -> None:
-    """Give the complete ``partial`` its name. Without ``overwrite``, a file that appeared at ``path`` since it was
+    """Give the complete ``partial`` its name (with ``overwrite``, in place of the file there, whose permissions it
+    takes). Without ``overwrite``, a file that appeared at ``path`` since it was
     checked (another render of the same name, at the same time) is kept, and FileExistsError raised: a hard link
     never replaces a file. On a file system without hard links (FAT and exFAT memory cards, some network shares)
     the name is reserved first, see :func:`_rename_into_reservation`."""
     if overwrite:
+        _keep_mode_of(path, partial)
         os.replace(partial, path)
         return
     try:
@@ -32,6 +34,17 @@ def publish(partial: Path, path: Path, overwrite: bool) -> None:
         raise
     except OSError:
         _rename_into_reservation(partial, path)
+
+
+def _keep_mode_of(path: Path, partial: Path) -> None:
+    """Give ``partial`` the permissions of the file it is to replace, as an editor saving over a file keeps them:
+    a client's file made private (0600) came back readable by everyone (a tester's)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # nothing there (or nothing readable): the new file keeps the umask's mode
+        return
+    with contextlib.suppress(OSError):
+        os.chmod(partial, mode & 0o7777)
 
 
 def write_whole(path: Path, data: bytes) -> None:
