@@ -760,3 +760,18 @@ def test_a_replaced_output_keeps_its_permissions(tmp_path: Path) -> None:
     out.chmod(0o640)
     assert hostplug("rerender", out, "-o", out, "--overwrite").exit_code == 0
     assert out.stat().st_mode & 0o777 == 0o640
+
+
+def test_the_output_s_modification_date_is_when_it_was_written(tmp_path: Path) -> None:
+    """A tester's: Exif's DateTime (the file's modification) was the capture time, beside Software: hostplug."""
+    import datetime
+
+    from tests.conftest import SAMPLE_DNG
+
+    before = datetime.datetime.now().replace(microsecond=0)
+    for suffix in (".jpg", ".tif"):
+        out = tmp_path / f"dated{suffix}"
+        assert hostplug("render", SAMPLE_DNG, "-o", out, "--long-edge", "64").exit_code == 0
+        exif, _ = read_metadata(out)
+        written = datetime.datetime.strptime(exif["Exif.Image.DateTime"], "%Y:%m:%d %H:%M:%S")
+        assert before <= written <= datetime.datetime.now()

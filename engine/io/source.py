@@ -594,8 +594,11 @@ def _apex(exif: dict[str, str], key: str, value: Callable[[float], float]) -> fl
 
 
 def _exif_time(exif: dict[str, str]) -> _dt.datetime | None:
-    """When the picture was taken, as its EXIF states it (``YYYY:MM:DD HH:MM:SS``); None when it does not."""
-    for key in ("Exif.Photo.DateTimeOriginal", "Exif.Image.DateTime"):
+    """When the picture was taken, as its EXIF states it (``YYYY:MM:DD HH:MM:SS``); None when it does not. A
+    file's DateTime (when it was changed) stands in where DateTimeOriginal is missing, except in hostplug's own
+    outputs, whose DateTime is when they were rendered."""
+    ours = exif.get("Exif.Image.Software", "").startswith("hostplug")
+    for key in ("Exif.Photo.DateTimeOriginal", *(() if ours else ("Exif.Image.DateTime",))):
         try:
             taken = _dt.datetime.strptime(exif.get(key, "").strip(), "%Y:%m:%d %H:%M:%S")
         except ValueError:

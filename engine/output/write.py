@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime
 import errno
 import os
 import shutil
@@ -274,7 +275,8 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
     if carried.get("Exif.Image.ResolutionUnit", "2") == "1":  # no unit: an aspect ratio, not a print size
         carried = {key: value for key, value in carried.items() if key not in _PRINT_RESOLUTION}
     required |= _PRINT_RESOLUTION  # where the source states none: a TIFF said 1 pixel per unit, a JPEG nothing
-    stated = required | carried | {
+    carried = {key: value for key, value in carried.items() if key not in _WHEN_CHANGED}
+    stated = required | carried | _when_written() | {
         "Exif.Image.Software": _software(),  # the program that made this file, not the camera's firmware
         "Exif.Image.Orientation": "1",  # the pixels are already turned upright
         "Exif.Photo.ColorSpace": "1" if space == SRGB else "65535",  # 65535: see the ICC profile
@@ -284,6 +286,19 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
     if fmt == "jpeg":
         stated |= {"Exif.Photo.ComponentsConfiguration": "1 2 3 0", "Exif.Image.YCbCrPositioning": "1"}
     return stated
+
+
+# When the file was changed (Exif's DateTime, its offset and fraction): this file's, not the raw's (a tester read
+# the capture time as the output's modification date beside "Software: hostplug")
+_WHEN_CHANGED = frozenset(("Exif.Image.DateTime", "Exif.Photo.OffsetTime", "Exif.Photo.SubSecTime"))
+
+
+def _when_written() -> dict[str, str]:
+    """Exif's DateTime and OffsetTime of now, local time."""
+    now = datetime.datetime.now().astimezone()
+    offset = now.strftime("%z")
+    return {"Exif.Image.DateTime": now.strftime("%Y:%m:%d %H:%M:%S"),
+            "Exif.Photo.OffsetTime": f"{offset[:3]}:{offset[3:]}"}
 
 
 # Shooting values that are 0 in a file that does not know them (a Magic Lantern DNG's ISO, aperture and shutter):
