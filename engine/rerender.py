@@ -323,8 +323,8 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     fmt, bits, compression = image_format(output)
     new = target if target is not None else rerender_target(output, fmt)
     if SUFFIX_FORMATS.get(new.suffix.lower(), fmt) != fmt:  # (a suffix that names no format takes the output's)
-        raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; name the new file (--out, target=) with a "
-                                "matching suffix")
+        raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; give the new file its suffix, "
+                                f"{FORMAT_SUFFIX[fmt]} (in Python: target's suffix)")
     options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
                             space=record.output.get("space", "srgb"), long_edge=record.output.get("long_edge"),
                             overwrite=overwrite, compression=compression)

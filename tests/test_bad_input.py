@@ -136,6 +136,8 @@ def test_missing_output_folder_is_refused_in_one_line(tmp_path: Path, sample_dng
     (tmp_path / "blocker").write_text("a file, not a folder")
     result = hostplug("render", sample_dng, "--out-dir", tmp_path / "blocker" / "new")  # made only where it can be
     assert_one_line_refusal(result, "cannot make the output folder", tmp_path, ["blocker"])
+    result = hostplug("render", sample_dng, "-o", tmp_path / "blocker" / "out.tif")  # "does not exist" it did
+    assert_one_line_refusal(result, "folder " + str(tmp_path / "blocker") + " is not a folder", tmp_path, ["blocker"])
 
 
 def test_output_under_a_regular_file_is_refused_in_one_line(tmp_path: Path, sample_dng: Path) -> None:

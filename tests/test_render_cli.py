@@ -775,3 +775,24 @@ def test_the_output_s_modification_date_is_when_it_was_written(tmp_path: Path) -
         exif, _ = read_metadata(out)
         written = datetime.datetime.strptime(exif["Exif.Image.DateTime"], "%Y:%m:%d %H:%M:%S")
         assert before <= written <= datetime.datetime.now()
+
+
+def test_a_sidecar_named_output_is_told_the_name_it_wants() -> None:
+    from engine.errors import OutputOptionError
+    from engine.output.formats import OutputOptions, resolve_format
+
+    with pytest.raises(OutputOptionError, match="name it w.jpg$"):  # not "w.jpg.jpg" (a tester's)
+        resolve_format(Path("w.jpg.xmp"), OutputOptions(format="jpeg"))
+    with pytest.raises(OutputOptionError, match="name it IMG_1.jpg$"):
+        resolve_format(Path("IMG_1.CR2"), OutputOptions(format="jpeg"))
+
+
+def test_a_rerender_to_another_format_s_suffix_says_the_suffix_without_python_names(tmp_path: Path) -> None:
+    from tests.conftest import SAMPLE_DNG
+
+    out = tmp_path / "r.tif"
+    assert hostplug("render", SAMPLE_DNG, "-o", out, "--long-edge", "64").exit_code == 0
+    result = hostplug("rerender", out, "-o", tmp_path / "r.jpg")
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == [f"hostplug: error: {tmp_path / 'r.jpg'}: r.tif is TIFF; give the new file "
+                                          "its suffix, .tif"]

@@ -118,9 +118,10 @@ def resolve_format(path: Path, options: OutputOptions) -> tuple[str, int]:
     # TIFF data under a raw's name replaced a raw, and a PNG under a sidecar's the photographer's edits
     sidecar = Path(path).suffix.lower() in SIDECAR_SUFFIXES
     if asked is not None and named is None and (is_raw_name(path) or sidecar):
+        stem = Path(path).stem  # "IMG.jpg" of "IMG.jpg.xmp" is the name wanted, not "IMG.jpg.jpg"
+        wanted = stem if SUFFIX_FORMATS.get(Path(stem).suffix.lower()) == asked else stem + FORMAT_SUFFIX.get(asked, "")
         raise OutputOptionError(f"{Path(path).name} is named as a {'sidecar' if sidecar else 'raw'}, not a "
-                                f"{asked.upper()} file; name it "
-                                f"{Path(path).stem}{FORMAT_SUFFIX.get(asked, '')}")
+                                f"{asked.upper()} file; name it {wanted}")
     fmt = asked or named
     if fmt is None:
         raise OutputOptionError(

@@ -391,7 +391,8 @@ def check_target(path: Path, options: OutputOptions) -> None:
         raise OutputError(f"{path} exists; pass --overwrite to replace it (in Python: "
                           "OutputOptions(overwrite=True))")
     if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+        missing = "is not a folder" if os.path.lexists(path.parent) else "does not exist"  # (a file of that name)
+        raise OutputError(f"cannot write {path}: folder {path.parent} {missing}")
 
 
 def _stream_linked(path: Path, hops: int = 40) -> str | None:
