@@ -228,7 +228,9 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
       editor has just handed over. Recording its raw (``xmpMM:DerivedFrom``) does not make it one: darktable
       writes that into every export;
     - a darktable export (its develop history is in its XMP, or darktable is named as its creator tool, when it
-      was exported without the history), however fresh.
+      was exported without the history), however fresh;
+    - a render of ``hostplug render`` (which records no write time to tell a retouch by) not written in the last
+      :data:`HAND_OVER_FRESH_S` nor named as an editor's hand-over.
     """
     ours = provenance.from_hostplug
     if OWN_NAME.search(image.stem) and not ours:
@@ -236,6 +238,13 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
                           f"retouched in an editor?); it is kept as it is: open the raw for a new render beside it "
                           f"({open_command(raw)})")
     if ours:
+        # a render of `hostplug render` (or `rerender`) records no time it was written, so a retouch saved over it
+        # with our record kept is not told from the render: it was rendered over (a tester's)
+        if provenance.written is None and not HAND_OVER_NAME.search(image.stem) and not _just_written(image):
+            quoted = shlex.quote(str(image))
+            raise OutputError(f"{image} is a hostplug render that records no time it was written, so a retouch "
+                              f"since cannot be told; it is left as it is: hostplug rerender {quoted} renders it "
+                              f"again beside it (adding -o {quoted} --overwrite, in its place)")
         return
     if provenance.darktable_export:  # however fresh: darktable hands nothing over to be rendered in place
         raise OutputError(f"{image} is a darktable export (its XMP holds darktable's develop history or names "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -170,6 +171,27 @@ def test_a_render_output_opened_again_takes_the_sidecars_rating_and_keeps_its_ot
     with pyexiv2.Image(str(output)) as image:
         assert image.read_exif()["Exif.Image.Copyright"] == "(c) Studio X"
     assert _rating(output) == "5"
+
+
+def test_open_never_renders_over_a_render_output_retouched_with_our_record_kept(raw: Path) -> None:
+    # a tester's: a `hostplug render` output records no write time; retouched in an editor that keeps the XMP, it
+    # counted as untouched and `open` rendered over the retouch, exit 0
+    output = raw.with_name("print.tif")
+    assert hostplug("render", raw, "-o", output, "--long-edge", "200", "--no-service").exit_code == 0
+    pixels = tifffile.imread(output)
+    pixels[:50, :50] = 0
+    tifffile.imwrite(output.with_name("retouch.tif"), pixels)  # the retouch, then our metadata kept on it
+    with pyexiv2.Image(str(output)) as image:
+        xmp = image.read_raw_xmp()
+    with pyexiv2.Image(str(output.with_name("retouch.tif"))) as image:
+        image.modify_raw_xmp(xmp)
+    os.replace(output.with_name("retouch.tif"), output)
+    os.utime(output, (output.stat().st_mtime - 86400,) * 2)  # saved a day ago
+    retouched = output.read_bytes()
+    result = hostplug("open", output)
+    assert result.exit_code == 5 and "records no time it was written" in result.stderr
+    assert len(error_lines(result.stderr)) == 1 and f"hostplug rerender {shlex.quote(str(output))}" in result.stderr
+    assert output.read_bytes() == retouched
 
 
 def _rating(image: Path) -> str:
