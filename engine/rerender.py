@@ -46,12 +46,12 @@ from engine.output.formats import (
 from engine.output.metadata import EXIV2, XMP_PREFIX, exiv2_image, register_namespace
 from engine.recipe import Recipe, StageSettings, parse_json
 from engine.results import ProgressCallback, RenderResult
-from engine.xmp import location
+from engine.xmp import capture_time, location
 from engine.xmp.hints import CREDIT_KEYS
 
 _MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
 CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.darktable.colorlabels", "Xmp.dc.subject",
-                  *CREDIT_KEYS, *location.OUTPUT_KEYS)
+                  *CREDIT_KEYS, *location.OUTPUT_KEYS, *capture_time.OUTPUT_KEYS)
 
 
 @dataclass(frozen=True)

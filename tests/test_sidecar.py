@@ -460,3 +460,13 @@ def test_a_point_curve_on_the_diagonal_is_no_edit() -> None:
 
     assert _linear(["0, 0", "128, 128", "255, 255"]) and _linear(["0,0", "255,255"]) and _linear([])
     assert not _linear(["0, 0", "128, 140", "255, 255"]) and not _linear(["0, 0", "x"])
+
+
+def test_a_sidecar_time_that_is_no_time_of_day_changes_nothing() -> None:
+    from engine.xmp.capture_time import with_capture_time
+
+    camera = {"Exif.Photo.DateTimeOriginal": "2021:05:06 07:08:09"}
+    for text in ("2022-01-01", "2022-13-01T10:00:00", "yesterday", "2022-02-30T10:00"):
+        assert with_capture_time(camera, {"Xmp.exif.DateTimeOriginal": text}) == camera
+    assert with_capture_time(camera, {"Xmp.exif.DateTimeOriginal": "2022-02-03T04:05Z"}) == {
+        "Exif.Photo.DateTimeOriginal": "2022:02:03 04:05:00", "Exif.Photo.OffsetTimeOriginal": "+00:00"}

@@ -921,3 +921,31 @@ def test_show_and_info_escape_what_could_rewrite_the_terminal(raw: Path) -> None
     shutil.copy(raw, odd)
     described = hostplug("info", odd)
     assert described.exit_code == 0 and "\x1b" not in described.output and "IMG\\x1b[31m_0002" in described.output
+
+
+def test_a_capture_time_corrected_in_the_sidecar_reaches_the_output(raw: Path) -> None:
+    """A tester's: Lightroom's "Edit Capture Time" (a camera clock a year off) was dropped while the sidecar's
+    geotag was used: outputs sorted and dated wrong. The camera's own time copied into a sidecar changes nothing."""
+    from engine.output.metadata import read_exif
+
+    sidecar = raw.parent / "IMG_0001.xmp"
+    sidecar.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+        'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" exif:DateTimeOriginal="2022-01-01T10:00:00.50+01:00" '
+        'photoshop:DateCreated="2022-01-01T10:00:00.50+01:00"/></rdf:RDF></x:xmpmeta>')
+    out = raw.parent / "out.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "100").exit_code == 0
+    exif = read_exif(out)
+    assert (exif["Exif.Photo.DateTimeOriginal"], exif["Exif.Photo.SubSecTimeOriginal"],
+            exif["Exif.Photo.OffsetTimeOriginal"]) == ("2022:01:01 10:00:00", "50", "+01:00")
+    assert xmp_of(out)["Xmp.exif.DateTimeOriginal"] == "2022-01-01T10:00:00.50+01:00"
+    assert hostplug("rerender", out, "--exposure", "0.2").exit_code == 0  # a re-render keeps it
+    assert read_exif(raw.parent / "out_rerender.jpg")["Exif.Photo.DateTimeOriginal"] == "2022:01:01 10:00:00"
+    with pyexiv2.Image(str(raw)) as image:  # a camera time with its fraction
+        image.modify_exif({"Exif.Photo.DateTimeOriginal": "2021:05:06 07:08:09", "Exif.Photo.SubSecTimeOriginal": "45"})
+    sidecar.write_text(sidecar.read_text().replace('exif:DateTimeOriginal="2022-01-01T10:00:00.50+01:00" ', "")
+                       .replace("2022-01-01T10:00:00.50+01:00", "2021:05:06 07:08:09.000"))  # as darktable copies it
+    assert hostplug("render", raw, "-o", out, "--long-edge", "100", "--overwrite").exit_code == 0
+    exif = read_exif(out)
+    assert (exif["Exif.Photo.DateTimeOriginal"], exif["Exif.Photo.SubSecTimeOriginal"]) == ("2021:05:06 07:08:09", "45")

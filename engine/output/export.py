@@ -34,6 +34,7 @@ from engine.output.publish import discard
 from engine.recipe import Recipe
 from engine.results import ProgressCallback, Rendered, RenderResult
 from engine.stage_cache import StageCache
+from engine.xmp.capture_time import with_capture_time
 from engine.xmp.location import with_position
 
 __all__ = ["OutputOptions", "RenderResult", "file_sha256", "output_xmp", "provenance_xmp", "render_file",
@@ -120,7 +121,8 @@ def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions
     _check_not_input(Path(path), rendered.source.path)
     # the provenance last: a script carrying an older output's XMP forward had its recipe recorded over this one's
     xmp = output_xmp(options, rendered, fmt) | (extra_xmp or {}) | provenance_xmp(rendered)
-    exif = with_position(rendered.source.exif, xmp)  # a sidecar's geotag is the photographer's: it wins
+    # a sidecar's geotag and capture time are the photographer's: they win over the camera's
+    exif = with_capture_time(with_position(rendered.source.exif, xmp), xmp)
     return _write.write_image(rendered.pixels, path, options, exif=exif, xmp=xmp, hold=hold)
 
 

@@ -34,6 +34,7 @@ from engine.io.probe import exif_orientation
 from engine.orientation import Orientation
 from engine.output.metadata import XMP_NS_URI, XMP_PREFIX
 from engine.recipe import Recipe
+from engine.xmp.capture_time import capture_time
 from engine.xmp.document import (
     MAX_PACKET_BYTES,
     empty_packet,
@@ -76,6 +77,7 @@ class SidecarInfo:
     paths: list[Path] = field(default_factory=list)  # every sidecar read, in order
     credits: dict[str, Any] = field(default_factory=dict)  # creator, rights, title, description as output XMP
     location: dict[str, Any] = field(default_factory=dict)  # geotag and IPTC place as output XMP (engine.xmp.location)
+    taken: dict[str, Any] = field(default_factory=dict)  # capture times as output XMP (engine.xmp.capture_time)
     orientation: Orientation | None = None  # set by Lightroom, Camera Raw or darktable; wins over the raw's EXIF
     embedded: bool = False  # whether a DNG's own XMP packet was read too, after the sidecars
     adobe_from: str = ""  # the packet the Adobe values came from: a sidecar's path, or the DNG's embedded XMP
@@ -141,6 +143,7 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     words: list[str] = []
     named: dict[str, Any] = {}
     place: dict[str, Any] = {}
+    taken: dict[str, Any] = {}
     turn: Orientation | None = None
     darktable: list[str] = []
     darktable_from = ""
@@ -161,10 +164,11 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
         words = words or keywords(tree)
         named = credits(tree) | named  # each from the first packet that has it
         place = place or location(tree)  # a place and its position from one packet, never mixed
+        taken = taken or capture_time(tree)
     # Adobe's values are checked only when they are used: with a recipe of ours, a bad one does not matter.
     hints = adobe_hints(adobe, adobe_from) if recipe is None else {}
     return SidecarInfo(path=primary, recipe=recipe, hints=hints, adobe=adobe, rating=stars, labels=labels,
-                       keywords=words, paths=paths, credits=named, location=place, orientation=turn,
+                       keywords=words, paths=paths, credits=named, location=place, taken=taken, orientation=turn,
                        embedded=len(packets) > len(paths), adobe_from=adobe_from if adobe else "",
                        darktable_edits=darktable, darktable_from=darktable_from if darktable else "")
 
@@ -403,11 +407,11 @@ def _store_locked(raw: Path, make: Callable[[], Recipe]) -> Recipe:
 
 
 def catalogue_xmp(info: SidecarInfo | None) -> dict[str, Any]:
-    """The rating, colour labels, keywords, credits (creator, rights, title, description) and location (geotag,
-    place names) of a sidecar as output XMP (pyexiv2 keys)."""
+    """The rating, colour labels, keywords, credits (creator, rights, title, description), location (geotag,
+    place names) and capture time of a sidecar as output XMP (pyexiv2 keys)."""
     if info is None:
         return {}
-    xmp: dict[str, Any] = dict(info.credits) | info.location
+    xmp: dict[str, Any] = dict(info.credits) | info.location | info.taken
     if info.rating is not None:
         xmp["Xmp.xmp.Rating"] = str(info.rating)
     if len(info.labels) == 1:
