@@ -172,7 +172,8 @@ class Recipe:
     - ``wb``: ``"as-shot"``, ``"auto"`` (the learned estimate) or ``"custom"`` with ``temperature`` (1700 to
       25000 K) and ``tint`` (-150 green to 150 magenta); :meth:`replace` with a temperature implies custom.
     - ``contrast``, ``highlights``, ``shadows``, ``saturation``, ``vibrance``: -100 to 100, Lightroom's scale.
-    - ``sharpening``, ``denoise``: 0 to 100; None takes the style's amount, and the file's ISO for denoising.
+    - ``sharpening``, ``denoise``: 0 to 100; None (or ``"auto"``) takes the style's amount, and the file's ISO
+      for denoising.
     - ``stages``: stage name -> :class:`StageSettings`, to switch a stage off, choose its implementation or fix
       its parameters.
 
@@ -198,10 +199,16 @@ class Recipe:
     stages: Mapping[str, StageSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in AUTOMATIC_AMOUNTS:  # "auto", as the command line, a preset or a recipe file may write it
+            value = getattr(self, name)
+            if isinstance(value, str) and value.strip().lower() == "auto":
+                object.__setattr__(self, name, None)
         for name in RANGES:  # a numpy number a script computed (np.float32(0.3)) is the float it stands for
             value = getattr(self, name)
             if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
                 object.__setattr__(self, name, float(value))
+            if isinstance(value, float) and value == 0.0:  # -0.0 is stored and shown as 0 (a tester's "-0")
+                object.__setattr__(self, name, 0.0)
         validate(self)
         object.__setattr__(self, "style", style_text(self.style))  # "Vivid " is "vivid", stored and compared
         object.__setattr__(self, "stages", FrozenDict(self.stages))
@@ -209,10 +216,7 @@ class Recipe:
     def replace(self, **changes: Any) -> Recipe:
         """A copy with some settings changed (``None`` values in ``changes`` are ignored; ``"auto"`` sets
         ``sharpening`` or ``denoise`` back to automatic)."""
-        changes = {k: v for k, v in changes.items() if v is not None}
-        for name in AUTOMATIC_AMOUNTS:  # "auto" hands an amount back to the style or the ISO
-            if isinstance(changes.get(name), str) and changes[name].strip().lower() == "auto":
-                changes[name] = None
+        changes = {k: v for k, v in changes.items() if v is not None}  # ("auto" is read by __post_init__)
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise RecipeError(f"unknown recipe setting {unknown[0]!r} (settings: "

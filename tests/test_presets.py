@@ -74,6 +74,21 @@ def test_user_preset_overrides_a_shipped_one_by_name(user_presets: Path) -> None
     assert [p.path for p in list_presets() if p.name == "bright"] == [path]
 
 
+def test_auto_is_written_in_a_preset_sidecar_or_recipe_file_as_on_the_command_line(user_presets: Path,
+                                                                                    tmp_path: Path) -> None:
+    """A tester's: --sharpening auto worked, but "auto" in a preset, a sidecar or a --recipe file was "not a
+    number", so no preset could hand sharpening or denoising back to the style and the ISO."""
+    from engine.xmp.recipe_properties import properties_to_recipe
+
+    _preset_file(user_presets, "auto-amounts", 'hostplug:schemaVersion="16" hostplug:sharpening="auto" '
+                 'hostplug:denoise="Auto"')
+    recipe = apply_presets(Recipe(sharpening=70, denoise=20), ["auto-amounts"])
+    assert (recipe.sharpening, recipe.denoise) == (None, None)
+    assert properties_to_recipe({"schemaVersion": "16", "sharpening": "auto"}, "sidecar").sharpening is None
+    assert Recipe.from_dict({"sharpening": "auto", "exposure": -0.0}) == Recipe()  # and -0 is 0
+    assert str(Recipe(exposure=-0.0).exposure) == "0.0"
+
+
 def test_user_preset_with_stage_settings(user_presets: Path) -> None:
     _preset_file(user_presets, "no-denoise",
                  """hostplug:schemaVersion="1" hostplug:stages='{"denoise":{"enabled":false}}'""")

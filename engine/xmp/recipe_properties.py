@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.errors import NewerSettingsError, RecipeError, StoredSettingError, shown
-from engine.recipe import Recipe, parse_json
+from engine.recipe import AUTOMATIC_AMOUNTS, Recipe, parse_json
 from engine.stages.catalogue import pin_former_defaults
 
 SCHEMA_VERSION = 16  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
@@ -131,6 +131,8 @@ def _setting(name: str, text: str, where: str) -> Any:
         if text.strip().lower() not in ("true", "false"):  # XMP writes True; other writers' true is read too
             raise StoredSettingError(f"{where}: hostplug:{name} {shown(text)} is not True or False")
         return text.strip().lower() == "true"
+    if name in AUTOMATIC_AMOUNTS and text.strip().lower() == "auto":  # back to the style's or the ISO's amount
+        return "auto"
     try:
         return float(text)
     except ValueError:
