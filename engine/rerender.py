@@ -35,6 +35,7 @@ from engine.errors import (
     shown,
 )
 from engine.io.bounded import not_a_file
+from engine.io.formats import image_format_of
 from engine.orientation import Orientation
 from engine.output.formats import (
     FORMAT_SUFFIX,
@@ -49,7 +50,6 @@ from engine.results import ProgressCallback, RenderResult
 from engine.xmp import capture_time, location
 from engine.xmp.hints import CREDIT_KEYS
 
-_MAGIC = {b"\x89PNG": "png", b"II*\x00": "tiff", b"MM\x00*": "tiff", b"\xff\xd8\xff": "jpeg"}
 CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.darktable.colorlabels", "Xmp.dc.subject",
                   *CREDIT_KEYS, *location.OUTPUT_KEYS, *capture_time.OUTPUT_KEYS)
 
@@ -231,7 +231,7 @@ def image_format(path: Path) -> ImageLayout:
     UnsupportedInputError (exit 3) for a file that is none of them: the input is wrong, not the output."""
     with path.open("rb") as f:
         head = f.read(32)
-    fmt = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    fmt = image_format_of(head)
     if fmt is None:
         raise UnsupportedInputError(f"{path}: not a TIFF, PNG or JPEG file")
     if fmt == "jpeg":

@@ -79,3 +79,10 @@ def test_an_images_white_stays_neutral_under_another_white_balance(tmp_path: Pat
     engine.render_file(white, tmp_path / "v12.png", old, options=options)
     before = np.asarray(Image.open(tmp_path / "v12.png"), dtype=np.int32)[30, 45]
     assert before.max() - before.min() > 12, before  # no ceiling then: its white tinted
+
+
+def test_info_names_an_image_s_format_by_its_content_not_its_suffix(tmp_path: Path) -> None:
+    """A tester's: a PNG named .jpg was reported as "JPG" (it renders as what it is)."""
+    png_named_jpeg = tmp_path / "fake.jpg"
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(png_named_jpeg, format="PNG")
+    assert engine.open(png_named_jpeg).format == "PNG"

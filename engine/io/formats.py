@@ -71,3 +71,12 @@ def starts_as_tiff(file: Path) -> bool:
     its first bytes."""
     with open(file, "rb") as f:
         return f.read(4) in TIFF_STARTS
+
+
+IMAGE_STARTS = {b"\x89PNG": "png", TIFF_STARTS[0]: "tiff", TIFF_STARTS[1]: "tiff", b"\xff\xd8\xff": "jpeg"}
+
+
+def image_format_of(head: bytes) -> str | None:
+    """"tiff", "png" or "jpeg" for a file that begins with ``head`` (its first bytes), by content whatever its
+    name says; None for anything else."""
+    return next((name for start, name in IMAGE_STARTS.items() if head.startswith(start)), None)

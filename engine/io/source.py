@@ -647,6 +647,16 @@ def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError | Cor
     return UnsupportedInputError(f"{path}: unsupported raw: LibRaw cannot decode this file's format")
 
 
+def _image_format_name(file: Path, path: Path) -> str:
+    """"JPEG", "PNG" or "TIFF" by the file's content (a PNG named .jpg is read as a PNG, and said to be one); the
+    suffix where the content names none."""
+    from engine.io.formats import image_format_of
+
+    with open(file, "rb") as f:
+        found = image_format_of(f.read(4))
+    return found.upper() if found else path.suffix.lstrip(".").upper()
+
+
 def _open_rgb_or_refuse(path: Path, dng: DngTags | None, file: Path) -> Source:
     """An sRGB image (JPEG, PNG, TIFF), or a clear refusal for a raw LibRaw cannot decode."""
     if dng is not None:
@@ -667,7 +677,7 @@ def _open_rgb_or_refuse(path: Path, dng: DngTags | None, file: Path) -> Source:
         neutral_origin="sRGB image (already white balanced)",
         calibration=None,
         orientation=orientation,
-        format=path.suffix.lstrip(".").upper(),
+        format=_image_format_name(file, path),
         sha256=file_sha256(file),
     )
     from engine.output.metadata import read_exif
