@@ -949,3 +949,20 @@ def test_a_capture_time_corrected_in_the_sidecar_reaches_the_output(raw: Path) -
     assert hostplug("render", raw, "-o", out, "--long-edge", "100", "--overwrite").exit_code == 0
     exif = read_exif(out)
     assert (exif["Exif.Photo.DateTimeOriginal"], exif["Exif.Photo.SubSecTimeOriginal"]) == ("2021:05:06 07:08:09", "45")
+
+
+def test_show_of_an_output_says_how_it_was_made(raw: Path) -> None:
+    """A tester's: `show` of a hostplug output said "no sidecar; renders with the defaults"; only rerender (which
+    renders) revealed the recipe, raw and hash every output records."""
+    from engine.filehash import file_sha256
+
+    out = raw.parent / "made.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "100", "--style", "vivid", "--exposure",
+                    "0.3").exit_code == 0
+    shown = hostplug("show", out)
+    assert shown.exit_code == 0
+    assert shown.output.splitlines()[:3] == [f"{out}: a hostplug render", f"  rendered from: {raw} (SHA-256 "
+                                             f"{file_sha256(raw)[:16]}...)", "  its recipe: style vivid, exposure 0.3"]
+    data = json.loads(hostplug("show", out, "--json").output)
+    assert data["rendered"]["source_sha256"] == file_sha256(raw) and data["rendered"]["recipe"]["style"] == "vivid"
+    assert json.loads(hostplug("show", raw, "--json").output)["rendered"] is None

@@ -84,6 +84,15 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
 
 
 def _show_text(info_json: dict[str, Any]) -> str:
+    made = info_json.get("rendered")
+    if made is not None:  # a hostplug output: how it was made comes first, and how to make it again
+        recipe = made["recipe_error"] or (_describe(made["changed"]) if made["recipe"] is not None else "none recorded")
+        said = [f"{info_json['input']}: a hostplug render",
+                f"  rendered from: {made['source'] or 'a raw it does not name'}"
+                + (f" (SHA-256 {made['source_sha256'][:16]}...)" if made["source_sha256"] else ""),
+                f"  its recipe: {recipe}",
+                f"  again:      hostplug rerender {shlex.quote(info_json['input'])} (with changes: add options)"]
+        return "\n".join(said)
     lines = [f"{info_json['input']}"]
     if info_json["sidecar"] is None and not info_json.get("embedded_xmp"):
         duplicates = info_json.get("duplicates") or []  # darktable's versions of it, which a render does not read
@@ -167,12 +176,30 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "keywords": info.keywords,
             }
         data["duplicates"] = [str(p) for p in find_duplicates(path)]
+        data["rendered"] = _render_record(path)
         if as_json:
             click.echo(json_text(data, len(inputs)))
         else:
             echo_lines(_show_text(data))
 
     for_each_input(inputs, describe, must_exist=True)
+
+
+def _render_record(path: Path) -> dict[str, Any] | None:
+    """What a hostplug output records of its making (its raw, that raw's SHA-256, its recipe and the settings that
+    differ from the defaults), for ``show``; None for any other file (a tester found no command that said it
+    without rendering)."""
+    from engine.io.formats import RGB_SUFFIXES
+    from engine.xmp.provenance import read_provenance
+
+    if path.suffix.lower() not in RGB_SUFFIXES:
+        return None
+    made = read_provenance(path)
+    if not made.from_hostplug:
+        return None
+    return {"source": str(made.path) if made.path else None, "source_sha256": made.sha256,
+            "recipe": made.recipe.to_dict() if made.recipe else None,
+            "changed": changed_settings(made.recipe) if made.recipe else {}, "recipe_error": made.recipe_error}
 
 
 @click.command()
