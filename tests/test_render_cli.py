@@ -796,3 +796,18 @@ def test_a_rerender_to_another_format_s_suffix_says_the_suffix_without_python_na
     assert result.exit_code == 2
     assert error_lines(result.stderr) == [f"hostplug: error: {tmp_path / 'r.jpg'}: r.tif is TIFF; give the new file "
                                           "its suffix, .tif"]
+
+
+def test_json_gives_every_input_a_record_failed_ones_too(tmp_path: Path) -> None:
+    """A tester's: with --json only the files that rendered printed a record; a script learned of a failure only
+    by parsing stderr's text. Every record is one line, for one input as for several."""
+    from tests.conftest import SAMPLE_DNG
+
+    broken = tmp_path / "broken.dng"
+    broken.write_bytes(b"II*\x00" + b"\x00" * 64)
+    result = hostplug("render", SAMPLE_DNG, broken, "--out-dir", tmp_path / "out", "--long-edge", "64", "--json")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.exit_code == 3 and [r["input"] for r in records] == [str(SAMPLE_DNG), str(broken)]
+    assert records[1]["exit_code"] == 3 and records[1]["error"].startswith(str(broken)) and "output" not in records[1]
+    shown = hostplug("info", SAMPLE_DNG, "--json")
+    assert len(shown.stdout.splitlines()) == 1 and json.loads(shown.stdout)["input"] == str(SAMPLE_DNG)

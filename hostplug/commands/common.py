@@ -69,10 +69,10 @@ def device_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)(command)
 
 
-def json_text(value: Any, inputs: int = 1) -> str:
-    """``value`` as JSON for ``--json``: indented for one input, one line per input for several (JSON Lines,
-    which a script reads line by line; indented objects one after another are no JSON at all)."""
-    return json.dumps(value, indent=2 if inputs == 1 else None)
+def json_text(value: Any) -> str:
+    """``value`` as JSON for ``--json``: one line per record, however many inputs (JSON Lines, which a script
+    reads line by line; a tester's line reader broke on the indented object one input used to give)."""
+    return json.dumps(value)
 
 
 def json_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -218,9 +218,12 @@ def undone(inputs: list[Path], index: int, shown: int = 10) -> str:
 
 def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, must_exist: bool = False,
                    on_error: Callable[[], None] | None = None,
-                   after: Callable[[], None] | None = None, time_limit: float | None = None) -> None:
+                   after: Callable[[], None] | None = None, time_limit: float | None = None,
+                   as_json: bool = False) -> None:
     """Run ``action`` on every input; a failure is one error line and the others still run. If any failed, exit
-    with their error's status (:mod:`engine.errors`), or 1 when they failed for different reasons.
+    with their error's status (:mod:`engine.errors`), or 1 when they failed for different reasons. With
+    ``as_json`` a failure is also a JSON record on stdout (``input``, ``error``, ``exit_code``), so a script that
+    reads the records learns of every input, not only those that worked.
 
     For several inputs a last line says "N of M files failed", and a stop (Ctrl-C, SIGTERM, the time limit) says
     which were not done. ``must_exist`` refuses a missing file before ``action``; ``on_error`` runs before an
@@ -244,6 +247,9 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
             if on_error is not None:
                 on_error()
             error_line(e)
+            if as_json:
+                click.echo(json_text({"input": str(path), "error": for_the_command_line(str(e)),
+                                      "exit_code": e.exit_code}))
         except BaseException as e:  # Ctrl-C, SIGTERM: the command's own line follows; first, what is left undone
             if len(inputs) > 1 and not isinstance(e, SystemExit):
                 if on_error is not None:

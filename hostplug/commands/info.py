@@ -29,11 +29,11 @@ def info(inputs: tuple[Path, ...], as_json: bool) -> None:
 
         description = describe(engine.open(path), _sidecar_orientation(path))
         if as_json:  # "input": the argument as given, as every command's JSON names it ("file": the path read)
-            click.echo(json_text({"input": str(path), **description}, len(inputs)))
+            click.echo(json_text({"input": str(path), **description}))
         else:
             echo_lines(format_description(description))
 
-    for_each_input(inputs, describe)
+    for_each_input(inputs, describe, as_json=as_json)
 
 
 # ----- the text form of engine.io.source_info.describe ---------------------------------------------------------

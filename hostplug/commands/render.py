@@ -192,7 +192,7 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
                 click.echo(line)
 
         for_each_input(inputs, render_one, on_error=bar.clear, after=lambda: bar.update(1),
-                       time_limit=time_limit)
+                       time_limit=time_limit, as_json=as_json)
 
 
 @contextlib.contextmanager

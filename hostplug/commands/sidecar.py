@@ -80,7 +80,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
         else:
             echo_lines(f"{path} -> {sidecar}: {_describe(changed_settings(recipe))}")
 
-    for_each_input(inputs, store, must_exist=True)
+    for_each_input(inputs, store, must_exist=True, as_json=as_json)
 
 
 def _show_text(info_json: dict[str, Any]) -> str:
@@ -178,11 +178,11 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
         data["duplicates"] = [str(p) for p in find_duplicates(path)]
         data["rendered"] = _render_record(path)
         if as_json:
-            click.echo(json_text(data, len(inputs)))
+            click.echo(json_text(data))
         else:
             echo_lines(_show_text(data))
 
-    for_each_input(inputs, describe, must_exist=True)
+    for_each_input(inputs, describe, must_exist=True, as_json=as_json)
 
 
 def _render_record(path: Path) -> dict[str, Any] | None:
@@ -271,4 +271,4 @@ def rerender(outputs: tuple[Path, ...], search: tuple[Path, ...], target: Path |
         else:
             echo_lines(f"{result.source} -> {result.output} ({result.seconds:.1f} s)")
 
-    for_each_input(outputs, rerender_one, time_limit=time_limit)
+    for_each_input(outputs, rerender_one, time_limit=time_limit, as_json=as_json)
