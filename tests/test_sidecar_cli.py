@@ -966,3 +966,15 @@ def test_show_of_an_output_says_how_it_was_made(raw: Path) -> None:
     data = json.loads(hostplug("show", out, "--json").output)
     assert data["rendered"]["source_sha256"] == file_sha256(raw) and data["rendered"]["recipe"]["style"] == "vivid"
     assert json.loads(hostplug("show", raw, "--json").output)["rendered"] is None
+
+
+def test_a_jpeg_that_cannot_hold_the_raw_s_exif_says_what_it_left_out(raw: Path) -> None:
+    """A tester's: a 70 000-character description was left out of JPEG and PNG outputs without a word."""
+    with pyexiv2.Image(str(raw)) as image:
+        image.modify_exif({"Exif.Image.ImageDescription": "A" * 70000})
+    result = hostplug("render", raw, "-o", raw.parent / "long.jpg", "--long-edge", "64")
+    assert result.exit_code == 0
+    assert "hostplug: note: long.jpg leaves out the raw's EXIF ImageDescription: more than the 64 KB a JPEG holds " \
+           "(a TIFF keeps it)" in result.stderr
+    tiff = hostplug("render", raw, "-o", raw.parent / "long.tif", "--long-edge", "64")
+    assert tiff.exit_code == 0 and "leaves out" not in tiff.stderr

@@ -29,7 +29,7 @@ from engine.io.source import Source, check_source_argument
 from engine.orientation import Orientation
 from engine.output import write as _write
 from engine.output.formats import OutputOptions, checked_options, resolve_format
-from engine.output.metadata import XMP_PREFIX, xmp_file_name
+from engine.output.metadata import XMP_PREFIX, exif_left_out, xmp_file_name
 from engine.output.publish import discard
 from engine.recipe import Recipe
 from engine.results import ProgressCallback, Rendered, RenderResult
@@ -269,9 +269,24 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
                           preview=reduced_size(opened, targets) if render_size == "by outputs" else render_size,
                           orientation=orientation)
         written = _write_all(rendered, targets, extra_xmp or None, before_naming)
+        notice = "; ".join(said for said in (notice, _exif_left_out_note(rendered, targets)) if said) or None
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings), orientation=rendered.orientation,
                         source_sha256=opened.sha256, white_balance=_white_of(rendered.notes), notice=notice)
+
+
+def _exif_left_out_note(rendered: Rendered, targets: list[tuple[Path, OutputOptions]]) -> str | None:
+    """What of the raw's EXIF a PNG or JPEG output could not hold (a tester's 70 000-character description went
+    without a word), or None."""
+    said = []
+    for target, options in targets:
+        fmt, _bits = resolve_format(target, options)
+        left_out = exif_left_out(rendered.source.exif or {}, fmt)
+        if left_out:
+            names = ", ".join(key.rsplit(".", 1)[-1] for key in left_out)
+            said.append(f"{target.name} leaves out the raw's EXIF {names}: more than the 64 KB a {fmt.upper()} "
+                        "holds (a TIFF keeps it)")
+    return "; ".join(said) or None
 
 
 def _white_of(notes: dict[str, Any]) -> dict[str, float] | None:

@@ -252,6 +252,15 @@ def writable_exif(exif: dict[str, str], fmt: str = "jpeg") -> dict[str, str]:
     return dict(_writable(tuple(exif.items()), "TIFF" if fmt == "tiff" else "JPEG"))
 
 
+def exif_left_out(exif: dict[str, str], fmt: str) -> list[str]:
+    """The EXIF entries (pyexiv2 keys) a TIFF would keep that an output of format ``fmt`` leaves out: in a PNG or
+    JPEG, what passes the 64 KB exiv2 encodes there (a very long description or comment)."""
+    if fmt == "tiff":
+        return []
+    kept = writable_exif(exif, fmt)
+    return [key for key in writable_exif(exif, "tiff") if key not in kept]
+
+
 @functools.lru_cache(maxsize=8)
 def _writable(items: tuple[tuple[str, str], ...], kind: str) -> tuple[tuple[str, str], ...]:
     exif = dict(items)
