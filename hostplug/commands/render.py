@@ -120,13 +120,16 @@ def _remove_added(folder: Path, there: set[str]) -> None:
 @device_option
 @service_option
 @time_limit_option
-@json_option("Print one JSON object per rendered file.")
+@json_option("Print one JSON line per input (a failed one: input, error, exit_code).")
 @recipe_options
 def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, fmt: str | None,
            bits: str | None, quality: int, compression: str, space: str, long_edge: int | None, overwrite: bool,
            stages_dir: Path | None, device: str, service: bool | None, time_limit: float | None, as_json: bool,
            **kwargs: Any) -> None:
-    """Render camera raws (or JPEG/PNG/TIFF images) to finished images."""
+    """Render camera raws (or JPEG/PNG/TIFF images) to finished images.
+
+    Without -o or --out-dir each output is written beside its input, named after it (IMG_0001.tif); an existing
+    file is never replaced without --overwrite."""
     from engine.edits import check_changes
 
     changes = pop_recipe_options(kwargs)
