@@ -17,6 +17,7 @@ from engine import Recipe
 from engine.output.metadata import register_namespace
 from engine.xmp.sidecar import read_sidecar
 from hostplug.cli import main
+from tests.conftest import error_lines
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -978,3 +979,20 @@ def test_a_jpeg_that_cannot_hold_the_raw_s_exif_says_what_it_left_out(raw: Path)
            "(a TIFF keeps it)" in result.stderr
     tiff = hostplug("render", raw, "-o", raw.parent / "long.tif", "--long-edge", "64")
     assert tiff.exit_code == 0 and "leaves out" not in tiff.stderr
+
+
+def test_a_raw_found_through_search_that_changed_is_named_not_called_missing(raw: Path, tmp_path: Path) -> None:
+    """A tester's: the raw moved to an archive and changed there; `rerender --search archive` said it could not
+    find the raw and to pass its folder with --search, which it had been given."""
+    out = tmp_path / "P1.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "64").exit_code == 0
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    moved = Path(shutil.move(raw, archive / raw.name))
+    with moved.open("ab") as f:
+        f.write(b"x")
+    result = hostplug("rerender", out, "--search", archive)
+    assert result.exit_code == 2 and error_lines(result.stderr) == [
+        f"hostplug: error: {out}: {moved} is not the raw it was rendered from (its content changed since: a program "
+        f"may have written metadata into it, or it is another photo); to render it with the output's recipe: "
+        f"hostplug render {moved} -o NEW --recipe {out}"]

@@ -170,7 +170,7 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
 
     ``search`` adds folders to look in after the output's own folder.
     """
-    output = Path(output)
+    output, search = Path(output), list(search)
     provenance = read_provenance(output)
     if provenance.damaged_sha256 is not None:  # a tester's: the check was skipped, and another photo rendered
         raise RecipeError(f"{output}: its recorded source SHA-256 {shown(provenance.damaged_sha256)} is damaged, so "
@@ -180,6 +180,7 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
     archived = [provenance.archive] if provenance.archive is not None else []
     folders = list(dict.fromkeys([*archived, output.resolve().parent, *(Path(s).resolve() for s in search)]))
     seen: set[Path] = set()
+    other: list[Path] = []  # files of its raw's name whose content is not the recorded one
     for candidate in _candidates(output, provenance, folders):
         try:
             same_file = candidate.resolve() == output.resolve()
@@ -190,14 +191,18 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
         seen.add(candidate)
         if _matches(candidate, provenance.sha256):
             return candidate
-    recorded = provenance.path
-    if recorded is not None and provenance.sha256 is not None and recorded.is_file():
-        # the same raw with metadata written into it, or another photo under its name (a tester's): say both
+        if provenance.sha256 is not None and candidate.is_file():
+            other.append(candidate)
+    if other:
+        # the same raw with metadata written into it, or another photo under its name (a tester's): say both, and
+        # which file, wherever it was found (a raw found through --search was called "not found")
+        first = shlex.quote(str(other[0]))
+        moved = "" if search else "; if the raw was moved, pass its folder with --search"
         raise InputNotFoundError(
-            f"{output}: the file at its source raw's path, {recorded}, is not the raw it was rendered from (its "
-            f"content changed since: a program may have written metadata into it, or it is another photo); if the "
-            f"raw was moved, pass its folder with --search; to render this file with the output's recipe: hostplug "
-            f"render {shlex.quote(str(recorded))} -o NEW --recipe {shlex.quote(str(output))} (in Python: "
+            f"{output}: {', '.join(str(o) for o in other)} {'is' if len(other) == 1 else 'are'} not the raw it was "
+            f"rendered from (its content changed since: a program may have written metadata into it, or it is "
+            f"another photo){moved}; to render {'it' if len(other) == 1 else other[0]} with the output's recipe: "
+            f"hostplug render {first} -o NEW --recipe {shlex.quote(str(output))} (in Python: "
             f"rerender_file(..., search=[FOLDER]), or render_file(RAW, NEW, recipe=OUTPUT's recipe))")
     looked = ", ".join(str(f) for f in folders)
     if provenance.path is not None:
