@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import Recipe, StageSettings
-from engine.errors import SidecarError
+from engine.errors import SidecarError, UnknownPresetError
 from engine.stages.photofinish import CLASSICAL_LOOKS
 from engine.xmp.presets import apply_presets, list_presets, load_preset, shipped_folder, user_folder
 
@@ -165,3 +165,21 @@ def test_a_structured_preset_setting_is_refused_and_a_broken_preset_is_no_known_
     with pytest.raises(SidecarError) as error:
         load_preset("sepia")
     assert "alt" not in str(error.value).split("known presets: ")[1].split(" (")[0].split(", ")
+
+
+def test_preset_names_are_found_as_people_type_them_and_a_clash_is_named(user_presets: Path) -> None:
+    """A tester's: "café" typed did not find the file a Mac wrote (decomposed é), "STRASSE" did not find
+    Straße.xmp, and of UPPER.xmp and upper.XMP one was used without a word."""
+    import unicodedata
+
+    _preset_file(user_presets, unicodedata.normalize("NFD", "Café"), 'hostplug:schemaVersion="1" hostplug:exposure="1"')
+    _preset_file(user_presets, "Straße", 'hostplug:schemaVersion="1" hostplug:contrast="5"')
+    assert load_preset("café").settings == {"exposure": 1.0} and load_preset("STRASSE").settings == {"contrast": 5.0}
+    assert "café" in [p.name for p in list_presets()]
+    _preset_file(user_presets, "UPPER", 'hostplug:schemaVersion="1" hostplug:contrast="5"')
+    (user_presets / "upper.XMP").write_text((user_presets / "UPPER.xmp").read_text().replace('"5"', '"4"'))
+    with pytest.raises(SidecarError, match="2 presets of one name, UPPER.xmp, upper.XMP; rename or remove all but"):
+        load_preset("upper")
+    with pytest.raises(UnknownPresetError) as refused:
+        load_preset("x" * 5000)
+    assert len(str(refused.value)) < 2000

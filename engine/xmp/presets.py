@@ -16,13 +16,14 @@ Where presets come from, later folders overriding earlier ones by name (case-ins
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.errors import RecipeError, SidecarError, UnknownPresetError
+from engine.errors import RecipeError, SidecarError, UnknownPresetError, shown
 from engine.io.bounded import read_regular
 from engine.output.metadata import XMP_NS_URI
 from engine.recipe import Recipe, StageSettings
@@ -103,32 +104,49 @@ def read_preset(path: Path) -> Preset:
     if not properties:
         raise SidecarError(f"{path}: not a hostplug preset (no properties in {XMP_NS_URI})")
     settings, stages = properties_to_settings(properties, str(path))
-    return Preset(name=path.stem.lower(), path=path, settings=settings, stages=stages,
+    return Preset(name=unicodedata.normalize("NFC", path.stem).lower(), path=path, settings=settings, stages=stages,
                   description=properties.get("description", ""))
 
 
-def _preset_files() -> dict[str, Path]:
-    """Preset name -> file, user presets overriding shipped ones of the same name."""
-    files: dict[str, Path] = {}
+def _key(name: str) -> str:
+    """A preset name as it is looked up: "Café" typed is the file "Cafe\u0301.xmp" a Mac or a share wrote
+    (composed alike), and "STRASSE" is "Straße" (case folded)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _preset_files() -> dict[str, Path | tuple[Path, ...]]:
+    """Preset name (:func:`_key`) -> file, user presets overriding shipped ones of the same name; a name that two
+    files of one folder give (UPPER.xmp and upper.XMP) -> both, which no use may pick between."""
+    files: dict[str, Path | tuple[Path, ...]] = {}
     for folder in (shipped_folder(), user_folder()):
         if folder.is_dir():
             try:
                 names = sorted(folder.iterdir())
             except OSError as e:
                 raise SidecarError(f"{folder}: cannot read the preset folder ({e.strerror})") from e
+            here: dict[str, list[Path]] = {}
             for path in names:  # dark.xmp and dark.XMP alike, as for sidecars
                 if path.suffix.lower() == PRESET_SUFFIX and not path.is_dir():
-                    files[path.stem.lower()] = path
+                    here.setdefault(_key(path.stem), []).append(path)
+            files |= {key: paths[0] if len(paths) == 1 else tuple(paths) for key, paths in here.items()}
     return files
+
+
+def _one_file(found: Path | tuple[Path, ...]) -> Path:
+    """The file of a preset name; :class:`SidecarError` when two files of one folder give that name."""
+    if isinstance(found, Path):
+        return found
+    raise SidecarError(f"{found[0].parent}: {len(found)} presets of one name, {', '.join(p.name for p in found)}; "
+                       "rename or remove all but one")
 
 
 def list_presets(on_error: Callable[[SidecarError], None] | None = None) -> list[Preset]:
     """Every preset, by name. A malformed file raises :class:`SidecarError` naming it; with ``on_error``, it is
     handed the error instead and left out, so one bad user preset does not hide the good ones."""
     presets = []
-    for _, path in sorted(_preset_files().items()):
+    for _, found in sorted(_preset_files().items()):
         try:
-            preset = read_preset(path)
+            preset = read_preset(_one_file(found))
             preset.apply(Recipe())  # settings that contradict each other fail here, as every use of it would
             presets.append(preset)
         except SidecarError as e:
@@ -141,13 +159,12 @@ def list_presets(on_error: Callable[[SidecarError], None] | None = None) -> list
 def preset_file(name: str) -> Path:
     """The file of the preset called ``name``; :class:`UnknownPresetError` listing the known names when there is
     none."""
-    files = _preset_files()
-    path = files.get(name.lower())
-    if path is None:  # the usable ones: a damaged file is no preset to choose (`hostplug presets` names it)
+    found = _preset_files().get(_key(name))
+    if found is None:  # the usable ones: a damaged file is no preset to choose (`hostplug presets` names it)
         known = ", ".join(preset.name for preset in list_presets(on_error=lambda _error: None)) or "none"
-        raise UnknownPresetError(f"no preset named {name!r}; known presets: {known} (user presets go in "
+        raise UnknownPresetError(f"no preset named {shown(name)}; known presets: {known} (user presets go in "
                                  f"{user_folder()})")
-    return path
+    return _one_file(found)
 
 
 def load_preset(name: str) -> Preset:

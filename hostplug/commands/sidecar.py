@@ -219,10 +219,11 @@ def presets(as_json: bool) -> None:
         click.echo(json.dumps([{"name": p.name, "kind": p.kind, "file": str(p.path), "settings": p.settings,
                                 "stages": p.stages, "description": p.description} for p in found], indent=2))
     else:
+        width = max([16, *(len(preset.name) for preset in found)])  # a long name keeps the columns straight
         for preset in found:
             sets = _describe({**preset.settings, **({"stages": preset.stages} if preset.stages else {})})
-            echo_lines(f"{preset.name:<16} {preset.kind:<10} {sets}")
-            echo_lines(f"{'':<16} {preset.description or ''} ({preset.path})".rstrip())
+            echo_lines(f"{preset.name:<{width}} {preset.kind:<10} {sets}")
+            echo_lines(f"{'':<{width}} {preset.description or ''} ({preset.path})".rstrip())
         click.echo(f"user presets: {user_folder()}")
     if bad:
         sys.exit(bad[0].exit_code)  # SidecarError: a bad preset
