@@ -705,7 +705,7 @@ def test_lightroom_masks_healing_point_curve_and_lens_corrections_are_named_as_n
         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
         '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" '
         'crs:LuminanceSmoothing="20" crs:LensProfileEnable="1" crs:PerspectiveUpright="0" '
-        'crs:PerspectiveScale="100" crs:PerspectiveVertical="12">'
+        'crs:PerspectiveScale="100" crs:PerspectiveVertical="12" crs:Sharpness="70" crs:ColorNoiseReduction="25">'
         '<crs:ToneCurvePV2012><rdf:Seq><rdf:li>0, 0</rdf:li><rdf:li>128, 140</rdf:li><rdf:li>255, 255</rdf:li>'
         '</rdf:Seq></crs:ToneCurvePV2012><crs:ToneCurvePV2012Red><rdf:Seq><rdf:li>0, 0</rdf:li>'
         '<rdf:li>255, 255</rdf:li></rdf:Seq></crs:ToneCurvePV2012Red><crs:ToneCurvePV2012Blue><rdf:Seq>'
@@ -719,8 +719,9 @@ def test_lightroom_masks_healing_point_curve_and_lens_corrections_are_named_as_n
     assert sorted(shown["adobe_unused"]) == sorted([
         "crs:MaskGroupBasedCorrections (masks)", "crs:RetouchAreas (spot healing)",
         "crs:ToneCurvePV2012 (a point curve)", "crs:ToneCurvePV2012Blue (a point curve)",
-        "crs:LuminanceSmoothing=20", "crs:LensProfileEnable=1", "crs:PerspectiveVertical=12"])  # not the linear
-    # red curve, the empty filters, nor the Transform's scale at 100, its unset value
+        "crs:LuminanceSmoothing=20", "crs:LensProfileEnable=1", "crs:PerspectiveVertical=12",
+        "crs:Sharpness=70"])  # not the linear red curve, the empty filters, nor the Transform's scale at 100 or the
+    # colour noise reduction at 25, Lightroom's defaults
 
 
 def test_a_sidecar_position_drops_the_cameras_void_fix_status() -> None:
@@ -996,3 +997,18 @@ def test_a_raw_found_through_search_that_changed_is_named_not_called_missing(raw
         f"hostplug: error: {out}: {moved} is not the raw it was rendered from (its content changed since: a program "
         f"may have written metadata into it, or it is another photo); to render it with the output's recipe: "
         f"hostplug render {moved} -o NEW --recipe {out}"]
+
+
+def test_show_says_when_lightroom_s_settings_moved_on_from_the_stored_recipe(raw: Path) -> None:
+    """A tester's: the first `edit` stored Lightroom's exposure; changed in Lightroom afterwards it went on rendering
+    as stored, and `show` gave no sign, nor a way to take it."""
+    adobe = raw.with_suffix(".xmp")
+    adobe.write_text((DATA / "adobe-camera-raw.xmp").read_text())
+    assert hostplug("edit", raw, "--style", "moody").exit_code == 0
+    assert "lightroom:" not in hostplug("show", raw).output  # as stored
+    text = adobe.read_text()
+    adobe.write_text(re.sub(r'crs:Exposure2012="[^"]*"', 'crs:Exposure2012="-1.20"', text))
+    shown = hostplug("show", raw)
+    assert f"  lightroom:  exposure -1.2 in {adobe.name}, not as in the recipe, which renders" in shown.output
+    assert f"to take them: hostplug edit {raw} --exposure -1.2" in shown.output
+    assert json.loads(hostplug("show", raw, "--json").output)["adobe_differs"] == {"exposure": -1.2}

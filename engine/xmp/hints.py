@@ -62,14 +62,16 @@ ADOBE_UNRENDERED = ("Clarity2012", "Texture", "Dehaze", "ConvertToGrayscale", "P
                     "LuminanceSmoothing", "LensProfileEnable", "PerspectiveUpright",  # noise reduction, lens, Upright
                     "PerspectiveVertical", "PerspectiveHorizontal", "PerspectiveRotate", "PerspectiveScale",
                     "PerspectiveAspect", "LensManualDistortionAmount", "DefringePurpleAmount",
-                    "DefringeGreenAmount")  # the manual Transform and lens corrections
+                    "DefringeGreenAmount",  # the manual Transform and lens corrections
+                    "Sharpness", "ColorNoiseReduction")  # hostplug's own sharpening and denoising run instead
 _ADOBE_MIXER = ("HueAdjustment", "SaturationAdjustment", "LuminanceAdjustment")  # + Red, Orange, ... Magenta
 # Adobe edits held in arrays or structures (a tester's masks, healing and point curve were not named): the local
 # adjustments, spot healing and red eye, read as present or not
 ADOBE_STRUCTURED = {"MaskGroupBasedCorrections": "masks", "GradientBasedCorrections": "graduated filters",
                     "CircularGradientBasedCorrections": "radial filters", "PaintBasedCorrections": "brush",
                     "RetouchAreas": "spot healing", "RedEyeInfo": "red eye"}
-_UNSET = {"PerspectiveScale": 100.0}  # the settings whose "no edit" is not 0
+# the settings whose "no edit" is not 0 (Lightroom's defaults for a raw: sharpening 40, colour noise reduction 25)
+_UNSET = {"PerspectiveScale": 100.0, "Sharpness": 40.0, "ColorNoiseReduction": 25.0}
 ADOBE_CURVES = ("ToneCurvePV2012", "ToneCurvePV2012Red", "ToneCurvePV2012Green", "ToneCurvePV2012Blue")
 
 

@@ -108,6 +108,11 @@ def _show_text(info_json: dict[str, Any]) -> str:
     if info_json["hints"]:
         lines.append(f"  hints:      {_describe(info_json['hints'])} (from Adobe Camera Raw settings in "
                      f"{Path(info_json['adobe_from']).name})")
+    if info_json.get("adobe_differs"):
+        differs = info_json["adobe_differs"]
+        lines.append(f"  lightroom:  {_describe(differs)} in {Path(info_json['adobe_from']).name}, not as in the "
+                     f"recipe, which renders (changed in Lightroom since?); to take them: hostplug edit "
+                     f"{shlex.quote(info_json['input'])} {_edit_options(differs)}")
     if info_json.get("adobe_unused"):
         from engine.xmp.hints import ADOBE_OLDER
 
@@ -157,7 +162,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
         data: dict[str, Any] = {"input": str(path), "sidecar": None, "sidecars": [], "embedded_xmp": None,
                                 "recipe": None, "changed": {}, "hints": {}, "adobe_unused": [], "adobe": {},
                                 "adobe_from": None, "darktable_edits": [], "orientation": None, "rating": None,
-                                "labels": [], "keywords": []}
+                                "labels": [], "keywords": [], "adobe_differs": {}}
         if info is not None:
             data |= {
                 "sidecar": str(info.path) if info.paths else None,
@@ -174,6 +179,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "rating": info.rating,
                 "labels": info.labels,
                 "keywords": info.keywords,
+                "adobe_differs": _adobe_differs(info),
             }
         data["duplicates"] = [str(p) for p in find_duplicates(path)]
         data["rendered"] = _render_record(path)
@@ -183,6 +189,31 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
             echo_lines(_show_text(data))
 
     for_each_input(inputs, describe, must_exist=True, as_json=as_json)
+
+
+def _adobe_differs(info: Any) -> dict[str, Any]:
+    """Lightroom's basic settings that differ from the recipe of ours stored beside them: changed in Lightroom
+    after `hostplug edit` took them (a tester's exposure, moved there, went on rendering as first stored)."""
+    from engine.errors import SidecarError
+    from engine.xmp.hints import adobe_hints
+
+    if info.recipe is None or not info.adobe:
+        return {}
+    try:
+        hints = adobe_hints(info.adobe, info.adobe_from)
+    except SidecarError:  # a value that is no number: `show` names Adobe's settings already
+        return {}
+    stored = info.recipe
+    return {name: value for name, value in hints.items() if getattr(stored, name) != value and not (
+        isinstance(value, float) and isinstance(getattr(stored, name), float)
+        and abs(getattr(stored, name) - value) < 1e-6)}
+
+
+def _edit_options(settings: dict[str, Any]) -> str:
+    """The `hostplug edit` options that set ``settings`` (recipe names to values)."""
+    return " ".join(f"--{name.replace('_', '-')} {value:g}" if isinstance(value, float) else
+                    f"--{name.replace('_', '-')} {value}" for name, value in settings.items()
+                    if not (name == "wb" and value == "custom"))  # (a temperature sets custom)
 
 
 def _render_record(path: Path) -> dict[str, Any] | None:
