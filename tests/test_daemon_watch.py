@@ -675,3 +675,41 @@ def test_queue_lists_the_outputs_each_raw_rendered_to(studio: Path) -> None:
         assert sorted(outputs) == _expected_outputs([name[:-len(".dng")]])
         assert all((studio / "out" / output).is_file() for output in outputs)
     assert "  bad.dng [failed]: " in text, text
+
+
+def _refused_start(studio: Path, config: Path) -> list[str]:
+    """Start a daemon that must be refused at once; returns its stderr lines (exit 7 checked)."""
+    started = subprocess.run([*COMMAND, "watch", "--config", str(config)], cwd=studio, capture_output=True,
+                             text=True, timeout=60)
+    lines = [line for line in started.stderr.splitlines() if line.strip()]
+    assert started.returncode == 7 and len(lines) == 1, started.stderr
+    return lines
+
+
+def test_a_daemon_on_a_folder_inside_or_holding_anothers_recursive_hot_folder_is_refused(studio: Path) -> None:
+    # `watch in --recurse` and `watch in/sub` both rendered in/sub's files, each journal claimed them, and the
+    # outer one archived a raw while the inner one rendered it
+    hot, sub = studio / "in", studio / "in" / "sub"
+    sub.mkdir()
+    for name in ("outer", "inner", "flat"):  # each its own journal and log
+        (studio / name).mkdir()
+    outer = write_config(studio / "outer" / "c.toml", hot, [{"folder": str(studio / "outA")}], recurse=True)
+    inner = write_config(studio / "inner" / "c.toml", sub, [{"folder": str(studio / "outB")}])
+    flat = write_config(studio / "flat" / "c.toml", hot, [{"folder": str(studio / "outC")}])
+    with WatchProcess("--config", outer, cwd=studio) as first:
+        wait_for(lambda: events(studio / "outer" / "log.jsonl", "start"), 60, "the outer daemon to start")
+        line = _refused_start(studio, inner)[0]
+        assert f"{sub} is inside {hot}" in line and f"pid {first.pid}" in line
+        assert first.terminate() == 0
+    assert not (studio / "outB").exists()
+    with WatchProcess("--config", inner, cwd=studio) as first:
+        wait_for(lambda: events(studio / "inner" / "log.jsonl", "start"), 60, "the inner daemon to start")
+        line = _refused_start(studio, outer)[0]
+        assert f"{hot} holds {sub}" in line and f"pid {first.pid}" in line
+        with WatchProcess("--config", flat, cwd=studio) as beside:  # in/'s own files only: no file in common
+            wait_for(lambda: events(studio / "flat" / "log.jsonl", "start"), 60, "the flat daemon to start")
+            drop(sub, "a.dng")
+            wait_for(lambda: states(studio / "inner" / "journal.sqlite").get("a.dng") == "done", 90, "a rendered")
+            assert beside.terminate() == 0
+        assert first.terminate() == 0
+    assert states(studio / "flat" / "journal.sqlite") == {}

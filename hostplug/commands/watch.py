@@ -157,7 +157,7 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
                                      "allow_public_bind": allow_public_bind or None}
         config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
         try:
-            check_not_watched([folder.path for folder in config.folders], config.journal)  # before validate creates
+            check_not_watched(config.folders, config.journal)  # before validate creates
             validate(config)
         except HostplugError as e:  # before the log is set up: a monitor tailing the JSON log reads it too
             if not isinstance(e, TakenError):  # (not into the log of the daemon that holds the journal)

@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from hostplug.daemon.job import MAX_RAW_BYTES, Job, Outcome
 from hostplug.daemon.journal import Entry, Journal, journal_error
 from hostplug.daemon.logs import StatusLine, fatal_fields
 from hostplug.daemon.progress import Throughput
-from hostplug.daemon.scanner import Scanner, failure_wait, sidecar_stamp
+from hostplug.daemon.scanner import Scanner, failure_wait, is_skipped_dir, sidecar_stamp
 from hostplug.daemon.systemd import notify, watchdog_interval
 from hostplug.daemon.validate import first_file
 from hostplug.daemon.workers import Event, Pool, WorkerPool
@@ -65,19 +66,88 @@ def lock_journal(journal: Path) -> int:
 
 
 FOLDER_LOCK = Path(".hostplug") / "watch.lock"  # in a hot folder; hostplug's own .hostplug/ is never scanned
+RECURSE_FALSE = "recurse = false"  # a folder lock's second line for a daemon that leaves sub-folders alone
 
 
-def check_not_watched(folders: list[Path], journal: Path) -> None:
+def check_not_watched(folders: Sequence[FolderConfig], journal: Path) -> None:
     """Refuse (JournalError, the message :func:`lock_folder` and :func:`lock_journal` give) when another daemon
-    holds the journal or watches one of ``folders``, before anything is created: a refused start left the output
-    folders its checks had made and a lock file beside a new journal. Only looks at locks that exist."""
+    holds the journal or watches one of ``folders``, or a folder above or below one (:func:`check_not_nested`),
+    before anything is created: a refused start left the output folders its checks had made and a lock file
+    beside a new journal. Only looks at locks that exist."""
     held = _held_by_another(journal.with_name(journal.name + ".lock"))
     if held is not None:
         raise _journal_taken(journal, held)
     for folder in folders:
-        held = _held_by_another(folder / FOLDER_LOCK)
+        held = _held_by_another(folder.path / FOLDER_LOCK)
         if held is not None:
-            raise _folder_taken(folder, held)
+            raise _folder_taken(folder.path, held)
+    check_not_nested(folders)
+
+
+def check_not_nested(folders: Sequence[FolderConfig]) -> None:
+    """Refuse (TakenError) a hot folder inside a folder another running daemon watches with its sub-folders, and
+    one watched with its sub-folders that holds a folder another daemon watches: both daemons rendered the files
+    they shared, each journal claimed them, and one archived a raw while the other rendered it. Another daemon is
+    found by its folder lock (:data:`FOLDER_LOCK`, held while it runs): in every folder above this one, and, when
+    this one recurses, in every folder its scan would enter. Called before the locks are taken and again after
+    (two daemons starting at once: each then sees the other's lock, and at worst both are refused)."""
+    own = {folder.path.resolve() for folder in folders}
+    for folder in folders:
+        path = folder.path.resolve()
+        above = _watched_above(path, own)
+        if above is not None:
+            outer, holder = above
+            raise TakenError(f"hot folder {folder.path} is inside {outer}, which another hostplug watch ({holder}) "
+                             "watches with its sub-folders: stop that one, or let it render this folder's files")
+        below = _watched_below(path, own) if folder.recurse else None
+        if below is not None:
+            inner, holder = below
+            raise TakenError(f"hot folder {folder.path} holds {inner}, which another hostplug watch ({holder}) "
+                             "watches: both would render its files; stop that one, or watch this folder without "
+                             "its sub-folders (recurse = false)")
+
+
+def _watched_above(path: Path, own: set[Path]) -> tuple[Path, str] | None:
+    """The nearest folder above ``path`` that another daemon watches with its sub-folders, reaching ``path`` (not
+    through a hidden folder or ``_failed/``, which no scan enters), and what its lock names; or None."""
+    for outer in path.parents:
+        if outer in own or any(is_skipped_dir(part) for part in path.relative_to(outer).parts):
+            continue
+        held = _held_by_another(outer / FOLDER_LOCK)
+        if held is not None and _recurses(held):
+            return outer, _holder(held)
+    return None
+
+
+def _watched_below(path: Path, own: set[Path]) -> tuple[Path, str] | None:
+    """A folder below ``path``, where a recursive scan goes (links, hidden folders and ``_failed/`` left out), that
+    another daemon watches, and what its lock names; or None. One failed open a folder: cheaper than the scan."""
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False) or is_skipped_dir(entry.name):
+                continue
+            inner = Path(entry.path)
+            held = None if inner in own else _held_by_another(inner / FOLDER_LOCK)
+            if held is not None:
+                return inner, _holder(held)
+            stack.append(inner)
+    return None
+
+
+def _holder(note: str) -> str:
+    """Who holds a folder lock, from its note (:func:`lock_folder`): its first line."""
+    return note.partition("\n")[0].strip() or "another process"
+
+
+def _recurses(note: str) -> bool:
+    """Whether the daemon that wrote a folder lock's note watches the folder's sub-folders. A note that does not
+    say (a daemon older than this check) counts as yes: two daemons on one file is the harm to avoid."""
+    return RECURSE_FALSE not in note.splitlines()[1:]
 
 
 def _journal_taken(journal: Path, holder: str) -> TakenError:
@@ -87,7 +157,7 @@ def _journal_taken(journal: Path, holder: str) -> TakenError:
 
 def _folder_taken(folder: Path, holder: str) -> TakenError:
     """The refusal of a hot folder another daemon watches (``holder``: what it wrote in the folder's lock)."""
-    return TakenError(f"hot folder {folder}: another hostplug watch ({holder or 'another process'}) watches it; a "
+    return TakenError(f"hot folder {folder}: another hostplug watch ({_holder(holder)}) watches it; a "
                         "folder has one daemon: stop that one, or start this one with its journal (--journal)")
 
 
@@ -108,7 +178,7 @@ def _held_by_another(lock: Path) -> str | None:
     return None
 
 
-def lock_folder(folder: Path, journal: Path) -> int | None:
+def lock_folder(folder: Path, journal: Path, recurse: bool = True) -> int | None:
     """Hold a lock in a hot folder (:data:`FOLDER_LOCK`) for the daemon's lifetime; JournalError naming the other
     daemon when one holds it. Two daemons on one folder with different journals each rendered every file (or split
     them, racing), and ``queue`` showed half. None where the folder cannot be written (a read-only share whose
@@ -138,7 +208,9 @@ def lock_folder(folder: Path, journal: Path) -> int | None:
         return None
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, journal {journal}\n".encode(), 0)
+        # the second line tells a daemon starting on a folder below whether this one renders its files too
+        note = f"pid {os.getpid()} on {socket.gethostname()}, journal {journal}\nrecurse = {str(recurse).lower()}\n"
+        os.pwrite(fd, note.encode(), 0)
     except OSError:
         pass  # the lock holds all the same; the note only names the holder
     return fd
@@ -234,7 +306,8 @@ class Daemon:
         held: list[int | None] = [lock_journal(self.config.journal)]  # None: a folder that cannot be locked
         try:
             for folder in self.config.folders:
-                held.append(lock_folder(folder.path, self.config.journal))
+                held.append(lock_folder(folder.path, self.config.journal, folder.recurse))
+            check_not_nested(self.config.folders)  # again, with the locks held: another may have started meanwhile
         except JournalError:
             for fd in held:
                 if fd is not None:
