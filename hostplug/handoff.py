@@ -306,8 +306,9 @@ def open_file(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any
             # another open of the same raw wrote that name meanwhile: plan again (its render, untouched, is ours)
     else:
         raise OutputError(f"{path}: {OPEN_TRIES} other opens of it wrote its render meanwhile; open it again")
-    result.update(mode=decided.mode, source=str(decided.source), seconds=round(time.perf_counter() - start, 3),
-                  bits=decided.bits, colour_space=decided.space)
+    # "input": the file given, as every command's JSON names its argument (a handed-back TIFF's raw is "source")
+    result.update(input=str(path), mode=decided.mode, source=str(decided.source),
+                  seconds=round(time.perf_counter() - start, 3), bits=decided.bits, colour_space=decided.space)
     return result
 
 

@@ -599,3 +599,10 @@ def test_open_says_that_a_crop_set_in_another_program_is_not_applied(raw: Path) 
     result = hostplug("open", raw)
     assert result.exit_code == 0, result.output
     assert "the crop set in Lightroom/Camera Raw" in result.stderr and "is not applied" in result.stderr
+
+
+def test_open_json_names_the_file_given_as_its_input_and_the_raw_as_its_source(raw: Path) -> None:
+    # a tester's: for a handed-back TIFF "input" was the raw, so the argument appeared only as "output"
+    image = Path(open_json(raw)["output"])
+    again = open_json(image)
+    assert (again["input"], again["source"], again["output"]) == (str(image), str(raw), str(image))
