@@ -66,7 +66,7 @@ def check_pixels(path: object, width: int, height: int, what: str = "image") -> 
     limit = max_pixels()
     if width * height > limit:
         raise UnsupportedInputError(
-            f"{path}: the {what} claims {width} x {height} pixels ({width * height / 1e6:.0f} MP), more than the "
+            f"{path}: the {what} claims {width} x {height} pixels ({width * height / 1e6:.3g} MP), more than the "
             f"{limit / 1e6:g} MP hostplug decodes (set HOSTPLUG_MAX_PIXELS to raise the limit)")
 
 
@@ -75,7 +75,7 @@ def check_density(path: object, width: int, height: int, file_size: int) -> None
     pixels = width * height
     if pixels > DENSITY_CHECK_PIXELS and pixels > MAX_PIXELS_PER_BYTE * max(file_size, 1):
         raise UnsupportedInputError(
-            f"{path}: the image claims {width} x {height} pixels ({pixels / 1e6:.0f} MP) in a file of {file_size} "
+            f"{path}: the image claims {width} x {height} pixels ({pixels / 1e6:.3g} MP) in a file of {file_size} "
             f"bytes, more than {MAX_PIXELS_PER_BYTE} pixels a byte: a decompression bomb or a damaged header")
 
 
