@@ -42,6 +42,9 @@ def test_profile_loads_and_names_the_space(key: str) -> None:
     assert ImageCms.getProfileDescription(profile).strip() == SPACES[key].name
     assert int.from_bytes(data[:4], "big") == len(data)
     assert data[12:24] == b"mntrRGB XYZ " and data[36:40] == b"acsp"
+    # version 2.1, as Lightroom embeds: Firefox (by default) and older viewers pass over a version 4 profile and
+    # show a wide-gamut image as sRGB (a tester's)
+    assert data[8:12] == bytes([2, 0x10, 0, 0]) and data[84:100] == b"\0" * 16
 
 
 @pytest.mark.parametrize("key", list(SPACES))

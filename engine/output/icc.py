@@ -1,33 +1,34 @@
 """ICC profiles for the output spaces, written by hand.
 
-Every output space is a matrix/TRC display space, which an ICC v4.3 profile describes with a few small tags:
-the D50-adapted primaries (rXYZ, gXYZ, bXYZ), one tone curve per channel (rTRC, gTRC, bTRC), the white point,
-the adaptation matrix (chad), a description and a copyright. No installed library writes such profiles for
-arbitrary primaries, so :func:`icc_profile` assembles the bytes itself, following ICC.1:2022 (v4.4).
+Every output space is a matrix/TRC display space, which an ICC profile describes with a few small tags: the
+D50-adapted primaries (rXYZ, gXYZ, bXYZ), one tone curve per channel (rTRC, gTRC, bTRC), the white point, the
+adaptation matrix (chad), a description and a copyright. No installed library writes such profiles for arbitrary
+primaries, so :func:`icc_profile` assembles the bytes itself.
+
+The profiles are **version 2.1** (ICC.1:2001-04), as Lightroom, Capture One and Photoshop embed theirs: every
+colour-managed reader takes them, while some (Firefox by default, older Windows viewers) pass over a version 4
+profile and show a wide-gamut image as if it were sRGB (a tester's). Version 2 has no parametric curves, so the
+sRGB and ProPhoto tone curves are tables of :data:`_CURVE_POINTS` values, which a reader interpolates to within
+1e-5 of the formula; the white point is D50 with the adaptation in chad, as littlecms writes version 2 profiles.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import struct
 
 import numpy as np
 
 from engine.colour import D50_XY, RGBSpace, bradford_adaptation
 
-# The PCS illuminant as the ICC specification writes it (the header and the v4 display wtpt carry it).
+# The PCS illuminant as the ICC specification writes it (the header and the display wtpt carry it).
 ICC_D50_XYZ = (0.9642, 1.0, 0.8249)
 
-_VERSION = 0x04300000  # 4.3: widely read, and 'para' curves and 'mluc' text are native
+_VERSION = 0x02100000  # 2.1: read by every colour-managed program (see the module docstring)
 _CREATOR = b"hstp"
 _DATE = (2024, 1, 1, 0, 0, 0)  # fixed, so a space always gives the same bytes
 _COPYRIGHT = "No copyright, use freely"
-
-# Parametric curves (function type 3: Y = (aX + b)^g for X >= d, Y = cX below), as (g, a, b, c, d).
-_PARA_SRGB = (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
-_PARA_PROPHOTO = (1.8, 1.0, 0.0, 1 / 16, 1 / 32)
-
+_CURVE_POINTS = 4096  # entries of a tabulated tone curve
 
 def _s15f16(values: tuple[float, ...] | np.ndarray) -> bytes:
     """Numbers as big-endian s15Fixed16 (signed, 16 fractional bits)."""
@@ -39,23 +40,38 @@ def _xyz_tag(xyz: tuple[float, ...] | np.ndarray) -> bytes:
     return b"XYZ \0\0\0\0" + _s15f16(xyz)
 
 
-def _mluc_tag(text: str) -> bytes:
-    """A multiLocalizedUnicodeType tag with one en-US record."""
-    utf16 = text.encode("utf-16-be")
-    return b"mluc\0\0\0\0" + struct.pack(">II2s2sII", 1, 12, b"en", b"US", len(utf16), 28) + utf16
+def _text_tag(text: str) -> bytes:
+    """A version 2 textType tag (the copyright)."""
+    return b"text\0\0\0\0" + text.encode("ascii") + b"\0"
+
+
+def _description_tag(text: str) -> bytes:
+    """A version 2 textDescriptionType tag: the ASCII text, no Unicode or ScriptCode text (their counts 0, the
+    ScriptCode's 67 bytes left blank)."""
+    ascii_text = text.encode("ascii") + b"\0"
+    return (b"desc\0\0\0\0" + struct.pack(">I", len(ascii_text)) + ascii_text + struct.pack(">II", 0, 0)
+            + struct.pack(">HB", 0, 0) + b"\0" * 67)
 
 
 def _trc_tag(transfer: str) -> bytes:
-    """The tone curve (encoded value to linear light) of a transfer function name from engine.colour."""
-    if transfer == "srgb":
-        return b"para\0\0\0\0" + struct.pack(">HH", 3, 0) + _s15f16(_PARA_SRGB)
-    if transfer == "prophoto":
-        return b"para\0\0\0\0" + struct.pack(">HH", 3, 0) + _s15f16(_PARA_PROPHOTO)
+    """The tone curve (encoded value to linear light) of a transfer function name from engine.colour, as a
+    version 2 curveType: a gamma for Adobe RGB, the identity for linear, a table for the curves with a linear
+    toe (sRGB, ProPhoto)."""
     if transfer == "gamma2.2":
         return b"curv\0\0\0\0" + struct.pack(">IH", 1, 563)  # u8Fixed8 563/256, Adobe RGB's exact gamma
     if transfer == "linear":
         return b"curv\0\0\0\0" + struct.pack(">I", 0)  # no entries: the identity
-    raise ValueError(f"unknown transfer function {transfer!r}")
+    if transfer not in ("srgb", "prophoto"):
+        raise ValueError(f"unknown transfer function {transfer!r}")
+    table = np.round(_decoded(np.linspace(0.0, 1.0, _CURVE_POINTS), transfer) * 65535)
+    return b"curv\0\0\0\0" + struct.pack(">I", _CURVE_POINTS) + table.astype(">u2").tobytes()
+
+
+def _decoded(v: np.ndarray, transfer: str) -> np.ndarray:
+    """Encoded values to linear light (float64): the inverse of engine.colour.encode for the curves with a toe."""
+    if transfer == "srgb":
+        return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    return np.where(v < 1 / 32, v / 16, v**1.8)  # ProPhoto (ROMM RGB): 16 x below 1/512 linear
 
 
 def _pad4(data: bytes) -> bytes:
@@ -64,7 +80,7 @@ def _pad4(data: bytes) -> bytes:
 
 
 def _assemble(tags: list[tuple[bytes, bytes]]) -> bytes:
-    """Header, tag table and tag data of a v4 display profile; identical tag data is stored once."""
+    """Header, tag table and tag data of a version 2 display profile; identical tag data is stored once."""
     table_size = 4 + 12 * len(tags)
     offset = 128 + table_size
     table = struct.pack(">I", len(tags))
@@ -89,24 +105,20 @@ def _assemble(tags: list[tuple[bytes, bytes]]) -> bytes:
         + _s15f16(ICC_D50_XYZ)
         + _CREATOR
     )
-    header += b"\0" * (128 - len(header))
-    profile = bytearray(header + table + body)
-    # Profile ID: MD5 of the whole profile with flags, rendering intent and the ID itself set to zero.
-    digest = hashlib.md5(bytes(profile), usedforsecurity=False).digest()
-    profile[84:100] = digest
-    return bytes(profile)
+    header += b"\0" * (128 - len(header))  # (version 2 has no profile ID: its bytes stay reserved, 0)
+    return header + table + body
 
 
 @functools.cache
 def icc_profile(space: RGBSpace) -> bytes:
-    """The ICC v4 display profile of an RGB space (matrix/TRC, D50 PCS, Bradford adaptation)."""
+    """The ICC version 2 display profile of an RGB space (matrix/TRC, D50 PCS, Bradford adaptation)."""
     matrix = space.rgb_to_xyz_d50
     chad = bradford_adaptation(np.array(space.white_xy), D50_XY)
     trc = _trc_tag(space.transfer)
     return _assemble(
         [
-            (b"desc", _mluc_tag(space.name)),
-            (b"cprt", _mluc_tag(_COPYRIGHT)),
+            (b"desc", _description_tag(space.name)),
+            (b"cprt", _text_tag(_COPYRIGHT)),
             (b"wtpt", _xyz_tag(ICC_D50_XYZ)),
             (b"chad", b"sf32\0\0\0\0" + _s15f16(chad)),
             (b"rXYZ", _xyz_tag(matrix[:, 0])),
