@@ -44,7 +44,7 @@ def _keep_mode_of(path: Path, partial: Path) -> None:
     except OSError:  # nothing there (or nothing readable): the new file keeps the umask's mode
         return
     with contextlib.suppress(OSError):
-        os.chmod(partial, mode & 0o7777)
+        os.chmod(partial, mode & 0o777)  # (not a set-user-ID bit an image has no use for)
 
 
 def write_whole(path: Path, data: bytes) -> None:
