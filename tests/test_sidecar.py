@@ -470,3 +470,19 @@ def test_a_sidecar_time_that_is_no_time_of_day_changes_nothing() -> None:
         assert with_capture_time(camera, {"Xmp.exif.DateTimeOriginal": text}) == camera
     assert with_capture_time(camera, {"Xmp.exif.DateTimeOriginal": "2022-02-03T04:05Z"}) == {
         "Exif.Photo.DateTimeOriginal": "2022:02:03 04:05:00", "Exif.Photo.OffsetTimeOriginal": "+00:00"}
+
+
+def test_a_setting_given_twice_in_a_sidecar_is_refused_not_one_picked(tmp_path: Path) -> None:
+    """A tester's: two rdf:Description blocks with hostplug:exposure 0.5 and 1: the last was used silently."""
+    from engine.errors import StoredSettingError
+    from engine.xmp.sidecar import read_sidecar
+
+    raw = tmp_path / "IMG_1.dng"
+    raw.write_bytes(b"")
+    (tmp_path / "IMG_1.dng.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/" hostplug:schemaVersion="16" '
+        'hostplug:exposure="0.5"/><rdf:Description rdf:about="" xmlns:hostplug="http://ns.hostplug.org/xmp/1.0/" '
+        'hostplug:exposure="1"/></rdf:RDF></x:xmpmeta>')
+    with pytest.raises(StoredSettingError, match=r"hostplug:exposure is set twice \('0.5' and '1'\); keep one"):
+        read_sidecar(raw)

@@ -120,17 +120,7 @@ def _local(tag: str) -> tuple[str, str]:
 
 def simple_properties(tree: etree._ElementTree, namespace: str) -> dict[str, str]:
     """Simple (text) properties of ``namespace``, by local name, in attribute or element form."""
-    values: dict[str, str] = {}
-    for description in descriptions(tree):
-        for key, value in description.attrib.items():
-            ns, local = _local(key)
-            if ns == namespace:
-                values[local] = value
-        for child in description.iterchildren(etree.Element):
-            ns, local = _local(child.tag)
-            if ns == namespace and len(child) == 0:
-                values[local] = child.text or ""
-    return values
+    return {name: value for description in descriptions(tree) for name, value in _simple_of(description, namespace)}
 
 
 def structured_properties(tree: etree._ElementTree, namespace: str) -> list[str]:
@@ -157,7 +147,25 @@ def setting_properties(tree: etree._ElementTree, namespace: str, where: str,
     if structured:
         raise StoredSettingError(f"{where}: hostplug:{structured[0]} holds an array or structure, not a value "
                                  "(hostplug writes each setting as text); correct it or remove it")
+    seen: dict[str, str] = {}
+    for description in descriptions(tree):  # one setting given twice apart (two rdf:Description blocks)
+        for name, value in _simple_of(description, namespace):
+            if seen.setdefault(name, value) != value:  # a tester's: the last one was used without a word
+                raise StoredSettingError(f"{where}: hostplug:{name} is set twice ({seen[name]!r} and {value!r}); "
+                                         "keep one")
     return simple_properties(tree, namespace)
+
+
+def _simple_of(description: etree._Element, namespace: str) -> Iterator[tuple[str, str]]:
+    """(local name, text) of the simple properties of ``namespace`` in one rdf:Description."""
+    for key, value in description.attrib.items():
+        ns, local = _local(key)
+        if ns == namespace:
+            yield local, value
+    for child in description.iterchildren(etree.Element):
+        ns, local = _local(child.tag)
+        if ns == namespace and len(child) == 0:
+            yield local, child.text or ""
 
 
 def array_items(tree: etree._ElementTree, namespace: str, name: str) -> list[str]:
