@@ -713,3 +713,38 @@ def test_a_daemon_on_a_folder_inside_or_holding_anothers_recursive_hot_folder_is
             assert beside.terminate() == 0
         assert first.terminate() == 0
     assert states(studio / "flat" / "journal.sqlite") == {}
+
+
+def test_an_output_folder_outage_keeps_raws_queued_without_using_attempts_and_says_so_once(studio: Path) -> None:
+    # `rm -rf out; touch out` sent good raws to _failed/ after three retries of "[Errno 17] File exists", and a
+    # removed output folder was made again without a word (a share not mounted: renders on the local disk)
+    hot, archive, out = studio / "in", studio / "archive", studio / "nas" / "out"
+    outputs = [{"folder": str(out), "template": "{name}", "format": "jpeg", "long_edge": 200}]
+    config = _config(studio, {"max_attempts": 2}, outputs=outputs, originals="move", archive=str(archive))
+    log = studio / "log.jsonl"
+    with WatchProcess("--config", config, cwd=studio) as daemon:
+        drop(hot, "a.dng")
+        wait_for(lambda: (archive / "a.dng").exists(), 90, "a rendered and archived")
+        shutil.rmtree(out)
+        out.touch()
+        drop(hot, "b.dng")
+        drop(hot, "c.dng")
+        wait_for(lambda: len([e for e in events(log, "no_output_folder") if e["path"].endswith("c.dng")]) >= 2,
+                 60, "c tried twice while out is a file")
+        assert daemon.process.poll() is None and not (hot / "_failed").exists()
+        assert {r["attempts"] for r in rows(studio / "journal.sqlite") if r["state"] == "queued"} == {0}
+        waits = events(log, "no_output_folder")
+        assert [e["level"] for e in waits if e["level"] != "debug"] == ["warning"]  # once for the outage
+        assert f"output folder {out} is not a folder" in waits[0]["message"]
+        out.unlink()
+        (studio / "nas").rmdir()  # the share is gone: its folder is not made on the local disk
+        wait_for(lambda: any("so is" in e["message"] for e in events(log, "no_output_folder")), 60, "nas gone")
+        assert not (studio / "nas").exists()
+        (studio / "nas").mkdir()  # mounted again, its folder moved away: made again, with a warning
+        wait_for(lambda: (archive / "b.dng").exists() and (archive / "c.dng").exists(), 90, "b and c rendered")
+        assert daemon.terminate() == 0
+    assert sorted(p.name for p in out.iterdir()) == ["b.jpg", "c.jpg"]  # (a.jpg went with the first out)
+    remade = events(log, "output_folder_remade")
+    assert len(remade) == 1 and remade[0]["level"] == "warning" and str(out) in remade[0]["message"]
+    assert len(events(log, "output_folder_back")) == 1
+    assert events(log, "retry") == [] and events(log, "failed") == []

@@ -285,6 +285,7 @@ class Daemon:
         self.archive_failures: dict[int, str] = {}  # file id -> why its archiving last failed (warned once)
         self.places: dict[Path, int] = {}  # journal and hot folders, held open: see _check_places
         self.waiting_for_room: set[int] = set()  # file ids waiting for a full output disk (warned once each)
+        self.output_outages: dict[str, str] = {}  # output folder -> why it cannot be written (warned once)
         self.node_excuses: dict[int, int] = {}  # file id -> renders lost with a node, given back (_node_excused)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
@@ -572,6 +573,12 @@ class Daemon:
         fields: dict[str, Any] = {"path": str(entry.path), "id": entry.id, "seconds": outcome.seconds, "node": node}
         if outcome.kind != "disk_full":
             self.waiting_for_room.discard(entry.id)
+        for remade in outcome.remade:
+            _event(f"output folder {remade} was gone (moved or removed while the daemon ran, or a share that is not "
+                   "mounted?): made it again; outputs go there now", "output_folder_remade", logging.WARNING,
+                   folder=remade, **fields)
+        if outcome.kind == "done":
+            self._output_folders_back(outcome.outputs)
         if outcome.kind in ("done", "unchanged"):
             self.journal.finish(entry.id, outcome.recipe_hash or "", list(outcome.outputs),
                                 rendered=outcome.kind == "done")
@@ -604,6 +611,8 @@ class Daemon:
                    "mounted there? It stays queued", "node_cannot_see", logging.WARNING, **fields)
         elif outcome.kind in ("failed", "gone"):
             self._give_up(entry, outcome.message, outcome.kind)
+        elif outcome.kind == "no_output":  # no fault of the file either
+            self._wait_for_output_folder(entry, outcome, fields)
         elif outcome.kind == "disk_full":  # no fault of the file: it waits for room, never to _failed/
             self.journal.requeue(entry.id, outcome.message, delay=DISK_FULL_WAIT_S, refund=True)
             level = logging.DEBUG if entry.id in self.waiting_for_room else logging.WARNING  # said once a file
@@ -612,6 +621,24 @@ class Daemon:
                    f"tried every {DISK_FULL_WAIT_S:g} s", "disk_full", level, **fields)
         else:
             self._temporary(entry, outcome.message)
+
+    def _wait_for_output_folder(self, entry: Entry, outcome: Outcome, fields: dict[str, Any]) -> None:
+        """An output folder is not there to write in (a file in its place, gone with its parent): the raw stays
+        queued without using up an attempt, as for a full disk; it went to ``_failed/`` after its attempts. Said
+        once for each outage of the folder, not for each file (:meth:`_output_folders_back` ends it)."""
+        assert self.journal is not None
+        wait = min(DISK_FULL_WAIT_S, self.config.rescan_seconds)
+        self.journal.requeue(entry.id, outcome.message, delay=wait, refund=True)
+        level = logging.DEBUG if self.output_outages.get(outcome.place) == outcome.message else logging.WARNING
+        self.output_outages[outcome.place] = outcome.message
+        _event(f"{outcome.message}: files that render there stay queued and are tried every {wait:g} s",
+               "no_output_folder", level, folder=outcome.place, **fields)
+
+    def _output_folders_back(self, outputs: tuple[str, ...]) -> None:
+        """End the outages of the output folders a render just wrote in (:meth:`_wait_for_output_folder`)."""
+        for place in [p for p in self.output_outages if any(Path(o).is_relative_to(p) for o in outputs)]:
+            del self.output_outages[place]
+            _event(f"output folder {place} can be written again", "output_folder_back", folder=place)
 
     def _node_excused(self, file_id: int) -> bool:
         """Whether a file whose render a node lost (the node left, or could not see the share) gets its attempt

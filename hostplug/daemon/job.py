@@ -12,6 +12,8 @@ The outcome is a :class:`Outcome` whose ``kind`` tells the daemon what to do nex
                number of times
 ``disk_full``  an output's disk is full: the raw waits in the queue, without using up its attempts, until there
                is room
+``no_output``  an output folder is not there to write in (a file in its place, or gone with its parent): no fault
+               of the raw, which waits in the queue as for a full disk
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from hostplug.stamps import newer_second, untouched
 
 if TYPE_CHECKING:
     from engine.output.formats import OutputOptions
+    from engine.xmp.sidecar import SidecarRender
 
 PERMANENT_KINDS = ("failed", "gone")
 # Larger than a raw of the engine's largest picture (200 MP) can be, even as three float32 channels (2.4 GB): such a
@@ -81,6 +84,8 @@ class Outcome:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     notice: str = ""  # what the render did not do that the raw's sidecar asks (another program's crop)
+    place: str = ""  # the output folder a ``no_output`` outcome waits for
+    remade: tuple[str, ...] = ()  # output folders that were gone and were made again for this render
 
 
 def token_values(job: Job, folder: FolderConfig, recipe: Recipe, source: object) -> TokenValues:
@@ -283,13 +288,42 @@ def _archive_note(raw: Path, folder: FolderConfig, original: Path | None) -> dic
     return {ARCHIVE_KEY: str(archive_folder(raw, folder).resolve())}
 
 
+class _NoOutputFolderError(Exception):
+    """An output folder is not there to write in; ``args``: the folder, and one line saying why."""
+
+
+def _ready_output_folders(folder: FolderConfig) -> tuple[str, ...]:
+    """Make sure each output folder is a folder; returns those made again. Each existed when the daemon started
+    (its checks make them), so one that is gone was moved or removed, or was on a share now unmounted: it is made
+    again (the daemon warns), but never its parents, which would put the renders on the local disk in place of the
+    share. _NoOutputFolderError when one is a file, or cannot be made: the raw is not at fault (it failed after
+    its attempts, a raw Python error in its report)."""
+    remade = []
+    for spec in folder.outputs:
+        out = spec.folder
+        if out is None or out.is_dir():
+            continue
+        if os.path.lexists(out):
+            raise _NoOutputFolderError(out, f"output folder {out} is not a folder")
+        try:
+            out.mkdir()
+        except FileExistsError:  # made by another worker just now, or a file put there
+            if out.is_dir():
+                continue
+            raise _NoOutputFolderError(out, f"output folder {out} is not a folder") from None
+        except FileNotFoundError:
+            raise _NoOutputFolderError(out, f"output folder {out} is gone, and so is {out.parent} (a share not "
+                                            "mounted?); it is not made there") from None
+        except OSError as e:
+            raise _NoOutputFolderError(out, f"output folder {out} is gone and cannot be made again "
+                                            f"({e.strerror or e})") from None
+        remade.append(str(out))
+    return tuple(remade)
+
+
 def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, device: str = "cpu",
             announce: Callable[[list[str]], None] = lambda targets: None) -> Outcome:
     """Render one raw into every output of its hot folder. Never raises for a problem with the file."""
-    import engine
-    from engine.orientation import applied
-    from engine.output.export import render_files
-
     if not job.path.is_file():
         return Outcome(job.id, "gone", f"{job.path} disappeared before it was rendered")
     if _stat_changed(job):
@@ -319,6 +353,23 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
     if _current(job, digest):
         return Outcome(job.id, "unchanged", "same content and recipe as its last render", digest,
                        job.previous_outputs, notice=read.notice or "")  # a crop set since changes no recipe
+    try:
+        remade = _ready_output_folders(folder)
+    except _NoOutputFolderError as e:
+        return Outcome(job.id, "no_output", e.args[1], place=str(e.args[0]))
+    outcome = _render(job, folder, journal, read, digest, original, device, announce)
+    return dataclasses.replace(outcome, remade=remade) if remade else outcome
+
+
+def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRender, digest: str,
+            original: Path | None, device: str, announce: Callable[[list[str]], None]) -> Outcome:
+    """The render itself, once the recipe is read and the output folders are there (:func:`run_job`)."""
+    import engine
+    from engine.orientation import applied
+    from engine.output.export import render_files
+
+    recipe, catalogue, turned = read.recipe, read.catalogue, read.orientation
+    real = Path(os.path.realpath(job.path))
     try:
         # the same bytes; outputs then record the original. The raw itself is opened as the file checked above
         # lies: a link swapped in since is refused, not followed
