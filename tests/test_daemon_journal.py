@@ -384,6 +384,9 @@ def _one_raw(tmp_path: Path, sample_dng: Path, output: dict | None = None, daemo
     config = parse_config({"daemon": daemon or {},
                            "folder": [{"path": "in", "output": [output or {"folder": "out", "format": "jpeg"}]}]},
                           tmp_path)
+    for spec in config.folders[0].outputs:  # made by the daemon's start-up checks
+        if spec.folder is not None:
+            spec.folder.mkdir(parents=True, exist_ok=True)
     journal = Journal(tmp_path / "j.sqlite")
     st = raw.stat()
     entry = journal.enqueue(raw, raw.parent, st.st_size, st.st_mtime_ns, "h")
