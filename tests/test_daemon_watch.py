@@ -748,3 +748,47 @@ def test_an_output_folder_outage_keeps_raws_queued_without_using_attempts_and_sa
     assert len(remade) == 1 and remade[0]["level"] == "warning" and str(out) in remade[0]["message"]
     assert len(events(log, "output_folder_back")) == 1
     assert events(log, "retry") == [] and events(log, "failed") == []
+
+
+def test_hashing_a_large_file_does_not_stop_the_loop_nor_the_watchdog(studio: Path) -> None:
+    # a 3.9 GB file stopped the WATCHDOG=1 pings for 14.7 s (systemd's WatchdogSec=60 is passed on a slow share)
+    # and every other file with them
+    import threading
+
+    hot = studio / "in"
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(studio / "notify"))
+    systemd.settimeout(0.2)
+    pings: list[float] = []
+    listening = threading.Event()
+    listening.set()
+
+    def listen() -> None:
+        while listening.is_set():
+            with contextlib.suppress(TimeoutError):
+                if systemd.recv(4096) == b"WATCHDOG=1":
+                    pings.append(time.monotonic())
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    env = {"NOTIFY_SOCKET": str(studio / "notify"), "WATCHDOG_USEC": "1000000"}  # a ping every 0.5 s
+    try:
+        with WatchProcess("--config", _config(studio), cwd=studio, env=env) as daemon:
+            wait_for(lambda: len(pings) >= 2, 60, "the daemon's first pings")
+            big = hot / ".big.dng"
+            with big.open("wb") as f:
+                f.truncate(5 * 2**29)  # 2.5 GiB, sparse: seconds to read, no disk spent
+            os.replace(big, hot / "big.dng")
+            time.sleep(1.0)  # settled, and being hashed
+            drop(hot, "a.dng")
+            wait_for(lambda: len(events(studio / "log.jsonl", "queued")) == 2, 120, "both files queued")
+            running = list(pings)  # (stopping is not timed here)
+            assert daemon.terminate() == 0
+    finally:
+        listening.clear()
+        listener.join()
+        systemd.close()
+    queued = [Path(e["path"]).name for e in events(studio / "log.jsonl", "queued")]
+    assert queued == ["a.dng", "big.dng"]  # a went on while big was hashed
+    gaps = [later - earlier for earlier, later in zip(running, running[1:], strict=False)]
+    assert max(gaps) < 1.5, gaps

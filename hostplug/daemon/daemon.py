@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.filehash import file_sha256
 from hostplug.daemon import originals
 from hostplug.daemon.config import DaemonConfig, FolderConfig
 from hostplug.daemon.errors import ConfigError, JournalError, TakenError
+from hostplug.daemon.hashing import Hasher
 from hostplug.daemon.job import MAX_RAW_BYTES, Job, Outcome
 from hostplug.daemon.journal import Entry, Journal, journal_error
 from hostplug.daemon.logs import StatusLine, fatal_fields
@@ -286,6 +286,7 @@ class Daemon:
         self.places: dict[Path, int] = {}  # journal and hot folders, held open: see _check_places
         self.waiting_for_room: set[int] = set()  # file ids waiting for a full output disk (warned once each)
         self.output_outages: dict[str, str] = {}  # output folder -> why it cannot be written (warned once)
+        self.hasher = Hasher()  # settled files' content hashes, made beside the loop
         self.node_excuses: dict[int, int] = {}  # file id -> renders lost with a node, given back (_node_excused)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
@@ -327,6 +328,7 @@ class Daemon:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.scanner.stop()
+            self.hasher.close()
             self.pool.close()
             self.status.clear()
             with contextlib.suppress(JournalError):  # the journal failing is what stops it: said once, above
@@ -441,6 +443,7 @@ class Daemon:
     def _tick(self) -> None:
         for path in self.scanner.poll(self._needs_work):
             self._settled(path)
+        self._take_hashes()
         for sidecar in self.scanner.take_lone_sidecars():
             self._late_sidecar(sidecar)
         self._take_back_changed_failures()
@@ -449,10 +452,24 @@ class Daemon:
             self._handle(event)
         self._heartbeat()
 
+    def _take_hashes(self) -> None:
+        """Queue the files the hasher finished, unless they changed while hashed (then they settle again)."""
+        for path, st, digest in self.hasher.finished():
+            try:
+                now = path.stat()
+            except OSError:
+                continue  # gone: nothing to queue
+            if digest is None or (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                self.scanner.recheck(path)
+                continue
+            self._hashed(path, st, digest)
+
     def _needs_work(self, path: Path, st: os.stat_result) -> bool:
         """Whether a complete-looking file must be settled and queued (the journal does not have it, or its
-        sidecars, as they are)."""
+        sidecars, as they are). Not one being hashed: it is queued once hashed."""
         assert self.journal is not None
+        if path in self.hasher:
+            return False
         entry = self.journal.lookup(path)
         if entry is None or not entry.same_stat(st.st_size, st.st_mtime_ns):
             return True
@@ -463,16 +480,26 @@ class Daemon:
         return False
 
     def _settled(self, path: Path) -> None:
-        """A file stopped changing: record it in the journal's queue (unless it is byte-for-byte what was there)."""
-        assert self.journal is not None
-        folder = self.config.folder_of(path)
-        if folder is None:
+        """A file stopped changing: hash it on the hasher's thread (:mod:`.hashing`), then :meth:`_hashed` queues it.
+        Hashed here, a file of gigabytes on a slow share stopped the loop: no other file went on, and systemd's
+        watchdog, no longer pinged, killed the daemon, again and again."""
+        if self.config.folder_of(path) is None or path in self.hasher:
             return
         try:
             st = path.stat()
-            # too large to be a raw: refused by the worker, not read whole here, where it held up every other file
-            digest = f"size {st.st_size}, {st.st_mtime_ns}" if st.st_size > MAX_RAW_BYTES else file_sha256(path)
         except OSError:
+            return
+        if st.st_size > MAX_RAW_BYTES:  # too large to be a raw: refused by the worker, never read whole
+            self._hashed(path, st, f"size {st.st_size}, {st.st_mtime_ns}")
+        else:
+            self.hasher.submit(path, st)
+
+    def _hashed(self, path: Path, st: os.stat_result, digest: str) -> None:
+        """A settled file's content is hashed: record it in the journal's queue (unless it is byte-for-byte what
+        was there)."""
+        assert self.journal is not None
+        folder = self.config.folder_of(path)
+        if folder is None:
             return
         sidecars = sidecar_stamp(path)
         entry = self.journal.lookup(path)
