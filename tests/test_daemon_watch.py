@@ -792,3 +792,16 @@ def test_hashing_a_large_file_does_not_stop_the_loop_nor_the_watchdog(studio: Pa
     assert queued == ["a.dng", "big.dng"]  # a went on while big was hashed
     gaps = [later - earlier for earlier, later in zip(running, running[1:], strict=False)]
     assert max(gaps) < 1.5, gaps
+
+
+def test_a_second_ctrl_c_abandons_running_renders_and_exits_128_plus_the_signal(studio: Path) -> None:
+    # it exited 0 after abandoning the render ("it stays queued"), as if the stop had been clean
+    slow = {"stages": {"denoise": {"implementation": "learned"}}}  # outlasts the signals (the worker imports torch)
+    with WatchProcess("--config", _config(studio, {"grace_seconds": 600}, recipe=slow), cwd=studio) as daemon:
+        drop(studio / "in", "a.dng")
+        wait_for(lambda: states(studio / "journal.sqlite").get("a.dng") == "rendering", 60, "a rendering")
+        daemon.process.send_signal(signal.SIGINT)
+        wait_for(lambda: events(studio / "log.jsonl", "stopping"), 30, "the first Ctrl-C taken")
+        daemon.process.send_signal(signal.SIGINT)
+        assert daemon.process.wait(60) == 128 + signal.SIGINT
+    assert states(studio / "journal.sqlite") == {"a.dng": "queued"} and events(studio / "log.jsonl", "abandoned")

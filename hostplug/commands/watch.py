@@ -29,7 +29,8 @@ tools (.*, ~*, *.part, *.tmp, *.crdownload) are ignored until renamed. A SQLite 
 so after a crash or restart each dropped raw still ends with exactly one set of outputs, and a re-dropped
 identical raw is not rendered again unless its recipe changed. Files that cannot render go to
 IN_DIR/_failed/ with NAME.failed.txt saying why. SIGTERM (or Ctrl-C) lets running renders finish within
-grace_seconds, then exits 0. `hostplug queue` shows the journal.
+grace_seconds, then exits 0; a second one stops at once (exit 128+N: 130 for Ctrl-C). `hostplug queue` shows
+the journal.
 
 A configuration file (TOML; --workers, --journal, --log-json, --polling and --cluster override it):
 

@@ -279,6 +279,7 @@ class Daemon:
         self.pool = make_pool(config)
         self.throughput = Throughput()
         self.stop_requested = 0
+        self.last_signal = 0  # the signal that came last (a second one stops at once: exit 128 + it)
         self.journal: Journal | None = None
         self.settling_recorded: list[Path] = []  # the arriving files `hostplug queue` was last told of
         self.next_failed_check = 0.0  # monotonic time of the next look for changed files in _failed/
@@ -339,10 +340,17 @@ class Daemon:
             for fd in held:
                 if fd is not None:
                     os.close(fd)
-        return 0
+        return self._exit_status()
+
+    def _exit_status(self) -> int:
+        """0 after a clean stop (one signal: running renders finished or left queued at the grace period's end);
+        128 + N when a second signal N stopped it at once, as for any command a signal stops (it exited 0, so a
+        script could not tell that renders were abandoned)."""
+        return 128 + self.last_signal if self.stop_requested >= 2 else 0
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.stop_requested += 1
+        self.last_signal = signum
         if self.stop_requested == 1:
             notify("STOPPING=1")
 
