@@ -1012,3 +1012,15 @@ def test_show_says_when_lightroom_s_settings_moved_on_from_the_stored_recipe(raw
     assert f"  lightroom:  exposure -1.2 in {adobe.name}, not as in the recipe, which renders" in shown.output
     assert f"to take them: hostplug edit {raw} --exposure -1.2" in shown.output
     assert json.loads(hostplug("show", raw, "--json").output)["adobe_differs"] == {"exposure": -1.2}
+
+
+def test_other_raws_beside_an_output_whose_raw_went_are_not_called_changed(raw: Path) -> None:
+    # a reviewer's: every raw of the folder was listed as "not the raw it was rendered from", the first suggested
+    out = raw.parent / "IMG_0001.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "64").exit_code == 0
+    shutil.copy(raw, raw.parent / "DSC_5.dng")
+    with (raw.parent / "DSC_5.dng").open("ab") as f:
+        f.write(b"another photo")
+    raw.unlink()
+    result = hostplug("rerender", out)
+    assert result.exit_code == 2 and "cannot find its source raw" in result.stderr and "DSC_5" not in result.stderr

@@ -180,7 +180,8 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
     archived = [provenance.archive] if provenance.archive is not None else []
     folders = list(dict.fromkeys([*archived, output.resolve().parent, *(Path(s).resolve() for s in search)]))
     seen: set[Path] = set()
-    other: list[Path] = []  # files of its raw's name whose content is not the recorded one
+    other: list[Path] = []  # files of its raw's recorded name whose content is not the recorded one
+    recorded_names = {*provenance.names, *([provenance.path.name] if provenance.path is not None else [])}
     for candidate in _candidates(output, provenance, folders):
         try:
             same_file = candidate.resolve() == output.resolve()
@@ -191,8 +192,8 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
         seen.add(candidate)
         if _matches(candidate, provenance.sha256):
             return candidate
-        if provenance.sha256 is not None and candidate.is_file():
-            other.append(candidate)
+        if provenance.sha256 is not None and candidate.name in recorded_names and candidate.is_file():
+            other.append(candidate)  # (not every raw of the folders searched: those are no raw of its name)
     if other:
         # the same raw with metadata written into it, or another photo under its name (a tester's): say both, and
         # which file, wherever it was found (a raw found through --search was called "not found")
