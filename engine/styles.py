@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from engine.errors import RecipeError, UnknownStyleError, shown
@@ -90,13 +91,26 @@ def style_text(spec: str) -> str:
     """A valid style as one text however it was typed, so that styles that render alike store and compare alike:
     ``" Warm : 7, moody:3"``, ``"moody:0.3,warm:0.7"`` and ``"warm:0.7,moody:0.3"`` are all
     ``"warm:0.7,moody:0.3"`` (names folded, a name given twice added up, weights as shares of 1 to six
-    significant digits, the largest share first, a share of 0 left out), and ``"vivid:1"`` is ``"vivid"``."""
+    significant digits, the largest share first, a share of 0 left out), and ``"vivid:1"`` is ``"vivid"``. The
+    text of a text is itself (read again, stored again, a blend never drifts)."""
+    text = _one_text(spec)
+    for _ in range(4):  # the shares are written so that they add up to 1: reading them again changes nothing
+        again = _one_text(text)
+        if again == text:
+            break
+        text = again
+    return text
+
+
+def _one_text(spec: str) -> str:
     order = list(STYLES)
     terms = sorted(((name, weight) for name, weight in parse_style(spec) if weight > 0.0),
                    key=lambda term: (-term[1], order.index(term[0])))
     if len(terms) == 1:
         return terms[0][0]
-    return ",".join(f"{name}:{weight:.6g}" for name, weight in terms)
+    others = [f"{weight:.6g}" for _name, weight in terms[1:]]
+    largest = (Decimal(1) - sum(Decimal(share) for share in others)).normalize()  # the rest of 1, exactly
+    return ",".join(f"{name}:{share}" for (name, _weight), share in zip(terms, [str(largest), *others], strict=True))
 
 
 def styles_needed(spec: str, strength: float) -> list[str]:

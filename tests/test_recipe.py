@@ -309,6 +309,19 @@ def test_blends_that_render_alike_store_alike() -> None:
     assert Recipe(style="warm:1,moody:0") == Recipe(style="warm:1") == Recipe(style="warm")
 
 
+def test_a_stored_blend_reads_back_as_itself() -> None:
+    # a reviewer's: vivid:1,warm:1,moody:4 stored as moody:0.666667,... read back as moody:0.666666,...: every
+    # store and read moved the weights, and a re-render without changes counted as changed
+    import itertools
+
+    from engine.styles import STYLES
+
+    for names in itertools.combinations(STYLES, 3):
+        for weights in itertools.product((1, 2, 4, 7), repeat=3):
+            recipe = Recipe(style=",".join(f"{n}:{w}" for n, w in zip(names, weights, strict=True)))
+            assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
 def test_numpy_numbers_from_a_script_are_the_floats_they_stand_for() -> None:
     import numpy as np
 
