@@ -133,7 +133,10 @@ def test_retry_forgets_a_failed_raw_deleted_since(tmp_path: Path) -> None:
 
 def test_queue_without_a_journal_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["queue", str(tmp_path)])
-    assert result.exit_code != 0 and "no journal here" in result.stderr
+    assert result.exit_code != 0 and "no journal here (has a daemon watched this hot folder?" in result.stderr
+    assert "configuration" not in result.stderr.split("?")[0]  # none was given (it asked about "this configuration")
+    missing = CliRunner().invoke(main, ["queue", str(tmp_path / "nonexist")])
+    assert missing.exit_code == 2 and f"hot folder {tmp_path / 'nonexist'} does not exist" in missing.stderr
 
 
 def test_sidecar_stamps_are_kept_and_a_sidecar_finds_its_raws_row(tmp_path: Path) -> None:
@@ -254,7 +257,7 @@ def test_a_raw_whose_own_name_another_photo_was_numbered_to_is_numbered_in_turn(
     again = journal.enqueue(hot / "sub" / "canon1-2.dng", hot, 1, 1, "again")
     assert claim_outputs(Job(again.id, again.path, hot, 1, 1, "again"), folder, TokenValues(name="canon1-2"), None,
                          journal)[1] == (f"output {out / 'canon1-2-2.jpg'} (already the output of {named.path}); "
-                                         "put {dir} or {seq} in the template")
+                                         "put {dir} or {seq} in the template, then hostplug queue --retry")
 
 
 def test_raws_whose_names_the_template_makes_the_same_fail_whichever_holds_the_name(tmp_path: Path) -> None:
@@ -271,11 +274,13 @@ def test_raws_whose_names_the_template_makes_the_same_fail_whichever_holds_the_n
     target = str(out / "IMG_0001.jpg")
     assert claim_outputs(Job(first.id, first.path, hot, 1, 1, "first"), folder, TokenValues(name="IMG 0001"),
                          None, journal) == ([target], None)
+    advice = {hot: "put {seq} in the template, or rename one of the two raws",  # {dir} is the same for both
+              hot / "sub": "put {dir} or {seq} in the template"}
     for path in (hot / "IMG_0001.dng", hot / "sub" / "IMG_0001.dng"):
         entry = journal.enqueue(path, hot, 1, 1, path.name)
         assert claim_outputs(Job(entry.id, path, hot, 1, 1, path.name), folder, TokenValues(name="IMG_0001"),
                              None, journal) == ([target], f"output {target} (already the output of {first.path}); "
-                                                          "put {dir} or {seq} in the template")
+                                                          f"{advice[path.parent]}, then hostplug queue --retry")
     assert journal.claimed() == [Path(target)]  # nothing numbered reserved on the way
 
 
@@ -299,7 +304,9 @@ def test_a_new_photo_that_holds_its_own_name_numbers_no_other_raw(tmp_path: Path
         f"{target} (already the output of {second.path})", renamed=False)
     targets, refusal = claim_outputs(Job(other.id, other.path, hot, 1, 1, "other"), folder,
                                      TokenValues(name="IMG_0001"), None, journal)
-    assert targets == [target] and refusal and "put {dir} or {seq} in the template" in refusal
+    # both in one folder: {dir} cannot tell them apart (it was advised)
+    assert targets == [target] and refusal and "put {seq} in the template, or rename one of the two raws" in refusal
+    assert "{dir}" not in refusal and refusal.endswith("then hostplug queue --retry")
 
 
 def test_an_earlier_photo_dropped_again_takes_its_row_back_from_the_later_one(tmp_path: Path) -> None:
@@ -613,6 +620,7 @@ def test_an_output_replaced_by_another_file_is_not_taken_for_the_raws_render(tmp
     assert _run(config, journal, again).kind == "unchanged"
     edited = _run(config, journal, dataclasses.replace(again, previous_recipe_hash="another recipe"))
     assert edited.kind == "failed" and "was changed since hostplug rendered it" in edited.message  # a retouch,
+    assert edited.outputs_at_fault  # the raw is fine (its report said "permanent (the file itself)")
     assert output.read_bytes() == b"an editor's save without our record"  # not "a stranger's file" (a tester's)
     tiny = np.full((8, 8, 3), 90, np.uint8)
     cv2.imwrite(str(output), tiny)
@@ -701,3 +709,25 @@ def test_names_a_raw_no_longer_uses_are_free_for_others_once_it_rendered(tmp_pat
     underscored = journal.enqueue(tmp_path / "IMG_0002.dng", tmp_path, 1, 1, "b")
     assert journal.claim(underscored.id, [old]) is None
     assert journal.claim(underscored.id, [new]) is not None  # the other raw's current name stays its own
+
+
+def test_a_raw_deleted_while_it_renders_is_gone_not_still_changing(tmp_path: Path, sample_dng: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # the log said "is still changing; waiting for it to settle", then "went away"
+    from engine.output import export
+
+    raw, config, journal, job = _one_raw(tmp_path, sample_dng)
+    real = export.render_files
+
+    def deleted_midway(*args: object, progress: Any = None, **kwargs: Any) -> object:
+        def stage(name: str, index: int, count: int) -> None:
+            if index == 3:
+                raw.unlink()
+            progress(name, index, count)
+
+        return real(*args, progress=stage, **kwargs)
+
+    monkeypatch.setattr(export, "render_files", deleted_midway)
+    outcome = _run(config, journal, job)
+    assert outcome.kind == "gone" and "went away" in outcome.message
+    journal.close()

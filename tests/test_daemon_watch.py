@@ -805,3 +805,24 @@ def test_a_second_ctrl_c_abandons_running_renders_and_exits_128_plus_the_signal(
         daemon.process.send_signal(signal.SIGINT)
         assert daemon.process.wait(60) == 128 + signal.SIGINT
     assert states(studio / "journal.sqlite") == {"a.dng": "queued"} and events(studio / "log.jsonl", "abandoned")
+
+
+def test_a_name_clash_fails_at_once_as_the_outputs_fault_with_advice_that_can_help(studio: Path) -> None:
+    # "IMG 0005.dng" then "IMG_0005.dng": the second was held back as "may still be being copied", advised {dir}
+    # (the same for both), its report said "permanent (the file itself)", and the log's bare `queue --retry`
+    # found no journal
+    hot = studio / "in"
+    outputs = [{"folder": "out", "template": "{name}", "format": "jpeg", "long_edge": 200}]
+    with WatchProcess("--config", _config(studio, {"settle_seconds": 1.0}, outputs=outputs), cwd=studio) as daemon:
+        drop(hot, "IMG 0005.dng")
+        wait_for(lambda: states(studio / "journal.sqlite").get("IMG 0005.dng") == "done", 90, "the first rendered")
+        drop(hot, "IMG_0005.dng")
+        wait_for(lambda: (hot / "_failed" / "IMG_0005.dng.failed.txt").exists(), 90, "the second set aside")
+        assert daemon.terminate() == 0
+    assert events(studio / "log.jsonl", "unsettled") == []  # a clash is no partial copy
+    failed = events(studio / "log.jsonl", "failed")[0]
+    assert failed["kind"] == "outputs" and "{dir}" not in failed["message"]
+    assert "put {seq} in the template, or rename one of the two raws" in failed["message"]
+    assert f"hostplug queue --retry --journal {studio / 'journal.sqlite'}" in failed["message"]
+    report = (hot / "_failed" / "IMG_0005.dng.failed.txt").read_text()
+    assert "kind:     its outputs (the raw is fine" in report

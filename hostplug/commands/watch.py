@@ -175,15 +175,20 @@ def watch(in_dir: Path | None, config_path: Path | None, out_dir: Path | None, f
         raise SystemExit(0) from None
 
 
-def _journal_path(hot_folder: Path | None, config_path: Path | None, journal: Path | None) -> Path:
+def _journal_path(hot_folder: Path | None, config_path: Path | None, journal: Path | None) -> tuple[Path, str]:
+    """The journal ``queue`` reads, and what to ask when there is none there (it asked about "this
+    configuration" when none was given)."""
     from hostplug.daemon.config import default_journal, load_config
 
     if journal is not None:
-        return journal
+        return journal, "is it the journal the daemon was given?"
     if config_path is not None:
-        return load_config(config_path).journal
+        return load_config(config_path).journal, "has the daemon run with this configuration?"
     if hot_folder is not None:
-        return default_journal(hot_folder.absolute())
+        if not hot_folder.is_dir():
+            raise ConfigError(f"hot folder {hot_folder} does not exist or is not a folder")
+        return (default_journal(hot_folder.absolute()), "has a daemon watched this hot folder? With --journal or "
+                "--config, give the same here")
     raise ConfigError("give --config FILE, --journal PATH or the hot folder")
 
 
@@ -296,8 +301,8 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
     from hostplug.daemon.daemon import running_pid
     from hostplug.daemon.journal import Journal
 
-    path = _journal_path(hot_folder, config_path, journal)
-    db = Journal(path, create=False)
+    path, missing = _journal_path(hot_folder, config_path, journal)
+    db = Journal(path, create=False, missing=missing)
     try:
         retried, skipped = _retry_failed(db) if retry else (0, [])
         counts, errors = db.counts(), db.recent_errors(error_count)

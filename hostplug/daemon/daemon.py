@@ -564,7 +564,8 @@ class Daemon:
                       mtime_ns=entry.mtime_ns or 0, content_hash=entry.content_hash or "",
                       previous_content_hash=entry.rendered_hash,
                       previous_recipe_hash=entry.recipe_hash, previous_outputs=entry.outputs,
-                      fresh_names=entry.earlier is not None, taken_names=self.journal.names_before(entry))
+                      fresh_names=entry.earlier is not None, taken_names=self.journal.names_before(entry),
+                      retry=originals.retry_command(self.config.journal))
             self.journal.start(entry.id, node=slot.node)
             self.pool.submit(slot, job)
             _event(f"rendering {entry.path} on {slot.node}", "rendering", logging.DEBUG, path=str(entry.path),
@@ -645,7 +646,7 @@ class Daemon:
             _event(f"{entry.path}: node {node} cannot see it ({_about(outcome.message, entry.path)}): is the share "
                    "mounted there? It stays queued", "node_cannot_see", logging.WARNING, **fields)
         elif outcome.kind in ("failed", "gone"):
-            self._give_up(entry, outcome.message, outcome.kind)
+            self._give_up(entry, outcome.message, "outputs" if outcome.outputs_at_fault else outcome.kind)
         elif outcome.kind == "no_output":  # no fault of the file either
             self._wait_for_output_folder(entry, outcome, fields)
         elif outcome.kind == "disk_full":  # no fault of the file: it waits for room, never to _failed/
@@ -702,7 +703,7 @@ class Daemon:
             _event(f"{entry.path} went away before it rendered (renamed or deleted)", "gone", path=str(entry.path),
                    id=entry.id)
             return
-        if self._may_still_be_written(entry, reason):
+        if self._may_still_be_written(entry, reason, partial=kind != "outputs"):  # a name clash is no partial copy
             return
         folder = self._folder(entry)
         moved_to = None
@@ -723,10 +724,11 @@ class Daemon:
         _event(f"failed {entry.path}: {_about(reason, entry.path)}", "failed", logging.ERROR, path=str(entry.path),
                id=entry.id, error=reason, kind=kind, moved_to=str(moved_to) if moved_to else None)
 
-    def _may_still_be_written(self, entry: Entry, reason: str) -> bool:
+    def _may_still_be_written(self, entry: Entry, reason: str, partial: bool = True) -> bool:
         """Whether a file about to fail for good may be a copy still under way; it is then queued again, without
-        using an attempt: to settle again if it changed since it settled, else once it has been quiet long enough
-        (:func:`.scanner.failure_wait`). Checked right before the file would be moved to ``_failed/``."""
+        using an attempt: to settle again if it changed since it settled, else, when the failure may come from a
+        partial copy (``partial``), once it has been quiet long enough (:func:`.scanner.failure_wait`). Checked
+        right before the file would be moved to ``_failed/``."""
         assert self.journal is not None
         try:
             st = entry.path.stat()
@@ -739,7 +741,7 @@ class Daemon:
             _event(f"{entry.path} changed after it failed ({reason}); waiting for it to settle", "changed", **fields)
             return True
         wait = failure_wait(st.st_mtime, entry.queued_at, time.time(), self.config.settle_seconds)
-        if wait <= 0:
+        if wait <= 0 or not partial:
             return False
         self.journal.requeue(entry.id, reason, delay=wait, refund=True)
         _event(f"{entry.path}: {_about(reason, entry.path)}; it changed {time.time() - st.st_mtime:.1f} s ago and "

@@ -8,6 +8,8 @@ The outcome is a :class:`Outcome` whose ``kind`` tells the daemon what to do nex
 ``changed``    the file changed while it was being opened: it is still being written, settle it again
 ``gone``       the file disappeared before it was rendered
 ``failed``     the file can never render as it is (unsupported, corrupt, a bad sidecar): no retry
+               (``outputs_at_fault``: the raw is fine, but its outputs cannot be written as named: another raw's
+               name, a file left alone there, a name too long)
 ``retry``      a temporary cause (output folder, memory, a model missing, an unexpected error): retried a bounded
                number of times
 ``disk_full``  an output's disk is full: the raw waits in the queue, without using up its attempts, until there
@@ -70,6 +72,7 @@ class Job:
     previous_outputs: tuple[str, ...] = ()
     fresh_names: bool = False  # a new photo under the name of an earlier one: never take that one's outputs
     taken_names: tuple[str, ...] = ()  # raws known before this one whose names its numbering leaves to them
+    retry: str = "hostplug queue --retry"  # the command that queues it again (the daemon's names its journal)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Outcome:
     notice: str = ""  # what the render did not do that the raw's sidecar asks (another program's crop)
     place: str = ""  # the output folder a ``no_output`` outcome waits for
     remade: tuple[str, ...] = ()  # output folders that were gone and were made again for this render
+    outputs_at_fault: bool = False  # a ``failed`` raw is fine; its outputs cannot be written as named
 
 
 def token_values(job: Job, folder: FolderConfig, recipe: Recipe, source: object) -> TokenValues:
@@ -176,7 +180,15 @@ def claim_outputs(job: Job, folder: FolderConfig, values: TokenValues, original:
             return targets, _left_alone(job, targets)
         if not (job.fresh_names or conflict.renamed):  # a raw numbered in turn stops at a plain conflict
             break
-    return targets, f"output {conflict.message if conflict else targets[0]}; put {{dir}} or {{seq}} in the template"
+    return targets, f"output {conflict.message if conflict else targets[0]}; {_clash_advice(job, conflict)}"
+
+
+def _clash_advice(job: Job, conflict: Conflict | None) -> str:
+    """What tells two raws' outputs apart: {dir} only helps raws in different folders (it said so to two raws of
+    one folder, ``IMG 0005.dng`` and ``IMG_0005.dng``, whose names the template makes the same)."""
+    if conflict is not None and conflict.owner is not None and conflict.owner.parent == job.path.parent:
+        return f"put {{seq}} in the template, or rename one of the two raws, then {job.retry}"
+    return f"put {{dir}} or {{seq}} in the template, then {job.retry}"
 
 
 def _left_alone(job: Job, targets: list[str]) -> str | None:
@@ -197,10 +209,10 @@ def _left_alone(job: Job, targets: list[str]) -> str | None:
         record_lost = recorded.sha256 is None and str(target) in job.previous_outputs and not recorded.darktable_export
         if recorded.sha256 not in ours and not record_lost:
             return (f"{target} exists and is not a hostplug render of this raw; it is left alone: rename or move it "
-                    "(or change the template), then hostplug queue --retry")
+                    f"(or change the template), then {job.retry}")
         if record_lost or not untouched(target, recorded.written):
             return (f"{target} was changed since hostplug rendered it (a retouch saved over it?); it is left alone: "
-                    "rename or move it, then hostplug queue --retry")
+                    f"rename or move it, then {job.retry}")
     return None
 
 
@@ -215,6 +227,14 @@ def _stat_changed(job: Job) -> bool:
     except OSError:
         return True
     return (st.st_size, st.st_mtime_ns) != (job.size, job.mtime_ns)
+
+
+def _changed_or_gone(job: Job, message: str) -> Outcome:
+    """A raw that is no longer as it settled: ``changed`` (to settle again), or ``gone`` when it was deleted or
+    renamed (it was logged as still changing first, then as gone)."""
+    if not job.path.exists():
+        return Outcome(job.id, "gone", f"{job.path} went away while it was rendered")
+    return Outcome(job.id, "changed", message)
 
 
 class _ReplacedError(Exception):
@@ -376,13 +396,13 @@ def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRende
         source = engine.open(original) if original else engine.open(real, follow_links=False)
     except (CorruptInputError, UnsupportedInputError) as e:
         if _stat_changed(job):
-            return Outcome(job.id, "changed", "the file changed while it was being read")
+            return _changed_or_gone(job, "the file changed while it was being read")
         return Outcome(job.id, "failed", str(e))
     except InputNotFoundError as e:
         return Outcome(job.id, "gone", str(e))
     targets, refusal = claim_outputs(job, folder, token_values(job, folder, recipe, source), original, journal)
     if refusal is not None:
-        return Outcome(job.id, "failed", refusal)
+        return Outcome(job.id, "failed", refusal, outputs_at_fault=True)
     announce(targets)
     try:
         for target in targets:
@@ -397,9 +417,9 @@ def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRende
                               orientation=applied(source.orientation, turned), progress=_stop_if_replaced(job),
                               before_naming=_still_ours(job))
     except _LeftAloneError as e:
-        return Outcome(job.id, "failed", str(e))
+        return Outcome(job.id, "failed", str(e), outputs_at_fault=True)
     except _ReplacedError:  # its outputs would be the old picture's, published until the new one renders
-        return Outcome(job.id, "changed", "the file changed while it was rendered")
+        return _changed_or_gone(job, "the file changed while it was rendered")
     except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file
         if disk_full(e) or (e.__cause__ is not None and disk_full(e.__cause__)):
             return Outcome(job.id, "disk_full", str(e))

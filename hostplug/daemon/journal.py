@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,6 +93,7 @@ class Conflict:
 
     message: str  # one line naming the output and the raw that holds it
     renamed: bool  # that raw was numbered to the name (NAME-2...), which is the asking raw's own: number it in turn
+    owner: Path | None = field(default=None, compare=False)  # that raw (None: its row is gone)
 
 
 @dataclass(frozen=True)
@@ -187,10 +188,11 @@ def _errors_named(cls: _Class) -> _Class:
 class Journal:
     """A connection to the journal file (one per process)."""
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, missing: str = "") -> None:
+        """``missing``: what to ask when there is no journal and ``create`` is false (one line, after the path)."""
         self.path = path
         if not create and not path.is_file():
-            raise JournalError(f"{path}: no journal here (has the daemon run with this configuration?)")
+            raise JournalError(f"{path}: no journal here{f' ({missing})' if missing else ''}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
@@ -412,7 +414,8 @@ class Journal:
         whichever of them came first."""
         owner, asking = self.get(owner_id), self.get(file_id)
         renamed = bool(owner and asking and _numbered_from(asking.path.stem, owner.path.stem))  # PATH#ID: stem of PATH
-        return Conflict(f"{target} (already the output of {owner.path if owner else owner_id})", renamed)
+        return Conflict(f"{target} (already the output of {owner.path if owner else owner_id})", renamed,
+                        owner.path if owner else None)
 
     def names_before(self, entry: Entry) -> tuple[str, ...]:
         """The names (without suffix) of the raws of ``entry``'s hot folder that the journal knew before it and

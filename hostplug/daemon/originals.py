@@ -183,19 +183,29 @@ def discard(raw: Path, folder: FolderConfig) -> None:
 def failure_report(raw: Path, reason: str, kind: str, attempts: int, journal: Path) -> str:
     """The text of ``NAME.failed.txt``; its retry command names the daemon's ``journal``, so it works from any
     folder, whatever configuration the daemon was started with."""
-    import shlex
-
     from engine import __version__
 
     return (f"hostplug could not render {raw.name}\n\n"
             f"reason:   {reason}\n"
-            f"kind:     {'permanent (the file itself)' if kind == 'failed' else 'temporary, retries used up'}\n"
+            f"kind:     {FAILURE_KINDS.get(kind, FAILURE_KINDS['temporary'])}\n"
             f"attempts: {attempts}\n"
             f"file:     {raw}\n"
             f"when:     {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n"
             f"hostplug: {__version__}\n\n"
-            f"To try again, fix the cause and run `hostplug queue --retry --journal {shlex.quote(str(journal))}` (or "
-            "drop the file in again).\n")
+            f"To try again, fix the cause and run `{retry_command(journal)}` (or drop the file in again).\n")
+
+
+FAILURE_KINDS = {"failed": "permanent (the file itself)",
+                 "outputs": "its outputs (the raw is fine: an output cannot be written as named)",
+                 "temporary": "temporary, retries used up"}
+
+
+def retry_command(journal: Path) -> str:
+    """The command that queues a daemon's failed raws again, naming its journal: bare, it works only from where
+    the daemon's default journal is found (a tester's log advised it, and it found no journal)."""
+    import shlex
+
+    return f"hostplug queue --retry --journal {shlex.quote(str(journal))}"
 
 
 def report_path(raw: Path) -> Path:
