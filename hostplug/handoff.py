@@ -100,9 +100,19 @@ def output_for_raw(raw: Path) -> tuple[Path, bool]:
         if not os.path.lexists(target):  # a dangling link or a link loop takes the name too
             return target, False
         provenance = read_provenance(target)
-        if rendered_from(provenance, raw) and untouched(target, provenance.written):
+        if rendered_from(provenance, raw) and _not_retouched(target, provenance):
             return target, True
         index += 1
+
+
+def _not_retouched(image: Path, provenance: Provenance) -> bool:
+    """Whether ``image``, hostplug's render, may be rendered over: it records when it was written and still has
+    that time (:func:`untouched`), or it records none (an older version's, or `hostplug render`'s) and was written
+    in the last :data:`HAND_OVER_FRESH_S`. A retouch that kept our XMP is otherwise not told from the render (a
+    tester's was lost)."""
+    if provenance.written is None:
+        return _just_written(image)
+    return untouched(image, provenance.written)
 
 
 def colour_space(path: Path) -> str:
@@ -238,13 +248,16 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
                           f"retouched in an editor?); it is kept as it is: open the raw for a new render beside it "
                           f"({open_command(raw)})")
     if ours:
-        # a render of `hostplug render` (or `rerender`) records no time it was written, so a retouch saved over it
-        # with our record kept is not told from the render: it was rendered over (a tester's)
-        if provenance.written is None and not HAND_OVER_NAME.search(image.stem) and not _just_written(image):
+        # a render of `hostplug render` (or an older version's) records no time it was written, so a retouch saved
+        # over it with our record kept is not told from the render: it was rendered over (a tester's)
+        if not HAND_OVER_NAME.search(image.stem) and not _not_retouched(image, provenance):
             quoted = shlex.quote(str(image))
-            raise OutputError(f"{image} is a hostplug render that records no time it was written, so a retouch "
-                              f"since cannot be told; it is left as it is: hostplug rerender {quoted} renders it "
-                              f"again beside it (adding -o {quoted} --overwrite, in its place)")
+            again = f"open the raw for a new render beside it ({open_command(raw)})" if OWN_NAME.search(
+                image.stem) else f"hostplug rerender {quoted} renders it again beside it (adding -o {quoted} " \
+                                 "--overwrite, in its place)"
+            if provenance.written is None:
+                raise OutputError(f"{image} is a hostplug render that records no time it was written, so a "
+                                  f"retouch since cannot be told; it is left as it is: {again}")
         return
     if provenance.darktable_export:  # however fresh: darktable hands nothing over to be rendered in place
         raise OutputError(f"{image} is a darktable export (its XMP holds darktable's develop history or names "

@@ -17,7 +17,8 @@ MTIME_SLACK_S = 2.0  # file systems that keep modification times in 2 s steps (F
 
 def untouched(image: Path, written: str | None) -> bool:
     """Whether ``image``, a render stamped ``written`` (its provenance's), was not changed since: its modification
-    time is still the one it was given. A render written before the time was recorded counts as untouched."""
+    time is still the one it was given. A render that records no time counts as untouched here (the watch
+    daemon's outputs of older versions); ``open`` asks more of one (``hostplug.handoff``)."""
     if written is None:
         return True
     try:

@@ -606,3 +606,18 @@ def test_open_json_names_the_file_given_as_its_input_and_the_raw_as_its_source(r
     image = Path(open_json(raw)["output"])
     again = open_json(image)
     assert (again["input"], again["source"], again["output"]) == (str(image), str(raw), str(image))
+
+
+def test_open_raw_again_keeps_an_old_render_that_records_no_write_time(raw: Path) -> None:
+    # a reviewer's: refused when the TIFF was opened, the same day-old TIFF without a stamp (an older version's)
+    # was still rendered over when its raw was opened
+    image = Path(open_json(raw)["output"])
+    with pyexiv2.Image(str(image)) as opened:
+        opened.modify_xmp({"Xmp.hostplug.written": None})
+    os.utime(image, (image.stat().st_mtime - 86400,) * 2)
+    kept = image.read_bytes()
+    assert open_json(raw)["output"] == str(image.with_name(f"{NAME}_hostplug-2.tif"))
+    assert image.read_bytes() == kept
+    result = hostplug("open", image)
+    assert result.exit_code == 5 and "records no time it was written" in result.stderr
+    assert f"open the raw for a new render beside it (hostplug open {shlex.quote(str(raw))})" in result.stderr
