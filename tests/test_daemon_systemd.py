@@ -53,3 +53,11 @@ def test_unit_runs_the_daemon_as_a_notify_service_with_a_watchdog() -> None:
     for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "ExecStart=", "watch --config",
                  "KillMode=mixed"):
         assert line in text
+
+
+def test_unit_says_it_is_a_user_unit_and_how_its_stop_timeout_relates_to_the_grace_period() -> None:
+    # it said "user or system unit" but used %h (root's home as a system unit) and had no User=; and its
+    # TimeoutStopSec=120 SIGKILLed a graceful stop of a grace_seconds up to 3600
+    text = UNIT.read_text()
+    assert "user or system unit" not in text and "systemd user service" in text and "User=" in text
+    assert "grace_seconds + 30 s" in text and "EXTEND_TIMEOUT_USEC" in text

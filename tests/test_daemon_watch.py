@@ -232,6 +232,7 @@ def test_sigterm_lets_a_running_render_finish_or_leaves_it_queued_after_the_grac
             while True:
                 told.append(systemd.recv(4096).decode())
     assert told[0] == "READY=1\nSTATUS=watching" and "WATCHDOG=1" in told and "STOPPING=1" in told
+    assert "EXTEND_TIMEOUT_USEC=30100000" in told  # grace_seconds + 30 s: a long grace outlasted TimeoutStopSec
     assert any(m.startswith("STATUS=queued") for m in told)
     row = rows(studio / "journal.sqlite")[0]
     assert row["state"] == "queued" and row["attempts"] == 0  # abandoned cleanly, not counted as a failure

@@ -40,6 +40,7 @@ from hostplug.daemon.workers import Event, Pool, WorkerPool
 log = logging.getLogger("hostplug.watch")
 NODE_EXCUSES = 3  # renders a node may lose of one file before they count against it (see _node_excused)
 TICK_SECONDS = 0.25
+STOP_MARGIN_S = 30.0  # beyond grace_seconds, for a stopping daemon to end its workers and close its journal
 DISK_FULL_WAIT_S = 30.0  # between tries of a raw whose output disk is full (it waits without using up attempts)
 
 
@@ -435,6 +436,8 @@ class Daemon:
         _event(f"stopping: {busy} render(s) running, waiting up to {self.config.grace_seconds:g} s", "stopping",
                running=busy)
         deadline = time.monotonic() + self.config.grace_seconds
+        # systemd's TimeoutStopSec (120 s in our unit) would SIGKILL a longer grace period: extend it to ours
+        notify(f"EXTEND_TIMEOUT_USEC={int((self.config.grace_seconds + STOP_MARGIN_S) * 1e6)}")
         while self.pool.busy() and time.monotonic() < deadline and self.stop_requested < 2:
             for event in self.pool.poll(TICK_SECONDS):
                 self._handle(event)

@@ -1,7 +1,8 @@
 """systemd's notification protocol (sd_notify), without libsystemd: one datagram to ``$NOTIFY_SOCKET``.
 
 Messages the daemon sends: ``READY=1`` once it watches its folders, ``STATUS=...`` with its counts,
-``WATCHDOG=1`` at half the unit's ``WatchdogSec`` (while its main loop turns), ``STOPPING=1`` on SIGTERM.
+``WATCHDOG=1`` at half the unit's ``WatchdogSec`` (while its main loop turns), ``STOPPING=1`` on SIGTERM, and
+``EXTEND_TIMEOUT_USEC=`` once it stops, so that a ``grace_seconds`` above the unit's ``TimeoutStopSec`` is kept.
 """
 
 from __future__ import annotations
