@@ -422,7 +422,8 @@ class Scanner:
         return {p for p in paths if not is_sidecar(p)}
 
     def _note_left_out(self, paths: set[Path]) -> None:
-        """One line for each image the ``extensions`` leave out, the first time it is seen (not at every scan)."""
+        """One line for each image the ``extensions`` leave out, the first time this daemon sees it (not at every
+        scan; a restart names it again)."""
         for path in sorted(paths - self.left_out_seen):
             self.left_out_seen.add(path)
             suffix = path.suffix.lower().lstrip(".")
