@@ -811,3 +811,25 @@ def test_json_gives_every_input_a_record_failed_ones_too(tmp_path: Path) -> None
     assert records[1]["exit_code"] == 3 and records[1]["error"].startswith(str(broken)) and "output" not in records[1]
     shown = hostplug("info", SAMPLE_DNG, "--json")
     assert len(shown.stdout.splitlines()) == 1 and json.loads(shown.stdout)["input"] == str(SAMPLE_DNG)
+
+
+def test_a_raw_dated_by_datetime_alone_keeps_its_capture_time_and_zone(tmp_path: Path) -> None:
+    """A reviewer's: once DateTime became the write time, a raw that dates itself by DateTime alone (its zone in
+    OffsetTime) gave outputs with no capture time; read back, an output took none."""
+    import shutil
+
+    import pyexiv2
+
+    from tests.conftest import SAMPLE_DNG
+
+    raw = Path(shutil.copy(SAMPLE_DNG, tmp_path / "dated.dng"))
+    with pyexiv2.Image(str(raw)) as image:
+        image.modify_exif({"Exif.Image.DateTime": "2019:03:04 05:06:07", "Exif.Photo.OffsetTime": "+01:00"})
+    out = tmp_path / "dated.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "64").exit_code == 0
+    exif, _ = read_metadata(out)
+    assert (exif["Exif.Photo.DateTimeOriginal"], exif["Exif.Photo.OffsetTimeOriginal"]) == ("2019:03:04 05:06:07",
+                                                                                           "+01:00")
+    assert exif["Exif.Image.DateTime"] != "2019:03:04 05:06:07"
+    taken = engine.open(out).camera.timestamp
+    assert taken is not None and taken.isoformat() == "2019-03-04T05:06:07"

@@ -16,6 +16,7 @@ import errno
 import os
 import shutil
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -261,10 +262,11 @@ _ENCODERS: dict[str, Callable[[Path, np.ndarray, bytes, int, tuple[float, float]
 }
 
 
-def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGBSpace,
-                 fmt: str) -> dict[str, str] | None:
+def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGBSpace, fmt: str,
+                 written: int | None = None) -> dict[str, str] | None:
     """The source's EXIF as it holds for the output: upright, with the output's size and colour space (and, for
-    a JPEG, its YCbCr layout, which Exif requires it to state)."""
+    a JPEG, its YCbCr layout, which Exif requires it to state), changed when it was written (``written``: the
+    modification time it is given, else now)."""
     if exif is None:
         return None
     carried = {key: value for key, value in writable_exif(exif, fmt).items()
@@ -275,8 +277,8 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
     if carried.get("Exif.Image.ResolutionUnit", "2") == "1":  # no unit: an aspect ratio, not a print size
         carried = {key: value for key, value in carried.items() if key not in _PRINT_RESOLUTION}
     required |= _PRINT_RESOLUTION  # where the source states none: a TIFF said 1 pixel per unit, a JPEG nothing
-    carried = {key: value for key, value in carried.items() if key not in _WHEN_CHANGED}
-    stated = required | carried | _when_written() | {
+    carried = _capture_time_kept(carried)
+    stated = required | carried | _when_written(written) | {
         "Exif.Image.Software": _software(),  # the program that made this file, not the camera's firmware
         "Exif.Image.Orientation": "1",  # the pixels are already turned upright
         "Exif.Photo.ColorSpace": "1" if space == SRGB else "65535",  # 65535: see the ICC profile
@@ -293,9 +295,23 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
 _WHEN_CHANGED = frozenset(("Exif.Image.DateTime", "Exif.Photo.OffsetTime", "Exif.Photo.SubSecTime"))
 
 
-def _when_written() -> dict[str, str]:
-    """Exif's DateTime and OffsetTime of now, local time."""
-    now = datetime.datetime.now().astimezone()
+def _capture_time_kept(exif: dict[str, str]) -> dict[str, str]:
+    """``exif`` without its DateTime, OffsetTime and SubSecTime (the output states its own), the capture time
+    they told kept as DateTimeOriginal's where the source states none of its own: a raw that dates itself by
+    DateTime alone, or gives its zone in OffsetTime only (a reviewer's Nikon), keeps its date and zone."""
+    kept = {key: value for key, value in exif.items() if key not in _WHEN_CHANGED}
+    for changed, original in (("Exif.Image.DateTime", "Exif.Photo.DateTimeOriginal"),
+                              ("Exif.Photo.SubSecTime", "Exif.Photo.SubSecTimeOriginal"),
+                              ("Exif.Photo.OffsetTime", "Exif.Photo.OffsetTimeOriginal")):
+        if changed in exif and original not in exif and (
+                "Exif.Photo.DateTimeOriginal" not in exif or changed == "Exif.Photo.OffsetTime"):
+            kept[original] = exif[changed]
+    return kept
+
+
+def _when_written(written: int | None = None) -> dict[str, str]:
+    """Exif's DateTime and OffsetTime of ``written`` (seconds since the epoch; now when None), local time."""
+    now = datetime.datetime.fromtimestamp(written if written is not None else time.time()).astimezone()
     offset = now.strftime("%z")
     return {"Exif.Image.DateTime": now.strftime("%Y:%m:%d %H:%M:%S"),
             "Exif.Photo.OffsetTime": f"{offset[:3]}:{offset[3:]}"}
@@ -459,7 +475,7 @@ def write_image(
     data = output_strips(pixels, space, bits) if streamed else output_pixels(pixels, space, options.long_edge, bits)
     shape = pixels.shape if isinstance(data, tuple) else data.shape
     profile = icc_profile(space)
-    exif = _output_exif(exif, shape, space, fmt)
+    exif = _output_exif(exif, shape, space, fmt, options.modified)
     tags = None
     if fmt == "tiff":
         try:
