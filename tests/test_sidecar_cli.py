@@ -1009,8 +1009,8 @@ def test_show_says_when_lightroom_s_settings_moved_on_from_the_stored_recipe(raw
     text = adobe.read_text()
     adobe.write_text(re.sub(r'crs:Exposure2012="[^"]*"', 'crs:Exposure2012="-1.20"', text))
     shown = hostplug("show", raw)
-    assert f"  lightroom:  exposure -1.2 in {adobe.name}, not as in the recipe, which renders" in shown.output
-    assert f"to take them: hostplug edit {raw} --exposure -1.2" in shown.output
+    assert f"  lightroom:  exposure -1.2 in {adobe.name}; the recipe's differ and the recipe renders" in shown.output
+    assert f"(to take Lightroom's: hostplug edit {raw} --exposure -1.2)" in shown.output
     assert json.loads(hostplug("show", raw, "--json").output)["adobe_differs"] == {"exposure": -1.2}
 
 

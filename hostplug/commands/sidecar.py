@@ -110,9 +110,9 @@ def _show_text(info_json: dict[str, Any]) -> str:
                      f"{Path(info_json['adobe_from']).name})")
     if info_json.get("adobe_differs"):
         differs = info_json["adobe_differs"]
-        lines.append(f"  lightroom:  {_describe(differs)} in {Path(info_json['adobe_from']).name}, not as in the "
-                     f"recipe, which renders (changed in Lightroom since?); to take them: hostplug edit "
-                     f"{shlex.quote(info_json['input'])} {_edit_options(differs)}")
+        lines.append(f"  lightroom:  {_describe(differs)} in {Path(info_json['adobe_from']).name}; the recipe's "
+                     f"differ and the recipe renders (to take Lightroom's: hostplug edit "
+                     f"{shlex.quote(info_json['input'])} {_edit_options(differs)})")
     if info_json.get("adobe_unused"):
         from engine.xmp.hints import ADOBE_OLDER
 
@@ -193,7 +193,8 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
 
 def _adobe_differs(info: Any) -> dict[str, Any]:
     """Lightroom's basic settings that differ from the recipe of ours stored beside them: changed in Lightroom
-    after `hostplug edit` took them (a tester's exposure, moved there, went on rendering as first stored)."""
+    after `hostplug edit` took them (a tester's exposure, moved there, went on rendering as first stored), or
+    changed in hostplug's recipe since; either way the recipe renders, which `show` says."""
     from engine.errors import SidecarError
     from engine.xmp.hints import adobe_hints
 
