@@ -42,12 +42,27 @@ def error_line(error: HostplugError | str) -> None:
     click.echo(f"hostplug: error: {printable(for_the_command_line(str(error)))}", err=True)
 
 
-def echo_lines(text: str, err: bool = False) -> None:
-    """Print ``text`` (on stderr with ``err``), each of its lines with the characters that could hide or fake a
-    line (an escape sequence in a sidecar's title or a file's name, a carriage return) written as escapes."""
+def echo_line(text: str, err: bool = False) -> None:
+    """Print one line (on stderr with ``err``) with the characters that could hide or fake a line (a newline or an
+    escape sequence in a file's name, a carriage return in a sidecar's keyword) written as escapes."""
     from hostplug.daemon.logs import printable
 
-    click.echo("\n".join(printable(line) for line in text.split("\n")), err=err)
+    click.echo(printable(text), err=err)
+
+
+def printable_data(value: Any) -> Any:
+    """``value`` (JSON-like data another program's files filled) with every text in it escaped as
+    :func:`echo_line` escapes a line, for building lines of text out of it: a keyword holding a newline and
+    "rating: 5" made a line of its own (a reviewer's)."""
+    from hostplug.daemon.logs import printable
+
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {key: printable_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable_data(item) for item in value]
+    return value
 
 
 def for_the_command_line(message: str) -> str:

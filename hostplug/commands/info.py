@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from engine.orientation import FROM_FILE, Orientation
-from hostplug.commands.common import batch_inputs, echo_lines, for_each_input, json_option, json_text
+from hostplug.commands.common import batch_inputs, for_each_input, json_option, json_text, printable_data
 
 
 @click.command()
@@ -31,7 +31,7 @@ def info(inputs: tuple[Path, ...], as_json: bool) -> None:
         if as_json:  # "input": the argument as given, as every command's JSON names it ("file": the path read)
             click.echo(json_text({"input": str(path), **description}))
         else:
-            echo_lines(format_description(description))
+            click.echo(format_description(printable_data(description)))
 
     for_each_input(inputs, describe, as_json=as_json)
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from engine.errors import CorruptInputError, InputNotFoundError, OutputError, OutputOptionError
-from hostplug.commands.common import check_device, device_option, echo_lines, json_option, time_limit_option, watchdog
+from hostplug.commands.common import check_device, device_option, echo_line, json_option, time_limit_option, watchdog
 from hostplug.commands.serve import open_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
@@ -39,7 +39,7 @@ def open_command(file: Path, search: tuple[Path, ...], device: str, service: boo
         with watchdog(time_limit, str(file)):
             result = open_file(file, search, changes, device=device)
     if result.get("notice") and not as_json:  # in --json, the result's "notice"
-        echo_lines(f"hostplug: note: {result['notice']}", err=True)
+        echo_line(f"hostplug: note: {result['notice']}", err=True)
     click.echo(json.dumps(result) if as_json else result["output"])
 
 

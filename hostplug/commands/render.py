@@ -31,6 +31,7 @@ from hostplug.commands.common import (
     batch_inputs,
     check_device,
     device_option,
+    echo_line,
     for_each_input,
     json_option,
     time_limit_option,
@@ -185,7 +186,7 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
             line = printable(f"{path} -> {result['output']} ({result['seconds']:.1f} s)")
             if result.get("notice") and not as_json:  # in --json, the result's "notice"
                 bar.clear()
-                click.echo(f"hostplug: note: {result['notice']}", err=True)
+                echo_line(f"hostplug: note: {result['notice']}", err=True)
             if as_json:
                 bar.clear()  # a JSON line of its own, not glued to the progress bar on a terminal
                 click.echo(json.dumps(result))

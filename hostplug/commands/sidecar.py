@@ -16,11 +16,12 @@ from hostplug.commands.common import (
     batch_inputs,
     check_device,
     device_option,
-    echo_lines,
+    echo_line,
     error_line,
     for_each_input,
     json_option,
     json_text,
+    printable_data,
     time_limit_option,
 )
 from hostplug.recipe_options import pop_recipe_options, recipe_options
@@ -78,7 +79,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
         if as_json:
             click.echo(json.dumps({"input": str(path), "sidecar": str(sidecar), "recipe": recipe.to_dict()}))
         else:
-            echo_lines(f"{path} -> {sidecar}: {_describe(changed_settings(recipe))}")
+            echo_line(f"{path} -> {sidecar}: {_describe(changed_settings(recipe))}")
 
     for_each_input(inputs, store, must_exist=True, as_json=as_json)
 
@@ -186,7 +187,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
         if as_json:
             click.echo(json_text(data))
         else:
-            echo_lines(_show_text(data))
+            click.echo(_show_text(printable_data(data)))
 
     for_each_input(inputs, describe, must_exist=True, as_json=as_json)
 
@@ -254,8 +255,8 @@ def presets(as_json: bool) -> None:
         width = max([16, *(len(preset.name) for preset in found)])  # a long name keeps the columns straight
         for preset in found:
             sets = _describe({**preset.settings, **({"stages": preset.stages} if preset.stages else {})})
-            echo_lines(f"{preset.name:<{width}} {preset.kind:<10} {sets}")
-            echo_lines(f"{'':<{width}} {preset.description or ''} ({preset.path})".rstrip())
+            echo_line(f"{preset.name:<{width}} {preset.kind:<10} {sets}")
+            echo_line(f"{'':<{width}} {preset.description or ''} ({preset.path})".rstrip())
         click.echo(f"user presets: {user_folder()}")
     if bad:
         sys.exit(bad[0].exit_code)  # SidecarError: a bad preset
@@ -296,12 +297,12 @@ def rerender(outputs: tuple[Path, ...], search: tuple[Path, ...], target: Path |
     def rerender_one(output: Path) -> None:
         result = rerender_file(output, changes, target=target, search=search, overwrite=overwrite, device=device)
         if result.notice:
-            echo_lines(f"hostplug: note: {result.notice}", err=True)
+            echo_line(f"hostplug: note: {result.notice}", err=True)
         if as_json:
             # "input": the output given, as every command's JSON names its argument; "source": its raw
             click.echo(json.dumps(result.as_dict() | {"input": str(output), "source": str(result.source),
                                                       "notice": result.notice}))
         else:
-            echo_lines(f"{result.source} -> {result.output} ({result.seconds:.1f} s)")
+            echo_line(f"{result.source} -> {result.output} ({result.seconds:.1f} s)")
 
     for_each_input(outputs, rerender_one, time_limit=time_limit, as_json=as_json)
