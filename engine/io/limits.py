@@ -66,8 +66,14 @@ def check_pixels(path: object, width: int, height: int, what: str = "image") -> 
     limit = max_pixels()
     if width * height > limit:
         raise UnsupportedInputError(
-            f"{path}: the {what} claims {width} x {height} pixels ({width * height / 1e6:.3g} MP), more than the "
+            f"{path}: the {what} claims {width} x {height} pixels ({_megapixels(width * height)} MP), more than the "
             f"{limit / 1e6:g} MP hostplug decodes (set HOSTPLUG_MAX_PIXELS to raise the limit)")
+
+
+def _megapixels(pixels: int) -> str:
+    """Megapixels as a message gives them: 0.54, 61.4, 4295 (three figures, never "4.29e+03")."""
+    megapixels = pixels / 1e6
+    return f"{megapixels:.3g}" if megapixels < 100 else f"{megapixels:.0f}"
 
 
 def check_density(path: object, width: int, height: int, file_size: int) -> None:
@@ -75,7 +81,7 @@ def check_density(path: object, width: int, height: int, file_size: int) -> None
     pixels = width * height
     if pixels > DENSITY_CHECK_PIXELS and pixels > MAX_PIXELS_PER_BYTE * max(file_size, 1):
         raise UnsupportedInputError(
-            f"{path}: the image claims {width} x {height} pixels ({pixels / 1e6:.3g} MP) in a file of {file_size} "
+            f"{path}: the image claims {width} x {height} pixels ({_megapixels(pixels)} MP) in a file of {file_size} "
             f"bytes, more than {MAX_PIXELS_PER_BYTE} pixels a byte: a decompression bomb or a damaged header")
 
 
