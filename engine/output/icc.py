@@ -1,15 +1,16 @@
 """ICC profiles for the output spaces, written by hand.
 
 Every output space is a matrix/TRC display space, which an ICC profile describes with a few small tags: the
-D50-adapted primaries (rXYZ, gXYZ, bXYZ), one tone curve per channel (rTRC, gTRC, bTRC), the white point, the
-adaptation matrix (chad), a description and a copyright. No installed library writes such profiles for arbitrary
+D50-adapted primaries (rXYZ, gXYZ, bXYZ), one tone curve per channel (rTRC, gTRC, bTRC), the white point, a
+description and a copyright. No installed library writes such profiles for arbitrary
 primaries, so :func:`icc_profile` assembles the bytes itself.
 
 The profiles are **version 2.1** (ICC.1:2001-04), as Lightroom, Capture One and Photoshop embed theirs: every
 colour-managed reader takes them, while some (Firefox by default, older Windows viewers) pass over a version 4
 profile and show a wide-gamut image as if it were sRGB (a tester's). Version 2 has no parametric curves, so the
 sRGB and ProPhoto tone curves are tables of :data:`_CURVE_POINTS` values, which a reader interpolates to within
-1e-5 of the formula; the white point is D50 with the adaptation in chad, as littlecms writes version 2 profiles.
+1e-5 of the formula; the white point is the space's own (D65 for sRGB), the primaries Bradford-adapted to D50,
+as the version 2 sRGB profile that Lightroom embeds has them (version 4's chad tag is left out).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import struct
 
 import numpy as np
 
-from engine.colour import D50_XY, RGBSpace, bradford_adaptation
+from engine.colour import RGBSpace
 
 # The PCS illuminant as the ICC specification writes it (the header and the display wtpt carry it).
 ICC_D50_XYZ = (0.9642, 1.0, 0.8249)
@@ -111,16 +112,15 @@ def _assemble(tags: list[tuple[bytes, bytes]]) -> bytes:
 
 @functools.cache
 def icc_profile(space: RGBSpace) -> bytes:
-    """The ICC version 2 display profile of an RGB space (matrix/TRC, D50 PCS, Bradford adaptation)."""
+    """The ICC version 2 display profile of an RGB space (matrix/TRC, D50 PCS, primaries Bradford-adapted)."""
     matrix = space.rgb_to_xyz_d50
-    chad = bradford_adaptation(np.array(space.white_xy), D50_XY)
+    x, y = space.white_xy
     trc = _trc_tag(space.transfer)
     return _assemble(
         [
             (b"desc", _description_tag(space.name)),
             (b"cprt", _text_tag(_COPYRIGHT)),
-            (b"wtpt", _xyz_tag(ICC_D50_XYZ)),
-            (b"chad", b"sf32\0\0\0\0" + _s15f16(chad)),
+            (b"wtpt", _xyz_tag((x / y, 1.0, (1 - x - y) / y))),  # the display's own white, as version 2 states it
             (b"rXYZ", _xyz_tag(matrix[:, 0])),
             (b"gXYZ", _xyz_tag(matrix[:, 1])),
             (b"bXYZ", _xyz_tag(matrix[:, 2])),
