@@ -65,7 +65,6 @@ for _stage in (Demosaic, AutoDenoise, ClassicalDenoise, LearnedDenoise, WhiteBal
     register(_stage)
 
 
-
 def stage_for(name: str, recipe: Recipe) -> Stage:
     """The implementation of stage ``name`` that the recipe asks for."""
     choices = IMPLEMENTATIONS[name]

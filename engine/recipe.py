@@ -206,7 +206,7 @@ class Recipe:
         for name in RANGES:  # a numpy number a script computed (np.float32(0.3)) is the float it stands for
             value = getattr(self, name)
             if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
-                object.__setattr__(self, name, float(value))
+                object.__setattr__(self, name, value := float(value))
             if isinstance(value, float) and value == 0.0:  # -0.0 is stored and shown as 0 (a tester's "-0")
                 object.__setattr__(self, name, 0.0)
         validate(self)

@@ -1190,7 +1190,7 @@ def test_a_bad_value_from_the_environment_names_the_variable(runtime: Path) -> N
     assert given.exit_code == 2 and "environment" not in given.stderr  # the option given wins, and is named
 
 
-def test_a_cache_larger_than_the_machine_s_memory_is_refused(runtime: Path) -> None:
+def test_a_cache_larger_than_the_machine_s_memory_is_refused(runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a tester's HOSTPLUG_SERVICE_CACHE_MB=100000000 was taken: the service would grow until killed for memory
     from hostplug.service.server import ENV_CACHE_MB, cache_mb_from_env, cache_mb_limit
 
@@ -1200,11 +1200,8 @@ def test_a_cache_larger_than_the_machine_s_memory_is_refused(runtime: Path) -> N
     given = CliRunner().invoke(main, ["serve", "--cache-mb", too_much])
     assert given.exit_code == 2 and "--cache-mb" in given.stderr and "more than this machine's memory" in given.stderr
     assert not service_pids(runtime)
-    os.environ[ENV_CACHE_MB] = str(cache_mb_limit())
-    try:
-        assert cache_mb_from_env() == cache_mb_limit()  # all of it is the user's choice to make
-    finally:
-        del os.environ[ENV_CACHE_MB]
+    monkeypatch.setenv(ENV_CACHE_MB, str(cache_mb_limit()))
+    assert cache_mb_from_env() == cache_mb_limit()  # all of it is the user's choice to make
 
 
 @pytest.mark.parametrize("seconds", ["abc", "nan", "inf", "0.5"])

@@ -73,7 +73,7 @@ def starts_as_tiff(file: Path) -> bool:
         return f.read(4) in TIFF_STARTS
 
 
-IMAGE_STARTS = {b"\x89PNG": "png", TIFF_STARTS[0]: "tiff", TIFF_STARTS[1]: "tiff", b"\xff\xd8\xff": "jpeg"}
+IMAGE_STARTS = {PNG_START[:4]: "png", TIFF_STARTS[0]: "tiff", TIFF_STARTS[1]: "tiff", JPEG_START: "jpeg"}
 
 
 def image_format_of(head: bytes) -> str | None:

@@ -130,9 +130,6 @@ save = write_image  # the earlier name
 
 
 
-
-
-
 @contextlib.contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
     """No cyclic garbage collection inside the block (reference counting still frees everything else).

@@ -31,6 +31,7 @@ _DATE = (2024, 1, 1, 0, 0, 0)  # fixed, so a space always gives the same bytes
 _COPYRIGHT = "No copyright, use freely"
 _CURVE_POINTS = 4096  # entries of a tabulated tone curve
 
+
 def _s15f16(values: tuple[float, ...] | np.ndarray) -> bytes:
     """Numbers as big-endian s15Fixed16 (signed, 16 fractional bits)."""
     return b"".join(struct.pack(">i", round(float(v) * 65536)) for v in np.ravel(values))

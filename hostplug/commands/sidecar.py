@@ -91,8 +91,8 @@ def _show_text(info_json: dict[str, Any]) -> str:
         said = [f"{info_json['input']}: a hostplug render",
                 f"  rendered from: {made['source'] or 'a raw it does not name'}"
                 + (f" (SHA-256 {made['source_sha256'][:16]}...)" if made["source_sha256"] else ""),
-                f"  its recipe: {recipe}",
-                f"  again:      hostplug rerender {shlex.quote(info_json['input'])} (with changes: add options)"]
+                f"  its recipe:    {recipe}",
+                f"  again:         hostplug rerender {shlex.quote(info_json['input'])} (with changes: add options)"]
         return "\n".join(said)
     lines = [f"{info_json['input']}"]
     if info_json["sidecar"] is None and not info_json.get("embedded_xmp"):

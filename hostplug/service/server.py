@@ -875,9 +875,14 @@ def idle_timeout_from_env() -> float | None:
 
 
 def cache_mb_limit() -> int:
-    """This machine's memory in MB: a checkpoint cache allowed to grow past it ends with the service killed for
-    memory, in the middle of someone's render."""
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+    """This machine's memory in MB (or the container's, where a cgroup limits it): a checkpoint cache allowed to
+    grow past it ends with the service killed for memory, in the middle of someone's render."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        limit = "max"
+    return min(memory, int(limit)) >> 20 if limit.isdigit() else memory >> 20
 
 
 def cache_mb_from_env() -> int | None:
