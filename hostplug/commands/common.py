@@ -37,7 +37,7 @@ def fail(message: str, code: int = 1) -> None:
 def error_line(error: HostplugError | str) -> None:
     """Print one error line on stderr (the run goes on): a newline or an escape sequence in a file's name is
     written as an escape (``\\n``), as the daemon's log writes it, so the error stays one line."""
-    from hostplug.daemon.logs import printable
+    from hostplug.printable import printable
 
     click.echo(f"hostplug: error: {printable(for_the_command_line(str(error)))}", err=True)
 
@@ -45,7 +45,7 @@ def error_line(error: HostplugError | str) -> None:
 def echo_line(text: str, err: bool = False) -> None:
     """Print one line (on stderr with ``err``) with the characters that could hide or fake a line (a newline or an
     escape sequence in a file's name, a carriage return in a sidecar's keyword) written as escapes."""
-    from hostplug.daemon.logs import printable
+    from hostplug.printable import printable
 
     click.echo(printable(text), err=err)
 
@@ -54,7 +54,7 @@ def printable_data(value: Any) -> Any:
     """``value`` (JSON-like data another program's files filled) with every text in it escaped as
     :func:`echo_line` escapes a line, for building lines of text out of it: a keyword holding a newline and
     "rating: 5" made a line of its own (a reviewer's)."""
-    from hostplug.daemon.logs import printable
+    from hostplug.printable import printable
 
     if isinstance(value, str):
         return printable(value)

@@ -181,7 +181,7 @@ def render(inputs: tuple[Path, ...], output: Path | None, out_dir: Path | None, 
                 raise
             finally:
                 PARTIAL_FOLDERS.discard(begun)
-            from hostplug.daemon.logs import printable  # a newline in a name must not split the line
+            from hostplug.printable import printable  # a newline in a name must not split the line
 
             line = printable(f"{path} -> {result['output']} ({result['seconds']:.1f} s)")
             if result.get("notice") and not as_json:  # in --json, the result's "notice"

@@ -14,11 +14,11 @@ import os
 import stat
 import sys
 import time
-import unicodedata
 from pathlib import Path
 from typing import Any, TextIO
 
 from engine.errors import HostplugError
+from hostplug.printable import printable
 
 LOGGER = "hostplug.watch"
 
@@ -38,23 +38,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
-
-
-# Characters that would break or disguise a readable line: controls (newline, escape), line and paragraph
-# separators, and the marks that reverse the direction text is shown in
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _hidden(char: str) -> bool:
-    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
-
-
-def printable(text: str) -> str:
-    """``text`` with the characters that could fake or hide a log line written as escapes (``\\n``, ``\\x1b``,
-    ``\\u202e``): a file named ``a\\nERROR b.dng`` stays on its one line."""
-    if not any(_hidden(c) for c in text):
-        return text
-    return "".join(c.encode("unicode_escape").decode("ascii") if _hidden(c) else c for c in text)
 
 
 def fatal_fields(error: Exception) -> dict[str, Any]:

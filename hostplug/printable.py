@@ -1,0 +1,25 @@
+"""Text shown as it is, one line staying one line: another program's file names and sidecar texts can hold
+newlines, escape sequences and direction marks that would fake or hide a line of a log, an error or a listing.
+
+Standard library only: the quickest commands (``info``, ``show``) use it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Characters that would break or disguise a readable line: controls (newline, escape), line and paragraph
+# separators, and the marks that reverse the direction text is shown in
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _hidden(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
+
+
+def printable(text: str) -> str:
+    """``text`` with the characters that could fake or hide a log line written as escapes (``\\n``, ``\\x1b``,
+    ``\\u202e``): a file named ``a\\nERROR b.dng`` stays on its one line."""
+    if not any(_hidden(c) for c in text):
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii") if _hidden(c) else c for c in text)
