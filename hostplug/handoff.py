@@ -248,6 +248,12 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
                           f"retouched in an editor?); it is kept as it is: open the raw for a new render beside it "
                           f"({open_command(raw)})")
     if ours:
+        saved_by = provenance.saved_by
+        if saved_by and not saved_by.lower().startswith("hostplug") and not HAND_OVER_NAME.search(image.stem):
+            # an editor's export keeps hostplug's record (GIMP's, by default): a tester's fresh retouch was lost
+            raise OutputError(f"{image} was saved by {saved_by}, not by hostplug (an editor's export keeps "
+                              f"hostplug's record); it is left as it is: open the raw for a new render "
+                              f"({open_command(raw)})")
         # a render of `hostplug render` (or an older version's) records no time it was written, so a retouch saved
         # over it with our record kept is not told from the render: it was rendered over (a tester's)
         if not HAND_OVER_NAME.search(image.stem) and not _not_retouched(image, provenance):

@@ -185,6 +185,7 @@ def test_open_never_renders_over_a_render_output_retouched_with_our_record_kept(
         xmp = image.read_raw_xmp()
     with pyexiv2.Image(str(output.with_name("retouch.tif"))) as image:
         image.modify_raw_xmp(xmp)
+        image.modify_exif({"Exif.Image.Software": "hostplug 0.1.0"})  # an editor that keeps every tag
     os.replace(output.with_name("retouch.tif"), output)
     os.utime(output, (output.stat().st_mtime - 86400,) * 2)  # saved a day ago
     retouched = output.read_bytes()
@@ -621,3 +622,18 @@ def test_open_raw_again_keeps_an_old_render_that_records_no_write_time(raw: Path
     result = hostplug("open", image)
     assert result.exit_code == 5 and "records no time it was written" in result.stderr
     assert f"open the raw for a new render beside it (hostplug open {shlex.quote(str(raw))})" in result.stderr
+
+
+def test_open_never_renders_over_an_editor_s_export_that_kept_our_record(raw: Path) -> None:
+    # a tester's: GIMP exports keep hostplug's XMP by default; opened within two minutes, a fresh retouched export
+    # counted as hostplug's render and was rendered over, exit 0
+    export = raw.with_name("retouched.tif")
+    assert hostplug("render", raw, "-o", export, "--long-edge", "200", "--no-service").exit_code == 0
+    with pyexiv2.Image(str(export)) as image:
+        image.modify_exif({"Exif.Image.Software": "GIMP 3.0.4"})
+    kept = export.read_bytes()
+    result = hostplug("open", export)
+    assert result.exit_code == 5 and error_lines(result.stderr) == [
+        f"hostplug: error: {export} was saved by GIMP 3.0.4, not by hostplug (an editor's export keeps hostplug's "
+        f"record); it is left as it is: open the raw for a new render (hostplug open {shlex.quote(str(raw))})"]
+    assert export.read_bytes() == kept

@@ -45,6 +45,7 @@ class Provenance:
     orientation: Orientation | None = None  # the one the output applied (None: none recorded, or damaged)
     darktable_export: bool = False  # darktable's history or its name as creator tool is in it: darktable exported it
     archive: Path | None = None  # the folder a watch daemon moves the source to once it is rendered
+    saved_by: str = ""  # the program that wrote the file last, as it says (EXIF Software, else xmp:CreatorTool)
 
     @property
     def from_hostplug(self) -> bool:
@@ -59,6 +60,7 @@ def read_provenance(image: Path) -> Provenance:
     try:
         with EXIV2, exiv2_image(image) as handle:
             xmp = handle.read_xmp()
+            software = handle.read_exif().get("Exif.Image.Software", "")
     except Exception:  # noqa: BLE001 - pyexiv2 raises RuntimeError or its own types; no XMP is not an error
         return Provenance()
     names = []
@@ -86,6 +88,7 @@ def read_provenance(image: Path) -> Provenance:
         darktable_export="Xmp.darktable.history" in xmp or str(xmp.get("Xmp.xmp.CreatorTool", "")).strip().lower()
         .startswith("darktable"),
         archive=_folder(xmp.get(ARCHIVE_KEY)),
+        saved_by=str(software or xmp.get("Xmp.xmp.CreatorTool", "")).strip(),
     )
 
 
