@@ -144,3 +144,21 @@ def test_a_broken_or_killed_hostplug_command_says_what_happened(plugin: Any) -> 
     with pytest.raises(plugin.PluginError) as failed:
         plugin.run_command([sys.executable, "-c", wrong])
     assert failed.value.settings  # a wrong setting: the dialog opens again with what was typed
+
+
+def fake_hostplug(plugin: Any, monkeypatch: pytest.MonkeyPatch, folder: Path, script: str) -> None:
+    """Make the plug-in run ``script`` (Python, given hostplug's arguments in sys.argv) as its hostplug command."""
+    command = folder / "hostplug"
+    command.write_text(f"#!{sys.executable}\n{script}\n", encoding="utf-8")
+    command.chmod(0o755)
+    monkeypatch.setattr(plugin, "plugin_config", lambda: {"hostplug": str(command)})
+
+
+def test_a_mistyped_style_is_a_settings_error_so_the_dialog_opens_again(plugin: Any, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a tester's mistyped style closed the dialog, and what he had typed was lost: the recipe's error dropped the flag
+    fake_hostplug(plugin, monkeypatch, tmp_path, "import sys\nrecipe = sys.argv[sys.argv.index('--recipe') + 1]\n"
+                  "print(f'hostplug: error: {recipe}: unknown style \"wram\"', file=sys.stderr); sys.exit(2)")
+    with pytest.raises(plugin.PluginError, match='^hostplug: error: unknown style "wram"$') as failed:
+        plugin.render_raw(str(tmp_path / "a.dng"), str(tmp_path), {"style": "wram"})
+    assert failed.value.settings

@@ -248,8 +248,9 @@ def render_raw(raw_path, folder, recipe=None):
     except PluginError as e:
         if recipe is None:
             raise
-        # the recipe file is the plug-in's own, gone once the render ends: the message names the setting alone
-        raise PluginError(str(e).replace(recipe_file + ": ", "")) from None
+        # the recipe file is the plug-in's own, gone once the render ends: the message names the setting alone;
+        # whether the settings are at fault stays (the dialog opens again with what was typed)
+        raise PluginError(str(e).replace(recipe_file + ": ", ""), settings=e.settings) from None
     if not os.path.isfile(output):
         raise PluginError(f"hostplug: the render of {raw_path} wrote no image")
     return output, result
