@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -162,3 +163,13 @@ def test_a_mistyped_style_is_a_settings_error_so_the_dialog_opens_again(plugin: 
     with pytest.raises(plugin.PluginError, match='^hostplug: error: unknown style "wram"$') as failed:
         plugin.render_raw(str(tmp_path / "a.dng"), str(tmp_path), {"style": "wram"})
     assert failed.value.settings
+
+
+def test_a_hostplug_that_prints_no_result_names_the_raw_and_what_to_do(plugin: Any, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # a tester's hostplug that exited 0 silently gave "the render printed no result", naming neither
+    fake_hostplug(plugin, monkeypatch, tmp_path, "pass")
+    raw = str(tmp_path / "IMG 1.dng")
+    said = f"^hostplug: the render of {re.escape(raw)} printed no result; reinstall hostplug, then run 'hostplug "
+    with pytest.raises(plugin.PluginError, match=said + "integrate gimp' again$"):
+        plugin.render_raw(raw, str(tmp_path))

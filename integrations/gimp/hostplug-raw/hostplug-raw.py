@@ -220,8 +220,10 @@ def run_command(args):
     return done.stdout
 
 
-def last_json_line(text):
-    """The last JSON object hostplug printed on stdout."""
+def last_json_line(text, what):
+    """The last JSON object hostplug printed on stdout; ``what`` names the run (\"the render of RAW\") when it printed
+    none: a hostplug that exits 0 without its result is a broken install (a tester's message named neither the raw
+    nor what to do)."""
     for line in reversed(text.splitlines()):
         line = line.strip()
         if line.startswith("{"):
@@ -229,7 +231,8 @@ def last_json_line(text):
                 return json.loads(line)
             except ValueError:
                 break
-    raise PluginError("hostplug: the render printed no result")
+    raise PluginError(f"hostplug: {what} printed no result; reinstall hostplug, then run 'hostplug integrate gimp' "
+                      "again")
 
 
 def render_raw(raw_path, folder, recipe=None):
@@ -244,7 +247,7 @@ def render_raw(raw_path, folder, recipe=None):
             json.dump(recipe, f)
         args += ["--recipe", recipe_file]
     try:
-        result = last_json_line(run_command(args))
+        result = last_json_line(run_command(args), f"the render of {raw_path}")
     except PluginError as e:
         if recipe is None:
             raise
@@ -261,7 +264,8 @@ def write_thumbnail(raw_path, folder, size):
     config = plugin_config()
     python = config.get("python") or sys.executable
     output = os.path.join(folder, "thumbnail.jpg")
-    result = last_json_line(run_command([python, "-m", "hostplug.thumbnail", raw_path, output, str(size)]))
+    said = run_command([python, "-m", "hostplug.thumbnail", raw_path, output, str(size)])
+    result = last_json_line(said, f"the preview of {raw_path}")
     return output, int(result.get("width", 0)), int(result.get("height", 0))
 
 
