@@ -966,8 +966,9 @@ def test_show_of_an_output_says_how_it_was_made(raw: Path) -> None:
                     "0.3").exit_code == 0
     shown = hostplug("show", out)
     assert shown.exit_code == 0
-    assert shown.output.splitlines()[:3] == [f"{out}: a hostplug render", f"  rendered from: {raw} (SHA-256 "
-                                             f"{file_sha256(raw)[:16]}...)", "  its recipe:    style vivid, exposure 0.3"]
+    assert shown.output.splitlines()[:3] == [f"{out}: a hostplug render",
+                                             f"  rendered from: {raw} (SHA-256 {file_sha256(raw)[:16]}...)",
+                                             "  its recipe:    style vivid, exposure 0.3"]
     data = json.loads(hostplug("show", out, "--json").output)
     assert data["rendered"]["source_sha256"] == file_sha256(raw) and data["rendered"]["recipe"]["style"] == "vivid"
     assert json.loads(hostplug("show", raw, "--json").output)["rendered"] is None
