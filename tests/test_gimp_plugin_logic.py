@@ -173,3 +173,9 @@ def test_a_hostplug_that_prints_no_result_names_the_raw_and_what_to_do(plugin: A
     said = f"^hostplug: the render of {re.escape(raw)} printed no result; reinstall hostplug, then run 'hostplug "
     with pytest.raises(plugin.PluginError, match=said + "integrate gimp' again$"):
         plugin.render_raw(raw, str(tmp_path))
+
+
+def test_a_layer_is_named_after_the_style_the_render_used(plugin: Any) -> None:
+    # a tester's style "Warm" named the layer "hostplug: Warm", while the recipe said "warm"
+    assert plugin.layer_name({"recipe": {"style": "warm"}}, {"style": "Warm"}) == "hostplug: warm"
+    assert plugin.layer_name({}, {"style": "vivid"}) == "hostplug: vivid"  # an older hostplug's result

@@ -663,6 +663,15 @@ def run_dialog(procedure, config, raw_path, recipe):
         dialog.destroy()
 
 
+def layer_name(result, asked):
+    """A re-render's layer name: the style of the recipe the render used (hostplug's ``result``), as hostplug
+    spells it (a tester's style "Warm" named the layer "hostplug: Warm" while the recipe said "warm"); the recipe
+    ``asked`` for where an older hostplug reports none."""
+    used = result.get("recipe") if isinstance(result.get("recipe"), dict) else {}
+    style = used.get("style") or asked.get("style") or DEFAULT_STYLE
+    return f"hostplug: {style}"
+
+
 def rerender(procedure, run_mode, image, drawables, config, data):
     """Image procedure: render the image's raw again with changed settings, as a new layer on top."""
     folder = None
@@ -706,7 +715,7 @@ def rerender(procedure, run_mode, image, drawables, config, data):
         image.undo_group_start()
         try:
             layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(tiff))
-            layer.set_name(f"hostplug: {changed.get('style', DEFAULT_STYLE)}")
+            layer.set_name(layer_name(result, changed))
             image.insert_layer(layer, None, 0)
             attach_recipe(image, raw_path, {**result, "recipe": result.get("recipe") or changed}, sha256, undoable=True)
             take_render_record(image, tiff)
