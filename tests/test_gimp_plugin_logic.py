@@ -179,3 +179,20 @@ def test_a_layer_is_named_after_the_style_the_render_used(plugin: Any) -> None:
     # a tester's style "Warm" named the layer "hostplug: Warm", while the recipe said "warm"
     assert plugin.layer_name({"recipe": {"style": "warm"}}, {"style": "Warm"}) == "hostplug: warm"
     assert plugin.layer_name({}, {"style": "vivid"}) == "hostplug: vivid"  # an older hostplug's result
+
+
+def test_hostplugs_notes_and_the_renders_notice_reach_the_user(plugin: Any, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # a tester's Lightroom crop that was not applied (the JSON's notice) and a hung service passed by (a note on
+    # stderr) were never said in GIMP
+    fake_hostplug(plugin, monkeypatch, tmp_path, "import json, sys\n"
+                  "open(sys.argv[sys.argv.index('-o') + 1], 'wb').close()\n"
+                  "print('hostplug: note: the render service (pid 7) did not answer; rendering in this process "
+                  "instead', file=sys.stderr)\nprint('a progress line', file=sys.stderr)\n"
+                  "print(json.dumps({'recipe': {}, 'notice': 'the sidecar crops\\nthe picture; not applied'}))")
+    _tiff, _result, notes = plugin.render_raw(str(tmp_path / "a.dng"), str(tmp_path))
+    assert notes == ["hostplug: note: the render service (pid 7) did not answer; rendering in this process instead",
+                     "hostplug: note: the sidecar crops the picture; not applied"]
+    plugin.Gimp.message.reset_mock()
+    plugin.tell(notes)
+    assert [call.args[0] for call in plugin.Gimp.message.call_args_list] == notes

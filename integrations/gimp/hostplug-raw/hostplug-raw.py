@@ -48,6 +48,7 @@ RERENDER_PROC = "plug-in-hostplug-rerender"
 PARASITE = "hostplug-recipe"
 RECORD_TAGS = "Xmp.hostplug."  # the render's record in an image's metadata (GIMP's names of hostplug's XMP)
 CONFIG_NAME = "hostplug-raw.json"
+NOTE = "hostplug: note:"  # how hostplug begins a line the user should read though the command succeeded
 RENDER_TIMEOUT_S = 600
 STALE_FOLDER_S = 2 * RENDER_TIMEOUT_S  # a render folder this old was left by a GIMP that was killed
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -195,7 +196,8 @@ def temporary_folder(prefix):
 
 
 def run_command(args):
-    """Run a hostplug command; its stdout, or PluginError with hostplug's own one-line error."""
+    """Run a hostplug command; (its stdout, its notes: the stderr lines that begin ``hostplug: note:``, such as a
+    hung render service's, which the user should read), or PluginError with hostplug's own one-line error."""
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S,
                               env=child_environment(), stdin=subprocess.DEVNULL)
@@ -217,7 +219,7 @@ def run_command(args):
         said = f" ({lines[-1].strip()})" if lines else ""
         raise PluginError(f"hostplug: {args[0]} failed with exit status {done.returncode}{said}; reinstall "
                           "hostplug, then run 'hostplug integrate gimp' again")
-    return done.stdout
+    return done.stdout, [line.strip() for line in done.stderr.splitlines() if line.startswith(NOTE)]
 
 
 def last_json_line(text, what):
@@ -236,7 +238,8 @@ def last_json_line(text, what):
 
 
 def render_raw(raw_path, folder, recipe=None):
-    """Render ``raw_path`` to a 16-bit TIFF in ``folder``; returns (tiff path, hostplug's JSON result)."""
+    """Render ``raw_path`` to a 16-bit TIFF in ``folder``; returns (tiff path, hostplug's JSON result, the notes
+    for the user: hostplug's, and the result's notice, such as a sidecar's crop not applied)."""
     config = plugin_config()
     output = os.path.join(folder, "render.tif")
     args = [config["hostplug"], "render", raw_path, "-o", output, "--format", "tiff", "--bits", "16", "--json",
@@ -247,7 +250,8 @@ def render_raw(raw_path, folder, recipe=None):
             json.dump(recipe, f)
         args += ["--recipe", recipe_file]
     try:
-        result = last_json_line(run_command(args), f"the render of {raw_path}")
+        said, notes = run_command(args)
+        result = last_json_line(said, f"the render of {raw_path}")
     except PluginError as e:
         if recipe is None:
             raise
@@ -256,7 +260,21 @@ def render_raw(raw_path, folder, recipe=None):
         raise PluginError(str(e).replace(recipe_file + ": ", ""), settings=e.settings) from None
     if not os.path.isfile(output):
         raise PluginError(f"hostplug: the render of {raw_path} wrote no image")
-    return output, result
+    return output, result, notes_for_user(notes, result)
+
+
+def notes_for_user(notes, result):
+    """hostplug's ``notes`` and its ``result``'s notice (which --json leaves to the caller), each one line: a
+    tester's Lightroom crop that was not applied, and a hung service passed by, were never said in GIMP."""
+    notice = result.get("notice")
+    lines = [*notes, *([f"{NOTE} {notice}"] if isinstance(notice, str) and notice.strip() else [])]
+    return [" ".join(line.split()) for line in lines]
+
+
+def tell(notes):
+    """Show each note in GIMP's message console (after the image or layer it concerns is there)."""
+    for note in notes:
+        Gimp.message(note)
 
 
 def write_thumbnail(raw_path, folder, size):
@@ -264,7 +282,7 @@ def write_thumbnail(raw_path, folder, size):
     config = plugin_config()
     python = config.get("python") or sys.executable
     output = os.path.join(folder, "thumbnail.jpg")
-    said = run_command([python, "-m", "hostplug.thumbnail", raw_path, output, str(size)])
+    said, _notes = run_command([python, "-m", "hostplug.thumbnail", raw_path, output, str(size)])
     result = last_json_line(said, f"the preview of {raw_path}")
     return output, int(result.get("width", 0)), int(result.get("height", 0))
 
@@ -375,7 +393,7 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
         folder = temporary_folder("hostplug-gimp-")
         Gimp.progress_init(f"Rendering {os.path.basename(raw_path)} with hostplug")
         progress = True
-        tiff, result = render_raw(raw_path, folder)
+        tiff, result, notes = render_raw(raw_path, folder)
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(tiff))
         if image is None:
             return failure(procedure, f"hostplug: GIMP could not read the render of {raw_path}"), flags
@@ -389,6 +407,7 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
             GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
             GObject.Value(Gimp.Image, image),
         ])
+        tell(notes)
         return values, Gimp.MetadataLoadFlags.NONE
     except PluginError as e:
         return failure(procedure, str(e)), flags
@@ -699,7 +718,7 @@ def rerender(procedure, run_mode, image, drawables, config, data):
                 progress = True
             try:
                 changed = recipe_from_config(config, recipe, only_set, white)
-                tiff, result = render_raw(raw_path, folder, changed)
+                tiff, result, notes = render_raw(raw_path, folder, changed)
                 break
             except PluginError as e:
                 if not interactive or not e.settings:
@@ -722,6 +741,7 @@ def rerender(procedure, run_mode, image, drawables, config, data):
         finally:
             image.undo_group_end()
         Gimp.displays_flush()
+        tell(notes)
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
     except PluginError as e:
         return failure(procedure, str(e))
