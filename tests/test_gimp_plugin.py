@@ -247,6 +247,10 @@ def test_the_image_holds_the_renders_metadata_not_the_raws(gimp: dict) -> None:
     tags = dict(re.findall(r'<tag name="([^"]+)">([^<]*)</tag>', gimp["metadata"]))
     assert tags.get("Xmp.xmp.Rating") == "3", gimp["metadata"][:2000]
     assert tags.get("Exif.Image.Software", "").startswith("hostplug")
+    # not the TIFF's layout and profile: a tester's JPEG after a profile conversion carried two ICC profiles
+    for held in (gimp["metadata"], gimp["metadata_after"]):
+        names = set(re.findall(r'<tag name="([^"]+)">', held))
+        assert not names & {"Exif.Image.InterColorProfile", "Exif.Image.StripOffsets", "Exif.Image.XMLPacket"}
 
 
 def test_rerender_adds_a_layer_with_the_changed_recipe(gimp: dict) -> None:

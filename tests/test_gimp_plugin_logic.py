@@ -196,3 +196,17 @@ def test_hostplugs_notes_and_the_renders_notice_reach_the_user(plugin: Any, tmp_
     plugin.Gimp.message.reset_mock()
     plugin.tell(notes)
     assert [call.args[0] for call in plugin.Gimp.message.call_args_list] == notes
+
+
+def test_the_render_tiffs_layout_and_profile_leave_the_images_metadata(plugin: Any) -> None:
+    # a tester's JPEG exported after a profile conversion carried two ICC profiles: the TIFF's, kept in the metadata
+    import xml.etree.ElementTree as ElementTree
+
+    kept = ("Exif.Image.Make", "Exif.Image.Orientation", "Exif.Photo.FNumber", "Xmp.hostplug.recipe", "Xmp.xmp.Rating")
+    dropped = ("Exif.Image.InterColorProfile", "Exif.Image.StripOffsets", "Exif.Image.StripByteCounts",
+               "Exif.Image.RowsPerStrip", "Exif.Image.BitsPerSample", "Exif.Image.XMLPacket", "Exif.Image.ImageWidth")
+    tags = ElementTree.fromstring("<metadata>" + "".join(f'<tag name="{name}">1</tag>' for name in kept + dropped)
+                                  + "</metadata>")
+    assert plugin.without_tiff_layout(tags)
+    assert tuple(tag.get("name") for tag in tags) == kept
+    assert not plugin.without_tiff_layout(tags)

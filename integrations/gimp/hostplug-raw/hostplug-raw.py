@@ -47,6 +47,14 @@ THUMB_PROC = "file-hostplug-raw-load-thumb"
 RERENDER_PROC = "plug-in-hostplug-rerender"
 PARASITE = "hostplug-recipe"
 RECORD_TAGS = "Xmp.hostplug."  # the render's record in an image's metadata (GIMP's names of hostplug's XMP)
+# The render TIFF's own layout and profile, which GIMP's TIFF loader keeps in the image's metadata: none of it is
+# true of what GIMP exports later (a tester's JPEG after a profile conversion carried the TIFF's sRGB profile in
+# its EXIF beside the real one), and the XMP packet as an EXIF tag would keep the first render's record.
+TIFF_LAYOUT_TAGS = frozenset("Exif.Image." + name for name in (
+    "NewSubfileType", "SubfileType", "ImageWidth", "ImageLength", "BitsPerSample", "Compression",
+    "PhotometricInterpretation", "FillOrder", "StripOffsets", "SamplesPerPixel", "RowsPerStrip", "StripByteCounts",
+    "PlanarConfiguration", "Predictor", "TileWidth", "TileLength", "TileOffsets", "TileByteCounts", "SubIFDs",
+    "ExtraSamples", "SampleFormat", "JPEGTables", "TransferFunction", "InterColorProfile", "XMLPacket"))
 CONFIG_NAME = "hostplug-raw.json"
 NOTE = "hostplug: note:"  # how hostplug begins a line the user should read though the command succeeded
 RENDER_TIMEOUT_S = 600
@@ -310,6 +318,27 @@ def attach_recipe(image, raw_path, result, sha256, undoable=False):
     image.attach_parasite(Gimp.Parasite.new(PARASITE, flags, list(data)))
 
 
+def without_tiff_layout(tags):
+    """Take the render TIFF's layout and profile tags (TIFF_LAYOUT_TAGS) out of ``tags``, an element tree of GIMP's
+    serialized metadata; whether any were there."""
+    found = [tag for tag in tags if tag.get("name") in TIFF_LAYOUT_TAGS]
+    for tag in found:
+        tags.remove(tag)
+    return bool(found)
+
+
+def drop_tiff_layout(image):
+    """Keep in ``image``'s metadata what is true of the picture, not of the TIFF it was read from."""
+    import xml.etree.ElementTree as ElementTree
+
+    current = image.get_metadata()
+    if current is None:
+        return
+    tags = ElementTree.fromstring(current.serialize())
+    if without_tiff_layout(tags):
+        image.set_metadata(Gimp.Metadata.deserialize(ElementTree.tostring(tags, encoding="unicode")))
+
+
 def take_render_record(image, tiff):
     """Put the record of the render ``tiff`` (hostplug's XMP: recipe, source, decisions) into the image's metadata
     in place of the earlier render's, keeping everything else in it: what GIMP exports carries the recipe of the
@@ -324,6 +353,7 @@ def take_render_record(image, tiff):
     for tag in [t for t in merged if t.get("name", "").startswith(RECORD_TAGS)]:
         merged.remove(tag)
     merged.extend(t for t in ElementTree.fromstring(rendered.serialize()) if t.get("name", "").startswith(RECORD_TAGS))
+    without_tiff_layout(merged)  # an image an older plug-in opened still holds them
     image.set_metadata(Gimp.Metadata.deserialize(ElementTree.tostring(merged, encoding="unicode")))
 
 
@@ -399,6 +429,7 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
             return failure(procedure, f"hostplug: GIMP could not read the render of {raw_path}"), flags
         # the hash of the bytes hostplug rendered, which it reports (an older hostplug: read again here)
         attach_recipe(image, raw_path, result, result.get("source_sha256") or file_sha256(raw_path))
+        drop_tiff_layout(image)
         # The image holds the TIFF's metadata, which GIMP's TIFF loader read: the raw's EXIF and GPS, and what
         # hostplug added (the sidecar's rating, keywords, credits and GPS, the recipe). GIMP must not load the
         # raw's own over it, nor rotate the pixels, upright already, by the raw's EXIF (a tester's exports lost
