@@ -65,6 +65,13 @@ out["undoable_after"] = bool(parasite.get_flags() & Gimp.PARASITE_UNDOABLE)  # (
 
 xcf = Gio.File.new_for_path(os.environ["HP_XCF"])
 out["saved"] = Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, xcf, None)
+image.crop(image.get_width() // 2, image.get_height() // 2, 10, 10)
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", image)
+result = proc.run(config)
+out["cropped"] = [result.index(0).value_nick, result.index(1) if result.length() > 1 else None,
+                  len(image.get_layers())]
 image.delete()
 again = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, xcf)
 parasite = again.get_parasite("hostplug-recipe")
@@ -277,6 +284,15 @@ def test_after_a_rerender_exports_record_its_recipe_and_an_undo_would_take_it_ba
     assert recorded["exposure"] == 1.0 and recorded["style"] == "warm"
     assert tags.get("Xmp.xmp.Rating") == "3"  # the rest of the image's metadata stays
     assert gimp["undoable_after"] and not gimp["parasite_flags"] & 2  # a re-render's is undone with its layer
+
+
+def test_rerender_refuses_a_cropped_image(gimp: dict) -> None:
+    # a tester's re-render of a cropped image added a full frame at 0,0 that lined up with nothing, and said success
+    status, message, layers = gimp["cropped"]
+    assert status == "execution-error" and layers == 2  # the first re-render's and the background: nothing added
+    width, height = gimp["size"]
+    assert message.startswith(f"hostplug: error: this image is {width // 2} x {height // 2} now, not the {width} x "
+                              f"{height} of the raw's render"), message
 
 
 def test_rerender_refuses_another_photo_under_the_raws_name(gimp: dict) -> None:

@@ -111,7 +111,8 @@ def test_a_damaged_parasite_is_said_to_be_damaged(plugin: Any, data: bytes) -> N
 def test_an_older_plugins_image_has_no_hash_and_is_not_refused(plugin: Any, tmp_path: Path) -> None:
     raw = tmp_path / "IMG 1.dng"
     raw.write_bytes(b"a raw")
-    assert plugin.read_recipe(Image(json.dumps({"raw": str(raw), "recipe": {}}).encode())) == (str(raw), {}, None, {})
+    assert plugin.read_recipe(Image(json.dumps({"raw": str(raw), "recipe": {}}).encode())) == \
+        (str(raw), {}, None, {}, None)
     damaged_white = json.dumps({"raw": str(raw), "recipe": {}, "white": {"temperature": float("nan"), "tint": 3}})
     assert plugin.read_recipe(Image(damaged_white.encode()))[3] == {"tint": 3.0}  # NaN read as no value
     plugin.check_same_raw(str(raw), None)
@@ -210,3 +211,16 @@ def test_the_render_tiffs_layout_and_profile_leave_the_images_metadata(plugin: A
     assert plugin.without_tiff_layout(tags)
     assert tuple(tag.get("name") for tag in tags) == kept
     assert not plugin.without_tiff_layout(tags)
+
+
+def test_a_cropped_scaled_or_rotated_image_is_not_re_rendered(plugin: Any) -> None:
+    # a tester's re-render of a cropped (or rotated) image added a full 900 x 600 frame at 0,0, and said success
+    stored = {"raw": "x.dng", "recipe": {}, "size": [900, 600]}
+    assert plugin.read_recipe(Image(json.dumps(stored).encode()))[4] == (900, 600)
+    assert plugin.read_recipe(Image(json.dumps({**stored, "size": [900.5, "x"]}).encode()))[4] is None
+    plugin.check_same_size((900, 600), (900, 600))
+    plugin.check_same_size((400, 300), None)  # an older plug-in's image: its render's size is checked after it
+    for now in ((400, 300), (600, 900)):
+        with pytest.raises(plugin.PluginError, match=f"^hostplug: this image is {now[0]} x {now[1]} now, not the "
+                           "900 x 600 of the raw's render it was opened as .*; open the raw again"):
+            plugin.check_same_size(now, (900, 600))

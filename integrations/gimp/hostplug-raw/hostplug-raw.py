@@ -307,12 +307,13 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def attach_recipe(image, raw_path, result, sha256, undoable=False):
+def attach_recipe(image, raw_path, result, sha256, size, undoable=False):
     """Store the raw's path, its content's SHA-256, the recipe and the temperature and tint its white balance came
-    to (hostplug's render ``result``) in the image (persistent: saved with XCF files; ``undoable``: a re-render's,
-    which an undo of its layer takes back too, a tester's undo left the undone recipe in the image)."""
+    to (hostplug's render ``result``) and the render's ``size`` (width, height) in the image (persistent: saved with
+    XCF files; ``undoable``: a re-render's, which an undo of its layer takes back too, a tester's undo left the
+    undone recipe in the image)."""
     stored = {"raw": raw_path, "recipe": result.get("recipe") or {}, "sha256": sha256,
-              "white": result.get("white_balance")}
+              "white": result.get("white_balance"), "size": list(size)}
     data = json.dumps(stored, sort_keys=True).encode("utf-8")
     flags = Gimp.PARASITE_PERSISTENT | (Gimp.PARASITE_UNDOABLE if undoable else 0)
     image.attach_parasite(Gimp.Parasite.new(PARASITE, flags, list(data)))
@@ -359,7 +360,8 @@ def take_render_record(image, tiff):
 
 def read_recipe(image):
     """(raw path, recipe dict, the raw's SHA-256 or None, the temperature and tint its render came to: {} for an
-    older plug-in's image) stored in the image; PluginError when it has none."""
+    older plug-in's image, the render's (width, height) or None) stored in the image; PluginError when it has
+    none."""
     parasite = image.get_parasite(PARASITE)
     if parasite is None:
         raise PluginError("hostplug: this image was not opened from a raw through hostplug "
@@ -373,7 +375,21 @@ def read_recipe(image):
         raise PluginError("hostplug: the image's hostplug-recipe parasite is damaged")
     white = {k: float(v) for k, v in white.items() if isinstance(v, (int, float)) and math.isfinite(v)} \
         if isinstance(white, dict) else {}  # (JSON from a damaged XCF may hold NaN: left out, as a missing value)
-    return raw, dict(recipe), sha256, white
+    size = stored.get("size")
+    size = tuple(size) if isinstance(size, list) and len(size) == 2 and all(type(n) is int for n in size) else None
+    return raw, dict(recipe), sha256, white, size
+
+
+def check_same_size(image, rendered):
+    """PluginError unless ``image`` (width, height) is the ``rendered`` size of the raw's render (None: not
+    known): a re-render of a cropped, scaled or rotated image is a full frame at 0,0 that lines up with nothing (a
+    tester's export then carried the wrong framing). The same geometry is not applied: GIMP keeps no record of it."""
+    if rendered is None or tuple(image) == tuple(rendered):
+        return
+    raise PluginError(f"hostplug: this image is {image[0]} x {image[1]} now, not the {rendered[0]} x {rendered[1]} "
+                      "of the raw's render it was opened as (cropped, scaled or rotated since?), so a new render "
+                      "would not line up with it; open the raw again and re-render it before cropping, scaling or "
+                      "rotating")
 
 
 def check_same_raw(raw_path, sha256, now=None):
@@ -428,7 +444,8 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
         if image is None:
             return failure(procedure, f"hostplug: GIMP could not read the render of {raw_path}"), flags
         # the hash of the bytes hostplug rendered, which it reports (an older hostplug: read again here)
-        attach_recipe(image, raw_path, result, result.get("source_sha256") or file_sha256(raw_path))
+        attach_recipe(image, raw_path, result, result.get("source_sha256") or file_sha256(raw_path),
+                      image_size(image))
         drop_tiff_layout(image)
         # The image holds the TIFF's metadata, which GIMP's TIFF loader read: the raw's EXIF and GPS, and what
         # hostplug added (the sidecar's rating, keywords, credits and GPS, the recipe). GIMP must not load the
@@ -713,6 +730,11 @@ def run_dialog(procedure, config, raw_path, recipe):
         dialog.destroy()
 
 
+def image_size(image):
+    """(width, height) of ``image``'s canvas."""
+    return image.get_width(), image.get_height()
+
+
 def layer_name(result, asked):
     """A re-render's layer name: the style of the recipe the render used (hostplug's ``result``), as hostplug
     spells it (a tester's style "Warm" named the layer "hostplug: Warm" while the recipe said "warm"); the recipe
@@ -728,7 +750,8 @@ def rerender(procedure, run_mode, image, drawables, config, data):
     progress = False
     die_with_gimp()
     try:
-        raw_path, recipe, sha256, white = read_recipe(image)
+        raw_path, recipe, sha256, white, size = read_recipe(image)
+        check_same_size(image_size(image), size)  # before the dialog: nothing typed in vain
         if not os.path.isfile(raw_path):
             return failure(procedure, f"hostplug: error: the raw {raw_path} is not there any more; put it back, "
                                       "or open the raw from where it is now")
@@ -765,9 +788,15 @@ def rerender(procedure, run_mode, image, drawables, config, data):
         image.undo_group_start()
         try:
             layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(tiff))
+            try:  # an image an older plug-in opened holds no size: its render's says it
+                check_same_size(image_size(image), (layer.get_width(), layer.get_height()))
+            except PluginError:
+                layer.delete()
+                raise
             layer.set_name(layer_name(result, changed))
             image.insert_layer(layer, None, 0)
-            attach_recipe(image, raw_path, {**result, "recipe": result.get("recipe") or changed}, sha256, undoable=True)
+            attach_recipe(image, raw_path, {**result, "recipe": result.get("recipe") or changed}, sha256,
+                          (layer.get_width(), layer.get_height()), undoable=True)
             take_render_record(image, tiff)
         finally:
             image.undo_group_end()
