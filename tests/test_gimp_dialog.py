@@ -192,6 +192,8 @@ def test_the_dialog_shows_a_live_preview_that_follows_the_exposure_control(sessi
     after = crop(screenshot(session, "after.png"), second["preview"])
     assert after.shape == before.shape
     assert after.mean() > before.mean() + 15, (before.mean(), after.mean())
+    # the dialog kept its width as the line under the preview changed (a tester's grew, moving every control)
+    assert second["preview"][0] == first["preview"][0], (first["preview"], second["preview"])
     print(f"preview after +1 EV: {second['round_trip']:.2f} s from the dialog's request to its pixels, "
           f"{second['seconds']:.2f} s in the render service")
 

@@ -63,6 +63,7 @@ PR_SET_PDEATHSIG = 1  # prctl(2)
 GIMP_PID = os.getppid()  # the GIMP that started this plug-in
 PREVIEW_LONG_EDGE = 1732  # about 2 MP from the render service, shown scaled into the dialog's preview box
 PREVIEW_BOX = (512, 384)
+PREVIEW_LABEL = (72, 2)  # the line under the preview: characters wide, lines high (its size never changes the dialog's)
 DEBOUNCE_MS = 150  # a slider drag asks for one preview when it pauses, not one per step
 ENV_DIALOG_TEST = "HOSTPLUG_GIMP_DIALOG_TEST"  # a folder: the dialog notes each preview it shows there (tests)
 
@@ -694,6 +695,18 @@ def preview_error_text(error):
     return text[:1].upper() + text[1:] + hint
 
 
+def preview_label():
+    """The line under the preview, of a fixed size: a tester's dialog grew wider as its text grew longer (the
+    stages a preview re-ran), moving every control. Longer text wraps, within room for two lines."""
+    label = Gtk.Label(label="Rendering a preview...")
+    label.set_line_wrap(True)
+    label.set_width_chars(PREVIEW_LABEL[0])
+    label.set_max_width_chars(PREVIEW_LABEL[0])
+    _width, line_height = label.create_pango_layout("Ag").get_pixel_size()
+    label.set_size_request(-1, PREVIEW_LABEL[1] * line_height)
+    return label
+
+
 def run_dialog(procedure, config, raw_path, recipe):
     """Show the re-render dialog with a live preview of ``raw_path``; False when the user cancels."""
     GimpUi.init(RERENDER_PROC)
@@ -703,7 +716,7 @@ def run_dialog(procedure, config, raw_path, recipe):
     only_when_custom(dialog)
     box = Gtk.Image()
     box.set_size_request(*PREVIEW_BOX)
-    label = Gtk.Label(label="Rendering a preview...")
+    label = preview_label()
     content = dialog.get_content_area()
     content.pack_start(box, False, False, 6)
     content.reorder_child(box, 0)
