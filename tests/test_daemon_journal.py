@@ -139,6 +139,16 @@ def test_queue_without_a_journal_says_so(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and f"hot folder {tmp_path / 'nonexist'} does not exist" in missing.stderr
 
 
+def test_a_mistyped_journal_path_is_refused_not_made(tmp_path: Path) -> None:
+    # a tester's --journal /nonexistent/j.sqlite made /nonexistent/ and ran; one folder is still made (.hostplug)
+    with pytest.raises(JournalError, match="the folder .*nonexistent does not exist \\(mistyped\\?\\)"):
+        Journal(tmp_path / "nonexistent" / "state" / "j.sqlite")
+    assert not (tmp_path / "nonexistent").exists()
+    (tmp_path / "hot").mkdir()
+    Journal(tmp_path / "hot" / ".hostplug" / "j.sqlite").close()
+    assert (tmp_path / "hot" / ".hostplug" / "j.sqlite").is_file()
+
+
 def test_sidecar_stamps_are_kept_and_a_sidecar_finds_its_raws_row(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite")
     entry = journal.enqueue(tmp_path / "a_1.dng", tmp_path, 1, 1, "h", sidecars="[[10, 20]]")
@@ -345,6 +355,7 @@ def _rendered(journal: Journal, path: Path, outputs: list[str]) -> None:
 
 def test_queue_lists_each_rendered_raws_outputs_newest_first(tmp_path: Path) -> None:
     hot, out = tmp_path / "in", tmp_path / "out"
+    hot.mkdir()
     journal = Journal(hot / ".hostplug" / "journal.sqlite")
     for name in ("IMG_0001", "IMG_0002", "IMG_0003"):
         _rendered(journal, hot / f"{name}.ARW", [str(out / "masters" / f"{name}.tif"),
@@ -369,6 +380,7 @@ def test_queue_lists_each_rendered_raws_outputs_newest_first(tmp_path: Path) -> 
 
 def test_queue_shows_outputs_that_share_no_folder_as_absolute_paths_and_escapes_names(tmp_path: Path) -> None:
     hot = tmp_path / "in"
+    hot.mkdir()
     journal = Journal(hot / ".hostplug" / "journal.sqlite")
     _rendered(journal, hot / "a\nfake.dng", ["/masters/a.tif", "/web/a.jpg"])  # two disks: nothing in common
     journal.close()

@@ -193,8 +193,11 @@ class Journal:
         self.path = path
         if not create and not path.is_file():
             raise JournalError(f"{path}: no journal here{f' ({missing})' if missing else ''}")
+        if not path.parent.parent.is_dir():  # one folder is made (.hostplug in a hot folder), not a mistyped path
+            raise JournalError(f"{path}: cannot open the journal: the folder {path.parent.parent} does not exist "
+                               "(mistyped?); make it first")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(exist_ok=True)
             self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
