@@ -125,12 +125,20 @@ def _prepare_root() -> bool:
     if not (ROOT / "usr/bin/gimp-console-3.0").exists() and shutil.which("debootstrap") is None \
             and shutil.which("apt-get") is None:
         pytest.skip(f"no GIMP 3 root at {ROOT} and no debootstrap/apt-get to build one")
-    mounted = os.path.ismount(ROOT / "tmp")
+    mounted = _mounted(ROOT / "tmp")
     done = _setup()
     if done.returncode != 0:
         tail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
         pytest.skip(f"cannot prepare GIMP 3 (tests/setup-gimp.sh failed: {tail})")
     return mounted
+
+
+def _mounted(path: Path) -> bool:
+    """Whether ``path`` is a mount point. Not os.path.ismount: a bind mount of a folder on the same file system
+    (the root's /tmp, from this machine's) has its parent's device, so it said no, and the test took down the mounts
+    that were up before it, under whoever used them."""
+    done = subprocess.run(["mountpoint", "-q", str(path)], capture_output=True)
+    return done.returncode == 0
 
 
 @pytest.fixture(scope="module")
