@@ -833,3 +833,26 @@ def test_a_raw_dated_by_datetime_alone_keeps_its_capture_time_and_zone(tmp_path:
     assert exif["Exif.Image.DateTime"] != "2019:03:04 05:06:07"
     taken = engine.open(out).camera.timestamp
     assert taken is not None and taken.isoformat() == "2019-03-04T05:06:07"
+
+
+def test_an_output_s_or_a_later_change_s_datetime_is_no_capture_time(tmp_path: Path) -> None:
+    """A re-tester's: rendering a hostplug output made its write time the new file's capture time; and a DateTime
+    of a later change (months after the capture) gave its zone to the capture time."""
+    import shutil
+
+    import pyexiv2
+
+    from tests.conftest import SAMPLE_DNG
+
+    first, second = tmp_path / "nodate.jpg", tmp_path / "nodate2.jpg"
+    assert hostplug("render", SAMPLE_DNG, "-o", first, "--long-edge", "64").exit_code == 0
+    assert hostplug("render", first, "-o", second, "--long-edge", "64").exit_code == 0
+    assert "Exif.Photo.DateTimeOriginal" not in read_metadata(second)[0]
+    raw = Path(shutil.copy(SAMPLE_DNG, tmp_path / "converted.dng"))
+    with pyexiv2.Image(str(raw)) as image:
+        image.modify_exif({"Exif.Photo.DateTimeOriginal": "2026:01:10 10:00:00", "Exif.Image.DateTime":
+                           "2026:08:01 12:00:00", "Exif.Photo.OffsetTime": "+09:00"})
+    out = tmp_path / "converted.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "64").exit_code == 0
+    exif = read_metadata(out)[0]
+    assert exif["Exif.Photo.DateTimeOriginal"] == "2026:01:10 10:00:00" and "Exif.Photo.OffsetTimeOriginal" not in exif

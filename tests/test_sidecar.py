@@ -486,3 +486,12 @@ def test_a_setting_given_twice_in_a_sidecar_is_refused_not_one_picked(tmp_path: 
         'hostplug:exposure="1"/></rdf:RDF></x:xmpmeta>')
     with pytest.raises(StoredSettingError, match=r"hostplug:exposure is set twice \('0.5' and '1'\); keep one"):
         read_sidecar(raw)
+
+
+def test_a_sidecar_time_equal_to_a_camera_s_zone_given_in_offsettime_only_keeps_its_fraction() -> None:
+    # a re-tester's Nikon: its zone in OffsetTime only; the sidecar's same second and zone dropped the fraction
+    from engine.xmp.capture_time import with_capture_time
+
+    camera = {"Exif.Photo.DateTimeOriginal": "2026:07:20 22:20:59", "Exif.Image.DateTime": "2026:07:20 22:20:59",
+              "Exif.Photo.OffsetTime": "+01:00", "Exif.Photo.SubSecTimeOriginal": "43"}
+    assert with_capture_time(camera, {"Xmp.exif.DateTimeOriginal": "2026-07-20T22:20:59+01:00"}) == camera

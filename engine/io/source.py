@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -593,12 +594,20 @@ def _apex(exif: dict[str, str], key: str, value: Callable[[float], float]) -> fl
     return value(apex)
 
 
+def datetime_is_capture(exif: dict[str, str]) -> bool:
+    """Whether a file's DateTime (when it was changed) tells when the picture was taken: where DateTimeOriginal
+    is missing, or states the same moment (a camera's file, whose OffsetTime is then the capture's zone); never
+    in hostplug's own outputs, whose DateTime is when they were rendered."""
+    if re.match(r"hostplug \d", exif.get("Exif.Image.Software", "")) or "Exif.Image.DateTime" not in exif:
+        return False
+    original = exif.get("Exif.Photo.DateTimeOriginal")
+    return original is None or original.strip() == exif["Exif.Image.DateTime"].strip()
+
+
 def _exif_time(exif: dict[str, str]) -> _dt.datetime | None:
-    """When the picture was taken, as its EXIF states it (``YYYY:MM:DD HH:MM:SS``); None when it does not. A
-    file's DateTime (when it was changed) stands in where DateTimeOriginal is missing, except in hostplug's own
-    outputs, whose DateTime is when they were rendered."""
-    ours = exif.get("Exif.Image.Software", "").startswith("hostplug")
-    for key in ("Exif.Photo.DateTimeOriginal", *(() if ours else ("Exif.Image.DateTime",))):
+    """When the picture was taken, as its EXIF states it (``YYYY:MM:DD HH:MM:SS``); None when it does not
+    (DateTime stands in as :func:`datetime_is_capture` says)."""
+    for key in ("Exif.Photo.DateTimeOriginal", *(("Exif.Image.DateTime",) if datetime_is_capture(exif) else ())):
         try:
             taken = _dt.datetime.strptime(exif.get(key, "").strip(), "%Y:%m:%d %H:%M:%S")
         except ValueError:

@@ -297,14 +297,19 @@ _WHEN_CHANGED = frozenset(("Exif.Image.DateTime", "Exif.Photo.OffsetTime", "Exif
 
 def _capture_time_kept(exif: dict[str, str]) -> dict[str, str]:
     """``exif`` without its DateTime, OffsetTime and SubSecTime (the output states its own), the capture time
-    they told kept as DateTimeOriginal's where the source states none of its own: a raw that dates itself by
-    DateTime alone, or gives its zone in OffsetTime only (a reviewer's Nikon), keeps its date and zone."""
+    they told kept as DateTimeOriginal's where they tell it (:func:`engine.io.source.datetime_is_capture`): a raw
+    that dates itself by DateTime alone keeps its date, fraction and zone (a reviewer's Nikon gave its zone in
+    OffsetTime only)."""
+    from engine.io.source import datetime_is_capture
+
     kept = {key: value for key, value in exif.items() if key not in _WHEN_CHANGED}
+    if not datetime_is_capture(exif):
+        return kept
+    has_original = "Exif.Photo.DateTimeOriginal" in exif
     for changed, original in (("Exif.Image.DateTime", "Exif.Photo.DateTimeOriginal"),
                               ("Exif.Photo.SubSecTime", "Exif.Photo.SubSecTimeOriginal"),
                               ("Exif.Photo.OffsetTime", "Exif.Photo.OffsetTimeOriginal")):
-        if changed in exif and original not in exif and (
-                "Exif.Photo.DateTimeOriginal" not in exif or changed == "Exif.Photo.OffsetTime"):
+        if changed in exif and original not in exif and (not has_original or changed == "Exif.Photo.OffsetTime"):
             kept[original] = exif[changed]
     return kept
 

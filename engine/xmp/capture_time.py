@@ -63,7 +63,10 @@ def _set_time(exif: dict[str, str], suffix: str, stamp: str, fraction: str | Non
     """Set Exif's DateTime{suffix}, SubSecTime{suffix} and OffsetTime{suffix}; a time equal to the camera's to the
     second, in the same offset or none, leaves the camera's as they are."""
     keys = (f"Exif.Photo.DateTime{suffix}", f"Exif.Photo.SubSecTime{suffix}", f"Exif.Photo.OffsetTime{suffix}")
-    if exif.get(keys[0], "").strip() == stamp and offset in (None, exif.get(keys[2], "").strip()):
+    camera_time = exif.get(keys[0], "").strip()
+    camera_zone = exif.get(keys[2]) or (exif.get("Exif.Photo.OffsetTime") if exif.get(
+        "Exif.Image.DateTime", "").strip() == camera_time else "")  # (a camera may give its zone there only)
+    if camera_time == stamp and offset in (None, (camera_zone or "").strip()):
         return  # the camera's own time, as darktable copies it into every sidecar (".000" for its fraction)
     exif[keys[0]] = stamp
     for key, value in ((keys[1], fraction), (keys[2], offset)):
