@@ -333,7 +333,8 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
             result = render_files(source, [(new, options)], recipe, extra_xmp=catalogue, device=device,
                                   progress=progress, orientation=record.orientation,
                                   render_size=record.output.get("rendered_at", "by outputs"))
-            return replace(result, source=source, notice="; ".join(n for n in (notice, also_said) if n) or None)
+            said = (notice, also_said, result.notice)  # (the render's own: EXIF an output could not hold)
+            return replace(result, source=source, notice="; ".join(n for n in said if n) or None)
         except OutputTakenError:
             if target is not None:
                 raise

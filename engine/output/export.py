@@ -281,8 +281,8 @@ def _exif_left_out_note(rendered: Rendered, targets: list[tuple[Path, OutputOpti
         left_out = exif_left_out(rendered.source.exif or {}, fmt)
         if left_out:
             names = ", ".join(key.rsplit(".", 1)[-1] for key in left_out)
-            said.append(f"{target.name} leaves out the raw's EXIF {names}: more than the 64 KB a {fmt.upper()} "
-                        "holds (a TIFF keeps it)")
+            said.append(f"{target} leaves out the raw's EXIF {names}: more than the 64 KB of EXIF that exiv2 "
+                        f"writes into a {fmt.upper()} (a TIFF keeps it)")
     return "; ".join(said) or None
 
 
