@@ -856,3 +856,25 @@ def test_an_output_s_or_a_later_change_s_datetime_is_no_capture_time(tmp_path: P
     assert hostplug("render", raw, "-o", out, "--long-edge", "64").exit_code == 0
     exif = read_metadata(out)[0]
     assert exif["Exif.Photo.DateTimeOriginal"] == "2026:01:10 10:00:00" and "Exif.Photo.OffsetTimeOriginal" not in exif
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file another owner and group needs root")
+def test_a_replaced_output_and_sidecar_keep_their_group_and_owner(tmp_path: Path) -> None:
+    """A re-tester's: a 0640 file of a studio group came back root:root, so colleagues lost access."""
+    import shutil
+
+    from tests.conftest import SAMPLE_DNG
+
+    out = tmp_path / "shared.jpg"
+    out.write_text("x")
+    os.chown(out, 65534, 65534)
+    out.chmod(0o640)
+    assert hostplug("render", SAMPLE_DNG, "-o", out, "--long-edge", "64", "--overwrite").exit_code == 0
+    assert (out.stat().st_uid, out.stat().st_gid, out.stat().st_mode & 0o777) == (65534, 65534, 0o640)
+    raw = Path(shutil.copy(SAMPLE_DNG, tmp_path / "r.dng"))
+    assert hostplug("edit", raw, "--exposure", "0.1").exit_code == 0
+    sidecar = tmp_path / "r.dng.xmp"
+    os.chown(sidecar, 65534, 65534)
+    sidecar.chmod(0o600)
+    assert hostplug("edit", raw, "--exposure", "0.2").exit_code == 0
+    assert (sidecar.stat().st_uid, sidecar.stat().st_gid, sidecar.stat().st_mode & 0o777) == (65534, 65534, 0o600)

@@ -25,7 +25,7 @@ def publish(partial: Path, path: Path, overwrite: bool) -> None:
     never replaces a file. On a file system without hard links (FAT and exFAT memory cards, some network shares)
     the name is reserved first, see :func:`_rename_into_reservation`."""
     if overwrite:
-        _keep_mode_of(path, partial)
+        keep_mode_of(path, partial)
         os.replace(partial, path)
         return
     try:
@@ -36,15 +36,18 @@ def publish(partial: Path, path: Path, overwrite: bool) -> None:
         _rename_into_reservation(partial, path)
 
 
-def _keep_mode_of(path: Path, partial: Path) -> None:
-    """Give ``partial`` the permissions of the file it is to replace, as an editor saving over a file keeps them:
-    a client's file made private (0600) came back readable by everyone (a tester's)."""
+def keep_mode_of(path: Path, partial: Path) -> None:
+    """Give ``partial`` the permissions and group of the file it is to replace (and its owner, for root), as an
+    editor saving over a file keeps them: a client's file made private (0600) came back readable by everyone,
+    and a studio group's 0660 file lost its group, so colleagues lost access (testers')."""
     try:
-        mode = os.stat(path).st_mode
+        held = os.stat(path)
     except OSError:  # nothing there (or nothing readable): the new file keeps the umask's mode
         return
-    with contextlib.suppress(OSError):
-        os.chmod(partial, mode & 0o777)  # (not a set-user-ID bit an image has no use for)
+    with contextlib.suppress(OSError):  # a group the user is no member of stays the user's own
+        os.chown(partial, held.st_uid if os.geteuid() == 0 else -1, held.st_gid)
+    with contextlib.suppress(OSError):  # (after chown, which clears set-ID bits; none is copied anyway)
+        os.chmod(partial, held.st_mode & 0o777)
 
 
 def write_whole(path: Path, data: bytes) -> None:

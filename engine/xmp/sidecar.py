@@ -33,6 +33,7 @@ from engine.io.bounded import not_a_file, read_regular
 from engine.io.probe import exif_orientation
 from engine.orientation import Orientation
 from engine.output.metadata import XMP_NS_URI, XMP_PREFIX
+from engine.output.publish import keep_mode_of
 from engine.recipe import Recipe
 from engine.xmp.capture_time import capture_time
 from engine.xmp.document import (
@@ -312,8 +313,7 @@ def _replace_atomically(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(temporary, path.stat().st_mode & 0o7777)
+        keep_mode_of(path, temporary)
         os.replace(temporary, path)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the disk, not the sidecar: exit 5, as for outputs
