@@ -1018,6 +1018,8 @@ def test_show_says_when_lightroom_s_settings_moved_on_from_the_stored_recipe(raw
     assert f"  lightroom:  exposure -1.2 in {adobe.name}; the recipe's differ and the recipe renders" in shown.output
     assert f"(to take Lightroom's: hostplug edit {raw} --exposure -1.2)" in shown.output
     assert json.loads(hostplug("show", raw, "--json").output)["adobe_differs"] == {"exposure": -1.2}
+    adobe.write_text(re.sub(r'crs:WhiteBalance="[^"]*"', 'crs:WhiteBalance="As Shot"', adobe.read_text()))
+    assert json.loads(hostplug("show", raw, "--json").output)["adobe_differs"] == {"exposure": -1.2, "wb": "as-shot"}
 
 
 def test_other_raws_beside_an_output_whose_raw_went_are_not_called_changed(raw: Path) -> None:

@@ -91,8 +91,10 @@ def _show_text(info_json: dict[str, Any]) -> str:
         said = [f"{info_json['input']}: a hostplug render",
                 f"  rendered from: {made['source'] or 'a raw it does not name'}"
                 + (f" (SHA-256 {made['source_sha256'][:16]}...)" if made["source_sha256"] else ""),
-                f"  its recipe:    {recipe}",
-                f"  again:         hostplug rerender {shlex.quote(info_json['input'])} (with changes: add options)"]
+                f"  its recipe:    {recipe}"]
+        if made["recipe_error"] is None:  # (a damaged recipe cannot be rendered again)
+            said.append(f"  again:         hostplug rerender {shlex.quote(info_json['input'])} (with changes: add "
+                        "options)")
         return "\n".join(said)
     lines = [f"{info_json['input']}"]
     if info_json["sidecar"] is None and not info_json.get("embedded_xmp"):
@@ -205,6 +207,8 @@ def _adobe_differs(info: Any) -> dict[str, Any]:
         hints = adobe_hints(info.adobe, info.adobe_from)
     except SidecarError:  # a value that is no number: `show` names Adobe's settings already
         return {}
+    if info.adobe.get("WhiteBalance", "").strip() == "As Shot":  # set back there (the hints leave as-shot unsaid)
+        hints["wb"] = "as-shot"
     stored = info.recipe
     return {name: value for name, value in hints.items() if getattr(stored, name) != value and not (
         isinstance(value, float) and isinstance(getattr(stored, name), float)
