@@ -72,3 +72,22 @@ def test_two_japanese_names_get_two_outputs_and_the_length_limit_counts_bytes(tm
     assert overlong_part([str(fits), str(too_long)]) == too_long.name
     folder = output_path(tmp_path, "{name}/web", TokenValues(name="東" * 86), ".jpg")  # a folder's name too
     assert overlong_part([str(folder)]) == "東" * 86
+
+
+def test_date_is_the_capture_time_a_sidecar_corrected(tmp_path: Path) -> None:
+    """A re-tester's: outputs carried the capture time corrected in Lightroom, and were filed under the camera's
+    date by {date}."""
+    import datetime
+    from types import SimpleNamespace
+
+    from engine.recipe import Recipe
+    from hostplug.daemon.config import FolderConfig
+    from hostplug.daemon.job import Job, token_values
+
+    job = Job(1, tmp_path / "nk.dng", tmp_path, 1, 0, "h")
+    source = SimpleNamespace(camera=SimpleNamespace(timestamp=datetime.datetime(2026, 7, 20, 22, 20), make="N",
+                                                    model="D500"))
+    folder = FolderConfig(path=tmp_path, outputs=())
+    assert token_values(job, folder, Recipe(), source).date == "2026-07-20"
+    corrected = {"Xmp.exif.DateTimeOriginal": "2011-11-11T11:11:11+11:00"}
+    assert token_values(job, folder, Recipe(), source, corrected).date == "2011-11-11"

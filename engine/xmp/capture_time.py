@@ -59,6 +59,13 @@ def with_capture_time(exif: dict[str, str] | None, xmp: dict[str, Any]) -> dict[
     return out
 
 
+def taken_at(xmp: dict[str, Any]) -> datetime.datetime | None:
+    """The capture time a sidecar corrected (in ``xmp``, from :func:`capture_time`) as the local time it states,
+    or None: what a watch daemon's ``{date}`` token files an output under."""
+    taken = _parsed(str(xmp.get("Xmp.exif.DateTimeOriginal") or xmp.get("Xmp.photoshop.DateCreated") or ""))
+    return datetime.datetime.strptime(taken[0], "%Y:%m:%d %H:%M:%S") if taken is not None else None
+
+
 def _set_time(exif: dict[str, str], suffix: str, stamp: str, fraction: str | None, offset: str | None) -> None:
     """Set Exif's DateTime{suffix}, SubSecTime{suffix} and OffsetTime{suffix}; a time equal to the camera's to the
     second, in the same offset or none, leaves the camera's as they are."""

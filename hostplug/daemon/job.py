@@ -28,7 +28,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
     CorruptInputError,
@@ -92,10 +92,15 @@ class Outcome:
     outputs_at_fault: bool = False  # a ``failed`` raw is fine; its outputs cannot be written as named
 
 
-def token_values(job: Job, folder: FolderConfig, recipe: Recipe, source: object) -> TokenValues:
-    """What a template's tokens stand for, for this raw."""
+def token_values(job: Job, folder: FolderConfig, recipe: Recipe, source: object,
+                 catalogue: dict[str, Any] | None = None) -> TokenValues:
+    """What a template's tokens stand for, for this raw (``catalogue``: the output XMP its sidecar gives, whose
+    corrected capture time dates it before the camera's: its outputs carry that one)."""
+    from engine.xmp.capture_time import taken_at
+
     camera = getattr(source, "camera", None)
-    taken = getattr(camera, "timestamp", None) or _dt.datetime.fromtimestamp(job.mtime_ns / 1e9)
+    taken = (taken_at(catalogue or {}) or getattr(camera, "timestamp", None)
+             or _dt.datetime.fromtimestamp(job.mtime_ns / 1e9))
     model = " ".join(p for p in (getattr(camera, "make", ""), getattr(camera, "model", "")) if p)
     relative = job.path.parent.relative_to(folder.path)
     return TokenValues(name=job.path.stem, ext=job.path.suffix.lstrip("."), dir=relative.as_posix(),
@@ -400,7 +405,8 @@ def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRende
         return Outcome(job.id, "failed", str(e))
     except InputNotFoundError as e:
         return Outcome(job.id, "gone", str(e))
-    targets, refusal = claim_outputs(job, folder, token_values(job, folder, recipe, source), original, journal)
+    values = token_values(job, folder, recipe, source, catalogue)
+    targets, refusal = claim_outputs(job, folder, values, original, journal)
     if refusal is not None:
         return Outcome(job.id, "failed", refusal, outputs_at_fault=True)
     announce(targets)
