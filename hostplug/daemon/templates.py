@@ -5,7 +5,7 @@ A template names an output relative to its output folder, without the suffix (th
 ``{name}``   the raw's file name without its suffix            ``IMG_0001``
 ``{ext}``    the raw's suffix, without the dot                  ``CR2``
 ``{dir}``    the raw's sub-folder inside the hot folder         ``shoot-a/card1`` (empty at the top)
-``{date}``   capture date (a sidecar's corrected one first; the file's modification date if there is none)   ``2024-05-17``
+``{date}``   capture date, a sidecar's corrected one first (else the file's date) ``2024-05-17``
 ``{camera}`` camera model, made safe for a file name            ``Canon_EOS_550D``
 ``{style}``  the recipe's picture style                         ``natural``
 ``{seq}``    the file's number in the journal, stable across restarts; takes a format: ``{seq:05d}``
