@@ -86,3 +86,12 @@ def test_info_names_an_image_s_format_by_its_content_not_its_suffix(tmp_path: Pa
     png_named_jpeg = tmp_path / "fake.jpg"
     Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(png_named_jpeg, format="PNG")
     assert engine.open(png_named_jpeg).format == "PNG"
+
+
+def test_a_jpeg_or_png_named_tif_is_read_as_what_it_is(tmp_path: Path) -> None:
+    # a re-tester's: "the image data cannot be read (not a TIFF file...)", exit 3, for a sound JPEG named .tif
+    for kind in ("JPEG", "PNG"):
+        named = tmp_path / f"{kind.lower()}.tif"
+        Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(named, format=kind)
+        source = engine.open(named)
+        assert source.format == kind and abs(float(source.sensor.mean()) - 128 / 255) < 0.01

@@ -60,7 +60,7 @@ def _read(path: Path, file: Path) -> tuple[np.ndarray, int]:
             check_pixels(path, width, height)
             check_density(path, width, height, file.stat().st_size)
             orientation = orientation_of(im)
-            high = _read_16bit(path, file)
+            high = _read_16bit(path, file, im.format)  # by content: a JPEG named .tif is a JPEG (a re-tester's)
             icc = im.info.get("icc_profile")
             if high is not None:
                 return (to_srgb(high, icc, str(path)) if icc else high), orientation
@@ -146,12 +146,11 @@ def _refuse_tiff(path: Path, file: Path) -> None:
                                 "or 16-bit RGB or grey TIFF")
 
 
-def _read_16bit(path: Path, file: Path) -> np.ndarray | None:
-    """16-bit TIFF or PNG pixels of ``file`` (named ``path``) as float32, or None when it holds 8-bit data
-    (Pillow reads those)."""
-    suffix = path.suffix.lower()
+def _read_16bit(path: Path, file: Path, kind: str | None) -> np.ndarray | None:
+    """16-bit TIFF or PNG pixels of ``file`` (named ``path``; ``kind``: Pillow's name of its format) as float32,
+    or None when it holds 8-bit data (Pillow reads those)."""
     data: np.ndarray | None
-    if suffix in (".tif", ".tiff"):
+    if kind == "TIFF":
         import tifffile
 
         with quiet_tifffile(), tifffile.TiffFile(file) as tif:
@@ -167,7 +166,7 @@ def _read_16bit(path: Path, file: Path) -> np.ndarray | None:
                 data = data[..., 0]  # grey and its alpha
             if int(page.photometric) == tifffile.PHOTOMETRIC.MINISWHITE:
                 data = np.iinfo(data.dtype).max - data  # (16-bit unsigned: _check_tiff_layout)
-    elif suffix == ".png":
+    elif kind == "PNG":
         import cv2
 
         with open(file, "rb") as f:  # IHDR's bit depth: an 8-bit PNG is Pillow's, not decoded here first

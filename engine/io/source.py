@@ -330,9 +330,11 @@ def _libraw_message(e: Exception) -> str:
 
 def _raw_format(path: Path, dng: DngTags | None) -> str:
     """The raw's format: DNG by its tags whatever its name (a DNG renamed .CR2), else its suffix (LibRaw does not
-    say which maker's format it read)."""
+    say which maker's format it read), but never DNG or TIFF for a raw without DNG tags (an ARW renamed .dng)."""
     suffix = path.suffix.lstrip(".").upper()
-    return "DNG" if dng is not None and suffix not in ("DNG", "GPR") else suffix
+    if dng is not None:
+        return suffix if suffix == "GPR" else "DNG"
+    return "RAW" if suffix in ("DNG", "TIF", "TIFF") else suffix
 
 
 def _open_raw(path: Path, raw: rawpy.RawPy, dng: DngTags | None, file: Path) -> Source:
