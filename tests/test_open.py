@@ -637,3 +637,11 @@ def test_open_never_renders_over_an_editor_s_export_that_kept_our_record(raw: Pa
         f"hostplug: error: {export} was saved by GIMP 3.0.4, not by hostplug (an editor's export keeps hostplug's "
         f"record); it is left as it is: open the raw for a new render (hostplug open {shlex.quote(str(raw))})"]
     assert export.read_bytes() == kept
+
+
+def test_open_json_gives_a_failure_a_record_too(raw: Path) -> None:
+    # a re-tester's: with --json a refused open printed nothing on stdout
+    result = hostplug("open", raw.with_name("missing.dng"), "--json")
+    assert result.exit_code == 2
+    record = json.loads(result.stdout)
+    assert record["input"] == str(raw.with_name("missing.dng")) and record["exit_code"] == 2 and record["error"]

@@ -9,7 +9,15 @@ from typing import Any
 import click
 
 from engine.errors import CorruptInputError, InputNotFoundError, OutputError, OutputOptionError
-from hostplug.commands.common import check_device, device_option, echo_line, json_option, time_limit_option, watchdog
+from hostplug.commands.common import (
+    check_device,
+    device_option,
+    echo_line,
+    for_each_input,
+    json_option,
+    time_limit_option,
+    watchdog,
+)
 from hostplug.commands.serve import open_through_service, service_option
 from hostplug.recipe_options import pop_recipe_options, recipe_options
 
@@ -31,16 +39,20 @@ def open_command(file: Path, search: tuple[Path, ...], device: str, service: boo
     """
     changes = pop_recipe_options(kwargs)
     device = check_device(device)  # before any work, and in the option's words, as render does
-    # the service by default; under a time limit, in this process (the limit must be able to stop the work)
-    result = open_through_service(False if time_limit else service, file, search, changes, device)
-    if result is None:
-        from hostplug.handoff import open_file
 
-        with watchdog(time_limit, str(file)):
-            result = open_file(file, search, changes, device=device)
-    if result.get("notice") and not as_json:  # in --json, the result's "notice"
-        echo_line(f"hostplug: note: {result['notice']}", err=True)
-    click.echo(json.dumps(result) if as_json else result["output"])
+    def open_one(path: Path) -> None:
+        # the service by default; under a time limit, in this process (the limit must be able to stop the work)
+        result = open_through_service(False if time_limit else service, path, search, changes, device)
+        if result is None:
+            from hostplug.handoff import open_file
+
+            with watchdog(time_limit, str(path)):
+                result = open_file(path, search, changes, device=device)
+        if result.get("notice") and not as_json:  # in --json, the result's "notice"
+            echo_line(f"hostplug: note: {result['notice']}", err=True)
+        click.echo(json.dumps(result) if as_json else result["output"])
+
+    for_each_input([file], open_one, as_json=as_json)  # (with --json, a failure is a record too)
 
 
 @click.command("thumbnail")
