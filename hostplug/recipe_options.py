@@ -122,6 +122,10 @@ def _check_option_values(changes: dict[str, Any]) -> None:
             _check_stage_change(name, change)
         _check_style_for(changes)
     except RecipeError as e:
+        from engine.errors import RecipeOptionError, SidecarError
+
+        if isinstance(e, SidecarError) and not isinstance(e, RecipeOptionError):
+            raise  # a bad preset file (two of one name): exit 4, as `presets` says it (a re-tester's got 2)
         raise click.UsageError(str(e)) from None
 
 

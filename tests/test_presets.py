@@ -183,3 +183,15 @@ def test_preset_names_are_found_as_people_type_them_and_a_clash_is_named(user_pr
     with pytest.raises(UnknownPresetError) as refused:
         load_preset("x" * 5000)
     assert len(str(refused.value)) < 2000
+
+
+def test_a_clash_of_preset_files_is_a_bad_preset_on_the_command_line_too(user_presets: Path) -> None:
+    # a re-tester's: exit 2 ("see: hostplug render --help") from render, 4 from `presets`
+    from click.testing import CliRunner
+
+    from hostplug.cli import main
+
+    _preset_file(user_presets, "UP", 'hostplug:schemaVersion="1" hostplug:contrast="5"')
+    (user_presets / "up.XMP").write_text((user_presets / "UP.xmp").read_text())
+    result = CliRunner().invoke(main, ["edit", str(user_presets / "x.dng"), "--preset", "up"])
+    assert result.exit_code == 4 and "2 presets of one name" in result.stderr and "--help" not in result.stderr
