@@ -257,3 +257,9 @@ def test_a_start_up_refusal_is_a_fatal_event_in_the_json_log(tmp_path: Path) -> 
     finally:
         if held is not None:
             os.close(held)
+
+
+def test_an_output_folder_whose_parent_is_missing_is_refused_and_nothing_is_made(tmp_path: Path, hot: Path) -> None:
+    # its parents were made without a word: an unmounted share's mount point took the renders on the local disk
+    _refused(_watch(hot, "--out", tmp_path / "nas" / "renders" / "out"), "does not exist (a share not mounted")
+    assert not (tmp_path / "nas").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -743,3 +744,55 @@ def test_a_raw_deleted_while_it_renders_is_gone_not_still_changing(tmp_path: Pat
     outcome = _run(config, journal, job)
     assert outcome.kind == "gone" and "went away" in outcome.message
     journal.close()
+
+
+def _unmounted(monkeypatch: pytest.MonkeyPatch, mount_point: Path) -> None:
+    """Model a share unmounted from ``mount_point``: the folder stays, on another device than at start."""
+    from hostplug.daemon import job as job_module
+
+    real = job_module._device
+    monkeypatch.setattr(job_module, "_device", lambda path: (real(path) or 0) + 1 if path == mount_point
+                        else real(path))
+
+
+def test_an_output_folder_on_an_unmounted_share_is_not_made_again_on_the_local_disk(
+        tmp_path: Path, sample_dng: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The share's mount point stays, an empty local folder: the output folder below it was made again there, and
+    the renders filled the local disk. It waits, and is made again once the share is back."""
+    from hostplug.daemon.job import output_devices, run_job
+    from hostplug.daemon.recipes import folder_recipe
+
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    _raw, config, journal, job = _one_raw(tmp_path, sample_dng, {"folder": str(nas / "out"), "format": "jpeg"})
+    folder = config.folders[0]
+    devices = output_devices(config.folders)
+    (nas / "out").rmdir()
+    with monkeypatch.context() as patch:
+        _unmounted(patch, nas)
+        outcome = run_job(job, folder, folder_recipe(folder), journal, devices=devices)
+    assert outcome.kind == "no_output" and "another device" in outcome.message and outcome.place == str(nas / "out")
+    assert not (nas / "out").exists()
+    (nas / "out").mkdir()  # the share mounted as its own output folder, then unmounted: an empty local folder
+    with monkeypatch.context() as patch:
+        _unmounted(patch, nas / "out")
+        assert run_job(job, folder, folder_recipe(folder), journal, devices=devices).kind == "no_output"
+    assert list((nas / "out").iterdir()) == []
+
+
+def test_template_folders_are_made_only_below_an_output_folder_that_is_there(tmp_path: Path,
+                                                                             sample_dng: Path) -> None:
+    """Rendering made the template's folders with parents=True seconds after the output folder was checked: a
+    share unmounted meanwhile had its output folder made on the local disk."""
+    from hostplug.daemon.job import _make_subfolders, _NoOutputFolderError, output_devices
+
+    _raw, config, _journal, _job = _one_raw(tmp_path, sample_dng,
+                                            {"folder": "out", "template": "{date}/{name}", "format": "jpeg"})
+    folder, out = config.folders[0], tmp_path / "out"
+    devices = output_devices(config.folders)
+    _make_subfolders(folder, [str(out / "2026-12-07" / "a.jpg")], devices)
+    assert (out / "2026-12-07").is_dir()
+    shutil.rmtree(out)
+    with pytest.raises(_NoOutputFolderError):
+        _make_subfolders(folder, [str(out / "2026-12-07" / "a.jpg")], devices)
+    assert not out.exists()

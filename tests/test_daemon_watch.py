@@ -43,6 +43,7 @@ OUTPUTS = [{"folder": "out/masters", "template": "{name}", "format": "tiff", "bi
 @pytest.fixture
 def studio(tmp_path: Path) -> Path:
     (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()  # the parent of OUTPUTS' folders: the daemon makes an output folder, never its parents
     return tmp_path
 
 
@@ -720,6 +721,7 @@ def test_an_output_folder_outage_keeps_raws_queued_without_using_attempts_and_sa
     # `rm -rf out; touch out` sent good raws to _failed/ after three retries of "[Errno 17] File exists", and a
     # removed output folder was made again without a word (a share not mounted: renders on the local disk)
     hot, archive, out = studio / "in", studio / "archive", studio / "nas" / "out"
+    out.parent.mkdir()
     outputs = [{"folder": str(out), "template": "{name}", "format": "jpeg", "long_edge": 200}]
     config = _config(studio, {"max_attempts": 2}, outputs=outputs, originals="move", archive=str(archive))
     log = studio / "log.jsonl"

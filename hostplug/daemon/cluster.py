@@ -450,6 +450,9 @@ class RenderWorker:
             if config.warm_up:
                 warm_up()
             self.folders = {f.path: self.paths.folder(f) for f in config.folders}  # keyed by the daemon's path
+            from hostplug.daemon.job import output_devices
+
+            self.devices = output_devices(self.folders.values())  # this node's, at its start
             self.bases = {f.path: folder_recipe(f) for f in config.folders}
         except BaseException as e:  # tell the daemon why, rather than just vanishing
             self.error = f"{type(e).__name__}: {e}"
@@ -467,7 +470,8 @@ class RenderWorker:
         limit_threads(self.threads)  # numba's thread count belongs to the calling thread
         try:
             outcome = run_job(self.paths.job(job), self.folders[job.folder], self.bases[job.folder],
-                              _DaemonClaims(self, job.id), device=self.config.device)  # type: ignore[arg-type]
+                              _DaemonClaims(self, job.id), device=self.config.device,  # type: ignore[arg-type]
+                              devices=self.devices)
         except MemoryError as e:
             outcome = Outcome(job.id, "retry", f"out of memory on {self.node}: {e}")
         except Exception as e:

@@ -25,7 +25,7 @@ import datetime as _dt
 import errno
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -317,25 +317,58 @@ class _NoOutputFolderError(Exception):
     """An output folder is not there to write in; ``args``: the folder, and one line saying why."""
 
 
-def _ready_output_folders(folder: FolderConfig) -> tuple[str, ...]:
-    """Make sure each output folder is a folder; returns those made again. Each existed when the daemon started
-    (its checks make them), so one that is gone was moved or removed, or was on a share now unmounted: it is made
-    again (the daemon warns), but never its parents, which would put the renders on the local disk in place of the
-    share. _NoOutputFolderError when one is a file, or cannot be made: the raw is not at fault (it failed after
-    its attempts, a raw Python error in its report)."""
+def _device(path: Path) -> int | None:
+    """The device ``path`` lies on, or None when it is not there."""
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
+
+
+def output_devices(folders: Iterable[FolderConfig]) -> dict[Path, int]:
+    """The device of each output folder (of its nearest existing parent, when it is missing), recorded when the
+    workers start: a share unmounted later leaves its mount point an empty folder of another device, where the
+    output folder must not be made again (:func:`_ready_output_folders`)."""
+    devices: dict[Path, int] = {}
+    for spec in (s for f in folders for s in f.outputs if s.folder is not None):
+        assert spec.folder is not None
+        device = next((d for d in map(_device, (spec.folder, *spec.folder.parents)) if d is not None), None)
+        if device is not None:
+            devices[spec.folder] = device
+    return devices
+
+
+def _check_output_folder(out: Path, devices: Mapping[Path, int]) -> None:
+    """_NoOutputFolderError unless ``out`` is a folder on the device it was on at start (a share's mount point,
+    unmounted, is an empty folder of the local disk)."""
+    if not out.is_dir():
+        reason = "is not a folder" if os.path.lexists(out) else "is gone"
+        raise _NoOutputFolderError(out, f"output folder {out} {reason}")
+    if out in devices and _device(out) != devices[out]:
+        raise _NoOutputFolderError(out, f"output folder {out} is on another device than when the daemon started "
+                                        "(a share not mounted?); nothing is written there")
+
+
+def _ready_output_folders(folder: FolderConfig, devices: Mapping[Path, int]) -> tuple[str, ...]:
+    """Make sure each output folder is a folder on its device at start (``devices``: :func:`output_devices`);
+    returns those made again. The start-up checks make each one, so one that is gone was moved or removed: it is
+    made again (the daemon warns) when its parent is there on that device, never its parents. An unmounted share
+    leaves its mount point, an empty folder on another device: nothing is made there. _NoOutputFolderError when
+    one is a file, on another device, or cannot be made: the raw is not at fault and waits."""
     remade = []
-    for spec in folder.outputs:
-        out = spec.folder
-        if out is None or out.is_dir():
+    for out in (spec.folder for spec in folder.outputs if spec.folder is not None):
+        if out.is_dir() or os.path.lexists(out):
+            _check_output_folder(out, devices)
             continue
-        if os.path.lexists(out):
-            raise _NoOutputFolderError(out, f"output folder {out} is not a folder")
+        if out in devices and _device(out.parent) not in (None, devices[out]):
+            raise _NoOutputFolderError(out, f"output folder {out} is gone, and {out.parent} is on another device "
+                                            "than when the daemon started (a share not mounted?); it is not made "
+                                            "there")
         try:
             out.mkdir()
         except FileExistsError:  # made by another worker just now, or a file put there
-            if out.is_dir():
-                continue
-            raise _NoOutputFolderError(out, f"output folder {out} is not a folder") from None
+            _check_output_folder(out, devices)
+            continue
         except FileNotFoundError:
             raise _NoOutputFolderError(out, f"output folder {out} is gone, and so is {out.parent} (a share not "
                                             "mounted?); it is not made there") from None
@@ -346,9 +379,25 @@ def _ready_output_folders(folder: FolderConfig) -> tuple[str, ...]:
     return tuple(remade)
 
 
+def _make_subfolders(folder: FolderConfig, targets: list[str], devices: Mapping[Path, int]) -> None:
+    """Make the folders a template puts outputs in (``{date}/``, ``{dir}/``), only below an output folder that
+    is there on its device at start: seconds after :func:`_ready_output_folders`, a share may be gone, and the
+    output folder must not be made with them on the local disk."""
+    for spec, target in zip(folder.outputs, map(Path, targets), strict=True):
+        if spec.folder is None:  # beside the original, in its own folder
+            continue
+        _check_output_folder(spec.folder, devices)
+        current = spec.folder
+        for part in target.parent.relative_to(spec.folder).parts:
+            current = current / part
+            current.mkdir(exist_ok=True)
+
+
 def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, device: str = "cpu",
-            announce: Callable[[list[str]], None] = lambda targets: None) -> Outcome:
-    """Render one raw into every output of its hot folder. Never raises for a problem with the file."""
+            announce: Callable[[list[str]], None] = lambda targets: None,
+            devices: Mapping[Path, int] | None = None) -> Outcome:
+    """Render one raw into every output of its hot folder. Never raises for a problem with the file.
+    ``devices``: the output folders' devices at start (:func:`output_devices`), recorded now when not given."""
     if not job.path.is_file():
         return Outcome(job.id, "gone", f"{job.path} disappeared before it was rendered")
     if _stat_changed(job):
@@ -378,16 +427,18 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
     if _current(job, digest):
         return Outcome(job.id, "unchanged", "same content and recipe as its last render", digest,
                        job.previous_outputs, notice=read.notice or "")  # a crop set since changes no recipe
+    devices = output_devices([folder]) if devices is None else devices
     try:
-        remade = _ready_output_folders(folder)
+        remade = _ready_output_folders(folder, devices)
     except _NoOutputFolderError as e:
         return Outcome(job.id, "no_output", e.args[1], place=str(e.args[0]))
-    outcome = _render(job, folder, journal, read, digest, original, device, announce)
+    outcome = _render(job, folder, journal, read, digest, original, device, announce, devices)
     return dataclasses.replace(outcome, remade=remade) if remade else outcome
 
 
 def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRender, digest: str,
-            original: Path | None, device: str, announce: Callable[[list[str]], None]) -> Outcome:
+            original: Path | None, device: str, announce: Callable[[list[str]], None],
+            devices: Mapping[Path, int]) -> Outcome:
     """The render itself, once the recipe is read and the output folders are there (:func:`run_job`)."""
     import engine
     from engine.orientation import applied
@@ -411,8 +462,7 @@ def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRende
         return Outcome(job.id, "failed", refusal, outputs_at_fault=True)
     announce(targets)
     try:
-        for target in targets:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        _make_subfolders(folder, targets, devices)
         full = next((t for t in targets if shutil.disk_usage(Path(t).parent).free < FULL_DISK_BYTES), None)
         if full is not None:  # no output fits: wait without spending a render on it
             return Outcome(job.id, "disk_full", f"cannot write {full}: {os.strerror(errno.ENOSPC)}")
@@ -422,6 +472,8 @@ def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRende
                               device=device,
                               orientation=applied(source.orientation, turned), progress=_stop_if_replaced(job),
                               before_naming=_still_ours(job))
+    except _NoOutputFolderError as e:
+        return Outcome(job.id, "no_output", e.args[1], place=str(e.args[0]))
     except _LeftAloneError as e:
         return Outcome(job.id, "failed", str(e), outputs_at_fault=True)
     except _ReplacedError:  # its outputs would be the old picture's, published until the new one renders

@@ -15,10 +15,16 @@ from hostplug.daemon.errors import ConfigError, LookError
 from hostplug.daemon.recipes import folder_recipe
 
 
-def check_writable(folder: Path, what: str) -> None:
-    """Create ``folder`` if needed and prove a file can be written there."""
+def check_writable(folder: Path, what: str, parents: bool = True) -> None:
+    """Create ``folder`` if needed (with its parents, when ``parents``) and prove a file can be written there."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=parents, exist_ok=True)
+    except FileNotFoundError:  # (only without parents) a mistyped path, or a share not mounted
+        raise ConfigError(f"{what} {folder}: {folder.parent} does not exist (a share not mounted, or a mistyped "
+                          "path?); make it, or name another folder") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {folder} is not writable ({e.strerror or e})") from e
+    try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".hostplug-probe-"):
             pass
     except OSError as e:
@@ -105,7 +111,8 @@ def check_folder(folder: FolderConfig) -> None:
     check_look(folder)
     for spec in folder.outputs:
         if spec.folder is not None:
-            check_writable(spec.folder, "output folder")
+            # never its parents: an unmounted share's mount point would take the renders on the local disk
+            check_writable(spec.folder, "output folder", parents=False)
     if folder.archive:
         check_writable(folder.archive, "archive folder")
 

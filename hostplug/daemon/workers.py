@@ -23,11 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any, Protocol
 
 from hostplug.daemon.config import DaemonConfig
 from hostplug.daemon.errors import ConfigError
-from hostplug.daemon.job import Job, Outcome
+from hostplug.daemon.job import Job, Outcome, output_devices
 
 log = logging.getLogger("hostplug.watch")
 _PR_SET_PDEATHSIG = 1
@@ -86,8 +87,10 @@ def warm_up() -> None:
         log.debug("warm-up render failed: %s", e)
 
 
-def worker_main(conn: Connection, config: DaemonConfig, parent: int) -> None:
-    """A worker's whole life: set up, say ready, render jobs until told to stop (``None``) or the pipe closes."""
+def worker_main(conn: Connection, config: DaemonConfig, parent: int,
+                devices: dict[Path, int] | None = None) -> None:
+    """A worker's whole life: set up, say ready, render jobs until told to stop (``None``) or the pipe closes.
+    ``devices``: the output folders' devices when the daemon started (:func:`.job.output_devices`)."""
     _die_with_parent(parent)
     for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the daemon decides when its workers stop
         signal.signal(stop, signal.SIG_IGN)
@@ -122,7 +125,7 @@ def worker_main(conn: Connection, config: DaemonConfig, parent: int) -> None:
 
         try:
             outcome = run_job(job, folders[job.folder], bases[job.folder], journal, device=config.device,
-                              announce=announce)
+                              announce=announce, devices=devices)
         except MemoryError as e:
             outcome = Outcome(job.id, "retry", f"out of memory (memory_limit_mb = {config.memory_limit_mb}): {e}")
         except Exception as e:
@@ -208,6 +211,9 @@ class WorkerPool:
         self.context = multiprocessing.get_context("spawn")
         self.slots: list[Slot] = []
         self.failed_starts = 0
+        # recorded once, for the workers that replace others too: one started during a share's outage would
+        # take the local disk under its mount point for the output folder's (see job._ready_output_folders)
+        self.devices = output_devices(config.folders)
 
     def start(self) -> None:
         """Start every worker (they become ready in the background); ConfigError when the process may not open
@@ -223,7 +229,7 @@ class WorkerPool:
 
     def _spawn(self) -> Slot:
         ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=worker_main, args=(theirs, self.config, os.getpid()),
+        process = self.context.Process(target=worker_main, args=(theirs, self.config, os.getpid(), self.devices),
                                        name="hostplug-worker", daemon=True)
         process.start()
         theirs.close()
