@@ -821,3 +821,55 @@ def test_queue_lists_lost_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(daemon, "running_pid", lambda path: None)  # a stopped daemon has no workers to list
     stopped = CliRunner().invoke(queue, ["--journal", str(tmp_path / "journal.sqlite")]).output
     assert "daemon not running" in stopped and "worker(s)" not in stopped, stopped
+
+
+def _worker_on_a_mac(tmp_path: Path) -> Any:
+    """A RenderWorker (without Ray) on a node that sees the daemon's /studio as /Volumes/studio."""
+    from hostplug.daemon import cluster
+
+    worker = object.__new__(cluster.RenderWorker)
+    worker.paths = cluster.PathMap((("/studio", "/Volumes/studio"),))
+    worker.claims, worker.answers, worker.threads, worker.node = __import__("queue").Queue(), {}, 1, "10.0.0.11"
+    config = parse_config({"folder": [{"path": "in", "output": [{"folder": "o"}]}]}, tmp_path)
+    worker.config = config
+    worker.folders = {Path("/studio/in"): config.folders[0]}
+    worker.bases, worker.devices = {Path("/studio/in"): None}, {}
+    return worker
+
+
+def test_a_node_s_outcome_names_the_output_folders_in_the_daemon_s_paths(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # `place` and `remade` stayed the node's: an outage's end (output_folder_back) never matched a render's outputs
+    from hostplug.daemon import job as job_module
+    from hostplug.daemon.job import Job, Outcome
+
+    worker = _worker_on_a_mac(tmp_path)
+    waiting = Outcome(1, "no_output", "gone", place="/Volumes/studio/out", remade=("/Volumes/studio/web",))
+    monkeypatch.setattr(job_module, "run_job", lambda *args, **kwargs: waiting)
+    job = Job(id=1, path=Path("/studio/in/a.dng"), folder=Path("/studio/in"), size=1, mtime_ns=1, content_hash="h")
+    outcome = worker.render(job)
+    assert outcome.place == "/studio/out" and outcome.remade == ("/studio/web",)
+
+
+def test_a_name_clash_on_a_node_compares_the_two_raws_folders_in_one_set_of_paths(tmp_path: Path) -> None:
+    # the daemon's path of the raw holding the names was compared with the node's of the job: two raws of one
+    # folder were told that {dir} would tell them apart
+    import threading
+
+    from hostplug.daemon import cluster
+    from hostplug.daemon.job import Job, _clash_advice
+    from hostplug.daemon.journal import Conflict
+
+    worker = _worker_on_a_mac(tmp_path)
+
+    def daemon() -> None:
+        file_id, _targets = worker.claims.get(timeout=10)
+        while file_id not in worker.answers:
+            time.sleep(0.01)
+        worker.answer(file_id, Conflict("x (already the output of ...)", False, owner=Path("/studio/in/IMG_5.dng")))
+
+    threading.Thread(target=daemon, daemon=True).start()
+    conflict = cluster._DaemonClaims(worker, 2).claim(2, ["/Volumes/studio/out/IMG_5.jpg"])
+    job = Job(id=2, path=Path("/Volumes/studio/in/IMG 5.dng"), folder=Path("/Volumes/studio/in"), size=1,
+              mtime_ns=1, content_hash="h")
+    assert "rename one of the two raws" in _clash_advice(job, conflict)

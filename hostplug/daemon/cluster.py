@@ -420,12 +420,16 @@ class _DaemonClaims:
         self.worker.answers[file_id] = box
         self.worker.claims.put((file_id, [str(self.worker.paths.here(t)) for t in targets]))
         try:
-            return box.get(timeout=CLAIM_ANSWER_SECONDS)
+            conflict = box.get(timeout=CLAIM_ANSWER_SECONDS)
         except queue.Empty:
             raise RuntimeError(f"the daemon did not answer the claim of {targets} within "
                                f"{CLAIM_ANSWER_SECONDS:g} s") from None
         finally:
             self.worker.answers.pop(file_id, None)
+        if conflict is None or conflict.owner is None:
+            return conflict
+        # the raw holding the names, in the node's paths as the job's own are (_clash_advice compares their folders)
+        return dataclasses.replace(conflict, owner=self.worker.paths.there(conflict.owner))
 
 
 class RenderWorker:
@@ -477,8 +481,15 @@ class RenderWorker:
         except Exception as e:
             last = traceback.format_exception_only(e)[-1].strip()
             outcome = Outcome(job.id, "retry", f"unexpected error on {self.node}: {last}")
-        return dataclasses.replace(outcome, outputs=tuple(str(self.paths.here(p)) for p in outcome.outputs),
-                                   seconds=round(time.perf_counter() - start, 3))
+        return self._in_daemon_paths(outcome, round(time.perf_counter() - start, 3))
+
+    def _in_daemon_paths(self, outcome: Outcome, seconds: float) -> Outcome:
+        """An outcome's paths as the daemon sees them: its outputs, and the output folders it waits for or made
+        again (left in the node's, an outage never ended: output_folder_back never matched)."""
+        here = self.paths.here
+        return dataclasses.replace(outcome, outputs=tuple(str(here(p)) for p in outcome.outputs),
+                                   place=str(here(outcome.place)) if outcome.place else "",
+                                   remade=tuple(str(here(p)) for p in outcome.remade), seconds=seconds)
 
     def next_claim(self, timeout: float) -> tuple[int, list[str]] | None:
         """The claim the render in progress waits on (file id, output paths), or None after ``timeout`` s."""
