@@ -7,6 +7,7 @@ sample DNG, and short settle and retry times.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -15,7 +16,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyexiv2
 import pytest
@@ -35,6 +38,7 @@ from daemon_helpers import (
 )
 
 from engine.output.metadata import XMP_PREFIX, register_namespace
+from hostplug.daemon.errors import TakenError
 
 OUTPUTS = [{"folder": "out/masters", "template": "{name}", "format": "tiff", "bits": 16},
            {"folder": "out/web", "template": "{date}/{name}_{style}", "format": "jpeg", "long_edge": 300}]
@@ -829,3 +833,81 @@ def test_a_name_clash_fails_at_once_as_the_outputs_fault_with_advice_that_can_he
     assert f"hostplug queue --retry --journal {studio / 'journal.sqlite'}" in failed["message"]
     report = (hot / "_failed" / "IMG_0005.dng.failed.txt").read_text()
     assert "kind:     its outputs (the raw is fine" in report
+
+
+@contextlib.contextmanager
+def _held_lock(folder: Path, note: str) -> Iterator[None]:
+    """Another daemon's lock on ``folder``, with ``note`` in it (a flock of another open file, in this process)."""
+    from hostplug.daemon.daemon import FOLDER_LOCK
+
+    (folder / FOLDER_LOCK).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / FOLDER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, note.encode())
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _hot(path: Path, **fields: Any) -> Any:
+    from hostplug.daemon.config import FolderConfig
+
+    return FolderConfig(path=path, outputs=(), **fields)
+
+
+def test_an_older_daemon_s_lock_note_never_refuses_a_folder_below_it(tmp_path: Path) -> None:
+    # its one-line note, without a recurse flag, was taken for a recursive daemon's: `watch p/q` was refused
+    # (systemd restarted it in a loop), saying falsely that p was watched with its sub-folders
+    from hostplug.daemon.daemon import check_not_nested
+
+    (tmp_path / "p" / "q").mkdir(parents=True)
+    with _held_lock(tmp_path / "p", "pid 12 on old, journal /j.sqlite\n"):
+        check_not_nested([_hot(tmp_path / "p" / "q")])
+    with _held_lock(tmp_path / "p", "pid 12 on new, journal /j.sqlite, recurse = true\n"), \
+            pytest.raises(TakenError, match=r"inside .*\(pid 12 on new, journal /j.sqlite\) watches with its sub"):
+        check_not_nested([_hot(tmp_path / "p" / "q")])
+
+
+def test_the_lock_note_is_one_line_with_its_recurse_flag_and_archive(tmp_path: Path) -> None:
+    # an older daemon prints a note whole in its one-line refusal: the second line broke it in two
+    from hostplug.daemon.daemon import FOLDER_LOCK, lock_folder
+
+    (tmp_path / "in").mkdir()
+    fd = lock_folder(tmp_path / "in", tmp_path / "j.sqlite", recurse=False, archive=tmp_path / "in" / "done")
+    assert fd is not None
+    try:
+        note = (tmp_path / "in" / FOLDER_LOCK).read_text()
+    finally:
+        os.close(fd)
+    assert note.count("\n") == 1 and note.rstrip().endswith(f", recurse = false, archive {tmp_path / 'in' / 'done'}")
+
+
+def test_a_recursive_daemon_s_archive_is_no_nested_hot_folder(tmp_path: Path) -> None:
+    # the scan never enters a folder's archive, but the nested-folder check did: B recursive on in/ with its
+    # archive in/done was refused while C watched in/done, and C refused while B ran
+    from hostplug.daemon.daemon import check_not_nested
+
+    hot, done = tmp_path / "in", tmp_path / "in" / "done"
+    done.mkdir(parents=True)
+    with _held_lock(done, "pid 3 on c, journal /c.sqlite, recurse = false\n"):
+        check_not_nested([_hot(hot, recurse=True, archive=done)])
+        with pytest.raises(TakenError, match="holds"):
+            check_not_nested([_hot(hot, recurse=True)])
+    with _held_lock(hot, f"pid 2 on b, journal /b.sqlite, recurse = true, archive {done}\n"):
+        check_not_nested([_hot(done)])
+
+
+def test_a_folder_lock_an_instant_held_by_a_starting_neighbour_s_probe_is_taken(tmp_path: Path) -> None:
+    # another daemon's start-up probe takes each lock for an instant: a neighbour restarting then was refused
+    import threading
+
+    from hostplug.daemon.daemon import FOLDER_LOCK, lock_folder
+
+    (tmp_path / "in" / FOLDER_LOCK).parent.mkdir(parents=True)
+    probe = os.open(tmp_path / "in" / FOLDER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(probe, fcntl.LOCK_EX)
+    threading.Timer(0.03, os.close, (probe,)).start()
+    fd = lock_folder(tmp_path / "in", tmp_path / "j.sqlite")
+    assert fd is not None
+    os.close(fd)

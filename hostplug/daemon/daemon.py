@@ -67,7 +67,9 @@ def lock_journal(journal: Path) -> int:
 
 
 FOLDER_LOCK = Path(".hostplug") / "watch.lock"  # in a hot folder; hostplug's own .hostplug/ is never scanned
-RECURSE_FALSE = "recurse = false"  # a folder lock's second line for a daemon that leaves sub-folders alone
+RECURSE_MARK = ", recurse = "  # in a folder lock's note, after its holder (one line: older daemons print it whole)
+ARCHIVE_MARK = ", archive "  # after the recurse flag: the archive the holder's scan never enters
+LOCK_TRIES = 5  # over ~100 ms: another daemon's start-up probe holds each lock for an instant (_held_by_another)
 
 
 def check_not_watched(folders: Sequence[FolderConfig], journal: Path) -> None:
@@ -82,16 +84,17 @@ def check_not_watched(folders: Sequence[FolderConfig], journal: Path) -> None:
         held = _held_by_another(folder.path / FOLDER_LOCK)
         if held is not None:
             raise _folder_taken(folder.path, held)
-    check_not_nested(folders)
+    check_not_nested(folders, below=False)  # the walk below waits for the locks: one walk of a large tree
 
 
-def check_not_nested(folders: Sequence[FolderConfig]) -> None:
+def check_not_nested(folders: Sequence[FolderConfig], below: bool = True) -> None:
     """Refuse (TakenError) a hot folder inside a folder another running daemon watches with its sub-folders, and
     one watched with its sub-folders that holds a folder another daemon watches: both daemons rendered the files
     they shared, each journal claimed them, and one archived a raw while the other rendered it. Another daemon is
     found by its folder lock (:data:`FOLDER_LOCK`, held while it runs): in every folder above this one, and, when
-    this one recurses, in every folder its scan would enter. Called before the locks are taken and again after
-    (two daemons starting at once: each then sees the other's lock, and at worst both are refused)."""
+    this one recurses, in every folder its scan would enter (``below``: after the locks are taken only, a walk of
+    the whole tree). Called before the locks are taken and again after (two daemons starting at once: each then
+    sees the other's lock, and at worst both are refused). Archives are left out as the scans leave them out."""
     own = {folder.path.resolve() for folder in folders}
     for folder in folders:
         path = folder.path.resolve()
@@ -100,9 +103,10 @@ def check_not_nested(folders: Sequence[FolderConfig]) -> None:
             outer, holder = above
             raise TakenError(f"hot folder {folder.path} is inside {outer}, which another hostplug watch ({holder}) "
                              "watches with its sub-folders: stop that one, or let it render this folder's files")
-        below = _watched_below(path, own) if folder.recurse else None
-        if below is not None:
-            inner, holder = below
+        archive = folder.archive.resolve() if folder.archive else None
+        inside = _watched_below(path, own, archive) if folder.recurse and below else None
+        if inside is not None:
+            inner, holder = inside
             raise TakenError(f"hot folder {folder.path} holds {inner}, which another hostplug watch ({holder}) "
                              "watches: both would render its files; stop that one, or watch this folder without "
                              "its sub-folders (recurse = false)")
@@ -110,19 +114,24 @@ def check_not_nested(folders: Sequence[FolderConfig]) -> None:
 
 def _watched_above(path: Path, own: set[Path]) -> tuple[Path, str] | None:
     """The nearest folder above ``path`` that another daemon watches with its sub-folders, reaching ``path`` (not
-    through a hidden folder or ``_failed/``, which no scan enters), and what its lock names; or None."""
+    through a hidden folder, ``_failed/`` or that daemon's archive, which its scan never enters), and what its
+    lock names; or None."""
     for outer in path.parents:
         if outer in own or any(is_skipped_dir(part) for part in path.relative_to(outer).parts):
             continue
         held = _held_by_another(outer / FOLDER_LOCK)
-        if held is not None and _recurses(held):
-            return outer, _holder(held)
+        if held is None:
+            continue
+        holder, recurses, archive = _read_note(held)
+        if recurses and not (archive is not None and path.is_relative_to(archive)):
+            return outer, holder
     return None
 
 
-def _watched_below(path: Path, own: set[Path]) -> tuple[Path, str] | None:
-    """A folder below ``path``, where a recursive scan goes (links, hidden folders and ``_failed/`` left out), that
-    another daemon watches, and what its lock names; or None. One failed open a folder: cheaper than the scan."""
+def _watched_below(path: Path, own: set[Path], archive: Path | None = None) -> tuple[Path, str] | None:
+    """A folder below ``path``, where a recursive scan goes (links, hidden folders, ``_failed/`` and the daemon's
+    own ``archive`` left out), that another daemon watches, and what its lock names; or None. One failed open a
+    folder: cheaper than the scan."""
     stack = [path]
     while stack:
         try:
@@ -133,6 +142,8 @@ def _watched_below(path: Path, own: set[Path]) -> tuple[Path, str] | None:
             if not entry.is_dir(follow_symlinks=False) or is_skipped_dir(entry.name):
                 continue
             inner = Path(entry.path)
+            if archive is not None and inner == archive:
+                continue
             held = None if inner in own else _held_by_another(inner / FOLDER_LOCK)
             if held is not None:
                 return inner, _holder(held)
@@ -140,15 +151,27 @@ def _watched_below(path: Path, own: set[Path]) -> tuple[Path, str] | None:
     return None
 
 
+def _lock_note(journal: Path, recurse: bool, archive: Path | None) -> str:
+    """What a daemon writes in its folder lock (:func:`_read_note` reads it): one line, as older daemons print a
+    note whole in their refusal (a second line broke it in two)."""
+    where = f"{ARCHIVE_MARK}{archive.resolve()}" if archive is not None else ""
+    flag = f"{RECURSE_MARK}{str(recurse).lower()}"
+    return f"pid {os.getpid()} on {socket.gethostname()}, journal {journal}{flag}{where}\n"
+
+
+def _read_note(note: str) -> tuple[str, bool | None, Path | None]:
+    """A folder lock's note (:func:`_lock_note`): who holds it, whether that daemon watches the sub-folders (None:
+    an older daemon's, which does not say), and its archive (None: none, or not said)."""
+    line = note.partition("\n")[0].strip()
+    holder, mark, rest = line.partition(RECURSE_MARK)
+    flag, _, archive = rest.partition(ARCHIVE_MARK)
+    recurses = {"true": True, "false": False}.get(flag) if mark else None
+    return holder or "another process", recurses, Path(archive) if archive else None
+
+
 def _holder(note: str) -> str:
-    """Who holds a folder lock, from its note (:func:`lock_folder`): its first line."""
-    return note.partition("\n")[0].strip() or "another process"
-
-
-def _recurses(note: str) -> bool:
-    """Whether the daemon that wrote a folder lock's note watches the folder's sub-folders. A note that does not
-    say (a daemon older than this check) counts as yes: two daemons on one file is the harm to avoid."""
-    return RECURSE_FALSE not in note.splitlines()[1:]
+    """Who holds a folder lock, from its note."""
+    return _read_note(note)[0]
 
 
 def _journal_taken(journal: Path, holder: str) -> TakenError:
@@ -179,7 +202,7 @@ def _held_by_another(lock: Path) -> str | None:
     return None
 
 
-def lock_folder(folder: Path, journal: Path, recurse: bool = True) -> int | None:
+def lock_folder(folder: Path, journal: Path, recurse: bool = True, archive: Path | None = None) -> int | None:
     """Hold a lock in a hot folder (:data:`FOLDER_LOCK`) for the daemon's lifetime; JournalError naming the other
     daemon when one holds it. Two daemons on one folder with different journals each rendered every file (or split
     them, racing), and ``queue`` showed half. None where the folder cannot be written (a read-only share whose
@@ -197,7 +220,7 @@ def lock_folder(folder: Path, journal: Path, recurse: bool = True) -> int | None
             raise JournalError(f"hot folder {folder}: {FOLDER_LOCK} is a link; remove it") from None
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock_soon(fd)
     except BlockingIOError:
         holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
         os.close(fd)
@@ -209,12 +232,24 @@ def lock_folder(folder: Path, journal: Path, recurse: bool = True) -> int | None
         return None
     try:
         os.ftruncate(fd, 0)
-        # the second line tells a daemon starting on a folder below whether this one renders its files too
-        note = f"pid {os.getpid()} on {socket.gethostname()}, journal {journal}\nrecurse = {str(recurse).lower()}\n"
-        os.pwrite(fd, note.encode(), 0)
+        # tells a daemon starting on a folder below whether this one renders its files too
+        os.pwrite(fd, _lock_note(journal, recurse, archive).encode(), 0)
     except OSError:
         pass  # the lock holds all the same; the note only names the holder
     return fd
+
+
+def _flock_soon(fd: int) -> None:
+    """Take the exclusive lock of ``fd``, trying a few times over ~100 ms: another daemon starting next door holds
+    it for an instant to see whether it is held (:func:`_held_by_another`); BlockingIOError when it stays held."""
+    for attempt in range(LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == LOCK_TRIES - 1:
+                raise
+            time.sleep(0.025)
 
 
 def running_pid(journal: Path) -> int | None:
@@ -310,7 +345,7 @@ class Daemon:
         held: list[int | None] = [lock_journal(self.config.journal)]  # None: a folder that cannot be locked
         try:
             for folder in self.config.folders:
-                held.append(lock_folder(folder.path, self.config.journal, folder.recurse))
+                held.append(lock_folder(folder.path, self.config.journal, folder.recurse, folder.archive))
             check_not_nested(self.config.folders)  # again, with the locks held: another may have started meanwhile
         except JournalError:
             for fd in held:
