@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -911,3 +912,40 @@ def test_a_folder_lock_an_instant_held_by_a_starting_neighbour_s_probe_is_taken(
     fd = lock_folder(tmp_path / "in", tmp_path / "j.sqlite")
     assert fd is not None
     os.close(fd)
+
+
+def _daemon_in(tmp_path: Path) -> Any:
+    """A Daemon on ``tmp_path/in`` (not started: its loop's steps are called one by one) with its journal open."""
+    from hostplug.daemon.config import parse_config
+    from hostplug.daemon.daemon import Daemon
+    from hostplug.daemon.journal import Journal
+
+    (tmp_path / "in").mkdir(exist_ok=True)
+    config = parse_config({"daemon": {"journal": str(tmp_path / "j.sqlite")},
+                           "folder": [{"path": "in", "output": [{"folder": "out"}]}]}, tmp_path)
+    daemon = Daemon(config)
+    daemon.journal = Journal(config.journal)
+    return daemon
+
+
+def test_an_unreadable_file_is_said_once_and_left_to_the_rescan(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    # a failed hash asked the scanner to look again: the file was hashed every settle_seconds, for ever, silently
+    from hostplug.daemon.hashing import Hashed
+
+    daemon = _daemon_in(tmp_path)
+    raw = drop(tmp_path / "in", "a.dng")
+    looked_again: list[Path] = []
+    daemon.scanner.recheck = looked_again.append
+    for _ in range(2):
+        daemon.hasher.finished = lambda: [Hashed(raw, raw.stat(), None, "Input/output error")]
+        with caplog.at_level(logging.DEBUG, logger="hostplug.watch"):
+            daemon._take_hashes()
+    assert looked_again == []
+    said = [r for r in caplog.records if getattr(r, "event", "") == "unreadable"]
+    assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG] and "Input/output error" in said[0].message
+    os.utime(raw, ns=(1, 1))  # changed while it was hashed: it settles again
+    daemon.hasher.finished = lambda: [Hashed(raw, os.stat_result((0,) * 10), None, "Input/output error")]
+    daemon._take_hashes()
+    assert looked_again == [raw]
+    daemon.journal.close()

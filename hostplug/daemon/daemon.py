@@ -324,6 +324,7 @@ class Daemon:
         self.waiting_for_room: set[int] = set()  # file ids waiting for a full output disk (warned once each)
         self.output_outages: dict[str, str] = {}  # output folder -> why it cannot be written (warned once)
         self.hasher = Hasher()  # settled files' content hashes, made beside the loop
+        self.unreadable: dict[Path, str] = {}  # settled files that could not be read -> why (warned once)
         self.node_excuses: dict[int, int] = {}  # file id -> renders lost with a node, given back (_node_excused)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
@@ -499,16 +500,28 @@ class Daemon:
         self._heartbeat()
 
     def _take_hashes(self) -> None:
-        """Queue the files the hasher finished, unless they changed while hashed (then they settle again)."""
-        for path, st, digest in self.hasher.finished():
+        """Queue the files the hasher finished, unless they changed while hashed (then they settle again). One that
+        could not be read and did not change is left to the next rescan (:meth:`_unreadable`)."""
+        for done in self.hasher.finished():
             try:
-                now = path.stat()
+                now = done.path.stat()
             except OSError:
                 continue  # gone: nothing to queue
-            if digest is None or (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-                self.scanner.recheck(path)
-                continue
-            self._hashed(path, st, digest)
+            if (now.st_size, now.st_mtime_ns) != (done.st.st_size, done.st.st_mtime_ns):
+                self.scanner.recheck(done.path)
+            elif done.digest is None:
+                self._unreadable(done.path, done.error)
+            else:
+                self.unreadable.pop(done.path, None)
+                self._hashed(done.path, done.st, done.digest)
+
+    def _unreadable(self, path: Path, error: str) -> None:
+        """A settled file could not be read: said once (for each cause), and read again at each rescan, not at each
+        settle period (it was hashed again every settle_seconds, for ever, without a word)."""
+        level = logging.DEBUG if self.unreadable.get(path) == error else logging.WARNING
+        self.unreadable[path] = error
+        _event(f"cannot read {path} ({error}); tried again every {self.config.rescan_seconds:g} s", "unreadable",
+               level, path=str(path), error=error)
 
     def _needs_work(self, path: Path, st: os.stat_result) -> bool:
         """Whether a complete-looking file must be settled and queued (the journal does not have it, or its

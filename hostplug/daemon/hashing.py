@@ -7,24 +7,28 @@ which hashed the same file again).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
-BLOCK = 1 << 20  # as engine.filehash.file_sha256 reads
-
-
-class _StoppedError(Exception):
-    """The daemon is stopping: the hash is not needed any more."""
-
+from engine.filehash import file_sha256
 
 THREADS = 2  # a large file hashing on one, the photos dropped after it go on on the other
 
 
+class Hashed(NamedTuple):
+    """A file the hasher is done with."""
+
+    path: Path
+    st: os.stat_result  # its size and time when it settled
+    digest: str | None  # its SHA-256; None when it could not be read
+    error: str = ""  # why it could not be read
+
+
 class Hasher:
-    """Hashes files on threads; :meth:`finished` hands back those done, in the order they were asked for."""
+    """Hashes files on threads; :meth:`finished` hands back those done since it was last called."""
 
     def __init__(self) -> None:
         self.executor = ThreadPoolExecutor(THREADS, thread_name_prefix="hostplug-hash")
@@ -34,19 +38,26 @@ class Hasher:
     def __contains__(self, path: object) -> bool:
         return path in self.pending
 
+    def __len__(self) -> int:
+        return len(self.pending)
+
     def submit(self, path: Path, st: os.stat_result) -> None:
         """Hash ``path``, which had the size and time of ``st`` when it settled."""
-        self.pending[path] = (st, self.executor.submit(self._sha256, path))
+        self.pending[path] = (st, self.executor.submit(file_sha256, path, self.stopping.is_set))
 
-    def finished(self) -> list[tuple[Path, os.stat_result, str | None]]:
-        """The files hashed since the last call, each with its stat and its SHA-256 (None: it could not be
-        read)."""
+    def finished(self) -> list[Hashed]:
+        """The files hashed since the last call (in the order they were asked for among themselves; a large file
+        asked for first may come after small ones asked for later)."""
         done = []
         for path, (st, future) in list(self.pending.items()):
             if not future.done():
                 continue
             del self.pending[path]
-            done.append((path, st, None if future.exception() else future.result()))
+            error = future.exception()
+            if error is None:
+                done.append(Hashed(path, st, future.result()))
+            else:
+                done.append(Hashed(path, st, None, getattr(error, "strerror", None) or str(error)))
         return done
 
     def close(self) -> None:
@@ -54,13 +65,3 @@ class Hasher:
         self.stopping.set()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.pending.clear()
-
-    def _sha256(self, path: Path) -> str:
-        """SHA-256 of a file's bytes, as :func:`engine.filehash.file_sha256` makes it, stopping when asked."""
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(BLOCK), b""):
-                if self.stopping.is_set():
-                    raise _StoppedError
-                digest.update(block)
-        return digest.hexdigest()
