@@ -949,3 +949,20 @@ def test_an_unreadable_file_is_said_once_and_left_to_the_rescan(tmp_path: Path,
     daemon._take_hashes()
     assert looked_again == [raw]
     daemon.journal.close()
+
+
+def test_files_being_hashed_are_counted_and_listed_as_arriving(tmp_path: Path) -> None:
+    # a large file being hashed was in no list: not settling, not queued, and `hostplug queue` did not name it
+    from concurrent.futures import Future
+
+    daemon = _daemon_in(tmp_path)
+    raw = drop(tmp_path / "in", "big.dng")
+    daemon.hasher.pending[raw] = (raw.stat(), Future())
+    shown: list[str] = []
+    daemon.status.show = shown.append
+    daemon.watchdog_every, daemon.next_progress, daemon.progress_logged = 0.0, 0.0, -1
+    daemon._heartbeat()
+    assert "settling 0  hashing 1" in shown[-1]
+    assert daemon.journal.settling()["paths"] == [str(raw)]
+    daemon.hasher.pending.clear()
+    daemon.journal.close()

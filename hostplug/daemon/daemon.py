@@ -934,19 +934,21 @@ class Daemon:
         assert self.journal is not None
         self._check_places()
         self.journal.set_workers(self.pool.describe())  # for `hostplug queue`: who renders what, where
-        settling = list(self.scanner.tracker.files)
-        if settling != self.settling_recorded:  # and what is arriving (written when it changes)
+        # what is arriving (written when it changes): settling, or being hashed (minutes, for a large file on a
+        # slow share, in which it was in no list)
+        settling = list(self.scanner.tracker.files) + list(self.hasher.pending)
+        if settling != self.settling_recorded:
             self.journal.set_settling(settling)
             self.settling_recorded = settling
         counts = self.journal.counts()
         rate = self.throughput.per_minute(now)
-        waiting = len(self.scanner.tracker)
+        waiting, hashing = len(self.scanner.tracker), len(self.hasher)
         text = (f"queued {counts['queued']}  rendering {counts['rendering']}  done {counts['done']}  "
-                f"failed {counts['failed']}  settling {waiting}  {rate:.1f} files/min")
+                f"failed {counts['failed']}  settling {waiting}  hashing {hashing}  {rate:.1f} files/min")
         self.status.show(text)
         notify(f"STATUS={text}")
         total = self.throughput.rendered + self.throughput.failed
         if now >= self.next_progress and total != self.progress_logged:
             self.next_progress = now + self.config.progress_seconds
             self.progress_logged = total
-            _event(text, "progress", files_per_minute=round(rate, 2), settling=waiting, **counts)
+            _event(text, "progress", files_per_minute=round(rate, 2), settling=waiting, hashing=hashing, **counts)
