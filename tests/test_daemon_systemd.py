@@ -61,3 +61,5 @@ def test_unit_says_it_is_a_user_unit_and_how_its_stop_timeout_relates_to_the_gra
     text = UNIT.read_text()
     assert "user or system unit" not in text and "systemd user service" in text and "User=" in text
     assert "grace_seconds + 30 s" in text and "EXTEND_TIMEOUT_USEC" in text
+    # in a system unit %E is /etc, not root's ~/.config (only %h is root's: /root)
+    assert "%h and %E would be root's" not in text and "%E is /etc" in text
