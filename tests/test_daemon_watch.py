@@ -785,10 +785,9 @@ def test_hashing_a_large_file_does_not_stop_the_loop_nor_the_watchdog(studio: Pa
             wait_for(lambda: len(pings) >= 2, 60, "the daemon's first pings")
             big = hot / ".big.dng"
             with big.open("wb") as f:
-                f.truncate(5 * 2**29)  # 2.5 GiB, sparse: seconds to read, no disk spent
+                f.truncate(39 * 2**30 // 10)  # 3.9 GiB (under MAX_RAW_BYTES), sparse: seconds to read, no disk spent
             os.replace(big, hot / "big.dng")
-            time.sleep(1.0)  # settled, and being hashed
-            drop(hot, "a.dng")
+            drop(hot, "a.dng")  # at once: it settles with big, and goes on while big is hashed
             wait_for(lambda: len(events(studio / "log.jsonl", "queued")) == 2, 120, "both files queued")
             running = list(pings)  # (stopping is not timed here)
             assert daemon.terminate() == 0

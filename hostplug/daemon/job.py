@@ -420,10 +420,9 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
             return Outcome(job.id, "failed", str(e))
     try:
         read = recipe_for_file(_edited_copy(job, folder), base)
-        recipe, catalogue, turned = read.recipe, read.catalogue, read.orientation
     except HostplugError as e:
         return Outcome(job.id, "failed", f"sidecar: {e}")
-    digest = recipe_hash(recipe, folder, catalogue, turned)
+    digest = recipe_hash(read.recipe, folder, read.catalogue, read.orientation)
     if _current(job, digest):
         return Outcome(job.id, "unchanged", "same content and recipe as its last render", digest,
                        job.previous_outputs, notice=read.notice or "")  # a crop set since changes no recipe
@@ -432,20 +431,21 @@ def run_job(job: Job, folder: FolderConfig, base: Recipe, journal: Journal, *, d
         remade = _ready_output_folders(folder, devices)
     except _NoOutputFolderError as e:
         return Outcome(job.id, "no_output", e.args[1], place=str(e.args[0]))
-    outcome = _render(job, folder, journal, read, digest, original, device, announce, devices)
+    outcome = _render(job, folder, journal, read, digest, (real, original), device, announce, devices)
     return dataclasses.replace(outcome, remade=remade) if remade else outcome
 
 
 def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRender, digest: str,
-            original: Path | None, device: str, announce: Callable[[list[str]], None],
+            sources: tuple[Path, Path | None], device: str, announce: Callable[[list[str]], None],
             devices: Mapping[Path, int]) -> Outcome:
-    """The render itself, once the recipe is read and the output folders are there (:func:`run_job`)."""
+    """The render itself, once the recipe is read and the output folders are there (:func:`run_job`).
+    ``sources``: the raw's real path, as :func:`run_job` checked it, and the original it is a copy of (or None)."""
     import engine
     from engine.orientation import applied
     from engine.output.export import render_files
 
     recipe, catalogue, turned = read.recipe, read.catalogue, read.orientation
-    real = Path(os.path.realpath(job.path))
+    real, original = sources
     try:
         # the same bytes; outputs then record the original. The raw itself is opened as the file checked above
         # lies: a link swapped in since is refused, not followed
