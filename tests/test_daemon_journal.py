@@ -796,3 +796,8 @@ def test_template_folders_are_made_only_below_an_output_folder_that_is_there(tmp
     with pytest.raises(_NoOutputFolderError):
         _make_subfolders(folder, [str(out / "2026-12-07" / "a.jpg")], devices)
     assert not out.exists()
+    # an output folder reached by a link (a node's mount of the share): the targets are the resolved paths
+    (tmp_path / "real").mkdir()
+    out.symlink_to(tmp_path / "real")
+    _make_subfolders(folder, [str(tmp_path / "real" / "2026-12-08" / "a.jpg")], output_devices(config.folders))
+    assert (tmp_path / "real" / "2026-12-08").is_dir()

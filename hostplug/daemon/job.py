@@ -387,8 +387,8 @@ def _make_subfolders(folder: FolderConfig, targets: list[str], devices: Mapping[
         if spec.folder is None:  # beside the original, in its own folder
             continue
         _check_output_folder(spec.folder, devices)
-        current = spec.folder
-        for part in target.parent.relative_to(spec.folder).parts:
+        current = spec.folder.resolve()  # as output_path resolves the targets (a folder reached by a link)
+        for part in target.parent.relative_to(current).parts:
             current = current / part
             current.mkdir(exist_ok=True)
 
