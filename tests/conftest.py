@@ -104,6 +104,24 @@ def _restore_torch_settings():
     torch.use_deterministic_algorithms(deterministic)
 
 
+@pytest.fixture(autouse=True)
+def _restore_daemon_logger() -> Iterator[None]:
+    """A daemon run in the test's process sets its logger up (its own handlers, no propagation to the root
+    logger, which pytest's caplog reads): every test gets it back as it found it, so a later test's caplog sees
+    the daemon's records whatever ran before."""
+    import logging
+
+    logger = logging.getLogger("hostplug.watch")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    for handler in [h for h in logger.handlers if h not in handlers]:
+        logger.removeHandler(handler)
+        handler.close()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
 @pytest.fixture
 def weights_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A scratch copy of the weights folder that the engine reads instead of the installed one (so a test may

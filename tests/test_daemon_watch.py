@@ -942,7 +942,8 @@ def test_an_unreadable_file_is_said_once_and_left_to_the_rescan(tmp_path: Path,
             daemon._take_hashes()
     assert looked_again == []
     said = [r for r in caplog.records if getattr(r, "event", "") == "unreadable"]
-    assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG] and "Input/output error" in said[0].message
+    assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG]
+    assert "Input/output error" in said[0].getMessage()
     os.utime(raw, ns=(1, 1))  # changed while it was hashed: it settles again
     daemon.hasher.finished = lambda: [Hashed(raw, os.stat_result((0,) * 10), None, "Input/output error")]
     daemon._take_hashes()
