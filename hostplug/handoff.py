@@ -256,14 +256,14 @@ def _check_replaceable(image: Path, raw: Path, provenance: Provenance) -> None:
                               f"({open_command(raw)})")
         # a render of `hostplug render` (or an older version's) records no time it was written, so a retouch saved
         # over it with our record kept is not told from the render: it was rendered over (a tester's)
-        if not HAND_OVER_NAME.search(image.stem) and not _not_retouched(image, provenance):
+        # (one that records its write time is checked against it by plan(), with its own message)
+        if provenance.written is None and not HAND_OVER_NAME.search(image.stem) and not _just_written(image):
             quoted = shlex.quote(str(image))
             again = f"open the raw for a new render beside it ({open_command(raw)})" if OWN_NAME.search(
                 image.stem) else f"hostplug rerender {quoted} renders it again beside it (adding -o {quoted} " \
                                  "--overwrite, in its place)"
-            if provenance.written is None:
-                raise OutputError(f"{image} is a hostplug render that records no time it was written, so a "
-                                  f"retouch since cannot be told; it is left as it is: {again}")
+            raise OutputError(f"{image} is a hostplug render that records no time it was written, so a retouch "
+                              f"since cannot be told; it is left as it is: {again}")
         return
     if provenance.darktable_export:  # however fresh: darktable hands nothing over to be rendered in place
         raise OutputError(f"{image} is a darktable export (its XMP holds darktable's develop history or names "

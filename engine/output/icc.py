@@ -71,7 +71,7 @@ def _trc_tag(transfer: str) -> bytes:
 
 def _decoded(v: np.ndarray, transfer: str) -> np.ndarray:
     """Encoded values to linear light (float64): the inverse of engine.colour.encode for the curves with a toe."""
-    if transfer == "srgb":
+    if transfer == "srgb":  # (engine.colour.srgb_decode's formula, in float64: its float32 moves 16-bit entries)
         return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
     return np.where(v < 1 / 32, v / 16, v**1.8)  # ProPhoto (ROMM RGB): 16 x below 1/512 linear
 

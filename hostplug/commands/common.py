@@ -37,9 +37,7 @@ def fail(message: str, code: int = 1) -> None:
 def error_line(error: HostplugError | str) -> None:
     """Print one error line on stderr (the run goes on): a newline or an escape sequence in a file's name is
     written as an escape (``\\n``), as the daemon's log writes it, so the error stays one line."""
-    from hostplug.printable import printable
-
-    click.echo(f"hostplug: error: {printable(for_the_command_line(str(error)))}", err=True)
+    echo_line(f"hostplug: error: {for_the_command_line(str(error))}", err=True)
 
 
 def echo_line(text: str, err: bool = False) -> None:

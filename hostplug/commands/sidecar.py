@@ -209,10 +209,14 @@ def _adobe_differs(info: Any) -> dict[str, Any]:
         return {}
     if info.adobe.get("WhiteBalance", "").strip() == "As Shot":  # set back there (the hints leave as-shot unsaid)
         hints["wb"] = "as-shot"
-    stored = info.recipe
-    return {name: value for name, value in hints.items() if getattr(stored, name) != value and not (
-        isinstance(value, float) and isinstance(getattr(stored, name), float)
-        and abs(getattr(stored, name) - value) < 1e-6)}
+    return {name: value for name, value in hints.items() if _differs(getattr(info.recipe, name), value)}
+
+
+def _differs(stored: Any, value: Any) -> bool:
+    """Whether a stored setting is not Lightroom's ``value`` (numbers within 1e-6 are the same: stored as text)."""
+    if isinstance(stored, float) and isinstance(value, float):
+        return abs(stored - value) >= 1e-6
+    return stored != value
 
 
 def _edit_options(settings: dict[str, Any]) -> str:
