@@ -48,7 +48,7 @@ def capture_time(tree: etree._ElementTree) -> dict[str, Any]:
 def with_capture_time(exif: dict[str, str] | None, xmp: dict[str, Any]) -> dict[str, str] | None:
     """``exif`` (pyexiv2 EXIF keys) with DateTimeOriginal (and DateTimeDigitized) replaced by the times in
     ``xmp`` (from :func:`capture_time`), or as it is when ``xmp`` holds none."""
-    taken = _parsed(str(xmp.get("Xmp.exif.DateTimeOriginal") or xmp.get("Xmp.photoshop.DateCreated") or ""))
+    taken = _original(xmp)
     digitized = _parsed(str(xmp.get("Xmp.xmp.CreateDate", "")))
     if taken is None and digitized is None:
         return exif
@@ -62,8 +62,13 @@ def with_capture_time(exif: dict[str, str] | None, xmp: dict[str, Any]) -> dict[
 def taken_at(xmp: dict[str, Any]) -> datetime.datetime | None:
     """The capture time a sidecar corrected (in ``xmp``, from :func:`capture_time`) as the local time it states,
     or None: what a watch daemon's ``{date}`` token files an output under."""
-    taken = _parsed(str(xmp.get("Xmp.exif.DateTimeOriginal") or xmp.get("Xmp.photoshop.DateCreated") or ""))
+    taken = _original(xmp)
     return datetime.datetime.strptime(taken[0], "%Y:%m:%d %H:%M:%S") if taken is not None else None
+
+
+def _original(xmp: dict[str, Any]) -> tuple[str, str | None, str | None] | None:
+    """The capture time ``xmp`` states (exif:DateTimeOriginal, else photoshop:DateCreated), :func:`_parsed`."""
+    return _parsed(str(xmp.get("Xmp.exif.DateTimeOriginal") or xmp.get("Xmp.photoshop.DateCreated") or ""))
 
 
 def _set_time(exif: dict[str, str], suffix: str, stamp: str, fraction: str | None, offset: str | None) -> None:
