@@ -6,6 +6,8 @@ Standard library only: the quickest commands (``info``, ``show``) use it.
 
 from __future__ import annotations
 
+import copy
+import logging
 import unicodedata
 
 # Characters that would break or disguise a readable line: controls (newline, escape), line and paragraph
@@ -23,3 +25,20 @@ def printable(text: str) -> str:
     if not any(_hidden(c) for c in text):
         return text
     return "".join(c.encode("unicode_escape").decode("ascii") if _hidden(c) else c for c in text)
+
+
+class PrintableFormatter(logging.Formatter):
+    """A log's lines with the message (file names and all) escaped by :func:`printable`; a traceback, should one
+    be attached, stays as it is, below."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        escaped = copy.copy(record)  # other handlers read the record too (the daemon's JSON log escapes by itself)
+        escaped.message = printable(record.message)
+        return super().formatMessage(escaped)
+
+
+def log_to_stderr(format: str) -> None:
+    """Log INFO and above on stderr in ``format``, each message one line (:class:`PrintableFormatter`)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter(format))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])

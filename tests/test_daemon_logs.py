@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hostplug.daemon.logs import StatusLine, close_logging, printable, setup_logging
+from hostplug.daemon.logs import StatusLine, close_logging, setup_logging
+from hostplug.printable import printable
 
 
 def test_control_characters_in_a_name_are_escaped_in_the_readable_log_and_kept_in_the_json_log(

@@ -186,7 +186,8 @@ def test_protocol_frames() -> None:
         left.close()
         with pytest.raises(protocol.ProtocolError, match="closed"):
             protocol.receive_message(right)
-    assert protocol.error_response("two\nlines", 3) == {"ok": False, "error": "two lines", "exit_code": 3}
+    # a file name's line break stays in the one line, escaped, as the command's own errors write it
+    assert protocol.error_response("two\nlines", 3) == {"ok": False, "error": "two\\nlines", "exit_code": 3}
 
 
 def test_a_request_of_garbage_does_not_disturb_the_service(runtime: Path) -> None:
@@ -480,7 +481,7 @@ def test_odd_requests_get_an_error_and_leave_the_service_running(runtime: Path) 
         sock.connect(str(service_folder(runtime) / SOCKET_NAME))
         sock.sendall(struct.pack(">I", len(deep)) + deep)
     assert client.status()["pid"] == pid
-    assert protocol.error_response("dam  aged.dng:\nbad")["error"] == "dam  aged.dng: bad"  # names keep their spaces
+    assert protocol.error_response("dam  aged.dng: bad")["error"] == "dam  aged.dng: bad"  # names keep their spaces
     with socket.socket(socket.AF_UNIX) as sock:  # a library client whose folder was deleted: not a render under /
         sock.connect(str(service_folder(runtime) / SOCKET_NAME))
         protocol.send_message(sock, {**client.request("render", {"input": "a.dng", "output": "a.tif"}), "cwd": None})
@@ -902,6 +903,19 @@ def test_an_engine_error_through_the_service_is_one_line_and_a_nonzero_exit(runt
     local = hostplug_process("render", junk.name, "-o", "d.tif", "--no-service", cwd=tmp_path)
     assert error_lines(through.stderr) == error_lines(local.stderr)
     assert error_lines(through.stderr)[0].startswith(f"hostplug: error: {junk.name}: ")
+
+
+def test_a_line_break_in_a_file_name_stays_escaped_through_the_service(runtime: Path, tmp_path: Path) -> None:
+    # the service flattened it to a space in the error and wrote it raw in its log, where it faked a log line
+    start_service(runtime)
+    junk = tmp_path / "junk\nrender done.dng"
+    junk.write_bytes(b"II*\0" + b"\x17" * 4096)
+    through = hostplug_process("render", junk, "-o", tmp_path / "a.tif")
+    local = hostplug_process("render", junk, "-o", tmp_path / "b.tif", "--no-service")
+    assert error_lines(through.stderr) == error_lines(local.stderr)
+    assert "junk\\nrender done.dng" in error_lines(through.stderr)[0]
+    log = (service_folder(runtime) / protocol.LOG_NAME).read_text()
+    assert "junk\\nrender done.dng" in log and not any(line.startswith("render done") for line in log.splitlines())
 
 
 def test_no_service_never_touches_the_socket(runtime: Path, sample_dng: Path, tmp_path: Path) -> None:

@@ -53,10 +53,8 @@ def serve(idle_timeout: float | None, cache_mb: int | None, status: bool, stop: 
     if status or stop:
         click.echo(json.dumps(_ask("shutdown" if stop else "ping")))
         return
-    import logging
-    import sys
-
     from hostplug.commands.common import fail
+    from hostplug.printable import log_to_stderr
     from hostplug.service.protocol import ServiceError
     from hostplug.service.server import ALREADY_RUNNING, cache_mb_from_env, cache_mb_limit, idle_timeout_from_env
     from hostplug.service.server import serve as run
@@ -70,7 +68,7 @@ def serve(idle_timeout: float | None, cache_mb: int | None, status: bool, stop: 
                                  param_hint="'--cache-mb'")
     cache_mb = cache_mb if cache_mb is not None else _checked(
         cache_mb_from_env(), ENV_CACHE_MB, f"a whole number of MB, 0 to {limit} (this machine's memory)")
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s hostplug serve: %(message)s")
+    log_to_stderr("%(asctime)s hostplug serve: %(message)s")
     try:
         code = run(idle_timeout, cache_mb=cache_mb)
     except ServiceError as e:  # its folder, lock or socket cannot be used: one line saying what to do

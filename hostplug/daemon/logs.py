@@ -7,7 +7,6 @@ them as keys, the readable log shows only the message.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.errors import HostplugError
-from hostplug.printable import printable
+from hostplug.printable import PrintableFormatter
 
 LOGGER = "hostplug.watch"
 
@@ -68,16 +67,6 @@ def log_fatal_before_start(json_path: Path | None, error: Exception) -> None:
         pass
     finally:
         os.close(descriptor)
-
-
-class ReadableFormatter(logging.Formatter):
-    """The readable log's lines: the message (file names and all) escaped by :func:`printable`; a traceback,
-    should one be attached, stays as it is, below."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        escaped = copy.copy(record)  # the JSON log reads the record too, and escapes by itself
-        escaped.message = printable(record.message)
-        return super().formatMessage(escaped)
 
 
 class StatusLine:
@@ -149,7 +138,7 @@ def setup_logging(json_path: Path | None, status: StatusLine, level: int = loggi
     terminal.setLevel(level)
     # what stopped the daemon: the command prints it as its error line, so on the terminal it would stand twice
     terminal.addFilter(lambda record: getattr(record, "event", None) != "fatal")
-    terminal.setFormatter(ReadableFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    terminal.setFormatter(PrintableFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     logger.addHandler(terminal)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

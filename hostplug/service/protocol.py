@@ -24,12 +24,13 @@ import errno
 import hashlib
 import json
 import os
-import re
 import socket
 import stat
 import struct
 from pathlib import Path
 from typing import Any
+
+from hostplug.printable import printable
 
 PROTOCOL = 2  # 2: "working" frames while a request waits or runs (WORKING_EVERY_S)
 SOCKET_NAME = "render.sock"
@@ -270,9 +271,9 @@ def receive_payload(sock: socket.socket, response: dict[str, Any]) -> bytes | No
 
 
 def error_response(message: str, exit_code: int = 1) -> dict[str, Any]:
-    """A failure response: one line of text (line breaks made spaces; a file name's double spaces kept) and the
-    exit status the client should end with."""
-    return {"ok": False, "error": re.sub(r"[\r\n]+", " ", str(message)).strip(), "exit_code": int(exit_code)}
+    """A failure response: one line of text (a line break or escape sequence in a file's name written as an escape,
+    ``\\n``, as the command's own errors write it) and the exit status the client should end with."""
+    return {"ok": False, "error": printable(str(message).strip()), "exit_code": int(exit_code)}
 
 
 def is_gone(error: OSError) -> bool:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from hostplug.memory import keep_freed_memory
+from hostplug.printable import log_to_stderr
 from hostplug.service.protocol import (
     DEFAULT_CACHE_MB,
     DEFAULT_IDLE_TIMEOUT_S,
@@ -915,8 +916,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"the checkpoint cache size must be a whole number of MB, 0 to {cache_mb_limit()} (this "
                      f"machine's memory) (--cache-mb, or "
                      f"{ENV_CACHE_MB}={os.environ.get(ENV_CACHE_MB)!r})")
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s hostplug-serve[%(process)d] %(message)s")
+    log_to_stderr("%(asctime)s hostplug-serve[%(process)d] %(message)s")
     try:
         code = serve(idle, warm_up=not args.no_warm_up, cache_mb=cache_mb)
     except ServiceError as e:
