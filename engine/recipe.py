@@ -40,7 +40,7 @@ from engine.stages.catalogue import current_version, pin_former_defaults
 from engine.styles import parse_style, style_text
 
 AUTOMATIC_AMOUNTS = ("sharpening", "denoise")  # None: the style's amount, the file's ISO
-RECIPE_VERSION = 16  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop;
+RECIPE_VERSION = 17  # 4: the default denoiser became "auto", with "mid2"; 5: DNG lens corrections, DefaultCrop;
 # 6: DNG bad pixels repaired; 7: less saturation desaturates around luminance (-100 is black and white);
 # 8: the demosaic's false colour taken out (demosaic params version 4); 9: denoise-mid3, learned on that demosaic;
 # 10: the picture area LibRaw names in a raw that is no DNG (demosaic params version 5); 11: a white far off the
@@ -49,7 +49,8 @@ RECIPE_VERSION = 16  # 4: the default denoiser became "auto", with "mid2"; 5: DN
 # (colour params version 3); 13: an image input unprocessed, a typical camera's rendering of it undone (demosaic
 # params version 6); 14: a chroma move (style, saturation, vibrance) that would leave the gamut stops at its edge
 # (photofinish params version 4); 15: the Saturation slider, less and more, keeps each colour's hue (photofinish
-# params version 5); 16: vibrance spares skin (photofinish params version 6)
+# params version 5); 16: vibrance spares skin (photofinish params version 6); 17: a custom tint limited to what
+# the calibration balances to white, white balance gains raised so the lowest is 1 (white balance params version 4)
 WbMode = Literal["as-shot", "auto", "custom"]
 WB_MODES: tuple[str, ...] = get_args(WbMode)
 

@@ -132,7 +132,7 @@ def test_stored_stage_params_say_which_version_they_are() -> None:
                             "denoise": StageSettings(enabled=False)})
     stages = recipe.to_dict()["stages"]
     assert stages["detail"]["params"] == {"version": 1, "radius": 1.5}
-    assert stages["white_balance"]["params"] == {"version": 3, "mode": "auto"}  # white balance is at version 3
+    assert stages["white_balance"]["params"] == {"version": 4, "mode": "auto"}  # white balance is at version 4
     assert "params" not in stages["denoise"]
 
 

@@ -523,6 +523,59 @@ def test_vibrance_spares_skin_and_version_15_recipes_keep_its_boost(tmp_path: Pa
                           engine.render(source, version_15, preview=192).pixels)
 
 
+def _green_cast(pixels: np.ndarray) -> float:
+    mean = pixels.reshape(-1, 3).mean(axis=0)
+    return float(mean[1] - (mean[0] + mean[2]) / 2)
+
+
+@pytest.mark.parametrize("temperature", [1700, 2500, 3200])
+def test_more_tint_is_never_greener(temperature: int) -> None:
+    # a tester's 1700 K at tint +150 was lime green, as -150 is: past the tint where the colour matrix can still
+    # map the white to white, each step of magenta turned the picture greener. The tint is limited there now
+    source = engine.open(need(CANON))
+    casts = [_green_cast(engine.render(source, Recipe(wb="custom", temperature=temperature, tint=tint),
+                                       preview=96).pixels) for tint in (-150, -50, 0, 25, 50, 100, 150)]
+    assert all(later <= earlier + 1e-3 for earlier, later in zip(casts, casts[1:])), casts
+    assert casts[0] > 0.1 > -0.03 > casts[-1]  # -150 green, +150 magenta
+
+
+def test_a_limited_tint_is_said_and_recorded(tmp_path: Path) -> None:
+    from engine.stages.white_balance import reachable_tint
+
+    source = engine.open(need(CANON))
+    assert reachable_tint(source.calibration, 5000, 150) == 150  # daylight: every tint of the slider
+    used = reachable_tint(source.calibration, 2500, 150)
+    assert 0 < used < 100
+    result = engine.render_file(need(CANON), tmp_path / "t.tif", changes={"wb": "custom", "temperature": 2500,
+                                                                          "tint": 150})
+    assert result.notice == (f"tint +150 at 2500 K is beyond what this camera's colour calibration balances to "
+                             f"white: rendered with tint {used:+g}")
+    assert result.recipe.tint == 150  # the photographer's setting is kept; the picture is the nearest it reaches
+    assert abs(result.white_balance["tint"] - used) < 1.0
+
+
+def test_recipes_before_version_17_keep_their_tint_and_gains() -> None:
+    # the limit and the raised gains change pictures of far-off custom whites: a recipe written before renders as
+    # it did (white balance params version 3, pinned by recipe version 17's migration)
+    source = engine.open(need(CANON))
+    white = {"wb": "custom", "temperature": 1700, "tint": 150}
+    then = engine.render(source, Recipe.from_dict({"version": 16, **white}), preview=96).pixels
+    now = engine.render(source, Recipe.from_dict(white), preview=96).pixels
+    assert _green_cast(then) > 0.1 > -0.03 > _green_cast(now)  # version 16's green, as it was rendered
+
+
+def test_a_custom_white_balance_keeps_an_images_whites_white(tmp_path: Path) -> None:
+    # a tester's white page came out 75 % grey at 3000 K: a gain below 1 (red, warmer than the image's own white)
+    # set the highlight ceiling below white. The gains are raised so the lowest is 1, as LibRaw scales them
+    from PIL import Image
+
+    page = tmp_path / "white.png"
+    Image.new("RGB", (64, 64), (255, 255, 255)).save(page)
+    for temperature in (3000, 4000, 9000):
+        pixels = engine.render(engine.open(page), Recipe(wb="custom", temperature=temperature)).pixels
+        assert pixels.min() > 0.9 and np.ptp(pixels.reshape(-1, 3).mean(axis=0)) < 0.02, temperature
+
+
 def test_chromatic_adaptation_is_pinned_as_the_dng_sdk_pins_it() -> None:
     from engine.colour import BRADFORD, D50_XY, bradford_adaptation, temperature_tint_to_xy, xy_to_xyz
 

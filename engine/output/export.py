@@ -266,10 +266,21 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
                           preview=reduced_size(opened, targets) if render_size == "by outputs" else render_size,
                           orientation=orientation)
         written = _write_all(rendered, targets, extra_xmp or None, before_naming)
-        notice = "; ".join(said for said in (notice, _exif_left_out_note(rendered, targets)) if said) or None
+        notice = "; ".join(said for said in (notice, _tint_limited_note(rendered.notes),
+                                             _exif_left_out_note(rendered, targets)) if said) or None
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings), orientation=rendered.orientation,
                         source_sha256=opened.sha256, white_balance=_white_of(rendered.notes), notice=notice)
+
+
+def _tint_limited_note(notes: dict[str, Any]) -> str | None:
+    """What the white balance made of a tint its camera's calibration cannot balance (a tester's +150 at 1700 K
+    had turned the picture green), or None."""
+    limited = notes.get("tint_limited")
+    if not isinstance(limited, dict):
+        return None
+    return (f"tint {limited['asked']:+g} at {limited['temperature']:g} K is beyond what this camera's colour "
+            f"calibration balances to white: rendered with tint {limited['used']:+g}")
 
 
 def _exif_left_out_note(rendered: Rendered, targets: list[tuple[Path, OutputOptions]]) -> str | None:

@@ -30,7 +30,7 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("denoise", "classical"): 2,
     ("denoise", "learned"): 5,
     ("denoise", "auto"): 5,
-    ("white_balance", "classical"): 3,
+    ("white_balance", "classical"): 4,
     ("colour", "dng"): 3,
     ("photofinish", "learned"): 6,
     ("photofinish", "classical"): 6,
@@ -47,7 +47,7 @@ PARAMS_VERSIONS: dict[tuple[str, str], int] = {
 FORMER_DEFAULT_IMPLEMENTATIONS: dict[int, dict[str, str]] = {
     v: {"demosaic": "mhc", "photofinish": "learned", "denoise": "classical" if v < 4 else "auto",
         "white_balance": "classical", "colour": "dng"}
-    for v in range(1, 16)}
+    for v in range(1, 17)}
 _DEMOSAIC_V1 = ("demosaic", "mhc", 1)  # version 2 applies a DNG's GainMaps, warps, DefaultCrop; 1 not
 _DEMOSAIC_V2 = ("demosaic", "mhc", 2)  # version 3 repairs a DNG's bad pixels; 2 not
 _DEMOSAIC_V3 = ("demosaic", "mhc", 3)  # version 4 takes out the demosaic's false colour; 3 not
@@ -73,6 +73,9 @@ _PHOTOFINISH_V3 = (("photofinish", "learned", 3), ("photofinish", "classical", 3
 _PHOTOFINISH_V4 = (("photofinish", "learned", 4), ("photofinish", "classical", 4))
 # recipe version 16: photofinish params 6 spare skin's hue from vibrance; 5 boosted it most of all
 _PHOTOFINISH_V5 = (("photofinish", "learned", 5), ("photofinish", "classical", 5))
+# recipe version 17: white balance params 4 limit a custom tint to what the calibration balances to white, and
+# raise gains below 1 so clipped whites stay white; 3 kept both
+_WHITE_BALANCE_V3 = ("white_balance", "classical", 3)
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
         *_DENOISE_FULL_SIZE, *_BEFORE_11),
@@ -87,11 +90,12 @@ FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     8: (_DEMOSAIC_V4, _LEARNED_MID2, _AUTO_MID2, *_BEFORE_11, *_PHOTOFINISH_V2),
     9: (_DEMOSAIC_V4, *_BEFORE_11, *_PHOTOFINISH_V2),
     10: (*_BEFORE_11, *_PHOTOFINISH_V2, _DEMOSAIC_V5),
-    11: (("colour", "dng", 2), _DEMOSAIC_V5, *_PHOTOFINISH_V3),  # 12: colour params 3 compress colours beyond it
-    12: (_DEMOSAIC_V5, *_PHOTOFINISH_V3),
-    13: _PHOTOFINISH_V3,
-    14: _PHOTOFINISH_V4,
-    15: _PHOTOFINISH_V5,
+    11: (("colour", "dng", 2), _DEMOSAIC_V5, *_PHOTOFINISH_V3, _WHITE_BALANCE_V3),  # 12: colour params 3
+    12: (_DEMOSAIC_V5, *_PHOTOFINISH_V3, _WHITE_BALANCE_V3),  # compress colours beyond the gamut
+    13: (*_PHOTOFINISH_V3, _WHITE_BALANCE_V3),
+    14: (*_PHOTOFINISH_V4, _WHITE_BALANCE_V3),
+    15: (*_PHOTOFINISH_V5, _WHITE_BALANCE_V3),
+    16: (_WHITE_BALANCE_V3,),
 }
 
 
@@ -116,7 +120,8 @@ def pin_former_defaults(stages: Any, recipe_version: int) -> Any:
     13 meant a chroma move that left the gamut pulled towards grey (photofinish params version 3), and version 14
     a Saturation slider that bent hues (photofinish params version 4: more scaled log-chromaticity, less mixed
     each colour with its grey), and version 15 a vibrance that boosted skin most of all (photofinish params
-    version 5)."""
+    version 5); versions 11 to 16 meant a custom tint kept beyond what the calibration balances, and white balance
+    gains below 1 kept (white balance params version 3)."""
     if not isinstance(stages, Mapping):  # not an object (a sidecar's "[]"): Recipe.from_dict says so, in one line
         return stages
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}

@@ -35,7 +35,7 @@ class WhiteBalanceParams:
     ``estimator`` is what "auto" uses: "learned" (the cross-camera network) or "classical" (shades of grey).
     """
 
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
     mode: Literal["as-shot", "auto", "custom"] = "as-shot"
     temperature: float | None = field(default=None, metadata={"range": RANGES["temperature"]})
     tint: float | None = field(default=None, metadata={"range": RANGES["tint"]})
@@ -45,6 +45,13 @@ class WhiteBalanceParams:
     # a custom white's camera responses below MIN_CUSTOM_RESPONSE: "raised" to it (version 3), or only the negative
     # ones, "kept" otherwise (version 2 and older)
     small_responses: Literal["raised", "kept"] = "raised"
+    # a custom tint beyond what the camera's calibration balances to white: "limited" to the last tint it does
+    # (version 4), or "kept" (version 3 and older), where more magenta turned the picture green
+    unreachable_tint: Literal["limited", "kept"] = "limited"
+    # the gains when one is below 1 (a custom white warmer or cooler than the camera's own, any custom white on an
+    # image input): "raised" so the lowest is 1 and clipped whites stay white (version 4), or "kept" at green = 1
+    # (version 3 and older), where clipped whites became a grey at the lowest gain
+    gains_below_one: Literal["raised", "kept"] = "raised"
 
 
 ESTIMATORS = ("learned", "classical")
@@ -112,14 +119,17 @@ class WhiteBalance(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1 had only the classical estimate for "auto", and versions 1 and 2 kept a custom white's small
-        positive responses: keep both, so old recipes render the same."""
+        """Version 1 had only the classical estimate for "auto", versions 1 and 2 kept a custom white's small
+        positive responses, versions 1 to 3 kept a tint the calibration cannot balance and gains below 1: keep
+        them, so old recipes render the same."""
         if version < 2:
             # Version 1 params never held an estimator; one that is there was set on top (--set, a preset) in
             # the current version, and wins.
             params = {"estimator": "classical", **params}
         if version < 3:
             params = {"small_responses": "kept", **params}
+        if version < 4:
+            params = {"unreachable_tint": "kept", "gains_below_one": "kept", **params}
         return params
 
     def params_from(self, recipe: Recipe) -> WhiteBalanceParams:
@@ -149,7 +159,10 @@ class WhiteBalance(Stage):
         }
         decided = ctx.notes["white_balance"]
         ctx.white = WhiteDecision(neutral=tuple(decided["neutral"]), white_xy=tuple(decided["white_xy"]))
-        gains = (1.0 / neutral).astype(np.float32)
+        gains = 1.0 / neutral
+        if params.gains_below_one == "raised" and gains.min() < 1.0:
+            gains = gains / gains.min()  # as LibRaw scales its multipliers: the ceiling below is then the white
+        gains = gains.astype(np.float32)
         # In place (the pipeline hands each stage its input to keep). On a raw the sensor saturates at 1.0 in
         # every channel; after balancing, the lowest channel's ceiling is where all three are still trustworthy.
         # Above it, clipped pixels would turn pink. An unprocessed image's white (255) is clipped alike; an image
@@ -183,12 +196,46 @@ class WhiteBalance(Stage):
         if params.mode == "custom":
             if params.temperature is None:
                 raise RecipeError("custom white balance needs a temperature")
-            xy = temperature_tint_to_xy(params.temperature, params.tint or 0.0)
+            tint = params.tint or 0.0
+            if params.unreachable_tint == "limited":
+                tint = reachable_tint(calibration_of(ctx), params.temperature, asked := tint)
+                if tint != asked:
+                    ctx.notes["tint_limited"] = {"temperature": params.temperature, "asked": asked, "used": tint}
+            xy = temperature_tint_to_xy(params.temperature, tint)
             neutral = xy_to_neutral(calibration_of(ctx), xy)
             if params.small_responses == "kept":  # versions 1 and 2: a response the sensor has, however small
                 return np.where(neutral > 0.0, neutral, MIN_CUSTOM_RESPONSE)
             return np.maximum(neutral, MIN_CUSTOM_RESPONSE)
         raise RecipeError(f"unknown white balance mode {params.mode!r}")
+
+
+def reachable_tint(cal: Any, temperature: float, tint: float) -> float:
+    """``tint``, or the tint nearest it (towards 0) whose white the calibration ``cal`` still balances to white at
+    ``temperature``. Far off the daylight locus (1700 K with tint +50, 2500 K with +100) a white's blue cone
+    response reaches 0 and the colour matrix can no longer map it to white: each further step of magenta turned
+    the picture greener (a tester's 1700 K at tint +150 was lime green, as -150 is). Where even tint 0 is out of
+    reach (below about 1750 K), tint 0."""
+    if tint == 0.0 or _balances_to_white(cal, temperature, tint):
+        return tint
+    if not _balances_to_white(cal, temperature, 0.0):
+        return 0.0
+    reached, beyond = 0.0, tint
+    while abs(beyond - reached) > 0.05:
+        middle = (reached + beyond) / 2
+        reached, beyond = (middle, beyond) if _balances_to_white(cal, temperature, middle) else (reached, middle)
+    return round(reached, 1)
+
+
+def _balances_to_white(cal: Any, temperature: float, tint: float) -> bool:
+    """Whether the white of ``temperature`` and ``tint`` has a camera response the stage keeps as it is (no channel
+    below :data:`MIN_CUSTOM_RESPONSE`) and the colour stage maps to white within 1 %."""
+    from engine.calibration import balanced_camera_to_linear_srgb
+
+    neutral = xy_to_neutral(cal, temperature_tint_to_xy(temperature, tint))
+    if neutral.min() < MIN_CUSTOM_RESPONSE:
+        return False
+    white = balanced_camera_to_linear_srgb(cal, neutral, neutral_to_xy(cal, neutral)) @ np.ones(3)
+    return bool(np.abs(white - 1.0).max() <= 0.01)
 
 
 def _clip_level(ctx: Context) -> float | None:
