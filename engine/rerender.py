@@ -49,6 +49,7 @@ from engine.recipe import Recipe, StageSettings, parse_json
 from engine.results import ProgressCallback, RenderResult
 from engine.xmp import capture_time, location
 from engine.xmp.hints import CREDIT_KEYS
+from engine.xmp.recipe_properties import check_stages
 
 CATALOGUE_KEYS = ("Xmp.xmp.Rating", "Xmp.xmp.Label", "Xmp.darktable.colorlabels", "Xmp.dc.subject",
                   *CREDIT_KEYS, *location.OUTPUT_KEYS, *capture_time.OUTPUT_KEYS)
@@ -85,7 +86,9 @@ def _json_object(xmp: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
 
 def _output_options(xmp: dict[str, Any], path: Path) -> dict[str, Any]:
     """The recorded output options, each of the type a re-render passes on (a damaged record is one line)."""
-    output = _json_object(xmp, "output", path)
+    # a null is a value not recorded (a damaged quality null was said as a wrong option, exit 2, not naming the file)
+    output = {key: value for key, value in _json_object(xmp, "output", path).items() if value is not None}
+
     def counts(key: str, low: int, high: int | None = None) -> bool:
         value = output.get(key)
         return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= low
@@ -116,6 +119,7 @@ def read_record(path: Path) -> RenderRecord:
         raise RecipeError(f"{path}: records no hostplug recipe; only hostplug outputs can be re-rendered")
     try:
         recipe = Recipe.from_json(stored)
+        check_stages(recipe)  # a stage setting out of range was said at render, without the file's name
     except RecipeError as e:
         raise RecipeError(f"{path}: its recorded recipe cannot be used: {e}") from e
     decided = _json_object(xmp, "decided", path)

@@ -287,3 +287,15 @@ def test_a_long_style_and_a_setting_held_as_an_array_are_one_short_line(tmp_path
         "</hostplug:exposure></rdf:Description>\n</rdf:RDF>".encode()))
     result = hostplug("show", raw)
     assert result.returncode == 4 and "hostplug:exposure holds an array or structure" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["Infinity", "1e400", "-inf", "NaN"])
+def test_a_rating_that_is_no_finite_number_is_no_rating(tmp_path: Path, value: str) -> None:
+    # a fuzzer's xmp:Rating="Infinity" was a traceback in show, render and edit (round() of an infinity), and
+    # stopped a batch there; a rating that is no rating is passed over, as 6 and -2 are
+    raw = tmp_path / "IMG_0001.dng"
+    shutil.copy(SAMPLE_DNG, raw)
+    raw.with_name("IMG_0001.dng.xmp").write_bytes(packet(
+        extra=f' xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="{value}"'))
+    result = hostplug("show", raw)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr

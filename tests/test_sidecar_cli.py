@@ -437,6 +437,30 @@ def test_rerender_after_an_engine_change_pins_the_stored_look(raw: Path) -> None
         "photofinish").params
 
 
+def test_rerender_of_a_damaged_record_names_the_file_in_one_line(raw: Path) -> None:
+    # a fuzzer's: a recorded JPEG quality of null was "JPEG quality None ..." (exit 2, a wrong option, no file
+    # named), a stage setting out of range was said without the file's name, and a recorded raw path longer than
+    # the system allows was a traceback
+    out = raw.parent / "out.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "64").exit_code == 0
+    record = json.loads(xmp_of(out)["Xmp.hostplug.output"])
+    _set_xmp(out, {"Xmp.hostplug.output": json.dumps({**record, "quality": None})})
+    assert hostplug("rerender", out, "-o", raw.parent / "null.jpg").exit_code == 0  # a null is a value not recorded
+    stored = json.loads(xmp_of(out)["Xmp.hostplug.recipe"])
+    _set_xmp(out, {"Xmp.hostplug.recipe": json.dumps(
+        {**stored, "stages": {"denoise": {"params": {"strength": -1}}}})})
+    result = hostplug("rerender", out, "-o", raw.parent / "bad.jpg")
+    assert result.exit_code == 4 and result.stderr.startswith(f"hostplug: error: {out}: its recorded recipe cannot "
+                                                              "be used: stage 'denoise' parameter 'strength'")
+    _set_xmp(out, {"Xmp.hostplug.recipe": json.dumps(stored), "Xmp.hostplug.sourcePath": "/" + "x" * 9000})
+    (raw.parent / "moved").mkdir()
+    raw.rename(raw.parent / "moved" / raw.name)
+    result = hostplug("rerender", out, "-o", raw.parent / "long.jpg")
+    assert result.exit_code != 0 and "Traceback" not in result.stderr and len(result.stderr) < 1000
+    assert "cannot find its source raw" in result.stderr
+    assert not (raw.parent / "bad.jpg").exists() and not (raw.parent / "long.jpg").exists()
+
+
 def test_rerender_refuses_a_file_hostplug_did_not_make(tmp_path: Path) -> None:
     plain = tmp_path / "plain.png"
     cv2.imwrite(str(plain), np.zeros((8, 8, 3), np.uint8))

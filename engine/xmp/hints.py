@@ -347,10 +347,12 @@ def rating(tree: etree._ElementTree) -> int | None:
     """xmp:Rating (-1 rejected, 0 to 5 stars), or None when absent or not a rating."""
     text = simple_properties(tree, XMP_BASIC_NS).get("Rating")
     try:
-        value = round(float(text)) if text is not None else None
+        value = float(text) if text is not None else math.nan
     except ValueError:
         return None
-    return value if value is not None and -1 <= value <= 5 else None
+    if not math.isfinite(value):  # "Infinity" and "1e400" raised OverflowError in round()
+        return None
+    return round(value) if -1 <= round(value) <= 5 else None
 
 
 def colour_labels(tree: etree._ElementTree) -> list[str]:

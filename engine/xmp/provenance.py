@@ -168,6 +168,15 @@ def _matches(candidate: Path, sha256: str | None) -> bool:
         return False
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False for a path the system cannot look at (a recorded path longer than it
+    allows was a traceback: a fuzzer's)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
     """The source raw of ``output`` (see the module docstring); :class:`InputNotFoundError` saying where it looked.
 
@@ -195,7 +204,7 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
         seen.add(candidate)
         if _matches(candidate, provenance.sha256):
             return candidate
-        if provenance.sha256 is not None and candidate.name in recorded_names and candidate.is_file():
+        if provenance.sha256 is not None and candidate.name in recorded_names and _is_file(candidate):
             other.append(candidate)  # (not every raw of the folders searched: those are no raw of its name)
     if other:
         # the same raw with metadata written into it, or another photo under its name (a tester's): say both, and
@@ -210,7 +219,8 @@ def find_source(output: Path, search: Iterable[Path] = ()) -> Path:
             f"rerender_file(..., search=[FOLDER]), or render_file(RAW, NEW, recipe=OUTPUT's recipe))")
     looked = ", ".join(str(f) for f in folders)
     if provenance.path is not None:
-        looked = f"{provenance.path}, {looked}"
+        recorded = str(provenance.path)  # (a damaged record's path of kilobytes is cut: one readable line)
+        looked = f"{recorded if len(recorded) <= 300 else recorded[:297] + '...'}, {looked}"
     what = f"the raw {provenance.names[0]}" if provenance.names else "a raw with a matching name"
     check = " with the recorded SHA-256" if provenance.sha256 else ""
     raise InputNotFoundError(f"{output}: cannot find its source raw: looked for {what}{check} in {looked}; "
