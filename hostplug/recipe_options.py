@@ -46,8 +46,10 @@ _OPTIONS = [
     click.option("--auto-exposure/--no-auto-exposure", "auto_exposure", default=None,
                  help="Meter the picture (its white point) instead of following the raw's exposure (the default)."),
     click.option("--wb", type=NameChoice(WB_MODES[:2]),
-                 help="White balance: as-shot (default) or auto; either drops a custom temperature and tint."),
-    click.option("--temperature", type=float, help="White balance temperature in Kelvin (sets custom WB)."),
+                 help="White balance: as-shot (default) or auto; either drops a stored custom temperature and tint "
+                      "(not to be given with --temperature or --tint)."),
+    click.option("--temperature", type=float,
+                 help="White balance temperature in Kelvin, 1700 to 25000 (sets custom WB)."),
     click.option("--tint", type=float,
                  help="White balance tint, -150 (green) to 150 (magenta), with --temperature (custom WB)."),
     click.option("--contrast", type=float, help="Contrast, -100 to 100."),
@@ -121,12 +123,33 @@ def _check_option_values(changes: dict[str, Any]) -> None:
         for name, change in (changes.get("stages") or {}).items():
             _check_stage_change(name, change)
         _check_style_for(changes)
+        _check_single_weight(changes.get("style"))
     except RecipeError as e:
         from engine.errors import RecipeOptionError, SidecarError
 
         if isinstance(e, SidecarError) and not isinstance(e, RecipeOptionError):
             raise  # a bad preset file (two of one name): exit 4, as `presets` says it (a re-tester's got 2)
         raise click.UsageError(str(e)) from None
+
+
+def _check_single_weight(style: Any) -> None:
+    """A weight on one style alone (``--style vivid:0.3``) rendered all of vivid, as weights are shares of a blend:
+    refused, saying how to get part of a style (a tester's)."""
+    if not isinstance(style, str) or "," in style or ":" not in style:
+        return
+    name, _colon, weight = style.partition(":")
+    try:
+        share = float(weight)
+    except ValueError:
+        return  # (a weight that is no number was said by check_changes)
+    if share == 1.0:
+        return
+    name, part = name.strip(), share if 0.0 < share < 1.0 else 0.3
+    from engine.errors import RecipeError
+
+    raise RecipeError(f"--style {style}: a weight is a share of a blend, so one style alone is all of it; for "
+                      f"part of {name}, blend it with natural (--style natural:{1 - part:g},{name}:{part:g}) or "
+                      f"give --style-strength {part:g}")
 
 
 def _check_style_for(changes: dict[str, Any]) -> None:

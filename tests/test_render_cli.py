@@ -298,6 +298,8 @@ def test_set_fixes_a_stage_parameter(tmp_path: Path, sample_dng: Path) -> None:
         (["--saturation", -300], "saturation"),
         (["--style", "nosuch"], "unknown style 'nosuch'"),
         (["--style", "natural+vivid"], "a blend is written NAME:WEIGHT,NAME:WEIGHT"),  # a tester's guess at a blend
+        # a tester's vivid:0.3 rendered all of vivid, silently
+        (["--style", "vivid:0.3"], "blend it with natural (--style natural:0.7,vivid:0.3) or give --style-strength"),
         (["--preset", "nopreset"], "no preset named 'nopreset'"),  # a typo, as an unknown style (it was exit 4)
         # a tester's output recorded denoise 30 over pixels denoised at 20
         (["--denoise", 30, "--set", "denoise.strength=20"], "denoise 30 and the denoise stage's strength"),
