@@ -53,7 +53,7 @@ def read_recipe_file(path: Path) -> Recipe:
         return provenance.recipe
     data = read_regular(path, MAX_RECIPE_BYTES, "recipe file", RecipeError, missing=InputNotFoundError)
     try:
-        return Recipe.from_json(data.decode("utf-8"))
+        return Recipe.from_json(data.decode("utf-8-sig"))  # (a byte-order mark, as Windows Notepad writes)
     except UnicodeDecodeError:
         raise RecipeError(f"{path}: the recipe file is not UTF-8 text") from None
     except RecipeError as e:

@@ -292,11 +292,22 @@ def parse_json(text: str, what: str) -> Any:
         raise RecipeError(f"{what} must be JSON text (a str), not {type(text).__name__}")
     check_json_depth(text, what)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_each_key_once)
     except json.JSONDecodeError as e:
         raise RecipeError(f"{what} is not valid JSON ({e.msg}: line {e.lineno}, column {e.colno})") from e
     except ValueError as e:
         raise RecipeError(f"{what} holds a number far too long to be a setting") from e
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members; :class:`RecipeError` for a key given twice (``{"exposure": 1, "exposure": -4}``
+    rendered at -4 without a word, where a sidecar's setting given twice is refused)."""
+    members = dict(pairs)
+    if len(members) < len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _value in pairs if key in seen or seen.add(key))
+        raise RecipeError(f"{shown(twice)} is given twice; give each setting once")
+    return members
 
 
 def _exactly(value: float) -> str:

@@ -22,6 +22,13 @@ def test_documented_example_parses(tmp_path: Path) -> None:
     assert config.journal == folder.path / ".hostplug" / "journal.sqlite"
 
 
+def test_a_configuration_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    # a fuzzer's: Windows Notepad's UTF-8 byte-order mark was "not valid TOML (Invalid statement (at line 1 ...))"
+    path = tmp_path / "studio.toml"
+    path.write_text('\ufeff[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "out"\n', encoding="utf-8")
+    assert load_config(path).folders[0].path == tmp_path / "in"
+
+
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     path = tmp_path / "studio.toml"
     path.write_text('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "out"\n')

@@ -299,3 +299,18 @@ def test_a_rating_that_is_no_finite_number_is_no_rating(tmp_path: Path, value: s
         extra=f' xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="{value}"'))
     result = hostplug("show", raw)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_recipe_file_with_a_byte_order_mark_reads_and_one_with_a_key_twice_is_refused(tmp_path: Path) -> None:
+    # a fuzzer's: a recipe saved by Windows Notepad (a UTF-8 byte-order mark) was "not valid JSON", and
+    # {"exposure": 1, "exposure": -4} rendered at -4 without a word (a sidecar's setting given twice is refused)
+    raw = tmp_path / "IMG_0001.dng"
+    shutil.copy(SAMPLE_DNG, raw)
+    marked = tmp_path / "marked.json"
+    marked.write_text('\ufeff{"exposure": 0.5}', encoding="utf-8")
+    result = hostplug("edit", raw, "--recipe", marked)
+    assert result.returncode == 0, result.stderr
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"exposure": 1, "exposure": -4}')
+    result = hostplug("edit", raw, "--recipe", twice)
+    assert result.returncode == 4 and "'exposure' is given twice" in result.stderr

@@ -379,7 +379,7 @@ def load_config(path: Path) -> DaemonConfig:
 
     raw = read_regular(path, MAX_CONFIG_BYTES, "configuration", ConfigError)  # no FIFO, device or huge file
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # (a byte-order mark, as Windows Notepad writes)
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except RecursionError:
