@@ -395,6 +395,60 @@ def channel_norm(x: np.ndarray, out: np.ndarray, eps: float) -> None:
     _channel_norm(x, out, np.float32(eps))
 
 
+@njit(**_EXACT)
+def _position_means(image, period, block, out):  # pragma: no cover - compiled
+    """The means of each of the ``period`` x ``period`` positions of each ``block`` x ``block`` block of
+    ``image`` (H, W, 3), the positions one after the other along ``out``'s last axis (rows, then columns)."""
+    rows, cols = out.shape[0], out.shape[1]
+    inv = np.float32(1.0 / ((block // period) * (block // period)))
+    for by in prange(rows):
+        for bx in range(cols):
+            for k in range(out.shape[2]):
+                out[by, bx, k] = np.float32(0.0)
+            for y in range(by * block, by * block + block):
+                for x in range(bx * block, bx * block + block):
+                    k = ((y % period) * period + x % period) * 3
+                    for c in range(3):
+                        out[by, bx, k + c] += image[y, x, c]
+            for k in range(out.shape[2]):
+                out[by, bx, k] *= inv
+
+
+def position_means(image: np.ndarray, blocks_h: int, blocks_w: int, period: int, block: int) -> np.ndarray:
+    """The means of each position of a ``period`` x ``period`` packing within the first ``blocks_h`` x
+    ``blocks_w`` blocks of ``block`` pixels a side of ``image`` (H, W, 3, float32): (blocks_h, blocks_w,
+    3 * period**2), float32 (the learned denoiser's local means, :func:`engine.models.denoise_tiles.denoise_image`)."""
+    _check(image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.float32 and period >= 1
+           and block % period == 0 and blocks_h * block <= image.shape[0] and blocks_w * block <= image.shape[1],
+           "position_means", f"{blocks_h} x {blocks_w} blocks of {block} (period {period}) in {image.shape}")
+    out = np.empty((blocks_h, blocks_w, 3 * period * period), np.float32)
+    _position_means(image, period, block, out)
+    return out
+
+
+@njit(**_EXACT)
+def _add_per_position(part, cells, period):  # pragma: no cover - compiled
+    """Add to each pixel of ``part`` (H, W, 3) its cell's values for its position (:func:`add_per_position`)."""
+    for y in prange(part.shape[0]):
+        cy, dy = y // period, y % period
+        for x in range(part.shape[1]):
+            k = (dy * period + x % period) * 3
+            cx = x // period
+            for c in range(3):
+                part[y, x, c] += cells[cy, cx, k + c]
+
+
+def add_per_position(part: np.ndarray, cells: np.ndarray, period: int) -> None:
+    """Add ``cells`` (one row and column per ``period`` x ``period`` cell of ``part``, 3 values per position of a
+    cell, as :func:`position_means` orders them) to ``part`` (H, W, 3, float32, starting on the cells' grid), in
+    place: each pixel takes its own position's values."""
+    _check(part.ndim == 3 and part.shape[2] == 3 and part.dtype == np.float32 and cells.dtype == np.float32
+           and cells.ndim == 3 and cells.shape[0] * period >= part.shape[0]
+           and cells.shape[1] * period >= part.shape[1] and cells.shape[2] == 3 * period * period,
+           "add_per_position", f"cells {cells.shape} (period {period}) onto {part.shape}")
+    _add_per_position(part, cells, period)
+
+
 @njit(**_JIT)
 def _compress_gamut(img, thresholds, curves, step, scales, power):  # pragma: no cover - compiled
     """:mod:`engine.gamut`'s compression in place, a pixel at a time: a component beyond its threshold reads its
@@ -514,6 +568,8 @@ def load_compiled() -> None:
             (_bgu_apply, (rgb, grid, 0.0, rgb)),
             (_channel_norm, (plane, plane, f32(0.0))),
             (_compress_gamut, (rgb, table, plane, f32(0.0), table, f32(0.0))),
+            (_position_means, (rgb, 0, 0, rgb)),
+            (_add_per_position, (rgb, rgb, 0)),
         ):
             kernel.compile(tuple(numba.typeof(a) for a in args))
 

@@ -50,7 +50,8 @@ RECIPE_VERSION = 17  # 4: the default denoiser became "auto", with "mid2"; 5: DN
 # params version 6); 14: a chroma move (style, saturation, vibrance) that would leave the gamut stops at its edge
 # (photofinish params version 4); 15: the Saturation slider, less and more, keeps each colour's hue (photofinish
 # params version 5); 16: vibrance spares skin (photofinish params version 6); 17: a custom tint limited to what
-# the calibration balances to white, white balance gains raised so the lowest is 1 (white balance params version 4)
+# the calibration balances to white, white balance gains raised so the lowest is 1 (white balance params version 4),
+# the learned denoiser's local means given back at each position of its 2 x 2 blocks (denoise params version 6)
 WbMode = Literal["as-shot", "auto", "custom"]
 WB_MODES: tuple[str, ...] = get_args(WbMode)
 

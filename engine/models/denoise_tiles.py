@@ -83,18 +83,37 @@ def _native_bf16() -> bool:
     return torch.backends.mkldnn.is_available() and any(f in flags for f in (" avx512_bf16", " amx_bf16"))
 
 
-def _block_means(image: np.ndarray, blocks_h: int, blocks_w: int) -> np.ndarray:
-    """Means of the first ``blocks_h`` x ``blocks_w`` blocks of :data:`LOW_BLOCK` pixels a side, float32."""
+def _block_means(image: np.ndarray, blocks_h: int, blocks_w: int, period: int = 1) -> np.ndarray:
+    """Means of the first ``blocks_h`` x ``blocks_w`` blocks of :data:`LOW_BLOCK` pixels a side, float32; with a
+    ``period`` above 1, the means of each of a block's ``period`` x ``period`` positions (rows, then columns) one
+    after the other along the last axis."""
     b = LOW_BLOCK
+    if period > 1:
+        from engine import kernels
+
+        return kernels.position_means(image, blocks_h, blocks_w, period, b)
     return cv2.resize(image[: blocks_h * b, : blocks_w * b], (blocks_w, blocks_h), interpolation=cv2.INTER_AREA)
 
 
-def _low_frequency_rows(small: np.ndarray, start: int, end: int, width: int) -> np.ndarray:
+def _give_back(part: np.ndarray, low: np.ndarray, period: int) -> None:
+    """Add ``low`` (rows of :func:`_low_frequency_rows`, one value per cell) to ``part``, a slice of the residual
+    starting on the ``period``'s grid: each position of a cell gets its own means back."""
+    if period == 1:
+        part += low
+        return
+    from engine import kernels
+
+    kernels.add_per_position(part, low, period)
+
+
+def _low_frequency_rows(small: np.ndarray, start: int, end: int, width: int, period: int = 1) -> np.ndarray:
     """Rows ``start:end`` (full resolution, ``width`` wide) of ``small`` (block means of a residual) smoothed by
     the Gaussian and bilinearly enlarged; only the small rows within reach are read, so a band gets the rows one
-    pass over the whole image gives."""
+    pass over the whole image gives. With a ``period`` above 1, one value for each cell of ``period`` x
+    ``period`` pixels (at its centre): each position of the cell takes its own channels of it."""
     rows = small.shape[0]
-    fy = (np.arange(start, end, dtype=np.float64) + 0.5) / LOW_BLOCK - 0.5
+    centres = np.arange(start, end, period, dtype=np.float64) + (period - 1) / 2
+    fy = (centres + 0.5) / LOW_BLOCK - 0.5
     y0 = np.floor(fy).astype(np.intp)
     wy = np.where(y0 < 0, 0.0, fy - y0).astype(np.float32)[:, None, None]
     y0 = np.clip(y0, 0, rows - 1)
@@ -102,7 +121,8 @@ def _low_frequency_rows(small: np.ndarray, start: int, end: int, width: int) -> 
     a0, a1 = max(0, int(y0[0]) - _LOW_REACH), min(rows, int(y1[-1]) + _LOW_REACH + 1)
     smooth = cv2.GaussianBlur(small[a0:a1], (0, 0), _LOW_SIGMA, borderType=cv2.BORDER_REFLECT_101)
     tall = smooth[y0 - a0] * (1.0 - wy) + smooth[y1 - a0] * wy
-    return cv2.resize(tall, (width, end - start), interpolation=cv2.INTER_LINEAR)  # across only: rows match
+    cells = -(-width // period)  # across only (rows match): at the cells' centres, as OpenCV maps them
+    return cv2.resize(tall, (cells, len(centres)), interpolation=cv2.INTER_LINEAR)
 
 
 def _denoise_tile(net: FusedDenoiser, rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], margin: int,
@@ -141,7 +161,7 @@ def _even_step(length: int, most: int, grid: int = 16) -> int:
 
 
 def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, strength: float = 1.0,
-                  device: str = "cpu", tile: int = TILE,
+                  device: str = "cpu", tile: int = TILE, means_per_position: bool = True,
                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Denoise linear camera RGB (H, W, 3, float32) **in place**, blended with the input by ``strength``
     (0..1), and return it.
@@ -154,7 +174,10 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
     The result keeps the input's local means (the means of 8 x 8 blocks of the difference, smoothed and
     enlarged, are given back): noise averages out at those scales, so this removes nothing worth keeping, and it
     guards against the network shifting colours where a real camera's scene lies outside what it was trained on
-    (say, red under blue stage light); on the test set it changes PSNR by less than 0.03 dB.
+    (say, red under blue stage light); on the test set it changes PSNR by less than 0.03 dB. With
+    ``means_per_position``, a network on packed pixels gets each position of its packing's blocks its own means
+    back: its outputs for the four pixels of a 2 x 2 block differ a little in level, which showed as a plaid of 1
+    to 2 levels in red, 4 at +2 EV (a tester's, on the Sony's blue-lit shadows).
     """
     h, w = rgb.shape[:2]
     scale = image_scale(rgb)
@@ -166,14 +189,15 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
     step = _even_step(w, tile, grid)
     spans = [(start, min(start + rows, h)) for start in range(0, h, rows)]
     blocks_h, blocks_w = h // LOW_BLOCK, w // LOW_BLOCK
-    small = np.zeros((blocks_h, blocks_w, 3), np.float32) if blocks_h and blocks_w else None
+    period = model.config.pack if means_per_position else 1
+    small = np.zeros((blocks_h, blocks_w, 3 * period * period), np.float32) if blocks_h and blocks_w else None
     net = fuse(model, scale, inference_dtype(model, device), device)
 
     def finish(start: int, end: int, residual: np.ndarray) -> None:
-        for y in range(start, end, 128):  # in slices: no third band-sized buffer
+        for y in range(start, end, 128):  # in slices (on the period's grid): no third band-sized buffer
             part = residual[y - start : min(y + 128, end) - start]
             if small is not None:
-                part += _low_frequency_rows(small, y, min(y + 128, end), w)
+                _give_back(part, _low_frequency_rows(small, y, min(y + 128, end), w, period), period)
             if strength < 1.0:
                 part *= np.float32(strength)
             rgb[y : y + len(part)] += part
@@ -187,7 +211,7 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
                 residual[:, cols[0] : cols[1]] = _denoise_tile(net, rgb, (start, end), cols, margin, noise, device)
             if small is not None and start // LOW_BLOCK < blocks_h:  # bands start on the block grid
                 b0, b1 = start // LOW_BLOCK, min(blocks_h, end // LOW_BLOCK)
-                small[b0:b1] = -_block_means(residual, b1 - b0, blocks_w)  # noisy - denoised
+                small[b0:b1] = -_block_means(residual, b1 - b0, blocks_w, period)  # noisy - denoised
             if pending is not None:  # its smoothed residual reaches 64 rows into this band, known now
                 finish(*pending)
             pending = (start, end, residual)
@@ -198,20 +222,22 @@ def denoise_image(model: Denoiser, rgb: np.ndarray, noise: NoiseLevel, *, streng
     return rgb
 
 
-def denoise_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel, *, strength: float = 1.0) -> torch.Tensor:
+def denoise_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel, *, strength: float = 1.0,
+                      means_per_position: bool = True) -> torch.Tensor:
     """:func:`denoise_image` of a (H, W, 3) float32 tensor on its device (the torch path, ``--device cuda``), in
     place and in one pass: the same noise map, network, restore of the local means and blend, with every step on
     the device. The network runs in float32 there (:func:`inference_dtype`). A device too small for the whole
     image at once (a 61 MP raw needs about 6 GB) gets :func:`denoise_image`'s tiles instead, one at a time."""
     try:
-        residual = _residual_on_device(model, rgb, noise)
+        residual = _residual_on_device(model, rgb, noise, model.config.pack if means_per_position else 1)
     except torch.OutOfMemoryError:
         residual = None  # outside the handler, so the traceback no longer holds the failed attempt's tensors
     if residual is None:
         from engine import kernels
 
         torch.cuda.empty_cache()
-        host = denoise_image(model, kernels.to_host(rgb), noise, strength=strength, device=str(rgb.device))
+        host = denoise_image(model, kernels.to_host(rgb), noise, strength=strength, device=str(rgb.device),
+                             means_per_position=means_per_position)
         return rgb.copy_(torch.from_numpy(host))
     with torch.inference_mode():
         if strength < 1.0:
@@ -219,7 +245,7 @@ def denoise_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel, *, 
         return rgb.add_(residual)
 
 
-def _residual_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel) -> torch.Tensor:
+def _residual_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel, period: int = 1) -> torch.Tensor:
     """What :func:`denoise_on_device` adds to ``rgb`` at full strength (restore of the local means included)."""
     import torch.nn.functional as F
 
@@ -256,27 +282,32 @@ def _residual_on_device(model: Denoiser, rgb: torch.Tensor, noise: NoiseModel) -
         residual = residual[:h, :w]
         blocks_h, blocks_w = h // LOW_BLOCK, w // LOW_BLOCK
         if blocks_h and blocks_w:
-            residual += _low_frequency_on_device(residual, blocks_h, blocks_w)
+            residual += _low_frequency_on_device(residual, blocks_h, blocks_w, period)
     return residual
 
 
-def _low_frequency_on_device(residual: torch.Tensor, blocks_h: int, blocks_w: int) -> torch.Tensor:
+def _low_frequency_on_device(residual: torch.Tensor, blocks_h: int, blocks_w: int, period: int = 1) -> torch.Tensor:
     """What :func:`denoise_image` gives back to keep the input's local means, for the whole (H, W, 3) residual: its
-    8 x 8 block means, negated, smoothed by the Gaussian and enlarged as :func:`_low_frequency_rows` does (rows at
-    the blocks' own spacing, columns stretched over the width as OpenCV's resize does)."""
+    8 x 8 block means (of each position of a ``period`` x ``period`` cell), negated, smoothed by the Gaussian and
+    enlarged as :func:`_low_frequency_rows` does (rows at the cells' own spacing, columns stretched over the
+    width as OpenCV's resize does), each pixel taking its position's."""
     import torch.nn.functional as F
 
     from engine import kernels
 
     h, w = residual.shape[:2]
-    b = LOW_BLOCK
-    small = -F.avg_pool2d(residual[: blocks_h * b, : blocks_w * b].permute(2, 0, 1)[None], b)
-    smooth = kernels.gaussian_blur_torch(small, _LOW_SIGMA)[0]  # 3, blocks_h, blocks_w
-    fy = (torch.arange(h, device=residual.device, dtype=torch.float64) + 0.5) / b - 0.5
+    b, p = LOW_BLOCK, period
+    blocks = residual[: blocks_h * b, : blocks_w * b].permute(2, 0, 1)[None]
+    small = -torch.cat([F.avg_pool2d(blocks[..., dy::p, dx::p], b // p) for dy in range(p) for dx in range(p)], 1)
+    smooth = kernels.gaussian_blur_torch(small, _LOW_SIGMA)[0]  # 3 p p, blocks_h, blocks_w
+    rows, cols = -(-h // p), -(-w // p)
+    centres = torch.arange(rows, device=residual.device, dtype=torch.float64) * p + (p - 1) / 2
+    fy = (centres + 0.5) / b - 0.5
     y0 = torch.floor(fy).long()
     wy = torch.where(y0 < 0, torch.zeros_like(fy), fy - y0).float()[None, :, None]
     y0 = torch.clamp(y0, 0, blocks_h - 1)
     y1 = torch.clamp(y0 + 1, max=blocks_h - 1)
-    tall = smooth[:, y0] * (1.0 - wy) + smooth[:, y1] * wy  # 3, h, blocks_w
-    wide = F.interpolate(tall[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-    return wide.permute(1, 2, 0)
+    tall = smooth[:, y0] * (1.0 - wy) + smooth[:, y1] * wy  # 3 p p, rows, blocks_w
+    wide = F.interpolate(tall[None], size=(rows, cols), mode="bilinear", align_corners=False)[0]
+    cells = wide.view(p, p, 3, rows, cols).permute(3, 0, 4, 1, 2).reshape(rows * p, cols * p, 3)
+    return cells[:h, :w]  # each pixel its cell's values for its position

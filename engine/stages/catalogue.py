@@ -28,8 +28,8 @@ DEFAULT_IMPLEMENTATIONS: dict[str, str] = {
 PARAMS_VERSIONS: dict[tuple[str, str], int] = {
     ("demosaic", "mhc"): 6,
     ("denoise", "classical"): 2,
-    ("denoise", "learned"): 5,
-    ("denoise", "auto"): 5,
+    ("denoise", "learned"): 6,
+    ("denoise", "auto"): 6,
     ("white_balance", "classical"): 4,
     ("colour", "dng"): 3,
     ("photofinish", "learned"): 6,
@@ -74,8 +74,10 @@ _PHOTOFINISH_V4 = (("photofinish", "learned", 4), ("photofinish", "classical", 4
 # recipe version 16: photofinish params 6 spare skin's hue from vibrance; 5 boosted it most of all
 _PHOTOFINISH_V5 = (("photofinish", "learned", 5), ("photofinish", "classical", 5))
 # recipe version 17: white balance params 4 limit a custom tint to what the calibration balances to white, and
-# raise gains below 1 so clipped whites stay white; 3 kept both
-_WHITE_BALANCE_V3 = ("white_balance", "classical", 3)
+# raise gains below 1 so clipped whites stay white (3 kept both); learned and auto denoise params 6 give the
+# input's local means back at each position of the network's 2 x 2 blocks (5 as a whole)
+_DENOISE_V5 = (("denoise", "learned", 5), ("denoise", "auto", 5))
+_BEFORE_17 = (("white_balance", "classical", 3), *_DENOISE_V5)
 FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     1: (("denoise", "learned", 1), ("detail", "learned", 1), _DEMOSAIC_V1, *_PHOTOFINISH_V1,  # "lite" networks
         *_DENOISE_FULL_SIZE, *_BEFORE_11),
@@ -88,14 +90,14 @@ FORMER_DEFAULT_PARAMS: dict[int, tuple[tuple[str, str, int], ...]] = {
     6: (_DEMOSAIC_V3, *_PHOTOFINISH_V1, *_DENOISE_FULL_SIZE, _LEARNED_MID2, *_BEFORE_11),
     7: (_DEMOSAIC_V3, _LEARNED_MID2, _AUTO_MID2, *_BEFORE_11, *_PHOTOFINISH_V2),
     8: (_DEMOSAIC_V4, _LEARNED_MID2, _AUTO_MID2, *_BEFORE_11, *_PHOTOFINISH_V2),
-    9: (_DEMOSAIC_V4, *_BEFORE_11, *_PHOTOFINISH_V2),
-    10: (*_BEFORE_11, *_PHOTOFINISH_V2, _DEMOSAIC_V5),
-    11: (("colour", "dng", 2), _DEMOSAIC_V5, *_PHOTOFINISH_V3, _WHITE_BALANCE_V3),  # 12: colour params 3
-    12: (_DEMOSAIC_V5, *_PHOTOFINISH_V3, _WHITE_BALANCE_V3),  # compress colours beyond the gamut
-    13: (*_PHOTOFINISH_V3, _WHITE_BALANCE_V3),
-    14: (*_PHOTOFINISH_V4, _WHITE_BALANCE_V3),
-    15: (*_PHOTOFINISH_V5, _WHITE_BALANCE_V3),
-    16: (_WHITE_BALANCE_V3,),
+    9: (_DEMOSAIC_V4, *_BEFORE_11, *_PHOTOFINISH_V2, *_DENOISE_V5),
+    10: (*_BEFORE_11, *_PHOTOFINISH_V2, _DEMOSAIC_V5, *_DENOISE_V5),
+    11: (("colour", "dng", 2), _DEMOSAIC_V5, *_PHOTOFINISH_V3, *_BEFORE_17),  # 12: colour params 3 compress
+    12: (_DEMOSAIC_V5, *_PHOTOFINISH_V3, *_BEFORE_17),  # colours beyond the gamut
+    13: (*_PHOTOFINISH_V3, *_BEFORE_17),
+    14: (*_PHOTOFINISH_V4, *_BEFORE_17),
+    15: (*_PHOTOFINISH_V5, *_BEFORE_17),
+    16: _BEFORE_17,
 }
 
 
@@ -121,7 +123,8 @@ def pin_former_defaults(stages: Any, recipe_version: int) -> Any:
     a Saturation slider that bent hues (photofinish params version 4: more scaled log-chromaticity, less mixed
     each colour with its grey), and version 15 a vibrance that boosted skin most of all (photofinish params
     version 5); versions 11 to 16 meant a custom tint kept beyond what the calibration balances, and white balance
-    gains below 1 kept (white balance params version 3)."""
+    gains below 1 kept (white balance params version 3), and the learned denoiser's local means given back as a
+    whole (learned and auto denoise params version 5, from recipe version 9)."""
     if not isinstance(stages, Mapping):  # not an object (a sidecar's "[]"): Recipe.from_dict says so, in one line
         return stages
     stages = {name: dict(value) if isinstance(value, dict) else value for name, value in stages.items()}

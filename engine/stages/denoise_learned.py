@@ -49,12 +49,15 @@ _LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hostplug-load-de
 class LearnedDenoiseParams:
     """Strength 0..100 (None: automatic), model size, where the noise level comes from, or a pinned (S, O)."""
 
-    VERSION: ClassVar[int] = 5
+    VERSION: ClassVar[int] = 6
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
     model: ModelSize = "mid3"
     noise: Literal["auto", "profile", "iso", "estimate"] = "auto"  # engine.io.noise_level.NOISE_SOURCES
     # Pins (S, O): variance = S * signal + O; both are variances, so never negative.
     noise_profile: tuple[float, float] | None = field(default=None, metadata={"range": (0.0, 1.0)})
+    # the input's local means given back "per_position" of a packed network's 2 x 2 blocks (version 6), or as
+    # a "whole" (version 5 and older), which left a plaid of 1 to 2 levels (denoise_tiles.denoise_image)
+    local_means: Literal["per_position", "whole"] = "per_position"
 
 
 def _load_network(size: ModelSize) -> Any:
@@ -89,10 +92,11 @@ class LearnedDenoise(Stage):
 
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
-        """Version 1's default model was "lite", version 2's "fast", version 3's "mid", version 4's "mid2"."""
+        """Version 1's default model was "lite", version 2's "fast", version 3's "mid", version 4's "mid2";
+        versions 1 to 5 gave the input's local means back as a whole."""
         if version < 5:
-            return {"model": _FORMER_MODELS.get(version, "lite"), **params}
-        return params
+            params = {"model": _FORMER_MODELS.get(version, "lite"), **params}
+        return {"local_means": "whole", **params} if version < 6 else params
 
     def prepare(self, params: LearnedDenoiseParams, ctx: Context) -> dict[str, Any]:
         strength = params.strength
@@ -118,8 +122,10 @@ class LearnedDenoise(Stage):
             noise = replace(noise, shading=ctx.shading)
             notes["noise_origin"] += ", raised by the lens-shading maps"
         if kernels.on_torch(ctx.device):
-            return denoise_tiles.denoise_on_device(model, image, noise, strength=min(s, 1.0))
-        return denoise_tiles.denoise_image(model, image, noise, strength=min(s, 1.0), device=ctx.device)
+            return denoise_tiles.denoise_on_device(model, image, noise, strength=min(s, 1.0),
+                                                   means_per_position=params.local_means == "per_position")
+        return denoise_tiles.denoise_image(model, image, noise, strength=min(s, 1.0), device=ctx.device,
+                                           means_per_position=params.local_means == "per_position")
 
     @staticmethod
     def noise_model(params: LearnedDenoiseParams, image: Pixels, ctx: Context) -> NoiseModel:
@@ -142,11 +148,12 @@ class AutoDenoiseParams:
     """Strength 0..100 (None: automatic), the ISO from which the learned denoiser runs, its model size, and
     whether the classical denoiser's automatic strength follows the render's size (:class:`DenoiseParams`)."""
 
-    VERSION: ClassVar[int] = 5
+    VERSION: ClassVar[int] = 6
     strength: float | None = field(default=None, metadata={"range": RANGES["denoise"]})
     learned_from_iso: float = field(default=LEARNED_FROM_ISO, metadata={"range": (0.0, 1e7)})
     model: ModelSize = "mid3"
     follow_scale: bool = True
+    local_means: Literal["per_position", "whole"] = "per_position"  # the learned denoiser's (LearnedDenoiseParams)
 
 
 def equivalent_iso(iso: float, noise_profile: np.ndarray | None) -> float:
@@ -165,7 +172,9 @@ class AutoDenoise(Stage):
     @classmethod
     def migrate(cls, params: dict[str, Any], version: int) -> dict[str, Any]:
         """Version 1's model was "fast", run from ISO 1600; version 2's "mid", from ISO 800; versions 3 and 4's
-        "mid2", from ISO 400."""
+        "mid2", from ISO 400; versions 1 to 5 gave the learned denoiser's local means back as a whole."""
+        if version < 6:
+            params = {"local_means": "whole", **params}
         if version < 2:
             return {"model": "fast", "learned_from_iso": 1600.0, **params}
         if version < 3:
@@ -181,7 +190,8 @@ class AutoDenoise(Stage):
         use_learned = source.kind != "rgb" and iso >= params.learned_from_iso
         stage: Stage = LearnedDenoise() if use_learned else ClassicalDenoise()
         if use_learned:
-            data = stage.prepare(LearnedDenoiseParams(strength=params.strength, model=params.model), ctx)
+            data = stage.prepare(LearnedDenoiseParams(strength=params.strength, model=params.model,
+                                                      local_means=params.local_means), ctx)
         else:
             data = stage.prepare(DenoiseParams(strength=params.strength, follow_scale=params.follow_scale), ctx)
         ctx.notes["denoise"] = {**ctx.notes.get("denoise", {}), "implementation": stage.implementation,
