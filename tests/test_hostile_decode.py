@@ -116,6 +116,11 @@ def _cases() -> dict[str, tuple[bytes, str]]:
                             "a list of 33 opcodes to apply (a camera writes a few; at most 32 are taken)"),
         "cfa_one_colour.dng": (dng_with(raw={33422: (1, 4, b"\0\0\0\0")}), "CFAPattern"),
         "bits_1.dng": (dng_with(raw={258: shorts(1)}), "BitsPerSample is 1"),
+        # a fuzzer's: a size or sample tag of the wrong type said Python's words ("'<' not supported between
+        # instances of 'str' and 'int'")
+        "length_ascii.dng": (dng_with(raw={257: (2, 4, b"abc\0")}), "a tag holds a value of the wrong type"),
+        "samples_rational.dng": (dng_with(raw={277: (5, 1, struct.pack("<II", 1, 0))}),
+                                 "a tag holds a value of the wrong type"),
         "huge.dng": (dng_with(raw={256: longs(100000), 257: longs(100000)}), "100000 x 100000"),
         "truncated.dng": (uncompressed[:600_000], "truncated"),
         "short_strip.dng": (dng_with(raw={279: longs(1000)}), "truncated or damaged"),

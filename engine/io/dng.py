@@ -7,6 +7,7 @@ chapters 4 and 6), so the colour stage can follow the specification.
 
 from __future__ import annotations
 
+import errno
 import math
 import struct
 from collections.abc import Callable, Iterator, Mapping
@@ -467,8 +468,11 @@ def _one_line(e: Exception) -> str:
 def _why(e: Exception) -> str:
     """What went wrong reading a damaged file, in a reader's words rather than Python's ("IndexError: index 0 out
     of range(0)", "unpack requires a buffer of 4 bytes"): an index or a short read is data cut short."""
-    if isinstance(e, (IndexError, struct.error, EOFError)):
+    if isinstance(e, (IndexError, struct.error, EOFError)) or (isinstance(e, OSError) and e.errno == errno.EINVAL):
         return "its data ends too soon or points outside the file"
+    if isinstance(e, (TypeError, ValueError, OverflowError)):  # a fuzzer's "'>' not supported between instances
+        # of 'tuple' and 'int'", "invalid literal for int()", "cannot convert float NaN to integer"
+        return "a tag holds a value of the wrong type or out of range"
     return _one_line(e) or type(e).__name__
 
 
