@@ -801,3 +801,20 @@ def test_template_folders_are_made_only_below_an_output_folder_that_is_there(tmp
     out.symlink_to(tmp_path / "real")
     _make_subfolders(folder, [str(tmp_path / "real" / "2026-12-08" / "a.jpg")], output_devices(config.folders))
     assert (tmp_path / "real" / "2026-12-08").is_dir()
+
+
+def test_running_out_of_memory_names_the_setting_that_decides_it(tmp_path: Path, sample_dng: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # a fuzzer's: an 18 MP raw under memory_limit_mb = 1200 failed with "MemoryError: Unable to allocate 30.4 MiB",
+    # which looked like a crash: the render's MemoryError now reaches the worker, which names the limit it set
+    from hostplug.daemon.workers import out_of_memory
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError("Unable to allocate 30.4 MiB for an array")
+
+    _raw, config, journal, job = _one_raw(tmp_path, sample_dng)
+    monkeypatch.setattr("engine.output.export.render_files", no_memory)
+    with pytest.raises(MemoryError):
+        _run(config, journal, job)
+    said = out_of_memory(1200, MemoryError("Unable to allocate 30.4 MiB for an array"))
+    assert said.startswith("out of memory under memory_limit_mb = 1200 (the configuration's [daemon] table")

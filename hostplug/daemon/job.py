@@ -478,10 +478,11 @@ def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRende
         return Outcome(job.id, "failed", str(e), outputs_at_fault=True)
     except _ReplacedError:  # its outputs would be the old picture's, published until the new one renders
         return _changed_or_gone(job, "the file changed while it was rendered")
-    except (OutputError, OSError, MemoryError, ModelError) as e:  # the machine or installation, not the file
+    except (OutputError, OSError, ModelError) as e:  # the machine or installation, not the file (a MemoryError
+        # goes to the worker, which knows the memory limit it ran under)
         if disk_full(e) or (e.__cause__ is not None and disk_full(e.__cause__)):
             return Outcome(job.id, "disk_full", str(e))
-        return Outcome(job.id, "retry", f"{type(e).__name__}: {e}" if isinstance(e, MemoryError) else str(e))
+        return Outcome(job.id, "retry", str(e))
     except (CorruptInputError, UnsupportedInputError) as e:
         return Outcome(job.id, "failed", str(e))
     except HostplugError as e:  # a recipe the engine refuses (from a sidecar): rendering again will not help
