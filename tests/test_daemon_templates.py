@@ -29,6 +29,13 @@ def test_template_that_escapes_the_output_folder_is_refused(template: str) -> No
         check_template(template)
 
 
+@pytest.mark.parametrize("template", [".", ".{name}", "{date}/.hidden/{name}"])
+def test_a_template_that_makes_hidden_names_is_refused(template: str) -> None:
+    # a fuzzer's "." wrote out/..jpg, which file browsers hide
+    with pytest.raises(ConfigError, match="makes hidden names"):
+        check_template(template)
+
+
 @pytest.mark.parametrize(("template", "message"), [("{nmae}", "unknown token"), ("{name!r}", "conversions"),
                                                    ("{name:>9}", "only {seq}"), ("{name.__class__}", "unknown"),
                                                    ("{name", "malformed")])
