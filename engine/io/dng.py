@@ -173,7 +173,8 @@ TAG_NAMES = {
     256: "ImageWidth", 257: "ImageLength", 258: "BitsPerSample", 259: "Compression", 262: "PhotometricInterpretation",
     273: "StripOffsets", 274: "Orientation", 277: "SamplesPerPixel", 278: "RowsPerStrip", 279: "StripByteCounts",
     322: "TileWidth", 323: "TileLength", 324: "TileOffsets", 325: "TileByteCounts", 33421: "CFARepeatPatternDim",
-    33422: "CFAPattern", 50710: "CFAPlaneColor", 50714: "BlackLevel", 50717: "WhiteLevel", 50721: "ColorMatrix1",
+    33422: "CFAPattern", 50710: "CFAPlaneColor", 50711: "CFALayout", 50714: "BlackLevel", 50717: "WhiteLevel",
+    50721: "ColorMatrix1",
     50722: "ColorMatrix2", 50723: "CameraCalibration1", 50724: "CameraCalibration2", 50727: "AnalogBalance",
     50728: "AsShotNeutral", 50729: "AsShotWhiteXY", 50730: "BaselineExposure", 50778: "CalibrationIlluminant1",
     50779: "CalibrationIlluminant2", 50964: "ForwardMatrix1", 50965: "ForwardMatrix2", 51008: "OpcodeList1",
@@ -495,6 +496,10 @@ def _check_structure(path: Path, tags: _Tags, file_size: int) -> None:
                        UnsupportedInputError)
     if photometric == 32803:
         _check_cfa(tags)
+        layout = tags.integer(50711, 1, 9, default=1)  # CFALayout: NaN, 0 and 99 passed (a fuzzer's)
+        if layout != 1:
+            raise tags.bad(50711, layout, "a staggered sensor layout, which neither LibRaw nor hostplug demosaics "
+                                          "(only 1, a rectangular one)", UnsupportedInputError)
     for offsets_code, counts_code in ((273, 279), (324, 325)):
         if offsets_code in tags:
             offsets = tags.integers(offsets_code, 0, 2**64) or []
