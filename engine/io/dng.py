@@ -562,6 +562,9 @@ def _check_cfa(tags: _Tags) -> None:
         raise tags.bad(33421, dims, "not two numbers (rows, columns)")
     if 33422 not in tags:
         return
+    if tags.page.tags[33422].dtype not in (1, 7):  # LibRaw reads its bytes whatever the type: a fuzzer's doubles
+        # were "a sensor of 1 colour(s) (GMCY)", unsupported, where the file is damaged
+        raise tags.bad(33422, tags.page.tags[33422].value, "not stored as bytes, as DNG stores a colour pattern")
     planes = tags.integers(50710, 0, 255) if 50710 in tags else [0, 1, 2]
     pattern = tags.integers(33422, 0, 255) or []
     if len(pattern) != dims[0] * dims[1]:
