@@ -121,6 +121,10 @@ def _cases() -> dict[str, tuple[bytes, str]]:
         "length_ascii.dng": (dng_with(raw={257: (2, 4, b"abc\0")}), "a tag holds a value of the wrong type"),
         "samples_rational.dng": (dng_with(raw={277: (5, 1, struct.pack("<II", 1, 0))}),
                                  "a tag holds a value of the wrong type"),
+        "layout_99.dng": (dng_with(raw={50711: shorts(99)}), "CFALayout is 99, outside 1..9"),  # passed, exit 0
+        "layout_staggered.dng": (dng_with(raw={50711: shorts(2)}), "CFALayout is 2, a staggered sensor layout"),
+        "cfa_doubles.dng": (dng_with(raw={33422: doubles(0, 1, 1, 2)}), "CFAPattern is (0, 1, 1, 2), not stored as "
+                                                                          "bytes"),  # "unsupported: 1 colour (GMCY)"
         "huge.dng": (dng_with(raw={256: longs(100000), 257: longs(100000)}), "100000 x 100000"),
         "truncated.dng": (uncompressed[:600_000], "truncated"),
         "short_strip.dng": (dng_with(raw={279: longs(1000)}), "truncated or damaged"),
