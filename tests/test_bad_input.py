@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.errors import CorruptInputError
-from tests.conftest import CANON, GOPRO, SONY, error_lines, hostplug, hostplug_process, need
+from tests.conftest import CANON, GOPRO, NIKON, SONY, error_lines, hostplug, hostplug_process, need
 
 
 def names(folder: Path) -> list[str]:
@@ -40,6 +40,20 @@ def test_unsupported_gopro_raw_is_refused_in_one_line(tmp_path: Path) -> None:
     result = hostplug("render", need(GOPRO), "-o", tmp_path / "gopro.tif")
     line = assert_one_line_refusal(result, "unsupported", tmp_path, [])
     assert "VC-5" in line
+
+
+def test_a_damaged_lossy_dng_is_called_damaged_not_unsupported(tmp_path: Path) -> None:
+    # a fuzzer's Nikon D500 DNG with only its ImageLength changed was told to be converted with Adobe DNG Converter,
+    # though this LibRaw decodes its undamaged self
+    from tests.hostile_inputs import dng_with, longs
+
+    tall = tmp_path / "tall.dng"
+    tall.write_bytes(dng_with(raw={257: longs(300000)}, base=need(NIKON).read_bytes()))
+    result = hostplug("info", tall)
+    assert result.exit_code == 3
+    assert error_lines(result.stderr) == [f"hostplug: error: {tall}: the file is truncated or damaged: LibRaw cannot "
+                                          "decode its raw data (compression code 34892, which it reads in undamaged "
+                                          "files)"]
 
 
 def test_truncated_dng_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -648,9 +648,17 @@ def _check_plausible(source: Source) -> None:
 _DECODABLE = {1, 7, 8}  # uncompressed, lossless JPEG, deflate: a DNG that uses one and fails is damaged
 
 
+def _lossy_dng_decoded() -> bool:
+    """Whether this LibRaw decodes lossy-JPEG DNGs (rawpy's wheels do): one that fails is then damaged (a fuzzer's
+    Nikon D500 DNG with a wrong ImageLength was told to be converted, though its undamaged self renders)."""
+    import rawpy
+
+    return bool(getattr(rawpy, "flags", None) and rawpy.flags.get("DNGLOSSYCODEC"))
+
+
 def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError | CorruptInputError:
     """The error for a raw LibRaw recognises but cannot decode."""
-    if dng is not None and dng.compression in _DECODABLE:
+    if dng is not None and (dng.compression in _DECODABLE or (dng.compression == 34892 and _lossy_dng_decoded())):
         return CorruptInputError(f"{path}: the file is truncated or damaged: LibRaw cannot decode its raw data "
                                  f"(compression code {dng.compression}, which it reads in undamaged files)")
     if dng is not None:
