@@ -59,6 +59,14 @@ class Config:
     def get_property(self, name: str) -> Any:
         return self.values[name]
 
+    def set_property(self, name: str, value: Any) -> None:
+        self.values[name] = value
+        self.set.append(name)
+
+    @property
+    def set(self) -> list[str]:
+        return self.__dict__.setdefault("_set", [])
+
 
 STORED = {"style": "warm", "wb": "custom", "temperature": 3200.0, "tint": 10.0, "exposure": 1.0, "saturation": 20.0}
 
@@ -224,3 +232,17 @@ def test_a_cropped_scaled_or_rotated_image_is_not_re_rendered(plugin: Any) -> No
         with pytest.raises(plugin.PluginError, match=f"^hostplug: this image is {now[0]} x {now[1]} now, not the "
                            "900 x 600 of the raw's render it was opened as .*; open the raw again"):
             plugin.check_same_size(now, (900, 600))
+
+
+def test_the_greyed_white_balance_fields_show_what_the_white_balance_came_to(plugin: Any) -> None:
+    # a tester's custom 3200 K stayed in the greyed fields after a switch to "As shot"; the preview says the white
+    # balance it came to, and the fields show it (set only when it differs: the preview it asks for is the last)
+    config = Config(plugin, white_balance="as-shot", temperature=3200.0, tint=10.0)
+    plugin.show_white_in_config(config, {"temperature": 5343.0, "tint": 4.3})
+    assert (config.values["temperature"], config.values["tint"]) == (5343.0, 4.3)
+    plugin.show_white_in_config(config, {"temperature": 5343.0, "tint": 4.3})
+    assert config.set == ["temperature", "tint"]
+    custom = Config(plugin, white_balance="custom", temperature=3200.0, tint=10.0)
+    plugin.show_white_in_config(custom, {"temperature": 5343.0, "tint": 4.3})  # the photographer's own values stay
+    assert (custom.values["temperature"], custom.values["tint"]) == (3200.0, 10.0)
+    plugin.show_white_in_config(config, None)  # an older service says nothing: nothing changes

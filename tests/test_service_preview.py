@@ -43,9 +43,11 @@ def test_a_preview_comes_back_as_pixels_and_reuses_the_stages_upstream_of_a_chan
     brighter = client.preview(SAMPLE_DNG, recipe={**base, "exposure": 1.0}, long_edge=450)
     assert brighter["ran"] == ["photofinish", "upsample", "detail"]
     assert pixels(brighter).mean() > pixels(first).mean() + 20
+    # the white balance it came to, for a dialog's greyed fields: the raw's as shot, kept by a resumed render
+    assert first["white_balance"] == brighter["white_balance"] and first["white_balance"]["temperature"] > 4000
     warmer = client.preview(SAMPLE_DNG, recipe=base, changes={"temperature": 3500.0}, long_edge=450)
     assert warmer["ran"] == list(STAGE_ORDER[STAGE_ORDER.index("white_balance"):])
-    assert warmer["recipe"]["wb"] == "custom"
+    assert warmer["recipe"]["wb"] == "custom" and warmer["white_balance"]["temperature"] == 3500.0
     # The same pixels as the engine's own preview render in this process (8-bit, rounded).
     local = render(engine.open(SAMPLE_DNG), Recipe.from_dict(warmer["recipe"]), preview=450).pixels
     assert np.array_equal(pixels(warmer), cv2.convertScaleAbs(local, alpha=255.0))

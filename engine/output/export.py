@@ -266,11 +266,13 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
                           preview=reduced_size(opened, targets) if render_size == "by outputs" else render_size,
                           orientation=orientation)
         written = _write_all(rendered, targets, extra_xmp or None, before_naming)
+        from engine.stages.white_balance import white_decided  # (loaded with the render)
+
         notice = "; ".join(said for said in (notice, _tint_limited_note(rendered.notes),
                                              _exif_left_out_note(rendered, targets)) if said) or None
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings), orientation=rendered.orientation,
-                        source_sha256=opened.sha256, white_balance=_white_of(rendered.notes), notice=notice)
+                        source_sha256=opened.sha256, white_balance=white_decided(rendered.notes), notice=notice)
 
 
 def _tint_limited_note(notes: dict[str, Any]) -> str | None:
@@ -295,15 +297,6 @@ def _exif_left_out_note(rendered: Rendered, targets: list[tuple[Path, OutputOpti
             said.append(f"{target} leaves out the raw's EXIF {names}: more than the 64 KB of EXIF that exiv2 "
                         f"writes into a {fmt.upper()} (a TIFF keeps it)")
     return "; ".join(said) or None
-
-
-def _white_of(notes: dict[str, Any]) -> dict[str, float] | None:
-    """The temperature and tint a render's white balance came to (as shot, automatic or custom), where its stage
-    noted them: what a dialog starts a custom white balance from."""
-    noted = notes.get("white_balance")
-    if not isinstance(noted, dict) or not all(isinstance(noted.get(k), (int, float)) for k in ("temperature", "tint")):
-        return None
-    return {"temperature": float(noted["temperature"]), "tint": float(noted["tint"])}
 
 
 def _recorded_orientation(recipe_file: Path, source: Source) -> Orientation | None:

@@ -238,6 +238,15 @@ def _balances_to_white(cal: Any, temperature: float, tint: float) -> bool:
     return bool(np.abs(white - 1.0).max() <= 0.01)
 
 
+def white_decided(notes: dict[str, Any]) -> dict[str, float] | None:
+    """The temperature and tint a render's white balance came to (as shot, automatic or custom), where its stage
+    noted them: what a dialog starts a custom white balance from."""
+    noted = notes.get("white_balance")
+    if not isinstance(noted, dict) or not all(isinstance(noted.get(k), (int, float)) for k in ("temperature", "tint")):
+        return None
+    return {"temperature": float(noted["temperature"]), "tint": float(noted["tint"])}
+
+
 def _clip_level(ctx: Context) -> float | None:
     """Where the input's channels clip before balancing: a raw's sensor white (1.0), an unprocessed image's white
     (:func:`engine.camera_look.unprocessed_white`); None for an image only decoded (older recipes)."""

@@ -3,9 +3,10 @@
 An editor that cannot import hostplug itself (GIMP's Python has no numpy or torch) starts this once per dialog
 and writes one JSON request per line on its stdin: ``{"input": RAW, "recipe": {...}, "long_edge": N}``. For each,
 it answers on stdout with one JSON line, ``{"ok": true, "width": W, "height": H, "seconds": s, "ran": [...],
-"bytes": n}`` followed by ``n`` bytes of 8-bit RGB pixels (rows top down), or ``{"ok": false, "error": "one
-line"}``. The preview comes from the render service (:func:`hostplug.service.client.preview`, which starts one
-when none is running), so this process stays light: no numpy, torch or rawpy. It exits when stdin closes.
+"white_balance": {"temperature": K, "tint": t}, "bytes": n}`` (the white balance the preview came to) followed
+by ``n`` bytes of 8-bit RGB pixels (rows top down), or ``{"ok": false, "error": "one line"}``. The preview comes
+from the render service (:func:`hostplug.service.client.preview`, which starts one when none is running), so
+this process stays light: no numpy, torch or rawpy. It exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def answer(request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     assert result is not None  # with why=True, a service that cannot be used raises
     payload = result.pop("payload")
     header = {"ok": True, "bytes": len(payload),
-              **{k: result[k] for k in ("width", "height", "seconds", "ran", "recipe")}}
+              **{k: result[k] for k in ("width", "height", "seconds", "ran", "recipe")},
+              "white_balance": result.get("white_balance")}  # (an older service's answer holds none)
     return header, payload
 
 

@@ -677,6 +677,7 @@ class Service:
         from engine.pipeline import render
         from engine.recipe import Recipe
         from engine.stage_cache import StageCache
+        from engine.stages.white_balance import white_decided
         from engine.xmp.sidecar import sidecar_orientation, sidecar_render
 
         start, cpu = time.perf_counter(), time.process_time()
@@ -706,6 +707,7 @@ class Service:
         height, width = pixels.shape[:2]
         return {"input": str(args["input"]), "width": width, "height": height, "format": pixel_format,
                 "recipe": recipe.to_dict(), "ran": list(rendered.timings),
+                "white_balance": white_decided(rendered.notes),  # what a dialog's greyed fields show
                 "timings": {k: round(v, 4) for k, v in rendered.timings.items()},
                 "seconds": round(time.perf_counter() - start, 4),
                 "cpu_seconds": round(time.process_time() - cpu, 4),  # all threads': what it costs on a loaded machine

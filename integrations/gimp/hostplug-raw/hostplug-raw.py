@@ -514,6 +514,18 @@ def show_recipe_in_config(config, recipe, white):
             config.set_property(name, min(max(float(value), low), high))
 
 
+def show_white_in_config(config, white):
+    """Under "As shot" or "Automatic", the greyed temperature and tint fields show what that white balance came to
+    (``white``, from the preview): they kept a custom white's values after a switch to "As shot" (a tester's). Only
+    a value that differs is set, so the preview this asks for again is the last."""
+    if not isinstance(white, dict) or config.get_property("white-balance") == "custom":
+        return
+    for name, _label, low, high, _default in WB_ADJUSTMENTS:
+        value = white.get(name)
+        if isinstance(value, (int, float)) and abs(config.get_property(name) - min(max(value, low), high)) > 1e-6:
+            config.set_property(name, min(max(float(value), low), high))
+
+
 def recipe_from_config(config, recipe, only_set=False, white=None):
     """``recipe`` with the dialog's settings applied, or, ``only_set``, those a script's call set: a value other
     than the argument's default (a script that wants a default turns ``keep-stored`` off and gives every
@@ -558,8 +570,8 @@ class LivePreview:
     service for a preview of the raw; a worker thread sends it the latest settings, one request at a time (settings
     that changed meanwhile replace the waiting ones), and the GTK main loop shows each answer scaled to the box."""
 
-    def __init__(self, raw_path, dialog, box, label):
-        self.raw_path, self.dialog, self.box, self.label = raw_path, dialog, box, label
+    def __init__(self, raw_path, dialog, box, label, config=None):
+        self.raw_path, self.dialog, self.box, self.label, self.config = raw_path, dialog, box, label, config
         self.condition = threading.Condition()
         self.wanted = None  # the latest settings not yet sent
         self.closed = False
@@ -635,6 +647,8 @@ class LivePreview:
         self.box.set_from_pixbuf(shown)
         self.label.set_text(f"Preview {width} x {height} in {header['round_trip']:.2f} s "
                             f"(re-ran {', '.join(header.get('ran') or ['nothing'])})")
+        if self.config is not None:
+            show_white_in_config(self.config, header.get("white_balance"))
         self.shown += 1
         if os.environ.get(ENV_DIALOG_TEST):
             GLib.idle_add(self._note_for_tests, header, recipe, shown.get_width(), shown.get_height())
@@ -726,7 +740,7 @@ def run_dialog(procedure, config, raw_path, recipe):
     label.show()
     preview = None
     try:
-        preview = LivePreview(raw_path, dialog, box, label)
+        preview = LivePreview(raw_path, dialog, box, label, config)
     except (OSError, PluginError) as e:  # no helper: the dialog still works, without a preview
         label.set_text(f"No preview: {e}")
     handler = None
