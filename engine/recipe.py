@@ -305,8 +305,8 @@ def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     rendered at -4 without a word, where a sidecar's setting given twice is refused)."""
     members = dict(pairs)
     if len(members) < len(pairs):
-        seen: set[str] = set()
-        twice = next(key for key, _value in pairs if key in seen or seen.add(key))
+        keys = [key for key, _value in pairs]
+        twice = next(key for index, key in enumerate(keys) if key in keys[:index])
         raise RecipeError(f"{shown(twice)} is given twice; give each setting once")
     return members
 

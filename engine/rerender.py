@@ -86,8 +86,7 @@ def _json_object(xmp: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
 
 def _output_options(xmp: dict[str, Any], path: Path) -> dict[str, Any]:
     """The recorded output options, each of the type a re-render passes on (a damaged record is one line)."""
-    # a null is a value not recorded (a damaged quality null was said as a wrong option, exit 2, not naming the file)
-    output = {key: value for key, value in _json_object(xmp, "output", path).items() if value is not None}
+    output = _json_object(xmp, "output", path)
 
     def counts(key: str, low: int, high: int | None = None) -> bool:
         value = output.get(key)
@@ -329,7 +328,9 @@ def rerender_file(output: str | Path, changes: Mapping[str, Any] | None = None, 
     if SUFFIX_FORMATS.get(new.suffix.lower(), fmt) != fmt:  # (a suffix that names no format takes the output's)
         raise OutputOptionError(f"{new}: {output.name} is {fmt.upper()}; give the new file its suffix, "
                                 f"{FORMAT_SUFFIX[fmt]} (in Python: target's suffix)")
-    options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality", 92),
+    # (a null quality is none recorded: it was said as a wrong option, exit 2, not naming the file; a null
+    # long edge or render size means the whole picture)
+    options = OutputOptions(format=fmt, bits=bits, quality=record.output.get("quality") or 92,
                             space=record.output.get("space", "srgb"), long_edge=record.output.get("long_edge"),
                             overwrite=overwrite, compression=compression)
     for _ in range(TAKEN_TRIES):

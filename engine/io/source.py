@@ -653,7 +653,8 @@ def _lossy_dng_decoded() -> bool:
     Nikon D500 DNG with a wrong ImageLength was told to be converted, though its undamaged self renders)."""
     import rawpy
 
-    return bool(getattr(rawpy, "flags", None) and rawpy.flags.get("DNGLOSSYCODEC"))
+    flags = getattr(rawpy, "flags", None) or {}
+    return bool(flags.get("DNGLOSSYCODEC"))
 
 
 def _unsupported(path: Path, dng: DngTags | None) -> UnsupportedInputError | CorruptInputError:

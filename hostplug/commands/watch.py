@@ -266,7 +266,7 @@ def _done_lines(done: list[dict[str, Any]], total: int) -> list[str]:
     """The text listing of rendered raws: one line each, ``WHEN  NAME -> OUTPUT, OUTPUT``, the outputs relative
     to the folder they share (named in the heading), so that a line stays short and a grep for the raw's name
     finds all its outputs."""
-    from hostplug.daemon.logs import printable  # a name must not fake or hide a line
+    from hostplug.printable import printable  # a name must not fake or hide a line
 
     root = _output_root(done)
     lines = [f"last done (outputs under {printable(root)}):" if root else "last done:"]
@@ -343,7 +343,7 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
         for line in skipped:
             click.echo(f"  not re-queued: {line}")
     if errors:
-        from hostplug.daemon.logs import printable
+        from hostplug.printable import printable
 
         click.echo("last errors:")
         for entry in errors:
