@@ -145,7 +145,7 @@ def _denoise_tile(net: FusedDenoiser, rgb: np.ndarray, rows: tuple[int, int], co
     p = net.pack
     hp, wp = image.shape[0] // p, image.shape[1] // p
     inp = torch.empty((1, hp, wp, 3 * p * p + 3), dtype=next(net.parameters()).dtype)  # channels-last memory
-    net.pack_into(inp, torch.from_numpy(np.ascontiguousarray(image)))
+    net.pack_into(inp, torch.from_numpy(image))  # read where it lies: a contiguous copy first cost 0.3 s at 18 MP
     inp[0, ..., 3 * p * p :] = torch.from_numpy(
         sigma if p == 1 else cv2.resize(sigma, (wp, hp), interpolation=cv2.INTER_AREA))  # block means
     residual = np.empty(image.shape, np.float32)
