@@ -564,6 +564,26 @@ def test_recipes_before_version_17_keep_their_tint_and_gains() -> None:
     assert _green_cast(then) > 0.1 > -0.03 > _green_cast(now)  # version 16's green, as it was rendered
 
 
+def test_layout_16_sidecars_keep_what_recipe_version_16_rendered() -> None:
+    # a reviewer's: the layout stayed 16 with recipe version 17, so sidecars written before it read as current
+    from engine.xmp.recipe_properties import SCHEMA_VERSION, properties_to_recipe
+
+    assert SCHEMA_VERSION == engine.recipe.RECIPE_VERSION
+    sidecar = properties_to_recipe({"schemaVersion": "16", "temperature": "2500", "tint": "150"}, "IMG.dng.xmp")
+    assert sidecar.stage("white_balance").params == {"version": 3}
+    assert sidecar.stage("denoise").params == {"version": 5}
+    white = _white_balance_params(sidecar)
+    assert (white.unreachable_tint, white.gains_below_one) == ("kept", "kept")
+    current = properties_to_recipe({"schemaVersion": "17", "temperature": "2500", "tint": "150"}, "IMG.dng.xmp")
+    assert _white_balance_params(current).unreachable_tint == "limited"
+
+
+def _white_balance_params(recipe: Recipe) -> Any:
+    from engine.pipeline import stage_for
+
+    return stage_for("white_balance", recipe).resolve_params(recipe)
+
+
 def test_a_custom_white_balance_keeps_an_images_whites_white(tmp_path: Path) -> None:
     # a tester's white page came out 75 % grey at 3000 K: a gain below 1 (red, warmer than the image's own white)
     # set the highlight ceiling below white. The gains are raised so the lowest is 1, as LibRaw scales them

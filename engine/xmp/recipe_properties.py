@@ -7,16 +7,18 @@ Sidecars and preset files share this form, so a user can read and edit either in
         hostplug:stages='{"denoise":{"enabled":false}}'/>
 
 ``schemaVersion`` says which layout wrote the properties; older layouts are upgraded on read by the functions in
-:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 16
+:data:`MIGRATIONS` (one step per version, darktable's ``legacy_params`` pattern), a newer one is refused. Version 17
 is the current layout; it reads as versions 1 to 9 did, but a sidecar's recipe is of the recipe version of its
 layout (:data:`engine.recipe.RECIPE_VERSION`; layout 10 was written by recipe versions 10 to 12 and reads as 12,
-layouts 13 to 16 each by the recipe version of its number), and what it left to the defaults of its day (layouts 1 to 3:
+layouts 13 to 17 each by the recipe version of its number), and what it left to the defaults of its day (layouts 1 to 3:
 the classical denoiser; layout 2: the "fast" learned denoiser; layout 3: the "mid" one; layouts 1 to 4: a DNG's lens-
 shading maps, lens warps and DefaultCrop left unapplied; layout 5: its bad pixels left; layouts 1 to 6: less
 saturation in the chroma table alone; layouts 1 to 7: the demosaic's false colour left; layouts 4 to 8: the "mid2"
 learned denoiser; layouts 1 to 9: the whole visible sensor of a raw that is no DNG; layouts 1 to 10: an image
 input decoded, not unprocessed; layouts 1 to 13: a chroma move beyond the gamut pulled towards grey; layouts 1 to
-14: a Saturation slider that bent hues; layouts 1 to 15: a vibrance that boosted skin most)
+14: a Saturation slider that bent hues; layouts 1 to 15: a vibrance that boosted skin most; layouts 1 to 16: a custom
+tint kept beyond what the calibration balances, white balance gains below 1 kept, the learned denoiser's local means
+given back as a whole)
 :func:`properties_to_recipe`
 pins (presets, which hold only the settings they change, are left as they are). ``description`` is a free-text
 note (presets use it). A preset holds only the settings it changes; a sidecar holds the whole recipe.
@@ -39,7 +41,7 @@ from engine.errors import NewerSettingsError, RecipeError, StoredSettingError, s
 from engine.recipe import AUTOMATIC_AMOUNTS, Recipe, parse_json
 from engine.stages.catalogue import pin_former_defaults
 
-SCHEMA_VERSION = 16  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
+SCHEMA_VERSION = 17  # the recipe version (engine.recipe.RECIPE_VERSION) of the recipes it holds
 # Layout 10 was written by recipe versions 10 to 12 alike: its sidecars render as version 12 rendered them (image
 # inputs decoded, not unprocessed), which is what they rendered as before version 13
 _RECIPE_VERSION_OF_LAYOUT = {10: 12}
