@@ -294,20 +294,25 @@ def parse_json(text: str, what: str) -> Any:
     check_json_depth(text, what)
     try:
         return json.loads(text, object_pairs_hook=_each_key_once)
+    except _KeyTwiceError as e:
+        raise RecipeError(f"{what} gives {shown(e.args[0])} twice; give each setting once") from None
     except json.JSONDecodeError as e:
         raise RecipeError(f"{what} is not valid JSON ({e.msg}: line {e.lineno}, column {e.colno})") from e
     except ValueError as e:
         raise RecipeError(f"{what} holds a number far too long to be a setting") from e
 
 
+class _KeyTwiceError(ValueError):
+    """A JSON object that gives a key twice (its ``args[0]``)."""
+
+
 def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object's members; :class:`RecipeError` for a key given twice (``{"exposure": 1, "exposure": -4}``
+    """A JSON object's members; :class:`_KeyTwiceError` for a key given twice (``{"exposure": 1, "exposure": -4}``
     rendered at -4 without a word, where a sidecar's setting given twice is refused)."""
     members = dict(pairs)
     if len(members) < len(pairs):
         keys = [key for key, _value in pairs]
-        twice = next(key for index, key in enumerate(keys) if key in keys[:index])
-        raise RecipeError(f"{shown(twice)} is given twice; give each setting once")
+        raise _KeyTwiceError(next(key for index, key in enumerate(keys) if key in keys[:index]))
     return members
 
 

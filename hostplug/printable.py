@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import unicodedata
+from typing import Any
 
 # Characters that would break or disguise a readable line: controls (newline, escape), line and paragraph
 # separators, and the marks that reverse the direction text is shown in
@@ -29,12 +30,16 @@ def printable(text: str) -> str:
 
 class PrintableFormatter(logging.Formatter):
     """A log's lines with the message (file names and all) escaped by :func:`printable`; a traceback, should one
-    be attached, stays as it is, below."""
+    be attached (``exc_info``), follows on lines of its own, each indented and escaped, so that a file name in it
+    cannot start a line that looks like the log's."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         escaped = copy.copy(record)  # other handlers read the record too (the daemon's JSON log escapes by itself)
         escaped.message = printable(record.message)
         return super().formatMessage(escaped)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        return "\n".join(f"    {printable(line)}" for line in super().formatException(ei).splitlines())
 
 
 def log_to_stderr(format: str) -> None:

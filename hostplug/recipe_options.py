@@ -142,9 +142,9 @@ def _check_single_weight(style: Any) -> None:
         share = float(weight)
     except ValueError:
         return  # (a weight that is no number was said by check_changes)
-    if share == 1.0:
-        return
     name, part = name.strip(), share if 0.0 < share < 1.0 else 0.3
+    if share == 1.0 or name.lower() == "natural":  # (natural at any share is natural: nothing is lost)
+        return
     from engine.errors import RecipeError
 
     raise RecipeError(f"--style {style}: a weight is a share of a blend, so one style alone is all of it; for "

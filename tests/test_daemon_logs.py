@@ -38,3 +38,20 @@ def test_a_line_that_names_the_file_does_not_repeat_the_path_the_engines_message
     path = Path("/in/a b.dng")
     assert _about(f"{path}: the file is truncated", path) == "the file is truncated"
     assert _about("the output disk is full", path) == "the output disk is full"
+
+
+def test_a_traceback_follows_on_escaped_indented_lines() -> None:
+    # a reviewer's: the service logged its traceback inside the message, which the escaping made one line; as
+    # exc_info it follows on lines of its own, each indented, and a file name in it cannot fake a log line
+    import logging
+
+    from hostplug.printable import PrintableFormatter
+
+    try:
+        raise ValueError("bad\nrender done: fake.dng")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "render failed", None, __import__("sys").exc_info())
+    lines = PrintableFormatter("%(message)s").format(record).splitlines()
+    assert lines[0] == "render failed" and len(lines) > 2
+    assert all(line.startswith("    ") for line in lines[1:]) and "Traceback" in lines[1]
+    assert any("bad\\nrender done: fake.dng" in line for line in lines)

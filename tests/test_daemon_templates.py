@@ -34,6 +34,8 @@ def test_a_template_that_makes_hidden_names_is_refused(template: str) -> None:
     # a fuzzer's "." wrote out/..jpg, which file browsers hide
     with pytest.raises(ConfigError, match="makes hidden names"):
         check_template(template)
+    check_template("./{name}")  # a "." folder is no hidden name (a reviewer's)
+    check_template("{date}/./{name}")
 
 
 @pytest.mark.parametrize(("template", "message"), [("{nmae}", "unknown token"), ("{name!r}", "conversions"),

@@ -313,4 +313,4 @@ def test_a_recipe_file_with_a_byte_order_mark_reads_and_one_with_a_key_twice_is_
     twice = tmp_path / "twice.json"
     twice.write_text('{"exposure": 1, "exposure": -4}')
     result = hostplug("edit", raw, "--recipe", twice)
-    assert result.returncode == 4 and "'exposure' is given twice" in result.stderr
+    assert result.returncode == 4 and "recipe gives 'exposure' twice" in result.stderr

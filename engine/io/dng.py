@@ -471,6 +471,8 @@ def _why(e: Exception) -> str:
     of range(0)", "unpack requires a buffer of 4 bytes"): an index or a short read is data cut short."""
     if isinstance(e, (IndexError, struct.error, EOFError)) or (isinstance(e, OSError) and e.errno == errno.EINVAL):
         return "its data ends too soon or points outside the file"
+    if isinstance(e, tifffile.TiffFileError):  # (a ValueError: "not a TIFF file" is tifffile's own words)
+        return _one_line(e)
     if isinstance(e, (TypeError, ValueError, OverflowError)):  # a fuzzer's "'>' not supported between instances
         # of 'tuple' and 'int'", "invalid literal for int()", "cannot convert float NaN to integer"
         return "a tag holds a value of the wrong type or out of range"
@@ -498,8 +500,8 @@ def _check_structure(path: Path, tags: _Tags, file_size: int) -> None:
         _check_cfa(tags)
         layout = tags.integer(50711, 1, 9, default=1)  # CFALayout: NaN, 0 and 99 passed (a fuzzer's)
         if layout != 1:
-            raise tags.bad(50711, layout, "a staggered sensor layout, which neither LibRaw nor hostplug demosaics "
-                                          "(only 1, a rectangular one)", UnsupportedInputError)
+            raise tags.bad(50711, layout, "a staggered sensor layout, which hostplug does not demosaic (only 1, "
+                                          "a rectangular one)", UnsupportedInputError)
     for offsets_code, counts_code in ((273, 279), (324, 325)):
         if offsets_code in tags:
             offsets = tags.integers(offsets_code, 0, 2**64) or []

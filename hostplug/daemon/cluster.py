@@ -468,7 +468,7 @@ class RenderWorker:
     def render(self, job: Job) -> Outcome:
         """Render one raw (the daemon's paths in, the daemon's paths out)."""
         from hostplug.daemon.job import run_job
-        from hostplug.daemon.workers import limit_threads, out_of_memory
+        from hostplug.daemon.workers import limit_threads
 
         start = time.perf_counter()
         limit_threads(self.threads)  # numba's thread count belongs to the calling thread
@@ -477,7 +477,8 @@ class RenderWorker:
                               _DaemonClaims(self, job.id), device=self.config.device,  # type: ignore[arg-type]
                               devices=self.devices)
         except MemoryError as e:
-            outcome = Outcome(job.id, "retry", f"on {self.node}: {out_of_memory(self.config.memory_limit_mb, e)}")
+            outcome = Outcome(job.id, "retry", f"out of memory on {self.node} (Ray's workers run without "
+                              f"memory_limit_mb: give the node more memory, or run fewer workers on it): {e}")
         except Exception as e:
             last = traceback.format_exception_only(e)[-1].strip()
             outcome = Outcome(job.id, "retry", f"unexpected error on {self.node}: {last}")

@@ -92,7 +92,7 @@ def check_template(template: str) -> None:
     if "\\" in template or path.is_absolute() or ".." in path.parts or not sample.strip("/"):
         raise ConfigError(f"template {template!r} escapes its output folder; use a relative name such as "
                           "'{date}/{name}'")
-    if any(part.startswith(".") for part in sample.split("/")):  # "." wrote out/..jpg, which file browsers hide
+    if not path.parts or any(part.startswith(".") for part in path.parts):  # "." wrote out/..jpg, hidden
         raise ConfigError(f"template {template!r} makes hidden names (starting with a dot), which file browsers "
                           "and the daemon's own scan pass over; use a name such as '{date}/{name}'")
 

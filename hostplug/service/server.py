@@ -36,7 +36,6 @@ import stat
 import sys
 import threading
 import time
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -605,7 +604,7 @@ class Service:
             log.info("%s failed: %s", op, e)
             return error_response(str(e), e.exit_code)
         except Exception as e:  # noqa: BLE001 - a bug must not take the service (or the client) down
-            log.error("%s failed:\n%s", op, traceback.format_exc())
+            log.error("%s failed", op, exc_info=True)
             return error_response(f"the render service failed ({type(e).__name__}: {e}); details in "
                                   f"{self.folder / LOG_NAME}")
 
