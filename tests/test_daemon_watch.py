@@ -966,4 +966,3 @@ def test_files_being_hashed_are_counted_and_listed_as_arriving(tmp_path: Path) -
     assert daemon.journal.settling()["paths"] == [str(raw)]
     daemon.hasher.pending.clear()
     daemon.journal.close()
-
