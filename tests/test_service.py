@@ -204,6 +204,33 @@ def test_a_request_of_garbage_does_not_disturb_the_service(runtime: Path) -> Non
     assert client.status()["pid"] == pid
 
 
+def test_connections_beyond_the_limit_are_refused_without_a_thread_each(runtime: Path) -> None:
+    # a soak tester's 1500 silent connections made 1500 threads; beyond MAX_CONNECTIONS a client is told at once
+    # and renders in its own process
+    from hostplug.service.server import MAX_CONNECTIONS
+
+    pid = start_service(runtime)["pid"]
+    silent = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(str(service_folder(runtime) / SOCKET_NAME))
+            silent.append(sock)
+        assert wait_for(lambda: _threads(pid) >= MAX_CONNECTIONS, timeout=30)
+        with pytest.raises(ServiceError, match=f"{MAX_CONNECTIONS} connections open already"):
+            client.call("ping")
+        assert client.render("x.dng", "x.tif") is None  # "use one if running": rendered in its own process
+        assert _threads(pid) < MAX_CONNECTIONS + 16
+    finally:
+        for sock in silent:
+            sock.close()
+    assert wait_for(lambda: client.status() is not None and client.status()["pid"] == pid, timeout=30)
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 # A client in another user's process: only the standard library (it may not be able to read the repository).
 _FOREIGN_CLIENT = """
 import json, socket, struct, sys

@@ -246,6 +246,8 @@ def call(op: str, args: dict[str, Any] | None = None, *, start: bool = False) ->
             result = response.get("result")
             result = result if isinstance(result, dict) else {}
             return result if payload is None else {**result, "payload": payload}
+        if response.get("busy"):  # too many connections at once: this one renders in its own process
+            raise ServiceError(str(response.get("error", "the render service is busy")))
         if response.get("foreign"):  # a service in a chroot (GIMP's, say) that shares this /tmp, or with other rights
             raise ForeignServiceError(pid, service_dir(create=False) / SOCKET_NAME, str(response["foreign"]))
         if response.get("stale"):

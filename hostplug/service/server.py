@@ -72,6 +72,7 @@ from hostplug.service.protocol import (
 log = logging.getLogger("hostplug.service")
 
 REQUEST_READ_TIMEOUT_S = 30.0  # a client that connects must send its request within this
+MAX_CONNECTIONS = 64  # at once, each a thread: a soak tester's 1500 silent connections made 1500 threads
 # A render that passed no stage boundary for this long is stuck (a deadlock, a raw on a hung NFS mount): its clients
 # hear no more "working" frames, so each gives up after its silence timeout and renders in its own process. The
 # slowest stage measured, the learned denoiser on a 61 MP raw on 2 cores, takes well under a minute.
@@ -449,7 +450,16 @@ class Service:
                 if self.closing:
                     conn.close()
                     continue
-                self.active += 1
+                busy = self.active >= MAX_CONNECTIONS
+                if not busy:
+                    self.active += 1
+            if busy:  # said and closed here: no thread for it (the client renders in its own process)
+                log.warning("refused a connection: %d are open already", MAX_CONNECTIONS)
+                with contextlib.suppress(OSError), conn:
+                    conn.settimeout(1.0)
+                    send_message(conn, {**error_response(f"the render service has {MAX_CONNECTIONS} connections "
+                                                         "open already"), "busy": True})
+                continue
             threading.Thread(target=self.serve_connection, args=(conn,), name="connection", daemon=True).start()
 
     def _bind_again_if_removed(self) -> None:
