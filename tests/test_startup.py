@@ -54,8 +54,9 @@ def test_loading_the_kernels_covers_every_kernel_a_render_calls(sample_dng: Path
         "sorted(name for name in before if before[name]), 'scipy.linalg' in sys.modules)\n"
     )
     # scipy.linalg (0.3-0.8 s, numba asks for it only to know whether BLAS is there) stays out
-    assert _run(script) == ("[] ['_bgu_accumulate', '_bgu_apply', '_channel_norm', '_compress_gamut', "
-                            "'_demosaic_mhc', '_denoise_opponent', '_normalize_mosaic'] False")
+    assert _run(script) == ("[] ['_add_per_position', '_bgu_accumulate', '_bgu_apply', '_channel_norm', "
+                            "'_compress_gamut', '_demosaic_mhc', '_denoise_opponent', '_normalize_mosaic', "
+                            "'_position_means'] False")
 
 
 def test_compiling_in_the_kernels_thread_leaves_the_main_threads_stderr_alone() -> None:

@@ -303,20 +303,26 @@ class Service:
                 raise ServiceError(f"{path} is a file, not the render service's socket; move it away")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o077) if umask else None
+        # made under another name and moved into place once it listens: a client that found the socket file
+        # between the bind and the listen was refused (seen in the full suite, after a socket was removed)
+        fresh = Path(path).with_name(".new.sock")  # (shorter than the socket's own name: never too long)
         try:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            listener.bind(str(path))
-            os.chmod(path, 0o700)
+                os.unlink(fresh)
+            listener.bind(str(fresh))
+            listener.listen(64)
+            os.chmod(fresh, 0o700)
+            os.replace(fresh, path)
             self._socket_inode = os.stat(path).st_ino
         except OSError as e:
             listener.close()
+            with contextlib.suppress(OSError):
+                os.unlink(fresh)
             raise ServiceError(f"cannot use {path} for the render service's socket ({e.strerror or e}); remove "
                                "it") from e
         finally:
             if old_umask is not None:
                 os.umask(old_umask)
-        listener.listen(64)
         listener.settimeout(0.5)  # the acceptor looks at ``closing`` twice a second
         self.listener = listener
 
