@@ -42,8 +42,8 @@ class PrintableFormatter(logging.Formatter):
         return "\n".join(f"    {printable(line)}" for line in super().formatException(ei).splitlines())
 
 
-def log_to_stderr(format: str) -> None:
-    """Log INFO and above on stderr in ``format``, each message one line (:class:`PrintableFormatter`)."""
+def log_to_stderr(line_format: str) -> None:
+    """Log INFO and above on stderr in ``line_format``, each message one line (:class:`PrintableFormatter`)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(PrintableFormatter(format))
+    handler.setFormatter(PrintableFormatter(line_format))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
