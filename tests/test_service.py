@@ -914,12 +914,21 @@ def test_hostplug_render_service_flag_starts_one(runtime: Path, sample_dng: Path
     assert client.status()["cache"]["misses"] == 1
 
 
-def test_an_engine_error_through_the_service_is_one_line_and_a_nonzero_exit(runtime: Path, tmp_path: Path) -> None:
-    start_service(runtime)
-    junk = tmp_path / "junk.dng"
+Process = subprocess.CompletedProcess[str]
+
+
+def _junk_rendered_both_ways(tmp_path: Path, name: str) -> tuple[Path, Process, Process]:
+    """A damaged DNG named ``name``, rendered through the running service and in the client's own process."""
+    junk = tmp_path / name
     junk.write_bytes(b"II*\0" + b"\x17" * 4096)
     through = hostplug_process("render", junk, "-o", tmp_path / "a.tif")
     local = hostplug_process("render", junk, "-o", tmp_path / "b.tif", "--no-service")
+    return junk, through, local
+
+
+def test_an_engine_error_through_the_service_is_one_line_and_a_nonzero_exit(runtime: Path, tmp_path: Path) -> None:
+    start_service(runtime)
+    junk, through, local = _junk_rendered_both_ways(tmp_path, "junk.dng")
     assert through.returncode == local.returncode != 0
     lines = error_lines(through.stderr)
     assert len(lines) == 1 and lines[0].startswith("hostplug: error: ") and str(junk) in lines[0]
@@ -935,10 +944,7 @@ def test_an_engine_error_through_the_service_is_one_line_and_a_nonzero_exit(runt
 def test_a_line_break_in_a_file_name_stays_escaped_through_the_service(runtime: Path, tmp_path: Path) -> None:
     # the service flattened it to a space in the error and wrote it raw in its log, where it faked a log line
     start_service(runtime)
-    junk = tmp_path / "junk\nrender done.dng"
-    junk.write_bytes(b"II*\0" + b"\x17" * 4096)
-    through = hostplug_process("render", junk, "-o", tmp_path / "a.tif")
-    local = hostplug_process("render", junk, "-o", tmp_path / "b.tif", "--no-service")
+    _junk, through, local = _junk_rendered_both_ways(tmp_path, "junk\nrender done.dng")
     assert error_lines(through.stderr) == error_lines(local.stderr)
     assert "junk\\nrender done.dng" in error_lines(through.stderr)[0]
     log = (service_folder(runtime) / protocol.LOG_NAME).read_text()
