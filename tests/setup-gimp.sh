@@ -24,9 +24,10 @@ PYTHON=${PYTHON:-python3}
 [ "$(id -u)" = 0 ] || { echo "setup-gimp.sh: run as root (debootstrap, chroot and mount need it)" >&2; exit 2; }
 
 # The folders to bind: Python prefixes (a venv and the interpreter it is based on), this repository and the
-# one hostplug is imported from (the same for an editable install of this checkout), /tmp.
+# one hostplug is imported from (the same for an editable install of this checkout), /tmp. Imported as the
+# plug-in imports it, without PYTHONPATH (which a test run may point at another checkout).
 PREFIXES=$("$PYTHON" -c 'import sys; print(sys.prefix); print(sys.base_prefix)' | sort -u)
-IMPORTED=$(cd /tmp && "$PYTHON" -c 'import pathlib, hostplug; print(pathlib.Path(hostplug.__file__).resolve().parents[1])')
+IMPORTED=$(cd /tmp && env -u PYTHONPATH "$PYTHON" -c 'import pathlib, hostplug; print(pathlib.Path(hostplug.__file__).resolve().parents[1])')
 BINDS=$(printf '%s\n%s\n%s\n/tmp\n' "$PREFIXES" "$REPO" "$IMPORTED" | sort -u)
 
 if [ "${1:-}" = "--unmount" ]; then
@@ -71,11 +72,18 @@ echo "$BINDS" | while read -r dir; do
       exit 2 ;;
   esac
   mkdir -p "$ROOT$dir"
+  # A bind left up by an earlier run may show a folder since deleted (a CI checkout made again at the same path:
+  # the root then saw an empty, deleted folder, and the GIMP tests found no repository): bind the folder anew.
+  if mountpoint -q "$ROOT$dir" && [ "$(stat -c %d:%i "$dir")" != "$(stat -c %d:%i "$ROOT$dir")" ]; then
+    umount -R "$ROOT$dir" || { echo "setup-gimp.sh: $ROOT$dir shows a deleted folder and is busy" >&2; exit 1; }
+  fi
   if mountpoint -q "$ROOT$dir"; then :; else mount --bind "$dir" "$ROOT$dir"; fi
 done
 
 # The check the tests rely on: hostplug, from this machine, runs inside the root.
 EXE=$("$PYTHON" -c 'import sys; print(sys.executable)')
-chroot "$ROOT" "$EXE" -c 'import engine, hostplug.cli' \
+chroot "$ROOT" env -u PYTHONPATH "$EXE" -c 'import engine, hostplug.cli' \
   || { echo "setup-gimp.sh: hostplug does not import inside $ROOT" >&2; exit 1; }
+chroot "$ROOT" test -f "$REPO/tests/setup-gimp.sh" \
+  || { echo "setup-gimp.sh: this repository ($REPO) is not visible inside $ROOT" >&2; exit 1; }
 echo "ready: GIMP 3 in $ROOT runs this machine's hostplug ($EXE)"

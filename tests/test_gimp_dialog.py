@@ -67,7 +67,7 @@ def wrapper(folder: Path, name: str, command: str) -> Path:
 @pytest.fixture(scope="module")
 def session() -> Iterator[dict]:
     """Xvfb, GIMP with the plug-in and the dialog open on the bundled sample; yields what the test needs."""
-    mounted = _prepare_root()
+    binds = _prepare_root()
     for tool in ("Xvfb", "xdotool", "import", "gimp-3.0"):
         if not os.path.lexists(ROOT / "usr/bin" / tool):  # links through the root's /etc/alternatives
             pytest.skip(f"{tool} is not installed in {ROOT} (tests/setup-gimp.sh installs it)")
@@ -121,8 +121,7 @@ def session() -> Iterator[dict]:
                 stop_service({**env, "PYTHONPATH": str(REPO)})  # and wait for it to exit: it holds the root's /tmp
         finally:
             shutil.rmtree(work, ignore_errors=True)
-            if not mounted:
-                unmount()
+            unmount(binds)
 
 
 def wait_for(condition, timeout: float, interval: float = 0.2) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -115,37 +116,43 @@ def _setup(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=1800, env={**os.environ, "PYTHON": sys.executable, "HOSTPLUG_GIMP_ROOT": str(ROOT)})
 
 
-def _prepare_root() -> bool:
+def _prepare_root() -> list[Path]:
     """Build or check the Debian 13 root with tests/setup-gimp.sh; skip the module when that cannot be done.
 
-    Returns whether the bind mounts were already up (else the caller takes them down again)."""
+    Returns the bind mounts the script made now, which the caller takes down again (``unmount``); those that were
+    up before stay. All of them were left up when some were before: a CI run on a machine where a developer's were
+    kept the binding of its checkout, which a later CI run, in a new checkout at the same path, found deleted."""
     if sys.platform != "linux" or os.geteuid() != 0:
         pytest.skip("the real-GIMP test needs root on Linux (it builds and chroots into a Debian 13 root with "
                     "GIMP 3; run tests/setup-gimp.sh as root)")
     if not (ROOT / "usr/bin/gimp-console-3.0").exists() and shutil.which("debootstrap") is None \
             and shutil.which("apt-get") is None:
         pytest.skip(f"no GIMP 3 root at {ROOT} and no debootstrap/apt-get to build one")
-    mounted = _mounted(ROOT / "tmp")
+    before = _binds()
     done = _setup()
     if done.returncode != 0:
         tail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
         pytest.skip(f"cannot prepare GIMP 3 (tests/setup-gimp.sh failed: {tail})")
-    return mounted
+    return sorted(_binds() - before)
 
 
-def _mounted(path: Path) -> bool:
-    """Whether ``path`` is a mount point. Not os.path.ismount: a bind mount of a folder on the same file system
-    (the root's /tmp, from this machine's) has its parent's device, so it said no, and the test took down the mounts
-    that were up before it, under whoever used them."""
-    done = subprocess.run(["mountpoint", "-q", str(path)], capture_output=True)
-    return done.returncode == 0
+def _binds() -> set[Path]:
+    """The mount points under the root that tests/setup-gimp.sh binds (not the root's /proc and /dev, which it
+    leaves up), from /proc/self/mountinfo (its fifth field, with spaces and such written as octal escapes)."""
+    kept = {ROOT / "proc", ROOT / "dev", ROOT / "dev/pts"}
+    points = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]))
+        if point.is_relative_to(ROOT) and point != ROOT and point not in kept:
+            points.add(point)
+    return points
 
 
 @pytest.fixture(scope="module")
 def gimp() -> Iterator[dict]:
     """One headless GIMP 3 session through the installed plug-in; yields what the probe saw."""
     canon = need(CANON)
-    mounted = _prepare_root()
+    binds = _prepare_root()
     work = Path(tempfile.mkdtemp(prefix="hostplug-gimp é ", dir="/tmp"))  # /tmp: the same folder inside the root
     try:
         yield _run_gimp(work, canon)
@@ -154,15 +161,29 @@ def gimp() -> Iterator[dict]:
             stop_service({"PATH": "/usr/bin:/bin", "HOME": "/root", "XDG_RUNTIME_DIR": str(work / "runtime")})
         finally:
             shutil.rmtree(work, ignore_errors=True)
-            if not mounted:
-                unmount()
+            unmount(binds)
 
 
-def unmount() -> None:
-    """Take down the bind mounts tests/setup-gimp.sh made; a failure fails the test run (a root left with /tmp and
-    the Python install mounted into it is a trap for whoever deletes it)."""
-    done = _setup("--unmount")
-    assert done.returncode == 0, f"tests/setup-gimp.sh --unmount failed:\n{done.stdout}{done.stderr}"
+def _mounted(path: Path) -> bool:
+    """Whether ``path`` is a mount point. Not os.path.ismount: a bind mount of a folder on the same file system
+    (the root's /tmp, from this machine's) has its parent's device, so it says no."""
+    done = subprocess.run(["mountpoint", "-q", str(path)], capture_output=True)
+    return done.returncode == 0
+
+
+def unmount(points: list[Path]) -> None:
+    """Take down the bind mounts ``points`` (deepest first); a failure fails the test run (a root left with /tmp
+    and the Python install mounted into it is a trap for whoever deletes it)."""
+    failed = []
+    for point in sorted(points, reverse=True):
+        for _attempt in range(20):  # a process of the root that is exiting may hold it for a moment
+            done = subprocess.run(["umount", "-R", str(point)], capture_output=True, text=True)
+            if done.returncode == 0 or not _mounted(point):
+                break
+            time.sleep(0.5)
+        else:
+            failed.append(f"{point}: {done.stderr.strip()}")
+    assert not failed, "could not unmount (busy? 'fuser -vm PATH' shows who holds it): " + "; ".join(failed)
 
 
 def stop_service(env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
