@@ -431,6 +431,20 @@ def test_a_raw_and_jpeg_pair_get_an_output_each(tmp_path: Path, sample_dng: Path
     assert recipe_of(out / "IMG_0001_dng.png") is not None
 
 
+def test_outputs_of_same_named_raws_from_two_folders_are_named_alike_in_any_order(tmp_path: Path) -> None:
+    # a/IMG_0001.CR2 and b/IMG_0001.CR2 into one --out-dir: the -2 went to whichever came second, so a list made
+    # by find (in directory order) named each raw's output differently from one run to the next
+    from engine.output.formats import output_names
+
+    sources = [tmp_path / "b" / "IMG_0001.CR2", tmp_path / "a" / "IMG_0001.CR2", tmp_path / "a" / "IMG_0001.JPG"]
+    named = dict(zip(sources, output_names(sources, "tiff", tmp_path / "out"), strict=True))
+    for order in ([0, 1, 2], [2, 1, 0], [1, 2, 0]):
+        again = [sources[i] for i in order]
+        assert dict(zip(again, output_names(again, "tiff", tmp_path / "out"), strict=True)) == named
+    assert sorted(p.name for p in named.values()) == ["IMG_0001_cr2-2.tif", "IMG_0001_cr2.tif", "IMG_0001_jpg.tif"]
+    assert named[sources[1]].name == "IMG_0001_cr2.tif"  # the first by path
+
+
 @pytest.mark.parametrize(("name", "option", "says"), [
     ("q.tif", ("--quality", "50"), "--quality applies to JPEG outputs only, and this writes TIFF"),
     ("c.png", ("--compression", "deflate"), "--compression applies to TIFF outputs only, and this writes PNG"),

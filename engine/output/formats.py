@@ -145,19 +145,20 @@ def output_names(sources: list[Path], fmt: str | None, folder: Path | None = Non
     """:func:`output_name` for each of a batch's ``sources``, never the same file twice: two that share a stem
     in one folder (a camera's RAW + JPEG pair, IMG_0001.ARW and IMG_0001.JPG) keep apart by their suffix,
     IMG_0001_arw.tif and IMG_0001_jpg.tif, and any name still taken (the same name from two folders into one
-    ``--out-dir``) gets a number, IMG_0001_jpg-2.tif, instead of one output replacing another."""
+    ``--out-dir``) gets a number, IMG_0001_jpg-2.tif, instead of one output replacing another. The numbers go by
+    the sources' paths, not the order they were given in, so a source gets the same name from any order."""
     names = [output_name(source, fmt, folder) for source in sources]
     shared = Counter(map(_identity, names))
     names = [name.with_name(f"{name.stem}_{Path(source).suffix.lstrip('.').lower()}{name.suffix}")
              if shared[_identity(name)] > 1 else name for source, name in zip(sources, names, strict=True)]
     taken: set[str] = set()
-    unique = []
-    for name in names:
-        candidate, number = name, 2
+    unique: list[Path] = list(names)
+    for i in sorted(range(len(sources)), key=lambda i: _identity(sources[i])):
+        candidate, number = names[i], 2
         while _identity(candidate) in taken:
-            candidate, number = name.with_name(f"{name.stem}-{number}{name.suffix}"), number + 1
+            candidate, number = names[i].with_name(f"{names[i].stem}-{number}{names[i].suffix}"), number + 1
         taken.add(_identity(candidate))
-        unique.append(candidate)
+        unique[i] = candidate
     return unique
 
 
