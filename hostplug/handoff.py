@@ -159,7 +159,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     from engine.edits import apply_changes
     from engine.rerender import image_format
     from engine.xmp.provenance import read_provenance
-    from engine.xmp.sidecar import read_sidecar, sidecar_recipe, unapplied_crop
+    from engine.xmp.sidecar import hints_notice, read_sidecar, sidecar_recipe, unapplied_crop
 
     check_readable(path)
     if path.suffix.lower() not in RENDERED_SUFFIXES:
@@ -167,7 +167,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
         recipe, catalogue = sidecar_recipe(path, changes)
         info = read_sidecar(path)
         return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace,
-                        notice=unapplied_crop(info) if info is not None else None)
+                        notice=hints_notice(info) if info is not None else None)
     _, bits, compression = image_format(path)  # refuses a file that is no image before anything else
     provenance = read_provenance(path)
     if provenance.recipe_error is not None:  # rendered again without it, the image would lose its edits
@@ -182,14 +182,16 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     recipe, catalogue = sidecar_recipe(raw, changes)
     info = read_sidecar(raw)
     stored = provenance.recipe
+    notice = hints_notice(info) if info is not None else None
     if (info is None or info.recipe is None) and stored is not None:
         recipe = apply_changes(stored, changes)
+        notice = unapplied_crop(info) if info is not None else None  # Adobe's settings are not the recipe here
     # a hostplug output keeps its size and JPEG quality, as a re-render does: the file an editor has open
     recorded = _recorded_output(path) if stored is not None else {}
     editors = bool(HAND_OVER_NAME.search(path.stem)) or not provenance.from_hostplug
     return OpenPlan("rerender", raw, path, recipe, catalogue, bits if bits in (8, 16) else 16, colour_space(path),
                     True, recorded, compression, keeps_metadata=not OWN_NAME.search(path.stem),
-                    editors=editors, notice=unapplied_crop(info) if info is not None else None)
+                    editors=editors, notice=notice)
 
 
 def _source_of(image: Path, search: Iterable[Path], provenance: Provenance) -> Path:

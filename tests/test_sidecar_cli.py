@@ -872,6 +872,26 @@ def test_a_render_says_that_another_programs_crop_is_not_applied(raw: Path, tmp_
     assert "note:" not in plain.output
 
 
+def test_a_lightroom_value_beyond_the_recipes_range_is_said_where_it_is_clamped(tmp_path: Path,
+                                                                             sample_dng: Path) -> None:
+    """A tester's: Lightroom's temperature goes to 50000 K, the recipe's to 25000, and Highlights +80 with Whites
+    +60 fold into highlights 110; both were clamped without a word."""
+    shown, text = _shown_with_adobe(tmp_path, sample_dng, 'crs:WhiteBalance="Custom" crs:Temperature="30000" '
+                                    'crs:Tint="+10" crs:Highlights2012="+80" crs:Whites2012="+60"')
+    assert shown["hints"]["temperature"] == 25000.0 and shown["hints"]["highlights"] == 100.0
+    assert shown["hints_clamped"] == [
+        "highlights 110 from Lightroom's settings (A.xmp) is beyond hostplug's -100 to 100: rendered at 100",
+        "temperature 30000 from Lightroom's settings (A.xmp) is beyond hostplug's 1700 to 25000: rendered at 25000"]
+    assert "  clamped:    temperature 30000 from Lightroom's settings (A.xmp)" in text
+    result = hostplug("render", tmp_path / "A.dng", "-o", tmp_path / "a.jpg", "--long-edge", "64", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["notice"] == "; ".join(shown["hints_clamped"])
+    hostplug("edit", tmp_path / "A.dng", "--temperature", "6000")  # a recipe of ours: Lightroom's are not used
+    assert json.loads(hostplug("show", tmp_path / "A.dng", "--json").stdout)["hints_clamped"] == []
+    again = hostplug("render", tmp_path / "A.dng", "-o", tmp_path / "b.jpg", "--long-edge", "64", "--json")
+    assert "notice" not in json.loads(again.stdout)
+
+
 def test_outputs_never_take_a_sidecars_or_a_streams_name(raw: Path, tmp_path: Path) -> None:
     """A tester's: -o IMG.dng.xmp --format png replaced darktable's sidecar with a PNG; as root, -o /dev/stdout
     --overwrite (stdout redirected to a file) replaced the link with a file; -o - wrote a file named '-'."""

@@ -130,7 +130,26 @@ def _clamped(setting: str, value: float) -> float:
 
 
 def adobe_hints(adobe: dict[str, str], where: str) -> dict[str, Any]:
-    """Recipe settings from Adobe's basic settings (clamped to the recipe's ranges)."""
+    """Recipe settings from Adobe's basic settings (clamped to the recipe's ranges: :func:`clamped_hints` says
+    which were)."""
+    return {k: _clamped(k, v) if k in RANGES else v for k, v in _hints(adobe, where).items()}
+
+
+def clamped_hints(adobe: dict[str, str], where: str) -> list[str]:
+    """A note for each of Adobe's settings that :func:`adobe_hints` clamped to the recipe's range (Lightroom's
+    temperature goes to 50000 K, the recipe's to 25000; a highlights slider with half the whites folded in can
+    pass 100), which a render took without a word (a tester's)."""
+    notes = []
+    for setting, value in _hints(adobe, where).items():
+        if setting in RANGES and _clamped(setting, value) != value:
+            low, high = RANGES[setting]
+            notes.append(f"{setting} {value:g} from Lightroom's settings ({Path(where).name}) is beyond hostplug's "
+                         f"{low:g} to {high:g}: rendered at {_clamped(setting, value):g}")
+    return notes
+
+
+def _hints(adobe: dict[str, str], where: str) -> dict[str, Any]:
+    """:func:`adobe_hints` before clamping."""
     hints: dict[str, Any] = {}
     for name, setting in ADOBE_SETTINGS.items():
         if name in adobe:
@@ -148,7 +167,7 @@ def adobe_hints(adobe: dict[str, str], where: str) -> dict[str, Any]:
         hints["temperature"] = _number(adobe, "Temperature", where)
         if "Tint" in adobe:
             hints["tint"] = _number(adobe, "Tint", where)
-    return {k: _clamped(k, v) if k in RANGES else v for k, v in hints.items()}
+    return hints
 
 
 def unused_adobe(adobe: dict[str, str]) -> list[str]:

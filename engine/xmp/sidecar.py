@@ -51,6 +51,7 @@ from engine.xmp.hints import (
     DARKTABLE_LABELS,
     adobe_hints,
     adobe_settings,
+    clamped_hints,
     colour_labels,
     credits,
     darktable_edits,
@@ -243,7 +244,14 @@ def sidecar_render(raw: str | Path, changes: Mapping[str, Any] | None = None,
         return SidecarRender(apply_changes(base, changes), {}, None)
     start = info.recipe if info.recipe is not None else apply_hints(base or Recipe(), info.hints)
     return SidecarRender(apply_changes(start, changes), catalogue_xmp(info), info.orientation,
-                         unapplied_crop(info))
+                         hints_notice(info))
+
+
+def hints_notice(info: SidecarInfo) -> str | None:
+    """What a render from ``info``'s recipe does not do as the sidecars ask: another program's crop
+    (:func:`unapplied_crop`), and, where Adobe's settings are the recipe, a value beyond the recipe's range."""
+    said = [unapplied_crop(info), *(clamped_hints(info.adobe, info.adobe_from) if info.recipe is None else [])]
+    return "; ".join(note for note in said if note) or None
 
 
 def unapplied_crop(info: SidecarInfo) -> str | None:

@@ -111,6 +111,8 @@ def _show_text(info_json: dict[str, Any]) -> str:
     if info_json["hints"]:
         lines.append(f"  hints:      {_describe(info_json['hints'])} (from Adobe Camera Raw settings in "
                      f"{Path(info_json['adobe_from']).name})")
+    for note in info_json.get("hints_clamped") or []:
+        lines.append(f"  clamped:    {note}")
     if info_json.get("adobe_differs"):
         differs = info_json["adobe_differs"]
         lines.append(f"  lightroom:  {_describe(differs)} in {Path(info_json['adobe_from']).name}; the recipe's "
@@ -152,7 +154,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
     the orientation another program set (it wins over the raw's EXIF), rating, labels, keywords; and, after them,
     what a DNG holds in its own XMP (where Lightroom keeps a DNG's edit)."""
     from engine.io.probe import check_renderable_file
-    from engine.xmp.hints import unused_adobe
+    from engine.xmp.hints import clamped_hints, unused_adobe
     from engine.xmp.sidecar import read_sidecar
     from engine.xmp.sidecar_files import find_duplicates
 
@@ -163,9 +165,9 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
         info = read_sidecar(path)
         # the same keys with or without a sidecar, so that a script reads d["rating"] of any file
         data: dict[str, Any] = {"input": str(path), "sidecar": None, "sidecars": [], "embedded_xmp": None,
-                                "recipe": None, "changed": {}, "hints": {}, "adobe_unused": [], "adobe": {},
-                                "adobe_from": None, "darktable_edits": [], "orientation": None, "rating": None,
-                                "labels": [], "keywords": [], "adobe_differs": {}}
+                                "recipe": None, "changed": {}, "hints": {}, "hints_clamped": [], "adobe_unused": [],
+                                "adobe": {}, "adobe_from": None, "darktable_edits": [], "orientation": None,
+                                "rating": None, "labels": [], "keywords": [], "adobe_differs": {}}
         if info is not None:
             data |= {
                 "sidecar": str(info.path) if info.paths else None,
@@ -174,6 +176,7 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "recipe": info.recipe.to_dict() if info.recipe else None,
                 "changed": changed_settings(info.recipe) if info.recipe else {},
                 "hints": info.hints,
+                "hints_clamped": clamped_hints(info.adobe, info.adobe_from) if info.recipe is None else [],
                 "adobe_unused": unused_adobe(info.adobe),  # with a recipe of ours too: none of them renders
                 "adobe": info.adobe,
                 "adobe_from": info.adobe_from or None,
