@@ -488,6 +488,29 @@ def test_a_setting_given_twice_in_a_sidecar_is_refused_not_one_picked(tmp_path: 
         read_sidecar(raw)
 
 
+@pytest.mark.parametrize("uri", ["http://ns.hostplug.org/xmp/1.1/", "http://ns.hostplug.com/xmp/1.0/",
+                                 "http://example.org/ours/"])
+def test_hostplug_settings_under_a_mistyped_namespace_are_refused_not_ignored(tmp_path: Path, uri: str) -> None:
+    """A tester's: settings under a mistyped xmlns:hostplug were ignored, and the raw rendered with the defaults."""
+    from engine.errors import SidecarError
+    from engine.xmp.sidecar import read_sidecar
+
+    raw = tmp_path / "IMG_1.dng"
+    raw.write_bytes(b"")
+    sidecar = tmp_path / "IMG_1.dng.xmp"
+    sidecar.write_text('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+                       'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                       f'<rdf:Description rdf:about="" xmlns:hostplug="{uri}" hostplug:schemaVersion="17" '
+                       'hostplug:exposure="1"/></rdf:RDF></x:xmpmeta>')
+    with pytest.raises(SidecarError, match=f"{sidecar}: its hostplug settings are in the namespace '{uri}', "
+                       r"not hostplug's 'http://ns.hostplug.org/xmp/1.0/', and would be ignored; correct the "
+                       "xmlns:hostplug declaration"):
+        read_sidecar(raw)
+    sidecar.write_text(sidecar.read_text().replace(uri, "http://ns.hostplug.org/xmp/1.0/"))
+    info = read_sidecar(raw)
+    assert info is not None and info.recipe is not None and info.recipe.exposure == 1.0
+
+
 def test_a_sidecar_time_equal_to_a_camera_s_zone_given_in_offsettime_only_keeps_its_fraction() -> None:
     # a re-tester's Nikon: its zone in OffsetTime only; the sidecar's same second and zone dropped the fraction
     from engine.xmp.capture_time import with_capture_time

@@ -143,6 +143,12 @@ def setting_properties(tree: etree._ElementTree, namespace: str, where: str,
     sidecar or a preset): StoredSettingError naming the first one that holds an array or a structure instead,
     other than those ``loose`` allows (a tester's exposure and a preset's style, written as arrays, were passed
     over without a word)."""
+    lookalike = _lookalike_namespace(tree, namespace)
+    if lookalike is not None:  # a tester's mistyped URI: the sidecar rendered with the defaults without a word
+        # (a SidecarError: `edit --recipe`, which repairs damaged settings, would leave these beside its own)
+        raise SidecarError(f"{where}: its hostplug settings are in the namespace {lookalike!r}, not "
+                                 f"hostplug's {namespace!r}, and would be ignored; correct the xmlns:hostplug "
+                                 "declaration")
     structured = [name for name in structured_properties(tree, namespace) if name not in loose]
     if structured:
         raise StoredSettingError(f"{where}: hostplug:{structured[0]} holds an array or structure, not a value "
@@ -154,6 +160,18 @@ def setting_properties(tree: etree._ElementTree, namespace: str, where: str,
                 raise StoredSettingError(f"{where}: hostplug:{name} is set twice ({seen[name]!r} and {value!r}); "
                                          "keep one")
     return simple_properties(tree, namespace)
+
+
+def _lookalike_namespace(tree: etree._ElementTree, namespace: str) -> str | None:
+    """The first namespace other than ``namespace`` that properties are in and that is meant to be it: declared
+    with its prefix (``hostplug``), or naming hostplug in its URI; None when there is none."""
+    for description in descriptions(tree):
+        prefixes = {uri: prefix for prefix, uri in description.nsmap.items()}
+        for name in (*description.attrib, *(child.tag for child in description.iterchildren(etree.Element))):
+            uri = _local(name)[0]
+            if uri and uri != namespace and ("hostplug" in uri.lower() or prefixes.get(uri) == "hostplug"):
+                return uri
+    return None
 
 
 def _simple_of(description: etree._Element, namespace: str) -> Iterator[tuple[str, str]]:
