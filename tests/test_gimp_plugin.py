@@ -77,6 +77,15 @@ image.delete()
 again = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, xcf)
 parasite = again.get_parasite("hostplug-recipe")
 out["xcf_parasite"] = json.loads(bytes(parasite.get_data()).decode()) if parasite else None
+for turn, key in ((lambda: again.flip(Gimp.OrientationType.HORIZONTAL), "flipped"),
+                  (lambda: again.rotate(Gimp.RotationType.DEGREES180), "turned")):
+    turn()  # the size stays: only the picture tells
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", again)
+    result = proc.run(config)
+    out[key] = [result.index(0).value_nick, result.index(1) if result.length() > 1 else None, len(again.get_layers())]
+    turn()  # and back
 import shutil
 shutil.copy(os.environ["HP_RAW"], os.environ["HP_RAW"] + ".kept")
 shutil.copy(os.environ["HP_OTHER"], os.environ["HP_RAW"])  # another photo under the raw's name
@@ -313,6 +322,16 @@ def test_after_a_rerender_exports_record_its_recipe_and_an_undo_would_take_it_ba
     assert recorded["exposure"] == 1.0 and recorded["style"] == "warm"
     assert tags.get("Xmp.xmp.Rating") == "3"  # the rest of the image's metadata stays
     assert gimp["undoable_after"] and not gimp["parasite_flags"] & 2  # a re-render's is undone with its layer
+
+
+def test_rerender_refuses_a_flipped_or_half_turned_image(gimp: dict) -> None:
+    # a tester's flip kept the size: the re-render's unflipped layer was added over the flipped picture
+    printed = gimp["parasite"]["print"]
+    assert printed["width"] == 24 and len(printed["luma"]) == printed["width"] * printed["height"]
+    for key, said in (("flipped", "flipped horizontally"), ("turned", "turned half round")):
+        status, message, layers = gimp[key]
+        assert status == "execution-error" and layers == 2, gimp[key]  # the first render and the re-render only
+        assert message.startswith(f"hostplug: error: this image was {said} since the raw's render"), message
 
 
 def test_rerender_refuses_a_cropped_image(gimp: dict) -> None:

@@ -234,6 +234,40 @@ def test_a_cropped_scaled_or_rotated_image_is_not_re_rendered(plugin: Any) -> No
             plugin.check_same_size(now, (900, 600))
 
 
+def _chart_print(width: int = 24, height: int = 16) -> dict:
+    """A print of a picture that no flip leaves alike: a ramp, brighter to the right and down, with a dark patch."""
+    luma = [min(255, 8 * x + 5 * y + (120 if (x, y) in {(3, 3), (4, 3), (3, 4)} else 0)) for y in range(height)
+            for x in range(width)]
+    return {"width": width, "height": height, "luma": luma}
+
+
+def test_a_flipped_or_half_turned_image_is_not_re_rendered(plugin: Any) -> None:
+    # a tester's flip kept the size, so the re-render's unflipped layer was added over the flipped picture
+    rendered = _chart_print()
+    darker = {**rendered, "luma": [v // 2 + 10 for v in rendered["luma"]]}  # a re-render at another exposure
+    plugin.check_same_way_round(rendered, darker)
+    retouched = {**rendered, "luma": [0 if i % 7 == 0 else v for i, v in enumerate(rendered["luma"])]}
+    plugin.check_same_way_round(rendered, retouched)
+    plugin.check_same_way_round(None, rendered)  # an older plug-in's image: nothing to compare with
+    for how, said in (("horizontally", "flipped horizontally"), ("vertically", "flipped vertically"),
+                      ("half", "turned half round")):
+        turned = {**rendered, "luma": plugin._turned(rendered, how)}
+        with pytest.raises(plugin.PluginError, match=f"^hostplug: this image was {said} since the raw's render .*; "
+                           "flip or turn it back, re-render"):
+            plugin.check_same_way_round(rendered, turned)
+    symmetric = {"width": 4, "height": 2, "luma": [10, 200, 200, 10, 10, 200, 200, 10]}
+    plugin.check_same_way_round(symmetric, {**symmetric, "luma": plugin._turned(symmetric, "horizontally")})
+
+
+def test_the_print_is_read_back_from_the_parasite_or_is_none(plugin: Any) -> None:
+    picture = _chart_print(3, 2)
+    assert plugin.stored_print(Image(json.dumps({"raw": "x", "print": picture}).encode())) == picture
+    for damaged in ({"raw": "x"}, {"print": None}, {"print": {**picture, "luma": [1, 2]}},
+                    {"print": {**picture, "width": 3.0}}, {"print": {**picture, "luma": ["a"] * 6}}):
+        assert plugin.stored_print(Image(json.dumps(damaged).encode())) is None
+    assert plugin.stored_print(Image(b"not json")) is None
+
+
 def test_the_greyed_white_balance_fields_show_what_the_white_balance_came_to(plugin: Any) -> None:
     # a tester's custom 3200 K stayed in the greyed fields after a switch to "As shot"; the preview says the white
     # balance it came to, and the fields show it (set only when it differs: the preview it asks for is the last)

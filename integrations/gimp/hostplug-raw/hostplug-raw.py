@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,10 @@ RENDER_TIMEOUT_S = 600
 STALE_FOLDER_S = 2 * RENDER_TIMEOUT_S  # a render folder this old was left by a GIMP that was killed
 PR_SET_PDEATHSIG = 1  # prctl(2)
 GIMP_PID = os.getppid()  # the GIMP that started this plug-in
+PRINT_SIZE = 24  # the long side of a render's print, which tells a flipped image from the render (picture_print)
+_COMPONENTS = {"u8": ("B", 255), "u16": ("H", 65535), "u32": ("I", 4294967295), "half": ("e", 1.0),
+               "float": ("f", 1.0), "double": ("d", 1.0)}  # GIMP's precisions: struct code, value of white
+FLIP_MATCH, FLIP_MARGIN = 0.6, 0.25  # a flip is refused when it matches this well, and this much better than as is
 PREVIEW_LONG_EDGE = 1732  # about 2 MP from the render service, shown scaled into the dialog's preview box
 PREVIEW_BOX = (512, 384)
 PREVIEW_LABEL = (72, 2)  # the line under the preview: characters wide, lines high (its size never changes the dialog's)
@@ -308,13 +313,13 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def attach_recipe(image, raw_path, result, sha256, size, undoable=False):
+def attach_recipe(image, raw_path, result, sha256, size, picture=None, undoable=False):
     """Store the raw's path, its content's SHA-256, the recipe and the temperature and tint its white balance came
-    to (hostplug's render ``result``) and the render's ``size`` (width, height) in the image (persistent: saved with
-    XCF files; ``undoable``: a re-render's, which an undo of its layer takes back too, a tester's undo left the
-    undone recipe in the image)."""
+    to (hostplug's render ``result``), the render's ``size`` (width, height) and ``picture``, its print
+    (:func:`picture_print`), in the image (persistent: saved with XCF files; ``undoable``: a re-render's, which an
+    undo of its layer takes back too, a tester's undo left the undone recipe in the image)."""
     stored = {"raw": raw_path, "recipe": result.get("recipe") or {}, "sha256": sha256,
-              "white": result.get("white_balance"), "size": list(size)}
+              "white": result.get("white_balance"), "size": list(size), "print": picture}
     data = json.dumps(stored, sort_keys=True).encode("utf-8")
     flags = Gimp.PARASITE_PERSISTENT | (Gimp.PARASITE_UNDOABLE if undoable else 0)
     image.attach_parasite(Gimp.Parasite.new(PARASITE, flags, list(data)))
@@ -393,6 +398,79 @@ def check_same_size(image, rendered):
                       "rotating")
 
 
+def picture_print(image, drawable=None):
+    """A coarse print of ``image``'s picture (or of its ``drawable``): the luminance (0-255) of GIMP's thumbnail of
+    it, at most PRINT_SIZE pixels a side, as {"width", "height", "luma": row by row}; None when GIMP gives none."""
+    try:  # (a print is a help: without one nothing is refused, and an open never fails for it)
+        data, width, height, bpp = (drawable or image).get_thumbnail_data(PRINT_SIZE, PRINT_SIZE)
+        component = image.get_precision().value_nick.split("-")[0]  # "u8", "u16", "half", "float"...
+    except (GLib.Error, TypeError, ValueError, AttributeError):
+        return None
+    code, scale = _COMPONENTS.get(component, (None, 1))
+    pixels = bytes(data.get_data()) if data is not None else b""
+    if code is None or not width or not height or bpp % struct.calcsize(code):
+        return None
+    channels = bpp // struct.calcsize(code)
+    values = struct.unpack(f"={len(pixels) // struct.calcsize(code)}{code}", pixels)
+    if channels == 0 or len(values) != width * height * channels:
+        return None
+    luma = []
+    for at in range(0, len(values), channels):
+        r, g, b = values[at:at + 3] if channels >= 3 else (values[at],) * 3
+        luma.append(round(255 * min(max((0.2126 * r + 0.7152 * g + 0.0722 * b) / scale, 0.0), 1.0)))
+    return {"width": width, "height": height, "luma": luma}
+
+
+def stored_print(image):
+    """The print (:func:`picture_print`) stored with the image's render; None for an older plug-in's image or a
+    damaged one (nothing is refused on it)."""
+    parasite = image.get_parasite(PARASITE)
+    try:
+        picture = json.loads(bytes(parasite.get_data()).decode("utf-8")).get("print")
+        width, height, luma = picture["width"], picture["height"], picture["luma"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if type(width) is int and type(height) is int and isinstance(luma, list) and len(luma) == width * height > 1 \
+            and all(type(v) is int for v in luma):
+        return picture
+    return None
+
+
+def _correlation(a, b):
+    """Pearson's correlation of two equally long lists of numbers (0 when either is flat)."""
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    da, db = [v - mean_a for v in a], [v - mean_b for v in b]
+    norm = math.sqrt(sum(v * v for v in da) * sum(v * v for v in db))
+    return sum(x * y for x, y in zip(da, db, strict=True)) / norm if norm else 0.0
+
+
+def _turned(picture, how):
+    """``picture``'s luma flipped or turned: "horizontally", "vertically" or "half" (a half turn)."""
+    width, height, luma = picture["width"], picture["height"], picture["luma"]
+    rows = [luma[y * width:(y + 1) * width] for y in range(height)]
+    if how in ("horizontally", "half"):
+        rows = [row[::-1] for row in rows]
+    if how in ("vertically", "half"):
+        rows = rows[::-1]
+    return [v for row in rows for v in row]
+
+
+def check_same_way_round(rendered, now):
+    """PluginError when the picture ``now`` (its print) is the ``rendered`` one flipped or turned half round: the
+    size check cannot see that, and a new render added unflipped on top lines up with nothing (a tester's). Only
+    a clear match is refused: a retouched or symmetrical picture is not."""
+    if rendered is None or now is None or (rendered["width"], rendered["height"]) != (now["width"], now["height"]):
+        return
+    as_is = _correlation(rendered["luma"], now["luma"])
+    turns = {how: _correlation(_turned(rendered, how), now["luma"]) for how in ("horizontally", "vertically", "half")}
+    how, best = max(turns.items(), key=lambda item: item[1])
+    if best > FLIP_MATCH and best - as_is > FLIP_MARGIN:
+        done = "turned half round" if how == "half" else f"flipped {how}"
+        raise PluginError(f"hostplug: this image was {done} since the raw's render it was opened as, so a new "
+                          "render would not line up with it; flip or turn it back, re-render, then flip or turn "
+                          "the image again")
+
+
 def check_same_raw(raw_path, sha256, now=None):
     """PluginError unless the file at ``raw_path`` (whose hash is ``now``, else read here) is the raw the image
     was rendered from (images opened before the hash was stored have none): a card's counter starts again, and
@@ -446,7 +524,7 @@ def load_raw(procedure, run_mode, file, metadata, flags, config, data):
             return failure(procedure, f"hostplug: GIMP could not read the render of {raw_path}"), flags
         # the hash of the bytes hostplug rendered, which it reports (an older hostplug: read again here)
         attach_recipe(image, raw_path, result, result.get("source_sha256") or file_sha256(raw_path),
-                      image_size(image))
+                      image_size(image), picture_print(image, image.get_layers()[0]))
         drop_tiff_layout(image)
         # The image holds the TIFF's metadata, which GIMP's TIFF loader read: the raw's EXIF and GPS, and what
         # hostplug added (the sidecar's rating, keywords, credits and GPS, the recipe). GIMP must not load the
@@ -779,6 +857,7 @@ def rerender(procedure, run_mode, image, drawables, config, data):
     try:
         raw_path, recipe, sha256, white, size = read_recipe(image)
         check_same_size(image_size(image), size)  # before the dialog: nothing typed in vain
+        check_same_way_round(stored_print(image), picture_print(image))
         if not os.path.isfile(raw_path):
             return failure(procedure, f"hostplug: error: the raw {raw_path} is not there any more; put it back, "
                                       "or open the raw from where it is now")
@@ -823,7 +902,7 @@ def rerender(procedure, run_mode, image, drawables, config, data):
             layer.set_name(layer_name(result, changed))
             image.insert_layer(layer, None, 0)
             attach_recipe(image, raw_path, {**result, "recipe": result.get("recipe") or changed}, sha256,
-                          (layer.get_width(), layer.get_height()), undoable=True)
+                          (layer.get_width(), layer.get_height()), picture_print(image, layer), undoable=True)
             take_render_record(image, tiff)
         finally:
             image.undo_group_end()
