@@ -186,8 +186,7 @@ def _check_not_input(target: Path, source: Path) -> None:
     except OSError:
         return  # an input that cannot be found fails where it is opened
     if same:
-        raise OutputError(f"{target}: this is the input itself; name the output differently (-o) or write it "
-                          "into another folder (--out-dir) (in Python: another path)")
+        raise OutputError(f"{target}: this is the input itself; give the output another name or folder")
 
 
 def _check_target(target: Path, options: OutputOptions) -> None:

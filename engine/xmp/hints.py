@@ -135,16 +135,16 @@ def adobe_hints(adobe: dict[str, str], where: str) -> dict[str, Any]:
     return {k: _clamped(k, v) if k in RANGES else v for k, v in _hints(adobe, where).items()}
 
 
-def clamped_hints(adobe: dict[str, str], where: str) -> list[str]:
-    """A note for each of Adobe's settings that :func:`adobe_hints` clamped to the recipe's range (Lightroom's
-    temperature goes to 50000 K, the recipe's to 25000; a highlights slider with half the whites folded in can
-    pass 100), which a render took without a word (a tester's)."""
-    notes = []
+def clamped_hints(adobe: dict[str, str], where: str) -> dict[str, str]:
+    """A note for each of Adobe's settings that :func:`adobe_hints` clamped to the recipe's range, by the recipe
+    setting (Lightroom's temperature goes to 50000 K, the recipe's to 25000; a highlights slider with half the
+    whites folded in can pass 100), which a render took without a word (a tester's)."""
+    notes = {}
     for setting, value in _hints(adobe, where).items():
         if setting in RANGES and _clamped(setting, value) != value:
             low, high = RANGES[setting]
-            notes.append(f"{setting} {value:g} from Lightroom's settings ({Path(where).name}) is beyond hostplug's "
-                         f"{low:g} to {high:g}: rendered at {_clamped(setting, value):g}")
+            notes[setting] = (f"{setting} {value:g} from Lightroom's settings ({Path(where).name}) is beyond "
+                              f"hostplug's {low:g} to {high:g}: rendered at {_clamped(setting, value):g}")
     return notes
 
 

@@ -250,7 +250,8 @@ def sidecar_render(raw: str | Path, changes: Mapping[str, Any] | None = None,
 def hints_notice(info: SidecarInfo) -> str | None:
     """What a render from ``info``'s recipe does not do as the sidecars ask: another program's crop
     (:func:`unapplied_crop`), and, where Adobe's settings are the recipe, a value beyond the recipe's range."""
-    said = [unapplied_crop(info), *(clamped_hints(info.adobe, info.adobe_from) if info.recipe is None else [])]
+    said = [unapplied_crop(info), *(clamped_hints(info.adobe, info.adobe_from).values() if info.recipe is None
+                                    else [])]
     return "; ".join(note for note in said if note) or None
 
 

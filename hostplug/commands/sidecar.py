@@ -68,6 +68,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
             write_recipe(path, recipe)
         else:
             try:
+                _say_clamped(path, changes)
                 recipe = update_recipe(path, change)
             except NewerSettingsError:
                 raise
@@ -82,6 +83,20 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
             echo_line(f"{path} -> {sidecar}: {_describe(changed_settings(recipe))}")
 
     for_each_input(inputs, store, must_exist=True, as_json=as_json)
+
+
+def _say_clamped(path: Path, changes: dict[str, Any]) -> None:
+    """Note the Lightroom values beyond the recipe's range that the first `edit` of ``path`` stores at the range's
+    end (those the edit does not set itself): once stored, nothing says it again (a tester's)."""
+    from engine.xmp.hints import clamped_hints
+    from engine.xmp.sidecar import read_sidecar
+
+    info = read_sidecar(path)
+    if info is not None and info.recipe is None:
+        for setting, note in clamped_hints(info.adobe, info.adobe_from).items():
+            white_set = setting in ("temperature", "tint") and changes.get("wb") not in (None, "custom")
+            if changes.get(setting) is None and not white_set:
+                echo_line(f"hostplug: note: {note}; the recipe stores {setting} there", err=True)
 
 
 def _show_text(info_json: dict[str, Any]) -> str:
@@ -176,7 +191,8 @@ def show(inputs: tuple[Path, ...], as_json: bool) -> None:
                 "recipe": info.recipe.to_dict() if info.recipe else None,
                 "changed": changed_settings(info.recipe) if info.recipe else {},
                 "hints": info.hints,
-                "hints_clamped": clamped_hints(info.adobe, info.adobe_from) if info.recipe is None else [],
+                "hints_clamped": list(clamped_hints(info.adobe, info.adobe_from).values()) if info.recipe is None
+                else [],
                 "adobe_unused": unused_adobe(info.adobe),  # with a recipe of ours too: none of them renders
                 "adobe": info.adobe,
                 "adobe_from": info.adobe_from or None,

@@ -231,7 +231,7 @@ def check_limit(where: str, key: str, value: Any) -> None:
     limit = LIMITS.get(key)
     if limit is not None and value > limit:
         why = f": 4 per CPU core, and this machine has {CPU_CORES}" if key == "workers" else ""
-        raise ConfigError(f"{where}: {key!r} = {value!r} is too large (at most {limit:g}{why})")
+        raise ConfigError(f"{where}: {key!r} = {value!r} is too large (at most {limit}{why})")
 
 
 def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
