@@ -52,7 +52,8 @@ BAD_CONFIGS: list[tuple[str, bytes, str]] = [
     ("render-timeout-nan", (daemon(render_timeout="nan") + HEAD).encode(), "'render_timeout' must be a finite"),
     ("grace-inf", (daemon(grace_seconds="inf") + HEAD).encode(), "'grace_seconds' must be a finite number"),
     ("retry-huge", (daemon(retry_seconds="1e300") + HEAD).encode(), "'retry_seconds' = 1e+300 is too large"),
-    ("memory-huge", (daemon(memory_limit_mb="99999999999") + HEAD).encode(), "'memory_limit_mb'"),
+    ("memory-huge", (daemon(memory_limit_mb="99999999999") + HEAD).encode(), "'memory_limit_mb' = 99999999999 is "
+     "too large (at most 16777216)"),  # a tester's read 'at most 1.67772e+07'
     ("threads-huge", (daemon(threads_per_worker="99999999") + HEAD).encode(), "'threads_per_worker'"),
     ("seq-padding", (HEAD + 'template = "{seq:>99999999}"\n').encode(), "{seq:>99999999} is not allowed"),
     ("seq-char", (HEAD + 'template = "{seq:c}"\n').encode(), "{seq:c} is not allowed"),
