@@ -709,10 +709,14 @@ def test_a_daemon_on_a_folder_inside_or_holding_anothers_recursive_hot_folder_is
         assert f"{sub} is inside {hot}" in line and f"pid {first.pid}" in line
         assert first.terminate() == 0
     assert not (studio / "outB").exists()
+    shutil.rmtree(hot / ".hostplug")  # the outer daemon's lock, left as a daemon leaves it
+    outer = write_config(studio / "outer" / "c.toml", hot, [{"folder": str(studio / "outD")}], recurse=True)
     with WatchProcess("--config", inner, cwd=studio) as first:
         wait_for(lambda: events(studio / "inner" / "log.jsonl", "start"), 60, "the inner daemon to start")
         line = _refused_start(studio, outer)[0]
         assert f"{hot} holds {sub}" in line and f"pid {first.pid}" in line
+        # nothing made: the refused start left its output folder and a .hostplug/ of locks in in/ (a tester's)
+        assert not (studio / "outD").exists() and not (hot / ".hostplug").exists()
         with WatchProcess("--config", flat, cwd=studio) as beside:  # in/'s own files only: no file in common
             wait_for(lambda: events(studio / "flat" / "log.jsonl", "start"), 60, "the flat daemon to start")
             drop(sub, "a.dng")
