@@ -97,7 +97,8 @@ def _minimal_config(in_dir: Path, out_dir: Path, presets: tuple[str, ...], spec:
               show_default=True)
 @click.option("--long-edge", type=click.IntRange(16, LIMITS["long_edge"]), help="Shrink so the long side has N pixels.")
 @click.option("--template", default="{name}", show_default=True,
-              help="Output name without suffix; tokens {name} {ext} {dir} {date} {camera} {style} {seq}.")
+              help="Output name without suffix; tokens {name} {ext} {dir} {date} {camera} {style} {seq}. {date} is "
+                   "the capture date (a file that records none: its modification date).")
 @click.option("--recurse", is_flag=True, help="Watch sub-folders too.")
 @click.option("--archive", type=click.Path(file_okay=False, path_type=Path),
               help="Move each original here once rendered (default: leave it).")
