@@ -339,6 +339,24 @@ def test_an_earlier_photo_dropped_again_takes_its_row_back_from_the_later_one(tm
     assert later.state == "done" and later.outputs == (str(out / "canon1-2.jpg"),)  # still its own
 
 
+def test_queue_json_gives_an_earlier_photos_real_path_and_says_its_name_was_taken(tmp_path: Path) -> None:
+    # a tester's script read "path": ".../IMG_0001.dng#4", a file that does not exist
+    hot, out = tmp_path / "in", tmp_path / "out"
+    hot.mkdir()
+    journal = Journal(hot / ".hostplug" / "journal.sqlite")
+    first = _archived(journal, hot / "IMG_0001.dng", "first", [str(out / "IMG_0001.jpg")])
+    second = journal.enqueue_new_photo(first, 2, 2, "second")
+    journal.start(second.id)
+    journal.finish(second.id, "recipe", [str(out / "IMG_0001-2.jpg")])
+    journal.close()
+    done = json.loads(CliRunner().invoke(main, ["queue", str(hot), "--json"]).stdout)["done"]
+    shown = {(d["id"], d["path"], d["name_taken"], tuple(d["outputs"])) for d in done}
+    assert shown == {(first.id, str(hot / "IMG_0001.dng"), True, (str(out / "IMG_0001.jpg"),)),
+                     (second.id, str(hot / "IMG_0001.dng"), False, (str(out / "IMG_0001-2.jpg"),))}
+    text = CliRunner().invoke(main, ["queue", str(hot)]).stdout
+    assert f"IMG_0001.dng#{first.id}" in text  # the text keeps telling the two apart by the ID
+
+
 def test_a_copy_the_daemon_deleted_has_left_the_hot_folder_too(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite")
     entry = journal.enqueue(tmp_path / "a.dng", tmp_path, 1, 1, "h")

@@ -237,17 +237,26 @@ def _when(timestamp: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(timestamp)) if timestamp else None
 
 
+def _photo(path: str, id_: int) -> dict[str, Any]:
+    """``path`` (the raw's, without the ``#ID`` the journal adds to an earlier photo whose name a later one took: a
+    script opened "IMG_0001.dng#4"), the journal's ``id``, and ``name_taken``: whether a later photo took the name."""
+    from hostplug.daemon.journal import Journal
+
+    raw, taken = Journal.photo_path(path, id_)
+    return {"path": raw, "id": id_, "name_taken": taken}
+
+
 def _error_record(entry: Any) -> dict[str, Any]:
-    return {"path": str(entry.path), "state": entry.state, "kind": entry.error_kind, "error": entry.error,
-            "attempts": entry.attempts, "moved_to": str(entry.moved_to) if entry.moved_to else None,
-            "when": _when(entry.finished_at)}
+    return {**_photo(str(entry.path), entry.id), "state": entry.state, "kind": entry.error_kind,
+            "error": entry.error, "attempts": entry.attempts,
+            "moved_to": str(entry.moved_to) if entry.moved_to else None, "when": _when(entry.finished_at)}
 
 
 def _done_record(row: dict[str, Any]) -> dict[str, Any]:
     """A rendered raw for ``--json``: its outputs as the journal holds them (absolute paths), and where the raw
     went (``moved_to``: the archive) if it left the hot folder."""
-    return {"path": row["path"], "outputs": row["outputs"], "node": row["node"], "moved_to": row["moved_to"],
-            "when": _when(row["finished_at"])}
+    return {**_photo(row["path"], row["id"]), "outputs": row["outputs"], "node": row["node"],
+            "moved_to": row["moved_to"], "when": _when(row["finished_at"])}
 
 
 def _output_root(done: list[dict[str, Any]]) -> str | None:

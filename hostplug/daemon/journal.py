@@ -261,6 +261,13 @@ class Journal:
         assert entry is not None
         return entry
 
+    @staticmethod
+    def photo_path(path: str, id_: int) -> tuple[str, bool]:
+        """A row's raw path, and whether a later photo took its name (the row moved to ``PATH#ID`` by
+        :meth:`enqueue_new_photo`)."""
+        mark = f"#{id_}"
+        return (path.removesuffix(mark), True) if path.endswith(mark) else (path, False)
+
     def earlier_photos(self, path: Path) -> list[Entry]:
         """The photos rendered under ``path`` whose name a later photo took (rows moved to ``PATH#ID`` by
         :meth:`enqueue_new_photo`), oldest first."""
@@ -510,10 +517,10 @@ class Journal:
         finished first; every one when ``limit`` is None. Plain rows, not :class:`Entry`: a journal of tens of
         thousands of raws is listed in a fraction of a second."""
         rows = self.db.execute(
-            "SELECT path, outputs, node, moved_to, finished_at FROM files WHERE state = 'done' "
+            "SELECT id, path, outputs, node, moved_to, finished_at FROM files WHERE state = 'done' "
             "ORDER BY finished_at DESC, id DESC LIMIT ?", (-1 if limit is None else limit,))  # -1: no limit
-        return [{"path": path, "outputs": json.loads(outputs), "node": node, "moved_to": moved_to,
-                 "finished_at": finished_at} for path, outputs, node, moved_to, finished_at in rows]
+        return [{"id": id_, "path": path, "outputs": json.loads(outputs), "node": node, "moved_to": moved_to,
+                 "finished_at": finished_at} for id_, path, outputs, node, moved_to, finished_at in rows]
 
     def recent_errors(self, limit: int = 10) -> list[Entry]:
         """The rows with an error, most recent first."""
