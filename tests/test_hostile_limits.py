@@ -3,6 +3,7 @@ following a link swapped in later, and the partial files a stopped render leaves
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,6 +35,12 @@ def test_time_limit_stops_a_render_in_one_line_and_leaves_nothing(tmp_path: Path
     assert error_lines(result.stderr) == [f"hostplug: error: {SAMPLE_DNG}: stopped after 0.2 s (--time-limit / "
                                           "HOSTPLUG_TIME_LIMIT); its output was not written"]
     assert os.listdir(out) == []
+    # with --json the stopped input is a record too, as a failed one is (a tester's script got no line for it)
+    result = hostplug_process("render", SAMPLE_DNG, "-o", out / "x.tif", "--time-limit", "0.2", "--no-service",
+                              "--json")
+    assert result.returncode == 124 and [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"input": str(SAMPLE_DNG), "error": f"{SAMPLE_DNG}: stopped after 0.2 s (--time-limit / HOSTPLUG_TIME_LIMIT); "
+         "its output was not written", "exit_code": 124}]
 
 
 def test_a_batch_stopped_by_the_time_limit_says_what_it_left_undone_and_no_stage_folder(tmp_path: Path) -> None:

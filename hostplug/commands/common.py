@@ -120,10 +120,11 @@ def time_limit_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextlib.contextmanager
-def watchdog(seconds: float | None, what: str, rest: str = "") -> Iterator[None]:
+def watchdog(seconds: float | None, what: str, rest: str = "", as_json: bool = False) -> Iterator[None]:
     """Run the body under a time limit: past ``seconds``, a watchdog thread deletes the partial outputs being
     written (:data:`engine.output.write.IN_PROGRESS`) and the stage folders begun (:data:`PARTIAL_FOLDERS`), prints
-    one error line about ``what`` (``rest`` ends it: what a batch leaves undone) and ends the process with
+    one error line about ``what`` (``rest`` ends it: what a batch leaves undone), with ``as_json`` a record of it
+    on stdout as a failed input's (``input``, ``error``, ``exit_code``), and ends the process with
     :data:`TIME_LIMIT_EXIT`.
 
     A thread, not a signal: a Python signal handler waits for the main thread to return to Python, which a
@@ -148,8 +149,12 @@ def watchdog(seconds: float | None, what: str, rest: str = "") -> Iterator[None]
             shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(Exception):
             sys.stdout.flush()
-        os.write(stderr, f"hostplug: error: {what}: stopped after {seconds:g} s (--time-limit / "
-                         f"{TIME_LIMIT_ENV}); its output was not written{rest}\n".encode(errors="replace"))
+        said = f"{what}: stopped after {seconds:g} s (--time-limit / {TIME_LIMIT_ENV}); its output was not written"
+        if as_json:  # a script reading the records learns of the stopped input too (a tester's got none)
+            record = {"input": what, "error": for_the_command_line(said), "exit_code": TIME_LIMIT_EXIT}
+            with contextlib.suppress(OSError):
+                os.write(1, (json_text(record) + "\n").encode(errors="replace"))
+        os.write(stderr, f"hostplug: error: {said}{rest}\n".encode(errors="replace"))
         os._exit(TIME_LIMIT_EXIT)
 
     thread = threading.Thread(target=expire, name="hostplug-time-limit", daemon=True)
@@ -252,7 +257,7 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
             if why is not None:
                 raise InputNotFoundError(f"{path}: {why}")
             rest = f"; {undone(inputs, index)}" if time_limit is not None and len(inputs) > 1 else ""
-            with watchdog(time_limit, str(path), rest):
+            with watchdog(time_limit, str(path), rest, as_json):
                 action(path)
         except HostplugError as e:
             failures += 1

@@ -46,7 +46,7 @@ def open_command(file: Path, search: tuple[Path, ...], device: str, service: boo
         if result is None:
             from hostplug.handoff import open_file
 
-            with watchdog(time_limit, str(path)):
+            with watchdog(time_limit, str(path), as_json=as_json):
                 result = open_file(path, search, changes, device=device)
         if result.get("notice") and not as_json:  # in --json, the result's "notice"
             echo_line(f"hostplug: note: {result['notice']}", err=True)
