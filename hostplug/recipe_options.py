@@ -41,7 +41,7 @@ _OPTIONS = [
                                  "recipe's, else natural)."),
     click.option("--style-strength", type=float, help="How strongly the style applies, 0 to 2 (default 1)."),
     click.option("--exposure", type=float,
-                 help="Exposure in EV over the style's, for example +0.3 or -1; it replaces a stored exposure "
+                 help="Exposure in EV over the style's, -6 to 6, for example +0.3 or -1; it replaces a stored exposure "
                       "(edit, rerender), it is not added to it."),
     click.option("--auto-exposure/--no-auto-exposure", "auto_exposure", default=None,
                  help="Meter the picture (its white point) instead of following the raw's exposure (the default)."),
