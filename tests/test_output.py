@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -265,9 +269,47 @@ def test_xmp_beyond_a_jpegs_64_kb_is_kept_whole_by_tiff_and_png(tmp_path: Path, 
     path = write_image(colour_patch(), tmp_path / f"out{suffix}", xmp={"Xmp.dc.subject": keywords})
     with pyexiv2.Image(str(path)) as image:
         assert image.read_xmp()["Xmp.dc.subject"] == keywords
-    with pytest.raises(OutputError, match="more than the 64 KB a JPEG holds; render to TIFF or PNG"):
-        write_image(colour_patch(), tmp_path / "out.jpg", xmp={"Xmp.dc.subject": keywords})
     assert files_in(tmp_path) == [f"out{suffix}"]
+
+
+def _extended_xmp(path: Path) -> tuple[bytes, str]:
+    """A JPEG's Extended XMP, reassembled from its APP1 segments, and the GUID they carry."""
+    data, at, chunks, guid, total = path.read_bytes(), 2, {}, "", 0
+    header = b"http://ns.adobe.com/xmp/extension/\x00"
+    while data[at] == 0xFF and data[at + 1] != 0xDA:
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        payload = data[at + 4:at + 2 + length]
+        if data[at + 1] == 0xE1 and payload.startswith(header):
+            guid = payload[len(header):len(header) + 32].decode()
+            total, offset = (int.from_bytes(payload[len(header) + 32 + i:len(header) + 36 + i], "big") for i in (0, 4))
+            chunks[offset] = payload[len(header) + 40:]
+        at += 2 + length
+    body = b"".join(chunks[k] for k in sorted(chunks))
+    assert len(body) == total
+    return body, guid
+
+
+def test_xmp_beyond_a_jpegs_64_kb_goes_into_extended_xmp(tmp_path: Path) -> None:
+    # a catalogue's thousands of keywords made the JPEG output fail ("render to TIFF or PNG")
+    keywords = [f"keyword number {i} with some text" for i in range(4000)]  # about 140 KB of them
+    record = {"Xmp.hostplug.recipe": json.dumps({"exposure": 0.5}), "Xmp.photoshop.Headline": "Harbour"}
+    path = write_image(colour_patch(), tmp_path / "out.jpg", xmp={**record, "Xmp.dc.subject": keywords})
+    with pyexiv2.Image(str(path)) as image:  # the standard packet, which exiv2 reads: hostplug's record whole
+        standard = image.read_xmp()
+    assert standard["Xmp.hostplug.recipe"] == record["Xmp.hostplug.recipe"] and "Xmp.dc.subject" not in standard
+    body, guid = _extended_xmp(path)
+    assert standard["Xmp.xmpNote.HasExtendedXMP"] == guid == hashlib.md5(body).hexdigest().upper()
+    assert body.startswith(b"<x:xmpmeta") and body.count(b"<rdf:li>") == len(keywords)
+    with Image.open(path) as image:
+        image.load()  # the picture is whole
+    if shutil.which("exiftool"):  # what Adobe's tools and exiftool read: the two packets as one
+        read = json.loads(subprocess.run(["exiftool", "-j", "-m", "-XMP:Subject", "-XMP:Headline",
+                                          str(path)], capture_output=True, text=True, check=True).stdout)[0]
+        assert read["Subject"] == keywords and read["Headline"] == "Harbour"
+    # a record that alone passes 64 KB cannot be split: refused, nothing left
+    with pytest.raises(OutputError, match="its recipe record is more than the 64 KB a JPEG's XMP holds"):
+        write_image(colour_patch(), tmp_path / "big.jpg", xmp={"Xmp.hostplug.recipe": "x" * 70_000})
+    assert not (tmp_path / "big.jpg").exists()
 
 
 @pytest.mark.parametrize(("resolution", "unit", "dpi"), [("300/1", "2", 300), ("118/1", "3", 299.72),

@@ -91,6 +91,7 @@ def register_namespace() -> None:
     pyexiv2.set_log_level(3)  # pyexiv2 prints warnings to stdout; errors still raise
     pyexiv2.registerNs(XMP_NS_URI, XMP_PREFIX)
     pyexiv2.registerNs(DARKTABLE_NS, "darktable")
+    pyexiv2.registerNs("http://ns.adobe.com/xmp/note/", "xmpNote")  # a JPEG's note of its Extended XMP
 
 
 def _one_resolution(value: str) -> bool:
@@ -147,7 +148,7 @@ def exiv2_xmp(xmp: dict[str, Any]) -> dict[str, Any]:
     return typed
 
 
-def _xmp_packet(xmp: dict[str, str]) -> bytes:
+def xmp_packet(xmp: dict[str, Any]) -> bytes:
     """``xmp`` serialised by exiv2, on a PNG: a JPEG's segment would cap the packet at 64 KB, which a TIFF's
     XMP tag has no need of (a raw with a few thousand keywords; hostplug's own record takes about 15 KB)."""
     image = pyexiv2.ImageData(_probe("PNG"))
@@ -308,7 +309,7 @@ def tiff_tags(exif: dict[str, str] | None, xmp: dict[str, str] | None) -> TiffTa
             blob = image.get_bytes()
         finally:
             image.close()
-        packet = _xmp_packet(xmp) if xmp else b""
+        packet = xmp_packet(xmp) if xmp else b""
     ifd0 = [entry for entry in _read_ifd(blob, _first_ifd(blob)) if entry[0] not in _PROBE_STRUCTURE]
     ifd0 += _resolution_entries(exif or {})
     pointers = {tag: raw for tag, _type, _count, raw in ifd0 if tag in (EXIF_IFD, GPS_IFD)}

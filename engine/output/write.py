@@ -32,6 +32,7 @@ from engine import tiling
 from engine.colour import SPACES, SRGB, RGBSpace, encode, srgb_decode, srgb_to_space_matrix
 from engine.errors import OutputError, OutputTakenError
 from engine.io.formats import JPEG_END, PNG_END
+from engine.output import extended_xmp
 from engine.output.formats import OutputOptions, checked_options, resolve_format
 from engine.output.icc import icc_profile
 from engine.output.metadata import (
@@ -46,6 +47,7 @@ from engine.output.metadata import (
     register_namespace,
     tiff_tags,
     writable_exif,
+    xmp_packet,
 )
 from engine.output.publish import (
     FULL_DISK_BYTES,
@@ -351,14 +353,15 @@ def _software() -> str:
 def _metadata_error(target: Path, error: RuntimeError) -> OutputError:
     """pyexiv2's error (exiv2 refused an EXIF or XMP key or value) as one line naming the output."""
     said = " ".join(str(error).split())
-    if "larger than 65535" in said:  # the one APP1 segment a JPEG's XMP must fit in
-        return OutputError(f"cannot write metadata to {target}: its XMP (the recipe, and the source's keywords and "
-                           "credits) is more than the 64 KB a JPEG holds; render to TIFF or PNG, which hold it all")
+    if _too_large(error):  # hostplug's own record alone: the rest would have gone into Extended XMP
+        return OutputError(f"cannot write metadata to {target}: its recipe record is more than the 64 KB a JPEG's "
+                           "XMP holds; render to TIFF or PNG, which hold it all")
     return OutputError(f"cannot write metadata to {target}: {said}")
 
 
 def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: dict[str, str] | None) -> None:
-    """Add EXIF and XMP to the PNG or JPEG at ``path`` in place (pyexiv2 keeps the embedded ICC profile).
+    """Add EXIF and XMP to the PNG or JPEG at ``path`` in place (pyexiv2 keeps the embedded ICC profile); a JPEG's
+    XMP beyond its segment's 64 KB goes partly into Extended XMP (:mod:`engine.output.extended_xmp`).
 
     ``target`` is the file's final name, for messages.
     """
@@ -366,13 +369,40 @@ def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: 
         return
     register_namespace()
     try:
-        with EXIV2, exiv2_image(path) as image:
-            if exif is not None:
-                image.modify_exif(exif)
-            if xmp:
-                image.modify_xmp(exiv2_xmp(xmp))
+        with EXIV2:
+            try:
+                _modify(path, exif, xmp)
+            except RuntimeError as error:
+                if not (xmp and _too_large(error) and target.suffix.lower() in (".jpg", ".jpeg")):
+                    raise
+                _modify_with_extended_xmp(path, exif, xmp)
     except RuntimeError as error:  # how pyexiv2 reports exiv2's errors
         raise _metadata_error(target, error) from error
+
+
+def _modify(path: Path, exif: dict[str, str] | None, xmp: dict[str, str] | None) -> None:
+    with exiv2_image(path) as image:
+        if exif is not None:
+            image.modify_exif(exif)
+        if xmp:
+            image.modify_xmp(exiv2_xmp(xmp))
+
+
+def _too_large(error: RuntimeError) -> bool:
+    return "larger than 65535" in str(error)  # exiv2: the one APP1 segment a JPEG's XMP must fit in
+
+
+def _modify_with_extended_xmp(path: Path, exif: dict[str, str] | None, xmp: dict[str, str]) -> None:
+    """Write ``xmp`` as a standard packet with hostplug's record and what else fits, and the rest as Extended XMP
+    (a catalogue's thousands of keywords made the JPEG output fail). RuntimeError (exiv2's "larger than 65535")
+    when hostplug's own record alone does not fit."""
+    try:
+        standard, rest = extended_xmp.split(xmp, xmp_packet)
+    except ValueError:
+        raise RuntimeError("XMP packet larger than 65535 bytes") from None
+    body, guid = extended_xmp.extended_packet(xmp_packet(rest))
+    _modify(path, exif, {**standard, extended_xmp.NOTE_KEY: guid})
+    extended_xmp.insert(path, body, guid)
 
 
 _ENDINGS = {"jpeg": JPEG_END, "png": PNG_END}  # how a complete file of each format ends
