@@ -263,6 +263,38 @@ def test_a_cluster_address_where_nothing_listens_is_one_line_at_once(tmp_path: P
         "(Connection refused); start the Ray head there first (docs/cluster.md), or check the address"]
 
 
+@pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (the cluster extra)")
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_while_joining_the_cluster_stops_at_once_and_cleanly(tmp_path: Path, stop: int) -> None:
+    """A tester's SIGTERM while the daemon joined (30-45 s on a busy head) exited 15 without a word (ray.init's own
+    handler), and his Ctrl-C waited out the join. Here the "head" accepts connections and never answers."""
+    (tmp_path / "in").mkdir()
+    config = write_config(tmp_path / "studio.toml", tmp_path / "in", OUTPUT)
+    token = tmp_path / "token"
+    token.write_text("0" * 64)
+    token.chmod(0o600)
+    with socket.socket() as head:
+        head.bind(("127.0.0.6", 0))
+        head.listen(8)
+        head.settimeout(60)
+        env = {**os.environ, "RAY_AUTH_TOKEN_PATH": str(token)}
+        watch = subprocess.Popen([*COMMAND, "watch", "--config", str(config), "--cluster",
+                                  f"ray://127.0.0.6:{head.getsockname()[1]}"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            held = [head.accept()[0] for _ in range(2)]  # the daemon's reachability check, then Ray's client
+            time.sleep(1.0)
+            watch.send_signal(stop)
+            start = time.monotonic()
+            output, _ = watch.communicate(timeout=30)
+        finally:
+            watch.kill()
+            for connection in held if "held" in locals() else []:
+                connection.close()
+    assert watch.returncode == 0 and time.monotonic() - start < 5, output
+    assert "stopped" in output and "error" not in output, output
+
+
 def test_a_cluster_address_ray_cannot_use_is_one_line_and_ray_without_a_port_takes_10001() -> None:
     """A tester's: ray://HOST waited half a minute for Ray's timeout; ray:// was called a public bind; http://x
     gave Ray's internal message."""

@@ -558,35 +558,28 @@ class RayPool:
         self.ray: Any = None
         self.journal: Any = None
         self.prefix = actor_prefix(config.journal)
+        self._stop_signal: int | None = None  # SIGTERM or SIGINT that came while joining the cluster
 
     # -- start -----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Join the cluster, check every node sees the shared folders, and start the workers."""
-        address = checked_address(self.config.cluster or "")  # (validate() refused an empty one already)
-        check_bind(address_host(address), self.config.allow_public_bind)
-        check_reachable(address)
-        mode = enable_token_auth()
-        ray = self.ray = import_ray()
-        if ray.__version__ != RAY_VERSION:
-            log.warning("Ray %s is installed; hostplug[cluster] pins %s: every node must run the same Ray",
-                        ray.__version__, RAY_VERSION)
-        check_token(address)  # Ray would take a refused token for a head not up yet, and retry for 30 s
+        """Join the cluster, check every node sees the shared folders, and start the workers. A SIGTERM or SIGINT
+        while joining (up to a minute) ends the join at once and is handed to the handler in place before (the
+        daemon's: it stops), with no worker started."""
         handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            _join(ray, address)
-        except Exception as e:  # connection, version and authentication errors alike
-            if address == "auto" and "could not find any running ray instance" in _one_line(e).lower():
-                raise ConfigError("no Ray cluster runs on this machine (--cluster auto): start one with hostplug "
-                                  "cluster start, or give the head's address, ray://HEAD:10001") from e
-            about_auth = mode == "token" and any(w in _one_line(e).lower() for w in ("auth", "token", "permission"))
-            raise ConfigError(f"cannot join the Ray cluster at {address}: {_one_line(e)}"
-                              + (" (token authentication: every node and this machine need the same token, "
-                                 "~/.ray/auth_token or RAY_AUTH_TOKEN_PATH)" if about_auth else "")) from e
+            mode, address = self._join()
+        except _StoppedWhileJoining as stop:
+            with contextlib.suppress(Exception):
+                self.ray.shutdown()
+            self._stop_signal = stop.signum
         finally:
             for sig, handler in handlers.items():  # ray.init sets its own SIGTERM handler (sys.exit): the daemon's
                 if handler is not None:  # stops gracefully, letting renders finish
                     signal.signal(sig, handler)
+        if self._stop_signal is not None:  # the daemon's own handler takes it now
+            signal.raise_signal(self._stop_signal)
+            return
         from hostplug.daemon.journal import Journal
 
         self.journal = Journal(self.config.journal)  # this process's own connection: the daemon still writes
@@ -600,6 +593,35 @@ class RayPool:
                  extra={"event": "cluster", "fields": {"address": address, "workers": len(self.slots),
                                                         "nodes": {n["ip"]: n["workers"] for n in nodes},
                                                         "auth": mode}})
+
+    def _join(self) -> tuple[str, str]:
+        """Check the address and the token, and join the cluster (:func:`_join_until_stopped`): the token
+        authentication mode in force and the address. ConfigError when it cannot be joined."""
+        def stop(signum: int, frame: object) -> None:
+            raise _StoppedWhileJoining(signum)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):  # importing Ray alone takes seconds
+            signal.signal(sig, stop)
+        address = checked_address(self.config.cluster or "")  # (validate() refused an empty one already)
+        check_bind(address_host(address), self.config.allow_public_bind)
+        check_reachable(address)
+        mode = enable_token_auth()
+        ray = self.ray = import_ray()
+        if ray.__version__ != RAY_VERSION:
+            log.warning("Ray %s is installed; hostplug[cluster] pins %s: every node must run the same Ray",
+                        ray.__version__, RAY_VERSION)
+        check_token(address)  # Ray would take a refused token for a head not up yet, and retry for 30 s
+        try:
+            _join_until_stopped(ray, address)
+        except Exception as e:  # connection, version and authentication errors alike
+            if address == "auto" and "could not find any running ray instance" in _one_line(e).lower():
+                raise ConfigError("no Ray cluster runs on this machine (--cluster auto): start one with hostplug "
+                                  "cluster start, or give the head's address, ray://HEAD:10001") from e
+            about_auth = mode == "token" and any(w in _one_line(e).lower() for w in ("auth", "token", "permission"))
+            raise ConfigError(f"cannot join the Ray cluster at {address}: {_one_line(e)}"
+                              + (" (token authentication: every node and this machine need the same token, "
+                                 "~/.ray/auth_token or RAY_AUTH_TOKEN_PATH)" if about_auth else "")) from e
+        return mode, address
 
     def _capacity(self) -> list[dict[str, Any]]:
         """The live nodes that can hold workers, and how many each holds."""
@@ -940,6 +962,27 @@ class RayPool:
             self.journal = None
         with contextlib.suppress(Exception):
             self.ray.shutdown()
+
+
+class _StoppedWhileJoining(BaseException):
+    """SIGTERM or SIGINT came while ``ray.init`` joined the cluster (not an Exception: Ray's code must not take it
+    for a connection error of its own)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _join_until_stopped(ray: Any, address: str) -> None:
+    """:func:`_join`, under handlers of SIGTERM and SIGINT that raise :class:`_StoppedWhileJoining`
+    (:meth:`ClusterPool._join` puts them in place): a join can take 30-45 s, and a tester's SIGTERM then met the
+    handler ray.init sets (``sys.exit(15)``: exit status 15, without a word), his Ctrl-C waited out the join."""
+    try:
+        _join(ray, address)
+    except SystemExit as e:  # Ray's own SIGTERM handler, which ray.init put in place of ours
+        if e.code != signal.SIGTERM:
+            raise
+        raise _StoppedWhileJoining(signal.SIGTERM) from None
 
 
 def _join(ray: Any, address: str) -> None:

@@ -398,7 +398,10 @@ class Daemon:
         self._check_new_copy_folders()
         recovered = self.journal.recover()
         self._finish_moves()
-        self.pool.start()  # first: a cluster pool also stops the workers a killed daemon left running there
+        if not self.stop_requested:  # (asked while the journal recovered: no cluster joined for nothing)
+            self.pool.start()  # first: a cluster pool also stops the workers a killed daemon left running there
+        if self.stop_requested:  # while the pool started (joining a cluster takes up to a minute): nothing watched
+            return
         removed = sum(originals.remove_partials(t) for t in self.journal.claimed())
         modes = self.scanner.start()
         where = f" on the cluster {self.config.cluster}" if self.config.cluster else ""
