@@ -512,17 +512,25 @@ def test_refuses_a_node_that_does_not_see_the_share(ray_cluster: Cluster, tmp_pa
     share = tmp_path / "studio"
     share.mkdir()
     mapped = tmp_path / "elsewhere" / "share"
-    if elsewhere == "another folder":
+    if elsewhere == "another folder":  # a local disk where the share should be mounted: the same names
         (mapped / "out").mkdir(parents=True)
+        (mapped / "in").mkdir()
     _, config = _studio(share, path_map={SECOND: {str(share): str(mapped)}})
     watch = Watch(config, ray_cluster)
     assert watch.process.wait(180) != 0
     message = [line for line in watch.output().splitlines() if line.startswith("hostplug: error:")]
-    assert len(message) == 1 and f"cluster node {SECOND}" in message[0] and "hot folder" in message[0], message
+    assert len(message) == 1 and f"cluster node {SECOND}" in message[0], message
+    if elsewhere == "missing":
+        assert f"cannot see the hot folder {share / 'in'} at {mapped / 'in'}" in message[0], message
+    else:  # it was "cannot see ... (No such file or directory)" of a folder that is there (a tester's)
+        assert f"sees another folder at {mapped / 'in'} than the daemon's {share / 'in'}" in message[0], message
+        assert "(and 1 more problem(s), in the log above)" in message[0]  # said nowhere before
+        assert f"writes its output folder {share / 'out'} somewhere this machine does not see" in watch.output()
     assert not [p for p in (share / "in").iterdir() if p.name.startswith(".hostplug-probe")]
     left = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "elsewhere").rglob("*")) \
         if (tmp_path / "elsewhere").exists() else []
-    assert left == ([] if elsewhere == "missing" else ["elsewhere/share", "elsewhere/share/out"])
+    assert left == ([] if elsewhere == "missing" else ["elsewhere/share", "elsewhere/share/in",
+                                                       "elsewhere/share/out"])
     wait_for(lambda: not _render_workers(ray_cluster), 30, "no render worker left")
 
 

@@ -386,6 +386,10 @@ def probe_node(path_map: Mapping[str, Mapping[str, str]], hot: list[tuple[str, s
         try:
             if there.read_text() != token:
                 problems.append(f"sees another folder at {there.parent} than the daemon's {folder}")
+        except FileNotFoundError:  # the folder is there, but not the daemon's probe file in it: another folder
+            problems.append(f"sees another folder at {there.parent} than the daemon's {folder}" if
+                            there.parent.is_dir() else f"cannot see the hot folder {folder} at {there.parent} "
+                            "(no such folder)")
         except OSError as e:
             problems.append(f"cannot see the hot folder {folder} at {there.parent} ({e.strerror or e})")
     for folder in outputs:  # made by the daemon's start checks: a node makes none (under an unmounted mount)
@@ -715,7 +719,9 @@ class RayPool:
             for folder in hot:
                 (folder / name).unlink(missing_ok=True)
         if problems:
-            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+            for problem in problems[1:]:  # each said: a tester's "(and 1 more problem(s))" was said nowhere
+                log.error("%s", problem, extra={"event": "cluster_probe", "fields": {"problem": problem}})
+            more = f" (and {len(problems) - 1} more problem(s), in the log above)" if len(problems) > 1 else ""
             raise ConfigError(f"{problems[0]}{more}; every node must mount the hot folders and output folders "
                               "(path_map maps other mount points)")
 
