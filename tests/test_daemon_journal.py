@@ -339,6 +339,23 @@ def test_an_earlier_photo_dropped_again_takes_its_row_back_from_the_later_one(tm
     assert later.state == "done" and later.outputs == (str(out / "canon1-2.jpg"),)  # still its own
 
 
+def test_queue_tells_two_cameras_raws_of_one_name_apart_by_their_sub_folders(tmp_path: Path) -> None:
+    # a tester's camA/IMG_0001.dng and camB/IMG_0001.dng were both "IMG_0001.dng ->" in the listing
+    hot, out = tmp_path / "in", tmp_path / "out"
+    hot.mkdir()
+    journal = Journal(hot / ".hostplug" / "journal.sqlite")
+    for camera in ("camA", "camB"):
+        entry = journal.enqueue(hot / camera / "IMG_0001.dng", hot, 1, 1, camera)
+        journal.start(entry.id)
+        journal.finish(entry.id, "r", [str(out / camera / "IMG_0001.jpg")])
+    failed = journal.enqueue(hot / "camC" / "IMG_0001.dng", hot, 1, 1, "camC")
+    journal.fail(failed.id, "cannot be read", "damaged")
+    journal.close()
+    text = CliRunner().invoke(main, ["queue", str(hot)]).stdout
+    assert "camA/IMG_0001.dng -> camA/IMG_0001.jpg" in text and "camB/IMG_0001.dng -> camB/IMG_0001.jpg" in text
+    assert "camC/IMG_0001.dng [failed]: cannot be read" in text, text
+
+
 def test_queue_json_gives_an_earlier_photos_real_path_and_says_its_name_was_taken(tmp_path: Path) -> None:
     # a tester's script read "path": ".../IMG_0001.dng#4", a file that does not exist
     hot, out = tmp_path / "in", tmp_path / "out"

@@ -272,6 +272,14 @@ def _output_root(done: list[dict[str, Any]]) -> str | None:
     return root if root and os.path.dirname(root) != root else None
 
 
+def _name_in_folder(path: str, folder: str | None) -> str:
+    """A raw's path relative to its hot folder (``camB/IMG_0001.dng``: two cameras' sub-folders hold the same
+    names, which the name alone did not tell apart), else its name."""
+    if folder and path.startswith(folder.rstrip("/") + "/"):
+        return path[len(folder.rstrip("/")) + 1:]
+    return os.path.basename(path)
+
+
 def _done_lines(done: list[dict[str, Any]], total: int) -> list[str]:
     """The text listing of rendered raws: one line each, ``WHEN  NAME -> OUTPUT, OUTPUT``, the outputs relative
     to the folder they share (named in the heading), so that a line stays short and a grep for the raw's name
@@ -282,7 +290,7 @@ def _done_lines(done: list[dict[str, Any]], total: int) -> list[str]:
     lines = [f"last done (outputs under {printable(root)}):" if root else "last done:"]
     for row in done:
         shown = ", ".join(printable(os.path.relpath(o, root) if root else o) for o in row["outputs"])
-        name = printable(os.path.basename(row["path"]))
+        name = printable(_name_in_folder(row["path"], row.get("folder")))
         lines.append(f"  {_when(row['finished_at']) or '-'}  {name} -> {shown or '(no outputs)'}")
     if total > len(done):
         lines.append(f"  ({total - len(done)} more: --done {total} lists them all)")
@@ -357,5 +365,5 @@ def queue(hot_folder: Path | None, config_path: Path | None, journal: Path | Non
 
         click.echo("last errors:")
         for entry in errors:
-            click.echo(f"  {_when(entry.finished_at) or '-'}  {printable(entry.path.name)} [{entry.state}]: "
-                       f"{printable(entry.error or '')}")
+            name = printable(_name_in_folder(str(entry.path), str(entry.folder)))
+            click.echo(f"  {_when(entry.finished_at) or '-'}  {name} [{entry.state}]: {printable(entry.error or '')}")

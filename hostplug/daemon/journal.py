@@ -512,15 +512,16 @@ class Journal:
         return [Entry.from_row(r) for r in self.db.execute(sql, args)]
 
     def rendered_outputs(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Each rendered raw's outputs, for ``hostplug queue``: ``path``, ``outputs`` (as recorded: absolute
-        paths), ``node``, ``moved_to`` (where the raw went: the archive) and ``finished_at``, the most recently
-        finished first; every one when ``limit`` is None. Plain rows, not :class:`Entry`: a journal of tens of
-        thousands of raws is listed in a fraction of a second."""
+        """Each rendered raw's outputs, for ``hostplug queue``: ``path``, its hot ``folder``, ``outputs`` (as
+        recorded: absolute paths), ``node``, ``moved_to`` (where the raw went: the archive) and ``finished_at``,
+        the most recently finished first; every one when ``limit`` is None. Plain rows, not :class:`Entry`: a
+        journal of tens of thousands of raws is listed in a fraction of a second."""
         rows = self.db.execute(
-            "SELECT id, path, outputs, node, moved_to, finished_at FROM files WHERE state = 'done' "
+            "SELECT id, path, folder, outputs, node, moved_to, finished_at FROM files WHERE state = 'done' "
             "ORDER BY finished_at DESC, id DESC LIMIT ?", (-1 if limit is None else limit,))  # -1: no limit
-        return [{"id": id_, "path": path, "outputs": json.loads(outputs), "node": node, "moved_to": moved_to,
-                 "finished_at": finished_at} for id_, path, outputs, node, moved_to, finished_at in rows]
+        return [{"id": id_, "path": path, "folder": folder, "outputs": json.loads(outputs), "node": node,
+                 "moved_to": moved_to, "finished_at": finished_at}
+                for id_, path, folder, outputs, node, moved_to, finished_at in rows]
 
     def recent_errors(self, limit: int = 10) -> list[Entry]:
         """The rows with an error, most recent first."""
