@@ -762,6 +762,35 @@ def test_an_output_folder_outage_keeps_raws_queued_without_using_attempts_and_sa
     assert events(log, "retry") == [] and events(log, "failed") == []
 
 
+@pytest.mark.skipif(shutil.which("chattr") is None or os.geteuid() != 0, reason="needs chattr as root")
+def test_an_output_folder_that_refuses_writes_keeps_raws_queued_without_using_attempts(studio: Path) -> None:
+    # a tester's NAS permission change (chattr +i here: root passes permissions) failed each raw in 15 s
+    hot, out = studio / "in", studio / "out"
+    config = _config(studio, {"max_attempts": 2}, outputs=[{"folder": str(out), "template": "{name}",
+                                                            "format": "jpeg", "long_edge": 200}])
+    log = studio / "log.jsonl"
+    try:
+        with WatchProcess("--config", config, cwd=studio) as daemon:
+            wait_for(lambda: events(log, "start"), 60, "the daemon to start")  # (it refuses to start on such a one)
+            if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
+                pytest.skip("this file system has no immutable flag")
+            drop(hot, "a.dng")
+            drop(hot, "b.dng")
+            wait_for(lambda: len(events(log, "no_output_folder")) >= 4, 90, "a and b tried twice each")
+            assert daemon.process.poll() is None and not (hot / "_failed").exists()
+            assert {r["attempts"] for r in rows(studio / "journal.sqlite")} == {0}
+            waits = events(log, "no_output_folder")
+            assert [e["level"] for e in waits if e["level"] != "debug"] == ["warning"]  # once for the outage
+            assert f"output folder {out} cannot be written (Operation not permitted)" in waits[0]["message"]
+            subprocess.run(["chattr", "-i", str(out)], check=True)
+            wait_for(lambda: (out / "a.jpg").exists() and (out / "b.jpg").exists(), 90, "a and b rendered")
+            assert daemon.terminate() == 0
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], capture_output=True)
+    assert events(log, "retry") == [] and events(log, "failed") == []
+    assert len(events(log, "output_folder_back")) == 1
+
+
 def test_hashing_a_large_file_does_not_stop_the_loop_nor_the_watchdog(studio: Path) -> None:
     # a 3.9 GB file stopped the WATCHDOG=1 pings for 14.7 s (systemd's WatchdogSec=60 is passed on a slow share)
     # and every other file with them

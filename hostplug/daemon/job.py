@@ -14,8 +14,9 @@ The outcome is a :class:`Outcome` whose ``kind`` tells the daemon what to do nex
                number of times
 ``disk_full``  an output's disk is full: the raw waits in the queue, without using up its attempts, until there
                is room
-``no_output``  an output folder is not there to write in (a file in its place, or gone with its parent): no fault
-               of the raw, which waits in the queue as for a full disk
+``no_output``  an output folder is not there to write in (a file in its place, or gone with its parent) or refuses
+               writes (its permissions, a read-only share): no fault of the raw, which waits in the queue as for a
+               full disk
 """
 
 from __future__ import annotations
@@ -379,6 +380,22 @@ def _ready_output_folders(folder: FolderConfig, devices: Mapping[Path, int]) -> 
     return tuple(remade)
 
 
+def _refused_folder(error: BaseException, folder: FolderConfig) -> tuple[Path, str] | None:
+    """The output folder that refused a write (its permissions, a read-only or immutable share) and what to say
+    of it, or None for any other error. A tester's NAS permission change failed each raw after three retries in
+    15 s: like a folder that is gone (``no_output``), it is no fault of the raw, which waits."""
+    cause = error if isinstance(error, OSError) else error.__cause__
+    if not isinstance(cause, OSError) or cause.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return None
+    named = Path(cause.filename) if isinstance(cause.filename, str) else None
+    outs = [spec.folder for spec in folder.outputs if spec.folder is not None]
+    place = next((out for out in outs if named is not None and (named.is_relative_to(out)
+                                                                 or named.is_relative_to(out.resolve()))), None)
+    if place is None:
+        return None  # beside the original, or not in an output folder: retried as before
+    return place, f"output folder {place} cannot be written ({cause.strerror or cause})"
+
+
 def _make_subfolders(folder: FolderConfig, targets: list[str], devices: Mapping[Path, int]) -> None:
     """Make the folders a template puts outputs in (``{date}/``, ``{dir}/``), only below an output folder that
     is there on its device at start: seconds after :func:`_ready_output_folders`, a share may be gone, and the
@@ -482,6 +499,9 @@ def _render(job: Job, folder: FolderConfig, journal: Journal, read: SidecarRende
         # goes to the worker, which knows the memory limit it ran under)
         if disk_full(e) or (e.__cause__ is not None and disk_full(e.__cause__)):
             return Outcome(job.id, "disk_full", str(e))
+        refused = _refused_folder(e, folder)
+        if refused is not None:
+            return Outcome(job.id, "no_output", refused[1], place=str(refused[0]))
         return Outcome(job.id, "retry", str(e))
     except (CorruptInputError, UnsupportedInputError) as e:
         return Outcome(job.id, "failed", str(e))
