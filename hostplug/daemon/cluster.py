@@ -921,7 +921,13 @@ class RayPool:
             died = isinstance(e, self.ray.exceptions.ActorDiedError)  # else unreachable: maybe still rendering
             if not self._node_alive(slot.node):  # the node left (maintenance, a reboot): not the file's fault
                 return [self._lost(slot, "node_lost", f"its node {slot.node} left the cluster", kill=not died)]
-            return [self._lost(slot, "crashed", f"worker on {slot.node} died ({_one_line(e)})", kill=not died)]
+            if not died:  # unreachable before Ray counts its node gone: a crashed raylet, a power cut, the network,
+                # or the worker's own process killed. No more the file's fault than a node that left (a tester's
+                # kill -9 of a raylet used up an attempt, where a clean shutdown did not), and at most NODE_EXCUSES
+                # times, as for a node that left: a raw that kills its worker still ends as a failure
+                return [self._lost(slot, "node_lost", f"the worker on {slot.node} stopped answering (it or its node "
+                                   "crashed, or was cut off)", kill=True)]
+            return [self._lost(slot, "crashed", f"worker on {slot.node} died ({_one_line(e)})", kill=False)]
         event = Event("outcome", slot, slot.job, outcome=outcome, targets=tuple(slot.targets))
         slot.job, slot.targets = None, []
         if slot.ready and slot.claim is None:
