@@ -79,6 +79,9 @@ def import_ray() -> Any:
         import ray
     except ImportError:
         raise ConfigError(f"rendering on a cluster needs Ray here and on every node: {INSTALL}") from None
+    # its log channel's own logger (which ray.init's logging_level does not reach) printed "Log channel is
+    # reconnecting..." before the daemon's one line about a lost head (a tester's)
+    logging.getLogger("ray.util.client.logsclient").setLevel(logging.ERROR)
     return ray
 
 
