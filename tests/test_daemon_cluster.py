@@ -643,6 +643,34 @@ def test_cluster_start_refuses_unsafe_addresses() -> None:
 
 
 @needs_ray
+def test_cluster_stop_with_a_temp_dir_stops_that_node_only(tmp_path: Path, ray_cluster: Cluster) -> None:
+    """A tester's: `cluster stop` ran `ray stop`, which as root stops every user's Ray on the machine. A node
+    started with --temp-dir is stopped alone; the test cluster beside it goes on."""
+    temp = Path(tempfile.mkdtemp(prefix="hp-ray-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "token")}
+    try:
+        started = subprocess.run([*COMMAND, "cluster", "start", "--bind", "127.0.0.8", "--port",
+                                  str(_free_port("127.0.0.8")), "--client-port", str(_free_port("127.0.0.8")),
+                                  "--num-cpus", "0", "--temp-dir", str(temp)], capture_output=True, text=True,
+                                 env=env, timeout=180)
+        assert started.returncode == 0, started.stderr
+        assert [pid for pid, argv in _processes() if any(str(temp) in a for a in argv)]
+        stopped = subprocess.run([*COMMAND, "cluster", "stop", "--temp-dir", str(temp)], capture_output=True,
+                                 text=True, env=env, timeout=120)
+        assert stopped.returncode == 0 and stopped.stdout.startswith(f"stopped the Ray node of {temp}"), stopped
+        assert not [pid for pid, argv in _processes() if any(str(temp) in a for a in argv)]
+        assert [pid for pid, argv in _processes() if any(str(ray_cluster.temp) in a for a in argv)]  # goes on
+        again = subprocess.run([*COMMAND, "cluster", "stop", "--temp-dir", str(temp)], capture_output=True,
+                               text=True, env=env, timeout=120)
+        assert again.returncode == 2 and f"no Ray node started with --temp-dir {temp} runs here" in again.stderr
+    finally:
+        from hostplug.daemon.cluster import stop_nodes
+
+        stop_nodes(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@needs_ray
 def test_a_killed_node_costs_only_its_files(tmp_path: Path) -> None:
     """kill -9 of a node's raylet (the node is gone, and its worker with it): its file is rendered elsewhere."""
     head, second = "127.0.0.4", "127.0.0.5"  # a cluster of its own: this one loses a node

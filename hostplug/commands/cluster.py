@@ -38,8 +38,11 @@ def cluster() -> None:
 @click.option("--num-cpus", type=click.IntRange(0, None), help="CPU cores Ray may use here (default: all).")
 @click.option("--num-gpus", type=click.IntRange(0, None), help="GPUs Ray may use here (default: detected).")
 @click.option("--allow-public-bind", is_flag=True, help="Accept --bind 0.0.0.0 (every interface; see docs).")
+@click.option("--temp-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Ray's folder for this node (default: Ray's /tmp/ray); `cluster stop --temp-dir` then stops "
+                   "this node only.")
 def start(bind: str, head: str | None, port: int, client_port: int, num_cpus: int | None, num_gpus: int | None,
-          allow_public_bind: bool) -> None:
+          allow_public_bind: bool, temp_dir: Path | None) -> None:
     """Start this machine's Ray node for `hostplug watch --cluster`: the head, or (--join) a node that joins it."""
     from hostplug.daemon.cluster import (
         import_ray,
@@ -52,7 +55,8 @@ def start(bind: str, head: str | None, port: int, client_port: int, num_cpus: in
 
     import_ray()
     command = node_command(bind=bind, head_port=port, head=head is None, head_address=head, num_cpus=num_cpus,
-                           num_gpus=num_gpus, client_port=client_port, allow_public_bind=allow_public_bind)
+                           num_gpus=num_gpus, client_port=client_port, allow_public_bind=allow_public_bind,
+                           temp_dir=temp_dir.absolute() if temp_dir else None)
     token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
     if token_auth_available():
         if head is None:
@@ -82,13 +86,22 @@ def _check_token_before_joining(head: str, token: Path) -> None:
 
 
 @cluster.command(short_help="Stop this machine's Ray node (ray stop).")
-def stop() -> None:
-    """Stop this machine's Ray node (`ray stop`: every Ray process of this user here)."""
+@click.option("--temp-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Stop only the node started with this --temp-dir (others' Ray on this machine goes on).")
+def stop(temp_dir: Path | None) -> None:
+    """Stop this machine's Ray node: with --temp-dir the one started with it, else `ray stop` (every Ray process
+    of this user here; as root, every user's)."""
     import subprocess
     import sys
 
-    from hostplug.daemon.cluster import import_ray
+    from hostplug.daemon.cluster import import_ray, stop_nodes
 
     import_ray()
+    if temp_dir is not None:
+        stopped = stop_nodes(temp_dir.absolute())
+        if not stopped:
+            raise ConfigError(f"no Ray node started with --temp-dir {temp_dir} runs here")
+        click.echo(f"stopped the Ray node of {temp_dir} ({stopped} process(es))")
+        return
     ray_script = Path(sys.executable).with_name("ray")
     subprocess.run([str(ray_script) if ray_script.is_file() else "ray", "stop"], check=False)
