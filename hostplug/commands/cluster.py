@@ -98,6 +98,9 @@ def stop(temp_dir: Path | None) -> None:
 
     import_ray()
     if temp_dir is not None:
+        if not (temp_dir / "session_latest").exists():  # (a mistyped /tmp would name every process with it)
+            raise ConfigError(f"{temp_dir} is not the folder of a Ray node (no session_latest in it): give the "
+                              "--temp-dir the node was started with")
         stopped = stop_nodes(temp_dir.absolute())
         if not stopped:
             raise ConfigError(f"no Ray node started with --temp-dir {temp_dir} runs here")

@@ -269,28 +269,33 @@ def make_token(path: Path) -> Path:
 
 def stop_nodes(temp_dir: Path, timeout: float = 5.0) -> int:
     """Stop the Ray processes of the nodes started with ``--temp-dir temp_dir`` (and their children), and only
-    those: ``ray stop`` would stop every Ray on the machine. Returns how many processes were signalled."""
-    needle = str(temp_dir).encode()
+    those: ``ray stop`` would stop every Ray on the machine. A process is one of them when an option of its command
+    line names that folder or a session in it, or it holds a file of a session open (the Ray Client server); never
+    this process, its parents (a wrapper whose command line names the folder), nor another user's. Returns how many
+    processes were signalled."""
+    folder = str(temp_dir).rstrip("/") or "/"
     parents: dict[int, int] = {}
     roots = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
             stat = (entry / "stat").read_text()
+            uid = entry.stat().st_uid
         except OSError:
             continue
         pid = int(entry.name)
         parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
-        if pid != os.getpid() and (needle in cmdline or _writes_under(entry, str(temp_dir))):
-            roots.append(pid)  # the Ray Client server names no folder: its open log files are there
+        if uid == os.getuid() and (_names_node_folder(argv, folder) or _writes_under(entry, folder + "/session_")):
+            roots.append(pid)
     found = set(roots)
     grew = True
     while grew:
         children = {pid for pid, parent in parents.items() if parent in found} - found
         found |= children
         grew = bool(children)
+    found -= _this_and_parents(parents)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in found:
             with contextlib.suppress(ProcessLookupError):
@@ -301,15 +306,38 @@ def stop_nodes(temp_dir: Path, timeout: float = 5.0) -> int:
     return len(found)
 
 
-def _writes_under(proc: Path, folder: str) -> bool:
-    """Whether the process has a file under ``folder`` open."""
+def _names_node_folder(argv: list[str], folder: str) -> bool:
+    """Whether a command line gives an option the value ``folder`` (``--temp-dir=DIR``, ``--temp-dir DIR``) or a
+    path in one of its sessions (``--session-dir=DIR/session_...``), as Ray's processes are started: not any text
+    that merely holds the folder's name (a shell's ``sh -c '... DIR'``)."""
+    for option, value in zip(argv, [*argv[1:], ""], strict=True):
+        key, equals, given = option.partition("=")
+        if not key.startswith("--"):
+            continue
+        given = given if equals else value
+        if given.rstrip("/") == folder or given.startswith(folder + "/session_"):
+            return True
+    return False
+
+
+def _this_and_parents(parents: dict[int, int]) -> set[int]:
+    """This process and its ancestors."""
+    chain, pid = set(), os.getpid()
+    while pid > 0 and pid not in chain:
+        chain.add(pid)
+        pid = parents.get(pid, 0)
+    return chain
+
+
+def _writes_under(proc: Path, prefix: str) -> bool:
+    """Whether the process has a file open whose path begins with ``prefix``."""
     try:
         fds = list((proc / "fd").iterdir())
     except OSError:
         return False
     for fd in fds:
         with contextlib.suppress(OSError):
-            if os.readlink(fd).startswith(folder + "/"):
+            if os.readlink(fd).startswith(prefix):
                 return True
     return False
 
