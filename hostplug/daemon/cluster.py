@@ -68,6 +68,9 @@ PUBLIC = ("0.0.0.0", "::", "[::]", "")
 # than three quick tries covered on a loaded machine (a daemon restarted beside running renders)
 JOIN_SECONDS = 90.0
 NODE_CHECK_SECONDS = 5.0  # how often the daemon asks Ray which nodes are alive (for workers on a dead node)
+# How long a render whose worker stopped answering waits for Ray to say whether its node died: Ray counts a node
+# whose raylet was killed (a power cut) gone only once its health checks fail, 15-30 s later (see _decided)
+NODE_VERDICT_SECONDS = 60.0
 
 
 # -- Ray, its address and its security ------------------------------------------------------------------------
@@ -594,6 +597,7 @@ class RayPool:
         self.journal: Any = None
         self.prefix = actor_prefix(config.journal)
         self._stop_signal: int | None = None  # SIGTERM or SIGINT that came while joining the cluster
+        self.undecided: list[tuple[Event, float]] = []  # renders lost to an unreachable worker, and until when
 
     # -- start -----------------------------------------------------------------------------------------------
 
@@ -839,7 +843,20 @@ class RayPool:
             if slot.job is not None and time.monotonic() - slot.started > self.config.render_timeout:
                 events.append(self._lost(slot, "timeout", f"render took longer than {self.config.render_timeout:g} "
                                                           f"s on {slot.node}", kill=True))
-        return events
+        return events + self._decided()
+
+    def _decided(self) -> list[Event]:
+        """The renders lost to an unreachable worker whose verdict is in: its node gone (``node_lost``, the file's
+        attempt given back), or, still alive after :data:`NODE_VERDICT_SECONDS`, a crash of the worker (counted:
+        a raw that kills its worker must end as a failure)."""
+        decided, now = [], time.monotonic()
+        for lost, deadline in list(self.undecided):
+            gone = not self._node_alive(lost.slot.node)
+            if gone or now >= deadline:
+                self.undecided.remove((lost, deadline))
+                decided.append(dataclasses.replace(lost, kind="node_lost", detail=f"its node {lost.slot.node} left "
+                                                   "the cluster") if gone else lost)
+        return decided
 
     def _warn_if_unplaced(self) -> None:
         """Say so, once, when no worker has started long after they were asked for: Ray places an actor only where
@@ -952,12 +969,12 @@ class RayPool:
             died = isinstance(e, self.ray.exceptions.ActorDiedError)  # else unreachable: maybe still rendering
             if not self._node_alive(slot.node):  # the node left (maintenance, a reboot): not the file's fault
                 return [self._lost(slot, "node_lost", f"its node {slot.node} left the cluster", kill=not died)]
-            if not died:  # unreachable before Ray counts its node gone: a crashed raylet, a power cut, the network,
-                # or the worker's own process killed. No more the file's fault than a node that left (a tester's
-                # kill -9 of a raylet used up an attempt, where a clean shutdown did not), and at most NODE_EXCUSES
-                # times, as for a node that left: a raw that kills its worker still ends as a failure
-                return [self._lost(slot, "node_lost", f"the worker on {slot.node} stopped answering (it or its node "
-                                   "crashed, or was cut off)", kill=True)]
+            if not died:  # unreachable: its node may be dying (a raylet killed, a power cut), which Ray says only
+                # later; a tester's kill -9 of a raylet used up an attempt where a clean shutdown did not. The verdict
+                # waits for Ray (_decided): the node gone, or a crash of the worker itself, which counts
+                lost = self._lost(slot, "crashed", f"worker on {slot.node} stopped answering", kill=True)
+                self.undecided.append((lost, time.monotonic() + NODE_VERDICT_SECONDS))
+                return []
             return [self._lost(slot, "crashed", f"worker on {slot.node} died ({_one_line(e)})", kill=False)]
         event = Event("outcome", slot, slot.job, outcome=outcome, targets=tuple(slot.targets))
         slot.job, slot.targets = None, []
@@ -982,8 +999,11 @@ class RayPool:
         return event
 
     def abandon(self) -> list[Event]:
-        """Kill every busy worker now (end of the grace period); returns their jobs."""
-        events = []
+        """Kill every busy worker now (end of the grace period); returns their jobs, and those lost to a worker
+        whose verdict is not in (:meth:`_decided`)."""
+        events = [dataclasses.replace(lost, kind="abandoned", detail="abandoned at shutdown")
+                  for lost, _ in self.undecided]
+        self.undecided.clear()
         for slot in self.busy():
             with contextlib.suppress(Exception):
                 self.ray.kill(slot.actor, no_restart=True)
