@@ -789,6 +789,20 @@ def test_an_output_folder_that_refuses_writes_keeps_raws_queued_without_using_at
         subprocess.run(["chattr", "-i", str(out)], capture_output=True)
     assert events(log, "retry") == [] and events(log, "failed") == []
     assert len(events(log, "output_folder_back")) == 1
+    # one immutable output in a folder that takes new files is that file's problem, retried and counted: the raw
+    # waited for ever, as if the folder refused every write (a reviewer's)
+    from hostplug.daemon.config import FolderConfig, OutputSpec
+    from hostplug.daemon.job import _refused_folder
+
+    folder = FolderConfig(path=hot, outputs=(OutputSpec(folder=out, template="{name}", format="jpeg"),))
+    refused = OSError(1, "Operation not permitted", str(out / ".a.jpg.0123abcd.part"))
+    assert _refused_folder(refused, folder) is None
+    subprocess.run(["chattr", "+i", str(out)], check=True)
+    try:
+        assert _refused_folder(refused, folder) == (out, f"output folder {out} cannot be written (Operation not "
+                                                         "permitted)")
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], capture_output=True)
 
 
 def test_hashing_a_large_file_does_not_stop_the_loop_nor_the_watchdog(studio: Path) -> None:

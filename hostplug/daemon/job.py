@@ -26,6 +26,7 @@ import datetime as _dt
 import errno
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -391,9 +392,19 @@ def _refused_folder(error: BaseException, folder: FolderConfig) -> tuple[Path, s
     outs = [spec.folder for spec in folder.outputs if spec.folder is not None]
     place = next((out for out in outs if named is not None and (named.is_relative_to(out)
                                                                  or named.is_relative_to(out.resolve()))), None)
-    if place is None:
-        return None  # beside the original, or not in an output folder: retried as before
+    if place is None or named is None or _can_write_in(named.parent):
+        return None  # beside the original; or one file refused (an immutable output replaced): retried, counted
     return place, f"output folder {place} cannot be written ({cause.strerror or cause})"
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Whether a new file can be made (and removed) in ``folder``: a reviewer's one immutable output in a folder
+    that takes new files made its raw wait for ever, as if the folder refused every write."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".hostplug-probe-"):
+            return True
+    except OSError:
+        return False
 
 
 def _make_subfolders(folder: FolderConfig, targets: list[str], devices: Mapping[Path, int]) -> None:
