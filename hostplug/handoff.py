@@ -167,7 +167,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
         recipe, catalogue = sidecar_recipe(path, changes)
         info = read_sidecar(path)
         return OpenPlan("render", path, target, recipe, catalogue, 16, "srgb", replace,
-                        notice=hints_notice(info) if info is not None else None)
+                        notice=hints_notice(info, recipe) if info is not None else None)
     _, bits, compression = image_format(path)  # refuses a file that is no image before anything else
     provenance = read_provenance(path)
     if provenance.recipe_error is not None:  # rendered again without it, the image would lose its edits
@@ -182,7 +182,7 @@ def plan(path: Path, search: Iterable[Path] = (), changes: Mapping[str, Any] | N
     recipe, catalogue = sidecar_recipe(raw, changes)
     info = read_sidecar(raw)
     stored = provenance.recipe
-    notice = hints_notice(info) if info is not None else None
+    notice = hints_notice(info, recipe) if info is not None else None
     if (info is None or info.recipe is None) and stored is not None:
         recipe = apply_changes(stored, changes)
         notice = unapplied_crop(info) if info is not None else None  # Adobe's settings are not the recipe here

@@ -886,10 +886,14 @@ def test_a_lightroom_value_beyond_the_recipes_range_is_said_where_it_is_clamped(
     result = hostplug("render", tmp_path / "A.dng", "-o", tmp_path / "a.jpg", "--long-edge", "64", "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["notice"] == "; ".join(shown["hints_clamped"])
+    for override in (["--temperature", "6000"], ["--wb", "auto"]):  # Lightroom's temperature not used: not said
+        overridden = hostplug("render", tmp_path / "A.dng", "-o", tmp_path / "o.jpg", "--long-edge", "64", "--json",
+                              "--overwrite", *override)
+        assert json.loads(overridden.stdout)["notice"] == shown["hints_clamped"][0], overridden.stdout  # highlights
     edited = hostplug("edit", tmp_path / "A.dng", "--saturation", "20")  # stores Lightroom's, at the range's end
     assert edited.exit_code == 0 and len(error_lines(edited.stderr)) == 2 and (
         "hostplug: note: temperature 30000 from Lightroom's settings (A.xmp) is beyond hostplug's 1700 to 25000: "
-        "rendered at 25000; the recipe stores temperature there") in edited.stderr
+        "rendered at 25000; the recipe stores it so") in edited.stderr
     assert "highlights 110" in edited.stderr
     hostplug("edit", tmp_path / "A.dng", "--temperature", "6000")  # a recipe of ours: Lightroom's are not used
     assert json.loads(hostplug("show", tmp_path / "A.dng", "--json").stdout)["hints_clamped"] == []

@@ -243,16 +243,29 @@ def sidecar_render(raw: str | Path, changes: Mapping[str, Any] | None = None,
     if info is None:
         return SidecarRender(apply_changes(base, changes), {}, None)
     start = info.recipe if info.recipe is not None else apply_hints(base or Recipe(), info.hints)
-    return SidecarRender(apply_changes(start, changes), catalogue_xmp(info), info.orientation,
-                         hints_notice(info))
+    recipe = apply_changes(start, changes)
+    return SidecarRender(recipe, catalogue_xmp(info), info.orientation, hints_notice(info, recipe))
 
 
-def hints_notice(info: SidecarInfo) -> str | None:
-    """What a render from ``info``'s recipe does not do as the sidecars ask: another program's crop
-    (:func:`unapplied_crop`), and, where Adobe's settings are the recipe, a value beyond the recipe's range."""
-    said = [unapplied_crop(info), *(clamped_hints(info.adobe, info.adobe_from).values() if info.recipe is None
-                                    else [])]
+def hints_notice(info: SidecarInfo, recipe: Recipe) -> str | None:
+    """What a render of ``recipe`` from ``info``'s raw does not do as the sidecars ask: another program's crop
+    (:func:`unapplied_crop`), and Lightroom's values beyond the recipe's range (:func:`clamped_notes`)."""
+    said = [unapplied_crop(info), *clamped_notes(info, recipe)]
     return "; ".join(note for note in said if note) or None
+
+
+def clamped_notes(info: SidecarInfo, recipe: Recipe) -> list[str]:
+    """A note for each of Lightroom's settings that ``recipe`` took clamped to the recipe's range: where no recipe
+    of ours is stored, and only those it still holds (a reviewer's ``--temperature 6000`` over Lightroom's 30000 K
+    was told it rendered at 25000)."""
+    if info.recipe is not None:
+        return []
+    notes = []
+    for setting, note in clamped_hints(info.adobe, info.adobe_from).items():
+        white = setting in ("temperature", "tint")
+        if getattr(recipe, setting) == info.hints.get(setting) and (not white or recipe.wb == "custom"):
+            notes.append(note)
+    return notes
 
 
 def unapplied_crop(info: SidecarInfo) -> str | None:

@@ -46,7 +46,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
     from engine.edits import apply_changes, check_changes, check_renderable
     from engine.errors import NewerSettingsError, StoredSettingError
     from engine.io.probe import check_renderable_file
-    from engine.xmp.sidecar import update_recipe, write_recipe
+    from engine.xmp.sidecar import clamped_notes, read_sidecar, update_recipe, write_recipe
     from engine.xmp.sidecar_files import sidecar_path
 
     changes = pop_recipe_options(kwargs)
@@ -68,7 +68,7 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
             write_recipe(path, recipe)
         else:
             try:
-                _say_clamped(path, changes)
+                before = read_sidecar(path)  # Lightroom's settings, which a first edit stores
                 recipe = update_recipe(path, change)
             except NewerSettingsError:
                 raise
@@ -76,6 +76,8 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
                 said = str(e).removesuffix("; correct it or remove it")  # the advice below says it for edit
                 raise StoredSettingError(f"{said}; correct it there, or store a whole recipe over hostplug's settings: "
                                          f"hostplug edit {shlex.quote(str(path))} --recipe FILE") from None
+            for note in clamped_notes(before, recipe) if before is not None else []:  # said once: stored now
+                echo_line(f"hostplug: note: {note}; the recipe stores it so", err=True)
         sidecar = sidecar_path(path)
         if as_json:
             click.echo(json.dumps({"input": str(path), "sidecar": str(sidecar), "recipe": recipe.to_dict()}))
@@ -83,20 +85,6 @@ def edit(inputs: tuple[Path, ...], as_json: bool, **kwargs: Any) -> None:
             echo_line(f"{path} -> {sidecar}: {_describe(changed_settings(recipe))}")
 
     for_each_input(inputs, store, must_exist=True, as_json=as_json)
-
-
-def _say_clamped(path: Path, changes: dict[str, Any]) -> None:
-    """Note the Lightroom values beyond the recipe's range that the first `edit` of ``path`` stores at the range's
-    end (those the edit does not set itself): once stored, nothing says it again (a tester's)."""
-    from engine.xmp.hints import clamped_hints
-    from engine.xmp.sidecar import read_sidecar
-
-    info = read_sidecar(path)
-    if info is not None and info.recipe is None:
-        for setting, note in clamped_hints(info.adobe, info.adobe_from).items():
-            white_set = setting in ("temperature", "tint") and changes.get("wb") not in (None, "custom")
-            if changes.get(setting) is None and not white_set:
-                echo_line(f"hostplug: note: {note}; the recipe stores {setting} there", err=True)
 
 
 def _show_text(info_json: dict[str, Any]) -> str:
