@@ -302,14 +302,25 @@ def test_xmp_beyond_a_jpegs_64_kb_goes_into_extended_xmp(tmp_path: Path) -> None
     assert body.startswith(b"<x:xmpmeta") and body.count(b"<rdf:li>") == len(keywords)
     with Image.open(path) as image:
         image.load()  # the picture is whole
-    if shutil.which("exiftool"):  # what Adobe's tools and exiftool read: the two packets as one
-        read = json.loads(subprocess.run(["exiftool", "-j", "-m", "-XMP:Subject", "-XMP:Headline",
-                                          str(path)], capture_output=True, text=True, check=True).stdout)[0]
-        assert read["Subject"] == keywords and read["Headline"] == "Harbour"
+    # a JPEG by its format, whatever its name (a reviewer's out.dat --format jpeg was refused)
+    other = write_image(colour_patch(), tmp_path / "out.dat", OutputOptions(format="jpeg"),
+                        xmp={**record, "Xmp.dc.subject": keywords})
+    assert _extended_xmp(other)[0] == body
     # a record that alone passes 64 KB cannot be split: refused, nothing left
     with pytest.raises(OutputError, match="its recipe record is more than the 64 KB a JPEG's XMP holds"):
         write_image(colour_patch(), tmp_path / "big.jpg", xmp={"Xmp.hostplug.recipe": "x" * 70_000})
     assert not (tmp_path / "big.jpg").exists()
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed (apt install "
+                    "libimage-exiftool-perl): Adobe's reading of Extended XMP is checked with it")
+def test_exiftool_reads_a_jpegs_extended_xmp_with_its_standard_packet(tmp_path: Path) -> None:
+    keywords = [f"keyword number {i} with some text" for i in range(4000)]
+    path = write_image(colour_patch(), tmp_path / "out.jpg", xmp={"Xmp.photoshop.Headline": "Harbour",
+                                                                  "Xmp.dc.subject": keywords})
+    read = json.loads(subprocess.run(["exiftool", "-j", "-m", "-XMP:Subject", "-XMP:Headline", str(path)],
+                                     capture_output=True, text=True, check=True).stdout)[0]
+    assert read["Subject"] == keywords and read["Headline"] == "Harbour"  # (-m: past exiftool's 1000 items)
 
 
 @pytest.mark.parametrize(("resolution", "unit", "dpi"), [("300/1", "2", 300), ("118/1", "3", 299.72),

@@ -353,15 +353,17 @@ def _software() -> str:
 def _metadata_error(target: Path, error: RuntimeError) -> OutputError:
     """pyexiv2's error (exiv2 refused an EXIF or XMP key or value) as one line naming the output."""
     said = " ".join(str(error).split())
-    if _too_large(error):  # hostplug's own record alone: the rest would have gone into Extended XMP
-        return OutputError(f"cannot write metadata to {target}: its recipe record is more than the 64 KB a JPEG's "
-                           "XMP holds; render to TIFF or PNG, which hold it all")
+    if _too_large(error):  # a segment of a JPEG or PNG (the XMP's own goes into Extended XMP where it can)
+        return OutputError(f"cannot write metadata to {target}: it is more than the 64 KB a segment of this "
+                           "format holds; render to TIFF, which holds it all")
     return OutputError(f"cannot write metadata to {target}: {said}")
 
 
-def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: dict[str, str] | None) -> None:
-    """Add EXIF and XMP to the PNG or JPEG at ``path`` in place (pyexiv2 keeps the embedded ICC profile); a JPEG's
-    XMP beyond its segment's 64 KB goes partly into Extended XMP (:mod:`engine.output.extended_xmp`).
+def _write_metadata(path: Path, target: Path, fmt: str, exif: dict[str, str] | None,
+                    xmp: dict[str, str] | None) -> None:
+    """Add EXIF and XMP to the PNG or JPEG (``fmt``) at ``path`` in place (pyexiv2 keeps the embedded ICC
+    profile); a JPEG's XMP beyond its segment's 64 KB goes partly into Extended XMP
+    (:mod:`engine.output.extended_xmp`).
 
     ``target`` is the file's final name, for messages.
     """
@@ -373,9 +375,9 @@ def _write_metadata(path: Path, target: Path, exif: dict[str, str] | None, xmp: 
             try:
                 _modify(path, exif, xmp)
             except RuntimeError as error:
-                if not (xmp and _too_large(error) and target.suffix.lower() in (".jpg", ".jpeg")):
+                if not (xmp and _too_large(error) and fmt == "jpeg"):
                     raise
-                _modify_with_extended_xmp(path, exif, xmp)
+                _modify_with_extended_xmp(path, target, exif, xmp, error)
     except RuntimeError as error:  # how pyexiv2 reports exiv2's errors
         raise _metadata_error(target, error) from error
 
@@ -392,14 +394,18 @@ def _too_large(error: RuntimeError) -> bool:
     return "larger than 65535" in str(error)  # exiv2: the one APP1 segment a JPEG's XMP must fit in
 
 
-def _modify_with_extended_xmp(path: Path, exif: dict[str, str] | None, xmp: dict[str, str]) -> None:
+def _modify_with_extended_xmp(path: Path, target: Path, exif: dict[str, str] | None, xmp: dict[str, str],
+                              error: RuntimeError) -> None:
     """Write ``xmp`` as a standard packet with hostplug's record and what else fits, and the rest as Extended XMP
-    (a catalogue's thousands of keywords made the JPEG output fail). RuntimeError (exiv2's "larger than 65535")
-    when hostplug's own record alone does not fit."""
+    (a catalogue's thousands of keywords made the JPEG output fail). OutputError when hostplug's own record alone
+    does not fit; exiv2's ``error`` again when the XMP fits whole (what was too large is not the XMP)."""
     try:
         standard, rest = extended_xmp.split(xmp, xmp_packet)
     except ValueError:
-        raise RuntimeError("XMP packet larger than 65535 bytes") from None
+        raise OutputError(f"cannot write metadata to {target}: its recipe record is more than the 64 KB a JPEG's "
+                          "XMP holds; render to TIFF or PNG, which hold it all") from None
+    if not rest:
+        raise error
     body, guid = extended_xmp.extended_packet(xmp_packet(rest))
     _modify(path, exif, {**standard, extended_xmp.NOTE_KEY: guid})
     extended_xmp.insert(path, body, guid)
@@ -530,7 +536,7 @@ def write_image(
             else:
                 assert isinstance(data, np.ndarray)
                 _ENCODERS[fmt](partial, data, profile, options.quality, _density(exif))
-                _write_metadata(partial, path, exif, xmp)
+                _write_metadata(partial, path, fmt, exif, xmp)
                 _check_whole(partial, fmt)
             if options.modified is not None:  # before the name: a rename keeps it, so the file never shows another
                 os.utime(partial, (options.modified, options.modified))
