@@ -8,7 +8,8 @@
 # bind-mounted into the root at the same paths, and so is /tmp, so a file under /tmp has one path for pytest
 # (outside) and for GIMP and hostplug (inside). The GIMP plug-in then runs the very `hostplug` the tests use.
 #
-# The bind mounts stay up for later runs; `--unmount` takes them down (not the root's /proc and /dev, which
+# Each bind made now is printed as "bound DIR" (the tests take down those they made). The bind mounts stay up for
+# later runs; `--unmount` takes them down (not the root's /proc and /dev, which
 # other tests may use). Unmount before deleting the root folder: the mounts make this repository, the Python
 # prefix and /tmp part of it.
 #
@@ -27,8 +28,8 @@ PYTHON=${PYTHON:-python3}
 # one hostplug is imported from (the same for an editable install of this checkout), /tmp. Imported as the
 # plug-in imports it, without PYTHONPATH (which a test run may point at another checkout).
 PREFIXES=$("$PYTHON" -c 'import sys; print(sys.prefix); print(sys.base_prefix)' | sort -u)
-IMPORTED=$(cd /tmp && env -u PYTHONPATH "$PYTHON" -c 'import pathlib, hostplug; print(pathlib.Path(hostplug.__file__).resolve().parents[1])')
-BINDS=$(printf '%s\n%s\n%s\n/tmp\n' "$PREFIXES" "$REPO" "$IMPORTED" | sort -u)
+IMPORTED=$(cd /tmp && env -u PYTHONPATH "$PYTHON" -c 'import pathlib, hostplug; print(pathlib.Path(hostplug.__file__).resolve().parents[1])' 2>/dev/null || true)
+BINDS=$(printf '%s\n%s\n%s\n/tmp\n' "$PREFIXES" "$REPO" "$IMPORTED" | grep -v '^$' | sort -u)
 
 if [ "${1:-}" = "--unmount" ]; then
   # Every one is tried (deepest first), then a failure is reported: stopping at the first busy one would leave
@@ -77,7 +78,7 @@ echo "$BINDS" | while read -r dir; do
   if mountpoint -q "$ROOT$dir" && [ "$(stat -c %d:%i "$dir")" != "$(stat -c %d:%i "$ROOT$dir")" ]; then
     umount -R "$ROOT$dir" || { echo "setup-gimp.sh: $ROOT$dir shows a deleted folder and is busy" >&2; exit 1; }
   fi
-  if mountpoint -q "$ROOT$dir"; then :; else mount --bind "$dir" "$ROOT$dir"; fi
+  if mountpoint -q "$ROOT$dir"; then :; else mount --bind "$dir" "$ROOT$dir" && echo "bound $dir"; fi
 done
 
 # The check the tests rely on: hostplug, from this machine, runs inside the root.

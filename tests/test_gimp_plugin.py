@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -137,24 +136,13 @@ def _prepare_root() -> list[Path]:
     if not (ROOT / "usr/bin/gimp-console-3.0").exists() and shutil.which("debootstrap") is None \
             and shutil.which("apt-get") is None:
         pytest.skip(f"no GIMP 3 root at {ROOT} and no debootstrap/apt-get to build one")
-    before = _binds()
     done = _setup()
     if done.returncode != 0:
         tail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
         pytest.skip(f"cannot prepare GIMP 3 (tests/setup-gimp.sh failed: {tail})")
-    return sorted(_binds() - before)
-
-
-def _binds() -> set[Path]:
-    """The mount points under the root that tests/setup-gimp.sh binds (not the root's /proc and /dev, which it
-    leaves up), from /proc/self/mountinfo (its fifth field, with spaces and such written as octal escapes)."""
-    kept = {ROOT / "proc", ROOT / "dev", ROOT / "dev/pts"}
-    points = set()
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]))
-        if point.is_relative_to(ROOT) and point != ROOT and point not in kept:
-            points.add(point)
-    return points
+    # the binds the script made now (it says which), not those another run made meanwhile
+    made = [line.removeprefix("bound /") for line in done.stdout.splitlines() if line.startswith("bound /")]
+    return sorted(ROOT / folder for folder in made)
 
 
 @pytest.fixture(scope="module")
