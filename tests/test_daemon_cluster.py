@@ -529,7 +529,7 @@ def test_refuses_a_node_that_does_not_see_the_share(ray_cluster: Cluster, tmp_pa
         assert f"cannot see the hot folder {share / 'in'} at {mapped / 'in'}" in message[0], message
     else:  # it was "cannot see ... (No such file or directory)" of a folder that is there (a tester's)
         assert f"sees another folder at {mapped / 'in'} than the daemon's {share / 'in'}" in message[0], message
-        assert "(and 1 more problem(s), in the log above)" in message[0]  # said nowhere before
+        assert "(and 1 more problem(s), in the daemon's log)" in message[0]  # said nowhere before
         assert f"writes its output folder {share / 'out'} somewhere this machine does not see" in watch.output()
     assert not [p for p in (share / "in").iterdir() if p.name.startswith(".hostplug-probe")]
     left = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "elsewhere").rglob("*")) \

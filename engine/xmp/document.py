@@ -147,8 +147,7 @@ def setting_properties(tree: etree._ElementTree, namespace: str, where: str,
     if lookalike is not None:  # a tester's mistyped URI: the sidecar rendered with the defaults without a word
         # (a SidecarError: `edit --recipe`, which repairs damaged settings, would leave these beside its own)
         raise SidecarError(f"{where}: its hostplug settings are in the namespace {lookalike!r}, not "
-                                 f"hostplug's {namespace!r}, and would be ignored; correct the xmlns:hostplug "
-                                 "declaration")
+                           f"hostplug's {namespace!r}, and would be ignored; correct the xmlns:hostplug declaration")
     structured = [name for name in structured_properties(tree, namespace) if name not in loose]
     if structured:
         raise StoredSettingError(f"{where}: hostplug:{structured[0]} holds an array or structure, not a value "

@@ -71,6 +71,7 @@ NODE_CHECK_SECONDS = 5.0  # how often the daemon asks Ray which nodes are alive 
 # How long a render whose worker stopped answering waits for Ray to say whether its node died: Ray counts a node
 # whose raylet was killed (a power cut) gone only once its health checks fail, 15-30 s later (see _decided)
 NODE_VERDICT_SECONDS = 60.0
+_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # what stops the daemon (SIGHUP: a closed terminal)
 
 
 # -- Ray, its address and its security ------------------------------------------------------------------------
@@ -605,7 +606,7 @@ class RayPool:
         """Join the cluster, check every node sees the shared folders, and start the workers. A SIGTERM or SIGINT
         while joining (up to a minute) ends the join at once and is handed to the handler in place before (the
         daemon's: it stops), with no worker started."""
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        handlers = {s: signal.getsignal(s) for s in _STOPS}
         try:
             mode, address = self._join()
         except _StoppedWhileJoining as stop:
@@ -639,8 +640,9 @@ class RayPool:
         def stop(signum: int, frame: object) -> None:
             raise _StoppedWhileJoining(signum)
 
-        for sig in (signal.SIGTERM, signal.SIGINT):  # importing Ray alone takes seconds
-            signal.signal(sig, stop)
+        for sig in _STOPS:  # importing Ray alone takes seconds (one ignored stays so: nohup's SIGHUP)
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, stop)
         address = checked_address(self.config.cluster or "")  # (validate() refused an empty one already)
         check_bind(address_host(address), self.config.allow_public_bind)
         check_reachable(address)
@@ -756,7 +758,7 @@ class RayPool:
         if problems:
             for problem in problems[1:]:  # each said: a tester's "(and 1 more problem(s))" was said nowhere
                 log.error("%s", problem, extra={"event": "cluster_probe", "fields": {"problem": problem}})
-            more = f" (and {len(problems) - 1} more problem(s), in the log above)" if len(problems) > 1 else ""
+            more = f" (and {len(problems) - 1} more problem(s), in the daemon's log)" if len(problems) > 1 else ""
             raise ConfigError(f"{problems[0]}{more}; every node must mount the hot folders and output folders "
                               "(path_map maps other mount points)")
 
@@ -1038,7 +1040,7 @@ class _StoppedWhileJoining(BaseException):
 
 def _join_until_stopped(ray: Any, address: str) -> None:
     """:func:`_join`, under handlers of SIGTERM and SIGINT that raise :class:`_StoppedWhileJoining`
-    (:meth:`ClusterPool._join` puts them in place): a join can take 30-45 s, and a tester's SIGTERM then met the
+    (:meth:`RayPool._join` puts them in place): a join can take 30-45 s, and a tester's SIGTERM then met the
     handler ray.init sets (``sys.exit(15)``: exit status 15, without a word), his Ctrl-C waited out the join."""
     try:
         _join(ray, address)

@@ -84,19 +84,19 @@ def check_not_watched(folders: Sequence[FolderConfig], journal: Path) -> None:
         held = _held_by_another(folder.path / FOLDER_LOCK)
         if held is not None:
             raise _folder_taken(folder.path, held)
-    # the walk below too, though it is made again once the locks are held: a start refused only then had made its
-    # output folders and a .hostplug/ folder of locks in a hot folder it never watched (a tester's)
+    # the walk below too, made again once the locks are held (a recursive tree is walked twice at start): a start
+    # refused only then had made its output folders and a .hostplug/ of locks in a folder it never watched
     check_not_nested(folders)
 
 
-def check_not_nested(folders: Sequence[FolderConfig], below: bool = True) -> None:
+def check_not_nested(folders: Sequence[FolderConfig]) -> None:
     """Refuse (TakenError) a hot folder inside a folder another running daemon watches with its sub-folders, and
     one watched with its sub-folders that holds a folder another daemon watches: both daemons rendered the files
     they shared, each journal claimed them, and one archived a raw while the other rendered it. Another daemon is
     found by its folder lock (:data:`FOLDER_LOCK`, held while it runs): in every folder above this one, and, when
-    this one recurses, in every folder its scan would enter (``below``: after the locks are taken only, a walk of
-    the whole tree). Called before the locks are taken and again after (two daemons starting at once: each then
-    sees the other's lock, and at worst both are refused). Archives are left out as the scans leave them out."""
+    this one recurses, in every folder its scan would enter (a walk of the whole tree). Called before anything
+    is made and again once the locks are taken (two daemons starting at once: each then sees the other's lock,
+    and at worst both are refused). Archives are left out as the scans leave them out."""
     own = {folder.path.resolve() for folder in folders}
     for folder in folders:
         path = folder.path.resolve()
@@ -106,7 +106,7 @@ def check_not_nested(folders: Sequence[FolderConfig], below: bool = True) -> Non
             raise TakenError(f"hot folder {folder.path} is inside {outer}, which another hostplug watch ({holder}) "
                              "watches with its sub-folders: stop that one, or let it render this folder's files")
         archive = folder.archive.resolve() if folder.archive else None
-        inside = _watched_below(path, own, archive) if folder.recurse and below else None
+        inside = _watched_below(path, own, archive) if folder.recurse else None
         if inside is not None:
             inner, holder = inside
             raise TakenError(f"hot folder {folder.path} holds {inner}, which another hostplug watch ({holder}) "

@@ -411,9 +411,9 @@ def picture_print(image, drawable=None):
     if code is None or not width or not height or bpp % struct.calcsize(code):
         return None
     channels = bpp // struct.calcsize(code)
-    values = struct.unpack(f"={len(pixels) // struct.calcsize(code)}{code}", pixels)
-    if channels == 0 or len(values) != width * height * channels:
+    if channels == 0 or len(pixels) != width * height * bpp:
         return None
+    values = struct.unpack(f"={len(pixels) // struct.calcsize(code)}{code}", pixels)
     luma = []
     for at in range(0, len(values), channels):
         r, g, b = values[at:at + 3] if channels >= 3 else (values[at],) * 3
