@@ -17,7 +17,7 @@ from engine import Recipe
 from engine.output.metadata import register_namespace
 from engine.xmp.sidecar import read_sidecar
 from hostplug.cli import main
-from tests.conftest import error_lines
+from tests.conftest import error_lines, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -194,6 +194,30 @@ def test_creator_rights_and_title_of_the_sidecar_reach_every_output_and_rerender
         assert xmp["Xmp.dc.creator"] == ["Ana Lima"]
         assert xmp["Xmp.dc.rights"] == {'lang="x-default"': "(c) 2026 Ana Lima, all rights reserved"}
         assert xmp["Xmp.dc.title"] == {'lang="x-default"': "Harbour at dawn"}
+
+
+def test_the_sidecars_creator_rights_and_caption_replace_the_cameras_exif_ones(raw: Path) -> None:
+    """A tester's delivered file named two owners: the camera's EXIF Artist and Copyright (and its "OLYMPUS
+    DIGITAL CAMERA" caption), which most tools read, beside the sidecar's creator and rights in XMP."""
+    import pyexiv2
+
+    with pyexiv2.Image(str(raw)) as image:
+        image.modify_exif({"Exif.Image.Artist": "Old Camera Owner", "Exif.Image.Copyright": "(c) 2010 Old Owner",
+                           "Exif.Image.ImageDescription": "OLYMPUS DIGITAL CAMERA"})
+    plain = raw.parent / "plain.jpg"
+    assert hostplug("render", raw, "-o", plain, "--long-edge", "100").exit_code == 0
+    assert read_metadata(plain)[0]["Exif.Image.Artist"] == "Old Camera Owner"  # no sidecar: the camera's stay
+    (raw.parent / "IMG_0001.dng.xmp").write_text(_CREDITS_XMP.replace(
+        "<rdf:li>Ana Lima</rdf:li>", "<rdf:li>Ana Lima</rdf:li><rdf:li>Rui Sousa</rdf:li>").replace(
+        "</dc:title>", '</dc:title><dc:description><rdf:Alt><rdf:li xml:lang="x-default">Bride and groom</rdf:li>'
+        "</rdf:Alt></dc:description>"))
+    for suffix in (".jpg", ".tif", ".png"):
+        out = raw.parent / f"out{suffix}"
+        assert hostplug("render", raw, "-o", out, "--long-edge", "100").exit_code == 0
+        exif = read_metadata(out)[0]
+        assert exif["Exif.Image.Artist"] == "Ana Lima; Rui Sousa"
+        assert exif["Exif.Image.Copyright"] == "(c) 2026 Ana Lima, all rights reserved"
+        assert exif["Exif.Image.ImageDescription"] == "Bride and groom"
 
 
 def test_the_keyword_tree_publisher_and_terms_of_use_reach_the_output(raw: Path) -> None:

@@ -35,6 +35,7 @@ from engine.recipe import Recipe
 from engine.results import ProgressCallback, Rendered, RenderResult
 from engine.stage_cache import StageCache
 from engine.xmp.capture_time import with_capture_time
+from engine.xmp.exif_credits import with_credits
 from engine.xmp.location import with_position
 
 __all__ = ["OutputOptions", "RenderResult", "file_sha256", "output_xmp", "provenance_xmp", "render_file",
@@ -121,8 +122,8 @@ def _write_rendered(rendered: Rendered, path: str | Path, options: OutputOptions
     _check_not_input(Path(path), rendered.source.path)
     # the provenance last: a script carrying an older output's XMP forward had its recipe recorded over this one's
     xmp = output_xmp(options, rendered, fmt) | (extra_xmp or {}) | provenance_xmp(rendered)
-    # a sidecar's geotag and capture time are the photographer's: they win over the camera's
-    exif = with_capture_time(with_position(rendered.source.exif, xmp), xmp)
+    # a sidecar's geotag, capture time and credits are the photographer's: they win over the camera's
+    exif = with_credits(with_capture_time(with_position(rendered.source.exif, xmp), xmp), xmp)
     return _write.write_image(rendered.pixels, path, options, exif=exif, xmp=xmp, hold=hold)
 
 
