@@ -23,6 +23,7 @@ from engine.errors import OutputError
 from engine.output.icc import icc_profile
 from engine.output.metadata import exiv2_xmp, read_exif
 from engine.output.write import OutputOptions, write_image
+from tests.conftest import read_metadata
 
 RAWSAMPLES = Path(__file__).resolve().parents[2] / "shared" / "rawsamples"
 
@@ -968,3 +969,13 @@ def test_a_keyword_beginning_type_keeps_its_text() -> None:
                                                                 "Xmp.dc.publisher[1]": "Studio Nord"}
     assert exiv2_xmp({"Xmp.dc.publisher": ["type=Seq x"]}) == {"Xmp.dc.publisher": ["type=Seq x"]}
     assert exiv2_xmp({"Xmp.dc.creator": ["A", "B"]}) == {"Xmp.dc.creator": ["A", "B"]}  # ordered: a Seq
+
+
+def test_an_exif_version_older_than_its_time_offsets_is_raised_to_hold_them(tmp_path: Path) -> None:
+    # a tester's outputs said Exif 0221 beside the OffsetTime tags of Exif 2.31, which exiftool -validate flags
+    old = {**EXIF, "Exif.Photo.ExifVersion": "48 50 50 49"}  # 0221, as most raws state
+    exif, _xmp = read_metadata(write_image(colour_patch(), tmp_path / "out.jpg", exif=old))
+    assert "Exif.Photo.OffsetTime" in exif and exif["Exif.Photo.ExifVersion"] == "48 50 51 50"  # 0232
+    newer = {**EXIF, "Exif.Photo.ExifVersion": "48 50 51 50"}
+    exif, _xmp = read_metadata(write_image(colour_patch(), tmp_path / "new.jpg", exif=newer))
+    assert exif["Exif.Photo.ExifVersion"] == "48 50 51 50"

@@ -289,7 +289,17 @@ def _output_exif(exif: dict[str, str] | None, shape: tuple[int, ...], space: RGB
         stated |= {"Exif.Photo.PixelXDimension": str(shape[1]), "Exif.Photo.PixelYDimension": str(shape[0])}
     if fmt == "jpeg":
         stated |= {"Exif.Photo.ComponentsConfiguration": "1 2 3 0", "Exif.Image.YCbCrPositioning": "1"}
+    if any(key.startswith("Exif.Photo.OffsetTime") for key in stated) and _exif_version(stated) < "0231":
+        stated["Exif.Photo.ExifVersion"] = required["Exif.Photo.ExifVersion"]  # the offsets are Exif 2.31's
     return stated
+
+
+def _exif_version(exif: dict[str, str]) -> str:
+    """The Exif version an EXIF states ("0221"; exiv2 gives its four bytes as numbers, "48 50 50 49")."""
+    try:
+        return bytes(int(n) for n in exif.get("Exif.Photo.ExifVersion", "").split()).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 # When the file was changed (Exif's DateTime, its offset and fraction): this file's, not the raw's (a tester read
