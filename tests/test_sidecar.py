@@ -518,3 +518,19 @@ def test_a_sidecar_time_equal_to_a_camera_s_zone_given_in_offsettime_only_keeps_
     camera = {"Exif.Photo.DateTimeOriginal": "2026:07:20 22:20:59", "Exif.Image.DateTime": "2026:07:20 22:20:59",
               "Exif.Photo.OffsetTime": "+01:00", "Exif.Photo.SubSecTimeOriginal": "43"}
     assert with_capture_time(camera, {"Xmp.exif.DateTimeOriginal": "2026-07-20T22:20:59+01:00"}) == camera
+
+
+def test_a_corrected_capture_time_corrects_the_digitized_time_the_camera_gave_as_the_same() -> None:
+    # a tester's output said 05:00 taken and 03:04 digitized: darktable's date editor writes DateTimeOriginal only
+    from engine.xmp.capture_time import with_capture_time
+
+    camera = {"Exif.Photo.DateTimeOriginal": "2020:01:02 03:04:05",
+              "Exif.Photo.DateTimeDigitized": "2020:01:02 03:04:05",
+              "Exif.Photo.OffsetTimeOriginal": "+02:00", "Exif.Photo.OffsetTimeDigitized": "+02:00"}
+    corrected = with_capture_time(camera, {"Xmp.exif.DateTimeOriginal": "2020-01-02T05:00:00+02:00"})
+    assert corrected is not None
+    assert corrected["Exif.Photo.DateTimeOriginal"] == "2020:01:02 05:00:00"
+    assert corrected["Exif.Photo.DateTimeDigitized"] == "2020:01:02 05:00:00"
+    scanned = {**camera, "Exif.Photo.DateTimeDigitized": "2021:05:06 07:08:09"}  # a slide scanned later: its own
+    corrected = with_capture_time(scanned, {"Xmp.exif.DateTimeOriginal": "2020-01-02T05:00:00+02:00"})
+    assert corrected is not None and corrected["Exif.Photo.DateTimeDigitized"] == "2021:05:06 07:08:09"

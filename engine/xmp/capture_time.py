@@ -5,7 +5,8 @@ to every output like the geotag.
 A sidecar's ``exif:DateTimeOriginal`` (else ``photoshop:DateCreated``) is the photographer's: it replaces the raw's
 own EXIF DateTimeOriginal, with its fraction of a second and its offset from UTC (:func:`with_capture_time`), so a
 studio that corrected two bodies' clocks delivers files that sort and date as shot. ``xmp:CreateDate`` does the
-same for DateTimeDigitized. A sidecar time equal to the camera's, to the second, keeps the camera's fraction.
+same for DateTimeDigitized; without it, DateTimeDigitized follows the corrected DateTimeOriginal where the camera's
+two were the same. A sidecar time equal to the camera's, to the second, keeps the camera's fraction.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def with_capture_time(exif: dict[str, str] | None, xmp: dict[str, Any]) -> dict[
     if taken is None and digitized is None:
         return exif
     out = dict(exif or {})
+    if digitized is None and taken is not None and _same_instant(out, "Original", "Digitized"):
+        digitized = taken  # the camera's two times were one: a corrected capture time corrects both (a tester's
+        # DateTimeDigitized stayed two hours off, darktable's date editor writing exif:DateTimeOriginal only)
     for when, suffix in ((taken, "Original"), (digitized, "Digitized")):
         if when is not None:
             _set_time(out, suffix, *when)
@@ -69,6 +73,15 @@ def taken_at(xmp: dict[str, Any]) -> datetime.datetime | None:
 def _original(xmp: dict[str, Any]) -> tuple[str, str | None, str | None] | None:
     """The capture time ``xmp`` states (exif:DateTimeOriginal, else photoshop:DateCreated), :func:`_parsed`."""
     return _parsed(str(xmp.get("Xmp.exif.DateTimeOriginal") or xmp.get("Xmp.photoshop.DateCreated") or ""))
+
+
+def _same_instant(exif: dict[str, str], first: str, second: str) -> bool:
+    """Whether the camera's DateTime{first} and DateTime{second} are the same time, in the same zone."""
+    def stated(suffix: str) -> tuple[str, str]:
+        return (exif.get(f"Exif.Photo.DateTime{suffix}", "").strip(),
+                exif.get(f"Exif.Photo.OffsetTime{suffix}", "").strip())
+
+    return bool(stated(first)[0]) and stated(first) == stated(second)
 
 
 def _set_time(exif: dict[str, str], suffix: str, stamp: str, fraction: str | None, offset: str | None) -> None:
