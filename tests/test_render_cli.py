@@ -431,6 +431,15 @@ def test_a_raw_and_jpeg_pair_get_an_output_each(tmp_path: Path, sample_dng: Path
     assert recipe_of(out / "IMG_0001_dng.png") is not None
 
 
+def test_a_long_edge_beyond_the_pictures_is_said_not_met(tmp_path: Path, sample_dng: Path) -> None:
+    # a tester's delivery to a client's 4000 px went out at 900 px, exit 0, without a word
+    result = hostplug("render", sample_dng, "-o", tmp_path / "big.jpg", "--long-edge", "4000")
+    assert result.exit_code == 0 and read_rgb(tmp_path / "big.jpg").shape == (600, 900, 3)
+    assert (f"hostplug: note: {tmp_path / 'big.jpg'} is 900 x 600, the picture's own size: a long edge of 4000 is "
+            "more than it has (hostplug does not enlarge)") in result.stderr
+    assert "note:" not in hostplug("render", sample_dng, "-o", tmp_path / "small.jpg", "--long-edge", "400").stderr
+
+
 def test_outputs_of_same_named_raws_from_two_folders_are_named_alike_in_any_order(tmp_path: Path) -> None:
     # a/IMG_0001.CR2 and b/IMG_0001.CR2 into one --out-dir: the -2 went to whichever came second, so a list made
     # by find (in directory order) named each raw's output differently from one run to the next

@@ -269,7 +269,8 @@ def render_files(source: str | Path | Source, outputs: Sequence[tuple[str | Path
         from engine.stages.white_balance import white_decided  # (loaded with the render)
 
         notice = "; ".join(said for said in (notice, _tint_limited_note(rendered.notes),
-                                             _exif_left_out_note(rendered, targets)) if said) or None
+                                             _exif_left_out_note(rendered, targets),
+                                             _not_enlarged_note(rendered, targets)) if said) or None
     return RenderResult(input=path, outputs=written, recipe=recipe, seconds=time.perf_counter() - start,
                         timings=dict(rendered.timings), orientation=rendered.orientation,
                         source_sha256=opened.sha256, white_balance=white_decided(rendered.notes), notice=notice)
@@ -283,6 +284,16 @@ def _tint_limited_note(notes: dict[str, Any]) -> str | None:
         return None
     return (f"tint {limited['asked']:+g} at {limited['temperature']:g} K is beyond what this camera's colour "
             f"calibration balances to white: rendered with tint {limited['used']:+g}")
+
+
+def _not_enlarged_note(rendered: Rendered, targets: list[tuple[Path, OutputOptions]]) -> str | None:
+    """The outputs asked for a long edge beyond the picture's, which are written at its own size (a tester's
+    delivery to a client's 4000 px went out at 900 px without a word), or None."""
+    height, width = rendered.pixels.shape[:2]
+    said = [f"{target} is {width} x {height}, the picture's own size: a long edge of {options.long_edge} is more "
+            "than it has (hostplug does not enlarge)" for target, options in targets
+            if options.long_edge is not None and options.long_edge > max(width, height)]
+    return "; ".join(said) or None
 
 
 def _exif_left_out_note(rendered: Rendered, targets: list[tuple[Path, OutputOptions]]) -> str | None:

@@ -16,10 +16,12 @@ _EXIF_OF = {"Xmp.dc.creator": "Exif.Image.Artist", "Xmp.dc.rights": "Exif.Image.
             "Xmp.dc.description": "Exif.Image.ImageDescription"}
 
 
-def with_credits(exif: dict[str, str], xmp: dict[str, Any]) -> dict[str, str]:
+def with_credits(exif: dict[str, str] | None, xmp: dict[str, Any]) -> dict[str, str] | None:
     """``exif`` with Artist, Copyright and ImageDescription taken from ``xmp``'s creator, rights and description
     where it has them (several creators joined by "; ", as Lightroom writes them into Artist; a language
-    alternative's default text)."""
+    alternative's default text); None stays None (no EXIF is written)."""
+    if exif is None:
+        return None
     credited = dict(exif)
     for key, tag in _EXIF_OF.items():
         text = _text(xmp.get(key))
