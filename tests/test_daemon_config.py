@@ -48,12 +48,28 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     ('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\nlong_edge = 8\n', "at least 16 pixels"),
     # a JPEG's quality on a TIFF output was ignored, as if it had been read
     ('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\nquality = 50\n', "'quality' is a JPEG's"),
+    ('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\nformat = "jpeg"\ncompression = "deflate"\n',
+     "'compression' is a TIFF's"),
+    ('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\ncompression = "lzw"\n',
+     "'compression' must be one of none, deflate"),
 ])
 def test_bad_values_are_refused_with_their_place(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_config(path)
+
+
+def test_a_tiff_output_may_be_compressed_and_older_hashes_stay(tmp_path: Path) -> None:
+    # a tester's studio masters could only be uncompressed ("unknown key 'compression'")
+    from hostplug.daemon.job import output_options
+
+    path = tmp_path / "c.toml"
+    path.write_text('[[folder]]\npath = "in"\n[[folder.output]]\nfolder = "o"\ncompression = "deflate"\n'
+                    '[[folder.output]]\nfolder = "p"\n')
+    deflated, plain = load_config(path).folders[0].outputs
+    assert output_options(deflated).compression == "deflate" and deflated.describe()["compression"] == "deflate"
+    assert output_options(plain).compression == "none" and "compression" not in plain.describe()  # as before
 
 
 def _watch(*args: object):

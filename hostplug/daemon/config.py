@@ -22,6 +22,7 @@ from engine.output.formats import (
     MIN_LONG_EDGE,
     SPACE_ALIASES,
     SPACE_NAMES,
+    TIFF_COMPRESSIONS,
     canonical_name,
 )
 from hostplug.daemon.errors import ConfigError
@@ -92,6 +93,7 @@ class OutputSpec:
     space: str = "srgb"
     long_edge: int | None = None
     beside_original: bool = False  # the dropped file is a copy: write next to its original (:mod:`.beside`)
+    compression: str = "none"  # a TIFF's: none or deflate
 
     @property
     def suffix(self) -> str:
@@ -102,7 +104,8 @@ class OutputSpec:
         """JSON-ready form (what a recipe hash covers)."""
         described = {"folder": str(self.folder), "template": self.template, "format": self.format,
                      "bits": self.bits, "quality": self.quality, "space": self.space, "long_edge": self.long_edge}
-        return described | ({"beside_original": True} if self.beside_original else {})
+        return described | ({"beside_original": True} if self.beside_original else {}) | (
+            {"compression": self.compression} if self.compression != "none" else {})  # (hashes made before stay)
 
 
 @dataclass(frozen=True)
@@ -257,12 +260,16 @@ def parse_output(data: Any, where: str, base: Path) -> OutputSpec:
     if not 1 <= quality <= 100:
         raise ConfigError(f"{where}: 'quality' must be between 1 and 100, not {quality}")
     space = t.choice("space", SPACE_NAMES, "srgb", SPACE_ALIASES)
+    if "compression" in t.data and fmt != "tiff":
+        raise ConfigError(f"{where}: 'compression' is a TIFF's; this output is {fmt.upper()} (leave it out)")
+    compression = t.choice("compression", TIFF_COMPRESSIONS, "none")  # a studio's masters: deflate, smaller
     long_edge = t.positive("long_edge", None, int)
     if long_edge is not None and long_edge < MIN_LONG_EDGE:
         raise ConfigError(f"{t.where}: 'long_edge' must be at least {MIN_LONG_EDGE} pixels, not {long_edge}")
     t.done()
     return OutputSpec(folder=_path(folder, base) if folder else None, template=template, format=fmt, bits=bits,
-                      quality=quality, space=space, long_edge=long_edge, beside_original=beside)
+                      quality=quality, space=space, long_edge=long_edge, beside_original=beside,
+                      compression=compression)
 
 
 def parse_folder(data: Any, where: str, base: Path) -> FolderConfig:

@@ -126,7 +126,7 @@ def output_options(spec: OutputSpec) -> OutputOptions:
     from engine.output.formats import OutputOptions
 
     return OutputOptions(format=spec.format, bits=spec.bits, quality=spec.quality, space=spec.space,
-                         long_edge=spec.long_edge, overwrite=True)
+                         long_edge=spec.long_edge, compression=spec.compression, overwrite=True)
 
 
 def _stamped(spec: OutputSpec, target: str) -> OutputOptions:
