@@ -79,13 +79,13 @@ def _render(raw: Path, out: Path, *options: object) -> dict:
     return json.loads(result.stdout)
 
 
-def test_the_packet_is_read_from_tag_700_of_a_dng_only(block: object, tmp_path: Path) -> None:
+def test_the_packet_is_read_from_tag_700_of_a_dng_or_tiff(block: object, tmp_path: Path) -> None:
     raw = _dng(block, tmp_path, _packet())
     assert embedded_packet(raw) == _packet()
     assert embedded_packet(_dng(block, tmp_path / "bare", None)) is None
     tiff = tmp_path / "picture.tif"
     tifffile.imwrite(tiff, np.zeros((4, 4), np.uint8), extratags=[(700, "B", len(_packet()), _packet(), True)])
-    assert embedded_packet(tiff) is None  # an image's XMP is the image's, not a raw's edit
+    assert embedded_packet(tiff) == _packet()  # read for its catalogue data only (see the test below)
     fifo = tmp_path / "pipe.dng"
     os.mkfifo(fifo)
     assert embedded_packet(fifo) is None  # not waited on: the render refuses the FIFO itself
@@ -231,3 +231,29 @@ def test_a_packet_too_large_is_refused_before_it_is_read(block: object, tmp_path
     with pytest.raises(Exception, match=r"embedded XMP: refused, \d+ bytes is far too large for an XMP packet"):
         embedded_packet(raw)
     assert not read
+
+
+def test_an_images_own_xmp_gives_its_keywords_and_rating_not_its_edits(tmp_path: Path) -> None:
+    """A tester's Lightroom-keyworded JPEG was rendered without its keywords, rating and creator; its develop
+    settings and rotation describe pixels that hold them already, and must not be applied again."""
+    import pyexiv2
+    from PIL import Image
+
+    image = tmp_path / "kw.jpg"
+    Image.new("RGB", (60, 40), (120, 110, 100)).save(image, quality=95)
+    with pyexiv2.Image(str(image)) as handle:
+        handle.modify_xmp({"Xmp.dc.subject": ["alpha", "beta"], "Xmp.xmp.Rating": "3",
+                           "Xmp.dc.creator": ["XMP Creator"], "Xmp.crs.Exposure2012": "+2.00",
+                           "Xmp.crs.WhiteBalance": "As Shot", "Xmp.tiff.Orientation": "6"})
+        handle.modify_exif({"Exif.Image.Orientation": "1"})  # (exiv2 copied the XMP's into the EXIF)
+    info = read_sidecar(image)
+    assert info is not None and (info.rating, info.keywords) == (3, ["alpha", "beta"])
+    assert info.hints == {} and info.orientation is None and sidecar_orientation(image) is None
+    out = tmp_path / "out.jpg"
+    result = hostplug("render", image, "-o", out)
+    assert result.exit_code == 0, result.output
+    exif, xmp = read_metadata(out)
+    assert (xmp["Xmp.dc.subject"], xmp["Xmp.xmp.Rating"], xmp["Xmp.dc.creator"]) == (["alpha", "beta"], "3",
+                                                                                     ["XMP Creator"])
+    assert json.loads(xmp["Xmp.hostplug.recipe"]).get("exposure", 0.0) == 0.0 and cv2.imread(str(out)).shape[:2] \
+        == (40, 60)  # not brightened, not turned

@@ -1,5 +1,7 @@
-"""A DNG's own XMP packet: where Lightroom and Camera Raw keep a DNG's develop settings, rotation, rating and
-keywords instead of writing a sidecar (TIFF tag 700, XMLPacket, in IFD0).
+"""A file's own XMP packet: where Lightroom and Camera Raw keep a DNG's develop settings, rotation, rating and
+keywords instead of writing a sidecar (TIFF tag 700, XMLPacket, in IFD0), and where they (and Photo Mechanic,
+Bridge...) keep a JPEG's, a PNG's or a TIFF's keywords, rating and credits (a tester's keyworded JPEG was
+rendered without them).
 
 The packet is found and read with tifffile, which the DNG reader loads anyway, and never parsed here: a DNG
 without a packet costs one look at its first directory and loads no XMP parser. hostplug only reads it; edits go
@@ -23,10 +25,13 @@ def embedded_name(raw: Path) -> str:
 
 
 def embedded_packet(raw: Path) -> bytes | None:
-    """The XMP packet in IFD0 of the DNG ``raw``, or None for another file (by its suffix), a DNG without one or a
-    file tifffile does not read (its render says what is wrong with it). :class:`SidecarError` for a packet that
-    is there but cannot be read."""
-    if raw.suffix.lower() != ".dng":
+    """The XMP packet of the DNG or TIFF ``raw`` (in IFD0) or of the JPEG or PNG ``raw``, or None for another file
+    (by its suffix), one without a packet or one that cannot be read as its kind (its render says what is wrong
+    with it). :class:`SidecarError` for a packet that is there but cannot be read."""
+    suffix = raw.suffix.lower()
+    if suffix in (".jpg", ".jpeg", ".png"):
+        return _image_packet(raw)
+    if suffix not in (".dng", ".tif", ".tiff"):
         return None
     value = _tag_value(raw)
     if value is None:
@@ -67,3 +72,19 @@ def _tag_value(raw: Path) -> Any:
                 return tag.value  # read only now: tifffile leaves a large value in the file until asked
             except Exception as e:  # noqa: BLE001 - a read error (tifffile already left out a tag past the end)
                 raise SidecarError(f"{embedded_name(raw)}: cannot be read ({type(e).__name__}: {e})") from e
+
+
+def _image_packet(image: Path) -> bytes | None:
+    """The XMP packet of a JPEG (its APP1 segment; Extended XMP is not read) or PNG (its iTXt chunk), read by
+    exiv2; None when it has none or exiv2 cannot read the file."""
+    from engine.output.metadata import EXIV2, exiv2_image
+
+    try:  # (exiv2_image refuses a FIFO or a device, which exiv2 would wait on)
+        with EXIV2, exiv2_image(image) as handle:
+            text = handle.read_raw_xmp()
+    except Exception:  # noqa: BLE001 - pyexiv2 raises RuntimeError or its own types: no packet to read
+        return None
+    data = text.encode("utf-8", "replace") if isinstance(text, str) else bytes(text or b"")
+    if len(data) > MAX_EMBEDDED_BYTES:
+        raise SidecarError(f"{embedded_name(image)}: refused, {len(data)} bytes is far too large for an XMP packet")
+    return data if data.strip() else None

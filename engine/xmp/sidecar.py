@@ -151,13 +151,16 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     darktable_from = ""
     exif = functools.partial(exif_orientation, raw)  # asked only for darktable's version 1 orientation
     for index, (tree, where) in enumerate(packets):
-        turn = turn or orientation(tree, where, exif)
-        if not darktable:
+        # an image's own XMP gives its catalogue data only: its develop settings, rotation and history describe
+        # pixels that hold them already (a Lightroom export's +1 EV would be applied twice)
+        edits = index < len(paths) or not _is_image(raw)
+        turn = turn or (orientation(tree, where, exif) if edits else None)
+        if not darktable and edits:
             darktable, darktable_from = darktable_edits(tree, where), where
         ours = _recipe_properties(tree, where) if index < len(paths) else {}
         if ours and recipe is None:
             primary, recipe = paths[index], properties_to_recipe(ours, where)
-        if not set(adobe) & _HINTED:  # the first packet with settings a render takes (not a crop alone)
+        if edits and not set(adobe) & _HINTED:  # the first packet with settings a render takes (not a crop alone)
             found = adobe_settings(tree)
             if found and (set(found) & _HINTED or not adobe):
                 adobe, adobe_from = found, where
@@ -175,13 +178,22 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
                        darktable_edits=darktable, darktable_from=darktable_from if darktable else "")
 
 
+def _is_image(path: Path) -> bool:
+    """Whether ``path`` is a display-referred image (JPEG, PNG, TIFF), whose own XMP is no edit to apply."""
+    from engine.io.formats import RGB_SUFFIXES
+
+    return path.suffix.lower() in RGB_SUFFIXES
+
+
 def sidecar_orientation(raw: Path) -> Orientation | None:
     """The orientation the sidecars of ``raw`` set (the first that sets one: ``IMG_0001.CR2.xmp``, then Adobe's
     ``IMG_0001.xmp``), else a DNG's own XMP, or None: the file's own EXIF orientation applies.
     :class:`SidecarError` for a malformed packet or a value that is no orientation."""
     raw = Path(raw)
     exif = functools.partial(exif_orientation, raw)
-    turns = (orientation(tree, where, exif) for tree, where in _packets(raw, find_sidecars(raw)))
+    sidecars = find_sidecars(raw)
+    turns = (orientation(tree, where, exif) for index, (tree, where) in enumerate(_packets(raw, sidecars))
+             if index < len(sidecars) or not _is_image(raw))  # (an image's own XMP: see read_sidecar)
     return next((turn for turn in turns if turn is not None), None)
 
 

@@ -106,7 +106,9 @@ def _show_text(info_json: dict[str, Any]) -> str:
             f" (darktable's duplicates {', '.join(duplicates)} are not read)" if duplicates else "")
     lines.append(f"  sidecar:    {', '.join(info_json['sidecars']) or 'none'}")
     if info_json["embedded_xmp"]:
-        lines.append("  embedded:   the DNG's own XMP, read after the sidecars (hostplug edit writes the sidecar)")
+        own = ("the DNG's own XMP" if info_json["input"].lower().endswith(".dng") else
+               "the image's own XMP, for its rating, labels, keywords and credits")
+        lines.append(f"  embedded:   {own}, read after the sidecars (hostplug edit writes the sidecar)")
     if info_json["recipe"] is not None:
         lines.append(f"  recipe:     {_describe(info_json['changed'])}")
     else:
