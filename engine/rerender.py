@@ -247,7 +247,9 @@ def image_format(path: Path) -> ImageLayout:
 
 
 def _tiff_layout(path: Path) -> ImageLayout:
-    """A TIFF's first page: bits per channel and compression ("deflate", else "none": hostplug writes no other);
+    """A TIFF's first page: bits per channel and compression ("none", else "deflate": the one hostplug writes,
+    which keeps an editor's LZW or ZIP TIFF compressed when it is rendered again in place, as a tester's LZW
+    TIFF grew 55 % uncompressed);
     CorruptInputError for one tifffile cannot read (truncated, or its header points nowhere), whatever tifffile
     raises for it."""
     import tifffile
@@ -259,8 +261,7 @@ def _tiff_layout(path: Path) -> ImageLayout:
     except Exception as e:  # noqa: BLE001 - tifffile raises IndexError, ValueError, TiffFileError... on damage
         raise CorruptInputError(f"{path}: the TIFF file is damaged or truncated (its first image cannot be "
                                 "read)") from e
-    deflate = compression in (tifffile.COMPRESSION.ADOBE_DEFLATE, tifffile.COMPRESSION.DEFLATE)
-    return ImageLayout("tiff", bits, "deflate" if deflate else "none")
+    return ImageLayout("tiff", bits, "none" if compression == tifffile.COMPRESSION.NONE else "deflate")
 
 
 TAKEN_TRIES = 5  # free names tried when other re-renders of the same output take them first

@@ -400,6 +400,15 @@ def test_open_rerender_uses_the_raws_sidecar_recipe(raw: Path) -> None:
         assert tif.pages[0].bitspersample == 8  # the editor asked for 8 bits: it keeps them
 
 
+def test_an_editors_compressed_tiff_stays_compressed_when_rendered_again_in_place(raw: Path) -> None:
+    # a tester's LZW -Edit.tif came back uncompressed, 55 % larger
+    edit = raw.with_name(f"{NAME}-Edit.tif")
+    tifffile.imwrite(edit, np.full((8, 12, 3), 7, dtype=np.uint8), photometric="rgb", compression="lzw")
+    assert open_json(edit)["output"] == str(edit)
+    with tifffile.TiffFile(edit) as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE and tif.pages[0].bitspersample == 8
+
+
 def test_find_source_by_recorded_hash_after_both_were_renamed(tmp_path: Path, sample_dng: Path) -> None:
     library = tmp_path / "library"
     library.mkdir()
