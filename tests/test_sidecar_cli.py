@@ -220,6 +220,25 @@ def test_the_sidecars_creator_rights_and_caption_replace_the_cameras_exif_ones(r
         assert exif["Exif.Image.ImageDescription"] == "Bride and groom"
 
 
+def test_iptc_cores_credit_line_embargo_and_job_reach_the_output(raw: Path) -> None:
+    # a tester's press file lost its embargo instruction, credit line and job identifier
+    (raw.parent / "IMG_0001.dng.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+        'photoshop:Credit="Studio Nord / Agency" photoshop:Instructions="Embargo until Monday 09:00" '
+        'photoshop:Source="Agency" photoshop:CaptionWriter="AL" photoshop:AuthorsPosition="Staff photographer" '
+        'photoshop:TransmissionReference="JOB-2026-114"/></rdf:RDF></x:xmpmeta>')
+    out = raw.parent / "out.jpg"
+    assert hostplug("render", raw, "-o", out, "--long-edge", "100").exit_code == 0
+    assert hostplug("rerender", out, "--exposure", "0.2").exit_code == 0
+    for made in (out, raw.parent / "out_rerender.jpg"):
+        xmp = xmp_of(made)
+        assert (xmp["Xmp.photoshop.Credit"], xmp["Xmp.photoshop.Instructions"]) == ("Studio Nord / Agency",
+                                                                                  "Embargo until Monday 09:00")
+        assert (xmp["Xmp.photoshop.Source"], xmp["Xmp.photoshop.CaptionWriter"], xmp["Xmp.photoshop.AuthorsPosition"],
+                xmp["Xmp.photoshop.TransmissionReference"]) == ("Agency", "AL", "Staff photographer", "JOB-2026-114")
+
+
 def test_the_keyword_tree_publisher_and_terms_of_use_reach_the_output(raw: Path) -> None:
     """A tester's: lr:hierarchicalSubject was dropped, so darktable made flat tags of the output's keywords; the
     licence terms (xmpRights:UsageTerms) and the publisher were dropped too."""

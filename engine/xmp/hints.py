@@ -29,6 +29,7 @@ from engine.xmp.namespaces import (
     DARKTABLE_NS,
     DC_NS,
     LIGHTROOM_NS,
+    PHOTOSHOP_NS,
     RDF_NS,
     RIGHTS_NS,
     TIFF_NS,
@@ -403,14 +404,18 @@ _CREDIT_ARRAYS = {(DC_NS, "creator"): "Xmp.dc.creator", (DC_NS, "publisher"): "X
 _CREDIT_TEXTS = {(DC_NS, "rights"): "Xmp.dc.rights", (DC_NS, "title"): "Xmp.dc.title",  # language alternatives
                  (DC_NS, "description"): "Xmp.dc.description", (RIGHTS_NS, "UsageTerms"): "Xmp.xmpRights.UsageTerms"}
 _CREDIT_SIMPLE = {(RIGHTS_NS, "WebStatement"): "Xmp.xmpRights.WebStatement",
-                  (RIGHTS_NS, "Marked"): "Xmp.xmpRights.Marked"}
+                  (RIGHTS_NS, "Marked"): "Xmp.xmpRights.Marked",
+                  # IPTC Core's credit line, embargo, job and writer (a tester's press file lost its embargo)
+                  **{(PHOTOSHOP_NS, name): f"Xmp.photoshop.{name}" for name in (
+                      "Credit", "Instructions", "Source", "CaptionWriter", "AuthorsPosition", "TransmissionReference")}}
 
 CREDIT_KEYS = (*_CREDIT_ARRAYS.values(), *_CREDIT_TEXTS.values(), *_CREDIT_SIMPLE.values())  # what credits() gives
 
 
 def credits(tree: etree._ElementTree) -> dict[str, Any]:
     """dc:creator, dc:publisher, dc:rights, dc:title, dc:description, the xmpRights usage terms, web statement
-    and copyright flag, and lr:hierarchicalSubject as output XMP (pyexiv2 keys); a language alternative keeps
+    and copyright flag, lr:hierarchicalSubject, and IPTC Core's credit line, instructions (an embargo), source,
+    caption writer, creator's job title and job identifier as output XMP (pyexiv2 keys); a language alternative keeps
     every language, its x-default first (the first text stands for it when none is marked x-default)."""
     found: dict[str, Any] = {}
     for (namespace, name), key in _CREDIT_ARRAYS.items():

@@ -13,11 +13,12 @@ import re
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from engine.xmp.namespaces import PHOTOSHOP_NS
+
 if TYPE_CHECKING:
     from lxml import etree
 
 EXIF_NS = "http://ns.adobe.com/exif/1.0/"
-PHOTOSHOP_NS = "http://ns.adobe.com/photoshop/1.0/"
 IPTC_CORE_NS = "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/"
 
 # sidecar property -> output XMP key (pyexiv2's prefixes: "iptc" is Iptc4xmpCore)

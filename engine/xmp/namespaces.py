@@ -13,4 +13,5 @@ DC_NS = "http://purl.org/dc/elements/1.1/"  # dc:subject keywords
 TIFF_NS = "http://ns.adobe.com/tiff/1.0/"  # tiff:Orientation (Lightroom, Camera Raw, digiKam, exiftool)
 RIGHTS_NS = "http://ns.adobe.com/xap/1.0/rights/"  # xmpRights:UsageTerms, WebStatement, Marked
 LIGHTROOM_NS = "http://ns.adobe.com/lightroom/1.0/"  # lr:hierarchicalSubject, the keyword tree
+PHOTOSHOP_NS = "http://ns.adobe.com/photoshop/1.0/"  # IPTC Core's headline, place, credit line, instructions
 DARKTABLE_NS = "http://darktable.sf.net/"  # darktable's history, colour labels, tags
