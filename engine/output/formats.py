@@ -4,6 +4,7 @@ these tables (importing nothing heavy, not even numpy, so a command line builds 
 from __future__ import annotations
 
 import numbers
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -153,7 +154,8 @@ def output_names(sources: list[Path], fmt: str | None, folder: Path | None = Non
              if shared[_identity(name)] > 1 else name for source, name in zip(sources, names, strict=True)]
     taken: set[str] = set()
     unique: list[Path] = list(names)
-    for i in sorted(range(len(sources)), key=lambda i: _identity(sources[i])):
+    # (by the path as given, made absolute: resolving a source would follow a link loop, which its render refuses)
+    for i in sorted(range(len(sources)), key=lambda i: os.path.abspath(sources[i])):
         candidate, number = names[i], 2
         while _identity(candidate) in taken:
             candidate, number = names[i].with_name(f"{names[i].stem}-{number}{names[i].suffix}"), number + 1
