@@ -257,3 +257,16 @@ def test_an_images_own_xmp_gives_its_keywords_and_rating_not_its_edits(tmp_path:
                                                                                      ["XMP Creator"])
     assert json.loads(xmp["Xmp.hostplug.recipe"]).get("exposure", 0.0) == 0.0 and cv2.imread(str(out)).shape[:2] \
         == (40, 60)  # not brightened, not turned
+
+
+def test_an_images_unreadable_xmp_is_left_out_and_the_image_renders(tmp_path: Path) -> None:
+    # an image's own XMP is read for its catalogue data only: a broken one must not stop a render that worked
+    # before it was read, nor print exiv2's warning on stdout (--json)
+    from PIL import Image
+
+    image = tmp_path / "broken.jpg"
+    Image.new("RGB", (60, 40), (100, 100, 100)).save(image)
+    data, xmp = image.read_bytes(), b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta><broken"
+    image.write_bytes(data[:2] + b"\xff\xe1" + (len(xmp) + 2).to_bytes(2, "big") + xmp + data[2:])
+    result = hostplug("render", image, "-o", tmp_path / "out.jpg", "--json", "--no-service")
+    assert result.exit_code == 0 and json.loads(result.stdout)["output"] == str(tmp_path / "out.jpg")

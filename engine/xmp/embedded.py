@@ -77,8 +77,9 @@ def _tag_value(raw: Path) -> Any:
 def _image_packet(image: Path) -> bytes | None:
     """The XMP packet of a JPEG (its APP1 segment; Extended XMP is not read) or PNG (its iTXt chunk), read by
     exiv2; None when it has none or exiv2 cannot read the file."""
-    from engine.output.metadata import EXIV2, exiv2_image
+    from engine.output.metadata import EXIV2, exiv2_image, register_namespace
 
+    register_namespace()  # and exiv2's warnings off stdout ("Failed to decode XMP metadata" broke --json)
     try:  # (exiv2_image refuses a FIFO or a device, which exiv2 would wait on)
         with EXIV2, exiv2_image(image) as handle:
             text = handle.read_raw_xmp()

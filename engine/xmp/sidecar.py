@@ -111,13 +111,16 @@ def _recipe_properties(tree: Any, where: str) -> dict[str, str]:
 def _packets(raw: Path, sidecars: list[Path]) -> Iterator[tuple[Any, str]]:
     """The XMP packets that speak for ``raw``, parsed, each with the name its messages give it, in the order their
     word counts: its ``sidecars``, then a DNG's own packet (:mod:`engine.xmp.embedded`), which Lightroom writes
-    instead of a sidecar. Lazily: a caller that stops at the first answer reads no further packet."""
+    instead of a sidecar, or an image's (left out when it cannot be read: a JPEG rendered without it before).
+    Lazily: a caller that stops at the first answer reads no further packet."""
     for path in sidecars:
         yield _read_packet(path)[0], str(path)
     try:
         inside = embedded_packet(raw)
         tree = None if inside is None else parse_packet(inside, embedded_name(raw))
     except SidecarError as e:  # the photographer cannot fix a packet inside the raw the way they fix a sidecar
+        if _is_image(raw):  # an image's own, read for its catalogue data only: it rendered without it before
+            return
         raise SidecarError(f"{e}; save the metadata to the file again in Lightroom, or remove the packet "
                            f"(exiftool -XMP:all= FILE) to render without its edits") from e
     if tree is not None:
