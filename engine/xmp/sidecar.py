@@ -108,13 +108,15 @@ def _recipe_properties(tree: Any, where: str) -> dict[str, str]:
     return {k: v for k, v in properties.items() if k not in OUTPUT_PROPERTIES}
 
 
-def _packets(raw: Path, sidecars: list[Path]) -> Iterator[tuple[Any, str]]:
-    """The XMP packets that speak for ``raw``, parsed, each with the name its messages give it, in the order their
-    word counts: its ``sidecars``, then a DNG's own packet (:mod:`engine.xmp.embedded`), which Lightroom writes
-    instead of a sidecar, or an image's (left out when it cannot be read: a JPEG rendered without it before).
-    Lazily: a caller that stops at the first answer reads no further packet."""
+def _packets(raw: Path, sidecars: list[Path]) -> Iterator[tuple[Any, str, bool]]:
+    """The XMP packets that speak for ``raw``, parsed, each with the name its messages give it and whether its
+    edits apply, in the order their word counts: its ``sidecars``, then a DNG's own packet
+    (:mod:`engine.xmp.embedded`), which Lightroom writes instead of a sidecar, or an image's (left out when it
+    cannot be read: a JPEG rendered without it before). An image's own XMP gives its catalogue data only: its
+    develop settings, rotation and history describe pixels that hold them already (a Lightroom export's +1 EV
+    would be applied twice). Lazily: a caller that stops at the first answer reads no further packet."""
     for path in sidecars:
-        yield _read_packet(path)[0], str(path)
+        yield _read_packet(path)[0], str(path), True
     try:
         inside = embedded_packet(raw)
         tree = None if inside is None else parse_packet(inside, embedded_name(raw))
@@ -124,7 +126,7 @@ def _packets(raw: Path, sidecars: list[Path]) -> Iterator[tuple[Any, str]]:
         raise SidecarError(f"{e}; save the metadata to the file again in Lightroom, or remove the packet "
                            f"(exiftool -XMP:all= FILE) to render without its edits") from e
     if tree is not None:
-        yield tree, embedded_name(raw)
+        yield tree, embedded_name(raw), not _is_image(raw)
 
 
 def read_sidecar(raw: Path) -> SidecarInfo | None:
@@ -153,10 +155,7 @@ def read_sidecar(raw: Path) -> SidecarInfo | None:
     darktable: list[str] = []
     darktable_from = ""
     exif = functools.partial(exif_orientation, raw)  # asked only for darktable's version 1 orientation
-    for index, (tree, where) in enumerate(packets):
-        # an image's own XMP gives its catalogue data only: its develop settings, rotation and history describe
-        # pixels that hold them already (a Lightroom export's +1 EV would be applied twice)
-        edits = index < len(paths) or not _is_image(raw)
+    for index, (tree, where, edits) in enumerate(packets):
         turn = turn or (orientation(tree, where, exif) if edits else None)
         if not darktable and edits:
             darktable, darktable_from = darktable_edits(tree, where), where
@@ -194,9 +193,7 @@ def sidecar_orientation(raw: Path) -> Orientation | None:
     :class:`SidecarError` for a malformed packet or a value that is no orientation."""
     raw = Path(raw)
     exif = functools.partial(exif_orientation, raw)
-    sidecars = find_sidecars(raw)
-    turns = (orientation(tree, where, exif) for index, (tree, where) in enumerate(_packets(raw, sidecars))
-             if index < len(sidecars) or not _is_image(raw))  # (an image's own XMP: see read_sidecar)
+    turns = (orientation(tree, where, exif) for tree, where, edits in _packets(raw, find_sidecars(raw)) if edits)
     return next((turn for turn in turns if turn is not None), None)
 
 
