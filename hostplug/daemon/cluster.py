@@ -597,8 +597,8 @@ class RayPool:
         self.ray: Any = None
         self.journal: Any = None
         self.prefix = actor_prefix(config.journal)
-        self._stop_signal: int | None = None  # SIGTERM or SIGINT that came while joining the cluster
         self.undecided: list[tuple[Event, float]] = []  # renders lost to an unreachable worker, and until when
+        self.verdicts_checked = 0.0  # when Ray was last asked about their nodes (monotonic)
 
     # -- start -----------------------------------------------------------------------------------------------
 
@@ -607,18 +607,19 @@ class RayPool:
         while joining (up to a minute) ends the join at once and is handed to the handler in place before (the
         daemon's: it stops), with no worker started."""
         handlers = {s: signal.getsignal(s) for s in _STOPS}
+        stopped_by = None
         try:
             mode, address = self._join()
         except _StoppedWhileJoining as stop:
             with contextlib.suppress(Exception):
                 self.ray.shutdown()
-            self._stop_signal = stop.signum
+            stopped_by = stop.signum
         finally:
             for sig, handler in handlers.items():  # ray.init sets its own SIGTERM handler (sys.exit): the daemon's
                 if handler is not None:  # stops gracefully, letting renders finish
                     signal.signal(sig, handler)
-        if self._stop_signal is not None:  # the daemon's own handler takes it now
-            signal.raise_signal(self._stop_signal)
+        if stopped_by is not None:  # the daemon's own handler takes it now
+            signal.raise_signal(stopped_by)
             return
         from hostplug.daemon.journal import Journal
 
@@ -852,6 +853,10 @@ class RayPool:
         attempt given back), or, still alive after :data:`NODE_VERDICT_SECONDS`, a crash of the worker (counted:
         a raw that kills its worker must end as a failure)."""
         decided, now = [], time.monotonic()
+        due = any(now >= deadline for _lost, deadline in self.undecided)
+        if not self.undecided or (now - self.verdicts_checked < NODE_CHECK_SECONDS and not due):
+            return decided  # Ray is asked every NODE_CHECK_SECONDS, not at every 0.25 s poll
+        self.verdicts_checked = now
         for lost, deadline in list(self.undecided):
             gone = not self._node_alive(lost.slot.node)
             if gone or now >= deadline:
@@ -1039,7 +1044,7 @@ class _StoppedWhileJoining(BaseException):
 
 
 def _join_until_stopped(ray: Any, address: str) -> None:
-    """:func:`_join`, under handlers of SIGTERM and SIGINT that raise :class:`_StoppedWhileJoining`
+    """:func:`_join`, under handlers of the signals that stop the daemon that raise :class:`_StoppedWhileJoining`
     (:meth:`RayPool._join` puts them in place): a join can take 30-45 s, and a tester's SIGTERM then met the
     handler ray.init sets (``sys.exit(15)``: exit status 15, without a word), his Ctrl-C waited out the join."""
     try:
