@@ -82,6 +82,11 @@ def device_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)(command)
 
 
+def failure_record(input_path: str, message: str, exit_code: int) -> str:
+    """The ``--json`` line of an input that failed: ``{"input", "error", "exit_code"}``."""
+    return json_text({"input": input_path, "error": for_the_command_line(message), "exit_code": exit_code})
+
+
 def json_text(value: Any) -> str:
     """``value`` as JSON for ``--json``: one line per record, however many inputs (JSON Lines, which a script
     reads line by line; a tester's line reader broke on the indented object one input used to give)."""
@@ -151,9 +156,8 @@ def watchdog(seconds: float | None, what: str, rest: str = "", as_json: bool = F
             sys.stdout.flush()
         said = f"{what}: stopped after {seconds:g} s (--time-limit / {TIME_LIMIT_ENV}); its output was not written"
         if as_json:  # a script reading the records learns of the stopped input too (a tester's got none)
-            record = {"input": what, "error": for_the_command_line(said), "exit_code": TIME_LIMIT_EXIT}
             with contextlib.suppress(OSError):
-                os.write(1, (json_text(record) + "\n").encode(errors="replace"))
+                os.write(1, (failure_record(what, said, TIME_LIMIT_EXIT) + "\n").encode(errors="replace"))
         os.write(stderr, f"hostplug: error: {said}{rest}\n".encode(errors="replace"))
         os._exit(TIME_LIMIT_EXIT)
 
@@ -266,8 +270,7 @@ def for_each_input(inputs: Iterable[Path], action: Callable[[Path], Any], *, mus
                 on_error()
             error_line(e)
             if as_json:
-                click.echo(json_text({"input": str(path), "error": for_the_command_line(str(e)),
-                                      "exit_code": e.exit_code}))
+                click.echo(failure_record(str(path), str(e), e.exit_code))
         except BaseException as e:  # Ctrl-C, SIGTERM: the command's own line follows; first, what is left undone
             if len(inputs) > 1 and not isinstance(e, SystemExit):
                 if on_error is not None:
